@@ -1,0 +1,171 @@
+/**
+ * Functional reverse-mode autodiff over parameter trees.
+ *
+ * `valueAndGrad(f)(params, ...args)` records every primitive that touches a parameter on a tape,
+ * then walks the tape backwards applying each primitive's VJP. Everything the tape and the
+ * backward pass allocate is freed before it returns; only the value and the gradients remain.
+ */
+import { engine } from "./engine.ts";
+import { primitive, type TapeNode } from "./dispatch.ts";
+import { disposeTree, forEachTensor, keep, Tensor } from "./tensor.ts";
+import { add, full } from "./ops/elementwise.ts";
+import { sameShape, showShape } from "./shape.ts";
+
+/** A tree of parameters: nested plain objects and arrays whose leaves are tensors. */
+export type ParamTree = Tensor | readonly ParamTree[] | { readonly [k: string]: ParamTree };
+
+/** Maps every tensor leaf of a tree, keeping the tree's structure (and type). */
+export function mapTree<T>(tree: T, f: (t: Tensor, path: string) => Tensor, path = ""): T {
+  if (tree instanceof Tensor) return f(tree, path) as T;
+  if (Array.isArray(tree)) return tree.map((x, i) => mapTree(x, f, path ? `${path}.${i}` : `${i}`)) as T;
+  if (tree !== null && typeof tree === "object") {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(tree)) out[k] = mapTree(v, f, path ? `${path}.${k}` : k);
+    return out as T;
+  }
+  return tree;
+}
+
+/** The tensor leaves of a tree with their dotted paths, in a stable order. */
+export function flattenTree(tree: unknown): [string, Tensor][] {
+  const out: [string, Tensor][] = [];
+  mapTree(tree, (t, p) => {
+    out.push([p, t]);
+    return t;
+  });
+  return out;
+}
+
+/** Runs `fn` without recording anything for autodiff (inference). */
+export function noGrad<T>(fn: () => T): T {
+  engine.noGradDepth++;
+  try {
+    return fn();
+  } finally {
+    engine.noGradDepth--;
+  }
+}
+
+export interface ValueAndGrad<P> {
+  value: Tensor;
+  grads: P;
+}
+
+/**
+ * Returns a function computing f's value and its gradient with respect to the first argument
+ * (a tree of tensors). f must return a scalar tensor (shape [] or a single element).
+ */
+export function valueAndGrad<P, A extends unknown[]>(
+  f: (params: P, ...args: A) => Tensor,
+): (params: P, ...args: A) => ValueAndGrad<P> {
+  return (params: P, ...args: A) => {
+    if (engine.tape) throw new Error("valueAndGrad: nested gradients are not supported (a tape is already recording)");
+    const scope = new Set<Tensor>();
+    engine.scopes.push(scope);
+    const tape: TapeNode[] = [];
+    engine.tape = tape;
+    const tracked: Tensor[] = [];
+    let value: Tensor;
+    try {
+      const p = mapTree(params, (t) => {
+        const v = Tensor.view(t, t.shape);
+        v.requiresGrad = t.dtype === "f32";
+        tracked.push(v);
+        return v;
+      });
+      value = f(p, ...args);
+      if (!(value instanceof Tensor) || value.size !== 1) {
+        throw new Error(`valueAndGrad: f must return a scalar tensor, got ${value instanceof Tensor ? showShape(value.shape) : typeof value}`);
+      }
+    } catch (e) {
+      engine.tape = null;
+      releaseTape(tape);
+      popScope(scope);
+      for (const t of scope) t.dispose();
+      throw e;
+    }
+    engine.tape = null;
+    let grads: Map<number, Tensor>;
+    try {
+      grads = backward(tape, value, tracked.map((t) => t.id));
+    } finally {
+      releaseTape(tape);
+    }
+    let i = 0;
+    const gradTree = mapTree(params, (t) => {
+      const id = tracked[i++].id;
+      return grads.get(id) ?? full([...t.shape], 0);
+    });
+    const keepSet = new Set<Tensor>([value]);
+    forEachTensor(gradTree, (t) => keepSet.add(t));
+    popScope(scope);
+    for (const t of scope) if (!keepSet.has(t)) t.dispose();
+    value.node = null;
+    const parent = engine.scopes[engine.scopes.length - 1];
+    if (parent) for (const t of keepSet) parent.add(t);
+    return { value, grads: gradTree };
+  };
+}
+
+/** The gradient of f with respect to its first argument. The value is freed. */
+export function grad<P, A extends unknown[]>(f: (params: P, ...args: A) => Tensor): (params: P, ...args: A) => P {
+  const vg = valueAndGrad(f);
+  return (params: P, ...args: A) => {
+    const { value, grads } = vg(params, ...args);
+    value.dispose();
+    return grads;
+  };
+}
+
+function popScope(scope: Set<Tensor>): void {
+  const i = engine.scopes.lastIndexOf(scope);
+  if (i >= 0) engine.scopes.splice(i, 1);
+}
+
+function releaseTape(tape: TapeNode[]): void {
+  for (const n of tape) {
+    for (const t of n.saved) t.dispose();
+    n.savedOut.dispose();
+  }
+  tape.length = 0;
+}
+
+/** Walks the tape backwards; returns the cotangents of the requested tensor ids. */
+function backward(tape: TapeNode[], output: Tensor, wrt: number[]): Map<number, Tensor> {
+  const want = new Set(wrt);
+  const cot = new Map<number, Tensor>();
+  cot.set(output.id, full([...output.shape], 1));
+  const result = new Map<number, Tensor>();
+  engine.noGradDepth++;
+  try {
+    for (let i = tape.length - 1; i >= 0; i--) {
+      const node = tape[i];
+      const g = cot.get(node.outputId);
+      if (!g) continue;
+      cot.delete(node.outputId);
+      const def = primitive(node.prim);
+      const ins = (def.vjp as (g: Tensor, i: readonly Tensor[], o: Tensor, p: unknown) => (Tensor | null)[])(g, node.saved, node.savedOut, node.params);
+      for (let j = 0; j < node.inputIds.length; j++) {
+        const gi = ins[j];
+        if (!node.needs[j] || !gi) continue;
+        const saved = node.saved[j];
+        if (!sameShape(gi.shape, saved.shape)) {
+          throw new Error(`internal: VJP of ${node.prim} gave a gradient of shape ${showShape(gi.shape)} for an input of shape ${showShape(saved.shape)}`);
+        }
+        const id = node.inputIds[j];
+        const prev = cot.get(id);
+        cot.set(id, prev ? add(prev, gi) : gi);
+      }
+    }
+  } finally {
+    engine.noGradDepth--;
+  }
+  for (const id of want) {
+    const g = cot.get(id);
+    if (g) result.set(id, g);
+  }
+  return result;
+}
+
+/** Frees a gradient tree (or any tree of tensors). */
+export { disposeTree, keep };

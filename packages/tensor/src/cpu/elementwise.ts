@@ -1,0 +1,120 @@
+/** Elementwise CPU kernels. Transcendentals come from detmath (bit-identical across runtimes). */
+import type { BinaryOp, CompareOp, PrimParams, UnaryOp } from "../backend.ts";
+import { sameShape } from "../shape.ts";
+import * as dm from "./detmath.ts";
+import type { CpuArg } from "./kernels.ts";
+import { broadcastStrides, forEachRow } from "./strided.ts";
+
+export function fillKernel(_ins: CpuArg[], out: CpuArg, p: PrimParams["fill"]): void {
+  out.data.fill(p.value);
+}
+
+const unaryFns: Record<UnaryOp, (x: number) => number> = {
+  neg: (x) => -x,
+  exp: dm.exp,
+  log: dm.log,
+  sqrt: Math.sqrt,
+  rsqrt: (x) => 1 / Math.sqrt(x),
+  tanh: dm.tanh,
+  sigmoid: dm.sigmoid,
+  silu: (x) => x * dm.sigmoid(x),
+  softplus: dm.softplus,
+  abs: Math.abs,
+  relu: (x) => (x > 0 ? x : 0),
+  sin: dm.sin,
+  cos: dm.cos,
+  square: (x) => x * x,
+  reciprocal: (x) => 1 / x,
+  sign: (x) => (x > 0 ? 1 : x < 0 ? -1 : x === 0 ? 0 : NaN),
+};
+
+export function unaryKernel([x]: CpuArg[], out: CpuArg, p: PrimParams["unary"]): void {
+  const f = unaryFns[p.op];
+  const a = x.data, o = out.data;
+  for (let i = 0; i < o.length; i++) o[i] = f(a[i]);
+}
+
+// Integer binary ops wrap like C's int32 (add/sub/mul) and truncate (div).
+const binaryFns: Record<BinaryOp, (a: number, b: number) => number> = {
+  add: (a, b) => a + b,
+  sub: (a, b) => a - b,
+  mul: (a, b) => a * b,
+  div: (a, b) => a / b,
+  pow: (a, b) => dmPow(a, b),
+  max: (a, b) => (a > b || a !== a ? a : b),
+  min: (a, b) => (a < b || a !== a ? a : b),
+};
+
+/** a^b from exp and log, with exact handling of integer exponents of negative bases. */
+function dmPow(a: number, b: number): number {
+  if (b === 0) return 1;
+  if (b === 1) return a;
+  if (b === 2) return a * a;
+  if (b === 0.5) return Math.sqrt(a);
+  if (a > 0) return dm.exp(b * dm.log(a));
+  if (a === 0) return b > 0 ? 0 : Infinity;
+  if (Number.isInteger(b)) {
+    const m = dm.exp(b * dm.log(-a));
+    return b % 2 === 0 ? m : -m;
+  }
+  return NaN;
+}
+
+function broadcastBinary(a: CpuArg, b: CpuArg, out: CpuArg, f: (x: number, y: number) => number): void {
+  const A = a.data, B = b.data, O = out.data;
+  if (sameShape(a.shape, b.shape)) {
+    for (let i = 0; i < O.length; i++) O[i] = f(A[i], B[i]);
+    return;
+  }
+  if (B.length === 1) {
+    const y = B[0];
+    if (A.length === O.length) {
+      for (let i = 0; i < O.length; i++) O[i] = f(A[i], y);
+      return;
+    }
+  }
+  if (A.length === 1 && B.length === O.length) {
+    const x = A[0];
+    for (let i = 0; i < O.length; i++) O[i] = f(x, B[i]);
+    return;
+  }
+  forEachRow(out.shape, [broadcastStrides(a.shape, out.shape), broadcastStrides(b.shape, out.shape)], (o0, len, [ba, bb], [sa, sb]) => {
+    for (let j = 0; j < len; j++) O[o0 + j] = f(A[ba + j * sa], B[bb + j * sb]);
+  });
+}
+
+export function binaryKernel([a, b]: CpuArg[], out: CpuArg, p: PrimParams["binary"]): void {
+  let f = binaryFns[p.op];
+  if (out.data instanceof Int32Array) {
+    const g = f;
+    f = p.op === "mul" ? Math.imul : p.op === "div" ? (x, y) => Math.trunc(x / y) : (x, y) => g(x, y) | 0;
+  }
+  broadcastBinary(a, b, out, f);
+}
+
+const compareFns: Record<CompareOp, (a: number, b: number) => number> = {
+  eq: (a, b) => (a === b ? 1 : 0),
+  ne: (a, b) => (a !== b ? 1 : 0),
+  lt: (a, b) => (a < b ? 1 : 0),
+  le: (a, b) => (a <= b ? 1 : 0),
+  gt: (a, b) => (a > b ? 1 : 0),
+  ge: (a, b) => (a >= b ? 1 : 0),
+};
+
+export function compareKernel([a, b]: CpuArg[], out: CpuArg, p: PrimParams["compare"]): void {
+  broadcastBinary(a, b, out, compareFns[p.op]);
+}
+
+export function whereKernel([c, a, b]: CpuArg[], out: CpuArg): void {
+  const C = c.data, A = a.data, B = b.data, O = out.data;
+  const st = [c, a, b].map((x) => broadcastStrides(x.shape, out.shape));
+  forEachRow(out.shape, st, (o0, len, [bc, ba, bb], [sc, sa, sb]) => {
+    for (let j = 0; j < len; j++) O[o0 + j] = C[bc + j * sc] !== 0 ? A[ba + j * sa] : B[bb + j * sb];
+  });
+}
+
+export function castKernel([x]: CpuArg[], out: CpuArg): void {
+  const X = x.data, O = out.data;
+  if (O instanceof Int32Array) for (let i = 0; i < O.length; i++) O[i] = Math.trunc(X[i]);
+  else O.set(X);
+}

@@ -1,0 +1,46 @@
+/** The CPU kernel table: one kernel per primitive (the compiler checks none is missing). */
+import type { HostArray, PrimName, PrimParams } from "../backend.ts";
+import { binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, whereKernel } from "./elementwise.ts";
+import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
+import { matmulKernel } from "./matmul.ts";
+import { reduceKernel } from "./reduce.ts";
+import {
+  conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, crossEntropyKernel, gatherKernel,
+  logsumexpKernel, oneHotKernel, scanKernel, scanReverseKernel, scatterAddKernel, softmaxKernel,
+} from "./nn.ts";
+
+/** One tensor as a kernel sees it: the live array and its shape. */
+export interface CpuArg {
+  data: HostArray;
+  shape: readonly number[];
+}
+export type CpuKernel<K extends PrimName> = (ins: CpuArg[], out: CpuArg, params: PrimParams[K]) => void;
+
+export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
+  fill: fillKernel,
+  unary: unaryKernel,
+  binary: binaryKernel,
+  compare: compareKernel,
+  where: whereKernel,
+  cast: castKernel,
+  reduce: reduceKernel,
+  matmul: matmulKernel,
+  reshape: () => {
+    throw new Error("internal: reshape is a view and runs no kernel");
+  },
+  transpose: transposeKernel,
+  slice: sliceKernel,
+  pad: padKernel,
+  concat: concatKernel,
+  gather: gatherKernel,
+  scatterAdd: scatterAddKernel,
+  oneHot: oneHotKernel,
+  softmax: softmaxKernel,
+  logsumexp: logsumexpKernel,
+  crossEntropy: crossEntropyKernel,
+  conv1dCausal: conv1dCausalKernel,
+  conv1dCausalGradX: conv1dCausalGradXKernel,
+  conv1dCausalGradW: conv1dCausalGradWKernel,
+  scan: scanKernel,
+  scanReverse: scanReverseKernel,
+};

@@ -1,0 +1,76 @@
+/**
+ * Batched matmul on the CPU: cache-blocked i-k-j loops over contiguous row-major panels.
+ * Transposed operands are first copied to row-major, so the inner loop is always a unit-stride
+ * axpy that engines vectorise well. Accumulation order is fixed (deterministic).
+ */
+import type { PrimParams } from "../backend.ts";
+import { stridesOf } from "../shape.ts";
+import type { CpuArg } from "./kernels.ts";
+
+const KC = 128; // k-block: a panel of B rows that stays in L2
+const NC = 512; // n-block: the slice of a C row that stays in L1
+
+/** Row-major copy of the transpose of an [r, c] matrix at offset `off`. */
+function transposeInto(src: Float32Array | Int32Array, off: number, r: number, c: number, dst: Float32Array): void {
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) dst[j * r + i] = src[off + i * c + j];
+}
+
+/** C[m, n] = A[m, k] · B[k, n], all row-major, C zeroed here. */
+export function gemm(A: Float32Array, aOff: number, B: Float32Array, bOff: number, C: Float32Array, cOff: number, m: number, n: number, k: number): void {
+  C.fill(0, cOff, cOff + m * n);
+  for (let j0 = 0; j0 < n; j0 += NC) {
+    const j1 = Math.min(n, j0 + NC);
+    for (let p0 = 0; p0 < k; p0 += KC) {
+      const p1 = Math.min(k, p0 + KC);
+      for (let i = 0; i < m; i++) {
+        const ci = cOff + i * n;
+        const ai = aOff + i * k;
+        for (let p = p0; p < p1; p++) {
+          const a = A[ai + p];
+          const bp = bOff + p * n;
+          for (let j = j0; j < j1; j++) C[ci + j] += a * B[bp + j];
+        }
+      }
+    }
+  }
+}
+
+export function matmulKernel([a, b]: CpuArg[], out: CpuArg, p: PrimParams["matmul"]): void {
+  const ar = a.shape.length, br = b.shape.length, orank = out.shape.length;
+  const [aRows, aCols] = [a.shape[ar - 2], a.shape[ar - 1]];
+  const [bRows, bCols] = [b.shape[br - 2], b.shape[br - 1]];
+  const m = p.transA ? aCols : aRows;
+  const k = p.transA ? aRows : aCols;
+  const n = p.transB ? bRows : bCols;
+  const batchShape = out.shape.slice(0, orank - 2);
+  let batches = 1;
+  for (const d of batchShape) batches *= d;
+  // per-batch offsets into a and b, broadcasting their batch dims
+  const aB = a.shape.slice(0, ar - 2), bB = b.shape.slice(0, br - 2);
+  const aStr = stridesOf(aB), bStr = stridesOf(bB), oStr = stridesOf(batchShape);
+  const A = a.data as Float32Array, B = b.data as Float32Array, C = out.data as Float32Array;
+  const tA = p.transA ? new Float32Array(m * k) : null;
+  const tB = p.transB ? new Float32Array(k * n) : null;
+  for (let q = 0; q < batches; q++) {
+    let ao = 0, bo = 0;
+    for (let i = 0; i < batchShape.length; i++) {
+      const idx = Math.floor(q / oStr[i]) % batchShape[i];
+      const ia = i - (batchShape.length - aB.length), ib = i - (batchShape.length - bB.length);
+      if (ia >= 0 && aB[ia] !== 1) ao += idx * aStr[ia];
+      if (ib >= 0 && bB[ib] !== 1) bo += idx * bStr[ib];
+    }
+    let Am = A, aOff = ao * aRows * aCols;
+    if (tA) {
+      transposeInto(A, aOff, aRows, aCols, tA);
+      Am = tA;
+      aOff = 0;
+    }
+    let Bm = B, bOff = bo * bRows * bCols;
+    if (tB) {
+      transposeInto(B, bOff, bRows, bCols, tB);
+      Bm = tB;
+      bOff = 0;
+    }
+    gemm(Am, aOff, Bm, bOff, C, q * m * n, m, n, k);
+  }
+}

@@ -1,0 +1,173 @@
+/** CPU kernels of the fused NN primitives and the index primitives. */
+import type { PrimParams } from "../backend.ts";
+import { showShape } from "../shape.ts";
+import * as dm from "./detmath.ts";
+import type { CpuArg } from "./kernels.ts";
+
+function rowsOf(x: CpuArg): [number, number] {
+  const n = x.shape[x.shape.length - 1];
+  return [n === 0 ? 0 : x.data.length / n, n];
+}
+
+export function softmaxKernel([x]: CpuArg[], out: CpuArg): void {
+  const [rows, n] = rowsOf(x);
+  const X = x.data, O = out.data;
+  for (let r = 0; r < rows; r++) {
+    const b = r * n;
+    let m = -Infinity;
+    for (let j = 0; j < n; j++) if (X[b + j] > m) m = X[b + j];
+    if (m === -Infinity) m = 0;
+    let s = 0;
+    for (let j = 0; j < n; j++) {
+      const e = dm.exp(X[b + j] - m);
+      O[b + j] = e;
+      s += e;
+    }
+    const inv = 1 / s;
+    for (let j = 0; j < n; j++) O[b + j] *= inv;
+  }
+}
+
+function lseRow(X: Float32Array | Int32Array, b: number, n: number): number {
+  let m = -Infinity;
+  for (let j = 0; j < n; j++) if (X[b + j] > m || X[b + j] !== X[b + j]) m = X[b + j];
+  if (m === -Infinity || m === Infinity || m !== m) return m;
+  let s = 0;
+  for (let j = 0; j < n; j++) s += dm.exp(X[b + j] - m);
+  return m + dm.log(s);
+}
+
+export function logsumexpKernel([x]: CpuArg[], out: CpuArg): void {
+  const [rows, n] = rowsOf(x);
+  for (let r = 0; r < rows; r++) out.data[r] = lseRow(x.data, r * n, n);
+}
+
+export function crossEntropyKernel([logits, targets]: CpuArg[], out: CpuArg): void {
+  const [rows, n] = rowsOf(logits);
+  const T = targets.data;
+  for (let r = 0; r < rows; r++) {
+    const t = T[r];
+    if (t < 0 || t >= n) throw new RangeError(`crossEntropy: target ${t} at position ${r} is outside [0, ${n})`);
+    out.data[r] = lseRow(logits.data, r * n, n) - logits.data[r * n + t];
+  }
+}
+
+export function gatherKernel([table, idx]: CpuArg[], out: CpuArg): void {
+  const rows = table.shape[0];
+  const row = rows === 0 ? 0 : table.data.length / rows;
+  const I = idx.data, T = table.data, O = out.data;
+  for (let i = 0; i < I.length; i++) {
+    const r = I[i];
+    if (r < 0 || r >= rows) throw new RangeError(`gather: index ${r} at position ${i} is outside [0, ${rows}) of table ${showShape(table.shape)}`);
+    O.set(T.subarray(r * row, (r + 1) * row), i * row);
+  }
+}
+
+export function scatterAddKernel([idx, upd]: CpuArg[], out: CpuArg): void {
+  const rows = out.shape[0];
+  const row = rows === 0 ? 0 : out.data.length / rows;
+  const I = idx.data, U = upd.data, O = out.data;
+  O.fill(0);
+  for (let i = 0; i < I.length; i++) {
+    const r = I[i];
+    if (r < 0 || r >= rows) throw new RangeError(`scatterAdd: index ${r} at position ${i} is outside [0, ${rows})`);
+    const o = r * row, u = i * row;
+    for (let j = 0; j < row; j++) O[o + j] += U[u + j];
+  }
+}
+
+export function oneHotKernel([idx]: CpuArg[], out: CpuArg, p: PrimParams["oneHot"]): void {
+  const O = out.data, I = idx.data;
+  O.fill(0);
+  for (let i = 0; i < I.length; i++) {
+    const c = I[i];
+    if (c >= 0 && c < p.depth) O[i * p.depth + c] = 1;
+  }
+}
+
+// x, y [B, L, C]; w [C, K]: y[b,t,c] = Σ_k w[c,k] x[b, t-K+1+k, c]
+export function conv1dCausalKernel([x, w]: CpuArg[], out: CpuArg): void {
+  const [B, L, C] = x.shape, K = w.shape[1];
+  const X = x.data, W = w.data, Y = out.data;
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < L; t++) {
+      const yo = (b * L + t) * C;
+      for (let c = 0; c < C; c++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) {
+          const src = t - K + 1 + k;
+          if (src >= 0) s += W[c * K + k] * X[(b * L + src) * C + c];
+        }
+        Y[yo + c] = s;
+      }
+    }
+  }
+}
+
+// dx[b,s,c] = Σ_k w[c,k] g[b, s+K-1-k, c]
+export function conv1dCausalGradXKernel([g, w]: CpuArg[], out: CpuArg): void {
+  const [B, L, C] = g.shape, K = w.shape[1];
+  const G = g.data, W = w.data, D = out.data;
+  for (let b = 0; b < B; b++) {
+    for (let s = 0; s < L; s++) {
+      const o = (b * L + s) * C;
+      for (let c = 0; c < C; c++) {
+        let acc = 0;
+        for (let k = 0; k < K; k++) {
+          const t = s + K - 1 - k;
+          if (t < L) acc += W[c * K + k] * G[(b * L + t) * C + c];
+        }
+        D[o + c] = acc;
+      }
+    }
+  }
+}
+
+// dw[c,k] = Σ_{b,t} g[b,t,c] x[b, t-K+1+k, c]
+export function conv1dCausalGradWKernel([g, x]: CpuArg[], out: CpuArg): void {
+  const [B, L, C] = g.shape, K = out.shape[1];
+  const G = g.data, X = x.data, D = out.data;
+  const acc = new Float64Array(C * K);
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < L; t++) {
+      const go = (b * L + t) * C;
+      for (let k = 0; k < K; k++) {
+        const src = t - K + 1 + k;
+        if (src < 0) continue;
+        const xo = (b * L + src) * C;
+        for (let c = 0; c < C; c++) acc[c * K + k] += G[go + c] * X[xo + c];
+      }
+    }
+  }
+  D.set(acc);
+}
+
+// h[b,t,s] = a[b,t,s] h[b,t-1,s] + x[b,t,s], from h0[b,s]
+export function scanKernel([a, x, h0]: CpuArg[], out: CpuArg): void {
+  const [B, L, S] = a.shape;
+  const A = a.data, X = x.data, H0 = h0.data, H = out.data;
+  for (let b = 0; b < B; b++) {
+    let prev = b * S; // offset of h_{t-1} (in H0 for t = 0)
+    let src: Float32Array | Int32Array = H0;
+    for (let t = 0; t < L; t++) {
+      const o = (b * L + t) * S;
+      for (let s = 0; s < S; s++) H[o + s] = Math.fround(A[o + s] * src[prev + s]) + X[o + s];
+      src = H;
+      prev = o;
+    }
+  }
+}
+
+// λ[b,t,s] = g[b,t,s] + a[b,t+1,s] λ[b,t+1,s]
+export function scanReverseKernel([a, g]: CpuArg[], out: CpuArg): void {
+  const [B, L, S] = a.shape;
+  const A = a.data, G = g.data, O = out.data;
+  for (let b = 0; b < B; b++) {
+    const last = (b * L + L - 1) * S;
+    for (let s = 0; s < S; s++) O[last + s] = G[last + s];
+    for (let t = L - 2; t >= 0; t--) {
+      const o = (b * L + t) * S, n = o + S;
+      for (let s = 0; s < S; s++) O[o + s] = Math.fround(A[n + s] * O[n + s]) + G[o + s];
+    }
+  }
+}

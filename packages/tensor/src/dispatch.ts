@@ -1,0 +1,110 @@
+/**
+ * The one table of primitives and the dispatcher.
+ *
+ * Each primitive is defined once: its shape rule (which names the op and the shapes on error),
+ * its cost (for the work counters), and its VJP written with other ops. Each backend provides one
+ * kernel per primitive name (the compiler checks that none is missing). `bind` checks shapes,
+ * allocates the output, runs the kernel, counts the work and, while a tape records, saves what
+ * the VJP needs.
+ */
+import type { DType } from "./dtype.ts";
+import type { PrimName, PrimParams } from "./backend.ts";
+import { engine, getBackend } from "./engine.ts";
+import { allocTensor, Tensor } from "./tensor.ts";
+import { bytesPerElement } from "./dtype.ts";
+import { sizeOf } from "./shape.ts";
+
+export interface OutSpec {
+  shape: number[];
+  dtype: DType;
+}
+
+export interface PrimDef<K extends PrimName> {
+  /** The output's shape and dtype, or a ShapeError naming the op and the input shapes. */
+  shape(inputs: readonly Tensor[], params: PrimParams[K]): OutSpec;
+  /** Floating-point operations (default: one per output element). */
+  flops?(inputs: readonly Tensor[], out: OutSpec, params: PrimParams[K]): number;
+  /**
+   * The cotangent of each input given the output's cotangent `g`, or null where an input has no
+   * gradient (indices, masks). Runs with recording off; `inputs`/`output` are the saved values.
+   */
+  vjp(g: Tensor, inputs: readonly Tensor[], output: Tensor, params: PrimParams[K]): (Tensor | null)[];
+  /** True when the output may share the input's storage (reshape): no kernel runs. */
+  view?: boolean;
+}
+
+export type PrimTable = { [K in PrimName]: PrimDef<K> };
+
+const table: Partial<PrimTable> = {};
+
+/** Defines a primitive (each exactly once). */
+export function definePrimitive<K extends PrimName>(name: K, def: PrimDef<K>): void {
+  if (table[name]) throw new Error(`primitive "${name}" is defined twice`);
+  (table as Record<string, unknown>)[name] = def;
+}
+
+export function primitive<K extends PrimName>(name: K): PrimDef<K> {
+  const def = table[name];
+  if (!def) throw new Error(`primitive "${name}" is not defined (is its ops module imported?)`);
+  return def as PrimDef<K>;
+}
+
+/** One recorded application of a primitive. */
+export interface TapeNode {
+  prim: PrimName;
+  params: unknown;
+  inputIds: number[];
+  /** Which inputs need a gradient. */
+  needs: boolean[];
+  outputId: number;
+  /** References the node holds on its inputs and output (freed when the tape is). */
+  saved: Tensor[];
+  savedOut: Tensor;
+}
+
+/** Applies a primitive to tensors: the single way every op runs. */
+export function bind<K extends PrimName>(name: K, inputs: readonly Tensor[], params: PrimParams[K]): Tensor {
+  const def = primitive(name);
+  for (const t of inputs) {
+    if (t.disposed) throw new Error(`${name}: input tensor #${t.id} was used after it was disposed`);
+  }
+  const spec = def.shape(inputs, params);
+  let out: Tensor;
+  if (def.view) {
+    out = Tensor.view(inputs[0], spec.shape);
+  } else {
+    const backend = getBackend();
+    for (const t of inputs) {
+      if (t.storage.backend !== backend) {
+        throw new Error(`${name}: an input lives on backend "${t.storage.backend.name}" but the current backend is "${backend.name}"`);
+      }
+    }
+    out = allocTensor(spec.shape, spec.dtype);
+    backend.run(
+      name,
+      inputs.map((t) => ({ buf: t.buf, shape: t.shape, dtype: t.dtype })),
+      { buf: out.buf, shape: out.shape, dtype: out.dtype },
+      params,
+    );
+    const c = engine.counters;
+    c.launches++;
+    let elems = sizeOf(spec.shape);
+    for (const t of inputs) elems += t.size;
+    c.bytes += elems * bytesPerElement;
+    c.flops += def.flops ? def.flops(inputs, spec, params) : sizeOf(spec.shape);
+  }
+  const tape = engine.tape;
+  if (tape && engine.noGradDepth === 0 && inputs.some((t) => t.requiresGrad)) {
+    out.requiresGrad = true;
+    tape.push({
+      prim: name,
+      params,
+      inputIds: inputs.map((t) => t.id),
+      needs: inputs.map((t) => t.requiresGrad),
+      outputId: out.id,
+      saved: inputs.map((t) => Tensor.view(t, t.shape, false)),
+      savedOut: Tensor.view(out, out.shape, false),
+    });
+  }
+  return out;
+}

@@ -1,0 +1,29 @@
+/**
+ * @memmamba/tensor — a small typed tensor library with reverse-mode autodiff and CPU / WebGPU
+ * backends. Knows nothing of Mamba.
+ */
+import "./cpu/backend.ts"; // registers the CPU backend (the default)
+import "./ops/elementwise.ts";
+import "./ops/reduce.ts";
+import "./ops/movement.ts";
+import "./ops/linalg.ts";
+import "./ops/indexing.ts";
+import "./ops/nn.ts";
+
+export type { Backend, BinaryOp, BufferHandle, CompareOp, HostArray, KernelArg, PrimName, PrimParams, UnaryOp } from "./backend.ts";
+export type { DType } from "./dtype.ts";
+export { getBackend, readCounters, registerBackend, resetCounters, setBackend, type WorkCounters } from "./engine.ts";
+export { bind, definePrimitive, primitive, type PrimDef } from "./dispatch.ts";
+export {
+  broadcastShapes, dim, ShapeError, showShape, sizeOf, stridesOf,
+  type Broadcast, type CheckBroadcast, type CheckMatmul, type Dim, type MatmulShape, type Shape, type Var,
+} from "./shape.ts";
+export { allocTensor, disposeTree, forEachTensor, fromArray, keep, liveBuffers, Tensor, tidy, tidyAsync, type TensorTree } from "./tensor.ts";
+export { flattenTree, grad, mapTree, noGrad, valueAndGrad, type ParamTree, type ValueAndGrad } from "./autodiff.ts";
+export * from "./ops/elementwise.ts";
+export { max, mean, sum, sumTo } from "./ops/reduce.ts";
+export { broadcastTo, concat, mT, pad, reshape, slice, sliceAxis, stack, transpose } from "./ops/movement.ts";
+export { matmul } from "./ops/linalg.ts";
+export { gather, oneHot, scatterAdd } from "./ops/indexing.ts";
+export { conv1dCausal, crossEntropy, logSoftmax, logsumexp, scan, softmax } from "./ops/nn.ts";
+export { CpuBackend } from "./cpu/backend.ts";

@@ -1,0 +1,196 @@
+/** Elementwise primitives: fill, unary, binary (broadcasting), compare, where, cast. */
+import type { BinaryOp, CompareOp, UnaryOp } from "../backend.ts";
+import type { DType } from "../dtype.ts";
+import { bind, definePrimitive } from "../dispatch.ts";
+import { broadcastShapes, ShapeError, showShape, type Broadcast, type CheckBroadcast, type Shape } from "../shape.ts";
+import { fromArray, Tensor } from "../tensor.ts";
+import { sumTo } from "./reduce.ts";
+
+// ---------- primitives ----------
+
+definePrimitive("fill", {
+  shape: (_ins, p) => ({ shape: [...p.shape], dtype: "f32" }),
+  vjp: () => [],
+});
+
+const unaryFlops: Partial<Record<UnaryOp, number>> = { exp: 4, log: 4, tanh: 6, sigmoid: 5, silu: 6, softplus: 8, sin: 6, cos: 6 };
+
+definePrimitive("unary", {
+  shape: ([x], p) => {
+    if (x.dtype !== "f32") throw new ShapeError(`${p.op}: expects f32, got ${x.dtype} ${showShape(x.shape)}`);
+    return { shape: [...x.shape], dtype: "f32" };
+  },
+  flops: ([x], _o, p) => x.size * (unaryFlops[p.op] ?? 1),
+  vjp: (g, [x], y, { op }) => {
+    switch (op) {
+      case "neg": return [neg(g)];
+      case "exp": return [mul(g, y)];
+      case "log": return [div(g, x)];
+      case "sqrt": return [div(mul(g, 0.5), y)];
+      case "rsqrt": return [mul(mul(g, -0.5), div(y, x))];
+      case "tanh": return [mul(g, sub(1, square(y)))];
+      case "sigmoid": return [mul(g, mul(y, sub(1, y)))];
+      case "silu": {
+        const s = sigmoid(x);
+        return [mul(g, mul(s, add(1, mul(x, sub(1, s)))))];
+      }
+      case "softplus": return [mul(g, sigmoid(x))];
+      case "abs": return [mul(g, sign(x))];
+      case "relu": return [mul(g, gt(x, 0))];
+      case "sin": return [mul(g, cos(x))];
+      case "cos": return [neg(mul(g, sin(x)))];
+      case "square": return [mul(g, mul(x, 2))];
+      case "reciprocal": return [neg(mul(g, square(y)))];
+      case "sign": return [mul(g, 0)];
+    }
+  },
+});
+
+definePrimitive("binary", {
+  shape: ([a, b], p) => {
+    if (a.dtype !== b.dtype) throw new ShapeError(`${p.op}: dtypes differ: ${a.dtype} ${showShape(a.shape)} and ${b.dtype} ${showShape(b.shape)}`);
+    return { shape: broadcastShapes(p.op, a.shape, b.shape), dtype: a.dtype };
+  },
+  vjp: (g, [a, b], y, { op }) => {
+    const to = (t: Tensor, like: Tensor) => sumTo(t, like.shape);
+    switch (op) {
+      case "add": return [to(g, a), to(g, b)];
+      case "sub": return [to(g, a), to(neg(g), b)];
+      case "mul": return [to(mul(g, b), a), to(mul(g, a), b)];
+      case "div": return [to(div(g, b), a), to(neg(div(mul(g, y), b)), b)];
+      case "pow": {
+        // d/da a^b = b a^(b-1); d/db a^b = a^b log a (taken as 0 where a <= 0, whose log is undefined)
+        const da = mul(g, mul(b, pow(a, sub(b, 1))));
+        const logA = where(gt(a, 0), log(maximum(a, 1e-30)), 0);
+        return [to(da, a), to(mul(g, mul(y, logA)), b)];
+      }
+      case "max":
+      case "min": {
+        // the larger (smaller) input takes the gradient; a tie splits it evenly
+        const win = op === "max" ? gt(a, b) : lt(a, b);
+        const tie = mul(eq(a, b), 0.5);
+        const wa = add(win, tie);
+        return [to(mul(g, wa), a), to(mul(g, sub(1, wa)), b)];
+      }
+    }
+  },
+});
+
+definePrimitive("compare", {
+  shape: ([a, b], p) => {
+    if (a.dtype !== b.dtype) throw new ShapeError(`${p.op}: dtypes differ: ${a.dtype} and ${b.dtype}`);
+    return { shape: broadcastShapes(p.op, a.shape, b.shape), dtype: "f32" };
+  },
+  vjp: () => [null, null],
+});
+
+definePrimitive("where", {
+  shape: ([c, a, b]) => {
+    if (a.dtype !== b.dtype) throw new ShapeError(`where: dtypes of the branches differ: ${a.dtype} and ${b.dtype}`);
+    const s = broadcastShapes("where", broadcastShapes("where", c.shape, a.shape), b.shape);
+    return { shape: s, dtype: a.dtype };
+  },
+  vjp: (g, [c, a, b]) => [null, sumTo(where(c, g, 0), a.shape), sumTo(where(c, 0, g), b.shape)],
+});
+
+definePrimitive("cast", {
+  shape: ([x], p) => ({ shape: [...x.shape], dtype: p.dtype }),
+  vjp: (g, [x], _y, p) => [x.dtype === "f32" && p.dtype === "f32" ? g : null],
+});
+
+// ---------- the user's functions ----------
+
+/** A tensor or a plain number (a scalar constant). */
+export type TensorLike<S extends Shape = Shape> = Tensor<S> | number;
+type ShapeOf<T> = T extends Tensor<infer S> ? S : readonly [];
+
+/** A scalar constant as a tensor of shape []. */
+export function scalar(v: number): Tensor<[]> {
+  return fromArray([v], [] as []);
+}
+
+function lift(x: TensorLike, like?: Tensor): Tensor {
+  if (x instanceof Tensor) return x;
+  return like && like.dtype === "i32" ? fromArray(Int32Array.of(x), [], "i32") : scalar(x);
+}
+
+/** A tensor of the given shape filled with one value (f32). */
+export function full<S extends Shape>(shape: S, value: number): Tensor<S> {
+  return bind("fill", [], { value, shape: [...shape] }) as Tensor<S>;
+}
+export function zeros<S extends Shape>(shape: S): Tensor<S> {
+  return full(shape, 0);
+}
+export function ones<S extends Shape>(shape: S): Tensor<S> {
+  return full(shape, 1);
+}
+
+function unary<S extends Shape>(op: UnaryOp, x: Tensor<S>): Tensor<S> {
+  return bind("unary", [x], { op }) as Tensor<S>;
+}
+export const neg = <S extends Shape>(x: Tensor<S>) => unary("neg", x);
+export const exp = <S extends Shape>(x: Tensor<S>) => unary("exp", x);
+export const log = <S extends Shape>(x: Tensor<S>) => unary("log", x);
+export const sqrt = <S extends Shape>(x: Tensor<S>) => unary("sqrt", x);
+export const rsqrt = <S extends Shape>(x: Tensor<S>) => unary("rsqrt", x);
+export const tanh = <S extends Shape>(x: Tensor<S>) => unary("tanh", x);
+export const sigmoid = <S extends Shape>(x: Tensor<S>) => unary("sigmoid", x);
+/** x · sigmoid(x) (a.k.a. swish), Mamba's gate nonlinearity. */
+export const silu = <S extends Shape>(x: Tensor<S>) => unary("silu", x);
+/** log(1 + e^x), computed stably. */
+export const softplus = <S extends Shape>(x: Tensor<S>) => unary("softplus", x);
+export const abs = <S extends Shape>(x: Tensor<S>) => unary("abs", x);
+export const relu = <S extends Shape>(x: Tensor<S>) => unary("relu", x);
+export const sin = <S extends Shape>(x: Tensor<S>) => unary("sin", x);
+export const cos = <S extends Shape>(x: Tensor<S>) => unary("cos", x);
+export const square = <S extends Shape>(x: Tensor<S>) => unary("square", x);
+export const reciprocal = <S extends Shape>(x: Tensor<S>) => unary("reciprocal", x);
+export const sign = <S extends Shape>(x: Tensor<S>) => unary("sign", x);
+
+type BinaryFn = <A extends TensorLike, B extends TensorLike>(
+  a: A,
+  b: B & CheckBroadcast<"binary op", ShapeOf<A>, ShapeOf<B>>,
+) => Tensor<Broadcast<ShapeOf<A>, ShapeOf<B>>>;
+
+function binaryFn(op: BinaryOp): BinaryFn {
+  return ((a: TensorLike, b: TensorLike) => {
+    const ta = lift(a, b instanceof Tensor ? b : undefined);
+    const tb = lift(b, ta);
+    return bind("binary", [ta, tb], { op });
+  }) as BinaryFn;
+}
+/** a + b, with NumPy broadcasting. Mismatched literal shapes fail to compile. */
+export const add: BinaryFn = binaryFn("add");
+export const sub: BinaryFn = binaryFn("sub");
+export const mul: BinaryFn = binaryFn("mul");
+export const div: BinaryFn = binaryFn("div");
+export const pow: BinaryFn = binaryFn("pow");
+/** Elementwise maximum. */
+export const maximum: BinaryFn = binaryFn("max");
+export const minimum: BinaryFn = binaryFn("min");
+
+function compareFn(op: CompareOp) {
+  return (a: TensorLike, b: TensorLike): Tensor => {
+    const ta = lift(a, b instanceof Tensor ? b : undefined);
+    return bind("compare", [ta, lift(b, ta)], { op });
+  };
+}
+/** Elementwise comparisons: 1 where true, 0 where false (f32). */
+export const eq = compareFn("eq");
+export const ne = compareFn("ne");
+export const lt = compareFn("lt");
+export const le = compareFn("le");
+export const gt = compareFn("gt");
+export const ge = compareFn("ge");
+
+/** Picks `a` where `cond` is nonzero, else `b` (broadcasting all three). */
+export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
+  const ta = lift(a, b instanceof Tensor ? b : undefined);
+  return bind("where", [cond, ta, lift(b, ta)], {});
+}
+
+/** Converts between f32 and i32 (f32 → i32 truncates toward zero). */
+export function cast<S extends Shape, D extends DType>(x: Tensor<S>, dtype: D): Tensor<S, D> {
+  if (x.dtype === dtype) return x as unknown as Tensor<S, D>;
+  return bind("cast", [x], { dtype }) as Tensor<S, D>;
+}

@@ -1,0 +1,51 @@
+/** Index primitives: gather (embedding lookup), its adjoint scatterAdd, and oneHot. */
+import { bind, definePrimitive } from "../dispatch.ts";
+import { ShapeError, showShape } from "../shape.ts";
+import type { Tensor } from "../tensor.ts";
+
+definePrimitive("gather", {
+  shape: ([table, idx]) => {
+    if (idx.dtype !== "i32") throw new ShapeError(`gather: indices must be i32, got ${idx.dtype} ${showShape(idx.shape)}`);
+    if (table.rank < 1) throw new ShapeError(`gather: table must have rank >= 1, got ${showShape(table.shape)}`);
+    return { shape: [...idx.shape, ...table.shape.slice(1)], dtype: table.dtype };
+  },
+  flops: () => 0,
+  vjp: (g, [table, idx]) => [scatterAdd(idx, g, table.shape[0]), null],
+});
+
+definePrimitive("scatterAdd", {
+  shape: ([idx, upd], p) => {
+    const rows = p.rows;
+    if (idx.dtype !== "i32") throw new ShapeError(`scatterAdd: indices must be i32, got ${idx.dtype}`);
+    const ok = upd.rank >= idx.rank && idx.shape.every((d, i) => upd.shape[i] === d);
+    if (!ok) throw new ShapeError(`scatterAdd: updates ${showShape(upd.shape)} do not start with the index shape ${showShape(idx.shape)}`);
+    return { shape: [rows, ...upd.shape.slice(idx.rank)], dtype: "f32" };
+  },
+  vjp: (g, [idx]) => [null, gather(g, idx)],
+});
+
+definePrimitive("oneHot", {
+  shape: ([idx], { depth }) => {
+    if (idx.dtype !== "i32") throw new ShapeError(`oneHot: indices must be i32, got ${idx.dtype}`);
+    return { shape: [...idx.shape, depth], dtype: "f32" };
+  },
+  vjp: () => [null],
+});
+
+/**
+ * Rows of `table` picked by integer `indices`: out[...i, ...] = table[indices[...i], ...]
+ * (an embedding lookup). An index outside [0, rows) is an error naming it and its position.
+ */
+export function gather(table: Tensor, indices: Tensor): Tensor {
+  return bind("gather", [table, indices], {});
+}
+
+/** out[r] = Σ updates[i] over positions i whose index is r: the adjoint of gather. */
+export function scatterAdd(indices: Tensor, updates: Tensor, rows: number): Tensor {
+  return bind("scatterAdd", [indices, updates], { rows });
+}
+
+/** One-hot encoding (f32) of integer indices; indices outside [0, depth) give a zero row. */
+export function oneHot(indices: Tensor, depth: number): Tensor {
+  return bind("oneHot", [indices], { depth });
+}

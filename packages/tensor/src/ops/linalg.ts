@@ -1,0 +1,47 @@
+/** Batched matrix multiplication with broadcast batch dimensions. */
+import { bind, definePrimitive } from "../dispatch.ts";
+import { broadcastShapes, ShapeError, showShape, sizeOf, type CheckMatmul, type MatmulShape, type Shape } from "../shape.ts";
+import type { Tensor } from "../tensor.ts";
+import { sumTo } from "./reduce.ts";
+
+function dims(x: Tensor, trans: boolean): [number, number] {
+  const r = x.shape[x.rank - 2], c = x.shape[x.rank - 1];
+  return trans ? [c, r] : [r, c];
+}
+
+definePrimitive("matmul", {
+  shape: ([a, b], { transA, transB }) => {
+    if (a.rank < 2 || b.rank < 2) throw new ShapeError(`matmul: needs rank >= 2, got ${showShape(a.shape)} and ${showShape(b.shape)}`);
+    if (a.dtype !== "f32" || b.dtype !== "f32") throw new ShapeError(`matmul: expects f32, got ${a.dtype} and ${b.dtype}`);
+    const [m, k] = dims(a, transA);
+    const [k2, n] = dims(b, transB);
+    if (k !== k2) {
+      throw new ShapeError(`matmul: inner dimensions differ: a ${showShape(a.shape)}${transA ? "ᵀ" : ""} has ${k} columns, b ${showShape(b.shape)}${transB ? "ᵀ" : ""} has ${k2} rows`);
+    }
+    const batch = broadcastShapes("matmul (batch dims)", a.shape.slice(0, -2), b.shape.slice(0, -2));
+    return { shape: [...batch, m, n], dtype: "f32" };
+  },
+  flops: ([a], out, { transA }) => 2 * sizeOf(out.shape) * dims(a, transA)[1],
+  vjp: (g, [a, b], _y, { transA, transB }) => {
+    // C = op(A)·op(B); dop(A) = g·op(B)ᵀ, dop(B) = op(A)ᵀ·g, transposed back where op transposed.
+    const da = transA ? mm(b, g, transB, true) : mm(g, b, false, !transB);
+    const db = transB ? mm(g, a, true, transA) : mm(a, g, !transA, false);
+    return [sumTo(da, a.shape), sumTo(db, b.shape)];
+  },
+});
+
+function mm(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
+  return bind("matmul", [a, b], { transA, transB });
+}
+
+/**
+ * a @ b over the last two axes, broadcasting the leading (batch) axes. 1-D operands are not
+ * promoted: reshape them. A literal inner-dimension mismatch fails to compile.
+ */
+export function matmul<A extends Shape, B extends Shape>(
+  a: Tensor<A>,
+  b: Tensor<B> & CheckMatmul<A, B>,
+  opts: { transA?: boolean; transB?: boolean } = {},
+): Tensor<MatmulShape<A, B>> {
+  return mm(a, b as Tensor, opts.transA ?? false, opts.transB ?? false) as Tensor<MatmulShape<A, B>>;
+}

@@ -1,0 +1,179 @@
+/**
+ * Fused primitives for neural networks, each with its own VJP: softmax and logsumexp over the
+ * last axis, cross-entropy with integer targets, causal depthwise conv1d, and the selective scan
+ * h_t = a_t ⊙ h_{t-1} + b_t.
+ */
+import { bind, definePrimitive } from "../dispatch.ts";
+import { sameShape, ShapeError, showShape } from "../shape.ts";
+import type { Tensor } from "../tensor.ts";
+import { exp, mul, sub } from "./elementwise.ts";
+import { concat, reshape, sliceAxis } from "./movement.ts";
+import { sum } from "./reduce.ts";
+
+function needF32(op: string, ...xs: Tensor[]): void {
+  for (const x of xs) if (x.dtype !== "f32") throw new ShapeError(`${op}: expects f32, got ${x.dtype} ${showShape(x.shape)}`);
+}
+function lastAxisNonEmpty(op: string, x: Tensor): void {
+  if (x.rank < 1 || x.shape[x.rank - 1] === 0) throw new ShapeError(`${op}: needs a non-empty last axis, got ${showShape(x.shape)}`);
+}
+
+definePrimitive("softmax", {
+  shape: ([x]) => {
+    needF32("softmax", x);
+    lastAxisNonEmpty("softmax", x);
+    return { shape: [...x.shape], dtype: "f32" };
+  },
+  flops: ([x]) => 6 * x.size,
+  // dx = y ⊙ (g − Σ g⊙y)
+  vjp: (g, _x, y) => [mul(y, sub(g, sum(mul(g, y), -1, true)))],
+});
+
+definePrimitive("logsumexp", {
+  shape: ([x]) => {
+    needF32("logsumexp", x);
+    lastAxisNonEmpty("logsumexp", x);
+    return { shape: x.shape.slice(0, -1), dtype: "f32" };
+  },
+  flops: ([x]) => 6 * x.size,
+  // dx = g ⊙ softmax(x) = g ⊙ exp(x − lse)
+  vjp: (g, [x], y) => [mul(reshape(g, [...g.shape, 1]), exp(sub(x, reshape(y, [...y.shape, 1]))))],
+});
+
+definePrimitive("crossEntropy", {
+  shape: ([logits, targets]) => {
+    needF32("crossEntropy", logits);
+    lastAxisNonEmpty("crossEntropy", logits);
+    if (targets.dtype !== "i32") throw new ShapeError(`crossEntropy: targets must be i32, got ${targets.dtype}`);
+    if (!sameShape(targets.shape, logits.shape.slice(0, -1))) {
+      throw new ShapeError(`crossEntropy: targets ${showShape(targets.shape)} must match logits ${showShape(logits.shape)} without its last axis`);
+    }
+    return { shape: [...targets.shape], dtype: "f32" };
+  },
+  flops: ([x]) => 6 * x.size,
+  // d logits = g ⊙ (softmax(logits) − onehot(target))
+  vjp: (g, [logits, targets]) => {
+    const p = softmax(logits);
+    const oh = bind("oneHot", [targets], { depth: logits.shape[logits.rank - 1] });
+    return [mul(reshape(g, [...g.shape, 1]), sub(p, oh)), null];
+  },
+});
+
+function convShapes(op: string, x: Tensor, w: Tensor): void {
+  needF32(op, x, w);
+  if (x.rank !== 3 || w.rank !== 2 || w.shape[0] !== x.shape[2] || w.shape[1] < 1) {
+    throw new ShapeError(`${op}: expects x [B, L, C] and w [C, K], got ${showShape(x.shape)} and ${showShape(w.shape)}`);
+  }
+}
+
+definePrimitive("conv1dCausal", {
+  shape: ([x, w]) => {
+    convShapes("conv1dCausal", x, w);
+    return { shape: [...x.shape], dtype: "f32" };
+  },
+  flops: ([x, w]) => 2 * x.size * w.shape[1],
+  vjp: (g, [x, w]) => [bind("conv1dCausalGradX", [g, w], {}), bind("conv1dCausalGradW", [g, x], { k: w.shape[1] })],
+});
+
+// The two backward kernels of conv1dCausal. They are linear maps whose adjoints are each other
+// and the forward conv; their VJPs complete the set so gradients of gradients work.
+definePrimitive("conv1dCausalGradX", {
+  shape: ([g, w]) => {
+    convShapes("conv1dCausalGradX", g, w);
+    return { shape: [...g.shape], dtype: "f32" };
+  },
+  flops: ([g, w]) => 2 * g.size * w.shape[1],
+  vjp: (h, [g, w]) => [bind("conv1dCausal", [h, w], {}), bind("conv1dCausalGradW", [g, h], { k: w.shape[1] })],
+});
+
+definePrimitive("conv1dCausalGradW", {
+  shape: ([g, x], p) => {
+    const k = p.k;
+    if (x.rank !== 3 || !sameShape(g.shape, x.shape)) throw new ShapeError(`conv1dCausalGradW: g ${showShape(g.shape)} and x ${showShape(x.shape)} must be equal [B, L, C]`);
+    return { shape: [x.shape[2], k], dtype: "f32" };
+  },
+  flops: ([g], out) => 2 * g.size * out.shape[1],
+  vjp: (h, [g, x]) => [bind("conv1dCausal", [x, h], {}), bind("conv1dCausalGradX", [g, h], {})],
+});
+
+function scanShapes(op: string, a: Tensor, b: Tensor, h0: Tensor): void {
+  needF32(op, a, b, h0);
+  if (a.rank !== 3 || !sameShape(a.shape, b.shape) || !sameShape(h0.shape, [a.shape[0], a.shape[2]])) {
+    throw new ShapeError(`${op}: expects a, b [B, L, S] and h0 [B, S], got ${showShape(a.shape)}, ${showShape(b.shape)}, ${showShape(h0.shape)}`);
+  }
+}
+
+definePrimitive("scan", {
+  shape: ([a, b, h0]) => {
+    scanShapes("scan", a, b, h0);
+    return { shape: [...a.shape], dtype: "f32" };
+  },
+  flops: ([a]) => 2 * a.size,
+  vjp: (g, [a, _b, h0], h) => {
+    // adjoint λ_t = g_t + a_{t+1} λ_{t+1}: the reverse scan. Then ∂b_t = λ_t, ∂a_t = λ_t h_{t-1},
+    // ∂h0 = a_0 λ_0.
+    const lam = bind("scanReverse", [a, g], {});
+    const L = a.shape[1];
+    const h0r = reshape(h0, [h0.shape[0], 1, h0.shape[1]]);
+    const hPrev = L > 1 ? concat([h0r, sliceAxis(h, 1, 0, L - 1)], 1) : h0r;
+    const dh0 = reshape(mul(sliceAxis(a, 1, 0, 1), sliceAxis(lam, 1, 0, 1)), [...h0.shape]);
+    return [mul(lam, hPrev), lam, dh0];
+  },
+});
+
+definePrimitive("scanReverse", {
+  shape: ([a, g]) => {
+    needF32("scanReverse", a, g);
+    if (a.rank !== 3 || !sameShape(a.shape, g.shape)) throw new ShapeError(`scanReverse: a ${showShape(a.shape)} and g ${showShape(g.shape)} must be equal [B, L, S]`);
+    return { shape: [...a.shape], dtype: "f32" };
+  },
+  flops: ([a]) => 2 * a.size,
+  vjp: (m, [a, g], lam) => {
+    // λ = R(a) g is linear in g: its adjoint is the forward scan μ_t = a_t μ_{t-1} + m_t
+    // (μ_{-1} = 0). a_t enters λ_{t-1} = g_{t-1} + a_t λ_t, so ∂a_t = μ_{t-1} λ_t (and ∂a_0 = 0).
+    const B = a.shape[0], L = a.shape[1], S = a.shape[2];
+    const zero = mul(sliceAxis(a, 1, 0, 1), 0);
+    const mu = bind("scan", [a, m, reshape(zero, [B, S])], {});
+    const muPrev = L > 1 ? concat([zero, sliceAxis(mu, 1, 0, L - 1)], 1) : zero;
+    return [mul(muPrev, lam), mu];
+  },
+});
+
+/** Softmax over the last axis. */
+export function softmax(x: Tensor): Tensor {
+  return bind("softmax", [x], {});
+}
+
+/** log Σ exp over the last axis (removed), computed stably. */
+export function logsumexp(x: Tensor): Tensor {
+  return bind("logsumexp", [x], {});
+}
+
+/** log-softmax over the last axis. */
+export function logSoftmax(x: Tensor): Tensor {
+  const lse = logsumexp(x);
+  return sub(x, reshape(lse, [...lse.shape, 1]));
+}
+
+/**
+ * Per-position cross-entropy −log softmax(logits)[target] (no reduction). A target outside
+ * [0, vocab) is an error naming it and its position.
+ */
+export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
+  return bind("crossEntropy", [logits, targets], {});
+}
+
+/**
+ * Causal depthwise 1-D convolution over the sequence axis: x [B, L, C], w [C, K],
+ * y[b, t, c] = Σ_k w[c, k] · x[b, t − K + 1 + k, c] (zeros before the start).
+ */
+export function conv1dCausal(x: Tensor, w: Tensor): Tensor {
+  return bind("conv1dCausal", [x, w], {});
+}
+
+/**
+ * The selective scan, a fused primitive: h_t = a_t ⊙ h_{t−1} + b_t along axis 1 of a, b [B, L, S],
+ * from h0 [B, S]; returns every h_t [B, L, S]. Its VJP is the reverse scan of the adjoints.
+ */
+export function scan(a: Tensor, b: Tensor, h0: Tensor): Tensor {
+  return bind("scan", [a, b, h0], {});
+}
