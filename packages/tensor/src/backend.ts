@@ -35,7 +35,11 @@ export interface PrimParams {
   conv1dCausal: Record<string, never>;
   conv1dCausalGradX: Record<string, never>;
   conv1dCausalGradW: { k: number };
+  causalSelect: { k: number; mode: "last" | "top" };
   scan: Record<string, never>;
+  selectiveScan: Record<string, never>;
+  selectiveScanState: Record<string, never>;
+  selectiveScanGrad: Record<string, never>;
   scanReverse: Record<string, never>;
 }
 export type PrimName = keyof PrimParams;

@@ -9,6 +9,7 @@ import "./ops/movement.ts";
 import "./ops/linalg.ts";
 import "./ops/indexing.ts";
 import "./ops/nn.ts";
+import "./ops/ssm.ts";
 
 export type { Backend, BinaryOp, BufferHandle, CompareOp, HostArray, KernelArg, PrimName, PrimParams, UnaryOp } from "./backend.ts";
 export type { DType } from "./dtype.ts";
@@ -24,6 +25,7 @@ export * from "./ops/elementwise.ts";
 export { max, mean, sum, sumTo } from "./ops/reduce.ts";
 export { broadcastTo, concat, mT, pad, reshape, slice, sliceAxis, stack, transpose } from "./ops/movement.ts";
 export { matmul } from "./ops/linalg.ts";
-export { gather, oneHot, scatterAdd } from "./ops/indexing.ts";
+export { causalSelect, gather, oneHot, scatterAdd } from "./ops/indexing.ts";
 export { conv1dCausal, crossEntropy, logSoftmax, logsumexp, scan, softmax } from "./ops/nn.ts";
 export { CpuBackend } from "./cpu/backend.ts";
+export { selectiveScan, selectiveScanReference, type SelectiveScanResult } from "./ops/ssm.ts";

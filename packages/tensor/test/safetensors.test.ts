@@ -464,6 +464,8 @@ describe("safetensors errors", () => {
     expectError(() => decodeSafetensors(build("{}", new Uint8Array(0), 3n), src), "header length 3 exceeds the 2 bytes");
     expectError(() => decodeSafetensors(build("{}    "), { maxHeaderBytes: 4 }), "limit of 4");
     expect(decodeSafetensors(build("{}    "), { maxHeaderBytes: 6 }).tensors).toEqual({});
+    expect(decodeSafetensors(build("{}    "), { maxHeaderBytes: Infinity }).tensors).toEqual({});
+    expectError(() => decodeSafetensors(build("{}"), { maxHeaderBytes: NaN }), "maxHeaderBytes");
   });
 
   test("bad UTF-8, non-JSON and non-object headers", () => {

@@ -328,7 +328,8 @@ const ERF_TAYLOR = new Float64Array(19);
 }
 
 // erf on [1, 6): Taylor polynomials of degree ERF_DEG about the centres c_j = 1.125 + j/4 (|h| <= 1/8).
-// erf(c_j) are constants computed offline (mpmath, 200-bit precision, rounded to nearest double).
+// erf(c_j) = ERF_CENTRES[j] + ERF_CENTRES_LO[j] (double-double) are constants computed offline with
+// mpmath at 200-bit precision.
 // The other coefficients follow exactly from erf' = (2/√π) e^(-x²) at load time: with
 // g(h) = erf'(c + h) = Σ b_n h^n, g' = -2 (c + h) g gives b_{n+1} = -2 (c b_n + b_{n-1}) / (n + 1),
 // and erf(c + h) = erf(c) + Σ b_n h^(n+1) / (n + 1). Truncation is below 1e-19.
@@ -337,6 +338,13 @@ const ERF_CENTRES = [
   0.9992170617821089, 0.9997946242638588, 0.9999521451602562, 0.9999901032653747, 0.9999981847185726,
   0.9999997048598075, 0.999999957486056, 0.9999999945765992, 0.9999999993875167, 0.9999999999387839,
   0.9999999999945866, 0.9999999999995766, 0.9999999999999707, 0.9999999999999982, 0.9999999999999999,
+];
+const ERF_CENTRES_LO = [
+  -1.158643993739769e-17, 1.071691533519912e-17, -1.7028513178925588e-17, 3.0126779045582727e-17,
+  -6.548583264315741e-18, -1.4349117332555682e-17, -6.2556665556923804e-18, 1.4933598125858e-17,
+  1.3132336543493276e-17, -4.284756581330801e-17, -3.8108336724873686e-18, -5.0616648789558536e-17,
+  3.99675667392096e-17, -9.046130618729546e-18, 3.813525439388226e-17, 4.1001774321813545e-17,
+  -1.727604158766289e-17, 1.5002305232589177e-17, -1.5663166250755952e-17, 1.4106746009743903e-17,
 ];
 const ERF_DEG = 18;
 const ERF_GRID = new Float64Array(ERF_CENTRES.length * (ERF_DEG + 1));
@@ -373,6 +381,6 @@ export function erf(x: number): number {
   const base = j * (ERF_DEG + 1);
   let p = ERF_GRID[base + ERF_DEG];
   for (let n = ERF_DEG - 1; n >= 1; n--) p = p * h + ERF_GRID[base + n];
-  const y = ERF_GRID[base] + p * h;
+  const y = ERF_GRID[base] + (p * h + ERF_CENTRES_LO[j]);
   return x < 0 ? -y : y;
 }

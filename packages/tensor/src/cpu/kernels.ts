@@ -4,6 +4,8 @@ import { binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, where
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import { matmulKernel } from "./matmul.ts";
 import { reduceKernel } from "./reduce.ts";
+import { causalSelectKernel } from "./select.ts";
+import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel } from "./ssm.ts";
 import {
   conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, crossEntropyKernel, gatherKernel,
   logsumexpKernel, oneHotKernel, scanKernel, scanReverseKernel, scatterAddKernel, softmaxKernel,
@@ -41,6 +43,10 @@ export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
   conv1dCausal: conv1dCausalKernel,
   conv1dCausalGradX: conv1dCausalGradXKernel,
   conv1dCausalGradW: conv1dCausalGradWKernel,
+  causalSelect: causalSelectKernel,
   scan: scanKernel,
+  selectiveScan: selectiveScanKernel,
+  selectiveScanState: selectiveScanStateKernel,
+  selectiveScanGrad: selectiveScanGradKernel,
   scanReverse: scanReverseKernel,
 };

@@ -265,7 +265,8 @@ export function decodeSafetensors(bytes: Uint8Array, opts: DecodeOptions = {}): 
 
   // 1. header length: bounds-checked as a BigInt before anything is allocated or decoded
   const n64 = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  if (n64 > BigInt(Math.max(0, Math.floor(maxHeader)))) fail(`header length ${n64} exceeds the limit of ${maxHeader} bytes`);
+  if (typeof maxHeader !== "number" || Number.isNaN(maxHeader) || maxHeader < 0) fail(`maxHeaderBytes must be a non-negative number, got ${maxHeader}`);
+  if (Number.isFinite(maxHeader) && n64 > BigInt(Math.floor(maxHeader))) fail(`header length ${n64} exceeds the limit of ${maxHeader} bytes`);
   if (n64 > BigInt(bytes.length - 8)) fail(`header length ${n64} exceeds the ${bytes.length - 8} bytes after the length prefix`);
   const n = Number(n64);
   const bufferStart = 8 + n;

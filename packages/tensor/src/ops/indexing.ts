@@ -49,3 +49,25 @@ export function scatterAdd(indices: Tensor, updates: Tensor, rows: number): Tens
 export function oneHot(indices: Tensor, depth: number): Tensor {
   return bind("oneHot", [indices], { depth });
 }
+
+definePrimitive("causalSelect", {
+  shape: ([mask, score], { k }) => {
+    if (mask.rank !== 2 || score.rank !== 2 || mask.shape[0] !== score.shape[0] || mask.shape[1] !== score.shape[1]) {
+      throw new ShapeError(`causalSelect: mask ${showShape(mask.shape)} and score ${showShape(score.shape)} must both be [B, L]`);
+    }
+    if (!Number.isInteger(k) || k < 0) throw new ShapeError(`causalSelect: k must be a natural number, got ${k}`);
+    return { shape: [mask.shape[0], mask.shape[1], k], dtype: "i32" };
+  },
+  flops: ([mask], _o, { k }) => mask.size * k,
+  vjp: () => [null, null],
+});
+
+/**
+ * For each position t of each row, the positions j < t where `mask` is nonzero that a bounded
+ * memory of `k` slots would hold at t: the k most recent (`"last"`, FIFO) or the k with the
+ * highest `score` (`"top"`: the lowest is evicted, a newcomer included; among equal scores the oldest).
+ * mask, score [B, L] → i32 [B, L, k], positions increasing, −1 in unused slots. No gradient.
+ */
+export function causalSelect(mask: Tensor, score: Tensor, k: number, mode: "last" | "top" = "last"): Tensor {
+  return bind("causalSelect", [mask, score], { k, mode });
+}

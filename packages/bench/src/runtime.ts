@@ -1,0 +1,198 @@
+/**
+ * Small helpers shared by the benchmark programs, written to run unchanged under Bun, Deno and
+ * Node (through an esbuild bundle): runtime detection, machine description, timing with warm-up
+ * and medians, flag parsing, table printing and JSON writing. Only `node:` built-ins are used,
+ * which all three runtimes provide.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus } from "node:os";
+import { dirname } from "node:path";
+import process from "node:process";
+
+// Node 20 has no Symbol.dispose. Classes that define `[Symbol.dispose]` (Tensor does) would get a
+// method named "undefined" without it, so give it the well-known registry symbol. This module is
+// imported before the tensor library by every bench entry, so it runs first.
+// deno-lint-ignore no-explicit-any
+(Symbol as any).dispose ??= Symbol.for("Symbol.dispose");
+
+export type RuntimeName = "bun" | "deno" | "node";
+
+export interface RuntimeInfo {
+  name: RuntimeName;
+  version: string;
+}
+
+// deno-lint-ignore no-explicit-any
+const g = globalThis as any;
+
+/** Which JavaScript runtime runs this program, and its version. */
+export function detectRuntime(): RuntimeInfo {
+  if (typeof g.Bun !== "undefined") return { name: "bun", version: String(g.Bun.version) };
+  if (typeof g.Deno !== "undefined") return { name: "deno", version: String(g.Deno.version?.deno ?? "unknown") };
+  return { name: "node", version: process.versions.node };
+}
+
+export interface MachineInfo {
+  cpuModel: string;
+  /** Logical cores this process may use. */
+  cores: number;
+  platform: string;
+  arch: string;
+}
+
+/** The CPU model (from /proc/cpuinfo when readable, else os.cpus()) and the core count. */
+export function machineInfo(): MachineInfo {
+  let cpuModel = "";
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"));
+    if (m) cpuModel = m[1].trim();
+  } catch {
+    // not Linux, or not readable: fall back below
+  }
+  let list: { model: string }[] = [];
+  try {
+    list = cpus();
+  } catch {
+    // some sandboxes refuse; keep the empty list
+  }
+  if (!cpuModel) cpuModel = list[0]?.model?.trim() || "unknown";
+  let cores = list.length;
+  try {
+    cores = availableParallelism();
+  } catch {
+    // older runtimes lack availableParallelism
+  }
+  return { cpuModel, cores, platform: process.platform, arch: process.arch };
+}
+
+/** The program's own arguments (after the runtime and the script), in every runtime. */
+export function programArgs(): string[] {
+  if (typeof g.Deno !== "undefined" && Array.isArray(g.Deno.args)) return [...g.Deno.args];
+  return process.argv.slice(2);
+}
+
+/** Milliseconds from a monotonic clock. */
+export const now = (): number => performance.now();
+
+/** The median of a non-empty list (the mean of the middle two for an even length). */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) throw new Error("median: empty list");
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+}
+
+export interface TimingOptions {
+  /** Timed samples; the median is reported. */
+  runs: number;
+  /** Warm up for at least this long (and at least one call) before timing. */
+  warmupMs?: number;
+  /** Repeat the call inside one sample until the sample lasts this long (small kernels). */
+  minSampleMs?: number;
+}
+
+export interface Timing {
+  /** Median time of one call, ms. */
+  medianMs: number;
+  /** Fastest sample, per call, ms. */
+  minMs: number;
+  /** Every sample, per call, ms. */
+  samplesMs: number[];
+  /** Calls per sample. */
+  reps: number;
+  warmupCalls: number;
+}
+
+/**
+ * Times `fn`: warm-up calls first (so the JIT has compiled the hot loops), then `runs` samples,
+ * each of `reps` back-to-back calls, with `reps` chosen so that a sample lasts at least
+ * `minSampleMs`. Reports per-call times.
+ */
+export function timeIt(fn: () => void, opts: TimingOptions): Timing {
+  const warmupMs = opts.warmupMs ?? 300;
+  const minSampleMs = opts.minSampleMs ?? 50;
+  let warmupCalls = 0;
+  let last = 0;
+  const w0 = now();
+  do {
+    const t = now();
+    fn();
+    last = now() - t;
+    warmupCalls++;
+  } while (now() - w0 < warmupMs);
+  const reps = Math.max(1, Math.ceil(minSampleMs / Math.max(last, 1e-3)));
+  const samplesMs: number[] = [];
+  for (let r = 0; r < opts.runs; r++) {
+    const t = now();
+    for (let i = 0; i < reps; i++) fn();
+    samplesMs.push((now() - t) / reps);
+  }
+  return { medianMs: median(samplesMs), minMs: Math.min(...samplesMs), samplesMs, reps, warmupCalls };
+}
+
+export type Cell = string | number | null | undefined;
+
+/** Formats a number with about `digits` significant digits (no exponent for ordinary sizes). */
+export function fmt(x: number | null | undefined, digits = 3): string {
+  if (x === null || x === undefined || !Number.isFinite(x)) return "-";
+  if (x === 0) return "0";
+  const mag = Math.floor(Math.log10(Math.abs(x)));
+  const decimals = Math.max(0, digits - 1 - mag);
+  return x.toFixed(Math.min(decimals, 6));
+}
+
+/** A plain-text table: left-aligned text columns, right-aligned numeric columns. */
+export function formatTable(header: readonly string[], rows: readonly (readonly Cell[])[]): string {
+  const cells = rows.map((r) => r.map((c) => (typeof c === "number" ? fmt(c) : c ?? "-")));
+  const numeric = header.map((_, j) => rows.length > 0 && rows.every((r) => typeof r[j] === "number" || r[j] == null));
+  const width = header.map((h, j) => Math.max(h.length, ...cells.map((r) => String(r[j]).length)));
+  const line = (r: readonly string[]) =>
+    r.map((c, j) => (numeric[j] ? c.padStart(width[j]) : c.padEnd(width[j]))).join("  ").trimEnd();
+  return [line(header), width.map((w) => "-".repeat(w)).join("  "), ...cells.map((r) => line(r.map(String)))].join("\n");
+}
+
+/** Writes `data` as indented JSON, creating the folder if needed. */
+export function writeJson(path: string, data: unknown): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, JSON.stringify(data, null, 2) + "\n");
+}
+
+/** Reads a JSON file written by writeJson. */
+export function readJson<T = unknown>(path: string): T {
+  return JSON.parse(readFileSync(path, "utf8")) as T;
+}
+
+/**
+ * Parses `--name value`, `--name=value` and bare `--flag` arguments. Names not in `known` are an
+ * error naming them (a typo must not silently run the default).
+ */
+export function parseFlags(argv: readonly string[], known: Record<string, "string" | "boolean">): Record<string, string | boolean> {
+  const out: Record<string, string | boolean> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith("--")) throw new Error(`unexpected argument "${a}" (flags start with --)`);
+    const eq = a.indexOf("=");
+    const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+    const kind = known[name];
+    if (!kind) throw new Error(`unknown flag --${name} (known: ${Object.keys(known).map((k) => "--" + k).join(", ")})`);
+    if (kind === "boolean") {
+      if (eq >= 0) throw new Error(`--${name} takes no value`);
+      out[name] = true;
+    } else if (eq >= 0) {
+      out[name] = a.slice(eq + 1);
+    } else {
+      const v = argv[++i];
+      if (v === undefined || v.startsWith("--")) throw new Error(`--${name} needs a value`);
+      out[name] = v;
+    }
+  }
+  return out;
+}
+
+/** A positive integer flag value, or a clear error. */
+export function positiveInt(name: string, v: string | boolean | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (typeof v !== "string" || !Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${v}"`);
+  return n;
+}

@@ -1,0 +1,45 @@
+/** The causalSelect kernel: for each position, the positions before it that a memory would hold. */
+import type { PrimParams } from "../backend.ts";
+import type { CpuArg } from "./kernels.ts";
+
+/**
+ * mask, score [B, L] → out [B, L, k] (i32): for each t, the positions j < t with mask ≠ 0 —
+ * the k most recent ("last": a FIFO memory) or the k highest-scoring ("top": a memory that
+ * evicts its lowest score; among equal scores the oldest goes) — in increasing position order,
+ * padded with −1.
+ */
+export function causalSelectKernel([mask, score]: CpuArg[], out: CpuArg, p: PrimParams["causalSelect"]): void {
+  const [B, L] = mask.shape;
+  const { k, mode } = p;
+  const M = mask.data, S = score.data, O = out.data;
+  O.fill(-1);
+  const held: number[] = []; // positions in the memory, increasing
+  for (let b = 0; b < B; b++) {
+    held.length = 0;
+    for (let t = 0; t < L; t++) {
+      const o = (b * L + t) * k;
+      for (let i = 0; i < held.length; i++) O[o + i] = held[i];
+      const j = b * L + t;
+      if (M[j] === 0 || k === 0) continue;
+      if (held.length < k) held.push(t);
+      else if (mode === "last") {
+        held.shift();
+        held.push(t);
+      } else {
+        // evict the lowest score, the newcomer included; among equal scores the oldest goes
+        let worst = -1, ws = S[j];
+        for (let i = 0; i < held.length; i++) {
+          const v = S[b * L + held[i]];
+          if (v < ws || (v === ws && worst === -1)) {
+            ws = v;
+            worst = i;
+          }
+        }
+        if (worst >= 0) {
+          held.splice(worst, 1);
+          held.push(t);
+        }
+      }
+    }
+  }
+}

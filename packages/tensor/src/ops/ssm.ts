@@ -1,0 +1,116 @@
+/**
+ * The selective scan of a diagonal state space model (Mamba's S6 core), as one function:
+ *
+ *   h_t = exp(Δ_t ⊙ A) ⊙ h_{t−1} + (Δ_t ⊙ x_t) ⊗ B_t        h_t ∈ R^{Di×N}
+ *   y_t = h_t · C_t                                          y_t ∈ R^{Di}
+ *
+ * x, delta [B, L, Di]; A [Di, N]; Bm, C [B, L, N]; h0 [B, Di, N]. Returns y [B, L, Di] and, on
+ * request, the last state h_L [B, Di, N] (to carry into the next chunk or a recurrent step).
+ */
+import type { Tensor } from "../tensor.ts";
+import { bind, definePrimitive } from "../dispatch.ts";
+import { ShapeError, showShape } from "../shape.ts";
+import { exp, mul, zeros } from "./elementwise.ts";
+import { reshape, sliceAxis } from "./movement.ts";
+import { sum } from "./reduce.ts";
+import { scan } from "./nn.ts";
+
+export interface SelectiveScanResult {
+  y: Tensor;
+  /** h_L, present when `withState` was asked for. */
+  state?: Tensor;
+}
+
+function checkShapes(x: Tensor, delta: Tensor, A: Tensor, Bm: Tensor, C: Tensor, h0: Tensor): [number, number, number, number] {
+  const [B, L, Di] = x.shape;
+  const N = A.shape[1];
+  const ok = x.rank === 3 && delta.rank === 3 && delta.shape.every((d, i) => d === x.shape[i]) &&
+    A.rank === 2 && A.shape[0] === Di && Bm.rank === 3 && Bm.shape[0] === B && Bm.shape[1] === L && Bm.shape[2] === N &&
+    C.rank === 3 && C.shape.every((d, i) => d === Bm.shape[i]) && h0.rank === 3 && h0.shape[0] === B && h0.shape[1] === Di && h0.shape[2] === N;
+  if (!ok) {
+    throw new ShapeError(
+      `selectiveScan: expects x, delta [B, L, Di], A [Di, N], B, C [B, L, N], h0 [B, Di, N]; got x ${showShape(x.shape)}, delta ${showShape(delta.shape)}, A ${showShape(A.shape)}, B ${showShape(Bm.shape)}, C ${showShape(C.shape)}, h0 ${showShape(h0.shape)}`,
+    );
+  }
+  return [B, L, Di, N];
+}
+
+const SCAN_FLOPS_PER_STATE = 9; // exp (counted 4) + 2 mul + add for h, mul + add for y
+
+function scanSpec(op: string, ins: readonly Tensor[]): [number, number, number, number] {
+  for (const t of ins) if (t.dtype !== "f32") throw new ShapeError(`${op}: expects f32 inputs, got ${t.dtype} ${showShape(t.shape)}`);
+  return checkShapes(ins[0], ins[1], ins[2], ins[3], ins[4], ins[5]);
+}
+
+/** Unpacks the flat output of selectiveScanGrad into the six input gradients. */
+function unpackGrads(packed: Tensor, ins: readonly Tensor[]): Tensor[] {
+  let off = 0;
+  return ins.slice(0, 6).map((t) => {
+    const g = reshape(sliceAxis(packed, 0, off, off + t.size), [...t.shape]);
+    off += t.size;
+    return g;
+  });
+}
+
+definePrimitive("selectiveScan", {
+  shape: (ins) => {
+    const [B, L, Di] = scanSpec("selectiveScan", ins);
+    return { shape: [B, L, Di], dtype: "f32" };
+  },
+  flops: ([x, , A]) => x.size * A.shape[1] * SCAN_FLOPS_PER_STATE,
+  vjp: (gy, ins) => {
+    const [B, , Di, N] = checkShapes(ins[0], ins[1], ins[2], ins[3], ins[4], ins[5]);
+    return unpackGrads(bind("selectiveScanGrad", [...ins, gy, zeros([B, Di, N])], {}), ins);
+  },
+});
+
+definePrimitive("selectiveScanState", {
+  shape: (ins) => {
+    const [B, , Di, N] = scanSpec("selectiveScanState", ins);
+    return { shape: [B, Di, N], dtype: "f32" };
+  },
+  flops: ([x, , A]) => x.size * A.shape[1] * (SCAN_FLOPS_PER_STATE - 2),
+  vjp: (ghL, ins) => unpackGrads(bind("selectiveScanGrad", [...ins, zeros([...ins[0].shape]), ghL], {}), ins),
+});
+
+// The backward kernel: recomputes the states and runs the adjoint recurrence. It has no VJP of
+// its own (second-order gradients through the fused scan are not supported; the composite
+// selectiveScanReference below has them).
+definePrimitive("selectiveScanGrad", {
+  shape: (ins) => {
+    scanSpec("selectiveScanGrad", ins);
+    let total = 0;
+    for (const t of ins.slice(0, 6)) total += t.size;
+    return { shape: [total], dtype: "f32" };
+  },
+  flops: ([x, , A]) => 3 * x.size * A.shape[1] * SCAN_FLOPS_PER_STATE,
+  vjp: () => {
+    throw new Error("selectiveScanGrad: second-order gradients through the fused selective scan are not supported");
+  },
+});
+
+/** The selective scan (see the module comment): one fused primitive, states kept off the tape. */
+export function selectiveScan(
+  x: Tensor, delta: Tensor, A: Tensor, Bm: Tensor, C: Tensor, h0: Tensor, withState = false,
+): SelectiveScanResult {
+  const ins = [x, delta, A, Bm, C, h0];
+  const y = bind("selectiveScan", ins, {});
+  return withState ? { y, state: bind("selectiveScanState", ins, {}) } : { y };
+}
+
+/**
+ * The same function composed from the generic scan primitive: materialises the [B, L, Di, N]
+ * decays and inputs. The reference that the fused primitive is tested against.
+ */
+export function selectiveScanReference(
+  x: Tensor, delta: Tensor, A: Tensor, Bm: Tensor, C: Tensor, h0: Tensor, withState = false,
+): SelectiveScanResult {
+  const [B, L, Di, N] = checkShapes(x, delta, A, Bm, C, h0);
+  const dA = exp(mul(reshape(delta, [B, L, Di, 1]), reshape(A, [1, 1, Di, N])));
+  const dBx = mul(reshape(mul(delta, x), [B, L, Di, 1]), reshape(Bm, [B, L, 1, N]));
+  const h = scan(reshape(dA, [B, L, Di * N]), reshape(dBx, [B, L, Di * N]), reshape(h0, [B, Di * N]));
+  const y = sum(mul(reshape(h, [B, L, Di, N]), reshape(C, [B, L, 1, N])), 3);
+  if (!withState) return { y };
+  const state = reshape(sliceAxis(h, 1, L - 1, L), [B, Di, N]);
+  return { y, state };
+}
