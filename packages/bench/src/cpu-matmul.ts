@@ -13,7 +13,7 @@
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
 import {
-  detectRuntime, formatTable, machineInfo, parseFlags, positiveInt, programArgs, timeIt, writeJson,
+  detectRuntime, formatTable, fromRoot, machineInfo, parseFlags, positiveInt, programArgs, timeIt, writeJson,
   type Cell, type Timing,
 } from "./runtime.ts";
 import process from "node:process";
@@ -29,8 +29,8 @@ const HELP = `cpu-matmul: CPU backend matmul and scan throughput
   --scan BxLxS,...  scan sizes (default 1x4096x256,4x4096x256,4x8192x512)
   --warmup-ms MS    warm-up time per case before timing (default 300)
   --json            print the JSON result on stdout instead of the table
-  --out FILE        where to write the JSON (default packages/bench/results/cpu-<runtime>.json,
-                    relative to the current directory)
+  --out FILE        where to write the JSON (default packages/bench/results/cpu-<runtime>.json
+                    under the repo root)
   --help            this text`;
 
 export interface BenchRow {
@@ -287,7 +287,7 @@ function main(opts: Options): void {
     ],
     rows,
   };
-  const out = opts.out ?? `packages/bench/results/cpu-${runtime.name}.json`;
+  const out = opts.out ?? fromRoot("packages", "bench", "results", `cpu-${runtime.name}.json`);
   writeJson(out, result);
   if (opts.json) console.log(JSON.stringify(result, null, 2));
   else {

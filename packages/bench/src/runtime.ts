@@ -4,9 +4,9 @@
  * and medians, flag parsing, table printing and JSON writing. Only `node:` built-ins are used,
  * which all three runtimes provide.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
-import { dirname } from "node:path";
+import { dirname, join, relative } from "node:path";
 import process from "node:process";
 
 // Node 20 has no Symbol.dispose. Classes that define `[Symbol.dispose]` (Tensor does) would get a
@@ -149,6 +149,26 @@ export function formatTable(header: readonly string[], rows: readonly (readonly 
   const line = (r: readonly string[]) =>
     r.map((c, j) => (numeric[j] ? c.padStart(width[j]) : c.padEnd(width[j]))).join("  ").trimEnd();
   return [line(header), width.map((w) => "-".repeat(w)).join("  "), ...cells.map((r) => line(r.map(String)))].join("\n");
+}
+
+/**
+ * The monorepo root: the nearest folder at or above the current directory that holds
+ * packages/bench/package.json (so default output paths work from any sub-folder), else the
+ * current directory.
+ */
+export function repoRoot(): string {
+  let dir = process.cwd();
+  for (;;) {
+    if (existsSync(join(dir, "packages", "bench", "package.json"))) return dir;
+    const up = dirname(dir);
+    if (up === dir) return process.cwd();
+    dir = up;
+  }
+}
+
+/** A path under the repo root, shown relative to the current directory. */
+export function fromRoot(...parts: string[]): string {
+  return relative(process.cwd(), join(repoRoot(), ...parts)) || ".";
 }
 
 /** Writes `data` as indented JSON, creating the folder if needed. */

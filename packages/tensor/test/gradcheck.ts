@@ -14,7 +14,7 @@
  *
  *   |num − ana| ≤ atol · scale + rtol · max(|num|, |ana|)
  *
- * where scale = max(1e-2, the largest |num| or |ana| over all inputs): the gradient's own
+ * where scale = max(0.1, the largest |num| or |ana| over all inputs): the gradient's own
  * magnitude, so the absolute slack follows the problem, not an arbitrary unit. Integer (i32)
  * inputs — indices, targets — are not differentiated. A failure throws naming the worst element
  * (input number, multi-index, both values) and how many elements failed. The check also asserts
@@ -217,7 +217,7 @@ export async function checkGradients(
   if (leaked !== 0) throw new Error(`${label}: ${leaked} buffer(s) leaked by f, its VJPs or the check`);
 
   // compare
-  let scale = 1e-2;
+  let scale = 0.1;
   for (const [i, num] of numeric.entries()) {
     for (let j = 0; j < num.length; j++) scale = Math.max(scale, Math.abs(num[j]), Math.abs(analytic[i][j]));
   }

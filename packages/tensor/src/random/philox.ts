@@ -98,7 +98,7 @@ function checkCount(n: number, what: string): void {
 export function philox4x32(
   counter: readonly [number, number, number, number] | Uint32Array,
   key: readonly [number, number] | Uint32Array,
-): Uint32Array {
+): Uint32Array<ArrayBuffer> {
   if (counter.length !== 4 || key.length !== 2) throw new TypeError("philox4x32: counter has 4 words, key 2");
   for (let i = 0; i < 4; i++) if (!isU32(counter[i])) throw new TypeError(`philox4x32: counter[${i}] is not a uint32`);
   for (let i = 0; i < 2; i++) if (!isU32(key[i])) throw new TypeError(`philox4x32: key[${i}] is not a uint32`);
@@ -143,7 +143,7 @@ export function foldIn(key: Key, data: number): Key {
 }
 
 /** n uint32 words: word i is lane (i mod 4) of the block at counter (floor(i / 4), 0, 0, 0). */
-export function randomBits(key: Key, n: number): Uint32Array {
+export function randomBits(key: Key, n: number): Uint32Array<ArrayBuffer> {
   checkKey(key);
   checkCount(n, "n");
   const out = new Uint32Array(n);
@@ -176,7 +176,7 @@ function f32Below(h: number): number {
  * float32 significand), then fround(lo + (hi - lo) u). lo and hi are first rounded to float32;
  * a value that rounds up to hi is replaced by the largest float32 below hi.
  */
-export function uniformF32(key: Key, n: number, lo = 0, hi = 1): Float32Array {
+export function uniformF32(key: Key, n: number, lo = 0, hi = 1): Float32Array<ArrayBuffer> {
   const lo32 = Math.fround(lo);
   const hi32 = Math.fround(hi);
   if (!(lo32 < hi32) || !Number.isFinite(hi32 - lo32)) {
@@ -208,7 +208,7 @@ function boxMuller(): number {
 }
 
 /** n float32 normals N(mean, std²); element i comes from block (i, 0, 0, 1) alone (Box–Muller, cosine branch). */
-export function normalF32(key: Key, n: number, mean = 0, std = 1): Float32Array {
+export function normalF32(key: Key, n: number, mean = 0, std = 1): Float32Array<ArrayBuffer> {
   checkKey(key);
   checkCount(n, "n");
   const out = new Float32Array(n);
@@ -235,7 +235,7 @@ export function truncatedNormalF32(
   upper = 2,
   mean = 0,
   std = 1,
-): Float32Array {
+): Float32Array<ArrayBuffer> {
   checkKey(key);
   checkCount(n, "n");
   const mass = 0.5 * (erf(upper * Math.SQRT1_2) - erf(lower * Math.SQRT1_2));

@@ -43,6 +43,8 @@ export interface AcquireOptions {
   via?: GpuVia;
   /** Raises the least acceptable value of some limits (defaults: REQUESTED_LIMITS). */
   minLimits?: Partial<Record<RequestedLimit, number>>;
+  /** Optional features to enable where the adapter has them (e.g. "timestamp-query"); others are skipped. */
+  features?: GPUFeatureName[];
 }
 
 const KEEP_ALIVE = Symbol.for("memmamba.webgpu.keepAlive");
@@ -144,9 +146,11 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<Acquired
     throw new Error(`WebGPU adapter "${adapterInfo}" via ${via}: limits too small:\n  - ${tooSmall.join("\n  - ")}`);
   }
 
+  const have = adapter.features;
+  const requiredFeatures = (options.features ?? []).filter((f) => have.has(f));
   let device: GPUDevice;
   try {
-    device = await adapter.requestDevice({ requiredLimits, label: "memmamba" });
+    device = await adapter.requestDevice({ requiredLimits, requiredFeatures, label: "memmamba" });
   } catch (e) {
     throw new Error(
       `WebGPU adapter "${adapterInfo}" via ${via}: requestDevice(${JSON.stringify(requiredLimits)}) failed: ${(e as Error)?.message ?? e}`,

@@ -1,0 +1,409 @@
+/**
+ * Training checkpoints in safetensors, written atomically.
+ *
+ * Layout of one file:
+ *   <path>            a weight, under its dotted path in the parameter tree ("layers.0.mixer.w")
+ *                     as F32 (default), F16 or BF16 (integer leaves as I32)
+ *   optim.m.<path>    AdamW first moment of that weight (always F32)
+ *   optim.v.<path>    AdamW second moment (always F32)
+ *   __metadata__      strings:
+ *     format            "memmamba-checkpoint"
+ *     format_version    "1"
+ *     step              training steps done, a decimal integer
+ *     key               the run's root PRNG key, JSON [k0, k1] (two uint32)
+ *     data_position     JSON: where the data source stands (the trainer: micro-batches consumed)
+ *     config            JSON object: the model / run config
+ *     weight_dtype      "F32" | "F16" | "BF16"
+ *     optim_step        AdamW's step count (present iff optim.* tensors are)
+ *     x.<name>          free-form extra strings (e.g. x.runtime), returned in `extra`
+ *
+ * Bit-exact resume needs F32 weights (F16/BF16 round them); the optimizer state is always F32.
+ *
+ * Atomicity: the bytes go to `<path>.tmp-<pid>`, which is fsync'ed, renamed over `<path>`, and
+ * the directory is fsync'ed. A crash (even SIGKILL) at any moment leaves either the old file or
+ * the new one at `<path>`, never a torn one; a leftover temporary file of a dead process is
+ * removed by the next save into that directory.
+ *
+ * Loading validates everything and names what is wrong: a missing file (its path), a corrupt or
+ * truncated one (the safetensors decoder's message, prefixed by the path), bad metadata (the
+ * field and what it should be), tensors that do not match the model (the tensor and both shapes).
+ */
+import {
+  closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync,
+} from "node:fs";
+import { basename, dirname, join } from "node:path";
+import process from "node:process";
+import { z } from "zod";
+import { disposeTree, flattenTree, fromArray, mapTree, showShape, type Tensor } from "@memmamba/tensor";
+import {
+  decodeSafetensors, encodeSafetensors, fromF32, SafetensorsError, toF32, type StTensor,
+} from "../../tensor/src/io/safetensors.ts";
+
+export const CHECKPOINT_FORMAT = "memmamba-checkpoint";
+export const CHECKPOINT_VERSION = "1";
+
+export type WeightDType = "F32" | "F16" | "BF16";
+export type Key = readonly [number, number];
+
+/** A tensor on the host: its shape and values. */
+export interface HostTensor {
+  shape: number[];
+  data: Float32Array | Int32Array;
+}
+
+/** A problem with a checkpoint file; the message starts with the file's path. */
+export class CheckpointError extends Error {
+  constructor(readonly path: string, message: string, options?: { cause?: unknown }) {
+    super(`${path}: ${message}`, options);
+    this.name = "CheckpointError";
+  }
+}
+
+/** Everything a checkpoint holds, with tensors on the host. */
+export interface CheckpointData {
+  /** Weights by dotted path (F16/BF16 files are widened back to f32). */
+  weights: Record<string, HostTensor>;
+  /** AdamW state, by the same paths as the weights. */
+  optim?: { step: number; m: Record<string, HostTensor>; v: Record<string, HostTensor> };
+  step: number;
+  key: Key;
+  dataPosition: unknown;
+  config: Record<string, unknown>;
+  /** Extra strings (stored as x.<name>). */
+  extra?: Record<string, string>;
+}
+
+export interface LoadedCheckpoint extends CheckpointData {
+  path: string;
+  weightDtype: WeightDType;
+  extra: Record<string, string>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// trees <-> host tensors
+// ---------------------------------------------------------------------------------------------
+
+/** Reads every leaf of a tensor tree back to the host, by dotted path. */
+export async function treeToHost(tree: unknown): Promise<Record<string, HostTensor>> {
+  const out: Record<string, HostTensor> = {};
+  for (const [path, t] of flattenTree(tree)) {
+    const data = await t.data();
+    out[path] = { shape: [...t.shape], data: data instanceof Int32Array ? data.slice() : Float32Array.from(data) };
+  }
+  return out;
+}
+
+/**
+ * A tree shaped like `template` whose leaves are new tensors made from `tensors[path]`.
+ * Every leaf of the template must be present with the same shape, and nothing else may be there
+ * (errors name the tensor and both shapes). `what` prefixes names in messages ("optim.m.").
+ */
+export function hostToTree<T>(template: T, tensors: Record<string, HostTensor>, source: string, what = ""): T {
+  const want = flattenTree(template);
+  const seen = new Set<string>();
+  for (const [path, t] of want) {
+    const h = Object.hasOwn(tensors, path) ? tensors[path] : undefined;
+    if (!h) throw new CheckpointError(source, `tensor "${what}${path}" (shape ${showShape(t.shape)}) expected by the model is missing from the checkpoint`);
+    if (h.shape.length !== t.shape.length || h.shape.some((d, i) => d !== t.shape[i])) {
+      throw new CheckpointError(source, `tensor "${what}${path}" has shape ${showShape(h.shape)} in the checkpoint but the model expects ${showShape(t.shape)}`);
+    }
+    const isInt = h.data instanceof Int32Array;
+    if (isInt !== (t.dtype === "i32")) {
+      throw new CheckpointError(source, `tensor "${what}${path}" is ${isInt ? "an integer" : "a float"} tensor in the checkpoint but the model expects ${t.dtype}`);
+    }
+    seen.add(path);
+  }
+  for (const name of Object.keys(tensors)) {
+    if (!seen.has(name)) throw new CheckpointError(source, `tensor "${what}${name}" in the checkpoint is not a parameter of the model`);
+  }
+  return mapTree(template, (t, path) => {
+    const h = tensors[path];
+    return fromArray(h.data, [...h.shape], t.dtype) as Tensor;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// encode / decode
+// ---------------------------------------------------------------------------------------------
+
+function stOf(h: HostTensor, dtype: WeightDType): StTensor {
+  if (h.data instanceof Int32Array) return { dtype: "I32", shape: [...h.shape], data: h.data };
+  return fromF32(h.data, [...h.shape], dtype);
+}
+
+/** Checkpoint bytes (safetensors) from host data. */
+export function encodeCheckpoint(ck: CheckpointData, dtype: WeightDType = "F32"): Uint8Array {
+  const tensors: Record<string, StTensor> = {};
+  for (const [path, h] of Object.entries(ck.weights)) {
+    if (path.startsWith("optim.")) throw new Error(`checkpoint: a parameter may not be named "${path}" (the prefix "optim." is reserved)`);
+    tensors[path] = stOf(h, dtype);
+  }
+  if (ck.optim) {
+    for (const [path, h] of Object.entries(ck.optim.m)) tensors[`optim.m.${path}`] = stOf(h, "F32");
+    for (const [path, h] of Object.entries(ck.optim.v)) tensors[`optim.v.${path}`] = stOf(h, "F32");
+  }
+  const meta: Record<string, string> = {
+    format: CHECKPOINT_FORMAT,
+    format_version: CHECKPOINT_VERSION,
+    step: String(ck.step),
+    key: JSON.stringify([ck.key[0], ck.key[1]]),
+    data_position: JSON.stringify(ck.dataPosition ?? null),
+    config: JSON.stringify(ck.config ?? {}),
+    weight_dtype: dtype,
+  };
+  if (ck.optim) meta.optim_step = String(ck.optim.step);
+  for (const [k, v] of Object.entries(ck.extra ?? {})) meta[`x.${k}`] = v;
+  return encodeSafetensors(tensors, meta);
+}
+
+const intString = z.string().regex(/^\d+$/).transform(Number).pipe(z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER));
+const u32 = z.number().int().min(0).max(0xffffffff);
+function jsonString<T extends z.ZodType>(inner: T) {
+  return z.string().transform((s, ctx) => {
+    try {
+      return JSON.parse(s) as unknown;
+    } catch {
+      ctx.addIssue({ code: "custom", message: "is not valid JSON" });
+      return z.NEVER;
+    }
+  }).pipe(inner);
+}
+
+/** What each metadata field must be, for messages. */
+const FIELD_EXPECTS: Record<string, string> = {
+  format: `"${CHECKPOINT_FORMAT}"`,
+  format_version: `"${CHECKPOINT_VERSION}" (this program reads version ${CHECKPOINT_VERSION} checkpoints)`,
+  step: "a non-negative integer",
+  key: "a JSON array of two uint32 [k0, k1]",
+  data_position: "JSON",
+  config: "a JSON object",
+  weight_dtype: "one of F32, F16, BF16",
+  optim_step: "a non-negative integer",
+};
+
+const metadataSchema = z.object({
+  format: z.literal(CHECKPOINT_FORMAT),
+  format_version: z.literal(CHECKPOINT_VERSION),
+  step: intString,
+  key: jsonString(z.tuple([u32, u32])),
+  data_position: jsonString(z.unknown()),
+  config: jsonString(z.record(z.string(), z.unknown())),
+  weight_dtype: z.enum(["F32", "F16", "BF16"]),
+  optim_step: intString.optional(),
+});
+
+/** Decodes and validates checkpoint bytes; `path` names the source in errors. */
+export function decodeCheckpoint(bytes: Uint8Array, path: string): LoadedCheckpoint {
+  let decoded;
+  try {
+    decoded = decodeSafetensors(bytes, { source: path });
+  } catch (e) {
+    if (e instanceof SafetensorsError) throw new CheckpointError(path, `not a valid checkpoint: ${e.message.startsWith(`${path}: `) ? e.message.slice(path.length + 2) : e.message}`, { cause: e });
+    throw e;
+  }
+  const md = decoded.metadata;
+  const parsed = metadataSchema.safeParse(md);
+  if (!parsed.success) {
+    const iss = parsed.error.issues[0];
+    const field = String(iss.path[0] ?? "");
+    const got = Object.hasOwn(md, field) ? `got ${JSON.stringify(md[field].length > 80 ? `${md[field].slice(0, 77)}...` : md[field])}` : "it is missing";
+    const hint = field === "format" && !Object.hasOwn(md, field) ? " (is this a checkpoint written by this program?)" : "";
+    throw new CheckpointError(path, `metadata "${field}" must be ${FIELD_EXPECTS[field] ?? iss.message}, ${got}${hint}`);
+  }
+  const meta = parsed.data;
+  const weights: Record<string, HostTensor> = {};
+  const m: Record<string, HostTensor> = {};
+  const v: Record<string, HostTensor> = {};
+  for (const [name, t] of Object.entries(decoded.tensors)) {
+    let data: Float32Array | Int32Array;
+    if (t.dtype === "I32") data = t.data as Int32Array;
+    else if (t.dtype === "I64") throw new CheckpointError(path, `tensor "${name}" is I64, which checkpoints never hold`);
+    else data = toF32(t, name);
+    const h: HostTensor = { shape: t.shape, data };
+    if (name.startsWith("optim.m.")) m[name.slice(8)] = h;
+    else if (name.startsWith("optim.v.")) v[name.slice(8)] = h;
+    else if (name.startsWith("optim.")) throw new CheckpointError(path, `tensor "${name}" is neither optim.m.* nor optim.v.*`);
+    else weights[name] = h;
+  }
+  const hasOptim = Object.keys(m).length + Object.keys(v).length > 0;
+  if (hasOptim !== (meta.optim_step !== undefined)) {
+    throw new CheckpointError(path, hasOptim ? `metadata "optim_step" is missing but the file holds optimizer tensors` : `metadata "optim_step" is set but the file holds no optim.* tensors`);
+  }
+  if (hasOptim) {
+    for (const [what, tensors] of [["m", m], ["v", v]] as const) {
+      for (const [p, h] of Object.entries(tensors)) {
+        const w = weights[p];
+        if (!w) throw new CheckpointError(path, `tensor "optim.${what}.${p}" has no weight "${p}"`);
+        if (w.shape.length !== h.shape.length || w.shape.some((d, i) => d !== h.shape[i])) {
+          throw new CheckpointError(path, `tensor "optim.${what}.${p}" has shape ${showShape(h.shape)} but weight "${p}" has ${showShape(w.shape)}`);
+        }
+      }
+    }
+  }
+  const extra: Record<string, string> = {};
+  for (const [k, val] of Object.entries(md)) if (k.startsWith("x.")) extra[k.slice(2)] = val;
+  return {
+    path,
+    weightDtype: meta.weight_dtype,
+    weights,
+    optim: hasOptim ? { step: meta.optim_step!, m, v } : undefined,
+    step: meta.step,
+    key: Object.freeze([meta.key[0], meta.key[1]]) as Key,
+    dataPosition: meta.data_position,
+    config: meta.config,
+    extra,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// files
+// ---------------------------------------------------------------------------------------------
+
+export interface AtomicWriteOptions {
+  /** Bytes per write call (default 16 MiB). */
+  chunkBytes?: number;
+  /** Called after each chunk (tests use it to crash mid-write). */
+  onChunk?: (written: number, total: number) => void;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === "EPERM";
+  }
+}
+
+/** Removes `<path>.tmp-<pid>` files left by dead processes. */
+export function removeStaleTemps(path: string): string[] {
+  const dir = dirname(path);
+  const prefix = `${basename(path)}.tmp-`;
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length));
+    if (!Number.isInteger(pid) || pid === process.pid || isAlive(pid)) continue;
+    try {
+      unlinkSync(join(dir, name));
+      removed.push(join(dir, name));
+    } catch { /* raced with someone else: fine */ }
+  }
+  return removed;
+}
+
+function fsyncDir(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, "r");
+    fsyncSync(fd);
+  } catch {
+    // some platforms (Windows) cannot open or fsync a directory; the rename is still atomic
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * Writes `bytes` to `path` atomically: `<path>.tmp-<pid>`, fsync, rename over `path`, fsync the
+ * directory. On any error the temporary file is removed and `path` is untouched.
+ */
+export function writeFileAtomic(path: string, bytes: Uint8Array, opts: AtomicWriteOptions = {}): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  const chunk = opts.chunkBytes ?? 16 << 20;
+  const fd = openSync(tmp, "w", 0o644);
+  try {
+    try {
+      let off = 0;
+      while (off < bytes.length) {
+        const n = writeSync(fd, bytes, off, Math.min(chunk, bytes.length - off));
+        off += n;
+        opts.onChunk?.(off, bytes.length);
+      }
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (e) {
+    try {
+      unlinkSync(tmp);
+    } catch { /* already gone */ }
+    throw e;
+  }
+  fsyncDir(dirname(path) || ".");
+}
+
+/** What `saveCheckpoint` takes: tensor trees (read back asynchronously) and the run's state. */
+export interface CheckpointState {
+  params: unknown;
+  optim?: { step: number; m: unknown; v: unknown };
+  step: number;
+  key: Key;
+  dataPosition: unknown;
+  config: Record<string, unknown>;
+  extra?: Record<string, string>;
+}
+
+export interface SaveOptions extends AtomicWriteOptions {
+  /** Storage type of the weights (default F32; the optimizer state is always F32). */
+  dtype?: WeightDType;
+}
+
+/** Saves a checkpoint atomically (see the module note). */
+export async function saveCheckpoint(path: string, state: CheckpointState, opts: SaveOptions = {}): Promise<void> {
+  const data: CheckpointData = {
+    weights: await treeToHost(state.params),
+    optim: state.optim ? { step: state.optim.step, m: await treeToHost(state.optim.m), v: await treeToHost(state.optim.v) } : undefined,
+    step: state.step,
+    key: state.key,
+    dataPosition: state.dataPosition,
+    config: state.config,
+    extra: state.extra,
+  };
+  const bytes = encodeCheckpoint(data, opts.dtype ?? "F32");
+  removeStaleTemps(path);
+  writeFileAtomic(path, bytes, opts);
+}
+
+/** Reads and validates a checkpoint file (errors name the path and the problem). */
+export function loadCheckpoint(path: string): LoadedCheckpoint {
+  let bytes: Uint8Array;
+  try {
+    if (statSync(path).isDirectory()) throw new CheckpointError(path, "is a directory, not a checkpoint file");
+    bytes = readFileSync(path);
+  } catch (e) {
+    if (e instanceof CheckpointError) throw e;
+    const code = (e as { code?: string }).code;
+    if (code === "ENOENT") throw new CheckpointError(path, "checkpoint not found (no such file)", { cause: e });
+    if (code === "EACCES" || code === "EPERM") throw new CheckpointError(path, "checkpoint not readable (permission denied)", { cause: e });
+    throw new CheckpointError(path, `cannot read the checkpoint (${e instanceof Error ? e.message : String(e)})`, { cause: e });
+  }
+  return decodeCheckpoint(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
+}
+
+/**
+ * The parameter (and optimizer) trees of a loaded checkpoint, shaped like `template` (the tree a
+ * fresh `init` gives). Errors name the tensor and both shapes.
+ */
+export function restoreState<P>(ck: LoadedCheckpoint, template: P): { params: P; optim?: { step: number; m: P; v: P } } {
+  const made: unknown[] = [];
+  try {
+    const params = hostToTree(template, ck.weights, ck.path);
+    made.push(params);
+    if (!ck.optim) return { params };
+    const m = hostToTree(template, ck.optim.m, ck.path, "optim.m.");
+    made.push(m);
+    const v = hostToTree(template, ck.optim.v, ck.path, "optim.v.");
+    return { params, optim: { step: ck.optim.step, m, v } };
+  } catch (e) {
+    for (const t of made) disposeTree(t);
+    throw e;
+  }
+}

@@ -1,0 +1,53 @@
+/** Pieces shared by the commands: backend selection, config files, tables, JSON output. */
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { setBackend } from "@memmamba/tensor";
+import { UsageError } from "../args.ts";
+import { writeSvg } from "../plot.ts";
+
+/** Selects the tensor backend; a backend that is not available is a one-line usage error. */
+export function selectBackend(command: string, name: string): void {
+  try {
+    setBackend(name);
+  } catch (e) {
+    throw new UsageError(`${command}: --backend ${name} is not available here (${e instanceof Error ? e.message : String(e)}); use --backend cpu`);
+  }
+}
+
+/** Reads a JSON object from a file; errors name the file (and the flag). */
+export function readJsonFile(command: string, flagName: string, path: string): Record<string, unknown> {
+  if (!existsSync(path)) throw new UsageError(`${command}: ${flagName} ${path}: no such file`);
+  let v: unknown;
+  try {
+    v = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new UsageError(`${command}: ${flagName} ${path}: not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (v === null || typeof v !== "object" || Array.isArray(v)) throw new UsageError(`${command}: ${flagName} ${path}: expected a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+/** Checks that a path exists (a file or a directory), as a one-line usage error. */
+export function requirePath(command: string, flagName: string, path: string): void {
+  if (!existsSync(path)) throw new UsageError(`${command}: ${flagName} ${path}: no such file or directory`);
+}
+
+/** A fixed-width text table. */
+export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]?.length ?? 0)));
+  const line = (cells: readonly string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
+  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n") + "\n";
+}
+
+/** Writes a JSON file (pretty, atomic). */
+export function writeJson(path: string, value: unknown): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeSvg(path, `${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** "1K" for 1024, "400K" for 409600, "1000" otherwise. */
+export function lengthLabel(n: number): string {
+  if (n % (1024 * 1024) === 0) return `${n / (1024 * 1024)}M`;
+  if (n % 1024 === 0) return `${n / 1024}K`;
+  return String(n);
+}

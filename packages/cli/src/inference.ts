@@ -1,0 +1,145 @@
+/**
+ * What the evaluation commands do with a trained language model: load it from a checkpoint,
+ * decode greedily after a long prompt in streaming mode, and measure the NLL of a window's last
+ * tokens — all in constant memory in the prompt length (the prompt goes through `lm.applyChunked`
+ * chunk by chunk, only the state and the current chunk's logits are alive at any time).
+ *
+ * The transformer baseline has no recurrent state: it runs `lm.apply` on the whole sequence
+ * (memory grows with the length, as it does for any transformer).
+ */
+import { crossEntropy, disposeTree, fromArray, random, sliceAxis, sum, tidy, type Tensor } from "@memmamba/tensor";
+import { lm, parseConfig, type LMParams, type LMState, type ModelConfig } from "@memmamba/memmamba";
+import { loadCheckpoint, restoreState, type LoadedCheckpoint } from "./checkpoint.ts";
+
+export interface LoadedModel {
+  params: LMParams;
+  config: ModelConfig;
+  checkpoint: LoadedCheckpoint;
+}
+
+/** Loads a checkpoint's weights into a fresh parameter tree (errors name the path and tensor). */
+export function loadModel(path: string): LoadedModel {
+  const ck = loadCheckpoint(path);
+  let config: ModelConfig;
+  try {
+    config = parseConfig(ck.config);
+  } catch (e) {
+    throw new Error(`${path}: the checkpoint's config is not a valid model config: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const template = lm.init(random.key(0), config);
+  try {
+    return { params: restoreState(ck, template).params, config, checkpoint: ck };
+  } finally {
+    disposeTree(template);
+  }
+}
+
+function argmaxRow(row: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+  return best;
+}
+
+/** The last position's logits after feeding `tokens` from `state`, and the new state (chunked). */
+async function feedChunked(params: LMParams, tokens: Uint8Array, state: LMState, chunk: number): Promise<{ last: Float32Array; state: LMState }> {
+  let cur = state;
+  let last: Float32Array | undefined;
+  for (let s = 0; s < tokens.length; s += chunk) {
+    const piece = tokens.subarray(s, Math.min(tokens.length, s + chunk));
+    const n = piece.length;
+    const r = tidy(() => {
+      const t = fromArray(Int32Array.from(piece), [1, n], "i32");
+      const out = lm.applyChunked(params, t, { chunk }, cur);
+      return { lastLogits: sliceAxis(out.logits, 1, n - 1, n), state: out.state };
+    });
+    if (cur !== state) disposeTree(cur);
+    cur = r.state;
+    last = Float32Array.from(await r.lastLogits.data());
+    r.lastLogits.dispose();
+  }
+  return { last: last!, state: cur };
+}
+
+/**
+ * Greedy decoding of up to `maxTokens` bytes after `prompt` (batch 1). Streams the prompt through
+ * the recurrent state `chunk` tokens at a time, then steps one token at a time.
+ */
+export async function greedyDecode(params: LMParams, prompt: Uint8Array, maxTokens: number, chunk = 512): Promise<number[]> {
+  if (prompt.length === 0) throw new RangeError("greedyDecode: empty prompt");
+  const out: number[] = [];
+  if (params.config.kind === "transformer") {
+    const seq = Array.from(prompt);
+    for (let i = 0; i < maxTokens; i++) {
+      const row = tidy(() => {
+        const t = fromArray(Int32Array.from(seq), [1, seq.length], "i32");
+        return sliceAxis(lm.apply(params, t).logits, 1, seq.length - 1, seq.length);
+      });
+      const next = argmaxRow(Float32Array.from(await row.data()));
+      row.dispose();
+      out.push(next);
+      seq.push(next);
+    }
+    return out;
+  }
+  const init = lm.initState(params.config, 1);
+  let { last, state } = await feedChunked(params, prompt, init, chunk);
+  if (state !== init) disposeTree(init);
+  try {
+    for (let i = 0; i < maxTokens; i++) {
+      const next = argmaxRow(last);
+      out.push(next);
+      if (i === maxTokens - 1) break;
+      const r = tidy(() => lm.step(params, fromArray(Int32Array.of(next), [1], "i32"), state));
+      disposeTree(state);
+      state = r.state;
+      last = Float32Array.from(await r.logits.data());
+      r.logits.dispose();
+    }
+  } finally {
+    disposeTree(state);
+  }
+  return out;
+}
+
+/**
+ * Sum of −log p(targets[t]) over t in [scoreFrom, L) for one window (batch 1), and the count.
+ * Positions before scoreFrom only build the state (their logits are dropped chunk by chunk).
+ */
+export async function windowNll(
+  params: LMParams,
+  inputs: Uint8Array,
+  targets: Uint8Array,
+  scoreFrom: number,
+  chunk = 512,
+): Promise<{ sum: number; count: number }> {
+  const L = inputs.length;
+  if (targets.length !== L) throw new RangeError(`windowNll: ${L} inputs but ${targets.length} targets`);
+  const scored = (logits: Tensor, from: number, to: number, offset: number) =>
+    sum(crossEntropy(sliceAxis(logits, 1, from - offset, to - offset), fromArray(Int32Array.from(targets.subarray(from, to)), [1, to - from], "i32")));
+  if (params.config.kind === "transformer") {
+    const t = tidy(() => scored(lm.apply(params, fromArray(Int32Array.from(inputs), [1, L], "i32")).logits, scoreFrom, L, 0));
+    const v = await t.item();
+    t.dispose();
+    return { sum: v, count: L - scoreFrom };
+  }
+  let state = lm.initState(params.config, 1);
+  let total = 0;
+  try {
+    for (let s = 0; s < L; s += chunk) {
+      const e = Math.min(L, s + chunk);
+      const r = tidy(() => {
+        const out = lm.applyChunked(params, fromArray(Int32Array.from(inputs.subarray(s, e)), [1, e - s], "i32"), { chunk }, state);
+        return { nll: e > scoreFrom ? scored(out.logits, Math.max(s, scoreFrom), e, s) : undefined, state: out.state };
+      });
+      disposeTree(state);
+      state = r.state;
+      if (r.nll) {
+        total += await r.nll.item();
+        r.nll.dispose();
+      }
+    }
+  } finally {
+    disposeTree(state);
+  }
+  return { sum: total, count: L - scoreFrom };
+}

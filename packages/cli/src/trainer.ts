@@ -1,0 +1,356 @@
+/**
+ * A generic training loop: AdamW with gradient accumulation and clipping, NaN/Inf step skipping,
+ * atomic periodic checkpoints, exact resume, a JSONL log, an SVG loss plot and a progress bar.
+ *
+ *   const result = await train(model, data, { steps: 1000, out: "runs/tiny" });
+ *
+ * The model is anything with `init(key) → params`, `loss(params, batch, key) → scalar tensor`
+ * and a JSON `config` (see `TrainableModel`; ./adapters.ts wraps a language model `lm`). The data
+ * is a `BatchSource`: micro-batch i must be a pure function of i (and of the key the trainer gives
+ * a source factory), which is what makes resume exact.
+ *
+ * Defaults are the paper's: AdamW lr 1e-4, weight decay 0.1, β = (0.9, 0.999), eps 1e-8,
+ * constant learning rate, gradient accumulation 4, clipping at global norm 1.0, seed 123.
+ *
+ * Keys. The seed gives the root key R; parameters are initialised from foldIn(R, 0), a source
+ * factory gets foldIn(R, 1), and micro-batch i's loss gets foldIn(foldIn(R, 2), i) (for dropout
+ * or any sampling inside the loss). The checkpoint stores R, so a resumed run uses the same keys
+ * whatever `--seed` says.
+ *
+ * Step t (1-based) uses micro-batches (t − 1)·accum … t·accum − 1, averages their gradients,
+ * clips, and applies one AdamW update. A step whose loss or gradient norm is NaN or ±Inf is
+ * skipped: no update, the optimizer state untouched, the data position still advances (so the
+ * batches of later steps do not depend on which steps were skipped), and it is reported on the
+ * progress display and in the log (`skipped: true`, `reason`). After `maxBadSteps` consecutive
+ * skipped steps training stops with status "diverged" WITHOUT writing a checkpoint, so the last
+ * good one stays on disk.
+ *
+ * Files in `out` (a directory): checkpoint.safetensors (./checkpoint.ts), train.jsonl (one record
+ * per step), loss.svg (redrawn at every checkpoint and at the end).
+ *
+ * Exactness. On the CPU backend every kernel is deterministic, the checkpoint holds the F32
+ * weights, both Adam moments, Adam's step, the step, the root key and the data position, so a run
+ * resumed from step k produces the same losses, bit for bit, as an uninterrupted run — also
+ * after the process was killed during a save (the previous checkpoint is intact; see
+ * writeFileAtomic).
+ */
+import { join } from "node:path";
+import { mkdirSync } from "node:fs";
+import {
+  adamw, clipByGlobalNorm, disposeTree, GradAccumulator, random, valueAndGrad, type Tensor,
+} from "@memmamba/tensor";
+import {
+  type AtomicWriteOptions, CheckpointError, loadCheckpoint, restoreState, saveCheckpoint, type WeightDType,
+} from "./checkpoint.ts";
+import { JsonlLogger, readJsonl, truncateFromStep, type LogRecord } from "./log.ts";
+import { linePlot, writeSvg, type Point } from "./plot.ts";
+import { Progress, type ProgressStream } from "./progress.ts";
+
+export type Key = random.Key;
+
+/** What the trainer trains. */
+export interface TrainableModel<P, B> {
+  /** Fresh parameters (a tree of tensors) from a key. */
+  init(key: Key): P;
+  /** The mean loss of a micro-batch: a scalar tensor. `key` is for randomness inside the loss. */
+  loss(params: P, batch: B, key: Key): Tensor;
+  /** JSON-serialisable description of the model, stored in checkpoints and checked on resume. */
+  config: Record<string, unknown>;
+}
+
+/** Where micro-batches come from. */
+export interface BatchSource<B> {
+  /** Micro-batch number `index` (0, 1, 2, ...): a pure function of the index. */
+  batch(index: number): B;
+  /** Tokens in a batch (for tokens/s); default 0. */
+  tokens?(batch: B): number;
+  /** Frees a batch after use (its tensors, if any). */
+  dispose?(batch: B): void;
+}
+
+export interface TrainOptions {
+  /** Total optimizer steps (a resumed run continues up to this). */
+  steps: number;
+  /** Output directory: checkpoint.safetensors, train.jsonl, loss.svg. */
+  out: string;
+  lr?: number;
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Micro-batches per step (default 4). */
+  accum?: number;
+  /** Global-norm clipping threshold (default 1.0; 0 or Infinity: no clipping). */
+  clip?: number;
+  seed?: number;
+  /** Steps between checkpoints (default: every max(1, round(steps / 10)) steps); the last step always saves. */
+  checkpointEvery?: number;
+  /** Resume from out/checkpoint.safetensors (true) or from a given checkpoint file. */
+  resume?: boolean | string;
+  /** Stop after this many consecutive skipped (NaN/Inf) steps (default 5). */
+  maxBadSteps?: number;
+  /** Weight storage type in checkpoints (default F32, needed for bit-exact resume). */
+  dtype?: WeightDType;
+  /** Progress display: false for none; a stream (default stderr); `tty` forces the mode. */
+  progress?: false | { stream?: ProgressStream; tty?: boolean; plainEverySec?: number };
+  /**
+   * Called after every step with its record; may return extra fields (e.g. an accuracy) to log
+   * and show. Runs before the step's checkpoint.
+   */
+  onStep?: (record: StepRecord, params: unknown) => Promise<Record<string, number> | void> | Record<string, number> | void;
+  /** Passed to the checkpoint writer (tests use onChunk to crash mid-save). */
+  saveOptions?: AtomicWriteOptions;
+  /** Extra strings stored in the checkpoint (x.<name>). */
+  extra?: Record<string, string>;
+  /** Label of the progress display and log lines (default "train"). */
+  label?: string;
+}
+
+export interface StepRecord {
+  step: number;
+  /** Mean micro-batch loss (NaN/Inf when that is why the step was skipped). */
+  loss: number;
+  /** Global gradient norm before clipping (NaN when not computed). */
+  gradNorm: number;
+  lr: number;
+  tokens: number;
+  skipped: boolean;
+  reason?: string;
+  /** Wall time of the step in milliseconds. */
+  ms: number;
+  [extra: string]: unknown;
+}
+
+export interface TrainResult<P = unknown> {
+  status: "done" | "diverged";
+  /** Last step taken. */
+  step: number;
+  /** Records of the steps this call ran. */
+  records: StepRecord[];
+  /** Steps that were skipped (in this call). */
+  skipped: number[];
+  /** The checkpoint on disk (the last good one). */
+  checkpoint: string;
+  /** The step that checkpoint holds (undefined if none was ever written). */
+  checkpointStep: number | undefined;
+  /** Final parameters (owned by the caller: disposeTree when done). */
+  params: P;
+}
+
+export const TRAIN_DEFAULTS = Object.freeze({
+  lr: 1e-4,
+  weightDecay: 0.1,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  accum: 4,
+  clip: 1.0,
+  seed: 123,
+  maxBadSteps: 5,
+});
+
+/** The three files of a run directory. */
+export function runFiles(out: string): { checkpoint: string; log: string; plot: string } {
+  return { checkpoint: join(out, "checkpoint.safetensors"), log: join(out, "train.jsonl"), plot: join(out, "loss.svg") };
+}
+
+function firstDifference(a: unknown, b: unknown, path = ""): string | undefined {
+  if (Object.is(a, b)) return undefined;
+  if (a && b && typeof a === "object" && typeof b === "object" && Array.isArray(a) === Array.isArray(b)) {
+    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+    for (const k of keys) {
+      const d = firstDifference((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], path ? `${path}.${k}` : k);
+      if (d) return d;
+    }
+    return undefined;
+  }
+  return `${path || "(root)"}: ${JSON.stringify(a)} in the checkpoint, ${JSON.stringify(b)} now`;
+}
+
+/** Writes loss.svg from the log: the per-step loss and its moving average. */
+export function plotLoss(logPath: string, plotPath: string, title = "training loss"): void {
+  const recs = readJsonl(logPath).filter((r) => typeof r.step === "number");
+  const pts: Point[] = recs.map((r) => [r.step as number, typeof r.loss === "number" && !r.skipped ? (r.loss as number) : NaN]);
+  const series = [{ name: "loss", points: pts, color: "#9ecae1" }];
+  const finite = pts.filter(([, y]) => Number.isFinite(y));
+  if (finite.length >= 20) {
+    const w = Math.max(5, Math.round(finite.length / 50));
+    const avg: Point[] = [];
+    let s = 0;
+    for (let i = 0; i < finite.length; i++) {
+      s += finite[i][1];
+      if (i >= w) s -= finite[i - w][1];
+      if (i >= w - 1) avg.push([finite[i][0], s / w]);
+    }
+    series.push({ name: `moving average (${w} steps)`, points: avg, color: "#08519c" });
+  }
+  writeSvg(plotPath, linePlot(series, { title, xLabel: "step", yLabel: "loss" }));
+}
+
+/** A batch source, or a factory given the run's data key. */
+export type DataArg<B> = BatchSource<B> | ((key: Key) => BatchSource<B>);
+
+/** Trains `model` on `data`; see the module note. */
+export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>, opts: TrainOptions): Promise<TrainResult<P>> {
+  const o = { ...TRAIN_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as typeof TRAIN_DEFAULTS & TrainOptions;
+  if (!Number.isSafeInteger(o.steps) || o.steps < 0) throw new RangeError(`train: steps must be a non-negative integer, got ${o.steps}`);
+  if (!Number.isSafeInteger(o.accum) || o.accum < 1) throw new RangeError(`train: accum must be a positive integer, got ${o.accum}`);
+  if (!Number.isSafeInteger(o.maxBadSteps) || o.maxBadSteps < 1) throw new RangeError(`train: maxBadSteps must be a positive integer, got ${o.maxBadSteps}`);
+  const every = o.checkpointEvery ?? Math.max(1, Math.round(o.steps / 10));
+  if (!Number.isSafeInteger(every) || every < 1) throw new RangeError(`train: checkpointEvery must be a positive integer, got ${every}`);
+  const files = runFiles(o.out);
+  mkdirSync(o.out, { recursive: true });
+  const label = o.label ?? "train";
+
+  // ---- state: fresh or from a checkpoint ----
+  let rootKey: Key = random.key(o.seed);
+  let startStep = 0;
+  let params: P;
+  let optState: adamw.AdamWState<P>;
+  let checkpointStep: number | undefined;
+  const resumePath = typeof o.resume === "string" ? o.resume : o.resume ? files.checkpoint : undefined;
+  if (resumePath !== undefined) {
+    const ck = loadCheckpoint(resumePath);
+    const diff = firstDifference(ck.config, model.config);
+    if (diff) throw new CheckpointError(resumePath, `was written for another model config (${diff})`);
+    if (!ck.optim) throw new CheckpointError(resumePath, "holds no optimizer state, so training cannot resume from it exactly");
+    // (a half-precision checkpoint resumes too, just not bit-exactly: its weights were rounded)
+    rootKey = ck.key;
+    const template = model.init(random.foldIn(rootKey, 0));
+    let restored;
+    try {
+      restored = restoreState(ck, template);
+    } finally {
+      disposeTree(template);
+    }
+    params = restored.params;
+    optState = { step: restored.optim!.step, m: restored.optim!.m, v: restored.optim!.v };
+    startStep = ck.step;
+    checkpointStep = ck.step;
+    const expectedPos = ck.step * o.accum;
+    if (ck.dataPosition !== expectedPos) {
+      disposeTree([params, optState.m, optState.v]);
+      throw new CheckpointError(resumePath, `data position ${JSON.stringify(ck.dataPosition)} does not match step ${ck.step} × accum ${o.accum} = ${expectedPos} (was it written with another --accum?)`);
+    }
+    truncateFromStep(files.log, startStep);
+  } else {
+    params = model.init(random.foldIn(rootKey, 0));
+    optState = adamw.init(params);
+    truncateFromStep(files.log, 0);
+  }
+  const source = typeof data === "function" ? data(random.foldIn(rootKey, 1)) : data;
+  const lossKeyBase = random.foldIn(rootKey, 2);
+
+  const log = new JsonlLogger(files.log);
+  const progress = o.progress === false
+    ? undefined
+    : new Progress({ total: o.steps, startStep, label, stream: o.progress?.stream, tty: o.progress?.tty, plainEverySec: o.progress?.plainEverySec });
+  const vg = valueAndGrad((p: P, b: B, k: Key) => model.loss(p, b, k));
+  const records: StepRecord[] = [];
+  const skipped: number[] = [];
+  let bad = 0;
+  let status: "done" | "diverged" = "done";
+  let step = startStep;
+
+  const save = async (s: number) => {
+    await saveCheckpoint(files.checkpoint, {
+      params,
+      optim: { step: optState.step, m: optState.m, v: optState.v },
+      step: s,
+      key: rootKey,
+      dataPosition: s * o.accum,
+      config: model.config,
+      extra: o.extra,
+    }, { ...o.saveOptions, dtype: o.dtype });
+    checkpointStep = s;
+    plotLoss(files.log, files.plot, `${label}: loss`);
+  };
+
+  try {
+    for (step = startStep + 1; step <= o.steps; step++) {
+      const t0 = performance.now();
+      const acc = new GradAccumulator<P>();
+      let lossSum = 0;
+      let tokens = 0;
+      let reason: string | undefined;
+      for (let j = 0; j < o.accum; j++) {
+        const index = (step - 1) * o.accum + j;
+        const batch = source.batch(index);
+        try {
+          tokens += source.tokens?.(batch) ?? 0;
+          if (reason !== undefined) continue; // a bad micro-batch already spoiled the step
+          const { value, grads } = vg(params, batch, random.foldIn(lossKeyBase, index));
+          const lv = await value.item();
+          value.dispose();
+          lossSum += lv;
+          if (!Number.isFinite(lv)) {
+            reason = `loss is ${lv} (micro-batch ${j + 1}/${o.accum})`;
+            disposeTree(grads);
+            continue;
+          }
+          acc.add(grads);
+          disposeTree(grads);
+        } finally {
+          source.dispose?.(batch);
+        }
+      }
+      const loss = lossSum / o.accum;
+      let gradNorm = NaN;
+      if (reason === undefined) {
+        const avg = acc.average();
+        const doClip = o.clip > 0 && Number.isFinite(o.clip);
+        const { grads: clipped, norm } = clipByGlobalNorm(avg, doClip ? o.clip : Number.MAX_VALUE);
+        gradNorm = await norm.item();
+        norm.dispose();
+        if (!Number.isFinite(gradNorm)) {
+          reason = `gradient norm is ${gradNorm}`;
+        } else {
+          ({ params, state: optState } = adamw.update(params, clipped, optState, {
+            lr: o.lr, weightDecay: o.weightDecay, beta1: o.beta1, beta2: o.beta2, eps: o.eps,
+          }));
+        }
+        disposeTree(clipped);
+        disposeTree(avg);
+      }
+      acc.reset();
+
+      const rec: StepRecord = { step, loss, gradNorm, lr: o.lr, tokens, skipped: reason !== undefined, ms: performance.now() - t0 };
+      if (reason !== undefined) {
+        rec.reason = reason;
+        skipped.push(step);
+        bad++;
+        progress?.log(`${label}: step ${step} skipped: ${reason} (${bad} in a row; stopping at ${o.maxBadSteps})`);
+      } else bad = 0;
+      const extra = (await o.onStep?.(rec, params)) ?? undefined;
+      if (extra) Object.assign(rec, extra);
+      records.push(rec);
+      log.write(rec as LogRecord);
+      progress?.update(step, {
+        loss: reason === undefined ? loss : undefined,
+        tokens,
+        extra: extra ? Object.fromEntries(Object.entries(extra).map(([k, v]) => [k, Number.isInteger(v) ? v : v.toFixed(4)])) : undefined,
+      });
+      if (bad >= o.maxBadSteps) {
+        status = "diverged";
+        break;
+      }
+      if (bad === 0 && (step % every === 0 || step === o.steps)) await save(step);
+    }
+    if (status === "done") {
+      step = Math.max(startStep, Math.min(step, o.steps));
+      // the last steps were skipped (params untouched, so still good): save where the run ends
+      if (checkpointStep !== step && step > startStep) await save(step);
+    } else plotLoss(files.log, files.plot, `${label}: loss`);
+  } catch (e) {
+    disposeTree([params, optState.m, optState.v]);
+    throw e;
+  } finally {
+    log.close();
+  }
+  disposeTree([optState.m, optState.v]);
+  const kept = checkpointStep === undefined ? "none written" : `${files.checkpoint} (step ${checkpointStep})`;
+  if (status === "diverged") {
+    progress?.finish(`${label}: stopped after ${o.maxBadSteps} consecutive non-finite steps at step ${step}; last good checkpoint: ${kept}`);
+  } else progress?.finish(`${label}: done at step ${step}; checkpoint: ${kept}`);
+  return { status, step, records, skipped, checkpoint: files.checkpoint, checkpointStep, params };
+}

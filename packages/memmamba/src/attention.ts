@@ -1,0 +1,101 @@
+/**
+ * Reading the pools: cross-token attention (Eq. 6/10) over a layer's own pool, and cross-layer
+ * attention (Eq. 7/11) over the pools of earlier layers. Both are one masked softmax over a few
+ * slots per position (P, or g·P), so they cost O(L·P·S), linear in the length.
+ */
+import { concat, gather, gt, matmul, mul, noGrad, random, reshape, sigmoid, softmax, sum, where, type Tensor } from "@memmamba/tensor";
+import type { MemoryConfig, ModelConfig } from "./config.ts";
+import { initLinear, initScorer, scoreLinear, type Key, type Linear } from "./nn.ts";
+import type { PoolRead } from "./pool.ts";
+
+export interface CrossTokenParams {
+  /** w_st, b_st: the state-importance scorer (input d, or d_inner when it scores the scan). */
+  state: Linear;
+  /** W_q [d, S], W_k and W_v [S, S] (no biases). */
+  q: Linear;
+  k: Linear;
+  v: Linear;
+}
+
+export interface CrossLayerParams {
+  q: Linear;
+  k: Linear;
+  v: Linear;
+}
+
+function initQKV(key: Key, d: number, S: number): { q: Linear; k: Linear; v: Linear } {
+  const [kq, kk, kv] = random.split(key, 3);
+  return { q: initLinear(kq, d, S, false), k: initLinear(kk, S, S, false), v: initLinear(kv, S, S, false) };
+}
+
+export function initCrossToken(key: Key, cfg: ModelConfig): CrossTokenParams {
+  const [ks, kqkv] = random.split(key, 2);
+  const scored = cfg.memory.stateScore === "scan" ? cfg.expand * cfg.dModel : cfg.dModel;
+  return { state: initScorer(ks, scored), ...initQKV(kqkv, cfg.dModel, cfg.memory.summaryDim) };
+}
+
+export function initCrossLayer(key: Key, cfg: ModelConfig): CrossLayerParams {
+  return initQKV(key, cfg.dModel, cfg.memory.summaryDim);
+}
+
+/** The pool slots each position reads, projected by w: [B, L, P, S] (project the table, then gather). */
+function slots(read: PoolRead, w: Tensor): Tensor {
+  return gather(matmul(read.table, w), read.index);
+}
+
+/**
+ * softmax(q·Kᵀ/√S) V over the slots that hold a note: q [B, L, S], keys and values [B, L, P, S],
+ * valid [B, L, P]. A position with no valid slot reads 0 (its weights are all masked to zero),
+ * never NaN.
+ */
+export function poolAttention(q: Tensor, keys: Tensor, values: Tensor, valid: Tensor): Tensor {
+  const [B, L, S] = q.shape;
+  const P = keys.shape[2];
+  const logits = mul(sum(mul(reshape(q, [B, L, 1, S]), keys), -1), 1 / Math.sqrt(S));
+  const weights = mul(softmax(where(valid, logits, -1e9)), valid);
+  return sum(mul(reshape(weights, [B, L, P, 1]), values), 2);
+}
+
+/**
+ * Eq. 10: I_state = σ(src · w_st + b_st) [B, L]. The paper scores the SSM state h_t; the parallel
+ * scan does not materialise h_t, so we score a linear readout of it: the (normalised) block output
+ * x_l, which is out_proj of the gated C·h + D·u plus the skip (the default), or the (normalised)
+ * scan readout C·h + D·u itself (memory.stateScore = "scan").
+ */
+export function stateImportance(p: Linear, src: Tensor): Tensor {
+  return sigmoid(scoreLinear(p, src));
+}
+
+export interface CrossTokenRead {
+  /** c_tok [B, L, S]. */
+  c: Tensor;
+  /** I_state [B, L]. */
+  score: Tensor;
+  /** 1 where I_state > τ2 [B, L] (no gradient). */
+  gate: Tensor;
+}
+
+/**
+ * Eq. 6/10: c_tok = 1[I_state > τ2] ⊙ I_state ⊙ Attn(h W_q, notes W_k, notes W_v) over the notes the
+ * layer's own pool holds before t; h = RMSNorm(x_l) [B, L, d], stateSrc what I_state scores. As with
+ * the notes, the score scales what it gates, so the state scorer learns through the read.
+ */
+export function crossTokenAttention(p: CrossTokenParams, h: Tensor, stateSrc: Tensor, read: PoolRead, m: MemoryConfig): CrossTokenRead {
+  const score = stateImportance(p.state, stateSrc);
+  const gate = noGrad(() => gt(score, m.tau2));
+  const attn = poolAttention(matmul(h, p.q.w), slots(read, p.k.w), slots(read, p.v.w), read.valid);
+  const c = mul(attn, reshape(mul(gate, score), [...score.shape, 1]));
+  return { c, score, gate };
+}
+
+/**
+ * Eq. 7/11: c_lay = Attn(h W_q, notes W_k, notes W_v) over the notes held at t in the pools of the
+ * g layers before this one (their slots side by side: g·P keys). We exclude the layer's own pool,
+ * which cross-token attention already reads, so the two reads carry different information.
+ */
+export function crossLayerAttention(p: CrossLayerParams, h: Tensor, reads: readonly PoolRead[]): Tensor {
+  const keys = concat(reads.map((r) => slots(r, p.k.w)), 2);
+  const values = concat(reads.map((r) => slots(r, p.v.w)), 2);
+  const valid = concat(reads.map((r) => r.valid), 2);
+  return poolAttention(matmul(h, p.q.w), keys, values, valid);
+}

@@ -1,0 +1,196 @@
+/**
+ * The model configuration: one zod schema (validation, defaults, and the exported JSON Schema),
+ * the derived sizes, and the presets.
+ *
+ * Names are camelCase versions of the Mamba reference's (d_model → dModel, d_state → dState…).
+ * Parsing never guesses: a bad field is an error that names its path, e.g.
+ * `config.memory.poolSize: expected a positive integer, got 0`.
+ */
+import { z } from "zod";
+
+const int = (what: string) => z.number({ error: `expected ${what}` }).int({ error: `expected ${what}` });
+const posInt = int("a positive integer").positive({ error: "expected a positive integer" });
+const unit = z.number({ error: "expected a number in [0, 1]" }).min(0).max(1);
+
+/** Eq. 7/11: every `every` layers, attend over the pools of the `group` layers before. */
+export const CrossLayerSchema = z.object({
+  enabled: z.boolean().default(true),
+  /** Layer l attends across layers when (l + 1) % every == 0 and l ≥ 1 (the paper's p). */
+  every: posInt.default(2),
+  /** How many earlier layers' pools it reads (the paper's g), l − g … l − 1 (clamped at 0). */
+  group: posInt.default(2),
+});
+
+export const MemorySchema = z.object({
+  /** Off: a plain Mamba with the same backbone. */
+  enabled: z.boolean().default(true),
+  /** S, the width of a note (the paper's summary dimension). */
+  summaryDim: posInt.default(64),
+  /** P, the notes each layer's pool holds. */
+  poolSize: posInt.default(50),
+  /** τ1: a token is written to the pool when I_token > τ1 (Eq. 8). */
+  tau1: unit.default(0.5),
+  /** τ2: a token reads the pool when I_state > τ2 (Eq. 10). */
+  tau2: unit.default(0.5),
+  /** Pool_r of the summary: max (the paper's best), mean, T-Max-Avg, S3Pool (see pooling.ts). */
+  pooling: z.enum(["max", "mean", "tmaxavg", "s3pool"]).default("max"),
+  /** r: each summary feature pools a group of r projected features. */
+  summaryWindow: posInt.default(4),
+  /** T of T-Max-Avg pooling: a group whose max exceeds T gives its max, else its mean. */
+  tmaxavgThreshold: z.number().default(0),
+  /** When a pool is full: drop the oldest note (fifo) or the lowest-scoring one (priority). */
+  replacement: z.enum(["fifo", "priority"]).default("priority"),
+  /** What I_state scores: the block output x_l ("output") or the scan readout C·h + D·x ("scan"). */
+  stateScore: z.enum(["output", "scan"]).default("output"),
+  /** Eq. 6/10: each token attends over its own layer's pool. */
+  crossToken: z.boolean().default(true),
+  crossLayer: CrossLayerSchema.prefault({}),
+  /** Eq. 12: how an attention read is merged into the residual stream. */
+  fusion: z.enum(["weighted", "gated", "residual", "product", "conv1d"]).default("weighted"),
+});
+
+export const TransformerSchema = z.object({
+  nHeads: posInt.default(4),
+  /** Rotary position embeddings on q and k (else the model has no position information). */
+  rotary: z.boolean().default(true),
+  ropeBase: z.number().positive().default(10000),
+  /** Hidden width of the SiLU MLP, as a multiple of dModel. */
+  mlpRatio: posInt.default(4),
+});
+
+export const ModelConfigSchema = z
+  .object({
+    /** memmamba: Mamba + notes; mamba: the same backbone without memory; transformer: the baseline. */
+    kind: z.enum(["memmamba", "mamba", "transformer"]).default("memmamba"),
+    dModel: posInt.default(256),
+    nLayers: posInt.default(8),
+    /** Byte-level by default. */
+    vocab: posInt.default(256),
+    /** N, the SSM state size per channel. */
+    dState: posInt.default(16),
+    /** d_inner = expand · dModel. */
+    expand: posInt.default(2),
+    /** Kernel of the causal depthwise conv. */
+    dConv: posInt.default(4),
+    /** R, the rank of Δ's projection: "auto" = ⌈dModel / 16⌉. */
+    dtRank: z.union([z.literal("auto"), posInt]).default("auto"),
+    /** Δ is initialised log-uniform in [dtMin, dtMax]. */
+    dtMin: z.number().positive().default(1e-3),
+    dtMax: z.number().positive().default(0.1),
+    normEps: z.number().positive().default(1e-5),
+    memory: MemorySchema.prefault({}),
+    transformer: TransformerSchema.prefault({}),
+  })
+  .superRefine((c, ctx) => {
+    if (c.dtMin > c.dtMax) ctx.addIssue({ code: "custom", path: ["dtMin"], message: `dtMin (${c.dtMin}) must not exceed dtMax (${c.dtMax})` });
+    if (c.kind === "transformer" && c.dModel % c.transformer.nHeads !== 0) {
+      ctx.addIssue({ code: "custom", path: ["transformer", "nHeads"], message: `nHeads (${c.transformer.nHeads}) must divide dModel (${c.dModel})` });
+    }
+    if (c.kind === "transformer" && c.transformer.rotary && (c.dModel / c.transformer.nHeads) % 2 !== 0) {
+      ctx.addIssue({ code: "custom", path: ["transformer", "rotary"], message: `rotary needs an even head size, got ${c.dModel / c.transformer.nHeads}` });
+    }
+  });
+
+export type ModelConfig = z.output<typeof ModelConfigSchema>;
+export type ModelConfigInput = z.input<typeof ModelConfigSchema>;
+export type MemoryConfig = ModelConfig["memory"];
+
+/** A config error: the message lists every bad field by its path. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Validates a config (filling defaults). Throws a ConfigError naming each bad field. */
+export function parseConfig(input: unknown): ModelConfig {
+  const r = ModelConfigSchema.safeParse(input);
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => {
+      const got = valueAt(input, i.path);
+      return `config.${i.path.map(String).join(".") || "(root)"}: ${i.message}${got === undefined ? "" : ` (got ${JSON.stringify(got)})`}`;
+    });
+    throw new ConfigError(`invalid model config:\n  ${lines.join("\n  ")}`);
+  }
+  return r.data;
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let v = input;
+  for (const k of path) v = v !== null && typeof v === "object" ? (v as Record<PropertyKey, unknown>)[k] : undefined;
+  return v;
+}
+
+/** The JSON Schema of the config's input (what a user may write in a JSON file). */
+export function configJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(ModelConfigSchema, { io: "input" }) as Record<string, unknown>;
+}
+
+/** Sizes derived from a config. */
+export interface Dims {
+  d: number;
+  dInner: number;
+  dtRank: number;
+  N: number;
+  K: number;
+}
+export function dims(c: ModelConfig): Dims {
+  return {
+    d: c.dModel,
+    dInner: c.expand * c.dModel,
+    dtRank: c.dtRank === "auto" ? Math.ceil(c.dModel / 16) : c.dtRank,
+    N: c.dState,
+    K: c.dConv,
+  };
+}
+
+/** True when the model takes notes (kind memmamba with memory enabled). */
+export function usesMemory(c: ModelConfig): boolean {
+  return c.kind === "memmamba" && c.memory.enabled;
+}
+
+/** True when layer l (0-based) runs cross-layer attention (Eq. 7/11). */
+export function hasCrossLayer(c: ModelConfig, l: number): boolean {
+  const cl = c.memory.crossLayer;
+  return usesMemory(c) && cl.enabled && l >= 1 && (l + 1) % cl.every === 0;
+}
+
+/** The earlier layers whose pools layer l reads across layers: l − g … l − 1, clamped at 0. */
+export function crossLayerSources(c: ModelConfig, l: number): number[] {
+  const out: number[] = [];
+  for (let j = Math.max(0, l - c.memory.crossLayer.group); j < l; j++) out.push(j);
+  return out;
+}
+
+// ---------- presets ----------
+
+type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
+/** Overrides on top of a preset: any subset of the config's fields, nested. */
+export type ConfigOverrides = DeepPartial<ModelConfigInput>;
+
+const presetInputs = {
+  /** For tests: runs in milliseconds on a CPU. */
+  tiny: { dModel: 32, nLayers: 2, dState: 8, memory: { summaryDim: 16, poolSize: 8, crossLayer: { every: 2, group: 2 } } },
+  /** Our experiments. */
+  small: { dModel: 256, nLayers: 8, dState: 16, memory: { summaryDim: 64, poolSize: 50, crossLayer: { every: 2, group: 2 } } },
+  /** The paper's size (Mamba-130M backbone). */
+  paper: { dModel: 768, nLayers: 24, dState: 16, memory: { summaryDim: 64, poolSize: 50 } },
+} satisfies Record<string, ModelConfigInput>;
+
+export type PresetName = keyof typeof presetInputs;
+export const presetNames = Object.keys(presetInputs) as PresetName[];
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+function deepMerge(a: unknown, b: unknown): unknown {
+  if (!isPlainObject(a) || !isPlainObject(b)) return b === undefined ? a : b;
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = deepMerge(a[k], v);
+  return out;
+}
+
+/** A preset's config, with optional overrides (deep-merged, then validated). */
+export function preset(name: PresetName, overrides: ConfigOverrides = {}): ModelConfig {
+  const base = presetInputs[name];
+  if (!base) throw new ConfigError(`unknown preset "${String(name)}" (known: ${presetNames.join(", ")})`);
+  return parseConfig(deepMerge(base, overrides));
+}

@@ -1,0 +1,90 @@
+/**
+ * Fusion (Eq. 12): x̄_l = x_l + F_tok(c_tok) + F_lay(c_lay). Each F first projects its read
+ * S → d (u = c W_F, no bias), then:
+ *
+ *   weighted  α ⊙ u, α a learned per-channel weight [d] (the paper's best; our default). α starts
+ *             at 0.1 (LayerScale-style) so an untrained MemMamba starts close to its backbone.
+ *   gated     σ([x, u] W_g + b_g) ⊙ u: the token decides, channel by channel, how much to take.
+ *   residual  u, a plain add.
+ *   product   x ⊙ u: the read rescales the stream (multiplicative interaction).
+ *   conv1d    a causal depthwise conv (kernel 3, no bias) over the sequence of u: the read is
+ *             smoothed over the last 3 positions (a recurrent step carries the last 2 u's).
+ *
+ * No F has a bias, so F(0) = 0: a token that reads nothing (closed gate, empty pool) leaves the
+ * stream as the backbone made it. (A bias would add the same vector to every token, and at
+ * nn.Linear's init scale it would swamp the 0.02-scale embeddings.)
+ */
+import { add, concat, conv1dCausal, full, mul, noGrad, random, sigmoid, sliceAxis, zeros, type Tensor } from "@memmamba/tensor";
+import type { MemoryConfig, ModelConfig } from "./config.ts";
+import { initLinear, linear, type Key, type Linear } from "./nn.ts";
+
+export type FusionKind = MemoryConfig["fusion"];
+
+/** The conv fusion's kernel size. */
+export const FUSION_CONV_K = 3;
+
+export interface FusionParams {
+  /** S → d, no bias. */
+  proj: Linear;
+  /** weighted: α [d]. */
+  scale?: Tensor;
+  /** gated: [2d] → d. */
+  gate?: Linear;
+  /** conv1d: w [d, 3]. */
+  conv?: { w: Tensor };
+}
+
+export function initFusion(key: Key, cfg: ModelConfig): FusionParams {
+  const d = cfg.dModel;
+  const [kp, kg, kw] = random.split(key, 3);
+  const p: FusionParams = { proj: initLinear(kp, cfg.memory.summaryDim, d, false) };
+  switch (cfg.memory.fusion) {
+    case "weighted":
+      p.scale = noGrad(() => full([d], 0.1));
+      break;
+    case "gated":
+      p.gate = initLinear(kg, 2 * d, d);
+      break;
+    case "conv1d": {
+      const bound = 1 / Math.sqrt(FUSION_CONV_K); // nn.Conv1d default, depthwise
+      p.conv = { w: random.uniform(kw, [d, FUSION_CONV_K], { lo: -bound, hi: bound }) };
+      break;
+    }
+  }
+  return p;
+}
+
+/** The carried inputs of a conv fusion [B, K − 1, d] (absent for the other kinds). */
+export function initFusionState(cfg: ModelConfig, batch: number): Tensor | undefined {
+  return cfg.memory.fusion === "conv1d" ? zeros([batch, FUSION_CONV_K - 1, cfg.dModel]) : undefined;
+}
+
+/**
+ * One term F(c) of Eq. 12 for a read c [B, L, S] at the stream x [B, L, d]. With a conv state
+ * (chunked and recurrent modes) the conv continues from it and the next state is returned.
+ */
+export function fusionTerm(p: FusionParams, kind: FusionKind, x: Tensor, c: Tensor, convState?: Tensor): { term: Tensor; state?: Tensor } {
+  const u = linear(p.proj, c);
+  switch (kind) {
+    case "weighted":
+      return { term: mul(u, p.scale!) };
+    case "gated":
+      return { term: mul(sigmoid(linear(p.gate!, concat([x, u], -1))), u) };
+    case "residual":
+      return { term: u };
+    case "product":
+      return { term: mul(x, u) };
+    case "conv1d": {
+      const L = u.shape[1];
+      const input = convState ? concat([convState, u], 1) : u;
+      let y = conv1dCausal(input, p.conv!.w);
+      if (convState) y = sliceAxis(y, 1, FUSION_CONV_K - 1);
+      return convState ? { term: y, state: sliceAxis(input, 1, L) } : { term: y };
+    }
+  }
+}
+
+/** Eq. 12: x̄ = x + Σ F(c), the memory terms added to the residual stream. */
+export function fuseMemory(x: Tensor, terms: readonly Tensor[]): Tensor {
+  return terms.reduce((acc, t) => add(acc, t), x);
+}

@@ -1,0 +1,28 @@
+/**
+ * @memmamba/memmamba — MemMamba ("MemMamba: Rethinking Memory Patterns in State Space Model") as
+ * pure layers on @memmamba/tensor: `init(key, config) → params`, `apply(params, inputs, …)`, with
+ * params plain object trees of tensors, so a user composes their own model from them.
+ */
+export {
+  ConfigError, configJsonSchema, crossLayerSources, dims, hasCrossLayer, ModelConfigSchema, MemorySchema, parseConfig, preset,
+  presetNames, usesMemory, type ConfigOverrides, type Dims, type MemoryConfig, type ModelConfig, type ModelConfigInput, type PresetName,
+} from "./config.ts";
+export { initLinear, initRMSNorm, linear, rmsNorm, scoreLinear, type Key, type Linear, type RMSNorm } from "./nn.ts";
+export { initMamba, initMambaState, mambaBlock, type MambaOutput, type MambaParams, type MambaState } from "./mamba.ts";
+export { poolSummary, type PoolingKind } from "./pooling.ts";
+export { initNote, stateSummary, takeNotes, tokenImportance, type NoteParams, type Notes } from "./note.ts";
+export { initPoolState, insertNote, readPool, selectNotes, type PoolRead, type PoolState } from "./pool.ts";
+export {
+  crossLayerAttention, crossTokenAttention, initCrossLayer, initCrossToken, poolAttention, stateImportance,
+  type CrossLayerParams, type CrossTokenParams, type CrossTokenRead,
+} from "./attention.ts";
+export { FUSION_CONV_K, fuseMemory, fusionTerm, initFusion, initFusionState, type FusionKind, type FusionParams } from "./fusion.ts";
+export {
+  initLayer, initLayerState, memMambaLayer, type LayerContext, type LayerCounts, type LayerParams, type LayerResult, type LayerState,
+  type LayerTrace,
+} from "./layer.ts";
+export { initTransformerLayer, ropeTables, transformerLayer, type Rope, type TransformerLayerParams } from "./transformer.ts";
+export { apply, auxOf, forward, initLM, loss, type ApplyOptions, type ForwardOptions, type LMAux, type LMOutput, type LMParams } from "./model.ts";
+export { initState, stateElementCount, type LMState } from "./state.ts";
+export { applyChunked, feed, step, type ChunkOptions, type StepOutput } from "./stream.ts";
+export { lm } from "./lm.ts";

@@ -1,0 +1,163 @@
+/**
+ * One MemMamba layer: the Mamba block, then the Note Block writes to the layer's pool, the
+ * layer reads its pool (cross-token) and, every p layers, the pools of the g layers before it
+ * (cross-layer), and the reads are fused into the residual stream.
+ *
+ *   x_l = Mamba(x);  h = RMSNorm(x_l)                (Eq. 1)
+ *   notes, pool  ← NoteBlock(h)                      (Eq. 5/8/9)
+ *   c_tok = CrossToken(h, pool_l)                    (Eq. 6/10)
+ *   c_lay = CrossLayer(h, pools_{l−g..l−1})          (Eq. 7/11)
+ *   x̄_l = x_l + F_tok(c_tok) + F_lay(c_lay)          (Eq. 12)
+ *
+ * The same function runs a whole sequence (parallel: no state; chunked: a carried state) or one
+ * token (`step: true`: the pool is read from the state, then the note is inserted).
+ */
+import { max, mul, noGrad, random, reshape, sum, tidy, type Tensor } from "@memmamba/tensor";
+import { crossLayerSources, hasCrossLayer, usesMemory, type ModelConfig } from "./config.ts";
+import { crossLayerAttention, crossTokenAttention, initCrossLayer, initCrossToken, type CrossLayerParams, type CrossTokenParams } from "./attention.ts";
+import { fuseMemory, fusionTerm, initFusion, initFusionState, type FusionParams } from "./fusion.ts";
+import { initMamba, initMambaState, mambaBlock, type MambaParams, type MambaState } from "./mamba.ts";
+import { rmsNorm, rmsNormalize, type Key } from "./nn.ts";
+import { initNote, takeNotes, type NoteParams } from "./note.ts";
+import { initPoolState, insertNote, readPool, selectNotes, type PoolRead, type PoolState } from "./pool.ts";
+
+export interface LayerParams {
+  mamba: MambaParams;
+  note?: NoteParams;
+  crossToken?: CrossTokenParams;
+  fuseTok?: FusionParams;
+  crossLayer?: CrossLayerParams;
+  fuseLay?: FusionParams;
+}
+
+/** A layer's recurrent state: fixed size, whatever the length. */
+export interface LayerState {
+  mamba: MambaState;
+  pool?: PoolState;
+  /** conv1d fusion: the last 2 projected reads of each path [B, 2, d]. */
+  fuseTok?: Tensor;
+  fuseLay?: Tensor;
+}
+
+/** Per-position signals of one layer, for inspection (`trace: true`). */
+export interface LayerTrace {
+  /** I_token [B, L]. */
+  tokenScore: Tensor;
+  /** 1 where the note was written [B, L]. */
+  write: Tensor;
+  /** I_state [B, L] (when cross-token attention is on). */
+  stateScore?: Tensor;
+  /** 1 where the token read its pool [B, L]. */
+  readGate?: Tensor;
+}
+
+/** Counts for reporting (scalars, no gradient). */
+export interface LayerCounts {
+  /** Notes written. */
+  written: Tensor;
+  /** Tokens whose read gate was open and whose pool held at least one note. */
+  reads: Tensor;
+}
+
+export function initLayer(key: Key, cfg: ModelConfig, l: number): LayerParams {
+  const [km, kn, kt, kft, kl, kfl] = random.split(key, 6);
+  const p: LayerParams = { mamba: initMamba(km, cfg) };
+  if (!usesMemory(cfg)) return p;
+  p.note = initNote(kn, cfg);
+  if (cfg.memory.crossToken) {
+    p.crossToken = initCrossToken(kt, cfg);
+    p.fuseTok = initFusion(kft, cfg);
+  }
+  if (hasCrossLayer(cfg, l)) {
+    p.crossLayer = initCrossLayer(kl, cfg);
+    p.fuseLay = initFusion(kfl, cfg);
+  }
+  return p;
+}
+
+export function initLayerState(cfg: ModelConfig, l: number, batch: number): LayerState {
+  const s: LayerState = { mamba: initMambaState(cfg, batch) };
+  if (!usesMemory(cfg)) return s;
+  s.pool = initPoolState(cfg.memory, batch);
+  if (cfg.memory.crossToken) s.fuseTok = initFusionState(cfg, batch);
+  if (hasCrossLayer(cfg, l)) s.fuseLay = initFusionState(cfg, batch);
+  return s;
+}
+
+export interface LayerContext {
+  /** The pool reads of the layers before this one, at the same positions. */
+  reads: readonly (PoolRead | undefined)[];
+  /** The carried state (chunked and recurrent modes). */
+  state?: LayerState;
+  /** One token: read the pool from the state, then insert (x is [B, 1, d]). */
+  step?: boolean;
+  /** Training randomness (S3Pool). */
+  key?: Key;
+  trace?: boolean;
+}
+
+export interface LayerResult {
+  x: Tensor;
+  /** What this layer's tokens read from its pool (for the cross-layer reads of later layers). */
+  read?: PoolRead;
+  state?: LayerState;
+  counts?: LayerCounts;
+  trace?: LayerTrace;
+}
+
+/** One MemMamba layer (or a plain Mamba layer when memory is off) over x [B, L, d]. */
+export function memMambaLayer(p: LayerParams, x: Tensor, cfg: ModelConfig, l: number, ctx: LayerContext): LayerResult {
+  return tidy(() => memMambaLayerInner(p, x, cfg, l, ctx));
+}
+
+function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: number, ctx: LayerContext): LayerResult {
+  const { state } = ctx;
+  if (ctx.step && !state) throw new Error(`memMambaLayer: layer ${l}: a recurrent step needs a state`);
+  const mo = mambaBlock(p.mamba, x, cfg, state?.mamba);
+  if (!usesMemory(cfg)) return { x: mo.out, state: mo.state && { mamba: mo.state } };
+
+  const m = cfg.memory;
+  const y = mo.out;
+  const [B, L] = y.shape;
+  const h = rmsNorm(p.note!.norm, y, cfg.normEps); // the memory path's pre-norm (note.ts says why)
+  const notes = takeNotes(p.note!, h, m, ctx.key);
+  let read: PoolRead, pool: PoolState | undefined;
+  if (ctx.step) {
+    if (L !== 1) throw new Error(`memMambaLayer: a recurrent step takes one token, got length ${L}`);
+    read = readPool(state!.pool!);
+    const S = m.summaryDim;
+    pool = insertNote(state!.pool!, reshape(notes.note, [B, S]), reshape(notes.score, [B]), reshape(notes.write, [B]), m);
+  } else {
+    ({ read, next: pool } = selectNotes(notes, m, state?.pool));
+  }
+
+  const terms: Tensor[] = [];
+  const next: LayerState | undefined = state ? { mamba: mo.state!, pool } : undefined;
+  let tok: ReturnType<typeof crossTokenAttention> | undefined;
+  if (m.crossToken) {
+    tok = crossTokenAttention(p.crossToken!, h, m.stateScore === "scan" ? rmsNormalize(mo.scan, cfg.normEps) : h, read, m);
+    const f = fusionTerm(p.fuseTok!, m.fusion, y, tok.c, state?.fuseTok);
+    terms.push(f.term);
+    if (next && f.state) next.fuseTok = f.state;
+  }
+  if (hasCrossLayer(cfg, l)) {
+    const sources = crossLayerSources(cfg, l).map((j) => {
+      const r = ctx.reads[j];
+      if (!r) throw new Error(`memMambaLayer: layer ${l} reads the pool of layer ${j}, which was not given`);
+      return r;
+    });
+    const c = crossLayerAttention(p.crossLayer!, h, sources);
+    const f = fusionTerm(p.fuseLay!, m.fusion, y, c, state?.fuseLay);
+    terms.push(f.term);
+    if (next && f.state) next.fuseLay = f.state;
+  }
+
+  const counts = noGrad((): LayerCounts => ({
+    written: sum(notes.write),
+    reads: tok ? sum(mul(tok.gate, max(read.valid, -1))) : sum(mul(notes.write, 0)),
+  }));
+  const trace = ctx.trace
+    ? { tokenScore: notes.score, write: notes.write, ...(tok ? { stateScore: tok.score, readGate: tok.gate } : {}) }
+    : undefined;
+  return { x: fuseMemory(y, terms), read, state: next, counts, trace };
+}

@@ -1,0 +1,127 @@
+/**
+ * The Mamba (S6) block, with the math of mamba_simple.py:
+ *
+ *   h = RMSNorm(x);  (u, z) = in_proj(h);  u = SiLU(conv1d(u) + b)
+ *   (Δ̃, B, C) = x_proj(u);  Δ = softplus(dt_proj(Δ̃) + dt_bias);  A = −exp(A_log)
+ *   y = selectiveScan(u, Δ, A, B, C) + D ⊙ u                          (Eq. 1, the state update)
+ *   out = x + out_proj(y ⊙ SiLU(z))
+ *
+ * One function serves the parallel, chunked and recurrent modes: given a state it prepends the
+ * carried conv inputs and starts the scan from the carried h, and returns the new state, so a
+ * recurrent step is this block on a sequence of length 1.
+ */
+import {
+  add, concat, conv1dCausal, exp, fromArray, full, log, maximum, matmul, mul, neg, noGrad, random, selectiveScan, silu,
+  sliceAxis, softplus, sub, tidy, zeros, type Tensor,
+} from "@memmamba/tensor";
+import { dims, type ModelConfig } from "./config.ts";
+import { initLinear, initRMSNorm, rmsNorm, type Key, type Linear, type RMSNorm } from "./nn.ts";
+
+export interface MambaParams {
+  norm: RMSNorm;
+  /** d → 2·d_inner (x and the gate z), no bias. */
+  inProj: Linear;
+  /** Depthwise causal conv: w [d_inner, K], b [d_inner]. */
+  conv: { w: Tensor; b: Tensor };
+  /** d_inner → R + 2N (Δ̃, B, C), no bias. */
+  xProj: Linear;
+  /** R → d_inner, with the Δ bias. */
+  dtProj: Linear;
+  /** [d_inner, N]; A = −exp(A_log). */
+  A_log: Tensor;
+  /** [d_inner], the skip through the scan. */
+  D: Tensor;
+  /** d_inner → d, no bias. */
+  outProj: Linear;
+}
+
+/** The recurrent state of one block: fixed size whatever the length. */
+export interface MambaState {
+  /** The last K − 1 conv inputs [B, K − 1, d_inner]. */
+  conv: Tensor;
+  /** The SSM state h [B, d_inner, N]. */
+  ssm: Tensor;
+}
+
+export interface MambaOutput {
+  /** The block output x + out_proj(…) [B, L, d]. */
+  out: Tensor;
+  /** The scan readout y = C·h + D ⊙ u [B, L, d_inner] (what I_state may score). */
+  scan: Tensor;
+  /** The state after the last position, when a state was given. */
+  state?: MambaState;
+}
+
+/**
+ * Mamba's initialisation: A_log = log(1..N) per channel, D = 1, Δ log-uniform in [dtMin, dtMax]
+ * through the inverse softplus in dt_bias, dt_proj.w U(±R^−½), in/x_proj like nn.Linear,
+ * the conv like nn.Conv1d (U(±1/√K)), out_proj like nn.Linear scaled by 1/√n_layers.
+ */
+export function initMamba(key: Key, cfg: ModelConfig): MambaParams {
+  const { d, dInner, dtRank: R, N, K } = dims(cfg);
+  const [kIn, kConvW, kConvB, kX, kDtW, kDt, kOut] = random.split(key, 7);
+  return noGrad(() =>
+    tidy(() => {
+      const convBound = 1 / Math.sqrt(K); // nn.Conv1d, groups = channels: fan_in = K
+      const dtBound = 1 / Math.sqrt(R);
+      const u = random.uniform(kDt, [dInner]);
+      const logMin = Math.log(cfg.dtMin), logMax = Math.log(cfg.dtMax);
+      // Δ = exp(U(log dtMin, log dtMax)), floored at 1e-4 as mamba does; bias = softplus⁻¹(Δ)
+      const dt = maximum(exp(add(mul(u, logMax - logMin), logMin)), 1e-4);
+      const dtBias = add(dt, log(sub(1, exp(neg(dt)))));
+      // 1..N are exact in f32; the log runs on the device (bit-identical across runtimes)
+      const aLog = log(add(zeros([dInner, N]), fromArray(Float32Array.from({ length: N }, (_, i) => i + 1), [N])));
+      const outProj = initLinear(kOut, dInner, d, false);
+      return {
+        norm: initRMSNorm(d),
+        inProj: initLinear(kIn, d, 2 * dInner, false),
+        conv: { w: random.uniform(kConvW, [dInner, K], { lo: -convBound, hi: convBound }), b: random.uniform(kConvB, [dInner], { lo: -convBound, hi: convBound }) },
+        xProj: initLinear(kX, dInner, R + 2 * N, false),
+        dtProj: { w: random.uniform(kDtW, [R, dInner], { lo: -dtBound, hi: dtBound }), b: dtBias },
+        A_log: aLog,
+        D: full([dInner], 1),
+        outProj: { w: mul(outProj.w, 1 / Math.sqrt(cfg.nLayers)) },
+      };
+    })
+  );
+}
+
+/** An all-zero state for a batch. */
+export function initMambaState(cfg: ModelConfig, batch: number): MambaState {
+  const { dInner, N, K } = dims(cfg);
+  return { conv: zeros([batch, K - 1, dInner]), ssm: zeros([batch, dInner, N]) };
+}
+
+/** The Mamba block over x [B, L, d]; with a state, continues from it and returns the next one. */
+export function mambaBlock(p: MambaParams, x: Tensor, cfg: ModelConfig, state?: MambaState): MambaOutput {
+  return tidy(() => mambaBlockInner(p, x, cfg, state));
+}
+
+function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state?: MambaState): MambaOutput {
+  const { dInner, dtRank: R, N, K } = dims(cfg);
+  const [B, L] = x.shape;
+  const h = rmsNorm(p.norm, x, cfg.normEps);
+  const xz = matmul(h, p.inProj.w);
+  const xIn = sliceAxis(xz, -1, 0, dInner);
+  const z = sliceAxis(xz, -1, dInner, 2 * dInner);
+
+  // causal conv: the carried K − 1 inputs stand before the sequence, as in the recurrent step
+  const convIn = state ? concat([state.conv, xIn], 1) : xIn;
+  let conv = conv1dCausal(convIn, p.conv.w);
+  if (state) conv = sliceAxis(conv, 1, K - 1);
+  const u = silu(add(conv, p.conv.b));
+
+  const dbc = matmul(u, p.xProj.w);
+  const dtLow = sliceAxis(dbc, -1, 0, R);
+  const Bm = sliceAxis(dbc, -1, R, R + N);
+  const C = sliceAxis(dbc, -1, R + N, R + 2 * N);
+  const delta = softplus(add(matmul(dtLow, p.dtProj.w), p.dtProj.b!));
+  const A = neg(exp(p.A_log));
+  const h0 = state ? state.ssm : zeros([B, dInner, N]);
+  const { y, state: hL } = selectiveScan(u, delta, A, Bm, C, h0, state !== undefined);
+  const scan = add(y, mul(u, p.D));
+  const out = add(x, matmul(mul(scan, silu(z)), p.outProj.w));
+  if (!state) return { out, scan };
+  const next: MambaState = { conv: sliceAxis(convIn, 1, L), ssm: hL! };
+  return { out, scan, state: next };
+}

@@ -1,0 +1,145 @@
+/**
+ * The language model: byte embedding → the stack of layers → final RMSNorm → the tied head
+ * (logits = RMSNorm(x) @ Eᵀ). One forward serves the three kinds (memmamba, mamba, transformer)
+ * and the three modes (parallel, chunked, recurrent: see stream.ts).
+ *
+ * The parameter tree carries its config as plain data (`params.config`): mapTree, valueAndGrad
+ * and the optimizers pass non-tensor leaves through untouched, and it lets `apply(params, tokens)`
+ * need nothing else. Only tensor leaves are trained or saved.
+ */
+import { crossEntropy, gather, matmul, mean, random, showShape, stack, tidy, type Tensor } from "@memmamba/tensor";
+import { parseConfig, type ModelConfig, type ModelConfigInput } from "./config.ts";
+import { initLayer, memMambaLayer, type LayerCounts, type LayerParams, type LayerState, type LayerTrace } from "./layer.ts";
+import { initRMSNorm, rmsNorm, type Key, type RMSNorm } from "./nn.ts";
+import type { PoolRead } from "./pool.ts";
+import { initTransformerLayer, ropeTables, transformerLayer, type TransformerLayerParams } from "./transformer.ts";
+
+export interface LMParams {
+  /** The validated config (plain data, not trained). */
+  config: ModelConfig;
+  /** Byte embedding [vocab, d], also the output head. */
+  embed: Tensor;
+  layers: (LayerParams | TransformerLayerParams)[];
+  norm: RMSNorm;
+}
+
+/** Builds a model's parameters. Accepts a raw config (validated here) or a parsed one. */
+export function initLM(key: Key, config: ModelConfigInput | ModelConfig): LMParams {
+  const cfg = parseConfig(config);
+  const keys = random.split(key, cfg.nLayers + 1);
+  const layers = Array.from({ length: cfg.nLayers }, (_, l) =>
+    cfg.kind === "transformer" ? initTransformerLayer(keys[l + 1], cfg) : initLayer(keys[l + 1], cfg, l)
+  );
+  // GPT-2 / Mamba: embeddings N(0, 0.02²)
+  return { config: cfg, embed: random.normal(keys[0], [cfg.vocab, cfg.dModel], { std: 0.02 }), layers, norm: initRMSNorm(cfg.dModel) };
+}
+
+export interface ApplyOptions {
+  /** Training randomness (S3Pool pooling samples with it; without a key it averages). */
+  key?: Key;
+  /** Also return per-layer, per-position signals (token and state scores, write and read masks). */
+  trace?: boolean;
+}
+
+export interface LMAux {
+  /** Notes written, per layer [n_layers] (memmamba only). */
+  notesWritten?: Tensor;
+  /** Tokens that read a non-empty pool, per layer [n_layers] (memmamba with cross-token only). */
+  poolReads?: Tensor;
+  /** Per-layer signals, when asked for. */
+  trace?: LayerTrace[];
+}
+
+export interface LMOutput {
+  /** [B, L, vocab]. */
+  logits: Tensor;
+  aux: LMAux;
+}
+
+/** What the shared forward needs beyond params and tokens. */
+export interface ForwardOptions extends ApplyOptions {
+  /** Per-layer carried states (chunked and recurrent modes). */
+  states?: readonly LayerState[];
+  /** Recurrent mode: tokens are [B, 1] and pools are read from the states. */
+  step?: boolean;
+  /** Collect counts for aux. */
+  counts?: boolean;
+}
+
+export interface ForwardResult {
+  logits: Tensor;
+  states?: LayerState[];
+  counts?: LayerCounts[];
+  trace?: LayerTrace[];
+}
+
+function checkTokens(tokens: Tensor): void {
+  if (tokens.dtype !== "i32" || tokens.rank !== 2) {
+    throw new Error(`lm: tokens must be i32 [B, L], got ${tokens.dtype} ${showShape(tokens.shape)}`);
+  }
+  if (tokens.shape[1] === 0) throw new Error("lm: tokens must hold at least one position");
+}
+
+/** The shared forward of every kind and mode. */
+export function forward(params: LMParams, tokens: Tensor, opts: ForwardOptions = {}): ForwardResult {
+  const cfg = params.config;
+  checkTokens(tokens);
+  return tidy(() => {
+    let x = gather(params.embed, tokens);
+    const out: ForwardResult = { logits: x };
+    if (cfg.kind === "transformer") {
+      if (opts.states || opts.step) throw new Error("lm: the transformer baseline has no fixed-size recurrent state; use apply");
+      const hd = cfg.dModel / cfg.transformer.nHeads;
+      const rope = cfg.transformer.rotary ? ropeTables(tokens.shape[1], hd, cfg.transformer.ropeBase) : undefined;
+      for (const p of params.layers) x = transformerLayer(p as TransformerLayerParams, x, cfg, rope);
+    } else {
+      const reads: (PoolRead | undefined)[] = [];
+      const states: LayerState[] = [];
+      const counts: LayerCounts[] = [];
+      const trace: LayerTrace[] = [];
+      params.layers.forEach((p, l) => {
+        const r = memMambaLayer(p as LayerParams, x, cfg, l, {
+          reads,
+          state: opts.states?.[l],
+          step: opts.step,
+          key: opts.key ? random.foldIn(opts.key, l) : undefined,
+          trace: opts.trace,
+        });
+        x = r.x;
+        reads.push(r.read);
+        if (r.state) states.push(r.state);
+        if (r.counts) counts.push(r.counts);
+        if (r.trace) trace.push(r.trace);
+      });
+      if (opts.states) out.states = states;
+      if (opts.counts && counts.length) out.counts = counts;
+      if (opts.trace) out.trace = trace;
+    }
+    out.logits = matmul(rmsNorm(params.norm, x, cfg.normEps), params.embed, { transB: true });
+    return out;
+  });
+}
+
+/** Stacks per-layer counts into the aux tensors. */
+export function auxOf(r: ForwardResult): LMAux {
+  const aux: LMAux = {};
+  if (r.counts) {
+    aux.notesWritten = stack(r.counts.map((c) => c.written));
+    aux.poolReads = stack(r.counts.map((c) => c.reads));
+  }
+  if (r.trace) aux.trace = r.trace;
+  return aux;
+}
+
+/** The parallel mode: logits for every position of tokens i32 [B, L], and counts for reporting. */
+export function apply(params: LMParams, tokens: Tensor, opts: ApplyOptions = {}): LMOutput {
+  return tidy(() => {
+    const r = forward(params, tokens, { ...opts, counts: true });
+    return { logits: r.logits, aux: auxOf(r) };
+  });
+}
+
+/** Mean next-token cross-entropy of tokens [B, L] against targets [B, L] (nats). */
+export function loss(params: LMParams, tokens: Tensor, targets: Tensor, opts: ApplyOptions = {}): Tensor {
+  return tidy(() => mean(crossEntropy(forward(params, tokens, opts).logits, targets)));
+}

@@ -1,0 +1,57 @@
+/**
+ * Small building blocks shared by the layers: a dense layer and RMSNorm. Parameters are plain
+ * objects of tensors; a dense weight is [in, out] (y = x @ w + b), as in @memmamba/tensor's init.
+ */
+import { add, init, matmul, mean, mul, ones, random, reshape, rsqrt, square, zeros, type Tensor } from "@memmamba/tensor";
+
+export type Key = random.Key;
+
+/** A dense layer: w [in, out], optional b [out]. */
+export interface Linear {
+  w: Tensor;
+  b?: Tensor;
+}
+
+/** y = x @ w + b over the last axis of x (any leading axes). */
+export function linear(p: Linear, x: Tensor): Tensor {
+  const y = matmul(x, p.w);
+  return p.b ? add(y, p.b) : y;
+}
+
+/** nn.Linear's default init (U(±1/√in) for w and b). */
+export function initLinear(key: Key, inDim: number, outDim: number, bias = true): Linear {
+  return bias ? init.linear(key, inDim, outDim) : init.linear(key, inDim, outDim, { bias: false });
+}
+
+export interface RMSNorm {
+  weight: Tensor;
+}
+
+export function initRMSNorm(d: number): RMSNorm {
+  return { weight: ones([d]) };
+}
+
+/** RMSNorm: x / √(mean(x²) + eps) ⊙ weight, over the last axis. */
+export function rmsNorm(p: RMSNorm, x: Tensor, eps: number): Tensor {
+  return mul(rmsNormalize(x, eps), p.weight);
+}
+
+/** x / √(mean(x²) + eps) over the last axis, without a weight (where a projection follows anyway). */
+export function rmsNormalize(x: Tensor, eps: number): Tensor {
+  return mul(x, rsqrt(add(mean(square(x), -1, true), eps)));
+}
+
+/**
+ * An importance scorer d → 1: w like nn.Linear, b = 0, so that at initialisation the scores of
+ * unit-RMS inputs spread around σ(0) = 0.5 whatever the seed (a random bias would put nearly every
+ * token on the same side of a threshold of 0.5).
+ */
+export function initScorer(key: Key, d: number): Linear {
+  return { w: init.linear(key, d, 1, { bias: false }).w, b: zeros([1]) };
+}
+
+/** x [..., d] · w [d] + b → [...]: a scalar score per position (the importance scorers). */
+export function scoreLinear(p: Linear, x: Tensor): Tensor {
+  const y = linear(p, x);
+  return reshape(y, y.shape.slice(0, -1));
+}

@@ -1,0 +1,65 @@
+/**
+ * The Note Block (Eq. 5/8/9): after each layer's Mamba block, score every token, summarise it,
+ * and mark the tokens worth writing to the layer's state pool.
+ *
+ *   h       = RMSNorm(x_l)                             [B, L, d]
+ *   I_token = σ(h · w_tok + b_tok)                     [B, L]       (Eq. 8)
+ *   s_t     = Pool_r(h W_n)                            [B, L, S]    (Eq. 9)
+ *   write_t = I_token > τ1;  note_t = s_t ⊙ I_token                 (Eq. 5)
+ *
+ * Why the RMSNorm (ours; the paper writes x_l): the residual stream's scale differs by orders of
+ * magnitude between layers and moves during training; a threshold on σ(x_l · w) would see it
+ * drift. Normalising first, as pre-norm attention does, keeps the gates' operating point fixed.
+ * The same h feeds the read queries (attention.ts).
+ *
+ * Why the note is scaled by its score: the comparison with τ1 has no gradient, so a scorer that
+ * only gated would never learn. Scaling what it gates gives the scorer a gradient through every
+ * note read (scores scale what they gate), and a more important token also writes a louder note.
+ */
+import { gt, matmul, mul, noGrad, random, reshape, sigmoid, type Tensor } from "@memmamba/tensor";
+import type { MemoryConfig, ModelConfig } from "./config.ts";
+import { initLinear, initRMSNorm, initScorer, scoreLinear, type Key, type Linear, type RMSNorm } from "./nn.ts";
+import { poolSummary } from "./pooling.ts";
+
+export interface NoteParams {
+  /** The memory path's pre-norm (weight [d]). */
+  norm: RMSNorm;
+  /** w_tok [d, 1], b_tok [1]. */
+  token: Linear;
+  /** W_n [d, S·r], no bias. */
+  summary: Linear;
+}
+
+export function initNote(key: Key, cfg: ModelConfig): NoteParams {
+  const m = cfg.memory;
+  const [kt, ks] = random.split(key, 2);
+  return { norm: initRMSNorm(cfg.dModel), token: initScorer(kt, cfg.dModel), summary: initLinear(ks, cfg.dModel, m.summaryDim * m.summaryWindow, false) };
+}
+
+/** Eq. 8: I_token = σ(x · w_tok + b_tok), one importance per position [B, L]. */
+export function tokenImportance(p: Linear, x: Tensor): Tensor {
+  return sigmoid(scoreLinear(p, x));
+}
+
+/** Eq. 9: s = Pool_r(x W_n) [B, L, S]. A key makes S3Pool sample (training). */
+export function stateSummary(p: Linear, x: Tensor, m: MemoryConfig, key?: Key): Tensor {
+  return poolSummary(matmul(x, p.w), m.summaryWindow, m.pooling, { threshold: m.tmaxavgThreshold, key });
+}
+
+export interface Notes {
+  /** I_token [B, L]. */
+  score: Tensor;
+  /** 1 where I_token > τ1, else 0 [B, L] (no gradient). */
+  write: Tensor;
+  /** s ⊙ I_token [B, L, S]: what is written where `write` is 1. */
+  note: Tensor;
+}
+
+/** Eq. 5/8/9: the notes a layer offers its pool, from its normalised output h = RMSNorm(x_l) [B, L, d]. */
+export function takeNotes(p: NoteParams, x: Tensor, m: MemoryConfig, key?: Key): Notes {
+  const score = tokenImportance(p.token, x);
+  const write = noGrad(() => gt(score, m.tau1));
+  const s = stateSummary(p.summary, x, m, key);
+  const note = mul(s, reshape(score, [...score.shape, 1]));
+  return { score, write, note };
+}

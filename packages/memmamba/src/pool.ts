@@ -1,0 +1,130 @@
+/**
+ * The state pool of a layer (Eq. 5/8): a bounded memory of P notes. A note is written when its
+ * token's importance passes τ1; a full pool drops its oldest note ("fifo") or its lowest-scoring
+ * one, the newcomer included ("priority"; among equal scores the oldest goes).
+ *
+ * Two forms of the same memory, held equal by the tests:
+ * - over a sequence (parallel and chunked modes): `selectNotes` asks `causalSelect` which notes
+ *   the pool holds before each position, with the notes of a previous chunk prepended as virtual
+ *   positions (mask = valid, score = carried score);
+ * - one token at a time (recurrent mode): `insertNote` updates the fixed-size pool state with
+ *   tensor ops only (compare, where, concat: no readback), so it runs on any backend.
+ *
+ * Layout of a pool state: slots in insertion order, oldest first, empty slots at the end with
+ * zeros, exactly the order in which causalSelect lists the positions it holds.
+ */
+import {
+  add, causalSelect, concat, eq, fromArray, gather, ge, le, lt, max, minimum, mul, neg, ones, reshape,
+  sliceAxis, sub, sum, where, zeros, type Tensor,
+} from "@memmamba/tensor";
+import type { MemoryConfig } from "./config.ts";
+import type { Notes } from "./note.ts";
+
+/** A pool: notes [B, P, S], their scores [B, P], and which slots hold a note (1/0) [B, P]. */
+export interface PoolState {
+  notes: Tensor;
+  scores: Tensor;
+  valid: Tensor;
+}
+
+/**
+ * What each position may read: rows of a flat note table [M, S], picked by `index` i32
+ * [B, L, P] (0 where the slot is empty), and which slots hold a note, `valid` (1/0) [B, L, P].
+ * Attention projects the table first and gathers after (cheaper: M rows, not B·L·P).
+ */
+export interface PoolRead {
+  table: Tensor;
+  index: Tensor;
+  valid: Tensor;
+}
+
+export function initPoolState(m: MemoryConfig, batch: number): PoolState {
+  const P = m.poolSize;
+  return { notes: zeros([batch, P, m.summaryDim]), scores: zeros([batch, P]), valid: zeros([batch, P]) };
+}
+
+/** Positions (−1: empty) of a [B, M]-long sequence → a PoolRead into that sequence's flat table. */
+function readAt(positions: Tensor, rowsPerBatch: number, table: Tensor): PoolRead {
+  const B = positions.shape[0];
+  const offsets = fromArray(Int32Array.from({ length: B }, (_, b) => b * rowsPerBatch), [B, 1, 1], "i32");
+  const valid = ge(positions, 0);
+  const index = where(valid, add(positions, offsets), 0);
+  return { table, index, valid };
+}
+
+/**
+ * Eq. 5/8 over a sequence: for each position, the notes the pool holds before it (causal). With
+ * a carried pool (chunked mode) also returns the pool after the last position.
+ */
+export function selectNotes(n: Notes, m: MemoryConfig, carried?: PoolState): { read: PoolRead; next?: PoolState } {
+  const [B, L, S] = n.note.shape;
+  const P = m.poolSize;
+  const mode = m.replacement === "fifo" ? "last" : "top";
+  if (!carried) {
+    const positions = causalSelect(n.write, n.score, P, mode);
+    return { read: readAt(positions, L, reshape(n.note, [B * L, S])) };
+  }
+  // the carried notes replay as P virtual positions (at most P valid: nothing is evicted), and one
+  // trailing empty position asks what the pool holds after the chunk
+  const M = P + L;
+  const end = zeros([B, 1]);
+  const positions = causalSelect(concat([carried.valid, n.write, end], 1), concat([carried.scores, n.score, end], 1), P, mode);
+  const table = reshape(concat([carried.notes, n.note], 1), [B * M, S]);
+  const read = readAt(sliceAxis(positions, 1, P, M), M, table);
+  const last = readAt(sliceAxis(positions, 1, M, M + 1), M, table);
+  const valid = reshape(last.valid, [B, P]);
+  const scoreTable = reshape(concat([carried.scores, n.score], 1), [B * M, 1]);
+  const next: PoolState = {
+    notes: mul(reshape(gather(table, last.index), [B, P, S]), reshape(valid, [B, P, 1])),
+    scores: mul(reshape(gather(scoreTable, last.index), [B, P]), valid),
+    valid,
+  };
+  return { read, next };
+}
+
+/** A pool state as a PoolRead for one position (the recurrent step reads before it writes). */
+export function readPool(pool: PoolState): PoolRead {
+  const [B, P, S] = pool.notes.shape;
+  const index = fromArray(Int32Array.from({ length: B * P }, (_, i) => i), [B, 1, P], "i32");
+  return { table: reshape(pool.notes, [B * P, S]), index, valid: reshape(pool.valid, [B, 1, P]) };
+}
+
+/**
+ * Eq. 5/8, one token at a time: writes `note` [B, S] with `score` [B] where `write` [B] is 1,
+ * evicting as causalSelect does. Slot i of the new pool is
+ *   old[i] (i < e),  old[i + 1] (e ≤ i < c − 1),  the newcomer (i = c − 1),  old[i] (after),
+ * where e is the slot that leaves (the first empty one while the pool is not full) and c the
+ * count after the write; nothing changes where the note is not written or not accepted.
+ */
+export function insertNote(pool: PoolState, note: Tensor, score: Tensor, write: Tensor, m: MemoryConfig): PoolState {
+  const [B, P, S] = pool.notes.shape;
+  const slot = fromArray(Float32Array.from({ length: P }, (_, i) => i), [1, P]);
+  const newScore = reshape(score, [B, 1]);
+  const count = sum(pool.valid, 1, true); // [B, 1]
+  const full = ge(count, P);
+  let leaving: Tensor, accept: Tensor;
+  if (m.replacement === "priority") {
+    const lowest = neg(max(neg(pool.scores), 1, true));
+    // the first slot holding the lowest score: the largest of (P − i) over those slots
+    const firstLowest = sub(P, max(mul(eq(pool.scores, lowest), sub(P, slot)), 1, true));
+    leaving = where(full, firstLowest, count);
+    accept = mul(reshape(write, [B, 1]), where(full, le(lowest, newScore), 1));
+  } else {
+    leaving = where(full, 0, count);
+    accept = reshape(write, [B, 1]);
+  }
+  const last = sub(minimum(add(count, 1), P), 1); // the newcomer's slot
+  const keep = lt(slot, leaving), shift = lt(slot, last), put = eq(slot, last);
+  const update = (old: Tensor, fresh: Tensor, col: (t: Tensor) => Tensor): Tensor => {
+    const shifted = P > 1 ? concat([sliceAxis(old, 1, 1), sliceAxis(old, 1, P - 1)], 1) : old;
+    const cand = where(col(keep), old, where(col(shift), shifted, where(col(put), fresh, old)));
+    return where(col(accept), cand, old);
+  };
+  const asCol = (t: Tensor) => reshape(t, [...t.shape, 1]);
+  const id = (t: Tensor) => t;
+  return {
+    notes: update(pool.notes, reshape(note, [B, 1, S]), asCol),
+    scores: update(pool.scores, newScore, id),
+    valid: update(pool.valid, ones([B, 1]), id),
+  };
+}

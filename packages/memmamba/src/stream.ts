@@ -1,0 +1,79 @@
+/**
+ * The recurrent and chunked modes of the same parameters.
+ *
+ * - `step`: one token per sequence, constant memory: the Mamba blocks run on length 1 from the
+ *   carried conv buffer and SSM state; each layer reads its pool, then inserts its note with
+ *   tensor ops (no readback), so it streams on any backend.
+ * - `applyChunked`: the parallel form chunk by chunk, carrying the same state: the conv prefix,
+ *   the scan's h0, and the pool (its notes replayed as virtual positions before the chunk).
+ *
+ * Ownership: neither disposes the state it is given; each returns a fresh state (no tensor shared
+ * with the old one), which the caller disposes (`disposeTree(state)`).
+ */
+import { concat, disposeTree, reshape, showShape, sliceAxis, tidy, type Tensor } from "@memmamba/tensor";
+import { forward, type LMParams } from "./model.ts";
+import { initState, type LMState } from "./state.ts";
+
+export interface StepOutput {
+  /** [B, vocab]. */
+  logits: Tensor;
+  state: LMState;
+}
+
+/** One recurrent step: token i32 [B] → the next-token logits [B, vocab] and the next state. */
+export function step(params: LMParams, token: Tensor, state: LMState): StepOutput {
+  if (token.dtype !== "i32" || token.rank !== 1 || token.shape[0] !== state.batch) {
+    throw new Error(`lm.step: token must be i32 [${state.batch}] (the state's batch), got ${token.dtype} ${showShape(token.shape)}`);
+  }
+  return tidy(() => {
+    const B = state.batch;
+    const r = forward(params, reshape(token, [B, 1]), { states: state.layers, step: true });
+    return { logits: reshape(r.logits, [B, params.config.vocab]), state: { batch: B, layers: r.states! } };
+  });
+}
+
+export interface ChunkOptions {
+  /** Positions per chunk. */
+  chunk: number;
+}
+
+/**
+ * The chunked mode: tokens i32 [B, L] in chunks of `chunk` positions, starting from `state` (or an
+ * empty one). Returns the logits of every position [B, L, vocab] and the state after the last.
+ */
+export function applyChunked(params: LMParams, tokens: Tensor, opts: ChunkOptions, state?: LMState): { logits: Tensor; state: LMState } {
+  const { chunk } = opts;
+  if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`lm.applyChunked: chunk must be a positive integer, got ${chunk}`);
+  if (tokens.dtype !== "i32" || tokens.rank !== 2) throw new Error(`lm.applyChunked: tokens must be i32 [B, L], got ${tokens.dtype} ${showShape(tokens.shape)}`);
+  const [B, L] = tokens.shape;
+  if (state && state.batch !== B) throw new Error(`lm.applyChunked: the state is for batch ${state.batch}, tokens have ${B}`);
+  return tidy(() => {
+    let cur = state ?? initState(params.config, B);
+    const logits: Tensor[] = [];
+    for (let s = 0; s < L; s += chunk) {
+      const r = forward(params, sliceAxis(tokens, 1, s, Math.min(L, s + chunk)), { states: cur.layers });
+      if (cur !== state) disposeTree(cur); // ours, not the caller's: free it as we go
+      cur = { batch: B, layers: r.states! };
+      logits.push(r.logits);
+    }
+    return { logits: concat(logits, 1), state: cur };
+  });
+}
+
+/**
+ * Feeds tokens i32 [B, T] one at a time through `step` (a prompt, a long stream), freeing each
+ * intermediate state and logits. Returns the last position's logits [B, vocab] and the final state.
+ */
+export function feed(params: LMParams, tokens: Tensor, state: LMState): StepOutput {
+  const T = tokens.shape[1];
+  if (tokens.dtype !== "i32" || tokens.rank !== 2 || T < 1) throw new Error(`lm.feed: tokens must be i32 [B, T ≥ 1], got ${tokens.dtype} ${showShape(tokens.shape)}`);
+  let cur: StepOutput | undefined;
+  for (let t = 0; t < T; t++) {
+    const tok = tidy(() => reshape(sliceAxis(tokens, 1, t, t + 1), [tokens.shape[0]]));
+    const next = step(params, tok, cur ? cur.state : state);
+    tok.dispose();
+    if (cur) disposeTree(cur);
+    cur = next;
+  }
+  return cur!;
+}

@@ -1,0 +1,105 @@
+/**
+ * The Transformer baseline: pre-norm causal multi-head attention with rotary positions and a
+ * SiLU MLP (4× by default), the same width and depth as the Mamba models, sharing their byte
+ * embedding, final norm and tied head (model.ts).
+ *
+ *   x = x + W_o · MHA(RMSNorm(x))          (causal, rotary on q and k)
+ *   x = x + W_down · SiLU(W_up · RMSNorm(x))
+ */
+import {
+  add, concat, exp, fromArray, log, matmul, mul, noGrad, random, reshape, sin, cos, silu, sliceAxis,
+  softmax, sub, tidy, transpose, type Tensor,
+} from "@memmamba/tensor";
+import type { ModelConfig } from "./config.ts";
+import { initLinear, initRMSNorm, rmsNorm, type Key, type Linear, type RMSNorm } from "./nn.ts";
+
+export interface TransformerLayerParams {
+  norm1: RMSNorm;
+  /** d → 3d (q, k, v), no bias. */
+  qkv: Linear;
+  /** d → d, no bias, scaled by 1/√n_layers (as Mamba's out_proj). */
+  o: Linear;
+  norm2: RMSNorm;
+  up: Linear;
+  down: Linear;
+}
+
+export function initTransformerLayer(key: Key, cfg: ModelConfig): TransformerLayerParams {
+  const d = cfg.dModel, hidden = cfg.transformer.mlpRatio * d;
+  const [kq, ko, ku, kd] = random.split(key, 4);
+  const scaled = (k: Key, i: number, o: number): Linear => {
+    const w = initLinear(k, i, o, false).w;
+    return { w: noGrad(() => mul(w, 1 / Math.sqrt(cfg.nLayers))) };
+  };
+  return noGrad(() =>
+    tidy(() => ({
+      norm1: initRMSNorm(d),
+      qkv: initLinear(kq, d, 3 * d, false),
+      o: scaled(ko, d, d),
+      norm2: initRMSNorm(d),
+      up: initLinear(ku, d, hidden, false),
+      down: scaled(kd, hidden, d),
+    }))
+  );
+}
+
+/** Rotary tables for positions start … start + L − 1: cos and sin [L, hd/2]. */
+export interface Rope {
+  cos: Tensor;
+  sin: Tensor;
+}
+
+/**
+ * θ_i = base^(−2i/hd), angle = position · θ_i. Built with the library's exp/log/sin/cos (its
+ * deterministic elementary functions), so the tables are bit-identical in every runtime.
+ */
+export function ropeTables(L: number, headDim: number, base: number, start = 0): Rope {
+  return tidy(() => {
+    const half = headDim / 2;
+    const i = fromArray(Float32Array.from({ length: half }, (_, k) => k), [1, half]);
+    const lnBase = log(fromArray([base], [1, 1]));
+    const freq = exp(mul(mul(i, lnBase), -2 / headDim));
+    const pos = fromArray(Float32Array.from({ length: L }, (_, t) => start + t), [L, 1]);
+    const angle = mul(pos, freq);
+    return { cos: cos(angle), sin: sin(angle) };
+  });
+}
+
+/** Rotate-half rotary embedding of x [B, H, L, hd]. */
+function applyRope(x: Tensor, rope: Rope): Tensor {
+  const hd = x.shape[3], half = hd / 2;
+  const x1 = sliceAxis(x, -1, 0, half), x2 = sliceAxis(x, -1, half, hd);
+  return concat([sub(mul(x1, rope.cos), mul(x2, rope.sin)), add(mul(x2, rope.cos), mul(x1, rope.sin))], -1);
+}
+
+/** The additive causal mask [L, L]: 0 on and below the diagonal, −1e9 above. */
+function causalMask(L: number): Tensor {
+  const m = new Float32Array(L * L);
+  for (let i = 0; i < L; i++) for (let j = i + 1; j < L; j++) m[i * L + j] = -1e9;
+  return fromArray(m, [L, L]);
+}
+
+/** One pre-norm Transformer layer over x [B, L, d]. */
+export function transformerLayer(p: TransformerLayerParams, x: Tensor, cfg: ModelConfig, rope?: Rope): Tensor {
+  return tidy(() => transformerLayerInner(p, x, cfg, rope));
+}
+
+function transformerLayerInner(p: TransformerLayerParams, x: Tensor, cfg: ModelConfig, rope?: Rope): Tensor {
+  const [B, L, d] = x.shape;
+  const H = cfg.transformer.nHeads, hd = d / H;
+  const h = rmsNorm(p.norm1, x, cfg.normEps);
+  const qkv = matmul(h, p.qkv.w);
+  const heads = (i: number) => transpose(reshape(sliceAxis(qkv, -1, i * d, (i + 1) * d), [B, L, H, hd]), [0, 2, 1, 3]);
+  let q = heads(0), k = heads(1);
+  const v = heads(2);
+  if (rope) {
+    q = applyRope(q, rope);
+    k = applyRope(k, rope);
+  }
+  const scores = add(mul(matmul(q, k, { transB: true }), 1 / Math.sqrt(hd)), causalMask(L));
+  const attn = matmul(softmax(scores), v); // [B, H, L, hd]
+  const merged = reshape(transpose(attn, [0, 2, 1, 3]), [B, L, d]);
+  const x1 = add(x, matmul(merged, p.o.w));
+  const h2 = rmsNorm(p.norm2, x1, cfg.normEps);
+  return add(x1, matmul(silu(matmul(h2, p.up.w)), p.down.w));
+}

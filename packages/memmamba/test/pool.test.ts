@@ -1,0 +1,87 @@
+import { disposeTree, fromArray, gather, liveBuffers, mul, reshape, sliceAxis, tidy, type Tensor } from "@memmamba/tensor";
+import { describe, expect, test } from "../../../test/support/harness.ts";
+import { initPoolState, insertNote, preset, readPool, selectNotes, type Notes, type PoolRead, type PoolState } from "../src/index.ts";
+import { rng } from "./support.ts";
+
+const B = 3, L = 40, P = 5, S = 2;
+
+/** Notes whose content names them: note[b, t] = [t + 1, b + 1]; scores quantized to force ties. */
+function makeNotes(seed: number): Notes {
+  const r = rng(seed);
+  const write = Float32Array.from({ length: B * L }, () => (r() < 0.6 ? 1 : 0));
+  const score = Float32Array.from({ length: B * L }, () => [0.25, 0.5, 0.75][Math.floor(r() * 3)]);
+  const note = Float32Array.from({ length: B * L * S }, (_, i) => {
+    const bt = Math.floor(i / S);
+    return i % S === 0 ? (bt % L) + 1 : Math.floor(bt / L) + 1;
+  });
+  return { write: fromArray(write, [B, L]), score: fromArray(score, [B, L]), note: fromArray(note, [B, L, S]) };
+}
+
+/** The notes a read holds [B, L, P, S], zero in empty slots. */
+function held(read: PoolRead): Tensor {
+  return mul(gather(read.table, read.index), reshape(read.valid, [...read.valid.shape, 1]));
+}
+
+function slice(n: Notes, s: number, e: number): Notes {
+  return { write: sliceAxis(n.write, 1, s, e), score: sliceAxis(n.score, 1, s, e), note: sliceAxis(n.note, 1, s, e) };
+}
+
+for (const replacement of ["fifo", "priority"] as const) {
+  describe(`state pool (${replacement})`, () => {
+    const m = preset("tiny", { memory: { poolSize: P, summaryDim: S, replacement } }).memory;
+
+    test("insertNote one token at a time holds what causalSelect selects (ties included)", async () => {
+      const base = liveBuffers();
+      {
+        const n = makeNotes(replacement === "fifo" ? 1 : 2);
+        // the pools overflow (more notes written than P), so eviction is exercised
+        const writes = await n.write.data();
+        expect(Array.from(writes.subarray(0, L)).reduce((a, v) => a + v, 0)).toBeGreaterThan(2 * P);
+        const parallel = tidy(() => held(selectNotes(n, m).read));
+        const want = (await parallel.data()) as Float32Array;
+        let pool: PoolState = initPoolState(m, B);
+        for (let t = 0; t < L; t++) {
+          const got = tidy(() => held(readPool(pool)));
+          const g = await got.data();
+          for (let b = 0; b < B; b++) {
+            const w = want.subarray((b * L + t) * P * S, (b * L + t + 1) * P * S);
+            expect(Array.from(g.subarray(b * P * S, (b + 1) * P * S))).toEqual(Array.from(w));
+          }
+          got.dispose();
+          const next = tidy(() => {
+            const at = slice(n, t, t + 1);
+            return insertNote(pool, reshape(at.note, [B, S]), reshape(at.score, [B]), reshape(at.write, [B]), m);
+          });
+          disposeTree(pool);
+          pool = next;
+        }
+        disposeTree([pool, parallel, n]);
+      }
+      expect(liveBuffers()).toBe(base);
+    });
+
+    test("selectNotes chunk by chunk (carried pool as virtual positions) equals one pass", async () => {
+      {
+        const n = makeNotes(3);
+        const whole = tidy(() => held(selectNotes(n, m).read));
+        const want = (await whole.data()) as Float32Array;
+        let pool: PoolState = initPoolState(m, B);
+        for (let s = 0; s < L; s += 7) {
+          const e = Math.min(L, s + 7);
+          const r = tidy(() => {
+            const { read, next } = selectNotes(slice(n, s, e), m, pool);
+            return { got: held(read), next: next! };
+          });
+          const g = await r.got.data();
+          for (let b = 0; b < B; b++) {
+            const a = want.subarray((b * L + s) * P * S, (b * L + e) * P * S);
+            expect(Array.from(g.subarray(b * (e - s) * P * S, (b + 1) * (e - s) * P * S))).toEqual(Array.from(a));
+          }
+          disposeTree([pool, r.got]);
+          pool = r.next;
+        }
+        disposeTree([pool, whole, n]);
+      }
+    });
+  });
+}

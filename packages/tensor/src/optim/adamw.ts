@@ -1,0 +1,190 @@
+/**
+ * Functional AdamW: Adam with decoupled weight decay (Loshchilov & Hutter, "Decoupled Weight
+ * Decay Regularization", ICLR 2019), step for step as `torch.optim.AdamW` (amsgrad off,
+ * maximize off). For each f32 parameter p with gradient g, at step t = state.step + 1:
+ *
+ *   p ← p · (1 − lr·wd)                      (decoupled decay; skipped where decayMask says no)
+ *   m ← β1·m + (1 − β1)·g
+ *   v ← β2·v + (1 − β2)·g²
+ *   p ← p − (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + eps)
+ *
+ * The bias corrections and step size are computed in float64 on the host, the rest on the
+ * device in f32 with the library's elementwise ops.
+ *
+ *   let params = init.linear(key, 4, 2);
+ *   let state = adamw.init(params);
+ *   for (...) {
+ *     const grads = grad(loss)(params, x, y);
+ *     ({ params, state } = adamw.update(params, grads, state, { lr: 1e-3 }));
+ *     disposeTree(grads);
+ *   }
+ *   disposeTree([params, state]);
+ *
+ * Ownership:
+ *   - `update` CONSUMES `params` and `state`: it disposes every parameter, m and v tensor it
+ *     replaces, so do not use the old trees afterwards (non-f32 parameters, which are not trained,
+ *     are passed through as the same tensor objects). If it throws, nothing is disposed.
+ *   - It does NOT dispose `grads`: the caller owns them.
+ *   - The new params and state tensors it returns (and those of `init`) belong to no `tidy`
+ *     scope, as if `keep()`-ed: like the trees they replace they live until the caller disposes
+ *     them (`disposeTree(params)`, `disposeTree(state)`), even when the step ran inside a tidy.
+ */
+import { z } from "zod";
+import { flattenTree, mapTree, noGrad } from "../autodiff.ts";
+import { add, div, full, mul, sqrt, square, sub } from "../ops/elementwise.ts";
+import { keep, Tensor, tidy } from "../tensor.ts";
+import { showShape } from "../shape.ts";
+
+/**
+ * A gradient tree for parameters P: P's structure with every tensor leaf widened to `Tensor`
+ * (any shape), which is how a gradient function typed over a wider parameter type (e.g.
+ * `grad(loss)` with `loss(p: { w: Tensor; b: Tensor }, ...)`) types its result. Shapes are
+ * checked at run time.
+ */
+export type GradTree<P> = P extends Tensor ? Tensor
+  : P extends readonly unknown[] ? { readonly [K in keyof P]: GradTree<P[K]> }
+  : P extends object ? { readonly [K in keyof P]: GradTree<P[K]> }
+  : P;
+
+/** The optimizer state: trees m and v shaped like the parameters, and the number of steps taken. */
+export interface AdamWState<P> {
+  step: number;
+  m: P;
+  v: P;
+}
+
+export interface AdamWOptions {
+  /** Learning rate, or a schedule called with state.step (the number of updates already applied). */
+  lr: number | ((step: number) => number);
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Decoupled weight decay coefficient (default 0.01, as torch.optim.AdamW). */
+  weightDecay?: number;
+  /**
+   * Which parameters get weight decay (default: all, as torch). Called with the parameter's dotted
+   * path in the tree (e.g. "layers.0.norm.w") and the tensor. See `decayMatricesOnly`.
+   */
+  decayMask?: (path: string, param: Tensor) => boolean;
+}
+
+const optionsSchema = z.object({
+  lr: z.number().nonnegative(),
+  beta1: z.number().min(0).lt(1),
+  beta2: z.number().min(0).lt(1),
+  eps: z.number().nonnegative(),
+  weightDecay: z.number().nonnegative(),
+});
+
+/**
+ * A common decay mask: decay only parameters of rank >= 2 (weight matrices, embeddings), never
+ * biases, norm scales or other vectors and scalars (as nanoGPT / most transformer recipes).
+ */
+export function decayMatricesOnly(_path: string, param: Tensor): boolean {
+  return param.rank >= 2;
+}
+
+/** A fresh state: step 0 and zero m, v shaped like every parameter (f32, outside every scope). */
+export function init<P>(params: P): AdamWState<P> {
+  return noGrad(() => {
+    const zerosLike = (t: Tensor) => keep(full([...t.shape], 0));
+    return { step: 0, m: mapTree(params, zerosLike), v: mapTree(params, zerosLike) };
+  });
+}
+
+/**
+ * One AdamW step. Returns the new parameters and state; disposes the old parameter, m and v
+ * tensors it replaced (see the module note on ownership). `grads` must have the same tree
+ * structure and shapes as `params` (e.g. from `grad`/`valueAndGrad` over the same tree).
+ */
+export function update<P>(params: P, grads: GradTree<NoInfer<P>>, state: AdamWState<NoInfer<P>>, opts: AdamWOptions): { params: P; state: AdamWState<P> } {
+  const lr = typeof opts.lr === "function" ? opts.lr(state.step) : opts.lr;
+  const parsed = optionsSchema.safeParse({
+    lr,
+    beta1: opts.beta1 ?? 0.9,
+    beta2: opts.beta2 ?? 0.999,
+    eps: opts.eps ?? 1e-8,
+    weightDecay: opts.weightDecay ?? 0.01,
+  });
+  if (!parsed.success) {
+    const msg = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    throw new RangeError(`adamw.update: invalid options: ${msg}`);
+  }
+  const { beta1, beta2, eps, weightDecay } = parsed.data;
+  if (!Number.isSafeInteger(state.step) || state.step < 0) throw new RangeError(`adamw.update: invalid state.step ${state.step}`);
+
+  const ps = flattenTree(params);
+  const gs = flattenTree(grads);
+  const ms = flattenTree(state.m);
+  const vs = flattenTree(state.v);
+  const paths = ps.map(([p]) => p).join(", ");
+  for (const [name, other] of [["grads", gs], ["state.m", ms], ["state.v", vs]] as const) {
+    if (other.length !== ps.length || other.some(([p], i) => p !== ps[i][0])) {
+      throw new Error(`adamw.update: ${name} has leaves [${other.map(([p]) => p).join(", ")}], params have [${paths}]`);
+    }
+    other.forEach(([p, t], i) => {
+      const s = ps[i][1].shape;
+      if (t.shape.length !== s.length || t.shape.some((d, j) => d !== s[j])) {
+        throw new Error(`adamw.update: ${name} leaf "${p}" has shape ${showShape(t.shape)}, the parameter ${showShape(s)}`);
+      }
+    });
+  }
+
+  const t = state.step + 1;
+  const bc1 = 1 - beta1 ** t;
+  const bc2 = 1 - beta2 ** t;
+  const stepSize = lr / bc1;
+  const sqrtBc2 = Math.sqrt(bc2);
+  const decay = 1 - lr * weightDecay;
+
+  // Compute every new tensor first; dispose the old ones only once all succeeded.
+  const created: Tensor[] = [];
+  const results: { p: Tensor; m: Tensor; v: Tensor }[] = [];
+  try {
+    noGrad(() => {
+      for (let i = 0; i < ps.length; i++) {
+        const [path, p] = ps[i];
+        const g = gs[i][1];
+        const m = ms[i][1];
+        const v = vs[i][1];
+        if (p.dtype !== "f32") {
+          results.push({ p, m, v });
+          continue;
+        }
+        const decays = weightDecay !== 0 && (opts.decayMask ? opts.decayMask(path, p) : true);
+        const r = tidy(() => {
+          const p0 = decays ? mul(p, decay) : p;
+          const m1 = add(mul(m, beta1), mul(g, 1 - beta1));
+          const v1 = add(mul(v, beta2), mul(square(g), 1 - beta2));
+          const denom = add(div(sqrt(v1), sqrtBc2), eps);
+          const p1 = sub(p0, mul(div(m1, denom), stepSize));
+          return { p: p1, m: m1, v: v1 };
+        });
+        for (const x of [r.p, r.m, r.v]) created.push(keep(x));
+        results.push(r);
+      }
+    });
+  } catch (e) {
+    for (const x of created) x.dispose();
+    throw e;
+  }
+
+  const replaced = (olds: [string, Tensor][], pick: (r: { p: Tensor; m: Tensor; v: Tensor }) => Tensor) => {
+    olds.forEach(([, old], i) => {
+      if (pick(results[i]) !== old) old.dispose();
+    });
+  };
+  replaced(ps, (r) => r.p);
+  replaced(ms, (r) => r.m);
+  replaced(vs, (r) => r.v);
+
+  let ip = 0, im = 0, iv = 0;
+  return {
+    params: mapTree(params, () => results[ip++].p),
+    state: {
+      step: t,
+      m: mapTree(state.m, () => results[im++].m),
+      v: mapTree(state.v, () => results[iv++].v),
+    },
+  };
+}

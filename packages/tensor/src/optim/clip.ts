@@ -1,0 +1,73 @@
+/**
+ * Gradient hygiene: the global L2 norm of a gradient tree, clipping by it, and a finiteness check.
+ *
+ * Ownership: these functions never dispose the trees they are given. What they return (a norm,
+ * a clipped tree) is new tensors in the current `tidy` scope, owned by the caller, unless
+ * `consume: true` asks `clipByGlobalNorm` to dispose its input.
+ */
+import { flattenTree, mapTree, noGrad } from "../autodiff.ts";
+import { add, div, minimum, mul, scalar, sqrt, square } from "../ops/elementwise.ts";
+import { sum } from "../ops/reduce.ts";
+import { tidy, type Tensor } from "../tensor.ts";
+
+function floatLeaves(tree: unknown): Tensor[] {
+  return flattenTree(tree).map(([, t]) => t).filter((t) => t.dtype === "f32");
+}
+
+/** √(Σ over every f32 leaf of Σ g²): the L2 norm of all gradients as one vector. A scalar tensor, shape []. */
+export function globalNorm(grads: unknown): Tensor<[]> {
+  return noGrad(() =>
+    tidy(() => {
+      let total: Tensor = scalar(0);
+      for (const g of floatLeaves(grads)) total = add(total, sum(square(g)));
+      return sqrt(total) as Tensor<[]>;
+    })
+  );
+}
+
+export interface ClipOptions {
+  /** Dispose the input gradient tree (default false: the caller still owns it). */
+  consume?: boolean;
+}
+
+/**
+ * Clips a gradient tree by its global norm, as `torch.nn.utils.clip_grad_norm_`: every f32 leaf
+ * is multiplied by min(1, maxNorm / (norm + 1e-6)), computed on the device (no readback).
+ * Returns the scaled tree (new tensors, same structure; non-f32 leaves are passed through
+ * as the same tensor objects) and the norm before clipping.
+ */
+export function clipByGlobalNorm<P>(grads: P, maxNorm: number, opts: ClipOptions = {}): { grads: P; norm: Tensor<[]> } {
+  if (!(maxNorm > 0) || !Number.isFinite(maxNorm)) throw new RangeError(`clipByGlobalNorm: maxNorm must be a positive number, got ${maxNorm}`);
+  const result = noGrad(() =>
+    tidy(() => {
+      const norm = globalNorm(grads);
+      const scale = minimum(div(scalar(maxNorm), add(norm, 1e-6)), 1);
+      const clipped = mapTree(grads, (g) => (g.dtype === "f32" ? mul(g, scale) : g));
+      return { grads: clipped, norm };
+    })
+  );
+  if (opts.consume) {
+    const out = new Set<Tensor>();
+    flattenTree(result.grads).forEach(([, t]) => out.add(t));
+    flattenTree(grads).forEach(([, t]) => {
+      if (!out.has(t)) t.dispose();
+    });
+  }
+  return result;
+}
+
+/**
+ * True when every element of every f32 leaf is finite (no NaN, no ±Infinity). Reads every leaf
+ * back to the host (a device-side reduction could not be trusted: WGSL may assume floats are
+ * finite). Typical use: skip an optimizer step whose gradients overflowed.
+ */
+export async function isFiniteTree(tree: unknown): Promise<boolean> {
+  for (const t of floatLeaves(tree)) {
+    const d = await t.data();
+    for (let i = 0; i < d.length; i++) {
+      const v = d[i];
+      if (v - v !== 0) return false; // NaN and ±Infinity give NaN
+    }
+  }
+  return true;
+}

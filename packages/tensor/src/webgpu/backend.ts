@@ -1,0 +1,361 @@
+/**
+ * The WebGPU backend: the narrow Backend interface (alloc / free / write / read / run / sync) over
+ * one GPUDevice, from navigator.gpu (browsers, Deno) or Dawn (Node, Bun, Deno via Node-API).
+ *
+ * - Kernels (./kernels) generate WGSL per shape class; pipelines are cached by key.
+ * - run() only encodes: dispatches accumulate in one compute pass of one command encoder and are
+ *   submitted in batches (at most MAX_BATCH dispatches, or when a read, a sync or a write to a
+ *   buffer the batch uses needs it), because every submit/wait has a fixed cost (about 11 ms
+ *   per wait on Deno's own WebGPU). Each dispatch's params go into one uniform buffer per batch,
+ *   at 256-byte slots, uploaded with a single writeBuffer just before the submit.
+ * - Buffers come from a pool by size class (./pool.ts); a logical tensor buffer is one pooled
+ *   GPUBuffer. liveBuffers() counts the logical buffers alloc'd and not freed (not the pool).
+ * - Reads are async only: copy into a pooled MAP_READ staging buffer, submit, mapAsync.
+ * - WebGPU reports errors asynchronously: validation errors (a bad shader, a bad binding) are
+ *   collected and thrown by the next read() or sync().
+ */
+import type { Backend, BufferHandle, HostArray, KernelArg, PrimName, PrimParams } from "../backend.ts";
+import type { DType } from "../dtype.ts";
+import { showShape, sizeOf } from "../shape.ts";
+import type { BufRef, GpuCtx, GpuLimits, Launch } from "./context.ts";
+import { gpuKernels, type GpuKernel } from "./kernels/index.ts";
+import { BufferPool, type PoolStats } from "./pool.ts";
+import { acquireGpu, type AcquiredGpu, type AcquireOptions } from "./probe.ts";
+import { GpuTimer } from "./timer.ts";
+
+const MAX_BATCH = 128; // dispatches per submit
+const SLOT = 256; // params slot alignment (minUniformBufferOffsetAlignment is at most 256)
+const PARAMS_BYTES = MAX_BATCH * 4 * SLOT;
+
+class GpuBuffer implements BufferHandle {
+  constructor(readonly id: number, readonly size: number, readonly dtype: DType, public gpu: GPUBuffer | null) {}
+}
+
+export interface WebGpuOptions extends AcquireOptions {
+  /** Use this device instead of acquiring one (it is then not destroyed by destroy()). */
+  gpu?: AcquiredGpu;
+  /** Lower some limits below the device's (tests use this to exercise 2-D grids and split bindings). */
+  limits?: Partial<GpuLimits>;
+  /** Bytes of freed buffers kept for reuse (default 1 GiB). */
+  poolBytes?: number;
+  /** Request 'timestamp-query' where the adapter has it (benchmarks). */
+  timestamps?: boolean;
+}
+
+export class WebGpuBackend implements Backend {
+  readonly name = "webgpu";
+  readonly device: GPUDevice;
+  readonly adapterInfo: string;
+  readonly via: string;
+  readonly limits: GpuLimits;
+  /** Dawn's GPU object (see probe.ts): must stay reachable while the device lives (Bun). */
+  readonly keepAlive: unknown;
+  #ownsDevice: boolean;
+  #live = 0;
+  #nextId = 1;
+  #pool: BufferPool;
+  #staging: BufferPool;
+  #pipelines = new Map<string, GPUComputePipeline>();
+  #lastUse = new WeakMap<GPUBuffer, number>();
+  #batch = 1;
+  #encoder: GPUCommandEncoder | null = null;
+  #pass: GPUComputePassEncoder | null = null;
+  #dispatches = 0;
+  #params: GPUBuffer;
+  #paramsHost = new Uint8Array(PARAMS_BYTES);
+  #paramsUsed = 0;
+  #retired: GPUBuffer[] = [];
+  #errors: string[] = [];
+  #pendingChecks: Promise<void>[] = [];
+  #destroyed = false;
+  #timer: GpuTimer | null = null;
+  readonly ctx: GpuCtx;
+
+  constructor(gpu: AcquiredGpu, opts: WebGpuOptions = {}) {
+    this.device = gpu.device;
+    this.adapterInfo = gpu.adapterInfo;
+    this.via = gpu.via;
+    this.keepAlive = gpu.keepAlive;
+    this.#ownsDevice = !opts.gpu;
+    const L = this.device.limits;
+    this.limits = {
+      maxStorageBufferBindingSize: Math.min(L.maxStorageBufferBindingSize, opts.limits?.maxStorageBufferBindingSize ?? Infinity),
+      maxComputeWorkgroupsPerDimension: Math.min(L.maxComputeWorkgroupsPerDimension, opts.limits?.maxComputeWorkgroupsPerDimension ?? Infinity),
+      maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize,
+      minStorageBufferOffsetAlignment: L.minStorageBufferOffsetAlignment,
+    };
+    const cap = opts.poolBytes ?? 2 ** 30;
+    const U = GPUBufferUsage;
+    this.#pool = new BufferPool(this.device, U.STORAGE | U.COPY_SRC | U.COPY_DST, cap, "tensor");
+    this.#staging = new BufferPool(this.device, U.MAP_READ | U.COPY_DST, Math.min(cap, 2 ** 28), "staging");
+    this.#params = this.device.createBuffer({ label: "params", size: PARAMS_BYTES, usage: U.UNIFORM | U.COPY_DST });
+    const onError = (ev: Event) => this.#errors.push(`WebGPU error: ${(ev as GPUUncapturedErrorEvent).error?.message ?? String(ev)}`);
+    try {
+      this.device.addEventListener("uncapturederror", onError);
+    } catch {
+      (this.device as unknown as { onuncapturederror: unknown }).onuncapturederror = onError;
+    }
+    if (this.device.features.has("timestamp-query")) this.#timer = new GpuTimer(this.device);
+    this.ctx = {
+      limits: this.limits,
+      ref: (a, prim) => this.#ref(a, prim),
+      range: (a, start, count) => this.#range(a, start, count),
+      temp: (bytes) => ({ buf: this.#pool.acquire(Math.max(16, bytes)), offset: 0, size: Math.max(4, bytes) }),
+      releaseTemp: (r) => this.#release(r.buf),
+      dispatch: (l) => this.#dispatch(l),
+    };
+  }
+
+  // ---------- memory ----------
+
+  alloc(size: number, dtype: DType): BufferHandle {
+    this.#alive();
+    if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`webgpu.alloc: invalid size ${size}`);
+    const bytes = size * 4;
+    if (bytes > this.device.limits.maxBufferSize) {
+      throw new RangeError(`webgpu.alloc: a tensor of ${size} ${dtype} elements (${bytes} bytes) exceeds this device's maxBufferSize (${this.device.limits.maxBufferSize} bytes)`);
+    }
+    this.#live++;
+    // zero-size tensors still get a (minimal) buffer: WebGPU rejects empty bindings
+    return new GpuBuffer(this.#nextId++, size, dtype, this.#pool.acquire(Math.max(16, bytes)));
+  }
+
+  free(buf: BufferHandle): void {
+    const b = buf as GpuBuffer;
+    if (!b.gpu) throw new Error(`webgpu.free: buffer ${b.id} was freed twice`);
+    const g = b.gpu;
+    b.gpu = null;
+    this.#live--;
+    if (!this.#destroyed) this.#release(g);
+  }
+
+  write(buf: BufferHandle, data: HostArray): void {
+    const g = this.#gpu(buf, "write");
+    const b = buf as GpuBuffer;
+    if (data.length !== b.size) throw new RangeError(`webgpu.write: ${data.length} values for a buffer of ${b.size}`);
+    if (data.length === 0) return;
+    // writeBuffer lands before any unsubmitted work: submit first if that work uses this buffer
+    if (this.#lastUse.get(g) === this.#batch) this.#flush();
+    this.device.queue.writeBuffer(g, 0, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  async read(buf: BufferHandle): Promise<HostArray> {
+    const g = this.#gpu(buf, "read");
+    const b = buf as GpuBuffer;
+    const bytes = b.size * 4;
+    if (bytes === 0) {
+      this.#flush();
+      await this.#checkErrors();
+      return b.dtype === "f32" ? new Float32Array(0) : new Int32Array(0);
+    }
+    const staging = this.#staging.acquire(bytes);
+    this.#endPass();
+    this.#encoderOrNew().copyBufferToBuffer(g, 0, staging, 0, bytes);
+    this.#flush();
+    try {
+      await staging.mapAsync(GPUMapMode.READ, 0, bytes);
+    } catch (e) {
+      await this.#checkErrors();
+      throw e;
+    }
+    const src = staging.getMappedRange(0, bytes);
+    const out = b.dtype === "f32" ? new Float32Array(b.size) : new Int32Array(b.size);
+    out.set(b.dtype === "f32" ? new Float32Array(src) : new Int32Array(src));
+    staging.unmap();
+    if (!this.#staging.release(staging)) staging.destroy();
+    await this.#checkErrors();
+    return out;
+  }
+
+  liveBuffers(): number {
+    return this.#live;
+  }
+
+  async sync(): Promise<void> {
+    this.#alive();
+    this.#flush();
+    await this.device.queue.onSubmittedWorkDone();
+    await this.#checkErrors();
+  }
+
+  /** Pool counters (buffers created vs reused). */
+  poolStats(): { tensor: PoolStats; staging: PoolStats; pipelines: number } {
+    return { tensor: { ...this.#pool.stats }, staging: { ...this.#staging.stats }, pipelines: this.#pipelines.size };
+  }
+
+  // ---------- kernels ----------
+
+  run<K extends PrimName>(prim: K, inputs: readonly KernelArg[], output: KernelArg, params: PrimParams[K]): void {
+    this.#alive();
+    for (const a of [...inputs, output]) {
+      const b = a.buf as GpuBuffer;
+      if (b.size !== sizeOf(a.shape)) throw new Error(`webgpu.${prim}: buffer of ${b.size} elements for shape ${showShape(a.shape)}`);
+    }
+    if (sizeOf(output.shape) === 0) return;
+    (gpuKernels[prim] as GpuKernel<K>)(this.ctx, inputs, output, params);
+  }
+
+  /**
+   * GPU time in milliseconds of the work `fn` encodes (timestamp queries around each compute
+   * pass), or null when the device has no 'timestamp-query'.
+   */
+  async timeGpu(fn: () => void): Promise<number | null> {
+    if (!this.#timer) return null;
+    this.#flush();
+    this.#timer.start();
+    try {
+      fn();
+      this.#endPass();
+      const enc = this.#encoderOrNew();
+      this.#timer.resolve(enc);
+      this.#flush();
+    } finally {
+      this.#timer.stop();
+    }
+    const ms = await this.#timer.read();
+    await this.#checkErrors();
+    return ms;
+  }
+
+  /** Submits pending work, destroys the pooled buffers and (unless it was given one) the device. */
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#flush();
+    this.#destroyed = true;
+    this.#pool.clear();
+    this.#staging.clear();
+    this.#params.destroy();
+    this.#timer?.destroy();
+    for (const b of this.#retired) b.destroy();
+    this.#retired = [];
+    if (this.#ownsDevice) this.device.destroy();
+  }
+
+  // ---------- internals ----------
+
+  #alive(): void {
+    if (this.#destroyed) throw new Error("webgpu: the backend was destroyed");
+  }
+
+  #gpu(buf: BufferHandle, what: string): GPUBuffer {
+    this.#alive();
+    const g = (buf as GpuBuffer).gpu;
+    if (!g) throw new Error(`webgpu.${what}: buffer ${(buf as GpuBuffer).id} was used after it was freed`);
+    return g;
+  }
+
+  #release(g: GPUBuffer): void {
+    if (!this.#pool.release(g)) {
+      // may still be used by the unsubmitted batch: destroy after the next submit
+      if (this.#lastUse.get(g) === this.#batch) this.#retired.push(g);
+      else g.destroy();
+    }
+  }
+
+  #ref(a: KernelArg, prim: string): BufRef {
+    const g = this.#gpu(a.buf, prim);
+    const bytes = sizeOf(a.shape) * 4;
+    if (bytes > this.limits.maxStorageBufferBindingSize) {
+      throw new RangeError(
+        `webgpu.${prim}: a ${a.dtype} tensor of shape ${showShape(a.shape)} (${bytes} bytes) exceeds this device's ` +
+          `maxStorageBufferBindingSize (${this.limits.maxStorageBufferBindingSize} bytes); only flat elementwise ops ` +
+          `(fill, unary, and binary/compare/where/cast on same-shape or scalar operands) split such tensors`,
+      );
+    }
+    return { buf: g, offset: 0, size: Math.max(4, bytes) };
+  }
+
+  #range(a: KernelArg, start: number, count: number): BufRef {
+    const g = this.#gpu(a.buf, "range");
+    const offset = start * 4;
+    if (offset % this.limits.minStorageBufferOffsetAlignment !== 0) throw new Error(`webgpu: binding offset ${offset} is not aligned`);
+    return { buf: g, offset, size: Math.max(4, count * 4) };
+  }
+
+  #pipeline(l: Launch): GPUComputePipeline {
+    let p = this.#pipelines.get(l.key);
+    if (p) return p;
+    const code = l.wgsl();
+    this.device.pushErrorScope("validation");
+    const module = this.device.createShaderModule({ label: l.key, code });
+    p = this.device.createComputePipeline({ label: l.key, layout: "auto", compute: { module, entryPoint: "main" } });
+    this.#pendingChecks.push(
+      this.device.popErrorScope().then((err) => {
+        if (err) {
+          const src = code.split("\n").map((s, i) => `${String(i + 1).padStart(4)} ${s}`).join("\n");
+          this.#errors.push(`webgpu.${l.label}: pipeline "${l.key}" failed: ${err.message}\n${src}`);
+        }
+      }),
+    );
+    this.#pipelines.set(l.key, p);
+    return p;
+  }
+
+  #encoderOrNew(): GPUCommandEncoder {
+    if (!this.#encoder) this.#encoder = this.device.createCommandEncoder();
+    return this.#encoder;
+  }
+
+  #endPass(): void {
+    if (this.#pass) {
+      this.#pass.end();
+      this.#pass = null;
+    }
+  }
+
+  #dispatch(l: Launch): void {
+    const pipeline = this.#pipeline(l);
+    // whole 256-byte slots: a shader may declare a few more param words than it is given
+    const pBytes = Math.max(1, Math.ceil(l.params.byteLength / SLOT)) * SLOT;
+    if (this.#paramsUsed + pBytes > PARAMS_BYTES || this.#dispatches >= MAX_BATCH) this.#flush();
+    const offset = this.#paramsUsed;
+    this.#paramsHost.fill(0, offset, offset + pBytes);
+    this.#paramsHost.set(new Uint8Array(l.params.buffer, l.params.byteOffset, l.params.byteLength), offset);
+    this.#paramsUsed += pBytes;
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.#params, offset, size: pBytes } }];
+    l.buffers.forEach((r, i) => {
+      entries.push({ binding: i + 1, resource: { buffer: r.buf, offset: r.offset, size: r.size } });
+      this.#lastUse.set(r.buf, this.#batch);
+    });
+    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    if (!this.#pass) this.#pass = this.#encoderOrNew().beginComputePass(this.#timer?.passDescriptor());
+    this.#pass.setPipeline(pipeline);
+    this.#pass.setBindGroup(0, bindGroup);
+    this.#pass.dispatchWorkgroups(l.groups[0], l.groups[1], l.groups[2]);
+    this.#dispatches++;
+  }
+
+  #flush(): void {
+    if (!this.#encoder) return;
+    this.#endPass();
+    if (this.#paramsUsed > 0) this.device.queue.writeBuffer(this.#params, 0, this.#paramsHost.buffer, 0, this.#paramsUsed);
+    this.device.queue.submit([this.#encoder.finish()]);
+    this.#encoder = null;
+    this.#paramsUsed = 0;
+    this.#dispatches = 0;
+    this.#batch++;
+    for (const b of this.#retired) b.destroy();
+    this.#retired = [];
+  }
+
+  async #checkErrors(): Promise<void> {
+    if (this.#pendingChecks.length) {
+      const checks = this.#pendingChecks;
+      this.#pendingChecks = [];
+      await Promise.all(checks);
+    }
+    if (this.#errors.length) {
+      const errs = this.#errors;
+      this.#errors = [];
+      throw new Error(errs.join("\n"));
+    }
+  }
+}
+
+/** Acquires a device (navigator.gpu or Dawn, see probe.ts) and builds the backend on it. */
+export async function createWebGpuBackend(opts: WebGpuOptions = {}): Promise<WebGpuBackend> {
+  const features: GPUFeatureName[] = [...(opts.features ?? [])];
+  if (opts.timestamps) features.push("timestamp-query");
+  const gpu = opts.gpu ?? (await acquireGpu({ ...opts, features }));
+  return new WebGpuBackend(gpu, opts);
+}

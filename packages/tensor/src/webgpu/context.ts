@@ -1,0 +1,217 @@
+/**
+ * What a WebGPU kernel sees of the backend: bindings of tensors, scratch buffers, device limits and
+ * `dispatch`. Kernels generate WGSL per "shape class" (rank, broadcast pattern, dtypes, tile
+ * config: whatever changes the code) and pass the actual sizes and strides as uniform params, so
+ * one cached pipeline serves every shape of its class.
+ *
+ * Conventions shared by every generated shader:
+ * - binding 0 is the params uniform `P` (an array of vec4<u32>; `pu(i)` / `pf(i)` below write the
+ *   WGSL expression that reads word i as u32 / f32 / i32), bindings 1..n the storage buffers in
+ *   the order of `Launch.buffers`;
+ * - 1-D work of more than maxComputeWorkgroupsPerDimension workgroups runs on a 2-D grid
+ *   (`grid()`); the shader rebuilds its linear workgroup index from `workgroup_id` and
+ *   `num_workgroups` (`LINEAR_WG`) and guards the tail.
+ */
+import type { KernelArg } from "../backend.ts";
+import type { DType } from "../dtype.ts";
+
+/** A storage binding: a buffer range in bytes (offset a multiple of 256, size a multiple of 4). */
+export interface BufRef {
+  readonly buf: GPUBuffer;
+  readonly offset: number;
+  readonly size: number;
+}
+
+export interface Launch {
+  /** The primitive (for error messages). */
+  readonly label: string;
+  /** Pipeline-cache key: equal keys must mean equal WGSL. */
+  readonly key: string;
+  /** The WGSL source, generated only on a cache miss. */
+  readonly wgsl: () => string;
+  /** Bindings 1..n (binding 0 is the params uniform). */
+  readonly buffers: readonly BufRef[];
+  /** Param words (u32 bit patterns; see ParamWords). */
+  readonly params: Uint32Array;
+  /** Workgroups: [x, y, z] (each at most maxComputeWorkgroupsPerDimension; use grid()). */
+  readonly groups: readonly [number, number, number];
+}
+
+export interface GpuLimits {
+  readonly maxStorageBufferBindingSize: number;
+  readonly maxComputeWorkgroupsPerDimension: number;
+  readonly maxComputeWorkgroupStorageSize: number;
+  readonly minStorageBufferOffsetAlignment: number;
+}
+
+export interface GpuCtx {
+  readonly limits: GpuLimits;
+  /** The whole of a tensor's buffer as a binding (a clear error if it exceeds the binding limit). */
+  ref(arg: KernelArg, prim: string): BufRef;
+  /** A range of a tensor's buffer, in elements (start must be a multiple of 64 elements). */
+  range(arg: KernelArg, start: number, count: number): BufRef;
+  /** A scratch buffer valid for the launches encoded before `releaseTemp` (freed back to the pool). */
+  temp(bytes: number): BufRef;
+  releaseTemp(ref: BufRef): void;
+  dispatch(launch: Launch): void;
+}
+
+/** Builds param words: u32, i32 and f32 values as bit patterns. */
+export class ParamWords {
+  readonly #u: number[] = [];
+  private readonly f32 = new Float32Array(1);
+  private readonly u32 = new Uint32Array(this.f32.buffer);
+  u(v: number): this {
+    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`webgpu: param ${v} is not a u32 (a tensor too large for 32-bit indexing?)`);
+    this.#u.push(v >>> 0);
+    return this;
+  }
+  i(v: number): this {
+    this.#u.push((v | 0) >>> 0);
+    return this;
+  }
+  f(v: number): this {
+    this.f32[0] = v;
+    this.#u.push(this.u32[0]);
+    return this;
+  }
+  /** f32 bits for an f32 tensor, i32 bits for an i32 one. */
+  typed(v: number, dtype: DType): this {
+    return dtype === "f32" ? this.f(v) : this.i(v);
+  }
+  get length(): number {
+    return this.#u.length;
+  }
+  words(): Uint32Array {
+    return Uint32Array.from(this.#u.length ? this.#u : [0]);
+  }
+}
+
+// ---------- WGSL snippets ----------
+
+/** The WGSL expression reading param word i as u32. */
+export function pu(i: number): string {
+  return `P.v[${i >> 2}].${"xyzw"[i & 3]}`;
+}
+export function pf(i: number): string {
+  return `bitcast<f32>(${pu(i)})`;
+}
+export function pi(i: number): string {
+  return `bitcast<i32>(${pu(i)})`;
+}
+
+export interface StorageDecl {
+  name: string;
+  /** Element type: f32, i32, u32, vec4<f32>… */
+  type: string;
+  write?: boolean;
+}
+
+/** The params uniform (sized for `nWords`) and storage buffers, bindings 0..n. */
+export function header(nWords: number, bufs: readonly StorageDecl[]): string {
+  const n = Math.max(1, Math.ceil(nWords / 4));
+  const lines = [`struct Params { v: array<vec4<u32>, ${n}> }`, `@group(0) @binding(0) var<uniform> P: Params;`];
+  bufs.forEach((b, i) => {
+    lines.push(`@group(0) @binding(${i + 1}) var<storage, ${b.write ? "read_write" : "read"}> ${b.name}: array<${b.type}>;`);
+  });
+  return lines.join("\n") + "\n";
+}
+
+/** Entry-point builtins for kernels that use LINEAR_WG. */
+export const ENTRY_ARGS =
+  "@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32";
+/** The linear workgroup index over a 2-D grid. */
+export const LINEAR_WG = "let wg = wid.x + wid.y * nwg.x;";
+
+/** WGSL type of one element of a dtype. */
+export function wgslType(dtype: DType): "f32" | "i32" {
+  return dtype;
+}
+
+/** A grid of workgroups for `n` linear workgroups that fits the per-dimension limit (2-D when needed). */
+export function grid(n: number, maxDim: number): [number, number, number] {
+  if (n <= maxDim) return [Math.max(1, n), 1, 1];
+  const y = Math.ceil(n / maxDim);
+  if (y > maxDim) throw new RangeError(`webgpu: ${n} workgroups do not fit a ${maxDim}x${maxDim} grid`);
+  return [Math.ceil(n / y), y, 1];
+}
+
+export function ceilDiv(a: number, b: number): number {
+  return Math.floor((a + b - 1) / b);
+}
+
+/** Row-major strides of a shape. */
+export function strides(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i];
+  }
+  return s;
+}
+
+export function prod(xs: readonly number[]): number {
+  let n = 1;
+  for (const x of xs) n *= x;
+  return n;
+}
+
+/**
+ * Merges adjacent output axes that every operand walks contiguously (stride[i] = stride[i+1] *
+ * shape[i+1], including both 0), and drops size-1 axes. Returns the reduced shape and each
+ * operand's strides on it. After this, most broadcasts are rank 1 or 2.
+ */
+export function coalesce(shape: readonly number[], opStrides: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
+  const outShape: number[] = [];
+  const outStr: number[][] = opStrides.map(() => []);
+  for (let d = 0; d < shape.length; d++) {
+    if (shape[d] === 1) continue;
+    const last = outShape.length - 1;
+    const mergeable = last >= 0 && opStrides.every((s, k) => outStr[k][last] === s[d] * shape[d]);
+    if (mergeable) {
+      outShape[last] *= shape[d];
+      opStrides.forEach((s, k) => (outStr[k][last] = s[d]));
+    } else {
+      outShape.push(shape[d]);
+      opStrides.forEach((s, k) => outStr[k].push(s[d]));
+    }
+  }
+  return { shape: outShape, strides: outStr };
+}
+
+/** Strides of `shape` broadcast to `outShape` (0 on broadcast axes), aligned on the right. */
+export function broadcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {
+  const s = strides(shape);
+  const off = outShape.length - shape.length;
+  return outShape.map((_, i) => (i < off || shape[i - off] === 1 ? 0 : s[i - off]));
+}
+
+/**
+ * WGSL statements that decompose the linear index `idx` over `rank` axes whose sizes are params
+ * `shapeAt(d)` and accumulate, for each operand k, `off{k} += coord * stride`, with strides given
+ * by `strideAt(k, d)` (a WGSL expression, or null for a zero stride). Unrolled: no local arrays.
+ */
+export function indexChain(
+  idx: string,
+  rank: number,
+  shapeAt: (d: number) => string,
+  nOps: number,
+  strideAt: (k: number, d: number) => string | null,
+  prefix = "off",
+): string {
+  const lines: string[] = [];
+  for (let k = 0; k < nOps; k++) lines.push(`var ${prefix}${k} = 0u;`);
+  if (rank === 0) return lines.join("\n");
+  lines.push(`var rem = ${idx};`);
+  for (let d = rank - 1; d >= 0; d--) {
+    const c = `c${d}`;
+    if (d === 0) lines.push(`let ${c} = rem;`);
+    else lines.push(`let ${c} = rem % ${shapeAt(d)}; rem = rem / ${shapeAt(d)};`);
+    for (let k = 0; k < nOps; k++) {
+      const s = strideAt(k, d);
+      if (s !== null) lines.push(`${prefix}${k} += ${c} * ${s};`);
+    }
+  }
+  return lines.join("\n");
+}

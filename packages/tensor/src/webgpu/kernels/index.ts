@@ -1,0 +1,49 @@
+/** The WebGPU kernel table: one kernel per primitive (the compiler checks that none is missing). */
+import type { KernelArg, PrimName, PrimParams } from "../../backend.ts";
+import type { GpuCtx } from "../context.ts";
+import { binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, whereKernel } from "./elementwise.ts";
+import { gatherKernel, oneHotKernel, scatterAddKernel } from "./indexing.ts";
+import { matmulKernel } from "./matmul.ts";
+import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
+import {
+  conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, crossEntropyKernel, logsumexpKernel, softmaxKernel,
+} from "./nn.ts";
+import { reduceKernel } from "./reduce.ts";
+import { scanKernel, scanReverseKernel } from "./scan.ts";
+import { causalSelectKernel } from "./select.ts";
+import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel } from "./ssm.ts";
+
+export type GpuKernel<K extends PrimName> = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg, params: PrimParams[K]) => void;
+
+export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
+  fill: fillKernel,
+  unary: unaryKernel,
+  binary: binaryKernel,
+  compare: compareKernel,
+  where: whereKernel,
+  cast: castKernel,
+  reduce: reduceKernel,
+  matmul: matmulKernel,
+  reshape: () => {
+    throw new Error("internal: reshape is a view and runs no kernel");
+  },
+  transpose: transposeKernel,
+  slice: sliceKernel,
+  pad: padKernel,
+  concat: concatKernel,
+  gather: gatherKernel,
+  scatterAdd: scatterAddKernel,
+  oneHot: oneHotKernel,
+  softmax: softmaxKernel,
+  logsumexp: logsumexpKernel,
+  crossEntropy: crossEntropyKernel,
+  conv1dCausal: conv1dCausalKernel,
+  conv1dCausalGradX: conv1dCausalGradXKernel,
+  conv1dCausalGradW: conv1dCausalGradWKernel,
+  causalSelect: causalSelectKernel,
+  selectiveScan: selectiveScanKernel,
+  selectiveScanState: selectiveScanStateKernel,
+  selectiveScanGrad: selectiveScanGradKernel,
+  scan: scanKernel,
+  scanReverse: scanReverseKernel,
+};

@@ -1,0 +1,163 @@
+/**
+ * The selective scan and its reverse, over a, x [B, L, S]:
+ *   scan:        h_t = a_t h_{t-1} + x_t,      h_{-1} = h0 [B, S]
+ *   scanReverse: λ_t = a_{t+1} λ_{t+1} + g_t,  λ_L = 0
+ * Both are the same recurrence y = α y + β taken in "step" order (t ascending, or t descending
+ * with α_t = a_{t+1}), so one generator serves both directions.
+ *
+ * Two algorithms, chosen by the available parallelism:
+ * - direct: one thread per (b, s) walks L. Coalesced across s; best when B·S alone fills the GPU
+ *   (or L is short).
+ * - chunked (long L, small B·S): L is cut into nC chunks of T steps.
+ *     pass 1, a thread per (b, chunk, s): the chunk's affine map y_out = P y_in + E, by running the
+ *       recurrence from y_in = 0 (E) while multiplying the α's (P);
+ *     pass 2, a thread per (b, s): walks the chunks in step order, turning (P, E) into the y
+ *       entering each chunk (stored over E);
+ *     pass 3, a thread per (b, chunk, s): re-runs the recurrence over its chunk from that carry,
+ *       writing every y. Each output is then computed with exactly the sequential formula from
+ *       the exact carry, so the rounding differs from the direct scan only in the carries.
+ *   Reads 4·B·L·S values instead of 2, for B·S·nC-way parallelism instead of B·S.
+ */
+import type { KernelArg } from "../../backend.ts";
+import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type GpuCtx } from "../context.ts";
+
+const WG = 256;
+
+/** Tuning knobs (tests force the chunked path on small problems). */
+export const scanTuning = {
+  /** Use chunks when B·S is below this and L is at least minChunkedL. */
+  maxDirectParallel: 32768,
+  minChunkedL: 64,
+  /** Force this chunk length (0: choose). */
+  forceChunk: 0,
+};
+
+/** WGSL for step index `st` (0-based in step order) → time index, and α / β reads at time t. */
+function stepCode(rev: boolean): string {
+  return rev
+    ? `let t = L - 1u - st; let o = (b * L + t) * S + s;
+      var al = 0.0f; if (t + 1u < L) { al = a[o + S]; }
+      let be = x[o];`
+    : `let t = st; let o = (b * L + t) * S + s;
+      let al = a[o]; let be = x[o];`;
+}
+
+/** Direct: thread per (b, s). params: B·S, L, S. Buffers: out, a, x, h0 (forward only). */
+function directWgsl(rev: boolean): string {
+  const bufs = [{ name: "out", type: "f32", write: true }, { name: "a", type: "f32" }, { name: "x", type: "f32" }];
+  if (!rev) bufs.push({ name: "h0", type: "f32" });
+  return `${header(3, bufs)}
+@compute @workgroup_size(${WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let id = wg * ${WG}u + lid;
+  if (id >= ${pu(0)}) { return; }
+  let L = ${pu(1)}; let S = ${pu(2)};
+  let b = id / S; let s = id % S;
+  var y = ${rev ? "0.0f" : "h0[id]"};
+  for (var st = 0u; st < L; st++) {
+    ${stepCode(rev)}
+    y = al * y + be;
+    out[o] = y;
+  }
+}`;
+}
+
+/**
+ * Chunk passes 1 and 3: thread per (b, c, s). params: B·nC·S, L, S, T, nC.
+ * Pass 1 writes P, E [B, nC, S]; pass 3 reads the carry from E and writes out.
+ */
+function chunkWgsl(rev: boolean, pass: 1 | 3): string {
+  const bufs = pass === 1
+    ? [{ name: "P", type: "f32", write: true }, { name: "E", type: "f32", write: true }, { name: "a", type: "f32" }, { name: "x", type: "f32" }]
+    : [{ name: "out", type: "f32", write: true }, { name: "E", type: "f32" }, { name: "a", type: "f32" }, { name: "x", type: "f32" }];
+  return `${header(5, bufs)}
+@compute @workgroup_size(${WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let id = wg * ${WG}u + lid;
+  if (id >= ${pu(0)}) { return; }
+  let L = ${pu(1)}; let S = ${pu(2)}; let T = ${pu(3)}; let nC = ${pu(4)};
+  let s = id % S; let c = (id / S) % nC; let b = id / (S * nC);
+  ${pass === 1 ? "var y = 0.0f; var p = 1.0f;" : "var y = E[id];"}
+  let st1 = min(L, (c + 1u) * T);
+  for (var st = c * T; st < st1; st++) {
+    ${stepCode(rev)}
+    y = al * y + be;
+    ${pass === 1 ? "p = p * al;" : "out[o] = y;"}
+  }
+  ${pass === 1 ? "P[id] = p; E[id] = y;" : ""}
+}`;
+}
+
+/** Pass 2: thread per (b, s): E[b, c, s] ← the y entering chunk c. params: B·S, S, nC. */
+function carryWgsl(rev: boolean): string {
+  const bufs = [{ name: "E", type: "f32", write: true }, { name: "P", type: "f32" }];
+  if (!rev) bufs.push({ name: "h0", type: "f32" });
+  return `${header(3, bufs)}
+@compute @workgroup_size(${WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let id = wg * ${WG}u + lid;
+  if (id >= ${pu(0)}) { return; }
+  let S = ${pu(1)}; let nC = ${pu(2)};
+  let b = id / S; let s = id % S;
+  var y = ${rev ? "0.0f" : "h0[id]"};
+  for (var c = 0u; c < nC; c++) {
+    let k = (b * nC + c) * S + s;
+    let e = E[k];
+    E[k] = y;
+    y = P[k] * y + e;
+  }
+}`;
+}
+
+function chunkCount(B: number, L: number, S: number): number {
+  if (scanTuning.forceChunk > 0) return ceilDiv(L, scanTuning.forceChunk);
+  if (B * S >= scanTuning.maxDirectParallel || L < scanTuning.minChunkedL) return 1;
+  const want = Math.min(ceilDiv(131072, B * S), Math.ceil(2 * Math.sqrt(L)));
+  return Math.max(1, Math.min(want, ceilDiv(L, 8)));
+}
+
+function runScan(ctx: GpuCtx, rev: boolean, a: KernelArg, x: KernelArg, h0: KernelArg | null, out: KernelArg): void {
+  const [B, L, S] = a.shape;
+  if (B * L * S === 0) return;
+  const label = rev ? "scanReverse" : "scan";
+  const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
+  const ra = ctx.ref(a, label), rx = ctx.ref(x, label), ro = ctx.ref(out, label);
+  const rh = h0 ? [ctx.ref(h0, label)] : [];
+  let nC = chunkCount(B, L, S);
+  const T = ceilDiv(L, nC);
+  nC = ceilDiv(L, T);
+  if (nC <= 1) {
+    ctx.dispatch({
+      label, key: `scan:direct:${rev}`, wgsl: () => directWgsl(rev),
+      buffers: [ro, ra, rx, ...rh],
+      params: new ParamWords().u(B * S).u(L).u(S).words(),
+      groups: grid(ceilDiv(B * S, WG), maxDim),
+    });
+    return;
+  }
+  const n = B * nC * S;
+  const P = ctx.temp(n * 4), E = ctx.temp(n * 4);
+  const chunkParams = new ParamWords().u(n).u(L).u(S).u(T).u(nC).words();
+  const groups = grid(ceilDiv(n, WG), maxDim);
+  ctx.dispatch({ label, key: `scan:p1:${rev}`, wgsl: () => chunkWgsl(rev, 1), buffers: [P, E, ra, rx], params: chunkParams, groups });
+  ctx.dispatch({
+    label, key: `scan:p2:${rev}`, wgsl: () => carryWgsl(rev),
+    buffers: [E, P, ...rh],
+    params: new ParamWords().u(B * S).u(S).u(nC).words(),
+    groups: grid(ceilDiv(B * S, WG), maxDim),
+  });
+  ctx.dispatch({ label, key: `scan:p3:${rev}`, wgsl: () => chunkWgsl(rev, 3), buffers: [ro, E, ra, rx], params: chunkParams, groups });
+  ctx.releaseTemp(P);
+  ctx.releaseTemp(E);
+}
+
+export function scanKernel(ctx: GpuCtx, [a, x, h0]: readonly KernelArg[], out: KernelArg): void {
+  runScan(ctx, false, a, x, h0, out);
+}
+
+export function scanReverseKernel(ctx: GpuCtx, [a, g]: readonly KernelArg[], out: KernelArg): void {
+  runScan(ctx, true, a, g, null, out);
+}

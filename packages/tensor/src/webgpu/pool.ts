@@ -1,0 +1,67 @@
+/**
+ * A pool of GPU buffers by size class. Creating a GPUBuffer costs far more than a kernel launch
+ * on every implementation (and Dawn zero-fills it), so freed buffers are kept and reused.
+ *
+ * Size classes: 256 bytes, then four classes per power of two (at most 25% waste). Buffers go
+ * back to the pool until it holds `capBytes`; beyond that they are destroyed (after the batch
+ * that may still use them has been submitted: the caller passes them to `retire`).
+ */
+
+export function sizeClass(bytes: number): number {
+  if (bytes <= 256) return 256;
+  const p = 2 ** Math.floor(Math.log2(bytes - 1));
+  const step = Math.max(256, p / 4);
+  return Math.ceil(bytes / step) * step;
+}
+
+export interface PoolStats {
+  created: number;
+  reused: number;
+  pooledBytes: number;
+}
+
+export class BufferPool {
+  readonly #free = new Map<number, GPUBuffer[]>();
+  #pooledBytes = 0;
+  readonly stats: PoolStats = { created: 0, reused: 0, pooledBytes: 0 };
+
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly usage: GPUBufferUsageFlags,
+    private readonly capBytes: number,
+    private readonly label: string,
+  ) {}
+
+  acquire(bytes: number): GPUBuffer {
+    const size = sizeClass(bytes);
+    const list = this.#free.get(size);
+    const b = list?.pop();
+    if (b) {
+      this.#pooledBytes -= size;
+      this.stats.reused++;
+      this.stats.pooledBytes = this.#pooledBytes;
+      return b;
+    }
+    this.stats.created++;
+    return this.device.createBuffer({ label: `${this.label} ${size}B`, size, usage: this.usage });
+  }
+
+  /** Returns a buffer; false when the pool is full (the caller destroys it once safe). */
+  release(b: GPUBuffer): boolean {
+    if (this.#pooledBytes + b.size > this.capBytes) return false;
+    let list = this.#free.get(b.size);
+    if (!list) this.#free.set(b.size, (list = []));
+    list.push(b);
+    this.#pooledBytes += b.size;
+    this.stats.pooledBytes = this.#pooledBytes;
+    return true;
+  }
+
+  /** Destroys every pooled buffer. */
+  clear(): void {
+    for (const list of this.#free.values()) for (const b of list) b.destroy();
+    this.#free.clear();
+    this.#pooledBytes = 0;
+    this.stats.pooledBytes = 0;
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * GPU timing with timestamp queries (only on devices with 'timestamp-query'): while started,
+ * every compute pass the backend begins writes a timestamp at its start and its end; read()
+ * returns the summed pass durations in milliseconds.
+ */
+const MAX_PASSES = 64;
+
+export class GpuTimer {
+  readonly #qs: GPUQuerySet;
+  readonly #resolveBuf: GPUBuffer;
+  readonly #readBuf: GPUBuffer;
+  #active = false;
+  #passes = 0;
+
+  constructor(device: GPUDevice) {
+    this.#qs = device.createQuerySet({ type: "timestamp", count: 2 * MAX_PASSES });
+    const bytes = 2 * MAX_PASSES * 8;
+    this.#resolveBuf = device.createBuffer({ size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    this.#readBuf = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  }
+
+  start(): void {
+    this.#active = true;
+    this.#passes = 0;
+  }
+
+  stop(): void {
+    this.#active = false;
+  }
+
+  /** The descriptor for the next compute pass (timestamp writes while active). */
+  passDescriptor(): GPUComputePassDescriptor | undefined {
+    if (!this.#active) return undefined;
+    if (this.#passes >= MAX_PASSES) throw new Error(`GpuTimer: more than ${MAX_PASSES} compute passes in one timing`);
+    const i = this.#passes++;
+    return { timestampWrites: { querySet: this.#qs, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } };
+  }
+
+  /** Encodes the copy of the recorded timestamps (call after the last timed pass ended). */
+  resolve(enc: GPUCommandEncoder): void {
+    if (this.#passes === 0) return;
+    enc.resolveQuerySet(this.#qs, 0, 2 * this.#passes, this.#resolveBuf, 0);
+    enc.copyBufferToBuffer(this.#resolveBuf, 0, this.#readBuf, 0, 2 * this.#passes * 8);
+  }
+
+  async read(): Promise<number> {
+    if (this.#passes === 0) return 0;
+    await this.#readBuf.mapAsync(GPUMapMode.READ, 0, 2 * this.#passes * 8);
+    const t = new BigInt64Array(this.#readBuf.getMappedRange(0, 2 * this.#passes * 8).slice(0));
+    this.#readBuf.unmap();
+    let ns = 0;
+    for (let i = 0; i < this.#passes; i++) ns += Number(t[2 * i + 1] - t[2 * i]);
+    return ns / 1e6;
+  }
+
+  destroy(): void {
+    this.#qs.destroy();
+    this.#resolveBuf.destroy();
+    this.#readBuf.destroy();
+  }
+}

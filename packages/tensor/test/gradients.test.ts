@@ -1,0 +1,482 @@
+/**
+ * Gradient checks of every primitive that has a gradient (backend.ts's PrimParams), against
+ * central differences (gradcheck.ts), with shapes and values drawn by fast-check.
+ *
+ * Primitives without a gradient are not checked here: fill (no inputs), compare and oneHot
+ * (piecewise constant / integer inputs; compare is checked to give a zero gradient), cast (f32→f32
+ * returns its input without a primitive; i32 casts carry no gradient).
+ *
+ * Inputs avoid the points where a function is not differentiable: positive values away from 0 for
+ * log/sqrt/rsqrt/reciprocal and pow's base, |x| ≥ 0.05 for abs/relu/sign, and values on a 0.05 grid
+ * (all distinct) for max/min, so no ±h step crosses a kink or a tie.
+ *
+ * GRADCHECK_RUNS_SCALE=10 multiplies every property's number of runs (a longer soak).
+ */
+import fc from "fast-check";
+import { describe, expect, test } from "../../../test/support/harness.ts";
+import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
+import {
+  abs, add, bind, broadcastTo, concat, conv1dCausal, cos, crossEntropy, div, eq, exp, gather, gt, log, logSoftmax,
+  logsumexp, matmul, max, maximum, mean, minimum, mT, mul, neg, pad, pow, primitive, reciprocal, relu, reshape,
+  rsqrt, scan, scatterAdd, sigmoid, sign, silu, sin, slice, sliceAxis, softmax, softplus, sqrt, square, stack, sub,
+  sum, tanh, transpose, where,
+} from "../src/index.ts";
+import type { PrimDef, Tensor } from "../src/index.ts";
+import { checkGradients, type GradCheckOptions, type GradInput } from "./gradcheck.ts";
+
+// ---------------------------------------------------------------------------------------------
+// arbitraries
+// ---------------------------------------------------------------------------------------------
+
+function env(name: string): string | undefined {
+  // deno-lint-ignore no-explicit-any
+  const g = globalThis as any;
+  try {
+    return g.process?.env?.[name] ?? g.Deno?.env?.get(name);
+  } catch {
+    return undefined;
+  }
+}
+const RUNS_SCALE = Math.max(1, Number(env("GRADCHECK_RUNS_SCALE") ?? 1) || 1);
+
+/** Value ranges: any in [-2, 2]; pos in [0.25, 3]; away: |x| in [0.05, 2]; bounded: |x| in [0.3, 2]. */
+type Kind = "any" | "pos" | "away" | "bounded" | "distinct" | "decay";
+
+const f32 = (min: number, max: number) => fc.float({ min: Math.fround(min), max: Math.fround(max), noNaN: true, noDefaultInfinity: true });
+const signed = (min: number, max: number) => fc.tuple(fc.boolean(), f32(min, max)).map(([n, v]) => (n ? -v : v));
+const valueArb: Record<Exclude<Kind, "distinct">, fc.Arbitrary<number>> = {
+  any: f32(-2, 2),
+  pos: f32(0.25, 3),
+  away: signed(0.05, 2),
+  bounded: signed(0.3, 2),
+  decay: f32(-1.1, 1.1), // scan coefficients
+};
+
+const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** n distinct values on a 0.05 grid in about [-3, 3] (no ties, no value within 2h of another). */
+function distinctValues(n: number): fc.Arbitrary<Float32Array> {
+  return fc.uniqueArray(fc.integer({ min: -60, max: 60 }), { minLength: n, maxLength: n })
+    .map((ks) => Float32Array.from(ks, (k) => k * 0.05 + 0.0125));
+}
+function values(n: number, kind: Kind): fc.Arbitrary<Float32Array> {
+  if (kind === "distinct") return distinctValues(n);
+  return fc.array(valueArb[kind], { minLength: n, maxLength: n }).map((v) => Float32Array.from(v));
+}
+/** An f32 input of a given shape. */
+function input(shape: readonly number[], kind: Kind = "any"): fc.Arbitrary<GradInput> {
+  return values(size(shape), kind).map((data) => ({ data, shape: [...shape] }));
+}
+/** An i32 input of a given shape with values in [0, hi). */
+function indices(shape: readonly number[], hi: number): fc.Arbitrary<GradInput> {
+  return fc.array(fc.integer({ min: 0, max: hi - 1 }), { minLength: size(shape), maxLength: size(shape) })
+    .map((v) => ({ data: Int32Array.from(v), shape: [...shape] }));
+}
+const dimArb = (max = 5) => fc.integer({ min: 1, max });
+function shapeArb(minRank: number, maxRank: number, maxDim = 5): fc.Arbitrary<number[]> {
+  return fc.array(dimArb(maxDim), { minLength: minRank, maxLength: maxRank });
+}
+function tensorArb(minRank: number, maxRank: number, kind: Kind = "any", maxDim = 5): fc.Arbitrary<GradInput> {
+  return shapeArb(minRank, maxRank, maxDim).chain((s) => input(s, kind));
+}
+/** A shape that broadcasts to `out`: some leading axes dropped, some axes set to 1. */
+function operandOf(out: readonly number[]): fc.Arbitrary<number[]> {
+  return fc.tuple(fc.integer({ min: 0, max: out.length }), fc.array(fc.boolean(), { minLength: out.length, maxLength: out.length }))
+    .map(([drop, ones]) => out.slice(drop).map((d, i) => (ones[i + drop] ? 1 : d)));
+}
+/** Two inputs whose shapes broadcast (values of the given kinds; "distinct" is distinct across both). */
+function pairOf(sa: readonly number[], sb: readonly number[], ka: Kind, kb: Kind): fc.Arbitrary<GradInput[]> {
+  if (ka === "distinct" || kb === "distinct") {
+    return distinctValues(size(sa) + size(sb)).map((v) => [
+      { data: v.slice(0, size(sa)), shape: [...sa] },
+      { data: v.slice(size(sa)), shape: [...sb] },
+    ]);
+  }
+  return fc.tuple(input(sa, ka), input(sb, kb));
+}
+function arrayOfN<T>(n: number, arb: fc.Arbitrary<T>): fc.Arbitrary<T[]> {
+  return fc.array(arb, { minLength: n, maxLength: n });
+}
+/** A permutation of 0..n-1. */
+function permArb(n: number): fc.Arbitrary<number[]> {
+  const ids = Array.from({ length: n }, (_, i) => i);
+  return fc.shuffledSubarray(ids, { minLength: n, maxLength: n });
+}
+
+// ---------------------------------------------------------------------------------------------
+// test registration
+// ---------------------------------------------------------------------------------------------
+
+/** Registers a property test per backend: every drawn case must pass its gradient check. */
+function gradProp<T>(name: string, arb: fc.Arbitrary<T>, check: (v: T) => Promise<unknown>, numRuns = 12): void {
+  for (const b of testBackends()) {
+    test(`[${b}] ${name}`, async () => {
+      if (!(await useBackend(b))) return;
+      worstRatio = 0;
+      await fc.assert(fc.asyncProperty(arb, async (v) => {
+        await check(v);
+      }), { numRuns: numRuns * RUNS_SCALE });
+      if (VERBOSE) console.log(`worst ratio ${worstRatio.toFixed(3)}  ${name}`);
+    });
+  }
+}
+
+/** The worst |num − ana| / tolerance seen in the current test (printed with GRADCHECK_VERBOSE=1). */
+let worstRatio = 0;
+const VERBOSE = !!env("GRADCHECK_VERBOSE");
+
+const check = async (f: (xs: Tensor[]) => Tensor, ins: readonly GradInput[], label: string, opts: GradCheckOptions = {}) => {
+  const r = await checkGradients(f, ins, { label, ...opts });
+  if (r.worst) worstRatio = Math.max(worstRatio, r.worst.ratio);
+  return r;
+};
+
+// ---------------------------------------------------------------------------------------------
+// unary
+// ---------------------------------------------------------------------------------------------
+
+describe("gradients: unary", () => {
+  const ops: [string, (x: Tensor) => Tensor, Kind][] = [
+    ["neg", neg, "any"],
+    ["exp", exp, "any"],
+    ["log", log, "pos"],
+    ["sqrt", sqrt, "pos"],
+    ["rsqrt", rsqrt, "pos"],
+    ["tanh", tanh, "any"],
+    ["sigmoid", sigmoid, "any"],
+    ["silu", silu, "any"],
+    ["softplus", softplus, "any"],
+    ["abs", abs, "away"],
+    ["relu", relu, "away"],
+    ["sin", sin, "any"],
+    ["cos", cos, "any"],
+    ["square", square, "any"],
+    ["reciprocal", reciprocal, "pos"],
+    ["sign", sign, "away"],
+  ];
+  for (const [name, fn, kind] of ops) {
+    gradProp(`unary ${name}`, tensorArb(0, 3, kind, 4), (x) => check((xs) => fn(xs[0]), [x], name), 10);
+  }
+  // negative inputs of the positive-domain ops that allow them
+  gradProp("unary reciprocal of negatives", tensorArb(1, 2, "pos", 4).map((x) => ({ ...x, data: x.data.map((v) => -v) })),
+    (x) => check((xs) => reciprocal(xs[0]), [x], "reciprocal<0"), 6);
+});
+
+// ---------------------------------------------------------------------------------------------
+// binary (broadcasting), compare, where
+// ---------------------------------------------------------------------------------------------
+
+const PATTERNS: [number[], number[]][] = [
+  [[3, 4], [4]],
+  [[4], [3, 4]],
+  [[2, 1, 3], [4, 1]],
+  [[4, 1], [2, 1, 3]],
+  [[], [5]],
+  [[5], []],
+  [[1], [2, 3]],
+  [[2, 3], [1]],
+  [[2, 3], [2, 3]],
+];
+
+describe("gradients: binary", () => {
+  type BinFn = (a: Tensor, b: Tensor) => Tensor;
+  const ops: [string, BinFn, Kind, Kind][] = [
+    ["add", add, "any", "any"],
+    ["sub", sub, "any", "any"],
+    ["mul", mul, "any", "any"],
+    ["div", div, "any", "bounded"],
+    ["pow", pow, "pos", "any"],
+    ["maximum", maximum, "distinct", "distinct"],
+    ["minimum", minimum, "distinct", "distinct"],
+  ];
+  const randomPair = shapeArb(0, 3, 4).chain((out) => fc.tuple(operandOf(out), operandOf(out)));
+  for (const [name, fn, ka, kb] of ops) {
+    const fixed = fc.constantFrom(...PATTERNS).chain(([sa, sb]) => pairOf(sa, sb, ka, kb));
+    gradProp(`binary ${name}: fixed broadcast patterns`, fixed, (ins) => check((xs) => fn(xs[0], xs[1]), ins, name), 18);
+    gradProp(`binary ${name}: random broadcast shapes`, randomPair.chain(([sa, sb]) => pairOf(sa, sb, ka, kb)),
+      (ins) => check((xs) => fn(xs[0], xs[1]), ins, name), 10);
+  }
+  // each fixed pattern at least once, deterministically
+  for (const b of testBackends()) {
+    test(`[${b}] binary: every fixed pattern, every op`, async () => {
+      if (!(await useBackend(b))) return;
+      for (const [name, fn, ka, kb] of ops) {
+        for (const [sa, sb] of PATTERNS) {
+          const [ins] = fc.sample(pairOf(sa, sb, ka, kb), { numRuns: 1, seed: 42 });
+          await check((xs) => fn(xs[0], xs[1]), ins, `${name} ${JSON.stringify(sa)}·${JSON.stringify(sb)}`);
+        }
+      }
+    });
+  }
+  gradProp("pow with a scalar exponent (x^2.5, x^-1.5)", tensorArb(1, 2, "pos", 4), async (x) => {
+    await check((xs) => pow(xs[0], 2.5), [x], "pow 2.5");
+    await check((xs) => pow(xs[0], -1.5), [x], "pow -1.5");
+  }, 5);
+  gradProp("the same tensor on both sides (x·x, x−x, max(x, x) splits ties)", tensorArb(1, 2, "any", 4), async (x) => {
+    await check((xs) => mul(xs[0], xs[0]), [x], "x*x");
+    await check((xs) => sub(xs[0], xs[0]), [x], "x-x");
+    await check((xs) => maximum(xs[0], xs[0]), [x], "max(x,x)");
+  }, 5);
+
+  gradProp("compare: zero gradient", randomPair.chain(([sa, sb]) => pairOf(sa, sb, "distinct", "distinct")),
+    (ins) => check((xs) => add(gt(xs[0], xs[1]), eq(xs[0], xs[1])), ins, "compare"), 8);
+});
+
+describe("gradients: where", () => {
+  const triple = shapeArb(0, 3, 4).chain((out) =>
+    fc.tuple(operandOf(out), operandOf(out), operandOf(out)).chain(([sc, sa, sb]) =>
+      fc.tuple(indices(sc, 2), input(sa), input(sb))
+    )
+  );
+  gradProp("where (a, b; i32 condition, broadcast)", triple,
+    (ins) => check((xs) => where(xs[0], xs[1], xs[2]), ins, "where"), 15);
+  gradProp("where with f32 condition [3,1], a [4], b [3,4]", fc.tuple(indices([3, 1], 2), input([4]), input([3, 4])),
+    ([c, a, bb]) => check((xs) => where(gt(xs[0], 0.5), xs[1], xs[2]), [{ data: Float32Array.from(c.data), shape: c.shape }, a, bb], "where f32 cond"), 5);
+  gradProp("where with a scalar branch", fc.tuple(indices([2, 3], 2), input([2, 3])),
+    (ins) => check((xs) => where(xs[0], xs[1], 0.5), ins, "where scalar"), 5);
+});
+
+// ---------------------------------------------------------------------------------------------
+// reductions
+// ---------------------------------------------------------------------------------------------
+
+describe("gradients: reduce", () => {
+  const reduceCase = shapeArb(1, 4, 4).chain((s) =>
+    fc.record({
+      shape: fc.constant(s),
+      axes: fc.shuffledSubarray(s.map((_, i) => i), { minLength: 1 }),
+      negative: fc.boolean(),
+      keepDims: fc.boolean(),
+    })
+  );
+  const axesOf = (c: { shape: number[]; axes: number[]; negative: boolean }) => c.negative ? c.axes.map((a) => a - c.shape.length) : c.axes;
+  gradProp("sum over random axes", reduceCase.chain((c) => fc.tuple(fc.constant(c), input(c.shape))),
+    ([c, x]) => check((xs) => sum(xs[0], axesOf(c), c.keepDims), [x], `sum ${axesOf(c)}`), 15);
+  gradProp("max over random axes (distinct values)", reduceCase.chain((c) => fc.tuple(fc.constant(c), input(c.shape, "distinct"))),
+    ([c, x]) => check((xs) => max(xs[0], axesOf(c), c.keepDims), [x], `max ${axesOf(c)}`), 15);
+  gradProp("mean over random axes", reduceCase.chain((c) => fc.tuple(fc.constant(c), input(c.shape))),
+    ([c, x]) => check((xs) => mean(xs[0], axesOf(c), c.keepDims), [x], `mean ${axesOf(c)}`), 8);
+  gradProp("sum / max over all axes", tensorArb(0, 3, "distinct", 4), async (x) => {
+    await check((xs) => sum(xs[0]), [x], "sum all");
+    await check((xs) => max(xs[0]), [x], "max all");
+  }, 8);
+});
+
+// ---------------------------------------------------------------------------------------------
+// matmul
+// ---------------------------------------------------------------------------------------------
+
+describe("gradients: matmul", () => {
+  const mmCase = fc.record({
+    m: dimArb(4), k: dimArb(4), n: dimArb(4),
+    batch: shapeArb(0, 2, 3).chain((out) => fc.tuple(operandOf(out), operandOf(out))),
+  });
+  for (const transA of [false, true]) {
+    for (const transB of [false, true]) {
+      const arb = mmCase.chain(({ m, k, n, batch: [ba, bb] }) =>
+        fc.tuple(input([...ba, ...(transA ? [k, m] : [m, k])]), input([...bb, ...(transB ? [n, k] : [k, n])]))
+      );
+      gradProp(`matmul transA=${transA} transB=${transB} (batched, broadcast batch dims)`, arb,
+        (ins) => check((xs) => matmul(xs[0], xs[1], { transA, transB }), ins, `matmul ${transA} ${transB}`), 15);
+    }
+  }
+  gradProp("matmul of a tensor with itself (x·xᵀ)", tensorArb(2, 3, "any", 4),
+    (x) => check((xs) => matmul(xs[0], xs[0], { transB: true }), [x], "x xT"), 6);
+});
+
+// ---------------------------------------------------------------------------------------------
+// movement
+// ---------------------------------------------------------------------------------------------
+
+describe("gradients: movement", () => {
+  gradProp("reshape (reversed dims, flatten, unit axes, -1)", fc.tuple(tensorArb(1, 3, "any", 4), fc.integer({ min: 0, max: 3 })),
+    ([x, mode]) => {
+      const s = x.shape;
+      const target = [[...s].reverse(), [-1], [1, ...s, 1], [size(s), 1]][mode];
+      return check((xs) => mul(reshape(xs[0], target), 1.5), [x], `reshape ${JSON.stringify(target)}`);
+    });
+  gradProp("transpose (random permutation)", shapeArb(1, 4, 4).chain((s) => fc.tuple(input(s), permArb(s.length))),
+    ([x, perm]) => check((xs) => transpose(xs[0], perm), [x], `transpose [${perm}]`));
+  gradProp("mT", tensorArb(2, 3, "any", 4), (x) => check((xs) => mT(xs[0]), [x], "mT"), 6);
+  const sliceCase = shapeArb(1, 3, 5).chain((s) =>
+    fc.tuple(fc.constant(s), fc.tuple(...s.map((d) => fc.integer({ min: 0, max: d - 1 }).chain((st) => fc.tuple(fc.constant(st), fc.integer({ min: 0, max: d - st }))))))
+  );
+  gradProp("slice (random boxes, including empty ones)", sliceCase.chain(([s, box]) => fc.tuple(input(s), fc.constant(box))),
+    ([x, box]) => check((xs) => slice(xs[0], box.map((b) => b[0]), box.map((b) => b[1])), [x], `slice ${JSON.stringify(box)}`), 15);
+  gradProp("sliceAxis with negative indices", tensorArb(1, 3, "any", 5).chain((x) => fc.tuple(fc.constant(x), fc.integer({ min: 0, max: x.shape.length - 1 }))),
+    ([x, axis]) => {
+      const n = x.shape[axis];
+      return check((xs) => sliceAxis(xs[0], axis, -n, n > 1 ? -1 : undefined), [x], `sliceAxis ${axis}`);
+    }, 8);
+  const padCase = shapeArb(1, 3, 4).chain((s) =>
+    fc.tuple(input(s), arrayOfN(s.length, fc.integer({ min: 0, max: 2 })), arrayOfN(s.length, fc.integer({ min: 0, max: 2 })), f32(-1, 1))
+  );
+  gradProp("pad (random before/after, constant value)", padCase,
+    ([x, before, after, value]) => check((xs) => pad(xs[0], before, after, value), [x], `pad ${before} ${after}`), 15);
+  const concatCase = shapeArb(1, 3, 4).chain((s) =>
+    fc.tuple(fc.integer({ min: 0, max: s.length - 1 }), fc.integer({ min: 1, max: 3 })).chain(([axis, count]) =>
+      fc.tuple(fc.constant(axis), arrayOfN(count, fc.integer({ min: 1, max: 3 }).chain((d) => input(s.map((v, i) => (i === axis ? d : v))))))
+    )
+  );
+  gradProp("concat (1-3 tensors, random axis)", concatCase,
+    ([axis, ins]) => check((xs) => concat(xs, axis), ins, `concat axis ${axis}`), 15);
+  gradProp("concat of one tensor with itself", tensorArb(1, 2, "any", 4),
+    (x) => check((xs) => concat([xs[0], xs[0]], 0), [x], "concat x,x"), 5);
+  gradProp("stack (random axis)", shapeArb(0, 2, 4).chain((s) =>
+    fc.tuple(fc.integer({ min: -(s.length + 1), max: s.length }), arrayOfN(2, input(s)))
+  ), ([axis, ins]) => check((xs) => stack(xs, axis), ins, `stack ${axis}`), 8);
+  gradProp("broadcastTo", shapeArb(0, 3, 4).chain((out) => fc.tuple(fc.constant(out), operandOf(out).chain((s) => input(s)))),
+    ([out, x]) => check((xs) => broadcastTo(xs[0], out), [x], `broadcastTo ${out}`), 8);
+});
+
+// ---------------------------------------------------------------------------------------------
+// indexing
+// ---------------------------------------------------------------------------------------------
+
+describe("gradients: indexing", () => {
+  const gatherCase = fc.record({ rows: dimArb(5), rest: shapeArb(0, 2, 4), idx: shapeArb(0, 2, 4) }).chain(({ rows, rest, idx }) =>
+    fc.tuple(input([rows, ...rest]), indices(idx, rows))
+  );
+  gradProp("gather (gradient w.r.t. the table; repeated indices accumulate)", gatherCase,
+    (ins) => check((xs) => gather(xs[0], xs[1]), ins, "gather"), 15);
+  const scatterCase = fc.record({ rows: dimArb(5), rest: shapeArb(0, 2, 4), idx: shapeArb(0, 2, 4) }).chain(({ rows, rest, idx }) =>
+    fc.tuple(indices(idx, rows), input([...idx, ...rest]), fc.constant(rows))
+  );
+  gradProp("scatterAdd (gradient w.r.t. the updates)", scatterCase,
+    ([idx, upd, rows]) => check((xs) => scatterAdd(xs[0], xs[1], rows), [idx, upd], "scatterAdd"), 15);
+});
+
+// ---------------------------------------------------------------------------------------------
+// fused NN primitives
+// ---------------------------------------------------------------------------------------------
+
+describe("gradients: nn", () => {
+  gradProp("softmax (last axis)", tensorArb(1, 3, "any", 5), (x) => check((xs) => softmax(xs[0]), [x], "softmax"), 15);
+  gradProp("logsumexp (last axis)", tensorArb(1, 3, "any", 5), (x) => check((xs) => logsumexp(xs[0]), [x], "logsumexp"), 15);
+  gradProp("logSoftmax", tensorArb(1, 3, "any", 5), (x) => check((xs) => logSoftmax(xs[0]), [x], "logSoftmax"), 8);
+  const ceCase = fc.tuple(shapeArb(0, 2, 4), dimArb(5)).chain(([batch, v]) => fc.tuple(input([...batch, v]), indices(batch, v)));
+  gradProp("crossEntropy (gradient w.r.t. the logits)", ceCase,
+    (ins) => check((xs) => crossEntropy(xs[0], xs[1]), ins, "crossEntropy"), 15);
+
+  const blc = fc.tuple(dimArb(3), dimArb(5), dimArb(4));
+  gradProp("conv1dCausal (x and w)", fc.tuple(blc, dimArb(4)).chain(([[B, L, C], K]) => fc.tuple(input([B, L, C]), input([C, K]))),
+    (ins) => check((xs) => conv1dCausal(xs[0], xs[1]), ins, "conv1dCausal"), 15);
+  gradProp("conv1dCausalGradX (g and w, via bind)", fc.tuple(blc, dimArb(4)).chain(([[B, L, C], K]) => fc.tuple(input([B, L, C]), input([C, K]))),
+    (ins) => check((xs) => bind("conv1dCausalGradX", xs, {}), ins, "conv1dCausalGradX"), 15);
+  gradProp("conv1dCausalGradW (g and x, via bind)", fc.tuple(blc, dimArb(4)).chain(([[B, L, C], K]) => fc.tuple(input([B, L, C]), input([B, L, C]), fc.constant(K))),
+    ([g, x, k]) => check((xs) => bind("conv1dCausalGradW", xs, { k }), [g, x], `conv1dCausalGradW k=${k}`), 15);
+
+  const bls = fc.tuple(dimArb(3), dimArb(5), dimArb(4));
+  gradProp("scan (a, b and h0)", bls.chain(([B, L, S]) => fc.tuple(input([B, L, S], "decay"), input([B, L, S]), input([B, S]))),
+    (ins) => check((xs) => scan(xs[0], xs[1], xs[2]), ins, "scan"), 15);
+  gradProp("scanReverse (a and g, via bind)", bls.chain(([B, L, S]) => fc.tuple(input([B, L, S], "decay"), input([B, L, S]))),
+    (ins) => check((xs) => bind("scanReverse", xs, {}), ins, "scanReverse"), 15);
+});
+
+// ---------------------------------------------------------------------------------------------
+// composites: several primitives chained (accumulation of cotangents along shared paths)
+// ---------------------------------------------------------------------------------------------
+
+describe("gradients: composites", () => {
+  gradProp("a small MLP with softmax cross-entropy", fc.tuple(dimArb(3), dimArb(4), dimArb(4), dimArb(4)).chain(([n, d, h, v]) =>
+    fc.tuple(input([n, d]), input([d, h]), input([h]), input([h, v]), indices([n], v))
+  ), (ins) => check((xs) => {
+    const hid = silu(add(matmul(xs[0], xs[1]), xs[2]));
+    return mean(crossEntropy(matmul(hid, xs[3]), xs[4]));
+  }, ins, "mlp"), 8);
+  gradProp("a gated scan block (conv → silu → scan → mul)", fc.tuple(dimArb(2), dimArb(4), dimArb(3), dimArb(3)).chain(([B, L, C, K]) =>
+    fc.tuple(input([B, L, C]), input([C, K]), input([B, L, C], "decay"), input([B, C]))
+  ), (ins) => check((xs) => {
+    const u = silu(conv1dCausal(xs[0], xs[1]));
+    const h = scan(sigmoid(xs[2]), u, xs[3]);
+    return mul(h, u);
+  }, ins, "scan block"), 8);
+});
+
+// ---------------------------------------------------------------------------------------------
+// the checker itself: a wrong VJP must be caught
+// ---------------------------------------------------------------------------------------------
+
+/** Temporarily replaces a primitive's VJP. */
+async function withVjp<K extends Parameters<typeof primitive>[0]>(name: K, vjp: (orig: PrimDef<K>["vjp"]) => PrimDef<K>["vjp"], fn: () => Promise<void>): Promise<void> {
+  const def = primitive(name);
+  const orig = def.vjp;
+  def.vjp = vjp(orig);
+  try {
+    await fn();
+  } finally {
+    def.vjp = orig;
+  }
+}
+
+async function expectCaught(p: Promise<unknown>): Promise<string> {
+  let msg = "";
+  try {
+    await p;
+  } catch (e) {
+    msg = (e as Error).message;
+  }
+  expect(msg).toContain("gradient mismatch");
+  expect(msg).toMatch(/Worst: input #\d+ at \[[\d, ]*\] \(flat \d+\)/);
+  return msg;
+}
+
+describe("gradcheck self-test", () => {
+  // fixed, well-spread values (1.3, -0.6, 1.9, ... ; distinct, away from 0), offset per input by `seed`
+  const fixed = (shape: number[], seed: number, kind: Kind = "any"): GradInput => {
+    const n = size(shape);
+    const scaleBy = kind === "decay" ? 0.5 : 1;
+    const data = Float32Array.from({ length: n }, (_, i) => scaleBy * (((i * 7 + seed * 3) % 11) / 5 - 1.1 + 0.05 * ((i + seed) % 3) + (i % 2 ? 0.01 : -0.01)));
+    return { data, shape };
+  };
+  for (const b of testBackends()) {
+    test(`[${b}] correct VJPs pass and report their worst element`, async () => {
+      if (!(await useBackend(b))) return;
+      const r = await checkGradients((xs) => square(xs[0]), [fixed([2, 3], 1)]);
+      expect(r.checked).toBe(6);
+      expect(r.worst!.ratio).toBeLessThan(1);
+    });
+    test(`[${b}] a missing factor 2 (square) is caught`, async () => {
+      if (!(await useBackend(b))) return;
+      await withVjp("unary", (orig) => (g, ins, y, p) => p.op === "square" ? [mul(g, ins[0])] : orig(g, ins, y, p), () =>
+        expectCaught(checkGradients((xs) => square(xs[0]), [fixed([2, 3], 2)])).then(() => {}));
+    });
+    test(`[${b}] a sign flip (tanh, sub's second operand) is caught`, async () => {
+      if (!(await useBackend(b))) return;
+      await withVjp("unary", (orig) => (g, ins, y, p) => p.op === "tanh" ? orig(neg(g), ins, y, p) : orig(g, ins, y, p), () =>
+        expectCaught(checkGradients((xs) => tanh(xs[0]), [fixed([3], 3)])).then(() => {}));
+      await withVjp("binary", (orig) => (g, ins, y, p) => p.op === "sub" ? orig(g, ins, y, { op: "add" }) : orig(g, ins, y, p), () =>
+        expectCaught(checkGradients((xs) => sub(xs[0], xs[1]), [fixed([2, 2], 4), fixed([2], 5)])).then(() => {}));
+    });
+    test(`[${b}] a wrong transpose (matmul on square matrices) is caught, and the message names the element`, async () => {
+      if (!(await useBackend(b))) return;
+      await withVjp("matmul", (orig) => (g, ins, y, p) => {
+        const [da, db] = orig(g, ins, y, p);
+        return [da && transpose(da), db];
+      }, async () => {
+        const msg = await expectCaught(checkGradients((xs) => matmul(xs[0], xs[1]), [fixed([3, 3], 6), fixed([3, 3], 7)], { label: "bad matmul" }));
+        expect(msg).toContain("checkGradients[bad matmul]");
+        expect(msg).toContain("input #0");
+      });
+    });
+    test(`[${b}] max's gradient sent to every element, and scan's missing a₀ factor, are caught`, async () => {
+      if (!(await useBackend(b))) return;
+      await withVjp("reduce", (orig) => (g, ins, y, p) => p.op === "max" ? [broadcastTo(g, ins[0].shape)] : orig(g, ins, y, p), () =>
+        expectCaught(checkGradients((xs) => max(xs[0], 1), [fixed([2, 4], 8, "distinct")])).then(() => {}));
+      await withVjp("scan", (orig) => (g, ins, y, p) => {
+        const [da, dbb] = orig(g, ins, y, p);
+        const lam = bind("scanReverse", [ins[0], g], {});
+        return [da, dbb, reshape(sliceAxis(lam, 1, 0, 1), [...ins[2].shape])];
+      }, () =>
+        expectCaught(checkGradients((xs) => scan(xs[0], xs[1], xs[2]), [fixed([1, 3, 2], 9, "decay"), fixed([1, 3, 2], 10), fixed([1, 2], 11)])).then(() => {}));
+    });
+    test(`[${b}] gradcheck leaves nothing allocated, also when it fails`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(() => checkGradients((xs) => softmax(xs[0]), [fixed([2, 3], 12)]));
+      await expectNoLeak(() =>
+        withVjp("unary", (orig) => (g, ins, y, p) => p.op === "exp" ? [g] : orig(g, ins, y, p), () =>
+          expectCaught(checkGradients((xs) => exp(xs[0]), [fixed([4], 13)])).then(() => {}))
+      );
+    });
+  }
+});

@@ -1,0 +1,427 @@
+/**
+ * Optimisation helpers (src/optim/*): AdamW against a plain-JS reference, decoupled weight decay,
+ * ownership (what update disposes, what it keeps), global-norm clipping, gradient accumulation,
+ * learning-rate schedules, the finiteness check, and an end-to-end fit of a linear layer with no
+ * leaked buffers.
+ */
+import { describe, expect, test } from "../../../test/support/harness.ts";
+import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
+import {
+  adamw, add, clipByGlobalNorm, disposeTree, fromArray, globalNorm, grad, GradAccumulator, init, isFiniteTree,
+  liveBuffers, matmul, mean, random, schedule, sliceAxis, square, sub, tidy, valueAndGrad, type Tensor,
+} from "../src/index.ts";
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------------------------
+
+async function arr(t: Tensor): Promise<number[]> {
+  return Array.from(await t.data());
+}
+
+function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol = 1e-5, atol = 1e-7): void {
+  expect(actual.length).toBe(expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    const tol = atol + rtol * Math.abs(expected[i]);
+    if (!(Math.abs(actual[i] - expected[i]) <= tol)) {
+      throw new Error(`element ${i}: ${actual[i]} vs expected ${expected[i]} (tolerance ${tol})\nactual:   [${Array.from(actual)}]\nexpected: [${Array.from(expected)}]`);
+    }
+  }
+}
+
+interface RefOpts {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  wd: number;
+  decay: boolean[];
+}
+
+/**
+ * AdamW written out as in Loshchilov & Hutter's Algorithm 2 (with the bias-corrected m̂, v̂ of Adam),
+ * in float64: p ← p − lr·wd·p; m ← β1 m + (1−β1) g; v ← β2 v + (1−β2) g²;
+ * p ← p − lr · m̂ / (√v̂ + eps), m̂ = m / (1 − β1ᵗ), v̂ = v / (1 − β2ᵗ).
+ */
+function adamwReference(p0: number[], gradsPerStep: number[][], o: RefOpts): { p: number[]; m: number[]; v: number[] } {
+  const p = [...p0];
+  const m = p.map(() => 0);
+  const v = p.map(() => 0);
+  gradsPerStep.forEach((g, s) => {
+    const t = s + 1;
+    for (let i = 0; i < p.length; i++) {
+      if (o.decay[i]) p[i] = p[i] - o.lr * o.wd * p[i];
+      m[i] = o.beta1 * m[i] + (1 - o.beta1) * g[i];
+      v[i] = o.beta2 * v[i] + (1 - o.beta2) * g[i] * g[i];
+      const mHat = m[i] / (1 - o.beta1 ** t);
+      const vHat = v[i] / (1 - o.beta2 ** t);
+      p[i] = p[i] - o.lr * mHat / (Math.sqrt(vHat) + o.eps);
+    }
+  });
+  return { p, m, v };
+}
+
+/** Mean squared error of the linear model y = x @ w + b. */
+function mse(p: { w: Tensor; b: Tensor }, x: Tensor, y: Tensor): Tensor {
+  return mean(square(sub(add(matmul(x, p.w), p.b), y)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// AdamW
+// ---------------------------------------------------------------------------------------------
+
+for (const b of testBackends()) {
+  describe(`[${b}] adamw`, () => {
+    test(`[${b}] two steps on a scalar match the reference`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        const o = { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 };
+        const g1 = 0.5, g2 = -2;
+        let params: Tensor = fromArray([1.5], [] as []);
+        let state = adamw.init(params);
+        for (const g of [g1, g2]) {
+          const gt = fromArray([g], [] as []);
+          ({ params, state } = adamw.update(params, gt, state, o));
+          gt.dispose();
+        }
+        expect(state.step).toBe(2);
+        const ref = adamwReference([1.5], [[g1], [g2]], { ...o, wd: o.weightDecay, decay: [true] });
+        expectClose(await arr(params), ref.p);
+        expectClose(await arr(state.m), ref.m);
+        expectClose(await arr(state.v), ref.v);
+        // by hand, step 1: p = 1.5·(1 − 0.01) − 0.1·sign(g1) (m̂/√v̂ = ±1 at t = 1)
+        expect(adamwReference([1.5], [[g1]], { ...o, wd: 0.1, decay: [true] }).p[0]).toBeCloseTo(1.485 - 0.1, 6);
+        disposeTree([params, state]);
+      });
+    });
+
+    test(`[${b}] two steps on a vector tree with defaults and a decay mask match the reference`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        const w0 = [0.3, -1.2, 2.0, 0.05];
+        const b0 = [0.7, -0.4];
+        let params = { w: fromArray(w0, [2, 2] as [2, 2]), b: fromArray(b0, [2] as [2]) };
+        let state = adamw.init(params);
+        const gw = [[0.1, -0.3, 0.02, 1.5], [-0.2, 0.25, 0.0, -1.0]];
+        const gb = [[1e-3, -4], [2e-3, 3]];
+        const lr = 0.01;
+        for (let s = 0; s < 2; s++) {
+          const grads = { w: fromArray(gw[s], [2, 2] as [2, 2]), b: fromArray(gb[s], [2] as [2]) };
+          ({ params, state } = adamw.update(params, grads, state, { lr, decayMask: adamw.decayMatricesOnly }));
+          disposeTree(grads);
+        }
+        const defaults = { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, wd: 0.01 };
+        const refW = adamwReference(w0, gw, { ...defaults, decay: [true, true, true, true] });
+        const refB = adamwReference(b0, gb, { ...defaults, decay: [false, false] });
+        expectClose(await arr(params.w), refW.p);
+        expectClose(await arr(params.b), refB.p);
+        expectClose(await arr(state.m.w), refW.m);
+        expectClose(await arr(state.v.b), refB.v);
+        disposeTree([params, state]);
+      });
+    });
+
+    test(`[${b}] weight decay is decoupled: a zero gradient shrinks p by lr·wd·p exactly`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        const p0 = [1, -2.5, 1000, 3e-3, 0];
+        const lr = 0.05, wd = 0.2;
+        let params = { w: fromArray(p0, [5]) };
+        let state = adamw.init(params);
+        const zero = { w: fromArray([0, 0, 0, 0, 0], [5]) };
+        ({ params, state } = adamw.update(params, zero, state, { lr, weightDecay: wd }));
+        const got = await arr(params.w);
+        // p·(1 − lr·wd), in f32: the factor is rounded to f32 once, then the product
+        expect(got).toEqual(p0.map((p) => Math.fround(Math.fround(p) * Math.fround(1 - lr * wd))));
+        expectClose(got, p0.map((p) => p - lr * wd * p), 1e-6);
+        expect(await arr(state.m.w)).toEqual([0, 0, 0, 0, 0]);
+        expect(await arr(state.v.w)).toEqual([0, 0, 0, 0, 0]);
+        // masked out: untouched
+        ({ params, state } = adamw.update(params, zero, state, { lr, weightDecay: wd, decayMask: () => false }));
+        expect(await arr(params.w)).toEqual(got);
+        disposeTree([params, state, zero]);
+      });
+    });
+
+    test(`[${b}] ownership: update disposes the replaced params and state, not the grads; results outlive a tidy`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        const p = { w: fromArray([1, 2], [2]), i: fromArray(Int32Array.of(4, 5), [2]) };
+        const s = adamw.init(p);
+        const g = { w: fromArray([0.5, 0.5], [2]), i: fromArray([0, 0], [2]) };
+        const before = liveBuffers();
+        let r: { params: typeof p; state: typeof s } | null = null;
+        tidy(() => {
+          r = adamw.update(p, g, s, { lr: 0.1 }); // the result is not returned from the tidy
+        });
+        const { params, state } = r!;
+        expect(p.w.disposed).toBe(true);
+        expect(s.m.w.disposed && s.v.w.disposed).toBe(true);
+        expect(g.w.disposed).toBe(false);
+        expect(params.i).toBe(p.i); // i32 leaves are not trained: passed through
+        expect(p.i.disposed).toBe(false);
+        // the new w, m.w, v.w survived the tidy; the old three were freed: net zero
+        expect(params.w.disposed || state.m.w.disposed || state.v.w.disposed).toBe(false);
+        expect(liveBuffers()).toBe(before);
+        disposeTree([params, state, g]);
+      });
+    });
+
+    test(`[${b}] ownership: returned trees replace the old ones one for one; a failing update disposes nothing`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        let params = { w: fromArray([1, 2], [2]), i: fromArray(Int32Array.of(4, 5), [2]) };
+        let state = adamw.init(params);
+        const i0 = params.i;
+        const g = { w: fromArray([0.5, 0.5], [2]), i: fromArray([0, 0], [2]) };
+        const base = liveBuffers();
+        for (let k = 0; k < 5; k++) {
+          ({ params, state } = tidy(() => adamw.update(params, g, state, { lr: schedule.constant(0.1) })));
+          expect(liveBuffers()).toBe(base);
+        }
+        expect(params.i).toBe(i0);
+        expect(state.step).toBe(5);
+        // mismatched trees and bad options throw before anything is disposed
+        const bad = { w: fromArray([1, 2, 3], [3]), i: g.i };
+        expect(() => adamw.update(params, bad, state, { lr: 0.1 })).toThrow(/shape/);
+        expect(() => adamw.update(params, { w: g.w } as unknown as typeof g, state, { lr: 0.1 })).toThrow(/leaves/);
+        expect(() => adamw.update(params, g, state, { lr: -1 })).toThrow(/lr/);
+        expect(() => adamw.update(params, g, state, { lr: 0.1, beta2: 1 })).toThrow(/beta2/);
+        expect(params.w.disposed).toBe(false);
+        expect(state.m.w.disposed).toBe(false);
+        bad.w.dispose();
+        disposeTree([params, state, g]);
+      });
+    });
+
+    test(`[${b}] a schedule as lr is called with state.step`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        const seen: number[] = [];
+        let params = fromArray([0], [1]) as Tensor;
+        let state = adamw.init(params);
+        const g = fromArray([1], [1]);
+        for (let k = 0; k < 3; k++) {
+          ({ params, state } = adamw.update(params, g, state, { lr: (s) => (seen.push(s), 0.5), weightDecay: 0 }));
+        }
+        expect(seen).toEqual([0, 1, 2]);
+        // constant gradient: m̂/√v̂ = 1 every step, so p = −3·lr
+        expectClose(await arr(params), [-1.5], 1e-6);
+        disposeTree([params, state, g]);
+      });
+    });
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // clipping, finiteness
+  // -------------------------------------------------------------------------------------------
+
+  describe(`[${b}] clipping`, () => {
+    test(`[${b}] globalNorm and clipByGlobalNorm match a hand computation`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        const g = { a: fromArray([3, 0, -4], [3]), b: [fromArray([1, 2, 2, 0], [2, 2])], idx: fromArray(Int32Array.of(7), [1]) };
+        const n = globalNorm(g);
+        expect(n.shape).toEqual([]);
+        // sqrt(9 + 16 + 1 + 4 + 4) = sqrt(34)
+        expectClose(await arr(n), [Math.sqrt(34)], 1e-6);
+        n.dispose();
+        // clipped: scale 2 / (sqrt 34 + 1e-6)
+        const c = clipByGlobalNorm(g, 2);
+        const s = 2 / (Math.sqrt(34) + 1e-6);
+        expectClose(await arr(c.norm), [Math.sqrt(34)], 1e-6);
+        expectClose(await arr(c.grads.a), [3 * s, 0, -4 * s], 1e-6);
+        expectClose(await arr(c.grads.b[0]), [s, 2 * s, 2 * s, 0], 1e-6);
+        expect(c.grads.idx).toBe(g.idx); // non-f32 leaves pass through
+        const cn = globalNorm(c.grads);
+        expectClose(await arr(cn), [2], 1e-5);
+        disposeTree([cn, c.norm, c.grads.a, c.grads.b]);
+        // below the threshold: unchanged values (new tensors), input not disposed
+        const u = clipByGlobalNorm(g, 10);
+        expect(await arr(u.grads.a)).toEqual([3, 0, -4]);
+        expect(u.grads.a).not.toBe(g.a);
+        expect(g.a.disposed).toBe(false);
+        disposeTree([u.norm, u.grads.a, u.grads.b]);
+        // consume: the input's f32 leaves are freed, the passed-through leaf is not
+        const k = clipByGlobalNorm(g, 1, { consume: true });
+        expect(g.a.disposed && g.b[0].disposed).toBe(true);
+        expect(g.idx.disposed).toBe(false);
+        disposeTree(k);
+        expect(() => clipByGlobalNorm(g, 0)).toThrow();
+      });
+    });
+
+    test(`[${b}] isFiniteTree`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        const ok = { a: fromArray([1, -2, 3e38], [3]), b: [fromArray(Int32Array.of(1), [1])] };
+        expect(await isFiniteTree(ok)).toBe(true);
+        expect(await isFiniteTree({})).toBe(true);
+        for (const bad of [NaN, Infinity, -Infinity]) {
+          const t = { a: ok.a, c: fromArray([0, bad], [2]) };
+          expect(await isFiniteTree(t)).toBe(false);
+          t.c.dispose();
+        }
+        disposeTree(ok);
+      });
+    });
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // accumulation
+  // -------------------------------------------------------------------------------------------
+
+  describe(`[${b}] accumulation`, () => {
+    test(`[${b}] the average of equal micro-batch gradients equals the full-batch gradient`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        const [kx, ky, kp] = random.split(random.key(5), 3);
+        const x = random.normal(kx, [8, 3]);
+        const y = random.normal(ky, [8, 2]);
+        const params = init.linear(kp, 3, 2);
+        const lossGrad = grad(mse);
+        const full = lossGrad(params, x, y);
+        const acc = new GradAccumulator<typeof params>();
+        for (let i = 0; i < 8; i += 2) {
+          const g = tidy(() => lossGrad(params, sliceAxis(x, 0, i, i + 2), sliceAxis(y, 0, i, i + 2)));
+          acc.add(g);
+          disposeTree(g); // add() never takes the caller's tree
+        }
+        expect(acc.count).toBe(4);
+        const avg = acc.average();
+        expectClose(await arr(avg.w), await arr(full.w), 1e-5, 1e-6);
+        expectClose(await arr(avg.b), await arr(full.b), 1e-5, 1e-6);
+        const sum = acc.sum();
+        expectClose(await arr(sum.b), (await arr(full.b)).map((v) => 4 * v), 1e-5, 1e-6);
+        disposeTree([avg, sum, full]);
+        acc.reset();
+        expect(acc.count).toBe(0);
+        expect(() => acc.average()).toThrow(/nothing/);
+        disposeTree([x, y, params]);
+      });
+    });
+
+    test(`[${b}] add shares then replaces its sum; mismatched trees are refused; dispose frees it`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        const acc = new GradAccumulator<{ w: Tensor }>();
+        const base = liveBuffers();
+        const g1 = { w: fromArray([1, 2], [2]) };
+        acc.add(g1);
+        expect(liveBuffers()).toBe(base + 1); // the sum shares g1's storage
+        g1.w.dispose();
+        expect(liveBuffers()).toBe(base + 1); // ... and keeps it alive
+        tidy(() => acc.add({ w: fromArray([10, 20], [2]) })); // the sum outlives the tidy
+        expect(liveBuffers()).toBe(base + 1); // one sum: the previous one was freed
+        tidy(() => acc.add({ w: fromArray([100, 200], [2]) }));
+        const avg = acc.average();
+        expectClose(await arr(avg.w), [37, 74], 1e-6);
+        avg.w.dispose();
+        tidy(() => {
+          expect(() => acc.add({ w: fromArray([1, 2, 3], [3]) })).toThrow(/leaf/);
+          expect(() => acc.add({ v: fromArray([1, 2], [2]) } as unknown as { w: Tensor })).toThrow(/differ/);
+        });
+        expect(acc.count).toBe(3);
+        acc.dispose();
+        expect(liveBuffers()).toBe(base);
+      });
+    });
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // end to end
+  // -------------------------------------------------------------------------------------------
+
+  describe(`[${b}] training`, () => {
+    test(`[${b}] fits y = 3x − 1 with a linear layer and AdamW, with no leaked buffers`, async () => {
+      if (!(await useBackend(b))) return;
+      const base = liveBuffers();
+      const n = 64;
+      const xs = Array.from({ length: n }, (_, i) => -1 + (2 * i) / (n - 1));
+      const x = fromArray(xs, [n, 1]);
+      const y = fromArray(xs.map((v) => 3 * v - 1), [n, 1]);
+      let params = init.linear(random.key(0), 1, 1);
+      let state = adamw.init(params);
+      const lr = schedule.cosine({ peak: 0.1, warmup: 10, total: 300, floor: 1e-3 });
+      const step = valueAndGrad(mse);
+      let loss = Infinity;
+      let skipped = 0;
+      const afterSetup = liveBuffers();
+      for (let s = 0; s < 300; s++) {
+        const { value, grads } = step(params, x, y);
+        if (s % 50 === 0 || s === 299) loss = await value.item();
+        if (!(await isFiniteTree(grads))) skipped++;
+        else {
+          ({ params, state } = tidy(() => {
+            const { grads: clipped } = clipByGlobalNorm(grads, 5);
+            return adamw.update(params, clipped, state, { lr, decayMask: adamw.decayMatricesOnly });
+          }));
+        }
+        disposeTree([value, grads]);
+        expect(liveBuffers()).toBe(afterSetup);
+      }
+      expect(skipped).toBe(0);
+      expect(loss).toBeLessThan(1e-3);
+      const [w] = await arr(params.w);
+      const [b0] = await arr(params.b);
+      expect(Math.abs(w - 3)).toBeLessThan(0.05);
+      expect(Math.abs(b0 + 1)).toBeLessThan(0.05);
+      disposeTree([params, state, x, y]);
+      expect(liveBuffers()).toBe(base);
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// schedules (pure functions of the step)
+// ---------------------------------------------------------------------------------------------
+
+describe("schedules", () => {
+  test("constant", () => {
+    const s = schedule.constant(3e-4);
+    expect([0, 1, 1e6].map(s)).toEqual([3e-4, 3e-4, 3e-4]);
+    expect(() => schedule.constant(-1)).toThrow();
+    expect(() => schedule.constant(Infinity)).toThrow();
+    expect(() => s(-1)).toThrow();
+    expect(() => s(NaN)).toThrow();
+  });
+
+  test("linearWarmup", () => {
+    const s = schedule.linearWarmup({ peak: 1e-3, warmup: 100 });
+    expect(s(0)).toBe(0);
+    expect(s(25)).toBeCloseTo(2.5e-4, 15);
+    expect(s(50)).toBeCloseTo(5e-4, 15);
+    expect(s(99)).toBeCloseTo(9.9e-4, 15);
+    expect(s(100)).toBe(1e-3);
+    expect(s(5000)).toBe(1e-3);
+    const t = schedule.linearWarmup({ peak: 1, warmup: 4, init: 0.2 });
+    expect([0, 1, 2, 3, 4].map(t)).toEqual([0.2, 0.4, 0.6000000000000001, 0.8, 1]);
+    expect(schedule.linearWarmup({ peak: 2, warmup: 0 })(0)).toBe(2);
+    expect(() => schedule.linearWarmup({ peak: 1, warmup: 1.5 })).toThrow(/warmup/);
+    expect(() => schedule.linearWarmup({ peak: 1, warmup: 10, extra: 1 } as never)).toThrow();
+  });
+
+  test("cosine: warmup, half-way, end, after the end", () => {
+    const c = schedule.cosine({ peak: 1e-3, warmup: 100, total: 1100, floor: 1e-5 });
+    expect(c(0)).toBe(0);
+    expect(c(50)).toBeCloseTo(5e-4, 15);
+    expect(c(100)).toBeCloseTo(1e-3, 15);
+    expect(c(600)).toBeCloseTo((1e-3 + 1e-5) / 2, 15); // half-way: the mean of peak and floor
+    expect(c(350)).toBeCloseTo(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + Math.SQRT1_2), 15); // a quarter: cos(π/4)
+    expect(c(1100)).toBe(1e-5);
+    expect(c(1e9)).toBe(1e-5);
+    // monotone non-increasing after warmup
+    let prev = Infinity;
+    for (let s = 100; s <= 1200; s += 7) {
+      expect(c(s)).toBeLessThanOrEqual(prev);
+      prev = c(s);
+    }
+    const plain = schedule.cosine({ peak: 2, total: 10 });
+    expect(plain(0)).toBe(2);
+    expect(plain(5)).toBeCloseTo(1, 14);
+    expect(plain(10)).toBe(0);
+    expect(() => schedule.cosine({ peak: 1, warmup: 10, total: 10 })).toThrow(/total/);
+    expect(() => schedule.cosine({ peak: 1, total: 10, floor: 2 })).toThrow(/floor/);
+    expect(() => schedule.cosine({ peak: -1, total: 10 })).toThrow(/peak/);
+  });
+});
