@@ -332,6 +332,8 @@ export function defineCommand<const F extends FlagDefs>(spec: CommandSpec<F>): C
     const positionals: string[] = [];
     const given = new Set<keyof F & string>();
     let onlyPositionals = false;
+    const end = argv.indexOf("--");
+    if (argv.slice(0, end < 0 ? argv.length : end).some((a) => a === "--help" || a === "-h")) throw new HelpRequested(help());
     for (let i = 0; i < argv.length; i++) {
       const arg = argv[i];
       if (onlyPositionals || arg === "-" || !arg.startsWith("-") || /^-\d/.test(arg)) {
@@ -342,7 +344,6 @@ export function defineCommand<const F extends FlagDefs>(spec: CommandSpec<F>): C
         onlyPositionals = true;
         continue;
       }
-      if (arg === "--help" || arg === "-h") throw new HelpRequested(help());
       const body = arg.replace(/^--?/, "");
       const eq = body.indexOf("=");
       let name = eq >= 0 ? body.slice(0, eq) : body;
@@ -453,8 +454,9 @@ export function helpText<F extends FlagDefs>(spec: CommandSpec<F>): string {
     const dflt = def.defaultLabel !== undefined
       ? ` [default: ${def.defaultLabel}]`
       : def.required ? " [required]" : def.default !== undefined ? ` [default: ${fmtDefault(def.default)}]` : " [optional]";
-    const type = def.kind === "bool" ? "boolean" : def.expects;
-    rows.push([left, `${def.description} (${type})${dflt.replace(/ /g, NBSP)}`]);
+    // the placeholder already says what an enum, a path, a string or a boolean takes; numbers add their range
+    const type = ["number", "int", "intList", "numberList"].includes(def.kind) ? ` (${def.expects})` : "";
+    rows.push([left, `${def.description}${type}${dflt.replace(/ /g, NBSP)}`]);
   }
   rows.push(["-h, --help", "print this help and exit"]);
   const w = Math.min(34, Math.max(...rows.map(([l]) => l.length)) + 2);

@@ -29,7 +29,7 @@
  * field and what it should be), tensors that do not match the model (the tensor and both shapes).
  */
 import {
-  closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync,
+  closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import process from "node:process";
@@ -96,9 +96,10 @@ export async function treeToHost(tree: unknown): Promise<Record<string, HostTens
 /**
  * A tree shaped like `template` whose leaves are new tensors made from `tensors[path]`.
  * Every leaf of the template must be present with the same shape, and nothing else may be there
- * (errors name the tensor and both shapes). `what` prefixes names in messages ("optim.m.").
+ * (errors name the tensor and both shapes). `what` prefixes names in messages ("optim.m.");
+ * `asFloat` makes every leaf f32 (optimizer moments are f32 even for an integer parameter).
  */
-export function hostToTree<T>(template: T, tensors: Record<string, HostTensor>, source: string, what = ""): T {
+export function hostToTree<T>(template: T, tensors: Record<string, HostTensor>, source: string, what = "", asFloat = false): T {
   const want = flattenTree(template);
   const seen = new Set<string>();
   for (const [path, t] of want) {
@@ -108,7 +109,7 @@ export function hostToTree<T>(template: T, tensors: Record<string, HostTensor>, 
       throw new CheckpointError(source, `tensor "${what}${path}" has shape ${showShape(h.shape)} in the checkpoint but the model expects ${showShape(t.shape)}`);
     }
     const isInt = h.data instanceof Int32Array;
-    if (isInt !== (t.dtype === "i32")) {
+    if (isInt !== (t.dtype === "i32" && !asFloat)) {
       throw new CheckpointError(source, `tensor "${what}${path}" is ${isInt ? "an integer" : "a float"} tensor in the checkpoint but the model expects ${t.dtype}`);
     }
     seen.add(path);
@@ -118,7 +119,7 @@ export function hostToTree<T>(template: T, tensors: Record<string, HostTensor>, 
   }
   return mapTree(template, (t, path) => {
     const h = tensors[path];
-    return fromArray(h.data, [...h.shape], t.dtype) as Tensor;
+    return fromArray(h.data, [...h.shape], asFloat ? "f32" : t.dtype) as Tensor;
   });
 }
 
@@ -368,6 +369,7 @@ export async function saveCheckpoint(path: string, state: CheckpointState, opts:
     extra: state.extra,
   };
   const bytes = encodeCheckpoint(data, opts.dtype ?? "F32");
+  mkdirSync(dirname(path) || ".", { recursive: true });
   removeStaleTemps(path);
   writeFileAtomic(path, bytes, opts);
 }
@@ -398,9 +400,9 @@ export function restoreState<P>(ck: LoadedCheckpoint, template: P): { params: P;
     const params = hostToTree(template, ck.weights, ck.path);
     made.push(params);
     if (!ck.optim) return { params };
-    const m = hostToTree(template, ck.optim.m, ck.path, "optim.m.");
+    const m = hostToTree(template, ck.optim.m, ck.path, "optim.m.", true);
     made.push(m);
-    const v = hostToTree(template, ck.optim.v, ck.path, "optim.v.");
+    const v = hostToTree(template, ck.optim.v, ck.path, "optim.v.", true);
     return { params, optim: { step: ck.optim.step, m, v } };
   } catch (e) {
     for (const t of made) disposeTree(t);

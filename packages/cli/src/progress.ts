@@ -32,6 +32,8 @@ export interface ProgressOptions {
   minRedrawMs?: number;
   /** A prefix, e.g. "train". */
   label?: string;
+  /** Show the loss field (default true; evaluations turn it off). */
+  showLoss?: boolean;
   /** Clock in milliseconds (tests inject one). Default performance.now. */
   now?: () => number;
 }
@@ -80,6 +82,7 @@ export class Progress {
   readonly #plainMs: number;
   readonly #redrawMs: number;
   readonly #label: string;
+  readonly #showLoss: boolean;
   readonly #now: () => number;
   readonly #t0: number;
   #step: number;
@@ -101,6 +104,7 @@ export class Progress {
     this.#plainMs = (opts.plainEverySec ?? 10) * 1000;
     this.#redrawMs = opts.minRedrawMs ?? 100;
     this.#label = opts.label ? `${opts.label} ` : "";
+    this.#showLoss = opts.showLoss ?? true;
     this.#now = opts.now ?? (() => performance.now());
     this.#t0 = this.#now();
     this.#lastPlain = this.#t0;
@@ -170,7 +174,8 @@ export class Progress {
     const pct = this.total > 0 ? ((100 * this.#step) / this.total).toFixed(1) : "100.0";
     const w = String(this.total).length;
     const extra = Object.entries(this.#extra).map(([k, v]) => ` | ${k} ${v}`).join("");
-    return `${this.#label}step ${String(this.#step).padStart(w)}/${this.total} (${pct}%) loss ${formatLoss(this.#loss)}` +
+    const loss = this.#showLoss ? ` loss ${formatLoss(this.#loss)}` : "";
+    return `${this.#label}step ${String(this.#step).padStart(w)}/${this.total} (${pct}%)${loss}` +
       ` | ${formatCount(this.tokensPerSec)} tok/s${extra} | elapsed ${formatDuration(this.elapsedSec)} | ETA ${formatDuration(this.etaSec)}`;
   }
 

@@ -35,7 +35,7 @@
  * writeFileAtomic).
  */
 import { join } from "node:path";
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import {
   adamw, clipByGlobalNorm, disposeTree, GradAccumulator, random, valueAndGrad, type Tensor,
 } from "@memmamba/tensor";
@@ -87,6 +87,8 @@ export interface TrainOptions {
   checkpointEvery?: number;
   /** Resume from out/checkpoint.safetensors (true) or from a given checkpoint file. */
   resume?: boolean | string;
+  /** Start afresh even though out/checkpoint.safetensors exists (default false: that is an error, so nothing is lost by mistake). */
+  overwrite?: boolean;
   /** Stop after this many consecutive skipped (NaN/Inf) steps (default 5). */
   maxBadSteps?: number;
   /** Weight storage type in checkpoints (default F32, needed for bit-exact resume). */
@@ -203,19 +205,29 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
   const label = o.label ?? "train";
 
   // ---- state: fresh or from a checkpoint ----
-  let rootKey: Key = random.key(o.seed);
-  let startStep = 0;
+  const resumePath = typeof o.resume === "string" ? o.resume : o.resume ? files.checkpoint : undefined;
+  if (resumePath === undefined && !o.overwrite && existsSync(files.checkpoint)) {
+    throw new CheckpointError(files.checkpoint, "a checkpoint is already here: resume it (--resume), or choose another --out, or pass --overwrite to start afresh");
+  }
+  // everything that can fail on bad input is checked before any tensor is made
+  const ck = resumePath !== undefined ? loadCheckpoint(resumePath) : undefined;
+  if (ck) {
+    const diff = firstDifference(ck.config, model.config);
+    if (diff) throw new CheckpointError(ck.path, `was written for another model config (${diff})`);
+    if (!ck.optim) throw new CheckpointError(ck.path, "holds no optimizer state, so training cannot resume from it exactly");
+    const expectedPos = ck.step * o.accum;
+    if (ck.dataPosition !== expectedPos) {
+      throw new CheckpointError(ck.path, `data position ${JSON.stringify(ck.dataPosition)} does not match step ${ck.step} × accum ${o.accum} = ${expectedPos} (was it written with another --accum?)`);
+    }
+    // (a half-precision checkpoint resumes too, just not bit-exactly: its weights were rounded)
+  }
+  const rootKey: Key = ck ? ck.key : random.key(o.seed);
+  const source = typeof data === "function" ? data(random.foldIn(rootKey, 1)) : data;
+  const startStep = ck ? ck.step : 0;
+  let checkpointStep: number | undefined = ck?.step;
   let params: P;
   let optState: adamw.AdamWState<P>;
-  let checkpointStep: number | undefined;
-  const resumePath = typeof o.resume === "string" ? o.resume : o.resume ? files.checkpoint : undefined;
-  if (resumePath !== undefined) {
-    const ck = loadCheckpoint(resumePath);
-    const diff = firstDifference(ck.config, model.config);
-    if (diff) throw new CheckpointError(resumePath, `was written for another model config (${diff})`);
-    if (!ck.optim) throw new CheckpointError(resumePath, "holds no optimizer state, so training cannot resume from it exactly");
-    // (a half-precision checkpoint resumes too, just not bit-exactly: its weights were rounded)
-    rootKey = ck.key;
+  if (ck) {
     const template = model.init(random.foldIn(rootKey, 0));
     let restored;
     try {
@@ -225,20 +237,11 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
     }
     params = restored.params;
     optState = { step: restored.optim!.step, m: restored.optim!.m, v: restored.optim!.v };
-    startStep = ck.step;
-    checkpointStep = ck.step;
-    const expectedPos = ck.step * o.accum;
-    if (ck.dataPosition !== expectedPos) {
-      disposeTree([params, optState.m, optState.v]);
-      throw new CheckpointError(resumePath, `data position ${JSON.stringify(ck.dataPosition)} does not match step ${ck.step} × accum ${o.accum} = ${expectedPos} (was it written with another --accum?)`);
-    }
-    truncateFromStep(files.log, startStep);
   } else {
     params = model.init(random.foldIn(rootKey, 0));
     optState = adamw.init(params);
-    truncateFromStep(files.log, 0);
   }
-  const source = typeof data === "function" ? data(random.foldIn(rootKey, 1)) : data;
+  truncateFromStep(files.log, startStep); // a fresh run starts a fresh log; a resumed one drops what came after its checkpoint
   const lossKeyBase = random.foldIn(rootKey, 2);
 
   const log = new JsonlLogger(files.log);
@@ -271,48 +274,51 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
       const t0 = performance.now();
       const acc = new GradAccumulator<P>();
       let lossSum = 0;
+      let gradNorm = NaN;
       let tokens = 0;
       let reason: string | undefined;
-      for (let j = 0; j < o.accum; j++) {
-        const index = (step - 1) * o.accum + j;
-        const batch = source.batch(index);
-        try {
-          tokens += source.tokens?.(batch) ?? 0;
-          if (reason !== undefined) continue; // a bad micro-batch already spoiled the step
-          const { value, grads } = vg(params, batch, random.foldIn(lossKeyBase, index));
-          const lv = await value.item();
-          value.dispose();
-          lossSum += lv;
-          if (!Number.isFinite(lv)) {
-            reason = `loss is ${lv} (micro-batch ${j + 1}/${o.accum})`;
+      try {
+        for (let j = 0; j < o.accum; j++) {
+          const index = (step - 1) * o.accum + j;
+          const batch = source.batch(index);
+          try {
+            tokens += source.tokens?.(batch) ?? 0;
+            if (reason !== undefined) continue; // a bad micro-batch already spoiled the step
+            const { value, grads } = vg(params, batch, random.foldIn(lossKeyBase, index));
+            const lv = await value.item();
+            value.dispose();
+            lossSum += lv;
+            if (!Number.isFinite(lv)) {
+              reason = `loss is ${lv} (micro-batch ${j + 1}/${o.accum})`;
+              disposeTree(grads);
+              continue;
+            }
+            acc.add(grads as adamw.GradTree<P>);
             disposeTree(grads);
-            continue;
+          } finally {
+            source.dispose?.(batch);
           }
-          acc.add(grads);
-          disposeTree(grads);
-        } finally {
-          source.dispose?.(batch);
         }
+        if (reason === undefined) {
+          const avg = acc.average();
+          const doClip = o.clip > 0 && Number.isFinite(o.clip);
+          const { grads: clipped, norm } = clipByGlobalNorm(avg, doClip ? o.clip : Number.MAX_VALUE);
+          gradNorm = await norm.item();
+          norm.dispose();
+          if (!Number.isFinite(gradNorm)) {
+            reason = `gradient norm is ${gradNorm}`;
+          } else {
+            ({ params, state: optState } = adamw.update(params, clipped as adamw.GradTree<P>, optState, {
+              lr: o.lr, weightDecay: o.weightDecay, beta1: o.beta1, beta2: o.beta2, eps: o.eps,
+            }));
+          }
+          disposeTree(clipped);
+          disposeTree(avg);
+        }
+      } finally {
+        acc.reset(); // frees the running gradient sum, also when a loss throws
       }
       const loss = lossSum / o.accum;
-      let gradNorm = NaN;
-      if (reason === undefined) {
-        const avg = acc.average();
-        const doClip = o.clip > 0 && Number.isFinite(o.clip);
-        const { grads: clipped, norm } = clipByGlobalNorm(avg, doClip ? o.clip : Number.MAX_VALUE);
-        gradNorm = await norm.item();
-        norm.dispose();
-        if (!Number.isFinite(gradNorm)) {
-          reason = `gradient norm is ${gradNorm}`;
-        } else {
-          ({ params, state: optState } = adamw.update(params, clipped, optState, {
-            lr: o.lr, weightDecay: o.weightDecay, beta1: o.beta1, beta2: o.beta2, eps: o.eps,
-          }));
-        }
-        disposeTree(clipped);
-        disposeTree(avg);
-      }
-      acc.reset();
 
       const rec: StepRecord = { step, loss, gradNorm, lr: o.lr, tokens, skipped: reason !== undefined, ms: performance.now() - t0 };
       if (reason !== undefined) {

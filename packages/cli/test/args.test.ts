@@ -156,7 +156,9 @@ describe("args: --help", () => {
     expect(r.out).toContain("<memmamba|mamba|transformer>");
   });
 
-  test("-h throws HelpRequested from parse", () => {
+  test("-h throws HelpRequested from parse, also after a bad flag; not after --", () => {
     expect(() => cmd.parse(["-h"])).toThrow(HelpRequested);
+    expect(() => cmd.parse(["--lrr", "x", "--help"])).toThrow(HelpRequested);
+    expect(() => cmd.parse(["--", "--help"])).toThrow(/unexpected argument "--help"/);
   });
 });

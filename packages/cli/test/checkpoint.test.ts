@@ -15,10 +15,11 @@ function tmp(): string {
   return mkdtempSync(join(tmpdir(), "mm-ckpt-"));
 }
 
-function makeTree() {
+/** A parameter tree with an integer leaf; `floats` makes that leaf f32 (as AdamW's moments are). */
+function makeTree(floats = false) {
   const w = fromArray(Float32Array.from({ length: 12 }, (_, i) => i / 3 - 1.7), [3, 4]);
   const b = fromArray(Float32Array.from([0.1, -0.2, 1e-8, 65504.5]), [4]);
-  const emb = fromArray(Int32Array.from([1, 2, 3]), [3], "i32");
+  const emb = floats ? fromArray(Float32Array.from([1.5, 2, 3]), [3]) : fromArray(Int32Array.from([1, 2, 3]), [3], "i32");
   return { layers: [{ w, b }], emb, config: { note: "non-tensor leaves pass through" } };
 }
 
@@ -39,8 +40,8 @@ describe("checkpoint: round trip", () => {
     const base = liveBuffers();
     try {
       const params = makeTree();
-      const m = makeTree();
-      const v = makeTree();
+      const m = makeTree(true);
+      const v = makeTree(true);
       const path = join(dir, "ck.safetensors");
       await saveCheckpoint(path, {
         params, optim: { step: 17, m, v }, step: 42, key: [123, 4294967295], dataPosition: 168,
@@ -62,6 +63,7 @@ describe("checkpoint: round trip", () => {
       expect(await values(restored.params)).toEqual(await values(params));
       expect(await values(restored.optim!.m)).toEqual(await values(m));
       expect(restored.params.emb.dtype).toBe("i32");
+      expect(restored.optim!.m.emb.dtype).toBe("f32");
       expect(restored.params.layers[0].w.shape).toEqual([3, 4]);
       expect(restored.params.config).toEqual({ note: "non-tensor leaves pass through" });
       disposeTree([params, m, v, restored.params, restored.optim!.m, restored.optim!.v]);
@@ -77,6 +79,7 @@ describe("checkpoint: round trip", () => {
       const params = makeTree();
       const path = join(dir, "ck.safetensors");
       await saveCheckpoint(path, { params, optim: { step: 1, m: params, v: params }, step: 3, key: [0, 1], dataPosition: 12, config: {} });
+      // (m = v = params here only to check the names; real moments are f32 trees)
       const bytes = readFileSync(path);
       const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
       const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));

@@ -165,7 +165,7 @@ describe("trainer", () => {
     }
   });
 
-  test("resume refuses a checkpoint of another model config, naming the path and the field", async () => {
+  test("resume refuses a checkpoint of another model config; a fresh run refuses to replace a checkpoint", async () => {
     const dir = tmp();
     try {
       const r = await train(linearModel(), linearData, { ...base, steps: 2, out: dir });
@@ -178,6 +178,15 @@ describe("trainer", () => {
         err = e;
       }
       expect(String(err)).toContain(`${runFiles(dir).checkpoint}: was written for another model config (features: 4 in the checkpoint, 5 now)`);
+      // a fresh run never silently replaces an existing checkpoint
+      await expect(train(linearModel(), linearData, { ...base, steps: 4, out: dir })).rejects.toThrow(
+        `${runFiles(dir).checkpoint}: a checkpoint is already here: resume it (--resume), or choose another --out, or pass --overwrite to start afresh`,
+      );
+      expect(loadCheckpoint(runFiles(dir).checkpoint).step).toBe(2);
+      const again = await train(linearModel(), linearData, { ...base, steps: 3, out: dir, overwrite: true });
+      disposeTree(again.params);
+      expect(loadCheckpoint(runFiles(dir).checkpoint).step).toBe(3);
+      expect(readJsonl(runFiles(dir).log).map((x) => x.step)).toEqual([1, 2, 3]);
       await expect(train(linearModel(), linearData, { ...base, steps: 4, out: join(dir, "none"), resume: true })).rejects.toThrow(
         `${join(dir, "none", "checkpoint.safetensors")}: checkpoint not found (no such file)`,
       );

@@ -3,7 +3,7 @@
  * attention (Eq. 7/11) over the pools of earlier layers. Both are one masked softmax over a few
  * slots per position (P, or g·P), so they cost O(L·P·S), linear in the length.
  */
-import { concat, gather, gt, matmul, mul, noGrad, random, reshape, sigmoid, softmax, sum, where, type Tensor } from "@memmamba/tensor";
+import { add, concat, gather, gt, matmul, mul, noGrad, random, reshape, sigmoid, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
 import { initLinear, initScorer, scoreLinear, type Key, type Linear } from "./nn.ts";
 import type { PoolRead } from "./pool.ts";
@@ -44,16 +44,30 @@ function slots(read: PoolRead, w: Tensor): Tensor {
 }
 
 /**
- * softmax(q·Kᵀ/√S) V over the slots that hold a note: q [B, L, S], keys and values [B, L, P, S],
- * valid [B, L, P]. A position with no valid slot reads 0 (its weights are all masked to zero),
- * never NaN.
+ * softmax(q·Kᵀ/√S) V over the slots that hold a note: q [B, L, S]; keys and values [B, L, P, S]
+ * in one or more groups (cross-layer attention passes one group per source layer: the softmax
+ * runs over all their slots together, without copying them into one tensor); valid [B, L, P] per
+ * group. A position with no valid slot reads 0 (its weights are all masked to zero), never NaN.
+ * Batched matmuls over (B, L) with a single query row, the fastest form on the CPU backend.
  */
-export function poolAttention(q: Tensor, keys: Tensor, values: Tensor, valid: Tensor): Tensor {
+export function poolAttention(q: Tensor, keys: Tensor | readonly Tensor[], values: Tensor | readonly Tensor[], valid: Tensor | readonly Tensor[]): Tensor {
+  const ks = Array.isArray(keys) ? keys : [keys as Tensor];
+  const vs = Array.isArray(values) ? values : [values as Tensor];
+  const ms = Array.isArray(valid) ? valid : [valid as Tensor];
   const [B, L, S] = q.shape;
-  const P = keys.shape[2];
-  const logits = mul(sum(mul(reshape(q, [B, L, 1, S]), keys), -1), 1 / Math.sqrt(S));
-  const weights = mul(softmax(where(valid, logits, -1e9)), valid);
-  return sum(mul(reshape(weights, [B, L, P, 1]), values), 2);
+  const q4 = reshape(q, [B, L, 1, S]);
+  const mask = concat(ms, 2); // [B, L, ΣP]
+  const logits = concat(ks.map((k) => reshape(matmul(q4, k, { transB: true }), [B, L, k.shape[2]])), 2);
+  const weights = mul(softmax(where(mask, mul(logits, 1 / Math.sqrt(S)), -1e9)), mask);
+  let out: Tensor | undefined, off = 0;
+  for (const v of vs) {
+    const P = v.shape[2];
+    const w = reshape(sliceAxis(weights, 2, off, off + P), [B, L, 1, P]);
+    const part = matmul(w, v);
+    out = out ? add(out, part) : part;
+    off += P;
+  }
+  return reshape(out!, [B, L, S]);
 }
 
 /**
@@ -94,8 +108,7 @@ export function crossTokenAttention(p: CrossTokenParams, h: Tensor, stateSrc: Te
  * which cross-token attention already reads, so the two reads carry different information.
  */
 export function crossLayerAttention(p: CrossLayerParams, h: Tensor, reads: readonly PoolRead[]): Tensor {
-  const keys = concat(reads.map((r) => slots(r, p.k.w)), 2);
-  const values = concat(reads.map((r) => slots(r, p.v.w)), 2);
-  const valid = concat(reads.map((r) => r.valid), 2);
-  return poolAttention(matmul(h, p.q.w), keys, values, valid);
+  const keys = reads.map((r) => slots(r, p.k.w));
+  const values = reads.map((r) => slots(r, p.v.w));
+  return poolAttention(matmul(h, p.q.w), keys, values, reads.map((r) => r.valid));
 }

@@ -94,6 +94,8 @@ export interface LayerContext {
   /** Training randomness (S3Pool). */
   key?: Key;
   trace?: boolean;
+  /** Also count notes written and pool reads (for reporting). */
+  counts?: boolean;
 }
 
 export interface LayerResult {
@@ -152,10 +154,12 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
     if (next && f.state) next.fuseLay = f.state;
   }
 
-  const counts = noGrad((): LayerCounts => ({
-    written: sum(notes.write),
-    reads: tok ? sum(mul(tok.gate, max(read.valid, -1))) : sum(mul(notes.write, 0)),
-  }));
+  const counts = ctx.counts
+    ? noGrad((): LayerCounts => ({
+      written: sum(notes.write),
+      reads: tok ? sum(mul(tok.gate, max(read.valid, -1))) : sum(mul(notes.write, 0)),
+    }))
+    : undefined;
   const trace = ctx.trace
     ? { tokenScore: notes.score, write: notes.write, ...(tok ? { stateScore: tok.score, readGate: tok.gate } : {}) }
     : undefined;

@@ -65,9 +65,10 @@ export function initMamba(key: Key, cfg: ModelConfig): MambaParams {
       const convBound = 1 / Math.sqrt(K); // nn.Conv1d, groups = channels: fan_in = K
       const dtBound = 1 / Math.sqrt(R);
       const u = random.uniform(kDt, [dInner]);
-      const logMin = Math.log(cfg.dtMin), logMax = Math.log(cfg.dtMax);
+      // (logs on the device, not Math.log, whose last bit differs between engines)
+      const logMin = log(full([1], cfg.dtMin)), logMax = log(full([1], cfg.dtMax));
       // Δ = exp(U(log dtMin, log dtMax)), floored at 1e-4 as mamba does; bias = softplus⁻¹(Δ)
-      const dt = maximum(exp(add(mul(u, logMax - logMin), logMin)), 1e-4);
+      const dt = maximum(exp(add(mul(u, sub(logMax, logMin)), logMin)), 1e-4);
       const dtBias = add(dt, log(sub(1, exp(neg(dt)))));
       // 1..N are exact in f32; the log runs on the device (bit-identical across runtimes)
       const aLog = log(add(zeros([dInner, N]), fromArray(Float32Array.from({ length: N }, (_, i) => i + 1), [N])));

@@ -86,7 +86,7 @@ export function forward(params: LMParams, tokens: Tensor, opts: ForwardOptions =
   checkTokens(tokens);
   return tidy(() => {
     let x = gather(params.embed, tokens);
-    const out: ForwardResult = { logits: x };
+    const extra: Omit<ForwardResult, "logits"> = {};
     if (cfg.kind === "transformer") {
       if (opts.states || opts.step) throw new Error("lm: the transformer baseline has no fixed-size recurrent state; use apply");
       const hd = cfg.dModel / cfg.transformer.nHeads;
@@ -104,6 +104,7 @@ export function forward(params: LMParams, tokens: Tensor, opts: ForwardOptions =
           step: opts.step,
           key: opts.key ? random.foldIn(opts.key, l) : undefined,
           trace: opts.trace,
+          counts: opts.counts,
         });
         x = r.x;
         reads.push(r.read);
@@ -111,12 +112,11 @@ export function forward(params: LMParams, tokens: Tensor, opts: ForwardOptions =
         if (r.counts) counts.push(r.counts);
         if (r.trace) trace.push(r.trace);
       });
-      if (opts.states) out.states = states;
-      if (opts.counts && counts.length) out.counts = counts;
-      if (opts.trace) out.trace = trace;
+      if (opts.states) extra.states = states;
+      if (counts.length) extra.counts = counts;
+      if (opts.trace) extra.trace = trace;
     }
-    out.logits = matmul(rmsNorm(params.norm, x, cfg.normEps), params.embed, { transB: true });
-    return out;
+    return { logits: matmul(rmsNorm(params.norm, x, cfg.normEps), params.embed, { transB: true }), ...extra };
   });
 }
 

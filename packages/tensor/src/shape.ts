@@ -37,11 +37,11 @@ export type SameDim<A, B> = IsUnknownDim<A> extends true ? true : IsUnknownDim<B
 type BroadcastDimOk<A, B> = A extends 1 ? true : B extends 1 ? true : SameDim<A, B>;
 type PickDim<A, B> = A extends 1 ? B : B extends 1 ? A : IsUnknownDim<A> extends true ? B : A;
 
-/** The broadcast of two shapes (NumPy rules, aligned on the right). */
+/** The broadcast of two shapes (NumPy rules, aligned on the right); always a mutable tuple. */
 export type Broadcast<A extends Shape, B extends Shape> = number[] extends A ? Shape : number[] extends B ? Shape
   : A extends readonly [...infer AR extends Shape, infer a]
-    ? B extends readonly [...infer BR extends Shape, infer b] ? [...Broadcast<AR, BR>, PickDim<a, b>] : A
-  : B;
+    ? B extends readonly [...infer BR extends Shape, infer b] ? [...Broadcast<AR, BR>, PickDim<a, b>] : [...A]
+  : [...B];
 type BroadcastOk<A extends Shape, B extends Shape> = number[] extends A ? true : number[] extends B ? true
   : A extends readonly [...infer AR extends Shape, infer a]
     ? B extends readonly [...infer BR extends Shape, infer b]
@@ -55,10 +55,14 @@ export type CheckBroadcast<Op extends string, A extends Shape, B extends Shape> 
 type Last<S extends Shape> = S extends readonly [...Shape, infer L] ? L : number;
 type SecondLast<S extends Shape> = S extends readonly [...Shape, infer K, Dim] ? K : number;
 type Batch<S extends Shape> = S extends readonly [...infer B extends Shape, Dim, Dim] ? B : Shape;
-/** `unknown` when `a @ b` is well formed (inner dimensions equal); otherwise a readable message. */
-export type CheckMatmul<A extends Shape, B extends Shape> = number[] extends A ? unknown : number[] extends B ? unknown
+/**
+ * `unknown` when `a @ b` is well formed (inner dimensions equal); otherwise a readable message.
+ * NameA / NameB label the operands in it (matmul passes "aᵀ" for a transposed operand).
+ */
+export type CheckMatmul<A extends Shape, B extends Shape, NameA extends string = "a", NameB extends string = "b"> =
+  number[] extends A ? unknown : number[] extends B ? unknown
   : SameDim<Last<A>, SecondLast<B>> extends true ? unknown
-  : `matmul: inner dimensions differ: a is ${ShowShape<A>}, b is ${ShowShape<B>} (${DimName<Last<A>>} vs ${DimName<SecondLast<B>>})`;
+  : `matmul: inner dimensions differ: ${NameA} is ${ShowShape<A>}, ${NameB} is ${ShowShape<B>} (${DimName<Last<A>>} vs ${DimName<SecondLast<B>>})`;
 /** The shape of `a @ b`: broadcast batch dims, then [M, N]. */
 export type MatmulShape<A extends Shape, B extends Shape> = number[] extends A ? Shape : number[] extends B ? Shape
   : [...Broadcast<Batch<A>, Batch<B>>, SecondLast<A>, Last<B>];

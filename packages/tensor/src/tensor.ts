@@ -102,8 +102,11 @@ function nest(flat: number[], shape: readonly number[]): unknown {
   return Array.from({ length: n }, (_, i) => nest(flat.slice(i * step, (i + 1) * step), rest));
 }
 
-/** Creates a tensor from host data on the current backend. */
-export function fromArray<S extends Shape, D extends DType = "f32">(data: HostArray | ArrayLike<number>, shape: S, dtype?: D): Tensor<S, D> {
+/**
+ * Creates a tensor from host data on the current backend. A literal shape keeps its literal type
+ * (`fromArray(data, [2, 3])` is a `Tensor<readonly [2, 3]>`), so compile-time shape checks apply.
+ */
+export function fromArray<const S extends Shape, D extends DType = "f32">(data: HostArray | ArrayLike<number>, shape: S, dtype?: D): Tensor<S, D> {
   const dt = (dtype ?? (data instanceof Int32Array ? "i32" : "f32")) as D;
   const n = sizeOf(shape);
   if (data.length !== n) throw new Error(`tensor: ${data.length} values given for shape ${showShape(shape)} (${n} elements)`);

@@ -56,6 +56,7 @@ const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** n distinct values on a 0.05 grid in about [-3, 3] (no ties, no value within 2h of another). */
 function distinctValues(n: number): fc.Arbitrary<Float32Array> {
+  if (n > 121) throw new Error(`distinctValues: ${n} values do not fit the grid of 121 (draw smaller shapes)`);
   return fc.uniqueArray(fc.integer({ min: -60, max: 60 }), { minLength: n, maxLength: n })
     .map((ks) => Float32Array.from(ks, (k) => k * 0.05 + 0.0125));
 }
@@ -73,8 +74,9 @@ function indices(shape: readonly number[], hi: number): fc.Arbitrary<GradInput> 
     .map((v) => ({ data: Int32Array.from(v), shape: [...shape] }));
 }
 const dimArb = (max = 5) => fc.integer({ min: 1, max });
-function shapeArb(minRank: number, maxRank: number, maxDim = 5): fc.Arbitrary<number[]> {
-  return fc.array(dimArb(maxDim), { minLength: minRank, maxLength: maxRank });
+/** A shape of rank minRank..maxRank, dims 1..maxDim, at most maxSize elements. */
+function shapeArb(minRank: number, maxRank: number, maxDim = 5, maxSize = 60): fc.Arbitrary<number[]> {
+  return fc.array(dimArb(maxDim), { minLength: minRank, maxLength: maxRank }).filter((s) => size(s) <= maxSize);
 }
 function tensorArb(minRank: number, maxRank: number, kind: Kind = "any", maxDim = 5): fc.Arbitrary<GradInput> {
   return shapeArb(minRank, maxRank, maxDim).chain((s) => input(s, kind));
@@ -390,7 +392,7 @@ describe("gradients: composites", () => {
     const u = silu(conv1dCausal(xs[0], xs[1]));
     const h = scan(sigmoid(xs[2]), u, xs[3]);
     return mul(h, u);
-  }, ins, "scan block"), 8);
+  }, ins, "scan block", { eps: 5e-3 }), 8); // a smaller step: this chain has more curvature (truncation error ∝ h²)
 });
 
 // ---------------------------------------------------------------------------------------------

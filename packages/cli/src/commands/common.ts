@@ -1,9 +1,25 @@
 /** Pieces shared by the commands: backend selection, config files, tables, JSON output. */
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
+import process from "node:process";
 import { setBackend } from "@memmamba/tensor";
 import { UsageError } from "../args.ts";
 import { writeSvg } from "../plot.ts";
+import type { ProgressStream } from "../progress.ts";
+
+/** Where a command writes: results (stdout), notes (stderr) and its progress display. */
+export interface CommandIO {
+  out: (s: string) => void;
+  err: (s: string) => void;
+  /** The progress display's stream, or false for none. */
+  progress: ProgressStream | false;
+}
+
+export const defaultIO: CommandIO = {
+  out: (s) => void process.stdout.write(s),
+  err: (s) => void process.stderr.write(s),
+  progress: process.stderr,
+};
 
 /** Selects the tensor backend; a backend that is not available is a one-line usage error. */
 export function selectBackend(command: string, name: string): void {

@@ -6,13 +6,12 @@
  * --eval-every steps; with --data it trains the byte-level LM on text windows (the books'
  * suggested split: see memmamba/src/data/text.ts) and reports the validation loss.
  */
-import process from "node:process";
 import { fromArray, random, tidy, type Tensor } from "@memmamba/tensor";
 import { lm, preset, presetNames, type LMParams, type ModelConfig, type PresetName } from "@memmamba/memmamba";
-import { defineCommand, flag, type ParseResult } from "../args.ts";
+import { defineCommand, flag, type ParseResult, UsageError } from "../args.ts";
 import { lmTrainable, tokenSource, type HostTokenBatch } from "../adapters.ts";
 import { runFiles, train, TRAIN_DEFAULTS, type TrainResult } from "../trainer.ts";
-import { readJsonFile, requirePath, selectBackend } from "./common.ts";
+import { type CommandIO, defaultIO, readJsonFile, requirePath, selectBackend } from "./common.ts";
 import { loadTexts, splitTexts, WindowSampler } from "../../../memmamba/src/data/text.ts";
 import { type FillerSpec, FIXED_BYTES, PASSKEY_DIGITS, passkeyTrainingBatch } from "../../../memmamba/src/tasks/passkey.ts";
 
@@ -36,6 +35,7 @@ export const trainCommand = defineCommand({
     seed: flag.int("random seed (parameters, data order)", { default: TRAIN_DEFAULTS.seed, min: 0 }),
     out: flag.path("output directory: checkpoint.safetensors, train.jsonl, loss.svg", { default: "runs/train" }),
     resume: flag.bool("continue from <out>/checkpoint.safetensors, exactly where it stopped"),
+    overwrite: flag.bool("start afresh even if <out> already holds a checkpoint (it is replaced at the first save)"),
     checkpointEvery: flag.int("steps between checkpoints", { default: 50, positive: true }),
     evalEvery: flag.int("steps between evaluations (passkey accuracy or validation loss; 0: never)", { default: 50, min: 0 }),
     maxBadSteps: flag.int("stop after this many consecutive NaN/Inf steps", { default: TRAIN_DEFAULTS.maxBadSteps, positive: true }),
@@ -99,14 +99,15 @@ async function meanLoss(params: LMParams, batches: HostTokenBatch[]): Promise<nu
 }
 
 /** Runs `train` with parsed arguments; returns the trainer's result (the caller disposes its params). */
-export async function runTrain(args: TrainArgs, log: (s: string) => void = (s) => process.stderr.write(s)): Promise<TrainResult<LMParams>> {
+export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Promise<TrainResult<LMParams>> {
+  const log = io.err;
   const f = args.flags;
   selectBackend("train", f.backend);
   const config = resolveConfig(args);
   const model = lmTrainable(lm, config);
   const evalKey = random.foldIn(random.key(f.seed), 0x65766131); // "eva1": held-out samples, never trained on
   let data;
-  let evaluate: ((params: LMParams) => Promise<Record<string, number>>) | undefined;
+  let evaluate: (params: LMParams) => Promise<Record<string, number>>;
   if (f.data) {
     requirePath("train", "--data", f.data);
     const split = splitTexts(loadTexts(f.data));
@@ -121,7 +122,7 @@ export async function runTrain(args: TrainArgs, log: (s: string) => void = (s) =
     evaluate = async (params) => ({ valLoss: await meanLoss(params, valBatches) });
   } else {
     if (f.seqLen < FIXED_BYTES + PASSKEY_DIGITS - 1) {
-      throw new Error(`--seq-len ${f.seqLen} is too short for the passkey task (at least ${FIXED_BYTES + PASSKEY_DIGITS - 1})`);
+      throw new UsageError(`train: --seq-len ${f.seqLen} is too short for the passkey task (it needs at least ${FIXED_BYTES + PASSKEY_DIGITS - 1})`);
     }
     let filler: FillerSpec = { kind: "random" };
     if (f.filler) {
@@ -143,13 +144,16 @@ export async function runTrain(args: TrainArgs, log: (s: string) => void = (s) =
     seed: f.seed,
     checkpointEvery: f.checkpointEvery,
     resume: f.resume,
+    overwrite: f.overwrite,
     maxBadSteps: f.maxBadSteps,
     dtype: f.dtype,
     extra: { task: f.data ? "text" : "passkey", seqLen: String(f.seqLen) },
-    onStep: evaluate && f.evalEvery > 0
-      ? async (rec, params) => (rec.step % f.evalEvery === 0 || rec.step === f.steps ? await evaluate!(params as LMParams) : undefined)
+    progress: io.progress === false ? false : { stream: io.progress },
+    onStep: f.evalEvery > 0
+      ? async (rec, params) => (rec.step % f.evalEvery === 0 || rec.step === f.steps ? await evaluate(params as LMParams) : undefined)
       : undefined,
   });
-  log(`train: ${result.status}; files in ${f.out}: ${Object.values(runFiles(f.out)).map((p) => p.slice(f.out.length + 1)).join(", ")}\n`);
+  const files = runFiles(f.out);
+  log(`train: log ${files.log}, loss plot ${files.plot}\n`);
   return result;
 }

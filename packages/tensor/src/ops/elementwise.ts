@@ -87,7 +87,12 @@ definePrimitive("compare", {
 definePrimitive("where", {
   shape: ([c, a, b]) => {
     if (a.dtype !== b.dtype) throw new ShapeError(`where: dtypes of the branches differ: ${a.dtype} and ${b.dtype}`);
-    const s = broadcastShapes("where", broadcastShapes("where", c.shape, a.shape), b.shape);
+    let s: number[];
+    try {
+      s = broadcastShapes("where", broadcastShapes("where", c.shape, a.shape), b.shape);
+    } catch {
+      throw new ShapeError(`where: shapes ${showShape(c.shape)} (condition), ${showShape(a.shape)} and ${showShape(b.shape)} do not broadcast`);
+    }
     return { shape: s, dtype: a.dtype };
   },
   vjp: (g, [c, a, b]) => [null, sumTo(where(c, g, 0), a.shape), sumTo(where(c, 0, g), b.shape)],
@@ -147,27 +152,28 @@ export const square = <S extends Shape>(x: Tensor<S>) => unary("square", x);
 export const reciprocal = <S extends Shape>(x: Tensor<S>) => unary("reciprocal", x);
 export const sign = <S extends Shape>(x: Tensor<S>) => unary("sign", x);
 
-type BinaryFn = <A extends TensorLike, B extends TensorLike>(
+/** A broadcasting binary function; `Name` is the op the compile-time shape error names. */
+type BinaryFn<Name extends string = "binary op"> = <A extends TensorLike, B extends TensorLike>(
   a: A,
-  b: B & CheckBroadcast<"binary op", ShapeOf<A>, ShapeOf<B>>,
+  b: B & CheckBroadcast<Name, ShapeOf<A>, ShapeOf<B>>,
 ) => Tensor<Broadcast<ShapeOf<A>, ShapeOf<B>>>;
 
-function binaryFn(op: BinaryOp): BinaryFn {
+function binaryFn<Name extends string>(op: BinaryOp): BinaryFn<Name> {
   return ((a: TensorLike, b: TensorLike) => {
     const ta = lift(a, b instanceof Tensor ? b : undefined);
     const tb = lift(b, ta);
     return bind("binary", [ta, tb], { op });
-  }) as BinaryFn;
+  }) as BinaryFn<Name>;
 }
 /** a + b, with NumPy broadcasting. Mismatched literal shapes fail to compile. */
-export const add: BinaryFn = binaryFn("add");
-export const sub: BinaryFn = binaryFn("sub");
-export const mul: BinaryFn = binaryFn("mul");
-export const div: BinaryFn = binaryFn("div");
-export const pow: BinaryFn = binaryFn("pow");
+export const add: BinaryFn<"add"> = binaryFn("add");
+export const sub: BinaryFn<"sub"> = binaryFn("sub");
+export const mul: BinaryFn<"mul"> = binaryFn("mul");
+export const div: BinaryFn<"div"> = binaryFn("div");
+export const pow: BinaryFn<"pow"> = binaryFn("pow");
 /** Elementwise maximum. */
-export const maximum: BinaryFn = binaryFn("max");
-export const minimum: BinaryFn = binaryFn("min");
+export const maximum: BinaryFn<"maximum"> = binaryFn("max");
+export const minimum: BinaryFn<"minimum"> = binaryFn("min");
 
 function compareFn(op: CompareOp) {
   return (a: TensorLike, b: TensorLike): Tensor => {

@@ -18,7 +18,12 @@ definePrimitive("matmul", {
     if (k !== k2) {
       throw new ShapeError(`matmul: inner dimensions differ: a ${showShape(a.shape)}${transA ? "ᵀ" : ""} has ${k} columns, b ${showShape(b.shape)}${transB ? "ᵀ" : ""} has ${k2} rows`);
     }
-    const batch = broadcastShapes("matmul (batch dims)", a.shape.slice(0, -2), b.shape.slice(0, -2));
+    let batch: number[];
+    try {
+      batch = broadcastShapes("matmul", a.shape.slice(0, -2), b.shape.slice(0, -2));
+    } catch {
+      throw new ShapeError(`matmul: batch dimensions of a ${showShape(a.shape)} and b ${showShape(b.shape)} do not broadcast`);
+    }
     return { shape: [...batch, m, n], dtype: "f32" };
   },
   flops: ([a], out, { transA }) => 2 * sizeOf(out.shape) * dims(a, transA)[1],
@@ -35,13 +40,22 @@ function mm(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
 }
 
 /**
- * a @ b over the last two axes, broadcasting the leading (batch) axes. 1-D operands are not
- * promoted: reshape them. A literal inner-dimension mismatch fails to compile.
+ * The shape an operand has after its optional transpose: the last two dims swapped when T is
+ * `true`, as is when `false`, unchecked (`Shape`) when only known at run time (`boolean`).
  */
-export function matmul<A extends Shape, B extends Shape>(
+type Op<S extends Shape, T extends boolean> = [T] extends [false] ? S
+  : [T] extends [true] ? (S extends readonly [...infer R extends Shape, infer X, infer Y] ? [...R, Y, X] : Shape)
+  : Shape;
+
+/**
+ * a @ b over the last two axes, broadcasting the leading (batch) axes. 1-D operands are not
+ * promoted: reshape them. A literal inner-dimension mismatch fails to compile (after the
+ * transposes that `opts` asks for, when they are literal `true`/`false`).
+ */
+export function matmul<A extends Shape, B extends Shape, TA extends boolean = false, TB extends boolean = false>(
   a: Tensor<A>,
-  b: Tensor<B> & CheckMatmul<A, B>,
-  opts: { transA?: boolean; transB?: boolean } = {},
-): Tensor<MatmulShape<A, B>> {
-  return mm(a, b as Tensor, opts.transA ?? false, opts.transB ?? false) as Tensor<MatmulShape<A, B>>;
+  b: Tensor<B> & CheckMatmul<Op<A, TA>, Op<B, TB>, [TA] extends [true] ? "aᵀ" : "a", [TB] extends [true] ? "bᵀ" : "b">,
+  opts: { transA?: TA; transB?: TB } = {},
+): Tensor<MatmulShape<Op<A, TA>, Op<B, TB>>> {
+  return mm(a, b as Tensor, opts.transA ?? false, opts.transB ?? false) as Tensor<MatmulShape<Op<A, TA>, Op<B, TB>>>;
 }

@@ -215,3 +215,22 @@ export function indexChain(
   }
   return lines.join("\n");
 }
+
+/**
+ * WGSL: combines the `lanes` partial values sh[lane·OX + ox] of each of OX outputs into
+ * sh[ox], with `combine(a, b)` an expression: after one barrier, lane 0 of each output adds
+ * its lanes serially (at most 256 workgroup-memory reads, about a microsecond on a GPU). A tree
+ * (log2(lanes) barriers) or any barrier in a loop costs five to ten times more to compile on
+ * llvmpipe (software Vulkan, where CI runs), for no measurable gain in our kernels. The caller
+ * has stored sh[lid] and defined `lane`, `ox`, `OX`, `lanes`; a barrier follows, so every
+ * thread may read the results.
+ */
+export function workgroupCombine(combine: (a: string, b: string) => string, sh = "sh"): string {
+  return `workgroupBarrier();
+  if (lane == 0u) {
+    var t = ${sh}[ox];
+    for (var j = 1u; j < lanes; j++) { t = ${combine("t", `${sh}[j * OX + ox]`)}; }
+    ${sh}[ox] = t;
+  }
+  workgroupBarrier();`;
+}

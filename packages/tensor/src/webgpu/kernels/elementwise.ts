@@ -1,36 +1,41 @@
 /**
  * Elementwise kernels: fill, unary, binary (NumPy broadcasting, f32 and i32), compare, where, cast.
  *
- * All run through one generated "map" shader: one thread per output element, inputs read at
- * offsets computed from the output index by an unrolled div/mod chain over the broadcast axes
- * (after coalescing, so most broadcasts are rank 1 or 2). The shape class (rank, dtypes, op, and
- * whether the whole thing is flat) is the cache key; sizes and strides are params.
- *
- * Flat maps (every operand the output's shape, or a scalar) are the only ones that may exceed one
- * storage binding: they run in chunks, each binding a 256-byte-aligned range.
+ * All run through one generated "map" shader: one thread per output element, each input read at
+ * an offset computed from the output index. Few pipelines, on purpose: every distinct pipeline
+ * costs a shader compile (about 0.1–0.5 s each on a software Vulkan such as lavapipe with a cold
+ * cache, where CI runs), so
+ * - the op is a runtime code in a `switch` on a uniform (all unary ops share one shader, all
+ *   binary and compare ops of one dtype another): a uniform branch costs nothing measurable;
+ * - there are two layouts: "flat" (every input is the output's shape or a scalar: in[i * s] with
+ *   s = 1 or 0) and "strided" (axes coalesced, then padded to rank 4 with size-1 axes, and an
+ *   unrolled div/mod chain: no local arrays). Ranks above 4 after coalescing get their own key.
+ * Flat maps are the only ones that may exceed one storage binding: they run in chunks, each
+ * binding a 256-byte-aligned range of the big operands.
  */
 import type { BinaryOp, CompareOp, KernelArg, PrimParams, UnaryOp } from "../../backend.ts";
 import type { DType } from "../../dtype.ts";
 import {
-  broadcastStrides, coalesce, ENTRY_ARGS, grid, header, indexChain, LINEAR_WG, ParamWords, pu, strides,
-  prod, type BufRef, type GpuCtx,
+  broadcastStrides, coalesce, ENTRY_ARGS, grid, header, indexChain, LINEAR_WG, ParamWords, pu, strides, prod,
+  type BufRef, type GpuCtx,
 } from "../context.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
 
 const WG = 256;
+const PAD_RANK = 4;
 
 export interface MapSpec {
   label: string;
-  /** Identifies the expression (part of the pipeline key). */
-  op: string;
+  /** Identifies the shader family (with the dtypes and layout, the pipeline key). */
+  family: string;
   out: KernelArg;
   ins: readonly KernelArg[];
-  /** WGSL expression of the result from the input values v0, v1, … (typed by their dtypes). */
-  expr: (v: string[], extra: (i: number) => string) => string;
-  /** Extra param words (f32/i32 constants), readable in `expr` through `extra(i)`. */
-  extras?: (w: ParamWords) => void;
-  nExtras?: number;
-  /** Whether the shader needs the f32 math functions. */
+  /** WGSL statements that set `r` (the output value) from v0, v1, … and the op code `op`. */
+  body: (v: string[]) => string;
+  /** The runtime op code (0 when the family has one op). */
+  op?: number;
+  /** An extra param word, readable as `ex` (u32 bits). */
+  extra?: (w: ParamWords) => void;
   math?: boolean;
 }
 
@@ -38,69 +43,73 @@ export interface MapSpec {
 export function runMap(ctx: GpuCtx, s: MapSpec): void {
   const n = prod(s.out.shape);
   if (n === 0) return;
-  const outStr = strides(s.out.shape);
   const inStr = s.ins.map((a) => broadcastStrides(a.shape, s.out.shape));
-  const c = coalesce(s.out.shape, [outStr, ...inStr]);
-  const rank = c.shape.length;
-  const flat = rank <= 1 && c.strides.slice(1).every((st) => rank === 0 || st[0] === 0 || st[0] === 1);
-  const nEx = s.nExtras ?? 0;
+  const c = coalesce(s.out.shape, [strides(s.out.shape), ...inStr]);
+  const flat = c.shape.length <= 1;
   const types = [s.out.dtype, ...s.ins.map((a) => a.dtype)].join("");
+  const head = (count: number) => {
+    const w = new ParamWords().u(count).u(s.op ?? 0);
+    if (s.extra) s.extra(w);
+    else w.u(0);
+    return w;
+  };
+  const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
   if (flat) {
-    const kinds = s.ins.map((a) => (prod(a.shape) === 1 && n !== 1 ? "s" : "v"));
-    const key = `map:${s.op}:${types}:flat:${kinds.join("")}`;
-    const wgsl = () => mapWgsl(s, 0, nEx, kinds);
-    // chunk so that every non-scalar binding fits (starts at multiples of 64 elements: 256 bytes)
+    const inner = s.ins.map((_, k) => (c.shape.length === 0 ? 0 : c.strides[k + 1][0]));
+    const key = `map:${s.family}:${types}:flat`;
+    const wgsl = () => mapWgsl(s, -1);
+    // chunk so that every non-scalar binding fits (chunks start at multiples of 64 elements)
     const maxElems = Math.floor(ctx.limits.maxStorageBufferBindingSize / 4 / 64) * 64;
     for (let start = 0; start < n; start += maxElems) {
       const count = Math.min(maxElems, n - start);
-      const w = new ParamWords().u(count);
-      s.extras?.(w);
       const whole = start === 0 && count === n;
+      const w = head(count);
+      for (const st of inner) w.u(st);
       const bufs: BufRef[] = [whole ? ctx.ref(s.out, s.label) : ctx.range(s.out, start, count)];
-      s.ins.forEach((a, k) => bufs.push(kinds[k] === "s" || whole ? ctx.ref(a, s.label) : ctx.range(a, start, count)));
-      ctx.dispatch({ label: s.label, key, wgsl, buffers: bufs, params: w.words(), groups: grid(Math.ceil(count / WG), ctx.limits.maxComputeWorkgroupsPerDimension) });
+      s.ins.forEach((a, k) => bufs.push(inner[k] === 0 || whole ? ctx.ref(a, s.label) : ctx.range(a, start, count)));
+      ctx.dispatch({ label: s.label, key, wgsl, buffers: bufs, params: w.words(), groups: grid(Math.ceil(count / WG), maxDim) });
     }
     return;
   }
-  const key = `map:${s.op}:${types}:r${rank}`;
-  const w = new ParamWords().u(n);
-  s.extras?.(w);
-  for (const d of c.shape) w.u(d);
-  for (let k = 0; k < s.ins.length; k++) for (const st of c.strides[k + 1]) w.u(st);
+  const rank = Math.max(PAD_RANK, c.shape.length);
+  const pad = rank - c.shape.length;
+  const w = head(n);
+  for (let d = 0; d < rank; d++) w.u(d < pad ? 1 : c.shape[d - pad]);
+  for (let k = 0; k < s.ins.length; k++) for (let d = 0; d < rank; d++) w.u(d < pad ? 0 : c.strides[k + 1][d - pad]);
   ctx.dispatch({
     label: s.label,
-    key,
-    wgsl: () => mapWgsl(s, rank, nEx, null),
+    key: `map:${s.family}:${types}:r${rank}`,
+    wgsl: () => mapWgsl(s, rank),
     buffers: [ctx.ref(s.out, s.label), ...s.ins.map((a) => ctx.ref(a, s.label))],
     params: w.words(),
-    groups: grid(Math.ceil(n / WG), ctx.limits.maxComputeWorkgroupsPerDimension),
+    groups: grid(Math.ceil(n / WG), maxDim),
   });
 }
 
-function mapWgsl(s: MapSpec, rank: number, nEx: number, flatKinds: string[] | null): string {
+/** rank -1: the flat layout. Params: n, op, extra, then (flat) one stride per input or (strided) shape, strides. */
+function mapWgsl(s: MapSpec, rank: number): string {
   const nIn = s.ins.length;
-  const shapeBase = 1 + nEx;
-  const strideBase = shapeBase + rank;
-  const nWords = strideBase + rank * nIn;
+  const nWords = rank < 0 ? 3 + nIn : 3 + rank + rank * nIn;
   const decls = [{ name: "out", type: s.out.dtype, write: true }, ...s.ins.map((a, k) => ({ name: `in${k}`, type: a.dtype }))];
   const body: string[] = [];
-  const vals: string[] = [];
-  if (flatKinds) {
-    s.ins.forEach((_, k) => vals.push(`in${k}[${flatKinds[k] === "s" ? "0u" : "i"}]`));
+  if (rank < 0) {
+    s.ins.forEach((_, k) => body.push(`let v${k} = in${k}[i * ${pu(3 + k)}];`));
   } else {
-    body.push(indexChain("i", rank, (d) => pu(shapeBase + d), nIn, (k, d) => pu(strideBase + k * rank + d)));
-    s.ins.forEach((_, k) => vals.push(`in${k}[off${k}]`));
+    body.push(indexChain("i", rank, (d) => pu(3 + d), nIn, (k, d) => pu(3 + rank + k * rank + d)));
+    s.ins.forEach((_, k) => body.push(`let v${k} = in${k}[off${k}];`));
   }
-  s.ins.forEach((_, k) => body.push(`let v${k} = ${vals[k]};`));
-  const expr = s.expr(s.ins.map((_, k) => `v${k}`), (i) => pu(1 + i));
   return `${header(nWords, decls)}${s.math ? WGSL_MATH : ""}${TO_INT32}
 @compute @workgroup_size(${WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
   let i = wg * ${WG}u + lid;
   if (i >= ${pu(0)}) { return; }
+  let op = ${pu(1)};
+  let ex = ${pu(2)};
   ${body.join("\n  ")}
-  out[i] = ${expr};
+  var r: ${s.out.dtype};
+  ${s.body(s.ins.map((_, k) => `v${k}`))}
+  out[i] = r;
 }`;
 }
 
@@ -117,38 +126,51 @@ fn to_int32(x: f32) -> i32 {
 }
 `;
 
+/** A WGSL switch over op codes, one case per table entry, each setting r. */
+function switchOf(cases: string[]): string {
+  return `switch op {\n${cases.map((c, k) => `    case ${k}u: { r = ${c}; }`).join("\n")}\n    default: { r = ${"r"}; }\n  }`;
+}
+
 // ---------- the primitives ----------
 
 export function fillKernel(ctx: GpuCtx, _ins: readonly KernelArg[], out: KernelArg, p: PrimParams["fill"]): void {
   runMap(ctx, {
-    label: "fill", op: "fill", out, ins: [], nExtras: 1,
-    extras: (w) => w.typed(p.value, out.dtype),
-    expr: (_v, ex) => (out.dtype === "f32" ? `bitcast<f32>(${ex(0)})` : `bitcast<i32>(${ex(0)})`),
+    label: "fill", family: "fill", out, ins: [],
+    extra: (w) => w.typed(p.value, out.dtype),
+    body: () => (out.dtype === "f32" ? "r = bitcast<f32>(ex);" : "r = bitcast<i32>(ex);"),
   });
 }
 
-const UNARY: Record<UnaryOp, (x: string) => string> = {
-  neg: (x) => `-${x}`,
-  exp: (x) => `m_exp(${x})`,
-  log: (x) => `m_log(${x})`,
-  sqrt: (x) => `sqrt(${x})`,
-  rsqrt: (x) => `1.0f / sqrt(${x})`,
-  tanh: (x) => `m_tanh(${x})`,
-  sigmoid: (x) => `m_sigmoid(${x})`,
-  silu: (x) => `${x} * m_sigmoid(${x})`,
-  softplus: (x) => `m_softplus(${x})`,
-  abs: (x) => `abs(${x})`,
-  relu: (x) => `select(0.0f, ${x}, ${x} > 0.0f)`,
-  sin: (x) => `m_sin(${x})`,
-  cos: (x) => `m_cos(${x})`,
-  square: (x) => `${x} * ${x}`,
-  reciprocal: (x) => `1.0f / ${x}`,
-  sign: (x) => `select(select(select(m_nan(), 0.0f, ${x} == 0.0f), -1.0f, ${x} < 0.0f), 1.0f, ${x} > 0.0f)`,
-};
+const UNARY: [UnaryOp, (x: string) => string][] = [
+  ["neg", (x) => `-${x}`],
+  ["exp", (x) => `m_exp(${x})`],
+  ["log", (x) => `m_log(${x})`],
+  ["sqrt", (x) => `sqrt(${x})`],
+  ["rsqrt", (x) => `1.0f / sqrt(${x})`],
+  ["tanh", (x) => `m_tanh(${x})`],
+  ["sigmoid", (x) => `m_sigmoid(${x})`],
+  ["silu", (x) => `${x} * m_sigmoid(${x})`],
+  ["softplus", (x) => `m_softplus(${x})`],
+  ["abs", (x) => `abs(${x})`],
+  ["relu", (x) => `select(0.0f, ${x}, ${x} > 0.0f)`],
+  ["sin", (x) => `m_sin(${x})`],
+  ["cos", (x) => `m_cos(${x})`],
+  ["square", (x) => `${x} * ${x}`],
+  ["reciprocal", (x) => `1.0f / ${x}`],
+  ["sign", (x) => `select(select(select(m_nan(), 0.0f, ${x} == 0.0f), -1.0f, ${x} < 0.0f), 1.0f, ${x} > 0.0f)`],
+];
+const UNARY_CODE = new Map(UNARY.map(([name], k) => [name, k]));
 
 export function unaryKernel(ctx: GpuCtx, [x]: readonly KernelArg[], out: KernelArg, p: PrimParams["unary"]): void {
-  runMap(ctx, { label: p.op, op: `u.${p.op}`, out, ins: [x], math: true, expr: ([v]) => UNARY[p.op](v) });
+  runMap(ctx, {
+    label: p.op, family: "unary", out, ins: [x], math: true, op: UNARY_CODE.get(p.op)!,
+    body: ([v]) => switchOf(UNARY.map(([, f]) => f(v))),
+  });
 }
+
+const BINARY_OPS: BinaryOp[] = ["add", "sub", "mul", "div", "pow", "max", "min"];
+const CMP_OPS: CompareOp[] = ["eq", "ne", "lt", "le", "gt", "ge"];
+const CMP_SYM: Record<CompareOp, string> = { eq: "==", ne: "!=", lt: "<", le: "<=", gt: ">", ge: ">=" };
 
 const BINARY_F32: Record<BinaryOp, (a: string, b: string) => string> = {
   add: (a, b) => `${a} + ${b}`,
@@ -164,21 +186,35 @@ const BINARY_I32: Record<BinaryOp, (a: string, b: string) => string> = {
   add: (a, b) => `${a} + ${b}`,
   sub: (a, b) => `${a} - ${b}`,
   mul: (a, b) => `${a} * ${b}`,
-  div: (a, b) => `select(${a} / ${b}, 0i, ${b} == 0i)`,
+  div: (a, b) => `select(${a} / select(${b}, 1i, ${b} == 0i), 0i, ${b} == 0i)`,
   pow: (a, b) => `m_ipow(${a}, ${b})`,
   max: (a, b) => `max(${a}, ${b})`,
   min: (a, b) => `min(${a}, ${b})`,
 };
 
-export function binaryKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: KernelArg, p: PrimParams["binary"]): void {
-  const f = out.dtype === "i32" ? BINARY_I32[p.op] : BINARY_F32[p.op];
-  runMap(ctx, { label: p.op, op: `b.${p.op}`, out, ins: [a, b], math: true, expr: ([x, y]) => f(x, y) });
+/**
+ * Binary and compare ops of one input dtype share a shader: codes 0–6 are the binary ops, 7–12
+ * the comparisons (whose output is f32; an i32 binary op writes i32, so i32 → i32 and i32 → f32
+ * are two families).
+ */
+function binaryFamily(ctx: GpuCtx, label: string, code: number, a: KernelArg, b: KernelArg, out: KernelArg): void {
+  const intIn = a.dtype === "i32";
+  const cases: string[] = [];
+  if (out.dtype === a.dtype) {
+    const table = intIn ? BINARY_I32 : BINARY_F32;
+    for (const op of BINARY_OPS) cases.push(table[op]("v0", "v1"));
+  }
+  const cmp = CMP_OPS.map((op) => `select(0.0f, 1.0f, v0 ${CMP_SYM[op]} v1)`);
+  const all = out.dtype === a.dtype && !intIn ? [...cases, ...cmp] : intIn && out.dtype === "f32" ? [...BINARY_OPS.map(() => "r"), ...cmp] : cases;
+  runMap(ctx, { label, family: "binary", out, ins: [a, b], math: true, op: code, body: () => switchOf(all) });
 }
 
-const CMP: Record<CompareOp, string> = { eq: "==", ne: "!=", lt: "<", le: "<=", gt: ">", ge: ">=" };
+export function binaryKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: KernelArg, p: PrimParams["binary"]): void {
+  binaryFamily(ctx, p.op, BINARY_OPS.indexOf(p.op), a, b, out);
+}
 
 export function compareKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: KernelArg, p: PrimParams["compare"]): void {
-  runMap(ctx, { label: p.op, op: `c.${p.op}`, out, ins: [a, b], expr: ([x, y]) => `select(0.0f, 1.0f, ${x} ${CMP[p.op]} ${y})` });
+  binaryFamily(ctx, p.op, BINARY_OPS.length + CMP_OPS.indexOf(p.op), a, b, out);
 }
 
 /** Nonzero test of a condition value (bit test for f32: ±0 is false, NaN true, as on the CPU). */
@@ -187,10 +223,10 @@ function truthy(v: string, dtype: DType): string {
 }
 
 export function whereKernel(ctx: GpuCtx, [c, a, b]: readonly KernelArg[], out: KernelArg): void {
-  runMap(ctx, { label: "where", op: "where", out, ins: [c, a, b], expr: ([vc, va, vb]) => `select(${vb}, ${va}, ${truthy(vc, c.dtype)})` });
+  runMap(ctx, { label: "where", family: "where", out, ins: [c, a, b], body: ([vc, va, vb]) => `r = select(${vb}, ${va}, ${truthy(vc, c.dtype)});` });
 }
 
 export function castKernel(ctx: GpuCtx, [x]: readonly KernelArg[], out: KernelArg, _p: PrimParams["cast"]): void {
   const conv = (v: string) => (x.dtype === out.dtype ? v : out.dtype === "i32" ? `to_int32(${v})` : `f32(${v})`);
-  runMap(ctx, { label: "cast", op: "cast", out, ins: [x], expr: ([v]) => conv(v) });
+  runMap(ctx, { label: "cast", family: "cast", out, ins: [x], body: ([v]) => `r = ${conv(v)};` });
 }

@@ -10,7 +10,8 @@
  * scatterAdd is deterministic, without atomics (WGSL has no float atomics): each thread owns
  * one column j of a block of output rows, zeroes it, then walks every index in order and adds
  * the updates that land in its block. The adds happen in index order, as on the CPU, so the
- * results match it bit for bit. Indices are staged through workgroup memory 256 at a time.
+ * results match it bit for bit. (Every thread reads every index: they are broadcast loads that
+ * the cache serves; staging them in workgroup memory would need a barrier in the loop.)
  */
 import type { KernelArg, PrimParams } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, type GpuCtx } from "../context.ts";
@@ -42,31 +43,21 @@ export function gatherKernel(ctx: GpuCtx, [table, idx]: readonly KernelArg[], ou
 }
 
 const SCATTER = `${header(5, [{ name: "out", type: "f32", write: true }, { name: "idx", type: "i32" }, { name: "upd", type: "f32" }])}
-var<workgroup> sIdx: array<i32, ${WG}>;
 @compute @workgroup_size(${WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
-  let nIdx = ${pu(0)}; let row = ${pu(1)}; let rows = ${pu(2)}; let rpb = ${pu(3)}; let threads = ${pu(4)};
-  if (wg * ${WG}u >= threads) { return; }
+  let nIdx = ${pu(0)}; let row = ${pu(1)}; let rows = ${pu(2)}; let rpb = ${pu(3)};
   let t = wg * ${WG}u + lid;
-  let live = t < threads;
+  if (t >= ${pu(4)}) { return; }
   let j = t % row;
   let r0 = (t / row) * rpb;
   let r1 = min(rows, r0 + rpb);
-  if (live) { for (var r = r0; r < r1; r++) { out[r * row + j] = 0.0f; } }
-  for (var i0 = 0u; i0 < nIdx; i0 += ${WG}u) {
-    workgroupBarrier();
-    if (i0 + lid < nIdx) { sIdx[lid] = idx[i0 + lid]; }
-    workgroupBarrier();
-    let cnt = min(${WG}u, nIdx - i0);
-    if (live) {
-      for (var q = 0u; q < cnt; q++) {
-        let r = sIdx[q];
-        if (r >= i32(r0) && r < i32(r1)) {
-          let o = u32(r) * row + j;
-          out[o] = out[o] + upd[(i0 + q) * row + j];
-        }
-      }
+  for (var r = r0; r < r1; r++) { out[r * row + j] = 0.0f; }
+  for (var i = 0u; i < nIdx; i++) {
+    let r = idx[i];
+    if (r >= i32(r0) && r < i32(r1)) {
+      let o = u32(r) * row + j;
+      out[o] = out[o] + upd[i * row + j];
     }
   }
 }`;

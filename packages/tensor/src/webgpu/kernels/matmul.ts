@@ -18,7 +18,7 @@
  * offsets through the broadcast strides.
  */
 import type { KernelArg, PrimParams } from "../../backend.ts";
-import { broadcastStrides, ceilDiv, coalesce, header, ParamWords, pu, prod, strides, type GpuCtx } from "../context.ts";
+import { broadcastStrides, ceilDiv, coalesce, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, strides, type GpuCtx } from "../context.ts";
 
 export interface TileConfig {
   BM: number;
@@ -30,18 +30,33 @@ export interface TileConfig {
 export const BIG_TILE: TileConfig = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 };
 export const SMALL_TILE: TileConfig = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
 
-/** Tuning knob for benchmarks: force one tile config (null: choose by problem size). */
-export const matmulTuning: { force: TileConfig | null; bigTileMinBlocks: number } = { force: null, bigTileMinBlocks: 192 };
+/**
+ * Tuning knobs: force one tile config (null: choose by problem size); the number of 128x128
+ * blocks from which the big tile is used; whether the big tile's inner loop is unrolled (tests
+ * on a software Vulkan turn it off: same code paths, a 10x shorter compile).
+ */
+export const matmulTuning = {
+  force: null as TileConfig | null,
+  bigTileMinBlocks: 192,
+  unrollBig: true,
+  /** Problems up to this many multiply-adds (or with M or N below 16) use the untiled kernel. */
+  naiveMaxFlops: 2 ** 21,
+  /** Use runtime transposes in the big tile too (tests: one pipeline for all four). */
+  runtimeTrans: false,
+};
 
 interface MatmulVariant {
   t: TileConfig;
-  transA: boolean;
-  transB: boolean;
+  /** null: a runtime flag (one pipeline for the four combinations). */
+  transA: boolean | null;
+  transB: boolean | null;
   vecA: boolean;
   vecB: boolean;
   vecC: boolean;
   full: boolean;
   batchRank: number;
+  /** Unroll the BK steps of the inner loop (fast on GPUs; a much longer compile on lavapipe). */
+  unroll: boolean;
 }
 
 const X = ["x", "y", "z", "w"];
@@ -53,7 +68,7 @@ function matmulWgsl(v: MatmulVariant): string {
   const GM = TM / 4, GN = TN / 4;
   const LA = (BK * BM) / 4 / NT, LB = (BK * BN) / 4 / NT; // vec4 loads per thread per step
   const br = v.batchRank;
-  const nWords = 4 + 3 * br;
+  const nWords = 6 + 3 * br;
   const code: string[] = [];
   const decl = [
     { name: "C", type: v.vecC ? "vec4<f32>" : "f32", write: true },
@@ -81,58 +96,77 @@ function matmulWgsl(v: MatmulVariant): string {
   code.push(`let cBase = q * M * N;`);
   const g = !v.full;
   // ---- per-thread load coordinates (constant over k) ----
-  const loads = (which: "A" | "B", L: number, trans: boolean, vec: boolean, BX: number) => {
-    // "contiguous along k" is A not transposed or B transposed
-    const alongK = which === "A" ? !trans : trans;
+  // One load slot j of a tile: `alongK` when k is the contiguous axis in memory (A not
+  // transposed, B transposed): 4 consecutive k of one row, scattered into the k-major tile;
+  // else 4 consecutive m (n) of one k row, stored as one vec4.
+  const slot = (which: "A" | "B", j: number, alongK: boolean, vec: boolean, BX: number) => {
     const rows = which === "A" ? "M" : "N"; // the non-k extent
     const base = which === "A" ? "aBase" : "bBase";
-    const pre: string[] = [];
-    const body: string[] = [];
-    const store: string[] = [];
     const smem = which === "A" ? "As" : "Bs";
     const x0 = which === "A" ? "m0" : "n0";
-    for (let j = 0; j < L; j++) {
-      const r = `r${which}${j}`;
-      if (alongK) {
-        // l -> (row, k4): row of op(X) in the tile, 4 consecutive k
-        pre.push(`let ${r}row = (lid + ${j * NT}u) / ${BK / 4}u; let ${r}k = ((lid + ${j * NT}u) % ${BK / 4}u) * 4u;`);
-        pre.push(`let ${r}g = ${x0} + ${r}row; let ${r}ok = ${r}g < ${rows};`);
-        const idx = `${base} + ${r}g * K + k0 + ${r}k`;
-        if (vec) {
-          const cond = g ? `${r}ok && k0 + ${r}k < K` : "true";
-          body.push(g ? `${r} = select(vec4<f32>(0.0f), ${which}[select(0u, (${idx}) / 4u, ${cond})], ${cond});` : `${r} = ${which}[(${idx}) / 4u];`);
-        } else {
-          const comps = [0, 1, 2, 3].map((e) => {
-            const cond = g ? `${r}ok && k0 + ${r}k + ${e}u < K` : "true";
-            return g ? `select(0.0f, ${which}[select(0u, ${idx} + ${e}u, ${cond})], ${cond})` : `${which}[${idx} + ${e}u]`;
-          });
-          body.push(`${r} = vec4<f32>(${comps.join(", ")});`);
-        }
-        for (let e = 0; e < 4; e++) store.push(`${smem}[(${r}k + ${e}u) * ${BX / 4}u + ${r}row / 4u][${r}row % 4u] = ${r}.${X[e]};`);
+    const r = `r${which}${j}`;
+    const pre: string[] = [], body: string[] = [], store: string[] = [];
+    const l = `(lid + ${j * NT}u)`;
+    if (alongK) {
+      pre.push(`let ${r}row = ${l} / ${BK / 4}u; let ${r}k = (${l} % ${BK / 4}u) * 4u;`);
+      pre.push(`let ${r}g = ${x0} + ${r}row; let ${r}ok = ${r}g < ${rows};`);
+      const idx = `${base} + ${r}g * K + k0 + ${r}k`;
+      if (vec) {
+        const cond = g ? `${r}ok && k0 + ${r}k < K` : "true";
+        body.push(g ? `${r} = select(vec4<f32>(0.0f), ${which}[select(0u, (${idx}) / 4u, ${cond})], ${cond});` : `${r} = ${which}[(${idx}) / 4u];`);
       } else {
-        // l -> (k, x4): one k row, 4 consecutive m (or n)
-        pre.push(`let ${r}kk = (lid + ${j * NT}u) / ${BX / 4}u; let ${r}x4 = (lid + ${j * NT}u) % ${BX / 4}u;`);
-        pre.push(`let ${r}g = ${x0} + ${r}x4 * 4u;`);
-        const lead = which === "A" ? "M" : "N";
-        const idx = `${base} + (k0 + ${r}kk) * ${lead} + ${r}g`;
-        if (vec) {
-          const cond = g ? `${r}g < ${rows} && k0 + ${r}kk < K` : "true";
-          body.push(g ? `${r} = select(vec4<f32>(0.0f), ${which}[select(0u, (${idx}) / 4u, ${cond})], ${cond});` : `${r} = ${which}[(${idx}) / 4u];`);
-        } else {
-          const comps = [0, 1, 2, 3].map((e) => {
-            const cond = g ? `${r}g + ${e}u < ${rows} && k0 + ${r}kk < K` : "true";
-            return g ? `select(0.0f, ${which}[select(0u, ${idx} + ${e}u, ${cond})], ${cond})` : `${which}[${idx} + ${e}u]`;
-          });
-          body.push(`${r} = vec4<f32>(${comps.join(", ")});`);
-        }
-        store.push(`${smem}[${r}kk * ${BX / 4}u + ${r}x4] = ${r};`);
+        const comps = [0, 1, 2, 3].map((e) => {
+          const cond = g ? `${r}ok && k0 + ${r}k + ${e}u < K` : "true";
+          return g ? `select(0.0f, ${which}[select(0u, ${idx} + ${e}u, ${cond})], ${cond})` : `${which}[${idx} + ${e}u]`;
+        });
+        body.push(`${r} = vec4<f32>(${comps.join(", ")});`);
       }
-      pre.push(`var ${r} = vec4<f32>(0.0f);`);
+      for (let e = 0; e < 4; e++) store.push(`${smem}[(${r}k + ${e}u) * ${BX / 4}u + ${r}row / 4u][${r}row % 4u] = ${r}.${X[e]};`);
+    } else {
+      pre.push(`let ${r}kk = ${l} / ${BX / 4}u; let ${r}x4 = ${l} % ${BX / 4}u;`);
+      pre.push(`let ${r}h = ${x0} + ${r}x4 * 4u;`);
+      const idx = `${base} + (k0 + ${r}kk) * ${rows} + ${r}h`;
+      if (vec) {
+        const cond = g ? `${r}h < ${rows} && k0 + ${r}kk < K` : "true";
+        body.push(g ? `${r} = select(vec4<f32>(0.0f), ${which}[select(0u, (${idx}) / 4u, ${cond})], ${cond});` : `${r} = ${which}[(${idx}) / 4u];`);
+      } else {
+        const comps = [0, 1, 2, 3].map((e) => {
+          const cond = g ? `${r}h + ${e}u < ${rows} && k0 + ${r}kk < K` : "true";
+          return g ? `select(0.0f, ${which}[select(0u, ${idx} + ${e}u, ${cond})], ${cond})` : `${which}[${idx} + ${e}u]`;
+        });
+        body.push(`${r} = vec4<f32>(${comps.join(", ")});`);
+      }
+      store.push(`${smem}[${r}kk * ${BX / 4}u + ${r}x4] = ${r};`);
+    }
+    return { pre, body, store };
+  };
+  // trans: a constant (specialised: the other branch is never generated) or a runtime flag
+  // (both generated, a uniform branch picks one)
+  const loads = (which: "A" | "B", L: number, trans: boolean | null, vec: boolean, BX: number) => {
+    const pre: string[] = [], body: string[] = [], store: string[] = [];
+    const flag = which === "A" ? "TA" : "TB";
+    for (let j = 0; j < L; j++) {
+      pre.push(`var r${which}${j} = vec4<f32>(0.0f);`);
+      if (trans !== null) {
+        // A not transposed and B transposed are contiguous along k
+        const s1 = slot(which, j, which === "A" ? !trans : trans, vec, BX);
+        pre.push(...s1.pre);
+        body.push(...s1.body);
+        store.push(...s1.store);
+      } else {
+        const sk = slot(which, j, true, false, BX), sx = slot(which, j, false, false, BX);
+        pre.push(...sk.pre, ...sx.pre);
+        // A: transposed means contiguous along m (sx); B: transposed means along k (sk)
+        const [yes, no] = which === "A" ? [sx, sk] : [sk, sx];
+        body.push(`if (${flag}) {`, ...yes.body, `} else {`, ...no.body, `}`);
+        store.push(`if (${flag}) {`, ...yes.store, `} else {`, ...no.store, `}`);
+      }
     }
     return { pre, body, store };
   };
   const la = loads("A", LA, v.transA, v.vecA, BM);
   const lb = loads("B", LB, v.transB, v.vecB, BN);
+  if (v.transA === null || v.transB === null) code.push(`let TA = ${pu(4 + 3 * br)} != 0u; let TB = ${pu(5 + 3 * br)} != 0u;`);
   code.push(...la.pre, ...lb.pre);
   for (let r = 0; r < TM; r++) for (let gn = 0; gn < GN; gn++) code.push(`var acc${r}_${gn} = vec4<f32>(0.0f);`);
   code.push(`let nK = (K + ${BK - 1}u) / ${BK}u;`);
@@ -143,14 +177,21 @@ function matmulWgsl(v: MatmulVariant): string {
   code.push(`workgroupBarrier();`);
   code.push(`k0 = k0 + ${BK}u;`);
   code.push(`if (kt + 1u < nK) {`, ...la.body, ...lb.body, `}`);
-  for (let kk = 0; kk < BK; kk++) {
-    for (let gm = 0; gm < GM; gm++) code.push(`let a${gm}_${kk} = As[${kk * (BM / 4)}u + ${gm * TYn}u + ty];`);
-    for (let gn = 0; gn < GN; gn++) code.push(`let b${gn}_${kk} = Bs[${kk * (BN / 4)}u + ${gn * TXn}u + tx];`);
+  const kStep = (kk: string, sfx: string) => {
+    for (let gm = 0; gm < GM; gm++) code.push(`let a${gm}${sfx} = As[${kk} * ${BM / 4}u + ${gm * TYn}u + ty];`);
+    for (let gn = 0; gn < GN; gn++) code.push(`let b${gn}${sfx} = Bs[${kk} * ${BN / 4}u + ${gn * TXn}u + tx];`);
     for (let gm = 0; gm < GM; gm++) {
       for (let i = 0; i < 4; i++) {
-        for (let gn = 0; gn < GN; gn++) code.push(`acc${gm * 4 + i}_${gn} += a${gm}_${kk}.${X[i]} * b${gn}_${kk};`);
+        for (let gn = 0; gn < GN; gn++) code.push(`acc${gm * 4 + i}_${gn} += a${gm}${sfx}.${X[i]} * b${gn}${sfx};`);
       }
     }
+  };
+  if (v.unroll) {
+    for (let kk = 0; kk < BK; kk++) kStep(`${kk}u`, `_${kk}`);
+  } else {
+    code.push(`for (var kk = 0u; kk < ${BK}u; kk++) {`);
+    kStep("kk", "");
+    code.push(`}`);
   }
   code.push(`workgroupBarrier();`);
   code.push(`}`);
@@ -172,6 +213,45 @@ function matmulWgsl(v: MatmulVariant): string {
   }
   code.push(`}`);
   return code.join("\n");
+}
+
+/**
+ * The kernel for small problems (and thin ones, M or N < 16): a thread per 4x4 block of C
+ * reading A and B straight from memory (the cache serves the reuse), no workgroup memory and no
+ * barrier: for tiny matrices a tiled kernel is all overhead, and on a software Vulkan its
+ * barrier-in-a-loop costs seconds to compile. params: M, N, K, q0, batch (3 x 3), TA, TB.
+ */
+const NAIVE_WG = 64;
+function naiveWgsl(br: number): string {
+  const lines: string[] = [];
+  for (let d = br - 1; d >= 0; d--) {
+    const size = pu(4 + d), sa = pu(4 + br + d), sb = pu(4 + 2 * br + d);
+    lines.push(d === 0 ? `{ let c = rem;` : `{ let c = rem % ${size}; rem = rem / ${size};`);
+    lines.push(`aBase += c * ${sa}; bBase += c * ${sb}; }`);
+  }
+  const aAt = (m: string) => `select(0.0f, A[select(0u, select(aBase + (${m}) * K + k, aBase + k * M + (${m}), TA), ${m} < M)], ${m} < M)`;
+  const bAt = (n: string) => `select(0.0f, B[select(0u, select(bBase + k * N + (${n}), bBase + (${n}) * K + k, TB), ${n} < N)], ${n} < N)`;
+  return `${header(6 + 3 * br, [{ name: "C", type: "f32", write: true }, { name: "A", type: "f32" }, { name: "B", type: "f32" }])}
+@compute @workgroup_size(${NAIVE_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let M = ${pu(0)}; let N = ${pu(1)}; let K = ${pu(2)};
+  let TA = ${pu(4 + 3 * br)} != 0u; let TB = ${pu(5 + 3 * br)} != 0u;
+  let nq = (N + 3u) / 4u; let per = nq * ((M + 3u) / 4u);
+  let id = wg * ${NAIVE_WG}u + lid;
+  let q = id / per + ${pu(3)};
+  if (id >= per * ${Array.from({ length: br }, (_, d) => pu(4 + d)).join(" * ")}) { return; }
+  let m0 = ((id % per) / nq) * 4u; let n0 = (id % per) % nq * 4u;
+  var aBase = 0u; var bBase = 0u; var rem = q;
+  ${lines.join("\n  ")}
+  var c0 = vec4<f32>(0.0f); var c1 = vec4<f32>(0.0f); var c2 = vec4<f32>(0.0f); var c3 = vec4<f32>(0.0f);
+  for (var k = 0u; k < K; k++) {
+    let bv = vec4<f32>(${bAt("n0")}, ${bAt("n0 + 1u")}, ${bAt("n0 + 2u")}, ${bAt("n0 + 3u")});
+    c0 += ${aAt("m0")} * bv; c1 += ${aAt("m0 + 1u")} * bv; c2 += ${aAt("m0 + 2u")} * bv; c3 += ${aAt("m0 + 3u")} * bv;
+  }
+  let cBase = q * M * N;
+  ${[0, 1, 2, 3].map((i) => [0, 1, 2, 3].map((e) => `if (m0 + ${i}u < M && n0 + ${e}u < N) { C[cBase + (m0 + ${i}u) * N + n0 + ${e}u] = c${i}.${X[e]}; }`).join(" ")).join("\n  ")}
+}`;
 }
 
 export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: KernelArg, p: PrimParams["matmul"]): void {
@@ -199,30 +279,55 @@ export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: Ker
     aStr = c.strides[1];
     bStr = c.strides[2];
   }
-  const t = matmulTuning.force ??
-    (ceilDiv(m, 128) * ceilDiv(N, 128) * batches >= matmulTuning.bigTileMinBlocks ? BIG_TILE : SMALL_TILE);
-  const v: MatmulVariant = {
-    t,
-    transA: p.transA,
-    transB: p.transB,
-    vecA: (p.transA ? M : K) % 4 === 0,
-    vecB: (p.transB ? K : N) % 4 === 0,
-    vecC: N % 4 === 0,
-    full: m % t.BM === 0 && N % t.BN === 0 && K % t.BK === 0,
-    batchRank: batchShape.length,
-  };
-  const key = `matmul:${t.BM}x${t.BN}x${t.BK}/${t.TM}x${t.TN}:${+v.transA}${+v.transB}:${+v.vecA}${+v.vecB}${+v.vecC}:${+v.full}:b${v.batchRank}`;
+  // batch dims padded to rank 3 (size 1, stride 0) so the batch rank does not multiply variants
+  const bRank = Math.max(3, batchShape.length);
+  while (batchShape.length < bRank) {
+    batchShape.unshift(1);
+    aStr.unshift(0);
+    bStr.unshift(0);
+  }
   const bufs = [ctx.ref(out, "matmul"), ctx.ref(a, "matmul"), ctx.ref(b, "matmul")];
-  const gx = ceilDiv(N, t.BN), gy = ceilDiv(m, t.BM);
   const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
-  if (gx > maxDim || gy > maxDim) throw new RangeError(`webgpu matmul: [${m}, ${N}] needs ${gy}x${gx} workgroups, over the limit ${maxDim}`);
-  for (let q0 = 0; q0 < batches; q0 += maxDim) {
+  const params = (q0: number) => {
     const w = new ParamWords().u(m).u(N).u(K).u(q0);
     for (const d of batchShape) w.u(d);
     for (const s of aStr) w.u(s);
     for (const s of bStr) w.u(s);
+    return w.u(p.transA ? 1 : 0).u(p.transB ? 1 : 0).words();
+  };
+  const naive = !matmulTuning.force && (m * N * K * batches <= matmulTuning.naiveMaxFlops || m < 16 || N < 16);
+  if (naive) {
+    const threads = ceilDiv(m, 4) * ceilDiv(N, 4) * batches;
     ctx.dispatch({
-      label: "matmul", key, wgsl: () => matmulWgsl(v), buffers: bufs, params: w.words(),
+      label: "matmul", key: `matmul:naive:b${bRank}`, wgsl: () => naiveWgsl(bRank), buffers: bufs, params: params(0),
+      groups: grid(ceilDiv(threads, NAIVE_WG), maxDim),
+    });
+    return;
+  }
+  const t = matmulTuning.force ??
+    (ceilDiv(m, 128) * ceilDiv(N, 128) * batches >= matmulTuning.bigTileMinBlocks ? BIG_TILE : SMALL_TILE);
+  // The small tile is one generic variant (runtime transposes, guarded scalar loads, a loop
+  // over k). The big tile specialises on the transposes, vector widths and divisibility (no
+  // guards), and unrolls its k loop, where speed matters.
+  const big = t.BM === BIG_TILE.BM && t.BN === BIG_TILE.BN && !matmulTuning.runtimeTrans;
+  const v: MatmulVariant = {
+    t,
+    transA: big ? p.transA : null,
+    transB: big ? p.transB : null,
+    vecA: big && (p.transA ? M : K) % 4 === 0,
+    vecB: big && (p.transB ? K : N) % 4 === 0,
+    vecC: big && N % 4 === 0,
+    full: big && m % t.BM === 0 && N % t.BN === 0 && K % t.BK === 0,
+    batchRank: bRank,
+    unroll: big && matmulTuning.unrollBig,
+  };
+  const tr = (x: boolean | null) => (x === null ? "r" : x ? "1" : "0");
+  const key = `matmul:${t.BM}x${t.BN}x${t.BK}/${t.TM}x${t.TN}:${tr(v.transA)}${tr(v.transB)}:${+v.vecA}${+v.vecB}${+v.vecC}:${+v.full}:b${bRank}:u${+v.unroll}`;
+  const gx = ceilDiv(N, t.BN), gy = ceilDiv(m, t.BM);
+  if (gx > maxDim || gy > maxDim) throw new RangeError(`webgpu matmul: [${m}, ${N}] needs ${gy}x${gx} workgroups, over the limit ${maxDim}`);
+  for (let q0 = 0; q0 < batches; q0 += maxDim) {
+    ctx.dispatch({
+      label: "matmul", key, wgsl: () => matmulWgsl(v), buffers: bufs, params: params(q0),
       groups: [gx, gy, Math.min(maxDim, batches - q0)],
     });
   }

@@ -19,10 +19,12 @@ function stridedCopy(ctx: GpuCtx, label: string, x: KernelArg, out: KernelArg, b
   const n = prod(out.shape);
   if (n === 0) return;
   const c = coalesce(out.shape, [strides(out.shape), srcStrides]);
-  const rank = c.shape.length;
+  // padded to rank 4 with size-1 axes: one pipeline for every copy of rank <= 4
+  const rank = Math.max(4, c.shape.length);
+  const pad = rank - c.shape.length;
   const w = new ParamWords().u(n).u(base);
-  for (const d of c.shape) w.u(d);
-  for (const s of c.strides[1]) w.u(s);
+  for (let d = 0; d < rank; d++) w.u(d < pad ? 1 : c.shape[d - pad]);
+  for (let d = 0; d < rank; d++) w.u(d < pad ? 0 : c.strides[1][d - pad]);
   const wgsl = () => `${header(2 + 2 * rank, [{ name: "out", type: "u32", write: true }, { name: "src", type: "u32" }])}
 @compute @workgroup_size(${WG})
 fn main(${ENTRY_ARGS}) {
@@ -102,11 +104,14 @@ export function sliceKernel(ctx: GpuCtx, [x]: readonly KernelArg[], out: KernelA
 export function padKernel(ctx: GpuCtx, [x]: readonly KernelArg[], out: KernelArg, p: PrimParams["pad"]): void {
   const n = prod(out.shape);
   if (n === 0) return;
-  const rank = out.shape.length;
+  // padded to rank 4 with size-1 axes (one pipeline for ranks <= 4)
+  const rank = Math.max(4, out.shape.length);
+  const pad = rank - out.shape.length;
   const xs = strides(x.shape);
   // params: n, value, then per axis: out size, before, in size, in stride
   const w = new ParamWords().u(n).typed(p.value, out.dtype);
-  for (let d = 0; d < rank; d++) w.u(out.shape[d]).u(p.before[d]).u(x.shape[d]).u(xs[d]);
+  for (let d = 0; d < pad; d++) w.u(1).u(0).u(1).u(0);
+  for (let d = 0; d < out.shape.length; d++) w.u(out.shape[d]).u(p.before[d]).u(x.shape[d]).u(xs[d]);
   const lines: string[] = ["var rem = i;", "var off = 0u;", "var inside = true;"];
   for (let d = rank - 1; d >= 0; d--) {
     const b = 2 + 4 * d;

@@ -7,14 +7,14 @@
  *   (OX = 1 for long runs, more outputs per workgroup for short ones);
  * - kept innermost group: OX (up to 64) consecutive outputs sit on adjacent threads, so each
  *   step reads a contiguous row; the lanes split the reduced range.
- * Each thread accumulates sequentially (Kahan-compensated for sums), then a workgroup tree
- * combines the lanes. When there are few outputs and a long reduction, a first pass writes
+ * Each thread accumulates sequentially (Kahan-compensated for sums), then the lanes are combined
+ * in workgroup memory (context.ts workgroupCombine). When there are few outputs and a long reduction, a first pass writes
  * partial results for S chunks of the reduced range ([S, outputs], scratch) and a second pass
  * reduces those, so the whole GPU works on it.
  */
 import type { KernelArg, PrimParams } from "../../backend.ts";
 import {
-  ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, strides, type BufRef, type GpuCtx,
+  ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, strides, workgroupCombine, type BufRef, type GpuCtx,
 } from "../context.ts";
 
 const WG = 256;
@@ -62,27 +62,24 @@ function chain(idx: string, sizes: string[], strideExprs: string[], acc: string,
 
 interface ReduceCfg {
   op: "sum" | "max";
-  kept: Group[];
-  red: Group[];
-  ox: number;
+  /** Kept / reduced groups in the shader (padded with size-1 groups). */
+  nk: number;
+  nr: number;
 }
 
+/**
+ * params: nOut, S, CH, R, ox, lanes, then kept sizes+strides (nk), reduced sizes+strides (nr).
+ * OX and the lane count are runtime values, so a handful of pipelines serve every reduction.
+ */
 function reduceWgsl(c: ReduceCfg): string {
-  const lanes = WG / c.ox;
-  const nk = c.kept.length, nr = c.red.length;
-  // params: nOut, S, CH, R, then kept sizes+strides, reduced sizes+strides
-  const kb = 4, rb = 4 + 2 * nk;
-  const nWords = rb + 2 * nr;
+  const kb = 6, rb = 6 + 2 * c.nk;
+  const nWords = rb + 2 * c.nr;
   const isMax = c.op === "max";
   const ident = isMax ? "-bitcast<f32>(ninf)" : "0.0f";
   const combine = (a: string, b: string) =>
     isMax ? `select(${a}, ${b}, ${b} > ${a} || (bitcast<u32>(${b}) & 0x7fffffffu) > 0x7f800000u)` : `${a} + ${b}`;
-  const keptChain = chain("o", c.kept.map((_, j) => pu(kb + 2 * j)), c.kept.map((_, j) => pu(kb + 2 * j + 1)), "base", "ko");
-  const redChain = chain("r", c.red.map((_, j) => pu(rb + 2 * j)), c.red.map((_, j) => pu(rb + 2 * j + 1)), "roff", "ro");
-  const steps: string[] = [];
-  for (let s = lanes / 2; s >= 1; s /= 2) {
-    steps.push(`if (lane < ${s}u) { sh[lid] = ${combine("sh[lid]", `sh[lid + ${s * c.ox}u]`)}; }\n  workgroupBarrier();`);
-  }
+  const keptChain = chain("o", range(c.nk).map((j) => pu(kb + 2 * j)), range(c.nk).map((j) => pu(kb + 2 * j + 1)), "base", "ko");
+  const redChain = chain("r", range(c.nr).map((j) => pu(rb + 2 * j)), range(c.nr).map((j) => pu(rb + 2 * j + 1)), "roff", "ro");
   const accumulate = isMax
     ? `acc = ${combine("acc", "v")};`
     : // Kahan: comp carries the low bits lost by acc + v
@@ -95,29 +92,33 @@ fn main(${ENTRY_ARGS}) {
   let ninf = 0x7f800000u;
   let nOut = ${pu(0)};
   let total = nOut * ${pu(1)};
-  if (wg * ${c.ox}u >= total) { return; }
-  let ox = lid % ${c.ox}u;
-  let lane = lid / ${c.ox}u;
-  let op = wg * ${c.ox}u + ox;
+  let OX = ${pu(4)}; let lanes = ${pu(5)};
+  if (wg * OX >= total) { return; }
+  let ox = lid % OX;
+  let lane = lid / OX;
+  let op = wg * OX + ox;
   var acc = ${ident};
   var comp = 0.0f;
-  if (op < total) {
+  if (op < total && lane < lanes) {
     let s = op / nOut;
     let o = op % nOut;
     ${keptChain}
     let r0 = s * ${pu(2)};
     let r1 = min(${pu(3)}, r0 + ${pu(2)});
-    for (var r = r0 + lane; r < r1; r += ${lanes}u) {
+    for (var r = r0 + lane; r < r1; r += lanes) {
       ${redChain}
       let v = src[base + roff];
       ${accumulate}
     }
   }
   sh[lid] = acc;
-  workgroupBarrier();
-  ${steps.join("\n  ")}
+  ${workgroupCombine(combine)}
   if (lane == 0u && op < total) { out[op] = sh[lid]; }
 }`;
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
 }
 
 /** One reduction pass over groups of `src` into `dst` ([S, outputs] when split into S chunks). */
@@ -130,12 +131,16 @@ function reducePass(ctx: GpuCtx, op: "sum" | "max", src: BufRef, dst: BufRef, gs
   if (innerKept) ox = Math.min(64, pow2ceil(gs[gs.length - 1].size));
   else ox = WG / Math.min(WG, pow2ceil(Math.max(1, Math.ceil(R / S))));
   const CH = Math.ceil(R / S);
-  const w = new ParamWords().u(nOut).u(S).u(CH).u(R);
-  for (const g of kept) w.u(g.size).u(g.stride);
-  for (const g of red) w.u(g.size).u(g.stride);
-  const cfg: ReduceCfg = { op, kept, red, ox };
+  // pad: kept groups to 3 (outermost first, so pad in front), reduced to 1 or 2
+  const nk = Math.max(3, kept.length), nr = red.length <= 1 ? 1 : Math.max(2, red.length);
+  const padK: Group[] = [...range(nk - kept.length).map(() => ({ size: 1, stride: 0, reduced: false })), ...kept];
+  const padR: Group[] = [...range(nr - red.length).map(() => ({ size: 1, stride: 0, reduced: true })), ...red];
+  const w = new ParamWords().u(nOut).u(S).u(CH).u(R).u(ox).u(WG / ox);
+  for (const g of padK) w.u(g.size).u(g.stride);
+  for (const g of padR) w.u(g.size).u(g.stride);
+  const cfg: ReduceCfg = { op, nk, nr };
   ctx.dispatch({
-    label: op, key: `reduce:${op}:k${kept.length}:r${red.length}:ox${ox}`, wgsl: () => reduceWgsl(cfg),
+    label: op, key: `reduce:${op}:k${nk}:r${nr}`, wgsl: () => reduceWgsl(cfg),
     buffers: [dst, src], params: w.words(),
     groups: grid(ceilDiv(nOut * S, ox), ctx.limits.maxComputeWorkgroupsPerDimension),
   });

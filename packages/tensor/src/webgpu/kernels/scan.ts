@@ -32,57 +32,54 @@ export const scanTuning = {
   forceChunk: 0,
 };
 
-/** WGSL for step index `st` (0-based in step order) → time index, and α / β reads at time t. */
-function stepCode(rev: boolean): string {
-  return rev
-    ? `let t = L - 1u - st; let o = (b * L + t) * S + s;
-      var al = 0.0f; if (t + 1u < L) { al = a[o + S]; }
-      let be = x[o];`
-    : `let t = st; let o = (b * L + t) * S + s;
-      let al = a[o]; let be = x[o];`;
-}
+/** WGSL for step index `st` (0-based in step order) → time index t, and α / β read at t. */
+const STEP = `var t = st; if (rev) { t = L - 1u - st; }
+    let o = (b * L + t) * S + s;
+    var al = 0.0f;
+    if (rev) { if (t + 1u < L) { al = a[o + S]; } } else { al = a[o]; }
+    let be = x[o];`;
 
-/** Direct: thread per (b, s). params: B·S, L, S. Buffers: out, a, x, h0 (forward only). */
-function directWgsl(rev: boolean): string {
-  const bufs = [{ name: "out", type: "f32", write: true }, { name: "a", type: "f32" }, { name: "x", type: "f32" }];
-  if (!rev) bufs.push({ name: "h0", type: "f32" });
-  return `${header(3, bufs)}
+/**
+ * The direction is a runtime flag (a uniform branch), so both scans share each pipeline.
+ * Direct: thread per (b, s). params: B·S, L, S, rev. Buffers: out, a, x, h0 (x again when rev).
+ */
+const DIRECT = `${header(4, [{ name: "out", type: "f32", write: true }, { name: "a", type: "f32" }, { name: "x", type: "f32" }, { name: "h0", type: "f32" }])}
 @compute @workgroup_size(${WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
   let id = wg * ${WG}u + lid;
   if (id >= ${pu(0)}) { return; }
-  let L = ${pu(1)}; let S = ${pu(2)};
+  let L = ${pu(1)}; let S = ${pu(2)}; let rev = ${pu(3)} != 0u;
   let b = id / S; let s = id % S;
-  var y = ${rev ? "0.0f" : "h0[id]"};
+  var y = 0.0f;
+  if (!rev) { y = h0[id]; }
   for (var st = 0u; st < L; st++) {
-    ${stepCode(rev)}
+    ${STEP}
     y = al * y + be;
     out[o] = y;
   }
 }`;
-}
 
 /**
- * Chunk passes 1 and 3: thread per (b, c, s). params: B·nC·S, L, S, T, nC.
+ * Chunk passes 1 and 3: thread per (b, c, s). params: B·nC·S, L, S, T, nC, rev.
  * Pass 1 writes P, E [B, nC, S]; pass 3 reads the carry from E and writes out.
  */
-function chunkWgsl(rev: boolean, pass: 1 | 3): string {
+function chunkWgsl(pass: 1 | 3): string {
   const bufs = pass === 1
     ? [{ name: "P", type: "f32", write: true }, { name: "E", type: "f32", write: true }, { name: "a", type: "f32" }, { name: "x", type: "f32" }]
     : [{ name: "out", type: "f32", write: true }, { name: "E", type: "f32" }, { name: "a", type: "f32" }, { name: "x", type: "f32" }];
-  return `${header(5, bufs)}
+  return `${header(6, bufs)}
 @compute @workgroup_size(${WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
   let id = wg * ${WG}u + lid;
   if (id >= ${pu(0)}) { return; }
-  let L = ${pu(1)}; let S = ${pu(2)}; let T = ${pu(3)}; let nC = ${pu(4)};
+  let L = ${pu(1)}; let S = ${pu(2)}; let T = ${pu(3)}; let nC = ${pu(4)}; let rev = ${pu(5)} != 0u;
   let s = id % S; let c = (id / S) % nC; let b = id / (S * nC);
   ${pass === 1 ? "var y = 0.0f; var p = 1.0f;" : "var y = E[id];"}
   let st1 = min(L, (c + 1u) * T);
   for (var st = c * T; st < st1; st++) {
-    ${stepCode(rev)}
+    ${STEP}
     y = al * y + be;
     ${pass === 1 ? "p = p * al;" : "out[o] = y;"}
   }
@@ -90,19 +87,17 @@ fn main(${ENTRY_ARGS}) {
 }`;
 }
 
-/** Pass 2: thread per (b, s): E[b, c, s] ← the y entering chunk c. params: B·S, S, nC. */
-function carryWgsl(rev: boolean): string {
-  const bufs = [{ name: "E", type: "f32", write: true }, { name: "P", type: "f32" }];
-  if (!rev) bufs.push({ name: "h0", type: "f32" });
-  return `${header(3, bufs)}
+/** Pass 2: thread per (b, s): E[b, c, s] ← the y entering chunk c. params: B·S, S, nC, rev. */
+const CARRY = `${header(4, [{ name: "E", type: "f32", write: true }, { name: "P", type: "f32" }, { name: "h0", type: "f32" }])}
 @compute @workgroup_size(${WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
   let id = wg * ${WG}u + lid;
   if (id >= ${pu(0)}) { return; }
-  let S = ${pu(1)}; let nC = ${pu(2)};
+  let S = ${pu(1)}; let nC = ${pu(2)}; let rev = ${pu(3)} != 0u;
   let b = id / S; let s = id % S;
-  var y = ${rev ? "0.0f" : "h0[id]"};
+  var y = 0.0f;
+  if (!rev) { y = h0[id]; }
   for (var c = 0u; c < nC; c++) {
     let k = (b * nC + c) * S + s;
     let e = E[k];
@@ -110,7 +105,6 @@ fn main(${ENTRY_ARGS}) {
     y = P[k] * y + e;
   }
 }`;
-}
 
 function chunkCount(B: number, L: number, S: number): number {
   if (scanTuning.forceChunk > 0) return ceilDiv(L, scanTuning.forceChunk);
@@ -125,31 +119,32 @@ function runScan(ctx: GpuCtx, rev: boolean, a: KernelArg, x: KernelArg, h0: Kern
   const label = rev ? "scanReverse" : "scan";
   const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
   const ra = ctx.ref(a, label), rx = ctx.ref(x, label), ro = ctx.ref(out, label);
-  const rh = h0 ? [ctx.ref(h0, label)] : [];
+  const rh = h0 ? ctx.ref(h0, label) : rx; // the reverse scan has no h0: bind x (never read)
+  const r = rev ? 1 : 0;
   let nC = chunkCount(B, L, S);
   const T = ceilDiv(L, nC);
   nC = ceilDiv(L, T);
   if (nC <= 1) {
     ctx.dispatch({
-      label, key: `scan:direct:${rev}`, wgsl: () => directWgsl(rev),
-      buffers: [ro, ra, rx, ...rh],
-      params: new ParamWords().u(B * S).u(L).u(S).words(),
+      label, key: "scan:direct", wgsl: () => DIRECT,
+      buffers: [ro, ra, rx, rh],
+      params: new ParamWords().u(B * S).u(L).u(S).u(r).words(),
       groups: grid(ceilDiv(B * S, WG), maxDim),
     });
     return;
   }
   const n = B * nC * S;
   const P = ctx.temp(n * 4), E = ctx.temp(n * 4);
-  const chunkParams = new ParamWords().u(n).u(L).u(S).u(T).u(nC).words();
+  const chunkParams = new ParamWords().u(n).u(L).u(S).u(T).u(nC).u(r).words();
   const groups = grid(ceilDiv(n, WG), maxDim);
-  ctx.dispatch({ label, key: `scan:p1:${rev}`, wgsl: () => chunkWgsl(rev, 1), buffers: [P, E, ra, rx], params: chunkParams, groups });
+  ctx.dispatch({ label, key: "scan:p1", wgsl: () => chunkWgsl(1), buffers: [P, E, ra, rx], params: chunkParams, groups });
   ctx.dispatch({
-    label, key: `scan:p2:${rev}`, wgsl: () => carryWgsl(rev),
-    buffers: [E, P, ...rh],
-    params: new ParamWords().u(B * S).u(S).u(nC).words(),
+    label, key: "scan:p2", wgsl: () => CARRY,
+    buffers: [E, P, rh],
+    params: new ParamWords().u(B * S).u(S).u(nC).u(r).words(),
     groups: grid(ceilDiv(B * S, WG), maxDim),
   });
-  ctx.dispatch({ label, key: `scan:p3:${rev}`, wgsl: () => chunkWgsl(rev, 3), buffers: [ro, E, ra, rx], params: chunkParams, groups });
+  ctx.dispatch({ label, key: "scan:p3", wgsl: () => chunkWgsl(3), buffers: [ro, E, ra, rx], params: chunkParams, groups });
   ctx.releaseTemp(P);
   ctx.releaseTemp(E);
 }

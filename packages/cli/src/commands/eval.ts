@@ -1,0 +1,143 @@
+/**
+ * `eval ppl | docret | metrics` of a checkpoint.
+ *
+ *   ppl     perplexity by context length on books (PG-19 protocol: 10 windows per book at stride
+ *           (len − L)/10, NLL on each window's last 100 tokens; Gutenberg header/footer cut)
+ *   docret  document retrieval under noise: k noise paragraphs + the gold one, exact-match of the id
+ *   metrics ETMF / ECLMF (needs the model's metric functions; not wired yet)
+ *
+ * Prints a table and writes eval-<task>.json (and for ppl an SVG plot) to --out.
+ */
+import { dirname, join } from "node:path";
+import { disposeTree, random } from "@memmamba/tensor";
+import { defineCommand, flag, type ParseResult } from "../args.ts";
+import { greedyDecode, loadModel, windowNll } from "../inference.ts";
+import { linePlot, writeSvg } from "../plot.ts";
+import { Progress } from "../progress.ts";
+import { type CommandIO, defaultIO, formatTable, lengthLabel, requirePath, selectBackend, writeJson } from "./common.ts";
+import { booksTooShort, loadTexts, perplexity, pplWindows, pplWindowStarts, splitTexts, type TextDoc } from "../../../memmamba/src/data/text.ts";
+import { DOCRET_DECODE_TOKENS, docretSamples, paragraphsOf, scoreDocret } from "../../../memmamba/src/tasks/docret.ts";
+
+export const evalCommand = defineCommand({
+  name: "eval",
+  summary: "evaluate a checkpoint: perplexity by context length, document retrieval under noise, or the memory metrics",
+  usage: "bun packages/cli/src/bin/eval.ts <ppl|docret|metrics> [flags]",
+  positionals: [{ name: "task", description: "what to evaluate", required: true, choices: ["ppl", "docret", "metrics"] }],
+  flags: {
+    checkpoint: flag.path("the checkpoint to evaluate", { default: "runs/train/checkpoint.safetensors" }),
+    data: flag.path("books: a .txt file or a directory of them", { default: "../shared/data/books" }),
+    split: flag.enum(["validation", "train", "all"], "which books of the split (see the data README)", { default: "validation" }),
+    lengths: flag.intList("ppl: context lengths (k = ×1024)", { default: [1024, 2048, 4096, 10240, 20480, 30720, 40960, 51200, 61440], positive: true }),
+    windows: flag.int("ppl: windows per book", { default: 10, positive: true }),
+    scored: flag.int("ppl: tokens scored at the end of each window", { default: 100, positive: true }),
+    k: flag.intList("docret: numbers of noise documents", { default: [10, 20, 120, 160, 200], positive: true }),
+    samples: flag.int("docret: samples per k", { default: 20, positive: true }),
+    query: flag.enum(["sentence", "first-words"], "docret: what the question quotes from the gold document", { default: "sentence" }),
+    seed: flag.int("seed of the docret samples", { default: 123, min: 0 }),
+    chunk: flag.int("tokens per chunk when streaming (memory ∝ chunk, not length)", { default: 512, positive: true }),
+    out: flag.path("where the JSON (and SVG) go", { defaultLabel: "<checkpoint dir>" }),
+    backend: flag.enum(["cpu", "webgpu"], "tensor backend", { default: "cpu" }),
+  },
+  epilog: `Examples:
+  bun packages/cli/src/bin/eval.ts ppl --checkpoint runs/books/checkpoint.safetensors --lengths 1k,2k,4k
+  bun packages/cli/src/bin/eval.ts docret --k 10,20 --samples 10`,
+});
+
+export type EvalArgs = ParseResult<typeof evalCommand.spec.flags>;
+
+function books(f: EvalArgs["flags"]): { docs: TextDoc[]; rule: string } {
+  requirePath("eval", "--data", f.data);
+  const all = loadTexts(f.data);
+  if (f.split === "all") return { docs: all, rule: "all documents" };
+  const s = splitTexts(all);
+  return { docs: f.split === "train" ? s.train : s.validation, rule: `${f.split} split: ${s.rule}` };
+}
+
+export interface PplRow {
+  length: number;
+  ppl: number;
+  nll: number;
+  bitsPerByte: number;
+  windows: number;
+  tokens: number;
+  booksSkipped: string[];
+}
+
+export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promise<unknown> {
+  const print = io.out;
+  const makeProgress = (total: number, label: string) =>
+    io.progress === false ? undefined : new Progress({ total, label, showLoss: false, stream: io.progress });
+  const f = args.flags;
+  const task = args.positionals[0];
+  selectBackend("eval", f.backend);
+  if (task === "metrics") {
+    throw new Error("metrics: ETMF / ECLMF are not wired into the CLI yet (they need the model's metric functions)");
+  }
+  const { docs, rule } = books(f);
+  const model = loadModel(f.checkpoint);
+  const out = f.out ?? dirname(f.checkpoint);
+  try {
+    if (task === "ppl") {
+      if (f.scored > Math.min(...f.lengths)) throw new Error(`--scored ${f.scored} exceeds the shortest --lengths ${Math.min(...f.lengths)}`);
+      const rows: PplRow[] = [];
+      const total = f.lengths.reduce((a, L) => a + docs.reduce((b, d) => b + pplWindowStarts(d.bytes.length, L, f.windows).length, 0), 0);
+      const progress = makeProgress(total, "eval ppl");
+      let done = 0;
+      for (const L of f.lengths) {
+        let sum = 0, count = 0, windows = 0;
+        for (const w of pplWindows(docs, L, { windowsPerBook: f.windows, scoredTokens: f.scored })) {
+          const r = await windowNll(model.params, w.inputs, w.targets, w.scoreFrom, f.chunk);
+          sum += r.sum;
+          count += r.count;
+          windows++;
+          progress?.update(++done, { tokens: L });
+        }
+        const p = count ? perplexity(sum, count) : { ppl: NaN, nll: NaN, bitsPerByte: NaN };
+        rows.push({ length: L, ...p, windows, tokens: count, booksSkipped: booksTooShort(docs, L) });
+      }
+      progress?.finish();
+      print(`perplexity by context length (${docs.length} books, ${rule}) of ${f.checkpoint}\n`);
+      print(formatTable(["length", "ppl", "bits/byte", "windows", "books skipped"], rows.map((r) => [
+        lengthLabel(r.length), r.ppl.toFixed(3), r.bitsPerByte.toFixed(4), String(r.windows), String(r.booksSkipped.length),
+      ])));
+      const report = { task, checkpoint: f.checkpoint, data: f.data, split: rule, windowsPerBook: f.windows, scoredTokens: f.scored, rows };
+      writeJson(join(out, "eval-ppl.json"), report);
+      writeSvg(join(out, "eval-ppl.svg"), linePlot([{ name: "perplexity", points: rows.map((r) => [r.length, r.ppl] as const) }], {
+        title: "perplexity by context length", xLabel: "context length (tokens)", yLabel: "perplexity (bytes)",
+      }));
+      print(`wrote ${join(out, "eval-ppl.json")} and ${join(out, "eval-ppl.svg")}\n`);
+      return report;
+    }
+    // docret
+    const paragraphs = paragraphsOf(docs);
+    const rows: { k: number; accuracy: number; samples: number; meanPromptBytes: number }[] = [];
+    const results: { k: number; sample: number; goldId: number; predicted: number; correct: boolean }[] = [];
+    const progress = makeProgress(f.k.length * f.samples, "eval docret");
+    let done = 0;
+    for (const k of f.k) {
+      const samples = docretSamples({ key: random.key(f.seed), paragraphs, k, count: f.samples, query: f.query });
+      let correct = 0, bytes = 0;
+      for (let i = 0; i < samples.length; i++) {
+        const s = samples[i];
+        const gen = await greedyDecode(model.params, s.bytes, DOCRET_DECODE_TOKENS, f.chunk);
+        const score = scoreDocret(gen, s.goldId);
+        if (score.correct) correct++;
+        bytes += s.bytes.length;
+        results.push({ k, sample: i, goldId: s.goldId, predicted: score.predicted, correct: score.correct });
+        progress?.update(++done, { tokens: s.bytes.length });
+      }
+      rows.push({ k, accuracy: correct / samples.length, samples: samples.length, meanPromptBytes: Math.round(bytes / samples.length) });
+    }
+    progress?.finish();
+    print(`document retrieval accuracy (${paragraphs.length} paragraphs from ${docs.length} books, ${rule}) of ${f.checkpoint}\n`);
+    print(formatTable(["k (noise docs)", "accuracy", "samples", "prompt bytes"], rows.map((r) => [
+      String(r.k), r.accuracy.toFixed(3), String(r.samples), String(r.meanPromptBytes),
+    ])));
+    const report = { task, checkpoint: f.checkpoint, data: f.data, split: rule, query: f.query, rows, results };
+    writeJson(join(out, "eval-docret.json"), report);
+    print(`wrote ${join(out, "eval-docret.json")}\n`);
+    return report;
+  } finally {
+    disposeTree(model.params);
+  }
+}

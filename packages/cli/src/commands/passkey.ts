@@ -1,0 +1,101 @@
+/**
+ * `deno task passkey`: passkey retrieval (DeciMamba protocol) of a checkpoint by context length ×
+ * needle depth, in streaming mode (constant memory at any length). Prints a table and writes
+ * passkey.json and passkey.svg (a heatmap) to --out.
+ */
+import { dirname, join } from "node:path";
+import { disposeTree, random } from "@memmamba/tensor";
+import { defineCommand, flag, type ParseResult } from "../args.ts";
+import { greedyDecode, loadModel } from "../inference.ts";
+import { heatmap, writeSvg } from "../plot.ts";
+import { Progress } from "../progress.ts";
+import { type CommandIO, defaultIO, formatTable, lengthLabel, requirePath, selectBackend, writeJson } from "./common.ts";
+import { runTrain, trainCommand } from "./train.ts";
+import { loadTexts } from "../../../memmamba/src/data/text.ts";
+import { type FillerSpec, PASSKEY_DECODE_TOKENS, passkeyGrid, scorePasskey } from "../../../memmamba/src/tasks/passkey.ts";
+
+export const passkeyCommand = defineCommand({
+  name: "passkey",
+  summary: "passkey retrieval accuracy of a checkpoint by context length × needle depth (streaming, constant memory)",
+  usage: "deno task passkey [flags]      (bun run passkey [flags])",
+  flags: {
+    checkpoint: flag.path("the checkpoint to evaluate", { default: "runs/train/checkpoint.safetensors" }),
+    train: flag.bool("first train a quick model into the checkpoint's directory (the `train` defaults; replaces a checkpoint there)"),
+    trainSteps: flag.int("optimizer steps of that quick training", { default: 200, positive: true }),
+    filler: flag.path("take the filler text from this file or directory (default: generated)"),
+    fillerKind: flag.enum(["classic", "random"], "the generated filler: the classic grass/sky/sun sentences or random sentences", { default: "classic" }),
+    lengths: flag.intList("context lengths in tokens (bytes); the paper goes to 400k", { default: [1024, 2048, 4096, 8192], positive: true }),
+    depths: flag.numberList("needle depths", { default: [0, 0.25, 0.5, 0.75, 1], min: 0, max: 1 }),
+    samples: flag.int("samples per (length, depth) cell", { default: 5, positive: true }),
+    seed: flag.int("seed of the samples (passkeys, filler)", { default: 123, min: 0 }),
+    chunk: flag.int("tokens per chunk when streaming the prompt (memory ∝ chunk, not length)", { default: 512, positive: true }),
+    out: flag.path("where passkey.json and passkey.svg go", { defaultLabel: "<checkpoint dir>/passkey" }),
+    backend: flag.enum(["cpu", "webgpu"], "tensor backend", { default: "cpu" }),
+  },
+  epilog: `Example:
+  deno task passkey --checkpoint runs/train/checkpoint.safetensors --lengths 1k,2k,4k,8k,16k,32k,64k,128k,256k,400k`,
+});
+
+export type PasskeyArgs = ParseResult<typeof passkeyCommand.spec.flags>;
+
+export interface PasskeyReport {
+  checkpoint: string;
+  lengths: number[];
+  depths: number[];
+  samples: number;
+  /** accuracy[depthIndex][lengthIndex] */
+  accuracy: number[][];
+  results: { length: number; depth: number; sample: number; passkey: string; predicted: string; correct: boolean }[];
+}
+
+export async function runPasskey(args: PasskeyArgs, io: CommandIO = defaultIO): Promise<PasskeyReport> {
+  const print = io.out;
+  const f = args.flags;
+  selectBackend("passkey", f.backend);
+  if (f.train) {
+    const out = dirname(f.checkpoint);
+    const t = await runTrain(trainCommand.parse(["--out", out, "--steps", String(f.trainSteps), "--backend", f.backend, "--overwrite"]), io);
+    disposeTree(t.params);
+  }
+  let filler: FillerSpec = { kind: f.fillerKind };
+  if (f.filler) {
+    requirePath("passkey", "--filler", f.filler);
+    filler = { kind: "text", docs: loadTexts(f.filler) };
+  }
+  const model = loadModel(f.checkpoint);
+  const out = f.out ?? join(dirname(f.checkpoint), "passkey");
+  const report: PasskeyReport = {
+    checkpoint: f.checkpoint,
+    lengths: f.lengths,
+    depths: f.depths,
+    samples: f.samples,
+    accuracy: f.depths.map(() => f.lengths.map(() => 0)),
+    results: [],
+  };
+  const total = f.lengths.length * f.depths.length * f.samples;
+  const progress = io.progress === false ? undefined : new Progress({ total, label: "passkey", showLoss: false, stream: io.progress });
+  let done = 0;
+  try {
+    for (const item of passkeyGrid({ key: random.key(f.seed), lengths: f.lengths, depths: f.depths, samples: f.samples, filler })) {
+      const s = item.sample;
+      const gen = await greedyDecode(model.params, s.prompt, PASSKEY_DECODE_TOKENS, f.chunk);
+      const score = scorePasskey(gen, s.passkey);
+      report.results.push({ length: s.length, depth: s.depth, sample: item.sampleIndex, passkey: s.passkey, predicted: score.predicted, correct: score.correct });
+      if (score.correct) report.accuracy[item.depthIndex][item.lengthIndex] += 1 / f.samples;
+      progress?.update(++done, { tokens: s.length });
+    }
+  } finally {
+    disposeTree(model.params);
+  }
+  progress?.finish();
+  const labels = f.lengths.map(lengthLabel);
+  print(`passkey retrieval accuracy (${f.samples} samples per cell) of ${f.checkpoint}\n`);
+  print(formatTable(["depth \\ length", ...labels], f.depths.map((d, di) => [String(d), ...f.lengths.map((_, li) => report.accuracy[di][li].toFixed(2))])));
+  writeJson(join(out, "passkey.json"), report);
+  writeSvg(join(out, "passkey.svg"), heatmap({
+    rowLabels: f.depths.map(String), colLabels: labels, values: report.accuracy,
+    title: "passkey retrieval accuracy", xLabel: "context length (tokens)", yLabel: "needle depth",
+  }));
+  print(`wrote ${join(out, "passkey.json")} and ${join(out, "passkey.svg")}\n`);
+  return report;
+}

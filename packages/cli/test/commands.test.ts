@@ -1,0 +1,160 @@
+/**
+ * The user's commands end to end at a tiny size: --help, bad input (one line, exit 2), a missing
+ * or corrupt checkpoint (named with its path), train → resume → passkey → eval ppl / docret.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { disposeTree, liveBuffers } from "@memmamba/tensor";
+import { describe, expect, test } from "../../../test/support/harness.ts";
+import { type Command, type FlagDefs, kebab, runCli } from "../src/args.ts";
+import type { CommandIO } from "../src/commands/common.ts";
+import { evalCommand, runEval } from "../src/commands/eval.ts";
+import { passkeyCommand, type PasskeyReport, runPasskey } from "../src/commands/passkey.ts";
+import { runTrain, trainCommand } from "../src/commands/train.ts";
+import { readJsonl } from "../src/log.ts";
+import { checkWellFormedXml } from "./svg.ts";
+
+function quietIO(): CommandIO & { text: () => string } {
+  let text = "";
+  return { out: (s) => void (text += s), err: (s) => void (text += s), progress: false, text: () => text };
+}
+
+/** Runs a command through runCli (as the bin files do), capturing output and the exit code. */
+async function cli<F extends FlagDefs>(cmd: Command<F>, argv: string[], main: (a: never) => Promise<unknown>) {
+  let out = "", err = "", code = -1;
+  await runCli(cmd, argv, async (a) => {
+    await main(a as never);
+  }, { stdout: (s) => void (out += s), stderr: (s) => void (err += s), exit: (c) => void (code = c) });
+  return { out, err, code };
+}
+
+const commands = [trainCommand, passkeyCommand, evalCommand] as const;
+
+describe("commands: --help", () => {
+  for (const cmd of commands) {
+    test(`${cmd.spec.name} --help lists every flag with its default`, async () => {
+      const r = await cli(cmd as Command<FlagDefs>, ["--help"], async () => {});
+      expect(r.code).toBe(0);
+      for (const [key, def] of Object.entries(cmd.spec.flags as FlagDefs)) {
+        const name = def.kind === "bool" ? `--[no-]${kebab(key)}` : `--${kebab(key)} `;
+        const at = r.out.indexOf(name);
+        expect(at).toBeGreaterThan(0);
+        const block = r.out.slice(at, r.out.indexOf("\n  -", at + 1));
+        const want = def.defaultLabel ?? (def.default === undefined ? "optional" : Array.isArray(def.default) ? def.default.join(",") : String(def.default));
+        expect(block.replace(/\s+/g, " ")).toContain(def.default === undefined && def.defaultLabel === undefined ? "[optional]" : `[default: ${want}]`);
+      }
+    });
+  }
+});
+
+describe("commands: bad input is one line and exit code 2", () => {
+  const cases: [Command<FlagDefs>, string[], string][] = [
+    [trainCommand as unknown as Command<FlagDefs>, ["--steps", "-1"], `train: --steps expects a non-negative integer, got "-1"`],
+    [trainCommand as unknown as Command<FlagDefs>, ["--model", "rwkv"], `train: --model expects one of memmamba, mamba, transformer, got "rwkv"`],
+    [trainCommand as unknown as Command<FlagDefs>, ["--seq-len", "4x"], `train: --seq-len expects a positive integer, got "4x"`],
+    [trainCommand as unknown as Command<FlagDefs>, ["--lr", "fast"], `train: --lr expects a positive number, got "fast"`],
+    [trainCommand as unknown as Command<FlagDefs>, ["--data", "/nonexistent/books"], `train: --data /nonexistent/books: no such file or directory`],
+    [trainCommand as unknown as Command<FlagDefs>, ["--backend", "webgpu2"], `train: --backend expects one of cpu, webgpu, got "webgpu2"`],
+    [trainCommand as unknown as Command<FlagDefs>, ["--seq-len", "64"], `train: --seq-len 64 is too short for the passkey task (it needs at least 102)`],
+    [passkeyCommand as unknown as Command<FlagDefs>, ["--depths", "0,1.5"], `passkey: --depths expects a comma-separated list of numbers in [0, 1], got "0,1.5"`],
+    [passkeyCommand as unknown as Command<FlagDefs>, ["--lengths", "1k,,2k"], `passkey: --lengths expects a comma-separated list of positive integers (k = ×1024), got "1k,,2k"`],
+    [passkeyCommand as unknown as Command<FlagDefs>, ["--sample", "3"], `passkey: unknown flag --sample (did you mean --samples?); see --help`],
+    [evalCommand as unknown as Command<FlagDefs>, ["pll"], `eval: <task> expects one of ppl, docret, metrics, got "pll" (did you mean ppl?)`],
+    [evalCommand as unknown as Command<FlagDefs>, [], `eval: missing <task> (one of ppl, docret, metrics); see --help`],
+    [evalCommand as unknown as Command<FlagDefs>, ["ppl", "--k", "ten"], `eval: --k expects a comma-separated list of positive integers (k = ×1024), got "ten"`],
+  ];
+  const mains: Record<string, (a: never) => Promise<unknown>> = {
+    train: (a) => runTrain(a, quietIO()).then((r) => disposeTree(r.params)),
+    passkey: (a) => runPasskey(a, quietIO()),
+    eval: (a) => runEval(a, quietIO()),
+  };
+  for (const [cmd, argv, line] of cases) {
+    test(`${cmd.spec.name} ${argv.join(" ")}`, async () => {
+      const r = await cli(cmd, argv, mains[cmd.spec.name]);
+      expect(r.code).toBe(2);
+      expect(r.err).toBe(`${line}\n`);
+    });
+  }
+
+  test("a bad --config file is named", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mm-cmd-"));
+    try {
+      const cfg = join(dir, "c.json");
+      writeFileSync(cfg, "{ nope");
+      const r = await cli(trainCommand as unknown as Command<FlagDefs>, ["--config", cfg], mains.train);
+      expect(r.code).toBe(2);
+      expect(r.err).toMatch(new RegExp(`^train: --config ${cfg.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: not valid JSON \\(.*\\)\\n$`));
+      writeFileSync(cfg, JSON.stringify({ dModel: -4 }));
+      const bad = await cli(trainCommand as unknown as Command<FlagDefs>, ["--config", cfg, "--steps", "1"], mains.train);
+      expect(bad.code).toBe(1);
+      expect(bad.err).toContain(`--config ${cfg}: invalid model config:`);
+      expect(bad.err).toContain("config.dModel");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("commands: end to end at a tiny size", () => {
+  test("train → resume → passkey → eval ppl / docret; missing and corrupt checkpoints are named", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mm-e2e-"));
+    const live = liveBuffers();
+    try {
+      const out = join(dir, "run");
+      const tiny = ["--seq-len", "112", "--batch", "1", "--accum", "1", "--checkpoint-every", "2", "--eval-every", "2", "--lr", "1e-3", "--out", out];
+      // 2 steps, then resume to 4: the log reads like one 4-step run
+      const a = await runTrain(trainCommand.parse([...tiny, "--steps", "2"]), quietIO());
+      disposeTree(a.params);
+      const b = await runTrain(trainCommand.parse([...tiny, "--steps", "4", "--resume"]), quietIO());
+      disposeTree(b.params);
+      expect(b.records.map((r) => r.step)).toEqual([3, 4]);
+      const straight = join(dir, "straight");
+      const c = await runTrain(trainCommand.parse([...tiny, "--steps", "4", "--out", straight]), quietIO());
+      disposeTree(c.params);
+      expect(readJsonl(join(out, "train.jsonl")).map((r) => r.loss)).toEqual(c.records.map((r) => r.loss));
+      expect(readJsonl(join(out, "train.jsonl"))[1].passkeyAcc).toBe(0); // evaluated every 2 steps
+      expect(checkWellFormedXml(readFileSync(join(out, "loss.svg"), "utf8"))).toEqual([]);
+      const ckpt = join(out, "checkpoint.safetensors");
+
+      // passkey on it: the table, JSON and heatmap
+      const io = quietIO();
+      const rep: PasskeyReport = await runPasskey(passkeyCommand.parse(["--checkpoint", ckpt, "--lengths", "128,200", "--depths", "0,1", "--samples", "1", "--chunk", "64"]), io);
+      expect(rep.accuracy).toHaveLength(2);
+      expect(rep.results).toHaveLength(4);
+      expect(rep.results.every((r) => /^\d{5}$/.test(r.passkey))).toBe(true);
+      expect(io.text()).toContain("depth \\ length");
+      expect(JSON.parse(readFileSync(join(out, "passkey", "passkey.json"), "utf8")).lengths).toEqual([128, 200]);
+      expect(checkWellFormedXml(readFileSync(join(out, "passkey", "passkey.svg"), "utf8"))).toEqual([]);
+
+      // eval on two small "books"
+      const books = join(dir, "books");
+      mkdirSync(books);
+      const word = (i: number) => "abcdefghij"[i % 10] + "klmnopqrst"[Math.floor(i / 10) % 10];
+      const para = (n: string, i: number) =>
+        `Paragraph ${word(i)} of book ${n} begins here. It tells of a journey across the hills to the sea, and of what was found there. The end of the tale is quiet. `;
+      for (const n of ["one", "two"]) {
+        writeFileSync(join(books, `${n}.txt`), `head\n*** START OF THE BOOK\n${Array.from({ length: 30 }, (_, i) => para(n, i).repeat(2)).join("\n\n")}\n*** END OF THE BOOK\nfoot`);
+      }
+      const ppl = await runEval(evalCommand.parse(["ppl", "--checkpoint", ckpt, "--data", books, "--split", "all", "--lengths", "128,256", "--windows", "2", "--scored", "16", "--chunk", "64"]), quietIO()) as { rows: { length: number; ppl: number; windows: number }[] };
+      expect(ppl.rows.map((r) => [r.length, r.windows])).toEqual([[128, 4], [256, 4]]);
+      expect(ppl.rows.every((r) => r.ppl > 1 && r.ppl < 1000)).toBe(true);
+      expect(existsSync(join(out, "eval-ppl.svg"))).toBe(true);
+      const dr = await runEval(evalCommand.parse(["docret", "--checkpoint", ckpt, "--data", books, "--split", "all", "--k", "3", "--samples", "1", "--chunk", "256"]), quietIO()) as { rows: { k: number; samples: number }[] };
+      expect(dr.rows).toEqual([expect.objectContaining({ k: 3, samples: 1 })]);
+
+      // a missing and a corrupt checkpoint: exit 1, the path and the problem
+      const missing = await cli(passkeyCommand as unknown as Command<FlagDefs>, ["--checkpoint", join(dir, "nope.safetensors")], (a) => runPasskey(a, quietIO()));
+      expect(missing.code).toBe(1);
+      expect(missing.err).toBe(`passkey: ${join(dir, "nope.safetensors")}: checkpoint not found (no such file)\n`);
+      const corrupt = join(dir, "corrupt.safetensors");
+      writeFileSync(corrupt, readFileSync(ckpt).subarray(0, 1000));
+      const bad = await cli(evalCommand as unknown as Command<FlagDefs>, ["ppl", "--checkpoint", corrupt, "--data", books], (a) => runEval(a, quietIO()));
+      expect(bad.code).toBe(1);
+      expect(bad.err).toMatch(new RegExp(`^eval: ${corrupt.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: not a valid checkpoint: .*\\n$`));
+      expect(liveBuffers()).toBe(live);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

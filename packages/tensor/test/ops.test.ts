@@ -1,0 +1,688 @@
+/**
+ * Forward results of the ops against hand-computed values and plain-loop references; shape errors
+ * (op and shapes named in the message); memory (tidy, valueAndGrad, noGrad).
+ */
+import { describe, expect, test } from "../../../test/support/harness.ts";
+import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
+import {
+  add, broadcastTo, concat, conv1dCausal, crossEntropy, disposeTree, div, eq, exp, fromArray, gather, ge, getBackend, grad, gt, keep,
+  le, liveBuffers, log, logSoftmax, logsumexp, lt, matmul, max, maximum, mean, minimum, mT, mul, ne, noGrad, oneHot, pad,
+  reshape, scan, scatterAdd, ShapeError, slice, sliceAxis, softmax, stack, sub, sum, Tensor, tidy, transpose,
+  valueAndGrad, where,
+} from "../src/index.ts";
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------------------------
+
+/** Registers one test per backend. */
+function bt(name: string, fn: () => Promise<void> | void): void {
+  for (const b of testBackends()) {
+    test(`[${b}] ${name}`, async () => {
+      if (!(await useBackend(b))) return;
+      await fn();
+    });
+  }
+}
+
+const vals = async (t: Tensor): Promise<number[]> => Array.from(await t.data());
+const iota = (n: number, from = 0): number[] => Array.from({ length: n }, (_, i) => i + from);
+const t = (data: number[], shape: number[]): Tensor => fromArray(data, shape);
+const ti = (data: number[], shape: number[]): Tensor => fromArray(Int32Array.from(data), shape, "i32");
+
+/** Element-wise closeness with a message naming the first bad index. */
+function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol = 1e-5): void {
+  expect(actual.length).toBe(expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i], e = expected[i];
+    const ok = Math.abs(a - e) <= tol * Math.max(1, Math.abs(e));
+    if (!ok) throw new Error(`element ${i}: got ${a}, expected ${e} (tol ${tol}); got [${Array.from(actual)}]`);
+  }
+}
+
+/** Runs f, expecting a ShapeError (or `kind`) whose message contains every fragment. */
+function expectThrow(f: () => unknown, fragments: string[], kind: new (...a: never[]) => Error = ShapeError): Error {
+  let caught: unknown = null;
+  try {
+    f();
+  } catch (e) {
+    caught = e;
+  }
+  if (!(caught instanceof Error)) throw new Error(`expected ${kind.name} with [${fragments.join(" | ")}], nothing was thrown`);
+  const err: Error = caught;
+  const other = err as { name: string; message: string }; // (instanceof would narrow err to never below)
+  if (!(err instanceof kind)) throw new Error(`expected ${kind.name}, got ${other.name}: ${other.message}`);
+  for (const f of fragments) {
+    if (!err.message.includes(f)) throw new Error(`message "${err.message}" lacks "${f}"`);
+  }
+  return err;
+}
+
+/** A deterministic pseudo-random f32 array in [lo, hi). */
+function randArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return lo + (hi - lo) * (s / 4294967296);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// elementwise, broadcasting
+// ---------------------------------------------------------------------------------------------
+
+describe("ops: broadcasting", () => {
+  const A = [1, 2, 3, 4, 5, 6];
+  bt("[2,3] with [3]", async () => {
+    const a = t(A, [2, 3]), b = t([10, 20, 30], [3]);
+    const s = add(a, b), p = mul(a, b);
+    expect(s.shape).toEqual([2, 3]);
+    expect(await vals(s)).toEqual([11, 22, 33, 14, 25, 36]);
+    expect(await vals(p)).toEqual([10, 40, 90, 40, 100, 180]);
+    expect(await vals(add(b, a))).toEqual([11, 22, 33, 14, 25, 36]);
+    expect(await vals(sub(a, b))).toEqual([-9, -18, -27, -6, -15, -24]);
+    expect(await vals(sub(b, a))).toEqual([9, 18, 27, 6, 15, 24]);
+  });
+  bt("[2,3] with [2,1], and [2,1] with [1,3] (outer)", async () => {
+    const a = t(A, [2, 3]), c = t([10, 20], [2, 1]);
+    expect(await vals(add(a, c))).toEqual([11, 12, 13, 24, 25, 26]);
+    expect(await vals(mul(a, c))).toEqual([10, 20, 30, 80, 100, 120]);
+    const outer = add(c, t([1, 2, 3], [1, 3]));
+    expect(outer.shape).toEqual([2, 3]);
+    expect(await vals(outer)).toEqual([11, 12, 13, 21, 22, 23]);
+  });
+  bt("with scalars (numbers and shape-[] tensors)", async () => {
+    const a = t(A, [2, 3]);
+    expect(await vals(add(a, 1))).toEqual([2, 3, 4, 5, 6, 7]);
+    expect(await vals(mul(2, a))).toEqual([2, 4, 6, 8, 10, 12]);
+    expect(await vals(sub(10, a))).toEqual([9, 8, 7, 6, 5, 4]);
+    expect(await vals(div(a, 2))).toEqual([0.5, 1, 1.5, 2, 2.5, 3]);
+    const s = add(a, t([100], []));
+    expect(s.shape).toEqual([2, 3]);
+    expect(await vals(s)).toEqual([101, 102, 103, 104, 105, 106]);
+    const ss = mul(t([3], []), t([4], []));
+    expect(ss.shape).toEqual([]);
+    expect(await ss.item()).toBe(12);
+  });
+  bt("[2,1,3] with [4,1] gives [2,4,3]", async () => {
+    const a = t(A, [2, 1, 3]), b = t([0, 10, 20, 30], [4, 1]);
+    const s = add(a, b);
+    expect(s.shape).toEqual([2, 4, 3]);
+    const want: number[] = [];
+    for (let i = 0; i < 2; i++) for (let j = 0; j < 4; j++) for (let k = 0; k < 3; k++) want.push(A[i * 3 + k] + 10 * j);
+    expect(await vals(s)).toEqual(want);
+  });
+  bt("i32 arithmetic: stays i32, wraps like int32, division truncates", async () => {
+    const a = ti([7, -7, 5, 2147483647], [4]);
+    const s = add(a, 1);
+    expect(s.dtype).toBe("i32");
+    expect(Array.from(await s.data())).toEqual([8, -6, 6, -2147483648]);
+    expect(Array.from(await div(a, 2).data())).toEqual([3, -3, 2, 1073741823]);
+    expect(Array.from(await mul(a, ti([3, 3, -2, 2], [4])).data())).toEqual([21, -21, -10, -2]);
+    expect(Array.from(await sub(ti([0], [1]), a).data())).toEqual([-7, 7, -5, -2147483647]);
+    const d = await add(a, ti([1], [1])).data();
+    expect(d).toBeInstanceOf(Int32Array);
+  });
+  bt("mixing f32 and i32 is a ShapeError naming the op and both shapes", () => {
+    expectThrow(() => add(t([1, 2], [2]), ti([1, 2], [2])), ["add", "f32 [2]", "i32 [2]"]);
+  });
+  bt("unary functions on hand values", async () => {
+    expectClose(await vals(exp(t([0, 1, -1], [3]))), [1, Math.E, 1 / Math.E], 1e-6);
+    expectClose(await vals(log(t([1, Math.E, 0.5], [3]))), [0, 1, Math.log(0.5)], 1e-6);
+    expect(await vals(maximum(t([1, 5, 3], [3]), t([4, 2, 3], [3])))).toEqual([4, 5, 3]);
+    expect(await vals(minimum(t([1, 5, 3], [3]), 2))).toEqual([1, 2, 2]);
+  });
+});
+
+describe("ops: comparisons and where", () => {
+  bt("eq ne lt le gt ge against a scalar and with broadcasting", async () => {
+    const x = t([1, 2, 3], [3]);
+    expect(await vals(eq(x, 2))).toEqual([0, 1, 0]);
+    expect(await vals(ne(x, 2))).toEqual([1, 0, 1]);
+    expect(await vals(lt(x, 2))).toEqual([1, 0, 0]);
+    expect(await vals(le(x, 2))).toEqual([1, 1, 0]);
+    expect(await vals(gt(x, 2))).toEqual([0, 0, 1]);
+    expect(await vals(ge(x, 2))).toEqual([0, 1, 1]);
+    const m = gt(t([1, 2, 3], [3]), t([0, 2.5], [2, 1]));
+    expect(m.shape).toEqual([2, 3]);
+    expect(m.dtype).toBe("f32");
+    expect(await vals(m)).toEqual([1, 1, 1, 0, 0, 1]);
+    expect(await vals(lt(ti([1, 5], [2]), 3))).toEqual([1, 0]);
+  });
+  bt("where picks and broadcasts all three", async () => {
+    const c = t([1, 0], [2, 1]);
+    const r = where(c, t([1, 2, 3], [3]), t([-1, -2, -3, -4, -5, -6], [2, 3]));
+    expect(r.shape).toEqual([2, 3]);
+    expect(await vals(r)).toEqual([1, 2, 3, -4, -5, -6]);
+    expect(await vals(where(gt(t([-1, 2, -3], [3]), 0), 7, 0))).toEqual([0, 7, 0]);
+    expect(await vals(where(ti([0, 3], [2]), 1, 2))).toEqual([2, 1]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// reductions
+// ---------------------------------------------------------------------------------------------
+
+describe("ops: reductions", () => {
+  const X = [1, 2, 3, 4, 5, 6];
+  bt("sum / mean / max over single axes", async () => {
+    const x = t(X, [2, 3]);
+    expect(await vals(sum(x, 0))).toEqual([5, 7, 9]);
+    expect(await vals(sum(x, 1))).toEqual([6, 15]);
+    expect(await vals(sum(x, -1))).toEqual([6, 15]);
+    expect(sum(x, 0).shape).toEqual([3]);
+    expect(await vals(mean(x, 0))).toEqual([2.5, 3.5, 4.5]);
+    expect(await vals(mean(x, 1))).toEqual([2, 5]);
+    expect(await vals(max(x, 0))).toEqual([4, 5, 6]);
+    expect(await vals(max(x, 1))).toEqual([3, 6]);
+    expect(await vals(max(t([-5, -2, -9], [3]), 0))).toEqual([-2]);
+  });
+  bt("over all axes give shape []", async () => {
+    const x = t(X, [2, 3]);
+    const s = sum(x);
+    expect(s.shape).toEqual([]);
+    expect(await s.item()).toBe(21);
+    expect(await mean(x).item()).toBe(3.5);
+    expect(await max(x).item()).toBe(6);
+  });
+  bt("keepDims keeps size-1 axes", async () => {
+    const x = t(X, [2, 3]);
+    const s = sum(x, 1, true);
+    expect(s.shape).toEqual([2, 1]);
+    expect(await vals(s)).toEqual([6, 15]);
+    expect(max(x, 0, true).shape).toEqual([1, 3]);
+    expect(sum(x, undefined, true).shape).toEqual([1, 1]);
+  });
+  bt("several axes of a [2,3,4] tensor", async () => {
+    const x = t(iota(24), [2, 3, 4]); // x[i,j,k] = 12i + 4j + k
+    expect(await vals(sum(x, [0, 2]))).toEqual([60, 92, 124]);
+    expect(await vals(max(x, [0, 2]))).toEqual([15, 19, 23]);
+    const s12 = sum(x, [1, 2], true);
+    expect(s12.shape).toEqual([2, 1, 1]);
+    expect(await vals(s12)).toEqual([66, 210]);
+    expect(await vals(sum(x, [0, 1]))).toEqual([60, 66, 72, 78]);
+    expect(await vals(sum(x, [-1, 0]))).toEqual([60, 92, 124]);
+    expect(await mean(x).item()).toBe(11.5);
+    expect(await vals(max(x, [1]))).toEqual([8, 9, 10, 11, 20, 21, 22, 23]);
+  });
+  bt("max splits its gradient evenly between ties", async () => {
+    const g = grad((x: Tensor) => max(x))(t([1, 3, 3, 2], [4]));
+    expect(await vals(g)).toEqual([0, 0.5, 0.5, 0]);
+    const g2 = grad((x: Tensor) => sum(max(x, 1)))(t([5, 5, 5, 1, 2, 2], [2, 3]));
+    expectClose(await vals(g2), [1 / 3, 1 / 3, 1 / 3, 0, 0.5, 0.5], 1e-6);
+    const g3 = grad((x: Tensor) => sum(max(x, 0)))(t([4, 1, 4, 7], [2, 2])); // column 0 ties
+    expect(await vals(g3)).toEqual([0.5, 0, 0.5, 1]);
+    // elementwise maximum: a tie splits too
+    const [ga, gb] = grad((xs: Tensor[]) => sum(maximum(xs[0], xs[1])))([t([1, 2, 3], [3]), t([3, 2, 1], [3])]);
+    expect(await vals(ga)).toEqual([0, 0.5, 1]);
+    expect(await vals(gb)).toEqual([1, 0.5, 0]);
+  });
+  bt("an axis out of range is a ShapeError naming the op and the axis", () => {
+    const x = t(X, [2, 3]);
+    expectThrow(() => sum(x, 2), ["sum", "axis 2"]);
+    expectThrow(() => max(x, -3), ["max", "axis -3"]);
+    expectThrow(() => mean(x, [0, 5]), ["mean", "axis 5"]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// matmul
+// ---------------------------------------------------------------------------------------------
+
+/** Plain-loop batched matmul with broadcast batch dims (the reference). */
+function refMatmul(a: number[], as: number[], b: number[], bs: number[]): { data: number[]; shape: number[] } {
+  const [m, k] = as.slice(-2), [k2, n] = bs.slice(-2);
+  if (k !== k2) throw new Error("ref: inner dims");
+  const ab = as.slice(0, -2), bb = bs.slice(0, -2);
+  const r = Math.max(ab.length, bb.length);
+  const pa = [...new Array(r - ab.length).fill(1), ...ab], pb = [...new Array(r - bb.length).fill(1), ...bb];
+  const ob = pa.map((d, i) => Math.max(d, pb[i]));
+  const nb = ob.reduce((x, y) => x * y, 1);
+  const data: number[] = [];
+  for (let q = 0; q < nb; q++) {
+    let rem = q, ia = 0, ib = 0, sa = 1, sb = 1;
+    for (let i = r - 1; i >= 0; i--) {
+      const idx = rem % ob[i];
+      rem = Math.floor(rem / ob[i]);
+      ia += (pa[i] === 1 ? 0 : idx) * sa;
+      ib += (pb[i] === 1 ? 0 : idx) * sb;
+      sa *= pa[i];
+      sb *= pb[i];
+    }
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let p = 0; p < k; p++) s += a[ia * m * k + i * k + p] * b[ib * k * n + p * n + j];
+        data.push(s);
+      }
+    }
+  }
+  return { data, shape: [...ob, m, n] };
+}
+
+describe("ops: matmul", () => {
+  const A = [1, 2, 3, 4, 5, 6]; // [2,3]
+  const B = [7, 8, 9, 10, 11, 12]; // [3,2]
+  const C = [58, 64, 139, 154];
+  bt("[2,3]·[3,2] by hand", async () => {
+    const c = matmul(t(A, [2, 3]), t(B, [3, 2]));
+    expect(c.shape).toEqual([2, 2]);
+    expect(await vals(c)).toEqual(C);
+  });
+  bt("transA / transB / both give the same product", async () => {
+    const At = t([1, 4, 2, 5, 3, 6], [3, 2]);
+    const Bt = t([7, 9, 11, 8, 10, 12], [2, 3]);
+    expect(await vals(matmul(At, t(B, [3, 2]), { transA: true }))).toEqual(C);
+    expect(await vals(matmul(t(A, [2, 3]), Bt, { transB: true }))).toEqual(C);
+    expect(await vals(matmul(At, Bt, { transA: true, transB: true }))).toEqual(C);
+    expect(await vals(matmul(t(A, [2, 3]), mT(Bt)))).toEqual(C);
+  });
+  bt("[1,k]·[k,1] and [k,1]·[1,k] (outer product)", async () => {
+    expect(await vals(matmul(t([1, 2, 3], [1, 3]), t([4, 5, 6], [3, 1])))).toEqual([32]);
+    expect(await vals(matmul(t([1, 2], [2, 1]), t([3, 4], [1, 2])))).toEqual([3, 4, 6, 8]);
+  });
+  bt("batched with broadcast batch dims against a plain loop", async () => {
+    const cases: [number[], number[]][] = [
+      [[2, 2, 3], [3, 2]],
+      [[3, 2], [2, 2, 4]],
+      [[2, 1, 2, 3], [4, 3, 2]],
+      [[1, 3, 2, 2], [2, 1, 2, 5]],
+    ];
+    for (const [as, bs] of cases) {
+      const an = as.reduce((x, y) => x * y, 1), bn = bs.reduce((x, y) => x * y, 1);
+      const a = iota(an).map((v) => (v % 7) - 3), b = iota(bn).map((v) => (v % 5) - 2);
+      const want = refMatmul(a, as, b, bs);
+      const got = matmul(t(a, as), t(b, bs));
+      expect(got.shape).toEqual(want.shape);
+      expect(await vals(got)).toEqual(want.data);
+    }
+  });
+  bt("mismatches are ShapeErrors naming matmul and both shapes", () => {
+    expectThrow(() => matmul(t(A, [2, 3]), t(iota(20), [4, 5])), ["matmul", "[2, 3]", "[4, 5]"]);
+    expectThrow(() => matmul(t(iota(12), [2, 2, 3]), t(iota(18), [3, 3, 2])), ["matmul", "[2, 2, 3]", "[3, 3, 2]"]);
+    expectThrow(() => matmul(t([1, 2, 3], [3]), t(A, [3, 2])), ["matmul", "[3]", "[3, 2]"]);
+    expectThrow(() => matmul(t(A, [2, 3]), t(B, [3, 2]), { transA: true }), ["matmul", "[2, 3]ᵀ", "[3, 2]"]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// movement
+// ---------------------------------------------------------------------------------------------
+
+describe("ops: movement", () => {
+  bt("reshape with -1 (shares storage: no new buffer)", async () => {
+    const x = t(iota(6), [2, 3]);
+    const before = liveBuffers();
+    const a = reshape(x, [-1]);
+    const b = reshape(x, [3, -1]);
+    const c = reshape(x, [1, -1, 2, 1]);
+    expect(liveBuffers()).toBe(before);
+    expect(a.shape).toEqual([6]);
+    expect(b.shape).toEqual([3, 2]);
+    expect(c.shape).toEqual([1, 3, 2, 1]);
+    expect(await vals(b)).toEqual(iota(6));
+    expectThrow(() => reshape(x, [4, -1]), ["reshape", "[4, -1]", "[2, 3]"]);
+    expectThrow(() => reshape(x, [4]), ["reshape", "[2, 3]", "[4]"]);
+  });
+  bt("transpose with permutations (against index arithmetic)", async () => {
+    const x = t(iota(24), [2, 3, 4]);
+    const perms = [[0, 1, 2], [2, 0, 1], [1, 0, 2], [0, 2, 1], [2, 1, 0], [1, 2, 0]];
+    for (const perm of perms) {
+      const y = transpose(x, perm);
+      const shape = perm.map((p) => [2, 3, 4][p]);
+      expect(y.shape).toEqual(shape);
+      const got = await vals(y);
+      const want: number[] = [];
+      const idx = [0, 0, 0];
+      for (let a = 0; a < shape[0]; a++) for (let b = 0; b < shape[1]; b++) for (let c = 0; c < shape[2]; c++) {
+        idx[perm[0]] = a;
+        idx[perm[1]] = b;
+        idx[perm[2]] = c;
+        want.push(idx[0] * 12 + idx[1] * 4 + idx[2]);
+      }
+      expect(got).toEqual(want);
+    }
+    expect(transpose(x).shape).toEqual([4, 3, 2]);
+    expect(await vals(transpose(t([1, 2, 3, 4, 5, 6], [2, 3])))).toEqual([1, 4, 2, 5, 3, 6]);
+    expectThrow(() => transpose(x, [0, 0, 1]), ["transpose", "[2, 3, 4]"]);
+  });
+  bt("slice and sliceAxis", async () => {
+    const x = t(iota(12), [3, 4]);
+    expect(await vals(slice(x, [1, 1], [2, 2]))).toEqual([5, 6, 9, 10]);
+    expect(await vals(slice(x, [2, 1], [-1, -1]))).toEqual([9, 10, 11]);
+    expect(await vals(sliceAxis(x, 1, -2))).toEqual([2, 3, 6, 7, 10, 11]);
+    expect(await vals(sliceAxis(x, 0, 1, 2))).toEqual([4, 5, 6, 7]);
+    expect(await vals(sliceAxis(x, -1, 0, -3))).toEqual([0, 4, 8]);
+    expect(slice(x, [0, 2], [3, 0]).shape).toEqual([3, 0]);
+    expectThrow(() => slice(x, [0, 2], [3, 3]), ["slice", "[3, 4]"]);
+  });
+  bt("pad with a constant", async () => {
+    const x = t([1, 2], [1, 2]);
+    const p = pad(x, [1, 0], [0, 1], 9);
+    expect(p.shape).toEqual([2, 3]);
+    expect(await vals(p)).toEqual([9, 9, 9, 1, 2, 9]);
+    expect(await vals(pad(t([5], [1]), [2], [1]))).toEqual([0, 0, 5, 0]);
+    expectThrow(() => pad(x, [1], [1]), ["pad", "[1, 2]"]);
+  });
+  bt("concat and stack", async () => {
+    const a = t([1, 2, 3, 4], [2, 2]), b = t([5, 6], [1, 2]), c = t([7, 8], [2, 1]);
+    expect(await vals(concat([a, b], 0))).toEqual([1, 2, 3, 4, 5, 6]);
+    const ac = concat([a, c], 1);
+    expect(ac.shape).toEqual([2, 3]);
+    expect(await vals(ac)).toEqual([1, 2, 7, 3, 4, 8]);
+    expect(await vals(concat([c, a, c], -1))).toEqual([7, 1, 2, 7, 8, 3, 4, 8]);
+    const s0 = stack([t([1, 2], [2]), t([3, 4], [2])], 0);
+    expect(s0.shape).toEqual([2, 2]);
+    expect(await vals(s0)).toEqual([1, 2, 3, 4]);
+    const s1 = stack([t([1, 2], [2]), t([3, 4], [2])], 1);
+    expect(s1.shape).toEqual([2, 2]);
+    expect(await vals(s1)).toEqual([1, 3, 2, 4]);
+    const sl = stack([a, a, a], -1);
+    expect(sl.shape).toEqual([2, 2, 3]);
+    expect(await vals(sl)).toEqual([1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]);
+    expectThrow(() => concat([a, b], 1), ["concat", "[2, 2]", "[1, 2]"]);
+  });
+  bt("broadcastTo", async () => {
+    const y = broadcastTo(t([1, 2], [2, 1]), [2, 3]);
+    expect(await vals(y)).toEqual([1, 1, 1, 2, 2, 2]);
+    expectThrow(() => broadcastTo(t([1, 2, 3], [3]), [2, 4]), ["broadcastTo", "[3]", "[2, 4]"]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// indexing
+// ---------------------------------------------------------------------------------------------
+
+describe("ops: indexing", () => {
+  bt("gather rows of a table, any index shape", async () => {
+    const table = t([1, 2, 3, 4, 5, 6], [3, 2]);
+    const g = gather(table, ti([2, 0, 2], [3]));
+    expect(g.shape).toEqual([3, 2]);
+    expect(await vals(g)).toEqual([5, 6, 1, 2, 5, 6]);
+    const g2 = gather(table, ti([1, 0, 0, 2], [2, 2]));
+    expect(g2.shape).toEqual([2, 2, 2]);
+    expect(await vals(g2)).toEqual([3, 4, 1, 2, 1, 2, 5, 6]);
+    expect(await vals(gather(t([10, 20, 30], [3]), ti([2, 2, 0], [3])))).toEqual([30, 30, 10]);
+  });
+  bt("oneHot (out-of-range gives a zero row)", async () => {
+    const o = oneHot(ti([0, 2, 5, -1], [4]), 3);
+    expect(o.shape).toEqual([4, 3]);
+    expect(await vals(o)).toEqual([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+  });
+  bt("scatterAdd accumulates repeated indices", async () => {
+    const s = scatterAdd(ti([0, 2, 0], [3]), t([1, 1, 2, 2, 3, 3], [3, 2]), 3);
+    expect(s.shape).toEqual([3, 2]);
+    expect(await vals(s)).toEqual([4, 4, 0, 0, 2, 2]);
+  });
+  bt("bad indices: RangeErrors naming the op, the index and its position (CPU); documented fallbacks (GPU)", async () => {
+    const table = t([1, 2, 3, 4, 5, 6], [3, 2]);
+    if (getBackend().name !== "cpu") {
+      // a shader cannot throw (webgpu/kernels/indexing.ts, nn.ts): gather gives a zero row,
+      // scatterAdd drops the update, crossEntropy gives NaN
+      expect(await vals(gather(table, ti([0, 3], [2])))).toEqual([1, 2, 0, 0]);
+      expect(await vals(scatterAdd(ti([1, 4], [2]), t([1, 2], [2]), 3))).toEqual([0, 1, 0]);
+      const ce = await vals(crossEntropy(t([0, 0, 0, 0], [2, 2]), ti([1, 2], [2])));
+      expect(ce[0]).toBeCloseTo(Math.LN2, 5);
+      expect(Number.isNaN(ce[1])).toBe(true);
+      return;
+    }
+    expectThrow(() => gather(table, ti([0, 3], [2])), ["gather", "index 3", "position 1", "[3, 2]"], RangeError);
+    expectThrow(() => gather(table, ti([-1], [1])), ["gather", "index -1", "position 0"], RangeError);
+    expectThrow(() => scatterAdd(ti([1, 4], [2]), t([1, 2], [2]), 3), ["scatterAdd", "index 4", "position 1"], RangeError);
+    expectThrow(() => crossEntropy(t([0, 0, 0, 0], [2, 2]), ti([1, 2], [2])), ["crossEntropy", "target 2", "position 1"], RangeError);
+  });
+  bt("index shape errors are ShapeErrors naming the op and both shapes", () => {
+    expectThrow(() => scatterAdd(ti([0, 1], [2]), t([1, 2, 3], [3]), 3), ["scatterAdd", "[3]", "[2]"]);
+    expectThrow(() => gather(t([1, 2], [2]), t([0], [1])), ["gather", "i32"]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// fused nn ops
+// ---------------------------------------------------------------------------------------------
+
+describe("ops: nn", () => {
+  bt("softmax rows sum to 1 and match a hand computation", async () => {
+    const s = softmax(t([1, 2, 3, 0, 0, 0], [2, 3]));
+    const v = await vals(s);
+    const e = [Math.exp(1), Math.exp(2), Math.exp(3)];
+    const z = e[0] + e[1] + e[2];
+    expectClose(v, [e[0] / z, e[1] / z, e[2] / z, 1 / 3, 1 / 3, 1 / 3], 1e-6);
+    expectClose(v.slice(0, 3), [0.09003057, 0.24472847, 0.66524096], 1e-6);
+    const x = randArray(60, 7, -5, 5);
+    const rows = await vals(sum(softmax(t(Array.from(x), [3, 4, 5])), -1));
+    expectClose(rows, new Array(12).fill(1), 1e-6);
+  });
+  bt("softmax / logsumexp are stable at ±1000", async () => {
+    expectClose(await vals(softmax(t([1000, 1000, -1000], [3]))), [0.5, 0.5, 0], 1e-6);
+    expectClose(await vals(logsumexp(t([1000, 1000], [2]))), [1000 + Math.LN2], 1e-6);
+    expectClose(await vals(logsumexp(t([1000, 0, -1000, -1000], [2, 2]))), [1000, -1000 + Math.LN2], 1e-6);
+    const v = await vals(logSoftmax(t([1000, 0], [2])));
+    expect(v.every(Number.isFinite)).toBe(true);
+    expectClose(v, [0, -1000], 1e-6);
+  });
+  bt("logsumexp removes the last axis and matches log Σ exp", async () => {
+    const x = [0.5, -1, 2, 0, 0.1, 0.2];
+    const l = logsumexp(t(x, [2, 3]));
+    expect(l.shape).toEqual([2]);
+    expectClose(await vals(l), [
+      Math.log(Math.exp(0.5) + Math.exp(-1) + Math.exp(2)),
+      Math.log(1 + Math.exp(0.1) + Math.exp(0.2)),
+    ], 1e-6);
+  });
+  bt("crossEntropy equals −log softmax[target]", async () => {
+    const x = Array.from(randArray(12, 3, -3, 3));
+    const targets = [2, 0, 3];
+    const ce = crossEntropy(t(x, [3, 4]), ti(targets, [3]));
+    expect(ce.shape).toEqual([3]);
+    const p = await vals(softmax(t(x, [3, 4])));
+    const want = targets.map((k, r) => -Math.log(p[r * 4 + k]));
+    expectClose(await vals(ce), want, 1e-5);
+    // by hand too
+    const byHand = targets.map((k, r) => {
+      const row = x.slice(r * 4, r * 4 + 4);
+      return Math.log(row.reduce((s, v) => s + Math.exp(v), 0)) - row[k];
+    });
+    expectClose(await vals(ce), byHand, 1e-5);
+    expectThrow(() => crossEntropy(t(x, [3, 4]), ti([0, 1], [2])), ["crossEntropy", "[2]", "[3, 4]"]);
+  });
+  bt("conv1dCausal against a plain loop", async () => {
+    const [B, L, C, K] = [2, 5, 3, 3];
+    const x = Array.from(randArray(B * L * C, 11)), w = Array.from(randArray(C * K, 12));
+    const y = conv1dCausal(t(x, [B, L, C]), t(w, [C, K]));
+    expect(y.shape).toEqual([B, L, C]);
+    const want: number[] = [];
+    for (let b = 0; b < B; b++) for (let tt = 0; tt < L; tt++) for (let c = 0; c < C; c++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) {
+        const src = tt - (K - 1) + k;
+        if (src >= 0) s += w[c * K + k] * x[(b * L + src) * C + c];
+      }
+      want.push(s);
+    }
+    expectClose(await vals(y), want, 1e-5);
+    // K = 1 is a per-channel scale; the first output only sees x[0]
+    expectClose(await vals(conv1dCausal(t([1, 2, 3], [1, 3, 1]), t([2], [1, 1]))), [2, 4, 6]);
+    expectClose(await vals(conv1dCausal(t([1, 2, 3], [1, 3, 1]), t([10, 1], [1, 2]))), [1, 12, 23]);
+    expectThrow(() => conv1dCausal(t(x, [B, L, C]), t(iota(8), [4, 2])), ["conv1dCausal", "[2, 5, 3]", "[4, 2]"]);
+    expectThrow(() => conv1dCausal(t(x, [B, L, C]), t([1, 2], [2, 1])), ["conv1dCausal", "[2, 5, 3]", "[2, 1]"]);
+  });
+
+  const [B, L, S] = [2, 4, 3];
+  const a = Array.from(randArray(B * L * S, 21, -1, 1));
+  const bIn = Array.from(randArray(B * L * S, 22));
+  const h0 = Array.from(randArray(B * S, 23));
+  const w = Array.from(randArray(B * L * S, 24)); // the cotangent of h
+  /** h_t = a_t h_{t-1} + b_t in float64. */
+  function refScan(): number[] {
+    const h = new Array<number>(B * L * S);
+    for (let b = 0; b < B; b++) for (let s = 0; s < S; s++) {
+      let prev = h0[b * S + s];
+      for (let tt = 0; tt < L; tt++) {
+        const i = (b * L + tt) * S + s;
+        prev = a[i] * prev + bIn[i];
+        h[i] = prev;
+      }
+    }
+    return h;
+  }
+  bt("scan against a plain JS loop (forward)", async () => {
+    const h = scan(t(a, [B, L, S]), t(bIn, [B, L, S]), t(h0, [B, S]));
+    expect(h.shape).toEqual([B, L, S]);
+    expectClose(await vals(h), refScan(), 1e-5);
+    // a = 1, b = 1 counts up from h0
+    expect(await vals(scan(t([1, 1, 1], [1, 3, 1]), t([1, 1, 1], [1, 3, 1]), t([10], [1, 1])))).toEqual([11, 12, 13]);
+    expectThrow(() => scan(t(a, [B, L, S]), t(bIn, [B, L, S]), t(h0, [S, B])), ["scan", "[2, 4, 3]", "[3, 2]"]);
+  });
+  bt("scan's gradient against a plain reverse loop (backward)", async () => {
+    const h = refScan();
+    const da = new Array<number>(B * L * S), db = new Array<number>(B * L * S), dh0 = new Array<number>(B * S);
+    for (let b = 0; b < B; b++) for (let s = 0; s < S; s++) {
+      let lam = 0;
+      for (let tt = L - 1; tt >= 0; tt--) {
+        const i = (b * L + tt) * S + s;
+        lam = w[i] + (tt + 1 < L ? a[i + S] * lam : 0);
+        db[i] = lam;
+        da[i] = lam * (tt > 0 ? h[i - S] : h0[b * S + s]);
+        if (tt === 0) dh0[b * S + s] = a[i] * lam;
+      }
+    }
+    const W = t(w, [B, L, S]);
+    const [ga, gb, gh0] = grad((xs: Tensor[]) => sum(mul(scan(xs[0], xs[1], xs[2]), W)))([t(a, [B, L, S]), t(bIn, [B, L, S]), t(h0, [B, S])]);
+    expectClose(await vals(ga), da, 1e-5);
+    expectClose(await vals(gb), db, 1e-5);
+    expectClose(await vals(gh0), dh0, 1e-5);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// shape errors
+// ---------------------------------------------------------------------------------------------
+
+describe("ops: shape errors name the op and both shapes", () => {
+  bt("binary ops, compare and where", () => {
+    const a = t(iota(6), [2, 3]), b = t(iota(4), [4]);
+    expectThrow(() => add(a, b), ["add", "[2, 3]", "[4]"]);
+    expectThrow(() => mul(b, a), ["mul", "[4]", "[2, 3]"]);
+    expectThrow(() => maximum(t(iota(6), [3, 2]), a), ["max", "[3, 2]", "[2, 3]"]);
+    expectThrow(() => gt(a, b), ["gt", "[2, 3]", "[4]"]);
+    expectThrow(() => where(t([1, 0], [2, 1]), t([1, 2, 3], [3]), b), ["where", "[2, 1]", "[3]", "[4]"]);
+  });
+  bt("a disposed tensor is a clear error, not garbage", async () => {
+    const x = t([1, 2], [2]);
+    x.dispose();
+    expect(x.disposed).toBe(true);
+    expectThrow(() => add(x, 1), ["disposed", `#${x.id}`], Error);
+    expectThrow(() => sum(x), ["disposed"], Error);
+    let msg = "";
+    try {
+      await x.data();
+    } catch (e) {
+      msg = (e as Error).message;
+    }
+    expect(msg).toContain("disposed");
+    expect(msg).toContain("[2]");
+    x.dispose(); // idempotent
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// memory and autodiff bookkeeping
+// ---------------------------------------------------------------------------------------------
+
+describe("ops: memory", () => {
+  bt("tidy disposes intermediates and keeps the result", async () => {
+    const base = liveBuffers();
+    const r = tidy(() => {
+      const a = t([1, 2, 3], [3]);
+      const b = add(a, 1);
+      const c = mul(b, b);
+      return sub(c, 1);
+    });
+    expect(liveBuffers()).toBe(base + 1);
+    expect(await vals(r)).toEqual([3, 8, 15]);
+    r.dispose();
+    expect(liveBuffers()).toBe(base);
+  });
+  bt("tidy keeps every tensor of a returned tree; nested tidy; keep()", async () => {
+    const base = liveBuffers();
+    const out = tidy(() => {
+      const a = t([1, 2], [2]);
+      const inner = tidy(() => ({ sq: mul(a, a), junk: [add(a, 1)] as const }).sq);
+      const kept = keep(add(a, 100));
+      return { inner, list: [exp(a), 3] as const, kept };
+    });
+    expect(liveBuffers()).toBe(base + 3);
+    expect(await vals(out.inner)).toEqual([1, 4]);
+    expect(await vals(out.kept)).toEqual([101, 102]);
+    disposeTree(out);
+    expect(liveBuffers()).toBe(base);
+  });
+  bt("tidy disposes everything when its function throws", () => {
+    const base = liveBuffers();
+    expect(() =>
+      tidy(() => {
+        const a = t([1, 2], [2]);
+        add(a, 1);
+        throw new Error("boom");
+      })
+    ).toThrow("boom");
+    expect(liveBuffers()).toBe(base);
+  });
+  bt("valueAndGrad leaves nothing behind once value and grads are disposed", async () => {
+    await expectNoLeak(async () => {
+      const params = { w: t([0.5, -1, 2, 0.1, 0.3, -0.7], [3, 2]), b: t([0.1, 0.2], [2]) };
+      const x = t([1, 2, 3, 4, 5, 6], [2, 3]);
+      const y = ti([1, 0], [2]);
+      const { value, grads } = valueAndGrad((p: typeof params, xx: Tensor, yy: Tensor) =>
+        mean(crossEntropy(add(matmul(xx, p.w), p.b), yy))
+      )(params, x, y);
+      expect(Number.isFinite(await value.item())).toBe(true);
+      expect(grads.w.shape).toEqual([3, 2]);
+      expect(grads.b.shape).toEqual([2]);
+      value.dispose();
+      disposeTree(grads);
+      disposeTree(params);
+      x.dispose();
+      y.dispose();
+    });
+  });
+  bt("valueAndGrad frees its tape when f throws", async () => {
+    await expectNoLeak(() => {
+      const p = t([1, 2], [2]);
+      expect(() => valueAndGrad((q: Tensor) => mul(q, 2))(p)).toThrow("scalar");
+      p.dispose();
+    });
+  });
+  bt("valueAndGrad: a parameter f never uses gets a zero gradient", async () => {
+    const [g0, g1] = grad((xs: Tensor[]) => sum(mul(xs[0], 3)))([t([1, 2], [2]), t([5, 6, 7], [3])]);
+    expect(await vals(g0)).toEqual([3, 3]);
+    expect(await vals(g1)).toEqual([0, 0, 0]);
+  });
+  bt("noGrad records nothing: its results carry no gradient", async () => {
+    const x = t([1, 2, 3], [3]);
+    const { value, grads } = valueAndGrad((p: Tensor) => {
+      const frozen = noGrad(() => mul(p, 3));
+      expect(frozen.requiresGrad).toBe(false);
+      return add(sum(mul(p, 2)), sum(mul(frozen, p)));
+    })(x);
+    // d/dp [2Σp + Σ (3p)·p] with 3p held constant = 2 + 3p
+    expect(await value.item()).toBe(12 + 42);
+    expect(await vals(grads)).toEqual([5, 8, 11]);
+    const outside = noGrad(() => add(x, 1));
+    expect(outside.requiresGrad).toBe(false);
+  });
+  bt("valueAndGrad over an ordinary op inside tidy keeps value and grads in the caller's scope", async () => {
+    const base = liveBuffers();
+    const g = tidy(() => {
+      const x = t([1, 2], [2]);
+      const { value, grads } = valueAndGrad((p: Tensor) => sum(mul(p, p)))(x);
+      value.dispose();
+      return grads;
+    });
+    expect(liveBuffers()).toBe(base + 1);
+    expect(await vals(g)).toEqual([2, 4]);
+    g.dispose();
+    expect(liveBuffers()).toBe(base);
+  });
+});

@@ -1,0 +1,79 @@
+/*
+ * Shared definitions of the wasm32 kernels (built by build.sh with clang for wasm32 + SIMD128).
+ *
+ * Calling convention: JavaScript writes a kernel's arguments as consecutive 32-bit words (i32 or
+ * f32, pointers are byte offsets into the shared memory) into an args block and calls
+ * run_tasks(kernel, args, ntasks, counter, tid) on every thread that takes part. Each thread takes
+ * task indices from the shared counter (an atomic fetch-add) until none is left. A task writes a
+ * fixed part of the output and computes it the same way whichever thread runs it, so results do
+ * not depend on the number of threads (each reduction's order is fixed by the task, not the thread).
+ *
+ * Determinism: compiled with -ffp-contract=off, so every a*b+c is a rounded multiply then a
+ * rounded add, as in JavaScript; the only fused operation is MADD() in the relaxed build's
+ * matmul (f32x4.relaxed_madd, which the engine may or may not fuse: fixed per machine+engine).
+ */
+#ifndef MM_COMMON_H
+#define MM_COMMON_H
+#include <stdint.h>
+#include <wasm_simd128.h>
+
+typedef float f32;
+typedef double f64;
+typedef int32_t i32;
+typedef uint32_t u32;
+
+#define INLINE static inline __attribute__((always_inline))
+#define EXPORT(name) __attribute__((export_name(#name)))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* The per-thread scratch area of a kernel: base + tid * stride (bytes). */
+INLINE void* thread_scratch(i32 base, i32 stride, int tid) { return (void*)(uintptr_t)((u32)base + (u32)stride * (u32)tid); }
+#define PTR(T, x) ((T*)(uintptr_t)(u32)(x))
+
+/* Kernel ids (kept in sync with src/wasm/kernel-ids.ts). */
+enum {
+  K_GEMM_PACK_B = 1,
+  K_GEMM = 2,
+  K_UNARY = 3,
+  K_BINARY = 4,
+  K_REDUCE = 5,
+  K_SOFTMAX = 6,
+  K_LOGSUMEXP = 7,
+  K_CROSS_ENTROPY = 8,
+  K_SCAN = 9,
+  K_SCAN_REVERSE = 10,
+  K_CONV1D = 11,
+  K_CONV1D_GRAD_X = 12,
+  K_CONV1D_GRAD_W = 13,
+  K_SSM_FWD = 14,
+  K_SSM_BWD = 15,
+  K_SSM_BWD_REDUCE = 16,
+  K_PEAK = 17,
+  K_SAXPY = 18,
+  K_COPY = 19,
+};
+
+void k_gemm_pack_b(const i32* a, int task, int tid);
+void k_gemm(const i32* a, int task, int tid);
+void k_unary(const i32* a, int task, int tid);
+void k_binary(const i32* a, int task, int tid);
+void k_reduce(const i32* a, int task, int tid);
+void k_softmax(const i32* a, int task, int tid);
+void k_logsumexp(const i32* a, int task, int tid);
+void k_cross_entropy(const i32* a, int task, int tid);
+void k_scan(const i32* a, int task, int tid);
+void k_scan_reverse(const i32* a, int task, int tid);
+void k_conv1d(const i32* a, int task, int tid);
+void k_conv1d_grad_x(const i32* a, int task, int tid);
+void k_conv1d_grad_w(const i32* a, int task, int tid);
+void k_ssm_fwd(const i32* a, int task, int tid);
+void k_ssm_bwd(const i32* a, int task, int tid);
+void k_ssm_bwd_reduce(const i32* a, int task, int tid);
+void k_peak(const i32* a, int task, int tid);
+void k_saxpy(const i32* a, int task, int tid);
+void k_copy(const i32* a, int task, int tid);
+
+INLINE f32 as_f32(i32 bits) { union { i32 i; f32 f; } u = { bits }; return u.f; }
+
+#endif

@@ -1,0 +1,230 @@
+/*
+ * Elementwise kernels: unary (f32) and binary / compare (f32 or i32) with broadcasting.
+ *
+ * Every result equals the TypeScript reference's bit for bit: + - * / of f32 values are the same
+ * whether rounded once to f32 or through f64 first; transcendentals use the detmath port in f64,
+ * exactly as the reference does; rsqrt and silu are computed in f64 as in the reference.
+ */
+#include "common.h"
+#include "detmath.h"
+
+/* unary ops (order of UnaryOp in src/wasm/kernels.ts) */
+enum { U_NEG, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_TANH, U_SIGMOID, U_SILU, U_SOFTPLUS, U_ABS, U_RELU, U_SIN, U_COS,
+       U_SQUARE, U_RECIPROCAL, U_SIGN };
+
+INLINE f32 unary1(int op, f32 v) {
+  f64 x = v;
+  switch (op) {
+    case U_NEG: return -v;
+    case U_EXP: return (f32)dm_exp(x);
+    case U_LOG: return (f32)dm_log(x);
+    case U_SQRT: return (f32)__builtin_sqrt(x);
+    case U_RSQRT: return (f32)(1.0 / __builtin_sqrt(x));
+    case U_TANH: return (f32)dm_tanh(x);
+    case U_SIGMOID: return (f32)dm_sigmoid(x);
+    case U_SILU: return (f32)(x * dm_sigmoid(x));
+    case U_SOFTPLUS: return (f32)dm_softplus(x);
+    case U_ABS: return __builtin_fabsf(v);
+    case U_RELU: return v > 0 ? v : 0.0f;
+    case U_SIN: return (f32)dm_sin(x);
+    case U_COS: return (f32)dm_cos(x);
+    case U_SQUARE: return v * v;
+    case U_RECIPROCAL: return 1.0f / v;
+    case U_SIGN: return v > 0 ? 1.0f : v < 0 ? -1.0f : v == 0 ? 0.0f : __builtin_nanf("");
+  }
+  return 0;
+}
+
+/* Two lanes of exp-based ops through exp_v2 (f64x2), converted to two f32s. */
+INLINE void unary_exp2(int op, const f32* x, f32* o) {
+  v128_t v = wasm_f64x2_promote_low_f32x4(wasm_v128_load64_zero(x));
+  v128_t r;
+  if (op == U_EXP) {
+    r = exp_v2(v);
+  } else { /* sigmoid / silu: x >= 0: 1 / (1 + e^-x); else e^x / (1 + e^x) (NaN: e^x = NaN) */
+    v128_t pos = wasm_f64x2_ge(v, wasm_f64x2_splat(0));
+    v128_t e = exp_v2(wasm_v128_bitselect(wasm_f64x2_neg(v), v, pos));
+    v128_t one = wasm_f64x2_splat(1.0);
+    v128_t d = wasm_f64x2_add(one, e);
+    r = wasm_v128_bitselect(wasm_f64x2_div(one, d), wasm_f64x2_div(e, d), pos);
+    if (op == U_SILU) r = wasm_f64x2_mul(v, r);
+  }
+  wasm_v128_store64_lane(o, wasm_f32x4_demote_f64x2_zero(r), 0);
+}
+
+/* args: op, x, out, n, chunk */
+void k_unary(const i32* a, int task, int tid) {
+  (void)tid;
+  const int op = a[0], n = a[3], chunk = a[4];
+  const f32* x = PTR(f32, a[1]);
+  f32* o = PTR(f32, a[2]);
+  int i = task * chunk;
+  const int end = MIN(n, i + chunk);
+  switch (op) {
+    case U_NEG:
+      for (; i + 4 <= end; i += 4) wasm_v128_store(o + i, wasm_f32x4_neg(wasm_v128_load(x + i)));
+      break;
+    case U_ABS:
+      for (; i + 4 <= end; i += 4) wasm_v128_store(o + i, wasm_f32x4_abs(wasm_v128_load(x + i)));
+      break;
+    case U_SQUARE:
+      for (; i + 4 <= end; i += 4) { v128_t v = wasm_v128_load(x + i); wasm_v128_store(o + i, wasm_f32x4_mul(v, v)); }
+      break;
+    case U_RELU: /* v > 0 ? v : 0 (NaN -> 0, -0 -> 0) */
+      for (; i + 4 <= end; i += 4) {
+        v128_t v = wasm_v128_load(x + i);
+        wasm_v128_store(o + i, wasm_v128_and(v, wasm_f32x4_gt(v, wasm_f32x4_splat(0))));
+      }
+      break;
+    case U_RECIPROCAL:
+      for (; i + 4 <= end; i += 4) wasm_v128_store(o + i, wasm_f32x4_div(wasm_f32x4_splat(1.0f), wasm_v128_load(x + i)));
+      break;
+    case U_SQRT: /* the f64 sqrt of an f32, rounded to f32, equals the f32 sqrt */
+      for (; i + 4 <= end; i += 4) wasm_v128_store(o + i, wasm_f32x4_sqrt(wasm_v128_load(x + i)));
+      break;
+    case U_RSQRT:
+      for (; i + 2 <= end; i += 2) {
+        v128_t v = wasm_f64x2_promote_low_f32x4(wasm_v128_load64_zero(x + i));
+        v128_t r = wasm_f64x2_div(wasm_f64x2_splat(1.0), wasm_f64x2_sqrt(v));
+        wasm_v128_store64_lane(o + i, wasm_f32x4_demote_f64x2_zero(r), 0);
+      }
+      break;
+    case U_EXP: case U_SIGMOID: case U_SILU:
+      for (; i + 2 <= end; i += 2) unary_exp2(op, x + i, o + i);
+      break;
+    default:
+      break;
+  }
+  for (; i < end; i++) o[i] = unary1(op, x[i]);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* binary ops (order of BinaryOp then CompareOp in src/wasm/kernels.ts) */
+enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAX, B_MIN, C_EQ, C_NE, C_LT, C_LE, C_GT, C_GE };
+
+static f64 dm_pow(f64 a, f64 b) {
+  if (b == 0) return 1;
+  if (b == 1) return a;
+  if (b == 2) return a * a;
+  if (b == 0.5) return __builtin_sqrt(a);
+  if (a > 0) return dm_exp(b * dm_log(a));
+  if (a == 0) return b > 0 ? 0 : __builtin_inf();
+  if (b == __builtin_floor(b) && dm_fabs(b) != __builtin_inf()) {
+    f64 m = dm_exp(b * dm_log(-a));
+    return __builtin_fmod(b, 2.0) == 0 ? m : -m;
+  }
+  return __builtin_nan("");
+}
+
+INLINE f32 binf(int op, f32 x, f32 y) {
+  switch (op) {
+    case B_ADD: return x + y;
+    case B_SUB: return x - y;
+    case B_MUL: return x * y;
+    case B_DIV: return x / y;
+    case B_POW: return (f32)dm_pow(x, y);
+    case B_MAX: return (x > y || x != x) ? x : y;
+    case B_MIN: return (x < y || x != x) ? x : y;
+    case C_EQ: return x == y ? 1.0f : 0.0f;
+    case C_NE: return x != y ? 1.0f : 0.0f;
+    case C_LT: return x < y ? 1.0f : 0.0f;
+    case C_LE: return x <= y ? 1.0f : 0.0f;
+    case C_GT: return x > y ? 1.0f : 0.0f;
+    case C_GE: return x >= y ? 1.0f : 0.0f;
+  }
+  return 0;
+}
+
+/* i32 ops: add/sub/mul wrap (as C's int32 / Math.imul), max, min, compares give f32 0/1. */
+INLINE i32 bini(int op, i32 x, i32 y) {
+  switch (op) {
+    case B_ADD: return (i32)((u32)x + (u32)y);
+    case B_SUB: return (i32)((u32)x - (u32)y);
+    case B_MUL: return (i32)((u32)x * (u32)y);
+    case B_MAX: return x > y ? x : y;
+    case B_MIN: return x < y ? x : y;
+  }
+  return 0;
+}
+INLINE f32 cmpi(int op, i32 x, i32 y) {
+  switch (op) {
+    case C_EQ: return x == y;
+    case C_NE: return x != y;
+    case C_LT: return x < y;
+    case C_LE: return x <= y;
+    case C_GT: return x > y;
+    case C_GE: return x >= y;
+  }
+  return 0;
+}
+
+INLINE v128_t binv(int op, v128_t x, v128_t y) {
+  const v128_t one = wasm_f32x4_splat(1.0f);
+  switch (op) {
+    case B_ADD: return wasm_f32x4_add(x, y);
+    case B_SUB: return wasm_f32x4_sub(x, y);
+    case B_MUL: return wasm_f32x4_mul(x, y);
+    case B_DIV: return wasm_f32x4_div(x, y);
+    case B_MAX: return wasm_v128_bitselect(x, y, wasm_v128_or(wasm_f32x4_gt(x, y), wasm_f32x4_ne(x, x)));
+    case B_MIN: return wasm_v128_bitselect(x, y, wasm_v128_or(wasm_f32x4_lt(x, y), wasm_f32x4_ne(x, x)));
+    case C_EQ: return wasm_v128_and(one, wasm_f32x4_eq(x, y));
+    case C_NE: return wasm_v128_and(one, wasm_f32x4_ne(x, y));
+    case C_LT: return wasm_v128_and(one, wasm_f32x4_lt(x, y));
+    case C_LE: return wasm_v128_and(one, wasm_f32x4_le(x, y));
+    case C_GT: return wasm_v128_and(one, wasm_f32x4_gt(x, y));
+    case C_GE: return wasm_v128_and(one, wasm_f32x4_ge(x, y));
+  }
+  return x;
+}
+
+/* One row of `len` outputs; inputs at x (stride sx in {0,1}), y (stride sy). */
+static void row_f32(int op, const f32* x, int sx, const f32* y, int sy, f32* o, int len) {
+  int j = 0;
+  if (op != B_POW) {
+    if (sx && sy) {
+      for (; j + 4 <= len; j += 4) wasm_v128_store(o + j, binv(op, wasm_v128_load(x + j), wasm_v128_load(y + j)));
+    } else if (sx) {
+      const v128_t yv = wasm_v128_load32_splat(y);
+      for (; j + 4 <= len; j += 4) wasm_v128_store(o + j, binv(op, wasm_v128_load(x + j), yv));
+    } else if (sy) {
+      const v128_t xv = wasm_v128_load32_splat(x);
+      for (; j + 4 <= len; j += 4) wasm_v128_store(o + j, binv(op, xv, wasm_v128_load(y + j)));
+    }
+  }
+  for (; j < len; j++) o[j] = binf(op, x[j * sx], y[j * sy]);
+}
+
+static void row_i32(int op, const i32* x, int sx, const i32* y, int sy, void* o, int len) {
+  if (op >= C_EQ) {
+    f32* of = (f32*)o;
+    for (int j = 0; j < len; j++) of[j] = cmpi(op, x[j * sx], y[j * sy]);
+  } else {
+    i32* oi = (i32*)o;
+    for (int j = 0; j < len; j++) oi[j] = bini(op, x[j * sx], y[j * sy]);
+  }
+}
+
+/*
+ * args: op, isInt, x, y, out, d0, d1, d2, d3, sx0..sx3, sy0..sy3, rowsPerTask, colsPerTask, colTasks
+ * The output is [d0, d1, d2, d3] (collapsed by the caller); s* are element strides of the inputs
+ * (0 on broadcast axes); sx3, sy3 are 0 or 1. Tasks: blocks of rows of the flattened [d0*d1*d2]
+ * x [d3] grid, each row maybe split in column chunks.
+ */
+void k_binary(const i32* a, int task, int tid) {
+  (void)tid;
+  const int op = a[0], isInt = a[1];
+  const int d1 = a[6], d2 = a[7], d3 = a[8];
+  const int rowsPer = a[17], colsPer = a[18], colTasks = a[19];
+  const int rt = task / colTasks, ct = task % colTasks;
+  const int nrows = a[5] * d1 * d2;
+  const int r0 = rt * rowsPer, r1 = MIN(nrows, r0 + rowsPer);
+  const int c0 = ct * colsPer, c1 = MIN(d3, c0 + colsPer);
+  for (int r = r0; r < r1; r++) {
+    const int i0 = r / (d1 * d2), rem = r % (d1 * d2), i1 = rem / d2, i2 = rem % d2;
+    const int ox = i0 * a[9] + i1 * a[10] + i2 * a[11] + c0 * a[12];
+    const int oy = i0 * a[13] + i1 * a[14] + i2 * a[15] + c0 * a[16];
+    const int oo = r * d3 + c0;
+    if (isInt) row_i32(op, PTR(i32, a[2]) + ox, a[12], PTR(i32, a[3]) + oy, a[16], PTR(i32, a[4]) + oo, c1 - c0);
+    else row_f32(op, PTR(f32, a[2]) + ox, a[12], PTR(f32, a[3]) + oy, a[16], PTR(f32, a[4]) + oo, c1 - c0);
+  }
+}

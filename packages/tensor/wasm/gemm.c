@@ -1,0 +1,165 @@
+/*
+ * Packed, register-blocked f32 matmul C[m,n] = op(A)[m,k] · op(B)[k,n] (GotoBLAS / BLIS layout).
+ *
+ * - The micro-kernel keeps a 6x8 tile of C in 12 f32x4 accumulators (+ 2 B vectors + 1 A splat =
+ *   15 of the 16 vector registers x64 engines give wasm; 8x8 spills), over packed panels: A in
+ *   6-row micro-panels (a[p*6 + r]), B in 8-column micro-panels (b[p*8 + j]), both zero-padded at
+ *   the edges so the inner loop has no branch.
+ * - B is packed once per call by all threads (K_GEMM_PACK_B, split over 8-column panels), in
+ *   KC-deep slabs: slab s holds rows [s*KC, s*KC + kc) of every panel.
+ * - K_GEMM splits the rows of C into tasks (multiples of 6); a task packs MC x KC blocks of A into
+ *   its thread's scratch and runs the micro-kernel over every panel of the current slab.
+ * - Each element of C is computed the same way wherever its tile lies (same k order; edge tiles
+ *   use the full micro-kernel on zero padding), so the result does not depend on the split.
+ */
+#include "common.h"
+
+#define MR 6
+#define NR 8
+#define KC 256
+#define MC 120
+
+#ifdef RELAXED
+#define MADD(a, b, c) wasm_f32x4_relaxed_madd(a, b, c)
+#else
+#define MADD(a, b, c) wasm_f32x4_add(wasm_f32x4_mul(a, b), c)
+#endif
+
+/* args: see src/wasm/kernels.ts (gemmArgs) */
+enum { G_M, G_N, G_K, G_TA, G_TB, G_A, G_B, G_C, G_AOFF, G_BOFF, G_BPACK, G_PACKS, G_ROWS_PER_TASK, G_ROW_TASKS,
+       G_PANELS_PER_TASK, G_PANEL_TASKS, G_SCRATCH, G_SCRATCH_STRIDE };
+
+INLINE int npad_of(int n) { return (n + NR - 1) / NR * NR; }
+
+void k_gemm_pack_b(const i32* a, int task, int tid) {
+  (void)tid;
+  const int n = a[G_N], k = a[G_K], tb = a[G_TB];
+  const int q = task / a[G_PANEL_TASKS], c = task % a[G_PANEL_TASKS];
+  const int npanels = (n + NR - 1) / NR;
+  const int jp0 = c * a[G_PANELS_PER_TASK], jp1 = MIN(npanels, jp0 + a[G_PANELS_PER_TASK]);
+  const f32* B = PTR(f32, a[G_B]) + PTR(i32, a[G_BOFF])[q];
+  f32* dst0 = PTR(f32, a[G_BPACK]) + (size_t)q * k * npad_of(n);
+  const size_t slab = (size_t)KC * npad_of(n);
+  for (int jp = jp0; jp < jp1; jp++) {
+    const int j0 = jp * NR, nr = MIN(NR, n - j0);
+    for (int p0 = 0, s = 0; p0 < k; p0 += KC, s++) {
+      const int kc = MIN(KC, k - p0);
+      f32* d = dst0 + s * slab + (size_t)jp * kc * NR;
+      if (!tb) {
+        const f32* src = B + (size_t)p0 * n + j0;
+        if (nr == NR) {
+          for (int p = 0; p < kc; p++, src += n, d += NR) {
+            wasm_v128_store(d, wasm_v128_load(src));
+            wasm_v128_store(d + 4, wasm_v128_load(src + 4));
+          }
+        } else {
+          for (int p = 0; p < kc; p++, src += n, d += NR)
+            for (int j = 0; j < NR; j++) d[j] = j < nr ? src[j] : 0.0f;
+        }
+      } else {
+        /* B stored [n, k]: element (p, j) at B[j*k + p]; read rows of B^T contiguously */
+        for (int j = 0; j < NR; j++) {
+          if (j < nr) {
+            const f32* src = B + (size_t)(j0 + j) * k + p0;
+            for (int p = 0; p < kc; p++) d[p * NR + j] = src[p];
+          } else {
+            for (int p = 0; p < kc; p++) d[p * NR + j] = 0.0f;
+          }
+        }
+      }
+    }
+  }
+}
+
+/* A block rows [i0, i0+mc) x cols [p0, p0+kc) into 6-row micro-panels (zero-padded). */
+static void pack_a(const f32* A, int ta, int m, int k, int i0, int mc, int p0, int kc, f32* dst) {
+  for (int ip = 0; ip < mc; ip += MR) {
+    const int mr = MIN(MR, mc - ip);
+    f32* d = dst + (size_t)ip * kc;
+    if (!ta) {
+      for (int r = 0; r < MR; r++) {
+        if (r < mr) {
+          const f32* src = A + (size_t)(i0 + ip + r) * k + p0;
+          for (int p = 0; p < kc; p++) d[p * MR + r] = src[p];
+        } else {
+          for (int p = 0; p < kc; p++) d[p * MR + r] = 0.0f;
+        }
+      }
+    } else {
+      /* A stored [k, m]: element (i, p) at A[p*m + i] */
+      const f32* src = A + (size_t)p0 * m + i0 + ip;
+      for (int p = 0; p < kc; p++, src += m, d += MR)
+        for (int r = 0; r < MR; r++) d[r] = r < mr ? src[r] : 0.0f;
+    }
+  }
+}
+
+#define LOADC(c0, c1, row) { c0 = wasm_v128_load(C + (row) * ldc); c1 = wasm_v128_load(C + (row) * ldc + 4); }
+#define STOREC(c0, c1, row) { wasm_v128_store(C + (row) * ldc, c0); wasm_v128_store(C + (row) * ldc + 4, c1); }
+#define ADDC(c0, c1, row) { wasm_v128_store(C + (row) * ldc, wasm_f32x4_add(wasm_v128_load(C + (row) * ldc), c0)); \
+                            wasm_v128_store(C + (row) * ldc + 4, wasm_f32x4_add(wasm_v128_load(C + (row) * ldc + 4), c1)); }
+
+/* C[6x8] (=|+=) A-panel · B-panel over kc; partial tiles go through `tmp`. */
+static void micro(int kc, const f32* __restrict A, const f32* __restrict B, f32* C, int ldc, int first, int mr, int nr, f32* tmp) {
+  v128_t c00 = wasm_f32x4_splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  v128_t c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  for (int p = 0; p < kc; p++) {
+    const v128_t b0 = wasm_v128_load(B), b1 = wasm_v128_load(B + 4);
+    v128_t x;
+    x = wasm_v128_load32_splat(A + 0); c00 = MADD(x, b0, c00); c01 = MADD(x, b1, c01);
+    x = wasm_v128_load32_splat(A + 1); c10 = MADD(x, b0, c10); c11 = MADD(x, b1, c11);
+    x = wasm_v128_load32_splat(A + 2); c20 = MADD(x, b0, c20); c21 = MADD(x, b1, c21);
+    x = wasm_v128_load32_splat(A + 3); c30 = MADD(x, b0, c30); c31 = MADD(x, b1, c31);
+    x = wasm_v128_load32_splat(A + 4); c40 = MADD(x, b0, c40); c41 = MADD(x, b1, c41);
+    x = wasm_v128_load32_splat(A + 5); c50 = MADD(x, b0, c50); c51 = MADD(x, b1, c51);
+    A += MR;
+    B += NR;
+  }
+  if (mr == MR && nr == NR) {
+    if (first) {
+      STOREC(c00, c01, 0) STOREC(c10, c11, 1) STOREC(c20, c21, 2) STOREC(c30, c31, 3) STOREC(c40, c41, 4) STOREC(c50, c51, 5)
+    } else {
+      ADDC(c00, c01, 0) ADDC(c10, c11, 1) ADDC(c20, c21, 2) ADDC(c30, c31, 3) ADDC(c40, c41, 4) ADDC(c50, c51, 5)
+    }
+    return;
+  }
+  wasm_v128_store(tmp + 0, c00); wasm_v128_store(tmp + 4, c01);
+  wasm_v128_store(tmp + 8, c10); wasm_v128_store(tmp + 12, c11);
+  wasm_v128_store(tmp + 16, c20); wasm_v128_store(tmp + 20, c21);
+  wasm_v128_store(tmp + 24, c30); wasm_v128_store(tmp + 28, c31);
+  wasm_v128_store(tmp + 32, c40); wasm_v128_store(tmp + 36, c41);
+  wasm_v128_store(tmp + 40, c50); wasm_v128_store(tmp + 44, c51);
+  for (int r = 0; r < mr; r++)
+    for (int j = 0; j < nr; j++) {
+      if (first) C[r * ldc + j] = tmp[r * NR + j];
+      else C[r * ldc + j] = C[r * ldc + j] + tmp[r * NR + j];
+    }
+}
+
+void k_gemm(const i32* a, int task, int tid) {
+  const int m = a[G_M], n = a[G_N], k = a[G_K], ta = a[G_TA];
+  const int q = task / a[G_ROW_TASKS], rt = task % a[G_ROW_TASKS];
+  const int r0 = rt * a[G_ROWS_PER_TASK], r1 = MIN(m, r0 + a[G_ROWS_PER_TASK]);
+  const f32* A = PTR(f32, a[G_A]) + PTR(i32, a[G_AOFF])[q];
+  const int qb = a[G_PACKS] == 1 ? 0 : q;
+  const int npad = npad_of(n);
+  const f32* Bp = PTR(f32, a[G_BPACK]) + (size_t)qb * k * npad;
+  f32* C = PTR(f32, a[G_C]) + (size_t)q * m * n;
+  f32* apack = (f32*)thread_scratch(a[G_SCRATCH], a[G_SCRATCH_STRIDE], tid);
+  f32* tmp = apack + MC * KC;
+  for (int i0 = r0; i0 < r1; i0 += MC) {
+    const int mc = MIN(MC, r1 - i0);
+    for (int p0 = 0, s = 0; p0 < k; p0 += KC, s++) {
+      const int kc = MIN(KC, k - p0);
+      pack_a(A, ta, m, k, i0, mc, p0, kc, apack);
+      const f32* bs = Bp + (size_t)s * KC * npad;
+      for (int j0 = 0; j0 < n; j0 += NR) {
+        const f32* bpanel = bs + (size_t)(j0 / NR) * kc * NR;
+        const int nr = MIN(NR, n - j0);
+        for (int ip = 0; ip < mc; ip += MR) {
+          micro(kc, apack + (size_t)ip * kc, bpanel, C + (size_t)(i0 + ip) * n + j0, n, s == 0, MIN(MR, mc - ip), nr, tmp);
+        }
+      }
+    }
+  }
+}
