@@ -35,7 +35,7 @@ export function initLM(key: Key, config: ModelConfigInput | ModelConfig): LMPara
 }
 
 export interface ApplyOptions {
-  /** Training randomness (S3Pool pooling samples with it; without a key it averages). */
+  /** Training randomness (S3Pool samples with it; without a key it averages). Use a fresh key per step (e.g. random.foldIn(key, step)). */
   key?: Key;
   /** Also return per-layer, per-position signals (token and state scores, write and read masks). */
   trace?: boolean;

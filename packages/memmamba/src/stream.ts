@@ -46,6 +46,7 @@ export function applyChunked(params: LMParams, tokens: Tensor, opts: ChunkOption
   if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`lm.applyChunked: chunk must be a positive integer, got ${chunk}`);
   if (tokens.dtype !== "i32" || tokens.rank !== 2) throw new Error(`lm.applyChunked: tokens must be i32 [B, L], got ${tokens.dtype} ${showShape(tokens.shape)}`);
   const [B, L] = tokens.shape;
+  if (L < 1) throw new Error("lm.applyChunked: tokens must hold at least one position");
   if (state && state.batch !== B) throw new Error(`lm.applyChunked: the state is for batch ${state.batch}, tokens have ${B}`);
   return tidy(() => {
     let cur = state ?? initState(params.config, B);

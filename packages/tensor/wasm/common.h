@@ -14,6 +14,7 @@
  */
 #ifndef MM_COMMON_H
 #define MM_COMMON_H
+#include <stddef.h>
 #include <stdint.h>
 #include <wasm_simd128.h>
 

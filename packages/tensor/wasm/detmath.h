@@ -55,7 +55,7 @@ INLINE f64 expm1_kernel(f64 r, f64 rerr) {
   return r + (rerr + r * r * p);
 }
 
-static f64 dm_exp(f64 x) {
+static __attribute__((unused)) f64 dm_exp(f64 x) {
   if (!(x <= EXP_OVERFLOW)) return x != x ? x : __builtin_inf();
   if (x < EXP_UNDERFLOW) return 0;
   f64 ax = dm_fabs(x);
@@ -71,7 +71,7 @@ static f64 dm_exp(f64 x) {
   return scale2(1 + expm1_kernel(r, rerr), (int)k);
 }
 
-static f64 dm_expm1(f64 x) {
+static __attribute__((unused)) f64 dm_expm1(f64 x) {
   f64 ax = dm_fabs(x);
   if (!(ax < 36)) return x != x ? x : dm_exp(x) - 1;
   if (ax < 0.34657359027997264) {
@@ -104,7 +104,7 @@ INLINE f64 log1p_kernel(f64 f) {
   return f - s * (f - R);
 }
 
-static f64 log_positive(f64 x, f64 c) {
+static __attribute__((unused)) f64 log_positive(f64 x, f64 c) {
   f64 m = x;
   int e = 0;
   if (m < 2.2250738585072014e-308) { m *= P2_54; e = -54; }
@@ -136,13 +136,13 @@ static f64 log_positive(f64 x, f64 c) {
   return ed * LN2_HI + (log1p_kernel(m - 1) + (ed * LN2_LO + c));
 }
 
-static f64 dm_log(f64 x) {
+static __attribute__((unused)) f64 dm_log(f64 x) {
   if (!(x > 0)) return x == 0 ? -__builtin_inf() : __builtin_nan("");
   if (x == __builtin_inf()) return x;
   return log_positive(x, 0);
 }
 
-static f64 dm_log1p(f64 x) {
+static __attribute__((unused)) f64 dm_log1p(f64 x) {
   if (!(x > -1)) return x == -1 ? -__builtin_inf() : __builtin_nan("");
   if (x == __builtin_inf()) return x;
   if (x > -0.2928932188134524 && x < 0.41421356237309503) return log1p_kernel(x);
@@ -181,7 +181,7 @@ INLINE f64 cos_kernel(f64 r, f64 rlo) {
 }
 
 /* x = k pi/2 + (*hi + *lo); returns k mod 4 as JS's ToInt32(k) & 3 does. */
-static int reduce_pio2(f64 x, f64* hi, f64* lo) {
+static __attribute__((unused)) int reduce_pio2(f64 x, f64* hi, f64* lo) {
   f64 k = dm_floor(x * TWO_OVER_PI + 0.5);
   f64 t = x - k * PIO2_1;
   f64 w = k * PIO2_2;
@@ -196,7 +196,7 @@ static int reduce_pio2(f64 x, f64* hi, f64* lo) {
   return (int)q & 3;
 }
 
-static f64 dm_sin(f64 x) {
+static __attribute__((unused)) f64 dm_sin(f64 x) {
   f64 ax = dm_fabs(x);
   if (ax <= 0.7853981633974483) {
     if (ax < 7.450580596923828e-9) return x;
@@ -211,7 +211,7 @@ static f64 dm_sin(f64 x) {
   return -cos_kernel(hi, lo);
 }
 
-static f64 dm_cos(f64 x) {
+static __attribute__((unused)) f64 dm_cos(f64 x) {
   f64 ax = dm_fabs(x);
   if (ax <= 0.7853981633974483) {
     if (ax < 7.450580596923828e-9) return 1;
@@ -226,7 +226,7 @@ static f64 dm_cos(f64 x) {
   return sin_kernel(hi, lo);
 }
 
-static f64 dm_tanh(f64 x) {
+static __attribute__((unused)) f64 dm_tanh(f64 x) {
   f64 ax = dm_fabs(x);
   if (!(ax < 22)) return x != x ? x : x > 0 ? 1 : -1;
   if (ax < 3.725290298461914e-9) return x;
@@ -240,13 +240,13 @@ static f64 dm_tanh(f64 x) {
   return x < 0 ? -z : z;
 }
 
-static f64 dm_sigmoid(f64 x) {
+static __attribute__((unused)) f64 dm_sigmoid(f64 x) {
   if (x >= 0) return 1 / (1 + dm_exp(-x));
   f64 e = dm_exp(x);
   return e / (1 + e);
 }
 
-static f64 dm_softplus(f64 x) {
+static __attribute__((unused)) f64 dm_softplus(f64 x) {
   if (x > 0) return x >= 40 ? x : x + dm_log1p(dm_exp(-x));
   return dm_log1p(dm_exp(x));
 }

@@ -111,7 +111,7 @@ static f64 dm_pow(f64 a, f64 b) {
   if (a == 0) return b > 0 ? 0 : __builtin_inf();
   if (b == __builtin_floor(b) && dm_fabs(b) != __builtin_inf()) {
     f64 m = dm_exp(b * dm_log(-a));
-    return __builtin_fmod(b, 2.0) == 0 ? m : -m;
+    return __builtin_floor(b * 0.5) == b * 0.5 ? m : -m; /* b % 2 === 0 for an integer b */
   }
   return __builtin_nan("");
 }

@@ -100,7 +100,7 @@ static void pack_a(const f32* A, int ta, int m, int k, int i0, int mc, int p0, i
                             wasm_v128_store(C + (row) * ldc + 4, wasm_f32x4_add(wasm_v128_load(C + (row) * ldc + 4), c1)); }
 
 /* C[6x8] (=|+=) A-panel · B-panel over kc; partial tiles go through `tmp`. */
-static void micro(int kc, const f32* __restrict A, const f32* __restrict B, f32* C, int ldc, int first, int mr, int nr, f32* tmp) {
+__attribute__((noinline)) static void micro(int kc, const f32* __restrict A, const f32* __restrict B, f32* C, int ldc, int first, int mr, int nr, f32* tmp) {
   v128_t c00 = wasm_f32x4_splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   v128_t c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   for (int p = 0; p < kc; p++) {

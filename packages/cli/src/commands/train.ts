@@ -41,6 +41,7 @@ export const trainCommand = defineCommand({
     maxBadSteps: flag.int("stop after this many consecutive NaN/Inf steps", { default: TRAIN_DEFAULTS.maxBadSteps, positive: true }),
     dtype: flag.enum(["F32", "F16", "BF16"], "weight storage type in checkpoints (F32 for exact resume)", { default: "F32" }),
     filler: flag.path("passkey task: filler text from this file or directory (default: generated)"),
+    taskLoss: flag.enum(["answer", "all"], "passkey task: score only the 5 answer digits, or every next byte (filler, needle and answer)", { default: "answer" }),
   },
   epilog: `Defaults follow the paper: AdamW lr 1e-4, weight decay 0.1, constant LR, accumulation 4, clip 1.0, seed 123.
 Examples:
@@ -129,7 +130,12 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
       requirePath("train", "--filler", f.filler);
       filler = { kind: "text", docs: loadTexts(f.filler) };
     }
-    data = (key: random.Key) => tokenSource((i) => passkeyTrainingBatch({ key, step: i, batch: f.batch, seqLen: f.seqLen, filler }));
+    const all = f.taskLoss === "all";
+    data = (key: random.Key) =>
+      tokenSource((i) => {
+        const b = passkeyTrainingBatch({ key, step: i, batch: f.batch, seqLen: f.seqLen, filler });
+        return all ? { ...b, mask: undefined } : b; // no mask: the model's plain next-byte loss
+      });
     const held = passkeyTrainingBatch({ key: evalKey, step: 0, batch: 16, seqLen: f.seqLen, filler });
     evaluate = async (params) => ({ passkeyAcc: await passkeyAccuracy(params, held) });
     log(`train: passkey task, ${f.seqLen}-byte samples, needle at random depths (${filler.kind} filler)\n`);

@@ -91,7 +91,7 @@ export class ParamWords {
 
 /** The WGSL expression reading param word i as u32. */
 export function pu(i: number): string {
-  return `P.v[${i >> 2}].${"xyzw"[i & 3]}`;
+  return `prm.v[${i >> 2}].${"xyzw"[i & 3]}`;
 }
 export function pf(i: number): string {
   return `bitcast<f32>(${pu(i)})`;
@@ -110,7 +110,7 @@ export interface StorageDecl {
 /** The params uniform (sized for `nWords`) and storage buffers, bindings 0..n. */
 export function header(nWords: number, bufs: readonly StorageDecl[]): string {
   const n = Math.max(1, Math.ceil(nWords / 4));
-  const lines = [`struct Params { v: array<vec4<u32>, ${n}> }`, `@group(0) @binding(0) var<uniform> P: Params;`];
+  const lines = [`struct Params { v: array<vec4<u32>, ${n}> }`, `@group(0) @binding(0) var<uniform> prm: Params;`];
   bufs.forEach((b, i) => {
     lines.push(`@group(0) @binding(${i + 1}) var<storage, ${b.write ? "read_write" : "read"}> ${b.name}: array<${b.type}>;`);
   });

@@ -89,7 +89,7 @@ async function loadDawn(): Promise<GPU> {
   const specifier = "webgpu"; // a variable, so bundlers and Deno's graph don't pull dawn.node in eagerly
   const mod: any = await import(specifier);
   Object.assign(globalThis, mod.globals); // GPUBufferUsage, GPUMapMode, ... as in a browser
-  return mod.create([]) as GPU;
+  return mod.create(readEnv("MEMMAMBA_DAWN_FLAGS")?.split(" ").filter((s: string) => s) ?? []) as GPU;
 }
 
 /** Finds an adapter, requests a device with the adapter's maximum for REQUESTED_LIMITS. */

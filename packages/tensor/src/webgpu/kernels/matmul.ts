@@ -26,8 +26,10 @@ export interface TileConfig {
   BK: number;
   TM: number;
   TN: number;
+  /** Specialise on the transposes, vector widths and divisibility (else one generic variant). */
+  specialize?: boolean;
 }
-export const BIG_TILE: TileConfig = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 };
+export const BIG_TILE: TileConfig = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, specialize: true };
 export const SMALL_TILE: TileConfig = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
 
 /**
@@ -309,7 +311,7 @@ export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: Ker
   // The small tile is one generic variant (runtime transposes, guarded scalar loads, a loop
   // over k). The big tile specialises on the transposes, vector widths and divisibility (no
   // guards), and unrolls its k loop, where speed matters.
-  const big = t.BM === BIG_TILE.BM && t.BN === BIG_TILE.BN && !matmulTuning.runtimeTrans;
+  const big = !!t.specialize && !matmulTuning.runtimeTrans;
   const v: MatmulVariant = {
     t,
     transA: big ? p.transA : null,

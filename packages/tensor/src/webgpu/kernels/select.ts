@@ -14,12 +14,14 @@ import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type GpuC
 
 const WG = 64;
 
-function selectWgsl(mode: "last" | "top", maskType: DType, scoreType: DType): string {
+/** params: B, L, k, mode (0 last, 1 top): one shader for both modes. */
+function selectWgsl(maskType: DType, scoreType: DType): string {
   const set = maskType === "f32" ? "(bitcast<u32>(mask[j]) & 0x7fffffffu) != 0u" : "mask[j] != 0i";
-  const update = mode === "last"
-    ? `for (var q = 1u; q < k; q++) { out[o + q - 1u] = out[p + q]; }
-        out[o + k - 1u] = i32(t - 1u);`
-    : `var worst = -1i;
+  const update = `if (${pu(3)} == 0u) {
+        for (var q = 1u; q < k; q++) { out[o + q - 1u] = out[p + q]; }
+        out[o + k - 1u] = i32(t - 1u);
+      } else {
+        var worst = -1i;
         var ws = score[j];
         for (var q = 0u; q < k; q++) {
           let v = score[b * L + u32(out[p + q])];
@@ -31,8 +33,9 @@ function selectWgsl(mode: "last" | "top", maskType: DType, scoreType: DType): st
           var w = 0u;
           for (var q = 0u; q < k; q++) { if (i32(q) != worst) { out[o + w] = out[p + q]; w++; } }
           out[o + k - 1u] = i32(t - 1u);
-        }`;
-  return `${header(3, [{ name: "out", type: "i32", write: true }, { name: "mask", type: maskType }, { name: "score", type: scoreType }])}
+        }
+      }`;
+  return `${header(4, [{ name: "out", type: "i32", write: true }, { name: "mask", type: maskType }, { name: "score", type: scoreType }])}
 @compute @workgroup_size(${WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
@@ -62,10 +65,10 @@ export function causalSelectKernel(ctx: GpuCtx, [mask, score]: readonly KernelAr
   const [B, L] = mask.shape;
   if (B * L * p.k === 0) return;
   ctx.dispatch({
-    label: "causalSelect", key: `causalSelect:${p.mode}:${mask.dtype}${score.dtype}`,
-    wgsl: () => selectWgsl(p.mode, mask.dtype, score.dtype),
+    label: "causalSelect", key: `causalSelect:${mask.dtype}${score.dtype}`,
+    wgsl: () => selectWgsl(mask.dtype, score.dtype),
     buffers: [ctx.ref(out, "causalSelect"), ctx.ref(mask, "causalSelect"), ctx.ref(score, "causalSelect")],
-    params: new ParamWords().u(B).u(L).u(p.k).words(),
+    params: new ParamWords().u(B).u(L).u(p.k).u(p.mode === "last" ? 0 : 1).words(),
     groups: grid(ceilDiv(B, WG), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }

@@ -75,8 +75,9 @@ fn main(${ENTRY_ARGS}) {
   ${Q.map((q) => `var hs${q} = ${ld("h0", "g * N", q)};`).join("\n  ")}
   for (var t = 0u; t < L; t++) {
     if (mode == 2u && t % ${pu(5)} == 0u) {
-      let cb = ${pu(7)} + ((b * ${pu(6)} + t / ${pu(5)}) * Di + i) * N;
-      ${Q.map((q) => st("out", "cb", q, `hs${q}`)).join("\n      ")}
+      // checkpoint into scratch rows padded to ${4 * N4} floats
+      let cb = ${pu(7)} + ((b * ${pu(6)} + t / ${pu(5)}) * Di + i) * ${4 * N4}u;
+      ${Q.map((q) => [0, 1, 2, 3].map((e) => `out[cb + ${4 * q + e}u] = hs${q}.${XYZW[e]};`).join(" ")).join("\n      ")}
     }
     ${stepCode(N4)}
     if (mode == 0u) {
@@ -117,8 +118,12 @@ export function selectiveScanStateKernel(ctx: GpuCtx, ins: readonly KernelArg[],
 
 // ---------- backward ----------
 
-/** dst[dOff + ob·dS + ot·J + j] = Σ_{m<Mid} src[sOff + ob·sS + (ot·Mid + m)·J + j], o = ob·q + ot. */
-const GSUM = `${header(9, [{ name: "dst", type: "f32", write: true }, { name: "src", type: "f32" }])}
+/**
+ * A strided sum: dst[dOff + ob·dS + ot·dT + j] = Σ_{m<Mid} src[sOff + ob·sS + ot·sT + m·sM + j]
+ * for o = ob·q + ot < O, j < J (Mid = 0 writes zeros). Copies, zero fills and the sums over i
+ * and b of the backward.
+ */
+const GSUM = `${header(13, [{ name: "dst", type: "f32", write: true }, { name: "src", type: "f32" }])}
 @compute @workgroup_size(256)
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
@@ -126,33 +131,38 @@ fn main(${ENTRY_ARGS}) {
   let O = ${pu(0)}; let J = ${pu(1)}; let Mid = ${pu(2)}; let q = ${pu(3)};
   if (e >= O * J) { return; }
   let o = e / J; let j = e % J; let ob = o / q; let ot = o % q;
-  let s0 = ${pu(7)} + ob * ${pu(6)} + ot * Mid * J + j;
+  let s0 = ${pu(9)} + ob * ${pu(6)} + ot * ${pu(7)} + j;
   var acc = 0.0f;
-  for (var m = 0u; m < Mid; m++) { acc += src[s0 + m * J]; }
-  dst[${pu(8)} + ob * ${pu(5)} + ot * J + j] = acc;
+  for (var m = 0u; m < Mid; m++) { acc += src[s0 + m * ${pu(8)}]; }
+  dst[${pu(10)} + ob * ${pu(4)} + ot * ${pu(5)} + j] = acc;
 }`;
 
-interface GSum { O: number; J: number; Mid: number; q: number; dS: number; sS: number; sOff: number; dOff: number }
+interface GSum {
+  O: number; J: number; Mid: number; q?: number;
+  dS: number; dT?: number; sS: number; sT?: number; sM?: number; sOff: number; dOff: number;
+}
 
 function gsum(ctx: GpuCtx, dst: BufRef, src: BufRef, g: GSum): void {
   if (g.O * g.J === 0) return;
   ctx.dispatch({
     label: "selectiveScanGrad", key: "ssm:gsum", wgsl: () => GSUM, buffers: [dst, src],
-    params: new ParamWords().u(g.O).u(g.J).u(g.Mid).u(g.q).u(0).u(g.dS).u(g.sS).u(g.sOff).u(g.dOff).words(),
+    params: new ParamWords().u(g.O).u(g.J).u(g.Mid).u(g.q ?? 1).u(g.dS).u(g.dT ?? 0).u(g.sS).u(g.sT ?? 0).u(g.sM ?? 0)
+      .u(g.sOff).u(g.dOff).words(),
     groups: grid(ceilDiv(g.O * g.J, 256), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }
 
 /**
  * One chunk of the backward. params: B, L, Di, T, nC, c, ckOff, hcOff, lamOff, daOff, pbOff,
- * pcOff, oDx, oDd, N. Buffers: out, W, x, delta, A, Bm, C, gy. Generated per N4. Each thread
- * writes its contributions to dB_t and dC_t (terms of sums over i) to scratch [B, T, Di, N];
- * a gsum pass adds them up (no workgroup memory, no barrier: cheap to compile everywhere).
+ * pcOff (scratch offsets in vec4s), oDx, oDd, N. Buffers: out, W (vec4s), x, delta, A, Bm, C,
+ * gy. Scratch rows are padded to NP = 4·N4 floats (zeros past N), so they move as whole vec4s
+ * without guards. Each thread writes its terms of dB_t and dC_t (sums over i) to scratch
+ * [B, T, Di, NP]; a gsum adds them up: no workgroup memory, no barrier (cheap to compile).
  */
 function chunkWgsl(N4: number): string {
   const Q = quads(N4);
   const bufs = [
-    { name: "out", type: "f32", write: true }, { name: "W", type: "f32", write: true }, { name: "x", type: "f32" },
+    { name: "out", type: "f32", write: true }, { name: "W", type: "vec4<f32>", write: true }, { name: "x", type: "f32" },
     { name: "delta", type: "f32" }, { name: "A", type: "f32" }, { name: "Bm", type: "f32" }, { name: "C", type: "f32" },
     { name: "gy", type: "f32" },
   ];
@@ -169,40 +179,40 @@ fn main(${ENTRY_ARGS}) {
   let b = g0 / Di; let i = g0 % Di;
   let t0 = c * T; let Tc = min(L, t0 + T) - t0;
   ${per((q) => `let A${q} = ${ld("A", "i * N", q)};`)}
-  let ckb = ${P(6)} + ((b * nC + c) * Di + i) * N;
-  ${per((q) => `var hs${q} = ${ld("W", "ckb", q)};`)}
+  let ckb = ${P(6)} + ((b * nC + c) * Di + i) * ${N4}u;
+  ${per((q) => `var hs${q} = W[ckb + ${q}u];`)}
   for (var tl = 0u; tl < Tc; tl++) {
     let t = t0 + tl;
     ${stepCode(N4)}
-    let hb = ${P(7)} + ((b * T + tl) * Di + i) * N;
-    ${Q.map((q) => st("W", "hb", q, `hs${q}`)).join("\n    ")}
+    let hb = ${P(7)} + ((b * T + tl) * Di + i) * ${N4}u;
+    ${per((q) => `W[hb + ${q}u] = hs${q};`)}
   }
-  let lb = ${P(8)} + (b * Di + i) * N;
-  let db = ${P(9)} + (b * Di + i) * N;
-  ${per((q) => `var lam${q} = ${ld("W", "lb", q)};`)}
-  ${per((q) => `var dA${q} = ${ld("W", "db", q)};`)}
+  let lb = ${P(8)} + (b * Di + i) * ${N4}u;
+  let db = ${P(9)} + (b * Di + i) * ${N4}u;
+  ${per((q) => `var lam${q} = W[lb + ${q}u];`)}
+  ${per((q) => `var dA${q} = W[db + ${q}u];`)}
   for (var tr = 0u; tr < Tc; tr++) {
     let tl = Tc - 1u - tr;
     let t = t0 + tl;
     let row = (b * L + t) * Di + i; let bn = (b * L + t) * N;
     let dt = delta[row]; let xv = x[row]; let g = gy[row];
-    let hb = ${P(7)} + ((b * T + tl) * Di + i) * N;
+    let hb = ${P(7)} + ((b * T + tl) * Di + i) * ${N4}u;
     var pb = ckb;
-    if (tl > 0u) { pb = hb - Di * N; }
-    let cbo = ${P(10)} + ((b * T + tl) * Di + i) * N;
-    let cco = ${P(11)} + ((b * T + tl) * Di + i) * N;
+    if (tl > 0u) { pb = hb - Di * ${N4}u; }
+    let cbo = ${P(10)} + ((b * T + tl) * Di + i) * ${N4}u;
+    let cco = ${P(11)} + ((b * T + tl) * Di + i) * ${N4}u;
     var ddt = 0.0f; var dx = 0.0f;
     ${per((q) => `let C${q} = ${ld("C", "bn", q)}; let B${q} = ${ld("Bm", "bn", q)};
     let l${q} = lam${q} + g * C${q};
     let a${q} = vexp(dt * A${q});
     ddt += dot(l${q} * xv, B${q}); dx += dot(l${q} * dt, B${q});
-    ${st("W", "cbo", q, `(l${q} * (dt * xv))`)}
-    ${st("W", "cco", q, `(g * ${ld("W", "hb", q)})`)}
-    let da${q} = l${q} * ${ld("W", "pb", q)} * a${q};
+    W[cbo + ${q}u] = l${q} * (dt * xv);
+    W[cco + ${q}u] = g * W[hb + ${q}u];
+    let da${q} = l${q} * W[pb + ${q}u] * a${q};
     ddt += dot(da${q}, A${q}); dA${q} += da${q} * dt; lam${q} = l${q} * a${q};`)}
     out[${P(12)} + row] = dx; out[${P(13)} + row] = ddt;
   }
-  ${Q.map((q) => st("W", "lb", q, `lam${q}`) + " " + st("W", "db", q, `dA${q}`)).join("\n  ")}
+  ${per((q) => `W[lb + ${q}u] = lam${q}; W[db + ${q}u] = dA${q};`)}
 }`;
 }
 
@@ -211,44 +221,50 @@ export function selectiveScanGradKernel(ctx: GpuCtx, ins: readonly KernelArg[], 
   const [B, L, Di] = x.shape;
   const N = A.shape[1];
   const label = "selectiveScanGrad";
-  const S = B * Di * N;
+  const N4 = Math.max(1, Math.ceil(N / 4)), NP = 4 * N4;
+  const S = B * Di * NP; // one padded state per (b, i)
   const oDx = 0, oDd = B * L * Di, oDA = 2 * B * L * Di, oDB = oDA + Di * N, oDC = oDB + B * L * N, oDh0 = oDC + B * L * N;
-  const N4 = Math.max(1, Math.ceil(N / 4));
   // chunk length: the largest whose scratch fits the budget and one binding
   const limit = Math.min(ssmTuning.scratchElems, Math.floor(ctx.limits.maxStorageBufferBindingSize / 4));
-  const scratch = (T: number) => B * ceilDiv(L, T) * Di * N + 3 * B * T * Di * N + 2 * S;
+  const scratch = (T: number) => B * ceilDiv(L, T) * Di * NP + 3 * B * T * Di * NP + 2 * S;
   let T = ssmTuning.forceChunk > 0 ? Math.min(ssmTuning.forceChunk, Math.max(1, L)) : Math.max(1, L);
   while (T > 1 && scratch(T) > limit) T = ceilDiv(T, 2);
   const nC = L === 0 ? 0 : ceilDiv(L, T);
-  const ckOff = 0, hcOff = ckOff + B * nC * Di * N, lamOff = hcOff + B * T * Di * N, daOff = lamOff + S;
-  const pbOff = daOff + S, pcOff = pbOff + B * T * Di * N;
-  const total = pcOff + B * T * Di * N;
+  // scratch regions (floats; all multiples of 4): checkpoints, chunk states, λ, dA, dB / dC terms
+  const ckOff = 0, hcOff = ckOff + B * nC * Di * NP, lamOff = hcOff + B * T * Di * NP, daOff = lamOff + S;
+  const pbOff = daOff + S, pcOff = pbOff + B * T * Di * NP;
+  const total = pcOff + B * T * Di * NP;
   if (total * 4 > ctx.limits.maxStorageBufferBindingSize) {
     throw new RangeError(`webgpu.${label}: scratch of ${total * 4} bytes for x ${JSON.stringify(x.shape)}, N = ${N} exceeds maxStorageBufferBindingSize`);
   }
   const W = ctx.temp(total * 4);
   const ro = ctx.ref(out, label), rx = ctx.ref(x, label);
-  // λ ← ghL, dA partials ← 0, checkpoints
-  gsum(ctx, W, ctx.ref(ghL, label), { O: 1, J: S, Mid: 1, q: 1, dS: 0, sS: 0, sOff: 0, dOff: lamOff });
-  gsum(ctx, W, rx, { O: 1, J: S, Mid: 0, q: 1, dS: 0, sS: 0, sOff: 0, dOff: daOff });
+  // λ ← ghL (padded with zeros), dA partials ← 0, checkpoints
+  gsum(ctx, W, rx, { O: 1, J: 2 * S, Mid: 0, dS: 0, sS: 0, sOff: 0, dOff: lamOff });
+  gsum(ctx, W, ctx.ref(ghL, label), { O: B * Di, J: N, Mid: 1, dS: NP, sS: N, sOff: 0, dOff: lamOff });
   if (nC > 0) runForward(ctx, [x, delta, A, Bm, C, h0], W, "ck", [T, nC, ckOff]);
   const bufs = [ro, W, rx, ctx.ref(delta, label), ctx.ref(A, label), ctx.ref(Bm, label), ctx.ref(C, label), ctx.ref(gy, label)];
   for (let c = nC - 1; c >= 0; c--) {
-    const w = new ParamWords().u(B).u(L).u(Di).u(T).u(nC).u(c)
-      .u(ckOff).u(hcOff).u(lamOff).u(daOff).u(pbOff).u(pcOff).u(oDx).u(oDd).u(N);
+    const w = new ParamWords().u(B).u(L).u(Di).u(T).u(nC).u(c);
+    for (const off of [ckOff, hcOff, lamOff, daOff, pbOff, pcOff]) w.u(off / 4);
+    w.u(oDx).u(oDd).u(N);
     if (B * Di > 0) {
       ctx.dispatch({
         label, key: `ssm:bwd:q${N4}`, wgsl: () => chunkWgsl(N4), buffers: bufs, params: w.words(),
         groups: grid(ceilDiv(B * Di, FWD_WG), ctx.limits.maxComputeWorkgroupsPerDimension),
       });
     }
-    // dB_t, dC_t of the chunk: sums over i of the contributions
+    // dB_t, dC_t over the chunk: sums over i of the terms
     const Tc = Math.min(L, (c + 1) * T) - c * T;
     for (const [sOff, dOff] of [[pbOff, oDB], [pcOff, oDC]]) {
-      gsum(ctx, ro, W, { O: B * Tc, J: N, Mid: Di, q: Tc, dS: L * N, sS: T * Di * N, sOff, dOff: dOff + c * T * N });
+      gsum(ctx, ro, W, {
+        O: B * Tc, q: Tc, J: N, Mid: Di,
+        dS: L * N, dT: N, dOff: dOff + c * T * N,
+        sS: T * Di * NP, sT: Di * NP, sM: NP, sOff,
+      });
     }
   }
-  gsum(ctx, ro, W, { O: 1, J: Di * N, Mid: B, q: 1, dS: 0, sS: 0, sOff: daOff, dOff: oDA });
-  gsum(ctx, ro, W, { O: 1, J: S, Mid: 1, q: 1, dS: 0, sS: 0, sOff: lamOff, dOff: oDh0 });
+  gsum(ctx, ro, W, { O: Di, J: N, Mid: B, dS: N, sS: NP, sM: Di * NP, sOff: daOff, dOff: oDA });
+  gsum(ctx, ro, W, { O: B * Di, J: N, Mid: 1, dS: N, sS: NP, sOff: lamOff, dOff: oDh0 });
   ctx.releaseTemp(W);
 }

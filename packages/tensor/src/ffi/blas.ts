@@ -1,0 +1,150 @@
+/**
+ * Native matmul through a system BLAS (OpenBLAS's cblas_sgemm), called by FFI on pointers into the
+ * wasm backend's shared memory: Bun's bun:ffi (dlopen + ptr) or Deno's Deno.dlopen (needs
+ * --allow-ffi). Node has no FFI and browsers none either: they use the wasm kernels.
+ *
+ * The library: $MEMMAMBA_BLAS if set, else libopenblas.so.0 from the loader's search path or the
+ * Debian locations (package libopenblas0-pthread, through the alternatives symlink).
+ */
+
+/** C[m,n] = op(A)·op(B) on byte offsets into the memory (row-major, lda/ldb/ldc in elements). */
+export interface Sgemm {
+  (transA: boolean, transB: boolean, m: number, n: number, k: number, a: number, lda: number, b: number, ldb: number, c: number, ldc: number): void;
+}
+
+export interface Blas {
+  sgemm: Sgemm;
+  /** Where it came from, e.g. "OpenBLAS 0.3.21 (SkylakeX) via bun:ffi from /usr/lib/…". */
+  describe: string;
+  /** Sets OpenBLAS's thread count (no-op where the library lacks it). */
+  setThreads(n: number): void;
+}
+
+const CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112;
+
+function env(name: string): string | undefined {
+  // deno-lint-ignore no-explicit-any
+  const g = globalThis as any;
+  try {
+    return g.process?.env?.[name] ?? g.Deno?.env?.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
+function candidates(): string[] {
+  const own = env("MEMMAMBA_BLAS");
+  if (own) return [own];
+  return [
+    "libopenblas.so.0",
+    "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+    "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
+    "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
+    "/usr/lib/aarch64-linux-gnu/openblas-pthread/libopenblas.so.0",
+  ];
+}
+
+const SGEMM_ARGS = ["i32", "i32", "i32", "i32", "i32", "i32", "f32", "ptr", "i32", "ptr", "i32", "f32", "ptr", "i32"] as const;
+
+function cstring(read: (i: number) => number): string {
+  let s = "";
+  for (let i = 0; i < 256; i++) {
+    const c = read(i);
+    if (c === 0) break;
+    s += String.fromCharCode(c);
+  }
+  return s;
+}
+
+/**
+ * Opens the BLAS for a memory, or returns why it cannot (no FFI in this runtime, no permission,
+ * library not found). `memory` is the wasm memory whose byte offsets sgemm takes.
+ */
+export function openBlas(memory: WebAssembly.Memory): Blas | string {
+  // deno-lint-ignore no-explicit-any
+  const g = globalThis as any;
+  const errors: string[] = [];
+  if (typeof g.Bun !== "undefined") {
+    // deno-lint-ignore no-explicit-any
+    let ffi: any;
+    try {
+      const spec = "bun:ffi";
+      ffi = g.require ? g.require(spec) : (typeof require === "function" ? require(spec) : null);
+    } catch (e) {
+      return `bun:ffi unavailable: ${(e as Error).message}`;
+    }
+    if (!ffi) return "bun:ffi unavailable";
+    for (const path of candidates()) {
+      try {
+        const lib = ffi.dlopen(path, {
+          cblas_sgemm: { args: SGEMM_ARGS, returns: "void" },
+          openblas_set_num_threads: { args: ["i32"], returns: "void" },
+          openblas_get_config: { args: [], returns: "ptr" },
+        });
+        const s = lib.symbols;
+        let base = 0, baseOf: SharedArrayBuffer | null = null;
+        const ptrOf = (off: number) => {
+          const buf = memory.buffer as SharedArrayBuffer;
+          if (buf !== baseOf) {
+            base = ffi.ptr(new Uint8Array(buf));
+            baseOf = buf;
+          }
+          return base + off;
+        };
+        const cfgPtr = s.openblas_get_config();
+        const cfg = cfgPtr ? new ffi.CString(cfgPtr).toString() : "";
+        return {
+          sgemm: (ta, tb, m, n, k, a, lda, b, ldb, c, ldc) =>
+            s.cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1, ptrOf(a), lda, ptrOf(b), ldb, 0, ptrOf(c), ldc),
+          describe: `${cfg || "cblas"} via bun:ffi from ${path}`,
+          setThreads: (n) => s.openblas_set_num_threads(n),
+        };
+      } catch (e) {
+        errors.push(`${path}: ${(e as Error).message.split("\n")[0]}`);
+      }
+    }
+    return `no BLAS library (${errors.join("; ")})`;
+  }
+  if (typeof g.Deno !== "undefined") {
+    const D = g.Deno;
+    if (typeof D.dlopen !== "function") return "Deno.dlopen unavailable";
+    for (const path of candidates()) {
+      try {
+        const lib = D.dlopen(path, {
+          cblas_sgemm: { parameters: SGEMM_ARGS.map((t) => (t === "ptr" ? "pointer" : t)), result: "void" },
+          openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
+          openblas_get_config: { parameters: [], result: "pointer", optional: true },
+        });
+        const s = lib.symbols;
+        // deno-lint-ignore no-explicit-any
+        let base: any = null, baseOf: SharedArrayBuffer | null = null;
+        const ptrOf = (off: number) => {
+          const buf = memory.buffer as SharedArrayBuffer;
+          if (buf !== baseOf) {
+            base = D.UnsafePointer.of(new Uint8Array(buf));
+            baseOf = buf;
+          }
+          return D.UnsafePointer.offset(base, off);
+        };
+        let cfg = "";
+        const cp = s.openblas_get_config?.();
+        if (cp) {
+          const view = new D.UnsafePointerView(cp);
+          cfg = cstring((i) => view.getUint8(i));
+        }
+        return {
+          sgemm: (ta, tb, m, n, k, a, lda, b, ldb, c, ldc) =>
+            s.cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1, ptrOf(a), lda, ptrOf(b), ldb, 0, ptrOf(c), ldc),
+          describe: `${cfg || "cblas"} via Deno.dlopen from ${path}`,
+          setThreads: (n) => s.openblas_set_num_threads?.(n),
+        };
+      } catch (e) {
+        const msg = (e as Error).message.split("\n")[0];
+        if (/permission|--allow-ffi|NotCapable/i.test(msg + (e as Error).name)) return `FFI not permitted (run Deno with --allow-ffi): ${msg}`;
+        errors.push(`${path}: ${msg}`);
+      }
+    }
+    return `no BLAS library (${errors.join("; ")})`;
+  }
+  return "this runtime has no FFI (Node and browsers use the wasm kernels)";
+}

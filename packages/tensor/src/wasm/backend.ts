@@ -1,0 +1,332 @@
+/**
+ * The wasm CPU backend: the narrow Backend interface over one shared WebAssembly.Memory.
+ *
+ * - Buffers are blocks of the memory (heap.ts); a kernel argument is a byte offset, so worker
+ *   threads (pool.ts) work on the same bytes without copies, and so does a native BLAS (FFI).
+ * - Kernels: C compiled to wasm32 + SIMD128 (+ relaxed SIMD where the engine has it), see
+ *   packages/tensor/wasm/*.c and kernels.ts; every other primitive runs the TypeScript reference
+ *   kernel (src/cpu/kernels.ts) on Float32Array / Int32Array views of the memory.
+ * - matmul goes through the system OpenBLAS (cblas_sgemm over FFI) where the runtime has FFI (Bun,
+ *   Deno with --allow-ffi) and the library exists, unless switched off.
+ *
+ * Kernel choice (option `kernels`, else $MEMMAMBA_CPU_KERNELS):
+ *   auto       BLAS matmul where available (one printed line when the runtime has FFI but no
+ *              library), wasm kernels for the rest, relaxed SIMD where valid   (the default)
+ *   wasm       the wasm kernels only (relaxed SIMD where valid)
+ *   wasm-simd  the wasm kernels without relaxed SIMD: no fused multiply-add anywhere, so results
+ *              are the same bits under every engine (use it where a test pins cross-runtime bits)
+ *   ts         the TypeScript reference kernels for every primitive (on the shared memory)
+ * Threads: option `threads`, else $MEMMAMBA_CPU_THREADS, else the machine's logical cores. For a
+ * given kernel choice the results do not depend on the thread count (wasm/common.h says why).
+ */
+import type { Backend, BufferHandle, HostArray, KernelArg, PrimName, PrimParams } from "../backend.ts";
+import type { DType } from "../dtype.ts";
+import { registerBackend } from "../engine.ts";
+import { showShape, sizeOf } from "../shape.ts";
+import { cpuKernels, type CpuArg } from "../cpu/kernels.ts";
+import { openBlas, type Blas } from "../ffi/blas.ts";
+import { WasmHeap } from "./heap.ts";
+import { GEMM_SCRATCH_BYTES, wasmLaunchers, type Launcher, type WasmCtx } from "./kernels.ts";
+import { chooseVariant, createSharedMemory, instantiate, type KernelExports, wasmBytes, wasmSupport, type WasmVariant } from "./module.ts";
+import { CTRL_BYTES, WorkerPool } from "./pool.ts";
+
+export type CpuKernelChoice = "auto" | "wasm" | "wasm-simd" | "ts";
+const CHOICES: CpuKernelChoice[] = ["auto", "wasm", "wasm-simd", "ts"];
+
+export interface WasmBackendOptions {
+  /** Threads that run a kernel, the calling one included (default: $MEMMAMBA_CPU_THREADS or the logical cores). */
+  threads?: number;
+  /** See the module comment (default: $MEMMAMBA_CPU_KERNELS or "auto"). */
+  kernels?: CpuKernelChoice;
+  /** Initial memory in MiB (it grows as needed; default 64). */
+  initialMemoryMiB?: number;
+  /** Iterations a waiting thread spins before it sleeps in Atomics.wait (default 200000, ~0.1-0.5 ms). */
+  spin?: number;
+  /** Do not print the one line that says BLAS is missing. */
+  quiet?: boolean;
+}
+
+export interface KernelInfo {
+  /** What runs matmul: "blas", "wasm-relaxed", "wasm-simd" or "ts". */
+  matmul: "blas" | "wasm-relaxed" | "wasm-simd" | "ts";
+  /** What runs the other primitives with a wasm kernel: "wasm-relaxed", "wasm-simd" or "ts". */
+  kernels: "wasm-relaxed" | "wasm-simd" | "ts";
+  /** The library behind "blas", or why it is not used (null when not asked for). */
+  blas: string | null;
+  /** Threads a large kernel runs on now (1 until the workers have started). */
+  threads: number;
+  /** Whether f32x4.relaxed_madd rounds once (a fused multiply-add) on this engine and machine. */
+  relaxedMaddFused: boolean | null;
+  /** The choice this backend was made with. */
+  choice: CpuKernelChoice;
+}
+
+function env(name: string): string | undefined {
+  // deno-lint-ignore no-explicit-any
+  const g = globalThis as any;
+  try {
+    return g.process?.env?.[name] ?? g.Deno?.env?.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The logical cores of this machine (navigator.hardwareConcurrency, else node:os). */
+async function logicalCores(): Promise<number> {
+  // deno-lint-ignore no-explicit-any
+  const g = globalThis as any;
+  const hc = g.navigator?.hardwareConcurrency;
+  if (typeof hc === "number" && hc > 0) return hc;
+  try {
+    const spec = "node:os";
+    const os = await import(/* @vite-ignore */ spec);
+    return os.availableParallelism?.() ?? os.cpus().length ?? 1;
+  } catch {
+    return 1;
+  }
+}
+
+let blasNoticePrinted = false;
+
+class WasmBuffer implements BufferHandle {
+  constructor(readonly id: number, readonly ptr: number, readonly size: number, readonly dtype: DType, public live: boolean) {}
+}
+
+const ARGS_BYTES = 1024;
+const STACK_BYTES = 256 * 1024;
+
+export class WasmBackend implements Backend {
+  readonly name = "wasm";
+  readonly choice: CpuKernelChoice;
+  readonly variant: WasmVariant;
+  readonly heap: WasmHeap;
+  /** Resolves when the worker threads run (or have been given up on: see kernelInfo().threads). */
+  readonly ready: Promise<void>;
+  #ex: KernelExports;
+  #module: WebAssembly.Module;
+  #args: number;
+  #ctrl: number;
+  #pool: WorkerPool | null = null;
+  #poolError: string | null = null;
+  #blas: Blas | null = null;
+  #blasNote: string | null = null;
+  #live = 0;
+  #nextId = 1;
+  #temps: { ptr: number; bytes: number }[] = [];
+  #gemmScratch = { base: 0, stride: GEMM_SCRATCH_BYTES };
+  #relaxedFused: boolean | null = null;
+  #disposed = false;
+  #ctx: WasmCtx;
+
+  constructor(opts: WasmBackendOptions = {}) {
+    const why = wasmSupport();
+    if (why) throw new Error(`wasm backend unavailable: ${why}`);
+    const choice = (opts.kernels ?? (env("MEMMAMBA_CPU_KERNELS") as CpuKernelChoice | undefined) ?? "auto") as CpuKernelChoice;
+    if (!CHOICES.includes(choice)) throw new Error(`wasm backend: unknown kernel choice "${choice}" (MEMMAMBA_CPU_KERNELS / kernels: ${CHOICES.join(", ")})`);
+    this.choice = choice;
+    this.variant = chooseVariant(choice === "wasm-simd" ? "simd" : undefined);
+    const bytes = wasmBytes(this.variant);
+    this.#module = new WebAssembly.Module(bytes);
+    const { memory, maxPages } = createSharedMemory(Math.ceil(((opts.initialMemoryMiB ?? 64) * 1024 * 1024) / 65536));
+    this.#ex = instantiate(this.#module, memory);
+    // the top 64 KiB stay unused: every offset and size then fits an i32 (the kernels' arguments)
+    const maxBytes = Math.min(maxPages, 65535) * 65536;
+    this.heap = new WasmHeap(memory, this.#ex.__heap_base.value as number, maxBytes);
+    this.#args = this.heap.alloc(ARGS_BYTES);
+    this.#ctrl = this.heap.alloc(CTRL_BYTES);
+    this.#gemmScratch.base = this.heap.alloc(GEMM_SCRATCH_BYTES);
+    if (choice === "auto") {
+      const b = openBlas(memory);
+      if (typeof b === "string") {
+        this.#blasNote = b;
+        // One line where BLAS could have run (a runtime with FFI) but did not.
+        const hasFfi = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" || typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
+        if (hasFfi && !opts.quiet && !blasNoticePrinted) {
+          blasNoticePrinted = true;
+          console.log(`memmamba: matmul uses the wasm kernels: ${b}`);
+        }
+      } else {
+        this.#blas = b;
+        this.#blasNote = b.describe;
+      }
+    }
+    const self = this;
+    this.#ctx = {
+      heap: this.heap,
+      get threads() {
+        return self.#pool?.threads ?? 1;
+      },
+      ptr: (a) => this.#buf(a.buf).ptr,
+      launch: (kid, words, ntasks, parallel) => this.#launch(kid, words, ntasks, parallel),
+      temp: (n) => {
+        const p = this.heap.alloc(n);
+        this.#temps.push({ ptr: p, bytes: n });
+        return p;
+      },
+      get gemmScratch() {
+        return self.#gemmScratch;
+      },
+      get sgemm() {
+        return self.#blas?.sgemm ?? null;
+      },
+    };
+    if (this.variant === "relaxed" && choice !== "ts") this.#relaxedFused = this.#probeFusedMadd();
+    this.ready = this.#startPool(opts, bytes, memory);
+  }
+
+  async #startPool(opts: WasmBackendOptions, bytes: Uint8Array<ArrayBuffer>, memory: WebAssembly.Memory): Promise<void> {
+    const want = opts.threads ?? (Number(env("MEMMAMBA_CPU_THREADS")) || (await logicalCores()));
+    if (!Number.isInteger(want) || want < 1) throw new Error(`wasm backend: threads must be a positive integer, got ${want}`);
+    this.#blas?.setThreads(want);
+    if (want === 1 || this.choice === "ts") return;
+    try {
+      const scratch = this.heap.alloc(GEMM_SCRATCH_BYTES * want);
+      const stackTops = [0];
+      for (let t = 1; t < want; t++) stackTops.push(this.heap.alloc(STACK_BYTES) + STACK_BYTES);
+      const pool = await WorkerPool.start({ bytes, memory, ctrl: this.#ctrl, stackTops, spin: opts.spin ?? 200_000 }, () => this.heap.i32);
+      if (this.#disposed) {
+        pool.dispose();
+        return;
+      }
+      this.heap.free(this.#gemmScratch.base, GEMM_SCRATCH_BYTES);
+      this.#gemmScratch = { base: scratch, stride: GEMM_SCRATCH_BYTES };
+      this.#pool = pool;
+    } catch (e) {
+      this.#poolError = (e as Error).message;
+    }
+  }
+
+  /** Which kernels run (and why BLAS is not used, where it is not). */
+  kernelInfo(): KernelInfo {
+    const k = this.choice === "ts" ? "ts" : this.variant === "relaxed" ? "wasm-relaxed" : "wasm-simd";
+    return {
+      matmul: this.#blas ? "blas" : k,
+      kernels: k,
+      blas: this.#blasNote,
+      threads: this.#pool?.threads ?? 1,
+      relaxedMaddFused: this.#relaxedFused,
+      choice: this.choice,
+    };
+  }
+
+  /** Why the worker threads are not running, if they are not. */
+  get threadError(): string | null {
+    return this.#poolError;
+  }
+
+  #buf(h: BufferHandle): WasmBuffer {
+    const b = h as WasmBuffer;
+    if (!(b instanceof WasmBuffer)) throw new Error("wasm: a buffer of another backend was passed");
+    if (!b.live) throw new Error(`wasm: buffer ${b.id} was used after it was freed`);
+    return b;
+  }
+
+  alloc(size: number, dtype: DType): BufferHandle {
+    if (this.#disposed) throw new Error("wasm backend used after dispose()");
+    if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`wasm.alloc: invalid size ${size}`);
+    const ptr = size === 0 ? 0 : this.heap.alloc(size * 4);
+    this.#live++;
+    return new WasmBuffer(this.#nextId++, ptr, size, dtype, true);
+  }
+  free(buf: BufferHandle): void {
+    const b = buf as WasmBuffer;
+    if (!b.live) throw new Error(`wasm.free: buffer ${b.id} was freed twice`);
+    b.live = false;
+    if (b.size > 0) this.heap.free(b.ptr, b.size * 4);
+    this.#live--;
+  }
+  /** A live view of a buffer (valid until the buffer is freed). */
+  view(buf: BufferHandle): HostArray {
+    const b = this.#buf(buf);
+    const mem = this.heap.memory.buffer;
+    return b.dtype === "f32" ? new Float32Array(mem, b.ptr, b.size) : new Int32Array(mem, b.ptr, b.size);
+  }
+  write(buf: BufferHandle, data: HostArray): void {
+    const v = this.view(buf);
+    if (data.length !== v.length) throw new Error(`wasm.write: ${data.length} values for a buffer of ${v.length}`);
+    v.set(data);
+  }
+  read(buf: BufferHandle): Promise<HostArray> {
+    return Promise.resolve(this.readSync(buf));
+  }
+  /** Synchronous read: a copy (not shared memory). */
+  readSync(buf: BufferHandle): HostArray {
+    return this.view(buf).slice();
+  }
+
+  run<Kn extends PrimName>(prim: Kn, inputs: readonly KernelArg[], output: KernelArg, params: PrimParams[Kn]): void {
+    for (const a of [...inputs, output]) {
+      const b = this.#buf(a.buf);
+      if (b.size !== sizeOf(a.shape)) throw new Error(`wasm.${prim}: buffer of ${b.size} elements for shape ${showShape(a.shape)}`);
+    }
+    const launcher = this.choice === "ts" ? undefined : (wasmLaunchers[prim] as Launcher<Kn> | undefined);
+    try {
+      if (launcher && launcher(this.#ctx, inputs, output, params)) return;
+    } finally {
+      for (const t of this.#temps) this.heap.free(t.ptr, t.bytes);
+      this.#temps.length = 0;
+    }
+    const kernel = cpuKernels[prim] as (ins: CpuArg[], out: CpuArg, p: PrimParams[Kn]) => void;
+    const arg = (a: KernelArg): CpuArg => ({ data: this.view(a.buf), shape: a.shape });
+    kernel(inputs.map(arg), arg(output), params);
+  }
+
+  #launch(kid: number, words: readonly number[], ntasks: number, parallel: boolean): void {
+    if (ntasks <= 0) return;
+    this.heap.i32.set(words, this.#args >> 2);
+    if (parallel && this.#pool && ntasks > 1) this.#pool.run(this.#ex, kid, this.#args, ntasks);
+    else if (this.#ex.run_tasks(kid, this.#args, ntasks, 0, 0) < 0) throw new Error(`wasm: unknown kernel ${kid}`);
+  }
+
+  /** Runs a kernel directly (benchmarks: the peak and saxpy kernels). */
+  launchRaw(kid: number, words: readonly number[], ntasks: number, parallel: boolean): void {
+    this.#launch(kid, words, ntasks, parallel);
+  }
+
+  /** Whether relaxed_madd fuses here: (1+2⁻¹²)² − 1 keeps its 2⁻²⁴ term only when fused. */
+  #probeFusedMadd(): boolean {
+    const a = this.alloc(2, "f32"), b = this.alloc(2, "f32"), c = this.alloc(1, "f32");
+    try {
+      const e = 1 + 2 ** -12;
+      this.write(a, Float32Array.of(1, e));
+      this.write(b, Float32Array.of(-1, e));
+      const blas = this.#blas;
+      this.#blas = null;
+      try {
+        this.run("matmul", [{ buf: a, shape: [1, 2], dtype: "f32" }, { buf: b, shape: [2, 1], dtype: "f32" }], { buf: c, shape: [1, 1], dtype: "f32" }, { transA: false, transB: false });
+      } finally {
+        this.#blas = blas;
+      }
+      return this.readSync(c)[0] !== 2 ** -11;
+    } finally {
+      this.free(a);
+      this.free(b);
+      this.free(c);
+    }
+  }
+
+  liveBuffers(): number {
+    return this.#live;
+  }
+  sync(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Stops the worker threads; the backend must not be used afterwards. */
+  dispose(): void {
+    this.#disposed = true;
+    this.#pool?.dispose();
+    this.#pool = null;
+  }
+}
+
+/** A wasm backend with its worker threads running (or given up on: see kernelInfo / threadError). */
+export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
+  const b = new WasmBackend(opts);
+  await b.ready;
+  return b;
+}
+
+let shared: WasmBackend | null = null;
+// setBackend("wasm") gives one shared instance (its threads start in the background).
+registerBackend("wasm", () => (shared ??= new WasmBackend()));

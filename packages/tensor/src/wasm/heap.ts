@@ -1,0 +1,98 @@
+/**
+ * The allocator of the shared wasm memory. Only the main thread allocates; workers only read and
+ * write the blocks a job names.
+ *
+ * Size classes: four per power of two (a block wastes at most 25%), every block 16-byte aligned
+ * (v128); freed blocks go to their class's free list and are reused last-in first-out; a new block
+ * comes from the top, growing the memory when needed (by at least a quarter of its size, so growth
+ * happens O(log) times). Blocks are never coalesced and the memory never shrinks (wasm memories
+ * cannot): the high-water mark of each class is what a program keeps — steady-state training reuses
+ * the same sizes every step, which this serves well.
+ */
+const PAGE = 65536;
+const MIN_BLOCK = 64;
+
+/** The block size that serves `bytes` (≥ 64; 4 classes per power of two). */
+export function sizeClass(bytes: number): number {
+  if (bytes <= MIN_BLOCK) return MIN_BLOCK;
+  const e = Math.floor(Math.log2(bytes - 1)); // 2^e < bytes <= 2^(e+1)
+  const step = 2 ** (e - 1); // quarter of 2^(e+1)
+  return Math.ceil(bytes / step) * step;
+}
+
+export class WasmHeap {
+  readonly memory: WebAssembly.Memory;
+  #top: number;
+  #free = new Map<number, number[]>();
+  #inUse = 0;
+  #f32!: Float32Array;
+  #i32!: Int32Array;
+  #u8!: Uint8Array;
+  #f64!: Float64Array;
+  #maxBytes: number;
+
+  /** `base`: the first byte the allocator may use (the module's __heap_base, rounded up). */
+  constructor(memory: WebAssembly.Memory, base: number, maxBytes: number) {
+    this.memory = memory;
+    this.#top = Math.ceil(base / MIN_BLOCK) * MIN_BLOCK;
+    this.#maxBytes = maxBytes;
+    this.#refresh();
+  }
+
+  #refresh(): void {
+    const buf = this.memory.buffer;
+    this.#f32 = new Float32Array(buf);
+    this.#i32 = new Int32Array(buf);
+    this.#u8 = new Uint8Array(buf);
+    this.#f64 = new Float64Array(buf);
+  }
+
+  /** Views of the whole memory (valid until the next alloc, which may grow it). */
+  get f32(): Float32Array {
+    return this.#f32;
+  }
+  get i32(): Int32Array {
+    return this.#i32;
+  }
+  get u8(): Uint8Array {
+    return this.#u8;
+  }
+  get f64(): Float64Array {
+    return this.#f64;
+  }
+
+  /** A block of at least `bytes` bytes (16-byte aligned); its size class is what free() takes. */
+  alloc(bytes: number): number {
+    const cls = sizeClass(bytes);
+    const list = this.#free.get(cls);
+    this.#inUse += cls;
+    if (list && list.length > 0) return list.pop()!;
+    const p = this.#top;
+    const end = p + cls;
+    if (end > this.#maxBytes) {
+      this.#inUse -= cls;
+      throw new RangeError(`wasm heap: out of memory: ${bytes} bytes asked, ${this.#inUse} in use, the memory's maximum is ${this.#maxBytes} bytes`);
+    }
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      const want = Math.min(this.#maxBytes, Math.max(end, have + have / 4));
+      this.memory.grow(Math.ceil((want - have) / PAGE));
+      this.#refresh();
+    }
+    this.#top = end;
+    return p;
+  }
+
+  free(ptr: number, bytes: number): void {
+    const cls = sizeClass(bytes);
+    let list = this.#free.get(cls);
+    if (!list) this.#free.set(cls, (list = []));
+    list.push(ptr);
+    this.#inUse -= cls;
+  }
+
+  /** Bytes in blocks handed out now, and the top of the heap (the high-water mark). */
+  stats(): { inUseBytes: number; topBytes: number; memoryBytes: number } {
+    return { inUseBytes: this.#inUse, topBytes: this.#top, memoryBytes: this.memory.buffer.byteLength };
+  }
+}

@@ -1,0 +1,370 @@
+/**
+ * The wasm backend's kernel table: for each primitive, a launcher that writes the C kernel's
+ * arguments and splits the work into tasks (src/wasm/*.c documents each layout), or null where the
+ * TypeScript reference kernel runs on views of the shared memory instead (movement, indexing,
+ * where/cast/fill, and the odd cases a launcher declines by returning false).
+ *
+ * Task sizes may depend on the thread count: no result does (see wasm/common.h). The one split
+ * that changes roundings — the channel blocks of the selective scan's dB/dC — depends on Di alone.
+ */
+import type { BinaryOp, CompareOp, KernelArg, PrimName, PrimParams, UnaryOp } from "../backend.ts";
+import { stridesOf } from "../shape.ts";
+import { broadcastStrides } from "../cpu/strided.ts";
+import type { Sgemm } from "../ffi/blas.ts";
+import type { WasmHeap } from "./heap.ts";
+import { K } from "./kernel-ids.ts";
+
+/** What a launcher needs from the backend. */
+export interface WasmCtx {
+  readonly heap: WasmHeap;
+  /** Threads a parallel job runs on (1 when there is no pool). */
+  readonly threads: number;
+  /** Byte offset of an argument's buffer in the memory. */
+  ptr(a: KernelArg): number;
+  /** Runs tasks [0, ntasks) of a kernel on `words` (i32 args); on all threads when `parallel`. */
+  launch(kid: number, words: readonly number[], ntasks: number, parallel: boolean): void;
+  /** A temporary block (freed by the backend after the kernel). */
+  temp(bytes: number): number;
+  /** The per-thread matmul packing scratch: base and stride (bytes). */
+  readonly gemmScratch: { base: number; stride: number };
+  /** The native sgemm, when the backend uses it for matmul. */
+  readonly sgemm: Sgemm | null;
+}
+
+/** A launcher: true when it ran the kernel, false to let the TypeScript reference run it. */
+export type Launcher<Kn extends PrimName> = (ctx: WasmCtx, ins: readonly KernelArg[], out: KernelArg, p: PrimParams[Kn]) => boolean;
+
+/** Work (elements or flops) below which a kernel stays on the calling thread. */
+export const PARALLEL_MIN_WORK = 1 << 15;
+
+const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+const ceilDiv = (a: number, b: number) => Math.floor((a + b - 1) / b);
+const roundUp = (a: number, m: number) => ceilDiv(a, m) * m;
+
+// ---------------------------------------------------------------------------------------------
+// matmul
+
+const MR = 6, NR = 8, KC = 256;
+/** Bytes of one thread's packing scratch (an MC x KC block of A + one 6x8 edge tile). */
+export const GEMM_SCRATCH_BYTES = 128 * 1024;
+void KC;
+
+const matmul: Launcher<"matmul"> = (ctx, [a, b], out, p) => {
+  const ar = a.shape.length, br = b.shape.length, orank = out.shape.length;
+  const aRows = a.shape[ar - 2], aCols = a.shape[ar - 1];
+  const bRows = b.shape[br - 2], bCols = b.shape[br - 1];
+  const m = p.transA ? aCols : aRows;
+  const k = p.transA ? aRows : aCols;
+  const n = p.transB ? bRows : bCols;
+  const batchShape = out.shape.slice(0, orank - 2);
+  const batches = size(batchShape);
+  if (m === 0 || n === 0 || batches === 0) return true;
+  const C = ctx.ptr(out);
+  if (k === 0) {
+    ctx.heap.f32.fill(0, C >> 2, (C >> 2) + batches * m * n);
+    return true;
+  }
+  const aB = a.shape.slice(0, ar - 2), bB = b.shape.slice(0, br - 2);
+  const aStr = stridesOf(aB), bStr = stridesOf(bB), oStr = stridesOf(batchShape);
+  const aOffs = new Int32Array(batches), bOffs = new Int32Array(batches);
+  let bBatched = false;
+  for (let q = 0; q < batches; q++) {
+    let ao = 0, bo = 0;
+    for (let i = 0; i < batchShape.length; i++) {
+      const idx = Math.floor(q / oStr[i]) % batchShape[i];
+      const ia = i - (batchShape.length - aB.length), ib = i - (batchShape.length - bB.length);
+      if (ia >= 0 && aB[ia] !== 1) ao += idx * aStr[ia];
+      if (ib >= 0 && bB[ib] !== 1) bo += idx * bStr[ib];
+    }
+    aOffs[q] = ao * aRows * aCols;
+    bOffs[q] = bo * bRows * bCols;
+    if (bOffs[q] !== bOffs[0]) bBatched = true;
+  }
+  const A = ctx.ptr(a), B = ctx.ptr(b);
+  if (ctx.sgemm) {
+    const lda = p.transA ? m : k, ldb = p.transB ? k : n;
+    for (let q = 0; q < batches; q++) {
+      ctx.sgemm(p.transA, p.transB, m, n, k, A + aOffs[q] * 4, lda, B + bOffs[q] * 4, ldb, C + q * m * n * 4, n);
+    }
+    return true;
+  }
+  const T = ctx.threads;
+  const parallel = 2 * m * n * k * batches >= 8 * PARALLEL_MIN_WORK;
+  const packs = bBatched ? batches : 1;
+  const npad = roundUp(n, NR);
+  const offs = ctx.temp(8 * batches);
+  ctx.heap.i32.set(aOffs, offs >> 2);
+  ctx.heap.i32.set(bOffs, (offs >> 2) + batches);
+  const bpack = ctx.temp(4 * packs * k * npad);
+  const panels = npad / NR;
+  const panelsPerTask = parallel ? Math.max(1, ceilDiv(panels * packs, T * 4)) : panels;
+  const panelTasks = ceilDiv(panels, panelsPerTask);
+  let rpt = parallel ? roundUp(Math.max(1, ceilDiv(m * batches, T * 4)), MR) : m;
+  rpt = Math.min(rpt, roundUp(m, MR));
+  const rowTasks = ceilDiv(m, rpt);
+  const words = [
+    m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, A, B, C, offs, offs + 4 * batches, bpack, packs, rpt, rowTasks,
+    panelsPerTask, panelTasks, ctx.gemmScratch.base, ctx.gemmScratch.stride,
+  ];
+  ctx.launch(K.GEMM_PACK_B, words, packs * panelTasks, parallel);
+  ctx.launch(K.GEMM, words, batches * rowTasks, parallel);
+  return true;
+};
+
+// ---------------------------------------------------------------------------------------------
+// elementwise
+
+const UNARY_OPS: UnaryOp[] = ["neg", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "silu", "softplus", "abs", "relu", "sin", "cos", "square", "reciprocal", "sign"];
+const BINARY_OPS: (BinaryOp | CompareOp)[] = ["add", "sub", "mul", "div", "pow", "max", "min", "eq", "ne", "lt", "le", "gt", "ge"];
+/** Elementwise cost relative to an add (transcendentals run ~10-40x longer): sets the task size. */
+const EXPENSIVE = new Set<string>(["exp", "log", "tanh", "sigmoid", "silu", "softplus", "sin", "cos", "pow"]);
+
+function chunkFor(n: number, T: number, minChunk: number): number {
+  return roundUp(Math.max(minChunk, ceilDiv(n, T * 4)), 4);
+}
+
+const unary: Launcher<"unary"> = (ctx, [x], out, p) => {
+  const n = size(out.shape);
+  if (n === 0) return true;
+  const exp = EXPENSIVE.has(p.op);
+  const parallel = n * (exp ? 16 : 1) >= PARALLEL_MIN_WORK * 4;
+  const chunk = parallel ? chunkFor(n, ctx.threads, exp ? 1024 : 8192) : roundUp(n, 4);
+  ctx.launch(K.UNARY, [UNARY_OPS.indexOf(p.op), ctx.ptr(x), ctx.ptr(out), n, chunk], ceilDiv(n, chunk), parallel);
+  return true;
+};
+
+/** Merges axes where every input is contiguous across them; null when more than 4 axes remain. */
+export function collapse(shape: readonly number[], strides: number[][]): { dims: number[]; strides: number[][] } | null {
+  const dims: number[] = [];
+  const st: number[][] = strides.map(() => []);
+  for (let i = 0; i < shape.length; i++) {
+    if (shape[i] === 1) continue;
+    const last = dims.length - 1;
+    if (last >= 0 && strides.every((s, j) => st[j][last] === s[i] * shape[i])) {
+      dims[last] *= shape[i];
+      strides.forEach((s, j) => (st[j][last] = s[i]));
+    } else {
+      dims.push(shape[i]);
+      strides.forEach((s, j) => st[j].push(s[i]));
+    }
+  }
+  if (dims.length > 4) return null;
+  while (dims.length < 4) {
+    dims.unshift(1);
+    st.forEach((s) => s.unshift(0));
+  }
+  return { dims, strides: st };
+}
+
+function binaryLike(ctx: WasmCtx, a: KernelArg, b: KernelArg, out: KernelArg, opIndex: number, isInt: boolean): boolean {
+  const n = size(out.shape);
+  if (n === 0) return true;
+  const c = collapse(out.shape, [broadcastStrides(a.shape, out.shape), broadcastStrides(b.shape, out.shape)]);
+  if (!c) return false;
+  const [sa, sb] = c.strides;
+  if (sa[3] > 1 || sb[3] > 1) return false;
+  const T = ctx.threads;
+  const weight = EXPENSIVE.has(BINARY_OPS[opIndex]) ? 16 : 1;
+  const parallel = n * weight >= PARALLEL_MIN_WORK * 4;
+  const rows = c.dims[0] * c.dims[1] * c.dims[2], cols = c.dims[3];
+  let rowsPer = rows, colsPer = cols;
+  if (parallel) {
+    if (rows >= T * 4) rowsPer = ceilDiv(rows, T * 4);
+    else {
+      rowsPer = 1;
+      colsPer = chunkFor(cols, Math.max(1, Math.floor((T * 4) / rows)), 2048);
+    }
+  }
+  const colTasks = ceilDiv(cols, colsPer);
+  const words = [opIndex, isInt ? 1 : 0, ctx.ptr(a), ctx.ptr(b), ctx.ptr(out), ...c.dims, ...sa, ...sb, rowsPer, colsPer, colTasks];
+  ctx.launch(K.BINARY, words, ceilDiv(rows, rowsPer) * colTasks, parallel);
+  return true;
+}
+
+const binary: Launcher<"binary"> = (ctx, [a, b], out, p) => {
+  const isInt = out.dtype === "i32";
+  if (isInt && (p.op === "div" || p.op === "pow")) return false; // rare: the reference handles int division by zero and pow
+  return binaryLike(ctx, a, b, out, BINARY_OPS.indexOf(p.op), isInt);
+};
+
+const compare: Launcher<"compare"> = (ctx, [a, b], out, p) => binaryLike(ctx, a, b, out, BINARY_OPS.indexOf(p.op), a.dtype === "i32");
+
+// ---------------------------------------------------------------------------------------------
+// reductions
+
+const reduce: Launcher<"reduce"> = (ctx, [x], out, p) => {
+  const axes = [...new Set(p.axes)].sort((u, v) => u - v);
+  if (axes.length === 0 || size(x.shape) === 0) return false;
+  for (let i = 1; i < axes.length; i++) if (axes[i] !== axes[i - 1] + 1) return false;
+  const outer = size(x.shape.slice(0, axes[0]));
+  const R = size(x.shape.slice(axes[0], axes[axes.length - 1] + 1));
+  const inner = size(x.shape.slice(axes[axes.length - 1] + 1));
+  const T = ctx.threads;
+  const parallel = outer * R * inner >= PARALLEL_MIN_WORK * 4;
+  let outerPer = outer, innerPer = inner;
+  if (parallel) {
+    if (inner === 1 || outer >= T * 4) outerPer = ceilDiv(outer, T * 4);
+    else {
+      outerPer = 1;
+      innerPer = chunkFor(inner, Math.max(1, Math.floor((T * 4) / outer)), 64);
+    }
+  }
+  const innerTasks = inner === 1 ? 1 : ceilDiv(inner, innerPer);
+  ctx.launch(K.REDUCE, [p.op === "sum" ? 0 : 1, ctx.ptr(x), ctx.ptr(out), outer, R, inner, outerPer, innerPer, innerTasks],
+    ceilDiv(outer, outerPer) * innerTasks, parallel);
+  return true;
+};
+
+// ---------------------------------------------------------------------------------------------
+// rows: softmax, logsumexp, cross-entropy
+
+function rowsOf(x: KernelArg): [number, number] {
+  const n = x.shape[x.shape.length - 1] ?? 1;
+  return [n === 0 ? 0 : size(x.shape) / n, n];
+}
+function rowTasks(ctx: WasmCtx, rows: number, n: number): [number, boolean] {
+  const parallel = rows * n * 8 >= PARALLEL_MIN_WORK * 4 && rows > 1;
+  return [parallel ? ceilDiv(rows, ctx.threads * 4) : rows, parallel];
+}
+
+const softmax: Launcher<"softmax"> = (ctx, [x], out) => {
+  const [rows, n] = rowsOf(x);
+  if (rows === 0 || n === 0) return true;
+  const [per, par] = rowTasks(ctx, rows, n);
+  ctx.launch(K.SOFTMAX, [ctx.ptr(x), ctx.ptr(out), rows, n, per], ceilDiv(rows, per), par);
+  return true;
+};
+
+const logsumexp: Launcher<"logsumexp"> = (ctx, [x], out) => {
+  const [rows, n] = rowsOf(x);
+  if (rows === 0 || n === 0) return false; // the reference's conventions for empty rows
+  const [per, par] = rowTasks(ctx, rows, n);
+  ctx.launch(K.LOGSUMEXP, [ctx.ptr(x), ctx.ptr(out), rows, n, per], ceilDiv(rows, per), par);
+  return true;
+};
+
+const crossEntropy: Launcher<"crossEntropy"> = (ctx, [logits, targets], out) => {
+  const [rows, n] = rowsOf(logits);
+  if (rows === 0 || n === 0) return false;
+  const t = ctx.heap.i32.subarray(ctx.ptr(targets) >> 2, (ctx.ptr(targets) >> 2) + rows);
+  for (let r = 0; r < rows; r++) {
+    if (!(t[r] >= 0 && t[r] < n)) return false; // the reference throws the error that names it
+  }
+  const [per, par] = rowTasks(ctx, rows, n);
+  ctx.launch(K.CROSS_ENTROPY, [ctx.ptr(logits), ctx.ptr(targets), ctx.ptr(out), rows, n, per], ceilDiv(rows, per), par);
+  return true;
+};
+
+// ---------------------------------------------------------------------------------------------
+// scans and conv1d
+
+function splitBS(ctx: WasmCtx, B: number, L: number, S: number): [number, number, boolean] {
+  const parallel = B * L * S >= PARALLEL_MIN_WORK * 4;
+  if (!parallel || B >= ctx.threads * 4) return [S, 1, parallel];
+  const per = Math.min(roundUp(S, 4), roundUp(Math.max(64, ceilDiv(S * B, ctx.threads * 4)), 4));
+  return [per, ceilDiv(S, per), parallel];
+}
+
+const scan: Launcher<"scan"> = (ctx, [a, x, h0], out) => {
+  const [B, L, S] = a.shape;
+  if (B * L * S === 0) return true;
+  const [per, st, par] = splitBS(ctx, B, L, S);
+  ctx.launch(K.SCAN, [ctx.ptr(a), ctx.ptr(x), ctx.ptr(h0), ctx.ptr(out), B, L, S, per, st], B * st, par);
+  return true;
+};
+
+const scanReverse: Launcher<"scanReverse"> = (ctx, [a, g], out) => {
+  const [B, L, S] = a.shape;
+  if (B * L * S === 0) return true;
+  const [per, st, par] = splitBS(ctx, B, L, S);
+  ctx.launch(K.SCAN_REVERSE, [ctx.ptr(a), ctx.ptr(g), ctx.ptr(out), B, L, S, per, st], B * st, par);
+  return true;
+};
+
+function splitBL(ctx: WasmCtx, B: number, L: number, work: number): [number, number, boolean] {
+  const parallel = work >= PARALLEL_MIN_WORK * 4;
+  const per = parallel ? Math.min(L, Math.max(1, ceilDiv(B * L, ctx.threads * 4))) : L;
+  return [per, ceilDiv(L, per), parallel];
+}
+
+const conv1dCausal: Launcher<"conv1dCausal"> = (ctx, [x, w], out) => {
+  const [B, L, C] = x.shape, Kw = w.shape[1];
+  if (B * L * C === 0) return true;
+  const [per, tt, par] = splitBL(ctx, B, L, B * L * C * Kw);
+  ctx.launch(K.CONV1D, [ctx.ptr(x), ctx.ptr(w), ctx.ptr(out), B, L, C, Kw, per, tt], B * tt, par);
+  return true;
+};
+
+const conv1dCausalGradX: Launcher<"conv1dCausalGradX"> = (ctx, [g, w], out) => {
+  const [B, L, C] = g.shape, Kw = w.shape[1];
+  if (B * L * C === 0) return true;
+  const [per, tt, par] = splitBL(ctx, B, L, B * L * C * Kw);
+  ctx.launch(K.CONV1D_GRAD_X, [ctx.ptr(g), ctx.ptr(w), ctx.ptr(out), B, L, C, Kw, per, tt], B * tt, par);
+  return true;
+};
+
+const conv1dCausalGradW: Launcher<"conv1dCausalGradW"> = (ctx, [g, x], out) => {
+  const [B, L, C] = g.shape, Kw = out.shape[1];
+  if (C * Kw === 0) return true;
+  const parallel = B * L * C * Kw >= PARALLEL_MIN_WORK * 4 && C >= 4;
+  const per = parallel ? roundUp(Math.max(2, ceilDiv(C, ctx.threads * 4)), 2) : C;
+  const stride = roundUp(Kw * per * 8, 64);
+  const scratch = ctx.temp(stride * ctx.threads);
+  ctx.launch(K.CONV1D_GRAD_W, [ctx.ptr(g), ctx.ptr(x), ctx.ptr(out), B, L, C, Kw, per, scratch, stride], ceilDiv(C, per), parallel);
+  return true;
+};
+
+// ---------------------------------------------------------------------------------------------
+// the selective scan
+
+function ssmForward(ctx: WasmCtx, ins: readonly KernelArg[], y: number, hL: number): void {
+  const [B, L, Di] = ins[0].shape, N = ins[2].shape[1];
+  const parallel = B * L * Di * N >= PARALLEL_MIN_WORK;
+  const chunk = parallel ? roundUp(Math.max(2, Math.min(16, ceilDiv(B * Di, ctx.threads * 4))), 2) : roundUp(Di, 2);
+  const w2 = roundUp(Math.min(chunk, Di), 2);
+  const stride = roundUp((2 * N * w2 + 3 * w2) * 8, 64);
+  const scratch = ctx.temp(stride * (parallel ? ctx.threads : 1));
+  ctx.launch(K.SSM_FWD, [...ins.slice(0, 6).map((a) => ctx.ptr(a)), y, hL, B, L, Di, N, chunk, scratch, stride], B * ceilDiv(Di, chunk), parallel);
+}
+
+const selectiveScan: Launcher<"selectiveScan"> = (ctx, ins, out) => {
+  if (size(out.shape) === 0) return false;
+  ssmForward(ctx, ins, ctx.ptr(out), 0);
+  return true;
+};
+
+const selectiveScanState: Launcher<"selectiveScanState"> = (ctx, ins, out) => {
+  if (size(out.shape) === 0 || ins[0].shape[1] === 0) return false;
+  ssmForward(ctx, ins, 0, ctx.ptr(out));
+  return true;
+};
+
+/** Channels per block of the backward pass: depends on Di alone (it sets dB/dC's roundings). */
+export function ssmBackwardChunk(Di: number): number {
+  return 2 * ceilDiv(Di, 32);
+}
+
+const selectiveScanGrad: Launcher<"selectiveScanGrad"> = (ctx, ins, out) => {
+  const [B, L, Di] = ins[0].shape, N = ins[2].shape[1];
+  if (B * L * Di * N === 0) return false;
+  const chunk = ssmBackwardChunk(Di);
+  const nblocks = ceilDiv(Di, chunk);
+  const S = N * chunk;
+  const stride = roundUp(((L + 1) * S + 3 * S + 4 * chunk) * 8, 64);
+  const parallel = B * L * Di * N >= PARALLEL_MIN_WORK && nblocks > 1;
+  const T = parallel ? Math.min(ctx.threads, nblocks) : 1;
+  const scratch = ctx.temp(stride * (parallel ? ctx.threads : 1));
+  const BLN = B * L * N;
+  const dBp = ctx.temp(nblocks * BLN * 8), dCp = ctx.temp(nblocks * BLN * 8);
+  void T;
+  ctx.launch(K.SSM_BWD, [...ins.slice(0, 8).map((a) => ctx.ptr(a)), ctx.ptr(out), B, L, Di, N, chunk, scratch, stride, dBp, dCp], nblocks, parallel);
+  const per = parallel ? Math.max(256, ceilDiv(BLN, ctx.threads * 4)) : BLN;
+  ctx.launch(K.SSM_BWD_REDUCE, [dBp, dCp, ctx.ptr(out), B, L, Di, N, nblocks, per], ceilDiv(BLN, per), parallel && BLN * nblocks >= PARALLEL_MIN_WORK);
+  return true;
+};
+
+/** The primitives with a wasm kernel (the others run the TypeScript reference on shared views). */
+export const wasmLaunchers: { [Kn in PrimName]?: Launcher<Kn> } = {
+  matmul, unary, binary, compare, reduce, softmax, logsumexp, crossEntropy, scan, scanReverse,
+  conv1dCausal, conv1dCausalGradX, conv1dCausalGradW, selectiveScan, selectiveScanState, selectiveScanGrad,
+};

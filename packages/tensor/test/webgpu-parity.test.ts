@@ -1,0 +1,335 @@
+/**
+ * WebGPU ↔ CPU parity: every primitive, on shapes drawn by fast-check (ranks 0–4, sizes that are
+ * not multiples of any workgroup or tile, empty axes), runs on both backends from the same host
+ * data; the results must agree within the tolerance stated per case:
+ * - elementwise f32:  |gpu − cpu| ≤ 1e-6 + 1e-5·|cpu|   (i32 results: exactly)
+ * - movement / index: exactly (they copy bits)
+ * - sums over K terms (reduce, matmul, conv grads): |gpu − cpu| ≤ 1e-5·√K·(1 + |cpu|)
+ * - softmax / logsumexp / crossEntropy: 1e-6 + 1e-5·|cpu|
+ * - scans over L steps: 1e-5·√L·(1 + |cpu|); the fused selective scan: 1e-4·(1 + |cpu|)
+ * NaN must match NaN. On a machine without a WebGPU adapter the tests print why and pass
+ * (CI=true makes that a failure, see test/support/backends.ts).
+ *
+ * Shader compiles dominate the time on a software Vulkan (lavapipe), so runs are few and the
+ * tiled matmul is tested with one small tile config (same generator as the production tiles).
+ */
+import fc from "fast-check";
+import { expect, test } from "../../../test/support/harness.ts";
+import { useBackend } from "../../../test/support/backends.ts";
+import * as T from "../src/index.ts";
+import type { Backend, DType, HostArray, PrimName, PrimParams, Tensor } from "../src/index.ts";
+import { matmulTuning, type TileConfig } from "../src/webgpu/kernels/matmul.ts";
+import { scanTuning } from "../src/webgpu/kernels/scan.ts";
+import { ssmTuning } from "../src/webgpu/kernels/ssm.ts";
+
+// ---------- data and comparison ----------
+
+interface Host {
+  data: HostArray;
+  shape: number[];
+  dtype: DType;
+}
+
+let seed = 12345;
+function rand(): number {
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  return seed / 2 ** 32;
+}
+const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+function f32(shape: number[], lo = -2, hi = 2): Host {
+  return { data: Float32Array.from({ length: size(shape) }, () => lo + (hi - lo) * rand()), shape, dtype: "f32" };
+}
+function i32(shape: number[], lo: number, hi: number): Host {
+  return { data: Int32Array.from({ length: size(shape) }, () => lo + Math.floor((hi - lo + 1) * rand())), shape, dtype: "i32" };
+}
+
+type Tol = "exact" | { rtol: number; atol: number };
+const ELEM: Tol = { rtol: 1e-5, atol: 1e-6 };
+const sumTol = (k: number): Tol => ({ rtol: 1e-5 * Math.sqrt(Math.max(1, k)), atol: 1e-5 * Math.sqrt(Math.max(1, k)) });
+
+let cpu: Backend | null = null;
+let gpu: Backend | null = null;
+
+/** The WebGPU backend, or null (test skipped) where there is none. */
+async function backends(): Promise<boolean> {
+  if (!(await useBackend("webgpu"))) return false;
+  gpu = T.getBackend();
+  cpu ??= T.setBackend("cpu");
+  T.setBackend(gpu);
+  return true;
+}
+
+async function runOn(b: Backend, ins: Host[], f: (...t: Tensor[]) => Tensor | Tensor[]): Promise<HostArray[]> {
+  T.setBackend(b);
+  const before = b.liveBuffers();
+  const ts = ins.map((h) => T.fromArray(h.data, h.shape, h.dtype));
+  const r = f(...ts);
+  const outs = Array.isArray(r) ? r : [r];
+  const data = await Promise.all(outs.map((o) => o.data()));
+  T.disposeTree([ts, outs]);
+  if (b.liveBuffers() !== before) throw new Error(`${b.name}: ${b.liveBuffers() - before} buffer(s) leaked`);
+  return data;
+}
+
+function compare(what: string, got: HostArray, want: HostArray, tol: Tol): void {
+  if (got.length !== want.length) throw new Error(`${what}: ${got.length} values, expected ${want.length}`);
+  for (let i = 0; i < want.length; i++) {
+    const g = got[i], w = want[i];
+    if (Number.isNaN(w) && Number.isNaN(g)) continue;
+    const ok = tol === "exact" ? g === w || (g === 0 && w === 0) : g === w || Math.abs(g - w) <= tol.atol + tol.rtol * Math.abs(w);
+    if (!ok) throw new Error(`${what}: element ${i}: webgpu ${g} vs cpu ${w}`);
+  }
+}
+
+/** Runs f on both backends and compares every output. */
+async function parity(what: string, ins: Host[], f: (...t: Tensor[]) => Tensor | Tensor[], tol: Tol): Promise<void> {
+  const want = await runOn(cpu!, ins, f);
+  const got = await runOn(gpu!, ins, f);
+  want.forEach((w, k) => compare(`${what} (output ${k})`, got[k], w, tol));
+  T.setBackend(gpu!);
+}
+
+const prim = <K extends PrimName>(name: K, params: PrimParams[K]) => (...ts: Tensor[]) => T.bind(name, ts, params);
+
+// ---------- arbitraries ----------
+
+const dim = fc.oneof({ weight: 1, arbitrary: fc.constant(0) }, { weight: 2, arbitrary: fc.constant(1) }, { weight: 8, arbitrary: fc.integer({ min: 2, max: 9 }) });
+const shapeArb = (minRank = 0, maxRank = 4) => fc.array(dim, { minLength: minRank, maxLength: maxRank });
+/** An output shape and two shapes that broadcast to it (axes set to 1, leading axes dropped). */
+const broadcastPair = shapeArb(0, 4).chain((out) =>
+  fc.tuple(fc.constant(out), fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 2 * out.length + 2, maxLength: 2 * out.length + 2 }))
+    .map(([o, r]) => {
+      const derive = (k: number) => o.slice(r[k * (o.length + 1)] % (o.length + 1)).map((d, i) => (r[k * (o.length + 1) + 1 + i] === 0 ? 1 : d));
+      return [o, derive(0), derive(1)] as const;
+    })
+);
+const RUNS = { numRuns: 30 };
+
+// ---------- elementwise ----------
+
+const UNARY = ["neg", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "silu", "softplus", "abs", "relu", "sin", "cos", "square", "reciprocal", "sign"] as const;
+
+test("webgpu parity: fill and every unary op (f32)", async () => {
+  if (!(await backends())) return;
+  await fc.assert(fc.asyncProperty(shapeArb(), fc.constantFrom(...UNARY), async (shape, op) => {
+    const positive = ["log", "sqrt", "rsqrt"].includes(op);
+    const x = f32(shape, positive ? 0.01 : -12, positive ? 50 : 12);
+    if (size(shape) > 0) x.data[0] = 0; // exact zero: sign, relu, tanh, sin
+    await parity(`${op} ${JSON.stringify(shape)}`, [x], prim("unary", { op }), ELEM);
+    await parity(`fill ${JSON.stringify(shape)}`, [], () => T.full(shape, -1.25), "exact");
+  }), { numRuns: 48 });
+});
+
+test("webgpu parity: binary and compare ops with broadcasting, f32 and i32 (int32 wrap, truncating division)", async () => {
+  if (!(await backends())) return;
+  await fc.assert(fc.asyncProperty(broadcastPair, fc.constantFrom("add", "sub", "mul", "div", "pow", "max", "min"), fc.boolean(), async ([, sa, sb], op, int) => {
+    if (int) {
+      const big = op === "add" || op === "sub" || op === "mul";
+      const a = i32(sa, big ? -2e9 : -50, big ? 2e9 : 50), b = i32(sb, big ? -2e9 : -7, big ? 2e9 : 7);
+      if (op !== "pow") await parity(`i32 ${op} ${JSON.stringify([sa, sb])}`, [a, b], prim("binary", { op }), "exact");
+      await parity(`i32 compare ${JSON.stringify([sa, sb])}`, [a, b], (x, y) => [T.eq(x, y), T.lt(x, y), T.ge(x, y)], "exact");
+    } else {
+      const a = f32(sa, op === "pow" ? 0.1 : -3, 3), b = f32(sb, -3, 3);
+      await parity(`f32 ${op} ${JSON.stringify([sa, sb])}`, [a, b], prim("binary", { op }), ELEM);
+      await parity(`f32 compare ${JSON.stringify([sa, sb])}`, [a, b], (x, y) => [T.ne(x, y), T.le(x, y), T.gt(x, y)], "exact");
+    }
+  }), { numRuns: 40 });
+  // pow's special cases: negative bases with integer exponents, zero bases
+  const a: Host = { data: Float32Array.of(-2, -2, -1.5, 0, 0, 0, 4, -3), shape: [8], dtype: "f32" };
+  const b: Host = { data: Float32Array.of(3, 2, 0.5, 0, 2, -1, 0.5, -2), shape: [8], dtype: "f32" };
+  await parity("pow special cases", [a, b], prim("binary", { op: "pow" }), ELEM);
+  const q: Host = { data: Int32Array.of(7, -7, 7, -7, 5, -2147483648), shape: [6], dtype: "i32" };
+  const d: Host = { data: Int32Array.of(2, 2, -2, -2, 0, -1), shape: [6], dtype: "i32" };
+  await parity("i32 div: truncation, division by zero, INT_MIN / -1", [q, d], prim("binary", { op: "div" }), "exact");
+});
+
+test("webgpu parity: where (f32 / i32 conditions and values, broadcasting) and cast", async () => {
+  if (!(await backends())) return;
+  await fc.assert(fc.asyncProperty(broadcastPair, fc.boolean(), fc.boolean(), async ([, sa, sb], intCond, intVal) => {
+    const cond = intCond ? i32(sb, -1, 1) : f32(sb, -1, 1);
+    if (!intCond) cond.data = cond.data.map((v) => (v > 0.3 ? 0 : v < -0.3 ? -0 : v)) as Float32Array; // ±0 are false
+    const a = intVal ? i32(sa, -9, 9) : f32(sa), b = intVal ? i32([], -9, 9) : f32([]);
+    await parity(`where ${JSON.stringify([sa, sb])}`, [cond, a, b], (x, y, z) => T.where(x, y, z), "exact");
+  }), RUNS);
+  const x: Host = { data: Float32Array.of(0, -0.5, 1.99, -2.5, 3e9, -3e9, 1e20, NaN, Infinity, 2147483520, -2147483648), shape: [11], dtype: "f32" };
+  await parity("cast f32 → i32 (truncation, int32 wrap, NaN / Inf → 0)", [x], (t) => T.cast(t, "i32"), "exact");
+  await parity("cast i32 → f32", [i32([3, 5], -2e9, 2e9)], (t) => T.cast(t, "f32"), "exact");
+});
+
+// ---------- reductions ----------
+
+test("webgpu parity: reduce sum / max over any set of axes (and the split path for long reductions)", async () => {
+  if (!(await backends())) return;
+  await fc.assert(fc.asyncProperty(shapeArb(1, 4), fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }), fc.boolean(), async (shape, pick, isMax) => {
+    let axes = shape.map((_, i) => i).filter((i) => pick[i]);
+    if (axes.length === 0) axes = [shape.length - 1];
+    if (isMax && axes.some((a) => shape[a] === 0)) return;
+    const k = size(axes.map((a) => shape[a]));
+    await parity(`${isMax ? "max" : "sum"} ${JSON.stringify(shape)} axes ${axes}`, [f32(shape)], prim("reduce", { op: isMax ? "max" : "sum", axes }), isMax ? "exact" : sumTol(k));
+  }), RUNS);
+  for (const [shape, axes] of [[[3, 20000], [1]], [[20000, 3], [0]], [[100003], [0]], [[5, 300, 7], [0, 2]]] as [number[], number[]][]) {
+    const k = size(axes.map((a) => shape[a]));
+    await parity(`sum ${JSON.stringify(shape)} over ${axes}`, [f32(shape)], prim("reduce", { op: "sum", axes }), sumTol(k));
+    await parity(`max ${JSON.stringify(shape)} over ${axes}`, [f32(shape)], prim("reduce", { op: "max", axes }), "exact");
+  }
+});
+
+// ---------- matmul ----------
+
+/** The tile the tests force: small (cheap to compile on lavapipe), same generator as 64² / 128². */
+const TEST_TILE: TileConfig = { BM: 32, BN: 32, BK: 8, TM: 4, TN: 4 };
+
+test("webgpu parity: matmul (transposes, broadcast batch dims, ragged sizes; untiled and tiled kernels)", async () => {
+  if (!(await backends())) return;
+  type Case = [m: number, k: number, n: number, batch: number[][], ta: boolean, tb: boolean];
+  const batches: number[][][] = [[[], []], [[3], []], [[], [2]], [[2, 1], [3]], [[1], [1]]];
+  const cases: fc.Arbitrary<Case> = fc.tuple(
+    fc.integer({ min: 1, max: 40 }), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 1, max: 40 }),
+    fc.constantFrom(...batches), fc.boolean(), fc.boolean(),
+  );
+  const run = async ([m, k, n, [ba, bb], ta, tb]: Case) => {
+    const a = f32([...ba, ...(ta ? [k, m] : [m, k])]), b = f32([...bb, ...(tb ? [n, k] : [k, n])]);
+    await parity(`matmul ${JSON.stringify([a.shape, b.shape, ta, tb])}`, [a, b], prim("matmul", { transA: ta, transB: tb }), sumTol(k));
+  };
+  await fc.assert(fc.asyncProperty(cases, run), { numRuns: 25 });
+  // the tiled kernel: runtime transposes, guards at every edge, several k tiles
+  matmulTuning.force = TEST_TILE;
+  try {
+    const tiled: Case[] = [
+      [67, 33, 45, [[], []], false, false], [35, 19, 66, [[2], []], true, false],
+      [33, 70, 31, [[], [2]], false, true], [40, 9, 37, [[2, 1], [3]], true, true],
+    ];
+    for (const c of tiled) await run(c);
+  } finally {
+    matmulTuning.force = null;
+  }
+});
+
+test("webgpu parity: matmul tiled kernel specialised (constant transposes, vec4 loads, no guards)", async () => {
+  if (!(await backends())) return;
+  matmulTuning.force = { BM: 64, BN: 64, BK: 16, TM: 8, TN: 8, specialize: true }; // the big tile's thread shape
+  const unroll = matmulTuning.unrollBig;
+  matmulTuning.unrollBig = false;
+  try {
+    await parity("matmul 64x32x128 (full tiles, vec4)", [f32([64, 32]), f32([32, 128])], prim("matmul", { transA: false, transB: false }), sumTol(32));
+    await parity("matmul 64x20x72 (ragged, vec4 + guards)", [f32([64, 20]), f32([20, 72])], prim("matmul", { transA: false, transB: false }), sumTol(20));
+  } finally {
+    matmulTuning.force = null;
+    matmulTuning.unrollBig = unroll;
+  }
+});
+
+// ---------- movement ----------
+
+test("webgpu parity: transpose, slice, pad, concat (f32 and i32, bit exact)", async () => {
+  if (!(await backends())) return;
+  await fc.assert(fc.asyncProperty(shapeArb(1, 4), fc.array(fc.nat(), { minLength: 12, maxLength: 12 }), fc.boolean(), async (shape, r, int) => {
+    const x = int ? i32(shape, -1e9, 1e9) : f32(shape);
+    const perm = shape.map((_, i) => i).sort((a, b) => (r[a] % 7) - (r[b] % 7) || a - b);
+    await parity(`transpose ${JSON.stringify(shape)} ${perm}`, [x], (t) => T.transpose(t, perm), "exact");
+    const starts = shape.map((d, i) => (d === 0 ? 0 : r[i] % d));
+    const sizes = shape.map((d, i) => (d - starts[i] === 0 ? 0 : r[i + 4] % (d - starts[i] + 1)));
+    await parity(`slice ${JSON.stringify([shape, starts, sizes])}`, [x], prim("slice", { starts, sizes }), "exact");
+    const before = shape.map((_, i) => r[i + 8] % 3), after = shape.map((_, i) => r[i] % 2);
+    await parity(`pad ${JSON.stringify([shape, before, after])}`, [x], prim("pad", { before, after, value: int ? -7 : 2.5 }), "exact");
+    const axis = r[11] % shape.length;
+    const other = [...shape];
+    other[axis] = r[10] % 4;
+    const y = int ? i32(other, -9, 9) : f32(other);
+    await parity(`concat ${JSON.stringify([shape, other, axis])}`, [x, y, x], (a, b, c) => T.concat([a, b, c], axis), "exact");
+  }), RUNS);
+  // the tiled (shared-memory) transpose of the last two axes
+  await parity("transpose [3, 40, 37] → [3, 37, 40]", [f32([3, 40, 37])], (t) => T.transpose(t, [0, 2, 1]), "exact");
+  await parity("transpose [33, 65]", [f32([33, 65])], (t) => T.transpose(t), "exact");
+});
+
+// ---------- index ----------
+
+test("webgpu parity: gather, scatterAdd, oneHot (out-of-range: zero row / dropped / zero row)", async () => {
+  if (!(await backends())) return;
+  await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 9 }), shapeArb(0, 2), shapeArb(0, 2), fc.boolean(), async (rows, idxShape, rowShape, int) => {
+    const table = int ? i32([rows, ...rowShape], -99, 99) : f32([rows, ...rowShape]);
+    const idx = i32(idxShape, 0, rows - 1);
+    await parity(`gather ${JSON.stringify([table.shape, idxShape])}`, [table, idx], (t, i) => T.gather(t, i), "exact");
+    const upd = f32([...idxShape, ...rowShape]);
+    await parity(`scatterAdd ${JSON.stringify([idxShape, upd.shape])}`, [idx, upd], (i, u) => T.scatterAdd(i, u, rows), "exact");
+    await parity(`oneHot ${JSON.stringify(idxShape)}`, [i32(idxShape, -1, rows)], (i) => T.oneHot(i, rows), "exact");
+  }), RUNS);
+  // out of range on the GPU: gather gives a zero row, scatterAdd drops the update (the CPU throws)
+  T.setBackend(gpu!);
+  const tab = T.fromArray([1, 2, 3, 4], [2, 2]);
+  const bad = T.fromArray(Int32Array.of(1, 5, -1), [3], "i32");
+  const g = T.gather(tab, bad);
+  expect(Array.from(await g.data())).toEqual([3, 4, 0, 0, 0, 0]);
+  const s = T.scatterAdd(bad, T.fromArray([1, 1, 2, 2, 3, 3], [3, 2]), 2);
+  expect(Array.from(await s.data())).toEqual([0, 0, 1, 1]);
+  T.disposeTree([tab, bad, g, s]);
+});
+
+// ---------- nn ----------
+
+test("webgpu parity: softmax, logsumexp, crossEntropy over the last axis (short and long rows)", async () => {
+  if (!(await backends())) return;
+  await fc.assert(fc.asyncProperty(shapeArb(0, 2), fc.constantFrom(1, 3, 17, 300), async (lead, n) => {
+    const x = f32([...lead, n], -20, 20);
+    const t = i32(lead, 0, n - 1);
+    await parity(`softmax / logsumexp / crossEntropy ${JSON.stringify([...lead, n])}`, [x, t], (a, b) => [T.softmax(a), T.logsumexp(a), T.crossEntropy(a, b)], ELEM);
+  }), { numRuns: 16 });
+  const x: Host = { data: Float32Array.of(-Infinity, -Infinity, 1, -Infinity), shape: [2, 2], dtype: "f32" };
+  await parity("softmax / logsumexp with -Infinity", [x], (a) => [T.softmax(a), T.logsumexp(a)], ELEM);
+});
+
+test("webgpu parity: conv1dCausal and its two gradient kernels", async () => {
+  if (!(await backends())) return;
+  await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 9 }), fc.integer({ min: 1, max: 70 }), fc.integer({ min: 1, max: 5 }), async (B, L, C, K) => {
+    const x = f32([B, L, C]), w = f32([C, K]), g = f32([B, L, C]);
+    await parity(`conv1dCausal ${JSON.stringify([B, L, C, K])}`, [x, w, g], (a, b, c) => [
+      T.bind("conv1dCausal", [a, b], {}), T.bind("conv1dCausalGradX", [c, b], {}), T.bind("conv1dCausalGradW", [c, a], { k: K }),
+    ], sumTol(B * L));
+  }), RUNS);
+});
+
+test("webgpu parity: causalSelect (last / top, ties, f32 and i32 masks)", async () => {
+  if (!(await backends())) return;
+  await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 12 }), fc.integer({ min: 0, max: 5 }), fc.constantFrom("last", "top"), fc.boolean(), async (B, L, k, mode, intMask) => {
+    const mask = intMask ? i32([B, L], 0, 1) : f32([B, L], 0, 1);
+    if (!intMask) mask.data = mask.data.map((v) => (v < 0.3 ? 0 : v)) as Float32Array;
+    const score = i32([B, L], 0, 3); // ties on purpose
+    const sf: Host = { data: Float32Array.from(score.data), shape: [B, L], dtype: "f32" };
+    await parity(`causalSelect ${mode} ${JSON.stringify([B, L, k])}`, [mask, sf], prim("causalSelect", { k, mode }), "exact");
+  }), RUNS);
+});
+
+// ---------- scans ----------
+
+test("webgpu parity: scan and scanReverse, direct and chunked", async () => {
+  if (!(await backends())) return;
+  const run = async (B: number, L: number, S: number) => {
+    const a = f32([B, L, S], -1.05, 1.05), x = f32([B, L, S]), h0 = f32([B, S]);
+    await parity(`scan ${JSON.stringify([B, L, S, scanTuning.forceChunk])}`, [a, x, h0], (p, q, r) => [T.bind("scan", [p, q, r], {}), T.bind("scanReverse", [p, q], {})], sumTol(L));
+  };
+  await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 0, max: 9 }), fc.constantFrom(0, 1, 3, 7), async (B, L, S, chunk) => {
+    scanTuning.forceChunk = chunk;
+    try {
+      await run(B, L, S);
+    } finally {
+      scanTuning.forceChunk = 0;
+    }
+  }), RUNS);
+  await run(1, 300, 5); // long L, small B·S: the chunked path chosen by itself
+});
+
+test("webgpu parity: fused selective scan: y, last state and the packed gradients (one and several chunks)", async () => {
+  if (!(await backends())) return;
+  await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 0, max: 9 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 6 }), fc.constantFrom(0, 1, 4), async (B, L, Di, N, chunk) => {
+    const ins = [f32([B, L, Di], -1, 1), f32([B, L, Di], 0.01, 0.5), f32([Di, N], -3, -0.2), f32([B, L, N]), f32([B, L, N]), f32([B, Di, N], -0.5, 0.5), f32([B, L, Di]), f32([B, Di, N])];
+    ssmTuning.forceChunk = chunk;
+    try {
+      await parity(`selectiveScan ${JSON.stringify([B, L, Di, N, chunk])}`, ins, (...t) => [
+        T.bind("selectiveScan", t.slice(0, 6), {}), T.bind("selectiveScanState", t.slice(0, 6), {}), T.bind("selectiveScanGrad", t, {}),
+      ], { rtol: 1e-4, atol: 1e-4 });
+    } finally {
+      ssmTuning.forceChunk = 0;
+    }
+  }), { numRuns: 12 });
+});
