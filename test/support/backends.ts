@@ -9,7 +9,7 @@
  */
 import { getBackend, liveBuffers, setBackend, type Backend } from "../../packages/tensor/src/index.ts";
 
-export type BackendName = "cpu" | "webgpu";
+export type BackendName = "cpu" | "webgpu" | "wasm";
 
 function env(name: string): string | undefined {
   // deno-lint-ignore no-explicit-any
@@ -27,7 +27,7 @@ const DEFAULT_BACKENDS: BackendName[] = ["cpu"];
 /** The backends tests run on. */
 export function testBackends(): BackendName[] {
   const want = env("MEMMAMBA_TEST_BACKENDS");
-  const all: BackendName[] = ["cpu", "webgpu"];
+  const all: BackendName[] = ["cpu", "webgpu", "wasm"];
   if (!want) return DEFAULT_BACKENDS;
   return all.filter((b) => want.split(",").map((s) => s.trim()).includes(b));
 }
@@ -36,6 +36,14 @@ const instances = new Map<BackendName, Promise<Backend | string>>();
 
 async function create(name: BackendName): Promise<Backend | string> {
   if (name === "cpu") return setBackend("cpu");
+  if (name === "wasm") {
+    try {
+      const mod = await import("../../packages/tensor/src/wasm/backend.ts");
+      return await mod.createWasmBackend();
+    } catch (e) {
+      return `no wasm backend: ${(e as Error).message}`;
+    }
+  }
   try {
     const mod = await import("../../packages/tensor/src/webgpu/backend.ts");
     return await mod.createWebGpuBackend();

@@ -37,7 +37,7 @@ import { z } from "zod";
 import { disposeTree, flattenTree, fromArray, mapTree, showShape, type Tensor } from "@memmamba/tensor";
 import {
   decodeSafetensors, encodeSafetensors, fromF32, SafetensorsError, toF32, type StTensor,
-} from "../../tensor/src/io/safetensors.ts";
+} from "@memmamba/tensor";
 
 export const CHECKPOINT_FORMAT = "memmamba-checkpoint";
 export const CHECKPOINT_VERSION = "1";

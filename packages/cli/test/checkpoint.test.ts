@@ -6,7 +6,7 @@ import { describe, expect, test } from "../../../test/support/harness.ts";
 import {
   CheckpointError, decodeCheckpoint, encodeCheckpoint, loadCheckpoint, removeStaleTemps, restoreState, saveCheckpoint, writeFileAtomic,
 } from "../src/checkpoint.ts";
-import { encodeSafetensors } from "../../tensor/src/io/safetensors.ts";
+import { encodeSafetensors } from "@memmamba/tensor";
 import { runUntilThenKill } from "./fixtures/spawn.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;

@@ -26,3 +26,6 @@ export { apply, auxOf, forward, initLM, loss, type ApplyOptions, type ForwardOpt
 export { initState, stateElementCount, type LMState } from "./state.ts";
 export { applyChunked, feed, step, type ChunkOptions, type StepOutput } from "./stream.ts";
 export { lm } from "./lm.ts";
+export * from "./data/text.ts";
+export * from "./tasks/passkey.ts";
+export * from "./tasks/docret.ts";

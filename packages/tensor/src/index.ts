@@ -35,3 +35,5 @@ export * as adamw from "./optim/adamw.ts";
 export * as schedule from "./optim/schedule.ts";
 export { clipByGlobalNorm, globalNorm, isFiniteTree } from "./optim/clip.ts";
 export { GradAccumulator } from "./optim/accumulate.ts";
+export * from "./io/safetensors.ts";
+export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "./io/half.ts";

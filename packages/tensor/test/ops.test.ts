@@ -416,7 +416,7 @@ describe("ops: indexing", () => {
   });
   bt("bad indices: RangeErrors naming the op, the index and its position (CPU); documented fallbacks (GPU)", async () => {
     const table = t([1, 2, 3, 4, 5, 6], [3, 2]);
-    if (getBackend().name !== "cpu") {
+    if (getBackend().name === "webgpu") {
       // a shader cannot throw (webgpu/kernels/indexing.ts, nn.ts): gather gives a zero row,
       // scatterAdd drops the update, crossEntropy gives NaN
       expect(await vals(gather(table, ti([0, 3], [2])))).toEqual([1, 2, 0, 0]);

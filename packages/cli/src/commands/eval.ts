@@ -15,8 +15,8 @@ import { greedyDecode, loadModel, windowNll } from "../inference.ts";
 import { linePlot, writeSvg } from "../plot.ts";
 import { Progress } from "../progress.ts";
 import { type CommandIO, defaultIO, formatTable, lengthLabel, requirePath, selectBackend, writeJson } from "./common.ts";
-import { booksTooShort, loadTexts, perplexity, pplWindows, pplWindowStarts, splitTexts, type TextDoc } from "../../../memmamba/src/data/text.ts";
-import { DOCRET_DECODE_TOKENS, docretSamples, paragraphsOf, scoreDocret } from "../../../memmamba/src/tasks/docret.ts";
+import { booksTooShort, loadTexts, perplexity, pplWindows, pplWindowStarts, splitTexts, type TextDoc } from "@memmamba/memmamba";
+import { DOCRET_DECODE_TOKENS, docretSamples, paragraphsOf, scoreDocret } from "@memmamba/memmamba";
 
 export const evalCommand = defineCommand({
   name: "eval",

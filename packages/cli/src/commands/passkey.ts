@@ -11,8 +11,8 @@ import { heatmap, writeSvg } from "../plot.ts";
 import { Progress } from "../progress.ts";
 import { type CommandIO, defaultIO, formatTable, lengthLabel, requirePath, selectBackend, writeJson } from "./common.ts";
 import { runTrain, trainCommand } from "./train.ts";
-import { loadTexts } from "../../../memmamba/src/data/text.ts";
-import { type FillerSpec, PASSKEY_DECODE_TOKENS, passkeyGrid, scorePasskey } from "../../../memmamba/src/tasks/passkey.ts";
+import { loadTexts } from "@memmamba/memmamba";
+import { type FillerSpec, PASSKEY_DECODE_TOKENS, passkeyGrid, scorePasskey } from "@memmamba/memmamba";
 
 export const passkeyCommand = defineCommand({
   name: "passkey",

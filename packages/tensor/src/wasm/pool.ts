@@ -55,8 +55,8 @@ function workerMain(): void {
       ex.run_tasks(i32[c + 1], i32[c + 2], i32[c + 3], d.ctrl + 16, d.tid);
       if (Atomics.add(i32, c + 5, 1) + 1 === i32[c + 8]) Atomics.notify(i32, c + 5);
     }
-    if (g.__NODE_WORKER__) g.__port.close();
-    else g.close();
+    // nothing keeps the thread alive now: it ends (a Web Worker closes itself)
+    if (!g.__NODE_WORKER__) g.close();
   };
   if (g.__NODE_WORKER__) g.__port.once("message", start);
   else g.onmessage = (e: MessageEvent) => start(e.data);
