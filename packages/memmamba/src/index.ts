@@ -22,10 +22,16 @@ export {
   type LayerTrace,
 } from "./layer.ts";
 export { initTransformerLayer, ropeTables, transformerLayer, type Rope, type TransformerLayerParams } from "./transformer.ts";
-export { apply, auxOf, forward, initLM, loss, type ApplyOptions, type ForwardOptions, type LMAux, type LMOutput, type LMParams } from "./model.ts";
+export {
+  apply, auxOf, forward, forwardFrom, initLM, loss, type ApplyOptions, type ForwardOptions, type ForwardResult, type LMAux, type LMOutput, type LMParams,
+} from "./model.ts";
 export { initState, stateElementCount, type LMState } from "./state.ts";
 export { applyChunked, feed, step, type ChunkOptions, type StepOutput } from "./stream.ts";
 export { lm } from "./lm.ts";
 export * from "./data/text.ts";
 export * from "./tasks/passkey.ts";
 export * from "./tasks/docret.ts";
+export {
+  crossLayerFidelity, ECLMF_GAPS, ECLMF_LAMBDA, eclmf, eclmfFromStates, ETMF_DISTANCES, etmf, etmfFromStates, layerRepresentations, metrics,
+  tokenReconstruction, type EclmfOptions, type EclmfResult, type EtmfModelOptions, type EtmfOptions, type EtmfReconstruction, type EtmfResult,
+} from "./metrics/index.ts";

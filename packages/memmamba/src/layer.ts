@@ -49,6 +49,10 @@ export interface LayerTrace {
   stateScore?: Tensor;
   /** 1 where the token read its pool [B, L]. */
   readGate?: Tensor;
+  /** c_tok, the cross-token read [B, L, S] (when cross-token attention is on). */
+  crossToken?: Tensor;
+  /** c_lay, the cross-layer read [B, L, S] (on the layers that read across layers). */
+  crossLayer?: Tensor;
 }
 
 /** Counts for reporting (scalars, no gradient). */
@@ -136,6 +140,7 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
   const terms: Tensor[] = [];
   const next: LayerState | undefined = state ? { mamba: mo.state!, pool } : undefined;
   let tok: ReturnType<typeof crossTokenAttention> | undefined;
+  let cLay: Tensor | undefined;
   if (m.crossToken) {
     tok = crossTokenAttention(p.crossToken!, h, m.stateScore === "scan" ? rmsNormalize(mo.scan, cfg.normEps) : h, read, m);
     const f = fusionTerm(p.fuseTok!, m.fusion, y, tok.c, state?.fuseTok);
@@ -149,6 +154,7 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
       return r;
     });
     const c = crossLayerAttention(p.crossLayer!, h, sources);
+    cLay = c;
     const f = fusionTerm(p.fuseLay!, m.fusion, y, c, state?.fuseLay);
     terms.push(f.term);
     if (next && f.state) next.fuseLay = f.state;
@@ -161,7 +167,12 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
     }))
     : undefined;
   const trace = ctx.trace
-    ? { tokenScore: notes.score, write: notes.write, ...(tok ? { stateScore: tok.score, readGate: tok.gate } : {}) }
+    ? {
+      tokenScore: notes.score,
+      write: notes.write,
+      ...(tok ? { stateScore: tok.score, readGate: tok.gate, crossToken: tok.c } : {}),
+      ...(cLay ? { crossLayer: cLay } : {}),
+    }
     : undefined;
   return { x: fuseMemory(y, terms), read, state: next, counts, trace };
 }

@@ -7,7 +7,7 @@
  * and the optimizers pass non-tensor leaves through untouched, and it lets `apply(params, tokens)`
  * need nothing else. Only tensor leaves are trained or saved.
  */
-import { crossEntropy, gather, matmul, mean, random, showShape, stack, tidy, type Tensor } from "@memmamba/tensor";
+import { crossEntropy, gather, matmul, mean, random, showShape, stack, Tensor, tidy } from "@memmamba/tensor";
 import { parseConfig, type ModelConfig, type ModelConfigInput } from "./config.ts";
 import { initLayer, memMambaLayer, type LayerCounts, type LayerParams, type LayerState, type LayerTrace } from "./layer.ts";
 import { initRMSNorm, rmsNorm, type Key, type RMSNorm } from "./nn.ts";
@@ -64,6 +64,8 @@ export interface ForwardOptions extends ApplyOptions {
   step?: boolean;
   /** Collect counts for aux. */
   counts?: boolean;
+  /** Also return the residual stream after the embedding and after each layer (metrics/). */
+  hidden?: boolean;
 }
 
 export interface ForwardResult {
@@ -71,6 +73,8 @@ export interface ForwardResult {
   states?: LayerState[];
   counts?: LayerCounts[];
   trace?: LayerTrace[];
+  /** With `hidden`: [x_0 (the embedded input, a view without gradient), x_1 … x_n (after each layer)], each [B, L, d]. */
+  hidden?: Tensor[];
 }
 
 function checkTokens(tokens: Tensor): void {
@@ -82,16 +86,32 @@ function checkTokens(tokens: Tensor): void {
 
 /** The shared forward of every kind and mode. */
 export function forward(params: LMParams, tokens: Tensor, opts: ForwardOptions = {}): ForwardResult {
-  const cfg = params.config;
   checkTokens(tokens);
+  return tidy(() => forwardFrom(params, gather(params.embed, tokens), opts));
+}
+
+/**
+ * The same forward from input vectors x [B, L, d] in place of the embedded tokens (the metrics
+ * and the property tests feed their own: bounded inputs, an input to differentiate).
+ */
+export function forwardFrom(params: LMParams, input: Tensor, opts: ForwardOptions = {}): ForwardResult {
+  const cfg = params.config;
+  if (input.dtype !== "f32" || input.rank !== 3 || input.shape[2] !== cfg.dModel || input.shape[1] === 0) {
+    throw new Error(`lm: inputs must be f32 [B, L ≥ 1, ${cfg.dModel}], got ${input.dtype} ${showShape(input.shape)}`);
+  }
   return tidy(() => {
-    let x = gather(params.embed, tokens);
+    let x = input;
     const extra: Omit<ForwardResult, "logits"> = {};
+    // (a view of the input, not the input itself: the caller keeps ownership of what it passed)
+    const hidden: Tensor[] | undefined = opts.hidden ? [Tensor.view(input, input.shape)] : undefined;
     if (cfg.kind === "transformer") {
       if (opts.states || opts.step) throw new Error("lm: the transformer baseline has no fixed-size recurrent state; use apply");
       const hd = cfg.dModel / cfg.transformer.nHeads;
-      const rope = cfg.transformer.rotary ? ropeTables(tokens.shape[1], hd, cfg.transformer.ropeBase) : undefined;
-      for (const p of params.layers) x = transformerLayer(p as TransformerLayerParams, x, cfg, rope);
+      const rope = cfg.transformer.rotary ? ropeTables(x.shape[1], hd, cfg.transformer.ropeBase) : undefined;
+      for (const p of params.layers) {
+        x = transformerLayer(p as TransformerLayerParams, x, cfg, rope);
+        hidden?.push(x);
+      }
     } else {
       const reads: (PoolRead | undefined)[] = [];
       const states: LayerState[] = [];
@@ -107,6 +127,7 @@ export function forward(params: LMParams, tokens: Tensor, opts: ForwardOptions =
           counts: opts.counts,
         });
         x = r.x;
+        hidden?.push(x);
         reads.push(r.read);
         if (r.state) states.push(r.state);
         if (r.counts) counts.push(r.counts);
@@ -116,6 +137,7 @@ export function forward(params: LMParams, tokens: Tensor, opts: ForwardOptions =
       if (counts.length) extra.counts = counts;
       if (opts.trace) extra.trace = trace;
     }
+    if (hidden) extra.hidden = hidden;
     return { logits: matmul(rmsNorm(params.norm, x, cfg.normEps), params.embed, { transB: true }), ...extra };
   });
 }

@@ -211,15 +211,20 @@ class ModelConfig:
         return out
 
 
-def _read_fields(obj: Any, specs: List[_Spec], nested: Dict[str, Any], path: str, errors: List[str], strict: bool) -> Dict[str, Any]:
+def _read_fields(obj: Any, specs: List[_Spec], nested: Dict[str, Any], path: str, errors: List[str], strict: bool,
+                 complete: bool) -> Dict[str, Any]:
     """Validates one object level; returns {snake: value} (defaults filled)."""
     out: Dict[str, Any] = {}
     if obj is None:
         obj = {}
     if not isinstance(obj, dict):
-        errors.append(f"{path or 'config'}: expected an object (got {json.dumps(obj)})")
+        errors.append(f"config{'.' + path if path else ''}: expected an object (got {json.dumps(obj)})")
         return {snake: copy.deepcopy(default) for _, snake, _, default in specs}
     known = {camel for camel, _, _, _ in specs} | set(nested)
+    if complete:
+        for k in nested:
+            if k not in obj:
+                errors.append(f"config.{path + '.' if path else ''}{k}: required (a complete config states every field), missing")
     if strict:
         for k in obj:
             if k not in known:
@@ -227,6 +232,8 @@ def _read_fields(obj: Any, specs: List[_Spec], nested: Dict[str, Any], path: str
     for camel, snake, check, default in specs:
         where = f"config.{path + '.' if path else ''}{camel}"
         if camel not in obj:
+            if complete:
+                errors.append(f"{where}: required (a complete config states every field), missing")
             out[snake] = copy.deepcopy(default)
             continue
         ok, value, message = check(obj[camel])
@@ -238,17 +245,23 @@ def _read_fields(obj: Any, specs: List[_Spec], nested: Dict[str, Any], path: str
     return out
 
 
-def parse_config(raw: Any, strict: bool = True) -> ModelConfig:
-    """Validates a config object (camelCase, as in JSON), filling defaults. Raises ConfigError."""
+def parse_config(raw: Any, strict: bool = True, complete: bool = False) -> ModelConfig:
+    """Validates a config object (camelCase, as in JSON), filling defaults. Raises ConfigError.
+
+    strict: an unknown field is an error (zod would drop it). complete: every field is required —
+    for configs written by parseConfig on the TS side (fixtures, checkpoints), which state every
+    field; then a field renamed or added on one side only cannot pass silently as a default."""
     errors: List[str] = []
     if not isinstance(raw, dict):
         raise ConfigError(f"invalid model config:\n  config: expected an object (got {json.dumps(raw)})")
-    top = _read_fields(raw, MODEL_FIELDS, {"memory": None, "transformer": None}, "", errors, strict)
+    top = _read_fields(raw, MODEL_FIELDS, {"memory": None, "transformer": None}, "", errors, strict, complete)
     mem_raw = raw.get("memory", {})
-    mem = _read_fields(mem_raw, MEMORY_FIELDS, {"crossLayer": None}, "memory", errors, strict)
-    cl = _read_fields(mem_raw.get("crossLayer", {}) if isinstance(mem_raw, dict) else {}, CROSS_LAYER_FIELDS, {},
-                      "memory.crossLayer", errors, strict)
-    tr = _read_fields(raw.get("transformer", {}), TRANSFORMER_FIELDS, {}, "transformer", errors, strict)
+    mem = _read_fields(mem_raw, MEMORY_FIELDS, {"crossLayer": None}, "memory", errors, strict, complete)
+    if isinstance(mem_raw, dict) and "crossLayer" in mem_raw:
+        cl = _read_fields(mem_raw["crossLayer"], CROSS_LAYER_FIELDS, {}, "memory.crossLayer", errors, strict, complete)
+    else:  # absent (reported above when complete) or memory is not an object (reported above)
+        cl = _read_fields({}, CROSS_LAYER_FIELDS, {}, "memory.crossLayer", [], strict, False)
+    tr = _read_fields(raw.get("transformer", {}), TRANSFORMER_FIELDS, {}, "transformer", errors, strict, complete)
     cfg = ModelConfig(**top, memory=MemoryConfig(**mem, cross_layer=CrossLayerConfig(**cl)), transformer=TransformerConfig(**tr))
     if not errors:  # the cross-field rules of config.ts's superRefine
         if cfg.dt_min > cfg.dt_max:
@@ -262,7 +275,7 @@ def parse_config(raw: Any, strict: bool = True) -> ModelConfig:
     return cfg
 
 
-def load_config(path: str, strict: bool = True) -> ModelConfig:
+def load_config(path: str, strict: bool = True, complete: bool = False) -> ModelConfig:
     """Reads and validates a config JSON file; errors name the file."""
     try:
         with open(path, "r", encoding="utf-8") as f:
@@ -270,7 +283,7 @@ def load_config(path: str, strict: bool = True) -> ModelConfig:
     except (OSError, json.JSONDecodeError) as e:
         raise ConfigError(f"{path}: cannot read the config: {e}") from e
     try:
-        return parse_config(raw, strict=strict)
+        return parse_config(raw, strict=strict, complete=complete)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
 

@@ -7,9 +7,9 @@
  * Debian locations (package libopenblas0-pthread, through the alternatives symlink).
  */
 
-/** C[m,n] = op(A)·op(B) on byte offsets into the memory (row-major, lda/ldb/ldc in elements). */
+/** C[m,n] = op(A)·op(B) + beta·C on byte offsets into the memory (row-major, lda/ldb/ldc in elements). */
 export interface Sgemm {
-  (transA: boolean, transB: boolean, m: number, n: number, k: number, a: number, lda: number, b: number, ldb: number, c: number, ldc: number): void;
+  (transA: boolean, transB: boolean, m: number, n: number, k: number, a: number, lda: number, b: number, ldb: number, beta: number, c: number, ldc: number): void;
 }
 
 export interface Blas {
@@ -94,8 +94,8 @@ export function openBlas(memory: WebAssembly.Memory): Blas | string {
         const cfgPtr = s.openblas_get_config();
         const cfg = cfgPtr ? new ffi.CString(cfgPtr).toString() : "";
         return {
-          sgemm: (ta, tb, m, n, k, a, lda, b, ldb, c, ldc) =>
-            s.cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1, ptrOf(a), lda, ptrOf(b), ldb, 0, ptrOf(c), ldc),
+          sgemm: (ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc) =>
+            s.cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1, ptrOf(a), lda, ptrOf(b), ldb, beta, ptrOf(c), ldc),
           describe: `${cfg || "cblas"} via bun:ffi from ${path}`,
           setThreads: (n) => s.openblas_set_num_threads(n),
         };
@@ -133,8 +133,8 @@ export function openBlas(memory: WebAssembly.Memory): Blas | string {
           cfg = cstring((i) => view.getUint8(i));
         }
         return {
-          sgemm: (ta, tb, m, n, k, a, lda, b, ldb, c, ldc) =>
-            s.cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1, ptrOf(a), lda, ptrOf(b), ldb, 0, ptrOf(c), ldc),
+          sgemm: (ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc) =>
+            s.cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1, ptrOf(a), lda, ptrOf(b), ldb, beta, ptrOf(c), ldc),
           describe: `${cfg || "cblas"} via Deno.dlopen from ${path}`,
           setThreads: (n) => s.openblas_set_num_threads?.(n),
         };

@@ -45,8 +45,10 @@ const roundUp = (a: number, m: number) => ceilDiv(a, m) * m;
 // matmul
 
 const MR = 6, NR = 8, KC = 256;
-/** Bytes of one thread's packing scratch (an MC x KC block of A + one 6x8 edge tile). */
-export const GEMM_SCRATCH_BYTES = 128 * 1024;
+/** The K chunk of one cblas_sgemm call (see matmul). */
+export const BLAS_KC = 256;
+/** Bytes of one thread's packing scratch: an MC x KC block of A, pre-broadcast (120·256·16) + one 6x8 edge tile. */
+export const GEMM_SCRATCH_BYTES = 512 * 1024;
 void KC;
 
 const matmul: Launcher<"matmul"> = (ctx, [a, b], out, p) => {
@@ -82,9 +84,16 @@ const matmul: Launcher<"matmul"> = (ctx, [a, b], out, p) => {
   }
   const A = ctx.ptr(a), B = ctx.ptr(b);
   if (ctx.sgemm) {
+    // K in chunks of BLAS_KC, accumulated with beta = 1: OpenBLAS splits a longer K differently
+    // with one thread and with several (so the bits would depend on the thread count); within one
+    // chunk both of its drivers sum in the same order.
     const lda = p.transA ? m : k, ldb = p.transB ? k : n;
     for (let q = 0; q < batches; q++) {
-      ctx.sgemm(p.transA, p.transB, m, n, k, A + aOffs[q] * 4, lda, B + bOffs[q] * 4, ldb, C + q * m * n * 4, n);
+      for (let p0 = 0; p0 < k; p0 += BLAS_KC) {
+        const kc = Math.min(BLAS_KC, k - p0);
+        const a0 = A + 4 * (aOffs[q] + (p.transA ? p0 * m : p0)), b0 = B + 4 * (bOffs[q] + (p.transB ? p0 : p0 * n));
+        ctx.sgemm(p.transA, p.transB, m, n, kc, a0, lda, b0, ldb, p0 === 0 ? 0 : 1, C + q * m * n * 4, n);
+      }
     }
     return true;
   }

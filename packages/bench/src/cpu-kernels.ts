@@ -1,0 +1,407 @@
+/**
+ * The fast CPU backend against its peers, side by side in one run (issue 13):
+ *
+ *   for each runtime (Deno, Bun, Node 20 through an esbuild bundle) — one child process each —
+ *   - the measured WASM SIMD peak: a register-only loop of 12 independent f32x4 multiply-adds
+ *     (the same instruction as the matmul: relaxed_madd where the engine validates it), one task
+ *     per thread on every thread at once (so: per thread, summed), and on one thread;
+ *   - saxpy bandwidth: y = a·x + y on 64 MiB arrays, on one thread and on all;
+ *   - fp32 matmul n × n (512, 1024, 2048), median GFLOP/s of several runs, for: ours-wasm (the wasm
+ *     backend's packed SIMD kernels, all threads), ours-ffi (the same backend's cblas_sgemm over
+ *     FFI: Bun and Deno), jax-js (wasm device), tfjs-wasm, numpy (system OpenBLAS, all cores) and
+ *     plain JS (i-k-j loop, one thread);
+ *   - memory-bound kernels of the wasm backend (all threads): the linear scan (the scan primitive),
+ *     an elementwise op (silu), a row reduction (sum over the last axis), and the selective scan
+ *     forward and forward + backward (compute-bound: GFLOP/s);
+ *   - a summary with the ratios the goals name: wasmOfPeak (ours-wasm at 1024² / the peak),
+ *     wasmOverBestPeer (/ the faster of jax-js and tfjs-wasm), ffiOverNumpy (ours-ffi / numpy at
+ *     1024²), scanOfBandwidth (the scan's GB/s / saxpy's, all threads).
+ *
+ * Prints one table and writes packages/bench/results/cpu.json. Asserts nothing about time.
+ *
+ *   bun packages/bench/src/cpu-kernels.ts [--runtimes deno,bun,node] [--sizes 512,1024,2048] [--runs 7]
+ *                                         [--out packages/bench/results/cpu.json]
+ * (one runtime only, printing its JSON: --child --json-out FILE)
+ */
+import {
+  detectRuntime, fmt, formatTable, fromRoot, machineInfo, median, now, parseFlags, positiveInt, programArgs, readJson,
+  repoRoot, writeJson, type Cell, type MachineInfo, type RuntimeInfo,
+} from "./runtime.ts";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { disposeTree, fromArray, matmul, readCounters, resetCounters, scan, selectiveScan, setBackend, silu, sum, valueAndGrad } from "@memmamba/tensor";
+import { createWasmBackend, type WasmBackend } from "../../tensor/src/wasm/backend.ts";
+import { K } from "../../tensor/src/wasm/kernel-ids.ts";
+import { fillMatrix, jaxMatmul, numpyMatmul, plainJsMatmul, tfjsMatmul, timeAsync, type PeerTiming } from "./cpu-peers.ts";
+
+const HELP = `cpu-kernels: the wasm / FFI CPU kernels against jax-js, tfjs-wasm, numpy and plain JS
+
+  --runtimes a,b,...  runtimes to run, each in its own process (default deno,bun,node)
+  --sizes a,b,...     square matmul sizes (default 512,1024,2048)
+  --runs N            timed runs per case; the median is reported (default 7; plain JS at 2048: 3)
+  --warmup-ms MS      warm-up per case (default 400)
+  --out FILE          the combined JSON (default packages/bench/results/cpu.json)
+  --child             measure this runtime only (used by the parent)
+  --json-out FILE     where a child writes its JSON
+  --help              this text`;
+
+export const KERNELS = ["ours-wasm", "ours-ffi", "jax-js", "tfjs-wasm", "numpy", "plain-js"] as const;
+export type KernelName = (typeof KERNELS)[number];
+
+export const GOALS = { wasmOfPeak: 0.7, wasmOverBestPeer: 1.3, ffiOverNumpy: 0.85, scanOfBandwidth: 0.7 };
+
+interface MatmulRow {
+  kernel: KernelName;
+  n: number;
+  /** Median GFLOP/s (2n³ / median time); null where the kernel is not available here. */
+  gflops: number | null;
+  medianMs: number | null;
+  samplesMs: number[];
+  detail: string;
+}
+
+interface BoundRow {
+  kernel: string;
+  shape: number[];
+  medianMs: number;
+  /** Bytes the kernel reads + writes (its inputs and output once). */
+  bytes: number;
+  gbPerSec: number;
+  gflops: number | null;
+}
+
+export interface RuntimeResult {
+  runtime: RuntimeInfo;
+  machine: MachineInfo;
+  date: string;
+  threads: number;
+  kernelInfo: ReturnType<WasmBackend["kernelInfo"]>;
+  ffiInfo: string | null;
+  peak: { gflops: number; gflopsOneThread: number; threads: number; instruction: string };
+  saxpy: { gbPerSec: number; gbPerSecOneThread: number; bytesPerCall: number };
+  matmul: MatmulRow[];
+  memoryBound: BoundRow[];
+  summary: {
+    wasmOfPeak: number | null;
+    wasmOverBestPeer: number | null;
+    bestPeer: string | null;
+    ffiOverNumpy: number | null;
+    scanOfBandwidth: number | null;
+    /** Extra context: silu and the row sum against saxpy, all threads. */
+    elementwiseOfBandwidth: number | null;
+    reduceOfBandwidth: number | null;
+    goalsMet: Record<keyof typeof GOALS, boolean | null>;
+  };
+  notes: string[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// measurements (one runtime)
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function peakOf(b: WasmBackend, threads: number): number {
+  const out = b.heap.alloc(64 * 4);
+  const iters = 250_000; // ~1.5 ms a task at 60 GFLOP/s
+  const run = () => b.launchRaw(K.PEAK, [iters, out], threads, threads > 1);
+  const w0 = now();
+  while (now() - w0 < 500) run();
+  const s: number[] = [];
+  for (let r = 0; r < 30; r++) {
+    const t = now();
+    run();
+    s.push(now() - t);
+  }
+  b.heap.free(out, 64 * 4);
+  return (threads * iters * 12 * 8) / median(s) / 1e6;
+}
+
+function saxpyOf(b: WasmBackend, threads: number): number {
+  const n = 16 * 1024 * 1024; // 64 MiB per array
+  const x = b.heap.alloc(n * 4), y = b.heap.alloc(n * 4);
+  b.heap.f32.fill(0.5, x >> 2, (x >> 2) + n);
+  b.heap.f32.fill(0.25, y >> 2, (y >> 2) + n);
+  const alpha = new Int32Array(Float32Array.of(1e-3).buffer)[0];
+  const chunk = Math.ceil(n / (threads * 8) / 16) * 16;
+  const run = () => b.launchRaw(K.SAXPY, [n, alpha, x, y, chunk], Math.ceil(n / chunk), threads > 1);
+  for (let i = 0; i < 3; i++) run();
+  const s: number[] = [];
+  for (let r = 0; r < 9; r++) {
+    const t = now();
+    run();
+    s.push(now() - t);
+  }
+  b.heap.free(x, n * 4);
+  b.heap.free(y, n * 4);
+  return (3 * n * 4) / median(s) / 1e6;
+}
+
+async function oursMatmul(b: WasmBackend, n: number, runs: number, warmupMs: number): Promise<PeerTiming> {
+  setBackend(b);
+  const a = fromArray(fillMatrix(n * n, 1), [n, n]), c = fromArray(fillMatrix(n * n, 2), [n, n]);
+  try {
+    return await timeAsync(() => {
+      matmul(a, c).dispose();
+    }, runs, warmupMs);
+  } finally {
+    a.dispose();
+    c.dispose();
+  }
+}
+
+/** Times fn (sync), returning the median ms and the library's byte / flop counts of one call. */
+async function bound(kernel: string, shape: number[], fn: () => void, runs: number, warmupMs: number): Promise<BoundRow> {
+  resetCounters();
+  fn();
+  const c = readCounters();
+  const t = await timeAsync(fn, runs, warmupMs);
+  return {
+    kernel, shape, medianMs: t.medianMs, bytes: c.bytes, gbPerSec: c.bytes / t.medianMs / 1e6,
+    gflops: kernel.startsWith("selectiveScan") ? c.flops / t.medianMs / 1e6 : null,
+  };
+}
+
+async function memoryBound(b: WasmBackend, runs: number, warmupMs: number): Promise<BoundRow[]> {
+  setBackend(b);
+  const rows: BoundRow[] = [];
+  const [B, L, S] = [4, 2048, 2048];
+  const n = B * L * S;
+  const a = fromArray(fillMatrix(n, 3).map((v) => 0.95 + 0.05 * v), [B, L, S]), x = fromArray(fillMatrix(n, 4), [B, L, S]);
+  const h0 = fromArray(fillMatrix(B * S, 5), [B, S]);
+  try {
+    rows.push(await bound("scan", [B, L, S], () => scan(a, x, h0).dispose(), runs, warmupMs));
+    rows.push(await bound("silu", [n], () => silu(x).dispose(), runs, warmupMs));
+    rows.push(await bound("sum(-1)", [B * L, S], () => sum(x, -1).dispose(), runs, warmupMs));
+  } finally {
+    disposeTree([a, x, h0]);
+  }
+  const [Bs, Ls, Di, N] = [2, 1024, 512, 16];
+  const p = {
+    x: fromArray(fillMatrix(Bs * Ls * Di, 6), [Bs, Ls, Di]), d: fromArray(fillMatrix(Bs * Ls * Di, 7).map((v) => 0.05 + 0.04 * v), [Bs, Ls, Di]),
+    A: fromArray(fillMatrix(Di * N, 8).map((v) => -1.5 + v), [Di, N]), Bm: fromArray(fillMatrix(Bs * Ls * N, 9), [Bs, Ls, N]),
+    C: fromArray(fillMatrix(Bs * Ls * N, 10), [Bs, Ls, N]), h0: fromArray(fillMatrix(Bs * Di * N, 11), [Bs, Di, N]),
+  };
+  try {
+    rows.push(await bound("selectiveScan fwd", [Bs, Ls, Di, N], () => selectiveScan(p.x, p.d, p.A, p.Bm, p.C, p.h0).y.dispose(), Math.min(runs, 5), warmupMs));
+    const vg = valueAndGrad((q: typeof p) => sum(selectiveScan(q.x, q.d, q.A, q.Bm, q.C, q.h0).y));
+    rows.push(await bound("selectiveScan fwd+bwd", [Bs, Ls, Di, N], () => {
+      const { value, grads } = vg(p);
+      value.dispose();
+      disposeTree(grads);
+    }, Math.min(runs, 5), warmupMs));
+  } finally {
+    disposeTree(p);
+  }
+  return rows;
+}
+
+async function measureRuntime(sizes: number[], runs: number, warmupMs: number): Promise<RuntimeResult> {
+  const runtime = detectRuntime();
+  const notes: string[] = [];
+  const root = repoRoot();
+  // ours-wasm first, then ours-ffi (a second backend), then the peers, each size in turn
+  const wasm = await createWasmBackend({ kernels: "wasm", quiet: true });
+  if (wasm.threadError) notes.push(`wasm threads: ${wasm.threadError}`);
+  const threads = wasm.kernelInfo().threads;
+  const one = await createWasmBackend({ kernels: "wasm", quiet: true, threads: 1 });
+  const peak = { gflops: peakOf(wasm, threads), gflopsOneThread: peakOf(one, 1), threads, instruction: wasm.variant === "relaxed" ? "f32x4.relaxed_madd" : "f32x4.mul + f32x4.add" };
+  const saxpy = { gbPerSec: saxpyOf(wasm, threads), gbPerSecOneThread: saxpyOf(one, 1), bytesPerCall: 3 * 64 * 1024 * 1024 };
+  one.dispose();
+  let ffi: WasmBackend | null = await createWasmBackend({ kernels: "auto", quiet: true });
+  const ffiInfo = ffi.kernelInfo().blas;
+  if (ffi.kernelInfo().matmul !== "blas") {
+    notes.push(`ours-ffi: ${ffiInfo}`);
+    ffi.dispose();
+    ffi = null;
+  }
+  const np = numpyMatmul(sizes, runs);
+  if (typeof np === "string") notes.push(np);
+  else notes.push(np.detail);
+  const rows: MatmulRow[] = [];
+  const push = (kernel: KernelName, n: number, t: PeerTiming | string | null, detail = "") => {
+    if (t === null || typeof t === "string") {
+      rows.push({ kernel, n, gflops: null, medianMs: null, samplesMs: [], detail: t ?? "not available in this runtime" });
+      if (typeof t === "string" && n === sizes[0]) notes.push(t);
+    } else rows.push({ kernel, n, gflops: (2 * n ** 3) / t.medianMs / 1e6, medianMs: t.medianMs, samplesMs: t.samplesMs, detail: t.detail || detail });
+  };
+  for (const n of sizes) {
+    const r = n >= 2048 ? Math.max(3, Math.ceil(runs / 2)) : runs;
+    push("ours-wasm", n, await oursMatmul(wasm, n, r, warmupMs), `wasm ${wasm.kernelInfo().kernels}, ${threads} threads`);
+    await sleep(300);
+    push("ours-ffi", n, ffi ? await oursMatmul(ffi, n, r, warmupMs) : null, ffiInfo ?? "");
+    await sleep(300); // let OpenBLAS's threads stop spinning before the next peer
+    push("jax-js", n, await jaxMatmul(n, r, warmupMs));
+    await sleep(300);
+    push("tfjs-wasm", n, await tfjsMatmul(n, r, warmupMs, root));
+    await sleep(300);
+    push("numpy", n, typeof np === "string" ? np : np.bySize.get(n)!);
+    push("plain-js", n, await plainJsMatmul(n, n >= 2048 ? 3 : Math.min(runs, 5), n >= 2048 ? 0 : warmupMs));
+  }
+  ffi?.dispose();
+  const memoryBoundRows = await memoryBound(wasm, runs, warmupMs);
+  const info = wasm.kernelInfo();
+  wasm.dispose();
+
+  const at = (k: KernelName, n = 1024) => rows.find((x) => x.kernel === k && x.n === n)?.gflops ?? null;
+  const ratio = (a: number | null, b: number | null) => (a !== null && b !== null && b > 0 ? a / b : null);
+  const peers = (["jax-js", "tfjs-wasm"] as const).map((k) => [k, at(k)] as const).filter(([, v]) => v !== null) as [string, number][];
+  const best = peers.sort((x, y) => y[1] - x[1])[0] ?? null;
+  const bw = (k: string) => memoryBoundRows.find((x) => x.kernel === k)?.gbPerSec ?? null;
+  const summary: RuntimeResult["summary"] = {
+    wasmOfPeak: ratio(at("ours-wasm"), peak.gflops),
+    wasmOverBestPeer: ratio(at("ours-wasm"), best ? best[1] : null),
+    bestPeer: best ? best[0] : null,
+    ffiOverNumpy: ratio(at("ours-ffi"), at("numpy")),
+    scanOfBandwidth: ratio(bw("scan"), saxpy.gbPerSec),
+    elementwiseOfBandwidth: ratio(bw("silu"), saxpy.gbPerSec),
+    reduceOfBandwidth: ratio(bw("sum(-1)"), saxpy.gbPerSec),
+    goalsMet: { wasmOfPeak: null, wasmOverBestPeer: null, ffiOverNumpy: null, scanOfBandwidth: null },
+  };
+  for (const k of Object.keys(GOALS) as (keyof typeof GOALS)[]) {
+    const v = summary[k];
+    summary.goalsMet[k] = v === null ? null : v >= GOALS[k];
+  }
+  return {
+    runtime, machine: machineInfo(), date: new Date().toISOString(), threads, kernelInfo: info, ffiInfo,
+    peak, saxpy, matmul: rows, memoryBound: memoryBoundRows, summary, notes,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// the parent: one child per runtime, then the combined table and JSON
+
+const BIN = () => join(repoRoot(), "tools/node_modules/.bin");
+
+function runChild(rt: string, args: string[], out: string): RuntimeResult {
+  const self = fileURLToPath(import.meta.url);
+  const root = repoRoot();
+  let cmd: string, argv: string[];
+  if (rt === "bun") [cmd, argv] = [join(BIN(), "bun"), [self]];
+  else if (rt === "deno") [cmd, argv] = [join(BIN(), "deno"), ["run", "-A", self]];
+  else if (rt === "node") {
+    mkdirSync(join(root, "out/bench"), { recursive: true });
+    const bundle = join(root, "out/bench/cpu-kernels.mjs");
+    const b = spawnSync(join(root, "node_modules/.bin/esbuild"), [
+      self, "--bundle", "--platform=node", "--format=esm", "--target=node20", `--outfile=${bundle}`, "--log-level=warning",
+      "--external:@jax-js/jax", "--external:@tensorflow/*",
+    ], { stdio: "inherit", cwd: root });
+    if (b.status !== 0) throw new Error("esbuild failed for the Node bundle");
+    // relaxed SIMD is behind a flag in Node 20 (on by default in Bun and Deno)
+    [cmd, argv] = ["node", ["--experimental-wasm-relaxed-simd", bundle]];
+  } else throw new Error(`--runtimes: unknown runtime "${rt}" (bun, deno, node)`);
+  console.log(`== ${rt} ==`);
+  const r = spawnSync(cmd, [...argv, "--child", "--json-out", out, ...args], { stdio: "inherit", cwd: root, timeout: 1_800_000 });
+  if (r.status !== 0) throw new Error(`${rt} run failed (status ${r.status})`);
+  return readJson<RuntimeResult>(out);
+}
+
+function tableOf(results: RuntimeResult[], sizes: number[]): string {
+  const lines: string[] = [];
+  const names = results.map((r) => `${r.runtime.name} ${r.runtime.version}`);
+  const g = (x: number | null | undefined) => (x === null || x === undefined ? null : x);
+  const body: Cell[][] = [];
+  for (const k of KERNELS) {
+    for (const n of sizes) body.push([k, `${n}²`, ...results.map((r) => g(r.matmul.find((x) => x.kernel === k && x.n === n)?.gflops))]);
+  }
+  body.push(["WASM SIMD peak", "all threads", ...results.map((r) => r.peak.gflops)]);
+  body.push(["WASM SIMD peak", "1 thread", ...results.map((r) => r.peak.gflopsOneThread)]);
+  lines.push("fp32 matmul, GFLOP/s (2n³ / median time); peak = 12 independent f32x4 multiply-adds in registers");
+  lines.push(formatTable(["kernel", "size", ...names], body));
+  lines.push("");
+  const bw: Cell[][] = [
+    ["saxpy 64 MiB (all threads)", "GB/s", ...results.map((r) => r.saxpy.gbPerSec)],
+    ["saxpy 64 MiB (1 thread)", "GB/s", ...results.map((r) => r.saxpy.gbPerSecOneThread)],
+  ];
+  for (const k of ["scan", "silu", "sum(-1)", "selectiveScan fwd", "selectiveScan fwd+bwd"]) {
+    const isFlops = k.startsWith("selectiveScan");
+    bw.push([`${k} ${results[0].memoryBound.find((x) => x.kernel === k)?.shape.join("x") ?? ""}`, isFlops ? "GFLOP/s" : "GB/s",
+      ...results.map((r) => { const x = r.memoryBound.find((y) => y.kernel === k); return x ? (isFlops ? x.gflops : x.gbPerSec) : null; })]);
+  }
+  lines.push("wasm backend, memory-bound kernels (all threads; bytes = inputs + output once)");
+  lines.push(formatTable(["kernel", "unit", ...names], bw));
+  lines.push("");
+  const sum: Cell[][] = (Object.keys(GOALS) as (keyof typeof GOALS)[]).map((k) => [
+    k, `≥ ${GOALS[k]}`, ...results.map((r) => {
+      const v = r.summary[k];
+      return v === null ? "-" : `${fmt(v)} ${v >= GOALS[k] ? "ok" : "MISSED"}`;
+    }),
+  ]);
+  sum.push(["best JS peer at 1024²", "", ...results.map((r) => r.summary.bestPeer ?? "-")]);
+  lines.push("summary (ratios measured side by side in each runtime's run)");
+  lines.push(formatTable(["ratio", "goal", ...names], sum));
+  return lines.join("\n");
+}
+
+interface Options {
+  runtimes: string[];
+  sizes: number[];
+  runs: number;
+  warmupMs: number;
+  out: string;
+  child: boolean;
+  jsonOut: string | undefined;
+}
+
+function parseOptions(argv: string[]): Options | null {
+  const flags = parseFlags(argv, {
+    runtimes: "string", sizes: "string", runs: "string", "warmup-ms": "string", out: "string", child: "boolean", "json-out": "string", help: "boolean",
+  });
+  if (flags.help) return null;
+  const sizes = (typeof flags.sizes === "string" ? flags.sizes : "512,1024,2048").split(",").map((s) => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--sizes: "${s}" is not a positive integer`);
+    return n;
+  });
+  return {
+    runtimes: (typeof flags.runtimes === "string" ? flags.runtimes : "deno,bun,node").split(",").map((s) => s.trim()),
+    sizes,
+    runs: positiveInt("runs", flags.runs, 7),
+    warmupMs: positiveInt("warmup-ms", flags["warmup-ms"], 400),
+    out: typeof flags.out === "string" ? flags.out : fromRoot("packages", "bench", "results", "cpu.json"),
+    child: flags.child === true,
+    jsonOut: typeof flags["json-out"] === "string" ? flags["json-out"] : undefined,
+  };
+}
+
+async function main(): Promise<void> {
+  let opts: Options | null;
+  try {
+    opts = parseOptions(programArgs());
+  } catch (e) {
+    console.error(`cpu-kernels: ${(e as Error).message}\n\n${HELP}`);
+    process.exit(2);
+  }
+  if (!opts) {
+    console.log(HELP);
+    return;
+  }
+  const pass = ["--sizes", opts.sizes.join(","), "--runs", String(opts.runs), "--warmup-ms", String(opts.warmupMs)];
+  if (opts.child) {
+    const r = await measureRuntime(opts.sizes, opts.runs, opts.warmupMs);
+    console.log(tableOf([r], opts.sizes));
+    if (opts.jsonOut) writeJson(opts.jsonOut, r);
+    process.exit(0); // the peers' worker threads would keep some runtimes alive
+  }
+  const tmp = join(repoRoot(), "out/bench");
+  if (!existsSync(tmp)) mkdirSync(tmp, { recursive: true });
+  const results = opts.runtimes.map((rt) => runChild(rt, pass, join(tmp, `cpu-kernels-${rt}.json`)));
+  const table = tableOf(results, opts.sizes);
+  console.log(`\n== all runtimes: ${results[0].machine.cpuModel}, ${results[0].machine.cores} logical cores ==`);
+  console.log(table);
+  writeJson(opts.out, {
+    benchmark: "cpu-kernels",
+    command: "bun packages/bench/src/cpu-kernels.ts " + programArgs().join(" "),
+    date: new Date().toISOString(),
+    machine: results[0].machine,
+    goals: GOALS,
+    sizes: opts.sizes,
+    runs: opts.runs,
+    runtimes: Object.fromEntries(results.map((r) => [r.runtime.name, r])),
+  });
+  console.log(`\nwrote ${opts.out}`);
+}
+
+await main();

@@ -1,0 +1,191 @@
+/**
+ * The peers of the CPU kernel benchmark (cpu-kernels.ts), each timing an n × n fp32 matmul the way
+ * its users would run it:
+ *
+ * - jax-js (`@jax-js/jax`, its "wasm" device: its own kernels and worker threads),
+ * - TensorFlow.js with `@tensorflow/tfjs-backend-wasm` (XNNPACK; its threaded build is only loaded
+ *   in browsers, so it runs on one thread under Bun, Deno and Node),
+ * - numpy (Debian's python3-numpy on the system OpenBLAS, all cores), in a child process, with
+ *   OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from that command's environment alone,
+ * - plain JavaScript: the textbook i-k-j loop on one thread.
+ *
+ * Every peer returns per-call samples in ms (after a warm-up); the caller takes the median.
+ */
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import process from "node:process";
+import { median, now } from "./runtime.ts";
+
+export interface PeerTiming {
+  samplesMs: number[];
+  medianMs: number;
+  /** What ran (library and version, device, threads). */
+  detail: string;
+}
+
+export function fillMatrix(n: number, salt: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const h = Math.imul(i + 1, 0x9e3779b1) ^ Math.imul(salt + 1, 0x85ebca77);
+    out[i] = ((Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+/** Warm-up (at least `warmupMs` and 2 calls), then `runs` timed calls. */
+export async function timeAsync(fn: () => Promise<void> | void, runs: number, warmupMs: number): Promise<PeerTiming> {
+  const w0 = now();
+  let calls = 0;
+  while (calls < 2 || now() - w0 < warmupMs) {
+    await fn();
+    calls++;
+  }
+  const samplesMs: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const t = now();
+    await fn();
+    samplesMs.push(now() - t);
+  }
+  return { samplesMs, medianMs: median(samplesMs), detail: "" };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+// deno-lint-ignore no-explicit-any
+type Any = any;
+
+let jax: Any = null;
+/** jax-js on its wasm device; null with the reason when it cannot load. */
+export async function jaxMatmul(n: number, runs: number, warmupMs: number): Promise<PeerTiming | string> {
+  try {
+    if (!jax) {
+      jax = await import("@jax-js/jax");
+      await jax.init();
+      jax.defaultDevice("wasm");
+    }
+  } catch (e) {
+    return `jax-js unavailable: ${(e as Error).message}`;
+  }
+  const np = jax.numpy;
+  const a = np.array(fillMatrix(n * n, 1)).reshape([n, n]);
+  const b = np.array(fillMatrix(n * n, 2)).reshape([n, n]);
+  try {
+    const t = await timeAsync(async () => {
+      const c = np.matmul(a.ref, b.ref);
+      await c.blockUntilReady();
+      c.dispose();
+    }, runs, warmupMs);
+    t.detail = "@jax-js/jax wasm device";
+    return t;
+  } finally {
+    a.dispose();
+    b.dispose();
+  }
+}
+
+let tf: Any = null;
+/** TensorFlow.js on its wasm backend; null with the reason when it cannot load. */
+export async function tfjsMatmul(n: number, runs: number, warmupMs: number, root: string): Promise<PeerTiming | string> {
+  try {
+    if (!tf) {
+      tf = await import("@tensorflow/tfjs");
+      const wasm = await import("@tensorflow/tfjs-backend-wasm");
+      wasm.setWasmPaths(join(root, "node_modules/@tensorflow/tfjs-backend-wasm/dist/") + "/");
+      if (!(await tf.setBackend("wasm"))) throw new Error("setBackend('wasm') failed");
+      await tf.ready();
+    }
+  } catch (e) {
+    tf = null;
+    return `tfjs-wasm unavailable: ${(e as Error).message}`;
+  }
+  const a = tf.tensor2d(fillMatrix(n * n, 1), [n, n]);
+  const b = tf.tensor2d(fillMatrix(n * n, 2), [n, n]);
+  try {
+    const t = await timeAsync(() => {
+      const c = tf.matMul(a, b);
+      c.dataSync();
+      c.dispose();
+    }, runs, warmupMs);
+    t.detail = `@tensorflow/tfjs ${tf.version?.tfjs ?? ""} wasm backend`;
+    return t;
+  } finally {
+    a.dispose();
+    b.dispose();
+  }
+}
+
+/** C = A · B, the textbook i-k-j loop (unit-stride inner loop, no blocking), one thread. */
+export function plainMatmul(A: Float32Array, B: Float32Array, n: number): Float32Array {
+  const C = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) {
+    const ci = i * n;
+    for (let k = 0; k < n; k++) {
+      const a = A[ci + k];
+      const bk = k * n;
+      for (let j = 0; j < n; j++) C[ci + j] += a * B[bk + j];
+    }
+  }
+  return C;
+}
+
+export async function plainJsMatmul(n: number, runs: number, warmupMs: number): Promise<PeerTiming> {
+  const A = fillMatrix(n * n, 1), B = fillMatrix(n * n, 2);
+  const t = await timeAsync(() => {
+    plainMatmul(A, B, n);
+  }, runs, warmupMs);
+  t.detail = "i-k-j loop, one thread";
+  return t;
+}
+
+const NUMPY_SCRIPT = `
+import json, sys, time
+import numpy as np
+sizes = [int(s) for s in sys.argv[1].split(",")]
+runs = int(sys.argv[2])
+cfg = ""
+try:
+    from numpy.core._multiarray_umath import __cpu_features__
+except Exception:
+    pass
+out = {"version": np.__version__, "sizes": {}}
+try:
+    import io, contextlib
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        np.show_config()
+    out["config"] = " ".join(l.strip() for l in buf.getvalue().splitlines() if "openblas" in l.lower())[:300]
+except Exception as e:
+    out["config"] = str(e)
+rng = np.random.default_rng(0)
+for n in sizes:
+    a = rng.random((n, n), dtype=np.float32) * 2 - 1
+    b = rng.random((n, n), dtype=np.float32) * 2 - 1
+    t0 = time.perf_counter()
+    calls = 0
+    while calls < 2 or time.perf_counter() - t0 < 0.5:
+        a @ b
+        calls += 1
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        a @ b
+        samples.append((time.perf_counter() - t) * 1000)
+    out["sizes"][str(n)] = samples
+print(json.dumps(out))
+`;
+
+/** numpy's matmul per size (samples in ms), or the reason it could not run. */
+export function numpyMatmul(sizes: number[], runs: number): { bySize: Map<number, PeerTiming>; detail: string } | string {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== "OPENBLAS_CORETYPE" && k !== "OPENBLAS_L2_SIZE") env[k] = v;
+  const python = process.env.MEMMAMBA_PYTHON ?? "/usr/bin/python3";
+  const r = spawnSync(python, ["-c", NUMPY_SCRIPT, sizes.join(","), String(runs)], { encoding: "utf8", env, timeout: 600_000 });
+  if (r.status !== 0) return `numpy unavailable (${python}): ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}`;
+  const res = JSON.parse(r.stdout.trim().split("\n").pop()!) as { version: string; config: string; sizes: Record<string, number[]> };
+  const bySize = new Map<number, PeerTiming>();
+  for (const n of sizes) {
+    const s = res.sizes[String(n)];
+    bySize.set(n, { samplesMs: s, medianMs: median(s), detail: `numpy ${res.version}` });
+  }
+  return { bySize, detail: `numpy ${res.version} (${python}; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset) ${res.config}`.trim() };
+}

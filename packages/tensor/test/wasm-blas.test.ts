@@ -1,0 +1,94 @@
+/**
+ * The native matmul path of the wasm backend: cblas_sgemm from the system OpenBLAS over FFI
+ * (Bun's bun:ffi, Deno's Deno.dlopen with --allow-ffi) on pointers into the shared memory.
+ *
+ * Runs where the runtime has FFI and the library loads (CI installs libopenblas0-pthread); prints
+ * why and passes elsewhere. Under CI=true in Bun or Deno, a missing library is a failure.
+ */
+import { describe, expect, test } from "../../../test/support/harness.ts";
+import { createWasmBackend, type WasmBackend } from "../src/wasm/backend.ts";
+import { checkMatmul, expectSameBits, f, rand, runPrim } from "./wasm-support.ts";
+
+// deno-lint-ignore no-explicit-any
+const g = globalThis as any;
+const hasFfi = typeof g.Bun !== "undefined" || typeof g.Deno !== "undefined";
+function env(name: string): string | undefined {
+  try {
+    return g.process?.env?.[name] ?? g.Deno?.env?.get(name);
+  } catch {
+    return undefined;
+  }
+}
+function setEnv(name: string, value: string | undefined): void {
+  if (g.Deno) {
+    if (value === undefined) g.Deno.env.delete(name);
+    else g.Deno.env.set(name, value);
+  } else if (value === undefined) delete g.process.env[name];
+  else g.process.env[name] = value;
+}
+
+/** An "auto" backend if it found the BLAS, else null (after saying why). */
+async function blasBackend(threads?: number): Promise<WasmBackend | null> {
+  const b = await createWasmBackend({ kernels: "auto", quiet: true, ...(threads ? { threads } : {}) });
+  const info = b.kernelInfo();
+  if (info.matmul === "blas") return b;
+  b.dispose();
+  if (hasFfi && env("CI") === "true") throw new Error(`CI must test the BLAS path: ${info.blas}`);
+  console.log(`skipping a BLAS test: ${info.blas}`);
+  return null;
+}
+
+describe("wasm backend: matmul through cblas_sgemm (FFI)", () => {
+  test("auto picks BLAS and says which library; matmul within tolerance for all transposes, edges and batches", async () => {
+    const b = await blasBackend();
+    if (!b) return;
+    try {
+      expect(b.kernelInfo().blas).toMatch(/via (bun:ffi|Deno\.dlopen) from /);
+      await checkMatmul(b, "blas matmul");
+    } finally {
+      b.dispose();
+    }
+  });
+
+  test("bit-identical with 1, 2 and 3 threads (OpenBLAS splits a long K by its thread count: K goes in fixed chunks)", async () => {
+    const cases: [number, number, number, boolean, boolean][] = [[301, 517, 290, false, false], [64, 2000, 64, true, false], [70, 1100, 90, false, true]];
+    const results: Float32Array[][] = [];
+    for (const threads of [1, 2, 3]) {
+      const b = await blasBackend(threads);
+      if (!b) return;
+      try {
+        results.push(cases.map(([m, k, n, ta, tb]) =>
+          runPrim(b, "matmul", [f(rand(m * k, m), ta ? [k, m] : [m, k]), f(rand(k * n, n), tb ? [n, k] : [k, n])], [m, n], "f32", { transA: ta, transB: tb }) as Float32Array
+        ));
+      } finally {
+        b.dispose();
+      }
+    }
+    for (let t = 1; t < results.length; t++) {
+      results[t].forEach((r, i) => expectSameBits(r, results[0][i], `blas matmul case ${i}, ${t + 1} threads vs 1`));
+    }
+  });
+
+  test("MEMMAMBA_CPU_KERNELS=wasm switches BLAS off; a missing library falls back to wasm and says why", async () => {
+    const old = env("MEMMAMBA_CPU_KERNELS");
+    setEnv("MEMMAMBA_CPU_KERNELS", "wasm");
+    try {
+      const b = await createWasmBackend({ quiet: true });
+      expect(b.kernelInfo().matmul).toMatch(/^wasm-/);
+      expect(b.kernelInfo().choice).toBe("wasm");
+      b.dispose();
+    } finally {
+      setEnv("MEMMAMBA_CPU_KERNELS", old);
+    }
+    const oldLib = env("MEMMAMBA_BLAS");
+    setEnv("MEMMAMBA_BLAS", "/nonexistent/libopenblas.so.0");
+    try {
+      const b = await createWasmBackend({ kernels: "auto", quiet: true });
+      expect(b.kernelInfo().matmul).toMatch(/^wasm-/);
+      expect(b.kernelInfo().blas).toMatch(hasFfi ? /no BLAS library.*nonexistent|not permitted/ : /no FFI/);
+      b.dispose();
+    } finally {
+      setEnv("MEMMAMBA_BLAS", oldLib);
+    }
+  });
+});
