@@ -3,8 +3,8 @@
  *
  *   for (const b of testBackends()) test(`[${b}] add broadcasts`, async () => { await useBackend(b); ... });
  *
- * The list: "cpu" always; "webgpu" too unless MEMMAMBA_TEST_BACKENDS says otherwise
- * (e.g. MEMMAMBA_TEST_BACKENDS=cpu). Where no WebGPU adapter exists, a webgpu test prints why and
+ * The list: "cpu" and "wasm" (the wasm/FFI CPU backend, src/wasm/backend.ts) always; "webgpu" too
+ * unless MEMMAMBA_TEST_BACKENDS says otherwise (e.g. MEMMAMBA_TEST_BACKENDS=cpu). Where no WebGPU adapter exists, a webgpu test prints why and
  * returns — except under CI=true, where it fails: CI must run every backend.
  */
 import { getBackend, liveBuffers, setBackend, type Backend } from "../../packages/tensor/src/index.ts";
@@ -21,8 +21,8 @@ function env(name: string): string | undefined {
   }
 }
 
-/** Until the WebGPU backend lands, the default list is the CPU alone. */
-const DEFAULT_BACKENDS: BackendName[] = ["cpu"];
+/** Every backend by default; "webgpu" runs on a GPU or, on a machine without one, on Mesa's lavapipe. */
+const DEFAULT_BACKENDS: BackendName[] = ["cpu", "wasm", "webgpu"];
 
 /** The backends tests run on. */
 export function testBackends(): BackendName[] {

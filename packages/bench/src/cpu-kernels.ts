@@ -13,6 +13,9 @@
  *   - memory-bound kernels of the wasm backend (all threads): the linear scan (the scan primitive),
  *     an elementwise op (silu), a row reduction (sum over the last axis), and the selective scan
  *     forward and forward + backward (compute-bound: GFLOP/s);
+ *   - one training step (loss + every gradient) of the "small" MemMamba on 4 × 128 tokens: tokens/s
+ *     on the plain-TypeScript CPU backend, the wasm kernels and wasm + FFI; PyTorch (the reference
+ *     port on Debian's python3-torch, all cores) once, by the parent, in the same run;
  *   - a summary with the ratios the goals name: wasmOfPeak (ours-wasm at 1024² / the peak),
  *     wasmOverBestPeer (/ the faster of jax-js and tfjs-wasm), ffiOverNumpy (ours-ffi / numpy at
  *     1024²), scanOfBandwidth (the scan's GB/s / saxpy's, all threads).
@@ -29,13 +32,18 @@ import {
 } from "./runtime.ts";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { disposeTree, fromArray, matmul, readCounters, resetCounters, scan, selectiveScan, setBackend, silu, sum, valueAndGrad } from "@memmamba/tensor";
+import {
+  disposeTree, fromArray, matmul, mul, random, readCounters, resetCounters, scan, selectiveScan, setBackend, silu, sum, valueAndGrad,
+  type Backend,
+} from "@memmamba/tensor";
+import { lm, preset } from "@memmamba/memmamba";
 import { createWasmBackend, type WasmBackend } from "../../tensor/src/wasm/backend.ts";
 import { K } from "../../tensor/src/wasm/kernel-ids.ts";
-import { fillMatrix, jaxMatmul, numpyMatmul, plainJsMatmul, tfjsMatmul, timeAsync, type PeerTiming } from "./cpu-peers.ts";
+import { fillMatrix, jaxMatmul, numpyMatmul, plainJsMatmul, tfjsMatmul, timeAsync, torchTrainStep, type PeerTiming } from "./cpu-peers.ts";
 
 const HELP = `cpu-kernels: the wasm / FFI CPU kernels against jax-js, tfjs-wasm, numpy and plain JS
 
@@ -63,6 +71,17 @@ interface MatmulRow {
   detail: string;
 }
 
+/** The training step's batch: B sequences of L tokens. */
+export const STEP_B = 4, STEP_L = 128;
+
+interface StepRow {
+  backend: "ts" | "ours-wasm" | "ours-ffi" | "torch";
+  tokensPerSec: number | null;
+  medianMs: number | null;
+  samplesMs: number[];
+  detail: string;
+}
+
 interface BoundRow {
   kernel: string;
   shape: number[];
@@ -84,6 +103,7 @@ export interface RuntimeResult {
   saxpy: { gbPerSec: number; gbPerSecOneThread: number; bytesPerCall: number };
   matmul: MatmulRow[];
   memoryBound: BoundRow[];
+  trainStep: StepRow[];
   summary: {
     wasmOfPeak: number | null;
     wasmOverBestPeer: number | null;
@@ -93,9 +113,13 @@ export interface RuntimeResult {
     /** Extra context: silu and the row sum against saxpy, all threads. */
     elementwiseOfBandwidth: number | null;
     reduceOfBandwidth: number | null;
+    /** The small model's training step, tokens/s: the fastest of ours over the TypeScript kernels. */
+    trainStepOverTs: number | null;
     goalsMet: Record<keyof typeof GOALS, boolean | null>;
   };
   notes: string[];
+  /** The machine's 1-minute load average before and after this runtime's run (others' work skews timings). */
+  loadAverage: { before: number; after: number };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -173,6 +197,7 @@ async function memoryBound(b: WasmBackend, runs: number, warmupMs: number): Prom
   const h0 = fromArray(fillMatrix(B * S, 5), [B, S]);
   try {
     rows.push(await bound("scan", [B, L, S], () => scan(a, x, h0).dispose(), runs, warmupMs));
+    rows.push(await bound("mul", [n], () => mul(x, a).dispose(), runs, warmupMs));
     rows.push(await bound("silu", [n], () => silu(x).dispose(), runs, warmupMs));
     rows.push(await bound("sum(-1)", [B * L, S], () => sum(x, -1).dispose(), runs, warmupMs));
   } finally {
@@ -198,9 +223,31 @@ async function memoryBound(b: WasmBackend, runs: number, warmupMs: number): Prom
   return rows;
 }
 
+/** One training step of the small model on `b`: loss and all gradients of B × L tokens. */
+async function trainStep(b: Backend, runs: number): Promise<PeerTiming> {
+  setBackend(b);
+  const cfg = preset("small");
+  const params = lm.init(random.key(0), cfg);
+  const toks = random.randintArray(random.key(1), STEP_B * STEP_L, 0, cfg.vocab);
+  const tokens = fromArray(toks, [STEP_B, STEP_L], "i32");
+  const targets = fromArray(random.randintArray(random.key(2), STEP_B * STEP_L, 0, cfg.vocab), [STEP_B, STEP_L], "i32");
+  const vg = valueAndGrad((p: typeof params) => lm.loss(p, tokens, targets));
+  try {
+    return await timeAsync(async () => {
+      const { value, grads } = vg(params);
+      await value.data();
+      value.dispose();
+      disposeTree(grads);
+    }, runs, 0);
+  } finally {
+    disposeTree([params, tokens, targets]);
+  }
+}
+
 async function measureRuntime(sizes: number[], runs: number, warmupMs: number): Promise<RuntimeResult> {
   const runtime = detectRuntime();
   const notes: string[] = [];
+  const loadBefore = loadavg()[0];
   const root = repoRoot();
   // ours-wasm first, then ours-ffi (a second backend), then the peers, each size in turn
   const wasm = await createWasmBackend({ kernels: "wasm", quiet: true });
@@ -240,8 +287,14 @@ async function measureRuntime(sizes: number[], runs: number, warmupMs: number): 
     push("numpy", n, typeof np === "string" ? np : np.bySize.get(n)!);
     push("plain-js", n, await plainJsMatmul(n, n >= 2048 ? 3 : Math.min(runs, 5), n >= 2048 ? 0 : warmupMs));
   }
-  ffi?.dispose();
   const memoryBoundRows = await memoryBound(wasm, runs, warmupMs);
+  const steps: StepRow[] = [];
+  const stepRow = (backend: StepRow["backend"], t: PeerTiming | null, detail: string) =>
+    steps.push(t ? { backend, tokensPerSec: (STEP_B * STEP_L) / (t.medianMs / 1000), medianMs: t.medianMs, samplesMs: t.samplesMs, detail } : { backend, tokensPerSec: null, medianMs: null, samplesMs: [], detail });
+  stepRow("ts", await trainStep(setBackend("cpu"), 2), "the plain-TypeScript CPU backend");
+  stepRow("ours-wasm", await trainStep(wasm, 3), `wasm ${wasm.kernelInfo().kernels}, ${threads} threads`);
+  stepRow("ours-ffi", ffi ? await trainStep(ffi, 3) : null, ffi ? `wasm + ${ffiInfo}` : "no FFI BLAS here");
+  ffi?.dispose();
   const info = wasm.kernelInfo();
   wasm.dispose();
 
@@ -256,8 +309,9 @@ async function measureRuntime(sizes: number[], runs: number, warmupMs: number): 
     bestPeer: best ? best[0] : null,
     ffiOverNumpy: ratio(at("ours-ffi"), at("numpy")),
     scanOfBandwidth: ratio(bw("scan"), saxpy.gbPerSec),
-    elementwiseOfBandwidth: ratio(bw("silu"), saxpy.gbPerSec),
+    elementwiseOfBandwidth: ratio(bw("mul"), saxpy.gbPerSec),
     reduceOfBandwidth: ratio(bw("sum(-1)"), saxpy.gbPerSec),
+    trainStepOverTs: ratio(Math.max(...steps.filter((x) => x.backend !== "ts" && x.tokensPerSec !== null).map((x) => x.tokensPerSec!)), steps.find((x) => x.backend === "ts")?.tokensPerSec ?? null),
     goalsMet: { wasmOfPeak: null, wasmOverBestPeer: null, ffiOverNumpy: null, scanOfBandwidth: null },
   };
   for (const k of Object.keys(GOALS) as (keyof typeof GOALS)[]) {
@@ -266,7 +320,8 @@ async function measureRuntime(sizes: number[], runs: number, warmupMs: number): 
   }
   return {
     runtime, machine: machineInfo(), date: new Date().toISOString(), threads, kernelInfo: info, ffiInfo,
-    peak, saxpy, matmul: rows, memoryBound: memoryBoundRows, summary, notes,
+    peak, saxpy, matmul: rows, memoryBound: memoryBoundRows, trainStep: steps, summary, notes,
+    loadAverage: { before: loadBefore, after: loadavg()[0] },
   };
 }
 
@@ -298,7 +353,7 @@ function runChild(rt: string, args: string[], out: string): RuntimeResult {
   return readJson<RuntimeResult>(out);
 }
 
-function tableOf(results: RuntimeResult[], sizes: number[]): string {
+function tableOf(results: RuntimeResult[], sizes: number[], torch: StepRow | null = null): string {
   const lines: string[] = [];
   const names = results.map((r) => `${r.runtime.name} ${r.runtime.version}`);
   const g = (x: number | null | undefined) => (x === null || x === undefined ? null : x);
@@ -315,7 +370,7 @@ function tableOf(results: RuntimeResult[], sizes: number[]): string {
     ["saxpy 64 MiB (all threads)", "GB/s", ...results.map((r) => r.saxpy.gbPerSec)],
     ["saxpy 64 MiB (1 thread)", "GB/s", ...results.map((r) => r.saxpy.gbPerSecOneThread)],
   ];
-  for (const k of ["scan", "silu", "sum(-1)", "selectiveScan fwd", "selectiveScan fwd+bwd"]) {
+  for (const k of ["scan", "mul", "silu", "sum(-1)", "selectiveScan fwd", "selectiveScan fwd+bwd"]) {
     const isFlops = k.startsWith("selectiveScan");
     bw.push([`${k} ${results[0].memoryBound.find((x) => x.kernel === k)?.shape.join("x") ?? ""}`, isFlops ? "GFLOP/s" : "GB/s",
       ...results.map((r) => { const x = r.memoryBound.find((y) => y.kernel === k); return x ? (isFlops ? x.gflops : x.gbPerSec) : null; })]);
@@ -330,6 +385,18 @@ function tableOf(results: RuntimeResult[], sizes: number[]): string {
     }),
   ]);
   sum.push(["best JS peer at 1024²", "", ...results.map((r) => r.summary.bestPeer ?? "-")]);
+  sum.push(["trainStepOverTs", "", ...results.map((r) => r.summary.trainStepOverTs)]);
+  if (torch?.tokensPerSec) {
+    sum.push(["trainStepOverTorch", "> 1", ...results.map((r) => {
+      const best = Math.max(...r.trainStep.filter((x) => x.backend !== "ts" && x.tokensPerSec !== null).map((x) => x.tokensPerSec!));
+      return best / torch.tokensPerSec!;
+    })]);
+  }
+  const st: Cell[][] = (["ts", "ours-wasm", "ours-ffi"] as const).map((k) => [k, ...results.map((r) => r.trainStep.find((x) => x.backend === k)?.tokensPerSec ?? null)]);
+  if (torch) st.push(["torch (once, by the parent)", ...results.map(() => torch.tokensPerSec)]);
+  lines.push(`training step of the small model (loss + gradients, ${STEP_B} x ${STEP_L} tokens), tokens/s`);
+  lines.push(formatTable(["backend", ...names], st));
+  lines.push("");
   lines.push("summary (ratios measured side by side in each runtime's run)");
   lines.push(formatTable(["ratio", "goal", ...names], sum));
   return lines.join("\n");
@@ -388,8 +455,14 @@ async function main(): Promise<void> {
   const tmp = join(repoRoot(), "out/bench");
   if (!existsSync(tmp)) mkdirSync(tmp, { recursive: true });
   const results = opts.runtimes.map((rt) => runChild(rt, pass, join(tmp, `cpu-kernels-${rt}.json`)));
-  const table = tableOf(results, opts.sizes);
-  console.log(`\n== all runtimes: ${results[0].machine.cpuModel}, ${results[0].machine.cores} logical cores ==`);
+  console.log("== torch (the PyTorch reference port, one training step) ==");
+  const tt = torchTrainStep(repoRoot(), STEP_B, STEP_L, 2, results[0].threads);
+  const torch: StepRow = typeof tt === "string"
+    ? { backend: "torch", tokensPerSec: null, medianMs: null, samplesMs: [], detail: tt }
+    : { backend: "torch", tokensPerSec: (STEP_B * STEP_L) / (tt.medianMs / 1000), medianMs: tt.medianMs, samplesMs: tt.samplesMs, detail: tt.detail };
+  const table = tableOf(results, opts.sizes, torch);
+  console.log(`\n== all runtimes: ${results[0].machine.cpuModel}, ${results[0].machine.cores} logical cores; load average ` +
+    results.map((r) => `${r.runtime.name} ${r.loadAverage.before.toFixed(1)}→${r.loadAverage.after.toFixed(1)}`).join(", ") + " ==");
   console.log(table);
   writeJson(opts.out, {
     benchmark: "cpu-kernels",
@@ -399,6 +472,7 @@ async function main(): Promise<void> {
     goals: GOALS,
     sizes: opts.sizes,
     runs: opts.runs,
+    trainStepTorch: torch,
     runtimes: Object.fromEntries(results.map((r) => [r.runtime.name, r])),
   });
   console.log(`\nwrote ${opts.out}`);

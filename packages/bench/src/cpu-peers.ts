@@ -59,6 +59,13 @@ let jax: Any = null;
 export async function jaxMatmul(n: number, runs: number, warmupMs: number): Promise<PeerTiming | string> {
   try {
     if (!jax) {
+      // jax-js sizes its worker pool from navigator.hardwareConcurrency, which Node 20 lacks
+      // deno-lint-ignore no-explicit-any
+      const g = globalThis as any;
+      if (typeof g.navigator === "undefined") {
+        const os = await import("node:os");
+        g.navigator = { hardwareConcurrency: os.availableParallelism?.() ?? os.cpus().length };
+      }
       jax = await import("@jax-js/jax");
       await jax.init();
       jax.defaultDevice("wasm");
@@ -142,20 +149,14 @@ import json, sys, time
 import numpy as np
 sizes = [int(s) for s in sys.argv[1].split(",")]
 runs = int(sys.argv[2])
-cfg = ""
+out = {"version": np.__version__, "sizes": {}, "config": ""}
 try:
-    from numpy.core._multiarray_umath import __cpu_features__
-except Exception:
-    pass
-out = {"version": np.__version__, "sizes": {}}
-try:
-    import io, contextlib
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        np.show_config()
-    out["config"] = " ".join(l.strip() for l in buf.getvalue().splitlines() if "openblas" in l.lower())[:300]
+    import ctypes
+    lib = ctypes.CDLL("libopenblas.so.0")
+    lib.openblas_get_config.restype = ctypes.c_char_p
+    out["config"] = "BLAS: " + lib.openblas_get_config().decode()
 except Exception as e:
-    out["config"] = str(e)
+    out["config"] = "BLAS: unknown (" + str(e) + ")"
 rng = np.random.default_rng(0)
 for n in sizes:
     a = rng.random((n, n), dtype=np.float32) * 2 - 1
@@ -188,4 +189,44 @@ export function numpyMatmul(sizes: number[], runs: number): { bySize: Map<number
     bySize.set(n, { samplesMs: s, medianMs: median(s), detail: `numpy ${res.version}` });
   }
   return { bySize, detail: `numpy ${res.version} (${python}; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset) ${res.config}`.trim() };
+}
+
+const TORCH_STEP_SCRIPT = `
+import json, os, sys, time
+import torch
+sys.path.insert(0, sys.argv[1])
+from memmamba_ref import LM, preset
+B, L, runs, threads = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+torch.manual_seed(0)
+torch.set_num_threads(threads)
+cfg = preset("small")
+model = LM(cfg)
+tokens = torch.randint(0, cfg.vocab, (B, L))
+targets = torch.randint(0, cfg.vocab, (B, L))
+def step():
+    loss = model.loss(tokens, targets)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+step()
+samples = []
+for _ in range(runs):
+    t = time.perf_counter()
+    step()
+    samples.append((time.perf_counter() - t) * 1000)
+print(json.dumps({"version": torch.__version__, "threads": torch.get_num_threads(), "samples": samples}))
+`;
+
+/**
+ * One training step (loss and every gradient, no optimizer) of the "small" MemMamba on B × L tokens
+ * in the PyTorch reference port (packages/memmamba/reference) on Debian's python3-torch, all cores.
+ */
+export function torchTrainStep(root: string, B: number, L: number, runs: number, threads: number): PeerTiming | string {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== "OPENBLAS_CORETYPE" && k !== "OPENBLAS_L2_SIZE") env[k] = v;
+  const python = process.env.MEMMAMBA_PYTHON ?? "/usr/bin/python3";
+  const ref = join(root, "packages/memmamba/reference");
+  const r = spawnSync(python, ["-c", TORCH_STEP_SCRIPT, ref, String(B), String(L), String(runs), String(threads)], { encoding: "utf8", env, timeout: 1_200_000 });
+  if (r.status !== 0) return `torch unavailable (${python}): ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}`;
+  const res = JSON.parse(r.stdout.trim().split("\n").pop()!) as { version: string; threads: number; samples: number[] };
+  return { samplesMs: res.samples, medianMs: median(res.samples), detail: `PyTorch ${res.version} (${python}), ${res.threads} threads, memmamba_ref` };
 }

@@ -117,3 +117,43 @@ export async function checkMatmul(b: Backend, what: string): Promise<void> {
   expect(Array.from(z)).toEqual(new Array(12).fill(0));
 }
 
+
+// ---------------------------------------------------------------------------------------------
+
+/** Results of large kernels on one backend (as bits). */
+export function fingerprintKernels(b: Backend): HostArray[] {
+  const out: HostArray[] = [];
+  const [m, k, n] = [301, 517, 290];
+  out.push(runPrim(b, "matmul", [f(rand(m * k, 40), [m, k]), f(rand(k * n, 41), [k, n])], [m, n], "f32", { transA: false, transB: false }));
+  out.push(runPrim(b, "matmul", [f(rand(3 * 64 * 96, 42), [3, 96, 64]), f(rand(3 * 96 * 80, 43), [3, 80, 96])], [3, 64, 80], "f32", { transA: true, transB: true }));
+  const x = rand(300_000, 44, -8, 8);
+  out.push(runPrim(b, "unary", [f(x, [300_000])], [300_000], "f32", { op: "silu" }));
+  out.push(runPrim(b, "binary", [f(x, [600, 500]), f(rand(500, 45), [500])], [600, 500], "f32", { op: "mul" }));
+  out.push(runPrim(b, "reduce", [f(x, [600, 500])], [600, 1], "f32", { op: "sum", axes: [1] }));
+  out.push(runPrim(b, "reduce", [f(x, [600, 500])], [1, 500], "f32", { op: "sum", axes: [0] }));
+  out.push(runPrim(b, "softmax", [f(x, [300, 1000])], [300, 1000], "f32", {}));
+  out.push(runPrim(b, "scan", [f(rand(300_000, 46, 0.9, 1), [3, 200, 500]), f(x, [3, 200, 500]), f(rand(1500, 47), [3, 500])], [3, 200, 500], "f32", {}));
+  out.push(runPrim(b, "conv1dCausalGradW", [f(x, [3, 200, 500]), f(rand(300_000, 48), [3, 200, 500])], [500, 4], "f32", { k: 4 }));
+  const [B, L, Di, N] = [2, 64, 130, 16];
+  const ssm = [
+    f(rand(B * L * Di, 50), [B, L, Di]), f(rand(B * L * Di, 51, 0.01, 0.5), [B, L, Di]), f(rand(Di * N, 52, -3, -0.2), [Di, N]),
+    f(rand(B * L * N, 53), [B, L, N]), f(rand(B * L * N, 54), [B, L, N]), f(rand(B * Di * N, 55), [B, Di, N]),
+    f(rand(B * L * Di, 56), [B, L, Di]), f(rand(B * Di * N, 57), [B, Di, N]),
+  ];
+  out.push(runPrim(b, "selectiveScan", ssm.slice(0, 6), [B, L, Di], "f32", {}));
+  out.push(runPrim(b, "selectiveScanGrad", ssm, [2 * B * L * Di + Di * N + 2 * B * L * N + B * Di * N], "f32", {}));
+  return out;
+}
+
+/** FNV-1a over the 32-bit words of arrays: a compact fingerprint of exact bits. */
+export function hashArrays(xs: HostArray[]): string {
+  let h = 0x811c9dc5;
+  for (const x of xs) {
+    const w = new Uint32Array(x.buffer, x.byteOffset, x.length);
+    for (let i = 0; i < w.length; i++) {
+      h ^= w[i];
+      h = Math.imul(h, 0x01000193) >>> 0;
+    }
+  }
+  return h.toString(16).padStart(8, "0");
+}

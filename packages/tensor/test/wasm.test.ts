@@ -19,7 +19,7 @@ import { describe, expect, test } from "../../../test/support/harness.ts";
 import type { Backend, DType, HostArray, PrimName, PrimParams } from "../src/index.ts";
 import { CpuBackend } from "../src/cpu/backend.ts";
 import {
-  checkMatmul, expectSameBits, expectWithin, f, iN, rand, randInt, runPrim, size, withSpecials, type In,
+  checkMatmul, expectSameBits, expectWithin, f, fingerprintKernels, hashArrays, iN, rand, randInt, runPrim, size, withSpecials, type In,
 } from "./wasm-support.ts";
 import * as T from "../src/index.ts";
 import { createWasmBackend, type WasmBackend } from "../src/wasm/backend.ts";
@@ -182,31 +182,6 @@ describe("wasm kernels within tolerance of the reference", () => {
 // ---------------------------------------------------------------------------------------------
 // determinism across thread counts
 
-/** Results of large kernels on one backend (as bits). */
-function fingerprintKernels(b: Backend): HostArray[] {
-  const out: HostArray[] = [];
-  const [m, k, n] = [301, 517, 290];
-  out.push(runPrim(b, "matmul", [f(rand(m * k, 40), [m, k]), f(rand(k * n, 41), [k, n])], [m, n], "f32", { transA: false, transB: false }));
-  out.push(runPrim(b, "matmul", [f(rand(3 * 64 * 96, 42), [3, 96, 64]), f(rand(3 * 96 * 80, 43), [3, 80, 96])], [3, 64, 80], "f32", { transA: true, transB: true }));
-  const x = rand(300_000, 44, -8, 8);
-  out.push(runPrim(b, "unary", [f(x, [300_000])], [300_000], "f32", { op: "silu" }));
-  out.push(runPrim(b, "binary", [f(x, [600, 500]), f(rand(500, 45), [500])], [600, 500], "f32", { op: "mul" }));
-  out.push(runPrim(b, "reduce", [f(x, [600, 500])], [600, 1], "f32", { op: "sum", axes: [1] }));
-  out.push(runPrim(b, "reduce", [f(x, [600, 500])], [1, 500], "f32", { op: "sum", axes: [0] }));
-  out.push(runPrim(b, "softmax", [f(x, [300, 1000])], [300, 1000], "f32", {}));
-  out.push(runPrim(b, "scan", [f(rand(300_000, 46, 0.9, 1), [3, 200, 500]), f(x, [3, 200, 500]), f(rand(1500, 47), [3, 500])], [3, 200, 500], "f32", {}));
-  out.push(runPrim(b, "conv1dCausalGradW", [f(x, [3, 200, 500]), f(rand(300_000, 48), [3, 200, 500])], [500, 4], "f32", { k: 4 }));
-  const [B, L, Di, N] = [2, 64, 130, 16];
-  const ssm = [
-    f(rand(B * L * Di, 50), [B, L, Di]), f(rand(B * L * Di, 51, 0.01, 0.5), [B, L, Di]), f(rand(Di * N, 52, -3, -0.2), [Di, N]),
-    f(rand(B * L * N, 53), [B, L, N]), f(rand(B * L * N, 54), [B, L, N]), f(rand(B * Di * N, 55), [B, Di, N]),
-    f(rand(B * L * Di, 56), [B, L, Di]), f(rand(B * Di * N, 57), [B, Di, N]),
-  ];
-  out.push(runPrim(b, "selectiveScan", ssm.slice(0, 6), [B, L, Di], "f32", {}));
-  out.push(runPrim(b, "selectiveScanGrad", ssm, [2 * B * L * Di + Di * N + 2 * B * L * N + B * Di * N], "f32", {}));
-  return out;
-}
-
 describe("wasm determinism", () => {
   test("bit-identical results with 1, 2 and 3 threads (relaxed and plain SIMD builds)", async () => {
     for (const kernels of ["wasm", "wasm-simd"] as const) {
@@ -224,6 +199,22 @@ describe("wasm determinism", () => {
       }
     }
   }, 120_000);
+
+  test("the matmul's 4-row and 6-row register tiles give the same bits (the tile is picked per engine)", async () => {
+    const cases: [number, number, number, boolean, boolean][] = [[301, 517, 290, false, false], [37, 300, 29, true, true], [130, 70, 9, false, true]];
+    const out: Float32Array[][] = [];
+    for (const gemmTile of [4, 6] as const) {
+      const b = await createWasmBackend({ kernels: "wasm", gemmTile, quiet: true });
+      try {
+        out.push(cases.map(([m, k, n, ta, tb]) =>
+          runPrim(b, "matmul", [f(rand(m * k, 70), ta ? [k, m] : [m, k]), f(rand(k * n, 71), tb ? [n, k] : [k, n])], [m, n], "f32", { transA: ta, transB: tb }) as Float32Array
+        ));
+      } finally {
+        b.dispose();
+      }
+    }
+    out[1].forEach((r, i) => expectSameBits(r, out[0][i], `case ${i}: 6-row tile vs 4-row`));
+  });
 
   test('the "ts" choice runs the reference for every primitive: the same bits as the CPU backend', async () => {
     const b = await createWasmBackend({ kernels: "ts", quiet: true });

@@ -286,12 +286,13 @@ INLINE v128_t exp_v2(v128_t x) {
   v128_t r = wasm_f64x2_sub(hi, lo);
   v128_t rerr = wasm_f64x2_sub(wasm_f64x2_sub(hi, r), lo);
   v128_t y = wasm_f64x2_add(C2(1.0), expm1_kernel_v(r, rerr));
-  /* 2^k: (k + 1023) << 52; k is exact in i32 for in-range lanes (others are fixed below). */
-  v128_t ki = wasm_i32x4_trunc_sat_f64x2_zero(wasm_v128_and(k, inr));
-  v128_t k64 = wasm_i64x2_extend_low_i32x4(ki);
-  v128_t two_k = wasm_i64x2_shl(wasm_i64x2_add(k64, wasm_i64x2_splat(1023)), 52);
+  /* 2^k from the bits: k + 1.5·2^52 holds k in its low mantissa bits (exact for |k| < 2^51), so
+   * ((bits + 1023) << 52) is the double 2^k for k in [-1022, 1023]. Out-of-range lanes are
+   * recomputed below, whatever they hold here. */
+  v128_t kb = wasm_f64x2_add(k, C2(6755399441055744.0));
+  v128_t two_k = wasm_i64x2_shl(wasm_i64x2_add(kb, wasm_i64x2_splat(1023)), 52);
   y = wasm_f64x2_mul(y, two_k);
-  if (!wasm_i64x2_all_true(inr)) {
+  if (wasm_i64x2_bitmask(inr) != 3) {
     f64 y0 = wasm_i64x2_extract_lane(inr, 0) ? wasm_f64x2_extract_lane(y, 0) : dm_exp(wasm_f64x2_extract_lane(x, 0));
     f64 y1 = wasm_i64x2_extract_lane(inr, 1) ? wasm_f64x2_extract_lane(y, 1) : dm_exp(wasm_f64x2_extract_lane(x, 1));
     y = wasm_f64x2_make(y0, y1);

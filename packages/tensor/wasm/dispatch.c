@@ -28,24 +28,54 @@ static kernel_fn kernel_of(int kid) {
   }
 }
 
+/* Runs every task of kernel `kid` in order on the calling thread. Returns ntasks (or -1 for an
+ * unknown kernel). */
+EXPORT(run_tasks) int run_tasks(int kid, const i32* args, int ntasks) {
+  kernel_fn f = kernel_of(kid);
+  if (!f) return -1;
+  for (int t = 0; t < ntasks; t++) f(args, t, 0);
+  return ntasks;
+}
+
 /*
- * Runs tasks of kernel `kid` until none is left: each thread takes the next index from *counter
- * (atomic fetch-add). Returns how many tasks this thread ran (or -1 for an unknown kernel).
- * With counter == 0 (single-threaded call) it runs every task in order.
+ * The job board that threads share (written by the main thread, src/wasm/pool.ts):
+ *   gen      the latest job's number (threads wait on it)
+ *   ticket   (job number << 32) | next task index: a thread takes a task with a compare-and-swap
+ *            that only succeeds while the ticket still names its job, so a thread that wakes late
+ *            never takes (or loses) a task of a later job
+ *   slots    8 job descriptors, job g in slot g & 7: a seqlock (slotGen = 0 while rewritten, g
+ *            once complete), the kernel, its args, the task count, the count of tasks completed
+ * The main thread publishes a job only after the previous one completed, and waits for
+ * `completed == ntasks`, not for every thread: a preempted worker that took no task delays nobody.
  */
-EXPORT(run_tasks) int run_tasks(int kid, const i32* args, int ntasks, i32* counter, int tid) {
+typedef struct {
+  i32 slotGen, kid, args, ntasks, completed, pad[3];
+} job_slot;
+typedef struct {
+  i32 gen, quit, failed, pad0;
+  int64_t ticket;
+  i32 pad1[2];
+  job_slot slots[8];
+} job_board;
+
+/* Takes tasks of job g until none is left; returns how many this thread ran. */
+EXPORT(run_job) int run_job(job_board* b, int g, int tid) {
+  job_slot* s = &b->slots[g & 7];
+  if (__atomic_load_n(&s->slotGen, __ATOMIC_SEQ_CST) != g) return 0;
+  const int kid = __atomic_load_n(&s->kid, __ATOMIC_SEQ_CST);
+  const i32* args = PTR(const i32, __atomic_load_n(&s->args, __ATOMIC_SEQ_CST));
+  const int ntasks = __atomic_load_n(&s->ntasks, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&s->slotGen, __ATOMIC_SEQ_CST) != g) return 0;
   kernel_fn f = kernel_of(kid);
   if (!f) return -1;
   int done = 0;
-  if (!counter) {
-    for (int t = 0; t < ntasks; t++) f(args, t, tid);
-    return ntasks;
-  }
+  int64_t t = __atomic_load_n(&b->ticket, __ATOMIC_SEQ_CST);
   for (;;) {
-    int t = __atomic_fetch_add(counter, 1, __ATOMIC_SEQ_CST);
-    if (t >= ntasks) break;
-    f(args, t, tid);
+    if ((i32)(t >> 32) != g || (i32)(t & 0xffffffff) >= ntasks) return done;
+    if (!__atomic_compare_exchange_n(&b->ticket, &t, t + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) continue; /* t reloaded */
+    f(args, (i32)(t & 0xffffffff), tid);
     done++;
+    if (__atomic_add_fetch(&s->completed, 1, __ATOMIC_SEQ_CST) == ntasks) __builtin_wasm_memory_atomic_notify(&s->completed, 1);
+    t = __atomic_load_n(&b->ticket, __ATOMIC_SEQ_CST);
   }
-  return done;
 }

@@ -1,10 +1,14 @@
 /*
  * Packed, register-blocked f32 matmul C[m,n] = op(A)[m,k] · op(B)[k,n] (GotoBLAS / BLIS layout).
  *
- * - The micro-kernel keeps a 6x8 tile of C in 12 f32x4 accumulators (+ 2 B vectors + 1 A splat =
- *   15 of the 16 vector registers x64 engines give wasm; 8x8 spills), over packed panels: A in
- *   6-row micro-panels (a[p*6 + r]), B in 8-column micro-panels (b[p*8 + j]), both zero-padded at
- *   the edges so the inner loop has no branch.
+ * - The micro-kernel keeps an MR x 8 tile of C in f32x4 accumulators over packed panels: A in
+ *   MR-row micro-panels, B in 8-column micro-panels (b[p*8 + j]), both zero-padded at the edges so
+ *   the inner loop has no branch. MR is 6 (12 accumulators + 2 B vectors + 1 A vector = 15 of the
+ *   16 registers x64 engines give wasm) or 4 (8 accumulators): the caller picks per engine —
+ *   measured on Zen 5, V8 (Deno, Node) runs the 4x8 kernel at ~90% of its FMA peak and spills or
+ *   adds moves in the 6x8 one (50-80%), while JavaScriptCore (Bun) runs 6x8 at its peak and 4x8
+ *   slower. Every element of C is the same sequence of multiply-adds over k either way, so the
+ *   choice never changes a result.
  * - B is packed once per call by all threads (K_GEMM_PACK_B, split over 8-column panels), in
  *   KC-deep slabs: slab s holds rows [s*KC, s*KC + kc) of every panel.
  * - K_GEMM splits the rows of C into tasks (multiples of 6); a task packs MC x KC blocks of A into
@@ -15,7 +19,7 @@
  */
 #include "common.h"
 
-#define MR 6
+#define MR 6 /* the largest tile height */
 #define NR 8
 #define KC 256
 #define MC 120
@@ -28,7 +32,7 @@
 
 /* args: see src/wasm/kernels.ts (gemmArgs) */
 enum { G_M, G_N, G_K, G_TA, G_TB, G_A, G_B, G_C, G_AOFF, G_BOFF, G_BPACK, G_PACKS, G_ROWS_PER_TASK, G_ROW_TASKS,
-       G_PANELS_PER_TASK, G_PANEL_TASKS, G_SCRATCH, G_SCRATCH_STRIDE };
+       G_PANELS_PER_TASK, G_PANEL_TASKS, G_SCRATCH, G_SCRATCH_STRIDE, G_MR };
 
 INLINE int npad_of(int n) { return (n + NR - 1) / NR * NR; }
 
@@ -79,24 +83,24 @@ void k_gemm_pack_b(const i32* a, int task, int tid) {
  * (measured: 71% of the FMA peak with splats, 80% with pre-broadcast A under V8; 60% -> 100% of
  * the mul+add peak under JavaScriptCore).
  */
-static void pack_a(const f32* A, int ta, int m, int k, int i0, int mc, int p0, int kc, f32* dst) {
-  for (int ip = 0; ip < mc; ip += MR) {
-    const int mr = MIN(MR, mc - ip);
+static void pack_a(const f32* A, int ta, int m, int k, int i0, int mc, int p0, int kc, f32* dst, int MRT) {
+  for (int ip = 0; ip < mc; ip += MRT) {
+    const int mr = MIN(MRT, mc - ip);
     f32* d = dst + (size_t)ip * kc * 4;
     if (!ta) {
-      for (int r = 0; r < MR; r++) {
+      for (int r = 0; r < MRT; r++) {
         if (r < mr) {
           const f32* src = A + (size_t)(i0 + ip + r) * k + p0;
-          for (int p = 0; p < kc; p++) wasm_v128_store(d + (p * MR + r) * 4, wasm_v128_load32_splat(src + p));
+          for (int p = 0; p < kc; p++) wasm_v128_store(d + (p * MRT + r) * 4, wasm_v128_load32_splat(src + p));
         } else {
-          for (int p = 0; p < kc; p++) wasm_v128_store(d + (p * MR + r) * 4, wasm_f32x4_splat(0));
+          for (int p = 0; p < kc; p++) wasm_v128_store(d + (p * MRT + r) * 4, wasm_f32x4_splat(0));
         }
       }
     } else {
       /* A stored [k, m]: element (i, p) at A[p*m + i] */
       const f32* src = A + (size_t)p0 * m + i0 + ip;
-      for (int p = 0; p < kc; p++, src += m, d += MR * 4)
-        for (int r = 0; r < MR; r++) wasm_v128_store(d + r * 4, wasm_f32x4_splat(r < mr ? src[r] : 0.0f));
+      for (int p = 0; p < kc; p++, src += m, d += MRT * 4)
+        for (int r = 0; r < MRT; r++) wasm_v128_store(d + r * 4, wasm_f32x4_splat(r < mr ? src[r] : 0.0f));
     }
   }
 }
@@ -106,8 +110,17 @@ static void pack_a(const f32* A, int ta, int m, int k, int i0, int mc, int p0, i
 #define ADDC(c0, c1, row) { wasm_v128_store(C + (row) * ldc, wasm_f32x4_add(wasm_v128_load(C + (row) * ldc), c0)); \
                             wasm_v128_store(C + (row) * ldc + 4, wasm_f32x4_add(wasm_v128_load(C + (row) * ldc + 4), c1)); }
 
+/* Writes a partial tile (mr x nr of the 6x8 in tmp) to C. */
+static void edge_store(const f32* tmp, f32* C, int ldc, int first, int mr, int nr) {
+  for (int r = 0; r < mr; r++)
+    for (int j = 0; j < nr; j++) {
+      if (first) C[r * ldc + j] = tmp[r * NR + j];
+      else C[r * ldc + j] = C[r * ldc + j] + tmp[r * NR + j];
+    }
+}
+
 /* C[6x8] (=|+=) A-panel · B-panel over kc; partial tiles go through `tmp`. */
-__attribute__((noinline)) static void micro(int kc, const f32* __restrict A, const f32* __restrict B, f32* C, int ldc, int first, int mr, int nr, f32* tmp) {
+__attribute__((noinline)) static void micro6(int kc, const f32* __restrict A, const f32* __restrict B, f32* C, int ldc, int first, int mr, int nr, f32* tmp) {
   v128_t c00 = wasm_f32x4_splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   v128_t c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   for (int p = 0; p < kc; p++) {
@@ -136,11 +149,35 @@ __attribute__((noinline)) static void micro(int kc, const f32* __restrict A, con
   wasm_v128_store(tmp + 24, c30); wasm_v128_store(tmp + 28, c31);
   wasm_v128_store(tmp + 32, c40); wasm_v128_store(tmp + 36, c41);
   wasm_v128_store(tmp + 40, c50); wasm_v128_store(tmp + 44, c51);
-  for (int r = 0; r < mr; r++)
-    for (int j = 0; j < nr; j++) {
-      if (first) C[r * ldc + j] = tmp[r * NR + j];
-      else C[r * ldc + j] = C[r * ldc + j] + tmp[r * NR + j];
+  edge_store(tmp, C, ldc, first, mr, nr);
+}
+
+/* C[4x8] (=|+=) A-panel · B-panel over kc: the same multiply-adds in the same order as micro6. */
+__attribute__((noinline)) static void micro4(int kc, const f32* __restrict A, const f32* __restrict B, f32* C, int ldc, int first, int mr, int nr, f32* tmp) {
+  v128_t c00 = wasm_f32x4_splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+  for (int p = 0; p < kc; p++) {
+    const v128_t b0 = wasm_v128_load(B), b1 = wasm_v128_load(B + 4);
+    v128_t x;
+    x = wasm_v128_load(A + 0); c00 = MADD(x, b0, c00); c01 = MADD(x, b1, c01);
+    x = wasm_v128_load(A + 4); c10 = MADD(x, b0, c10); c11 = MADD(x, b1, c11);
+    x = wasm_v128_load(A + 8); c20 = MADD(x, b0, c20); c21 = MADD(x, b1, c21);
+    x = wasm_v128_load(A + 12); c30 = MADD(x, b0, c30); c31 = MADD(x, b1, c31);
+    A += 16;
+    B += NR;
+  }
+  if (mr == 4 && nr == NR) {
+    if (first) {
+      STOREC(c00, c01, 0) STOREC(c10, c11, 1) STOREC(c20, c21, 2) STOREC(c30, c31, 3)
+    } else {
+      ADDC(c00, c01, 0) ADDC(c10, c11, 1) ADDC(c20, c21, 2) ADDC(c30, c31, 3)
     }
+    return;
+  }
+  wasm_v128_store(tmp + 0, c00); wasm_v128_store(tmp + 4, c01);
+  wasm_v128_store(tmp + 8, c10); wasm_v128_store(tmp + 12, c11);
+  wasm_v128_store(tmp + 16, c20); wasm_v128_store(tmp + 20, c21);
+  wasm_v128_store(tmp + 24, c30); wasm_v128_store(tmp + 28, c31);
+  edge_store(tmp, C, ldc, first, mr, nr);
 }
 
 void k_gemm(const i32* a, int task, int tid) {
@@ -154,18 +191,24 @@ void k_gemm(const i32* a, int task, int tid) {
   f32* C = PTR(f32, a[G_C]) + (size_t)q * m * n;
   f32* apack = (f32*)thread_scratch(a[G_SCRATCH], a[G_SCRATCH_STRIDE], tid);
   f32* tmp = apack + MC * KC * 4;
+  const int MRT = a[G_MR] == 4 ? 4 : 6;
   for (int i0 = r0; i0 < r1; i0 += MC) {
     const int mc = MIN(MC, r1 - i0);
     for (int p0 = 0, s = 0; p0 < k; p0 += KC, s++) {
       const int kc = MIN(KC, k - p0);
-      pack_a(A, ta, m, k, i0, mc, p0, kc, apack);
+      pack_a(A, ta, m, k, i0, mc, p0, kc, apack, MRT);
       const f32* bs = Bp + (size_t)s * KC * npad;
       /* A micro-panel (6 x kc, 24 KB pre-broadcast) stays in L1 while the slab's B panels stream
-       * past it (8 KB each, ~1.3 bytes a cycle): measured faster than the B-panel-outer order */
-      for (int ip = 0; ip < mc; ip += MR) {
-        for (int j0 = 0; j0 < n; j0 += NR) {
-          const f32* bpanel = bs + (size_t)(j0 / NR) * kc * NR;
-          micro(kc, apack + (size_t)ip * kc * 4, bpanel, C + (size_t)(i0 + ip) * n + j0, n, s == 0, MIN(MR, mc - ip), MIN(NR, n - j0), tmp);
+       * past it (8 KB each, ~1.3 bytes a cycle): measured faster than the B-panel-outer order.
+       * MC = 120 is a multiple of both tile heights. */
+      for (int ip = 0; ip < mc; ip += MRT) {
+        const f32* ap = apack + (size_t)ip * kc * 4;
+        f32* crow = C + (size_t)(i0 + ip) * n;
+        const int mr = MIN(MRT, mc - ip);
+        if (MRT == 6) {
+          for (int j0 = 0; j0 < n; j0 += NR) micro6(kc, ap, bs + (size_t)(j0 / NR) * kc * NR, crow + j0, n, s == 0, mr, MIN(NR, n - j0), tmp);
+        } else {
+          for (int j0 = 0; j0 < n; j0 += NR) micro4(kc, ap, bs + (size_t)(j0 / NR) * kc * NR, crow + j0, n, s == 0, mr, MIN(NR, n - j0), tmp);
         }
       }
     }

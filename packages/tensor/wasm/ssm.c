@@ -33,13 +33,14 @@ INLINE void load_lanes(f64* dst, const f32* src, int w, int w2) {
  * One step of the state recurrence for a channel block: h[n][i] (f64 holding f32 values) updated
  * in place from dt[i], dtx[i] = dt*x, A[n][i] (f64), Bn[n]. If y != 0, y[i] = Σ_n h·C[n] (f64).
  */
-INLINE void step(f64* h, const f64* At, const f64* dt, const f64* dtx, const f32* Bn, const f32* Cn, int N, int w2, f64* y) {
+INLINE void step(f64* h, const f64* At, const f64* dt, const f64* dtx, const f32* Bn, const f32* Cn, int N, int w2, f64* y, f64* aout) {
   for (int i = 0; i < w2; i += 2) {
     const v128_t dtv = V2(dt + i), dtxv = V2(dtx + i);
     v128_t acc = S2(0);
     for (int n = 0; n < N; n++) {
       f64* hp = h + n * w2 + i;
       const v128_t a = exp_v2(MUL(dtv, V2(At + n * w2 + i)));
+      if (aout) wasm_v128_store(aout + n * w2 + i, a);
       /* fround(exp(dt*A) * h) + fround(dtx * B), rounded to f32 */
       const v128_t hn = fround2(ADD(fround2(MUL(a, V2(hp))), fround2(MUL(dtxv, S2(Bn[n])))));
       wasm_v128_store(hp, hn);
@@ -72,7 +73,7 @@ void k_ssm_fwd(const i32* a, int task, int tid) {
     const size_t row = ((size_t)b * L + t) * Di + i0, bn = ((size_t)b * L + t) * N;
     load_lanes(dt, D + row, w, w2);
     for (int i = 0; i < w2; i++) dtx[i] = dt[i] * (i < w ? (f64)X[row + i] : 0);
-    step(h, At, dt, dtx, Bm + bn, C + bn, N, w2, Y ? y : 0);
+    step(h, At, dt, dtx, Bm + bn, C + bn, N, w2, Y ? y : 0, 0);
     if (Y) for (int i = 0; i < w; i++) Y[row + i] = (f32)y[i];
   }
   if (HL)
@@ -86,7 +87,8 @@ void k_ssm_fwd(const i32* a, int task, int tid) {
  * dx | dΔ [B,L,Di] | dA [Di,N] | dB | dC [B,L,N] | dh0 [B,Di,N]; dB and dC as f64 partial sums per
  * block in dBp / dCp [nblocks][B·L·N] (reduced by k_ssm_bwd_reduce).
  * args: x, delta, A, Bm, C, h0, gy, ghL, out, B, L, Di, N, chunk, scratch, stride, dBp, dCp
- * Scratch (f64): hs [L+1][N][w2] (hs[0] = h0), At, lam, dA [N][w2], dt, xv, g, ddt, dx [w2].
+ * Scratch (f64): hs [L+1][N][w2] (hs[0] = h0), as [L][N][w2] (exp(Δ A) of each step, kept from
+ * the forward so the backward computes no exp), At, lam, dA [N][w2], dt, xv, g, dtx [w2].
  */
 void k_ssm_bwd(const i32* a, int task, int tid) {
   const int B = a[9], L = a[10], Di = a[11], N = a[12], chunk = a[13];
@@ -100,7 +102,8 @@ void k_ssm_bwd(const i32* a, int task, int tid) {
   f64* dCp = PTR(f64, a[17]) + (size_t)task * BLN;
   const int S = N * w2;
   f64* hs = (f64*)thread_scratch(a[14], a[15], tid);
-  f64* At = hs + (size_t)(L + 1) * S;
+  f64* as = hs + (size_t)(L + 1) * S;
+  f64* At = as + (size_t)L * S;
   f64* lam = At + S;
   f64* dA = lam + S;
   f64* dt = dA + S;
@@ -122,7 +125,7 @@ void k_ssm_bwd(const i32* a, int task, int tid) {
       for (int k = 0; k < S; k++) h[k] = h[k - S];
       load_lanes(dt, D + row, w, w2);
       for (int i = 0; i < w2; i++) dtx[i] = dt[i] * (i < w ? (f64)X[row + i] : 0);
-      step(h, At, dt, dtx, Bm + bn, C + bn, N, w2, 0);
+      step(h, At, dt, dtx, Bm + bn, C + bn, N, w2, 0, as + (size_t)t * S);
     }
     for (int n = 0; n < N; n++)
       for (int i = 0; i < w2; i++) lam[n * w2 + i] = i < w ? GHL[((size_t)b * Di + i0 + i) * N + n] : 0;
@@ -130,6 +133,7 @@ void k_ssm_bwd(const i32* a, int task, int tid) {
       const size_t row = ((size_t)b * L + t) * Di + i0, bn = ((size_t)b * L + t) * N;
       const f64* ht = hs + (size_t)(t + 1) * S;
       const f64* hp = hs + (size_t)t * S; /* h_{t-1} (h0 at t = 0) */
+      const f64* at = as + (size_t)t * S;
       load_lanes(dt, D + row, w, w2);
       load_lanes(xv, X + row, w, w2);
       load_lanes(g, GY + row, w, w2);
@@ -148,7 +152,7 @@ void k_ssm_bwd(const i32* a, int task, int tid) {
           const int k = n * w2 + i;
           const v128_t Ak = V2(At + k);
           const v128_t l = ADD(V2(lam + k), MUL(gv, S2(C[bn + n])));
-          const v128_t av = exp_v2(MUL(dtv, Ak));
+          const v128_t av = V2(at + k); /* exp(dt * A[k]), as the forward computed it */
           const v128_t bb = S2(Bm[bn + n]);
           ddt = ADD(ddt, MUL(MUL(l, xvv), bb));
           dx = ADD(dx, MUL(MUL(l, dtv), bb));

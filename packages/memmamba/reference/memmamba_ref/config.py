@@ -310,3 +310,53 @@ def preset(name: str, overrides: Optional[Dict[str, Any]] = None) -> ModelConfig
     if name not in PRESETS:
         raise ConfigError(f'unknown preset "{name}" (known: {", ".join(PRESETS)})')
     return parse_config(_deep_merge(PRESETS[name], overrides or {}))
+
+
+# ---- the TS schema (config.schema.json, exported from the zod schema) checked against ours ----
+
+_VALIDATOR_TYPES = {_pos_int: ("integer", {"exclusiveMinimum": 0}), _unit: ("number", {"minimum": 0, "maximum": 1}),
+                    _positive: ("number", {"exclusiveMinimum": 0}), _number: ("number", {}), _bool: ("boolean", {})}
+
+
+def schema_mismatches(schema: Dict[str, Any]) -> List[str]:
+    """Differences between these field specs and the TS config's JSON Schema: field names, types,
+    bounds, enums, defaults, at every level. [] when the two sides agree."""
+    out: List[str] = []
+
+    def level(props: Dict[str, Any], specs: List[_Spec], nested: Dict[str, Any], path: str) -> None:
+        ours = {c for c, _, _, _ in specs} | set(nested)
+        for k in sorted(set(props) - ours):
+            out.append(f"{path}{k}: in the TS schema, not in the Python config")
+        for k in sorted(ours - set(props)):
+            out.append(f"{path}{k}: in the Python config, not in the TS schema")
+        for camel, _, check, default in specs:
+            if camel not in props:
+                continue
+            p = props[camel]
+            if p.get("default") != default or isinstance(default, bool) != isinstance(p.get("default"), bool):
+                out.append(f"{path}{camel}: default {json.dumps(p.get('default'))} in TS, {json.dumps(default)} here")
+            if check in _VALIDATOR_TYPES:
+                typ, bounds = _VALIDATOR_TYPES[check]
+                if p.get("type") != typ:
+                    out.append(f"{path}{camel}: type {p.get('type')} in TS, {typ} here")
+                for b in ("minimum", "maximum", "exclusiveMinimum"):
+                    theirs = p.get(b)
+                    if b == "maximum" and theirs == 9007199254740991:
+                        theirs = None  # zod's safe-integer bound
+                    if theirs != bounds.get(b):
+                        out.append(f"{path}{camel}: {b} {theirs} in TS, {bounds.get(b)} here")
+            elif check is _dt_rank:
+                if "anyOf" not in p:
+                    out.append(f"{path}{camel}: expected anyOf ['auto', positive integer] in TS")
+            else:  # an enum
+                ok, _, msg = check(object())
+                want = sorted(json.loads("[" + msg[len("expected one of "):] + "]"))
+                if sorted(p.get("enum", [])) != want:
+                    out.append(f"{path}{camel}: enum {p.get('enum')} in TS, {want} here")
+        for k, (sub_specs, sub_nested) in nested.items():
+            if k in props:
+                level(props[k].get("properties", {}), sub_specs, sub_nested, f"{path}{k}.")
+
+    level(schema.get("properties", {}), MODEL_FIELDS,
+          {"memory": (MEMORY_FIELDS, {"crossLayer": (CROSS_LAYER_FIELDS, {})}), "transformer": (TRANSFORMER_FIELDS, {})}, "")
+    return out

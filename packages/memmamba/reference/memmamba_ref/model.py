@@ -464,6 +464,9 @@ class LM(nn.Module):
         else:
             self.layers = nn.ModuleList([MemMambaLayer(cfg, l) for l in range(cfg.n_layers)])
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        # recompute each layer in the backward pass (torch.utils.checkpoint): one layer's
+        # activations in memory at a time (bench_train.py turns it on after an out-of-memory)
+        self.activation_checkpointing = False
         self.reset_parameters()
 
     @torch.no_grad()
@@ -475,9 +478,14 @@ class LM(nn.Module):
         self.norm.reset_parameters(generator)
 
     def forward(self, tokens: torch.Tensor, generator: Optional[torch.Generator] = None,
-                trace: Optional[List[dict]] = None) -> torch.Tensor:
+                trace: Optional[List[dict]] = None, targets: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits [B, L, vocab] of tokens (integers) [B, L]. With ``trace`` (a list), appends one
-        dict of per-position signals per layer (scores, write masks, read gates, pool positions)."""
+        dict of per-position signals per layer (scores, write masks, read gates, pool positions).
+        With ``targets`` [B, L], the mean next-token cross-entropy instead (what DDP / FSDP wrap:
+        the loss is computed inside forward)."""
+        if targets is not None:
+            logits = self(tokens, generator, trace)
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long())
         if tokens.dim() != 2 or tokens.shape[1] == 0:
             raise ValueError(f"LM: tokens must be [B, L] with L ≥ 1, got {tuple(tokens.shape)}")
         cfg = self.config
@@ -486,16 +494,24 @@ class LM(nn.Module):
             hd = cfg.d_model // cfg.transformer.n_heads
             rope = rope_tables(tokens.shape[1], hd, cfg.transformer.rope_base, x.dtype, x.device) if cfg.transformer.rotary else None
             for layer in self.layers:
-                x = layer(x, rope)
+                x = self._ckpt(layer, x, rope) if self.activation_checkpointing and self.training else layer(x, rope)
         else:
             reads: List[Optional[PoolRead]] = []
             for layer in self.layers:
                 t = {} if trace is not None else None
-                x, read = layer(x, reads, generator, t)
+                if self.activation_checkpointing and self.training and trace is None:
+                    x, read = self._ckpt(layer, x, list(reads), generator, None)
+                else:
+                    x, read = layer(x, reads, generator, t)
                 reads.append(read)
                 if trace is not None:
                     trace.append(t)
         return self.norm(x) @ self.embed.t()
+
+    @staticmethod
+    def _ckpt(layer, *args):
+        from torch.utils.checkpoint import checkpoint
+        return checkpoint(layer, *args, use_reentrant=False)
 
     def loss(self, tokens: torch.Tensor, targets: torch.Tensor, generator=None) -> torch.Tensor:
         """Mean next-token cross-entropy (nats) of tokens [B, L] against targets [B, L]."""

@@ -84,7 +84,7 @@ export function openBlas(memory: WebAssembly.Memory): Blas | string {
         const s = lib.symbols;
         let base = 0, baseOf: SharedArrayBuffer | null = null;
         const ptrOf = (off: number) => {
-          const buf = memory.buffer as SharedArrayBuffer;
+          const buf = memory.buffer as unknown as SharedArrayBuffer;
           if (buf !== baseOf) {
             base = ffi.ptr(new Uint8Array(buf));
             baseOf = buf;
@@ -119,7 +119,7 @@ export function openBlas(memory: WebAssembly.Memory): Blas | string {
         // deno-lint-ignore no-explicit-any
         let base: any = null, baseOf: SharedArrayBuffer | null = null;
         const ptrOf = (off: number) => {
-          const buf = memory.buffer as SharedArrayBuffer;
+          const buf = memory.buffer as unknown as SharedArrayBuffer;
           if (buf !== baseOf) {
             base = D.UnsafePointer.of(new Uint8Array(buf));
             baseOf = buf;

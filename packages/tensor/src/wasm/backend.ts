@@ -44,6 +44,11 @@ export interface WasmBackendOptions {
   spin?: number;
   /** Do not print the one line that says BLAS is missing. */
   quiet?: boolean;
+  /**
+   * Rows of the wasm matmul's register tile (default: 6 under JavaScriptCore (Bun), 4 under V8 and
+   * elsewhere: see wasm/gemm.c). Speed only: the results are the same bits either way.
+   */
+  gemmTile?: 4 | 6;
 }
 
 export interface KernelInfo {
@@ -115,6 +120,8 @@ export class WasmBackend implements Backend {
   #temps: { ptr: number; bytes: number }[] = [];
   #gemmScratch = { base: 0, stride: GEMM_SCRATCH_BYTES };
   #relaxedFused: boolean | null = null;
+  #gemmTile: 4 | 6;
+  #blasThreadsNow = 0;
   #disposed = false;
   #ctx: WasmCtx;
 
@@ -124,6 +131,10 @@ export class WasmBackend implements Backend {
     const choice = (opts.kernels ?? (env("MEMMAMBA_CPU_KERNELS") as CpuKernelChoice | undefined) ?? "auto") as CpuKernelChoice;
     if (!CHOICES.includes(choice)) throw new Error(`wasm backend: unknown kernel choice "${choice}" (MEMMAMBA_CPU_KERNELS / kernels: ${CHOICES.join(", ")})`);
     this.choice = choice;
+    if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1)) {
+      throw new Error(`wasm backend: threads must be a positive integer, got ${opts.threads}`);
+    }
+    this.#gemmTile = opts.gemmTile ?? (typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? 6 : 4);
     this.variant = chooseVariant(choice === "wasm-simd" ? "simd" : undefined);
     const bytes = wasmBytes(this.variant);
     this.#module = new WebAssembly.Module(bytes);
@@ -133,7 +144,7 @@ export class WasmBackend implements Backend {
     const maxBytes = Math.min(maxPages, 65535) * 65536;
     this.heap = new WasmHeap(memory, this.#ex.__heap_base.value as number, maxBytes);
     this.#args = this.heap.alloc(ARGS_BYTES);
-    this.#ctrl = this.heap.alloc(CTRL_BYTES);
+    this.#ctrl = this.heap.alloc(CTRL_BYTES); // 64-byte aligned (the heap's smallest block)
     this.#gemmScratch.base = this.heap.alloc(GEMM_SCRATCH_BYTES);
     if (choice === "auto") {
       const b = openBlas(memory);
@@ -169,20 +180,29 @@ export class WasmBackend implements Backend {
       get sgemm() {
         return self.#blas?.sgemm ?? null;
       },
+      get gemmTile() {
+        return self.#gemmTile;
+      },
+      blasThreads: (n) => {
+        if (n !== this.#blasThreadsNow) this.#blas?.setThreads((this.#blasThreadsNow = n));
+      },
     };
     if (this.variant === "relaxed" && choice !== "ts") this.#relaxedFused = this.#probeFusedMadd();
     this.ready = this.#startPool(opts, bytes, memory);
   }
 
   async #startPool(opts: WasmBackendOptions, bytes: Uint8Array<ArrayBuffer>, memory: WebAssembly.Memory): Promise<void> {
-    const want = opts.threads ?? (Number(env("MEMMAMBA_CPU_THREADS")) || (await logicalCores()));
-    if (!Number.isInteger(want) || want < 1) throw new Error(`wasm backend: threads must be a positive integer, got ${want}`);
-    this.#blas?.setThreads(want);
+    const fromEnv = Math.floor(Number(env("MEMMAMBA_CPU_THREADS")));
+    const want = opts.threads ?? (fromEnv >= 1 ? fromEnv : await logicalCores());
     if (want === 1 || this.choice === "ts") return;
+    const scratch = this.heap.alloc(GEMM_SCRATCH_BYTES * want);
+    const stacks = Array.from({ length: want - 1 }, () => this.heap.alloc(STACK_BYTES));
+    const release = () => {
+      this.heap.free(scratch, GEMM_SCRATCH_BYTES * want);
+      for (const s of stacks) this.heap.free(s, STACK_BYTES);
+    };
     try {
-      const scratch = this.heap.alloc(GEMM_SCRATCH_BYTES * want);
-      const stackTops = [0];
-      for (let t = 1; t < want; t++) stackTops.push(this.heap.alloc(STACK_BYTES) + STACK_BYTES);
+      const stackTops = [0, ...stacks.map((s) => s + STACK_BYTES)];
       const pool = await WorkerPool.start({ bytes, memory, ctrl: this.#ctrl, stackTops, spin: opts.spin ?? 200_000 }, () => this.heap.i32);
       if (this.#disposed) {
         pool.dispose();
@@ -192,6 +212,7 @@ export class WasmBackend implements Backend {
       this.#gemmScratch = { base: scratch, stride: GEMM_SCRATCH_BYTES };
       this.#pool = pool;
     } catch (e) {
+      release();
       this.#poolError = (e as Error).message;
     }
   }
@@ -275,7 +296,7 @@ export class WasmBackend implements Backend {
     if (ntasks <= 0) return;
     this.heap.i32.set(words, this.#args >> 2);
     if (parallel && this.#pool && ntasks > 1) this.#pool.run(this.#ex, kid, this.#args, ntasks);
-    else if (this.#ex.run_tasks(kid, this.#args, ntasks, 0, 0) < 0) throw new Error(`wasm: unknown kernel ${kid}`);
+    else if (this.#ex.run_tasks(kid, this.#args, ntasks) < 0) throw new Error(`wasm: unknown kernel ${kid}`);
   }
 
   /** Runs a kernel directly (benchmarks: the peak and saxpy kernels). */

@@ -2,8 +2,8 @@
  * The allocator of the shared wasm memory. Only the main thread allocates; workers only read and
  * write the blocks a job names.
  *
- * Size classes: four per power of two (a block wastes at most 25%), every block 16-byte aligned
- * (v128); freed blocks go to their class's free list and are reused last-in first-out; a new block
+ * Size classes: four per power of two (a block wastes at most 25%; small blocks are multiples of
+ * 64 bytes), every block 64-byte aligned (a cache line; v128 needs 16); freed blocks go to their class's free list and are reused last-in first-out; a new block
  * comes from the top, growing the memory when needed (by at least a quarter of its size, so growth
  * happens O(log) times). Blocks are never coalesced and the memory never shrinks (wasm memories
  * cannot): the high-water mark of each class is what a program keeps — steady-state training reuses
@@ -12,11 +12,11 @@
 const PAGE = 65536;
 const MIN_BLOCK = 64;
 
-/** The block size that serves `bytes` (≥ 64; 4 classes per power of two). */
+/** The block size that serves `bytes`: a multiple of 64 (so every block is cache-line aligned), 4 classes per power of two. */
 export function sizeClass(bytes: number): number {
   if (bytes <= MIN_BLOCK) return MIN_BLOCK;
   const e = Math.floor(Math.log2(bytes - 1)); // 2^e < bytes <= 2^(e+1)
-  const step = 2 ** (e - 1); // quarter of 2^(e+1)
+  const step = Math.max(MIN_BLOCK, 2 ** (e - 2)); // a quarter of 2^e: 4 classes in (2^e, 2^(e+1)]
   return Math.ceil(bytes / step) * step;
 }
 

@@ -29,6 +29,10 @@ export interface WasmCtx {
   readonly gemmScratch: { base: number; stride: number };
   /** The native sgemm, when the backend uses it for matmul. */
   readonly sgemm: Sgemm | null;
+  /** Sets the BLAS's thread count (for one call: see matmul). */
+  blasThreads(n: number): void;
+  /** Rows of the matmul's register tile, 4 or 6 (wasm/gemm.c: per engine; never changes a result). */
+  readonly gemmTile: 4 | 6;
 }
 
 /** A launcher: true when it ran the kernel, false to let the TypeScript reference run it. */
@@ -44,9 +48,11 @@ const roundUp = (a: number, m: number) => ceilDiv(a, m) * m;
 // ---------------------------------------------------------------------------------------------
 // matmul
 
-const MR = 6, NR = 8, KC = 256;
+const NR = 8, KC = 256;
 /** The K chunk of one cblas_sgemm call (see matmul). */
 export const BLAS_KC = 256;
+/** Flops from which BLAS runs on every thread (below: on the calling thread alone). */
+export const BLAS_PARALLEL_FLOPS = 2 ** 28;
 /** Bytes of one thread's packing scratch: an MC x KC block of A, pre-broadcast (120·256·16) + one 6x8 edge tile. */
 export const GEMM_SCRATCH_BYTES = 512 * 1024;
 void KC;
@@ -88,6 +94,9 @@ const matmul: Launcher<"matmul"> = (ctx, [a, b], out, p) => {
     // with one thread and with several (so the bits would depend on the thread count); within one
     // chunk both of its drivers sum in the same order.
     const lda = p.transA ? m : k, ldb = p.transB ? k : n;
+    // OpenBLAS's threads busy-wait after a call, next to ours: give it all of them only for a
+    // product long enough to pay for that (the bits do not depend on its thread count here)
+    ctx.blasThreads(2 * m * n * k * batches >= BLAS_PARALLEL_FLOPS ? ctx.threads : 1);
     for (let q = 0; q < batches; q++) {
       for (let p0 = 0; p0 < k; p0 += BLAS_KC) {
         const kc = Math.min(BLAS_KC, k - p0);
@@ -108,12 +117,13 @@ const matmul: Launcher<"matmul"> = (ctx, [a, b], out, p) => {
   const panels = npad / NR;
   const panelsPerTask = parallel ? Math.max(1, ceilDiv(panels * packs, T * 4)) : panels;
   const panelTasks = ceilDiv(panels, panelsPerTask);
+  const MR = ctx.gemmTile;
   let rpt = parallel ? roundUp(Math.max(1, ceilDiv(m * batches, T * 4)), MR) : m;
   rpt = Math.min(rpt, roundUp(m, MR));
   const rowTasks = ceilDiv(m, rpt);
   const words = [
     m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, A, B, C, offs, offs + 4 * batches, bpack, packs, rpt, rowTasks,
-    panelsPerTask, panelTasks, ctx.gemmScratch.base, ctx.gemmScratch.stride,
+    panelsPerTask, panelTasks, ctx.gemmScratch.base, ctx.gemmScratch.stride, MR,
   ];
   ctx.launch(K.GEMM_PACK_B, words, packs * panelTasks, parallel);
   ctx.launch(K.GEMM, words, batches * rowTasks, parallel);
@@ -267,10 +277,16 @@ const crossEntropy: Launcher<"crossEntropy"> = (ctx, [logits, targets], out) => 
 // ---------------------------------------------------------------------------------------------
 // scans and conv1d
 
+/**
+ * Tasks of a scan over [B, L, S]: (b, chunk of S). Whole rows where there are enough sequences
+ * (each task then streams its [L, S] block sequentially, as saxpy does); chunks of S only to give
+ * every thread about two tasks.
+ */
 function splitBS(ctx: WasmCtx, B: number, L: number, S: number): [number, number, boolean] {
   const parallel = B * L * S >= PARALLEL_MIN_WORK * 4;
-  if (!parallel || B >= ctx.threads * 4) return [S, 1, parallel];
-  const per = Math.min(roundUp(S, 4), roundUp(Math.max(64, ceilDiv(S * B, ctx.threads * 4)), 4));
+  if (!parallel) return [S, 1, false];
+  const chunks = Math.max(1, Math.min(ceilDiv(2 * ctx.threads, B), Math.floor(S / 64)));
+  const per = chunks === 1 ? S : roundUp(ceilDiv(S, chunks), 16);
   return [per, ceilDiv(S, per), parallel];
 }
 
@@ -359,7 +375,7 @@ const selectiveScanGrad: Launcher<"selectiveScanGrad"> = (ctx, ins, out) => {
   const chunk = ssmBackwardChunk(Di);
   const nblocks = ceilDiv(Di, chunk);
   const S = N * chunk;
-  const stride = roundUp(((L + 1) * S + 3 * S + 4 * chunk) * 8, 64);
+  const stride = roundUp(((2 * L + 1) * S + 3 * S + 4 * chunk) * 8, 64); // hs, as, At, lam, dA, 4 rows
   const parallel = B * L * Di * N >= PARALLEL_MIN_WORK && nblocks > 1;
   const T = parallel ? Math.min(ctx.threads, nblocks) : 1;
   const scratch = ctx.temp(stride * (parallel ? ctx.threads : 1));

@@ -63,7 +63,10 @@ export function createSharedMemory(initialPages: number): { memory: WebAssembly.
 }
 
 export interface KernelExports {
-  run_tasks(kid: number, args: number, ntasks: number, counter: number, tid: number): number;
+  /** Runs every task of a kernel on the calling thread (wasm/dispatch.c). */
+  run_tasks(kid: number, args: number, ntasks: number): number;
+  /** Takes tasks of job g from the job board until none is left (wasm/dispatch.c). */
+  run_job(board: number, g: number, tid: number): number;
   __heap_base: WebAssembly.Global;
   __stack_pointer: WebAssembly.Global;
 }

@@ -14,10 +14,12 @@
  * thread the backend runs single-threaded).
  */
 
-// Control block words (Int32, at ctrl): the job and its barrier.
-const GEN = 0, KID = 1, ARGS = 2, NTASKS = 3, COUNTER = 4, DONE = 5, QUIT = 6, READY = 7, NWORKERS = 8;
-/** Bytes the control block takes (the counter must be 4-byte aligned; the block is 64). */
-export const CTRL_BYTES = 64;
+// The job board (wasm/dispatch.c, job_board): Int32 words from ctrl, the ticket an Int64 at byte 16,
+// 8 job slots of 8 words from byte 32 (slotGen, kid, args, ntasks, completed).
+const GEN = 0, QUIT = 1, FAILED = 2, READY = 3, TICKET_BYTE = 16, SLOTS = 8, SLOT_WORDS = 8;
+const S_GEN = 0, S_KID = 1, S_ARGS = 2, S_NTASKS = 3, S_COMPLETED = 4;
+/** Bytes the job board takes. */
+export const CTRL_BYTES = 512;
 
 export interface PoolInit {
   bytes: Uint8Array<ArrayBuffer>;
@@ -35,14 +37,15 @@ function workerMain(): void {
   // deno-lint-ignore no-explicit-any
   const start = (d: any) => {
     const mod = new WebAssembly.Module(d.bytes);
+    // deno-lint-ignore no-explicit-any
     const ex = new WebAssembly.Instance(mod, { env: { memory: d.memory } }).exports as any;
     ex.__stack_pointer.value = d.stackTop;
     const i32 = new Int32Array(d.memory.buffer);
     const c = d.ctrl >> 2;
     const spin: number = d.spin;
     let seen = Atomics.load(i32, c + 0);
-    Atomics.add(i32, c + 7, 1);
-    Atomics.notify(i32, c + 7);
+    Atomics.add(i32, c + 3, 1);
+    Atomics.notify(i32, c + 3);
     for (;;) {
       let gen = Atomics.load(i32, c + 0);
       for (let s = 0; gen === seen && s < spin; s++) gen = Atomics.load(i32, c + 0);
@@ -51,9 +54,15 @@ function workerMain(): void {
         gen = Atomics.load(i32, c + 0);
       }
       seen = gen;
-      if (Atomics.load(i32, c + 6) !== 0) break;
-      ex.run_tasks(i32[c + 1], i32[c + 2], i32[c + 3], d.ctrl + 16, d.tid);
-      if (Atomics.add(i32, c + 5, 1) + 1 === i32[c + 8]) Atomics.notify(i32, c + 5);
+      if (Atomics.load(i32, c + 1) !== 0) break;
+      try {
+        ex.run_job(d.ctrl, gen, d.tid);
+      } catch (e) {
+        // a trap (a bug, or out of bounds): count it; the main thread throws
+        console.error(`wasm worker thread ${d.tid}:`, e);
+        Atomics.add(i32, c + 2, 1);
+        Atomics.notify(i32, c + 8 + 8 * (gen & 7) + 4);
+      }
     }
     // nothing keeps the thread alive now: it ends (a Web Worker closes itself)
     if (!g.__NODE_WORKER__) g.close();
@@ -110,11 +119,16 @@ export class WorkerPool {
   #workers: AnyWorker[];
   #spin: number;
   #disposed = false;
+  #ctrl: number;
+  #gen = 0;
+  #ticket: BigInt64Array;
 
   private constructor(workers: AnyWorker[], i32: () => Int32Array, ctrl: number, spin: number) {
     this.#workers = workers;
     this.#i32 = i32;
+    this.#ctrl = ctrl;
     this.#c = ctrl >> 2;
+    this.#ticket = new BigInt64Array(i32().buffer, ctrl + TICKET_BYTE, 1); // low memory: valid after growth too
     this.#spin = spin;
     this.threads = workers.length + 1;
   }
@@ -129,10 +143,10 @@ export class WorkerPool {
     if (!canBlock()) throw new Error("this thread may not block in Atomics.wait (a browser page's main thread)");
     const spawn = await spawner();
     if (!spawn) throw new Error("this runtime has no worker threads");
+    if (init.ctrl % 64 !== 0) throw new Error("wasm: the job board must be 64-byte aligned");
     const c = init.ctrl >> 2;
     const v = i32();
     for (let w = 0; w < CTRL_BYTES / 4; w++) v[c + w] = 0;
-    Atomics.store(v, c + NWORKERS, n);
     const workers: AnyWorker[] = [];
     for (let t = 1; t <= n; t++) {
       const w = spawn(WORKER_SOURCE);
@@ -153,26 +167,48 @@ export class WorkerPool {
   }
 
   /** Runs tasks [0, ntasks) of kernel `kid` on every thread; returns when all are done. */
-  run(exports: { run_tasks(k: number, a: number, n: number, c: number, t: number): number }, kid: number, args: number, ntasks: number): void {
+  run(exports: { run_job(board: number, g: number, tid: number): number }, kid: number, args: number, ntasks: number): void {
     if (this.#disposed) throw new Error("wasm worker pool used after dispose()");
     const v = this.#i32();
     const c = this.#c;
-    v[c + KID] = kid;
-    v[c + ARGS] = args;
-    v[c + NTASKS] = ntasks;
-    Atomics.store(v, c + COUNTER, 0);
-    Atomics.store(v, c + DONE, 0);
-    Atomics.add(v, c + GEN, 1);
+    const g = (this.#gen = (this.#gen + 1) | 0);
+    const s = c + SLOTS + SLOT_WORDS * (g & 7);
+    // publish: the slot under its seqlock, then the ticket, then the generation (wasm/dispatch.c)
+    Atomics.store(v, s + S_GEN, 0);
+    v[s + S_KID] = kid;
+    v[s + S_ARGS] = args;
+    v[s + S_NTASKS] = ntasks;
+    Atomics.store(v, s + S_COMPLETED, 0);
+    Atomics.store(v, c + FAILED, 0);
+    Atomics.store(v, s + S_GEN, g);
+    const ticket = this.#ticket;
+    Atomics.store(ticket, 0, BigInt.asIntN(64, BigInt(g) << 32n));
+    Atomics.store(v, c + GEN, g);
     Atomics.notify(v, c + GEN);
-    const r = exports.run_tasks(kid, args, ntasks, (c + COUNTER) * 4, 0);
-    if (r < 0) throw new Error(`wasm: unknown kernel ${kid}`);
-    const n = this.#workers.length;
-    let done = Atomics.load(v, c + DONE);
-    for (let s = 0; done < n && s < this.#spin; s++) done = Atomics.load(v, c + DONE);
-    while (done < n) {
-      Atomics.wait(v, c + DONE, done, 1000);
-      done = Atomics.load(v, c + DONE);
+    let error: unknown = null;
+    try {
+      if (exports.run_job(this.#ctrl, g, 0) < 0) error = new Error(`wasm: unknown kernel ${kid}`);
+    } catch (e) {
+      error = e;
+      Atomics.add(v, c + FAILED, 1);
     }
+    // wait for every task to complete (not for every worker: one that took no task delays nothing)
+    let done = Atomics.load(v, s + S_COMPLETED);
+    for (let i = 0; done < ntasks && i < this.#spin && Atomics.load(v, c + FAILED) === 0; i++) done = Atomics.load(v, s + S_COMPLETED);
+    while (done < ntasks) {
+      const failed = Atomics.load(v, c + FAILED);
+      if (failed !== 0) {
+        // stop handing out tasks, then wait for the ones in flight (a failed task never completes)
+        const before = Atomics.exchange(ticket, 0, BigInt.asIntN(64, (BigInt(g) << 32n) | 0x7fffffffn));
+        const taken = Math.min(ntasks, Number(before & 0xffffffffn));
+        while (Atomics.load(v, s + S_COMPLETED) + Atomics.load(v, c + FAILED) < taken) Atomics.wait(v, s + S_COMPLETED, Atomics.load(v, s + S_COMPLETED), 50);
+        break;
+      }
+      Atomics.wait(v, s + S_COMPLETED, done, 50);
+      done = Atomics.load(v, s + S_COMPLETED);
+    }
+    if (error) throw error;
+    if (Atomics.load(v, c + FAILED) !== 0) throw new Error(`wasm: kernel ${kid} trapped on a worker thread (its error is printed above)`);
   }
 
   /** Stops the workers (they finish their loop and exit). */

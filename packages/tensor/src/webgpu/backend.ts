@@ -45,6 +45,8 @@ export interface WebGpuOptions extends AcquireOptions {
 export class WebGpuBackend implements Backend {
   readonly name = "webgpu";
   readonly device: GPUDevice;
+  /** The device as acquired (pass it as `gpu` to build another backend on the same device). */
+  readonly acquired: AcquiredGpu;
   readonly adapterInfo: string;
   readonly via: string;
   readonly limits: GpuLimits;
@@ -69,10 +71,12 @@ export class WebGpuBackend implements Backend {
   #pendingChecks: Promise<void>[] = [];
   #destroyed = false;
   #timer: GpuTimer | null = null;
+  #onError: (ev: Event) => void;
   readonly ctx: GpuCtx;
 
   constructor(gpu: AcquiredGpu, opts: WebGpuOptions = {}) {
     this.device = gpu.device;
+    this.acquired = gpu;
     this.adapterInfo = gpu.adapterInfo;
     this.via = gpu.via;
     this.keepAlive = gpu.keepAlive;
@@ -89,12 +93,8 @@ export class WebGpuBackend implements Backend {
     this.#pool = new BufferPool(this.device, U.STORAGE | U.COPY_SRC | U.COPY_DST, cap, "tensor");
     this.#staging = new BufferPool(this.device, U.MAP_READ | U.COPY_DST, Math.min(cap, 2 ** 28), "staging");
     this.#params = this.device.createBuffer({ label: "params", size: PARAMS_BYTES, usage: U.UNIFORM | U.COPY_DST });
-    const onError = (ev: Event) => this.#errors.push(`WebGPU error: ${(ev as GPUUncapturedErrorEvent).error?.message ?? String(ev)}`);
-    try {
-      this.device.addEventListener("uncapturederror", onError);
-    } catch {
-      (this.device as unknown as { onuncapturederror: unknown }).onuncapturederror = onError;
-    }
+    this.#onError = (ev: Event) => this.#errors.push(`WebGPU error: ${(ev as GPUUncapturedErrorEvent).error?.message ?? String(ev)}`);
+    this.device.addEventListener("uncapturederror", this.#onError);
     if (this.device.features.has("timestamp-query")) this.#timer = new GpuTimer(this.device);
     this.ctx = {
       limits: this.limits,
@@ -228,6 +228,7 @@ export class WebGpuBackend implements Backend {
     this.#timer?.destroy();
     for (const b of this.#retired) b.destroy();
     this.#retired = [];
+    this.device.removeEventListener("uncapturederror", this.#onError);
     if (this.#ownsDevice) this.device.destroy();
   }
 
@@ -304,6 +305,9 @@ export class WebGpuBackend implements Backend {
   }
 
   #dispatch(l: Launch): void {
+    if (l.buffers.length > this.device.limits.maxStorageBuffersPerShaderStage) {
+      throw new Error(`webgpu.${l.label}: ${l.buffers.length} storage buffers, over this device's maxStorageBuffersPerShaderStage (${this.device.limits.maxStorageBuffersPerShaderStage})`);
+    }
     const pipeline = this.#pipeline(l);
     // whole 256-byte slots: a shader may declare a few more param words than it is given
     const pBytes = Math.max(1, Math.ceil(l.params.byteLength / SLOT)) * SLOT;

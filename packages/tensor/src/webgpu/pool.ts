@@ -33,7 +33,9 @@ export class BufferPool {
   ) {}
 
   acquire(bytes: number): GPUBuffer {
-    const size = sizeClass(bytes);
+    let size = sizeClass(bytes);
+    // near maxBufferSize the class could overshoot it: then the exact size (a class of its own)
+    if (size > this.device.limits.maxBufferSize) size = Math.ceil(bytes / 16) * 16;
     const list = this.#free.get(size);
     const b = list?.pop();
     if (b) {

@@ -8,6 +8,8 @@
  *
  * `MEMMAMBA_WEBGPU=dawn|navigator` picks one and disables the fallback to the other; unset, we
  * try `navigator.gpu` first when it exists and fall back to Dawn when it finds no adapter.
+ * `MEMMAMBA_DAWN_FLAGS` passes space-separated options to Dawn's `create()` (for experiments,
+ * e.g. "enable-dawn-features=disable_robustness"; see the `webgpu` package's README).
  * On a machine without a GPU both run on Mesa's lavapipe (software Vulkan), which Dawn only
  * accepts from Mesa 25.x (Debian: mesa-vulkan-drivers from bookworm-backports).
  */
@@ -87,7 +89,25 @@ const NO_ADAPTER_HINT =
 
 async function loadDawn(): Promise<GPU> {
   const specifier = "webgpu"; // a variable, so bundlers and Deno's graph don't pull dawn.node in eagerly
-  const mod: any = await import(specifier);
+  let mod: any;
+  try {
+    mod = await import(specifier);
+  } catch (e) {
+    // A bundle run from outside the project (`node /tmp/bench.mjs`) cannot resolve the bare
+    // name from its own folder: resolve the package from the working directory instead.
+    const cwd: string | undefined = (globalThis as any).process?.cwd?.() ?? (globalThis as any).Deno?.cwd?.();
+    if (!cwd) throw e;
+    const [nodeModule, nodeUrl] = ["node:module", "node:url"];
+    const { createRequire } = await import(nodeModule);
+    const { pathToFileURL } = await import(nodeUrl);
+    let path: string;
+    try {
+      path = createRequire(`${cwd}/`).resolve(specifier);
+    } catch {
+      throw e;
+    }
+    mod = await import(pathToFileURL(path).href);
+  }
   Object.assign(globalThis, mod.globals); // GPUBufferUsage, GPUMapMode, ... as in a browser
   return mod.create(readEnv("MEMMAMBA_DAWN_FLAGS")?.split(" ").filter((s: string) => s) ?? []) as GPU;
 }

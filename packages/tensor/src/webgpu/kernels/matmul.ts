@@ -1,9 +1,11 @@
 /**
  * Batched matmul C[b] = op(A[b]) · op(B[b]) with transA / transB and broadcast batch dims.
  *
- * Structure (the classic register-blocked SGEMM):
- * - a workgroup of 256 threads computes a BM x BN block of C (128x128 for big problems, 64x64
- *   for small ones), marching along K in steps of BK = 16;
+ * Three kernels, by problem size (matmulPlan):
+ * - untiled, for small or thin problems: a thread per 4x4 block of C, straight from memory;
+ * - tiled, the classic register-blocked SGEMM: a workgroup of 256 threads computes a BM x BN
+ *   block of C (128x128, or 128x64 for mid-size problems, both with BK = 32 and specialised;
+ *   64x64 with BK = 16 and generic for small ones), marching along K in steps of BK;
  * - each step stages a BK x BM slice of op(A) and a BK x BN slice of op(B) in workgroup memory,
  *   both stored k-major as vec4 along m / n, so the inner loop reads one vec4 per 4 rows / cols;
  * - each thread owns a TM x TN block (8x8 or 4x4) of C in vec4 registers (no function-scope
@@ -29,17 +31,21 @@ export interface TileConfig {
   /** Specialise on the transposes, vector widths and divisibility (else one generic variant). */
   specialize?: boolean;
 }
-export const BIG_TILE: TileConfig = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, specialize: true };
+// Measured on an H100 (Dawn, 4096² / 2048² / 1024², TFLOP/s): 128x128 BK 32 40.3 / 39.9 / 19.3,
+// BK 16 36.8 / 36.6 / 16; 128x64 BK 32 31.8 / 31.5 / 30.2; 64x64 BK 16 (generic) 24 / 24 / 19.
+export const BIG_TILE: TileConfig = { BM: 128, BN: 128, BK: 32, TM: 8, TN: 8, specialize: true };
+export const MID_TILE: TileConfig = { BM: 128, BN: 64, BK: 32, TM: 8, TN: 4, specialize: true };
 export const SMALL_TILE: TileConfig = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
 
 /**
- * Tuning knobs: force one tile config (null: choose by problem size); the number of 128x128
- * blocks from which the big tile is used; whether the big tile's inner loop is unrolled (tests
- * on a software Vulkan turn it off: same code paths, a 10x shorter compile).
+ * Tuning knobs: force one tile config (null: choose by problem size); the number of blocks from
+ * which the big (128x128) and mid (128x64) tiles are used; whether the specialised tiles' inner
+ * loop is unrolled (tests on a software Vulkan turn it off: same code paths, a 10x shorter compile).
  */
 export const matmulTuning = {
   force: null as TileConfig | null,
   bigTileMinBlocks: 192,
+  midTileMinBlocks: 96,
   unrollBig: true,
   /** Problems up to this many multiply-adds (or with M or N below 16) use the untiled kernel. */
   naiveMaxFlops: 2 ** 21,
@@ -78,8 +84,11 @@ function matmulWgsl(v: MatmulVariant): string {
     { name: "B", type: v.vecB ? "vec4<f32>" : "f32" },
   ];
   code.push(header(nWords, decl));
-  code.push(`var<workgroup> As: array<vec4<f32>, ${(BK * BM) / 4}>;`);
-  code.push(`var<workgroup> Bs: array<vec4<f32>, ${(BK * BN) / 4}>;`);
+  // k-major tiles as 2-D arrays: in the inner loop the k index is a constant (unrolled) and the
+  // other is loop-invariant, so the index clamps that Dawn's robustness adds to every dynamic
+  // index are hoisted out of the loop (with one flat index they cost 2.5x at 4096² on an H100)
+  code.push(`var<workgroup> As: array<array<vec4<f32>, ${BM / 4}>, ${BK}>;`);
+  code.push(`var<workgroup> Bs: array<array<vec4<f32>, ${BN / 4}>, ${BK}>;`);
   code.push(`@compute @workgroup_size(${NT})`);
   code.push(`fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {`);
   code.push(`let M = ${pu(0)}; let N = ${pu(1)}; let K = ${pu(2)};`);
@@ -123,7 +132,7 @@ function matmulWgsl(v: MatmulVariant): string {
         });
         body.push(`${r} = vec4<f32>(${comps.join(", ")});`);
       }
-      for (let e = 0; e < 4; e++) store.push(`${smem}[(${r}k + ${e}u) * ${BX / 4}u + ${r}row / 4u][${r}row % 4u] = ${r}.${X[e]};`);
+      for (let e = 0; e < 4; e++) store.push(`${smem}[${r}k + ${e}u][${r}row / 4u][${r}row % 4u] = ${r}.${X[e]};`);
     } else {
       pre.push(`let ${r}kk = ${l} / ${BX / 4}u; let ${r}x4 = ${l} % ${BX / 4}u;`);
       pre.push(`let ${r}h = ${x0} + ${r}x4 * 4u;`);
@@ -138,7 +147,7 @@ function matmulWgsl(v: MatmulVariant): string {
         });
         body.push(`${r} = vec4<f32>(${comps.join(", ")});`);
       }
-      store.push(`${smem}[${r}kk * ${BX / 4}u + ${r}x4] = ${r};`);
+      store.push(`${smem}[${r}kk][${r}x4] = ${r};`);
     }
     return { pre, body, store };
   };
@@ -174,20 +183,23 @@ function matmulWgsl(v: MatmulVariant): string {
   code.push(`let nK = (K + ${BK - 1}u) / ${BK}u;`);
   code.push(`var k0 = 0u;`);
   code.push(...la.body, ...lb.body);
-  code.push(`for (var kt = 0u; kt < nK; kt++) {`);
-  code.push(...la.store, ...lb.store);
-  code.push(`workgroupBarrier();`);
-  code.push(`k0 = k0 + ${BK}u;`);
-  code.push(`if (kt + 1u < nK) {`, ...la.body, ...lb.body, `}`);
   const kStep = (kk: string, sfx: string) => {
-    for (let gm = 0; gm < GM; gm++) code.push(`let a${gm}${sfx} = As[${kk} * ${BM / 4}u + ${gm * TYn}u + ty];`);
-    for (let gn = 0; gn < GN; gn++) code.push(`let b${gn}${sfx} = Bs[${kk} * ${BN / 4}u + ${gn * TXn}u + tx];`);
+    for (let gm = 0; gm < GM; gm++) code.push(`let a${gm}${sfx} = As[${kk}][${gm * TYn}u + ty];`);
+    for (let gn = 0; gn < GN; gn++) code.push(`let b${gn}${sfx} = Bs[${kk}][${gn * TXn}u + tx];`);
     for (let gm = 0; gm < GM; gm++) {
       for (let i = 0; i < 4; i++) {
         for (let gn = 0; gn < GN; gn++) code.push(`acc${gm * 4 + i}_${gn} += a${gm}${sfx}.${X[i]} * b${gn}${sfx};`);
       }
     }
   };
+  // store the tile, barrier, issue the next tile's global loads (their latency hides behind the
+  // math), compute, barrier. (A ping-pong pair of tiles with one barrier per step, k-tiles of 8
+  // or 16, 128x64 blocks, padded or lane-per-row tile stores: all measured slower on an H100.)
+  code.push(`for (var kt = 0u; kt < nK; kt++) {`);
+  code.push(...la.store, ...lb.store);
+  code.push(`workgroupBarrier();`);
+  code.push(`k0 = k0 + ${BK}u;`);
+  code.push(`if (kt + 1u < nK) {`, ...la.body, ...lb.body, `}`);
   if (v.unroll) {
     for (let kk = 0; kk < BK; kk++) kStep(`${kk}u`, `_${kk}`);
   } else {
@@ -256,6 +268,18 @@ fn main(${ENTRY_ARGS}) {
 }`;
 }
 
+/**
+ * The kernel for a problem of `batches` [m, K]·[K, N] products: "untiled" for small or thin
+ * ones, else a tile config (the big tile once there are enough 128x128 blocks to fill a GPU).
+ */
+export function matmulPlan(m: number, N: number, K: number, batches: number): "untiled" | TileConfig {
+  if (matmulTuning.force) return matmulTuning.force;
+  if (m * N * K * batches <= matmulTuning.naiveMaxFlops || m < 16 || N < 16) return "untiled";
+  if (ceilDiv(m, 128) * ceilDiv(N, 128) * batches >= matmulTuning.bigTileMinBlocks) return BIG_TILE;
+  if (ceilDiv(m, 128) * ceilDiv(N, 64) * batches >= matmulTuning.midTileMinBlocks) return MID_TILE;
+  return SMALL_TILE;
+}
+
 export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: KernelArg, p: PrimParams["matmul"]): void {
   const ar = a.shape.length, brk = b.shape.length, or = out.shape.length;
   const M = out.shape[or - 2], N = out.shape[or - 1];
@@ -297,8 +321,8 @@ export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: Ker
     for (const s of bStr) w.u(s);
     return w.u(p.transA ? 1 : 0).u(p.transB ? 1 : 0).words();
   };
-  const naive = !matmulTuning.force && (m * N * K * batches <= matmulTuning.naiveMaxFlops || m < 16 || N < 16);
-  if (naive) {
+  const plan = matmulPlan(m, N, K, batches);
+  if (plan === "untiled") {
     const threads = ceilDiv(m, 4) * ceilDiv(N, 4) * batches;
     ctx.dispatch({
       label: "matmul", key: `matmul:naive:b${bRank}`, wgsl: () => naiveWgsl(bRank), buffers: bufs, params: params(0),
@@ -306,8 +330,9 @@ export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: Ker
     });
     return;
   }
-  const t = matmulTuning.force ??
-    (ceilDiv(m, 128) * ceilDiv(N, 128) * batches >= matmulTuning.bigTileMinBlocks ? BIG_TILE : SMALL_TILE);
+  // a device with less workgroup memory than the tile needs gets k-tiles of 16 (half the memory)
+  let t = plan;
+  if (t.BK * (t.BM + t.BN) * 4 > ctx.limits.maxComputeWorkgroupStorageSize) t = { ...t, BK: 16 };
   // The small tile is one generic variant (runtime transposes, guarded scalar loads, a loop
   // over k). The big tile specialises on the transposes, vector widths and divisibility (no
   // guards), and unrolls its k loop, where speed matters.

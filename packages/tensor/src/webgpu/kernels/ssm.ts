@@ -2,28 +2,32 @@
  * The fused selective scan (ops/ssm.ts): forward (y or the last state) and backward.
  *   h_t = exp(Δ_t A) ⊙ h_{t−1} + (Δ_t x_t) B_t,  y_t = h_t · C_t;  h ∈ R^{Di×N} per sequence.
  *
- * One thread per (b, i) keeps its N states in vec4 registers: the code is generated for the
- * shape class N (unrolled over ceil(N/4) vec4s, no function-scope arrays, as naga needs), and
- * walks L. y_t and the backward's dx, dΔ are sums over n inside the thread.
+ * One thread per (b, i) keeps its N states in vec4 registers and walks L: the code is generated
+ * per N4 = ceil(N/4) (unrolled over the vec4s, no function-scope arrays, as naga needs; N itself
+ * is a runtime value, so N = 13..16 share a pipeline). y_t and the backward's dx, dΔ are sums
+ * over n inside the thread. Parallel over B·Di only: long sequences with few channels would need
+ * a chunked scan over L (as scan.ts does for the plain scan) — not done here.
  *
  * Backward (selectiveScanGrad, packed output dx | dΔ | dA | dB | dC | dh0), in chunks of T steps
- * so that scratch stays bounded (the CPU keeps all L states of a sequence):
+ * so that scratch stays bounded (the CPU keeps all L states of a sequence; here T = L whenever
+ * B·L·Di·N fits the scratch budget):
  *   1. a forward pass stores the state entering each chunk (checkpoints);
  *   2. for each chunk, last to first, one dispatch recomputes the chunk's states from its
  *      checkpoint into scratch, then runs the adjoint λ_t = gy_t C_t + a_{t+1} λ_{t+1} backward
- *      through it. dB_t, dC_t are sums over i: each workgroup (threads = consecutive i of one b)
- *      sums its part in workgroup memory per step; a small kernel adds the workgroups' parts;
+ *      through it, writing each thread's terms of dB_t and dC_t (sums over i) to scratch, which a
+ *      strided-sum kernel (gsum) adds up;
  *   3. dA (summed over b) and dh0 (the final λ) are copied out.
  * All scratch lives in one buffer W (regions at param offsets), so no dispatch binds more than
  * 8 storage buffers (the WebGPU default limit).
  */
 import type { KernelArg } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
+import { reduceGroups, type Group } from "./reduce.ts";
 
 const FWD_WG = 64;
 
 /** Tuning knobs: scratch budget of the backward (elements), or a forced chunk length (tests). */
-export const ssmTuning = { scratchElems: 16 * 2 ** 20, forceChunk: 0 };
+export const ssmTuning = { scratchElems: 64 * 2 ** 20, forceChunk: 0 };
 
 const XYZW = ["x", "y", "z", "w"];
 
@@ -32,7 +36,8 @@ const XYZW = ["x", "y", "z", "w"];
  * the code is generated per N4 = ceil(N/4), so N = 13..16 share one pipeline.
  */
 function ld(arr: string, base: string, q: number): string {
-  const c = [0, 1, 2, 3].map((e) => `select(0.0f, ${arr}[${base} + min(${4 * q + e}u, N - 1u)], ${4 * q + e}u < N)`);
+  // the index stays in bounds even where the value is discarded (N = 0 included)
+  const c = [0, 1, 2, 3].map((e) => `select(0.0f, ${arr}[${base} + min(${4 * q + e}u, max(N, 1u) - 1u)], ${4 * q + e}u < N)`);
   return `vec4<f32>(${c.join(", ")})`;
 }
 function st(arr: string, base: string, q: number, v: string): string {
@@ -238,6 +243,7 @@ export function selectiveScanGradKernel(ctx: GpuCtx, ins: readonly KernelArg[], 
     throw new RangeError(`webgpu.${label}: scratch of ${total * 4} bytes for x ${JSON.stringify(x.shape)}, N = ${N} exceeds maxStorageBufferBindingSize`);
   }
   const W = ctx.temp(total * 4);
+  const sums = ctx.temp(B * T * NP * 4);
   const ro = ctx.ref(out, label), rx = ctx.ref(x, label);
   // λ ← ghL (padded with zeros), dA partials ← 0, checkpoints
   gsum(ctx, W, rx, { O: 1, J: 2 * S, Mid: 0, dS: 0, sS: 0, sOff: 0, dOff: lamOff });
@@ -254,17 +260,20 @@ export function selectiveScanGradKernel(ctx: GpuCtx, ins: readonly KernelArg[], 
         groups: grid(ceilDiv(B * Di, FWD_WG), ctx.limits.maxComputeWorkgroupsPerDimension),
       });
     }
-    // dB_t, dC_t over the chunk: sums over i of the terms
+    // dB_t, dC_t over the chunk: sums over i of the terms ([B, Tc, Di, NP] → [B, Tc, NP] by the
+    // parallel reduction, then copied into place without the padding)
     const Tc = Math.min(L, (c + 1) * T) - c * T;
     for (const [sOff, dOff] of [[pbOff, oDB], [pcOff, oDC]]) {
-      gsum(ctx, ro, W, {
-        O: B * Tc, q: Tc, J: N, Mid: Di,
-        dS: L * N, dT: N, dOff: dOff + c * T * N,
-        sS: T * Di * NP, sT: Di * NP, sM: NP, sOff,
-      });
+      const groups: Group[] = [
+        { size: B, stride: T * Di * NP, reduced: false }, { size: Tc, stride: Di * NP, reduced: false },
+        { size: Di, stride: NP, reduced: true }, { size: NP, stride: 1, reduced: false },
+      ];
+      reduceGroups(ctx, "sum", W, sums, groups, sOff);
+      gsum(ctx, ro, sums, { O: B * Tc, q: Tc, J: N, Mid: 1, dS: L * N, dT: N, dOff: dOff + c * T * N, sS: Tc * NP, sT: NP, sOff: 0 });
     }
   }
   gsum(ctx, ro, W, { O: Di, J: N, Mid: B, dS: N, sS: NP, sM: Di * NP, sOff: daOff, dOff: oDA });
   gsum(ctx, ro, W, { O: B * Di, J: N, Mid: 1, dS: N, sS: NP, sOff: lamOff, dOff: oDh0 });
   ctx.releaseTemp(W);
+  ctx.releaseTemp(sums);
 }
