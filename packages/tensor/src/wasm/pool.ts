@@ -87,6 +87,8 @@ interface AnyWorker {
   postMessage(m: unknown): void;
   terminate(): unknown;
   unref?(): void;
+  on?(event: "error", f: (e: unknown) => void): void;
+  onerror?: ((e: unknown) => void) | null;
 }
 
 // deno-lint-ignore no-explicit-any
@@ -148,8 +150,14 @@ export class WorkerPool {
     const v = i32();
     for (let w = 0; w < CTRL_BYTES / 4; w++) v[c + w] = 0;
     const workers: AnyWorker[] = [];
+    let failure: string | null = null;
+    const onError = (e: unknown) => {
+      failure ??= e instanceof Error ? e.message : String((e as { message?: string })?.message ?? e);
+    };
     for (let t = 1; t <= n; t++) {
       const w = spawn(WORKER_SOURCE);
+      if (w.on) w.on("error", onError);
+      else w.onerror = onError;
       w.unref?.();
       w.postMessage({ bytes: init.bytes, memory: init.memory, ctrl: init.ctrl, tid: t, stackTop: init.stackTops[t], spin: init.spin });
       workers.push(w);
@@ -158,9 +166,9 @@ export class WorkerPool {
     while (Atomics.load(i32(), c + READY) < n) {
       // yield to the event loop (the workers start on their own threads)
       await new Promise((r) => setTimeout(r, 1));
-      if (Date.now() - t0 > timeoutMs) {
+      if (failure !== null || Date.now() - t0 > timeoutMs) {
         for (const w of workers) w.terminate();
-        throw new Error(`wasm worker threads did not start within ${timeoutMs} ms`);
+        throw new Error(failure !== null ? `a wasm worker thread failed to start: ${failure}` : `wasm worker threads did not start within ${timeoutMs} ms`);
       }
     }
     return new WorkerPool(workers, i32, init.ctrl, init.spin);

@@ -5,9 +5,13 @@
  * one cached pipeline serves every shape of its class.
  *
  * Conventions shared by every generated shader:
- * - binding 0 is the params uniform `P` (an array of vec4<u32>; `pu(i)` / `pf(i)` below write the
- *   WGSL expression that reads word i as u32 / f32 / i32), bindings 1..n the storage buffers in
- *   the order of `Launch.buffers`;
+ * - binding 0 is the params uniform `prm` (an array of vec4<u32>; `pu(i)` below writes the WGSL
+ *   expression that reads word i, bitcast it for f32 / i32), bindings 1..n the storage buffers
+ *   in the order of `Launch.buffers`;
+ * - few pipelines: each distinct one costs a shader compile, 0.1 to several seconds on a software
+ *   Vulkan (lavapipe, where CI runs) with a cold cache. So ops that differ only in a formula share
+ *   a shader and pick it by a uniform op code, ranks are padded to a fixed few, and loops with
+ *   barriers are avoided where they are not needed for speed (see workgroupCombine);
  * - 1-D work of more than maxComputeWorkgroupsPerDimension workgroups runs on a 2-D grid
  *   (`grid()`); the shader rebuilds its linear workgroup index from `workgroup_id` and
  *   `num_workgroups` (`LINEAR_WG`) and guards the tail.
@@ -93,12 +97,6 @@ export class ParamWords {
 export function pu(i: number): string {
   return `prm.v[${i >> 2}].${"xyzw"[i & 3]}`;
 }
-export function pf(i: number): string {
-  return `bitcast<f32>(${pu(i)})`;
-}
-export function pi(i: number): string {
-  return `bitcast<i32>(${pu(i)})`;
-}
 
 export interface StorageDecl {
   name: string;
@@ -122,11 +120,6 @@ export const ENTRY_ARGS =
   "@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32";
 /** The linear workgroup index over a 2-D grid. */
 export const LINEAR_WG = "let wg = wid.x + wid.y * nwg.x;";
-
-/** WGSL type of one element of a dtype. */
-export function wgslType(dtype: DType): "f32" | "i32" {
-  return dtype;
-}
 
 /** A grid of workgroups for `n` linear workgroups that fits the per-dimension limit (2-D when needed). */
 export function grid(n: number, maxDim: number): [number, number, number] {
