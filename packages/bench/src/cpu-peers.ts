@@ -9,7 +9,9 @@
  *   OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from that command's environment alone,
  * - plain JavaScript: the textbook i-k-j loop on one thread.
  *
- * Every peer returns per-call samples in ms (after a warm-up); the caller takes the median.
+ * Each peer gives a timer of one call (ms), set up once per size; the caller warms every timer up
+ * and then calls them in turn, round after round (so a change in the machine's load hits all
+ * alike), and takes medians.
  */
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
@@ -54,9 +56,16 @@ export async function timeAsync(fn: () => Promise<void> | void, runs: number, wa
 // deno-lint-ignore no-explicit-any
 type Any = any;
 
+/** One peer at one size, set up once: `once()` times one call (ms). */
+export interface CallTimer {
+  detail: string;
+  once(): Promise<number>;
+  dispose(): void;
+}
+
 let jax: Any = null;
-/** jax-js on its wasm device; null with the reason when it cannot load. */
-export async function jaxMatmul(n: number, runs: number, warmupMs: number): Promise<PeerTiming | string> {
+/** jax-js on its wasm device (its own kernels and worker threads), or why it cannot load. */
+export async function jaxTimer(n: number): Promise<CallTimer | string> {
   try {
     if (!jax) {
       // jax-js sizes its worker pool from navigator.hardwareConcurrency, which Node 20 lacks
@@ -71,28 +80,32 @@ export async function jaxMatmul(n: number, runs: number, warmupMs: number): Prom
       jax.defaultDevice("wasm");
     }
   } catch (e) {
+    jax = null;
     return `jax-js unavailable: ${(e as Error).message}`;
   }
   const np = jax.numpy;
   const a = np.array(fillMatrix(n * n, 1)).reshape([n, n]);
   const b = np.array(fillMatrix(n * n, 2)).reshape([n, n]);
-  try {
-    const t = await timeAsync(async () => {
+  return {
+    detail: "@jax-js/jax wasm device",
+    once: async () => {
+      const t = now();
       const c = np.matmul(a.ref, b.ref);
       await c.blockUntilReady();
+      const ms = now() - t;
       c.dispose();
-    }, runs, warmupMs);
-    t.detail = "@jax-js/jax wasm device";
-    return t;
-  } finally {
-    a.dispose();
-    b.dispose();
-  }
+      return ms;
+    },
+    dispose: () => {
+      a.dispose();
+      b.dispose();
+    },
+  };
 }
 
 let tf: Any = null;
-/** TensorFlow.js on its wasm backend; null with the reason when it cannot load. */
-export async function tfjsMatmul(n: number, runs: number, warmupMs: number, root: string): Promise<PeerTiming | string> {
+/** TensorFlow.js on its wasm backend, or why it cannot load. */
+export async function tfjsTimer(n: number, root: string): Promise<CallTimer | string> {
   try {
     if (!tf) {
       tf = await import("@tensorflow/tfjs");
@@ -107,18 +120,21 @@ export async function tfjsMatmul(n: number, runs: number, warmupMs: number, root
   }
   const a = tf.tensor2d(fillMatrix(n * n, 1), [n, n]);
   const b = tf.tensor2d(fillMatrix(n * n, 2), [n, n]);
-  try {
-    const t = await timeAsync(() => {
+  return {
+    detail: `@tensorflow/tfjs ${tf.version?.tfjs ?? ""} wasm backend`,
+    once: () => {
+      const t = now();
       const c = tf.matMul(a, b);
       c.dataSync();
+      const ms = now() - t;
       c.dispose();
-    }, runs, warmupMs);
-    t.detail = `@tensorflow/tfjs ${tf.version?.tfjs ?? ""} wasm backend`;
-    return t;
-  } finally {
-    a.dispose();
-    b.dispose();
-  }
+      return Promise.resolve(ms);
+    },
+    dispose: () => {
+      a.dispose();
+      b.dispose();
+    },
+  };
 }
 
 /** C = A · B, the textbook i-k-j loop (unit-stride inner loop, no blocking), one thread. */
@@ -147,48 +163,57 @@ export async function plainJsMatmul(n: number, runs: number, warmupMs: number): 
 const NUMPY_SCRIPT = `
 import json, sys, time
 import numpy as np
-sizes = [int(s) for s in sys.argv[1].split(",")]
-runs = int(sys.argv[2])
-out = {"version": np.__version__, "sizes": {}, "config": ""}
+n, calls = int(sys.argv[1]), int(sys.argv[2])
+out = {"version": np.__version__, "config": ""}
 try:
     import ctypes
     lib = ctypes.CDLL("libopenblas.so.0")
     lib.openblas_get_config.restype = ctypes.c_char_p
-    out["config"] = "BLAS: " + lib.openblas_get_config().decode()
+    out["config"] = lib.openblas_get_config().decode()
 except Exception as e:
-    out["config"] = "BLAS: unknown (" + str(e) + ")"
+    out["config"] = "unknown (" + str(e) + ")"
 rng = np.random.default_rng(0)
-for n in sizes:
-    a = rng.random((n, n), dtype=np.float32) * 2 - 1
-    b = rng.random((n, n), dtype=np.float32) * 2 - 1
-    t0 = time.perf_counter()
-    calls = 0
-    while calls < 2 or time.perf_counter() - t0 < 0.5:
-        a @ b
-        calls += 1
-    samples = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        a @ b
-        samples.append((time.perf_counter() - t) * 1000)
-    out["sizes"][str(n)] = samples
+a = rng.random((n, n), dtype=np.float32) * 2 - 1
+b = rng.random((n, n), dtype=np.float32) * 2 - 1
+a @ b
+samples = []
+for _ in range(calls):
+    t = time.perf_counter()
+    a @ b
+    samples.append((time.perf_counter() - t) * 1000)
+out["samples"] = samples
 print(json.dumps(out))
 `;
 
-/** numpy's matmul per size (samples in ms), or the reason it could not run. */
-export function numpyMatmul(sizes: number[], runs: number): { bySize: Map<number, PeerTiming>; detail: string } | string {
+function blasEnv(): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== "OPENBLAS_CORETYPE" && k !== "OPENBLAS_L2_SIZE") env[k] = v;
+  return env;
+}
+
+/**
+ * numpy's matmul (Debian's python3-numpy on the system OpenBLAS, all cores): each `once()` runs a
+ * python process that multiplies once to warm up, then times one call. OPENBLAS_CORETYPE and
+ * OPENBLAS_L2_SIZE are removed from that command's environment alone.
+ */
+export function numpyTimer(n: number): CallTimer | string {
   const python = process.env.MEMMAMBA_PYTHON ?? "/usr/bin/python3";
-  const r = spawnSync(python, ["-c", NUMPY_SCRIPT, sizes.join(","), String(runs)], { encoding: "utf8", env, timeout: 600_000 });
-  if (r.status !== 0) return `numpy unavailable (${python}): ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}`;
-  const res = JSON.parse(r.stdout.trim().split("\n").pop()!) as { version: string; config: string; sizes: Record<string, number[]> };
-  const bySize = new Map<number, PeerTiming>();
-  for (const n of sizes) {
-    const s = res.sizes[String(n)];
-    bySize.set(n, { samplesMs: s, medianMs: median(s), detail: `numpy ${res.version}` });
-  }
-  return { bySize, detail: `numpy ${res.version} (${python}; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset) ${res.config}`.trim() };
+  const call = (calls: number) => {
+    const r = spawnSync(python, ["-c", NUMPY_SCRIPT, String(n), String(calls)], { encoding: "utf8", env: blasEnv(), timeout: 600_000 });
+    if (r.status !== 0) return `numpy unavailable (${python}): ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}`;
+    return JSON.parse(r.stdout.trim().split("\n").pop()!) as { version: string; config: string; samples: number[] };
+  };
+  const probe = call(1);
+  if (typeof probe === "string") return probe;
+  return {
+    detail: `numpy ${probe.version} (${python}; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; OpenBLAS ${probe.config})`,
+    once: () => {
+      const r = call(1);
+      if (typeof r === "string") throw new Error(r);
+      return Promise.resolve(r.samples[0]);
+    },
+    dispose: () => {},
+  };
 }
 
 const TORCH_STEP_SCRIPT = `
@@ -221,8 +246,7 @@ print(json.dumps({"version": torch.__version__, "threads": torch.get_num_threads
  * in the PyTorch reference port (packages/memmamba/reference) on Debian's python3-torch, all cores.
  */
 export function torchTrainStep(root: string, B: number, L: number, runs: number, threads: number): PeerTiming | string {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== "OPENBLAS_CORETYPE" && k !== "OPENBLAS_L2_SIZE") env[k] = v;
+  const env = blasEnv();
   const python = process.env.MEMMAMBA_PYTHON ?? "/usr/bin/python3";
   const ref = join(root, "packages/memmamba/reference");
   const r = spawnSync(python, ["-c", TORCH_STEP_SCRIPT, ref, String(B), String(L), String(runs), String(threads)], { encoding: "utf8", env, timeout: 1_200_000 });

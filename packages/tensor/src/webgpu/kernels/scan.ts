@@ -113,6 +113,12 @@ function chunkCount(B: number, L: number, S: number): number {
   return Math.max(1, Math.min(want, ceilDiv(L, 8)));
 }
 
+/** The chunking runScan uses for a, x [B, L, S]: nC chunks of T steps (nC = 1: the direct scan). Benchmarks count bytes with it. */
+export function scanPlan(B: number, L: number, S: number): { nC: number; T: number } {
+  const T = ceilDiv(L, chunkCount(B, L, S));
+  return { nC: L === 0 ? 1 : ceilDiv(L, T), T };
+}
+
 function runScan(ctx: GpuCtx, rev: boolean, a: KernelArg, x: KernelArg, h0: KernelArg | null, out: KernelArg): void {
   const [B, L, S] = a.shape;
   if (B * L * S === 0) return;
@@ -121,9 +127,7 @@ function runScan(ctx: GpuCtx, rev: boolean, a: KernelArg, x: KernelArg, h0: Kern
   const ra = ctx.ref(a, label), rx = ctx.ref(x, label), ro = ctx.ref(out, label);
   const rh = h0 ? ctx.ref(h0, label) : rx; // the reverse scan has no h0: bind x (never read)
   const r = rev ? 1 : 0;
-  let nC = chunkCount(B, L, S);
-  const T = ceilDiv(L, nC);
-  nC = ceilDiv(L, T);
+  const { nC, T } = scanPlan(B, L, S);
   if (nC <= 1) {
     ctx.dispatch({
       label, key: "scan:direct", wgsl: () => DIRECT,

@@ -1,0 +1,470 @@
+/**
+ * WebGPU selective-scan bandwidth: the library's scan kernels as the backend runs them, against
+ * the device's copy bandwidth measured in the same run.
+ *
+ * - `scan` (h_t = a_t h_{t−1} + b_t over a, b [B, L, S]) and its backward `scanReverse`
+ *   (λ_t = a_{t+1} λ_{t+1} + g_t) at each --lengths L, with B·S = --elems / L (so every tensor
+ *   holds about --elems floats). Two byte counts per call:
+ *     min bytes:    what any scan must move: read a and b, write h (12 bytes per element);
+ *     kernel bytes: what the chosen kernels actually read and write (the chunked scan of
+ *                   kernels/scan.ts reads a and b twice, plus its carries: about 20 bytes per
+ *                   element; the direct scan 12).
+ *   GB/s = bytes / GPU time; "% copy" divides by the copy bandwidth below.
+ * - the fused `selectiveScan` (x, delta [B, L, Di], A [Di, N], B, C [B, L, N], h0 [B, Di, N])
+ *   forward and `selectiveScanGrad` at one or two sizes: GB/s over the compulsory bytes (inputs
+ *   read once, outputs written once) and state updates per second (B·L·Di·N per pass; the
+ *   backward counts the same B·L·Di·N, though it runs the recurrence twice and the adjoint once).
+ * - the peak: copyBufferToBuffer of 256 MiB (--copy-mib), bytes read + written, timed on the
+ *   wall clock over --copy-reps copies in one submit minus an empty submit's round trip (timestamp
+ *   queries exist only around compute passes); and, GPU-timed like the scans, the library's
+ *   elementwise kernel (unary neg) over the same bytes.
+ *
+ * Timing as webgpu-matmul.ts: warm-up, then --runs samples (median reported) of enough calls to
+ * last about --sample-ms, GPU time from timestamp queries around the compute passes when the
+ * adapter has 'timestamp-query', else wall clock. Outputs are checked against a float64 CPU
+ * recurrence on a few channels (max error printed; a wrong kernel is not a benchmark).
+ * Prints a table and writes JSON; asserts nothing about time. Runs under Bun, Deno and Node
+ * (Node: bundle with esbuild, --external:webgpu; see ../../../../shared/gpu/README.md).
+ *
+ *   bun packages/bench/src/webgpu-scan.ts [--lengths 4096,16384,65536,262144] [--runs 9] [--json]
+ *       [--out FILE] [--small]
+ */
+// runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
+import { detectRuntime, fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
+import process from "node:process";
+import type { BufferHandle, KernelArg } from "../../tensor/src/backend.ts";
+import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type Launch } from "../../tensor/src/webgpu/context.ts";
+import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
+import { scanPlan } from "../../tensor/src/webgpu/kernels/scan.ts";
+
+const HELP = `webgpu-scan: selective-scan bandwidth of the WebGPU backend vs the device's copy bandwidth
+
+  --lengths a,b,...  sequence lengths L of scan / scanReverse (default 4096,16384,65536,262144)
+  --elems N          floats per [B, L, S] tensor: B·S = N / L (default 67108864 = 256 MiB; --small 16384)
+  --ssm SPEC         selectiveScan sizes, B×L×Di×N separated by commas
+                     (default 4x2048x1536x16,1x65536x1024x16; --small 1x64x8x16)
+  --runs N           timed samples; the median is reported (default 9)
+  --sample-ms MS     target duration of one sample (default 20)
+  --warmup-ms MS     busy time before timing each case (default 500)
+  --copy-mib M       size of the copied buffer for the peak (default 256; --small 4)
+  --small            tiny sizes (software Vulkan, CI): lengths default to 256
+  --json             print the JSON result on stdout instead of the tables
+  --out FILE         where to write the JSON (default packages/bench/results/webgpu-scan.json)
+  --help             this text`;
+
+interface Timed {
+  medianMs: number;
+  minMs: number;
+  samplesMs: number[];
+  repsPerSample: number;
+}
+
+export interface CopyPeak {
+  bytes: number;
+  /** copyBufferToBuffer, wall clock per copy (empty-submit round trip subtracted). */
+  copy: Timed & { GBps: number; reps: number };
+  /** The library's elementwise kernel (unary neg), GPU-timed (null without timestamps). */
+  kernel: (Timed & { GBps: number }) | null;
+  /** A vec4 copy kernel (dst[e] = src[e]), GPU-timed (null without timestamps). */
+  vec4Copy: (Timed & { GBps: number }) | null;
+}
+
+export interface ScanRow {
+  prim: "scan" | "scanReverse";
+  B: number;
+  L: number;
+  S: number;
+  /** Chunks of the chunked scan (1: the direct scan). */
+  chunks: number;
+  minBytes: number;
+  kernelBytes: number;
+  timing: Timed;
+  /** min bytes / time. */
+  GBps: number;
+  /** kernel bytes / time. */
+  kernelGBps: number;
+  /** GBps / peak GB/s, kernelGBps / peak GB/s (peak: the fastest copy measured). */
+  fracCopy: number;
+  /** GBps / copyBufferToBuffer GB/s. */
+  fracCopyBuffer: number;
+  kernelFracCopy: number;
+  /** max |gpu − ref| / (1 + max |ref|) over the checked channels. */
+  maxErr: number;
+}
+
+export interface SsmRow {
+  prim: "selectiveScan" | "selectiveScanGrad";
+  B: number;
+  L: number;
+  Di: number;
+  N: number;
+  dispatchesPerCall: number;
+  bytes: number;
+  timing: Timed;
+  GBps: number;
+  fracCopy: number;
+  /** B·L·Di·N / time. */
+  stateUpdatesPerS: number;
+  maxErr: number | null;
+}
+
+type Rng = () => number;
+function rng(seed: number): Rng {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+function fillRandom(n: number, r: Rng, lo: number, hi: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * r();
+  return a;
+}
+
+function arg(buf: BufferHandle, shape: number[]): KernelArg {
+  return { buf, shape, dtype: "f32" };
+}
+
+/** Counts the dispatches `fn` encodes (to keep one timed sample under the timer's pass limit). */
+function countDispatches(gpu: WebGpuBackend, fn: () => void): number {
+  // deno-lint-ignore no-explicit-any
+  const ctx = gpu.ctx as any;
+  const orig = ctx.dispatch as (l: Launch) => void;
+  let n = 0;
+  ctx.dispatch = (l: Launch) => {
+    n++;
+    orig(l);
+  };
+  try {
+    fn();
+  } finally {
+    ctx.dispatch = orig;
+  }
+  return n;
+}
+
+interface TimeOpts {
+  runs: number;
+  sampleMs: number;
+  warmupMs: number;
+  timestamps: boolean;
+}
+
+/** Warm-up, then `runs` samples of `reps` calls: GPU time per call (timestamps) or wall clock. */
+async function timeCalls(gpu: WebGpuBackend, run: () => void, o: TimeOpts): Promise<Timed> {
+  const perCall = countDispatches(gpu, run);
+  await gpu.sync();
+  const w0 = now();
+  let calls = 0;
+  do {
+    for (let r = 0; r < 4; r++) run();
+    calls += 4;
+    await gpu.sync();
+  } while (now() - w0 < o.warmupMs);
+  const oneMs = Math.max((now() - w0) / calls, 1e-3);
+  // the timer records at most 64 compute passes per sample; a pass ends every 128 dispatches
+  const passCap = Math.max(1, Math.floor(48 / (Math.ceil(perCall / 128) + 1)));
+  const reps = Math.max(1, Math.min(200, passCap, Math.round(o.sampleMs / oneMs)));
+  const samples: number[] = [];
+  for (let i = 0; i < o.runs; i++) {
+    const many = () => {
+      for (let r = 0; r < reps; r++) run();
+    };
+    if (o.timestamps) samples.push((await gpu.timeGpu(many))! / reps);
+    else {
+      const s0 = now();
+      many();
+      await gpu.sync();
+      samples.push((now() - s0) / reps);
+    }
+  }
+  return { medianMs: median(samples), minMs: Math.min(...samples), samplesMs: samples, repsPerSample: reps };
+}
+
+/** A plain vec4 copy kernel (one vec4 per thread), the compute-shader peak. params: n4. */
+const COPY4 = `${header(1, [{ name: "dst", type: "vec4<f32>", write: true }, { name: "src", type: "vec4<f32>" }])}
+@compute @workgroup_size(256)
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let e = wg * 256u + lid;
+  if (e < ${pu(0)}) { dst[e] = src[e]; }
+}`;
+
+const GB = (bytes: number, ms: number) => bytes / (ms * 1e-3) / 1e9;
+
+async function copyPeak(gpu: WebGpuBackend, mib: number, o: TimeOpts): Promise<CopyPeak> {
+  const bytes = mib * 2 ** 20;
+  const dev = gpu.device;
+  const U = GPUBufferUsage;
+  const src = dev.createBuffer({ size: bytes, usage: U.COPY_SRC | U.COPY_DST });
+  const dst = dev.createBuffer({ size: bytes, usage: U.COPY_SRC | U.COPY_DST });
+  const submit = async (n: number) => {
+    const enc = dev.createCommandEncoder();
+    for (let i = 0; i < n; i++) enc.copyBufferToBuffer(src, 0, dst, 0, bytes);
+    const t0 = now();
+    dev.queue.submit([enc.finish()]);
+    await dev.queue.onSubmittedWorkDone();
+    return now() - t0;
+  };
+  let copy: CopyPeak["copy"];
+  try {
+    await submit(4);
+    const w0 = now();
+    let calls = 0;
+    while (now() - w0 < o.warmupMs) {
+      await submit(8);
+      calls += 8;
+    }
+    const oneMs = Math.max((now() - w0) / Math.max(calls, 1), 1e-3);
+    const reps = Math.max(4, Math.min(400, Math.round((4 * o.sampleMs) / oneMs)));
+    const empties: number[] = [];
+    for (let i = 0; i < 9; i++) empties.push(await submit(0));
+    const empty = median(empties);
+    const samples: number[] = [];
+    for (let i = 0; i < o.runs; i++) samples.push(Math.max(1e-6, (await submit(reps)) - empty) / reps);
+    const med = median(samples);
+    copy = { medianMs: med, minMs: Math.min(...samples), samplesMs: samples, repsPerSample: reps, reps, GBps: GB(2 * bytes, med) };
+  } finally {
+    src.destroy();
+    dst.destroy();
+  }
+  let kernel: CopyPeak["kernel"] = null, vec4Copy: CopyPeak["vec4Copy"] = null;
+  if (o.timestamps) {
+    const n = bytes / 4;
+    const x = gpu.alloc(n, "f32"), y = gpu.alloc(n, "f32");
+    try {
+      const t = await timeCalls(gpu, () => gpu.run("unary", [arg(x, [n])], arg(y, [n]), { op: "neg" }), o);
+      kernel = { ...t, GBps: GB(2 * bytes, t.medianMs) };
+      const n4 = n / 4;
+      const launch = (): void =>
+        gpu.ctx.dispatch({
+          label: "copy4", key: "bench:copy4", wgsl: () => COPY4,
+          buffers: [gpu.ctx.ref(arg(y, [n]), "copy4"), gpu.ctx.ref(arg(x, [n]), "copy4")],
+          params: new ParamWords().u(n4).words(), groups: grid(ceilDiv(n4, 256), gpu.limits.maxComputeWorkgroupsPerDimension),
+        });
+      const t4 = await timeCalls(gpu, launch, o);
+      vec4Copy = { ...t4, GBps: GB(2 * bytes, t4.medianMs) };
+    } finally {
+      gpu.free(x);
+      gpu.free(y);
+    }
+  }
+  return { bytes: 2 * bytes, copy, kernel, vec4Copy };
+}
+
+function scanBytes(prim: "scan" | "scanReverse", B: number, L: number, S: number): { min: number; kernel: number; chunks: number } {
+  const n = B * L * S, bs = B * S, h0 = prim === "scan" ? 4 * bs : 0;
+  const { nC } = scanPlan(B, L, S);
+  const min = 12 * n + h0;
+  if (nC <= 1) return { min, kernel: min, chunks: 1 };
+  const c = B * nC * S;
+  // pass 1: read a, x; write P, E. pass 2: read P, E (h0); write E. pass 3: read E, a, x; write h
+  return { min, kernel: 8 * n + 8 * c + (12 * c + h0) + (12 * n + 4 * c), chunks: nC };
+}
+
+async function benchScan(gpu: WebGpuBackend, L: number, elems: number, o: TimeOpts): Promise<ScanRow[]> {
+  const bs = Math.max(1, Math.floor(elems / L));
+  const S = Math.min(bs, 2048), B = Math.max(1, Math.floor(bs / S));
+  const n = B * L * S;
+  const r = rng(L);
+  const A = fillRandom(n, r, 0.8, 0.999), X = fillRandom(n, r, -0.5, 0.5), H0 = fillRandom(B * S, r, -1, 1);
+  const a = gpu.alloc(n, "f32"), x = gpu.alloc(n, "f32"), h0 = gpu.alloc(B * S, "f32"), out = gpu.alloc(n, "f32");
+  const shape = [B, L, S];
+  gpu.write(a, A);
+  gpu.write(x, X);
+  gpu.write(h0, H0);
+  const rows: ScanRow[] = [];
+  try {
+    for (const prim of ["scan", "scanReverse"] as const) {
+      const run = prim === "scan"
+        ? () => gpu.run("scan", [arg(a, shape), arg(x, shape), arg(h0, [B, S])], arg(out, shape), {})
+        : () => gpu.run("scanReverse", [arg(a, shape), arg(x, shape)], arg(out, shape), {});
+      const timing = await timeCalls(gpu, run, o);
+      // check a few channels (b, s) over the whole L against a float64 recurrence
+      const H = (await gpu.read(out)) as Float32Array;
+      let maxDiff = 0, maxRef = 0;
+      for (const [b, s] of [[0, 0], [B - 1, S - 1], [B >> 1, S >> 1]]) {
+        let y = prim === "scan" ? H0[b * S + s] : 0;
+        for (let st = 0; st < L; st++) {
+          const t = prim === "scan" ? st : L - 1 - st;
+          const o2 = (b * L + t) * S + s;
+          const al = prim === "scan" ? A[o2] : t + 1 < L ? A[o2 + S] : 0;
+          y = al * y + X[o2];
+          maxDiff = Math.max(maxDiff, Math.abs(H[o2] - y));
+          maxRef = Math.max(maxRef, Math.abs(y));
+        }
+      }
+      const by = scanBytes(prim, B, L, S);
+      const GBps = GB(by.min, timing.medianMs), kernelGBps = GB(by.kernel, timing.medianMs);
+      rows.push({
+        prim, B, L, S, chunks: by.chunks, minBytes: by.min, kernelBytes: by.kernel, timing,
+        GBps, kernelGBps, fracCopy: 0, kernelFracCopy: 0, fracCopyBuffer: 0, maxErr: maxDiff / (1 + maxRef),
+      });
+    }
+  } finally {
+    for (const h of [a, x, h0, out]) gpu.free(h);
+  }
+  return rows;
+}
+
+async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts): Promise<SsmRow[]> {
+  const dims = spec.split(/x|×/).map((s) => positiveInt("--ssm", s.trim(), 0));
+  if (dims.length !== 4) throw new Error(`--ssm: expected B×L×Di×N, got ${spec}`);
+  const [B, L, Di, N] = dims;
+  const r = rng(B * 7 + L);
+  const nx = B * L * Di, nb = B * L * N;
+  const X = fillRandom(nx, r, -1, 1), D = fillRandom(nx, r, 0.001, 0.1), Am = fillRandom(Di * N, r, -4, -0.5);
+  const Bm = fillRandom(nb, r, -1, 1), Cm = fillRandom(nb, r, -1, 1), H0 = fillRandom(B * Di * N, r, -1, 1);
+  const GY = fillRandom(nx, r, -1, 1);
+  const sh = { x: [B, L, Di], A: [Di, N], B: [B, L, N], h: [B, Di, N] };
+  const bufs: BufferHandle[] = [];
+  const up = (data: Float32Array) => {
+    const h = gpu.alloc(data.length, "f32");
+    bufs.push(h);
+    gpu.write(h, data);
+    return h;
+  };
+  const x = up(X), d = up(D), A = up(Am), bb = up(Bm), cc = up(Cm), h0 = up(H0), gy = up(GY), ghL = up(new Float32Array(B * Di * N));
+  const gradSize = 2 * nx + Di * N + 2 * nb + B * Di * N;
+  const y = gpu.alloc(nx, "f32"), g = gpu.alloc(gradSize, "f32");
+  bufs.push(y, g);
+  const ins = [arg(x, sh.x), arg(d, sh.x), arg(A, sh.A), arg(bb, sh.B), arg(cc, sh.B), arg(h0, sh.h)];
+  const updates = B * L * Di * N;
+  const rows: SsmRow[] = [];
+  try {
+    const cases: [SsmRow["prim"], () => void, number][] = [
+      // forward: read x, Δ, B, C, A, h0; write y
+      ["selectiveScan", () => gpu.run("selectiveScan", ins, arg(y, sh.x), {}), 4 * (3 * nx + 2 * nb + 2 * Di * N + B * Di * N)],
+      // backward: read x, Δ, B, C, A, h0, gy, ghL; write dx, dΔ, dA, dB, dC, dh0
+      ["selectiveScanGrad", () => gpu.run("selectiveScanGrad", [...ins, arg(gy, sh.x), arg(ghL, sh.h)], arg(g, [gradSize]), {}), 4 * (3 * nx + 2 * nb + Di * N + 2 * B * Di * N + gradSize)],
+    ];
+    for (const [prim, run, bytes] of cases) {
+      const dispatchesPerCall = countDispatches(gpu, run);
+      const timing = await timeCalls(gpu, run, o);
+      let maxErr: number | null = null;
+      if (prim === "selectiveScan") {
+        // float64 reference for a few channels (b, i)
+        const Y = (await gpu.read(y)) as Float32Array;
+        let maxDiff = 0, maxRef = 0;
+        for (const [b, i] of [[0, 0], [B - 1, Di - 1]]) {
+          const h = Array.from({ length: N }, (_, n) => H0[(b * Di + i) * N + n]);
+          for (let t = 0; t < L; t++) {
+            const row = (b * L + t) * Di + i, bn = (b * L + t) * N;
+            let acc = 0;
+            for (let n = 0; n < N; n++) {
+              h[n] = Math.exp(D[row] * Am[i * N + n]) * h[n] + D[row] * X[row] * Bm[bn + n];
+              acc += h[n] * Cm[bn + n];
+            }
+            maxDiff = Math.max(maxDiff, Math.abs(Y[row] - acc));
+            maxRef = Math.max(maxRef, Math.abs(acc));
+          }
+        }
+        maxErr = maxDiff / (1 + maxRef);
+      } else await gpu.sync();
+      rows.push({
+        prim, B, L, Di, N, dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
+        stateUpdatesPerS: updates / (timing.medianMs * 1e-3), maxErr,
+      });
+    }
+  } finally {
+    for (const h of bufs) gpu.free(h);
+  }
+  return rows;
+}
+
+async function main(): Promise<void> {
+  const argv = programArgs();
+  if (argv.includes("--help")) {
+    console.log(HELP);
+    return;
+  }
+  const f = parseFlags(argv, {
+    lengths: "string", elems: "string", ssm: "string", runs: "string", "sample-ms": "string", "warmup-ms": "string",
+    "copy-mib": "string", small: "boolean", json: "boolean", out: "string",
+  });
+  const small = f.small === true;
+  const lengths = String(f.lengths ?? (small ? "256" : "4096,16384,65536,262144")).split(",").map((s) => positiveInt("--lengths", s.trim(), 0));
+  const elemsWanted = positiveInt("--elems", f.elems, small ? 16384 : 2 ** 26);
+  const ssmSpecs = String(f.ssm ?? (small ? "1x64x8x16" : "4x2048x1536x16,1x65536x1024x16")).split(",").map((s) => s.trim()).filter(Boolean);
+  const runs = positiveInt("--runs", f.runs, 9);
+  const sampleMs = positiveInt("--sample-ms", f["sample-ms"], 20);
+  const warmupMs = positiveInt("--warmup-ms", f["warmup-ms"], small ? 50 : 500);
+  const copyMib = positiveInt("--copy-mib", f["copy-mib"], small ? 4 : 256);
+
+  const gpu = await createWebGpuBackend({ timestamps: true });
+  const timestamps = gpu.device.features.has("timestamp-query");
+  const o: TimeOpts = { runs, sampleMs, warmupMs, timestamps };
+  // one tensor must fit a binding
+  const elems = Math.min(elemsWanted, Math.floor(gpu.limits.maxStorageBufferBindingSize / 4));
+  let peak: CopyPeak;
+  const scans: ScanRow[] = [];
+  const ssm: SsmRow[] = [];
+  try {
+    peak = await copyPeak(gpu, copyMib, o);
+    for (const L of lengths) scans.push(...(await benchScan(gpu, L, elems, o)));
+    for (const s of ssmSpecs) ssm.push(...(await benchSsm(gpu, s, o)));
+    if (gpu.liveBuffers() !== 0) throw new Error(`webgpu-scan: ${gpu.liveBuffers()} buffers left alive`);
+  } finally {
+    gpu.destroy();
+  }
+  // the peak: the fastest of the measured copies (on NVIDIA, copyBufferToBuffer runs far below
+  // what a copy kernel reaches, so the kernel copy is the fair mark for compute kernels)
+  const copyGBps = Math.max(peak.copy.GBps, peak.kernel?.GBps ?? 0, peak.vec4Copy?.GBps ?? 0);
+  for (const r of scans) {
+    r.fracCopyBuffer = r.GBps / peak.copy.GBps;
+    r.fracCopy = r.GBps / copyGBps;
+    r.kernelFracCopy = r.kernelGBps / copyGBps;
+  }
+  for (const r of ssm) r.fracCopy = r.GBps / copyGBps;
+  const rt = detectRuntime();
+  const result = {
+    benchmark: "webgpu-scan",
+    date: new Date().toISOString(),
+    runtime: `${rt.name} ${rt.version}`,
+    adapter: gpu.adapterInfo,
+    via: gpu.via,
+    timing: timestamps ? "gpu timestamp queries around the compute passes" : "wall clock, one sync per sample",
+    runs,
+    elemsPerTensor: elems,
+    maxStorageBufferBindingSize: gpu.limits.maxStorageBufferBindingSize,
+    peak,
+    peakGBps: copyGBps,
+    scans,
+    ssm,
+  };
+  writeJson(typeof f.out === "string" ? f.out : fromRoot("packages", "bench", "results", "webgpu-scan.json"), result);
+  if (f.json) {
+    console.log(JSON.stringify(result, null, 2));
+    return;
+  }
+  console.log(`webgpu-scan — ${result.runtime}, ${result.adapter} via ${result.via}; ${result.timing}; median of ${runs}`);
+  console.log(
+    `peak: copyBufferToBuffer ${copyMib} MiB ${fmt(copyGBps, 4)} GB/s (read + write, wall clock over ${peak.copy.reps} copies)` +
+      (peak.kernel ? `; elementwise kernel ${fmt(peak.kernel.GBps, 4)} GB/s` : "") +
+      (peak.vec4Copy ? `; vec4 copy kernel ${fmt(peak.vec4Copy.GBps, 4)} GB/s (GPU-timed)` : "") + `; % below of ${fmt(copyGBps, 4)} GB/s`,
+  );
+  console.log(formatTable(
+    ["prim", "B", "L", "S", "chunks", "median ms", "GB/s (12 B/el)", "% peak", "% copyBuffer", "kernel GB/s", "kernel % peak", "max err"],
+    scans.map((r) => [
+      r.prim, String(r.B), String(r.L), String(r.S), String(r.chunks), fmt(r.timing.medianMs, 4), fmt(r.GBps, 4), fmt(100 * r.fracCopy, 3), fmt(100 * r.fracCopyBuffer, 3),
+      fmt(r.kernelGBps, 4), fmt(100 * r.kernelFracCopy, 3), r.maxErr.toExponential(2),
+    ]),
+  ));
+  console.log();
+  console.log(formatTable(
+    ["prim", "B", "L", "Di", "N", "dispatches", "median ms", "GB/s", "% peak", "Gupdates/s", "max err"],
+    ssm.map((r) => [
+      r.prim, String(r.B), String(r.L), String(r.Di), String(r.N), String(r.dispatchesPerCall), fmt(r.timing.medianMs, 4), fmt(r.GBps, 4), fmt(100 * r.fracCopy, 3),
+      fmt(r.stateUpdatesPerS / 1e9, 4), r.maxErr === null ? "-" : r.maxErr.toExponential(2),
+    ]),
+  ));
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e instanceof Error ? e.stack ?? e.message : e);
+    process.exit(1);
+  },
+);
