@@ -97,7 +97,7 @@ describe("commands: bad input is one line and exit code 2", () => {
 });
 
 describe("commands: end to end at a tiny size", () => {
-  test("train → resume → passkey → eval ppl / docret; missing and corrupt checkpoints are named", async () => {
+  test("train → resume → passkey → eval ppl / docret / metrics; missing and corrupt checkpoints are named", async () => {
     const dir = mkdtempSync(join(tmpdir(), "mm-e2e-"));
     const live = liveBuffers();
     try {
@@ -142,6 +142,11 @@ describe("commands: end to end at a tiny size", () => {
       expect(existsSync(join(out, "eval-ppl.svg"))).toBe(true);
       const dr = await runEval(evalCommand.parse(["docret", "--checkpoint", ckpt, "--data", books, "--split", "all", "--k", "3", "--samples", "1", "--chunk", "256"]), quietIO()) as { rows: { k: number; samples: number }[] };
       expect(dr.rows).toEqual([expect.objectContaining({ k: 3, samples: 1 })]);
+      const mt = await runEval(evalCommand.parse(["metrics", "--checkpoint", ckpt, "--data", books, "--split", "all", "--metrics-len", "64", "--samples", "2"]), quietIO()) as { rows: { metric: string; value: number }[]; windows: number };
+      expect(mt.windows).toBe(2);
+      expect(mt.rows[0].metric).toBe("ETMF");
+      expect(mt.rows.every((r) => Number.isFinite(r.value) && r.value <= 1)).toBe(true);
+      expect(existsSync(join(out, "eval-metrics.json"))).toBe(true);
 
       // a missing and a corrupt checkpoint: exit 1, the path and the problem
       const missing = await cli(passkeyCommand as unknown as Command<FlagDefs>, ["--checkpoint", join(dir, "nope.safetensors")], (a) => runPasskey(a, quietIO()));

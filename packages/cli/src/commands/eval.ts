@@ -4,7 +4,7 @@
  *   ppl     perplexity by context length on books (PG-19 protocol: 10 windows per book at stride
  *           (len − L)/10, NLL on each window's last 100 tokens; Gutenberg header/footer cut)
  *   docret  document retrieval under noise: k noise paragraphs + the gold one, exact-match of the id
- *   metrics ETMF / ECLMF (needs the model's metric functions; not wired yet)
+ *   metrics ETMF (Eq. 21) and ECLMF (Eq. 24/25) of the model on --samples windows of --metrics-len bytes
  *
  * Prints a table and writes eval-<task>.json (and for ppl an SVG plot) to --out.
  */
@@ -17,6 +17,8 @@ import { Progress } from "../progress.ts";
 import { type CommandIO, defaultIO, formatTable, lengthLabel, requirePath, selectBackend, writeJson } from "./common.ts";
 import { booksTooShort, loadTexts, perplexity, pplWindows, pplWindowStarts, splitTexts, type TextDoc } from "@memmamba/memmamba";
 import { DOCRET_DECODE_TOKENS, docretSamples, paragraphsOf, scoreDocret } from "@memmamba/memmamba";
+import { metrics, type LMParams } from "@memmamba/memmamba";
+import { fromArray } from "@memmamba/tensor";
 
 export const evalCommand = defineCommand({
   name: "eval",
@@ -31,11 +33,12 @@ export const evalCommand = defineCommand({
     windows: flag.int("ppl: windows per book", { default: 10, positive: true }),
     scored: flag.int("ppl: tokens scored at the end of each window", { default: 100, positive: true }),
     k: flag.intList("docret: numbers of noise documents", { default: [10, 20, 120, 160, 200], positive: true }),
-    samples: flag.int("docret: samples per k", { default: 20, positive: true }),
+    samples: flag.int("docret: samples per k; metrics: windows", { default: 20, positive: true }),
     query: flag.enum(["sentence", "first-words"], "docret: what the question quotes from the gold document", { default: "sentence" }),
     seed: flag.int("seed of the docret samples", { default: 123, min: 0 }),
     chunk: flag.int("tokens per chunk when streaming (memory ∝ chunk, not length)", { default: 512, positive: true }),
     out: flag.path("where the JSON (and SVG) go", { defaultLabel: "<checkpoint dir>" }),
+    metricsLen: flag.int("metrics: bytes per window (k = ×1024)", { default: 512, positive: true }),
     backend: flag.enum(["cpu", "webgpu"], "tensor backend", { default: "cpu" }),
   },
   epilog: `Examples:
@@ -70,13 +73,11 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
   const f = args.flags;
   const task = args.positionals[0];
   selectBackend("eval", f.backend);
-  if (task === "metrics") {
-    throw new Error("metrics: ETMF / ECLMF are not wired into the CLI yet (they need the model's metric functions)");
-  }
   const { docs, rule } = books(f);
   const model = loadModel(f.checkpoint);
   const out = f.out ?? dirname(f.checkpoint);
   try {
+    if (task === "metrics") return await runMetrics(f, model.params, docs, rule, out, print);
     if (task === "ppl") {
       if (f.scored > Math.min(...f.lengths)) throw new Error(`--scored ${f.scored} exceeds the shortest --lengths ${Math.min(...f.lengths)}`);
       const rows: PplRow[] = [];
@@ -140,4 +141,36 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
   } finally {
     disposeTree(model.params);
   }
+}
+
+/** ETMF and ECLMF of a model, averaged over `--samples` windows of the books (one window a call). */
+async function runMetrics(f: EvalArgs["flags"], params: LMParams, docs: TextDoc[], rule: string, out: string, print: (s: string) => void) {
+  const windows = [...pplWindows(docs, f.metricsLen, { windowsPerBook: f.windows, scoredTokens: 1 })].slice(0, f.samples);
+  if (windows.length === 0) throw new Error(`metrics: no book of the ${rule} is longer than --metrics-len ${f.metricsLen}`);
+  const etmfs: number[] = [];
+  const eclmfByGap = new Map<number, number[]>();
+  let skipped: { gap: number; reason: string }[] = [];
+  for (const w of windows) {
+    const tokens = fromArray(Int32Array.from(w.inputs), [1, w.inputs.length], "i32");
+    try {
+      etmfs.push((await metrics.etmf(params, tokens)).value);
+      const e = await metrics.eclmf(params, tokens);
+      for (const g of e.gaps) eclmfByGap.set(g.gap, [...(eclmfByGap.get(g.gap) ?? []), g.value]);
+      skipped = e.skipped;
+    } finally {
+      tokens.dispose();
+    }
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const rows = [
+    { metric: "ETMF", value: mean(etmfs) },
+    ...[...eclmfByGap].map(([gap, v]) => ({ metric: `ECLMF G=${gap}`, value: mean(v) })),
+  ];
+  print(`memory metrics of ${f.checkpoint} over ${windows.length} windows of ${f.metricsLen} bytes (${rule})\n`);
+  print(formatTable(["metric", "value"], rows.map((r) => [r.metric, r.value.toFixed(4)])));
+  for (const s of skipped) print(`ECLMF G=${s.gap} skipped: ${s.reason}\n`);
+  const report = { task: "metrics", checkpoint: f.checkpoint, data: f.data, split: rule, windowBytes: f.metricsLen, windows: windows.length, rows, skipped };
+  writeJson(join(out, "eval-metrics.json"), report);
+  print(`wrote ${join(out, "eval-metrics.json")}\n`);
+  return report;
 }
