@@ -273,7 +273,9 @@ test("webgpu parity: softmax, logsumexp, crossEntropy over the last axis (short 
   await fc.assert(fc.asyncProperty(shapeArb(0, 2), fc.constantFrom(1, 3, 17, 300), async (lead, n) => {
     const x = f32([...lead, n], -20, 20);
     const t = i32(lead, 0, n - 1);
-    await parity(`softmax / logsumexp / crossEntropy ${JSON.stringify([...lead, n])}`, [x, t], (a, b) => [T.softmax(a), T.logsumexp(a), T.crossEntropy(a, b)], ELEM);
+    // crossEntropy = lse − x[t] cancels: with logits up to 20 the f32 GPU result is off by a few
+    // ulps of 20 (~5e-6) where the CPU accumulates in float64; hence atol 2e-5 for this row.
+    await parity(`softmax / logsumexp / crossEntropy ${JSON.stringify([...lead, n])}`, [x, t], (a, b) => [T.softmax(a), T.logsumexp(a), T.crossEntropy(a, b)], { rtol: 1e-5, atol: 2e-5 });
   }), { numRuns: 16 });
   const x: Host = { data: Float32Array.of(-Infinity, -Infinity, 1, -Infinity), shape: [2, 2], dtype: "f32" };
   await parity("softmax / logsumexp with -Infinity", [x], (a) => [T.softmax(a), T.logsumexp(a)], ELEM);
