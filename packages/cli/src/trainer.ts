@@ -73,7 +73,16 @@ export interface TrainOptions {
   steps: number;
   /** Output directory: checkpoint.safetensors, train.jsonl, loss.svg. */
   out: string;
-  lr?: number;
+  /**
+   * AdamW learning rate: a number (constant, the paper's way) or a schedule of the optimizer's
+   * step count (the updates already applied, which the checkpoint keeps: resume stays exact).
+   */
+  lr?: number | ((optimizerStep: number) => number);
+  /**
+   * Print a line above the progress bar with each step's extra fields whenever `onStep` returns
+   * some (evaluations), so their history stays on screen (default false).
+   */
+  logExtras?: boolean;
   weightDecay?: number;
   beta1?: number;
   beta2?: number;
@@ -114,6 +123,7 @@ export interface StepRecord {
   loss: number;
   /** Global gradient norm before clipping (NaN when not computed). */
   gradNorm: number;
+  /** The learning rate this step used (a schedule's value at the step). */
   lr: number;
   tokens: number;
   skipped: boolean;
@@ -269,6 +279,8 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
     plotLoss(files.log, files.plot, `${label}: loss`);
   };
 
+  const tStart = performance.now();
+  const lrOption: number | ((optimizerStep: number) => number) = opts.lr ?? TRAIN_DEFAULTS.lr;
   try {
     for (step = startStep + 1; step <= o.steps; step++) {
       const t0 = performance.now();
@@ -277,6 +289,7 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
       let gradNorm = NaN;
       let tokens = 0;
       let reason: string | undefined;
+      const lr = typeof lrOption === "function" ? lrOption(optState.step) : lrOption;
       try {
         for (let j = 0; j < o.accum; j++) {
           const index = (step - 1) * o.accum + j;
@@ -309,7 +322,7 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
             reason = `gradient norm is ${gradNorm}`;
           } else {
             ({ params, state: optState } = adamw.update(params, clipped as adamw.GradTree<P>, optState, {
-              lr: o.lr, weightDecay: o.weightDecay, beta1: o.beta1, beta2: o.beta2, eps: o.eps,
+              lr, weightDecay: o.weightDecay, beta1: o.beta1, beta2: o.beta2, eps: o.eps,
             }));
           }
           disposeTree(clipped);
@@ -320,7 +333,7 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
       }
       const loss = lossSum / o.accum;
 
-      const rec: StepRecord = { step, loss, gradNorm, lr: o.lr, tokens, skipped: reason !== undefined, ms: performance.now() - t0 };
+      const rec: StepRecord = { step, loss, gradNorm, lr, tokens, skipped: reason !== undefined, ms: performance.now() - t0 };
       if (reason !== undefined) {
         rec.reason = reason;
         skipped.push(step);
@@ -329,6 +342,10 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
       } else bad = 0;
       const extra = (await o.onStep?.(rec, params)) ?? undefined;
       if (extra) Object.assign(rec, extra);
+      if (extra && o.logExtras && Object.keys(extra).length > 0) {
+        const fields = Object.entries(extra).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(3)}`).join(" | ");
+        progress?.log(`${label} step ${step}/${o.steps}: ${fields} | ${((performance.now() - tStart) / 1000).toFixed(0)}s`);
+      }
       records.push(rec);
       log.write(rec as LogRecord);
       progress?.update(step, {

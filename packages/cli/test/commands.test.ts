@@ -113,7 +113,7 @@ describe("commands: end to end at a tiny size", () => {
       const c = await runTrain(trainCommand.parse([...tiny, "--steps", "4", "--out", straight]), quietIO());
       disposeTree(c.params);
       expect(readJsonl(join(out, "train.jsonl")).map((r) => r.loss)).toEqual(c.records.map((r) => r.loss));
-      expect(readJsonl(join(out, "train.jsonl"))[1].passkeyAcc).toBe(0); // evaluated every 2 steps
+      expect(readJsonl(join(out, "train.jsonl"))[1].exactMatch).toBe(0); // evaluated every 2 steps
       expect(checkWellFormedXml(readFileSync(join(out, "loss.svg"), "utf8"))).toEqual([]);
       const ckpt = join(out, "checkpoint.safetensors");
 

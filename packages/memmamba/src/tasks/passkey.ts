@@ -29,7 +29,9 @@
  *
  * Training (`passkeyTrainingBatch`): rows of seqLen + 1 bytes = a sample of seqLen − 4 bytes
  * followed by the 5 answer digits, depth uniform in [0, 1]; inputs = bytes[0, L), targets =
- * bytes[1, L + 1), and a loss mask that is 1 on the last 5 targets (the answer digits) only.
+ * bytes[1, L + 1), and per-target loss weights `mask`: `answerWeight` (default 1) on the last 5
+ * targets (the answer digits), `otherWeight` (default 0) on every other target — by default the
+ * answer digits are the only targets scored.
  *
  * Everything is a pure function of its key.
  */
@@ -257,13 +259,17 @@ export interface PasskeyTrainingOptions {
   filler?: FillerSpec;
   /** Depth range (default [0, 1]: uniform). */
   depthRange?: readonly [number, number];
+  /** Loss weight of the 5 answer-digit targets (default 1). */
+  answerWeight?: number;
+  /** Loss weight of every other target: filler, needle, question (default 0: the answer only). */
+  otherWeight?: number;
 }
 
 export interface PasskeyTrainingBatch {
   /** [batch, seqLen] row-major token ids. */
   inputs: Int32Array;
   targets: Int32Array;
-  /** [batch, seqLen]: 1 on the 5 answer-digit targets of each row, 0 elsewhere. */
+  /** [batch, seqLen] loss weights: answerWeight (1) on the 5 answer-digit targets of each row, otherWeight (0) elsewhere. */
   mask: Float32Array;
   batch: number;
   seqLen: number;
@@ -282,6 +288,10 @@ export function passkeyTrainingBatch(opts: PasskeyTrainingOptions): PasskeyTrain
     throw new RangeError(`passkeyTrainingBatch: seqLen must be an integer >= ${FIXED_BYTES + PASSKEY_DIGITS - 1}, got ${seqLen}`);
   }
   const [d0, d1] = opts.depthRange ?? [0, 1];
+  const answerWeight = opts.answerWeight ?? 1, otherWeight = opts.otherWeight ?? 0;
+  if (!(answerWeight >= 0 && otherWeight >= 0 && answerWeight + otherWeight > 0) || !Number.isFinite(answerWeight + otherWeight)) {
+    throw new RangeError(`passkeyTrainingBatch: answerWeight and otherWeight must be finite, >= 0 and not both 0, got ${answerWeight} and ${otherWeight}`);
+  }
   const inputs = new Int32Array(batch * seqLen);
   const targets = new Int32Array(batch * seqLen);
   const mask = new Float32Array(batch * seqLen);
@@ -299,7 +309,7 @@ export function passkeyTrainingBatch(opts: PasskeyTrainingOptions): PasskeyTrain
       inputs[r * seqLen + t] = seq[t];
       targets[r * seqLen + t] = seq[t + 1];
     }
-    for (let t = seqLen - PASSKEY_DIGITS; t < seqLen; t++) mask[r * seqLen + t] = 1;
+    for (let t = 0; t < seqLen; t++) mask[r * seqLen + t] = t >= seqLen - PASSKEY_DIGITS ? answerWeight : otherWeight;
     passkeys.push(s.passkey);
     depths.push(depth);
   }
