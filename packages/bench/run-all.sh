@@ -16,7 +16,7 @@ echo "== deno =="
 "$BIN/deno" run -A packages/bench/src/cpu-matmul.ts --out "$RES/cpu-deno.json" "$@"
 echo "== node =="
 node_modules/.bin/esbuild packages/bench/src/cpu-matmul.ts --bundle --platform=node --format=esm \
-  --target=node20 --outfile=out/bench/cpu-matmul.mjs --log-level=warning
+  --conditions=@memmamba/source --target=node20 --outfile=out/bench/cpu-matmul.mjs --log-level=warning
 node out/bench/cpu-matmul.mjs --out "$RES/cpu-node.json" "$@"
 
 echo "== combined =="

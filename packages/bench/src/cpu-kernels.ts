@@ -429,6 +429,7 @@ function runChild(rt: string, args: string[], out: string): RuntimeResult {
     const bundle = join(root, "out/bench/cpu-kernels.mjs");
     const b = spawnSync(join(root, "node_modules/.bin/esbuild"), [
       self, "--bundle", "--platform=node", "--format=esm", "--target=node20", `--outfile=${bundle}`, "--log-level=warning",
+      "--conditions=@memmamba/source", // the packages' sources, not their npm build (dist/)
       "--external:@jax-js/jax", "--external:@tensorflow/*",
     ], { stdio: "inherit", cwd: root });
     if (b.status !== 0) throw new Error("esbuild failed for the Node bundle");

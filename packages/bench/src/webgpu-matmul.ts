@@ -12,14 +12,17 @@
  * Prints a table and writes JSON; asserts nothing about time. Runs under Bun, Deno and Node
  * (Node: bundle with esbuild, --external:webgpu; see ../../../../shared/gpu/README.md for H100 runs).
  *
- *   node out.mjs [--sizes 1024,2048,4096] [--runs 9] [--json] [--out FILE] [--tile auto|64|128x64|128]
+ *   node out.mjs [--sizes 1024,2048,4096] [--runs 9] [--json] [--out FILE] [--tile auto|64|128x64|128|BMxBNxBK/TMxTN[:db][:cf],...] [--sweep]
+ *
+ * --tile takes a comma-separated list: every size is run with every tile (a sweep in one run;
+ * the fastest per size is marked in the table and listed in the JSON's "best").
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
 import { detectRuntime, fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import process from "node:process";
 import type { KernelArg } from "../../tensor/src/backend.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
-import { BIG_TILE, matmulPlan, matmulTuning, MID_TILE, SMALL_TILE } from "../../tensor/src/webgpu/kernels/matmul.ts";
+import { BIG_TILE, matmulPlan, matmulTuning, MID_TILE, parseTile, SMALL_TILE, tileName, type TileConfig } from "../../tensor/src/webgpu/kernels/matmul.ts";
 
 const HELP = `webgpu-matmul: fp32 matmul throughput of the WebGPU backend
 
@@ -28,13 +31,27 @@ const HELP = `webgpu-matmul: fp32 matmul throughput of the WebGPU backend
   --check N         entries of C compared with a float64 CPU reference (default 64)
   --sample-ms MS    target duration of one sample: dispatches per sample (default 20)
   --warmup-ms MS    busy time before timing each size (default 1000)
-  --tile T          auto (default), 64, 128x64 or 128: force the block tile
+  --tile T,...      block tiles to run, each size with each (a sweep): auto (default: chosen
+                    by size), 64, 128x64, 128 (the library's three), or a spec
+                    BMxBNxBK/TMxTN[:db][:cf] (:db double-buffers workgroup memory, :cf
+                    stores tiles without bank conflicts), e.g.
+                    --tile auto,128x128x16/8x8:db,128x256x16/8x16,256x128x8/16x8:db
+  --sweep           shorthand for --tile with a list of candidate tiles (printed in the table)
   --json            print the JSON result on stdout instead of the table
   --out FILE        where to write the JSON (default packages/bench/results/webgpu-matmul.json)
   --help            this text`;
 
+/** --sweep: the library's choice, then candidates around it (each compiled once, about a second per size on an H100). */
+const SWEEP = [
+  "auto", "128x128x32/8x8", "128x128x32/8x8:cf", "128x128x16/8x8", "128x128x16/8x8:cf", "128x128x16/8x8:db", "128x128x16/8x8:db:cf",
+  "128x128x8/8x8:db:cf", "128x256x16/8x16", "128x256x16/8x16:cf", "128x256x8/8x16:db:cf", "256x128x16/16x8:cf", "256x128x8/16x8:db:cf",
+  "128x64x32/8x4", "128x64x32/8x4:cf",
+].join(",");
+
 export interface MatmulRow {
   n: number;
+  /** The --tile entry this row ran with. */
+  requested: string;
   tile: string;
   medianMs: number;
   minMs: number;
@@ -60,7 +77,7 @@ function arg(buf: KernelArg["buf"], n: number): KernelArg {
   return { buf, shape: [n, n], dtype: "f32" };
 }
 
-async function benchSize(gpu: WebGpuBackend, n: number, runs: number, checks: number, sampleMs: number, warmupMs: number, timestamps: boolean): Promise<MatmulRow> {
+async function benchSize(gpu: WebGpuBackend, requested: string, n: number, runs: number, checks: number, sampleMs: number, warmupMs: number, timestamps: boolean): Promise<MatmulRow> {
   const A = randomMatrix(n, 1), B = randomMatrix(n, 2);
   const a = gpu.alloc(n * n, "f32"), b = gpu.alloc(n * n, "f32"), c = gpu.alloc(n * n, "f32");
   gpu.write(a, A);
@@ -112,7 +129,7 @@ async function benchSize(gpu: WebGpuBackend, n: number, runs: number, checks: nu
     const med = median(samples);
     const t = matmulPlan(n, n, n, 1);
     return {
-      n, tile: t === "untiled" ? t : `${t.BM}x${t.BN}x${t.BK}/${t.TM}x${t.TN}${t.specialize && matmulTuning.unrollBig ? " unrolled" : ""}`,
+      n, requested, tile: t === "untiled" ? t : `${tileName(t)}${t.specialize && matmulTuning.unrollBig ? " unrolled" : ""}`,
       medianMs: med, minMs: Math.min(...samples), samplesMs: samples, repsPerSample: reps,
       tflops: (2 * n ** 3) / (med * 1e-3) / 1e12, maxRelErr,
     };
@@ -127,23 +144,33 @@ async function main(): Promise<void> {
     console.log(HELP);
     return;
   }
-  const f = parseFlags(argv, { sizes: "string", runs: "string", check: "string", "sample-ms": "string", "warmup-ms": "string", tile: "string", json: "boolean", out: "string" });
+  const f = parseFlags(argv, { sizes: "string", runs: "string", check: "string", "sample-ms": "string", "warmup-ms": "string", tile: "string", sweep: "boolean", json: "boolean", out: "string" });
   const sizes = String(f.sizes ?? "1024,2048,4096").split(",").map((s) => positiveInt("--sizes", s.trim(), 0));
   const runs = positiveInt("--runs", f.runs, 9);
   const checks = positiveInt("--check", f.check, 64);
   const sampleMs = positiveInt("--sample-ms", f["sample-ms"], 20);
   const warmupMs = positiveInt("--warmup-ms", f["warmup-ms"], 1000);
-  const tile = String(f.tile ?? "auto");
-  if (tile === "64") matmulTuning.force = SMALL_TILE;
-  else if (tile === "128x64") matmulTuning.force = MID_TILE;
-  else if (tile === "128") matmulTuning.force = BIG_TILE;
-  else if (tile !== "auto") throw new Error(`--tile must be auto, 64, 128x64 or 128, got ${tile}`);
+  const tileList = f.sweep === true ? SWEEP : String(f.tile ?? "auto");
+  const tiles: [string, TileConfig | null][] = tileList.split(",").map((s) => s.trim()).filter(Boolean).map((s) => {
+    if (s === "auto") return [s, null];
+    if (s === "64") return [s, SMALL_TILE];
+    if (s === "128x64") return [s, MID_TILE];
+    if (s === "128") return [s, BIG_TILE];
+    try {
+      return [s, parseTile(s)];
+    } catch (e) {
+      throw new Error(`--tile: ${(e as Error).message} (or auto, 64, 128x64, 128)`);
+    }
+  });
 
   const gpu = await createWebGpuBackend({ timestamps: true });
   const timestamps = gpu.device.features.has("timestamp-query");
   const rows: MatmulRow[] = [];
   try {
-    for (const n of sizes) rows.push(await benchSize(gpu, n, runs, checks, sampleMs, warmupMs, timestamps));
+    for (const [name, t] of tiles) {
+      matmulTuning.force = t;
+      for (const n of sizes) rows.push(await benchSize(gpu, name, n, runs, checks, sampleMs, warmupMs, timestamps));
+    }
   } finally {
     gpu.destroy();
   }
@@ -157,6 +184,11 @@ async function main(): Promise<void> {
     timing: timestamps ? "gpu timestamp queries around the compute passes" : "wall clock, one sync per sample",
     runs,
     rows,
+    /** The fastest row per size (with its tile). */
+    best: sizes.map((n) => {
+      const r = rows.filter((q) => q.n === n).sort((p, q) => q.tflops - p.tflops)[0];
+      return { n, requested: r.requested, tile: r.tile, tflops: r.tflops };
+    }),
   };
   writeJson(typeof f.out === "string" ? f.out : fromRoot("packages", "bench", "results", "webgpu-matmul.json"), result);
   if (f.json) {
@@ -165,8 +197,11 @@ async function main(): Promise<void> {
   }
   console.log(`webgpu-matmul — ${result.runtime}, ${result.adapter} via ${result.via}; ${result.timing}; median of ${runs}`);
   console.log(formatTable(
-    ["n", "kernel", "median ms", "min ms", "TFLOP/s", "max rel err"],
-    rows.map((r) => [r.n, r.tile, fmt(r.medianMs, 4), fmt(r.minMs, 4), fmt(r.tflops, 4), r.maxRelErr.toExponential(2)]),
+    ["n", "--tile", "kernel", "median ms", "min ms", "TFLOP/s", "max rel err", "best"],
+    rows.map((r) => [
+      r.n, r.requested, r.tile, fmt(r.medianMs, 4), fmt(r.minMs, 4), fmt(r.tflops, 4), r.maxRelErr.toExponential(2),
+      result.best.some((b) => b.n === r.n && b.requested === r.requested) ? "*" : "",
+    ]),
   ));
 }
 

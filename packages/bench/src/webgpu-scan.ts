@@ -6,9 +6,10 @@
  *   (λ_t = a_{t+1} λ_{t+1} + g_t) at each --lengths L, with B·S = --elems / L (so every tensor
  *   holds about --elems floats). Two byte counts per call:
  *     min bytes:    what any scan must move: read a and b, write h (12 bytes per element);
- *     kernel bytes: what the chosen kernels actually read and write (the chunked scan of
- *                   kernels/scan.ts reads a and b twice, plus its carries: about 20 bytes per
- *                   element; the direct scan 12).
+ *     kernel bytes: what the chosen kernels actually read and write (the single-pass
+ *                   look-back scan of kernels/scan.ts 12 plus about 1 byte per element of
+ *                   status; the chunked scan reads a and b twice, plus its carries: about 20
+ *                   bytes per element; the direct scan 12). --scan-algo runs both in turn.
  *   GB/s = bytes / GPU time; "% copy" divides by the copy bandwidth below.
  * - the fused `selectiveScan` (x, delta [B, L, Di], A [Di, N], B, C [B, L, N], h0 [B, Di, N])
  *   forward and `selectiveScanGrad` at one or two sizes: GB/s over the compulsory bytes (inputs
@@ -35,14 +36,20 @@ import process from "node:process";
 import type { BufferHandle, KernelArg } from "../../tensor/src/backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type Launch } from "../../tensor/src/webgpu/context.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
-import { scanPlan } from "../../tensor/src/webgpu/kernels/scan.ts";
+import { scanPlan, scanTuning } from "../../tensor/src/webgpu/kernels/scan.ts";
+import { ssmForwardPlan } from "../../tensor/src/webgpu/kernels/ssm.ts";
+
+/** Batch-1 long sequences (L = 4K..256K; Di = 256 at 256K so that one tensor fits a binding), and a training-like batch. */
+const SSM_DEFAULT = "1x4096x1024x16,1x16384x1024x16,1x65536x1024x16,1x262144x256x16,4x2048x1536x16";
 
 const HELP = `webgpu-scan: selective-scan bandwidth of the WebGPU backend vs the device's copy bandwidth
 
   --lengths a,b,...  sequence lengths L of scan / scanReverse (default 4096,16384,65536,262144)
+  --scan-algo A,...  the scan algorithms for long L, each run in turn: lookback (single pass,
+                     the library's default), chunked (three passes) (default lookback,chunked)
   --elems N          floats per [B, L, S] tensor: B·S = N / L (default 67108864 = 256 MiB; --small 16384)
   --ssm SPEC         selectiveScan sizes, B×L×Di×N separated by commas
-                     (default 4x2048x1536x16,1x65536x1024x16; --small 1x64x8x16)
+                     (default ${SSM_DEFAULT}; --small 1x64x8x16,2x300x8x13)
   --runs N           timed samples; the median is reported (default 9)
   --sample-ms MS     target duration of one sample (default 20)
   --warmup-ms MS     busy time before timing each case (default 500)
@@ -71,6 +78,8 @@ export interface CopyPeak {
 
 export interface ScanRow {
   prim: "scan" | "scanReverse";
+  /** direct, lookback (single pass) or chunked (three passes). */
+  algo: string;
   B: number;
   L: number;
   S: number;
@@ -98,6 +107,8 @@ export interface SsmRow {
   L: number;
   Di: number;
   N: number;
+  /** Forward: chunks along L (1: one thread per (b, i) walks L). */
+  chunks: number;
   dispatchesPerCall: number;
   bytes: number;
   timing: Timed;
@@ -253,14 +264,17 @@ async function copyPeak(gpu: WebGpuBackend, mib: number, o: TimeOpts): Promise<C
   return { bytes: 2 * bytes, copy, kernel, vec4Copy };
 }
 
-function scanBytes(prim: "scan" | "scanReverse", B: number, L: number, S: number): { min: number; kernel: number; chunks: number } {
+function scanBytes(prim: "scan" | "scanReverse", B: number, L: number, S: number): { min: number; kernel: number; chunks: number; algo: string } {
   const n = B * L * S, bs = B * S, h0 = prim === "scan" ? 4 * bs : 0;
-  const { nC } = scanPlan(B, L, S);
+  const { nC, algo } = scanPlan(B, L, S);
   const min = 12 * n + h0;
-  if (nC <= 1) return { min, kernel: min, chunks: 1 };
+  if (nC <= 1) return { min, kernel: min, chunks: 1, algo };
   const c = B * nC * S;
+  // look-back: a, x read and h written once; status cleared (3 words a chunk), published (3),
+  // and read by the look-back (at least the inclusive word of the predecessor: counted once)
+  if (algo === "lookback") return { min, kernel: 12 * n + h0 + 4 * (3 * c + 3 * c + c), chunks: nC, algo };
   // pass 1: read a, x; write P, E. pass 2: read P, E (h0); write E. pass 3: read E, a, x; write h
-  return { min, kernel: 8 * n + 8 * c + (12 * c + h0) + (12 * n + 4 * c), chunks: nC };
+  return { min, kernel: 8 * n + 8 * c + (12 * c + h0) + (12 * n + 4 * c), chunks: nC, algo };
 }
 
 async function benchScan(gpu: WebGpuBackend, L: number, elems: number, o: TimeOpts): Promise<ScanRow[]> {
@@ -298,7 +312,7 @@ async function benchScan(gpu: WebGpuBackend, L: number, elems: number, o: TimeOp
       const by = scanBytes(prim, B, L, S);
       const GBps = GB(by.min, timing.medianMs), kernelGBps = GB(by.kernel, timing.medianMs);
       rows.push({
-        prim, B, L, S, chunks: by.chunks, minBytes: by.min, kernelBytes: by.kernel, timing,
+        prim, algo: by.algo, B, L, S, chunks: by.chunks, minBytes: by.min, kernelBytes: by.kernel, timing,
         GBps, kernelGBps, fracCopy: 0, kernelFracCopy: 0, fracCopyBuffer: 0, maxErr: maxDiff / (1 + maxRef),
       });
     }
@@ -363,7 +377,7 @@ async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts): Promise<
         maxErr = maxDiff / (1 + maxRef);
       } else await gpu.sync();
       rows.push({
-        prim, B, L, Di, N, dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
+        prim, B, L, Di, N, chunks: prim === "selectiveScan" ? ssmForwardPlan(B, L, Di).nC : 1, dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
         stateUpdatesPerS: updates / (timing.medianMs * 1e-3), maxErr,
       });
     }
@@ -381,12 +395,14 @@ async function main(): Promise<void> {
   }
   const f = parseFlags(argv, {
     lengths: "string", elems: "string", ssm: "string", runs: "string", "sample-ms": "string", "warmup-ms": "string",
-    "copy-mib": "string", small: "boolean", json: "boolean", out: "string",
+    "copy-mib": "string", small: "boolean", json: "boolean", out: "string", "scan-algo": "string",
   });
+  const algos = String(f["scan-algo"] ?? "lookback,chunked").split(",").map((s) => s.trim()).filter(Boolean);
+  for (const a of algos) if (a !== "lookback" && a !== "chunked") throw new Error(`--scan-algo: expected lookback or chunked, got ${a}`);
   const small = f.small === true;
   const lengths = String(f.lengths ?? (small ? "256" : "4096,16384,65536,262144")).split(",").map((s) => positiveInt("--lengths", s.trim(), 0));
   const elemsWanted = positiveInt("--elems", f.elems, small ? 16384 : 2 ** 26);
-  const ssmSpecs = String(f.ssm ?? (small ? "1x64x8x16" : "4x2048x1536x16,1x65536x1024x16")).split(",").map((s) => s.trim()).filter(Boolean);
+  const ssmSpecs = String(f.ssm ?? (small ? "1x64x8x16,2x300x8x13" : SSM_DEFAULT)).split(",").map((s) => s.trim()).filter(Boolean);
   const runs = positiveInt("--runs", f.runs, 9);
   const sampleMs = positiveInt("--sample-ms", f["sample-ms"], 20);
   const warmupMs = positiveInt("--warmup-ms", f["warmup-ms"], small ? 50 : 500);
@@ -402,7 +418,11 @@ async function main(): Promise<void> {
   const ssm: SsmRow[] = [];
   try {
     peak = await copyPeak(gpu, copyMib, o);
-    for (const L of lengths) scans.push(...(await benchScan(gpu, L, elems, o)));
+    for (const algo of algos) {
+      scanTuning.algo = algo as typeof scanTuning.algo;
+      for (const L of lengths) scans.push(...(await benchScan(gpu, L, elems, o)));
+    }
+    scanTuning.algo = "lookback";
     for (const s of ssmSpecs) ssm.push(...(await benchSsm(gpu, s, o)));
     if (gpu.liveBuffers() !== 0) throw new Error(`webgpu-scan: ${gpu.liveBuffers()} buffers left alive`);
   } finally {
@@ -445,17 +465,17 @@ async function main(): Promise<void> {
       (peak.vec4Copy ? `; vec4 copy kernel ${fmt(peak.vec4Copy.GBps, 4)} GB/s (GPU-timed)` : "") + `; % below of ${fmt(copyGBps, 4)} GB/s`,
   );
   console.log(formatTable(
-    ["prim", "B", "L", "S", "chunks", "median ms", "GB/s (12 B/el)", "% peak", "% copyBuffer", "kernel GB/s", "kernel % peak", "max err"],
+    ["prim", "algo", "B", "L", "S", "chunks", "median ms", "GB/s (12 B/el)", "% peak", "% copyBuffer", "kernel GB/s", "kernel % peak", "max err"],
     scans.map((r) => [
-      r.prim, String(r.B), String(r.L), String(r.S), String(r.chunks), fmt(r.timing.medianMs, 4), fmt(r.GBps, 4), fmt(100 * r.fracCopy, 3), fmt(100 * r.fracCopyBuffer, 3),
+      r.prim, r.algo, String(r.B), String(r.L), String(r.S), String(r.chunks), fmt(r.timing.medianMs, 4), fmt(r.GBps, 4), fmt(100 * r.fracCopy, 3), fmt(100 * r.fracCopyBuffer, 3),
       fmt(r.kernelGBps, 4), fmt(100 * r.kernelFracCopy, 3), r.maxErr.toExponential(2),
     ]),
   ));
   console.log();
   console.log(formatTable(
-    ["prim", "B", "L", "Di", "N", "dispatches", "median ms", "GB/s", "% peak", "Gupdates/s", "max err"],
+    ["prim", "B", "L", "Di", "N", "chunks", "dispatches", "median ms", "GB/s", "% peak", "Gupdates/s", "max err"],
     ssm.map((r) => [
-      r.prim, String(r.B), String(r.L), String(r.Di), String(r.N), String(r.dispatchesPerCall), fmt(r.timing.medianMs, 4), fmt(r.GBps, 4), fmt(100 * r.fracCopy, 3),
+      r.prim, String(r.B), String(r.L), String(r.Di), String(r.N), String(r.chunks), String(r.dispatchesPerCall), fmt(r.timing.medianMs, 4), fmt(r.GBps, 4), fmt(100 * r.fracCopy, 3),
       fmt(r.stateUpdatesPerS / 1e9, 4), r.maxErr === null ? "-" : r.maxErr.toExponential(2),
     ]),
   ));

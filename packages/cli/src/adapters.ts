@@ -17,6 +17,7 @@ import type { BatchSource, Key, TrainableModel } from "./trainer.ts";
 
 /** What the trainer needs of a language model (the shape of `lm` in @memmamba/memmamba). */
 export interface LanguageModel<P, C> {
+  /** Fresh parameters for `config`. */
   init(key: Key, config: C): P;
   /** Mean next-token cross-entropy of tokens [B, L] i32 against targets [B, L] i32. */
   loss(params: P, tokens: Tensor, targets: Tensor, opts?: { key?: Key }): Tensor;
@@ -26,7 +27,9 @@ export interface LanguageModel<P, C> {
 
 /** A token batch on the device. */
 export interface LmBatch {
+  /** Input token ids i32 [B, L]. */
   tokens: Tensor;
+  /** Target token ids i32 [B, L]. */
   targets: Tensor;
   /** [B, L] f32 weights of each target (optional). */
   mask?: Tensor;
@@ -36,10 +39,15 @@ export interface LmBatch {
 
 /** A host batch: row-major [batch, seqLen] token ids and an optional target mask. */
 export interface HostTokenBatch {
+  /** Input token ids. */
   inputs: Int32Array;
+  /** Target token ids. */
   targets: Int32Array;
+  /** Per-target loss weights. */
   mask?: Float32Array;
+  /** Rows. */
   batch: number;
+  /** Tokens per row. */
   seqLen: number;
 }
 

@@ -28,7 +28,9 @@ import { z } from "zod";
 
 /** A command-line mistake: one line, exit code 2. */
 export class UsageError extends Error {
+  /** The process exit code for a usage error. */
   readonly exitCode = 2;
+  /** `message` is the one line printed (it names the flag and what was expected). */
   constructor(message: string) {
     super(message);
     this.name = "UsageError";
@@ -37,6 +39,7 @@ export class UsageError extends Error {
 
 /** Thrown by `parse` when `--help` was given; carries the help text. */
 export class HelpRequested extends Error {
+  /** `text` is the command's help. */
   constructor(readonly text: string) {
     super("help requested");
     this.name = "HelpRequested";
@@ -47,10 +50,13 @@ export class HelpRequested extends Error {
 export interface FlagDef<T, H extends boolean = boolean> {
   /** Type-level marker only. */
   readonly __hasValue?: H;
+  /** The value type, which decides the conversion and the placeholder. */
   readonly kind: "number" | "int" | "string" | "path" | "bool" | "enum" | "intList" | "numberList" | "stringList";
+  /** One line for the help. */
   readonly description: string;
   /** Value used when the flag is absent (undefined: the flag is optional, or `required`). */
   readonly default: T | undefined;
+  /** True when the flag must be given. */
   readonly required: boolean;
   /** What a good value looks like, for messages: "a positive number". */
   readonly expects: string;
@@ -149,7 +155,7 @@ function numberSchema(o: Bounds, int: boolean): z.ZodNumber {
   return s;
 }
 
-/** True when options give the flag a value always (a default, or `required: true`). */
+/** @internal True when options give the flag a value always (a default, or `required: true`). */
 type Has<O> = O extends { default: unknown } ? true : O extends { required: true } ? true : false;
 
 /** Flag constructors. */
@@ -214,34 +220,47 @@ export const flag = {
 };
 
 // deno-lint-ignore no-explicit-any
+/** A command's flags by camelCase name (the command line spells them in kebab-case). */
 export type FlagDefs = Record<string, FlagDef<any, boolean>>;
 
-/** The parsed value of one flag: optional flags without a default may be undefined. */
+/** @internal The parsed value of one flag: optional flags without a default may be undefined. */
 type ValueOf<F> = F extends FlagDef<infer T, infer _H> ? T : never;
+/** @internal True when a flag definition always yields a value. */
 type HasValue<F> = F extends FlagDef<infer _T, infer H> ? H : false;
+/** The parsed flags: each flag's value, `undefined` where an optional flag without a default was not given. */
 export type ParsedFlags<F extends FlagDefs> = { -readonly [K in keyof F]: ValueOf<F[K]> | (HasValue<F[K]> extends true ? never : undefined) };
 
+/** A positional argument of a command. */
 export interface PositionalDef {
+  /** Its name in the usage line and messages. */
   name: string;
+  /** One line for the help. */
   description: string;
+  /** True when it must be given (default false). */
   required?: boolean;
   /** Allowed values (a subcommand name, say). */
   choices?: readonly string[];
 }
 
+/** What `defineCommand` takes: the command's name, help texts, flags and positionals. */
 export interface CommandSpec<F extends FlagDefs> {
   /** Shown as the prefix of every message: "train". */
   name: string;
+  /** One line saying what the command does (the help's first line). */
   summary: string;
   /** The usage line after "Usage: ", e.g. "bun run train [flags]". */
   usage?: string;
+  /** The flags, by camelCase name (see `flag`). */
   flags: F;
+  /** The positional arguments, in order. */
   positionals?: readonly PositionalDef[];
   /** Extra text at the end of the help (examples, notes). */
   epilog?: string;
 }
 
+/** What `Command.parse` returns. */
 export interface ParseResult<F extends FlagDefs> {
+  /** Every flag's value (defaults applied). */
   flags: ParsedFlags<F>;
   /** Positional arguments in order. */
   positionals: string[];
@@ -249,12 +268,15 @@ export interface ParseResult<F extends FlagDefs> {
   given: Set<keyof F & string>;
 }
 
+/** A defined command: its spec, the zod schema of its flags, a parser and its help text. */
 export interface Command<F extends FlagDefs> {
+  /** The spec it was defined from. */
   readonly spec: CommandSpec<F>;
   /** The zod schema of the whole flag object (each key its flag's schema, defaults applied). */
   readonly schema: z.ZodType<ParsedFlags<F>>;
   /** Parses argv; throws UsageError (one line) or HelpRequested. */
   parse(argv: readonly string[]): ParseResult<F>;
+  /** The help text: usage, every flag with its type and default, the epilog. */
   help(): string;
 }
 
@@ -468,9 +490,13 @@ export function helpText<F extends FlagDefs>(spec: CommandSpec<F>): string {
   return out.join("\n") + "\n";
 }
 
+/** Where `runCli` writes and how it exits (tests substitute their own). */
 export interface CliIO {
+  /** Writes results. */
   stdout: (s: string) => void;
+  /** Writes errors and notes. */
   stderr: (s: string) => void;
+  /** Ends the process with an exit code. */
   exit: (code: number) => never | void;
 }
 

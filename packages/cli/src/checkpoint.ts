@@ -39,20 +39,27 @@ import {
   decodeSafetensors, encodeSafetensors, fromF32, SafetensorsError, toF32, type StTensor,
 } from "@memmamba/tensor";
 
+/** The `format` metadata value that marks a MemMamba checkpoint. */
 export const CHECKPOINT_FORMAT = "memmamba-checkpoint";
+/** The checkpoint layout version this code writes and reads. */
 export const CHECKPOINT_VERSION = "1";
 
+/** The storage type of the weights in a checkpoint file. */
 export type WeightDType = "F32" | "F16" | "BF16";
+/** A PRNG key as stored in a checkpoint: two 32-bit words. */
 export type Key = readonly [number, number];
 
 /** A tensor on the host: its shape and values. */
 export interface HostTensor {
+  /** The tensor's shape. */
   shape: number[];
+  /** The values, row-major. */
   data: Float32Array | Int32Array;
 }
 
 /** A problem with a checkpoint file; the message starts with the file's path. */
 export class CheckpointError extends Error {
+  /** `path` is the checkpoint file; `message` says what is wrong with it. */
   constructor(readonly path: string, message: string, options?: { cause?: unknown }) {
     super(`${path}: ${message}`, options);
     this.name = "CheckpointError";
@@ -65,17 +72,25 @@ export interface CheckpointData {
   weights: Record<string, HostTensor>;
   /** AdamW state, by the same paths as the weights. */
   optim?: { step: number; m: Record<string, HostTensor>; v: Record<string, HostTensor> };
+  /** The number of optimizer steps taken. */
   step: number;
+  /** The run's PRNG key. */
   key: Key;
+  /** Where the data source stands (whatever it needs to resume exactly). */
   dataPosition: unknown;
+  /** The model config. */
   config: Record<string, unknown>;
   /** Extra strings (stored as x.<name>). */
   extra?: Record<string, string>;
 }
 
+/** A checkpoint as read from a file. */
 export interface LoadedCheckpoint extends CheckpointData {
+  /** The file it was read from. */
   path: string;
+  /** The storage type of its weights. */
   weightDtype: WeightDType;
+  /** Extra strings (stored as x.<name>); empty when there are none. */
   extra: Record<string, string>;
 }
 
@@ -260,12 +275,22 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): LoadedCheckpo
 // files
 // ---------------------------------------------------------------------------------------------
 
+/** Options of `writeFileAtomic`. */
 export interface AtomicWriteOptions {
   /** Bytes per write call (default 16 MiB). */
   chunkBytes?: number;
   /** Called after each chunk (tests use it to crash mid-write). */
   onChunk?: (written: number, total: number) => void;
+  /**
+   * Called at each stage of the write (tests use it to crash there): "created" (an empty
+   * temporary file), "synced" (every byte written and fsync'ed, not yet renamed: `path` still
+   * holds the old file), "renamed" (`path` holds the new file; the directory not yet fsync'ed).
+   */
+  onStage?: (stage: AtomicWriteStage, tmpPath: string) => void;
 }
+
+/** The stages of writeFileAtomic that `AtomicWriteOptions.onStage` sees, in order. */
+export type AtomicWriteStage = "created" | "synced" | "renamed";
 
 function isAlive(pid: number): boolean {
   try {
@@ -321,6 +346,7 @@ export function writeFileAtomic(path: string, bytes: Uint8Array, opts: AtomicWri
   const fd = openSync(tmp, "w", 0o644);
   try {
     try {
+      opts.onStage?.("created", tmp);
       let off = 0;
       while (off < bytes.length) {
         const n = writeSync(fd, bytes, off, Math.min(chunk, bytes.length - off));
@@ -331,6 +357,7 @@ export function writeFileAtomic(path: string, bytes: Uint8Array, opts: AtomicWri
     } finally {
       closeSync(fd);
     }
+    opts.onStage?.("synced", tmp);
     renameSync(tmp, path);
   } catch (e) {
     try {
@@ -338,20 +365,29 @@ export function writeFileAtomic(path: string, bytes: Uint8Array, opts: AtomicWri
     } catch { /* already gone */ }
     throw e;
   }
+  opts.onStage?.("renamed", tmp);
   fsyncDir(dirname(path) || ".");
 }
 
 /** What `saveCheckpoint` takes: tensor trees (read back asynchronously) and the run's state. */
 export interface CheckpointState {
+  /** The parameter tree (tensors). */
   params: unknown;
+  /** The AdamW state: its step count and the m and v trees. */
   optim?: { step: number; m: unknown; v: unknown };
+  /** The number of optimizer steps taken. */
   step: number;
+  /** The run's PRNG key. */
   key: Key;
+  /** Where the data source stands (whatever it needs to resume exactly). */
   dataPosition: unknown;
+  /** The model config. */
   config: Record<string, unknown>;
+  /** Extra strings to store (as x.<name>). */
   extra?: Record<string, string>;
 }
 
+/** Options of `saveCheckpoint`. */
 export interface SaveOptions extends AtomicWriteOptions {
   /** Storage type of the weights (default F32; the optimizer state is always F32). */
   dtype?: WeightDType;

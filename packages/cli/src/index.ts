@@ -17,7 +17,7 @@ export {
   CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError, decodeCheckpoint, encodeCheckpoint, hostToTree, loadCheckpoint,
   removeStaleTemps, restoreState, saveCheckpoint, treeToHost, writeFileAtomic,
   type AtomicWriteOptions, type CheckpointData, type CheckpointState, type HostTensor, type LoadedCheckpoint, type SaveOptions,
-  type WeightDType,
+  type AtomicWriteStage, type Key, type WeightDType,
 } from "./checkpoint.ts";
 export {
   plotLoss, runFiles, train, TRAIN_DEFAULTS,
@@ -25,6 +25,7 @@ export {
 } from "./trainer.ts";
 export { lmTrainable, tokenSource, type HostTokenBatch, type LanguageModel, type LmBatch } from "./adapters.ts";
 export { greedyDecode, loadModel, windowNll, type LoadedModel } from "./inference.ts";
-export { runTrain, trainCommand } from "./commands/train.ts";
-export { passkeyCommand, runPasskey } from "./commands/passkey.ts";
-export { evalCommand, runEval } from "./commands/eval.ts";
+export { runTrain, trainCommand, type TrainArgs } from "./commands/train.ts";
+export { passkeyCommand, runPasskey, type PasskeyArgs, type PasskeyReport } from "./commands/passkey.ts";
+export { evalCommand, runEval, type EvalArgs } from "./commands/eval.ts";
+export type { CommandIO } from "./commands/common.ts";

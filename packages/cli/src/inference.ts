@@ -11,9 +11,13 @@ import { crossEntropy, disposeTree, fromArray, random, sliceAxis, sum, tidy, typ
 import { lm, parseConfig, type LMParams, type LMState, type ModelConfig } from "@memmamba/memmamba";
 import { loadCheckpoint, restoreState, type LoadedCheckpoint } from "./checkpoint.ts";
 
+/** A model loaded from a checkpoint. */
 export interface LoadedModel {
+  /** The parameters, on the current backend (dispose them when done). */
   params: LMParams;
+  /** The validated config the checkpoint holds. */
   config: ModelConfig;
+  /** The checkpoint it came from. */
   checkpoint: LoadedCheckpoint;
 }
 

@@ -10,6 +10,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, w
 import { dirname } from "node:path";
 import process from "node:process";
 
+/** One JSONL record: a plain object. */
 export type LogRecord = Record<string, unknown>;
 
 /** JSON that writes non-finite numbers as strings ("NaN", "Infinity") instead of null. */
@@ -17,8 +18,10 @@ export function toJsonLine(rec: LogRecord): string {
   return JSON.stringify(rec, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v));
 }
 
+/** Appends records to a JSONL file, one line each, written synchronously (a crash loses no finished line). */
 export class JsonlLogger {
   #fd: number | null;
+  /** The file written. */
   readonly path: string;
 
   /** Opens `path` for appending (creating it and its directory). */
@@ -36,10 +39,12 @@ export class JsonlLogger {
     while (off < bytes.length) off += writeSync(this.#fd, bytes, off, bytes.length - off);
   }
 
+  /** Closes the file (idempotent). */
   close(): void {
     if (this.#fd !== null) closeSync(this.#fd);
     this.#fd = null;
   }
+  /** The same as `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -9,26 +9,38 @@ import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import process from "node:process";
 
+/** A point (x, y). */
 export type Point = readonly [number, number];
 
+/** One line of a line plot. */
 export interface Series {
+  /** The legend entry. */
   name: string;
+  /** The points, in x order. */
   points: readonly Point[];
   /** CSS colour; default from a colour-blind-safe palette (Okabe–Ito). */
   color?: string;
+  /** Draw dashed (default solid). */
   dashed?: boolean;
 }
 
+/** Options of `linePlot`. */
 export interface LinePlotOptions {
+  /** Title above the plot. */
   title?: string;
+  /** Caption of the x axis. */
   xLabel?: string;
+  /** Caption of the y axis. */
   yLabel?: string;
+  /** Width in pixels. */
   width?: number;
+  /** Height in pixels. */
   height?: number;
   /** Logarithmic y axis (non-positive values are dropped). */
   logY?: boolean;
   /** Fixed y range (default: the data's, padded). */
   yMin?: number;
+  /** Upper end of a fixed y range. */
   yMax?: number;
   /** Longer series are reduced to at most this many points, keeping each bucket's min and max (default 2000). */
   maxPoints?: number;
@@ -232,6 +244,7 @@ export function linePlot(series: readonly Series[], opts: LinePlotOptions = {}):
   return parts.join("\n") + "\n";
 }
 
+/** Options of `heatmap`. */
 export interface HeatmapOptions {
   /** Labels of the rows (top to bottom). */
   rowLabels: readonly string[];
@@ -239,6 +252,7 @@ export interface HeatmapOptions {
   colLabels: readonly string[];
   /** values[row][col]; null or NaN = no data. */
   values: readonly (readonly (number | null)[])[];
+  /** Title above the heatmap. */
   title?: string;
   /** Caption of the column axis (below). */
   xLabel?: string;
@@ -246,10 +260,13 @@ export interface HeatmapOptions {
   yLabel?: string;
   /** Colour scale range (default 0..1, as an accuracy). */
   min?: number;
+  /** Upper end of the colour scale. */
   max?: number;
   /** Text written in each cell (default: 2 decimals); return "" for none. */
   format?: (v: number) => string;
+  /** Width of a cell in pixels. */
   cellWidth?: number;
+  /** Height of a cell in pixels. */
   cellHeight?: number;
 }
 

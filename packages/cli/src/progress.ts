@@ -11,12 +11,17 @@
  */
 import process from "node:process";
 
+/** Where a progress display writes (process.stderr, or a test's stand-in). */
 export interface ProgressStream {
+  /** Writes text. */
   write(s: string): unknown;
+  /** True on a terminal: the display redraws one line in place. */
   isTTY?: boolean;
+  /** The terminal's width. */
   columns?: number;
 }
 
+/** Options of `Progress`. */
 export interface ProgressOptions {
   /** The last step (steps are counted 1..total). */
   total: number;
@@ -38,6 +43,7 @@ export interface ProgressOptions {
   now?: () => number;
 }
 
+/** What a step reports to the display. */
 export interface ProgressUpdate {
   /** Latest loss (undefined: not known yet). */
   loss?: number;
@@ -74,7 +80,9 @@ function formatLoss(x: number | undefined): string {
   return x.toFixed(4);
 }
 
+/** A progress display: one redrawn line on a terminal (step, rate, ETA, loss), a line every few seconds elsewhere. */
 export class Progress {
+  /** The last step. */
   readonly total: number;
   readonly #start: number;
   readonly #stream: ProgressStream;
@@ -94,6 +102,7 @@ export class Progress {
   #drawn = false;
   #finished = false;
 
+  /** A display for steps 1..`opts.total` (see ProgressOptions). */
   constructor(opts: ProgressOptions) {
     if (!(opts.total >= 0)) throw new RangeError(`Progress: total must be >= 0, got ${opts.total}`);
     this.total = opts.total;
@@ -110,6 +119,7 @@ export class Progress {
     this.#lastPlain = this.#t0;
   }
 
+  /** The last step reported. */
   get step(): number {
     return this.#step;
   }

@@ -46,7 +46,8 @@ import { JsonlLogger, readJsonl, truncateFromStep, type LogRecord } from "./log.
 import { linePlot, writeSvg, type Point } from "./plot.ts";
 import { Progress, type ProgressStream } from "./progress.ts";
 
-export type Key = random.Key;
+import type { Key } from "./checkpoint.ts";
+export type { Key };
 
 /** What the trainer trains. */
 export interface TrainableModel<P, B> {
@@ -68,6 +69,7 @@ export interface BatchSource<B> {
   dispose?(batch: B): void;
 }
 
+/** Options of `train`. */
 export interface TrainOptions {
   /** Total optimizer steps (a resumed run continues up to this). */
   steps: number;
@@ -83,14 +85,19 @@ export interface TrainOptions {
    * some (evaluations), so their history stays on screen (default false).
    */
   logExtras?: boolean;
+  /** AdamW's decoupled weight decay (default TRAIN_DEFAULTS.weightDecay). */
   weightDecay?: number;
+  /** AdamW's β1 (default 0.9). */
   beta1?: number;
+  /** AdamW's β2 (default 0.999). */
   beta2?: number;
+  /** AdamW's ε (default 1e-8). */
   eps?: number;
   /** Micro-batches per step (default 4). */
   accum?: number;
   /** Global-norm clipping threshold (default 1.0; 0 or Infinity: no clipping). */
   clip?: number;
+  /** Seed of the run's PRNG key (default TRAIN_DEFAULTS.seed). */
   seed?: number;
   /** Steps between checkpoints (default: every max(1, round(steps / 10)) steps); the last step always saves. */
   checkpointEvery?: number;
@@ -109,15 +116,30 @@ export interface TrainOptions {
    * and show. Runs before the step's checkpoint.
    */
   onStep?: (record: StepRecord, params: unknown) => Promise<Record<string, number> | void> | Record<string, number> | void;
+  /**
+   * Called once before the first step of a fresh run (not on resume) with the initial parameters;
+   * what it returns (e.g. the untrained model's accuracy) is shown as a "step 0" line when
+   * `logExtras` is on and returned as `TrainResult.initial` (it is not a step, so not in the log).
+   */
+  onStart?: (params: unknown) => Promise<Record<string, number> | void> | Record<string, number> | void;
   /** Passed to the checkpoint writer (tests use onChunk to crash mid-save). */
   saveOptions?: AtomicWriteOptions;
   /** Extra strings stored in the checkpoint (x.<name>). */
   extra?: Record<string, string>;
   /** Label of the progress display and log lines (default "train"). */
   label?: string;
+  /**
+   * Wall-clock deadline (a `Date.now()` value in ms). Before each step the trainer predicts the
+   * step's end from the previous one's duration (evaluation and checkpoint included); if that is
+   * past the deadline it stops there, at a step boundary, writes the checkpoint and returns status
+   * "timeout", so a long run can span several time-limited jobs joined by `resume`.
+   */
+  deadline?: number;
 }
 
+/** One line of train.jsonl: what a step did (evaluation steps add their own fields). */
 export interface StepRecord {
+  /** The step number (1-based). */
   step: number;
   /** Mean micro-batch loss (NaN/Inf when that is why the step was skipped). */
   loss: number;
@@ -125,16 +147,22 @@ export interface StepRecord {
   gradNorm: number;
   /** The learning rate this step used (a schedule's value at the step). */
   lr: number;
+  /** Tokens this step trained on. */
   tokens: number;
+  /** True when the update was skipped (a non-finite loss or gradient). */
   skipped: boolean;
+  /** Why the step was skipped. */
   reason?: string;
   /** Wall time of the step in milliseconds. */
   ms: number;
+  /** Fields an `onStep` callback added (evaluations). */
   [extra: string]: unknown;
 }
 
+/** What `train` returns. */
 export interface TrainResult<P = unknown> {
-  status: "done" | "diverged";
+  /** "timeout": stopped at `deadline` before `steps` (the checkpoint holds the last step; resume it). */
+  status: "done" | "diverged" | "timeout";
   /** Last step taken. */
   step: number;
   /** Records of the steps this call ran. */
@@ -143,13 +171,26 @@ export interface TrainResult<P = unknown> {
   skipped: number[];
   /** The checkpoint on disk (the last good one). */
   checkpoint: string;
+  /** What `onStart` returned (a fresh run only). */
+  initial?: Record<string, number>;
   /** The step that checkpoint holds (undefined if none was ever written). */
   checkpointStep: number | undefined;
   /** Final parameters (owned by the caller: disposeTree when done). */
   params: P;
 }
 
-export const TRAIN_DEFAULTS = Object.freeze({
+/** The trainer's defaults (those of the paper's runs where it gives them). */
+export const TRAIN_DEFAULTS: Readonly<{
+  lr: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  accum: number;
+  clip: number;
+  seed: number;
+  maxBadSteps: number;
+}> = Object.freeze({
   lr: 1e-4,
   weightDecay: 0.1,
   beta1: 0.9,
@@ -262,7 +303,8 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
   const records: StepRecord[] = [];
   const skipped: number[] = [];
   let bad = 0;
-  let status: "done" | "diverged" = "done";
+  let status: "done" | "diverged" | "timeout" = "done";
+  let lastIterMs = 0; // the previous step's wall time, evaluation and checkpoint included (deadline)
   let step = startStep;
 
   const save = async (s: number) => {
@@ -281,9 +323,23 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
 
   const tStart = performance.now();
   const lrOption: number | ((optimizerStep: number) => number) = opts.lr ?? TRAIN_DEFAULTS.lr;
+  const showExtras = (s: number, extra: Record<string, number>) => {
+    const fields = Object.entries(extra).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(3)}`).join(" | ");
+    progress?.log(`${label} step ${s}/${o.steps}: ${fields} | ${((performance.now() - tStart) / 1000).toFixed(0)}s`);
+  };
+  let initial: Record<string, number> | undefined;
   try {
+    if (startStep === 0 && o.onStart) {
+      initial = (await o.onStart(params)) ?? undefined;
+      if (initial && o.logExtras && Object.keys(initial).length > 0) showExtras(0, initial);
+    }
     for (step = startStep + 1; step <= o.steps; step++) {
       const t0 = performance.now();
+      if (o.deadline !== undefined && Date.now() + lastIterMs > o.deadline) {
+        status = "timeout";
+        step--; // the last step taken
+        break;
+      }
       const acc = new GradAccumulator<P>();
       let lossSum = 0;
       let gradNorm = NaN;
@@ -342,10 +398,7 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
       } else bad = 0;
       const extra = (await o.onStep?.(rec, params)) ?? undefined;
       if (extra) Object.assign(rec, extra);
-      if (extra && o.logExtras && Object.keys(extra).length > 0) {
-        const fields = Object.entries(extra).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(3)}`).join(" | ");
-        progress?.log(`${label} step ${step}/${o.steps}: ${fields} | ${((performance.now() - tStart) / 1000).toFixed(0)}s`);
-      }
+      if (extra && o.logExtras && Object.keys(extra).length > 0) showExtras(step, extra);
       records.push(rec);
       log.write(rec as LogRecord);
       progress?.update(step, {
@@ -358,8 +411,9 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
         break;
       }
       if (bad === 0 && (step % every === 0 || step === o.steps)) await save(step);
+      lastIterMs = performance.now() - t0;
     }
-    if (status === "done") {
+    if (status !== "diverged") {
       step = Math.max(startStep, Math.min(step, o.steps));
       // the last steps were skipped (params untouched, so still good): save where the run ends
       if (checkpointStep !== step && step > startStep) await save(step);
@@ -374,6 +428,8 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
   const kept = checkpointStep === undefined ? "none written" : `${files.checkpoint} (step ${checkpointStep})`;
   if (status === "diverged") {
     progress?.finish(`${label}: stopped after ${o.maxBadSteps} consecutive non-finite steps at step ${step}; last good checkpoint: ${kept}`);
+  } else if (status === "timeout") {
+    progress?.finish(`${label}: time budget reached: stopped at step ${step} of ${o.steps}; checkpoint: ${kept} (resume it to continue)`);
   } else progress?.finish(`${label}: done at step ${step}; checkpoint: ${kept}`);
-  return { status, step, records, skipped, checkpoint: files.checkpoint, checkpointStep, params };
+  return { status, step, records, skipped, checkpoint: files.checkpoint, checkpointStep, params, initial };
 }

@@ -8,18 +8,25 @@ import type { MemoryConfig, ModelConfig } from "./config.ts";
 import { initLinear, initScorer, scoreLinear, type Key, type Linear } from "./nn.ts";
 import type { PoolRead } from "./pool.ts";
 
+/** The parameters of cross-token attention over a layer's own pool (Eq. 6/10). */
 export interface CrossTokenParams {
   /** w_st, b_st: the state-importance scorer (input d, or d_inner when it scores the scan). */
   state: Linear;
   /** W_q [d, S], W_k and W_v [S, S] (no biases). */
   q: Linear;
+  /** W_k [S, S]. */
   k: Linear;
+  /** W_v [S, S]. */
   v: Linear;
 }
 
+/** The parameters of cross-layer attention over earlier layers' pools (Eq. 7/11). */
 export interface CrossLayerParams {
+  /** W_q [d, S], no bias. */
   q: Linear;
+  /** W_k [S, S], no bias. */
   k: Linear;
+  /** W_v [S, S], no bias. */
   v: Linear;
 }
 
@@ -28,12 +35,14 @@ function initQKV(key: Key, d: number, S: number): { q: Linear; k: Linear; v: Lin
   return { q: initLinear(kq, d, S, false), k: initLinear(kk, S, S, false), v: initLinear(kv, S, S, false) };
 }
 
+/** Cross-token attention of one layer: the state-importance scorer and W_q, W_k, W_v (like nn.Linear, no biases). */
 export function initCrossToken(key: Key, cfg: ModelConfig): CrossTokenParams {
   const [ks, kqkv] = random.split(key, 2);
   const scored = cfg.memory.stateScore === "scan" ? cfg.expand * cfg.dModel : cfg.dModel;
   return { state: initScorer(ks, scored), ...initQKV(kqkv, cfg.dModel, cfg.memory.summaryDim) };
 }
 
+/** Cross-layer attention of one layer: W_q, W_k, W_v (like nn.Linear, no biases). */
 export function initCrossLayer(key: Key, cfg: ModelConfig): CrossLayerParams {
   return initQKV(key, cfg.dModel, cfg.memory.summaryDim);
 }
@@ -51,6 +60,19 @@ function slots(read: PoolRead, w: Tensor): Tensor {
  * Batched matmuls over (B, L) with a single query row, the fastest form on the CPU backend.
  */
 export function poolAttention(q: Tensor, keys: Tensor | readonly Tensor[], values: Tensor | readonly Tensor[], valid: Tensor | readonly Tensor[]): Tensor {
+  return poolAttentionWeighted(q, keys, values, valid).out;
+}
+
+/**
+ * `poolAttention` that also returns its attention weights [B, L, ΣP] (0 on empty slots; a row
+ * sums to 1 where any slot holds a note), for inspection. Same numbers as `poolAttention`.
+ */
+export function poolAttentionWeighted(
+  q: Tensor,
+  keys: Tensor | readonly Tensor[],
+  values: Tensor | readonly Tensor[],
+  valid: Tensor | readonly Tensor[],
+): { out: Tensor; weights: Tensor } {
   const ks = Array.isArray(keys) ? keys : [keys as Tensor];
   const vs = Array.isArray(values) ? values : [values as Tensor];
   const ms = Array.isArray(valid) ? valid : [valid as Tensor];
@@ -67,7 +89,7 @@ export function poolAttention(q: Tensor, keys: Tensor | readonly Tensor[], value
     out = out ? add(out, part) : part;
     off += P;
   }
-  return reshape(out!, [B, L, S]);
+  return { out: reshape(out!, [B, L, S]), weights };
 }
 
 /**
@@ -80,6 +102,7 @@ export function stateImportance(p: Linear, src: Tensor): Tensor {
   return sigmoid(scoreLinear(p, src));
 }
 
+/** What cross-token attention read for each position, and how much the state wanted it. */
 export interface CrossTokenRead {
   /** c_tok [B, L, S]. */
   c: Tensor;
@@ -87,6 +110,8 @@ export interface CrossTokenRead {
   score: Tensor;
   /** 1 where I_state > τ2 [B, L] (no gradient). */
   gate: Tensor;
+  /** The attention weights over the pool slots the read saw [B, L, P], before the gate (for inspection). */
+  weights: Tensor;
 }
 
 /**
@@ -97,9 +122,9 @@ export interface CrossTokenRead {
 export function crossTokenAttention(p: CrossTokenParams, h: Tensor, stateSrc: Tensor, read: PoolRead, m: MemoryConfig): CrossTokenRead {
   const score = stateImportance(p.state, stateSrc);
   const gate = noGrad(() => gt(score, m.tau2));
-  const attn = poolAttention(matmul(h, p.q.w), slots(read, p.k.w), slots(read, p.v.w), read.valid);
+  const { out: attn, weights } = poolAttentionWeighted(matmul(h, p.q.w), slots(read, p.k.w), slots(read, p.v.w), read.valid);
   const c = mul(attn, reshape(mul(gate, score), [...score.shape, 1]));
-  return { c, score, gate };
+  return { c, score, gate, weights };
 }
 
 /**

@@ -8,12 +8,56 @@
  */
 import { z } from "zod";
 
-const int = (what: string) => z.number({ error: `expected ${what}` }).int({ error: `expected ${what}` });
-const posInt = int("a positive integer").positive({ error: "expected a positive integer" });
-const unit = z.number({ error: "expected a number in [0, 1]" }).min(0).max(1);
+const int = (what: string): z.ZodNumber => z.number({ error: `expected ${what}` }).int({ error: `expected ${what}` });
+const posInt: z.ZodNumber = int("a positive integer").positive({ error: "expected a positive integer" });
+const unit: z.ZodNumber = z.number({ error: "expected a number in [0, 1]" }).min(0).max(1);
+
+// The zod types of the schemas below, written out: JSR's "no slow types" rule and deno doc want
+// exported constants to carry explicit types. tsc checks that they match the schemas.
+/** @internal The zod shape of CrossLayerSchema. */
+type CrossLayerShape = { enabled: z.ZodDefault<z.ZodBoolean>; every: z.ZodDefault<z.ZodNumber>; group: z.ZodDefault<z.ZodNumber> };
+/** @internal The zod shape of MemorySchema. */
+type MemoryShape = {
+  enabled: z.ZodDefault<z.ZodBoolean>;
+  summaryDim: z.ZodDefault<z.ZodNumber>;
+  poolSize: z.ZodDefault<z.ZodNumber>;
+  tau1: z.ZodDefault<z.ZodNumber>;
+  tau2: z.ZodDefault<z.ZodNumber>;
+  pooling: z.ZodDefault<z.ZodEnum<{ max: "max"; mean: "mean"; s3pool: "s3pool"; tmaxavg: "tmaxavg" }>>;
+  summaryWindow: z.ZodDefault<z.ZodNumber>;
+  tmaxavgThreshold: z.ZodDefault<z.ZodNumber>;
+  replacement: z.ZodDefault<z.ZodEnum<{ fifo: "fifo"; priority: "priority" }>>;
+  stateScore: z.ZodDefault<z.ZodEnum<{ output: "output"; scan: "scan" }>>;
+  crossToken: z.ZodDefault<z.ZodBoolean>;
+  crossLayer: z.ZodPrefault<z.ZodObject<CrossLayerShape, z.core.$strip>>;
+  fusion: z.ZodDefault<z.ZodEnum<{ conv1d: "conv1d"; gated: "gated"; product: "product"; residual: "residual"; weighted: "weighted" }>>;
+};
+/** @internal The zod shape of TransformerSchema. */
+type TransformerShape = {
+  nHeads: z.ZodDefault<z.ZodNumber>;
+  rotary: z.ZodDefault<z.ZodBoolean>;
+  ropeBase: z.ZodDefault<z.ZodNumber>;
+  mlpRatio: z.ZodDefault<z.ZodNumber>;
+};
+/** @internal The zod shape of ModelConfigSchema. */
+type ModelConfigShape = {
+  kind: z.ZodDefault<z.ZodEnum<{ mamba: "mamba"; memmamba: "memmamba"; transformer: "transformer" }>>;
+  dModel: z.ZodDefault<z.ZodNumber>;
+  nLayers: z.ZodDefault<z.ZodNumber>;
+  vocab: z.ZodDefault<z.ZodNumber>;
+  dState: z.ZodDefault<z.ZodNumber>;
+  expand: z.ZodDefault<z.ZodNumber>;
+  dConv: z.ZodDefault<z.ZodNumber>;
+  dtRank: z.ZodDefault<z.ZodUnion<readonly [z.ZodLiteral<"auto">, z.ZodNumber]>>;
+  dtMin: z.ZodDefault<z.ZodNumber>;
+  dtMax: z.ZodDefault<z.ZodNumber>;
+  normEps: z.ZodDefault<z.ZodNumber>;
+  memory: z.ZodPrefault<z.ZodObject<MemoryShape, z.core.$strip>>;
+  transformer: z.ZodPrefault<z.ZodObject<TransformerShape, z.core.$strip>>;
+};
 
 /** Eq. 7/11: every `every` layers, attend over the pools of the `group` layers before. */
-export const CrossLayerSchema = z.object({
+export const CrossLayerSchema: z.ZodObject<CrossLayerShape, z.core.$strip> = z.object({
   enabled: z.boolean().default(true),
   /** Layer l attends across layers when (l + 1) % every == 0 and l ≥ 1 (the paper's p). */
   every: posInt.default(2),
@@ -21,7 +65,10 @@ export const CrossLayerSchema = z.object({
   group: posInt.default(2),
 });
 
-export const MemorySchema = z.object({
+/**
+ * The memory part of the config (the Note Block, the pool, cross-token and cross-layer attention, the fusion), with defaults.
+ */
+export const MemorySchema: z.ZodObject<MemoryShape, z.core.$strip> = z.object({
   /** Off: a plain Mamba with the same backbone. */
   enabled: z.boolean().default(true),
   /** S, the width of a note (the paper's summary dimension). */
@@ -49,7 +96,7 @@ export const MemorySchema = z.object({
   fusion: z.enum(["weighted", "gated", "residual", "product", "conv1d"]).default("weighted"),
 });
 
-export const TransformerSchema = z.object({
+export const TransformerSchema: z.ZodObject<TransformerShape, z.core.$strip> = z.object({
   nHeads: posInt.default(4),
   /** Rotary position embeddings on q and k (else the model has no position information). */
   rotary: z.boolean().default(true),
@@ -58,7 +105,8 @@ export const TransformerSchema = z.object({
   mlpRatio: posInt.default(4),
 });
 
-export const ModelConfigSchema = z
+/** The model config: its zod schema (validation, defaults, the JSON Schema of config files). */
+export const ModelConfigSchema: z.ZodObject<ModelConfigShape, z.core.$strip> = z
   .object({
     /** memmamba: Mamba + notes; mamba: the same backbone without memory; transformer: the baseline. */
     kind: z.enum(["memmamba", "mamba", "transformer"]).default("memmamba"),
@@ -91,12 +139,16 @@ export const ModelConfigSchema = z
     }
   });
 
+/** A validated model config, every default filled in. */
 export type ModelConfig = z.output<typeof ModelConfigSchema>;
+/** A model config as a user writes it: every field optional. */
 export type ModelConfigInput = z.input<typeof ModelConfigSchema>;
+/** The memory part of a validated config. */
 export type MemoryConfig = ModelConfig["memory"];
 
 /** A config error: the message lists every bad field by its path. */
 export class ConfigError extends Error {
+  /** The error's name. */
   override name = "ConfigError";
 }
 
@@ -126,12 +178,18 @@ export function configJsonSchema(): Record<string, unknown> {
 
 /** Sizes derived from a config. */
 export interface Dims {
+  /** The model width d (dModel). */
   d: number;
+  /** The inner width d_inner = expand · d. */
   dInner: number;
+  /** R, the rank of Δ's projection. */
   dtRank: number;
+  /** The SSM state size per channel. */
   N: number;
+  /** The causal conv's kernel size. */
   K: number;
 }
+/** The sizes a config implies (dtRank "auto" resolved). */
 export function dims(c: ModelConfig): Dims {
   return {
     d: c.dModel,
@@ -162,10 +220,12 @@ export function crossLayerSources(c: ModelConfig, l: number): number[] {
 
 // ---------- presets ----------
 
+/** @internal Every field optional, recursively. */
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
 /** Overrides on top of a preset: any subset of the config's fields, nested. */
 export type ConfigOverrides = DeepPartial<ModelConfigInput>;
 
+/** @internal The presets as config inputs (validated by `preset`). */
 const presetInputs = {
   /** For tests: runs in milliseconds on a CPU. */
   tiny: { dModel: 32, nLayers: 2, dState: 8, memory: { summaryDim: 16, poolSize: 8, crossLayer: { every: 2, group: 2 } } },
@@ -173,9 +233,11 @@ const presetInputs = {
   small: { dModel: 256, nLayers: 8, dState: 16, memory: { summaryDim: 64, poolSize: 50, crossLayer: { every: 2, group: 2 } } },
   /** The paper's size (Mamba-130M backbone). */
   paper: { dModel: 768, nLayers: 24, dState: 16, memory: { summaryDim: 64, poolSize: 50 } },
-} satisfies Record<string, ModelConfigInput>;
+} satisfies Record<PresetName, ModelConfigInput>;
 
-export type PresetName = keyof typeof presetInputs;
+/** The name of a preset: "tiny" (tests), "small" (our experiments) or "paper" (Mamba-130M size). */
+export type PresetName = "tiny" | "small" | "paper";
+/** Every preset's name. */
 export const presetNames = Object.keys(presetInputs) as PresetName[];
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

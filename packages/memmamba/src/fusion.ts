@@ -18,11 +18,13 @@ import { add, concat, conv1dCausal, full, mul, noGrad, random, sigmoid, sliceAxi
 import type { MemoryConfig, ModelConfig } from "./config.ts";
 import { initLinear, linear, type Key, type Linear } from "./nn.ts";
 
+/** How a memory read joins the residual stream (Eq. 12): weighted, gated, residual, product or conv. */
 export type FusionKind = MemoryConfig["fusion"];
 
 /** The conv fusion's kernel size. */
 export const FUSION_CONV_K = 3;
 
+/** The parameters of one fusion F (Eq. 12); which optional ones exist depends on the FusionKind. */
 export interface FusionParams {
   /** S → d, no bias. */
   proj: Linear;
@@ -34,6 +36,7 @@ export interface FusionParams {
   conv?: { w: Tensor };
 }
 
+/** A fusion of the kind `cfg.memory.fusion`: the projection S → d plus that kind's own parameters. */
 export function initFusion(key: Key, cfg: ModelConfig): FusionParams {
   const d = cfg.dModel;
   const [kp, kg, kw] = random.split(key, 3);

@@ -11,9 +11,9 @@ export { initLinear, initRMSNorm, linear, rmsNorm, scoreLinear, type Key, type L
 export { initMamba, initMambaState, mambaBlock, type MambaOutput, type MambaParams, type MambaState } from "./mamba.ts";
 export { poolSummary, type PoolingKind } from "./pooling.ts";
 export { initNote, stateSummary, takeNotes, tokenImportance, type NoteParams, type Notes } from "./note.ts";
-export { initPoolState, insertNote, readPool, selectNotes, type PoolRead, type PoolState } from "./pool.ts";
+export { initPoolState, insertNote, insertNoteTraced, readPool, selectNotes, type InsertTrace, type PoolRead, type PoolState } from "./pool.ts";
 export {
-  crossLayerAttention, crossTokenAttention, initCrossLayer, initCrossToken, poolAttention, stateImportance,
+  crossLayerAttention, crossTokenAttention, initCrossLayer, initCrossToken, poolAttention, poolAttentionWeighted, stateImportance,
   type CrossLayerParams, type CrossTokenParams, type CrossTokenRead,
 } from "./attention.ts";
 export { FUSION_CONV_K, fuseMemory, fusionTerm, initFusion, initFusionState, type FusionKind, type FusionParams } from "./fusion.ts";
@@ -26,8 +26,9 @@ export {
   apply, auxOf, forward, forwardFrom, initLM, loss, type ApplyOptions, type ForwardOptions, type ForwardResult, type LMAux, type LMOutput, type LMParams,
 } from "./model.ts";
 export { initState, stateElementCount, type LMState } from "./state.ts";
-export { applyChunked, feed, step, type ChunkOptions, type StepOutput } from "./stream.ts";
+export { applyChunked, feed, step, type ChunkOptions, type StepOptions, type StepOutput } from "./stream.ts";
 export { lm } from "./lm.ts";
+export { HostRng, keyAt } from "./data/rng.ts";
 export * from "./data/text.ts";
 export * from "./tasks/passkey.ts";
 export * from "./tasks/docret.ts";

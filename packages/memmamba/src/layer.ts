@@ -19,23 +19,33 @@ import { fuseMemory, fusionTerm, initFusion, initFusionState, type FusionParams 
 import { initMamba, initMambaState, mambaBlock, type MambaParams, type MambaState } from "./mamba.ts";
 import { rmsNorm, rmsNormalize, type Key } from "./nn.ts";
 import { initNote, takeNotes, type NoteParams } from "./note.ts";
-import { initPoolState, insertNote, readPool, selectNotes, type PoolRead, type PoolState } from "./pool.ts";
+import { initPoolState, insertNoteTraced, readPool, selectNotes, type InsertTrace, type PoolRead, type PoolState } from "./pool.ts";
 
+/** The parameters of one MemMamba layer; the memory parts are absent where the config turns them off. */
 export interface LayerParams {
+  /** The Mamba block. */
   mamba: MambaParams;
+  /** The Note Block (memory on). */
   note?: NoteParams;
+  /** Cross-token attention over this layer's pool (memory.crossToken on). */
   crossToken?: CrossTokenParams;
+  /** The fusion of the cross-token read. */
   fuseTok?: FusionParams;
+  /** Cross-layer attention over earlier layers' pools (layers where `hasCrossLayer`). */
   crossLayer?: CrossLayerParams;
+  /** The fusion of the cross-layer read. */
   fuseLay?: FusionParams;
 }
 
 /** A layer's recurrent state: fixed size, whatever the length. */
 export interface LayerState {
+  /** The Mamba block's conv and SSM state. */
   mamba: MambaState;
+  /** This layer's note pool (memory on). */
   pool?: PoolState;
   /** conv1d fusion: the last 2 projected reads of each path [B, 2, d]. */
   fuseTok?: Tensor;
+  /** conv1d fusion: the last 2 projected cross-layer reads [B, 2, d]. */
   fuseLay?: Tensor;
 }
 
@@ -53,6 +63,15 @@ export interface LayerTrace {
   crossToken?: Tensor;
   /** c_lay, the cross-layer read [B, L, S] (on the layers that read across layers). */
   crossLayer?: Tensor;
+  /**
+   * The cross-token attention weights [B, L, P] over the pool slots each position read (0 on empty
+   * slots), before the read gate. In a recurrent step, slot i is slot i of the pool state given.
+   */
+  attention?: Tensor;
+  /** Recurrent step only: 1 where this token's note went into the pool [B, 1]. */
+  accepted?: Tensor;
+  /** Recurrent step only: the slot of the given pool whose note left, or −1 [B, 1] (see insertNoteTraced). */
+  evicted?: Tensor;
 }
 
 /** Counts for reporting (scalars, no gradient). */
@@ -63,6 +82,7 @@ export interface LayerCounts {
   reads: Tensor;
 }
 
+/** The parameters of layer `l` (0-based) of a model with config `cfg`. */
 export function initLayer(key: Key, cfg: ModelConfig, l: number): LayerParams {
   const [km, kn, kt, kft, kl, kfl] = random.split(key, 6);
   const p: LayerParams = { mamba: initMamba(km, cfg) };
@@ -79,6 +99,7 @@ export function initLayer(key: Key, cfg: ModelConfig, l: number): LayerParams {
   return p;
 }
 
+/** The empty recurrent state of layer `l` for `batch` sequences (zero conv and SSM state, empty pool). */
 export function initLayerState(cfg: ModelConfig, l: number, batch: number): LayerState {
   const s: LayerState = { mamba: initMambaState(cfg, batch) };
   if (!usesMemory(cfg)) return s;
@@ -88,6 +109,7 @@ export function initLayerState(cfg: ModelConfig, l: number, batch: number): Laye
   return s;
 }
 
+/** What a layer needs beyond its input: earlier layers' reads, the carried state, the mode. */
 export interface LayerContext {
   /** The pool reads of the layers before this one, at the same positions. */
   reads: readonly (PoolRead | undefined)[];
@@ -97,17 +119,23 @@ export interface LayerContext {
   step?: boolean;
   /** Training randomness (S3Pool). */
   key?: Key;
+  /** Also return per-position signals (`LayerTrace`) for inspection. */
   trace?: boolean;
   /** Also count notes written and pool reads (for reporting). */
   counts?: boolean;
 }
 
+/** What `memMambaLayer` returns. */
 export interface LayerResult {
+  /** The layer output [B, L, d]. */
   x: Tensor;
   /** What this layer's tokens read from its pool (for the cross-layer reads of later layers). */
   read?: PoolRead;
+  /** The state after the last position, when a state was given. */
   state?: LayerState;
+  /** Notes written and pool reads, when `counts` was asked for. */
   counts?: LayerCounts;
+  /** Per-position signals, when `trace` was asked for. */
   trace?: LayerTrace;
 }
 
@@ -127,12 +155,13 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
   const [B, L] = y.shape;
   const h = rmsNorm(p.note!.norm, y, cfg.normEps); // the memory path's pre-norm (note.ts says why)
   const notes = takeNotes(p.note!, h, m, ctx.key);
-  let read: PoolRead, pool: PoolState | undefined;
+  let read: PoolRead, pool: PoolState | undefined, inserted: InsertTrace | undefined;
   if (ctx.step) {
     if (L !== 1) throw new Error(`memMambaLayer: a recurrent step takes one token, got length ${L}`);
     read = readPool(state!.pool!);
     const S = m.summaryDim;
-    pool = insertNote(state!.pool!, reshape(notes.note, [B, S]), reshape(notes.score, [B]), reshape(notes.write, [B]), m);
+    inserted = insertNoteTraced(state!.pool!, reshape(notes.note, [B, S]), reshape(notes.score, [B]), reshape(notes.write, [B]), m);
+    pool = inserted.pool;
   } else {
     ({ read, next: pool } = selectNotes(notes, m, state?.pool));
   }
@@ -170,8 +199,9 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
     ? {
       tokenScore: notes.score,
       write: notes.write,
-      ...(tok ? { stateScore: tok.score, readGate: tok.gate, crossToken: tok.c } : {}),
+      ...(tok ? { stateScore: tok.score, readGate: tok.gate, crossToken: tok.c, attention: tok.weights } : {}),
       ...(cLay ? { crossLayer: cLay } : {}),
+      ...(inserted ? { accepted: reshape(inserted.accepted, [B, 1]), evicted: reshape(inserted.evicted, [B, 1]) } : {}),
     }
     : undefined;
   return { x: fuseMemory(y, terms), read, state: next, counts, trace };

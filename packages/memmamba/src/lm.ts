@@ -12,4 +12,5 @@ import { apply, initLM, loss } from "./model.ts";
 import { initState, stateElementCount } from "./state.ts";
 import { applyChunked, feed, step } from "./stream.ts";
 
+/** The language model's functions in one namespace (see the module note). */
 export const lm = { init: initLM, apply, loss, initState, step, applyChunked, feed, stateElementCount } as const;

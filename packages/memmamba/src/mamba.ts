@@ -17,7 +17,9 @@ import {
 import { dims, type ModelConfig } from "./config.ts";
 import { initLinear, initRMSNorm, rmsNorm, type Key, type Linear, type RMSNorm } from "./nn.ts";
 
+/** The parameters of one Mamba (S6) block. */
 export interface MambaParams {
+  /** The pre-norm (weight [d]). */
   norm: RMSNorm;
   /** d → 2·d_inner (x and the gate z), no bias. */
   inProj: Linear;
@@ -43,6 +45,7 @@ export interface MambaState {
   ssm: Tensor;
 }
 
+/** What `mambaBlock` returns. */
 export interface MambaOutput {
   /** The block output x + out_proj(…) [B, L, d]. */
   out: Tensor;

@@ -14,12 +14,15 @@ import { initRMSNorm, rmsNorm, type Key, type RMSNorm } from "./nn.ts";
 import type { PoolRead } from "./pool.ts";
 import { initTransformerLayer, ropeTables, transformerLayer, type TransformerLayerParams } from "./transformer.ts";
 
+/** The parameters of a whole language model (MemMamba, Mamba or Transformer by `config.kind`). */
 export interface LMParams {
   /** The validated config (plain data, not trained). */
   config: ModelConfig;
   /** Byte embedding [vocab, d], also the output head. */
   embed: Tensor;
+  /** One entry per layer: MemMamba/Mamba layers, or Transformer layers for the baseline. */
   layers: (LayerParams | TransformerLayerParams)[];
+  /** The final norm before the output head. */
   norm: RMSNorm;
 }
 
@@ -34,6 +37,7 @@ export function initLM(key: Key, config: ModelConfigInput | ModelConfig): LMPara
   return { config: cfg, embed: random.normal(keys[0], [cfg.vocab, cfg.dModel], { std: 0.02 }), layers, norm: initRMSNorm(cfg.dModel) };
 }
 
+/** Options of `apply` and `loss`. */
 export interface ApplyOptions {
   /** Training randomness (S3Pool samples with it; without a key it averages). Use a fresh key per step (e.g. random.foldIn(key, step)). */
   key?: Key;
@@ -41,6 +45,7 @@ export interface ApplyOptions {
   trace?: boolean;
 }
 
+/** Side outputs of `apply`: memory statistics and, when asked for, per-layer signals. */
 export interface LMAux {
   /** Notes written, per layer [n_layers] (memmamba only). */
   notesWritten?: Tensor;
@@ -50,9 +55,11 @@ export interface LMAux {
   trace?: LayerTrace[];
 }
 
+/** What `apply` returns. */
 export interface LMOutput {
   /** [B, L, vocab]. */
   logits: Tensor;
+  /** Memory statistics and traces. */
   aux: LMAux;
 }
 
@@ -68,10 +75,15 @@ export interface ForwardOptions extends ApplyOptions {
   hidden?: boolean;
 }
 
+/** What the shared forward pass returns. */
 export interface ForwardResult {
+  /** [B, L, vocab]. */
   logits: Tensor;
+  /** Per-layer states after the last position, when states were given. */
   states?: LayerState[];
+  /** Per-layer counts, when asked for. */
   counts?: LayerCounts[];
+  /** Per-layer signals, when asked for. */
   trace?: LayerTrace[];
   /** With `hidden`: [x_0 (the embedded input, a view without gradient), x_1 … x_n (after each layer)], each [B, L, d]. */
   hidden?: Tensor[];

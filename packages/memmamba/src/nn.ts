@@ -4,11 +4,14 @@
  */
 import { add, init, matmul, mean, mul, ones, random, reshape, rsqrt, square, zeros, type Tensor } from "@memmamba/tensor";
 
+/** A PRNG key of @memmamba/tensor's `random` (Philox), as the init functions take it. */
 export type Key = random.Key;
 
 /** A dense layer: w [in, out], optional b [out]. */
 export interface Linear {
+  /** The weight [in, out]. */
   w: Tensor;
+  /** The bias [out], where the layer has one. */
   b?: Tensor;
 }
 
@@ -23,10 +26,13 @@ export function initLinear(key: Key, inDim: number, outDim: number, bias = true)
   return bias ? init.linear(key, inDim, outDim) : init.linear(key, inDim, outDim, { bias: false });
 }
 
+/** RMSNorm's parameters. */
 export interface RMSNorm {
+  /** The per-feature gain [d], initialised to 1. */
   weight: Tensor;
 }
 
+/** RMSNorm over `d` features, its gain initialised to ones. */
 export function initRMSNorm(d: number): RMSNorm {
   return { weight: ones([d]) };
 }

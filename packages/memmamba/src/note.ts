@@ -21,6 +21,7 @@ import type { MemoryConfig, ModelConfig } from "./config.ts";
 import { initLinear, initRMSNorm, initScorer, scoreLinear, type Key, type Linear, type RMSNorm } from "./nn.ts";
 import { poolSummary } from "./pooling.ts";
 
+/** The Note Block's parameters (Eq. 5, 8, 9). */
 export interface NoteParams {
   /** The memory path's pre-norm (weight [d]). */
   norm: RMSNorm;
@@ -30,6 +31,7 @@ export interface NoteParams {
   summary: Linear;
 }
 
+/** The Note Block of one layer: its pre-norm, the token-importance scorer and the summary projection. */
 export function initNote(key: Key, cfg: ModelConfig): NoteParams {
   const m = cfg.memory;
   const [kt, ks] = random.split(key, 2);
@@ -46,6 +48,7 @@ export function stateSummary(p: Linear, x: Tensor, m: MemoryConfig, key?: Key): 
   return poolSummary(matmul(x, p.w), m.summaryWindow, m.pooling, { threshold: m.tmaxavgThreshold, key });
 }
 
+/** What a layer offers its pool at each position (Eq. 5/8/9). */
 export interface Notes {
   /** I_token [B, L]. */
   score: Tensor;

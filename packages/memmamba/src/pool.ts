@@ -22,8 +22,11 @@ import type { Notes } from "./note.ts";
 
 /** A pool: notes [B, P, S], their scores [B, P], and which slots hold a note (1/0) [B, P]. */
 export interface PoolState {
+  /** The notes [B, P, S]. */
   notes: Tensor;
+  /** Each note's importance score [B, P] (priority eviction drops the lowest). */
   scores: Tensor;
+  /** 1 where a slot holds a note, else 0 [B, P]. */
   valid: Tensor;
 }
 
@@ -33,11 +36,15 @@ export interface PoolState {
  * Attention projects the table first and gathers after (cheaper: M rows, not B·L·P).
  */
 export interface PoolRead {
+  /** The flat note table [M, S]. */
   table: Tensor;
+  /** Rows of the table each position reads, i32 [B, L, P] (0 where the slot is empty). */
   index: Tensor;
+  /** 1 where a slot holds a note, else 0 [B, L, P]. */
   valid: Tensor;
 }
 
+/** An empty pool for `batch` sequences: P slots of S zeros, none valid. */
 export function initPoolState(m: MemoryConfig, batch: number): PoolState {
   const P = m.poolSize;
   return { notes: zeros([batch, P, m.summaryDim]), scores: zeros([batch, P]), valid: zeros([batch, P]) };
@@ -97,6 +104,26 @@ export function readPool(pool: PoolState): PoolRead {
  * count after the write; nothing changes where the note is not written or not accepted.
  */
 export function insertNote(pool: PoolState, note: Tensor, score: Tensor, write: Tensor, m: MemoryConfig): PoolState {
+  return insertNoteTraced(pool, note, score, write, m).pool;
+}
+
+/** What one recurrent insert did, for inspection (the demo page's pool view). */
+export interface InsertTrace {
+  /** The new pool (the same tensors `insertNote` returns). */
+  pool: PoolState;
+  /** 1 where the note went into the pool [B] (written, and in priority mode not the lowest of a full pool). */
+  accepted: Tensor;
+  /** The slot (of the old pool) whose note left to make room, or −1 where none did [B] (f32). */
+  evicted: Tensor;
+}
+
+/**
+ * `insertNote` that also says which note went in and which left: slot i of the new pool holds
+ * old slot i, or old slot i + 1 from the evicted slot on, and the newcomer comes last. A caller
+ * that mirrors the pool's token positions on the host (drop `evicted`, append where `accepted`)
+ * stays in step with the pool without reading the notes back. Same numbers as `insertNote`.
+ */
+export function insertNoteTraced(pool: PoolState, note: Tensor, score: Tensor, write: Tensor, m: MemoryConfig): InsertTrace {
   const [B, P, S] = pool.notes.shape;
   const slot = fromArray(Float32Array.from({ length: P }, (_, i) => i), [1, P]);
   const newScore = reshape(score, [B, 1]);
@@ -122,9 +149,11 @@ export function insertNote(pool: PoolState, note: Tensor, score: Tensor, write: 
   };
   const asCol = (t: Tensor) => reshape(t, [...t.shape, 1]);
   const id = (t: Tensor) => t;
-  return {
+  const next: PoolState = {
     notes: update(pool.notes, reshape(note, [B, 1, S]), asCol),
     scores: update(pool.scores, newScore, id),
     valid: update(pool.valid, ones([B, 1]), id),
   };
+  const evicted = reshape(where(mul(accept, full), leaving, -1), [B]);
+  return { pool: next, accepted: reshape(accept, [B]), evicted };
 }

@@ -15,6 +15,7 @@ import { gt, max, mean, mul, oneHot, random, reshape, sum, where, type Tensor } 
 import type { MemoryConfig } from "./config.ts";
 import type { Key } from "./nn.ts";
 
+/** How a note pools groups of r features (Eq. 9): max, mean, T-Max-Avg or S3Pool. */
 export type PoolingKind = MemoryConfig["pooling"];
 
 /** Pools u [..., S·r] over groups of r features → [..., S]. `key` switches S3Pool to sampling. */

@@ -8,8 +8,11 @@ import { forEachTensor, type Tensor } from "@memmamba/tensor";
 import { parseConfig, type ModelConfig, type ModelConfigInput } from "./config.ts";
 import { initLayerState, type LayerState } from "./layer.ts";
 
+/** The recurrent state of a whole model: fixed size, whatever the length streamed so far. */
 export interface LMState {
+  /** Sequences streamed side by side. */
   batch: number;
+  /** One state per layer. */
   layers: LayerState[];
 }
 

@@ -11,27 +11,44 @@
  * with the old one), which the caller disposes (`disposeTree(state)`).
  */
 import { concat, disposeTree, reshape, showShape, sliceAxis, tidy, type Tensor } from "@memmamba/tensor";
+import type { LayerTrace } from "./layer.ts";
 import { forward, type LMParams } from "./model.ts";
 import { initState, type LMState } from "./state.ts";
 
+/** What `step` returns. */
 export interface StepOutput {
   /** [B, vocab]. */
   logits: Tensor;
+  /** The state after this token. */
   state: LMState;
+  /** Per layer, what the step did (with `{ trace: true }`; memmamba only): see LayerTrace. */
+  trace?: LayerTrace[];
+}
+
+/** Options of `step`. */
+export interface StepOptions {
+  /**
+   * Also return per-layer signals: token score, write, the note's fate in the pool (accepted,
+   * evicted slot), the cross-token attention weights over the pool slots. Same logits and state.
+   */
+  trace?: boolean;
 }
 
 /** One recurrent step: token i32 [B] → the next-token logits [B, vocab] and the next state. */
-export function step(params: LMParams, token: Tensor, state: LMState): StepOutput {
+export function step(params: LMParams, token: Tensor, state: LMState, opts: StepOptions = {}): StepOutput {
   if (token.dtype !== "i32" || token.rank !== 1 || token.shape[0] !== state.batch) {
     throw new Error(`lm.step: token must be i32 [${state.batch}] (the state's batch), got ${token.dtype} ${showShape(token.shape)}`);
   }
   return tidy(() => {
     const B = state.batch;
-    const r = forward(params, reshape(token, [B, 1]), { states: state.layers, step: true });
-    return { logits: reshape(r.logits, [B, params.config.vocab]), state: { batch: B, layers: r.states! } };
+    const r = forward(params, reshape(token, [B, 1]), { states: state.layers, step: true, trace: opts.trace });
+    const out: StepOutput = { logits: reshape(r.logits, [B, params.config.vocab]), state: { batch: B, layers: r.states! } };
+    if (opts.trace) out.trace = r.trace;
+    return out;
   });
 }
 
+/** Options of `applyChunked`. */
 export interface ChunkOptions {
   /** Positions per chunk. */
   chunk: number;

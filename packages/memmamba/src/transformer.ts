@@ -13,17 +13,23 @@ import {
 import type { ModelConfig } from "./config.ts";
 import { initLinear, initRMSNorm, rmsNorm, type Key, type Linear, type RMSNorm } from "./nn.ts";
 
+/** The parameters of one pre-norm Transformer layer of the baseline (attention, then a SiLU MLP). */
 export interface TransformerLayerParams {
+  /** The attention's pre-norm. */
   norm1: RMSNorm;
   /** d → 3d (q, k, v), no bias. */
   qkv: Linear;
   /** d → d, no bias, scaled by 1/√n_layers (as Mamba's out_proj). */
   o: Linear;
+  /** The MLP's pre-norm. */
   norm2: RMSNorm;
+  /** d → mlpRatio·d, no bias. */
   up: Linear;
+  /** mlpRatio·d → d, no bias, scaled by 1/√n_layers. */
   down: Linear;
 }
 
+/** One Transformer layer of the baseline, initialised like nn.Linear (output projections scaled by 1/√n_layers). */
 export function initTransformerLayer(key: Key, cfg: ModelConfig): TransformerLayerParams {
   const d = cfg.dModel, hidden = cfg.transformer.mlpRatio * d;
   const [kq, ko, ku, kd] = random.split(key, 4);
@@ -45,7 +51,9 @@ export function initTransformerLayer(key: Key, cfg: ModelConfig): TransformerLay
 
 /** Rotary tables for positions start … start + L − 1: cos and sin [L, hd/2]. */
 export interface Rope {
+  /** cos(position · frequency) [L, hd/2]. */
   cos: Tensor;
+  /** sin(position · frequency) [L, hd/2]. */
   sin: Tensor;
 }
 

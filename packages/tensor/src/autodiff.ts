@@ -46,8 +46,11 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+/** What `valueAndGrad(f)(params)` returns. */
 export interface ValueAndGrad<P> {
+  /** f(params), a scalar. */
   value: Tensor;
+  /** The gradient of `value` with respect to each leaf of params, in a tree of the same structure. */
   grads: P;
 }
 

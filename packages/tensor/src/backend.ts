@@ -5,64 +5,107 @@
  */
 import type { DType } from "./dtype.ts";
 
+/** The elementwise one-input functions of the `unary` primitive. */
 export type UnaryOp =
   | "neg" | "exp" | "log" | "sqrt" | "rsqrt" | "tanh" | "sigmoid" | "silu" | "softplus"
   | "abs" | "relu" | "sin" | "cos" | "square" | "reciprocal" | "sign";
+/** The broadcasting two-input functions of the `binary` primitive. */
 export type BinaryOp = "add" | "sub" | "mul" | "div" | "pow" | "max" | "min";
+/** The comparisons of the `compare` primitive (results are 1 where true, 0 where false). */
 export type CompareOp = "eq" | "ne" | "lt" | "le" | "gt" | "ge";
 
 /** Every primitive's name and the static params its kernel receives. Shapes travel with the args. */
 export interface PrimParams {
+  /** A tensor of `shape` filled with `value`. */
   fill: { value: number; shape: number[] };
+  /** One elementwise function of one input. */
   unary: { op: UnaryOp };
+  /** One elementwise function of two inputs of the same (already broadcast) shape. */
   binary: { op: BinaryOp };
+  /** An elementwise comparison of two inputs. */
   compare: { op: CompareOp };
+  /** Picks the second input where the first is nonzero, else the third. */
   where: Record<string, never>;
+  /** Converts to `dtype` (f32 → i32 truncates toward zero). */
   cast: { dtype: DType };
+  /** Sums or maxima over `axes` (kept with size 1). */
   reduce: { op: "sum" | "max"; axes: number[] };
+  /** Batched matrix product over the last two axes, each operand optionally transposed. */
   matmul: { transA: boolean; transB: boolean };
+  /** The same elements in another shape of the same size (a view: no kernel runs). */
   reshape: { shape: number[] };
+  /** Permutes the axes: output axis i is input axis `perm[i]`. */
   transpose: { perm: number[] };
+  /** The block of `sizes` elements starting at `starts`, per axis. */
   slice: { starts: number[]; sizes: number[] };
+  /** Pads each axis with `value`: `before[i]` elements in front, `after[i]` behind. */
   pad: { before: number[]; after: number[]; value: number };
+  /** Joins the inputs along `axis`. */
   concat: { axis: number };
+  /** Rows of the first input picked by the i32 indices of the second. */
   gather: Record<string, never>;
+  /** Adds rows into a zero tensor of `rows` rows at the given i32 indices (the VJP of gather). */
   scatterAdd: { rows: number };
+  /** One-hot rows of length `depth` for i32 indices. */
   oneHot: { depth: number };
+  /** Softmax over the last axis. */
   softmax: Record<string, never>;
+  /** log Σ exp over the last axis, computed stably. */
   logsumexp: Record<string, never>;
+  /** Per-row softmax cross-entropy of logits against i32 targets. */
   crossEntropy: Record<string, never>;
+  /** Depthwise causal 1-D convolution over the sequence axis. */
   conv1dCausal: Record<string, never>;
+  /** The gradient of conv1dCausal with respect to its input. */
   conv1dCausalGradX: Record<string, never>;
+  /** The gradient of conv1dCausal with respect to its `k`-tap kernel. */
   conv1dCausalGradW: { k: number };
+  /** For each position, the earlier marked positions a `k`-slot memory holds (`last`: FIFO, `top`: by score). */
   causalSelect: { k: number; mode: "last" | "top" };
+  /** The linear recurrence h_t = a_t · h_{t-1} + b_t along the sequence axis. */
   scan: Record<string, never>;
+  /** Mamba's fused selective scan (discretisation, recurrence and readout). */
   selectiveScan: Record<string, never>;
+  /** The final state h_L of the selective scan. */
   selectiveScanState: Record<string, never>;
+  /** The fused VJP of the selective scan. */
   selectiveScanGrad: Record<string, never>;
+  /** The recurrence run backwards in time (the VJP of `scan`). */
   scanReverse: Record<string, never>;
 }
+/** The name of a primitive. */
 export type PrimName = keyof PrimParams;
 
 /** An opaque buffer owned by a backend. */
 export interface BufferHandle {
+  /** Unique among the live buffers of one backend. */
   readonly id: number;
 }
 
 /** What a kernel sees of one tensor: its buffer, shape and dtype (always contiguous, row-major). */
 export interface KernelArg {
+  /** The buffer holding the elements. */
   readonly buf: BufferHandle;
+  /** The tensor's shape. */
   readonly shape: readonly number[];
+  /** The element type. */
   readonly dtype: DType;
 }
 
+/** Host memory that holds a tensor's elements: f32 or i32. */
 export type HostArray = Float32Array | Int32Array;
 
+/** Where tensors live and kernels run: the narrow interface every backend (CPU, wasm, WebGPU) implements. */
 export interface Backend {
+  /** A short name, e.g. "cpu", "wasm" or "webgpu". */
   readonly name: string;
+  /** Allocates a buffer of `size` elements of `dtype` (contents unspecified). */
   alloc(size: number, dtype: DType): BufferHandle;
+  /** Frees a buffer; freeing twice is an error. */
   free(buf: BufferHandle): void;
+  /** Copies host data into a buffer. */
   write(buf: BufferHandle, data: HostArray): void;
+  /** Copies a buffer back to the host (asynchronous: a GPU has no synchronous readback). */
   read(buf: BufferHandle): Promise<HostArray>;
   /** Runs one primitive's kernel: reads `inputs`, writes `output` (freshly allocated, contiguous). */
   run<K extends PrimName>(prim: K, inputs: readonly KernelArg[], output: KernelArg, params: PrimParams[K]): void;

@@ -14,11 +14,15 @@ import { allocTensor, Tensor } from "./tensor.ts";
 import { bytesPerElement } from "./dtype.ts";
 import { sizeOf } from "./shape.ts";
 
+/** What a primitive's shape rule returns: the output's shape and dtype. */
 export interface OutSpec {
+  /** The output's shape. */
   shape: number[];
+  /** The output's element type. */
   dtype: DType;
 }
 
+/** One primitive's definition: its shape rule, cost rule and vector-Jacobian product (kernels live in the backends). */
 export interface PrimDef<K extends PrimName> {
   /** The output's shape and dtype, or a ShapeError naming the op and the input shapes. */
   shape(inputs: readonly Tensor[], params: PrimParams[K]): OutSpec;
@@ -33,6 +37,7 @@ export interface PrimDef<K extends PrimName> {
   view?: boolean;
 }
 
+/** Every primitive's definition, by name. */
 export type PrimTable = { [K in PrimName]: PrimDef<K> };
 
 const table: Partial<PrimTable> = {};
@@ -43,6 +48,7 @@ export function definePrimitive<K extends PrimName>(name: K, def: PrimDef<K>): v
   (table as Record<string, unknown>)[name] = def;
 }
 
+/** The definition of primitive `name`, or an error naming it when its ops module was not imported. */
 export function primitive<K extends PrimName>(name: K): PrimDef<K> {
   const def = table[name];
   if (!def) throw new Error(`primitive "${name}" is not defined (is its ops module imported?)`);

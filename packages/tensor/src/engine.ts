@@ -7,6 +7,7 @@ import type { Backend } from "./backend.ts";
 import type { Tensor } from "./tensor.ts";
 import type { TapeNode } from "./dispatch.ts";
 
+/** Work done since the last `resetCounters()`: a count, not a clock. */
 export interface WorkCounters {
   /** Floating-point operations the primitives report (their cost rule). */
   flops: number;
@@ -51,6 +52,7 @@ export function setBackend(backend: Backend | string): Backend {
   return engine.backend;
 }
 
+/** The current backend (the CPU backend unless `setBackend` chose another). */
 export function getBackend(): Backend {
   if (engine.backend) return engine.backend;
   const cpu = backendFactories.get("cpu");
@@ -63,6 +65,7 @@ export function getBackend(): Backend {
 export function readCounters(): WorkCounters {
   return { ...engine.counters };
 }
+/** Sets the work counters back to zero. */
 export function resetCounters(): void {
   engine.counters = { flops: 0, bytes: 0, launches: 0 };
 }

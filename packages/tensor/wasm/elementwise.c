@@ -52,6 +52,31 @@ INLINE void unary_exp2(int op, const f32* x, f32* o) {
   wasm_v128_store64_lane(o, wasm_f32x4_demote_f64x2_zero(r), 0);
 }
 
+/* Eight values of an exp-based op: unary_exp2's operations on four lane pairs, the exps in
+ * lockstep (exp_v2x4). */
+INLINE void unary_exp8(int op, const f32* x, f32* o) {
+  v128_t v[4], e[4], pos[4];
+  for (int q = 0; q < 4; q++) v[q] = wasm_f64x2_promote_low_f32x4(wasm_v128_load64_zero(x + 2 * q));
+  if (op == U_EXP) {
+    for (int q = 0; q < 4; q++) e[q] = v[q];
+    exp_v2x4(e);
+    for (int q = 0; q < 4; q++) wasm_v128_store64_lane(o + 2 * q, wasm_f32x4_demote_f64x2_zero(e[q]), 0);
+    return;
+  }
+  for (int q = 0; q < 4; q++) {
+    pos[q] = wasm_f64x2_ge(v[q], wasm_f64x2_splat(0));
+    e[q] = wasm_v128_bitselect(wasm_f64x2_neg(v[q]), v[q], pos[q]);
+  }
+  exp_v2x4(e);
+  for (int q = 0; q < 4; q++) {
+    v128_t one = wasm_f64x2_splat(1.0);
+    v128_t d = wasm_f64x2_add(one, e[q]);
+    v128_t r = wasm_v128_bitselect(wasm_f64x2_div(one, d), wasm_f64x2_div(e[q], d), pos[q]);
+    if (op == U_SILU) r = wasm_f64x2_mul(v[q], r);
+    wasm_v128_store64_lane(o + 2 * q, wasm_f32x4_demote_f64x2_zero(r), 0);
+  }
+}
+
 /* args: op, x, out, n, chunk */
 void k_unary(const i32* a, int task, int tid) {
   (void)tid;
@@ -90,14 +115,9 @@ void k_unary(const i32* a, int task, int tid) {
       }
       break;
     case U_EXP: case U_SIGMOID: case U_SILU:
-      /* four independent exps an iteration: their long dependency chains (a degree-12 Horner
-       * polynomial in f64) overlap (measured ~20% faster under V8) */
-      for (; i + 8 <= end; i += 8) {
-        unary_exp2(op, x + i, o + i);
-        unary_exp2(op, x + i + 2, o + i + 2);
-        unary_exp2(op, x + i + 4, o + i + 4);
-        unary_exp2(op, x + i + 6, o + i + 6);
-      }
+      /* four independent exps an iteration, in lockstep: their long dependency chains (a
+       * degree-12 Horner polynomial in f64) overlap */
+      for (; i + 8 <= end; i += 8) unary_exp8(op, x + i, o + i);
       for (; i + 2 <= end; i += 2) unary_exp2(op, x + i, o + i);
       break;
     default:
@@ -185,19 +205,56 @@ INLINE v128_t binv(int op, v128_t x, v128_t y) {
   return x;
 }
 
+/*
+ * The vector part of a row for one op, OPC a constant (so binv folds to one instruction): 16 values
+ * an iteration, then 4. Inside the loop a switch on the op cost a jump table every 4 values, and
+ * Deno's V8 adds a bounds check to every load: unrolled, the loop streams at ~the saxpy rate.
+ */
+#define ROW_VEC(OPC)                                                                                                  \
+  if (sx && sy) {                                                                                                     \
+    for (; j + 16 <= len; j += 16) {                                                                                  \
+      const v128_t r0 = binv(OPC, wasm_v128_load(x + j), wasm_v128_load(y + j));                                      \
+      const v128_t r1 = binv(OPC, wasm_v128_load(x + j + 4), wasm_v128_load(y + j + 4));                              \
+      const v128_t r2 = binv(OPC, wasm_v128_load(x + j + 8), wasm_v128_load(y + j + 8));                              \
+      const v128_t r3 = binv(OPC, wasm_v128_load(x + j + 12), wasm_v128_load(y + j + 12));                            \
+      wasm_v128_store(o + j, r0); wasm_v128_store(o + j + 4, r1); wasm_v128_store(o + j + 8, r2); wasm_v128_store(o + j + 12, r3); \
+    }                                                                                                                 \
+    for (; j + 4 <= len; j += 4) wasm_v128_store(o + j, binv(OPC, wasm_v128_load(x + j), wasm_v128_load(y + j)));   \
+  } else if (sx) {                                                                                                    \
+    const v128_t yv = wasm_v128_load32_splat(y);                                                                      \
+    for (; j + 16 <= len; j += 16) {                                                                                  \
+      const v128_t r0 = binv(OPC, wasm_v128_load(x + j), yv), r1 = binv(OPC, wasm_v128_load(x + j + 4), yv);          \
+      const v128_t r2 = binv(OPC, wasm_v128_load(x + j + 8), yv), r3 = binv(OPC, wasm_v128_load(x + j + 12), yv);     \
+      wasm_v128_store(o + j, r0); wasm_v128_store(o + j + 4, r1); wasm_v128_store(o + j + 8, r2); wasm_v128_store(o + j + 12, r3); \
+    }                                                                                                                 \
+    for (; j + 4 <= len; j += 4) wasm_v128_store(o + j, binv(OPC, wasm_v128_load(x + j), yv));                       \
+  } else if (sy) {                                                                                                    \
+    const v128_t xv = wasm_v128_load32_splat(x);                                                                      \
+    for (; j + 16 <= len; j += 16) {                                                                                  \
+      const v128_t r0 = binv(OPC, xv, wasm_v128_load(y + j)), r1 = binv(OPC, xv, wasm_v128_load(y + j + 4));          \
+      const v128_t r2 = binv(OPC, xv, wasm_v128_load(y + j + 8)), r3 = binv(OPC, xv, wasm_v128_load(y + j + 12));     \
+      wasm_v128_store(o + j, r0); wasm_v128_store(o + j + 4, r1); wasm_v128_store(o + j + 8, r2); wasm_v128_store(o + j + 12, r3); \
+    }                                                                                                                 \
+    for (; j + 4 <= len; j += 4) wasm_v128_store(o + j, binv(OPC, xv, wasm_v128_load(y + j)));                       \
+  }
+
 /* One row of `len` outputs; inputs at x (stride sx in {0,1}), y (stride sy). */
 static void row_f32(int op, const f32* x, int sx, const f32* y, int sy, f32* o, int len) {
   int j = 0;
-  if (op != B_POW) {
-    if (sx && sy) {
-      for (; j + 4 <= len; j += 4) wasm_v128_store(o + j, binv(op, wasm_v128_load(x + j), wasm_v128_load(y + j)));
-    } else if (sx) {
-      const v128_t yv = wasm_v128_load32_splat(y);
-      for (; j + 4 <= len; j += 4) wasm_v128_store(o + j, binv(op, wasm_v128_load(x + j), yv));
-    } else if (sy) {
-      const v128_t xv = wasm_v128_load32_splat(x);
-      for (; j + 4 <= len; j += 4) wasm_v128_store(o + j, binv(op, xv, wasm_v128_load(y + j)));
-    }
+  switch (op) {
+    case B_ADD: ROW_VEC(B_ADD) break;
+    case B_SUB: ROW_VEC(B_SUB) break;
+    case B_MUL: ROW_VEC(B_MUL) break;
+    case B_DIV: ROW_VEC(B_DIV) break;
+    case B_MAX: ROW_VEC(B_MAX) break;
+    case B_MIN: ROW_VEC(B_MIN) break;
+    case C_EQ: ROW_VEC(C_EQ) break;
+    case C_NE: ROW_VEC(C_NE) break;
+    case C_LT: ROW_VEC(C_LT) break;
+    case C_LE: ROW_VEC(C_LE) break;
+    case C_GT: ROW_VEC(C_GT) break;
+    case C_GE: ROW_VEC(C_GE) break;
+    default: break; /* B_POW: scalar below */
   }
   for (; j < len; j++) o[j] = binf(op, x[j * sx], y[j * sy]);
 }

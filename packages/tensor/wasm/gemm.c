@@ -3,17 +3,18 @@
  *
  * - The micro-kernel keeps an MR x 8 tile of C in f32x4 accumulators over packed panels: A in
  *   MR-row micro-panels, B in 8-column micro-panels (b[p*8 + j]), both zero-padded at the edges so
- *   the inner loop has no branch. MR is 6 (12 accumulators + 2 B vectors + 1 A vector = 15 of the
- *   16 registers x64 engines give wasm) or 4 (8 accumulators): the caller picks per engine —
- *   measured on Zen 5, V8 (Deno, Node) runs the 4x8 kernel at ~90% of its FMA peak and spills or
- *   adds moves in the 6x8 one (50-80%), while JavaScriptCore (Bun) runs 6x8 at its peak and 4x8
- *   slower. Every element of C is the same sequence of multiply-adds over k either way, so the
- *   choice never changes a result.
+ *   the inner loop has no branch. MR is 6 (micro6: 12 accumulators + 2 B vectors + 1 A vector = 15
+ *   of the 16 registers x64 engines give wasm; A pre-broadcast) or 4 (micro4: A plain, each lane
+ *   splat by a shuffle: fewer loads). The caller picks per engine (src/wasm/backend.ts): measured
+ *   on Zen 4, 1 thread, 1024²: micro6 runs at 0.87 of the FMA peak under Bun and 0.82 under Node
+ *   20, micro4 at 0.82 under Deno, whose V8 bounds-checks every load (micro6 there: 0.72). Every
+ *   element of C is the same sequence of multiply-adds over k either way, so the choice never
+ *   changes a result.
  * - B is packed once per call by all threads (K_GEMM_PACK_B, split over 8-column panels), in
  *   KC-deep slabs: slab s holds rows [s*KC, s*KC + kc) of every panel.
- * - K_GEMM splits the rows of C into tasks (multiples of 6); a task packs MC x KC blocks of A into
- *   its thread's scratch (pre-broadcast, see pack_a) and runs the micro-kernel over every panel of
- *   the current slab.
+ * - K_GEMM splits the rows of C into tasks (multiples of MR); a task packs MC x KC blocks of A
+ *   into its thread's scratch (see pack_a) and runs the micro-kernel over every panel of the
+ *   current slab.
  * - Each element of C is computed the same way wherever its tile lies (same k order; edge tiles
  *   use the full micro-kernel on zero padding), so the result does not depend on the split.
  */
@@ -77,15 +78,36 @@ void k_gemm_pack_b(const i32* a, int task, int tid) {
 }
 
 /*
- * A block rows [i0, i0+mc) x cols [p0, p0+kc) into 6-row micro-panels (zero-padded), each value
- * stored 4 times (a whole f32x4): the micro-kernel then loads it with a plain v128.load. A
- * v128.load32_splat costs a shuffle on the FP pipes of x64 engines, next to the 12 FMAs it feeds
- * (measured: 71% of the FMA peak with splats, 80% with pre-broadcast A under V8; 60% -> 100% of
- * the mul+add peak under JavaScriptCore).
+ * A block rows [i0, i0+mc) x cols [p0, p0+kc) into MRT-row micro-panels (zero-padded), k-major.
+ * - MRT = 6: each value stored 4 times (a whole f32x4), so that micro6 loads it with a plain
+ *   v128.load. A v128.load32_splat costs a shuffle on the FP pipes of x64 engines, next to the 12
+ *   FMAs it feeds (measured: 71% of the FMA peak with splats, 80% with pre-broadcast A under V8;
+ *   60% -> 100% of the mul+add peak under JavaScriptCore).
+ * - MRT = 4: plain (4 values per k, one v128): micro4 splats each lane with a shuffle. Fewer loads
+ *   per FMA, which is what counts where the engine bounds-checks every load (Deno; see micro4).
  */
 static void pack_a(const f32* A, int ta, int m, int k, int i0, int mc, int p0, int kc, f32* dst, int MRT) {
   for (int ip = 0; ip < mc; ip += MRT) {
     const int mr = MIN(MRT, mc - ip);
+    if (MRT == 4) {
+      f32* d = dst + (size_t)ip * kc;
+      if (!ta) {
+        for (int r = 0; r < 4; r++) {
+          if (r < mr) {
+            const f32* src = A + (size_t)(i0 + ip + r) * k + p0;
+            for (int p = 0; p < kc; p++) d[p * 4 + r] = src[p];
+          } else {
+            for (int p = 0; p < kc; p++) d[p * 4 + r] = 0.0f;
+          }
+        }
+      } else {
+        /* A stored [k, m]: element (i, p) at A[p*m + i] */
+        const f32* src = A + (size_t)p0 * m + i0 + ip;
+        for (int p = 0; p < kc; p++, src += m, d += 4)
+          for (int r = 0; r < 4; r++) d[r] = r < mr ? src[r] : 0.0f;
+      }
+      continue;
+    }
     f32* d = dst + (size_t)ip * kc * 4;
     if (!ta) {
       for (int r = 0; r < MRT; r++) {
@@ -105,7 +127,6 @@ static void pack_a(const f32* A, int ta, int m, int k, int i0, int mc, int p0, i
   }
 }
 
-#define LOADC(c0, c1, row) { c0 = wasm_v128_load(C + (row) * ldc); c1 = wasm_v128_load(C + (row) * ldc + 4); }
 #define STOREC(c0, c1, row) { wasm_v128_store(C + (row) * ldc, c0); wasm_v128_store(C + (row) * ldc + 4, c1); }
 #define ADDC(c0, c1, row) { wasm_v128_store(C + (row) * ldc, wasm_f32x4_add(wasm_v128_load(C + (row) * ldc), c0)); \
                             wasm_v128_store(C + (row) * ldc + 4, wasm_f32x4_add(wasm_v128_load(C + (row) * ldc + 4), c1)); }
@@ -152,17 +173,25 @@ __attribute__((noinline)) static void micro6(int kc, const f32* __restrict A, co
   edge_store(tmp, C, ldc, first, mr, nr);
 }
 
-/* C[4x8] (=|+=) A-panel · B-panel over kc: the same multiply-adds in the same order as micro6. */
+/*
+ * C[4x8] (=|+=) A-panel · B-panel over kc, A packed plainly (4 values per k, one v128.load) and each
+ * row's value splat from its lane by a shuffle: the same multiply-adds in the same order as micro6.
+ * 3 loads per 8 FMAs (micro6: 8 per 12). Deno's V8 bounds-checks every wasm load explicitly (a
+ * compare and a branch each; its trap handler is off), which leaves micro6 at ~83% of the FMA peak
+ * and this kernel at ~89% (Zen 4, A and B in L1); Bun and Node (no such checks) run micro6 at
+ * 97-100% and this one at 78-90%.
+ */
+#define SPLAT_LANE(v, l) wasm_i32x4_shuffle(v, v, l, l, l, l)
 __attribute__((noinline)) static void micro4(int kc, const f32* __restrict A, const f32* __restrict B, f32* C, int ldc, int first, int mr, int nr, f32* tmp) {
   v128_t c00 = wasm_f32x4_splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
   for (int p = 0; p < kc; p++) {
-    const v128_t b0 = wasm_v128_load(B), b1 = wasm_v128_load(B + 4);
+    const v128_t b0 = wasm_v128_load(B), b1 = wasm_v128_load(B + 4), a = wasm_v128_load(A);
     v128_t x;
-    x = wasm_v128_load(A + 0); c00 = MADD(x, b0, c00); c01 = MADD(x, b1, c01);
-    x = wasm_v128_load(A + 4); c10 = MADD(x, b0, c10); c11 = MADD(x, b1, c11);
-    x = wasm_v128_load(A + 8); c20 = MADD(x, b0, c20); c21 = MADD(x, b1, c21);
-    x = wasm_v128_load(A + 12); c30 = MADD(x, b0, c30); c31 = MADD(x, b1, c31);
-    A += 16;
+    x = SPLAT_LANE(a, 0); c00 = MADD(x, b0, c00); c01 = MADD(x, b1, c01);
+    x = SPLAT_LANE(a, 1); c10 = MADD(x, b0, c10); c11 = MADD(x, b1, c11);
+    x = SPLAT_LANE(a, 2); c20 = MADD(x, b0, c20); c21 = MADD(x, b1, c21);
+    x = SPLAT_LANE(a, 3); c30 = MADD(x, b0, c30); c31 = MADD(x, b1, c31);
+    A += 4;
     B += NR;
   }
   if (mr == 4 && nr == NR) {
@@ -198,11 +227,11 @@ void k_gemm(const i32* a, int task, int tid) {
       const int kc = MIN(KC, k - p0);
       pack_a(A, ta, m, k, i0, mc, p0, kc, apack, MRT);
       const f32* bs = Bp + (size_t)s * KC * npad;
-      /* A micro-panel (6 x kc, 24 KB pre-broadcast) stays in L1 while the slab's B panels stream
-       * past it (8 KB each, ~1.3 bytes a cycle): measured faster than the B-panel-outer order.
-       * MC = 120 is a multiple of both tile heights. */
+      /* A micro-panel (6 x kc: 24 KB pre-broadcast; 4 x kc: 4 KB) stays in L1 while the slab's B
+       * panels stream past it (8 KB each). Measured: the B-panel-outer order and other KC / MC
+       * (128-384 / 48-240) within 2% of this. MC = 120 is a multiple of both tile heights. */
       for (int ip = 0; ip < mc; ip += MRT) {
-        const f32* ap = apack + (size_t)ip * kc * 4;
+        const f32* ap = apack + (size_t)ip * kc * (MRT == 4 ? 1 : 4);
         f32* crow = C + (size_t)(i0 + ip) * n;
         const int mr = MIN(MRT, mc - ip);
         if (MRT == 6) {

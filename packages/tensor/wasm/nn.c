@@ -88,11 +88,22 @@ void k_scan(const i32* a, int task, int tid) {
   const f32* prev = PTR(f32, a[2]) + (size_t)b * S;
   for (int t = 0; t < L; t++) {
     const size_t o = ((size_t)b * L + t) * S;
+    const f32 *ar = A + o, *xr = X + o;
+    f32* hr = H + o;
     int s = s0;
+    /* 16 values an iteration: a streaming loop, and fewer loop and bounds-check instructions per
+     * byte (Deno's V8 checks every load; measured +15-25% at 1 thread) */
+    for (; s + 16 <= s1; s += 16) {
+      const v128_t h0 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(ar + s), wasm_v128_load(prev + s)), wasm_v128_load(xr + s));
+      const v128_t h1 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(ar + s + 4), wasm_v128_load(prev + s + 4)), wasm_v128_load(xr + s + 4));
+      const v128_t h2 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(ar + s + 8), wasm_v128_load(prev + s + 8)), wasm_v128_load(xr + s + 8));
+      const v128_t h3 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(ar + s + 12), wasm_v128_load(prev + s + 12)), wasm_v128_load(xr + s + 12));
+      wasm_v128_store(hr + s, h0); wasm_v128_store(hr + s + 4, h1); wasm_v128_store(hr + s + 8, h2); wasm_v128_store(hr + s + 12, h3);
+    }
     for (; s + 4 <= s1; s += 4)
-      wasm_v128_store(H + o + s, wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(A + o + s), wasm_v128_load(prev + s)), wasm_v128_load(X + o + s)));
-    for (; s < s1; s++) H[o + s] = A[o + s] * prev[s] + X[o + s];
-    prev = H + o;
+      wasm_v128_store(hr + s, wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(ar + s), wasm_v128_load(prev + s)), wasm_v128_load(xr + s)));
+    for (; s < s1; s++) hr[s] = ar[s] * prev[s] + xr[s];
+    prev = hr;
   }
 }
 
@@ -109,10 +120,19 @@ void k_scan_reverse(const i32* a, int task, int tid) {
   for (int s = s0; s < s1; s++) O[last + s] = G[last + s];
   for (int t = L - 2; t >= 0; t--) {
     const size_t o = ((size_t)b * L + t) * S, nx = o + S;
+    const f32 *an = A + nx, *on = O + nx, *gr = G + o;
+    f32* orow = O + o;
     int s = s0;
+    for (; s + 16 <= s1; s += 16) { /* 16 values an iteration, as k_scan */
+      const v128_t l0 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(an + s), wasm_v128_load(on + s)), wasm_v128_load(gr + s));
+      const v128_t l1 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(an + s + 4), wasm_v128_load(on + s + 4)), wasm_v128_load(gr + s + 4));
+      const v128_t l2 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(an + s + 8), wasm_v128_load(on + s + 8)), wasm_v128_load(gr + s + 8));
+      const v128_t l3 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(an + s + 12), wasm_v128_load(on + s + 12)), wasm_v128_load(gr + s + 12));
+      wasm_v128_store(orow + s, l0); wasm_v128_store(orow + s + 4, l1); wasm_v128_store(orow + s + 8, l2); wasm_v128_store(orow + s + 12, l3);
+    }
     for (; s + 4 <= s1; s += 4)
-      wasm_v128_store(O + o + s, wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(A + nx + s), wasm_v128_load(O + nx + s)), wasm_v128_load(G + o + s)));
-    for (; s < s1; s++) O[o + s] = A[nx + s] * O[nx + s] + G[o + s];
+      wasm_v128_store(orow + s, wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(an + s), wasm_v128_load(on + s)), wasm_v128_load(gr + s)));
+    for (; s < s1; s++) orow[s] = an[s] * on[s] + gr[s];
   }
 }
 

@@ -8,5 +8,5 @@ import { runTrain, trainCommand } from "../commands/train.ts";
 await runCli(trainCommand, process.argv.slice(2), async (args) => {
   const r = await runTrain(args);
   disposeTree(r.params);
-  return r.status === "done" ? 0 : 3; // 3: stopped on repeated NaN/Inf (the last good checkpoint is kept)
+  return r.status === "diverged" ? 3 : 0; // 3: stopped on repeated NaN/Inf (the last good checkpoint is kept); a --max-minutes stop is a success
 });

@@ -2,32 +2,47 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import process from "node:process";
-import { setBackend } from "@memmamba/tensor";
-import { UsageError } from "../args.ts";
+import { CPU_KERNELS, type CpuKernels, describeBackend, initBackend } from "@memmamba/tensor";
+import { flag, UsageError } from "../args.ts";
 import { writeSvg } from "../plot.ts";
 import type { ProgressStream } from "../progress.ts";
 
 /** Where a command writes: results (stdout), notes (stderr) and its progress display. */
 export interface CommandIO {
+  /** Writes results. */
   out: (s: string) => void;
+  /** Writes notes and errors. */
   err: (s: string) => void;
   /** The progress display's stream, or false for none. */
   progress: ProgressStream | false;
 }
 
+/** The process's stdout and stderr, with progress on stderr. */
 export const defaultIO: CommandIO = {
   out: (s) => void process.stdout.write(s),
   err: (s) => void process.stderr.write(s),
   progress: process.stderr,
 };
 
-/** Selects the tensor backend; a backend that is not available is a one-line usage error. */
-export function selectBackend(command: string, name: string): void {
+/** The `--backend` flag every command shares. */
+export const backendFlag = flag.enum(["cpu", "webgpu"], "tensor backend", { default: "cpu" });
+/** The `--cpu-kernels` flag every command shares (default: $MEMMAMBA_CPU_KERNELS, else auto). */
+export const cpuKernelsFlag = flag.enum(CPU_KERNELS as unknown as readonly [CpuKernels, ...CpuKernels[]],
+  "CPU kernels: auto (OpenBLAS matmul through FFI where present, wasm SIMD on all cores), wasm, wasm-simd (no relaxed SIMD), ts (the plain TypeScript reference)",
+  { defaultLabel: "$MEMMAMBA_CPU_KERNELS or auto" });
+
+/**
+ * Starts the tensor backend and makes it current; says on `log` what runs. A backend that is not
+ * available is a one-line usage error.
+ */
+export async function selectBackend(command: string, name: string, cpuKernels?: CpuKernels, log?: (s: string) => void): Promise<void> {
+  let b;
   try {
-    setBackend(name);
+    b = await initBackend(name as "cpu" | "webgpu", { cpuKernels });
   } catch (e) {
-    throw new UsageError(`${command}: --backend ${name} is not available here (${e instanceof Error ? e.message : String(e)}); use --backend cpu`);
+    throw new UsageError(`${command}: --backend ${name} is not available here (${e instanceof Error ? e.message : String(e)})${name === "cpu" ? "" : "; use --backend cpu"}`);
   }
+  log?.(`${command}: ${describeBackend(b)}\n`);
 }
 
 /** Reads a JSON object from a file; errors name the file (and the flag). */

@@ -11,22 +11,24 @@
 import { dirname, join } from "node:path";
 import { disposeTree, random } from "@memmamba/tensor";
 import { defineCommand, flag, type ParseResult } from "../args.ts";
-import { greedyDecode, loadModel, windowNll } from "../inference.ts";
+import { greedyDecode, windowNll } from "../inference.ts";
+import { loadModelFile } from "../weights.ts";
 import { linePlot, writeSvg } from "../plot.ts";
 import { Progress } from "../progress.ts";
-import { type CommandIO, defaultIO, formatTable, lengthLabel, requirePath, selectBackend, writeJson } from "./common.ts";
+import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, formatTable, lengthLabel, requirePath, selectBackend, writeJson } from "./common.ts";
 import { booksTooShort, loadTexts, perplexity, pplWindows, pplWindowStarts, splitTexts, type TextDoc } from "@memmamba/memmamba";
 import { DOCRET_DECODE_TOKENS, docretSamples, paragraphsOf, scoreDocret } from "@memmamba/memmamba";
 import { metrics, type LMParams } from "@memmamba/memmamba";
 import { fromArray } from "@memmamba/tensor";
 
+/** The `eval` command: its flags, parser and help. */
 export const evalCommand = defineCommand({
   name: "eval",
   summary: "evaluate a checkpoint: perplexity by context length, document retrieval under noise, or the memory metrics",
   usage: "bun packages/cli/src/bin/eval.ts <ppl|docret|metrics> [flags]",
   positionals: [{ name: "task", description: "what to evaluate", required: true, choices: ["ppl", "docret", "metrics"] }],
   flags: {
-    checkpoint: flag.path("the checkpoint to evaluate", { default: "runs/train/checkpoint.safetensors" }),
+    checkpoint: flag.path("the checkpoint or shipped weights file (weights/*.safetensors) to evaluate", { default: "runs/train/checkpoint.safetensors" }),
     data: flag.path("books: a .txt file or a directory of them", { default: "../shared/data/books" }),
     split: flag.enum(["validation", "train", "all"], "which books of the split (see the data README)", { default: "validation" }),
     lengths: flag.intList("ppl: context lengths (k = ×1024)", { default: [1024, 2048, 4096, 10240, 20480, 30720, 40960, 51200, 61440], positive: true }),
@@ -39,13 +41,15 @@ export const evalCommand = defineCommand({
     chunk: flag.int("tokens per chunk when streaming (memory ∝ chunk, not length)", { default: 512, positive: true }),
     out: flag.path("where the JSON (and SVG) go", { defaultLabel: "<checkpoint dir>" }),
     metricsLen: flag.int("metrics: bytes per window (k = ×1024)", { default: 512, positive: true }),
-    backend: flag.enum(["cpu", "webgpu"], "tensor backend", { default: "cpu" }),
+    backend: backendFlag,
+    cpuKernels: cpuKernelsFlag,
   },
   epilog: `Examples:
   bun packages/cli/src/bin/eval.ts ppl --checkpoint runs/books/checkpoint.safetensors --lengths 1k,2k,4k
   bun packages/cli/src/bin/eval.ts docret --k 10,20 --samples 10`,
 });
 
+/** The parsed flags of `eval`. */
 export type EvalArgs = ParseResult<typeof evalCommand.spec.flags>;
 
 function books(f: EvalArgs["flags"]): { docs: TextDoc[]; rule: string } {
@@ -66,15 +70,18 @@ export interface PplRow {
   booksSkipped: string[];
 }
 
+/**
+ * Runs `eval` with parsed arguments: the task named by the positional (ppl, docret or metrics); prints a table, writes its JSON (and SVG) and returns what it wrote.
+ */
 export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promise<unknown> {
   const print = io.out;
   const makeProgress = (total: number, label: string) =>
     io.progress === false ? undefined : new Progress({ total, label, showLoss: false, stream: io.progress });
   const f = args.flags;
   const task = args.positionals[0];
-  selectBackend("eval", f.backend);
+  await selectBackend("eval", f.backend, f.cpuKernels, io.err);
   const { docs, rule } = books(f);
-  const model = loadModel(f.checkpoint);
+  const model = loadModelFile(f.checkpoint);
   const out = f.out ?? dirname(f.checkpoint);
   try {
     if (task === "metrics") return await runMetrics(f, model.params, docs, rule, out, print);

@@ -6,23 +6,26 @@
 import { dirname, join } from "node:path";
 import { disposeTree, random } from "@memmamba/tensor";
 import { defineCommand, flag, type ParseResult } from "../args.ts";
-import { greedyDecode, loadModel } from "../inference.ts";
+import { greedyDecode } from "../inference.ts";
+import { loadModelFile } from "../weights.ts";
 import { heatmap, writeSvg } from "../plot.ts";
 import { Progress } from "../progress.ts";
-import { type CommandIO, defaultIO, formatTable, lengthLabel, requirePath, selectBackend, writeJson } from "./common.ts";
+import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, formatTable, lengthLabel, requirePath, selectBackend, writeJson } from "./common.ts";
 import { runTrain, trainCommand } from "./train.ts";
-import { loadTexts } from "@memmamba/memmamba";
+import { loadTexts, splitPart } from "@memmamba/memmamba";
 import { type FillerSpec, PASSKEY_DECODE_TOKENS, passkeyGrid, scorePasskey } from "@memmamba/memmamba";
 
+/** The `passkey` command: its flags, parser and help. */
 export const passkeyCommand = defineCommand({
   name: "passkey",
   summary: "passkey retrieval accuracy of a checkpoint by context length × needle depth (streaming, constant memory)",
   usage: "deno task passkey [flags]      (bun run passkey [flags])",
   flags: {
-    checkpoint: flag.path("the checkpoint to evaluate", { default: "runs/train/checkpoint.safetensors" }),
+    checkpoint: flag.path("the checkpoint or shipped weights file (weights/*.safetensors) to evaluate", { default: "runs/train/checkpoint.safetensors" }),
     train: flag.bool("first train a quick model into the checkpoint's directory (the `train` defaults; replaces a checkpoint there)"),
     trainSteps: flag.int("optimizer steps of that quick training", { default: 200, positive: true }),
     filler: flag.path("take the filler text from this file or directory (default: generated)"),
+    fillerSplit: flag.enum(["validation", "train", "all"], "which books of --filler (the books' split; `train --filler` trains on train, so validation is unseen text)", { default: "validation" }),
     fillerKind: flag.enum(["classic", "random"], "the generated filler: the classic grass/sky/sun sentences or random sentences", { default: "classic" }),
     lengths: flag.intList("context lengths in tokens (bytes); the paper goes to 400k", { default: [1024, 2048, 4096, 8192], positive: true }),
     depths: flag.numberList("needle depths", { default: [0, 0.25, 0.5, 0.75, 1], min: 0, max: 1 }),
@@ -30,39 +33,50 @@ export const passkeyCommand = defineCommand({
     seed: flag.int("seed of the samples (passkeys, filler)", { default: 123, min: 0 }),
     chunk: flag.int("tokens per chunk when streaming the prompt (memory ∝ chunk, not length)", { default: 512, positive: true }),
     out: flag.path("where passkey.json and passkey.svg go", { defaultLabel: "<checkpoint dir>/passkey" }),
-    backend: flag.enum(["cpu", "webgpu"], "tensor backend", { default: "cpu" }),
+    backend: backendFlag,
+    cpuKernels: cpuKernelsFlag,
   },
   epilog: `Example:
   deno task passkey --checkpoint runs/train/checkpoint.safetensors --lengths 1k,2k,4k,8k,16k,32k,64k,128k,256k,400k`,
 });
 
+/** The parsed flags of `passkey`. */
 export type PasskeyArgs = ParseResult<typeof passkeyCommand.spec.flags>;
 
+/** What `passkey` measured (also written to passkey.json). */
 export interface PasskeyReport {
+  /** The checkpoint evaluated. */
   checkpoint: string;
+  /** The context lengths, in bytes. */
   lengths: number[];
+  /** The needle depths. */
   depths: number[];
+  /** Samples per (length, depth) cell. */
   samples: number;
   /** accuracy[depthIndex][lengthIndex] */
   accuracy: number[][];
+  /** Every sample's outcome. */
   results: { length: number; depth: number; sample: number; passkey: string; predicted: string; correct: boolean }[];
 }
 
+/**
+ * Runs `passkey` with parsed arguments: prints the accuracy table, writes passkey.json and passkey.svg, and returns the report.
+ */
 export async function runPasskey(args: PasskeyArgs, io: CommandIO = defaultIO): Promise<PasskeyReport> {
   const print = io.out;
   const f = args.flags;
-  selectBackend("passkey", f.backend);
+  await selectBackend("passkey", f.backend, f.cpuKernels, io.err);
   if (f.train) {
     const out = dirname(f.checkpoint);
-    const t = await runTrain(trainCommand.parse(["--out", out, "--steps", String(f.trainSteps), "--backend", f.backend, "--overwrite"]), io);
+    const t = await runTrain(trainCommand.parse(["--out", out, "--steps", String(f.trainSteps), "--backend", f.backend, ...(f.cpuKernels ? ["--cpu-kernels", f.cpuKernels] : []), "--overwrite"]), io);
     disposeTree(t.params);
   }
   let filler: FillerSpec = { kind: f.fillerKind };
   if (f.filler) {
     requirePath("passkey", "--filler", f.filler);
-    filler = { kind: "text", docs: loadTexts(f.filler) };
+    filler = { kind: "text", docs: splitPart(loadTexts(f.filler), f.fillerSplit).docs };
   }
-  const model = loadModel(f.checkpoint);
+  const model = loadModelFile(f.checkpoint);
   const out = f.out ?? join(dirname(f.checkpoint), "passkey");
   const report: PasskeyReport = {
     checkpoint: f.checkpoint,

@@ -1,19 +1,25 @@
 /**
  * `bun run train`: trains a language model (memmamba, mamba or transformer) with ../trainer.ts.
  *
- * Without --data it trains on the built-in passkey task (generated filler, the answer digits are
- * the only targets scored) and reports the passkey accuracy on held-out samples every
- * --eval-every steps; with --data it trains the byte-level LM on text windows (the books'
- * suggested split: see memmamba/src/data/text.ts) and reports the validation loss.
+ * Without --data it is the passkey demo: the built-in passkey task (classic filler, the needle at
+ * a random depth, the 5 answer digits the only targets scored) with its own defaults
+ * (PASSKEY_DEMO: a higher learning rate with warmup, short samples, note pools tuned for the
+ * tiny model), printed at the start; every --eval-every steps it scores held-out samples
+ * (answer-digit loss, digit accuracy, exact match) and prints a line. With --data it trains the
+ * byte-level LM on text windows (the books' suggested split: see memmamba/src/data/text.ts) with
+ * the paper's defaults (TEXT_DEFAULTS: lr 1e-4 constant, accumulation 4) and reports the
+ * validation loss. A flag given explicitly always wins.
  */
 import { fromArray, random, schedule, tidy, type Tensor } from "@memmamba/tensor";
 import { lm, preset, presetNames, type ConfigOverrides, type LMParams, type ModelConfig, type PresetName } from "@memmamba/memmamba";
 import { defineCommand, flag, type ParseResult, UsageError } from "../args.ts";
 import { lmTrainable, tokenSource, type HostTokenBatch } from "../adapters.ts";
 import { runFiles, train, TRAIN_DEFAULTS, type TrainResult } from "../trainer.ts";
-import { type CommandIO, defaultIO, readJsonFile, requirePath, selectBackend } from "./common.ts";
-import { loadTexts, splitTexts, WindowSampler } from "@memmamba/memmamba";
-import { type FillerSpec, FIXED_BYTES, PASSKEY_DIGITS, passkeyTrainingBatch } from "@memmamba/memmamba";
+import { saveHangFromEnv } from "../save-hook.ts";
+import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, readJsonFile, requirePath, selectBackend } from "./common.ts";
+import { loadTexts, splitPart, splitTexts, WindowSampler } from "@memmamba/memmamba";
+import type { FillerSpec } from "@memmamba/memmamba";
+import { MIN_PASSKEY_SEQ_LEN, passkeyScores, passkeyStopBatch } from "../passkey-demo.ts";
 
 /** Defaults of the text (--data) mode: the paper's optimizer settings. */
 export const TEXT_DEFAULTS = Object.freeze({
@@ -34,7 +40,7 @@ export const TEXT_DEFAULTS = Object.freeze({
  * has to choose (priority replacement) and ends up holding the key's digits.
  */
 export const PASSKEY_DEMO = Object.freeze({
-  steps: 800,
+  steps: 1000,
   seqLen: 104,
   batch: 8,
   accum: 1,
@@ -45,9 +51,17 @@ export const PASSKEY_DEMO = Object.freeze({
   evalSamples: 64,
   taskLoss: "answer" as "answer" | "all",
   filler: { kind: "classic" } as FillerSpec,
+  /** Wall time of the plain `npm run train` on a 2-core CPU, printed at its start (measured: see the README). */
+  expected: "about 4 minutes on a 2-core CPU (longer on a busy machine; the progress line shows the ETA)",
   /** Merged over the preset when neither --preset nor --config is given. */
-  config: Object.freeze({ memory: { poolSize: 10, tau1: 0, tau2: 0, fusion: "residual" } }) as ConfigOverrides,
+  config: Object.freeze({ memory: { poolSize: 20, tau1: 0, tau2: 0, fusion: "residual" } }) as ConfigOverrides,
 });
+
+/** The plain demo: no --data, and none of the flags that change its size or length given. */
+function isDemoDefault(args: TrainArgs): boolean {
+  const sizing = ["data", "model", "preset", "config", "steps", "seqLen", "batch", "accum", "evalEvery"] as const;
+  return sizing.every((k) => !args.given.has(k));
+}
 
 function demoSummary(): string {
   const d = PASSKEY_DEMO;
@@ -56,6 +70,7 @@ function demoSummary(): string {
     `and (without --preset or --config) the tiny preset with memory ${JSON.stringify(d.config.memory)}`;
 }
 
+/** The `train` command: its flags, parser and help. */
 export const trainCommand = defineCommand({
   name: "train",
   summary: "train a byte-level MemMamba (or a Mamba / Transformer baseline); checkpoints, a JSONL log and a loss plot go to --out",
@@ -65,7 +80,8 @@ export const trainCommand = defineCommand({
     model: flag.enum(["memmamba", "mamba", "transformer"], "architecture", { default: "memmamba" }),
     preset: flag.enum(presetNames as unknown as readonly [PresetName, ...PresetName[]], "model size", { default: "tiny" }),
     config: flag.path("JSON file of config fields, merged over the preset"),
-    backend: flag.enum(["cpu", "webgpu"], "tensor backend", { default: "cpu" }),
+    backend: backendFlag,
+    cpuKernels: cpuKernelsFlag,
     steps: flag.int("optimizer steps in all (a resumed run continues up to this)", { min: 0, defaultLabel: `${TEXT_DEFAULTS.steps}; passkey demo ${PASSKEY_DEMO.steps}` }),
     seqLen: flag.int("tokens per training sequence (k = ×1024)", { positive: true, defaultLabel: `${TEXT_DEFAULTS.seqLen}; passkey demo ${PASSKEY_DEMO.seqLen}` }),
     batch: flag.int("sequences per micro-batch", { positive: true, defaultLabel: `${TEXT_DEFAULTS.batch}; passkey demo ${PASSKEY_DEMO.batch}` }),
@@ -85,6 +101,8 @@ export const trainCommand = defineCommand({
     filler: flag.path("passkey task: filler text from this file or directory (default: the classic filler, \"The grass is green. …\")"),
     taskLoss: flag.enum(["answer", "all"], "passkey task: score only the 5 answer digits, or every next byte (filler, needle, question and answer)", { default: PASSKEY_DEMO.taskLoss }),
     answerWeight: flag.number("passkey task with --task-loss all: weight of the answer digits relative to the other bytes", { positive: true, default: 1 }),
+    fillerSplit: flag.enum(["train", "validation", "all"], "passkey task: which books of --filler (the books' split; `passkey` evaluates on validation, so training on train keeps that text unseen)", { default: "train" }),
+    maxMinutes: flag.number("time budget: stop cleanly at a step boundary once the next step would end later than this many minutes after start, write the checkpoint and exit 0 (continue with --resume)", { positive: true }),
   },
   epilog: `With --data, the defaults follow the paper: AdamW lr 1e-4 (constant), weight decay 0.1,
 accumulation 4, clip 1.0, seed 123, the --preset model (tiny).
@@ -98,6 +116,7 @@ Examples:
   bun run train --out runs/books --resume         # continue after an interruption`,
 });
 
+/** The parsed flags of `train`. */
 export type TrainArgs = ParseResult<typeof trainCommand.spec.flags>;
 
 /**
@@ -115,39 +134,6 @@ export function resolveConfig(args: TrainArgs): ModelConfig {
   } catch (e) {
     throw new Error(`${f.config ? `--config ${f.config}: ` : ""}${e instanceof Error ? e.message : String(e)}`);
   }
-}
-
-/**
- * Teacher-forced scores on the answer digits of held-out rows: `exactMatch` = rows whose 5 digits
- * are all right (the same as greedy exact match of the 5 digits), `digitAcc` = digits right
- * (partial credit, chance 0.1), `evalLoss` = the mean cross-entropy of the answer digits (nats;
- * guessing digits gives ln 10 ≈ 2.30).
- */
-async function passkeyScores(params: LMParams, batch: HostTokenBatch): Promise<{ evalLoss: number; digitAcc: number; exactMatch: number }> {
-  const { batch: B, seqLen: L } = batch;
-  const logits = tidy(() => lm.apply(params, fromInts(batch.inputs, [B, L])).logits);
-  const v = await logits.data();
-  logits.dispose();
-  const V = v.length / (B * L);
-  let rows = 0;
-  let digits = 0;
-  let nll = 0;
-  for (let r = 0; r < B; r++) {
-    let all = true;
-    for (let t = L - PASSKEY_DIGITS; t < L; t++) {
-      const row = v.subarray((r * L + t) * V, (r * L + t + 1) * V);
-      let best = 0;
-      for (let i = 1; i < V; i++) if (row[i] > row[best]) best = i;
-      let z = 0;
-      for (let i = 0; i < V; i++) z += Math.exp(row[i] - row[best]);
-      const target = batch.targets[r * L + t];
-      nll += Math.log(z) - (row[target] - row[best]);
-      if (best === target) digits++;
-      else all = false;
-    }
-    if (all) rows++;
-  }
-  return { evalLoss: nll / (B * PASSKEY_DIGITS), digitAcc: digits / (B * PASSKEY_DIGITS), exactMatch: rows / B };
 }
 
 function fromInts(a: Int32Array, shape: number[]): Tensor {
@@ -168,7 +154,7 @@ async function meanLoss(params: LMParams, batches: HostTokenBatch[]): Promise<nu
 export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Promise<TrainResult<LMParams>> {
   const log = io.err;
   const f = args.flags;
-  selectBackend("train", f.backend);
+  await selectBackend("train", f.backend, f.cpuKernels, io.err);
   const config = resolveConfig(args);
   const model = lmTrainable(lm, config);
   const evalKey = random.foldIn(random.key(f.seed), 0x65766131); // "eva1": held-out samples, never trained on
@@ -187,6 +173,10 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
     requirePath("train", "--data", f.data);
     const split = splitTexts(loadTexts(f.data));
     log(`train: ${split.train.length} training and ${split.validation.length} validation documents (${split.rule})\n`);
+    log(
+      `train: byte-level LM: a ${config.kind} of ${config.nLayers} layers × ${config.dModel}; ${seqLen}-byte windows; ${steps} steps of batch ${batch}×${accum}, ` +
+        `lr ${lr}${warmup > 0 ? ` after ${warmup} warmup steps` : " (constant)"}, weight decay ${f.weightDecay}, clip ${f.clip}\n`,
+    );
     data = (key: random.Key) => {
       const sampler = new WindowSampler(split.train, seqLen, key);
       return tokenSource((i) => sampler.batch(i, batch));
@@ -195,27 +185,30 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
     const valBatches = [0, 1].map((i) => valSampler.batch(i, batch));
     evaluate = async (params) => ({ valLoss: await meanLoss(params, valBatches) });
   } else {
-    if (seqLen < FIXED_BYTES + PASSKEY_DIGITS - 1) {
-      throw new UsageError(`train: --seq-len ${seqLen} is too short for the passkey task (it needs at least ${FIXED_BYTES + PASSKEY_DIGITS - 1})`);
+    if (seqLen < MIN_PASSKEY_SEQ_LEN) {
+      throw new UsageError(`train: --seq-len ${seqLen} is too short for the passkey task (it needs at least ${MIN_PASSKEY_SEQ_LEN})`);
     }
     let filler: FillerSpec = PASSKEY_DEMO.filler;
     if (f.filler) {
       requirePath("train", "--filler", f.filler);
-      filler = { kind: "text", docs: loadTexts(f.filler) };
+      const part = splitPart(loadTexts(f.filler), f.fillerSplit);
+      filler = { kind: "text", docs: part.docs };
+      log(`train: passkey filler: ${part.docs.length} documents of ${f.filler} (${part.rule})\n`);
     }
     const weights = f.taskLoss === "all" ? { answerWeight: f.answerWeight, otherWeight: 1 } : { answerWeight: 1, otherWeight: 0 };
-    data = (key: random.Key) => tokenSource((i) => passkeyTrainingBatch({ key, step: i, batch, seqLen, filler, ...weights }));
-    const held = passkeyTrainingBatch({ key: evalKey, step: 0, batch: PASSKEY_DEMO.evalSamples, seqLen, filler });
+    data = (key: random.Key) => tokenSource((i) => passkeyStopBatch({ key, step: i, batch, seqLen, filler, ...weights }));
+    const held = passkeyStopBatch({ key: evalKey, step: 0, batch: PASSKEY_DEMO.evalSamples, seqLen, filler });
     evaluate = (params) => passkeyScores(params, held);
     const m = config.memory;
     log(
       `train: passkey demo: a ${config.kind} of ${config.nLayers} layers × ${config.dModel}` +
         (config.kind === "memmamba" && m.enabled ? ` (notes: pool ${m.poolSize}, τ1 ${m.tau1}, τ2 ${m.tau2}, fusion ${m.fusion})` : "") +
         `; ${seqLen}-byte samples (${filler.kind} filler, the needle at a random depth), ` +
-        (f.taskLoss === "all" ? `every byte scored (answer ×${f.answerWeight})` : "the 5 answer digits scored") +
+        (f.taskLoss === "all" ? `every byte scored (answer ×${f.answerWeight})` : "the 5 answer digits and the \".\" after them scored") +
         `; ${steps} steps of batch ${batch}×${accum}, lr ${lr}${warmup > 0 ? ` after ${warmup} warmup steps` : " (constant)"}` +
-        `; ${PASSKEY_DEMO.evalSamples} held-out samples scored every ${evalEvery} steps (evalLoss: answer-digit loss, ln 10 ≈ 2.30 is guessing; digitAcc: chance 0.1; exactMatch: all 5 digits)\n`,
+        `; ${PASSKEY_DEMO.evalSamples} held-out samples scored every ${evalEvery} steps (evalLoss: answer-digit loss, ln 10 ≈ 2.30 is guessing; digitAcc: chance 0.1; exactMatch: all 5 digits and the \".\")\n`,
     );
+    if (isDemoDefault(args)) log(`train: expected time: ${PASSKEY_DEMO.expected}\n`);
   }
   const result = await train(model, data, {
     steps,
@@ -231,13 +224,25 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
     maxBadSteps: f.maxBadSteps,
     dtype: f.dtype,
     extra: { task: f.data ? "text" : "passkey", seqLen: String(seqLen) },
+    saveOptions: saveHangFromEnv(), // undefined unless a test sets MEMMAMBA_TEST_SAVE_HANG (../save-hook.ts)
+    // counted from the process's start (start-up and backend compilation are part of a job's time)
+    deadline: f.maxMinutes !== undefined ? performance.timeOrigin + f.maxMinutes * 60_000 : undefined,
     progress: io.progress === false ? false : { stream: io.progress },
     logExtras: true,
+    onStart: evalEvery > 0 ? (params) => evaluate(params as LMParams) : undefined, // the untrained model's scores: the baseline
     onStep: evalEvery > 0
       ? async (rec, params) => (rec.step % evalEvery === 0 || rec.step === steps ? await evaluate(params as LMParams) : undefined)
       : undefined,
   });
   const files = runFiles(f.out);
   log(`train: log ${files.log}, loss plot ${files.plot}\n`);
+  if (!f.data && result.checkpointStep !== undefined) {
+    // passkey at the trained prompt length (a row is the prompt, then 5 digits and the stop: seq-len − 5 bytes) and at 2× and 4× it
+    const p = seqLen - 5;
+    log(`train: next: deno task passkey --checkpoint ${result.checkpoint} --lengths ${p},${2 * p},${4 * p} --samples 4\n`);
+  }
+  if (result.status === "timeout") {
+    log(`train: stopped by --max-minutes ${f.maxMinutes} at step ${result.step} of ${steps}; checkpoint ${result.checkpoint}; continue with the same flags and --resume\n`);
+  }
   return result;
 }

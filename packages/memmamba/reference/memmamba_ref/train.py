@@ -2,6 +2,7 @@
 the same config, data, split, windows, optimizer and checkpoints as ``bun run train``.
 
     python -m memmamba_ref.train --data books/ --preset small --seq-len 2048 --steps 1000 --out runs/x
+    python -m memmamba_ref.train --task passkey --filler books/ --preset small --seq-len 2048 --out runs/pk
     torchrun --nproc_per_node 2 -m memmamba_ref.train --data books/ --preset small ...      # DDP
     torchrun --nproc_per_node 8 -m memmamba_ref.train ... --fsdp                          # FSDP
 
@@ -11,6 +12,11 @@ Semantics, as packages/cli (trainer.ts, commands/train.ts):
 - data: ``--data`` (file or directory of .txt), Gutenberg cut, the TS split, training windows from
   the philox WindowSampler port with data key ``fold_in(key(seed), 1)``: micro-batch ``index`` =
   (step − 1)·accum + j, row r of it = the TS row (data.py);
+- ``--task passkey`` (no --data): the TS passkey task (passkey.py, the same rows byte for byte):
+  ``--filler`` books (their ``--filler-split``, default train) or the classic filler, the loss the
+  masked mean over the 5 answer digits (``--task-loss all``: every byte, answer × --answer-weight);
+  every --eval-every steps evalLoss / digitAcc / exactMatch on 64 held-out rows (the TS eval key);
+- ``--max-minutes``: stop at a step boundary when the next step would end later, save, exit 0;
 - step: ``accum`` micro-batches of ``batch`` rows (the global batch), mean loss, gradients
   averaged, clipped at global norm ``clip`` (torch's clip_grad_norm_ = TS clipByGlobalNorm),
   AdamW(lr 1e-4, betas (0.9, 0.999), eps 1e-8, weight decay 0.1 on **every** parameter, as the
@@ -45,6 +51,7 @@ import torch.distributed as dist
 
 from . import checkpoint as ckpt
 from .config import ConfigError, ModelConfig, PRESETS, preset
+from . import passkey
 from .data import WindowSampler, load_texts, split_texts
 from .model import LM, MemMambaLayer, TransformerLayer
 from .philox import fold_in, key_from_seed
@@ -55,8 +62,14 @@ EVAL_KEY_DATA = 0x65766131  # "eva1", commands/train.ts
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m memmamba_ref.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="a .txt file or a directory of them")
-    p.add_argument("--task", choices=["text"], default="text", help="only the byte-level text task is ported (the passkey task is TS-only)")
+    p.add_argument("--data", help="text task: a .txt file or a directory of them")
+    p.add_argument("--task", choices=["text", "passkey"], default="text", help="the byte-level LM on --data, or passkey retrieval (as `bun run train` without --data)")
+    p.add_argument("--filler", help="passkey: filler text from this file or directory (default: the classic filler)")
+    p.add_argument("--filler-split", choices=["train", "validation", "all"], default="train", help="passkey: which books of --filler")
+    p.add_argument("--task-loss", choices=["answer", "all"], default="answer", help="passkey: score the 5 answer digits, or every next byte")
+    p.add_argument("--answer-weight", type=float, default=1.0, help="passkey with --task-loss all: weight of the answer digits")
+    p.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warmup from 0 (as TS schedule.linearWarmup), then constant")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop cleanly at a step boundary after this many minutes from the start, checkpoint written, exit 0 (continue with --resume)")
     p.add_argument("--model", choices=["memmamba", "mamba", "transformer"], default=None, help="architecture (default memmamba, or the config file's kind)")
     p.add_argument("--preset", choices=list(PRESETS), default="tiny")
     p.add_argument("--config", help="JSON file of config fields, merged over the preset")
@@ -84,6 +97,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--save-logits", help="after training, write logits of a fixed input to this safetensors file (tests)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
+    if a.task == "text" and not a.data:
+        p.error("--data is required for --task text (or use --task passkey)")
+    if a.task == "passkey" and a.data:
+        p.error("--data is for --task text; the passkey task takes --filler")
+    if a.max_minutes is not None and not a.max_minutes > 0:
+        p.error("--max-minutes must be a positive number")
     for name in ("steps", "seq_len", "batch", "accum", "checkpoint_every", "max_bad_steps"):
         if getattr(a, name) < (0 if name == "steps" else 1):
             p.error(f"--{name.replace('_', '-')} must be a {'non-negative' if name == 'steps' else 'positive'} integer")
@@ -276,19 +295,25 @@ def _run(a: argparse.Namespace, d: Dist) -> int:
             raise ckpt.CheckpointError(ck.path, f"data position {json.dumps(ck.data_position)} does not match step {ck.step} × accum {a.accum} = {ck.step * a.accum} (was it written with another --accum?)")
 
     root_key = ck.key if ck is not None else key_from_seed(a.seed)
-    docs = load_texts(a.data)
-    split = split_texts(docs)
-    _log(a, d, f"train: {len(split.train)} training and {len(split.validation)} validation documents ({split.rule}); world {d.world}, "
-               f"{'FSDP' if a.fsdp else 'DDP' if d.on else 'one process'}, {local_accum} local micro-batch(es) of {micro} rows per rank")
-    sampler = WindowSampler(split.train, a.seq_len, fold_in(root_key, 1))
     eval_key = fold_in(key_from_seed(a.seed), EVAL_KEY_DATA)
     val_batches = []
-    if a.eval_every > 0:
-        try:
-            vs = WindowSampler(split.validation, a.seq_len, eval_key)
-            val_batches = [vs.batch(i, a.batch) for i in (0, 1)]
-        except ValueError as e:
-            _log(a, d, f"train: no validation loss ({e})")
+    pk: Optional[PasskeyData] = None
+    if a.task == "passkey":
+        pk = PasskeyData(a, fold_in(root_key, 1), eval_key)
+        _log(a, d, f"train: passkey task, {pk.describe}; world {d.world}, "
+                   f"{'FSDP' if a.fsdp else 'DDP' if d.on else 'one process'}, {local_accum} local micro-batch(es) of {micro} rows per rank")
+    else:
+        docs = load_texts(a.data)
+        split = split_texts(docs)
+        _log(a, d, f"train: {len(split.train)} training and {len(split.validation)} validation documents ({split.rule}); world {d.world}, "
+                   f"{'FSDP' if a.fsdp else 'DDP' if d.on else 'one process'}, {local_accum} local micro-batch(es) of {micro} rows per rank")
+        sampler = WindowSampler(split.train, a.seq_len, fold_in(root_key, 1))
+        if a.eval_every > 0:
+            try:
+                vs = WindowSampler(split.validation, a.seq_len, eval_key)
+                val_batches = [vs.batch(i, a.batch) for i in (0, 1)]
+            except ValueError as e:
+                _log(a, d, f"train: no validation loss ({e})")
 
     torch.manual_seed(a.seed)  # torch's RNG (not the TS stream): every rank draws the same initial weights
     lm = LM(cfg).to(dtype)
@@ -305,11 +330,14 @@ def _run(a: argparse.Namespace, d: Dist) -> int:
     if ck is not None:
         load_optimizer_state(model, optimizer, a.fsdp, ck)
     start = ck.step if ck is not None else 0
+    opt_steps = ck.optim_step or 0 if ck is not None else 0  # updates applied: the warmup schedule's step, as TS
+    deadline = time.time() + a.max_minutes * 60 if a.max_minutes is not None else None
+    last_iter = 0.0
 
     if d.rank == 0:
         os.makedirs(out, exist_ok=True)
         _truncate_log(log_path, start)
-    extra = {"task": "text", "seqLen": str(a.seq_len), "runtime": f"torch {torch.__version__}, world {d.world}, {'fsdp' if a.fsdp else 'ddp' if d.on else 'single'}"}
+    extra = {"task": a.task, "seqLen": str(a.seq_len), "runtime": f"torch {torch.__version__}, world {d.world}, {'fsdp' if a.fsdp else 'ddp' if d.on else 'single'}"}
 
     def save(step: int) -> None:
         weights, m, v, adam_step = gather_state(model, optimizer, a.fsdp)
@@ -319,6 +347,8 @@ def _run(a: argparse.Namespace, d: Dist) -> int:
         d.barrier()
 
     def val_loss() -> Optional[float]:
+        if pk is not None:
+            return None
         if not val_batches:
             return None
         with torch.no_grad():
@@ -333,18 +363,28 @@ def _run(a: argparse.Namespace, d: Dist) -> int:
     step = start
     try:
         for step in range(start + 1, a.steps + 1):
+            if deadline is not None and time.time() + last_iter > deadline:
+                status = "timeout"
+                step -= 1
+                break
+            t_iter = time.perf_counter()
             sync = d.device.type == "cuda"
             if sync:
                 torch.cuda.synchronize(d.device)
             t0 = time.perf_counter()
             pairs = local_rows(step, a.accum, a.batch, d.rank, d.world)
+            lr_now = a.lr if a.warmup <= 0 or opt_steps >= a.warmup else a.lr * opt_steps / a.warmup
             loss_sum = torch.zeros((), dtype=torch.float64, device=d.device)
             for k in range(local_accum):
-                x, y = sampler.rows(pairs[k * micro:(k + 1) * micro])
+                if pk is not None:
+                    x, y, mask = pk.rows(pairs[k * micro:(k + 1) * micro])
+                    mask = mask.to(d.device, non_blocking=True)
+                else:
+                    (x, y), mask = sampler.rows(pairs[k * micro:(k + 1) * micro]), None
                 x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
                 ctx = model.no_sync() if d.on and k < local_accum - 1 else contextlib.nullcontext()
                 with ctx:
-                    loss = fwd(x, targets=y)
+                    loss = fwd(x, targets=y) if mask is None else masked_loss(fwd(x), y, mask)
                     (loss / local_accum).backward()
                 loss_sum += loss.detach().to(torch.float64)
             if a.fsdp:
@@ -360,13 +400,16 @@ def _run(a: argparse.Namespace, d: Dist) -> int:
             elif not math.isfinite(grad_norm):
                 reason = f"gradient norm is {grad_norm}"
             else:
+                for g in optimizer.param_groups:
+                    g["lr"] = lr_now
                 optimizer.step()
+                opt_steps += 1
             optimizer.zero_grad(set_to_none=True)
             if sync:
                 torch.cuda.synchronize(d.device)
             ms = (time.perf_counter() - t0) * 1000
             tokens = rows * a.seq_len
-            rec: Dict[str, Any] = {"step": step, "loss": mean_loss, "gradNorm": grad_norm, "lr": a.lr, "tokens": tokens,
+            rec: Dict[str, Any] = {"step": step, "loss": mean_loss, "gradNorm": grad_norm, "lr": lr_now, "tokens": tokens,
                                    "skipped": reason is not None, "ms": ms, "tokensPerSec": tokens / (ms / 1000), "world": d.world}
             if reason is not None:
                 rec["reason"] = reason
@@ -375,6 +418,8 @@ def _run(a: argparse.Namespace, d: Dist) -> int:
             else:
                 bad = 0
             if a.eval_every > 0 and (step % a.eval_every == 0 or step == a.steps):
+                if pk is not None:
+                    rec.update(pk.scores(fwd, d.device))
                 vl = val_loss()
                 if vl is not None:
                     rec["valLoss"] = vl
@@ -383,22 +428,78 @@ def _run(a: argparse.Namespace, d: Dist) -> int:
                 log.flush()
             _log(a, d, f"train: step {step}/{a.steps} loss {mean_loss:.4f} grad norm {grad_norm:.3f} "
                        f"{rec['tokensPerSec']:.0f} tokens/s ({rec['tokensPerSec'] / d.world:.0f} per process)"
-                       + (f" val {rec['valLoss']:.4f}" if "valLoss" in rec else ""))
+                       + (f" val {rec['valLoss']:.4f}" if "valLoss" in rec else "")
+                       + (f" evalLoss {rec['evalLoss']:.4f} digitAcc {rec['digitAcc']:.3f} exactMatch {rec['exactMatch']:.3f}" if "evalLoss" in rec else ""))
             if bad >= a.max_bad_steps:
                 status = "diverged"
                 break
             if bad == 0 and (step % a.checkpoint_every == 0 or step == a.steps):
                 save(step)
                 last_saved = step
-        if status == "done" and a.steps > start and last_saved != min(step, a.steps):
+            last_iter = time.perf_counter() - t_iter
+        if status != "diverged" and step > start and last_saved != min(step, a.steps):
             save(min(step, a.steps))
     finally:
         if log is not None:
             log.close()
     if a.save_logits:
         save_fixed_logits(fwd if not a.fsdp else model, cfg, d, a.save_logits)
-    _log(a, d, f"train: {status} at step {step}; checkpoint {ck_path}")
-    return 0 if status == "done" else 1
+    if status == "timeout":
+        _log(a, d, f"train: stopped by --max-minutes {a.max_minutes} at step {step} of {a.steps}; checkpoint {ck_path}; continue with the same flags and --resume")
+    else:
+        _log(a, d, f"train: {status} at step {step}; checkpoint {ck_path}")
+    return 1 if status == "diverged" else 0
+
+
+def masked_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """adapters.ts lmTrainable with a mask: Σ mask·CE / Σ mask over the micro-batch."""
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="none")
+    m = mask.reshape(-1).to(ce.dtype)
+    return (ce * m).sum() / m.sum()
+
+
+class PasskeyData:
+    """The passkey task's rows and held-out scores (commands/train.ts without --data)."""
+
+    EVAL_ROWS = 64
+
+    def __init__(self, a: argparse.Namespace, data_key, eval_key):
+        self.seq_len, self.key = a.seq_len, data_key
+        if a.seq_len < passkey.FIXED_BYTES + passkey.PASSKEY_DIGITS - 1:
+            raise ValueError(f"--seq-len {a.seq_len} is too short for the passkey task (it needs at least {passkey.FIXED_BYTES + passkey.PASSKEY_DIGITS - 1})")
+        if a.filler:
+            part = split_part(load_texts(a.filler), a.filler_split)
+            self.filler = passkey.Filler("text", part[0])
+            what = f"{len(part[0])} documents of {a.filler} ({part[1]})"
+        else:
+            self.filler, what = passkey.Filler("classic"), "the classic filler"
+        self.weights = (a.answer_weight, 1.0) if a.task_loss == "all" else (1.0, 0.0)
+        self.describe = f"{a.seq_len}-byte rows, {what}, " + ("every byte scored" if a.task_loss == "all" else "the 5 answer digits scored")
+        self.held = passkey.passkey_training_batch(eval_key, 0, self.EVAL_ROWS, a.seq_len, self.filler)
+
+    def rows(self, pairs):
+        """(inputs, targets, mask) of the rows (micro-batch index, row) — the TS rows, byte for byte."""
+        parts = [passkey.passkey_training_batch(self.key, i, r + 1, self.seq_len, self.filler, answer_weight=self.weights[0],
+                                                other_weight=self.weights[1], rows=[r]) for i, r in pairs]
+        return torch.cat([b.inputs for b in parts]), torch.cat([b.targets for b in parts]), torch.cat([b.mask for b in parts])
+
+    @torch.no_grad()
+    def scores(self, fwd, device) -> Dict[str, float]:
+        """train.ts passkeyScores: answer-digit loss, digit accuracy, exact match (teacher-forced)."""
+        n = passkey.PASSKEY_DIGITS
+        logits = fwd(self.held.inputs.to(device))[:, -n:].float()
+        tg = self.held.targets[:, -n:].to(device)
+        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tg.reshape(-1))
+        right = logits.argmax(-1) == tg
+        return {"evalLoss": float(nll), "digitAcc": float(right.float().mean()), "exactMatch": float(right.all(-1).float().mean())}
+
+
+def split_part(docs, part: str):
+    """text.ts splitPart: (documents, rule) of the train / validation split, or all."""
+    if part == "all":
+        return list(docs), "all documents"
+    s = split_texts(docs)
+    return (s.train if part == "train" else s.validation), f"{part} split: {s.rule}"
 
 
 def fixed_input(cfg: ModelConfig, B: int = 2, L: int = 24) -> torch.Tensor:

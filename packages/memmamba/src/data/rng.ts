@@ -7,12 +7,15 @@
  */
 import { random } from "@memmamba/tensor";
 
-export type Key = random.Key;
+import type { Key } from "../nn.ts";
+export type { Key };
 
 const TWO_31 = 2147483648;
 
+/** A deterministic host-side random number generator over one Philox key (see the module note). */
 export class HostRng {
   #n = 0;
+  /** Starts the draws from `key`. */
   constructor(readonly key: Key) {}
 
   /** Number of draws made so far. */

@@ -28,11 +28,14 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
 import { HostRng, keyAt, type Key } from "./rng.ts";
 
+/** The vocabulary of the byte-level models: one token per byte value. */
 export const VOCAB_SIZE = 256;
 
 /** A document: a name (file name) and its bytes (after the Gutenberg cut). */
 export interface TextDoc {
+  /** The file name. */
   name: string;
+  /** The text's bytes (UTF-8 as stored), one token each. */
   bytes: Uint8Array;
 }
 
@@ -80,6 +83,7 @@ export function cutGutenberg(bytes: Uint8Array): Uint8Array {
   return bytes.subarray(begin, end);
 }
 
+/** Options of `loadTexts`. */
 export interface LoadOptions {
   /** Cut each file to its Gutenberg book text (default true). */
   cut?: boolean;
@@ -103,8 +107,11 @@ export function loadTexts(path: string, opts: LoadOptions = {}): TextDoc[] {
   });
 }
 
+/** A train / validation split of documents. */
 export interface Split {
+  /** The documents to train on. */
   train: TextDoc[];
+  /** The held-out documents. */
   validation: TextDoc[];
   /** Which rule made the split, in words. */
   rule: string;
@@ -141,6 +148,21 @@ export function splitTexts(docs: readonly TextDoc[]): Split {
   };
 }
 
+/** Which documents of a split: "train", "validation" or "all" (no split). */
+export type SplitPart = "train" | "validation" | "all";
+
+/**
+ * The documents of one part of `splitTexts(docs)` (or all of them for "all"), and the rule in
+ * words. The passkey filler uses it: training on the "train" books and evaluating on the
+ * "validation" ones keeps the evaluation filler unseen.
+ */
+export function splitPart(docs: readonly TextDoc[], part: SplitPart): { docs: TextDoc[]; rule: string } {
+  if (part === "all") return { docs: [...docs], rule: "all documents" };
+  if (part !== "train" && part !== "validation") throw new RangeError(`splitPart: part must be train, validation or all, got ${JSON.stringify(part)}`);
+  const s = splitTexts(docs);
+  return { docs: part === "train" ? s.train : s.validation, rule: `${part} split: ${s.rule}` };
+}
+
 /** Bytes to token ids (Int32Array of 0..255). */
 export function bytesToTokens(bytes: Uint8Array): Int32Array {
   return Int32Array.from(bytes);
@@ -153,12 +175,17 @@ export function tokensToText(tokens: ArrayLike<number>): string {
 
 /** One training batch: row-major [batch, seqLen] token ids. */
 export interface TokenBatch {
+  /** Input token ids, row-major [batch, seqLen]. */
   inputs: Int32Array;
+  /** Target token ids (the inputs shifted by one), row-major [batch, seqLen]. */
   targets: Int32Array;
+  /** Rows. */
   batch: number;
+  /** Tokens per row. */
   seqLen: number;
 }
 
+/** A batch of training windows with the place each row was cut from. */
 export interface WindowBatch extends TokenBatch {
   /** Where each row came from. */
   origins: { doc: string; start: number }[];
@@ -166,14 +193,18 @@ export interface WindowBatch extends TokenBatch {
 
 /** Random training windows, a pure function of (key, step, row): see the module note. */
 export class WindowSampler {
+  /** The documents windows are cut from. */
   readonly docs: readonly TextDoc[];
+  /** Input tokens per window (a window holds seqLen + 1 bytes: inputs and shifted targets). */
   readonly seqLen: number;
+  /** The key every batch is derived from. */
   readonly key: Key;
   /** Number of distinct windows. */
   readonly windows: number;
   readonly #cum: number[] = []; // cumulative window counts, one per usable doc
   readonly #usable: TextDoc[] = [];
 
+  /** Windows of `seqLen` + 1 bytes from `docs` (documents shorter than that are skipped), drawn with `key`. */
   constructor(docs: readonly TextDoc[], seqLen: number, key: Key) {
     if (!Number.isInteger(seqLen) || seqLen < 1) throw new RangeError(`WindowSampler: seqLen must be a positive integer, got ${seqLen}`);
     this.docs = docs;
@@ -230,9 +261,11 @@ export class WindowSampler {
 
 /** One evaluation window (views into the book, no copies). */
 export interface EvalWindow {
+  /** The document's name. */
   doc: string;
   /** Index of this window within its book (0..9). */
   index: number;
+  /** Byte offset of the window in its document. */
   start: number;
   /** bytes[start, start + L) */
   inputs: Uint8Array;
@@ -242,6 +275,7 @@ export interface EvalWindow {
   scoreFrom: number;
 }
 
+/** Options of the perplexity evaluation windows. */
 export interface PplWindowOptions {
   /** Windows per book (default 10). */
   windowsPerBook?: number;

@@ -44,6 +44,7 @@ export function crossLayerFidelity(
   return { score: 1 - residual / (normX + 1e-6), residual, normX, W };
 }
 
+/** Options of `eclmf`. */
 export interface EclmfOptions {
   /** Gaps G (default 2, 5, 10). */
   gaps?: readonly number[];
@@ -51,7 +52,9 @@ export interface EclmfOptions {
   lambda?: number;
 }
 
+/** What `eclmf` returns: the ECLMF value of each gap and the layer pairs behind it. */
 export interface EclmfResult {
+  /** The ridge λ used. */
   lambda: number;
   /** One entry per gap that has at least one pair of layers. */
   gaps: { gap: number; value: number; pairs: { from: number; to: number; score: number }[] }[];

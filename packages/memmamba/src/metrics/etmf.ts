@@ -37,8 +37,10 @@ import { rmsNorm } from "../nn.ts";
 /** The default distances Δ. */
 export const ETMF_DISTANCES: readonly number[] = [1, 4, 16, 64, 256];
 
+/** How a state becomes a token embedding: a softmax over the vocabulary ("soft") or the state itself ("direct"). */
 export type EtmfReconstruction = "soft" | "direct";
 
+/** Options of `etmfFromStates`. */
 export interface EtmfOptions {
   /** Distances Δ = j − i ≥ 0 (default 1, 4, 16, 64, 256). */
   distances?: readonly number[];
@@ -48,16 +50,21 @@ export interface EtmfOptions {
   temperature?: number;
 }
 
+/** Options of `etmf` on a model. */
 export interface EtmfModelOptions extends EtmfOptions {
   /** Which residual stream to read (0 = the embedding, n = after the last layer; default n). */
   layer?: number;
 }
 
+/** What `etmf` returns: the value, and the per-distance values behind it. */
 export interface EtmfResult {
   /** ETMF: the mean of the per-distance values. NaN when no distance had a pair. */
   value: number;
+  /** The reconstruction used. */
   reconstruct: EtmfReconstruction;
+  /** Per distance Δ: the mean similarity and how many pairs it averages. */
   distances: { distance: number; value: number; pairs: number }[];
+  /** Distances with no pair (longer than the sequence), with why. */
   skipped: { distance: number; reason: string }[];
 }
 

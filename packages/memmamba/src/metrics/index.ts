@@ -18,4 +18,5 @@ export {
 } from "./etmf.ts";
 export { cholesky, choleskySolve, frobenius, gramCross, ridge } from "./linalg.ts";
 
+/** The memory-fidelity metrics in one namespace: ETMF (Eq. 21), ECLMF (Eq. 24/25) and their parts. */
 export const metrics = { etmf, eclmf, etmfFromStates, eclmfFromStates, crossLayerFidelity, tokenReconstruction, layerRepresentations } as const;

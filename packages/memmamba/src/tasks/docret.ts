@@ -30,19 +30,26 @@
 import { HostRng, keyAt, type Key } from "../data/rng.ts";
 import type { TextDoc } from "../data/text.ts";
 
+/** Numbers of noise documents evaluated by default. */
 export const DOCRET_KS: readonly number[] = Object.freeze([10, 20, 120, 160, 200]);
 /** Decoded tokens looked at when scoring (ids have at most 4 digits for k < 1000). */
 export const DOCRET_DECODE_TOKENS = 10;
 
+/** A prose paragraph of a book, a document of the retrieval task. */
 export interface Paragraph {
   /** The book it came from, and its index among that book's kept paragraphs. */
   doc: string;
+  /** Its index among the book's kept paragraphs. */
   index: number;
+  /** The paragraph, whitespace collapsed. */
   text: string;
 }
 
+/** Options of `paragraphsOf`: the accepted paragraph lengths. */
 export interface ParagraphOptions {
+  /** Shortest paragraph kept, in characters (default 200). */
   minChars?: number;
+  /** Longest paragraph kept, in characters (default 1000). */
   maxChars?: number;
 }
 
@@ -77,27 +84,38 @@ export function paragraphsOf(docs: readonly TextDoc[], opts: ParagraphOptions = 
   return out;
 }
 
+/** How the query quotes the gold document: one of its sentences, or its first words. */
 export type QueryKind = "sentence" | "first-words";
 
+/** Options of `docretSample`. */
 export interface DocretSampleOptions {
+  /** The key the sample is drawn from (the same key gives the same sample). */
   key: Key;
+  /** The paragraphs the gold and noise documents are drawn from. */
   paragraphs: readonly Paragraph[];
   /** Noise documents. */
   k: number;
+  /** How the query is made (default "sentence"). */
   query?: QueryKind;
 }
 
+/** One document-retrieval sample: k + 1 numbered documents, a query quoting one, and the expected id. */
 export interface DocretSample {
   /** The whole prompt (UTF-8), ending with "[Doc ". */
   prompt: string;
+  /** The prompt as UTF-8 bytes (the model's tokens). */
   bytes: Uint8Array;
+  /** The id of the document the query quotes. */
   goldId: number;
   /** The expected continuation: the gold id's digits. */
   answer: string;
   /** Ids in prompt order; ids[goldPosition] === goldId. */
   ids: number[];
+  /** Position of the gold document in prompt order. */
   goldPosition: number;
+  /** The query text. */
   query: string;
+  /** The number of noise documents. */
   k: number;
   /** The paragraphs in prompt order. */
   docs: Paragraph[];
@@ -164,7 +182,9 @@ export function docretSamples(opts: Omit<DocretSampleOptions, "key"> & { key: Ke
   return Array.from({ length: opts.count }, (_, i) => docretSample({ ...opts, key: keyAt(opts.key, opts.k, i) }));
 }
 
+/** The outcome of scoring one decoded answer. */
 export interface DocretScore {
+  /** True when the decoded id is the gold id. */
   correct: boolean;
   /** The id the model produced (NaN if none). */
   predicted: number;

@@ -38,13 +38,17 @@
 import { HostRng, keyAt, type Key } from "../data/rng.ts";
 import type { TextDoc } from "../data/text.ts";
 
+/** Needle depths evaluated by default: 0 puts the needle at the start of the filler, 1 at its end. */
 export const PASSKEY_DEPTHS: readonly number[] = Object.freeze([0, 0.25, 0.5, 0.75, 1]);
 /** DeciMamba's lengths run from 1K to 400K tokens. */
 export const PASSKEY_LENGTHS: readonly number[] = Object.freeze([1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 409600]);
+/** Digits of a pass key. */
 export const PASSKEY_DIGITS = 5;
 /** Greedy decoding length for scoring. */
 export const PASSKEY_DECODE_TOKENS = 10;
+/** The question that ends every prompt; the model answers with the digits. */
 export const QUESTION = " What is the pass key? The pass key is ";
+/** The classic repeated filler sentence of the passkey retrieval benchmark. */
 export const CLASSIC_FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ";
 
 /** The needle for a passkey. */
@@ -53,8 +57,9 @@ export function needleText(passkey: string): string {
 }
 
 /** Fixed part of a sample: needle + question bytes (all ASCII). */
-export const FIXED_BYTES = needleText("00000").length + QUESTION.length;
+export const FIXED_BYTES: number = needleText("00000").length + QUESTION.length;
 
+/** What fills the prompt around the needle: the classic repeated sentence, random generated sentences, or book text. */
 export type FillerSpec =
   | { kind: "classic" }
   | { kind: "random" }
@@ -148,26 +153,33 @@ export function needlePosition(filler: Uint8Array, depth: number, window = 256):
   return target;
 }
 
+/** One passkey retrieval sample: a prompt with a hidden pass key and where it is. */
 export interface PasskeySample {
   /** The prompt, exactly `length` bytes, ending with the question. */
   prompt: Uint8Array;
   /** The 5 digits. */
   passkey: string;
+  /** Needle depth in [0, 1] as asked for. */
   depth: number;
+  /** Prompt length in bytes. */
   length: number;
   /** Byte offset of the needle in the prompt, and of its end. */
   needleStart: number;
+  /** Byte offset just past the needle. */
   needleEnd: number;
   /** Filler bytes (F). */
   fillerBytes: number;
 }
 
+/** Options of `passkeySample`. */
 export interface PasskeySampleOptions {
+  /** The key the sample is drawn from (the same key gives the same sample). */
   key: Key;
   /** Total prompt length in bytes (tokens). */
   length: number;
   /** Needle depth in [0, 1]. */
   depth: number;
+  /** What fills the prompt (default the classic sentence). */
   filler?: FillerSpec;
 }
 
@@ -193,19 +205,29 @@ export function passkeySample(opts: PasskeySampleOptions): PasskeySample {
   return { prompt, passkey, depth, length, needleStart: p, needleEnd: p + needle.length, fillerBytes: F };
 }
 
+/** Options of `passkeyGrid`. */
 export interface PasskeyGridOptions {
+  /** The key of the whole grid (see `passkeyGrid` for each sample's key). */
   key: Key;
+  /** Prompt lengths in bytes (default PASSKEY_LENGTHS). */
   lengths?: readonly number[];
+  /** Needle depths (default PASSKEY_DEPTHS). */
   depths?: readonly number[];
   /** Samples per (length, depth) cell (default 5). */
   samples?: number;
+  /** What fills the prompts (default the classic sentence). */
   filler?: FillerSpec;
 }
 
+/** One sample of an evaluation grid, with its cell and index. */
 export interface PasskeyGridItem {
+  /** Index into the grid's lengths. */
   lengthIndex: number;
+  /** Index into the grid's depths. */
   depthIndex: number;
+  /** Index of the sample within its cell. */
   sampleIndex: number;
+  /** The sample. */
   sample: PasskeySample;
 }
 
@@ -230,7 +252,9 @@ export function* passkeyGrid(opts: PasskeyGridOptions): Generator<PasskeyGridIte
 
 // ---------- scoring ----------
 
+/** The outcome of scoring one decoded answer. */
 export interface PasskeyScore {
+  /** True when the decoded digits are exactly the pass key. */
   correct: boolean;
   /** The digits the model produced (possibly ""). */
   predicted: string;
@@ -250,12 +274,17 @@ export function scorePasskey(generated: ArrayLike<number> | string, passkey: str
 
 // ---------- training data ----------
 
+/** Options of `passkeyTrainingBatch`. */
 export interface PasskeyTrainingOptions {
+  /** The key of the whole run (see `passkeyTrainingBatch` for each row's key). */
   key: Key;
+  /** The training step (batches are a pure function of key and step). */
   step: number;
+  /** Rows per batch. */
   batch: number;
   /** Tokens per row (the model sees seqLen inputs); >= FIXED_BYTES + 1. */
   seqLen: number;
+  /** What fills the prompts (default the classic sentence). */
   filler?: FillerSpec;
   /** Depth range (default [0, 1]: uniform). */
   depthRange?: readonly [number, number];
@@ -265,15 +294,21 @@ export interface PasskeyTrainingOptions {
   otherWeight?: number;
 }
 
+/** A passkey training batch: token ids, loss weights, and what each row holds. */
 export interface PasskeyTrainingBatch {
   /** [batch, seqLen] row-major token ids. */
   inputs: Int32Array;
+  /** [batch, seqLen] row-major target ids (the inputs shifted by one). */
   targets: Int32Array;
   /** [batch, seqLen] loss weights: answerWeight (1) on the 5 answer-digit targets of each row, otherWeight (0) elsewhere. */
   mask: Float32Array;
+  /** Rows. */
   batch: number;
+  /** Tokens per row. */
   seqLen: number;
+  /** The pass key of each row. */
   passkeys: string[];
+  /** The needle depth of each row. */
   depths: number[];
 }
 

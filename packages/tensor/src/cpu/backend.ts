@@ -14,25 +14,31 @@ class CpuBuffer implements BufferHandle {
   constructor(readonly id: number, public data: HostArray | null) {}
 }
 
+/** The reference CPU backend: TypeScript kernels on typed arrays, bit-identical under every runtime. */
 export class CpuBackend implements Backend {
+  /** Always "cpu". */
   readonly name = "cpu";
   #live = 0;
   #nextId = 1;
 
+  /** Allocates a zeroed typed array of `size` elements. */
   alloc(size: number, dtype: DType): BufferHandle {
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`cpu.alloc: invalid size ${size}`);
     this.#live++;
     return new CpuBuffer(this.#nextId++, dtype === "f32" ? new Float32Array(size) : new Int32Array(size));
   }
+  /** Frees a buffer (an error when it was already freed). */
   free(buf: BufferHandle): void {
     const b = buf as CpuBuffer;
     if (!b.data) throw new Error(`cpu.free: buffer ${b.id} was freed twice`);
     b.data = null;
     this.#live--;
   }
+  /** Copies host data into a buffer. */
   write(buf: BufferHandle, data: HostArray): void {
     this.array(buf).set(data);
   }
+  /** A copy of a buffer's elements. */
   read(buf: BufferHandle): Promise<HostArray> {
     return Promise.resolve(this.readSync(buf));
   }

@@ -16,15 +16,20 @@
 import { z } from "zod";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "./half.ts";
 
+/** The safetensors dtypes this reader and writer support. */
 export type StDType = "F32" | "F16" | "BF16" | "I32" | "I64";
 
+/** One tensor of a safetensors file, in host memory. */
 export interface StTensor {
+  /** The element type as the file names it. */
   dtype: StDType;
+  /** The tensor's shape. */
   shape: number[];
   /** F32: Float32Array, F16/BF16: raw Uint16Array bits, I32: Int32Array, I64: BigInt64Array. */
   data: Float32Array | Int32Array | BigInt64Array | Uint16Array;
 }
 
+/** Options of `decodeSafetensors`. */
 export interface DecodeOptions {
   /** Largest accepted JSON header, in bytes. Default 100 MB (the Rust crate's limit). */
   maxHeaderBytes?: number;
@@ -32,16 +37,21 @@ export interface DecodeOptions {
   source?: string;
 }
 
+/** The contents of a safetensors file. */
 export interface DecodedSafetensors {
+  /** The header's `__metadata__` (string to string). */
   metadata: Record<string, string>;
+  /** Every tensor, by name. */
   tensors: Record<string, StTensor>;
 }
 
+/** A malformed or unsupported safetensors file; the message names the source and the tensor. */
 export class SafetensorsError extends Error {
   /** The source label, if one was given. */
   readonly source: string | undefined;
   /** The tensor the problem is about, where there is one. */
   readonly tensor: string | undefined;
+  /** Prefixes `message` with the source label and the tensor name where given. */
   constructor(message: string, opts: { source?: string; tensor?: string } = {}) {
     const where = opts.tensor !== undefined ? `tensor ${JSON.stringify(opts.tensor)}: ` : "";
     super(`${opts.source !== undefined ? `${opts.source}: ` : ""}${where}${message}`);
@@ -53,6 +63,7 @@ export class SafetensorsError extends Error {
 
 /** Bytes per element of each dtype. */
 export const ST_ITEMSIZE: Readonly<Record<StDType, number>> = { F32: 4, F16: 2, BF16: 2, I32: 4, I64: 8 };
+/** Every supported dtype. */
 export const ST_DTYPES: readonly StDType[] = ["F32", "F16", "BF16", "I32", "I64"];
 /** Default `maxHeaderBytes`: 100 MB, as in the Rust crate. */
 export const DEFAULT_MAX_HEADER_BYTES = 100_000_000;

@@ -107,6 +107,7 @@ definePrimitive("cast", {
 
 /** A tensor or a plain number (a scalar constant). */
 export type TensorLike<S extends Shape = Shape> = Tensor<S> | number;
+/** @internal The shape type of a tensor, or `[]` for a number. */
 type ShapeOf<T> = T extends Tensor<infer S> ? S : readonly [];
 
 /** A scalar constant as a tensor of shape []. */
@@ -123,9 +124,11 @@ function lift(x: TensorLike, like?: Tensor): Tensor {
 export function full<S extends Shape>(shape: S, value: number): Tensor<S> {
   return bind("fill", [], { value, shape: [...shape] }) as Tensor<S>;
 }
+/** A tensor of the given shape filled with 0 (f32). */
 export function zeros<S extends Shape>(shape: S): Tensor<S> {
   return full(shape, 0);
 }
+/** A tensor of the given shape filled with 1 (f32). */
 export function ones<S extends Shape>(shape: S): Tensor<S> {
   return full(shape, 1);
 }
@@ -133,27 +136,41 @@ export function ones<S extends Shape>(shape: S): Tensor<S> {
 function unary<S extends Shape>(op: UnaryOp, x: Tensor<S>): Tensor<S> {
   return bind("unary", [x], { op }) as Tensor<S>;
 }
-export const neg = <S extends Shape>(x: Tensor<S>) => unary("neg", x);
-export const exp = <S extends Shape>(x: Tensor<S>) => unary("exp", x);
-export const log = <S extends Shape>(x: Tensor<S>) => unary("log", x);
-export const sqrt = <S extends Shape>(x: Tensor<S>) => unary("sqrt", x);
-export const rsqrt = <S extends Shape>(x: Tensor<S>) => unary("rsqrt", x);
-export const tanh = <S extends Shape>(x: Tensor<S>) => unary("tanh", x);
-export const sigmoid = <S extends Shape>(x: Tensor<S>) => unary("sigmoid", x);
+/** -x, elementwise. */
+export const neg = <S extends Shape>(x: Tensor<S>): Tensor<S> => unary("neg", x);
+/** e^x, elementwise. */
+export const exp = <S extends Shape>(x: Tensor<S>): Tensor<S> => unary("exp", x);
+/** The natural logarithm, elementwise. */
+export const log = <S extends Shape>(x: Tensor<S>): Tensor<S> => unary("log", x);
+/** √x, elementwise. */
+export const sqrt = <S extends Shape>(x: Tensor<S>): Tensor<S> => unary("sqrt", x);
+/** 1 / √x, elementwise. */
+export const rsqrt = <S extends Shape>(x: Tensor<S>): Tensor<S> => unary("rsqrt", x);
+/** The hyperbolic tangent, elementwise. */
+export const tanh = <S extends Shape>(x: Tensor<S>): Tensor<S> => unary("tanh", x);
+/** 1 / (1 + e^-x), elementwise. */
+export const sigmoid = <S extends Shape>(x: Tensor<S>): Tensor<S> => unary("sigmoid", x);
 /** x · sigmoid(x) (a.k.a. swish), Mamba's gate nonlinearity. */
-export const silu = <S extends Shape>(x: Tensor<S>) => unary("silu", x);
+export const silu = <S extends Shape>(x: Tensor<S>): Tensor<S> => unary("silu", x);
 /** log(1 + e^x), computed stably. */
-export const softplus = <S extends Shape>(x: Tensor<S>) => unary("softplus", x);
-export const abs = <S extends Shape>(x: Tensor<S>) => unary("abs", x);
-export const relu = <S extends Shape>(x: Tensor<S>) => unary("relu", x);
-export const sin = <S extends Shape>(x: Tensor<S>) => unary("sin", x);
-export const cos = <S extends Shape>(x: Tensor<S>) => unary("cos", x);
-export const square = <S extends Shape>(x: Tensor<S>) => unary("square", x);
-export const reciprocal = <S extends Shape>(x: Tensor<S>) => unary("reciprocal", x);
-export const sign = <S extends Shape>(x: Tensor<S>) => unary("sign", x);
+export const softplus = <S extends Shape>(x: Tensor<S>): Tensor<S> => unary("softplus", x);
+/** |x|, elementwise. */
+export const abs = <S extends Shape>(x: Tensor<S>): Tensor<S> => unary("abs", x);
+/** max(x, 0), elementwise. */
+export const relu = <S extends Shape>(x: Tensor<S>): Tensor<S> => unary("relu", x);
+/** The sine (radians), elementwise. */
+export const sin = <S extends Shape>(x: Tensor<S>): Tensor<S> => unary("sin", x);
+/** The cosine (radians), elementwise. */
+export const cos = <S extends Shape>(x: Tensor<S>): Tensor<S> => unary("cos", x);
+/** x², elementwise. */
+export const square = <S extends Shape>(x: Tensor<S>): Tensor<S> => unary("square", x);
+/** 1 / x, elementwise. */
+export const reciprocal = <S extends Shape>(x: Tensor<S>): Tensor<S> => unary("reciprocal", x);
+/** -1, 0 or 1 by the sign of x, elementwise. */
+export const sign = <S extends Shape>(x: Tensor<S>): Tensor<S> => unary("sign", x);
 
 /** A broadcasting binary function; `Name` is the op the compile-time shape error names. */
-type BinaryFn<Name extends string = "binary op"> = <A extends TensorLike, B extends TensorLike>(
+export type BinaryFn<Name extends string = "binary op"> = <A extends TensorLike, B extends TensorLike>(
   a: A,
   b: B & CheckBroadcast<Name, ShapeOf<A>, ShapeOf<B>>,
 ) => Tensor<Broadcast<ShapeOf<A>, ShapeOf<B>>>;
@@ -167,12 +184,17 @@ function binaryFn<Name extends string>(op: BinaryOp): BinaryFn<Name> {
 }
 /** a + b, with NumPy broadcasting. Mismatched literal shapes fail to compile. */
 export const add: BinaryFn<"add"> = binaryFn("add");
+/** a − b, with NumPy broadcasting. */
 export const sub: BinaryFn<"sub"> = binaryFn("sub");
+/** a · b, with NumPy broadcasting. */
 export const mul: BinaryFn<"mul"> = binaryFn("mul");
+/** a / b, with NumPy broadcasting. */
 export const div: BinaryFn<"div"> = binaryFn("div");
+/** a^b, with NumPy broadcasting. */
 export const pow: BinaryFn<"pow"> = binaryFn("pow");
 /** Elementwise maximum. */
 export const maximum: BinaryFn<"maximum"> = binaryFn("max");
+/** Elementwise minimum, with NumPy broadcasting. */
 export const minimum: BinaryFn<"minimum"> = binaryFn("min");
 
 function compareFn(op: CompareOp) {
@@ -182,12 +204,17 @@ function compareFn(op: CompareOp) {
   };
 }
 /** Elementwise comparisons: 1 where true, 0 where false (f32). */
-export const eq = compareFn("eq");
-export const ne = compareFn("ne");
-export const lt = compareFn("lt");
-export const le = compareFn("le");
-export const gt = compareFn("gt");
-export const ge = compareFn("ge");
+export const eq: (a: TensorLike, b: TensorLike) => Tensor = compareFn("eq");
+/** a != b: 1 where true, 0 where false (f32, broadcasting). */
+export const ne: (a: TensorLike, b: TensorLike) => Tensor = compareFn("ne");
+/** a < b: 1 where true, 0 where false (f32, broadcasting). */
+export const lt: (a: TensorLike, b: TensorLike) => Tensor = compareFn("lt");
+/** a <= b: 1 where true, 0 where false (f32, broadcasting). */
+export const le: (a: TensorLike, b: TensorLike) => Tensor = compareFn("le");
+/** a > b: 1 where true, 0 where false (f32, broadcasting). */
+export const gt: (a: TensorLike, b: TensorLike) => Tensor = compareFn("gt");
+/** a >= b: 1 where true, 0 where false (f32, broadcasting). */
+export const ge: (a: TensorLike, b: TensorLike) => Tensor = compareFn("ge");
 
 /** Picks `a` where `cond` is nonzero, else `b` (broadcasting all three). */
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {

@@ -40,7 +40,7 @@ function mm(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
 }
 
 /**
- * The shape an operand has after its optional transpose: the last two dims swapped when T is
+ * @internal The shape an operand has after its optional transpose: the last two dims swapped when T is
  * `true`, as is when `false`, unchecked (`Shape`) when only known at run time (`boolean`).
  */
 type Op<S extends Shape, T extends boolean> = [T] extends [false] ? S

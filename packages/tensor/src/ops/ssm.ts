@@ -15,7 +15,9 @@ import { reshape, sliceAxis } from "./movement.ts";
 import { sum } from "./reduce.ts";
 import { scan } from "./nn.ts";
 
+/** What `selectiveScan` returns. */
 export interface SelectiveScanResult {
+  /** The outputs y_t = C_t · h_t + D · x_t, shaped like x. */
   y: Tensor;
   /** h_L, present when `withState` was asked for. */
   state?: Tensor;

@@ -20,6 +20,7 @@ import { add, mul } from "../ops/elementwise.ts";
 import { disposeTree, keep, Tensor, tidy } from "../tensor.ts";
 import type { GradTree } from "./adamw.ts";
 
+/** Sums gradient trees over micro-batches (gradient accumulation) and returns their mean. */
 export class GradAccumulator<P = unknown> {
   #sum: P | null = null;
   #paths: string[] = [];
@@ -83,9 +84,11 @@ export class GradAccumulator<P = unknown> {
     this.#count = 0;
   }
 
+  /** Frees the running sum (the same as `reset()`). */
   dispose(): void {
     this.reset();
   }
+  /** The same as `dispose()`, for `using`. */
   [Symbol.dispose](): void {
     this.reset();
   }

@@ -48,16 +48,23 @@ export type GradTree<P> = P extends Tensor ? Tensor
 
 /** The optimizer state: trees m and v shaped like the parameters, and the number of steps taken. */
 export interface AdamWState<P> {
+  /** The number of updates applied so far. */
   step: number;
+  /** First-moment estimates, shaped like the parameters. */
   m: P;
+  /** Second-moment estimates, shaped like the parameters. */
   v: P;
 }
 
+/** Hyperparameters of AdamW (defaults as torch.optim.AdamW). */
 export interface AdamWOptions {
   /** Learning rate, or a schedule called with state.step (the number of updates already applied). */
   lr: number | ((step: number) => number);
+  /** Decay of the first-moment estimate (default 0.9). */
   beta1?: number;
+  /** Decay of the second-moment estimate (default 0.999). */
   beta2?: number;
+  /** Added to the denominator for stability (default 1e-8). */
   eps?: number;
   /** Decoupled weight decay coefficient (default 0.01, as torch.optim.AdamW). */
   weightDecay?: number;

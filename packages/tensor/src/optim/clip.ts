@@ -25,6 +25,7 @@ export function globalNorm(grads: unknown): Tensor<[]> {
   );
 }
 
+/** Options of `clipByGlobalNorm`. */
 export interface ClipOptions {
   /** Dispose the input gradient tree (default false: the caller still owns it). */
   consume?: boolean;

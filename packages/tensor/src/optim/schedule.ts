@@ -12,8 +12,8 @@ import { cos } from "../cpu/detmath.ts";
 /** A learning-rate schedule. */
 export type Schedule = (step: number) => number;
 
-const rate = z.number().nonnegative(); // zod 4 numbers reject ±Infinity and NaN
-const steps = z.number().int().nonnegative();
+const rate: z.ZodNumber = z.number().nonnegative(); // zod 4 numbers reject ±Infinity and NaN
+const steps: z.ZodNumber = z.number().int().nonnegative();
 
 function parse<T>(schema: z.ZodType<T>, cfg: unknown, what: string): T {
   const r = schema.safeParse(cfg);
@@ -35,12 +35,13 @@ export function constant(lr: number): Schedule {
   };
 }
 
-const linearWarmupSchema = z.strictObject({
+const linearWarmupSchema: z.ZodType<{ peak: number; warmup: number; init: number }, { peak: number; warmup: number; init?: number }> = z.strictObject({
   peak: rate,
   warmup: steps,
   /** The learning rate at step 0 (default 0). */
   init: rate.default(0),
 });
+/** The settings of a linear warmup to a constant rate, as accepted by the schedule (defaults filled in). */
 export type LinearWarmupConfig = z.input<typeof linearWarmupSchema>;
 
 /**
@@ -57,7 +58,10 @@ export function linearWarmup(config: LinearWarmupConfig): Schedule {
   };
 }
 
-const cosineSchema = z.strictObject({
+const cosineSchema: z.ZodType<
+  { peak: number; warmup: number; total: number; floor: number },
+  { peak: number; warmup?: number; total: number; floor?: number }
+> = z.strictObject({
   peak: rate,
   /** Linear warmup steps from 0 to peak (default 0). */
   warmup: steps.default(0),
@@ -68,6 +72,7 @@ const cosineSchema = z.strictObject({
 })
   .refine((c) => c.total > c.warmup, { message: "total must be greater than warmup", path: ["total"] })
   .refine((c) => c.floor <= c.peak, { message: "floor must not exceed peak", path: ["floor"] });
+/** The settings of a linear warmup followed by a cosine decay to `floor`, as accepted by the schedule. */
 export type CosineConfig = z.input<typeof cosineSchema>;
 
 /**

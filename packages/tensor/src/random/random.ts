@@ -64,6 +64,7 @@ export function foldIn(key: Key, data: number): Key {
 
 // ---------- continuous distributions (f32) ----------
 
+/** Options of `uniform`. */
 export interface UniformOptions {
   /** Inclusive lower bound (default 0). */
   lo?: number;
@@ -77,8 +78,11 @@ export function uniform<S extends Shape>(key: Key, shape: S, opts: UniformOption
   return fromArray(uniformF32(key, n, opts.lo ?? 0, opts.hi ?? 1), shape);
 }
 
+/** Options of `normal`. */
 export interface NormalOptions {
+  /** The mean (default 0). */
   mean?: number;
+  /** The standard deviation (default 1). */
   std?: number;
 }
 
@@ -88,6 +92,7 @@ export function normal<S extends Shape>(key: Key, shape: S, opts: NormalOptions 
   return fromArray(normalF32(key, n, opts.mean ?? 0, opts.std ?? 1), shape);
 }
 
+/** Options of `truncatedNormal`: a normal distribution cut at `lower` and `upper` standard deviations. */
 export interface TruncatedNormalOptions extends NormalOptions {
   /** Lower bound in standard deviations (default -2). */
   lower?: number;
@@ -214,6 +219,7 @@ export function permutation<N extends number>(key: Key, n: N): Tensor<[N], "i32"
   return fromArray(permutationArray(key, n), [n] as [N], "i32");
 }
 
+/** Options of `categorical`. */
 export interface CategoricalOptions {
   /** Number of classes K: `logits` holds rows of K values (default: logits.length, one row). */
   classes?: number;

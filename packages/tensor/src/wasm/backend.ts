@@ -40,15 +40,20 @@ export interface WasmBackendOptions {
   kernels?: CpuKernelChoice;
   /** Initial memory in MiB (it grows as needed; default 64). */
   initialMemoryMiB?: number;
-  /** Iterations a waiting thread spins before it sleeps in Atomics.wait (default 200000, ~0.1-0.5 ms). */
-  spin?: number;
+  /** How long an idle worker thread spins for the next kernel before it sleeps in Atomics.wait (ms, default 2). */
+  spinMs?: number;
   /** Do not print the one line that says BLAS is missing. */
   quiet?: boolean;
   /**
-   * Rows of the wasm matmul's register tile (default: 6 under JavaScriptCore (Bun), 4 under V8 and
-   * elsewhere: see wasm/gemm.c). Speed only: the results are the same bits either way.
+   * Rows of the wasm matmul's register tile (default: 4 under Deno, whose V8 bounds-checks every
+   * wasm load, 6 elsewhere: see wasm/gemm.c). Speed only: the results are the same bits either way.
    */
   gemmTile?: 4 | 6;
+  /**
+   * Whether the selective scan computes four exps in lockstep (default: everywhere but Bun, whose
+   * JavaScriptCore runs it slower: see wasm/ssm.c). Speed only: the same bits either way.
+   */
+  expLockstep?: boolean;
 }
 
 export interface KernelInfo {
@@ -121,6 +126,7 @@ export class WasmBackend implements Backend {
   #gemmScratch = { base: 0, stride: GEMM_SCRATCH_BYTES };
   #relaxedFused: boolean | null = null;
   #gemmTile: 4 | 6;
+  #expLockstep: boolean;
   #blasThreadsNow = 0;
   #disposed = false;
   #ctx: WasmCtx;
@@ -134,7 +140,10 @@ export class WasmBackend implements Backend {
     if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1)) {
       throw new Error(`wasm backend: threads must be a positive integer, got ${opts.threads}`);
     }
-    this.#gemmTile = opts.gemmTile ?? (typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? 6 : 4);
+    if (opts.gemmTile !== undefined && opts.gemmTile !== 4 && opts.gemmTile !== 6) throw new Error(`wasm backend: gemmTile must be 4 or 6, got ${opts.gemmTile}`);
+    this.#gemmTile = opts.gemmTile ?? (typeof (globalThis as { Deno?: unknown }).Deno !== "undefined" ? 4 : 6);
+    // measured: the lockstep exps of the selective scan help V8 and slow JavaScriptCore (wasm/ssm.c)
+    this.#expLockstep = opts.expLockstep ?? typeof (globalThis as { Bun?: unknown }).Bun === "undefined";
     this.variant = chooseVariant(choice === "wasm-simd" ? "simd" : undefined);
     const bytes = wasmBytes(this.variant);
     this.#module = new WebAssembly.Module(bytes);
@@ -183,6 +192,9 @@ export class WasmBackend implements Backend {
       get gemmTile() {
         return self.#gemmTile;
       },
+      get expLockstep() {
+        return self.#expLockstep;
+      },
       blasThreads: (n) => {
         if (n !== this.#blasThreadsNow) this.#blas?.setThreads((this.#blasThreadsNow = n));
       },
@@ -203,7 +215,7 @@ export class WasmBackend implements Backend {
     };
     try {
       const stackTops = [0, ...stacks.map((s) => s + STACK_BYTES)];
-      const pool = await WorkerPool.start({ bytes, memory, ctrl: this.#ctrl, stackTops, spin: opts.spin ?? 200_000 }, () => this.heap.i32);
+      const pool = await WorkerPool.start({ bytes, memory, ctrl: this.#ctrl, stackTops, spinMs: opts.spinMs ?? 2 }, () => this.heap.i32);
       if (this.#disposed) {
         pool.dispose();
         return;

@@ -33,6 +33,8 @@ export interface WasmCtx {
   blasThreads(n: number): void;
   /** Rows of the matmul's register tile, 4 or 6 (wasm/gemm.c: per engine; never changes a result). */
   readonly gemmTile: 4 | 6;
+  /** Whether the selective scan computes four exps in lockstep (wasm/ssm.c, step: per engine; never changes a result). */
+  readonly expLockstep: boolean;
 }
 
 /** A launcher: true when it ran the kernel, false to let the TypeScript reference run it. */
@@ -48,14 +50,13 @@ const roundUp = (a: number, m: number) => ceilDiv(a, m) * m;
 // ---------------------------------------------------------------------------------------------
 // matmul
 
-const NR = 8, KC = 256;
+const NR = 8;
 /** The K chunk of one cblas_sgemm call (see matmul). */
 export const BLAS_KC = 256;
 /** Flops from which BLAS runs on every thread (below: on the calling thread alone). */
 export const BLAS_PARALLEL_FLOPS = 2 ** 28;
 /** Bytes of one thread's packing scratch: an MC x KC block of A, pre-broadcast (120·256·16) + one 6x8 edge tile. */
 export const GEMM_SCRATCH_BYTES = 512 * 1024;
-void KC;
 
 const matmul: Launcher<"matmul"> = (ctx, [a, b], out, p) => {
   const ar = a.shape.length, br = b.shape.length, orank = out.shape.length;
@@ -349,7 +350,7 @@ function ssmForward(ctx: WasmCtx, ins: readonly KernelArg[], y: number, hL: numb
   const w2 = roundUp(Math.min(chunk, Di), 2);
   const stride = roundUp((2 * N * w2 + 3 * w2) * 8, 64);
   const scratch = ctx.temp(stride * (parallel ? ctx.threads : 1));
-  ctx.launch(K.SSM_FWD, [...ins.slice(0, 6).map((a) => ctx.ptr(a)), y, hL, B, L, Di, N, chunk, scratch, stride], B * ceilDiv(Di, chunk), parallel);
+  ctx.launch(K.SSM_FWD, [...ins.slice(0, 6).map((a) => ctx.ptr(a)), y, hL, B, L, Di, N, chunk, scratch, stride, ctx.expLockstep ? 1 : 0], B * ceilDiv(Di, chunk), parallel);
 }
 
 const selectiveScan: Launcher<"selectiveScan"> = (ctx, ins, out) => {
@@ -382,7 +383,7 @@ const selectiveScanGrad: Launcher<"selectiveScanGrad"> = (ctx, ins, out) => {
   const BLN = B * L * N;
   const dBp = ctx.temp(nblocks * BLN * 8), dCp = ctx.temp(nblocks * BLN * 8);
   void T;
-  ctx.launch(K.SSM_BWD, [...ins.slice(0, 8).map((a) => ctx.ptr(a)), ctx.ptr(out), B, L, Di, N, chunk, scratch, stride, dBp, dCp], nblocks, parallel);
+  ctx.launch(K.SSM_BWD, [...ins.slice(0, 8).map((a) => ctx.ptr(a)), ctx.ptr(out), B, L, Di, N, chunk, scratch, stride, dBp, dCp, ctx.expLockstep ? 1 : 0], nblocks, parallel);
   const per = parallel ? Math.max(256, ceilDiv(BLN, ctx.threads * 4)) : BLN;
   ctx.launch(K.SSM_BWD_REDUCE, [dBp, dCp, ctx.ptr(out), B, L, Di, N, nblocks, per], ceilDiv(BLN, per), parallel && BLN * nblocks >= PARALLEL_MIN_WORK);
   return true;

@@ -2,11 +2,14 @@
  * Worker threads over the shared wasm memory.
  *
  * Each worker instantiates the same kernels on the same memory (its own shadow stack) and loops:
- * wait for a new job generation in the control block, take tasks from the job's atomic counter
- * (inside the wasm: run_tasks), report done. The main thread takes tasks too, then blocks until
- * every worker has reported (Backend.run is synchronous). Workers spin on the generation for a
- * short while before sleeping in Atomics.wait: a burst of kernels then finds them awake (workers
- * woken only by a message were sometimes packed onto one core, and a futex wake costs tens of µs).
+ * wait for a new job on the job board (wasm/dispatch.c), take its tasks (run_job) until none is
+ * left. The calling thread takes tasks too, then blocks until the job's tasks have all completed
+ * (Backend.run is synchronous) — it does not wait for workers that took no task, so a worker that
+ * wakes late costs nothing but its help. Workers spin for the next job for spinMs (2 ms) after
+ * the last one before sleeping in Atomics.wait: a burst of kernels finds them awake. (Measured
+ * here: a futex wake on a 2-vCPU VM often took longer than a whole 0.4 ms task, so with a short
+ * spin the caller ended up running every task itself; workers woken only by a message were
+ * sometimes packed onto one core.)
  *
  * Threads come from node:worker_threads where the runtime has it (Node, Bun and Deno: their
  * workers can be unref'd, so an idle pool never keeps a program alive), else from Web Workers on a
@@ -18,6 +21,8 @@
 // 8 job slots of 8 words from byte 32 (slotGen, kid, args, ntasks, completed).
 const GEN = 0, QUIT = 1, FAILED = 2, READY = 3, TICKET_BYTE = 16, SLOTS = 8, SLOT_WORDS = 8;
 const S_GEN = 0, S_KID = 1, S_ARGS = 2, S_NTASKS = 3, S_COMPLETED = 4;
+/** Loads the caller spins for its job's last tasks before it sleeps (the last worker to finish wakes it). */
+const MAIN_SPIN = 200_000;
 /** Bytes the job board takes. */
 export const CTRL_BYTES = 512;
 
@@ -27,7 +32,8 @@ export interface PoolInit {
   ctrl: number;
   /** Top of each worker's shadow stack (workers 1..n-1; index 0 unused). */
   stackTops: number[];
-  spin: number;
+  /** How long a worker spins for the next job before it sleeps (ms). */
+  spinMs: number;
 }
 
 /** The body of every worker: self-contained (it is sent as source text, so it may capture nothing). */
@@ -42,13 +48,19 @@ function workerMain(): void {
     ex.__stack_pointer.value = d.stackTop;
     const i32 = new Int32Array(d.memory.buffer);
     const c = d.ctrl >> 2;
-    const spin: number = d.spin;
+    const spinMs: number = d.spinMs;
     let seen = Atomics.load(i32, c + 0);
     Atomics.add(i32, c + 3, 1);
     Atomics.notify(i32, c + 3);
     for (;;) {
+      // spin for spinMs after the last job (a futex wake can take longer than a whole kernel on a
+      // busy or virtual machine, and the caller then runs every task itself), then sleep
       let gen = Atomics.load(i32, c + 0);
-      for (let s = 0; gen === seen && s < spin; s++) gen = Atomics.load(i32, c + 0);
+      const t0 = performance.now();
+      while (gen === seen) {
+        for (let s = 0; gen === seen && s < 2000; s++) gen = Atomics.load(i32, c + 0);
+        if (gen !== seen || performance.now() - t0 > spinMs) break;
+      }
       while (gen === seen) {
         Atomics.wait(i32, c + 0, seen);
         gen = Atomics.load(i32, c + 0);
@@ -119,19 +131,17 @@ export class WorkerPool {
   #i32: () => Int32Array;
   #c: number;
   #workers: AnyWorker[];
-  #spin: number;
   #disposed = false;
   #ctrl: number;
   #gen = 0;
   #ticket: BigInt64Array;
 
-  private constructor(workers: AnyWorker[], i32: () => Int32Array, ctrl: number, spin: number) {
+  private constructor(workers: AnyWorker[], i32: () => Int32Array, ctrl: number) {
     this.#workers = workers;
     this.#i32 = i32;
     this.#ctrl = ctrl;
     this.#c = ctrl >> 2;
     this.#ticket = new BigInt64Array(i32().buffer, ctrl + TICKET_BYTE, 1); // low memory: valid after growth too
-    this.#spin = spin;
     this.threads = workers.length + 1;
   }
 
@@ -159,7 +169,7 @@ export class WorkerPool {
       if (w.on) w.on("error", onError);
       else w.onerror = onError;
       w.unref?.();
-      w.postMessage({ bytes: init.bytes, memory: init.memory, ctrl: init.ctrl, tid: t, stackTop: init.stackTops[t], spin: init.spin });
+      w.postMessage({ bytes: init.bytes, memory: init.memory, ctrl: init.ctrl, tid: t, stackTop: init.stackTops[t], spinMs: init.spinMs });
       workers.push(w);
     }
     const t0 = Date.now();
@@ -171,7 +181,7 @@ export class WorkerPool {
         throw new Error(failure !== null ? `a wasm worker thread failed to start: ${failure}` : `wasm worker threads did not start within ${timeoutMs} ms`);
       }
     }
-    return new WorkerPool(workers, i32, init.ctrl, init.spin);
+    return new WorkerPool(workers, i32, init.ctrl);
   }
 
   /** Runs tasks [0, ntasks) of kernel `kid` on every thread; returns when all are done. */
@@ -202,7 +212,7 @@ export class WorkerPool {
     }
     // wait for every task to complete (not for every worker: one that took no task delays nothing)
     let done = Atomics.load(v, s + S_COMPLETED);
-    for (let i = 0; done < ntasks && i < this.#spin && Atomics.load(v, c + FAILED) === 0; i++) done = Atomics.load(v, s + S_COMPLETED);
+    for (let i = 0; done < ntasks && i < MAIN_SPIN && Atomics.load(v, c + FAILED) === 0; i++) done = Atomics.load(v, s + S_COMPLETED);
     while (done < ntasks) {
       const failed = Atomics.load(v, c + FAILED);
       if (failed !== 0) {

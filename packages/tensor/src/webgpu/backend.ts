@@ -22,6 +22,7 @@ import { gpuKernels, type GpuKernel } from "./kernels/index.ts";
 import { BufferPool, type PoolStats } from "./pool.ts";
 import { acquireGpu, type AcquiredGpu, type AcquireOptions } from "./probe.ts";
 import { GpuTimer } from "./timer.ts";
+import { GpuProfiler, type ProfileRow } from "./profiler.ts";
 
 const MAX_BATCH = 128; // dispatches per submit
 const SLOT = 256; // params slot alignment (minUniformBufferOffsetAlignment is at most 256)
@@ -71,6 +72,7 @@ export class WebGpuBackend implements Backend {
   #pendingChecks: Promise<void>[] = [];
   #destroyed = false;
   #timer: GpuTimer | null = null;
+  #profiler: GpuProfiler | null = null;
   #onError: (ev: Event) => void;
   readonly ctx: GpuCtx;
 
@@ -183,6 +185,12 @@ export class WebGpuBackend implements Backend {
     return { tensor: { ...this.#pool.stats }, staging: { ...this.#staging.stats }, pipelines: this.#pipelines.size };
   }
 
+  /** Restarts the pools' high-water marks (peakInUseBytes) from the bytes in use now (benchmarks). */
+  resetPoolPeak(): void {
+    this.#pool.resetPeak();
+    this.#staging.resetPeak();
+  }
+
   // ---------- kernels ----------
 
   run<K extends PrimName>(prim: K, inputs: readonly KernelArg[], output: KernelArg, params: PrimParams[K]): void {
@@ -215,6 +223,30 @@ export class WebGpuBackend implements Backend {
     const ms = await this.#timer.read();
     await this.#checkErrors();
     return ms;
+  }
+
+  /**
+   * Starts a per-kernel profile (timestamp queries around every dispatch: see profiler.ts); false
+   * when the device has no 'timestamp-query'.
+   */
+  startProfile(): boolean {
+    if (!this.device.features.has("timestamp-query")) return false;
+    this.#flush();
+    this.#profiler = new GpuProfiler(this.device);
+    return true;
+  }
+
+  /** Ends the profile: GPU time per kernel label, largest first. */
+  async stopProfile(): Promise<ProfileRow[]> {
+    const p = this.#profiler;
+    if (!p) return [];
+    this.#endPass();
+    p.resolve(this.#encoderOrNew());
+    this.#flush();
+    this.#profiler = null;
+    const rows = await p.report();
+    await this.#checkErrors();
+    return rows;
   }
 
   /** Submits pending work, destroys the pooled buffers and (unless it was given one) the device. */
@@ -322,6 +354,10 @@ export class WebGpuBackend implements Backend {
       this.#lastUse.set(r.buf, this.#batch);
     });
     const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    if (this.#profiler) {
+      this.#endPass();
+      this.#pass = this.#encoderOrNew().beginComputePass(this.#profiler.passDescriptor(l.label));
+    }
     if (!this.#pass) this.#pass = this.#encoderOrNew().beginComputePass(this.#timer?.passDescriptor());
     this.#pass.setPipeline(pipeline);
     this.#pass.setBindGroup(0, bindGroup);
@@ -332,6 +368,7 @@ export class WebGpuBackend implements Backend {
   #flush(): void {
     if (!this.#encoder) return;
     this.#endPass();
+    this.#profiler?.resolve(this.#encoder);
     if (this.#paramsUsed > 0) this.device.queue.writeBuffer(this.#params, 0, this.#paramsHost.buffer, 0, this.#paramsUsed);
     this.device.queue.submit([this.#encoder.finish()]);
     this.#encoder = null;

@@ -18,12 +18,16 @@ export interface PoolStats {
   created: number;
   reused: number;
   pooledBytes: number;
+  /** Bytes of buffers handed out by acquire and not yet released (size classes, temps included). */
+  inUseBytes: number;
+  /** High-water mark of inUseBytes since creation or the last resetPeak (benchmarks' peak memory). */
+  peakInUseBytes: number;
 }
 
 export class BufferPool {
   readonly #free = new Map<number, GPUBuffer[]>();
   #pooledBytes = 0;
-  readonly stats: PoolStats = { created: 0, reused: 0, pooledBytes: 0 };
+  readonly stats: PoolStats = { created: 0, reused: 0, pooledBytes: 0, inUseBytes: 0, peakInUseBytes: 0 };
 
   constructor(
     private readonly device: GPUDevice,
@@ -36,6 +40,8 @@ export class BufferPool {
     let size = sizeClass(bytes);
     // near maxBufferSize the class could overshoot it: then the exact size (a class of its own)
     if (size > this.device.limits.maxBufferSize) size = Math.ceil(bytes / 16) * 16;
+    this.stats.inUseBytes += size;
+    if (this.stats.inUseBytes > this.stats.peakInUseBytes) this.stats.peakInUseBytes = this.stats.inUseBytes;
     const list = this.#free.get(size);
     const b = list?.pop();
     if (b) {
@@ -50,6 +56,7 @@ export class BufferPool {
 
   /** Returns a buffer; false when the pool is full (the caller destroys it once safe). */
   release(b: GPUBuffer): boolean {
+    this.stats.inUseBytes -= b.size; // back from its user, whether pooled or destroyed
     if (this.#pooledBytes + b.size > this.capBytes) return false;
     let list = this.#free.get(b.size);
     if (!list) this.#free.set(b.size, (list = []));
@@ -57,6 +64,11 @@ export class BufferPool {
     this.#pooledBytes += b.size;
     this.stats.pooledBytes = this.#pooledBytes;
     return true;
+  }
+
+  /** Restarts the high-water mark from the bytes in use now. */
+  resetPeak(): void {
+    this.stats.peakInUseBytes = this.stats.inUseBytes;
   }
 
   /** Destroys every pooled buffer. */

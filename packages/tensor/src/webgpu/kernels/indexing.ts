@@ -7,14 +7,12 @@
  * - scatterAdd: the update is dropped;
  * - oneHot: a zero row (as on the CPU).
  *
- * scatterAdd is deterministic, without atomics (WGSL has no float atomics): each thread owns
- * one column j of a block of output rows, zeroes it, then walks every index in order and adds
- * the updates that land in its block. The adds happen in index order, as on the CPU, so the
- * results match it bit for bit. (Every thread reads every index: they are broadcast loads that
- * the cache serves; staging them in workgroup memory would need a barrier in the loop.)
+ * scatterAdd is deterministic without float atomics (WGSL has none): it builds an inverse index
+ * (for each output row, the updates that land in it, sorted into index order) and adds each row's
+ * list in order, as the CPU does, so the results match it bit for bit (see scatterAddKernel).
  */
 import type { KernelArg, PrimParams } from "../../backend.ts";
-import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, type GpuCtx } from "../context.ts";
+import { type BufRef, ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, type GpuCtx } from "../context.ts";
 
 const WG = 256;
 
@@ -42,40 +40,203 @@ export function gatherKernel(ctx: GpuCtx, [table, idx]: readonly KernelArg[], ou
   });
 }
 
-const SCATTER = `${header(5, [{ name: "out", type: "f32", write: true }, { name: "idx", type: "i32" }, { name: "upd", type: "f32" }])}
-@compute @workgroup_size(${WG})
+// scatterAdd: five steps over an inverse index (CSR) that lists, for each output row, the
+// updates that land in it, in index order; the last step adds each row's list in that order from
+// 0, as the CPU does, so the sums agree with it bit for bit. (The first version walked every
+// index from every thread: 85% of a small MemMamba training step on an H100, 3.2 s of 3.7.)
+//   1. count:  cnt[r] += 1 per valid index (u32 atomics: counts do not depend on the order)
+//   2. scan:   start = exclusive prefix sum of cnt (rows + 1 entries; start[rows] = valid total)
+//   3. fill:   seg[start[r] + slot] = i, the slot taken from an atomic cursor (any order)
+//   4. rank:   each entry's rank among its row's entries (how many are smaller) puts it in index
+//              order: ord[start[r] + rank] = i (one thread per entry, walking its own row)
+//   5. sum:    out[r, j] = Σ over ord[start[r] .. start[r+1]) of upd[i, j], in that order
+const SCAT_WG = 256;
+/** Entries per workgroup of the scan's first and last steps (4 per thread). */
+const SCAN_BLOCK = 4 * SCAT_WG;
+
+const SCAT_ZERO = `${header(1, [{ name: "a", type: "u32", write: true }])}
+@compute @workgroup_size(${SCAT_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
-  let nIdx = ${pu(0)}; let row = ${pu(1)}; let rows = ${pu(2)}; let rpb = ${pu(3)};
-  let t = wg * ${WG}u + lid;
-  if (t >= ${pu(4)}) { return; }
-  let j = t % row;
-  let r0 = (t / row) * rpb;
-  let r1 = min(rows, r0 + rpb);
-  for (var r = r0; r < r1; r++) { out[r * row + j] = 0.0f; }
-  for (var i = 0u; i < nIdx; i++) {
-    let r = idx[i];
-    if (r >= i32(r0) && r < i32(r1)) {
-      let o = u32(r) * row + j;
-      out[o] = out[o] + upd[i * row + j];
-    }
+  let e = wg * ${SCAT_WG}u + lid;
+  if (e < ${pu(0)}) { a[e] = 0u; }
+}`;
+
+const SCAT_COUNT = `${header(2, [{ name: "cnt", type: "atomic<u32>", write: true }, { name: "idx", type: "i32" }])}
+@compute @workgroup_size(${SCAT_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let e = wg * ${SCAT_WG}u + lid;
+  if (e >= ${pu(0)}) { return; }
+  let r = idx[e];
+  if (r >= 0i && u32(r) < ${pu(1)}) { atomicAdd(&cnt[u32(r)], 1u); }
+}`;
+
+/** Hillis–Steele inclusive scan of sh[0..WG) in place (every thread of the workgroup calls it). */
+const WG_SCAN = `
+  for (var off = 1u; off < ${SCAT_WG}u; off = off << 1u) {
+    var t = 0u;
+    if (lid >= off) { t = sh[lid - off]; }
+    workgroupBarrier();
+    sh[lid] = sh[lid] + t;
+    workgroupBarrier();
+  }`;
+
+// params: n. Block sums of 1024 entries.
+const SCAT_BSUM = `${header(1, [{ name: "bsum", type: "u32", write: true }, { name: "cnt", type: "u32" }])}
+var<workgroup> sh: array<u32, ${SCAT_WG}>;
+@compute @workgroup_size(${SCAT_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let n = ${pu(0)};
+  let base = wg * ${SCAN_BLOCK}u + lid * 4u;
+  var s = 0u;
+  for (var k = 0u; k < 4u; k++) { if (base + k < n) { s = s + cnt[base + k]; } }
+  sh[lid] = s;
+  workgroupBarrier();
+  ${WG_SCAN}
+  if (lid == ${SCAT_WG - 1}u) { bsum[wg] = sh[lid]; }
+}`;
+
+// params: nb. One workgroup: exclusive scan of the block sums, in place, 256 at a time.
+const SCAT_BSCAN = `${header(1, [{ name: "bsum", type: "u32", write: true }])}
+var<workgroup> sh: array<u32, ${SCAT_WG}>;
+@compute @workgroup_size(${SCAT_WG})
+fn main(@builtin(local_invocation_index) lid: u32) {
+  let nb = ${pu(0)};
+  var carry = 0u;
+  for (var c = 0u; c < nb; c = c + ${SCAT_WG}u) {
+    let i = c + lid;
+    var v = 0u;
+    if (i < nb) { v = bsum[i]; }
+    sh[lid] = v;
+    workgroupBarrier();
+    ${WG_SCAN}
+    if (i < nb) { bsum[i] = carry + sh[lid] - v; }
+    carry = carry + sh[${SCAT_WG - 1}u];
+    workgroupBarrier();
   }
+}`;
+
+// params: n. start[i] = block prefix + exclusive prefix within the block.
+const SCAT_START = `${header(1, [{ name: "start", type: "u32", write: true }, { name: "cnt", type: "u32" }, { name: "bsum", type: "u32" }])}
+var<workgroup> sh: array<u32, ${SCAT_WG}>;
+@compute @workgroup_size(${SCAT_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let n = ${pu(0)};
+  let base = wg * ${SCAN_BLOCK}u + lid * 4u;
+  var c: vec4<u32>;
+  for (var k = 0u; k < 4u; k++) { if (base + k < n) { c[k] = cnt[base + k]; } }
+  let s = c.x + c.y + c.z + c.w;
+  sh[lid] = s;
+  workgroupBarrier();
+  ${WG_SCAN}
+  var acc = bsum[wg] + sh[lid] - s;
+  for (var k = 0u; k < 4u; k++) {
+    if (base + k < n) { start[base + k] = acc; }
+    acc = acc + c[k];
+  }
+}`;
+
+// params: nIdx, rows.
+const SCAT_FILL = `${header(2, [{ name: "seg", type: "u32", write: true }, { name: "cur", type: "atomic<u32>", write: true }, { name: "start", type: "u32" }, { name: "idx", type: "i32" }])}
+@compute @workgroup_size(${SCAT_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let e = wg * ${SCAT_WG}u + lid;
+  if (e >= ${pu(0)}) { return; }
+  let r = idx[e];
+  if (r >= 0i && u32(r) < ${pu(1)}) {
+    let slot = atomicAdd(&cur[u32(r)], 1u);
+    seg[start[u32(r)] + slot] = e;
+  }
+}`;
+
+// params: nIdx, rows (the valid total is start[rows]).
+const SCAT_RANK = `${header(2, [{ name: "ord", type: "u32", write: true }, { name: "seg", type: "u32" }, { name: "start", type: "u32" }, { name: "idx", type: "i32" }])}
+@compute @workgroup_size(${SCAT_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let q = wg * ${SCAT_WG}u + lid;
+  if (q >= start[${pu(1)}]) { return; }
+  let e = seg[q];
+  let r = u32(idx[e]);
+  let s0 = start[r];
+  let s1 = start[r + 1u];
+  var rank = 0u;
+  for (var p = s0; p < s1; p++) { if (seg[p] < e) { rank++; } }
+  ord[s0 + rank] = e;
+}`;
+
+// params: rows, row (columns), threads.
+const SCAT_SUM = `${header(3, [{ name: "out", type: "f32", write: true }, { name: "ord", type: "u32" }, { name: "start", type: "u32" }, { name: "upd", type: "f32" }])}
+@compute @workgroup_size(${SCAT_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let t = wg * ${SCAT_WG}u + lid;
+  if (t >= ${pu(2)}) { return; }
+  let row = ${pu(1)};
+  let r = t / row;
+  let j = t - r * row;
+  var acc = 0.0f;
+  for (var p = start[r]; p < start[r + 1u]; p++) { acc = acc + upd[ord[p] * row + j]; }
+  out[t] = acc;
 }`;
 
 export function scatterAddKernel(ctx: GpuCtx, [idx, upd]: readonly KernelArg[], out: KernelArg, p: PrimParams["scatterAdd"]): void {
   const rows = p.rows;
   const row = rows === 0 ? 0 : prod(out.shape) / rows;
   if (rows === 0 || row === 0) return;
-  // enough threads to fill a GPU (~64k), as many row blocks as that allows
-  const blocks = Math.max(1, Math.min(rows, Math.floor(65536 / row)));
-  const rpb = ceilDiv(rows, blocks);
-  const threads = ceilDiv(rows, rpb) * row;
+  const nIdx = prod(idx.shape);
+  const maxG = ctx.limits.maxComputeWorkgroupsPerDimension;
+  const n = rows + 1; // counts and starts: one more entry, so that start[rows] is the valid total
+  const nb = ceilDiv(n, SCAN_BLOCK);
+  const cnt = ctx.temp(n * 4), start = ctx.temp(n * 4), bsum = ctx.temp(nb * 4);
+  const seg = ctx.temp(Math.max(1, nIdx) * 4), ord = ctx.temp(Math.max(1, nIdx) * 4);
+  const zero = (b: BufRef, count: number) =>
+    ctx.dispatch({
+      label: "scatterAdd", key: "scatterAdd:zero", wgsl: () => SCAT_ZERO, buffers: [b],
+      params: new ParamWords().u(count).words(), groups: grid(ceilDiv(count, SCAT_WG), maxG),
+    });
+  zero(cnt, n);
+  const idxRef = ctx.ref(idx, "scatterAdd");
+  if (nIdx > 0) {
+    ctx.dispatch({
+      label: "scatterAdd", key: "scatterAdd:count", wgsl: () => SCAT_COUNT, buffers: [cnt, idxRef],
+      params: new ParamWords().u(nIdx).u(rows).words(), groups: grid(ceilDiv(nIdx, SCAT_WG), maxG),
+    });
+  }
   ctx.dispatch({
-    label: "scatterAdd", key: "scatterAdd", wgsl: () => SCATTER,
-    buffers: [ctx.ref(out, "scatterAdd"), ctx.ref(idx, "scatterAdd"), ctx.ref(upd, "scatterAdd")],
-    params: new ParamWords().u(prod(idx.shape)).u(row).u(rows).u(rpb).u(threads).words(),
-    groups: grid(ceilDiv(threads, WG), ctx.limits.maxComputeWorkgroupsPerDimension),
+    label: "scatterAdd", key: "scatterAdd:bsum", wgsl: () => SCAT_BSUM, buffers: [bsum, cnt],
+    params: new ParamWords().u(n).words(), groups: grid(nb, maxG),
   });
+  ctx.dispatch({
+    label: "scatterAdd", key: "scatterAdd:bscan", wgsl: () => SCAT_BSCAN, buffers: [bsum],
+    params: new ParamWords().u(nb).words(), groups: [1, 1, 1],
+  });
+  ctx.dispatch({
+    label: "scatterAdd", key: "scatterAdd:start", wgsl: () => SCAT_START, buffers: [start, cnt, bsum],
+    params: new ParamWords().u(n).words(), groups: grid(nb, maxG),
+  });
+  if (nIdx > 0) {
+    zero(cnt, n); // now the fill's cursors
+    ctx.dispatch({
+      label: "scatterAdd", key: "scatterAdd:fill", wgsl: () => SCAT_FILL, buffers: [seg, cnt, start, idxRef],
+      params: new ParamWords().u(nIdx).u(rows).words(), groups: grid(ceilDiv(nIdx, SCAT_WG), maxG),
+    });
+    ctx.dispatch({
+      label: "scatterAdd", key: "scatterAdd:rank", wgsl: () => SCAT_RANK, buffers: [ord, seg, start, idxRef],
+      params: new ParamWords().u(nIdx).u(rows).words(), groups: grid(ceilDiv(nIdx, SCAT_WG), maxG),
+    });
+  }
+  const threads = rows * row;
+  ctx.dispatch({
+    label: "scatterAdd", key: "scatterAdd:sum", wgsl: () => SCAT_SUM,
+    buffers: [ctx.ref(out, "scatterAdd"), ord, start, ctx.ref(upd, "scatterAdd")],
+    params: new ParamWords().u(rows).u(row).u(threads).words(), groups: grid(ceilDiv(threads, SCAT_WG), maxG),
+  });
+  for (const b of [cnt, start, bsum, seg, ord]) ctx.releaseTemp(b);
 }
 
 const ONE_HOT = `${header(2, [{ name: "out", type: "f32", write: true }, { name: "idx", type: "i32" }])}

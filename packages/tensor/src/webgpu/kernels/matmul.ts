@@ -34,6 +34,52 @@ export interface TileConfig {
   TN: number;
   /** Specialise on the transposes, vector widths and divisibility (else one generic variant). */
   specialize?: boolean;
+  /**
+   * Double-buffered workgroup memory: two k-tiles, the next one stored while the current one is
+   * read, one barrier per step instead of two (specialised tiles only).
+   */
+  dbuf?: boolean;
+  /**
+   * Conflict-free tile stores where k is the contiguous axis in memory (A not transposed, B
+   * transposed): each warp loads 16 rows × 8 consecutive k (one full 32-byte sector a row) and
+   * the tiles' rows are padded by one vec4, so its 32 scalar stores of one k hit 32 different
+   * banks (unpadded, with 8 k a row, 8 lanes share a bank). Needs BK % 8 = 0 and BM, BN % 16 = 0.
+   */
+  cf?: boolean;
+}
+
+/** "BMxBNxBK/TMxTN" plus ":db" when double-buffered and ":cf" for conflict-free stores (benchmark tables, pipeline keys). */
+export function tileName(t: TileConfig): string {
+  return `${t.BM}x${t.BN}x${t.BK}/${t.TM}x${t.TN}${t.dbuf ? ":db" : ""}${t.cf ? ":cf" : ""}`;
+}
+
+/**
+ * Parses a tile spec "BMxBNxBK/TMxTN[:db]" (e.g. "128x128x16/8x8:db") into a specialised tile
+ * config, checking that it describes a kernel matmulWgsl can generate: TM, TN multiples of 4,
+ * BM / TM · BN / TN threads (at most 1024), and each k-tile an exact number of vec4 loads per thread.
+ */
+export function parseTile(spec: string): TileConfig {
+  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)((?::db|:cf)*)$/.exec(spec.trim());
+  if (!m) throw new Error(`matmul tile "${spec}": expected BMxBNxBK/TMxTN[:db][:cf], e.g. 128x128x16/8x8:db`);
+  const [BM, BN, BK, TM, TN] = m.slice(1, 6).map(Number);
+  const t: TileConfig = { BM, BN, BK, TM, TN, specialize: true, dbuf: m[6].includes(":db") };
+  if (m[6].includes(":cf")) t.cf = true;
+  const why = tileProblem(t);
+  if (why) throw new Error(`matmul tile "${spec}": ${why}`);
+  return t;
+}
+
+/** Why a tile config cannot be generated (null: it can). */
+export function tileProblem(t: TileConfig): string | null {
+  const { BM, BN, BK, TM, TN } = t;
+  if (TM % 4 || TN % 4 || TM <= 0 || TN <= 0) return "TM and TN must be positive multiples of 4";
+  if (BM % TM || BN % TN) return "BM must be a multiple of TM and BN of TN";
+  const NT = (BM / TM) * (BN / TN);
+  if (NT > 256) return `${NT} threads per workgroup, over the 256 the backend requests`;
+  if (BK % 4 || BK <= 0) return "BK must be a positive multiple of 4";
+  if (((BK * BM) / 4) % NT || ((BK * BN) / 4) % NT) return `a ${BK}-deep k-tile is not a whole number of vec4 loads per thread (${NT} threads)`;
+  if (t.cf && (BK % 8 || BM % 16 || BN % 16)) return ":cf needs BK a multiple of 8 and BM, BN multiples of 16";
+  return null;
 }
 // Measured on an H100 (Dawn, 4096² / 2048² / 1024², TFLOP/s): 128x128 BK 32 40.3 / 39.9 / 19.3,
 // BK 16 36.8 / 36.6 / 16; 128x64 BK 32 31.8 / 31.5 / 30.2; 64x64 BK 16 (generic) 24 / 24 / 19.
@@ -79,6 +125,8 @@ function matmulWgsl(v: MatmulVariant): string {
   const NT = TXn * TYn;
   const GM = TM / 4, GN = TN / 4;
   const LA = (BK * BM) / 4 / NT, LB = (BK * BN) / 4 / NT; // vec4 loads per thread per step
+  const db = !!v.t.dbuf;
+  const KS = db ? 2 * BK : BK; // k rows of workgroup memory (two k-tiles when double-buffered)
   const br = v.batchRank;
   const nWords = 6 + 3 * br;
   const code: string[] = [];
@@ -91,8 +139,9 @@ function matmulWgsl(v: MatmulVariant): string {
   // k-major tiles as 2-D arrays: in the inner loop the k index is a constant (unrolled) and the
   // other is loop-invariant, so the index clamps that robustness (Tint, naga) adds to dynamic
   // indices can be hoisted out of the loop, which one flat index kk·stride + j would prevent
-  code.push(`var<workgroup> As: array<array<vec4<f32>, ${BM / 4}>, ${BK}>;`);
-  code.push(`var<workgroup> Bs: array<array<vec4<f32>, ${BN / 4}>, ${BK}>;`);
+  const pad = v.t.cf ? 1 : 0; // vec4s of padding per tile row (bank-conflict-free stores)
+  code.push(`var<workgroup> As: array<array<vec4<f32>, ${BM / 4 + pad}>, ${KS}>;`);
+  code.push(`var<workgroup> Bs: array<array<vec4<f32>, ${BN / 4 + pad}>, ${KS}>;`);
   code.push(`@compute @workgroup_size(${NT})`);
   code.push(`fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {`);
   code.push(`let M = ${pu(0)}; let N = ${pu(1)}; let K = ${pu(2)};`);
@@ -120,10 +169,16 @@ function matmulWgsl(v: MatmulVariant): string {
     const smem = which === "A" ? "As" : "Bs";
     const x0 = which === "A" ? "m0" : "n0";
     const r = `r${which}${j}`;
-    const pre: string[] = [], body: string[] = [], store: string[] = [];
+    const pre: string[] = [], body: string[] = [], store: ((off: number) => string)[] = [];
     const l = `(lid + ${j * NT}u)`;
-    if (alongK) {
+    if (alongK && v.t.cf) {
+      // lanes 2j, 2j+1 of each 32 take 8 consecutive k of row j (of 16): see TileConfig.cf
+      pre.push(`let ${r}lo = ${l} % 32u; let ${r}hi = ${l} / 32u;`);
+      pre.push(`let ${r}row = (${r}hi / ${BK / 8}u) * 16u + ${r}lo / 2u; let ${r}k = ((${r}hi % ${BK / 8}u) * 2u + ${r}lo % 2u) * 4u;`);
+    } else if (alongK) {
       pre.push(`let ${r}row = ${l} / ${BK / 4}u; let ${r}k = (${l} % ${BK / 4}u) * 4u;`);
+    }
+    if (alongK) {
       pre.push(`let ${r}g = ${x0} + ${r}row; let ${r}ok = ${r}g < ${rows};`);
       const idx = `${base} + ${r}g * K + k0 + ${r}k`;
       if (vec) {
@@ -136,7 +191,7 @@ function matmulWgsl(v: MatmulVariant): string {
         });
         body.push(`${r} = vec4<f32>(${comps.join(", ")});`);
       }
-      for (let e = 0; e < 4; e++) store.push(`${smem}[${r}k + ${e}u][${r}row / 4u][${r}row % 4u] = ${r}.${X[e]};`);
+      for (let e = 0; e < 4; e++) store.push((off) => `${smem}[${r}k + ${e + off}u][${r}row / 4u][${r}row % 4u] = ${r}.${X[e]};`);
     } else {
       pre.push(`let ${r}kk = ${l} / ${BX / 4}u; let ${r}x4 = ${l} % ${BX / 4}u;`);
       pre.push(`let ${r}h = ${x0} + ${r}x4 * 4u;`);
@@ -151,14 +206,14 @@ function matmulWgsl(v: MatmulVariant): string {
         });
         body.push(`${r} = vec4<f32>(${comps.join(", ")});`);
       }
-      store.push(`${smem}[${r}kk][${r}x4] = ${r};`);
+      store.push((off) => (off ? `${smem}[${r}kk + ${off}u][${r}x4] = ${r};` : `${smem}[${r}kk][${r}x4] = ${r};`));
     }
     return { pre, body, store };
   };
   // trans: a constant (specialised: the other branch is never generated) or a runtime flag
   // (both generated, a uniform branch picks one)
   const loads = (which: "A" | "B", L: number, trans: boolean | null, vec: boolean, BX: number) => {
-    const pre: string[] = [], body: string[] = [], store: string[] = [];
+    const pre: string[] = [], body: string[] = [], store: ((off: number) => string)[] = [];
     const flag = which === "A" ? "TA" : "TB";
     for (let j = 0; j < L; j++) {
       pre.push(`var r${which}${j} = vec4<f32>(0.0f);`);
@@ -174,7 +229,7 @@ function matmulWgsl(v: MatmulVariant): string {
         // A: transposed means contiguous along m (sx); B: transposed means along k (sk)
         const [yes, no] = which === "A" ? [sx, sk] : [sk, sx];
         body.push(`if (${flag}) {`, ...yes.body, `} else {`, ...no.body, `}`);
-        store.push(`if (${flag}) {`, ...yes.store, `} else {`, ...no.store, `}`);
+        store.push(() => `if (${flag}) {`, ...yes.store, () => `} else {`, ...no.store, () => `}`);
       }
     }
     return { pre, body, store };
@@ -199,20 +254,44 @@ function matmulWgsl(v: MatmulVariant): string {
   // store the tile, barrier, issue the next tile's global loads (their latency hides behind the
   // math), compute, barrier. (A ping-pong pair of tiles with one barrier per step, k-tiles of 8
   // or 16, 128x64 blocks, padded or lane-per-row tile stores: all measured slower on an H100.)
-  code.push(`for (var kt = 0u; kt < nK; kt++) {`);
-  code.push(...la.store, ...lb.store);
-  code.push(`workgroupBarrier();`);
-  code.push(`k0 = k0 + ${BK}u;`);
-  code.push(`if (kt + 1u < nK) {`, ...la.body, ...lb.body, `}`);
-  if (v.unroll) {
-    for (let kk = 0; kk < BK; kk++) kStep(`${kk}u`, `_${kk}`);
+  const stores = (off: number) => [...la.store, ...lb.store].map((f) => f(off));
+  const compute = (off: number) => {
+    code.push(`{`); // a scope per k-tile: the double-buffered loop body holds two
+    if (v.unroll) {
+      for (let kk = 0; kk < BK; kk++) kStep(`${kk + off}u`, `_${kk}`);
+    } else {
+      code.push(`for (var kk = ${off}u; kk < ${off + BK}u; kk++) {`);
+      kStep("kk", "");
+      code.push(`}`);
+    }
+    code.push(`}`);
+  };
+  if (!db) {
+    code.push(`for (var kt = 0u; kt < nK; kt++) {`);
+    code.push(...stores(0));
+    code.push(`workgroupBarrier();`);
+    code.push(`k0 = k0 + ${BK}u;`);
+    code.push(`if (kt + 1u < nK) {`, ...la.body, ...lb.body, `}`);
+    compute(0);
+    code.push(`workgroupBarrier();`);
+    code.push(`}`);
   } else {
-    code.push(`for (var kk = 0u; kk < ${BK}u; kk++) {`);
-    kStep("kk", "");
+    // two halves per iteration, so each reads a fixed buffer (constant indices): compute from
+    // one buffer while storing the next k-tile (already in registers) into the other, then one
+    // barrier. A buffer is overwritten only after the barrier that ends the reads of it.
+    code.push(...stores(0));
+    code.push(`workgroupBarrier();`);
+    code.push(`for (var kt = 0u; kt < nK; kt += 2u) {`);
+    for (const [cur, nxt, ahead] of [[0, BK, 1], [BK, 0, 2]]) {
+      if (ahead === 2) code.push(`if (kt + 1u >= nK) { break; }`);
+      code.push(`let more${ahead} = kt + ${ahead}u < nK;`);
+      code.push(`if (more${ahead}) {`, `k0 = k0 + ${BK}u;`, ...la.body, ...lb.body, `}`);
+      compute(cur);
+      code.push(`if (more${ahead}) {`, ...stores(nxt), `}`);
+      code.push(`workgroupBarrier();`);
+    }
     code.push(`}`);
   }
-  code.push(`workgroupBarrier();`);
-  code.push(`}`);
   // ---- store ----
   for (let gm = 0; gm < GM; gm++) {
     for (let i = 0; i < 4; i++) {
@@ -336,7 +415,12 @@ export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: Ker
   }
   // a device with less workgroup memory than the tile needs gets k-tiles of 16 (half the memory)
   let t = plan;
-  if (t.BK * (t.BM + t.BN) * 4 > ctx.limits.maxComputeWorkgroupStorageSize) t = { ...t, BK: 16 };
+  const smemBytes = (c: TileConfig) => (c.dbuf ? 2 : 1) * c.BK * (c.BM + c.BN) * 4;
+  if (smemBytes(t) > ctx.limits.maxComputeWorkgroupStorageSize) t = { ...t, BK: 16 };
+  if (smemBytes(t) > ctx.limits.maxComputeWorkgroupStorageSize) t = { ...t, BK: 16, dbuf: false };
+  if (smemBytes(t) > ctx.limits.maxComputeWorkgroupStorageSize) {
+    throw new RangeError(`webgpu matmul: tile ${tileName(t)} needs ${smemBytes(t)} bytes of workgroup memory, over the limit ${ctx.limits.maxComputeWorkgroupStorageSize}`);
+  }
   // The small tile is one generic variant (runtime transposes, guarded scalar loads, a loop
   // over k). The big tile specialises on the transposes, vector widths and divisibility (no
   // guards), and unrolls its k loop, where speed matters.
@@ -353,7 +437,7 @@ export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: Ker
     unroll: big && matmulTuning.unrollBig,
   };
   const tr = (x: boolean | null) => (x === null ? "r" : x ? "1" : "0");
-  const key = `matmul:${t.BM}x${t.BN}x${t.BK}/${t.TM}x${t.TN}:${tr(v.transA)}${tr(v.transB)}:${+v.vecA}${+v.vecB}${+v.vecC}:${+v.full}:b${bRank}:u${+v.unroll}`;
+  const key = `matmul:${tileName(t)}:${tr(v.transA)}${tr(v.transB)}:${+v.vecA}${+v.vecB}${+v.vecC}:${+v.full}:b${bRank}:u${+v.unroll}`;
   const gx = ceilDiv(N, t.BN), gy = ceilDiv(m, t.BM);
   if (gx > maxDim || gy > maxDim) throw new RangeError(`webgpu matmul: [${m}, ${N}] needs ${gy}x${gx} workgroups, over the limit ${maxDim}`);
   for (let q0 = 0; q0 < batches; q0 += maxDim) {

@@ -5,10 +5,22 @@
  * Both are the same recurrence y = α y + β taken in "step" order (t ascending, or t descending
  * with α_t = a_{t+1}), so one generator serves both directions.
  *
- * Two algorithms, chosen by the available parallelism:
- * - direct: one thread per (b, s) walks L. Coalesced across s; best when B·S alone fills the GPU
- *   (or L is short).
- * - chunked (long L, small B·S): L is cut into nC chunks of T steps.
+ * Three algorithms:
+ * - direct: one thread per (b, s) walks L. Coalesced across s; for short L.
+ * - look-back (the default from L ≥ 2T): a single pass with decoupled look-back. A thread per
+ *   (b, chunk of T steps, s) loads its chunk's α, β into registers (T is a constant of the
+ *   generated code: unrolled variables, no function-scope arrays), publishes the chunk's affine
+ *   map y_out = P y_in + E, then walks back over its predecessors' published results until one
+ *   has published the y leaving it (its "inclusive" value; chunk 0 needs none: h0), composing
+ *   the maps of those that have only published P, E; it publishes its own leaving y and
+ *   recomputes its T outputs from registers. So α, β are read once and y written once: 12 bytes
+ *   per element plus about 1 byte per element of status (clear, publish, look-back).
+ *   Workgroups take their index from an atomic counter, so a chunk's predecessors belong to
+ *   workgroups that started earlier and can always finish (no deadlock whatever the order in
+ *   which the GPU launches workgroups). Each status word is one atomic holding f32 bits + 1 (0:
+ *   not yet published; the NaN 0xffffffff is stored as the NaN 0x7fffffff), so it needs no
+ *   ordering between words: a reader uses a value only from the word that says it is there.
+ * - chunked (`scanTuning.algo = "chunked"`): L is cut into nC chunks of T steps.
  *     pass 1, a thread per (b, chunk, s): the chunk's affine map y_out = P y_in + E, by running the
  *       recurrence from y_in = 0 (E) while multiplying the α's (P);
  *     pass 2, a thread per (b, s): walks the chunks in step order, turning (P, E) into the y
@@ -25,12 +37,96 @@ const WG = 256;
 
 /** Tuning knobs (tests force the chunked path on small problems). */
 export const scanTuning = {
-  /** Use chunks when B·S is below this and L is at least minChunkedL. */
+  /** "lookback" (single pass) or "chunked" (three passes) for long sequences. */
+  algo: "lookback" as "lookback" | "chunked",
+  /** Look-back: steps per chunk (a constant of the generated code: registers per thread). */
+  lookbackT: 32,
+  /** Chunked: use chunks when B·S is below this and L is at least minChunkedL. */
   maxDirectParallel: 32768,
   minChunkedL: 64,
-  /** Force this chunk length (0: choose). */
+  /** Force this chunk length, for either algorithm (0: choose). */
   forceChunk: 0,
 };
+
+/** f32 → a nonzero status word (bits + 1; the one NaN whose bits + 1 would wrap becomes another NaN). */
+const ENC = `fn enc(v: f32) -> u32 { let u = bitcast<u32>(v); return select(u, 0x7fffffffu, u == 0xffffffffu) + 1u; }
+fn dec(u: u32) -> f32 { return bitcast<f32>(u - 1u); }
+`;
+
+/**
+ * Look-back, thread per (c, b, s) (c outermost, so predecessors have lower indices): params n =
+ * nC·B·S, L, S, nC, rev, B·S. Buffers: out, st (status: [0] the workgroup counter, then E, P,
+ * inclusive y as [nC, B, S] regions, all cleared to 0 before the dispatch), a, x, h0.
+ */
+function lookbackWgsl(T: number): string {
+  const J = Array.from({ length: T }, (_, j) => j);
+  // the step's time index and the offset of α (a[o + S] when reversed) and β
+  const at = (j: number) => `let st${j} = c * ${T}u + ${j}u; var t${j} = st${j}; if (rev) { t${j} = L - 1u - st${j}; }
+      let o${j} = (b * L + t${j}) * S + s;`;
+  return `${header(6, [
+    { name: "out", type: "f32", write: true }, { name: "st", type: "atomic<u32>", write: true },
+    { name: "a", type: "f32" }, { name: "x", type: "f32" }, { name: "h0", type: "f32" },
+  ])}${ENC}
+var<workgroup> wgId: u32;
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) lid: u32) {
+  if (lid == 0u) { wgId = atomicAdd(&st[0], 1u); }
+  let w = workgroupUniformLoad(&wgId);
+  let n = ${pu(0)}; let L = ${pu(1)}; let S = ${pu(2)}; let rev = ${pu(4)} != 0u; let BS = ${pu(5)};
+  let id = w * ${WG}u + lid;
+  let valid = id < n;
+  let c = id / max(BS, 1u); let bs = id % max(BS, 1u); let b = bs / max(S, 1u); let s = bs % max(S, 1u);
+  // the chunk into registers (steps past L: the identity map), and its map y_out = P y_in + E
+  var P = 1.0f; var E = 0.0f;
+  ${J.map((j) => `var al${j} = 1.0f; var be${j} = 0.0f;
+  if (valid && c * ${T}u + ${j}u < L) {
+      ${at(j)}
+      if (rev) { al${j} = 0.0f; if (t${j} + 1u < L) { al${j} = a[o${j} + S]; } } else { al${j} = a[o${j}]; }
+      be${j} = x[o${j}];
+  }
+  E = al${j} * E + be${j}; P = P * al${j};`).join("\n  ")}
+  if (valid) { atomicStore(&st[1u + id], enc(E)); atomicStore(&st[1u + n + id], enc(P)); }
+  workgroupBarrier(); // the maps of this workgroup's own chunks are out before anyone looks back
+  if (valid) {
+    var init = 0.0f;
+    if (!rev) { init = h0[bs]; }
+    var carry = init;
+    if (c > 0u) {
+      // the map from the y entering chunk k + 1 to the y entering chunk c
+      var k = c - 1u; var mP = 1.0f; var mE = 0.0f; var spins = 0u;
+      loop {
+        let q = k * BS + bs;
+        let inc = atomicLoad(&st[1u + 2u * n + q]);
+        if (inc != 0u) { carry = mP * dec(inc) + mE; break; }
+        let e = atomicLoad(&st[1u + q]); let p = atomicLoad(&st[1u + n + q]);
+        if (e != 0u && p != 0u) {
+          mE = mP * dec(e) + mE; mP = mP * dec(p);
+          if (k == 0u) { carry = mP * init + mE; break; }
+          k = k - 1u;
+        }
+        // a safety net against a hang (a bug, or a GPU without forward progress): NaN, not a lockup
+        spins = spins + 1u;
+        if (spins > ${2 ** 28}u) { carry = bitcast<f32>(spins | 0x7fc00000u); break; } // NaN: built at run time (a NaN constant is a WGSL error)
+      }
+    }
+    atomicStore(&st[1u + 2u * n + id], enc(P * carry + E));
+    var y = carry;
+    ${J.map((j) => `if (c * ${T}u + ${j}u < L) {
+      ${at(j)}
+      y = al${j} * y + be${j}; out[o${j}] = y;
+    }`).join("\n    ")}
+  }
+}`;
+}
+
+/** Zeroes words [0, n) of a u32 buffer. params: n. */
+const CLEAR = `${header(1, [{ name: "d", type: "u32", write: true }])}
+@compute @workgroup_size(${WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let e = wg * ${WG}u + lid;
+  if (e < ${pu(0)}) { d[e] = 0u; }
+}`;
 
 /** WGSL for step index `st` (0-based in step order) → time index t, and α / β read at t. */
 const STEP = `var t = st; if (rev) { t = L - 1u - st; }
@@ -108,15 +204,22 @@ fn main(${ENTRY_ARGS}) {
 
 function chunkCount(B: number, L: number, S: number): number {
   if (scanTuning.forceChunk > 0) return ceilDiv(L, scanTuning.forceChunk);
+  if (scanTuning.algo === "lookback") return L >= 2 * scanTuning.lookbackT ? ceilDiv(L, scanTuning.lookbackT) : 1;
   if (B * S >= scanTuning.maxDirectParallel || L < scanTuning.minChunkedL) return 1;
   const want = Math.min(ceilDiv(131072, B * S), Math.ceil(2 * Math.sqrt(L)));
   return Math.max(1, Math.min(want, ceilDiv(L, 8)));
 }
 
-/** The chunking runScan uses for a, x [B, L, S]: nC chunks of T steps (nC = 1: the direct scan). Benchmarks count bytes with it. */
-export function scanPlan(B: number, L: number, S: number): { nC: number; T: number } {
-  const T = ceilDiv(L, chunkCount(B, L, S));
-  return { nC: L === 0 ? 1 : ceilDiv(L, T), T };
+/**
+ * What runScan does for a, x [B, L, S]: nC chunks of T steps by `algo` (nC = 1: the direct
+ * scan). Benchmarks count bytes with it.
+ */
+export function scanPlan(B: number, L: number, S: number): { nC: number; T: number; algo: "direct" | "lookback" | "chunked" } {
+  const nC0 = chunkCount(B, L, S);
+  // look-back chunks have exactly T steps (T is compiled in); chunked ones T = ceil(L / nC)
+  const T = scanTuning.algo === "lookback" ? (scanTuning.forceChunk > 0 ? scanTuning.forceChunk : scanTuning.lookbackT) : ceilDiv(L, nC0);
+  const nC = L === 0 ? 1 : ceilDiv(L, T);
+  return { nC, T, algo: nC <= 1 ? "direct" : scanTuning.algo };
 }
 
 function runScan(ctx: GpuCtx, rev: boolean, a: KernelArg, x: KernelArg, h0: KernelArg | null, out: KernelArg): void {
@@ -127,8 +230,8 @@ function runScan(ctx: GpuCtx, rev: boolean, a: KernelArg, x: KernelArg, h0: Kern
   const ra = ctx.ref(a, label), rx = ctx.ref(x, label), ro = ctx.ref(out, label);
   const rh = h0 ? ctx.ref(h0, label) : rx; // the reverse scan has no h0: bind x (never read)
   const r = rev ? 1 : 0;
-  const { nC, T } = scanPlan(B, L, S);
-  if (nC <= 1) {
+  const { nC, T, algo } = scanPlan(B, L, S);
+  if (algo === "direct") {
     ctx.dispatch({
       label, key: "scan:direct", wgsl: () => DIRECT,
       buffers: [ro, ra, rx, rh],
@@ -138,6 +241,18 @@ function runScan(ctx: GpuCtx, rev: boolean, a: KernelArg, x: KernelArg, h0: Kern
     return;
   }
   const n = B * nC * S;
+  if (algo === "lookback") {
+    const words = 1 + 3 * n;
+    const st = ctx.temp(words * 4);
+    ctx.dispatch({ label, key: "scan:clear", wgsl: () => CLEAR, buffers: [st], params: new ParamWords().u(words).words(), groups: grid(ceilDiv(words, WG), maxDim) });
+    ctx.dispatch({
+      label, key: `scan:lookback:${T}`, wgsl: () => lookbackWgsl(T), buffers: [ro, st, ra, rx, rh],
+      params: new ParamWords().u(n).u(L).u(S).u(nC).u(r).u(B * S).words(),
+      groups: grid(ceilDiv(n, WG), maxDim),
+    });
+    ctx.releaseTemp(st);
+    return;
+  }
   const P = ctx.temp(n * 4), E = ctx.temp(n * 4);
   const chunkParams = new ParamWords().u(n).u(L).u(S).u(T).u(nC).u(r).words();
   const groups = grid(ceilDiv(n, WG), maxDim);

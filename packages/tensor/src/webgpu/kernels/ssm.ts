@@ -5,8 +5,18 @@
  * One thread per (b, i) keeps its N states in vec4 registers and walks L: the code is generated
  * per N4 = ceil(N/4) (unrolled over the vec4s, no function-scope arrays, as naga needs; N itself
  * is a runtime value, so N = 13..16 share a pipeline). y_t and the backward's dx, dΔ are sums
- * over n inside the thread. Parallel over B·Di only: long sequences with few channels would need
- * a chunked scan over L (as scan.ts does for the plain scan) — not done here.
+ * over n inside the thread.
+ *
+ * Forward (y and the last state), chunked along L when B·Di alone cannot fill the GPU (batch-1
+ * long sequences): L is cut into nC chunks of T steps, and
+ *   1. a thread per (b, chunk, i) runs its chunk from h = 0, writing the chunk's end state E and
+ *      ΣΔ over the chunk (the chunk's decay is then exp(A·ΣΔ), a product of the exp(Δ_t A));
+ *   2. a thread per (b, i) walks the chunks in order, turning (E, ΣΔ) into the state entering
+ *      each chunk (over E), and the last state;
+ *   3. a thread per (b, chunk, i) re-runs its chunk from that state, writing y.
+ *   Only one state per chunk and channel goes through memory (N/T of x's size), not the L
+ *   states; x, Δ and B are read twice, C once.
+ * The backward is parallel over B·Di only (its chunks below bound scratch, they run in turn).
  *
  * Backward (selectiveScanGrad, packed output dx | dΔ | dA | dB | dC | dh0), in chunks of T steps
  * so that scratch stays bounded (the CPU keeps all L states of a sequence; here T = L whenever
@@ -26,8 +36,77 @@ import { reduceGroups, type Group } from "./reduce.ts";
 
 const FWD_WG = 64;
 
-/** Tuning knobs: scratch budget of the backward (elements), or a forced chunk length (tests). */
-export const ssmTuning = { scratchElems: 64 * 2 ** 20, forceChunk: 0 };
+/**
+ * Tuning knobs: scratch budget of the backward (elements), or a forced chunk length (tests);
+ * the forward's chunks along L: threads wanted for passes 1 and 3 (chunks are added until
+ * B·Di·nC reaches it), the shortest chunk, or a forced chunk length (tests; 0: choose).
+ */
+export const ssmTuning = { scratchElems: 64 * 2 ** 20, forceChunk: 0, fwdThreads: 2 ** 17, fwdMinT: 32, fwdForceT: 0 };
+
+/** The forward's chunking for x [B, L, Di]: nC chunks of T steps (nC = 1: one thread walks L). */
+export function ssmForwardPlan(B: number, L: number, Di: number): { nC: number; T: number } {
+  if (L === 0 || B * Di === 0) return { nC: 1, T: L };
+  let nC = 1;
+  if (ssmTuning.fwdForceT > 0) nC = ceilDiv(L, ssmTuning.fwdForceT);
+  else nC = Math.max(1, Math.min(ceilDiv(ssmTuning.fwdThreads, B * Di), Math.floor(L / ssmTuning.fwdMinT)));
+  const T = ceilDiv(L, nC);
+  return { nC: ceilDiv(L, T), T };
+}
+
+/**
+ * The chunked forward's three passes (see the file comment). params: B·Di, L, Di, N, mode (0: y,
+ * 1: last state), T, nC. Buffers: out, W (vec4 scratch: E / entering states [B, nC, Di, N4] at
+ * 0, ΣΔ [B, nC, Di] (in .x) after them), x, delta, A, Bm, C, h0: each pass declares (and is
+ * bound) only those of FWD_CHUNK_BUFS[pass] (auto layouts drop unused bindings).
+ */
+const FWD_CHUNK_BUFS = {
+  1: ["W", "x", "delta", "A", "Bm"],
+  2: ["out", "W", "A", "h0"],
+  3: ["out", "W", "x", "delta", "A", "Bm", "C"],
+} as const;
+function fwdChunkWgsl(N4: number, pass: 1 | 2 | 3): string {
+  const Q = quads(N4);
+  const bufs = FWD_CHUNK_BUFS[pass].map((name) => ({ name, type: name === "W" ? "vec4<f32>" : "f32", write: name === "W" || name === "out" }));
+  const per = (f: (q: number) => string) => Q.map(f).join("\n  ");
+  const head = `${header(8, bufs)}${VEXP}
+@compute @workgroup_size(${FWD_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let g = wg * ${FWD_WG}u + lid;
+  let L = ${pu(1)}; let Di = ${pu(2)}; let N = ${pu(3)}; let mode = ${pu(4)}; let T = ${pu(5)}; let nC = ${pu(6)};
+  let sOff = ${pu(0)} * nC * ${N4}u;`;
+  if (pass === 2) {
+    return `${head}
+  if (g >= ${pu(0)}) { return; }
+  let b = g / Di; let i = g % Di;
+  ${per((q) => `let A${q} = ${ld("A", "i * N", q)};`)}
+  ${per((q) => `var hs${q} = ${ld("h0", "g * N", q)};`)}
+  for (var c = 0u; c < nC; c++) {
+    let k = (b * nC + c) * Di + i;
+    let sd = W[sOff + k].x;
+    ${per((q) => `let e${q} = W[k * ${N4}u + ${q}u]; W[k * ${N4}u + ${q}u] = hs${q}; hs${q} = vexp(sd * A${q}) * hs${q} + e${q};`)}
+  }
+  if (mode == 1u) {
+    ${Q.map((q) => st("out", "g * N", q, `hs${q}`)).join("\n    ")}
+  }
+}`;
+  }
+  return `${head}
+  if (g >= ${pu(0)} * nC) { return; }
+  let i = g % Di; let c = (g / Di) % nC; let b = g / (Di * nC);
+  let t0 = c * T; let t1 = min(L, t0 + T);
+  ${per((q) => `let A${q} = ${ld("A", "i * N", q)};`)}
+  ${pass === 1 ? per((q) => `var hs${q} = vec4<f32>(0.0f);`) + "\n  var sd = 0.0f;" : per((q) => `var hs${q} = W[g * ${N4}u + ${q}u];`)}
+  for (var t = t0; t < t1; t++) {
+    ${stepCode(N4)}
+    ${pass === 1 ? "sd += dt;" : `var acc = 0.0f;
+    ${Q.map((q) => `acc += dot(hs${q}, ${ld("C", "bn", q)});`).join("\n    ")}
+    out[row] = acc;`}
+  }
+  ${pass === 1 ? `${per((q) => `W[g * ${N4}u + ${q}u] = hs${q};`)}
+  W[sOff + g] = vec4<f32>(sd, 0.0f, 0.0f, 0.0f);` : ""}
+}`;
+}
 
 const XYZW = ["x", "y", "z", "w"];
 
@@ -104,6 +183,24 @@ function runForward(ctx: GpuCtx, ins: readonly KernelArg[], out: BufRef, mode: F
   if (B * Di === 0) return;
   const label = mode === "y" ? "selectiveScan" : mode === "state" ? "selectiveScanState" : "selectiveScanGrad";
   const N4 = Math.max(1, Math.ceil(N / 4));
+  const { nC, T } = ssmForwardPlan(B, L, Di);
+  if (mode !== "ck" && nC > 1) {
+    const W = ctx.temp(B * nC * Di * (N4 + 1) * 16);
+    const w = new ParamWords().u(B * Di).u(L).u(Di).u(N).u(FWD_MODES[mode]).u(T).u(nC).words();
+    const r = (a: KernelArg) => ctx.ref(a, label);
+    const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
+    const refs: Record<string, BufRef> = { out, W, x: r(x), delta: r(delta), A: r(A), Bm: r(Bm), C: r(C), h0: r(h0) };
+    const pass = (p: 1 | 2 | 3, threads: number) =>
+      ctx.dispatch({
+        label, key: `ssm:fc${p}:q${N4}`, wgsl: () => fwdChunkWgsl(N4, p), buffers: FWD_CHUNK_BUFS[p].map((n) => refs[n]), params: w,
+        groups: grid(ceilDiv(threads, FWD_WG), maxDim),
+      });
+    pass(1, B * nC * Di);
+    pass(2, B * Di);
+    if (mode === "y") pass(3, B * nC * Di);
+    ctx.releaseTemp(W);
+    return;
+  }
   const w = new ParamWords().u(B * Di).u(L).u(Di).u(N).u(FWD_MODES[mode]);
   for (const e of ck) w.u(e);
   ctx.dispatch({

@@ -1,0 +1,206 @@
+/**
+ * Long-context latency at batch 1 (issue #11): wall time of our chunked forward (lm.applyChunked:
+ * the logits of every position, the state carried chunk to chunk) over --lengths tokens, for
+ * each --kinds model and each --chunks size, against the PyTorch figures the issue gives for an
+ * H100 (a plain Mamba: 0.87 s at 61K and 4.2 s at 262K; a flash-attention Transformer: 0.52 s and
+ * 9.2 s), and, with --reference FILE, against the PyTorch reference port's own forward measured in
+ * the same GPU run (packages/bench/gpu/ref_long_context.py).
+ *
+ *   node .gpu/long-context.mjs --backend webgpu [--lengths 61440,262144] [--chunks 4096,16384]
+ *       [--kinds memmamba,mamba] [--runs 3] [--cap-s 90] [--reference ref-long.json] [--json] [--out FILE]
+ *
+ * "61K" is read as 61,440 (60 × 1024) and "262K" as 262,144 (256 × 1024). Writes JSON after every
+ * configuration. Asserts nothing about time.
+ */
+import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positiveInt, programArgs, readJson, writeJson } from "./runtime.ts";
+import { existsSync } from "node:fs";
+import process from "node:process";
+import { disposeTree, random } from "@memmamba/tensor";
+import { initLM, presetNames, type PresetName } from "@memmamba/memmamba";
+import {
+  BACKENDS, type BackendChoice, chunkedForward, isOutOfMemory, mib, modelConfig, type ModelKind, openBackend, parseLengths, progress,
+  randomTokens, showLength, timeAsync,
+} from "./model-common.ts";
+
+const HELP = `long-context: batch-1 latency of the chunked forward at long lengths
+
+  --backend B       cpu, wasm or webgpu (default webgpu)
+  --preset P        ${presetNames.join(", ")} (default small)
+  --kinds K,...     memmamba, mamba (default memmamba,mamba)
+  --lengths L,...   tokens, K = 1024 (default 60K,256K = 61440,262144)
+  --chunks N,...    chunk sizes tried (default 4096,16384)
+  --runs N          timed runs, the median reported (default 3)
+  --warmup N        untimed runs first (default 1)
+  --cap-s S         stop timing a configuration after S seconds (default 90)
+  --reference F     JSON of packages/bench/gpu/ref_long_context.py from the same run
+  --json            print the JSON result on stdout instead of the table
+  --out FILE        JSON output (default packages/bench/results/long-context-<backend>.json)
+  --help            this text`;
+
+/** The issue's PyTorch figures on an H100, batch 1, seconds. */
+export const ISSUE_FIGURES: Record<string, Record<number, number>> = {
+  "pytorch mamba": { 61440: 0.87, 262144: 4.2 },
+  "pytorch flash transformer": { 61440: 0.52, 262144: 9.2 },
+};
+
+export interface LatencyRow {
+  kind: ModelKind;
+  L: number;
+  chunk: number;
+  runs: number;
+  seconds: number | null;
+  samplesS: number[];
+  tokensPerSec: number | null;
+  peakLiveMiB: number | null;
+  peakPoolMiB: number | null;
+  note?: string;
+}
+
+export interface RefRow {
+  kind: string;
+  L: number;
+  seconds?: number | null;
+  error?: string;
+  [k: string]: unknown;
+}
+
+export interface Comparison {
+  kind: ModelKind;
+  L: number;
+  /** Our best chunk size's time. */
+  seconds: number;
+  chunk: number;
+  /** ours / each figure (below 1: we are faster). */
+  overIssueMamba: number | null;
+  overIssueFlashTransformer: number | null;
+  overReferenceSameKind: number | null;
+}
+
+export interface LongContextResult {
+  benchmark: "long-context";
+  date: string;
+  runtime: ReturnType<typeof detectRuntime>;
+  device: string;
+  backend: BackendChoice;
+  preset: PresetName;
+  options: Record<string, unknown>;
+  rows: LatencyRow[];
+  reference: RefRow[];
+  issueFigures: typeof ISSUE_FIGURES;
+  comparisons: Comparison[];
+}
+
+/** Our best time per (kind, L) against the issue's figures and the reference port. */
+export function compare(rows: readonly LatencyRow[], ref: readonly RefRow[]): Comparison[] {
+  const out: Comparison[] = [];
+  const keys = new Set(rows.filter((r) => r.seconds !== null).map((r) => `${r.kind}|${r.L}`));
+  for (const k of keys) {
+    const [kind, Ls] = k.split("|");
+    const L = Number(Ls);
+    const best = rows.filter((r) => r.kind === kind && r.L === L && r.seconds !== null).reduce((a, b) => (b.seconds! < a.seconds! ? b : a));
+    const fig = (name: string) => ISSUE_FIGURES[name][L] ?? null;
+    const refRow = ref.find((r) => r.kind === kind && r.L === L && typeof r.seconds === "number");
+    const q = (d: number | null | undefined) => (d ? best.seconds! / d : null);
+    out.push({
+      kind: kind as ModelKind, L, seconds: best.seconds!, chunk: best.chunk,
+      overIssueMamba: q(fig("pytorch mamba")), overIssueFlashTransformer: q(fig("pytorch flash transformer")),
+      overReferenceSameKind: q(refRow?.seconds as number | undefined),
+    });
+  }
+  return out;
+}
+
+/** Runs the benchmark with these arguments; resolves to the JSON it wrote (undefined for --help). */
+export async function main(argv: readonly string[]): Promise<LongContextResult | undefined> {
+  if (argv.includes("--help")) {
+    console.log(HELP);
+    return undefined;
+  }
+  const f = parseFlags(argv, {
+    backend: "string", preset: "string", kinds: "string", lengths: "string", chunks: "string", runs: "string", warmup: "string",
+    "cap-s": "string", reference: "string", json: "boolean", out: "string", help: "boolean",
+  });
+  const backend = (f.backend ?? "webgpu") as BackendChoice;
+  if (!BACKENDS.includes(backend)) throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
+  const presetName = (f.preset ?? "small") as PresetName;
+  if (!presetNames.includes(presetName)) throw new Error(`--preset must be one of ${presetNames.join(", ")}, got "${presetName}"`);
+  const kinds = String(f.kinds ?? "memmamba,mamba").split(",").map((s) => s.trim()) as ModelKind[];
+  for (const k of kinds) if (k !== "memmamba" && k !== "mamba") throw new Error(`--kinds: "${k}" has no chunked mode (memmamba, mamba)`);
+  const lengths = parseLengths("lengths", String(f.lengths ?? "60K,256K"));
+  const chunks = parseLengths("chunks", String(f.chunks ?? "4096,16384"));
+  const runs = positiveInt("runs", f.runs, 3), warmup = f.warmup === "0" ? 0 : positiveInt("warmup", f.warmup, 1);
+  const capS = positiveInt("cap-s", f["cap-s"], 90);
+  const out = String(f.out ?? fromRoot("packages", "bench", "results", `long-context-${backend}.json`));
+  let ref: RefRow[] = [];
+  if (f.reference) {
+    const p = String(f.reference);
+    if (!existsSync(p)) throw new Error(`--reference: ${p} does not exist`);
+    const j = readJson<{ rows?: RefRow[] }>(p);
+    ref = j.rows ?? [];
+  }
+
+  const bb = await openBackend(backend);
+  progress(`long-context: ${bb.device}, preset ${presetName}`);
+  const rows: LatencyRow[] = [];
+  const result = (): LongContextResult => ({
+    benchmark: "long-context", date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
+    options: { kinds, lengths, chunks, runs, warmup, capS }, rows, reference: ref, issueFigures: ISSUE_FIGURES, comparisons: compare(rows, ref),
+  });
+  try {
+    for (const kind of kinds) {
+      const params = initLM(random.key(0), modelConfig(presetName, kind));
+      try {
+        for (const L of lengths) {
+          for (const chunk of chunks) {
+            progress(`long-context: ${kind} L=${showLength(L)} chunk ${chunk} …`);
+            const row: LatencyRow = { kind, L, chunk, runs: 0, seconds: null, samplesS: [], tokensPerSec: null, peakLiveMiB: null, peakPoolMiB: null };
+            const x = randomTokens(1, L, 3);
+            try {
+              bb.resetPeak();
+              const s = await timeAsync(() => chunkedForward(params, x, chunk), runs, warmup, performance.now() + capS * 1000);
+              row.runs = s.length;
+              row.samplesS = s.map((v) => Math.round(v) / 1000);
+              row.seconds = median(s) / 1000;
+              row.tokensPerSec = L / row.seconds;
+              row.peakLiveMiB = mib(bb.peakLiveBytes());
+              row.peakPoolMiB = mib(bb.peakPoolBytes());
+              progress(`  ${fmt(row.seconds)} s`);
+            } catch (e) {
+              row.note = `${isOutOfMemory(e) ? "does not fit: " : "error: "}${e instanceof Error ? e.message.split("\n")[0].slice(0, 300) : String(e)}`;
+              progress(`  ${row.note}`);
+            } finally {
+              x.dispose();
+            }
+            rows.push(row);
+            writeJson(out, result());
+          }
+        }
+      } finally {
+        disposeTree(params);
+      }
+    }
+  } finally {
+    bb.destroy();
+  }
+  const res = result();
+  writeJson(out, res);
+  if (f.json) {
+    console.log(JSON.stringify(res, null, 2));
+    return res;
+  }
+  console.log(`${bb.device}; ${res.runtime.name} ${res.runtime.version}; preset ${presetName}, batch 1`);
+  console.log(formatTable(["kind", "L", "chunk", "s", "tokens/s", "peak live MiB", "peak pool MiB", "note"],
+    rows.map((r) => [r.kind, showLength(r.L), r.chunk, r.seconds, r.tokensPerSec, r.peakLiveMiB, r.peakPoolMiB, r.note ?? ""])));
+  console.log("\nours (best chunk) / PyTorch (below 1: ours is faster); issue figures: Mamba 0.87 s / 4.2 s, flash Transformer 0.52 s / 9.2 s");
+  console.log(formatTable(["kind", "L", "ours s", "chunk", "/ issue Mamba", "/ issue flash Transformer", "/ reference port (same run)"],
+    res.comparisons.map((c) => [c.kind, showLength(c.L), c.seconds, c.chunk, c.overIssueMamba, c.overIssueFlashTransformer, c.overReferenceSameKind])));
+  console.log(`\nwrote ${out}`);
+  return res;
+}
+
+if (import.meta.main ?? true) {
+  main(programArgs()).then(() => process.exit(0), (e) => {
+    console.error(`long-context: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(1);
+  });
+}

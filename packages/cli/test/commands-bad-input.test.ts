@@ -1,0 +1,93 @@
+/**
+ * Bad input to each command, through runCli as the bin files run it: a wrong or unknown flag is
+ * one line naming the flag (exit code 2); a missing or corrupt checkpoint is one line naming the
+ * file's path and what is wrong (exit code 1). Nothing here trains: every case fails before that.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { disposeTree } from "@memmamba/tensor";
+import { describe, expect, test } from "../../../test/support/harness.ts";
+import { type Command, type FlagDefs, runCli } from "../src/args.ts";
+import type { CommandIO } from "../src/commands/common.ts";
+import { evalCommand, runEval } from "../src/commands/eval.ts";
+import { passkeyCommand, runPasskey } from "../src/commands/passkey.ts";
+import { runTrain, trainCommand } from "../src/commands/train.ts";
+
+const quiet: CommandIO = { out: () => {}, err: () => {}, progress: false };
+const mains: Record<string, (a: never) => Promise<unknown>> = {
+  train: (a) => runTrain(a, quiet).then((r) => disposeTree(r.params)),
+  passkey: (a) => runPasskey(a, quiet),
+  eval: (a) => runEval(a, quiet),
+};
+const commands: Record<string, Command<FlagDefs>> = {
+  train: trainCommand as unknown as Command<FlagDefs>,
+  passkey: passkeyCommand as unknown as Command<FlagDefs>,
+  eval: evalCommand as unknown as Command<FlagDefs>,
+};
+
+async function cli(name: string, argv: string[]) {
+  let out = "", err = "", code = -1;
+  await runCli(commands[name], argv, async (a) => {
+    await mains[name](a as never);
+  }, { stdout: (s) => void (out += s), stderr: (s) => void (err += s), exit: (c) => void (code = c) });
+  return { out, err, code };
+}
+
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+
+describe("commands: a wrong or unknown flag is one line naming it, exit code 2", () => {
+  const cases: [string, string[], string][] = [
+    ["train", ["--step", "5"], "train: unknown flag --step (did you mean --steps?); see --help"],
+    ["train", ["--steps"], "train: --steps expects a non-negative integer, got nothing"],
+    ["train", ["--batch", "0"], `train: --batch expects a positive integer, got "0"`],
+    ["train", ["--dtype", "F8"], `train: --dtype expects one of F32, F16, BF16, got "F8"`],
+    ["train", ["runs/x"], `train: unexpected argument "runs/x" (this command takes only flags); see --help`],
+    ["passkey", ["--samples", "0"], `passkey: --samples expects a positive integer, got "0"`],
+    ["passkey", ["--checkpoint"], "passkey: --checkpoint expects a path, got nothing"],
+    ["eval", ["ppl", "--lenghts", "1k"], "eval: unknown flag --lenghts (did you mean --lengths?); see --help"],
+    ["eval", ["docret", "--samples", "many"], `eval: --samples expects a positive integer, got "many"`],
+  ];
+  for (const [name, argv, line] of cases) {
+    test(`${name} ${argv.join(" ")}`, async () => {
+      const r = await cli(name, argv);
+      expect(r.err).toBe(`${line}\n`);
+      expect(r.code).toBe(2);
+      expect(r.out).toBe("");
+    });
+  }
+});
+
+describe("commands: a missing or corrupt checkpoint is named with its path, exit code 1", () => {
+  test("train --resume, passkey and eval, each with a missing file and a corrupt one", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mm-badck-"));
+    try {
+      const empty = join(dir, "empty");
+      const broken = join(dir, "broken");
+      mkdirSync(broken);
+      const corrupt = join(broken, "checkpoint.safetensors");
+      writeFileSync(corrupt, "this is not a safetensors file, just some text that is long enough");
+      const books = join(dir, "book.txt");
+      writeFileSync(books, "Some text. ".repeat(200));
+      const missing = join(empty, "checkpoint.safetensors");
+      const runs: [string, string[], string][] = [
+        ["train", ["--resume", "--out", empty, "--steps", "1"], missing],
+        ["train", ["--resume", "--out", broken, "--steps", "1"], corrupt],
+        ["passkey", ["--checkpoint", missing, "--lengths", "128", "--samples", "1"], missing],
+        ["passkey", ["--checkpoint", corrupt, "--lengths", "128", "--samples", "1"], corrupt],
+        ["eval", ["ppl", "--checkpoint", missing, "--data", books, "--split", "all"], missing],
+        ["eval", ["docret", "--checkpoint", corrupt, "--data", books, "--split", "all"], corrupt],
+      ];
+      for (const [name, argv, path] of runs) {
+        const r = await cli(name, argv);
+        const what = `${name} ${argv.join(" ")}`;
+        expect({ what, code: r.code }).toEqual({ what, code: 1 });
+        // one line: "<command>: <path>: <what is wrong>"
+        expect(r.err).toMatch(new RegExp(`^${escape(name)}: ${escape(path)}: [^\\n]+\\n$`));
+        expect(r.err).toMatch(path === corrupt ? /not a valid/ : /no such file|not found/);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,89 @@
+/**
+ * Per-kernel GPU time: while a profile runs, every dispatch gets its own compute pass with
+ * timestamp writes at its start and end, and the label of the kernel that ran. Reading the
+ * profile sums the durations per label. Meant for finding where a training step's time goes
+ * (one pass per dispatch costs a little, so profiled totals run somewhat above unprofiled ones).
+ *
+ * Query sets fill up (QUERIES each), so a profile may use several; each is resolved into its own
+ * buffer when the backend submits, because Backend.run is synchronous and cannot wait for a read.
+ */
+const QUERIES = 4096;
+
+/** GPU time of one kernel label over a profile. */
+export interface ProfileRow {
+  label: string;
+  /** Summed GPU time (ms). */
+  ms: number;
+  /** Dispatches. */
+  count: number;
+}
+
+interface Chunk {
+  qs: GPUQuerySet;
+  labels: string[];
+  /** Pairs already resolved into read buffers. */
+  resolved: number;
+  reads: { buf: GPUBuffer; first: number; n: number }[];
+}
+
+export class GpuProfiler {
+  readonly #device: GPUDevice;
+  readonly #chunks: Chunk[] = [];
+
+  constructor(device: GPUDevice) {
+    this.#device = device;
+  }
+
+  /** The descriptor of the pass for one dispatch labelled `label`. */
+  passDescriptor(label: string): GPUComputePassDescriptor {
+    let c = this.#chunks[this.#chunks.length - 1];
+    if (!c || c.labels.length * 2 >= QUERIES) {
+      c = { qs: this.#device.createQuerySet({ type: "timestamp", count: QUERIES }), labels: [], resolved: 0, reads: [] };
+      this.#chunks.push(c);
+    }
+    const i = c.labels.length;
+    c.labels.push(label);
+    return { timestampWrites: { querySet: c.qs, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } };
+  }
+
+  /** Encodes the copy of every timestamp recorded since the last call (after the last pass ended). */
+  resolve(enc: GPUCommandEncoder): void {
+    for (const c of this.#chunks) {
+      const n = c.labels.length - c.resolved;
+      if (n === 0) continue;
+      const bytes = 2 * n * 8;
+      const U = GPUBufferUsage;
+      const res = this.#device.createBuffer({ size: bytes, usage: U.QUERY_RESOLVE | U.COPY_SRC });
+      const buf = this.#device.createBuffer({ size: bytes, usage: U.MAP_READ | U.COPY_DST });
+      enc.resolveQuerySet(c.qs, 2 * c.resolved, 2 * n, res, 0);
+      enc.copyBufferToBuffer(res, 0, buf, 0, bytes);
+      c.reads.push({ buf, first: c.resolved, n });
+      c.resolved += n;
+    }
+  }
+
+  /** Sums the recorded times per label (after the work was submitted), largest first, and frees the queries. */
+  async report(): Promise<ProfileRow[]> {
+    const rows = new Map<string, ProfileRow>();
+    for (const c of this.#chunks) {
+      for (const r of c.reads) {
+        await r.buf.mapAsync(GPUMapMode.READ);
+        const t = new BigInt64Array(r.buf.getMappedRange().slice(0));
+        r.buf.unmap();
+        r.buf.destroy();
+        for (let i = 0; i < r.n; i++) {
+          const label = c.labels[r.first + i];
+          const ns = Number(t[2 * i + 1] - t[2 * i]);
+          const row = rows.get(label) ?? { label, ms: 0, count: 0 };
+          // a pass whose timestamps were not written (or wrapped) reads as a huge or negative span
+          if (ns >= 0 && ns < 1e11) row.ms += ns / 1e6;
+          row.count++;
+          rows.set(label, row);
+        }
+      }
+      c.qs.destroy();
+    }
+    this.#chunks.length = 0;
+    return [...rows.values()].sort((a, b) => b.ms - a.ms);
+  }
+}
