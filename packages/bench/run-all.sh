@@ -4,6 +4,9 @@
 # files into packages/bench/results/cpu-matmul.json (one row per runtime / kernel / impl / size)
 # and prints a side-by-side table. Extra arguments go to every run, e.g.
 #   bash packages/bench/run-all.sh --runs 3 --sizes 256,512
+# Then (unless CPU_KERNELS=0) the issue-13 comparison, which writes packages/bench/results/cpu.json:
+# the wasm / FFI kernels against the WASM SIMD peak, saxpy, jax-js, tfjs-wasm, numpy, plain JS and
+# PyTorch, under Deno, Bun and Node (src/cpu-kernels.ts, its default sizes and runs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN="$PWD/tools/node_modules/.bin"
@@ -48,3 +51,8 @@ console.log(formatTable(["kernel", "impl", "BxLxS", ...names.map((n) => `${n} Me
   sc.map((k) => [...k.split("|"), ...names.map((n) => cell(k, n, (r) => r.elementsPerSec / 1e6)), ...names.map((n) => cell(k, n, (r) => r.gbPerSec))])));
 console.log(`\nwrote ${res}/cpu-matmul.json (${rows.length} rows)`);
 '
+
+if [ "${CPU_KERNELS:-1}" != "0" ]; then
+  echo "== cpu-kernels (writes $RES/cpu.json) =="
+  "$BIN/bun" packages/bench/src/cpu-kernels.ts
+fi

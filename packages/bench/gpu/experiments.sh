@@ -8,6 +8,7 @@
 #   lm-train   train the byte-level LM on the books' training split                    [--resume]
 #   lm-eval    perplexity by context length (validation split), docret, ETMF/ECLMF
 #   collect    the JSON/SVG/logs in one tar, plus each final model as F16 weights, into $OUT
+#   prefill    (not in the default list) tokens/s of the evaluation's chunked prefill vs token steps
 #
 # On the GPU machine, from the repository root (the lead packs and carries; see the README):
 #   source .gpu/enter.sh && bash packages/bench/gpu/experiments.sh --phases pk-train --train-minutes 4.2
@@ -34,13 +35,14 @@ pk_lengths=1k,2k,4k,8k,16k,32k,64k,128k; pk_depths=0,0.25,0.5,0.75,1; pk_samples
 ppl_lengths=1k,2k,4k,10k,20k,30k,40k,50k,60k; ppl_windows=2
 docret_k=10,20,120,160,200; docret_samples=5; metrics_samples=4; metrics_len=2k
 chunk=2048
+weights_dir=               # evaluate <dir>/<model>-<preset>-{passkey,lm}.safetensors where runs/exp holds no checkpoint
 local=0
 runtime=${RUNTIME:-node}   # node | bun | deno: which packed runtime runs the bundles
-bundles=${BUNDLES:-.gpu}   # where pack.sh put train.mjs, passkey.mjs, eval.mjs, export-weights.mjs
+bundles=${BUNDLES:-.gpu}   # where pack.sh put train.mjs, passkey.mjs, eval.mjs, export-weights.mjs (prefill-bench.mjs)
 
 usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; cat <<USAGE
 Flags (defaults in brackets):
-  --phases LIST        of pk-train,pk-eval,lm-train,lm-eval,collect [$phases]
+  --phases LIST        of pk-train,pk-eval,lm-train,lm-eval,collect,prefill [$phases]
   --models LIST        memmamba,mamba [$models]
   --train-minutes M    per model and training phase [$train_minutes]
   --eval-minutes M     per model and evaluation phase [$eval_minutes]
@@ -52,6 +54,7 @@ Flags (defaults in brackets):
   --pk-lengths LIST [$pk_lengths]  --pk-samples N [$pk_samples]  --ppl-lengths LIST [$ppl_lengths]
   --ppl-windows N [$ppl_windows]  --chunk N [$chunk]  --pk-batch N [$pk_batch]  --lm-batch N [$lm_batch]
   --pk-lr X [$pk_lr]  --lm-lr X [$lm_lr]  --pk-seq N [$pk_seq]  --lm-seq N [$lm_seq]
+  --weights DIR        evaluate the weights files that collect wrote (carried back) where no checkpoint is in --exp
   --local              run the sources with tools/node_modules/.bin/bun instead of .gpu/*.mjs
   --pack-data          (here, not there) cut the books into runs/books and pack runs/books.tar.xz, then exit
 USAGE
@@ -80,6 +83,7 @@ while [ $# -gt 0 ]; do
     --lm-lr) lm_lr=$2; shift ;;
     --pk-seq) pk_seq=$2; shift ;;
     --lm-seq) lm_seq=$2; shift ;;
+    --weights) weights_dir=$2; shift ;;
     --local) local=1 ;;
     --tiny) preset=tiny; pk_seq=256; lm_seq=256; pk_batch=4; lm_batch=4; pk_eval_every=20; lm_eval_every=20
             pk_lengths=1k,2k; pk_samples=1; pk_depths=0,1; ppl_lengths=512,1k; ppl_windows=1
@@ -95,6 +99,11 @@ while [ $# -gt 0 ]; do
 done
 
 t_start=$(date +%s)
+mkdir -p "$out"
+exec > >(tee -a "$out/experiments.log") 2>&1   # the whole log comes back with the results
+if [ "$local" != 1 ] && ! command -v "$runtime" >/dev/null && [ -f "$bundles/enter.sh" ]; then
+  source "$bundles/enter.sh"   # the GPU machine: unpack the runtime, Dawn and the Vulkan loader
+fi
 log() { echo "[experiments $(date -u +%H:%M:%S) +$(( $(date +%s) - t_start ))s] $*" >&2; }
 # minutes left before --total-minutes, minus a margin for the files that a phase writes at its end
 left_minutes() { python3 -c "print(max(0.0, $total_minutes - ($(date +%s) - $t_start) / 60 - 0.15))"; }
@@ -122,7 +131,7 @@ common=(--backend "$backend" --preset "$preset")
 train_phase() { # train_phase pk|lm model
   local kind=$1 model=$2 dir="$exp/$1-$2" budget resume=()
   budget=$(min_of "$train_minutes" "$(left_minutes)")
-  if python3 -c "import sys; sys.exit(0 if $budget < 0.5 else 1)"; then log "$kind-train $model: skipped, $budget min left"; return; fi
+  if python3 -c "import sys; sys.exit(0 if $budget < 0.2 else 1)"; then log "$kind-train $model: skipped, $budget min left"; return; fi
   [ -f "$dir/checkpoint.safetensors" ] && resume=(--resume)
   log "$kind-train $model: ${budget} min ${resume[*]:-(fresh)} -> $dir"
   if [ "$kind" = pk ]; then
@@ -137,9 +146,16 @@ train_phase() { # train_phase pk|lm model
   fi
 }
 
+# the model to evaluate: the run's checkpoint, else a weights file from --weights
+model_file() { # model_file pk|lm model
+  local ck="$exp/$1-$2/checkpoint.safetensors" w="$weights_dir/$2-$preset-$( [ "$1" = pk ] && echo passkey || echo lm ).safetensors"
+  if [ -f "$ck" ]; then echo "$ck"; elif [ -n "$weights_dir" ] && [ -f "$w" ]; then echo "$w"; fi
+}
+
 pk_eval() { # one process per length, longest last, while the phase's time lasts
-  local model=$1 dir="$exp/pk-$1" budget t0 last=0 len
-  [ -f "$dir/checkpoint.safetensors" ] || { log "pk-eval $model: no checkpoint in $dir, skipped"; return; }
+  local model=$1 dir="$exp/pk-$1" budget t0 last=0 len ck
+  ck=$(model_file pk "$model")
+  [ -n "$ck" ] || { log "pk-eval $model: no checkpoint in $dir${weights_dir:+ and no weights in $weights_dir}, skipped"; return; }
   budget=$(min_of "$eval_minutes" "$(left_minutes)")
   t0=$(date +%s)
   IFS=, read -ra lens <<< "$pk_lengths"
@@ -151,7 +167,7 @@ pk_eval() { # one process per length, longest last, while the phase's time lasts
     fi
     local ts=$(date +%s)
     log "pk-eval $model: length $len"
-    tcli $(( $(secs_of "$budget") - used )) passkey --backend "$backend" --checkpoint "$dir/checkpoint.safetensors" --filler "$data" --filler-split validation \
+    tcli $(( $(secs_of "$budget") - used )) passkey --backend "$backend" --checkpoint "$ck" --filler "$data" --filler-split validation \
       --lengths "$len" --depths "$pk_depths" --samples "$pk_samples" --chunk "$chunk" --out "$dir/passkey/$len" \
       || { log "pk-eval $model: length $len stopped (time or error)"; break; }
     last=$(( $(date +%s) - ts ))
@@ -176,8 +192,8 @@ PY
 
 lm_eval() {
   local model=$1 dir="$exp/lm-$1" ck budget until
-  ck="$dir/checkpoint.safetensors"
-  [ -f "$ck" ] || { log "lm-eval $model: no checkpoint in $dir, skipped"; return; }
+  ck=$(model_file lm "$model")
+  [ -n "$ck" ] || { log "lm-eval $model: no checkpoint in $dir${weights_dir:+ and no weights in $weights_dir}, skipped"; return; }
   budget=$(min_of "$eval_minutes" "$(left_minutes)")
   until=$(( $(date +%s) + $(secs_of "$budget") ))
   local ev=(--backend "$backend" --checkpoint "$ck" --data "$data" --split validation --chunk "$chunk" --out "$dir/eval")
@@ -205,6 +221,14 @@ collect() {
 }
 
 # a failing phase is reported and the next one still runs
+if has prefill; then
+  log "prefill: chunked prefill vs token steps ($preset on $backend)"
+  if [ "$local" = 1 ]; then pb=(tools/node_modules/.bin/bun packages/bench/gpu/prefill-bench.ts); else pb=("$runtime" "$bundles/prefill-bench.mjs"); fi
+  for m in "${model_list[@]}"; do
+    timeout 240 "${pb[@]}" --backend "$backend" --preset "$preset" --model "$m" --length 32768 --chunk 512,2048,8192 --step-tokens 128 --json > "$exp/prefill-$m.json" \
+      && cat "$exp/prefill-$m.json" || log "prefill $m FAILED"
+  done
+fi
 for m in "${model_list[@]}"; do if has pk-train; then train_phase pk "$m" || log "pk-train $m FAILED"; fi; done
 for m in "${model_list[@]}"; do if has pk-eval; then pk_eval "$m" || log "pk-eval $m FAILED"; fi; done
 for m in "${model_list[@]}"; do if has lm-train; then train_phase lm "$m" || log "lm-train $m FAILED"; fi; done

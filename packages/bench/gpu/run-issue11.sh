@@ -2,11 +2,14 @@
 # Issue #11's benchmarks in one GPU command (at most about 8.5 minutes: every step has a timeout,
 # and every program writes its JSON as it goes, so a step cut short keeps what it measured).
 #
-# Here, first:   ../shared/gpu/pack.sh packages/bench/src/{train-throughput,long-context,scaling}.ts
-#                (RUNTIME=bun or node; this script uses whichever runtime .gpu holds)
+# Here, first:   PATH=$PWD/tools/node_modules/.bin:$PATH RUNTIME=bun ../shared/gpu/pack.sh \
+#                  packages/bench/src/{train-throughput,long-context,scaling}.ts
+#                (this script runs whichever runtime .gpu holds: bun, node or deno)
 # On the GPU machine, from the repo root, with .gpu carried and $OUT set:
 #                bash packages/bench/gpu/run-issue11.sh [steps...]
 # steps (default all, in this order): ours-train ref-train ref-long ours-long scaling
+# CHECK=1 runs the same steps at tiny sizes on this machine (lavapipe, no enter.sh; the PyTorch
+# steps only where torch imports), to check the script and the bundles before a GPU run.
 #
 # Files in $OUT (7): train-throughput.json (ours; with the reference's ratios), ref-train.jsonl
 # (memmamba_ref.bench_train), ref-long.json, long-context.json, scaling-webgpu.json and .svg,
@@ -14,15 +17,23 @@
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${OUT:?set OUT to the folder whose files come back}
+CHECK=${CHECK:-0}
 export PYTHONUNBUFFERED=1
-LOG="$OUT/log.txt"
-exec > >(tee -a "$LOG") 2>&1
-source .gpu/enter.sh
+exec > >(tee -a "$OUT/log.txt") 2>&1
+if [ "$CHECK" = 1 ]; then
+  export PATH="$PWD/tools/node_modules/.bin:$PATH"
+  # sizes: preset, batch, seq | long-context lengths | scaling lengths, train max, stream tokens
+  P=tiny B=1 S=64 LONG=1K,2K SCAL=256,1K TMAX=1K STREAM=8K
+else
+  source .gpu/enter.sh
+  P=small B=8 S=2048 LONG=60K,256K SCAL=1K,4K,16K,60K,256K TMAX=16K STREAM=1M
+fi
 RT=""
 for r in bun node deno; do if command -v "$r" >/dev/null 2>&1 && [ -f ".gpu/$r.xz" ]; then RT=$r; break; fi; done
 [ -n "$RT" ] || { echo "run-issue11: no packed runtime in .gpu (run pack.sh here first)"; exit 1; }
 JS=("$RT"); [ "$RT" = deno ] && JS=(deno run -A)   # an array, not a function: `timeout` runs commands only
-echo "run-issue11: runtime $RT $($RT --version 2>/dev/null | head -1); $(date -u +%FT%TZ)"
+echo "run-issue11: runtime $RT $("$RT" --version 2>/dev/null | head -1); $(date -u +%FT%TZ); CHECK=$CHECK"
+have_torch() { python3 -c "import torch" 2>/dev/null || { echo "(no torch here: step skipped)"; return 1; }; }
 steps=${*:-ours-train ref-train ref-long ours-long scaling}
 T0=$SECONDS
 step() { echo; echo "== $1 (limit $2 s; $((SECONDS - T0)) s elapsed)"; }
@@ -31,35 +42,36 @@ REF=packages/memmamba/reference
 for s in $steps; do
   case $s in
   ours-train)
-    # batch 8 × 2048 as the issue; MemMamba profiled (forward / backward split, launches by primitive)
+    # batch 8 × 2048 as the issue; each model profiled after its timed steps (forward / backward
+    # split, launches by primitive, GPU time by kernel)
     step ours-train 120
-    timeout 120 "${JS[@]}" .gpu/train-throughput.mjs --backend webgpu --preset small --kinds memmamba,mamba --batch 8 --seq 2048 \
+    timeout 120 "${JS[@]}" .gpu/train-throughput.mjs --backend webgpu --preset $P --kinds memmamba,mamba --batch $B --seq $S \
       --steps 3 --warmup 1 --cap-s 45 --profile --out "$OUT/train-throughput.json" ;;
   ref-train)
-    # eager and torch.compile, memmamba and mamba. 8 × 2048 does not fit eager without activation
-    # checkpointing (19.6 GiB with it, 9.3K / 15.4K tok/s), and torch.compile fails over checkpointing:
-    # so 4 × 2048 without it (per-token figures; bench_train halves the batch again on an OOM)
+    # eager and torch.compile, mamba then memmamba. 8 × 2048 does not fit eager without activation
+    # checkpointing (with it: 9.3K / 15.4K tok/s), and torch.compile fails over checkpointing, so:
+    # 4 × 2048 without it (tokens/s per token; bench_train halves the batch again on an OOM)
     step ref-train 200
-    (cd $REF && timeout 200 python3 -m memmamba_ref.bench_train --kinds mamba,memmamba --sizes small --modes eager,compile \
-      --batch 4 --seq-len 2048 --act-ckpt off --steps 5 --warmup 2) > "$OUT/ref-train.jsonl"
-    cat "$OUT/ref-train.jsonl"
+    have_torch && { (cd $REF && timeout 200 python3 -m memmamba_ref.bench_train --kinds mamba,memmamba --sizes small \
+      --modes eager,compile --batch $((B > 1 ? B / 2 : 1)) --seq-len $S --act-ckpt off --steps 5 --warmup 2) > "$OUT/ref-train.jsonl"
+      cat "$OUT/ref-train.jsonl"; }
     # our ratios against it (no GPU work: re-reads our JSON)
-    [ -f "$OUT/train-throughput.json" ] && "${JS[@]}" .gpu/train-throughput.mjs --ratios-only "$OUT/train-throughput.json" --reference "$OUT/ref-train.jsonl" \
-      --out "$OUT/train-throughput.json" ;;
+    [ -s "$OUT/ref-train.jsonl" ] && [ -f "$OUT/train-throughput.json" ] && "${JS[@]}" .gpu/train-throughput.mjs \
+      --ratios-only "$OUT/train-throughput.json" --reference "$OUT/ref-train.jsonl" ;;
   ref-long)
     step ref-long 45
-    (cd $REF && timeout 45 python3 ../../bench/gpu/ref_long_context.py --kinds mamba,memmamba --lengths 61440,262144 --runs 2 \
-      --cap-s 12 --out "$OUT/ref-long.json") ;;
+    have_torch && (cd $REF && timeout 45 python3 ../../bench/gpu/ref_long_context.py --kinds mamba,memmamba --lengths 61440,262144 \
+      --runs 2 --cap-s 12 --out "$OUT/ref-long.json") ;;
   ours-long)
     step ours-long 60
     ref=(); [ -f "$OUT/ref-long.json" ] && ref=(--reference "$OUT/ref-long.json")
-    timeout 60 "${JS[@]}" .gpu/long-context.mjs --backend webgpu --preset small --kinds memmamba,mamba --lengths 60K,256K --chunks 8192 \
+    timeout 60 "${JS[@]}" .gpu/long-context.mjs --backend webgpu --preset $P --kinds memmamba,mamba --lengths $LONG --chunks 8192 \
       --runs 2 --warmup 1 --cap-s 12 "${ref[@]}" --out "$OUT/long-context.json" ;;
   scaling)
     step scaling 80
-    timeout 80 "${JS[@]}" .gpu/scaling.mjs --backend webgpu --preset small --kinds memmamba,mamba,transformer --lengths 1K,4K,16K,60K,256K \
-      --chunk 8192 --parallel-max 4K --train-max 16K --transformer-max 16K --runs 1 --warmup 1 --cap-s 8 \
-      --stream-total 1M --stream-chunk 16384 --stream-every 128K --stream-cap-s 10 --out "$OUT/scaling-webgpu.json" ;;
+    timeout 80 "${JS[@]}" .gpu/scaling.mjs --backend webgpu --preset $P --kinds memmamba,mamba,transformer --lengths $SCAL \
+      --chunk 8192 --parallel-max 4K --train-max $TMAX --transformer-max 16K --runs 1 --warmup 1 --cap-s 8 \
+      --stream-total $STREAM --stream-chunk 16384 --stream-every 128K --stream-cap-s 10 --out "$OUT/scaling-webgpu.json" ;;
   *) echo "run-issue11: unknown step $s (ours-train ref-train ref-long ours-long scaling)"; exit 2 ;;
   esac
 done

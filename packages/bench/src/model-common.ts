@@ -55,6 +55,8 @@ export interface BenchBackend {
   peakLiveBytes(): number;
   /** WebGPU pool bytes in use at the high-water mark since resetPeak (null on the CPU). */
   peakPoolBytes(): number | null;
+  /** The backend's own memory now: WebGPU pool bytes in use; wasm heap bytes in use and its top (high-water). */
+  backendMemory(): { inUseBytes: number; topBytes: number | null } | null;
   /** The process's resident set size now, and the largest seen by sampleRss since resetPeak. */
   sampleRss(): number;
   peakRss(): number;
@@ -68,8 +70,23 @@ export interface BenchBackend {
 // deno-lint-ignore no-explicit-any
 type Any = any;
 
+/** GPU time of one kernel (pipeline key) summed over the dispatches of a profiled stretch. */
+export interface KernelTime {
+  kernel: string;
+  dispatches: number;
+  gpuMs: number;
+}
+
+/** Per-kernel GPU time from timestamp queries (WebGPU with 'timestamp-query' only). */
+export interface KernelProfiler {
+  /** Start recording: from now on every dispatch runs in a compute pass of its own, timed. */
+  start(): void;
+  /** Stop recording and resolve to the kernels by GPU time (largest first), once all reads are back. */
+  stop(): Promise<KernelTime[]>;
+}
+
 /** Selects and instruments a backend. WebGPU: Dawn or navigator.gpu (see tensor/src/webgpu/probe.ts). */
-export async function openBackend(name: BackendChoice): Promise<BenchBackend> {
+export async function openBackend(name: BackendChoice, opts: { timestamps?: boolean } = {}): Promise<BenchBackend & { profiler: KernelProfiler | null }> {
   let backend: Backend;
   let device: string = name;
   let gpu: Any = null;
@@ -79,7 +96,7 @@ export async function openBackend(name: BackendChoice): Promise<BenchBackend> {
     backend = setBackend(await mod.createWasmBackend());
   } else if (name === "webgpu") {
     const mod = await import("../../tensor/src/webgpu/backend.ts");
-    gpu = await mod.createWebGpuBackend();
+    gpu = await mod.createWebGpuBackend({ timestamps: opts.timestamps });
     backend = setBackend(gpu);
     device = `webgpu ${gpu.adapterInfo} (${gpu.via})`;
   } else throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${name}"`);
@@ -133,6 +150,7 @@ export async function openBackend(name: BackendChoice): Promise<BenchBackend> {
     name,
     backend,
     device,
+    profiler: gpu && gpu.device.features.has("timestamp-query") ? kernelProfiler(gpu.device) : null,
     count: () => ({ launches: readCounters().launches - c.launches0, dispatches: c.dispatches, submits: c.submits, reads: c.reads, syncs: c.syncs }),
     resetCount: () => {
       Object.assign(c, { dispatches: 0, submits: 0, reads: 0, syncs: 0, launches0: readCounters().launches });
@@ -140,6 +158,15 @@ export async function openBackend(name: BackendChoice): Promise<BenchBackend> {
     liveBytes: () => live,
     peakLiveBytes: () => peak,
     peakPoolBytes: () => (gpu ? gpu.poolStats().tensor.peakInUseBytes as number : null),
+    backendMemory: () => {
+      if (gpu) return { inUseBytes: gpu.poolStats().tensor.inUseBytes as number, topBytes: null };
+      const heap = (backend as Any).heap;
+      if (heap?.stats) {
+        const h = heap.stats();
+        return { inUseBytes: h.inUseBytes, topBytes: h.topBytes };
+      }
+      return null;
+    },
     sampleRss: () => {
       const r = rss();
       if (r > rssPeak) rssPeak = r;
@@ -153,6 +180,116 @@ export async function openBackend(name: BackendChoice): Promise<BenchBackend> {
     },
     sync: () => backend.sync(),
     destroy: () => gpu?.destroy(),
+  };
+}
+
+/**
+ * Times every dispatch on the GPU, without changing the backend: while recording, each compute
+ * pass the backend begins is replaced by a proxy that ends the real pass after each dispatch and
+ * begins a new one with timestamp writes (the backend sets pipeline and bind group before every
+ * dispatch, so nothing carries over between passes); each command encoder resolves its
+ * timestamps before it finishes, and they are read back after the submit. One pass per dispatch
+ * adds a little per-dispatch cost, so read the split between kernels, not the total, from it.
+ */
+function kernelProfiler(device: GPUDevice): KernelProfiler {
+  const SLOTS = 512; // dispatches timed per command encoder (the backend submits every 128)
+  const dev = device as Any, queue = device.queue as Any;
+  const labels = new WeakMap<object, string>();
+  const createComputePipeline = dev.createComputePipeline.bind(dev);
+  dev.createComputePipeline = (d: GPUComputePipelineDescriptor) => {
+    const p = createComputePipeline(d);
+    labels.set(p, d.label ?? "?");
+    return p;
+  };
+  interface Slots { qs: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer }
+  const free: Slots[] = [];
+  const newSlots = (): Slots => free.pop() ?? {
+    qs: device.createQuerySet({ type: "timestamp", count: 2 * SLOTS }),
+    resolve: device.createBuffer({ size: 16 * SLOTS, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }),
+    read: device.createBuffer({ size: 16 * SLOTS, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
+  };
+  let on = false;
+  const totals = new Map<string, KernelTime>();
+  const submitted: { slots: Slots; names: string[] }[] = [];
+  const reads: Promise<void>[] = [];
+  const createCommandEncoder = dev.createCommandEncoder.bind(dev);
+  dev.createCommandEncoder = (d?: GPUCommandEncoderDescriptor) => {
+    const enc = createCommandEncoder(d) as Any;
+    if (!on) return enc;
+    let slots: Slots | null = null;
+    const names: string[] = [];
+    const beginComputePass = enc.beginComputePass.bind(enc), finish = enc.finish.bind(enc);
+    const begin = () => {
+      if (names.length >= SLOTS) return beginComputePass({}); // out of slots: untimed
+      slots ??= newSlots();
+      const i = names.length;
+      names.push("");
+      return beginComputePass({ timestampWrites: { querySet: slots.qs, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+    };
+    enc.beginComputePass = () => {
+      let pass: Any = null; // begun lazily: a dispatch gets a pass of its own
+      let slot = -1;
+      let pipeline = "";
+      const calls: [string, unknown[]][] = [];
+      return {
+        setPipeline(p: object) {
+          pipeline = labels.get(p) ?? "?";
+          calls.length = 0;
+          calls.push(["setPipeline", [p]]);
+        },
+        setBindGroup(...a: unknown[]) {
+          calls.push(["setBindGroup", a]);
+        },
+        dispatchWorkgroups(...a: unknown[]) {
+          slot = names.length;
+          pass = begin();
+          if (slot < names.length) names[slot] = pipeline;
+          for (const [m, args] of calls) pass[m](...args);
+          pass.dispatchWorkgroups(...a);
+          pass.end();
+          pass = null;
+        },
+        end() {},
+      };
+    };
+    enc.finish = (fd?: GPUCommandBufferDescriptor) => {
+      if (slots && names.length) {
+        enc.resolveQuerySet(slots.qs, 0, 2 * names.length, slots.resolve, 0);
+        enc.copyBufferToBuffer(slots.resolve, 0, slots.read, 0, 16 * names.length);
+        submitted.push({ slots, names });
+      }
+      return finish(fd);
+    };
+    return enc;
+  };
+  const submit = queue.submit.bind(queue);
+  queue.submit = (cmds: Iterable<GPUCommandBuffer>) => {
+    const r = submit(cmds);
+    for (const { slots, names } of submitted.splice(0)) {
+      reads.push(slots.read.mapAsync(GPUMapMode.READ, 0, 16 * names.length).then(() => {
+        const t = new BigInt64Array(slots.read.getMappedRange(0, 16 * names.length).slice(0));
+        slots.read.unmap();
+        free.push(slots);
+        names.forEach((k, i) => {
+          let e = totals.get(k);
+          if (!e) totals.set(k, (e = { kernel: k, dispatches: 0, gpuMs: 0 }));
+          e.dispatches++;
+          e.gpuMs += Number(t[2 * i + 1] - t[2 * i]) / 1e6;
+        });
+      }));
+    }
+    return r;
+  };
+  return {
+    start() {
+      totals.clear();
+      on = true;
+    },
+    async stop() {
+      on = false;
+      await Promise.all(reads.splice(0));
+      return [...totals.values()].sort((a, b) => b.gpuMs - a.gpuMs);
+    },
   };
 }
 
@@ -281,8 +418,7 @@ export async function timeAsync(fn: () => Promise<unknown>, runs: number, warmup
 /** Whether an error means "does not fit" (a tensor over the device's limits, an allocation failure). */
 export function isOutOfMemory(e: unknown): boolean {
   const m = e instanceof Error ? e.message : String(e);
-  return /maxBufferSize|maxStorageBufferBindingSize|out of memory|OutOfMemory|allocation|Array buffer allocation|Invalid typed array length|RangeError/i.test(m) ||
-    e instanceof RangeError;
+  return /maxBufferSize|maxStorageBufferBindingSize|out of memory|OutOfMemory|allocation failed|Invalid typed array length|Array buffer allocation/i.test(m);
 }
 
 /** Parses "1K,16K,1M,4096" into numbers (K = 1024, M = 1024²). */

@@ -86,6 +86,9 @@ export interface StreamSample {
   liveMiB: number;
   poolPeakMiB: number | null;
   rssMiB: number;
+  /** The backend's own memory: WebGPU pool bytes in use, or the wasm heap's bytes in use and top. */
+  backendInUseMiB: number | null;
+  backendTopMiB: number | null;
   stateElements: number;
   elapsedS: number;
 }
@@ -293,8 +296,10 @@ async function streamOne(bb: BenchBackend, params: LMParams, kind: ModelKind, o:
   bb.resetPeak();
   const t0 = performance.now();
   const done = await stream(params, 1, o.streamTotal, o.streamChunk, o.streamEvery, (tokens, state) => {
+    const m = bb.backendMemory();
     samples.push({
       tokens, liveMiB: mib(bb.liveBytes())!, poolPeakMiB: mib(bb.peakPoolBytes()), rssMiB: mib(bb.sampleRss())!,
+      backendInUseMiB: mib(m?.inUseBytes), backendTopMiB: mib(m?.topBytes),
       stateElements: lm.stateElementCount(state), elapsedS: (performance.now() - t0) / 1000,
     });
     progress(`  ${showLength(tokens)} tokens: live ${mib(bb.liveBytes())} MiB, rss ${mib(bb.sampleRss())} MiB`);
@@ -333,8 +338,8 @@ function printTables(r: ScalingResult): void {
     console.log("\nstreaming (chunked, logits dropped): memory along the way");
     for (const s of r.stream) {
       console.log(`${s.kind}: ${showLength(s.tokens)} tokens at ${fmt(s.usPerToken)} µs/token; live MiB max/min ${fmt(s.liveMaxOverMin)}; state constant: ${s.stateConstant}`);
-      console.log(formatTable(["tokens", "live MiB", "pool peak MiB", "RSS MiB", "state elements", "s"],
-        s.samples.map((x) => [showLength(x.tokens), x.liveMiB, x.poolPeakMiB, x.rssMiB, x.stateElements, x.elapsedS])));
+      console.log(formatTable(["tokens", "live MiB", "pool peak MiB", "backend in use MiB", "backend top MiB", "RSS MiB", "state elements", "s"],
+        s.samples.map((x) => [showLength(x.tokens), x.liveMiB, x.poolPeakMiB, x.backendInUseMiB, x.backendTopMiB, x.rssMiB, x.stateElements, x.elapsedS])));
     }
   }
   const g = r.goals;

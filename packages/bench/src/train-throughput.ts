@@ -26,7 +26,7 @@ import process from "node:process";
 import { disposeTree, random, valueAndGrad, type Tensor } from "@memmamba/tensor";
 import { initLM, lm, presetNames, type LMParams, type PresetName } from "@memmamba/memmamba";
 import {
-  BACKENDS, type BackendChoice, type BenchBackend, isOutOfMemory, KINDS, makeTrainer, mib, modelConfig, type ModelKind,
+  BACKENDS, type BackendChoice, type BenchBackend, isOutOfMemory, type KernelProfiler, type KernelTime, KINDS, makeTrainer, mib, modelConfig, type ModelKind,
   openBackend, progress, randomTokens, timeAsync, type WorkCount,
 } from "./model-common.ts";
 
@@ -81,6 +81,11 @@ export interface ThroughputRow {
     prims: PrimProfile[];
     forwardCount: WorkCount;
     forwardBackwardCount: WorkCount;
+    /**
+     * WebGPU with timestamps: one more step with every dispatch in a timed pass of its own, GPU
+     * ms by kernel (pipeline key), largest first; its total against that step's wall time.
+     */
+    kernels?: { stepWallMs: number; gpuMs: number; top: KernelTime[] };
   };
 }
 
@@ -155,6 +160,7 @@ export function ratios(ours: ThroughputRow[], ref: ReferenceRow[]): Ratios[] {
     const r = ref.find((x) => x.kind === kind && x.mode === mode && typeof x.tokensPerSecPerGpu === "number");
     return r ? (r.tokensPerSecPerGpu as number) : null;
   };
+  if (ref.length === 0) return [];
   const compiledMamba = tps("mamba", "compile");
   return ours.filter((r) => r.tokensPerSec !== null).map((r) => {
     const eager = tps(r.kind, "eager"), compiled = tps(r.kind, "compile");
@@ -169,7 +175,7 @@ export function ratios(ours: ThroughputRow[], ref: ReferenceRow[]): Ratios[] {
 }
 
 /** Measures one model; `measured` gets the row (to save it) before the optional profile runs. */
-async function measure(bb: BenchBackend, kind: ModelKind, presetName: PresetName, o: {
+async function measure(bb: BenchBackend & { profiler: KernelProfiler | null }, kind: ModelKind, presetName: PresetName, o: {
   batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean;
 }, measured: (row: ThroughputRow) => void): Promise<ThroughputRow> {
   const cfg = modelConfig(presetName, kind);
@@ -214,7 +220,7 @@ async function measure(bb: BenchBackend, kind: ModelKind, presetName: PresetName
 }
 
 /** Where a step's time goes: forward only, forward + backward, the whole step; launches by primitive. */
-async function profileStep(bb: BenchBackend, trainer: ReturnType<typeof makeTrainer>, cfg: LMParams["config"], x: Tensor, y: Tensor) {
+async function profileStep(bb: BenchBackend & { profiler: KernelProfiler | null }, trainer: ReturnType<typeof makeTrainer>, cfg: LMParams["config"], x: Tensor, y: Tensor) {
   // the trainer owns (and replaces) its params: time the forward and backward on fresh ones
   const p = initLM(random.key(1), cfg);
   const b = bb.backend as unknown as { run: (...a: unknown[]) => void };
@@ -258,9 +264,20 @@ async function profileStep(bb: BenchBackend, trainer: ReturnType<typeof makeTrai
     const stepMs = performance.now() - t;
     const list = [...prims.values()].sort((a, c) => c.encodeMs - a.encodeMs);
     list.forEach((e) => (e.encodeMs = Math.round(e.encodeMs * 100) / 100));
+    b.run = run;
+    let kernels: { stepWallMs: number; gpuMs: number; top: KernelTime[] } | undefined;
+    if (bb.profiler) {
+      bb.profiler.start();
+      const t1 = performance.now();
+      await trainer.step(x, y);
+      const wall = performance.now() - t1;
+      const k = await bb.profiler.stop();
+      k.forEach((e) => (e.gpuMs = Math.round(e.gpuMs * 1000) / 1000));
+      kernels = { stepWallMs: wall, gpuMs: k.reduce((s, e) => s + e.gpuMs, 0), top: k.slice(0, 40) };
+    }
     return {
       forwardMs: fwd.ms, forwardBackwardMs: fb.ms, stepMs, encodeMs: list.reduce((s, e) => s + e.encodeMs, 0), prims: list,
-      forwardCount: fwd.count, forwardBackwardCount: fb.count,
+      forwardCount: fwd.count, forwardBackwardCount: fb.count, kernels,
     };
   } finally {
     b.run = run;
@@ -315,7 +332,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const out = String(f.out ?? fromRoot("packages", "bench", "results", `train-throughput-${backend}.json`));
   const ref = f.reference ? readReference(String(f.reference)) : [];
 
-  const bb = await openBackend(backend);
+  const bb = await openBackend(backend, { timestamps: o.profile });
   progress(`train-throughput: ${bb.device}, preset ${presetName}, ${o.batch} × ${o.seq} tokens a step`);
   const rows: ThroughputRow[] = [];
   const result = (): ThroughputResult => {
@@ -358,6 +375,10 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
       `forward+backward ${fmt(p.forwardBackwardMs)} ms (${p.forwardBackwardCount.dispatches} dispatches), step ${fmt(p.stepMs)} ms; ` +
       `JS encode time ${fmt(p.encodeMs)} ms`);
     console.log(formatTable(["prim", "launches", "encode ms"], p.prims.slice(0, 15).map((e) => [e.prim, String(e.launches), e.encodeMs])));
+    if (p.kernels) {
+      console.log(`GPU time by kernel (one step, each dispatch timed alone): ${fmt(p.kernels.gpuMs)} ms of GPU time in a step of ${fmt(p.kernels.stepWallMs)} ms wall`);
+      console.log(formatTable(["kernel", "dispatches", "GPU ms", "% GPU"], p.kernels.top.slice(0, 20).map((e) => [e.kernel, String(e.dispatches), e.gpuMs, (100 * e.gpuMs) / p.kernels!.gpuMs])));
+    }
   }
   console.log(`\nwrote ${out}`);
   return res;

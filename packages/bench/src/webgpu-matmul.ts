@@ -12,7 +12,7 @@
  * Prints a table and writes JSON; asserts nothing about time. Runs under Bun, Deno and Node
  * (Node: bundle with esbuild, --external:webgpu; see ../../../../shared/gpu/README.md for H100 runs).
  *
- *   node out.mjs [--sizes 1024,2048,4096] [--runs 9] [--json] [--out FILE] [--tile auto|64|128x64|128|BMxBNxBK/TMxTN[:db][:cf],...] [--sweep]
+ *   node out.mjs [--sizes 1024,2048,4096] [--runs 9] [--json] [--out FILE] [--tile auto|64|128x64|128|BMxBNxBK/TMxTN[:db][:cf][:wl],...] [--sweep]
  *
  * --tile takes a comma-separated list: every size is run with every tile (a sweep in one run;
  * the fastest per size is marked in the table and listed in the JSON's "best").
@@ -22,7 +22,7 @@ import { detectRuntime, fmt, formatTable, fromRoot, median, now, parseFlags, pos
 import process from "node:process";
 import type { KernelArg } from "../../tensor/src/backend.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
-import { BIG_TILE, matmulPlan, matmulTuning, MID_TILE, parseTile, SMALL_TILE, tileName, type TileConfig } from "../../tensor/src/webgpu/kernels/matmul.ts";
+import { BIG_TILE, fitTile, matmulPlan, matmulTuning, MID_TILE, parseTile, SMALL_TILE, tileName, type TileConfig } from "../../tensor/src/webgpu/kernels/matmul.ts";
 
 const HELP = `webgpu-matmul: fp32 matmul throughput of the WebGPU backend
 
@@ -33,8 +33,9 @@ const HELP = `webgpu-matmul: fp32 matmul throughput of the WebGPU backend
   --warmup-ms MS    busy time before timing each size (default 1000)
   --tile T,...      block tiles to run, each size with each (a sweep): auto (default: chosen
                     by size), 64, 128x64, 128 (the library's three), or a spec
-                    BMxBNxBK/TMxTN[:db][:cf] (:db double-buffers workgroup memory, :cf
-                    stores tiles without bank conflicts), e.g.
+                    BMxBNxBK/TMxTN[:db][:cf][:wl] (:db double-buffers workgroup memory,
+                    :cf stores tiles without bank conflicts, :wl lays threads out
+                    8x4 per warp), e.g.
                     --tile auto,128x128x16/8x8:db,128x256x16/8x16,256x128x8/16x8:db
   --sweep           shorthand for --tile with a list of candidate tiles (printed in the table)
   --json            print the JSON result on stdout instead of the table
@@ -43,9 +44,9 @@ const HELP = `webgpu-matmul: fp32 matmul throughput of the WebGPU backend
 
 /** --sweep: the library's choice, then candidates around it (each compiled once, about a second per size on an H100). */
 const SWEEP = [
-  "auto", "128x128x32/8x8", "128x128x32/8x8:cf", "128x128x16/8x8", "128x128x16/8x8:cf", "128x128x16/8x8:db", "128x128x16/8x8:db:cf",
-  "128x128x8/8x8:db:cf", "128x256x16/8x16", "128x256x16/8x16:cf", "128x256x8/8x16:db:cf", "256x128x16/16x8:cf", "256x128x8/16x8:db:cf",
-  "128x64x32/8x4", "128x64x32/8x4:cf",
+  "auto", "128x128x32/8x8:cf", "128x128x32/8x8:wl", "128x128x32/8x8:cf:wl", "128x128x16/8x8:cf:wl", "128x128x16/8x8:db:cf:wl",
+  "128x128x8/8x8:db:cf:wl", "128x256x16/8x16:cf", "128x256x16/8x16:cf:wl", "128x256x8/8x16:db:cf:wl", "256x128x16/16x8:cf:wl",
+  "256x128x8/16x8:db:cf:wl", "128x64x32/8x4:cf:wl",
 ].join(",");
 
 export interface MatmulRow {
@@ -127,7 +128,8 @@ async function benchSize(gpu: WebGpuBackend, requested: string, n: number, runs:
       maxRelErr = Math.max(maxRelErr, Math.abs(C[i * n + j] - ref) / (Math.abs(ref) + 1e-3 * mag));
     }
     const med = median(samples);
-    const t = matmulPlan(n, n, n, 1);
+    const p = matmulPlan(n, n, n, 1);
+    const t = p === "untiled" ? p : fitTile(p, gpu.limits.maxComputeWorkgroupStorageSize); // as the kernel runs it
     return {
       n, requested, tile: t === "untiled" ? t : `${tileName(t)}${t.specialize && matmulTuning.unrollBig ? " unrolled" : ""}`,
       medianMs: med, minMs: Math.min(...samples), samplesMs: samples, repsPerSample: reps,

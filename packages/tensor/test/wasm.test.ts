@@ -15,7 +15,7 @@
  *
  * The shared suite (ops, gradients, optim, ssm, random) also runs on "wasm" (test/support/backends.ts).
  */
-import { describe, expect, test } from "../../../test/support/harness.ts";
+import { describe, expect, runtime, test } from "../../../test/support/harness.ts";
 import type { Backend, DType, HostArray, PrimName, PrimParams } from "../src/index.ts";
 import { CpuBackend } from "../src/cpu/backend.ts";
 import {
@@ -302,6 +302,10 @@ describe("wasm memory", () => {
     const info = (await wasm()).kernelInfo();
     expect(info.matmul).toMatch(/^wasm-(relaxed|simd)$/);
     expect(info.choice).toBe("wasm");
+    // the speed-only choices per engine (wasm/gemm.c, wasm/ssm.c): Deno's V8 bounds-checks loads
+    expect(info.gemmTile).toBe(runtime === "deno" ? 4 : 6);
+    expect(info.expLockstep).toBe(runtime !== "bun");
     await expect(createWasmBackend({ kernels: "fast" as never })).rejects.toThrow(/unknown kernel choice "fast".*auto, wasm, wasm-simd, ts/);
+    await expect(createWasmBackend({ gemmTile: 5 as never, quiet: true })).rejects.toThrow(/gemmTile must be 4 or 6, got 5/);
   });
 });

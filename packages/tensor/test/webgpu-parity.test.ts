@@ -219,10 +219,10 @@ test("webgpu parity: matmul tiled kernel specialised (constant transposes, vec4 
   }
 });
 
-test("webgpu parity: matmul tiled kernel double-buffered, conflict-free stores (odd and even k-tile counts, ragged)", async () => {
+test("webgpu parity: matmul tiled kernel double-buffered, conflict-free stores, warp-shaped lanes (odd and even k-tile counts, ragged)", async () => {
   if (!(await backends())) return;
   // 4x8 per thread too: TM ≠ TN exercises the separate m / n fragment counts of the generator
-  matmulTuning.force = parseTile("32x32x8/4x8:db:cf");
+  matmulTuning.force = parseTile("32x64x8/4x8:db:cf:wl");
   const unroll = matmulTuning.unrollBig;
   matmulTuning.unrollBig = false;
   try {
@@ -246,6 +246,8 @@ test("matmul tile specs: parsed, named back, and impossible ones refused with th
   expect(parseTile("128x128x32/8x8:cf").cf).toBe(true);
   expect(tileName(parseTile("128x128x16/8x8:cf:db"))).toBe("128x128x16/8x8:db:cf");
   expect(() => parseTile("16x16x4/4x4:cf")).toThrow(/BK a multiple of 8/);
+  expect(tileName(parseTile("128x128x16/8x8:wl:cf"))).toBe("128x128x16/8x8:cf:wl");
+  expect(() => parseTile("32x32x8/4x8:wl")).toThrow(/BN \/ TN a multiple of 8/);
   expect(() => parseTile("128x128")).toThrow(/expected BMxBNxBK/);
   expect(() => parseTile("128x128x16/6x8")).toThrow(/multiples of 4/);
   expect(() => parseTile("256x256x16/8x8")).toThrow(/1024 threads/);

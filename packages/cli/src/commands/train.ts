@@ -242,7 +242,9 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
     log(`train: next: deno task passkey --checkpoint ${result.checkpoint} --lengths ${p},${2 * p},${4 * p} --samples 4\n`);
   }
   if (result.status === "timeout") {
-    log(`train: stopped by --max-minutes ${f.maxMinutes} at step ${result.step} of ${steps}; checkpoint ${result.checkpoint}; continue with the same flags and --resume\n`);
+    log(result.checkpointStep === undefined
+      ? `train: stopped by --max-minutes ${f.maxMinutes} before the first step ended (start-up and the first evaluation took the budget); no checkpoint written\n`
+      : `train: stopped by --max-minutes ${f.maxMinutes} at step ${result.step} of ${steps}; checkpoint ${result.checkpoint}; continue with the same flags and --resume\n`);
   }
   return result;
 }

@@ -69,6 +69,10 @@ export interface KernelInfo {
   relaxedMaddFused: boolean | null;
   /** The choice this backend was made with. */
   choice: CpuKernelChoice;
+  /** Rows of the wasm matmul's register tile (4 or 6; speed only, see WasmBackendOptions.gemmTile). */
+  gemmTile: 4 | 6;
+  /** Whether the selective scan runs its exps four in lockstep (speed only, see WasmBackendOptions.expLockstep). */
+  expLockstep: boolean;
 }
 
 function env(name: string): string | undefined {
@@ -239,6 +243,8 @@ export class WasmBackend implements Backend {
       threads: this.#pool?.threads ?? 1,
       relaxedMaddFused: this.#relaxedFused,
       choice: this.choice,
+      gemmTile: this.#gemmTile,
+      expLockstep: this.#expLockstep,
     };
   }
 

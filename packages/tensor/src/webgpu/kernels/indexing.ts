@@ -196,43 +196,43 @@ export function scatterAddKernel(ctx: GpuCtx, [idx, upd]: readonly KernelArg[], 
   const seg = ctx.temp(Math.max(1, nIdx) * 4), ord = ctx.temp(Math.max(1, nIdx) * 4);
   const zero = (b: BufRef, count: number) =>
     ctx.dispatch({
-      label: "scatterAdd", key: "scatterAdd:zero", wgsl: () => SCAT_ZERO, buffers: [b],
+      label: "scatterAdd.zero", key: "scatterAdd:zero", wgsl: () => SCAT_ZERO, buffers: [b],
       params: new ParamWords().u(count).words(), groups: grid(ceilDiv(count, SCAT_WG), maxG),
     });
   zero(cnt, n);
   const idxRef = ctx.ref(idx, "scatterAdd");
   if (nIdx > 0) {
     ctx.dispatch({
-      label: "scatterAdd", key: "scatterAdd:count", wgsl: () => SCAT_COUNT, buffers: [cnt, idxRef],
+      label: "scatterAdd.count", key: "scatterAdd:count", wgsl: () => SCAT_COUNT, buffers: [cnt, idxRef],
       params: new ParamWords().u(nIdx).u(rows).words(), groups: grid(ceilDiv(nIdx, SCAT_WG), maxG),
     });
   }
   ctx.dispatch({
-    label: "scatterAdd", key: "scatterAdd:bsum", wgsl: () => SCAT_BSUM, buffers: [bsum, cnt],
+    label: "scatterAdd.bsum", key: "scatterAdd:bsum", wgsl: () => SCAT_BSUM, buffers: [bsum, cnt],
     params: new ParamWords().u(n).words(), groups: grid(nb, maxG),
   });
   ctx.dispatch({
-    label: "scatterAdd", key: "scatterAdd:bscan", wgsl: () => SCAT_BSCAN, buffers: [bsum],
+    label: "scatterAdd.bscan", key: "scatterAdd:bscan", wgsl: () => SCAT_BSCAN, buffers: [bsum],
     params: new ParamWords().u(nb).words(), groups: [1, 1, 1],
   });
   ctx.dispatch({
-    label: "scatterAdd", key: "scatterAdd:start", wgsl: () => SCAT_START, buffers: [start, cnt, bsum],
+    label: "scatterAdd.start", key: "scatterAdd:start", wgsl: () => SCAT_START, buffers: [start, cnt, bsum],
     params: new ParamWords().u(n).words(), groups: grid(nb, maxG),
   });
   if (nIdx > 0) {
     zero(cnt, n); // now the fill's cursors
     ctx.dispatch({
-      label: "scatterAdd", key: "scatterAdd:fill", wgsl: () => SCAT_FILL, buffers: [seg, cnt, start, idxRef],
+      label: "scatterAdd.fill", key: "scatterAdd:fill", wgsl: () => SCAT_FILL, buffers: [seg, cnt, start, idxRef],
       params: new ParamWords().u(nIdx).u(rows).words(), groups: grid(ceilDiv(nIdx, SCAT_WG), maxG),
     });
     ctx.dispatch({
-      label: "scatterAdd", key: "scatterAdd:rank", wgsl: () => SCAT_RANK, buffers: [ord, seg, start, idxRef],
+      label: "scatterAdd.rank", key: "scatterAdd:rank", wgsl: () => SCAT_RANK, buffers: [ord, seg, start, idxRef],
       params: new ParamWords().u(nIdx).u(rows).words(), groups: grid(ceilDiv(nIdx, SCAT_WG), maxG),
     });
   }
   const threads = rows * row;
   ctx.dispatch({
-    label: "scatterAdd", key: "scatterAdd:sum", wgsl: () => SCAT_SUM,
+    label: "scatterAdd.sum", key: "scatterAdd:sum", wgsl: () => SCAT_SUM,
     buffers: [ctx.ref(out, "scatterAdd"), ord, start, ctx.ref(upd, "scatterAdd")],
     params: new ParamWords().u(rows).u(row).u(threads).words(), groups: grid(ceilDiv(threads, SCAT_WG), maxG),
   });

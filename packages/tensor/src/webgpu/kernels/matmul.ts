@@ -46,11 +46,17 @@ export interface TileConfig {
    * banks (unpadded, with 8 k a row, 8 lanes share a bank). Needs BK % 8 = 0 and BM, BN % 16 = 0.
    */
   cf?: boolean;
+  /**
+   * Warp-shaped lanes: each 32 threads cover 8 (n) x 4 (m) thread positions instead of 16 x 2,
+   * so one k step's fragment reads touch 8 distinct vec4 of B and 4 of A (one 128-byte wavefront
+   * each) instead of 16 and 2 (three). Needs BN / TN % 8 = 0 and BM / TM % 4 = 0.
+   */
+  wl?: boolean;
 }
 
-/** "BMxBNxBK/TMxTN" plus ":db" when double-buffered and ":cf" for conflict-free stores (benchmark tables, pipeline keys). */
+/** "BMxBNxBK/TMxTN" plus ":db" (double-buffered), ":cf" (conflict-free stores), ":wl" (warp-shaped lanes): tables, pipeline keys. */
 export function tileName(t: TileConfig): string {
-  return `${t.BM}x${t.BN}x${t.BK}/${t.TM}x${t.TN}${t.dbuf ? ":db" : ""}${t.cf ? ":cf" : ""}`;
+  return `${t.BM}x${t.BN}x${t.BK}/${t.TM}x${t.TN}${t.dbuf ? ":db" : ""}${t.cf ? ":cf" : ""}${t.wl ? ":wl" : ""}`;
 }
 
 /**
@@ -59,11 +65,12 @@ export function tileName(t: TileConfig): string {
  * BM / TM · BN / TN threads (at most 1024), and each k-tile an exact number of vec4 loads per thread.
  */
 export function parseTile(spec: string): TileConfig {
-  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)((?::db|:cf)*)$/.exec(spec.trim());
-  if (!m) throw new Error(`matmul tile "${spec}": expected BMxBNxBK/TMxTN[:db][:cf], e.g. 128x128x16/8x8:db`);
+  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)((?::db|:cf|:wl)*)$/.exec(spec.trim());
+  if (!m) throw new Error(`matmul tile "${spec}": expected BMxBNxBK/TMxTN[:db][:cf][:wl], e.g. 128x128x16/8x8:db`);
   const [BM, BN, BK, TM, TN] = m.slice(1, 6).map(Number);
   const t: TileConfig = { BM, BN, BK, TM, TN, specialize: true, dbuf: m[6].includes(":db") };
   if (m[6].includes(":cf")) t.cf = true;
+  if (m[6].includes(":wl")) t.wl = true;
   const why = tileProblem(t);
   if (why) throw new Error(`matmul tile "${spec}": ${why}`);
   return t;
@@ -79,6 +86,7 @@ export function tileProblem(t: TileConfig): string | null {
   if (BK % 4 || BK <= 0) return "BK must be a positive multiple of 4";
   if (((BK * BM) / 4) % NT || ((BK * BN) / 4) % NT) return `a ${BK}-deep k-tile is not a whole number of vec4 loads per thread (${NT} threads)`;
   if (t.cf && (BK % 8 || BM % 16 || BN % 16)) return ":cf needs BK a multiple of 8 and BM, BN multiples of 16";
+  if (t.wl && ((BN / TN) % 8 || (BM / TM) % 4)) return ":wl needs BN / TN a multiple of 8 and BM / TM a multiple of 4";
   return null;
 }
 // Measured on an H100 (Dawn, 4096² / 2048² / 1024², TFLOP/s): 128x128 BK 32 40.3 / 39.9 / 19.3,
@@ -146,7 +154,12 @@ function matmulWgsl(v: MatmulVariant): string {
   code.push(`fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {`);
   code.push(`let M = ${pu(0)}; let N = ${pu(1)}; let K = ${pu(2)};`);
   code.push(`let m0 = wid.y * ${BM}u; let n0 = wid.x * ${BN}u;`);
-  code.push(`let tx = lid % ${TXn}u; let ty = lid / ${TXn}u;`);
+  if (v.t.wl) {
+    code.push(`let lane = lid % 32u; let wp = lid / 32u;`);
+    code.push(`let tx = lane % 8u + 8u * (wp % ${TXn / 8}u); let ty = lane / 8u + 4u * (wp / ${TXn / 8}u);`);
+  } else {
+    code.push(`let tx = lid % ${TXn}u; let ty = lid / ${TXn}u;`);
+  }
   // batch offsets (in elements)
   code.push(`var aBase = 0u; var bBase = 0u; let q = wid.z + ${pu(3)};`);
   if (br > 0) {
@@ -363,6 +376,24 @@ export function matmulPlan(m: number, N: number, K: number, batches: number): "u
   return SMALL_TILE;
 }
 
+/** Workgroup memory of a tile config, bytes. */
+export function tileSmemBytes(c: TileConfig): number {
+  return (c.dbuf ? 2 : 1) * c.BK * (c.BM + c.BN + (c.cf ? 8 : 0)) * 4;
+}
+
+/**
+ * The tile config as run on a device with `maxSmem` bytes of workgroup memory: one that needs
+ * more gets k-tiles of 16 (half the memory), then loses its double buffer; still too big: an error.
+ */
+export function fitTile(t: TileConfig, maxSmem: number): TileConfig {
+  if (tileSmemBytes(t) > maxSmem && t.BK > 16) t = { ...t, BK: 16 };
+  if (tileSmemBytes(t) > maxSmem && t.dbuf) t = { ...t, dbuf: false };
+  if (tileSmemBytes(t) > maxSmem) {
+    throw new RangeError(`webgpu matmul: tile ${tileName(t)} needs ${tileSmemBytes(t)} bytes of workgroup memory, over the limit ${maxSmem}`);
+  }
+  return t;
+}
+
 export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: KernelArg, p: PrimParams["matmul"]): void {
   const ar = a.shape.length, brk = b.shape.length, or = out.shape.length;
   const M = out.shape[or - 2], N = out.shape[or - 1];
@@ -413,14 +444,7 @@ export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: Ker
     });
     return;
   }
-  // a device with less workgroup memory than the tile needs gets k-tiles of 16 (half the memory)
-  let t = plan;
-  const smemBytes = (c: TileConfig) => (c.dbuf ? 2 : 1) * c.BK * (c.BM + c.BN) * 4;
-  if (smemBytes(t) > ctx.limits.maxComputeWorkgroupStorageSize) t = { ...t, BK: 16 };
-  if (smemBytes(t) > ctx.limits.maxComputeWorkgroupStorageSize) t = { ...t, BK: 16, dbuf: false };
-  if (smemBytes(t) > ctx.limits.maxComputeWorkgroupStorageSize) {
-    throw new RangeError(`webgpu matmul: tile ${tileName(t)} needs ${smemBytes(t)} bytes of workgroup memory, over the limit ${ctx.limits.maxComputeWorkgroupStorageSize}`);
-  }
+  const t = fitTile(plan, ctx.limits.maxComputeWorkgroupStorageSize);
   // The small tile is one generic variant (runtime transposes, guarded scalar loads, a loop
   // over k). The big tile specialises on the transposes, vector widths and divisibility (no
   // guards), and unrolls its k loop, where speed matters.
