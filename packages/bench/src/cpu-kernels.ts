@@ -130,9 +130,12 @@ export interface RuntimeResult {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Iterations of the peak loop per task (~0.16 ms at 60 GFLOP/s), and tasks per thread. */
-const PEAK_ITERS = 100_000, PEAK_TASKS_PER_THREAD = 8;
-/** Flops of one peak call per thread (~1.3 ms at 60 GFLOP/s). */
+/** Iterations of the peak loop per task (~1.6 ms at 60 GFLOP/s), and tasks per thread. */
+const PEAK_ITERS = 1_000_000, PEAK_TASKS_PER_THREAD = 8;
+/**
+ * Flops of one peak call per thread (~13 ms at 60 GFLOP/s: about as long as the 1024² matmul it
+ * is compared with, so that a time slice lost to another process weighs alike on both).
+ */
 const PEAK_FLOPS_PER_THREAD = PEAK_TASKS_PER_THREAD * PEAK_ITERS * 12 * 8;
 
 /**
@@ -148,9 +151,9 @@ function peakTimer(b: WasmBackend, threads: number): CallTimer {
   return {
     detail: "12 independent f32x4 multiply-adds in registers",
     once: () => {
-      // the median of 5 back-to-back calls: one call is short enough for a time slice to hide in
+      // the median of 3 back-to-back calls
       const s: number[] = [];
-      for (let i = 0; i < 5; i++) {
+      for (let i = 0; i < 3; i++) {
         const t = now();
         run();
         s.push(now() - t);

@@ -304,7 +304,7 @@ describe("wasm memory", () => {
     expect(info.choice).toBe("wasm");
     // the speed-only choices per engine (wasm/gemm.c, wasm/ssm.c): Deno's V8 bounds-checks loads
     expect(info.gemmTile).toBe(runtime === "deno" ? 4 : 6);
-    expect(info.expLockstep).toBe(runtime !== "bun");
+    expect(info.expLockstep).toBe(runtime === "deno");
     await expect(createWasmBackend({ kernels: "fast" as never })).rejects.toThrow(/unknown kernel choice "fast".*auto, wasm, wasm-simd, ts/);
     await expect(createWasmBackend({ gemmTile: 5 as never, quiet: true })).rejects.toThrow(/gemmTile must be 4 or 6, got 5/);
   });

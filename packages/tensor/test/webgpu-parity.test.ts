@@ -337,6 +337,19 @@ test("webgpu parity: causalSelect (last / top, ties, f32 and i32 masks)", async 
   }), RUNS);
 });
 
+test("webgpu parity: causalSelect with pools over one thread's share (k 70 and 140) and over the workgroup kernel's limit (k 600)", async () => {
+  if (!(await backends())) return;
+  for (const [B, L, k] of [[2, 300, 70], [1, 400, 140], [1, 700, 600]] as const) {
+    for (const mode of ["last", "top"] as const) {
+      const mask = f32([B, L], 0, 1);
+      mask.data = mask.data.map((v) => (v < 0.3 ? 0 : v)) as Float32Array;
+      const score = i32([B, L], 0, 7); // ties on purpose
+      const sf: Host = { data: Float32Array.from(score.data), shape: [B, L], dtype: "f32" };
+      await parity(`causalSelect ${mode} ${JSON.stringify([B, L, k])}`, [mask, sf], prim("causalSelect", { k, mode }), "exact");
+    }
+  }
+});
+
 // ---------- scans ----------
 
 test("webgpu parity: scan and scanReverse, direct, single-pass look-back and chunked", async () => {

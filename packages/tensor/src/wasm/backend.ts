@@ -50,8 +50,8 @@ export interface WasmBackendOptions {
    */
   gemmTile?: 4 | 6;
   /**
-   * Whether the selective scan computes four exps in lockstep (default: everywhere but Bun, whose
-   * JavaScriptCore runs it slower: see wasm/ssm.c). Speed only: the same bits either way.
+   * Whether the selective scan computes four exps in lockstep (default: under Deno only; Bun and
+   * Node 20 run it slower: see wasm/ssm.c). Speed only: the same bits either way.
    */
   expLockstep?: boolean;
 }
@@ -146,8 +146,8 @@ export class WasmBackend implements Backend {
     }
     if (opts.gemmTile !== undefined && opts.gemmTile !== 4 && opts.gemmTile !== 6) throw new Error(`wasm backend: gemmTile must be 4 or 6, got ${opts.gemmTile}`);
     this.#gemmTile = opts.gemmTile ?? (typeof (globalThis as { Deno?: unknown }).Deno !== "undefined" ? 4 : 6);
-    // measured: the lockstep exps of the selective scan help V8 and slow JavaScriptCore (wasm/ssm.c)
-    this.#expLockstep = opts.expLockstep ?? typeof (globalThis as { Bun?: unknown }).Bun === "undefined";
+    // measured: the lockstep exps of the selective scan help Deno's V8 only (wasm/ssm.c)
+    this.#expLockstep = opts.expLockstep ?? typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
     this.variant = chooseVariant(choice === "wasm-simd" ? "simd" : undefined);
     const bytes = wasmBytes(this.variant);
     this.#module = new WebAssembly.Module(bytes);
