@@ -54,7 +54,11 @@ async function main(): Promise<void> {
       return performance.now() - t0;
     };
     const warm = await step(); // compiles every pipeline
+    for (let i = 0; i < 4; i++) await step(); // the buffer pool and the bind-group cache reach their steady state
+    const bg0 = gpu.poolStats().bindGroups;
     const wall = await step();
+    const bg1 = gpu.poolStats().bindGroups;
+    console.error(`${kind}: bind groups in the third step: ${bg1.hits - bg0.hits} reused, ${bg1.misses - bg0.misses} created`);
     if (!gpu.startProfile()) throw new Error("this adapter has no 'timestamp-query': cannot profile");
     const profiledWall = await step();
     const rows = await gpu.stopProfile();

@@ -384,20 +384,27 @@ test("webgpu parity: scan and scanReverse, direct, single-pass look-back and chu
 
 test("webgpu parity: fused selective scan: y, last state and the packed gradients (one and several chunks)", async () => {
   if (!(await backends())) return;
-  // chunk: the backward's chunks; fwdT: the forward's chunks along L (0: one thread walks L)
-  await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 0, max: 9 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 6 }), fc.constantFrom(0, 1, 4), fc.constantFrom(0, 2, 3), async (B, L, Di, N, chunk, fwdT) => {
+  // chunk: the backward's chunks; fwdT: the forward's chunks along L (0: one thread walks L);
+  // bwd: the backward parallel along L in groups of at most 2 chunks ("par2") or of all of them
+  // ("par"), or the chunks in turn ("seq")
+  const bwds = ["par", "par2", "seq"] as const;
+  await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 0, max: 9 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 6 }), fc.constantFrom(0, 1, 4), fc.constantFrom(0, 2, 3), fc.constantFrom(...bwds), async (B, L, Di, N, chunk, fwdT, bwd) => {
     const ins = [f32([B, L, Di], -1, 1), f32([B, L, Di], 0.01, 0.5), f32([Di, N], -3, -0.2), f32([B, L, N]), f32([B, L, N]), f32([B, Di, N], -0.5, 0.5), f32([B, L, Di]), f32([B, Di, N])];
     ssmTuning.forceChunk = chunk;
     ssmTuning.fwdForceT = fwdT;
+    ssmTuning.bwdParallel = bwd !== "seq";
+    ssmTuning.bwdMaxGroup = bwd === "par2" ? 2 : 0;
     try {
-      await parity(`selectiveScan ${JSON.stringify([B, L, Di, N, chunk, fwdT])}`, ins, (...t) => [
+      await parity(`selectiveScan ${JSON.stringify([B, L, Di, N, chunk, fwdT, bwd])}`, ins, (...t) => [
         T.bind("selectiveScan", t.slice(0, 6), {}), T.bind("selectiveScanState", t.slice(0, 6), {}), T.bind("selectiveScanGrad", t, {}),
       ], { rtol: 1e-4, atol: 1e-4 });
     } finally {
       ssmTuning.forceChunk = 0;
       ssmTuning.fwdForceT = 0;
+      ssmTuning.bwdParallel = true;
+      ssmTuning.bwdMaxGroup = 0;
     }
-  }), { numRuns: 12 });
+  }), { numRuns: 15 });
   // long L, few channels: the forward chunked along L by its own plan
   const [B, L, Di, N] = [1, 200, 3, 5];
   expect(ssmForwardPlan(B, L, Di).nC).toBeGreaterThan(1);

@@ -73,6 +73,7 @@ export class WebGpuBackend implements Backend {
   /** Bind groups by pipeline, params size and buffer ranges (see #bindGroup). */
   #bindGroups = new Map<string, GPUBindGroup>();
   #bufferIds = new WeakMap<GPUBuffer, number>();
+  #bgStats = { hits: 0, misses: 0 };
   #nextBufferId = 1;
   #maxStorageBuffers = 0;
   #lastUse = new WeakMap<GPUBuffer, number>();
@@ -198,8 +199,8 @@ export class WebGpuBackend implements Backend {
   }
 
   /** Pool counters (buffers created vs reused). */
-  poolStats(): { tensor: PoolStats; staging: PoolStats; pipelines: number } {
-    return { tensor: { ...this.#pool.stats }, staging: { ...this.#staging.stats }, pipelines: this.#pipelines.size };
+  poolStats(): { tensor: PoolStats; staging: PoolStats; pipelines: number; bindGroups: { hits: number; misses: number } } {
+    return { tensor: { ...this.#pool.stats }, staging: { ...this.#staging.stats }, pipelines: this.#pipelines.size, bindGroups: { ...this.#bgStats } };
   }
 
   /** Restarts the pools' high-water marks (peakInUseBytes) from the bytes in use now (benchmarks). */
@@ -383,7 +384,11 @@ export class WebGpuBackend implements Backend {
     let key = `${p.id}|${pBytes}`;
     for (const r of buffers) key += `|${this.#bufferId(r.buf)}:${r.offset}:${r.size}`;
     let g = this.#bindGroups.get(key);
-    if (g) return g;
+    if (g) {
+      this.#bgStats.hits++;
+      return g;
+    }
+    this.#bgStats.misses++;
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.#params, offset: 0, size: pBytes } }];
     buffers.forEach((r, i) => entries.push({ binding: i + 1, resource: { buffer: r.buf, offset: r.offset, size: r.size } }));
     g = this.device.createBindGroup({ layout: p.bgl, entries });

@@ -41,7 +41,16 @@ const FWD_WG = 64;
  * the forward's chunks along L: threads wanted for passes 1 and 3 (chunks are added until
  * B·Di·nC reaches it), the shortest chunk, or a forced chunk length (tests; 0: choose).
  */
-export const ssmTuning = { scratchElems: 64 * 2 ** 20, forceChunk: 0, fwdThreads: 2 ** 17, fwdMinT: 32, fwdForceT: 0 };
+export const ssmTuning = {
+  scratchElems: 64 * 2 ** 20, forceChunk: 0, fwdThreads: 2 ** 17, fwdMinT: 32, fwdForceT: 0,
+  /** The backward parallel along L (else chunks in turn, parallel over B·Di only). */
+  bwdParallel: true,
+  /** Its scratch budget (elements; also at most one binding) and shortest chunk. */
+  bwdScratchElems: 256 * 2 ** 20,
+  bwdMinT: 32,
+  /** At most this many chunks per group (0: as many as the scratch holds; tests force several groups). */
+  bwdMaxGroup: 0,
+};
 
 /** The forward's chunking for x [B, L, Di]: nC chunks of T steps (nC = 1: one thread walks L). */
 export function ssmForwardPlan(B: number, L: number, Di: number): { nC: number; T: number } {
@@ -318,7 +327,187 @@ fn main(${ENTRY_ARGS}) {
 }`;
 }
 
+/**
+ * The adjoint's chunk carries (parallel backward). Pass 1, thread per (b, c, i): the λ leaving
+ * chunk c leftwards when λ entering it from the right is 0 (run t from the chunk's end down:
+ * l = λ + gy_t C_t, λ = a_t l), over LAM. Pass 2, thread per (b, i): from ghL, walks the chunks
+ * right to left, turning those into the λ entering each chunk from the right (over LAM; the
+ * chunk's decay is exp(A·ΣΔ), ΣΔ from the forward's chunk pass), and the final λ (dh0) into LF.
+ * params: B·Di, L, Di, N, 0, T, nC, lamOff, lfOff (vec4s). Buffers: LAM_BUFS[pass].
+ */
+const LAM_BUFS = { 1: ["W", "delta", "A", "C", "gy"], 2: ["W", "A", "ghL"] } as const;
+function lamChunkWgsl(N4: number, pass: 1 | 2): string {
+  const Q = quads(N4);
+  const bufs = LAM_BUFS[pass].map((name) => ({ name, type: name === "W" ? "vec4<f32>" : "f32", write: name === "W" }));
+  const per = (f: (q: number) => string) => Q.map(f).join("\n  ");
+  const head = `${header(9, bufs)}${VEXP}
+@compute @workgroup_size(${FWD_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let g = wg * ${FWD_WG}u + lid;
+  let L = ${pu(1)}; let Di = ${pu(2)}; let N = ${pu(3)}; let T = ${pu(5)}; let nC = ${pu(6)};
+  let lamOff = ${pu(7)}; let lfOff = ${pu(8)};
+  let sOff = ${pu(0)} * nC * ${N4}u;
+  ${per((q) => `let A${q} = ${ld("A", "(g % Di) * N", q)};`)}`;
+  if (pass === 1) {
+    return `${head}
+  if (g >= ${pu(0)} * nC) { return; }
+  let i = g % Di; let c = (g / Di) % nC; let b = g / (Di * nC);
+  let t0 = c * T; let t1 = min(L, t0 + T);
+  ${per((q) => `var lam${q} = vec4<f32>(0.0f);`)}
+  for (var t = t1; t > t0; t--) {
+    let row = (b * L + t - 1u) * Di + i; let bn = (b * L + t - 1u) * N;
+    let dt = delta[row]; let gv = gy[row];
+    ${Q.map((q) => `lam${q} = vexp(dt * A${q}) * (lam${q} + gv * ${ld("C", "bn", q)});`).join("\n    ")}
+  }
+  ${per((q) => `W[lamOff + g * ${N4}u + ${q}u] = lam${q};`)}
+}`;
+  }
+  return `${head}
+  if (g >= ${pu(0)}) { return; }
+  let b = g / Di; let i = g % Di;
+  ${per((q) => `var lam${q} = ${ld("ghL", "g * N", q)};`)}
+  for (var cr = 0u; cr < nC; cr++) {
+    let k = (b * nC + nC - 1u - cr) * Di + i;
+    let sd = W[sOff + k].x;
+    ${Q.map((q) => `let e${q} = W[lamOff + k * ${N4}u + ${q}u]; W[lamOff + k * ${N4}u + ${q}u] = lam${q}; lam${q} = vexp(sd * A${q}) * lam${q} + e${q};`).join("\n    ")}
+  }
+  ${per((q) => `W[lfOff + g * ${N4}u + ${q}u] = lam${q};`)}
+}`;
+}
+
+/**
+ * One group of chunks of the parallel backward, thread per (b, cg, i) for chunk c = c0 + cg:
+ * as chunkWgsl, but the state entering the chunk and the λ entering it from the right come from
+ * the carry passes, and the chunk's dA terms go to their own slot (summed over b and c later).
+ * params: B, L, Di, T, nC, c0, G, hOff, lamOff, daOff, hcOff, pbOff, pcOff (vec4s), oDx, oDd, N.
+ */
+function chunkParWgsl(N4: number): string {
+  const Q = quads(N4);
+  const bufs = [
+    { name: "out", type: "f32", write: true }, { name: "W", type: "vec4<f32>", write: true }, { name: "x", type: "f32" },
+    { name: "delta", type: "f32" }, { name: "A", type: "f32" }, { name: "Bm", type: "f32" }, { name: "C", type: "f32" },
+    { name: "gy", type: "f32" },
+  ];
+  const P = (k: number) => pu(k);
+  const per = (f: (q: number) => string) => Q.map(f).join("\n    ");
+  return `${header(16, bufs)}${VEXP}
+@compute @workgroup_size(${FWD_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let B = ${P(0)}; let L = ${P(1)}; let Di = ${P(2)}; let T = ${P(3)}; let nC = ${P(4)}; let c0 = ${P(5)}; let G = ${P(6)};
+  let N = ${P(15)};
+  let g0 = wg * ${FWD_WG}u + lid;
+  if (g0 >= B * G * Di) { return; }
+  let i = g0 % Di; let cg = (g0 / Di) % G; let b = g0 / (Di * G);
+  let c = c0 + cg;
+  if (c >= nC) { return; }
+  let t0 = c * T; let Tc = min(L, t0 + T) - t0;
+  ${per((q) => `let A${q} = ${ld("A", "i * N", q)};`)}
+  let k = (b * nC + c) * Di + i;
+  let ckb = ${P(7)} + k * ${N4}u;
+  let hc0 = ${P(10)} + (b * G + cg) * T * Di * ${N4}u;
+  ${per((q) => `var hs${q} = W[ckb + ${q}u];`)}
+  for (var tl = 0u; tl < Tc; tl++) {
+    let t = t0 + tl;
+    ${stepCode(N4)}
+    let hb = hc0 + (tl * Di + i) * ${N4}u;
+    ${per((q) => `W[hb + ${q}u] = hs${q};`)}
+  }
+  ${per((q) => `var lam${q} = W[${P(8)} + k * ${N4}u + ${q}u];`)}
+  ${per((q) => `var dA${q} = vec4<f32>(0.0f);`)}
+  for (var tr = 0u; tr < Tc; tr++) {
+    let tl = Tc - 1u - tr;
+    let t = t0 + tl;
+    let row = (b * L + t) * Di + i; let bn = (b * L + t) * N;
+    let dt = delta[row]; let xv = x[row]; let g = gy[row];
+    let hb = hc0 + (tl * Di + i) * ${N4}u;
+    var pb = ckb;
+    if (tl > 0u) { pb = hb - Di * ${N4}u; }
+    let cbo = hb - ${P(10)} + ${P(11)};
+    let cco = hb - ${P(10)} + ${P(12)};
+    var ddt = 0.0f; var dx = 0.0f;
+    ${per((q) => `let C${q} = ${ld("C", "bn", q)}; let B${q} = ${ld("Bm", "bn", q)};
+    let l${q} = lam${q} + g * C${q};
+    let a${q} = vexp(dt * A${q});
+    ddt += dot(l${q} * xv, B${q}); dx += dot(l${q} * dt, B${q});
+    W[cbo + ${q}u] = l${q} * (dt * xv);
+    W[cco + ${q}u] = g * W[hb + ${q}u];
+    let da${q} = l${q} * W[pb + ${q}u] * a${q};
+    ddt += dot(da${q}, A${q}); dA${q} += da${q} * dt; lam${q} = l${q} * a${q};`)}
+    out[${P(13)} + row] = dx; out[${P(14)} + row] = ddt;
+  }
+  ${per((q) => `W[${P(9)} + k * ${N4}u + ${q}u] = dA${q};`)}
+}`;
+}
+
+/**
+ * The backward parallel along L (see the file comment's forward for the carries): nC chunks of
+ * T steps; forward carries (state entering each chunk) and adjoint carries (λ entering each
+ * chunk from the right) by chunk passes, then the chunks in groups of G, each group one
+ * dispatch of B·G·Di threads recomputing its chunks' states into scratch and running the
+ * adjoint through them. Returns false (nothing encoded) when the scratch cannot fit.
+ */
+function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): boolean {
+  const [x, delta, A, Bm, C, h0, gy, ghL] = ins;
+  const [B, L, Di] = x.shape;
+  const N = A.shape[1];
+  const label = "selectiveScanGrad";
+  const N4 = Math.max(1, Math.ceil(N / 4)), NP = 4 * N4;
+  if (B * Di * L === 0) return false;
+  const limit = Math.min(ssmTuning.bwdScratchElems, Math.floor(ctx.limits.maxStorageBufferBindingSize / 4)) / 4; // vec4s
+  // fixed regions per chunk (vec4s): states and λ entering it, ΣΔ, dA terms
+  const fixed = (nC: number) => B * nC * Di * (3 * N4 + 1) + B * Di * N4;
+  let T = ssmTuning.forceChunk > 0 ? ssmTuning.forceChunk : ssmTuning.bwdMinT;
+  while (T < L && fixed(ceilDiv(L, T)) > limit / 2) T *= 2;
+  const nC = ceilDiv(L, T);
+  const perChunk = 3 * B * T * Di * N4; // its states and dB / dC terms
+  const G = Math.min(nC, Math.floor((limit - fixed(nC)) / perChunk), ssmTuning.bwdMaxGroup > 0 ? ssmTuning.bwdMaxGroup : Infinity);
+  if (G < 1) return false;
+  const K = B * nC * Di;
+  const hOff = 0, sdOff = K * N4, lamOff = sdOff + K, lfOff = lamOff + K * N4, daOff = lfOff + B * Di * N4;
+  const hcOff = daOff + K * N4, pbOff = hcOff + G * perChunk / 3, pcOff = pbOff + G * perChunk / 3;
+  const total = pcOff + G * perChunk / 3;
+  const W = ctx.temp(total * 16);
+  const sums = ctx.temp(B * G * T * NP * 4);
+  const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
+  const r = (a: KernelArg) => ctx.ref(a, label);
+  const ro = r(out);
+  const refs: Record<string, BufRef> = { out: ro, W, x: r(x), delta: r(delta), A: r(A), Bm: r(Bm), C: r(C), h0: r(h0), gy: r(gy), ghL: r(ghL) };
+  const w = new ParamWords().u(B * Di).u(L).u(Di).u(N).u(0).u(T).u(nC).u(lamOff).u(lfOff).words();
+  const go = (key: string, wgsl: () => string, names: readonly string[], params: Uint32Array, threads: number) =>
+    ctx.dispatch({ label, key, wgsl, buffers: names.map((n) => refs[n]), params, groups: grid(ceilDiv(threads, FWD_WG), maxDim) });
+  // forward carries (the forward's chunk passes 1 and 2, mode 0: nothing written to out)
+  go(`ssm:fc1:q${N4}`, () => fwdChunkWgsl(N4, 1), FWD_CHUNK_BUFS[1], w, K);
+  go(`ssm:fc2:q${N4}`, () => fwdChunkWgsl(N4, 2), FWD_CHUNK_BUFS[2], w, B * Di);
+  go(`ssm:bl1:q${N4}`, () => lamChunkWgsl(N4, 1), LAM_BUFS[1], w, K);
+  go(`ssm:bl2:q${N4}`, () => lamChunkWgsl(N4, 2), LAM_BUFS[2], w, B * Di);
+  const oDx = 0, oDd = B * L * Di, oDA = 2 * B * L * Di, oDB = oDA + Di * N, oDC = oDB + B * L * N, oDh0 = oDC + B * L * N;
+  for (let c0 = 0; c0 < nC; c0 += G) {
+    const pw = new ParamWords().u(B).u(L).u(Di).u(T).u(nC).u(c0).u(G);
+    for (const off of [hOff, lamOff, daOff, hcOff, pbOff, pcOff]) pw.u(off);
+    pw.u(oDx).u(oDd).u(N);
+    go(`ssm:bwdp:q${N4}`, () => chunkParWgsl(N4), ["out", "W", "x", "delta", "A", "Bm", "C", "gy"], pw.words(), B * G * Di);
+    // dB_t, dC_t over the group's steps: sums over i of the terms ([B, G·T, Di, NP] → [B, Lg, NP])
+    const Lg = Math.min(L, (c0 + G) * T) - c0 * T;
+    for (const [sOff, dOff] of [[pbOff, oDB], [pcOff, oDC]]) {
+      const groups: Group[] = [
+        { size: B, stride: G * T * Di * NP, reduced: false }, { size: Lg, stride: Di * NP, reduced: false },
+        { size: Di, stride: NP, reduced: true }, { size: NP, stride: 1, reduced: false },
+      ];
+      reduceGroups(ctx, "sum", W, sums, groups, sOff * 4);
+      gsum(ctx, ro, sums, { O: B * Lg, q: Lg, J: N, Mid: 1, dS: L * N, dT: N, dOff: dOff + c0 * T * N, sS: Lg * NP, sT: NP, sOff: 0 });
+    }
+  }
+  gsum(ctx, ro, W, { O: Di, J: N, Mid: B * nC, dS: N, sS: NP, sM: Di * NP, sOff: daOff * 4, dOff: oDA });
+  gsum(ctx, ro, W, { O: B * Di, J: N, Mid: 1, dS: N, sS: NP, sOff: lfOff * 4, dOff: oDh0 });
+  ctx.releaseTemp(W);
+  ctx.releaseTemp(sums);
+  return true;
+}
+
 export function selectiveScanGradKernel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): void {
+  if (ssmTuning.bwdParallel && gradParallel(ctx, ins, out)) return;
   const [x, delta, A, Bm, C, h0, gy, ghL] = ins;
   const [B, L, Di] = x.shape;
   const N = A.shape[1];
