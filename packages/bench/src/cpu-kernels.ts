@@ -113,7 +113,12 @@ export interface RuntimeResult {
     bestPeer: string | null;
     ffiOverNumpy: number | null;
     scanOfBandwidth: number | null;
-    /** Extra context: silu and the row sum against saxpy, all threads. */
+    /**
+     * Extra context: ours-wasm at 1024² on one thread over the peak loop on one thread (the same
+     * kernels without the second thread, which a busy or shared machine slows first).
+     */
+    wasmOfPeakOneThread: number | null;
+    /** Extra context: the elementwise mul and the row sum against saxpy, all threads. */
     elementwiseOfBandwidth: number | null;
     reduceOfBandwidth: number | null;
     /** The small model's training step, tokens/s: the fastest of ours over the TypeScript kernels. */
@@ -320,7 +325,6 @@ async function measureRuntime(sizes: number[], runs: number, warmupMs: number): 
   };
   const SAXPY_BYTES = 3 * 64 * 1024 * 1024;
   const saxpy = { gbPerSec: SAXPY_BYTES / median(base.saxpy) / 1e6, gbPerSecOneThread: SAXPY_BYTES / median(base.saxpy1) / 1e6, bytesPerCall: SAXPY_BYTES };
-  one.dispose();
 
   // matmul: every kernel at one size, round after round (the peak in every round too)
   const rows: MatmulRow[] = [];
@@ -333,6 +337,10 @@ async function measureRuntime(sizes: number[], runs: number, warmupMs: number): 
       else timers[k] = t;
     };
     add("ours-wasm", matmulTimer(wasm, n, `wasm ${wasm.kernelInfo().kernels}, ${threads} threads`));
+    if (n === 1024 && threads > 1) {
+      timers["ours-wasm-1t"] = matmulTimer(one, n, `wasm ${one.kernelInfo().kernels}, 1 thread`);
+      timers.peak1 = peakTimer(one, 1);
+    }
     add("ours-ffi", ffi ? matmulTimer(ffi, n, ffiInfo ?? "") : null);
     add("jax-js", await jaxTimer(n));
     add("tfjs-wasm", await tfjsTimer(n, root));
@@ -352,6 +360,7 @@ async function measureRuntime(sizes: number[], runs: number, warmupMs: number): 
     const plain = await plainJsMatmul(n, n >= 2048 ? 3 : Math.min(runs, 5), n >= 2048 ? 0 : warmupMs);
     rows.push({ kernel: "plain-js", n, gflops: flops(n) / plain.medianMs / 1e6, medianMs: plain.medianMs, samplesMs: plain.samplesMs, detail: plain.detail });
   }
+  one.dispose();
   const numpyDetail = rows.find((r) => r.kernel === "numpy" && r.gflops !== null)?.detail;
   if (numpyDetail) notes.push(numpyDetail);
 
@@ -404,6 +413,7 @@ async function measureRuntime(sizes: number[], runs: number, warmupMs: number): 
   const summary: RuntimeResult["summary"] = {
     // per-round ratios (time of the other / time of ours, for the same flops), then their median
     wasmOfPeak: medianRatio(r1024?.["ours-wasm"], r1024?.peak, (ours, pk) => (flops(1024) / ours) / ((threads * PEAK_FLOPS_PER_THREAD) / pk)),
+    wasmOfPeakOneThread: medianRatio(r1024?.["ours-wasm-1t"], r1024?.peak1, (ours, pk) => (flops(1024) / ours) / (PEAK_FLOPS_PER_THREAD / pk)),
     wasmOverBestPeer: medianRatio(r1024?.["ours-wasm"], bestPeerRounds, (ours, peer) => peer / ours),
     bestPeer: peers[0] ?? null,
     ffiOverNumpy: medianRatio(r1024?.["ours-ffi"], r1024?.numpy, (ours, np) => np / ours),
@@ -485,6 +495,7 @@ function tableOf(results: RuntimeResult[], sizes: number[], torch: StepRow | nul
     }),
   ]);
   sum.push(["best JS peer at 1024²", "", ...results.map((r) => r.summary.bestPeer ?? "-")]);
+  sum.push(["wasmOfPeakOneThread", "", ...results.map((r) => r.summary.wasmOfPeakOneThread)]);
   sum.push(["trainStepOverTs", "", ...results.map((r) => r.summary.trainStepOverTs)]);
   if (torch?.tokensPerSec) {
     sum.push(["trainStepOverTorch", "> 1", ...results.map((r) => {

@@ -314,13 +314,14 @@ async function streamOne(bb: BenchBackend, params: LMParams, kind: ModelKind, o:
   };
 }
 
-/** Time per token against log2 L, one line per model and mode. */
-function plot(r: ScalingResult): string {
+/** The SVG plot of a result: time per token against log2 L, one line per model and mode (train dashed). */
+export function plot(r: ScalingResult): string {
   const series: Series[] = [];
+  const color: Record<ModelKind, string> = { memmamba: "#0072B2", mamba: "#009E73", transformer: "#D55E00" }; // one colour per model
   for (const kind of KINDS) {
     for (const mode of ["forward", "train"] as const) {
       const pts = r.rows.filter((x) => x.kind === kind && x.mode === mode && x.usPerToken !== null).map((x) => [Math.log2(x.L), x.usPerToken!] as const);
-      if (pts.length) series.push({ name: `${kind} ${mode}`, points: pts, dashed: mode === "train" });
+      if (pts.length) series.push({ name: `${kind} ${mode}`, points: pts, color: color[kind], dashed: mode === "train" });
     }
   }
   return linePlot(series, {

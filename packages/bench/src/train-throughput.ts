@@ -357,6 +357,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
     bb.destroy();
   }
   const res = result();
+  writeJson(out, res); // the file and the returned value are the same object
   if (f.json) {
     console.log(JSON.stringify(res, null, 2));
     return res;

@@ -12,7 +12,8 @@
  *                   bytes per element; the direct scan 12). --scan-algo runs both in turn.
  *   GB/s = bytes / GPU time; "% copy" divides by the copy bandwidth below.
  * - the fused `selectiveScan` (x, delta [B, L, Di], A [Di, N], B, C [B, L, N], h0 [B, Di, N])
- *   forward and `selectiveScanGrad` at one or two sizes: GB/s over the compulsory bytes (inputs
+ *   forward and `selectiveScanGrad` (batch-1 L = 4K..256K, and one training-like batch; the chunking
+ *   along L each uses is printed): GB/s over the compulsory bytes (inputs
  *   read once, outputs written once) and state updates per second (B·L·Di·N per pass; the
  *   backward counts the same B·L·Di·N, though it runs the recurrence twice and the adjoint once).
  * - the peak: copyBufferToBuffer of 256 MiB (--copy-mib), bytes read + written, timed on the
@@ -37,7 +38,7 @@ import type { BufferHandle, KernelArg } from "../../tensor/src/backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type Launch } from "../../tensor/src/webgpu/context.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
 import { scanPlan, scanTuning } from "../../tensor/src/webgpu/kernels/scan.ts";
-import { ssmForwardPlan } from "../../tensor/src/webgpu/kernels/ssm.ts";
+import { ssmForwardPlan, ssmGradPlan } from "../../tensor/src/webgpu/kernels/ssm.ts";
 
 /** Batch-1 long sequences (L = 4K..256K; Di = 256 at 256K so that one tensor fits a binding), and a training-like batch. */
 const SSM_DEFAULT = "1x4096x1024x16,1x16384x1024x16,1x65536x1024x16,1x262144x256x16,4x2048x1536x16";
@@ -107,8 +108,10 @@ export interface SsmRow {
   L: number;
   Di: number;
   N: number;
-  /** Forward: chunks along L (1: one thread per (b, i) walks L). */
+  /** Chunks along L (forward: 1 = one thread per (b, i) walks L; backward: 1 = the sequential fallback). */
   chunks: number;
+  /** Backward: chunks run at once (one dispatch a group); forward: 1. */
+  chunksPerGroup: number;
   dispatchesPerCall: number;
   bytes: number;
   timing: Timed;
@@ -346,6 +349,11 @@ async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts): Promise<
   const ins = [arg(x, sh.x), arg(d, sh.x), arg(A, sh.A), arg(bb, sh.B), arg(cc, sh.B), arg(h0, sh.h)];
   const updates = B * L * Di * N;
   const rows: SsmRow[] = [];
+  const chunking = (prim: SsmRow["prim"]) => {
+    if (prim === "selectiveScan") return { chunks: ssmForwardPlan(B, L, Di).nC, chunksPerGroup: 1 };
+    const p = ssmGradPlan(B, L, Di, N, gpu.limits.maxStorageBufferBindingSize);
+    return p ? { chunks: p.nC, chunksPerGroup: p.G } : { chunks: 1, chunksPerGroup: 1 };
+  };
   try {
     const cases: [SsmRow["prim"], () => void, number][] = [
       // forward: read x, Δ, B, C, A, h0; write y
@@ -377,7 +385,7 @@ async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts): Promise<
         maxErr = maxDiff / (1 + maxRef);
       } else await gpu.sync();
       rows.push({
-        prim, B, L, Di, N, chunks: prim === "selectiveScan" ? ssmForwardPlan(B, L, Di).nC : 1, dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
+        prim, B, L, Di, N, ...chunking(prim), dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
         stateUpdatesPerS: updates / (timing.medianMs * 1e-3), maxErr,
       });
     }
@@ -473,9 +481,9 @@ async function main(): Promise<void> {
   ));
   console.log();
   console.log(formatTable(
-    ["prim", "B", "L", "Di", "N", "chunks", "dispatches", "median ms", "GB/s", "% peak", "Gupdates/s", "max err"],
+    ["prim", "B", "L", "Di", "N", "chunks", "at once", "dispatches", "median ms", "GB/s", "% peak", "Gupdates/s", "max err"],
     ssm.map((r) => [
-      r.prim, String(r.B), String(r.L), String(r.Di), String(r.N), String(r.chunks), String(r.dispatchesPerCall), fmt(r.timing.medianMs, 4), fmt(r.GBps, 4), fmt(100 * r.fracCopy, 3),
+      r.prim, String(r.B), String(r.L), String(r.Di), String(r.N), String(r.chunks), String(r.chunksPerGroup), String(r.dispatchesPerCall), fmt(r.timing.medianMs, 4), fmt(r.GBps, 4), fmt(100 * r.fracCopy, 3),
       fmt(r.stateUpdatesPerS / 1e9, 4), r.maxErr === null ? "-" : r.maxErr.toExponential(2),
     ]),
   ));

@@ -72,6 +72,12 @@ export interface PrimParams {
   selectiveScanGrad: Record<string, never>;
   /** The recurrence run backwards in time (the VJP of `scan`). */
   scanReverse: Record<string, never>;
+  /**
+   * One part of a fused AdamW update (optim/adamw.ts), each intermediate rounded to f32 as the
+   * unfused ops would: "m": a·m + b·g; "v": a·v + b·g²; "p": (decay? a·p : p) − d·m / (√v / b + c)
+   * with inputs [p, m1, v1].
+   */
+  adamw: { part: "m" | "v" | "p"; a: number; b: number; c: number; d: number; decay: boolean };
 }
 /** The name of a primitive. */
 export type PrimName = keyof PrimParams;

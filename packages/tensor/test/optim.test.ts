@@ -8,7 +8,7 @@ import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import {
   adamw, add, clipByGlobalNorm, disposeTree, fromArray, globalNorm, grad, GradAccumulator, init, isFiniteTree,
-  liveBuffers, matmul, mean, random, schedule, sliceAxis, square, sub, tidy, valueAndGrad, type Tensor,
+  div, keep, liveBuffers, matmul, mean, mul, random, schedule, sliceAxis, sqrt, square, sub, tidy, valueAndGrad, type Tensor,
 } from "../src/index.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -424,4 +424,24 @@ describe("schedules", () => {
     expect(() => schedule.cosine({ peak: 1, total: 10, floor: 2 })).toThrow(/floor/);
     expect(() => schedule.cosine({ peak: -1, total: 10 })).toThrow(/peak/);
   });
+});
+
+test("[cpu] the fused AdamW update gives the same bits as the composite formula of twelve ops", async () => {
+  await useBackend("cpu");
+  const k = random.split(random.key(5), 4);
+  const p = random.normal(k[0], [257]), g = random.normal(k[1], [257]);
+  const m = mul(random.normal(k[2], [257]), 0.1), v = mul(square(random.normal(k[3], [257])), 0.01);
+  const lr = 3e-3, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.1, t = 4;
+  const state: adamw.AdamWState<{ p: Tensor }> = { step: t - 1, m: { p: keep(m) }, v: { p: keep(v) } };
+  // the composite, op by op, as adamw.update computed it before it was fused
+  const bc1 = 1 - b1 ** t, bc2 = 1 - b2 ** t;
+  const p0 = mul(p, 1 - lr * wd);
+  const m1 = add(mul(m, b1), mul(g, 1 - b1));
+  const v1 = add(mul(v, b2), mul(square(g), 1 - b2));
+  const p1 = sub(p0, mul(div(m1, add(div(sqrt(v1), Math.sqrt(bc2)), eps)), lr / bc1));
+  const want = [await p1.data(), await m1.data(), await v1.data()];
+  const r = adamw.update<{ p: Tensor }>({ p }, { p: g }, state, { lr, beta1: b1, beta2: b2, eps, weightDecay: wd });
+  const got = [await r.params.p.data(), await r.state.m.p.data(), await r.state.v.p.data()];
+  for (let i = 0; i < 3; i++) expect(Array.from(got[i])).toEqual(Array.from(want[i]));
+  disposeTree([r, g, p0, m1, v1, p1]);
 });

@@ -216,6 +216,32 @@ describe("wasm determinism", () => {
     out[1].forEach((r, i) => expectSameBits(r, out[0][i], `case ${i}: 6-row tile vs 4-row`));
   });
 
+  test("a matmul row has the same bits alone (unpacked kernel) as inside a larger product (packed tiles)", async () => {
+    const b = await createWasmBackend({ kernels: "wasm", quiet: true });
+    try {
+      // k = 300: two KC slabs; n = 37: a partial 8-column panel and a partial 4-lane vector
+      for (const [m, k, n] of [[13, 300, 37], [10, 40, 9]]) {
+        for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
+          const a = rand(m * k, 90), bv = rand(k * n, 91);
+          const full = runPrim(b, "matmul", [f(a, ta ? [k, m] : [m, k]), f(bv, tb ? [n, k] : [k, n])], [m, n], "f32", { transA: ta, transB: tb }) as Float32Array;
+          for (const i of [0, 5, m - 1]) {
+            const row = Float32Array.from({ length: k }, (_, p) => (ta ? a[p * m + i] : a[i * k + p]));
+            const one = runPrim(b, "matmul", [f(row, ta ? [k, 1] : [1, k]), f(bv, tb ? [n, k] : [k, n])], [1, n], "f32", { transA: ta, transB: tb }) as Float32Array;
+            expectSameBits(one, full.subarray(i * n, (i + 1) * n), `row ${i} of ${m}x${k}x${n} ta=${ta} tb=${tb}`);
+          }
+        }
+      }
+      // batched one-row products (many batches: the unpacked kernel on every thread) against the reference
+      const [B, k, n] = [256, 24, 50];
+      const q = rand(B * k, 92), pool = rand(B * n * k, 93);
+      const got = runPrim(b, "matmul", [f(q, [B, 1, k]), f(pool, [B, n, k])], [B, 1, n], "f32", { transA: false, transB: true }) as Float32Array;
+      const want = runPrim(cpu, "matmul", [f(q, [B, 1, k]), f(pool, [B, n, k])], [B, 1, n], "f32", { transA: false, transB: true }) as Float32Array;
+      for (let i = 0; i < got.length; i++) expect(Math.abs(got[i] - want[i])).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(want[i])));
+    } finally {
+      b.dispose();
+    }
+  });
+
   test("the selective scan's lockstep exps give the same bits as one at a time (the choice is per engine)", async () => {
     const out: Float32Array[][] = [];
     for (const expLockstep of [false, true]) {

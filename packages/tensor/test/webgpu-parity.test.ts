@@ -405,9 +405,17 @@ test("webgpu parity: fused selective scan: y, last state and the packed gradient
       ssmTuning.bwdMaxGroup = 0;
     }
   }), { numRuns: 15 });
-  // long L, few channels: the forward chunked along L by its own plan
+  // long L, few channels: the forward chunked along L by its own plan, the backward parallel
+  // along L in chunks of its default length (several groups: at most 3 chunks each)
   const [B, L, Di, N] = [1, 200, 3, 5];
   expect(ssmForwardPlan(B, L, Di).nC).toBeGreaterThan(1);
-  const ins = [f32([B, L, Di], -1, 1), f32([B, L, Di], 0.01, 0.5), f32([Di, N], -3, -0.2), f32([B, L, N]), f32([B, L, N]), f32([B, Di, N], -0.5, 0.5)];
-  await parity(`selectiveScan ${JSON.stringify([B, L, Di, N])}`, ins, (...t) => [T.bind("selectiveScan", t, {}), T.bind("selectiveScanState", t, {})], { rtol: 1e-4, atol: 1e-4 });
+  const ins = [f32([B, L, Di], -1, 1), f32([B, L, Di], 0.01, 0.5), f32([Di, N], -3, -0.2), f32([B, L, N]), f32([B, L, N]), f32([B, Di, N], -0.5, 0.5), f32([B, L, Di]), f32([B, Di, N])];
+  ssmTuning.bwdMaxGroup = 3;
+  try {
+    await parity(`selectiveScan ${JSON.stringify([B, L, Di, N])}`, ins, (...t) => [
+      T.bind("selectiveScan", t.slice(0, 6), {}), T.bind("selectiveScanState", t.slice(0, 6), {}), T.bind("selectiveScanGrad", t, {}),
+    ], { rtol: 1e-4, atol: 1e-4 });
+  } finally {
+    ssmTuning.bwdMaxGroup = 0;
+  }
 });

@@ -53,6 +53,7 @@ enum {
   K_PEAK = 17,
   K_SAXPY = 18,
   K_COPY = 19,
+  K_GEMM_DIRECT = 20,
 };
 
 void k_gemm_pack_b(const i32* a, int task, int tid);
@@ -74,6 +75,7 @@ void k_ssm_bwd_reduce(const i32* a, int task, int tid);
 void k_peak(const i32* a, int task, int tid);
 void k_saxpy(const i32* a, int task, int tid);
 void k_copy(const i32* a, int task, int tid);
+void k_gemm_direct(const i32* a, int task, int tid);
 
 INLINE f32 as_f32(i32 bits) { union { i32 i; f32 f; } u = { bits }; return u.f; }
 

@@ -24,6 +24,7 @@ static kernel_fn kernel_of(int kid) {
     case K_PEAK: return k_peak;
     case K_SAXPY: return k_saxpy;
     case K_COPY: return k_copy;
+    case K_GEMM_DIRECT: return k_gemm_direct;
     default: return 0;
   }
 }

@@ -243,3 +243,46 @@ void k_gemm(const i32* a, int task, int tid) {
     }
   }
 }
+
+/*
+ * The same product without packing, for tiny per-batch products (a few rows or a short k, e.g. one
+ * query row against a 50-entry pool, batched 512 times), where packing B and padding A's rows to a
+ * whole tile cost more than the multiply-adds. Every element of C is the same sequence of
+ * operations as in k_gemm — per KC slab, a fold over k of MADD(a, b, acc) from 0 in k order, then
+ * the slabs added to C in order — so a row of C has the same bits whichever kernel computed it.
+ * args: m, n, k, ta, tb, A, B, C, aoffs, boffs, batchesPerTask, batches
+ */
+INLINE v128_t b_vec(const f32* B, int tb, int n, int k, int p, int j, int nr) {
+  if (!tb && nr == 4) return wasm_v128_load(B + (size_t)p * n + j);
+  f32 v[4] = { 0, 0, 0, 0 };
+  for (int c = 0; c < nr; c++) v[c] = tb ? B[(size_t)(j + c) * k + p] : B[(size_t)p * n + j + c];
+  return wasm_v128_load(v);
+}
+
+void k_gemm_direct(const i32* a, int task, int tid) {
+  (void)tid;
+  const int m = a[0], n = a[1], k = a[2], ta = a[3], tb = a[4];
+  const int q0 = task * a[10], q1 = MIN(a[11], q0 + a[10]);
+  for (int q = q0; q < q1; q++) {
+    const f32* A = PTR(f32, a[5]) + PTR(i32, a[8])[q];
+    const f32* B = PTR(f32, a[6]) + PTR(i32, a[9])[q];
+    f32* C = PTR(f32, a[7]) + (size_t)q * m * n;
+    for (int i = 0; i < m; i++) {
+      for (int j = 0; j < n; j += 4) {
+        const int nr = MIN(4, n - j);
+        f32* c = C + (size_t)i * n + j;
+        for (int p0 = 0; p0 < k; p0 += KC) {
+          const int p1 = MIN(k, p0 + KC);
+          v128_t acc = wasm_f32x4_splat(0);
+          for (int p = p0; p < p1; p++) {
+            const v128_t x = wasm_f32x4_splat(ta ? A[(size_t)p * m + i] : A[(size_t)i * k + p]);
+            acc = MADD(x, b_vec(B, tb, n, k, p, j, nr), acc);
+          }
+          f32 r[4];
+          wasm_v128_store(r, acc);
+          for (int cc = 0; cc < nr; cc++) c[cc] = p0 == 0 ? r[cc] : c[cc] + r[cc];
+        }
+      }
+    }
+  }
+}

@@ -118,3 +118,28 @@ export function castKernel([x]: CpuArg[], out: CpuArg): void {
   if (O instanceof Int32Array) for (let i = 0; i < O.length; i++) O[i] = Math.trunc(X[i]);
   else O.set(X);
 }
+
+/**
+ * The fused AdamW parts (see PrimParams["adamw"]): every intermediate is rounded to f32 exactly
+ * where the unfused ops (mul, add, square, sqrt, div, sub on f32 tensors) would round it, so the
+ * fused update gives the same bits as the composite one.
+ */
+export function adamwKernel(ins: CpuArg[], out: CpuArg, p: PrimParams["adamw"]): void {
+  const f = Math.fround;
+  const a = f(p.a), b = f(p.b), c = f(p.c), d = f(p.d);
+  const o = out.data, n = o.length;
+  if (p.part === "m") {
+    const m = ins[0].data, g = ins[1].data;
+    for (let i = 0; i < n; i++) o[i] = f(m[i] * a) + f(g[i] * b);
+  } else if (p.part === "v") {
+    const v = ins[0].data, g = ins[1].data;
+    for (let i = 0; i < n; i++) o[i] = f(v[i] * a) + f(f(g[i] * g[i]) * b);
+  } else {
+    const w = ins[0].data, m = ins[1].data, v = ins[2].data;
+    for (let i = 0; i < n; i++) {
+      const p0 = p.decay ? f(w[i] * a) : w[i];
+      const denom = f(f(f(Math.sqrt(v[i])) / b) + c);
+      o[i] = p0 - f(f(m[i] / denom) * d);
+    }
+  }
+}

@@ -1,6 +1,6 @@
 /** The CPU kernel table: one kernel per primitive (the compiler checks none is missing). */
 import type { HostArray, PrimName, PrimParams } from "../backend.ts";
-import { binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, whereKernel } from "./elementwise.ts";
+import { adamwKernel, binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import { matmulKernel } from "./matmul.ts";
 import { reduceKernel } from "./reduce.ts";
@@ -20,6 +20,7 @@ export type CpuKernel<K extends PrimName> = (ins: CpuArg[], out: CpuArg, params:
 
 export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
   fill: fillKernel,
+  adamw: adamwKernel,
   unary: unaryKernel,
   binary: binaryKernel,
   compare: compareKernel,

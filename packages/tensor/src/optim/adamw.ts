@@ -31,7 +31,9 @@
  */
 import { z } from "zod";
 import { flattenTree, mapTree, noGrad } from "../autodiff.ts";
-import { add, div, full, mul, sqrt, square, sub } from "../ops/elementwise.ts";
+import { bind, definePrimitive } from "../dispatch.ts";
+import { full } from "../ops/elementwise.ts";
+import { ShapeError } from "../shape.ts";
 import { keep, Tensor, tidy } from "../tensor.ts";
 import { showShape } from "../shape.ts";
 
@@ -104,6 +106,26 @@ export function init<P>(params: P): AdamWState<P> {
  * tensors it replaced (see the module note on ownership). `grads` must have the same tree
  * structure and shapes as `params` (e.g. from `grad`/`valueAndGrad` over the same tree).
  */
+// The fused update: three elementwise primitives per parameter (m, v, then p) instead of twelve
+// launches, with the same f32 rounding as the composite formula (cpu/elementwise.ts adamwKernel).
+definePrimitive("adamw", {
+  shape: (ins, p) => {
+    const want = p.part === "p" ? 3 : 2;
+    if (ins.length !== want) throw new ShapeError(`adamw (${p.part}): expected ${want} inputs, got ${ins.length}`);
+    const s = ins[0].shape;
+    for (const t of ins) {
+      if (t.dtype !== "f32" || t.shape.length !== s.length || t.shape.some((d, i) => d !== s[i])) {
+        throw new ShapeError(`adamw (${p.part}): inputs must be f32 of one shape, got ${ins.map((x) => `${x.dtype}${showShape(x.shape)}`).join(", ")}`);
+      }
+    }
+    return { shape: [...s], dtype: "f32" };
+  },
+  flops: (ins, _out, p) => ins[0].size * (p.part === "p" ? 7 : p.part === "v" ? 4 : 3),
+  vjp: () => {
+    throw new Error("adamw: the optimizer update has no gradient");
+  },
+});
+
 export function update<P>(params: P, grads: GradTree<NoInfer<P>>, state: AdamWState<NoInfer<P>>, opts: AdamWOptions): { params: P; state: AdamWState<P> } {
   const lr = typeof opts.lr === "function" ? opts.lr(state.step) : opts.lr;
   const parsed = optionsSchema.safeParse({
@@ -160,11 +182,9 @@ export function update<P>(params: P, grads: GradTree<NoInfer<P>>, state: AdamWSt
         }
         const decays = weightDecay !== 0 && (opts.decayMask ? opts.decayMask(path, p) : true);
         const r = tidy(() => {
-          const p0 = decays ? mul(p, decay) : p;
-          const m1 = add(mul(m, beta1), mul(g, 1 - beta1));
-          const v1 = add(mul(v, beta2), mul(square(g), 1 - beta2));
-          const denom = add(div(sqrt(v1), sqrtBc2), eps);
-          const p1 = sub(p0, mul(div(m1, denom), stepSize));
+          const m1 = bind("adamw", [m, g], { part: "m", a: beta1, b: 1 - beta1, c: 0, d: 0, decay: false });
+          const v1 = bind("adamw", [v, g], { part: "v", a: beta2, b: 1 - beta2, c: 0, d: 0, decay: false });
+          const p1 = bind("adamw", [p, m1, v1], { part: "p", a: decay, b: sqrtBc2, c: eps, d: stepSize, decay: decays });
           return { p: p1, m: m1, v: v1 };
         });
         for (const x of [r.p, r.m, r.v]) created.push(keep(x));

@@ -19,5 +19,6 @@ export const K = {
   PEAK: 17,
   SAXPY: 18,
   COPY: 19,
+  GEMM_DIRECT: 20,
 } as const;
 export type KernelId = (typeof K)[keyof typeof K];

@@ -10,6 +10,7 @@ import {
 } from "./nn.ts";
 import { reduceKernel } from "./reduce.ts";
 import { scanKernel, scanReverseKernel } from "./scan.ts";
+import { adamwKernel } from "./optim.ts";
 import { causalSelectKernel } from "./select.ts";
 import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel } from "./ssm.ts";
 
@@ -46,4 +47,5 @@ export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   selectiveScanGrad: selectiveScanGradKernel,
   scan: scanKernel,
   scanReverse: scanReverseKernel,
+  adamw: adamwKernel,
 };

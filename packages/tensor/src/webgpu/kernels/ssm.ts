@@ -16,11 +16,23 @@
  *   3. a thread per (b, chunk, i) re-runs its chunk from that state, writing y.
  *   Only one state per chunk and channel goes through memory (N/T of x's size), not the L
  *   states; x, Δ and B are read twice, C once.
- * The backward is parallel over B·Di only (its chunks below bound scratch, they run in turn).
  *
- * Backward (selectiveScanGrad, packed output dx | dΔ | dA | dB | dC | dh0), in chunks of T steps
- * so that scratch stays bounded (the CPU keeps all L states of a sequence; here T = L whenever
- * B·L·Di·N fits the scratch budget):
+ * Backward (selectiveScanGrad, packed output dx | dΔ | dA | dB | dC | dh0), parallel along L
+ * (gradParallel, the default): chunks of T steps (the shortest whose carries take at most half
+ * the scratch budget);
+ *   1. the forward's passes 1 and 2 give the state entering each chunk;
+ *   2. the same two passes for the adjoint λ_{t−1} = a_t (λ_t + gy_t C_t), right to left: a
+ *      thread per (b, chunk, i) runs its chunk from λ = 0, a thread per (b, i) turns those into
+ *      the λ entering each chunk from the right (and the final λ, dh0);
+ *   3. the chunks in groups of G (as many as the rest of the scratch holds), one dispatch of
+ *      B·G·Di threads a group: each thread recomputes its chunk's states into scratch and runs
+ *      the adjoint back through them (as the sequential chunk kernel below), dB_t / dC_t terms
+ *      summed over i by the parallel reduction, dA terms per chunk summed at the end.
+ *   Its scratch traffic (states and dB / dC terms: 6 vec4 accesses per state and step) is what
+ *   bounds it, not the carries.
+ * Fallback (ssmTuning.bwdParallel off, or no group fits the scratch): parallel over B·Di only,
+ * in chunks of T steps so that scratch stays bounded (the CPU keeps all L states of a sequence;
+ * here T = L whenever B·L·Di·N fits the scratch budget):
  *   1. a forward pass stores the state entering each chunk (checkpoints);
  *   2. for each chunk, last to first, one dispatch recomputes the chunk's states from its
  *      checkpoint into scratch, then runs the adjoint λ_t = gy_t C_t + a_{t+1} λ_{t+1} backward
@@ -448,14 +460,15 @@ fn main(${ENTRY_ARGS}) {
  * dispatch of B·G·Di threads recomputing its chunks' states into scratch and running the
  * adjoint through them. Returns false (nothing encoded) when the scratch cannot fit.
  */
-function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): boolean {
-  const [x, delta, A, Bm, C, h0, gy, ghL] = ins;
-  const [B, L, Di] = x.shape;
-  const N = A.shape[1];
-  const label = "selectiveScanGrad";
-  const N4 = Math.max(1, Math.ceil(N / 4)), NP = 4 * N4;
-  if (B * Di * L === 0) return false;
-  const limit = Math.min(ssmTuning.bwdScratchElems, Math.floor(ctx.limits.maxStorageBufferBindingSize / 4)) / 4; // vec4s
+/**
+ * The parallel backward's plan for x [B, L, Di], N states, on a device whose storage bindings
+ * hold `maxBinding` bytes: nC chunks of T steps, G chunks a group (null: it does not fit, or
+ * ssmTuning.bwdParallel is off; the sequential backward runs).
+ */
+export function ssmGradPlan(B: number, L: number, Di: number, N: number, maxBinding: number): { T: number; nC: number; G: number } | null {
+  if (!ssmTuning.bwdParallel || B * Di * L === 0) return null;
+  const N4 = Math.max(1, Math.ceil(N / 4));
+  const limit = Math.min(ssmTuning.bwdScratchElems, Math.floor(maxBinding / 4)) / 4; // vec4s
   // fixed regions per chunk (vec4s): states and λ entering it, ΣΔ, dA terms
   const fixed = (nC: number) => B * nC * Di * (3 * N4 + 1) + B * Di * N4;
   let T = ssmTuning.forceChunk > 0 ? ssmTuning.forceChunk : ssmTuning.bwdMinT;
@@ -463,7 +476,19 @@ function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): b
   const nC = ceilDiv(L, T);
   const perChunk = 3 * B * T * Di * N4; // its states and dB / dC terms
   const G = Math.min(nC, Math.floor((limit - fixed(nC)) / perChunk), ssmTuning.bwdMaxGroup > 0 ? ssmTuning.bwdMaxGroup : Infinity);
-  if (G < 1) return false;
+  return G >= 1 ? { T, nC, G } : null;
+}
+
+function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): boolean {
+  const [x, delta, A, Bm, C, h0, gy, ghL] = ins;
+  const [B, L, Di] = x.shape;
+  const N = A.shape[1];
+  const label = "selectiveScanGrad";
+  const N4 = Math.max(1, Math.ceil(N / 4)), NP = 4 * N4;
+  const plan = ssmGradPlan(B, L, Di, N, ctx.limits.maxStorageBufferBindingSize);
+  if (!plan) return false;
+  const { T, nC, G } = plan;
+  const perChunk = 3 * B * T * Di * N4;
   const K = B * nC * Di;
   const hOff = 0, sdOff = K * N4, lamOff = sdOff + K, lfOff = lamOff + K * N4, daOff = lfOff + B * Di * N4;
   const hcOff = daOff + K * N4, pbOff = hcOff + G * perChunk / 3, pcOff = pbOff + G * perChunk / 3;
@@ -507,7 +532,7 @@ function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): b
 }
 
 export function selectiveScanGradKernel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): void {
-  if (ssmTuning.bwdParallel && gradParallel(ctx, ins, out)) return;
+  if (gradParallel(ctx, ins, out)) return;
   const [x, delta, A, Bm, C, h0, gy, ghL] = ins;
   const [B, L, Di] = x.shape;
   const N = A.shape[1];
