@@ -110,6 +110,8 @@ export interface Goals {
   memmambaFlatness: { fromL: number; toL: number; ratio: number } | null;
   /** At the measured length nearest 60K. */
   at60K: { L: number; memmambaOverMamba: number | null; memmambaOverTransformer: number | null; transformerNote?: string } | null;
+  /** MemMamba / Transformer at the longest length where both ran (the Transformer stops early). */
+  longestWithTransformer: { L: number; memmambaOverTransformer: number } | null;
   streamLiveMaxOverMin: Record<string, number | null>;
 }
 
@@ -130,7 +132,7 @@ export interface ScalingResult {
 export function goals(rows: readonly ScalingRow[], streams: readonly StreamResult[]): Goals {
   const fwd = (k: ModelKind) => rows.filter((r) => r.kind === k && r.mode === "forward" && r.usPerToken !== null);
   const mm = fwd("memmamba");
-  const g: Goals = { memmambaFlatness: null, at60K: null, streamLiveMaxOverMin: {} };
+  const g: Goals = { memmambaFlatness: null, at60K: null, longestWithTransformer: null, streamLiveMaxOverMin: {} };
   if (mm.length >= 2) {
     const a = mm[0], b = mm[mm.length - 1];
     g.memmambaFlatness = { fromL: a.L, toL: b.L, ratio: b.usPerToken! / a.usPerToken! };
@@ -145,6 +147,9 @@ export function goals(rows: readonly ScalingRow[], streams: readonly StreamResul
       memmambaOverTransformer: tr?.usPerToken ? near.usPerToken! / tr.usPerToken : null,
     };
     if (!tr?.usPerToken) g.at60K.transformerNote = tr?.note ?? "the Transformer was not run at this length";
+    const both = mm.filter((r) => fwd("transformer").some((t) => t.L === r.L));
+    const last = both[both.length - 1];
+    if (last) g.longestWithTransformer = { L: last.L, memmambaOverTransformer: last.usPerToken! / fwd("transformer").find((t) => t.L === last.L)!.usPerToken! };
   }
   for (const s of streams) g.streamLiveMaxOverMin[s.kind] = s.liveMaxOverMin;
   return g;
@@ -350,6 +355,9 @@ function printTables(r: ScalingResult): void {
   }
   if (g.at60K) {
     console.log(`  at ${showLength(g.at60K.L)}: MemMamba / Mamba ${fmt(g.at60K.memmambaOverMamba)} (goal ≤ 1.3); MemMamba / Transformer ${fmt(g.at60K.memmambaOverTransformer)} (goal ≤ 0.5)${g.at60K.transformerNote ? ` — Transformer: ${g.at60K.transformerNote}` : ""}`);
+  }
+  if (g.longestWithTransformer && g.longestWithTransformer.L !== g.at60K?.L) {
+    console.log(`  at ${showLength(g.longestWithTransformer.L)} (the longest the Transformer ran): MemMamba / Transformer ${fmt(g.longestWithTransformer.memmambaOverTransformer)}`);
   }
   for (const [k, v] of Object.entries(g.streamLiveMaxOverMin)) console.log(`  streaming ${k}: live bytes max / min ${fmt(v)} (goal: 1)`);
 }

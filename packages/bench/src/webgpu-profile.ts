@@ -55,10 +55,11 @@ async function main(): Promise<void> {
     };
     const warm = await step(); // compiles every pipeline
     for (let i = 0; i < 4; i++) await step(); // the buffer pool and the bind-group cache reach their steady state
-    const bg0 = gpu.poolStats().bindGroups;
+    const s0 = gpu.poolStats();
     const wall = await step();
-    const bg1 = gpu.poolStats().bindGroups;
-    console.error(`${kind}: bind groups in the third step: ${bg1.hits - bg0.hits} reused, ${bg1.misses - bg0.misses} created`);
+    const s1 = gpu.poolStats();
+    console.error(`${kind}: in one step: bind groups ${s1.bindGroups.hits - s0.bindGroups.hits} reused, ${s1.bindGroups.misses - s0.bindGroups.misses} created; ` +
+      `buffers ${s1.tensor.reused - s0.tensor.reused} reused, ${s1.tensor.created - s0.tensor.created} created; peak in use ${(s1.tensor.peakInUseBytes / 2 ** 30).toFixed(2)} GiB`);
     if (!gpu.startProfile()) throw new Error("this adapter has no 'timestamp-query': cannot profile");
     const profiledWall = await step();
     const rows = await gpu.stopProfile();

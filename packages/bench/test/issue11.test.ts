@@ -108,6 +108,7 @@ test("scaling: a tiny CPU run covers every kind and mode, skips past the caps, s
   }
   expect(j.goals.at60K!.L).toBe(64);
   expect(j.goals.at60K!.memmambaOverTransformer).toBeGreaterThan(0);
+  expect(j.goals.longestWithTransformer!.L).toBe(64);
   expect(readFileSync(out.replace(/\.json$/, ".svg"), "utf8")).toMatch(/^<svg[^]*memmamba forward/);
 });
 

@@ -109,9 +109,9 @@ const matmul: Launcher<"matmul"> = (ctx, [a, b], out, p) => {
   }
   const T = ctx.threads;
   const parallel = 2 * m * n * k * batches >= 8 * PARALLEL_MIN_WORK;
-  if ((m <= 3 || k <= 8) && (batches >= 4 * T || !parallel)) {
-    // tiny products (a few rows or a short k, usually many batches): no packing (wasm/gemm.c,
-    // k_gemm_direct: the same bits as the packed kernel), tasks over batches
+  if (m <= 3 && (batches >= 4 * T || !parallel)) {
+    // 1-3 rows (usually many batches): no packing (wasm/gemm.c, k_gemm_direct: the same bits as
+    // the packed kernel), tasks over batches
     const offs = ctx.temp(8 * batches);
     ctx.heap.i32.set(aOffs, offs >> 2);
     ctx.heap.i32.set(bOffs, (offs >> 2) + batches);

@@ -29,6 +29,8 @@ export class BufferPool {
   readonly #free = new Map<number, GPUBuffer[]>();
   readonly #order = new WeakMap<GPUBuffer, number>();
   #created = 0;
+  /** The most bytes ever in use at once (never reset: the pool's keep limit). */
+  #highWater = 0;
   #pooledBytes = 0;
   readonly stats: PoolStats = { created: 0, reused: 0, pooledBytes: 0, inUseBytes: 0, peakInUseBytes: 0 };
 
@@ -45,6 +47,7 @@ export class BufferPool {
     if (size > this.device.limits.maxBufferSize) size = Math.ceil(bytes / 16) * 16;
     this.stats.inUseBytes += size;
     if (this.stats.inUseBytes > this.stats.peakInUseBytes) this.stats.peakInUseBytes = this.stats.inUseBytes;
+    if (this.stats.inUseBytes > this.#highWater) this.#highWater = this.stats.inUseBytes;
     const list = this.#free.get(size);
     const b = list?.pop();
     if (b) {
@@ -62,7 +65,11 @@ export class BufferPool {
   /** Returns a buffer; false when the pool is full (the caller destroys it once safe). */
   release(b: GPUBuffer): boolean {
     this.stats.inUseBytes -= b.size; // back from its user, whether pooled or destroyed
-    if (this.#pooledBytes + b.size > this.capBytes) return false;
+    // keep up to capBytes, or as much as was ever in use at once: a training step that needs
+    // more than the cap (8×2048 tokens of the small MemMamba: several GiB) would otherwise
+    // destroy buffers at every step and create them again at the next, and Dawn's createBuffer
+    // and lazy zero-fill then cost more host time than the kernels' GPU time
+    if (this.#pooledBytes + b.size > Math.max(this.capBytes, this.#highWater)) return false;
     let list = this.#free.get(b.size);
     if (!list) this.#free.set(b.size, (list = []));
     // Keep each list sorted so that acquire always hands out the earliest-created free buffer:

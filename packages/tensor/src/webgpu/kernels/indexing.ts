@@ -49,7 +49,8 @@ export function gatherKernel(ctx: GpuCtx, [table, idx]: readonly KernelArg[], ou
 //   3. fill:   seg[start[r] + slot] = i, the slot taken from an atomic cursor (any order)
 //   4. rank:   each entry's rank among its row's entries (how many are smaller) puts it in index
 //              order: ord[start[r] + rank] = i (one thread per entry, walking its own row)
-//   5. sum:    out[r, j] = Σ over ord[start[r] .. start[r+1]) of upd[i, j], in that order
+//   5. sum:    out[r, j] = Σ over ord[start[r] .. start[r+1]) of upd[i, j], in that order (long
+//              lists in chunks: see the kernel)
 const SCAT_WG = 256;
 /** Entries per workgroup of the scan's first and last steps (4 per thread). */
 const SCAN_BLOCK = 4 * SCAT_WG;
@@ -169,8 +170,52 @@ fn main(${ENTRY_ARGS}) {
   ord[s0 + rank] = e;
 }`;
 
-// params: rows, row (columns), threads.
-const SCAT_SUM = `${header(3, [{ name: "out", type: "f32", write: true }, { name: "ord", type: "u32" }, { name: "start", type: "u32" }, { name: "upd", type: "f32" }])}
+/** Entries one thread of the sum adds (a row's list is cut into chunks of this many). */
+const SUM_CHUNK = 32;
+
+// params: rows. Chunks per row: ceil(len / SUM_CHUNK) (entry rows: 0, so that its scan is the total).
+const SCAT_NCHUNK = `${header(1, [{ name: "nch", type: "u32", write: true }, { name: "start", type: "u32" }])}
+@compute @workgroup_size(${SCAT_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let r = wg * ${SCAT_WG}u + lid;
+  let rows = ${pu(0)};
+  if (r > rows) { return; }
+  if (r == rows) { nch[r] = 0u; return; }
+  nch[r] = (start[r + 1u] - start[r] + ${SUM_CHUNK - 1}u) / ${SUM_CHUNK}u;
+}`;
+
+// params: rows. chunkRow[c] = the row of chunk c.
+const SCAT_CHROW = `${header(1, [{ name: "crow", type: "u32", write: true }, { name: "cstart", type: "u32" }])}
+@compute @workgroup_size(${SCAT_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let r = wg * ${SCAT_WG}u + lid;
+  if (r >= ${pu(0)}) { return; }
+  for (var c = cstart[r]; c < cstart[r + 1u]; c++) { crow[c] = r; }
+}`;
+
+// params: rows, row, threads (chunks · row). partial[c, j] = Σ of chunk c's updates, in order.
+const SCAT_PART = `${header(3, [{ name: "part", type: "f32", write: true }, { name: "ord", type: "u32" }, { name: "start", type: "u32" }, { name: "cstart", type: "u32" }, { name: "crow", type: "u32" }, { name: "upd", type: "f32" }])}
+@compute @workgroup_size(${SCAT_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let t = wg * ${SCAT_WG}u + lid;
+  if (t >= ${pu(2)}) { return; }
+  let row = ${pu(1)};
+  let c = t / row;
+  if (c >= cstart[${pu(0)}]) { return; }
+  let j = t - c * row;
+  let r = crow[c];
+  let p0 = start[r] + (c - cstart[r]) * ${SUM_CHUNK}u;
+  let p1 = min(p0 + ${SUM_CHUNK}u, start[r + 1u]);
+  var acc = 0.0f;
+  for (var p = p0; p < p1; p++) { acc = acc + upd[ord[p] * row + j]; }
+  part[t] = acc;
+}`;
+
+// params: rows, row, threads (rows · row). out[r, j] = Σ of row r's chunk sums, in order.
+const SCAT_FINAL = `${header(3, [{ name: "out", type: "f32", write: true }, { name: "part", type: "f32" }, { name: "cstart", type: "u32" }])}
 @compute @workgroup_size(${SCAT_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
@@ -180,7 +225,7 @@ fn main(${ENTRY_ARGS}) {
   let r = t / row;
   let j = t - r * row;
   var acc = 0.0f;
-  for (var p = start[r]; p < start[r + 1u]; p++) { acc = acc + upd[ord[p] * row + j]; }
+  for (var c = cstart[r]; c < cstart[r + 1u]; c++) { acc = acc + part[c * row + j]; }
   out[t] = acc;
 }`;
 
@@ -207,18 +252,22 @@ export function scatterAddKernel(ctx: GpuCtx, [idx, upd]: readonly KernelArg[], 
       params: new ParamWords().u(nIdx).u(rows).words(), groups: grid(ceilDiv(nIdx, SCAT_WG), maxG),
     });
   }
-  ctx.dispatch({
-    label: "scatterAdd.bsum", key: "scatterAdd:bsum", wgsl: () => SCAT_BSUM, buffers: [bsum, cnt],
-    params: new ParamWords().u(n).words(), groups: grid(nb, maxG),
-  });
-  ctx.dispatch({
-    label: "scatterAdd.bscan", key: "scatterAdd:bscan", wgsl: () => SCAT_BSCAN, buffers: [bsum],
-    params: new ParamWords().u(nb).words(), groups: [1, 1, 1],
-  });
-  ctx.dispatch({
-    label: "scatterAdd.start", key: "scatterAdd:start", wgsl: () => SCAT_START, buffers: [start, cnt, bsum],
-    params: new ParamWords().u(n).words(), groups: grid(nb, maxG),
-  });
+  // exclusive prefix sum of n u32 counts (three launches: block sums, their scan, the starts)
+  const scanU32 = (src: BufRef, dst: BufRef, blocks: BufRef, count: number, nBlocks: number) => {
+    ctx.dispatch({
+      label: "scatterAdd.scan", key: "scatterAdd:bsum", wgsl: () => SCAT_BSUM, buffers: [blocks, src],
+      params: new ParamWords().u(count).words(), groups: grid(nBlocks, maxG),
+    });
+    ctx.dispatch({
+      label: "scatterAdd.scan", key: "scatterAdd:bscan", wgsl: () => SCAT_BSCAN, buffers: [blocks],
+      params: new ParamWords().u(nBlocks).words(), groups: [1, 1, 1],
+    });
+    ctx.dispatch({
+      label: "scatterAdd.scan", key: "scatterAdd:start", wgsl: () => SCAT_START, buffers: [dst, src, blocks],
+      params: new ParamWords().u(count).words(), groups: grid(nBlocks, maxG),
+    });
+  };
+  scanU32(cnt, start, bsum, n, nb);
   if (nIdx > 0) {
     zero(cnt, n); // now the fill's cursors
     ctx.dispatch({
@@ -230,12 +279,35 @@ export function scatterAddKernel(ctx: GpuCtx, [idx, upd]: readonly KernelArg[], 
       params: new ParamWords().u(nIdx).u(rows).words(), groups: grid(ceilDiv(nIdx, SCAT_WG), maxG),
     });
   }
+  // 5. sums: rows whose list is long (a note that stays in the pool is read by every later
+  // position: thousands of entries) are cut into chunks of SUM_CHUNK summed in parallel, then the
+  // chunk sums are added in order. A row of at most SUM_CHUNK entries is summed in index order,
+  // exactly as on the CPU; a longer one in chunks (a fixed order: deterministic, and equal to
+  // the CPU's sequential sum within f32 rounding).
   const threads = rows * row;
+  const nch = ctx.temp(n * 4), cstart = ctx.temp(n * 4);
   ctx.dispatch({
-    label: "scatterAdd.sum", key: "scatterAdd:sum", wgsl: () => SCAT_SUM,
-    buffers: [ctx.ref(out, "scatterAdd"), ord, start, ctx.ref(upd, "scatterAdd")],
+    label: "scatterAdd.chunks", key: "scatterAdd:nchunk", wgsl: () => SCAT_NCHUNK, buffers: [nch, start],
+    params: new ParamWords().u(rows).words(), groups: grid(ceilDiv(n, SCAT_WG), maxG),
+  });
+  scanU32(nch, cstart, bsum, n, nb);
+  // chunks in all: at most nIdx / SUM_CHUNK + rows (the host does not read the exact count)
+  const maxChunks = Math.floor(nIdx / SUM_CHUNK) + rows;
+  const crow = ctx.temp(Math.max(1, maxChunks) * 4);
+  const part = ctx.temp(Math.max(1, maxChunks * row) * 4);
+  ctx.dispatch({
+    label: "scatterAdd.chunks", key: "scatterAdd:chrow", wgsl: () => SCAT_CHROW, buffers: [crow, cstart],
+    params: new ParamWords().u(rows).words(), groups: grid(ceilDiv(rows, SCAT_WG), maxG),
+  });
+  ctx.dispatch({
+    label: "scatterAdd.sum", key: "scatterAdd:part", wgsl: () => SCAT_PART, buffers: [part, ord, start, cstart, crow, ctx.ref(upd, "scatterAdd")],
+    params: new ParamWords().u(rows).u(row).u(maxChunks * row).words(), groups: grid(ceilDiv(maxChunks * row, SCAT_WG), maxG),
+  });
+  ctx.dispatch({
+    label: "scatterAdd.sum", key: "scatterAdd:final", wgsl: () => SCAT_FINAL, buffers: [ctx.ref(out, "scatterAdd"), part, cstart],
     params: new ParamWords().u(rows).u(row).u(threads).words(), groups: grid(ceilDiv(threads, SCAT_WG), maxG),
   });
+  for (const b of [nch, cstart, crow, part]) ctx.releaseTemp(b);
   for (const b of [cnt, start, bsum, seg, ord]) ctx.releaseTemp(b);
 }
 

@@ -106,7 +106,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         }
         // a safety net against a hang (a bug, or a GPU without forward progress): NaN, not a lockup
         spins = spins + 1u;
-        if (spins > ${2 ** 28}u) { carry = bitcast<f32>(spins | 0x7fc00000u); break; } // NaN: built at run time (a NaN constant is a WGSL error)
+        if (spins > ${2 ** 24}u) { carry = bitcast<f32>(spins | 0x7fc00000u); break; } // NaN: built at run time (a NaN constant is a WGSL error)
       }
     }
     atomicStore(&st[1u + 2u * n + id], enc(P * carry + E));

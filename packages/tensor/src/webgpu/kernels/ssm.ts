@@ -28,8 +28,10 @@
  *      B·G·Di threads a group: each thread recomputes its chunk's states into scratch and runs
  *      the adjoint back through them (as the sequential chunk kernel below), dB_t / dC_t terms
  *      summed over i by the parallel reduction, dA terms per chunk summed at the end.
- *   Its scratch traffic (states and dB / dC terms: 6 vec4 accesses per state and step) is what
- *   bounds it, not the carries.
+ *   Its scratch traffic is what bounds it, not the carries: each state is written and read once
+ *   (h_{t−1} read for dA is kept for the next step's dC); the dB / dC terms are summed over the
+ *   workgroup's 64 channels in workgroup memory when Di % 64 = 0 (else written per channel and
+ *   read back by the reduction: 4 more vec4 accesses per state and step).
  * Fallback (ssmTuning.bwdParallel off, or no group fits the scratch): parallel over B·Di only,
  * in chunks of T steps so that scratch stays bounded (the CPU keeps all L states of a sequence;
  * here T = L whenever B·L·Di·N fits the scratch budget):
@@ -62,6 +64,8 @@ export const ssmTuning = {
   bwdMinT: 32,
   /** At most this many chunks per group (0: as many as the scratch holds; tests force several groups). */
   bwdMaxGroup: 0,
+  /** Sum the dB / dC terms over each workgroup's 64 channels in workgroup memory (when Di % 64 = 0, N ≤ 16). */
+  bwdWgReduce: true,
 };
 
 /** The forward's chunking for x [B, L, Di]: nC chunks of T steps (nC = 1: one thread walks L). */
@@ -394,8 +398,9 @@ fn main(${ENTRY_ARGS}) {
  * the carry passes, and the chunk's dA terms go to their own slot (summed over b and c later).
  * params: B, L, Di, T, nC, c0, G, hOff, lamOff, daOff, hcOff, pbOff, pcOff (vec4s), oDx, oDd, N.
  */
-function chunkParWgsl(N4: number): string {
+function chunkParWgsl(N4: number, wgr: boolean): string {
   const Q = quads(N4);
+  const R = 2 * N4; // vec4 terms a thread adds to dB_t and dC_t per step
   const bufs = [
     { name: "out", type: "f32", write: true }, { name: "W", type: "vec4<f32>", write: true }, { name: "x", type: "f32" },
     { name: "delta", type: "f32" }, { name: "A", type: "f32" }, { name: "Bm", type: "f32" }, { name: "C", type: "f32" },
@@ -403,15 +408,42 @@ function chunkParWgsl(N4: number): string {
   ];
   const P = (k: number) => pu(k);
   const per = (f: (q: number) => string) => Q.map(f).join("\n    ");
-  return `${header(16, bufs)}${VEXP}
+  // wgr: the workgroup's 64 threads share (b, chunk) (Di % 64 = 0), so the position comes from
+  // the workgroup index alone (uniform: barriers in the step loop are allowed)
+  const pos = wgr
+    ? `let base = wg * ${FWD_WG}u;
+  if (base >= B * G * Di) { return; }
+  let i = base % Di + lid; let cg = (base / Di) % G; let b = base / (Di * G);`
+    : `let g0 = wg * ${FWD_WG}u + lid;
+  if (g0 >= B * G * Di) { return; }
+  let i = g0 % Di; let cg = (g0 / Di) % G; let b = g0 / (Di * G);`;
+  // the dB_t / dC_t terms: to scratch per thread, or summed over the workgroup's 64 i first
+  // (two barriers a step; 64x less scratch traffic): red[r·64 + lid] → 8 partial sums of 8
+  // per term (red2) → one sum per term, to scratch [B, G·T, Di/64, N4] vec4s
+  const term = (q: number, v: string, dC: boolean) => (wgr ? `red[${(dC ? N4 + q : q) * FWD_WG}u + lid] = ${v};` : `W[${dC ? "cco" : "cbo"} + ${q}u] = ${v};`);
+  const reduceStep = !wgr ? "" : `workgroupBarrier();
+    {
+      let o = lid / 8u; let part = lid % 8u;
+      if (o < ${R}u) {
+        let r0 = o * ${FWD_WG}u + part * 8u;
+        red2[o * 8u + part] = ${Array.from({ length: 8 }, (_, e) => `red[r0 + ${e}u]`).join(" + ")};
+      }
+    }
+    workgroupBarrier();
+    if (lid < ${R}u) {
+      let sum = ${Array.from({ length: 8 }, (_, e) => `red2[lid * 8u + ${e}u]`).join(" + ")};
+      let at = (((b * G + cg) * T + tl) * (Di / ${FWD_WG}u) + (i - lid) % Di / ${FWD_WG}u) * ${N4}u;
+      if (lid < ${N4}u) { W[${P(11)} + at + lid] = sum; } else { W[${P(12)} + at + lid - ${N4}u] = sum; }
+    }`;
+  return `${header(16, bufs)}${VEXP}${wgr ? `var<workgroup> red: array<vec4<f32>, ${R * FWD_WG}>;
+var<workgroup> red2: array<vec4<f32>, ${R * 8}>;
+` : ""}
 @compute @workgroup_size(${FWD_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
   let B = ${P(0)}; let L = ${P(1)}; let Di = ${P(2)}; let T = ${P(3)}; let nC = ${P(4)}; let c0 = ${P(5)}; let G = ${P(6)};
   let N = ${P(15)};
-  let g0 = wg * ${FWD_WG}u + lid;
-  if (g0 >= B * G * Di) { return; }
-  let i = g0 % Di; let cg = (g0 / Di) % G; let b = g0 / (Di * G);
+  ${pos}
   let c = c0 + cg;
   if (c >= nC) { return; }
   let t0 = c * T; let Tc = min(L, t0 + T) - t0;
@@ -428,6 +460,9 @@ fn main(${ENTRY_ARGS}) {
   }
   ${per((q) => `var lam${q} = W[${P(8)} + k * ${N4}u + ${q}u];`)}
   ${per((q) => `var dA${q} = vec4<f32>(0.0f);`)}
+  // h_t of the step being processed (the last one's still in registers); h_{t−1} is read once
+  // per step and becomes the next step's h_t
+  ${per((q) => `var hn${q} = hs${q};`)}
   for (var tr = 0u; tr < Tc; tr++) {
     let tl = Tc - 1u - tr;
     let t = t0 + tl;
@@ -443,11 +478,14 @@ fn main(${ENTRY_ARGS}) {
     let l${q} = lam${q} + g * C${q};
     let a${q} = vexp(dt * A${q});
     ddt += dot(l${q} * xv, B${q}); dx += dot(l${q} * dt, B${q});
-    W[cbo + ${q}u] = l${q} * (dt * xv);
-    W[cco + ${q}u] = g * W[hb + ${q}u];
-    let da${q} = l${q} * W[pb + ${q}u] * a${q};
+    ${term(q, `l${q} * (dt * xv)`, false)}
+    ${term(q, `g * hn${q}`, true)}
+    let hp${q} = W[pb + ${q}u];
+    let da${q} = l${q} * hp${q} * a${q};
+    hn${q} = hp${q};
     ddt += dot(da${q}, A${q}); dA${q} += da${q} * dt; lam${q} = l${q} * a${q};`)}
     out[${P(13)} + row] = dx; out[${P(14)} + row] = ddt;
+    ${reduceStep}
   }
   ${per((q) => `W[${P(9)} + k * ${N4}u + ${q}u] = dA${q};`)}
 }`;
@@ -465,7 +503,7 @@ fn main(${ENTRY_ARGS}) {
  * hold `maxBinding` bytes: nC chunks of T steps, G chunks a group (null: it does not fit, or
  * ssmTuning.bwdParallel is off; the sequential backward runs).
  */
-export function ssmGradPlan(B: number, L: number, Di: number, N: number, maxBinding: number): { T: number; nC: number; G: number } | null {
+export function ssmGradPlan(B: number, L: number, Di: number, N: number, maxBinding: number): { T: number; nC: number; G: number; wgr: boolean } | null {
   if (!ssmTuning.bwdParallel || B * Di * L === 0) return null;
   const N4 = Math.max(1, Math.ceil(N / 4));
   const limit = Math.min(ssmTuning.bwdScratchElems, Math.floor(maxBinding / 4)) / 4; // vec4s
@@ -474,9 +512,15 @@ export function ssmGradPlan(B: number, L: number, Di: number, N: number, maxBind
   let T = ssmTuning.forceChunk > 0 ? ssmTuning.forceChunk : ssmTuning.bwdMinT;
   while (T < L && fixed(ceilDiv(L, T)) > limit / 2) T *= 2;
   const nC = ceilDiv(L, T);
-  const perChunk = 3 * B * T * Di * N4; // its states and dB / dC terms
+  const wgr = ssmWgReduce(Di, N4);
+  const perChunk = B * T * Di * N4 + 2 * B * T * (wgr ? Di / FWD_WG : Di) * N4; // its states and dB / dC terms
   const G = Math.min(nC, Math.floor((limit - fixed(nC)) / perChunk), ssmTuning.bwdMaxGroup > 0 ? ssmTuning.bwdMaxGroup : Infinity);
-  return G >= 1 ? { T, nC, G } : null;
+  return G >= 1 ? { T, nC, G, wgr } : null;
+}
+
+/** Whether the parallel backward sums the dB / dC terms over each workgroup's 64 channels first. */
+function ssmWgReduce(Di: number, N4: number): boolean {
+  return ssmTuning.bwdWgReduce && Di % FWD_WG === 0 && N4 <= 4;
 }
 
 function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): boolean {
@@ -487,12 +531,12 @@ function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): b
   const N4 = Math.max(1, Math.ceil(N / 4)), NP = 4 * N4;
   const plan = ssmGradPlan(B, L, Di, N, ctx.limits.maxStorageBufferBindingSize);
   if (!plan) return false;
-  const { T, nC, G } = plan;
-  const perChunk = 3 * B * T * Di * N4;
+  const { T, nC, G, wgr } = plan;
+  const Dg = wgr ? Di / FWD_WG : Di; // the dB / dC terms per (b, step): per channel or per 64
   const K = B * nC * Di;
   const hOff = 0, sdOff = K * N4, lamOff = sdOff + K, lfOff = lamOff + K * N4, daOff = lfOff + B * Di * N4;
-  const hcOff = daOff + K * N4, pbOff = hcOff + G * perChunk / 3, pcOff = pbOff + G * perChunk / 3;
-  const total = pcOff + G * perChunk / 3;
+  const hcOff = daOff + K * N4, pbOff = hcOff + G * B * T * Di * N4, pcOff = pbOff + G * B * T * Dg * N4;
+  const total = pcOff + G * B * T * Dg * N4;
   const W = ctx.temp(total * 16);
   const sums = ctx.temp(B * G * T * NP * 4);
   const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
@@ -512,13 +556,14 @@ function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): b
     const pw = new ParamWords().u(B).u(L).u(Di).u(T).u(nC).u(c0).u(G);
     for (const off of [hOff, lamOff, daOff, hcOff, pbOff, pcOff]) pw.u(off);
     pw.u(oDx).u(oDd).u(N);
-    go(`ssm:bwdp:q${N4}`, () => chunkParWgsl(N4), ["out", "W", "x", "delta", "A", "Bm", "C", "gy"], pw.words(), B * G * Di);
-    // dB_t, dC_t over the group's steps: sums over i of the terms ([B, G·T, Di, NP] → [B, Lg, NP])
+    go(`ssm:bwdp:q${N4}:w${+wgr}`, () => chunkParWgsl(N4, wgr), ["out", "W", "x", "delta", "A", "Bm", "C", "gy"], pw.words(), B * G * Di);
+    // dB_t, dC_t over the group's steps: sums of the terms over i (or over the per-64 partial
+    // sums) ([B, G·T, Dg, NP] → [B, Lg, NP])
     const Lg = Math.min(L, (c0 + G) * T) - c0 * T;
     for (const [sOff, dOff] of [[pbOff, oDB], [pcOff, oDC]]) {
       const groups: Group[] = [
-        { size: B, stride: G * T * Di * NP, reduced: false }, { size: Lg, stride: Di * NP, reduced: false },
-        { size: Di, stride: NP, reduced: true }, { size: NP, stride: 1, reduced: false },
+        { size: B, stride: G * T * Dg * NP, reduced: false }, { size: Lg, stride: Dg * NP, reduced: false },
+        { size: Dg, stride: NP, reduced: true }, { size: NP, stride: 1, reduced: false },
       ];
       reduceGroups(ctx, "sum", W, sums, groups, sOff * 4);
       gsum(ctx, ro, sums, { O: B * Lg, q: Lg, J: N, Mid: 1, dS: L * N, dT: N, dOff: dOff + c0 * T * N, sS: Lg * NP, sT: NP, sOff: 0 });
