@@ -12,7 +12,7 @@
  * Prints a table and writes JSON; asserts nothing about time. Runs under Bun, Deno and Node
  * (Node: bundle with esbuild, --external:webgpu; see ../../../../shared/gpu/README.md for H100 runs).
  *
- *   node out.mjs [--sizes 1024,2048,4096] [--runs 9] [--json] [--out FILE] [--tile auto|64|128x64|128|BMxBNxBK/TMxTN[:db][:cf][:wl],...] [--sweep]
+ *   node out.mjs [--sizes 1024,2048,4096] [--runs 9] [--json] [--out FILE] [--tile auto|64|128x64|128|BMxBNxBK/TMxTN[:db][:cf][:wl][:sw],...] [--sweep]
  *
  * --tile takes a comma-separated list: every size is run with every tile (a sweep in one run;
  * the fastest per size is marked in the table and listed in the JSON's "best").
@@ -33,9 +33,9 @@ const HELP = `webgpu-matmul: fp32 matmul throughput of the WebGPU backend
   --warmup-ms MS    busy time before timing each size (default 1000)
   --tile T,...      block tiles to run, each size with each (a sweep): auto (default: chosen
                     by size), 64, 128x64, 128 (the library's three), or a spec
-                    BMxBNxBK/TMxTN[:db][:cf][:wl] (:db double-buffers workgroup memory,
+                    BMxBNxBK/TMxTN[:db][:cf][:wl][:sw] (:db double-buffers workgroup memory,
                     :cf stores tiles without bank conflicts, :wl lays threads out
-                    8x4 per warp), e.g.
+                    8x4 per warp, :sw orders blocks in bands of 8 rows), e.g.
                     --tile auto,128x128x16/8x8:db,128x256x16/8x16,256x128x8/16x8:db
   --sweep           shorthand for --tile with a list of candidate tiles (printed in the table)
   --json            print the JSON result on stdout instead of the table
@@ -46,7 +46,8 @@ const HELP = `webgpu-matmul: fp32 matmul throughput of the WebGPU backend
 const SWEEP = [
   "auto", "128x128x32/8x8:cf", "128x128x32/8x8:wl", "128x128x32/8x8:cf:wl", "128x128x16/8x8:cf:wl", "128x128x16/8x8:db:cf:wl",
   "128x128x8/8x8:db:cf:wl", "128x256x16/8x16:cf", "128x256x16/8x16:cf:wl", "128x256x8/8x16:db:cf:wl", "256x128x16/16x8:cf:wl",
-  "256x128x8/16x8:db:cf:wl", "128x64x32/8x4:cf:wl",
+  "256x128x8/16x8:db:cf:wl", "128x64x32/8x4:cf:wl", "128x128x32/8x8:cf:wl:sw", "128x128x16/8x8:db:cf:wl:sw",
+  "128x256x16/8x16:cf:wl:sw",
 ].join(",");
 
 export interface MatmulRow {

@@ -17,8 +17,11 @@ import { writeSync } from "node:fs";
 import process from "node:process";
 import type { AtomicWriteOptions, AtomicWriteStage } from "./checkpoint.ts";
 
+/** The environment variable of the hook. */
 export const SAVE_HANG_ENV = "MEMMAMBA_TEST_SAVE_HANG";
+/** The moments of a save the hook can stop at, in order (see the module note). */
 export const SAVE_HANG_STAGES = ["created", "partial", "synced", "renamed"] as const;
+/** One of SAVE_HANG_STAGES. */
 export type SaveHangStage = (typeof SAVE_HANG_STAGES)[number];
 
 const CHUNK = 4096;

@@ -50,6 +50,10 @@ describe("train process: SIGKILL during a save, then --resume", () => {
       const ref = await runToEnd(TRAIN, trainArgs(full, config), 60_000, opts());
       expect({ code: ref.code, stderr: ref.code === 0 ? "" : ref.stderr }).toEqual({ code: 0, stderr: "" });
       expect(curve(full).map((r) => (r as unknown[])[0])).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+      // the untrained model's scores come first (the baseline), and the run ends with the passkey command
+      // at the trained prompt length (seq-len 103 − 5) and 2×, 4× it
+      expect(ref.stderr).toMatch(/\ntrain step 0\/8: evalLoss [\d.]+ \| digitAcc [\d.]+ \| exactMatch [\d.]+ \|/);
+      expect(ref.stderr).toContain(`train: next: deno task passkey --checkpoint ${runFiles(full).checkpoint} --lengths 98,196,392 --samples 4\n`);
 
       // 1. killed half-way through writing step 4's temporary file: step 2's checkpoint stands
       const k1 = await runUntilThenKill(TRAIN, trainArgs(cut, config), "SAVE-HANG", 60_000, opts("2:partial"));

@@ -219,10 +219,10 @@ test("webgpu parity: matmul tiled kernel specialised (constant transposes, vec4 
   }
 });
 
-test("webgpu parity: matmul tiled kernel double-buffered, conflict-free stores, warp-shaped lanes (odd and even k-tile counts, ragged)", async () => {
+test("webgpu parity: matmul tiled kernel double-buffered, conflict-free stores, warp-shaped lanes, swizzled blocks (odd and even k-tile counts, ragged)", async () => {
   if (!(await backends())) return;
   // 4x8 per thread too: TM ≠ TN exercises the separate m / n fragment counts of the generator
-  matmulTuning.force = parseTile("32x64x8/4x8:db:cf:wl");
+  matmulTuning.force = parseTile("32x64x8/4x8:db:cf:wl:sw");
   const unroll = matmulTuning.unrollBig;
   matmulTuning.unrollBig = false;
   try {
@@ -232,6 +232,8 @@ test("webgpu parity: matmul tiled kernel double-buffered, conflict-free stores, 
     for (const k of [8, 16, 20]) {
       await parity(`matmul db cf 33x${k}x38 Bᵀ`, [f32([33, k]), f32([38, k])], prim("matmul", { transA: false, transB: true }), sumTol(k));
     }
+    // swizzled block order over 10 x 3 blocks (a band of 8 rows and a short one of 2), batched
+    await parity("matmul db cf sw [2] 300x8x90 Bᵀ", [f32([2, 300, 8]), f32([2, 90, 8])], prim("matmul", { transA: false, transB: true }), sumTol(8));
   } finally {
     matmulTuning.force = null;
     matmulTuning.unrollBig = unroll;
@@ -246,7 +248,7 @@ test("matmul tile specs: parsed, named back, and impossible ones refused with th
   expect(parseTile("128x128x32/8x8:cf").cf).toBe(true);
   expect(tileName(parseTile("128x128x16/8x8:cf:db"))).toBe("128x128x16/8x8:db:cf");
   expect(() => parseTile("16x16x4/4x4:cf")).toThrow(/BK a multiple of 8/);
-  expect(tileName(parseTile("128x128x16/8x8:wl:cf"))).toBe("128x128x16/8x8:cf:wl");
+  expect(tileName(parseTile("128x128x16/8x8:sw:wl:cf"))).toBe("128x128x16/8x8:cf:wl:sw");
   expect(() => parseTile("32x32x8/4x8:wl")).toThrow(/BN \/ TN a multiple of 8/);
   expect(() => parseTile("128x128")).toThrow(/expected BMxBNxBK/);
   expect(() => parseTile("128x128x16/6x8")).toThrow(/multiples of 4/);

@@ -11,7 +11,7 @@ import { loadModelFile } from "../weights.ts";
 import { heatmap, writeSvg } from "../plot.ts";
 import { Progress } from "../progress.ts";
 import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, formatTable, lengthLabel, requirePath, selectBackend, writeJson } from "./common.ts";
-import { runTrain, trainCommand } from "./train.ts";
+import { PASSKEY_DEMO, runTrain, trainCommand } from "./train.ts";
 import { loadTexts, splitPart } from "@memmamba/memmamba";
 import { type FillerSpec, PASSKEY_DECODE_TOKENS, passkeyGrid, scorePasskey } from "@memmamba/memmamba";
 
@@ -23,7 +23,7 @@ export const passkeyCommand = defineCommand({
   flags: {
     checkpoint: flag.path("the checkpoint or shipped weights file (weights/*.safetensors) to evaluate", { default: "runs/train/checkpoint.safetensors" }),
     train: flag.bool("first train a quick model into the checkpoint's directory (the `train` defaults; replaces a checkpoint there)"),
-    trainSteps: flag.int("optimizer steps of that quick training", { default: 200, positive: true }),
+    trainSteps: flag.int("optimizer steps of that quick training", { positive: true, defaultLabel: `the train demo's ${PASSKEY_DEMO.steps}` }),
     filler: flag.path("take the filler text from this file or directory (default: generated)"),
     fillerSplit: flag.enum(["validation", "train", "all"], "which books of --filler (the books' split; `train --filler` trains on train, so validation is unseen text)", { default: "validation" }),
     fillerKind: flag.enum(["classic", "random"], "the generated filler: the classic grass/sky/sun sentences or random sentences", { default: "classic" }),
@@ -68,7 +68,7 @@ export async function runPasskey(args: PasskeyArgs, io: CommandIO = defaultIO): 
   await selectBackend("passkey", f.backend, f.cpuKernels, io.err);
   if (f.train) {
     const out = dirname(f.checkpoint);
-    const t = await runTrain(trainCommand.parse(["--out", out, "--steps", String(f.trainSteps), "--backend", f.backend, ...(f.cpuKernels ? ["--cpu-kernels", f.cpuKernels] : []), "--overwrite"]), io);
+    const t = await runTrain(trainCommand.parse(["--out", out, ...(f.trainSteps !== undefined ? ["--steps", String(f.trainSteps)] : []), "--backend", f.backend, ...(f.cpuKernels ? ["--cpu-kernels", f.cpuKernels] : []), "--overwrite"]), io);
     disposeTree(t.params);
   }
   let filler: FillerSpec = { kind: f.fillerKind };

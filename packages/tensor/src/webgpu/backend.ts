@@ -269,6 +269,7 @@ export class WebGpuBackend implements Backend {
 
   /** Submits pending work, destroys the pooled buffers and (unless it was given one) the device. */
   destroy(): void {
+    liveBackends.delete(this);
     if (this.#destroyed) return;
     this.#flush();
     this.#destroyed = true;
@@ -470,5 +471,35 @@ export async function createWebGpuBackend(opts: WebGpuOptions = {}): Promise<Web
   const features: GPUFeatureName[] = [...(opts.features ?? [])];
   if (opts.timestamps) features.push("timestamp-query");
   const gpu = opts.gpu ?? (await acquireGpu({ ...opts, features }));
-  return new WebGpuBackend(gpu, opts);
+  const b = new WebGpuBackend(gpu, opts);
+  destroyAtExit(b);
+  return b;
+}
+
+const liveBackends = new Set<WebGpuBackend>();
+let exitHook = false;
+
+/**
+ * Destroys the backends still alive when the program ends, before the runtime tears down the
+ * native Dawn objects: under Deno, a process that ended with devices alive aborted in about 1 of
+ * 6 runs ("double free or corruption", "corrupted size vs. prev_size") after every test passed.
+ */
+function destroyAtExit(b: WebGpuBackend): void {
+  liveBackends.add(b);
+  if (exitHook) return;
+  exitHook = true;
+  const destroyAll = () => {
+    for (const x of liveBackends) {
+      try {
+        x.destroy();
+      } catch {
+        // exiting anyway
+      }
+    }
+    liveBackends.clear();
+  };
+  // deno-lint-ignore no-explicit-any
+  const g = globalThis as any;
+  if (typeof g.Deno !== "undefined" && typeof g.addEventListener === "function") g.addEventListener("unload", destroyAll);
+  else g.process?.once?.("exit", destroyAll);
 }

@@ -17,6 +17,10 @@
  *   for B, or m / k when transposed) when that axis is a multiple of 4, else four guarded scalar
  *   loads, and bounds checks disappear when M, N, K are multiples of the tile ("full"); the
  *   generic tile takes transA / transB as uniforms (one pipeline for the four combinations).
+ * Tile options (TileConfig; spec strings "BMxBNxBK/TMxTN[:db][:cf][:wl][:sw]" for the benchmark's
+ * --tile / --sweep): double-buffered workgroup memory (:db), bank-conflict-free tile stores (:cf),
+ * warp-shaped thread layout (:wl), swizzled block order for L2 reuse (:sw); any size of block and
+ * thread tile that tileProblem accepts. fitTile shrinks one that exceeds the device's workgroup memory.
  * Measured on an H100 (Dawn under Node, GPU-timed, packages/bench/src/webgpu-matmul.ts): 40.8
  * TFLOP/s at 4096², 40.3 at 2048², 30.3 at 1024²; cuBLAS fp32 (TF32 off): 50.8 / 47.9 / 27.8.
  * Batch: when B has no batch and A is not transposed, A's batch folds into M (one big GEMM).
@@ -52,11 +56,17 @@ export interface TileConfig {
    * each) instead of 16 and 2 (three). Needs BN / TN % 8 = 0 and BM / TM % 4 = 0.
    */
   wl?: boolean;
+  /**
+   * Swizzled block order: consecutive workgroups walk down a band of 8 block rows before moving
+   * to the next block column, so the blocks resident at one time share A and B tiles in L2
+   * (row-major order sweeps a whole row of B tiles for each A tile).
+   */
+  sw?: boolean;
 }
 
-/** "BMxBNxBK/TMxTN" plus ":db" (double-buffered), ":cf" (conflict-free stores), ":wl" (warp-shaped lanes): tables, pipeline keys. */
+/** "BMxBNxBK/TMxTN" plus ":db" (double-buffered), ":cf" (conflict-free stores), ":wl" (warp-shaped lanes), ":sw" (swizzled block order): tables, pipeline keys. */
 export function tileName(t: TileConfig): string {
-  return `${t.BM}x${t.BN}x${t.BK}/${t.TM}x${t.TN}${t.dbuf ? ":db" : ""}${t.cf ? ":cf" : ""}${t.wl ? ":wl" : ""}`;
+  return `${t.BM}x${t.BN}x${t.BK}/${t.TM}x${t.TN}${t.dbuf ? ":db" : ""}${t.cf ? ":cf" : ""}${t.wl ? ":wl" : ""}${t.sw ? ":sw" : ""}`;
 }
 
 /**
@@ -65,12 +75,13 @@ export function tileName(t: TileConfig): string {
  * BM / TM · BN / TN threads (at most 1024), and each k-tile an exact number of vec4 loads per thread.
  */
 export function parseTile(spec: string): TileConfig {
-  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)((?::db|:cf|:wl)*)$/.exec(spec.trim());
-  if (!m) throw new Error(`matmul tile "${spec}": expected BMxBNxBK/TMxTN[:db][:cf][:wl], e.g. 128x128x16/8x8:db`);
+  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)((?::db|:cf|:wl|:sw)*)$/.exec(spec.trim());
+  if (!m) throw new Error(`matmul tile "${spec}": expected BMxBNxBK/TMxTN[:db][:cf][:wl][:sw], e.g. 128x128x16/8x8:db`);
   const [BM, BN, BK, TM, TN] = m.slice(1, 6).map(Number);
   const t: TileConfig = { BM, BN, BK, TM, TN, specialize: true, dbuf: m[6].includes(":db") };
   if (m[6].includes(":cf")) t.cf = true;
   if (m[6].includes(":wl")) t.wl = true;
+  if (m[6].includes(":sw")) t.sw = true;
   const why = tileProblem(t);
   if (why) throw new Error(`matmul tile "${spec}": ${why}`);
   return t;
@@ -91,8 +102,15 @@ export function tileProblem(t: TileConfig): string | null {
 }
 // Measured on an H100 (Dawn, 4096² / 2048² / 1024², TFLOP/s): 128x128 BK 32 40.3 / 39.9 / 19.3,
 // BK 16 36.8 / 36.6 / 16; 128x64 BK 32 31.8 / 31.5 / 30.2; 64x64 BK 16 (generic) 24 / 24 / 19.
-export const BIG_TILE: TileConfig = { BM: 128, BN: 128, BK: 32, TM: 8, TN: 8, specialize: true };
-export const MID_TILE: TileConfig = { BM: 128, BN: 64, BK: 32, TM: 8, TN: 4, specialize: true };
+// The sweep of 2026-11-25 on an H100 (`webgpu-matmul --sweep`, Dawn under Node; cuBLAS fp32 with
+// TF32 off in the same run: 36.7 / 49.8 / 51.7 TFLOP/s at 1024² / 2048² / 4096²):
+//   128x256x16/8x16:cf:wl:sw  10.8 / 44.4 / 45.1   (the wide tile: best from 2048²)
+//   128x128x32/8x8:wl         20.9 / 42.9 / 43.8   (best 128² tile)
+//   128x64x32/8x4:cf:wl       32.3 / 33.7 / 34.0   (best at 1024²)
+//   double-buffered tiles (:db) were slower everywhere (32 at 4096²).
+export const WIDE_TILE: TileConfig = { BM: 128, BN: 256, BK: 16, TM: 8, TN: 16, specialize: true, cf: true, wl: true, sw: true };
+export const BIG_TILE: TileConfig = { BM: 128, BN: 128, BK: 32, TM: 8, TN: 8, specialize: true, wl: true };
+export const MID_TILE: TileConfig = { BM: 128, BN: 64, BK: 32, TM: 8, TN: 4, specialize: true, cf: true, wl: true };
 export const SMALL_TILE: TileConfig = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
 
 /**
@@ -102,6 +120,7 @@ export const SMALL_TILE: TileConfig = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
  */
 export const matmulTuning = {
   force: null as TileConfig | null,
+  wideTileMinBlocks: 128,
   bigTileMinBlocks: 192,
   midTileMinBlocks: 96,
   unrollBig: true,
@@ -151,9 +170,15 @@ function matmulWgsl(v: MatmulVariant): string {
   code.push(`var<workgroup> As: array<array<vec4<f32>, ${BM / 4 + pad}>, ${KS}>;`);
   code.push(`var<workgroup> Bs: array<array<vec4<f32>, ${BN / 4 + pad}>, ${KS}>;`);
   code.push(`@compute @workgroup_size(${NT})`);
-  code.push(`fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {`);
+  code.push(`fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {`);
   code.push(`let M = ${pu(0)}; let N = ${pu(1)}; let K = ${pu(2)};`);
-  code.push(`let m0 = wid.y * ${BM}u; let n0 = wid.x * ${BN}u;`);
+  if (v.t.sw) {
+    // bands of 8 block rows: within a band, block columns one after another, rows fastest
+    code.push(`let lin = wid.y * nwg.x + wid.x; let band = lin / (8u * nwg.x); let rows = min(nwg.y - band * 8u, 8u);`);
+    code.push(`let inb = lin % (8u * nwg.x); let m0 = (band * 8u + inb % rows) * ${BM}u; let n0 = (inb / rows) * ${BN}u;`);
+  } else {
+    code.push(`let m0 = wid.y * ${BM}u; let n0 = wid.x * ${BN}u;`);
+  }
   if (v.t.wl) {
     code.push(`let lane = lid % 32u; let wp = lid / 32u;`);
     code.push(`let tx = lane % 8u + 8u * (wp % ${TXn / 8}u); let ty = lane / 8u + 4u * (wp / ${TXn / 8}u);`);
@@ -371,6 +396,7 @@ fn main(${ENTRY_ARGS}) {
 export function matmulPlan(m: number, N: number, K: number, batches: number): "untiled" | TileConfig {
   if (matmulTuning.force) return matmulTuning.force;
   if (m * N * K * batches <= matmulTuning.naiveMaxFlops || m < 16 || N < 16) return "untiled";
+  if (ceilDiv(m, 128) * ceilDiv(N, 256) * batches >= matmulTuning.wideTileMinBlocks) return WIDE_TILE;
   if (ceilDiv(m, 128) * ceilDiv(N, 128) * batches >= matmulTuning.bigTileMinBlocks) return BIG_TILE;
   if (ceilDiv(m, 128) * ceilDiv(N, 64) * batches >= matmulTuning.midTileMinBlocks) return MID_TILE;
   return SMALL_TILE;
