@@ -6,7 +6,7 @@
 #   RUNTIME=node|bun|deno scripts/gpu-bundle.sh packages/bench/src/webgpu-profile.ts ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PATH="$PWD/tools/node_modules/.bin:$PATH" bash ../shared/gpu/pack.sh
+NODE_PATH="$PWD/tools/node_modules" PATH="$PWD/tools/node_modules/.bin:$PATH" bash ../shared/gpu/pack.sh
 for entry in "$@"; do
   name=$(basename "${entry%.*}")
   node_modules/.bin/esbuild "$entry" --bundle --platform=node --format=esm --target=node20 \

@@ -101,11 +101,6 @@ export function init<P>(params: P): AdamWState<P> {
   });
 }
 
-/**
- * One AdamW step. Returns the new parameters and state; disposes the old parameter, m and v
- * tensors it replaced (see the module note on ownership). `grads` must have the same tree
- * structure and shapes as `params` (e.g. from `grad`/`valueAndGrad` over the same tree).
- */
 // The fused update: three elementwise primitives per parameter (m, v, then p) instead of twelve
 // launches, with the same f32 rounding as the composite formula (cpu/elementwise.ts adamwKernel).
 definePrimitive("adamw", {
@@ -126,6 +121,11 @@ definePrimitive("adamw", {
   },
 });
 
+/**
+ * One AdamW step. Returns the new parameters and state; disposes the old parameter, m and v
+ * tensors it replaced (see the module note on ownership). `grads` must have the same tree
+ * structure and shapes as `params` (e.g. from `grad`/`valueAndGrad` over the same tree).
+ */
 export function update<P>(params: P, grads: GradTree<NoInfer<P>>, state: AdamWState<NoInfer<P>>, opts: AdamWOptions): { params: P; state: AdamWState<P> } {
   const lr = typeof opts.lr === "function" ? opts.lr(state.step) : opts.lr;
   const parsed = optionsSchema.safeParse({
