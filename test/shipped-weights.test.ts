@@ -18,7 +18,7 @@ async function accuracy(file: string): Promise<{ acc: number; predicted: string[
   const dir = mkdtempSync(join(tmpdir(), "mm-weights-"));
   try {
     const rep = await runPasskey(passkeyCommand.parse([
-      "--checkpoint", join(root, "weights", file), "--lengths", "1k", "--depths", "0.5", "--samples", "2", "--out", dir, "--cpu-kernels", "ts",
+      "--checkpoint", join(root, "weights", file), "--lengths", "1k", "--depths", "0.5", "--samples", "2", "--out", dir,
     ]), quiet);
     return { acc: rep.accuracy[0][0], predicted: rep.results.map((r) => r.predicted) };
   } finally {

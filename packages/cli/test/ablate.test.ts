@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { liveBuffers } from "@memmamba/tensor";
+import { initBackend, liveBuffers } from "@memmamba/tensor";
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { type Command, type FlagDefs, kebab, runCli } from "../src/args.ts";
 import { isRealDifference, SUITE_NAMES, SUITES, SuiteResultSchema, suitesOf, summarize } from "../src/ablation.ts";
@@ -92,6 +92,9 @@ describe("ablate: the spread rule and shared runs", () => {
 describe("ablate: every suite end to end on the CPU (tiny)", () => {
   test("all suites: files, schema, every variant and seed; an interrupted run resumes; a rerun skips what is done", async () => {
     const dir = mkdtempSync(join(tmpdir(), "mm-ablate-"));
+    // the backend ablate runs on (initBackend reuses one instance per kernel choice, which other
+    // test files in the same process may have used): its count before, against its count after
+    await initBackend("cpu", { cpuKernels: "ts" });
     const live = liveBuffers();
     try {
       const books = makeBooks(dir);
