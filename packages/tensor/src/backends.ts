@@ -9,6 +9,7 @@
  */
 import type { Backend } from "./backend.ts";
 import { setBackend } from "./engine.ts";
+import { readEnv as env } from "./env.ts";
 
 /** Where tensors live: the CPU (kernels per `cpuKernels`) or a WebGPU device. */
 export type BackendKind = "cpu" | "webgpu";
@@ -29,16 +30,6 @@ export interface InitBackendOptions {
   threads?: number;
   /** Do not print the one line that says the BLAS library is missing. */
   quiet?: boolean;
-}
-
-function env(name: string): string | undefined {
-  // deno-lint-ignore no-explicit-any
-  const g = globalThis as any;
-  try {
-    return g.process?.env?.[name] ?? g.Deno?.env?.get(name);
-  } catch {
-    return undefined;
-  }
 }
 
 /** The CPU kernel choice from the environment ($MEMMAMBA_CPU_KERNELS), checked. */

@@ -6,6 +6,7 @@
  * The library: $MEMMAMBA_BLAS if set, else libopenblas.so.0 from the loader's search path or the
  * Debian locations (package libopenblas0-pthread, through the alternatives symlink).
  */
+import { readEnv as env } from "../env.ts";
 
 /** C[m,n] = op(A)·op(B) + beta·C on byte offsets into the memory (row-major, lda/ldb/ldc in elements). */
 export interface Sgemm {
@@ -21,16 +22,6 @@ export interface Blas {
 }
 
 const CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112;
-
-function env(name: string): string | undefined {
-  // deno-lint-ignore no-explicit-any
-  const g = globalThis as any;
-  try {
-    return g.process?.env?.[name] ?? g.Deno?.env?.get(name);
-  } catch {
-    return undefined;
-  }
-}
 
 function candidates(): string[] {
   const own = env("MEMMAMBA_BLAS");

@@ -29,6 +29,7 @@ import { WasmHeap } from "./heap.ts";
 import { GEMM_SCRATCH_BYTES, wasmLaunchers, type Launcher, type WasmCtx } from "./kernels.ts";
 import { chooseVariant, createSharedMemory, instantiate, type KernelExports, wasmBytes, wasmSupport, type WasmVariant } from "./module.ts";
 import { CTRL_BYTES, WorkerPool } from "./pool.ts";
+import { readEnv as env } from "../env.ts";
 
 export type CpuKernelChoice = "auto" | "wasm" | "wasm-simd" | "ts";
 const CHOICES: CpuKernelChoice[] = ["auto", "wasm", "wasm-simd", "ts"];
@@ -73,16 +74,6 @@ export interface KernelInfo {
   gemmTile: 4 | 6;
   /** Whether the selective scan runs its exps four in lockstep (speed only, see WasmBackendOptions.expLockstep). */
   expLockstep: boolean;
-}
-
-function env(name: string): string | undefined {
-  // deno-lint-ignore no-explicit-any
-  const g = globalThis as any;
-  try {
-    return g.process?.env?.[name] ?? g.Deno?.env?.get(name);
-  } catch {
-    return undefined;
-  }
 }
 
 /** The logical cores of this machine (navigator.hardwareConcurrency, else node:os). */

@@ -14,6 +14,7 @@
  * accepts from Mesa 25.x (Debian: mesa-vulkan-drivers from bookworm-backports).
  */
 // deno-lint-ignore-file no-explicit-any
+import { readEnv } from "../env.ts";
 
 export type GpuVia = "dawn" | "navigator.gpu";
 
@@ -50,19 +51,6 @@ export interface AcquireOptions {
 }
 
 const KEEP_ALIVE = Symbol.for("memmamba.webgpu.keepAlive");
-
-function readEnv(name: string): string | undefined {
-  const g = globalThis as any;
-  try {
-    const v = g.process?.env?.[name];
-    if (typeof v === "string") return v;
-  } catch { /* Deno without --allow-env */ }
-  try {
-    return g.Deno?.env?.get(name);
-  } catch {
-    return undefined;
-  }
-}
 
 function chosenVia(opt?: GpuVia): GpuVia | undefined {
   if (opt) return opt;

@@ -235,80 +235,49 @@ export function scatterAddKernel(ctx: GpuCtx, [idx, upd]: readonly KernelArg[], 
   if (rows === 0 || row === 0) return;
   const nIdx = prod(idx.shape);
   const maxG = ctx.limits.maxComputeWorkgroupsPerDimension;
+  /** One launch of step `step` (pipeline key) of phase `phase` (profiler label); params as u32 words. */
+  const launch = (phase: string, step: string, wgsl: string, buffers: BufRef[], params: number[], groups: [number, number, number]) =>
+    ctx.dispatch({
+      label: `scatterAdd.${phase}`, key: `scatterAdd:${step}`, wgsl: () => wgsl, buffers,
+      params: params.reduce((w, v) => w.u(v), new ParamWords()).words(), groups,
+    });
+  /** Workgroups for one thread per item. */
+  const over = (items: number) => grid(ceilDiv(items, SCAT_WG), maxG);
   const n = rows + 1; // counts and starts: one more entry, so that start[rows] is the valid total
   const nb = ceilDiv(n, SCAN_BLOCK);
   const cnt = ctx.temp(n * 4), start = ctx.temp(n * 4), bsum = ctx.temp(nb * 4);
   const seg = ctx.temp(Math.max(1, nIdx) * 4), ord = ctx.temp(Math.max(1, nIdx) * 4);
-  const zero = (b: BufRef, count: number) =>
-    ctx.dispatch({
-      label: "scatterAdd.zero", key: "scatterAdd:zero", wgsl: () => SCAT_ZERO, buffers: [b],
-      params: new ParamWords().u(count).words(), groups: grid(ceilDiv(count, SCAT_WG), maxG),
-    });
-  zero(cnt, n);
   const idxRef = ctx.ref(idx, "scatterAdd");
-  if (nIdx > 0) {
-    ctx.dispatch({
-      label: "scatterAdd.count", key: "scatterAdd:count", wgsl: () => SCAT_COUNT, buffers: [cnt, idxRef],
-      params: new ParamWords().u(nIdx).u(rows).words(), groups: grid(ceilDiv(nIdx, SCAT_WG), maxG),
-    });
-  }
   // exclusive prefix sum of n u32 counts (three launches: block sums, their scan, the starts)
-  const scanU32 = (src: BufRef, dst: BufRef, blocks: BufRef, count: number, nBlocks: number) => {
-    ctx.dispatch({
-      label: "scatterAdd.scan", key: "scatterAdd:bsum", wgsl: () => SCAT_BSUM, buffers: [blocks, src],
-      params: new ParamWords().u(count).words(), groups: grid(nBlocks, maxG),
-    });
-    ctx.dispatch({
-      label: "scatterAdd.scan", key: "scatterAdd:bscan", wgsl: () => SCAT_BSCAN, buffers: [blocks],
-      params: new ParamWords().u(nBlocks).words(), groups: [1, 1, 1],
-    });
-    ctx.dispatch({
-      label: "scatterAdd.scan", key: "scatterAdd:start", wgsl: () => SCAT_START, buffers: [dst, src, blocks],
-      params: new ParamWords().u(count).words(), groups: grid(nBlocks, maxG),
-    });
+  const scanU32 = (src: BufRef, dst: BufRef) => {
+    launch("scan", "bsum", SCAT_BSUM, [bsum, src], [n], grid(nb, maxG));
+    launch("scan", "bscan", SCAT_BSCAN, [bsum], [nb], [1, 1, 1]);
+    launch("scan", "start", SCAT_START, [dst, src, bsum], [n], grid(nb, maxG));
   };
-  scanU32(cnt, start, bsum, n, nb);
+  launch("zero", "zero", SCAT_ZERO, [cnt], [n], over(n));
+  if (nIdx > 0) launch("count", "count", SCAT_COUNT, [cnt, idxRef], [nIdx, rows], over(nIdx));
+  scanU32(cnt, start);
   if (nIdx > 0) {
-    zero(cnt, n); // now the fill's cursors
-    ctx.dispatch({
-      label: "scatterAdd.fill", key: "scatterAdd:fill", wgsl: () => SCAT_FILL, buffers: [seg, cnt, start, idxRef],
-      params: new ParamWords().u(nIdx).u(rows).words(), groups: grid(ceilDiv(nIdx, SCAT_WG), maxG),
-    });
-    ctx.dispatch({
-      label: "scatterAdd.rank", key: "scatterAdd:rank", wgsl: () => SCAT_RANK, buffers: [ord, seg, start, idxRef],
-      params: new ParamWords().u(nIdx).u(rows).words(), groups: grid(ceilDiv(nIdx, SCAT_WG), maxG),
-    });
+    launch("zero", "zero", SCAT_ZERO, [cnt], [n], over(n)); // now the fill's cursors
+    launch("fill", "fill", SCAT_FILL, [seg, cnt, start, idxRef], [nIdx, rows], over(nIdx));
+    launch("rank", "rank", SCAT_RANK, [ord, seg, start, idxRef], [nIdx, rows], over(nIdx));
   }
   // 5. sums: rows whose list is long (a note that stays in the pool is read by every later
   // position: thousands of entries) are cut into chunks of SUM_CHUNK summed in parallel, then the
   // chunk sums are added in order. A row of at most SUM_CHUNK entries is summed in index order,
   // exactly as on the CPU; a longer one in chunks (a fixed order: deterministic, and equal to
   // the CPU's sequential sum within f32 rounding).
-  const threads = rows * row;
   const nch = ctx.temp(n * 4), cstart = ctx.temp(n * 4);
-  ctx.dispatch({
-    label: "scatterAdd.chunks", key: "scatterAdd:nchunk", wgsl: () => SCAT_NCHUNK, buffers: [nch, start],
-    params: new ParamWords().u(rows).words(), groups: grid(ceilDiv(n, SCAT_WG), maxG),
-  });
-  scanU32(nch, cstart, bsum, n, nb);
+  launch("chunks", "nchunk", SCAT_NCHUNK, [nch, start], [rows], over(n));
+  scanU32(nch, cstart);
   // chunks in all: at most nIdx / SUM_CHUNK + rows (the host does not read the exact count)
   const maxChunks = Math.floor(nIdx / SUM_CHUNK) + rows;
   const crow = ctx.temp(Math.max(1, maxChunks) * 4);
   const part = ctx.temp(Math.max(1, maxChunks * row) * 4);
-  ctx.dispatch({
-    label: "scatterAdd.chunks", key: "scatterAdd:chrow", wgsl: () => SCAT_CHROW, buffers: [crow, cstart],
-    params: new ParamWords().u(rows).words(), groups: grid(ceilDiv(rows, SCAT_WG), maxG),
-  });
-  ctx.dispatch({
-    label: "scatterAdd.sum", key: "scatterAdd:part", wgsl: () => SCAT_PART, buffers: [part, ord, start, cstart, crow, ctx.ref(upd, "scatterAdd")],
-    params: new ParamWords().u(rows).u(row).u(maxChunks * row).words(), groups: grid(ceilDiv(maxChunks * row, SCAT_WG), maxG),
-  });
-  ctx.dispatch({
-    label: "scatterAdd.sum", key: "scatterAdd:final", wgsl: () => SCAT_FINAL, buffers: [ctx.ref(out, "scatterAdd"), part, cstart],
-    params: new ParamWords().u(rows).u(row).u(threads).words(), groups: grid(ceilDiv(threads, SCAT_WG), maxG),
-  });
-  for (const b of [nch, cstart, crow, part]) ctx.releaseTemp(b);
-  for (const b of [cnt, start, bsum, seg, ord]) ctx.releaseTemp(b);
+  launch("chunks", "chrow", SCAT_CHROW, [crow, cstart], [rows], over(rows));
+  launch("sum", "part", SCAT_PART, [part, ord, start, cstart, crow, ctx.ref(upd, "scatterAdd")], [rows, row, maxChunks * row], over(maxChunks * row));
+  launch("sum", "final", SCAT_FINAL, [ctx.ref(out, "scatterAdd"), part, cstart], [rows, row, rows * row], over(rows * row));
+  for (const b of [cnt, start, bsum, seg, ord, nch, cstart, crow, part]) ctx.releaseTemp(b);
 }
 
 const ONE_HOT = `${header(2, [{ name: "out", type: "f32", write: true }, { name: "idx", type: "i32" }])}
