@@ -3,7 +3,7 @@
 # entry into .gpu/<name>.mjs with esbuild, reading the workspace packages from their TypeScript
 # sources (the `@memmamba/source` export condition: the packages' `import` condition points at
 # dist/, which only `npm pack` builds).
-#   RUNTIME=node|bun|deno scripts/gpu-bundle.sh packages/bench/src/webgpu-profile.ts ...
+#   RUNTIME=node|bun|deno scripts/gpu-bundle.sh packages/bench/src/train-throughput.ts ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NODE_PATH="$PWD/tools/node_modules" PATH="$PWD/tools/node_modules/.bin:$PATH" bash ../shared/gpu/pack.sh

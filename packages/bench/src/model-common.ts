@@ -22,6 +22,7 @@ import {
   type Backend, type BufferHandle, type Tensor,
 } from "@memmamba/tensor";
 import { lm, preset, type LMParams, type LMState, type ModelConfig, type PresetName } from "@memmamba/memmamba";
+import type { WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
 
 export type BackendChoice = "cpu" | "wasm" | "webgpu";
 export const BACKENDS: readonly BackendChoice[] = ["cpu", "wasm", "webgpu"];
@@ -150,7 +151,7 @@ export async function openBackend(name: BackendChoice, opts: { timestamps?: bool
     name,
     backend,
     device,
-    profiler: gpu && gpu.device.features.has("timestamp-query") ? kernelProfiler(gpu.device) : null,
+    profiler: gpu && gpu.device.features.has("timestamp-query") ? kernelProfiler(gpu) : null,
     count: () => ({ launches: readCounters().launches - c.launches0, dispatches: c.dispatches, submits: c.submits, reads: c.reads, syncs: c.syncs }),
     resetCount: () => {
       Object.assign(c, { dispatches: 0, submits: 0, reads: 0, syncs: 0, launches0: readCounters().launches });
@@ -183,112 +184,14 @@ export async function openBackend(name: BackendChoice, opts: { timestamps?: bool
   };
 }
 
-/**
- * Times every dispatch on the GPU, without changing the backend: while recording, each compute
- * pass the backend begins is replaced by a proxy that ends the real pass after each dispatch and
- * begins a new one with timestamp writes (the backend sets pipeline and bind group before every
- * dispatch, so nothing carries over between passes); each command encoder resolves its
- * timestamps before it finishes, and they are read back after the submit. One pass per dispatch
- * adds a little per-dispatch cost, so read the split between kernels, not the total, from it.
- */
-function kernelProfiler(device: GPUDevice): KernelProfiler {
-  const SLOTS = 512; // dispatches timed per command encoder (the backend submits every 128)
-  const dev = device as Any, queue = device.queue as Any;
-  const labels = new WeakMap<object, string>();
-  const createComputePipeline = dev.createComputePipeline.bind(dev);
-  dev.createComputePipeline = (d: GPUComputePipelineDescriptor) => {
-    const p = createComputePipeline(d);
-    labels.set(p, d.label ?? "?");
-    return p;
-  };
-  interface Slots { qs: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer }
-  const free: Slots[] = [];
-  const newSlots = (): Slots => free.pop() ?? {
-    qs: device.createQuerySet({ type: "timestamp", count: 2 * SLOTS }),
-    resolve: device.createBuffer({ size: 16 * SLOTS, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }),
-    read: device.createBuffer({ size: 16 * SLOTS, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
-  };
-  let on = false;
-  const totals = new Map<string, KernelTime>();
-  const submitted: { slots: Slots; names: string[] }[] = [];
-  const reads: Promise<void>[] = [];
-  const createCommandEncoder = dev.createCommandEncoder.bind(dev);
-  dev.createCommandEncoder = (d?: GPUCommandEncoderDescriptor) => {
-    const enc = createCommandEncoder(d) as Any;
-    if (!on) return enc;
-    let slots: Slots | null = null;
-    const names: string[] = [];
-    const beginComputePass = enc.beginComputePass.bind(enc), finish = enc.finish.bind(enc);
-    const begin = () => {
-      if (names.length >= SLOTS) return beginComputePass({}); // out of slots: untimed
-      slots ??= newSlots();
-      const i = names.length;
-      names.push("");
-      return beginComputePass({ timestampWrites: { querySet: slots.qs, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
-    };
-    enc.beginComputePass = () => {
-      let pass: Any = null; // begun lazily: a dispatch gets a pass of its own
-      let slot = -1;
-      let pipeline = "";
-      const calls: [string, unknown[]][] = [];
-      return {
-        setPipeline(p: object) {
-          pipeline = labels.get(p) ?? "?";
-          calls.length = 0;
-          calls.push(["setPipeline", [p]]);
-        },
-        setBindGroup(...a: unknown[]) {
-          calls.push(["setBindGroup", a]);
-        },
-        dispatchWorkgroups(...a: unknown[]) {
-          slot = names.length;
-          pass = begin();
-          if (slot < names.length) names[slot] = pipeline;
-          for (const [m, args] of calls) pass[m](...args);
-          pass.dispatchWorkgroups(...a);
-          pass.end();
-          pass = null;
-        },
-        end() {},
-      };
-    };
-    enc.finish = (fd?: GPUCommandBufferDescriptor) => {
-      if (slots && names.length) {
-        enc.resolveQuerySet(slots.qs, 0, 2 * names.length, slots.resolve, 0);
-        enc.copyBufferToBuffer(slots.resolve, 0, slots.read, 0, 16 * names.length);
-        submitted.push({ slots, names });
-      }
-      return finish(fd);
-    };
-    return enc;
-  };
-  const submit = queue.submit.bind(queue);
-  queue.submit = (cmds: Iterable<GPUCommandBuffer>) => {
-    const r = submit(cmds);
-    for (const { slots, names } of submitted.splice(0)) {
-      reads.push(slots.read.mapAsync(GPUMapMode.READ, 0, 16 * names.length).then(() => {
-        const t = new BigInt64Array(slots.read.getMappedRange(0, 16 * names.length).slice(0));
-        slots.read.unmap();
-        free.push(slots);
-        names.forEach((k, i) => {
-          let e = totals.get(k);
-          if (!e) totals.set(k, (e = { kernel: k, dispatches: 0, gpuMs: 0 }));
-          e.dispatches++;
-          e.gpuMs += Number(t[2 * i + 1] - t[2 * i]) / 1e6;
-        });
-      }));
-    }
-    return r;
-  };
+/** The backend's per-dispatch GPU profile (webgpu/profiler.ts) as kernel times by pipeline key. */
+function kernelProfiler(gpu: WebGpuBackend): KernelProfiler {
   return {
     start() {
-      totals.clear();
-      on = true;
+      gpu.startProfile();
     },
     async stop() {
-      on = false;
-      await Promise.all(reads.splice(0));
-      return [...totals.values()].sort((a, b) => b.gpuMs - a.gpuMs);
+      return (await gpu.stopProfile()).map((r) => ({ kernel: r.label, dispatches: r.count, gpuMs: r.ms }));
     },
   };
 }

@@ -254,7 +254,7 @@ export class WebGpuBackend implements Backend {
     return true;
   }
 
-  /** Ends the profile: GPU time per kernel label, largest first. */
+  /** Ends the profile: GPU time per kernel (its pipeline key), largest first. */
   async stopProfile(): Promise<ProfileRow[]> {
     const p = this.#profiler;
     if (!p) return [];
@@ -429,7 +429,7 @@ export class WebGpuBackend implements Backend {
     const bindGroup = this.#bindGroup(p, pBytes, l.buffers);
     if (this.#profiler) {
       this.#endPass();
-      this.#pass = this.#encoderOrNew().beginComputePass(this.#profiler.passDescriptor(l.label));
+      this.#pass = this.#encoderOrNew().beginComputePass(this.#profiler.passDescriptor(l.key));
     }
     if (!this.#pass) this.#pass = this.#encoderOrNew().beginComputePass(this.#timer?.passDescriptor());
     this.#pass.setPipeline(p.pipeline);

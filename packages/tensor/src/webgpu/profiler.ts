@@ -1,7 +1,8 @@
 /**
  * Per-kernel GPU time: while a profile runs, every dispatch gets its own compute pass with
- * timestamp writes at its start and end, and the label of the kernel that ran. Reading the
- * profile sums the durations per label. Meant for finding where a training step's time goes
+ * timestamp writes at its start and end, and the pipeline key of the kernel that ran (e.g.
+ * "matmul:128x128x32/8x8:…", "scatterAdd:rank"). Reading the
+ * profile sums the durations per kernel. Meant for finding where a training step's time goes
  * (one pass per dispatch costs a little, so profiled totals run somewhat above unprofiled ones).
  *
  * Query sets fill up (QUERIES each), so a profile may use several; each is resolved into its own
@@ -9,8 +10,9 @@
  */
 const QUERIES = 4096;
 
-/** GPU time of one kernel label over a profile. */
+/** GPU time of one kernel over a profile. */
 export interface ProfileRow {
+  /** The kernel's pipeline key. */
   label: string;
   /** Summed GPU time (ms). */
   ms: number;
@@ -34,7 +36,7 @@ export class GpuProfiler {
     this.#device = device;
   }
 
-  /** The descriptor of the pass for one dispatch labelled `label`. */
+  /** The descriptor of the pass for one dispatch of the kernel `label` (its pipeline key). */
   passDescriptor(label: string): GPUComputePassDescriptor {
     let c = this.#chunks[this.#chunks.length - 1];
     if (!c || c.labels.length * 2 >= QUERIES) {
