@@ -34,6 +34,18 @@ files=$(find "${filter[@]}" -name '*.test.ts' -not -path '*/node_modules/*' | so
 NO_COLOR=1 "$BIN/deno" test --allow-all --unstable-webgpu --no-check $files 2>&1 | tee "$LOG/deno.log"
 drc=${PIPESTATUS[0]}
 line=$(grep -E '(ok|FAILED) \| [0-9]+ passed' "$LOG/deno.log" | tail -1)
+# Known defect, not yet fixed: in about 1 of 6 full runs Deno aborts (SIGABRT, glibc "corrupted
+# size vs. prev_size" / "double free") while tearing down native resources after the last test
+# file, with every test already reported passed. Only in exactly that case — summary "ok | N passed
+# | 0 failed" printed, exit status 134 — the whole Deno run is repeated once, loudly, and the
+# repeat must pass on its own; any test failure, or a second abort, fails as before.
+if [ "$drc" -eq 134 ] && [[ "$line" =~ ^ok\ \|\ [0-9]+\ passed\ \|\ 0\ failed ]]; then
+  echo "test.sh: deno aborted (exit 134) at teardown after all tests passed: the known native-teardown crash; running the Deno tests once more"
+  cp "$LOG/deno.log" "$LOG/deno-aborted.log"
+  NO_COLOR=1 "$BIN/deno" test --allow-all --unstable-webgpu --no-check $files 2>&1 | tee "$LOG/deno.log"
+  drc=${PIPESTATUS[0]}
+  line=$(grep -E '(ok|FAILED) \| [0-9]+ passed' "$LOG/deno.log" | tail -1)
+fi
 dp=$(echo "$line" | sed -E 's/.*\| ([0-9]+) passed.*/\1/'); dp=${dp:-0}
 df=$(echo "$line" | sed -E 's/.*\| ([0-9]+) failed.*/\1/'); [[ "$df" =~ ^[0-9]+$ ]] || df=0
 if [ "$drc" -ne 0 ] && [ "$df" -eq 0 ]; then df=1; fi
