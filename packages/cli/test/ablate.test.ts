@@ -11,7 +11,7 @@ import { initBackend, liveBuffers } from "@memmamba/tensor";
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { type Command, type FlagDefs, kebab, runCli } from "../src/args.ts";
 import { isRealDifference, SUITE_NAMES, SUITES, SuiteResultSchema, suitesOf, summarize } from "../src/ablation.ts";
-import { ablateCommand, planRuns, runAblate } from "../src/commands/ablate.ts";
+import { ablateCommand, parseShard, planRuns, runAblate } from "../src/commands/ablate.ts";
 import type { CommandIO } from "../src/commands/common.ts";
 import { readJsonl } from "../src/log.ts";
 import { checkWellFormedXml } from "./svg.ts";
@@ -56,6 +56,8 @@ describe("ablate: flags", () => {
       [["--suite", "pooling", "--seeds", "1,1", "--data", "/nonexistent"], "ablate: --seeds 1,1 names a seed twice"],
       [["--suite", "fusion", "--data", "/nonexistent/books"], "ablate: --data /nonexistent/books: no such file or directory"],
       [["--suite", "core", "--lengths", "64", "--scored", "100", "--data", "/nonexistent"], "ablate: --scored 100 exceeds the shortest --lengths 64"],
+      [["--suite", "core", "--shard", "3/2", "--data", "/nonexistent"], `ablate: --shard expects i/n with 1 <= i <= n (e.g. 2/3), got "3/2"`],
+      [["--suite", "core", "--shard", "1", "--data", "/nonexistent"], `ablate: --shard expects i/n with 1 <= i <= n (e.g. 2/3), got "1"`],
       [["--suite", "cor"], `ablate: --suite expects one of core, fidelity, pooling, fusion, sensitivity, all, got "cor"`],
     ];
     for (const [argv, line] of cases) {
@@ -156,6 +158,41 @@ describe("ablate: every suite end to end on the CPU (tiny)", () => {
       expect(third.ran).toEqual([]);
       expect(third.skipped.length).toBe(22 * 2);
       expect(liveBuffers()).toBe(live);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("ablate: shards", () => {
+  test("--shard i/n: the shards split the (config, seed) pairs without overlap and write no tables; a run without --shard then only writes them", async () => {
+    expect(parseShard("2/3")).toEqual({ i: 2, n: 3 });
+    expect(parseShard(undefined)).toBeUndefined();
+    const dir = mkdtempSync(join(tmpdir(), "mm-ablate-shard-"));
+    await initBackend("cpu", { cpuKernels: "ts" });
+    try {
+      const books = makeBooks(dir);
+      const out = join(dir, "out");
+      const base = [
+        "--suite", "core", "--preset", "tiny", "--cpu-kernels", "ts", "--steps", "1", "--seq-len", "16", "--batch", "1", "--seeds", "1,2",
+        "--lengths", "64", "--scored", "8", "--chunk", "64", "--data", books, "--out", out,
+      ];
+      const a = await runAblate(ablateCommand.parse([...base, "--shard", "1/2"]), quietIO());
+      const b = await runAblate(ablateCommand.parse([...base, "--shard", "2/2"]), quietIO());
+      expect(a.status).toBe("done");
+      expect(b.status).toBe("done");
+      expect(a.suites).toEqual([]);
+      expect(existsSync(join(out, "core", "results.json"))).toBe(false);
+      const all = [...a.ran, ...b.ran].sort();
+      expect(new Set(all).size).toBe(all.length); // no pair ran twice
+      expect(all.length).toBe(SUITES.core.variants.length * 2);
+      expect(Math.abs(a.ran.length - b.ran.length)).toBeLessThanOrEqual(1);
+      const io = quietIO();
+      const whole = await runAblate(ablateCommand.parse(base), io);
+      expect(whole.ran).toEqual([]);
+      expect(whole.skipped.sort()).toEqual(all);
+      expect(SuiteResultSchema.parse(JSON.parse(readFileSync(join(out, "core", "results.json"), "utf8"))).complete).toBe(true);
+      expect(io.text()).toContain("ablate: all done");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -80,6 +80,7 @@ export const ablateCommand = defineCommand({
     checkpointEvery: flag.int("steps between checkpoints within a run", { positive: true, defaultLabel: "steps / 10" }),
     out: flag.path("output directory: runs/ (one directory per config and seed) and one directory per suite", { default: "runs/ablate" }),
     maxMinutes: flag.number("time budget from the process's start: stop cleanly (between runs, or at a step boundary with a checkpoint) and continue with the same command", { positive: true }),
+    shard: flag.string("i/n: run only every n-th (config, seed) pair starting at the i-th, so that n processes (one GPU each, or several sharing one GPU) split a suite; a shard writes no tables — rerun without --shard once all are done to write them", { defaultLabel: "all runs" }),
     prune: flag.bool("delete a run's checkpoint once every phase the chosen suites need is done (its JSON files stay; keeps --out small enough to carry between machines)"),
   },
   epilog: `Each variant is trained from scratch for the same number of tokens (steps × batch × accum × seq-len,
@@ -100,6 +101,15 @@ export interface AblateHooks {
   stopBefore?: (where: { run: string; seed: number; phase: "train" | Phase }) => boolean;
   /** Stop the command once this run's training has reached (and checkpointed) this step. */
   stopAtStep?: (where: { run: string; seed: number }) => number | undefined;
+}
+
+/** `--shard i/n` → {i, n} with 1 ≤ i ≤ n; undefined when not given. */
+export function parseShard(raw: string | undefined): { i: number; n: number } | undefined {
+  if (raw === undefined) return undefined;
+  const m = /^(\d+)\/(\d+)$/.exec(raw.trim());
+  const i = m ? Number(m[1]) : NaN, n = m ? Number(m[2]) : NaN;
+  if (!m || n < 1 || i < 1 || i > n) throw new UsageError(`ablate: --shard expects i/n with 1 <= i <= n (e.g. 2/3), got "${raw}"`);
+  return { i, n };
 }
 
 /** What `runAblate` returns (the suites' results are also written to --out). */
@@ -502,6 +512,7 @@ export async function runAblate(args: AblateArgs, io: CommandIO = defaultIO, hoo
   const seeds = [...new Set(f.seeds)];
   if (seeds.length !== f.seeds.length) throw new UsageError(`ablate: --seeds ${f.seeds.join(",")} names a seed twice`);
   if (f.scored > Math.min(...lengths)) throw new UsageError(`ablate: --scored ${f.scored} exceeds the shortest --lengths ${Math.min(...lengths)}`);
+  const shard = parseShard(f.shard);
   const data = f.data ?? DEFAULT_BOOKS;
   if (f.data === undefined && !existsSync(data)) {
     throw new UsageError(`ablate: no --data given and the default book folder ${data} does not exist; pass --data <a directory of .txt books>`);
@@ -545,8 +556,11 @@ export async function runAblate(args: AblateArgs, io: CommandIO = defaultIO, hoo
   const ran: string[] = [], skipped: string[] = [];
   let status: AblateReport["status"] = "done";
   const durations: number[] = [];
+  let pairIndex = -1;
   outer: for (const run of runs) {
     for (const seed of seeds) {
+      pairIndex++;
+      if (shard && pairIndex % shard.n !== shard.i - 1) continue;
       // between runs: do not start one that the budget cannot hold (judged by the runs so far)
       const est = durations.length ? durations.reduce((a, b) => a + b, 0) / durations.length : 0;
       if (c.deadline !== undefined && Date.now() + est > c.deadline) {
@@ -570,6 +584,13 @@ export async function runAblate(args: AblateArgs, io: CommandIO = defaultIO, hoo
     }
   }
 
+  if (shard) {
+    // shards run side by side: none writes the suite files (they would overwrite each other with partial tables)
+    io.out(status === "done"
+      ? `ablate: shard ${shard.i}/${shard.n} done (${ran.length} run now, ${skipped.length} already done); once every shard is done, rerun without --shard to write the tables\n`
+      : `ablate: shard ${shard.i}/${shard.n} stopped by its time budget (${ran.length} run now); rerun the same command to continue\n`);
+    return { status, suites: [], ran, skipped };
+  }
   const suites = chosen.map((s) => writeSuite(c, s, runOf, reference, settings));
   for (const r of suites) {
     io.out(`\n${r.title}${r.complete ? "" : " (incomplete)"}\n`);
