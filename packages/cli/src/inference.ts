@@ -106,6 +106,62 @@ export async function greedyDecode(params: LMParams, prompt: Uint8Array, maxToke
 }
 
 /**
+ * `windowNll` of several windows of the same length and the same first scored position at once,
+ * as one batch (one row per window): the summed NLL and count over all of them. On a GPU this
+ * streams B windows for about the price of one; each row's numbers are those of `windowNll` up to
+ * f32 summation order. Transformers (no chunked state) take the windows one by one.
+ */
+export async function windowNllBatch(
+  params: LMParams,
+  windows: readonly { inputs: Uint8Array; targets: Uint8Array; scoreFrom: number }[],
+  chunk = 512,
+): Promise<{ sum: number; count: number }> {
+  if (windows.length === 0) return { sum: 0, count: 0 };
+  const L = windows[0].inputs.length, scoreFrom = windows[0].scoreFrom, B = windows.length;
+  for (const w of windows) {
+    if (w.inputs.length !== L || w.targets.length !== L || w.scoreFrom !== scoreFrom) {
+      throw new RangeError(`windowNllBatch: every window must have ${L} inputs and targets and score from ${scoreFrom}; got ${w.inputs.length}, ${w.targets.length}, ${w.scoreFrom}`);
+    }
+  }
+  if (params.config.kind === "transformer" || B === 1) {
+    let sum = 0, count = 0;
+    for (const w of windows) {
+      const r = await windowNll(params, w.inputs, w.targets, w.scoreFrom, chunk);
+      sum += r.sum;
+      count += r.count;
+    }
+    return { sum, count };
+  }
+  const rows = (pick: (w: (typeof windows)[number]) => Uint8Array, from: number, to: number) => {
+    const out = new Int32Array(B * (to - from));
+    windows.forEach((w, b) => out.set(pick(w).subarray(from, to), b * (to - from)));
+    return fromArray(out, [B, to - from], "i32");
+  };
+  let state = lm.initState(params.config, B);
+  let total = 0;
+  try {
+    for (let s = 0; s < L; s += chunk) {
+      const e = Math.min(L, s + chunk);
+      const r = tidy(() => {
+        const out = lm.applyChunked(params, rows((w) => w.inputs, s, e), { chunk }, state);
+        const from = Math.max(s, scoreFrom);
+        const nll = e > scoreFrom ? sum(crossEntropy(sliceAxis(out.logits, 1, from - s, e - s), rows((w) => w.targets, from, e))) : undefined;
+        return { nll, state: out.state };
+      });
+      disposeTree(state);
+      state = r.state;
+      if (r.nll) {
+        total += await r.nll.item();
+        r.nll.dispose();
+      }
+    }
+  } finally {
+    disposeTree(state);
+  }
+  return { sum: total, count: B * (L - scoreFrom) };
+}
+
+/**
  * Sum of −log p(targets[t]) over t in [scoreFrom, L) for one window (batch 1), and the count.
  * Positions before scoreFrom only build the state (their logits are dropped chunk by chunk).
  */

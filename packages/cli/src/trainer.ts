@@ -37,7 +37,7 @@
 import { join } from "node:path";
 import { existsSync, mkdirSync } from "node:fs";
 import {
-  adamw, clipByGlobalNorm, disposeTree, GradAccumulator, random, valueAndGrad, type Tensor,
+  adamw, clipByGlobalNorm, disposeTree, GradAccumulator, random, reshape, stack, tidy, valueAndGrad, type Tensor,
 } from "@memmamba/tensor";
 import {
   type AtomicWriteOptions, CheckpointError, loadCheckpoint, restoreState, saveCheckpoint, type WeightDType,
@@ -346,46 +346,64 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
       let tokens = 0;
       let reason: string | undefined;
       const lr = typeof lrOption === "function" ? lrOption(optState.step) : lrOption;
+      // The whole step (every micro-batch, the clip and the update) is recorded before anything is
+      // read back, and then the losses and the norm come back in one readback: waiting on the loss
+      // before recording the update left the GPU idle for half of each step. The update keeps the
+      // old params and state until the numbers say whether to keep it (a NaN step changes nothing).
+      const losses: Tensor[] = [];
+      let norm: Tensor | undefined;
+      let next: { params: P; state: adamw.AdamWState<P> } | undefined;
       try {
         for (let j = 0; j < o.accum; j++) {
           const index = (step - 1) * o.accum + j;
           const batch = source.batch(index);
           try {
             tokens += source.tokens?.(batch) ?? 0;
-            if (reason !== undefined) continue; // a bad micro-batch already spoiled the step
             const { value, grads } = vg(params, batch, random.foldIn(lossKeyBase, index));
-            const lv = await value.item();
-            value.dispose();
-            lossSum += lv;
-            if (!Number.isFinite(lv)) {
-              reason = `loss is ${lv} (micro-batch ${j + 1}/${o.accum})`;
-              disposeTree(grads);
-              continue;
-            }
+            losses.push(value);
             acc.add(grads as adamw.GradTree<P>);
             disposeTree(grads);
           } finally {
             source.dispose?.(batch);
           }
         }
-        if (reason === undefined) {
-          const avg = acc.average();
-          const doClip = o.clip > 0 && Number.isFinite(o.clip);
-          const { grads: clipped, norm } = clipByGlobalNorm(avg, doClip ? o.clip : Number.MAX_VALUE);
-          gradNorm = await norm.item();
-          norm.dispose();
-          if (!Number.isFinite(gradNorm)) {
-            reason = `gradient norm is ${gradNorm}`;
-          } else {
-            ({ params, state: optState } = adamw.update(params, clipped as adamw.GradTree<P>, optState, {
-              lr, weightDecay: o.weightDecay, beta1: o.beta1, beta2: o.beta2, eps: o.eps,
-            }));
-          }
-          disposeTree(clipped);
+        const avg = acc.average();
+        const doClip = o.clip > 0 && Number.isFinite(o.clip);
+        const clip = clipByGlobalNorm(avg, doClip ? o.clip : Number.MAX_VALUE);
+        norm = clip.norm;
+        try {
+          next = adamw.update(params, clip.grads as adamw.GradTree<P>, optState, {
+            lr, weightDecay: o.weightDecay, beta1: o.beta1, beta2: o.beta2, eps: o.eps, keepOld: true,
+          });
+        } finally {
+          disposeTree(clip.grads);
           disposeTree(avg);
         }
+        const n = norm;
+        const read = tidy(() => stack([...losses.map((l) => reshape(l, [])), reshape(n, [])]));
+        const values = await read.data();
+        read.dispose();
+        const lvs = Array.from(values.subarray(0, o.accum));
+        gradNorm = values[o.accum];
+        lossSum = lvs.reduce((a, b) => a + b, 0);
+        const badLoss = lvs.findIndex((v) => !Number.isFinite(v));
+        if (badLoss >= 0) reason = `loss is ${lvs[badLoss]} (micro-batch ${badLoss + 1}/${o.accum})`;
+        else if (!Number.isFinite(gradNorm)) reason = `gradient norm is ${gradNorm}`;
+        if (reason === undefined) {
+          adamw.disposeReplaced({ params, state: optState }, next);
+          ({ params, state: optState } = next);
+        } else {
+          adamw.disposeReplaced(next, { params, state: optState });
+          gradNorm = reason.startsWith("loss") ? NaN : gradNorm;
+        }
+        next = undefined;
+      } catch (e) {
+        if (next) adamw.disposeReplaced(next, { params, state: optState }); // a failed readback: keep the old params
+        throw e;
       } finally {
         acc.reset(); // frees the running gradient sum, also when a loss throws
+        for (const l of losses) l.dispose();
+        norm?.dispose();
       }
       const loss = lossSum / o.accum;
 

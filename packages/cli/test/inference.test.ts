@@ -1,7 +1,7 @@
 import { crossEntropy, disposeTree, fromArray, liveBuffers, random, sliceAxis, sum, tidy } from "@memmamba/tensor";
 import { lm, preset } from "@memmamba/memmamba";
 import { describe, expect, test } from "../../../test/support/harness.ts";
-import { greedyDecode, windowNll } from "../src/inference.ts";
+import { greedyDecode, windowNll, windowNllBatch } from "../src/inference.ts";
 
 const text = new TextEncoder().encode("It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of");
 
@@ -47,6 +47,30 @@ describe("inference: streaming evaluation agrees with one parallel pass", () => 
       }
       const prompt = text.subarray(0, 40);
       expect(await greedyDecode(params, prompt, 6, 16)).toEqual(await naiveGreedy(params, prompt, 6));
+      disposeTree(params);
+      expect(liveBuffers()).toBe(live);
+    });
+  }
+});
+
+describe("inference: windows streamed as one batch", () => {
+  for (const kind of ["memmamba", "mamba", "transformer"] as const) {
+    test(`${kind}: windowNllBatch equals the sum of windowNll over its windows; mismatched windows are refused`, async () => {
+      const live = liveBuffers();
+      const params = lm.init(random.key(6), preset("tiny", { kind }));
+      const windows = [0, 7, 13].map((o) => ({ inputs: text.subarray(o, o + 70), targets: text.subarray(o + 1, o + 71), scoreFrom: 50 }));
+      let want = 0;
+      for (const w of windows) want += (await windowNll(params, w.inputs, w.targets, w.scoreFrom, 32)).sum;
+      const got = await windowNllBatch(params, windows, 32);
+      expect(got.count).toBe(60);
+      expect(Math.abs(got.sum - want)).toBeLessThan(1e-4 * Math.abs(want));
+      let msg = "";
+      try {
+        await windowNllBatch(params, [windows[0], { ...windows[1], scoreFrom: 40 }], 32);
+      } catch (e) {
+        msg = (e as Error).message;
+      }
+      expect(msg).toContain("windowNllBatch: every window must have 70 inputs and targets and score from 50");
       disposeTree(params);
       expect(liveBuffers()).toBe(live);
     });

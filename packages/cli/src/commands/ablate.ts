@@ -5,7 +5,7 @@
  *
  * Training is the train command's LM path (../trainer.ts on random windows of the training split
  * of the books, memmamba/src/data/text.ts); evaluation is the eval command's protocol, on the same
- * library functions: PPL by context length on the validation split (pplWindows + windowNll, as
+ * library functions: PPL by context length on the validation split (pplWindows + windowNllBatch, as
  * `eval ppl`), ETMF / ECLMF on validation windows (metrics.etmf / metrics.eclmf, as
  * `eval metrics`), and, on validation windows of the training length, the loss and how often
  * notes are written and the pool is read (the model's own counters, lm.apply's aux).
@@ -36,7 +36,7 @@ import {
   type AblationSettings, buildSuiteResult, configKey, markdownTable, type Phase, type SeedResult, SUITE_NAMES, suiteColumns,
   suitePlot, type SuiteResult, SuiteResultSchema, suitesOf, type SuiteSpec, type VariantSpec,
 } from "../ablation.ts";
-import { loadModel, windowNll } from "../inference.ts";
+import { loadModel, windowNllBatch } from "../inference.ts";
 import { writeSvg } from "../plot.ts";
 import { runFiles, train, type TrainOptions } from "../trainer.ts";
 import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, formatTable, requirePath, selectBackend, writeJson } from "./common.ts";
@@ -318,16 +318,24 @@ async function trainRun(c: Context, run: Run, seed: number, dir: string): Promis
   return { params: r.params, done };
 }
 
-/** PPL by context length on the validation split: `eval ppl`'s protocol (pplWindows + windowNll). */
+/** PPL by context length on the validation split: `eval ppl`'s protocol (pplWindows + windowNllBatch). */
+/** Validation windows streamed together in the perplexity evaluation. */
+const PPL_BATCH = 8;
+
 async function evalPpl(c: Context, params: LMParams) {
   const rows = [];
   for (const L of c.lengths) {
     let s = 0, count = 0, windows = 0;
-    for (const w of pplWindows(c.validation, L, { windowsPerBook: c.f.windows, scoredTokens: c.f.scored })) {
-      const r = await windowNll(params, w.inputs, w.targets, w.scoreFrom, c.f.chunk);
-      s += r.sum;
-      count += r.count;
-      windows++;
+    // the windows of one length stream side by side, PPL_BATCH at a time (equal numbers up to f32 summation order)
+    const all = [...pplWindows(c.validation, L, { windowsPerBook: c.f.windows, scoredTokens: c.f.scored })];
+    for (let i = 0; i < all.length; i += PPL_BATCH) {
+      const group = all.slice(i, i + PPL_BATCH);
+      for (const from of new Set(group.map((w) => w.scoreFrom))) {
+        const r = await windowNllBatch(params, group.filter((w) => w.scoreFrom === from), c.f.chunk);
+        s += r.sum;
+        count += r.count;
+      }
+      windows += group.length;
     }
     const p = count ? perplexity(s, count) : undefined;
     rows.push({ length: L, ppl: p ? finiteOrNull(p.ppl) : null, bitsPerByte: p ? finiteOrNull(p.bitsPerByte) : null, windows, tokens: count, booksSkipped: booksTooShort(c.validation, L) });

@@ -75,6 +75,23 @@ export interface AdamWOptions {
    * path in the tree (e.g. "layers.0.norm.w") and the tensor. See `decayMatricesOnly`.
    */
   decayMask?: (path: string, param: Tensor) => boolean;
+  /**
+   * Keep the old params, m and v alive (default false: `update` consumes them). For a caller that
+   * records the step first and decides afterwards whether to keep it (one readback at the end of
+   * a training step instead of waiting on the loss before the update): it then frees the pair it
+   * drops with `disposeReplaced`.
+   */
+  keepOld?: boolean;
+}
+
+/**
+ * Frees the tensors of `drop` that `keep` does not share (an update passes non-f32 leaves through
+ * as the same objects): after `update(…, { keepOld: true })`, dispose the old trees to accept the
+ * step, or the new ones to undo it.
+ */
+export function disposeReplaced<P>(drop: { params: P; state: AdamWState<P> }, keep: { params: P; state: AdamWState<P> }): void {
+  const kept = new Set<Tensor>([...flattenTree(keep.params), ...flattenTree(keep.state.m), ...flattenTree(keep.state.v)].map(([, t]) => t));
+  for (const [, t] of [...flattenTree(drop.params), ...flattenTree(drop.state.m), ...flattenTree(drop.state.v)]) if (!kept.has(t)) t.dispose();
 }
 
 const optionsSchema = z.object({
@@ -201,9 +218,11 @@ export function update<P>(params: P, grads: GradTree<NoInfer<P>>, state: AdamWSt
       if (pick(results[i]) !== old) old.dispose();
     });
   };
-  replaced(ps, (r) => r.p);
-  replaced(ms, (r) => r.m);
-  replaced(vs, (r) => r.v);
+  if (!opts.keepOld) {
+    replaced(ps, (r) => r.p);
+    replaced(ms, (r) => r.m);
+    replaced(vs, (r) => r.v);
+  }
 
   let ip = 0, im = 0, iv = 0;
   return {
