@@ -3,7 +3,7 @@
  * attention (Eq. 7/11) over the pools of earlier layers. Both are one masked softmax over a few
  * slots per position (P, or g·P), so they cost O(L·P·S), linear in the length.
  */
-import { add, concat, gather, gt, matmul, mul, noGrad, random, reshape, sigmoid, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
+import { add, concat, gt, indexedAttention, matmul, mul, noGrad, random, reshape, sigmoid, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
 import { initLinear, initScorer, scoreLinear, type Key, type Linear } from "./nn.ts";
 import type { PoolRead } from "./pool.ts";
@@ -47,17 +47,41 @@ export function initCrossLayer(key: Key, cfg: ModelConfig): CrossLayerParams {
   return initQKV(key, cfg.dModel, cfg.memory.summaryDim);
 }
 
-/** The pool slots each position reads, projected by w: [B, L, P, S] (project the table, then gather). */
-function slots(read: PoolRead, w: Tensor): Tensor {
-  return gather(matmul(read.table, w), read.index);
+/**
+ * Several pool reads as one: their tables side by side (rows), each read's indices offset by the
+ * rows before its table, index and valid joined along the slot axis. One softmax then runs over
+ * all their slots. The tables are small (one row per note), so the copy is cheap.
+ */
+function joinReads(reads: readonly PoolRead[]): PoolRead {
+  if (reads.length === 1) return reads[0];
+  let rows = 0;
+  const index = reads.map((r) => {
+    const i = rows === 0 ? r.index : add(r.index, rows);
+    rows += r.table.shape[0];
+    return i;
+  });
+  return { table: concat(reads.map((r) => r.table), 0), index: concat(index, 2), valid: concat(reads.map((r) => r.valid), 2) };
 }
 
 /**
- * softmax(q·Kᵀ/√S) V over the slots that hold a note: q [B, L, S]; keys and values [B, L, P, S]
- * in one or more groups (cross-layer attention passes one group per source layer: the softmax
- * runs over all their slots together, without copying them into one tensor); valid [B, L, P] per
- * group. A position with no valid slot reads 0 (its weights are all masked to zero), never NaN.
- * Batched matmuls over (B, L) with a single query row, the fastest form on the CPU backend.
+ * softmax(q·Kᵀ/√S) V over the notes a read sees, K = notes·W_k and V = notes·W_v: q [B, L, S] →
+ * out [B, L, S] and weights [B, L, P]. The table is projected once (M rows) and the fused
+ * `indexedAttention` reads the projected rows through the index, so no [B, L, P, S] keys or
+ * values exist in the forward or the backward pass. Same numbers as `poolAttentionWeighted` over
+ * gathered slots (the composite it replaced, kept as the reference), within f32 rounding.
+ */
+function readPoolAttention(q: Tensor, read: PoolRead, wk: Tensor, wv: Tensor): { out: Tensor; weights: Tensor } {
+  return indexedAttention(q, matmul(read.table, wk), matmul(read.table, wv), read.index, read.valid);
+}
+
+/**
+ * softmax(q·Kᵀ/√S) V over slots already gathered per position: the composite form, for callers
+ * that hold gathered slots (the model reads its pools with the fused `indexedAttention` instead,
+ * see readPoolAttention; the tests hold the two equal). q [B, L, S]; keys and values
+ * [B, L, P, S] in one or more groups (the softmax runs over all their slots together, without
+ * copying them into one tensor); valid [B, L, P] per group. A position with no valid slot reads 0
+ * (its weights are all masked to zero), never NaN. Batched matmuls over (B, L) with a single
+ * query row.
  */
 export function poolAttention(q: Tensor, keys: Tensor | readonly Tensor[], values: Tensor | readonly Tensor[], valid: Tensor | readonly Tensor[]): Tensor {
   return poolAttentionWeighted(q, keys, values, valid).out;
@@ -122,7 +146,7 @@ export interface CrossTokenRead {
 export function crossTokenAttention(p: CrossTokenParams, h: Tensor, stateSrc: Tensor, read: PoolRead, m: MemoryConfig): CrossTokenRead {
   const score = stateImportance(p.state, stateSrc);
   const gate = noGrad(() => gt(score, m.tau2));
-  const { out: attn, weights } = poolAttentionWeighted(matmul(h, p.q.w), slots(read, p.k.w), slots(read, p.v.w), read.valid);
+  const { out: attn, weights } = readPoolAttention(matmul(h, p.q.w), read, p.k.w, p.v.w);
   const c = mul(attn, reshape(mul(gate, score), [...score.shape, 1]));
   return { c, score, gate, weights };
 }
@@ -133,7 +157,5 @@ export function crossTokenAttention(p: CrossTokenParams, h: Tensor, stateSrc: Te
  * which cross-token attention already reads, so the two reads carry different information.
  */
 export function crossLayerAttention(p: CrossLayerParams, h: Tensor, reads: readonly PoolRead[]): Tensor {
-  const keys = reads.map((r) => slots(r, p.k.w));
-  const values = reads.map((r) => slots(r, p.v.w));
-  return poolAttention(matmul(h, p.q.w), keys, values, reads.map((r) => r.valid));
+  return readPoolAttention(matmul(h, p.q.w), joinReads(reads), p.k.w, p.v.w).out;
 }

@@ -60,6 +60,18 @@ export interface PrimParams {
   conv1dCausalGradX: Record<string, never>;
   /** The gradient of conv1dCausal with respect to its `k`-tap kernel. */
   conv1dCausalGradW: { k: number };
+  /**
+   * Indexed attention, part 1 (ops/attention.ts): out[n, p] = x[n, :] · table[idx[n, p], :]
+   * (inputs x [...N, S], table [M, S], idx i32 [...N, P]).
+   */
+  indexedDot: Record<string, never>;
+  /** Indexed attention, part 2: out[n, :] = Σ_p w[n, p] · table[idx[n, p], :] (inputs w, table, idx). */
+  indexedSum: Record<string, never>;
+  /**
+   * The adjoint of both: out[r, :] = Σ over (n, p) with idx[n, p] = r of w[n, p] · x[n, :]
+   * (inputs w [...N, P], x [...N, S], idx; `rows` rows out).
+   */
+  indexedOuter: { rows: number };
   /** For each position, the earlier marked positions a `k`-slot memory holds (`last`: FIFO, `top`: by score). */
   causalSelect: { k: number; mode: "last" | "top" };
   /** The linear recurrence h_t = a_t · h_{t-1} + b_t along the sequence axis. */

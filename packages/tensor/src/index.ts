@@ -10,6 +10,7 @@ import "./ops/linalg.ts";
 import "./ops/indexing.ts";
 import "./ops/nn.ts";
 import "./ops/ssm.ts";
+import "./ops/attention.ts";
 
 export type { Backend, BinaryOp, BufferHandle, CompareOp, HostArray, KernelArg, PrimName, PrimParams, UnaryOp } from "./backend.ts";
 export type { DType } from "./dtype.ts";
@@ -27,6 +28,7 @@ export { max, mean, sum, sumTo } from "./ops/reduce.ts";
 export { broadcastTo, concat, mT, pad, reshape, slice, sliceAxis, stack, transpose } from "./ops/movement.ts";
 export { matmul } from "./ops/linalg.ts";
 export { causalSelect, gather, oneHot, scatterAdd } from "./ops/indexing.ts";
+export { indexedAttention, indexedDot, indexedOuter, indexedSum, type IndexedAttention } from "./ops/attention.ts";
 export { conv1dCausal, crossEntropy, logSoftmax, logsumexp, scan, softmax } from "./ops/nn.ts";
 export { CpuBackend } from "./cpu/backend.ts";
 export { selectiveScan, selectiveScanReference, type SelectiveScanResult } from "./ops/ssm.ts";

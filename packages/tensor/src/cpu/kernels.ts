@@ -5,6 +5,7 @@ import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movemen
 import { matmulKernel } from "./matmul.ts";
 import { reduceKernel } from "./reduce.ts";
 import { causalSelectKernel } from "./select.ts";
+import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
 import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel } from "./ssm.ts";
 import {
   conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, crossEntropyKernel, gatherKernel,
@@ -45,6 +46,9 @@ export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
   conv1dCausalGradX: conv1dCausalGradXKernel,
   conv1dCausalGradW: conv1dCausalGradWKernel,
   causalSelect: causalSelectKernel,
+  indexedDot: indexedDotKernel,
+  indexedSum: indexedSumKernel,
+  indexedOuter: indexedOuterKernel,
   scan: scanKernel,
   selectiveScan: selectiveScanKernel,
   selectiveScanState: selectiveScanStateKernel,

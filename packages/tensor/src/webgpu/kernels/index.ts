@@ -3,6 +3,7 @@ import type { KernelArg, PrimName, PrimParams } from "../../backend.ts";
 import type { GpuCtx } from "../context.ts";
 import { binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { gatherKernel, oneHotKernel, scatterAddKernel } from "./indexing.ts";
+import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
 import { matmulKernel } from "./matmul.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import {
@@ -42,6 +43,9 @@ export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   conv1dCausalGradX: conv1dCausalGradXKernel,
   conv1dCausalGradW: conv1dCausalGradWKernel,
   causalSelect: causalSelectKernel,
+  indexedDot: indexedDotKernel,
+  indexedSum: indexedSumKernel,
+  indexedOuter: indexedOuterKernel,
   selectiveScan: selectiveScanKernel,
   selectiveScanState: selectiveScanStateKernel,
   selectiveScanGrad: selectiveScanGradKernel,

@@ -10,6 +10,7 @@
  * scatterAdd is deterministic without float atomics (WGSL has none): it builds an inverse index
  * (for each output row, the updates that land in it, sorted into index order) and adds each row's
  * list in order, as the CPU does, so the results match it bit for bit (see scatterAddKernel).
+ * The inverse index is exported (buildInverseIndex, sumChunks) for indexedOuter (indexed.ts).
  */
 import type { KernelArg, PrimParams } from "../../backend.ts";
 import { type BufRef, ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, type GpuCtx } from "../context.ts";
@@ -63,14 +64,28 @@ fn main(${ENTRY_ARGS}) {
   if (e < ${pu(0)}) { a[e] = 0u; }
 }`;
 
-const SCAT_COUNT = `${header(2, [{ name: "cnt", type: "atomic<u32>", write: true }, { name: "idx", type: "i32" }])}
+/**
+ * The entries an inverse index lists: indices in range, and with `weighted`, only those whose
+ * weight (an extra f32 buffer `wt` beside idx) is nonzero.
+ */
+const keepEntry = (weighted: boolean) => `r >= 0i && u32(r) < ${pu(1)}${weighted ? " && wt[e] != 0.0f" : ""}`;
+const weightDecl = (weighted: boolean) => (weighted ? [{ name: "wt", type: "f32" }] : []);
+/**
+ * The list entry e of row r goes to: list (e / G) mod K of the row (params 2 and 3: K, G; K = 1:
+ * one list per row, in index order, as scatterAdd uses it). See ListSplit.
+ */
+const LIST_OF = `fn listOf(r: u32, e: u32) -> u32 { return r * ${pu(2)} + (e / ${pu(3)}) % ${pu(2)}; }`;
+
+// params: nIdx, rows, K, G.
+const scatCount = (weighted: boolean) => `${header(4, [{ name: "cnt", type: "atomic<u32>", write: true }, { name: "idx", type: "i32" }, ...weightDecl(weighted)])}
+${LIST_OF}
 @compute @workgroup_size(${SCAT_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
   let e = wg * ${SCAT_WG}u + lid;
   if (e >= ${pu(0)}) { return; }
   let r = idx[e];
-  if (r >= 0i && u32(r) < ${pu(1)}) { atomicAdd(&cnt[u32(r)], 1u); }
+  if (${keepEntry(weighted)}) { atomicAdd(&cnt[listOf(u32(r), e)], 1u); }
 }`;
 
 /** Hillis–Steele inclusive scan of sh[0..WG) in place (every thread of the workgroup calls it). */
@@ -140,38 +155,41 @@ fn main(${ENTRY_ARGS}) {
   }
 }`;
 
-// params: nIdx, rows.
-const SCAT_FILL = `${header(2, [{ name: "seg", type: "u32", write: true }, { name: "cur", type: "atomic<u32>", write: true }, { name: "start", type: "u32" }, { name: "idx", type: "i32" }])}
+// params: nIdx, rows, K, G.
+const scatFill = (weighted: boolean) => `${header(4, [{ name: "seg", type: "u32", write: true }, { name: "cur", type: "atomic<u32>", write: true }, { name: "start", type: "u32" }, { name: "idx", type: "i32" }, ...weightDecl(weighted)])}
+${LIST_OF}
 @compute @workgroup_size(${SCAT_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
   let e = wg * ${SCAT_WG}u + lid;
   if (e >= ${pu(0)}) { return; }
   let r = idx[e];
-  if (r >= 0i && u32(r) < ${pu(1)}) {
-    let slot = atomicAdd(&cur[u32(r)], 1u);
-    seg[start[u32(r)] + slot] = e;
+  if (${keepEntry(weighted)}) {
+    let v = listOf(u32(r), e);
+    let slot = atomicAdd(&cur[v], 1u);
+    seg[start[v] + slot] = e;
   }
 }`;
 
-// params: nIdx, rows (the valid total is start[rows]).
-const SCAT_RANK = `${header(2, [{ name: "ord", type: "u32", write: true }, { name: "seg", type: "u32" }, { name: "start", type: "u32" }, { name: "idx", type: "i32" }])}
+// params: nIdx, rows, K, G (the valid total is start[rows · K]).
+const SCAT_RANK = `${header(4, [{ name: "ord", type: "u32", write: true }, { name: "seg", type: "u32" }, { name: "start", type: "u32" }, { name: "idx", type: "i32" }])}
+${LIST_OF}
 @compute @workgroup_size(${SCAT_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
   let q = wg * ${SCAT_WG}u + lid;
-  if (q >= start[${pu(1)}]) { return; }
+  if (q >= start[${pu(1)} * ${pu(2)}]) { return; }
   let e = seg[q];
-  let r = u32(idx[e]);
-  let s0 = start[r];
-  let s1 = start[r + 1u];
+  let v = listOf(u32(idx[e]), e);
+  let s0 = start[v];
+  let s1 = start[v + 1u];
   var rank = 0u;
   for (var p = s0; p < s1; p++) { if (seg[p] < e) { rank++; } }
   ord[s0 + rank] = e;
 }`;
 
 /** Entries one thread of the sum adds (a row's list is cut into chunks of this many). */
-const SUM_CHUNK = 32;
+export const SUM_CHUNK = 32;
 
 // params: rows. Chunks per row: ceil(len / SUM_CHUNK) (entry rows: 0, so that its scan is the total).
 const SCAT_NCHUNK = `${header(1, [{ name: "nch", type: "u32", write: true }, { name: "start", type: "u32" }])}
@@ -214,8 +232,9 @@ fn main(${ENTRY_ARGS}) {
   part[t] = acc;
 }`;
 
-// params: rows, row, threads (rows · row). out[r, j] = Σ of row r's chunk sums, in order.
-const SCAT_FINAL = `${header(3, [{ name: "out", type: "f32", write: true }, { name: "part", type: "f32" }, { name: "cstart", type: "u32" }])}
+// params: rows, row, threads (rows · row), K. out[r, j] = Σ of row r's chunk sums, in order (the
+// chunks of its K lists, one after the other).
+const SCAT_FINAL = `${header(4, [{ name: "out", type: "f32", write: true }, { name: "part", type: "f32" }, { name: "cstart", type: "u32" }])}
 @compute @workgroup_size(${SCAT_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
@@ -225,29 +244,72 @@ fn main(${ENTRY_ARGS}) {
   let r = t / row;
   let j = t - r * row;
   var acc = 0.0f;
-  for (var c = cstart[r]; c < cstart[r + 1u]; c++) { acc = acc + part[c * row + j]; }
+  let K = ${pu(3)};
+  for (var c = cstart[r * K]; c < cstart[r * K + K]; c++) { acc = acc + part[c * row + j]; }
   out[t] = acc;
 }`;
 
-export function scatterAddKernel(ctx: GpuCtx, [idx, upd]: readonly KernelArg[], out: KernelArg, p: PrimParams["scatterAdd"]): void {
-  const rows = p.rows;
-  const row = rows === 0 ? 0 : prod(out.shape) / rows;
-  if (rows === 0 || row === 0) return;
+/**
+ * An inverse index (CSR) of `idx` over `rows` rows, in scratch buffers: each row's entries (flat
+ * positions into idx) in K lists (K = 1 unless split: see buildInverseIndex), list v = r·K + k;
+ * `ord` holds the lists one after the other, each in index order; `start` [rows·K + 1] where
+ * each list begins; and the lists cut into chunks of SUM_CHUNK entries: `cstart` [rows·K + 1]
+ * (each list's first chunk; cstart[rows·K] = the chunk count), `crow` (each chunk's list). At
+ * most `maxChunks` chunks (the host never reads the exact count).
+ */
+export interface InverseIndex {
+  /** Lists per row. */
+  readonly K: number;
+  readonly start: BufRef;
+  readonly ord: BufRef;
+  readonly cstart: BufRef;
+  readonly crow: BufRef;
+  readonly maxChunks: number;
+  /** Gives the scratch buffers back (after the launches that read them are encoded). */
+  release(): void;
+}
+
+/** One launch of a step of an inverse-index user; params as u32 words. */
+export function launchStep(ctx: GpuCtx, label: string, key: string, wgsl: string, buffers: BufRef[], params: number[], groups: [number, number, number]): void {
+  ctx.dispatch({ label, key, wgsl: () => wgsl, buffers, params: params.reduce((w, v) => w.u(v), new ParamWords()).words(), groups });
+}
+
+/** Workgroups of SCAT_WG threads for one thread per item. */
+export function overItems(ctx: GpuCtx, items: number): [number, number, number] {
+  return grid(ceilDiv(items, SCAT_WG), ctx.limits.maxComputeWorkgroupsPerDimension);
+}
+
+/**
+ * How a row's entries are spread over K lists: entry e goes to list (e / G) mod K of its row.
+ * Ranking an entry walks its own list, so a row of len entries costs len² in one list and about
+ * len²/K in K lists of similar length: a pool note held for a thousand positions (the trained
+ * small model at 2K tokens: rows of about 1,000 entries) is then ranked within its ~64 entries
+ * of one block of positions. The sum order is still fixed (list by list, each in index order).
+ */
+export interface ListSplit {
+  readonly K: number;
+  readonly G: number;
+}
+
+/**
+ * Steps 1–4 of scatterAdd (see above) and the chunking of step 5, for `prim` (profiler labels).
+ * With `weights` (f32, idx's shape) only the entries whose weight is nonzero are listed; with
+ * `split`, each row's entries go into split.K lists (see ListSplit).
+ */
+export function buildInverseIndex(ctx: GpuCtx, prim: string, idx: KernelArg, rows: number, weights?: KernelArg, split: ListSplit = { K: 1, G: 1 }): InverseIndex {
   const nIdx = prod(idx.shape);
+  const { K, G } = split;
+  const lists = rows * K;
   const maxG = ctx.limits.maxComputeWorkgroupsPerDimension;
-  /** One launch of step `step` (pipeline key) of phase `phase` (profiler label); params as u32 words. */
+  const w = weights !== undefined;
+  // pipeline keys carry the primitive, so a profile (keyed by pipeline) charges each user its own steps
   const launch = (phase: string, step: string, wgsl: string, buffers: BufRef[], params: number[], groups: [number, number, number]) =>
-    ctx.dispatch({
-      label: `scatterAdd.${phase}`, key: `scatterAdd:${step}`, wgsl: () => wgsl, buffers,
-      params: params.reduce((w, v) => w.u(v), new ParamWords()).words(), groups,
-    });
-  /** Workgroups for one thread per item. */
-  const over = (items: number) => grid(ceilDiv(items, SCAT_WG), maxG);
-  const n = rows + 1; // counts and starts: one more entry, so that start[rows] is the valid total
+    launchStep(ctx, `${prim}.${phase}`, `${prim}:${step}`, wgsl, buffers, params, groups);
+  const over = (items: number) => overItems(ctx, items);
+  const n = lists + 1; // counts and starts: one more entry, so that start[lists] is the valid total
   const nb = ceilDiv(n, SCAN_BLOCK);
   const cnt = ctx.temp(n * 4), start = ctx.temp(n * 4), bsum = ctx.temp(nb * 4);
   const seg = ctx.temp(Math.max(1, nIdx) * 4), ord = ctx.temp(Math.max(1, nIdx) * 4);
-  const idxRef = ctx.ref(idx, "scatterAdd");
   // exclusive prefix sum of n u32 counts (three launches: block sums, their scan, the starts)
   const scanU32 = (src: BufRef, dst: BufRef) => {
     launch("scan", "bsum", SCAT_BSUM, [bsum, src], [n], grid(nb, maxG));
@@ -255,29 +317,56 @@ export function scatterAddKernel(ctx: GpuCtx, [idx, upd]: readonly KernelArg[], 
     launch("scan", "start", SCAT_START, [dst, src, bsum], [n], grid(nb, maxG));
   };
   launch("zero", "zero", SCAT_ZERO, [cnt], [n], over(n));
-  if (nIdx > 0) launch("count", "count", SCAT_COUNT, [cnt, idxRef], [nIdx, rows], over(nIdx));
-  scanU32(cnt, start);
   if (nIdx > 0) {
+    const idxRef = ctx.ref(idx, prim);
+    const keyed = [idxRef, ...(w ? [ctx.ref(weights, prim)] : [])];
+    const v = w ? ":weighted" : "";
+    launch("count", `count${v}`, scatCount(w), [cnt, ...keyed], [nIdx, rows, K, G], over(nIdx));
+    scanU32(cnt, start);
     launch("zero", "zero", SCAT_ZERO, [cnt], [n], over(n)); // now the fill's cursors
-    launch("fill", "fill", SCAT_FILL, [seg, cnt, start, idxRef], [nIdx, rows], over(nIdx));
-    launch("rank", "rank", SCAT_RANK, [ord, seg, start, idxRef], [nIdx, rows], over(nIdx));
+    launch("fill", `fill${v}`, scatFill(w), [seg, cnt, start, ...keyed], [nIdx, rows, K, G], over(nIdx));
+    launch("rank", "rank", SCAT_RANK, [ord, seg, start, idxRef], [nIdx, rows, K, G], over(nIdx));
+  } else {
+    scanU32(cnt, start);
   }
-  // 5. sums: rows whose list is long (a note that stays in the pool is read by every later
-  // position: thousands of entries) are cut into chunks of SUM_CHUNK summed in parallel, then the
-  // chunk sums are added in order. A row of at most SUM_CHUNK entries is summed in index order,
-  // exactly as on the CPU; a longer one in chunks (a fixed order: deterministic, and equal to
-  // the CPU's sequential sum within f32 rounding).
+  // chunks of the rows' lists: rows whose list is long (a note that stays in the pool is read by
+  // every later position: thousands of entries) are summed in chunks of SUM_CHUNK in parallel
   const nch = ctx.temp(n * 4), cstart = ctx.temp(n * 4);
-  launch("chunks", "nchunk", SCAT_NCHUNK, [nch, start], [rows], over(n));
+  launch("chunks", "nchunk", SCAT_NCHUNK, [nch, start], [lists], over(n));
   scanU32(nch, cstart);
-  // chunks in all: at most nIdx / SUM_CHUNK + rows (the host does not read the exact count)
-  const maxChunks = Math.floor(nIdx / SUM_CHUNK) + rows;
+  // chunks in all: at most nIdx / SUM_CHUNK + lists
+  const maxChunks = Math.floor(nIdx / SUM_CHUNK) + lists;
   const crow = ctx.temp(Math.max(1, maxChunks) * 4);
-  const part = ctx.temp(Math.max(1, maxChunks * row) * 4);
-  launch("chunks", "chrow", SCAT_CHROW, [crow, cstart], [rows], over(rows));
-  launch("sum", "part", SCAT_PART, [part, ord, start, cstart, crow, ctx.ref(upd, "scatterAdd")], [rows, row, maxChunks * row], over(maxChunks * row));
-  launch("sum", "final", SCAT_FINAL, [ctx.ref(out, "scatterAdd"), part, cstart], [rows, row, rows * row], over(rows * row));
-  for (const b of [cnt, start, bsum, seg, ord, nch, cstart, crow, part]) ctx.releaseTemp(b);
+  launch("chunks", "chrow", SCAT_CHROW, [crow, cstart], [lists], over(lists));
+  const release = () => {
+    for (const b of [cnt, start, bsum, seg, ord, nch, cstart, crow]) ctx.releaseTemp(b);
+  };
+  return { K, start, ord, cstart, crow, maxChunks, release };
+}
+
+/** Step 5's second half: out[r, j] = Σ of row r's chunk sums part[c, j] (its K lists' chunks), in order. */
+export function sumChunks(ctx: GpuCtx, prim: string, inv: InverseIndex, part: BufRef, out: BufRef, rows: number, row: number): void {
+  launchStep(ctx, `${prim}.sum`, `${prim}:final`, SCAT_FINAL, [out, part, inv.cstart], [rows, row, rows * row, inv.K], overItems(ctx, rows * row));
+}
+
+export function scatterAddKernel(ctx: GpuCtx, [idx, upd]: readonly KernelArg[], out: KernelArg, p: PrimParams["scatterAdd"]): void {
+  const rows = p.rows;
+  const row = rows === 0 ? 0 : prod(out.shape) / rows;
+  if (rows === 0 || row === 0) return;
+  const inv = buildInverseIndex(ctx, "scatterAdd", idx, rows);
+  // 5. sums: each chunk of a row's list in index order, then the chunk sums in order. A row of
+  // at most SUM_CHUNK entries is summed in index order, exactly as on the CPU; a longer one in
+  // chunks (a fixed order: deterministic, and equal to the CPU's sequential sum within f32
+  // rounding).
+  const part = ctx.temp(Math.max(1, inv.maxChunks * row) * 4);
+  launchStep(
+    ctx, "scatterAdd.sum", "scatterAdd:part", SCAT_PART,
+    [part, inv.ord, inv.start, inv.cstart, inv.crow, ctx.ref(upd, "scatterAdd")],
+    [rows, row, inv.maxChunks * row], overItems(ctx, inv.maxChunks * row),
+  );
+  sumChunks(ctx, "scatterAdd", inv, part, ctx.ref(out, "scatterAdd"), rows, row);
+  ctx.releaseTemp(part);
+  inv.release();
 }
 
 const ONE_HOT = `${header(2, [{ name: "out", type: "f32", write: true }, { name: "idx", type: "i32" }])}

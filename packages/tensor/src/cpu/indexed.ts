@@ -1,0 +1,65 @@
+/**
+ * CPU kernels of the indexed-attention primitives (ops/attention.ts): dot products with, weighted
+ * sums of, and outer-product scatters into the rows of a small table picked by an i32 index.
+ * Every sum runs in a fixed order and rounds to f32 after each step, as the matmul and scatterAdd
+ * kernels do, so the results equal the composite (gather + matmul, scatterAdd) bit for bit.
+ */
+import { showShape } from "../shape.ts";
+import type { CpuArg } from "./kernels.ts";
+
+const fround = Math.fround;
+
+function badIndex(op: string, r: number, i: number, rows: number, table: readonly number[]): RangeError {
+  return new RangeError(`${op}: index ${r} at position ${i} is outside [0, ${rows}) of table ${showShape(table)}`);
+}
+
+/** out[n, p] = x[n, :] · table[idx[n, p], :]. */
+export function indexedDotKernel([x, table, idx]: CpuArg[], out: CpuArg): void {
+  const I = idx.data, X = x.data, T = table.data, O = out.data;
+  const rows = table.shape[0], S = table.shape[1];
+  const P = idx.shape[idx.shape.length - 1];
+  for (let i = 0; i < I.length; i++) {
+    const r = I[i];
+    if (r < 0 || r >= rows) throw badIndex("indexedDot", r, i, rows, table.shape);
+    const xo = ((i / P) | 0) * S, to = r * S;
+    let acc = 0;
+    for (let j = 0; j < S; j++) acc = fround(acc + X[xo + j] * T[to + j]);
+    O[i] = acc;
+  }
+}
+
+/** out[n, :] = Σ_p w[n, p] · table[idx[n, p], :], p in order. */
+export function indexedSumKernel([w, table, idx]: CpuArg[], out: CpuArg): void {
+  const I = idx.data, W = w.data, T = table.data, O = out.data;
+  const rows = table.shape[0], S = table.shape[1];
+  const P = idx.shape[idx.shape.length - 1];
+  O.fill(0);
+  for (let i = 0; i < I.length; i++) {
+    const r = I[i];
+    if (r < 0 || r >= rows) throw badIndex("indexedSum", r, i, rows, table.shape);
+    const oo = ((i / P) | 0) * S, to = r * S, a = W[i];
+    for (let j = 0; j < S; j++) O[oo + j] += a * T[to + j];
+  }
+}
+
+/**
+ * out[r, :] = Σ over (n, p) with idx[n, p] = r of w[n, p] · x[n, :], in index order. Each term is
+ * rounded to f32 before it is added, as the composite (matmul, then scatterAdd) does. Terms whose
+ * weight is 0 are skipped (as on the GPU, whose inverse index leaves them out: the empty slots of a
+ * pool are most of its entries early in a sequence); adding them would change nothing but turn an
+ * infinite x into NaN.
+ */
+export function indexedOuterKernel([w, x, idx]: CpuArg[], out: CpuArg): void {
+  const I = idx.data, W = w.data, X = x.data, O = out.data;
+  const rows = out.shape[0], S = out.shape[1];
+  const P = idx.shape[idx.shape.length - 1];
+  O.fill(0);
+  for (let i = 0; i < I.length; i++) {
+    const r = I[i];
+    if (r < 0 || r >= rows) throw badIndex("indexedOuter", r, i, rows, out.shape);
+    const a = W[i];
+    if (a === 0) continue;
+    const xo = ((i / P) | 0) * S, oo = r * S;
+    for (let j = 0; j < S; j++) O[oo + j] += fround(a * X[xo + j]);
+  }
+}

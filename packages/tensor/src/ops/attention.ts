@@ -1,0 +1,156 @@
+/**
+ * Indexed attention: softmax(q · K[idx]ᵀ · scale, masked) · V[idx] for each position, read straight
+ * from small key and value tables through a slot index, without materialising the gathered
+ * keys and values ([..., P, S] per position) in the forward or the backward pass.
+ *
+ * Three linear primitives do the indexed work; each one's VJP is written with the other two, so
+ * the set is closed under differentiation (gradients of gradients work) and no primitive ever
+ * produces more than [..., P] or [M, S] elements:
+ *
+ *   indexedDot(x, T, idx)[n, p]   = x[n] · T[idx[n, p]]                       [..., P]
+ *   indexedSum(w, T, idx)[n]      = Σ_p w[n, p] · T[idx[n, p]]                 [..., S]
+ *   indexedOuter(w, x, idx)[r]    = Σ_{(n, p): idx[n, p] = r} w[n, p] · x[n]   [M, S]
+ *
+ * d indexedDot:   dx = indexedSum(g, T),  dT = indexedOuter(g, x)
+ * d indexedSum:   dw = indexedDot(g, T),  dT = indexedOuter(w, g)
+ * d indexedOuter: dw = indexedDot(x, G),  dx = indexedSum(w, G)
+ *
+ * The masked softmax between them runs on [..., P] tensors with the ordinary ops.
+ */
+import { bind, definePrimitive } from "../dispatch.ts";
+import { sameShape, ShapeError, showShape } from "../shape.ts";
+import type { Tensor } from "../tensor.ts";
+import { mul, where, zeros } from "./elementwise.ts";
+import { softmax } from "./nn.ts";
+
+/** The leading (position) axes of x [...N, S] and idx [...N, P] must agree. */
+function samePositions(op: string, what: string, x: Tensor, idx: Tensor): void {
+  if (x.rank !== idx.rank || !sameShape(x.shape.slice(0, -1), idx.shape.slice(0, -1))) {
+    throw new ShapeError(`${op}: ${what} ${showShape(x.shape)} and index ${showShape(idx.shape)} must share their leading axes ([...N, S] and [...N, P])`);
+  }
+}
+
+function checkIndex(op: string, idx: Tensor): void {
+  if (idx.dtype !== "i32") throw new ShapeError(`${op}: index must be i32, got ${idx.dtype} ${showShape(idx.shape)}`);
+  if (idx.rank < 1) throw new ShapeError(`${op}: index must have rank >= 1 ([...N, P]), got ${showShape(idx.shape)}`);
+}
+
+function checkF32(op: string, ...xs: [string, Tensor][]): void {
+  for (const [what, x] of xs) if (x.dtype !== "f32") throw new ShapeError(`${op}: ${what} must be f32, got ${x.dtype} ${showShape(x.shape)}`);
+}
+
+/** x [...N, S] against table [M, S]. */
+function checkTable(op: string, x: Tensor, table: Tensor, xName: string): void {
+  if (table.rank !== 2 || x.rank < 1 || table.shape[1] !== x.shape[x.rank - 1]) {
+    throw new ShapeError(`${op}: table ${showShape(table.shape)} must be [M, S] with S the last axis of ${xName} ${showShape(x.shape)}`);
+  }
+}
+
+definePrimitive("indexedDot", {
+  shape: ([x, table, idx]) => {
+    checkIndex("indexedDot", idx);
+    checkF32("indexedDot", ["x", x], ["table", table]);
+    samePositions("indexedDot", "x", x, idx);
+    checkTable("indexedDot", x, table, "x");
+    return { shape: [...idx.shape], dtype: "f32" };
+  },
+  flops: ([x, , idx]) => 2 * idx.size * x.shape[x.rank - 1],
+  vjp: (g, [x, table, idx]) => [indexedSum(g, table, idx), indexedOuter(g, x, idx, table.shape[0]), null],
+});
+
+definePrimitive("indexedSum", {
+  shape: ([w, table, idx]) => {
+    checkIndex("indexedSum", idx);
+    checkF32("indexedSum", ["weights", w], ["table", table]);
+    if (!sameShape(w.shape, idx.shape)) throw new ShapeError(`indexedSum: weights ${showShape(w.shape)} and index ${showShape(idx.shape)} must have the same shape`);
+    if (table.rank !== 2) throw new ShapeError(`indexedSum: table must be [M, S], got ${showShape(table.shape)}`);
+    return { shape: [...idx.shape.slice(0, -1), table.shape[1]], dtype: "f32" };
+  },
+  flops: ([, table, idx]) => 2 * idx.size * table.shape[1],
+  vjp: (g, [w, table, idx]) => [indexedDot(g, table, idx), indexedOuter(w, g, idx, table.shape[0]), null],
+});
+
+definePrimitive("indexedOuter", {
+  shape: ([w, x, idx], { rows }) => {
+    checkIndex("indexedOuter", idx);
+    checkF32("indexedOuter", ["weights", w], ["x", x]);
+    if (!sameShape(w.shape, idx.shape)) throw new ShapeError(`indexedOuter: weights ${showShape(w.shape)} and index ${showShape(idx.shape)} must have the same shape`);
+    samePositions("indexedOuter", "x", x, idx);
+    if (!Number.isSafeInteger(rows) || rows < 0) throw new ShapeError(`indexedOuter: rows must be a natural number, got ${rows}`);
+    return { shape: [rows, x.shape[x.rank - 1]], dtype: "f32" };
+  },
+  flops: ([, x, idx]) => 2 * idx.size * x.shape[x.rank - 1],
+  vjp: (g, [w, x, idx]) => [indexedDot(x, g, idx), indexedSum(w, g, idx), null],
+});
+
+/**
+ * out[..., p] = x[..., :] · table[index[..., p], :]: x [...N, S], table [M, S], index i32
+ * [...N, P] → [...N, P]. An index outside [0, M) is an error naming it and its position (on the
+ * GPU, which cannot throw, it reads a zero row).
+ */
+export function indexedDot(x: Tensor, table: Tensor, index: Tensor): Tensor {
+  return bind("indexedDot", [x, table, index], {});
+}
+
+/**
+ * out[..., :] = Σ_p weights[..., p] · table[index[..., p], :]: weights [...N, P], table [M, S],
+ * index i32 [...N, P] → [...N, S]. Out-of-range indices as in `indexedDot`.
+ */
+export function indexedSum(weights: Tensor, table: Tensor, index: Tensor): Tensor {
+  return bind("indexedSum", [weights, table, index], {});
+}
+
+/**
+ * out[r, :] = Σ over the (n, p) with index[n, p] = r of weights[n, p] · x[n, :]: weights and index
+ * [...N, P], x [...N, S] → [rows, S] (the gradient of a table read by `indexedDot` or
+ * `indexedSum`). Each row adds its terms in index order, on every backend; terms whose weight is
+ * exactly 0 are skipped (they add nothing, even where x is not finite). Out-of-range indices: an
+ * error on the CPU, dropped on the GPU.
+ */
+export function indexedOuter(weights: Tensor, x: Tensor, index: Tensor, rows: number): Tensor {
+  return bind("indexedOuter", [weights, x, index], { rows });
+}
+
+/** What `indexedAttention` returns. */
+export interface IndexedAttention {
+  /** The read: softmax-weighted values [...N, S] (0 where no slot is valid). */
+  out: Tensor;
+  /** The attention weights [...N, P]: 0 on invalid slots, a row sums to 1 where any slot is valid. */
+  weights: Tensor;
+}
+
+/**
+ * Attention of each position's query over a few slots picked from shared tables:
+ *
+ *   weights[n] = softmax(where(valid[n], scale · q[n] · keys[index[n]]ᵀ, −1e9)) ⊙ valid[n]
+ *   out[n]     = weights[n] · values[index[n]]
+ *
+ * q [...N, S]; keys and values [M, S] (e.g. a table already projected by W_k and W_v); index i32
+ * [...N, P], rows of the tables; valid [...N, P] (1/0, f32). `scale` defaults to 1/√S. A
+ * position with no valid slot gets zero weights and reads 0, never NaN. Several groups of slots
+ * that share one softmax are one call: concatenate their tables along rows, offset each group's
+ * indices by its table's first row, and concatenate index and valid along the last axis.
+ *
+ * Nothing of size [...N, P, S] is materialised, in the forward or the backward pass: the gathers
+ * live inside the three indexed primitives (see the module comment).
+ */
+export function indexedAttention(q: Tensor, keys: Tensor, values: Tensor, index: Tensor, valid: Tensor, scale?: number): IndexedAttention {
+  const S = q.shape[q.rank - 1];
+  if (valid.dtype !== "f32" || !sameShape(valid.shape, index.shape)) {
+    throw new ShapeError(`indexedAttention: valid ${valid.dtype} ${showShape(valid.shape)} must be f32 with the index's shape ${showShape(index.shape)}`);
+  }
+  if (!sameShape(keys.shape, values.shape)) {
+    throw new ShapeError(`indexedAttention: keys ${showShape(keys.shape)} and values ${showShape(values.shape)} must be the same [M, S] tables`);
+  }
+  const s = scale ?? 1 / Math.sqrt(S);
+  const dots = indexedDot(q, keys, index); // checks q, keys and index against each other
+  if (index.shape[index.rank - 1] === 0) {
+    // no slot at all: nothing to attend to (softmax over an empty axis is undefined), a zero read
+    const weights = zeros([...index.shape]);
+    return { out: indexedSum(weights, values, index), weights };
+  }
+  // the same op sequence (and f32 rounding) as the composite: dot, scale, mask, softmax, re-mask
+  const logits = mul(dots, s);
+  const weights = mul(softmax(where(valid, logits, -1e9)), valid);
+  return { out: indexedSum(weights, values, index), weights };
+}

@@ -1,0 +1,313 @@
+/**
+ * The fused indexed attention (ops/attention.ts): indexedAttention and its three primitives
+ * indexedDot, indexedSum, indexedOuter, on every backend (cpu, wasm — which runs the TypeScript
+ * kernels for these — and webgpu).
+ *
+ * - parity with the composite it replaces in the model (gather the slots, batched single-row
+ *   matmuls, masked softmax): forward values and the gradients of q and both tables, on shapes
+ *   that are not multiples of any workgroup size, with positions that have no valid slot and
+ *   table rows read by more than the GPU's chunk of 32 terms;
+ * - central-difference gradient checks (gradcheck.ts) of indexedAttention and of each primitive;
+ * - the memory claim: no buffer of [B, L, P, S] elements is allocated in the forward or backward
+ *   pass (a backend wrapper records every allocation; the composite does allocate one);
+ * - clear errors for bad shapes and out-of-range indices; on the GPU, lowered dispatch limits
+ *   (2-D grids) and out-of-range indices (a zero row / a dropped term, as gather and scatterAdd).
+ */
+import { expect, test } from "../../../test/support/harness.ts";
+import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
+import * as T from "../src/index.ts";
+import type { Backend, BufferHandle, DType, HostArray, KernelArg, PrimName, PrimParams, Tensor } from "../src/index.ts";
+import { checkGradients, mulberry32 } from "./gradcheck.ts";
+
+// ---------- cases ----------
+
+interface Case {
+  B: number;
+  L: number;
+  P: number;
+  S: number;
+  /** Table rows (B·L: one row per position, as a pool read's table). */
+  M: number;
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  index: Int32Array;
+  valid: Float32Array;
+  /** Cotangents of out and weights. */
+  cOut: Float32Array;
+  cW: Float32Array;
+}
+
+interface CaseSpec {
+  B: number;
+  L: number;
+  P: number;
+  S: number;
+  /** The first `empty` positions of every sequence have no valid slot. */
+  empty?: number;
+  /** Where true, half of the valid slots read one row (a long inverse-index list: GPU chunks). */
+  hot?: boolean;
+  /** Probability that a slot is valid (default 0.7; 0: every slot empty). */
+  density?: number;
+  seed: number;
+}
+
+function makeCase(c: CaseSpec): Case {
+  const rand = mulberry32(c.seed);
+  const { B, L, P, S } = c;
+  const M = B * L;
+  const u = (n: number, lo = -2, hi = 2) => Float32Array.from({ length: n }, () => lo + (hi - lo) * rand());
+  const index = new Int32Array(B * L * P), valid = new Float32Array(B * L * P);
+  for (let b = 0; b < B; b++) {
+    for (let l = 0; l < L; l++) {
+      for (let p = 0; p < P; p++) {
+        const e = (b * L + l) * P + p;
+        const ok = l >= (c.empty ?? 0) && rand() < (c.density ?? 0.7);
+        valid[e] = ok ? 1 : 0;
+        // empty slots point at row 0, as the model's pool reads do; valid ones into their sequence
+        index[e] = !ok ? 0 : c.hot && rand() < 0.5 ? b * L + 1 : b * L + Math.floor(rand() * L);
+      }
+    }
+  }
+  return { B, L, P, S, M, q: u(B * L * S), k: u(M * S), v: u(M * S), index, valid, cOut: u(B * L * S), cW: u(B * L * P) };
+}
+
+type Impl = (q: Tensor, k: Tensor, v: Tensor, index: Tensor, valid: Tensor) => { out: Tensor; weights: Tensor };
+
+/** The composite the model used before: gather [B, L, P, S] slots, single-row matmuls, masked softmax. */
+const composite: Impl = (q, k, v, index, valid) => {
+  const [B, L, S] = q.shape;
+  const P = index.shape[2];
+  const logits = T.reshape(T.matmul(T.reshape(q, [B, L, 1, S]), T.gather(k, index), { transB: true }), [B, L, P]);
+  const weights = T.mul(T.softmax(T.where(valid, T.mul(logits, 1 / Math.sqrt(S)), -1e9)), valid);
+  const out = T.reshape(T.matmul(T.reshape(weights, [B, L, 1, P]), T.gather(v, index)), [B, L, S]);
+  return { out, weights };
+};
+const fused: Impl = (q, k, v, index, valid) => T.indexedAttention(q, k, v, index, valid);
+
+interface Result {
+  out: Float32Array;
+  weights: Float32Array;
+  dq: Float32Array;
+  dk: Float32Array;
+  dv: Float32Array;
+}
+
+/** impl's outputs and the gradients of Σ out⊙cOut + Σ weights⊙cW with respect to q, k, v. */
+async function run(c: Case, impl: Impl): Promise<Result> {
+  const { B, L, P, S, M } = c;
+  const index = T.fromArray(c.index, [B, L, P], "i32"), valid = T.fromArray(c.valid, [B, L, P]);
+  const cOut = T.fromArray(c.cOut, [B, L, S]), cW = T.fromArray(c.cW, [B, L, P]);
+  const params = [T.fromArray(c.q, [B, L, S]), T.fromArray(c.k, [M, S]), T.fromArray(c.v, [M, S])];
+  try {
+    const fwd = T.tidy(() => {
+      const r = impl(params[0], params[1], params[2], index, valid);
+      return [r.out, r.weights];
+    });
+    const [out, weights] = await Promise.all(fwd.map((t) => t.data() as Promise<Float32Array>));
+    T.disposeTree(fwd);
+    const { value, grads } = T.valueAndGrad((ps: Tensor[]) => {
+      const r = impl(ps[0], ps[1], ps[2], index, valid);
+      return T.add(T.sum(T.mul(r.out, cOut)), T.sum(T.mul(r.weights, cW)));
+    })(params);
+    const [dq, dk, dv] = await Promise.all(grads.map((g) => g.data() as Promise<Float32Array>));
+    T.disposeTree([value, grads]);
+    return { out, weights, dq, dk, dv };
+  } finally {
+    T.disposeTree([index, valid, cOut, cW, params]);
+  }
+}
+
+/** "ok", or the first element where |got − want| > tol · (1 + |want|) (NaN anywhere fails). */
+function close(what: string, got: Float32Array, want: Float32Array, tol: number): string {
+  if (got.length !== want.length) return `${what}: length ${got.length} vs ${want.length}`;
+  for (let i = 0; i < want.length; i++) {
+    if (!(Math.abs(got[i] - want[i]) <= tol * (1 + Math.abs(want[i])))) return `${what}[${i}]: ${got[i]} vs ${want[i]}`;
+  }
+  return "ok";
+}
+
+const SPECS: CaseSpec[] = [
+  // 74 positions · 5 slots, 12 wide: nothing a multiple of 4, 64 or 256; three empty positions each
+  { B: 2, L: 37, P: 5, S: 12, empty: 3, seed: 1 },
+  // one row read by ~300 slots (more than the GPU's chunk of 32 terms); 2100 output threads
+  { B: 1, L: 300, P: 3, S: 7, empty: 1, hot: true, seed: 2 },
+  // the smallest: one slot of width 1
+  { B: 3, L: 5, P: 1, S: 1, seed: 3 },
+  // no valid slot anywhere: weights and reads are 0, gradients too
+  { B: 2, L: 9, P: 4, S: 6, density: 0, seed: 4 },
+];
+
+for (const backend of testBackends()) {
+  test(`[${backend}] indexedAttention equals the composite (gather, matmul, masked softmax): values and gradients`, async () => {
+    if (!(await useBackend(backend))) return;
+    await expectNoLeak(async () => {
+      for (const spec of SPECS) {
+        const c = makeCase(spec);
+        const want = await run(c, composite);
+        const got = await run(c, fused);
+        const label = `${JSON.stringify([c.B, c.L, c.P, c.S])}`;
+        // the forward pass does the composite's arithmetic in its order: equal to within a few
+        // f32 roundings (bit for bit on the TypeScript CPU kernels, checked below)
+        expect(`${label} ${close("out", got.out, want.out, 1e-5)}`).toBe(`${label} ok`);
+        expect(`${label} ${close("weights", got.weights, want.weights, 1e-5)}`).toBe(`${label} ok`);
+        // table gradients sum up to L·P terms in another grouping on the GPU
+        const tol = 2e-5 * Math.sqrt(c.L * c.P);
+        for (const k of ["dq", "dk", "dv"] as const) {
+          expect(`${label} ${close(k, got[k], want[k], tol)}`).toBe(`${label} ok`);
+        }
+        if (backend === "cpu") {
+          expect(Array.from(got.out)).toEqual(Array.from(want.out));
+          expect(Array.from(got.weights)).toEqual(Array.from(want.weights));
+        }
+        // positions without a valid slot: zero weights, a zero read, finite gradients
+        for (let n = 0; n < c.B * c.L; n++) {
+          let any = false;
+          for (let p = 0; p < c.P; p++) any ||= c.valid[n * c.P + p] === 1;
+          if (any) continue;
+          for (let p = 0; p < c.P; p++) expect(got.weights[n * c.P + p]).toBe(0);
+          for (let j = 0; j < c.S; j++) expect(got.out[n * c.S + j]).toBe(0);
+        }
+        for (const k of ["dq", "dk", "dv"] as const) expect(got[k].every(Number.isFinite)).toBe(true);
+        if (spec.density === 0) {
+          expect(got.dq.every((x) => x === 0) && got.dk.every((x) => x === 0) && got.dv.every((x) => x === 0)).toBe(true);
+        }
+      }
+    });
+  });
+
+  test(`[${backend}] indexedAttention and its primitives pass central-difference gradient checks`, async () => {
+    if (!(await useBackend(backend))) return;
+    const rand = mulberry32(77);
+    const u = (n: number) => Float32Array.from({ length: n }, () => (rand() < 0.5 ? -1 : 1) * (0.2 + rand()));
+    // N = [2, 3] positions, P = 3 slots (a repeated row, an empty slot), S = 4, M = 5 rows
+    const index = Int32Array.of(0, 4, 4, 1, 2, 0, 3, 3, 1, 0, 0, 2, 4, 1, 2, 2, 2, 0);
+    const validData = Float32Array.of(1, 1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 0, 1);
+    const idx = { data: index, shape: [2, 3, 3] };
+    const att = (pick: "out" | "weights") => (xs: Tensor[]) => {
+      const valid = T.fromArray(validData, [2, 3, 3]);
+      return T.indexedAttention(xs[0], xs[1], xs[2], xs[3], valid)[pick];
+    };
+    const attIns = [{ data: u(24), shape: [2, 3, 4] }, { data: u(20), shape: [5, 4] }, { data: u(20), shape: [5, 4] }, idx];
+    await checkGradients(att("out"), attIns, { label: `${backend} indexedAttention out` });
+    await checkGradients(att("weights"), attIns, { label: `${backend} indexedAttention weights` });
+    await checkGradients((xs) => T.indexedDot(xs[0], xs[1], xs[2]), [{ data: u(24), shape: [2, 3, 4] }, { data: u(20), shape: [5, 4] }, idx], { label: `${backend} indexedDot` });
+    await checkGradients((xs) => T.indexedSum(xs[0], xs[1], xs[2]), [{ data: u(18), shape: [2, 3, 3] }, { data: u(20), shape: [5, 4] }, idx], { label: `${backend} indexedSum` });
+    await checkGradients((xs) => T.indexedOuter(xs[0], xs[1], xs[2], 5), [{ data: u(18), shape: [2, 3, 3] }, { data: u(24), shape: [2, 3, 4] }, idx], { label: `${backend} indexedOuter` });
+  });
+}
+
+// ---------- memory: no [B, L, P, S] buffer ----------
+
+/** A backend that delegates to another and records the largest allocation. */
+class AllocProbe implements Backend {
+  readonly name = "alloc-probe";
+  largest = 0;
+  constructor(readonly inner: Backend) {}
+  alloc(size: number, dtype: DType): BufferHandle {
+    this.largest = Math.max(this.largest, size);
+    return this.inner.alloc(size, dtype);
+  }
+  free(buf: BufferHandle): void {
+    this.inner.free(buf);
+  }
+  write(buf: BufferHandle, data: HostArray): void {
+    this.inner.write(buf, data);
+  }
+  read(buf: BufferHandle): Promise<HostArray> {
+    return this.inner.read(buf);
+  }
+  run<K extends PrimName>(prim: K, inputs: readonly KernelArg[], output: KernelArg, params: PrimParams[K]): void {
+    this.inner.run(prim, inputs, output, params);
+  }
+  liveBuffers(): number {
+    return this.inner.liveBuffers();
+  }
+  sync(): Promise<void> {
+    return this.inner.sync();
+  }
+}
+
+test("indexedAttention allocates nothing of [B, L, P, S] elements in the forward or the backward pass (the composite does)", async () => {
+  const spec = { B: 2, L: 64, P: 16, S: 16, empty: 2, seed: 5 };
+  const c = makeCase(spec);
+  const full = spec.B * spec.L * spec.P * spec.S; // 32768; the largest other tensor has 2048
+  const largest = async (impl: Impl) => {
+    const probe = new AllocProbe(T.setBackend("cpu"));
+    T.setBackend(probe);
+    try {
+      await run(c, impl);
+      expect(probe.liveBuffers()).toBe(0);
+      return probe.largest;
+    } finally {
+      T.setBackend("cpu");
+    }
+  };
+  const mine = await largest(fused);
+  const theirs = await largest(composite);
+  expect(theirs).toBeGreaterThanOrEqual(full); // the probe sees the composite's gathered slots
+  expect(mine).toBeLessThanOrEqual(Math.max(spec.B * spec.L * spec.P, spec.B * spec.L * spec.S, c.M * spec.S));
+});
+
+// ---------- errors ----------
+
+test("indexed primitives: clear errors for bad shapes, dtypes and out-of-range indices (CPU)", async () => {
+  await useBackend("cpu");
+  const q = T.zeros([2, 3, 4]), tab = T.zeros([5, 4]), idx = T.fromArray(new Int32Array(6), [2, 3, 1], "i32");
+  const valid = T.ones([2, 3, 1]);
+  try {
+    expect(() => T.indexedDot(q, tab, T.zeros([2, 3, 1]))).toThrow(/indexedDot: index must be i32/);
+    expect(() => T.indexedDot(q, T.zeros([5, 3]), idx)).toThrow(/indexedDot: table \[5, 3\] must be \[M, S\] with S the last axis of x \[2, 3, 4\]/);
+    expect(() => T.indexedDot(T.zeros([3, 2, 4]), tab, idx)).toThrow(/indexedDot: x \[3, 2, 4\] and index \[2, 3, 1\] must share their leading axes/);
+    expect(() => T.indexedSum(T.zeros([2, 3, 2]), tab, idx)).toThrow(/indexedSum: weights \[2, 3, 2\] and index \[2, 3, 1\]/);
+    expect(() => T.indexedOuter(T.zeros([2, 3, 1]), q, idx, -1)).toThrow(/indexedOuter: rows must be a natural number/);
+    expect(() => T.indexedAttention(q, tab, T.zeros([4, 4]), idx, valid)).toThrow(/indexedAttention: keys \[5, 4\] and values \[4, 4\]/);
+    expect(() => T.indexedAttention(q, tab, tab, idx, T.ones([2, 3, 2]))).toThrow(/indexedAttention: valid f32 \[2, 3, 2\]/);
+    const bad = T.fromArray(Int32Array.of(0, 1, 2, 5, 0, 0), [2, 3, 1], "i32");
+    expect(() => T.indexedDot(q, tab, bad)).toThrow(/indexedDot: index 5 at position 3 is outside \[0, 5\) of table \[5, 4\]/);
+    expect(() => T.indexedSum(T.ones([2, 3, 1]), tab, bad)).toThrow(/indexedSum: index 5 at position 3/);
+    expect(() => T.indexedOuter(T.ones([2, 3, 1]), q, bad, 5)).toThrow(/indexedOuter: index 5 at position 3/);
+    bad.dispose();
+    // no slot at all (P = 0): a zero read, no error
+    const noIdx = T.fromArray(new Int32Array(0), [2, 3, 0], "i32"), noValid = T.zeros([2, 3, 0]), ones = T.ones([5, 4]), q1 = T.ones([2, 3, 4]);
+    const none = T.indexedAttention(q1, ones, ones, noIdx, noValid);
+    expect(none.out.shape).toEqual([2, 3, 4]);
+    expect(Array.from(await none.out.data()).every((x) => x === 0)).toBe(true);
+    T.disposeTree([none, noIdx, noValid, ones, q1]);
+  } finally {
+    T.disposeTree([q, tab, idx, valid]);
+  }
+});
+
+// ---------- WebGPU specifics ----------
+
+test("webgpu: indexed primitives on 2-D grids (lowered limits) and with out-of-range indices", async () => {
+  if (!testBackends().includes("webgpu") || !(await useBackend("webgpu"))) return;
+  const main = T.getBackend();
+  const { createWebGpuBackend } = await import("../src/webgpu/backend.ts");
+  // same device, at most 6 workgroups per grid dimension: the indexed kernels of this case need 7
+  // to 27 workgroups of 256 threads (2-D grids), and every other op of it fits 36
+  // deno-lint-ignore no-explicit-any
+  const gpu = await createWebGpuBackend({ gpu: (main as any).acquired, limits: { maxComputeWorkgroupsPerDimension: 6 } });
+  try {
+    const c = makeCase({ B: 2, L: 12, P: 70, S: 100, empty: 2, hot: true, seed: 6 });
+    T.setBackend("cpu");
+    const want = await run(c, fused);
+    T.setBackend(gpu);
+    const got = await run(c, fused);
+    const tol = 2e-5 * Math.sqrt(c.L * c.P);
+    for (const k of ["out", "weights", "dq", "dk", "dv"] as const) expect(close(k, got[k], want[k], tol)).toBe("ok");
+    // out of range: indexedDot / indexedSum read a zero row, indexedOuter drops the term
+    const x = T.fromArray([1, 2, 3, 4], [2, 2]), tab = T.fromArray([1, 1, 10, 10], [2, 2]);
+    const idx = T.fromArray(Int32Array.of(1, 7, -1, 0), [2, 2], "i32"), w = T.fromArray([1, 1, 1, 1], [2, 2]);
+    const outs = T.tidy(() => [T.indexedDot(x, tab, idx), T.indexedSum(w, tab, idx), T.indexedOuter(w, x, idx, 2)]);
+    expect(Array.from(await outs[0].data())).toEqual([30, 0, 0, 7]);
+    expect(Array.from(await outs[1].data())).toEqual([10, 10, 1, 1]);
+    expect(Array.from(await outs[2].data())).toEqual([3, 4, 1, 2]);
+    T.disposeTree([x, tab, idx, w, outs]);
+    expect(gpu.liveBuffers()).toBe(0);
+  } finally {
+    gpu.destroy();
+    T.setBackend(main);
+  }
+});
