@@ -128,6 +128,10 @@ export function fingerprintKernels(b: Backend): HostArray[] {
   out.push(runPrim(b, "matmul", [f(rand(3 * 64 * 96, 42), [3, 96, 64]), f(rand(3 * 96 * 80, 43), [3, 80, 96])], [3, 64, 80], "f32", { transA: true, transB: true }));
   const x = rand(300_000, 44, -8, 8);
   out.push(runPrim(b, "unary", [f(x, [300_000])], [300_000], "f32", { op: "silu" }));
+  out.push(runPrim(b, "unary", [f(x, [300_000])], [300_000], "f32", { op: "softplus" }));
+  const rows = randInt(3000, 58, 0, 500);
+  out.push(runPrim(b, "gather", [f(x.subarray(0, 500 * 64), [500, 64]), iN(rows, [3000])], [3000, 64], "f32", {}));
+  out.push(runPrim(b, "scatterAdd", [iN(rows, [3000]), f(x.subarray(0, 3000 * 64), [3000, 64])], [500, 64], "f32", { rows: 500 }));
   out.push(runPrim(b, "binary", [f(x, [600, 500]), f(rand(500, 45), [500])], [600, 500], "f32", { op: "mul" }));
   out.push(runPrim(b, "reduce", [f(x, [600, 500])], [600, 1], "f32", { op: "sum", axes: [1] }));
   out.push(runPrim(b, "reduce", [f(x, [600, 500])], [1, 500], "f32", { op: "sum", axes: [0] }));

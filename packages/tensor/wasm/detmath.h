@@ -346,6 +346,70 @@ INLINE void exp_v2x4(v128_t* x) {
   Q4(x[q] = y[q])
 #undef Q4
 }
+
+/* log1p_kernel on two lanes: the same operations (a division, then the Horner polynomial in s²). */
+INLINE v128_t log1p_kernel_v(v128_t f) {
+  v128_t s = wasm_f64x2_div(f, wasm_f64x2_add(C2(2.0), f));
+  v128_t z = wasm_f64x2_mul(s, s);
+#define HZ(p, c) p = wasm_f64x2_add(wasm_f64x2_mul(p, z), C2(c))
+  v128_t p = C2(2.0 / 21.0);
+  HZ(p, 2.0 / 19.0);
+  HZ(p, 2.0 / 17.0);
+  HZ(p, 2.0 / 15.0);
+  HZ(p, 2.0 / 13.0);
+  HZ(p, 2.0 / 11.0);
+  HZ(p, 2.0 / 9.0);
+  HZ(p, 2.0 / 7.0);
+  HZ(p, 2.0 / 5.0);
+  HZ(p, 2.0 / 3.0);
+#undef HZ
+  v128_t R = wasm_f64x2_mul(z, p);
+  return wasm_f64x2_sub(f, wasm_f64x2_mul(s, wasm_f64x2_sub(f, R)));
+}
+
+/*
+ * dm_log1p of two lanes holding e in [0, 1] (here e = exp(-|x|), so e is never NaN, negative or
+ * infinite): the reference's two paths computed side by side and selected per lane.
+ *   e < 0.41421356237309503: log1p_kernel(e);
+ *   else u = 1 + e in [1.414, 2], c = (e - (u - 1)) / u and log_positive(u, c), where of all its
+ *   range reductions only "m >= 2: m *= 0.5, ed = 1" (u = 2) and "m > √2: m *= 0.5, ed += 1" can
+ *   fire; then ed·LN2_HI + (log1p_kernel(m - 1) + (ed·LN2_LO + c)).
+ * One log1p_kernel serves both paths (its argument is selected first).
+ */
+INLINE v128_t log1p_unit_v(v128_t e) {
+  const v128_t small = wasm_f64x2_lt(e, C2(0.41421356237309503));
+  const v128_t u = wasm_f64x2_add(C2(1.0), e);
+  const v128_t c = wasm_f64x2_div(wasm_f64x2_sub(e, wasm_f64x2_sub(u, C2(1.0))), u);
+  const v128_t two = wasm_f64x2_ge(u, C2(2.0));
+  v128_t m = wasm_v128_bitselect(wasm_f64x2_mul(u, C2(0.5)), u, two);
+  v128_t ed = wasm_v128_and(two, C2(1.0));
+  const v128_t gt = wasm_f64x2_gt(m, C2(SQRT2_));
+  m = wasm_v128_bitselect(wasm_f64x2_mul(m, C2(0.5)), m, gt);
+  ed = wasm_v128_bitselect(wasm_f64x2_add(ed, C2(1.0)), ed, gt);
+  const v128_t k = log1p_kernel_v(wasm_v128_bitselect(e, wasm_f64x2_sub(m, C2(1.0)), small));
+  const v128_t big = wasm_f64x2_add(wasm_f64x2_mul(ed, C2(LN2_HI)), wasm_f64x2_add(k, wasm_f64x2_add(wasm_f64x2_mul(ed, C2(LN2_LO)), c)));
+  return wasm_v128_bitselect(k, big, small);
+}
+
+/*
+ * softplus of 4 lane pairs, equal to dm_softplus on each lane: e = exp(-|x|) (which is exp(-x)
+ * for x > 0 and exp(x) otherwise, -0 included) four in lockstep, then log1p_unit_v, then
+ * x >= 40 ? x : x + log1p(e) for x > 0 and log1p(e) otherwise. A pair with a NaN lane is recomputed
+ * with dm_softplus (the reference's NaN).
+ */
+INLINE void softplus_v2x4(v128_t* x) {
+  v128_t e[4];
+  for (int q = 0; q < 4; q++) e[q] = wasm_f64x2_neg(wasm_f64x2_abs(x[q]));
+  exp_v2x4(e);
+  for (int q = 0; q < 4; q++) {
+    const v128_t lp = log1p_unit_v(e[q]);
+    const v128_t pos = wasm_v128_bitselect(x[q], wasm_f64x2_add(x[q], lp), wasm_f64x2_ge(x[q], C2(40.0)));
+    v128_t r = wasm_v128_bitselect(pos, lp, wasm_f64x2_gt(x[q], C2(0.0)));
+    if (wasm_i64x2_bitmask(wasm_f64x2_ne(x[q], x[q])) != 0)
+      r = wasm_f64x2_make(dm_softplus(wasm_f64x2_extract_lane(x[q], 0)), dm_softplus(wasm_f64x2_extract_lane(x[q], 1)));
+    x[q] = r;
+  }
+}
 #undef C2
 
 #endif

@@ -120,6 +120,14 @@ void k_unary(const i32* a, int task, int tid) {
       for (; i + 8 <= end; i += 8) unary_exp8(op, x + i, o + i);
       for (; i + 2 <= end; i += 2) unary_exp2(op, x + i, o + i);
       break;
+    case U_SOFTPLUS: /* eight values an iteration: four exps in lockstep, then a vector log1p */
+      for (; i + 8 <= end; i += 8) {
+        v128_t v[4];
+        for (int q = 0; q < 4; q++) v[q] = wasm_f64x2_promote_low_f32x4(wasm_v128_load64_zero(x + i + 2 * q));
+        softplus_v2x4(v);
+        for (int q = 0; q < 4; q++) wasm_v128_store64_lane(o + i + 2 * q, wasm_f32x4_demote_f64x2_zero(v[q]), 0);
+      }
+      break;
     default:
       break;
   }
@@ -259,6 +267,67 @@ static void row_f32(int op, const f32* x, int sx, const f32* y, int sy, f32* o, 
   for (; j < len; j++) o[j] = binf(op, x[j * sx], y[j * sy]);
 }
 
+/*
+ * row_f32 from the top down: the same values (each output is one op on its inputs), written from
+ * o[len-1] to o[0], 16 an iteration. On the 2-vCPU Zen 4 VM a fresh output written downwards
+ * streamed at 0.71-0.82 of saxpy's bytes/s against 0.62-0.66 upwards (one thread, after a flush
+ * of the caches; saxpy itself, which updates in place, ran the same either way).
+ */
+#define ROW_VEC_DESC(OPC)                                                                                             \
+  if (sx && sy) {                                                                                                     \
+    for (; j & 15; ) { j -= 4; wasm_v128_store(o + j, binv(OPC, wasm_v128_load(x + j), wasm_v128_load(y + j))); }    \
+    while (j > 0) {                                                                                                   \
+      j -= 16;                                                                                                        \
+      const v128_t r3 = binv(OPC, wasm_v128_load(x + j + 12), wasm_v128_load(y + j + 12));                            \
+      const v128_t r2 = binv(OPC, wasm_v128_load(x + j + 8), wasm_v128_load(y + j + 8));                              \
+      const v128_t r1 = binv(OPC, wasm_v128_load(x + j + 4), wasm_v128_load(y + j + 4));                              \
+      const v128_t r0 = binv(OPC, wasm_v128_load(x + j), wasm_v128_load(y + j));                                      \
+      wasm_v128_store(o + j + 12, r3); wasm_v128_store(o + j + 8, r2); wasm_v128_store(o + j + 4, r1); wasm_v128_store(o + j, r0); \
+    }                                                                                                                 \
+  } else if (sx) {                                                                                                    \
+    const v128_t yv = wasm_v128_load32_splat(y);                                                                      \
+    for (; j & 15; ) { j -= 4; wasm_v128_store(o + j, binv(OPC, wasm_v128_load(x + j), yv)); }                       \
+    while (j > 0) {                                                                                                   \
+      j -= 16;                                                                                                        \
+      const v128_t r3 = binv(OPC, wasm_v128_load(x + j + 12), yv), r2 = binv(OPC, wasm_v128_load(x + j + 8), yv);     \
+      const v128_t r1 = binv(OPC, wasm_v128_load(x + j + 4), yv), r0 = binv(OPC, wasm_v128_load(x + j), yv);          \
+      wasm_v128_store(o + j + 12, r3); wasm_v128_store(o + j + 8, r2); wasm_v128_store(o + j + 4, r1); wasm_v128_store(o + j, r0); \
+    }                                                                                                                 \
+  } else {                                                                                                            \
+    const v128_t xv = wasm_v128_load32_splat(x);                                                                      \
+    for (; j & 15; ) { j -= 4; wasm_v128_store(o + j, binv(OPC, xv, wasm_v128_load(y + j))); }                       \
+    while (j > 0) {                                                                                                   \
+      j -= 16;                                                                                                        \
+      const v128_t r3 = binv(OPC, xv, wasm_v128_load(y + j + 12)), r2 = binv(OPC, xv, wasm_v128_load(y + j + 8));     \
+      const v128_t r1 = binv(OPC, xv, wasm_v128_load(y + j + 4)), r0 = binv(OPC, xv, wasm_v128_load(y + j));          \
+      wasm_v128_store(o + j + 12, r3); wasm_v128_store(o + j + 8, r2); wasm_v128_store(o + j + 4, r1); wasm_v128_store(o + j, r0); \
+    }                                                                                                                 \
+  }
+
+static void row_f32_desc(int op, const f32* x, int sx, const f32* y, int sy, f32* o, int len) {
+  if ((!sx && !sy) || op == B_POW) { /* both broadcast (a constant row) or pow: the ascending row */
+    row_f32(op, x, sx, y, sy, o, len);
+    return;
+  }
+  int j = len;
+  for (; j & 3; ) { j--; o[j] = binf(op, x[j * sx], y[j * sy]); } /* the tail above the last multiple of 4 */
+  switch (op) {
+    case B_ADD: ROW_VEC_DESC(B_ADD) break;
+    case B_SUB: ROW_VEC_DESC(B_SUB) break;
+    case B_MUL: ROW_VEC_DESC(B_MUL) break;
+    case B_DIV: ROW_VEC_DESC(B_DIV) break;
+    case B_MAX: ROW_VEC_DESC(B_MAX) break;
+    case B_MIN: ROW_VEC_DESC(B_MIN) break;
+    case C_EQ: ROW_VEC_DESC(C_EQ) break;
+    case C_NE: ROW_VEC_DESC(C_NE) break;
+    case C_LT: ROW_VEC_DESC(C_LT) break;
+    case C_LE: ROW_VEC_DESC(C_LE) break;
+    case C_GT: ROW_VEC_DESC(C_GT) break;
+    case C_GE: ROW_VEC_DESC(C_GE) break;
+    default: break;
+  }
+}
+
 static void row_i32(int op, const i32* x, int sx, const i32* y, int sy, void* o, int len) {
   if (op >= C_EQ) {
     f32* of = (f32*)o;
@@ -284,12 +353,16 @@ void k_binary(const i32* a, int task, int tid) {
   const int nrows = a[5] * d1 * d2;
   const int r0 = rt * rowsPer, r1 = MIN(nrows, r0 + rowsPer);
   const int c0 = ct * colsPer, c1 = MIN(d3, c0 + colsPer);
-  for (int r = r0; r < r1; r++) {
+  const int sx = a[12], sy = a[16], len = c1 - c0;
+  /* f32: the rows from the last to the first, each from its end (row_f32_desc): the output (and
+   * every streamed input) is walked downwards */
+  for (int k = 0; k < r1 - r0; k++) {
+    const int r = isInt ? r0 + k : r1 - 1 - k;
     const int i0 = r / (d1 * d2), rem = r % (d1 * d2), i1 = rem / d2, i2 = rem % d2;
-    const int ox = i0 * a[9] + i1 * a[10] + i2 * a[11] + c0 * a[12];
-    const int oy = i0 * a[13] + i1 * a[14] + i2 * a[15] + c0 * a[16];
+    const int ox = i0 * a[9] + i1 * a[10] + i2 * a[11] + c0 * sx;
+    const int oy = i0 * a[13] + i1 * a[14] + i2 * a[15] + c0 * sy;
     const int oo = r * d3 + c0;
-    if (isInt) row_i32(op, PTR(i32, a[2]) + ox, a[12], PTR(i32, a[3]) + oy, a[16], PTR(i32, a[4]) + oo, c1 - c0);
-    else row_f32(op, PTR(f32, a[2]) + ox, a[12], PTR(f32, a[3]) + oy, a[16], PTR(f32, a[4]) + oo, c1 - c0);
+    if (isInt) row_i32(op, PTR(i32, a[2]) + ox, sx, PTR(i32, a[3]) + oy, sy, PTR(i32, a[4]) + oo, len);
+    else row_f32_desc(op, PTR(f32, a[2]) + ox, sx, PTR(f32, a[3]) + oy, sy, PTR(f32, a[4]) + oo, len);
   }
 }

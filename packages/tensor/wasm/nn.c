@@ -76,8 +76,26 @@ void k_cross_entropy(const i32* a, int task, int tid) {
   }
 }
 
+/* hr[s] = ar[s] * prev[s] + xr[s] for s in [s, s1): 16 values an iteration (a streaming loop, and
+ * fewer loop and bounds-check instructions per byte: Deno's V8 checks every load; measured +15-25%
+ * at 1 thread) */
+INLINE void scan_seg(const f32* ar, const f32* prev, const f32* xr, f32* hr, int s, int s1) {
+  for (; s + 16 <= s1; s += 16) {
+    const v128_t h0 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(ar + s), wasm_v128_load(prev + s)), wasm_v128_load(xr + s));
+    const v128_t h1 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(ar + s + 4), wasm_v128_load(prev + s + 4)), wasm_v128_load(xr + s + 4));
+    const v128_t h2 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(ar + s + 8), wasm_v128_load(prev + s + 8)), wasm_v128_load(xr + s + 8));
+    const v128_t h3 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(ar + s + 12), wasm_v128_load(prev + s + 12)), wasm_v128_load(xr + s + 12));
+    wasm_v128_store(hr + s, h0); wasm_v128_store(hr + s + 4, h1); wasm_v128_store(hr + s + 8, h2); wasm_v128_store(hr + s + 12, h3);
+  }
+  for (; s + 4 <= s1; s += 4)
+    wasm_v128_store(hr + s, wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(ar + s), wasm_v128_load(prev + s)), wasm_v128_load(xr + s)));
+  for (; s < s1; s++) hr[s] = ar[s] * prev[s] + xr[s];
+}
+
 /* h[b,t,s] = a[b,t,s] h[b,t-1,s] + x[b,t,s] from h0[b,s]
- * args: a, x, h0, out, B, L, S, sPerTask, sTasks; task = (b, s-chunk) */
+ * args: a, x, h0, out, B, L, S, sPerTask, sTasks, touch; task = (b, s-chunk). Rows go in pieces of
+ * a page (TOUCH_STEP), each touching a and x TOUCH_DIST ahead (common.h) when `touch` is set and the
+ * block is large (the launcher sets it per engine: it helps Deno's V8 only). */
 void k_scan(const i32* a, int task, int tid) {
   (void)tid;
   const int L = a[5], S = a[6], per = a[7], st = a[8];
@@ -86,28 +104,43 @@ void k_scan(const i32* a, int task, int tid) {
   const f32* X = PTR(f32, a[1]);
   f32* H = PTR(f32, a[3]);
   const f32* prev = PTR(f32, a[2]) + (size_t)b * S;
+  const int tch = a[9] && (size_t)L * (s1 - s0) >= TOUCH_MIN;
+  const size_t last = ((size_t)b * L + L) * S - 1; /* the last element of sequence b */
+  u32 sink = 0;
   for (int t = 0; t < L; t++) {
     const size_t o = ((size_t)b * L + t) * S;
-    const f32 *ar = A + o, *xr = X + o;
-    f32* hr = H + o;
-    int s = s0;
-    /* 16 values an iteration: a streaming loop, and fewer loop and bounds-check instructions per
-     * byte (Deno's V8 checks every load; measured +15-25% at 1 thread) */
-    for (; s + 16 <= s1; s += 16) {
-      const v128_t h0 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(ar + s), wasm_v128_load(prev + s)), wasm_v128_load(xr + s));
-      const v128_t h1 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(ar + s + 4), wasm_v128_load(prev + s + 4)), wasm_v128_load(xr + s + 4));
-      const v128_t h2 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(ar + s + 8), wasm_v128_load(prev + s + 8)), wasm_v128_load(xr + s + 8));
-      const v128_t h3 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(ar + s + 12), wasm_v128_load(prev + s + 12)), wasm_v128_load(xr + s + 12));
-      wasm_v128_store(hr + s, h0); wasm_v128_store(hr + s + 4, h1); wasm_v128_store(hr + s + 8, h2); wasm_v128_store(hr + s + 12, h3);
+    for (int c = s0; c < s1; c += TOUCH_STEP) {
+      if (tch) sink ^= touch(A, o + c + TOUCH_DIST, last) ^ touch(X, o + c + TOUCH_DIST, last);
+      scan_seg(A + o, prev, X + o, H + o, c, MIN(s1, c + TOUCH_STEP));
     }
-    for (; s + 4 <= s1; s += 4)
-      wasm_v128_store(hr + s, wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(ar + s), wasm_v128_load(prev + s)), wasm_v128_load(xr + s)));
-    for (; s < s1; s++) hr[s] = ar[s] * prev[s] + xr[s];
-    prev = hr;
+    prev = H + o;
+  }
+  touch_done(sink);
+}
+
+/* orow[s] = an[s] * on[s] + gr[s] for s in [s0, s1), from the top down: the reverse scan walks its
+ * rows from the last to the first, and a descending walk inside each row too makes all of its
+ * streams descend steadily (ascending rows visited in descending order restarted the hardware
+ * prefetchers at every row: measured 0.3-0.45 of saxpy's bytes/s against the forward scan's 0.6) */
+INLINE void scan_reverse_seg(const f32* an, const f32* on, const f32* gr, f32* orow, int s0, int s1) {
+  int s = s1;
+  for (; (s - s0) & 3; ) { s--; orow[s] = an[s] * on[s] + gr[s]; }
+  for (; (s - s0) & 15; ) {
+    s -= 4;
+    wasm_v128_store(orow + s, wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(an + s), wasm_v128_load(on + s)), wasm_v128_load(gr + s)));
+  }
+  while (s > s0) {
+    s -= 16;
+    const v128_t l3 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(an + s + 12), wasm_v128_load(on + s + 12)), wasm_v128_load(gr + s + 12));
+    const v128_t l2 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(an + s + 8), wasm_v128_load(on + s + 8)), wasm_v128_load(gr + s + 8));
+    const v128_t l1 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(an + s + 4), wasm_v128_load(on + s + 4)), wasm_v128_load(gr + s + 4));
+    const v128_t l0 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(an + s), wasm_v128_load(on + s)), wasm_v128_load(gr + s));
+    wasm_v128_store(orow + s + 12, l3); wasm_v128_store(orow + s + 8, l2); wasm_v128_store(orow + s + 4, l1); wasm_v128_store(orow + s, l0);
   }
 }
 
-/* λ[b,t,s] = g[b,t,s] + a[b,t+1,s] λ[b,t+1,s]; args: a, g, out, B, L, S, sPerTask, sTasks */
+/* λ[b,t,s] = g[b,t,s] + a[b,t+1,s] λ[b,t+1,s]; args: a, g, out, B, L, S, sPerTask, sTasks. Rows go
+ * backwards and each row from its end (scan_reverse_seg). */
 void k_scan_reverse(const i32* a, int task, int tid) {
   (void)tid;
   const int L = a[4], S = a[5], per = a[6], st = a[7];
@@ -120,19 +153,7 @@ void k_scan_reverse(const i32* a, int task, int tid) {
   for (int s = s0; s < s1; s++) O[last + s] = G[last + s];
   for (int t = L - 2; t >= 0; t--) {
     const size_t o = ((size_t)b * L + t) * S, nx = o + S;
-    const f32 *an = A + nx, *on = O + nx, *gr = G + o;
-    f32* orow = O + o;
-    int s = s0;
-    for (; s + 16 <= s1; s += 16) { /* 16 values an iteration, as k_scan */
-      const v128_t l0 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(an + s), wasm_v128_load(on + s)), wasm_v128_load(gr + s));
-      const v128_t l1 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(an + s + 4), wasm_v128_load(on + s + 4)), wasm_v128_load(gr + s + 4));
-      const v128_t l2 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(an + s + 8), wasm_v128_load(on + s + 8)), wasm_v128_load(gr + s + 8));
-      const v128_t l3 = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(an + s + 12), wasm_v128_load(on + s + 12)), wasm_v128_load(gr + s + 12));
-      wasm_v128_store(orow + s, l0); wasm_v128_store(orow + s + 4, l1); wasm_v128_store(orow + s + 8, l2); wasm_v128_store(orow + s + 12, l3);
-    }
-    for (; s + 4 <= s1; s += 4)
-      wasm_v128_store(orow + s, wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(an + s), wasm_v128_load(on + s)), wasm_v128_load(gr + s)));
-    for (; s < s1; s++) orow[s] = an[s] * on[s] + gr[s];
+    scan_reverse_seg(A + nx, O + nx, G + o, O + o, s0, s1);
   }
 }
 

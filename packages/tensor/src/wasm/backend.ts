@@ -55,6 +55,13 @@ export interface WasmBackendOptions {
    * Node 20 run it slower: see wasm/ssm.c). Speed only: the same bits either way.
    */
   expLockstep?: boolean;
+  /**
+   * Whether the linear scan reads a word of its inputs 64 KiB ahead once per page, a software
+   * prefetch (default: under Deno only, where it raised the scan from 0.55-0.62 to 0.67-0.71 of
+   * saxpy's bytes/s on one thread; no gain under Bun or Node 20, none measurable on two threads:
+   * see wasm/common.h). Speed only: the same bits either way.
+   */
+  touchAhead?: boolean;
 }
 
 export interface KernelInfo {
@@ -74,6 +81,8 @@ export interface KernelInfo {
   gemmTile: 4 | 6;
   /** Whether the selective scan runs its exps four in lockstep (speed only, see WasmBackendOptions.expLockstep). */
   expLockstep: boolean;
+  /** Whether the linear scan touches its inputs ahead (speed only, see WasmBackendOptions.touchAhead). */
+  touchAhead: boolean;
 }
 
 /** The logical cores of this machine (navigator.hardwareConcurrency, else node:os). */
@@ -122,6 +131,7 @@ export class WasmBackend implements Backend {
   #relaxedFused: boolean | null = null;
   #gemmTile: 4 | 6;
   #expLockstep: boolean;
+  #touchAhead: boolean;
   #blasThreadsNow = 0;
   #disposed = false;
   #ctx: WasmCtx;
@@ -139,6 +149,8 @@ export class WasmBackend implements Backend {
     this.#gemmTile = opts.gemmTile ?? (typeof (globalThis as { Deno?: unknown }).Deno !== "undefined" ? 4 : 6);
     // measured: the lockstep exps of the selective scan help Deno's V8 only (wasm/ssm.c)
     this.#expLockstep = opts.expLockstep ?? typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
+    // measured: touching the scan's inputs ahead helps under Deno only (wasm/common.h)
+    this.#touchAhead = opts.touchAhead ?? typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
     this.variant = chooseVariant(choice === "wasm-simd" ? "simd" : undefined);
     const bytes = wasmBytes(this.variant);
     this.#module = new WebAssembly.Module(bytes);
@@ -190,6 +202,9 @@ export class WasmBackend implements Backend {
       get expLockstep() {
         return self.#expLockstep;
       },
+      get touchAhead() {
+        return self.#touchAhead;
+      },
       blasThreads: (n) => {
         if (n !== this.#blasThreadsNow) this.#blas?.setThreads((this.#blasThreadsNow = n));
       },
@@ -236,6 +251,7 @@ export class WasmBackend implements Backend {
       choice: this.choice,
       gemmTile: this.#gemmTile,
       expLockstep: this.#expLockstep,
+      touchAhead: this.#touchAhead,
     };
   }
 

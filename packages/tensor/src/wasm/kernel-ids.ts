@@ -20,5 +20,7 @@ export const K = {
   SAXPY: 18,
   COPY: 19,
   GEMM_DIRECT: 20,
+  GATHER: 21,
+  SCATTER_ADD: 22,
 } as const;
 export type KernelId = (typeof K)[keyof typeof K];

@@ -1,7 +1,7 @@
 /**
  * The wasm backend's kernel table: for each primitive, a launcher that writes the C kernel's
  * arguments and splits the work into tasks (src/wasm/*.c documents each layout), or null where the
- * TypeScript reference kernel runs on views of the shared memory instead (movement, indexing,
+ * TypeScript reference kernel runs on views of the shared memory instead (movement, oneHot,
  * where/cast/fill, and the odd cases a launcher declines by returning false).
  *
  * Task sizes may depend on the thread count: no result does (see wasm/common.h). The one split
@@ -35,6 +35,8 @@ export interface WasmCtx {
   readonly gemmTile: 4 | 6;
   /** Whether the selective scan computes four exps in lockstep (wasm/ssm.c, step: per engine; never changes a result). */
   readonly expLockstep: boolean;
+  /** Whether the linear scan touches its inputs ahead (wasm/common.h, touch: per engine; never changes a result). */
+  readonly touchAhead: boolean;
 }
 
 /** A launcher: true when it ran the kernel, false to let the TypeScript reference run it. */
@@ -305,7 +307,7 @@ const scan: Launcher<"scan"> = (ctx, [a, x, h0], out) => {
   const [B, L, S] = a.shape;
   if (B * L * S === 0) return true;
   const [per, st, par] = splitBS(ctx, B, L, S);
-  ctx.launch(K.SCAN, [ctx.ptr(a), ctx.ptr(x), ctx.ptr(h0), ctx.ptr(out), B, L, S, per, st], B * st, par);
+  ctx.launch(K.SCAN, [ctx.ptr(a), ctx.ptr(x), ctx.ptr(h0), ctx.ptr(out), B, L, S, per, st, ctx.touchAhead ? 1 : 0], B * st, par);
   return true;
 };
 
@@ -347,6 +349,51 @@ const conv1dCausalGradW: Launcher<"conv1dCausalGradW"> = (ctx, [g, x], out) => {
   const stride = roundUp(Kw * per * 8, 64);
   const scratch = ctx.temp(stride * ctx.threads);
   ctx.launch(K.CONV1D_GRAD_W, [ctx.ptr(g), ctx.ptr(x), ctx.ptr(out), B, L, C, Kw, per, scratch, stride], ceilDiv(C, per), parallel);
+  return true;
+};
+
+// ---------------------------------------------------------------------------------------------
+// gather and scatterAdd
+
+/** Whether every i32 index of `idx` lies in [0, rows) (else the reference runs and throws its error). */
+function indicesInRange(ctx: WasmCtx, idx: KernelArg, n: number, rows: number): boolean {
+  const p = ctx.ptr(idx) >> 2;
+  const I = ctx.heap.i32.subarray(p, p + n);
+  for (let i = 0; i < n; i++) if (!(I[i] >= 0 && I[i] < rows)) return false;
+  return true;
+}
+
+/**
+ * Tasks of a (rows x cols) grid for a copy-like kernel, about 4 per thread: blocks of whole rows
+ * where there are enough rows (contiguous blocks), else also column blocks of >= 256 values.
+ */
+function gridSplit(ctx: WasmCtx, rows: number, cols: number, parallel: boolean): [number, number, number, number] {
+  if (!parallel) return [rows, 1, cols, 1];
+  const want = ctx.threads * 4;
+  const colTasks = rows >= want ? 1 : Math.max(1, Math.min(Math.ceil(want / rows), Math.floor(cols / 256)));
+  const colsPer = colTasks === 1 ? cols : roundUp(ceilDiv(cols, colTasks), 4);
+  const rowsPer = Math.max(1, ceilDiv(rows, ceilDiv(want, colTasks)));
+  return [rowsPer, ceilDiv(rows, rowsPer), colsPer, ceilDiv(cols, colsPer)];
+}
+
+const gather: Launcher<"gather"> = (ctx, [table, idx], out) => {
+  const rows = table.shape[0], n = size(idx.shape);
+  if (idx.dtype !== "i32" || !indicesInRange(ctx, idx, n, rows)) return false;
+  const row = rows === 0 ? 0 : size(table.shape) / rows;
+  if (n * row === 0) return true;
+  const [per, it, colsPer, colTasks] = gridSplit(ctx, n, row, n * row >= PARALLEL_MIN_WORK * 4);
+  ctx.launch(K.GATHER, [ctx.ptr(table), ctx.ptr(idx), ctx.ptr(out), n, row, per, colsPer, colTasks], it * colTasks, it * colTasks > 1);
+  return true;
+};
+
+const scatterAdd: Launcher<"scatterAdd"> = (ctx, [idx, upd], out, p) => {
+  const rows = p.rows, n = size(idx.shape);
+  if (idx.dtype !== "i32" || upd.dtype !== "f32" || out.dtype !== "f32" || !indicesInRange(ctx, idx, n, rows)) return false;
+  const row = rows === 0 ? 0 : size(out.shape) / rows;
+  if (rows * row === 0) return true;
+  // a task owns a block of output rows (and columns, where rows are few) and scans every index
+  const [rowsPer, rt, colsPer, colTasks] = gridSplit(ctx, rows, row, (rows + n) * row >= PARALLEL_MIN_WORK * 4);
+  ctx.launch(K.SCATTER_ADD, [ctx.ptr(idx), ctx.ptr(upd), ctx.ptr(out), n, rows, row, rowsPer, colsPer, colTasks], rt * colTasks, rt * colTasks > 1);
   return true;
 };
 
@@ -403,4 +450,5 @@ const selectiveScanGrad: Launcher<"selectiveScanGrad"> = (ctx, ins, out) => {
 export const wasmLaunchers: { [Kn in PrimName]?: Launcher<Kn> } = {
   matmul, unary, binary, compare, reduce, softmax, logsumexp, crossEntropy, scan, scanReverse,
   conv1dCausal, conv1dCausalGradX, conv1dCausalGradW, selectiveScan, selectiveScanState, selectiveScanGrad,
+  gather, scatterAdd,
 };
