@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { disposeTree, liveBuffers } from "@memmamba/tensor";
+import { disposeTree, getBackend, liveBuffers, setBackend } from "@memmamba/tensor";
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { loadCheckpoint } from "../src/checkpoint.ts";
 import { readJsonl } from "../src/log.ts";
@@ -88,6 +88,10 @@ describe("trainer", () => {
   test("resume after SIGKILL during a save: the old checkpoint loads and the curve is still exact", async () => {
     const a = tmp();
     const b = tmp();
+    // the child process trains on the default backend (the TS reference kernels); so must we, to
+    // compare bits, whatever backend an earlier test file in this process left current
+    const before = getBackend();
+    setBackend("cpu");
     try {
       const full = await train(linearModel(), linearData, { ...base, steps: 20, out: a });
       // the child saves at steps 5, 10, 15, 20; it is killed during the third save (step 15)
@@ -103,6 +107,7 @@ describe("trainer", () => {
       expect(readdirSync(b).some((n) => n.includes(".tmp-"))).toBe(false); // the dead child's temporary file was cleared
       disposeTree([full.params, rest.params]);
     } finally {
+      setBackend(before);
       rmSync(a, { recursive: true, force: true });
       rmSync(b, { recursive: true, force: true });
     }

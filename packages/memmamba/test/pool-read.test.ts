@@ -52,7 +52,9 @@ function composite(h: Tensor, p: CrossLayerParams, rs: PoolRead[]) {
 
 for (const backend of testBackends()) {
   test(`[${backend}] cross-token and cross-layer reads (fused) equal the composite over gathered slots, with gradients`, async () => {
+    const before = T.getBackend(); // put back afterwards: later test files in the same process run on the default backend
     if (!(await useBackend(backend))) return;
+    try {
     await expectNoLeak(async () => {
       const params = {
         q: { w: T.fromArray(W.q, [D, S]) }, k: { w: T.fromArray(W.k, [S, S]) }, v: { w: T.fromArray(W.v, [S, S]) },
@@ -88,5 +90,8 @@ for (const backend of testBackends()) {
       }
       T.disposeTree([params, cot, state]);
     });
+    } finally {
+      T.setBackend(before);
+    }
   });
 }
