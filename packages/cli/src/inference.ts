@@ -123,7 +123,7 @@ export async function windowNllBatch(
       throw new RangeError(`windowNllBatch: every window must have ${L} inputs and targets and score from ${scoreFrom}; got ${w.inputs.length}, ${w.targets.length}, ${w.scoreFrom}`);
     }
   }
-  if (params.config.kind === "transformer" || B === 1) {
+  if (params.config.kind === "transformer") {
     let sum = 0, count = 0;
     for (const w of windows) {
       const r = await windowNll(params, w.inputs, w.targets, w.scoreFrom, chunk);
@@ -182,24 +182,5 @@ export async function windowNll(
     t.dispose();
     return { sum: v, count: L - scoreFrom };
   }
-  let state = lm.initState(params.config, 1);
-  let total = 0;
-  try {
-    for (let s = 0; s < L; s += chunk) {
-      const e = Math.min(L, s + chunk);
-      const r = tidy(() => {
-        const out = lm.applyChunked(params, fromArray(Int32Array.from(inputs.subarray(s, e)), [1, e - s], "i32"), { chunk }, state);
-        return { nll: e > scoreFrom ? scored(out.logits, Math.max(s, scoreFrom), e, s) : undefined, state: out.state };
-      });
-      disposeTree(state);
-      state = r.state;
-      if (r.nll) {
-        total += await r.nll.item();
-        r.nll.dispose();
-      }
-    }
-  } finally {
-    disposeTree(state);
-  }
-  return { sum: total, count: L - scoreFrom };
+  return await windowNllBatch(params, [{ inputs, targets, scoreFrom }], chunk);
 }
