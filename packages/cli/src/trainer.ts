@@ -379,23 +379,21 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
           disposeTree(clip.grads);
           disposeTree(avg);
         }
-        const n = norm;
-        const read = tidy(() => stack([...losses.map((l) => reshape(l, [])), reshape(n, [])]));
+        const read = tidy(() => stack([...losses.map((l) => reshape(l, [])), reshape(clip.norm, [])]));
         const values = await read.data();
         read.dispose();
         const lvs = Array.from(values.subarray(0, o.accum));
         gradNorm = values[o.accum];
         lossSum = lvs.reduce((a, b) => a + b, 0);
         const badLoss = lvs.findIndex((v) => !Number.isFinite(v));
-        if (badLoss >= 0) reason = `loss is ${lvs[badLoss]} (micro-batch ${badLoss + 1}/${o.accum})`;
-        else if (!Number.isFinite(gradNorm)) reason = `gradient norm is ${gradNorm}`;
+        if (badLoss >= 0) {
+          reason = `loss is ${lvs[badLoss]} (micro-batch ${badLoss + 1}/${o.accum})`;
+          gradNorm = NaN; // the norm of a step with a non-finite loss means nothing
+        } else if (!Number.isFinite(gradNorm)) reason = `gradient norm is ${gradNorm}`;
         if (reason === undefined) {
           adamw.disposeReplaced({ params, state: optState }, next);
           ({ params, state: optState } = next);
-        } else {
-          adamw.disposeReplaced(next, { params, state: optState });
-          gradNorm = reason.startsWith("loss") ? NaN : gradNorm;
-        }
+        } else adamw.disposeReplaced(next, { params, state: optState });
         next = undefined;
       } catch (e) {
         if (next) adamw.disposeReplaced(next, { params, state: optState }); // a failed readback: keep the old params

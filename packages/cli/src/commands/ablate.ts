@@ -318,10 +318,10 @@ async function trainRun(c: Context, run: Run, seed: number, dir: string): Promis
   return { params: r.params, done };
 }
 
-/** PPL by context length on the validation split: `eval ppl`'s protocol (pplWindows + windowNllBatch). */
 /** Validation windows streamed together in the perplexity evaluation. */
 const PPL_BATCH = 8;
 
+/** PPL by context length on the validation split: `eval ppl`'s protocol (pplWindows + windowNllBatch). */
 async function evalPpl(c: Context, params: LMParams) {
   const rows = [];
   for (const L of c.lengths) {

@@ -213,19 +213,8 @@ export function update<P>(params: P, grads: GradTree<NoInfer<P>>, state: AdamWSt
     throw e;
   }
 
-  const replaced = (olds: [string, Tensor][], pick: (r: { p: Tensor; m: Tensor; v: Tensor }) => Tensor) => {
-    olds.forEach(([, old], i) => {
-      if (pick(results[i]) !== old) old.dispose();
-    });
-  };
-  if (!opts.keepOld) {
-    replaced(ps, (r) => r.p);
-    replaced(ms, (r) => r.m);
-    replaced(vs, (r) => r.v);
-  }
-
   let ip = 0, im = 0, iv = 0;
-  return {
+  const next = {
     params: mapTree(params, () => results[ip++].p),
     state: {
       step: t,
@@ -233,4 +222,6 @@ export function update<P>(params: P, grads: GradTree<NoInfer<P>>, state: AdamWSt
       v: mapTree(state.v, () => results[iv++].v),
     },
   };
+  if (!opts.keepOld) disposeReplaced<P>({ params, state }, next);
+  return next;
 }
