@@ -13,16 +13,21 @@
  * (Node: bundle with esbuild, --external:webgpu; see ../../../../shared/gpu/README.md for H100 runs).
  *
  *   node out.mjs [--sizes 1024,2048,4096] [--runs 9] [--json] [--out FILE] [--tile auto|64|128x64|128|BMxBNxBK/TMxTN[:db][:cf][:wl][:sw],...] [--sweep]
+ *   node out.mjs --shapes train|MxNxK[xBATCH][:tA][:tB],... [--split-k on|off|both]
  *
  * --tile takes a comma-separated list: every size is run with every tile (a sweep in one run;
  * the fastest per size is marked in the table and listed in the JSON's "best").
+ * --shapes times rectangular (and batched) problems as the library plans them, with split-K on
+ * and off side by side (--split-k both, the default): "train" is the shape classes of a MemMamba
+ * training step (small preset, batch 8 × 2048 tokens) whose output has few blocks, mostly the
+ * weight gradients dW = Xᵀ·dY per batch element (transA, K = 2048 rows).
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
 import { detectRuntime, fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import process from "node:process";
 import type { KernelArg } from "../../tensor/src/backend.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
-import { BIG_TILE, fitTile, matmulPlan, matmulTuning, MID_TILE, parseTile, SMALL_TILE, tileName, type TileConfig } from "../../tensor/src/webgpu/kernels/matmul.ts";
+import { BIG_TILE, fitTile, matmulPlan, matmulTuning, MID_TILE, parseTile, SMALL_TILE, splitKPlan, tileName, type TileConfig } from "../../tensor/src/webgpu/kernels/matmul.ts";
 
 const HELP = `webgpu-matmul: fp32 matmul throughput of the WebGPU backend
 
@@ -38,9 +43,32 @@ const HELP = `webgpu-matmul: fp32 matmul throughput of the WebGPU backend
                     8x4 per warp, :sw orders blocks in bands of 8 rows), e.g.
                     --tile auto,128x128x16/8x8:db,128x256x16/8x16,256x128x8/16x8:db
   --sweep           shorthand for --tile with a list of candidate tiles (printed in the table)
+  --shapes S,...    rectangular problems instead of (or, with --sizes, besides) the squares:
+                    MxNxK[xBATCH][:tA][:tB] is C [BATCH, M, N] = op(A)·op(B) with A [BATCH, M, K]
+                    ([BATCH, K, M] with :tA), B [BATCH, K, N] ([BATCH, N, K] with :tB); "train"
+                    expands to a training step's few-block shapes (default with --split-k)
+  --split-k MODE    on, off or both (default both: each shape twice, the speedup printed)
+  --split-max N     split launches below N workgroups in 64x64-block units (matmulTuning.
+                    splitKMaxWorkgroups, default 256; e.g. 1024 also splits the 128x64 tile's
+                    training shapes)
+  --split-target N  workgroups × slices to aim for (splitKTargetWorkgroups, default 512)
+  --split-min-slice N  shortest slice of K (splitKMinSlice, default 128)
   --json            print the JSON result on stdout instead of the table
-  --out FILE        where to write the JSON (default packages/bench/results/webgpu-matmul.json)
+  --out FILE        where to write the JSON (default packages/bench/results/webgpu-matmul.json,
+                    or webgpu-matmul-shapes.json for a run of --shapes alone)
   --help            this text`;
+
+/**
+ * --shapes train: the matmuls of one MemMamba training step (small preset: d 256, 8 layers, batch
+ * 8 × 2048 tokens) whose output has too few blocks for a big GPU, as the backend sees them
+ * (logged from Backend.run on one step): the weight gradients dW = Xᵀ·dY per batch element
+ * (transA, K = 2048) of the in / x / dt / out / note / summary projections, and the thin
+ * [16384, 256]·[256, 1] gate forward (untiled).
+ */
+const TRAIN_SHAPES = [
+  "256x1x2048x8:tA", "256x64x2048x8:tA", "64x256x2048x8:tA", "256x256x2048x8:tA", "512x48x2048x8:tA",
+  "16x512x2048x8:tA", "512x256x2048x8:tA", "256x1024x2048x8:tA", "16384x1x256",
+].join(",");
 
 /** --sweep: the library's choice, then candidates around it (each compiled once, about a second per size on an H100). */
 const SWEEP = [
@@ -65,8 +93,54 @@ export interface MatmulRow {
   maxRelErr: number;
 }
 
-function randomMatrix(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n * n);
+/** One --shapes row: a problem run with split-K on or off. */
+export interface ShapeRow {
+  /** The spec as given (MxNxK[xBATCH][:tA][:tB]). */
+  shape: string;
+  M: number;
+  N: number;
+  K: number;
+  batch: number;
+  transA: boolean;
+  transB: boolean;
+  splitK: boolean;
+  /** The kernel the library ran: tile or "untiled", and the split (slices × slice length). */
+  kernel: string;
+  slices: number;
+  medianMs: number;
+  minMs: number;
+  samplesMs: number[];
+  repsPerSample: number;
+  gflops: number;
+  /** Largest |gpu − ref| / (|ref| + 1e-3·Σ|a·b|) over the checked entries. */
+  maxRelErr: number;
+}
+
+interface ShapeSpec {
+  shape: string;
+  M: number;
+  N: number;
+  K: number;
+  batch: number;
+  transA: boolean;
+  transB: boolean;
+}
+
+/** Parses --shapes ("train" expands to TRAIN_SHAPES), or a clear error naming the bad entry. */
+export function parseShapes(list: string): ShapeSpec[] {
+  const specs = list.split(",").map((s) => s.trim()).filter(Boolean).flatMap((s) => (s === "train" ? TRAIN_SHAPES.split(",") : [s]));
+  if (specs.length === 0) throw new Error(`--shapes: no shapes in "${list}"`);
+  return specs.map((spec) => {
+    const m = /^(\d+)x(\d+)x(\d+)(?:x(\d+))?((?::tA|:tB)*)$/.exec(spec);
+    if (!m) throw new Error(`--shapes: "${spec}" is not MxNxK[xBATCH][:tA][:tB] (e.g. 256x64x2048x8:tA) or train`);
+    const [M, N, K, batch] = [m[1], m[2], m[3], m[4] ?? "1"].map(Number);
+    if ([M, N, K, batch].some((v) => v < 1)) throw new Error(`--shapes: "${spec}": every size must be at least 1`);
+    return { shape: spec, M, N, K, batch, transA: m[5].includes(":tA"), transB: m[5].includes(":tB") };
+  });
+}
+
+function randomMatrix(n: number, seed: number, len = n * n): Float32Array {
+  const a = new Float32Array(len);
   let s = seed >>> 0;
   for (let i = 0; i < a.length; i++) {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
@@ -79,6 +153,88 @@ function arg(buf: KernelArg["buf"], n: number): KernelArg {
   return { buf, shape: [n, n], dtype: "f32" };
 }
 
+/**
+ * Times `run` (one matmul launch): about `warmupMs` of warm-up (compile, then busy so clocks
+ * settle), then `runs` samples of enough launches to last about `sampleMs` each; per launch.
+ */
+async function timeDispatches(gpu: WebGpuBackend, run: () => void, runs: number, sampleMs: number, warmupMs: number, timestamps: boolean): Promise<{ samples: number[]; reps: number }> {
+  run();
+  await gpu.sync();
+  const w0 = now();
+  let calls = 0;
+  while (now() - w0 < warmupMs) {
+    for (let r = 0; r < 10; r++) run();
+    calls += 10;
+    await gpu.sync();
+  }
+  const oneMs = Math.max((now() - w0) / Math.max(calls, 1), 1e-3);
+  const samples: number[] = [];
+  // several dispatches per sample: timestamps may be quantised (Dawn: to about 0.1 ms)
+  const reps = Math.max(1, Math.min(200, Math.round(sampleMs / oneMs)));
+  for (let i = 0; i < runs; i++) {
+    const many = () => {
+      for (let r = 0; r < reps; r++) run();
+    };
+    if (timestamps) samples.push((await gpu.timeGpu(many))! / reps);
+    else {
+      const s0 = now();
+      many();
+      await gpu.sync();
+      samples.push((now() - s0) / reps);
+    }
+  }
+  return { samples, reps };
+}
+
+/** One --shapes problem with split-K on or off (matmulTuning.splitK), checked on sampled entries. */
+async function benchShape(gpu: WebGpuBackend, sp: ShapeSpec, splitK: boolean, runs: number, checks: number, sampleMs: number, warmupMs: number, timestamps: boolean): Promise<ShapeRow> {
+  const { M, N, K, batch, transA, transB } = sp;
+  const lead = batch > 1 ? [batch] : [];
+  const aShape = [...lead, ...(transA ? [K, M] : [M, K])], bShape = [...lead, ...(transB ? [N, K] : [K, N])], cShape = [...lead, M, N];
+  const A = randomMatrix(0, 1, batch * M * K), B = randomMatrix(0, 2, batch * K * N);
+  const a = gpu.alloc(A.length, "f32"), b = gpu.alloc(B.length, "f32"), c = gpu.alloc(batch * M * N, "f32");
+  gpu.write(a, A);
+  gpu.write(b, B);
+  const args = (buf: KernelArg["buf"], shape: number[]): KernelArg => ({ buf, shape, dtype: "f32" });
+  const run = () => gpu.run("matmul", [args(a, aShape), args(b, bShape)], args(c, cShape), { transA, transB });
+  const was = matmulTuning.splitK;
+  matmulTuning.splitK = splitK;
+  try {
+    const { samples, reps } = await timeDispatches(gpu, run, runs, sampleMs, warmupMs, timestamps);
+    const C = (await gpu.read(c)) as Float32Array;
+    let maxRelErr = 0;
+    let s = 7;
+    const next = (n: number) => {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      return s % n;
+    };
+    for (let q = 0; q < checks; q++) {
+      const z = next(batch), i = next(M), j = next(N);
+      let ref = 0, mag = 0;
+      for (let k = 0; k < K; k++) {
+        const x = A[z * M * K + (transA ? k * M + i : i * K + k)], y = B[z * K * N + (transB ? j * K + k : k * N + j)];
+        ref += x * y;
+        mag += Math.abs(x * y);
+      }
+      maxRelErr = Math.max(maxRelErr, Math.abs(C[z * M * N + i * N + j] - ref) / (Math.abs(ref) + 1e-3 * mag + 1e-30));
+    }
+    // the plan as matmulKernel makes it (batched B: no folding of A's batch into M)
+    const p = matmulPlan(M, N, K, batch);
+    const t = p === "untiled" ? p : fitTile(p, gpu.limits.maxComputeWorkgroupStorageSize);
+    const { slices, sliceLen } = splitKPlan(M, N, K, batch, t, gpu.limits.maxStorageBufferBindingSize);
+    const med = median(samples);
+    return {
+      ...sp, splitK, slices,
+      kernel: `${t === "untiled" ? t : tileName(t)}${slices > 1 ? ` split ${slices}x${sliceLen}` : ""}`,
+      medianMs: med, minMs: Math.min(...samples), samplesMs: samples, repsPerSample: reps,
+      gflops: (2 * batch * M * N * K) / (med * 1e-3) / 1e9, maxRelErr,
+    };
+  } finally {
+    matmulTuning.splitK = was;
+    for (const h of [a, b, c]) gpu.free(h);
+  }
+}
+
 async function benchSize(gpu: WebGpuBackend, requested: string, n: number, runs: number, checks: number, sampleMs: number, warmupMs: number, timestamps: boolean): Promise<MatmulRow> {
   const A = randomMatrix(n, 1), B = randomMatrix(n, 2);
   const a = gpu.alloc(n * n, "f32"), b = gpu.alloc(n * n, "f32"), c = gpu.alloc(n * n, "f32");
@@ -86,32 +242,7 @@ async function benchSize(gpu: WebGpuBackend, requested: string, n: number, runs:
   gpu.write(b, B);
   const run = () => gpu.run("matmul", [arg(a, n), arg(b, n)], arg(c, n), { transA: false, transB: false });
   try {
-    // warm-up: compile the pipeline, then keep the GPU busy so clocks settle before timing
-    run();
-    await gpu.sync();
-    const w0 = now();
-    let calls = 0;
-    while (now() - w0 < warmupMs) {
-      for (let r = 0; r < 10; r++) run();
-      calls += 10;
-      await gpu.sync();
-    }
-    const oneMs = Math.max((now() - w0) / Math.max(calls, 1), 1e-3);
-    const samples: number[] = [];
-    // several dispatches per sample: timestamps may be quantised (Dawn: to about 0.1 ms)
-    const reps = Math.max(1, Math.min(200, Math.round(sampleMs / oneMs)));
-    for (let i = 0; i < runs; i++) {
-      const many = () => {
-        for (let r = 0; r < reps; r++) run();
-      };
-      if (timestamps) samples.push((await gpu.timeGpu(many))! / reps);
-      else {
-        const s0 = now();
-        many();
-        await gpu.sync();
-        samples.push((now() - s0) / reps);
-      }
-    }
+    const { samples, reps } = await timeDispatches(gpu, run, runs, sampleMs, warmupMs, timestamps);
     // correctness on sampled entries against float64 dot products
     const C = (await gpu.read(c)) as Float32Array;
     let maxRelErr = 0;
@@ -147,8 +278,19 @@ async function main(): Promise<void> {
     console.log(HELP);
     return;
   }
-  const f = parseFlags(argv, { sizes: "string", runs: "string", check: "string", "sample-ms": "string", "warmup-ms": "string", tile: "string", sweep: "boolean", json: "boolean", out: "string" });
-  const sizes = String(f.sizes ?? "1024,2048,4096").split(",").map((s) => positiveInt("--sizes", s.trim(), 0));
+  const f = parseFlags(argv, {
+    sizes: "string", runs: "string", check: "string", "sample-ms": "string", "warmup-ms": "string", tile: "string", sweep: "boolean", json: "boolean", out: "string",
+    shapes: "string", "split-k": "string", "split-max": "string", "split-target": "string", "split-min-slice": "string",
+  });
+  matmulTuning.splitKMaxWorkgroups = positiveInt("split-max", f["split-max"], matmulTuning.splitKMaxWorkgroups);
+  matmulTuning.splitKTargetWorkgroups = positiveInt("split-target", f["split-target"], matmulTuning.splitKTargetWorkgroups);
+  matmulTuning.splitKMinSlice = positiveInt("split-min-slice", f["split-min-slice"], matmulTuning.splitKMinSlice);
+  const splitMode = String(f["split-k"] ?? "both");
+  if (!["on", "off", "both"].includes(splitMode)) throw new Error(`--split-k must be on, off or both, got "${splitMode}"`);
+  const splitRuns = splitMode === "both" ? [false, true] : [splitMode === "on"];
+  // --split-k alone means the training's shapes; squares only when asked for or when no shapes are
+  const shapes = f.shapes !== undefined || f["split-k"] !== undefined ? parseShapes(String(f.shapes ?? "train")) : [];
+  const sizes = f.sizes === undefined && shapes.length > 0 ? [] : String(f.sizes ?? "1024,2048,4096").split(",").map((s) => positiveInt("sizes", s.trim(), 0));
   const runs = positiveInt("--runs", f.runs, 9);
   const checks = positiveInt("--check", f.check, 64);
   const sampleMs = positiveInt("--sample-ms", f["sample-ms"], 20);
@@ -169,14 +311,25 @@ async function main(): Promise<void> {
   const gpu = await createWebGpuBackend({ timestamps: true });
   const timestamps = gpu.device.features.has("timestamp-query");
   const rows: MatmulRow[] = [];
+  const shapeRows: ShapeRow[] = [];
   try {
     for (const [name, t] of tiles) {
       matmulTuning.force = t;
       for (const n of sizes) rows.push(await benchSize(gpu, name, n, runs, checks, sampleMs, warmupMs, timestamps));
     }
+    matmulTuning.force = null;
+    for (const sp of shapes) {
+      for (const on of splitRuns) shapeRows.push(await benchShape(gpu, sp, on, runs, checks, sampleMs, warmupMs, timestamps));
+    }
   } finally {
+    matmulTuning.force = null;
     gpu.destroy();
   }
+  /** Per shape run both ways: unsplit median / split median (> 1: split-K is faster). */
+  const splitSpeedup = shapes.flatMap((sp) => {
+    const off = shapeRows.find((r) => r.shape === sp.shape && !r.splitK), on = shapeRows.find((r) => r.shape === sp.shape && r.splitK);
+    return off && on ? [{ shape: sp.shape, kernel: on.kernel, offMs: off.medianMs, onMs: on.medianMs, speedup: off.medianMs / on.medianMs }] : [];
+  });
   const rt = detectRuntime();
   const result = {
     benchmark: "webgpu-matmul",
@@ -186,19 +339,38 @@ async function main(): Promise<void> {
     via: gpu.via,
     timing: timestamps ? "gpu timestamp queries around the compute passes" : "wall clock, one sync per sample",
     runs,
+    /** The split-K knobs this run used. */
+    splitKTuning: { maxWorkgroups: matmulTuning.splitKMaxWorkgroups, targetWorkgroups: matmulTuning.splitKTargetWorkgroups, minSlice: matmulTuning.splitKMinSlice, minFlops: matmulTuning.splitKMinFlops },
     rows,
+    /** --shapes: each problem with split-K off and / or on. */
+    shapes: shapeRows,
+    splitSpeedup,
     /** The fastest row per size (with its tile). */
     best: sizes.map((n) => {
       const r = rows.filter((q) => q.n === n).sort((p, q) => q.tflops - p.tflops)[0];
       return { n, requested: r.requested, tile: r.tile, tflops: r.tflops };
     }),
   };
-  writeJson(typeof f.out === "string" ? f.out : fromRoot("packages", "bench", "results", "webgpu-matmul.json"), result);
+  // a shapes-only run keeps its own file (the squares' results stay where they were)
+  const outName = sizes.length === 0 ? "webgpu-matmul-shapes.json" : "webgpu-matmul.json";
+  writeJson(typeof f.out === "string" ? f.out : fromRoot("packages", "bench", "results", outName), result);
   if (f.json) {
     console.log(JSON.stringify(result, null, 2));
     return;
   }
   console.log(`webgpu-matmul — ${result.runtime}, ${result.adapter} via ${result.via}; ${result.timing}; median of ${runs}`);
+  if (shapeRows.length > 0) {
+    console.log(formatTable(
+      ["shape", "split-K", "kernel", "median ms", "min ms", "GFLOP/s", "max rel err", "speedup"],
+      shapeRows.map((r) => {
+        const sp = r.splitK ? splitSpeedup.find((q) => q.shape === r.shape) : undefined;
+        return [r.shape, r.splitK ? "on" : "off", r.kernel, fmt(r.medianMs, 4), fmt(r.minMs, 4), fmt(r.gflops, 4), r.maxRelErr.toExponential(2), sp ? `${fmt(sp.speedup, 3)}x` : ""];
+      }),
+    ));
+    const off = splitSpeedup.reduce((a, q) => a + q.offMs, 0), on = splitSpeedup.reduce((a, q) => a + q.onMs, 0);
+    if (splitSpeedup.length > 0) console.log(`all shapes once each: ${fmt(off, 4)} ms unsplit, ${fmt(on, 4)} ms with split-K (${fmt(off / on, 3)}x)`);
+  }
+  if (rows.length === 0) return;
   console.log(formatTable(
     ["n", "--tile", "kernel", "median ms", "min ms", "TFLOP/s", "max rel err", "best"],
     rows.map((r) => [

@@ -26,9 +26,14 @@
  * Batch: when B has no batch and A is not transposed, A's batch folds into M (one big GEMM).
  * Otherwise grid z walks the output batch (chunks of 65535) and each workgroup finds its A / B
  * offsets through the broadcast strides.
+ * Split-K (splitKPlan): when C has too few blocks to fill the GPU and K is long (the weight
+ * gradients of a training step, dW = Xᵀ·dY: [256, 64] from K = 2048 rows per batch element), K is
+ * cut into S slices that run as extra grid z (zz = slice · batches + batch), each writing its
+ * partial C into a scratch [S, batches, m, N]; a second kernel sums the S partials in order
+ * (deterministic). The slice bounds are params; K stays the leading dimension of A / B.
  */
 import type { KernelArg, PrimParams } from "../../backend.ts";
-import { broadcastStrides, ceilDiv, coalesce, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, strides, type GpuCtx } from "../context.ts";
+import { broadcastStrides, ceilDiv, coalesce, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, strides, type BufRef, type GpuCtx } from "../context.ts";
 
 export interface TileConfig {
   BM: number;
@@ -128,6 +133,20 @@ export const matmulTuning = {
   naiveMaxFlops: 2 ** 21,
   /** Use runtime transposes in the big tile too (tests: one pipeline for all four). */
   runtimeTrans: false,
+  /** Split-K for problems with too few output blocks and a long K (see splitKPlan); false: never. */
+  splitK: true,
+  /**
+   * Split only when the unsplit launch has fewer workgroups than this, counted in 64x64 blocks of
+   * C (a 128x128 block counts 4: it fills an SM as 4 small ones do; untiled: workgroups of 64
+   * threads). An H100 / H200 (132 SMs) holds several 64x64 workgroups per SM.
+   */
+  splitKMaxWorkgroups: 256,
+  /** The workgroups (same count, times slices) the slice count aims for. */
+  splitKTargetWorkgroups: 512,
+  /** The shortest slice of K, rounded up to whole k-tiles (128: 8 k-tiles of the 64x64 tile, 4 of the 128-row ones). */
+  splitKMinSlice: 128,
+  /** No split for problems of at most this many multiply-adds (the extra launch would dominate). */
+  splitKMinFlops: 2 ** 21,
 };
 
 interface MatmulVariant {
@@ -142,6 +161,11 @@ interface MatmulVariant {
   batchRank: number;
   /** Unroll the BK steps of the inner loop (fast on GPUs; a much longer compile on lavapipe). */
   unroll: boolean;
+  /**
+   * Split-K: grid z walks slices × batches, K's slice bounds come from two more params and C is
+   * the scratch of partials (false: the code is exactly the unsplit kernel's).
+   */
+  split?: boolean;
 }
 
 const X = ["x", "y", "z", "w"];
@@ -155,7 +179,10 @@ function matmulWgsl(v: MatmulVariant): string {
   const db = !!v.t.dbuf;
   const KS = db ? 2 * BK : BK; // k rows of workgroup memory (two k-tiles when double-buffered)
   const br = v.batchRank;
-  const nWords = 6 + 3 * br;
+  const sp = !!v.split;
+  const nWords = (sp ? 8 : 6) + 3 * br;
+  // where the k loop ends: K itself, or the end of this workgroup's slice
+  const KE = sp ? "kEnd" : "K";
   const code: string[] = [];
   const decl = [
     { name: "C", type: v.vecC ? "vec4<f32>" : "f32", write: true },
@@ -186,7 +213,14 @@ function matmulWgsl(v: MatmulVariant): string {
     code.push(`let tx = lid % ${TXn}u; let ty = lid / ${TXn}u;`);
   }
   // batch offsets (in elements)
-  code.push(`var aBase = 0u; var bBase = 0u; let q = wid.z + ${pu(3)};`);
+  if (sp) {
+    // zz = slice · batches + batch; the partial C of (slice, batch) is block zz of the scratch
+    code.push(`let zz = wid.z + ${pu(3)}; let NB = ${pu(7 + 3 * br)}; let q = zz % NB;`);
+    code.push(`let kBeg = (zz / NB) * ${pu(6 + 3 * br)}; let kEnd = min(K, kBeg + ${pu(6 + 3 * br)});`);
+    code.push(`var aBase = 0u; var bBase = 0u;`);
+  } else {
+    code.push(`var aBase = 0u; var bBase = 0u; let q = wid.z + ${pu(3)};`);
+  }
   if (br > 0) {
     code.push(`var rem = q;`);
     for (let d = br - 1; d >= 0; d--) {
@@ -195,7 +229,7 @@ function matmulWgsl(v: MatmulVariant): string {
       code.push(`aBase += c * ${sa}; bBase += c * ${sb}; }`);
     }
   }
-  code.push(`let cBase = q * M * N;`);
+  code.push(sp ? `let cBase = zz * M * N;` : `let cBase = q * M * N;`);
   const g = !v.full;
   // ---- per-thread load coordinates (constant over k) ----
   // One load slot j of a tile: `alongK` when k is the contiguous axis in memory (A not
@@ -220,11 +254,11 @@ function matmulWgsl(v: MatmulVariant): string {
       pre.push(`let ${r}g = ${x0} + ${r}row; let ${r}ok = ${r}g < ${rows};`);
       const idx = `${base} + ${r}g * K + k0 + ${r}k`;
       if (vec) {
-        const cond = g ? `${r}ok && k0 + ${r}k < K` : "true";
+        const cond = g ? `${r}ok && k0 + ${r}k < ${KE}` : "true";
         body.push(g ? `${r} = select(vec4<f32>(0.0f), ${which}[select(0u, (${idx}) / 4u, ${cond})], ${cond});` : `${r} = ${which}[(${idx}) / 4u];`);
       } else {
         const comps = [0, 1, 2, 3].map((e) => {
-          const cond = g ? `${r}ok && k0 + ${r}k + ${e}u < K` : "true";
+          const cond = g ? `${r}ok && k0 + ${r}k + ${e}u < ${KE}` : "true";
           return g ? `select(0.0f, ${which}[select(0u, ${idx} + ${e}u, ${cond})], ${cond})` : `${which}[${idx} + ${e}u]`;
         });
         body.push(`${r} = vec4<f32>(${comps.join(", ")});`);
@@ -235,11 +269,11 @@ function matmulWgsl(v: MatmulVariant): string {
       pre.push(`let ${r}h = ${x0} + ${r}x4 * 4u;`);
       const idx = `${base} + (k0 + ${r}kk) * ${rows} + ${r}h`;
       if (vec) {
-        const cond = g ? `${r}h < ${rows} && k0 + ${r}kk < K` : "true";
+        const cond = g ? `${r}h < ${rows} && k0 + ${r}kk < ${KE}` : "true";
         body.push(g ? `${r} = select(vec4<f32>(0.0f), ${which}[select(0u, (${idx}) / 4u, ${cond})], ${cond});` : `${r} = ${which}[(${idx}) / 4u];`);
       } else {
         const comps = [0, 1, 2, 3].map((e) => {
-          const cond = g ? `${r}h + ${e}u < ${rows} && k0 + ${r}kk < K` : "true";
+          const cond = g ? `${r}h + ${e}u < ${rows} && k0 + ${r}kk < ${KE}` : "true";
           return g ? `select(0.0f, ${which}[select(0u, ${idx} + ${e}u, ${cond})], ${cond})` : `${which}[${idx} + ${e}u]`;
         });
         body.push(`${r} = vec4<f32>(${comps.join(", ")});`);
@@ -277,8 +311,13 @@ function matmulWgsl(v: MatmulVariant): string {
   if (v.transA === null || v.transB === null) code.push(`let TA = ${pu(4 + 3 * br)} != 0u; let TB = ${pu(5 + 3 * br)} != 0u;`);
   code.push(...la.pre, ...lb.pre);
   for (let r = 0; r < TM; r++) for (let gn = 0; gn < GN; gn++) code.push(`var acc${r}_${gn} = vec4<f32>(0.0f);`);
-  code.push(`let nK = (K + ${BK - 1}u) / ${BK}u;`);
-  code.push(`var k0 = 0u;`);
+  if (sp) {
+    code.push(`let nK = (kEnd - kBeg + ${BK - 1}u) / ${BK}u;`);
+    code.push(`var k0 = kBeg;`);
+  } else {
+    code.push(`let nK = (K + ${BK - 1}u) / ${BK}u;`);
+    code.push(`var k0 = 0u;`);
+  }
   code.push(...la.body, ...lb.body);
   const kStep = (kk: string, sfx: string) => {
     for (let gm = 0; gm < GM; gm++) code.push(`let a${gm}${sfx} = As[${kk}][${gm * TYn}u + ty];`);
@@ -354,7 +393,8 @@ function matmulWgsl(v: MatmulVariant): string {
  * The kernel for small problems (and thin ones, M or N < 16): a thread per 4x4 block of C
  * reading A and B straight from memory (the cache serves the reuse), no workgroup memory and no
  * barrier: for tiny matrices a tiled kernel is all overhead, and on a software Vulkan its
- * barrier-in-a-loop costs seconds to compile. params: M, N, K, q0, batch (3 x 3), TA, TB.
+ * barrier-in-a-loop costs seconds to compile. params: M, N, K, q0, batch (3 x 3), TA, TB, then
+ * the split-K slice length, batches and slices (unsplit: K, batches, 1; one pipeline for both).
  */
 const NAIVE_WG = 64;
 function naiveWgsl(br: number): string {
@@ -366,7 +406,7 @@ function naiveWgsl(br: number): string {
   }
   const aAt = (m: string) => `select(0.0f, A[select(0u, select(aBase + (${m}) * K + k, aBase + k * M + (${m}), TA), ${m} < M)], ${m} < M)`;
   const bAt = (n: string) => `select(0.0f, B[select(0u, select(bBase + k * N + (${n}), bBase + (${n}) * K + k, TB), ${n} < N)], ${n} < N)`;
-  return `${header(6 + 3 * br, [{ name: "C", type: "f32", write: true }, { name: "A", type: "f32" }, { name: "B", type: "f32" }])}
+  return `${header(9 + 3 * br, [{ name: "C", type: "f32", write: true }, { name: "A", type: "f32" }, { name: "B", type: "f32" }])}
 @compute @workgroup_size(${NAIVE_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
@@ -374,17 +414,20 @@ fn main(${ENTRY_ARGS}) {
   let TA = ${pu(4 + 3 * br)} != 0u; let TB = ${pu(5 + 3 * br)} != 0u;
   let nq = (N + 3u) / 4u; let per = nq * ((M + 3u) / 4u);
   let id = wg * ${NAIVE_WG}u + lid;
-  let q = id / per + ${pu(3)};
-  if (id >= per * ${Array.from({ length: br }, (_, d) => pu(4 + d)).join(" * ")}) { return; }
+  let NB = ${pu(7 + 3 * br)};
+  if (id >= per * NB * ${pu(8 + 3 * br)}) { return; }
+  // zz = slice · batches + batch (unsplit: the batch); its C block is block zz of C (or of the partials)
+  let zz = id / per + ${pu(3)}; let q = zz % NB;
+  let kBeg = (zz / NB) * ${pu(6 + 3 * br)}; let kEnd = min(K, kBeg + ${pu(6 + 3 * br)});
   let m0 = ((id % per) / nq) * 4u; let n0 = (id % per) % nq * 4u;
   var aBase = 0u; var bBase = 0u; var rem = q;
   ${lines.join("\n  ")}
   var c0 = vec4<f32>(0.0f); var c1 = vec4<f32>(0.0f); var c2 = vec4<f32>(0.0f); var c3 = vec4<f32>(0.0f);
-  for (var k = 0u; k < K; k++) {
+  for (var k = kBeg; k < kEnd; k++) {
     let bv = vec4<f32>(${bAt("n0")}, ${bAt("n0 + 1u")}, ${bAt("n0 + 2u")}, ${bAt("n0 + 3u")});
     c0 += ${aAt("m0")} * bv; c1 += ${aAt("m0 + 1u")} * bv; c2 += ${aAt("m0 + 2u")} * bv; c3 += ${aAt("m0 + 3u")} * bv;
   }
-  let cBase = q * M * N;
+  let cBase = zz * M * N;
   ${[0, 1, 2, 3].map((i) => [0, 1, 2, 3].map((e) => `if (m0 + ${i}u < M && n0 + ${e}u < N) { C[cBase + (m0 + ${i}u) * N + n0 + ${e}u] = c${i}.${X[e]}; }`).join(" ")).join("\n  ")}
 }`;
 }
@@ -400,6 +443,62 @@ export function matmulPlan(m: number, N: number, K: number, batches: number): "u
   if (ceilDiv(m, 128) * ceilDiv(N, 128) * batches >= matmulTuning.bigTileMinBlocks) return BIG_TILE;
   if (ceilDiv(m, 128) * ceilDiv(N, 64) * batches >= matmulTuning.midTileMinBlocks) return MID_TILE;
   return SMALL_TILE;
+}
+
+/** How K is cut for split-K: `slices` pieces of `sliceLen` (the last may be shorter); 1 slice: no split. */
+export interface SplitK {
+  slices: number;
+  sliceLen: number;
+}
+
+/**
+ * The split-K decision for a problem of `batches` [m, K]·[K, N] products run with `plan` (a tile
+ * as fitTile returns it, or "untiled"). Split when (matmulTuning) splitK is on, the problem has
+ * more than splitKMinFlops multiply-adds, and the unsplit launch has fewer than
+ * splitKMaxWorkgroups workgroups W (blocks × batches, weighted by block area over 64x64, so a
+ * launch of 128 of the 128x256 tile, which already fills a 132-SM GPU at one per SM, is not
+ * split; untiled: workgroups of 64 threads of 4x4 outputs each): then
+ * S = ⌈splitKTargetWorkgroups / W⌉ slices, fewer where a slice would be shorter
+ * than splitKMinSlice or the partials [S, batches, m, N] would exceed `maxScratchBytes`. A
+ * slice is a whole number of k-tiles (so the tile's unguarded "full" variant stays valid), and
+ * S is recomputed from the rounded length so no slice is empty.
+ * Example (H100 / H200, a training step's dW = Xᵀ·dY per batch element): [8] 256×256 from
+ * K = 2048 on the 64x64 tile is 128 workgroups, split 4 ways (slices of 512): 512 workgroups.
+ */
+export function splitKPlan(m: number, N: number, K: number, batches: number, plan: "untiled" | TileConfig, maxScratchBytes = Infinity): SplitK {
+  const none: SplitK = { slices: 1, sliceLen: K };
+  const T = matmulTuning;
+  if (!T.splitK || m * N * K * batches <= T.splitKMinFlops) return none;
+  const wgs = plan === "untiled"
+    ? ceilDiv(ceilDiv(m, 4) * ceilDiv(N, 4) * batches, NAIVE_WG)
+    : ceilDiv(m, plan.BM) * ceilDiv(N, plan.BN) * batches * Math.max(1, (plan.BM * plan.BN) / 4096);
+  if (wgs >= T.splitKMaxWorkgroups) return none;
+  const step = plan === "untiled" ? 1 : plan.BK;
+  const minSlice = ceilDiv(Math.max(1, T.splitKMinSlice), step) * step;
+  const S0 = Math.min(ceilDiv(T.splitKTargetWorkgroups, wgs), Math.floor(K / minSlice), Math.floor(maxScratchBytes / (4 * m * N * batches)));
+  if (S0 < 2) return none;
+  const sliceLen = ceilDiv(ceilDiv(K, S0), step) * step;
+  const slices = ceilDiv(K, sliceLen);
+  return slices < 2 ? none : { slices, sliceLen };
+}
+
+/**
+ * The second pass of split-K: C[i] = Σ_s P[s·n + i] over the S partials, s in order (so a
+ * result never depends on timing). params: n, S.
+ */
+const SUM_WG = 256;
+function splitSumWgsl(): string {
+  return `${header(2, [{ name: "C", type: "f32", write: true }, { name: "P", type: "f32" }])}
+@compute @workgroup_size(${SUM_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let n = ${pu(0)}; let S = ${pu(1)};
+  let i = wg * ${SUM_WG}u + lid;
+  if (i >= n) { return; }
+  var t = P[i];
+  for (var s = 1u; s < S; s++) { t += P[s * n + i]; }
+  C[i] = t;
+}`;
 }
 
 /** Workgroup memory of a tile config, bytes. */
@@ -452,25 +551,52 @@ export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: Ker
     aStr.unshift(0);
     bStr.unshift(0);
   }
-  const bufs = [ctx.ref(out, "matmul"), ctx.ref(a, "matmul"), ctx.ref(b, "matmul")];
   const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
-  const params = (q0: number) => {
+  const plan = matmulPlan(m, N, K, batches);
+  const t = plan === "untiled" ? plan : fitTile(plan, ctx.limits.maxComputeWorkgroupStorageSize);
+  const { slices: S, sliceLen } = splitKPlan(m, N, K, batches, t, ctx.limits.maxStorageBufferBindingSize);
+  // split: the kernel writes S partial C's into scratch, the sum pass below writes C
+  const cOut = ctx.ref(out, "matmul");
+  const partial = S > 1 ? ctx.temp(S * batches * m * N * 4) : null;
+  const bufs = [partial ?? cOut, ctx.ref(a, "matmul"), ctx.ref(b, "matmul")];
+  const params = (q0: number, split: boolean) => {
     const w = new ParamWords().u(m).u(N).u(K).u(q0);
     for (const d of batchShape) w.u(d);
     for (const s of aStr) w.u(s);
     for (const s of bStr) w.u(s);
-    return w.u(p.transA ? 1 : 0).u(p.transB ? 1 : 0).words();
+    w.u(p.transA ? 1 : 0).u(p.transB ? 1 : 0);
+    return (split ? w.u(sliceLen).u(batches).u(S) : w).words();
   };
-  const plan = matmulPlan(m, N, K, batches);
-  if (plan === "untiled") {
-    const threads = ceilDiv(m, 4) * ceilDiv(N, 4) * batches;
-    ctx.dispatch({
-      label: "matmul", key: `matmul:naive:b${bRank}`, wgsl: () => naiveWgsl(bRank), buffers: bufs, params: params(0),
-      groups: grid(ceilDiv(threads, NAIVE_WG), maxDim),
-    });
-    return;
+  try {
+    if (t === "untiled") {
+      const threads = ceilDiv(m, 4) * ceilDiv(N, 4) * batches * S;
+      ctx.dispatch({
+        label: "matmul", key: `matmul:naive:b${bRank}`, wgsl: () => naiveWgsl(bRank), buffers: bufs, params: params(0, true),
+        groups: grid(ceilDiv(threads, NAIVE_WG), maxDim),
+      });
+    } else {
+      tiledLaunch(ctx, t, p, { m, M, N, K, batches: batches * S, bRank, split: S > 1 }, bufs, (q0) => params(q0, S > 1));
+    }
+    if (partial) {
+      const n = batches * m * N;
+      ctx.dispatch({
+        label: "matmul", key: "matmul:splitk-sum", wgsl: splitSumWgsl, buffers: [cOut, partial],
+        params: new ParamWords().u(n).u(S).words(), groups: grid(ceilDiv(n, SUM_WG), maxDim),
+      });
+    }
+  } finally {
+    if (partial) ctx.releaseTemp(partial);
   }
-  const t = fitTile(plan, ctx.limits.maxComputeWorkgroupStorageSize);
+}
+
+/** The tiled kernel's dispatches: grid z walks `batches` (split-K: slices × batches) in chunks of maxDim. */
+function tiledLaunch(
+  ctx: GpuCtx, t: TileConfig, p: PrimParams["matmul"],
+  s: { m: number; M: number; N: number; K: number; batches: number; bRank: number; split: boolean },
+  bufs: BufRef[], params: (q0: number) => Uint32Array,
+): void {
+  const { m, M, N, K, batches, bRank } = s;
+  const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
   // The small tile is one generic variant (runtime transposes, guarded scalar loads, a loop
   // over k). The big tile specialises on the transposes, vector widths and divisibility (no
   // guards), and unrolls its k loop, where speed matters.
@@ -485,9 +611,10 @@ export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: Ker
     full: big && m % t.BM === 0 && N % t.BN === 0 && K % t.BK === 0,
     batchRank: bRank,
     unroll: big && matmulTuning.unrollBig,
+    split: s.split,
   };
   const tr = (x: boolean | null) => (x === null ? "r" : x ? "1" : "0");
-  const key = `matmul:${tileName(t)}:${tr(v.transA)}${tr(v.transB)}:${+v.vecA}${+v.vecB}${+v.vecC}:${+v.full}:b${bRank}:u${+v.unroll}`;
+  const key = `matmul:${tileName(t)}:${tr(v.transA)}${tr(v.transB)}:${+v.vecA}${+v.vecB}${+v.vecC}:${+v.full}:b${bRank}:u${+v.unroll}${s.split ? ":splitk" : ""}`;
   const gx = ceilDiv(N, t.BN), gy = ceilDiv(m, t.BM);
   if (gx > maxDim || gy > maxDim) throw new RangeError(`webgpu matmul: [${m}, ${N}] needs ${gy}x${gx} workgroups, over the limit ${maxDim}`);
   for (let q0 = 0; q0 < batches; q0 += maxDim) {

@@ -1,0 +1,204 @@
+/**
+ * Split-K matmul on WebGPU (kernels/matmul.ts, splitKPlan): K cut into slices that run as extra
+ * workgroups writing partial C's, then summed in order. Checked here:
+ * - the rule (pure): slices are whole k-tiles, none empty, the training's weight-gradient shapes
+ *   split and big ones do not, the knob turns it off;
+ * - parity with the CPU reference on fast-check shapes that split (K not a multiple of the
+ *   k-tile or of the slice, M, N not multiples of 4 or of the tile, every transA / transB,
+ *   broadcast batch dims), for the generic tile, the specialised tile and the untiled kernel;
+ *   tolerance as webgpu-parity.test.ts for sums of K terms: |gpu − cpu| ≤ 1e-5·√K·(1 + |cpu|);
+ * - that the split path ran (the pipeline keys dispatched: ":splitk" and "matmul:splitk-sum"),
+ *   and that a split result is the same bits on every run.
+ * Thresholds are lowered so small shapes split (lavapipe is slow); the tile is the small test tile
+ * of webgpu-parity.test.ts, the inner loop not unrolled (a 10x shorter compile on lavapipe).
+ */
+import fc from "fast-check";
+import { expect, test } from "../../../test/support/harness.ts";
+import { useBackend } from "../../../test/support/backends.ts";
+import * as T from "../src/index.ts";
+import type { Backend, HostArray, Tensor } from "../src/index.ts";
+import type { WebGpuBackend } from "../src/webgpu/backend.ts";
+import type { Launch } from "../src/webgpu/context.ts";
+import { BIG_TILE, MID_TILE, matmulPlan, matmulTuning, SMALL_TILE, splitKPlan, type TileConfig } from "../src/webgpu/kernels/matmul.ts";
+
+let seed = 777;
+function f32(shape: number[]): { data: Float32Array; shape: number[] } {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return {
+    data: Float32Array.from({ length: n }, () => {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      return (seed / 2 ** 32) * 4 - 2;
+    }),
+    shape,
+  };
+}
+
+let cpu: Backend | null = null;
+let gpu: WebGpuBackend | null = null;
+async function backends(): Promise<boolean> {
+  if (!(await useBackend("webgpu"))) return false;
+  gpu = T.getBackend() as unknown as WebGpuBackend;
+  cpu ??= T.setBackend("cpu");
+  T.setBackend(gpu as unknown as Backend);
+  return true;
+}
+
+/** Pipeline keys of the dispatches `fn` makes on the WebGPU backend. */
+async function keysOf<R>(fn: () => Promise<R>): Promise<{ result: R; keys: string[] }> {
+  const ctx = gpu!.ctx;
+  const orig = ctx.dispatch;
+  const keys: string[] = [];
+  ctx.dispatch = (l: Launch) => {
+    keys.push(l.key);
+    orig(l);
+  };
+  try {
+    return { result: await fn(), keys };
+  } finally {
+    ctx.dispatch = orig;
+  }
+}
+
+type In = { data: Float32Array; shape: number[] };
+async function matmulOn(b: Backend, x: In, y: In, transA: boolean, transB: boolean): Promise<HostArray> {
+  T.setBackend(b);
+  const before = b.liveBuffers();
+  const ts: Tensor[] = [T.fromArray(x.data, x.shape), T.fromArray(y.data, y.shape)];
+  const r = T.matmul(ts[0], ts[1], { transA, transB });
+  const data = await r.data();
+  T.disposeTree([ts, r]);
+  if (b.liveBuffers() !== before) throw new Error(`${b.name}: ${b.liveBuffers() - before} buffer(s) leaked`);
+  return data;
+}
+
+/** Runs one matmul on the CPU and the GPU; checks the tolerance and that the GPU split K. */
+async function splitParity(what: string, x: In, y: In, transA: boolean, transB: boolean, K: number): Promise<HostArray> {
+  const want = await matmulOn(cpu!, x, y, transA, transB);
+  const { result: got, keys } = await keysOf(() => matmulOn(gpu as unknown as Backend, x, y, transA, transB));
+  T.setBackend(gpu as unknown as Backend);
+  if (!keys.includes("matmul:splitk-sum")) throw new Error(`${what}: no split-K (dispatched ${keys.join(", ")})`);
+  const tol = 1e-5 * Math.sqrt(Math.max(1, K));
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < want.length; i++) {
+    if (!(Math.abs(got[i] - want[i]) <= tol * (1 + Math.abs(want[i])))) throw new Error(`${what}: element ${i}: webgpu ${got[i]} vs cpu ${want[i]}`);
+  }
+  return got;
+}
+
+/** Runs `fn` with some tuning knobs changed, restoring them after. */
+async function withTuning<R>(change: Partial<typeof matmulTuning>, fn: () => Promise<R> | R): Promise<R> {
+  const saved = { ...matmulTuning };
+  Object.assign(matmulTuning, change);
+  try {
+    return await fn();
+  } finally {
+    Object.assign(matmulTuning, saved);
+  }
+}
+
+/** Thresholds that make small problems split into several short slices. */
+const SMALL_SPLIT = { splitK: true, splitKMaxWorkgroups: 1e9, splitKTargetWorkgroups: 64, splitKMinSlice: 16, splitKMinFlops: 0, unrollBig: false };
+const TEST_TILE: TileConfig = { BM: 32, BN: 32, BK: 8, TM: 4, TN: 4 };
+
+type Case = [m: number, k: number, n: number, batch: number[][], ta: boolean, tb: boolean];
+/** Operands of a case: A [..ba, m, k] (or [k, m]), B [..bb, k, n] (or [n, k]). */
+function operands([m, k, n, [ba, bb], ta, tb]: Case): [In, In] {
+  return [f32([...ba, ...(ta ? [k, m] : [m, k])]), f32([...bb, ...(tb ? [n, k] : [k, n])])];
+}
+const BATCHES: number[][][] = [[[], []], [[3], []], [[], [2]], [[2, 1], [3]], [[2], [2]]];
+const label = (c: Case) => `matmul ${JSON.stringify(c)}`;
+
+test("splitKPlan: whole k-tiles, no empty slice, the scratch limit, the knob; training shapes split, big ones do not", async () => {
+  // defaults: a training step's weight gradients (small preset, batch 8 × 2048 tokens)
+  const dW = splitKPlan(256, 256, 2048, 8, SMALL_TILE); // [8] 256×256, 128 tiles of 64²
+  expect(dW.slices).toBeGreaterThan(1);
+  expect(dW.slices * 128).toBeGreaterThanOrEqual(matmulTuning.splitKTargetWorkgroups);
+  expect(splitKPlan(256, 1, 2048, 8, "untiled").slices).toBeGreaterThan(1); // 8 workgroups of dW for a [256] → [1] projection
+  expect(splitKPlan(16384, 256, 256, 1, MID_TILE).slices).toBe(1); // 512 blocks: full already
+  expect(splitKPlan(4096, 4096, 4096, 1, BIG_TILE).slices).toBe(1);
+  expect(splitKPlan(64, 64, 64, 1, SMALL_TILE).slices).toBe(1); // tiny: the extra launch would dominate
+  await withTuning({ splitK: false }, () => expect(splitKPlan(256, 256, 2048, 8, SMALL_TILE).slices).toBe(1));
+  // invariants over random problems and knobs
+  const saved = { ...matmulTuning };
+  fc.assert(fc.property(
+    fc.integer({ min: 1, max: 3000 }), fc.integer({ min: 1, max: 3000 }), fc.integer({ min: 1, max: 70000 }), fc.integer({ min: 1, max: 16 }),
+    fc.constantFrom<"untiled" | TileConfig>("untiled", SMALL_TILE, MID_TILE, BIG_TILE, TEST_TILE),
+    fc.integer({ min: 1, max: 512 }), fc.integer({ min: 2, max: 2048 }), fc.constantFrom(Infinity, 2 ** 20, 2 ** 27),
+    (m, N, K, batches, plan, minSlice, target, maxBytes) => {
+      Object.assign(matmulTuning, { splitKMinSlice: minSlice, splitKTargetWorkgroups: target, splitKMinFlops: 0 });
+      try {
+        const { slices, sliceLen } = splitKPlan(m, N, K, batches, plan, maxBytes);
+        if (slices === 1) return void expect(sliceLen).toBe(K);
+        const bk = plan === "untiled" ? 1 : plan.BK;
+        expect(sliceLen % bk).toBe(0);
+        expect(sliceLen).toBeGreaterThanOrEqual(minSlice);
+        expect((slices - 1) * sliceLen).toBeLessThan(K); // the last slice is not empty
+        expect(slices * sliceLen).toBeGreaterThanOrEqual(K);
+        expect(slices * batches * m * N * 4).toBeLessThanOrEqual(maxBytes);
+      } finally {
+        Object.assign(matmulTuning, saved);
+      }
+    },
+  ), { numRuns: 300 });
+});
+
+test("webgpu split-K: generic tile (runtime transposes), ragged M, N, K, broadcast batches, CPU parity", async () => {
+  if (!(await backends())) return;
+  const cases: fc.Arbitrary<Case> = fc.tuple(
+    fc.integer({ min: 1, max: 45 }), fc.integer({ min: 33, max: 260 }), fc.integer({ min: 1, max: 45 }),
+    fc.constantFrom(...BATCHES), fc.boolean(), fc.boolean(),
+  );
+  await withTuning({ ...SMALL_SPLIT, force: TEST_TILE }, () =>
+    fc.assert(fc.asyncProperty(cases, async (c) => {
+      const [x, y] = operands(c);
+      await splitParity(label(c), x, y, c[4], c[5], c[1]);
+    }), { numRuns: 20 }));
+});
+
+test("webgpu split-K: specialised tile (constant transposes, vec4 loads, full tiles without guards) and weight-gradient form", async () => {
+  if (!(await backends())) return;
+  await withTuning({ ...SMALL_SPLIT, force: { ...TEST_TILE, specialize: true } }, async () => {
+    // dW = Xᵀ·dY per batch element: transA, full tiles (M, N multiples of 32, K of 8), batched
+    const full: Case = [64, 200, 32, [[2], [2]], true, false];
+    expect(splitKPlan(64, 32, 200, 2, { ...TEST_TILE, specialize: true }).slices).toBeGreaterThan(2);
+    await splitParity(label(full), ...operands(full), true, false, 200);
+    // ragged: K = 203 (last slice and last k-tile short), M, N not multiples of 4, Bᵀ
+    const ragged: Case = [37, 203, 45, [[], []], false, true];
+    await splitParity(label(ragged), ...operands(ragged), false, true, 203);
+  });
+});
+
+test("webgpu split-K: untiled kernel (N or M < 16: matrix-vector gradients), and a split result is the same bits every run", async () => {
+  if (!(await backends())) return;
+  const cases: fc.Arbitrary<Case> = fc.tuple(
+    fc.integer({ min: 1, max: 70 }), fc.integer({ min: 40, max: 600 }), fc.integer({ min: 1, max: 6 }),
+    fc.constantFrom(...BATCHES), fc.boolean(), fc.boolean(),
+  );
+  await withTuning(SMALL_SPLIT, async () => {
+    await fc.assert(fc.asyncProperty(cases, async (c) => {
+      const [m, k, n, [, bb], ta] = c;
+      const flip = (ta || bb.length > 0) && m % 2 === 0; // also M < 16 with a wide N
+      const cc: Case = flip ? [n, k, m + 16, c[3], c[4], c[5]] : c;
+      expect(matmulPlan(cc[0], cc[2], cc[1], 1)).toBe("untiled");
+      const [x, y] = operands(cc);
+      await splitParity(label(cc), x, y, cc[4], cc[5], cc[1]);
+    }), { numRuns: 20 });
+    // the shape of a training step's gradient of a [256] → [1] projection (K = 2 × 1000 rows), twice
+    const g: Case = [256, 1000, 1, [[2], [2]], true, false];
+    const [x, y] = operands(g);
+    const first = await splitParity(label(g), x, y, true, false, 1000);
+    const again = await splitParity(label(g), x, y, true, false, 1000);
+    expect(Array.from(again)).toEqual(Array.from(first));
+  });
+});
+
+test("webgpu split-K off: the same problem runs unsplit (the knob reaches the kernel)", async () => {
+  if (!(await backends())) return;
+  const c: Case = [40, 300, 3, [[], []], false, false];
+  const [x, y] = operands(c);
+  await withTuning({ ...SMALL_SPLIT, splitK: false }, async () => {
+    const { keys } = await keysOf(() => matmulOn(gpu as unknown as Backend, x, y, false, false));
+    T.setBackend(gpu as unknown as Backend);
+    expect(keys).toEqual(["matmul:naive:b3"]);
+  });
+});
