@@ -3,14 +3,34 @@
  * of k slots holds at t ("last": FIFO; "top": evicts the lowest score, the oldest among equals),
  * increasing, −1 in unused slots. See cpu/select.ts for the reference.
  *
- * The memory's history is sequential, so one thread walks each row b along L. The held list
- * lives in the output itself: row t is row t−1 updated with position t−1, read back by the same
- * thread. Parallel over B only (a gap for B = 1 with long L; the "last" mode could be made
- * parallel with a prefix count, "top" cannot easily).
+ * Two formulations:
+ * - the walks (selectWgsl, selectWgWgsl) replay the memory's history step by step along L: one
+ *   thread, or one workgroup, per row. Parallel over B only, so latency-bound (a MemMamba training
+ *   step at B = 8, L = 2048, k = 50 spent 3.3 ms a call in the workgroup walk on an H200);
+ * - the parallel one (selectEndWgsl, selectFillWgsl), used up to selectTuning.parallelMaxL: order
+ *   the set positions by key(j) = (score[j], j), higher is better ("last": key(j) = j). Evicting
+ *   the lowest key of the held ones and the newcomer keeps exactly the k best keys seen so far
+ *   (the newcomer is the youngest, so "ties evict the oldest" is "lower j loses"). So position j
+ *   is held at t iff j < t and fewer than k set positions i < t have a better key: with c0 such
+ *   positions before j, it is held for t ∈ [j + 1, e_j], e_j the position of the (k − c0)-th set
+ *   i > j with a better key (or L, or never held when c0 ≥ k). Pass 1 computes e_j, a thread per
+ *   (b, j), each scanning the row: O(L²) per row in "top" mode, where a position that ranks among
+ *   the k best so far needs every better key before it; in "last" mode, and for positions that
+ *   cannot be held, the scan before j stops after k set positions. Pass 2, a thread per (b, t),
+ *   walks j = t − 1, t − 2, … collecting the held ones until it has min(k, #set positions < t)
+ *   (the reference's count), and pads with −1.
+ *
+ * NaN scores ("top"), as the reference's comparisons treat them: a NaN newcomer to a full memory
+ * is dropped (it compares below everything), a NaN that entered while the memory filled up is
+ * never evicted (it compares with nothing). So the parallel kernel holds those fill-time NaNs
+ * for good, ignores later NaNs, and runs the rule above on the other positions with k − m slots
+ * (m fill-time NaNs). Scores are compared as integers that order like the floats (−0 = +0, no
+ * flush of subnormals), so the result does not depend on the GPU's float compare. The walks do
+ * not model NaN (beyond L > parallelMaxL a NaN score may give another answer than the CPU).
  */
 import type { KernelArg, PrimParams } from "../../backend.ts";
 import type { DType } from "../../dtype.ts";
-import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type GpuCtx } from "../context.ts";
+import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
 
 const WG = 64;
 
@@ -148,15 +168,180 @@ fn main(${ENTRY_ARGS}) {
 }`;
 }
 
+/** Threads per workgroup of the parallel kernels. */
+const WGP = 64;
+
+/**
+ * WGSL on the raw u32 bits of mask and score entries (the bindings are read as u32, so no float
+ * op touches a NaN or a subnormal): `isSet(maskBits)`, `isNan(scoreBits)` and `ord(scoreBits)`,
+ * an integer that orders like the score (−0 and +0 equal).
+ */
+function bitsFns(maskType: DType, scoreType: DType): string {
+  const set = maskType === "f32" ? "(m & 0x7fffffffu) != 0u" : "m != 0u";
+  const nan = scoreType === "f32" ? "(s & 0x7fffffffu) > 0x7f800000u" : "false";
+  const ord = scoreType === "f32"
+    ? `var u = s;
+  if (u == 0x80000000u) { u = 0u; }
+  return select(u | 0x80000000u, ~u, (u & 0x80000000u) != 0u);`
+    : "return s ^ 0x80000000u;";
+  return `fn isSet(m: u32) -> bool { return ${set}; }
+fn isNan(s: u32) -> bool { return ${nan}; }
+fn ord(s: u32) -> u32 {
+  ${ord}
+}`;
+}
+
+/**
+ * Pass 1, a thread per (b, j), workgroups within one row (so the scan over i reads the same
+ * address in every thread: a broadcast). Writes ends[b·L + j] = e_j (the last t at which j is
+ * held; 0 when never) and ends[B·L + b·L + j] = min(k, the number of set positions ≤ j).
+ * params: B, L, k, mode (0 last, 1 top).
+ */
+function selectEndWgsl(maskType: DType, scoreType: DType): string {
+  return `${header(4, [{ name: "ends", type: "u32", write: true }, { name: "mask", type: "u32" }, { name: "score", type: "u32" }])}
+${bitsFns(maskType, scoreType)}
+@compute @workgroup_size(${WGP})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let B = ${pu(0)}; let L = ${pu(1)}; let k = ${pu(2)}; let top = ${pu(3)} == 1u;
+  let per = (L + ${WGP - 1}u) / ${WGP}u;
+  let b = wg / per;
+  let j = (wg % per) * ${WGP}u + lid;
+  if (b >= B || j >= L) { return; }
+  let row = b * L;
+  let mySet = isSet(mask[row + j]);
+  let myNan = top && isNan(score[row + j]);
+  // "last": every key 0, so the position alone decides (later is better)
+  var myKey = 0u;
+  if (top) { myKey = ord(score[row + j]); }
+  // only a position that may be held in "top" mode needs the better keys before it; the others
+  // need only min(k, #set positions before j), known once k are counted: they skip to j
+  let needC0 = top && mySet && !myNan;
+  var nset = 0u; // set positions before i (counted exactly up to k)
+  var m = 0u;    // NaN scores among the first k set positions (held for good), before i
+  var c0 = 0u;   // better keys before j
+  var cnt = 0u;  // better keys after j, up to i
+  var rank = 0u; // min(k, set positions before j)
+  var e = L;
+  for (var i = 0u; i < L; i++) {
+    if (i < j && !needC0 && nset >= k) { i = j; }
+    if (i == j) {
+      rank = min(nset, k);
+      if (!mySet) { e = 0u; break; }
+      if (myNan) {
+        if (rank >= k) { e = 0u; }
+        break;
+      }
+      if (c0 + m >= k) { e = 0u; break; }
+      nset++;
+      continue;
+    }
+    // both loads before any branch: one memory round trip an iteration
+    let mb = mask[row + i];
+    let sb = score[row + i];
+    if (!isSet(mb)) { continue; }
+    if (top && isNan(sb)) {
+      if (nset < k) { m++; }
+      nset++;
+      continue;
+    }
+    nset++;
+    var v = 0u;
+    if (top) { v = ord(sb); }
+    if (i < j) {
+      if (v > myKey) {
+        c0++;
+        // k better keys (or fill-time NaNs) before j: never held, and k set positions before it
+        if (c0 + m >= k) { rank = k; e = 0u; break; }
+      }
+    } else if (v >= myKey) {
+      cnt++;
+      if (c0 + cnt + m >= k) { e = i; break; }
+    }
+  }
+  ends[row + j] = e;
+  ends[B * L + row + j] = min(k, rank + select(0u, 1u, mySet));
+}`;
+}
+
+/**
+ * Pass 2, a thread per (b, t): the reference holds min(k, #set positions < t) positions at t;
+ * walk j = t − 1, t − 2, … and put each held one (e_j ≥ t) in the next slot from the right.
+ * params: B, L, k.
+ */
+function selectFillWgsl(): string {
+  return `${header(3, [{ name: "out", type: "i32", write: true }, { name: "ends", type: "u32" }])}
+@compute @workgroup_size(${WGP})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let B = ${pu(0)}; let L = ${pu(1)}; let k = ${pu(2)};
+  let n = wg * ${WGP}u + lid;
+  if (n >= B * L) { return; }
+  let t = n % L;
+  let row = n - t;
+  let o = n * k;
+  var have = 0u;
+  if (t > 0u) { have = min(k, ends[B * L + n - 1u]); }
+  for (var q = have; q < k; q++) { out[o + q] = -1i; }
+  var slot = have;
+  var j = t;
+  loop {
+    if (slot == 0u || j == 0u) { break; }
+    j--;
+    if (ends[row + j] >= t) {
+      slot--;
+      out[o + slot] = i32(j);
+    }
+  }
+}`;
+}
+
+/**
+ * Which kernel causalSelect runs. `parallelMaxL`: the longest row for the parallel kernels
+ * (their work grows as L² per row; beyond it the walks, whose work grows as L·k). `force`:
+ * "walk" / "parallel" to override the choice (benchmarks, tests).
+ */
+export const selectTuning: { parallelMaxL: number; force: "auto" | "walk" | "parallel" } = { parallelMaxL: 16384, force: "auto" };
+
+/** The kernel causalSelect uses for rows of length L and pools of k (see selectTuning). */
+export function causalSelectPlan(B: number, L: number, k: number, limits: GpuCtx["limits"]): "parallel" | "walkWg" | "walk" {
+  const scratchFits = 2 * B * L * 4 <= limits.maxStorageBufferBindingSize;
+  const parallel = selectTuning.force === "parallel" || (selectTuning.force === "auto" && L <= selectTuning.parallelMaxL);
+  if (parallel && scratchFits) return "parallel";
+  return k <= KMAX ? "walkWg" : "walk";
+}
+
+/** causalSelect on the GPU: the parallel kernels or a walk, as causalSelectPlan says. */
 export function causalSelectKernel(ctx: GpuCtx, [mask, score]: readonly KernelArg[], out: KernelArg, p: PrimParams["causalSelect"]): void {
   const [B, L] = mask.shape;
   if (B * L * p.k === 0) return;
-  if (p.k <= KMAX) {
+  const mode = p.mode === "last" ? 0 : 1;
+  const plan = causalSelectPlan(B, L, p.k, ctx.limits);
+  if (plan === "parallel") {
+    const ends: BufRef = ctx.temp(2 * B * L * 4);
+    ctx.dispatch({
+      label: "causalSelect", key: `causalSelectEnd:${mask.dtype}${score.dtype}`,
+      wgsl: () => selectEndWgsl(mask.dtype, score.dtype),
+      buffers: [ends, ctx.ref(mask, "causalSelect"), ctx.ref(score, "causalSelect")],
+      params: new ParamWords().u(B).u(L).u(p.k).u(mode).words(),
+      groups: grid(B * ceilDiv(L, WGP), ctx.limits.maxComputeWorkgroupsPerDimension),
+    });
+    ctx.dispatch({
+      label: "causalSelect", key: "causalSelectFill",
+      wgsl: selectFillWgsl,
+      buffers: [ctx.ref(out, "causalSelect"), ends],
+      params: new ParamWords().u(B).u(L).u(p.k).words(),
+      groups: grid(ceilDiv(B * L, WGP), ctx.limits.maxComputeWorkgroupsPerDimension),
+    });
+    ctx.releaseTemp(ends);
+    return;
+  }
+  if (plan === "walkWg") {
     ctx.dispatch({
       label: "causalSelect", key: `causalSelectWg:${mask.dtype}${score.dtype}`,
       wgsl: () => selectWgWgsl(mask.dtype, score.dtype),
       buffers: [ctx.ref(out, "causalSelect"), ctx.ref(mask, "causalSelect"), ctx.ref(score, "causalSelect")],
-      params: new ParamWords().u(B).u(L).u(p.k).u(p.mode === "last" ? 0 : 1).words(),
+      params: new ParamWords().u(B).u(L).u(p.k).u(mode).words(),
       groups: grid(B, ctx.limits.maxComputeWorkgroupsPerDimension),
     });
     return;
@@ -165,7 +350,7 @@ export function causalSelectKernel(ctx: GpuCtx, [mask, score]: readonly KernelAr
     label: "causalSelect", key: `causalSelect:${mask.dtype}${score.dtype}`,
     wgsl: () => selectWgsl(mask.dtype, score.dtype),
     buffers: [ctx.ref(out, "causalSelect"), ctx.ref(mask, "causalSelect"), ctx.ref(score, "causalSelect")],
-    params: new ParamWords().u(B).u(L).u(p.k).u(p.mode === "last" ? 0 : 1).words(),
+    params: new ParamWords().u(B).u(L).u(p.k).u(mode).words(),
     groups: grid(ceilDiv(B, WG), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }

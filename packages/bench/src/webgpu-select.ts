@@ -1,0 +1,228 @@
+/**
+ * WebGPU causalSelect: the step-by-step walk (one workgroup per row, a tree argmin and barriers
+ * every step; the one-thread walk for k > 512) against the parallel kernels (an end-of-hold
+ * pass, a thread per position, then a fill pass, a thread per output row; see
+ * tensor/src/webgpu/kernels/select.ts), both as the backend runs them (selectTuning.force picks
+ * the kernel; buffers allocated once, outside the timing).
+ *
+ * Cases: every --lengths L × --ks k × --modes × --densities (the fraction of positions whose mask
+ * is set) at batch --batch, scores uniform in [−1, 1) (the MemMamba training step runs B = 8,
+ * L = 2048, k = 50 or 64, "top").
+ *
+ * Timing as webgpu-matmul.ts: warm-up (--warmup-ms), then --runs samples (median reported) of
+ * enough calls to last about --sample-ms, GPU time from timestamp queries around the compute
+ * passes when the adapter has 'timestamp-query', else wall clock with one sync per sample.
+ * Both kernels' outputs are compared with the CPU reference (cpu/select.ts) element by element
+ * (a wrong kernel is not a benchmark: the program fails). Prints a table and writes JSON;
+ * asserts nothing about time. Runs under Bun, Deno and Node (Node: bundle with esbuild,
+ * --external:webgpu; see ../../../../shared/gpu/README.md).
+ *
+ *   bun packages/bench/src/webgpu-select.ts [--batch 8] [--lengths 2048,4096] [--ks 50,64]
+ *       [--modes last,top] [--densities 0.25,1] [--runs 9] [--json] [--out FILE] [--small]
+ */
+// runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
+import { detectRuntime, fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
+import process from "node:process";
+import type { KernelArg } from "../../tensor/src/backend.ts";
+import { causalSelectKernel as cpuCausalSelect } from "../../tensor/src/cpu/select.ts";
+import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
+import { causalSelectPlan, selectTuning } from "../../tensor/src/webgpu/kernels/select.ts";
+
+const HELP = `webgpu-select: causalSelect on the WebGPU backend, the walk vs the parallel kernels
+
+  --batch B          rows (default 8; --small 2)
+  --lengths a,b,...  row lengths L (default 2048,4096; --small 100,300)
+  --ks a,b,...       pool sizes k (default 50,64; --small 5,8)
+  --modes m,...      last (FIFO) and/or top (evict the lowest score) (default last,top)
+  --densities d,...  fraction of positions with the mask set, each in (0, 1] (default 0.25,1)
+  --runs N           timed samples per kernel and case; the median is reported (default 9)
+  --sample-ms MS     target duration of one sample: calls per sample (default 20)
+  --warmup-ms MS     busy time before timing each kernel and case (default 500; --small 50)
+  --small            tiny sizes (software Vulkan, CI)
+  --json             print the JSON result on stdout instead of the table
+  --out FILE         where to write the JSON (default packages/bench/results/webgpu-select.json)
+  --help             this text`;
+
+type Kernel = "walk" | "parallel";
+
+export interface SelectRow {
+  B: number;
+  L: number;
+  k: number;
+  mode: "last" | "top";
+  density: number;
+  /** Per kernel: the plan causalSelectPlan chose under the forcing, and the per-call times. */
+  walk: KernelTiming;
+  parallel: KernelTiming;
+  /** walk median / parallel median. */
+  speedup: number;
+}
+
+interface KernelTiming {
+  plan: string;
+  medianMs: number;
+  minMs: number;
+  samplesMs: number[];
+  /** Calls per sample. */
+  reps: number;
+}
+
+/** A seeded uniform generator in [0, 1) (an LCG: fine for benchmark inputs). */
+function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+function parseList<T>(flag: string, v: string, parse: (s: string) => T): T[] {
+  const xs = v.split(",").map((s) => s.trim()).filter(Boolean).map(parse);
+  if (xs.length === 0) throw new Error(`${flag}: empty list`);
+  return xs;
+}
+
+async function timeKernel(gpu: WebGpuBackend, run: () => void, runs: number, sampleMs: number, warmupMs: number, timestamps: boolean): Promise<Omit<KernelTiming, "plan">> {
+  run();
+  await gpu.sync();
+  const w0 = now();
+  let calls = 0;
+  do {
+    for (let r = 0; r < 5; r++) run();
+    calls += 5;
+    await gpu.sync();
+  } while (now() - w0 < warmupMs);
+  const oneMs = Math.max((now() - w0) / calls, 1e-3);
+  // several calls per sample: timestamps may be quantised (Dawn: to about 0.1 ms)
+  const reps = Math.max(1, Math.min(200, Math.round(sampleMs / oneMs)));
+  const samples: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const many = () => {
+      for (let r = 0; r < reps; r++) run();
+    };
+    if (timestamps) samples.push((await gpu.timeGpu(many))! / reps);
+    else {
+      const s0 = now();
+      many();
+      await gpu.sync();
+      samples.push((now() - s0) / reps);
+    }
+  }
+  return { medianMs: median(samples), minMs: Math.min(...samples), samplesMs: samples, reps };
+}
+
+async function benchCase(
+  gpu: WebGpuBackend, B: number, L: number, k: number, mode: "last" | "top", density: number,
+  runs: number, sampleMs: number, warmupMs: number, timestamps: boolean,
+): Promise<SelectRow> {
+  const r = lcg(B * 1_000_003 + L * 101 + k);
+  const mask = Float32Array.from({ length: B * L }, () => (r() < density ? 1 : 0));
+  const score = Float32Array.from({ length: B * L }, () => 2 * r() - 1);
+  const want = new Int32Array(B * L * k);
+  cpuCausalSelect(
+    [{ data: mask, shape: [B, L] }, { data: score, shape: [B, L] }],
+    { data: want, shape: [B, L, k] },
+    { k, mode },
+  );
+  const m = gpu.alloc(B * L, "f32"), s = gpu.alloc(B * L, "f32"), o = gpu.alloc(B * L * k, "i32");
+  gpu.write(m, mask);
+  gpu.write(s, score);
+  const arg = (buf: KernelArg["buf"], shape: number[], dtype: "f32" | "i32"): KernelArg => ({ buf, shape, dtype });
+  const run = () => gpu.run("causalSelect", [arg(m, [B, L], "f32"), arg(s, [B, L], "f32")], arg(o, [B, L, k], "i32"), { k, mode });
+  const saved = selectTuning.force;
+  const out: Partial<Record<Kernel, KernelTiming>> = {};
+  try {
+    for (const kernel of ["walk", "parallel"] as const) {
+      selectTuning.force = kernel;
+      const plan = causalSelectPlan(B, L, k, gpu.limits);
+      const t = await timeKernel(gpu, run, runs, sampleMs, warmupMs, timestamps);
+      const got = (await gpu.read(o)) as Int32Array;
+      for (let i = 0; i < want.length; i++) {
+        if (got[i] !== want[i]) {
+          throw new Error(`webgpu-select: the ${plan} kernel differs from the CPU reference at element ${i} (${got[i]} vs ${want[i]}; B ${B}, L ${L}, k ${k}, ${mode}, density ${density})`);
+        }
+      }
+      out[kernel] = { plan, ...t };
+    }
+  } finally {
+    selectTuning.force = saved;
+    for (const h of [m, s, o]) gpu.free(h);
+  }
+  return { B, L, k, mode, density, walk: out.walk!, parallel: out.parallel!, speedup: out.walk!.medianMs / out.parallel!.medianMs };
+}
+
+async function main(): Promise<void> {
+  const argv = programArgs();
+  if (argv.includes("--help")) {
+    console.log(HELP);
+    return;
+  }
+  const f = parseFlags(argv, {
+    batch: "string", lengths: "string", ks: "string", modes: "string", densities: "string", runs: "string",
+    "sample-ms": "string", "warmup-ms": "string", small: "boolean", json: "boolean", out: "string",
+  });
+  const small = f.small === true;
+  const B = positiveInt("--batch", f.batch, small ? 2 : 8);
+  const lengths = parseList("--lengths", String(f.lengths ?? (small ? "100,300" : "2048,4096")), (s) => positiveInt("--lengths", s, 0));
+  const ks = parseList("--ks", String(f.ks ?? (small ? "5,8" : "50,64")), (s) => positiveInt("--ks", s, 0));
+  const modes = parseList("--modes", String(f.modes ?? "last,top"), (s) => {
+    if (s !== "last" && s !== "top") throw new Error(`--modes: "${s}" is neither last nor top`);
+    return s;
+  });
+  const densities = parseList("--densities", String(f.densities ?? "0.25,1"), (s) => {
+    const d = Number(s);
+    if (!(d > 0 && d <= 1)) throw new Error(`--densities: "${s}" is not in (0, 1]`);
+    return d;
+  });
+  const runs = positiveInt("--runs", f.runs, 9);
+  const sampleMs = positiveInt("--sample-ms", f["sample-ms"], 20);
+  const warmupMs = positiveInt("--warmup-ms", f["warmup-ms"], small ? 50 : 500);
+
+  const gpu = await createWebGpuBackend({ timestamps: true });
+  const timestamps = gpu.device.features.has("timestamp-query");
+  const rows: SelectRow[] = [];
+  try {
+    for (const L of lengths) {
+      for (const k of ks) {
+        for (const mode of modes) {
+          for (const d of densities) rows.push(await benchCase(gpu, B, L, k, mode, d, runs, sampleMs, warmupMs, timestamps));
+        }
+      }
+    }
+  } finally {
+    gpu.destroy();
+  }
+  const rt = detectRuntime();
+  const result = {
+    benchmark: "webgpu-select",
+    date: new Date().toISOString(),
+    runtime: `${rt.name} ${rt.version}`,
+    adapter: gpu.adapterInfo,
+    via: gpu.via,
+    timing: timestamps ? "gpu timestamp queries around the compute passes" : "wall clock, one sync per sample",
+    runs,
+    parallelMaxL: selectTuning.parallelMaxL,
+    rows,
+  };
+  writeJson(typeof f.out === "string" ? f.out : fromRoot("packages", "bench", "results", "webgpu-select.json"), result);
+  if (f.json) {
+    console.log(JSON.stringify(result, null, 2));
+    return;
+  }
+  console.log(`webgpu-select — ${result.runtime}, ${result.adapter} via ${result.via}; ${result.timing}; median of ${runs}; outputs equal to the CPU reference`);
+  console.log(formatTable(
+    ["B", "L", "k", "mode", "density", "walk kernel", "walk ms", "parallel ms", "parallel min ms", "speedup"],
+    rows.map((r) => [
+      String(r.B), String(r.L), String(r.k), r.mode, String(r.density), r.walk.plan, fmt(r.walk.medianMs, 4), fmt(r.parallel.medianMs, 4), fmt(r.parallel.minMs, 4),
+      `${fmt(r.speedup, 3)}x`,
+    ]),
+  ));
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e instanceof Error ? e.message : e);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,202 @@
+/**
+ * causalSelect on the GPU: the parallel kernels (webgpu/kernels/select.ts: an end-of-hold pass
+ * and a fill pass) against the CPU reference (cpu/select.ts), bit for bit (i32 positions):
+ * - fast-check cases: both modes, B 1–3, L 0–150 (rarely a multiple of the 64-thread
+ *   workgroups), k 0–9 and past the number of set positions, masks with no / few / many / all
+ *   positions set, scores quantised to 1–3 values (ties everywhere) or continuous, f32 and i32
+ *   masks and scores;
+ * - scores the comparisons treat specially in "top" mode: NaN (a newcomer to a full memory is
+ *   dropped, a NaN taken in while it filled stays for good), −0 = +0, ±Infinity, subnormals;
+ * - the choice of kernel (selectTuning): beyond parallelMaxL the walk runs, and agrees too.
+ * On a machine without a WebGPU adapter the tests print why and pass (CI=true fails instead).
+ * Each test restores the backend and tuning it found.
+ */
+import fc from "fast-check";
+import { expect, test } from "../../../test/support/harness.ts";
+import { useBackend } from "../../../test/support/backends.ts";
+import * as T from "../src/index.ts";
+import type { Backend, DType } from "../src/index.ts";
+import { causalSelectPlan, selectTuning } from "../src/webgpu/kernels/select.ts";
+import type { WebGpuBackend } from "../src/webgpu/backend.ts";
+import { mulberry32 } from "./gradcheck.ts";
+
+interface Case {
+  B: number;
+  L: number;
+  k: number;
+  mode: "last" | "top";
+  mask: Float32Array | Int32Array;
+  score: Float32Array | Int32Array;
+}
+
+/** The CPU reference backend (setBackend("cpu") makes one; the backend found is put back). */
+const cpu: Backend = (() => {
+  const prev = T.getBackend();
+  const b = T.setBackend("cpu");
+  T.setBackend(prev);
+  return b;
+})();
+
+/** causalSelect of `c` on backend `b` (the current backend is put back afterwards). */
+async function select(b: Backend, c: Case): Promise<Int32Array> {
+  const prev = T.getBackend();
+  T.setBackend(b);
+  try {
+    const before = b.liveBuffers();
+    const mask = T.fromArray(c.mask, [c.B, c.L], c.mask instanceof Int32Array ? "i32" : "f32");
+    const score = T.fromArray(c.score, [c.B, c.L], c.score instanceof Int32Array ? "i32" : "f32");
+    const out = T.causalSelect(mask, score, c.k, c.mode);
+    const data = (await out.data()) as Int32Array;
+    T.disposeTree([mask, score, out]);
+    if (b.liveBuffers() !== before) throw new Error(`${b.name}: ${b.liveBuffers() - before} buffer(s) leaked`);
+    return data;
+  } finally {
+    T.setBackend(prev);
+  }
+}
+
+function show(c: Case): string {
+  return `B ${c.B}, L ${c.L}, k ${c.k}, ${c.mode}, mask ${Array.from(c.mask).join(",")}, score ${Array.from(c.score).join(",")}`;
+}
+
+/** Runs `c` on the GPU and the CPU reference; throws at the first differing element. */
+async function agree(gpu: Backend, c: Case): Promise<void> {
+  const want = await select(cpu, c);
+  const got = await select(gpu, c);
+  expect(got.length).toBe(c.B * c.L * c.k);
+  for (let i = 0; i < want.length; i++) {
+    if (got[i] !== want[i]) {
+      const k = Math.max(c.k, 1), t = Math.floor(i / k) % Math.max(c.L, 1), b = Math.floor(i / k / Math.max(c.L, 1));
+      const row = (a: Int32Array) => Array.from(a.subarray((b * c.L + t) * c.k, (b * c.L + t + 1) * c.k)).join(",");
+      throw new Error(`causalSelect differs at b ${b}, t ${t}: webgpu [${row(got)}] vs cpu [${row(want)}] (${show(c)})`);
+    }
+  }
+}
+
+/** The WebGPU backend made current by useBackend, or null (test skipped) where there is none. */
+async function webgpu(): Promise<WebGpuBackend | null> {
+  const prev = T.getBackend();
+  try {
+    return (await useBackend("webgpu")) ? (T.getBackend() as WebGpuBackend) : null;
+  } finally {
+    T.setBackend(prev);
+  }
+}
+
+/** Runs `fn` with selectTuning set to `t`, restoring the tuning found. */
+async function withTuning(t: Partial<typeof selectTuning>, fn: () => Promise<void>): Promise<void> {
+  const saved = { ...selectTuning };
+  Object.assign(selectTuning, t);
+  try {
+    await fn();
+  } finally {
+    Object.assign(selectTuning, saved);
+  }
+}
+
+/** A case from a seed: `density` of the positions set, scores from `levels` values (0: continuous). */
+function makeCase(seed: number, B: number, L: number, k: number, mode: "last" | "top", density: number, levels: number, dt: { mask: DType; score: DType }): Case {
+  const r = mulberry32(seed);
+  const n = B * L;
+  const maskVals = Array.from({ length: n }, () => (r() < density ? 1 + Math.floor(r() * 3) : 0));
+  const scoreVals = Array.from({ length: n }, () => (levels === 0 ? r() * 4 - 2 : Math.floor(r() * levels) - 1));
+  return {
+    B, L, k, mode,
+    mask: dt.mask === "i32" ? Int32Array.from(maskVals) : Float32Array.from(maskVals, (v) => v * 0.25),
+    // i32 scores: continuous ones scaled to a wide integer range
+    score: dt.score === "i32" ? Int32Array.from(scoreVals, (v) => Math.round(v * (levels === 0 ? 1e6 : 1))) : Float32Array.from(scoreVals),
+  };
+}
+
+test("webgpu causalSelect (parallel kernels) equals the CPU reference: fast-check cases with ties", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  await withTuning({ force: "parallel" }, async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+      fc.integer({ min: 1, max: 3 }),
+      fc.oneof(fc.integer({ min: 0, max: 20 }), fc.integer({ min: 21, max: 150 })),
+      fc.oneof(fc.constantFrom(0, 1), fc.integer({ min: 2, max: 9 })),
+      fc.constantFrom("last" as const, "top" as const),
+      fc.constantFrom(0, 0.05, 0.3, 0.7, 1),
+      fc.constantFrom(1, 2, 3, 0),
+      fc.constantFrom("f32" as const, "i32" as const),
+      fc.constantFrom("f32" as const, "i32" as const),
+      async (seed, B, L, k, mode, density, levels, maskDt, scoreDt) => {
+        expect(causalSelectPlan(B, L, k, gpu.limits)).toBe("parallel");
+        await agree(gpu, makeCase(seed, B, L, k, mode, density, levels, { mask: maskDt, score: scoreDt }));
+      },
+    ), { numRuns: 60 });
+  });
+});
+
+test("webgpu causalSelect (parallel kernels): k = 0, k = 1, k past the set positions, empty and full masks, several workgroups per row", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  await withTuning({ force: "parallel" }, async () => {
+    const f32 = { mask: "f32", score: "f32" } as const;
+    let seed = 1;
+    for (const mode of ["last", "top"] as const) {
+      for (const [B, L, k, density, levels] of [
+        [2, 10, 0, 0.5, 2], [3, 17, 1, 0.5, 2], [2, 40, 1, 1, 3], [1, 30, 12, 0.2, 2], [2, 9, 20, 1, 1],
+        [2, 65, 4, 0, 2], [1, 64, 3, 1, 1], [2, 200, 7, 0.6, 3], [1, 129, 64, 0.9, 0], [1, 1, 3, 1, 2],
+      ] as const) {
+        await agree(gpu, makeCase(seed++, B, L, k, mode, density, levels, f32));
+      }
+    }
+  });
+});
+
+test("webgpu causalSelect (parallel kernels), top mode: NaN, −0 / +0, ±Infinity and subnormal scores as the reference compares them", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  await withTuning({ force: "parallel" }, async () => {
+    const specials = [NaN, -0, 0, Infinity, -Infinity, 1e-45, -1e-45, 1.5e-40, 1, -1];
+    // a NaN among the first k set positions (held for good), a NaN that arrives to a full
+    // memory (dropped), a row of NaNs only, and random mixes
+    const hand: Array<[number[], number[], number]> = [
+      [[1, 1, 1, 1, 1, 1, 1], [2, NaN, 1, 3, 0, 5, 4], 3],
+      [[1, 1, 1, 1, 1, 1, 1], [2, 1, 3, NaN, 0, 5, NaN], 3],
+      [[1, 1, 1, 1, 1], [NaN, NaN, NaN, NaN, NaN], 2],
+      [[1, 0, 1, 1, 1, 1], [NaN, 7, NaN, 1, 2, 3], 2],
+      [[1, 1, 1, 1, 1, 1], [-0, 0, -0, 0, 0, -0], 2],
+    ];
+    for (const [m, s, k] of hand) {
+      await agree(gpu, { B: 1, L: m.length, k, mode: "top", mask: Float32Array.from(m), score: Float32Array.from(s) });
+    }
+    const r = mulberry32(99);
+    for (let rep = 0; rep < 6; rep++) {
+      const B = 2, L = 37 + rep * 11, k = 1 + rep;
+      const score = Float32Array.from({ length: B * L }, () => specials[Math.floor(r() * specials.length)]);
+      // f32 masks with −0 (unset, as the reference's M[j] === 0) and NaN (set)
+      const mask = Float32Array.from({ length: B * L }, () => [0, -0, 1, NaN, 0.5][Math.floor(r() * 5)]);
+      await agree(gpu, { B, L, k, mode: "top", mask, score });
+      await agree(gpu, { B, L, k, mode: "last", mask, score });
+    }
+  });
+});
+
+test("webgpu causalSelect: the walk runs beyond selectTuning.parallelMaxL and agrees with the parallel kernels' reference", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  const found = { ...selectTuning };
+  await withTuning({ parallelMaxL: 40, force: "auto" }, async () => {
+    expect(causalSelectPlan(2, 40, 5, gpu.limits)).toBe("parallel");
+    expect(causalSelectPlan(2, 41, 5, gpu.limits)).toBe("walkWg");
+    expect(causalSelectPlan(2, 41, 600, gpu.limits)).toBe("walk");
+    let seed = 500;
+    for (const mode of ["last", "top"] as const) {
+      for (const L of [40, 41, 90]) await agree(gpu, makeCase(seed++, 2, L, 5, mode, 0.6, 3, { mask: "f32", score: "f32" }));
+    }
+  });
+  // the walks that webgpu-parity.test.ts covered before the parallel kernels took their sizes:
+  // the workgroup walk with pools over one thread's share, the one-thread walk past its limit
+  await withTuning({ force: "walk" }, async () => {
+    let seed = 600;
+    for (const [B, L, k] of [[2, 300, 70], [1, 700, 600]] as const) {
+      expect(causalSelectPlan(B, L, k, gpu.limits)).toBe(k > 512 ? "walk" : "walkWg");
+      for (const mode of ["last", "top"] as const) await agree(gpu, makeCase(seed++, B, L, k, mode, 0.7, 7, { mask: "f32", score: "f32" }));
+    }
+  });
+  expect({ ...selectTuning }).toEqual(found);
+});
