@@ -2,6 +2,7 @@
 import { bind, definePrimitive } from "../dispatch.ts";
 import { broadcastShapes, ShapeError, showShape, sizeOf, type CheckMatmul, type MatmulShape, type Shape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
+import { reshape } from "./movement.ts";
 import { sumTo } from "./reduce.ts";
 
 function dims(x: Tensor, trans: boolean): [number, number] {
@@ -30,10 +31,27 @@ definePrimitive("matmul", {
   vjp: (g, [a, b], _y, { transA, transB }) => {
     // C = op(A)·op(B); dop(A) = g·op(B)ᵀ, dop(B) = op(A)ᵀ·g, transposed back where op transposed.
     const da = transA ? mm(b, g, transB, true) : mm(g, b, false, !transB);
+    const foldB = foldedWeightGrad(g, a, b, transA, transB);
+    if (foldB) return [sumTo(da, a.shape), foldB];
     const db = transB ? mm(g, a, true, transA) : mm(a, g, !transA, false);
     return [sumTo(da, a.shape), sumTo(db, b.shape)];
   },
 });
+
+/**
+ * dB of a B shared by every batch element (a weight: x [.., L, d] @ W [d, e]) as ONE product over
+ * all rows, Xᵀ·G with K = batch·L, instead of a batched product per element and a sum over the
+ * batch afterwards: no [batch, d, e] partials, and one long-K GEMM that a backend can split well.
+ * Needs A untransposed and unbroadcast (its rows then stack contiguously); null otherwise.
+ */
+function foldedWeightGrad(g: Tensor, a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor | null {
+  const batchG = sizeOf(g.shape.slice(0, -2));
+  if (transA || batchG < 2 || sizeOf(b.shape.slice(0, -2)) !== 1 || sizeOf(a.shape.slice(0, -2)) !== batchG) return null;
+  const rows = batchG * a.shape[a.rank - 2];
+  const af = reshape(a, [rows, a.shape[a.rank - 1]]);
+  const gf = reshape(g, [rows, g.shape[g.rank - 1]]);
+  return reshape(transB ? mm(gf, af, true, false) : mm(af, gf, true, false), b.shape);
+}
 
 function mm(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
   return bind("matmul", [a, b], { transA, transB });
