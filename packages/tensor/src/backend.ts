@@ -87,7 +87,8 @@ export interface PrimParams {
   /**
    * One part of a fused AdamW update (optim/adamw.ts), each intermediate rounded to f32 as the
    * unfused ops would: "m": a·m + b·g; "v": a·v + b·g²; "p": (decay? a·p : p) − d·m / (√v / b + c)
-   * with inputs [p, m1, v1].
+   * with inputs [p, m1, v1]. "m" and "v" take an optional third input s (one element): g is
+   * replaced by g·s (rounded to f32 first, as a separate multiply would: a gradient clip's scale).
    */
   adamw: { part: "m" | "v" | "p"; a: number; b: number; c: number; d: number; decay: boolean };
 }

@@ -40,7 +40,7 @@ export * as init from "./init.ts";
 export * as adamw from "./optim/adamw.ts";
 /** Learning-rate schedules: linear warmup, warmup then cosine decay. */
 export * as schedule from "./optim/schedule.ts";
-export { clipByGlobalNorm, globalNorm, isFiniteTree, type ClipOptions } from "./optim/clip.ts";
+export { clipByGlobalNorm, clipScale, globalNorm, isFiniteTree, type ClipOptions } from "./optim/clip.ts";
 export { GradAccumulator } from "./optim/accumulate.ts";
 export type { GradTree } from "./optim/adamw.ts";
 export * from "./io/safetensors.ts";

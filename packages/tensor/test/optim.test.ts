@@ -7,8 +7,8 @@
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import {
-  adamw, add, clipByGlobalNorm, disposeTree, fromArray, globalNorm, grad, GradAccumulator, init, isFiniteTree,
-  div, keep, liveBuffers, matmul, mean, mul, random, schedule, sliceAxis, sqrt, square, sub, tidy, valueAndGrad, type Tensor,
+  adamw, add, clipByGlobalNorm, clipScale, disposeTree, fromArray, globalNorm, grad, GradAccumulator, init, isFiniteTree,
+  div, keep, liveBuffers, readCounters, resetCounters, matmul, mean, mul, random, schedule, sliceAxis, sqrt, square, sub, tidy, valueAndGrad, type Tensor,
 } from "../src/index.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -251,6 +251,37 @@ for (const b of testBackends()) {
       });
     });
 
+    test(`[${b}] clipScale + adamw's gradScale give the bits of clipByGlobalNorm then update, in fewer launches`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        const [kp, kg] = random.split(random.key(11), 2);
+        const params = init.linear(kp, 5, 3);
+        const grads = { w: random.normal(kg, [5, 3]), b: fromArray([4, -3, 12], [3]) };
+        for (const maxNorm of [0.5, 1e6]) { // clipping and not clipping (scale exactly 1)
+          const opts = { lr: 0.01, weightDecay: 0.1 };
+          const c = clipByGlobalNorm(grads, maxNorm);
+          const s0 = adamw.init(params);
+          const a = adamw.update(params, c.grads, s0, { ...opts, keepOld: true });
+          const cs = clipScale(grads, maxNorm);
+          expect(await arr(cs.norm)).toEqual(await arr(c.norm));
+          const state = adamw.init(params);
+          resetCounters();
+          const fused = adamw.update(params, grads, state, { ...opts, keepOld: true, gradScale: cs.scale });
+          expect(readCounters().launches).toBe(6); // m, v, p per parameter: no clipped copies
+          for (const k of ["w", "b"] as const) {
+            expect(await arr(fused.params[k])).toEqual(await arr(a.params[k]));
+            expect(await arr(fused.state.m[k])).toEqual(await arr(a.state.m[k]));
+            expect(await arr(fused.state.v[k])).toEqual(await arr(a.state.v[k]));
+          }
+          disposeTree([c, a.params, a.state.m, a.state.v, cs, fused.params, fused.state.m, fused.state.v, state.m, state.v, s0.m, s0.v]);
+        }
+        const st = adamw.init(params);
+        expect(() => adamw.update(params, grads, st, { lr: 0.01, keepOld: true, gradScale: grads.b })).toThrow(/gradScale must be a one-element f32/);
+        expect(() => clipScale(grads, -1)).toThrow(/maxNorm/);
+        disposeTree([params, grads, st.m, st.v]);
+      });
+    });
+
     test(`[${b}] isFiniteTree`, async () => {
       if (!(await useBackend(b))) return;
       await expectNoLeak(async () => {
@@ -272,6 +303,22 @@ for (const b of testBackends()) {
   // -------------------------------------------------------------------------------------------
 
   describe(`[${b}] accumulation`, () => {
+    test(`[${b}] the average of one tree is that tree, with no launch`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        const g = { w: fromArray([1, -2, 3.5], [3]), i: fromArray(Int32Array.of(4), [1]) };
+        const acc = new GradAccumulator<typeof g>();
+        acc.add(g);
+        resetCounters();
+        const avg = acc.average();
+        expect(readCounters().launches).toBe(0);
+        expect(await arr(avg.w)).toEqual([1, -2, 3.5]);
+        expect(await arr(avg.i)).toEqual([4]);
+        disposeTree([g, avg]); // the views keep the storage alive until the accumulator lets go too
+        acc.reset();
+      });
+    });
+
     test(`[${b}] the average of equal micro-batch gradients equals the full-batch gradient`, async () => {
       if (!(await useBackend(b))) return;
       await expectNoLeak(async () => {

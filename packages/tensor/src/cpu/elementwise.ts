@@ -128,7 +128,17 @@ export function adamwKernel(ins: CpuArg[], out: CpuArg, p: PrimParams["adamw"]):
   const f = Math.fround;
   const a = f(p.a), b = f(p.b), c = f(p.c), d = f(p.d);
   const o = out.data, n = o.length;
-  if (p.part === "m") {
+  if (p.part !== "p" && ins.length === 3) {
+    // g·s rounded first, as the clip's separate multiply would round it
+    const x = ins[0].data, g = ins[1].data, s = ins[2].data[0];
+    if (p.part === "m") for (let i = 0; i < n; i++) o[i] = f(x[i] * a) + f(f(g[i] * s) * b);
+    else {
+      for (let i = 0; i < n; i++) {
+        const gs = f(g[i] * s);
+        o[i] = f(x[i] * a) + f(f(gs * gs) * b);
+      }
+    }
+  } else if (p.part === "m") {
     const m = ins[0].data, g = ins[1].data;
     for (let i = 0; i < n; i++) o[i] = f(m[i] * a) + f(g[i] * b);
   } else if (p.part === "v") {

@@ -73,6 +73,8 @@ export class GradAccumulator<P = unknown> {
   average(): P {
     const s = this.#need("average");
     const k = this.#count;
+    // one tree: its mean is itself; views share the storage (tensors are immutable), no launch
+    if (k === 1) return mapTree(s, (t) => Tensor.view(t, t.shape)) as P;
     return noGrad(() => tidy(() => mapTree(s, (t) => (t.dtype === "f32" ? mul(t, 1 / k) : add(t, 0)))));
   }
 

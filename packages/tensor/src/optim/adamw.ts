@@ -82,6 +82,12 @@ export interface AdamWOptions {
    * drops with `disposeReplaced`.
    */
   keepOld?: boolean;
+  /**
+   * A one-element f32 tensor that every gradient is multiplied by inside the update (the scale of
+   * `clipScale`): the same bits as clipping the gradients first (`clipByGlobalNorm`), without
+   * materialising a clipped copy of every gradient (one launch per parameter fewer).
+   */
+  gradScale?: Tensor;
 }
 
 /**
@@ -122,10 +128,15 @@ export function init<P>(params: P): AdamWState<P> {
 // launches, with the same f32 rounding as the composite formula (cpu/elementwise.ts adamwKernel).
 definePrimitive("adamw", {
   shape: (ins, p) => {
-    const want = p.part === "p" ? 3 : 2;
-    if (ins.length !== want) throw new ShapeError(`adamw (${p.part}): expected ${want} inputs, got ${ins.length}`);
+    const want = p.part === "p" ? "3" : "2 (or 3 with a gradient scale)";
+    if (p.part === "p" ? ins.length !== 3 : ins.length !== 2 && ins.length !== 3) {
+      throw new ShapeError(`adamw (${p.part}): expected ${want} inputs, got ${ins.length}`);
+    }
+    if (p.part !== "p" && ins.length === 3 && (ins[2].dtype !== "f32" || ins[2].size !== 1)) {
+      throw new ShapeError(`adamw (${p.part}): the gradient scale must be one f32 element, got ${ins[2].dtype}${showShape(ins[2].shape)}`);
+    }
     const s = ins[0].shape;
-    for (const t of ins) {
+    for (const t of p.part === "p" ? ins : ins.slice(0, 2)) {
       if (t.dtype !== "f32" || t.shape.length !== s.length || t.shape.some((d, i) => d !== s[i])) {
         throw new ShapeError(`adamw (${p.part}): inputs must be f32 of one shape, got ${ins.map((x) => `${x.dtype}${showShape(x.shape)}`).join(", ")}`);
       }
@@ -158,6 +169,11 @@ export function update<P>(params: P, grads: GradTree<NoInfer<P>>, state: AdamWSt
   }
   const { beta1, beta2, eps, weightDecay } = parsed.data;
   if (!Number.isSafeInteger(state.step) || state.step < 0) throw new RangeError(`adamw.update: invalid state.step ${state.step}`);
+  const gs1 = opts.gradScale;
+  if (gs1 !== undefined && (gs1.dtype !== "f32" || gs1.size !== 1)) {
+    throw new RangeError(`adamw.update: gradScale must be a one-element f32 tensor, got ${gs1.dtype}${showShape(gs1.shape)}`);
+  }
+  const scaled = (g: Tensor) => (gs1 === undefined ? [g] : [g, gs1]);
 
   const ps = flattenTree(params);
   const gs = flattenTree(grads);
@@ -199,8 +215,8 @@ export function update<P>(params: P, grads: GradTree<NoInfer<P>>, state: AdamWSt
         }
         const decays = weightDecay !== 0 && (opts.decayMask ? opts.decayMask(path, p) : true);
         const r = tidy(() => {
-          const m1 = bind("adamw", [m, g], { part: "m", a: beta1, b: 1 - beta1, c: 0, d: 0, decay: false });
-          const v1 = bind("adamw", [v, g], { part: "v", a: beta2, b: 1 - beta2, c: 0, d: 0, decay: false });
+          const m1 = bind("adamw", [m, ...scaled(g)], { part: "m", a: beta1, b: 1 - beta1, c: 0, d: 0, decay: false });
+          const v1 = bind("adamw", [v, ...scaled(g)], { part: "v", a: beta2, b: 1 - beta2, c: 0, d: 0, decay: false });
           const p1 = bind("adamw", [p, m1, v1], { part: "p", a: decay, b: sqrtBc2, c: eps, d: stepSize, decay: decays });
           return { p: p1, m: m1, v: v1 };
         });

@@ -25,6 +25,22 @@ export function globalNorm(grads: unknown): Tensor<[]> {
   );
 }
 
+/**
+ * The global norm of a gradient tree and the factor min(1, maxNorm / (norm + 1e-6)) that
+ * `clipByGlobalNorm` multiplies every gradient by, without doing the multiplication: pass
+ * `scale` to `adamw.update({ gradScale })`, which applies it inside its fused update (same bits,
+ * one launch per parameter fewer). Both are new scalar tensors owned by the caller.
+ */
+export function clipScale(grads: unknown, maxNorm: number): { norm: Tensor<[]>; scale: Tensor<[]> } {
+  if (!(maxNorm > 0) || !Number.isFinite(maxNorm)) throw new RangeError(`clipScale: maxNorm must be a positive number, got ${maxNorm}`);
+  return noGrad(() =>
+    tidy(() => {
+      const norm = globalNorm(grads);
+      return { norm, scale: minimum(div(scalar(maxNorm), add(norm, 1e-6)), 1) as Tensor<[]> };
+    })
+  );
+}
+
 /** Options of `clipByGlobalNorm`. */
 export interface ClipOptions {
   /** Dispose the input gradient tree (default false: the caller still owns it). */
@@ -41,8 +57,7 @@ export function clipByGlobalNorm<P>(grads: P, maxNorm: number, opts: ClipOptions
   if (!(maxNorm > 0) || !Number.isFinite(maxNorm)) throw new RangeError(`clipByGlobalNorm: maxNorm must be a positive number, got ${maxNorm}`);
   const result = noGrad(() =>
     tidy(() => {
-      const norm = globalNorm(grads);
-      const scale = minimum(div(scalar(maxNorm), add(norm, 1e-6)), 1);
+      const { norm, scale } = clipScale(grads, maxNorm);
       const clipped = mapTree(grads, (g) => (g.dtype === "f32" ? mul(g, scale) : g));
       return { grads: clipped, norm };
     })

@@ -9,8 +9,8 @@ import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, prod, pu, typ
 const WG = 256;
 const pf = (i: number) => `bitcast<f32>(${pu(i)})`;
 
-// params: n, part (0 m, 1 v, 2 p), decay, a, b, c, d
-const ADAMW = `${header(7, [{ name: "out", type: "f32", write: true }, { name: "x0", type: "f32" }, { name: "x1", type: "f32" }, { name: "x2", type: "f32" }])}
+// params: n, part (0 m, 1 v, 2 p), decay, a, b, c, d, scaled (m, v: x2[0] scales g)
+const ADAMW = `${header(8, [{ name: "out", type: "f32", write: true }, { name: "x0", type: "f32" }, { name: "x1", type: "f32" }, { name: "x2", type: "f32" }])}
 @compute @workgroup_size(${WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
@@ -19,9 +19,12 @@ fn main(${ENTRY_ARGS}) {
   let part = ${pu(1)};
   let a = ${pf(3)}; let b = ${pf(4)}; let c = ${pf(5)}; let d = ${pf(6)};
   if (part == 0u) {
-    out[i] = x0[i] * a + x1[i] * b;
+    var g = x1[i];
+    if (${pu(7)} == 1u) { g = g * x2[0]; }
+    out[i] = x0[i] * a + g * b;
   } else if (part == 1u) {
-    let g = x1[i];
+    var g = x1[i];
+    if (${pu(7)} == 1u) { g = g * x2[0]; }
     out[i] = x0[i] * a + (g * g) * b;
   } else {
     var p0 = x0[i];
@@ -35,11 +38,12 @@ export function adamwKernel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelA
   const n = prod(out.shape);
   if (n === 0) return;
   const refs = ins.map((t) => ctx.ref(t, "adamw"));
+  const scaled = p.part !== "p" && ins.length === 3;
   while (refs.length < 3) refs.push(refs[0]); // unused bindings of the two-input parts
   ctx.dispatch({
     label: "adamw", key: "adamw", wgsl: () => ADAMW,
     buffers: [ctx.ref(out, "adamw"), ...refs],
-    params: new ParamWords().u(n).u(p.part === "m" ? 0 : p.part === "v" ? 1 : 2).u(p.decay ? 1 : 0).f(p.a).f(p.b).f(p.c).f(p.d).words(),
+    params: new ParamWords().u(n).u(p.part === "m" ? 0 : p.part === "v" ? 1 : 2).u(p.decay ? 1 : 0).f(p.a).f(p.b).f(p.c).f(p.d).u(scaled ? 1 : 0).words(),
     groups: grid(ceilDiv(n, WG), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }
