@@ -8,8 +8,11 @@
  *     min bytes:    what any scan must move: read a and b, write h (12 bytes per element);
  *     kernel bytes: what the chosen kernels actually read and write (the single-pass
  *                   look-back scan of kernels/scan.ts 12 plus about 1 byte per element of
- *                   status; the chunked scan reads a and b twice, plus its carries: about 20
- *                   bytes per element; the direct scan 12). --scan-algo runs both in turn.
+ *                   status; the tile look-back 12 plus 3 status words per channel and tile
+ *                   written, cleared and read; the chunked scan reads a and b twice, plus its
+ *                   carries: about 20 bytes per element; the direct scan 12). --scan-algo runs
+ *                   several algorithms (and tile shapes) in turn on the same data, for a
+ *                   side-by-side table.
  *   GB/s = bytes / GPU time; "% copy" divides by the copy bandwidth below.
  * - the fused `selectiveScan` (x, delta [B, L, Di], A [Di, N], B, C [B, L, N], h0 [B, Di, N])
  *   forward and `selectiveScanGrad` (batch-1 L = 4K..256K, and one training-like batch; the chunking
@@ -29,7 +32,8 @@
  * (Node: bundle with esbuild, --external:webgpu; see ../../../../shared/gpu/README.md).
  *
  *   bun packages/bench/src/webgpu-scan.ts [--lengths 4096,16384,65536,262144] [--runs 9] [--json]
- *       [--out FILE] [--small]
+ *       [--scan-algo lookback,tile:v4t8r4c64,chunked] [--ssm-fwd-threads N,..] [--ssm-fwd-vec 1,0]
+ *       [--out FILE] [--small]   (--help lists every flag)
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
 import { detectRuntime, fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
@@ -37,8 +41,8 @@ import process from "node:process";
 import type { BufferHandle, KernelArg } from "../../tensor/src/backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type Launch } from "../../tensor/src/webgpu/context.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
-import { scanPlan, scanTuning } from "../../tensor/src/webgpu/kernels/scan.ts";
-import { ssmForwardPlan, ssmGradPlan } from "../../tensor/src/webgpu/kernels/ssm.ts";
+import { parseScanTile, scanPlan, scanTileName, scanTuning, type ScanTile } from "../../tensor/src/webgpu/kernels/scan.ts";
+import { ssmForwardPlan, ssmGradPlan, ssmTuning } from "../../tensor/src/webgpu/kernels/ssm.ts";
 
 /** Batch-1 long sequences (L = 4K..256K; Di = 256 at 256K so that one tensor fits a binding), and a training-like batch. */
 const SSM_DEFAULT = "1x4096x1024x16,1x16384x1024x16,1x65536x1024x16,1x262144x256x16,4x2048x1536x16";
@@ -46,11 +50,20 @@ const SSM_DEFAULT = "1x4096x1024x16,1x16384x1024x16,1x65536x1024x16,1x262144x256
 const HELP = `webgpu-scan: selective-scan bandwidth of the WebGPU backend vs the device's copy bandwidth
 
   --lengths a,b,...  sequence lengths L of scan / scanReverse (default 4096,16384,65536,262144)
-  --scan-algo A,...  the scan algorithms for long L, each run in turn: lookback (single pass,
-                     the library's default), chunked (three passes) (default lookback,chunked)
+  --scan-algo A,...  the scan algorithms for long L, each run in turn on the same data:
+                     lookback (single pass, a look-back per thread chunk: the library's default),
+                     tile (single pass, a look-back per workgroup tile, the default tile shape),
+                     tile:vVtTrRcC (that tile shape: V channels per thread, 1 or 4 (vec4), T steps
+                     per thread, R thread rows along time, C threads along channels; e.g.
+                     tile:v4t8r4c64), chunked (three passes) (default lookback,tile,chunked)
   --elems N          floats per [B, L, S] tensor: B·S = N / L (default 67108864 = 256 MiB; --small 16384)
   --ssm SPEC         selectiveScan sizes, B×L×Di×N separated by commas
-                     (default ${SSM_DEFAULT}; --small 1x64x8x16,2x300x8x13)
+                     (default ${SSM_DEFAULT}; --small 1x64x8x16,2x300x8x13; none: skip)
+  --ssm-fwd-threads N,...  the forward's chunking along L: chunks are added until B·Di·chunks
+                     reaches N threads (ssmTuning.fwdThreads; default ${ssmTuning.fwdThreads});
+                     several values run the forward once each, the backward with the first
+  --ssm-fwd-vec 1,0  the forward's B, C loads: 1 vec4 (when N % 4 == 0; the library's default),
+                     0 scalar (ssmTuning.fwdVecBC); each value × each --ssm-fwd-threads in turn
   --runs N           timed samples; the median is reported (default 9)
   --sample-ms MS     target duration of one sample (default 20)
   --warmup-ms MS     busy time before timing each case (default 500)
@@ -108,6 +121,9 @@ export interface SsmRow {
   L: number;
   Di: number;
   N: number;
+  /** The forward's knobs when this row ran: ssmTuning.fwdThreads and fwdVecBC. */
+  fwdThreads: number;
+  fwdVecBC: boolean;
   /** Chunks along L (forward: 1 = one thread per (b, i) walks L; backward: 1 = the sequential fallback). */
   chunks: number;
   /** Backward: chunks run at once (one dispatch a group); forward: 1. */
@@ -269,10 +285,12 @@ async function copyPeak(gpu: WebGpuBackend, mib: number, o: TimeOpts): Promise<C
 
 function scanBytes(prim: "scan" | "scanReverse", B: number, L: number, S: number): { min: number; kernel: number; chunks: number; algo: string } {
   const n = B * L * S, bs = B * S, h0 = prim === "scan" ? 4 * bs : 0;
-  const { nC, algo } = scanPlan(B, L, S);
+  const { nC, algo, tile } = scanPlan(B, L, S);
   const min = 12 * n + h0;
-  if (nC <= 1) return { min, kernel: min, chunks: 1, algo };
   const c = B * nC * S;
+  // tile: per channel and tile, 3 status words cleared, 3 published, at least 1 read
+  if (algo === "tile" && tile) return { min, kernel: 12 * n + h0 + 4 * 7 * c, chunks: nC, algo: `tile:${scanTileName(tile)}` };
+  if (nC <= 1) return { min, kernel: min, chunks: 1, algo };
   // look-back: a, x read and h written once; status cleared (3 words a chunk), published (3),
   // and read by the look-back (at least the inclusive word of the predecessor: counted once)
   if (algo === "lookback") return { min, kernel: 12 * n + h0 + 4 * (3 * c + 3 * c + c), chunks: nC, algo };
@@ -280,7 +298,20 @@ function scanBytes(prim: "scan" | "scanReverse", B: number, L: number, S: number
   return { min, kernel: 8 * n + 8 * c + (12 * c + h0) + (12 * n + 4 * c), chunks: nC, algo };
 }
 
-async function benchScan(gpu: WebGpuBackend, L: number, elems: number, o: TimeOpts): Promise<ScanRow[]> {
+/** One --scan-algo entry: the algorithm and, for tile, its shape (null: the library's default tile). */
+interface ScanAlgo {
+  algo: typeof scanTuning.algo;
+  tile: ScanTile | null;
+}
+
+function parseScanAlgo(s: string): ScanAlgo {
+  if (s === "lookback" || s === "chunked" || s === "tile") return { algo: s, tile: null };
+  if (s.startsWith("tile:")) return { algo: "tile", tile: parseScanTile(s.slice(5)) };
+  throw new Error(`--scan-algo: expected lookback, chunked, tile or tile:vVtTrRcC (e.g. tile:v4t8r4c64), got "${s}"`);
+}
+
+/** Runs each algorithm in turn on the same data (generated once per L). */
+async function benchScan(gpu: WebGpuBackend, L: number, elems: number, algos: ScanAlgo[], o: TimeOpts): Promise<ScanRow[]> {
   const bs = Math.max(1, Math.floor(elems / L));
   const S = Math.min(bs, 2048), B = Math.max(1, Math.floor(bs / S));
   const n = B * L * S;
@@ -292,8 +323,13 @@ async function benchScan(gpu: WebGpuBackend, L: number, elems: number, o: TimeOp
   gpu.write(x, X);
   gpu.write(h0, H0);
   const rows: ScanRow[] = [];
+  const defaults = { algo: scanTuning.algo, tile: scanTuning.tile };
+  const poison = new Float32Array(n).fill(NaN);
   try {
-    for (const prim of ["scan", "scanReverse"] as const) {
+    for (const al of algos) for (const prim of ["scan", "scanReverse"] as const) {
+      scanTuning.algo = al.algo;
+      scanTuning.tile = al.tile ?? defaults.tile;
+      gpu.write(out, poison); // an algorithm that writes nothing must fail the check, not pass on stale output
       const run = prim === "scan"
         ? () => gpu.run("scan", [arg(a, shape), arg(x, shape), arg(h0, [B, S])], arg(out, shape), {})
         : () => gpu.run("scanReverse", [arg(a, shape), arg(x, shape)], arg(out, shape), {});
@@ -320,12 +356,15 @@ async function benchScan(gpu: WebGpuBackend, L: number, elems: number, o: TimeOp
       });
     }
   } finally {
+    scanTuning.algo = defaults.algo;
+    scanTuning.tile = defaults.tile;
     for (const h of [a, x, h0, out]) gpu.free(h);
   }
   return rows;
 }
 
-async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts): Promise<SsmRow[]> {
+/** The forward (and, with `grad`, the backward) at one B×L×Di×N. */
+async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boolean): Promise<SsmRow[]> {
   const dims = spec.split(/x|×/).map((s) => positiveInt("--ssm", s.trim(), 0));
   if (dims.length !== 4) throw new Error(`--ssm: expected B×L×Di×N, got ${spec}`);
   const [B, L, Di, N] = dims;
@@ -361,7 +400,7 @@ async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts): Promise<
       // backward: read x, Δ, B, C, A, h0, gy, ghL; write dx, dΔ, dA, dB, dC, dh0
       ["selectiveScanGrad", () => gpu.run("selectiveScanGrad", [...ins, arg(gy, sh.x), arg(ghL, sh.h)], arg(g, [gradSize]), {}), 4 * (3 * nx + 2 * nb + Di * N + 2 * B * Di * N + gradSize)],
     ];
-    for (const [prim, run, bytes] of cases) {
+    for (const [prim, run, bytes] of cases.filter(([p]) => grad || p === "selectiveScan")) {
       const dispatchesPerCall = countDispatches(gpu, run);
       const timing = await timeCalls(gpu, run, o);
       let maxErr: number | null = null;
@@ -385,7 +424,7 @@ async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts): Promise<
         maxErr = maxDiff / (1 + maxRef);
       } else await gpu.sync();
       rows.push({
-        prim, B, L, Di, N, ...chunking(prim), dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
+        prim, B, L, Di, N, fwdThreads: ssmTuning.fwdThreads, fwdVecBC: ssmTuning.fwdVecBC, ...chunking(prim), dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
         stateUpdatesPerS: updates / (timing.medianMs * 1e-3), maxErr,
       });
     }
@@ -403,14 +442,18 @@ async function main(): Promise<void> {
   }
   const f = parseFlags(argv, {
     lengths: "string", elems: "string", ssm: "string", runs: "string", "sample-ms": "string", "warmup-ms": "string",
-    "copy-mib": "string", small: "boolean", json: "boolean", out: "string", "scan-algo": "string",
+    "copy-mib": "string", "ssm-fwd-threads": "string", "ssm-fwd-vec": "string", small: "boolean", json: "boolean", out: "string", "scan-algo": "string",
   });
-  const algos = String(f["scan-algo"] ?? "lookback,chunked").split(",").map((s) => s.trim()).filter(Boolean);
-  for (const a of algos) if (a !== "lookback" && a !== "chunked") throw new Error(`--scan-algo: expected lookback or chunked, got ${a}`);
+  const algos = String(f["scan-algo"] ?? "lookback,tile,chunked").split(",").map((s) => s.trim()).filter(Boolean).map(parseScanAlgo);
   const small = f.small === true;
   const lengths = String(f.lengths ?? (small ? "256" : "4096,16384,65536,262144")).split(",").map((s) => positiveInt("--lengths", s.trim(), 0));
   const elemsWanted = positiveInt("--elems", f.elems, small ? 16384 : 2 ** 26);
-  const ssmSpecs = String(f.ssm ?? (small ? "1x64x8x16,2x300x8x13" : SSM_DEFAULT)).split(",").map((s) => s.trim()).filter(Boolean);
+  const ssmSpecs = String(f.ssm ?? (small ? "1x64x8x16,2x300x8x13" : SSM_DEFAULT)).split(",").map((s) => s.trim()).filter((s) => s && s !== "none");
+  const fwdThreads = String(f["ssm-fwd-threads"] ?? ssmTuning.fwdThreads).split(",").map((s) => positiveInt("--ssm-fwd-threads", s.trim(), 0));
+  const fwdVecs = String(f["ssm-fwd-vec"] ?? (ssmTuning.fwdVecBC ? "1" : "0")).split(",").map((s) => {
+    if (s.trim() !== "0" && s.trim() !== "1") throw new Error(`--ssm-fwd-vec: expected 0 or 1, got "${s}"`);
+    return s.trim() === "1";
+  });
   const runs = positiveInt("--runs", f.runs, 9);
   const sampleMs = positiveInt("--sample-ms", f["sample-ms"], 20);
   const warmupMs = positiveInt("--warmup-ms", f["warmup-ms"], small ? 50 : 500);
@@ -426,12 +469,24 @@ async function main(): Promise<void> {
   const ssm: SsmRow[] = [];
   try {
     peak = await copyPeak(gpu, copyMib, o);
-    for (const algo of algos) {
-      scanTuning.algo = algo as typeof scanTuning.algo;
-      for (const L of lengths) scans.push(...(await benchScan(gpu, L, elems, o)));
+    for (const L of lengths) scans.push(...(await benchScan(gpu, L, elems, algos, o)));
+    const fwdDefault = { threads: ssmTuning.fwdThreads, vec: ssmTuning.fwdVecBC };
+    try {
+      for (const s of ssmSpecs) {
+        let first = true;
+        for (const vec of fwdVecs) {
+          for (const th of fwdThreads) {
+            ssmTuning.fwdThreads = th;
+            ssmTuning.fwdVecBC = vec;
+            ssm.push(...(await benchSsm(gpu, s, o, first)));
+            first = false;
+          }
+        }
+      }
+    } finally {
+      ssmTuning.fwdThreads = fwdDefault.threads;
+      ssmTuning.fwdVecBC = fwdDefault.vec;
     }
-    scanTuning.algo = "lookback";
-    for (const s of ssmSpecs) ssm.push(...(await benchSsm(gpu, s, o)));
     if (gpu.liveBuffers() !== 0) throw new Error(`webgpu-scan: ${gpu.liveBuffers()} buffers left alive`);
   } finally {
     gpu.destroy();
@@ -481,9 +536,9 @@ async function main(): Promise<void> {
   ));
   console.log();
   console.log(formatTable(
-    ["prim", "B", "L", "Di", "N", "chunks", "at once", "dispatches", "median ms", "GB/s", "% peak", "Gupdates/s", "max err"],
+    ["prim", "B", "L", "Di", "N", "fwd B,C", "chunks", "at once", "dispatches", "median ms", "GB/s", "% peak", "Gupdates/s", "max err"],
     ssm.map((r) => [
-      r.prim, String(r.B), String(r.L), String(r.Di), String(r.N), String(r.chunks), String(r.chunksPerGroup), String(r.dispatchesPerCall), fmt(r.timing.medianMs, 4), fmt(r.GBps, 4), fmt(100 * r.fracCopy, 3),
+      r.prim, String(r.B), String(r.L), String(r.Di), String(r.N), r.prim === "selectiveScan" ? (r.fwdVecBC && r.N % 4 === 0 ? "vec4" : "scalar") : "-", String(r.chunks), String(r.chunksPerGroup), String(r.dispatchesPerCall), fmt(r.timing.medianMs, 4), fmt(r.GBps, 4), fmt(100 * r.fracCopy, 3),
       fmt(r.stateUpdatesPerS / 1e9, 4), r.maxErr === null ? "-" : r.maxErr.toExponential(2),
     ]),
   ));

@@ -5,7 +5,7 @@
  * Both are the same recurrence y = α y + β taken in "step" order (t ascending, or t descending
  * with α_t = a_{t+1}), so one generator serves both directions.
  *
- * Three algorithms:
+ * Four algorithms:
  * - direct: one thread per (b, s) walks L. Coalesced across s; for short L.
  * - look-back (the default from L ≥ 2T): a single pass with decoupled look-back. A thread per
  *   (b, chunk of T steps, s) loads its chunk's α, β into registers (T is a constant of the
@@ -20,6 +20,17 @@
  *   which the GPU launches workgroups). Each status word is one atomic holding f32 bits + 1 (0:
  *   not yet published; the NaN 0xffffffff is stored as the NaN 0x7fffffff), so it needs no
  *   ordering between words: a reader uses a value only from the word that says it is there.
+ * - tile (`scanTuning.algo = "tile"`, shape `scanTuning.tile`): the same single pass, but a
+ *   workgroup owns a tile of (CW·V channels × R·T steps): each thread loads its T steps of V
+ *   channels (vec4 along S when S % 4 == 0) with every load unconditional (indices clamped,
+ *   steps past the end made the identity by `select`), so all of a thread's loads are in flight
+ *   at once, where the per-step `if` blocks of look-back may issue them one branch at a time;
+ *   the R rows' maps are composed in workgroup memory, row 0 publishes the tile's map and looks
+ *   back ONCE for the whole tile (R× fewer look-backs and status words than look-back), and
+ *   every row rebuilds its entering y from the tile's carry. Same ticket order, status encoding
+ *   and deadlock-freedom argument as look-back (see tileWgsl). As with look-back, a carry is
+ *   composed from whichever predecessors had published when it looked, so the last bits of the
+ *   result may vary from run to run (within the tests' tolerance), not the values' meaning.
  * - chunked (`scanTuning.algo = "chunked"`): L is cut into nC chunks of T steps.
  *     pass 1, a thread per (b, chunk, s): the chunk's affine map y_out = P y_in + E, by running the
  *       recurrence from y_in = 0 (E) while multiplying the α's (P);
@@ -37,10 +48,15 @@ const WG = 256;
 
 /** Tuning knobs (tests force the chunked path on small problems). */
 export const scanTuning = {
-  /** "lookback" (single pass) or "chunked" (three passes) for long sequences. */
-  algo: "lookback" as "lookback" | "chunked",
+  /**
+   * "lookback" (single pass, a look-back per thread chunk), "tile" (single pass, a look-back per
+   * workgroup tile: see tileWgsl) or "chunked" (three passes) for long sequences.
+   */
+  algo: "lookback" as "lookback" | "tile" | "chunked",
   /** Look-back: steps per chunk (a constant of the generated code: registers per thread). */
   lookbackT: 32,
+  /** Tile look-back: the tile shape (see ScanTile; each distinct one is its own pipeline). */
+  tile: { v: 4, t: 8, r: 4, cw: 64 } as ScanTile,
   /** Chunked: use chunks when B·S is below this and L is at least minChunkedL. */
   maxDirectParallel: 32768,
   minChunkedL: 64,
@@ -116,6 +132,147 @@ fn main(@builtin(local_invocation_index) lid: u32) {
       y = al${j} * y + be${j}; out[o${j}] = y;
     }`).join("\n    ")}
   }
+}`;
+}
+
+/**
+ * Tile look-back config: a workgroup of R × CW threads owns a tile of CW·V channels × R·T steps.
+ * V: channels per thread (4: vec4 loads along S, used when S % 4 == 0; else V = 1 and T·4 steps);
+ * T: steps per thread (held in registers: 2·T·V floats); R: thread rows along time; CW: threads
+ * along channels (consecutive threads of a row read consecutive V-float groups of one time row:
+ * coalesced, CW·V floats a row).
+ */
+export interface ScanTile {
+  v: 1 | 4;
+  t: number;
+  r: number;
+  cw: number;
+}
+
+/** "v4t8r4c64" → a ScanTile (a clear error naming the spec otherwise). */
+export function parseScanTile(spec: string): ScanTile {
+  const m = /^v(1|4)t(\d+)r(\d+)c(\d+)$/.exec(spec);
+  if (!m) throw new Error(`scan tile: expected v{1|4}t{steps}r{rows}c{channel threads} such as v4t8r4c64, got "${spec}"`);
+  const tile: ScanTile = { v: Number(m[1]) as 1 | 4, t: Number(m[2]), r: Number(m[3]), cw: Number(m[4]) };
+  checkScanTile(tile, spec);
+  return tile;
+}
+
+/** A ScanTile as its spec ("v4t8r4c64"; parseScanTile reads it back): pipeline keys, bench rows. */
+export function scanTileName(c: ScanTile): string {
+  return `v${c.v}t${c.t}r${c.r}c${c.cw}`;
+}
+
+function checkScanTile(c: ScanTile, what: string): void {
+  const ok = (c.v === 1 || c.v === 4) && Number.isInteger(c.t) && c.t >= 1 && c.t * c.v <= 64 &&
+    Number.isInteger(c.r) && c.r >= 1 && Number.isInteger(c.cw) && c.cw >= 1 && c.r * c.cw <= 256;
+  if (!ok) throw new Error(`scan tile ${what}: need v 1 or 4, 1 ≤ t with t·v ≤ 64 (registers), r, cw ≥ 1 with r·cw ≤ 256 (workgroup size)`);
+}
+
+/** The tile actually used for channel count S: vec4 only when S % 4 == 0 (else V = 1, 4× the steps). */
+function tileFor(S: number): ScanTile {
+  const c = scanTuning.tile;
+  checkScanTile(c, scanTileName(c));
+  return c.v === 4 && S % 4 !== 0 ? { v: 1, t: Math.min(64, c.t * 4), r: c.r, cw: c.cw } : c;
+}
+
+/**
+ * Tile look-back: one workgroup per tile of (CW·V channels × R·T steps), tiles in ticket order
+ * (time tile outermost). params: L, Su = S / V, B·Su, nCT (channel tiles), nLT (time tiles), rev,
+ * W = nLT·B·S (status words per region). Buffers: out, st (status: [0] the ticket counter, then
+ * the tiles' E, P and inclusive y as [nLT, B·Su, V] regions, cleared to 0), a, x, h0 (as VT).
+ *
+ * Why it should move more bytes than `lookbackWgsl`: every load is unconditional (indices clamped
+ * into range, out-of-range steps turned into the identity map by `select`), so all 2·T loads of a
+ * thread are in flight together instead of one branch at a time; vec4 loads move 4 channels per
+ * instruction; the workgroup combines its R rows in shared memory and looks back ONCE per tile
+ * (R·T steps) instead of once per T steps, so status traffic and look-back hops fall by R.
+ * Deadlock-freedom as in `lookbackWgsl`: a workgroup takes its tile from an atomic ticket, and
+ * the only tile it waits for is (time tile − 1, same channels), whose ticket is lower, so that
+ * workgroup already runs and never waits on a later one.
+ */
+function tileWgsl(V: 1 | 4, T: number, R: number, CW: number): string {
+  const VT = V === 1 ? "f32" : "vec4<f32>";
+  const J = Array.from({ length: T }, (_, j) => j);
+  const K = Array.from({ length: V }, (_, k) => k);
+  const lane = (e: string, k: number) => (V === 1 ? e : `${e}[${k}]`);
+  const vec = (xs: string[]) => (V === 1 ? xs[0] : `vec4<f32>(${xs.join(", ")})`);
+  // status word of region `reg` (0 E, 1 P, 2 inclusive) for tile-unit q, lane k
+  const sw = (reg: number, q: string, k: number) => `st[1u + ${reg}u * W + ${q} * ${V}u + ${k}u]`;
+  const loadAll = (reg: number, q: string, nm: string) =>
+    `${K.map((k) => `let ${nm}${k} = atomicLoad(&${sw(reg, q, k)});`).join(" ")} let ${nm}Ok = ${K.map((k) => `${nm}${k} != 0u`).join(" && ")};`;
+  const decAll = (nm: string) => vec(K.map((k) => `dec(${nm}${k})`));
+  const publish = (reg: number, v: string) => K.map((k) => `atomicStore(&${sw(reg, "q0", k)}, enc(${lane(v, k)}));`).join(" ");
+  return `${header(7, [
+    { name: "out", type: VT, write: true }, { name: "st", type: "atomic<u32>", write: true },
+    { name: "a", type: VT }, { name: "x", type: VT }, { name: "h0", type: VT },
+  ])}${ENC}
+var<workgroup> wgId: u32;
+${R > 1 ? `var<workgroup> shP: array<${VT}, ${R * CW}>;\nvar<workgroup> shE: array<${VT}, ${R * CW}>;` : ""}
+var<workgroup> shC: array<${VT}, ${CW}>;
+@compute @workgroup_size(${R * CW})
+fn main(@builtin(local_invocation_index) lid: u32) {
+  if (lid == 0u) { wgId = atomicAdd(&st[0], 1u); }
+  let w = workgroupUniformLoad(&wgId);
+  let L = ${pu(0)}; let Su = ${pu(1)}; let BSu = ${pu(2)}; let nCT = ${pu(3)}; let nLT = ${pu(4)}; let rev = ${pu(5)} != 0u; let W = ${pu(6)};
+  let lt = w / nCT; let ct = w % nCT;
+  let r = lid / ${CW}u; let cl = lid % ${CW}u;
+  let u = ct * ${CW}u + cl;
+  let valid = lt < nLT && u < BSu;
+  let uc = min(u, BSu - 1u); // clamped: threads past the channels load real data and write nothing
+  let base = (uc / Su) * L; let su = uc % Su;
+  let st0 = lt * ${R * T}u + r * ${T}u;
+  // every load unconditional (clamped index), all in flight before the first use
+  ${J.map((j) => `let s${j} = st0 + ${j}u; let in${j} = s${j} < L; let sc${j} = min(s${j}, L - 1u);
+  let t${j} = select(sc${j}, L - 1u - sc${j}, rev);
+  let o${j} = (base + t${j}) * Su + su;
+  let ra${j} = a[(base + select(t${j}, min(t${j} + 1u, L - 1u), rev)) * Su + su];
+  let rx${j} = x[o${j}];`).join("\n  ")}
+  // α, β of each step (steps past L: the identity map; reversed, α_t = a_{t+1}, 0 at t = L − 1)
+  var P = ${VT}(1.0f); var E = ${VT}(0.0f);
+  ${J.map((j) => `let al${j} = select(${VT}(1.0f), select(ra${j}, ${VT}(0.0f), rev && t${j} + 1u >= L), in${j});
+  let be${j} = select(${VT}(0.0f), rx${j}, in${j});
+  E = al${j} * E + be${j}; P = P * al${j};`).join("\n  ")}
+  ${R > 1 ? "shP[lid] = P; shE[lid] = E;\n  workgroupBarrier();" : ""}
+  if (r == 0u) {
+    // the tile's map: the rows composed in time order
+    var tP = P; var tE = E;
+    ${R > 1 ? `for (var k = 1u; k < ${R}u; k++) { let pk = shP[k * ${CW}u + cl]; tE = pk * tE + shE[k * ${CW}u + cl]; tP = pk * tP; }` : ""}
+    var carry = ${VT}(0.0f);
+    if (valid) {
+      var init = ${VT}(0.0f);
+      if (!rev) { init = h0[uc]; }
+      carry = init;
+      let q0 = lt * BSu + u;
+      ${publish(0, "tE")} ${publish(1, "tP")}
+      if (lt > 0u) {
+        // the map from the y entering tile k + 1 to the y entering this tile
+        var k = lt - 1u; var mP = ${VT}(1.0f); var mE = ${VT}(0.0f); var spins = 0u;
+        loop {
+          let q = k * BSu + u;
+          ${loadAll(2, "q", "i")}
+          if (iOk) { carry = mP * ${decAll("i")} + mE; break; }
+          ${loadAll(0, "q", "e")} ${loadAll(1, "q", "p")}
+          if (eOk && pOk) {
+            mE = mP * ${decAll("e")} + mE; mP = mP * ${decAll("p")};
+            if (k == 0u) { carry = mP * init + mE; break; }
+            k = k - 1u;
+          }
+          // a safety net against a hang (a bug, or a GPU without forward progress): NaN, not a lockup
+          spins = spins + 1u;
+          if (spins > ${2 ** 24}u) { carry = ${VT}(bitcast<f32>(spins | 0x7fc00000u)); break; }
+        }
+      }
+      let inc = tP * carry + tE;
+      ${publish(2, "inc")}
+    }
+    shC[cl] = carry;
+  }
+  workgroupBarrier();
+  // the y entering this thread's row: the tile's carry through the rows before it
+  var y = shC[cl];
+  ${R > 1 ? `for (var k = 0u; k < r; k++) { y = shP[k * ${CW}u + cl] * y + shE[k * ${CW}u + cl]; }` : ""}
+  ${J.map((j) => `y = al${j} * y + be${j}; if (valid && in${j}) { out[o${j}] = y; }`).join("\n  ")}
 }`;
 }
 
@@ -214,7 +371,13 @@ function chunkCount(B: number, L: number, S: number): number {
  * What runScan does for a, x [B, L, S]: nC chunks of T steps by `algo` (nC = 1: the direct
  * scan). Benchmarks count bytes with it.
  */
-export function scanPlan(B: number, L: number, S: number): { nC: number; T: number; algo: "direct" | "lookback" | "chunked" } {
+export function scanPlan(B: number, L: number, S: number): { nC: number; T: number; algo: "direct" | "lookback" | "tile" | "chunked"; tile?: ScanTile } {
+  if (scanTuning.algo === "tile") {
+    // any L ≥ 2 (one time tile needs no look-back); T: steps per tile
+    if (L < 2) return { nC: 1, T: Math.max(L, 1), algo: "direct" };
+    const tile = tileFor(S);
+    return { nC: ceilDiv(L, tile.r * tile.t), T: tile.r * tile.t, algo: "tile", tile };
+  }
   const nC0 = chunkCount(B, L, S);
   // look-back chunks have exactly T steps (T is compiled in); chunked ones T = ceil(L / nC)
   const T = scanTuning.algo === "lookback" ? (scanTuning.forceChunk > 0 ? scanTuning.forceChunk : scanTuning.lookbackT) : ceilDiv(L, nC0);
@@ -230,7 +393,7 @@ function runScan(ctx: GpuCtx, rev: boolean, a: KernelArg, x: KernelArg, h0: Kern
   const ra = ctx.ref(a, label), rx = ctx.ref(x, label), ro = ctx.ref(out, label);
   const rh = h0 ? ctx.ref(h0, label) : rx; // the reverse scan has no h0: bind x (never read)
   const r = rev ? 1 : 0;
-  const { nC, T, algo } = scanPlan(B, L, S);
+  const { nC, T, algo, tile } = scanPlan(B, L, S);
   if (algo === "direct") {
     ctx.dispatch({
       label, key: "scan:direct", wgsl: () => DIRECT,
@@ -238,6 +401,20 @@ function runScan(ctx: GpuCtx, rev: boolean, a: KernelArg, x: KernelArg, h0: Kern
       params: new ParamWords().u(B * S).u(L).u(S).u(r).words(),
       groups: grid(ceilDiv(B * S, WG), maxDim),
     });
+    return;
+  }
+  if (algo === "tile" && tile) {
+    const { v, t, r: R, cw } = tile;
+    const Su = S / v, nCT = ceilDiv(B * Su, cw), W = nC * B * S;
+    const words = 1 + 3 * W;
+    const st = ctx.temp(words * 4);
+    ctx.dispatch({ label, key: "scan:clear", wgsl: () => CLEAR, buffers: [st], params: new ParamWords().u(words).words(), groups: grid(ceilDiv(words, WG), maxDim) });
+    ctx.dispatch({
+      label, key: `scan:tile:${scanTileName(tile)}`, wgsl: () => tileWgsl(v, t, R, cw), buffers: [ro, st, ra, rx, rh],
+      params: new ParamWords().u(L).u(Su).u(B * Su).u(nCT).u(nC).u(r).u(W).words(),
+      groups: grid(nC * nCT, maxDim),
+    });
+    ctx.releaseTemp(st);
     return;
   }
   const n = B * nC * S;

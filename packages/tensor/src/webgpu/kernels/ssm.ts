@@ -66,7 +66,17 @@ export const ssmTuning = {
   bwdMaxGroup: 0,
   /** Sum the dB / dC terms over each workgroup's 64 channels in workgroup memory (when Di % 64 = 0, N ≤ 16). */
   bwdWgReduce: true,
+  /**
+   * The forward reads B_t, C_t as vec4 when N % 4 == 0 (one load per 4 states instead of four
+   * guarded scalar loads: the forward at batch 1 is bound by instructions, not bytes).
+   */
+  fwdVecBC: true,
 };
+
+/** Whether the forward binds B, C as vec4 (its own pipelines: the key says so). */
+function fwdVec(N: number): boolean {
+  return ssmTuning.fwdVecBC && N > 0 && N % 4 === 0;
+}
 
 /** The forward's chunking for x [B, L, Di]: nC chunks of T steps (nC = 1: one thread walks L). */
 export function ssmForwardPlan(B: number, L: number, Di: number): { nC: number; T: number } {
@@ -89,9 +99,10 @@ const FWD_CHUNK_BUFS = {
   2: ["out", "W", "A", "h0"],
   3: ["out", "W", "x", "delta", "A", "Bm", "C"],
 } as const;
-function fwdChunkWgsl(N4: number, pass: 1 | 2 | 3): string {
+function fwdChunkWgsl(N4: number, pass: 1 | 2 | 3, vec = false): string {
   const Q = quads(N4);
-  const bufs = FWD_CHUNK_BUFS[pass].map((name) => ({ name, type: name === "W" ? "vec4<f32>" : "f32", write: name === "W" || name === "out" }));
+  const vecType = (name: string) => name === "W" || (vec && (name === "Bm" || name === "C"));
+  const bufs = FWD_CHUNK_BUFS[pass].map((name) => ({ name, type: vecType(name) ? "vec4<f32>" : "f32", write: name === "W" || name === "out" }));
   const per = (f: (q: number) => string) => Q.map(f).join("\n  ");
   const head = `${header(8, bufs)}${VEXP}
 @compute @workgroup_size(${FWD_WG})
@@ -123,9 +134,9 @@ fn main(${ENTRY_ARGS}) {
   ${per((q) => `let A${q} = ${ld("A", "i * N", q)};`)}
   ${pass === 1 ? per((q) => `var hs${q} = vec4<f32>(0.0f);`) + "\n  var sd = 0.0f;" : per((q) => `var hs${q} = W[g * ${N4}u + ${q}u];`)}
   for (var t = t0; t < t1; t++) {
-    ${stepCode(N4)}
+    ${stepCode(N4, vec)}
     ${pass === 1 ? "sd += dt;" : `var acc = 0.0f;
-    ${Q.map((q) => `acc += dot(hs${q}, ${ld("C", "bn", q)});`).join("\n    ")}
+    ${Q.map((q) => `acc += dot(hs${q}, ${bc("C", q, vec, N4)});`).join("\n    ")}
     out[row] = acc;`}
   }
   ${pass === 1 ? `${per((q) => `W[g * ${N4}u + ${q}u] = hs${q};`)}
@@ -153,12 +164,17 @@ const quads = (N4: number) => Array.from({ length: N4 }, (_, q) => q);
 // wgsl-math.ts, four per vec4, made these shaders several times slower to compile on llvmpipe.
 const VEXP = "fn vexp(v: vec4<f32>) -> vec4<f32> { return exp(v); }\n";
 
-/** The recurrence step at time t for thread (b, i): updates hs0..hs{N4-1}. */
-function stepCode(N4: number): string {
+/** B_t or C_t's vec4 q: from a vec4 binding (vec: N = 4·N4, row (b·L + t)·N4), or as ld reads it. */
+function bc(arr: string, q: number, vec: boolean, N4: number): string {
+  return vec ? `${arr}[(b * L + t) * ${N4}u + ${q}u]` : ld(arr, "bn", q);
+}
+
+/** The recurrence step at time t for thread (b, i): updates hs0..hs{N4-1} (vec: B bound as vec4). */
+function stepCode(N4: number, vec = false): string {
   return [
     `let row = (b * L + t) * Di + i; let bn = (b * L + t) * N;`,
     `let dt = delta[row]; let dtx = dt * x[row];`,
-    ...quads(N4).map((q) => `hs${q} = vexp(dt * A${q}) * hs${q} + dtx * ${ld("Bm", "bn", q)};`),
+    ...quads(N4).map((q) => `hs${q} = vexp(dt * A${q}) * hs${q} + dtx * ${bc("Bm", q, vec, N4)};`),
   ].join("\n    ");
 }
 
@@ -169,9 +185,9 @@ type FwdMode = keyof typeof FWD_MODES;
  * Forward, the three uses in one shader (mode: 0 writes y, 1 the last state, 2 checkpoints into
  * scratch for the backward). params: B·Di, L, Di, N, mode, T, nC, ckOff.
  */
-function forwardWgsl(N4: number): string {
+function forwardWgsl(N4: number, vec = false): string {
   const Q = quads(N4);
-  const bufs = ["x", "delta", "A", "Bm", "C", "h0"].map((name) => ({ name, type: "f32" }));
+  const bufs = ["x", "delta", "A", "Bm", "C", "h0"].map((name) => ({ name, type: vec && (name === "Bm" || name === "C") ? "vec4<f32>" : "f32" }));
   return `${header(8, [{ name: "out", type: "f32", write: true }, ...bufs])}${VEXP}
 @compute @workgroup_size(${FWD_WG})
 fn main(${ENTRY_ARGS}) {
@@ -188,10 +204,10 @@ fn main(${ENTRY_ARGS}) {
       let cb = ${pu(7)} + ((b * ${pu(6)} + t / ${pu(5)}) * Di + i) * ${4 * N4}u;
       ${Q.map((q) => [0, 1, 2, 3].map((e) => `out[cb + ${4 * q + e}u] = hs${q}.${XYZW[e]};`).join(" ")).join("\n      ")}
     }
-    ${stepCode(N4)}
+    ${stepCode(N4, vec)}
     if (mode == 0u) {
       var acc = 0.0f;
-      ${Q.map((q) => `acc += dot(hs${q}, ${ld("C", "bn", q)});`).join("\n      ")}
+      ${Q.map((q) => `acc += dot(hs${q}, ${bc("C", q, vec, N4)});`).join("\n      ")}
       out[row] = acc;
     }
   }
@@ -209,6 +225,8 @@ function runForward(ctx: GpuCtx, ins: readonly KernelArg[], out: BufRef, mode: F
   const label = mode === "y" ? "selectiveScan" : mode === "state" ? "selectiveScanState" : "selectiveScanGrad";
   const N4 = Math.max(1, Math.ceil(N / 4));
   const { nC, T } = ssmForwardPlan(B, L, Di);
+  // L = 0: B and C are empty bindings (4 bytes), too small for one vec4
+  const vec = L > 0 && fwdVec(N), vk = vec ? ":v" : "";
   if (mode !== "ck" && nC > 1) {
     const W = ctx.temp(B * nC * Di * (N4 + 1) * 16);
     const w = new ParamWords().u(B * Di).u(L).u(Di).u(N).u(FWD_MODES[mode]).u(T).u(nC).words();
@@ -217,7 +235,7 @@ function runForward(ctx: GpuCtx, ins: readonly KernelArg[], out: BufRef, mode: F
     const refs: Record<string, BufRef> = { out, W, x: r(x), delta: r(delta), A: r(A), Bm: r(Bm), C: r(C), h0: r(h0) };
     const pass = (p: 1 | 2 | 3, threads: number) =>
       ctx.dispatch({
-        label, key: `ssm:fc${p}:q${N4}`, wgsl: () => fwdChunkWgsl(N4, p), buffers: FWD_CHUNK_BUFS[p].map((n) => refs[n]), params: w,
+        label, key: `ssm:fc${p}:q${N4}${vk}`, wgsl: () => fwdChunkWgsl(N4, p, vec), buffers: FWD_CHUNK_BUFS[p].map((n) => refs[n]), params: w,
         groups: grid(ceilDiv(threads, FWD_WG), maxDim),
       });
     pass(1, B * nC * Di);
@@ -229,7 +247,7 @@ function runForward(ctx: GpuCtx, ins: readonly KernelArg[], out: BufRef, mode: F
   const w = new ParamWords().u(B * Di).u(L).u(Di).u(N).u(FWD_MODES[mode]);
   for (const e of ck) w.u(e);
   ctx.dispatch({
-    label, key: `ssm:fwd:q${N4}`, wgsl: () => forwardWgsl(N4),
+    label, key: `ssm:fwd:q${N4}${vk}`, wgsl: () => forwardWgsl(N4, vec),
     buffers: [out, ...[x, delta, A, Bm, C, h0].map((a) => ctx.ref(a, label))], params: w.words(),
     groups: grid(ceilDiv(B * Di, FWD_WG), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
