@@ -2,19 +2,30 @@
  * Reductions (sum, max) over any set of axes, keepDims output.
  *
  * The input's axes are coalesced into alternating groups of kept and reduced axes. A workgroup of
- * 256 threads handles OX consecutive outputs with LANES = 256 / OX threads each:
- * - reduced innermost group: the lanes of an output stride along the contiguous reduced run
- *   (OX = 1 for long runs, more outputs per workgroup for short ones);
- * - kept innermost group: OX (up to 64) consecutive outputs sit on adjacent threads, so each
- *   step reads a contiguous row; the lanes split the reduced range.
+ * 256 threads handles OX consecutive outputs with LANES = 256 / OX threads each, laid out so
+ * that adjacent threads read adjacent addresses:
+ * - kept innermost group ("kept-inner": biases' gradients [B·L, C] → [C], sums over a batch of
+ *   matmuls): OX consecutive outputs on adjacent threads, each step reads a contiguous row; few
+ *   lanes (at most 8), each summing a strided share of the reduced range;
+ * - reduced innermost group ("red-inner": RMSNorm's [B·L, D] → [B·L, 1], full sums): the LANES
+ *   of one output on adjacent threads stride along the contiguous reduced run, up to 256 lanes
+ *   for long runs.
+ * Lane counts aim at about 8 terms per thread (unrolled by 4 so that four loads are in flight).
  * Each thread accumulates sequentially (Kahan-compensated for sums), then the lanes are combined
- * in workgroup memory (context.ts workgroupCombine). When there are few outputs and a long
- * reduction, a first pass writes partial results for S chunks of the reduced range ([S, outputs],
- * scratch) and a second pass reduces those, so the whole GPU works on it.
+ * in workgroup memory in two fixed-order serial levels of up to 16 (the previous single serial
+ * chain was 255 dependent workgroup-memory reads in each of the 16384 workgroups of RMSNorm's
+ * row sums at [8, 2048, 256]; a barrier-per-level tree compiles several times slower on
+ * lavapipe). When there are few outputs and a long reduction, a first pass writes
+ * partial results for S chunks of the reduced range ([S, outputs], scratch) and a second pass
+ * reduces those, so the whole GPU works on it. Every order is fixed by the shapes alone: the same
+ * input gives the same bits on every run.
+ *
+ * The pipeline key is reduce:<op>:k<kept groups>:r<reduced groups>:<kept-inner|red-inner>
+ * (the group counts padded to 3 and 1 or 2), so a profile tells the two layouts apart.
  */
 import type { KernelArg, PrimParams } from "../../backend.ts";
 import {
-  ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, strides, workgroupCombine, type BufRef, type GpuCtx,
+  ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, strides, type BufRef, type GpuCtx,
 } from "../context.ts";
 
 const WG = 256;
@@ -25,9 +36,30 @@ export interface Group {
   reduced: boolean;
 }
 
+/**
+ * Knobs of the reduction's plan (for benchmarks and tests; the defaults are the library's
+ * choice). Changing one changes only how the work is split, never the pipeline's code.
+ */
+export const reduceTuning = {
+  /** Terms each thread sums sequentially that the lane count aims at. */
+  termsPerThread: 8,
+  /** Most lanes per output when the kept axes are innermost (the rest of the 256 threads take more outputs). */
+  maxKeptLanes: 8,
+  /** A reduction of few outputs is split into chunks until pass 1 has about this many workgroups. */
+  targetWorkgroups: 1024,
+  /** Fewest terms per chunk of a split reduction. */
+  minChunk: 256,
+};
+
 function pow2ceil(n: number): number {
   let p = 1;
   while (p < n) p *= 2;
+  return p;
+}
+
+function pow2floor(n: number): number {
+  let p = 1;
+  while (p * 2 <= n) p *= 2;
   return p;
 }
 
@@ -65,6 +97,33 @@ interface ReduceCfg {
   /** Kept / reduced groups in the shader (padded with size-1 groups). */
   nk: number;
   nr: number;
+  /** Thread layout: the lanes of one output adjacent (reduced innermost) or the outputs adjacent. */
+  laneInner: boolean;
+}
+
+/**
+ * WGSL: combines the `lanes` (a power of two) partial values sh[lane·OX + ox] of each of OX
+ * outputs into `t` of lane 0, in a fixed order: groups of 16 lanes first (lane 16j adds its 15
+ * neighbours), then lane 0 adds the group results. Two barriers, no barrier inside a loop (cheap
+ * to compile on lavapipe), at most 30 serial workgroup-memory reads. The caller stored
+ * sh[lane·OX + ox] and defined `lane`, `ox`, `OX`, `lanes`; `then` runs in lane 0 with `t`.
+ */
+function laneCombine(combine: (a: string, b: string) => string, then: string, sh = "sh"): string {
+  return `workgroupBarrier();
+  if (lanes > 16u) {
+    if (lane % 16u == 0u) {
+      var t = ${sh}[lane * OX + ox];
+      for (var j = 1u; j < 16u; j++) { t = ${combine("t", `${sh}[(lane + j) * OX + ox]`)}; }
+      ${sh}[lane * OX + ox] = t;
+    }
+    workgroupBarrier();
+  }
+  if (lane == 0u) {
+    var t = ${sh}[ox];
+    let st = select(1u, 16u, lanes > 16u);
+    for (var j = st; j < lanes; j += st) { t = ${combine("t", `${sh}[j * OX + ox]`)}; }
+    ${then}
+  }`;
 }
 
 /**
@@ -80,11 +139,15 @@ function reduceWgsl(c: ReduceCfg): string {
   const combine = (a: string, b: string) =>
     isMax ? `select(${a}, ${b}, ${b} > ${a} || (bitcast<u32>(${b}) & 0x7fffffffu) > 0x7f800000u)` : `${a} + ${b}`;
   const keptChain = chain("o", range(c.nk).map((j) => pu(kb + 2 * j)), range(c.nk).map((j) => pu(kb + 2 * j + 1)), "base", "ko");
-  const redChain = chain("r", range(c.nr).map((j) => pu(rb + 2 * j)), range(c.nr).map((j) => pu(rb + 2 * j + 1)), "roff", "ro");
-  const accumulate = isMax
-    ? `acc = ${combine("acc", "v")};`
+  const redChain = (idx: string, q: string) =>
+    chain(idx, range(c.nr).map((j) => pu(rb + 2 * j)), range(c.nr).map((j) => pu(rb + 2 * j + 1)), `roff${q}`, `ro${q}`);
+  const load = (idx: string, q: string) => `${redChain(idx, q)}
+      let v${q} = src[${pu(6)} + base + roff${q}];`;
+  const accumulate = (v: string) => isMax
+    ? `acc = ${combine("acc", v)};`
     : // Kahan: comp carries the low bits lost by acc + v
-      `let y = v - comp; let t = acc + y; comp = (t - acc) - y; acc = t;`;
+      `{ let y = ${v} - comp; let t = acc + y; comp = (t - acc) - y; acc = t; }`;
+  const Q = ["a", "b", "c", "d"];
   return `${header(nWords, [{ name: "out", type: "f32", write: true }, { name: "src", type: "f32" }])}
 var<workgroup> sh: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
@@ -95,26 +158,31 @@ fn main(${ENTRY_ARGS}) {
   let total = nOut * ${pu(1)};
   let OX = ${pu(4)}; let lanes = ${pu(5)};
   if (wg * OX >= total) { return; }
-  let ox = lid % OX;
-  let lane = lid / OX;
+  ${c.laneInner ? "let ox = lid / lanes; let lane = lid % lanes;" : "let ox = lid % OX; let lane = lid / OX;"}
   let op = wg * OX + ox;
   var acc = ${ident};
   var comp = 0.0f;
-  if (op < total && lane < lanes) {
+  if (op < total) {
     let s = op / nOut;
     let o = op % nOut;
     ${keptChain}
-    let r0 = s * ${pu(2)};
-    let r1 = min(${pu(3)}, r0 + ${pu(2)});
-    for (var r = r0 + lane; r < r1; r += lanes) {
-      ${redChain}
-      let v = src[${pu(6)} + base + roff];
-      ${accumulate}
+    let r1 = min(${pu(3)}, s * ${pu(2)} + ${pu(2)});
+    var r = s * ${pu(2)} + lane;
+    // four independent loads in flight, then their terms in order
+    while (r + 3u * lanes < r1) {
+      let ra = r; let rb = r + lanes; let rc = rb + lanes; let rd = rc + lanes;
+      ${Q.map((q) => load(`r${q}`, q)).join("\n      ")}
+      ${Q.map((q) => accumulate(`v${q}`)).join("\n      ")}
+      r = rd + lanes;
+    }
+    while (r < r1) {
+      ${load("r", "a")}
+      ${accumulate("va")}
+      r += lanes;
     }
   }
-  sh[lid] = acc;
-  ${workgroupCombine(combine)}
-  if (lane == 0u && op < total) { out[op] = sh[lid]; }
+  sh[lane * OX + ox] = acc;
+  ${laneCombine(combine, "if (op < total) { out[op] = t; }")}
 }`;
 }
 
@@ -122,26 +190,42 @@ function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
 }
 
+/** How one pass splits its work: outputs per workgroup and lanes per output. */
+interface PassPlan {
+  ox: number;
+  lanes: number;
+  laneInner: boolean;
+}
+
+/** The thread layout for `CH` terms per output (see the file comment). */
+function passPlan(gs: Group[], CH: number): PassPlan {
+  const innerKept = gs.length > 0 && !gs[gs.length - 1].reduced;
+  const want = Math.max(1, Math.ceil(CH / Math.max(1, reduceTuning.termsPerThread)));
+  if (innerKept) {
+    const lanes = Math.min(pow2floor(Math.max(1, reduceTuning.maxKeptLanes)), pow2ceil(want), WG);
+    return { ox: WG / lanes, lanes, laneInner: false };
+  }
+  const lanes = Math.min(WG, pow2ceil(want));
+  return { ox: WG / lanes, lanes, laneInner: true };
+}
+
 /** One reduction pass over groups of `src` into `dst` ([S, outputs] when split into S chunks). */
 function reducePass(ctx: GpuCtx, op: "sum" | "max", src: BufRef, dst: BufRef, gs: Group[], S: number, srcOff = 0): void {
   const kept = gs.filter((g) => !g.reduced), red = gs.filter((g) => g.reduced);
   const nOut = prod(kept.map((g) => g.size));
   const R = prod(red.map((g) => g.size));
-  const innerKept = gs.length > 0 && !gs[gs.length - 1].reduced;
-  let ox: number;
-  if (innerKept) ox = Math.min(64, pow2ceil(gs[gs.length - 1].size));
-  else ox = WG / Math.min(WG, pow2ceil(Math.max(1, Math.ceil(R / S))));
   const CH = Math.ceil(R / S);
+  const { ox, lanes, laneInner } = passPlan(gs, CH);
   // pad: kept groups to 3 (outermost first, so pad in front), reduced to 1 or 2
   const nk = Math.max(3, kept.length), nr = red.length <= 1 ? 1 : Math.max(2, red.length);
   const padK: Group[] = [...range(nk - kept.length).map(() => ({ size: 1, stride: 0, reduced: false })), ...kept];
   const padR: Group[] = [...range(nr - red.length).map(() => ({ size: 1, stride: 0, reduced: true })), ...red];
-  const w = new ParamWords().u(nOut).u(S).u(CH).u(R).u(ox).u(WG / ox).u(srcOff);
+  const w = new ParamWords().u(nOut).u(S).u(CH).u(R).u(ox).u(lanes).u(srcOff);
   for (const g of padK) w.u(g.size).u(g.stride);
   for (const g of padR) w.u(g.size).u(g.stride);
-  const cfg: ReduceCfg = { op, nk, nr };
+  const cfg: ReduceCfg = { op, nk, nr, laneInner };
   ctx.dispatch({
-    label: op, key: `reduce:${op}:k${nk}:r${nr}`, wgsl: () => reduceWgsl(cfg),
+    label: op, key: `reduce:${op}:k${nk}:r${nr}:${laneInner ? "red-inner" : "kept-inner"}`, wgsl: () => reduceWgsl(cfg),
     buffers: [dst, src], params: w.words(),
     groups: grid(ceilDiv(nOut * S, ox), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
@@ -155,21 +239,33 @@ export function reduceKernel(ctx: GpuCtx, [x]: readonly KernelArg[], out: Kernel
 }
 
 /**
+ * The number of chunks S that pass 1 splits the reduced range into (1: one pass). A reduction
+ * whose outputs fill fewer than reduceTuning.targetWorkgroups workgroups is split until about
+ * that many run, each chunk at least reduceTuning.minChunk terms long.
+ * (Measured on an H100 before the split existed: [4096, 4096] summed over axis 0 in one pass
+ * ran 64 workgroups, 165 GB/s.)
+ */
+export function reduceSplit(gs: Group[]): number {
+  const nOut = prod(gs.filter((g) => !g.reduced).map((g) => g.size));
+  const R = prod(gs.filter((g) => g.reduced).map((g) => g.size));
+  const { ox } = passPlan(gs, R);
+  const wgs = ceilDiv(nOut, ox);
+  const target = Math.max(1, reduceTuning.targetWorkgroups), minChunk = Math.max(1, reduceTuning.minChunk);
+  if (R < 4 * minChunk || wgs * 4 > target) return 1;
+  return Math.max(1, Math.min(Math.floor(target / wgs), Math.ceil(R / minChunk)));
+}
+
+/**
  * Reduces `src` (from element `srcOff`) over its reduced groups into the dense `dst` (the kept
- * groups in order), in
- * one pass or, with few workgroups for a long reduction, two: S chunks of the reduced range
- * first (about 1024 workgroups in all, at least 256 terms each), then the S partials.
- * (Measured on an H100: [4096, 4096] summed over axis 0 in one pass runs 64 workgroups,
- * 165 GB/s.)
+ * groups in order), in one pass or, with few workgroups for a long reduction, two: S chunks of
+ * the reduced range first (reduceSplit), then the S partials in one pass (chunk order fixed, so
+ * the result does not depend on timing).
  */
 export function reduceGroups(ctx: GpuCtx, op: "sum" | "max", src: BufRef, dst: BufRef, gs: Group[], srcOff = 0): void {
   const nOut = prod(gs.filter((g) => !g.reduced).map((g) => g.size));
   const R = prod(gs.filter((g) => g.reduced).map((g) => g.size));
-  const innerKept = gs.length > 0 && !gs[gs.length - 1].reduced;
-  const ox = innerKept ? Math.min(64, pow2ceil(gs[gs.length - 1].size)) : 1;
-  const wgs = ceilDiv(nOut, ox);
-  const S = R >= 1024 && wgs < 256 ? Math.max(1, Math.min(Math.floor(1024 / wgs), Math.ceil(R / 256))) : 1;
-  if (S <= 1 || R === 0) {
+  const S = R === 0 ? 1 : reduceSplit(gs);
+  if (S <= 1) {
     reducePass(ctx, op, src, dst, gs, 1, srcOff);
     return;
   }
