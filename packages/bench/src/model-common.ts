@@ -18,7 +18,7 @@
  */
 import process from "node:process";
 import {
-  adamw, clipByGlobalNorm, disposeTree, fromArray, readCounters, setBackend, sliceAxis, tidy, valueAndGrad,
+  adamw, clipScale, disposeTree, fromArray, readCounters, setBackend, sliceAxis, tidy, valueAndGrad,
   type Backend, type BufferHandle, type Tensor,
 } from "@memmamba/tensor";
 import { lm, preset, type LMParams, type LMState, type ModelConfig, type PresetName } from "@memmamba/memmamba";
@@ -232,9 +232,10 @@ export function makeTrainer(params: LMParams): Trainer {
   return {
     async step(x, y) {
       const { value, grads } = vg(p, x, y);
-      const { grads: clipped, norm } = clipByGlobalNorm(grads, 1.0, { consume: true });
-      ({ params: p, state: opt } = adamw.update(p, clipped, opt, { lr: 1e-4, weightDecay: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8 }));
-      disposeTree([clipped, norm]);
+      // the CLI trainer's recipe: the clip's scale applied inside AdamW's fused update
+      const { norm, scale } = clipScale(grads, 1.0);
+      ({ params: p, state: opt } = adamw.update(p, grads, opt, { lr: 1e-4, weightDecay: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, gradScale: scale }));
+      disposeTree([grads, norm, scale]);
       const loss = await value.item();
       value.dispose();
       return loss;

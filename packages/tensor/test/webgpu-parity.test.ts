@@ -367,6 +367,7 @@ test("webgpu parity: causalSelect with pools over one thread's share (k 70 and 1
 
 test("webgpu parity: scan and scanReverse, direct, single-pass look-back and chunked", async () => {
   if (!(await backends())) return;
+  const was = scanTuning.algo; // the library's default (restored after each forced algorithm)
   const run = async (B: number, L: number, S: number) => {
     const a = f32([B, L, S], -1.05, 1.05), x = f32([B, L, S]), h0 = f32([B, S]);
     const what = `scan ${JSON.stringify([B, L, S, scanTuning.forceChunk, scanTuning.algo])}`;
@@ -380,18 +381,18 @@ test("webgpu parity: scan and scanReverse, direct, single-pass look-back and chu
       await run(B, L, S);
     } finally {
       scanTuning.forceChunk = 0;
-      scanTuning.algo = "lookback";
+      scanTuning.algo = was;
     }
   }), RUNS);
-  // long L, small B·S: look-back chunks of the production length (several workgroups), then
-  // the chunked path chosen by itself
+  // long L, small B·S: the default algorithm at the production chunk length (several
+  // workgroups), then the chunked path chosen by itself
   await run(1, 300, 5);
   await run(2, 100, 300);
   scanTuning.algo = "chunked";
   try {
     await run(1, 300, 5);
   } finally {
-    scanTuning.algo = "lookback";
+    scanTuning.algo = was;
   }
 });
 

@@ -7,7 +7,7 @@
  *
  * Four algorithms:
  * - direct: one thread per (b, s) walks L. Coalesced across s; for short L.
- * - look-back (the default from L ≥ 2T): a single pass with decoupled look-back. A thread per
+ * - look-back (`scanTuning.algo = "lookback"`, from L ≥ 2T): a single pass with decoupled look-back. A thread per
  *   (b, chunk of T steps, s) loads its chunk's α, β into registers (T is a constant of the
  *   generated code: unrolled variables, no function-scope arrays), publishes the chunk's affine
  *   map y_out = P y_in + E, then walks back over its predecessors' published results until one
@@ -20,7 +20,7 @@
  *   which the GPU launches workgroups). Each status word is one atomic holding f32 bits + 1 (0:
  *   not yet published; the NaN 0xffffffff is stored as the NaN 0x7fffffff), so it needs no
  *   ordering between words: a reader uses a value only from the word that says it is there.
- * - tile (`scanTuning.algo = "tile"`, shape `scanTuning.tile`): the same single pass, but a
+ * - tile (the default from L ≥ 2; shape `scanTuning.tile`): the same single pass, but a
  *   workgroup owns a tile of (CW·V channels × R·T steps): each thread loads its T steps of V
  *   channels (vec4 along S when S % 4 == 0) with every load unconditional (indices clamped,
  *   steps past the end made the identity by `select`), so all of a thread's loads are in flight
@@ -52,11 +52,13 @@ export const scanTuning = {
    * "lookback" (single pass, a look-back per thread chunk), "tile" (single pass, a look-back per
    * workgroup tile: see tileWgsl) or "chunked" (three passes) for long sequences.
    */
-  algo: "lookback" as "lookback" | "tile" | "chunked",
+  // "tile" v4t8r8c32 moved 78–93% of an H200's copy bandwidth at L = 4K–64K (64% at 256K, S =
+  // 256), the per-thread look-back 26–31% (webgpu-scan, 2026-11-26)
+  algo: "tile" as "lookback" | "tile" | "chunked",
   /** Look-back: steps per chunk (a constant of the generated code: registers per thread). */
   lookbackT: 32,
   /** Tile look-back: the tile shape (see ScanTile; each distinct one is its own pipeline). */
-  tile: { v: 4, t: 8, r: 4, cw: 64 } as ScanTile,
+  tile: { v: 4, t: 8, r: 8, cw: 32 } as ScanTile,
   /** Chunked: use chunks when B·S is below this and L is at least minChunkedL. */
   maxDirectParallel: 32768,
   minChunkedL: 64,
