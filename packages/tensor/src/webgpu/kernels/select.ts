@@ -299,9 +299,11 @@ fn main(${ENTRY_ARGS}) {
 /**
  * Which kernel causalSelect runs. `parallelMaxL`: the longest row for the parallel kernels
  * (their work grows as L² per row; beyond it the walks, whose work grows as L·k). `force`:
- * "walk" / "parallel" to override the choice (benchmarks, tests).
+ * "walk" / "parallel" to override the choice (benchmarks, tests). On an H200 (B 8, k 64, every
+ * position set, "top"): parallel 0.60 / 5.6 / 14.5 ms against the walk's 3.2 / 25.6 / 51.4 ms at
+ * L = 2K / 16K / 32K (webgpu-select, 2026-11-26); by the L² growth they cross near L = 100K.
  */
-export const selectTuning: { parallelMaxL: number; force: "auto" | "walk" | "parallel" } = { parallelMaxL: 16384, force: "auto" };
+export const selectTuning: { parallelMaxL: number; force: "auto" | "walk" | "parallel" } = { parallelMaxL: 65536, force: "auto" };
 
 /** The kernel causalSelect uses for rows of length L and pools of k (see selectTuning). */
 export function causalSelectPlan(B: number, L: number, k: number, limits: GpuCtx["limits"]): "parallel" | "walkWg" | "walk" {
