@@ -12,7 +12,7 @@
  * Prints a table and writes JSON; asserts nothing about time. Runs under Bun, Deno and Node
  * (Node: bundle with esbuild, --external:webgpu; see ../../../../shared/gpu/README.md for H100 runs).
  *
- *   node out.mjs [--sizes 1024,2048,4096] [--runs 9] [--json] [--out FILE] [--tile auto|64|128x64|128|BMxBNxBK/TMxTN[:db][:cf][:wl][:sw],...] [--sweep]
+ *   node out.mjs [--sizes 1024,2048,4096] [--runs 9] [--json] [--out FILE] [--tile auto|64|128x64|128|BMxBNxBK/TMxTN[:db][:cf][:xs][:wl][:sw|:swN][:rf],...] [--sweep]
  *   node out.mjs --shapes train|MxNxK[xBATCH][:tA][:tB],... [--split-k on|off|both]
  *
  * --tile takes a comma-separated list: every size is run with every tile (a sweep in one run;
@@ -38,9 +38,11 @@ const HELP = `webgpu-matmul: fp32 matmul throughput of the WebGPU backend
   --warmup-ms MS    busy time before timing each size (default 1000)
   --tile T,...      block tiles to run, each size with each (a sweep): auto (default: chosen
                     by size), 64, 128x64, 128 (the library's three), or a spec
-                    BMxBNxBK/TMxTN[:db][:cf][:wl][:sw] (:db double-buffers workgroup memory,
-                    :cf stores tiles without bank conflicts, :wl lays threads out
-                    8x4 per warp, :sw orders blocks in bands of 8 rows), e.g.
+                    BMxBNxBK/TMxTN[:db][:cf][:xs][:wl][:sw|:swN][:rf] (:db double-buffers
+                    workgroup memory, :cf stores tiles without bank conflicts, :xs does
+                    it by an XOR swizzle instead of padding, :wl lays threads out 8x4
+                    per warp, :sw orders blocks in bands of 8 rows, :swN of N rows, :rf
+                    reads the next k step's fragments before this step's FMAs), e.g.
                     --tile auto,128x128x16/8x8:db,128x256x16/8x16,256x128x8/16x8:db
   --sweep           shorthand for --tile with a list of candidate tiles (printed in the table)
   --shapes S,...    rectangular problems instead of (or, with --sizes, besides) the squares:
@@ -76,6 +78,12 @@ const SWEEP = [
   "128x128x8/8x8:db:cf:wl", "128x256x16/8x16:cf", "128x256x16/8x16:cf:wl", "128x256x8/8x16:db:cf:wl", "256x128x16/16x8:cf:wl",
   "256x128x8/16x8:db:cf:wl", "128x64x32/8x4:cf:wl", "128x128x32/8x8:cf:wl:sw", "128x128x16/8x8:db:cf:wl:sw",
   "128x256x16/8x16:cf:wl:sw",
+  // issue 5 candidates, next to the wide tile above: band heights; next-step fragments first;
+  // XOR swizzle instead of padding, which lets 32-deep k-tiles of a 128x256 (or 256x128) block
+  // fit 48 KB (fitTile runs them with BK 16 on a device with less); the unpadded 32-deep tile
+  // (bank conflicts on A's stores) as the control
+  "128x256x16/8x16:cf:wl:sw4", "128x256x16/8x16:cf:wl:sw16", "128x256x16/8x16:cf:wl:sw:rf", "128x256x16/8x16:cf:xs:wl:sw",
+  "128x256x32/8x16:wl:sw", "128x256x32/8x16:cf:xs:wl:sw", "128x256x32/8x16:cf:xs:wl:sw:rf", "256x128x32/16x8:cf:xs:wl:sw",
 ].join(",");
 
 export interface MatmulRow {

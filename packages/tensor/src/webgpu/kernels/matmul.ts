@@ -17,10 +17,12 @@
  *   for B, or m / k when transposed) when that axis is a multiple of 4, else four guarded scalar
  *   loads, and bounds checks disappear when M, N, K are multiples of the tile ("full"); the
  *   generic tile takes transA / transB as uniforms (one pipeline for the four combinations).
- * Tile options (TileConfig; spec strings "BMxBNxBK/TMxTN[:db][:cf][:wl][:sw]" for the benchmark's
- * --tile / --sweep): double-buffered workgroup memory (:db), bank-conflict-free tile stores (:cf),
- * warp-shaped thread layout (:wl), swizzled block order for L2 reuse (:sw); any size of block and
- * thread tile that tileProblem accepts. fitTile shrinks one that exceeds the device's workgroup memory.
+ * Tile options (TileConfig; spec strings "BMxBNxBK/TMxTN[:db][:cf][:xs][:wl][:sw|:swN][:rf]" for
+ * the benchmark's --tile / --sweep): double-buffered workgroup memory (:db), bank-conflict-free
+ * tile stores (:cf, padded; with :xs XOR-swizzled instead), warp-shaped thread layout (:wl),
+ * swizzled block order for L2 reuse (:sw, bands of 8 block rows; :swN, of N), fragments of the
+ * next k step read before the FMAs of this one (:rf); any size of block and thread tile that
+ * tileProblem accepts. fitTile shrinks one that exceeds the device's workgroup memory.
  * Measured on an H100 (Dawn under Node, GPU-timed, packages/bench/src/webgpu-matmul.ts): 40.8
  * TFLOP/s at 4096², 40.3 at 2048², 30.3 at 1024²; cuBLAS fp32 (TF32 off): 50.8 / 47.9 / 27.8.
  * Batch: when B has no batch and A is not transposed, A's batch folds into M (one big GEMM).
@@ -67,26 +69,59 @@ export interface TileConfig {
    * (row-major order sweeps a whole row of B tiles for each A tile).
    */
   sw?: boolean;
-}
-
-/** "BMxBNxBK/TMxTN" plus ":db" (double-buffered), ":cf" (conflict-free stores), ":wl" (warp-shaped lanes), ":sw" (swizzled block order): tables, pipeline keys. */
-export function tileName(t: TileConfig): string {
-  return `${t.BM}x${t.BN}x${t.BK}/${t.TM}x${t.TN}${t.dbuf ? ":db" : ""}${t.cf ? ":cf" : ""}${t.wl ? ":wl" : ""}${t.sw ? ":sw" : ""}`;
+  /**
+   * Block rows per band of the swizzled order (":swN"; absent: 8). With one 128x256 workgroup per
+   * SM, 8 rows x 16 columns is about one wave of 132 SMs; other heights trade A-tile for B-tile
+   * reuse in L2. Needs sw.
+   */
+  swBand?: number;
+  /**
+   * XOR-swizzled tiles instead of :cf's padding: vec4 column c of tile row k is stored at
+   * c ^ (k & 4), so the two k of a :cf store (k and k + 4) land in different banks without the
+   * extra vec4 a row. Saves BK · 8 floats of workgroup memory, which lets a 128x256 block take
+   * k-tiles of 32 within 48 KB (the padded one needs 50176 bytes). The reads' XOR key is a
+   * constant in the unrolled loop. Needs cf and BM, BN multiples of 32.
+   */
+  xs?: boolean;
+  /**
+   * Register-double-buffered fragments: the inner loop reads the A / B vec4s of step k + 1 from
+   * workgroup memory before the FMAs of step k, so the shared-memory latency overlaps the math
+   * (costs one more set of fragment registers: (TM + TN) / 4 vec4s).
+   */
+  rf?: boolean;
 }
 
 /**
- * Parses a tile spec "BMxBNxBK/TMxTN[:db]" (e.g. "128x128x16/8x8:db") into a specialised tile
- * config, checking that it describes a kernel matmulWgsl can generate: TM, TN multiples of 4,
- * BM / TM · BN / TN threads (at most 1024), and each k-tile an exact number of vec4 loads per thread.
+ * "BMxBNxBK/TMxTN" plus ":db" (double-buffered), ":cf" (conflict-free stores), ":xs" (XOR
+ * swizzle instead of padding), ":wl" (warp-shaped lanes), ":sw" / ":swN" (swizzled block order,
+ * bands of 8 / N rows), ":rf" (register-double-buffered fragments): tables, pipeline keys.
+ */
+export function tileName(t: TileConfig): string {
+  const sw = t.sw ? `:sw${t.swBand !== undefined && t.swBand !== 8 ? t.swBand : ""}` : "";
+  return `${t.BM}x${t.BN}x${t.BK}/${t.TM}x${t.TN}${t.dbuf ? ":db" : ""}${t.cf ? ":cf" : ""}${t.xs ? ":xs" : ""}${t.wl ? ":wl" : ""}${sw}${t.rf ? ":rf" : ""}`;
+}
+
+/**
+ * Parses a tile spec "BMxBNxBK/TMxTN[:db][:cf][:xs][:wl][:sw|:swN][:rf]" (e.g.
+ * "128x128x16/8x8:db", flags in any order) into a specialised tile config, checking that it
+ * describes a kernel matmulWgsl can generate: TM, TN multiples of 4, BM / TM · BN / TN threads
+ * (at most 256), each k-tile an exact number of vec4 loads per thread, and each flag's needs.
  */
 export function parseTile(spec: string): TileConfig {
-  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)((?::db|:cf|:wl|:sw)*)$/.exec(spec.trim());
-  if (!m) throw new Error(`matmul tile "${spec}": expected BMxBNxBK/TMxTN[:db][:cf][:wl][:sw], e.g. 128x128x16/8x8:db`);
+  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)((?::db|:cf|:xs|:wl|:sw\d*|:rf)*)$/.exec(spec.trim());
+  if (!m) throw new Error(`matmul tile "${spec}": expected BMxBNxBK/TMxTN[:db][:cf][:xs][:wl][:sw|:swN][:rf], e.g. 128x128x16/8x8:db`);
   const [BM, BN, BK, TM, TN] = m.slice(1, 6).map(Number);
   const t: TileConfig = { BM, BN, BK, TM, TN, specialize: true, dbuf: m[6].includes(":db") };
   if (m[6].includes(":cf")) t.cf = true;
+  if (m[6].includes(":xs")) t.xs = true;
   if (m[6].includes(":wl")) t.wl = true;
-  if (m[6].includes(":sw")) t.sw = true;
+  const sw = /:sw(\d*)/.exec(m[6]);
+  if (sw) {
+    t.sw = true;
+    // ":sw8" is ":sw" (one config, one name, one pipeline)
+    if (sw[1] !== "" && Number(sw[1]) !== 8) t.swBand = Number(sw[1]);
+  }
+  if (m[6].includes(":rf")) t.rf = true;
   const why = tileProblem(t);
   if (why) throw new Error(`matmul tile "${spec}": ${why}`);
   return t;
@@ -103,6 +138,12 @@ export function tileProblem(t: TileConfig): string | null {
   if (((BK * BM) / 4) % NT || ((BK * BN) / 4) % NT) return `a ${BK}-deep k-tile is not a whole number of vec4 loads per thread (${NT} threads)`;
   if (t.cf && (BK % 8 || BM % 16 || BN % 16)) return ":cf needs BK a multiple of 8 and BM, BN multiples of 16";
   if (t.wl && ((BN / TN) % 8 || (BM / TM) % 4)) return ":wl needs BN / TN a multiple of 8 and BM / TM a multiple of 4";
+  // the XOR key (k & 4) must map a vec4 column inside its row (BX / 4 a multiple of 8) and be
+  // the same for the 4 k of one vec4 load and both halves of a double buffer (cf: BK % 8 = 0)
+  if (t.xs && (!t.cf || BM % 32 || BN % 32)) return ":xs needs :cf and BM, BN multiples of 32";
+  if (t.swBand !== undefined && (!t.sw || !Number.isInteger(t.swBand) || t.swBand < 1 || t.swBand > 64)) {
+    return `swizzle band of ${t.swBand} block rows: needs :sw and a whole number from 1 to 64`;
+  }
   return null;
 }
 // Measured on an H100 (Dawn, 4096² / 2048² / 1024², TFLOP/s): 128x128 BK 32 40.3 / 39.9 / 19.3,
@@ -193,16 +234,19 @@ function matmulWgsl(v: MatmulVariant): string {
   // k-major tiles as 2-D arrays: in the inner loop the k index is a constant (unrolled) and the
   // other is loop-invariant, so the index clamps that robustness (Tint, naga) adds to dynamic
   // indices can be hoisted out of the loop, which one flat index kk·stride + j would prevent
-  const pad = v.t.cf ? 1 : 0; // vec4s of padding per tile row (bank-conflict-free stores)
+  const pad = v.t.cf && !v.t.xs ? 1 : 0; // vec4s of padding per tile row (bank-conflict-free stores)
+  // :xs: the vec4 column of tile row kk (a number: a constant; else a WGSL expression)
+  const col = (c: string, kk: string | number) => (!v.t.xs ? c : typeof kk === "number" ? (kk & 4 ? `(${c}) ^ 4u` : c) : `(${c}) ^ (${kk} & 4u)`);
   code.push(`var<workgroup> As: array<array<vec4<f32>, ${BM / 4 + pad}>, ${KS}>;`);
   code.push(`var<workgroup> Bs: array<array<vec4<f32>, ${BN / 4 + pad}>, ${KS}>;`);
   code.push(`@compute @workgroup_size(${NT})`);
   code.push(`fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {`);
   code.push(`let M = ${pu(0)}; let N = ${pu(1)}; let K = ${pu(2)};`);
   if (v.t.sw) {
-    // bands of 8 block rows: within a band, block columns one after another, rows fastest
-    code.push(`let lin = wid.y * nwg.x + wid.x; let band = lin / (8u * nwg.x); let rows = min(nwg.y - band * 8u, 8u);`);
-    code.push(`let inb = lin % (8u * nwg.x); let m0 = (band * 8u + inb % rows) * ${BM}u; let n0 = (inb / rows) * ${BN}u;`);
+    // bands of H (8) block rows: within a band, block columns one after another, rows fastest
+    const H = `${v.t.swBand ?? 8}u`;
+    code.push(`let lin = wid.y * nwg.x + wid.x; let band = lin / (${H} * nwg.x); let rows = min(nwg.y - band * ${H}, ${H});`);
+    code.push(`let inb = lin % (${H} * nwg.x); let m0 = (band * ${H} + inb % rows) * ${BM}u; let n0 = (inb / rows) * ${BN}u;`);
   } else {
     code.push(`let m0 = wid.y * ${BM}u; let n0 = wid.x * ${BN}u;`);
   }
@@ -263,7 +307,9 @@ function matmulWgsl(v: MatmulVariant): string {
         });
         body.push(`${r} = vec4<f32>(${comps.join(", ")});`);
       }
-      for (let e = 0; e < 4; e++) store.push((off) => `${smem}[${r}k + ${e + off}u][${r}row / 4u][${r}row % 4u] = ${r}.${X[e]};`);
+      // the XOR key of rows rk + e + off is rk & 4 (e < 4, off a multiple of 8 under :cf)
+      const c = col(`${r}row / 4u`, `${r}k`);
+      for (let e = 0; e < 4; e++) store.push((off) => `${smem}[${r}k + ${e + off}u][${c}][${r}row % 4u] = ${r}.${X[e]};`);
     } else {
       pre.push(`let ${r}kk = ${l} / ${BX / 4}u; let ${r}x4 = ${l} % ${BX / 4}u;`);
       pre.push(`let ${r}h = ${x0} + ${r}x4 * 4u;`);
@@ -278,7 +324,8 @@ function matmulWgsl(v: MatmulVariant): string {
         });
         body.push(`${r} = vec4<f32>(${comps.join(", ")});`);
       }
-      store.push((off) => (off ? `${smem}[${r}kk + ${off}u][${r}x4] = ${r};` : `${smem}[${r}kk][${r}x4] = ${r};`));
+      const c = col(`${r}x4`, `${r}kk`);
+      store.push((off) => (off ? `${smem}[${r}kk + ${off}u][${c}] = ${r};` : `${smem}[${r}kk][${c}] = ${r};`));
     }
     return { pre, body, store };
   };
@@ -319,14 +366,22 @@ function matmulWgsl(v: MatmulVariant): string {
     code.push(`var k0 = 0u;`);
   }
   code.push(...la.body, ...lb.body);
-  const kStep = (kk: string, sfx: string) => {
-    for (let gm = 0; gm < GM; gm++) code.push(`let a${gm}${sfx} = As[${kk}][${gm * TYn}u + ty];`);
-    for (let gn = 0; gn < GN; gn++) code.push(`let b${gn}${sfx} = Bs[${kk}][${gn * TXn}u + tx];`);
+  // one k step: read the fragments of tile row kk (a number: a constant index), then the FMAs
+  const frags = (kk: string | number, sfx: string, decl = "let") => {
+    const k = typeof kk === "number" ? `${kk}u` : kk;
+    for (let gm = 0; gm < GM; gm++) code.push(`${decl} a${gm}${sfx} = As[${k}][${col(`${gm * TYn}u + ty`, kk)}];`);
+    for (let gn = 0; gn < GN; gn++) code.push(`${decl} b${gn}${sfx} = Bs[${k}][${col(`${gn * TXn}u + tx`, kk)}];`);
+  };
+  const fmas = (sfx: string) => {
     for (let gm = 0; gm < GM; gm++) {
       for (let i = 0; i < 4; i++) {
         for (let gn = 0; gn < GN; gn++) code.push(`acc${gm * 4 + i}_${gn} += a${gm}${sfx}.${X[i]} * b${gn}${sfx};`);
       }
     }
+  };
+  const kStep = (kk: string | number, sfx: string) => {
+    frags(kk, sfx);
+    fmas(sfx);
   };
   // store the tile, barrier, issue the next tile's global loads (their latency hides behind the
   // math), compute, barrier. (A ping-pong pair of tiles with one barrier per step, k-tiles of 8
@@ -334,8 +389,25 @@ function matmulWgsl(v: MatmulVariant): string {
   const stores = (off: number) => [...la.store, ...lb.store].map((f) => f(off));
   const compute = (off: number) => {
     code.push(`{`); // a scope per k-tile: the double-buffered loop body holds two
-    if (v.unroll) {
-      for (let kk = 0; kk < BK; kk++) kStep(`${kk + off}u`, `_${kk}`);
+    if (v.t.rf && v.unroll) {
+      // :rf: step kk + 1's fragments are read before step kk's FMAs
+      frags(off, "_0");
+      for (let kk = 0; kk < BK; kk++) {
+        if (kk + 1 < BK) frags(kk + 1 + off, `_${kk + 1}`);
+        fmas(`_${kk}`);
+      }
+    } else if (v.t.rf) {
+      // the same in a loop: the fragments in hand (c) are swapped for the next (n) each step
+      frags(off, "c", "var");
+      code.push(`for (var kk = ${off}u; kk < ${off + BK - 1}u; kk++) {`);
+      frags("(kk + 1u)", "n");
+      fmas("c");
+      for (let gm = 0; gm < GM; gm++) code.push(`a${gm}c = a${gm}n;`);
+      for (let gn = 0; gn < GN; gn++) code.push(`b${gn}c = b${gn}n;`);
+      code.push(`}`);
+      fmas("c");
+    } else if (v.unroll) {
+      for (let kk = 0; kk < BK; kk++) kStep(kk + off, `_${kk}`);
     } else {
       code.push(`for (var kk = ${off}u; kk < ${off + BK}u; kk++) {`);
       kStep("kk", "");
@@ -503,7 +575,7 @@ fn main(${ENTRY_ARGS}) {
 
 /** Workgroup memory of a tile config, bytes. */
 export function tileSmemBytes(c: TileConfig): number {
-  return (c.dbuf ? 2 : 1) * c.BK * (c.BM + c.BN + (c.cf ? 8 : 0)) * 4;
+  return (c.dbuf ? 2 : 1) * c.BK * (c.BM + c.BN + (c.cf && !c.xs ? 8 : 0)) * 4;
 }
 
 /**
