@@ -33,14 +33,19 @@ export const KINDS: readonly ModelKind[] = ["memmamba", "mamba", "transformer"];
 export interface WorkCount {
   /** Primitive launches (the engine's counter; one primitive may dispatch several kernels). */
   launches: number;
-  /** WebGPU compute dispatches (one bind group each); 0 on the CPU. */
-  dispatches: number;
+  /**
+   * Bind groups the WebGPU backend had to create (dispatches that missed its bind-group cache;
+   * each costs tens of µs of host time); 0 on the CPU.
+   */
+  bindGroupsCreated: number;
   /** WebGPU queue submits; 0 on the CPU. */
   submits: number;
   /** Host readbacks (backend.read). */
   reads: number;
   /** Explicit syncs (backend.sync). */
   syncs: number;
+  /** GPU buffers the WebGPU pool had to create (0 when every allocation reused a pooled one; 0 on the CPU). */
+  buffersCreated: number;
 }
 
 /** The backend in use, with counters and memory meters installed. */
@@ -102,7 +107,8 @@ export async function openBackend(name: BackendChoice, opts: { timestamps?: bool
     device = `webgpu ${gpu.adapterInfo} (${gpu.via})`;
   } else throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${name}"`);
 
-  const c = { dispatches: 0, submits: 0, reads: 0, syncs: 0, launches0: readCounters().launches };
+  const created = () => (gpu ? gpu.poolStats().tensor.created as number : 0);
+  const c = { bindGroupsCreated: 0, submits: 0, reads: 0, syncs: 0, launches0: readCounters().launches, created0: created() };
   let live = 0, peak = 0, rssPeak = 0;
   const sizes = new WeakMap<BufferHandle, number>();
   const b = backend as Any;
@@ -128,11 +134,12 @@ export async function openBackend(name: BackendChoice, opts: { timestamps?: bool
     return sync();
   };
   if (gpu) {
-    // one bind group per dispatch (backend.ts #dispatch), one submit per batch
+    // one bind group per dispatch that misses the backend's bind-group cache (backend.ts
+    // #bindGroup): the "dispatches" counter counts those creations, one submit per batch
     const dev = gpu.device as Any, queue = dev.queue as Any;
     const createBindGroup = dev.createBindGroup.bind(dev), submit = queue.submit.bind(queue);
     dev.createBindGroup = (d: unknown) => {
-      c.dispatches++;
+      c.bindGroupsCreated++;
       return createBindGroup(d);
     };
     queue.submit = (cmds: unknown) => {
@@ -152,9 +159,12 @@ export async function openBackend(name: BackendChoice, opts: { timestamps?: bool
     backend,
     device,
     profiler: gpu && gpu.device.features.has("timestamp-query") ? kernelProfiler(gpu) : null,
-    count: () => ({ launches: readCounters().launches - c.launches0, dispatches: c.dispatches, submits: c.submits, reads: c.reads, syncs: c.syncs }),
+    count: () => ({
+      launches: readCounters().launches - c.launches0, bindGroupsCreated: c.bindGroupsCreated, submits: c.submits, reads: c.reads, syncs: c.syncs,
+      buffersCreated: created() - c.created0,
+    }),
     resetCount: () => {
-      Object.assign(c, { dispatches: 0, submits: 0, reads: 0, syncs: 0, launches0: readCounters().launches });
+      Object.assign(c, { bindGroupsCreated: 0, submits: 0, reads: 0, syncs: 0, launches0: readCounters().launches, created0: created() });
     },
     liveBytes: () => live,
     peakLiveBytes: () => peak,

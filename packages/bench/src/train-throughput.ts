@@ -3,9 +3,9 @@
  * global-norm clipping at 1.0 and an AdamW update, as the PyTorch reference's bench_train.py
  * measures it — for each --kinds model of a --preset, at --batch × --seq tokens, on one backend.
  *
- * Besides the time it counts, per step: primitive launches, WebGPU compute dispatches and queue
- * submits, host readbacks and syncs; and, with --profile, the launches of each primitive and the
- * JS time spent encoding them (when that time is close to the step's, the step is bound by the
+ * Besides the time it counts, per step: primitive launches, the bind groups and buffers the
+ * WebGPU backend had to create (cache and pool misses: host time), queue submits, host readbacks
+ * and syncs; and, with --profile, the launches of each primitive and the JS time spent encoding them (when that time is close to the step's, the step is bound by the
  * host, not by the GPU) plus the split of a step into forward only / forward + backward / all.
  *
  * With --reference FILE (the JSON lines printed by `python -m memmamba_ref.bench_train`, run in
@@ -22,6 +22,7 @@
  */
 import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import { existsSync, readFileSync } from "node:fs";
+import { poolTuning } from "../../tensor/src/webgpu/pool.ts";
 import process from "node:process";
 import { disposeTree, random, valueAndGrad, type Tensor } from "@memmamba/tensor";
 import { initLM, lm, presetNames, type LMParams, type PresetName } from "@memmamba/memmamba";
@@ -42,6 +43,8 @@ const HELP = `train-throughput: tokens/s of a full training step (forward, backw
   --cap-s S        stop timing a configuration after S seconds (at least one timed step; default 120)
   --reference F    JSON lines of memmamba_ref.bench_train (same GPU, same run): print the ratios
   --profile        per-primitive launch counts and encode time, and the forward / backward split
+  --pool-keep F    WebGPU buffer pool: keep freed buffers up to F × the peak bytes in use (default ${poolTuning.keepFactor})
+  --pool-fit N     WebGPU buffer pool: serve a request from up to N larger size classes (default ${poolTuning.fitClasses})
   --ratios-only F  measure nothing: re-read our JSON F, add --reference's ratios, write --out (default F)
   --json           print the JSON result on stdout instead of the table
   --out FILE       JSON output (default packages/bench/results/train-throughput-<backend>.json)
@@ -118,7 +121,7 @@ export interface ThroughputResult {
   device: string;
   backend: BackendChoice;
   preset: PresetName;
-  options: { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean };
+  options: { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; pool?: { keepFactor: number; fitClasses: number } };
   rows: ThroughputRow[];
   reference: ReferenceRow[];
   ratios: Ratios[];
@@ -316,8 +319,14 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", batch: "string", seq: "string", steps: "string", warmup: "string",
     "cap-s": "string", reference: "string", profile: "boolean", json: "boolean", out: "string", help: "boolean",
-    "ratios-only": "string",
+    "ratios-only": "string", "pool-keep": "string", "pool-fit": "string",
   });
+  if (f["pool-keep"] !== undefined) {
+    const k = Number(f["pool-keep"]);
+    if (!(k >= 1) || !Number.isFinite(k)) throw new Error(`--pool-keep must be a number ≥ 1, got "${f["pool-keep"]}"`);
+    poolTuning.keepFactor = k;
+  }
+  if (f["pool-fit"] !== undefined) poolTuning.fitClasses = f["pool-fit"] === "0" ? 0 : positiveInt("pool-fit", f["pool-fit"], 0);
   if (f["ratios-only"]) return ratiosOnly(String(f["ratios-only"]), f.reference, f.out);
   const backend = (f.backend ?? "webgpu") as BackendChoice;
   if (!BACKENDS.includes(backend)) throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
@@ -340,7 +349,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
     const mm = rows.find((x) => x.kind === "memmamba")?.msPerStep, ma = rows.find((x) => x.kind === "mamba")?.msPerStep;
     return {
       benchmark: "train-throughput" as const, date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
-      options: o, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
+      options: { ...o, pool: { ...poolTuning } }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
       goals: { oursOverCompiledAtLeast: 2, memmambaOverMambaAtMost: 1.5, issueCompiledMambaTps: ISSUE_COMPILED_MAMBA_TPS },
     };
   };
@@ -364,16 +373,16 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   }
   console.log(`${bb.device}; ${detectRuntime().name} ${detectRuntime().version}; preset ${presetName}, batch ${o.batch} × ${o.seq}`);
   console.log(formatTable(
-    ["kind", "params", "ms/step", "tokens/s", "launches", "dispatches", "submits", "reads", "syncs", "peak live MiB", "peak pool MiB", "loss"],
-    rows.map((r) => [r.kind, r.params, r.msPerStep, r.tokensPerSec, r.perStep?.launches, r.perStep?.dispatches, r.perStep?.submits, r.perStep?.reads,
+    ["kind", "params", "ms/step", "tokens/s", "launches", "new bind groups", "new buffers", "submits", "reads", "syncs", "peak live MiB", "peak pool MiB", "loss"],
+    rows.map((r) => [r.kind, r.params, r.msPerStep, r.tokensPerSec, r.perStep?.launches, r.perStep?.bindGroupsCreated, r.perStep?.buffersCreated, r.perStep?.submits, r.perStep?.reads,
       r.perStep?.syncs, r.peakLiveMiB, r.peakPoolMiB, r.error ?? r.loss]),
   ));
   printRatios(res);
   for (const r of rows) {
     if (!r.profile) continue;
     const p = r.profile;
-    console.log(`\n${r.kind} profile: forward ${fmt(p.forwardMs)} ms (${p.forwardCount.dispatches} dispatches, ${p.forwardCount.submits} submits), ` +
-      `forward+backward ${fmt(p.forwardBackwardMs)} ms (${p.forwardBackwardCount.dispatches} dispatches), step ${fmt(p.stepMs)} ms; ` +
+    console.log(`\n${r.kind} profile: forward ${fmt(p.forwardMs)} ms (${p.forwardCount.bindGroupsCreated} new bind groups, ${p.forwardCount.submits} submits), ` +
+      `forward+backward ${fmt(p.forwardBackwardMs)} ms (${p.forwardBackwardCount.bindGroupsCreated} new bind groups), step ${fmt(p.stepMs)} ms; ` +
       `JS encode time ${fmt(p.encodeMs)} ms`);
     console.log(formatTable(["prim", "launches", "encode ms"], p.prims.slice(0, 15).map((e) => [e.prim, String(e.launches), e.encodeMs])));
     if (p.kernels) {

@@ -10,6 +10,7 @@ import { useBackend } from "../../../test/support/backends.ts";
 import * as T from "../src/index.ts";
 import type { Backend } from "../src/index.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../src/webgpu/backend.ts";
+import { poolTuning, sizeClass } from "../src/webgpu/pool.ts";
 
 async function webgpu(): Promise<WebGpuBackend | null> {
   if (!(await useBackend("webgpu"))) return null;
@@ -127,6 +128,34 @@ test("webgpu backend: freed buffers are reused; a write waits for queued work th
   T.disposeTree(results);
   const s1 = gpu.poolStats().tensor;
   expect(s1.reused - s0.reused).toBeGreaterThan(20);
+  expect(gpu.liveBuffers()).toBe(before);
+});
+
+test("webgpu backend: pool knobs: a request may take a free buffer of a larger size class (fitClasses)", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  const was = { ...poolTuning };
+  const before = gpu.liveBuffers();
+  try {
+    // a 16 KiB buffer goes back to the pool; 3000 floats (12000 bytes) ask for the 12 KiB class,
+    // two classes below it
+    expect(sizeClass(3000 * 4)).toBe(12288);
+    expect(sizeClass(4096 * 4)).toBe(16384);
+    poolTuning.fitClasses = 3;
+    gpu.free(gpu.alloc(4096, "f32"));
+    const c0 = gpu.poolStats().tensor.created;
+    const u0 = gpu.poolStats().tensor.inUseBytes;
+    const b = gpu.alloc(3000, "f32");
+    expect(gpu.poolStats().tensor.created).toBe(c0); // the larger free buffer served it
+    expect(gpu.poolStats().tensor.inUseBytes - u0).toBe(16384); // counted as what it holds
+    gpu.free(b);
+    poolTuning.fitClasses = 0;
+    const a = gpu.alloc(3000, "f32");
+    expect(gpu.poolStats().tensor.created).toBe(c0 + 1); // exact classes only: a new buffer
+    gpu.free(a);
+  } finally {
+    Object.assign(poolTuning, was);
+  }
   expect(gpu.liveBuffers()).toBe(before);
 });
 

@@ -14,6 +14,15 @@ export function sizeClass(bytes: number): number {
   return Math.ceil(bytes / step) * step;
 }
 
+/**
+ * Pool knobs (benchmarks vary them): `keepFactor` — keep freed buffers up to max(capBytes,
+ * keepFactor × the most bytes ever in use at once); `fitClasses` — when a size class has no free
+ * buffer, take one from up to this many larger classes (at most about 2× the bytes asked for)
+ * before creating one. A training step's mix of sizes otherwise leaves some classes short while
+ * others sit free, so the pool destroyed and re-created buffers every step.
+ */
+export const poolTuning = { keepFactor: 1, fitClasses: 0 };
+
 export interface PoolStats {
   created: number;
   reused: number;
@@ -48,10 +57,16 @@ export class BufferPool {
     this.stats.inUseBytes += size;
     if (this.stats.inUseBytes > this.stats.peakInUseBytes) this.stats.peakInUseBytes = this.stats.inUseBytes;
     if (this.stats.inUseBytes > this.#highWater) this.#highWater = this.stats.inUseBytes;
-    const list = this.#free.get(size);
-    const b = list?.pop();
+    let b = this.#free.get(size)?.pop();
+    for (let c = size, i = 0; !b && i < poolTuning.fitClasses && c <= this.device.limits.maxBufferSize; i++) {
+      c = sizeClass(c + 1);
+      b = this.#free.get(c)?.pop();
+    }
     if (b) {
-      this.#pooledBytes -= size;
+      this.stats.inUseBytes += b.size - size; // a larger class's buffer: count what it holds
+      if (this.stats.inUseBytes > this.stats.peakInUseBytes) this.stats.peakInUseBytes = this.stats.inUseBytes;
+      if (this.stats.inUseBytes > this.#highWater) this.#highWater = this.stats.inUseBytes;
+      this.#pooledBytes -= b.size;
       this.stats.reused++;
       this.stats.pooledBytes = this.#pooledBytes;
       return b;
@@ -69,7 +84,7 @@ export class BufferPool {
     // more than the cap (8×2048 tokens of the small MemMamba: several GiB) would otherwise
     // destroy buffers at every step and create them again at the next, and Dawn's createBuffer
     // and lazy zero-fill then cost more host time than the kernels' GPU time
-    if (this.#pooledBytes + b.size > Math.max(this.capBytes, this.#highWater)) return false;
+    if (this.#pooledBytes + b.size > Math.max(this.capBytes, poolTuning.keepFactor * this.#highWater)) return false;
     let list = this.#free.get(b.size);
     if (!list) this.#free.set(b.size, (list = []));
     // Keep each list sorted so that acquire always hands out the earliest-created free buffer:
