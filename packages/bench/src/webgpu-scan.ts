@@ -60,7 +60,8 @@ const HELP = `webgpu-scan: selective-scan bandwidth of the WebGPU backend vs the
   --ssm SPEC         selectiveScan sizes, B×L×Di×N separated by commas
                      (default ${SSM_DEFAULT}; --small 1x64x8x16,2x300x8x13; none: skip)
   --ssm-fwd-threads N,...  the forward's chunking along L: chunks are added until B·Di·chunks
-                     reaches N threads (ssmTuning.fwdThreads; default ${ssmTuning.fwdThreads});
+                     reaches N threads at every L (default: the library's ${ssmTuning.fwdThreads},
+                     or ${ssmTuning.fwdThreadsLong} from L = ${ssmTuning.fwdLongL});
                      several values run the forward once each, the backward with the first
   --ssm-fwd-vec 1,0  the forward's B, C loads: 1 vec4 (when N % 4 == 0; the library's default),
                      0 scalar (ssmTuning.fwdVecBC); each value × each --ssm-fwd-threads in turn
@@ -121,7 +122,7 @@ export interface SsmRow {
   L: number;
   Di: number;
   N: number;
-  /** The forward's knobs when this row ran: ssmTuning.fwdThreads and fwdVecBC. */
+  /** The forward's knobs when this row ran: the thread target at this L (ssmTuning) and fwdVecBC. */
   fwdThreads: number;
   fwdVecBC: boolean;
   /** Chunks along L (forward: 1 = one thread per (b, i) walks L; backward: 1 = the sequential fallback). */
@@ -323,12 +324,13 @@ async function benchScan(gpu: WebGpuBackend, L: number, elems: number, algos: Sc
   gpu.write(x, X);
   gpu.write(h0, H0);
   const rows: ScanRow[] = [];
-  const defaults = { algo: scanTuning.algo, tile: scanTuning.tile };
+  const defaults = { algo: scanTuning.algo, tile: scanTuning.tile, few: scanTuning.fewChannels };
   const poison = new Float32Array(n).fill(NaN);
   try {
     for (const al of algos) for (const prim of ["scan", "scanReverse"] as const) {
       scanTuning.algo = al.algo;
       scanTuning.tile = al.tile ?? defaults.tile;
+      scanTuning.fewChannels = al.tile ? 0 : defaults.few; // a named tile runs as named
       gpu.write(out, poison); // an algorithm that writes nothing must fail the check, not pass on stale output
       const run = prim === "scan"
         ? () => gpu.run("scan", [arg(a, shape), arg(x, shape), arg(h0, [B, S])], arg(out, shape), {})
@@ -358,6 +360,7 @@ async function benchScan(gpu: WebGpuBackend, L: number, elems: number, algos: Sc
   } finally {
     scanTuning.algo = defaults.algo;
     scanTuning.tile = defaults.tile;
+    scanTuning.fewChannels = defaults.few;
     for (const h of [a, x, h0, out]) gpu.free(h);
   }
   return rows;
@@ -424,7 +427,7 @@ async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boo
         maxErr = maxDiff / (1 + maxRef);
       } else await gpu.sync();
       rows.push({
-        prim, B, L, Di, N, fwdThreads: ssmTuning.fwdThreads, fwdVecBC: ssmTuning.fwdVecBC, ...chunking(prim), dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
+        prim, B, L, Di, N, fwdThreads: L >= ssmTuning.fwdLongL ? Math.max(ssmTuning.fwdThreads, ssmTuning.fwdThreadsLong) : ssmTuning.fwdThreads, fwdVecBC: ssmTuning.fwdVecBC, ...chunking(prim), dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
         stateUpdatesPerS: updates / (timing.medianMs * 1e-3), maxErr,
       });
     }
@@ -449,7 +452,8 @@ async function main(): Promise<void> {
   const lengths = String(f.lengths ?? (small ? "256" : "4096,16384,65536,262144")).split(",").map((s) => positiveInt("--lengths", s.trim(), 0));
   const elemsWanted = positiveInt("--elems", f.elems, small ? 16384 : 2 ** 26);
   const ssmSpecs = String(f.ssm ?? (small ? "1x64x8x16,2x300x8x13" : SSM_DEFAULT)).split(",").map((s) => s.trim()).filter((s) => s && s !== "none");
-  const fwdThreads = String(f["ssm-fwd-threads"] ?? ssmTuning.fwdThreads).split(",").map((s) => positiveInt("--ssm-fwd-threads", s.trim(), 0));
+  // absent: the library's own choice (fwdThreads, or fwdThreadsLong from fwdLongL on), as 0
+  const fwdThreads = f["ssm-fwd-threads"] === undefined ? [0] : String(f["ssm-fwd-threads"]).split(",").map((s) => positiveInt("--ssm-fwd-threads", s.trim(), 0));
   const fwdVecs = String(f["ssm-fwd-vec"] ?? (ssmTuning.fwdVecBC ? "1" : "0")).split(",").map((s) => {
     if (s.trim() !== "0" && s.trim() !== "1") throw new Error(`--ssm-fwd-vec: expected 0 or 1, got "${s}"`);
     return s.trim() === "1";
@@ -470,13 +474,15 @@ async function main(): Promise<void> {
   try {
     peak = await copyPeak(gpu, copyMib, o);
     for (const L of lengths) scans.push(...(await benchScan(gpu, L, elems, algos, o)));
-    const fwdDefault = { threads: ssmTuning.fwdThreads, vec: ssmTuning.fwdVecBC };
+    const fwdDefault = { threads: ssmTuning.fwdThreads, long: ssmTuning.fwdThreadsLong, vec: ssmTuning.fwdVecBC };
     try {
       for (const s of ssmSpecs) {
         let first = true;
         for (const vec of fwdVecs) {
           for (const th of fwdThreads) {
-            ssmTuning.fwdThreads = th;
+            // a given count holds at every L (short and long alike)
+            ssmTuning.fwdThreads = th === 0 ? fwdDefault.threads : th;
+            ssmTuning.fwdThreadsLong = th === 0 ? fwdDefault.long : th;
             ssmTuning.fwdVecBC = vec;
             ssm.push(...(await benchSsm(gpu, s, o, first)));
             first = false;
@@ -485,6 +491,7 @@ async function main(): Promise<void> {
       }
     } finally {
       ssmTuning.fwdThreads = fwdDefault.threads;
+      ssmTuning.fwdThreadsLong = fwdDefault.long;
       ssmTuning.fwdVecBC = fwdDefault.vec;
     }
     if (gpu.liveBuffers() !== 0) throw new Error(`webgpu-scan: ${gpu.liveBuffers()} buffers left alive`);

@@ -35,15 +35,17 @@ async function checkTile(cpu: Backend, gpu: Backend, tile: ScanTile, B: number, 
   const n = B * L * S;
   const a = randArray(n, -1.05, 1.05), x = randArray(n, -2, 2), h0 = randArray(B * S, -2, 2);
   const want = await runScans(cpu, B, L, S, a, x, h0);
-  const was = { algo: scanTuning.algo, tile: scanTuning.tile };
+  const was = { algo: scanTuning.algo, tile: scanTuning.tile, few: scanTuning.fewChannels };
   scanTuning.algo = "tile";
   scanTuning.tile = tile;
+  scanTuning.fewChannels = 0; // this tile whatever B·S
   let got: Float32Array[];
   try {
     got = await runScans(gpu, B, L, S, a, x, h0);
   } finally {
     scanTuning.algo = was.algo;
     scanTuning.tile = was.tile;
+    scanTuning.fewChannels = was.few;
   }
   const tol = 1e-5 * Math.sqrt(Math.max(1, L));
   ["scan", "scanReverse"].forEach((name, k) => {
@@ -66,17 +68,20 @@ test("scan tile specs: parsed, named, and bad ones rejected with the spec in the
 });
 
 test("scan tile plan: vec4 only when S % 4 == 0, tiles of r·t steps", () => {
-  const was = { algo: scanTuning.algo, tile: scanTuning.tile };
+  const was = { algo: scanTuning.algo, tile: scanTuning.tile, few: scanTuning.fewChannels, tileFew: scanTuning.tileFew };
   scanTuning.algo = "tile";
   scanTuning.tile = { v: 4, t: 8, r: 4, cw: 64 };
+  scanTuning.tileFew = { v: 4, t: 16, r: 16, cw: 16 };
+  scanTuning.fewChannels = 16;
   try {
     expect(scanPlan(2, 100, 12)).toEqual({ nC: 4, T: 32, algo: "tile", tile: { v: 4, t: 8, r: 4, cw: 64 } });
     // S odd: one channel per thread, 4× the steps per thread
-    expect(scanPlan(2, 100, 7)).toEqual({ nC: 1, T: 128, algo: "tile", tile: { v: 1, t: 32, r: 4, cw: 64 } });
+    expect(scanPlan(3, 100, 7)).toEqual({ nC: 1, T: 128, algo: "tile", tile: { v: 1, t: 32, r: 4, cw: 64 } });
     expect(scanPlan(3, 1, 8).algo).toBe("direct");
+    // few channels (B·S ≤ fewChannels): the long time tile
+    expect(scanPlan(2, 1000, 8)).toEqual({ nC: 4, T: 256, algo: "tile", tile: { v: 4, t: 16, r: 16, cw: 16 } });
   } finally {
-    scanTuning.algo = was.algo;
-    scanTuning.tile = was.tile;
+    Object.assign(scanTuning, { algo: was.algo, tile: was.tile, fewChannels: was.few, tileFew: was.tileFew });
   }
 });
 
@@ -91,10 +96,12 @@ test("webgpu scan tile look-back: scan and scanReverse equal the CPU backend (ma
     for (const [B, L, S] of [[1, 1000, 4], [3, 50, 1], [2, 37, 7], [2, 45, 12], [1, 300, 5], [0, 5, 3], [2, 1, 8]]) {
       await checkTile(cpu, gpu, small, B, L, S);
     }
-    // the default tile (256 channels × 32 steps): several channel tiles and time tiles
-    const dflt: ScanTile = { v: 4, t: 8, r: 4, cw: 64 };
+    // the library's tiles: several channel tiles and time tiles
+    const dflt: ScanTile = { ...scanTuning.tile };
     await checkTile(cpu, gpu, dflt, 2, 100, 300);
     await checkTile(cpu, gpu, dflt, 1, 700, 3);
+    await checkTile(cpu, gpu, { ...scanTuning.tileFew }, 1, 600, 8); // 256-step tiles: 3 in a chain
+    await checkTile(cpu, gpu, { ...scanTuning.tileFew }, 1, 2100, 3); // its V = 1 fallback: 1024-step tiles
     // one row per workgroup (no shared-memory combine)
     await checkTile(cpu, gpu, { v: 1, t: 5, r: 1, cw: 3 }, 2, 61, 4);
   } finally {

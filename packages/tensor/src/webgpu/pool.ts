@@ -3,8 +3,9 @@
  * on every implementation (and Dawn zero-fills it), so freed buffers are kept and reused.
  *
  * Size classes: 256 bytes, then four classes per power of two (at most 25% waste). Buffers go
- * back to the pool until it holds `capBytes`; beyond that they are destroyed (after the batch
- * that may still use them has been submitted: the caller passes them to `retire`).
+ * back to the pool until it holds max(`capBytes`, poolTuning.keepFactor × the peak in use);
+ * beyond that they are destroyed (after the batch that may still use them has been submitted:
+ * the caller passes them to `retire`).
  */
 
 export function sizeClass(bytes: number): number {
@@ -21,7 +22,10 @@ export function sizeClass(bytes: number): number {
  * before creating one. A training step's mix of sizes otherwise leaves some classes short while
  * others sit free, so the pool destroyed and re-created buffers every step.
  */
-export const poolTuning = { keepFactor: 1, fitClasses: 0 };
+// keepFactor 1.5: on an H200, 8 × 2048 tokens of the small MemMamba, the pool re-created 319
+// buffers a step at 1 and none at 1.5, and the bind groups created a step fell from 3,250 to 565
+// (the same buffers in the same roles again); fitClasses did not help (train-throughput --pool-*)
+export const poolTuning = { keepFactor: 1.5, fitClasses: 0 };
 
 export interface PoolStats {
   created: number;
@@ -80,10 +84,11 @@ export class BufferPool {
   /** Returns a buffer; false when the pool is full (the caller destroys it once safe). */
   release(b: GPUBuffer): boolean {
     this.stats.inUseBytes -= b.size; // back from its user, whether pooled or destroyed
-    // keep up to capBytes, or as much as was ever in use at once: a training step that needs
+    // keep up to capBytes, or keepFactor × as much as was ever in use at once: a training step that needs
     // more than the cap (8×2048 tokens of the small MemMamba: several GiB) would otherwise
     // destroy buffers at every step and create them again at the next, and Dawn's createBuffer
-    // and lazy zero-fill then cost more host time than the kernels' GPU time
+    // and lazy zero-fill then cost more host time than the kernels' GPU time (and with the
+    // size classes' mix, exactly the peak in use was not enough: see poolTuning)
     if (this.#pooledBytes + b.size > Math.max(this.capBytes, poolTuning.keepFactor * this.#highWater)) return false;
     let list = this.#free.get(b.size);
     if (!list) this.#free.set(b.size, (list = []));

@@ -59,6 +59,13 @@ export const scanTuning = {
   lookbackT: 32,
   /** Tile look-back: the tile shape (see ScanTile; each distinct one is its own pipeline). */
   tile: { v: 4, t: 8, r: 8, cw: 32 } as ScanTile,
+  /**
+   * The tile when B·S ≤ fewChannels: few channel tiles side by side, so the chain of look-backs
+   * along L is the bottleneck and longer time tiles pay (L 256K, S 256 on an H200: v4t16r16c16
+   * 77.5% of copy bandwidth, v4t8r8c32 63.3%).
+   */
+  tileFew: { v: 4, t: 16, r: 16, cw: 16 } as ScanTile,
+  fewChannels: 512,
   /** Chunked: use chunks when B·S is below this and L is at least minChunkedL. */
   maxDirectParallel: 32768,
   minChunkedL: 64,
@@ -172,8 +179,8 @@ function checkScanTile(c: ScanTile, what: string): void {
 }
 
 /** The tile actually used for channel count S: vec4 only when S % 4 == 0 (else V = 1, 4× the steps). */
-function tileFor(S: number): ScanTile {
-  const c = scanTuning.tile;
+function tileFor(B: number, S: number): ScanTile {
+  const c = B * S <= scanTuning.fewChannels ? scanTuning.tileFew : scanTuning.tile;
   checkScanTile(c, scanTileName(c));
   return c.v === 4 && S % 4 !== 0 ? { v: 1, t: Math.min(64, c.t * 4), r: c.r, cw: c.cw } : c;
 }
@@ -377,7 +384,7 @@ export function scanPlan(B: number, L: number, S: number): { nC: number; T: numb
   if (scanTuning.algo === "tile") {
     // any L ≥ 2 (one time tile needs no look-back); T: steps per tile
     if (L < 2) return { nC: 1, T: Math.max(L, 1), algo: "direct" };
-    const tile = tileFor(S);
+    const tile = tileFor(B, S);
     return { nC: ceilDiv(L, tile.r * tile.t), T: tile.r * tile.t, algo: "tile", tile };
   }
   const nC0 = chunkCount(B, L, S);

@@ -57,6 +57,12 @@ const FWD_WG = 64;
  */
 export const ssmTuning = {
   scratchElems: 64 * 2 ** 20, forceChunk: 0, fwdThreads: 2 ** 17, fwdMinT: 32, fwdForceT: 0,
+  /**
+   * From L = fwdLongL on, the forward aims at fwdThreadsLong threads: on an H200, batch 1,
+   * L 64K, Di 1024, 4× the chunks took 1.97 ms instead of 3.57, while at training sizes (L 2048)
+   * more chunks were slower (webgpu-scan --ssm-fwd-threads, 2026-11-26).
+   */
+  fwdThreadsLong: 2 ** 19, fwdLongL: 16384,
   /** The backward parallel along L (else chunks in turn, parallel over B·Di only). */
   bwdParallel: true,
   /** Its scratch budget (elements; also at most one binding) and shortest chunk. */
@@ -83,7 +89,10 @@ export function ssmForwardPlan(B: number, L: number, Di: number): { nC: number; 
   if (L === 0 || B * Di === 0) return { nC: 1, T: L };
   let nC = 1;
   if (ssmTuning.fwdForceT > 0) nC = ceilDiv(L, ssmTuning.fwdForceT);
-  else nC = Math.max(1, Math.min(ceilDiv(ssmTuning.fwdThreads, B * Di), Math.floor(L / ssmTuning.fwdMinT)));
+  else {
+    const threads = L >= ssmTuning.fwdLongL ? Math.max(ssmTuning.fwdThreads, ssmTuning.fwdThreadsLong) : ssmTuning.fwdThreads;
+    nC = Math.max(1, Math.min(ceilDiv(threads, B * Di), Math.floor(L / ssmTuning.fwdMinT)));
+  }
   const T = ceilDiv(L, nC);
   return { nC: ceilDiv(L, T), T };
 }
