@@ -24,7 +24,7 @@
  * Prints one table and writes packages/bench/results/cpu.json. Asserts nothing about time.
  *
  *   bun packages/bench/src/cpu-kernels.ts [--runtimes deno,bun,node] [--sizes 512,1024,2048] [--runs 7]
- *                                         [--out packages/bench/results/cpu.json]
+ *                                         [--only matmul,memory,step] [--out packages/bench/results/cpu.json]
  * (one runtime only, printing its JSON: --child --json-out FILE)
  */
 import {
@@ -54,6 +54,10 @@ const HELP = `cpu-kernels: the wasm / FFI CPU kernels against jax-js, tfjs-wasm,
   --sizes a,b,...     square matmul sizes (default 512,1024,2048)
   --runs N            timed runs per case; the median is reported (default 7; plain JS at 2048: 3)
   --warmup-ms MS      warm-up per case (default 400)
+  --only a,b,...      sections to measure (default all): matmul (the matmul table, the peak's
+                      ratios), memory (saxpy and the memory-bound kernels: scanOfBandwidth),
+                      step (the training step, with PyTorch); the peak and saxpy are always
+                      measured. For example --only memory to compare the scan with saxpy alone.
   --out FILE          the combined JSON (default packages/bench/results/cpu.json)
   --child             measure this runtime only (used by the parent)
   --json-out FILE     where a child writes its JSON
@@ -63,6 +67,10 @@ export const KERNELS = ["ours-wasm", "ours-ffi", "jax-js", "tfjs-wasm", "numpy",
 export type KernelName = (typeof KERNELS)[number];
 
 export const GOALS = { wasmOfPeak: 0.7, wasmOverBestPeer: 1.3, ffiOverNumpy: 0.85, scanOfBandwidth: 0.7 };
+
+/** The sections `--only` picks from (each one's rows and ratios; the rest come out empty or null). */
+export const SECTIONS = ["matmul", "memory", "step"] as const;
+export type Section = (typeof SECTIONS)[number];
 
 interface MatmulRow {
   kernel: KernelName;
@@ -297,7 +305,7 @@ async function selectiveScanRows(b: WasmBackend, runs: number, warmupMs: number)
   return rows;
 }
 
-async function measureRuntime(sizes: number[], runs: number, warmupMs: number): Promise<RuntimeResult> {
+async function measureRuntime(sizes: number[], runs: number, warmupMs: number, only: readonly Section[] = SECTIONS): Promise<RuntimeResult> {
   const runtime = detectRuntime();
   const notes: string[] = [];
   const loadBefore = loadavg()[0];
@@ -329,7 +337,7 @@ async function measureRuntime(sizes: number[], runs: number, warmupMs: number): 
   // matmul: every kernel at one size, round after round (the peak in every round too)
   const rows: MatmulRow[] = [];
   const perRound: Record<number, Record<string, number[]>> = {};
-  for (const n of sizes) {
+  for (const n of only.includes("matmul") ? sizes : []) {
     const timers: Record<string, CallTimer> = { peak: peakTimer(wasm, threads) };
     const missing: Partial<Record<KernelName, string>> = {};
     const add = (k: KernelName, t: CallTimer | string | null) => {
@@ -365,41 +373,49 @@ async function measureRuntime(sizes: number[], runs: number, warmupMs: number): 
   if (numpyDetail) notes.push(numpyDetail);
 
   // memory-bound kernels of the wasm backend, with saxpy in every round
-  setBackend(wasm);
-  const [B, L, S] = [4, 2048, 2048];
-  const nEl = B * L * S;
-  const a = fromArray(fillMatrix(nEl, 3).map((v) => 0.95 + 0.05 * v), [B, L, S]), x = fromArray(fillMatrix(nEl, 4), [B, L, S]);
-  const h0 = fromArray(fillMatrix(B * S, 5), [B, S]);
-  const boundOps: Record<string, [number[], () => void]> = {
-    scan: [[B, L, S], () => scan(a, x, h0).dispose()],
-    mul: [[nEl], () => mul(x, a).dispose()],
-    silu: [[nEl], () => silu(x).dispose()],
-    "sum(-1)": [[B * L, S], () => sum(x, -1).dispose()],
-  };
   const bytesOf: Record<string, number> = {};
-  for (const [k, [, fn]] of Object.entries(boundOps)) {
-    resetCounters();
-    fn();
-    bytesOf[k] = readCounters().bytes;
+  let mb: Record<string, number[]> = {};
+  const memoryBoundRows: BoundRow[] = [];
+  if (only.includes("memory")) {
+    setBackend(wasm);
+    const [B, L, S] = [4, 2048, 2048];
+    const nEl = B * L * S;
+    const a = fromArray(fillMatrix(nEl, 3).map((v) => 0.95 + 0.05 * v), [B, L, S]), x = fromArray(fillMatrix(nEl, 4), [B, L, S]);
+    const h0 = fromArray(fillMatrix(B * S, 5), [B, S]);
+    const boundOps: Record<string, [number[], () => void]> = {
+      scan: [[B, L, S], () => scan(a, x, h0).dispose()],
+      mul: [[nEl], () => mul(x, a).dispose()],
+      silu: [[nEl], () => silu(x).dispose()],
+      "sum(-1)": [[B * L, S], () => sum(x, -1).dispose()],
+    };
+    for (const [k, [, fn]] of Object.entries(boundOps)) {
+      resetCounters();
+      fn();
+      bytesOf[k] = readCounters().bytes;
+    }
+    mb = await interleave({
+      saxpy: saxpyTimer(wasm, threads),
+      ...Object.fromEntries(Object.entries(boundOps).map(([k, [, fn]]) => [k, opTimer(wasm, fn, () => {}, k)])),
+    }, runs, warmupMs);
+    disposeTree([a, x, h0]);
+    memoryBoundRows.push(...Object.entries(boundOps).map(([k, [shape]]) => ({
+      kernel: k, shape, medianMs: median(mb[k]), bytes: bytesOf[k], gbPerSec: bytesOf[k] / median(mb[k]) / 1e6, gflops: null,
+    })));
+    memoryBoundRows.push(...(await selectiveScanRows(wasm, runs, warmupMs)));
   }
-  const mb = await interleave({
-    saxpy: saxpyTimer(wasm, threads),
-    ...Object.fromEntries(Object.entries(boundOps).map(([k, [, fn]]) => [k, opTimer(wasm, fn, () => {}, k)])),
-  }, runs, warmupMs);
-  disposeTree([a, x, h0]);
-  const memoryBoundRows: BoundRow[] = Object.entries(boundOps).map(([k, [shape]]) => ({
-    kernel: k, shape, medianMs: median(mb[k]), bytes: bytesOf[k], gbPerSec: bytesOf[k] / median(mb[k]) / 1e6, gflops: null,
-  }));
-  memoryBoundRows.push(...(await selectiveScanRows(wasm, runs, warmupMs)));
 
   // the training step: the TypeScript kernels, wasm, wasm + FFI, round after round
-  const stepTimers: Record<string, CallTimer> = { ts: await stepTimer(setBackend("cpu")), "ours-wasm": await stepTimer(wasm) };
-  if (ffi) stepTimers["ours-ffi"] = await stepTimer(ffi);
+  const stepTimers: Record<string, CallTimer> = {};
+  if (only.includes("step")) {
+    stepTimers.ts = await stepTimer(setBackend("cpu"));
+    stepTimers["ours-wasm"] = await stepTimer(wasm);
+    if (ffi) stepTimers["ours-ffi"] = await stepTimer(ffi);
+  }
   const st = await interleave(stepTimers, 3, 0);
   for (const t of Object.values(stepTimers)) t.dispose();
   const steps: StepRow[] = (["ts", "ours-wasm", "ours-ffi"] as const).map((k) => st[k]
     ? { backend: k, tokensPerSec: (STEP_B * STEP_L) / (median(st[k]) / 1000), medianMs: median(st[k]), samplesMs: st[k], detail: stepTimers[k].detail }
-    : { backend: k, tokensPerSec: null, medianMs: null, samplesMs: [], detail: "no FFI BLAS here" });
+    : { backend: k, tokensPerSec: null, medianMs: null, samplesMs: [], detail: !only.includes("step") ? "not measured (--only)" : "no FFI BLAS here" });
   ffi?.dispose();
   const info = wasm.kernelInfo();
   wasm.dispose();
@@ -420,7 +436,7 @@ async function measureRuntime(sizes: number[], runs: number, warmupMs: number): 
     scanOfBandwidth: medianRatio(mb.scan, mb.saxpy, (t, ts) => (bytesOf.scan / t) / (SAXPY_BYTES / ts)),
     elementwiseOfBandwidth: medianRatio(mb.mul, mb.saxpy, (t, ts) => (bytesOf.mul / t) / (SAXPY_BYTES / ts)),
     reduceOfBandwidth: medianRatio(mb["sum(-1)"], mb.saxpy, (t, ts) => (bytesOf["sum(-1)"] / t) / (SAXPY_BYTES / ts)),
-    trainStepOverTs: medianRatio(st.ts, st["ours-wasm"].map((w, i) => Math.min(w, st["ours-ffi"]?.[i] ?? Infinity)), (ts, ours) => ts / ours),
+    trainStepOverTs: medianRatio(st.ts, st["ours-wasm"]?.map((w, i) => Math.min(w, st["ours-ffi"]?.[i] ?? Infinity)), (ts, ours) => ts / ours),
     goalsMet: { wasmOfPeak: null, wasmOverBestPeer: null, ffiOverNumpy: null, scanOfBandwidth: null },
   };
   for (const k of Object.keys(GOALS) as (keyof typeof GOALS)[]) {
@@ -521,17 +537,22 @@ interface Options {
   out: string;
   child: boolean;
   jsonOut: string | undefined;
+  only: Section[];
 }
 
 function parseOptions(argv: string[]): Options | null {
   const flags = parseFlags(argv, {
-    runtimes: "string", sizes: "string", runs: "string", "warmup-ms": "string", out: "string", child: "boolean", "json-out": "string", help: "boolean",
+    runtimes: "string", sizes: "string", runs: "string", "warmup-ms": "string", out: "string", child: "boolean", "json-out": "string", only: "string", help: "boolean",
   });
   if (flags.help) return null;
   const sizes = (typeof flags.sizes === "string" ? flags.sizes : "512,1024,2048").split(",").map((s) => {
     const n = Number(s);
     if (!Number.isInteger(n) || n < 1) throw new Error(`--sizes: "${s}" is not a positive integer`);
     return n;
+  });
+  const only = (typeof flags.only === "string" ? flags.only : SECTIONS.join(",")).split(",").map((s) => s.trim()).map((s) => {
+    if (!(SECTIONS as readonly string[]).includes(s)) throw new Error(`--only: unknown section "${s}" (${SECTIONS.join(", ")})`);
+    return s as Section;
   });
   return {
     runtimes: (typeof flags.runtimes === "string" ? flags.runtimes : "deno,bun,node").split(",").map((s) => s.trim()),
@@ -541,6 +562,7 @@ function parseOptions(argv: string[]): Options | null {
     out: typeof flags.out === "string" ? flags.out : fromRoot("packages", "bench", "results", "cpu.json"),
     child: flags.child === true,
     jsonOut: typeof flags["json-out"] === "string" ? flags["json-out"] : undefined,
+    only,
   };
 }
 
@@ -556,23 +578,23 @@ async function main(): Promise<void> {
     console.log(HELP);
     return;
   }
-  const pass = ["--sizes", opts.sizes.join(","), "--runs", String(opts.runs), "--warmup-ms", String(opts.warmupMs)];
+  const pass = ["--sizes", opts.sizes.join(","), "--runs", String(opts.runs), "--warmup-ms", String(opts.warmupMs), "--only", opts.only.join(",")];
   if (opts.child) {
-    const r = await measureRuntime(opts.sizes, opts.runs, opts.warmupMs);
-    console.log(tableOf([r], opts.sizes));
+    const r = await measureRuntime(opts.sizes, opts.runs, opts.warmupMs, opts.only);
+    console.log(tableOf([r], opts.only.includes("matmul") ? opts.sizes : []));
     if (opts.jsonOut) writeJson(opts.jsonOut, r);
     process.exit(0); // the peers' worker threads would keep some runtimes alive
   }
   const tmp = join(repoRoot(), "out/bench");
   if (!existsSync(tmp)) mkdirSync(tmp, { recursive: true });
   const results = opts.runtimes.map((rt) => runChild(rt, pass, join(tmp, `cpu-kernels-${rt}.json`)));
-  console.log("== torch (the PyTorch reference port, one training step) ==");
+  if (opts.only.includes("step")) console.log("== torch (the PyTorch reference port, one training step) ==");
   // 3 timed steps (after one warm-up): the median then ignores one step slowed by the machine's load
-  const tt = torchTrainStep(repoRoot(), STEP_B, STEP_L, 3, results[0].threads);
+  const tt = opts.only.includes("step") ? torchTrainStep(repoRoot(), STEP_B, STEP_L, 3, results[0].threads) : "not measured (--only)";
   const torch: StepRow = typeof tt === "string"
     ? { backend: "torch", tokensPerSec: null, medianMs: null, samplesMs: [], detail: tt }
     : { backend: "torch", tokensPerSec: (STEP_B * STEP_L) / (tt.medianMs / 1000), medianMs: tt.medianMs, samplesMs: tt.samplesMs, detail: tt.detail };
-  const table = tableOf(results, opts.sizes, torch);
+  const table = tableOf(results, opts.only.includes("matmul") ? opts.sizes : [], torch);
   console.log(`\n== all runtimes: ${results[0].machine.cpuModel}, ${results[0].machine.cores} logical cores; load average ` +
     results.map((r) => `${r.runtime.name} ${r.loadAverage.before.toFixed(1)}→${r.loadAverage.after.toFixed(1)}`).join(", ") + " ==");
   console.log(table);
@@ -583,6 +605,7 @@ async function main(): Promise<void> {
     machine: results[0].machine,
     goals: GOALS,
     sizes: opts.sizes,
+    sections: opts.only,
     runs: opts.runs,
     trainStepTorch: torch,
     runtimes: Object.fromEntries(results.map((r) => [r.runtime.name, r])),

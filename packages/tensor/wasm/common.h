@@ -86,14 +86,19 @@ INLINE f32 as_f32(i32 bits) { union { i32 i; f32 f; } u = { bits }; return u.f; 
 /*
  * Touch-ahead (a software prefetch: wasm has no prefetch instruction). The forward linear scan
  * reads one word of each input TOUCH_DIST floats (64 KiB, sixteen 4 KiB pages) ahead of where it
- * works, once per TOUCH_STEP floats (a page): the hardware prefetchers do not cross 4 KiB pages,
- * and the early touch walks the page table and starts the next pages' lines sooner. Measured on
- * the scan over 64 MiB arrays (2-vCPU Zen 4 VM, one thread, against saxpy in the same process):
- * under Deno 0.52-0.62 -> 0.67-0.71 of saxpy's bytes/s; under Bun and Node 20 no gain (a touch that
- * misses blocks retirement while it waits), so the launcher turns it on per engine. The words read
- * are XOR-ed into a sink that touch_done stores once per task, so no compiler or engine can drop
- * the loads; no result depends on them. Only inputs are touched (never an output, which another
- * thread may be writing), and only inside the input's own bounds.
+ * works, and one word of its output as far ahead in its own columns, once per TOUCH_STEP floats (a
+ * page): the hardware prefetchers do not cross 4 KiB pages, and the early touch walks the page
+ * table and starts the next pages' lines sooner; for the output it starts the read-for-ownership
+ * that every store to a fresh line costs (wasm has no non-temporal store) a few rows early.
+ * Measured on the scan over 64 MiB arrays (2-vCPU Zen VM shared with other jobs, 2026-11-26, one
+ * thread, CPU time, each variant's bytes/s over saxpy's in the same process and round, medians of
+ * 21 rounds, 3 runs; Bun / Node 20 / Deno): no touch 0.58-0.64 / 0.58-0.60 / 0.57-0.58; inputs
+ * touched 0.64-0.67 / 0.64-0.71 / 0.63-0.66; inputs and output 0.64-0.68 / 0.69-0.75 / 0.65-0.69.
+ * On two threads (wall time, as the benchmark) no change could be told from the shared machine's
+ * noise (README.md). Touching every 2 KiB, or every cache line one row ahead, was slower; 32 or
+ * 64 KiB ahead made no difference. The words read are XOR-ed into a sink that touch_done stores
+ * once per task, so no compiler or engine can drop the loads; no result depends on them. Inputs
+ * are touched only inside their own bounds, the output only inside the block the task writes.
  */
 #define TOUCH_STEP 1024
 #define TOUCH_DIST 16384

@@ -94,8 +94,10 @@ INLINE void scan_seg(const f32* ar, const f32* prev, const f32* xr, f32* hr, int
 
 /* h[b,t,s] = a[b,t,s] h[b,t-1,s] + x[b,t,s] from h0[b,s]
  * args: a, x, h0, out, B, L, S, sPerTask, sTasks, touch; task = (b, s-chunk). Rows go in pieces of
- * a page (TOUCH_STEP), each touching a and x TOUCH_DIST ahead (common.h) when `touch` is set and the
- * block is large (the launcher sets it per engine: it helps Deno's V8 only). */
+ * a page (TOUCH_STEP), each touching a and x TOUCH_DIST ahead, and the output as far ahead in the
+ * task's own columns (common.h), when `touch` is set and the block is large. The output's touch
+ * reads the line the scan will write a few rows later (a read-for-ownership that wasm cannot skip,
+ * started early); it stays inside the block this task writes, which no other task reads or writes. */
 void k_scan(const i32* a, int task, int tid) {
   (void)tid;
   const int L = a[5], S = a[6], per = a[7], st = a[8];
@@ -106,11 +108,13 @@ void k_scan(const i32* a, int task, int tid) {
   const f32* prev = PTR(f32, a[2]) + (size_t)b * S;
   const int tch = a[9] && (size_t)L * (s1 - s0) >= TOUCH_MIN;
   const size_t last = ((size_t)b * L + L) * S - 1; /* the last element of sequence b */
+  const int ahead = (TOUCH_DIST + S - 1) / S;     /* rows: the output's touch distance */
   u32 sink = 0;
   for (int t = 0; t < L; t++) {
     const size_t o = ((size_t)b * L + t) * S;
+    const size_t oh = ((size_t)b * L + MIN(L - 1, t + ahead)) * S; /* the touched output row */
     for (int c = s0; c < s1; c += TOUCH_STEP) {
-      if (tch) sink ^= touch(A, o + c + TOUCH_DIST, last) ^ touch(X, o + c + TOUCH_DIST, last);
+      if (tch) sink ^= touch(A, o + c + TOUCH_DIST, last) ^ touch(X, o + c + TOUCH_DIST, last) ^ touch(H, oh + c, oh + c);
       scan_seg(A + o, prev, X + o, H + o, c, MIN(s1, c + TOUCH_STEP));
     }
     prev = H + o;

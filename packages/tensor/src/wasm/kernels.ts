@@ -35,7 +35,7 @@ export interface WasmCtx {
   readonly gemmTile: 4 | 6;
   /** Whether the selective scan computes four exps in lockstep (wasm/ssm.c, step: per engine; never changes a result). */
   readonly expLockstep: boolean;
-  /** Whether the linear scan touches its inputs ahead (wasm/common.h, touch: per engine; never changes a result). */
+  /** Whether the linear scan touches its inputs and output ahead (wasm/common.h, touch; never changes a result). */
   readonly touchAhead: boolean;
 }
 
