@@ -92,7 +92,7 @@ export interface KernelProfiler {
 }
 
 /** Selects and instruments a backend. WebGPU: Dawn or navigator.gpu (see tensor/src/webgpu/probe.ts). */
-export async function openBackend(name: BackendChoice, opts: { timestamps?: boolean } = {}): Promise<BenchBackend & { profiler: KernelProfiler | null }> {
+export async function openBackend(name: BackendChoice, opts: { timestamps?: boolean; maxBatch?: number } = {}): Promise<BenchBackend & { profiler: KernelProfiler | null }> {
   let backend: Backend;
   let device: string = name;
   let gpu: Any = null;
@@ -102,7 +102,7 @@ export async function openBackend(name: BackendChoice, opts: { timestamps?: bool
     backend = setBackend(await mod.createWasmBackend());
   } else if (name === "webgpu") {
     const mod = await import("../../tensor/src/webgpu/backend.ts");
-    gpu = await mod.createWebGpuBackend({ timestamps: opts.timestamps });
+    gpu = await mod.createWebGpuBackend({ timestamps: opts.timestamps, maxBatch: opts.maxBatch });
     backend = setBackend(gpu);
     device = `webgpu ${gpu.adapterInfo} (${gpu.via})`;
   } else throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${name}"`);

@@ -45,6 +45,7 @@ const HELP = `train-throughput: tokens/s of a full training step (forward, backw
   --profile        per-primitive launch counts and encode time, and the forward / backward split
   --pool-keep F    WebGPU buffer pool: keep freed buffers up to F × the peak bytes in use (default ${poolTuning.keepFactor})
   --pool-fit N     WebGPU buffer pool: serve a request from up to N larger size classes (default ${poolTuning.fitClasses})
+  --max-batch N    WebGPU dispatches per queue submit (default: the backend's, 128)
   --ratios-only F  measure nothing: re-read our JSON F, add --reference's ratios, write --out (default F)
   --json           print the JSON result on stdout instead of the table
   --out FILE       JSON output (default packages/bench/results/train-throughput-<backend>.json)
@@ -121,7 +122,7 @@ export interface ThroughputResult {
   device: string;
   backend: BackendChoice;
   preset: PresetName;
-  options: { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; pool?: { keepFactor: number; fitClasses: number } };
+  options: { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; pool?: { keepFactor: number; fitClasses: number }; maxBatch?: number | null };
   rows: ThroughputRow[];
   reference: ReferenceRow[];
   ratios: Ratios[];
@@ -319,7 +320,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", batch: "string", seq: "string", steps: "string", warmup: "string",
     "cap-s": "string", reference: "string", profile: "boolean", json: "boolean", out: "string", help: "boolean",
-    "ratios-only": "string", "pool-keep": "string", "pool-fit": "string",
+    "ratios-only": "string", "pool-keep": "string", "pool-fit": "string", "max-batch": "string",
   });
   if (f["pool-keep"] !== undefined) {
     const k = Number(f["pool-keep"]);
@@ -341,7 +342,8 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const out = String(f.out ?? fromRoot("packages", "bench", "results", `train-throughput-${backend}.json`));
   const ref = f.reference ? readReference(String(f.reference)) : [];
 
-  const bb = await openBackend(backend, { timestamps: o.profile });
+  const maxBatch = f["max-batch"] === undefined ? undefined : positiveInt("max-batch", f["max-batch"], 128);
+  const bb = await openBackend(backend, { timestamps: o.profile, maxBatch });
   progress(`train-throughput: ${bb.device}, preset ${presetName}, ${o.batch} × ${o.seq} tokens a step`);
   const rows: ThroughputRow[] = [];
   const result = (): ThroughputResult => {
@@ -349,7 +351,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
     const mm = rows.find((x) => x.kind === "memmamba")?.msPerStep, ma = rows.find((x) => x.kind === "mamba")?.msPerStep;
     return {
       benchmark: "train-throughput" as const, date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
-      options: { ...o, pool: { ...poolTuning } }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
+      options: { ...o, pool: { ...poolTuning }, maxBatch: maxBatch ?? null }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
       goals: { oursOverCompiledAtLeast: 2, memmambaOverMambaAtMost: 1.5, issueCompiledMambaTps: ISSUE_COMPILED_MAMBA_TPS },
     };
   };
