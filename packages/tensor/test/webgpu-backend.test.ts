@@ -131,6 +131,30 @@ test("webgpu backend: freed buffers are reused; a write waits for queued work th
   expect(gpu.liveBuffers()).toBe(before);
 });
 
+test("webgpu backend: writes to buffers the unsubmitted batch uses: staged small ones and flushed large ones keep the order", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  const before = gpu.liveBuffers();
+  for (const n of [3, 64, 300_000]) { // 300K floats: over the 1 MiB upload buffer, the submit path
+    const results: T.Tensor[] = [];
+    const want: number[][] = [];
+    for (let k = 0; k < 6; k++) {
+      // queue a kernel that reads x, free x, then write a new tensor that reuses x's buffer
+      const x = T.fromArray(new Float32Array(n).fill(k), [n]);
+      results.push(T.tidy(() => T.mul(T.sliceAxis(x, 0, 0, 3), 2)));
+      x.dispose();
+      const z = T.fromArray(new Float32Array(n).fill(100 + k), [n]);
+      results.push(T.tidy(() => T.add(T.sliceAxis(z, 0, 0, 3), 1)));
+      z.dispose();
+      want.push([2 * k, 2 * k, 2 * k].slice(0, Math.min(3, n)), [101 + k, 101 + k, 101 + k].slice(0, Math.min(3, n)));
+    }
+    const got = await Promise.all(results.map(async (r) => Array.from(await r.data())));
+    expect(got).toEqual(want);
+    T.disposeTree(results);
+  }
+  expect(gpu.liveBuffers()).toBe(before);
+});
+
 test("webgpu backend: pool knobs: a request may take a free buffer of a larger size class (fitClasses)", async () => {
   const gpu = await webgpu();
   if (!gpu) return;
