@@ -46,7 +46,7 @@ for s in $steps; do
     # split, launches by primitive, GPU time by kernel)
     step ours-train 120
     timeout 120 "${JS[@]}" .gpu/train-throughput.mjs --backend webgpu --preset $P --kinds memmamba,mamba --batch $B --seq $S \
-      --steps 3 --warmup 1 --cap-s 45 --profile --out "$OUT/train-throughput.json" ;;
+      --steps 6 --warmup 3 --cap-s 45 --profile --out "$OUT/train-throughput.json" ;;
   ref-train)
     # eager and torch.compile, mamba then memmamba. 8 × 2048 does not fit eager without activation
     # checkpointing (with it: 9.3K / 15.4K tok/s), and torch.compile fails over checkpointing, so:
