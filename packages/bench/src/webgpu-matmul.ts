@@ -345,6 +345,8 @@ async function main(): Promise<void> {
     runtime: `${rt.name} ${rt.version}`,
     adapter: gpu.adapterInfo,
     via: gpu.via,
+    /** Options passed to Dawn's create() (MEMMAMBA_DAWN_FLAGS), e.g. its disable_robustness toggle; null: none. */
+    dawnFlags: gpu.via === "dawn" ? (process.env.MEMMAMBA_DAWN_FLAGS || null) : null,
     timing: timestamps ? "gpu timestamp queries around the compute passes" : "wall clock, one sync per sample",
     runs,
     /** The split-K knobs this run used. */
@@ -366,7 +368,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(result, null, 2));
     return;
   }
-  console.log(`webgpu-matmul — ${result.runtime}, ${result.adapter} via ${result.via}; ${result.timing}; median of ${runs}`);
+  console.log(`webgpu-matmul — ${result.runtime}, ${result.adapter} via ${result.via}${result.dawnFlags ? ` (Dawn flags: ${result.dawnFlags})` : ""}; ${result.timing}; median of ${runs}`);
   if (shapeRows.length > 0) {
     console.log(formatTable(
       ["shape", "split-K", "kernel", "median ms", "min ms", "GFLOP/s", "max rel err", "speedup"],

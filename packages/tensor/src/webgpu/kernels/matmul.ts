@@ -154,7 +154,10 @@ export function tileProblem(t: TileConfig): string | null {
 //   128x128x32/8x8:wl         20.9 / 42.9 / 43.8   (best 128² tile)
 //   128x64x32/8x4:cf:wl       32.3 / 33.7 / 34.0   (best at 1024²)
 //   double-buffered tiles (:db) were slower everywhere (32 at 4096²).
-export const WIDE_TILE: TileConfig = { BM: 128, BN: 256, BK: 16, TM: 8, TN: 16, specialize: true, cf: true, wl: true, sw: true };
+// H200, 2026-11-26 (same runs as cuBLAS 50.9–51.4 TFLOP/s at 4096²): the XOR-swizzled k-tiles
+// (:xs) 45.1 against 44.8 for the padded ones at 4096² (44.5 / 44.0 at 2048²); with Dawn's
+// disable_robustness toggle (MEMMAMBA_DAWN_FLAGS, opt-in) 47.05 = 92% of cuBLAS.
+export const WIDE_TILE: TileConfig = { BM: 128, BN: 256, BK: 16, TM: 8, TN: 16, specialize: true, cf: true, wl: true, sw: true, xs: true };
 export const BIG_TILE: TileConfig = { BM: 128, BN: 128, BK: 32, TM: 8, TN: 8, specialize: true, wl: true };
 export const MID_TILE: TileConfig = { BM: 128, BN: 64, BK: 32, TM: 8, TN: 4, specialize: true, cf: true, wl: true };
 export const SMALL_TILE: TileConfig = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
