@@ -23,8 +23,9 @@
  * weight gradients dW = Xᵀ·dY per batch element (transA, K = 2048 rows).
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { detectRuntime, fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
+import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import process from "node:process";
+import { timeGpuCalls } from "./gpu-timing.ts";
 import type { KernelArg } from "../../tensor/src/backend.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
 import { BIG_TILE, fitTile, matmulPlan, matmulTuning, MID_TILE, parseTile, SMALL_TILE, splitKPlan, tileName, type TileConfig } from "../../tensor/src/webgpu/kernels/matmul.ts";
@@ -161,39 +162,6 @@ function arg(buf: KernelArg["buf"], n: number): KernelArg {
   return { buf, shape: [n, n], dtype: "f32" };
 }
 
-/**
- * Times `run` (one matmul launch): about `warmupMs` of warm-up (compile, then busy so clocks
- * settle), then `runs` samples of enough launches to last about `sampleMs` each; per launch.
- */
-async function timeDispatches(gpu: WebGpuBackend, run: () => void, runs: number, sampleMs: number, warmupMs: number, timestamps: boolean): Promise<{ samples: number[]; reps: number }> {
-  run();
-  await gpu.sync();
-  const w0 = now();
-  let calls = 0;
-  while (now() - w0 < warmupMs) {
-    for (let r = 0; r < 10; r++) run();
-    calls += 10;
-    await gpu.sync();
-  }
-  const oneMs = Math.max((now() - w0) / Math.max(calls, 1), 1e-3);
-  const samples: number[] = [];
-  // several dispatches per sample: timestamps may be quantised (Dawn: to about 0.1 ms)
-  const reps = Math.max(1, Math.min(200, Math.round(sampleMs / oneMs)));
-  for (let i = 0; i < runs; i++) {
-    const many = () => {
-      for (let r = 0; r < reps; r++) run();
-    };
-    if (timestamps) samples.push((await gpu.timeGpu(many))! / reps);
-    else {
-      const s0 = now();
-      many();
-      await gpu.sync();
-      samples.push((now() - s0) / reps);
-    }
-  }
-  return { samples, reps };
-}
-
 /** One --shapes problem with split-K on or off (matmulTuning.splitK), checked on sampled entries. */
 async function benchShape(gpu: WebGpuBackend, sp: ShapeSpec, splitK: boolean, runs: number, checks: number, sampleMs: number, warmupMs: number, timestamps: boolean): Promise<ShapeRow> {
   const { M, N, K, batch, transA, transB } = sp;
@@ -208,7 +176,7 @@ async function benchShape(gpu: WebGpuBackend, sp: ShapeSpec, splitK: boolean, ru
   const was = matmulTuning.splitK;
   matmulTuning.splitK = splitK;
   try {
-    const { samples, reps } = await timeDispatches(gpu, run, runs, sampleMs, warmupMs, timestamps);
+    const { samplesMs: samples, reps } = await timeGpuCalls(gpu, run, { runs, sampleMs, warmupMs, timestamps });
     const C = (await gpu.read(c)) as Float32Array;
     let maxRelErr = 0;
     let s = 7;
@@ -250,7 +218,7 @@ async function benchSize(gpu: WebGpuBackend, requested: string, n: number, runs:
   gpu.write(b, B);
   const run = () => gpu.run("matmul", [arg(a, n), arg(b, n)], arg(c, n), { transA: false, transB: false });
   try {
-    const { samples, reps } = await timeDispatches(gpu, run, runs, sampleMs, warmupMs, timestamps);
+    const { samplesMs: samples, reps } = await timeGpuCalls(gpu, run, { runs, sampleMs, warmupMs, timestamps });
     // correctness on sampled entries against float64 dot products
     const C = (await gpu.read(c)) as Float32Array;
     let maxRelErr = 0;

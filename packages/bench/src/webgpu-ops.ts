@@ -23,8 +23,9 @@
  *       [--rows 8] [--gradw-targets 1024,4096] [--runs 9] [--json] [--out FILE]
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { detectRuntime, fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
+import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import process from "node:process";
+import { timeGpuCalls } from "./gpu-timing.ts";
 import type { KernelArg, PrimName, PrimParams } from "../../tensor/src/backend.ts";
 import { bind, disposeTree, fromArray, setBackend } from "../../tensor/src/index.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
@@ -166,29 +167,8 @@ async function benchCase(gpu: WebGpuBackend, c: OpCase, variant: string, apply: 
     const got = (await gpu.read(out)) as Float32Array;
     let maxErr = 0;
     for (let i = 0; i < want.length; i++) maxErr = Math.max(maxErr, Math.abs(got[i] - want[i]) / (1 + Math.abs(want[i])));
-    // warm-up: keep the GPU busy so clocks settle
-    const w0 = now();
-    let calls = 0;
-    while (now() - w0 < opts.warmupMs || calls === 0) {
-      for (let r = 0; r < 10; r++) run();
-      calls += 10;
-      await gpu.sync();
-    }
-    const oneMs = Math.max((now() - w0) / calls, 1e-3);
-    const reps = Math.max(1, Math.min(200, Math.round(opts.sampleMs / oneMs)));
-    const samples: number[] = [];
-    for (let i = 0; i < opts.runs; i++) {
-      const many = () => {
-        for (let r = 0; r < reps; r++) run();
-      };
-      if (opts.timestamps) samples.push((await gpu.timeGpu(many))! / reps);
-      else {
-        const s0 = now();
-        many();
-        await gpu.sync();
-        samples.push((now() - s0) / reps);
-      }
-    }
+    const t = await timeGpuCalls(gpu, run, opts);
+    const samples = t.samplesMs, reps = t.reps;
     const med = median(samples);
     const bytes = 4 * (c.inputs.reduce((a, s) => a + size(s), 0) + size(c.out));
     return {

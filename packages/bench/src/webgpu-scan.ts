@@ -38,6 +38,7 @@
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
 import { detectRuntime, fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import process from "node:process";
+import { timeGpuCalls } from "./gpu-timing.ts";
 import type { BufferHandle, KernelArg } from "../../tensor/src/backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type Launch } from "../../tensor/src/webgpu/context.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
@@ -182,35 +183,14 @@ interface TimeOpts {
   timestamps: boolean;
 }
 
-/** Warm-up, then `runs` samples of `reps` calls: GPU time per call (timestamps) or wall clock. */
+/** GPU time per call of `run` (gpu-timing.ts), with at most 48 compute passes per sample. */
 async function timeCalls(gpu: WebGpuBackend, run: () => void, o: TimeOpts): Promise<Timed> {
   const perCall = countDispatches(gpu, run);
   await gpu.sync();
-  const w0 = now();
-  let calls = 0;
-  do {
-    for (let r = 0; r < 4; r++) run();
-    calls += 4;
-    await gpu.sync();
-  } while (now() - w0 < o.warmupMs);
-  const oneMs = Math.max((now() - w0) / calls, 1e-3);
   // the timer records at most 64 compute passes per sample; a pass ends every 128 dispatches
   const passCap = Math.max(1, Math.floor(48 / (Math.ceil(perCall / 128) + 1)));
-  const reps = Math.max(1, Math.min(200, passCap, Math.round(o.sampleMs / oneMs)));
-  const samples: number[] = [];
-  for (let i = 0; i < o.runs; i++) {
-    const many = () => {
-      for (let r = 0; r < reps; r++) run();
-    };
-    if (o.timestamps) samples.push((await gpu.timeGpu(many))! / reps);
-    else {
-      const s0 = now();
-      many();
-      await gpu.sync();
-      samples.push((now() - s0) / reps);
-    }
-  }
-  return { medianMs: median(samples), minMs: Math.min(...samples), samplesMs: samples, repsPerSample: reps };
+  const t = await timeGpuCalls(gpu, run, { ...o, maxReps: Math.min(200, passCap) });
+  return { medianMs: t.medianMs, minMs: t.minMs, samplesMs: t.samplesMs, repsPerSample: t.reps };
 }
 
 /** A plain vec4 copy kernel (one vec4 per thread), the compute-shader peak. params: n4. */

@@ -21,8 +21,9 @@
  *       [--modes last,top] [--densities 0.25,1] [--runs 9] [--json] [--out FILE] [--small]
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { detectRuntime, fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
+import { detectRuntime, fmt, formatTable, fromRoot, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import process from "node:process";
+import { timeGpuCalls } from "./gpu-timing.ts";
 import type { KernelArg } from "../../tensor/src/backend.ts";
 import { causalSelectKernel as cpuCausalSelect } from "../../tensor/src/cpu/select.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
@@ -82,34 +83,6 @@ function parseList<T>(flag: string, v: string, parse: (s: string) => T): T[] {
   return xs;
 }
 
-async function timeKernel(gpu: WebGpuBackend, run: () => void, runs: number, sampleMs: number, warmupMs: number, timestamps: boolean): Promise<Omit<KernelTiming, "plan">> {
-  run();
-  await gpu.sync();
-  const w0 = now();
-  let calls = 0;
-  do {
-    for (let r = 0; r < 5; r++) run();
-    calls += 5;
-    await gpu.sync();
-  } while (now() - w0 < warmupMs);
-  const oneMs = Math.max((now() - w0) / calls, 1e-3);
-  // several calls per sample: timestamps may be quantised (Dawn: to about 0.1 ms)
-  const reps = Math.max(1, Math.min(200, Math.round(sampleMs / oneMs)));
-  const samples: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const many = () => {
-      for (let r = 0; r < reps; r++) run();
-    };
-    if (timestamps) samples.push((await gpu.timeGpu(many))! / reps);
-    else {
-      const s0 = now();
-      many();
-      await gpu.sync();
-      samples.push((now() - s0) / reps);
-    }
-  }
-  return { medianMs: median(samples), minMs: Math.min(...samples), samplesMs: samples, reps };
-}
 
 async function benchCase(
   gpu: WebGpuBackend, B: number, L: number, k: number, mode: "last" | "top", density: number,
@@ -135,7 +108,7 @@ async function benchCase(
     for (const kernel of ["walk", "parallel"] as const) {
       selectTuning.force = kernel;
       const plan = causalSelectPlan(B, L, k, gpu.limits);
-      const t = await timeKernel(gpu, run, runs, sampleMs, warmupMs, timestamps);
+      const t = await timeGpuCalls(gpu, run, { runs, sampleMs, warmupMs, timestamps });
       const got = (await gpu.read(o)) as Int32Array;
       for (let i = 0; i < want.length; i++) {
         if (got[i] !== want[i]) {

@@ -14,67 +14,27 @@
  */
 import fc from "fast-check";
 import { expect, test } from "../../../test/support/harness.ts";
-import { useBackend } from "../../../test/support/backends.ts";
 import * as T from "../src/index.ts";
-import type { Backend, HostArray, Tensor } from "../src/index.ts";
+import type { Backend, HostArray } from "../src/index.ts";
 import type { WebGpuBackend } from "../src/webgpu/backend.ts";
-import type { Launch } from "../src/webgpu/context.ts";
+import { cpuAndGpu, type In, keysOf, matmulOn, seededF32 } from "./webgpu-matmul-support.ts";
 import { BIG_TILE, MID_TILE, matmulPlan, matmulTuning, SMALL_TILE, splitKPlan, type TileConfig } from "../src/webgpu/kernels/matmul.ts";
 
-let seed = 777;
-function f32(shape: number[]): { data: Float32Array; shape: number[] } {
-  const n = shape.reduce((a, b) => a * b, 1);
-  return {
-    data: Float32Array.from({ length: n }, () => {
-      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-      return (seed / 2 ** 32) * 4 - 2;
-    }),
-    shape,
-  };
-}
+const f32 = seededF32(777);
 
 let cpu: Backend | null = null;
 let gpu: WebGpuBackend | null = null;
 async function backends(): Promise<boolean> {
-  if (!(await useBackend("webgpu"))) return false;
-  gpu = T.getBackend() as unknown as WebGpuBackend;
-  cpu ??= T.setBackend("cpu");
-  T.setBackend(gpu as unknown as Backend);
+  const pair = await cpuAndGpu();
+  if (!pair) return false;
+  ({ cpu, gpu } = pair);
   return true;
-}
-
-/** Pipeline keys of the dispatches `fn` makes on the WebGPU backend. */
-async function keysOf<R>(fn: () => Promise<R>): Promise<{ result: R; keys: string[] }> {
-  const ctx = gpu!.ctx;
-  const orig = ctx.dispatch;
-  const keys: string[] = [];
-  ctx.dispatch = (l: Launch) => {
-    keys.push(l.key);
-    orig(l);
-  };
-  try {
-    return { result: await fn(), keys };
-  } finally {
-    ctx.dispatch = orig;
-  }
-}
-
-type In = { data: Float32Array; shape: number[] };
-async function matmulOn(b: Backend, x: In, y: In, transA: boolean, transB: boolean): Promise<HostArray> {
-  T.setBackend(b);
-  const before = b.liveBuffers();
-  const ts: Tensor[] = [T.fromArray(x.data, x.shape), T.fromArray(y.data, y.shape)];
-  const r = T.matmul(ts[0], ts[1], { transA, transB });
-  const data = await r.data();
-  T.disposeTree([ts, r]);
-  if (b.liveBuffers() !== before) throw new Error(`${b.name}: ${b.liveBuffers() - before} buffer(s) leaked`);
-  return data;
 }
 
 /** Runs one matmul on the CPU and the GPU; checks the tolerance and that the GPU split K. */
 async function splitParity(what: string, x: In, y: In, transA: boolean, transB: boolean, K: number): Promise<HostArray> {
   const want = await matmulOn(cpu!, x, y, transA, transB);
-  const { result: got, keys } = await keysOf(() => matmulOn(gpu as unknown as Backend, x, y, transA, transB));
+  const { result: got, keys } = await keysOf(gpu!, () => matmulOn(gpu as unknown as Backend, x, y, transA, transB));
   T.setBackend(gpu as unknown as Backend);
   if (!keys.includes("matmul:splitk-sum")) throw new Error(`${what}: no split-K (dispatched ${keys.join(", ")})`);
   const tol = 1e-5 * Math.sqrt(Math.max(1, K));
@@ -197,7 +157,7 @@ test("webgpu split-K off: the same problem runs unsplit (the knob reaches the ke
   const c: Case = [40, 300, 3, [[], []], false, false];
   const [x, y] = operands(c);
   await withTuning({ ...SMALL_SPLIT, splitK: false }, async () => {
-    const { keys } = await keysOf(() => matmulOn(gpu as unknown as Backend, x, y, false, false));
+    const { keys } = await keysOf(gpu!, () => matmulOn(gpu as unknown as Backend, x, y, false, false));
     T.setBackend(gpu as unknown as Backend);
     expect(keys).toEqual(["matmul:naive:b3"]);
   });

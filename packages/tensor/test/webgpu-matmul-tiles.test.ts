@@ -14,43 +14,21 @@
  * The inner loop is not unrolled (a 10x shorter compile on lavapipe) except in one small case.
  */
 import { expect, test } from "../../../test/support/harness.ts";
-import { useBackend } from "../../../test/support/backends.ts";
 import * as T from "../src/index.ts";
-import type { Backend, HostArray, Tensor } from "../src/index.ts";
+import type { Backend } from "../src/index.ts";
 import type { WebGpuBackend } from "../src/webgpu/backend.ts";
-import type { Launch } from "../src/webgpu/context.ts";
 import { fitTile, matmulTuning, parseTile, tileName, tileProblem, tileSmemBytes } from "../src/webgpu/kernels/matmul.ts";
+import { cpuAndGpu, keysOf, matmulOn, seededF32 } from "./webgpu-matmul-support.ts";
 
-let seed = 4242;
-type In = { data: Float32Array; shape: number[] };
-function f32(shape: number[]): In {
-  const n = shape.reduce((a, b) => a * b, 1);
-  return {
-    data: Float32Array.from({ length: n }, () => {
-      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-      return (seed / 2 ** 32) * 4 - 2;
-    }),
-    shape,
-  };
-}
+const f32 = seededF32(4242);
 
 let cpu: Backend | null = null;
 let gpu: WebGpuBackend | null = null;
 async function backends(): Promise<boolean> {
-  if (!(await useBackend("webgpu"))) return false;
-  gpu = T.getBackend() as unknown as WebGpuBackend;
-  cpu ??= T.setBackend("cpu");
-  T.setBackend(gpu as unknown as Backend);
+  const pair = await cpuAndGpu();
+  if (!pair) return false;
+  ({ cpu, gpu } = pair);
   return true;
-}
-
-async function matmulOn(b: Backend, x: In, y: In, transA: boolean, transB: boolean): Promise<HostArray> {
-  T.setBackend(b);
-  const ts: Tensor[] = [T.fromArray(x.data, x.shape), T.fromArray(y.data, y.shape)];
-  const r = T.matmul(ts[0], ts[1], { transA, transB });
-  const data = await r.data();
-  T.disposeTree([ts, r]);
-  return data;
 }
 
 /** A [..ba, m, k] (or [k, m]) times B [..bb, k, n] (or [n, k]). */
@@ -65,19 +43,11 @@ async function tileParity(spec: string, cases: Case[], opts: { unroll?: boolean;
   const want = tileName(fitTile(t, gpu!.ctx.limits.maxComputeWorkgroupStorageSize));
   const saved = { ...matmulTuning };
   Object.assign(matmulTuning, { force: t, unrollBig: !!opts.unroll, runtimeTrans: !!opts.runtimeTrans, splitK: false });
-  const ctx = gpu!.ctx;
-  const orig = ctx.dispatch;
-  const keys: string[] = [];
-  ctx.dispatch = (l: Launch) => {
-    keys.push(l.key);
-    orig(l);
-  };
   try {
     for (const [m, k, n, [ba, bb], ta, tb] of cases) {
       const what = `${spec}: matmul ${JSON.stringify([m, k, n, ba, bb, ta, tb])}`;
       const x = f32([...ba, ...(ta ? [k, m] : [m, k])]), y = f32([...bb, ...(tb ? [n, k] : [k, n])]);
-      keys.length = 0;
-      const got = await matmulOn(gpu as unknown as Backend, x, y, ta, tb);
+      const { result: got, keys } = await keysOf(gpu!, () => matmulOn(gpu as unknown as Backend, x, y, ta, tb));
       const ref = await matmulOn(cpu!, x, y, ta, tb);
       T.setBackend(gpu as unknown as Backend);
       const mm = keys.filter((key) => key.startsWith("matmul:"));
@@ -89,7 +59,6 @@ async function tileParity(spec: string, cases: Case[], opts: { unroll?: boolean;
       }
     }
   } finally {
-    ctx.dispatch = orig;
     Object.assign(matmulTuning, saved);
   }
 }

@@ -1,0 +1,56 @@
+/**
+ * GPU timing of one kernel call, shared by the WebGPU micro-benchmarks (webgpu-matmul, -scan,
+ * -select, -ops): a first call (pipeline compilation), about `warmupMs` of busy warm-up so that
+ * the clocks settle, then `runs` samples of `reps` calls each, where `reps` makes a sample last
+ * about `sampleMs` (several calls per sample: Dawn quantises timestamps to about 0.1 ms).
+ * GPU time from timestamp queries around the compute passes when `timestamps` is on (the adapter
+ * has 'timestamp-query'), else the wall clock of the calls and one sync.
+ */
+import { median, now } from "./runtime.ts";
+import type { WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
+
+export interface GpuTimingOptions {
+  runs: number;
+  sampleMs: number;
+  warmupMs: number;
+  timestamps: boolean;
+  /** At most this many calls per sample (default 200; the scan bench caps passes per sample). */
+  maxReps?: number;
+}
+
+export interface GpuTiming {
+  medianMs: number;
+  minMs: number;
+  samplesMs: number[];
+  /** Calls per sample. */
+  reps: number;
+}
+
+/** Times `run` (one call: any number of dispatches); milliseconds per call. */
+export async function timeGpuCalls(gpu: WebGpuBackend, run: () => void, o: GpuTimingOptions): Promise<GpuTiming> {
+  run();
+  await gpu.sync();
+  const w0 = now();
+  let calls = 0;
+  do {
+    for (let r = 0; r < 4; r++) run();
+    calls += 4;
+    await gpu.sync();
+  } while (now() - w0 < o.warmupMs);
+  const oneMs = Math.max((now() - w0) / calls, 1e-3);
+  const reps = Math.max(1, Math.min(o.maxReps ?? 200, Math.round(o.sampleMs / oneMs)));
+  const samples: number[] = [];
+  for (let i = 0; i < o.runs; i++) {
+    const many = () => {
+      for (let r = 0; r < reps; r++) run();
+    };
+    if (o.timestamps) samples.push((await gpu.timeGpu(many))! / reps);
+    else {
+      const s0 = now();
+      many();
+      await gpu.sync();
+      samples.push((now() - s0) / reps);
+    }
+  }
+  return { medianMs: median(samples), minMs: Math.min(...samples), samplesMs: samples, reps };
+}
