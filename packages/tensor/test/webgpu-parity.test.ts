@@ -350,7 +350,7 @@ test("webgpu parity: causalSelect (last / top, ties, f32 and i32 masks)", async 
   }), RUNS);
 });
 
-test("webgpu parity: causalSelect with pools over one thread's share (k 70 and 140) and over the workgroup kernel's limit (k 600)", async () => {
+test("webgpu parity: causalSelect with large pools (k 70, 140, 600: the parallel kernels at these L; webgpu-select.test.ts forces the walks)", async () => {
   if (!(await backends())) return;
   for (const [B, L, k] of [[2, 300, 70], [1, 400, 140], [1, 700, 600]] as const) {
     for (const mode of ["last", "top"] as const) {
