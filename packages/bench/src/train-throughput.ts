@@ -44,7 +44,6 @@ const HELP = `train-throughput: tokens/s of a full training step (forward, backw
   --reference F    JSON lines of memmamba_ref.bench_train (same GPU, same run): print the ratios
   --profile        per-primitive launch counts and encode time, and the forward / backward split
   --pool-keep F    WebGPU buffer pool: keep freed buffers up to F × the peak bytes in use (default ${poolTuning.keepFactor})
-  --pool-fit N     WebGPU buffer pool: serve a request from up to N larger size classes (default ${poolTuning.fitClasses})
   --max-batch N    WebGPU dispatches per queue submit (default: the backend's, 128)
   --ratios-only F  measure nothing: re-read our JSON F, add --reference's ratios, write --out (default F)
   --json           print the JSON result on stdout instead of the table
@@ -122,7 +121,7 @@ export interface ThroughputResult {
   device: string;
   backend: BackendChoice;
   preset: PresetName;
-  options: { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; pool?: { keepFactor: number; fitClasses: number }; maxBatch?: number | null };
+  options: { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; pool?: { keepFactor: number }; maxBatch?: number | null };
   rows: ThroughputRow[];
   reference: ReferenceRow[];
   ratios: Ratios[];
@@ -320,14 +319,13 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", batch: "string", seq: "string", steps: "string", warmup: "string",
     "cap-s": "string", reference: "string", profile: "boolean", json: "boolean", out: "string", help: "boolean",
-    "ratios-only": "string", "pool-keep": "string", "pool-fit": "string", "max-batch": "string",
+    "ratios-only": "string", "pool-keep": "string", "max-batch": "string",
   });
   if (f["pool-keep"] !== undefined) {
     const k = Number(f["pool-keep"]);
     if (!(k >= 1) || !Number.isFinite(k)) throw new Error(`--pool-keep must be a number ≥ 1, got "${f["pool-keep"]}"`);
     poolTuning.keepFactor = k;
   }
-  if (f["pool-fit"] !== undefined) poolTuning.fitClasses = f["pool-fit"] === "0" ? 0 : positiveInt("pool-fit", f["pool-fit"], 0);
   if (f["ratios-only"]) return ratiosOnly(String(f["ratios-only"]), f.reference, f.out);
   const backend = (f.backend ?? "webgpu") as BackendChoice;
   if (!BACKENDS.includes(backend)) throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);

@@ -16,16 +16,15 @@ export function sizeClass(bytes: number): number {
 }
 
 /**
- * Pool knobs (benchmarks vary them): `keepFactor` — keep freed buffers up to max(capBytes,
- * keepFactor × the most bytes ever in use at once); `fitClasses` — when a size class has no free
- * buffer, take one from up to this many larger classes (at most about 2× the bytes asked for)
- * before creating one. A training step's mix of sizes otherwise leaves some classes short while
- * others sit free, so the pool destroyed and re-created buffers every step.
+ * Pool knob (benchmarks vary it): keep freed buffers up to max(capBytes, keepFactor × the most
+ * bytes ever in use at once). A training step's mix of sizes leaves some size classes short while
+ * others sit free, so at exactly the peak in use the pool destroyed and re-created buffers every
+ * step. On an H200, 8 × 2048 tokens of the small MemMamba: 319 buffers re-created a step at 1,
+ * none at 1.5, and the bind groups created a step fell from 3,250 to 565 (the same buffers in the
+ * same roles again). Serving a request from a larger free class instead did not help
+ * (train-throughput --pool-keep; results/gpu/issue5-11-h200/pool-*).
  */
-// keepFactor 1.5: on an H200, 8 × 2048 tokens of the small MemMamba, the pool re-created 319
-// buffers a step at 1 and none at 1.5, and the bind groups created a step fell from 3,250 to 565
-// (the same buffers in the same roles again); fitClasses did not help (train-throughput --pool-*)
-export const poolTuning = { keepFactor: 1.5, fitClasses: 0 };
+export const poolTuning = { keepFactor: 1.5 };
 
 export interface PoolStats {
   created: number;
@@ -61,16 +60,9 @@ export class BufferPool {
     this.stats.inUseBytes += size;
     if (this.stats.inUseBytes > this.stats.peakInUseBytes) this.stats.peakInUseBytes = this.stats.inUseBytes;
     if (this.stats.inUseBytes > this.#highWater) this.#highWater = this.stats.inUseBytes;
-    let b = this.#free.get(size)?.pop();
-    for (let c = size, i = 0; !b && i < poolTuning.fitClasses && c <= this.device.limits.maxBufferSize; i++) {
-      c = sizeClass(c + 1);
-      b = this.#free.get(c)?.pop();
-    }
+    const b = this.#free.get(size)?.pop();
     if (b) {
-      this.stats.inUseBytes += b.size - size; // a larger class's buffer: count what it holds
-      if (this.stats.inUseBytes > this.stats.peakInUseBytes) this.stats.peakInUseBytes = this.stats.inUseBytes;
-      if (this.stats.inUseBytes > this.#highWater) this.#highWater = this.stats.inUseBytes;
-      this.#pooledBytes -= b.size;
+      this.#pooledBytes -= size;
       this.stats.reused++;
       this.stats.pooledBytes = this.#pooledBytes;
       return b;
