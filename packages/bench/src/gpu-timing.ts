@@ -6,7 +6,8 @@
  * GPU time from timestamp queries around the compute passes when `timestamps` is on (the adapter
  * has 'timestamp-query'), else the wall clock of the calls and one sync.
  */
-import { median, now } from "./runtime.ts";
+import process from "node:process";
+import { detectRuntime, median, now } from "./runtime.ts";
 import type { WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
 
 export interface GpuTimingOptions {
@@ -53,4 +54,22 @@ export async function timeGpuCalls(gpu: WebGpuBackend, run: () => void, o: GpuTi
     }
   }
   return { medianMs: median(samples), minMs: Math.min(...samples), samplesMs: samples, reps };
+}
+
+/**
+ * The fields every WebGPU micro-benchmark's JSON starts with: which benchmark, when, the runtime,
+ * the adapter and how the library reached it, the options passed to Dawn's create()
+ * (MEMMAMBA_DAWN_FLAGS, e.g. its disable_robustness toggle; null: none) and how it was timed.
+ */
+export function gpuBenchHeader<B extends string>(benchmark: B, gpu: WebGpuBackend, timestamps: boolean) {
+  const rt = detectRuntime();
+  return {
+    benchmark,
+    date: new Date().toISOString(),
+    runtime: `${rt.name} ${rt.version}`,
+    adapter: gpu.adapterInfo,
+    via: gpu.via,
+    dawnFlags: gpu.via === "dawn" ? (process.env.MEMMAMBA_DAWN_FLAGS || null) : null,
+    timing: timestamps ? "gpu timestamp queries around the compute passes" : "wall clock, one sync per sample",
+  };
 }

@@ -23,9 +23,9 @@
  * weight gradients dW = Xᵀ·dY per batch element (transA, K = 2048 rows).
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
+import { fmt, formatTable, fromRoot, median, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import process from "node:process";
-import { timeGpuCalls } from "./gpu-timing.ts";
+import { gpuBenchHeader, timeGpuCalls } from "./gpu-timing.ts";
 import type { KernelArg } from "../../tensor/src/backend.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
 import { BIG_TILE, fitTile, matmulPlan, matmulTuning, MID_TILE, parseTile, SMALL_TILE, splitKPlan, tileName, type TileConfig } from "../../tensor/src/webgpu/kernels/matmul.ts";
@@ -103,15 +103,7 @@ export interface MatmulRow {
 }
 
 /** One --shapes row: a problem run with split-K on or off. */
-export interface ShapeRow {
-  /** The spec as given (MxNxK[xBATCH][:tA][:tB]). */
-  shape: string;
-  M: number;
-  N: number;
-  K: number;
-  batch: number;
-  transA: boolean;
-  transB: boolean;
+export interface ShapeRow extends ShapeSpec {
   splitK: boolean;
   /** The kernel the library ran: tile or "untiled", and the split (slices × slice length). */
   kernel: string;
@@ -125,7 +117,9 @@ export interface ShapeRow {
   maxRelErr: number;
 }
 
-interface ShapeSpec {
+/** A --shapes problem: batch × [M, K]·[K, N], with the transposes. */
+export interface ShapeSpec {
+  /** The spec as given (MxNxK[xBATCH][:tA][:tB]). */
   shape: string;
   M: number;
   N: number;
@@ -306,16 +300,8 @@ async function main(): Promise<void> {
     const off = shapeRows.find((r) => r.shape === sp.shape && !r.splitK), on = shapeRows.find((r) => r.shape === sp.shape && r.splitK);
     return off && on ? [{ shape: sp.shape, kernel: on.kernel, offMs: off.medianMs, onMs: on.medianMs, speedup: off.medianMs / on.medianMs }] : [];
   });
-  const rt = detectRuntime();
   const result = {
-    benchmark: "webgpu-matmul",
-    date: new Date().toISOString(),
-    runtime: `${rt.name} ${rt.version}`,
-    adapter: gpu.adapterInfo,
-    via: gpu.via,
-    /** Options passed to Dawn's create() (MEMMAMBA_DAWN_FLAGS), e.g. its disable_robustness toggle; null: none. */
-    dawnFlags: gpu.via === "dawn" ? (process.env.MEMMAMBA_DAWN_FLAGS || null) : null,
-    timing: timestamps ? "gpu timestamp queries around the compute passes" : "wall clock, one sync per sample",
+    ...gpuBenchHeader("webgpu-matmul", gpu, timestamps),
     runs,
     /** The split-K knobs this run used. */
     splitKTuning: { maxWorkgroups: matmulTuning.splitKMaxWorkgroups, targetWorkgroups: matmulTuning.splitKTargetWorkgroups, minSlice: matmulTuning.splitKMinSlice, minFlops: matmulTuning.splitKMinFlops },

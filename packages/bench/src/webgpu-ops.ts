@@ -23,9 +23,9 @@
  *       [--rows 8] [--gradw-targets 1024,4096] [--runs 9] [--json] [--out FILE]
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
+import { fmt, formatTable, fromRoot, median, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import process from "node:process";
-import { timeGpuCalls } from "./gpu-timing.ts";
+import { gpuBenchHeader, timeGpuCalls } from "./gpu-timing.ts";
 import type { KernelArg, PrimName, PrimParams } from "../../tensor/src/backend.ts";
 import { bind, disposeTree, fromArray, setBackend } from "../../tensor/src/index.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
@@ -232,14 +232,8 @@ async function main(): Promise<void> {
   } finally {
     gpu.destroy();
   }
-  const rt = detectRuntime();
   const result = {
-    benchmark: "webgpu-ops",
-    date: new Date().toISOString(),
-    runtime: `${rt.name} ${rt.version}`,
-    adapter: gpu.adapterInfo,
-    via: gpu.via,
-    timing: opts.timestamps ? "gpu timestamp queries around the compute passes" : "wall clock, one sync per sample",
+    ...gpuBenchHeader("webgpu-ops", gpu, opts.timestamps),
     sizes: small ? "small (--small)" : "training: B 8, L 2048, d_inner 512, d 256, N 16, conv width 4",
     runs: opts.runs,
     rows,

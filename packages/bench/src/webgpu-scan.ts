@@ -36,9 +36,9 @@
  *       [--out FILE] [--small]   (--help lists every flag)
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { detectRuntime, fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
+import { fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import process from "node:process";
-import { timeGpuCalls } from "./gpu-timing.ts";
+import { gpuBenchHeader, timeGpuCalls } from "./gpu-timing.ts";
 import type { BufferHandle, KernelArg } from "../../tensor/src/backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type Launch } from "../../tensor/src/webgpu/context.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
@@ -487,14 +487,8 @@ async function main(): Promise<void> {
     r.kernelFracCopy = r.kernelGBps / copyGBps;
   }
   for (const r of ssm) r.fracCopy = r.GBps / copyGBps;
-  const rt = detectRuntime();
   const result = {
-    benchmark: "webgpu-scan",
-    date: new Date().toISOString(),
-    runtime: `${rt.name} ${rt.version}`,
-    adapter: gpu.adapterInfo,
-    via: gpu.via,
-    timing: timestamps ? "gpu timestamp queries around the compute passes" : "wall clock, one sync per sample",
+    ...gpuBenchHeader("webgpu-scan", gpu, timestamps),
     runs,
     elemsPerTensor: elems,
     maxStorageBufferBindingSize: gpu.limits.maxStorageBufferBindingSize,

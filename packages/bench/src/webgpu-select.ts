@@ -21,9 +21,9 @@
  *       [--modes last,top] [--densities 0.25,1] [--runs 9] [--json] [--out FILE] [--small]
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { detectRuntime, fmt, formatTable, fromRoot, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
+import { fmt, formatTable, fromRoot, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import process from "node:process";
-import { timeGpuCalls } from "./gpu-timing.ts";
+import { gpuBenchHeader, timeGpuCalls } from "./gpu-timing.ts";
 import type { KernelArg } from "../../tensor/src/backend.ts";
 import { causalSelectKernel as cpuCausalSelect } from "../../tensor/src/cpu/select.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
@@ -165,14 +165,8 @@ async function main(): Promise<void> {
   } finally {
     gpu.destroy();
   }
-  const rt = detectRuntime();
   const result = {
-    benchmark: "webgpu-select",
-    date: new Date().toISOString(),
-    runtime: `${rt.name} ${rt.version}`,
-    adapter: gpu.adapterInfo,
-    via: gpu.via,
-    timing: timestamps ? "gpu timestamp queries around the compute passes" : "wall clock, one sync per sample",
+    ...gpuBenchHeader("webgpu-select", gpu, timestamps),
     runs,
     parallelMaxL: selectTuning.parallelMaxL,
     rows,
