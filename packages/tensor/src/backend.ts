@@ -95,6 +95,21 @@ export interface PrimParams {
 /** The name of a primitive. */
 export type PrimName = keyof PrimParams;
 
+/**
+ * Primitives with several outputs, run by `Backend.runMulti` (no autodiff: optimizer updates).
+ * One launch instead of one per output: on a GPU every launch costs host time.
+ */
+export interface MultiPrimParams {
+  /**
+   * A whole AdamW step of one parameter: inputs [p, g, m, v] and optionally a one-element
+   * gradient scale s; outputs [p', m', v'], the bits of the "adamw" parts m, v, then p (with
+   * m: a1 = β1, b1 = 1 − β1; v: a2 = β2, b2 = 1 − β2; p: decay, sqrtBc2, eps, stepSize).
+   */
+  adamwStep: { a1: number; b1: number; a2: number; b2: number; decay: number; decays: boolean; sqrtBc2: number; eps: number; stepSize: number };
+}
+/** The name of a multi-output primitive. */
+export type MultiPrimName = keyof MultiPrimParams;
+
 /** An opaque buffer owned by a backend. */
 export interface BufferHandle {
   /** Unique among the live buffers of one backend. */
@@ -128,6 +143,8 @@ export interface Backend {
   read(buf: BufferHandle): Promise<HostArray>;
   /** Runs one primitive's kernel: reads `inputs`, writes `output` (freshly allocated, contiguous). */
   run<K extends PrimName>(prim: K, inputs: readonly KernelArg[], output: KernelArg, params: PrimParams[K]): void;
+  /** Runs one multi-output primitive (optional: callers fall back to one-output primitives). */
+  runMulti?<K extends MultiPrimName>(prim: K, inputs: readonly KernelArg[], outputs: readonly KernelArg[], params: MultiPrimParams[K]): void;
   /** Buffers allocated and not yet freed: tests assert it returns to its baseline. */
   liveBuffers(): number;
   /** Waits until queued work is done (a no-op where kernels run synchronously). */

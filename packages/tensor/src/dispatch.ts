@@ -8,7 +8,7 @@
  * the VJP needs.
  */
 import type { DType } from "./dtype.ts";
-import type { PrimName, PrimParams } from "./backend.ts";
+import type { MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "./backend.ts";
 import { engine, getBackend } from "./engine.ts";
 import { allocTensor, Tensor } from "./tensor.ts";
 import { bytesPerElement } from "./dtype.ts";
@@ -112,5 +112,38 @@ export function bind<K extends PrimName>(name: K, inputs: readonly Tensor[], par
       savedOut: Tensor.view(out, out.shape, false),
     });
   }
+  return out;
+}
+
+/**
+ * Applies a multi-output primitive (Backend.runMulti) with outputs shaped by `outs`; null when the
+ * current backend has no runMulti (the caller then uses one-output primitives). Never recorded
+ * on a tape: the only such primitives are optimizer updates, which have no gradient.
+ */
+export function bindMulti<K extends MultiPrimName>(name: K, inputs: readonly Tensor[], outs: readonly OutSpec[], params: MultiPrimParams[K]): Tensor[] | null {
+  const backend = getBackend();
+  if (!backend.runMulti) return null;
+  for (const t of inputs) {
+    if (t.disposed) throw new Error(`${name}: input tensor #${t.id} was used after it was disposed`);
+    if (t.storage.backend !== backend) {
+      throw new Error(`${name}: an input lives on backend "${t.storage.backend.name}" but the current backend is "${backend.name}"`);
+    }
+  }
+  if (engine.tape && engine.noGradDepth === 0 && inputs.some((t) => t.requiresGrad)) {
+    throw new Error(`${name}: has no gradient; run it under noGrad`);
+  }
+  const out = outs.map((o) => allocTensor(o.shape, o.dtype));
+  try {
+    backend.runMulti(name, inputs.map((t) => ({ buf: t.buf, shape: t.shape, dtype: t.dtype })), out.map((t) => ({ buf: t.buf, shape: t.shape, dtype: t.dtype })), params);
+  } catch (e) {
+    for (const t of out) t.dispose();
+    throw e;
+  }
+  const c = engine.counters;
+  c.launches++;
+  let elems = 0;
+  for (const t of [...inputs, ...out]) elems += t.size;
+  c.bytes += elems * bytesPerElement;
+  c.flops += out.reduce((a, t) => a + t.size, 0) * 5;
   return out;
 }

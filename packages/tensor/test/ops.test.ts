@@ -382,6 +382,26 @@ describe("ops: movement", () => {
     expect(await vals(sl)).toEqual([1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]);
     expectThrow(() => concat([a, b], 1), ["concat", "[2, 2]", "[1, 2]"]);
   });
+  bt("concat of many inputs (more than one dispatch binds), empty ones and i32 among them", async () => {
+    // widths 0..4 along axis 1 of [3, w]: 17 inputs, so the WebGPU kernel's groups of up to 7
+    // inputs per dispatch split at several places, some groups holding empty inputs
+    const widths = [2, 0, 1, 3, 4, 1, 0, 2, 3, 1, 1, 4, 0, 2, 1, 3, 2];
+    let next = 0;
+    const parts = widths.map((w) => {
+      const d = Array.from({ length: 3 * w }, () => next++);
+      return { w, d, x: t(d, [3, w]) };
+    });
+    const want: number[] = [];
+    for (let r = 0; r < 3; r++) for (const p of parts) want.push(...p.d.slice(r * p.w, (r + 1) * p.w));
+    const y = concat(parts.map((p) => p.x), 1);
+    expect(y.shape).toEqual([3, widths.reduce((u, v) => u + v, 0)]);
+    expect(await vals(y)).toEqual(want);
+    // i32 along axis 0 (the copy moves 32-bit words: the same kernel)
+    const ints = Array.from({ length: 9 }, (_, k) => fromArray(Int32Array.from({ length: 2 * (k % 3) }, (_, j) => -100 * k - j), [k % 3, 2]));
+    const yi = concat(ints, 0);
+    expect(yi.dtype).toBe("i32");
+    expect(Array.from(await yi.data())).toEqual(ints.flatMap((_, k) => Array.from({ length: 2 * (k % 3) }, (_, j) => -100 * k - j)));
+  });
   bt("broadcastTo", async () => {
     const y = broadcastTo(t([1, 2], [2, 1]), [2, 3]);
     expect(await vals(y)).toEqual([1, 1, 1, 2, 2, 2]);

@@ -4,11 +4,11 @@
  * All arithmetic is IEEE-exact operations plus our own deterministic elementary functions
  * (detmath.ts), so a seed gives bit-identical results under Bun (JSC) and Deno (V8).
  */
-import type { Backend, BufferHandle, HostArray, KernelArg, PrimName, PrimParams } from "../backend.ts";
+import type { Backend, BufferHandle, HostArray, KernelArg, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../backend.ts";
 import type { DType } from "../dtype.ts";
 import { registerBackend } from "../engine.ts";
 import { sizeOf, showShape } from "../shape.ts";
-import { cpuKernels, type CpuArg } from "./kernels.ts";
+import { cpuKernels, cpuMultiKernels, type CpuArg } from "./kernels.ts";
 
 class CpuBuffer implements BufferHandle {
   constructor(readonly id: number, public data: HostArray | null) {}
@@ -60,6 +60,14 @@ export class CpuBackend implements Backend {
       return { data, shape: a.shape };
     };
     kernel(inputs.map(arg), arg(output), params);
+  }
+  runMulti<K extends MultiPrimName>(prim: K, inputs: readonly KernelArg[], outputs: readonly KernelArg[], params: MultiPrimParams[K]): void {
+    const arg = (a: KernelArg): CpuArg => {
+      const data = this.array(a.buf);
+      if (data.length !== sizeOf(a.shape)) throw new Error(`cpu.${prim}: buffer of ${data.length} elements for shape ${showShape(a.shape)}`);
+      return { data, shape: a.shape };
+    };
+    cpuMultiKernels[prim](inputs.map(arg), outputs.map(arg), params);
   }
   liveBuffers(): number {
     return this.#live;

@@ -1,5 +1,5 @@
 /** Elementwise CPU kernels. Transcendentals come from detmath (bit-identical across runtimes). */
-import type { BinaryOp, CompareOp, PrimParams, UnaryOp } from "../backend.ts";
+import type { BinaryOp, CompareOp, MultiPrimParams, PrimParams, UnaryOp } from "../backend.ts";
 import { sameShape } from "../shape.ts";
 import * as dm from "./detmath.ts";
 import type { CpuArg } from "./kernels.ts";
@@ -151,5 +151,28 @@ export function adamwKernel(ins: CpuArg[], out: CpuArg, p: PrimParams["adamw"]):
       const denom = f(f(f(Math.sqrt(v[i])) / b) + c);
       o[i] = p0 - f(f(m[i] / denom) * d);
     }
+  }
+}
+
+/**
+ * A whole AdamW step (MultiPrimParams["adamwStep"]): inputs p, g, m, v (, s), outputs p', m', v',
+ * rounded exactly as adamwKernel's parts m, v and p one after the other.
+ */
+export function adamwStepKernel(ins: CpuArg[], outs: CpuArg[], q: MultiPrimParams["adamwStep"]): void {
+  const f = Math.fround;
+  const a1 = f(q.a1), b1 = f(q.b1), a2 = f(q.a2), b2 = f(q.b2), dc = f(q.decay), sb = f(q.sqrtBc2), eps = f(q.eps), st = f(q.stepSize);
+  const w = ins[0].data, g = ins[1].data, m = ins[2].data, v = ins[3].data;
+  const s = ins.length > 4 ? ins[4].data[0] : 1;
+  const scaled = ins.length > 4;
+  const po = outs[0].data, mo = outs[1].data, vo = outs[2].data, n = po.length;
+  for (let i = 0; i < n; i++) {
+    const gi = scaled ? f(g[i] * s) : g[i];
+    const m1 = f(m[i] * a1) + f(gi * b1);
+    const v1 = f(v[i] * a2) + f(f(gi * gi) * b2);
+    mo[i] = m1;
+    vo[i] = v1;
+    const p0 = q.decays ? f(w[i] * dc) : w[i];
+    const denom = f(f(f(Math.sqrt(Math.fround(v1))) / sb) + eps);
+    po[i] = p0 - f(f(Math.fround(m1) / denom) * st);
   }
 }

@@ -1,6 +1,6 @@
 /** The CPU kernel table: one kernel per primitive (the compiler checks none is missing). */
-import type { HostArray, PrimName, PrimParams } from "../backend.ts";
-import { adamwKernel, binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, whereKernel } from "./elementwise.ts";
+import type { HostArray, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../backend.ts";
+import { adamwKernel, adamwStepKernel, binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import { matmulKernel } from "./matmul.ts";
 import { reduceKernel } from "./reduce.ts";
@@ -18,6 +18,11 @@ export interface CpuArg {
   shape: readonly number[];
 }
 export type CpuKernel<K extends PrimName> = (ins: CpuArg[], out: CpuArg, params: PrimParams[K]) => void;
+
+/** The multi-output kernels (Backend.runMulti). */
+export const cpuMultiKernels: { [K in MultiPrimName]: (ins: CpuArg[], outs: CpuArg[], params: MultiPrimParams[K]) => void } = {
+  adamwStep: adamwStepKernel,
+};
 
 export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
   fill: fillKernel,

@@ -31,7 +31,7 @@
  */
 import { z } from "zod";
 import { flattenTree, mapTree, noGrad } from "../autodiff.ts";
-import { bind, definePrimitive } from "../dispatch.ts";
+import { bind, bindMulti, definePrimitive } from "../dispatch.ts";
 import { full } from "../ops/elementwise.ts";
 import { ShapeError } from "../shape.ts";
 import { keep, Tensor, tidy } from "../tensor.ts";
@@ -150,6 +150,14 @@ definePrimitive("adamw", {
 });
 
 /**
+ * Implementation choice (tests compare both): `fused` runs each parameter's step as one
+ * multi-output launch (Backend.runMulti: p', m', v' together) where the backend has it, else the
+ * three "adamw" parts m, v, p. Same bits on the CPU backends; a GPU compiler may contract a
+ * multiply-add differently in the two shaders.
+ */
+export const adamwTuning = { fused: true };
+
+/**
  * One AdamW step. Returns the new parameters and state; disposes the old parameter, m and v
  * tensors it replaced (see the module note on ownership). `grads` must have the same tree
  * structure and shapes as `params` (e.g. from `grad`/`valueAndGrad` over the same tree).
@@ -214,6 +222,17 @@ export function update<P>(params: P, grads: GradTree<NoInfer<P>>, state: AdamWSt
           continue;
         }
         const decays = weightDecay !== 0 && (opts.decayMask ? opts.decayMask(path, p) : true);
+        const spec = { shape: [...p.shape], dtype: "f32" as const };
+        const one = adamwTuning.fused
+          ? bindMulti("adamwStep", [p, g, m, v, ...(gs1 === undefined ? [] : [gs1])], [spec, spec, spec], {
+            a1: beta1, b1: 1 - beta1, a2: beta2, b2: 1 - beta2, decay, decays, sqrtBc2, eps, stepSize,
+          })
+          : null;
+        if (one) {
+          for (const x of one) created.push(keep(x));
+          results.push({ p: one[0], m: one[1], v: one[2] });
+          continue;
+        }
         const r = tidy(() => {
           const m1 = bind("adamw", [m, ...scaled(g)], { part: "m", a: beta1, b: 1 - beta1, c: 0, d: 0, decay: false });
           const v1 = bind("adamw", [v, ...scaled(g)], { part: "v", a: beta2, b: 1 - beta2, c: 0, d: 0, decay: false });

@@ -19,11 +19,11 @@
  * Threads: option `threads`, else $MEMMAMBA_CPU_THREADS, else the machine's logical cores. For a
  * given kernel choice the results do not depend on the thread count (wasm/common.h says why).
  */
-import type { Backend, BufferHandle, HostArray, KernelArg, PrimName, PrimParams } from "../backend.ts";
+import type { Backend, BufferHandle, HostArray, KernelArg, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../backend.ts";
 import type { DType } from "../dtype.ts";
 import { registerBackend } from "../engine.ts";
 import { showShape, sizeOf } from "../shape.ts";
-import { cpuKernels, type CpuArg } from "../cpu/kernels.ts";
+import { cpuKernels, cpuMultiKernels, type CpuArg } from "../cpu/kernels.ts";
 import { openBlas, type Blas } from "../ffi/blas.ts";
 import { WasmHeap } from "./heap.ts";
 import { GEMM_SCRATCH_BYTES, wasmLaunchers, type Launcher, type WasmCtx } from "./kernels.ts";
@@ -315,6 +315,16 @@ export class WasmBackend implements Backend {
     const kernel = cpuKernels[prim] as (ins: CpuArg[], out: CpuArg, p: PrimParams[Kn]) => void;
     const arg = (a: KernelArg): CpuArg => ({ data: this.view(a.buf), shape: a.shape });
     kernel(inputs.map(arg), arg(output), params);
+  }
+
+  /** Multi-output primitives: the CPU kernels over views of the wasm heap. */
+  runMulti<Kn extends MultiPrimName>(prim: Kn, inputs: readonly KernelArg[], outputs: readonly KernelArg[], params: MultiPrimParams[Kn]): void {
+    for (const a of [...inputs, ...outputs]) {
+      const b = this.#buf(a.buf);
+      if (b.size !== sizeOf(a.shape)) throw new Error(`wasm.${prim}: buffer of ${b.size} elements for shape ${showShape(a.shape)}`);
+    }
+    const arg = (a: KernelArg): CpuArg => ({ data: this.view(a.buf), shape: a.shape });
+    cpuMultiKernels[prim](inputs.map(arg), outputs.map(arg), params);
   }
 
   #launch(kid: number, words: readonly number[], ntasks: number, parallel: boolean): void {

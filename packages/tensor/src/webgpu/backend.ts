@@ -14,11 +14,11 @@
  * - WebGPU reports errors asynchronously: validation errors (a bad shader, a bad binding) are
  *   collected and thrown by the next read() or sync().
  */
-import type { Backend, BufferHandle, HostArray, KernelArg, PrimName, PrimParams } from "../backend.ts";
+import type { Backend, BufferHandle, HostArray, KernelArg, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../backend.ts";
 import type { DType } from "../dtype.ts";
 import { showShape, sizeOf } from "../shape.ts";
 import type { BufRef, GpuCtx, GpuLimits, Launch } from "./context.ts";
-import { gpuKernels, type GpuKernel } from "./kernels/index.ts";
+import { gpuKernels, gpuMultiKernels, type GpuKernel } from "./kernels/index.ts";
 import { BufferPool, type PoolStats } from "./pool.ts";
 import { acquireGpu, type AcquiredGpu, type AcquireOptions } from "./probe.ts";
 import { GpuTimer } from "./timer.ts";
@@ -123,8 +123,9 @@ export class WebGpuBackend implements Backend {
       maxComputeWorkgroupsPerDimension: Math.min(L.maxComputeWorkgroupsPerDimension, opts.limits?.maxComputeWorkgroupsPerDimension ?? Infinity),
       maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize,
       minStorageBufferOffsetAlignment: L.minStorageBufferOffsetAlignment,
+      maxStorageBuffersPerShaderStage: Math.min(L.maxStorageBuffersPerShaderStage, opts.limits?.maxStorageBuffersPerShaderStage ?? Infinity),
     };
-    this.#maxStorageBuffers = L.maxStorageBuffersPerShaderStage;
+    this.#maxStorageBuffers = this.limits.maxStorageBuffersPerShaderStage;
     const cap = opts.poolBytes ?? 2 ** 30;
     const U = GPUBufferUsage;
     this.#pool = new BufferPool(this.device, U.STORAGE | U.COPY_SRC | U.COPY_DST, cap, "tensor");
@@ -254,6 +255,16 @@ export class WebGpuBackend implements Backend {
     }
     if (sizeOf(output.shape) === 0) return;
     (gpuKernels[prim] as GpuKernel<K>)(this.ctx, inputs, output, params);
+  }
+
+  runMulti<K extends MultiPrimName>(prim: K, inputs: readonly KernelArg[], outputs: readonly KernelArg[], params: MultiPrimParams[K]): void {
+    this.#alive();
+    for (const a of [...inputs, ...outputs]) {
+      const b = a.buf as GpuBuffer;
+      if (b.size !== sizeOf(a.shape)) throw new Error(`webgpu.${prim}: buffer of ${b.size} elements for shape ${showShape(a.shape)}`);
+    }
+    if (outputs.every((o) => sizeOf(o.shape) === 0)) return;
+    gpuMultiKernels[prim](this.ctx, inputs, outputs, params);
   }
 
   /**

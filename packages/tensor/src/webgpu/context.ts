@@ -46,6 +46,8 @@ export interface GpuLimits {
   readonly maxComputeWorkgroupsPerDimension: number;
   readonly maxComputeWorkgroupStorageSize: number;
   readonly minStorageBufferOffsetAlignment: number;
+  /** Storage bindings one dispatch may use (WebGPU's default is 8). */
+  readonly maxStorageBuffersPerShaderStage: number;
 }
 
 export interface GpuCtx {

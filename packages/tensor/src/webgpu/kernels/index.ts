@@ -1,5 +1,5 @@
 /** The WebGPU kernel table: one kernel per primitive (the compiler checks that none is missing). */
-import type { KernelArg, PrimName, PrimParams } from "../../backend.ts";
+import type { KernelArg, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../../backend.ts";
 import type { GpuCtx } from "../context.ts";
 import { binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { gatherKernel, oneHotKernel, scatterAddKernel } from "./indexing.ts";
@@ -11,11 +11,16 @@ import {
 } from "./nn.ts";
 import { reduceKernel } from "./reduce.ts";
 import { scanKernel, scanReverseKernel } from "./scan.ts";
-import { adamwKernel } from "./optim.ts";
+import { adamwKernel, adamwStepKernel } from "./optim.ts";
 import { causalSelectKernel } from "./select.ts";
 import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel } from "./ssm.ts";
 
 export type GpuKernel<K extends PrimName> = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg, params: PrimParams[K]) => void;
+
+/** The multi-output kernels (Backend.runMulti). */
+export const gpuMultiKernels: { [K in MultiPrimName]: (ctx: GpuCtx, ins: readonly KernelArg[], outs: readonly KernelArg[], params: MultiPrimParams[K]) => void } = {
+  adamwStep: adamwStepKernel,
+};
 
 export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   fill: fillKernel,

@@ -64,6 +64,49 @@ fn main(${ENTRY_ARGS}) {
 }`;
 }
 
+/**
+ * Rows of at most SMALL_ROW elements get a thread each instead of a workgroup of ROW_WG threads:
+ * MemMamba's attention over its 50-slot pool left 206 of 256 threads idle and paid two 8-level
+ * workgroup trees per row (0.46 ms a softmax of 16K rows on an H200). Same rules as rowWgsl
+ * (NaN, ±∞, targets); the sums run left to right in the thread instead of as a tree.
+ */
+const SMALL_ROW = 64;
+const SMALL_WG = 64;
+function rowSmallWgsl(): string {
+  const maxStep = (a: string, b: string) => `select(${a}, ${b}, ${b} > ${a} || (mode != 0u && m_isnan(${b})))`;
+  return `${header(3, [{ name: "out", type: "f32", write: true }, { name: "x", type: "f32" }, { name: "tgt", type: "i32" }])}${WGSL_MATH}
+@compute @workgroup_size(${SMALL_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let row = wg * ${SMALL_WG}u + lid;
+  let n = ${pu(1)};
+  let mode = ${pu(2)};
+  if (row >= ${pu(0)}) { return; }
+  let base = row * n;
+  var m = -m_inf();
+  for (var j = 0u; j < n; j++) { m = ${maxStep("m", "x[base + j]")}; }
+  var mz = m;
+  if (!m_isfinite(m)) { mz = 0.0f; }
+  var ssum = 0.0f;
+  for (var j = 0u; j < n; j++) { ssum += m_exp(x[base + j] - mz); }
+  if (mode == 0u) {
+    let inv = 1.0f / ssum;
+    for (var j = 0u; j < n; j++) { out[base + j] = m_exp(x[base + j] - mz) * inv; }
+  } else {
+    var r = m;
+    if (m_isfinite(m)) { r = m + m_log(ssum); }
+    if (mode == 2u) {
+      let t = tgt[row];
+      if (t < 0i || u32(t) >= n) { r = m_nan(); } else { r = r - x[base + u32(t)]; }
+    }
+    out[row] = r;
+  }
+}`;
+}
+
+/** Row kernels' choice (tests force each path): "auto" (a thread per row up to SMALL_ROW), "workgroup" or "thread". */
+export const rowTuning = { algo: "auto" as "auto" | "workgroup" | "thread" };
+
 function rowKernel(ctx: GpuCtx, mode: RowMode, ins: readonly KernelArg[], out: KernelArg): void {
   const x = ins[0];
   const n = x.shape[x.shape.length - 1];
@@ -71,12 +114,13 @@ function rowKernel(ctx: GpuCtx, mode: RowMode, ins: readonly KernelArg[], out: K
   if (rows === 0) return;
   const label = mode === "lse" ? "logsumexp" : mode === "ce" ? "crossEntropy" : "softmax";
   const rx = ctx.ref(x, label);
+  const small = rowTuning.algo === "thread" || (rowTuning.algo === "auto" && n <= SMALL_ROW);
   ctx.dispatch({
-    label, key: "row", wgsl: rowWgsl,
+    label, key: small ? "row:small" : "row", wgsl: small ? rowSmallWgsl : rowWgsl,
     // softmax / logsumexp bind x again where the targets would be (never read)
     buffers: [ctx.ref(out, label), rx, mode === "ce" ? ctx.ref(ins[1], label) : rx],
     params: new ParamWords().u(rows).u(n).u(ROW_MODES.indexOf(mode)).words(),
-    groups: grid(rows, ctx.limits.maxComputeWorkgroupsPerDimension),
+    groups: grid(small ? ceilDiv(rows, SMALL_WG) : rows, ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }
 

@@ -3,7 +3,7 @@
  * chain's twelve launches per parameter (a training step of the small model launched about
  * 1,200 optimizer kernels). Same op order as the CPU kernel; f32 arithmetic throughout.
  */
-import type { KernelArg, PrimParams } from "../../backend.ts";
+import type { KernelArg, MultiPrimParams, PrimParams } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, prod, pu, type GpuCtx } from "../context.ts";
 
 const WG = 256;
@@ -44,6 +44,47 @@ export function adamwKernel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelA
     label: "adamw", key: "adamw", wgsl: () => ADAMW,
     buffers: [ctx.ref(out, "adamw"), ...refs],
     params: new ParamWords().u(n).u(p.part === "m" ? 0 : p.part === "v" ? 1 : 2).u(p.decay ? 1 : 0).f(p.a).f(p.b).f(p.c).f(p.d).u(scaled ? 1 : 0).words(),
+    groups: grid(ceilDiv(n, WG), ctx.limits.maxComputeWorkgroupsPerDimension),
+  });
+}
+
+// params: n, decays, scaled, then f32: a1, b1, a2, b2, decay, sqrtBc2, eps, stepSize
+const ADAMW_STEP = `${header(11, [
+  { name: "po", type: "f32", write: true }, { name: "mo", type: "f32", write: true }, { name: "vo", type: "f32", write: true },
+  { name: "p", type: "f32" }, { name: "g", type: "f32" }, { name: "m", type: "f32" }, { name: "v", type: "f32" }, { name: "s", type: "f32" },
+])}
+@compute @workgroup_size(${WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let i = wg * ${WG}u + lid;
+  if (i >= ${pu(0)}) { return; }
+  var gi = g[i];
+  if (${pu(2)} == 1u) { gi = gi * s[0]; }
+  let m1 = m[i] * ${pf(3)} + gi * ${pf(4)};
+  let v1 = v[i] * ${pf(5)} + (gi * gi) * ${pf(6)};
+  mo[i] = m1;
+  vo[i] = v1;
+  var p0 = p[i];
+  if (${pu(1)} == 1u) { p0 = p0 * ${pf(7)}; }
+  let denom = sqrt(v1) / ${pf(8)} + ${pf(9)};
+  po[i] = p0 - (m1 / denom) * ${pf(10)};
+}`;
+
+/**
+ * A whole AdamW step of one parameter in one dispatch (MultiPrimParams["adamwStep"]): the three
+ * "adamw" parts' arithmetic in the same order, m' and v' kept in registers for p'. Binds 8
+ * storage buffers (WebGPU's default limit); without a gradient scale, g is bound again in its place.
+ */
+export function adamwStepKernel(ctx: GpuCtx, ins: readonly KernelArg[], outs: readonly KernelArg[], q: MultiPrimParams["adamwStep"]): void {
+  const n = prod(outs[0].shape);
+  if (n === 0) return;
+  const refs = ins.map((t) => ctx.ref(t, "adamwStep"));
+  const scaled = refs.length > 4;
+  if (!scaled) refs.push(refs[1]);
+  ctx.dispatch({
+    label: "adamwStep", key: "adamwStep", wgsl: () => ADAMW_STEP,
+    buffers: [...outs.map((t) => ctx.ref(t, "adamwStep")), ...refs],
+    params: new ParamWords().u(n).u(q.decays ? 1 : 0).u(scaled ? 1 : 0).f(q.a1).f(q.b1).f(q.a2).f(q.b2).f(q.decay).f(q.sqrtBc2).f(q.eps).f(q.stepSize).words(),
     groups: grid(ceilDiv(n, WG), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }
