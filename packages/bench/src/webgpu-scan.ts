@@ -33,6 +33,7 @@
  *
  *   bun packages/bench/src/webgpu-scan.ts [--lengths 4096,16384,65536,262144] [--runs 9] [--json]
  *       [--scan-algo lookback,tile:v4t8r4c64,chunked] [--ssm-fwd-threads N,..] [--ssm-fwd-vec 1,0]
+ *       [--ssm-fwd-algo chunked,lookback]
  *       [--out FILE] [--small]   (--help lists every flag)
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
@@ -66,6 +67,10 @@ const HELP = `webgpu-scan: selective-scan bandwidth of the WebGPU backend vs the
                      several values run the forward once each, the backward with the first
   --ssm-fwd-vec 1,0  the forward's B, C loads: 1 vec4 (when N % 4 == 0; the library's default),
                      0 scalar (ssmTuning.fwdVecBC); each value × each --ssm-fwd-threads in turn
+  --ssm-fwd-algo A,...  the chunked forward's algorithm (ssmTuning.fwdAlgo): chunked (three
+                     passes) or lookback (one dispatch, a decoupled look-back); each value ×
+                     each --ssm-fwd-vec × each --ssm-fwd-threads in turn, side by side on the
+                     same data (default: the library's ${ssmTuning.fwdAlgo})
   --runs N           timed samples; the median is reported (default 9)
   --sample-ms MS     target duration of one sample (default 20)
   --warmup-ms MS     busy time before timing each case (default 500)
@@ -123,9 +128,11 @@ export interface SsmRow {
   L: number;
   Di: number;
   N: number;
-  /** The forward's knobs when this row ran: the thread target at this L (ssmTuning) and fwdVecBC. */
+  /** The forward's knobs when this row ran: the thread target at this L (ssmTuning), fwdVecBC and fwdAlgo. */
   fwdThreads: number;
   fwdVecBC: boolean;
+  /** The chunked forward's algorithm (ssmTuning.fwdAlgo; "-" on backward rows, which use their own passes). */
+  fwdAlgo: string;
   /** Chunks along L (forward: 1 = one thread per (b, i) walks L; backward: 1 = the sequential fallback). */
   chunks: number;
   /** Backward: chunks run at once (one dispatch a group); forward: 1. */
@@ -407,7 +414,7 @@ async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boo
         maxErr = maxDiff / (1 + maxRef);
       } else await gpu.sync();
       rows.push({
-        prim, B, L, Di, N, fwdThreads: L >= ssmTuning.fwdLongL ? Math.max(ssmTuning.fwdThreads, ssmTuning.fwdThreadsLong) : ssmTuning.fwdThreads, fwdVecBC: ssmTuning.fwdVecBC, ...chunking(prim), dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
+        prim, B, L, Di, N, fwdThreads: L >= ssmTuning.fwdLongL ? Math.max(ssmTuning.fwdThreads, ssmTuning.fwdThreadsLong) : ssmTuning.fwdThreads, fwdVecBC: ssmTuning.fwdVecBC, fwdAlgo: prim === "selectiveScan" ? ssmTuning.fwdAlgo : "-", ...chunking(prim), dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
         stateUpdatesPerS: updates / (timing.medianMs * 1e-3), maxErr,
       });
     }
@@ -425,7 +432,7 @@ async function main(): Promise<void> {
   }
   const f = parseFlags(argv, {
     lengths: "string", elems: "string", ssm: "string", runs: "string", "sample-ms": "string", "warmup-ms": "string",
-    "copy-mib": "string", "ssm-fwd-threads": "string", "ssm-fwd-vec": "string", small: "boolean", json: "boolean", out: "string", "scan-algo": "string",
+    "copy-mib": "string", "ssm-fwd-threads": "string", "ssm-fwd-vec": "string", "ssm-fwd-algo": "string", small: "boolean", json: "boolean", out: "string", "scan-algo": "string",
   });
   const algos = String(f["scan-algo"] ?? "lookback,tile,chunked").split(",").map((s) => s.trim()).filter(Boolean).map(parseScanAlgo);
   const small = f.small === true;
@@ -437,6 +444,10 @@ async function main(): Promise<void> {
   const fwdVecs = String(f["ssm-fwd-vec"] ?? (ssmTuning.fwdVecBC ? "1" : "0")).split(",").map((s) => {
     if (s.trim() !== "0" && s.trim() !== "1") throw new Error(`--ssm-fwd-vec: expected 0 or 1, got "${s}"`);
     return s.trim() === "1";
+  });
+  const fwdAlgos = String(f["ssm-fwd-algo"] ?? ssmTuning.fwdAlgo).split(",").map((s) => s.trim()).filter(Boolean).map((s) => {
+    if (s !== "chunked" && s !== "lookback") throw new Error(`--ssm-fwd-algo: expected chunked or lookback, got "${s}"`);
+    return s;
   });
   const runs = positiveInt("--runs", f.runs, 9);
   const sampleMs = positiveInt("--sample-ms", f["sample-ms"], 20);
@@ -454,18 +465,21 @@ async function main(): Promise<void> {
   try {
     peak = await copyPeak(gpu, copyMib, o);
     for (const L of lengths) scans.push(...(await benchScan(gpu, L, elems, algos, o)));
-    const fwdDefault = { threads: ssmTuning.fwdThreads, long: ssmTuning.fwdThreadsLong, vec: ssmTuning.fwdVecBC };
+    const fwdDefault = { threads: ssmTuning.fwdThreads, long: ssmTuning.fwdThreadsLong, vec: ssmTuning.fwdVecBC, algo: ssmTuning.fwdAlgo };
     try {
       for (const s of ssmSpecs) {
         let first = true;
-        for (const vec of fwdVecs) {
-          for (const th of fwdThreads) {
-            // a given count holds at every L (short and long alike)
-            ssmTuning.fwdThreads = th === 0 ? fwdDefault.threads : th;
-            ssmTuning.fwdThreadsLong = th === 0 ? fwdDefault.long : th;
-            ssmTuning.fwdVecBC = vec;
-            ssm.push(...(await benchSsm(gpu, s, o, first)));
-            first = false;
+        for (const algo of fwdAlgos) {
+          for (const vec of fwdVecs) {
+            for (const th of fwdThreads) {
+              // a given count holds at every L (short and long alike)
+              ssmTuning.fwdThreads = th === 0 ? fwdDefault.threads : th;
+              ssmTuning.fwdThreadsLong = th === 0 ? fwdDefault.long : th;
+              ssmTuning.fwdVecBC = vec;
+              ssmTuning.fwdAlgo = algo;
+              ssm.push(...(await benchSsm(gpu, s, o, first)));
+              first = false;
+            }
           }
         }
       }
@@ -473,6 +487,7 @@ async function main(): Promise<void> {
       ssmTuning.fwdThreads = fwdDefault.threads;
       ssmTuning.fwdThreadsLong = fwdDefault.long;
       ssmTuning.fwdVecBC = fwdDefault.vec;
+      ssmTuning.fwdAlgo = fwdDefault.algo;
     }
     if (gpu.liveBuffers() !== 0) throw new Error(`webgpu-scan: ${gpu.liveBuffers()} buffers left alive`);
   } finally {
@@ -517,9 +532,9 @@ async function main(): Promise<void> {
   ));
   console.log();
   console.log(formatTable(
-    ["prim", "B", "L", "Di", "N", "fwd B,C", "chunks", "at once", "dispatches", "median ms", "GB/s", "% peak", "Gupdates/s", "max err"],
+    ["prim", "B", "L", "Di", "N", "fwd algo", "fwd B,C", "chunks", "at once", "dispatches", "median ms", "GB/s", "% peak", "Gupdates/s", "max err"],
     ssm.map((r) => [
-      r.prim, String(r.B), String(r.L), String(r.Di), String(r.N), r.prim === "selectiveScan" ? (r.fwdVecBC && r.N % 4 === 0 ? "vec4" : "scalar") : "-", String(r.chunks), String(r.chunksPerGroup), String(r.dispatchesPerCall), fmt(r.timing.medianMs, 4), fmt(r.GBps, 4), fmt(100 * r.fracCopy, 3),
+      r.prim, String(r.B), String(r.L), String(r.Di), String(r.N), r.prim === "selectiveScan" && r.chunks > 1 ? r.fwdAlgo : "-", r.prim === "selectiveScan" ? (r.fwdVecBC && r.N % 4 === 0 ? "vec4" : "scalar") : "-", String(r.chunks), String(r.chunksPerGroup), String(r.dispatchesPerCall), fmt(r.timing.medianMs, 4), fmt(r.GBps, 4), fmt(100 * r.fracCopy, 3),
       fmt(r.stateUpdatesPerS / 1e9, 4), r.maxErr === null ? "-" : r.maxErr.toExponential(2),
     ]),
   ));

@@ -1,0 +1,157 @@
+/**
+ * The fused selective scan's single-pass look-back forward (ssmTuning.fwdAlgo = "lookback",
+ * kernels/ssm.ts fwdLookbackWgsl): selectiveScan (y) and selectiveScanState (the last state) on
+ * WebGPU against the CPU backend, with the forward forced into chunks of 1, 3, 5 and 8 steps
+ * (L a multiple of T and not; up to 300 chunks in one chain of look-backs), Di past one
+ * workgroup of 64 channels (a partial channel block), N = 4, 13 (padded to 16) and 16 with B, C
+ * bound as vec4 and as scalars, B = 1 and 2, a nonzero h0, and one chunk (the plain walk, which
+ * the knob leaves alone), each with the look-back free to stop at the first inclusive state and
+ * forced to compose every aggregate back to chunk 0 (ssmTuning.fwdLookbackAggOnly). Each case
+ * also asserts that the look-back kernel is what ran.
+ * The gradient (its own passes) is checked once through the autodiff, with the incoming
+ * gradients computed from the look-back's y and last state.
+ * Tolerance as in webgpu-parity.test.ts for the fused selective scan: 1e-4·(1 + |cpu|).
+ */
+import { expect, test } from "../../../test/support/harness.ts";
+import { useBackend } from "../../../test/support/backends.ts";
+import * as T from "../src/index.ts";
+import type { Backend, Tensor } from "../src/index.ts";
+import type { GpuCtx, Launch } from "../src/webgpu/context.ts";
+import { ssmForwardPlan, ssmTuning } from "../src/webgpu/kernels/ssm.ts";
+
+let seed = 5150;
+function rand(): number {
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  return seed / 2 ** 32;
+}
+const randArray = (n: number, lo: number, hi: number) => Float32Array.from({ length: n }, () => lo + (hi - lo) * rand());
+
+/** x, Δ, A, B, C, h0 for [B, L, Di] and N states (Δ > 0, A < 0 as the model makes them). */
+function inputs(B: number, L: number, Di: number, N: number): { shapes: number[][]; data: Float32Array[] } {
+  const shapes = [[B, L, Di], [B, L, Di], [Di, N], [B, L, N], [B, L, N], [B, Di, N]];
+  const ranges: [number, number][] = [[-1, 1], [0.01, 0.5], [-3, -0.2], [-2, 2], [-2, 2], [-1, 1]];
+  return { shapes, data: shapes.map((s, k) => randArray(s.reduce((p, q) => p * q, 1), ...ranges[k])) };
+}
+
+/** The pipeline keys `fn` dispatches on the WebGPU backend `gpu`. */
+async function withKeys<R>(gpu: Backend, fn: () => Promise<R>): Promise<{ result: R; keys: string[] }> {
+  const ctx = (gpu as unknown as { ctx: GpuCtx }).ctx;
+  const orig = ctx.dispatch;
+  const keys: string[] = [];
+  (ctx as { dispatch: (l: Launch) => void }).dispatch = (l: Launch) => {
+    keys.push(l.key);
+    orig.call(ctx, l);
+  };
+  try {
+    return { result: await fn(), keys };
+  } finally {
+    (ctx as { dispatch: (l: Launch) => void }).dispatch = orig;
+  }
+}
+
+/** y and the last state on backend b (no buffer left alive). */
+async function forward(b: Backend, shapes: number[][], data: Float32Array[]): Promise<Float32Array[]> {
+  T.setBackend(b);
+  const before = b.liveBuffers();
+  const t = data.map((d, k) => T.fromArray(d, shapes[k], "f32"));
+  const outs: Tensor[] = [T.bind("selectiveScan", t, {}), T.bind("selectiveScanState", t, {})];
+  const res = (await Promise.all(outs.map((o) => o.data()))) as Float32Array[];
+  T.disposeTree([t, outs]);
+  if (b.liveBuffers() !== before) throw new Error(`${b.name}: ${b.liveBuffers() - before} buffer(s) leaked`);
+  return res;
+}
+
+function expectClose(what: string, got: Float32Array, want: Float32Array): void {
+  if (got.length !== want.length) throw new Error(`${what}: ${got.length} values, expected ${want.length}`);
+  for (let i = 0; i < want.length; i++) {
+    if (!(Math.abs(got[i] - want[i]) <= 1e-4 * (1 + Math.abs(want[i])))) {
+      throw new Error(`${what}: element ${i}: webgpu ${got[i]} vs cpu ${want[i]}`);
+    }
+  }
+}
+
+test("webgpu selective scan, look-back forward: y and the last state equal the CPU backend (many chunks, odd shapes)", async () => {
+  if (!(await useBackend("webgpu"))) return;
+  const gpu = T.getBackend();
+  const cpu = T.setBackend("cpu");
+  const was = { ...ssmTuning };
+  try {
+    // [B, L, Di, N, forward chunk length, vec4 B/C on (used when N % 4 == 0)]
+    const cases: [number, number, number, number, number, boolean][] = [
+      [1, 50, 3, 4, 3, true], // 17 chunks, the last one short
+      [2, 20, 3, 4, 3, false],
+      [2, 37, 70, 13, 5, false], // two channel blocks a (b, chunk), the second partial; N padded
+      [2, 64, 5, 16, 8, true], // L a multiple of T
+      [1, 41, 6, 16, 8, false],
+      [1, 300, 2, 4, 1, true], // 300 chunks of one step: a long chain of look-backs
+      [2, 10, 3, 13, 16, false], // one chunk: the plain walk
+    ];
+    // aggOnly: every carry composed from the aggregates back to chunk 0 (whichever order the
+    // workgroups ran in; else the walk stops at the first inclusive state, often the previous
+    // chunk's, and which path runs depends on timing)
+    for (const [B, L, Di, N, fwdT, vec] of cases) for (const aggOnly of [false, true]) {
+      const what = JSON.stringify({ B, L, Di, N, fwdT, vec, aggOnly });
+      const { shapes, data } = inputs(B, L, Di, N);
+      const want = await forward(cpu, shapes, data);
+      Object.assign(ssmTuning, { fwdAlgo: "lookback", fwdForceT: fwdT, fwdVecBC: vec, fwdLookbackAggOnly: aggOnly });
+      let got: Float32Array[], keys: string[], nC: number;
+      try {
+        nC = ssmForwardPlan(B, L, Di).nC;
+        ({ result: got, keys } = await withKeys(gpu, () => forward(gpu, shapes, data)));
+      } finally {
+        Object.assign(ssmTuning, was);
+      }
+      // both calls (y and the last state) ran the look-back kernel exactly when chunked
+      expect(keys.filter((k) => k.startsWith("ssm:flb:")).length).toBe(nC > 1 ? 2 : 0);
+      expect(keys.some((k) => k.startsWith("ssm:fc"))).toBe(false);
+      expect(nC).toBe(Math.ceil(L / Math.min(fwdT, L)));
+      expectClose(`selectiveScan ${what}`, got[0], want[0]);
+      expectClose(`selectiveScanState ${what}`, got[1], want[1]);
+    }
+  } finally {
+    Object.assign(ssmTuning, was);
+    T.setBackend(gpu);
+  }
+});
+
+test("webgpu selective scan, look-back forward: the gradient through it equals the CPU backend's", async () => {
+  if (!(await useBackend("webgpu"))) return;
+  const gpu = T.getBackend();
+  const cpu = T.setBackend("cpu");
+  const was = { ...ssmTuning };
+  const [B, L, Di, N] = [2, 23, 4, 4];
+  const { shapes, data } = inputs(B, L, Di, N);
+  const wy = randArray(B * L * Di, -1, 1);
+  // Σ wy ⊙ y² + Σ hL²: the selective scan's VJP does not read y, so the loss squares y and hL to
+  // make the backward's incoming gradients (2 wy ⊙ y, 2 hL) come from the look-back forward
+  const grads = async (b: Backend): Promise<Float32Array[]> => {
+    T.setBackend(b);
+    const before = b.liveBuffers();
+    const t = data.map((d, k) => T.fromArray(d, shapes[k], "f32"));
+    const w = T.fromArray(wy, [B, L, Di], "f32");
+    const loss = (p: Tensor[]) => {
+      const y = T.bind("selectiveScan", p, {});
+      const hL = T.bind("selectiveScanState", p, {});
+      return T.add(T.sum(T.mul(T.mul(y, y), w)), T.sum(T.mul(hL, hL)));
+    };
+    const g = T.grad(loss)(t);
+    const res = (await Promise.all(g.map((o) => o.data()))) as Float32Array[];
+    T.disposeTree([t, w, g]);
+    if (b.liveBuffers() !== before) throw new Error(`${b.name}: ${b.liveBuffers() - before} buffer(s) leaked`);
+    return res;
+  };
+  try {
+    const want = await grads(cpu);
+    Object.assign(ssmTuning, { fwdAlgo: "lookback", fwdForceT: 4, fwdLookbackAggOnly: true });
+    let got: Float32Array[];
+    try {
+      got = await grads(gpu);
+    } finally {
+      Object.assign(ssmTuning, was);
+    }
+    ["x", "Δ", "A", "B", "C", "h0"].forEach((name, k) => expectClose(`d${name}`, got[k], want[k]));
+  } finally {
+    Object.assign(ssmTuning, was);
+    T.setBackend(gpu);
+  }
+});
