@@ -23,6 +23,7 @@
 import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import { existsSync, readFileSync } from "node:fs";
 import { poolTuning } from "../../tensor/src/webgpu/pool.ts";
+import { ssmTuning } from "../../tensor/src/webgpu/kernels/ssm.ts";
 import process from "node:process";
 import { disposeTree, random, valueAndGrad, type Tensor } from "@memmamba/tensor";
 import { initLM, lm, presetNames, type LMParams, type PresetName } from "@memmamba/memmamba";
@@ -45,6 +46,7 @@ const HELP = `train-throughput: tokens/s of a full training step (forward, backw
   --profile        per-primitive launch counts and encode time, and the forward / backward split
   --pool-keep F    WebGPU buffer pool: keep freed buffers up to F × the peak bytes in use (default ${poolTuning.keepFactor})
   --max-batch N    WebGPU dispatches per queue submit (default: the backend's, 128)
+  --ssm-fwd-algo A WebGPU selective scan forward: chunked or lookback (default ${ssmTuning.fwdAlgo})
   --ratios-only F  measure nothing: re-read our JSON F, add --reference's ratios, write --out (default F)
   --json           print the JSON result on stdout instead of the table
   --out FILE       JSON output (default packages/bench/results/train-throughput-<backend>.json)
@@ -121,7 +123,7 @@ export interface ThroughputResult {
   device: string;
   backend: BackendChoice;
   preset: PresetName;
-  options: { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; pool?: { keepFactor: number }; maxBatch?: number | null };
+  options: { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; pool?: { keepFactor: number }; maxBatch?: number | null; ssmFwdAlgo?: string };
   rows: ThroughputRow[];
   reference: ReferenceRow[];
   ratios: Ratios[];
@@ -319,8 +321,13 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", batch: "string", seq: "string", steps: "string", warmup: "string",
     "cap-s": "string", reference: "string", profile: "boolean", json: "boolean", out: "string", help: "boolean",
-    "ratios-only": "string", "pool-keep": "string", "max-batch": "string",
+    "ratios-only": "string", "pool-keep": "string", "max-batch": "string", "ssm-fwd-algo": "string",
   });
+  if (f["ssm-fwd-algo"] !== undefined) {
+    const a = String(f["ssm-fwd-algo"]);
+    if (a !== "chunked" && a !== "lookback") throw new Error(`--ssm-fwd-algo must be chunked or lookback, got "${a}"`);
+    ssmTuning.fwdAlgo = a;
+  }
   if (f["pool-keep"] !== undefined) {
     const k = Number(f["pool-keep"]);
     if (!(k >= 1) || !Number.isFinite(k)) throw new Error(`--pool-keep must be a number ≥ 1, got "${f["pool-keep"]}"`);
@@ -349,7 +356,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
     const mm = rows.find((x) => x.kind === "memmamba")?.msPerStep, ma = rows.find((x) => x.kind === "mamba")?.msPerStep;
     return {
       benchmark: "train-throughput" as const, date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
-      options: { ...o, pool: { ...poolTuning }, maxBatch: maxBatch ?? null }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
+      options: { ...o, pool: { ...poolTuning }, maxBatch: maxBatch ?? null, ssmFwdAlgo: ssmTuning.fwdAlgo }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
       goals: { oursOverCompiledAtLeast: 2, memmambaOverMambaAtMost: 1.5, issueCompiledMambaTps: ISSUE_COMPILED_MAMBA_TPS },
     };
   };
