@@ -228,21 +228,30 @@ async function measure(bb: BenchBackend & { profiler: KernelProfiler | null }, k
 async function profileStep(bb: BenchBackend & { profiler: KernelProfiler | null }, trainer: ReturnType<typeof makeTrainer>, cfg: LMParams["config"], x: Tensor, y: Tensor) {
   // the trainer owns (and replaces) its params: time the forward and backward on fresh ones
   const p = initLM(random.key(1), cfg);
-  const b = bb.backend as unknown as { run: (...a: unknown[]) => void };
-  const run = b.run;
+  // the time spent in the backend's run / runMulti per primitive: kernel selection, params and encoding
+  const b = bb.backend as unknown as Record<"run" | "runMulti", ((...a: unknown[]) => void) | undefined>;
+  const orig = { run: b.run, runMulti: b.runMulti };
   const prims = new Map<string, PrimProfile>();
-  b.run = function (this: unknown, ...a: unknown[]) {
-    const t = performance.now();
-    try {
-      return run.apply(bb.backend, a);
-    } finally {
-      const name = String(a[0]);
-      let e = prims.get(name);
-      if (!e) prims.set(name, (e = { prim: name, launches: 0, encodeMs: 0 }));
-      e.launches++;
-      e.encodeMs += performance.now() - t;
-    }
+  // the wrappers are own properties over the prototype's methods: deleting them restores those
+  const restore = () => {
+    for (const m of ["run", "runMulti"] as const) if (Object.hasOwn(b, m)) delete b[m];
   };
+  for (const m of ["run", "runMulti"] as const) {
+    const f = orig[m];
+    if (!f) continue;
+    b[m] = function (this: unknown, ...a: unknown[]) {
+      const t = performance.now();
+      try {
+        return f.apply(bb.backend, a);
+      } finally {
+        const name = String(a[0]);
+        let e = prims.get(name);
+        if (!e) prims.set(name, (e = { prim: name, launches: 0, encodeMs: 0 }));
+        e.launches++;
+        e.encodeMs += performance.now() - t;
+      }
+    };
+  }
   try {
     // one run each: the timed steps before have compiled every pipeline these use
     const timeOne = async (fn: () => Promise<unknown>) => {
@@ -269,7 +278,7 @@ async function profileStep(bb: BenchBackend & { profiler: KernelProfiler | null 
     const stepMs = performance.now() - t;
     const list = [...prims.values()].sort((a, c) => c.encodeMs - a.encodeMs);
     list.forEach((e) => (e.encodeMs = Math.round(e.encodeMs * 100) / 100));
-    b.run = run;
+    restore();
     let kernels: { stepWallMs: number; gpuMs: number; top: KernelTime[] } | undefined;
     if (bb.profiler) {
       bb.profiler.start();
@@ -285,7 +294,7 @@ async function profileStep(bb: BenchBackend & { profiler: KernelProfiler | null 
       forwardCount: fwd.count, forwardBackwardCount: fb.count, kernels,
     };
   } finally {
-    b.run = run;
+    restore();
     disposeTree(p);
   }
 }

@@ -18,7 +18,7 @@ import * as T from "../src/index.ts";
 import type { Backend, HostArray } from "../src/index.ts";
 import type { WebGpuBackend } from "../src/webgpu/backend.ts";
 import { cpuAndGpu, type In, keysOf, matmulOn, seededF32 } from "./webgpu-matmul-support.ts";
-import { BIG_TILE, MID_TILE, matmulPlan, matmulTuning, SMALL_TILE, splitKPlan, type TileConfig } from "../src/webgpu/kernels/matmul.ts";
+import { BIG_TILE, MID_TILE, matmulPlan, matmulTuning, SMALL_TILE, splitKPlan, splitSumLanes, type TileConfig } from "../src/webgpu/kernels/matmul.ts";
 
 const f32 = seededF32(777);
 
@@ -149,7 +149,26 @@ test("webgpu split-K: untiled kernel (N or M < 16: matrix-vector gradients), and
     const first = await splitParity(label(g), x, y, true, false, 1000);
     const again = await splitParity(label(g), x, y, true, false, 1000);
     expect(Array.from(again)).toEqual(Array.from(first));
+    // few outputs, many slices: the sum pass gives each output several lanes (splitSumLanes)
+    const many: Case = [3, 4000, 2, [[], []], false, false];
+    const sp = splitKPlan(3, 2, 4000, 1, "untiled");
+    expect(splitSumLanes(6, sp.slices)).toBeGreaterThan(2);
+    const [mx, my] = operands(many);
+    const m1 = await splitParity(label(many), mx, my, false, false, 4000);
+    expect(Array.from(await splitParity(label(many), mx, my, false, false, 4000))).toEqual(Array.from(m1));
   });
+});
+
+test("split-K sum lanes: a power of two up to 64, at least 16 slices a lane, none past 64K threads", () => {
+  expect(splitSumLanes(4096, 4)).toBe(1);
+  expect(splitSumLanes(4096, 512)).toBe(16); // 64K threads
+  expect(splitSumLanes(16, 4096)).toBe(64);
+  expect(splitSumLanes(100, 40)).toBe(4);
+  for (const [n, S] of [[1, 1], [7, 33], [70000, 500], [256, 1024]]) {
+    const R = splitSumLanes(n, S);
+    expect(R >= 1 && R <= 64 && (R & (R - 1)) === 0).toBe(true);
+    expect(R === 1 || (S >= 8 * R && n * R <= 65536)).toBe(true);
+  }
 });
 
 test("webgpu split-K off: the same problem runs unsplit (the knob reaches the kernel)", async () => {

@@ -89,11 +89,13 @@ test("webgpu selective scan, look-back forward: y and the last state equal the C
     // aggOnly: every carry composed from the aggregates back to chunk 0 (whichever order the
     // workgroups ran in; else the walk stops at the first inclusive state, often the previous
     // chunk's, and which path runs depends on timing)
-    for (const [B, L, Di, N, fwdT, vec] of cases) for (const aggOnly of [false, true]) {
-      const what = JSON.stringify({ B, L, Di, N, fwdT, vec, aggOnly });
+    // and the three chunked passes on the same cases (the other algorithm, kept selectable)
+    const algos = [["lookback", false], ["lookback", true], ["chunked", false]] as const;
+    for (const [B, L, Di, N, fwdT, vec] of cases) for (const [algo, aggOnly] of algos) {
+      const what = JSON.stringify({ B, L, Di, N, fwdT, vec, algo, aggOnly });
       const { shapes, data } = inputs(B, L, Di, N);
       const want = await forward(cpu, shapes, data);
-      Object.assign(ssmTuning, { fwdAlgo: "lookback", fwdForceT: fwdT, fwdVecBC: vec, fwdLookbackAggOnly: aggOnly });
+      Object.assign(ssmTuning, { fwdAlgo: algo, fwdForceT: fwdT, fwdVecBC: vec, fwdLookbackAggOnly: aggOnly });
       let got: Float32Array[], keys: string[], nC: number;
       try {
         nC = ssmForwardPlan(B, L, Di).nC;
@@ -102,8 +104,9 @@ test("webgpu selective scan, look-back forward: y and the last state equal the C
         Object.assign(ssmTuning, was);
       }
       // both calls (y and the last state) ran the look-back kernel exactly when chunked
-      expect(keys.filter((k) => k.startsWith("ssm:flb:")).length).toBe(nC > 1 ? 2 : 0);
-      expect(keys.some((k) => k.startsWith("ssm:fc"))).toBe(false);
+      const lb = algo === "lookback";
+      expect(keys.filter((k) => k.startsWith("ssm:flb:")).length).toBe(nC > 1 && lb ? 2 : 0);
+      expect(keys.filter((k) => k.startsWith("ssm:fc")).length).toBe(nC > 1 && !lb ? 5 : 0); // passes 1-3 for y, 1-2 for the state
       expect(nC).toBe(Math.ceil(L / Math.min(fwdT, L)));
       expectClose(`selectiveScan ${what}`, got[0], want[0]);
       expectClose(`selectiveScanState ${what}`, got[1], want[1]);

@@ -558,22 +558,42 @@ export function splitKPlan(m: number, N: number, K: number, batches: number, pla
 }
 
 /**
- * The second pass of split-K: C[i] = Σ_s P[s·n + i] over the S partials, s in order (so a
- * result never depends on timing). params: n, S.
+ * The second pass of split-K: C[i] = Σ_s P[s·n + i] over the S partials. R lanes per output
+ * (R a power of two, SUM_WG / R outputs per workgroup): lane r adds the slices s ≡ r (mod R) in
+ * order, then lane 0 adds the R lane sums in order, so a result never depends on timing. One
+ * thread walking all S slices was latency-bound where C is small and S large (a weight gradient
+ * of 64 × 64 outputs from K = 16K rows: 16 workgroups walking 512 partials, ~30 µs a call on
+ * an H200; as long as the product itself). params: n, S, R.
  */
 const SUM_WG = 256;
 function splitSumWgsl(): string {
-  return `${header(2, [{ name: "C", type: "f32", write: true }, { name: "P", type: "f32" }])}
+  return `${header(3, [{ name: "C", type: "f32", write: true }, { name: "P", type: "f32" }])}
+var<workgroup> part: array<f32, ${SUM_WG}>;
 @compute @workgroup_size(${SUM_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
-  let n = ${pu(0)}; let S = ${pu(1)};
-  let i = wg * ${SUM_WG}u + lid;
-  if (i >= n) { return; }
-  var t = P[i];
-  for (var s = 1u; s < S; s++) { t += P[s * n + i]; }
-  C[i] = t;
+  let n = ${pu(0)}; let S = ${pu(1)}; let R = ${pu(2)};
+  let i = wg * (${SUM_WG}u / R) + lid / R;
+  let r = lid % R;
+  var t = 0.0f;
+  if (i < n) {
+    for (var s = r; s < S; s += R) { t += P[s * n + i]; }
+  }
+  part[lid] = t;
+  workgroupBarrier();
+  if (r == 0u && i < n) {
+    var c = part[lid];
+    for (var k = 1u; k < R; k++) { c += part[lid + k]; }
+    C[i] = c;
+  }
 }`;
+}
+
+/** Lanes per output of the split-K sum: enough threads to fill the GPU, at least 8 slices a lane. */
+export function splitSumLanes(n: number, S: number): number {
+  let R = 1;
+  while (R < 64 && n * R < 65536 && S >= 16 * R) R *= 2;
+  return R;
 }
 
 /** Workgroup memory of a tile config, bytes. */
@@ -654,9 +674,10 @@ export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: Ker
     }
     if (partial) {
       const n = batches * m * N;
+      const R = splitSumLanes(n, S);
       ctx.dispatch({
         label: "matmul", key: "matmul:splitk-sum", wgsl: splitSumWgsl, buffers: [cOut, partial],
-        params: new ParamWords().u(n).u(S).words(), groups: grid(ceilDiv(n, SUM_WG), maxDim),
+        params: new ParamWords().u(n).u(S).u(R).words(), groups: grid(ceilDiv(n * R, SUM_WG), maxDim),
       });
     }
   } finally {
