@@ -147,7 +147,7 @@ function backward(tape: TapeNode[], output: Tensor, wrt: number[]): Map<number, 
       if (!g) continue;
       cot.delete(node.outputId);
       const def = primitive(node.prim);
-      const ins = (def.vjp as (g: Tensor, i: readonly Tensor[], o: Tensor, p: unknown) => (Tensor | null)[])(g, node.saved, node.savedOut, node.params);
+      const ins = (def.vjp as (g: Tensor, i: readonly Tensor[], o: Tensor, p: unknown, n: readonly boolean[]) => (Tensor | null)[])(g, node.saved, node.savedOut, node.params, node.needs);
       for (let j = 0; j < node.inputIds.length; j++) {
         const gi = ins[j];
         if (!node.needs[j] || !gi) continue;

@@ -31,8 +31,11 @@ export interface PrimDef<K extends PrimName> {
   /**
    * The cotangent of each input given the output's cotangent `g`, or null where an input has no
    * gradient (indices, masks). Runs with recording off; `inputs`/`output` are the saved values.
+   * `needs[i]` says whether input i's cotangent is wanted (false for constants and masks: a VJP
+   * may then return null for it instead of launching kernels whose result is dropped); absent
+   * means all are.
    */
-  vjp(g: Tensor, inputs: readonly Tensor[], output: Tensor, params: PrimParams[K]): (Tensor | null)[];
+  vjp(g: Tensor, inputs: readonly Tensor[], output: Tensor, params: PrimParams[K], needs?: readonly boolean[]): (Tensor | null)[];
   /** True when the output may share the input's storage (reshape): no kernel runs. */
   view?: boolean;
 }

@@ -19,7 +19,7 @@ import {
   abs, add, bind, broadcastTo, concat, conv1dCausal, cos, crossEntropy, div, eq, exp, gather, gt, log, logSoftmax,
   logsumexp, matmul, max, maximum, mean, minimum, mT, mul, neg, pad, pow, primitive, reciprocal, relu, reshape,
   rsqrt, scan, scatterAdd, sigmoid, sign, silu, sin, slice, sliceAxis, softmax, softplus, sqrt, square, stack, sub,
-  sum, tanh, transpose, where,
+  sum, tanh, transpose, where, fromArray, valueAndGrad, readCounters, resetCounters, disposeTree,
 } from "../src/index.ts";
 import type { PrimDef, Tensor } from "../src/index.ts";
 import { checkGradients, type GradCheckOptions, type GradInput } from "./gradcheck.ts";
@@ -479,6 +479,32 @@ describe("gradcheck self-test", () => {
         withVjp("unary", (orig) => (g, ins, y, p) => p.op === "exp" ? [g] : orig(g, ins, y, p), () =>
           expectCaught(checkGradients((xs) => exp(xs[0]), [fixed([4], 13)])).then(() => {}))
       );
+    });
+  }
+});
+
+describe("VJPs skip the gradients nobody asked for", () => {
+  for (const b of testBackends()) {
+    test(`[${b}] constants' gradients cost no launches; the wanted gradients are unchanged`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        const x = fromArray(Array.from({ length: 12 }, (_, i) => (i % 5) - 2), [3, 4]);
+        const w = fromArray(Array.from({ length: 20 }, (_, i) => ((i * 7) % 9) / 4 - 1), [4, 5]);
+        const c = fromArray([0.5, -1, 2, 1.5, -0.25], [5]);
+        const f = (a: Tensor, m: Tensor, k: Tensor) => sum(where(gt(k, 0), mul(matmul(a, m), k), div(matmul(a, m), add(square(k), 1))));
+        // only x: W and c are constants of the function (closed over)
+        resetCounters();
+        const onlyX = valueAndGrad((a: Tensor) => f(a, w, c))(x);
+        const fewer = readCounters().launches;
+        resetCounters();
+        const all = valueAndGrad((t: { a: Tensor; m: Tensor; k: Tensor }) => f(t.a, t.m, t.k))({ a: x, m: w, k: c });
+        const more = readCounters().launches;
+        // the matmul's dW twice, mul's and div's dc (products and sums to [5]), where's and add's
+        expect(more - fewer).toBeGreaterThanOrEqual(8);
+        expect(Array.from(await onlyX.grads.data())).toEqual(Array.from(await all.grads.a.data()));
+        expect(await onlyX.value.item()).toBe(await all.value.item());
+        disposeTree([onlyX, all, x, w, c]);
+      });
     });
   }
 });

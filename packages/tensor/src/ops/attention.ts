@@ -55,7 +55,11 @@ definePrimitive("indexedDot", {
     return { shape: [...idx.shape], dtype: "f32" };
   },
   flops: ([x, , idx]) => 2 * idx.size * x.shape[x.rank - 1],
-  vjp: (g, [x, table, idx]) => [indexedSum(g, table, idx), indexedOuter(g, x, idx, table.shape[0]), null],
+  vjp: (g, [x, table, idx], _y, _p, needs) => [
+    needs?.[0] === false ? null : indexedSum(g, table, idx),
+    needs?.[1] === false ? null : indexedOuter(g, x, idx, table.shape[0]),
+    null,
+  ],
 });
 
 definePrimitive("indexedSum", {
@@ -67,7 +71,11 @@ definePrimitive("indexedSum", {
     return { shape: [...idx.shape.slice(0, -1), table.shape[1]], dtype: "f32" };
   },
   flops: ([, table, idx]) => 2 * idx.size * table.shape[1],
-  vjp: (g, [w, table, idx]) => [indexedDot(g, table, idx), indexedOuter(w, g, idx, table.shape[0]), null],
+  vjp: (g, [w, table, idx], _y, _p, needs) => [
+    needs?.[0] === false ? null : indexedDot(g, table, idx),
+    needs?.[1] === false ? null : indexedOuter(w, g, idx, table.shape[0]),
+    null,
+  ],
 });
 
 definePrimitive("indexedOuter", {

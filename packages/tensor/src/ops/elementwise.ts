@@ -51,18 +51,21 @@ definePrimitive("binary", {
     if (a.dtype !== b.dtype) throw new ShapeError(`${p.op}: dtypes differ: ${a.dtype} ${showShape(a.shape)} and ${b.dtype} ${showShape(b.shape)}`);
     return { shape: broadcastShapes(p.op, a.shape, b.shape), dtype: a.dtype };
   },
-  vjp: (g, [a, b], y, { op }) => {
-    const to = (t: Tensor, like: Tensor) => sumTo(t, like.shape);
+  vjp: (g, [a, b], y, { op }, needs) => {
+    // an input whose gradient is not wanted (a constant, a scalar, a mask) costs no launches
+    const na = needs?.[0] ?? true, nb = needs?.[1] ?? true;
+    const to = (t: () => Tensor, like: Tensor, need: boolean) => (need ? sumTo(t(), like.shape) : null);
     switch (op) {
-      case "add": return [to(g, a), to(g, b)];
-      case "sub": return [to(g, a), to(neg(g), b)];
-      case "mul": return [to(mul(g, b), a), to(mul(g, a), b)];
-      case "div": return [to(div(g, b), a), to(neg(div(mul(g, y), b)), b)];
+      case "add": return [to(() => g, a, na), to(() => g, b, nb)];
+      case "sub": return [to(() => g, a, na), to(() => neg(g), b, nb)];
+      case "mul": return [to(() => mul(g, b), a, na), to(() => mul(g, a), b, nb)];
+      case "div": return [to(() => div(g, b), a, na), to(() => neg(div(mul(g, y), b)), b, nb)];
       case "pow": {
         // d/da a^b = b a^(b-1); d/db a^b = a^b log a (taken as 0 where a <= 0, whose log is undefined)
-        const da = mul(g, mul(b, pow(a, sub(b, 1))));
-        const logA = where(gt(a, 0), log(maximum(a, 1e-30)), 0);
-        return [to(da, a), to(mul(g, mul(y, logA)), b)];
+        return [
+          to(() => mul(g, mul(b, pow(a, sub(b, 1)))), a, na),
+          to(() => mul(g, mul(y, where(gt(a, 0), log(maximum(a, 1e-30)), 0))), b, nb),
+        ];
       }
       case "max":
       case "min": {
@@ -70,7 +73,7 @@ definePrimitive("binary", {
         const win = op === "max" ? gt(a, b) : lt(a, b);
         const tie = mul(eq(a, b), 0.5);
         const wa = add(win, tie);
-        return [to(mul(g, wa), a), to(mul(g, sub(1, wa)), b)];
+        return [to(() => mul(g, wa), a, na), to(() => mul(g, sub(1, wa)), b, nb)];
       }
     }
   },
@@ -95,7 +98,11 @@ definePrimitive("where", {
     }
     return { shape: s, dtype: a.dtype };
   },
-  vjp: (g, [c, a, b]) => [null, sumTo(where(c, g, 0), a.shape), sumTo(where(c, 0, g), b.shape)],
+  vjp: (g, [c, a, b], _y, _p, needs) => [
+    null,
+    needs?.[1] === false ? null : sumTo(where(c, g, 0), a.shape),
+    needs?.[2] === false ? null : sumTo(where(c, 0, g), b.shape),
+  ],
 });
 
 definePrimitive("cast", {

@@ -28,13 +28,15 @@ definePrimitive("matmul", {
     return { shape: [...batch, m, n], dtype: "f32" };
   },
   flops: ([a], out, { transA }) => 2 * sizeOf(out.shape) * dims(a, transA)[1],
-  vjp: (g, [a, b], _y, { transA, transB }) => {
-    // C = op(A)·op(B); dop(A) = g·op(B)ᵀ, dop(B) = op(A)ᵀ·g, transposed back where op transposed.
-    const da = transA ? mm(b, g, transB, true) : mm(g, b, false, !transB);
+  vjp: (g, [a, b], _y, { transA, transB }, needs) => {
+    // C = op(A)·op(B); dop(A) = g·op(B)ᵀ, dop(B) = op(A)ᵀ·g, transposed back where op transposed
+    // (each only where that input's gradient is wanted: not for a constant operand)
+    const da = needs?.[0] === false ? null : sumTo(transA ? mm(b, g, transB, true) : mm(g, b, false, !transB), a.shape);
+    if (needs?.[1] === false) return [da, null];
     const foldB = foldedWeightGrad(g, a, b, transA, transB);
-    if (foldB) return [sumTo(da, a.shape), foldB];
+    if (foldB) return [da, foldB];
     const db = transB ? mm(g, a, true, transA) : mm(a, g, !transA, false);
-    return [sumTo(da, a.shape), sumTo(db, b.shape)];
+    return [da, sumTo(db, b.shape)];
   },
 });
 

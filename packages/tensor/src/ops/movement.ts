@@ -76,12 +76,12 @@ definePrimitive("concat", {
     return { shape, dtype: first.dtype };
   },
   flops: () => 0,
-  vjp: (g, xs, _y, { axis }) => {
+  vjp: (g, xs, _y, { axis }, needs) => {
     let off = 0;
-    return xs.map((t) => {
+    return xs.map((t, k) => {
       const starts = g.shape.map((_, i) => (i === axis ? off : 0));
       off += t.shape[axis];
-      return slice(g, starts, [...t.shape]);
+      return needs?.[k] === false ? null : slice(g, starts, [...t.shape]);
     });
   },
 });

@@ -71,7 +71,10 @@ definePrimitive("conv1dCausal", {
     return { shape: [...x.shape], dtype: "f32" };
   },
   flops: ([x, w]) => 2 * x.size * w.shape[1],
-  vjp: (g, [x, w]) => [bind("conv1dCausalGradX", [g, w], {}), bind("conv1dCausalGradW", [g, x], { k: w.shape[1] })],
+  vjp: (g, [x, w], _y, _p, needs) => [
+    needs?.[0] === false ? null : bind("conv1dCausalGradX", [g, w], {}),
+    needs?.[1] === false ? null : bind("conv1dCausalGradW", [g, x], { k: w.shape[1] }),
+  ],
 });
 
 // The two backward kernels of conv1dCausal. They are linear maps whose adjoints are each other

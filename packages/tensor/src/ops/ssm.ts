@@ -44,11 +44,14 @@ function scanSpec(op: string, ins: readonly Tensor[]): [number, number, number, 
   return checkShapes(ins[0], ins[1], ins[2], ins[3], ins[4], ins[5]);
 }
 
-/** Unpacks the flat output of selectiveScanGrad into the six input gradients. */
-function unpackGrads(packed: Tensor, ins: readonly Tensor[]): Tensor[] {
+/**
+ * Unpacks the flat output of selectiveScanGrad into the six input gradients (a copy each: only
+ * those `needs` asks for, e.g. not dh0 of a constant zero initial state).
+ */
+function unpackGrads(packed: Tensor, ins: readonly Tensor[], needs?: readonly boolean[]): (Tensor | null)[] {
   let off = 0;
-  return ins.slice(0, 6).map((t) => {
-    const g = reshape(sliceAxis(packed, 0, off, off + t.size), [...t.shape]);
+  return ins.slice(0, 6).map((t, k) => {
+    const g = needs?.[k] === false ? null : reshape(sliceAxis(packed, 0, off, off + t.size), [...t.shape]);
     off += t.size;
     return g;
   });
@@ -60,9 +63,9 @@ definePrimitive("selectiveScan", {
     return { shape: [B, L, Di], dtype: "f32" };
   },
   flops: ([x, , A]) => x.size * A.shape[1] * SCAN_FLOPS_PER_STATE,
-  vjp: (gy, ins) => {
+  vjp: (gy, ins, _y, _p, needs) => {
     const [B, , Di, N] = checkShapes(ins[0], ins[1], ins[2], ins[3], ins[4], ins[5]);
-    return unpackGrads(bind("selectiveScanGrad", [...ins, gy, zeros([B, Di, N])], {}), ins);
+    return unpackGrads(bind("selectiveScanGrad", [...ins, gy, zeros([B, Di, N])], {}), ins, needs);
   },
 });
 
@@ -72,7 +75,7 @@ definePrimitive("selectiveScanState", {
     return { shape: [B, Di, N], dtype: "f32" };
   },
   flops: ([x, , A]) => x.size * A.shape[1] * (SCAN_FLOPS_PER_STATE - 2),
-  vjp: (ghL, ins) => unpackGrads(bind("selectiveScanGrad", [...ins, zeros([...ins[0].shape]), ghL], {}), ins),
+  vjp: (ghL, ins, _y, _p, needs) => unpackGrads(bind("selectiveScanGrad", [...ins, zeros([...ins[0].shape]), ghL], {}), ins, needs),
 });
 
 // The backward kernel: recomputes the states and runs the adjoint recurrence. It has no VJP of
