@@ -20,6 +20,11 @@ export interface PrimParams {
   fill: { value: number; shape: number[] };
   /** One elementwise function of one input. */
   unary: { op: UnaryOp };
+  /**
+   * The VJP of `unary` in one pass: g · f′(x), inputs [g, x, y] of one shape (y = f(x), the
+   * forward's output, where f′ is cheaper from it). For the ops of GRAD_UNARY_OPS (ops/elementwise.ts).
+   */
+  unaryGrad: { op: UnaryOp };
   /** One elementwise function of two inputs of the same (already broadcast) shape. */
   binary: { op: BinaryOp };
   /** An elementwise comparison of two inputs. */
@@ -143,6 +148,12 @@ export interface Backend {
   read(buf: BufferHandle): Promise<HostArray>;
   /** Runs one primitive's kernel: reads `inputs`, writes `output` (freshly allocated, contiguous). */
   run<K extends PrimName>(prim: K, inputs: readonly KernelArg[], output: KernelArg, params: PrimParams[K]): void;
+  /**
+   * True where this backend would rather run a composite of other primitives than `prim` itself
+   * (its kernel for it is a slow generic fallback): the wasm backend for unaryGrad, whose SIMD
+   * kernels cover the composite's ops. Absent: every primitive is preferred.
+   */
+  prefersComposite?(prim: PrimName): boolean;
   /** Runs one multi-output primitive (optional: callers fall back to one-output primitives). */
   runMulti?<K extends MultiPrimName>(prim: K, inputs: readonly KernelArg[], outputs: readonly KernelArg[], params: MultiPrimParams[K]): void;
   /** Buffers allocated and not yet freed: tests assert it returns to its baseline. */

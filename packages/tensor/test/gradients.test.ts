@@ -19,8 +19,9 @@ import {
   abs, add, bind, broadcastTo, concat, conv1dCausal, cos, crossEntropy, div, eq, exp, gather, gt, log, logSoftmax,
   logsumexp, matmul, max, maximum, mean, minimum, mT, mul, neg, pad, pow, primitive, reciprocal, relu, reshape,
   rsqrt, scan, scatterAdd, sigmoid, sign, silu, sin, slice, sliceAxis, softmax, softplus, sqrt, square, stack, sub,
-  sum, tanh, transpose, where, fromArray, valueAndGrad, readCounters, resetCounters, disposeTree,
+  sum, tanh, transpose, where, fromArray, valueAndGrad, readCounters, resetCounters, disposeTree, getBackend,
 } from "../src/index.ts";
+import { GRAD_UNARY_OPS } from "../src/ops/elementwise.ts";
 import type { PrimDef, Tensor } from "../src/index.ts";
 import { checkGradients, type GradCheckOptions, type GradInput } from "./gradcheck.ts";
 
@@ -504,6 +505,47 @@ describe("VJPs skip the gradients nobody asked for", () => {
         expect(Array.from(await onlyX.grads.data())).toEqual(Array.from(await all.grads.a.data()));
         expect(await onlyX.value.item()).toBe(await all.value.item());
         disposeTree([onlyX, all, x, w, c]);
+      });
+    });
+  }
+});
+
+describe("unaryGrad: the fused VJP of unary ops equals the composite one", () => {
+  for (const b of testBackends()) {
+    test(`[${b}] every fused op, on ordinary values, zeros and signed values`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        const be = getBackend() as { prefersComposite?: (p: string) => boolean };
+        const own = Object.hasOwn(be, "prefersComposite");
+        const xs = [-3.5, -1, -0.25, 0, 0.3, 1, 2.75, 7];
+        const ws = [0.5, -1, 2, 1, -0.75, 3, 1.25, -2];
+        for (const op of GRAD_UNARY_OPS) {
+          // sqrt, rsqrt and reciprocal only where they are finite and differentiable
+          const pos = op === "sqrt" || op === "rsqrt";
+          const vals = xs.map((v) => (pos ? Math.abs(v) + 0.5 : op === "reciprocal" && v === 0 ? 0.1 : v));
+          const x = fromArray(vals, [2, 4]), w = fromArray(ws, [2, 4]);
+          const f = (a: Tensor) => sum(mul(bind("unary", [a], { op }), w));
+          const runWith = async (composite: boolean) => {
+            if (composite) be.prefersComposite = () => true;
+            try {
+              resetCounters();
+              const r = valueAndGrad(f)(x);
+              const launches = readCounters().launches;
+              const d = Array.from(await r.grads.data());
+              disposeTree(r);
+              return { d, launches };
+            } finally {
+              if (!own) delete be.prefersComposite;
+            }
+          };
+          const fused = await runWith(false), comp = await runWith(true);
+          for (let i = 0; i < vals.length; i++) {
+            const tol = 1e-6 + 2e-6 * Math.abs(comp.d[i]);
+            if (!(Math.abs(fused.d[i] - comp.d[i]) <= tol)) throw new Error(`${op} at ${vals[i]}: fused ${fused.d[i]} vs composite ${comp.d[i]}`);
+          }
+          if (b !== "wasm") expect(fused.launches).toBeLessThanOrEqual(comp.launches); // wasm keeps the composite
+          disposeTree([x, w]);
+        }
       });
     });
   }

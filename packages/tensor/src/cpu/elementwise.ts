@@ -28,6 +28,35 @@ const unaryFns: Record<UnaryOp, (x: number) => number> = {
   sign: (x) => (x > 0 ? 1 : x < 0 ? -1 : x === 0 ? 0 : NaN),
 };
 
+/**
+ * f′ for unaryGrad (x, and y = f(x) as the forward rounded it to f32), the formulas of the
+ * composite VJPs in ops/elementwise.ts evaluated in float64 and rounded once.
+ */
+const unaryDerivs: Partial<Record<UnaryOp, (x: number, y: number) => number>> = {
+  sqrt: (_x, y) => 0.5 / y,
+  rsqrt: (x, y) => -0.5 * (y / x),
+  tanh: (_x, y) => 1 - y * y,
+  sigmoid: (_x, y) => y * (1 - y),
+  silu: (x) => {
+    const s = dm.sigmoid(x);
+    return s * (1 + x * (1 - s));
+  },
+  softplus: (x) => dm.sigmoid(x),
+  abs: (x) => (x > 0 ? 1 : x < 0 ? -1 : x === 0 ? 0 : NaN),
+  relu: (x) => (x > 0 ? 1 : 0),
+  sin: (x) => dm.cos(x),
+  cos: (x) => -dm.sin(x),
+  square: (x) => 2 * x,
+  reciprocal: (_x, y) => -(y * y),
+};
+
+export function unaryGradKernel([g, x, y]: CpuArg[], out: CpuArg, p: PrimParams["unaryGrad"]): void {
+  const d = unaryDerivs[p.op];
+  if (!d) throw new Error(`unaryGrad: no fused derivative for ${p.op}`);
+  const G = g.data, X = x.data, Y = y.data, o = out.data;
+  for (let i = 0; i < o.length; i++) o[i] = G[i] * d(X[i], Y[i]);
+}
+
 export function unaryKernel([x]: CpuArg[], out: CpuArg, p: PrimParams["unary"]): void {
   const f = unaryFns[p.op];
   const a = x.data, o = out.data;

@@ -2,7 +2,8 @@
 import type { BinaryOp, CompareOp, UnaryOp } from "../backend.ts";
 import type { DType } from "../dtype.ts";
 import { bind, definePrimitive } from "../dispatch.ts";
-import { broadcastShapes, ShapeError, showShape, type Broadcast, type CheckBroadcast, type Shape } from "../shape.ts";
+import { getBackend } from "../engine.ts";
+import { broadcastShapes, sameShape, ShapeError, showShape, type Broadcast, type CheckBroadcast, type Shape } from "../shape.ts";
 import { fromArray, Tensor } from "../tensor.ts";
 import { sumTo } from "./reduce.ts";
 
@@ -22,6 +23,8 @@ definePrimitive("unary", {
   },
   flops: ([x], _o, p) => x.size * (unaryFlops[p.op] ?? 1),
   vjp: (g, [x], y, { op }) => {
+    // one launch where the backend runs unaryGrad natively (the composites below take 2–6)
+    if (GRAD_UNARY_OPS.has(op) && !getBackend().prefersComposite?.("unaryGrad")) return [bind("unaryGrad", [g, x, y], { op })];
     switch (op) {
       case "neg": return [neg(g)];
       case "exp": return [mul(g, y)];
@@ -43,6 +46,27 @@ definePrimitive("unary", {
       case "reciprocal": return [neg(mul(g, square(y)))];
       case "sign": return [mul(g, 0)];
     }
+  },
+});
+
+/** The unary ops whose VJP is one fused `unaryGrad` launch (the others' VJPs are one op already). */
+export const GRAD_UNARY_OPS: ReadonlySet<UnaryOp> = new Set<UnaryOp>([
+  "sqrt", "rsqrt", "tanh", "sigmoid", "silu", "softplus", "abs", "relu", "sin", "cos", "square", "reciprocal",
+]);
+
+definePrimitive("unaryGrad", {
+  shape: ([g, x, y], p) => {
+    if (!GRAD_UNARY_OPS.has(p.op)) throw new ShapeError(`unaryGrad: no fused derivative for ${p.op}`);
+    for (const t of [g, x, y]) {
+      if (t.dtype !== "f32" || !sameShape(t.shape, x.shape)) {
+        throw new ShapeError(`unaryGrad (${p.op}): expects three f32 tensors of one shape, got ${[g, x, y].map((u) => `${u.dtype}${showShape(u.shape)}`).join(", ")}`);
+      }
+    }
+    return { shape: [...x.shape], dtype: "f32" };
+  },
+  flops: ([, x]) => x.size * 4,
+  vjp: () => {
+    throw new Error("unaryGrad: second-order gradients are not supported (VJPs run untaped)");
   },
 });
 

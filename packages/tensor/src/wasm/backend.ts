@@ -317,6 +317,11 @@ export class WasmBackend implements Backend {
     kernel(inputs.map(arg), arg(output), params);
   }
 
+  /** unaryGrad has no wasm kernel (its TS fallback is one slow scalar pass): the VJP's composite runs on the SIMD kernels. */
+  prefersComposite(prim: PrimName): boolean {
+    return prim === "unaryGrad";
+  }
+
   /** Multi-output primitives: the CPU kernels over views of the wasm heap. */
   runMulti<Kn extends MultiPrimName>(prim: Kn, inputs: readonly KernelArg[], outputs: readonly KernelArg[], params: MultiPrimParams[Kn]): void {
     for (const a of [...inputs, ...outputs]) {

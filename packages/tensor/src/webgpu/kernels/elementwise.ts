@@ -168,6 +168,33 @@ export function unaryKernel(ctx: GpuCtx, [x]: readonly KernelArg[], out: KernelA
   });
 }
 
+/** f′(x) for unaryGrad from x (v1) and y = f(x) (v2): the composite VJPs' formulas in f32. */
+const UNARY_DERIV: [UnaryOp, (x: string, y: string) => string][] = [
+  ["sqrt", (_x, y) => `0.5f / ${y}`],
+  ["rsqrt", (x, y) => `-0.5f * (${y} / ${x})`],
+  ["tanh", (_x, y) => `1.0f - ${y} * ${y}`],
+  ["sigmoid", (_x, y) => `${y} * (1.0f - ${y})`],
+  ["silu", (x) => `m_sigmoid(${x}) * (1.0f + ${x} * (1.0f - m_sigmoid(${x})))`],
+  ["softplus", (x) => `m_sigmoid(${x})`],
+  ["abs", (x) => `select(select(select(m_nan(), 0.0f, ${x} == 0.0f), -1.0f, ${x} < 0.0f), 1.0f, ${x} > 0.0f)`],
+  ["relu", (x) => `select(0.0f, 1.0f, ${x} > 0.0f)`],
+  ["sin", (x) => `m_cos(${x})`],
+  ["cos", (x) => `-m_sin(${x})`],
+  ["square", (x) => `2.0f * ${x}`],
+  ["reciprocal", (_x, y) => `-(${y} * ${y})`],
+];
+const UNARY_DERIV_CODE = new Map(UNARY_DERIV.map(([name], k) => [name, k]));
+
+/** g · f′(x) in one pass (one shader for every op: the op code is a uniform). */
+export function unaryGradKernel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg, p: PrimParams["unaryGrad"]): void {
+  const code = UNARY_DERIV_CODE.get(p.op);
+  if (code === undefined) throw new Error(`webgpu.unaryGrad: no fused derivative for ${p.op}`);
+  runMap(ctx, {
+    label: "unaryGrad", family: "ugrad", out, ins, math: true, op: code,
+    body: ([g, x, y]) => switchOf(UNARY_DERIV.map(([, f]) => `${g} * (${f(x, y)})`)),
+  });
+}
+
 const BINARY_OPS: BinaryOp[] = ["add", "sub", "mul", "div", "pow", "max", "min"];
 const CMP_OPS: CompareOp[] = ["eq", "ne", "lt", "le", "gt", "ge"];
 const CMP_SYM: Record<CompareOp, string> = { eq: "==", ne: "!=", lt: "<", le: "<=", gt: ">", ge: ">=" };

@@ -1,7 +1,7 @@
 /** The WebGPU kernel table: one kernel per primitive (the compiler checks that none is missing). */
 import type { KernelArg, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../../backend.ts";
 import type { GpuCtx } from "../context.ts";
-import { binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, whereKernel } from "./elementwise.ts";
+import { binaryKernel, castKernel, compareKernel, fillKernel, unaryGradKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { gatherKernel, oneHotKernel, scatterAddKernel } from "./indexing.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
 import { matmulKernel } from "./matmul.ts";
@@ -25,6 +25,7 @@ export const gpuMultiKernels: { [K in MultiPrimName]: (ctx: GpuCtx, ins: readonl
 export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   fill: fillKernel,
   unary: unaryKernel,
+  unaryGrad: unaryGradKernel,
   binary: binaryKernel,
   compare: compareKernel,
   where: whereKernel,
