@@ -2,7 +2,7 @@
  * Small building blocks shared by the layers: a dense layer and RMSNorm. Parameters are plain
  * objects of tensors; a dense weight is [in, out] (y = x @ w + b), as in @memmamba/tensor's init.
  */
-import { add, init, matmul, mean, mul, ones, random, reshape, rsqrt, square, zeros, type Tensor } from "@memmamba/tensor";
+import { add, init, matmul, mul, ones, random, reshape, rmsNormalize as tensorRmsNormalize, zeros, type Tensor } from "@memmamba/tensor";
 
 /** A PRNG key of @memmamba/tensor's `random` (Philox), as the init functions take it. */
 export type Key = random.Key;
@@ -42,9 +42,9 @@ export function rmsNorm(p: RMSNorm, x: Tensor, eps: number): Tensor {
   return mul(rmsNormalize(x, eps), p.weight);
 }
 
-/** x / √(mean(x²) + eps) over the last axis, without a weight (where a projection follows anyway). */
+/** x / √(mean(x²) + eps) over the last axis, without a weight (where a projection follows anyway): the tensor library's fused op. */
 export function rmsNormalize(x: Tensor, eps: number): Tensor {
-  return mul(x, rsqrt(add(mean(square(x), -1, true), eps)));
+  return tensorRmsNormalize(x, eps);
 }
 
 /**

@@ -55,6 +55,12 @@ export interface PrimParams {
   oneHot: { depth: number };
   /** Softmax over the last axis. */
   softmax: Record<string, never>;
+  /** The VJP of softmax in one pass over each row: inputs [g, y], dx = y ⊙ (g − Σ g⊙y). */
+  softmaxGrad: Record<string, never>;
+  /** x / √(mean(x²) + eps) over the last axis (RMSNorm without its gain). */
+  rmsNorm: { eps: number };
+  /** Its VJP, inputs [g, x]: r·g − x·r³·(Σ g⊙x)/n per row, r = 1/√(mean(x²) + eps). */
+  rmsNormGrad: { eps: number };
   /** log Σ exp over the last axis, computed stably. */
   logsumexp: Record<string, never>;
   /** Per-row softmax cross-entropy of logits against i32 targets. */

@@ -12,7 +12,7 @@ import "./ops/nn.ts";
 import "./ops/ssm.ts";
 import "./ops/attention.ts";
 
-export type { Backend, BinaryOp, BufferHandle, CompareOp, HostArray, KernelArg, PrimName, PrimParams, UnaryOp } from "./backend.ts";
+export type { Backend, BinaryOp, BufferHandle, CompareOp, HostArray, KernelArg, MultiPrimName, MultiPrimParams, PrimName, PrimParams, UnaryOp } from "./backend.ts";
 export type { DType } from "./dtype.ts";
 export { getBackend, readCounters, registerBackend, resetCounters, setBackend, type WorkCounters } from "./engine.ts";
 export { CPU_KERNELS, cpuKernelsFromEnv, describeBackend, initBackend, type BackendKind, type CpuKernels, type InitBackendOptions } from "./backends.ts";
@@ -29,7 +29,7 @@ export { broadcastTo, concat, mT, pad, reshape, slice, sliceAxis, stack, transpo
 export { matmul } from "./ops/linalg.ts";
 export { causalSelect, gather, oneHot, scatterAdd } from "./ops/indexing.ts";
 export { indexedAttention, indexedDot, indexedOuter, indexedSum, type IndexedAttention } from "./ops/attention.ts";
-export { conv1dCausal, crossEntropy, logSoftmax, logsumexp, scan, softmax } from "./ops/nn.ts";
+export { conv1dCausal, crossEntropy, logSoftmax, logsumexp, rmsNormalize, scan, softmax } from "./ops/nn.ts";
 export { CpuBackend } from "./cpu/backend.ts";
 export { selectiveScan, selectiveScanReference, type SelectiveScanResult } from "./ops/ssm.ts";
 /** Counter-based, splittable PRNG keys (Philox) and the distributions drawn from them. */

@@ -19,7 +19,7 @@ import {
   abs, add, bind, broadcastTo, concat, conv1dCausal, cos, crossEntropy, div, eq, exp, gather, gt, log, logSoftmax,
   logsumexp, matmul, max, maximum, mean, minimum, mT, mul, neg, pad, pow, primitive, reciprocal, relu, reshape,
   rsqrt, scan, scatterAdd, sigmoid, sign, silu, sin, slice, sliceAxis, softmax, softplus, sqrt, square, stack, sub,
-  sum, tanh, transpose, where, fromArray, valueAndGrad, readCounters, resetCounters, disposeTree, getBackend,
+  sum, tanh, transpose, where, fromArray, valueAndGrad, readCounters, resetCounters, disposeTree, getBackend, rmsNormalize,
 } from "../src/index.ts";
 import { GRAD_UNARY_OPS } from "../src/ops/elementwise.ts";
 import type { PrimDef, Tensor } from "../src/index.ts";
@@ -355,6 +355,10 @@ describe("gradients: indexing", () => {
 
 describe("gradients: nn", () => {
   gradProp("softmax (last axis)", tensorArb(1, 3, "any", 5), (x) => check((xs) => softmax(xs[0]), [x], "softmax"), 15);
+  // eps large enough that x/√(x² + eps) is smooth at the scale of the numeric step where a row is
+  // one element near 0 (eps 1e-5: slope 316 there, saturating within ±0.003)
+  gradProp("rmsNormalize (last axis; eps 0.1 and 0.5)", tensorArb(1, 3, "any", 5), (x) =>
+    check((xs) => add(rmsNormalize(xs[0], 0.1), mul(rmsNormalize(xs[0], 0.5), 0.5)), [x], "rmsNormalize"), 15);
   gradProp("logsumexp (last axis)", tensorArb(1, 3, "any", 5), (x) => check((xs) => logsumexp(xs[0]), [x], "logsumexp"), 15);
   gradProp("logSoftmax", tensorArb(1, 3, "any", 5), (x) => check((xs) => logSoftmax(xs[0]), [x], "logSoftmax"), 8);
   const ceCase = fc.tuple(shapeArb(0, 2, 4), dimArb(5)).chain(([batch, v]) => fc.tuple(input([...batch, v]), indices(batch, v)));
@@ -544,6 +548,47 @@ describe("unaryGrad: the fused VJP of unary ops equals the composite one", () =>
             if (!(Math.abs(fused.d[i] - comp.d[i]) <= tol)) throw new Error(`${op} at ${vals[i]}: fused ${fused.d[i]} vs composite ${comp.d[i]}`);
           }
           if (b !== "wasm") expect(fused.launches).toBeLessThanOrEqual(comp.launches); // wasm keeps the composite
+          disposeTree([x, w]);
+        }
+      });
+    });
+  }
+});
+
+describe("row-pass VJPs: softmaxGrad and rmsNorm equal their composites", () => {
+  for (const b of testBackends()) {
+    test(`[${b}] softmax's and rmsNormalize's fused passes against the composite ops, rows of 1, 50 and 300`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        const be = getBackend() as { prefersComposite?: (p: string) => boolean };
+        const own = Object.hasOwn(be, "prefersComposite");
+        for (const n of [1, 50, 300]) {
+          const vals = Array.from({ length: 3 * n }, (_, i) => Math.sin(i * 1.7) * 3 + (i % 7) * 0.25);
+          const wv = Array.from({ length: 3 * n }, (_, i) => Math.cos(i * 0.9));
+          const x = fromArray(vals, [3, n]), w = fromArray(wv, [3, n]);
+          const fns: [string, (a: Tensor) => Tensor][] = [
+            ["softmax", (a) => sum(mul(softmax(a), w))],
+            ["rmsNormalize", (a) => sum(mul(rmsNormalize(a, 1e-5), w))],
+          ];
+          for (const [name, f] of fns) {
+            const runWith = async (composite: boolean) => {
+              if (composite) be.prefersComposite = () => true;
+              try {
+                const r = valueAndGrad(f)(x);
+                const out = { v: await r.value.item(), d: Array.from(await r.grads.data()) };
+                disposeTree(r);
+                return out;
+              } finally {
+                if (!own) delete be.prefersComposite;
+              }
+            };
+            const fused = await runWith(false), comp = await runWith(true);
+            expect(Math.abs(fused.v - comp.v)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(comp.v)));
+            for (let i = 0; i < comp.d.length; i++) {
+              const tol = 2e-6 + 1e-5 * Math.abs(comp.d[i]);
+              if (!(Math.abs(fused.d[i] - comp.d[i]) <= tol)) throw new Error(`${name} n=${n} element ${i}: fused ${fused.d[i]} vs composite ${comp.d[i]}`);
+            }
+          }
           disposeTree([x, w]);
         }
       });

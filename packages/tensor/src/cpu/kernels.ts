@@ -9,7 +9,7 @@ import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexe
 import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel } from "./ssm.ts";
 import {
   conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, crossEntropyKernel, gatherKernel,
-  logsumexpKernel, oneHotKernel, scanKernel, scanReverseKernel, scatterAddKernel, softmaxKernel,
+  logsumexpKernel, oneHotKernel, rmsNormGradKernel, rmsNormKernel, scanKernel, scanReverseKernel, scatterAddKernel, softmaxGradKernel, softmaxKernel,
 } from "./nn.ts";
 
 /** One tensor as a kernel sees it: the live array and its shape. */
@@ -46,6 +46,9 @@ export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
   scatterAdd: scatterAddKernel,
   oneHot: oneHotKernel,
   softmax: softmaxKernel,
+  softmaxGrad: softmaxGradKernel,
+  rmsNorm: rmsNormKernel,
+  rmsNormGrad: rmsNormGradKernel,
   logsumexp: logsumexpKernel,
   crossEntropy: crossEntropyKernel,
   conv1dCausal: conv1dCausalKernel,

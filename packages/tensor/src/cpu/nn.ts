@@ -28,6 +28,46 @@ export function softmaxKernel([x]: CpuArg[], out: CpuArg): void {
   }
 }
 
+/** softmax's VJP per row: dx = y ⊙ (g − Σ g⊙y), the sum in float64 in index order. */
+export function softmaxGradKernel([g, y]: CpuArg[], out: CpuArg): void {
+  const [rows, n] = rowsOf(y);
+  const G = g.data, Y = y.data, O = out.data;
+  for (let r = 0; r < rows; r++) {
+    const b = r * n;
+    let t = 0;
+    for (let j = 0; j < n; j++) t += G[b + j] * Y[b + j];
+    for (let j = 0; j < n; j++) O[b + j] = Y[b + j] * (G[b + j] - t);
+  }
+}
+
+/** 1/√(mean(x²) + eps) of row b (float64 sum in index order). */
+function rmsScale(X: Float32Array | Int32Array, b: number, n: number, eps: number): number {
+  let s = 0;
+  for (let j = 0; j < n; j++) s += X[b + j] * X[b + j];
+  return 1 / Math.sqrt(s / n + eps);
+}
+
+export function rmsNormKernel([x]: CpuArg[], out: CpuArg, p: PrimParams["rmsNorm"]): void {
+  const [rows, n] = rowsOf(x);
+  const X = x.data, O = out.data;
+  for (let r = 0; r < rows; r++) {
+    const b = r * n, k = rmsScale(X, b, n, p.eps);
+    for (let j = 0; j < n; j++) O[b + j] = X[b + j] * k;
+  }
+}
+
+export function rmsNormGradKernel([g, x]: CpuArg[], out: CpuArg, p: PrimParams["rmsNormGrad"]): void {
+  const [rows, n] = rowsOf(x);
+  const G = g.data, X = x.data, O = out.data;
+  for (let r = 0; r < rows; r++) {
+    const b = r * n, k = rmsScale(X, b, n, p.eps);
+    let t = 0;
+    for (let j = 0; j < n; j++) t += G[b + j] * X[b + j];
+    const c = (k * k * k * t) / n;
+    for (let j = 0; j < n; j++) O[b + j] = k * G[b + j] - X[b + j] * c;
+  }
+}
+
 function lseRow(X: Float32Array | Int32Array, b: number, n: number): number {
   let m = -Infinity;
   for (let j = 0; j < n; j++) if (X[b + j] > m || X[b + j] !== X[b + j]) m = X[b + j];

@@ -4,11 +4,12 @@
  * h_t = a_t ⊙ h_{t-1} + b_t.
  */
 import { bind, definePrimitive } from "../dispatch.ts";
+import { getBackend } from "../engine.ts";
 import { sameShape, ShapeError, showShape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
-import { exp, mul, sub } from "./elementwise.ts";
+import { add, exp, mul, rsqrt, square, sub } from "./elementwise.ts";
 import { concat, reshape, sliceAxis } from "./movement.ts";
-import { sum } from "./reduce.ts";
+import { mean, sum } from "./reduce.ts";
 
 function needF32(op: string, ...xs: Tensor[]): void {
   for (const x of xs) if (x.dtype !== "f32") throw new ShapeError(`${op}: expects f32, got ${x.dtype} ${showShape(x.shape)}`);
@@ -24,9 +25,54 @@ definePrimitive("softmax", {
     return { shape: [...x.shape], dtype: "f32" };
   },
   flops: ([x]) => 6 * x.size,
-  // dx = y ⊙ (g − Σ g⊙y)
-  vjp: (g, _x, y) => [mul(y, sub(g, sum(mul(g, y), -1, true)))],
+  // dx = y ⊙ (g − Σ g⊙y): one row pass (softmaxGrad), or four launches where the backend prefers
+  vjp: (g, _x, y) => [getBackend().prefersComposite?.("softmaxGrad") ? mul(y, sub(g, sum(mul(g, y), -1, true))) : bind("softmaxGrad", [g, y], {})],
 });
+
+definePrimitive("softmaxGrad", {
+  shape: ([g, y]) => {
+    needF32("softmaxGrad", g, y);
+    if (!sameShape(g.shape, y.shape)) throw new ShapeError(`softmaxGrad: g ${showShape(g.shape)} and y ${showShape(y.shape)} must have one shape`);
+    return { shape: [...y.shape], dtype: "f32" };
+  },
+  flops: ([g]) => 4 * g.size,
+  vjp: () => {
+    throw new Error("softmaxGrad: second-order gradients are not supported (VJPs run untaped)");
+  },
+});
+
+definePrimitive("rmsNorm", {
+  shape: ([x], p) => {
+    needF32("rmsNorm", x);
+    lastAxisNonEmpty("rmsNorm", x);
+    if (!(p.eps >= 0)) throw new ShapeError(`rmsNorm: eps must be a number ≥ 0, got ${p.eps}`);
+    return { shape: [...x.shape], dtype: "f32" };
+  },
+  flops: ([x]) => 4 * x.size,
+  vjp: (g, [x], _y, p) => [bind("rmsNormGrad", [g, x], { eps: p.eps })],
+});
+
+definePrimitive("rmsNormGrad", {
+  shape: ([g, x]) => {
+    needF32("rmsNormGrad", g, x);
+    if (!sameShape(g.shape, x.shape)) throw new ShapeError(`rmsNormGrad: g ${showShape(g.shape)} and x ${showShape(x.shape)} must have one shape`);
+    return { shape: [...x.shape], dtype: "f32" };
+  },
+  flops: ([x]) => 8 * x.size,
+  vjp: () => {
+    throw new Error("rmsNormGrad: second-order gradients are not supported (VJPs run untaped)");
+  },
+});
+
+/**
+ * x / √(mean(x²) + eps) over the last axis (RMSNorm without its gain): one row pass forward and
+ * one backward (`rmsNorm`, `rmsNormGrad`), instead of about six launches each way; the composite
+ * square · mean · add · rsqrt · mul where the backend prefers it (wasm: its SIMD kernels).
+ */
+export function rmsNormalize(x: Tensor, eps: number): Tensor {
+  if (getBackend().prefersComposite?.("rmsNorm")) return mul(x, rsqrt(add(mean(square(x), -1, true), eps)));
+  return bind("rmsNorm", [x], { eps });
+}
 
 definePrimitive("logsumexp", {
   shape: ([x]) => {

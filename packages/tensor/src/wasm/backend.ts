@@ -317,9 +317,12 @@ export class WasmBackend implements Backend {
     kernel(inputs.map(arg), arg(output), params);
   }
 
-  /** unaryGrad has no wasm kernel (its TS fallback is one slow scalar pass): the VJP's composite runs on the SIMD kernels. */
+  /**
+   * unaryGrad, rmsNorm and softmaxGrad have no wasm kernels (their TS fallbacks are scalar
+   * passes): their composites run on the SIMD kernels.
+   */
   prefersComposite(prim: PrimName): boolean {
-    return prim === "unaryGrad";
+    return prim === "unaryGrad" || prim === "rmsNorm" || prim === "softmaxGrad";
   }
 
   /** Multi-output primitives: the CPU kernels over views of the wasm heap. */

@@ -8,6 +8,7 @@ import { matmulKernel } from "./matmul.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import {
   conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, crossEntropyKernel, logsumexpKernel, softmaxKernel,
+  rmsNormGradKernel, rmsNormKernel, softmaxGradKernel,
 } from "./nn.ts";
 import { reduceKernel } from "./reduce.ts";
 import { scanKernel, scanReverseKernel } from "./scan.ts";
@@ -43,6 +44,9 @@ export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   scatterAdd: scatterAddKernel,
   oneHot: oneHotKernel,
   softmax: softmaxKernel,
+  softmaxGrad: softmaxGradKernel,
+  rmsNorm: rmsNormKernel,
+  rmsNormGrad: rmsNormGradKernel,
   logsumexp: logsumexpKernel,
   crossEntropy: crossEntropyKernel,
   conv1dCausal: conv1dCausalKernel,

@@ -7,7 +7,7 @@
  * crossEntropy: a target outside [0, vocab) cannot throw on a GPU; its loss is NaN (the CPU
  * throws). The shape rules, which run on the host, are the same for both backends.
  */
-import type { KernelArg } from "../../backend.ts";
+import type { KernelArg, PrimParams } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, workgroupCombine, type GpuCtx } from "../context.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
 import { reduceGroups } from "./reduce.ts";
@@ -127,6 +127,68 @@ function rowKernel(ctx: GpuCtx, mode: RowMode, ins: readonly KernelArg[], out: K
 export const softmaxKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg) => rowKernel(ctx, "softmax", ins, out);
 export const logsumexpKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg) => rowKernel(ctx, "lse", ins, out);
 export const crossEntropyKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg) => rowKernel(ctx, "ce", ins, out);
+
+// ---------- row pairs: softmaxGrad, rmsNorm, rmsNormGrad ----------
+
+const PAIR_WG = 64;
+/**
+ * One workgroup of PAIR_WG threads per row of n: s = Σ a², t = Σ a·b (strided partial sums,
+ * then lane 0 adds the lanes in order), then every element. params: rows, n, mode, eps (f32).
+ * mode 0 rmsNorm (a = x): x·r; 1 rmsNormGrad (a = x, b = g): r·g − x·r³·t/n; 2 softmaxGrad
+ * (a = y, b = g): y·(g − t); r = 1/√(s/n + eps).
+ */
+function rowPairWgsl(): string {
+  return `${header(4, [{ name: "out", type: "f32", write: true }, { name: "a", type: "f32" }, { name: "b", type: "f32" }])}
+var<workgroup> shs: array<f32, ${PAIR_WG}>;
+var<workgroup> sht: array<f32, ${PAIR_WG}>;
+@compute @workgroup_size(${PAIR_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let row = wg;
+  if (row >= ${pu(0)}) { return; }
+  let n = ${pu(1)}; let mode = ${pu(2)}; let eps = bitcast<f32>(${pu(3)});
+  let base = row * n;
+  var s = 0.0f; var t = 0.0f;
+  for (var j = lid; j < n; j += ${PAIR_WG}u) {
+    let av = a[base + j];
+    s += av * av;
+    if (mode != 0u) { t += av * b[base + j]; }
+  }
+  shs[lid] = s; sht[lid] = t;
+  workgroupBarrier();
+  if (lid == 0u) {
+    var ss = shs[0]; var tt = sht[0];
+    for (var k = 1u; k < ${PAIR_WG}u; k++) { ss += shs[k]; tt += sht[k]; }
+    shs[0] = ss; sht[0] = tt;
+  }
+  workgroupBarrier();
+  let r = 1.0f / sqrt(shs[0] / f32(n) + eps);
+  let tt = sht[0];
+  let c = r * r * r * tt / f32(n);
+  for (var j = lid; j < n; j += ${PAIR_WG}u) {
+    let av = a[base + j];
+    if (mode == 0u) { out[base + j] = av * r; }
+    else if (mode == 1u) { out[base + j] = r * b[base + j] - av * c; }
+    else { out[base + j] = av * (b[base + j] - tt); }
+  }
+}`;
+}
+
+function rowPair(ctx: GpuCtx, label: string, mode: number, a: KernelArg, b: KernelArg, out: KernelArg, eps: number): void {
+  const n = a.shape[a.shape.length - 1];
+  const rows = n === 0 ? 0 : prod(a.shape) / n;
+  if (rows === 0) return;
+  ctx.dispatch({
+    label, key: "rowpair", wgsl: rowPairWgsl,
+    buffers: [ctx.ref(out, label), ctx.ref(a, label), ctx.ref(b, label)],
+    params: new ParamWords().u(rows).u(n).u(mode).f(eps).words(),
+    groups: grid(rows, ctx.limits.maxComputeWorkgroupsPerDimension),
+  });
+}
+
+export const rmsNormKernel = (ctx: GpuCtx, [x]: readonly KernelArg[], out: KernelArg, p: PrimParams["rmsNorm"]) => rowPair(ctx, "rmsNorm", 0, x, x, out, p.eps);
+export const rmsNormGradKernel = (ctx: GpuCtx, [g, x]: readonly KernelArg[], out: KernelArg, p: PrimParams["rmsNormGrad"]) => rowPair(ctx, "rmsNormGrad", 1, x, g, out, p.eps);
+export const softmaxGradKernel = (ctx: GpuCtx, [g, y]: readonly KernelArg[], out: KernelArg) => rowPair(ctx, "softmaxGrad", 2, y, g, out, 0);
 
 // ---------- causal depthwise conv1d: x, y [B, L, C], w [C, K] ----------
 
