@@ -47,6 +47,7 @@ const HELP = `train-throughput: tokens/s of a full training step (forward, backw
   --pool-keep F    WebGPU buffer pool: keep freed buffers up to F × the peak bytes in use (default ${poolTuning.keepFactor})
   --max-batch N    WebGPU dispatches per queue submit (default: the backend's, 128)
   --ssm-fwd-algo A WebGPU selective scan forward: chunked or lookback (default ${ssmTuning.fwdAlgo})
+  --ssm-bwd-algo A WebGPU selective scan backward: scratch or segments (default ${ssmTuning.bwdAlgo})
   --ratios-only F  measure nothing: re-read our JSON F, add --reference's ratios, write --out (default F)
   --json           print the JSON result on stdout instead of the table
   --out FILE       JSON output (default packages/bench/results/train-throughput-<backend>.json)
@@ -123,7 +124,7 @@ export interface ThroughputResult {
   device: string;
   backend: BackendChoice;
   preset: PresetName;
-  options: { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; pool?: { keepFactor: number }; maxBatch?: number | null; ssmFwdAlgo?: string };
+  options: { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; pool?: { keepFactor: number }; maxBatch?: number | null; ssmFwdAlgo?: string; ssmBwdAlgo?: string };
   rows: ThroughputRow[];
   reference: ReferenceRow[];
   ratios: Ratios[];
@@ -330,8 +331,13 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", batch: "string", seq: "string", steps: "string", warmup: "string",
     "cap-s": "string", reference: "string", profile: "boolean", json: "boolean", out: "string", help: "boolean",
-    "ratios-only": "string", "pool-keep": "string", "max-batch": "string", "ssm-fwd-algo": "string",
+    "ratios-only": "string", "pool-keep": "string", "max-batch": "string", "ssm-fwd-algo": "string", "ssm-bwd-algo": "string",
   });
+  if (f["ssm-bwd-algo"] !== undefined) {
+    const a = String(f["ssm-bwd-algo"]);
+    if (a !== "scratch" && a !== "segments") throw new Error(`--ssm-bwd-algo must be scratch or segments, got "${a}"`);
+    ssmTuning.bwdAlgo = a;
+  }
   if (f["ssm-fwd-algo"] !== undefined) {
     const a = String(f["ssm-fwd-algo"]);
     if (a !== "chunked" && a !== "lookback") throw new Error(`--ssm-fwd-algo must be chunked or lookback, got "${a}"`);
@@ -365,7 +371,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
     const mm = rows.find((x) => x.kind === "memmamba")?.msPerStep, ma = rows.find((x) => x.kind === "mamba")?.msPerStep;
     return {
       benchmark: "train-throughput" as const, date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
-      options: { ...o, pool: { ...poolTuning }, maxBatch: maxBatch ?? null, ssmFwdAlgo: ssmTuning.fwdAlgo }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
+      options: { ...o, pool: { ...poolTuning }, maxBatch: maxBatch ?? null, ssmFwdAlgo: ssmTuning.fwdAlgo, ssmBwdAlgo: ssmTuning.bwdAlgo }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
       goals: { oursOverCompiledAtLeast: 2, memmambaOverMambaAtMost: 1.5, issueCompiledMambaTps: ISSUE_COMPILED_MAMBA_TPS },
     };
   };

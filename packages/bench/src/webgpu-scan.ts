@@ -33,7 +33,7 @@
  *
  *   bun packages/bench/src/webgpu-scan.ts [--lengths 4096,16384,65536,262144] [--runs 9] [--json]
  *       [--scan-algo lookback,tile:v4t8r4c64,chunked] [--ssm-fwd-threads N,..] [--ssm-fwd-vec 1,0]
- *       [--ssm-fwd-algo chunked,lookback]
+ *       [--ssm-fwd-algo chunked,lookback] [--ssm-bwd-algo scratch,segments]
  *       [--out FILE] [--small]   (--help lists every flag)
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
@@ -71,6 +71,10 @@ const HELP = `webgpu-scan: selective-scan bandwidth of the WebGPU backend vs the
                      passes) or lookback (one dispatch, a decoupled look-back); each value ×
                      each --ssm-fwd-vec × each --ssm-fwd-threads in turn, side by side on the
                      same data (default: the library's ${ssmTuning.fwdAlgo})
+  --ssm-bwd-algo A,...  the parallel backward's per-chunk kernel (ssmTuning.bwdAlgo): scratch
+                     (states through global scratch) or segments (states on chip); the backward
+                     runs once per value, side by side on the same data (default: the
+                     library's ${ssmTuning.bwdAlgo})
   --runs N           timed samples; the median is reported (default 9)
   --sample-ms MS     target duration of one sample (default 20)
   --warmup-ms MS     busy time before timing each case (default 500)
@@ -133,6 +137,14 @@ export interface SsmRow {
   fwdVecBC: boolean;
   /** The chunked forward's algorithm (ssmTuning.fwdAlgo; "-" on backward rows, which use their own passes). */
   fwdAlgo: string;
+  /**
+   * Backward rows: the per-chunk kernel that ran (ssmGradPlan's algo: "scratch" or "segments",
+   * which falls back to "scratch" where its chunks would be too short; "sequential" when the
+   * parallel backward does not fit); "-" on forward rows.
+   */
+  bwdAlgo: string;
+  /** Backward rows: the chunk length T along L (0 on forward rows and the sequential backward). */
+  bwdChunk: number;
   /** Chunks along L (forward: 1 = one thread per (b, i) walks L; backward: 1 = the sequential fallback). */
   chunks: number;
   /** Backward: chunks run at once (one dispatch a group); forward: 1. */
@@ -144,6 +156,10 @@ export interface SsmRow {
   fracCopy: number;
   /** B·L·Di·N / time. */
   stateUpdatesPerS: number;
+  /**
+   * Forward: max |gpu − float64| / (1 + max |ref|) on a few channels; backward: the same of its
+   * gradients against the first --ssm-bwd-algo's (null on that one).
+   */
   maxErr: number | null;
 }
 
@@ -354,7 +370,7 @@ async function benchScan(gpu: WebGpuBackend, L: number, elems: number, algos: Sc
 }
 
 /** The forward (and, with `grad`, the backward) at one B×L×Di×N. */
-async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boolean): Promise<SsmRow[]> {
+async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boolean, bwdAlgos: readonly ("scratch" | "segments")[]): Promise<SsmRow[]> {
   const dims = spec.split(/x|×/).map((s) => positiveInt("--ssm", s.trim(), 0));
   if (dims.length !== 4) throw new Error(`--ssm: expected B×L×Di×N, got ${spec}`);
   const [B, L, Di, N] = dims;
@@ -378,19 +394,24 @@ async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boo
   const ins = [arg(x, sh.x), arg(d, sh.x), arg(A, sh.A), arg(bb, sh.B), arg(cc, sh.B), arg(h0, sh.h)];
   const updates = B * L * Di * N;
   const rows: SsmRow[] = [];
+  const bwdDefault = ssmTuning.bwdAlgo;
   const chunking = (prim: SsmRow["prim"]) => {
-    if (prim === "selectiveScan") return { chunks: ssmForwardPlan(B, L, Di).nC, chunksPerGroup: 1 };
-    const p = ssmGradPlan(B, L, Di, N, gpu.limits.maxStorageBufferBindingSize);
-    return p ? { chunks: p.nC, chunksPerGroup: p.G } : { chunks: 1, chunksPerGroup: 1 };
+    if (prim === "selectiveScan") return { chunks: ssmForwardPlan(B, L, Di).nC, chunksPerGroup: 1, bwdAlgo: "-", bwdChunk: 0 };
+    const p = ssmGradPlan(B, L, Di, N, gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxComputeWorkgroupStorageSize);
+    return p ? { chunks: p.nC, chunksPerGroup: p.G, bwdAlgo: p.algo, bwdChunk: p.T } : { chunks: 1, chunksPerGroup: 1, bwdAlgo: "sequential", bwdChunk: 0 };
   };
   try {
-    const cases: [SsmRow["prim"], () => void, number][] = [
+    // each case: its primitive, a call, the compulsory bytes, the backward's per-chunk kernel
+    const cases: [SsmRow["prim"], () => void, number, "scratch" | "segments" | null][] = [
       // forward: read x, Δ, B, C, A, h0; write y
-      ["selectiveScan", () => gpu.run("selectiveScan", ins, arg(y, sh.x), {}), 4 * (3 * nx + 2 * nb + 2 * Di * N + B * Di * N)],
+      ["selectiveScan", () => gpu.run("selectiveScan", ins, arg(y, sh.x), {}), 4 * (3 * nx + 2 * nb + 2 * Di * N + B * Di * N), null],
       // backward: read x, Δ, B, C, A, h0, gy, ghL; write dx, dΔ, dA, dB, dC, dh0
-      ["selectiveScanGrad", () => gpu.run("selectiveScanGrad", [...ins, arg(gy, sh.x), arg(ghL, sh.h)], arg(g, [gradSize]), {}), 4 * (3 * nx + 2 * nb + Di * N + 2 * B * Di * N + gradSize)],
+      ...bwdAlgos.map((algo): (typeof cases)[number] =>
+        ["selectiveScanGrad", () => gpu.run("selectiveScanGrad", [...ins, arg(gy, sh.x), arg(ghL, sh.h)], arg(g, [gradSize]), {}), 4 * (3 * nx + 2 * nb + Di * N + 2 * B * Di * N + gradSize), algo]),
     ];
-    for (const [prim, run, bytes] of cases.filter(([p]) => grad || p === "selectiveScan")) {
+    let gradRef: Float32Array | null = null;
+    for (const [prim, run, bytes, bwdAlgo] of cases.filter(([p]) => grad || p === "selectiveScan")) {
+      if (bwdAlgo) ssmTuning.bwdAlgo = bwdAlgo;
       const dispatchesPerCall = countDispatches(gpu, run);
       const timing = await timeCalls(gpu, run, o);
       let maxErr: number | null = null;
@@ -412,13 +433,26 @@ async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boo
           }
         }
         maxErr = maxDiff / (1 + maxRef);
-      } else await gpu.sync();
+      } else {
+        // backward: the first algorithm's gradients are the reference of the others'
+        const G = (await gpu.read(g)) as Float32Array;
+        if (!gradRef) gradRef = G.slice();
+        else {
+          let maxDiff = 0, maxRef = 0;
+          for (let e = 0; e < G.length; e++) {
+            maxDiff = Math.max(maxDiff, Math.abs(G[e] - gradRef[e]));
+            maxRef = Math.max(maxRef, Math.abs(gradRef[e]));
+          }
+          maxErr = maxDiff / (1 + maxRef);
+        }
+      }
       rows.push({
         prim, B, L, Di, N, fwdThreads: L >= ssmTuning.fwdLongL ? Math.max(ssmTuning.fwdThreads, ssmTuning.fwdThreadsLong) : ssmTuning.fwdThreads, fwdVecBC: ssmTuning.fwdVecBC, fwdAlgo: prim === "selectiveScan" ? ssmTuning.fwdAlgo : "-", ...chunking(prim), dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
         stateUpdatesPerS: updates / (timing.medianMs * 1e-3), maxErr,
       });
     }
   } finally {
+    ssmTuning.bwdAlgo = bwdDefault;
     for (const h of bufs) gpu.free(h);
   }
   return rows;
@@ -432,7 +466,7 @@ async function main(): Promise<void> {
   }
   const f = parseFlags(argv, {
     lengths: "string", elems: "string", ssm: "string", runs: "string", "sample-ms": "string", "warmup-ms": "string",
-    "copy-mib": "string", "ssm-fwd-threads": "string", "ssm-fwd-vec": "string", "ssm-fwd-algo": "string", small: "boolean", json: "boolean", out: "string", "scan-algo": "string",
+    "copy-mib": "string", "ssm-fwd-threads": "string", "ssm-fwd-vec": "string", "ssm-fwd-algo": "string", "ssm-bwd-algo": "string", small: "boolean", json: "boolean", out: "string", "scan-algo": "string",
   });
   const algos = String(f["scan-algo"] ?? "lookback,tile,chunked").split(",").map((s) => s.trim()).filter(Boolean).map(parseScanAlgo);
   const small = f.small === true;
@@ -447,6 +481,10 @@ async function main(): Promise<void> {
   });
   const fwdAlgos = String(f["ssm-fwd-algo"] ?? ssmTuning.fwdAlgo).split(",").map((s) => s.trim()).filter(Boolean).map((s) => {
     if (s !== "chunked" && s !== "lookback") throw new Error(`--ssm-fwd-algo: expected chunked or lookback, got "${s}"`);
+    return s;
+  });
+  const bwdAlgos = String(f["ssm-bwd-algo"] ?? ssmTuning.bwdAlgo).split(",").map((s) => s.trim()).filter(Boolean).map((s) => {
+    if (s !== "scratch" && s !== "segments") throw new Error(`--ssm-bwd-algo: expected scratch or segments, got "${s}"`);
     return s;
   });
   const runs = positiveInt("--runs", f.runs, 9);
@@ -477,7 +515,7 @@ async function main(): Promise<void> {
               ssmTuning.fwdThreadsLong = th === 0 ? fwdDefault.long : th;
               ssmTuning.fwdVecBC = vec;
               ssmTuning.fwdAlgo = algo;
-              ssm.push(...(await benchSsm(gpu, s, o, first)));
+              ssm.push(...(await benchSsm(gpu, s, o, first, bwdAlgos)));
               first = false;
             }
           }
@@ -532,9 +570,9 @@ async function main(): Promise<void> {
   ));
   console.log();
   console.log(formatTable(
-    ["prim", "B", "L", "Di", "N", "fwd algo", "fwd B,C", "chunks", "at once", "dispatches", "median ms", "GB/s", "% peak", "Gupdates/s", "max err"],
+    ["prim", "B", "L", "Di", "N", "fwd algo", "fwd B,C", "bwd algo", "chunks", "at once", "dispatches", "median ms", "GB/s", "% peak", "Gupdates/s", "max err"],
     ssm.map((r) => [
-      r.prim, String(r.B), String(r.L), String(r.Di), String(r.N), r.prim === "selectiveScan" && r.chunks > 1 ? r.fwdAlgo : "-", r.prim === "selectiveScan" ? (r.fwdVecBC && r.N % 4 === 0 ? "vec4" : "scalar") : "-", String(r.chunks), String(r.chunksPerGroup), String(r.dispatchesPerCall), fmt(r.timing.medianMs, 4), fmt(r.GBps, 4), fmt(100 * r.fracCopy, 3),
+      r.prim, String(r.B), String(r.L), String(r.Di), String(r.N), r.prim === "selectiveScan" && r.chunks > 1 ? r.fwdAlgo : "-", r.prim === "selectiveScan" ? (r.fwdVecBC && r.N % 4 === 0 ? "vec4" : "scalar") : "-", r.prim === "selectiveScanGrad" ? `${r.bwdAlgo}${r.bwdChunk ? ` T${r.bwdChunk}` : ""}` : "-", String(r.chunks), String(r.chunksPerGroup), String(r.dispatchesPerCall), fmt(r.timing.medianMs, 4), fmt(r.GBps, 4), fmt(100 * r.fracCopy, 3),
       fmt(r.stateUpdatesPerS / 1e9, 4), r.maxErr === null ? "-" : r.maxErr.toExponential(2),
     ]),
   ));

@@ -38,6 +38,11 @@
  *   (h_{t−1} read for dA is kept for the next step's dC); the dB / dC terms are summed over the
  *   workgroup's 64 channels in workgroup memory when Di % 64 = 0 (else written per channel and
  *   read back by the reduction: 4 more vec4 accesses per state and step).
+ *   Or (ssmTuning.bwdAlgo = "segments", chunkSegWgsl) step 3 keeps the states on chip: the
+ *   chunk is cut into segments of S steps; a forward over the chunk keeps the state entering
+ *   each segment in workgroup memory (so the chunk is at most S·(1 + what fits) steps), then
+ *   segments last to first recompute their S states into registers and run the adjoint through
+ *   them. No state scratch; each exp(Δ_t A) computed three times instead of twice.
  * Fallback (ssmTuning.bwdParallel off, or no group fits the scratch): parallel over B·Di only,
  * in chunks of T steps so that scratch stays bounded (the CPU keeps all L states of a sequence;
  * here T = L whenever B·L·Di·N fits the scratch budget):
@@ -78,6 +83,19 @@ export const ssmTuning = {
   bwdMaxGroup: 0,
   /** Sum the dB / dC terms over each workgroup's 64 channels in workgroup memory (when Di % 64 = 0, N ≤ 16). */
   bwdWgReduce: true,
+  /**
+   * The parallel backward's per-chunk kernel: "scratch" recomputes the chunk's states into
+   * global scratch and reads them back (chunkParWgsl); "segments" keeps them on chip: states at
+   * segment starts in workgroup memory, a segment's bwdSegSteps states in registers
+   * (chunkSegWgsl). Same carries, reductions and outputs. "scratch" by default until measured.
+   */
+  bwdAlgo: "scratch" as "scratch" | "segments",
+  /**
+   * "segments": steps per segment (its states live in a chain of S + 1 vec4 register sets, so
+   * registers grow with it; its chunks are at most S·(1 + the segment starts that fit workgroup
+   * memory) steps).
+   */
+  bwdSegSteps: 4,
   /**
    * The forward reads B_t, C_t as vec4 when N % 4 == 0 (one load per 4 states instead of four
    * guarded scalar loads: the forward at batch 1 is bound by instructions, not bytes).
@@ -606,8 +624,12 @@ fn main(${ENTRY_ARGS}) {
  * the carry passes, and the chunk's dA terms go to their own slot (summed over b and c later).
  * params: B, L, Di, T, nC, c0, G, hOff, lamOff, daOff, hcOff, pbOff, pcOff (vec4s), oDx, oDd, N.
  */
-function chunkParWgsl(N4: number, wgr: boolean): string {
-  const Q = quads(N4);
+/**
+ * What the parallel backward's two per-chunk kernels share: bindings, the thread's position
+ * (b, cg, i), and the dB_t / dC_t terms (to scratch per thread, or summed over the workgroup's 64
+ * channels first when wgr; the latter needs `tl`, the step within the chunk, where it is used).
+ */
+function bwdChunkParts(N4: number, wgr: boolean) {
   const R = 2 * N4; // vec4 terms a thread adds to dB_t and dC_t per step
   const bufs = [
     { name: "out", type: "f32", write: true }, { name: "W", type: "vec4<f32>", write: true }, { name: "x", type: "f32" },
@@ -615,7 +637,6 @@ function chunkParWgsl(N4: number, wgr: boolean): string {
     { name: "gy", type: "f32" },
   ];
   const P = (k: number) => pu(k);
-  const per = (f: (q: number) => string) => Q.map(f).join("\n    ");
   // wgr: the workgroup's 64 threads share (b, chunk) (Di % 64 = 0), so the position comes from
   // the workgroup index alone (uniform: barriers in the step loop are allowed)
   const pos = wgr
@@ -643,9 +664,18 @@ function chunkParWgsl(N4: number, wgr: boolean): string {
       let at = (((b * G + cg) * T + tl) * (Di / ${FWD_WG}u) + (i - lid) % Di / ${FWD_WG}u) * ${N4}u;
       if (lid < ${N4}u) { W[${P(11)} + at + lid] = sum; } else { W[${P(12)} + at + lid - ${N4}u] = sum; }
     }`;
-  return `${header(16, bufs)}${VEXP}${wgr ? `var<workgroup> red: array<vec4<f32>, ${R * FWD_WG}>;
+  const decls = wgr ? `var<workgroup> red: array<vec4<f32>, ${R * FWD_WG}>;
 var<workgroup> red2: array<vec4<f32>, ${R * 8}>;
-` : ""}
+` : "";
+  return { bufs, pos, term, reduceStep, decls };
+}
+
+function chunkParWgsl(N4: number, wgr: boolean): string {
+  const Q = quads(N4);
+  const { bufs, pos, term, reduceStep, decls } = bwdChunkParts(N4, wgr);
+  const P = (k: number) => pu(k);
+  const per = (f: (q: number) => string) => Q.map(f).join("\n    ");
+  return `${header(16, bufs)}${VEXP}${decls}
 @compute @workgroup_size(${FWD_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
@@ -700,6 +730,119 @@ fn main(${ENTRY_ARGS}) {
 }
 
 /**
+ * One group of chunks of the parallel backward without state scratch (ssmTuning.bwdAlgo =
+ * "segments"): thread per (b, cg, i) for chunk c = c0 + cg, params and outputs as chunkParWgsl.
+ * The chunk is cut into segments of S steps (S compile-time: a segment's states live in a chain
+ * of S + 1 vec4 register sets h{j}_{q}, no function-scope arrays);
+ *   1. from the entering state (the forward carry), run the chunk forward, keeping only the
+ *      state entering each segment but the first: nCk of them (compile-time, the plan makes
+ *      the chunk at most S·(nCk + 1) steps) in workgroup memory, ck[(seg·N4 + q)·64 + lid],
+ *      each thread its own slots (no barrier; consecutive lanes, consecutive vec4s);
+ *   2. segments last to first: recompute the segment's states from its entering state, each
+ *      pushed onto the chain (h{S} the newest), then run the adjoint back over them exactly as
+ *      chunkParWgsl's step with h_t = h{S} and h_(t−1) = h{S − 1}, shifting the chain back by
+ *      one after each step (dx, dΔ written per step, dA per thread, dB_t / dC_t terms by the
+ *      same reduction). Both are loops of S iterations, a step in each (guarded: the chunk's
+ *      last segment may be shorter), not S unrolled steps: on llvmpipe an unrolled segment with
+ *      the reduction's barriers took 30 s to compile (the loops, 10 s); with a constant trip
+ *      count a GPU compiler is free to unroll them and rename the shifts away (not checked).
+ * So no state goes through global memory: each a_t = exp(Δ_t A) is computed three times
+ * (forward to the checkpoints, recompute, adjoint) instead of the states written and read back
+ * (2·16·N4 bytes a step and channel), and x, Δ, B are read three times instead of twice (they
+ * are shared by the 64 channels of a (b, t) row or small, and cached). `vec`: B and C bound as
+ * vec4 (N % 4 == 0), one load per 4 states instead of four guarded ones.
+ */
+function chunkSegWgsl(N4: number, wgr: boolean, S: number, nCk: number, vec: boolean): string {
+  const Q = quads(N4);
+  const parts = bwdChunkParts(N4, wgr);
+  const { pos, term, reduceStep, decls } = parts;
+  const bufs = parts.bufs.map((d) => (vec && (d.name === "Bm" || d.name === "C") ? { ...d, type: "vec4<f32>" } : d));
+  const P = (k: number) => pu(k);
+  const per = (f: (q: number) => string, sep = "\n    ") => Q.map(f).join(sep);
+  const ck = (seg: string, q: number) => `ck[(${seg} * ${N4}u + ${q}u) * ${FWD_WG}u + lid]`;
+  // the segment's states: a chain of S + 1 register sets, h{S} the newest
+  const chain = Array.from({ length: S + 1 }, (_, j) => j);
+  const shiftDown = (q: number) => chain.slice(0, S).map((j) => `h${j}_${q} = h${j + 1}_${q};`).join(" ");
+  const shiftUp = (q: number) => chain.slice(1).reverse().map((j) => `h${j}_${q} = h${j - 1}_${q};`).join(" ");
+  const checkpoints = nCk === 0 ? "" : `
+  // 1. the states entering segments 1 .. nS − 1 (at most nCk of them)
+  {
+    ${per((q) => `var hs${q} = W[ckb + ${q}u];`)}
+    for (var tl = 0u; tl < (nS - 1u) * ${S}u; tl++) {
+      let t = t0 + tl;
+      ${stepCode(N4, vec)}
+      if ((tl + 1u) % ${S}u == 0u) {
+        let sk = (tl + 1u) / ${S}u - 1u;
+        ${per((q) => `${ck("sk", q)} = hs${q};`, "\n        ")}
+      }
+    }
+  }`;
+  return `${header(16, bufs)}${VEXP}${decls}${nCk > 0 ? `var<workgroup> ck: array<vec4<f32>, ${nCk * N4 * FWD_WG}>;\n` : ""}
+@compute @workgroup_size(${FWD_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let B = ${P(0)}; let L = ${P(1)}; let Di = ${P(2)}; let T = ${P(3)}; let nC = ${P(4)}; let c0 = ${P(5)}; let G = ${P(6)};
+  let N = ${P(15)};
+  ${pos}
+  let c = c0 + cg;
+  if (c >= nC) { return; }
+  let t0 = c * T; let Tc = min(L, t0 + T) - t0;
+  let nS = (Tc + ${S - 1}u) / ${S}u;
+  ${per((q) => `let A${q} = ${ld("A", "i * N", q)};`, "\n  ")}
+  let k = (b * nC + c) * Di + i;
+  let ckb = ${P(7)} + k * ${N4}u;${checkpoints}
+  // 2. segments last to first
+  ${per((q) => `var lam${q} = W[${P(8)} + k * ${N4}u + ${q}u];`, "\n  ")}
+  ${per((q) => `var dA${q} = vec4<f32>(0.0f);`, "\n  ")}
+  ${chain.map((j) => per((q) => `var h${j}_${q} = vec4<f32>(0.0f);`, " ")).join("\n  ")}
+  for (var sr = 0u; sr < nS; sr++) {
+    let sg = nS - 1u - sr;
+    let tl0 = sg * ${S}u; let ts = t0 + tl0;
+    let n = min(${S}u, Tc - tl0); // uniform over the workgroup when wgr (barriers below)
+    // the state entering the segment (the chunk's carry, or from workgroup memory) at the top
+    // of the chain, then its n states pushed in: h{S} = h_(n−1), h{S − 1} = h_(n−2), …
+    if (sg == 0u) {
+      ${per((q) => `h${S}_${q} = W[ckb + ${q}u];`, " ")}
+    }${nCk === 0 ? "" : ` else {
+      ${per((q) => `h${S}_${q} = ${ck("(sg - 1u)", q)};`, "\n      ")}
+    }`}
+    for (var j = 0u; j < ${S}u; j++) {
+      if (j < n) {
+        let t = ts + j;
+        let row = (b * L + t) * Di + i; let bn = (b * L + t) * N;
+        let dt = delta[row]; let dtx = dt * x[row];
+        ${per((q) => `let nh${q} = vexp(dt * A${q}) * h${S}_${q} + dtx * ${bc("Bm", q, vec, N4)};`, "\n        ")}
+        ${per((q) => `${shiftDown(q)} h${S}_${q} = nh${q};`, "\n        ")}
+      }
+    }
+    // the adjoint over the segment's steps, last to first: h_t = h{S}, h_(t−1) = h{S − 1}, then
+    // the chain shifts back by one
+    for (var jr = 0u; jr < ${S}u; jr++) {
+      if (jr < n) {
+        let tl = tl0 + n - 1u - jr; let t = t0 + tl;
+        let row = (b * L + t) * Di + i; let bn = (b * L + t) * N;
+        let dt = delta[row]; let xv = x[row]; let g = gy[row];${wgr ? "" : `
+        let cbo = ${P(11)} + (((b * G + cg) * T + tl) * Di + i) * ${N4}u; let cco = cbo - ${P(11)} + ${P(12)};`}
+        var ddt = 0.0f; var dx = 0.0f;
+        ${per((q) => `let C${q} = ${bc("C", q, vec, N4)}; let B${q} = ${bc("Bm", q, vec, N4)};
+        let l${q} = lam${q} + g * C${q};
+        let a${q} = vexp(dt * A${q});
+        ddt += dot(l${q} * xv, B${q}); dx += dot(l${q} * dt, B${q});
+        ${term(q, `l${q} * (dt * xv)`, false)}
+        ${term(q, `g * h${S}_${q}`, true)}
+        let da${q} = l${q} * h${S - 1}_${q} * a${q};
+        ddt += dot(da${q}, A${q}); dA${q} += da${q} * dt; lam${q} = l${q} * a${q};
+        ${shiftUp(q)}`, "\n        ")}
+        out[${P(13)} + row] = dx; out[${P(14)} + row] = ddt;
+        ${reduceStep.replace(/\n/g, "\n    ")}
+      }
+    }
+  }
+  ${per((q) => `W[${P(9)} + k * ${N4}u + ${q}u] = dA${q};`, "\n  ")}
+}`;
+}
+
+/**
  * The backward parallel along L (see the file comment's forward for the carries): nC chunks of
  * T steps; forward carries (state entering each chunk) and adjoint carries (λ entering each
  * chunk from the right) by chunk passes, then the chunks in groups of G, each group one
@@ -708,10 +851,16 @@ fn main(${ENTRY_ARGS}) {
  */
 /**
  * The parallel backward's plan for x [B, L, Di], N states, on a device whose storage bindings
- * hold `maxBinding` bytes: nC chunks of T steps, G chunks a group (null: it does not fit, or
- * ssmTuning.bwdParallel is off; the sequential backward runs).
+ * hold `maxBinding` bytes and whose workgroups get `wgStorage` bytes of workgroup memory: nC
+ * chunks of T steps, G chunks a group, the per-chunk kernel (algo, see ssmTuning.bwdAlgo; for
+ * "segments", S steps a segment and nCk segment-start states kept in workgroup memory). null:
+ * it does not fit, or ssmTuning.bwdParallel is off; the sequential backward runs.
  */
-export function ssmGradPlan(B: number, L: number, Di: number, N: number, maxBinding: number): { T: number; nC: number; G: number; wgr: boolean } | null {
+export interface SsmGradPlan {
+  T: number; nC: number; G: number; wgr: boolean;
+  algo: "scratch" | "segments"; S: number; nCk: number;
+}
+export function ssmGradPlan(B: number, L: number, Di: number, N: number, maxBinding: number, wgStorage = 16384): SsmGradPlan | null {
   if (!ssmTuning.bwdParallel || B * Di * L === 0) return null;
   const N4 = Math.max(1, Math.ceil(N / 4));
   const limit = Math.min(ssmTuning.bwdScratchElems, Math.floor(maxBinding / 4)) / 4; // vec4s
@@ -719,11 +868,28 @@ export function ssmGradPlan(B: number, L: number, Di: number, N: number, maxBind
   const fixed = (nC: number) => B * nC * Di * (3 * N4 + 1) + B * Di * N4;
   let T = ssmTuning.forceChunk > 0 ? ssmTuning.forceChunk : ssmTuning.bwdMinT;
   while (T < L && fixed(ceilDiv(L, T)) > limit / 2) T *= 2;
-  const nC = ceilDiv(L, T);
   const wgr = ssmWgReduce(Di, N4);
-  const perChunk = B * T * Di * N4 + 2 * B * T * (wgr ? Di / FWD_WG : Di) * N4; // its states and dB / dC terms
-  const G = Math.min(nC, Math.floor((limit - fixed(nC)) / perChunk), ssmTuning.bwdMaxGroup > 0 ? ssmTuning.bwdMaxGroup : Infinity);
-  return G >= 1 ? { T, nC, G, wgr } : null;
+  const terms = (T: number) => 2 * B * T * (wgr ? Di / FWD_WG : Di) * N4; // a chunk's dB / dC terms
+  const group = (nC: number, perChunk: number) =>
+    Math.min(nC, Math.floor((limit - fixed(nC)) / perChunk), ssmTuning.bwdMaxGroup > 0 ? ssmTuning.bwdMaxGroup : Infinity);
+  if (ssmTuning.bwdAlgo === "segments") {
+    // the chunk is at most S·(nCk + 1) steps: segment 0 starts from the carry (global memory),
+    // each later one from a state in workgroup memory, which holds those of the 64 threads
+    // (16·N4 bytes each) next to the reduction's buffers (wgr); a forced chunk length too
+    // (WebGPU's default 16 KiB, N = 16, wgr: chunks of 8 steps; 48 KiB: 40)
+    const S = Math.max(1, Math.floor(ssmTuning.bwdSegSteps));
+    const redBytes = wgr ? 72 * 2 * N4 * 16 : 0; // red and red2: (64 + 8)·R vec4s, R = 2·N4
+    const maxCk = Math.max(0, Math.floor((wgStorage - redBytes) / (FWD_WG * N4 * 16)));
+    const Ts = Math.min(T, S * (maxCk + 1));
+    const nC = ceilDiv(L, Ts);
+    const G = group(nC, terms(Ts));
+    // (no state region: the carries may take more than half the scratch)
+    if (G >= 1) return { T: Ts, nC, G, wgr, algo: "segments", S, nCk: ceilDiv(Math.min(Ts, L), S) - 1 };
+    // the carries of chunks that short do not fit: the scratch kernel's longer chunks
+  }
+  const nC = ceilDiv(L, T);
+  const G = group(nC, B * T * Di * N4 + terms(T)); // its states and dB / dC terms
+  return G >= 1 ? { T, nC, G, wgr, algo: "scratch", S: 0, nCk: 0 } : null;
 }
 
 /** Whether the parallel backward sums the dB / dC terms over each workgroup's 64 channels first. */
@@ -737,13 +903,15 @@ function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): b
   const N = A.shape[1];
   const label = "selectiveScanGrad";
   const N4 = Math.max(1, Math.ceil(N / 4)), NP = 4 * N4;
-  const plan = ssmGradPlan(B, L, Di, N, ctx.limits.maxStorageBufferBindingSize);
+  const plan = ssmGradPlan(B, L, Di, N, ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxComputeWorkgroupStorageSize);
   if (!plan) return false;
-  const { T, nC, G, wgr } = plan;
+  const { T, nC, G, wgr, algo, S, nCk } = plan;
+  const seg = algo === "segments";
   const Dg = wgr ? Di / FWD_WG : Di; // the dB / dC terms per (b, step): per channel or per 64
   const K = B * nC * Di;
   const hOff = 0, sdOff = K * N4, lamOff = sdOff + K, lfOff = lamOff + K * N4, daOff = lfOff + B * Di * N4;
-  const hcOff = daOff + K * N4, pbOff = hcOff + G * B * T * Di * N4, pcOff = pbOff + G * B * T * Dg * N4;
+  // the chunks' states (scratch kernel only), then the dB / dC terms
+  const hcOff = daOff + K * N4, pbOff = hcOff + (seg ? 0 : G * B * T * Di * N4), pcOff = pbOff + G * B * T * Dg * N4;
   const total = pcOff + G * B * T * Dg * N4;
   const W = ctx.temp(total * 16);
   const sums = ctx.temp(B * G * T * NP * 4);
@@ -764,7 +932,12 @@ function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): b
     const pw = new ParamWords().u(B).u(L).u(Di).u(T).u(nC).u(c0).u(G);
     for (const off of [hOff, lamOff, daOff, hcOff, pbOff, pcOff]) pw.u(off);
     pw.u(oDx).u(oDd).u(N);
-    go(`ssm:bwdp:q${N4}:w${+wgr}`, () => chunkParWgsl(N4, wgr), ["out", "W", "x", "delta", "A", "Bm", "C", "gy"], pw.words(), B * G * Di);
+    const chunkBufs = ["out", "W", "x", "delta", "A", "Bm", "C", "gy"];
+    // B, C as vec4 when N % 4 == 0 (one load per 4 states, as the forward: this kernel reads B_t
+    // three times a step)
+    const vec = N % 4 === 0;
+    if (seg) go(`ssm:bwds:q${N4}:w${+wgr}:s${S}:k${nCk}${vec ? ":v" : ""}`, () => chunkSegWgsl(N4, wgr, S, nCk, vec), chunkBufs, pw.words(), B * G * Di);
+    else go(`ssm:bwdp:q${N4}:w${+wgr}`, () => chunkParWgsl(N4, wgr), chunkBufs, pw.words(), B * G * Di);
     // dB_t, dC_t over the group's steps: sums of the terms over i (or over the per-64 partial
     // sums) ([B, G·T, Dg, NP] → [B, Lg, NP])
     const Lg = Math.min(L, (c0 + G) * T) - c0 * T;
