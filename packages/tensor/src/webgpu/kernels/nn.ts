@@ -67,10 +67,11 @@ fn main(${ENTRY_ARGS}) {
 /**
  * Rows of at most SMALL_ROW elements get a thread each instead of a workgroup of ROW_WG threads:
  * MemMamba's attention over its 50-slot pool left 206 of 256 threads idle and paid two 8-level
- * workgroup trees per row (0.46 ms a softmax of 16K rows on an H200). Same rules as rowWgsl
- * (NaN, ±∞, targets); the sums run left to right in the thread instead of as a tree.
+ * workgroup trees per row (0.46 ms a softmax of 16K rows on an H200; its cross-layer read over
+ * two pools, 100 slots, the same). Same rules as rowWgsl (NaN, ±∞, targets); the sums run left
+ * to right in the thread instead of as a tree.
  */
-const SMALL_ROW = 64;
+const SMALL_ROW = 128;
 const SMALL_WG = 64;
 function rowSmallWgsl(): string {
   const maxStep = (a: string, b: string) => `select(${a}, ${b}, ${b} > ${a} || (mode != 0u && m_isnan(${b})))`;
@@ -104,7 +105,7 @@ fn main(${ENTRY_ARGS}) {
 }`;
 }
 
-/** Row kernels' choice (tests force each path): "auto" (a thread per row up to SMALL_ROW), "workgroup" or "thread". */
+/** Row kernels' choice (tests force each path): "auto" (a thread per row up to SMALL_ROW = 128), "workgroup" or "thread". */
 export const rowTuning = { algo: "auto" as "auto" | "workgroup" | "thread" };
 
 function rowKernel(ctx: GpuCtx, mode: RowMode, ins: readonly KernelArg[], out: KernelArg): void {
