@@ -1,0 +1,108 @@
+/**
+ * What the fused selective scan's kernels share (ssm-forward.ts: the forward; ssm.ts: the
+ * backward and the overview): the tuning knobs (ssmTuning), the workgroup size and the WGSL
+ * builders for a thread's N states (vec4 loads and stores guarded by N, the decay's exp, B_t / C_t
+ * reads, the recurrence step).
+ */
+
+/** Threads per workgroup of the scan's kernels (the backward's workgroup sums assume 64). */
+export const FWD_WG = 64;
+
+/**
+ * Tuning knobs: scratch budget of the backward (elements), or a forced chunk length (tests);
+ * the forward's chunks along L: threads wanted for passes 1 and 3 (chunks are added until
+ * B·Di·nC reaches it), the shortest chunk, or a forced chunk length (tests; 0: choose).
+ */
+export const ssmTuning = {
+  scratchElems: 64 * 2 ** 20, forceChunk: 0, fwdThreads: 2 ** 17, fwdMinT: 32, fwdForceT: 0,
+  /**
+   * From L = fwdLongL on, the forward aims at fwdThreadsLong threads: on an H200, batch 1,
+   * L 64K, Di 1024, 4× the chunks took 1.97 ms instead of 3.57, while at training sizes (L 2048)
+   * more chunks were slower (webgpu-scan --ssm-fwd-threads, 2026-11-26).
+   */
+  fwdThreadsLong: 2 ** 19, fwdLongL: 16384,
+  /** The backward parallel along L (else chunks in turn, parallel over B·Di only). */
+  bwdParallel: true,
+  /** Its scratch budget (elements; also at most one binding) and shortest chunk. */
+  bwdScratchElems: 256 * 2 ** 20,
+  bwdMinT: 32,
+  /** At most this many chunks per group (0: as many as the scratch holds; tests force several groups). */
+  bwdMaxGroup: 0,
+  /** Sum the dB / dC terms over each workgroup's 64 channels in workgroup memory (when Di % 64 = 0, N ≤ 16). */
+  bwdWgReduce: true,
+  /**
+   * The parallel backward's per-chunk kernel: "scratch" recomputes the chunk's states into
+   * global scratch and reads them back (chunkParWgsl); "segments" keeps them on chip: states at
+   * segment starts in workgroup memory, a segment's bwdSegSteps states in registers
+   * (chunkSegWgsl). Same carries, reductions and outputs. "scratch" by default until measured.
+   */
+  bwdAlgo: "scratch" as "scratch" | "segments",
+  /**
+   * "segments": steps per segment (its states live in a chain of S + 1 vec4 register sets, so
+   * registers grow with it; its chunks are at most S·(1 + the segment starts that fit workgroup
+   * memory) steps).
+   */
+  bwdSegSteps: 4,
+  /**
+   * The forward reads B_t, C_t as vec4 when N % 4 == 0 (one load per 4 states instead of four
+   * guarded scalar loads: the forward at batch 1 is bound by instructions, not bytes).
+   */
+  fwdVecBC: true,
+  /**
+   * The chunked forward's algorithm (when it runs in chunks, nC > 1): "chunked", the three passes
+   * of ssm.ts's file comment; "lookback", one dispatch (plus a clear of its status words) whose
+   * workgroups publish each chunk's carry and look back over their predecessors' (see
+   * fwdLookbackWgsl), for both y and the last state (the backward's carries keep the chunked
+   * passes). Where its status words would exceed one binding, the chunked passes run instead.
+   * On an H200 (webgpu-scan --ssm-fwd-algo chunked,lookback, 2026-11-26), batch 1, Di 1024: the
+   * look-back took 0.120 / 0.382 / 1.28 ms at L 4K / 16K / 64K where the passes took 0.213 /
+   * 1.15 / 1.91 (L 256K, Di 256: 1.37 vs 3.74); at training sizes within ±7% either way
+   * ([8, 2048, 512] 0.197 vs 0.202 ms, [4, 2048, 1536] 0.270 vs 0.251).
+   */
+  fwdAlgo: "lookback" as "chunked" | "lookback",
+  /**
+   * Tests: the look-back forward ignores every inclusive state but chunk 0's, composing all the
+   * aggregates back to it, so the composition runs whatever order the GPU ran workgroups in.
+   */
+  fwdLookbackAggOnly: false,
+};
+
+/** The vec4 components by index. */
+export const XYZW = ["x", "y", "z", "w"];
+
+/**
+ * A vec4 of arr[base + 4q .. 4q+3], zero past N. N is a runtime value (`N` in the shader) and
+ * the code is generated per N4 = ceil(N/4), so N = 13..16 share one pipeline.
+ */
+export function ld(arr: string, base: string, q: number): string {
+  // the index stays in bounds even where the value is discarded (N = 0 included)
+  const c = [0, 1, 2, 3].map((e) => `select(0.0f, ${arr}[${base} + min(${4 * q + e}u, max(N, 1u) - 1u)], ${4 * q + e}u < N)`);
+  return `vec4<f32>(${c.join(", ")})`;
+}
+/** Stores vec4 `v` into arr[base + 4q .. 4q+3], lanes past N skipped (N as in ld). */
+export function st(arr: string, base: string, q: number, v: string): string {
+  return [0, 1, 2, 3].map((e) => `if (${4 * q + e}u < N) { ${arr}[${base} + ${4 * q + e}u] = ${v}.${XYZW[e]}; }`).join(" ");
+}
+/** The vec4 indices 0 .. N4 − 1. */
+export const quads = (N4: number) => Array.from({ length: N4 }, (_, q) => q);
+/**
+ * WGSL's vexp, the decay exp(Δ·A) per vec4. It uses the builtin exp: its argument is bounded
+ * (Δ > 0, A < 0, |ΔA| of a few tens at most), where WGSL's bound (3 + 2|x| ulp) is about 1e-6
+ * relative; the m_exp of wgsl-math.ts, four per vec4, made these shaders several times slower
+ * to compile on llvmpipe.
+ */
+export const VEXP = "fn vexp(v: vec4<f32>) -> vec4<f32> { return exp(v); }\n";
+
+/** B_t or C_t's vec4 q: from a vec4 binding (vec: N = 4·N4, row (b·L + t)·N4), or as ld reads it. */
+export function bc(arr: string, q: number, vec: boolean, N4: number): string {
+  return vec ? `${arr}[(b * L + t) * ${N4}u + ${q}u]` : ld(arr, "bn", q);
+}
+
+/** The recurrence step at time t for thread (b, i): updates hs0..hs{N4-1} (vec: B bound as vec4). */
+export function stepCode(N4: number, vec = false): string {
+  return [
+    `let row = (b * L + t) * Di + i; let bn = (b * L + t) * N;`,
+    `let dt = delta[row]; let dtx = dt * x[row];`,
+    ...quads(N4).map((q) => `hs${q} = vexp(dt * A${q}) * hs${q} + dtx * ${bc("Bm", q, vec, N4)};`),
+  ].join("\n    ");
+}
