@@ -170,6 +170,11 @@ fn main(${ENTRY_ARGS}) {
 
 /** Threads per workgroup of the parallel kernels. */
 const WGP = 64;
+/**
+ * Loads in flight per thread in the parallel kernels' scans: each scan is a serial loop of L
+ * steps per thread at worst ("top" mode), so it is bound by memory latency, not bandwidth.
+ */
+const SEL_WIN = 4;
 
 /**
  * WGSL on the raw u32 bits of mask and score entries (the bindings are read as u32, so no float
@@ -223,8 +228,21 @@ fn main(${ENTRY_ARGS}) {
   var cnt = 0u;  // better keys after j, up to i
   var rank = 0u; // min(k, set positions before j)
   var e = L;
+  // a window of the next WIN (mask, score) pairs, loaded WIN iterations before their use: each
+  // iteration issues one load pair that no branch of it waits for, so the loop is not one memory
+  // round trip an iteration (reloaded after the skip to j)
+  ${Array.from({ length: SEL_WIN }, (_, w) => `var wm${w} = 0u; var ws${w} = 0u;`).join(" ")}
+  var wi = L; // the index the window starts at (L: none loaded)
   for (var i = 0u; i < L; i++) {
     if (i < j && !needC0 && nset >= k) { i = j; }
+    if (i != wi) {
+      ${Array.from({ length: SEL_WIN }, (_, w) => `wm${w} = mask[row + min(i + ${w}u, L - 1u)]; ws${w} = score[row + min(i + ${w}u, L - 1u)];`).join("\n      ")}
+    }
+    let mb = wm0;
+    let sb = ws0;
+    ${Array.from({ length: SEL_WIN - 1 }, (_, w) => `wm${w} = wm${w + 1}; ws${w} = ws${w + 1};`).join(" ")}
+    wm${SEL_WIN - 1} = mask[row + min(i + ${SEL_WIN}u, L - 1u)]; ws${SEL_WIN - 1} = score[row + min(i + ${SEL_WIN}u, L - 1u)];
+    wi = i + 1u;
     if (i == j) {
       rank = min(nset, k);
       if (!mySet) { e = 0u; break; }
@@ -236,9 +254,6 @@ fn main(${ENTRY_ARGS}) {
       nset++;
       continue;
     }
-    // both loads before any branch: one memory round trip an iteration
-    let mb = mask[row + i];
-    let sb = score[row + i];
     if (!isSet(mb)) { continue; }
     if (top && isNan(sb)) {
       if (nset < k) { m++; }
@@ -285,10 +300,15 @@ fn main(${ENTRY_ARGS}) {
   for (var q = have; q < k; q++) { out[o + q] = -1i; }
   var slot = have;
   var j = t;
+  // the next SEL_WIN ends (j − 1, j − 2, …) loaded SEL_WIN steps ahead of their use, as in pass 1
+  ${Array.from({ length: SEL_WIN }, (_, w) => `var we${w} = ends[row + select(0u, t - ${w + 1}u, t >= ${w + 1}u)];`).join("\n  ")}
   loop {
     if (slot == 0u || j == 0u) { break; }
     j--;
-    if (ends[row + j] >= t) {
+    let ej = we0;
+    ${Array.from({ length: SEL_WIN - 1 }, (_, w) => `we${w} = we${w + 1};`).join(" ")}
+    we${SEL_WIN - 1} = ends[row + select(0u, j - ${SEL_WIN}u, j >= ${SEL_WIN}u)];
+    if (ej >= t) {
       slot--;
       out[o + slot] = i32(j);
     }
