@@ -57,7 +57,8 @@ async function withTuning<R>(change: Partial<typeof matmulTuning>, fn: () => Pro
 }
 
 /** Thresholds that make small problems split into several short slices. */
-const SMALL_SPLIT = { splitK: true, splitKMaxWorkgroups: 1e9, splitKTargetWorkgroups: 64, splitKMinSlice: 16, splitKMinFlops: 0, unrollBig: false };
+// rowDot off: matrix-vector products would take the row-dot kernel, which never splits
+const SMALL_SPLIT = { splitK: true, splitKMaxWorkgroups: 1e9, splitKTargetWorkgroups: 64, splitKMinSlice: 16, splitKMinFlops: 0, unrollBig: false, rowDot: false };
 const TEST_TILE: TileConfig = { BM: 32, BN: 32, BK: 8, TM: 4, TN: 4 };
 
 type Case = [m: number, k: number, n: number, batch: number[][], ta: boolean, tb: boolean];
@@ -180,4 +181,24 @@ test("webgpu split-K off: the same problem runs unsplit (the knob reaches the ke
     T.setBackend(gpu as unknown as Backend);
     expect(keys).toEqual(["matmul:naive:b3"]);
   });
+});
+
+test("webgpu row-dot kernel: A·b with N = 1 (the importance scorers), b as [K, 1] or [1, K]ᵀ, A's batch folded, K = 0", async () => {
+  if (!(await backends())) return;
+  // [batch dims of A, m, k, transB]
+  const cases: [number[], number, number, boolean][] = [
+    [[], 1, 1, false], [[], 7, 33, true], [[], 300, 257, false], [[2], 37, 600, true], [[2, 3], 5, 64, false], [[], 9, 0, false],
+  ];
+  for (const [ba, m, k, tb] of cases) {
+    const x = f32([...ba, m, k]), y = f32(tb ? [1, k] : [k, 1]);
+    const want = await matmulOn(cpu!, x, y, false, tb);
+    const { result: got, keys } = await keysOf(gpu!, () => matmulOn(gpu as unknown as Backend, x, y, false, tb));
+    T.setBackend(gpu as unknown as Backend);
+    expect(keys).toEqual(k === 0 ? keys : ["matmul:rowdot"]);
+    expect(got.length).toBe(want.length);
+    const tol = 1e-5 * Math.sqrt(Math.max(1, k));
+    for (let i = 0; i < want.length; i++) {
+      if (!(Math.abs(got[i] - want[i]) <= tol * (1 + Math.abs(want[i])))) throw new Error(`rowdot ${JSON.stringify([ba, m, k, tb])}: element ${i}: webgpu ${got[i]} vs cpu ${want[i]}`);
+    }
+  }
 });

@@ -191,6 +191,11 @@ export const matmulTuning = {
   splitKMinSlice: 128,
   /** No split for problems of at most this many multiply-adds (the extra launch would dominate). */
   splitKMinFlops: 2 ** 21,
+  /**
+   * Matrix-vector products A·b (N = 1, A untransposed, one batch after folding) as row dots:
+   * 32 lanes a row reading it in 128-byte runs (see rowDotWgsl); false: the untiled kernel.
+   */
+  rowDot: true,
 };
 
 interface MatmulVariant {
@@ -596,6 +601,38 @@ export function splitSumLanes(n: number, S: number): number {
   return R;
 }
 
+/**
+ * C[r] = Σ_k A[r, k] · b[k] for A [M, K] row-major, b contiguous (a [K, 1] or [1, K] operand):
+ * ROWDOT_ROWS rows a workgroup, 32 lanes a row, lane l adding k ≡ l (mod 32) in order, then lane 0
+ * adding the 32 lane sums in order (deterministic). The untiled kernel gave each thread 4 rows
+ * walked along K (loads 4 rows apart across a warp: a scorer's [16K, 256]·[256, 1] took ~60 µs on
+ * an H200 for 16 MB). params: M, K.
+ */
+const ROWDOT_ROWS = 8;
+function rowDotWgsl(): string {
+  return `${header(2, [{ name: "C", type: "f32", write: true }, { name: "A", type: "f32" }, { name: "Bv", type: "f32" }])}
+var<workgroup> red: array<f32, ${ROWDOT_ROWS * 32}>;
+@compute @workgroup_size(${ROWDOT_ROWS * 32})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let M = ${pu(0)}; let K = ${pu(1)};
+  let r = wg * ${ROWDOT_ROWS}u + lid / 32u;
+  let lane = lid % 32u;
+  var acc = 0.0f;
+  if (r < M) {
+    let base = r * K;
+    for (var k = lane; k < K; k += 32u) { acc += A[base + k] * Bv[k]; }
+  }
+  red[lid] = acc;
+  workgroupBarrier();
+  if (lane == 0u && r < M) {
+    var s = red[lid];
+    for (var j = 1u; j < 32u; j++) { s += red[lid + j]; }
+    C[r] = s;
+  }
+}`;
+}
+
 /** Workgroup memory of a tile config, bytes. */
 export function tileSmemBytes(c: TileConfig): number {
   return (c.dbuf ? 2 : 1) * c.BK * (c.BM + c.BN + (c.cf && !c.xs ? 8 : 0)) * 4;
@@ -647,6 +684,14 @@ export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: Ker
     bStr.unshift(0);
   }
   const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
+  if (matmulTuning.rowDot && N === 1 && batches === 1 && !p.transA) {
+    ctx.dispatch({
+      label: "matmul", key: "matmul:rowdot", wgsl: rowDotWgsl,
+      buffers: [ctx.ref(out, "matmul"), ctx.ref(a, "matmul"), ctx.ref(b, "matmul")],
+      params: new ParamWords().u(m).u(K).words(), groups: grid(ceilDiv(m, ROWDOT_ROWS), maxDim),
+    });
+    return;
+  }
   const plan = matmulPlan(m, N, K, batches);
   const t = plan === "untiled" ? plan : fitTile(plan, ctx.limits.maxComputeWorkgroupStorageSize);
   const { slices: S, sliceLen } = splitKPlan(m, N, K, batches, t, ctx.limits.maxStorageBufferBindingSize);
