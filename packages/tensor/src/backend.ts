@@ -118,6 +118,13 @@ export interface MultiPrimParams {
    */
   adamwStep: { a1: number; b1: number; a2: number; b2: number; decay: number; decays: boolean; sqrtBc2: number; eps: number; stepSize: number };
 }
+/**
+ * What a buffer is for, where a backend recycles buffers: "long-lived" for tensors that replace
+ * others of the same sizes at every step (an optimizer's parameters and moments), so that a
+ * pooling backend can hand them the buffers their predecessors had and keep them apart from the
+ * step's temporaries (then every step binds the same buffers in the same roles).
+ */
+export type AllocHint = "long-lived";
 /** The name of a multi-output primitive. */
 export type MultiPrimName = keyof MultiPrimParams;
 
@@ -145,7 +152,7 @@ export interface Backend {
   /** A short name, e.g. "cpu", "wasm" or "webgpu". */
   readonly name: string;
   /** Allocates a buffer of `size` elements of `dtype` (contents unspecified). */
-  alloc(size: number, dtype: DType): BufferHandle;
+  alloc(size: number, dtype: DType, hint?: AllocHint): BufferHandle;
   /** Frees a buffer; freeing twice is an error. */
   free(buf: BufferHandle): void;
   /** Copies host data into a buffer. */

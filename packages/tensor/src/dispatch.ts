@@ -8,7 +8,7 @@
  * the VJP needs.
  */
 import type { DType } from "./dtype.ts";
-import type { MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "./backend.ts";
+import type { AllocHint, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "./backend.ts";
 import { engine, getBackend } from "./engine.ts";
 import { allocTensor, Tensor } from "./tensor.ts";
 import { bytesPerElement } from "./dtype.ts";
@@ -121,9 +121,12 @@ export function bind<K extends PrimName>(name: K, inputs: readonly Tensor[], par
 /**
  * Applies a multi-output primitive (Backend.runMulti) with outputs shaped by `outs`; null when the
  * current backend has no runMulti (the caller then uses one-output primitives). Never recorded
- * on a tape: the only such primitives are optimizer updates, which have no gradient.
+ * on a tape: the only such primitives are optimizer updates, which have no gradient. `hint`
+ * goes to the backend's alloc for every output.
  */
-export function bindMulti<K extends MultiPrimName>(name: K, inputs: readonly Tensor[], outs: readonly OutSpec[], params: MultiPrimParams[K]): Tensor[] | null {
+export function bindMulti<K extends MultiPrimName>(
+  name: K, inputs: readonly Tensor[], outs: readonly OutSpec[], params: MultiPrimParams[K], hint?: AllocHint,
+): Tensor[] | null {
   const backend = getBackend();
   if (!backend.runMulti) return null;
   for (const t of inputs) {
@@ -135,7 +138,7 @@ export function bindMulti<K extends MultiPrimName>(name: K, inputs: readonly Ten
   if (engine.tape && engine.noGradDepth === 0 && inputs.some((t) => t.requiresGrad)) {
     throw new Error(`${name}: has no gradient; run it under noGrad`);
   }
-  const out = outs.map((o) => allocTensor(o.shape, o.dtype));
+  const out = outs.map((o) => allocTensor(o.shape, o.dtype, hint));
   try {
     backend.runMulti(name, inputs.map((t) => ({ buf: t.buf, shape: t.shape, dtype: t.dtype })), out.map((t) => ({ buf: t.buf, shape: t.shape, dtype: t.dtype })), params);
   } catch (e) {

@@ -12,7 +12,7 @@ import "./ops/nn.ts";
 import "./ops/ssm.ts";
 import "./ops/attention.ts";
 
-export type { Backend, BinaryOp, BufferHandle, CompareOp, HostArray, KernelArg, MultiPrimName, MultiPrimParams, PrimName, PrimParams, UnaryOp } from "./backend.ts";
+export type { AllocHint, Backend, BinaryOp, BufferHandle, CompareOp, HostArray, KernelArg, MultiPrimName, MultiPrimParams, PrimName, PrimParams, UnaryOp } from "./backend.ts";
 export type { DType } from "./dtype.ts";
 export { getBackend, readCounters, registerBackend, resetCounters, setBackend, type WorkCounters } from "./engine.ts";
 export { CPU_KERNELS, cpuKernelsFromEnv, describeBackend, initBackend, type BackendKind, type CpuKernels, type InitBackendOptions } from "./backends.ts";

@@ -5,7 +5,7 @@
  * (also through `using`), or when the `tidy` scope that created it ends. Garbage collection
  * is never relied upon. Reshapes share storage (reference-counted).
  */
-import type { BufferHandle, Backend, HostArray } from "./backend.ts";
+import type { AllocHint, BufferHandle, Backend, HostArray } from "./backend.ts";
 import type { DType } from "./dtype.ts";
 import { engine, getBackend } from "./engine.ts";
 import type { TapeNode } from "./dispatch.ts";
@@ -132,11 +132,11 @@ export function fromArray<const S extends Shape, D extends DType = "f32">(data: 
   return new Tensor(new Storage(backend, buf, n, dt), [...shape] as unknown as S, dt);
 }
 
-/** Allocates an uninitialised output tensor for a kernel. */
-export function allocTensor<S extends Shape, D extends DType>(shape: S, dtype: D): Tensor<S, D> {
+/** Allocates an uninitialised output tensor for a kernel (`hint`: see AllocHint). */
+export function allocTensor<S extends Shape, D extends DType>(shape: S, dtype: D, hint?: AllocHint): Tensor<S, D> {
   const backend = getBackend();
   const n = sizeOf(shape);
-  return new Tensor(new Storage(backend, backend.alloc(n, dtype), n, dtype), shape, dtype);
+  return new Tensor(new Storage(backend, backend.alloc(n, dtype, hint), n, dtype), shape, dtype);
 }
 
 // ---------- memory scopes ----------

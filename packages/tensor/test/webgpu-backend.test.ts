@@ -179,6 +179,60 @@ test("buffer pool: freed buffers are kept up to keepFactor × the peak in use, t
   }
 });
 
+test("buffer pool: long-lived buffers (tag 1) come back only to long-lived requests, in creation order", () => {
+  const device = { limits: { maxBufferSize: 2 ** 30 }, createBuffer: ({ size }: { size: number }) => ({ size, destroy() {} }) };
+  const pool = new BufferPool(device as unknown as GPUDevice, 0, 2 ** 20, "test");
+  // an optimizer's two generations of two tensors, and a temporary of the same size class
+  const x1 = pool.acquire(1024, 1), x2 = pool.acquire(1024, 1);
+  const y1 = pool.acquire(1024, 1), y2 = pool.acquire(1024, 1);
+  const tmp = pool.acquire(1024);
+  for (const b of [tmp, x2, x1]) expect(pool.release(b)).toBe(true);
+  // a temporary request gets the temporary, not an older long-lived buffer
+  expect(pool.acquire(1000)).toBe(tmp);
+  // the next generation gets x1, x2 back in the order they were created (the same roles)
+  expect(pool.acquire(1024, 1)).toBe(x1);
+  expect(pool.acquire(1024, 1)).toBe(x2);
+  for (const b of [y2, y1]) pool.release(b);
+  expect([pool.acquire(1024, 1), pool.acquire(1024, 1)]).toEqual([y1, y2]);
+  // with no long-lived buffer free, a new one (not the free temporary)
+  pool.release(tmp);
+  const z = pool.acquire(1024, 1);
+  expect(z).not.toBe(tmp);
+  expect(pool.stats.created).toBe(6);
+});
+
+test("webgpu backend: an AdamW loop binds the same buffers every other step (no new bind groups once warm)", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  const was = T.getBackend();
+  T.setBackend(gpu as unknown as Backend);
+  try {
+    const w = T.fromArray(Array.from({ length: 300 }, (_, i) => Math.sin(i)), [20, 15]);
+    const bias = T.fromArray(Array.from({ length: 15 }, (_, i) => i / 10), [15]);
+    let params = { w, bias };
+    let state = T.adamw.init(params);
+    const g0 = { w: T.fromArray(Array.from({ length: 300 }, (_, i) => Math.cos(i)), [20, 15]), bias: T.fromArray(Array.from({ length: 15 }, () => 0.5), [15]) };
+    const created: number[] = [];
+    for (let step = 0; step < 8; step++) {
+      // as in a training step: temporaries of the parameters' size classes (activations) are
+      // freed before the update allocates its outputs; without the long-lived pool the outputs
+      // took those buffers, and the next step's temporaries others, so the roles kept moving
+      const temps = [T.mul(params.w, 2), T.mul(params.bias, 2), T.mul(params.w, 3)];
+      T.disposeTree(temps);
+      // the update's own bind groups (counted when it encodes)
+      const before = gpu.poolStats().bindGroups.misses;
+      const next = T.adamw.update(params, g0, state, { lr: 0.01 });
+      created.push(gpu.poolStats().bindGroups.misses - before);
+      ({ params, state } = next);
+      await gpu.sync();
+    }
+    expect(created.slice(5)).toEqual([0, 0, 0]); // from step 6 on, the buffers of two steps before
+    T.disposeTree([params, state.m, state.v, g0]);
+  } finally {
+    T.setBackend(was);
+  }
+});
+
 test("webgpu backend: clear errors: a tensor over maxBufferSize, double free, use after free", async () => {
   const gpu = await webgpu();
   if (!gpu) return;

@@ -224,9 +224,11 @@ export function update<P>(params: P, grads: GradTree<NoInfer<P>>, state: AdamWSt
         const decays = weightDecay !== 0 && (opts.decayMask ? opts.decayMask(path, p) : true);
         const spec = { shape: [...p.shape], dtype: "f32" as const };
         const one = adamwTuning.fused
+          // long-lived: each step's p', m', v' take the buffers of the step before last's, apart
+          // from the temporaries (a pooling backend then binds the same buffers every other step)
           ? bindMulti("adamwStep", [p, g, m, v, ...(gs1 === undefined ? [] : [gs1])], [spec, spec, spec], {
             a1: beta1, b1: 1 - beta1, a2: beta2, b2: 1 - beta2, decay, decays, sqrtBc2, eps, stepSize,
-          })
+          }, "long-lived")
           : null;
         if (one) {
           for (const x of one) created.push(keep(x));

@@ -14,7 +14,7 @@
  * - WebGPU reports errors asynchronously: validation errors (a bad shader, a bad binding) are
  *   collected and thrown by the next read() or sync().
  */
-import type { Backend, BufferHandle, HostArray, KernelArg, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../backend.ts";
+import type { AllocHint, Backend, BufferHandle, HostArray, KernelArg, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../backend.ts";
 import type { DType } from "../dtype.ts";
 import { showShape, sizeOf } from "../shape.ts";
 import type { BufRef, GpuCtx, GpuLimits, Launch } from "./context.ts";
@@ -152,7 +152,7 @@ export class WebGpuBackend implements Backend {
 
   // ---------- memory ----------
 
-  alloc(size: number, dtype: DType): BufferHandle {
+  alloc(size: number, dtype: DType, hint?: AllocHint): BufferHandle {
     this.#alive();
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`webgpu.alloc: invalid size ${size}`);
     const bytes = size * 4;
@@ -161,7 +161,7 @@ export class WebGpuBackend implements Backend {
     }
     this.#live++;
     // zero-size tensors still get a (minimal) buffer: WebGPU rejects empty bindings
-    return new GpuBuffer(this.#nextId++, size, dtype, this.#pool.acquire(Math.max(16, bytes)));
+    return new GpuBuffer(this.#nextId++, size, dtype, this.#pool.acquire(Math.max(16, bytes), hint === "long-lived" ? 1 : 0));
   }
 
   free(buf: BufferHandle): void {

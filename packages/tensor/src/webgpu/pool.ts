@@ -37,9 +37,13 @@ export interface PoolStats {
 }
 
 export class BufferPool {
-  /** Free buffers per size class, by creation order, latest first (acquire pops the earliest). */
+  /**
+   * Free buffers per size class and tag (key: size · 2 + tag), by creation order, latest first
+   * (acquire pops the earliest). Tag 1: long-lived tensors (see AllocHint); 0: the rest.
+   */
   readonly #free = new Map<number, GPUBuffer[]>();
   readonly #order = new WeakMap<GPUBuffer, number>();
+  readonly #tag = new WeakMap<GPUBuffer, number>();
   #created = 0;
   /** The most bytes ever in use at once (never reset: the pool's keep limit). */
   #highWater = 0;
@@ -53,14 +57,20 @@ export class BufferPool {
     private readonly label: string,
   ) {}
 
-  acquire(bytes: number): GPUBuffer {
+  /**
+   * A buffer of at least `bytes`. `tag` 1 (long-lived: an optimizer's outputs) draws only on
+   * buffers released with tag 1: they alternate between two sets, step after step, in the same
+   * order, instead of taking whichever temporary of the size class is free (which changed the
+   * buffers, and so the bind groups, of every parameter at every step).
+   */
+  acquire(bytes: number, tag = 0): GPUBuffer {
     let size = sizeClass(bytes);
     // near maxBufferSize the class could overshoot it: then the exact size (a class of its own)
     if (size > this.device.limits.maxBufferSize) size = Math.ceil(bytes / 16) * 16;
     this.stats.inUseBytes += size;
     if (this.stats.inUseBytes > this.stats.peakInUseBytes) this.stats.peakInUseBytes = this.stats.inUseBytes;
     if (this.stats.inUseBytes > this.#highWater) this.#highWater = this.stats.inUseBytes;
-    const b = this.#free.get(size)?.pop();
+    const b = this.#free.get(size * 2 + tag)?.pop();
     if (b) {
       this.#pooledBytes -= size;
       this.stats.reused++;
@@ -70,6 +80,7 @@ export class BufferPool {
     this.stats.created++;
     const nb = this.device.createBuffer({ label: `${this.label} ${size}B`, size, usage: this.usage });
     this.#order.set(nb, this.#created++);
+    if (tag) this.#tag.set(nb, tag);
     return nb;
   }
 
@@ -82,8 +93,9 @@ export class BufferPool {
     // and lazy zero-fill then cost more host time than the kernels' GPU time (and with the
     // size classes' mix, exactly the peak in use was not enough: see poolTuning)
     if (this.#pooledBytes + b.size > Math.max(this.capBytes, poolTuning.keepFactor * this.#highWater)) return false;
-    let list = this.#free.get(b.size);
-    if (!list) this.#free.set(b.size, (list = []));
+    const key = b.size * 2 + (this.#tag.get(b) ?? 0);
+    let list = this.#free.get(key);
+    if (!list) this.#free.set(key, (list = []));
     // Keep each list sorted so that acquire always hands out the earliest-created free buffer:
     // then a repeated computation (a training step) binds the same buffers in the same roles
     // from one repetition to the next, and the backend's bind-group cache hits. (A plain stack
