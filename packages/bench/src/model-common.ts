@@ -113,8 +113,8 @@ export async function openBackend(name: BackendChoice, opts: { timestamps?: bool
   const sizes = new WeakMap<BufferHandle, number>();
   const b = backend as Any;
   const alloc = b.alloc.bind(b), free = b.free.bind(b), read = b.read.bind(b), sync = b.sync.bind(b);
-  b.alloc = (size: number, dtype: string) => {
-    const h = alloc(size, dtype);
+  b.alloc = (size: number, dtype: string, hint?: string) => {
+    const h = alloc(size, dtype, hint); // the hint too (long-lived buffers have their own pool lists)
     const bytes = size * 4; // f32 and i32 alike
     sizes.set(h, bytes);
     live += bytes;
