@@ -72,9 +72,10 @@ const HELP = `webgpu-scan: selective-scan bandwidth of the WebGPU backend vs the
                      each --ssm-fwd-vec × each --ssm-fwd-threads in turn, side by side on the
                      same data (default: the library's ${ssmTuning.fwdAlgo})
   --ssm-bwd-algo A,...  the parallel backward's per-chunk kernel (ssmTuning.bwdAlgo): scratch
-                     (states through global scratch) or segments (states on chip); the backward
-                     runs once per value, side by side on the same data (default: the
-                     library's ${ssmTuning.bwdAlgo})
+                     (states through global scratch) or segments (states on chip), each
+                     optionally :s<steps a segment> and :t<shortest chunk> (e.g. segments:s2,
+                     scratch:t64); the backward runs once per value, side by side on the same
+                     data (default: the library's ${ssmTuning.bwdAlgo})
   --runs N           timed samples; the median is reported (default 9)
   --sample-ms MS     target duration of one sample (default 20)
   --warmup-ms MS     busy time before timing each case (default 500)
@@ -370,7 +371,30 @@ async function benchScan(gpu: WebGpuBackend, L: number, elems: number, algos: Sc
 }
 
 /** The forward (and, with `grad`, the backward) at one B×L×Di×N. */
-async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boolean, bwdAlgos: readonly ("scratch" | "segments")[]): Promise<SsmRow[]> {
+/** A backward variant of --ssm-bwd-algo: the per-chunk kernel, and optionally its segment length and shortest chunk. */
+interface BwdVariant {
+  algo: "scratch" | "segments";
+  /** ssmTuning.bwdSegSteps (segments only). */
+  seg?: number;
+  /** ssmTuning.bwdMinT. */
+  minT?: number;
+}
+
+/** "scratch", "segments", "segments:s8", "scratch:t16", "segments:s2:t16" → a BwdVariant. */
+export function parseBwdVariant(spec: string): BwdVariant {
+  const m = /^(scratch|segments)((?::[st]\d+)*)$/.exec(spec.trim());
+  if (!m) throw new Error(`--ssm-bwd-algo: expected scratch or segments, optionally :s<segment steps> and :t<shortest chunk> (e.g. segments:s2:t16), got "${spec}"`);
+  const v: BwdVariant = { algo: m[1] as BwdVariant["algo"] };
+  for (const part of m[2].split(":").filter(Boolean)) {
+    const n = Number(part.slice(1));
+    if (!(n >= 1)) throw new Error(`--ssm-bwd-algo: "${part}" in "${spec}" must be a positive integer`);
+    if (part[0] === "s") v.seg = n;
+    else v.minT = n;
+  }
+  return v;
+}
+
+async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boolean, bwdAlgos: readonly BwdVariant[]): Promise<SsmRow[]> {
   const dims = spec.split(/x|×/).map((s) => positiveInt("--ssm", s.trim(), 0));
   if (dims.length !== 4) throw new Error(`--ssm: expected B×L×Di×N, got ${spec}`);
   const [B, L, Di, N] = dims;
@@ -394,15 +418,15 @@ async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boo
   const ins = [arg(x, sh.x), arg(d, sh.x), arg(A, sh.A), arg(bb, sh.B), arg(cc, sh.B), arg(h0, sh.h)];
   const updates = B * L * Di * N;
   const rows: SsmRow[] = [];
-  const bwdDefault = ssmTuning.bwdAlgo;
+  const bwdDefault = { bwdAlgo: ssmTuning.bwdAlgo, bwdSegSteps: ssmTuning.bwdSegSteps, bwdMinT: ssmTuning.bwdMinT };
   const chunking = (prim: SsmRow["prim"]) => {
     if (prim === "selectiveScan") return { chunks: ssmForwardPlan(B, L, Di).nC, chunksPerGroup: 1, bwdAlgo: "-", bwdChunk: 0 };
     const p = ssmGradPlan(B, L, Di, N, gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxComputeWorkgroupStorageSize);
-    return p ? { chunks: p.nC, chunksPerGroup: p.G, bwdAlgo: p.algo, bwdChunk: p.T } : { chunks: 1, chunksPerGroup: 1, bwdAlgo: "sequential", bwdChunk: 0 };
+    return p ? { chunks: p.nC, chunksPerGroup: p.G, bwdAlgo: p.algo === "segments" ? `segments S${ssmTuning.bwdSegSteps}` : p.algo, bwdChunk: p.T } : { chunks: 1, chunksPerGroup: 1, bwdAlgo: "sequential", bwdChunk: 0 };
   };
   try {
     // each case: its primitive, a call, the compulsory bytes, the backward's per-chunk kernel
-    const cases: [SsmRow["prim"], () => void, number, "scratch" | "segments" | null][] = [
+    const cases: [SsmRow["prim"], () => void, number, BwdVariant | null][] = [
       // forward: read x, Δ, B, C, A, h0; write y
       ["selectiveScan", () => gpu.run("selectiveScan", ins, arg(y, sh.x), {}), 4 * (3 * nx + 2 * nb + 2 * Di * N + B * Di * N), null],
       // backward: read x, Δ, B, C, A, h0, gy, ghL; write dx, dΔ, dA, dB, dC, dh0
@@ -411,7 +435,12 @@ async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boo
     ];
     let gradRef: Float32Array | null = null;
     for (const [prim, run, bytes, bwdAlgo] of cases.filter(([p]) => grad || p === "selectiveScan")) {
-      if (bwdAlgo) ssmTuning.bwdAlgo = bwdAlgo;
+      if (bwdAlgo) {
+        Object.assign(ssmTuning, bwdDefault);
+        ssmTuning.bwdAlgo = bwdAlgo.algo;
+        if (bwdAlgo.seg) ssmTuning.bwdSegSteps = bwdAlgo.seg;
+        if (bwdAlgo.minT) ssmTuning.bwdMinT = bwdAlgo.minT;
+      }
       const dispatchesPerCall = countDispatches(gpu, run);
       const timing = await timeCalls(gpu, run, o);
       let maxErr: number | null = null;
@@ -452,7 +481,7 @@ async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boo
       });
     }
   } finally {
-    ssmTuning.bwdAlgo = bwdDefault;
+    Object.assign(ssmTuning, bwdDefault);
     for (const h of bufs) gpu.free(h);
   }
   return rows;
@@ -483,10 +512,7 @@ async function main(): Promise<void> {
     if (s !== "chunked" && s !== "lookback") throw new Error(`--ssm-fwd-algo: expected chunked or lookback, got "${s}"`);
     return s;
   });
-  const bwdAlgos = String(f["ssm-bwd-algo"] ?? ssmTuning.bwdAlgo).split(",").map((s) => s.trim()).filter(Boolean).map((s) => {
-    if (s !== "scratch" && s !== "segments") throw new Error(`--ssm-bwd-algo: expected scratch or segments, got "${s}"`);
-    return s;
-  });
+  const bwdAlgos = String(f["ssm-bwd-algo"] ?? ssmTuning.bwdAlgo).split(",").map((x) => x.trim()).filter(Boolean).map(parseBwdVariant);
   const runs = positiveInt("--runs", f.runs, 9);
   const sampleMs = positiveInt("--sample-ms", f["sample-ms"], 20);
   const warmupMs = positiveInt("--warmup-ms", f["warmup-ms"], small ? 50 : 500);
