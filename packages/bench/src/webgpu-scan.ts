@@ -381,7 +381,7 @@ interface BwdVariant {
 }
 
 /** "scratch", "segments", "segments:s8", "scratch:t16", "segments:s2:t16" → a BwdVariant. */
-export function parseBwdVariant(spec: string): BwdVariant {
+function parseBwdVariant(spec: string): BwdVariant {
   const m = /^(scratch|segments)((?::[st]\d+)*)$/.exec(spec.trim());
   if (!m) throw new Error(`--ssm-bwd-algo: expected scratch or segments, optionally :s<segment steps> and :t<shortest chunk> (e.g. segments:s2:t16), got "${spec}"`);
   const v: BwdVariant = { algo: m[1] as BwdVariant["algo"] };
