@@ -418,7 +418,7 @@ async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boo
   const ins = [arg(x, sh.x), arg(d, sh.x), arg(A, sh.A), arg(bb, sh.B), arg(cc, sh.B), arg(h0, sh.h)];
   const updates = B * L * Di * N;
   const rows: SsmRow[] = [];
-  const bwdDefault = { bwdAlgo: ssmTuning.bwdAlgo, bwdSegSteps: ssmTuning.bwdSegSteps, bwdMinT: ssmTuning.bwdMinT };
+  const bwdDefault = { bwdAlgo: ssmTuning.bwdAlgo, bwdSegSteps: ssmTuning.bwdSegSteps, bwdMinT: ssmTuning.bwdMinT, bwdLongT: ssmTuning.bwdLongT };
   const chunking = (prim: SsmRow["prim"]) => {
     if (prim === "selectiveScan") return { chunks: ssmForwardPlan(B, L, Di).nC, chunksPerGroup: 1, bwdAlgo: "-", bwdChunk: 0 };
     const p = ssmGradPlan(B, L, Di, N, gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxComputeWorkgroupStorageSize);
@@ -439,7 +439,7 @@ async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boo
         Object.assign(ssmTuning, bwdDefault);
         ssmTuning.bwdAlgo = bwdAlgo.algo;
         if (bwdAlgo.seg) ssmTuning.bwdSegSteps = bwdAlgo.seg;
-        if (bwdAlgo.minT) ssmTuning.bwdMinT = bwdAlgo.minT;
+        if (bwdAlgo.minT) ssmTuning.bwdMinT = ssmTuning.bwdLongT = bwdAlgo.minT; // exactly that chunk
       }
       const dispatchesPerCall = countDispatches(gpu, run);
       const timing = await timeCalls(gpu, run, o);

@@ -173,3 +173,36 @@ test("webgpu selective scan backward, segments plan: the chunk fits workgroup me
     Object.assign(ssmTuning, was);
   }
 });
+
+test("webgpu selective scan backward, scratch plan: chunks that take several groups grow to bwdLongT; one group keeps bwdMinT", () => {
+  const was = { ...ssmTuning };
+  try {
+    ssmTuning.bwdAlgo = "scratch";
+    const binding = 2 ** 31 - 4; // an H200's maxStorageBufferBindingSize
+    // a training step's shape: every chunk in one group, the 32-step chunks stay
+    const train = ssmGradPlan(8, 2048, 512, 16, binding);
+    expect(train?.T).toBe(ssmTuning.bwdMinT);
+    expect(train!.G).toBe(train!.nC);
+    // batch 1, L 64K: at 32 steps the chunks need several groups, so 128-step chunks
+    const long = ssmGradPlan(1, 65536, 1024, 16, binding);
+    expect(long?.T).toBe(ssmTuning.bwdLongT);
+    const at32 = (() => {
+      ssmTuning.bwdLongT = ssmTuning.bwdMinT;
+      try {
+        return ssmGradPlan(1, 65536, 1024, 16, binding);
+      } finally {
+        ssmTuning.bwdLongT = was.bwdLongT;
+      }
+    })();
+    expect(at32?.T).toBe(32);
+    expect(at32!.G).toBeLessThan(at32!.nC);
+    // a forced chunk or a forced group size (tests) is left alone
+    ssmTuning.bwdMaxGroup = 4;
+    expect(ssmGradPlan(1, 65536, 1024, 16, binding)?.T).toBe(32);
+    ssmTuning.bwdMaxGroup = 0;
+    ssmTuning.forceChunk = 64;
+    expect(ssmGradPlan(1, 65536, 1024, 16, binding)?.T).toBe(64);
+  } finally {
+    Object.assign(ssmTuning, was);
+  }
+});

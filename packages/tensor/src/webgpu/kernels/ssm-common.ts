@@ -26,6 +26,13 @@ export const ssmTuning = {
   /** Its scratch budget (elements; also at most one binding) and shortest chunk. */
   bwdScratchElems: 256 * 2 ** 20,
   bwdMinT: 32,
+  /**
+   * The scratch kernel's chunk when its chunks at bwdMinT need several groups (long sequences):
+   * webgpu-scan --ssm-bwd-algo scratch,scratch:t64,scratch:t128,… on an H200 (2026-11-26), batch
+   * 1, Di 1024: 128 steps took 2.59 / 5.15 / 10.2 ms at L 16K / 32K / 64K where 32 took 3.68 /
+   * 7.37 / 14.9 (L 256K, Di 256: 14.0 vs 29.9; [2, 8192, 1536]: 3.63 vs 4.29).
+   */
+  bwdLongT: 128,
   /** At most this many chunks per group (0: as many as the scratch holds; tests force several groups). */
   bwdMaxGroup: 0,
   /** Sum the dB / dC terms over each workgroup's 64 channels in workgroup memory (when Di % 64 = 0, N ≤ 16). */
