@@ -9,7 +9,8 @@
  *   binary and compare ops of one dtype another): a uniform branch costs nothing measurable;
  * - there are two layouts: "flat" (every input is the output's shape or a scalar: in[i * s] with
  *   s = 1 or 0) and "strided" (axes coalesced, then padded to rank 4 with size-1 axes, and an
- *   unrolled div/mod chain: no local arrays). Ranks above 4 after coalescing get their own key.
+ *   unrolled div/mod chain: no local arrays). Rank 2 after coalescing (a row or column
+ *   broadcast) and ranks above 4 get their own keys.
  * Flat maps are the only ones that may exceed one storage binding: they run in chunks, each
  * binding a 256-byte-aligned range of the big operands.
  */
@@ -71,7 +72,9 @@ export function runMap(ctx: GpuCtx, s: MapSpec): void {
     }
     return;
   }
-  const rank = Math.max(PAD_RANK, c.shape.length);
+  // two axes after coalescing (the common broadcast: a row or a column against a matrix) get
+  // their own pipeline with one div/mod per element instead of the padded rank-4 chain's three
+  const rank = c.shape.length <= 2 ? 2 : Math.max(PAD_RANK, c.shape.length);
   const pad = rank - c.shape.length;
   const w = head(n);
   for (let d = 0; d < rank; d++) w.u(d < pad ? 1 : c.shape[d - pad]);
