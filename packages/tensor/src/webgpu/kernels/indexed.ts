@@ -22,6 +22,12 @@ import { buildInverseIndex, launchStep, overItems, sumChunks, SUM_CHUNK } from "
 
 /** Threads per workgroup (overItems launches one thread per item in groups of this many). */
 const WG = 256;
+/**
+ * Terms the sum loops load ahead of their adds: each term is a chain of dependent loads (an
+ * index, then the row it picks), so one at a time the loops waited on memory at every term.
+ */
+const UNROLL = 4;
+const unrolled = (f: (k: number) => string) => Array.from({ length: UNROLL }, (_, k) => f(k)).join(" ");
 
 // params: n (= N·P), P, S (in vec4s where vec: S / 4), rows. With vec (S a multiple of 4) the
 // rows are read as vec4s, a quarter of the load instructions; the terms are still added one by
@@ -66,11 +72,20 @@ fn main(${ENTRY_ARGS}) {
   let S = ${pu(2)};
   let pos = t / S;
   let j = t - pos * S;
+  let rows = ${pu(3)};
   var acc = 0.0f;
-  for (var p = 0u; p < P; p++) {
+  // ${UNROLL} slots at a time: every load of the group issued before the first add (the index,
+  // then the weight and the row it picks), the adds in slot order as before (same bits)
+  var p = 0u;
+  for (; p + ${UNROLL}u <= P; p += ${UNROLL}u) {
+    ${unrolled((k) => `let e${k} = pos * P + p + ${k}u; let r${k} = idx[e${k}]; let ok${k} = r${k} >= 0i && u32(r${k}) < rows;`)}
+    ${unrolled((k) => `let w${k} = w[e${k}]; let v${k} = tab[select(0u, u32(r${k}), ok${k}) * S + j];`)}
+    ${unrolled((k) => `if (ok${k}) { acc = acc + w${k} * v${k}; }`)}
+  }
+  for (; p < P; p++) {
     let e = pos * P + p;
     let r = idx[e];
-    if (r >= 0i && u32(r) < ${pu(3)}) { acc = acc + w[e] * tab[u32(r) * S + j]; }
+    if (r >= 0i && u32(r) < rows) { acc = acc + w[e] * tab[u32(r) * S + j]; }
   }
   out[t] = acc;
 }`;
@@ -94,7 +109,14 @@ fn main(${ENTRY_ARGS}) {
   let p0 = start[r] + (c - cstart[r]) * ${SUM_CHUNK}u;
   let p1 = min(p0 + ${SUM_CHUNK}u, start[r + 1u]);
   var acc = 0.0f;
-  for (var p = p0; p < p1; p++) {
+  // ${UNROLL} entries at a time, loads first, adds in entry order (same bits as one at a time)
+  var p = p0;
+  for (; p + ${UNROLL}u <= p1; p += ${UNROLL}u) {
+    ${unrolled((k) => `let e${k} = ord[p + ${k}u];`)}
+    ${unrolled((k) => `let w${k} = w[e${k}]; let v${k} = x[(e${k} / P) * S + j];`)}
+    ${unrolled((k) => `acc = acc + w${k} * v${k};`)}
+  }
+  for (; p < p1; p++) {
     let e = ord[p];
     acc = acc + w[e] * x[(e / P) * S + j];
   }
