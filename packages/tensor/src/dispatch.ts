@@ -8,7 +8,7 @@
  * the VJP needs.
  */
 import type { DType } from "./dtype.ts";
-import type { AllocHint, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "./backend.ts";
+import type { AllocHint, Backend, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "./backend.ts";
 import { engine, getBackend } from "./engine.ts";
 import { allocTensor, Tensor } from "./tensor.ts";
 import { bytesPerElement } from "./dtype.ts";
@@ -72,22 +72,32 @@ export interface TapeNode {
 }
 
 /** Applies a primitive to tensors: the single way every op runs. */
-export function bind<K extends PrimName>(name: K, inputs: readonly Tensor[], params: PrimParams[K]): Tensor {
-  const def = primitive(name);
+/** A clear error for an input that was disposed. */
+function checkAlive(name: string, inputs: readonly Tensor[]): void {
   for (const t of inputs) {
     if (t.disposed) throw new Error(`${name}: input tensor #${t.id} was used after it was disposed`);
   }
+}
+
+/** A clear error for an input that lives on another backend than the one a kernel runs on. */
+function checkBackend(name: string, inputs: readonly Tensor[], backend: Backend): void {
+  for (const t of inputs) {
+    if (t.storage.backend !== backend) {
+      throw new Error(`${name}: an input lives on backend "${t.storage.backend.name}" but the current backend is "${backend.name}"`);
+    }
+  }
+}
+
+export function bind<K extends PrimName>(name: K, inputs: readonly Tensor[], params: PrimParams[K]): Tensor {
+  const def = primitive(name);
+  checkAlive(name, inputs);
   const spec = def.shape(inputs, params);
   let out: Tensor;
   if (def.view) {
     out = Tensor.view(inputs[0], spec.shape);
   } else {
     const backend = getBackend();
-    for (const t of inputs) {
-      if (t.storage.backend !== backend) {
-        throw new Error(`${name}: an input lives on backend "${t.storage.backend.name}" but the current backend is "${backend.name}"`);
-      }
-    }
+    checkBackend(name, inputs, backend);
     out = allocTensor(spec.shape, spec.dtype);
     backend.run(
       name,
@@ -129,12 +139,8 @@ export function bindMulti<K extends MultiPrimName>(
 ): Tensor[] | null {
   const backend = getBackend();
   if (!backend.runMulti) return null;
-  for (const t of inputs) {
-    if (t.disposed) throw new Error(`${name}: input tensor #${t.id} was used after it was disposed`);
-    if (t.storage.backend !== backend) {
-      throw new Error(`${name}: an input lives on backend "${t.storage.backend.name}" but the current backend is "${backend.name}"`);
-    }
-  }
+  checkAlive(name, inputs);
+  checkBackend(name, inputs, backend);
   if (engine.tape && engine.noGradDepth === 0 && inputs.some((t) => t.requiresGrad)) {
     throw new Error(`${name}: has no gradient; run it under noGrad`);
   }

@@ -1,7 +1,7 @@
 /**
  * Shared by the WebGPU matmul tests (webgpu-matmul-splitk, webgpu-matmul-tiles): seeded inputs,
  * the CPU / WebGPU backend pair, one matmul on a given backend, and the pipeline keys a piece of
- * work dispatched.
+ * work dispatched (keysOf, also used by the selective-scan tests).
  */
 import { useBackend } from "../../../test/support/backends.ts";
 import * as T from "../src/index.ts";

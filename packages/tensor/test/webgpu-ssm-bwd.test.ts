@@ -18,7 +18,8 @@ import { expect, test } from "../../../test/support/harness.ts";
 import { useBackend } from "../../../test/support/backends.ts";
 import * as T from "../src/index.ts";
 import type { Backend, Tensor } from "../src/index.ts";
-import type { GpuCtx, Launch } from "../src/webgpu/context.ts";
+import type { WebGpuBackend } from "../src/webgpu/backend.ts";
+import { keysOf } from "./webgpu-matmul-support.ts";
 import { ssmGradPlan, ssmTuning } from "../src/webgpu/kernels/ssm.ts";
 
 let seed = 60606;
@@ -33,22 +34,6 @@ function inputs(B: number, L: number, Di: number, N: number): { shapes: number[]
   const shapes = [[B, L, Di], [B, L, Di], [Di, N], [B, L, N], [B, L, N], [B, Di, N], [B, L, Di], [B, Di, N]];
   const ranges: [number, number][] = [[-1, 1], [0.01, 0.5], [-3, -0.2], [-2, 2], [-2, 2], [-1, 1], [-2, 2], [-1, 1]];
   return { shapes, data: shapes.map((s, k) => randArray(s.reduce((p, q) => p * q, 1), ...ranges[k])) };
-}
-
-/** The pipeline keys `fn` dispatches on the WebGPU backend `gpu`. */
-async function withKeys<R>(gpu: Backend, fn: () => Promise<R>): Promise<{ result: R; keys: string[] }> {
-  const ctx = (gpu as unknown as { ctx: GpuCtx }).ctx;
-  const orig = ctx.dispatch;
-  const keys: string[] = [];
-  (ctx as { dispatch: (l: Launch) => void }).dispatch = (l: Launch) => {
-    keys.push(l.key);
-    orig.call(ctx, l);
-  };
-  try {
-    return { result: await fn(), keys };
-  } finally {
-    (ctx as { dispatch: (l: Launch) => void }).dispatch = orig;
-  }
 }
 
 /** The packed gradients of selectiveScanGrad on backend b (no buffer left alive). */
@@ -82,7 +67,7 @@ function expectClose(what: string, got: Float32Array, want: Float32Array, [B, L,
 test("webgpu selective scan backward, segments kernel: every gradient equals the CPU backend (chunks, groups, odd shapes)", async () => {
   if (!(await useBackend("webgpu"))) return;
   const gpu = T.getBackend();
-  const ctx = (gpu as unknown as { ctx: GpuCtx }).ctx;
+  const ctx = (gpu as unknown as WebGpuBackend).ctx;
   const cpu = T.setBackend("cpu");
   const was = { ...ssmTuning };
   try {
@@ -109,7 +94,7 @@ test("webgpu selective scan backward, segments kernel: every gradient equals the
       let got: Float32Array, keys: string[], plan: ReturnType<typeof ssmGradPlan>;
       try {
         plan = ssmGradPlan(B, L, Di, N, ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxComputeWorkgroupStorageSize);
-        ({ result: got, keys } = await withKeys(gpu, () => grad(gpu, shapes, data)));
+        ({ result: got, keys } = await keysOf(gpu as unknown as WebGpuBackend, () => grad(gpu, shapes, data)));
       } finally {
         Object.assign(ssmTuning, was);
       }
@@ -136,7 +121,7 @@ test("webgpu selective scan backward, segments kernel: every gradient equals the
     Object.assign(ssmTuning, { bwdAlgo: "scratch", forceChunk: 7, bwdMaxGroup: 3 });
     let got: Float32Array, keys: string[];
     try {
-      ({ result: got, keys } = await withKeys(gpu, () => grad(gpu, shapes, data)));
+      ({ result: got, keys } = await keysOf(gpu as unknown as WebGpuBackend, () => grad(gpu, shapes, data)));
     } finally {
       Object.assign(ssmTuning, was);
     }

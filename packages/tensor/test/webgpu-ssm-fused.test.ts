@@ -16,7 +16,8 @@ import { expect, test } from "../../../test/support/harness.ts";
 import { useBackend } from "../../../test/support/backends.ts";
 import * as T from "../src/index.ts";
 import type { Backend, Tensor } from "../src/index.ts";
-import type { GpuCtx, Launch } from "../src/webgpu/context.ts";
+import type { WebGpuBackend } from "../src/webgpu/backend.ts";
+import { keysOf } from "./webgpu-matmul-support.ts";
 import { ssmForwardPlan, ssmTuning } from "../src/webgpu/kernels/ssm.ts";
 
 let seed = 5150;
@@ -31,22 +32,6 @@ function inputs(B: number, L: number, Di: number, N: number): { shapes: number[]
   const shapes = [[B, L, Di], [B, L, Di], [Di, N], [B, L, N], [B, L, N], [B, Di, N]];
   const ranges: [number, number][] = [[-1, 1], [0.01, 0.5], [-3, -0.2], [-2, 2], [-2, 2], [-1, 1]];
   return { shapes, data: shapes.map((s, k) => randArray(s.reduce((p, q) => p * q, 1), ...ranges[k])) };
-}
-
-/** The pipeline keys `fn` dispatches on the WebGPU backend `gpu`. */
-async function withKeys<R>(gpu: Backend, fn: () => Promise<R>): Promise<{ result: R; keys: string[] }> {
-  const ctx = (gpu as unknown as { ctx: GpuCtx }).ctx;
-  const orig = ctx.dispatch;
-  const keys: string[] = [];
-  (ctx as { dispatch: (l: Launch) => void }).dispatch = (l: Launch) => {
-    keys.push(l.key);
-    orig.call(ctx, l);
-  };
-  try {
-    return { result: await fn(), keys };
-  } finally {
-    (ctx as { dispatch: (l: Launch) => void }).dispatch = orig;
-  }
 }
 
 /** y and the last state on backend b (no buffer left alive). */
@@ -99,7 +84,7 @@ test("webgpu selective scan, look-back forward: y and the last state equal the C
       let got: Float32Array[], keys: string[], nC: number;
       try {
         nC = ssmForwardPlan(B, L, Di).nC;
-        ({ result: got, keys } = await withKeys(gpu, () => forward(gpu, shapes, data)));
+        ({ result: got, keys } = await keysOf(gpu as unknown as WebGpuBackend, () => forward(gpu, shapes, data)));
       } finally {
         Object.assign(ssmTuning, was);
       }

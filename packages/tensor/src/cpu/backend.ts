@@ -54,20 +54,16 @@ export class CpuBackend implements Backend {
   }
   run<K extends PrimName>(prim: K, inputs: readonly KernelArg[], output: KernelArg, params: PrimParams[K]): void {
     const kernel = cpuKernels[prim] as (ins: CpuArg[], out: CpuArg, p: PrimParams[K]) => void;
-    const arg = (a: KernelArg): CpuArg => {
-      const data = this.array(a.buf);
-      if (data.length !== sizeOf(a.shape)) throw new Error(`cpu.${prim}: buffer of ${data.length} elements for shape ${showShape(a.shape)}`);
-      return { data, shape: a.shape };
-    };
-    kernel(inputs.map(arg), arg(output), params);
+    kernel(inputs.map((a) => this.#arg(prim, a)), this.#arg(prim, output), params);
   }
   runMulti<K extends MultiPrimName>(prim: K, inputs: readonly KernelArg[], outputs: readonly KernelArg[], params: MultiPrimParams[K]): void {
-    const arg = (a: KernelArg): CpuArg => {
-      const data = this.array(a.buf);
-      if (data.length !== sizeOf(a.shape)) throw new Error(`cpu.${prim}: buffer of ${data.length} elements for shape ${showShape(a.shape)}`);
-      return { data, shape: a.shape };
-    };
-    cpuMultiKernels[prim](inputs.map(arg), outputs.map(arg), params);
+    cpuMultiKernels[prim](inputs.map((a) => this.#arg(prim, a)), outputs.map((a) => this.#arg(prim, a)), params);
+  }
+  /** What a kernel sees of a tensor: its live array (checked against the shape) and the shape. */
+  #arg(prim: string, a: KernelArg): CpuArg {
+    const data = this.array(a.buf);
+    if (data.length !== sizeOf(a.shape)) throw new Error(`cpu.${prim}: buffer of ${data.length} elements for shape ${showShape(a.shape)}`);
+    return { data, shape: a.shape };
   }
   liveBuffers(): number {
     return this.#live;

@@ -29,16 +29,23 @@ definePrimitive("softmax", {
   vjp: (g, _x, y) => [getBackend().prefersComposite?.("softmaxGrad") ? mul(y, sub(g, sum(mul(g, y), -1, true))) : bind("softmaxGrad", [g, y], {})],
 });
 
+/** The shape rule of a row VJP primitive [g, a]: two f32 tensors of one shape (a named `aName`). */
+function rowGradShape(op: string, aName: string) {
+  return ([g, a]: readonly Tensor[]) => {
+    needF32(op, g, a);
+    if (!sameShape(g.shape, a.shape)) throw new ShapeError(`${op}: g ${showShape(g.shape)} and ${aName} ${showShape(a.shape)} must have one shape`);
+    return { shape: [...a.shape], dtype: "f32" as const };
+  };
+}
+/** The VJP of a primitive that is itself a VJP (they run untaped: no second order). */
+const noSecondOrder = (op: string) => (): never => {
+  throw new Error(`${op}: second-order gradients are not supported (VJPs run untaped)`);
+};
+
 definePrimitive("softmaxGrad", {
-  shape: ([g, y]) => {
-    needF32("softmaxGrad", g, y);
-    if (!sameShape(g.shape, y.shape)) throw new ShapeError(`softmaxGrad: g ${showShape(g.shape)} and y ${showShape(y.shape)} must have one shape`);
-    return { shape: [...y.shape], dtype: "f32" };
-  },
+  shape: rowGradShape("softmaxGrad", "y"),
   flops: ([g]) => 4 * g.size,
-  vjp: () => {
-    throw new Error("softmaxGrad: second-order gradients are not supported (VJPs run untaped)");
-  },
+  vjp: noSecondOrder("softmaxGrad"),
 });
 
 definePrimitive("rmsNorm", {
@@ -53,15 +60,9 @@ definePrimitive("rmsNorm", {
 });
 
 definePrimitive("rmsNormGrad", {
-  shape: ([g, x]) => {
-    needF32("rmsNormGrad", g, x);
-    if (!sameShape(g.shape, x.shape)) throw new ShapeError(`rmsNormGrad: g ${showShape(g.shape)} and x ${showShape(x.shape)} must have one shape`);
-    return { shape: [...x.shape], dtype: "f32" };
-  },
+  shape: rowGradShape("rmsNormGrad", "x"),
   flops: ([x]) => 8 * x.size,
-  vjp: () => {
-    throw new Error("rmsNormGrad: second-order gradients are not supported (VJPs run untaped)");
-  },
+  vjp: noSecondOrder("rmsNormGrad"),
 });
 
 /**

@@ -301,10 +301,7 @@ export class WasmBackend implements Backend {
   }
 
   run<Kn extends PrimName>(prim: Kn, inputs: readonly KernelArg[], output: KernelArg, params: PrimParams[Kn]): void {
-    for (const a of [...inputs, output]) {
-      const b = this.#buf(a.buf);
-      if (b.size !== sizeOf(a.shape)) throw new Error(`wasm.${prim}: buffer of ${b.size} elements for shape ${showShape(a.shape)}`);
-    }
+    this.#checkSizes(prim, [...inputs, output]);
     const launcher = this.choice === "ts" ? undefined : (wasmLaunchers[prim] as Launcher<Kn> | undefined);
     try {
       if (launcher && launcher(this.#ctx, inputs, output, params)) return;
@@ -313,8 +310,20 @@ export class WasmBackend implements Backend {
       this.#temps.length = 0;
     }
     const kernel = cpuKernels[prim] as (ins: CpuArg[], out: CpuArg, p: PrimParams[Kn]) => void;
-    const arg = (a: KernelArg): CpuArg => ({ data: this.view(a.buf), shape: a.shape });
-    kernel(inputs.map(arg), arg(output), params);
+    kernel(inputs.map((a) => this.#cpuArg(a)), this.#cpuArg(output), params);
+  }
+
+  /** Each buffer holds as many elements as its shape says (a clear error naming the primitive). */
+  #checkSizes(prim: string, args: readonly KernelArg[]): void {
+    for (const a of args) {
+      const b = this.#buf(a.buf);
+      if (b.size !== sizeOf(a.shape)) throw new Error(`wasm.${prim}: buffer of ${b.size} elements for shape ${showShape(a.shape)}`);
+    }
+  }
+
+  /** A tensor as the TypeScript CPU kernels see it: a view of the wasm heap. */
+  #cpuArg(a: KernelArg): CpuArg {
+    return { data: this.view(a.buf), shape: a.shape };
   }
 
   /**
@@ -327,12 +336,8 @@ export class WasmBackend implements Backend {
 
   /** Multi-output primitives: the CPU kernels over views of the wasm heap. */
   runMulti<Kn extends MultiPrimName>(prim: Kn, inputs: readonly KernelArg[], outputs: readonly KernelArg[], params: MultiPrimParams[Kn]): void {
-    for (const a of [...inputs, ...outputs]) {
-      const b = this.#buf(a.buf);
-      if (b.size !== sizeOf(a.shape)) throw new Error(`wasm.${prim}: buffer of ${b.size} elements for shape ${showShape(a.shape)}`);
-    }
-    const arg = (a: KernelArg): CpuArg => ({ data: this.view(a.buf), shape: a.shape });
-    cpuMultiKernels[prim](inputs.map(arg), outputs.map(arg), params);
+    this.#checkSizes(prim, [...inputs, ...outputs]);
+    cpuMultiKernels[prim](inputs.map((a) => this.#cpuArg(a)), outputs.map((a) => this.#cpuArg(a)), params);
   }
 
   #launch(kid: number, words: readonly number[], ntasks: number, parallel: boolean): void {

@@ -249,20 +249,14 @@ export class WebGpuBackend implements Backend {
 
   run<K extends PrimName>(prim: K, inputs: readonly KernelArg[], output: KernelArg, params: PrimParams[K]): void {
     this.#alive();
-    for (const a of [...inputs, output]) {
-      const b = a.buf as GpuBuffer;
-      if (b.size !== sizeOf(a.shape)) throw new Error(`webgpu.${prim}: buffer of ${b.size} elements for shape ${showShape(a.shape)}`);
-    }
+    this.#checkSizes(prim, [...inputs, output]);
     if (sizeOf(output.shape) === 0) return;
     (gpuKernels[prim] as GpuKernel<K>)(this.ctx, inputs, output, params);
   }
 
   runMulti<K extends MultiPrimName>(prim: K, inputs: readonly KernelArg[], outputs: readonly KernelArg[], params: MultiPrimParams[K]): void {
     this.#alive();
-    for (const a of [...inputs, ...outputs]) {
-      const b = a.buf as GpuBuffer;
-      if (b.size !== sizeOf(a.shape)) throw new Error(`webgpu.${prim}: buffer of ${b.size} elements for shape ${showShape(a.shape)}`);
-    }
+    this.#checkSizes(prim, [...inputs, ...outputs]);
     if (outputs.every((o) => sizeOf(o.shape) === 0)) return;
     gpuMultiKernels[prim](this.ctx, inputs, outputs, params);
   }
@@ -332,6 +326,14 @@ export class WebGpuBackend implements Backend {
   }
 
   // ---------- internals ----------
+
+  /** Each buffer holds as many elements as its shape says (a clear error naming the primitive). */
+  #checkSizes(prim: string, args: readonly KernelArg[]): void {
+    for (const a of args) {
+      const b = a.buf as GpuBuffer;
+      if (b.size !== sizeOf(a.shape)) throw new Error(`webgpu.${prim}: buffer of ${b.size} elements for shape ${showShape(a.shape)}`);
+    }
+  }
 
   #alive(): void {
     if (this.#destroyed) throw new Error("webgpu: the backend was destroyed");

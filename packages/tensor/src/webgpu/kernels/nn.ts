@@ -16,6 +16,19 @@ type RowMode = "softmax" | "lse" | "ce";
 const ROW_MODES: RowMode[] = ["softmax", "lse", "ce"];
 const ROW_WG = 256;
 
+// What the two row kernels (a workgroup a row, a thread a row) share: the bindings, the max step
+// (softmax ignores NaN in the max, as the CPU's x > m; logsumexp propagates it) and the one
+// value a logsumexp / crossEntropy row writes from its max m and Σ exp(x − m).
+const ROW_HEAD = `${header(3, [{ name: "out", type: "f32", write: true }, { name: "x", type: "f32" }, { name: "tgt", type: "i32" }])}${WGSL_MATH}`;
+const rowMaxStep = (a: string, b: string) => `select(${a}, ${b}, ${b} > ${a} || (mode != 0u && m_isnan(${b})))`;
+const ROW_LSE_OUT = `var r = m;
+    if (m_isfinite(m)) { r = m + m_log(ssum); }
+    if (mode == 2u) {
+      let t = tgt[row];
+      if (t < 0i || u32(t) >= n) { r = m_nan(); } else { r = r - x[base + u32(t)]; }
+    }
+    out[row] = r;`;
+
 /**
  * params: rows, n, mode (0 softmax, 1 logsumexp, 2 crossEntropy). One shader for the three
  * (a uniform branch), the workgroup trees as loops: fewer, smaller pipelines.
@@ -23,9 +36,8 @@ const ROW_WG = 256;
 function rowWgsl(): string {
   const wg = ROW_WG;
   const tree = (combine: (a: string, b: string) => string) => workgroupCombine(combine);
-  // softmax ignores NaN in the max (as the CPU's x > m); logsumexp propagates it
-  const maxStep = (a: string, b: string) => `select(${a}, ${b}, ${b} > ${a} || (mode != 0u && m_isnan(${b})))`;
-  return `${header(3, [{ name: "out", type: "f32", write: true }, { name: "x", type: "f32" }, { name: "tgt", type: "i32" }])}${WGSL_MATH}
+  const maxStep = rowMaxStep;
+  return `${ROW_HEAD}
 var<workgroup> sh: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
 fn main(${ENTRY_ARGS}) {
@@ -53,13 +65,7 @@ fn main(${ENTRY_ARGS}) {
     let inv = 1.0f / ssum;
     for (var j = lid; j < n; j += ${wg}u) { out[base + j] = m_exp(x[base + j] - mz) * inv; }
   } else if (lid == 0u) {
-    var r = m;
-    if (m_isfinite(m)) { r = m + m_log(ssum); }
-    if (mode == 2u) {
-      let t = tgt[row];
-      if (t < 0i || u32(t) >= n) { r = m_nan(); } else { r = r - x[base + u32(t)]; }
-    }
-    out[row] = r;
+    ${ROW_LSE_OUT}
   }
 }`;
 }
@@ -74,8 +80,7 @@ fn main(${ENTRY_ARGS}) {
 const SMALL_ROW = 128;
 const SMALL_WG = 64;
 function rowSmallWgsl(): string {
-  const maxStep = (a: string, b: string) => `select(${a}, ${b}, ${b} > ${a} || (mode != 0u && m_isnan(${b})))`;
-  return `${header(3, [{ name: "out", type: "f32", write: true }, { name: "x", type: "f32" }, { name: "tgt", type: "i32" }])}${WGSL_MATH}
+  return `${ROW_HEAD}
 @compute @workgroup_size(${SMALL_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
@@ -85,7 +90,7 @@ fn main(${ENTRY_ARGS}) {
   if (row >= ${pu(0)}) { return; }
   let base = row * n;
   var m = -m_inf();
-  for (var j = 0u; j < n; j++) { m = ${maxStep("m", "x[base + j]")}; }
+  for (var j = 0u; j < n; j++) { m = ${rowMaxStep("m", "x[base + j]")}; }
   var mz = m;
   if (!m_isfinite(m)) { mz = 0.0f; }
   var ssum = 0.0f;
@@ -94,13 +99,7 @@ fn main(${ENTRY_ARGS}) {
     let inv = 1.0f / ssum;
     for (var j = 0u; j < n; j++) { out[base + j] = m_exp(x[base + j] - mz) * inv; }
   } else {
-    var r = m;
-    if (m_isfinite(m)) { r = m + m_log(ssum); }
-    if (mode == 2u) {
-      let t = tgt[row];
-      if (t < 0i || u32(t) >= n) { r = m_nan(); } else { r = r - x[base + u32(t)]; }
-    }
-    out[row] = r;
+    ${ROW_LSE_OUT}
   }
 }`;
 }

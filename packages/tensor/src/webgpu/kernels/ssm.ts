@@ -266,24 +266,26 @@ function bwdChunkParts(N4: number, wgr: boolean) {
   const decls = wgr ? `var<workgroup> red: array<vec4<f32>, ${R * FWD_WG}>;
 var<workgroup> red2: array<vec4<f32>, ${R * 8}>;
 ` : "";
-  return { bufs, pos, term, reduceStep, decls };
+  // the params, the thread's (b, cg, i) and its chunk c's first step t0 and length Tc (both kernels)
+  const prelude = `let B = ${P(0)}; let L = ${P(1)}; let Di = ${P(2)}; let T = ${P(3)}; let nC = ${P(4)}; let c0 = ${P(5)}; let G = ${P(6)};
+  let N = ${P(15)};
+  ${pos}
+  let c = c0 + cg;
+  if (c >= nC) { return; }
+  let t0 = c * T; let Tc = min(L, t0 + T) - t0;`;
+  return { bufs, term, reduceStep, decls, prelude };
 }
 
 function chunkParWgsl(N4: number, wgr: boolean): string {
   const Q = quads(N4);
-  const { bufs, pos, term, reduceStep, decls } = bwdChunkParts(N4, wgr);
+  const { bufs, term, reduceStep, decls, prelude } = bwdChunkParts(N4, wgr);
   const P = (k: number) => pu(k);
   const per = (f: (q: number) => string) => Q.map(f).join("\n    ");
   return `${header(16, bufs)}${VEXP}${decls}
 @compute @workgroup_size(${FWD_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
-  let B = ${P(0)}; let L = ${P(1)}; let Di = ${P(2)}; let T = ${P(3)}; let nC = ${P(4)}; let c0 = ${P(5)}; let G = ${P(6)};
-  let N = ${P(15)};
-  ${pos}
-  let c = c0 + cg;
-  if (c >= nC) { return; }
-  let t0 = c * T; let Tc = min(L, t0 + T) - t0;
+  ${prelude}
   ${per((q) => `let A${q} = ${ld("A", "i * N", q)};`)}
   let k = (b * nC + c) * Di + i;
   let ckb = ${P(7)} + k * ${N4}u;
@@ -354,7 +356,7 @@ fn main(${ENTRY_ARGS}) {
 function chunkSegWgsl(N4: number, wgr: boolean, S: number, nCk: number, vec: boolean): string {
   const Q = quads(N4);
   const parts = bwdChunkParts(N4, wgr);
-  const { pos, term, reduceStep, decls } = parts;
+  const { term, reduceStep, decls, prelude } = parts;
   const bufs = parts.bufs.map((d) => (vec && (d.name === "Bm" || d.name === "C") ? { ...d, type: "vec4<f32>" } : d));
   const P = (k: number) => pu(k);
   const per = (f: (q: number) => string, sep = "\n    ") => Q.map(f).join(sep);
@@ -380,12 +382,7 @@ function chunkSegWgsl(N4: number, wgr: boolean, S: number, nCk: number, vec: boo
 @compute @workgroup_size(${FWD_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
-  let B = ${P(0)}; let L = ${P(1)}; let Di = ${P(2)}; let T = ${P(3)}; let nC = ${P(4)}; let c0 = ${P(5)}; let G = ${P(6)};
-  let N = ${P(15)};
-  ${pos}
-  let c = c0 + cg;
-  if (c >= nC) { return; }
-  let t0 = c * T; let Tc = min(L, t0 + T) - t0;
+  ${prelude}
   let nS = (Tc + ${S - 1}u) / ${S}u;
   ${per((q) => `let A${q} = ${ld("A", "i * N", q)};`, "\n  ")}
   let k = (b * nC + c) * Di + i;
