@@ -71,6 +71,11 @@ export interface TapeNode {
   savedOut: Tensor;
 }
 
+/** @internal The VJP of a primitive that is itself a VJP (they run untaped: no second order). */
+export const noSecondOrder = (op: string) => (): never => {
+  throw new Error(`${op}: second-order gradients are not supported (VJPs run untaped)`);
+};
+
 /** Applies a primitive to tensors: the single way every op runs. */
 /** A clear error for an input that was disposed. */
 function checkAlive(name: string, inputs: readonly Tensor[]): void {

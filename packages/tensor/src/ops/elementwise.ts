@@ -1,7 +1,7 @@
 /** Elementwise primitives: fill, unary, binary (broadcasting), compare, where, cast. */
 import type { BinaryOp, CompareOp, UnaryOp } from "../backend.ts";
 import type { DType } from "../dtype.ts";
-import { bind, definePrimitive } from "../dispatch.ts";
+import { bind, definePrimitive, noSecondOrder } from "../dispatch.ts";
 import { getBackend } from "../engine.ts";
 import { broadcastShapes, sameShape, ShapeError, showShape, type Broadcast, type CheckBroadcast, type Shape } from "../shape.ts";
 import { fromArray, Tensor } from "../tensor.ts";
@@ -65,9 +65,7 @@ definePrimitive("unaryGrad", {
     return { shape: [...x.shape], dtype: "f32" };
   },
   flops: ([, x]) => x.size * 4,
-  vjp: () => {
-    throw new Error("unaryGrad: second-order gradients are not supported (VJPs run untaped)");
-  },
+  vjp: noSecondOrder("unaryGrad"),
 });
 
 definePrimitive("binary", {

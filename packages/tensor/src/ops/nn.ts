@@ -3,7 +3,7 @@
  * last axis, cross-entropy with integer targets, causal depthwise conv1d, and the selective scan
  * h_t = a_t ⊙ h_{t-1} + b_t.
  */
-import { bind, definePrimitive } from "../dispatch.ts";
+import { bind, definePrimitive, noSecondOrder } from "../dispatch.ts";
 import { getBackend } from "../engine.ts";
 import { sameShape, ShapeError, showShape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
@@ -37,10 +37,6 @@ function rowGradShape(op: string, aName: string) {
     return { shape: [...a.shape], dtype: "f32" as const };
   };
 }
-/** The VJP of a primitive that is itself a VJP (they run untaped: no second order). */
-const noSecondOrder = (op: string) => (): never => {
-  throw new Error(`${op}: second-order gradients are not supported (VJPs run untaped)`);
-};
 
 definePrimitive("softmaxGrad", {
   shape: rowGradShape("softmaxGrad", "y"),
