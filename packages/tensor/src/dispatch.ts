@@ -76,7 +76,6 @@ export const noSecondOrder = (op: string) => (): never => {
   throw new Error(`${op}: second-order gradients are not supported (VJPs run untaped)`);
 };
 
-/** Applies a primitive to tensors: the single way every op runs. */
 /** A clear error for an input that was disposed. */
 function checkAlive(name: string, inputs: readonly Tensor[]): void {
   for (const t of inputs) {
@@ -93,6 +92,7 @@ function checkBackend(name: string, inputs: readonly Tensor[], backend: Backend)
   }
 }
 
+/** Applies a primitive to tensors: the single way every op runs. */
 export function bind<K extends PrimName>(name: K, inputs: readonly Tensor[], params: PrimParams[K]): Tensor {
   const def = primitive(name);
   checkAlive(name, inputs);
