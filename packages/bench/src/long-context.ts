@@ -18,7 +18,7 @@ import process from "node:process";
 import { disposeTree, random } from "@memmamba/tensor";
 import { initLM, presetNames, type PresetName } from "@memmamba/memmamba";
 import {
-  BACKENDS, type BackendChoice, chunkedForward, isOutOfMemory, mib, modelConfig, type ModelKind, openBackend, parseLengths, progress,
+  BACKENDS, type BackendChoice, chunkedForward, isOutOfMemory, type KernelTime, mib, modelConfig, type ModelKind, openBackend, parseLengths, progress,
   randomTokens, showLength, timeAsync,
 } from "./model-common.ts";
 
@@ -33,6 +33,8 @@ const HELP = `long-context: batch-1 latency of the chunked forward at long lengt
   --warmup N        untimed runs first (default 1)
   --cap-s S         stop timing a configuration after S seconds (default 90)
   --reference F     JSON of packages/bench/gpu/ref_long_context.py from the same run
+  --profile         WebGPU: after each timed row, one more forward with every dispatch timed,
+                    GPU ms by kernel and primitive call (shapes); the top rows go in the JSON
   --json            print the JSON result on stdout instead of the table
   --out FILE        JSON output (default packages/bench/results/long-context-<backend>.json)
   --help            this text`;
@@ -54,6 +56,8 @@ export interface LatencyRow {
   peakLiveMiB: number | null;
   peakPoolMiB: number | null;
   note?: string;
+  /** --profile: one more forward, GPU ms by kernel and primitive call (top rows). */
+  profile?: { wallMs: number; gpuMs: number; top: KernelTime[] };
 }
 
 export interface RefRow {
@@ -118,7 +122,7 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
   }
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", lengths: "string", chunks: "string", runs: "string", warmup: "string",
-    "cap-s": "string", reference: "string", json: "boolean", out: "string", help: "boolean",
+    "cap-s": "string", reference: "string", profile: "boolean", json: "boolean", out: "string", help: "boolean",
   });
   const backend = (f.backend ?? "webgpu") as BackendChoice;
   if (!BACKENDS.includes(backend)) throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
@@ -139,7 +143,9 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
     ref = j.rows ?? [];
   }
 
-  const bb = await openBackend(backend);
+  const profile = !!f.profile;
+  const bb = await openBackend(backend, { timestamps: profile });
+  if (profile && !bb.profiler) throw new Error("--profile needs the WebGPU backend on an adapter with 'timestamp-query'");
   progress(`long-context: ${bb.device}, preset ${presetName}`);
   const rows: LatencyRow[] = [];
   const result = (): LongContextResult => ({
@@ -165,6 +171,17 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
               row.peakLiveMiB = mib(bb.peakLiveBytes());
               row.peakPoolMiB = mib(bb.peakPoolBytes());
               progress(`  ${fmt(row.seconds)} s`);
+              if (profile && bb.profiler) {
+                bb.profiler.start(true);
+                const t = performance.now();
+                await chunkedForward(params, x, chunk);
+                const wallMs = performance.now() - t;
+                const k = await bb.profiler.stop();
+                const gpuMs = k.reduce((a, e) => a + e.gpuMs, 0);
+                row.profile = { wallMs, gpuMs, top: k.slice(0, 60).map((e) => ({ ...e, gpuMs: Math.round(e.gpuMs * 1000) / 1000 })) };
+                console.log(`${kind} L=${showLength(L)} chunk ${chunk}: ${fmt(gpuMs)} GPU ms in a forward of ${fmt(wallMs)} ms wall (each dispatch timed alone)`);
+                console.log(formatTable(["kernel | call", "dispatches", "GPU ms"], row.profile.top.slice(0, 30).map((e) => [e.kernel, String(e.dispatches), e.gpuMs])));
+              }
             } catch (e) {
               row.note = `${isOutOfMemory(e) ? "does not fit: " : "error: "}${e instanceof Error ? e.message.split("\n")[0].slice(0, 300) : String(e)}`;
               progress(`  ${row.note}`);

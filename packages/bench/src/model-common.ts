@@ -85,8 +85,11 @@ export interface KernelTime {
 
 /** Per-kernel GPU time from timestamp queries (WebGPU with 'timestamp-query' only). */
 export interface KernelProfiler {
-  /** Start recording: from now on every dispatch runs in a compute pass of its own, timed. */
-  start(): void;
+  /**
+   * Start recording: from now on every dispatch runs in a compute pass of its own, timed.
+   * `detail`: rows per kernel *and* primitive call with its shapes (see WebGpuBackend.startProfile).
+   */
+  start(detail?: boolean): void;
   /** Stop recording and resolve to the kernels by GPU time (largest first), once all reads are back. */
   stop(): Promise<KernelTime[]>;
 }
@@ -197,8 +200,8 @@ export async function openBackend(name: BackendChoice, opts: { timestamps?: bool
 /** The backend's per-dispatch GPU profile (webgpu/profiler.ts) as kernel times by pipeline key. */
 function kernelProfiler(gpu: WebGpuBackend): KernelProfiler {
   return {
-    start() {
-      gpu.startProfile();
+    start(detail = false) {
+      gpu.startProfile({ detail });
     },
     async stop() {
       return (await gpu.stopProfile()).map((r) => ({ kernel: r.label, dispatches: r.count, gpuMs: r.ms }));

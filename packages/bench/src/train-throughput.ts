@@ -44,6 +44,8 @@ const HELP = `train-throughput: tokens/s of a full training step (forward, backw
   --cap-s S        stop timing a configuration after S seconds (at least one timed step; default 120)
   --reference F    JSON lines of memmamba_ref.bench_train (same GPU, same run): print the ratios
   --profile        per-primitive launch counts and encode time, and the forward / backward split
+  --profile-detail with --profile (WebGPU): one more step profiled by kernel and primitive call
+                   with its shapes (which matmul, which binary op costs what)
   --pool-keep F    WebGPU buffer pool: keep freed buffers up to F × the peak bytes in use (default ${poolTuning.keepFactor})
   --max-batch N    WebGPU dispatches per queue submit (default: the backend's, 128)
   --ssm-fwd-algo A WebGPU selective scan forward: chunked or lookback (default ${ssmTuning.fwdAlgo})
@@ -91,7 +93,7 @@ export interface ThroughputRow {
      * WebGPU with timestamps: one more step with every dispatch in a timed pass of its own, GPU
      * ms by kernel (pipeline key), largest first; its total against that step's wall time.
      */
-    kernels?: { stepWallMs: number; gpuMs: number; top: KernelTime[] };
+    kernels?: { stepWallMs: number; gpuMs: number; top: KernelTime[]; calls?: KernelTime[] };
   };
 }
 
@@ -124,7 +126,7 @@ export interface ThroughputResult {
   device: string;
   backend: BackendChoice;
   preset: PresetName;
-  options: { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; pool?: { keepFactor: number }; maxBatch?: number | null; ssmFwdAlgo?: string; ssmBwdAlgo?: string };
+  options: { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; profileDetail?: boolean; pool?: { keepFactor: number }; maxBatch?: number | null; ssmFwdAlgo?: string; ssmBwdAlgo?: string };
   rows: ThroughputRow[];
   reference: ReferenceRow[];
   ratios: Ratios[];
@@ -182,7 +184,7 @@ export function ratios(ours: ThroughputRow[], ref: ReferenceRow[]): Ratios[] {
 
 /** Measures one model; `measured` gets the row (to save it) before the optional profile runs. */
 async function measure(bb: BenchBackend & { profiler: KernelProfiler | null }, kind: ModelKind, presetName: PresetName, o: {
-  batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean;
+  batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; profileDetail?: boolean;
 }, measured: (row: ThroughputRow) => void): Promise<ThroughputRow> {
   const cfg = modelConfig(presetName, kind);
   const row: ThroughputRow = {
@@ -214,7 +216,7 @@ async function measure(bb: BenchBackend & { profiler: KernelProfiler | null }, k
     row.peakPoolMiB = mib(bb.peakPoolBytes());
     row.peakRssMiB = mib(bb.peakRss());
     measured(row);
-    if (o.profile) row.profile = await profileStep(bb, trainer, cfg, x, y);
+    if (o.profile) row.profile = await profileStep(bb, trainer, cfg, x, y, !!o.profileDetail);
   } catch (e) {
     row.error = `${isOutOfMemory(e) ? "does not fit: " : ""}${e instanceof Error ? e.message.split("\n")[0] : String(e)}`;
     progress(`  ${kind}: ${row.error}`);
@@ -226,7 +228,7 @@ async function measure(bb: BenchBackend & { profiler: KernelProfiler | null }, k
 }
 
 /** Where a step's time goes: forward only, forward + backward, the whole step; launches by primitive. */
-async function profileStep(bb: BenchBackend & { profiler: KernelProfiler | null }, trainer: ReturnType<typeof makeTrainer>, cfg: LMParams["config"], x: Tensor, y: Tensor) {
+async function profileStep(bb: BenchBackend & { profiler: KernelProfiler | null }, trainer: ReturnType<typeof makeTrainer>, cfg: LMParams["config"], x: Tensor, y: Tensor, detail: boolean) {
   // the trainer owns (and replaces) its params: time the forward and backward on fresh ones
   const p = initLM(random.key(1), cfg);
   // the time spent in the backend's run / runMulti per primitive: kernel selection, params and encoding
@@ -280,7 +282,7 @@ async function profileStep(bb: BenchBackend & { profiler: KernelProfiler | null 
     const list = [...prims.values()].sort((a, c) => c.encodeMs - a.encodeMs);
     list.forEach((e) => (e.encodeMs = Math.round(e.encodeMs * 100) / 100));
     restore();
-    let kernels: { stepWallMs: number; gpuMs: number; top: KernelTime[] } | undefined;
+    let kernels: { stepWallMs: number; gpuMs: number; top: KernelTime[]; calls?: KernelTime[] } | undefined;
     if (bb.profiler) {
       bb.profiler.start();
       const t1 = performance.now();
@@ -289,6 +291,14 @@ async function profileStep(bb: BenchBackend & { profiler: KernelProfiler | null 
       const k = await bb.profiler.stop();
       k.forEach((e) => (e.gpuMs = Math.round(e.gpuMs * 1000) / 1000));
       kernels = { stepWallMs: wall, gpuMs: k.reduce((s, e) => s + e.gpuMs, 0), top: k.slice(0, 40) };
+      if (detail) {
+        // one more step, its rows split by the primitive call (shapes) that launched each kernel
+        bb.profiler.start(true);
+        await trainer.step(x, y);
+        const d = await bb.profiler.stop();
+        d.forEach((e) => (e.gpuMs = Math.round(e.gpuMs * 1000) / 1000));
+        kernels.calls = d.slice(0, 120);
+      }
     }
     return {
       forwardMs: fwd.ms, forwardBackwardMs: fb.ms, stepMs, encodeMs: list.reduce((s, e) => s + e.encodeMs, 0), prims: list,
@@ -330,7 +340,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   }
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", batch: "string", seq: "string", steps: "string", warmup: "string",
-    "cap-s": "string", reference: "string", profile: "boolean", json: "boolean", out: "string", help: "boolean",
+    "cap-s": "string", reference: "string", profile: "boolean", "profile-detail": "boolean", json: "boolean", out: "string", help: "boolean",
     "ratios-only": "string", "pool-keep": "string", "max-batch": "string", "ssm-fwd-algo": "string", "ssm-bwd-algo": "string",
   });
   if (f["ssm-bwd-algo"] !== undefined) {
@@ -358,7 +368,9 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const o = {
     batch: positiveInt("batch", f.batch, 8), seq: positiveInt("seq", f.seq, 2048), steps: positiveInt("steps", f.steps, 5),
     warmup: f.warmup === "0" ? 0 : positiveInt("warmup", f.warmup, 2), capS: positiveInt("cap-s", f["cap-s"], 120), profile: !!f.profile,
+    profileDetail: !!f["profile-detail"],
   };
+  if (o.profileDetail && !o.profile) throw new Error("--profile-detail needs --profile");
   const out = String(f.out ?? fromRoot("packages", "bench", "results", `train-throughput-${backend}.json`));
   const ref = f.reference ? readReference(String(f.reference)) : [];
 
@@ -410,6 +422,10 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
     if (p.kernels) {
       console.log(`GPU time by kernel (one step, each dispatch timed alone): ${fmt(p.kernels.gpuMs)} ms of GPU time in a step of ${fmt(p.kernels.stepWallMs)} ms wall`);
       console.log(formatTable(["kernel", "dispatches", "GPU ms", "% GPU"], p.kernels.top.slice(0, 20).map((e) => [e.kernel, String(e.dispatches), e.gpuMs, (100 * e.gpuMs) / p.kernels!.gpuMs])));
+    }
+    if (p.kernels?.calls) {
+      console.log(`GPU time by kernel and primitive call (another step; the JSON keeps the top ${p.kernels.calls.length})`);
+      console.log(formatTable(["kernel | call", "dispatches", "GPU ms"], p.kernels.calls.slice(0, 50).map((e) => [e.kernel, String(e.dispatches), e.gpuMs])));
     }
   }
   console.log(`\nwrote ${out}`);

@@ -22,7 +22,7 @@ import { gpuKernels, gpuMultiKernels, type GpuKernel } from "./kernels/index.ts"
 import { BufferPool, type PoolStats } from "./pool.ts";
 import { acquireGpu, type AcquiredGpu, type AcquireOptions } from "./probe.ts";
 import { GpuTimer } from "./timer.ts";
-import { GpuProfiler, type ProfileRow } from "./profiler.ts";
+import { describeRun, GpuProfiler, type ProfileRow } from "./profiler.ts";
 
 const MAX_BATCH = 128; // dispatches per submit (the default of WebGpuOptions.maxBatch)
 /** Bind groups kept (see #bindGroup); a training step of the small model binds a few thousand. */
@@ -107,6 +107,9 @@ export class WebGpuBackend implements Backend {
   #destroyed = false;
   #timer: GpuTimer | null = null;
   #profiler: GpuProfiler | null = null;
+  /** With a detailed profile: the primitive and argument shapes of the run being encoded. */
+  #profileOp: string | null = null;
+  #profileDetail = false;
   #onError: (ev: Event) => void;
   readonly ctx: GpuCtx;
 
@@ -251,6 +254,7 @@ export class WebGpuBackend implements Backend {
     this.#alive();
     this.#checkSizes(prim, [...inputs, output]);
     if (sizeOf(output.shape) === 0) return;
+    if (this.#profileDetail) this.#profileOp = describeRun(prim, inputs, [output], params);
     (gpuKernels[prim] as GpuKernel<K>)(this.ctx, inputs, output, params);
   }
 
@@ -258,6 +262,7 @@ export class WebGpuBackend implements Backend {
     this.#alive();
     this.#checkSizes(prim, [...inputs, ...outputs]);
     if (outputs.every((o) => sizeOf(o.shape) === 0)) return;
+    if (this.#profileDetail) this.#profileOp = describeRun(prim, inputs, outputs, params);
     gpuMultiKernels[prim](this.ctx, inputs, outputs, params);
   }
 
@@ -285,12 +290,15 @@ export class WebGpuBackend implements Backend {
 
   /**
    * Starts a per-kernel profile (timestamp queries around every dispatch: see profiler.ts); false
-   * when the device has no 'timestamp-query'.
+   * when the device has no 'timestamp-query'. `detail`: each row is a kernel *and* the primitive
+   * call that launched it, with its argument shapes ("matmul:… | matmul [16384,256]·[256,64]ᵀ→…"),
+   * to find which call of a kernel costs what (more rows; same timing).
    */
-  startProfile(): boolean {
+  startProfile(opts: { detail?: boolean } = {}): boolean {
     if (!this.device.features.has("timestamp-query")) return false;
     this.#flush();
     this.#profiler = new GpuProfiler(this.device);
+    this.#profileDetail = opts.detail ?? false;
     return true;
   }
 
@@ -302,6 +310,7 @@ export class WebGpuBackend implements Backend {
     p.resolve(this.#encoderOrNew());
     this.#flush();
     this.#profiler = null;
+    this.#profileDetail = false;
     const rows = await p.report();
     await this.#checkErrors();
     return rows;
@@ -478,7 +487,7 @@ export class WebGpuBackend implements Backend {
     const bindGroup = this.#bindGroup(p, pBytes, l.buffers);
     if (this.#profiler) {
       this.#endPass();
-      this.#pass = this.#encoderOrNew().beginComputePass(this.#profiler.passDescriptor(l.key));
+      this.#pass = this.#encoderOrNew().beginComputePass(this.#profiler.passDescriptor(this.#profileDetail ? `${l.key} | ${this.#profileOp ?? "?"}` : l.key));
     }
     if (!this.#pass) this.#pass = this.#encoderOrNew().beginComputePass(this.#timer?.passDescriptor());
     this.#pass.setPipeline(p.pipeline);

@@ -89,3 +89,24 @@ export class GpuProfiler {
     return [...rows.values()].sort((a, b) => b.ms - a.ms);
   }
 }
+
+/**
+ * A primitive call as a detailed profile labels it: name, the op of an elementwise or reduce
+ * call, input shapes → output shapes, and the scalar parameters that pick another code path
+ * (transposes, axes, modes), e.g. `matmul [16384,256]·[256,64] → [16384,64] transB`.
+ */
+export function describeRun(prim: string, inputs: readonly { shape: readonly number[] }[], outputs: readonly { shape: readonly number[] }[], params: unknown): string {
+  const shape = (a: { shape: readonly number[] }) => `[${a.shape.join(",")}]`;
+  const flags: string[] = [];
+  let op = "";
+  if (params && typeof params === "object") {
+    for (const [k, v] of Object.entries(params as Record<string, unknown>)) {
+      if (k === "op" && typeof v === "string") op = `:${v}`;
+      else if (v === true) flags.push(k);
+      else if (typeof v === "string" || Number.isInteger(v)) flags.push(`${k}=${v}`); // not step sizes and the like
+      else if (Array.isArray(v) && v.length <= 8 && v.every((x) => typeof x === "number")) flags.push(`${k}=[${v.join(",")}]`);
+    }
+  }
+  const ins = inputs.length > 6 ? `${inputs.length} inputs` : inputs.map(shape).join("·"); // concat of a whole parameter tree
+  return `${prim}${op} ${ins} → ${outputs.map(shape).join(",")}${flags.length ? " " + flags.join(" ") : ""}`;
+}
