@@ -46,7 +46,8 @@ const HELP = `webgpu-matmul: fp32 matmul throughput of the WebGPU backend
                     reads the next k step's fragments before this step's FMAs), e.g.
                     --tile auto,128x128x16/8x8:db,128x256x16/8x16,256x128x8/16x8:db
   --sweep           shorthand for --tile with a list of candidate tiles (printed in the table)
-  --shapes S,...    rectangular problems instead of (or, with --sizes, besides) the squares:
+  --shapes S,...    rectangular problems instead of (or, with --sizes, besides) the squares,
+                    each with every --tile (also "untiled" here: the library's small kernel):
                     MxNxK[xBATCH][:tA][:tB] is C [BATCH, M, N] = op(A)·op(B) with A [BATCH, M, K]
                     ([BATCH, K, M] with :tA), B [BATCH, K, N] ([BATCH, N, K] with :tB); "train"
                     expands to a training step's few-block shapes (default with --split-k)
@@ -104,6 +105,8 @@ export interface MatmulRow {
 
 /** One --shapes row: a problem run with split-K on or off. */
 export interface ShapeRow extends ShapeSpec {
+  /** The --tile entry this row ran with (auto: the library's choice). */
+  requested?: string;
   splitK: boolean;
   /** The kernel the library ran: tile or "untiled", and the split (slices × slice length). */
   kernel: string;
@@ -266,8 +269,9 @@ async function main(): Promise<void> {
   const sampleMs = positiveInt("--sample-ms", f["sample-ms"], 20);
   const warmupMs = positiveInt("--warmup-ms", f["warmup-ms"], 1000);
   const tileList = f.sweep === true ? SWEEP : String(f.tile ?? "auto");
-  const tiles: [string, TileConfig | null][] = tileList.split(",").map((s) => s.trim()).filter(Boolean).map((s) => {
+  const tiles: [string, TileConfig | "untiled" | null][] = tileList.split(",").map((s) => s.trim()).filter(Boolean).map((s) => {
     if (s === "auto") return [s, null];
+    if (s === "untiled") return [s, "untiled"];
     if (s === "64") return [s, SMALL_TILE];
     if (s === "128x64") return [s, MID_TILE];
     if (s === "128") return [s, BIG_TILE];
@@ -287,19 +291,24 @@ async function main(): Promise<void> {
       matmulTuning.force = t;
       for (const n of sizes) rows.push(await benchSize(gpu, name, n, runs, checks, sampleMs, warmupMs, timestamps));
     }
-    matmulTuning.force = null;
+    // shapes: every shape with every --tile (forced through matmulTuning.force) and split mode
     for (const sp of shapes) {
-      for (const on of splitRuns) shapeRows.push(await benchShape(gpu, sp, on, runs, checks, sampleMs, warmupMs, timestamps));
+      for (const [name, t] of tiles) {
+        matmulTuning.force = t;
+        for (const on of splitRuns) shapeRows.push({ ...(await benchShape(gpu, sp, on, runs, checks, sampleMs, warmupMs, timestamps)), requested: name });
+      }
     }
+    matmulTuning.force = null;
   } finally {
     matmulTuning.force = null;
     gpu.destroy();
   }
   /** Per shape run both ways: unsplit median / split median (> 1: split-K is faster). */
-  const splitSpeedup = shapes.flatMap((sp) => {
-    const off = shapeRows.find((r) => r.shape === sp.shape && !r.splitK), on = shapeRows.find((r) => r.shape === sp.shape && r.splitK);
-    return off && on ? [{ shape: sp.shape, kernel: on.kernel, offMs: off.medianMs, onMs: on.medianMs, speedup: off.medianMs / on.medianMs }] : [];
-  });
+  const splitSpeedup = shapes.flatMap((sp) => tiles.flatMap(([name]) => {
+    const mine = shapeRows.filter((r) => r.shape === sp.shape && r.requested === name);
+    const off = mine.find((r) => !r.splitK), on = mine.find((r) => r.splitK);
+    return off && on ? [{ shape: sp.shape, requested: name, kernel: on.kernel, offMs: off.medianMs, onMs: on.medianMs, speedup: off.medianMs / on.medianMs }] : [];
+  }));
   const result = {
     ...gpuBenchHeader("webgpu-matmul", gpu, timestamps),
     runs,
@@ -325,14 +334,14 @@ async function main(): Promise<void> {
   console.log(`webgpu-matmul — ${result.runtime}, ${result.adapter} via ${result.via}${result.dawnFlags ? ` (Dawn flags: ${result.dawnFlags})` : ""}; ${result.timing}; median of ${runs}`);
   if (shapeRows.length > 0) {
     console.log(formatTable(
-      ["shape", "split-K", "kernel", "median ms", "min ms", "GFLOP/s", "max rel err", "speedup"],
+      ["shape", "--tile", "split-K", "kernel", "median ms", "min ms", "GFLOP/s", "max rel err", "speedup"],
       shapeRows.map((r) => {
-        const sp = r.splitK ? splitSpeedup.find((q) => q.shape === r.shape) : undefined;
-        return [r.shape, r.splitK ? "on" : "off", r.kernel, fmt(r.medianMs, 4), fmt(r.minMs, 4), fmt(r.gflops, 4), r.maxRelErr.toExponential(2), sp ? `${fmt(sp.speedup, 3)}x` : ""];
+        const sp = r.splitK ? splitSpeedup.find((q) => q.shape === r.shape && q.requested === r.requested) : undefined;
+        return [r.shape, r.requested ?? "auto", r.splitK ? "on" : "off", r.kernel, fmt(r.medianMs, 4), fmt(r.minMs, 4), fmt(r.gflops, 4), r.maxRelErr.toExponential(2), sp ? `${fmt(sp.speedup, 3)}x` : ""];
       }),
     ));
     const off = splitSpeedup.reduce((a, q) => a + q.offMs, 0), on = splitSpeedup.reduce((a, q) => a + q.onMs, 0);
-    if (splitSpeedup.length > 0) console.log(`all shapes once each: ${fmt(off, 4)} ms unsplit, ${fmt(on, 4)} ms with split-K (${fmt(off / on, 3)}x)`);
+    if (splitSpeedup.length > 0 && tiles.length === 1) console.log(`all shapes once each: ${fmt(off, 4)} ms unsplit, ${fmt(on, 4)} ms with split-K (${fmt(off / on, 3)}x)`);
   }
   if (rows.length === 0) return;
   console.log(formatTable(

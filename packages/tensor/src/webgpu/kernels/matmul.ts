@@ -168,7 +168,8 @@ export const SMALL_TILE: TileConfig = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
  * loop is unrolled (tests on a software Vulkan turn it off: same code paths, a 10x shorter compile).
  */
 export const matmulTuning = {
-  force: null as TileConfig | null,
+  /** A tile (or "untiled") for every matmul that reaches the planner (tests, benchmark sweeps); null: by size. */
+  force: null as TileConfig | "untiled" | null,
   wideTileMinBlocks: 128,
   bigTileMinBlocks: 192,
   midTileMinBlocks: 96,
