@@ -58,7 +58,7 @@ async function withTuning<R>(change: Partial<typeof matmulTuning>, fn: () => Pro
 
 /** Thresholds that make small problems split into several short slices. */
 // rowDot off: matrix-vector products would take the row-dot kernel, which never splits
-const SMALL_SPLIT = { splitK: true, splitKMaxWorkgroups: 1e9, splitKTargetWorkgroups: 64, splitKMinSlice: 16, splitKMinFlops: 0, unrollBig: false, rowDot: false };
+const SMALL_SPLIT = { splitK: true, splitKMaxWorkgroups: 1e9, splitKTargetWorkgroups: 64, splitKMinSlice: 16, splitKMinSliceUntiled: 16, splitKMinFlops: 0, unrollBig: false, rowDot: false };
 const TEST_TILE: TileConfig = { BM: 32, BN: 32, BK: 8, TM: 4, TN: 4 };
 
 type Case = [m: number, k: number, n: number, batch: number[][], ta: boolean, tb: boolean];
@@ -79,14 +79,26 @@ test("splitKPlan: whole k-tiles, no empty slice, the scratch limit, the knob; tr
   expect(splitKPlan(4096, 4096, 4096, 1, BIG_TILE).slices).toBe(1);
   expect(splitKPlan(64, 64, 64, 1, SMALL_TILE).slices).toBe(1); // tiny: the extra launch would dominate
   await withTuning({ splitK: false }, () => expect(splitKPlan(256, 256, 2048, 8, SMALL_TILE).slices).toBe(1));
+  // tiles by column use: a training step's narrow projections (N = 64, 48, 16) take the 128x64
+  // tile, wide ones the 128x256 tile, and the knob at 0 gives the old choice by block count
+  expect(matmulPlan(16384, 64, 256, 1)).toBe(MID_TILE);
+  expect(matmulPlan(16384, 48, 512, 1)).toBe(MID_TILE);
+  expect(matmulPlan(16384, 16, 512, 1)).toBe(MID_TILE);
+  expect((matmulPlan(16384, 1024, 256, 1) as TileConfig).BN).toBe(256);
+  expect(matmulPlan(32768, 128, 256, 1)).toBe(BIG_TILE);
+  await withTuning({ minColumnUse: 0 }, () => expect((matmulPlan(16384, 64, 256, 1) as TileConfig).BN).toBe(256));
+  // a scorer's weight gradient [16384, 256]ᵀ·[16384, 1] (one workgroup a slice): short slices
+  const thin = splitKPlan(256, 1, 16384, 1, "untiled");
+  expect(thin.sliceLen).toBe(matmulTuning.splitKMinSliceUntiled);
   // invariants over random problems and knobs
   const saved = { ...matmulTuning };
   fc.assert(fc.property(
     fc.integer({ min: 1, max: 3000 }), fc.integer({ min: 1, max: 3000 }), fc.integer({ min: 1, max: 70000 }), fc.integer({ min: 1, max: 16 }),
     fc.constantFrom<"untiled" | TileConfig>("untiled", SMALL_TILE, MID_TILE, BIG_TILE, TEST_TILE),
-    fc.integer({ min: 1, max: 512 }), fc.integer({ min: 2, max: 2048 }), fc.constantFrom(Infinity, 2 ** 20, 2 ** 27),
-    (m, N, K, batches, plan, minSlice, target, maxBytes) => {
-      Object.assign(matmulTuning, { splitKMinSlice: minSlice, splitKTargetWorkgroups: target, splitKMinFlops: 0 });
+    fc.integer({ min: 1, max: 512 }), fc.integer({ min: 2, max: 2048 }), fc.constantFrom(Infinity, 2 ** 20, 2 ** 27), fc.integer({ min: 1, max: 512 }),
+    (m, N, K, batches, plan, tiledMin, target, maxBytes, untiledMin) => {
+      Object.assign(matmulTuning, { splitKMinSlice: tiledMin, splitKMinSliceUntiled: untiledMin, splitKTargetWorkgroups: target, splitKMinFlops: 0 });
+      const minSlice = plan === "untiled" ? untiledMin : tiledMin; // each kernel its own knob
       try {
         const { slices, sliceLen } = splitKPlan(m, N, K, batches, plan, maxBytes);
         if (slices === 1) return void expect(sliceLen).toBe(K);

@@ -190,6 +190,19 @@ export const matmulTuning = {
   splitKTargetWorkgroups: 512,
   /** The shortest slice of K, rounded up to whole k-tiles (128: 8 k-tiles of the 64x64 tile, 4 of the 128-row ones). */
   splitKMinSlice: 128,
+  /**
+   * The same for the untiled kernel (no k-tiles): a thin product such as a scorer's weight
+   * gradient Xᵀ·g ([16384, 256]ᵀ·[16384, 1]) has one workgroup per slice, so it needs many short
+   * slices to fill a GPU (H200: 38 µs with slices of 128, 18 µs with 32; webgpu-matmul --shapes).
+   */
+  splitKMinSliceUntiled: 32,
+  /**
+   * A wider tile is taken only where its columns are at least this fraction used (N over the
+   * columns its blocks cover): a 128x256 block over N = 64 computes four times the work. On an
+   * H200, [16384, 256]·[256, 64] took 56 µs in the 128x256 tile and 19.5 µs in the 128x64 one
+   * (webgpu-matmul --shapes … --tile auto,128x64,…, 2026-11-26).
+   */
+  minColumnUse: 0.75,
   /** No split for problems of at most this many multiply-adds (the extra launch would dominate). */
   splitKMinFlops: 2 ** 21,
   /**
@@ -515,13 +528,15 @@ fn main(${ENTRY_ARGS}) {
 
 /**
  * The kernel for a problem of `batches` [m, K]·[K, N] products: "untiled" for small or thin
- * ones, else a tile config (the big tile once there are enough 128x128 blocks to fill a GPU).
+ * ones, else a tile config: the widest tile that has enough blocks to fill a GPU and uses at least
+ * matmulTuning.minColumnUse of its columns (narrow outputs, N ≤ 64, get the 128x64 tile).
  */
 export function matmulPlan(m: number, N: number, K: number, batches: number): "untiled" | TileConfig {
   if (matmulTuning.force) return matmulTuning.force;
   if (m * N * K * batches <= matmulTuning.naiveMaxFlops || m < 16 || N < 16) return "untiled";
-  if (ceilDiv(m, 128) * ceilDiv(N, 256) * batches >= matmulTuning.wideTileMinBlocks) return WIDE_TILE;
-  if (ceilDiv(m, 128) * ceilDiv(N, 128) * batches >= matmulTuning.bigTileMinBlocks) return BIG_TILE;
+  const use = (BN: number) => N / (ceilDiv(N, BN) * BN) >= matmulTuning.minColumnUse;
+  if (use(256) && ceilDiv(m, 128) * ceilDiv(N, 256) * batches >= matmulTuning.wideTileMinBlocks) return WIDE_TILE;
+  if (use(128) && ceilDiv(m, 128) * ceilDiv(N, 128) * batches >= matmulTuning.bigTileMinBlocks) return BIG_TILE;
   if (ceilDiv(m, 128) * ceilDiv(N, 64) * batches >= matmulTuning.midTileMinBlocks) return MID_TILE;
   return SMALL_TILE;
 }
@@ -555,7 +570,7 @@ export function splitKPlan(m: number, N: number, K: number, batches: number, pla
     : ceilDiv(m, plan.BM) * ceilDiv(N, plan.BN) * batches * Math.max(1, (plan.BM * plan.BN) / 4096);
   if (wgs >= T.splitKMaxWorkgroups) return none;
   const step = plan === "untiled" ? 1 : plan.BK;
-  const minSlice = ceilDiv(Math.max(1, T.splitKMinSlice), step) * step;
+  const minSlice = ceilDiv(Math.max(1, plan === "untiled" ? T.splitKMinSliceUntiled : T.splitKMinSlice), step) * step;
   const S0 = Math.min(ceilDiv(T.splitKTargetWorkgroups, wgs), Math.floor(K / minSlice), Math.floor(maxScratchBytes / (4 * m * N * batches)));
   if (S0 < 2) return none;
   const sliceLen = ceilDiv(ceilDiv(K, S0), step) * step;
