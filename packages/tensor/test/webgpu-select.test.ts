@@ -7,7 +7,12 @@
  *   masks and scores;
  * - scores the comparisons treat specially in "top" mode: NaN (a newcomer to a full memory is
  *   dropped, a NaN taken in while it filled stays for good), −0 = +0, ±Infinity, subnormals;
- * - the choice of kernel (selectTuning): beyond parallelMaxL the walk runs, and agrees too.
+ * - the choice of kernel (selectTuning): beyond parallelMaxL the walk runs, and agrees too;
+ * - the tiling of the parallel kernels (rows read through workgroup memory, 256 entries a tile,
+ *   64 positions a workgroup): L = 1, 2, 63, 65, 255, 256, 257, 300, 513 with k = 1 to k ≥ L;
+ *   long rows (B = 1, L = 3000; B = 3, L = 2100) dense, sparse and empty, in both modes; NaN
+ *   scores taken in while the memory fills over more than one tile; rising, falling and
+ *   sawtooth scores; set positions in blocks between gaps of whole tiles.
  * On a machine without a WebGPU adapter the tests print why and pass (CI=true fails instead).
  * Each test restores the backend and tuning it found.
  */
@@ -199,4 +204,126 @@ test("webgpu causalSelect: the walk runs beyond selectTuning.parallelMaxL and ag
     }
   });
   expect({ ...selectTuning }).toEqual(found);
+});
+
+/**
+ * A case from per-position rules: `mask(b, i)` and `score(b, i)` (f32 unless `dt` says i32;
+ * i32 values are rounded).
+ */
+function ruleCase(
+  B: number, L: number, k: number, mode: "last" | "top",
+  mask: (b: number, i: number) => number, score: (b: number, i: number) => number,
+  dt: { mask: DType; score: DType } = { mask: "f32", score: "f32" },
+): Case {
+  const at = (f: (b: number, i: number) => number) => Array.from({ length: B * L }, (_, n) => f(Math.floor(n / L), n % L));
+  const arr = (d: DType, v: number[]) => (d === "i32" ? Int32Array.from(v, Math.round) : Float32Array.from(v));
+  return { B, L, k, mode, mask: arr(dt.mask, at(mask)), score: arr(dt.score, at(score)) };
+}
+
+// The parallel kernels read each row through workgroup memory in tiles of 256 entries, a
+// workgroup per 64 positions, and walk the tiles until every thread of the workgroup is done
+// (skipping tiles no thread needs). The cases below cross those boundaries: rows shorter than,
+// equal to and just past a tile or a workgroup, long rows of many tiles, and rows where the
+// workgroups skip ahead (sparse masks, "last" mode) or must walk everything (high scores late).
+
+test("webgpu causalSelect (parallel kernels): row lengths around the tile and the workgroup, k = 1 to k ≥ L, all-set / sparse / empty masks", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  await withTuning({ force: "parallel" }, async () => {
+    let seed = 700;
+    for (const L of [1, 2, 63, 65, 255, 256, 257, 300, 513]) {
+      let n = 0;
+      for (const k of [1, Math.max(2, Math.floor(L / 9)), L, L + 5]) {
+        for (const mode of ["last", "top"] as const) {
+          // each L sees every density and every kind of score over its eight cases
+          const density = [1, 0.05, 0, 0.6][n % 4];
+          const levels = [0, 1, 2][n % 3];
+          const dt = n % 5 === 4 ? { mask: "i32", score: "i32" } as const : { mask: "f32", score: "f32" } as const;
+          await agree(gpu, makeCase(seed++, 1 + (n % 2), L, k, mode, density, levels, dt));
+          n++;
+        }
+      }
+    }
+  });
+});
+
+test("webgpu causalSelect (parallel kernels): long rows (B = 1, L = 3000; B = 3, L = 2100) in both modes, dense, sparse and empty, ties", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  await withTuning({ force: "parallel" }, async () => {
+    const f32 = { mask: "f32", score: "f32" } as const;
+    const i32 = { mask: "i32", score: "i32" } as const;
+    let seed = 800;
+    for (const [B, L, k, mode, density, levels, dt] of [
+      [1, 3000, 50, "top", 1, 0, f32], // the MemMamba training pattern, one long row
+      [1, 3000, 1, "top", 1, 0, f32],
+      [1, 3000, 300, "top", 0.3, 2, f32],
+      [1, 3000, 50, "last", 1, 0, f32],
+      [1, 3000, 50, "last", 0.02, 0, f32],
+      [1, 3000, 20, "top", 0.02, 1, f32],
+      [1, 600, 600, "top", 1, 0, f32],
+      [1, 600, 700, "last", 0.7, 0, f32],
+      [3, 2100, 64, "top", 1, 0, i32],
+      [3, 2100, 64, "top", 0.25, 1, f32], // every score equal: the oldest go first
+      [3, 2100, 5, "last", 0.5, 0, i32],
+      [3, 2100, 200, "top", 0.02, 0, f32],
+      [3, 2100, 50, "top", 0, 0, f32],
+      [3, 2100, 50, "last", 0, 0, f32],
+    ] as const) {
+      await agree(gpu, makeCase(seed++, B, L, k, mode, density, levels, dt));
+    }
+  });
+});
+
+test("webgpu causalSelect (parallel kernels), top mode on long rows: NaN scores taken in while the memory fills (across tiles) and later, with ties", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  await withTuning({ force: "parallel" }, async () => {
+    const r = mulberry32(900);
+    const rand = Array.from({ length: 3 * 1300 }, () => r());
+    const u = (b: number, i: number, salt: number) => rand[(b * 1300 + i + salt * 977) % rand.length];
+    const cases: Case[] = [
+      // k = 400: the fill-time NaNs spread over the first two tiles (all set) or more (half set)
+      ruleCase(2, 1200, 400, "top", () => 1, (b, i) => (u(b, i, 1) < 0.05 ? NaN : u(b, i, 2))),
+      ruleCase(2, 1200, 400, "top", (b, i) => (u(b, i, 3) < 0.5 ? 1 : 0), (b, i) => (u(b, i, 1) < 0.05 ? NaN : Math.floor(u(b, i, 2) * 3))),
+      // many NaNs among two score values
+      ruleCase(3, 700, 10, "top", (b, i) => (u(b, i, 4) < 0.8 ? 1 : 0), (b, i) => (u(b, i, 5) < 0.3 ? NaN : Math.floor(u(b, i, 6) * 2))),
+      // the first k set positions all NaN: the memory holds them for good, nothing else enters
+      ruleCase(1, 900, 20, "top", (_, i) => (i % 3 === 0 ? 1 : 0), (_, i) => (i < 60 ? NaN : i % 7)),
+      // NaN everywhere, k below and above the row
+      ruleCase(1, 600, 5, "top", () => 1, () => NaN),
+      ruleCase(1, 600, 700, "top", () => 1, () => NaN),
+      // NaN masks (set), −0 masks (unset), NaN scores only after the memory is full
+      ruleCase(2, 800, 30, "top", (b, i) => [0, -0, 1, NaN][Math.floor(u(b, i, 7) * 4)], (b, i) => (i > 400 && u(b, i, 8) < 0.2 ? NaN : u(b, i, 9) - 0.5)),
+    ];
+    for (const c of cases) {
+      await agree(gpu, c);
+      await agree(gpu, { ...c, mode: "last" });
+    }
+  });
+});
+
+test("webgpu causalSelect (parallel kernels): rising and falling scores, sawtooth ties, set positions in blocks between long unset gaps", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  await withTuning({ force: "parallel" }, async () => {
+    const inBlocks = (_: number, i: number) => ((i < 40 || (i >= 700 && i < 760) || (i >= 1500 && i < 1510)) ? 1 : 0);
+    const r = mulberry32(1000);
+    const rand = Array.from({ length: 2 * 1600 }, () => r());
+    const cases: Case[] = [
+      // every newcomer the best: each position needs every key before it, and is evicted k later
+      ruleCase(2, 1100, 50, "top", () => 1, (b, i) => i + b),
+      // every newcomer the worst: the first k are held to the end, the others never
+      ruleCase(2, 1100, 50, "top", () => 1, (b, i) => -i - b),
+      ruleCase(2, 1100, 7, "top", () => 1, (_, i) => i % 97, { mask: "i32", score: "i32" }),
+      ruleCase(2, 1600, 30, "top", inBlocks, (b, i) => rand[b * 1600 + i]),
+      ruleCase(2, 1600, 100, "top", inBlocks, (b, i) => Math.floor(rand[b * 1600 + i] * 3)),
+      // one set position, far from the start
+      ruleCase(1, 1500, 3, "top", (_, i) => (i === 1234 ? 1 : 0), () => 1),
+    ];
+    for (const c of cases) {
+      await agree(gpu, c);
+      await agree(gpu, { ...c, mode: "last" });
+    }
+  });
 });
