@@ -8,7 +8,7 @@
 import { engine } from "./engine.ts";
 import { primitive, type TapeNode } from "./dispatch.ts";
 import { disposeTree, forEachTensor, keep, Tensor } from "./tensor.ts";
-import { add, full } from "./ops/elementwise.ts";
+import { addN, full } from "./ops/elementwise.ts";
 import { sameShape, showShape } from "./shape.ts";
 
 /** A tree of parameters: nested plain objects and arrays whose leaves are tensors. */
@@ -136,16 +136,19 @@ function releaseTape(tape: TapeNode[]): void {
 /** Walks the tape backwards; returns the cotangents of the requested tensor ids. */
 function backward(tape: TapeNode[], output: Tensor, wrt: number[]): Map<number, Tensor> {
   const want = new Set(wrt);
-  const cot = new Map<number, Tensor>();
-  cot.set(output.id, full([...output.shape], 1));
+  // each tensor's gradient contributions, summed in arrival order (one addN launch, not a chain
+  // of adds) when the tensor's own VJP needs them, or at the end for the wanted ones
+  const cot = new Map<number, Tensor[]>();
+  cot.set(output.id, [full([...output.shape], 1)]);
   const result = new Map<number, Tensor>();
   engine.noGradDepth++;
   try {
     for (let i = tape.length - 1; i >= 0; i--) {
       const node = tape[i];
-      const g = cot.get(node.outputId);
-      if (!g) continue;
+      const parts = cot.get(node.outputId);
+      if (!parts) continue;
       cot.delete(node.outputId);
+      const g = addN(parts);
       const def = primitive(node.prim);
       const ins = (def.vjp as (g: Tensor, i: readonly Tensor[], o: Tensor, p: unknown, n: readonly boolean[]) => (Tensor | null)[])(g, node.saved, node.savedOut, node.params, node.needs);
       for (let j = 0; j < node.inputIds.length; j++) {
@@ -157,15 +160,16 @@ function backward(tape: TapeNode[], output: Tensor, wrt: number[]): Map<number, 
         }
         const id = node.inputIds[j];
         const prev = cot.get(id);
-        cot.set(id, prev ? add(prev, gi) : gi);
+        if (prev) prev.push(gi);
+        else cot.set(id, [gi]);
       }
+    }
+    for (const id of want) {
+      const parts = cot.get(id);
+      if (parts) result.set(id, addN(parts));
     }
   } finally {
     engine.noGradDepth--;
-  }
-  for (const id of want) {
-    const g = cot.get(id);
-    if (g) result.set(id, g);
   }
   return result;
 }

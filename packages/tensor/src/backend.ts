@@ -27,6 +27,8 @@ export interface PrimParams {
   unaryGrad: { op: UnaryOp };
   /** One elementwise function of two inputs of the same (already broadcast) shape. */
   binary: { op: BinaryOp };
+  /** The sum of several f32 inputs of one shape, added in order: ((x0 + x1) + x2) + … (f32 rounding at each step). */
+  addN: Record<string, never>;
   /** An elementwise comparison of two inputs. */
   compare: { op: CompareOp };
   /** Picks the second input where the first is nonzero, else the third. */

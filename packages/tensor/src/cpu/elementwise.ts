@@ -121,6 +121,16 @@ export function binaryKernel([a, b]: CpuArg[], out: CpuArg, p: PrimParams["binar
   broadcastBinary(a, b, out, f);
 }
 
+/** addN: the inputs (one shape, f32) added in order, rounded to f32 after each add as a chain of binary adds is. */
+export function addNKernel(ins: CpuArg[], out: CpuArg): void {
+  const O = out.data, n = O.length, first = ins[0].data;
+  for (let i = 0; i < n; i++) {
+    let acc = first[i];
+    for (let k = 1; k < ins.length; k++) acc = Math.fround(acc + ins[k].data[i]);
+    O[i] = acc;
+  }
+}
+
 const compareFns: Record<CompareOp, (a: number, b: number) => number> = {
   eq: (a, b) => (a === b ? 1 : 0),
   ne: (a, b) => (a !== b ? 1 : 0),

@@ -1,6 +1,6 @@
 /** The CPU kernel table: one kernel per primitive (the compiler checks none is missing). */
 import type { HostArray, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../backend.ts";
-import { unaryGradKernel, adamwKernel, adamwStepKernel, binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, whereKernel } from "./elementwise.ts";
+import { addNKernel, unaryGradKernel, adamwKernel, adamwStepKernel, binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import { matmulKernel } from "./matmul.ts";
 import { reduceKernel } from "./reduce.ts";
@@ -30,6 +30,7 @@ export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
   unary: unaryKernel,
   unaryGrad: unaryGradKernel,
   binary: binaryKernel,
+  addN: addNKernel,
   compare: compareKernel,
   where: whereKernel,
   cast: castKernel,

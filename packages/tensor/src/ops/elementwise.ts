@@ -213,6 +213,42 @@ function binaryFn<Name extends string>(op: BinaryOp): BinaryFn<Name> {
 }
 /** a + b, with NumPy broadcasting. Mismatched literal shapes fail to compile. */
 export const add: BinaryFn<"add"> = binaryFn("add");
+
+/** Inputs per addN launch: one output and 7 inputs fill the 8 storage buffers WebGPU guarantees per stage. */
+export const ADD_N_MAX = 7;
+
+definePrimitive("addN", {
+  shape: (xs) => {
+    if (xs.length < 2 || xs.length > ADD_N_MAX) throw new ShapeError(`addN: takes 2 to ${ADD_N_MAX} inputs, got ${xs.length}`);
+    for (const x of xs) {
+      if (x.dtype !== "f32" || !sameShape(x.shape, xs[0].shape)) {
+        throw new ShapeError(`addN: inputs must be f32 of one shape, got ${xs.map((t) => `${t.dtype} ${showShape(t.shape)}`).join(", ")}`);
+      }
+    }
+    return { shape: [...xs[0].shape], dtype: "f32" };
+  },
+  flops: (xs) => xs[0].size * (xs.length - 1),
+  vjp: (g, xs, _y, _p, needs) => xs.map((_, i) => (needs?.[i] === false ? null : g)),
+});
+
+/**
+ * x0 + x1 + … + xn−1 for f32 tensors of one shape, added in that order with f32 rounding at each
+ * step: the same bits as a chain of `add`s, in one launch per 7 inputs instead of n − 1 (the
+ * backward pass sums a tensor's gradient contributions with it). Other dtypes or shapes: the chain.
+ */
+export function addN(xs: readonly Tensor[]): Tensor {
+  if (xs.length === 0) throw new ShapeError("addN: needs at least one input");
+  const chain = () => xs.slice(1).reduce((acc, x) => add(acc, x), xs[0]);
+  if (xs.length === 1) return xs[0];
+  if (xs.length === 2 || getBackend().prefersComposite?.("addN") || xs.some((x) => x.dtype !== "f32" || !sameShape(x.shape, xs[0].shape))) return chain();
+  let acc = bind("addN", xs.slice(0, ADD_N_MAX), {});
+  for (let i = ADD_N_MAX; i < xs.length; i += ADD_N_MAX - 1) {
+    const part = xs.slice(i, i + ADD_N_MAX - 1);
+    acc = part.length === 0 ? acc : bind("addN", [acc, ...part], {}); // the running sum first: the same order
+  }
+  return acc;
+}
+
 /** a − b, with NumPy broadcasting. */
 export const sub: BinaryFn<"sub"> = binaryFn("sub");
 /** a · b, with NumPy broadcasting. */

@@ -327,11 +327,11 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * unaryGrad, rmsNorm and softmaxGrad have no wasm kernels (their TS fallbacks are scalar
+   * unaryGrad, rmsNorm, softmaxGrad and addN have no wasm kernels (their TS fallbacks are scalar
    * passes): their composites run on the SIMD kernels.
    */
   prefersComposite(prim: PrimName): boolean {
-    return prim === "unaryGrad" || prim === "rmsNorm" || prim === "softmaxGrad";
+    return prim === "unaryGrad" || prim === "rmsNorm" || prim === "softmaxGrad" || prim === "addN";
   }
 
   /** Multi-output primitives: the CPU kernels over views of the wasm heap. */

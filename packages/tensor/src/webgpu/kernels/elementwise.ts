@@ -243,6 +243,11 @@ export function binaryKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: Ker
   binaryFamily(ctx, p.op, BINARY_OPS.indexOf(p.op), a, b, out);
 }
 
+/** addN: one map over up to 7 inputs (ops/elementwise.ts splits longer lists), added in order. */
+export function addNKernel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): void {
+  runMap(ctx, { label: "addN", family: `addN${ins.length}`, out, ins, body: (v) => `r = ${v.slice(1).reduce((acc, x) => `(${acc} + ${x})`, v[0])};` });
+}
+
 export function compareKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: KernelArg, p: PrimParams["compare"]): void {
   binaryFamily(ctx, p.op, BINARY_OPS.length + CMP_OPS.indexOf(p.op), a, b, out);
 }

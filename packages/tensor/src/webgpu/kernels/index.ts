@@ -1,7 +1,7 @@
 /** The WebGPU kernel table: one kernel per primitive (the compiler checks that none is missing). */
 import type { KernelArg, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../../backend.ts";
 import type { GpuCtx } from "../context.ts";
-import { binaryKernel, castKernel, compareKernel, fillKernel, unaryGradKernel, unaryKernel, whereKernel } from "./elementwise.ts";
+import { addNKernel, binaryKernel, castKernel, compareKernel, fillKernel, unaryGradKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { gatherKernel, oneHotKernel, scatterAddKernel } from "./indexing.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
 import { matmulKernel } from "./matmul.ts";
@@ -28,6 +28,7 @@ export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   unary: unaryKernel,
   unaryGrad: unaryGradKernel,
   binary: binaryKernel,
+  addN: addNKernel,
   compare: compareKernel,
   where: whereKernel,
   cast: castKernel,
