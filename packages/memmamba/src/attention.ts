@@ -3,7 +3,7 @@
  * attention (Eq. 7/11) over the pools of earlier layers. Both are one masked softmax over a few
  * slots per position (P, or g·P), so they cost O(L·P·S), linear in the length.
  */
-import { add, concat, gt, indexedAttention, matmul, mul, noGrad, random, reshape, sigmoid, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
+import { add, concat, ge, gt, indexedAttention, matmul, mul, noGrad, random, reshape, sigmoid, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
 import { initLinear, initScorer, scoreLinear, type Key, type Linear } from "./nn.ts";
 import type { PoolRead } from "./pool.ts";
@@ -49,14 +49,15 @@ export function initCrossLayer(key: Key, cfg: ModelConfig): CrossLayerParams {
 
 /**
  * Several pool reads as one: their tables side by side (rows), each read's indices offset by the
- * rows before its table, index and valid joined along the slot axis. One softmax then runs over
- * all their slots. The tables are small (one row per note), so the copy is cheap.
+ * rows before its table (an empty slot's −1 stays −1), index and valid joined along the slot
+ * axis. One softmax then runs over all their slots. The tables are small (one row per note), so
+ * the copy is cheap.
  */
 function joinReads(reads: readonly PoolRead[]): PoolRead {
   if (reads.length === 1) return reads[0];
   let rows = 0;
   const index = reads.map((r) => {
-    const i = rows === 0 ? r.index : add(r.index, rows);
+    const i = rows === 0 ? r.index : where(ge(r.index, 0), add(r.index, rows), -1);
     rows += r.table.shape[0];
     return i;
   });

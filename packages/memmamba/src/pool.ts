@@ -32,13 +32,15 @@ export interface PoolState {
 
 /**
  * What each position may read: rows of a flat note table [M, S], picked by `index` i32
- * [B, L, P] (0 where the slot is empty), and which slots hold a note, `valid` (1/0) [B, L, P].
- * Attention projects the table first and gathers after (cheaper: M rows, not B·L·P).
+ * [B, L, P] (−1 where the slot is empty, the indexed primitives' empty slot), and which slots
+ * hold a note, `valid` (1/0) [B, L, P]. Attention projects the table first and gathers after
+ * (cheaper: M rows, not B·L·P). A read of the recurrent pool (`readPool`) may point an empty
+ * slot at a zero row instead of −1: `valid` is what says which slots hold a note.
  */
 export interface PoolRead {
   /** The flat note table [M, S]. */
   table: Tensor;
-  /** Rows of the table each position reads, i32 [B, L, P] (0 where the slot is empty). */
+  /** Rows of the table each position reads, i32 [B, L, P] (−1 where the slot is empty). */
   index: Tensor;
   /** 1 where a slot holds a note, else 0 [B, L, P]. */
   valid: Tensor;
@@ -50,12 +52,17 @@ export function initPoolState(m: MemoryConfig, batch: number): PoolState {
   return { notes: zeros([batch, P, m.summaryDim]), scores: zeros([batch, P]), valid: zeros([batch, P]) };
 }
 
-/** Positions (−1: empty) of a [B, M]-long sequence → a PoolRead into that sequence's flat table. */
+/**
+ * Positions (−1: empty) of a [B, M]-long sequence → a PoolRead into that sequence's flat table.
+ * Empty slots keep index −1 (not a real row with weight 0): the GPU's indexedOuter lists every
+ * in-range entry of an index once and shares that list between the two gradient sums of an
+ * attention, so thousands of empty slots piled on row 0 would cost it (ops/attention.ts).
+ */
 function readAt(positions: Tensor, rowsPerBatch: number, table: Tensor): PoolRead {
   const B = positions.shape[0];
   const offsets = fromArray(Int32Array.from({ length: B }, (_, b) => b * rowsPerBatch), [B, 1, 1], "i32");
   const valid = ge(positions, 0);
-  const index = where(valid, add(positions, offsets), 0);
+  const index = where(valid, add(positions, offsets), -1);
   return { table, index, valid };
 }
 
@@ -81,9 +88,11 @@ export function selectNotes(n: Notes, m: MemoryConfig, carried?: PoolState): { r
   const last = readAt(sliceAxis(positions, 1, M, M + 1), M, table);
   const valid = reshape(last.valid, [B, P]);
   const scoreTable = reshape(concat([carried.scores, n.score], 1), [B * M, 1]);
+  // gather has no empty slot (−1 is an error on the CPU): read row 0 there, which `valid` zeroes
+  const rows = where(last.valid, last.index, 0);
   const next: PoolState = {
-    notes: mul(reshape(gather(table, last.index), [B, P, S]), reshape(valid, [B, P, 1])),
-    scores: mul(reshape(gather(scoreTable, last.index), [B, P]), valid),
+    notes: mul(reshape(gather(table, rows), [B, P, S]), reshape(valid, [B, P, 1])),
+    scores: mul(reshape(gather(scoreTable, rows), [B, P]), valid),
     valid,
   };
   return { read, next };

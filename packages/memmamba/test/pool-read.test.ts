@@ -30,7 +30,7 @@ function readData(rows: number, empty: number) {
       for (let p = 0; p < P; p++) {
         const e = (b * L + l) * P + p, ok = l >= empty && rand() < 0.75;
         valid[e] = ok ? 1 : 0;
-        index[e] = ok ? b * rows + Math.floor(rand() * rows) : 0;
+        index[e] = ok ? b * rows + Math.floor(rand() * rows) : -1; // −1: an empty slot, as readAt writes it
       }
     }
   }
@@ -46,7 +46,8 @@ function reads(ts: Tensor[]): PoolRead[] {
 
 /** The composite: gather the projected slots per position, then poolAttentionWeighted. */
 function composite(h: Tensor, p: CrossLayerParams, rs: PoolRead[]) {
-  const slots = (r: PoolRead, w: Tensor) => T.gather(T.matmul(r.table, w), r.index);
+  // gather has no empty slot: row 0 where the index is −1 (its weight is 0)
+  const slots = (r: PoolRead, w: Tensor) => T.gather(T.matmul(r.table, w), T.where(r.valid, r.index, 0));
   return poolAttentionWeighted(T.matmul(h, p.q.w), rs.map((r) => slots(r, p.k.w)), rs.map((r) => slots(r, p.v.w)), rs.map((r) => r.valid));
 }
 

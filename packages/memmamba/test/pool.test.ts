@@ -1,4 +1,4 @@
-import { disposeTree, fromArray, gather, liveBuffers, mul, reshape, sliceAxis, tidy, type Tensor } from "@memmamba/tensor";
+import { disposeTree, fromArray, gather, liveBuffers, mul, reshape, sliceAxis, tidy, where, type Tensor } from "@memmamba/tensor";
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { initPoolState, insertNote, preset, readPool, selectNotes, type Notes, type PoolRead, type PoolState } from "../src/index.ts";
 import { rng } from "./support.ts";
@@ -17,9 +17,22 @@ function makeNotes(seed: number): Notes {
   return { write: fromArray(write, [B, L]), score: fromArray(score, [B, L]), note: fromArray(note, [B, L, S]) };
 }
 
-/** The notes a read holds [B, L, P, S], zero in empty slots. */
+/** The notes a read holds [B, L, P, S], zero in empty slots (gather has no −1: row 0 there, masked). */
 function held(read: PoolRead): Tensor {
-  return mul(gather(read.table, read.index), reshape(read.valid, [...read.valid.shape, 1]));
+  return mul(gather(read.table, where(read.valid, read.index, 0)), reshape(read.valid, [...read.valid.shape, 1]));
+}
+
+/** A sequence read's index is −1 exactly on its empty slots, a row of the table elsewhere; returns how many are empty. */
+async function expectEmptySlotsMinusOne(read: PoolRead): Promise<number> {
+  const [index, valid] = await Promise.all([read.index.data(), read.valid.data()]);
+  const rows = read.table.shape[0];
+  let empty = 0, bad = 0;
+  for (let e = 0; e < index.length; e++) {
+    if (valid[e] === 0) empty++;
+    if (valid[e] === 0 ? index[e] !== -1 : !(index[e] >= 0 && index[e] < rows)) bad++;
+  }
+  expect(bad).toBe(0);
+  return empty;
 }
 
 function slice(n: Notes, s: number, e: number): Notes {
@@ -39,6 +52,9 @@ for (const replacement of ["fifo", "priority"] as const) {
         expect(Array.from(writes.subarray(0, L)).reduce((a, v) => a + v, 0)).toBeGreaterThan(2 * P);
         const parallel = tidy(() => held(selectNotes(n, m).read));
         const want = (await parallel.data()) as Float32Array;
+        const whole = tidy(() => selectNotes(n, m).read);
+        expect(await expectEmptySlotsMinusOne(whole)).toBeGreaterThan(0); // the check saw empty slots
+        disposeTree(whole);
         let pool: PoolState = initPoolState(m, B);
         for (let t = 0; t < L; t++) {
           const got = tidy(() => held(readPool(pool)));
@@ -70,8 +86,10 @@ for (const replacement of ["fifo", "priority"] as const) {
           const e = Math.min(L, s + 7);
           const r = tidy(() => {
             const { read, next } = selectNotes(slice(n, s, e), m, pool);
-            return { got: held(read), next: next! };
+            return { got: held(read), next: next!, read };
           });
+          await expectEmptySlotsMinusOne(r.read);
+          disposeTree(r.read);
           const g = await r.got.data();
           for (let b = 0; b < B; b++) {
             const a = want.subarray((b * L + s) * P * S, (b * L + e) * P * S);

@@ -10,8 +10,13 @@
  * - central-difference gradient checks (gradcheck.ts) of indexedAttention and of each primitive;
  * - the memory claim: no buffer of [B, L, P, S] elements is allocated in the forward or backward
  *   pass (a backend wrapper records every allocation; the composite does allocate one);
- * - clear errors for bad shapes and out-of-range indices; on the GPU, lowered dispatch limits
- *   (2-D grids) and out-of-range indices (a zero row / a dropped term, as gather and scatterAdd).
+ * - empty slots as index −1 (a zero row, no term) in all three primitives, against a plain
+ *   reference, in the gradient checks, and in indexedAttention: the same values and gradients
+ *   as the older encoding of an empty slot (row 0 with valid 0);
+ * - clear errors for bad shapes and out-of-range indices (−1 excepted); on the GPU, lowered
+ *   dispatch limits (2-D grids) and out-of-range indices (a zero row / a dropped term, as gather
+ *   and scatterAdd).
+ * indexedOuter's inverse-index cache on the GPU has its own file (indexed-outer-cache.test.ts).
  */
 import { expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
@@ -160,6 +165,13 @@ for (const backend of testBackends()) {
           expect(Array.from(got.out)).toEqual(Array.from(want.out));
           expect(Array.from(got.weights)).toEqual(Array.from(want.weights));
         }
+        // empty slots as −1 instead of row 0: the same numbers (bit for bit on the CPU kernels;
+        // on the GPU the sums of row 0 may group their terms otherwise)
+        const minus = await run({ ...c, index: c.index.map((r, e) => (c.valid[e] === 1 ? r : -1)) }, fused);
+        for (const k of ["out", "weights", "dq", "dk", "dv"] as const) {
+          if (backend === "webgpu") expect(`${label} −1 ${close(k, minus[k], got[k], tol)}`).toBe(`${label} −1 ok`);
+          else expect(Array.from(minus[k])).toEqual(Array.from(got[k]));
+        }
         // positions without a valid slot: zero weights, a zero read, finite gradients
         for (let n = 0; n < c.B * c.L; n++) {
           let any = false;
@@ -180,8 +192,9 @@ for (const backend of testBackends()) {
     if (!(await useBackend(backend))) return;
     const rand = mulberry32(77);
     const u = (n: number) => Float32Array.from({ length: n }, () => (rand() < 0.5 ? -1 : 1) * (0.2 + rand()));
-    // N = [2, 3] positions, P = 3 slots (a repeated row, an empty slot), S = 4, M = 5 rows
-    const index = Int32Array.of(0, 4, 4, 1, 2, 0, 3, 3, 1, 0, 0, 2, 4, 1, 2, 2, 2, 0);
+    // N = [2, 3] positions, P = 3 slots (a repeated row, empty slots: most −1, one on row 0 and
+    // one on row 2 with valid 0), S = 4, M = 5 rows
+    const index = Int32Array.of(0, 4, 4, 1, 2, -1, 3, 3, 1, -1, 0, 2, 4, 1, 2, 2, -1, 0);
     const validData = Float32Array.of(1, 1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 0, 1);
     const idx = { data: index, shape: [2, 3, 3] };
     const att = (pick: "out" | "weights") => (xs: Tensor[]) => {
@@ -194,6 +207,53 @@ for (const backend of testBackends()) {
     await checkGradients((xs) => T.indexedDot(xs[0], xs[1], xs[2]), [{ data: u(24), shape: [2, 3, 4] }, { data: u(20), shape: [5, 4] }, idx], { label: `${backend} indexedDot` });
     await checkGradients((xs) => T.indexedSum(xs[0], xs[1], xs[2]), [{ data: u(18), shape: [2, 3, 3] }, { data: u(20), shape: [5, 4] }, idx], { label: `${backend} indexedSum` });
     await checkGradients((xs) => T.indexedOuter(xs[0], xs[1], xs[2], 5), [{ data: u(18), shape: [2, 3, 3] }, { data: u(24), shape: [2, 3, 4] }, idx], { label: `${backend} indexedOuter` });
+  });
+}
+
+// ---------- empty slots (−1) against a plain reference ----------
+
+/** The three primitives in float64 loops, −1 an empty slot: dot, sum and outer of (x, table, w, index). */
+function reference(x: Float32Array, tab: Float32Array, w: Float32Array, index: Int32Array, N: number, P: number, S: number, M: number) {
+  const dot = new Float64Array(N * P), sum = new Float64Array(N * S), outer = new Float64Array(M * S);
+  for (let n = 0; n < N; n++) {
+    for (let p = 0; p < P; p++) {
+      const e = n * P + p, r = index[e];
+      if (r === -1) continue;
+      for (let j = 0; j < S; j++) {
+        dot[e] += x[n * S + j] * tab[r * S + j];
+        sum[n * S + j] += w[e] * tab[r * S + j];
+        outer[r * S + j] += w[e] * x[n * S + j];
+      }
+    }
+  }
+  return { dot, sum, outer };
+}
+
+for (const backend of testBackends()) {
+  test(`[${backend}] index −1 is an empty slot: a zero row in indexedDot and indexedSum, no term in indexedOuter`, async () => {
+    if (!(await useBackend(backend))) return;
+    await expectNoLeak(async () => {
+      const rand = mulberry32(91);
+      // 3·41 positions, 4 slots of which about half are −1 (position 0: all of them), S = 5, M = 7
+      const N = 123, P = 4, S = 5, M = 7;
+      const index = Int32Array.from({ length: N * P }, (_, e) => (e < P || rand() < 0.5 ? -1 : Math.floor(rand() * M)));
+      const u = (n: number) => Float32Array.from({ length: n }, () => rand() * 4 - 2);
+      const x = u(N * S), tab = u(M * S), w = u(N * P);
+      const want = reference(x, tab, w, index, N, P, S, M);
+      const got = T.tidy(() => {
+        const xt = T.fromArray(x, [3, 41, S]), tt = T.fromArray(tab, [M, S]), wt = T.fromArray(w, [3, 41, P]);
+        const it = T.fromArray(index, [3, 41, P], "i32");
+        return [T.indexedDot(xt, tt, it), T.indexedSum(wt, tt, it), T.indexedOuter(wt, xt, it, M)];
+      });
+      const [dot, sum, outer] = (await Promise.all(got.map((t) => t.data()))) as Float32Array[];
+      T.disposeTree(got);
+      const f32 = (a: Float64Array) => Float32Array.from(a);
+      expect(close("dot", dot, f32(want.dot), 1e-5)).toBe("ok");
+      expect(close("sum", sum, f32(want.sum), 1e-5)).toBe("ok");
+      expect(close("outer", outer, f32(want.outer), 1e-5)).toBe("ok");
+      for (let e = 0; e < N * P; e++) if (index[e] === -1) expect(dot[e]).toBe(0);
+      for (let j = 0; j < S; j++) expect(sum[j]).toBe(0); // position 0 has no slot but −1
+    });
   });
 }
 
@@ -268,6 +328,12 @@ test("indexed primitives: clear errors for bad shapes, dtypes and out-of-range i
     expect(() => T.indexedSum(T.ones([2, 3, 1]), tab, bad)).toThrow(/indexedSum: index 5 at position 3/);
     expect(() => T.indexedOuter(T.ones([2, 3, 1]), q, bad, 5)).toThrow(/indexedOuter: index 5 at position 3/);
     bad.dispose();
+    // −1 is an empty slot, any other negative index an error
+    const neg = T.fromArray(Int32Array.of(0, -1, -2, 1, -1, 0), [2, 3, 1], "i32");
+    expect(() => T.indexedDot(q, tab, neg)).toThrow(/indexedDot: index -2 at position 2 is outside \[0, 5\) of table \[5, 4\] \(and is not −1, an empty slot\)/);
+    expect(() => T.indexedSum(T.ones([2, 3, 1]), tab, neg)).toThrow(/indexedSum: index -2 at position 2/);
+    expect(() => T.indexedOuter(T.ones([2, 3, 1]), q, neg, 5)).toThrow(/indexedOuter: index -2 at position 2/);
+    neg.dispose();
     // no slot at all (P = 0): a zero read, no error
     const noIdx = T.fromArray(new Int32Array(0), [2, 3, 0], "i32"), noValid = T.zeros([2, 3, 0]), ones = T.ones([5, 4]), q1 = T.ones([2, 3, 4]);
     const none = T.indexedAttention(q1, ones, ones, noIdx, noValid);

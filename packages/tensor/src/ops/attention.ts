@@ -16,6 +16,13 @@
  * d indexedOuter: dw = indexedDot(x, G),  dx = indexedSum(w, G)
  *
  * The masked softmax between them runs on [..., P] tensors with the ordinary ops.
+ *
+ * Index −1 marks an empty slot on every backend: it reads a zero row (indexedDot gives 0,
+ * indexedSum adds nothing) and receives nothing (indexedOuter), so the VJPs above hold for it
+ * too. Callers with padding slots should use −1 rather than a real row with weight 0: the GPU's
+ * indexedOuter builds one inverse index per index tensor and shares it between the two calls of
+ * an attention's backward (dK and dV), listing every in-range entry whatever its weight, so
+ * thousands of padding entries on row 0 would cost it time (see webgpu/kernels/indexed.ts).
  */
 import { bind, definePrimitive } from "../dispatch.ts";
 import { sameShape, ShapeError, showShape } from "../shape.ts";
@@ -93,8 +100,9 @@ definePrimitive("indexedOuter", {
 
 /**
  * out[..., p] = x[..., :] · table[index[..., p], :]: x [...N, S], table [M, S], index i32
- * [...N, P] → [...N, P]. An index outside [0, M) is an error naming it and its position (on the
- * GPU, which cannot throw, it reads a zero row).
+ * [...N, P] → [...N, P]. Index −1 is an empty slot: out is 0 there. Any other index outside
+ * [0, M) is an error naming it and its position (on the GPU, which cannot throw, it reads a zero
+ * row as −1 does).
  */
 export function indexedDot(x: Tensor, table: Tensor, index: Tensor): Tensor {
   return bind("indexedDot", [x, table, index], {});
@@ -102,7 +110,8 @@ export function indexedDot(x: Tensor, table: Tensor, index: Tensor): Tensor {
 
 /**
  * out[..., :] = Σ_p weights[..., p] · table[index[..., p], :]: weights [...N, P], table [M, S],
- * index i32 [...N, P] → [...N, S]. Out-of-range indices as in `indexedDot`.
+ * index i32 [...N, P] → [...N, S]. Index −1 is an empty slot (it adds nothing); other
+ * out-of-range indices as in `indexedDot`.
  */
 export function indexedSum(weights: Tensor, table: Tensor, index: Tensor): Tensor {
   return bind("indexedSum", [weights, table, index], {});
@@ -112,8 +121,8 @@ export function indexedSum(weights: Tensor, table: Tensor, index: Tensor): Tenso
  * out[r, :] = Σ over the (n, p) with index[n, p] = r of weights[n, p] · x[n, :]: weights and index
  * [...N, P], x [...N, S] → [rows, S] (the gradient of a table read by `indexedDot` or
  * `indexedSum`). Each row adds its terms in index order, on every backend; terms whose weight is
- * exactly 0 are skipped (they add nothing, even where x is not finite). Out-of-range indices: an
- * error on the CPU, dropped on the GPU.
+ * exactly 0 are skipped (they add nothing, even where x is not finite). Index −1 is an empty slot:
+ * its term is dropped. Other out-of-range indices: an error on the CPU, dropped on the GPU.
  */
 export function indexedOuter(weights: Tensor, x: Tensor, index: Tensor, rows: number): Tensor {
   return bind("indexedOuter", [weights, x, index], { rows });
@@ -134,10 +143,12 @@ export interface IndexedAttention {
  *   out[n]     = weights[n] · values[index[n]]
  *
  * q [...N, S]; keys and values [M, S] (e.g. a table already projected by W_k and W_v); index i32
- * [...N, P], rows of the tables; valid [...N, P] (1/0, f32). `scale` defaults to 1/√S. A
- * position with no valid slot gets zero weights and reads 0, never NaN. Several groups of slots
- * that share one softmax are one call: concatenate their tables along rows, offset each group's
- * indices by its table's first row, and concatenate index and valid along the last axis.
+ * [...N, P], rows of the tables, −1 for an empty slot (give such a slot valid 0 too: the index
+ * only picks rows, `valid` masks the softmax); valid [...N, P] (1/0, f32). `scale` defaults to
+ * 1/√S. A position with no valid slot gets zero weights and reads 0, never NaN. Several groups
+ * of slots that share one softmax are one call: concatenate their tables along rows, offset each
+ * group's indices by its table's first row (keeping −1 where a slot is empty), and concatenate
+ * index and valid along the last axis.
  *
  * Nothing of size [...N, P, S] is materialised, in the forward or the backward pass: the gathers
  * live inside the three indexed primitives (see the module comment).

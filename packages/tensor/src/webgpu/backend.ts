@@ -19,6 +19,7 @@ import type { DType } from "../dtype.ts";
 import { showShape, sizeOf } from "../shape.ts";
 import type { BufRef, GpuCtx, GpuLimits, Launch } from "./context.ts";
 import { gpuKernels, gpuMultiKernels, type GpuKernel } from "./kernels/index.ts";
+import { dropInverseIndices, forgetInverseIndices } from "./kernels/indexed.ts";
 import { BufferPool, type PoolStats } from "./pool.ts";
 import { acquireGpu, type AcquiredGpu, type AcquireOptions } from "./probe.ts";
 import { GpuTimer } from "./timer.ts";
@@ -173,12 +174,14 @@ export class WebGpuBackend implements Backend {
     const g = b.gpu;
     b.gpu = null;
     this.#live--;
+    forgetInverseIndices(this.ctx, b); // indexedOuter's cached index of this buffer (kernels/indexed.ts)
     if (!this.#destroyed) this.#release(g);
   }
 
   write(buf: BufferHandle, data: HostArray): void {
     const g = this.#gpu(buf, "write");
     const b = buf as GpuBuffer;
+    forgetInverseIndices(this.ctx, b); // new contents: an index built from the old ones is stale
     if (data.length !== b.size) throw new RangeError(`webgpu.write: ${data.length} values for a buffer of ${b.size}`);
     if (data.length === 0) return;
     // writeBuffer lands before any unsubmitted work: if that work uses this buffer, the write
@@ -321,6 +324,7 @@ export class WebGpuBackend implements Backend {
     liveBackends.delete(this);
     if (this.#destroyed) return;
     this.#flush();
+    dropInverseIndices(this.ctx); // their scratch back to the pool, destroyed just below
     this.#destroyed = true;
     this.#bindGroups.clear();
     this.#pool.clear();

@@ -5,20 +5,30 @@
  * - indexedDot:   one thread per (n, p): the dot product of x[n] with the table row idx[n, p]
  *   (read as vec4s where S is a multiple of 4);
  * - indexedSum:   one thread per (n, j): Σ_p w[n, p] · table[idx[n, p], j], p in order;
- * - indexedOuter: the inverse index of scatterAdd (indexing.ts), listing only the entries whose
- *   weight is nonzero, each row's entries split by blocks of 64 positions into up to 16 lists
- *   (a pool note is read by every position that holds it: ranking a row's entries in one list
- *   would cost len²); then one thread per (chunk, j) adds its chunk's w[e] · x[e / P, j] in
- *   index order, and the chunk sums are added in order (list by list): deterministic, and equal
- *   to the CPU's sequential sum within f32 rounding (bit for bit where a row has at most
- *   SUM_CHUNK terms in one list).
+ * - indexedOuter: the inverse index of scatterAdd (indexing.ts), listing the entries whose index
+ *   is in range, each row's entries split by blocks of 64 positions into up to 16 lists (a pool
+ *   note is read by every position that holds it: ranking a row's entries in one list would
+ *   cost len²); then one thread per (chunk, j) adds its chunk's w[e] · x[e / P, j] in index
+ *   order, skipping the terms whose weight is exactly 0, and the chunk sums are added in order
+ *   (list by list): deterministic, and equal to the CPU's sequential sum within f32 rounding
+ *   (bit for bit where a row has at most SUM_CHUNK in-range entries in one list).
  *
- * Out-of-range indices (a shader cannot throw; the CPU does): a zero row in indexedDot and
- * indexedSum, a dropped term in indexedOuter — as gather and scatterAdd do.
+ *   The inverse index depends only on the index tensor (not on the weights), so it is built once
+ *   per index and kept (see IndexCache below): an attention's backward calls indexedOuter twice
+ *   over the same index (dV = indexedOuter(w, g), dK = indexedOuter(dlogits, q)), and the second
+ *   call is then two launches instead of fifteen. Chunks count every in-range entry, zero weights
+ *   included (they are skipped inside the chunk); before the cache they counted only the nonzero
+ *   ones, so where a list holds exactly-zero weights its chunk boundaries, and the f32 grouping
+ *   of its sum, can differ from earlier versions. They never depend on whether the cache hit.
+ *
+ * Index −1 marks an empty slot (ops/attention.ts); a shader cannot throw, so it and every other
+ * out-of-range index (an error on the CPU) read a zero row in indexedDot and indexedSum and drop
+ * their term in indexedOuter — as gather and scatterAdd do.
  */
-import type { KernelArg, PrimParams } from "../../backend.ts";
+import type { BufferHandle, KernelArg, PrimParams } from "../../backend.ts";
 import { ENTRY_ARGS, header, LINEAR_WG, prod, pu, type GpuCtx } from "../context.ts";
-import { buildInverseIndex, launchStep, overItems, sumChunks, SUM_CHUNK } from "./indexing.ts";
+import { readEnv } from "../../env.ts";
+import { buildInverseIndex, launchStep, overItems, sumChunks, SUM_CHUNK, type InverseIndex, type ListSplit } from "./indexing.ts";
 
 /** Threads per workgroup (overItems launches one thread per item in groups of this many). */
 const WG = 256;
@@ -90,7 +100,8 @@ fn main(${ENTRY_ARGS}) {
   out[t] = acc;
 }`;
 
-// params: lists, S, threads (maxChunks · S), P. part[c, j] = Σ over chunk c of w[e] · x[e / P, j].
+// params: lists, S, threads (maxChunks · S), P. part[c, j] = Σ over chunk c of w[e] · x[e / P, j],
+// the terms of weight exactly 0 skipped (the inverse index lists them: it does not see weights).
 const OUTER_PART = `${header(4, [
   { name: "part", type: "f32", write: true }, { name: "ord", type: "u32" }, { name: "start", type: "u32" },
   { name: "cstart", type: "u32" }, { name: "crow", type: "u32" }, { name: "w", type: "f32" }, { name: "x", type: "f32" },
@@ -114,11 +125,12 @@ fn main(${ENTRY_ARGS}) {
   for (; p + ${UNROLL}u <= p1; p += ${UNROLL}u) {
     ${unrolled((k) => `let e${k} = ord[p + ${k}u];`)}
     ${unrolled((k) => `let w${k} = w[e${k}]; let v${k} = x[(e${k} / P) * S + j];`)}
-    ${unrolled((k) => `acc = acc + w${k} * v${k};`)}
+    ${unrolled((k) => `if (w${k} != 0.0f) { acc = acc + w${k} * v${k}; }`)}
   }
   for (; p < p1; p++) {
     let e = ord[p];
-    acc = acc + w[e] * x[(e / P) * S + j];
+    let we = w[e];
+    if (we != 0.0f) { acc = acc + we * x[(e / P) * S + j]; }
   }
   part[t] = acc;
 }`;
@@ -149,15 +161,145 @@ export function indexedSumKernel(ctx: GpuCtx, [w, table, idx]: readonly KernelAr
   );
 }
 
+/** maxEntries from $MEMMAMBA_INDEX_CACHE (a whole number; 0 turns the cache off), else 64. */
+function entriesFromEnv(): number {
+  const v = readEnv("MEMMAMBA_INDEX_CACHE")?.trim();
+  if (v === undefined || v === "") return 64;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`MEMMAMBA_INDEX_CACHE: expected the number of inverse indices to keep (0: none), got "${v}"`);
+  return n;
+}
+
+/**
+ * Tuning knobs of indexedOuter's inverse-index cache (IndexCache): at most `maxEntries` indices
+ * and `maxBytes` of their buffers are kept per backend, the least recently used dropped first.
+ * maxEntries 0 turns the cache off (every call builds its own index and gives it back, the
+ * results bit for bit the same: the tests compare the two, and a benchmark can compare their
+ * times with MEMMAMBA_INDEX_CACHE=0). Lowered limits apply from the next index kept.
+ */
+export const inverseIndexCache = { maxEntries: entriesFromEnv(), maxBytes: 256 * 2 ** 20 };
+
+interface CachedIndex {
+  /** The index tensor's buffer handle (a new object for every alloc, never reused). */
+  readonly handle: BufferHandle;
+  readonly inv: InverseIndex;
+}
+
+/**
+ * The inverse indices of one backend (one GpuCtx), keyed by the index tensor's buffer handle plus
+ * what else the index depends on: the index's shape (a view may reshape the same buffer), the
+ * table rows and the list split. A KernelArg has no offset: a tensor owns its whole buffer.
+ *
+ * Stale entries: an entry is dropped when its buffer is freed or written (WebGpuBackend.free and
+ * .write call forgetInverseIndices) and the whole cache when the backend is destroyed
+ * (dropInverseIndices); its scratch goes back to the pool then. The key is the handle object
+ * itself, which the backend makes anew for every alloc, so a pooled GPUBuffer that comes back
+ * for another tensor can never match an old entry even if a hook were missed. Tensors are
+ * immutable (a kernel writes only its fresh output), so an entry stays right while its buffer
+ * lives. The scratch is pool memory, not tensor buffers: liveBuffers() does not count it.
+ */
+class IndexCache {
+  /** Least recently used first (a Map keeps insertion order; a hit moves its entry last). */
+  readonly entries = new Map<string, CachedIndex>();
+  /** Entries per index buffer: a free() of any other buffer costs one lookup. */
+  readonly handles = new Map<BufferHandle, number>();
+  bytes = 0;
+  hits = 0;
+  misses = 0;
+
+  drop(key: string, e: CachedIndex): void {
+    this.entries.delete(key);
+    const n = (this.handles.get(e.handle) ?? 1) - 1;
+    if (n > 0) this.handles.set(e.handle, n);
+    else this.handles.delete(e.handle);
+    this.bytes -= e.inv.bytes;
+    e.inv.release();
+  }
+
+  add(key: string, e: CachedIndex): void {
+    this.entries.set(key, e);
+    this.handles.set(e.handle, (this.handles.get(e.handle) ?? 0) + 1);
+    this.bytes += e.inv.bytes;
+  }
+}
+
+const caches = new WeakMap<GpuCtx, IndexCache>();
+/** Small ids for the cache keys (the handles themselves are compared in CachedIndex.handle). */
+const handleIds = new WeakMap<BufferHandle, number>();
+let nextHandleId = 1;
+
+function handleId(h: BufferHandle): number {
+  let id = handleIds.get(h);
+  if (id === undefined) handleIds.set(h, (id = nextHandleId++));
+  return id;
+}
+
+/** An InverseIndex whose release() does nothing (the cache owns its buffers). */
+const borrowed = (inv: InverseIndex): InverseIndex => ({ ...inv, release: () => {} });
+
+/**
+ * The inverse index of `idx` for indexedOuter: from the cache where this index (same buffer,
+ * shape, rows, split) was built before, else built (13 launches) and kept. The caller calls
+ * release() after encoding its launches, as for an uncached one.
+ */
+function sharedInverseIndex(ctx: GpuCtx, idx: KernelArg, rows: number, split: ListSplit): InverseIndex {
+  const { maxEntries, maxBytes } = inverseIndexCache;
+  if (maxEntries < 1) return buildInverseIndex(ctx, "indexedOuter", idx, rows, split);
+  let cache = caches.get(ctx);
+  if (!cache) caches.set(ctx, (cache = new IndexCache()));
+  const key = `${handleId(idx.buf)}|${idx.shape.join(",")}|${rows}|${split.K}|${split.G}`;
+  const hit = cache.entries.get(key);
+  if (hit && hit.handle === idx.buf) {
+    cache.entries.delete(key);
+    cache.entries.set(key, hit);
+    cache.hits++;
+    return borrowed(hit.inv);
+  }
+  cache.misses++;
+  const inv = buildInverseIndex(ctx, "indexedOuter", idx, rows, split);
+  if (inv.bytes > maxBytes) return inv; // too large to keep: used once and given back
+  for (const [k, e] of cache.entries) {
+    if (cache.entries.size < maxEntries && cache.bytes + inv.bytes <= maxBytes) break;
+    cache.drop(k, e);
+  }
+  cache.add(key, { handle: idx.buf, inv });
+  return borrowed(inv);
+}
+
+/**
+ * Drops the cached inverse indices of index buffer `buf` (WebGpuBackend calls it when the buffer
+ * is freed or written): their scratch goes back to the pool.
+ */
+export function forgetInverseIndices(ctx: GpuCtx, buf: BufferHandle): void {
+  const cache = caches.get(ctx);
+  if (!cache || !cache.handles.has(buf)) return;
+  for (const [k, e] of cache.entries) if (e.handle === buf) cache.drop(k, e);
+}
+
+/** Drops every cached inverse index of a backend (WebGpuBackend.destroy, before its pool is cleared). */
+export function dropInverseIndices(ctx: GpuCtx): void {
+  const cache = caches.get(ctx);
+  if (!cache) return;
+  for (const [k, e] of cache.entries) cache.drop(k, e);
+  caches.delete(ctx);
+}
+
+/** What the inverse-index cache of a backend holds, and its hits and misses since it was made (tests). */
+export function inverseIndexCacheStats(ctx: GpuCtx): { entries: number; bytes: number; hits: number; misses: number } {
+  const c = caches.get(ctx);
+  return { entries: c?.entries.size ?? 0, bytes: c?.bytes ?? 0, hits: c?.hits ?? 0, misses: c?.misses ?? 0 };
+}
+
 export function indexedOuterKernel(ctx: GpuCtx, [w, x, idx]: readonly KernelArg[], out: KernelArg, p: PrimParams["indexedOuter"]): void {
   const rows = p.rows, S = out.shape[1];
   if (rows === 0 || S === 0) return;
   const nIdx = prod(idx.shape);
   const P = nIdx === 0 ? 1 : lastDim(idx);
   // a row's entries in up to LISTS lists by blocks of BLOCK positions (ListSplit says why); no
-  // more lists in all than entries, so the scratch stays O(entries + rows)
+  // more lists in all than entries, so the scratch stays O(entries + rows). The split depends
+  // only on idx's shape and rows, so both calls of an attention's backward share one index.
   const K = Math.max(1, Math.min(LISTS, Math.ceil(nIdx / P / BLOCK), Math.floor(nIdx / rows)));
-  const inv = buildInverseIndex(ctx, "indexedOuter", idx, rows, w, { K, G: BLOCK * P });
+  const inv = sharedInverseIndex(ctx, idx, rows, { K, G: BLOCK * P });
   const part = ctx.temp(Math.max(1, inv.maxChunks * S) * 4);
   if (nIdx > 0) {
     launchStep(

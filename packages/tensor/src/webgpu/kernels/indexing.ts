@@ -65,11 +65,11 @@ fn main(${ENTRY_ARGS}) {
 }`;
 
 /**
- * The entries an inverse index lists: indices in range, and with `weighted`, only those whose
- * weight (an extra f32 buffer `wt` beside idx) is nonzero.
+ * The entries an inverse index lists: the indices in range, [0, rows), whatever a user's weights
+ * are (so that one index serves every weighting of the same idx: indexedOuter shares it between
+ * calls). Index −1 (an empty slot) and any other out-of-range index are left out.
  */
-const keepEntry = (weighted: boolean) => `r >= 0i && u32(r) < ${pu(1)}${weighted ? " && wt[e] != 0.0f" : ""}`;
-const weightDecl = (weighted: boolean) => (weighted ? [{ name: "wt", type: "f32" }] : []);
+const KEEP_ENTRY = `r >= 0i && u32(r) < ${pu(1)}`;
 /**
  * The list entry e of row r goes to: list (e / G) mod K of the row (params 2 and 3: K, G; K = 1:
  * one list per row, in index order, as scatterAdd uses it). See ListSplit.
@@ -77,7 +77,7 @@ const weightDecl = (weighted: boolean) => (weighted ? [{ name: "wt", type: "f32"
 const LIST_OF = `fn listOf(r: u32, e: u32) -> u32 { return r * ${pu(2)} + (e / ${pu(3)}) % ${pu(2)}; }`;
 
 // params: nIdx, rows, K, G.
-const scatCount = (weighted: boolean) => `${header(4, [{ name: "cnt", type: "atomic<u32>", write: true }, { name: "idx", type: "i32" }, ...weightDecl(weighted)])}
+const SCAT_COUNT = `${header(4, [{ name: "cnt", type: "atomic<u32>", write: true }, { name: "idx", type: "i32" }])}
 ${LIST_OF}
 @compute @workgroup_size(${SCAT_WG})
 fn main(${ENTRY_ARGS}) {
@@ -85,7 +85,7 @@ fn main(${ENTRY_ARGS}) {
   let e = wg * ${SCAT_WG}u + lid;
   if (e >= ${pu(0)}) { return; }
   let r = idx[e];
-  if (${keepEntry(weighted)}) { atomicAdd(&cnt[listOf(u32(r), e)], 1u); }
+  if (${KEEP_ENTRY}) { atomicAdd(&cnt[listOf(u32(r), e)], 1u); }
 }`;
 
 /** Hillis–Steele inclusive scan of sh[0..WG) in place (every thread of the workgroup calls it). */
@@ -156,7 +156,7 @@ fn main(${ENTRY_ARGS}) {
 }`;
 
 // params: nIdx, rows, K, G.
-const scatFill = (weighted: boolean) => `${header(4, [{ name: "seg", type: "u32", write: true }, { name: "cur", type: "atomic<u32>", write: true }, { name: "start", type: "u32" }, { name: "idx", type: "i32" }, ...weightDecl(weighted)])}
+const SCAT_FILL = `${header(4, [{ name: "seg", type: "u32", write: true }, { name: "cur", type: "atomic<u32>", write: true }, { name: "start", type: "u32" }, { name: "idx", type: "i32" }])}
 ${LIST_OF}
 @compute @workgroup_size(${SCAT_WG})
 fn main(${ENTRY_ARGS}) {
@@ -164,7 +164,7 @@ fn main(${ENTRY_ARGS}) {
   let e = wg * ${SCAT_WG}u + lid;
   if (e >= ${pu(0)}) { return; }
   let r = idx[e];
-  if (${keepEntry(weighted)}) {
+  if (${KEEP_ENTRY}) {
     let v = listOf(u32(r), e);
     let slot = atomicAdd(&cur[v], 1u);
     seg[start[v] + slot] = e;
@@ -265,6 +265,8 @@ export interface InverseIndex {
   readonly cstart: BufRef;
   readonly crow: BufRef;
   readonly maxChunks: number;
+  /** Bytes of GPU memory the four buffers above hold (their pool size classes). */
+  readonly bytes: number;
   /** Gives the scratch buffers back (after the launches that read them are encoded). */
   release(): void;
 }
@@ -292,16 +294,18 @@ export interface ListSplit {
 }
 
 /**
- * Steps 1–4 of scatterAdd (see above) and the chunking of step 5, for `prim` (profiler labels).
- * With `weights` (f32, idx's shape) only the entries whose weight is nonzero are listed; with
- * `split`, each row's entries go into split.K lists (see ListSplit).
+ * Steps 1–4 of scatterAdd (see above) and the chunking of step 5, for `prim` (profiler labels):
+ * 13 launches where idx has entries. It lists the entries whose index is in [0, rows) — by
+ * validity alone, never by a weight, so the result depends only on idx, rows and `split` (each
+ * row's entries in split.K lists: see ListSplit) and a user may keep it for several sums over
+ * the same idx (indexedOuter does). The scratch of the steps is given back at once; the returned
+ * index holds four buffers until its release().
  */
-export function buildInverseIndex(ctx: GpuCtx, prim: string, idx: KernelArg, rows: number, weights?: KernelArg, split: ListSplit = { K: 1, G: 1 }): InverseIndex {
+export function buildInverseIndex(ctx: GpuCtx, prim: string, idx: KernelArg, rows: number, split: ListSplit = { K: 1, G: 1 }): InverseIndex {
   const nIdx = prod(idx.shape);
   const { K, G } = split;
   const lists = rows * K;
   const maxG = ctx.limits.maxComputeWorkgroupsPerDimension;
-  const w = weights !== undefined;
   // pipeline keys carry the primitive, so a profile (keyed by pipeline) charges each user its own steps
   const launch = (phase: string, step: string, wgsl: string, buffers: BufRef[], params: number[], groups: [number, number, number]) =>
     launchStep(ctx, `${prim}.${phase}`, `${prim}:${step}`, wgsl, buffers, params, groups);
@@ -319,12 +323,10 @@ export function buildInverseIndex(ctx: GpuCtx, prim: string, idx: KernelArg, row
   launch("zero", "zero", SCAT_ZERO, [cnt], [n], over(n));
   if (nIdx > 0) {
     const idxRef = ctx.ref(idx, prim);
-    const keyed = [idxRef, ...(w ? [ctx.ref(weights, prim)] : [])];
-    const v = w ? ":weighted" : "";
-    launch("count", `count${v}`, scatCount(w), [cnt, ...keyed], [nIdx, rows, K, G], over(nIdx));
+    launch("count", "count", SCAT_COUNT, [cnt, idxRef], [nIdx, rows, K, G], over(nIdx));
     scanU32(cnt, start);
     launch("zero", "zero", SCAT_ZERO, [cnt], [n], over(n)); // now the fill's cursors
-    launch("fill", `fill${v}`, scatFill(w), [seg, cnt, start, ...keyed], [nIdx, rows, K, G], over(nIdx));
+    launch("fill", "fill", SCAT_FILL, [seg, cnt, start, idxRef], [nIdx, rows, K, G], over(nIdx));
     launch("rank", "rank", SCAT_RANK, [ord, seg, start, idxRef], [nIdx, rows, K, G], over(nIdx));
   } else {
     scanU32(cnt, start);
@@ -338,10 +340,16 @@ export function buildInverseIndex(ctx: GpuCtx, prim: string, idx: KernelArg, row
   const maxChunks = Math.floor(nIdx / SUM_CHUNK) + lists;
   const crow = ctx.temp(Math.max(1, maxChunks) * 4);
   launch("chunks", "chrow", SCAT_CHROW, [crow, cstart], [lists], over(lists));
+  // the steps' own scratch: free for the launches encoded after these
+  for (const b of [cnt, bsum, seg, nch]) ctx.releaseTemp(b);
+  const kept = [start, ord, cstart, crow];
+  let released = false;
   const release = () => {
-    for (const b of [cnt, start, bsum, seg, ord, nch, cstart, crow]) ctx.releaseTemp(b);
+    if (released) return;
+    released = true;
+    for (const b of kept) ctx.releaseTemp(b);
   };
-  return { K, start, ord, cstart, crow, maxChunks, release };
+  return { K, start, ord, cstart, crow, maxChunks, bytes: kept.reduce((a, b) => a + b.buf.size, 0), release };
 }
 
 /** Step 5's second half: out[r, j] = Σ of row r's chunk sums part[c, j] (its K lists' chunks), in order. */
