@@ -59,6 +59,16 @@ export interface PrimParams {
   softmax: Record<string, never>;
   /** The VJP of softmax in one pass over each row: inputs [g, y], dx = y ⊙ (g − Σ g⊙y). */
   softmaxGrad: Record<string, never>;
+  /**
+   * Masked softmax over the last axis (ops/nn.ts), inputs [x, valid]: softmax(where(valid ≠ 0,
+   * scale·x, −1e9)) ⊙ valid, each step rounded as the composite's ops round it.
+   */
+  maskedSoftmax: { scale: number };
+  /**
+   * Its VJP in one row pass, inputs [g, w, valid]: scale · [valid ≠ 0] · w ⊙ (g⊙valid − Σ (g⊙valid)⊙w),
+   * rounded as the composite's mul, softmaxGrad, where and mul (w stands in for the softmax output).
+   */
+  maskedSoftmaxGrad: { scale: number };
   /** x / √(mean(x²) + eps) over the last axis (RMSNorm without its gain). */
   rmsNorm: { eps: number };
   /** Its VJP, inputs [g, x]: r·g − x·r³·(Σ g⊙x)/n per row, r = 1/√(mean(x²) + eps). */

@@ -10,6 +10,7 @@ import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel 
 import {
   conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, crossEntropyKernel, gatherKernel,
   logsumexpKernel, oneHotKernel, rmsNormGradKernel, rmsNormKernel, scanKernel, scanReverseKernel, scatterAddKernel, softmaxGradKernel, softmaxKernel,
+  maskedSoftmaxGradKernel, maskedSoftmaxKernel,
 } from "./nn.ts";
 
 /** One tensor as a kernel sees it: the live array and its shape. */
@@ -48,6 +49,8 @@ export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
   oneHot: oneHotKernel,
   softmax: softmaxKernel,
   softmaxGrad: softmaxGradKernel,
+  maskedSoftmax: maskedSoftmaxKernel,
+  maskedSoftmaxGrad: maskedSoftmaxGradKernel,
   rmsNorm: rmsNormKernel,
   rmsNormGrad: rmsNormGradKernel,
   logsumexp: logsumexpKernel,

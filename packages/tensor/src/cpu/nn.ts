@@ -40,6 +40,57 @@ export function softmaxGradKernel([g, y]: CpuArg[], out: CpuArg): void {
   }
 }
 
+/**
+ * maskedSoftmax (ops/nn.ts): softmaxKernel with a prologue and an epilogue, rounded where the
+ * composite's f32 tensors round: z = valid ≠ 0 ? f32(x · f32(scale)) : −1e9 (held in out), the
+ * softmax of z exactly as softmaxKernel computes it, then f32(y · valid).
+ */
+export function maskedSoftmaxKernel([x, v]: CpuArg[], out: CpuArg, p: PrimParams["maskedSoftmax"]): void {
+  const [rows, n] = rowsOf(x);
+  const X = x.data, V = v.data, O = out.data;
+  const sc = Math.fround(p.scale);
+  for (let r = 0; r < rows; r++) {
+    const b = r * n;
+    let m = -Infinity;
+    for (let j = 0; j < n; j++) {
+      O[b + j] = V[b + j] !== 0 ? X[b + j] * sc : -1e9; // rounded to f32 by the store
+      if (O[b + j] > m) m = O[b + j];
+    }
+    if (m === -Infinity) m = 0;
+    let s = 0;
+    for (let j = 0; j < n; j++) {
+      const e = dm.exp(O[b + j] - m);
+      O[b + j] = e;
+      s += e;
+    }
+    const inv = 1 / s;
+    for (let j = 0; j < n; j++) {
+      O[b + j] *= inv; // the softmax output, rounded
+      O[b + j] *= V[b + j];
+    }
+  }
+}
+
+/**
+ * maskedSoftmaxGrad (ops/nn.ts), inputs [g, w, valid]: the composite's chain in one row pass, each
+ * step rounded as its kernel rounds: gv = f32(g · valid); softmaxGradKernel's
+ * f32(w · (gv − Σ gv·w)) with the float64 sum in index order; where(valid, ·, 0); f32(· · scale).
+ */
+export function maskedSoftmaxGradKernel([g, w, v]: CpuArg[], out: CpuArg, p: PrimParams["maskedSoftmaxGrad"]): void {
+  const [rows, n] = rowsOf(w);
+  const G = g.data, W = w.data, V = v.data, O = out.data;
+  const f = Math.fround, sc = f(p.scale);
+  for (let r = 0; r < rows; r++) {
+    const b = r * n;
+    let t = 0;
+    for (let j = 0; j < n; j++) t += f(G[b + j] * V[b + j]) * W[b + j];
+    for (let j = 0; j < n; j++) {
+      const dz = V[b + j] !== 0 ? f(W[b + j] * (f(G[b + j] * V[b + j]) - t)) : 0;
+      O[b + j] = dz * sc;
+    }
+  }
+}
+
 /** 1/√(mean(x²) + eps) of row b (float64 sum in index order). */
 function rmsScale(X: Float32Array | Int32Array, b: number, n: number, eps: number): number {
   let s = 0;

@@ -15,7 +15,9 @@
  * d indexedSum:   dw = indexedDot(g, T),  dT = indexedOuter(w, g)
  * d indexedOuter: dw = indexedDot(x, G),  dx = indexedSum(w, G)
  *
- * The masked softmax between them runs on [..., P] tensors with the ordinary ops.
+ * The masked softmax between them runs on [..., P] tensors: one `maskedSoftmax` row pass (and one
+ * for its VJP), or where the backend prefers composites the ordinary ops (mul, where, softmax,
+ * mul), which give the same bits.
  *
  * Index −1 marks an empty slot on every backend: it reads a zero row (indexedDot gives 0,
  * indexedSum adds nothing) and receives nothing (indexedOuter), so the VJPs above hold for it
@@ -25,10 +27,11 @@
  * thousands of padding entries on row 0 would cost it time (see webgpu/kernels/indexed.ts).
  */
 import { bind, definePrimitive } from "../dispatch.ts";
+import { getBackend } from "../engine.ts";
 import { sameShape, ShapeError, showShape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
 import { mul, where, zeros } from "./elementwise.ts";
-import { softmax } from "./nn.ts";
+import { maskedSoftmax, softmax } from "./nn.ts";
 
 /** The leading (position) axes of x [...N, S] and idx [...N, P] must agree. */
 function samePositions(op: string, what: string, x: Tensor, idx: Tensor): void {
@@ -145,7 +148,8 @@ export interface IndexedAttention {
  * q [...N, S]; keys and values [M, S] (e.g. a table already projected by W_k and W_v); index i32
  * [...N, P], rows of the tables, −1 for an empty slot (give such a slot valid 0 too: the index
  * only picks rows, `valid` masks the softmax); valid [...N, P] (1/0, f32). `scale` defaults to
- * 1/√S. A position with no valid slot gets zero weights and reads 0, never NaN. Several groups
+ * 1/√S. A position with no valid slot gets zero weights and reads 0, never NaN. `valid` is a mask,
+ * not to be differentiated: the fused path gives it no gradient (see `maskedSoftmax`). Several groups
  * of slots that share one softmax are one call: concatenate their tables along rows, offset each
  * group's indices by its table's first row (keeping −1 where a slot is empty), and concatenate
  * index and valid along the last axis.
@@ -168,8 +172,10 @@ export function indexedAttention(q: Tensor, keys: Tensor, values: Tensor, index:
     const weights = zeros([...index.shape]);
     return { out: indexedSum(weights, values, index), weights };
   }
-  // the same op sequence (and f32 rounding) as the composite: dot, scale, mask, softmax, re-mask
-  const logits = mul(dots, s);
-  const weights = mul(softmax(where(valid, logits, -1e9)), valid);
+  // scale, mask, softmax, re-mask: one row pass forward and one backward (maskedSoftmax), or the
+  // four ops it fuses (the reference, with the same f32 rounding) where the backend prefers them
+  const weights = getBackend().prefersComposite?.("maskedSoftmax")
+    ? mul(softmax(where(valid, mul(dots, s), -1e9)), valid)
+    : maskedSoftmax(dots, valid, s);
   return { out: indexedSum(weights, values, index), weights };
 }

@@ -44,6 +44,38 @@ definePrimitive("softmaxGrad", {
   vjp: noSecondOrder("softmaxGrad"),
 });
 
+/** The shape rule of maskedSoftmax's inputs: f32 x and valid of one shape, a finite scale. */
+function maskedShape(op: string, x: Tensor, valid: Tensor, scale: number): void {
+  needF32(op, x, valid);
+  lastAxisNonEmpty(op, x);
+  if (!sameShape(x.shape, valid.shape)) throw new ShapeError(`${op}: x ${showShape(x.shape)} and valid ${showShape(valid.shape)} must have one shape`);
+  if (!Number.isFinite(scale)) throw new ShapeError(`${op}: scale must be a finite number, got ${scale}`);
+}
+
+definePrimitive("maskedSoftmax", {
+  shape: ([x, valid], p) => {
+    maskedShape("maskedSoftmax", x, valid, p.scale);
+    return { shape: [...x.shape], dtype: "f32" };
+  },
+  flops: ([x]) => 8 * x.size,
+  // The saved output w stands in for the softmax output y of the composite's chain: with valid
+  // 1/0, w = y·1 = y bit for bit on valid slots, and an invalid slot's terms are (g·0)·y = ±0 in
+  // both (y is finite, or NaN in both) and its dx is 0 either way. No gradient to the mask
+  // (null, as where's condition).
+  vjp: (g, [, valid], w, p, needs) => [needs?.[0] === false ? null : bind("maskedSoftmaxGrad", [g, w, valid], { scale: p.scale }), null],
+});
+
+definePrimitive("maskedSoftmaxGrad", {
+  shape: ([g, w, valid], p) => {
+    maskedShape("maskedSoftmaxGrad", w, valid, p.scale);
+    needF32("maskedSoftmaxGrad", g);
+    if (!sameShape(g.shape, w.shape)) throw new ShapeError(`maskedSoftmaxGrad: g ${showShape(g.shape)} and w ${showShape(w.shape)} must have one shape`);
+    return { shape: [...w.shape], dtype: "f32" };
+  },
+  flops: ([g]) => 6 * g.size,
+  vjp: noSecondOrder("maskedSoftmaxGrad"),
+});
+
 definePrimitive("rmsNorm", {
   shape: ([x], p) => {
     needF32("rmsNorm", x);
@@ -187,6 +219,30 @@ definePrimitive("scanReverse", {
 /** Softmax over the last axis. */
 export function softmax(x: Tensor): Tensor {
   return bind("softmax", [x], {});
+}
+
+/**
+ * Masked softmax over the last axis, one row pass (and one for its VJP) instead of four launches
+ * each way:
+ *
+ *   w = softmax(where(valid ≠ 0, scale · x, −1e9)) ⊙ valid
+ *
+ * with the composite's arithmetic in the composite's order (scale · x rounded to f32, the softmax
+ * as the `softmax` kernels compute it, then the product with valid), so on each backend the bits
+ * are those of `mul(softmax(where(valid, mul(x, scale), -1e9)), valid)`. x and valid f32 of one
+ * shape with a non-empty last axis; `valid` is a mask of 1 (attend) and 0 (masked out). A row with
+ * no valid slot gives zeros (its softmax is uniform over −1e9 logits, times 0) and a zero
+ * gradient, never NaN.
+ *
+ * Gradient: dx = scale · [valid ≠ 0] · w ⊙ (g⊙valid − Σ (g⊙valid)⊙w) per row, which is the
+ * composite's chain (mul, softmaxGrad, where, mul) bit for bit while valid holds only 0 and 1:
+ * the VJP uses the saved w for the softmax output, equal to it where valid is 1 (another nonzero
+ * value would scale w and so the gradient). No gradient flows to `valid` (a mask, as where's
+ * condition; the composite would give it g ⊙ softmax). No second order (the VJP is a primitive
+ * without its own VJP).
+ */
+export function maskedSoftmax(x: Tensor, valid: Tensor, scale: number): Tensor {
+  return bind("maskedSoftmax", [x, valid], { scale });
 }
 
 /** log Σ exp over the last axis (removed), computed stably. */

@@ -331,6 +331,8 @@ export class WasmBackend implements Backend {
    * passes): their composites run on the SIMD kernels.
    */
   prefersComposite(prim: PrimName): boolean {
+    // maskedSoftmax (indexedAttention's masked softmax): its composite runs wasm's SIMD softmax
+    if (prim === "maskedSoftmax") return true;
     return prim === "unaryGrad" || prim === "rmsNorm" || prim === "softmaxGrad" || prim === "addN";
   }
 

@@ -9,6 +9,7 @@ import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movemen
 import {
   conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, crossEntropyKernel, logsumexpKernel, softmaxKernel,
   rmsNormGradKernel, rmsNormKernel, softmaxGradKernel,
+  maskedSoftmaxGradKernel, maskedSoftmaxKernel,
 } from "./nn.ts";
 import { reduceKernel } from "./reduce.ts";
 import { scanKernel, scanReverseKernel } from "./scan.ts";
@@ -46,6 +47,8 @@ export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   oneHot: oneHotKernel,
   softmax: softmaxKernel,
   softmaxGrad: softmaxGradKernel,
+  maskedSoftmax: maskedSoftmaxKernel,
+  maskedSoftmaxGrad: maskedSoftmaxGradKernel,
   rmsNorm: rmsNormKernel,
   rmsNormGrad: rmsNormGradKernel,
   logsumexp: logsumexpKernel,

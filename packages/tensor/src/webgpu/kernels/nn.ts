@@ -20,7 +20,23 @@ const ROW_WG = 256;
 // (softmax ignores NaN in the max, as the CPU's x > m; logsumexp propagates it) and the one
 // value a logsumexp / crossEntropy row writes from its max m and Σ exp(x − m).
 const ROW_HEAD = `${header(3, [{ name: "out", type: "f32", write: true }, { name: "x", type: "f32" }, { name: "tgt", type: "i32" }])}${WGSL_MATH}`;
+// maskedSoftmax's variant (mode 0 only): valid in the third binding, scale in param word 3.
+const ROW_HEAD_MASKED = `${header(4, [{ name: "out", type: "f32", write: true }, { name: "x", type: "f32" }, { name: "vld", type: "f32" }])}${WGSL_MATH}`;
+/** valid[i] ≠ 0 as the where kernel tests it: on the bits (NaN counts, a subnormal is not flushed). */
+const validAt = (i: string) => `((bitcast<u32>(vld[${i}]) & 0x7fffffffu) != 0u)`;
+/**
+ * The row's element i as the softmax sees it. Masked: the composite's where(valid, x · scale,
+ * −1e9), each product rounded to f32 as its mul kernel rounds it. The select sits between the
+ * product and the exp's subtraction (no multiply feeds a subtraction directly: nothing
+ * for a shader compiler to contract into a fused multiply-add).
+ */
+const rowIn = (masked: boolean, i: string) => (masked ? `select(-1e9f, x[${i}] * bitcast<f32>(${pu(3)}), ${validAt(i)})` : `x[${i}]`);
+/** The softmax output y of element i as stored: masked multiplies it by valid (the composite's mul). */
+const rowOut = (masked: boolean, i: string, y: string) => (masked ? `out[${i}] = (${y}) * vld[${i}];` : `out[${i}] = ${y};`);
 const rowMaxStep = (a: string, b: string) => `select(${a}, ${b}, ${b} > ${a} || (mode != 0u && m_isnan(${b})))`;
+/** One max step over element base + j (masked: the logit bound once, the step reads it thrice). */
+const rowMaxBody = (masked: boolean, acc: string) =>
+  masked ? `let z = ${rowIn(true, "base + j")}; ${acc} = ${rowMaxStep(acc, "z")};` : `${acc} = ${rowMaxStep(acc, "x[base + j]")};`;
 const ROW_LSE_OUT = `var r = m;
     if (m_isfinite(m)) { r = m + m_log(ssum); }
     if (mode == 2u) {
@@ -33,11 +49,11 @@ const ROW_LSE_OUT = `var r = m;
  * params: rows, n, mode (0 softmax, 1 logsumexp, 2 crossEntropy). One shader for the three
  * (a uniform branch), the workgroup trees as loops: fewer, smaller pipelines.
  */
-function rowWgsl(): string {
+function rowWgsl(masked = false): string {
   const wg = ROW_WG;
   const tree = (combine: (a: string, b: string) => string) => workgroupCombine(combine);
   const maxStep = rowMaxStep;
-  return `${ROW_HEAD}
+  return `${masked ? ROW_HEAD_MASKED : ROW_HEAD}
 var<workgroup> sh: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
 fn main(${ENTRY_ARGS}) {
@@ -49,7 +65,7 @@ fn main(${ENTRY_ARGS}) {
   let OX = 1u; let ox = 0u; let lane = lid; let lanes = ${wg}u;
   let base = row * n;
   var mx = -m_inf();
-  for (var j = lid; j < n; j += ${wg}u) { mx = ${maxStep("mx", "x[base + j]")}; }
+  for (var j = lid; j < n; j += ${wg}u) { ${rowMaxBody(masked, "mx")} }
   sh[lid] = mx;
   ${tree(maxStep)}
   let m = sh[0];
@@ -57,16 +73,16 @@ fn main(${ENTRY_ARGS}) {
   var mz = m;
   if (!m_isfinite(m)) { mz = 0.0f; }
   var s = 0.0f;
-  for (var j = lid; j < n; j += ${wg}u) { s += m_exp(x[base + j] - mz); }
+  for (var j = lid; j < n; j += ${wg}u) { s += m_exp(${rowIn(masked, "base + j")} - mz); }
   sh[lid] = s;
   ${tree((a, b) => `${a} + ${b}`)}
   let ssum = sh[0];
   if (mode == 0u) {
     let inv = 1.0f / ssum;
-    for (var j = lid; j < n; j += ${wg}u) { out[base + j] = m_exp(x[base + j] - mz) * inv; }
-  } else if (lid == 0u) {
+    for (var j = lid; j < n; j += ${wg}u) { ${rowOut(masked, "base + j", `m_exp(${rowIn(masked, "base + j")} - mz) * inv`)} }
+  }${masked ? "" : ` else if (lid == 0u) {
     ${ROW_LSE_OUT}
-  }
+  }`}
 }`;
 }
 
@@ -79,8 +95,8 @@ fn main(${ENTRY_ARGS}) {
  */
 const SMALL_ROW = 128;
 const SMALL_WG = 64;
-function rowSmallWgsl(): string {
-  return `${ROW_HEAD}
+function rowSmallWgsl(masked = false): string {
+  return `${masked ? ROW_HEAD_MASKED : ROW_HEAD}
 @compute @workgroup_size(${SMALL_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
@@ -90,17 +106,17 @@ fn main(${ENTRY_ARGS}) {
   if (row >= ${pu(0)}) { return; }
   let base = row * n;
   var m = -m_inf();
-  for (var j = 0u; j < n; j++) { m = ${rowMaxStep("m", "x[base + j]")}; }
+  for (var j = 0u; j < n; j++) { ${rowMaxBody(masked, "m")} }
   var mz = m;
   if (!m_isfinite(m)) { mz = 0.0f; }
   var ssum = 0.0f;
-  for (var j = 0u; j < n; j++) { ssum += m_exp(x[base + j] - mz); }
+  for (var j = 0u; j < n; j++) { ssum += m_exp(${rowIn(masked, "base + j")} - mz); }
   if (mode == 0u) {
     let inv = 1.0f / ssum;
-    for (var j = 0u; j < n; j++) { out[base + j] = m_exp(x[base + j] - mz) * inv; }
-  } else {
+    for (var j = 0u; j < n; j++) { ${rowOut(masked, "base + j", `m_exp(${rowIn(masked, "base + j")} - mz) * inv`)} }
+  }${masked ? "" : ` else {
     ${ROW_LSE_OUT}
-  }
+  }`}
 }`;
 }
 
@@ -125,6 +141,26 @@ function rowKernel(ctx: GpuCtx, mode: RowMode, ins: readonly KernelArg[], out: K
 }
 
 export const softmaxKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg) => rowKernel(ctx, "softmax", ins, out);
+
+/**
+ * maskedSoftmax: the softmax row kernels (same choice of a thread or a workgroup per row, same
+ * code) with the composite's where(valid, x · scale, −1e9) as they read x and its · valid as they
+ * write, so the bits are those of the four launches it replaces.
+ */
+export function maskedSoftmaxKernel(ctx: GpuCtx, [x, valid]: readonly KernelArg[], out: KernelArg, p: PrimParams["maskedSoftmax"]): void {
+  const n = x.shape[x.shape.length - 1];
+  const rows = n === 0 ? 0 : prod(x.shape) / n;
+  if (rows === 0) return;
+  const label = "maskedSoftmax";
+  const small = rowTuning.algo === "thread" || (rowTuning.algo === "auto" && n <= SMALL_ROW);
+  ctx.dispatch({
+    label, key: small ? "row:small:masked" : "row:masked", wgsl: small ? () => rowSmallWgsl(true) : () => rowWgsl(true),
+    buffers: [ctx.ref(out, label), ctx.ref(x, label), ctx.ref(valid, label)],
+    params: new ParamWords().u(rows).u(n).u(0).f(p.scale).words(),
+    groups: grid(small ? ceilDiv(rows, SMALL_WG) : rows, ctx.limits.maxComputeWorkgroupsPerDimension),
+  });
+}
+
 export const logsumexpKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg) => rowKernel(ctx, "lse", ins, out);
 export const crossEntropyKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg) => rowKernel(ctx, "ce", ins, out);
 
@@ -136,9 +172,13 @@ const PAIR_WG = 64;
  * then lane 0 adds the lanes in order), then every element. params: rows, n, mode, eps (f32).
  * mode 0 rmsNorm (a = x): x·r; 1 rmsNormGrad (a = x, b = g): r·g − x·r³·t/n; 2 softmaxGrad
  * (a = y, b = g): y·(g − t); r = 1/√(s/n + eps).
+ * Masked (maskedSoftmaxGrad, mode 2, a = w, b = g, vld = valid, word 3 the scale instead of eps):
+ * b reads as the composite's g·valid, and the out is where(valid, w·(g·valid − t), 0) · scale.
  */
-function rowPairWgsl(): string {
-  return `${header(4, [{ name: "out", type: "f32", write: true }, { name: "a", type: "f32" }, { name: "b", type: "f32" }])}
+function rowPairWgsl(masked = false): string {
+  const bufs = [{ name: "out", type: "f32", write: true }, { name: "a", type: "f32" }, { name: "b", type: "f32" }];
+  const bAt = (i: string) => (masked ? `(b[${i}] * vld[${i}])` : `b[${i}]`);
+  return `${header(4, masked ? [...bufs, { name: "vld", type: "f32" }] : bufs)}
 var<workgroup> shs: array<f32, ${PAIR_WG}>;
 var<workgroup> sht: array<f32, ${PAIR_WG}>;
 @compute @workgroup_size(${PAIR_WG})
@@ -152,7 +192,7 @@ fn main(${ENTRY_ARGS}) {
   for (var j = lid; j < n; j += ${PAIR_WG}u) {
     let av = a[base + j];
     s += av * av;
-    if (mode != 0u) { t += av * b[base + j]; }
+    if (mode != 0u) { t += av * ${bAt("base + j")}; }
   }
   shs[lid] = s; sht[lid] = t;
   workgroupBarrier();
@@ -169,7 +209,9 @@ fn main(${ENTRY_ARGS}) {
     let av = a[base + j];
     if (mode == 0u) { out[base + j] = av * r; }
     else if (mode == 1u) { out[base + j] = r * b[base + j] - av * c; }
-    else { out[base + j] = av * (b[base + j] - tt); }
+    else { ${masked
+      ? `out[base + j] = select(0.0f, av * (${bAt("base + j")} - tt), ${validAt("base + j")}) * eps;`
+      : "out[base + j] = av * (b[base + j] - tt);"} }
   }
 }`;
 }
@@ -189,6 +231,20 @@ function rowPair(ctx: GpuCtx, label: string, mode: number, a: KernelArg, b: Kern
 export const rmsNormKernel = (ctx: GpuCtx, [x]: readonly KernelArg[], out: KernelArg, p: PrimParams["rmsNorm"]) => rowPair(ctx, "rmsNorm", 0, x, x, out, p.eps);
 export const rmsNormGradKernel = (ctx: GpuCtx, [g, x]: readonly KernelArg[], out: KernelArg, p: PrimParams["rmsNormGrad"]) => rowPair(ctx, "rmsNormGrad", 1, x, g, out, p.eps);
 export const softmaxGradKernel = (ctx: GpuCtx, [g, y]: readonly KernelArg[], out: KernelArg) => rowPair(ctx, "softmaxGrad", 2, y, g, out, 0);
+
+/** maskedSoftmaxGrad, inputs [g, w, valid]: softmaxGrad's row pass with the composite's mul, where and mul around it. */
+export function maskedSoftmaxGradKernel(ctx: GpuCtx, [g, w, valid]: readonly KernelArg[], out: KernelArg, p: PrimParams["maskedSoftmaxGrad"]): void {
+  const n = w.shape[w.shape.length - 1];
+  const rows = n === 0 ? 0 : prod(w.shape) / n;
+  if (rows === 0) return;
+  const label = "maskedSoftmaxGrad";
+  ctx.dispatch({
+    label, key: "rowpair:masked", wgsl: () => rowPairWgsl(true),
+    buffers: [ctx.ref(out, label), ctx.ref(w, label), ctx.ref(g, label), ctx.ref(valid, label)],
+    params: new ParamWords().u(rows).u(n).u(2).f(p.scale).words(),
+    groups: grid(rows, ctx.limits.maxComputeWorkgroupsPerDimension),
+  });
+}
 
 // ---------- causal depthwise conv1d: x, y [B, L, C], w [C, K] ----------
 
