@@ -95,6 +95,12 @@ export interface PrimParams {
    * (inputs w [...N, P], x [...N, S], idx; `rows` rows out).
    */
   indexedOuter: { rows: number };
+  /**
+   * Indexed attention's read in one pass (ops/attention-fused.ts), inputs [q, keys, values, idx,
+   * valid]: out[n] = Σ_p w[n, p] · values[idx[n, p]], w[n] = softmax(where(valid[n] ≠ 0,
+   * scale · q[n] · keys[idx[n]]ᵀ, −1e9)) ⊙ valid[n].
+   */
+  attnRead: { scale: number };
   /** For each position, the earlier marked positions a `k`-slot memory holds (`last`: FIFO, `top`: by score). */
   causalSelect: { k: number; mode: "last" | "top" };
   /** The linear recurrence h_t = a_t · h_{t-1} + b_t along the sequence axis. */
@@ -129,6 +135,12 @@ export interface MultiPrimParams {
    * m: a1 = β1, b1 = 1 − β1; v: a2 = β2, b2 = 1 − β2; p: decay, sqrtBc2, eps, stepSize).
    */
   adamwStep: { a1: number; b1: number; a2: number; b2: number; decay: number; decays: boolean; sqrtBc2: number; eps: number; stepSize: number };
+  /**
+   * attnRead's VJP without its table scatters (ops/attention-fused.ts): inputs [q, keys, values,
+   * idx, valid, g]; outputs [dq, w, dl]: dq [...N, S], the weights w and dl [...N, P], the
+   * cotangent of the q·keys[idx] product (scale · where(valid, softmax's VJP of g·values ⊙ valid)).
+   */
+  attnReadGrad: { scale: number };
 }
 /**
  * What a buffer is for, where a backend recycles buffers: "long-lived" for tensors that replace

@@ -6,6 +6,7 @@ import { matmulKernel } from "./matmul.ts";
 import { reduceKernel } from "./reduce.ts";
 import { causalSelectKernel } from "./select.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
+import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
 import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel } from "./ssm.ts";
 import {
   conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, crossEntropyKernel, gatherKernel,
@@ -23,6 +24,7 @@ export type CpuKernel<K extends PrimName> = (ins: CpuArg[], out: CpuArg, params:
 /** The multi-output kernels (Backend.runMulti). */
 export const cpuMultiKernels: { [K in MultiPrimName]: (ins: CpuArg[], outs: CpuArg[], params: MultiPrimParams[K]) => void } = {
   adamwStep: adamwStepKernel,
+  attnReadGrad: attnReadGradKernel,
 };
 
 export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
@@ -62,6 +64,7 @@ export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
   indexedDot: indexedDotKernel,
   indexedSum: indexedSumKernel,
   indexedOuter: indexedOuterKernel,
+  attnRead: attnReadKernel,
   scan: scanKernel,
   selectiveScan: selectiveScanKernel,
   selectiveScanState: selectiveScanStateKernel,

@@ -328,12 +328,13 @@ export class WasmBackend implements Backend {
 
   /**
    * unaryGrad, rmsNorm, softmaxGrad and addN have no wasm kernels (their TS fallbacks are scalar
-   * passes): their composites run on the SIMD kernels.
+   * passes): their composites run on the SIMD kernels. attnRead (the fused pool read) runs as its
+   * composite too: indexedAttentionFused then calls indexedAttention.
    */
   prefersComposite(prim: PrimName): boolean {
     // maskedSoftmax (indexedAttention's masked softmax): its composite runs wasm's SIMD softmax
     if (prim === "maskedSoftmax") return true;
-    return prim === "unaryGrad" || prim === "rmsNorm" || prim === "softmaxGrad" || prim === "addN";
+    return prim === "unaryGrad" || prim === "rmsNorm" || prim === "softmaxGrad" || prim === "addN" || prim === "attnRead";
   }
 
   /** Multi-output primitives: the CPU kernels over views of the wasm heap. */

@@ -4,6 +4,7 @@ import type { GpuCtx } from "../context.ts";
 import { addNKernel, binaryKernel, castKernel, compareKernel, fillKernel, unaryGradKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { gatherKernel, oneHotKernel, scatterAddKernel } from "./indexing.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
+import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
 import { matmulKernel } from "./matmul.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import {
@@ -22,6 +23,7 @@ export type GpuKernel<K extends PrimName> = (ctx: GpuCtx, ins: readonly KernelAr
 /** The multi-output kernels (Backend.runMulti). */
 export const gpuMultiKernels: { [K in MultiPrimName]: (ctx: GpuCtx, ins: readonly KernelArg[], outs: readonly KernelArg[], params: MultiPrimParams[K]) => void } = {
   adamwStep: adamwStepKernel,
+  attnReadGrad: attnReadGradKernel,
 };
 
 export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
@@ -60,6 +62,7 @@ export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   indexedDot: indexedDotKernel,
   indexedSum: indexedSumKernel,
   indexedOuter: indexedOuterKernel,
+  attnRead: attnReadKernel,
   selectiveScan: selectiveScanKernel,
   selectiveScanState: selectiveScanStateKernel,
   selectiveScanGrad: selectiveScanGradKernel,

@@ -1,0 +1,398 @@
+/**
+ * The fused pool read (ops/attention-fused.ts): indexedAttentionFused against the composite it
+ * replaces, indexedAttention(...).out, on every backend (cpu; wasm, which runs the composite; and
+ * webgpu):
+ *
+ * - forward values and the gradients of q, keys and values over shapes that exercise the kernels'
+ *   paths: S 4, 8, 64, 132 (vec4) and 7, 37 (scalar); P 1, 5, 9, 50, 100 (the 128-slot arrays) and 200 (256);
+ *   position counts that are no multiple of the GPU's 4 positions per workgroup; positions with
+ *   no valid slot; −1 indices (masked, and one valid, which reads a zero row); duplicate indices
+ *   within a position; logits in the hundreds; tables of N and of 2N rows. Bit for bit on the
+ *   CPU kernels (which round as the composite's do), within a stated tolerance on the GPU;
+ * - central-difference gradient checks through the fused path (gradcheck.ts);
+ * - fewer launches than the composite, no buffer left behind (expectNoLeak);
+ * - the composite where the fused kernels do not apply (P > ATTN_READ_MAX_SLOTS, P = 0);
+ * - the VJP's fallback for a backend without runMulti (the same bits as the fused kernel);
+ * - clear errors: out-of-range indices, bad shapes, second order;
+ * - on the GPU: an 8-storage-buffer device (the backward as two dispatches) and 2-D grids.
+ */
+import { expect, test } from "../../../test/support/harness.ts";
+import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
+import * as T from "../src/index.ts";
+import type { Backend, BufferHandle, DType, HostArray, KernelArg, PrimName, PrimParams, Tensor } from "../src/index.ts";
+import { attnReadGrad } from "../src/ops/attention-fused.ts";
+import { attnReadTuning } from "../src/webgpu/kernels/attention.ts";
+import { checkGradients, mulberry32 } from "./gradcheck.ts";
+
+// ---------- cases ----------
+
+interface Case {
+  N: number;
+  P: number;
+  S: number;
+  M: number;
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  index: Int32Array;
+  valid: Float32Array;
+  /** The cotangent of out. */
+  cOut: Float32Array;
+  /** The largest |logit| over the valid slots (the GPU tolerance grows with it). */
+  maxLogit: number;
+}
+
+interface Spec {
+  N: number;
+  P: number;
+  S: number;
+  /** Table rows as a multiple of N (1: a pool read's table; 2: two pools side by side). */
+  tables?: number;
+  /** The first `empty` positions have no valid slot. */
+  empty?: number;
+  /** Scale of q and keys (logits grow with its square). */
+  big?: number;
+  /** Where true, about half the slots of a position repeat one row. */
+  dup?: boolean;
+  seed: number;
+}
+
+function makeCase(s: Spec): Case {
+  const rand = mulberry32(s.seed);
+  const { N, P, S } = s;
+  const M = N * (s.tables ?? 1);
+  const u = (n: number, a = 1) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * a);
+  const index = new Int32Array(N * P), valid = new Float32Array(N * P);
+  for (let n = 0; n < N; n++) {
+    const hot = Math.floor(rand() * M);
+    for (let p = 0; p < P; p++) {
+      const e = n * P + p, x = rand();
+      const ok = n >= (s.empty ?? 0) && x < 0.75;
+      valid[e] = ok ? 1 : 0;
+      const row = s.dup && rand() < 0.5 ? hot : Math.floor(rand() * M);
+      // masked slots: mostly −1, some a real row (the older encoding); a few valid −1 slots (a zero row)
+      index[e] = ok ? (x < 0.03 ? -1 : row) : x < 0.9 ? -1 : row;
+    }
+  }
+  const big = s.big ?? 1;
+  const q = u(N * S, big), k = u(M * S, big);
+  const scale = 1 / Math.sqrt(S);
+  let maxLogit = 0;
+  for (let e = 0; e < N * P; e++) {
+    const r = index[e];
+    if (!valid[e] || r < 0) continue;
+    const n = Math.floor(e / P);
+    let d = 0;
+    for (let j = 0; j < S; j++) d += q[n * S + j] * k[r * S + j];
+    maxLogit = Math.max(maxLogit, Math.abs(d * scale));
+  }
+  return { N, P, S, M, q, k, v: u(M * S, 2), index, valid, cOut: u(N * S), maxLogit };
+}
+
+type Impl = (q: Tensor, k: Tensor, v: Tensor, index: Tensor, valid: Tensor) => Tensor;
+const composite: Impl = (q, k, v, index, valid) => {
+  const r = T.indexedAttention(q, k, v, index, valid);
+  r.weights.dispose();
+  return r.out;
+};
+const fused: Impl = (q, k, v, index, valid) => T.indexedAttentionFused(q, k, v, index, valid);
+
+interface Result {
+  out: Float32Array;
+  dq: Float32Array;
+  dk: Float32Array;
+  dv: Float32Array;
+  /** Launches (primitive applications) of the forward, and of the forward plus backward. */
+  fwdLaunches: number;
+  stepLaunches: number;
+}
+
+/** impl's read and the gradients of Σ out ⊙ cOut with respect to q, keys, values. */
+async function run(c: Case, impl: Impl): Promise<Result> {
+  const { N, P, S, M } = c;
+  // positions as [2, N/2] where N is even: the leading axes need not be one
+  const lead = N % 2 === 0 ? [2, N / 2] : [N];
+  const index = T.fromArray(c.index, [...lead, P], "i32"), valid = T.fromArray(c.valid, [...lead, P]);
+  const cOut = T.fromArray(c.cOut, [...lead, S]);
+  const params = [T.fromArray(c.q, [...lead, S]), T.fromArray(c.k, [M, S]), T.fromArray(c.v, [M, S])];
+  try {
+    T.resetCounters();
+    const out = T.tidy(() => impl(params[0], params[1], params[2], index, valid));
+    const fwdLaunches = T.readCounters().launches;
+    const outData = (await out.data()) as Float32Array;
+    out.dispose();
+    T.resetCounters();
+    const { value, grads } = T.valueAndGrad((ps: Tensor[]) => T.sum(T.mul(impl(ps[0], ps[1], ps[2], index, valid), cOut)))(params);
+    const stepLaunches = T.readCounters().launches;
+    const [dq, dk, dv] = (await Promise.all(grads.map((g) => g.data()))) as Float32Array[];
+    T.disposeTree([value, grads]);
+    return { out: outData, dq, dk, dv, fwdLaunches, stepLaunches };
+  } finally {
+    T.disposeTree([index, valid, cOut, params]);
+  }
+}
+
+/** "ok", or the first element where |got − want| > tol · (1 + |want|) (NaN anywhere fails). */
+function close(what: string, got: Float32Array, want: Float32Array, tol: number): string {
+  if (got.length !== want.length) return `${what}: length ${got.length} vs ${want.length}`;
+  for (let i = 0; i < want.length; i++) {
+    if (!(Math.abs(got[i] - want[i]) <= tol * (1 + Math.abs(want[i])))) return `${what}[${i}]: ${got[i]} vs ${want[i]} (tol ${tol})`;
+  }
+  return "ok";
+}
+
+const SPECS: Spec[] = [
+  // scalar path (S = 7), 5 slots, 14 positions (3 workgroups of 4, the last half empty)
+  { N: 14, P: 5, S: 7, empty: 2, seed: 1 },
+  // one slot, the narrowest vec4 row, 13 positions
+  { N: 13, P: 1, S: 4, empty: 1, seed: 2 },
+  // the model's sizes per position: S = 64, P = 50 (one pool) with repeated rows and logits in
+  // the hundreds (q and keys of up to ±12: near one-hot softmax rows)
+  { N: 9, P: 50, S: 64, dup: true, big: 12, empty: 1, seed: 3 },
+  // P = 100 (two pools: a table of 2N rows), 10 positions
+  { N: 10, P: 100, S: 64, tables: 2, empty: 3, seed: 4 },
+  // more than 128 slots: the 256-slot workgroup arrays
+  { N: 5, P: 200, S: 8, dup: true, seed: 5 },
+  // rows wider than the 16 lanes: 33 vec4s (3 per lane, the last on lane 0 only), 37 scalars
+  { N: 6, P: 9, S: 132, seed: 12 },
+  { N: 7, P: 9, S: 37, empty: 1, seed: 13 },
+];
+
+for (const backend of testBackends()) {
+  test(`[${backend}] indexedAttentionFused equals indexedAttention(...).out: values and the gradients of q, keys, values`, async () => {
+    if (!(await useBackend(backend))) return;
+    await expectNoLeak(async () => {
+      for (const spec of SPECS) {
+        const c = makeCase(spec);
+        const want = await run(c, composite);
+        const got = await run(c, fused);
+        const label = JSON.stringify([c.N, c.P, c.S, c.M]);
+        if (backend === "webgpu") {
+          // The GPU kernels add the softmax's sums in another order than the composite's kernels
+          // (16 lane partials, then the lanes) and the compiler may contract a·b + c into an fma
+          // in one program and not in the other: a logit z then differs by a few ulp of the
+          // terms of its dot product, and exp(z − max) by as much relatively. So the bound grows
+          // with the largest logit; the gradients of the tables add up to P terms per position
+          // (and a row's terms over all positions, grouped otherwise by indexedOuter's chunks).
+          const tol = 1e-6 * (4 + c.maxLogit);
+          expect(`${label} ${close("out", got.out, want.out, tol)}`).toBe(`${label} ok`);
+          const gtol = tol * Math.sqrt(c.P);
+          for (const k of ["dq", "dk", "dv"] as const) expect(`${label} ${close(k, got[k], want[k], gtol)}`).toBe(`${label} ok`);
+        } else {
+          // the CPU kernels round where the composite's kernels round: the same bits (wasm runs
+          // the composite itself)
+          for (const k of ["out", "dq", "dk", "dv"] as const) expect(`${label} ${k} ${close(k, got[k], want[k], 0)}`).toBe(`${label} ${k} ok`);
+        }
+        // positions with no valid slot read exactly 0; nothing is NaN
+        for (let n = 0; n < (spec.empty ?? 0); n++) for (let j = 0; j < c.S; j++) expect(got.out[n * c.S + j]).toBe(0);
+        for (const k of ["out", "dq", "dk", "dv"] as const) expect(got[k].every(Number.isFinite)).toBe(true);
+        if (backend === "wasm") {
+          // the wasm backend prefers the composite: the fused call is it, launch for launch
+          expect([got.fwdLaunches, got.stepLaunches]).toEqual([want.fwdLaunches, want.stepLaunches]);
+        } else {
+          // one launch forward; backward, attnReadGrad and the two scatters instead of the
+          // composite's dot, masked-softmax VJP and sum before the same scatters
+          expect(got.fwdLaunches).toBe(1);
+          expect(got.fwdLaunches).toBeLessThan(want.fwdLaunches);
+          expect(got.stepLaunches - got.fwdLaunches).toBeLessThan(want.stepLaunches - want.fwdLaunches);
+        }
+      }
+    });
+  });
+
+  test(`[${backend}] indexedAttentionFused passes central-difference gradient checks`, async () => {
+    if (!(await useBackend(backend))) return;
+    const rand = mulberry32(78);
+    const u = (n: number) => Float32Array.from({ length: n }, () => (rand() < 0.5 ? -1 : 1) * (0.2 + rand()));
+    // [2, 3] positions, P = 3 slots (a repeated row, −1 slots, a masked slot on a real row, a
+    // position with no valid slot), S = 5 (the scalar path) and S = 4 (vec4), M = 5 rows
+    const index = Int32Array.of(0, 4, 4, 1, 2, -1, 3, 3, 1, -1, 0, 2, 4, 1, 2, 2, -1, 0);
+    const validData = Float32Array.of(1, 1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 0, 1);
+    const f = (xs: Tensor[]) => {
+      const valid = T.fromArray(validData, [2, 3, 3]);
+      return T.indexedAttentionFused(xs[0], xs[1], xs[2], xs[3], valid);
+    };
+    for (const S of [5, 4]) {
+      await checkGradients(f, [
+        { data: u(6 * S), shape: [2, 3, S] }, { data: u(5 * S), shape: [5, S] }, { data: u(5 * S), shape: [5, S] }, { data: index, shape: [2, 3, 3] },
+      ], { label: `${backend} indexedAttentionFused S=${S}` });
+    }
+  });
+
+  test(`[${backend}] indexedAttentionFused runs the composite where its kernels do not apply (P = 0, P > ${T.ATTN_READ_MAX_SLOTS})`, async () => {
+    if (!(await useBackend(backend))) return;
+    await expectNoLeak(async () => {
+      const c = makeCase({ N: 3, P: T.ATTN_READ_MAX_SLOTS + 1, S: 4, seed: 6 });
+      const want = await run(c, composite), got = await run(c, fused);
+      for (const k of ["out", "dq", "dk", "dv"] as const) expect(close(k, got[k], want[k], 0)).toBe("ok");
+      expect(got.fwdLaunches).toBe(want.fwdLaunches);
+      const q = T.ones([2, 3]), tab = T.ones([4, 3]), idx = T.fromArray(new Int32Array(0), [2, 0], "i32"), valid = T.zeros([2, 0]);
+      const out = T.indexedAttentionFused(q, tab, tab, idx, valid);
+      expect(out.shape).toEqual([2, 3]);
+      expect(Array.from(await out.data())).toEqual([0, 0, 0, 0, 0, 0]);
+      T.disposeTree([q, tab, idx, valid, out]);
+    });
+  });
+}
+
+// ---------- a backend without runMulti ----------
+
+/** The CPU backend without runMulti (a third-party backend's view of the interface). */
+class NoMulti implements Backend {
+  readonly name = "no-multi";
+  constructor(readonly inner: Backend) {}
+  alloc(size: number, dtype: DType): BufferHandle {
+    return this.inner.alloc(size, dtype);
+  }
+  free(buf: BufferHandle): void {
+    this.inner.free(buf);
+  }
+  write(buf: BufferHandle, data: HostArray): void {
+    this.inner.write(buf, data);
+  }
+  read(buf: BufferHandle): Promise<HostArray> {
+    return this.inner.read(buf);
+  }
+  run<K extends PrimName>(prim: K, inputs: readonly KernelArg[], output: KernelArg, params: PrimParams[K]): void {
+    this.inner.run(prim, inputs, output, params);
+  }
+  liveBuffers(): number {
+    return this.inner.liveBuffers();
+  }
+  sync(): Promise<void> {
+    return this.inner.sync();
+  }
+}
+
+test("[cpu] without runMulti, attnRead's VJP runs the composite's backward ops: the same bits as attnReadGrad", async () => {
+  await useBackend("cpu");
+  const c = makeCase({ N: 11, P: 6, S: 5, dup: true, empty: 2, seed: 7 });
+  const want = await run(c, fused);
+  const probe = new NoMulti(T.setBackend("cpu"));
+  T.setBackend(probe);
+  try {
+    const got = await run(c, fused);
+    for (const k of ["out", "dq", "dk", "dv"] as const) expect(close(k, got[k], want[k], 0)).toBe("ok");
+    expect(got.stepLaunches).toBeGreaterThan(want.stepLaunches); // the ops, not one attnReadGrad
+    expect(probe.liveBuffers()).toBe(0);
+  } finally {
+    T.setBackend("cpu");
+  }
+});
+
+// ---------- errors ----------
+
+test("[cpu] attnRead: clear errors for out-of-range indices, bad shapes and second-order gradients", async () => {
+  await useBackend("cpu");
+  const q = T.zeros([2, 3, 4]), tab = T.zeros([5, 4]), valid = T.ones([2, 3, 1]);
+  const bad = T.fromArray(Int32Array.of(0, 1, 2, 5, 0, 0), [2, 3, 1], "i32");
+  const neg = T.fromArray(Int32Array.of(0, -1, -2, 1, -1, 0), [2, 3, 1], "i32");
+  const idx = T.fromArray(new Int32Array(6), [2, 3, 1], "i32");
+  try {
+    expect(() => T.indexedAttentionFused(q, tab, tab, bad, valid)).toThrow(/attnRead: index 5 at position 3 is outside \[0, 5\) of table \[5, 4\]/);
+    expect(() => T.indexedAttentionFused(q, tab, tab, neg, valid)).toThrow(/attnRead: index -2 at position 2 is outside \[0, 5\)/);
+    expect(() => T.indexedAttentionFused(q, tab, tab, idx, T.ones([2, 3, 2]))).toThrow(/indexedAttentionFused: valid f32 \[2, 3, 2\] must be f32 with the index's shape \[2, 3, 1\]/);
+    expect(() => T.indexedAttentionFused(q, tab, T.zeros([4, 4]), idx, valid)).toThrow(/keys \[5, 4\] and values \[4, 4\] must be the same \[M, S\] tables/);
+    expect(() => T.indexedAttentionFused(T.zeros([3, 2, 4]), tab, tab, idx, valid)).toThrow(/q \[3, 2, 4\], tables \[5, 4\] and index \[2, 3, 1\] must be/);
+    expect(() => T.indexedAttentionFused(q, tab, tab, T.zeros([2, 3, 1]), valid)).toThrow(/attnRead: index must be i32/);
+    const many = T.fromArray(new Int32Array(6 * 300), [2, 3, 300], "i32"), manyValid = T.ones([2, 3, 300]);
+    expect(() => T.bind("attnRead", [q, tab, tab, many, manyValid], { scale: 1 })).toThrow(/attnRead: needs 1\.\.256 slots/);
+    T.disposeTree([many, manyValid]);
+    // attnReadGrad is the VJP's kernel: differentiating it is an error, not a silent zero
+    const g = T.ones([2, 3, 4]);
+    expect(() => T.valueAndGrad((x: Tensor) => T.sum(attnReadGrad(x, tab, tab, idx, valid, g, 0.5)[0]))(q)).toThrow(
+      "attnReadGrad: second-order gradients are not supported",
+    );
+    // the error index of the backward kernel names it too (the forward checked the same index first)
+    expect(() => attnReadGrad(q, tab, tab, bad, valid, g, 0.5)).toThrow(/attnReadGrad: index 5 at position 3/);
+    g.dispose();
+  } finally {
+    T.disposeTree([q, tab, valid, bad, neg, idx]);
+  }
+});
+
+// ---------- WebGPU specifics ----------
+
+/** Records the pipeline keys `b` dispatches until restore() (b a WebGPU backend). */
+function recordKeys(b: Backend): { seen: Set<string>; restore: () => void } {
+  const seen = new Set<string>();
+  // deno-lint-ignore no-explicit-any
+  const ctx = (b as any).ctx, dispatch = ctx.dispatch;
+  ctx.dispatch = (l: { key: string }) => (seen.add(l.key), dispatch(l));
+  return { seen, restore: () => (ctx.dispatch = dispatch) };
+}
+const ourKeys = (seen: Set<string>) => [...seen].filter((k) => k.startsWith("attnRead")).sort();
+
+test("webgpu: other positions per workgroup (attnReadTuning) give the same numbers; too many for the workgroup memory shrink", async () => {
+  if (!testBackends().includes("webgpu") || !(await useBackend("webgpu"))) return;
+  const gpu = T.getBackend();
+  // 9 positions: 5 workgroups of 2 positions, 1 of 16, 2 of 8 (the last one of each part empty)
+  const cases = [makeCase({ N: 9, P: 50, S: 64, empty: 1, dup: true, seed: 10 }), makeCase({ N: 9, P: 200, S: 7, empty: 1, seed: 11 })];
+  T.setBackend("cpu");
+  const want = [];
+  for (const c of cases) want.push(await run(c, fused));
+  T.setBackend(gpu);
+  // deno-lint-ignore no-explicit-any
+  const limit: number = (gpu as any).ctx.limits.maxComputeWorkgroupStorageSize;
+  const before = T.liveBuffers();
+  try {
+    // 2; 16 (it fits lavapipe's 32 KB with 128 slots, and shrinks to 8 with 256)
+    for (const positions of [2, 16]) {
+      attnReadTuning.positions = positions;
+      for (const [i, c] of cases.entries()) {
+        const rec = recordKeys(gpu);
+        const got = await run(c, fused);
+        rec.restore();
+        const tol = 1e-6 * (4 + c.maxLogit);
+        for (const k of ["out", "dq", "dk", "dv"] as const) expect(`${positions} ${close(k, got[k], want[i][k], k === "out" ? tol : tol * Math.sqrt(c.P))}`).toBe(`${positions} ok`);
+        // the backward's arrays: 12 bytes per slot and position, 12 per thread for the reductions
+        const CH = c.P <= 128 ? 128 : 256;
+        let fits = positions;
+        while (fits > 1 && 12 * fits * CH + 12 * 16 * fits > limit) fits /= 2;
+        expect(ourKeys(rec.seen).find((k) => k.startsWith("attnRead:grad:"))).toBe(`attnRead:grad:${c.S % 4 ? "f32" : "vec4"}:${CH}:${fits}`);
+      }
+    }
+    attnReadTuning.positions = 3;
+    const c = cases[0];
+    await expect(run(c, fused)).rejects.toThrow("attnReadTuning.positions must be 1, 2, 4, 8 or 16, got 3");
+    expect(T.liveBuffers()).toBe(before);
+  } finally {
+    attnReadTuning.positions = 4;
+  }
+});
+
+test("webgpu: attnReadGrad on an 8-storage-buffer device (two dispatches) and the kernels on 2-D grids", async () => {
+  if (!testBackends().includes("webgpu") || !(await useBackend("webgpu"))) return;
+  const main = T.getBackend();
+  const { createWebGpuBackend } = await import("../src/webgpu/backend.ts");
+  // same device; WebGPU's default of 8 storage buffers (the one-dispatch backward binds 9), and
+  // at most 4 workgroups per grid dimension (the fused kernels need 5 workgroups of 4 positions
+  // here: a 2-D grid; every other op of the case fits 16)
+  // deno-lint-ignore no-explicit-any
+  const gpu = await createWebGpuBackend({ gpu: (main as any).acquired, limits: { maxStorageBuffersPerShaderStage: 8, maxComputeWorkgroupsPerDimension: 4 } });
+  try {
+    const c = makeCase({ N: 18, P: 50, S: 64, empty: 2, dup: true, seed: 8 });
+    T.setBackend("cpu");
+    const want = await run(c, fused);
+    // the pipelines each backend dispatches: one backward dispatch where 9 buffers may be bound
+    // (lavapipe and real GPUs allow more than 8), two on the 8-buffer device
+    T.setBackend(main);
+    const onMain = recordKeys(main);
+    await run(c, fused);
+    onMain.restore();
+    T.setBackend(gpu);
+    const onGpu = recordKeys(gpu);
+    const got = await run(c, fused);
+    onGpu.restore();
+    // deno-lint-ignore no-explicit-any
+    if ((main as any).ctx.limits.maxStorageBuffersPerShaderStage >= 9) expect(ourKeys(onMain.seen)).toEqual(["attnRead:grad:vec4:128:4", "attnRead:out:vec4:128:4"]);
+    expect(ourKeys(onGpu.seen)).toEqual(["attnRead:gradNoW:vec4:128:4", "attnRead:out:vec4:128:4", "attnRead:w:vec4:128:4"]);
+    const tol = 1e-6 * (4 + c.maxLogit);
+    expect(close("out", got.out, want.out, tol)).toBe("ok");
+    for (const k of ["dq", "dk", "dv"] as const) expect(close(k, got[k], want[k], tol * Math.sqrt(c.P))).toBe("ok");
+    expect(gpu.liveBuffers()).toBe(0);
+  } finally {
+    gpu.destroy();
+    T.setBackend(main);
+  }
+});
