@@ -37,6 +37,12 @@ export interface PrimParams {
   cast: { dtype: DType };
   /** Sums or maxima over `axes` (kept with size 1). */
   reduce: { op: "sum" | "max"; axes: number[] };
+  /**
+   * The VJP of a max reduction in one pass (ops/reduce.ts): inputs [x, y, g], y = max of x over
+   * `axes` and g its cotangent (both x's shape with `axes` kept as size 1); out (x's shape) =
+   * (g + 0) · ([x = y] / ties in x's group), rounded to f32 at each step as the composite is.
+   */
+  maxGrad: { axes: number[] };
   /** Batched matrix product over the last two axes, each operand optionally transposed. */
   matmul: { transA: boolean; transB: boolean };
   /** The same elements in another shape of the same size (a view: no kernel runs). */

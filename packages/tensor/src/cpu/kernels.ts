@@ -3,7 +3,7 @@ import type { HostArray, MultiPrimName, MultiPrimParams, PrimName, PrimParams } 
 import { addNKernel, unaryGradKernel, adamwKernel, adamwStepKernel, binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import { matmulKernel } from "./matmul.ts";
-import { reduceKernel } from "./reduce.ts";
+import { maxGradKernel, reduceKernel } from "./reduce.ts";
 import { causalSelectKernel } from "./select.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
 import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
@@ -38,6 +38,7 @@ export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
   where: whereKernel,
   cast: castKernel,
   reduce: reduceKernel,
+  maxGrad: maxGradKernel,
   matmul: matmulKernel,
   reshape: () => {
     throw new Error("internal: reshape is a view and runs no kernel");

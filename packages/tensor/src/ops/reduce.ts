@@ -1,5 +1,6 @@
 /** Reductions over axes: sum and max (mean is sum scaled). */
-import { bind, definePrimitive } from "../dispatch.ts";
+import { bind, definePrimitive, noSecondOrder } from "../dispatch.ts";
+import { getBackend } from "../engine.ts";
 import { normAxis, sameShape, ShapeError, showShape, type Shape } from "../shape.ts";
 import { Tensor } from "../tensor.ts";
 import { div, eq, mul } from "./elementwise.ts";
@@ -20,14 +21,47 @@ definePrimitive("reduce", {
     return { shape: reducedShape(x.shape, p.axes), dtype: "f32" };
   },
   flops: ([x]) => x.size,
-  vjp: (g, [x], y, { op }) => {
-    const gb = broadcastTo(g, x.shape);
-    if (op === "sum") return [gb];
-    // max: the gradient goes to the maxima, split evenly between ties
-    const mask = eq(x, y);
-    const count = reduceKeep("sum", mask, allAxesWhere(x.shape, y.shape));
-    return [mul(gb, div(mask, count))];
+  vjp: (g, [x], y, { op, axes }) => {
+    if (op === "sum") return [broadcastTo(g, x.shape)];
+    // max: the gradient goes to the maxima, split evenly between ties. One maxGrad launch, or the
+    // composite (about six launches) where the backend prefers it; the two give the same bits.
+    if (!getBackend().prefersComposite?.("maxGrad")) return [bind("maxGrad", [x, y, g], { axes })];
+    return [maxGradComposite(x, y, g)];
   },
+});
+
+/**
+ * The max reduction's VJP from other ops: broadcast g, mask the maxima, count the ties of each
+ * group, g · (mask / count). What maxGrad's kernels compute, step by step. A group whose max is
+ * NaN has no element equal to it (NaN ≠ NaN): count 0, so 0 / 0 gives NaN for its whole group.
+ * g is broadcast by adding zeros, which turns a −0 into +0 (the kernels do the same).
+ */
+function maxGradComposite(x: Tensor, y: Tensor, g: Tensor): Tensor {
+  const gb = broadcastTo(g, x.shape);
+  const mask = eq(x, y);
+  const count = reduceKeep("sum", mask, allAxesWhere(x.shape, y.shape));
+  return mul(gb, div(mask, count));
+}
+
+definePrimitive("maxGrad", {
+  shape: ([x, y, g], p) => {
+    for (const [name, t] of [["x", x], ["y", y], ["g", g]] as const) {
+      if (t.dtype !== "f32") throw new ShapeError(`maxGrad: ${name} must be f32, got ${t.dtype} ${showShape(t.shape)}`);
+    }
+    for (const a of p.axes) {
+      if (!Number.isInteger(a) || a < 0 || a >= x.rank) throw new ShapeError(`maxGrad: axis ${a} out of range for x ${showShape(x.shape)}`);
+      if (x.shape[a] === 0) throw new ShapeError(`maxGrad: axis ${a} of x ${showShape(x.shape)} is empty`);
+    }
+    const want = reducedShape(x.shape, p.axes);
+    if (!sameShape(y.shape, want) || !sameShape(g.shape, want)) {
+      throw new ShapeError(
+        `maxGrad: y ${showShape(y.shape)} and g ${showShape(g.shape)} must both be ${showShape(want)} (x ${showShape(x.shape)} with axes [${p.axes.join(", ")}] kept as 1)`,
+      );
+    }
+    return { shape: [...x.shape], dtype: "f32" };
+  },
+  flops: ([x]) => 4 * x.size,
+  vjp: noSecondOrder("maxGrad"),
 });
 
 function allAxesWhere(full: readonly number[], reduced: readonly number[]): number[] {

@@ -328,8 +328,10 @@ export class WasmBackend implements Backend {
 
   /**
    * unaryGrad, rmsNorm, softmaxGrad and addN have no wasm kernels (their TS fallbacks are scalar
-   * passes): their composites run on the SIMD kernels. attnRead (the fused pool read) runs as its
-   * composite too: indexedAttentionFused then calls indexedAttention.
+   * passes): their composites run on the SIMD kernels. maxGrad (max's VJP) has no wasm kernel
+   * either but keeps its TS one: its single pass ran 3-10x faster than the composite's six
+   * launches (2 threads, [8, 2048, 64, 4] over the last axis, Bun and Deno). attnRead (the fused
+   * pool read) runs as its composite too: indexedAttentionFused then calls indexedAttention.
    */
   prefersComposite(prim: PrimName): boolean {
     // maskedSoftmax (indexedAttention's masked softmax): its composite runs wasm's SIMD softmax

@@ -12,7 +12,7 @@ import {
   rmsNormGradKernel, rmsNormKernel, softmaxGradKernel,
   maskedSoftmaxGradKernel, maskedSoftmaxKernel,
 } from "./nn.ts";
-import { reduceKernel } from "./reduce.ts";
+import { maxGradKernel, reduceKernel } from "./reduce.ts";
 import { scanKernel, scanReverseKernel } from "./scan.ts";
 import { adamwKernel, adamwStepKernel } from "./optim.ts";
 import { causalSelectKernel } from "./select.ts";
@@ -36,6 +36,7 @@ export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   where: whereKernel,
   cast: castKernel,
   reduce: reduceKernel,
+  maxGrad: maxGradKernel,
   matmul: matmulKernel,
   reshape: () => {
     throw new Error("internal: reshape is a view and runs no kernel");

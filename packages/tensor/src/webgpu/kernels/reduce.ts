@@ -25,7 +25,7 @@
  */
 import type { KernelArg, PrimParams } from "../../backend.ts";
 import {
-  ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, strides, type BufRef, type GpuCtx,
+  ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, strides, workgroupCombine, type BufRef, type GpuCtx,
 } from "../context.ts";
 
 const WG = 256;
@@ -275,4 +275,101 @@ export function reduceGroups(ctx: GpuCtx, op: "sum" | "max", src: BufRef, dst: B
   if (nOut > 1) second.push({ size: nOut, stride: 1, reduced: false });
   reducePass(ctx, op, partial, dst, second, 1);
   ctx.releaseTemp(partial);
+}
+
+// ---------- maxGrad: the VJP of a max reduction ----------
+
+interface MaxGradCfg {
+  /** Kept / reduced groups in the shader (padded with size-1 groups). */
+  nk: number;
+  nr: number;
+  laneInner: boolean;
+}
+
+/**
+ * params: nOut, R, ox, lanes, then kept sizes+strides (nk), reduced sizes+strides (nr).
+ * Each output o (one group of x) has `lanes` threads: each counts the ties x = y[o] in its strided
+ * share of the group, the counts are added in workgroup memory (skipped when lanes is 1: no
+ * barrier), then each thread writes its share of dx = (g + 0) · (mask / count). The two passes
+ * read x twice; the second read hits the cache. The arithmetic is the composite's, op by op:
+ * - x = y is IEEE (false for NaN): a NaN test on y keeps it so where a compiler assumes no NaNs;
+ * - count 0 (a NaN max) gives NaN, the composite's 0 / 0, written explicitly for the same reason;
+ * - g + 0 (the composite's broadcast adds zeros) turns −0 into +0: done on the bits, which no
+ *   compiler folds away; not for groups of one (R = 1), where g has x's shape and the composite
+ *   does not broadcast.
+ */
+function maxGradWgsl(c: MaxGradCfg): string {
+  const kb = 4, rb = 4 + 2 * c.nk;
+  const keptChain = chain("oc", range(c.nk).map((j) => pu(kb + 2 * j)), range(c.nk).map((j) => pu(kb + 2 * j + 1)), "base", "ko");
+  const redChain = chain("r", range(c.nr).map((j) => pu(rb + 2 * j)), range(c.nr).map((j) => pu(rb + 2 * j + 1)), "roff", "ro");
+  return `${header(rb + 2 * c.nr, [
+    { name: "out", type: "f32", write: true }, { name: "x", type: "f32" }, { name: "y", type: "f32" }, { name: "g", type: "f32" },
+  ])}
+var<workgroup> sh: array<u32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let nOut = ${pu(0)}; let R = ${pu(1)};
+  let OX = ${pu(2)}; let lanes = ${pu(3)};
+  if (wg * OX >= nOut) { return; }
+  ${c.laneInner ? "let ox = lid / lanes; let lane = lid % lanes;" : "let ox = lid % OX; let lane = lid / OX;"}
+  let o = wg * OX + ox;
+  let live = o < nOut;
+  let oc = min(o, nOut - 1u);
+  ${keptChain}
+  let yv = y[oc];
+  let yNum = (bitcast<u32>(yv) & 0x7fffffffu) <= 0x7f800000u;
+  var cnt = 0u;
+  if (live) {
+    for (var r = lane; r < R; r += lanes) {
+      ${redChain}
+      if (x[base + roff] == yv && yNum) { cnt += 1u; }
+    }
+  }
+  if (lanes > 1u) {
+    sh[lane * OX + ox] = cnt;
+    ${workgroupCombine((a, b) => `${a} + ${b}`)}
+    cnt = sh[ox];
+  }
+  if (live) {
+    let gb = bitcast<u32>(g[oc]);
+    let gv = bitcast<f32>(select(gb, 0u, gb == 0x80000000u && R > 1u));
+    let cf = f32(cnt);
+    let qnan = 0x7fc00000u; // a let, not a constant: WGSL rejects a constant NaN
+    for (var r = lane; r < R; r += lanes) {
+      ${redChain}
+      let hit = x[base + roff] == yv && yNum;
+      let m = select(select(0.0f, 1.0f, hit) / cf, bitcast<f32>(qnan), cnt == 0u);
+      out[base + roff] = gv * m;
+    }
+  }
+}`;
+}
+
+/**
+ * maxGrad on the GPU: x's axes coalesced into kept / reduced groups as for the reductions, and
+ * the reductions' thread plan (passPlan): a short group (MemMamba's windows of r = 4 features,
+ * the common case: one pipeline maxGrad:k1:r1:red-inner) gets one thread that walks it, a long
+ * one up to 256 threads that share it. One launch instead of the composite's six (a fill and an
+ * add to broadcast g, eq, the tie count's sum, div, mul).
+ * Exact where the device's f32 division is correctly rounded (lavapipe); where it is not, the
+ * composite's div uses the same instruction on the same operands.
+ */
+export function maxGradKernel(ctx: GpuCtx, [x, y, g]: readonly KernelArg[], out: KernelArg, p: PrimParams["maxGrad"]): void {
+  if (prod(out.shape) === 0) return;
+  const gs = groupsOf(x.shape, p.axes);
+  const kept = gs.filter((q) => !q.reduced), red = gs.filter((q) => q.reduced);
+  const nOut = prod(kept.map((q) => q.size)), R = prod(red.map((q) => q.size));
+  const { ox, lanes, laneInner } = passPlan(gs, R);
+  const nk = kept.length <= 1 ? 1 : Math.max(3, kept.length), nr = red.length <= 1 ? 1 : Math.max(2, red.length);
+  const padK: Group[] = [...range(nk - kept.length).map(() => ({ size: 1, stride: 0, reduced: false })), ...kept];
+  const padR: Group[] = [...range(nr - red.length).map(() => ({ size: 1, stride: 0, reduced: true })), ...red];
+  const w = new ParamWords().u(nOut).u(R).u(ox).u(lanes);
+  for (const q of [...padK, ...padR]) w.u(q.size).u(q.stride);
+  const cfg: MaxGradCfg = { nk, nr, laneInner };
+  ctx.dispatch({
+    label: "maxGrad", key: `maxGrad:k${nk}:r${nr}:${laneInner ? "red-inner" : "kept-inner"}`, wgsl: () => maxGradWgsl(cfg),
+    buffers: [ctx.ref(out, "maxGrad"), ctx.ref(x, "maxGrad"), ctx.ref(y, "maxGrad"), ctx.ref(g, "maxGrad")], params: w.words(),
+    groups: grid(ceilDiv(nOut, ox), ctx.limits.maxComputeWorkgroupsPerDimension),
+  });
 }
