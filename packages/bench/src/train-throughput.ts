@@ -24,6 +24,8 @@ import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positive
 import { existsSync, readFileSync } from "node:fs";
 import { poolTuning } from "../../tensor/src/webgpu/pool.ts";
 import { ssmTuning } from "../../tensor/src/webgpu/kernels/ssm.ts";
+import { attnReadTuning } from "../../tensor/src/webgpu/kernels/attention.ts";
+import { attentionTuning } from "../../tensor/src/ops/attention-fused.ts";
 import process from "node:process";
 import { disposeTree, random, valueAndGrad, type Tensor } from "@memmamba/tensor";
 import { initLM, lm, presetNames, type LMParams, type PresetName } from "@memmamba/memmamba";
@@ -50,6 +52,8 @@ const HELP = `train-throughput: tokens/s of a full training step (forward, backw
   --max-batch N    WebGPU dispatches per queue submit (default: the backend's, 128)
   --ssm-fwd-algo A WebGPU selective scan forward: chunked or lookback (default ${ssmTuning.fwdAlgo})
   --ssm-bwd-algo A WebGPU selective scan backward: scratch or segments (default ${ssmTuning.bwdAlgo})
+  --attn A         MemMamba's pool reads: fused (one launch each way, the default) or ops (indexedAttention)
+  --attn-positions N  WebGPU fused pool read: positions per workgroup, 1-16 (default ${attnReadTuning.positions})
   --ratios-only F  measure nothing: re-read our JSON F, add --reference's ratios, write --out (default F)
   --json           print the JSON result on stdout instead of the table
   --out FILE       JSON output (default packages/bench/results/train-throughput-<backend>.json)
@@ -126,7 +130,7 @@ export interface ThroughputResult {
   device: string;
   backend: BackendChoice;
   preset: PresetName;
-  options: { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; profileDetail?: boolean; pool?: { keepFactor: number }; maxBatch?: number | null; ssmFwdAlgo?: string; ssmBwdAlgo?: string };
+  options: { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; profileDetail?: boolean; pool?: { keepFactor: number }; maxBatch?: number | null; ssmFwdAlgo?: string; ssmBwdAlgo?: string; attn?: string; attnPositions?: number };
   rows: ThroughputRow[];
   reference: ReferenceRow[];
   ratios: Ratios[];
@@ -341,7 +345,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", batch: "string", seq: "string", steps: "string", warmup: "string",
     "cap-s": "string", reference: "string", profile: "boolean", "profile-detail": "boolean", json: "boolean", out: "string", help: "boolean",
-    "ratios-only": "string", "pool-keep": "string", "max-batch": "string", "ssm-fwd-algo": "string", "ssm-bwd-algo": "string",
+    "ratios-only": "string", "pool-keep": "string", "max-batch": "string", "ssm-fwd-algo": "string", "ssm-bwd-algo": "string", attn: "string", "attn-positions": "string",
   });
   if (f["ssm-bwd-algo"] !== undefined) {
     const a = String(f["ssm-bwd-algo"]);
@@ -352,6 +356,16 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
     const a = String(f["ssm-fwd-algo"]);
     if (a !== "chunked" && a !== "lookback") throw new Error(`--ssm-fwd-algo must be chunked or lookback, got "${a}"`);
     ssmTuning.fwdAlgo = a;
+  }
+  if (f.attn !== undefined) {
+    const a = String(f.attn);
+    if (a !== "fused" && a !== "ops") throw new Error(`--attn must be fused or ops, got "${a}"`);
+    attentionTuning.fused = a === "fused";
+  }
+  if (f["attn-positions"] !== undefined) {
+    const n = Number(f["attn-positions"]);
+    if (!Number.isInteger(n) || n < 1 || n > 16) throw new Error(`--attn-positions must be an integer 1-16, got "${f["attn-positions"]}"`);
+    attnReadTuning.positions = n;
   }
   if (f["pool-keep"] !== undefined) {
     const k = Number(f["pool-keep"]);
@@ -383,7 +397,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
     const mm = rows.find((x) => x.kind === "memmamba")?.msPerStep, ma = rows.find((x) => x.kind === "mamba")?.msPerStep;
     return {
       benchmark: "train-throughput" as const, date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
-      options: { ...o, pool: { ...poolTuning }, maxBatch: maxBatch ?? null, ssmFwdAlgo: ssmTuning.fwdAlgo, ssmBwdAlgo: ssmTuning.bwdAlgo }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
+      options: { ...o, pool: { ...poolTuning }, maxBatch: maxBatch ?? null, ssmFwdAlgo: ssmTuning.fwdAlgo, ssmBwdAlgo: ssmTuning.bwdAlgo, attn: attentionTuning.fused ? "fused" : "ops", attnPositions: attnReadTuning.positions }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
       goals: { oursOverCompiledAtLeast: 2, memmambaOverMambaAtMost: 1.5, issueCompiledMambaTps: ISSUE_COMPILED_MAMBA_TPS },
     };
   };

@@ -3,7 +3,7 @@
  * attention (Eq. 7/11) over the pools of earlier layers. Both are one masked softmax over a few
  * slots per position (P, or g·P), so they cost O(L·P·S), linear in the length.
  */
-import { add, concat, ge, gt, indexedAttention, matmul, mul, noGrad, random, reshape, sigmoid, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
+import { add, concat, ge, gt, indexedAttention, indexedAttentionFused, matmul, mul, noGrad, random, reshape, sigmoid, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
 import { initLinear, initScorer, scoreLinear, type Key, type Linear } from "./nn.ts";
 import type { PoolRead } from "./pool.ts";
@@ -71,8 +71,13 @@ function joinReads(reads: readonly PoolRead[]): PoolRead {
  * values exist in the forward or the backward pass. Same numbers as `poolAttentionWeighted` over
  * gathered slots (the composite it replaced, kept as the reference), within f32 rounding.
  */
-function readPoolAttention(q: Tensor, read: PoolRead, wk: Tensor, wv: Tensor): { out: Tensor; weights: Tensor } {
-  return indexedAttention(q, matmul(read.table, wk), matmul(read.table, wv), read.index, read.valid);
+function readPoolAttention(q: Tensor, read: PoolRead, wk: Tensor, wv: Tensor): Tensor;
+function readPoolAttention(q: Tensor, read: PoolRead, wk: Tensor, wv: Tensor, weights: true): { out: Tensor; weights: Tensor };
+function readPoolAttention(q: Tensor, read: PoolRead, wk: Tensor, wv: Tensor, weights = false): Tensor | { out: Tensor; weights: Tensor } {
+  const keys = matmul(read.table, wk), values = matmul(read.table, wv);
+  // the read alone is one fused launch each way (indexedAttentionFused); the weights, when asked
+  // for, come from the op-by-op form, which returns them
+  return weights ? indexedAttention(q, keys, values, read.index, read.valid) : indexedAttentionFused(q, keys, values, read.index, read.valid);
 }
 
 /**
@@ -135,8 +140,8 @@ export interface CrossTokenRead {
   score: Tensor;
   /** 1 where I_state > τ2 [B, L] (no gradient). */
   gate: Tensor;
-  /** The attention weights over the pool slots the read saw [B, L, P], before the gate (for inspection). */
-  weights: Tensor;
+  /** The attention weights over the pool slots the read saw [B, L, P], before the gate (for inspection; only when asked for). */
+  weights?: Tensor;
 }
 
 /**
@@ -144,10 +149,11 @@ export interface CrossTokenRead {
  * layer's own pool holds before t; h = RMSNorm(x_l) [B, L, d], stateSrc what I_state scores. As with
  * the notes, the score scales what it gates, so the state scorer learns through the read.
  */
-export function crossTokenAttention(p: CrossTokenParams, h: Tensor, stateSrc: Tensor, read: PoolRead, m: MemoryConfig): CrossTokenRead {
+export function crossTokenAttention(p: CrossTokenParams, h: Tensor, stateSrc: Tensor, read: PoolRead, m: MemoryConfig, opts: { weights?: boolean } = {}): CrossTokenRead {
   const score = stateImportance(p.state, stateSrc);
   const gate = noGrad(() => gt(score, m.tau2));
-  const { out: attn, weights } = readPoolAttention(matmul(h, p.q.w), read, p.k.w, p.v.w);
+  const q = matmul(h, p.q.w);
+  const { out: attn, weights } = opts.weights ? readPoolAttention(q, read, p.k.w, p.v.w, true) : { out: readPoolAttention(q, read, p.k.w, p.v.w), weights: undefined };
   const c = mul(attn, reshape(mul(gate, score), [...score.shape, 1]));
   return { c, score, gate, weights };
 }
@@ -158,5 +164,5 @@ export function crossTokenAttention(p: CrossTokenParams, h: Tensor, stateSrc: Te
  * which cross-token attention already reads, so the two reads carry different information.
  */
 export function crossLayerAttention(p: CrossLayerParams, h: Tensor, reads: readonly PoolRead[]): Tensor {
-  return readPoolAttention(matmul(h, p.q.w), joinReads(reads), p.k.w, p.v.w).out;
+  return readPoolAttention(matmul(h, p.q.w), joinReads(reads), p.k.w, p.v.w);
 }

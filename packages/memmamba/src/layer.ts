@@ -171,7 +171,7 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
   let tok: ReturnType<typeof crossTokenAttention> | undefined;
   let cLay: Tensor | undefined;
   if (m.crossToken) {
-    tok = crossTokenAttention(p.crossToken!, h, m.stateScore === "scan" ? rmsNormalize(mo.scan, cfg.normEps) : h, read, m);
+    tok = crossTokenAttention(p.crossToken!, h, m.stateScore === "scan" ? rmsNormalize(mo.scan, cfg.normEps) : h, read, m, { weights: ctx.trace });
     const f = fusionTerm(p.fuseTok!, m.fusion, y, tok.c, state?.fuseTok);
     terms.push(f.term);
     if (next && f.state) next.fuseTok = f.state;

@@ -122,12 +122,15 @@ export function attnReadGrad(q: Tensor, keys: Tensor, values: Tensor, index: Ten
  * the shapes; an index outside [0, M) other than −1 an error naming it and its position on the
  * CPU (on the GPU, which cannot throw, it reads as an empty slot, as in indexedDot).
  */
+/** `fused: false` makes indexedAttentionFused run the composite everywhere (benchmarks compare the two in one run). */
+export const attentionTuning = { fused: true };
+
 export function indexedAttentionFused(q: Tensor, keys: Tensor, values: Tensor, index: Tensor, valid: Tensor, scale?: number): Tensor {
   const S = q.shape[q.rank - 1];
   const P = index.rank > 0 ? index.shape[index.rank - 1] : 0;
   // tidy: the weights (and whatever else the composite leaves, e.g. its dot products when P = 0) freed
   const composite = () => tidy(() => indexedAttention(q, keys, values, index, valid, scale).out);
-  if (getBackend().prefersComposite?.("attnRead") || !(P >= 1 && P <= ATTN_READ_MAX_SLOTS) || !(S >= 1) || !(keys.rank === 2 && keys.shape[0] >= 1)) return composite();
+  if (!attentionTuning.fused || getBackend().prefersComposite?.("attnRead") || !(P >= 1 && P <= ATTN_READ_MAX_SLOTS) || !(S >= 1) || !(keys.rank === 2 && keys.shape[0] >= 1)) return composite();
   if (valid.dtype !== "f32" || !sameShape(valid.shape, index.shape)) {
     throw new ShapeError(`indexedAttentionFused: valid ${valid.dtype} ${showShape(valid.shape)} must be f32 with the index's shape ${showShape(index.shape)}`);
   }
