@@ -14,7 +14,7 @@
  * stream as the backbone made it. (A bias would add the same vector to every token, and at
  * nn.Linear's init scale it would swamp the 0.02-scale embeddings.)
  */
-import { add, concat, conv1dCausal, full, mul, noGrad, random, sigmoid, sliceAxis, zeros, type Tensor } from "@memmamba/tensor";
+import { add, concat, conv1dCausal, full, matmul, mul, noGrad, random, sigmoid, sliceAxis, zeros, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
 import { initLinear, linear, type Key, type Linear } from "./nn.ts";
 
@@ -67,6 +67,10 @@ export function initFusionState(cfg: ModelConfig, batch: number): Tensor | undef
  * (chunked and recurrent modes) the conv continues from it and the next state is returned.
  */
 export function fusionTerm(p: FusionParams, kind: FusionKind, x: Tensor, c: Tensor, convState?: Tensor): { term: Tensor; state?: Tensor } {
+  // weighted: (c·W) ⊙ α as c·(W ⊙ α), the same product with α folded into the [S, d] weight: no
+  // [B, L, d] multiply forward, nor its two full-size passes backward (α's gradient then comes
+  // from the small weight gradient). Equal up to f32 rounding.
+  if (kind === "weighted" && !p.proj.b) return { term: matmul(c, mul(p.proj.w, p.scale!)) };
   const u = linear(p.proj, c);
   switch (kind) {
     case "weighted":
