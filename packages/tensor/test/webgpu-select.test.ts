@@ -12,7 +12,11 @@
  *   64 positions a workgroup): L = 1, 2, 63, 65, 255, 256, 257, 300, 513 with k = 1 to k ≥ L;
  *   long rows (B = 1, L = 3000; B = 3, L = 2100) dense, sparse and empty, in both modes; NaN
  *   scores taken in while the memory fills over more than one tile; rising, falling and
- *   sawtooth scores; set positions in blocks between gaps of whole tiles.
+ *   sawtooth scores; set positions in blocks between gaps of whole tiles;
+ * - several threads per position (select-lanes.ts, chosen when B·L < selectTuning.lanesBelow):
+ *   the tests above run with 1 and 8 lanes (lanesBelow forced up), the fast-check cases draw
+ *   either; 2, 4 and 16 lanes on mixed cases; the choice itself; long rows at B = 1 and 2,
+ *   L 3000–9000 (the chunked long-context forward's B 1, L 8243, k 50) under the automatic choice (8 lanes below 65536 positions).
  * On a machine without a WebGPU adapter the tests print why and pass (CI=true fails instead).
  * Each test restores the backend and tuning it found.
  */
@@ -21,7 +25,7 @@ import { expect, test } from "../../../test/support/harness.ts";
 import { useBackend } from "../../../test/support/backends.ts";
 import * as T from "../src/index.ts";
 import type { Backend, DType } from "../src/index.ts";
-import { causalSelectPlan, selectTuning } from "../src/webgpu/kernels/select.ts";
+import { causalSelectLanes, causalSelectPlan, selectTuning } from "../src/webgpu/kernels/select.ts";
 import type { WebGpuBackend } from "../src/webgpu/backend.ts";
 import { mulberry32 } from "./gradcheck.ts";
 
@@ -99,6 +103,19 @@ async function withTuning(t: Partial<typeof selectTuning>, fn: () => Promise<voi
   }
 }
 
+/**
+ * Runs `fn` once with the one-thread-per-position parallel kernels and once with 8 lanes per
+ * position (select-lanes.ts), whatever B·L (selectTuning restored after each).
+ */
+async function eachLanes(fn: () => Promise<void>): Promise<void> {
+  for (const lanes of [1, 8]) {
+    await withTuning({ force: "parallel", lanes, lanesBelow: Infinity }, async () => {
+      expect(causalSelectLanes(1, 100_000)).toBe(lanes);
+      await fn();
+    });
+  }
+}
+
 /** A case from a seed: `density` of the positions set, scores from `levels` values (0: continuous). */
 function makeCase(seed: number, B: number, L: number, k: number, mode: "last" | "top", density: number, levels: number, dt: { mask: DType; score: DType }): Case {
   const r = mulberry32(seed);
@@ -116,8 +133,9 @@ function makeCase(seed: number, B: number, L: number, k: number, mode: "last" | 
 test("webgpu causalSelect (parallel kernels) equals the CPU reference: fast-check cases with ties", async () => {
   const gpu = await webgpu();
   if (!gpu) return;
-  await withTuning({ force: "parallel" }, async () => {
+  await withTuning({ force: "parallel", lanesBelow: Infinity }, async () => {
     await fc.assert(fc.asyncProperty(
+      fc.constantFrom(1, 8),
       fc.integer({ min: 0, max: 2 ** 31 - 1 }),
       fc.integer({ min: 1, max: 3 }),
       fc.oneof(fc.integer({ min: 0, max: 20 }), fc.integer({ min: 21, max: 150 })),
@@ -127,8 +145,10 @@ test("webgpu causalSelect (parallel kernels) equals the CPU reference: fast-chec
       fc.constantFrom(1, 2, 3, 0),
       fc.constantFrom("f32" as const, "i32" as const),
       fc.constantFrom("f32" as const, "i32" as const),
-      async (seed, B, L, k, mode, density, levels, maskDt, scoreDt) => {
+      async (lanes, seed, B, L, k, mode, density, levels, maskDt, scoreDt) => {
+        selectTuning.lanes = lanes;
         expect(causalSelectPlan(B, L, k, gpu.limits)).toBe("parallel");
+        expect(causalSelectLanes(B, L)).toBe(lanes);
         await agree(gpu, makeCase(seed, B, L, k, mode, density, levels, { mask: maskDt, score: scoreDt }));
       },
     ), { numRuns: 60 });
@@ -138,7 +158,7 @@ test("webgpu causalSelect (parallel kernels) equals the CPU reference: fast-chec
 test("webgpu causalSelect (parallel kernels): k = 0, k = 1, k past the set positions, empty and full masks, several workgroups per row", async () => {
   const gpu = await webgpu();
   if (!gpu) return;
-  await withTuning({ force: "parallel" }, async () => {
+  await eachLanes(async () => {
     const f32 = { mask: "f32", score: "f32" } as const;
     let seed = 1;
     for (const mode of ["last", "top"] as const) {
@@ -155,7 +175,7 @@ test("webgpu causalSelect (parallel kernels): k = 0, k = 1, k past the set posit
 test("webgpu causalSelect (parallel kernels), top mode: NaN, −0 / +0, ±Infinity and subnormal scores as the reference compares them", async () => {
   const gpu = await webgpu();
   if (!gpu) return;
-  await withTuning({ force: "parallel" }, async () => {
+  await eachLanes(async () => {
     const specials = [NaN, -0, 0, Infinity, -Infinity, 1e-45, -1e-45, 1.5e-40, 1, -1];
     // a NaN among the first k set positions (held for good), a NaN that arrives to a full
     // memory (dropped), a row of NaNs only, and random mixes
@@ -229,7 +249,7 @@ function ruleCase(
 test("webgpu causalSelect (parallel kernels): row lengths around the tile and the workgroup, k = 1 to k ≥ L, all-set / sparse / empty masks", async () => {
   const gpu = await webgpu();
   if (!gpu) return;
-  await withTuning({ force: "parallel" }, async () => {
+  await eachLanes(async () => {
     let seed = 700;
     for (const L of [1, 2, 63, 65, 255, 256, 257, 300, 513]) {
       let n = 0;
@@ -250,7 +270,7 @@ test("webgpu causalSelect (parallel kernels): row lengths around the tile and th
 test("webgpu causalSelect (parallel kernels): long rows (B = 1, L = 3000; B = 3, L = 2100) in both modes, dense, sparse and empty, ties", async () => {
   const gpu = await webgpu();
   if (!gpu) return;
-  await withTuning({ force: "parallel" }, async () => {
+  await eachLanes(async () => {
     const f32 = { mask: "f32", score: "f32" } as const;
     const i32 = { mask: "i32", score: "i32" } as const;
     let seed = 800;
@@ -278,7 +298,7 @@ test("webgpu causalSelect (parallel kernels): long rows (B = 1, L = 3000; B = 3,
 test("webgpu causalSelect (parallel kernels), top mode on long rows: NaN scores taken in while the memory fills (across tiles) and later, with ties", async () => {
   const gpu = await webgpu();
   if (!gpu) return;
-  await withTuning({ force: "parallel" }, async () => {
+  await eachLanes(async () => {
     const r = mulberry32(900);
     const rand = Array.from({ length: 3 * 1300 }, () => r());
     const u = (b: number, i: number, salt: number) => rand[(b * 1300 + i + salt * 977) % rand.length];
@@ -306,7 +326,7 @@ test("webgpu causalSelect (parallel kernels), top mode on long rows: NaN scores 
 test("webgpu causalSelect (parallel kernels): rising and falling scores, sawtooth ties, set positions in blocks between long unset gaps", async () => {
   const gpu = await webgpu();
   if (!gpu) return;
-  await withTuning({ force: "parallel" }, async () => {
+  await eachLanes(async () => {
     const inBlocks = (_: number, i: number) => ((i < 40 || (i >= 700 && i < 760) || (i >= 1500 && i < 1510)) ? 1 : 0);
     const r = mulberry32(1000);
     const rand = Array.from({ length: 2 * 1600 }, () => r());
@@ -326,4 +346,73 @@ test("webgpu causalSelect (parallel kernels): rising and falling scores, sawtoot
       await agree(gpu, { ...c, mode: "last" });
     }
   });
+});
+
+test("causalSelect's lane count: selectTuning.lanes threads per position below lanesBelow positions (B·L), one from there on; a bad lane count is refused", async () => {
+  await withTuning({ lanes: 8, lanesBelow: 65536 }, async () => {
+    expect(causalSelectLanes(1, 8243)).toBe(8); // the chunked long-context forward
+    expect(causalSelectLanes(1, 65535)).toBe(8);
+    expect(causalSelectLanes(1, 65536)).toBe(1);
+    expect(causalSelectLanes(8, 8192)).toBe(1);
+    selectTuning.lanes = 1;
+    expect(causalSelectLanes(1, 100)).toBe(1);
+    selectTuning.lanesBelow = 0;
+    selectTuning.lanes = 4;
+    expect(causalSelectLanes(1, 100)).toBe(1);
+    selectTuning.lanesBelow = 65536;
+    for (const bad of [3, 0, 32, 2.5]) {
+      selectTuning.lanes = bad;
+      expect(() => causalSelectLanes(1, 100)).toThrow(/selectTuning\.lanes/);
+    }
+  });
+});
+
+test("webgpu causalSelect, several lanes per position (the choice at B·L < lanesBelow): long rows at B = 1 and 2, L 3000–9000, both modes, ties, fill-time NaNs over several tiles", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  await withTuning({ force: "auto", lanes: 8, lanesBelow: 65536 }, async () => {
+    const f32 = { mask: "f32", score: "f32" } as const;
+    const r = mulberry32(1100);
+    const rand = Array.from({ length: 2 * 4100 }, () => r());
+    const cases: Case[] = [
+      // the chunked long-context forward: B 1, L 8192 + 50 carried + 1, k 50, every position set
+      makeCase(1101, 1, 8243, 50, "top", 1, 0, f32),
+      makeCase(1102, 1, 8243, 50, "last", 1, 0, f32),
+      makeCase(1103, 2, 5000, 64, "top", 1, 3, { mask: "i32", score: "i32" }),
+      makeCase(1104, 1, 9000, 20, "last", 0.02, 0, f32),
+      makeCase(1105, 2, 3000, 30, "top", 0.02, 2, f32),
+      // every newcomer the best: each position's scan needs the whole row before it
+      ruleCase(1, 6000, 50, "top", () => 1, (_, i) => i),
+      // k = 400 of a third of the positions set: the fill-time NaNs spread over about six tiles
+      ruleCase(2, 4100, 400, "top", (b, i) => (rand[b * 4100 + i] < 0.3 ? 1 : 0), (b, i) => (rand[(b * 4100 + i + 977) % rand.length] < 0.05 ? NaN : Math.floor(rand[(b * 4100 + i + 1999) % rand.length] * 5))),
+    ];
+    for (const c of cases) {
+      expect(causalSelectPlan(c.B, c.L, c.k, gpu.limits)).toBe("parallel");
+      expect(causalSelectLanes(c.B, c.L)).toBe(8);
+      await agree(gpu, c);
+    }
+  });
+});
+
+test("webgpu causalSelect with 2, 4 and 16 lanes per position (selectTuning.lanes; a tile share of 128 down to 16 entries, 32 positions a workgroup down to 4)", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  const f32 = { mask: "f32", score: "f32" } as const;
+  let seed = 1200;
+  for (const lanes of [2, 4, 16]) {
+    await withTuning({ force: "parallel", lanes, lanesBelow: Infinity }, async () => {
+      expect(causalSelectLanes(2, 700)).toBe(lanes);
+      for (const [B, L, k, mode, density, levels] of [
+        [2, 700, 20, "top", 1, 0], [2, 700, 9, "top", 0.5, 2], [1, 1100, 300, "top", 0.6, 3],
+        [2, 700, 20, "last", 1, 0], [1, 300, 5, "last", 0.1, 0], [3, 37, 4, "top", 0.7, 1],
+      ] as const) {
+        await agree(gpu, makeCase(seed++, B, L, k, mode, density, levels, f32));
+      }
+      // fill-time NaNs spread over tiles, NaNs later, ties
+      const r = mulberry32(seed++);
+      const mask = Float32Array.from({ length: 2 * 900 }, () => (r() < 0.5 ? 1 : 0));
+      const score = Float32Array.from({ length: 2 * 900 }, () => (r() < 0.1 ? NaN : Math.floor(r() * 3)));
+      await agree(gpu, { B: 2, L: 900, k: 200, mode: "top", mask, score });
+    });
+  }
 });

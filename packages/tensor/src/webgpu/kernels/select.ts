@@ -23,7 +23,8 @@
  *   time loaded by the whole workgroup, so each thread's serial scan waits on workgroup memory,
  *   not on a global load per step (with only B·L threads there are too few warps to hide that
  *   latency: before the tiling, each pass took 0.28 ms a call at B = 8, L = 2048, k = 50, "top",
- *   on an H200).
+ *   on an H200). Where B·L is small (selectTuning.lanesBelow), both passes give each position
+ *   several threads instead, each scanning a share of every tile (select-lanes.ts).
  *
  * NaN scores ("top"), as the reference's comparisons treat them: a NaN newcomer to a full memory
  * is dropped (it compares below everything), a NaN that entered while the memory filled up is
@@ -36,6 +37,8 @@
 import type { KernelArg, PrimParams } from "../../backend.ts";
 import type { DType } from "../../dtype.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
+import { readEnv } from "../../env.ts";
+import { bitsFns, checkLanes, range, selectEndLanesWgsl, selectFillLanesWgsl, TILE, tree, UNROLL, WGP } from "./select-lanes.ts";
 
 const WG = 64;
 
@@ -170,51 +173,6 @@ fn main(${ENTRY_ARGS}) {
     let o = (b * L + t) * k;
     for (var q = lid; q < k; q += ${WGS}u) { out[o + q] = slots[nx + q]; }
   }
-}`;
-}
-
-/** Threads per workgroup of the parallel kernels: WGP consecutive positions of one row. */
-const WGP = 64;
-/**
- * Row entries per workgroup-memory tile (pass 1: (kind, key) pairs, 2 KiB; pass 2: ends, 1 KiB),
- * TILE / WGP loaded by each thread: a few barriers per tile amortised over TILE scan steps per
- * thread, while a workgroup that skips ahead (pass 1) still skips in steps of TILE.
- */
-const TILE = 256;
-/**
- * Tile entries a thread reads from workgroup memory at once in its scan: independent loads and
- * compares that pipeline (their counts summed as a tree), where one entry at a time would wait on
- * each load and each add in turn.
- */
-const UNROLL = 8;
-
-const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
-
-/** WGSL combining `xs` pairwise with `op` ("+" or a function such as "max"): a tree, not a chain. */
-function tree(xs: string[], op: string): string {
-  if (xs.length === 1) return xs[0];
-  const h = xs.length >> 1;
-  const [a, b] = [tree(xs.slice(0, h), op), tree(xs.slice(h), op)];
-  return op === "+" ? `(${a} + ${b})` : `${op}(${a}, ${b})`;
-}
-
-/**
- * WGSL on the raw u32 bits of mask and score entries (the bindings are read as u32, so no float
- * op touches a NaN or a subnormal): `isSet(maskBits)`, `isNan(scoreBits)` and `ord(scoreBits)`,
- * an integer that orders like the score (−0 and +0 equal).
- */
-function bitsFns(maskType: DType, scoreType: DType): string {
-  const set = maskType === "f32" ? "(m & 0x7fffffffu) != 0u" : "m != 0u";
-  const nan = scoreType === "f32" ? "(s & 0x7fffffffu) > 0x7f800000u" : "false";
-  const ord = scoreType === "f32"
-    ? `var u = s;
-  if (u == 0x80000000u) { u = 0u; }
-  return select(u | 0x80000000u, ~u, (u & 0x80000000u) != 0u);`
-    : "return s ^ 0x80000000u;";
-  return `fn isSet(m: u32) -> bool { return ${set}; }
-fn isNan(s: u32) -> bool { return ${nan}; }
-fn ord(s: u32) -> u32 {
-  ${ord}
 }`;
 }
 
@@ -516,8 +474,43 @@ fn main(${ENTRY_ARGS}) {
  * memory: parallel 0.60 / 5.6 / 14.5 ms against the walk's 3.2 / 25.6 / 51.4 ms at L = 2K / 16K
  * / 32K (webgpu-select, 2026-11-26); by the L² growth they crossed near L = 100K. The tiling
  * makes the parallel kernels faster, so that crossing (and parallelMaxL) is to be measured again.
+ * `lanes` (1, 2, 4, 8 or 16), `lanesBelow`: the parallel kernels give each position `lanes`
+ * threads (select-lanes.ts) when B·L < lanesBelow, else one (lanes 1 or lanesBelow 0: always
+ * one). More threads per row where B·L alone is too few warps (B 1, L 8243: 8K threads, 2 warps
+ * per SM on an H200). The default 8 ($MEMMAMBA_SELECT_LANES overrides it, e.g. 1 to time the
+ * one-lane kernels with the benchmarks unchanged) is reasoned from the work per thread (a tile's
+ * scan: 256 / 8 entries, and workgroups of 8 positions stop sooner than of 64), not yet timed on
+ * a GPU.
  */
-export const selectTuning: { parallelMaxL: number; force: "auto" | "walk" | "parallel" } = { parallelMaxL: 65536, force: "auto" };
+export const selectTuning: {
+  parallelMaxL: number;
+  force: "auto" | "walk" | "parallel";
+  lanes: number;
+  lanesBelow: number;
+} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesBelow: 65536 };
+
+/** selectTuning.lanes from $MEMMAMBA_SELECT_LANES (1, 2, 4, 8 or 16), else 8. */
+function lanesFromEnv(): number {
+  const v = readEnv("MEMMAMBA_SELECT_LANES")?.trim();
+  if (v === undefined || v === "") return 8;
+  const n = Number(v);
+  if (n !== 1) {
+    try {
+      checkLanes(n);
+    } catch {
+      throw new RangeError(`MEMMAMBA_SELECT_LANES: expected threads per position for causalSelect (1, 2, 4, 8 or 16), got "${v}"`);
+    }
+  }
+  return n;
+}
+
+/** Threads per position the parallel kernels use for B rows of L (see selectTuning): 1 or lanes. */
+export function causalSelectLanes(B: number, L: number): number {
+  const { lanes, lanesBelow } = selectTuning;
+  if (lanes === 1 || B * L >= lanesBelow) return 1;
+  checkLanes(lanes);
+  return lanes;
+}
 
 /** The kernel causalSelect uses for rows of length L and pools of k (see selectTuning). */
 export function causalSelectPlan(B: number, L: number, k: number, limits: GpuCtx["limits"]): "parallel" | "walkWg" | "walk" {
@@ -535,19 +528,22 @@ export function causalSelectKernel(ctx: GpuCtx, [mask, score]: readonly KernelAr
   const plan = causalSelectPlan(B, L, p.k, ctx.limits);
   if (plan === "parallel") {
     const ends: BufRef = ctx.temp(2 * B * L * 4);
+    // a workgroup serves WGP / lanes positions of one row
+    const lanes = causalSelectLanes(B, L);
+    const groups = grid(B * ceilDiv(L, WGP / lanes), ctx.limits.maxComputeWorkgroupsPerDimension);
     ctx.dispatch({
-      label: "causalSelect", key: `causalSelectEnd:${mask.dtype}${score.dtype}`,
-      wgsl: () => selectEndWgsl(mask.dtype, score.dtype),
+      label: "causalSelect", key: `causalSelectEnd:${mask.dtype}${score.dtype}:${lanes}`,
+      wgsl: () => (lanes === 1 ? selectEndWgsl(mask.dtype, score.dtype) : selectEndLanesWgsl(mask.dtype, score.dtype, lanes)),
       buffers: [ends, ctx.ref(mask, "causalSelect"), ctx.ref(score, "causalSelect")],
       params: new ParamWords().u(B).u(L).u(p.k).u(mode).words(),
-      groups: grid(B * ceilDiv(L, WGP), ctx.limits.maxComputeWorkgroupsPerDimension),
+      groups,
     });
     ctx.dispatch({
-      label: "causalSelect", key: "causalSelectFill",
-      wgsl: selectFillWgsl,
+      label: "causalSelect", key: `causalSelectFill:${lanes}`,
+      wgsl: () => (lanes === 1 ? selectFillWgsl() : selectFillLanesWgsl(lanes)),
       buffers: [ctx.ref(out, "causalSelect"), ends],
       params: new ParamWords().u(B).u(L).u(p.k).words(),
-      groups: grid(B * ceilDiv(L, WGP), ctx.limits.maxComputeWorkgroupsPerDimension),
+      groups,
     });
     ctx.releaseTemp(ends);
     return;
