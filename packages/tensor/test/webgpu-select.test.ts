@@ -109,7 +109,7 @@ async function withTuning(t: Partial<typeof selectTuning>, fn: () => Promise<voi
  */
 async function eachLanes(fn: () => Promise<void>): Promise<void> {
   for (const lanes of [1, 8]) {
-    await withTuning({ force: "parallel", lanes, lanesBelow: Infinity }, async () => {
+    await withTuning({ force: "parallel", lanes, lanesLast: lanes, lanesBelow: Infinity }, async () => {
       expect(causalSelectLanes(1, 100_000)).toBe(lanes);
       await fn();
     });
@@ -146,9 +146,9 @@ test("webgpu causalSelect (parallel kernels) equals the CPU reference: fast-chec
       fc.constantFrom("f32" as const, "i32" as const),
       fc.constantFrom("f32" as const, "i32" as const),
       async (lanes, seed, B, L, k, mode, density, levels, maskDt, scoreDt) => {
-        selectTuning.lanes = lanes;
+        selectTuning.lanes = selectTuning.lanesLast = lanes;
         expect(causalSelectPlan(B, L, k, gpu.limits)).toBe("parallel");
-        expect(causalSelectLanes(B, L)).toBe(lanes);
+        expect(causalSelectLanes(B, L, mode)).toBe(lanes);
         await agree(gpu, makeCase(seed, B, L, k, mode, density, levels, { mask: maskDt, score: scoreDt }));
       },
     ), { numRuns: 60 });
@@ -354,6 +354,12 @@ test("causalSelect's lane count: selectTuning.lanes threads per position below l
     expect(causalSelectLanes(1, 65535)).toBe(8);
     expect(causalSelectLanes(1, 65536)).toBe(1);
     expect(causalSelectLanes(8, 8192)).toBe(1);
+    // "last" mode has its own count (1 by default: its scans stop after k set positions)
+    selectTuning.lanesLast = 1;
+    expect(causalSelectLanes(1, 8243, "last")).toBe(1);
+    selectTuning.lanesLast = 4;
+    expect(causalSelectLanes(1, 8243, "last")).toBe(4);
+    expect(causalSelectLanes(1, 8243, "top")).toBe(8);
     selectTuning.lanes = 1;
     expect(causalSelectLanes(1, 100)).toBe(1);
     selectTuning.lanesBelow = 0;
@@ -370,7 +376,7 @@ test("causalSelect's lane count: selectTuning.lanes threads per position below l
 test("webgpu causalSelect, several lanes per position (the choice at B·L < lanesBelow): long rows at B = 1 and 2, L 3000–9000, both modes, ties, fill-time NaNs over several tiles", async () => {
   const gpu = await webgpu();
   if (!gpu) return;
-  await withTuning({ force: "auto", lanes: 8, lanesBelow: 65536 }, async () => {
+  await withTuning({ force: "auto", lanes: 8, lanesLast: 8, lanesBelow: 65536 }, async () => {
     const f32 = { mask: "f32", score: "f32" } as const;
     const r = mulberry32(1100);
     const rand = Array.from({ length: 2 * 4100 }, () => r());
@@ -400,7 +406,7 @@ test("webgpu causalSelect with 2, 4 and 16 lanes per position (selectTuning.lane
   const f32 = { mask: "f32", score: "f32" } as const;
   let seed = 1200;
   for (const lanes of [2, 4, 16]) {
-    await withTuning({ force: "parallel", lanes, lanesBelow: Infinity }, async () => {
+    await withTuning({ force: "parallel", lanes, lanesLast: lanes, lanesBelow: Infinity }, async () => {
       expect(causalSelectLanes(2, 700)).toBe(lanes);
       for (const [B, L, k, mode, density, levels] of [
         [2, 700, 20, "top", 1, 0], [2, 700, 9, "top", 0.5, 2], [1, 1100, 300, "top", 0.6, 3],

@@ -108,6 +108,9 @@ export function attnReadGrad(q: Tensor, keys: Tensor, values: Tensor, index: Ten
   });
 }
 
+/** `fused: false` makes indexedAttentionFused run the composite everywhere (benchmarks compare the two in one run). */
+export const attentionTuning = { fused: true };
+
 /**
  * `indexedAttention(q, keys, values, index, valid, scale).out` in one launch forward and one
  * (plus the two table scatters) backward: the same semantics (index −1 an empty slot, the
@@ -122,9 +125,6 @@ export function attnReadGrad(q: Tensor, keys: Tensor, values: Tensor, index: Ten
  * the shapes; an index outside [0, M) other than −1 an error naming it and its position on the
  * CPU (on the GPU, which cannot throw, it reads as an empty slot, as in indexedDot).
  */
-/** `fused: false` makes indexedAttentionFused run the composite everywhere (benchmarks compare the two in one run). */
-export const attentionTuning = { fused: true };
-
 export function indexedAttentionFused(q: Tensor, keys: Tensor, values: Tensor, index: Tensor, valid: Tensor, scale?: number): Tensor {
   const S = q.shape[q.rank - 1];
   const P = index.rank > 0 ? index.shape[index.rank - 1] : 0;

@@ -477,22 +477,25 @@ fn main(${ENTRY_ARGS}) {
  * `lanes` (1, 2, 4, 8 or 16), `lanesBelow`: the parallel kernels give each position `lanes`
  * threads (select-lanes.ts) when B·L < lanesBelow, else one (lanes 1 or lanesBelow 0: always
  * one). More threads per row where B·L alone is too few warps (B 1, L 8243: 8K threads, 2 warps
- * per SM on an H200). The default 8 ($MEMMAMBA_SELECT_LANES overrides it, e.g. 1 to time the
- * one-lane kernels with the benchmarks unchanged) is reasoned from the work per thread (a tile's
- * scan: 256 / 8 entries, and workgroups of 8 positions stop sooner than of 64), not yet timed on
- * a GPU.
+ * per SM on an H200). "last" mode uses `lanesLast` instead: its scans stop after k set positions,
+ * so one thread per position was fastest. Measured on an H200 (webgpu-select, k 50, every
+ * position set, 2026-11-26), 1 / 4 / 8 / 16 lanes: B 1, L 8243, "top" 0.300 / 0.266 / 0.167 /
+ * 0.132 ms, "last" 0.020 / 0.040 / 0.033 / 0.036 ms; B 8, L 2048, "top" 0.095 / 0.108 / 0.084 /
+ * 0.084 ms. Hence 16 ("top") and 1 ("last"); $MEMMAMBA_SELECT_LANES overrides `lanes` (e.g. 1 to
+ * time the one-lane kernels with the benchmarks unchanged).
  */
 export const selectTuning: {
   parallelMaxL: number;
   force: "auto" | "walk" | "parallel";
   lanes: number;
+  lanesLast: number;
   lanesBelow: number;
-} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesBelow: 65536 };
+} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesLast: 1, lanesBelow: 65536 };
 
-/** selectTuning.lanes from $MEMMAMBA_SELECT_LANES (1, 2, 4, 8 or 16), else 8. */
+/** selectTuning.lanes from $MEMMAMBA_SELECT_LANES (1, 2, 4, 8 or 16), else 16. */
 function lanesFromEnv(): number {
   const v = readEnv("MEMMAMBA_SELECT_LANES")?.trim();
-  if (v === undefined || v === "") return 8;
+  if (v === undefined || v === "") return 16;
   const n = Number(v);
   if (n !== 1) {
     try {
@@ -504,9 +507,10 @@ function lanesFromEnv(): number {
   return n;
 }
 
-/** Threads per position the parallel kernels use for B rows of L (see selectTuning): 1 or lanes. */
-export function causalSelectLanes(B: number, L: number): number {
-  const { lanes, lanesBelow } = selectTuning;
+/** Threads per position the parallel kernels use for B rows of L in `mode` (see selectTuning): 1, lanes or lanesLast. */
+export function causalSelectLanes(B: number, L: number, mode: "last" | "top" = "top"): number {
+  const { lanesBelow } = selectTuning;
+  const lanes = mode === "last" ? selectTuning.lanesLast : selectTuning.lanes;
   if (lanes === 1 || B * L >= lanesBelow) return 1;
   checkLanes(lanes);
   return lanes;
@@ -529,7 +533,7 @@ export function causalSelectKernel(ctx: GpuCtx, [mask, score]: readonly KernelAr
   if (plan === "parallel") {
     const ends: BufRef = ctx.temp(2 * B * L * 4);
     // a workgroup serves WGP / lanes positions of one row
-    const lanes = causalSelectLanes(B, L);
+    const lanes = causalSelectLanes(B, L, p.mode);
     const groups = grid(B * ceilDiv(L, WGP / lanes), ctx.limits.maxComputeWorkgroupsPerDimension);
     ctx.dispatch({
       label: "causalSelect", key: `causalSelectEnd:${mask.dtype}${score.dtype}:${lanes}`,
