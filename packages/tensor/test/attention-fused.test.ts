@@ -19,7 +19,8 @@
 import { expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import * as T from "../src/index.ts";
-import type { Backend, BufferHandle, DType, HostArray, KernelArg, PrimName, PrimParams, Tensor } from "../src/index.ts";
+import type { Backend, Tensor } from "../src/index.ts";
+import { DelegatingBackend } from "../../../test/support/delegating-backend.ts";
 import { attnReadGrad } from "../src/ops/attention-fused.ts";
 import { attnReadTuning } from "../src/webgpu/kernels/attention.ts";
 import { checkGradients, mulberry32 } from "./gradcheck.ts";
@@ -238,30 +239,8 @@ for (const backend of testBackends()) {
 // ---------- a backend without runMulti ----------
 
 /** The CPU backend without runMulti (a third-party backend's view of the interface). */
-class NoMulti implements Backend {
-  readonly name = "no-multi";
-  constructor(readonly inner: Backend) {}
-  alloc(size: number, dtype: DType): BufferHandle {
-    return this.inner.alloc(size, dtype);
-  }
-  free(buf: BufferHandle): void {
-    this.inner.free(buf);
-  }
-  write(buf: BufferHandle, data: HostArray): void {
-    this.inner.write(buf, data);
-  }
-  read(buf: BufferHandle): Promise<HostArray> {
-    return this.inner.read(buf);
-  }
-  run<K extends PrimName>(prim: K, inputs: readonly KernelArg[], output: KernelArg, params: PrimParams[K]): void {
-    this.inner.run(prim, inputs, output, params);
-  }
-  liveBuffers(): number {
-    return this.inner.liveBuffers();
-  }
-  sync(): Promise<void> {
-    return this.inner.sync();
-  }
+class NoMulti extends DelegatingBackend {
+  override readonly name = "no-multi";
 }
 
 test("[cpu] without runMulti, attnRead's VJP runs the composite's backward ops: the same bits as attnReadGrad", async () => {

@@ -21,7 +21,8 @@
 import { expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import * as T from "../src/index.ts";
-import type { Backend, BufferHandle, DType, HostArray, KernelArg, PrimName, PrimParams, Tensor } from "../src/index.ts";
+import type { BufferHandle, DType, Tensor } from "../src/index.ts";
+import { DelegatingBackend } from "../../../test/support/delegating-backend.ts";
 import { checkGradients, mulberry32 } from "./gradcheck.ts";
 
 // ---------- cases ----------
@@ -260,31 +261,12 @@ for (const backend of testBackends()) {
 // ---------- memory: no [B, L, P, S] buffer ----------
 
 /** A backend that delegates to another and records the largest allocation. */
-class AllocProbe implements Backend {
-  readonly name = "alloc-probe";
+class AllocProbe extends DelegatingBackend {
+  override readonly name = "alloc-probe";
   largest = 0;
-  constructor(readonly inner: Backend) {}
-  alloc(size: number, dtype: DType): BufferHandle {
+  override alloc(size: number, dtype: DType): BufferHandle {
     this.largest = Math.max(this.largest, size);
     return this.inner.alloc(size, dtype);
-  }
-  free(buf: BufferHandle): void {
-    this.inner.free(buf);
-  }
-  write(buf: BufferHandle, data: HostArray): void {
-    this.inner.write(buf, data);
-  }
-  read(buf: BufferHandle): Promise<HostArray> {
-    return this.inner.read(buf);
-  }
-  run<K extends PrimName>(prim: K, inputs: readonly KernelArg[], output: KernelArg, params: PrimParams[K]): void {
-    this.inner.run(prim, inputs, output, params);
-  }
-  liveBuffers(): number {
-    return this.inner.liveBuffers();
-  }
-  sync(): Promise<void> {
-    return this.inner.sync();
   }
 }
 
