@@ -102,9 +102,14 @@ fn main(${ENTRY_ARGS}) {
 
 // params: lists, S, threads (maxChunks · S), P. part[c, j] = Σ over chunk c of w[e] · x[e / P, j],
 // the terms of weight exactly 0 skipped (the inverse index lists them: it does not see weights).
-const OUTER_PART = `${header(4, [
-  { name: "part", type: "f32", write: true }, { name: "ord", type: "u32" }, { name: "start", type: "u32" },
-  { name: "cstart", type: "u32" }, { name: "crow", type: "u32" }, { name: "w", type: "f32" }, { name: "x", type: "f32" },
+// params: lists, S (in vec4s where vec: S / 4), threads (maxChunks · S, in vec4s where vec), P.
+// part[c, j] = Σ over chunk c of w[e] · x[e / P, j]. With vec (S a multiple of 4) a thread sums
+// four adjacent j at once from vec4 loads of x: the chunk's list, weights and e / P are read and
+// computed once per four outputs instead of once per output (the loop's cost was those, not x);
+// each component still adds its terms one by one in entry order (the same bits as the scalar form).
+const outerPart = (vec: boolean) => `${header(4, [
+  { name: "part", type: vec ? "vec4<f32>" : "f32", write: true }, { name: "ord", type: "u32" }, { name: "start", type: "u32" },
+  { name: "cstart", type: "u32" }, { name: "crow", type: "u32" }, { name: "w", type: "f32" }, { name: "x", type: vec ? "vec4<f32>" : "f32" },
 ])}
 @compute @workgroup_size(${WG})
 fn main(${ENTRY_ARGS}) {
@@ -119,7 +124,7 @@ fn main(${ENTRY_ARGS}) {
   let r = crow[c];
   let p0 = start[r] + (c - cstart[r]) * ${SUM_CHUNK}u;
   let p1 = min(p0 + ${SUM_CHUNK}u, start[r + 1u]);
-  var acc = 0.0f;
+  var acc = ${vec ? "vec4<f32>(0.0f)" : "0.0f"};
   // ${UNROLL} entries at a time, loads first, adds in entry order (same bits as one at a time)
   var p = p0;
   for (; p + ${UNROLL}u <= p1; p += ${UNROLL}u) {
@@ -134,6 +139,7 @@ fn main(${ENTRY_ARGS}) {
   }
   part[t] = acc;
 }`;
+const OUTER_PART = { scalar: outerPart(false), vec4: outerPart(true) };
 
 const lastDim = (a: KernelArg) => a.shape[a.shape.length - 1];
 
@@ -302,10 +308,11 @@ export function indexedOuterKernel(ctx: GpuCtx, [w, x, idx]: readonly KernelArg[
   const inv = sharedInverseIndex(ctx, idx, rows, { K, G: BLOCK * P });
   const part = ctx.temp(Math.max(1, inv.maxChunks * S) * 4);
   if (nIdx > 0) {
+    const vec = S % 4 === 0, Sv = vec ? S / 4 : S;
     launchStep(
-      ctx, "indexedOuter.sum", "indexedOuter:part", OUTER_PART,
+      ctx, "indexedOuter.sum", vec ? "indexedOuter:part:vec4" : "indexedOuter:part", vec ? OUTER_PART.vec4 : OUTER_PART.scalar,
       [part, inv.ord, inv.start, inv.cstart, inv.crow, ctx.ref(w, "indexedOuter"), ctx.ref(x, "indexedOuter")],
-      [rows * K, S, inv.maxChunks * S, P], overItems(ctx, inv.maxChunks * S),
+      [rows * K, Sv, inv.maxChunks * Sv, P], overItems(ctx, inv.maxChunks * Sv),
     );
   }
   // with no entries every row has no chunk, so the final step writes zeros
