@@ -14,7 +14,7 @@
  * stream as the backbone made it. (A bias would add the same vector to every token, and at
  * nn.Linear's init scale it would swamp the 0.02-scale embeddings.)
  */
-import { add, concat, conv1dCausal, full, matmul, mul, noGrad, random, sigmoid, sliceAxis, zeros, type Tensor } from "@memmamba/tensor";
+import { addN, concat, conv1dCausal, full, matmul, mul, noGrad, random, sigmoid, sliceAxis, zeros, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
 import { initLinear, linear, type Key, type Linear } from "./nn.ts";
 
@@ -91,7 +91,7 @@ export function fusionTerm(p: FusionParams, kind: FusionKind, x: Tensor, c: Tens
   }
 }
 
-/** Eq. 12: x̄ = x + Σ F(c), the memory terms added to the residual stream. */
+/** Eq. 12: x̄ = x + Σ F(c), the memory terms added to the residual stream (one addN: the same bits as the adds in order). */
 export function fuseMemory(x: Tensor, terms: readonly Tensor[]): Tensor {
-  return terms.reduce((acc, t) => add(acc, t), x);
+  return addN([x, ...terms]);
 }
