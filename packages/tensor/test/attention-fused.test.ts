@@ -14,7 +14,8 @@
  * - the composite where the fused kernels do not apply (P > ATTN_READ_MAX_SLOTS, P = 0);
  * - the VJP's fallback for a backend without runMulti (the same bits as the fused kernel);
  * - clear errors: out-of-range indices, bad shapes, second order;
- * - on the GPU: an 8-storage-buffer device (the backward as two dispatches) and 2-D grids.
+ * - on the GPU: an 8-storage-buffer device (the backward as two dispatches), 2-D grids, and the
+ *   layouts of attnReadTuning (positions per workgroup; phase 1's dot products by lanes or slots).
  */
 import { expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
@@ -337,6 +338,43 @@ test("webgpu: other positions per workgroup (attnReadTuning) give the same numbe
     expect(T.liveBuffers()).toBe(before);
   } finally {
     attnReadTuning.positions = 4;
+  }
+});
+
+test("webgpu: phase 1's other layouts (attnReadTuning.dots \"slots\", dotLanes 8 and 16) give the same numbers; bad values are refused", async () => {
+  if (!testBackends().includes("webgpu") || !(await useBackend("webgpu"))) return;
+  const gpu = T.getBackend();
+  // vec4 rows of the model's width with logits in the hundreds; scalar rows of 37 (3 elements a
+  // lane at 16 lanes a slot, 10 at 4) over 200 slots (the 256-slot arrays, a part-empty last round)
+  const cases = [makeCase({ N: 9, P: 50, S: 64, empty: 1, dup: true, big: 12, seed: 14 }), makeCase({ N: 7, P: 200, S: 37, empty: 1, seed: 15 })];
+  T.setBackend("cpu");
+  const want = [];
+  for (const c of cases) want.push(await run(c, fused));
+  T.setBackend(gpu);
+  const before = T.liveBuffers();
+  try {
+    for (const [dots, dotLanes, tag] of [["slots", 4, ":slots"], ["lanes", 8, ":lanes8"], ["lanes", 16, ":lanes16"]] as const) {
+      Object.assign(attnReadTuning, { dots, dotLanes });
+      for (const [i, c] of cases.entries()) {
+        const rec = recordKeys(gpu);
+        const got = await run(c, fused);
+        rec.restore();
+        const tol = 1e-6 * (4 + c.maxLogit), label = `${dots} ${dotLanes} ${c.S}`;
+        for (const k of ["out", "dq", "dk", "dv"] as const) expect(`${label} ${close(k, got[k], want[i][k], k === "out" ? tol : tol * Math.sqrt(c.P))}`).toBe(`${label} ok`);
+        // position 0 has no valid slot: it reads exactly 0
+        for (let j = 0; j < c.S; j++) expect(got.out[j]).toBe(0);
+        // each layout is a pipeline of its own
+        const CH = c.P <= 128 ? 128 : 256, t = c.S % 4 ? "f32" : "vec4";
+        expect(ourKeys(rec.seen)).toEqual([`attnRead:grad:${t}:${CH}:4${tag}`, `attnRead:out:${t}:${CH}:4${tag}`]);
+      }
+    }
+    Object.assign(attnReadTuning, { dots: "rows", dotLanes: 4 });
+    await expect(run(cases[0], fused)).rejects.toThrow('attnReadTuning.dots must be "lanes" or "slots", got "rows"');
+    Object.assign(attnReadTuning, { dots: "lanes", dotLanes: 2 });
+    await expect(run(cases[0], fused)).rejects.toThrow("attnReadTuning.dotLanes must be 4, 8 or 16, got 2");
+    expect(T.liveBuffers()).toBe(before);
+  } finally {
+    Object.assign(attnReadTuning, { dots: "lanes", dotLanes: 4 });
   }
 });
 

@@ -5,12 +5,21 @@
  *
  * Layout: a workgroup serves POS positions (4 by default: 64 threads; attnReadTuning) with
  * LANES = 16 threads each.
- * - Slots are spread over a position's lanes (slot p on lane p mod 16). A lane computes its slots'
- *   dot products whole, reading the table row as vec4s where S is a multiple of 4, the terms
- *   added in indexedDot's order (so a logit has indexedDot's bits wherever the compiler does not
- *   contract differently); the logits, and backward the value-read cotangents, go to workgroup
- *   memory. Arrays indexed by a loop variable live there, never in function scope (Deno's
- *   wgpu/naga ran such kernels about 16x slower).
+ * - Phase 1, the dot products (the logits; backward also the value reads' cotangents g·V), rows
+ *   read as vec4s where S is a multiple of 4. By default (attnReadTuning.dots "lanes") G = 4
+ *   lanes share a slot: lane jl of the four takes the row's elements jl, jl + 4, …, so one load
+ *   instruction reads 64 contiguous bytes of each of 4 rows (the earlier layout read 16 bytes of
+ *   each of 16 rows), and each lane holds 4 slots' loads in flight, the q (and g) element loaded
+ *   once for the 4. The partial dots go to workgroup memory; after a barrier one lane a slot adds
+ *   its G partials, and a second barrier frees the partials' space: 16 slots a round, 2 barriers
+ *   a round (4 rounds for P = 50, 7 for 100) after one that publishes the rows. A dot's terms are
+ *   added per lane (in order within the lane), then the lanes' sums in lane order: not indexedDot's
+ *   order, which differs from it by f32 rounding (on lavapipe about as much as the fma contraction
+ *   that already separated them). dots "slots" keeps the earlier layout for comparison: a lane
+ *   computes whole dot products for slots p ≡ lane (mod 16), in indexedDot's order.
+ *   The logits and cotangents go to workgroup memory, slot p of a position at p. Arrays indexed by
+ *   a loop variable live there, never in function scope (Deno's wgpu/naga ran such kernels about
+ *   16x slower).
  * - The softmax's max, sum and (backward) Σ dy·y: each lane reduces its own slots, then every
  *   lane adds the position's 16 partials from workgroup memory in lane order (the same result on
  *   every lane, no tree). The composite adds slots left to right instead: the sums differ by f32
@@ -23,9 +32,10 @@
  *   workgroup) run every phase with no slot and write nothing.
  *
  * Workgroup memory holds CH slots per position, CH = 128 for P ≤ 128 (the model: 50 or 100) and
- * 256 up to ATTN_READ_MAX_SLOTS (ops/attention-fused.ts; the shape rule refuses more): with 4
- * positions, about 4.5 KB forward and 6.9 KB backward at CH = 128 (12.8 KB backward at 256, under
- * WebGPU's 16 KB minimum).
+ * 256 up to ATTN_READ_MAX_SLOTS (ops/attention-fused.ts; the shape rule refuses more), and a
+ * scratch array per position (phase 1's partials, 256 bytes per dot product, later the
+ * reductions' partials): with 4 positions, 5 KB forward and 8 KB backward at CH = 128 (14 KB
+ * backward at 256, under WebGPU's 16 KB minimum; 16 positions of 128 slots fill 32 KB exactly).
  *
  * attnReadGrad binds 9 storage buffers. On a device that allows only 8 (WebGPU's default), it
  * runs as two dispatches instead: dq and dl (8 buffers), then the weights through attnRead's
@@ -40,16 +50,38 @@ import { WGSL_MATH } from "../wgsl-math.ts";
 
 const LANES = 16;
 
-/**
- * Positions per workgroup (1, 2, 4, 8 or 16; default 4, i.e. 64 threads). More positions share
- * one SM's L1 for the pool rows that neighbouring positions both read, at the cost of larger
- * workgroups; a launch whose workgroup arrays would exceed the device's workgroup storage uses
- * the largest count that fits. A knob for benchmarks (the tests also run 2, and 16, which lavapipe shrinks to 8 for 256 slots).
- */
-export const attnReadTuning = { positions: 4 };
+/** The kernels' layout knobs, for benchmarks (the tests run each non-default value too). */
+export const attnReadTuning: {
+  /**
+   * Positions per workgroup (1, 2, 4, 8 or 16; default 4, i.e. 64 threads). More positions share
+   * one SM's L1 for the pool rows that neighbouring positions both read, at the cost of larger
+   * workgroups; a launch whose workgroup arrays would exceed the device's workgroup storage uses
+   * the largest count that fits (the tests also run 2, and 16, which lavapipe shrinks to 8 for 256 slots).
+   */
+  positions: number;
+  /**
+   * How phase 1 computes the dot products (the logits; backward also g·V). "lanes" (default):
+   * `dotLanes` lanes share a slot's row, each lane a strided part of it, then one lane adds the
+   * partials (coalesced reads). "slots": the earlier kernel, each lane a whole row per slot (slot
+   * p on lane p mod 16; 16 rows a load instruction). Kept for comparison.
+   */
+  dots: "lanes" | "slots";
+  /** Lanes per slot in "lanes" mode: 4 (default; 4 slots of a position a load, 64 bytes each), 8 or 16 (one row of 256 bytes). */
+  dotLanes: number;
+} = { positions: 4, dots: "lanes", dotLanes: 4 };
 
-/** Workgroup-memory bytes of a shader: its slot arrays and its reduction arrays. */
-const sharedBytes = (grad: boolean, POS: number, CH: number) => (grad ? 12 : 8) * POS * CH + (grad ? 3 : 2) * 4 * LANES * POS;
+/** Slots each lane takes per round of "lanes" phase 1 (its loads in flight at once). */
+const ROUND_SLOTS = 4;
+/** Phase 1's partial sums: one array of LANES · ROUND_SLOTS words per position and dot product. */
+const PART = LANES * ROUND_SLOTS;
+/**
+ * Words per position of the scratch array: the reductions' partials (16 words each: 2 forward,
+ * 3 backward) and, in "lanes" mode, phase 1's partial dots, which the reductions overwrite
+ * once phase 1 is done (backward 128 words: 16 positions of 128 slots still fit 32 KB).
+ */
+const scratchWords = (grad: boolean, lanes: boolean) => (lanes ? (grad ? 2 : 1) * PART : (grad ? 3 : 2) * LANES);
+/** Workgroup-memory bytes of a shader: its slot arrays and its scratch array. */
+const sharedBytes = (grad: boolean, lanes: boolean, POS: number, CH: number) => (grad ? 12 : 8) * POS * CH + 4 * scratchWords(grad, lanes) * POS;
 /** Slot capacities of the workgroup arrays (one pipeline each). */
 const CAPACITIES = [128, 256];
 /** Storage buffers of the one-dispatch attnReadGrad. */
@@ -69,11 +101,15 @@ const mySlots = (body: string) => `if (live) {
 
 /**
  * params: positions N, slots P, S (in vec4s where vec), rows M, scale (f32 bits).
+ * G: lanes per slot of phase 1 ("lanes" mode), or 0 for "slots" mode.
  */
-function wgsl(mode: Mode, vec: boolean, CH: number, POS: number): string {
+function wgsl(mode: Mode, vec: boolean, CH: number, POS: number, G: number): string {
   const WG = LANES * POS;
   const T = vec ? "vec4<f32>" : "f32";
   const grad = mode === "grad" || mode === "gradNoW";
+  const W = scratchWords(grad, G > 0);
+  // reduction i's word k of this position (i = 0 max, 1 sum, 2 Σ dy·y)
+  const red = (i: number, k: string) => `scr[pos * ${W}u + ${i * LANES}u + ${k}]`;
   const bufs: StorageDecl[] = [];
   if (mode === "out") bufs.push({ name: "out", type: T, write: true });
   if (mode === "w") bufs.push({ name: "wo", type: "f32", write: true });
@@ -106,32 +142,8 @@ function wgsl(mode: Mode, vec: boolean, CH: number, POS: number): string {
       ${dst}[row + j] = acc;
     }
   }`;
-  return `${header(5, bufs)}
-${WGSL_MATH}
-var<workgroup> zsh: array<f32, ${POS * CH}>;
-var<workgroup> rsh: array<i32, ${POS * CH}>;
-${grad ? `var<workgroup> dsh: array<f32, ${POS * CH}>;` : ""}
-var<workgroup> red0: array<f32, ${WG}>;
-var<workgroup> red1: array<f32, ${WG}>;
-${grad ? `var<workgroup> red2: array<f32, ${WG}>;` : ""}
-@compute @workgroup_size(${WG})
-fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let N = ${pu(0)};
-  let P = ${pu(1)};
-  let S = ${pu(2)};
-  let rows = ${pu(3)};
-  let scale = bitcast<f32>(${pu(4)});
-  let pos = lid / ${LANES}u;
-  let lane = lid % ${LANES}u;
-  let n = wg * ${POS}u + pos;
-  let live = n < N;
-  let base = pos * ${CH}u;
-  let eo = n * P;
-  let row = n * S;
-  // 1. the logits of my slots (scale · q·K, −1e9 where masked)${grad ? " and the value reads' cotangents g·V" : ""}; their max
-  var mx = -m_inf();
-  ${mySlots(`let r = idx[e];
+  // phase 1, "slots" mode: each lane its slots' whole dot products (slot p on lane p mod 16), in indexedDot's order
+  const phaseSlots = mySlots(`let r = idx[e];
       let ok = r >= 0i && u32(r) < rows;
       var d = 0.0f;
       ${grad ? "var dg = 0.0f;" : ""}
@@ -149,28 +161,92 @@ fn main(${ENTRY_ARGS}) {
       zsh[sp] = z;
       ${grad ? "dsh[sp] = dg;" : ""}
       rsh[sp] = select(-1i, r, ok);
-      if (z > mx) { mx = z; }`)}
-  red0[lid] = mx;
+      if (z > mx) { mx = z; }`);
+  // phase 1, "lanes" mode, in rounds of B slots: lane (grp, jl) of a position takes the round's
+  // slots grp, grp + 16/G, … (ROUND_SLOTS of them, their loads in flight together) and of each row
+  // the elements jl, jl + G, …, so G lanes read G adjacent elements of one row a load (64
+  // contiguous bytes at G = 4) and one q (and g) element serves ROUND_SLOTS rows. The partials go
+  // to scr ([jl][slot of the round]); after a barrier lane t adds slot t's G partials in jl order,
+  // and a second barrier frees scr for the next round. Empty rows read row 0 (in range, as the
+  // weighted sums do) and leave a partial 0.
+  const NG = LANES / Math.max(G, 1), B = ROUND_SLOTS * NG, ks = [...Array(ROUND_SLOTS).keys()];
+  const part = (k: number, which: number) => `scr[pb + ${which * PART}u + jl * ${B}u + ${k * NG}u + grp]`;
+  const phaseLanes = `${mySlots("let r = idx[e]; rsh[sp] = select(-1i, r, r >= 0i && u32(r) < rows);")}
+  workgroupBarrier();
+  let grp = lane / ${G}u;
+  let jl = lane % ${G}u;
+  let pb = pos * ${W}u;
+  for (var blk = 0u; blk < P; blk += ${B}u) {
+    ${ks.map((k) => `let s${k} = blk + ${k * NG}u + grp; let r${k} = select(-1i, rsh[base + s${k}], live && s${k} < P); let o${k} = u32(max(r${k}, 0i)) * S;`).join("\n    ")}
+    ${ks.map((k) => `var d${k} = 0.0f;${grad ? ` var c${k} = 0.0f;` : ""}`).join(" ")}
+    if (live) {
+      for (var j = jl; j < S; j += ${G}u) {
+        let a = q[row + j];${grad ? " let c = g[row + j];" : ""}
+        ${ks.map((k) => `let k${k} = keys[o${k} + j];${grad ? ` let v${k} = vals[o${k} + j];` : ""}`).join("\n        ")}
+        ${ks.map((k) => dotTerm(`d${k}`, "a", `k${k}`) + (grad ? " " + dotTerm(`c${k}`, "c", `v${k}`) : "")).join("\n        ")}
+      }
+    }
+    ${ks.map((k) => `${part(k, 0)} = select(0.0f, d${k}, r${k} >= 0i);` + (grad ? ` ${part(k, 1)} = select(0.0f, c${k}, r${k} >= 0i);` : "")).join("\n    ")}
+    workgroupBarrier();
+    let p = blk + lane;
+    if (live && lane < ${B}u && p < P) {
+      let e = eo + p;
+      let sp = base + p;
+      var d = 0.0f;${grad ? " var dg = 0.0f;" : ""}
+      for (var k = 0u; k < ${G}u; k++) { d += scr[pb + k * ${B}u + lane];${grad ? ` dg += scr[pb + ${PART}u + k * ${B}u + lane];` : ""} }
+      var z = -1e9f;
+      if (valid[e] != 0.0f) { z = d * scale; }
+      zsh[sp] = z;
+      ${grad ? "dsh[sp] = dg;" : ""}
+      if (z > mx) { mx = z; }
+    }
+    workgroupBarrier();
+  }`;
+  return `${header(5, bufs)}
+${WGSL_MATH}
+var<workgroup> zsh: array<f32, ${POS * CH}>;
+var<workgroup> rsh: array<i32, ${POS * CH}>;
+${grad ? `var<workgroup> dsh: array<f32, ${POS * CH}>;` : ""}
+var<workgroup> scr: array<f32, ${POS * W}>;
+@compute @workgroup_size(${WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let N = ${pu(0)};
+  let P = ${pu(1)};
+  let S = ${pu(2)};
+  let rows = ${pu(3)};
+  let scale = bitcast<f32>(${pu(4)});
+  let pos = lid / ${LANES}u;
+  let lane = lid % ${LANES}u;
+  let n = wg * ${POS}u + pos;
+  let live = n < N;
+  let base = pos * ${CH}u;
+  let eo = n * P;
+  let row = n * S;
+  // 1. the logits (scale · q·K, −1e9 where masked)${grad ? " and the value reads' cotangents g·V" : ""}; their max
+  var mx = -m_inf();
+  ${G > 0 ? phaseLanes : phaseSlots}
+  ${red(0, "lane")} = mx;
   workgroupBarrier();
   var m = -m_inf();
-  for (var k = 0u; k < ${LANES}u; k++) { let v = red0[pos * ${LANES}u + k]; if (v > m) { m = v; } }
+  for (var k = 0u; k < ${LANES}u; k++) { let v = ${red(0, "k")}; if (v > m) { m = v; } }
   // as the GPU softmax: no finite max (every logit ±∞ or NaN) → subtract 0
   if (!m_isfinite(m)) { m = 0.0f; }
   // 2. the exponentials and their sum
   var s = 0.0f;
   ${mySlots("let x = m_exp(zsh[sp] - m); zsh[sp] = x; s += x;")}
-  red1[lid] = s;
+  ${red(1, "lane")} = s;
   workgroupBarrier();
   var ssum = 0.0f;
-  for (var k = 0u; k < ${LANES}u; k++) { ssum += red1[pos * ${LANES}u + k]; }
+  for (var k = 0u; k < ${LANES}u; k++) { ssum += ${red(1, "k")}; }
   let inv = 1.0f / ssum;
   ${grad ? `// 3. y = softmax, dy = (g·V) ⊙ valid, t = Σ dy·y
   var t = 0.0f;
   ${mySlots("let y = zsh[sp] * inv; let dy = dsh[sp] * valid[e]; zsh[sp] = y; dsh[sp] = dy; t += dy * y;")}
-  red2[lid] = t;
+  ${red(2, "lane")} = t;
   workgroupBarrier();
   var tsum = 0.0f;
-  for (var k = 0u; k < ${LANES}u; k++) { tsum += red2[pos * ${LANES}u + k]; }
+  for (var k = 0u; k < ${LANES}u; k++) { tsum += ${red(2, "k")}; }
   // 4. dl = scale · where(valid, y ⊙ (dy − t), 0)${mode === "grad" ? ", w = y ⊙ valid" : ""}; slots of dl 0 leave dq's sum
   ${mySlots(`let y = zsh[sp];
       let vl = valid[e];
@@ -210,11 +286,17 @@ function launch(ctx: GpuCtx, op: string, mode: Mode, ins: readonly KernelArg[], 
   const grad = mode === "grad" || mode === "gradNoW";
   let POS = attnReadTuning.positions;
   if (![1, 2, 4, 8, 16].includes(POS)) throw new RangeError(`webgpu.${op}: attnReadTuning.positions must be 1, 2, 4, 8 or 16, got ${POS}`);
-  while (POS > 1 && sharedBytes(grad, POS, CH) > ctx.limits.maxComputeWorkgroupStorageSize) POS /= 2;
+  const { dots, dotLanes } = attnReadTuning;
+  if (dots !== "lanes" && dots !== "slots") throw new RangeError(`webgpu.${op}: attnReadTuning.dots must be "lanes" or "slots", got ${JSON.stringify(dots)}`);
+  if (![4, 8, 16].includes(dotLanes)) throw new RangeError(`webgpu.${op}: attnReadTuning.dotLanes must be 4, 8 or 16, got ${dotLanes}`);
+  const G = dots === "lanes" ? dotLanes : 0;
+  while (POS > 1 && sharedBytes(grad, G > 0, POS, CH) > ctx.limits.maxComputeWorkgroupStorageSize) POS /= 2;
+  // the default layout keeps the short key; the others name themselves
+  const variant = G === 4 ? "" : G === 0 ? ":slots" : `:lanes${G}`;
   const tables = mode === "w" ? [q, keys] : [q, keys, values];
   const buffers = [...outs, ...tables, idx, valid, ...(g ? [g] : [])].map((a) => ctx.ref(a, op));
   ctx.dispatch({
-    label: op, key: `attnRead:${mode}:${vec ? "vec4" : "f32"}:${CH}:${POS}`, wgsl: () => wgsl(mode, vec, CH, POS),
+    label: op, key: `attnRead:${mode}:${vec ? "vec4" : "f32"}:${CH}:${POS}${variant}`, wgsl: () => wgsl(mode, vec, CH, POS, G),
     buffers,
     params: new ParamWords().u(N).u(P).u(vec ? S / 4 : S).u(M).f(scale).words(),
     groups: grid(ceilDiv(N, POS), ctx.limits.maxComputeWorkgroupsPerDimension),
