@@ -54,6 +54,8 @@ const HELP = `train-throughput: tokens/s of a full training step (forward, backw
   --ssm-bwd-algo A WebGPU selective scan backward: scratch or segments (default ${ssmTuning.bwdAlgo})
   --attn A         MemMamba's pool reads: fused (one launch each way, the default) or ops (indexedAttention)
   --attn-positions N  WebGPU fused pool read: positions per workgroup, 1-16 (default ${attnReadTuning.positions})
+  --attn-dots D    WebGPU fused pool read's dot products: lanes or slots (default ${attnReadTuning.dots})
+  --attn-dot-lanes N  lanes per slot with --attn-dots lanes: 4, 8 or 16 (default ${attnReadTuning.dotLanes})
   --ratios-only F  measure nothing: re-read our JSON F, add --reference's ratios, write --out (default F)
   --json           print the JSON result on stdout instead of the table
   --out FILE       JSON output (default packages/bench/results/train-throughput-<backend>.json)
@@ -130,7 +132,7 @@ export interface ThroughputResult {
   device: string;
   backend: BackendChoice;
   preset: PresetName;
-  options: { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; profileDetail?: boolean; pool?: { keepFactor: number }; maxBatch?: number | null; ssmFwdAlgo?: string; ssmBwdAlgo?: string; attn?: string; attnPositions?: number };
+  options: { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; profileDetail?: boolean; pool?: { keepFactor: number }; maxBatch?: number | null; ssmFwdAlgo?: string; ssmBwdAlgo?: string; attn?: string; attnPositions?: number; attnDots?: string; attnDotLanes?: number };
   rows: ThroughputRow[];
   reference: ReferenceRow[];
   ratios: Ratios[];
@@ -345,7 +347,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", batch: "string", seq: "string", steps: "string", warmup: "string",
     "cap-s": "string", reference: "string", profile: "boolean", "profile-detail": "boolean", json: "boolean", out: "string", help: "boolean",
-    "ratios-only": "string", "pool-keep": "string", "max-batch": "string", "ssm-fwd-algo": "string", "ssm-bwd-algo": "string", attn: "string", "attn-positions": "string",
+    "ratios-only": "string", "pool-keep": "string", "max-batch": "string", "ssm-fwd-algo": "string", "ssm-bwd-algo": "string", attn: "string", "attn-positions": "string", "attn-dots": "string", "attn-dot-lanes": "string",
   });
   if (f["ssm-bwd-algo"] !== undefined) {
     const a = String(f["ssm-bwd-algo"]);
@@ -366,6 +368,16 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
     const n = Number(f["attn-positions"]);
     if (!Number.isInteger(n) || n < 1 || n > 16) throw new Error(`--attn-positions must be an integer 1-16, got "${f["attn-positions"]}"`);
     attnReadTuning.positions = n;
+  }
+  if (f["attn-dots"] !== undefined) {
+    const a = String(f["attn-dots"]);
+    if (a !== "lanes" && a !== "slots") throw new Error(`--attn-dots must be lanes or slots, got "${a}"`);
+    attnReadTuning.dots = a;
+  }
+  if (f["attn-dot-lanes"] !== undefined) {
+    const n = Number(f["attn-dot-lanes"]);
+    if (![4, 8, 16].includes(n)) throw new Error(`--attn-dot-lanes must be 4, 8 or 16, got "${f["attn-dot-lanes"]}"`);
+    attnReadTuning.dotLanes = n;
   }
   if (f["pool-keep"] !== undefined) {
     const k = Number(f["pool-keep"]);
@@ -397,7 +409,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
     const mm = rows.find((x) => x.kind === "memmamba")?.msPerStep, ma = rows.find((x) => x.kind === "mamba")?.msPerStep;
     return {
       benchmark: "train-throughput" as const, date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
-      options: { ...o, pool: { ...poolTuning }, maxBatch: maxBatch ?? null, ssmFwdAlgo: ssmTuning.fwdAlgo, ssmBwdAlgo: ssmTuning.bwdAlgo, attn: attentionTuning.fused ? "fused" : "ops", attnPositions: attnReadTuning.positions }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
+      options: { ...o, pool: { ...poolTuning }, maxBatch: maxBatch ?? null, ssmFwdAlgo: ssmTuning.fwdAlgo, ssmBwdAlgo: ssmTuning.bwdAlgo, attn: attentionTuning.fused ? "fused" : "ops", attnPositions: attnReadTuning.positions, attnDots: attnReadTuning.dots, attnDotLanes: attnReadTuning.dotLanes }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
       goals: { oursOverCompiledAtLeast: 2, memmambaOverMambaAtMost: 1.5, issueCompiledMambaTps: ISSUE_COMPILED_MAMBA_TPS },
     };
   };
