@@ -87,6 +87,12 @@ test("splitKPlan: whole k-tiles, no empty slice, the scratch limit, the knob; tr
   expect((matmulPlan(16384, 1024, 256, 1) as TileConfig).BN).toBe(256);
   expect(matmulPlan(32768, 128, 256, 1)).toBe(BIG_TILE);
   await withTuning({ minColumnUse: 0 }, () => expect((matmulPlan(16384, 64, 256, 1) as TileConfig).BN).toBe(256));
+  // weight gradients (few blocks, K = 16384: split-K's problems) take the 128-row tiles where they fit
+  expect(matmulPlan(256, 1024, 16384, 1)).toBe(BIG_TILE);
+  expect(matmulPlan(256, 64, 16384, 1)).toBe(MID_TILE);
+  expect(matmulPlan(64, 256, 16384, 1)).toBe(SMALL_TILE); // 64 rows: half a 128-row tile
+  expect(matmulPlan(256, 256, 2048, 8)).toBe(SMALL_TILE); // K below bigTileSplitMinK
+  await withTuning({ splitK: false }, () => expect(matmulPlan(256, 1024, 16384, 1)).toBe(SMALL_TILE));
   // a scorer's weight gradient [16384, 256]ᵀ·[16384, 1] (one workgroup a slice): short slices
   const thin = splitKPlan(256, 1, 16384, 1, "untiled");
   expect(thin.sliceLen).toBe(matmulTuning.splitKMinSliceUntiled);

@@ -203,6 +203,15 @@ export const matmulTuning = {
    * (webgpu-matmul --shapes … --tile auto,128x64,…, 2026-11-26).
    */
   minColumnUse: 0.75,
+  /**
+   * From this K on, a problem with too few blocks for the rules above (a weight gradient Xᵀ·dY:
+   * small output, K = batch · length) takes the 128x128 (or, for N ≤ 64, the 128x64) tile where
+   * it uses 3/4 of its rows and columns, not the 64x64 one: split-K supplies the parallelism, and
+   * the bigger tile does twice the work per load. On an H200, with split-K, [256, 16384]·[16384,
+   * 1024]: 333 → 200 µs; [512, ·]·[·, 256]: 174 → 106 µs; [256, ·]·[·, 256]: 96 → 61 µs; [256,
+   * ·]·[·, 64] (128x64): 39 → 30 µs (webgpu-matmul --shapes … --tile auto,128,128x64, 2026-11-26).
+   */
+  bigTileSplitMinK: 4096,
   /** No split for problems of at most this many multiply-adds (the extra launch would dominate). */
   splitKMinFlops: 2 ** 21,
   /**
@@ -529,7 +538,9 @@ fn main(${ENTRY_ARGS}) {
 /**
  * The kernel for a problem of `batches` [m, K]·[K, N] products: "untiled" for small or thin
  * ones, else a tile config: the widest tile that has enough blocks to fill a GPU and uses at least
- * matmulTuning.minColumnUse of its columns (narrow outputs, N ≤ 64, get the 128x64 tile).
+ * matmulTuning.minColumnUse of its columns (narrow outputs, N ≤ 64, get the 128x64 tile); with
+ * too few blocks and a long K (split-K's problems), the 128-row tiles where they fit
+ * (matmulTuning.bigTileSplitMinK).
  */
 export function matmulPlan(m: number, N: number, K: number, batches: number): "untiled" | TileConfig {
   if (matmulTuning.force) return matmulTuning.force;
@@ -538,6 +549,10 @@ export function matmulPlan(m: number, N: number, K: number, batches: number): "u
   if (use(256) && ceilDiv(m, 128) * ceilDiv(N, 256) * batches >= matmulTuning.wideTileMinBlocks) return WIDE_TILE;
   if (use(128) && ceilDiv(m, 128) * ceilDiv(N, 128) * batches >= matmulTuning.bigTileMinBlocks) return BIG_TILE;
   if (ceilDiv(m, 128) * ceilDiv(N, 64) * batches >= matmulTuning.midTileMinBlocks) return MID_TILE;
+  if (matmulTuning.splitK && K >= matmulTuning.bigTileSplitMinK && m / (ceilDiv(m, 128) * 128) >= matmulTuning.minColumnUse) {
+    if (use(128)) return BIG_TILE;
+    if (use(64)) return MID_TILE;
+  }
   return SMALL_TILE;
 }
 
