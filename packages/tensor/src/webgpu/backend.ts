@@ -47,7 +47,30 @@ const PARAMS_PER_DISPATCH = 4 * SLOT; // params bytes a batch holds per dispatch
  */
 const UPLOAD_BYTES = 1 << 20;
 
+/**
+ * What the backend tracks of one pooled GPUBuffer: a small integer id for bind-group keys (never
+ * reused, so a destroyed buffer's cached bind groups are never hit again) and the batch that last
+ * bound it (see write and #release). One record, so a launch does one lookup per buffer.
+ */
+interface BufInfo {
+  readonly id: number;
+  lastUse: number;
+}
+
+/**
+ * A binding of a whole tensor buffer, made once per logical buffer and reused by every launch
+ * that binds it (ctx.ref is called for nearly every operand of every launch): `info` and `key`
+ * save #bindGroup a WeakMap lookup and a string build per buffer. `owner`: the backend whose
+ * BufInfo and ids it holds (backends may share a device: tests lower the limits of a second one).
+ */
+class WholeRef implements BufRef {
+  readonly offset = 0;
+  constructor(readonly buf: GPUBuffer, readonly size: number, readonly info: BufInfo, readonly key: string, readonly owner: object) {}
+}
+
 class GpuBuffer implements BufferHandle {
+  /** Its whole-buffer binding (see WholeRef), made on first use. */
+  whole: WholeRef | null = null;
   constructor(readonly id: number, readonly size: number, readonly dtype: DType, public gpu: GPUBuffer | null) {}
 }
 
@@ -85,19 +108,23 @@ export class WebGpuBackend implements Backend {
   #pipelines = new Map<string, CachedPipeline>();
   /** Bind groups by pipeline, params size and buffer ranges (see #bindGroup). */
   #bindGroups = new Map<string, GPUBindGroup>();
-  #bufferIds = new WeakMap<GPUBuffer, number>();
+  /** Per pooled GPUBuffer: its id for bind-group keys and the batch that last bound it (see BufInfo). */
+  #bufInfo = new WeakMap<GPUBuffer, BufInfo>();
   #bgStats = { hits: 0, misses: 0 };
   #nextBufferId = 1;
   #maxStorageBuffers = 0;
-  #lastUse = new WeakMap<GPUBuffer, number>();
   #batch = 1;
   #encoder: GPUCommandEncoder | null = null;
   #pass: GPUComputePassEncoder | null = null;
+  /** The pipeline last set on #pass (setPipeline is skipped when a launch uses the same one). */
+  #passPipeline: GPUComputePipeline | null = null;
   #dispatches = 0;
   #params: GPUBuffer;
   readonly #maxBatch: number;
   readonly #paramsBytes: number;
   #paramsHost: Uint8Array;
+  /** #paramsHost as u32 words (params are copied word by word, without a view per launch). */
+  #paramsWords: Uint32Array;
   #upload: GPUBuffer;
   readonly #uploadHost = new Uint8Array(UPLOAD_BYTES);
   #uploadUsed = 0;
@@ -139,6 +166,7 @@ export class WebGpuBackend implements Backend {
     this.#maxBatch = mb;
     this.#paramsBytes = mb * PARAMS_PER_DISPATCH;
     this.#paramsHost = new Uint8Array(this.#paramsBytes);
+    this.#paramsWords = new Uint32Array(this.#paramsHost.buffer);
     this.#params = this.device.createBuffer({ label: "params", size: this.#paramsBytes, usage: U.UNIFORM | U.COPY_DST });
     this.#upload = this.device.createBuffer({ label: "upload", size: UPLOAD_BYTES, usage: U.COPY_SRC | U.COPY_DST });
     this.#onError = (ev: Event) => this.#errors.push(`WebGPU error: ${(ev as GPUUncapturedErrorEvent).error?.message ?? String(ev)}`);
@@ -173,6 +201,7 @@ export class WebGpuBackend implements Backend {
     if (!b.gpu) throw new Error(`webgpu.free: buffer ${b.id} was freed twice`);
     const g = b.gpu;
     b.gpu = null;
+    b.whole = null;
     this.#live--;
     forgetInverseIndices(this.ctx, b); // indexedOuter's cached index of this buffer (kernels/indexed.ts)
     if (!this.#destroyed) this.#release(g);
@@ -187,7 +216,7 @@ export class WebGpuBackend implements Backend {
     // writeBuffer lands before any unsubmitted work: if that work uses this buffer, the write
     // must come after it — staged in the upload buffer and copied by a command of the batch
     // (small writes), or after a submit
-    if (this.#lastUse.get(g) === this.#batch) {
+    if (this.#bufInfo.get(g)?.lastUse === this.#batch) {
       const bytes = data.byteLength; // a multiple of 4 (f32 / i32), as copyBufferToBuffer needs
       if (this.#uploadUsed + bytes <= UPLOAD_BYTES) {
         this.#uploadHost.set(new Uint8Array(data.buffer, data.byteOffset, bytes), this.#uploadUsed);
@@ -255,16 +284,18 @@ export class WebGpuBackend implements Backend {
 
   run<K extends PrimName>(prim: K, inputs: readonly KernelArg[], output: KernelArg, params: PrimParams[K]): void {
     this.#alive();
-    this.#checkSizes(prim, [...inputs, output]);
-    if (sizeOf(output.shape) === 0) return;
+    this.#checkSizes(prim, inputs);
+    this.#checkSize(prim, output);
+    if ((output.buf as GpuBuffer).size === 0) return; // = sizeOf(output.shape), checked just above
     if (this.#profileDetail) this.#profileOp = describeRun(prim, inputs, [output], params);
     (gpuKernels[prim] as GpuKernel<K>)(this.ctx, inputs, output, params);
   }
 
   runMulti<K extends MultiPrimName>(prim: K, inputs: readonly KernelArg[], outputs: readonly KernelArg[], params: MultiPrimParams[K]): void {
     this.#alive();
-    this.#checkSizes(prim, [...inputs, ...outputs]);
-    if (outputs.every((o) => sizeOf(o.shape) === 0)) return;
+    this.#checkSizes(prim, inputs);
+    this.#checkSizes(prim, outputs);
+    if (outputs.every((o) => (o.buf as GpuBuffer).size === 0)) return; // sizes checked just above
     if (this.#profileDetail) this.#profileOp = describeRun(prim, inputs, outputs, params);
     gpuMultiKernels[prim](this.ctx, inputs, outputs, params);
   }
@@ -342,10 +373,12 @@ export class WebGpuBackend implements Backend {
 
   /** Each buffer holds as many elements as its shape says (a clear error naming the primitive). */
   #checkSizes(prim: string, args: readonly KernelArg[]): void {
-    for (const a of args) {
-      const b = a.buf as GpuBuffer;
-      if (b.size !== sizeOf(a.shape)) throw new Error(`webgpu.${prim}: buffer of ${b.size} elements for shape ${showShape(a.shape)}`);
-    }
+    for (let i = 0; i < args.length; i++) this.#checkSize(prim, args[i]);
+  }
+
+  #checkSize(prim: string, a: KernelArg): void {
+    const b = a.buf as GpuBuffer;
+    if (b.size !== sizeOf(a.shape)) throw new Error(`webgpu.${prim}: buffer of ${b.size} elements for shape ${showShape(a.shape)}`);
   }
 
   #alive(): void {
@@ -362,7 +395,7 @@ export class WebGpuBackend implements Backend {
   #release(g: GPUBuffer): void {
     if (!this.#pool.release(g)) {
       // may still be used by the unsubmitted batch: destroy after the next submit
-      if (this.#lastUse.get(g) === this.#batch) this.#retired.push(g);
+      if (this.#bufInfo.get(g)?.lastUse === this.#batch) this.#retired.push(g);
       else g.destroy();
     }
   }
@@ -370,6 +403,9 @@ export class WebGpuBackend implements Backend {
   #ref(a: KernelArg, prim: string): BufRef {
     const g = this.#gpu(a.buf, prim);
     const bytes = sizeOf(a.shape) * 4;
+    const whole = (a.buf as GpuBuffer).whole;
+    // the cached binding, where it binds the same bytes (it is made below once the checks passed)
+    if (whole !== null && whole.owner === this && whole.buf === g && whole.size === Math.max(4, bytes)) return whole;
     if (bytes > this.limits.maxStorageBufferBindingSize) {
       throw new RangeError(
         `webgpu.${prim}: a ${a.dtype} tensor of shape ${showShape(a.shape)} (${bytes} bytes) exceeds this device's ` +
@@ -377,7 +413,11 @@ export class WebGpuBackend implements Backend {
           `(fill, unary, and binary/compare/where/cast on same-shape or scalar operands) split such tensors`,
       );
     }
-    return { buf: g, offset: 0, size: Math.max(4, bytes) };
+    const size = Math.max(4, bytes);
+    const info = this.#infoOf(g);
+    const ref = new WholeRef(g, size, info, `|${info.id}:0:${size}`, this);
+    (a.buf as GpuBuffer).whole = ref;
+    return ref;
   }
 
   #range(a: KernelArg, start: number, count: number): BufRef {
@@ -427,13 +467,13 @@ export class WebGpuBackend implements Backend {
     return p;
   }
 
-  #bufferId(b: GPUBuffer): number {
-    let id = this.#bufferIds.get(b);
-    if (id === undefined) {
-      id = this.#nextBufferId++;
-      this.#bufferIds.set(b, id);
+  #infoOf(b: GPUBuffer): BufInfo {
+    let info = this.#bufInfo.get(b);
+    if (info === undefined) {
+      info = { id: this.#nextBufferId++, lastUse: 0 };
+      this.#bufInfo.set(b, info);
     }
-    return id;
+    return info;
   }
 
   /**
@@ -441,11 +481,23 @@ export class WebGpuBackend implements Backend {
    * Dawn (65 µs measured under Node on lavapipe), about as much as the rest of a dispatch, and a
    * training step binds the same pooled buffers in the same roles every time. Buffer ids are
    * never reused, so an entry of a destroyed buffer is never hit again; the cache is dropped
-   * whole when it grows past BIND_GROUP_CACHE entries.
+   * whole when it grows past BIND_GROUP_CACHE entries. Also marks each buffer as used by this
+   * batch (one BufInfo per buffer serves both).
    */
   #bindGroup(p: CachedPipeline, pBytes: number, buffers: readonly BufRef[]): GPUBindGroup {
-    let key = `${p.id}|${pBytes}`;
-    for (const r of buffers) key += `|${this.#bufferId(r.buf)}:${r.offset}:${r.size}`;
+    let key = p.id + "|" + pBytes;
+    const batch = this.#batch;
+    for (let i = 0; i < buffers.length; i++) {
+      const r = buffers[i];
+      if (r instanceof WholeRef && r.owner === this) {
+        r.info.lastUse = batch;
+        key += r.key;
+      } else {
+        const info = this.#infoOf(r.buf);
+        info.lastUse = batch;
+        key += "|" + info.id + ":" + r.offset + ":" + r.size;
+      }
+    }
     let g = this.#bindGroups.get(key);
     if (g) {
       this.#bgStats.hits++;
@@ -469,6 +521,7 @@ export class WebGpuBackend implements Backend {
     if (this.#pass) {
       this.#pass.end();
       this.#pass = null;
+      this.#passPipeline = null;
     }
   }
 
@@ -484,19 +537,23 @@ export class WebGpuBackend implements Backend {
     const pBytes = Math.max(1, Math.ceil(l.params.byteLength / SLOT)) * SLOT;
     if (this.#paramsUsed + pBytes > this.#paramsBytes || this.#dispatches >= this.#maxBatch) this.#flush();
     const offset = this.#paramsUsed;
-    this.#paramsHost.fill(0, offset, offset + pBytes);
-    this.#paramsHost.set(new Uint8Array(l.params.buffer, l.params.byteOffset, l.params.byteLength), offset);
+    const w0 = offset >> 2, words = this.#paramsWords;
+    words.fill(0, w0 + l.params.length, w0 + (pBytes >> 2));
+    words.set(l.params, w0);
     this.#paramsUsed += pBytes;
-    for (const r of l.buffers) this.#lastUse.set(r.buf, this.#batch);
     const bindGroup = this.#bindGroup(p, pBytes, l.buffers);
     if (this.#profiler) {
       this.#endPass();
       this.#pass = this.#encoderOrNew().beginComputePass(this.#profiler.passDescriptor(this.#profileDetail ? `${l.key} | ${this.#profileOp ?? "?"}` : l.key));
     }
-    if (!this.#pass) this.#pass = this.#encoderOrNew().beginComputePass(this.#timer?.passDescriptor());
-    this.#pass.setPipeline(p.pipeline);
-    this.#pass.setBindGroup(0, bindGroup, [offset]);
-    this.#pass.dispatchWorkgroups(l.groups[0], l.groups[1], l.groups[2]);
+    let pass = this.#pass;
+    if (!pass) pass = this.#pass = this.#encoderOrNew().beginComputePass(this.#timer?.passDescriptor());
+    if (this.#passPipeline !== p.pipeline) {
+      pass.setPipeline(p.pipeline);
+      this.#passPipeline = p.pipeline;
+    }
+    pass.setBindGroup(0, bindGroup, [offset]);
+    pass.dispatchWorkgroups(l.groups[0], l.groups[1], l.groups[2]);
     this.#dispatches++;
   }
 

@@ -62,23 +62,37 @@ export interface GpuCtx {
   dispatch(launch: Launch): void;
 }
 
-/** Builds param words: u32, i32 and f32 values as bit patterns. */
+/** Scratch for f32 → u32 bit patterns (shared: ParamWords.f copies the bits out at once). */
+const F32_BITS = new Float32Array(1);
+const U32_BITS = new Uint32Array(F32_BITS.buffer);
+
+/**
+ * Builds param words: u32, i32 and f32 values as bit patterns, written straight into a small
+ * typed array (grown by doubling): every launch builds one, so no intermediate list.
+ */
 export class ParamWords {
-  readonly #u: number[] = [];
-  private readonly f32 = new Float32Array(1);
-  private readonly u32 = new Uint32Array(this.f32.buffer);
+  #w = new Uint32Array(16);
+  #n = 0;
+  #push(bits: number): void {
+    if (this.#n === this.#w.length) {
+      const grown = new Uint32Array(this.#w.length * 2);
+      grown.set(this.#w);
+      this.#w = grown;
+    }
+    this.#w[this.#n++] = bits;
+  }
   u(v: number): this {
     if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`webgpu: param ${v} is not a u32 (a tensor too large for 32-bit indexing?)`);
-    this.#u.push(v >>> 0);
+    this.#push(v);
     return this;
   }
   i(v: number): this {
-    this.#u.push((v | 0) >>> 0);
+    this.#push(v | 0);
     return this;
   }
   f(v: number): this {
-    this.f32[0] = v;
-    this.#u.push(this.u32[0]);
+    F32_BITS[0] = v;
+    this.#push(U32_BITS[0]);
     return this;
   }
   /** f32 bits for an f32 tensor, i32 bits for an i32 one. */
@@ -86,10 +100,14 @@ export class ParamWords {
     return dtype === "f32" ? this.f(v) : this.i(v);
   }
   get length(): number {
-    return this.#u.length;
+    return this.#n;
   }
+  /**
+   * The words (one zero word when there are none), a copy: slice of a small array is about 4x
+   * cheaper than a subarray view under V8 (a view makes V8 move the array's storage off-heap).
+   */
   words(): Uint32Array {
-    return Uint32Array.from(this.#u.length ? this.#u : [0]);
+    return this.#w.slice(0, Math.max(1, this.#n));
   }
 }
 
@@ -158,18 +176,23 @@ export function prod(xs: readonly number[]): number {
  * operand's strides on it. After this, most broadcasts are rank 1 or 2.
  */
 export function coalesce(shape: readonly number[], opStrides: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
+  // plain loops, no closures: elementwise maps run this on every launch
+  const nOps = opStrides.length;
   const outShape: number[] = [];
-  const outStr: number[][] = opStrides.map(() => []);
+  const outStr: number[][] = new Array(nOps);
+  for (let k = 0; k < nOps; k++) outStr[k] = [];
   for (let d = 0; d < shape.length; d++) {
-    if (shape[d] === 1) continue;
+    const n = shape[d];
+    if (n === 1) continue;
     const last = outShape.length - 1;
-    const mergeable = last >= 0 && opStrides.every((s, k) => outStr[k][last] === s[d] * shape[d]);
+    let mergeable = last >= 0;
+    for (let k = 0; k < nOps && mergeable; k++) mergeable = outStr[k][last] === opStrides[k][d] * n;
     if (mergeable) {
-      outShape[last] *= shape[d];
-      opStrides.forEach((s, k) => (outStr[k][last] = s[d]));
+      outShape[last] *= n;
+      for (let k = 0; k < nOps; k++) outStr[k][last] = opStrides[k][d];
     } else {
-      outShape.push(shape[d]);
-      opStrides.forEach((s, k) => outStr[k].push(s[d]));
+      outShape.push(n);
+      for (let k = 0; k < nOps; k++) outStr[k].push(opStrides[k][d]);
     }
   }
   return { shape: outShape, strides: outStr };
@@ -177,9 +200,18 @@ export function coalesce(shape: readonly number[], opStrides: readonly (readonly
 
 /** Strides of `shape` broadcast to `outShape` (0 on broadcast axes), aligned on the right. */
 export function broadcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {
-  const s = strides(shape);
   const off = outShape.length - shape.length;
-  return outShape.map((_, i) => (i < off || shape[i - off] === 1 ? 0 : s[i - off]));
+  const out = new Array<number>(outShape.length);
+  let acc = 1; // the row-major stride of axis i - off, built from the right
+  for (let i = outShape.length - 1; i >= 0; i--) {
+    if (i < off) out[i] = 0;
+    else {
+      const n = shape[i - off];
+      out[i] = n === 1 ? 0 : acc;
+      acc *= n;
+    }
+  }
+  return out;
 }
 
 /**

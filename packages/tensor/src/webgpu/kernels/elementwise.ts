@@ -40,23 +40,47 @@ export interface MapSpec {
   math?: boolean;
 }
 
+/**
+ * The inner stride of each input in the flat layout (1: the output's shape, 0: a scalar), or null
+ * when some input is neither (then runMap coalesces). The cheap check first: most maps (every
+ * input the output's shape or a one-element tensor) give the same answer as coalesce without
+ * building stride lists (this runs on every launch). Exported for its test.
+ */
+export function flatStrides(out: readonly number[], n: number, ins: readonly KernelArg[]): number[] | null {
+  const inner = new Array<number>(ins.length);
+  for (let k = 0; k < ins.length; k++) {
+    const sh = ins[k].shape;
+    if (sameShape(sh, out)) inner[k] = n === 1 ? 0 : 1; // n = 1: coalesce drops every axis
+    else if (prod(sh) === 1) inner[k] = 0;
+    else return null;
+  }
+  return inner;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let d = 0; d < a.length; d++) if (a[d] !== b[d]) return false;
+  return true;
+}
+
 /** Runs a map kernel (see the file comment). */
 export function runMap(ctx: GpuCtx, s: MapSpec): void {
   const n = prod(s.out.shape);
   if (n === 0) return;
-  const inStr = s.ins.map((a) => broadcastStrides(a.shape, s.out.shape));
-  const c = coalesce(s.out.shape, [strides(s.out.shape), ...inStr]);
-  const flat = c.shape.length <= 1;
-  const types = [s.out.dtype, ...s.ins.map((a) => a.dtype)].join("");
-  const head = (count: number) => {
-    const w = new ParamWords().u(count).u(s.op ?? 0);
-    if (s.extra) s.extra(w);
-    else w.u(0);
-    return w;
-  };
+  let types: string = s.out.dtype;
+  for (let k = 0; k < s.ins.length; k++) types += s.ins[k].dtype;
   const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
-  if (flat) {
-    const inner = s.ins.map((_, k) => (c.shape.length === 0 ? 0 : c.strides[k + 1][0]));
+  let inner = flatStrides(s.out.shape, n, s.ins);
+  let c: { shape: number[]; strides: number[][] } | null = null;
+  if (inner === null) {
+    const inStr = s.ins.map((a) => broadcastStrides(a.shape, s.out.shape));
+    c = coalesce(s.out.shape, [strides(s.out.shape), ...inStr]);
+    if (c.shape.length <= 1) {
+      const cs = c;
+      inner = s.ins.map((_, k) => (cs.shape.length === 0 ? 0 : cs.strides[k + 1][0]));
+    }
+  }
+  if (inner !== null) {
     const key = `map:${s.family}:${types}:flat`;
     const wgsl = () => mapWgsl(s, -1);
     // chunk so that every non-scalar binding fits (chunks start at multiples of 64 elements)
@@ -64,29 +88,43 @@ export function runMap(ctx: GpuCtx, s: MapSpec): void {
     for (let start = 0; start < n; start += maxElems) {
       const count = Math.min(maxElems, n - start);
       const whole = start === 0 && count === n;
-      const w = head(count);
-      for (const st of inner) w.u(st);
+      const w = mapHead(s, count);
+      for (let k = 0; k < inner.length; k++) w.u(inner[k]);
       const bufs: BufRef[] = [whole ? ctx.ref(s.out, s.label) : ctx.range(s.out, start, count)];
-      s.ins.forEach((a, k) => bufs.push(inner[k] === 0 || whole ? ctx.ref(a, s.label) : ctx.range(a, start, count)));
+      for (let k = 0; k < s.ins.length; k++) {
+        const a = s.ins[k];
+        bufs.push(inner[k] === 0 || whole ? ctx.ref(a, s.label) : ctx.range(a, start, count));
+      }
       ctx.dispatch({ label: s.label, key, wgsl, buffers: bufs, params: w.words(), groups: grid(Math.ceil(count / WG), maxDim) });
     }
     return;
   }
   // two axes after coalescing (the common broadcast: a row or a column against a matrix) get
   // their own pipeline with one div/mod per element instead of the padded rank-4 chain's three
-  const rank = c.shape.length <= 2 ? 2 : Math.max(PAD_RANK, c.shape.length);
-  const pad = rank - c.shape.length;
-  const w = head(n);
-  for (let d = 0; d < rank; d++) w.u(d < pad ? 1 : c.shape[d - pad]);
-  for (let k = 0; k < s.ins.length; k++) for (let d = 0; d < rank; d++) w.u(d < pad ? 0 : c.strides[k + 1][d - pad]);
+  const cs = c!;
+  const rank = cs.shape.length <= 2 ? 2 : Math.max(PAD_RANK, cs.shape.length);
+  const pad = rank - cs.shape.length;
+  const w = mapHead(s, n);
+  for (let d = 0; d < rank; d++) w.u(d < pad ? 1 : cs.shape[d - pad]);
+  for (let k = 0; k < s.ins.length; k++) for (let d = 0; d < rank; d++) w.u(d < pad ? 0 : cs.strides[k + 1][d - pad]);
+  const bufs: BufRef[] = [ctx.ref(s.out, s.label)];
+  for (let k = 0; k < s.ins.length; k++) bufs.push(ctx.ref(s.ins[k], s.label));
   ctx.dispatch({
     label: s.label,
     key: `map:${s.family}:${types}:r${rank}`,
     wgsl: () => mapWgsl(s, rank),
-    buffers: [ctx.ref(s.out, s.label), ...s.ins.map((a) => ctx.ref(a, s.label))],
+    buffers: bufs,
     params: w.words(),
     groups: grid(Math.ceil(n / WG), maxDim),
   });
+}
+
+/** The params every map starts with: element count, op code, extra word. */
+function mapHead(s: MapSpec, count: number): ParamWords {
+  const w = new ParamWords().u(count).u(s.op ?? 0);
+  if (s.extra) s.extra(w);
+  else w.u(0);
+  return w;
 }
 
 /** rank -1: the flat layout. Params: n, op, extra, then (flat) one stride per input or (strided) shape, strides. */
@@ -228,15 +266,20 @@ const BINARY_I32: Record<BinaryOp, (a: string, b: string) => string> = {
  * are two families).
  */
 function binaryFamily(ctx: GpuCtx, label: string, code: number, a: KernelArg, b: KernelArg, out: KernelArg): void {
-  const intIn = a.dtype === "i32";
+  runMap(ctx, { label, family: "binary", out, ins: [a, b], math: true, op: code, body: () => binarySwitch(a.dtype, out.dtype) });
+}
+
+/** The shader body of a binary family (built only when its pipeline is compiled). */
+function binarySwitch(inType: DType, outType: DType): string {
+  const intIn = inType === "i32";
   const cases: string[] = [];
-  if (out.dtype === a.dtype) {
+  if (outType === inType) {
     const table = intIn ? BINARY_I32 : BINARY_F32;
     for (const op of BINARY_OPS) cases.push(table[op]("v0", "v1"));
   }
   const cmp = CMP_OPS.map((op) => `select(0.0f, 1.0f, v0 ${CMP_SYM[op]} v1)`);
-  const all = out.dtype === a.dtype && !intIn ? [...cases, ...cmp] : intIn && out.dtype === "f32" ? [...BINARY_OPS.map(() => "r"), ...cmp] : cases;
-  runMap(ctx, { label, family: "binary", out, ins: [a, b], math: true, op: code, body: () => switchOf(all) });
+  const all = outType === inType && !intIn ? [...cases, ...cmp] : intIn && outType === "f32" ? [...BINARY_OPS.map(() => "r"), ...cmp] : cases;
+  return switchOf(all);
 }
 
 export function binaryKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: KernelArg, p: PrimParams["binary"]): void {
