@@ -15,23 +15,34 @@
  * under Bun, Deno and Node (Node: bundle with esbuild, --external:webgpu; see
  * ../../../../shared/gpu/README.md).
  *
+ * --no-device times the kernel functions alone (kernels/index.ts: planning, param words, the
+ * Launch object) on a GpuCtx whose dispatch does nothing: no adapter needed, and none of the
+ * driver's or a software Vulkan's time, which on a shared machine is most of the noise.
+ *
  *   bun packages/bench/src/webgpu-encode.ts [--calls 2000] [--rounds 9] [--cases add,mul,...]
- *       [--json] [--out FILE]
+ *       [--no-device] [--json] [--out FILE]
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
+import { detectRuntime, fmt, formatTable, fromRoot, machineInfo, median, now, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import process from "node:process";
 import { gpuBenchHeader } from "./gpu-timing.ts";
-import type { BufferHandle, KernelArg } from "../../tensor/src/backend.ts";
+import type { BufferHandle, KernelArg, MultiPrimName, PrimName } from "../../tensor/src/backend.ts";
+import type { BufRef, GpuCtx, GpuLimits, Launch } from "../../tensor/src/webgpu/context.ts";
+import { gpuKernels, gpuMultiKernels } from "../../tensor/src/webgpu/kernels/index.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
+import { matmulTuning } from "../../tensor/src/webgpu/kernels/matmul.ts";
 
 const HELP = `webgpu-encode: JavaScript time per WebGPU kernel launch (encode only, small shapes)
 
   --calls N        calls of the primitive per timed round (default 2000)
   --rounds N       timed rounds per case; the median is reported (default 9)
-  --cases a,b,...  which cases (default all: add,add+alloc,mul,matmul,reduce,rmsNorm,adamwStep)
+  --cases a,b,...  which cases (default all: add,add+alloc,mul,matmul,matmul-batched,
+                   matmul-splitk,reduce,reduce-mid,softmax,rmsNorm,adamwStep)
+  --no-device      time the kernel functions alone on a no-op GpuCtx (no adapter needed;
+                   --calls defaults to 20000 there; add+alloc is device-only)
   --json           print the JSON result on stdout instead of the table
-  --out FILE       where to write the JSON (default packages/bench/results/webgpu-encode.json)
+  --out FILE       where to write the JSON (default packages/bench/results/webgpu-encode.json;
+                   with --no-device webgpu-encode-host.json)
   --help           this text`;
 
 export interface EncodeRow {
@@ -55,6 +66,13 @@ interface Case {
   call: string;
   /** Allocates the case's buffers and returns the call and the buffers to free. */
   setup(gpu: WebGpuBackend): { run: () => void; bufs: BufferHandle[] };
+  /**
+   * The same call as a kernel function's (for --no-device): primitive, input / output shapes
+   * (f32), params; multi: a runMulti primitive. Absent: the case needs the device.
+   */
+  kernel?: { prim: string; ins: number[][]; outs: number[][]; params: unknown; multi?: boolean };
+  /** Sets a tuning knob for the case and returns what restores it. */
+  tune?: () => () => void;
 }
 
 /** An f32 tensor argument with a fresh buffer of ones (values do not matter for encode time). */
@@ -66,9 +84,21 @@ function tensor(gpu: WebGpuBackend, bufs: BufferHandle[], shape: number[]): Kern
   return { buf, shape, dtype: "f32" };
 }
 
+const ADAMW_Q = { a1: 0.9, b1: 0.1, a2: 0.999, b2: 0.001, decay: 0.99, decays: true, sqrtBc2: 0.5, eps: 1e-8, stepSize: 1e-3 };
+
+/** Split-K's flop floor lowered to 0 (restored after the case): a small problem that still splits. */
+function lowerSplitKFloor(): () => void {
+  const saved = matmulTuning.splitKMinFlops;
+  matmulTuning.splitKMinFlops = 0;
+  return () => {
+    matmulTuning.splitKMinFlops = saved;
+  };
+}
+
 const CASES: Case[] = [
   {
     name: "add", call: "binary add [4096] + [4096] (flat map)",
+    kernel: { prim: "binary", ins: [[4096], [4096]], outs: [[4096]], params: { op: "add" } },
     setup(gpu) {
       const bufs: BufferHandle[] = [];
       const a = tensor(gpu, bufs, [4096]), b = tensor(gpu, bufs, [4096]), o = tensor(gpu, bufs, [4096]);
@@ -94,6 +124,7 @@ const CASES: Case[] = [
   },
   {
     name: "mul", call: "binary mul [64,256] * [1,256] (rank-2 broadcast map)",
+    kernel: { prim: "binary", ins: [[64, 256], [1, 256]], outs: [[64, 256]], params: { op: "mul" } },
     setup(gpu) {
       const bufs: BufferHandle[] = [];
       const a = tensor(gpu, bufs, [64, 256]), b = tensor(gpu, bufs, [1, 256]), o = tensor(gpu, bufs, [64, 256]);
@@ -102,6 +133,7 @@ const CASES: Case[] = [
   },
   {
     name: "matmul", call: "matmul [16,64] · [64,64]",
+    kernel: { prim: "matmul", ins: [[16, 64], [64, 64]], outs: [[16, 64]], params: { transA: false, transB: false } },
     setup(gpu) {
       const bufs: BufferHandle[] = [];
       const a = tensor(gpu, bufs, [16, 64]), b = tensor(gpu, bufs, [64, 64]), o = tensor(gpu, bufs, [16, 64]);
@@ -109,7 +141,31 @@ const CASES: Case[] = [
     },
   },
   {
+    // B batched: the broadcast-strides path (no fold of A's batch into M)
+    name: "matmul-batched", call: "matmul [4,16,64] · [4,64,64] (batched B)",
+    kernel: { prim: "matmul", ins: [[4, 16, 64], [4, 64, 64]], outs: [[4, 16, 64]], params: { transA: false, transB: false } },
+    setup(gpu) {
+      const bufs: BufferHandle[] = [];
+      const a = tensor(gpu, bufs, [4, 16, 64]), b = tensor(gpu, bufs, [4, 64, 64]), o = tensor(gpu, bufs, [4, 16, 64]);
+      return { run: () => gpu.run("matmul", [a, b], o, { transA: false, transB: false }), bufs };
+    },
+  },
+  {
+    // a weight gradient's shape, small: split-K's flop floor is lowered for the case (the real
+    // ones are too much GPU work for a software Vulkan), so it runs the untiled kernel in 64
+    // slices, then the sum pass: two launches, a scratch buffer
+    name: "matmul-splitk", call: "matmul [2048,16]ᵀ · [2048,16] (split-K: 64 slices + sum)",
+    kernel: { prim: "matmul", ins: [[2048, 16], [2048, 16]], outs: [[16, 16]], params: { transA: true, transB: false } },
+    tune: lowerSplitKFloor,
+    setup(gpu) {
+      const bufs: BufferHandle[] = [];
+      const a = tensor(gpu, bufs, [2048, 16]), b = tensor(gpu, bufs, [2048, 16]), o = tensor(gpu, bufs, [16, 16]);
+      return { run: () => gpu.run("matmul", [a, b], o, { transA: true, transB: false }), bufs };
+    },
+  },
+  {
     name: "reduce", call: "reduce sum [64,256] over axis 1",
+    kernel: { prim: "reduce", ins: [[64, 256]], outs: [[64, 1]], params: { op: "sum", axes: [1] } },
     setup(gpu) {
       const bufs: BufferHandle[] = [];
       const x = tensor(gpu, bufs, [64, 256]), o = tensor(gpu, bufs, [64, 1]);
@@ -117,7 +173,26 @@ const CASES: Case[] = [
     },
   },
   {
+    name: "reduce-mid", call: "reduce sum [8,64,32] over axis 1 (kept groups on both sides)",
+    kernel: { prim: "reduce", ins: [[8, 64, 32]], outs: [[8, 1, 32]], params: { op: "sum", axes: [1] } },
+    setup(gpu) {
+      const bufs: BufferHandle[] = [];
+      const x = tensor(gpu, bufs, [8, 64, 32]), o = tensor(gpu, bufs, [8, 1, 32]);
+      return { run: () => gpu.run("reduce", [x], o, { op: "sum", axes: [1] }), bufs };
+    },
+  },
+  {
+    name: "softmax", call: "softmax [16,64] (a thread per row)",
+    kernel: { prim: "softmax", ins: [[16, 64]], outs: [[16, 64]], params: {} },
+    setup(gpu) {
+      const bufs: BufferHandle[] = [];
+      const x = tensor(gpu, bufs, [16, 64]), o = tensor(gpu, bufs, [16, 64]);
+      return { run: () => gpu.run("softmax", [x], o, {}), bufs };
+    },
+  },
+  {
     name: "rmsNorm", call: "rmsNorm [16,256]",
+    kernel: { prim: "rmsNorm", ins: [[16, 256]], outs: [[16, 256]], params: { eps: 1e-5 } },
     setup(gpu) {
       const bufs: BufferHandle[] = [];
       const x = tensor(gpu, bufs, [16, 256]), o = tensor(gpu, bufs, [16, 256]);
@@ -126,17 +201,18 @@ const CASES: Case[] = [
   },
   {
     name: "adamwStep", call: "runMulti adamwStep [4096] (p, g, m, v → p', m', v')",
+    kernel: { prim: "adamwStep", ins: [[4096], [4096], [4096], [4096]], outs: [[4096], [4096], [4096]], params: ADAMW_Q, multi: true },
     setup(gpu) {
       const bufs: BufferHandle[] = [];
       const ins = [0, 1, 2, 3].map(() => tensor(gpu, bufs, [4096]));
       const outs = [0, 1, 2].map(() => tensor(gpu, bufs, [4096]));
-      const q = { a1: 0.9, b1: 0.1, a2: 0.999, b2: 0.001, decay: 0.99, decays: true, sqrtBc2: 0.5, eps: 1e-8, stepSize: 1e-3 };
-      return { run: () => gpu.runMulti("adamwStep", ins, outs, q), bufs };
+      return { run: () => gpu.runMulti("adamwStep", ins, outs, ADAMW_Q), bufs };
     },
   },
 ];
 
 async function benchCase(gpu: WebGpuBackend, c: Case, calls: number, rounds: number): Promise<EncodeRow> {
+  const restore = c.tune?.();
   const { run, bufs } = c.setup(gpu);
   try {
     const lookups = () => {
@@ -167,6 +243,66 @@ async function benchCase(gpu: WebGpuBackend, c: Case, calls: number, rounds: num
     };
   } finally {
     for (const b of bufs) gpu.free(b);
+    restore?.();
+  }
+}
+
+/** Limits of a typical discrete GPU, for the no-op context (the plans depend on them). */
+const HOST_LIMITS: GpuLimits = {
+  maxStorageBufferBindingSize: 2 ** 31 - 4, maxComputeWorkgroupsPerDimension: 65535, maxComputeWorkgroupStorageSize: 49152,
+  minStorageBufferOffsetAlignment: 256, maxStorageBuffersPerShaderStage: 8,
+};
+
+/**
+ * --no-device: the case's kernel function called --calls times a round on a GpuCtx whose
+ * dispatch only counts (and reads a word of the Launch, so nothing is optimised away); refs are
+ * made once per tensor, as the backend caches a buffer's whole binding.
+ */
+function hostCase(c: Case, calls: number, rounds: number): EncodeRow {
+  const k = c.kernel;
+  if (!k) throw new Error(`--no-device: case "${c.name}" needs the device (it times alloc / free)`);
+  let launches = 0, sink = 0;
+  const fake = (size: number): BufRef => ({ buf: {} as GPUBuffer, offset: 0, size });
+  const refs = new Map<unknown, BufRef>();
+  const ctx: GpuCtx = {
+    limits: HOST_LIMITS,
+    ref: (a) => refs.get(a.buf) ?? fake(4),
+    range: (_a, _start, count) => fake(4 * count),
+    temp: (bytes) => fake(bytes),
+    releaseTemp: () => {},
+    dispatch: (l: Launch) => {
+      launches++;
+      sink += l.params[0] + l.groups[0] + l.buffers.length;
+    },
+  };
+  const arg = (shape: number[]): KernelArg => {
+    const a: KernelArg = { buf: {} as BufferHandle, shape, dtype: "f32" };
+    refs.set(a.buf, fake(4 * shape.reduce((x, y) => x * y, 1)));
+    return a;
+  };
+  const ins = k.ins.map(arg), outs = k.outs.map(arg);
+  const run = k.multi
+    ? () => gpuMultiKernels[k.prim as MultiPrimName](ctx, ins, outs, k.params as never)
+    : () => gpuKernels[k.prim as PrimName](ctx, ins, outs[0], k.params as never);
+  const restore = c.tune?.();
+  try {
+    for (let w = 0; w < 3; w++) for (let i = 0; i < calls; i++) run();
+    launches = 0;
+    const perCall: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const t0 = now();
+      for (let i = 0; i < calls; i++) run();
+      perCall.push(((now() - t0) * 1000) / calls);
+    }
+    const per = launches / (rounds * calls);
+    const perLaunch = perCall.map((us) => us / per);
+    if (sink === -1) console.log(sink);
+    return {
+      case: c.name, call: c.call, launches: per, usPerCall: median(perCall), usPerLaunch: median(perLaunch),
+      roundsUsPerLaunch: perLaunch, bindGroupHits: 0, bindGroupMisses: 0,
+    };
+  } finally {
+    restore?.();
   }
 }
 
@@ -176,10 +312,13 @@ async function main(): Promise<void> {
     console.log(HELP);
     return;
   }
-  const f = parseFlags(argv, { calls: "string", rounds: "string", cases: "string", json: "boolean", out: "string" });
-  const calls = positiveInt("calls", f.calls, 2000);
+  const f = parseFlags(argv, { calls: "string", rounds: "string", cases: "string", "no-device": "boolean", json: "boolean", out: "string" });
+  const noDevice = f["no-device"] === true;
+  const calls = positiveInt("calls", f.calls, noDevice ? 20000 : 2000);
   const rounds = positiveInt("rounds", f.rounds, 9);
-  const names = typeof f.cases === "string" ? f.cases.split(",").map((s) => s.trim()).filter(Boolean) : CASES.map((c) => c.name);
+  const names = typeof f.cases === "string"
+    ? f.cases.split(",").map((s) => s.trim()).filter(Boolean)
+    : CASES.filter((c) => !noDevice || c.kernel).map((c) => c.name);
   const cases = names.map((n) => {
     const c = CASES.find((x) => x.name === n);
     if (!c) throw new Error(`--cases: unknown case "${n}" (known: ${CASES.map((x) => x.name).join(", ")})`);
@@ -187,6 +326,24 @@ async function main(): Promise<void> {
   });
   if (cases.length === 0) throw new Error("--cases: empty list");
 
+  if (noDevice) {
+    const rows = cases.map((c) => hostCase(c, calls, rounds));
+    const result = {
+      bench: "webgpu-encode", runtime: `${detectRuntime().name} ${detectRuntime().version}`, machine: machineInfo(),
+      timing: "kernel functions alone on a no-op GpuCtx (no device, no backend dispatch)", calls, rounds, rows,
+    };
+    writeJson(typeof f.out === "string" ? f.out : fromRoot("packages", "bench", "results", "webgpu-encode-host.json"), result);
+    if (f.json) {
+      console.log(JSON.stringify(result, null, 2));
+      return;
+    }
+    console.log(`webgpu-encode --no-device — ${result.runtime}; ${calls} calls a round, median of ${rounds} rounds; kernel functions only`);
+    console.log(formatTable(
+      ["case", "call", "launches", "µs/call", "µs/launch", "min µs/launch"],
+      rows.map((r) => [r.case, r.call, fmt(r.launches, 3), fmt(r.usPerCall, 3), fmt(r.usPerLaunch, 3), fmt(Math.min(...r.roundsUsPerLaunch), 3)]),
+    ));
+    return;
+  }
   const gpu = await createWebGpuBackend();
   const rows: EncodeRow[] = [];
   try {

@@ -33,9 +33,12 @@
  * cut into S slices that run as extra grid z (zz = slice · batches + batch), each writing its
  * partial C into a scratch [S, batches, m, N]; a second kernel sums the S partials in order
  * (deterministic). The slice bounds are params; K stays the leading dimension of A / B.
+ * Host cost: a problem's launches (plan, keys, param words, grids) are computed once and kept in
+ * matmulPlans, a bounded cache keyed by the shapes and transposes that forgets everything when a
+ * matmulTuning knob or the device limits change; a call then only binds its buffers.
  */
 import type { KernelArg, PrimParams } from "../../backend.ts";
-import { broadcastStrides, ceilDiv, coalesce, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, strides, type BufRef, type GpuCtx } from "../context.ts";
+import { broadcastStrides, ceilDiv, coalesce, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, strides, type GpuCtx } from "../context.ts";
 
 export interface TileConfig {
   BM: number;
@@ -682,22 +685,147 @@ export function fitTile(t: TileConfig, maxSmem: number): TileConfig {
   return t;
 }
 
+/** One launch of a plan: everything but the buffers, which are the call's. */
+interface PlannedLaunch {
+  readonly key: string;
+  readonly wgsl: () => string;
+  readonly params: Uint32Array;
+  readonly groups: readonly [number, number, number];
+}
+
+/**
+ * The launches of one matmul problem (shapes and transposes on one device's limits), as
+ * matmulKernel dispatches them: the main kernel (rowdot, untiled, or tiled in chunks of grid z),
+ * with split-K a scratch of `scratchBytes` and the sum pass. Everything in it follows from the
+ * shapes, the flags, the limits and matmulTuning, so it is computed once per problem (planning,
+ * coalescing the batch strides, the pipeline key and the param words cost a few µs a launch).
+ */
+interface MatmulLaunchPlan {
+  /** Rowdot binds C directly; the others bind the partials when split. */
+  readonly rowDot: boolean;
+  readonly main: readonly PlannedLaunch[];
+  readonly scratchBytes: number;
+  readonly sum: PlannedLaunch | null;
+}
+
+/**
+ * A bounded map of per-problem plans, emptied when the tuning object it depends on changes
+ * (tests and benchmarks set the knobs between calls): `stale` compares each knob with the
+ * values the plans were made under. At `max` entries the oldest is dropped, so a model that
+ * runs many shapes keeps its recent ones without growing without bound. Knobs are compared by
+ * identity: assign a new tile to matmulTuning.force rather than mutating the one it holds.
+ */
+export class PlanCache<V, K extends string | number = string> {
+  readonly #map = new Map<K, V>();
+  readonly #tuning: Record<string, unknown>;
+  readonly #keys: string[];
+  #seen: unknown[];
+  #limits: unknown = null;
+  constructor(tuning: object, readonly max = 256) {
+    this.#tuning = tuning as Record<string, unknown>;
+    this.#keys = Object.keys(tuning);
+    this.#seen = this.#keys.map((k) => this.#tuning[k]);
+  }
+  /** The plan for `key` under these `limits` (plans of other limits or knobs are dropped first). */
+  get(key: K, limits: unknown): V | undefined {
+    const keys = this.#keys, seen = this.#seen, t = this.#tuning;
+    let same = limits === this.#limits;
+    for (let i = 0; i < keys.length && same; i++) same = t[keys[i]] === seen[i];
+    if (!same) {
+      this.#map.clear();
+      this.#limits = limits;
+      this.#seen = keys.map((k) => t[k]);
+      return undefined;
+    }
+    return this.#map.get(key);
+  }
+  set(key: K, v: V): void {
+    if (this.#map.size >= this.max) this.#map.delete(this.#map.keys().next().value as K);
+    this.#map.set(key, v);
+  }
+  get size(): number {
+    return this.#map.size;
+  }
+  clear(): void {
+    this.#map.clear();
+  }
+}
+
+/** Per-problem matmul plans (exported for tests: size, max). */
+export const matmulPlans = new PlanCache<MatmulLaunchPlan | null>(matmulTuning);
+
+/** The cache key of a problem: both flags and the three shapes (the limits and knobs are checked by the cache). */
+function problemKey(a: readonly number[], b: readonly number[], out: readonly number[], tA: boolean, tB: boolean): string {
+  let k = tA ? (tB ? "TT" : "TN") : tB ? "NT" : "NN";
+  for (let i = 0; i < a.length; i++) k += "," + a[i];
+  k += "|";
+  for (let i = 0; i < b.length; i++) k += "," + b[i];
+  k += "|";
+  for (let i = 0; i < out.length; i++) k += "," + out[i];
+  return k;
+}
+
+const rowDotGen = rowDotWgsl;
+const splitSumGen = splitSumWgsl;
+const naiveGens: (() => string)[] = [];
+function naiveGen(bRank: number): () => string {
+  return (naiveGens[bRank] ??= () => naiveWgsl(bRank));
+}
+
 export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: KernelArg, p: PrimParams["matmul"]): void {
-  const ar = a.shape.length, brk = b.shape.length, or = out.shape.length;
-  const M = out.shape[or - 2], N = out.shape[or - 1];
-  const K = p.transA ? a.shape[ar - 2] : a.shape[ar - 1];
-  const outBatch = out.shape.slice(0, or - 2);
+  const key = problemKey(a.shape, b.shape, out.shape, p.transA, p.transB);
+  let plan = matmulPlans.get(key, ctx.limits);
+  if (plan === undefined) {
+    plan = planLaunches(ctx.limits, a.shape, b.shape, out.shape, p);
+    matmulPlans.set(key, plan);
+  }
+  if (plan === null) return;
+  if (plan.rowDot) {
+    const l = plan.main[0];
+    ctx.dispatch({
+      label: "matmul", key: l.key, wgsl: l.wgsl,
+      buffers: [ctx.ref(out, "matmul"), ctx.ref(a, "matmul"), ctx.ref(b, "matmul")],
+      params: l.params, groups: l.groups,
+    });
+    return;
+  }
+  // split: the kernel writes S partial C's into scratch, the sum pass below writes C
+  const cOut = ctx.ref(out, "matmul");
+  const partial = plan.scratchBytes > 0 ? ctx.temp(plan.scratchBytes) : null;
+  const bufs = [partial ?? cOut, ctx.ref(a, "matmul"), ctx.ref(b, "matmul")];
+  try {
+    for (let i = 0; i < plan.main.length; i++) {
+      const l = plan.main[i];
+      ctx.dispatch({ label: "matmul", key: l.key, wgsl: l.wgsl, buffers: bufs, params: l.params, groups: l.groups });
+    }
+    if (partial && plan.sum) {
+      const l = plan.sum;
+      ctx.dispatch({ label: "matmul", key: l.key, wgsl: l.wgsl, buffers: [cOut, partial], params: l.params, groups: l.groups });
+    }
+  } finally {
+    if (partial) ctx.releaseTemp(partial);
+  }
+}
+
+/** The launches of a problem (null: an empty output, nothing to launch); see MatmulLaunchPlan. */
+function planLaunches(
+  limits: GpuCtx["limits"], aShape: readonly number[], bShape: readonly number[], outShape: readonly number[], p: PrimParams["matmul"],
+): MatmulLaunchPlan | null {
+  const ar = aShape.length, brk = bShape.length, or = outShape.length;
+  const M = outShape[or - 2], N = outShape[or - 1];
+  const K = p.transA ? aShape[ar - 2] : aShape[ar - 1];
+  const outBatch = outShape.slice(0, or - 2);
   let batches = prod(outBatch);
-  if (batches === 0 || M === 0 || N === 0) return;
+  if (batches === 0 || M === 0 || N === 0) return null;
   let m = M;
   let batchShape: number[] = [], aStr: number[] = [], bStr: number[] = [];
-  const bBatched = prod(b.shape.slice(0, brk - 2)) > 1;
+  const bBatched = prod(bShape.slice(0, brk - 2)) > 1;
   if (!bBatched && !p.transA) {
     m = M * batches; // A's batch folds into its rows
     batches = 1;
   } else {
-    const aB = a.shape.slice(0, ar - 2), bB = b.shape.slice(0, brk - 2);
-    const mk = a.shape[ar - 2] * a.shape[ar - 1], kn = b.shape[brk - 2] * b.shape[brk - 1];
+    const aB = aShape.slice(0, ar - 2), bB = bShape.slice(0, brk - 2);
+    const mk = aShape[ar - 2] * aShape[ar - 1], kn = bShape[brk - 2] * bShape[brk - 1];
     const c = coalesce(outBatch, [
       strides(outBatch),
       broadcastStrides(aB, outBatch).map((s) => s * mk),
@@ -714,22 +842,16 @@ export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: Ker
     aStr.unshift(0);
     bStr.unshift(0);
   }
-  const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
+  const maxDim = limits.maxComputeWorkgroupsPerDimension;
   if (matmulTuning.rowDot && N === 1 && batches === 1 && !p.transA) {
-    ctx.dispatch({
-      label: "matmul", key: "matmul:rowdot", wgsl: rowDotWgsl,
-      buffers: [ctx.ref(out, "matmul"), ctx.ref(a, "matmul"), ctx.ref(b, "matmul")],
-      params: new ParamWords().u(m).u(K).words(), groups: grid(ceilDiv(m, ROWDOT_ROWS), maxDim),
-    });
-    return;
+    return {
+      rowDot: true, scratchBytes: 0, sum: null,
+      main: [{ key: "matmul:rowdot", wgsl: rowDotGen, params: new ParamWords().u(m).u(K).words(), groups: grid(ceilDiv(m, ROWDOT_ROWS), maxDim) }],
+    };
   }
   const plan = matmulPlan(m, N, K, batches);
-  const t = plan === "untiled" ? plan : fitTile(plan, ctx.limits.maxComputeWorkgroupStorageSize);
-  const { slices: S, sliceLen } = splitKPlan(m, N, K, batches, t, ctx.limits.maxStorageBufferBindingSize);
-  // split: the kernel writes S partial C's into scratch, the sum pass below writes C
-  const cOut = ctx.ref(out, "matmul");
-  const partial = S > 1 ? ctx.temp(S * batches * m * N * 4) : null;
-  const bufs = [partial ?? cOut, ctx.ref(a, "matmul"), ctx.ref(b, "matmul")];
+  const t = plan === "untiled" ? plan : fitTile(plan, limits.maxComputeWorkgroupStorageSize);
+  const { slices: S, sliceLen } = splitKPlan(m, N, K, batches, t, limits.maxStorageBufferBindingSize);
   const params = (q0: number, split: boolean) => {
     const w = new ParamWords().u(m).u(N).u(K).u(q0);
     for (const d of batchShape) w.u(d);
@@ -738,37 +860,30 @@ export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: Ker
     w.u(p.transA ? 1 : 0).u(p.transB ? 1 : 0);
     return (split ? w.u(sliceLen).u(batches).u(S) : w).words();
   };
-  try {
-    if (t === "untiled") {
-      const threads = ceilDiv(m, 4) * ceilDiv(N, 4) * batches * S;
-      ctx.dispatch({
-        label: "matmul", key: `matmul:naive:b${bRank}`, wgsl: () => naiveWgsl(bRank), buffers: bufs, params: params(0, true),
-        groups: grid(ceilDiv(threads, NAIVE_WG), maxDim),
-      });
-    } else {
-      tiledLaunch(ctx, t, p, { m, M, N, K, batches: batches * S, bRank, split: S > 1 }, bufs, (q0) => params(q0, S > 1));
-    }
-    if (partial) {
-      const n = batches * m * N;
-      const R = splitSumLanes(n, S);
-      ctx.dispatch({
-        label: "matmul", key: "matmul:splitk-sum", wgsl: splitSumWgsl, buffers: [cOut, partial],
-        params: new ParamWords().u(n).u(S).u(R).words(), groups: grid(ceilDiv(n * R, SUM_WG), maxDim),
-      });
-    }
-  } finally {
-    if (partial) ctx.releaseTemp(partial);
+  let main: PlannedLaunch[];
+  if (t === "untiled") {
+    const threads = ceilDiv(m, 4) * ceilDiv(N, 4) * batches * S;
+    main = [{ key: `matmul:naive:b${bRank}`, wgsl: naiveGen(bRank), params: params(0, true), groups: grid(ceilDiv(threads, NAIVE_WG), maxDim) }];
+  } else {
+    main = tiledLaunches(limits, t, p, { m, M, N, K, batches: batches * S, bRank, split: S > 1 }, (q0) => params(q0, S > 1));
   }
+  let sum: PlannedLaunch | null = null;
+  if (S > 1) {
+    const n = batches * m * N;
+    const R = splitSumLanes(n, S);
+    sum = { key: "matmul:splitk-sum", wgsl: splitSumGen, params: new ParamWords().u(n).u(S).u(R).words(), groups: grid(ceilDiv(n * R, SUM_WG), maxDim) };
+  }
+  return { rowDot: false, main, scratchBytes: S > 1 ? S * batches * m * N * 4 : 0, sum };
 }
 
-/** The tiled kernel's dispatches: grid z walks `batches` (split-K: slices × batches) in chunks of maxDim. */
-function tiledLaunch(
-  ctx: GpuCtx, t: TileConfig, p: PrimParams["matmul"],
+/** The tiled kernel's launches: grid z walks `batches` (split-K: slices × batches) in chunks of maxDim. */
+function tiledLaunches(
+  limits: GpuCtx["limits"], t: TileConfig, p: PrimParams["matmul"],
   s: { m: number; M: number; N: number; K: number; batches: number; bRank: number; split: boolean },
-  bufs: BufRef[], params: (q0: number) => Uint32Array,
-): void {
+  params: (q0: number) => Uint32Array,
+): PlannedLaunch[] {
   const { m, M, N, K, batches, bRank } = s;
-  const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
+  const maxDim = limits.maxComputeWorkgroupsPerDimension;
   // The small tile is one generic variant (runtime transposes, guarded scalar loads, a loop
   // over k). The big tile specialises on the transposes, vector widths and divisibility (no
   // guards), and unrolls its k loop, where speed matters.
@@ -789,10 +904,8 @@ function tiledLaunch(
   const key = `matmul:${tileName(t)}:${tr(v.transA)}${tr(v.transB)}:${+v.vecA}${+v.vecB}${+v.vecC}:${+v.full}:b${bRank}:u${+v.unroll}${s.split ? ":splitk" : ""}`;
   const gx = ceilDiv(N, t.BN), gy = ceilDiv(m, t.BM);
   if (gx > maxDim || gy > maxDim) throw new RangeError(`webgpu matmul: [${m}, ${N}] needs ${gy}x${gx} workgroups, over the limit ${maxDim}`);
-  for (let q0 = 0; q0 < batches; q0 += maxDim) {
-    ctx.dispatch({
-      label: "matmul", key, wgsl: () => matmulWgsl(v), buffers: bufs, params: params(q0),
-      groups: [gx, gy, Math.min(maxDim, batches - q0)],
-    });
-  }
+  const wgsl = () => matmulWgsl(v);
+  const out: PlannedLaunch[] = [];
+  for (let q0 = 0; q0 < batches; q0 += maxDim) out.push({ key, wgsl, params: params(q0), groups: [gx, gy, Math.min(maxDim, batches - q0)] });
+  return out;
 }

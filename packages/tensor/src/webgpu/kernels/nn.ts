@@ -8,12 +8,11 @@
  * throws). The shape rules, which run on the host, are the same for both backends.
  */
 import type { KernelArg, PrimParams } from "../../backend.ts";
-import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, workgroupCombine, type GpuCtx } from "../context.ts";
+import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, workgroupCombine, type GpuCtx, type GpuLimits } from "../context.ts";
+import { PlanCache } from "./matmul.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
 import { reduceGroups } from "./reduce.ts";
 
-type RowMode = "softmax" | "lse" | "ce";
-const ROW_MODES: RowMode[] = ["softmax", "lse", "ce"];
 const ROW_WG = 256;
 
 // What the two row kernels (a workgroup a row, a thread a row) share: the bindings, the max step
@@ -123,24 +122,73 @@ fn main(${ENTRY_ARGS}) {
 /** Row kernels' choice (tests force each path): "auto" (a thread per row up to SMALL_ROW = 128), "workgroup" or "thread". */
 export const rowTuning = { algo: "auto" as "auto" | "workgroup" | "thread" };
 
-function rowKernel(ctx: GpuCtx, mode: RowMode, ins: readonly KernelArg[], out: KernelArg): void {
+/** What a row launch needs besides its buffers, per (rows, n) and mode (and scale / eps where one is a param). */
+interface RowPlan {
+  readonly key: string;
+  readonly wgsl: () => string;
+  readonly params: Uint32Array;
+  readonly groups: readonly [number, number, number];
+  /** The f32 param (maskedSoftmax's scale, rowPair's eps) the words hold: another value is another plan. */
+  readonly f: number;
+}
+
+/**
+ * A numeric cache key for (rows, n): exact below 2^20 columns (2^52 in all); -1 (not cached,
+ * planned on every call) beyond, where a row kernel's launch is no longer small.
+ */
+function rowsKey(rows: number, n: number): number {
+  return n < 1048576 && rows < 4294967296 ? n * 4294967296 + rows : -1;
+}
+
+/** Row plans of the four row kernels (softmax, logsumexp, crossEntropy, maskedSoftmax), by rowsKey. */
+const rowPlans = [0, 1, 2, 3].map(() => new PlanCache<RowPlan, number>(rowTuning));
+const ROW_LABELS = ["softmax", "logsumexp", "crossEntropy", "maskedSoftmax"];
+const rowSmallMasked = () => rowSmallWgsl(true);
+const rowMasked = () => rowWgsl(true);
+
+/** The launch of mode `m` (0 softmax, 1 logsumexp, 2 crossEntropy; 3 maskedSoftmax with `scale`) over rows × n. */
+function planRow(limits: GpuLimits, m: number, rows: number, n: number, scale: number): RowPlan {
+  const small = rowTuning.algo === "thread" || (rowTuning.algo === "auto" && n <= SMALL_ROW);
+  const groups = grid(small ? ceilDiv(rows, SMALL_WG) : rows, limits.maxComputeWorkgroupsPerDimension);
+  if (m === 3) {
+    return {
+      key: small ? "row:small:masked" : "row:masked", wgsl: small ? rowSmallMasked : rowMasked,
+      params: new ParamWords().u(rows).u(n).u(0).f(scale).words(), groups, f: scale,
+    };
+  }
+  return { key: small ? "row:small" : "row", wgsl: small ? rowSmallWgsl : rowWgsl, params: new ParamWords().u(rows).u(n).u(m).words(), groups, f: 0 };
+}
+
+/** The cached plan of mode `m` for rows × n (Object.is: a NaN scale matches itself, -0 is not 0). */
+function rowPlan(ctx: GpuCtx, m: number, rows: number, n: number, scale: number): RowPlan {
+  const k = rowsKey(rows, n);
+  if (k < 0) return planRow(ctx.limits, m, rows, n, scale);
+  const cache = rowPlans[m];
+  let plan = cache.get(k, ctx.limits);
+  if (plan === undefined || !Object.is(plan.f, scale)) {
+    plan = planRow(ctx.limits, m, rows, n, scale);
+    cache.set(k, plan);
+  }
+  return plan;
+}
+
+function rowKernel(ctx: GpuCtx, mode: number, ins: readonly KernelArg[], out: KernelArg): void {
   const x = ins[0];
   const n = x.shape[x.shape.length - 1];
   const rows = n === 0 ? 0 : prod(x.shape) / n;
   if (rows === 0) return;
-  const label = mode === "lse" ? "logsumexp" : mode === "ce" ? "crossEntropy" : "softmax";
+  const label = ROW_LABELS[mode];
+  const plan = rowPlan(ctx, mode, rows, n, 0);
   const rx = ctx.ref(x, label);
-  const small = rowTuning.algo === "thread" || (rowTuning.algo === "auto" && n <= SMALL_ROW);
   ctx.dispatch({
-    label, key: small ? "row:small" : "row", wgsl: small ? rowSmallWgsl : rowWgsl,
+    label, key: plan.key, wgsl: plan.wgsl,
     // softmax / logsumexp bind x again where the targets would be (never read)
-    buffers: [ctx.ref(out, label), rx, mode === "ce" ? ctx.ref(ins[1], label) : rx],
-    params: new ParamWords().u(rows).u(n).u(ROW_MODES.indexOf(mode)).words(),
-    groups: grid(small ? ceilDiv(rows, SMALL_WG) : rows, ctx.limits.maxComputeWorkgroupsPerDimension),
+    buffers: [ctx.ref(out, label), rx, mode === 2 ? ctx.ref(ins[1], label) : rx],
+    params: plan.params, groups: plan.groups,
   });
 }
 
-export const softmaxKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg) => rowKernel(ctx, "softmax", ins, out);
+export const softmaxKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg) => rowKernel(ctx, 0, ins, out);
 
 /**
  * maskedSoftmax: the softmax row kernels (same choice of a thread or a workgroup per row, same
@@ -152,17 +200,16 @@ export function maskedSoftmaxKernel(ctx: GpuCtx, [x, valid]: readonly KernelArg[
   const rows = n === 0 ? 0 : prod(x.shape) / n;
   if (rows === 0) return;
   const label = "maskedSoftmax";
-  const small = rowTuning.algo === "thread" || (rowTuning.algo === "auto" && n <= SMALL_ROW);
+  const plan = rowPlan(ctx, 3, rows, n, p.scale);
   ctx.dispatch({
-    label, key: small ? "row:small:masked" : "row:masked", wgsl: small ? () => rowSmallWgsl(true) : () => rowWgsl(true),
+    label, key: plan.key, wgsl: plan.wgsl,
     buffers: [ctx.ref(out, label), ctx.ref(x, label), ctx.ref(valid, label)],
-    params: new ParamWords().u(rows).u(n).u(0).f(p.scale).words(),
-    groups: grid(small ? ceilDiv(rows, SMALL_WG) : rows, ctx.limits.maxComputeWorkgroupsPerDimension),
+    params: plan.params, groups: plan.groups,
   });
 }
 
-export const logsumexpKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg) => rowKernel(ctx, "lse", ins, out);
-export const crossEntropyKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg) => rowKernel(ctx, "ce", ins, out);
+export const logsumexpKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg) => rowKernel(ctx, 1, ins, out);
+export const crossEntropyKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg) => rowKernel(ctx, 2, ins, out);
 
 // ---------- row pairs: softmaxGrad, rmsNorm, rmsNormGrad ----------
 
@@ -216,15 +263,39 @@ fn main(${ENTRY_ARGS}) {
 }`;
 }
 
+/** rowPair's plans by mode (0 rmsNorm, 1 rmsNormGrad, 2 softmaxGrad, 3 maskedSoftmaxGrad) and rowsKey; f: eps or scale. */
+const pairPlans = [0, 1, 2, 3].map(() => new PlanCache<RowPlan, number>({}));
+const rowPairMasked = () => rowPairWgsl(true);
+
+function planPair(limits: GpuLimits, mode: number, rows: number, n: number, f: number): RowPlan {
+  return {
+    key: mode === 3 ? "rowpair:masked" : "rowpair", wgsl: mode === 3 ? rowPairMasked : rowPairWgsl,
+    params: new ParamWords().u(rows).u(n).u(mode === 3 ? 2 : mode).f(f).words(),
+    groups: grid(rows, limits.maxComputeWorkgroupsPerDimension), f,
+  };
+}
+
+function pairPlan(ctx: GpuCtx, mode: number, rows: number, n: number, f: number): RowPlan {
+  const k = rowsKey(rows, n);
+  if (k < 0) return planPair(ctx.limits, mode, rows, n, f);
+  const cache = pairPlans[mode];
+  let plan = cache.get(k, ctx.limits);
+  if (plan === undefined || !Object.is(plan.f, f)) {
+    plan = planPair(ctx.limits, mode, rows, n, f);
+    cache.set(k, plan);
+  }
+  return plan;
+}
+
 function rowPair(ctx: GpuCtx, label: string, mode: number, a: KernelArg, b: KernelArg, out: KernelArg, eps: number): void {
   const n = a.shape[a.shape.length - 1];
   const rows = n === 0 ? 0 : prod(a.shape) / n;
   if (rows === 0) return;
+  const plan = pairPlan(ctx, mode, rows, n, eps);
   ctx.dispatch({
-    label, key: "rowpair", wgsl: rowPairWgsl,
+    label, key: plan.key, wgsl: plan.wgsl,
     buffers: [ctx.ref(out, label), ctx.ref(a, label), ctx.ref(b, label)],
-    params: new ParamWords().u(rows).u(n).u(mode).f(eps).words(),
-    groups: grid(rows, ctx.limits.maxComputeWorkgroupsPerDimension),
+    params: plan.params, groups: plan.groups,
   });
 }
 
@@ -238,11 +309,11 @@ export function maskedSoftmaxGradKernel(ctx: GpuCtx, [g, w, valid]: readonly Ker
   const rows = n === 0 ? 0 : prod(w.shape) / n;
   if (rows === 0) return;
   const label = "maskedSoftmaxGrad";
+  const plan = pairPlan(ctx, 3, rows, n, p.scale);
   ctx.dispatch({
-    label, key: "rowpair:masked", wgsl: () => rowPairWgsl(true),
+    label, key: plan.key, wgsl: plan.wgsl,
     buffers: [ctx.ref(out, label), ctx.ref(w, label), ctx.ref(g, label), ctx.ref(valid, label)],
-    params: new ParamWords().u(rows).u(n).u(2).f(p.scale).words(),
-    groups: grid(rows, ctx.limits.maxComputeWorkgroupsPerDimension),
+    params: plan.params, groups: plan.groups,
   });
 }
 

@@ -34,15 +34,20 @@ fn main(${ENTRY_ARGS}) {
   }
 }`;
 
+const adamwGen = () => ADAMW;
+
 export function adamwKernel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg, p: PrimParams["adamw"]): void {
   const n = prod(out.shape);
   if (n === 0) return;
-  const refs = ins.map((t) => ctx.ref(t, "adamw"));
+  if (ins.length < 2 || ins.length > 3) throw new Error(`webgpu.adamw: expected 2 or 3 inputs, got ${ins.length}`);
   const scaled = p.part !== "p" && ins.length === 3;
-  while (refs.length < 3) refs.push(refs[0]); // unused bindings of the two-input parts
+  // out, then the inputs (2 or 3); the two-input parts bind x0 again as the unused third (no map / spread)
+  const x0 = ctx.ref(ins[0], "adamw"), x1 = ctx.ref(ins[1], "adamw");
+  const x2 = ins.length > 2 ? ctx.ref(ins[2], "adamw") : x0;
+  const buffers = [ctx.ref(out, "adamw"), x0, x1, x2];
   ctx.dispatch({
-    label: "adamw", key: "adamw", wgsl: () => ADAMW,
-    buffers: [ctx.ref(out, "adamw"), ...refs],
+    label: "adamw", key: "adamw", wgsl: adamwGen,
+    buffers,
     params: new ParamWords().u(n).u(p.part === "m" ? 0 : p.part === "v" ? 1 : 2).u(p.decay ? 1 : 0).f(p.a).f(p.b).f(p.c).f(p.d).u(scaled ? 1 : 0).words(),
     groups: grid(ceilDiv(n, WG), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
@@ -70,6 +75,8 @@ fn main(${ENTRY_ARGS}) {
   po[i] = p0 - (m1 / denom) * ${pf(10)};
 }`;
 
+const adamwStepGen = () => ADAMW_STEP;
+
 /**
  * A whole AdamW step of one parameter in one dispatch (MultiPrimParams["adamwStep"]): the three
  * "adamw" parts' arithmetic in the same order, m' and v' kept in registers for p'. Binds 8
@@ -78,12 +85,17 @@ fn main(${ENTRY_ARGS}) {
 export function adamwStepKernel(ctx: GpuCtx, ins: readonly KernelArg[], outs: readonly KernelArg[], q: MultiPrimParams["adamwStep"]): void {
   const n = prod(outs[0].shape);
   if (n === 0) return;
-  const refs = ins.map((t) => ctx.ref(t, "adamwStep"));
-  const scaled = refs.length > 4;
-  if (!scaled) refs.push(refs[1]);
+  if (ins.length < 4 || ins.length > 5 || outs.length !== 3) {
+    throw new Error(`webgpu.adamwStep: expected inputs p, g, m, v (, scale) and outputs p', m', v'; got ${ins.length} inputs and ${outs.length} outputs`);
+  }
+  const scaled = ins.length > 4;
+  // the three outs, then p, g, m, v and the scale (without one, g again in its place): no map / spread
+  const p = ctx.ref(ins[0], "adamwStep"), g = ctx.ref(ins[1], "adamwStep"), m = ctx.ref(ins[2], "adamwStep"), v = ctx.ref(ins[3], "adamwStep");
+  const s = scaled ? ctx.ref(ins[4], "adamwStep") : g;
+  const buffers = [ctx.ref(outs[0], "adamwStep"), ctx.ref(outs[1], "adamwStep"), ctx.ref(outs[2], "adamwStep"), p, g, m, v, s];
   ctx.dispatch({
-    label: "adamwStep", key: "adamwStep", wgsl: () => ADAMW_STEP,
-    buffers: [...outs.map((t) => ctx.ref(t, "adamwStep")), ...refs],
+    label: "adamwStep", key: "adamwStep", wgsl: adamwStepGen,
+    buffers,
     params: new ParamWords().u(n).u(q.decays ? 1 : 0).u(scaled ? 1 : 0).f(q.a1).f(q.b1).f(q.a2).f(q.b2).f(q.decay).f(q.sqrtBc2).f(q.eps).f(q.stepSize).words(),
     groups: grid(ceilDiv(n, WG), ctx.limits.maxComputeWorkgroupsPerDimension),
   });

@@ -22,11 +22,14 @@
  *
  * The pipeline key is reduce:<op>:k<kept groups>:r<reduced groups>:<kept-inner|red-inner>
  * (the group counts padded to 3 and 1 or 2), so a profile tells the two layouts apart.
+ * reduceKernel and maxGradKernel keep each (op, shape, axes)'s launches in a bounded cache
+ * (reducePlans, maxGradPlans; emptied when a reduceTuning knob or the limits change).
  */
 import type { KernelArg, PrimParams } from "../../backend.ts";
 import {
-  ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, strides, workgroupCombine, type BufRef, type GpuCtx,
+  ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, strides, workgroupCombine, type BufRef, type GpuCtx, type GpuLimits,
 } from "../context.ts";
+import { PlanCache } from "./matmul.ts";
 
 const WG = 256;
 
@@ -209,8 +212,16 @@ function passPlan(gs: Group[], CH: number): PassPlan {
   return { ox: WG / lanes, lanes, laneInner: true };
 }
 
-/** One reduction pass over groups of `src` into `dst` ([S, outputs] when split into S chunks). */
-function reducePass(ctx: GpuCtx, op: "sum" | "max", src: BufRef, dst: BufRef, gs: Group[], S: number, srcOff = 0): void {
+/** One pass of a reduction: everything but its buffers. */
+interface PassLaunch {
+  readonly key: string;
+  readonly wgsl: () => string;
+  readonly params: Uint32Array;
+  readonly groups: readonly [number, number, number];
+}
+
+/** One reduction pass over groups of its source into its destination ([S, outputs] when split into S chunks). */
+function planPass(limits: GpuLimits, op: "sum" | "max", gs: Group[], S: number, srcOff = 0): PassLaunch {
   const kept = gs.filter((g) => !g.reduced), red = gs.filter((g) => g.reduced);
   const nOut = prod(kept.map((g) => g.size));
   const R = prod(red.map((g) => g.size));
@@ -224,18 +235,66 @@ function reducePass(ctx: GpuCtx, op: "sum" | "max", src: BufRef, dst: BufRef, gs
   for (const g of padK) w.u(g.size).u(g.stride);
   for (const g of padR) w.u(g.size).u(g.stride);
   const cfg: ReduceCfg = { op, nk, nr, laneInner };
-  ctx.dispatch({
-    label: op, key: `reduce:${op}:k${nk}:r${nr}:${laneInner ? "red-inner" : "kept-inner"}`, wgsl: () => reduceWgsl(cfg),
-    buffers: [dst, src], params: w.words(),
-    groups: grid(ceilDiv(nOut * S, ox), ctx.limits.maxComputeWorkgroupsPerDimension),
-  });
+  return {
+    key: `reduce:${op}:k${nk}:r${nr}:${laneInner ? "red-inner" : "kept-inner"}`, wgsl: () => reduceWgsl(cfg),
+    params: w.words(), groups: grid(ceilDiv(nOut * S, ox), limits.maxComputeWorkgroupsPerDimension),
+  };
+}
+
+/**
+ * A reduction's launches (see reduceGroups): one pass, or with `scratchBytes` of partials two
+ * (the chunks, then the partials into the output). Follows from the groups, op, limits and
+ * reduceTuning alone, so reduceKernel computes it once per (op, shape, axes).
+ */
+interface ReducePlan {
+  readonly passes: readonly PassLaunch[];
+  readonly scratchBytes: number;
+}
+
+function planReduce(limits: GpuLimits, op: "sum" | "max", gs: Group[], srcOff = 0): ReducePlan {
+  const nOut = prod(gs.filter((g) => !g.reduced).map((g) => g.size));
+  const R = prod(gs.filter((g) => g.reduced).map((g) => g.size));
+  const S = R === 0 ? 1 : reduceSplit(gs);
+  if (S <= 1) return { passes: [planPass(limits, op, gs, 1, srcOff)], scratchBytes: 0 };
+  const second: Group[] = [{ size: S, stride: nOut, reduced: true }];
+  if (nOut > 1) second.push({ size: nOut, stride: 1, reduced: false });
+  return { passes: [planPass(limits, op, gs, S, srcOff), planPass(limits, op, second, 1)], scratchBytes: S * nOut * 4 };
+}
+
+function runReduce(ctx: GpuCtx, plan: ReducePlan, op: "sum" | "max", src: BufRef, dst: BufRef): void {
+  const [p1, p2] = plan.passes;
+  if (plan.scratchBytes === 0) {
+    ctx.dispatch({ label: op, key: p1.key, wgsl: p1.wgsl, buffers: [dst, src], params: p1.params, groups: p1.groups });
+    return;
+  }
+  const partial = ctx.temp(plan.scratchBytes);
+  ctx.dispatch({ label: op, key: p1.key, wgsl: p1.wgsl, buffers: [partial, src], params: p1.params, groups: p1.groups });
+  ctx.dispatch({ label: op, key: p2.key, wgsl: p2.wgsl, buffers: [dst, partial], params: p2.params, groups: p2.groups });
+  ctx.releaseTemp(partial);
+}
+
+/** Per-(op, shape, axes) reduction plans of reduceKernel (exported for tests: size, max). */
+export const reducePlans = new PlanCache<ReducePlan | null>(reduceTuning);
+
+/** The cache key of a reduction: op, shape, axes. */
+function reduceKey(op: string, shape: readonly number[], axes: readonly number[]): string {
+  let k = op;
+  for (let i = 0; i < shape.length; i++) k += "," + shape[i];
+  k += "|";
+  for (let i = 0; i < axes.length; i++) k += "," + axes[i];
+  return k;
 }
 
 export function reduceKernel(ctx: GpuCtx, [x]: readonly KernelArg[], out: KernelArg, p: PrimParams["reduce"]): void {
-  const nOut = prod(out.shape);
-  if (nOut === 0) return;
-  const gs = groupsOf(x.shape, p.axes);
-  reduceGroups(ctx, p.op, ctx.ref(x, p.op), ctx.ref(out, p.op), gs);
+  const key = reduceKey(p.op, x.shape, p.axes);
+  let plan = reducePlans.get(key, ctx.limits);
+  if (plan === undefined) {
+    // an empty output launches nothing (the output's shape follows from x's and the axes)
+    plan = prod(out.shape) === 0 ? null : planReduce(ctx.limits, p.op, groupsOf(x.shape, p.axes));
+    reducePlans.set(key, plan);
+  }
+  if (plan === null) return;
+  runReduce(ctx, plan, p.op, ctx.ref(x, p.op), ctx.ref(out, p.op));
 }
 
 /**
@@ -262,19 +321,7 @@ export function reduceSplit(gs: Group[]): number {
  * the result does not depend on timing).
  */
 export function reduceGroups(ctx: GpuCtx, op: "sum" | "max", src: BufRef, dst: BufRef, gs: Group[], srcOff = 0): void {
-  const nOut = prod(gs.filter((g) => !g.reduced).map((g) => g.size));
-  const R = prod(gs.filter((g) => g.reduced).map((g) => g.size));
-  const S = R === 0 ? 1 : reduceSplit(gs);
-  if (S <= 1) {
-    reducePass(ctx, op, src, dst, gs, 1, srcOff);
-    return;
-  }
-  const partial = ctx.temp(S * nOut * 4);
-  reducePass(ctx, op, src, partial, gs, S, srcOff);
-  const second: Group[] = [{ size: S, stride: nOut, reduced: true }];
-  if (nOut > 1) second.push({ size: nOut, stride: 1, reduced: false });
-  reducePass(ctx, op, partial, dst, second, 1);
-  ctx.releaseTemp(partial);
+  runReduce(ctx, planReduce(ctx.limits, op, gs, srcOff), op, src, dst);
 }
 
 // ---------- maxGrad: the VJP of a max reduction ----------
@@ -356,8 +403,25 @@ fn main(${ENTRY_ARGS}) {
  * composite's div uses the same instruction on the same operands.
  */
 export function maxGradKernel(ctx: GpuCtx, [x, y, g]: readonly KernelArg[], out: KernelArg, p: PrimParams["maxGrad"]): void {
-  if (prod(out.shape) === 0) return;
-  const gs = groupsOf(x.shape, p.axes);
+  const key = reduceKey("maxGrad", x.shape, p.axes);
+  let l = maxGradPlans.get(key, ctx.limits);
+  if (l === undefined) {
+    l = prod(out.shape) === 0 ? null : planMaxGrad(ctx.limits, x.shape, p.axes);
+    maxGradPlans.set(key, l);
+  }
+  if (l === null) return;
+  ctx.dispatch({
+    label: "maxGrad", key: l.key, wgsl: l.wgsl,
+    buffers: [ctx.ref(out, "maxGrad"), ctx.ref(x, "maxGrad"), ctx.ref(y, "maxGrad"), ctx.ref(g, "maxGrad")], params: l.params,
+    groups: l.groups,
+  });
+}
+
+/** Per-(shape, axes) maxGrad launches (exported for tests: size, max). */
+export const maxGradPlans = new PlanCache<PassLaunch | null>(reduceTuning);
+
+function planMaxGrad(limits: GpuLimits, shape: readonly number[], axes: readonly number[]): PassLaunch {
+  const gs = groupsOf(shape, axes);
   const kept = gs.filter((q) => !q.reduced), red = gs.filter((q) => q.reduced);
   const nOut = prod(kept.map((q) => q.size)), R = prod(red.map((q) => q.size));
   const { ox, lanes, laneInner } = passPlan(gs, R);
@@ -367,9 +431,8 @@ export function maxGradKernel(ctx: GpuCtx, [x, y, g]: readonly KernelArg[], out:
   const w = new ParamWords().u(nOut).u(R).u(ox).u(lanes);
   for (const q of [...padK, ...padR]) w.u(q.size).u(q.stride);
   const cfg: MaxGradCfg = { nk, nr, laneInner };
-  ctx.dispatch({
-    label: "maxGrad", key: `maxGrad:k${nk}:r${nr}:${laneInner ? "red-inner" : "kept-inner"}`, wgsl: () => maxGradWgsl(cfg),
-    buffers: [ctx.ref(out, "maxGrad"), ctx.ref(x, "maxGrad"), ctx.ref(y, "maxGrad"), ctx.ref(g, "maxGrad")], params: w.words(),
-    groups: grid(ceilDiv(nOut, ox), ctx.limits.maxComputeWorkgroupsPerDimension),
-  });
+  return {
+    key: `maxGrad:k${nk}:r${nr}:${laneInner ? "red-inner" : "kept-inner"}`, wgsl: () => maxGradWgsl(cfg),
+    params: w.words(), groups: grid(ceilDiv(nOut, ox), limits.maxComputeWorkgroupsPerDimension),
+  };
 }
