@@ -773,6 +773,8 @@ function naiveGen(bRank: number): () => string {
 }
 
 export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: KernelArg, p: PrimParams["matmul"]): void {
+  // the bindings first: a tensor over the binding limit gets that error, not a grid's
+  const cOut = ctx.ref(out, "matmul"), aRef = ctx.ref(a, "matmul"), bRef = ctx.ref(b, "matmul");
   const key = problemKey(a.shape, b.shape, out.shape, p.transA, p.transB);
   let plan = matmulPlans.get(key, ctx.limits);
   if (plan === undefined) {
@@ -784,15 +786,14 @@ export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: Ker
     const l = plan.main[0];
     ctx.dispatch({
       label: "matmul", key: l.key, wgsl: l.wgsl,
-      buffers: [ctx.ref(out, "matmul"), ctx.ref(a, "matmul"), ctx.ref(b, "matmul")],
+      buffers: [cOut, aRef, bRef],
       params: l.params, groups: l.groups,
     });
     return;
   }
   // split: the kernel writes S partial C's into scratch, the sum pass below writes C
-  const cOut = ctx.ref(out, "matmul");
   const partial = plan.scratchBytes > 0 ? ctx.temp(plan.scratchBytes) : null;
-  const bufs = [partial ?? cOut, ctx.ref(a, "matmul"), ctx.ref(b, "matmul")];
+  const bufs = [partial ?? cOut, aRef, bRef];
   try {
     for (let i = 0; i < plan.main.length; i++) {
       const l = plan.main[i];
