@@ -84,6 +84,46 @@ export function checkLanes(lanes: number): void {
 }
 
 /**
+ * WGSL shared by pass 1's kernels (select.ts's one thread a position, and the lanes one below):
+ * `tileFetch(base)` loads the TILE row entries from `base` into registers pm*, ps* (WGP apart, a
+ * coalesced load per register pair); `tileConvert(store)` turns them into (kind, key) pairs — kind 0
+ * unset, 1 set, 2 set with a NaN score ("top"); key ord(score) for kind 1 in "top" mode, else 0 —
+ * and writes each with `store(u)`, the statement for register pair u (x = u·WGP + lid);
+ * `positionKey` reads position j's own mask and score (mySet, myNan, myKey; vars declared).
+ */
+export function tileFetch(baseExpr: string): string {
+  return range(TILE / WGP).map((u) => `{
+      let i = ${baseExpr} + ${u * WGP}u + lid;
+      if (i < L) { pm${u} = mask[row + i]; if (top) { ps${u} = score[row + i]; } }
+    }`).join("\n    ");
+}
+
+/** See tileFetch. */
+export function tileConvert(store: (u: number) => string): string {
+  return range(TILE / WGP).map((u) => `{
+      var kind = 0u;
+      var key = 0u;
+      if (base + ${u * WGP}u + lid < L && isSet(pm${u})) {
+        kind = 1u;
+        if (top) {
+          if (isNan(ps${u})) { kind = 2u; } else { key = ord(ps${u}); }
+        }
+      }
+      ${store(u)}
+    }`).join("\n    ");
+}
+
+/** See tileFetch. */
+export const positionKey = `if (live) {
+    mySet = isSet(mask[row + j]);
+    if (top) {
+      let sj = score[row + j];
+      myNan = isNan(sj);
+      myKey = ord(sj);
+    }
+  }`;
+
+/**
  * Pass 1 with N lanes per position: ends[b·L + j] = e_j (0 when never held) and
  * ends[B·L + b·L + j] = min(k, #set positions ≤ j), as selectEndWgsl. params: B, L, k, mode
  * (0 last, 1 top). Tile entries are (kind, key): kind 0 unset, 1 set, 2 set with a NaN score
@@ -101,10 +141,6 @@ export function selectEndLanesWgsl(maskType: DType, scoreType: DType, N: number)
   checkLanes(N);
   const C = TILE / N, PP = WGP / N, P = TILE / WGP;
   const U = range(UNROLL);
-  const fetch = (baseExpr: string) => range(P).map((u) => `{
-      let i = ${baseExpr} + ${u * WGP}u + lid;
-      if (i < L) { pm${u} = mask[row + i]; if (top) { ps${u} = score[row + i]; } }
-    }`).join("\n    ");
   const loads = U.map((u) => `let q${u} = tile[x + lane + ${u}u];`).join(" ");
   // a lane's share [a, z) of the tile, UNROLL entries at a time (a tree of counts), then the rest
   const share = (acc: string, pred: (q: string) => string) => `var x = a;
@@ -144,14 +180,7 @@ fn main(${ENTRY_ARGS}) {
   var mySet = false;
   var myNan = false;
   var myKey = 0u; // "last": every key 0, so the position alone decides (later is better)
-  if (live) {
-    mySet = isSet(mask[row + j]);
-    if (top) {
-      let sj = score[row + j];
-      myNan = isNan(sj);
-      myKey = ord(sj);
-    }
-  }
+  ${positionKey}
   let needC0 = top && mySet && !myNan;
   // the better keys counted: none for a position that does not need c0
   let cKey = select(0xffffffffu, myKey, needC0);
@@ -167,21 +196,11 @@ fn main(${ENTRY_ARGS}) {
   if (lid == 0u) { atomicStore(&vote, 0xffffffffu); }
   ${range(P).map((u) => `var pm${u} = 0u; var ps${u} = 0u;`).join(" ")}
   var base = 0u;
-  ${fetch("base")}
+  ${tileFetch("base")}
   loop {
-    ${range(P).map((u) => `{
-      var kind = 0u;
-      var key = 0u;
-      if (base + ${u * WGP}u + lid < L && isSet(pm${u})) {
-        kind = 1u;
-        if (top) {
-          if (isNan(ps${u})) { kind = 2u; } else { key = ord(ps${u}); }
-        }
-      }
-      let x = ${u * WGP}u + lid;
-      tile[x + x / ${C}u] = vec2<u32>(kind, key);
-    }`).join("\n    ")}
-    ${fetch(`base + ${TILE}u`)}
+    ${tileConvert((u) => `let x = ${u * WGP}u + lid;
+      tile[x + x / ${C}u] = vec2<u32>(kind, key);`)}
+    ${tileFetch(`base + ${TILE}u`)}
     if (lane == 0u) { atomicStore(&hit[pos], 0xffffffffu); }
     workgroupBarrier();
     let xe = min(${TILE}u, L - base);
@@ -344,7 +363,7 @@ fn main(${ENTRY_ARGS}) {
     if (next >= L) { break; }
     let nb = next - next % ${TILE}u;
     if (nb != base + ${TILE}u) {
-      ${fetch("nb")}
+      ${tileFetch("nb")}
     }
     base = nb;
   }

@@ -38,7 +38,7 @@ import type { KernelArg, PrimParams } from "../../backend.ts";
 import type { DType } from "../../dtype.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
 import { readEnv } from "../../env.ts";
-import { bitsFns, checkLanes, range, selectEndLanesWgsl, selectFillLanesWgsl, TILE, tree, UNROLL, WGP } from "./select-lanes.ts";
+import { bitsFns, checkLanes, positionKey, range, selectEndLanesWgsl, selectFillLanesWgsl, TILE, tileConvert, tileFetch, tree, UNROLL, WGP } from "./select-lanes.ts";
 
 const WG = 64;
 
@@ -204,10 +204,6 @@ fn main(${ENTRY_ARGS}) {
 function selectEndWgsl(maskType: DType, scoreType: DType): string {
   const P = TILE / WGP;
   const U = range(UNROLL);
-  const fetch = (baseExpr: string) => range(P).map((u) => `{
-      let i = ${baseExpr} + ${u * WGP}u + lid;
-      if (i < L) { pm${u} = mask[row + i]; if (top) { ps${u} = score[row + i]; } }
-    }`).join("\n    ");
   // one entry before j while fewer than k set positions are counted: the set positions, the
   // fill-time NaNs (NaNs among the first k set positions), the better keys
   const beforeFull = (q: string) => `m += select(0u, 1u, ${q}.x == 2u && nset < k);
@@ -255,14 +251,7 @@ fn main(${ENTRY_ARGS}) {
   var myNan = false;
   // "last": every key 0, so the position alone decides (later is better)
   var myKey = 0u;
-  if (live) {
-    mySet = isSet(mask[row + j]);
-    if (top) {
-      let sj = score[row + j];
-      myNan = isNan(sj);
-      myKey = ord(sj);
-    }
-  }
+  ${positionKey}
   // only a position that may be held in "top" mode needs the better keys before it; the others
   // need only min(k, #set positions before j), known once k are counted: they skip to j
   let needC0 = top && mySet && !myNan;
@@ -276,21 +265,11 @@ fn main(${ENTRY_ARGS}) {
   if (lid == 0u) { atomicStore(&vote, 0xffffffffu); }
   ${range(P).map((u) => `var pm${u} = 0u; var ps${u} = 0u;`).join(" ")}
   var base = 0u;
-  ${fetch("base")}
+  ${tileFetch("base")}
   loop {
-    ${range(P).map((u) => `{
-      var kind = 0u;
-      var key = 0u;
-      if (base + ${u * WGP}u + lid < L && isSet(pm${u})) {
-        kind = 1u;
-        if (top) {
-          if (isNan(ps${u})) { kind = 2u; } else { key = ord(ps${u}); }
-        }
-      }
-      tile[${u * WGP}u + lid] = vec2<u32>(kind, key);
-    }`).join("\n    ")}
+    ${tileConvert((u) => `tile[${u * WGP}u + lid] = vec2<u32>(kind, key);`)}
     // the tile after this one, the likeliest next (fetched again below when the vote skips)
-    ${fetch(`base + ${TILE}u`)}
+    ${tileFetch(`base + ${TILE}u`)}
     workgroupBarrier();
     if (!done) {
       let xe = min(${TILE}u, L - base);
@@ -371,7 +350,7 @@ fn main(${ENTRY_ARGS}) {
     if (next >= L) { break; }
     let nb = next - next % ${TILE}u;
     if (nb != base + ${TILE}u) {
-      ${fetch("nb")}
+      ${tileFetch("nb")}
     }
     base = nb;
   }
