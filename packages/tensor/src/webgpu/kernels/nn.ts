@@ -159,18 +159,27 @@ function planRow(limits: GpuLimits, m: number, rows: number, n: number, scale: n
   return { key: small ? "row:small" : "row", wgsl: small ? rowSmallWgsl : rowWgsl, params: new ParamWords().u(rows).u(n).u(m).words(), groups, f: 0 };
 }
 
-/** The cached plan of mode `m` for rows × n (Object.is: a NaN scale matches itself, -0 is not 0). */
-function rowPlan(ctx: GpuCtx, m: number, rows: number, n: number, scale: number): RowPlan {
+/**
+ * The plan of mode `m` for rows × n from `caches[m]`, made by `plan` when missing or made for
+ * another float param f (Object.is: a NaN matches itself, -0 is not 0); uncached where the shape
+ * has no key. Serves the row kernels (planRow) and the row-pair kernels (planPair).
+ */
+function cachedPlan(
+  ctx: GpuCtx, caches: readonly PlanCache<RowPlan, number>[], plan: typeof planRow, m: number, rows: number, n: number, f: number,
+): RowPlan {
   const k = rowsKey(rows, n);
-  if (k < 0) return planRow(ctx.limits, m, rows, n, scale);
-  const cache = rowPlans[m];
-  let plan = cache.get(k, ctx.limits);
-  if (plan === undefined || !Object.is(plan.f, scale)) {
-    plan = planRow(ctx.limits, m, rows, n, scale);
-    cache.set(k, plan);
+  if (k < 0) return plan(ctx.limits, m, rows, n, f);
+  const cache = caches[m];
+  let got = cache.get(k, ctx.limits);
+  if (got === undefined || !Object.is(got.f, f)) {
+    got = plan(ctx.limits, m, rows, n, f);
+    cache.set(k, got);
   }
-  return plan;
+  return got;
 }
+
+/** The cached row-kernel plan of mode `m` (see cachedPlan). */
+const rowPlan = (ctx: GpuCtx, m: number, rows: number, n: number, scale: number): RowPlan => cachedPlan(ctx, rowPlans, planRow, m, rows, n, scale);
 
 function rowKernel(ctx: GpuCtx, mode: number, ins: readonly KernelArg[], out: KernelArg): void {
   const x = ins[0];
@@ -275,17 +284,8 @@ function planPair(limits: GpuLimits, mode: number, rows: number, n: number, f: n
   };
 }
 
-function pairPlan(ctx: GpuCtx, mode: number, rows: number, n: number, f: number): RowPlan {
-  const k = rowsKey(rows, n);
-  if (k < 0) return planPair(ctx.limits, mode, rows, n, f);
-  const cache = pairPlans[mode];
-  let plan = cache.get(k, ctx.limits);
-  if (plan === undefined || !Object.is(plan.f, f)) {
-    plan = planPair(ctx.limits, mode, rows, n, f);
-    cache.set(k, plan);
-  }
-  return plan;
-}
+/** The cached row-pair plan of mode `mode` (see cachedPlan). */
+const pairPlan = (ctx: GpuCtx, mode: number, rows: number, n: number, f: number): RowPlan => cachedPlan(ctx, pairPlans, planPair, mode, rows, n, f);
 
 function rowPair(ctx: GpuCtx, label: string, mode: number, a: KernelArg, b: KernelArg, out: KernelArg, eps: number): void {
   const n = a.shape[a.shape.length - 1];

@@ -98,6 +98,14 @@ export function tileFetch(baseExpr: string): string {
     }`).join("\n    ");
 }
 
+/** Pass 2's load of the row's ends in [lo, hi) from `lo` into registers pe* (as tileFetch). */
+export function endsFetch(loExpr: string, hiExpr: string): string {
+  return range(TILE / WGP).map((u) => `{
+      let i = ${loExpr} + ${u * WGP}u + lid;
+      if (i < ${hiExpr}) { pe${u} = ends[row + i]; }
+    }`).join("\n    ");
+}
+
 /** See tileFetch. */
 export function tileConvert(store: (u: number) => string): string {
   return range(TILE / WGP).map((u) => `{
@@ -386,10 +394,6 @@ export function selectFillLanesWgsl(N: number): string {
   checkLanes(N);
   const C = TILE / N, PP = WGP / N, P = TILE / WGP;
   const U = range(UNROLL);
-  const fetch = (loExpr: string, hiExpr: string) => range(P).map((u) => `{
-      let i = ${loExpr} + ${u * WGP}u + lid;
-      if (i < ${hiExpr}) { pe${u} = ends[row + i]; }
-    }`).join("\n    ");
   return `${header(3, [{ name: "out", type: "i32", write: true }, { name: "ends", type: "u32" }])}
 var<workgroup> tile: array<u32, ${TILE + N}>;
 var<workgroup> counts: array<u32, ${WGP}>;
@@ -420,7 +424,7 @@ fn main(${ENTRY_ARGS}) {
   var hi = min(t0 + ${PP}u, L) - 1u;
   var lo = hi - min(${TILE}u, hi);
   ${range(P).map((u) => `var pe${u} = 0u;`).join(" ")}
-  ${fetch("lo", "hi")}
+  ${endsFetch("lo", "hi")}
   if (lid == 0u) { atomicStore(&vote, 0u); }
   let a = lane * ${C}u;
   loop {
@@ -429,7 +433,7 @@ fn main(${ENTRY_ARGS}) {
       tile[x + x / ${C}u] = pe${u};
     }`).join("\n    ")}
     let lo2 = lo - min(${TILE}u, lo);
-    ${fetch("lo2", "lo")}
+    ${endsFetch("lo2", "lo")}
     workgroupBarrier();
     // this lane's share [a, z) of the tile, j < t only
     let z = min(a + ${C}u, min(t, hi) - lo);

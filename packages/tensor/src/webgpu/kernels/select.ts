@@ -38,7 +38,7 @@ import type { KernelArg, PrimParams } from "../../backend.ts";
 import type { DType } from "../../dtype.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
 import { readEnv } from "../../env.ts";
-import { bitsFns, checkLanes, positionKey, range, selectEndLanesWgsl, selectFillLanesWgsl, TILE, tileConvert, tileFetch, tree, UNROLL, WGP } from "./select-lanes.ts";
+import { bitsFns, checkLanes, endsFetch, positionKey, range, selectEndLanesWgsl, selectFillLanesWgsl, TILE, tileConvert, tileFetch, tree, UNROLL, WGP } from "./select-lanes.ts";
 
 const WG = 64;
 
@@ -372,10 +372,6 @@ fn main(${ENTRY_ARGS}) {
  */
 function selectFillWgsl(): string {
   const P = TILE / WGP;
-  const fetch = (loExpr: string, hiExpr: string) => range(P).map((u) => `{
-      let i = ${loExpr} + ${u * WGP}u + lid;
-      if (i < ${hiExpr}) { pe${u} = ends[row + i]; }
-    }`).join("\n    ");
   // j (held at t) into the next slot from the right
   const take = (cond: string, jExpr: string) => `if (${cond}) {
           slot--;
@@ -408,12 +404,12 @@ fn main(${ENTRY_ARGS}) {
   var hi = min(t0 + ${WGP}u, L) - 1u;
   var lo = hi - min(${TILE}u, hi);
   ${range(P).map((u) => `var pe${u} = 0u;`).join(" ")}
-  ${fetch("lo", "hi")}
+  ${endsFetch("lo", "hi")}
   if (lid == 0u) { atomicStore(&vote, 0u); }
   loop {
     ${range(P).map((u) => `tile[${u * WGP}u + lid] = pe${u};`).join(" ")}
     let lo2 = lo - min(${TILE}u, lo);
-    ${fetch("lo2", "lo")}
+    ${endsFetch("lo2", "lo")}
     workgroupBarrier();
     if (slot > 0u) {
       var jj = min(t, hi); // the next j is jj − 1
