@@ -216,3 +216,14 @@ export function positiveInt(name: string, v: string | boolean | undefined, dflt:
   if (typeof v !== "string" || !Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${v}"`);
   return n;
 }
+
+/**
+ * A flag that takes one of a few values: the value (undefined where the flag is absent), or a
+ * clear error listing them (`--name must be a, b or c, got "v"`).
+ */
+export function oneOf<T extends string>(name: string, v: string | boolean | undefined, allowed: readonly T[]): T | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v === "string" && (allowed as readonly string[]).includes(v)) return v as T;
+  const list = allowed.length > 1 ? `${allowed.slice(0, -1).join(", ")} or ${allowed[allowed.length - 1]}` : allowed.join("");
+  throw new Error(`--${name} must be ${list}, got "${v}"`);
+}

@@ -20,7 +20,7 @@
  * Prints a table (stderr: progress) and writes JSON after every configuration, so a run cut off
  * by a time limit keeps what it measured. Asserts nothing about time.
  */
-import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
+import { detectRuntime, fmt, formatTable, fromRoot, median, oneOf, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import { existsSync, readFileSync } from "node:fs";
 import { poolTuning } from "../../tensor/src/webgpu/pool.ts";
 import { ssmTuning } from "../../tensor/src/webgpu/kernels/ssm.ts";
@@ -349,36 +349,18 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
     "cap-s": "string", reference: "string", profile: "boolean", "profile-detail": "boolean", json: "boolean", out: "string", help: "boolean",
     "ratios-only": "string", "pool-keep": "string", "max-batch": "string", "ssm-fwd-algo": "string", "ssm-bwd-algo": "string", attn: "string", "attn-positions": "string", "attn-dots": "string", "attn-dot-lanes": "string",
   });
-  if (f["ssm-bwd-algo"] !== undefined) {
-    const a = String(f["ssm-bwd-algo"]);
-    if (a !== "scratch" && a !== "segments") throw new Error(`--ssm-bwd-algo must be scratch or segments, got "${a}"`);
-    ssmTuning.bwdAlgo = a;
-  }
-  if (f["ssm-fwd-algo"] !== undefined) {
-    const a = String(f["ssm-fwd-algo"]);
-    if (a !== "chunked" && a !== "lookback") throw new Error(`--ssm-fwd-algo must be chunked or lookback, got "${a}"`);
-    ssmTuning.fwdAlgo = a;
-  }
-  if (f.attn !== undefined) {
-    const a = String(f.attn);
-    if (a !== "fused" && a !== "ops") throw new Error(`--attn must be fused or ops, got "${a}"`);
-    attentionTuning.fused = a === "fused";
-  }
+  ssmTuning.bwdAlgo = oneOf("ssm-bwd-algo", f["ssm-bwd-algo"], ["scratch", "segments"] as const) ?? ssmTuning.bwdAlgo;
+  ssmTuning.fwdAlgo = oneOf("ssm-fwd-algo", f["ssm-fwd-algo"], ["chunked", "lookback"] as const) ?? ssmTuning.fwdAlgo;
+  const attn = oneOf("attn", f.attn, ["fused", "ops"] as const);
+  if (attn) attentionTuning.fused = attn === "fused";
   if (f["attn-positions"] !== undefined) {
     const n = Number(f["attn-positions"]);
     if (!Number.isInteger(n) || n < 1 || n > 16) throw new Error(`--attn-positions must be an integer 1-16, got "${f["attn-positions"]}"`);
     attnReadTuning.positions = n;
   }
-  if (f["attn-dots"] !== undefined) {
-    const a = String(f["attn-dots"]);
-    if (a !== "lanes" && a !== "slots") throw new Error(`--attn-dots must be lanes or slots, got "${a}"`);
-    attnReadTuning.dots = a;
-  }
-  if (f["attn-dot-lanes"] !== undefined) {
-    const n = Number(f["attn-dot-lanes"]);
-    if (![4, 8, 16].includes(n)) throw new Error(`--attn-dot-lanes must be 4, 8 or 16, got "${f["attn-dot-lanes"]}"`);
-    attnReadTuning.dotLanes = n;
-  }
+  attnReadTuning.dots = oneOf("attn-dots", f["attn-dots"], ["lanes", "slots"] as const) ?? attnReadTuning.dots;
+  const dotLanes = oneOf("attn-dot-lanes", f["attn-dot-lanes"], ["4", "8", "16"] as const);
+  if (dotLanes) attnReadTuning.dotLanes = Number(dotLanes);
   if (f["pool-keep"] !== undefined) {
     const k = Number(f["pool-keep"]);
     if (!(k >= 1) || !Number.isFinite(k)) throw new Error(`--pool-keep must be a number ≥ 1, got "${f["pool-keep"]}"`);

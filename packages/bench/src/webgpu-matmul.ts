@@ -23,7 +23,7 @@
  * weight gradients dW = Xᵀ·dY per batch element (transA, K = 2048 rows).
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { fmt, formatTable, fromRoot, median, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
+import { fmt, formatTable, fromRoot, median, oneOf, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import process from "node:process";
 import { gpuBenchHeader, timeGpuCalls } from "./gpu-timing.ts";
 import type { KernelArg } from "../../tensor/src/backend.ts";
@@ -258,8 +258,7 @@ async function main(): Promise<void> {
   matmulTuning.splitKMaxWorkgroups = positiveInt("split-max", f["split-max"], matmulTuning.splitKMaxWorkgroups);
   matmulTuning.splitKTargetWorkgroups = positiveInt("split-target", f["split-target"], matmulTuning.splitKTargetWorkgroups);
   matmulTuning.splitKMinSlice = positiveInt("split-min-slice", f["split-min-slice"], matmulTuning.splitKMinSlice);
-  const splitMode = String(f["split-k"] ?? "both");
-  if (!["on", "off", "both"].includes(splitMode)) throw new Error(`--split-k must be on, off or both, got "${splitMode}"`);
+  const splitMode = oneOf("split-k", f["split-k"], ["on", "off", "both"] as const) ?? "both";
   const splitRuns = splitMode === "both" ? [false, true] : [splitMode === "on"];
   // --split-k alone means the training's shapes; squares only when asked for or when no shapes are
   const shapes = f.shapes !== undefined || f["split-k"] !== undefined ? parseShapes(String(f.shapes ?? "train")) : [];
