@@ -131,7 +131,8 @@ export interface PrimParams {
 export type PrimName = keyof PrimParams;
 
 /**
- * Primitives with several outputs, run by `Backend.runMulti` (no autodiff: optimizer updates).
+ * Primitives with several outputs, run by `Backend.runMulti` (no autodiff: optimizer updates, a
+ * VJP's kernel, the inference-only scan with its state).
  * One launch instead of one per output: on a GPU every launch costs host time.
  */
 export interface MultiPrimParams {
@@ -147,6 +148,13 @@ export interface MultiPrimParams {
    * cotangent of the q·keys[idx] product (scale · where(valid, softmax's VJP of g·values ⊙ valid)).
    */
   attnReadGrad: { scale: number };
+  /**
+   * The selective scan's y and last state in one forward: inputs [x, delta, A, Bm, C, h0] as
+   * selectiveScan's, outputs [y [B, L, Di], state [B, Di, N]] (selectiveScan's and
+   * selectiveScanState's values). The chunked forward needs both; as two primitives each
+   * recomputes the whole scan.
+   */
+  selectiveScanWithState: Record<string, never>;
 }
 /**
  * What a buffer is for, where a backend recycles buffers: "long-lived" for tensors that replace

@@ -56,6 +56,38 @@ for (const b of testBackends()) {
     );
   });
 
+  test(`[${b}] selectiveScan with its state and nothing to differentiate: one multi-output launch, the two primitives' values`, async () => {
+    if (!(await useBackend(b))) return;
+    // L = 0 (the state is h0), one step, and lengths long enough for the chunked/look-back forwards
+    for (const [B, L, Di, N] of [[1, 0, 3, 4], [2, 1, 5, 3], [2, 37, 70, 16], [1, 600, 8, 16], [3, 9, 1, 1]]) {
+      const p = inputs(B, L, Di, N, 7 * L + Di);
+      const args = [p.x, p.d, p.A, p.Bm, p.C, p.h0] as const;
+      await expectNoLeak(async () => {
+        T.resetCounters();
+        const both = T.noGrad(() => T.selectiveScan(...args, true));
+        const launches = T.readCounters().launches;
+        const y = T.bind("selectiveScan", [...args], {}), st = T.bind("selectiveScanState", [...args], {});
+        expect(launches).toBe(1);
+        expect(both.state!.shape).toEqual([B, Di, N]);
+        const [gy, gs, wy, ws] = (await Promise.all([both.y, both.state!, y, st].map((t) => t.data()))) as Float32Array[];
+        // the CPU and wasm kernels compute both in one walk (the same bits); WebGPU's look-back
+        // composes carries in whichever order its workgroups ran
+        const tol = b === "webgpu" ? 1e-4 : 0;
+        for (const [what, got, want] of [["y", gy, wy], ["state", gs, ws]] as const) {
+          expect(got.length).toBe(want.length);
+          for (let i = 0; i < want.length; i++) {
+            if (!(Math.abs(got[i] - want[i]) <= tol * (1 + Math.abs(want[i])))) throw new Error(`[${B},${L},${Di},${N}] ${what}[${i}]: ${got[i]} vs ${want[i]}`);
+          }
+        }
+        T.disposeTree([both, y, st]);
+      });
+      // recording a gradient: the two primitives (the multi-output one has no VJP)
+      const { value, grads } = T.valueAndGrad((q: { x: T.Tensor }) => T.sum(T.selectiveScan(q.x, p.d, p.A, p.Bm, p.C, p.h0, true).state!))({ x: p.x });
+      expect(grads.x.shape).toEqual(p.x.shape);
+      T.disposeTree([value, grads, p]);
+    }
+  });
+
   test(`[${b}] selectiveScan names every shape when they do not fit`, async () => {
     if (!(await useBackend(b))) return;
     const p = inputs(1, 4, 3, 2, 1);

@@ -7,7 +7,8 @@
  * bound as vec4 and as scalars, B = 1 and 2, a nonzero h0, and one chunk (the plain walk, which
  * the knob leaves alone), each with the look-back free to stop at the first inclusive state and
  * forced to compose every aggregate back to chunk 0 (ssmTuning.fwdLookbackAggOnly). Each case
- * also asserts that the look-back kernel is what ran.
+ * also asserts that the look-back kernel is what ran, and that selectiveScan asked for its state
+ * with nothing to differentiate gives the same values from one look-back forward.
  * The gradient (its own passes) is checked once through the autodiff, with the incoming
  * gradients computed from the look-back's y and last state.
  * Tolerance as in webgpu-parity.test.ts for the fused selective scan: 1e-4·(1 + |cpu|).
@@ -34,12 +35,16 @@ function inputs(B: number, L: number, Di: number, N: number): { shapes: number[]
   return { shapes, data: shapes.map((s, k) => randArray(s.reduce((p, q) => p * q, 1), ...ranges[k])) };
 }
 
-/** y and the last state on backend b (no buffer left alive). */
-async function forward(b: Backend, shapes: number[][], data: Float32Array[]): Promise<Float32Array[]> {
+/** y and the last state on backend b (no buffer left alive): two primitives, or `oneCall` selectiveScan with its state. */
+async function forward(b: Backend, shapes: number[][], data: Float32Array[], oneCall = false): Promise<Float32Array[]> {
   T.setBackend(b);
   const before = b.liveBuffers();
   const t = data.map((d, k) => T.fromArray(d, shapes[k], "f32"));
-  const outs: Tensor[] = [T.bind("selectiveScan", t, {}), T.bind("selectiveScanState", t, {})];
+  let outs: Tensor[];
+  if (oneCall) {
+    const r = T.noGrad(() => T.selectiveScan(t[0], t[1], t[2], t[3], t[4], t[5], true));
+    outs = [r.y, r.state!];
+  } else outs = [T.bind("selectiveScan", t, {}), T.bind("selectiveScanState", t, {})];
   const res = (await Promise.all(outs.map((o) => o.data()))) as Float32Array[];
   T.disposeTree([t, outs]);
   if (b.liveBuffers() !== before) throw new Error(`${b.name}: ${b.liveBuffers() - before} buffer(s) leaked`);
@@ -95,6 +100,18 @@ test("webgpu selective scan, look-back forward: y and the last state equal the C
       expect(nC).toBe(Math.ceil(L / Math.min(fwdT, L)));
       expectClose(`selectiveScan ${what}`, got[0], want[0]);
       expectClose(`selectiveScanState ${what}`, got[1], want[1]);
+      // both from one forward (selectiveScan with its state, nothing to differentiate): the
+      // look-back's status words give the state (one copy kernel), the other forwards run twice
+      Object.assign(ssmTuning, { fwdAlgo: algo, fwdForceT: fwdT, fwdVecBC: vec, fwdLookbackAggOnly: aggOnly });
+      try {
+        ({ result: got, keys } = await keysOf(gpu as unknown as WebGpuBackend, () => forward(gpu, shapes, data, true)));
+      } finally {
+        Object.assign(ssmTuning, was);
+      }
+      expect(keys.filter((k) => k.startsWith("ssm:flb:")).length).toBe(nC > 1 && lb ? 1 : 0);
+      expect(keys.filter((k) => k === "ssm:lbstate").length).toBe(nC > 1 && lb ? 1 : 0);
+      expectClose(`selectiveScan with its state, y ${what}`, got[0], want[0]);
+      expectClose(`selectiveScan with its state, state ${what}`, got[1], want[1]);
     }
   } finally {
     Object.assign(ssmTuning, was);

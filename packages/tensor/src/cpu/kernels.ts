@@ -7,7 +7,7 @@ import { maxGradKernel, reduceKernel } from "./reduce.ts";
 import { causalSelectKernel } from "./select.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
 import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
-import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel } from "./ssm.ts";
+import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel, selectiveScanWithStateKernel } from "./ssm.ts";
 import {
   conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, crossEntropyKernel, gatherKernel,
   logsumexpKernel, oneHotKernel, rmsNormGradKernel, rmsNormKernel, scanKernel, scanReverseKernel, scatterAddKernel, softmaxGradKernel, softmaxKernel,
@@ -25,6 +25,7 @@ export type CpuKernel<K extends PrimName> = (ins: CpuArg[], out: CpuArg, params:
 export const cpuMultiKernels: { [K in MultiPrimName]: (ins: CpuArg[], outs: CpuArg[], params: MultiPrimParams[K]) => void } = {
   adamwStep: adamwStepKernel,
   attnReadGrad: attnReadGradKernel,
+  selectiveScanWithState: selectiveScanWithStateKernel,
 };
 
 export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {

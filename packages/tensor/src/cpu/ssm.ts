@@ -35,6 +35,11 @@ function forwardSeq(ins: CpuArg[], d: Dims, b: number, h: Float32Array, visit: (
 }
 
 export function selectiveScanKernel(ins: CpuArg[], out: CpuArg): void {
+  forwardY(ins, out, null);
+}
+
+/** y; and into `state`, when given, the last state of each sequence. */
+function forwardY(ins: CpuArg[], out: CpuArg, state: CpuArg | null): void {
   const d = dimsOf(ins[0], ins[2]);
   const C = ins[4].data, Y = out.data;
   const h = new Float32Array(d.Di * d.N);
@@ -47,7 +52,13 @@ export function selectiveScanKernel(ins: CpuArg[], out: CpuArg): void {
         Y[row + i] = acc;
       }
     });
+    state?.data.set(h, b * d.Di * d.N);
   }
+}
+
+/** selectiveScanWithState: y and the last state of one walk (outs [y, state]). */
+export function selectiveScanWithStateKernel(ins: CpuArg[], [out, state]: CpuArg[]): void {
+  forwardY(ins, out, state);
 }
 
 export function selectiveScanStateKernel(ins: CpuArg[], out: CpuArg): void {

@@ -8,7 +8,8 @@
  * request, the last state h_L [B, Di, N] (to carry into the next chunk or a recurrent step).
  */
 import type { Tensor } from "../tensor.ts";
-import { bind, definePrimitive } from "../dispatch.ts";
+import { bind, bindMulti, definePrimitive } from "../dispatch.ts";
+import { engine } from "../engine.ts";
 import { ShapeError, showShape } from "../shape.ts";
 import { exp, mul, zeros } from "./elementwise.ts";
 import { reshape, sliceAxis } from "./movement.ts";
@@ -94,11 +95,21 @@ definePrimitive("selectiveScanGrad", {
   },
 });
 
-/** The selective scan (see the module comment): one fused primitive, states kept off the tape. */
+/**
+ * The selective scan (see the module comment): one fused primitive, states kept off the tape.
+ * With `withState` and nothing to differentiate (no tape, noGrad, or constant inputs), y and the
+ * state come from one forward (the multi-output selectiveScanWithState, where the backend has
+ * it): as two primitives, the state's would recompute the whole scan.
+ */
 export function selectiveScan(
   x: Tensor, delta: Tensor, A: Tensor, Bm: Tensor, C: Tensor, h0: Tensor, withState = false,
 ): SelectiveScanResult {
   const ins = [x, delta, A, Bm, C, h0];
+  if (withState && !(engine.tape && engine.noGradDepth === 0 && ins.some((t) => t.requiresGrad))) {
+    const [B, L, Di, N] = scanSpec("selectiveScan", ins);
+    const outs = bindMulti("selectiveScanWithState", ins, [{ shape: [B, L, Di], dtype: "f32" }, { shape: [B, Di, N], dtype: "f32" }], {});
+    if (outs) return { y: outs[0], state: outs[1] };
+  }
   const y = bind("selectiveScan", ins, {});
   return withState ? { y, state: bind("selectiveScanState", ins, {}) } : { y };
 }

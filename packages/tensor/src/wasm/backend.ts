@@ -26,7 +26,7 @@ import { showShape, sizeOf } from "../shape.ts";
 import { cpuKernels, cpuMultiKernels, type CpuArg } from "../cpu/kernels.ts";
 import { openBlas, type Blas } from "../ffi/blas.ts";
 import { WasmHeap } from "./heap.ts";
-import { GEMM_SCRATCH_BYTES, wasmLaunchers, type Launcher, type WasmCtx } from "./kernels.ts";
+import { GEMM_SCRATCH_BYTES, selectiveScanWithState, wasmLaunchers, type Launcher, type WasmCtx } from "./kernels.ts";
 import { chooseVariant, createSharedMemory, instantiate, type KernelExports, wasmBytes, wasmSupport, type WasmVariant } from "./module.ts";
 import { CTRL_BYTES, WorkerPool } from "./pool.ts";
 import { readEnv as env } from "../env.ts";
@@ -342,6 +342,14 @@ export class WasmBackend implements Backend {
   /** Multi-output primitives: the CPU kernels over views of the wasm heap. */
   runMulti<Kn extends MultiPrimName>(prim: Kn, inputs: readonly KernelArg[], outputs: readonly KernelArg[], params: MultiPrimParams[Kn]): void {
     this.#checkSizes(prim, [...inputs, ...outputs]);
+    if (prim === "selectiveScanWithState" && this.choice !== "ts") {
+      try {
+        if (selectiveScanWithState(this.#ctx, inputs, outputs)) return;
+      } finally {
+        for (const t of this.#temps) this.heap.free(t.ptr, t.bytes);
+        this.#temps.length = 0;
+      }
+    }
     cpuMultiKernels[prim](inputs.map((a) => this.#cpuArg(a)), outputs.map((a) => this.#cpuArg(a)), params);
   }
 

@@ -422,6 +422,13 @@ const selectiveScanState: Launcher<"selectiveScanState"> = (ctx, ins, out) => {
   return true;
 };
 
+/** selectiveScanWithState (Backend.runMulti): y and the last state from one forward, [y, state] = outs. */
+export function selectiveScanWithState(ctx: WasmCtx, ins: readonly KernelArg[], [y, state]: readonly KernelArg[]): boolean {
+  if (size(y.shape) === 0 || size(state.shape) === 0) return false;
+  ssmForward(ctx, ins, ctx.ptr(y), ctx.ptr(state));
+  return true;
+}
+
 /** Channels per block of the backward pass: depends on Di alone (it sets dB/dC's roundings). */
 export function ssmBackwardChunk(Di: number): number {
   return 2 * ceilDiv(Di, 32);

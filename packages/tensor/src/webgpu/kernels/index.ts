@@ -16,7 +16,7 @@ import { maxGradKernel, reduceKernel } from "./reduce.ts";
 import { scanKernel, scanReverseKernel } from "./scan.ts";
 import { adamwKernel, adamwStepKernel } from "./optim.ts";
 import { causalSelectKernel } from "./select.ts";
-import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel } from "./ssm.ts";
+import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel, selectiveScanWithStateKernel } from "./ssm.ts";
 
 export type GpuKernel<K extends PrimName> = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg, params: PrimParams[K]) => void;
 
@@ -24,6 +24,7 @@ export type GpuKernel<K extends PrimName> = (ctx: GpuCtx, ins: readonly KernelAr
 export const gpuMultiKernels: { [K in MultiPrimName]: (ctx: GpuCtx, ins: readonly KernelArg[], outs: readonly KernelArg[], params: MultiPrimParams[K]) => void } = {
   adamwStep: adamwStepKernel,
   attnReadGrad: attnReadGradKernel,
+  selectiveScanWithState: selectiveScanWithStateKernel,
 };
 
 export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {

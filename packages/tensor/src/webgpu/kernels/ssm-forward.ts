@@ -126,6 +126,23 @@ const ENC = `fn enc(v: f32) -> u32 { let u = bitcast<u32>(v); return select(u, 0
 fn dec4(u: vec4<u32>) -> vec4<f32> { return bitcast<vec4<f32>>(u - vec4<u32>(1u)); }
 `;
 
+/**
+ * The last state out of the look-back's status words: state[(b·Di + i)·N + n] = the inclusive
+ * state word (lane n) of chunk nC − 1 of (b, i), decoded. params: B·Di·N, Di, N, nC, the
+ * inclusive region's first word, NP (the padded lanes a chunk unit).
+ */
+const LB_STATE = `${header(6, [{ name: "state", type: "f32", write: true }, { name: "st", type: "u32" }])}
+@compute @workgroup_size(256)
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let e = wg * 256u + lid;
+  if (e >= ${pu(0)}) { return; }
+  let Di = ${pu(1)}; let N = ${pu(2)}; let nC = ${pu(3)};
+  let n = e % N; let bi = e / N; let i = bi % Di; let b = bi / Di;
+  state[e] = bitcast<f32>(st[${pu(4)} + ((b * nC + nC - 1u) * ${pu(5)} + n) * Di + i] - 1u);
+}
+`;
+
 /** Zeroes vec4 words [0, n4) of a buffer. params: n4. */
 const CLEAR4 = `${header(1, [{ name: "d", type: "vec4<u32>", write: true }])}
 @compute @workgroup_size(256)
@@ -270,12 +287,12 @@ fn main(@builtin(local_invocation_index) lid: u32) {
  * ("state"), or for the sequential backward the state entering each chunk into its scratch
  * ("ck", ck = [T, nC, ckOff]: always one thread per channel walking L).
  */
-export function runForward(ctx: GpuCtx, ins: readonly KernelArg[], out: BufRef, mode: FwdMode, ck: number[] = [0, 0, 0]): void {
+export function runForward(ctx: GpuCtx, ins: readonly KernelArg[], out: BufRef, mode: FwdMode, ck: number[] = [0, 0, 0], state: BufRef | null = null): boolean {
   const [x, delta, A, Bm, C, h0] = ins;
   const [B, L, Di] = x.shape;
   const N = A.shape[1];
-  if (B * Di === 0) return;
-  const label = mode === "y" ? "selectiveScan" : mode === "state" ? "selectiveScanState" : "selectiveScanGrad";
+  if (B * Di === 0) return false;
+  const label = state ? "selectiveScanWithState" : mode === "y" ? "selectiveScan" : mode === "state" ? "selectiveScanState" : "selectiveScanGrad";
   const N4 = Math.max(1, Math.ceil(N / 4));
   const { nC, T } = ssmForwardPlan(B, L, Di);
   // L = 0: B and C are empty bindings (4 bytes), too small for one vec4
@@ -292,8 +309,16 @@ export function runForward(ctx: GpuCtx, ins: readonly KernelArg[], out: BufRef, 
       params: new ParamWords().u(B).u(L).u(Di).u(N).u(FWD_MODES[mode]).u(T).u(nC).u(nWi).u(+ssmTuning.fwdLookbackAggOnly).words(),
       groups: grid(nC * B * nWi, maxDim),
     });
+    if (state && mode === "y") {
+      // the last chunk's inclusive state is the last state: copied out of the status words
+      const R = B * nC * Di, n = B * Di * N;
+      ctx.dispatch({
+        label, key: "ssm:lbstate", wgsl: () => LB_STATE, buffers: [state, st],
+        params: new ParamWords().u(n).u(Di).u(N).u(nC).u(1 + R * 4 * N4 + R).u(4 * N4).words(), groups: grid(ceilDiv(n, 256), maxDim),
+      });
+    }
     ctx.releaseTemp(st);
-    return;
+    return state !== null && mode === "y";
   }
   if (mode !== "ck" && nC > 1) {
     const W = ctx.temp(B * nC * Di * (N4 + 1) * 16);
@@ -309,7 +334,7 @@ export function runForward(ctx: GpuCtx, ins: readonly KernelArg[], out: BufRef, 
     pass(2, B * Di);
     if (mode === "y") pass(3, B * nC * Di);
     ctx.releaseTemp(W);
-    return;
+    return false;
   }
   const w = new ParamWords().u(B * Di).u(L).u(Di).u(N).u(FWD_MODES[mode]);
   for (const e of ck) w.u(e);
@@ -318,6 +343,7 @@ export function runForward(ctx: GpuCtx, ins: readonly KernelArg[], out: BufRef, 
     buffers: [out, ...[x, delta, A, Bm, C, h0].map((a) => ctx.ref(a, label))], params: w.words(),
     groups: grid(ceilDiv(B * Di, FWD_WG), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
+  return false;
 }
 
 export function selectiveScanKernel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): void {
@@ -326,4 +352,20 @@ export function selectiveScanKernel(ctx: GpuCtx, ins: readonly KernelArg[], out:
 
 export function selectiveScanStateKernel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): void {
   runForward(ctx, ins, ctx.ref(out, "selectiveScanState"), "state");
+}
+
+/**
+ * selectiveScanWithState (Backend.runMulti): y and the last state. The look-back forward has the
+ * last state among its status words (one small copy kernel); the other algorithms run the
+ * state's own forward after y's.
+ */
+export function selectiveScanWithStateKernel(ctx: GpuCtx, ins: readonly KernelArg[], [y, state]: readonly KernelArg[]): void {
+  const label = "selectiveScanWithState";
+  if (state.shape.includes(0)) {
+    runForward(ctx, ins, ctx.ref(y, label), "y");
+    return;
+  }
+  const sRef = ctx.ref(state, label);
+  if (ins[0].shape[1] > 0 && runForward(ctx, ins, ctx.ref(y, label), "y", undefined, sRef)) return;
+  runForward(ctx, ins, sRef, "state");
 }

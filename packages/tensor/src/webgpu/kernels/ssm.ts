@@ -66,7 +66,7 @@ import { bc, FWD_WG, ld, quads, ssmTuning, stepCode, VEXP } from "./ssm-common.t
 import { FWD_CHUNK_BUFS, fwdChunkWgsl, runForward } from "./ssm-forward.ts";
 
 export { ssmTuning } from "./ssm-common.ts";
-export { selectiveScanKernel, selectiveScanStateKernel, ssmForwardPlan } from "./ssm-forward.ts";
+export { selectiveScanKernel, selectiveScanStateKernel, selectiveScanWithStateKernel, ssmForwardPlan } from "./ssm-forward.ts";
 
 // ---------- backward ----------
 
