@@ -19,7 +19,7 @@ import { disposeTree, random } from "@memmamba/tensor";
 import { initLM, presetNames, type PresetName } from "@memmamba/memmamba";
 import {
   BACKENDS, type BackendChoice, chunkedForward, isOutOfMemory, type KernelTime, mib, modelConfig, type ModelKind, openBackend, parseLengths, progress,
-  randomTokens, showLength, timeAsync,
+  randomTokens, showLength, timeAsync, type WorkCount,
 } from "./model-common.ts";
 
 const HELP = `long-context: batch-1 latency of the chunked forward at long lengths
@@ -56,6 +56,11 @@ export interface LatencyRow {
   peakLiveMiB: number | null;
   peakPoolMiB: number | null;
   note?: string;
+  /**
+   * Host-side work of one more forward after the timed ones (launches, bind groups and buffers
+   * created, submits): a forward that creates bind groups or buffers pays host time per chunk.
+   */
+  counts?: WorkCount & { wallMs: number };
   /** --profile: one more forward, GPU ms by kernel and primitive call (top rows). */
   profile?: { wallMs: number; gpuMs: number; top: KernelTime[] };
 }
@@ -170,7 +175,12 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
               row.tokensPerSec = L / row.seconds;
               row.peakLiveMiB = mib(bb.peakLiveBytes());
               row.peakPoolMiB = mib(bb.peakPoolBytes());
-              progress(`  ${fmt(row.seconds)} s`);
+              bb.resetCount();
+              const tc = performance.now();
+              await chunkedForward(params, x, chunk);
+              row.counts = { ...bb.count(), wallMs: Math.round((performance.now() - tc) * 10) / 10 };
+              progress(`  ${fmt(row.seconds)} s; one more forward: ${row.counts.wallMs} ms, ${row.counts.launches} launches, ` +
+                `${row.counts.bindGroupsCreated} new bind groups, ${row.counts.buffersCreated} new buffers, ${row.counts.submits} submits`);
               if (profile && bb.profiler) {
                 bb.profiler.start(true);
                 const t = performance.now();
