@@ -155,7 +155,7 @@ test("webgpu backend: writes to buffers the unsubmitted batch uses: staged small
   expect(gpu.liveBuffers()).toBe(before);
 });
 
-test("buffer pool: freed buffers are kept up to keepFactor × the peak in use, then refused (destroyed by the caller)", () => {
+test("buffer pool: freed buffers are kept up to keepFactor × the peak in use; past it the ones released longest ago go (destroyed by the caller)", () => {
   // a stand-in device: the pool only creates buffers and reads maxBufferSize
   const device = { limits: { maxBufferSize: 2 ** 30 }, createBuffer: ({ size }: { size: number }) => ({ size, destroy() {} }) };
   const was = { ...poolTuning };
@@ -164,19 +164,57 @@ test("buffer pool: freed buffers are kept up to keepFactor × the peak in use, t
       poolTuning.keepFactor = factor;
       const pool = new BufferPool(device as unknown as GPUDevice, 0, 0, "test");
       expect(sizeClass(1024)).toBe(1024);
-      expect(sizeClass(512)).toBe(512);
+      expect(sizeClass(256)).toBe(256);
       const a = pool.acquire(1024); // the peak in use: 1024 bytes
-      expect(pool.release(a)).toBe(true); // 1024 pooled ≤ factor × 1024
-      const b = pool.acquire(512); // another class: a new buffer, 512 in use
+      expect(pool.release(a)).toEqual([]); // 1024 pooled ≤ factor × 1024
+      const b = pool.acquire(256); // another class (a's is over twice its size): a new buffer
       expect(pool.stats.created).toBe(2);
-      // 1024 + 512 pooled: over 1 × the peak, within 1.5 ×
-      expect(pool.release(b)).toBe(kept);
-      expect(pool.stats.pooledBytes).toBe(kept ? 1536 : 1024);
-      expect(pool.acquire(1000)).toBe(a); // the pooled buffer of the class comes back
+      // 1024 + 256 pooled: over 1 × the peak (a, released first, makes room), within 1.5 ×
+      expect(pool.release(b)).toEqual(kept ? [] : [a]);
+      expect(pool.stats.pooledBytes).toBe(kept ? 1280 : 256);
+      // a comes back where it was kept; else a new buffer
+      const c = pool.acquire(1000);
+      expect(c === a).toBe(kept);
+      expect(pool.stats.created).toBe(kept ? 2 : 3);
+      expect(pool.acquire(256)).toBe(b); // the one released last was kept either way
     }
+    // a buffer alone over the limit is handed back at once, nothing evicted for it
+    poolTuning.keepFactor = 1;
+    const pool = new BufferPool(device as unknown as GPUDevice, 0, 2048, "test");
+    const small = pool.acquire(512), big = pool.acquire(4096);
+    expect(pool.release(small)).toEqual([]);
+    expect(pool.release(big)).toEqual([]); // 512 + 4096 ≤ the peak in use (4608)
+    const big2 = pool.acquire(8192); // a new peak: 8192 + nothing else in use
+    pool.acquire(4096); // big again (in use)
+    expect(pool.stats.pooledBytes).toBe(512);
+    expect(pool.release(big2)).toEqual([]); // 512 + 8192 ≤ 12288
   } finally {
     Object.assign(poolTuning, was);
   }
+});
+
+test("buffer pool: a request whose class is empty takes the smallest free buffer up to twice its class, and accounts its real size", () => {
+  const device = { limits: { maxBufferSize: 2 ** 30 }, createBuffer: ({ size }: { size: number }) => ({ size, destroy() {} }) };
+  const pool = new BufferPool(device as unknown as GPUDevice, 0, 2 ** 20, "test");
+  const [b4, b5, b8] = [pool.acquire(4096), pool.acquire(5120), pool.acquire(8192)];
+  for (const b of [b8, b5, b4]) expect(pool.release(b)).toEqual([]);
+  expect(pool.stats.inUseBytes).toBe(0);
+  expect(sizeClass(3000)).toBe(3072);
+  // 3072's class is empty: 4096 is the smallest free class within 2 × 3072
+  expect(pool.acquire(3000)).toBe(b4);
+  expect(pool.stats.inUseBytes).toBe(4096);
+  // 1024's class is empty and every free buffer is over 2048: a new one
+  const n = pool.acquire(1000);
+  expect(n).not.toBe(b5);
+  expect(n.size).toBe(1024);
+  expect(pool.stats.created).toBe(4);
+  // long-lived requests never take temporaries, larger or not
+  const l = pool.acquire(4000, 1);
+  expect([b5, b8]).not.toContain(l);
+  pool.release(b4);
+  pool.release(n);
+  pool.release(l);
+  expect(pool.stats.inUseBytes).toBe(0);
 });
 
 test("buffer pool: long-lived buffers (tag 1) come back only to long-lived requests, in creation order", () => {
@@ -186,7 +224,7 @@ test("buffer pool: long-lived buffers (tag 1) come back only to long-lived reque
   const x1 = pool.acquire(1024, 1), x2 = pool.acquire(1024, 1);
   const y1 = pool.acquire(1024, 1), y2 = pool.acquire(1024, 1);
   const tmp = pool.acquire(1024);
-  for (const b of [tmp, x2, x1]) expect(pool.release(b)).toBe(true);
+  for (const b of [tmp, x2, x1]) expect(pool.release(b)).toEqual([]);
   // a temporary request gets the temporary, not an older long-lived buffer
   expect(pool.acquire(1000)).toBe(tmp);
   // the next generation gets x1, x2 back in the order they were created (the same roles)

@@ -253,7 +253,7 @@ export class WebGpuBackend implements Backend {
     const out = b.dtype === "f32" ? new Float32Array(b.size) : new Int32Array(b.size);
     out.set(b.dtype === "f32" ? new Float32Array(src) : new Int32Array(src));
     staging.unmap();
-    if (!this.#staging.release(staging)) staging.destroy();
+    for (const d of this.#staging.release(staging)) d.destroy(); // staging buffers: no queued work uses them
     await this.#checkErrors();
     return out;
   }
@@ -393,10 +393,10 @@ export class WebGpuBackend implements Backend {
   }
 
   #release(g: GPUBuffer): void {
-    if (!this.#pool.release(g)) {
+    for (const d of this.#pool.release(g)) {
       // may still be used by the unsubmitted batch: destroy after the next submit
-      if (this.#bufInfo.get(g)?.lastUse === this.#batch) this.#retired.push(g);
-      else g.destroy();
+      if (this.#bufInfo.get(d)?.lastUse === this.#batch) this.#retired.push(d);
+      else d.destroy();
     }
   }
 
