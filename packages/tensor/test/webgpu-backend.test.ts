@@ -10,7 +10,7 @@ import { useBackend } from "../../../test/support/backends.ts";
 import * as T from "../src/index.ts";
 import type { Backend } from "../src/index.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../src/webgpu/backend.ts";
-import { BufferPool, poolTuning, sizeClass } from "../src/webgpu/pool.ts";
+import { BufferPool, poolTuning, sizeClass, STALE_ACQUIRES } from "../src/webgpu/pool.ts";
 
 async function webgpu(): Promise<WebGpuBackend | null> {
   if (!(await useBackend("webgpu"))) return null;
@@ -155,7 +155,7 @@ test("webgpu backend: writes to buffers the unsubmitted batch uses: staged small
   expect(gpu.liveBuffers()).toBe(before);
 });
 
-test("buffer pool: freed buffers are kept up to keepFactor × the peak in use; past it the ones released longest ago go (destroyed by the caller)", () => {
+test("buffer pool: freed buffers are kept up to keepFactor × the peak in use; past it stale ones make room, else the released one goes (destroyed by the caller)", () => {
   // a stand-in device: the pool only creates buffers and reads maxBufferSize
   const device = { limits: { maxBufferSize: 2 ** 30 }, createBuffer: ({ size }: { size: number }) => ({ size, destroy() {} }) };
   const was = { ...poolTuning };
@@ -169,33 +169,39 @@ test("buffer pool: freed buffers are kept up to keepFactor × the peak in use; p
       expect(pool.release(a)).toEqual([]); // 1024 pooled ≤ factor × 1024
       const b = pool.acquire(256); // another class (a's is over twice its size): a new buffer
       expect(pool.stats.created).toBe(2);
-      // 1024 + 256 pooled: over 1 × the peak (a, released first, makes room), within 1.5 ×
-      expect(pool.release(b)).toEqual(kept ? [] : [a]);
-      expect(pool.stats.pooledBytes).toBe(kept ? 1280 : 256);
-      // a comes back where it was kept; else a new buffer
-      const c = pool.acquire(1000);
-      expect(c === a).toBe(kept);
-      expect(pool.stats.created).toBe(kept ? 2 : 3);
-      expect(pool.acquire(256)).toBe(b); // the one released last was kept either way
+      // 1024 + 256 pooled: over 1 × the peak (a is not stale: b goes), within 1.5 ×
+      expect(pool.release(b)).toEqual(kept ? [] : [b]);
+      expect(pool.stats.pooledBytes).toBe(kept ? 1280 : 1024);
+      expect(pool.acquire(1000)).toBe(a);
     }
-    // a buffer alone over the limit is handed back at once, nothing evicted for it
+    // a buffer free for over STALE_ACQUIRES acquires makes room for one released now
     poolTuning.keepFactor = 1;
-    const pool = new BufferPool(device as unknown as GPUDevice, 0, 2048, "test");
-    const small = pool.acquire(512), big = pool.acquire(4096);
-    expect(pool.release(small)).toEqual([]);
-    expect(pool.release(big)).toEqual([]); // 512 + 4096 ≤ the peak in use (4608)
-    const big2 = pool.acquire(8192); // a new peak: 8192 + nothing else in use
-    pool.acquire(4096); // big again (in use)
-    expect(pool.stats.pooledBytes).toBe(512);
-    expect(pool.release(big2)).toEqual([]); // 512 + 8192 ≤ 12288
+    const pool = new BufferPool(device as unknown as GPUDevice, 0, 0, "test");
+    const old = pool.acquire(4096), c = pool.acquire(1024);
+    expect(pool.release(old)).toEqual([]); // 4096 pooled, 1024 in use, limit 5120
+    for (let i = 0; i < STALE_ACQUIRES; i++) pool.release(pool.acquire(512)); // 512s come and go
+    const d = pool.acquire(1024); // a new one (old is over twice its class): 2048 in use, 4608 pooled
+    expect(pool.release(c)).toEqual([old]); // old is stale: out, c kept
+    expect(pool.stats.pooledBytes).toBe(512 + 1024);
+    expect(pool.acquire(1024)).toBe(c);
+    pool.release(d);
   } finally {
     Object.assign(poolTuning, was);
   }
 });
 
-test("buffer pool: a request whose class is empty takes the smallest free buffer up to twice its class, and accounts its real size", () => {
+test("buffer pool: where a new buffer would pass the limit, a request whose class is empty takes the smallest free buffer up to twice its class, and accounts its real size", () => {
   const device = { limits: { maxBufferSize: 2 ** 30 }, createBuffer: ({ size }: { size: number }) => ({ size, destroy() {} }) };
-  const pool = new BufferPool(device as unknown as GPUDevice, 0, 2 ** 20, "test");
+  // below the limit: a new buffer of the exact class
+  const roomy = new BufferPool(device as unknown as GPUDevice, 0, 2 ** 20, "test");
+  const r4 = roomy.acquire(4096);
+  roomy.release(r4);
+  expect(roomy.acquire(3000).size).toBe(3072);
+  // at the limit (keepFactor × the peak in use, no cap): the free larger buffers serve
+  const was = { ...poolTuning };
+  poolTuning.keepFactor = 1;
+  try {
+  const pool = new BufferPool(device as unknown as GPUDevice, 0, 0, "test");
   const [b4, b5, b8] = [pool.acquire(4096), pool.acquire(5120), pool.acquire(8192)];
   for (const b of [b8, b5, b4]) expect(pool.release(b)).toEqual([]);
   expect(pool.stats.inUseBytes).toBe(0);
@@ -215,6 +221,9 @@ test("buffer pool: a request whose class is empty takes the smallest free buffer
   pool.release(n);
   pool.release(l);
   expect(pool.stats.inUseBytes).toBe(0);
+  } finally {
+    Object.assign(poolTuning, was);
+  }
 });
 
 test("buffer pool: long-lived buffers (tag 1) come back only to long-lived requests, in creation order", () => {

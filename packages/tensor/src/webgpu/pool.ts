@@ -3,19 +3,21 @@
  * on every implementation (and Dawn zero-fills it), so freed buffers are kept and reused.
  *
  * Size classes: 256 bytes, then four classes per power of two (at most 25% waste). A request
- * whose class has no free buffer takes the smallest free one of a class up to twice its own
- * before a new one is created. Buffers go back to the pool until it holds max(`capBytes`,
- * poolTuning.keepFactor × the peak in use); beyond that the buffers released longest ago are
- * destroyed to make room (after the batch that may still use them has been submitted: release
- * hands them to the caller).
+ * whose class has no free buffer, where a new one would take the pool past its limit, takes the
+ * smallest free one of a class up to twice its own instead. Buffers go back to the pool until it
+ * holds max(`capBytes`, poolTuning.keepFactor × the peak in use); beyond that, stale free
+ * buffers (unused for STALE_ACQUIRES acquires) are destroyed to make room, else the released one
+ * is (after the batch that may still use them has been submitted: release hands them to the
+ * caller).
  *
- * Why both: a chunked forward of 60K tokens in 16K chunks ends with a 12K chunk whose sizes are
- * other classes, and a forward in 8K chunks after it needs other classes again. With exact
- * classes only and the released buffer destroyed when the pool was full (the old rule), the
- * pool stayed full of classes no longer asked for and every chunk created and destroyed
- * buffers (and so bind groups): on an H200, MemMamba's 256K forward in 8K chunks took 0.95 s
- * after a 16K-chunk forward against 0.36 s in a fresh process (776 buffers and 8,333 bind groups
- * created per forward, against 1 and 6).
+ * Why: a chunked forward of 60K tokens in 16K chunks ends with a 12K chunk whose sizes are other
+ * classes, and a forward in 8K chunks after it needs other classes again. With exact classes
+ * only and nothing evicted but the released buffer, the pool stayed full of classes no longer
+ * asked for and every chunk created and destroyed buffers (and so bind groups): on an H200,
+ * MemMamba's 256K forward in 8K chunks took 0.95 s after a 16K-chunk forward against 0.36 s in a
+ * fresh process (776 buffers and 8,333 bind groups created per forward, against 1 and 6).
+ * Evicting whatever was released longest ago instead thrashed a repeated computation whose
+ * buffers did not all fit: each run re-created the ones it was about to ask for.
  */
 
 export function sizeClass(bytes: number): number {
@@ -36,6 +38,14 @@ export function sizeClass(bytes: number): number {
  */
 export const poolTuning = { keepFactor: 1.5 };
 
+/**
+ * Acquires after which a free buffer is stale (evicted, when the pool is full, to make room for
+ * one being released): longer than a repeated computation's cycle (a MemMamba training step of
+ * the small preset binds about 1,400 launches' buffers), shorter than a few chunks of a long
+ * forward.
+ */
+export const STALE_ACQUIRES = 4096;
+
 export interface PoolStats {
   created: number;
   reused: number;
@@ -52,8 +62,10 @@ export class BufferPool {
    * (acquire pops the earliest). Tag 1: long-lived tensors (see AllocHint); 0: the rest.
    */
   readonly #free = new Map<number, GPUBuffer[]>();
-  /** The free buffers in the order they were released, oldest first (the eviction order). */
-  readonly #released = new Set<GPUBuffer>();
+  /** The free buffers in the order they were released, oldest first, with #acquires then. */
+  readonly #released = new Map<GPUBuffer, number>();
+  /** Acquires so far: the pool's clock (a free buffer's idle time is counted in them). */
+  #acquires = 0;
   readonly #order = new WeakMap<GPUBuffer, number>();
   readonly #tag = new WeakMap<GPUBuffer, number>();
   #created = 0;
@@ -76,12 +88,15 @@ export class BufferPool {
    * buffers, and so the bind groups, of every parameter at every step).
    */
   acquire(bytes: number, tag = 0): GPUBuffer {
+    this.#acquires++;
     let size = sizeClass(bytes);
     // near maxBufferSize the class could overshoot it: then the exact size (a class of its own)
     if (size > this.device.limits.maxBufferSize) size = Math.ceil(bytes / 16) * 16;
     let list = this.#free.get(size * 2 + tag);
-    if (!list?.length) {
-      // the smallest free class above, up to twice the request's
+    if (!list?.length && this.stats.inUseBytes + this.#pooledBytes + size > this.#limit()) {
+      // a new buffer would take the pool past its limit: the smallest free class above, up to
+      // twice the request's (below the limit a new buffer of the exact class: a repeated
+      // computation then binds the same buffers from its second run on)
       let best = Infinity;
       for (const [key, l] of this.#free) {
         const cls = Math.floor(key / 2); // keys pass 2³¹ (no bit operations)
@@ -103,6 +118,11 @@ export class BufferPool {
     return got;
   }
 
+  /** The bytes the pool keeps: max(capBytes, keepFactor × the most ever in use at once). */
+  #limit(): number {
+    return Math.max(this.capBytes, poolTuning.keepFactor * this.#highWater);
+  }
+
   #create(size: number, tag: number): GPUBuffer {
     this.stats.created++;
     const nb = this.device.createBuffer({ label: `${this.label} ${size}B`, size, usage: this.usage });
@@ -113,8 +133,8 @@ export class BufferPool {
 
   /**
    * Returns a buffer to the pool. Returns the buffers to destroy (the caller does, once no
-   * queued work uses them): the ones released longest ago that make room for it, or `b` itself
-   * when it alone is over the pool's limit.
+   * queued work uses them): stale ones that made room for it, and `b` itself where there is
+   * still no room.
    */
   release(b: GPUBuffer): GPUBuffer[] {
     this.stats.inUseBytes -= b.size; // back from its user, whether pooled or destroyed
@@ -123,16 +143,21 @@ export class BufferPool {
     // destroy buffers at every step and create them again at the next, and Dawn's createBuffer
     // and lazy zero-fill then cost more host time than the kernels' GPU time (and with the
     // size classes' mix, exactly the peak in use was not enough: see poolTuning)
-    const limit = Math.max(this.capBytes, poolTuning.keepFactor * this.#highWater);
+    const limit = this.#limit();
     if (b.size > limit) return [b];
     const evicted: GPUBuffer[] = [];
-    for (const old of this.#released) {
-      if (this.#pooledBytes + b.size <= limit) break;
+    for (const [old, at] of this.#released) {
+      if (this.#pooledBytes + b.size <= limit || this.#acquires - at <= STALE_ACQUIRES) break;
       const l = this.#free.get(old.size * 2 + (this.#tag.get(old) ?? 0))!;
       l.splice(l.indexOf(old), 1);
       this.#released.delete(old);
       this.#pooledBytes -= old.size;
       evicted.push(old);
+    }
+    this.stats.pooledBytes = this.#pooledBytes;
+    if (this.#pooledBytes + b.size > limit) {
+      evicted.push(b);
+      return evicted;
     }
     const key = b.size * 2 + (this.#tag.get(b) ?? 0);
     let list = this.#free.get(key);
@@ -149,7 +174,7 @@ export class BufferPool {
       else hi = mid;
     }
     list.splice(lo, 0, b);
-    this.#released.add(b);
+    this.#released.set(b, this.#acquires);
     this.#pooledBytes += b.size;
     this.stats.pooledBytes = this.#pooledBytes;
     return evicted;
