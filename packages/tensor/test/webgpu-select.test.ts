@@ -13,6 +13,9 @@
  *   long rows (B = 1, L = 3000; B = 3, L = 2100) dense, sparse and empty, in both modes; NaN
  *   scores taken in while the memory fills over more than one tile; rising, falling and
  *   sawtooth scores; set positions in blocks between gaps of whole tiles;
+ * - the second pass from segments (select-segments.ts, "top" mode) and the walk back from every
+ *   position: the tests above run both, the fast-check cases draw either; segment lengths 64 and
+ *   128, rows ending inside a segment, k at SEG_MAX_K and past it (the walk then);
  * - several threads per position (select-lanes.ts, chosen when B·L < selectTuning.lanesBelow):
  *   the tests above run with 1 and 8 lanes (lanesBelow forced up), the fast-check cases draw
  *   either; 2, 4 and 16 lanes on mixed cases; the choice itself; long rows at B = 1 and 2,
@@ -26,6 +29,8 @@ import { useBackend } from "../../../test/support/backends.ts";
 import * as T from "../src/index.ts";
 import type { Backend, DType } from "../src/index.ts";
 import { causalSelectLanes, causalSelectPlan, selectTuning } from "../src/webgpu/kernels/select.ts";
+import { SEG_MAX_K, segmentLength } from "../src/webgpu/kernels/select-segments.ts";
+import { keysOf } from "./webgpu-matmul-support.ts";
 import type { WebGpuBackend } from "../src/webgpu/backend.ts";
 import { mulberry32 } from "./gradcheck.ts";
 
@@ -104,12 +109,13 @@ async function withTuning(t: Partial<typeof selectTuning>, fn: () => Promise<voi
 }
 
 /**
- * Runs `fn` once with the one-thread-per-position parallel kernels and once with 8 lanes per
- * position (select-lanes.ts), whatever B·L (selectTuning restored after each).
+ * Runs `fn` once with the one-thread-per-position parallel kernels and the walk-back fill, and
+ * once with 8 lanes per position (select-lanes.ts) and the fill from segments
+ * (select-segments.ts), whatever B·L (selectTuning restored after each).
  */
 async function eachLanes(fn: () => Promise<void>): Promise<void> {
-  for (const lanes of [1, 8]) {
-    await withTuning({ force: "parallel", lanes, lanesLast: lanes, lanesBelow: Infinity }, async () => {
+  for (const [lanes, fill] of [[1, "walk"], [8, "segments"]] as const) {
+    await withTuning({ force: "parallel", lanes, lanesLast: lanes, lanesBelow: Infinity, fill }, async () => {
       expect(causalSelectLanes(1, 100_000)).toBe(lanes);
       await fn();
     });
@@ -136,6 +142,7 @@ test("webgpu causalSelect (parallel kernels) equals the CPU reference: fast-chec
   await withTuning({ force: "parallel", lanesBelow: Infinity }, async () => {
     await fc.assert(fc.asyncProperty(
       fc.constantFrom(1, 8),
+      fc.constantFrom("segments" as const, "walk" as const),
       fc.integer({ min: 0, max: 2 ** 31 - 1 }),
       fc.integer({ min: 1, max: 3 }),
       fc.oneof(fc.integer({ min: 0, max: 20 }), fc.integer({ min: 21, max: 150 })),
@@ -145,8 +152,9 @@ test("webgpu causalSelect (parallel kernels) equals the CPU reference: fast-chec
       fc.constantFrom(1, 2, 3, 0),
       fc.constantFrom("f32" as const, "i32" as const),
       fc.constantFrom("f32" as const, "i32" as const),
-      async (lanes, seed, B, L, k, mode, density, levels, maskDt, scoreDt) => {
+      async (lanes, fill, seed, B, L, k, mode, density, levels, maskDt, scoreDt) => {
         selectTuning.lanes = selectTuning.lanesLast = lanes;
+        selectTuning.fill = fill;
         expect(causalSelectPlan(B, L, k, gpu.limits)).toBe("parallel");
         expect(causalSelectLanes(B, L, mode)).toBe(lanes);
         await agree(gpu, makeCase(seed, B, L, k, mode, density, levels, { mask: maskDt, score: scoreDt }));
@@ -291,6 +299,29 @@ test("webgpu causalSelect (parallel kernels): long rows (B = 1, L = 3000; B = 3,
       [3, 2100, 50, "last", 0, 0, f32],
     ] as const) {
       await agree(gpu, makeCase(seed++, B, L, k, mode, density, levels, dt));
+    }
+  });
+});
+
+test("webgpu causalSelect, fill from segments: segment lengths 64 and 128, rows ending inside a segment, k up to its limit and past it, both passes' dispatches", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  expect([segmentLength(1), segmentLength(16384), segmentLength(16385), segmentLength(65536), segmentLength(1 << 20)]).toEqual([64, 64, 128, 128, 256]);
+  await withTuning({ force: "parallel", fill: "segments" }, async () => {
+    let seed = 4100;
+    const f32 = { mask: "f32", score: "f32" } as const;
+    for (const [B, L, k, density, levels] of [
+      [2, 16500, 50, 1, 0], // segments of 128 (the last one partial), the chunked forward's k
+      [1, 1000, SEG_MAX_K, 0.9, 0], // k at the limit
+      [1, 700, SEG_MAX_K + 1, 1, 0], // past it: the walk-back fill
+      [2, 130, 40, 1, 3], // ties: one segment and a few rows past it
+      [1, 5000, 50, 0.1, 0], // sparse
+    ] as const) {
+      const c = makeCase(seed++, B, L, k, "top", density, levels, f32);
+      const { keys } = await keysOf(gpu, () => agree(gpu, c));
+      const segs = k <= SEG_MAX_K;
+      expect([keys.includes("causalSelectSegStarts"), keys.includes("causalSelectSegRows")]).toEqual([segs, segs]);
+      expect(keys.some((x) => x.startsWith("causalSelectFill"))).toBe(!segs);
     }
   });
 });

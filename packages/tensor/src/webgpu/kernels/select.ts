@@ -38,6 +38,7 @@ import type { KernelArg, PrimParams } from "../../backend.ts";
 import type { DType } from "../../dtype.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
 import { readEnv } from "../../env.ts";
+import { ROWS_WG, SEG_MAX_K, segmentLength, segmentRowsWgsl, segmentStartsWgsl } from "./select-segments.ts";
 import { bitsFns, checkLanes, endsFetch, positionKey, range, selectEndLanesWgsl, selectFillLanesWgsl, TILE, tileConvert, tileFetch, tree, UNROLL, WGP } from "./select-lanes.ts";
 
 const WG = 64;
@@ -465,7 +466,9 @@ export const selectTuning: {
   lanes: number;
   lanesLast: number;
   lanesBelow: number;
-} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesLast: 1, lanesBelow: 65536 };
+  /** The parallel path's second pass in "top" mode: from segments (select-segments.ts; k ≤ SEG_MAX_K) or the walk back from every position ("last" mode always walks: it stops after k set positions). */
+  fill: "segments" | "walk";
+} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesLast: 1, lanesBelow: 65536, fill: "segments" };
 
 /** selectTuning.lanes from $MEMMAMBA_SELECT_LANES (1, 2, 4, 8 or 16), else 16. */
 function lanesFromEnv(): number {
@@ -517,13 +520,27 @@ export function causalSelectKernel(ctx: GpuCtx, [mask, score]: readonly KernelAr
       params: new ParamWords().u(B).u(L).u(p.k).u(mode).words(),
       groups,
     });
-    ctx.dispatch({
-      label: "causalSelect", key: `causalSelectFill:${lanes}`,
-      wgsl: () => (lanes === 1 ? selectFillWgsl() : selectFillLanesWgsl(lanes)),
-      buffers: [ctx.ref(out, "causalSelect"), ends],
-      params: new ParamWords().u(B).u(L).u(p.k).words(),
-      groups,
-    });
+    if (selectTuning.fill === "segments" && p.mode !== "last" && p.k <= SEG_MAX_K) {
+      // pass 2 from segments (select-segments.ts): the lists at segment starts, then the rows
+      const T = segmentLength(L), nSeg = ceilDiv(L, T);
+      const seg = ctx.temp(B * nSeg * (p.k + 1) * 4);
+      const w = new ParamWords().u(B).u(L).u(p.k).u(T).u(nSeg).words();
+      const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
+      ctx.dispatch({ label: "causalSelect", key: "causalSelectSegStarts", wgsl: segmentStartsWgsl, buffers: [seg, ends], params: w, groups: grid(B * nSeg, maxDim) });
+      ctx.dispatch({
+        label: "causalSelect", key: "causalSelectSegRows", wgsl: segmentRowsWgsl, buffers: [ctx.ref(out, "causalSelect"), ends, seg], params: w,
+        groups: grid(B * ceilDiv(L, ROWS_WG), maxDim),
+      });
+      ctx.releaseTemp(seg);
+    } else {
+      ctx.dispatch({
+        label: "causalSelect", key: `causalSelectFill:${lanes}`,
+        wgsl: () => (lanes === 1 ? selectFillWgsl() : selectFillLanesWgsl(lanes)),
+        buffers: [ctx.ref(out, "causalSelect"), ends],
+        params: new ParamWords().u(B).u(L).u(p.k).words(),
+        groups,
+      });
+    }
     ctx.releaseTemp(ends);
     return;
   }
