@@ -60,6 +60,9 @@ export function initPoolState(m: MemoryConfig, batch: number): PoolState {
  */
 function readAt(positions: Tensor, rowsPerBatch: number, table: Tensor): PoolRead {
   const B = positions.shape[0];
+  // one sequence (a long-context forward): the positions are the table's rows already, and an
+  // empty slot's −1 stays −1 (two launches and an upload fewer a read)
+  if (B === 1) return { table, index: positions, valid: ge(positions, 0) };
   const offsets = fromArray(Int32Array.from({ length: B }, (_, b) => b * rowsPerBatch), [B, 1, 1], "i32");
   const valid = ge(positions, 0);
   const index = where(valid, add(positions, offsets), -1);
