@@ -13,6 +13,10 @@
  *   long rows (B = 1, L = 3000; B = 3, L = 2100) dense, sparse and empty, in both modes; NaN
  *   scores taken in while the memory fills over more than one tile; rising, falling and
  *   sawtooth scores; set positions in blocks between gaps of whole tiles;
+ * - the first pass from tile summaries (select-summary.ts, "top" mode, f32 scores) and the scan
+ *   from each row's start: the tests above run both, the fast-check cases draw either; a
+ *   long-context chunk, sparse rows, k at SUMMARY_MAX_K and past it, i32 scores and "last" mode
+ *   (the scan then);
  * - the second pass from segments (select-segments.ts, "top" mode) and the walk back from every
  *   position: the tests above run both, the fast-check cases draw either; segment lengths 64 and
  *   128, rows ending inside a segment, k at SEG_MAX_K and past it (the walk then);
@@ -30,6 +34,7 @@ import * as T from "../src/index.ts";
 import type { Backend, DType } from "../src/index.ts";
 import { causalSelectLanes, causalSelectPlan, selectTuning } from "../src/webgpu/kernels/select.ts";
 import { SEG_MAX_K, segmentLength } from "../src/webgpu/kernels/select-segments.ts";
+import { SUMMARY_MAX_K } from "../src/webgpu/kernels/select-summary.ts";
 import { keysOf } from "./webgpu-matmul-support.ts";
 import type { WebGpuBackend } from "../src/webgpu/backend.ts";
 import { mulberry32 } from "./gradcheck.ts";
@@ -109,13 +114,14 @@ async function withTuning(t: Partial<typeof selectTuning>, fn: () => Promise<voi
 }
 
 /**
- * Runs `fn` once with the one-thread-per-position parallel kernels and the walk-back fill, and
- * once with 8 lanes per position (select-lanes.ts) and the fill from segments
- * (select-segments.ts), whatever B·L (selectTuning restored after each).
+ * Runs `fn` once with the one-thread-per-position parallel kernels, the scan from each row's
+ * start and the walk-back fill, and once with 8 lanes per position (select-lanes.ts; "last" mode
+ * and i32 scores), the first pass from tile summaries (select-summary.ts; "top" with f32 scores)
+ * and the fill from segments (select-segments.ts), whatever B·L (selectTuning restored after each).
  */
 async function eachLanes(fn: () => Promise<void>): Promise<void> {
-  for (const [lanes, fill] of [[1, "walk"], [8, "segments"]] as const) {
-    await withTuning({ force: "parallel", lanes, lanesLast: lanes, lanesBelow: Infinity, fill }, async () => {
+  for (const [lanes, fill, end] of [[1, "walk", "scan"], [8, "segments", "summary"]] as const) {
+    await withTuning({ force: "parallel", lanes, lanesLast: lanes, lanesBelow: Infinity, fill, end }, async () => {
       expect(causalSelectLanes(1, 100_000)).toBe(lanes);
       await fn();
     });
@@ -143,6 +149,7 @@ test("webgpu causalSelect (parallel kernels) equals the CPU reference: fast-chec
     await fc.assert(fc.asyncProperty(
       fc.constantFrom(1, 8),
       fc.constantFrom("segments" as const, "walk" as const),
+      fc.constantFrom("summary" as const, "scan" as const),
       fc.integer({ min: 0, max: 2 ** 31 - 1 }),
       fc.integer({ min: 1, max: 3 }),
       fc.oneof(fc.integer({ min: 0, max: 20 }), fc.integer({ min: 21, max: 150 })),
@@ -152,9 +159,10 @@ test("webgpu causalSelect (parallel kernels) equals the CPU reference: fast-chec
       fc.constantFrom(1, 2, 3, 0),
       fc.constantFrom("f32" as const, "i32" as const),
       fc.constantFrom("f32" as const, "i32" as const),
-      async (lanes, fill, seed, B, L, k, mode, density, levels, maskDt, scoreDt) => {
+      async (lanes, fill, end, seed, B, L, k, mode, density, levels, maskDt, scoreDt) => {
         selectTuning.lanes = selectTuning.lanesLast = lanes;
         selectTuning.fill = fill;
+        selectTuning.end = end;
         expect(causalSelectPlan(B, L, k, gpu.limits)).toBe("parallel");
         expect(causalSelectLanes(B, L, mode)).toBe(lanes);
         await agree(gpu, makeCase(seed, B, L, k, mode, density, levels, { mask: maskDt, score: scoreDt }));
@@ -322,6 +330,29 @@ test("webgpu causalSelect, fill from segments: segment lengths 64 and 128, rows 
       const segs = k <= SEG_MAX_K;
       expect([keys.includes("causalSelectSegStarts"), keys.includes("causalSelectSegRows")]).toEqual([segs, segs]);
       expect(keys.some((x) => x.startsWith("causalSelectFill"))).toBe(!segs);
+    }
+  });
+});
+
+test("webgpu causalSelect, first pass from tile summaries: tiles of 256 around the row's end, k up to its limit and past it, i32 scores and last mode take the scan", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  await withTuning({ force: "parallel", end: "summary" }, async () => {
+    let seed = 5200;
+    const f32 = { mask: "f32", score: "f32" } as const;
+    for (const [B, L, k, mode, density, levels, dt, summary] of [
+      [1, 16435, 50, "top", 1, 0, f32, true], // a long-context chunk
+      [2, 5000, 50, "top", 0.05, 0, f32, true], // sparse: tiles with few or no set positions
+      [1, 1200, SUMMARY_MAX_K, "top", 1, 3, f32, true], // k at the limit, ties
+      [1, 700, SUMMARY_MAX_K + 1, "top", 1, 0, f32, false], // past it: the scan
+      [2, 600, 40, "top", 1, 0, { mask: "f32", score: "i32" }, false],
+      [2, 600, 40, "last", 1, 0, f32, false],
+      [3, 257, 7, "top", 0.6, 2, f32, true], // one entry past a tile
+    ] as const) {
+      const c = makeCase(seed++, B, L, k, mode, density, levels, dt);
+      const { keys } = await keysOf(gpu, () => agree(gpu, c));
+      expect([keys.some((x) => x.startsWith("causalSelectSumm")), keys.some((x) => x.startsWith("causalSelectEndS"))]).toEqual([summary, summary]);
+      expect(keys.some((x) => x.startsWith("causalSelectEnd:"))).toBe(!summary);
     }
   });
 });

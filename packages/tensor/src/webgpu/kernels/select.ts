@@ -38,6 +38,7 @@ import type { KernelArg, PrimParams } from "../../backend.ts";
 import type { DType } from "../../dtype.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
 import { readEnv } from "../../env.ts";
+import { END_WG, SUMMARY_MAX_K, summaryEndWgsl, summaryWgsl, summaryWords, TILE_S } from "./select-summary.ts";
 import { ROWS_WG, SEG_MAX_K, segmentLength, segmentRowsWgsl, segmentStartsWgsl } from "./select-segments.ts";
 import { bitsFns, checkLanes, endsFetch, positionKey, range, selectEndLanesWgsl, selectFillLanesWgsl, TILE, tileConvert, tileFetch, tree, UNROLL, WGP } from "./select-lanes.ts";
 
@@ -466,9 +467,11 @@ export const selectTuning: {
   lanes: number;
   lanesLast: number;
   lanesBelow: number;
+  /** The parallel path's first pass in "top" mode with f32 scores: from tile summaries (select-summary.ts; k ≤ SUMMARY_MAX_K) or the scan from each row's start. */
+  end: "summary" | "scan";
   /** The parallel path's second pass in "top" mode: from segments (select-segments.ts; k ≤ SEG_MAX_K) or the walk back from every position ("last" mode always walks: it stops after k set positions). */
   fill: "segments" | "walk";
-} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesLast: 1, lanesBelow: 65536, fill: "segments" };
+} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesLast: 1, lanesBelow: 65536, fill: "segments", end: "summary" };
 
 /** selectTuning.lanes from $MEMMAMBA_SELECT_LANES (1, 2, 4, 8 or 16), else 16. */
 function lanesFromEnv(): number {
@@ -513,19 +516,36 @@ export function causalSelectKernel(ctx: GpuCtx, [mask, score]: readonly KernelAr
     // a workgroup serves WGP / lanes positions of one row
     const lanes = causalSelectLanes(B, L, p.mode);
     const groups = grid(B * ceilDiv(L, WGP / lanes), ctx.limits.maxComputeWorkgroupsPerDimension);
-    ctx.dispatch({
-      label: "causalSelect", key: `causalSelectEnd:${mask.dtype}${score.dtype}:${lanes}`,
-      wgsl: () => (lanes === 1 ? selectEndWgsl(mask.dtype, score.dtype) : selectEndLanesWgsl(mask.dtype, score.dtype, lanes)),
-      buffers: [ends, ctx.ref(mask, "causalSelect"), ctx.ref(score, "causalSelect")],
-      params: new ParamWords().u(B).u(L).u(p.k).u(mode).words(),
-      groups,
-    });
+    const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
+    if (selectTuning.end === "summary" && p.mode !== "last" && score.dtype === "f32" && p.k <= SUMMARY_MAX_K) {
+      // pass 1 from tile summaries (select-summary.ts): each tile's k best keys, then the ends
+      const nT = ceilDiv(L, TILE_S);
+      const summ = ctx.temp(B * nT * summaryWords(p.k) * 4);
+      const w = new ParamWords().u(B).u(L).u(p.k).u(nT).words();
+      const ms = [ctx.ref(mask, "causalSelect"), ctx.ref(score, "causalSelect")];
+      ctx.dispatch({
+        label: "causalSelect", key: `causalSelectSumm:${mask.dtype}${score.dtype}`, wgsl: () => summaryWgsl(mask.dtype, score.dtype),
+        buffers: [summ, ...ms], params: w, groups: grid(B * nT, maxDim),
+      });
+      ctx.dispatch({
+        label: "causalSelect", key: `causalSelectEndS:${mask.dtype}${score.dtype}`, wgsl: () => summaryEndWgsl(mask.dtype, score.dtype),
+        buffers: [ends, ...ms, summ], params: w, groups: grid(B * ceilDiv(L, END_WG), maxDim),
+      });
+      ctx.releaseTemp(summ);
+    } else {
+      ctx.dispatch({
+        label: "causalSelect", key: `causalSelectEnd:${mask.dtype}${score.dtype}:${lanes}`,
+        wgsl: () => (lanes === 1 ? selectEndWgsl(mask.dtype, score.dtype) : selectEndLanesWgsl(mask.dtype, score.dtype, lanes)),
+        buffers: [ends, ctx.ref(mask, "causalSelect"), ctx.ref(score, "causalSelect")],
+        params: new ParamWords().u(B).u(L).u(p.k).u(mode).words(),
+        groups,
+      });
+    }
     if (selectTuning.fill === "segments" && p.mode !== "last" && p.k <= SEG_MAX_K) {
       // pass 2 from segments (select-segments.ts): the lists at segment starts, then the rows
       const T = segmentLength(L), nSeg = ceilDiv(L, T);
       const seg = ctx.temp(B * nSeg * (p.k + 1) * 4);
       const w = new ParamWords().u(B).u(L).u(p.k).u(T).u(nSeg).words();
-      const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
       ctx.dispatch({ label: "causalSelect", key: "causalSelectSegStarts", wgsl: segmentStartsWgsl, buffers: [seg, ends], params: w, groups: grid(B * nSeg, maxDim) });
       ctx.dispatch({
         label: "causalSelect", key: "causalSelectSegRows", wgsl: segmentRowsWgsl, buffers: [ctx.ref(out, "causalSelect"), ends, seg], params: w,
