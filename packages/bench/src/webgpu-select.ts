@@ -4,7 +4,8 @@
  * pass, a thread per position, then a fill pass; see tensor/src/webgpu/kernels/select.ts), both
  * as the backend runs them (selectTuning.force picks the kernel; buffers allocated once, outside
  * the timing), and the parallel kernels with the fill walking back from every position instead
- * of building the rows from segments (selectTuning.fill; "top" mode).
+ * of building the rows from segments (selectTuning.fill; "top" mode) or with the first pass
+ * scanning each row from its start instead of reading tile summaries (selectTuning.end; "top").
  *
  * Cases: every --lengths L × --ks k × --modes × --densities (the fraction of positions whose mask
  * is set) at batch --batch, scores uniform in [−1, 1) (the MemMamba training step runs B = 8,
@@ -45,13 +46,17 @@ const HELP = `webgpu-select: causalSelect on the WebGPU backend, the walk vs the
   --out FILE         where to write the JSON (default packages/bench/results/webgpu-select.json)
   --help             this text`;
 
-type Kernel = "walk" | "parallel" | "parallelWalkFill";
+type Kernel = "walk" | "parallel" | "parallelWalkFill" | "parallelScanEnd";
 
-/** The kernels timed: the walk, the parallel passes (the default second pass), and the parallel passes with the walk-back second pass. */
-const KERNELS: { name: Kernel; force: "walk" | "parallel"; fill: "segments" | "walk" }[] = [
-  { name: "walk", force: "walk", fill: "segments" },
-  { name: "parallel", force: "parallel", fill: "segments" },
-  { name: "parallelWalkFill", force: "parallel", fill: "walk" },
+/**
+ * The kernels timed: the walk, the parallel passes as the backend runs them, and the parallel
+ * passes with the walk-back second pass or with the first pass scanning each row from its start.
+ */
+const KERNELS: { name: Kernel; force: "walk" | "parallel"; fill: "segments" | "walk"; end: "summary" | "scan" }[] = [
+  { name: "walk", force: "walk", fill: "segments", end: "summary" },
+  { name: "parallel", force: "parallel", fill: "segments", end: "summary" },
+  { name: "parallelWalkFill", force: "parallel", fill: "walk", end: "summary" },
+  { name: "parallelScanEnd", force: "parallel", fill: "segments", end: "scan" },
 ];
 
 export interface SelectRow {
@@ -66,6 +71,8 @@ export interface SelectRow {
   parallel: KernelTiming;
   /** The parallel passes with the second pass walking back from every position (selectTuning.fill "walk"; in "last" mode the same kernels as `parallel`). */
   parallelWalkFill: KernelTiming;
+  /** The parallel passes with the first pass scanning each row from its start (selectTuning.end "scan"; in "last" mode the same kernels as `parallel`). */
+  parallelScanEnd: KernelTiming;
   /** walk median / parallel median. */
   speedup: number;
 }
@@ -113,11 +120,11 @@ async function benchCase(
   gpu.write(s, score);
   const arg = (buf: KernelArg["buf"], shape: number[], dtype: "f32" | "i32"): KernelArg => ({ buf, shape, dtype });
   const run = () => gpu.run("causalSelect", [arg(m, [B, L], "f32"), arg(s, [B, L], "f32")], arg(o, [B, L, k], "i32"), { k, mode });
-  const saved = { force: selectTuning.force, fill: selectTuning.fill };
+  const saved = { force: selectTuning.force, fill: selectTuning.fill, end: selectTuning.end };
   const out: Partial<Record<Kernel, KernelTiming>> = {};
   try {
-    for (const { name: kernel, force, fill } of KERNELS) {
-      Object.assign(selectTuning, { force, fill });
+    for (const { name: kernel, force, fill, end } of KERNELS) {
+      Object.assign(selectTuning, { force, fill, end });
       const plan = causalSelectPlan(B, L, k, gpu.limits);
       const t = await timeGpuCalls(gpu, run, { runs, sampleMs, warmupMs, timestamps });
       const got = (await gpu.read(o)) as Int32Array;
@@ -126,13 +133,13 @@ async function benchCase(
           throw new Error(`webgpu-select: the ${plan} kernel differs from the CPU reference at element ${i} (${got[i]} vs ${want[i]}; B ${B}, L ${L}, k ${k}, ${mode}, density ${density})`);
         }
       }
-      out[kernel] = { plan: force === "parallel" ? `${plan}, fill ${mode === "last" ? "walk" : fill}` : plan, ...t };
+      out[kernel] = { plan: force === "parallel" ? `${plan}, ${mode === "last" ? "scan, walk" : `${end}, ${fill}`}` : plan, ...t };
     }
   } finally {
     Object.assign(selectTuning, saved);
     for (const h of [m, s, o]) gpu.free(h);
   }
-  return { B, L, k, mode, density, walk: out.walk!, parallel: out.parallel!, parallelWalkFill: out.parallelWalkFill!, speedup: out.walk!.medianMs / out.parallel!.medianMs };
+  return { B, L, k, mode, density, walk: out.walk!, parallel: out.parallel!, parallelWalkFill: out.parallelWalkFill!, parallelScanEnd: out.parallelScanEnd!, speedup: out.walk!.medianMs / out.parallel!.medianMs };
 }
 
 async function main(): Promise<void> {
@@ -189,10 +196,10 @@ async function main(): Promise<void> {
   }
   console.log(`webgpu-select — ${result.runtime}, ${result.adapter} via ${result.via}; ${result.timing}; median of ${runs}; outputs equal to the CPU reference`);
   console.log(formatTable(
-    ["B", "L", "k", "mode", "density", "walk kernel", "walk ms", "parallel ms", "parallel min ms", "walk-back fill ms", "speedup"],
+    ["B", "L", "k", "mode", "density", "walk kernel", "walk ms", "parallel ms", "parallel min ms", "walk-back fill ms", "row-scan pass 1 ms", "speedup"],
     rows.map((r) => [
       String(r.B), String(r.L), String(r.k), r.mode, String(r.density), r.walk.plan, fmt(r.walk.medianMs, 4), fmt(r.parallel.medianMs, 4), fmt(r.parallel.minMs, 4),
-      fmt(r.parallelWalkFill.medianMs, 4), `${fmt(r.speedup, 3)}x`,
+      fmt(r.parallelWalkFill.medianMs, 4), fmt(r.parallelScanEnd.medianMs, 4), `${fmt(r.speedup, 3)}x`,
     ]),
   ));
 }
