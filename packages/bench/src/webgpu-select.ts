@@ -29,7 +29,7 @@ import { gpuBenchHeader, timeGpuCalls } from "./gpu-timing.ts";
 import type { KernelArg } from "../../tensor/src/backend.ts";
 import { causalSelectKernel as cpuCausalSelect } from "../../tensor/src/cpu/select.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
-import { causalSelectPlan, selectTuning } from "../../tensor/src/webgpu/kernels/select.ts";
+import { causalSelectPlan, selectTuning, usesSummary } from "../../tensor/src/webgpu/kernels/select.ts";
 
 const HELP = `webgpu-select: causalSelect on the WebGPU backend, the walk vs the parallel kernels
 
@@ -46,17 +46,19 @@ const HELP = `webgpu-select: causalSelect on the WebGPU backend, the walk vs the
   --out FILE         where to write the JSON (default packages/bench/results/webgpu-select.json)
   --help             this text`;
 
-type Kernel = "walk" | "parallel" | "parallelWalkFill" | "parallelScanEnd";
+type Kernel = "walk" | "parallel" | "parallelWalkFill" | "parallelScanEnd" | "parallelSummaryEnd";
 
 /**
  * The kernels timed: the walk, the parallel passes as the backend runs them, and the parallel
- * passes with the walk-back second pass or with the first pass scanning each row from its start.
+ * passes with the walk-back second pass, with the first pass scanning each row from its start, or
+ * with it reading tile summaries whatever the row's length.
  */
-const KERNELS: { name: Kernel; force: "walk" | "parallel"; fill: "segments" | "walk"; end: "summary" | "scan" }[] = [
+const KERNELS: { name: Kernel; force: "walk" | "parallel"; fill: "segments" | "walk"; end: "summary" | "scan"; summaryMinL?: number }[] = [
   { name: "walk", force: "walk", fill: "segments", end: "summary" },
   { name: "parallel", force: "parallel", fill: "segments", end: "summary" },
   { name: "parallelWalkFill", force: "parallel", fill: "walk", end: "summary" },
   { name: "parallelScanEnd", force: "parallel", fill: "segments", end: "scan" },
+  { name: "parallelSummaryEnd", force: "parallel", fill: "segments", end: "summary", summaryMinL: 0 },
 ];
 
 export interface SelectRow {
@@ -73,6 +75,8 @@ export interface SelectRow {
   parallelWalkFill: KernelTiming;
   /** The parallel passes with the first pass scanning each row from its start (selectTuning.end "scan"; in "last" mode the same kernels as `parallel`). */
   parallelScanEnd: KernelTiming;
+  /** The parallel passes with the first pass from tile summaries at any length (summaryMinL 0; "top" with f32 scores, else as `parallel`). */
+  parallelSummaryEnd: KernelTiming;
   /** walk median / parallel median. */
   speedup: number;
 }
@@ -120,12 +124,12 @@ async function benchCase(
   gpu.write(s, score);
   const arg = (buf: KernelArg["buf"], shape: number[], dtype: "f32" | "i32"): KernelArg => ({ buf, shape, dtype });
   const run = () => gpu.run("causalSelect", [arg(m, [B, L], "f32"), arg(s, [B, L], "f32")], arg(o, [B, L, k], "i32"), { k, mode });
-  const saved = { force: selectTuning.force, fill: selectTuning.fill, end: selectTuning.end };
+  const saved = { force: selectTuning.force, fill: selectTuning.fill, end: selectTuning.end, summaryMinL: selectTuning.summaryMinL };
   const out: Partial<Record<Kernel, KernelTiming>> = {};
   try {
-    for (const { name: kernel, force, fill, end } of KERNELS) {
-      Object.assign(selectTuning, { force, fill, end });
-      const plan = causalSelectPlan(B, L, k, gpu.limits);
+    for (const { name: kernel, force, fill, end, summaryMinL } of KERNELS) {
+      Object.assign(selectTuning, { force, fill, end, summaryMinL: summaryMinL ?? saved.summaryMinL });
+      const plan = causalSelectPlan(B, L, k, gpu.limits, mode, "f32");
       const t = await timeGpuCalls(gpu, run, { runs, sampleMs, warmupMs, timestamps });
       const got = (await gpu.read(o)) as Int32Array;
       for (let i = 0; i < want.length; i++) {
@@ -133,13 +137,14 @@ async function benchCase(
           throw new Error(`webgpu-select: the ${plan} kernel differs from the CPU reference at element ${i} (${got[i]} vs ${want[i]}; B ${B}, L ${L}, k ${k}, ${mode}, density ${density})`);
         }
       }
-      out[kernel] = { plan: force === "parallel" ? `${plan}, ${mode === "last" ? "scan, walk" : `${end}, ${fill}`}` : plan, ...t };
+      const first = usesSummary(L, k, mode, "f32") ? "summary" : "scan";
+      out[kernel] = { plan: force === "parallel" ? `${plan}, ${mode === "last" ? "scan, walk" : `${first}, ${fill}`}` : plan, ...t };
     }
   } finally {
     Object.assign(selectTuning, saved);
     for (const h of [m, s, o]) gpu.free(h);
   }
-  return { B, L, k, mode, density, walk: out.walk!, parallel: out.parallel!, parallelWalkFill: out.parallelWalkFill!, parallelScanEnd: out.parallelScanEnd!, speedup: out.walk!.medianMs / out.parallel!.medianMs };
+  return { B, L, k, mode, density, walk: out.walk!, parallel: out.parallel!, parallelWalkFill: out.parallelWalkFill!, parallelScanEnd: out.parallelScanEnd!, parallelSummaryEnd: out.parallelSummaryEnd!, speedup: out.walk!.medianMs / out.parallel!.medianMs };
 }
 
 async function main(): Promise<void> {
@@ -196,10 +201,10 @@ async function main(): Promise<void> {
   }
   console.log(`webgpu-select — ${result.runtime}, ${result.adapter} via ${result.via}; ${result.timing}; median of ${runs}; outputs equal to the CPU reference`);
   console.log(formatTable(
-    ["B", "L", "k", "mode", "density", "walk kernel", "walk ms", "parallel ms", "parallel min ms", "walk-back fill ms", "row-scan pass 1 ms", "speedup"],
+    ["B", "L", "k", "mode", "density", "walk kernel", "walk ms", "parallel (passes)", "parallel ms", "parallel min ms", "walk-back fill ms", "row-scan pass 1 ms", "summary pass 1 ms", "speedup"],
     rows.map((r) => [
-      String(r.B), String(r.L), String(r.k), r.mode, String(r.density), r.walk.plan, fmt(r.walk.medianMs, 4), fmt(r.parallel.medianMs, 4), fmt(r.parallel.minMs, 4),
-      fmt(r.parallelWalkFill.medianMs, 4), fmt(r.parallelScanEnd.medianMs, 4), `${fmt(r.speedup, 3)}x`,
+      String(r.B), String(r.L), String(r.k), r.mode, String(r.density), r.walk.plan, fmt(r.walk.medianMs, 4), r.parallel.plan, fmt(r.parallel.medianMs, 4), fmt(r.parallel.minMs, 4),
+      fmt(r.parallelWalkFill.medianMs, 4), fmt(r.parallelScanEnd.medianMs, 4), fmt(r.parallelSummaryEnd.medianMs, 4), `${fmt(r.speedup, 3)}x`,
     ]),
   ));
 }

@@ -32,7 +32,7 @@ import { expect, test } from "../../../test/support/harness.ts";
 import { useBackend } from "../../../test/support/backends.ts";
 import * as T from "../src/index.ts";
 import type { Backend, DType } from "../src/index.ts";
-import { causalSelectLanes, causalSelectPlan, selectTuning } from "../src/webgpu/kernels/select.ts";
+import { causalSelectLanes, causalSelectPlan, selectTuning, usesSummary } from "../src/webgpu/kernels/select.ts";
 import { SEG_MAX_K, segmentLength } from "../src/webgpu/kernels/select-segments.ts";
 import { SUMMARY_MAX_K } from "../src/webgpu/kernels/select-summary.ts";
 import { keysOf } from "./webgpu-matmul-support.ts";
@@ -121,7 +121,7 @@ async function withTuning(t: Partial<typeof selectTuning>, fn: () => Promise<voi
  */
 async function eachLanes(fn: () => Promise<void>): Promise<void> {
   for (const [lanes, fill, end] of [[1, "walk", "scan"], [8, "segments", "summary"]] as const) {
-    await withTuning({ force: "parallel", lanes, lanesLast: lanes, lanesBelow: Infinity, fill, end }, async () => {
+    await withTuning({ force: "parallel", lanes, lanesLast: lanes, lanesBelow: Infinity, fill, end, summaryMinL: 0 }, async () => {
       expect(causalSelectLanes(1, 100_000)).toBe(lanes);
       await fn();
     });
@@ -145,7 +145,7 @@ function makeCase(seed: number, B: number, L: number, k: number, mode: "last" | 
 test("webgpu causalSelect (parallel kernels) equals the CPU reference: fast-check cases with ties", async () => {
   const gpu = await webgpu();
   if (!gpu) return;
-  await withTuning({ force: "parallel", lanesBelow: Infinity }, async () => {
+  await withTuning({ force: "parallel", lanesBelow: Infinity, summaryMinL: 0 }, async () => {
     await fc.assert(fc.asyncProperty(
       fc.constantFrom(1, 8),
       fc.constantFrom("segments" as const, "walk" as const),
@@ -337,7 +337,12 @@ test("webgpu causalSelect, fill from segments: segment lengths 64 and 128, rows 
 test("webgpu causalSelect, first pass from tile summaries: tiles of 256 around the row's end, k up to its limit and past it, i32 scores and last mode take the scan", async () => {
   const gpu = await webgpu();
   if (!gpu) return;
-  await withTuning({ force: "parallel", end: "summary" }, async () => {
+  // rows of any length take the summaries here (by default only from selectTuning.summaryMinL)
+  expect(usesSummary(selectTuning.summaryMinL - 1, 50, "top", "f32")).toBe(false);
+  expect(usesSummary(selectTuning.summaryMinL, 50, "top", "f32")).toBe(true);
+  expect(causalSelectPlan(1, selectTuning.parallelMaxL + 1, 50, gpu.limits, "top", "f32")).toBe("parallel");
+  expect(causalSelectPlan(1, selectTuning.parallelMaxL + 1, 50, gpu.limits, "top", "i32")).toBe("walkWg");
+  await withTuning({ force: "parallel", end: "summary", summaryMinL: 0 }, async () => {
     let seed = 5200;
     const f32 = { mask: "f32", score: "f32" } as const;
     for (const [B, L, k, mode, density, levels, dt, summary] of [

@@ -469,9 +469,13 @@ export const selectTuning: {
   lanesBelow: number;
   /** The parallel path's first pass in "top" mode with f32 scores: from tile summaries (select-summary.ts; k ≤ SUMMARY_MAX_K) or the scan from each row's start. */
   end: "summary" | "scan";
+  /** The shortest row that takes the summaries (see usesSummary). */
+  summaryMinL: number;
+  /** The longest row for the parallel kernels where the first pass reads summaries (parallelMaxL for the scan). */
+  parallelMaxLSummary: number;
   /** The parallel path's second pass in "top" mode: from segments (select-segments.ts; k ≤ SEG_MAX_K) or the walk back from every position ("last" mode always walks: it stops after k set positions). */
   fill: "segments" | "walk";
-} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesLast: 1, lanesBelow: 65536, fill: "segments", end: "summary" };
+} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesLast: 1, lanesBelow: 65536, fill: "segments", end: "summary", summaryMinL: 24576, parallelMaxLSummary: 262144 };
 
 /** selectTuning.lanes from $MEMMAMBA_SELECT_LANES (1, 2, 4, 8 or 16), else 16. */
 function lanesFromEnv(): number {
@@ -498,11 +502,24 @@ export function causalSelectLanes(B: number, L: number, mode: "last" | "top" = "
 }
 
 /** The kernel causalSelect uses for rows of length L and pools of k (see selectTuning). */
-export function causalSelectPlan(B: number, L: number, k: number, limits: GpuCtx["limits"]): "parallel" | "walkWg" | "walk" {
+export function causalSelectPlan(
+  B: number, L: number, k: number, limits: GpuCtx["limits"], mode: "last" | "top" = "last", scoreDtype: DType = "i32",
+): "parallel" | "walkWg" | "walk" {
   const scratchFits = 2 * B * L * 4 <= limits.maxStorageBufferBindingSize;
-  const parallel = selectTuning.force === "parallel" || (selectTuning.force === "auto" && L <= selectTuning.parallelMaxL);
+  // the summaries' first pass grows about as L·(L / 256) a row, not L²: it stays parallel longer
+  const maxL = usesSummary(L, k, mode, scoreDtype) ? selectTuning.parallelMaxLSummary : selectTuning.parallelMaxL;
+  const parallel = selectTuning.force === "parallel" || (selectTuning.force === "auto" && L <= maxL);
   if (parallel && scratchFits) return "parallel";
   return k <= KMAX ? "walkWg" : "walk";
+}
+
+/**
+ * Whether the parallel path's first pass reads tile summaries (select-summary.ts): "top" mode, f32
+ * scores, k ≤ SUMMARY_MAX_K, rows of at least selectTuning.summaryMinL (below it the scan from
+ * each row's start is faster: the summaries' passes cost about 0.1 ms however short the row).
+ */
+export function usesSummary(L: number, k: number, mode: "last" | "top", scoreDtype: DType): boolean {
+  return selectTuning.end === "summary" && mode !== "last" && scoreDtype === "f32" && k <= SUMMARY_MAX_K && L >= selectTuning.summaryMinL;
 }
 
 /** causalSelect on the GPU: the parallel kernels or a walk, as causalSelectPlan says. */
@@ -510,14 +527,14 @@ export function causalSelectKernel(ctx: GpuCtx, [mask, score]: readonly KernelAr
   const [B, L] = mask.shape;
   if (B * L * p.k === 0) return;
   const mode = p.mode === "last" ? 0 : 1;
-  const plan = causalSelectPlan(B, L, p.k, ctx.limits);
+  const plan = causalSelectPlan(B, L, p.k, ctx.limits, p.mode, score.dtype);
   if (plan === "parallel") {
     const ends: BufRef = ctx.temp(2 * B * L * 4);
     // a workgroup serves WGP / lanes positions of one row
     const lanes = causalSelectLanes(B, L, p.mode);
     const groups = grid(B * ceilDiv(L, WGP / lanes), ctx.limits.maxComputeWorkgroupsPerDimension);
     const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
-    if (selectTuning.end === "summary" && p.mode !== "last" && score.dtype === "f32" && p.k <= SUMMARY_MAX_K) {
+    if (usesSummary(L, p.k, p.mode, score.dtype)) {
       // pass 1 from tile summaries (select-summary.ts): each tile's k best keys, then the ends
       const nT = ceilDiv(L, TILE_S);
       const summ = ctx.temp(B * nT * summaryWords(p.k) * 4);
