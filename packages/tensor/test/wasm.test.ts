@@ -266,9 +266,9 @@ describe("wasm determinism", () => {
   });
 
   test("the scan's touch-ahead (a software prefetch of inputs and output) changes no bit, and the scans equal the reference with it", async () => {
-    // 2 x 40 x 700: every task's block is over TOUCH_MIN values, so the touches run (some clamped at
-    // the block's end); 1 x 48 x 3000 is split over S between threads (tasks of 752 columns), so
-    // each task touches the output ahead in its own columns only
+    // 2 x 40 x 700: every lane is over TOUCH_MIN values, so the touches run (some clamped at the
+    // sequence's end); 1 x 48 x 3000 is split over S between threads (lanes of 1504 columns with 2
+    // threads), so each lane touches the output ahead in its own columns only
     for (const [B, L, S] of [[2, 40, 700], [1, 48, 3000]]) {
       const ins = [f(rand(B * L * S, 88, 0.5, 1.05), [B, L, S]), f(rand(B * L * S, 89), [B, L, S]), f(rand(B * S, 90), [B, S])];
       const want = runPrim(cpu, "scan", ins, [B, L, S], "f32", {});
@@ -284,6 +284,27 @@ describe("wasm determinism", () => {
       }
     }
   });
+
+  test("the scans' lanes and chunks (claimed by whichever thread is free) give the reference's bits with 1, 2 and 3 threads", async () => {
+    // 4 x 1500 x 384: 4 lanes of 5 chunks (342 rows); 1 x 600 x 1000: fewer sequences than
+    // threads, so lanes are column blocks (2 or 3) of several chunks; 2 x 1 x 70000: one row per
+    // lane; 3 x 17 x 37: small, on the calling thread
+    const cases = [[4, 1500, 384], [1, 600, 1000], [2, 1, 70000], [3, 17, 37]];
+    const ins = cases.map(([B, L, S], i) => [f(rand(B * L * S, 60 + i, 0.5, 1.05), [B, L, S]), f(rand(B * L * S, 70 + i), [B, L, S]), f(rand(B * S, 80 + i), [B, S])]);
+    const want = cases.map((sh, i) => [runPrim(cpu, "scan", ins[i], sh, "f32", {}), runPrim(cpu, "scanReverse", ins[i].slice(0, 2), sh, "f32", {})]);
+    for (const threads of [1, 2, 3]) {
+      const b = await createWasmBackend({ kernels: "wasm", threads, quiet: true });
+      try {
+        cases.forEach((sh, i) => {
+          expectSameBits(runPrim(b, "scan", ins[i], sh, "f32", {}), want[i][0], `scan ${sh.join("x")}, ${threads} threads`);
+          expectSameBits(runPrim(b, "scanReverse", ins[i].slice(0, 2), sh, "f32", {}), want[i][1], `scanReverse ${sh.join("x")}, ${threads} threads`);
+        });
+        expect(b.liveBuffers()).toBe(0);
+      } finally {
+        b.dispose();
+      }
+    }
+  }, 60_000);
 
   test('the "ts" choice runs the reference for every primitive: the same bits as the CPU backend', async () => {
     const b = await createWasmBackend({ kernels: "ts", quiet: true });

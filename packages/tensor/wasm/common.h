@@ -98,7 +98,8 @@ INLINE f32 as_f32(i32 bits) { union { i32 i; f32 f; } u = { bits }; return u.f; 
  * noise (README.md). Touching every 2 KiB, or every cache line one row ahead, was slower; 32 or
  * 64 KiB ahead made no difference. The words read are XOR-ed into a sink that touch_done stores
  * once per task, so no compiler or engine can drop the loads; no result depends on them. Inputs
- * are touched only inside their own bounds, the output only inside the block the task writes.
+ * are touched only inside their own bounds, the output only inside the columns of the sequence
+ * that the touching thread's lane writes (nn.c: no other thread writes them until its chunk is done).
  */
 #define TOUCH_STEP 1024
 #define TOUCH_DIST 16384

@@ -92,25 +92,70 @@ INLINE void scan_seg(const f32* ar, const f32* prev, const f32* xr, f32* hr, int
   for (; s < s1; s++) hr[s] = ar[s] * prev[s] + xr[s];
 }
 
-/* h[b,t,s] = a[b,t,s] h[b,t-1,s] + x[b,t,s] from h0[b,s]
- * args: a, x, h0, out, B, L, S, sPerTask, sTasks, touch; task = (b, s-chunk). Rows go in pieces of
- * a page (TOUCH_STEP), each touching a and x TOUCH_DIST ahead, and the output as far ahead in the
- * task's own columns (common.h), when `touch` is set and the block is large. The output's touch
- * reads the line the scan will write a few rows later (a read-for-ownership that wasm cannot skip,
- * started early); it stays inside the block this task writes, which no other task reads or writes. */
-void k_scan(const i32* a, int task, int tid) {
-  (void)tid;
+/*
+ * Lanes and chunks of the linear scans (k_scan, k_scan_reverse). A lane is one sequence b, or a
+ * block of its columns [s0, s1) where there are fewer sequences than threads; a chunk is R rows of
+ * a lane (the forward scan counts them from the first row, the reverse scan from the last). A
+ * lane's chunks must run in order, one at a time (row t needs row t-1, or t+1), so the tasks of a
+ * scan are not fixed blocks: each task is a loop that claims the next chunk of a free lane until
+ * none is left. lanes[l] = 2 * (chunks of lane l done) + 1 while a thread works on it; the
+ * launcher zeroes it. A thread that finds no free lane with chunks left returns (it never waits).
+ *
+ * Why (measured on the 2-vCPU VM, 2026-11-26, a log of which thread ran each task): with one task
+ * per sequence (4 tasks for B = 4 on 2 threads), a worker that woke 1-4 ms late (a futex wake
+ * after the benchmark's 100 ms pauses, on a machine shared with other jobs: 30-50% of the calls)
+ * found one task or none left, so one thread streamed 3/4 or all of the bytes; saxpy's 16 tasks
+ * absorb the same delay. Chunks of ~512 KiB per array keep each thread's streams contiguous (a
+ * chunk is whole rows of one sequence), and the lane with the fewest chunks done goes first, so
+ * every lane ends at about the same time and a late thread still gets an equal share.
+ *
+ * Results do not depend on who runs a chunk or when: every row is computed from the row before it
+ * by the same operations (the lane's state is claimed and released with sequentially consistent
+ * atomics, so a chunk sees the rows its predecessor wrote).
+ */
+
+/* Claims the next chunk of the free lane with the fewest chunks done (ties: `cur`, the lane this
+ * thread just ran, whose rows are still in its cache, else the lowest). Returns the lane and sets
+ * *chunk, or -1 when no free lane has a chunk left. */
+static int claim_chunk(i32* lanes, int nl, int nc, int cur, int* chunk) {
+  for (;;) {
+    int best = -1, bc = nc;
+    for (int l = 0; l < nl; l++) {
+      const i32 st = __atomic_load_n(&lanes[l], __ATOMIC_SEQ_CST);
+      const int done = st >> 1;
+      if ((st & 1) || done >= nc) continue;
+      if (done < bc || (done == bc && l == cur)) { best = l; bc = done; }
+    }
+    if (best < 0) return -1;
+    i32 want = bc << 1;
+    if (__atomic_compare_exchange_n(&lanes[best], &want, want | 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+      *chunk = bc;
+      return best;
+    }
+  }
+}
+
+/* Marks chunk c of lane l done (its rows written: the next chunk may start). */
+INLINE void release_chunk(i32* lanes, int l, int c) { __atomic_store_n(&lanes[l], (c + 1) << 1, __ATOMIC_SEQ_CST); }
+
+/* h[b,t,s] = a[b,t,s] h[b,t-1,s] + x[b,t,s] from h0[b,s] for rows [t0, t1) of lane l. Rows go in
+ * pieces of a page (TOUCH_STEP), each touching a and x TOUCH_DIST ahead, and the output as far
+ * ahead in the lane's own columns (common.h), when `touch` is set and the lane is large. The
+ * output's touch reads the line the scan will write a few rows later (a read-for-ownership that
+ * wasm cannot skip, started early); it stays inside the lane's columns of sequence b, which no
+ * other thread writes before this chunk is released (later chunks of a lane start after it). */
+static u32 scan_rows(const i32* a, int l, int t0, int t1) {
   const int L = a[5], S = a[6], per = a[7], st = a[8];
-  const int b = task / st, s0 = (task % st) * per, s1 = MIN(S, s0 + per);
+  const int b = l / st, s0 = (l % st) * per, s1 = MIN(S, s0 + per);
   const f32* A = PTR(f32, a[0]);
   const f32* X = PTR(f32, a[1]);
   f32* H = PTR(f32, a[3]);
-  const f32* prev = PTR(f32, a[2]) + (size_t)b * S;
+  const f32* prev = t0 == 0 ? PTR(f32, a[2]) + (size_t)b * S : H + ((size_t)b * L + t0 - 1) * S;
   const int tch = a[9] && (size_t)L * (s1 - s0) >= TOUCH_MIN;
   const size_t last = ((size_t)b * L + L) * S - 1; /* the last element of sequence b */
   const int ahead = (TOUCH_DIST + S - 1) / S;     /* rows: the output's touch distance */
   u32 sink = 0;
-  for (int t = 0; t < L; t++) {
+  for (int t = t0; t < t1; t++) {
     const size_t o = ((size_t)b * L + t) * S;
     const size_t oh = ((size_t)b * L + MIN(L - 1, t + ahead)) * S; /* the touched output row */
     for (int c = s0; c < s1; c += TOUCH_STEP) {
@@ -118,6 +163,23 @@ void k_scan(const i32* a, int task, int tid) {
       scan_seg(A + o, prev, X + o, H + o, c, MIN(s1, c + TOUCH_STEP));
     }
     prev = H + o;
+  }
+  return sink;
+}
+
+/* The forward scan. args: a, x, h0, out, B, L, S, sPerLane, sLanes, touch, lanes, R (rows per
+ * chunk); every task claims chunks until none is left (see claim_chunk). */
+void k_scan(const i32* a, int task, int tid) {
+  (void)task;
+  (void)tid;
+  const int B = a[4], L = a[5], st = a[8], R = a[11];
+  i32* lanes = PTR(i32, a[10]);
+  const int nl = B * st, nc = (L + R - 1) / R;
+  u32 sink = 0;
+  int c = 0;
+  for (int l = -1; (l = claim_chunk(lanes, nl, nc, l, &c)) >= 0;) {
+    sink ^= scan_rows(a, l, c * R, MIN(L, c * R + R));
+    release_chunk(lanes, l, c);
   }
   touch_done(sink);
 }
@@ -143,21 +205,37 @@ INLINE void scan_reverse_seg(const f32* an, const f32* on, const f32* gr, f32* o
   }
 }
 
-/* λ[b,t,s] = g[b,t,s] + a[b,t+1,s] λ[b,t+1,s]; args: a, g, out, B, L, S, sPerTask, sTasks. Rows go
+/* λ[b,t,s] = g[b,t,s] + a[b,t+1,s] λ[b,t+1,s] for rows t1-1 down to t0 of lane l: rows go
  * backwards and each row from its end (scan_reverse_seg). */
-void k_scan_reverse(const i32* a, int task, int tid) {
-  (void)tid;
+static void scan_reverse_rows(const i32* a, int l, int t0, int t1) {
   const int L = a[4], S = a[5], per = a[6], st = a[7];
-  const int b = task / st, s0 = (task % st) * per, s1 = MIN(S, s0 + per);
+  const int b = l / st, s0 = (l % st) * per, s1 = MIN(S, s0 + per);
   const f32* A = PTR(f32, a[0]);
   const f32* G = PTR(f32, a[1]);
   f32* O = PTR(f32, a[2]);
-  if (L == 0) return;
-  const size_t last = ((size_t)b * L + L - 1) * S;
-  for (int s = s0; s < s1; s++) O[last + s] = G[last + s];
-  for (int t = L - 2; t >= 0; t--) {
-    const size_t o = ((size_t)b * L + t) * S, nx = o + S;
-    scan_reverse_seg(A + nx, O + nx, G + o, O + o, s0, s1);
+  for (int t = t1 - 1; t >= t0; t--) {
+    const size_t o = ((size_t)b * L + t) * S;
+    if (t == L - 1) {
+      for (int s = s0; s < s1; s++) O[o + s] = G[o + s];
+    } else {
+      scan_reverse_seg(A + o + S, O + o + S, G + o, O + o, s0, s1);
+    }
+  }
+}
+
+/* The reverse scan. args: a, g, out, B, L, S, sPerLane, sLanes, lanes, R (rows per chunk, counted
+ * from the last row); every task claims chunks until none is left (see claim_chunk). */
+void k_scan_reverse(const i32* a, int task, int tid) {
+  (void)task;
+  (void)tid;
+  const int B = a[3], L = a[4], st = a[7], R = a[9];
+  i32* lanes = PTR(i32, a[8]);
+  const int nl = B * st, nc = (L + R - 1) / R;
+  int c = 0;
+  for (int l = -1; (l = claim_chunk(lanes, nl, nc, l, &c)) >= 0;) {
+    const int t1 = L - c * R;
+    scan_reverse_rows(a, l, MAX(0, t1 - R), t1);
+    release_chunk(lanes, l, c);
   }
 }
 

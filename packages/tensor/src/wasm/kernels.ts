@@ -290,32 +290,54 @@ const crossEntropy: Launcher<"crossEntropy"> = (ctx, [logits, targets], out) => 
 // ---------------------------------------------------------------------------------------------
 // scans and conv1d
 
+/** Values of each array in one chunk of a parallel scan (512 KiB of f32: see scanSplit). */
+export const SCAN_CHUNK_FLOATS = 1 << 17;
+
 /**
- * Tasks of a scan over [B, L, S]: (b, chunk of S). Whole rows where there are enough sequences
- * (each task then streams its [L, S] block sequentially, as saxpy does); chunks of S only to give
- * every thread about two tasks.
+ * How a linear scan over [B, L, S] is split (wasm/nn.c, claim_chunk): lanes of whole sequences, or
+ * of column blocks [s0, s0 + per) where there are fewer sequences than threads; chunks of R rows
+ * that any thread may claim, one at a time per lane, in order. A chunk is SCAN_CHUNK_FLOATS values
+ * of each array (whole rows: each thread streams contiguous memory, as saxpy does), so a thread
+ * that starts late (a futex wake on a busy machine took 1-4 ms) still gets its share, where one
+ * task per sequence left it one task of four or none. Small scans run on the calling thread, lane
+ * after lane (one chunk each). The split never changes a result: every row is computed from the
+ * row before it in the same way.
  */
-function splitBS(ctx: WasmCtx, B: number, L: number, S: number): [number, number, boolean] {
-  const parallel = B * L * S >= PARALLEL_MIN_WORK * 4;
-  if (!parallel) return [S, 1, false];
-  const chunks = Math.max(1, Math.min(ceilDiv(2 * ctx.threads, B), Math.floor(S / 64)));
-  const per = chunks === 1 ? S : roundUp(ceilDiv(S, chunks), 16);
-  return [per, ceilDiv(S, per), parallel];
+function scanSplit(ctx: WasmCtx, B: number, L: number, S: number): { per: number; lanes: number; sLanes: number; rows: number; tasks: number; parallel: boolean } {
+  const parallel = B * L * S >= PARALLEL_MIN_WORK * 4 && ctx.threads > 1;
+  if (!parallel) return { per: S, lanes: B, sLanes: 1, rows: L, tasks: 1, parallel };
+  // column blocks only for fewer sequences than threads: each block is a strided walk (one
+  // piece of every row), slower to stream than whole rows
+  const blocks = Math.max(1, Math.min(ceilDiv(ctx.threads, B), Math.floor(S / 64)));
+  const per = blocks === 1 ? S : roundUp(ceilDiv(S, blocks), 16);
+  const sLanes = ceilDiv(S, per), lanes = B * sLanes;
+  if (lanes === 1) return { per: S, lanes: 1, sLanes: 1, rows: L, tasks: 1, parallel: false }; // one chain of rows: nothing to share
+  const rows = Math.min(L, Math.max(1, Math.ceil(SCAN_CHUNK_FLOATS / per)));
+  return { per, lanes, sLanes, rows, tasks: Math.min(ctx.threads, lanes * ceilDiv(L, rows)), parallel };
+}
+
+/** The lane states of a scan (wasm/nn.c, claim_chunk), zeroed. */
+function laneBoard(ctx: WasmCtx, lanes: number): number {
+  const p = ctx.temp(4 * lanes);
+  ctx.heap.i32.fill(0, p >> 2, (p >> 2) + lanes);
+  return p;
 }
 
 const scan: Launcher<"scan"> = (ctx, [a, x, h0], out) => {
   const [B, L, S] = a.shape;
   if (B * L * S === 0) return true;
-  const [per, st, par] = splitBS(ctx, B, L, S);
-  ctx.launch(K.SCAN, [ctx.ptr(a), ctx.ptr(x), ctx.ptr(h0), ctx.ptr(out), B, L, S, per, st, ctx.touchAhead ? 1 : 0], B * st, par);
+  const sp = scanSplit(ctx, B, L, S);
+  const lanes = laneBoard(ctx, sp.lanes);
+  ctx.launch(K.SCAN, [ctx.ptr(a), ctx.ptr(x), ctx.ptr(h0), ctx.ptr(out), B, L, S, sp.per, sp.sLanes, ctx.touchAhead ? 1 : 0, lanes, sp.rows], sp.tasks, sp.parallel);
   return true;
 };
 
 const scanReverse: Launcher<"scanReverse"> = (ctx, [a, g], out) => {
   const [B, L, S] = a.shape;
   if (B * L * S === 0) return true;
-  const [per, st, par] = splitBS(ctx, B, L, S);
-  ctx.launch(K.SCAN_REVERSE, [ctx.ptr(a), ctx.ptr(g), ctx.ptr(out), B, L, S, per, st], B * st, par);
+  const sp = scanSplit(ctx, B, L, S);
+  const lanes = laneBoard(ctx, sp.lanes);
+  ctx.launch(K.SCAN_REVERSE, [ctx.ptr(a), ctx.ptr(g), ctx.ptr(out), B, L, S, sp.per, sp.sLanes, lanes, sp.rows], sp.tasks, sp.parallel);
   return true;
 };
 
