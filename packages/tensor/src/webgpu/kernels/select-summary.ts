@@ -146,9 +146,13 @@ fn keyAt(row: u32, i: u32, nsetBefore: u32, k: u32) -> vec2<u32> {
   if (isNan(s)) { return vec2<u32>(2u, select(0u, 0xffffffffu, nsetBefore < k)); }
   return vec2<u32>(1u, ord(s));
 }
-// how many of the list's first n keys (largest first) are > kappa (gt) or ≥ kappa
+// how many of the list's first n keys (largest first) are > kappa (gt) or ≥ kappa; the tile's
+// best key first: for a position among the best so far most tiles have none (one load each, and
+// the loads of successive tiles do not wait on each other), a binary search only where some are
 fn countAbove(lb: u32, n: u32, kappa: u32, gt: bool) -> u32 {
-  var lo = 0u; var hi = n;
+  let top = summ[lb];
+  if (n == 0u || top < kappa || (gt && top == kappa)) { return 0u; }
+  var lo = 1u; var hi = n;
   loop {
     if (lo >= hi) { break; }
     let mid = (lo + hi) / 2u;
