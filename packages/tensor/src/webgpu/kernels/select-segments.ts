@@ -27,6 +27,22 @@ export const SEG_MAX_K = 128;
 /** The longest segment: pass B keeps a segment's ends in workgroup memory. */
 export const SEG_MAX_T = 256;
 
+/**
+ * WGSL: `arr[lid]` = the sum of `value` over threads 0..lid of a workgroup of n threads
+ * (Hillis-Steele: log2(n) rounds, two barriers each; call from uniform control flow).
+ */
+export function inclusiveSumWgsl(arr: string, value: string, n: number): string {
+  return `${arr}[lid] = ${value};
+  workgroupBarrier();
+  for (var d = 1u; d < ${n}u; d = d * 2u) {
+    var v = 0u;
+    if (lid >= d) { v = ${arr}[lid - d]; }
+    workgroupBarrier();
+    ${arr}[lid] += v;
+    workgroupBarrier();
+  }`;
+}
+
 /** Segment length for rows of L: about √(L / 4) (pass A's L² / 2T against pass B's L·T), a power of two in [64, 256]. */
 export function segmentLength(L: number): number {
   let T = ROWS_WG;
@@ -55,16 +71,8 @@ fn main(${ENTRY_ARGS}) {
   let j0 = min(s, lid * r); let j1 = min(s, j0 + r);
   var c = 0u;
   for (var j = j0; j < j1; j++) { c += select(0u, 1u, ends[row + j] >= s); }
-  // exclusive prefix of the counts over the workgroup (Hillis-Steele on the inclusive sums)
-  sums[lid] = c;
-  workgroupBarrier();
-  for (var d = 1u; d < ${SEG_WG}u; d = d * 2u) {
-    var v = 0u;
-    if (lid >= d) { v = sums[lid - d]; }
-    workgroupBarrier();
-    sums[lid] += v;
-    workgroupBarrier();
-  }
+  // exclusive prefix of the counts over the workgroup (from the inclusive sums)
+  ${inclusiveSumWgsl("sums", "c", SEG_WG)}
   let base = wg * (k + 1u);
   var o = sums[lid] - c;
   if (lid == ${SEG_WG - 1}u) { seg[base] = i32(min(k, sums[lid])); }

@@ -30,6 +30,7 @@
 import type { DType } from "../../dtype.ts";
 import { ENTRY_ARGS, header, LINEAR_WG, pu } from "../context.ts";
 import { bitsFns } from "./select-lanes.ts";
+import { inclusiveSumWgsl } from "./select-segments.ts";
 
 /** Entries per tile (and threads of pass S: one entry each). */
 export const TILE_S = 256;
@@ -97,16 +98,8 @@ fn main(${ENTRY_ARGS}) {
       before += workgroupUniformLoad(&wtot);
       t++;
     }
-    // exclusive prefix of the tile's set flags (Hillis-Steele on inclusive sums)
-    pre[lid] = select(0u, 1u, isS);
-    workgroupBarrier();
-    for (var d = 1u; d < ${T}u; d = d * 2u) {
-      var v = 0u;
-      if (lid >= d) { v = pre[lid - d]; }
-      workgroupBarrier();
-      pre[lid] += v;
-      workgroupBarrier();
-    }
+    // the tile's set flags summed up to each entry (minus its own: the set positions before it)
+    ${inclusiveSumWgsl("pre", "select(0u, 1u, isS)", T)}
     if (nan && before + pre[lid] - 1u < k) { key = 0xffffffffu; }
   }
   // bitonic sort, largest first
