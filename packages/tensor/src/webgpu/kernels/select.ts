@@ -25,6 +25,11 @@
  *   latency: before the tiling, each pass took 0.28 ms a call at B = 8, L = 2048, k = 50, "top",
  *   on an H200). Where B·L is small (selectTuning.lanesBelow), both passes give each position
  *   several threads instead, each scanning a share of every tile (select-lanes.ts).
+ *   In "top" mode pass 2 builds the rows from segments instead (select-segments.ts: lists of the
+ *   held positions at segment starts, then each row from its segment's list), and for rows of
+ *   selectTuning.summaryMinL and more with f32 scores pass 1 reads each tile's k best keys
+ *   (select-summary.ts) instead of the row entry by entry: both passes then grow about as
+ *   L·(L / 256) a row instead of L², so chunks of 64K-128K positions stay fast.
  *
  * NaN scores ("top"), as the reference's comparisons treat them: a NaN newcomer to a full memory
  * is dropped (it compares below everything), a NaN that entered while the memory filled up is
