@@ -16,6 +16,7 @@ import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positive
 import { existsSync } from "node:fs";
 import process from "node:process";
 import { disposeTree, random } from "@memmamba/tensor";
+import { attnReadTuning } from "../../tensor/src/webgpu/kernels/attention.ts";
 import { initLM, presetNames, type PresetName } from "@memmamba/memmamba";
 import {
   BACKENDS, type BackendChoice, chunkedForward, isOutOfMemory, type KernelTime, mib, modelConfig, type ModelKind, openBackend, parseLengths, progress,
@@ -33,6 +34,7 @@ const HELP = `long-context: batch-1 latency of the chunked forward at long lengt
   --warmup N        untimed runs first (default 1)
   --cap-s S         stop timing a configuration after S seconds (default 90)
   --reference F     JSON of packages/bench/gpu/ref_long_context.py from the same run
+  --attn-positions N  WebGPU fused pool read: positions per workgroup, 1, 2, 4, 8 or 16 (default ${attnReadTuning.positions})
   --profile         WebGPU: after each timed row, one more forward with every dispatch timed,
                     GPU ms by kernel and primitive call (shapes); the top rows go in the JSON
   --json            print the JSON result on stdout instead of the table
@@ -127,8 +129,13 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
   }
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", lengths: "string", chunks: "string", runs: "string", warmup: "string",
-    "cap-s": "string", reference: "string", profile: "boolean", json: "boolean", out: "string", help: "boolean",
+    "cap-s": "string", reference: "string", profile: "boolean", json: "boolean", out: "string", help: "boolean", "attn-positions": "string",
   });
+  if (f["attn-positions"] !== undefined) {
+    const n = Number(f["attn-positions"]);
+    if (![1, 2, 4, 8, 16].includes(n)) throw new Error(`--attn-positions must be 1, 2, 4, 8 or 16, got "${f["attn-positions"]}"`);
+    attnReadTuning.positions = n;
+  }
   const backend = (f.backend ?? "webgpu") as BackendChoice;
   if (!BACKENDS.includes(backend)) throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
   const presetName = (f.preset ?? "small") as PresetName;
