@@ -77,6 +77,15 @@ test("long-context: a tiny CPU run times each kind × length × chunk and compar
   const j = readBack<LongContextResult>(out);
   expect(j.rows.map((r) => `${r.kind} ${r.L} ${r.chunk}`)).toEqual(["memmamba 64 16", "memmamba 64 64", "mamba 64 16", "mamba 64 64"]);
   for (const r of j.rows) expect(r.seconds).toBeGreaterThan(0);
+  // the host work of one more forward: four chunks of 16 launch more than one chunk of 64; the
+  // CPU creates no GPU buffers or bind groups
+  for (const kind of ["memmamba", "mamba"]) {
+    const [c16, c64] = j.rows.filter((r) => r.kind === kind).map((r) => r.counts!);
+    expect(c64.launches).toBeGreaterThan(0);
+    expect(c16.launches).toBeGreaterThan(c64.launches);
+    expect([c16.bindGroupsCreated, c16.buffersCreated, c64.submits]).toEqual([0, 0, 0]);
+    expect(c16.wallMs).toBeGreaterThan(0);
+  }
   const mamba = j.comparisons.find((c) => c.kind === "mamba")!;
   const best = Math.min(...j.rows.filter((r) => r.kind === "mamba").map((r) => r.seconds!));
   expect(mamba.seconds).toBe(best);
