@@ -26,7 +26,7 @@ import { showShape, sizeOf } from "../shape.ts";
 import { cpuKernels, cpuMultiKernels, type CpuArg } from "../cpu/kernels.ts";
 import { openBlas, type Blas } from "../ffi/blas.ts";
 import { WasmHeap } from "./heap.ts";
-import { GEMM_SCRATCH_BYTES, selectiveScanWithState, wasmLaunchers, type Launcher, type WasmCtx } from "./kernels.ts";
+import { GEMM_SCRATCH_BYTES, wasmLaunchers, wasmMultiLaunchers, type Launcher, type MultiLauncher, type WasmCtx } from "./kernels.ts";
 import { chooseVariant, createSharedMemory, instantiate, type KernelExports, wasmBytes, wasmSupport, type WasmVariant } from "./module.ts";
 import { CTRL_BYTES, WorkerPool } from "./pool.ts";
 import { readEnv as env } from "../env.ts";
@@ -303,14 +303,19 @@ export class WasmBackend implements Backend {
   run<Kn extends PrimName>(prim: Kn, inputs: readonly KernelArg[], output: KernelArg, params: PrimParams[Kn]): void {
     this.#checkSizes(prim, [...inputs, output]);
     const launcher = this.choice === "ts" ? undefined : (wasmLaunchers[prim] as Launcher<Kn> | undefined);
+    if (launcher && this.#launched(() => launcher(this.#ctx, inputs, output, params))) return;
+    const kernel = cpuKernels[prim] as (ins: CpuArg[], out: CpuArg, p: PrimParams[Kn]) => void;
+    kernel(inputs.map((a) => this.#cpuArg(a)), this.#cpuArg(output), params);
+  }
+
+  /** Runs a wasm launcher (true: it handled the primitive), then frees the scratch it took. */
+  #launched(launch: () => boolean): boolean {
     try {
-      if (launcher && launcher(this.#ctx, inputs, output, params)) return;
+      return launch();
     } finally {
       for (const t of this.#temps) this.heap.free(t.ptr, t.bytes);
       this.#temps.length = 0;
     }
-    const kernel = cpuKernels[prim] as (ins: CpuArg[], out: CpuArg, p: PrimParams[Kn]) => void;
-    kernel(inputs.map((a) => this.#cpuArg(a)), this.#cpuArg(output), params);
   }
 
   /** Each buffer holds as many elements as its shape says (a clear error naming the primitive). */
@@ -339,17 +344,11 @@ export class WasmBackend implements Backend {
     return prim === "unaryGrad" || prim === "rmsNorm" || prim === "softmaxGrad" || prim === "addN" || prim === "attnRead";
   }
 
-  /** Multi-output primitives: the CPU kernels over views of the wasm heap. */
+  /** Multi-output primitives: a wasm kernel where there is one (wasmMultiLaunchers), else the CPU kernels over views of the wasm heap. */
   runMulti<Kn extends MultiPrimName>(prim: Kn, inputs: readonly KernelArg[], outputs: readonly KernelArg[], params: MultiPrimParams[Kn]): void {
     this.#checkSizes(prim, [...inputs, ...outputs]);
-    if (prim === "selectiveScanWithState" && this.choice !== "ts") {
-      try {
-        if (selectiveScanWithState(this.#ctx, inputs, outputs)) return;
-      } finally {
-        for (const t of this.#temps) this.heap.free(t.ptr, t.bytes);
-        this.#temps.length = 0;
-      }
-    }
+    const launcher = this.choice === "ts" ? undefined : (wasmMultiLaunchers[prim] as MultiLauncher<Kn> | undefined);
+    if (launcher && this.#launched(() => launcher(this.#ctx, inputs, outputs, params))) return;
     cpuMultiKernels[prim](inputs.map((a) => this.#cpuArg(a)), outputs.map((a) => this.#cpuArg(a)), params);
   }
 

@@ -7,7 +7,7 @@
  * Task sizes may depend on the thread count: no result does (see wasm/common.h). The one split
  * that changes roundings — the channel blocks of the selective scan's dB/dC — depends on Di alone.
  */
-import type { BinaryOp, CompareOp, KernelArg, PrimName, PrimParams, UnaryOp } from "../backend.ts";
+import type { BinaryOp, CompareOp, KernelArg, MultiPrimName, MultiPrimParams, PrimName, PrimParams, UnaryOp } from "../backend.ts";
 import { stridesOf } from "../shape.ts";
 import { broadcastStrides } from "../cpu/strided.ts";
 import type { Sgemm } from "../ffi/blas.ts";
@@ -41,6 +41,8 @@ export interface WasmCtx {
 
 /** A launcher: true when it ran the kernel, false to let the TypeScript reference run it. */
 export type Launcher<Kn extends PrimName> = (ctx: WasmCtx, ins: readonly KernelArg[], out: KernelArg, p: PrimParams[Kn]) => boolean;
+/** A multi-output primitive's wasm kernel (Backend.runMulti); false: not handled, the TypeScript kernel runs. */
+export type MultiLauncher<Kn extends MultiPrimName> = (ctx: WasmCtx, ins: readonly KernelArg[], outs: readonly KernelArg[], p: MultiPrimParams[Kn]) => boolean;
 
 /** Work (elements or flops) below which a kernel stays on the calling thread. */
 export const PARALLEL_MIN_WORK = 1 << 15;
@@ -444,12 +446,12 @@ const selectiveScanState: Launcher<"selectiveScanState"> = (ctx, ins, out) => {
   return true;
 };
 
-/** selectiveScanWithState (Backend.runMulti): y and the last state from one forward, [y, state] = outs. */
-export function selectiveScanWithState(ctx: WasmCtx, ins: readonly KernelArg[], [y, state]: readonly KernelArg[]): boolean {
+/** selectiveScanWithState: y and the last state from one forward, [y, state] = outs. */
+const selectiveScanWithState: MultiLauncher<"selectiveScanWithState"> = (ctx, ins, [y, state]) => {
   if (size(y.shape) === 0 || size(state.shape) === 0) return false;
   ssmForward(ctx, ins, ctx.ptr(y), ctx.ptr(state));
   return true;
-}
+};
 
 /** Channels per block of the backward pass: depends on Di alone (it sets dB/dC's roundings). */
 export function ssmBackwardChunk(Di: number): number {
@@ -474,6 +476,9 @@ const selectiveScanGrad: Launcher<"selectiveScanGrad"> = (ctx, ins, out) => {
   ctx.launch(K.SSM_BWD_REDUCE, [dBp, dCp, ctx.ptr(out), B, L, Di, N, nblocks, per], ceilDiv(BLN, per), parallel && BLN * nblocks >= PARALLEL_MIN_WORK);
   return true;
 };
+
+/** The multi-output primitives with a wasm kernel (the others run the TypeScript one on shared views). */
+export const wasmMultiLaunchers: { [Kn in MultiPrimName]?: MultiLauncher<Kn> } = { selectiveScanWithState };
 
 /** The primitives with a wasm kernel (the others run the TypeScript reference on shared views). */
 export const wasmLaunchers: { [Kn in PrimName]?: Launcher<Kn> } = {
