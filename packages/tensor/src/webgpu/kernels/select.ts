@@ -537,14 +537,14 @@ export function causalSelectKernel(ctx: GpuCtx, [mask, score]: readonly KernelAr
     const ends: BufRef = ctx.temp(2 * B * L * 4);
     // a workgroup serves WGP / lanes positions of one row
     const lanes = causalSelectLanes(B, L, p.mode);
-    const groups = grid(B * ceilDiv(L, WGP / lanes), ctx.limits.maxComputeWorkgroupsPerDimension);
     const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
+    const groups = grid(B * ceilDiv(L, WGP / lanes), maxDim);
+    const ms = [ctx.ref(mask, "causalSelect"), ctx.ref(score, "causalSelect")];
     if (usesSummary(L, p.k, p.mode, score.dtype)) {
       // pass 1 from tile summaries (select-summary.ts): each tile's k best keys, then the ends
       const nT = ceilDiv(L, TILE_S);
       const summ = ctx.temp(B * nT * summaryWords(p.k) * 4);
       const w = new ParamWords().u(B).u(L).u(p.k).u(nT).words();
-      const ms = [ctx.ref(mask, "causalSelect"), ctx.ref(score, "causalSelect")];
       ctx.dispatch({
         label: "causalSelect", key: `causalSelectSumm:${mask.dtype}${score.dtype}`, wgsl: () => summaryWgsl(mask.dtype, score.dtype),
         buffers: [summ, ...ms], params: w, groups: grid(B * nT, maxDim),
@@ -558,7 +558,7 @@ export function causalSelectKernel(ctx: GpuCtx, [mask, score]: readonly KernelAr
       ctx.dispatch({
         label: "causalSelect", key: `causalSelectEnd:${mask.dtype}${score.dtype}:${lanes}`,
         wgsl: () => (lanes === 1 ? selectEndWgsl(mask.dtype, score.dtype) : selectEndLanesWgsl(mask.dtype, score.dtype, lanes)),
-        buffers: [ends, ctx.ref(mask, "causalSelect"), ctx.ref(score, "causalSelect")],
+        buffers: [ends, ...ms],
         params: new ParamWords().u(B).u(L).u(p.k).u(mode).words(),
         groups,
       });
