@@ -12,7 +12,7 @@
  * "61K" is read as 61,440 (60 × 1024) and "262K" as 262,144 (256 × 1024). Writes JSON after every
  * configuration. Asserts nothing about time.
  */
-import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positiveInt, programArgs, readJson, writeJson } from "./runtime.ts";
+import { detectRuntime, fmt, formatTable, fromRoot, median, oneOf, parseFlags, positiveInt, programArgs, readJson, writeJson } from "./runtime.ts";
 import { existsSync } from "node:fs";
 import process from "node:process";
 import { disposeTree, random } from "@memmamba/tensor";
@@ -131,11 +131,8 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
     backend: "string", preset: "string", kinds: "string", lengths: "string", chunks: "string", runs: "string", warmup: "string",
     "cap-s": "string", reference: "string", profile: "boolean", json: "boolean", out: "string", help: "boolean", "attn-positions": "string",
   });
-  if (f["attn-positions"] !== undefined) {
-    const n = Number(f["attn-positions"]);
-    if (![1, 2, 4, 8, 16].includes(n)) throw new Error(`--attn-positions must be 1, 2, 4, 8 or 16, got "${f["attn-positions"]}"`);
-    attnReadTuning.positions = n;
-  }
+  const positions = oneOf("attn-positions", f["attn-positions"], ["1", "2", "4", "8", "16"] as const);
+  if (positions) attnReadTuning.positions = Number(positions);
   const backend = (f.backend ?? "webgpu") as BackendChoice;
   if (!BACKENDS.includes(backend)) throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
   const presetName = (f.preset ?? "small") as PresetName;

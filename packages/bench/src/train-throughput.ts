@@ -53,7 +53,7 @@ const HELP = `train-throughput: tokens/s of a full training step (forward, backw
   --ssm-fwd-algo A WebGPU selective scan forward: chunked or lookback (default ${ssmTuning.fwdAlgo})
   --ssm-bwd-algo A WebGPU selective scan backward: scratch or segments (default ${ssmTuning.bwdAlgo})
   --attn A         MemMamba's pool reads: fused (one launch each way, the default) or ops (indexedAttention)
-  --attn-positions N  WebGPU fused pool read: positions per workgroup, 1-16 (default ${attnReadTuning.positions})
+  --attn-positions N  WebGPU fused pool read: positions per workgroup, 1, 2, 4, 8 or 16 (default ${attnReadTuning.positions})
   --attn-dots D    WebGPU fused pool read's dot products: lanes or slots (default ${attnReadTuning.dots})
   --attn-dot-lanes N  lanes per slot with --attn-dots lanes: 4, 8 or 16 (default ${attnReadTuning.dotLanes})
   --ratios-only F  measure nothing: re-read our JSON F, add --reference's ratios, write --out (default F)
@@ -353,11 +353,8 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   ssmTuning.fwdAlgo = oneOf("ssm-fwd-algo", f["ssm-fwd-algo"], ["chunked", "lookback"] as const) ?? ssmTuning.fwdAlgo;
   const attn = oneOf("attn", f.attn, ["fused", "ops"] as const);
   if (attn) attentionTuning.fused = attn === "fused";
-  if (f["attn-positions"] !== undefined) {
-    const n = Number(f["attn-positions"]);
-    if (!Number.isInteger(n) || n < 1 || n > 16) throw new Error(`--attn-positions must be an integer 1-16, got "${f["attn-positions"]}"`);
-    attnReadTuning.positions = n;
-  }
+  const positions = oneOf("attn-positions", f["attn-positions"], ["1", "2", "4", "8", "16"] as const);
+  if (positions) attnReadTuning.positions = Number(positions);
   attnReadTuning.dots = oneOf("attn-dots", f["attn-dots"], ["lanes", "slots"] as const) ?? attnReadTuning.dots;
   const dotLanes = oneOf("attn-dot-lanes", f["attn-dot-lanes"], ["4", "8", "16"] as const);
   if (dotLanes) attnReadTuning.dotLanes = Number(dotLanes);
