@@ -65,20 +65,36 @@ function joinReads(reads: readonly PoolRead[]): PoolRead {
 }
 
 /**
- * softmax(q·Kᵀ/√S) V over the notes a read sees, K = notes·W_k and V = notes·W_v: q [B, L, S] →
- * out [B, L, S] and weights [B, L, P]. The table is projected once (M rows) and the fused
- * `indexedAttention` reads the projected rows through the index, so no [B, L, P, S] keys or
- * values exist in the forward or the backward pass. Same numbers as `poolAttentionWeighted` over
- * gathered slots (the composite it replaced, kept as the reference), within f32 rounding.
+ * softmax(q·Kᵀ/√S) V over the notes a read sees, q = h·W_q, K = notes·W_k and V = notes·W_v:
+ * h [B, L, d] → out [B, L, S] (and weights [B, L, P]). The fused `indexedAttention` reads table
+ * rows through the index, so no [B, L, P, S] keys or values exist in the forward or the backward
+ * pass. Same numbers as `poolAttentionWeighted` over gathered slots (the composite it replaced,
+ * kept as the reference), within f32 rounding.
+ *
+ * Why W_k goes into the query: q·(n W_k)ᵀ = (h W_q W_kᵀ)·n, so the logits read the notes
+ * themselves with the query h·(W_q W_kᵀ). The [d, S] product costs nothing, where projecting
+ * the table costs a [M, S]·[S, S] matmul with M ≈ L rows (and its two backward matmuls).
+ * Why W_v may stay out (`values: "notes"`): Σ w·(n W_v) = (Σ w·n) W_v, and a caller whose next
+ * step is a linear map (the fusion's projection) folds W_v into that map's weight, so neither
+ * the table nor the read is projected by W_v. Both are equal to the projected form up to f32
+ * rounding.
  */
-function readPoolAttention(q: Tensor, read: PoolRead, wk: Tensor, wv: Tensor): Tensor;
-function readPoolAttention(q: Tensor, read: PoolRead, wk: Tensor, wv: Tensor, weights: true): { out: Tensor; weights: Tensor };
-function readPoolAttention(q: Tensor, read: PoolRead, wk: Tensor, wv: Tensor, weights = false): Tensor | { out: Tensor; weights: Tensor } {
-  const keys = matmul(read.table, wk), values = matmul(read.table, wv);
+function readPoolAttention(h: Tensor, wq: Tensor, read: PoolRead, wk: Tensor, wv: Tensor | null): Tensor;
+function readPoolAttention(h: Tensor, wq: Tensor, read: PoolRead, wk: Tensor, wv: Tensor | null, weights: true): { out: Tensor; weights: Tensor };
+function readPoolAttention(h: Tensor, wq: Tensor, read: PoolRead, wk: Tensor, wv: Tensor | null, weights = false): Tensor | { out: Tensor; weights: Tensor } {
+  const q = matmul(h, matmul(wq, wk, { transB: true }));
+  const values = wv ? matmul(read.table, wv) : read.table;
   // the read alone is one fused launch each way (indexedAttentionFused); the weights, when asked
   // for, come from the op-by-op form, which returns them
-  return weights ? indexedAttention(q, keys, values, read.index, read.valid) : indexedAttentionFused(q, keys, values, read.index, read.valid);
+  return weights ? indexedAttention(q, read.table, values, read.index, read.valid) : indexedAttentionFused(q, read.table, values, read.index, read.valid);
 }
+
+/**
+ * What a read returns: "projected" (default), c as Eq. 6/7 write it (the values projected by
+ * W_v); or "notes", the weighted sum of the notes before W_v, for a caller that folds W_v into
+ * its next linear map (`fusionTerm`'s `pre`; the layer does this outside of traces).
+ */
+export type ReadValues = "projected" | "notes";
 
 /**
  * softmax(q·Kᵀ/√S) V over slots already gathered per position: the composite form, for callers
@@ -134,7 +150,7 @@ export function stateImportance(p: Linear, src: Tensor): Tensor {
 
 /** What cross-token attention read for each position, and how much the state wanted it. */
 export interface CrossTokenRead {
-  /** c_tok [B, L, S]. */
+  /** c_tok [B, L, S] (with values "notes": before W_v, see ReadValues). */
   c: Tensor;
   /** I_state [B, L]. */
   score: Tensor;
@@ -148,12 +164,21 @@ export interface CrossTokenRead {
  * Eq. 6/10: c_tok = 1[I_state > τ2] ⊙ I_state ⊙ Attn(h W_q, notes W_k, notes W_v) over the notes the
  * layer's own pool holds before t; h = RMSNorm(x_l) [B, L, d], stateSrc what I_state scores. As with
  * the notes, the score scales what it gates, so the state scorer learns through the read.
+ * `opts.weights` also returns the attention weights; `opts.values: "notes"` returns c before W_v
+ * (see ReadValues).
  */
-export function crossTokenAttention(p: CrossTokenParams, h: Tensor, stateSrc: Tensor, read: PoolRead, m: MemoryConfig, opts: { weights?: boolean } = {}): CrossTokenRead {
+export function crossTokenAttention(
+  p: CrossTokenParams,
+  h: Tensor,
+  stateSrc: Tensor,
+  read: PoolRead,
+  m: MemoryConfig,
+  opts: { weights?: boolean; values?: ReadValues } = {},
+): CrossTokenRead {
   const score = stateImportance(p.state, stateSrc);
   const gate = noGrad(() => gt(score, m.tau2));
-  const q = matmul(h, p.q.w);
-  const { out: attn, weights } = opts.weights ? readPoolAttention(q, read, p.k.w, p.v.w, true) : { out: readPoolAttention(q, read, p.k.w, p.v.w), weights: undefined };
+  const wv = opts.values === "notes" ? null : p.v.w;
+  const { out: attn, weights } = opts.weights ? readPoolAttention(h, p.q.w, read, p.k.w, wv, true) : { out: readPoolAttention(h, p.q.w, read, p.k.w, wv), weights: undefined };
   const c = mul(attn, reshape(mul(gate, score), [...score.shape, 1]));
   return { c, score, gate, weights };
 }
@@ -162,7 +187,8 @@ export function crossTokenAttention(p: CrossTokenParams, h: Tensor, stateSrc: Te
  * Eq. 7/11: c_lay = Attn(h W_q, notes W_k, notes W_v) over the notes held at t in the pools of the
  * g layers before this one (their slots side by side: g·P keys). We exclude the layer's own pool,
  * which cross-token attention already reads, so the two reads carry different information.
+ * `values: "notes"` returns the read before W_v (see ReadValues).
  */
-export function crossLayerAttention(p: CrossLayerParams, h: Tensor, reads: readonly PoolRead[]): Tensor {
-  return readPoolAttention(matmul(h, p.q.w), joinReads(reads), p.k.w, p.v.w);
+export function crossLayerAttention(p: CrossLayerParams, h: Tensor, reads: readonly PoolRead[], opts: { values?: ReadValues } = {}): Tensor {
+  return readPoolAttention(h, p.q.w, joinReads(reads), p.k.w, opts.values === "notes" ? null : p.v.w);
 }

@@ -65,13 +65,17 @@ export function initFusionState(cfg: ModelConfig, batch: number): Tensor | undef
 /**
  * One term F(c) of Eq. 12 for a read c [B, L, S] at the stream x [B, L, d]. With a conv state
  * (chunked and recurrent modes) the conv continues from it and the next state is returned.
+ * `pre` [S', S]: c [B, L, S'] comes before a linear map that the projection absorbs (its weight
+ * becomes pre·W): the layer passes W_v with a read of the notes (attention.ts, ReadValues), so
+ * (c·W_v)·W is computed as c·(W_v·W), with no [B, L, S]·[S, S] matmul. Equal up to f32 rounding.
  */
-export function fusionTerm(p: FusionParams, kind: FusionKind, x: Tensor, c: Tensor, convState?: Tensor): { term: Tensor; state?: Tensor } {
+export function fusionTerm(p: FusionParams, kind: FusionKind, x: Tensor, c: Tensor, convState?: Tensor, pre?: Tensor): { term: Tensor; state?: Tensor } {
+  const w = pre ? matmul(pre, p.proj.w) : p.proj.w;
   // weighted: (c·W) ⊙ α as c·(W ⊙ α), the same product with α folded into the [S, d] weight: no
   // [B, L, d] multiply forward, nor its two full-size passes backward (α's gradient then comes
   // from the small weight gradient). Equal up to f32 rounding.
-  if (kind === "weighted" && !p.proj.b) return { term: matmul(c, mul(p.proj.w, p.scale!)) };
-  const u = linear(p.proj, c);
+  if (kind === "weighted" && !p.proj.b) return { term: matmul(c, mul(w, p.scale!)) };
+  const u = linear({ w, b: p.proj.b }, c);
   switch (kind) {
     case "weighted":
       return { term: mul(u, p.scale!) };

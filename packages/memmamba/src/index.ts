@@ -13,7 +13,7 @@ export { poolSummary, type PoolingKind } from "./pooling.ts";
 export { initNote, stateSummary, takeNotes, tokenImportance, type NoteParams, type Notes } from "./note.ts";
 export { initPoolState, insertNote, insertNoteTraced, readPool, selectNotes, type InsertTrace, type PoolRead, type PoolState } from "./pool.ts";
 export {
-  crossLayerAttention, crossTokenAttention, initCrossLayer, initCrossToken, poolAttention, poolAttentionWeighted, stateImportance,
+  crossLayerAttention, crossTokenAttention, initCrossLayer, initCrossToken, poolAttention, poolAttentionWeighted, stateImportance, type ReadValues,
   type CrossLayerParams, type CrossTokenParams, type CrossTokenRead,
 } from "./attention.ts";
 export { FUSION_CONV_K, fuseMemory, fusionTerm, initFusion, initFusionState, type FusionKind, type FusionParams } from "./fusion.ts";

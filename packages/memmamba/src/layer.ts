@@ -12,7 +12,7 @@
  * The same function runs a whole sequence (parallel: no state; chunked: a carried state) or one
  * token (`step: true`: the pool is read from the state, then the note is inserted).
  */
-import { max, mul, noGrad, random, reshape, sum, tidy, type Tensor } from "@memmamba/tensor";
+import { matmul, max, mul, noGrad, random, reshape, sum, tidy, type Tensor } from "@memmamba/tensor";
 import { crossLayerSources, hasCrossLayer, usesMemory, type ModelConfig } from "./config.ts";
 import { crossLayerAttention, crossTokenAttention, initCrossLayer, initCrossToken, type CrossLayerParams, type CrossTokenParams } from "./attention.ts";
 import { fuseMemory, fusionTerm, initFusion, initFusionState, type FusionParams } from "./fusion.ts";
@@ -170,9 +170,12 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
   const next: LayerState | undefined = state ? { mamba: mo.state!, pool } : undefined;
   let tok: ReturnType<typeof crossTokenAttention> | undefined;
   let cLay: Tensor | undefined;
+  // the reads return the notes' weighted sums and W_v goes into the fusion's projection
+  // (attention.ts, ReadValues); a trace reports c as Eq. 6/7 write it, c·W_v, computed aside so
+  // that tracing changes no number
   if (m.crossToken) {
-    tok = crossTokenAttention(p.crossToken!, h, m.stateScore === "scan" ? rmsNormalize(mo.scan, cfg.normEps) : h, read, m, { weights: ctx.trace });
-    const f = fusionTerm(p.fuseTok!, m.fusion, y, tok.c, state?.fuseTok);
+    tok = crossTokenAttention(p.crossToken!, h, m.stateScore === "scan" ? rmsNormalize(mo.scan, cfg.normEps) : h, read, m, { weights: ctx.trace, values: "notes" });
+    const f = fusionTerm(p.fuseTok!, m.fusion, y, tok.c, state?.fuseTok, p.crossToken!.v.w);
     terms.push(f.term);
     if (next && f.state) next.fuseTok = f.state;
   }
@@ -182,9 +185,9 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
       if (!r) throw new Error(`memMambaLayer: layer ${l} reads the pool of layer ${j}, which was not given`);
       return r;
     });
-    const c = crossLayerAttention(p.crossLayer!, h, sources);
+    const c = crossLayerAttention(p.crossLayer!, h, sources, { values: "notes" });
     cLay = c;
-    const f = fusionTerm(p.fuseLay!, m.fusion, y, c, state?.fuseLay);
+    const f = fusionTerm(p.fuseLay!, m.fusion, y, c, state?.fuseLay, p.crossLayer!.v.w);
     terms.push(f.term);
     if (next && f.state) next.fuseLay = f.state;
   }
@@ -199,8 +202,8 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
     ? {
       tokenScore: notes.score,
       write: notes.write,
-      ...(tok ? { stateScore: tok.score, readGate: tok.gate, crossToken: tok.c, attention: tok.weights } : {}),
-      ...(cLay ? { crossLayer: cLay } : {}),
+      ...(tok ? { stateScore: tok.score, readGate: tok.gate, crossToken: matmul(tok.c, p.crossToken!.v.w), attention: tok.weights } : {}),
+      ...(cLay ? { crossLayer: matmul(cLay, p.crossLayer!.v.w) } : {}),
       ...(inserted ? { accepted: reshape(inserted.accepted, [B, 1]), evicted: reshape(inserted.evicted, [B, 1]) } : {}),
     }
     : undefined;
