@@ -197,7 +197,31 @@ test("webgpu split-K off: the same problem runs unsplit (the knob reaches the ke
   await withTuning({ ...SMALL_SPLIT, splitK: false }, async () => {
     const { keys } = await keysOf(gpu!, () => matmulOn(gpu as unknown as Backend, x, y, false, false));
     T.setBackend(gpu as unknown as Backend);
-    expect(keys).toEqual(["matmul:naive:b3"]);
+    expect(keys).toEqual(["matmul:naive1:b3"]); // 1 workgroup of 4x4 blocks: a thread per element
+  });
+});
+
+test("webgpu untiled kernel: a thread per element where 4x4 blocks would fill few workgroups, a 4x4 block per thread elsewhere; both equal the CPU", async () => {
+  if (!(await backends())) return;
+  // [m, k, n, transA, transB, the kernel]: 64·256 elements are 16 workgroups of 4x4 blocks (the
+  // pool reads' folded weights); 12 × 12000 is 141 of them (thin: M < 16)
+  const cases: [number, number, number, boolean, boolean, string][] = [
+    [64, 64, 256, false, false, "matmul:naive1:b3"], [256, 64, 64, false, true, "matmul:naive1:b3"], [7, 5, 3, true, false, "matmul:naive1:b3"],
+    [12, 9, 12000, false, false, "matmul:naive:b3"], [13, 6, 11001, true, true, "matmul:naive:b3"],
+  ];
+  await withTuning({ splitK: false, rowDot: false }, async () => {
+    for (const [m, k, n, ta, tb, key] of cases) {
+      const x = f32(ta ? [k, m] : [m, k]), y = f32(tb ? [n, k] : [k, n]);
+      const want = await matmulOn(cpu!, x, y, ta, tb);
+      const { result: got, keys } = await keysOf(gpu!, () => matmulOn(gpu as unknown as Backend, x, y, ta, tb));
+      T.setBackend(gpu as unknown as Backend);
+      expect(keys).toEqual([key]);
+      expect(got.length).toBe(m * n);
+      const tol = 1e-5 * Math.sqrt(k);
+      for (let i = 0; i < want.length; i++) {
+        if (!(Math.abs(got[i] - want[i]) <= tol * (1 + Math.abs(want[i])))) throw new Error(`[${m}, ${k}]·[${k}, ${n}]: element ${i}: webgpu ${got[i]} vs cpu ${want[i]}`);
+      }
+    }
   });
 });
 

@@ -496,14 +496,22 @@ function matmulWgsl(v: MatmulVariant): string {
 }
 
 /**
- * The kernel for small problems (and thin ones, M or N < 16): a thread per 4x4 block of C
- * reading A and B straight from memory (the cache serves the reuse), no workgroup memory and no
- * barrier: for tiny matrices a tiled kernel is all overhead, and on a software Vulkan its
- * barrier-in-a-loop costs seconds to compile. params: M, N, K, q0, batch (3 x 3), TA, TB, then
- * the split-K slice length, batches and slices (unsplit: K, batches, 1; one pipeline for both).
+ * The kernel for small problems (and thin ones, M or N < 16): a thread per R x R block of C
+ * (R = 4, or 1: NAIVE_ONE_MAX_WG) reading A and B straight from memory (the cache serves the
+ * reuse), no workgroup memory and no barrier: for tiny matrices a tiled kernel is all overhead,
+ * and on a software Vulkan its barrier-in-a-loop costs seconds to compile. params: M, N, K, q0,
+ * batch (3 x 3), TA, TB, then the split-K slice length, batches and slices (unsplit: K, batches,
+ * 1; one pipeline for both).
  */
 const NAIVE_WG = 64;
-function naiveWgsl(br: number): string {
+/**
+ * A problem whose 4x4 blocks would fill fewer workgroups than this runs a thread per element
+ * instead (R = 1): a thread's k loop is a chain of dependent loads, and with a few dozen
+ * workgroups nothing hides their latency. On an H200, [64, 64]·[64, 256] (16 workgroups of 4x4
+ * blocks) took ~38 µs a launch (the pool reads' folded weights, long-context --profile).
+ */
+const NAIVE_ONE_MAX_WG = 128;
+function naiveWgsl(br: number, R: 1 | 4 = 4): string {
   const lines: string[] = [];
   for (let d = br - 1; d >= 0; d--) {
     const size = pu(4 + d), sa = pu(4 + br + d), sb = pu(4 + 2 * br + d);
@@ -518,23 +526,25 @@ fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
   let M = ${pu(0)}; let N = ${pu(1)}; let K = ${pu(2)};
   let TA = ${pu(4 + 3 * br)} != 0u; let TB = ${pu(5 + 3 * br)} != 0u;
-  let nq = (N + 3u) / 4u; let per = nq * ((M + 3u) / 4u);
+  let nq = (N + ${R - 1}u) / ${R}u; let per = nq * ((M + ${R - 1}u) / ${R}u);
   let id = wg * ${NAIVE_WG}u + lid;
   let NB = ${pu(7 + 3 * br)};
   if (id >= per * NB * ${pu(8 + 3 * br)}) { return; }
   // zz = slice · batches + batch (unsplit: the batch); its C block is block zz of C (or of the partials)
   let zz = id / per + ${pu(3)}; let q = zz % NB;
   let kBeg = (zz / NB) * ${pu(6 + 3 * br)}; let kEnd = min(K, kBeg + ${pu(6 + 3 * br)});
-  let m0 = ((id % per) / nq) * 4u; let n0 = (id % per) % nq * 4u;
+  let m0 = ((id % per) / nq) * ${R}u; let n0 = (id % per) % nq * ${R}u;
   var aBase = 0u; var bBase = 0u; var rem = q;
   ${lines.join("\n  ")}
-  var c0 = vec4<f32>(0.0f); var c1 = vec4<f32>(0.0f); var c2 = vec4<f32>(0.0f); var c3 = vec4<f32>(0.0f);
+  let cBase = zz * M * N;
+  ${R === 1 ? `var c = 0.0f;
+  for (var k = kBeg; k < kEnd; k++) { c += ${aAt("m0")} * ${bAt("n0")}; }
+  if (m0 < M && n0 < N) { C[cBase + m0 * N + n0] = c; }` : `var c0 = vec4<f32>(0.0f); var c1 = vec4<f32>(0.0f); var c2 = vec4<f32>(0.0f); var c3 = vec4<f32>(0.0f);
   for (var k = kBeg; k < kEnd; k++) {
     let bv = vec4<f32>(${bAt("n0")}, ${bAt("n0 + 1u")}, ${bAt("n0 + 2u")}, ${bAt("n0 + 3u")});
     c0 += ${aAt("m0")} * bv; c1 += ${aAt("m0 + 1u")} * bv; c2 += ${aAt("m0 + 2u")} * bv; c3 += ${aAt("m0 + 3u")} * bv;
   }
-  let cBase = zz * M * N;
-  ${[0, 1, 2, 3].map((i) => [0, 1, 2, 3].map((e) => `if (m0 + ${i}u < M && n0 + ${e}u < N) { C[cBase + (m0 + ${i}u) * N + n0 + ${e}u] = c${i}.${X[e]}; }`).join(" ")).join("\n  ")}
+  ${[0, 1, 2, 3].map((i) => [0, 1, 2, 3].map((e) => `if (m0 + ${i}u < M && n0 + ${e}u < N) { C[cBase + (m0 + ${i}u) * N + n0 + ${e}u] = c${i}.${X[e]}; }`).join(" ")).join("\n  ")}`}
 }`;
 }
 
@@ -768,8 +778,8 @@ function problemKey(a: readonly number[], b: readonly number[], out: readonly nu
 const rowDotGen = rowDotWgsl;
 const splitSumGen = splitSumWgsl;
 const naiveGens: (() => string)[] = [];
-function naiveGen(bRank: number): () => string {
-  return (naiveGens[bRank] ??= () => naiveWgsl(bRank));
+function naiveGen(bRank: number, R: 1 | 4): () => string {
+  return (naiveGens[bRank * 8 + R] ??= () => naiveWgsl(bRank, R));
 }
 
 export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: KernelArg, p: PrimParams["matmul"]): void {
@@ -863,8 +873,9 @@ function planLaunches(
   };
   let main: PlannedLaunch[];
   if (t === "untiled") {
-    const threads = ceilDiv(m, 4) * ceilDiv(N, 4) * batches * S;
-    main = [{ key: `matmul:naive:b${bRank}`, wgsl: naiveGen(bRank), params: params(0, true), groups: grid(ceilDiv(threads, NAIVE_WG), maxDim) }];
+    const R = ceilDiv(ceilDiv(m, 4) * ceilDiv(N, 4) * batches * S, NAIVE_WG) < NAIVE_ONE_MAX_WG ? 1 : 4;
+    const threads = ceilDiv(m, R) * ceilDiv(N, R) * batches * S;
+    main = [{ key: `matmul:naive${R === 1 ? "1" : ""}:b${bRank}`, wgsl: naiveGen(bRank, R), params: params(0, true), groups: grid(ceilDiv(threads, NAIVE_WG), maxDim) }];
   } else {
     main = tiledLaunches(limits, t, p, { m, M, N, K, batches: batches * S, bRank, split: S > 1 }, (q0) => params(q0, S > 1));
   }
