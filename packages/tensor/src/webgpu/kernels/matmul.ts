@@ -518,8 +518,19 @@ function naiveWgsl(br: number, R: 1 | 4 = 4): string {
     lines.push(d === 0 ? `{ let c = rem;` : `{ let c = rem % ${size}; rem = rem / ${size};`);
     lines.push(`aBase += c * ${sa}; bBase += c * ${sb}; }`);
   }
-  const aAt = (m: string) => `select(0.0f, A[select(0u, select(aBase + (${m}) * K + k, aBase + k * M + (${m}), TA), ${m} < M)], ${m} < M)`;
-  const bAt = (n: string) => `select(0.0f, B[select(0u, select(bBase + k * N + (${n}), bBase + (${n}) * K + k, TB), ${n} < N)], ${n} < N)`;
+  const aAt = (m: string, k = "k") => `select(0.0f, A[select(0u, select(aBase + (${m}) * K + ${k}, aBase + ${k} * M + (${m}), TA), ${m} < M)], ${m} < M)`;
+  const bAt = (n: string, k = "k") => `select(0.0f, B[select(0u, select(bBase + ${k} * N + (${n}), bBase + (${n}) * K + ${k}, TB), ${n} < N)], ${n} < N)`;
+  // the k loop unrolled U steps, every load of the U steps issued before their multiply-adds
+  // (which keep k's order): a thread's loads are otherwise a chain of one L2 latency per k step,
+  // which no number of threads hides (a [64, 64]·[64, 256] took ~30 µs a launch on an H100)
+  const U = R === 1 ? 8 : 4, us = [...Array(U).keys()], is = [0, 1, 2, 3];
+  const kAt = (u: number) => `(k + ${u}u)`;
+  const step1 = (k: (u: number) => string, ws: number[]) => `${ws.map((u) => `let a${u} = ${aAt("m0", k(u))}; let b${u} = ${bAt("n0", k(u))};`).join(" ")}
+    ${ws.map((u) => `c += a${u} * b${u};`).join(" ")}`;
+  const step4 = (k: (u: number) => string, ws: number[]) => `${ws.map((u) => `let b${u} = vec4<f32>(${is.map((e) => bAt(`n0 + ${e}u`, k(u))).join(", ")});`).join("\n    ")}
+    ${ws.map((u) => is.map((i) => `let a${u}_${i} = ${aAt(`m0 + ${i}u`, k(u))};`).join(" ")).join("\n    ")}
+    ${ws.map((u) => is.map((i) => `c${i} += a${u}_${i} * b${u};`).join(" ")).join("\n    ")}`;
+  const step = R === 1 ? step1 : step4;
   return `${header(9 + 3 * br, [{ name: "C", type: "f32", write: true }, { name: "A", type: "f32" }, { name: "B", type: "f32" }])}
 @compute @workgroup_size(${NAIVE_WG})
 fn main(${ENTRY_ARGS}) {
@@ -537,14 +548,16 @@ fn main(${ENTRY_ARGS}) {
   var aBase = 0u; var bBase = 0u; var rem = q;
   ${lines.join("\n  ")}
   let cBase = zz * M * N;
-  ${R === 1 ? `var c = 0.0f;
-  for (var k = kBeg; k < kEnd; k++) { c += ${aAt("m0")} * ${bAt("n0")}; }
-  if (m0 < M && n0 < N) { C[cBase + m0 * N + n0] = c; }` : `var c0 = vec4<f32>(0.0f); var c1 = vec4<f32>(0.0f); var c2 = vec4<f32>(0.0f); var c3 = vec4<f32>(0.0f);
-  for (var k = kBeg; k < kEnd; k++) {
-    let bv = vec4<f32>(${bAt("n0")}, ${bAt("n0 + 1u")}, ${bAt("n0 + 2u")}, ${bAt("n0 + 3u")});
-    c0 += ${aAt("m0")} * bv; c1 += ${aAt("m0 + 1u")} * bv; c2 += ${aAt("m0 + 2u")} * bv; c3 += ${aAt("m0 + 3u")} * bv;
+  ${R === 1 ? "var c = 0.0f;" : "var c0 = vec4<f32>(0.0f); var c1 = vec4<f32>(0.0f); var c2 = vec4<f32>(0.0f); var c3 = vec4<f32>(0.0f);"}
+  var k = kBeg;
+  for (; k + ${U}u <= kEnd; k += ${U}u) {
+    ${step(kAt, us)}
   }
-  ${[0, 1, 2, 3].map((i) => [0, 1, 2, 3].map((e) => `if (m0 + ${i}u < M && n0 + ${e}u < N) { C[cBase + (m0 + ${i}u) * N + n0 + ${e}u] = c${i}.${X[e]}; }`).join(" ")).join("\n  ")}`}
+  for (; k < kEnd; k++) {
+    ${step(() => "k", [0])}
+  }
+  ${R === 1 ? "if (m0 < M && n0 < N) { C[cBase + m0 * N + n0] = c; }"
+    : is.map((i) => is.map((e) => `if (m0 + ${i}u < M && n0 + ${e}u < N) { C[cBase + (m0 + ${i}u) * N + n0 + ${e}u] = c${i}.${X[e]}; }`).join(" ")).join("\n  ")}
 }`;
 }
 
