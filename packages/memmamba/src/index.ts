@@ -10,7 +10,7 @@ export {
 export { initLinear, initRMSNorm, linear, rmsNorm, scoreLinear, type Key, type Linear, type RMSNorm } from "./nn.ts";
 export { initMamba, initMambaState, mambaBlock, type MambaOutput, type MambaParams, type MambaState } from "./mamba.ts";
 export { poolSummary, type PoolingKind } from "./pooling.ts";
-export { initNote, stateSummary, takeNotes, tokenImportance, type NoteParams, type Notes } from "./note.ts";
+export { initNote, scoreNotes, stateSummary, takeNotes, tokenImportance, type NoteParams, type Notes, type ScoredNotes } from "./note.ts";
 export { initPoolState, insertNote, insertNoteTraced, readPool, selectNotes, type InsertTrace, type PoolRead, type PoolState } from "./pool.ts";
 export {
   crossLayerAttention, crossTokenAttention, initCrossLayer, initCrossToken, poolAttention, poolAttentionWeighted, stateImportance, type ReadValues,

@@ -12,13 +12,13 @@
  * The same function runs a whole sequence (parallel: no state; chunked: a carried state) or one
  * token (`step: true`: the pool is read from the state, then the note is inserted).
  */
-import { matmul, max, mul, noGrad, random, reshape, sum, tidy, type Tensor } from "@memmamba/tensor";
+import { isRecording, matmul, max, mul, noGrad, random, reshape, sum, tidy, type Tensor } from "@memmamba/tensor";
 import { crossLayerSources, hasCrossLayer, usesMemory, type ModelConfig } from "./config.ts";
 import { crossLayerAttention, crossTokenAttention, initCrossLayer, initCrossToken, type CrossLayerParams, type CrossTokenParams } from "./attention.ts";
 import { fuseMemory, fusionTerm, initFusion, initFusionState, type FusionParams } from "./fusion.ts";
 import { initMamba, initMambaState, mambaBlock, type MambaParams, type MambaState } from "./mamba.ts";
 import { rmsNorm, rmsNormalize, type Key } from "./nn.ts";
-import { initNote, takeNotes, type NoteParams } from "./note.ts";
+import { initNote, scoreNotes, type NoteParams } from "./note.ts";
 import { initPoolState, insertNoteTraced, readPool, selectNotes, type InsertTrace, type PoolRead, type PoolState } from "./pool.ts";
 
 /** The parameters of one MemMamba layer; the memory parts are absent where the config turns them off. */
@@ -154,16 +154,20 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
   const y = mo.out;
   const [B, L] = y.shape;
   const h = rmsNorm(p.note!.norm, y, cfg.normEps); // the memory path's pre-norm (note.ts says why)
-  const notes = takeNotes(p.note!, h, m, ctx.key);
+  // outside a gradient, a chunked forward projects only the notes some pool will hold (pool.ts,
+  // selectNotes): the note table's other rows are never read
+  const scored = scoreNotes(p.note!, h, m, ctx.key);
+  const sparse = !ctx.step && state?.pool !== undefined && !isRecording();
+  const notes = sparse ? undefined : { score: scored.score, write: scored.write, note: scored.noteOf() };
   let read: PoolRead, pool: PoolState | undefined, inserted: InsertTrace | undefined;
   if (ctx.step) {
     if (L !== 1) throw new Error(`memMambaLayer: a recurrent step takes one token, got length ${L}`);
     read = readPool(state!.pool!);
     const S = m.summaryDim;
-    inserted = insertNoteTraced(state!.pool!, reshape(notes.note, [B, S]), reshape(notes.score, [B]), reshape(notes.write, [B]), m);
+    inserted = insertNoteTraced(state!.pool!, reshape(notes!.note, [B, S]), reshape(notes!.score, [B]), reshape(notes!.write, [B]), m);
     pool = inserted.pool;
   } else {
-    ({ read, next: pool } = selectNotes(notes, m, state?.pool));
+    ({ read, next: pool } = selectNotes(notes ?? scored, m, state?.pool));
   }
 
   const terms: Tensor[] = [];
@@ -194,14 +198,14 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
 
   const counts = ctx.counts
     ? noGrad((): LayerCounts => ({
-      written: sum(notes.write),
-      reads: tok ? sum(mul(tok.gate, max(read.valid, -1))) : sum(mul(notes.write, 0)),
+      written: sum(scored.write),
+      reads: tok ? sum(mul(tok.gate, max(read.valid, -1))) : sum(mul(scored.write, 0)),
     }))
     : undefined;
   const trace = ctx.trace
     ? {
-      tokenScore: notes.score,
-      write: notes.write,
+      tokenScore: scored.score,
+      write: scored.write,
       ...(tok ? { stateScore: tok.score, readGate: tok.gate, crossToken: matmul(tok.c, p.crossToken!.v.w), attention: tok.weights } : {}),
       ...(cLay ? { crossLayer: matmul(cLay, p.crossLayer!.v.w) } : {}),
       ...(inserted ? { accepted: reshape(inserted.accepted, [B, 1]), evicted: reshape(inserted.evicted, [B, 1]) } : {}),

@@ -16,7 +16,7 @@
  * only gated would never learn. Scaling what it gates gives the scorer a gradient through every
  * note read (scores scale what they gate), and a more important token also writes a louder note.
  */
-import { gt, matmul, mul, noGrad, random, reshape, sigmoid, type Tensor } from "@memmamba/tensor";
+import { gt, matmul, matmulRows, mul, noGrad, random, reshape, sigmoid, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
 import { initLinear, initRMSNorm, initScorer, scoreLinear, type Key, type Linear, type RMSNorm } from "./nn.ts";
 import { poolSummary } from "./pooling.ts";
@@ -43,9 +43,13 @@ export function tokenImportance(p: Linear, x: Tensor): Tensor {
   return sigmoid(scoreLinear(p, x));
 }
 
-/** Eq. 9: s = Pool_r(x W_n) [B, L, S]. A key makes S3Pool sample (training). */
-export function stateSummary(p: Linear, x: Tensor, m: MemoryConfig, key?: Key): Tensor {
-  return poolSummary(matmul(x, p.w), m.summaryWindow, m.pooling, { threshold: m.tmaxavgThreshold, key });
+/**
+ * Eq. 9: s = Pool_r(x W_n) [B, L, S]. A key makes S3Pool sample (training). With `rows` (1/0 [B,
+ * L]) only those rows are projected (matmulRows) and the others are the pooling of zeros: for
+ * notes that no pool will ever hold.
+ */
+export function stateSummary(p: Linear, x: Tensor, m: MemoryConfig, key?: Key, rows?: Tensor): Tensor {
+  return poolSummary(rows ? matmulRows(x, p.w, rows) : matmul(x, p.w), m.summaryWindow, m.pooling, { threshold: m.tmaxavgThreshold, key });
 }
 
 /** What a layer offers its pool at each position (Eq. 5/8/9). */
@@ -60,9 +64,28 @@ export interface Notes {
 
 /** Eq. 5/8/9: the notes a layer offers its pool, from its normalised output h = RMSNorm(x_l) [B, L, d]. */
 export function takeNotes(p: NoteParams, x: Tensor, m: MemoryConfig, key?: Key): Notes {
+  const { score, write, noteOf } = scoreNotes(p, x, m, key);
+  return { score, write, note: noteOf() };
+}
+
+/** The Note Block's scores first, its notes on demand (see scoreNotes). */
+export interface ScoredNotes {
+  /** I_token [B, L]. */
+  score: Tensor;
+  /** 1 where I_token > τ1, else 0 [B, L] (no gradient). */
+  write: Tensor;
+  /** The notes s ⊙ I_token [B, L, S]; with `rows` (1/0 [B, L]) only those rows', the others 0. */
+  noteOf(rows?: Tensor): Tensor;
+}
+
+/**
+ * takeNotes in two steps: the scores and write marks, which say which notes a pool will hold,
+ * then the notes, projected (Eq. 9's [d, S·r] matmul, the Note Block's largest cost) only where
+ * asked. A chunked forward asks for the rows some pool holds: a few hundred of 60K.
+ */
+export function scoreNotes(p: NoteParams, x: Tensor, m: MemoryConfig, key?: Key): ScoredNotes {
   const score = tokenImportance(p.token, x);
   const write = noGrad(() => gt(score, m.tau1));
-  const s = stateSummary(p.summary, x, m, key);
-  const note = mul(s, reshape(score, [...score.shape, 1]));
-  return { score, write, note };
+  const noteOf = (rows?: Tensor) => mul(stateSummary(p.summary, x, m, key, rows), reshape(score, [...score.shape, 1]));
+  return { score, write, noteOf };
 }

@@ -14,11 +14,11 @@
  * zeros, exactly the order in which causalSelect lists the positions it holds.
  */
 import {
-  add, causalSelect, concat, eq, fromArray, gather, ge, le, lt, max, minimum, mul, neg, ones, reshape,
+  add, cast, causalSelect, concat, eq, fromArray, gather, ge, le, lt, max, minimum, mul, neg, ones, reshape,
   sliceAxis, sub, sum, where, zeros, type Tensor,
 } from "@memmamba/tensor";
 import type { MemoryConfig } from "./config.ts";
-import type { Notes } from "./note.ts";
+import type { Notes, ScoredNotes } from "./note.ts";
 
 /** A pool: notes [B, P, S], their scores [B, P], and which slots hold a note (1/0) [B, P]. */
 export interface PoolState {
@@ -73,20 +73,23 @@ function readAt(positions: Tensor, rowsPerBatch: number, table: Tensor): PoolRea
  * Eq. 5/8 over a sequence: for each position, the notes the pool holds before it (causal). With
  * a carried pool (chunked mode) also returns the pool after the last position.
  */
-export function selectNotes(n: Notes, m: MemoryConfig, carried?: PoolState): { read: PoolRead; next?: PoolState } {
-  const [B, L, S] = n.note.shape;
+export function selectNotes(n: Notes | ScoredNotes, m: MemoryConfig, carried?: PoolState): { read: PoolRead; next?: PoolState } {
+  const [B, L] = n.score.shape;
   const P = m.poolSize;
   const mode = m.replacement === "fifo" ? "last" : "top";
   if (!carried) {
     const positions = causalSelect(n.write, n.score, P, mode);
-    return { read: readAt(positions, L, reshape(n.note, [B * L, S])) };
+    const note = "note" in n ? n.note : n.noteOf();
+    return { read: readAt(positions, L, reshape(note, [B * L, note.shape[2]])) };
   }
   // the carried notes replay as P virtual positions (at most P valid: nothing is evicted), and one
   // trailing empty position asks what the pool holds after the chunk
   const M = P + L;
   const end = zeros([B, 1]);
   const positions = causalSelect(concat([carried.valid, n.write, end], 1), concat([carried.scores, n.score, end], 1), P, mode);
-  const table = reshape(concat([carried.notes, n.note], 1), [B * M, S]);
+  const note = "note" in n ? n.note : n.noteOf(heldRows(positions, P, L));
+  const S = note.shape[2];
+  const table = reshape(concat([carried.notes, note], 1), [B * M, S]);
   const read = readAt(sliceAxis(positions, 1, P, M), M, table);
   const last = readAt(sliceAxis(positions, 1, M, M + 1), M, table);
   const valid = reshape(last.valid, [B, P]);
@@ -99,6 +102,20 @@ export function selectNotes(n: Notes, m: MemoryConfig, carried?: PoolState): { r
     valid,
   };
   return { read, next };
+}
+
+/**
+ * Which of a chunk's L positions some pool ever holds (1/0 [B, L]), from causalSelect's positions
+ * [B, P + L + 1, P] over the P carried notes, the chunk and the trailing position: position t (row
+ * P + t) is held by some pool iff the pool right after it holds it, and then it is the newest
+ * position there, its largest. In "top" mode the positions that outrank t when it arrives stay;
+ * in "last" mode every written position enters. So: max over the slots of row P + t + 1 equals
+ * P + t. (Positions are below 2²⁴, exact in f32.)
+ */
+function heldRows(positions: Tensor, P: number, L: number): Tensor {
+  const after = cast(sliceAxis(positions, 1, P + 1, P + L + 1), "f32");
+  const self = fromArray(Float32Array.from({ length: L }, (_, t) => P + t), [1, L]);
+  return eq(max(after, -1), self);
 }
 
 /** A pool state as a PoolRead for one position (the recurrent step reads before it writes). */

@@ -1,6 +1,6 @@
-import { disposeTree, fromArray, gather, liveBuffers, mul, reshape, sliceAxis, tidy, where, type Tensor } from "@memmamba/tensor";
+import { disposeTree, fromArray, gather, keep, liveBuffers, mul, reshape, sliceAxis, tidy, where, type Tensor } from "@memmamba/tensor";
 import { describe, expect, test } from "../../../test/support/harness.ts";
-import { initPoolState, insertNote, preset, readPool, selectNotes, type Notes, type PoolRead, type PoolState } from "../src/index.ts";
+import { initPoolState, insertNote, preset, readPool, selectNotes, type Notes, type PoolRead, type PoolState, type ScoredNotes } from "../src/index.ts";
 import { rng } from "./support.ts";
 
 const B = 3, L = 40, P = 5, S = 2;
@@ -100,6 +100,59 @@ for (const replacement of ["fifo", "priority"] as const) {
         }
         disposeTree([pool, whole, n]);
       }
+    });
+
+    test("selectNotes with notes on demand asks for exactly the positions a read or the next pool holds, and reads the same notes", async () => {
+      const base = liveBuffers();
+      {
+        const n = makeNotes(4);
+        let pool: PoolState = initPoolState(m, B);
+        let asked = 0;
+        for (let s = 0; s < L; s += 9) {
+          const e = Math.min(L, s + 9), C = e - s, M = P + C;
+          const chunk = slice(n, s, e);
+          let rows: Tensor | undefined;
+          const scored: ScoredNotes = {
+            score: chunk.score, write: chunk.write,
+            noteOf: (r) => {
+              rows = keep(r!);
+              return where(reshape(r!, [B, C, 1]), chunk.note, 0);
+            },
+          };
+          const dense = tidy(() => {
+            const { read, next } = selectNotes(chunk, m, pool);
+            return { got: held(read), next: next!, index: read.index, valid: read.valid };
+          });
+          const sparse = tidy(() => {
+            const { read, next } = selectNotes(scored, m, pool);
+            return { got: held(read), next: next! };
+          });
+          expect(Array.from(await sparse.got.data())).toEqual(Array.from(await dense.got.data()));
+          for (const k of ["notes", "scores", "valid"] as const) expect(Array.from(await sparse.next[k].data())).toEqual(Array.from(await dense.next[k].data()));
+          // the chunk positions some read holds (table rows P.. of each sequence) or the next pool holds
+          const want = new Float32Array(B * C);
+          const [index, valid] = [await dense.index.data(), await dense.valid.data()];
+          for (let e2 = 0; e2 < index.length; e2++) {
+            if (valid[e2] === 0) continue;
+            const b = Math.floor(e2 / (C * P)), row = index[e2] - b * M;
+            if (row >= P) want[b * C + row - P] = 1;
+          }
+          const [nextNotes, nextValid] = [await dense.next.notes.data(), await dense.next.valid.data()];
+          for (let b = 0; b < B; b++) {
+            for (let j = 0; j < P; j++) {
+              const t = nextNotes[(b * P + j) * S] - 1 - s; // a note names its position: [t + 1, b + 1]
+              if (nextValid[b * P + j] !== 0 && t >= 0 && t < C) want[b * C + t] = 1;
+            }
+          }
+          expect(Array.from(await rows!.data())).toEqual(Array.from(want));
+          asked += want.reduce((a, v) => a + v, 0);
+          disposeTree([pool, dense.got, dense.index, dense.valid, dense.next, sparse.got, rows!, chunk]);
+          pool = sparse.next;
+        }
+        expect(asked).toBeGreaterThan(0);
+        disposeTree([pool, n]);
+      }
+      expect(liveBuffers()).toBe(base);
     });
   });
 }

@@ -46,6 +46,15 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+/**
+ * Whether ops are being recorded for a gradient now (inside valueAndGrad / grad and outside
+ * noGrad). A layer may take an inference-only shortcut when this is false (MemMamba's notes:
+ * matmulRows over the rows a pool ever holds).
+ */
+export function isRecording(): boolean {
+  return engine.tape !== null && engine.noGradDepth === 0;
+}
+
 /** What `valueAndGrad(f)(params)` returns. */
 export interface ValueAndGrad<P> {
   /** f(params), a scalar. */

@@ -107,6 +107,11 @@ export interface PrimParams {
    * scale · q[n] · keys[idx[n]]ᵀ, −1e9)) ⊙ valid[n].
    */
   attnRead: { scale: number };
+  /**
+   * The rows of a matmul that a mask keeps (ops/linalg.ts, matmulRows), inputs [x [..., K], w [K, N],
+   * rows [...] f32]: out[i] = x[i]·w where rows[i] ≠ 0, else 0 (whatever x[i] holds).
+   */
+  matmulRows: Record<string, never>;
   /** For each position, the earlier marked positions a `k`-slot memory holds (`last`: FIFO, `top`: by score). */
   causalSelect: { k: number; mode: "last" | "top" };
   /** The linear recurrence h_t = a_t · h_{t-1} + b_t along the sequence axis. */

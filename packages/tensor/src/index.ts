@@ -22,11 +22,11 @@ export {
   type Broadcast, type CheckBroadcast, type CheckMatmul, type Dim, type dimBrand, type MatmulShape, type SameDim, type Shape, type ShowShape, type Var,
 } from "./shape.ts";
 export { allocTensor, disposeTree, forEachTensor, fromArray, keep, liveBuffers, Tensor, tidy, tidyAsync, type TensorTree } from "./tensor.ts";
-export { flattenTree, grad, mapTree, noGrad, valueAndGrad, type ParamTree, type ValueAndGrad } from "./autodiff.ts";
+export { flattenTree, grad, isRecording, mapTree, noGrad, valueAndGrad, type ParamTree, type ValueAndGrad } from "./autodiff.ts";
 export * from "./ops/elementwise.ts";
 export { max, mean, sum, sumTo } from "./ops/reduce.ts";
 export { broadcastTo, concat, mT, pad, reshape, slice, sliceAxis, stack, transpose } from "./ops/movement.ts";
-export { matmul } from "./ops/linalg.ts";
+export { matmul, matmulRows } from "./ops/linalg.ts";
 export { causalSelect, gather, oneHot, scatterAdd } from "./ops/indexing.ts";
 export { indexedAttention, indexedDot, indexedOuter, indexedSum, type IndexedAttention } from "./ops/attention.ts";
 export { ATTN_READ_MAX_SLOTS, indexedAttentionFused } from "./ops/attention-fused.ts";

@@ -17,7 +17,7 @@ import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import {
   abs, add, bind, broadcastTo, concat, conv1dCausal, cos, crossEntropy, div, eq, exp, gather, gt, log, logSoftmax,
-  logsumexp, matmul, max, maximum, mean, minimum, mT, mul, neg, pad, pow, primitive, reciprocal, relu, reshape,
+  logsumexp, matmul, matmulRows, max, maximum, mean, minimum, mT, mul, neg, pad, pow, primitive, reciprocal, relu, reshape,
   rsqrt, scan, scatterAdd, sigmoid, sign, silu, sin, slice, sliceAxis, softmax, softplus, sqrt, square, stack, sub,
   sum, tanh, transpose, where, fromArray, valueAndGrad, readCounters, resetCounters, disposeTree, getBackend, rmsNormalize,
 } from "../src/index.ts";
@@ -285,6 +285,11 @@ describe("gradients: matmul", () => {
   }
   gradProp("matmul of a tensor with itself (x·xᵀ)", tensorArb(2, 3, "any", 4),
     (x) => check((xs) => matmul(xs[0], xs[0], { transB: true }), [x], "x xT"), 6);
+  // the mask as gt(m, 0.5) of a 0/1 input: no ±h step changes it, so its numeric gradient is 0 too
+  const rowsCase = fc.record({ b: dimArb(2), r: dimArb(4), k: dimArb(4), n: dimArb(4) })
+    .chain(({ b, r, k, n }) => fc.tuple(input([b, r, k]), input([k, n]), indices([b, r], 2)));
+  gradProp("matmulRows (dropped rows: no gradient to their x rows, nor to w through them)", rowsCase,
+    ([x, w, m]) => check((xs) => matmulRows(xs[0], xs[1], gt(xs[2], 0.5)), [x, w, { data: Float32Array.from(m.data), shape: m.shape }], "matmulRows"), 10);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -206,6 +206,21 @@ test("webgpu parity: matmul (transposes, broadcast batch dims, ragged sizes; unt
   }
 });
 
+test("webgpu parity: matmulRows (kept rows as matmul's, dropped rows 0 even over NaN; K and N ragged, batch dims, no row kept, every row kept)", async () => {
+  if (!(await backends())) return;
+  const mask = (n: number, kept: (i: number) => boolean): Host => ({ data: Float32Array.from({ length: n }, (_, i) => (kept(i) ? 1 : 0)), shape: [n], dtype: "f32" });
+  const cases = fc.tuple(fc.constantFrom<number[]>([], [2], [2, 3]), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 0, max: 21 }), fc.integer({ min: 1, max: 300 }), fc.integer({ min: 0, max: 3 }));
+  await fc.assert(fc.asyncProperty(cases, async ([batch, r, k, n, pattern]) => {
+    const R = batch.reduce((a, b) => a * b, 1) * r;
+    const x = f32([...batch, r, k]), w = f32([k, n]);
+    // a dropped row's x may hold anything: NaN there must still give 0
+    for (let i = 0; i < R; i++) if (i % 3 === 1 && k > 0) x.data[i * k] = NaN;
+    const m = mask(R, [(i: number) => i % 3 !== 1, () => false, () => true, (i: number) => i === R - 1][pattern]);
+    if (pattern === 2) for (let i = 0; i < R; i++) if (k > 0) x.data[i * k] = 0.5; // every row kept: no NaN
+    await parity(`matmulRows ${JSON.stringify([x.shape, w.shape, pattern])}`, [x, w, { ...m, shape: [...batch, r] }], prim("matmulRows", {}), sumTol(k));
+  }), { numRuns: 25 });
+});
+
 test("webgpu parity: matmul tiled kernel specialised (constant transposes, vec4 loads, no guards)", async () => {
   if (!(await backends())) return;
   matmulTuning.force = { ...TEST_TILE, specialize: true };

@@ -2,7 +2,7 @@
 import type { HostArray, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../backend.ts";
 import { addNKernel, unaryGradKernel, adamwKernel, adamwStepKernel, binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
-import { matmulKernel } from "./matmul.ts";
+import { matmulKernel, matmulRowsKernel } from "./matmul.ts";
 import { maxGradKernel, reduceKernel } from "./reduce.ts";
 import { causalSelectKernel } from "./select.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
@@ -41,6 +41,7 @@ export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
   reduce: reduceKernel,
   maxGrad: maxGradKernel,
   matmul: matmulKernel,
+  matmulRows: matmulRowsKernel,
   reshape: () => {
     throw new Error("internal: reshape is a view and runs no kernel");
   },

@@ -74,3 +74,16 @@ export function matmulKernel([a, b]: CpuArg[], out: CpuArg, p: PrimParams["matmu
     gemm(Am, aOff, Bm, bOff, C, q * m * n, m, n, k);
   }
 }
+
+/**
+ * matmulRows: each kept row through gemm alone (one row of C depends on one row of A only, so it
+ * has the bits of the same row of matmulKernel's product); dropped rows are 0.
+ */
+export function matmulRowsKernel([x, w, rows]: CpuArg[], out: CpuArg): void {
+  const K = w.shape[0], N = w.shape[1];
+  const X = x.data as Float32Array, W = w.data as Float32Array, keep = rows.data as Float32Array, C = out.data as Float32Array;
+  for (let i = 0; i < keep.length; i++) {
+    if (keep[i] !== 0) gemm(X, i * K, W, 0, C, i * N, 1, N, K);
+    else C.fill(0, i * N, (i + 1) * N);
+  }
+}

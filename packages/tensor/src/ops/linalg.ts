@@ -1,7 +1,9 @@
 /** Batched matrix multiplication with broadcast batch dimensions. */
 import { bind, definePrimitive } from "../dispatch.ts";
-import { broadcastShapes, ShapeError, showShape, sizeOf, type CheckMatmul, type MatmulShape, type Shape } from "../shape.ts";
+import { getBackend } from "../engine.ts";
+import { broadcastShapes, sameShape, ShapeError, showShape, sizeOf, type CheckMatmul, type MatmulShape, type Shape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
+import { where } from "./elementwise.ts";
 import { reshape } from "./movement.ts";
 import { sumTo } from "./reduce.ts";
 
@@ -78,4 +80,45 @@ export function matmul<A extends Shape, B extends Shape, TA extends boolean = fa
   opts: { transA?: TA; transB?: TB } = {},
 ): Tensor<MatmulShape<Op<A, TA>, Op<B, TB>>> {
   return mm(a, b as Tensor, opts.transA ?? false, opts.transB ?? false) as Tensor<MatmulShape<Op<A, TA>, Op<B, TB>>>;
+}
+
+definePrimitive("matmulRows", {
+  shape: ([x, w, rows]) => {
+    if (x.dtype !== "f32" || w.dtype !== "f32" || rows.dtype !== "f32") {
+      throw new ShapeError(`matmulRows: expects f32 x, w and rows, got ${x.dtype}, ${w.dtype} and ${rows.dtype}`);
+    }
+    if (x.rank < 2 || w.rank !== 2 || x.shape[x.rank - 1] !== w.shape[0]) {
+      throw new ShapeError(`matmulRows: x ${showShape(x.shape)} and w ${showShape(w.shape)} must be [..., R, K] and [K, N]`);
+    }
+    if (!sameShape(rows.shape, x.shape.slice(0, -1))) {
+      throw new ShapeError(`matmulRows: rows ${showShape(rows.shape)} must be x's shape without its last axis, ${showShape(x.shape.slice(0, -1))}`);
+    }
+    return { shape: [...x.shape.slice(0, -1), w.shape[1]], dtype: "f32" };
+  },
+  // only the kept rows cost anything; the count is not known before the kernel runs
+  flops: ([x, w]) => 2 * sizeOf(x.shape) * w.shape[1],
+  vjp: (g, [x, w, rows], _y, _p, needs) => {
+    // a dropped row's output is the constant 0: no gradient reaches its x row, nor w through it
+    const keep = reshape(rows, [...rows.shape, 1]);
+    const dx = needs?.[0] === false ? null : where(keep, mm(g, w, false, true), 0);
+    if (needs?.[1] === false) return [dx, null, null];
+    const R = sizeOf(rows.shape), K = w.shape[0], N = w.shape[1];
+    return [dx, mm(reshape(where(keep, x, 0), [R, K]), reshape(where(keep, g, 0), [R, N]), true, false), null];
+  },
+});
+
+/**
+ * x · w over the rows that `rows` keeps: out[i] = x[i]·w where rows[i] ≠ 0, else 0 (whatever x[i]
+ * holds, NaN included). x [..., R, K], w [K, N], rows [..., R] f32 (x's shape without its last
+ * axis) → [..., R, N]. A kept row has the bits of the same row of `matmul(x, w)` on the CPU.
+ *
+ * Why: a product whose rows are mostly never read (MemMamba's notes: only the tokens that ever
+ * enter a pool) need not compute them. The GPU kernel skips a dropped row at the cost of writing
+ * its zeros; a backend that prefers it (wasm: its SIMD matmul) runs where(rows, matmul(x, w), 0).
+ */
+export function matmulRows(x: Tensor, w: Tensor, rows: Tensor): Tensor {
+  if (getBackend().prefersComposite?.("matmulRows") && x.rank >= 2 && w.rank === 2 && rows.rank === x.rank - 1) {
+    return where(reshape(rows, [...rows.shape, 1]), mm(x, w, false, false), 0);
+  }
+  return bind("matmulRows", [x, w, rows], {});
 }

@@ -6,6 +6,7 @@ import { gatherKernel, oneHotKernel, scatterAddKernel } from "./indexing.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
 import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
 import { matmulKernel } from "./matmul.ts";
+import { matmulRowsKernel } from "./matmul-rows.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import {
   conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, crossEntropyKernel, logsumexpKernel, softmaxKernel,
@@ -39,6 +40,7 @@ export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   reduce: reduceKernel,
   maxGrad: maxGradKernel,
   matmul: matmulKernel,
+  matmulRows: matmulRowsKernel,
   reshape: () => {
     throw new Error("internal: reshape is a view and runs no kernel");
   },
