@@ -225,7 +225,7 @@ test("webgpu untiled kernel: a thread per element where 4x4 blocks would fill fe
   });
 });
 
-test("webgpu row-dot kernel: A·b with N = 1 (the importance scorers), b as [K, 1] or [1, K]ᵀ, A's batch folded, K = 0", async () => {
+test("webgpu row-dot kernel: A·b with N = 1 (the importance scorers), b as [K, 1] or [1, K]ᵀ, A's batch folded, K = 0; vec4 rows where K is a multiple of 4", async () => {
   if (!(await backends())) return;
   // [batch dims of A, m, k, transB]
   const cases: [number[], number, number, boolean][] = [
@@ -236,7 +236,7 @@ test("webgpu row-dot kernel: A·b with N = 1 (the importance scorers), b as [K, 
     const want = await matmulOn(cpu!, x, y, false, tb);
     const { result: got, keys } = await keysOf(gpu!, () => matmulOn(gpu as unknown as Backend, x, y, false, tb));
     T.setBackend(gpu as unknown as Backend);
-    expect(keys).toEqual(k === 0 ? keys : ["matmul:rowdot"]);
+    expect(keys).toEqual(k === 0 ? keys : [k % 4 === 0 ? "matmul:rowdot4" : "matmul:rowdot"]);
     expect(got.length).toBe(want.length);
     const tol = 1e-5 * Math.sqrt(Math.max(1, k));
     for (let i = 0; i < want.length; i++) {
