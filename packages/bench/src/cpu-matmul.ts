@@ -21,6 +21,8 @@ import {
   disposeTree, fromArray, getBackend, liveBuffers, matmul, readCounters, resetCounters, scan, sum, valueAndGrad,
   type Tensor,
 } from "@memmamba/tensor";
+// the plain-JS matmul is the one the peers benchmark times (cpu-peers.ts loads its peers lazily)
+import { plainMatmul } from "./cpu-peers.ts";
 
 const HELP = `cpu-matmul: CPU backend matmul and scan throughput
 
@@ -69,20 +71,6 @@ function fill(n: number, salt: number, lo = -1, hi = 1): Float32Array {
     out[i] = lo + ((Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> 0) / 4294967296) * (hi - lo);
   }
   return out;
-}
-
-/** C = A · B, n × n row-major, the textbook i-k-j loop (unit-stride inner loop, no blocking). */
-function plainMatmul(A: Float32Array, B: Float32Array, n: number): Float32Array {
-  const C = new Float32Array(n * n);
-  for (let i = 0; i < n; i++) {
-    const ci = i * n;
-    for (let k = 0; k < n; k++) {
-      const a = A[ci + k];
-      const bk = k * n;
-      for (let j = 0; j < n; j++) C[ci + j] += a * B[bk + j];
-    }
-  }
-  return C;
 }
 
 /** h[b,t,s] = a[b,t,s] h[b,t-1,s] + x[b,t,s] from h0[b,s], as plain loops. */

@@ -137,7 +137,7 @@ export async function tfjsTimer(n: number, root: string): Promise<CallTimer | st
   };
 }
 
-/** C = A · B, the textbook i-k-j loop (unit-stride inner loop, no blocking), one thread. */
+/** C = A · B, n × n row-major, the textbook i-k-j loop (unit-stride inner loop, no blocking), one thread. */
 export function plainMatmul(A: Float32Array, B: Float32Array, n: number): Float32Array {
   const C = new Float32Array(n * n);
   for (let i = 0; i < n; i++) {

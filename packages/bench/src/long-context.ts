@@ -12,14 +12,13 @@
  * "61K" is read as 61,440 (60 × 1024) and "262K" as 262,144 (256 × 1024). Writes JSON after every
  * configuration. Asserts nothing about time.
  */
-import { detectRuntime, fmt, formatTable, fromRoot, median, oneOf, parseFlags, positiveInt, programArgs, readJson, writeJson } from "./runtime.ts";
+import { detectRuntime, fmt, formatTable, fromRoot, median, oneOf, parseFlags, positiveInt, readJson, runMain, writeJson } from "./runtime.ts";
 import { existsSync } from "node:fs";
-import process from "node:process";
 import { disposeTree, random } from "@memmamba/tensor";
 import { attnReadTuning } from "../../tensor/src/webgpu/kernels/attention.ts";
 import { initLM, presetNames, type PresetName } from "@memmamba/memmamba";
 import {
-  BACKENDS, type BackendChoice, chunkedForward, isOutOfMemory, type KernelTime, mib, modelConfig, type ModelKind, openBackend, parseLengths, progress,
+  BACKENDS, type BackendChoice, chunkedForward, isOutOfMemory, type KernelTime, mib, modelConfig, type ModelBenchHead, type ModelKind, openBackend, parseLengths, progress,
   randomTokens, showLength, timeAsync, type WorkCount,
 } from "./model-common.ts";
 
@@ -87,14 +86,7 @@ export interface Comparison {
   overReferenceSameKind: number | null;
 }
 
-export interface LongContextResult {
-  benchmark: "long-context";
-  date: string;
-  runtime: ReturnType<typeof detectRuntime>;
-  device: string;
-  backend: BackendChoice;
-  preset: PresetName;
-  options: Record<string, unknown>;
+export interface LongContextResult extends ModelBenchHead<"long-context"> {
   rows: LatencyRow[];
   reference: RefRow[];
   issueFigures: typeof ISSUE_FIGURES;
@@ -229,9 +221,4 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
   return res;
 }
 
-if (import.meta.main ?? true) {
-  main(programArgs()).then(() => process.exit(0), (e) => {
-    console.error(`long-context: ${e instanceof Error ? e.message : String(e)}`);
-    process.exit(1);
-  });
-}
+if (import.meta.main ?? true) runMain("long-context", main);

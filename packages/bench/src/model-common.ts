@@ -23,11 +23,26 @@ import {
 } from "@memmamba/tensor";
 import { lm, preset, type LMParams, type LMState, type ModelConfig, type PresetName } from "@memmamba/memmamba";
 import type { WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
+import type { RuntimeInfo } from "./runtime.ts";
 
 export type BackendChoice = "cpu" | "wasm" | "webgpu";
 export const BACKENDS: readonly BackendChoice[] = ["cpu", "wasm", "webgpu"];
 export type ModelKind = "memmamba" | "mamba" | "transformer";
 export const KINDS: readonly ModelKind[] = ["memmamba", "mamba", "transformer"];
+
+/**
+ * The fields every model benchmark's JSON result starts with (which benchmark, when, on what
+ * runtime, device, backend and preset, with which options); each result adds its own rows.
+ */
+export interface ModelBenchHead<Name extends string, Options = Record<string, unknown>> {
+  benchmark: Name;
+  date: string;
+  runtime: RuntimeInfo;
+  device: string;
+  backend: BackendChoice;
+  preset: PresetName;
+  options: Options;
+}
 
 /** Work counters of a backend since the last reset. */
 export interface WorkCount {

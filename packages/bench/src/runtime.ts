@@ -71,6 +71,19 @@ export function programArgs(): string[] {
   return process.argv.slice(2);
 }
 
+/**
+ * Runs a benchmark program's `main` on programArgs() and exits: status 0 when it resolves, 1
+ * after printing "`name`: message" to stderr when it rejects (an explicit exit, so that nothing
+ * left open, such as a GPU device, keeps the process alive). Call it under the program's own
+ * `import.meta.main` check.
+ */
+export function runMain(name: string, main: (argv: string[]) => Promise<unknown>): void {
+  main(programArgs()).then(() => process.exit(0), (e) => {
+    console.error(`${name}: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(1);
+  });
+}
+
 /** Milliseconds from a monotonic clock. */
 export const now = (): number => performance.now();
 

@@ -24,14 +24,13 @@
  * Writes JSON after every configuration (a run cut off by a time limit keeps what it measured)
  * and an SVG plot of time per token against length. Asserts nothing about time.
  */
-import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
-import process from "node:process";
+import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positiveInt, runMain, writeJson } from "./runtime.ts";
 import { disposeTree, random } from "@memmamba/tensor";
 import { initLM, lm, presetNames, type LMParams, type PresetName } from "@memmamba/memmamba";
 import { linePlot, writeSvg, type Series } from "../../cli/src/plot.ts";
 import {
   BACKENDS, type BackendChoice, type BenchBackend, chunkedForward, isOutOfMemory, KINDS, makeTrainer, mib, modelConfig,
-  type ModelKind, openBackend, parallelForward, parseLengths, progress, randomTokens, showLength, stream, timeAsync,
+  type ModelBenchHead, type ModelKind, openBackend, parallelForward, parseLengths, progress, randomTokens, showLength, stream, timeAsync,
 } from "./model-common.ts";
 
 const HELP = `scaling: time per token and peak memory against sequence length (batch 1)
@@ -115,14 +114,7 @@ export interface Goals {
   streamLiveMaxOverMin: Record<string, number | null>;
 }
 
-export interface ScalingResult {
-  benchmark: "scaling";
-  date: string;
-  runtime: ReturnType<typeof detectRuntime>;
-  device: string;
-  backend: BackendChoice;
-  preset: PresetName;
-  options: Record<string, unknown>;
+export interface ScalingResult extends ModelBenchHead<"scaling"> {
   rows: ScalingRow[];
   stream: StreamResult[];
   goals: Goals;
@@ -362,9 +354,4 @@ function printTables(r: ScalingResult): void {
   for (const [k, v] of Object.entries(g.streamLiveMaxOverMin)) console.log(`  streaming ${k}: live bytes max / min ${fmt(v)} (goal: 1)`);
 }
 
-if (import.meta.main ?? true) {
-  main(programArgs()).then(() => process.exit(0), (e) => {
-    console.error(`scaling: ${e instanceof Error ? e.message : String(e)}`);
-    process.exit(1);
-  });
-}
+if (import.meta.main ?? true) runMain("scaling", main);

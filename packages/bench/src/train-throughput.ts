@@ -20,17 +20,16 @@
  * Prints a table (stderr: progress) and writes JSON after every configuration, so a run cut off
  * by a time limit keeps what it measured. Asserts nothing about time.
  */
-import { detectRuntime, fmt, formatTable, fromRoot, median, oneOf, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
+import { detectRuntime, fmt, formatTable, fromRoot, median, oneOf, parseFlags, positiveInt, runMain, writeJson } from "./runtime.ts";
 import { existsSync, readFileSync } from "node:fs";
 import { poolTuning } from "../../tensor/src/webgpu/pool.ts";
 import { ssmTuning } from "../../tensor/src/webgpu/kernels/ssm.ts";
 import { attnReadTuning } from "../../tensor/src/webgpu/kernels/attention.ts";
 import { attentionTuning } from "../../tensor/src/ops/attention-fused.ts";
-import process from "node:process";
 import { disposeTree, random, valueAndGrad, type Tensor } from "@memmamba/tensor";
 import { initLM, lm, presetNames, type LMParams, type PresetName } from "@memmamba/memmamba";
 import {
-  BACKENDS, type BackendChoice, type BenchBackend, isOutOfMemory, type KernelProfiler, type KernelTime, KINDS, makeTrainer, mib, modelConfig, type ModelKind,
+  BACKENDS, type BackendChoice, type BenchBackend, isOutOfMemory, type KernelProfiler, type KernelTime, KINDS, makeTrainer, mib, modelConfig, type ModelBenchHead, type ModelKind,
   openBackend, progress, randomTokens, timeAsync, type WorkCount,
 } from "./model-common.ts";
 
@@ -125,14 +124,7 @@ export interface Ratios {
 }
 
 /** The JSON this benchmark writes. */
-export interface ThroughputResult {
-  benchmark: "train-throughput";
-  date: string;
-  runtime: ReturnType<typeof detectRuntime>;
-  device: string;
-  backend: BackendChoice;
-  preset: PresetName;
-  options: { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; profileDetail?: boolean; pool?: { keepFactor: number }; maxBatch?: number | null; ssmFwdAlgo?: string; ssmBwdAlgo?: string; attn?: string; attnPositions?: number; attnDots?: string; attnDotLanes?: number };
+export interface ThroughputResult extends ModelBenchHead<"train-throughput", { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; profileDetail?: boolean; pool?: { keepFactor: number }; maxBatch?: number | null; ssmFwdAlgo?: string; ssmBwdAlgo?: string; attn?: string; attnPositions?: number; attnDots?: string; attnDotLanes?: number }> {
   rows: ThroughputRow[];
   reference: ReferenceRow[];
   ratios: Ratios[];
@@ -437,9 +429,4 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   return res;
 }
 
-if (import.meta.main ?? true) {
-  main(programArgs()).then(() => process.exit(0), (e) => {
-    console.error(`train-throughput: ${e instanceof Error ? e.message : String(e)}`);
-    process.exit(1);
-  });
-}
+if (import.meta.main ?? true) runMain("train-throughput", main);

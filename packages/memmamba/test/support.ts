@@ -1,5 +1,6 @@
 /** Helpers shared by the memmamba tests (not a test file). */
 import { fromArray, random, type Tensor } from "@memmamba/tensor";
+import { mulberry32 } from "../../tensor/test/gradcheck.ts";
 
 /** Random bytes as i32 [B, L] from a seed. */
 export function randomTokens(seed: number, B: number, L: number, vocab = 256): Tensor {
@@ -19,14 +20,9 @@ export function tensorOf(values: ArrayLike<number>, shape: number[]): Tensor {
   return fromArray(Float32Array.from(values), shape);
 }
 
-/** A deterministic PRNG for choosing test cases (mulberry32). */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/**
+ * A deterministic PRNG for choosing test cases: the tensor tests' mulberry32, uniform in [0, 1)
+ * (gradcheck.ts reaches the tensor library by its source path, the same module that
+ * @memmamba/tensor resolves to under Bun and Deno).
+ */
+export const rng: (seed: number) => () => number = mulberry32;

@@ -25,21 +25,13 @@ import { DelegatingBackend } from "../../../test/support/delegating-backend.ts";
 import { attnReadGrad } from "../src/ops/attention-fused.ts";
 import { attnReadTuning } from "../src/webgpu/kernels/attention.ts";
 import { checkGradients, mulberry32 } from "./gradcheck.ts";
+import { close, type SlotReadCase } from "./indexed-attention-support.ts";
 
 // ---------- cases ----------
 
-interface Case {
+/** N positions; M = N · Spec.tables table rows (one table of a pool read, or two side by side). */
+interface Case extends SlotReadCase {
   N: number;
-  P: number;
-  S: number;
-  M: number;
-  q: Float32Array;
-  k: Float32Array;
-  v: Float32Array;
-  index: Int32Array;
-  valid: Float32Array;
-  /** The cotangent of out. */
-  cOut: Float32Array;
   /** The largest |logit| over the valid slots (the GPU tolerance grows with it). */
   maxLogit: number;
 }
@@ -132,15 +124,6 @@ async function run(c: Case, impl: Impl): Promise<Result> {
   } finally {
     T.disposeTree([index, valid, cOut, params]);
   }
-}
-
-/** "ok", or the first element where |got − want| > tol · (1 + |want|) (NaN anywhere fails). */
-function close(what: string, got: Float32Array, want: Float32Array, tol: number): string {
-  if (got.length !== want.length) return `${what}: length ${got.length} vs ${want.length}`;
-  for (let i = 0; i < want.length; i++) {
-    if (!(Math.abs(got[i] - want[i]) <= tol * (1 + Math.abs(want[i])))) return `${what}[${i}]: ${got[i]} vs ${want[i]} (tol ${tol})`;
-  }
-  return "ok";
 }
 
 const SPECS: Spec[] = [

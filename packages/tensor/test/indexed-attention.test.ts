@@ -24,23 +24,15 @@ import * as T from "../src/index.ts";
 import type { BufferHandle, DType, Tensor } from "../src/index.ts";
 import { DelegatingBackend } from "../../../test/support/delegating-backend.ts";
 import { checkGradients, mulberry32 } from "./gradcheck.ts";
+import { close, type SlotReadCase } from "./indexed-attention-support.ts";
 
 // ---------- cases ----------
 
-interface Case {
+/** B sequences of L positions; M = B·L table rows (one per position, as a pool read's table). */
+interface Case extends SlotReadCase {
   B: number;
   L: number;
-  P: number;
-  S: number;
-  /** Table rows (B·L: one row per position, as a pool read's table). */
-  M: number;
-  q: Float32Array;
-  k: Float32Array;
-  v: Float32Array;
-  index: Int32Array;
-  valid: Float32Array;
-  /** Cotangents of out and weights. */
-  cOut: Float32Array;
+  /** The cotangent of weights. */
   cW: Float32Array;
 }
 
@@ -122,15 +114,6 @@ async function run(c: Case, impl: Impl): Promise<Result> {
   } finally {
     T.disposeTree([index, valid, cOut, cW, params]);
   }
-}
-
-/** "ok", or the first element where |got − want| > tol · (1 + |want|) (NaN anywhere fails). */
-function close(what: string, got: Float32Array, want: Float32Array, tol: number): string {
-  if (got.length !== want.length) return `${what}: length ${got.length} vs ${want.length}`;
-  for (let i = 0; i < want.length; i++) {
-    if (!(Math.abs(got[i] - want[i]) <= tol * (1 + Math.abs(want[i])))) return `${what}[${i}]: ${got[i]} vs ${want[i]}`;
-  }
-  return "ok";
 }
 
 const SPECS: CaseSpec[] = [

@@ -16,26 +16,18 @@ import fc from "fast-check";
 import { expect, test } from "../../../test/support/harness.ts";
 import * as T from "../src/index.ts";
 import type { Backend, HostArray } from "../src/index.ts";
-import type { WebGpuBackend } from "../src/webgpu/backend.ts";
-import { cpuAndGpu, type In, keysOf, matmulOn, seededF32 } from "./webgpu-matmul-support.ts";
+import { gpuPair, type In, keysOf, matmulOn, seededF32 } from "./webgpu-matmul-support.ts";
 import { BIG_TILE, MID_TILE, matmulPlan, matmulTuning, SMALL_TILE, splitKPlan, splitSumLanes, type TileConfig } from "../src/webgpu/kernels/matmul.ts";
 
 const f32 = seededF32(777);
 
-let cpu: Backend | null = null;
-let gpu: WebGpuBackend | null = null;
-async function backends(): Promise<boolean> {
-  const pair = await cpuAndGpu();
-  if (!pair) return false;
-  ({ cpu, gpu } = pair);
-  return true;
-}
+const pair = gpuPair();
 
 /** Runs one matmul on the CPU and the GPU; checks the tolerance and that the GPU split K. */
 async function splitParity(what: string, x: In, y: In, transA: boolean, transB: boolean, K: number): Promise<HostArray> {
-  const want = await matmulOn(cpu!, x, y, transA, transB);
-  const { result: got, keys } = await keysOf(gpu!, () => matmulOn(gpu as unknown as Backend, x, y, transA, transB));
-  T.setBackend(gpu as unknown as Backend);
+  const want = await matmulOn(pair.cpu, x, y, transA, transB);
+  const { result: got, keys } = await keysOf(pair.gpu, () => matmulOn(pair.gpu as unknown as Backend, x, y, transA, transB));
+  T.setBackend(pair.gpu as unknown as Backend);
   if (!keys.includes("matmul:splitk-sum")) throw new Error(`${what}: no split-K (dispatched ${keys.join(", ")})`);
   const tol = 1e-5 * Math.sqrt(Math.max(1, K));
   expect(got.length).toBe(want.length);
@@ -122,7 +114,7 @@ test("splitKPlan: whole k-tiles, no empty slice, the scratch limit, the knob; tr
 });
 
 test("webgpu split-K: generic tile (runtime transposes), ragged M, N, K, broadcast batches, CPU parity", async () => {
-  if (!(await backends())) return;
+  if (!(await pair.load())) return;
   const cases: fc.Arbitrary<Case> = fc.tuple(
     fc.integer({ min: 1, max: 45 }), fc.integer({ min: 33, max: 260 }), fc.integer({ min: 1, max: 45 }),
     fc.constantFrom(...BATCHES), fc.boolean(), fc.boolean(),
@@ -135,7 +127,7 @@ test("webgpu split-K: generic tile (runtime transposes), ragged M, N, K, broadca
 });
 
 test("webgpu split-K: specialised tile (constant transposes, vec4 loads, full tiles without guards) and weight-gradient form", async () => {
-  if (!(await backends())) return;
+  if (!(await pair.load())) return;
   await withTuning({ ...SMALL_SPLIT, force: { ...TEST_TILE, specialize: true } }, async () => {
     // dW = Xᵀ·dY per batch element: transA, full tiles (M, N multiples of 32, K of 8), batched
     const full: Case = [64, 200, 32, [[2], [2]], true, false];
@@ -148,7 +140,7 @@ test("webgpu split-K: specialised tile (constant transposes, vec4 loads, full ti
 });
 
 test("webgpu split-K: untiled kernel (N or M < 16: matrix-vector gradients), and a split result is the same bits every run", async () => {
-  if (!(await backends())) return;
+  if (!(await pair.load())) return;
   const cases: fc.Arbitrary<Case> = fc.tuple(
     fc.integer({ min: 1, max: 70 }), fc.integer({ min: 40, max: 600 }), fc.integer({ min: 1, max: 6 }),
     fc.constantFrom(...BATCHES), fc.boolean(), fc.boolean(),
@@ -191,18 +183,18 @@ test("split-K sum lanes: a power of two up to 64, at least 16 slices a lane, non
 });
 
 test("webgpu split-K off: the same problem runs unsplit (the knob reaches the kernel)", async () => {
-  if (!(await backends())) return;
+  if (!(await pair.load())) return;
   const c: Case = [40, 300, 3, [[], []], false, false];
   const [x, y] = operands(c);
   await withTuning({ ...SMALL_SPLIT, splitK: false }, async () => {
-    const { keys } = await keysOf(gpu!, () => matmulOn(gpu as unknown as Backend, x, y, false, false));
-    T.setBackend(gpu as unknown as Backend);
+    const { keys } = await keysOf(pair.gpu, () => matmulOn(pair.gpu as unknown as Backend, x, y, false, false));
+    T.setBackend(pair.gpu as unknown as Backend);
     expect(keys).toEqual(["matmul:naive1:b3"]); // 1 workgroup of 4x4 blocks: a thread per element
   });
 });
 
 test("webgpu untiled kernel: a thread per element where 4x4 blocks would fill few workgroups, a 4x4 block per thread elsewhere; both equal the CPU", async () => {
-  if (!(await backends())) return;
+  if (!(await pair.load())) return;
   // [m, k, n, transA, transB, the kernel]: 64·256 elements are 16 workgroups of 4x4 blocks (the
   // pool reads' folded weights); 12 × 12000 is 141 of them (thin: M < 16)
   const cases: [number, number, number, boolean, boolean, string][] = [
@@ -212,9 +204,9 @@ test("webgpu untiled kernel: a thread per element where 4x4 blocks would fill fe
   await withTuning({ splitK: false, rowDot: false }, async () => {
     for (const [m, k, n, ta, tb, key] of cases) {
       const x = f32(ta ? [k, m] : [m, k]), y = f32(tb ? [n, k] : [k, n]);
-      const want = await matmulOn(cpu!, x, y, ta, tb);
-      const { result: got, keys } = await keysOf(gpu!, () => matmulOn(gpu as unknown as Backend, x, y, ta, tb));
-      T.setBackend(gpu as unknown as Backend);
+      const want = await matmulOn(pair.cpu, x, y, ta, tb);
+      const { result: got, keys } = await keysOf(pair.gpu, () => matmulOn(pair.gpu as unknown as Backend, x, y, ta, tb));
+      T.setBackend(pair.gpu as unknown as Backend);
       expect(keys).toEqual([key]);
       expect(got.length).toBe(m * n);
       const tol = 1e-5 * Math.sqrt(k);
@@ -226,16 +218,16 @@ test("webgpu untiled kernel: a thread per element where 4x4 blocks would fill fe
 });
 
 test("webgpu row-dot kernel: A·b with N = 1 (the importance scorers), b as [K, 1] or [1, K]ᵀ, A's batch folded, K = 0; vec4 rows where K is a multiple of 4", async () => {
-  if (!(await backends())) return;
+  if (!(await pair.load())) return;
   // [batch dims of A, m, k, transB]
   const cases: [number[], number, number, boolean][] = [
     [[], 1, 1, false], [[], 7, 33, true], [[], 300, 257, false], [[2], 37, 600, true], [[2, 3], 5, 64, false], [[], 9, 0, false],
   ];
   for (const [ba, m, k, tb] of cases) {
     const x = f32([...ba, m, k]), y = f32(tb ? [1, k] : [k, 1]);
-    const want = await matmulOn(cpu!, x, y, false, tb);
-    const { result: got, keys } = await keysOf(gpu!, () => matmulOn(gpu as unknown as Backend, x, y, false, tb));
-    T.setBackend(gpu as unknown as Backend);
+    const want = await matmulOn(pair.cpu, x, y, false, tb);
+    const { result: got, keys } = await keysOf(pair.gpu, () => matmulOn(pair.gpu as unknown as Backend, x, y, false, tb));
+    T.setBackend(pair.gpu as unknown as Backend);
     expect(keys).toEqual(k === 0 ? keys : [k % 4 === 0 ? "matmul:rowdot4" : "matmul:rowdot"]);
     expect(got.length).toBe(want.length);
     const tol = 1e-5 * Math.sqrt(Math.max(1, k));

@@ -1,7 +1,7 @@
 /**
  * Shared by the WebGPU matmul tests (webgpu-matmul-splitk, webgpu-matmul-tiles): seeded inputs,
- * the CPU / WebGPU backend pair, one matmul on a given backend, and the pipeline keys a piece of
- * work dispatched (keysOf, also used by the selective-scan tests).
+ * the CPU / WebGPU backend pair (gpuPair), one matmul on a given backend, and the pipeline keys a
+ * piece of work dispatched (keysOf, also used by the selective-scan tests).
  */
 import { useBackend } from "../../../test/support/backends.ts";
 import * as T from "../src/index.ts";
@@ -32,6 +32,39 @@ export async function cpuAndGpu(): Promise<{ cpu: Backend; gpu: WebGpuBackend } 
   const cpu = T.setBackend("cpu");
   T.setBackend(gpu as unknown as Backend);
   return { cpu, gpu };
+}
+
+/**
+ * A test file's CPU / WebGPU pair: each test that needs it awaits `load()` first (false where
+ * WebGPU has no adapter: the test then returns), which leaves WebGPU current; `cpu` and `gpu`
+ * are the backends the last successful load() found.
+ */
+export interface GpuPair {
+  load(): Promise<boolean>;
+  readonly cpu: Backend;
+  readonly gpu: WebGpuBackend;
+}
+
+/** A GpuPair, not loaded yet (reading `cpu` or `gpu` before a successful load() throws). */
+export function gpuPair(): GpuPair {
+  let pair: { cpu: Backend; gpu: WebGpuBackend } | null = null;
+  const loaded = () => {
+    if (!pair) throw new Error("gpuPair: await load() (and check that it returned true) before using the backends");
+    return pair;
+  };
+  return {
+    async load() {
+      const p = await cpuAndGpu();
+      if (p) pair = p;
+      return p !== null;
+    },
+    get cpu() {
+      return loaded().cpu;
+    },
+    get gpu() {
+      return loaded().gpu;
+    },
+  };
 }
 
 /** x·y (with the transposes) on backend `b`, which it makes current; throws if a buffer leaked. */

@@ -16,20 +16,12 @@
 import { expect, test } from "../../../test/support/harness.ts";
 import * as T from "../src/index.ts";
 import type { Backend } from "../src/index.ts";
-import type { WebGpuBackend } from "../src/webgpu/backend.ts";
 import { fitTile, matmulTuning, parseTile, tileName, tileProblem, tileSmemBytes } from "../src/webgpu/kernels/matmul.ts";
-import { cpuAndGpu, keysOf, matmulOn, seededF32 } from "./webgpu-matmul-support.ts";
+import { gpuPair, keysOf, matmulOn, seededF32 } from "./webgpu-matmul-support.ts";
 
 const f32 = seededF32(4242);
 
-let cpu: Backend | null = null;
-let gpu: WebGpuBackend | null = null;
-async function backends(): Promise<boolean> {
-  const pair = await cpuAndGpu();
-  if (!pair) return false;
-  ({ cpu, gpu } = pair);
-  return true;
-}
+const pair = gpuPair();
 
 /** A [..ba, m, k] (or [k, m]) times B [..bb, k, n] (or [n, k]). */
 type Case = [m: number, k: number, n: number, batch: number[][], ta: boolean, tb: boolean];
@@ -40,16 +32,16 @@ type Case = [m: number, k: number, n: number, batch: number[][], ta: boolean, tb
  */
 async function tileParity(spec: string, cases: Case[], opts: { unroll?: boolean; runtimeTrans?: boolean } = {}): Promise<void> {
   const t = parseTile(spec);
-  const want = tileName(fitTile(t, gpu!.ctx.limits.maxComputeWorkgroupStorageSize));
+  const want = tileName(fitTile(t, pair.gpu.ctx.limits.maxComputeWorkgroupStorageSize));
   const saved = { ...matmulTuning };
   Object.assign(matmulTuning, { force: t, unrollBig: !!opts.unroll, runtimeTrans: !!opts.runtimeTrans, splitK: false });
   try {
     for (const [m, k, n, [ba, bb], ta, tb] of cases) {
       const what = `${spec}: matmul ${JSON.stringify([m, k, n, ba, bb, ta, tb])}`;
       const x = f32([...ba, ...(ta ? [k, m] : [m, k])]), y = f32([...bb, ...(tb ? [n, k] : [k, n])]);
-      const { result: got, keys } = await keysOf(gpu!, () => matmulOn(gpu as unknown as Backend, x, y, ta, tb));
-      const ref = await matmulOn(cpu!, x, y, ta, tb);
-      T.setBackend(gpu as unknown as Backend);
+      const { result: got, keys } = await keysOf(pair.gpu, () => matmulOn(pair.gpu as unknown as Backend, x, y, ta, tb));
+      const ref = await matmulOn(pair.cpu, x, y, ta, tb);
+      T.setBackend(pair.gpu as unknown as Backend);
       const mm = keys.filter((key) => key.startsWith("matmul:"));
       if (!mm.length || mm.some((key) => !key.startsWith(`matmul:${want}:`))) throw new Error(`${what}: dispatched ${keys.join(", ")}, not tile ${want}`);
       expect(got.length).toBe(ref.length);
@@ -85,7 +77,7 @@ test("matmul tile flags :xs, :swN, :rf: parsed in any order, named back canonica
 });
 
 test("webgpu matmul tiles :xs, :swN, :rf (small tiles): full and ragged, both store paths, batches, looped and unrolled", async () => {
-  if (!(await backends())) return;
+  if (!(await pair.load())) return;
   // 32x64 blocks, 4x8 a thread (64 threads; BM, BN multiples of 32 for :xs); one pipeline a case
   // (a cold compile costs seconds on lavapipe). All three flags at once, the loop form:
   await tileParity("32x64x8/4x8:cf:xs:wl:sw3:rf", [
@@ -106,7 +98,7 @@ test("webgpu matmul tiles :xs, :swN, :rf (small tiles): full and ragged, both st
 });
 
 test("webgpu matmul tiles: a large sweep spec (128x256 block, 32-deep k-tiles in 48 KB, all new flags), ragged", async () => {
-  if (!(await backends())) return;
+  if (!(await pair.load())) return;
   // 2 x 2 blocks, guards everywhere; the sweep's other large specs differ from this one and from
   // the small tiles above only in sizes (and the bench checks each against a reference). On a
   // device with less than 48 KB of workgroup memory (lavapipe: 32 KB) fitTile runs it with BK 16.

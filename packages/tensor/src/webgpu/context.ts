@@ -153,22 +153,9 @@ export function ceilDiv(a: number, b: number): number {
   return Math.floor((a + b - 1) / b);
 }
 
-/** Row-major strides of a shape. */
-export function strides(shape: readonly number[]): number[] {
-  const s = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    s[i] = acc;
-    acc *= shape[i];
-  }
-  return s;
-}
-
-export function prod(xs: readonly number[]): number {
-  let n = 1;
-  for (const x of xs) n *= x;
-  return n;
-}
+// Row-major strides (`strides`) and element counts (`prod`) of a shape: the run-time shape rules'
+// own functions under the names the kernels use, so every backend computes them one way.
+export { sizeOf as prod, stridesOf as strides } from "../shape.ts";
 
 /**
  * Merges adjacent output axes that every operand walks contiguously (stride[i] = stride[i+1] *

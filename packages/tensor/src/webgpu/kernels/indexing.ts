@@ -17,11 +17,20 @@ import { type BufRef, ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, 
 
 const WG = 256;
 
-const GATHER = `${header(3, [{ name: "out", type: "u32", write: true }, { name: "tab", type: "u32" }, { name: "idx", type: "i32" }])}
-@compute @workgroup_size(${WG})
+/**
+ * The opening of a kernel with one thread per item, launched as workgroups of `size` threads over
+ * a grid() of ceil(items / size) of them: `let <item>` is the thread's item (the kernel guards the
+ * tail). Every kernel here but the scan's three (which work in blocks of SCAN_BLOCK) starts so.
+ */
+function perItemMain(size: number, item: string): string {
+  return `@compute @workgroup_size(${size})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
-  let e = wg * ${WG}u + lid;
+  let ${item} = wg * ${size}u + lid;`;
+}
+
+const GATHER = `${header(3, [{ name: "out", type: "u32", write: true }, { name: "tab", type: "u32" }, { name: "idx", type: "i32" }])}
+${perItemMain(WG, "e")}
   if (e >= ${pu(0)}) { return; }
   let row = ${pu(1)};
   let r = idx[e / row];
@@ -57,10 +66,7 @@ const SCAT_WG = 256;
 const SCAN_BLOCK = 4 * SCAT_WG;
 
 const SCAT_ZERO = `${header(1, [{ name: "a", type: "u32", write: true }])}
-@compute @workgroup_size(${SCAT_WG})
-fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let e = wg * ${SCAT_WG}u + lid;
+${perItemMain(SCAT_WG, "e")}
   if (e < ${pu(0)}) { a[e] = 0u; }
 }`;
 
@@ -76,15 +82,18 @@ const KEEP_ENTRY = `r >= 0i && u32(r) < ${pu(1)}`;
  */
 const LIST_OF = `fn listOf(r: u32, e: u32) -> u32 { return r * ${pu(2)} + (e / ${pu(3)}) % ${pu(2)}; }`;
 
+/**
+ * The opening of the count and the fill: one thread per entry e of idx (params: nIdx, rows, K, G),
+ * r its index.
+ */
+const PER_INDEX_ENTRY = `${LIST_OF}
+${perItemMain(SCAT_WG, "e")}
+  if (e >= ${pu(0)}) { return; }
+  let r = idx[e];`;
+
 // params: nIdx, rows, K, G.
 const SCAT_COUNT = `${header(4, [{ name: "cnt", type: "atomic<u32>", write: true }, { name: "idx", type: "i32" }])}
-${LIST_OF}
-@compute @workgroup_size(${SCAT_WG})
-fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let e = wg * ${SCAT_WG}u + lid;
-  if (e >= ${pu(0)}) { return; }
-  let r = idx[e];
+${PER_INDEX_ENTRY}
   if (${KEEP_ENTRY}) { atomicAdd(&cnt[listOf(u32(r), e)], 1u); }
 }`;
 
@@ -98,14 +107,21 @@ const WG_SCAN = `
     workgroupBarrier();
   }`;
 
-// params: n. Block sums of 1024 entries.
-const SCAT_BSUM = `${header(1, [{ name: "bsum", type: "u32", write: true }, { name: "cnt", type: "u32" }])}
-var<workgroup> sh: array<u32, ${SCAT_WG}>;
+/**
+ * The opening of the scan's first and last steps (params: n): one workgroup per block of
+ * SCAN_BLOCK entries, thread lid holding entries base .. base + 3 of it, and the workgroup's
+ * scratch `sh` for WG_SCAN.
+ */
+const SCAN_BLOCK_MAIN = `var<workgroup> sh: array<u32, ${SCAT_WG}>;
 @compute @workgroup_size(${SCAT_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
   let n = ${pu(0)};
-  let base = wg * ${SCAN_BLOCK}u + lid * 4u;
+  let base = wg * ${SCAN_BLOCK}u + lid * 4u;`;
+
+// params: n. Block sums of 1024 entries.
+const SCAT_BSUM = `${header(1, [{ name: "bsum", type: "u32", write: true }, { name: "cnt", type: "u32" }])}
+${SCAN_BLOCK_MAIN}
   var s = 0u;
   for (var k = 0u; k < 4u; k++) { if (base + k < n) { s = s + cnt[base + k]; } }
   sh[lid] = s;
@@ -136,12 +152,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 
 // params: n. start[i] = block prefix + exclusive prefix within the block.
 const SCAT_START = `${header(1, [{ name: "start", type: "u32", write: true }, { name: "cnt", type: "u32" }, { name: "bsum", type: "u32" }])}
-var<workgroup> sh: array<u32, ${SCAT_WG}>;
-@compute @workgroup_size(${SCAT_WG})
-fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let n = ${pu(0)};
-  let base = wg * ${SCAN_BLOCK}u + lid * 4u;
+${SCAN_BLOCK_MAIN}
   var c: vec4<u32>;
   for (var k = 0u; k < 4u; k++) { if (base + k < n) { c[k] = cnt[base + k]; } }
   let s = c.x + c.y + c.z + c.w;
@@ -157,13 +168,7 @@ fn main(${ENTRY_ARGS}) {
 
 // params: nIdx, rows, K, G.
 const SCAT_FILL = `${header(4, [{ name: "seg", type: "u32", write: true }, { name: "cur", type: "atomic<u32>", write: true }, { name: "start", type: "u32" }, { name: "idx", type: "i32" }])}
-${LIST_OF}
-@compute @workgroup_size(${SCAT_WG})
-fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let e = wg * ${SCAT_WG}u + lid;
-  if (e >= ${pu(0)}) { return; }
-  let r = idx[e];
+${PER_INDEX_ENTRY}
   if (${KEEP_ENTRY}) {
     let v = listOf(u32(r), e);
     let slot = atomicAdd(&cur[v], 1u);
@@ -174,10 +179,7 @@ fn main(${ENTRY_ARGS}) {
 // params: nIdx, rows, K, G (the valid total is start[rows · K]).
 const SCAT_RANK = `${header(4, [{ name: "ord", type: "u32", write: true }, { name: "seg", type: "u32" }, { name: "start", type: "u32" }, { name: "idx", type: "i32" }])}
 ${LIST_OF}
-@compute @workgroup_size(${SCAT_WG})
-fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let q = wg * ${SCAT_WG}u + lid;
+${perItemMain(SCAT_WG, "q")}
   if (q >= start[${pu(1)} * ${pu(2)}]) { return; }
   let e = seg[q];
   let v = listOf(u32(idx[e]), e);
@@ -193,10 +195,7 @@ export const SUM_CHUNK = 32;
 
 // params: rows. Chunks per row: ceil(len / SUM_CHUNK) (entry rows: 0, so that its scan is the total).
 const SCAT_NCHUNK = `${header(1, [{ name: "nch", type: "u32", write: true }, { name: "start", type: "u32" }])}
-@compute @workgroup_size(${SCAT_WG})
-fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let r = wg * ${SCAT_WG}u + lid;
+${perItemMain(SCAT_WG, "r")}
   let rows = ${pu(0)};
   if (r > rows) { return; }
   if (r == rows) { nch[r] = 0u; return; }
@@ -205,20 +204,14 @@ fn main(${ENTRY_ARGS}) {
 
 // params: rows. chunkRow[c] = the row of chunk c.
 const SCAT_CHROW = `${header(1, [{ name: "crow", type: "u32", write: true }, { name: "cstart", type: "u32" }])}
-@compute @workgroup_size(${SCAT_WG})
-fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let r = wg * ${SCAT_WG}u + lid;
+${perItemMain(SCAT_WG, "r")}
   if (r >= ${pu(0)}) { return; }
   for (var c = cstart[r]; c < cstart[r + 1u]; c++) { crow[c] = r; }
 }`;
 
 // params: rows, row, threads (chunks · row). partial[c, j] = Σ of chunk c's updates, in order.
 const SCAT_PART = `${header(3, [{ name: "part", type: "f32", write: true }, { name: "ord", type: "u32" }, { name: "start", type: "u32" }, { name: "cstart", type: "u32" }, { name: "crow", type: "u32" }, { name: "upd", type: "f32" }])}
-@compute @workgroup_size(${SCAT_WG})
-fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let t = wg * ${SCAT_WG}u + lid;
+${perItemMain(SCAT_WG, "t")}
   if (t >= ${pu(2)}) { return; }
   let row = ${pu(1)};
   let c = t / row;
@@ -235,10 +228,7 @@ fn main(${ENTRY_ARGS}) {
 // params: rows, row, threads (rows · row), K. out[r, j] = Σ of row r's chunk sums, in order (the
 // chunks of its K lists, one after the other).
 const SCAT_FINAL = `${header(4, [{ name: "out", type: "f32", write: true }, { name: "part", type: "f32" }, { name: "cstart", type: "u32" }])}
-@compute @workgroup_size(${SCAT_WG})
-fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let t = wg * ${SCAT_WG}u + lid;
+${perItemMain(SCAT_WG, "t")}
   if (t >= ${pu(2)}) { return; }
   let row = ${pu(1)};
   let r = t / row;
@@ -378,10 +368,7 @@ export function scatterAddKernel(ctx: GpuCtx, [idx, upd]: readonly KernelArg[], 
 }
 
 const ONE_HOT = `${header(2, [{ name: "out", type: "f32", write: true }, { name: "idx", type: "i32" }])}
-@compute @workgroup_size(${WG})
-fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let e = wg * ${WG}u + lid;
+${perItemMain(WG, "e")}
   if (e >= ${pu(0)}) { return; }
   let depth = ${pu(1)};
   out[e] = select(0.0f, 1.0f, idx[e / depth] == i32(e % depth));
