@@ -54,6 +54,21 @@ describe("wasm kernels equal the TypeScript reference bit for bit", () => {
     for (const op of ["exp", "sigmoid", "silu", "tanh", "relu", "rsqrt"] as const) await same("unary", [f(big, [200_003])], [200_003], "f32", { op }, `unary ${op} (large)`);
   });
 
+  test("exp, sigmoid, silu, softplus in lockstep blocks: every tail length, and a special value in each lane of a block", async () => {
+    // the kernels take 16 values a block (8 lane pairs in lockstep, wasm/elementwise.c), then pairs,
+    // then one; a block with a lane outside exp's fast range recomputes that lane alone
+    const edges = [NaN, Infinity, -Infinity, -0, 1e-40, 3e38, -3e38, 709, -708, 709.5, -708.5, 710, -746, -720, 88.8, -104, 40, -40];
+    const ops = ["exp", "sigmoid", "silu", "softplus"] as const;
+    for (const op of ops) {
+      for (let n = 1; n <= 40; n++) await same("unary", [f(rand(n, 90 + n, -50, 50), [n])], [n], "f32", { op }, `unary ${op}, ${n} values`);
+      // block b holds one special value, in lane b % 16 (every lane of a block, every special)
+      const blocks = 16 * Math.ceil(edges.length / 16) * 16;
+      const x = rand(16 * blocks, 91, -30, 30);
+      for (let b = 0; b < blocks; b++) x[16 * b + (b % 16)] = edges[Math.floor(b / 16) % edges.length];
+      await same("unary", [f(x, [x.length])], [x.length], "f32", { op }, `unary ${op}, one special lane per block`);
+    }
+  });
+
   test("binary and compare: same shapes, broadcasts, scalars, i32, collapsed 5-D and a fallback", async () => {
     const ops: PrimParams["binary"]["op"][] = ["add", "sub", "mul", "div", "pow", "max", "min"];
     const cmps: PrimParams["compare"]["op"][] = ["eq", "ne", "lt", "le", "gt", "ge"];
@@ -116,6 +131,14 @@ describe("wasm kernels equal the TypeScript reference bit for bit", () => {
     await same("logsumexp", [f(x, [rows, n])], [rows], "f32", {});
     const t = randInt(rows, 14, 0, n);
     await same("crossEntropy", [f(x, [rows, n]), iN(t, [rows])], [rows], "f32", {});
+    // rows of blocks of 16 exps in lockstep, then pairs, then one (wasm/nn.c, exp_row)
+    for (const m of [15, 16, 17, 35, 50]) {
+      const y = rand(6 * m, 16 + m, -60, 20);
+      y[m + 3] = -Infinity;
+      y[2 * m + (m >> 1)] = NaN;
+      await same("softmax", [f(y, [6, m])], [6, m], "f32", {}, `softmax rows of ${m}`);
+      await same("logsumexp", [f(y, [6, m])], [6], "f32", {}, `logsumexp rows of ${m}`);
+    }
     const big = rand(512 * 2048, 15, -10, 10);
     await same("softmax", [f(big, [512, 2048])], [512, 2048], "f32", {}, "softmax (parallel)");
     await same("crossEntropy", [f(big, [512, 2048]), iN(randInt(512, 16, 0, 2048), [512])], [512], "f32", {}, "crossEntropy (parallel)");
@@ -242,13 +265,14 @@ describe("wasm determinism", () => {
     }
   });
 
-  test("the selective scan's lockstep exps give the same bits as one at a time (the choice is per engine)", async () => {
+  test("the selective scan's lockstep exps give the same bits as one at a time (an option, to compare)", async () => {
     const out: Float32Array[][] = [];
     for (const expLockstep of [false, true]) {
       const b = await createWasmBackend({ kernels: "wasm", expLockstep, quiet: true });
       try {
         const got: Float32Array[] = [];
-        for (const [B, L, Di, N] of [[2, 33, 21, 16], [1, 20, 9, 7]]) { // N = 7: four in lockstep, then three one at a time
+        // N = 16: two blocks of eight in lockstep; 11: one block, then three one at a time; 7: none
+        for (const [B, L, Di, N] of [[2, 33, 21, 16], [1, 17, 7, 11], [1, 20, 9, 7]]) {
           const ins = [
             f(rand(B * L * Di, 80), [B, L, Di]), f(rand(B * L * Di, 81, 0.01, 0.5), [B, L, Di]), f(rand(Di * N, 82, -3, -0.2), [Di, N]),
             f(rand(B * L * N, 83), [B, L, N]), f(rand(B * L * N, 84), [B, L, N]), f(rand(B * Di * N, 85), [B, Di, N]),
@@ -371,7 +395,7 @@ describe("wasm memory", () => {
     expect(info.choice).toBe("wasm");
     // the speed-only choices per engine (wasm/gemm.c, wasm/ssm.c): Deno's V8 bounds-checks loads
     expect(info.gemmTile).toBe(runtime === "deno" ? 4 : 6);
-    expect(info.expLockstep).toBe(runtime === "deno");
+    expect(info.expLockstep).toBe(true); // the selective scan's pinned lockstep exps help every engine (wasm/ssm.c)
     expect(info.touchAhead).toBe(true); // the scan's software prefetch helps every engine (wasm/common.h)
     await expect(createWasmBackend({ kernels: "fast" as never })).rejects.toThrow(/unknown kernel choice "fast".*auto, wasm, wasm-simd, ts/);
     await expect(createWasmBackend({ gemmTile: 5 as never, quiet: true })).rejects.toThrow(/gemmTile must be 4 or 6, got 5/);

@@ -4,7 +4,8 @@
  * file is compiled with -ffp-contract=off). Constants are written as the same exact rational
  * expressions (each literal division is correctly rounded once by the compiler, as in JS).
  * exp_v2 is a two-lane (f64x2) exp for the hot loops; lanes outside its fast range are recomputed
- * with the scalar function, so it too matches the reference bit for bit.
+ * with the scalar function, so it too matches the reference bit for bit. exp_v2xn, log1p_unit_vn and
+ * softplus_v2xn run the same operations on several lane pairs in lockstep (LOCKSTEP_PIN says how).
  */
 #ifndef MM_DETMATH_H
 #define MM_DETMATH_H
@@ -301,115 +302,149 @@ INLINE v128_t exp_v2(v128_t x) {
 }
 
 /*
- * Four exp_v2 in lockstep (x[0..3] replaced by their exps): the same operations on every lane as
- * exp_v2, so the same bits, with each step of the four Horner chains issued side by side (one
- * exp_v2 is a ~110-cycle dependency chain of ~120 instructions; four written one after another
- * overlap only partly in the out-of-order window). Measured +5-10% on exp / sigmoid / silu.
+ * Lockstep for the engines. clang's wasm backend emits each expression tree whole (its register
+ * stackifier moves every single-use value next to its use), so chains written side by side in C
+ * reach the engine one after another, and the CPU's out-of-order window overlaps only two or three
+ * of them. LOCKSTEP_PIN makes the values of every chain live at a branch after each
+ * step: the branch tests a word of memory that is always zero (read as volatile, so neither clang
+ * nor an engine can fold it) and, never taken, would store the values; so clang must compute every
+ * chain's step before it, and the engines keep that order (V8's TurboFan, Node 20's, reorders
+ * within a block but not across the branch). A load, a compare and a predicted branch per step.
+ * No value changes: the operations are the same, only their order in the module.
  */
-INLINE void exp_v2x4(v128_t* x) {
-#define Q4(stmt) { for (int q = 0; q < 4; q++) { stmt; } }
-  v128_t inr[4], k[4], r[4], rerr[4], p[4], y[4];
-  Q4(inr[q] = wasm_v128_and(wasm_f64x2_ge(x[q], C2(-708.0)), wasm_f64x2_le(x[q], C2(709.0))))
-  Q4(k[q] = wasm_f64x2_floor(wasm_f64x2_add(wasm_f64x2_mul(x[q], C2(INV_LN2)), C2(0.5))))
-  Q4({
+extern volatile i32 lockstep_flag;
+extern volatile v128_t lockstep_sink;
+#define LOCKSTEP_PIN(a, n)                                              \
+  if (lockstep_flag) {                                                  \
+    for (int pin_ = 0; pin_ < (n); pin_++) lockstep_sink = (a)[pin_];   \
+  }
+
+/*
+ * nq exp_v2 in lockstep, each step pinned (LOCKSTEP_PIN): the same operations on every lane as
+ * exp_v2, so the same bits. One range test for all lanes: a block with a lane outside [-708, 709]
+ * (rare) recomputes those lanes with dm_exp. nq is a compile-time constant at every call.
+ */
+INLINE void exp_v2xn(v128_t* x, const int nq) {
+#define QN(stmt) { for (int q = 0; q < nq; q++) { stmt; } }
+  v128_t k[nq], r[nq], rerr[nq], p[nq];
+  v128_t inr = wasm_v128_and(wasm_f64x2_ge(x[0], C2(-708.0)), wasm_f64x2_le(x[0], C2(709.0)));
+  for (int q = 1; q < nq; q++) inr = wasm_v128_and(inr, wasm_v128_and(wasm_f64x2_ge(x[q], C2(-708.0)), wasm_f64x2_le(x[q], C2(709.0))));
+  QN(k[q] = wasm_f64x2_floor(wasm_f64x2_add(wasm_f64x2_mul(x[q], C2(INV_LN2)), C2(0.5))))
+  QN({
     v128_t hi = wasm_f64x2_sub(x[q], wasm_f64x2_mul(k[q], C2(LN2_HI)));
     v128_t lo = wasm_f64x2_mul(k[q], C2(LN2_LO));
     r[q] = wasm_f64x2_sub(hi, lo);
     rerr[q] = wasm_f64x2_sub(wasm_f64x2_sub(hi, r[q]), lo);
   })
-#define HORNER4(c) Q4(p[q] = wasm_f64x2_add(wasm_f64x2_mul(p[q], r[q]), C2(c)))
-  Q4(p[q] = C2(1.0 / 6227020800.0))
-  HORNER4(1.0 / 479001600.0);
-  HORNER4(1.0 / 39916800.0);
-  HORNER4(1.0 / 3628800.0);
-  HORNER4(1.0 / 362880.0);
-  HORNER4(1.0 / 40320.0);
-  HORNER4(1.0 / 5040.0);
-  HORNER4(1.0 / 720.0);
-  HORNER4(1.0 / 120.0);
-  HORNER4(1.0 / 24.0);
-  HORNER4(1.0 / 6.0);
-  HORNER4(1.0 / 2.0);
-#undef HORNER4
-  Q4(y[q] = wasm_f64x2_add(C2(1.0), wasm_f64x2_add(r[q], wasm_f64x2_add(rerr[q], wasm_f64x2_mul(wasm_f64x2_mul(r[q], r[q]), p[q])))))
-  Q4({
+  LOCKSTEP_PIN(r, nq)
+#define HORNERN(c) QN(p[q] = wasm_f64x2_add(wasm_f64x2_mul(p[q], r[q]), C2(c))) LOCKSTEP_PIN(p, nq)
+  QN(p[q] = C2(1.0 / 6227020800.0))
+  HORNERN(1.0 / 479001600.0)
+  HORNERN(1.0 / 39916800.0)
+  HORNERN(1.0 / 3628800.0)
+  HORNERN(1.0 / 362880.0)
+  HORNERN(1.0 / 40320.0)
+  HORNERN(1.0 / 5040.0)
+  HORNERN(1.0 / 720.0)
+  HORNERN(1.0 / 120.0)
+  HORNERN(1.0 / 24.0)
+  HORNERN(1.0 / 6.0)
+  HORNERN(1.0 / 2.0)
+#undef HORNERN
+  QN({
+    v128_t y = wasm_f64x2_add(C2(1.0), wasm_f64x2_add(r[q], wasm_f64x2_add(rerr[q], wasm_f64x2_mul(wasm_f64x2_mul(r[q], r[q]), p[q]))));
     v128_t kb = wasm_f64x2_add(k[q], C2(6755399441055744.0));
-    y[q] = wasm_f64x2_mul(y[q], wasm_i64x2_shl(wasm_i64x2_add(kb, wasm_i64x2_splat(1023)), 52));
+    p[q] = wasm_f64x2_mul(y, wasm_i64x2_shl(wasm_i64x2_add(kb, wasm_i64x2_splat(1023)), 52));
   })
-  Q4({
-    if (wasm_i64x2_bitmask(inr[q]) != 3) {
-      f64 y0 = wasm_i64x2_extract_lane(inr[q], 0) ? wasm_f64x2_extract_lane(y[q], 0) : dm_exp(wasm_f64x2_extract_lane(x[q], 0));
-      f64 y1 = wasm_i64x2_extract_lane(inr[q], 1) ? wasm_f64x2_extract_lane(y[q], 1) : dm_exp(wasm_f64x2_extract_lane(x[q], 1));
-      y[q] = wasm_f64x2_make(y0, y1);
-    }
-  })
-  Q4(x[q] = y[q])
-#undef Q4
-}
-
-/* log1p_kernel on two lanes: the same operations (a division, then the Horner polynomial in s²). */
-INLINE v128_t log1p_kernel_v(v128_t f) {
-  v128_t s = wasm_f64x2_div(f, wasm_f64x2_add(C2(2.0), f));
-  v128_t z = wasm_f64x2_mul(s, s);
-#define HZ(p, c) p = wasm_f64x2_add(wasm_f64x2_mul(p, z), C2(c))
-  v128_t p = C2(2.0 / 21.0);
-  HZ(p, 2.0 / 19.0);
-  HZ(p, 2.0 / 17.0);
-  HZ(p, 2.0 / 15.0);
-  HZ(p, 2.0 / 13.0);
-  HZ(p, 2.0 / 11.0);
-  HZ(p, 2.0 / 9.0);
-  HZ(p, 2.0 / 7.0);
-  HZ(p, 2.0 / 5.0);
-  HZ(p, 2.0 / 3.0);
-#undef HZ
-  v128_t R = wasm_f64x2_mul(z, p);
-  return wasm_f64x2_sub(f, wasm_f64x2_mul(s, wasm_f64x2_sub(f, R)));
+  if (wasm_i64x2_bitmask(inr) != 3) {
+    QN({
+      const v128_t in = wasm_v128_and(wasm_f64x2_ge(x[q], C2(-708.0)), wasm_f64x2_le(x[q], C2(709.0)));
+      if (wasm_i64x2_bitmask(in) != 3) {
+        f64 y0 = wasm_i64x2_extract_lane(in, 0) ? wasm_f64x2_extract_lane(p[q], 0) : dm_exp(wasm_f64x2_extract_lane(x[q], 0));
+        f64 y1 = wasm_i64x2_extract_lane(in, 1) ? wasm_f64x2_extract_lane(p[q], 1) : dm_exp(wasm_f64x2_extract_lane(x[q], 1));
+        p[q] = wasm_f64x2_make(y0, y1);
+      }
+    })
+  }
+  QN(x[q] = p[q])
+#undef QN
 }
 
 /*
- * dm_log1p of two lanes holding e in [0, 1] (here e = exp(-|x|), so e is never NaN, negative or
- * infinite): the reference's two paths computed side by side and selected per lane.
+ * dm_log1p of nq lane pairs holding e in [0, 1] (here e = exp(-|x|), so e is never NaN, negative
+ * or infinite), in lockstep (the Horner steps pinned, see LOCKSTEP_PIN): the reference's two paths
+ * computed side by side and selected per lane.
  *   e < 0.41421356237309503: log1p_kernel(e);
  *   else u = 1 + e in [1.414, 2], c = (e - (u - 1)) / u and log_positive(u, c), where of all its
  *   range reductions only "m >= 2: m *= 0.5, ed = 1" (u = 2) and "m > √2: m *= 0.5, ed += 1" can
  *   fire; then ed·LN2_HI + (log1p_kernel(m - 1) + (ed·LN2_LO + c)).
- * One log1p_kernel serves both paths (its argument is selected first).
+ * One log1p_kernel (a division, then the Horner polynomial in s²) serves both paths (its argument
+ * is selected first). The same operations on every lane as the reference, so the same bits.
  */
-INLINE v128_t log1p_unit_v(v128_t e) {
-  const v128_t small = wasm_f64x2_lt(e, C2(0.41421356237309503));
-  const v128_t u = wasm_f64x2_add(C2(1.0), e);
-  const v128_t c = wasm_f64x2_div(wasm_f64x2_sub(e, wasm_f64x2_sub(u, C2(1.0))), u);
-  const v128_t two = wasm_f64x2_ge(u, C2(2.0));
-  v128_t m = wasm_v128_bitselect(wasm_f64x2_mul(u, C2(0.5)), u, two);
-  v128_t ed = wasm_v128_and(two, C2(1.0));
-  const v128_t gt = wasm_f64x2_gt(m, C2(SQRT2_));
-  m = wasm_v128_bitselect(wasm_f64x2_mul(m, C2(0.5)), m, gt);
-  ed = wasm_v128_bitselect(wasm_f64x2_add(ed, C2(1.0)), ed, gt);
-  const v128_t k = log1p_kernel_v(wasm_v128_bitselect(e, wasm_f64x2_sub(m, C2(1.0)), small));
-  const v128_t big = wasm_f64x2_add(wasm_f64x2_mul(ed, C2(LN2_HI)), wasm_f64x2_add(k, wasm_f64x2_add(wasm_f64x2_mul(ed, C2(LN2_LO)), c)));
-  return wasm_v128_bitselect(k, big, small);
+INLINE void log1p_unit_vn(v128_t* e, const int nq) {
+#define QN(stmt) { for (int q = 0; q < nq; q++) { stmt; } }
+  v128_t small[nq], c[nq], ed[nq], f[nq], s[nq], z[nq], p[nq];
+  QN({
+    small[q] = wasm_f64x2_lt(e[q], C2(0.41421356237309503));
+    const v128_t u = wasm_f64x2_add(C2(1.0), e[q]);
+    c[q] = wasm_f64x2_div(wasm_f64x2_sub(e[q], wasm_f64x2_sub(u, C2(1.0))), u);
+    const v128_t two = wasm_f64x2_ge(u, C2(2.0));
+    v128_t m = wasm_v128_bitselect(wasm_f64x2_mul(u, C2(0.5)), u, two);
+    v128_t d = wasm_v128_and(two, C2(1.0));
+    const v128_t gt = wasm_f64x2_gt(m, C2(SQRT2_));
+    m = wasm_v128_bitselect(wasm_f64x2_mul(m, C2(0.5)), m, gt);
+    ed[q] = wasm_v128_bitselect(wasm_f64x2_add(d, C2(1.0)), d, gt);
+    f[q] = wasm_v128_bitselect(e[q], wasm_f64x2_sub(m, C2(1.0)), small[q]);
+    s[q] = wasm_f64x2_div(f[q], wasm_f64x2_add(C2(2.0), f[q]));
+    z[q] = wasm_f64x2_mul(s[q], s[q]);
+  })
+  LOCKSTEP_PIN(z, nq)
+#define HZN(c) QN(p[q] = wasm_f64x2_add(wasm_f64x2_mul(p[q], z[q]), C2(c))) LOCKSTEP_PIN(p, nq)
+  QN(p[q] = C2(2.0 / 21.0))
+  HZN(2.0 / 19.0)
+  HZN(2.0 / 17.0)
+  HZN(2.0 / 15.0)
+  HZN(2.0 / 13.0)
+  HZN(2.0 / 11.0)
+  HZN(2.0 / 9.0)
+  HZN(2.0 / 7.0)
+  HZN(2.0 / 5.0)
+  HZN(2.0 / 3.0)
+#undef HZN
+  QN({
+    const v128_t R = wasm_f64x2_mul(z[q], p[q]);
+    const v128_t k = wasm_f64x2_sub(f[q], wasm_f64x2_mul(s[q], wasm_f64x2_sub(f[q], R)));
+    const v128_t big = wasm_f64x2_add(wasm_f64x2_mul(ed[q], C2(LN2_HI)), wasm_f64x2_add(k, wasm_f64x2_add(wasm_f64x2_mul(ed[q], C2(LN2_LO)), c[q])));
+    e[q] = wasm_v128_bitselect(k, big, small[q]);
+  })
+#undef QN
 }
 
 /*
- * softplus of 4 lane pairs, equal to dm_softplus on each lane: e = exp(-|x|) (which is exp(-x)
- * for x > 0 and exp(x) otherwise, -0 included) four in lockstep, then log1p_unit_v, then
- * x >= 40 ? x : x + log1p(e) for x > 0 and log1p(e) otherwise. A pair with a NaN lane is recomputed
- * with dm_softplus (the reference's NaN).
+ * softplus of nq lane pairs, equal to dm_softplus on each lane: e = exp(-|x|) (which is exp(-x)
+ * for x > 0 and exp(x) otherwise, -0 included), then log1p(e), both in lockstep (exp_v2xn,
+ * log1p_unit_vn), then x >= 40 ? x : x + log1p(e) for x > 0 and log1p(e) otherwise. A block
+ * holding a NaN recomputes the pairs that hold one with dm_softplus (the reference's NaN).
  */
-INLINE void softplus_v2x4(v128_t* x) {
-  v128_t e[4];
-  for (int q = 0; q < 4; q++) e[q] = wasm_f64x2_neg(wasm_f64x2_abs(x[q]));
-  exp_v2x4(e);
-  for (int q = 0; q < 4; q++) {
-    const v128_t lp = log1p_unit_v(e[q]);
-    const v128_t pos = wasm_v128_bitselect(x[q], wasm_f64x2_add(x[q], lp), wasm_f64x2_ge(x[q], C2(40.0)));
-    v128_t r = wasm_v128_bitselect(pos, lp, wasm_f64x2_gt(x[q], C2(0.0)));
-    if (wasm_i64x2_bitmask(wasm_f64x2_ne(x[q], x[q])) != 0)
-      r = wasm_f64x2_make(dm_softplus(wasm_f64x2_extract_lane(x[q], 0)), dm_softplus(wasm_f64x2_extract_lane(x[q], 1)));
-    x[q] = r;
+INLINE void softplus_v2xn(v128_t* x, const int nq) {
+  v128_t e[nq];
+  for (int q = 0; q < nq; q++) e[q] = wasm_f64x2_neg(wasm_f64x2_abs(x[q]));
+  exp_v2xn(e, nq);
+  log1p_unit_vn(e, nq);
+  v128_t nan = wasm_f64x2_ne(x[0], x[0]);
+  for (int q = 1; q < nq; q++) nan = wasm_v128_or(nan, wasm_f64x2_ne(x[q], x[q]));
+  for (int q = 0; q < nq; q++) {
+    const v128_t pos = wasm_v128_bitselect(x[q], wasm_f64x2_add(x[q], e[q]), wasm_f64x2_ge(x[q], C2(40.0)));
+    e[q] = wasm_v128_bitselect(pos, e[q], wasm_f64x2_gt(x[q], C2(0.0)));
   }
+  if (wasm_v128_any_true(nan)) {
+    for (int q = 0; q < nq; q++)
+      if (wasm_i64x2_bitmask(wasm_f64x2_ne(x[q], x[q])) != 0)
+        e[q] = wasm_f64x2_make(dm_softplus(wasm_f64x2_extract_lane(x[q], 0)), dm_softplus(wasm_f64x2_extract_lane(x[q], 1)));
+  }
+  for (int q = 0; q < nq; q++) x[q] = e[q];
 }
+
 #undef C2
 
 #endif

@@ -5,6 +5,10 @@ typedef void (*kernel_fn)(const i32*, int, int);
 
 /* Where the forward scan stores the words it touches ahead (common.h, touch): never read. */
 u32 touch_sink;
+/* The word the lockstep pins test (detmath.h, LOCKSTEP_PIN): always zero, never written. */
+volatile i32 lockstep_flag;
+/* Where a pin would store its values if lockstep_flag were set: never written. */
+volatile v128_t lockstep_sink;
 
 static kernel_fn kernel_of(int kid) {
   switch (kid) {

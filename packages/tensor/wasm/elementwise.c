@@ -35,6 +35,12 @@ INLINE f32 unary1(int op, f32 v) {
   return 0;
 }
 
+/* Lane pairs of the exp-based unary ops in lockstep (measured: see wasm/README.md, "exp"; a build
+ * may define another even width to compare). */
+#ifndef UNARY_NQ
+#define UNARY_NQ 8
+#endif
+
 /* Two lanes of exp-based ops through exp_v2 (f64x2), converted to two f32s. */
 INLINE void unary_exp2(int op, const f32* x, f32* o) {
   v128_t v = wasm_f64x2_promote_low_f32x4(wasm_v128_load64_zero(x));
@@ -52,29 +58,50 @@ INLINE void unary_exp2(int op, const f32* x, f32* o) {
   wasm_v128_store64_lane(o, wasm_f32x4_demote_f64x2_zero(r), 0);
 }
 
-/* Eight values of an exp-based op: unary_exp2's operations on four lane pairs, the exps in
- * lockstep (exp_v2x4). */
-INLINE void unary_exp8(int op, const f32* x, f32* o) {
-  v128_t v[4], e[4], pos[4];
-  for (int q = 0; q < 4; q++) v[q] = wasm_f64x2_promote_low_f32x4(wasm_v128_load64_zero(x + 2 * q));
+/* Loads 2·nq values as nq f64x2 lane pairs (one v128 load per four). */
+INLINE void load_pairs(const f32* x, v128_t* v, const int nq) {
+  for (int g = 0; g < nq / 2; g++) {
+    const v128_t w = wasm_v128_load(x + 4 * g);
+    v[2 * g] = wasm_f64x2_promote_low_f32x4(w);
+    v[2 * g + 1] = wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(w, w, 2, 3, 0, 1));
+  }
+}
+/* Stores nq f64x2 lane pairs as 2·nq f32 values (one v128 store per four). */
+INLINE void store_pairs(f32* o, const v128_t* v, const int nq) {
+  for (int g = 0; g < nq / 2; g++)
+    wasm_v128_store(o + 4 * g, wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(v[2 * g]), wasm_f32x4_demote_f64x2_zero(v[2 * g + 1]), 0, 1, 4, 5));
+}
+
+/* 2·nq values of an exp-based op: unary_exp2's operations on nq lane pairs, the exps in lockstep
+ * (exp_v2xn). Sigmoid and silu divide once per lane: (x >= 0 ? 1 : e) / (1 + e) is the division
+ * whose quotient unary_exp2 keeps (it computes both and selects). nq is even and a constant. */
+INLINE void unary_exp_block(int op, const f32* x, f32* o, const int nq) {
+  v128_t v[nq], e[nq], pos[nq];
+  load_pairs(x, v, nq);
   if (op == U_EXP) {
-    for (int q = 0; q < 4; q++) e[q] = v[q];
-    exp_v2x4(e);
-    for (int q = 0; q < 4; q++) wasm_v128_store64_lane(o + 2 * q, wasm_f32x4_demote_f64x2_zero(e[q]), 0);
-    return;
+    for (int q = 0; q < nq; q++) e[q] = v[q];
+    exp_v2xn(e, nq);
+  } else {
+    for (int q = 0; q < nq; q++) {
+      pos[q] = wasm_f64x2_ge(v[q], wasm_f64x2_splat(0));
+      e[q] = wasm_v128_bitselect(wasm_f64x2_neg(v[q]), v[q], pos[q]);
+    }
+    exp_v2xn(e, nq);
+    for (int q = 0; q < nq; q++) {
+      const v128_t one = wasm_f64x2_splat(1.0);
+      const v128_t r = wasm_f64x2_div(wasm_v128_bitselect(one, e[q], pos[q]), wasm_f64x2_add(one, e[q]));
+      e[q] = op == U_SILU ? wasm_f64x2_mul(v[q], r) : r;
+    }
   }
-  for (int q = 0; q < 4; q++) {
-    pos[q] = wasm_f64x2_ge(v[q], wasm_f64x2_splat(0));
-    e[q] = wasm_v128_bitselect(wasm_f64x2_neg(v[q]), v[q], pos[q]);
-  }
-  exp_v2x4(e);
-  for (int q = 0; q < 4; q++) {
-    v128_t one = wasm_f64x2_splat(1.0);
-    v128_t d = wasm_f64x2_add(one, e[q]);
-    v128_t r = wasm_v128_bitselect(wasm_f64x2_div(one, d), wasm_f64x2_div(e[q], d), pos[q]);
-    if (op == U_SILU) r = wasm_f64x2_mul(v[q], r);
-    wasm_v128_store64_lane(o + 2 * q, wasm_f32x4_demote_f64x2_zero(r), 0);
-  }
+  store_pairs(o, e, nq);
+}
+
+/* 2·nq values of softplus (softplus_v2xn). */
+INLINE void softplus_block(const f32* x, f32* o, const int nq) {
+  v128_t v[nq];
+  load_pairs(x, v, nq);
+  softplus_v2xn(v, nq);
+  store_pairs(o, v, nq);
 }
 
 /* args: op, x, out, n, chunk */
@@ -115,18 +142,13 @@ void k_unary(const i32* a, int task, int tid) {
       }
       break;
     case U_EXP: case U_SIGMOID: case U_SILU:
-      /* four independent exps an iteration, in lockstep: their long dependency chains (a
+      /* UNARY_NQ independent exps an iteration, in lockstep: their long dependency chains (a
        * degree-12 Horner polynomial in f64) overlap */
-      for (; i + 8 <= end; i += 8) unary_exp8(op, x + i, o + i);
+      for (; i + 2 * UNARY_NQ <= end; i += 2 * UNARY_NQ) unary_exp_block(op, x + i, o + i, UNARY_NQ);
       for (; i + 2 <= end; i += 2) unary_exp2(op, x + i, o + i);
       break;
-    case U_SOFTPLUS: /* eight values an iteration: four exps in lockstep, then a vector log1p */
-      for (; i + 8 <= end; i += 8) {
-        v128_t v[4];
-        for (int q = 0; q < 4; q++) v[q] = wasm_f64x2_promote_low_f32x4(wasm_v128_load64_zero(x + i + 2 * q));
-        softplus_v2x4(v);
-        for (int q = 0; q < 4; q++) wasm_v128_store64_lane(o + i + 2 * q, wasm_f32x4_demote_f64x2_zero(v[q]), 0);
-      }
+    case U_SOFTPLUS: /* the exps and the log1p of UNARY_NQ lane pairs in lockstep */
+      for (; i + 2 * UNARY_NQ <= end; i += 2 * UNARY_NQ) softplus_block(x + i, o + i, UNARY_NQ);
       break;
     default:
       break;

@@ -7,11 +7,29 @@
 #include "common.h"
 #include "detmath.h"
 
-/* exp(x[j] - m) for j in [0, n): writes f32(e) to o (if o) and returns the sequential f64 sum. */
+/* exp(x[j] - m) for j in [0, n): writes f32(e) to o (if o) and returns the sequential f64 sum.
+ * 16 values a block have their exps computed in lockstep (exp_v2xn, detmath.h: the same bits), then
+ * are added in order. */
 static f64 exp_row(const f32* x, f64 m, int n, f32* o) {
   f64 s = 0;
   int j = 0;
   const v128_t mv = wasm_f64x2_splat(m);
+  for (; j + 16 <= n; j += 16) {
+    v128_t e[8];
+    for (int g = 0; g < 4; g++) {
+      const v128_t w = wasm_v128_load(x + j + 4 * g);
+      e[2 * g] = wasm_f64x2_sub(wasm_f64x2_promote_low_f32x4(w), mv);
+      e[2 * g + 1] = wasm_f64x2_sub(wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(w, w, 2, 3, 0, 1)), mv);
+    }
+    exp_v2xn(e, 8);
+    for (int q = 0; q < 8; q++) {
+      s += wasm_f64x2_extract_lane(e[q], 0);
+      s += wasm_f64x2_extract_lane(e[q], 1);
+    }
+    if (o)
+      for (int g = 0; g < 4; g++)
+        wasm_v128_store(o + j + 4 * g, wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(e[2 * g]), wasm_f32x4_demote_f64x2_zero(e[2 * g + 1]), 0, 1, 4, 5));
+  }
   for (; j + 2 <= n; j += 2) {
     v128_t e = exp_v2(wasm_f64x2_sub(wasm_f64x2_promote_low_f32x4(wasm_v128_load64_zero(x + j)), mv));
     s += wasm_f64x2_extract_lane(e, 0);

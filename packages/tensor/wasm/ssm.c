@@ -33,19 +33,20 @@ INLINE void load_lanes(f64* dst, const f32* src, int w, int w2) {
  * One step of the state recurrence for a channel block: h[n][i] (f64 holding f32 values) updated
  * in place from dt[i], dtx[i] = dt*x, A[n][i] (f64), Bn[n]. If y != 0, y[i] = Σ_n h·C[n] (f64).
  */
-INLINE void step(f64* h, const f64* At, const f64* dt, const f64* dtx, const f32* Bn, const f32* Cn, int N, int w2, f64* y, f64* aout, int x4) {
+INLINE void step(f64* h, const f64* At, const f64* dt, const f64* dtx, const f32* Bn, const f32* Cn, int N, int w2, f64* y, f64* aout, int lockstep) {
   for (int i = 0; i < w2; i += 2) {
     const v128_t dtv = V2(dt + i), dtxv = V2(dtx + i);
     v128_t acc = S2(0);
     int n = 0;
-    /* x4: four states' exps at a time, in lockstep (exp_v2x4), then the updates in state order —
-     * the same bits either way; measured (1 thread, forward): Deno -25% time, Bun +20%, Node 20
-     * +5%, so the caller chooses per engine */
-    for (; x4 && n + 4 <= N; n += 4) {
-      v128_t e[4];
-      for (int q = 0; q < 4; q++) e[q] = MUL(dtv, V2(At + (n + q) * w2 + i));
-      exp_v2x4(e);
-      for (int q = 0; q < 4; q++) {
+    /* lockstep: eight states' exps at a time, pinned in lockstep (exp_v2xn, detmath.h), then the
+     * updates in state order; the same bits either way. Measured (forward, [2, 1024, 512, 16], one
+     * thread, CPU time, against one exp at a time): Bun 0.72, Deno 0.55-0.57, Node 20 0.82; four
+     * written side by side without pins, as before, ran at 0.92 / 0.79-0.80 / 0.94 (wasm/README.md) */
+    for (; lockstep && n + 8 <= N; n += 8) {
+      v128_t e[8];
+      for (int q = 0; q < 8; q++) e[q] = MUL(dtv, V2(At + (n + q) * w2 + i));
+      exp_v2xn(e, 8);
+      for (int q = 0; q < 8; q++) {
         f64* hp = h + (n + q) * w2 + i;
         if (aout) wasm_v128_store(aout + (n + q) * w2 + i, e[q]);
         const v128_t hn = fround2(ADD(fround2(MUL(e[q], V2(hp))), fround2(MUL(dtxv, S2(Bn[n + q])))));
@@ -67,7 +68,7 @@ INLINE void step(f64* h, const f64* At, const f64* dt, const f64* dtx, const f32
 }
 
 /* Per-thread scratch of the forward kernel: h, At ([N][w2] f64 each), dt, dtx, y ([w2] f64). */
-/* args: x, delta, A, Bm, C, h0, y (or 0), hL (or 0), B, L, Di, N, chunk, scratch, stride, x4 (see step) */
+/* args: x, delta, A, Bm, C, h0, y (or 0), hL (or 0), B, L, Di, N, chunk, scratch, stride, lockstep (see step) */
 void k_ssm_fwd(const i32* a, int task, int tid) {
   const int L = a[9], Di = a[10], N = a[11], chunk = a[12];
   const int nchunks = (Di + chunk - 1) / chunk;
@@ -102,7 +103,7 @@ void k_ssm_fwd(const i32* a, int task, int tid) {
  * order). Inputs x, delta, A, Bm, C, h0, gy [B,L,Di], ghL [B,Di,N]; output: the packed gradients
  * dx | dΔ [B,L,Di] | dA [Di,N] | dB | dC [B,L,N] | dh0 [B,Di,N]; dB and dC as f64 partial sums per
  * block in dBp / dCp [nblocks][B·L·N] (reduced by k_ssm_bwd_reduce).
- * args: x, delta, A, Bm, C, h0, gy, ghL, out, B, L, Di, N, chunk, scratch, stride, dBp, dCp, x4 (see step)
+ * args: x, delta, A, Bm, C, h0, gy, ghL, out, B, L, Di, N, chunk, scratch, stride, dBp, dCp, lockstep (see step)
  * Scratch (f64): hs [L+1][N][w2] (hs[0] = h0), as [L][N][w2] (exp(Δ A) of each step, kept from
  * the forward so the backward computes no exp), At, lam, dA [N][w2], dt, xv, g, dtx [w2].
  */

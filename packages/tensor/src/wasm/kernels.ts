@@ -33,7 +33,7 @@ export interface WasmCtx {
   blasThreads(n: number): void;
   /** Rows of the matmul's register tile, 4 or 6 (wasm/gemm.c: per engine; never changes a result). */
   readonly gemmTile: 4 | 6;
-  /** Whether the selective scan computes four exps in lockstep (wasm/ssm.c, step: per engine; never changes a result). */
+  /** Whether the selective scan computes eight exps in lockstep (wasm/ssm.c, step; never changes a result). */
   readonly expLockstep: boolean;
   /** Whether the linear scan touches its inputs and output ahead (wasm/common.h, touch; never changes a result). */
   readonly touchAhead: boolean;
