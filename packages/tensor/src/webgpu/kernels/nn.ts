@@ -222,17 +222,14 @@ export const crossEntropyKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: 
 
 // ---------- row pairs: softmaxGrad, rmsNorm, rmsNormGrad ----------
 
-/** Threads a row takes, and rows a workgroup takes, in the row-pair kernels. */
-const PAIR_LANES = 32;
-const PAIR_ROWS = 8;
-const PAIR_WG = PAIR_LANES * PAIR_ROWS;
+const PAIR_WG = 64;
 /**
- * PAIR_ROWS rows of n a workgroup, PAIR_LANES threads a row: s = Σ a², t = Σ a·b (each lane a
- * strided partial sum, then the row's lane 0 adds its lanes in order), then every element.
- * params: rows, n, mode, eps (f32). mode 0 rmsNorm (a = x): x·r; 1 rmsNormGrad (a = x, b = g):
- * r·g − x·r³·t/n; 2 softmaxGrad (a = y, b = g): y·(g − t); r = 1/√(s/n + eps). (A workgroup of
- * 64 threads a row, lane 0 adding 64 partials, ran RMSNorm's [61440, 256] at ~79 µs on an H100:
- * twice its bytes' time.)
+ * One workgroup of PAIR_WG threads per row of n: s = Σ a², t = Σ a·b (strided partial sums,
+ * then lane 0 adds the lanes in order), then every element. params: rows, n, mode, eps (f32).
+ * mode 0 rmsNorm (a = x): x·r; 1 rmsNormGrad (a = x, b = g): r·g − x·r³·t/n; 2 softmaxGrad
+ * (a = y, b = g): y·(g − t); r = 1/√(s/n + eps).
+ * Masked (maskedSoftmaxGrad, mode 2, a = w, b = g, vld = valid, word 3 the scale instead of eps):
+ * b reads as the composite's g·valid, and the out is where(valid, w·(g·valid − t), 0) · scale.
  */
 function rowPairWgsl(masked = false): string {
   const bufs = [{ name: "out", type: "f32", write: true }, { name: "a", type: "f32" }, { name: "b", type: "f32" }];
@@ -243,33 +240,28 @@ var<workgroup> sht: array<f32, ${PAIR_WG}>;
 @compute @workgroup_size(${PAIR_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
-  let lane = lid % ${PAIR_LANES}u;
-  let first = lid - lane;
-  let row = wg * ${PAIR_ROWS}u + lid / ${PAIR_LANES}u;
-  let live = row < ${pu(0)};
+  let row = wg;
+  if (row >= ${pu(0)}) { return; }
   let n = ${pu(1)}; let mode = ${pu(2)}; let eps = bitcast<f32>(${pu(3)});
   let base = row * n;
   var s = 0.0f; var t = 0.0f;
-  if (live) {
-    for (var j = lane; j < n; j += ${PAIR_LANES}u) {
-      let av = a[base + j];
-      s += av * av;
-      if (mode != 0u) { t += av * ${bAt("base + j")}; }
-    }
+  for (var j = lid; j < n; j += ${PAIR_WG}u) {
+    let av = a[base + j];
+    s += av * av;
+    if (mode != 0u) { t += av * ${bAt("base + j")}; }
   }
   shs[lid] = s; sht[lid] = t;
   workgroupBarrier();
-  if (lane == 0u) {
-    var ss = shs[lid]; var tt = sht[lid];
-    for (var k = 1u; k < ${PAIR_LANES}u; k++) { ss += shs[lid + k]; tt += sht[lid + k]; }
-    shs[lid] = ss; sht[lid] = tt;
+  if (lid == 0u) {
+    var ss = shs[0]; var tt = sht[0];
+    for (var k = 1u; k < ${PAIR_WG}u; k++) { ss += shs[k]; tt += sht[k]; }
+    shs[0] = ss; sht[0] = tt;
   }
   workgroupBarrier();
-  if (!live) { return; }
-  let r = 1.0f / sqrt(shs[first] / f32(n) + eps);
-  let tt = sht[first];
+  let r = 1.0f / sqrt(shs[0] / f32(n) + eps);
+  let tt = sht[0];
   let c = r * r * r * tt / f32(n);
-  for (var j = lane; j < n; j += ${PAIR_LANES}u) {
+  for (var j = lid; j < n; j += ${PAIR_WG}u) {
     let av = a[base + j];
     if (mode == 0u) { out[base + j] = av * r; }
     else if (mode == 1u) { out[base + j] = r * b[base + j] - av * c; }
@@ -288,7 +280,7 @@ function planPair(limits: GpuLimits, mode: number, rows: number, n: number, f: n
   return {
     key: mode === 3 ? "rowpair:masked" : "rowpair", wgsl: mode === 3 ? rowPairMasked : rowPairWgsl,
     params: new ParamWords().u(rows).u(n).u(mode === 3 ? 2 : mode).f(f).words(),
-    groups: grid(ceilDiv(rows, PAIR_ROWS), limits.maxComputeWorkgroupsPerDimension), f,
+    groups: grid(rows, limits.maxComputeWorkgroupsPerDimension), f,
   };
 }
 
