@@ -76,6 +76,12 @@ test("splitKPlan: whole k-tiles, no empty slice, the scratch limit, the knob; tr
   expect(matmulPlan(16384, 64, 256, 1)).toBe(MID_TILE);
   expect(matmulPlan(16384, 48, 512, 1)).toBe(MID_TILE);
   expect(matmulPlan(16384, 16, 512, 1)).toBe(MID_TILE);
+  // narrower than 64 columns, B untransposed, 32K+ rows: the 64x64 tile (a 60K chunk's x_proj); transposed B keeps 128x64
+  expect(matmulPlan(61440, 48, 512, 1)).toBe(SMALL_TILE);
+  expect(matmulPlan(2048, 48, 512, 30)).toBe(SMALL_TILE);
+  expect(matmulPlan(61440, 48, 512, 1, true)).toBe(MID_TILE);
+  expect(matmulPlan(61440, 64, 256, 1)).toBe(MID_TILE);
+  await withTuning({ narrowSmallMinRows: Infinity }, () => expect(matmulPlan(61440, 48, 512, 1)).toBe(MID_TILE));
   expect((matmulPlan(16384, 1024, 256, 1) as TileConfig).BN).toBe(256);
   expect(matmulPlan(32768, 128, 256, 1)).toBe(BIG_TILE);
   await withTuning({ minColumnUse: 0 }, () => expect((matmulPlan(16384, 64, 256, 1) as TileConfig).BN).toBe(256));
