@@ -13,7 +13,7 @@
  * params: R (rows), K, N.
  */
 import type { KernelArg } from "../../backend.ts";
-import { ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type GpuCtx } from "../context.ts";
+import { ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, prod, pu, type GpuCtx } from "../context.ts";
 
 const ROWS_WG = 64;
 /** Columns a thread holds at once. */
@@ -57,8 +57,7 @@ fn main(${ENTRY_ARGS}) {
 /** matmulRows: inputs [x [..., R, K], w [K, N], rows [..., R]] → out [..., R, N]. */
 export function matmulRowsKernel(ctx: GpuCtx, [x, w, rows]: readonly KernelArg[], out: KernelArg): void {
   const K = w.shape[0], N = w.shape[1];
-  let R = 1;
-  for (const d of rows.shape) R *= d;
+  const R = prod(rows.shape);
   if (R === 0 || N === 0) return;
   const refs = [ctx.ref(out, "matmulRows"), ctx.ref(x, "matmulRows"), ctx.ref(w, "matmulRows"), ctx.ref(rows, "matmulRows")];
   ctx.dispatch({
