@@ -19,7 +19,8 @@
  *   (the scan then);
  * - the second pass from segments (select-segments.ts, "top" mode) and the walk back from every
  *   position: the tests above run both, the fast-check cases draw either; segment lengths 64 and
- *   128, rows ending inside a segment, k at SEG_MAX_K and past it (the walk then);
+ *   128, rows ending inside a segment, k at SEG_MAX_K and past it (the walk then), k at
+ *   STAGE_MAX_K and past it (rows written through workgroup memory, then not);
  * - several threads per position (select-lanes.ts, chosen when B·L < selectTuning.lanesBelow):
  *   the tests above run with 1 and 8 lanes (lanesBelow forced up), the fast-check cases draw
  *   either; 2, 4 and 16 lanes on mixed cases; the choice itself; long rows at B = 1 and 2,
@@ -33,7 +34,7 @@ import { useBackend } from "../../../test/support/backends.ts";
 import * as T from "../src/index.ts";
 import type { Backend, DType } from "../src/index.ts";
 import { causalSelectLanes, causalSelectPlan, selectTuning, usesSummary } from "../src/webgpu/kernels/select.ts";
-import { SEG_MAX_K, segmentLength } from "../src/webgpu/kernels/select-segments.ts";
+import { SEG_MAX_K, segmentLength, STAGE_MAX_K } from "../src/webgpu/kernels/select-segments.ts";
 import { SUMMARY_MAX_K } from "../src/webgpu/kernels/select-summary.ts";
 import { keysOf } from "./webgpu-matmul-support.ts";
 import type { WebGpuBackend } from "../src/webgpu/backend.ts";
@@ -321,6 +322,8 @@ test("webgpu causalSelect, fill from segments: segment lengths 64 and 128, rows 
     for (const [B, L, k, density, levels] of [
       [2, 16500, 50, 1, 0], // segments of 128 (the last one partial), the chunked forward's k
       [1, 1000, SEG_MAX_K, 0.9, 0], // k at the limit
+      [1, 900, STAGE_MAX_K, 1, 1], // the largest k whose rows are staged, with ties
+      [1, 900, STAGE_MAX_K + 1, 1, 0], // the smallest whose rows are not
       [1, 700, SEG_MAX_K + 1, 1, 0], // past it: the walk-back fill
       [2, 130, 40, 1, 3], // ties: one segment and a few rows past it
       [1, 5000, 50, 0.1, 0], // sparse
@@ -328,7 +331,9 @@ test("webgpu causalSelect, fill from segments: segment lengths 64 and 128, rows 
       const c = makeCase(seed++, B, L, k, "top", density, levels, f32);
       const { keys } = await keysOf(gpu, () => agree(gpu, c));
       const segs = k <= SEG_MAX_K;
-      expect([keys.includes("causalSelectSegStarts"), keys.includes("causalSelectSegRows")]).toEqual([segs, segs]);
+      // rows of k ≤ STAGE_MAX_K go out through workgroup memory (the ":staged" pipeline)
+      expect([keys.includes("causalSelectSegStarts"), keys.includes("causalSelectSegRows"), keys.includes("causalSelectSegRows:staged")])
+        .toEqual([segs, segs && k > STAGE_MAX_K, segs && k <= STAGE_MAX_K]);
       expect(keys.some((x) => x.startsWith("causalSelectFill"))).toBe(!segs);
     }
   });

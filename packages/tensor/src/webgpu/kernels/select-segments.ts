@@ -52,13 +52,19 @@ export function segmentLength(L: number): number {
 
 /**
  * Pass A: seg[(b·nSeg + g)·(k + 1)] = |held(s)| and the k words after it the members in
- * increasing order, s = g·T. params: B, L, k, T, nSeg. A thread tests a contiguous share of
- * [0, s) (ends of one row are a few KiB to a few hundred: L2 reads), the shares' counts are
- * summed as a prefix over the workgroup, and each thread writes its members at its offset.
+ * increasing order, s = g·T. params: B, L, k, T, nSeg. The threads test [0, s) in interleaved
+ * order (thread i takes j = i, i + 256, …: each load of the workgroup reads 1 KiB of one row's
+ * ends in a piece) and append the members to workgroup memory through an atomic counter; a
+ * memory holds at most k positions, so there are at most k ≤ SEG_MAX_K members, and each one's
+ * place in increasing order is the number of members below it. (The earlier layout gave each
+ * thread a contiguous share of [0, s): 256 loads of addresses s / 256 words apart per step, about
+ * 5x slower at L 61K.) Should more than SEG_MAX_K entries ever pass the test, one thread lists the
+ * first k in order instead.
  */
 export function segmentStartsWgsl(): string {
   return `${header(5, [{ name: "seg", type: "i32", write: true }, { name: "ends", type: "u32" }])}
-var<workgroup> sums: array<u32, ${SEG_WG}>;
+var<workgroup> mem: array<u32, ${SEG_MAX_K}>;
+var<workgroup> cnt: atomic<u32>;
 @compute @workgroup_size(${SEG_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
@@ -67,38 +73,56 @@ fn main(${ENTRY_ARGS}) {
   let b = wg / nSeg; let g = wg % nSeg;
   let s = g * T;
   let row = b * L;
-  let r = (s + ${SEG_WG - 1}u) / ${SEG_WG}u;
-  let j0 = min(s, lid * r); let j1 = min(s, j0 + r);
-  var c = 0u;
-  for (var j = j0; j < j1; j++) { c += select(0u, 1u, ends[row + j] >= s); }
-  // exclusive prefix of the counts over the workgroup (from the inclusive sums)
-  ${inclusiveSumWgsl("sums", "c", SEG_WG)}
+  if (lid == 0u) { atomicStore(&cnt, 0u); }
+  workgroupBarrier();
+  for (var j = lid; j < s; j += ${SEG_WG}u) {
+    if (ends[row + j] >= s) {
+      let o = atomicAdd(&cnt, 1u);
+      if (o < ${SEG_MAX_K}u) { mem[o] = j; }
+    }
+  }
+  workgroupBarrier();
+  let c = atomicLoad(&cnt);
   let base = wg * (k + 1u);
-  var o = sums[lid] - c;
-  if (lid == ${SEG_WG - 1}u) { seg[base] = i32(min(k, sums[lid])); }
-  if (c > 0u) {
-    for (var j = j0; j < j1; j++) {
-      if (ends[row + j] >= s) {
-        if (o < k) { seg[base + 1u + o] = i32(j); }
-        o++;
-      }
+  if (c <= ${SEG_MAX_K}u) {
+    if (lid == 0u) { seg[base] = i32(min(k, c)); }
+    for (var q = lid; q < c; q += ${SEG_WG}u) {
+      let j = mem[q];
+      var r = 0u;
+      for (var i = 0u; i < c; i++) { r += select(0u, 1u, mem[i] < j); }
+      if (r < k) { seg[base + 1u + r] = i32(j); }
+    }
+  } else if (lid == 0u) {
+    seg[base] = i32(k);
+    var o = 0u;
+    for (var j = 0u; j < s && o < k; j++) {
+      if (ends[row + j] >= s) { seg[base + 1u + o] = i32(j); o++; }
     }
   }
 }
 `;
 }
 
+/** The largest k whose rows pass B stages in workgroup memory (ROWS_WG rows of k words, under 16 KiB with its other arrays). */
+export const STAGE_MAX_K = 56;
+
 /**
  * Pass B: row t of out from its segment's list (the members still held at t) and the segment's
  * positions before t that are held at t, then −1 up to k. params: B, L, k, T, nSeg. A workgroup
  * fills ROWS_WG consecutive rows of one segment; the list with each member's end, and the
- * segment's ends up to its last row, go through workgroup memory.
+ * segment's ends up to its last row, go through workgroup memory. With `staged` (k ≤
+ * STAGE_MAX_K) each thread builds its row in workgroup memory and the workgroup then writes its
+ * rows, which are contiguous in out, word by word across the threads: a thread writing its own
+ * row scatters each store over ROWS_WG rows k words apart (about 3x slower at L 61K, k 50).
  */
-export function segmentRowsWgsl(): string {
+export function segmentRowsWgsl(staged: boolean): string {
+  const PJ = staged ? STAGE_MAX_K : SEG_MAX_K;
+  const put = (at: string, v: string) => (staged ? `stage[lid * k + ${at}] = ${v};` : `out[o + ${at}] = ${v};`);
   return `${header(5, [{ name: "out", type: "i32", write: true }, { name: "ends", type: "u32" }, { name: "seg", type: "i32" }])}
-var<workgroup> pj: array<u32, ${SEG_MAX_K}>;
-var<workgroup> pe: array<u32, ${SEG_MAX_K}>;
+var<workgroup> pj: array<u32, ${PJ}>;
+var<workgroup> pe: array<u32, ${PJ}>;
 var<workgroup> se: array<u32, ${SEG_MAX_T}>;
+${staged ? `var<workgroup> stage: array<i32, ${ROWS_WG * STAGE_MAX_K}>;` : ""}
 @compute @workgroup_size(${ROWS_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
@@ -122,22 +146,28 @@ fn main(${ENTRY_ARGS}) {
   for (var j = s + lid; j < hi; j += ${ROWS_WG}u) { se[j - s] = ends[row + j]; }
   workgroupBarrier();
   let t = t0 + lid;
-  if (t >= L) { return; }
   let o = (row + t) * k;
-  var n = 0u;
-  for (var q = 0u; q < c; q++) {
-    if (pe[q] >= t) {
-      if (n < k) { out[o + n] = i32(pj[q]); }
-      n++;
+  if (t < L) {
+    var n = 0u;
+    for (var q = 0u; q < c; q++) {
+      if (pe[q] >= t) {
+        if (n < k) { ${put("n", "i32(pj[q])")} }
+        n++;
+      }
     }
-  }
-  for (var j = s; j < t; j++) {
-    if (se[j - s] >= t) {
-      if (n < k) { out[o + n] = i32(j); }
-      n++;
+    for (var j = s; j < t; j++) {
+      if (se[j - s] >= t) {
+        if (n < k) { ${put("n", "i32(j)")} }
+        n++;
+      }
     }
+    for (var q = n; q < k; q++) { ${put("q", "-1i")} }
   }
-  for (var q = n; q < k; q++) { out[o + q] = -1i; }
+  ${staged ? `workgroupBarrier();
+  // the workgroup's rows t0 … hi − 1, contiguous in out
+  let first = (row + t0) * k;
+  let words = (hi - t0) * k;
+  for (var i = lid; i < words; i += ${ROWS_WG}u) { out[first + i] = stage[i]; }` : ""}
 }
 `;
 }

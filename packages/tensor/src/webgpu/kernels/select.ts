@@ -44,7 +44,7 @@ import type { DType } from "../../dtype.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
 import { readEnv } from "../../env.ts";
 import { END_WG, SUMMARY_MAX_K, summaryEndWgsl, summaryWgsl, summaryWords, TILE_S } from "./select-summary.ts";
-import { ROWS_WG, SEG_MAX_K, segmentLength, segmentRowsWgsl, segmentStartsWgsl } from "./select-segments.ts";
+import { ROWS_WG, SEG_MAX_K, segmentLength, segmentRowsWgsl, segmentStartsWgsl, STAGE_MAX_K } from "./select-segments.ts";
 import { bitsFns, checkLanes, endsFetch, positionKey, range, selectEndLanesWgsl, selectFillLanesWgsl, TILE, tileConvert, tileFetch, tree, UNROLL, WGP } from "./select-lanes.ts";
 
 const WG = 64;
@@ -569,8 +569,9 @@ export function causalSelectKernel(ctx: GpuCtx, [mask, score]: readonly KernelAr
       const seg = ctx.temp(B * nSeg * (p.k + 1) * 4);
       const w = new ParamWords().u(B).u(L).u(p.k).u(T).u(nSeg).words();
       ctx.dispatch({ label: "causalSelect", key: "causalSelectSegStarts", wgsl: segmentStartsWgsl, buffers: [seg, ends], params: w, groups: grid(B * nSeg, maxDim) });
+      const staged = p.k <= STAGE_MAX_K;
       ctx.dispatch({
-        label: "causalSelect", key: "causalSelectSegRows", wgsl: segmentRowsWgsl, buffers: [ctx.ref(out, "causalSelect"), ends, seg], params: w,
+        label: "causalSelect", key: `causalSelectSegRows${staged ? ":staged" : ""}`, wgsl: () => segmentRowsWgsl(staged), buffers: [ctx.ref(out, "causalSelect"), ends, seg], params: w,
         groups: grid(B * ceilDiv(L, ROWS_WG), maxDim),
       });
       ctx.releaseTemp(seg);
