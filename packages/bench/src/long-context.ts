@@ -34,6 +34,7 @@ const HELP = `long-context: batch-1 latency of the chunked forward at long lengt
   --cap-s S         stop timing a configuration after S seconds (default 90)
   --reference F     JSON of packages/bench/gpu/ref_long_context.py from the same run
   --attn-positions N  WebGPU fused pool read: positions per workgroup, 1, 2, 4, 8 or 16 (default ${attnReadTuning.positions})
+  --attn-forward F  WebGPU fused pool read's forward: shared (rows loaded once per workgroup) or lanes (default ${attnReadTuning.forward})
   --profile         WebGPU: after each timed row, one more forward with every dispatch timed,
                     GPU ms by kernel and primitive call (shapes); the top rows go in the JSON
   --json            print the JSON result on stdout instead of the table
@@ -121,10 +122,11 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
   }
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", lengths: "string", chunks: "string", runs: "string", warmup: "string",
-    "cap-s": "string", reference: "string", profile: "boolean", json: "boolean", out: "string", help: "boolean", "attn-positions": "string",
+    "cap-s": "string", reference: "string", profile: "boolean", json: "boolean", out: "string", help: "boolean", "attn-positions": "string", "attn-forward": "string",
   });
   const positions = oneOf("attn-positions", f["attn-positions"], ["1", "2", "4", "8", "16"] as const);
   if (positions) attnReadTuning.positions = Number(positions);
+  attnReadTuning.forward = oneOf("attn-forward", f["attn-forward"], ["shared", "lanes"] as const) ?? attnReadTuning.forward;
   const backend = (f.backend ?? "webgpu") as BackendChoice;
   if (!BACKENDS.includes(backend)) throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
   const presetName = (f.preset ?? "small") as PresetName;

@@ -48,6 +48,8 @@ interface Spec {
   big?: number;
   /** Where true, about half the slots of a position repeat one row. */
   dup?: boolean;
+  /** Positions in runs of about this many that read the same slots (the model's pools), each run's rows drawn afresh. */
+  runs?: number;
   seed: number;
 }
 
@@ -58,6 +60,13 @@ function makeCase(s: Spec): Case {
   const u = (n: number, a = 1) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * a);
   const index = new Int32Array(N * P), valid = new Float32Array(N * P);
   for (let n = 0; n < N; n++) {
+    if (s.runs && n > 0 && rand() >= 1 / s.runs) {
+      // the run goes on: position n reads what position n − 1 read (one slot changed now and then)
+      index.copyWithin(n * P, (n - 1) * P, n * P);
+      valid.copyWithin(n * P, (n - 1) * P, n * P);
+      if (rand() < 0.3) index[n * P + Math.floor(rand() * P)] = Math.floor(rand() * M);
+      continue;
+    }
     const hot = Math.floor(rand() * M);
     for (let p = 0; p < P; p++) {
       const e = n * P + p, x = rand();
@@ -337,7 +346,7 @@ test("webgpu: phase 1's other layouts (attnReadTuning.dots \"slots\", dotLanes 8
   const before = T.liveBuffers();
   try {
     for (const [dots, dotLanes, tag] of [["slots", 4, ":slots"], ["lanes", 8, ":lanes8"], ["lanes", 16, ":lanes16"]] as const) {
-      Object.assign(attnReadTuning, { dots, dotLanes });
+      Object.assign(attnReadTuning, { dots, dotLanes, forward: "lanes" });
       for (const [i, c] of cases.entries()) {
         const rec = recordKeys(gpu);
         const got = await run(c, fused);
@@ -357,7 +366,7 @@ test("webgpu: phase 1's other layouts (attnReadTuning.dots \"slots\", dotLanes 8
     await expect(run(cases[0], fused)).rejects.toThrow("attnReadTuning.dotLanes must be 4, 8 or 16, got 2");
     expect(T.liveBuffers()).toBe(before);
   } finally {
-    Object.assign(attnReadTuning, { dots: "lanes", dotLanes: 4 });
+    Object.assign(attnReadTuning, { dots: "lanes", dotLanes: 4, forward: "shared" });
   }
 });
 
@@ -366,8 +375,8 @@ test("webgpu: attnReadGrad on an 8-storage-buffer device (two dispatches) and th
   const main = T.getBackend();
   const { createWebGpuBackend } = await import("../src/webgpu/backend.ts");
   // same device; WebGPU's default of 8 storage buffers (the one-dispatch backward binds 9), and
-  // at most 4 workgroups per grid dimension (the fused kernels need 5 workgroups of 4 positions
-  // here: a 2-D grid; every other op of the case fits 16)
+  // at most 4 workgroups per grid dimension (the backward kernels need 5 workgroups of 4
+  // positions here: a 2-D grid; every other op of the case fits 16, the shared-rows forward 2)
   // deno-lint-ignore no-explicit-any
   const gpu = await createWebGpuBackend({ gpu: (main as any).acquired, limits: { maxStorageBuffersPerShaderStage: 8, maxComputeWorkgroupsPerDimension: 4 } });
   try {
@@ -385,8 +394,8 @@ test("webgpu: attnReadGrad on an 8-storage-buffer device (two dispatches) and th
     const got = await run(c, fused);
     onGpu.restore();
     // deno-lint-ignore no-explicit-any
-    if ((main as any).ctx.limits.maxStorageBuffersPerShaderStage >= 9) expect(ourKeys(onMain.seen)).toEqual(["attnRead:grad:vec4:128:4", "attnRead:out:vec4:128:4"]);
-    expect(ourKeys(onGpu.seen)).toEqual(["attnRead:gradNoW:vec4:128:4", "attnRead:out:vec4:128:4", "attnRead:w:vec4:128:4"]);
+    if ((main as any).ctx.limits.maxStorageBuffersPerShaderStage >= 9) expect(ourKeys(onMain.seen)).toEqual(["attnRead:grad:vec4:128:4", "attnRead:shared:64:16:16"]);
+    expect(ourKeys(onGpu.seen)).toEqual(["attnRead:gradNoW:vec4:128:4", "attnRead:shared:64:16:16", "attnRead:w:vec4:128:4"]);
     const tol = 1e-6 * (4 + c.maxLogit);
     expect(close("out", got.out, want.out, tol)).toBe("ok");
     for (const k of ["dq", "dk", "dv"] as const) expect(close(k, got[k], want[k], tol * Math.sqrt(c.P))).toBe("ok");
@@ -394,5 +403,81 @@ test("webgpu: attnReadGrad on an 8-storage-buffer device (two dispatches) and th
   } finally {
     gpu.destroy();
     T.setBackend(main);
+  }
+});
+
+test("webgpu: the shared-rows forward (attnReadTuning.forward \"shared\") equals the lanes kernel and the CPU on pools shared in runs, mixed and unshared; it leaves wide rows, scalar rows and 256-slot pools to the lanes kernel", async () => {
+  if (!testBackends().includes("webgpu") || !(await useBackend("webgpu"))) return;
+  const gpu = T.getBackend();
+  // deno-lint-ignore no-explicit-any
+  const limit: number = (gpu as any).ctx.limits.maxComputeWorkgroupStorageSize;
+  // positions a workgroup: 16, halved while q rows (16 bytes a vec4), logits and rows (8 bytes a
+  // slot) and 256 bytes of partials exceed the device's workgroup memory
+  const fit = (CH: number, SQ: number) => {
+    let pos = 16;
+    while (pos > 4 && 16 * pos * SQ + 8 * pos * CH + 256 > limit) pos /= 2;
+    return pos;
+  };
+  // [spec, the forward's pipeline key]: runs of ~40 and ~3 positions, none (every position its
+  // own rows), 100 slots (the 128-slot arrays: 8 positions a workgroup under 16 KiB), rows of 128 and of 4
+  // floats, position counts that are no multiple of 16, positions with no valid slot
+  const cases: [Spec, string][] = [
+    [{ N: 70, P: 50, S: 64, runs: 40, empty: 3, seed: 40 }, "attnRead:shared:64:16:16"],
+    [{ N: 37, P: 50, S: 64, runs: 3, dup: true, big: 12, seed: 41 }, "attnRead:shared:64:16:16"],
+    [{ N: 21, P: 9, S: 64, seed: 42 }, "attnRead:shared:64:16:16"],
+    [{ N: 45, P: 100, S: 64, runs: 20, tables: 2, empty: 1, seed: 43 }, `attnRead:shared:128:${fit(128, 16)}:16`],
+    [{ N: 19, P: 50, S: 128, runs: 10, seed: 44 }, `attnRead:shared:64:${fit(64, 32)}:32`],
+    [{ N: 17, P: 5, S: 4, runs: 5, seed: 45 }, "attnRead:shared:64:16:16"],
+    [{ N: 9, P: 50, S: 132, runs: 4, seed: 46 }, "attnRead:out:vec4:128:4"],
+    [{ N: 9, P: 50, S: 37, runs: 4, seed: 47 }, "attnRead:out:f32:128:4"],
+    [{ N: 9, P: 200, S: 64, runs: 4, seed: 48 }, "attnRead:out:vec4:256:4"],
+  ];
+  const before = T.liveBuffers();
+  try {
+    for (const [spec, key] of cases) {
+      const c = makeCase(spec);
+      T.setBackend("cpu");
+      const want = await run(c, fused);
+      T.setBackend(gpu);
+      attnReadTuning.forward = "lanes";
+      const lanes = await run(c, fused);
+      attnReadTuning.forward = "shared";
+      const rec = recordKeys(gpu);
+      const got = await run(c, fused);
+      rec.restore();
+      const label = JSON.stringify(spec);
+      expect(`${label} ${ourKeys(rec.seen).filter((k) => !k.startsWith("attnRead:grad")).join(",")}`).toBe(`${label} ${key}`);
+      const tol = 1e-6 * (4 + c.maxLogit);
+      expect(`${label} ${close("out", got.out, want.out, tol)}`).toBe(`${label} ok`);
+      expect(`${label} ${close("out vs lanes", got.out, lanes.out, tol)}`).toBe(`${label} ok`);
+      // the backward is the lanes kernel's either way
+      for (const k of ["dq", "dk", "dv"] as const) expect(`${label} ${close(k, got[k], want[k], tol * Math.sqrt(c.P))}`).toBe(`${label} ok`);
+      // positions with no valid slot read exactly 0
+      for (let j = 0; j < (spec.empty ?? 0) * c.S; j++) expect(got.out[j]).toBe(0);
+    }
+    // WebGPU's minimum of 16 KiB workgroup memory: 100 slots take 8 positions a workgroup
+    const { createWebGpuBackend } = await import("../src/webgpu/backend.ts");
+    // deno-lint-ignore no-explicit-any
+    const small = await createWebGpuBackend({ gpu: (gpu as any).acquired, limits: { maxComputeWorkgroupStorageSize: 16384 } });
+    try {
+      const c = makeCase({ N: 45, P: 100, S: 64, runs: 20, tables: 2, empty: 1, seed: 50 });
+      T.setBackend("cpu");
+      const want = await run(c, fused);
+      T.setBackend(small);
+      const rec = recordKeys(small);
+      const got = await run(c, fused);
+      rec.restore();
+      expect(ourKeys(rec.seen).filter((k) => !k.startsWith("attnRead:grad"))).toEqual(["attnRead:shared:128:8:16"]);
+      expect(close("out", got.out, want.out, 1e-6 * (4 + c.maxLogit))).toBe("ok");
+      expect(small.liveBuffers()).toBe(0);
+    } finally {
+      small.destroy();
+      T.setBackend(gpu);
+    }
+    attnReadTuning.forward = "rows" as "shared";
+    await expect(run(makeCase({ N: 9, P: 50, S: 64, seed: 49 }), fused)).rejects.toThrow('attnReadTuning.forward must be "shared" or "lanes", got "rows"');
+    expect(T.liveBuffers()).toBe(before);
+  } finally {
+    attnReadTuning.forward = "shared";
   }
 });

@@ -152,7 +152,7 @@ export class WebGpuBackend implements Backend {
     this.limits = {
       maxStorageBufferBindingSize: Math.min(L.maxStorageBufferBindingSize, opts.limits?.maxStorageBufferBindingSize ?? Infinity),
       maxComputeWorkgroupsPerDimension: Math.min(L.maxComputeWorkgroupsPerDimension, opts.limits?.maxComputeWorkgroupsPerDimension ?? Infinity),
-      maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize,
+      maxComputeWorkgroupStorageSize: Math.min(L.maxComputeWorkgroupStorageSize, opts.limits?.maxComputeWorkgroupStorageSize ?? Infinity),
       minStorageBufferOffsetAlignment: L.minStorageBufferOffsetAlignment,
       maxStorageBuffersPerShaderStage: Math.min(L.maxStorageBuffersPerShaderStage, opts.limits?.maxStorageBuffersPerShaderStage ?? Infinity),
     };

@@ -47,6 +47,7 @@
 import type { KernelArg, MultiPrimParams, PrimParams } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, prod, pu, type GpuCtx, type StorageDecl } from "../context.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
+import { attnReadSharedWgsl, sharedReadLayout } from "./attention-shared.ts";
 
 const LANES = 16;
 
@@ -68,7 +69,14 @@ export const attnReadTuning: {
   dots: "lanes" | "slots";
   /** Lanes per slot in "lanes" mode: 4 (default; 4 slots of a position a load, 64 bytes each), 8 or 16 (one row of 256 bytes). */
   dotLanes: number;
-} = { positions: 4, dots: "lanes", dotLanes: 4 };
+  /**
+   * The forward read (attnRead): "shared" (default) loads each row once per workgroup of
+   * positions where neighbouring positions read the same rows (attention-shared.ts; vec4 rows of
+   * up to 128 floats, up to 128 slots, else the lanes kernel); "lanes" always takes the kernel
+   * above, with the layout knobs above.
+   */
+  forward: "shared" | "lanes";
+} = { positions: 4, dots: "lanes", dotLanes: 4, forward: "shared" };
 
 /** Slots each lane takes per round of "lanes" phase 1 (its loads in flight at once). */
 const ROUND_SLOTS = 4;
@@ -290,6 +298,19 @@ function launch(ctx: GpuCtx, op: string, mode: Mode, ins: readonly KernelArg[], 
   if (dots !== "lanes" && dots !== "slots") throw new RangeError(`webgpu.${op}: attnReadTuning.dots must be "lanes" or "slots", got ${JSON.stringify(dots)}`);
   if (![4, 8, 16].includes(dotLanes)) throw new RangeError(`webgpu.${op}: attnReadTuning.dotLanes must be 4, 8 or 16, got ${dotLanes}`);
   const G = dots === "lanes" ? dotLanes : 0;
+  const { forward } = attnReadTuning;
+  if (forward !== "shared" && forward !== "lanes") throw new RangeError(`webgpu.${op}: attnReadTuning.forward must be "shared" or "lanes", got ${JSON.stringify(forward)}`);
+  const shared = mode === "out" && vec && forward === "shared" ? sharedReadLayout(P, S / 4, ctx.limits.maxComputeWorkgroupStorageSize) : null;
+  if (shared) {
+    const { POS: SP, CH: SC, SQ } = shared;
+    ctx.dispatch({
+      label: op, key: `attnRead:shared:${SC}:${SP}:${SQ}`, wgsl: () => attnReadSharedWgsl(SP, SC, SQ),
+      buffers: [...outs, q, keys, values, idx, valid].map((a) => ctx.ref(a, op)),
+      params: new ParamWords().u(N).u(P).u(S / 4).u(M).f(scale).words(),
+      groups: grid(ceilDiv(N, SP), ctx.limits.maxComputeWorkgroupsPerDimension),
+    });
+    return;
+  }
   while (POS > 1 && sharedBytes(grad, G > 0, POS, CH) > ctx.limits.maxComputeWorkgroupStorageSize) POS /= 2;
   // the default layout keeps the short key; the others name themselves
   const variant = G === 4 ? "" : G === 0 ? ":slots" : `:lanes${G}`;
