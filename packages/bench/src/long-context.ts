@@ -35,6 +35,7 @@ const HELP = `long-context: batch-1 latency of the chunked forward at long lengt
   --reference F     JSON of packages/bench/gpu/ref_long_context.py from the same run
   --attn-positions N  WebGPU fused pool read: positions per workgroup, 1, 2, 4, 8 or 16 (default ${attnReadTuning.positions})
   --attn-forward F  WebGPU fused pool read's forward: shared (rows loaded once per workgroup) or lanes (default ${attnReadTuning.forward})
+  --attn-shared-positions N  positions per workgroup of the shared forward: 4, 8 or 16 (default ${attnReadTuning.sharedPositions})
   --profile         WebGPU: after each timed row, one more forward with every dispatch timed,
                     GPU ms by kernel and primitive call (shapes); the top rows go in the JSON
   --json            print the JSON result on stdout instead of the table
@@ -122,11 +123,13 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
   }
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", lengths: "string", chunks: "string", runs: "string", warmup: "string",
-    "cap-s": "string", reference: "string", profile: "boolean", json: "boolean", out: "string", help: "boolean", "attn-positions": "string", "attn-forward": "string",
+    "cap-s": "string", reference: "string", profile: "boolean", json: "boolean", out: "string", help: "boolean", "attn-positions": "string", "attn-forward": "string", "attn-shared-positions": "string",
   });
   const positions = oneOf("attn-positions", f["attn-positions"], ["1", "2", "4", "8", "16"] as const);
   if (positions) attnReadTuning.positions = Number(positions);
   attnReadTuning.forward = oneOf("attn-forward", f["attn-forward"], ["shared", "lanes"] as const) ?? attnReadTuning.forward;
+  const sharedPositions = oneOf("attn-shared-positions", f["attn-shared-positions"], ["4", "8", "16"] as const);
+  if (sharedPositions) attnReadTuning.sharedPositions = Number(sharedPositions);
   const backend = (f.backend ?? "webgpu") as BackendChoice;
   if (!BACKENDS.includes(backend)) throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
   const presetName = (f.preset ?? "small") as PresetName;

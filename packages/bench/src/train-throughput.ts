@@ -54,6 +54,7 @@ const HELP = `train-throughput: tokens/s of a full training step (forward, backw
   --attn A         MemMamba's pool reads: fused (one launch each way, the default) or ops (indexedAttention)
   --attn-positions N  WebGPU fused pool read: positions per workgroup, 1, 2, 4, 8 or 16 (default ${attnReadTuning.positions})
   --attn-forward F  WebGPU fused pool read's forward: shared (rows loaded once per workgroup) or lanes (default ${attnReadTuning.forward})
+  --attn-shared-positions N  positions per workgroup of the shared forward: 4, 8 or 16 (default ${attnReadTuning.sharedPositions})
   --attn-dots D    WebGPU fused pool read's dot products: lanes or slots (default ${attnReadTuning.dots})
   --attn-dot-lanes N  lanes per slot with --attn-dots lanes: 4, 8 or 16 (default ${attnReadTuning.dotLanes})
   --ratios-only F  measure nothing: re-read our JSON F, add --reference's ratios, write --out (default F)
@@ -340,7 +341,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", batch: "string", seq: "string", steps: "string", warmup: "string",
     "cap-s": "string", reference: "string", profile: "boolean", "profile-detail": "boolean", json: "boolean", out: "string", help: "boolean",
-    "ratios-only": "string", "pool-keep": "string", "max-batch": "string", "ssm-fwd-algo": "string", "ssm-bwd-algo": "string", attn: "string", "attn-positions": "string", "attn-dots": "string", "attn-dot-lanes": "string", "attn-forward": "string",
+    "ratios-only": "string", "pool-keep": "string", "max-batch": "string", "ssm-fwd-algo": "string", "ssm-bwd-algo": "string", attn: "string", "attn-positions": "string", "attn-dots": "string", "attn-dot-lanes": "string", "attn-forward": "string", "attn-shared-positions": "string",
   });
   ssmTuning.bwdAlgo = oneOf("ssm-bwd-algo", f["ssm-bwd-algo"], ["scratch", "segments"] as const) ?? ssmTuning.bwdAlgo;
   ssmTuning.fwdAlgo = oneOf("ssm-fwd-algo", f["ssm-fwd-algo"], ["chunked", "lookback"] as const) ?? ssmTuning.fwdAlgo;
@@ -349,6 +350,8 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const positions = oneOf("attn-positions", f["attn-positions"], ["1", "2", "4", "8", "16"] as const);
   if (positions) attnReadTuning.positions = Number(positions);
   attnReadTuning.forward = oneOf("attn-forward", f["attn-forward"], ["shared", "lanes"] as const) ?? attnReadTuning.forward;
+  const sharedPositions = oneOf("attn-shared-positions", f["attn-shared-positions"], ["4", "8", "16"] as const);
+  if (sharedPositions) attnReadTuning.sharedPositions = Number(sharedPositions);
   attnReadTuning.dots = oneOf("attn-dots", f["attn-dots"], ["lanes", "slots"] as const) ?? attnReadTuning.dots;
   const dotLanes = oneOf("attn-dot-lanes", f["attn-dot-lanes"], ["4", "8", "16"] as const);
   if (dotLanes) attnReadTuning.dotLanes = Number(dotLanes);

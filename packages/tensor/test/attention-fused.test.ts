@@ -455,6 +455,22 @@ test("webgpu: the shared-rows forward (attnReadTuning.forward \"shared\") equals
       // positions with no valid slot read exactly 0
       for (let j = 0; j < (spec.empty ?? 0) * c.S; j++) expect(got.out[j]).toBe(0);
     }
+    // fewer positions a workgroup (attnReadTuning.sharedPositions): the same numbers
+    for (const sharedPositions of [4, 8]) {
+      attnReadTuning.sharedPositions = sharedPositions;
+      const c = makeCase({ N: 37, P: 50, S: 64, runs: 3, dup: true, empty: 2, seed: 51 });
+      T.setBackend("cpu");
+      const want = await run(c, fused);
+      T.setBackend(gpu);
+      const rec = recordKeys(gpu);
+      const got = await run(c, fused);
+      rec.restore();
+      expect(ourKeys(rec.seen).filter((k) => !k.startsWith("attnRead:grad"))).toEqual([`attnRead:shared:64:${sharedPositions}:16`]);
+      expect(`${sharedPositions} ${close("out", got.out, want.out, 1e-6 * (4 + c.maxLogit))}`).toBe(`${sharedPositions} ok`);
+    }
+    attnReadTuning.sharedPositions = 2;
+    await expect(run(makeCase({ N: 9, P: 50, S: 64, seed: 52 }), fused)).rejects.toThrow("attnReadTuning.sharedPositions must be 4, 8 or 16, got 2");
+    attnReadTuning.sharedPositions = 16;
     // WebGPU's minimum of 16 KiB workgroup memory: 100 slots take 8 positions a workgroup
     const { createWebGpuBackend } = await import("../src/webgpu/backend.ts");
     // deno-lint-ignore no-explicit-any
@@ -478,6 +494,6 @@ test("webgpu: the shared-rows forward (attnReadTuning.forward \"shared\") equals
     await expect(run(makeCase({ N: 9, P: 50, S: 64, seed: 49 }), fused)).rejects.toThrow('attnReadTuning.forward must be "shared" or "lanes", got "rows"');
     expect(T.liveBuffers()).toBe(before);
   } finally {
-    attnReadTuning.forward = "shared";
+    Object.assign(attnReadTuning, { forward: "shared", sharedPositions: 16 });
   }
 });

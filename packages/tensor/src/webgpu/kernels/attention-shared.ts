@@ -5,7 +5,8 @@
  * rows. The lanes kernel (attention.ts) loads every row once per position; this one loads a row
  * once per workgroup of POS positions and uses it for each of them.
  *
- * Layout: 64 threads serve POS positions (16; 8 where the arrays need it).
+ * Layout: 64 threads serve POS positions (attnReadTuning.sharedPositions, 16 by default; halved
+ * where the arrays need it).
  * - Staging: the positions' q rows and index rows (an index outside [0, M) reads as empty, −1).
  * - Logits: thread s takes slot s (and s + 64, …). The row of position 0 at that slot is the
  *   reference: its vec4 j is loaded once and dotted with every position's q (from workgroup
@@ -41,11 +42,14 @@ export const SHARED_MAX_SLOTS = 128;
 /** Workgroup bytes of the shared-rows kernel for POS positions, CH slots and rows of SQ vec4s. */
 export const sharedReadBytes = (POS: number, CH: number, SQ: number): number => 16 * POS * SQ + 8 * POS * CH + 4 * WG;
 
-/** The layout for P slots and S4 vec4s under `limit` bytes of workgroup memory, or null where the kernel does not apply. */
-export function sharedReadLayout(P: number, S4: number, limit: number): { POS: number; CH: number; SQ: number } | null {
+/**
+ * The layout for P slots and S4 vec4s under `limit` bytes of workgroup memory (positions: at most
+ * maxPositions, 4, 8 or 16, halved while the arrays do not fit), or null where the kernel does not apply.
+ */
+export function sharedReadLayout(P: number, S4: number, limit: number, maxPositions = 16): { POS: number; CH: number; SQ: number } | null {
   if (P > SHARED_MAX_SLOTS || S4 > SQ_MAX) return null;
   const CH = P <= 64 ? 64 : 128, SQ = S4 <= 16 ? 16 : 32;
-  let POS = 16;
+  let POS = maxPositions;
   while (POS > 4 && sharedReadBytes(POS, CH, SQ) > limit) POS /= 2;
   return sharedReadBytes(POS, CH, SQ) <= limit ? { POS, CH, SQ } : null;
 }
@@ -55,6 +59,9 @@ export function attnReadSharedWgsl(POS: number, CH: number, SQ: number): string 
   const ps = [...Array(POS).keys()];
   const NP = POS / 4; // positions per column group
   const gs = [...Array(NP).keys()];
+  const U = [0, 1, 2, 3];
+  // one vec4 term of a dot product, element by element (indexedDot's order)
+  const dot = (acc: string, a: string, b: string) => `{ let a = ${a}; ${acc} = ${acc} + a.x * ${b}.x; ${acc} = ${acc} + a.y * ${b}.y; ${acc} = ${acc} + a.z * ${b}.z; ${acc} = ${acc} + a.w * ${b}.w; }`;
   return `${header(5, [{ name: "out", type: "vec4<f32>", write: true }, { name: "q", type: "vec4<f32>" }, { name: "keys", type: "vec4<f32>" }, { name: "vals", type: "vec4<f32>" }, { name: "idx", type: "i32" }, { name: "valid", type: "f32" }])}
 ${WGSL_MATH}
 var<workgroup> qsh: array<vec4<f32>, ${POS * SQ}>;
@@ -92,9 +99,15 @@ fn main(${ENTRY_ARGS}) {
     let rf = rsh[s];
     let ofs = u32(max(rf, 0i)) * S;
     ${ps.map((p) => `let r${p} = rsh[${p * CH}u + s]; let own${p} = r${p} >= 0i && r${p} != rf; let o${p} = u32(max(r${p}, 0i)) * S; var d${p} = 0.0f;`).join("\n    ")}
-    for (var j = 0u; j < S; j++) {
+    // four vec4s of the reference row in flight, then each position's terms in element order
+    var j = 0u;
+    for (; j + 4u <= S; j += 4u) {
+      ${U.map((u) => `let kf${u} = keys[ofs + j + ${u}u];`).join(" ")}
+      ${ps.map((p) => `if (own${p}) { ${U.map((u) => `let k${u} = keys[o${p} + j + ${u}u];`).join(" ")} ${U.map((u) => `${dot(`d${p}`, `qsh[${p * SQ}u + j + ${u}u]`, `k${u}`)}`).join(" ")} } else { ${U.map((u) => `${dot(`d${p}`, `qsh[${p * SQ}u + j + ${u}u]`, `kf${u}`)}`).join(" ")} }`).join("\n      ")}
+    }
+    for (; j < S; j++) {
       let kf = keys[ofs + j];
-      ${ps.map((p) => `{ var k = kf; if (own${p}) { k = keys[o${p} + j]; } let a = qsh[${p * SQ}u + j]; d${p} = d${p} + a.x * k.x; d${p} = d${p} + a.y * k.y; d${p} = d${p} + a.z * k.z; d${p} = d${p} + a.w * k.w; }`).join("\n      ")}
+      ${ps.map((p) => `{ var k = kf; if (own${p}) { k = keys[o${p} + j]; } ${dot(`d${p}`, `qsh[${p * SQ}u + j]`, "k")} }`).join("\n      ")}
     }
     ${ps.map((p) => `if (n0 + ${p}u < N) { var z = -1e9f; if (valid[(n0 + ${p}u) * P + s] != 0.0f) { z = select(0.0f, d${p}, r${p} >= 0i) * scale; } zsh[${p * CH}u + s] = z; }`).join("\n    ")}
   }
@@ -137,11 +150,16 @@ fn main(${ENTRY_ARGS}) {
   let g = lid / ${COLS}u;
   for (var c = lid % ${COLS}u; c < S; c += ${COLS}u) {
     ${gs.map((i) => `var acc${i} = vec4<f32>(0.0f);`).join(" ")}
-    for (var s = 0u; s < P; s++) {
+    // four slots' rows in flight, then their terms in slot order
+    var s = 0u;
+    for (; s + 4u <= P; s += 4u) {
+      ${U.map((u) => `let rr${u} = rsh[g * ${CH}u + s + ${u}u]; let v${u} = vals[u32(max(rr${u}, 0i)) * S + c];`).join("\n      ")}
+      ${gs.map((i) => U.map((u) => `{ let b = (g + ${4 * i}u) * ${CH}u + s + ${u}u; let r = rsh[b]; if (r >= 0i) { var x = v${u}; if (r != rr${u}) { x = vals[u32(r) * S + c]; } acc${i} = acc${i} + zsh[b] * x; } }`).join(" ")).join("\n      ")}
+    }
+    for (; s < P; s++) {
       let rr = rsh[g * ${CH}u + s];
-      var v = vec4<f32>(0.0f);
-      if (rr >= 0i) { v = vals[u32(rr) * S + c]; }
-      ${gs.map((i) => `{ let b = (g + ${4 * i}u) * ${CH}u + s; let r = rsh[b]; if (r >= 0i) { var u = v; if (r != rr) { u = vals[u32(r) * S + c]; } acc${i} = acc${i} + zsh[b] * u; } }`).join("\n      ")}
+      let v = vals[u32(max(rr, 0i)) * S + c];
+      ${gs.map((i) => `{ let b = (g + ${4 * i}u) * ${CH}u + s; let r = rsh[b]; if (r >= 0i) { var x = v; if (r != rr) { x = vals[u32(r) * S + c]; } acc${i} = acc${i} + zsh[b] * x; } }`).join("\n      ")}
     }
     ${gs.map((i) => `if (n0 + g + ${4 * i}u < N) { out[(n0 + g + ${4 * i}u) * S + c] = acc${i}; }`).join("\n    ")}
   }

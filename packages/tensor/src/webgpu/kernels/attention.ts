@@ -76,7 +76,9 @@ export const attnReadTuning: {
    * above, with the layout knobs above.
    */
   forward: "shared" | "lanes";
-} = { positions: 4, dots: "lanes", dotLanes: 4, forward: "shared" };
+  /** Positions per workgroup of the "shared" forward: 4, 8 or 16 (default; fewer where the workgroup memory needs it). */
+  sharedPositions: number;
+} = { positions: 4, dots: "lanes", dotLanes: 4, forward: "shared", sharedPositions: 16 };
 
 /** Slots each lane takes per round of "lanes" phase 1 (its loads in flight at once). */
 const ROUND_SLOTS = 4;
@@ -300,7 +302,9 @@ function launch(ctx: GpuCtx, op: string, mode: Mode, ins: readonly KernelArg[], 
   const G = dots === "lanes" ? dotLanes : 0;
   const { forward } = attnReadTuning;
   if (forward !== "shared" && forward !== "lanes") throw new RangeError(`webgpu.${op}: attnReadTuning.forward must be "shared" or "lanes", got ${JSON.stringify(forward)}`);
-  const shared = mode === "out" && vec && forward === "shared" ? sharedReadLayout(P, S / 4, ctx.limits.maxComputeWorkgroupStorageSize) : null;
+  const { sharedPositions } = attnReadTuning;
+  if (![4, 8, 16].includes(sharedPositions)) throw new RangeError(`webgpu.${op}: attnReadTuning.sharedPositions must be 4, 8 or 16, got ${sharedPositions}`);
+  const shared = mode === "out" && vec && forward === "shared" ? sharedReadLayout(P, S / 4, ctx.limits.maxComputeWorkgroupStorageSize, sharedPositions) : null;
   if (shared) {
     const { POS: SP, CH: SC, SQ } = shared;
     ctx.dispatch({
