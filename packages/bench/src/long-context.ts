@@ -34,7 +34,7 @@ const HELP = `long-context: batch-1 latency of the chunked forward at long lengt
   --cap-s S         stop timing a configuration after S seconds (default 90)
   --reference F     JSON of packages/bench/gpu/ref_long_context.py from the same run
   --attn-positions N  WebGPU fused pool read: positions per workgroup, 1, 2, 4, 8 or 16 (default ${attnReadTuning.positions})
-  --attn-forward F  WebGPU fused pool read's forward: shared (rows loaded once per workgroup) or lanes (default ${attnReadTuning.forward})
+  --attn-forward F  WebGPU fused pool read's forward: auto, shared (rows loaded once per workgroup) or lanes (default ${attnReadTuning.forward}: shared on software adapters)
   --attn-shared-positions N  positions per workgroup of the shared forward: 4, 8 or 16 (default ${attnReadTuning.sharedPositions})
   --profile         WebGPU: after each timed row, one more forward with every dispatch timed,
                     GPU ms by kernel and primitive call (shapes); the top rows go in the JSON
@@ -127,7 +127,7 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
   });
   const positions = oneOf("attn-positions", f["attn-positions"], ["1", "2", "4", "8", "16"] as const);
   if (positions) attnReadTuning.positions = Number(positions);
-  attnReadTuning.forward = oneOf("attn-forward", f["attn-forward"], ["shared", "lanes"] as const) ?? attnReadTuning.forward;
+  attnReadTuning.forward = oneOf("attn-forward", f["attn-forward"], ["auto", "shared", "lanes"] as const) ?? attnReadTuning.forward;
   const sharedPositions = oneOf("attn-shared-positions", f["attn-shared-positions"], ["4", "8", "16"] as const);
   if (sharedPositions) attnReadTuning.sharedPositions = Number(sharedPositions);
   const backend = (f.backend ?? "webgpu") as BackendChoice;

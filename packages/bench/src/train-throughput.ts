@@ -53,7 +53,7 @@ const HELP = `train-throughput: tokens/s of a full training step (forward, backw
   --ssm-bwd-algo A WebGPU selective scan backward: scratch or segments (default ${ssmTuning.bwdAlgo})
   --attn A         MemMamba's pool reads: fused (one launch each way, the default) or ops (indexedAttention)
   --attn-positions N  WebGPU fused pool read: positions per workgroup, 1, 2, 4, 8 or 16 (default ${attnReadTuning.positions})
-  --attn-forward F  WebGPU fused pool read's forward: shared (rows loaded once per workgroup) or lanes (default ${attnReadTuning.forward})
+  --attn-forward F  WebGPU fused pool read's forward: auto, shared (rows loaded once per workgroup) or lanes (default ${attnReadTuning.forward}: shared on software adapters)
   --attn-shared-positions N  positions per workgroup of the shared forward: 4, 8 or 16 (default ${attnReadTuning.sharedPositions})
   --attn-dots D    WebGPU fused pool read's dot products: lanes or slots (default ${attnReadTuning.dots})
   --attn-dot-lanes N  lanes per slot with --attn-dots lanes: 4, 8 or 16 (default ${attnReadTuning.dotLanes})
@@ -349,7 +349,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   if (attn) attentionTuning.fused = attn === "fused";
   const positions = oneOf("attn-positions", f["attn-positions"], ["1", "2", "4", "8", "16"] as const);
   if (positions) attnReadTuning.positions = Number(positions);
-  attnReadTuning.forward = oneOf("attn-forward", f["attn-forward"], ["shared", "lanes"] as const) ?? attnReadTuning.forward;
+  attnReadTuning.forward = oneOf("attn-forward", f["attn-forward"], ["auto", "shared", "lanes"] as const) ?? attnReadTuning.forward;
   const sharedPositions = oneOf("attn-shared-positions", f["attn-shared-positions"], ["4", "8", "16"] as const);
   if (sharedPositions) attnReadTuning.sharedPositions = Number(sharedPositions);
   attnReadTuning.dots = oneOf("attn-dots", f["attn-dots"], ["lanes", "slots"] as const) ?? attnReadTuning.dots;

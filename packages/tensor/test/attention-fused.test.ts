@@ -366,7 +366,7 @@ test("webgpu: phase 1's other layouts (attnReadTuning.dots \"slots\", dotLanes 8
     await expect(run(cases[0], fused)).rejects.toThrow("attnReadTuning.dotLanes must be 4, 8 or 16, got 2");
     expect(T.liveBuffers()).toBe(before);
   } finally {
-    Object.assign(attnReadTuning, { dots: "lanes", dotLanes: 4, forward: "shared" });
+    Object.assign(attnReadTuning, { dots: "lanes", dotLanes: 4, forward: "auto" });
   }
 });
 
@@ -386,6 +386,9 @@ test("webgpu: attnReadGrad on an 8-storage-buffer device (two dispatches) and th
     // the pipelines each backend dispatches: one backward dispatch where 9 buffers may be bound
     // (lavapipe and real GPUs allow more than 8), two on the 8-buffer device
     T.setBackend(main);
+    // the forward: the shared-rows kernel on a software adapter ("auto"), else the lanes kernel
+    // deno-lint-ignore no-explicit-any
+    const fwd = (main as any).ctx.software ? "attnRead:shared:64:16:16" : "attnRead:out:vec4:128:4";
     const onMain = recordKeys(main);
     await run(c, fused);
     onMain.restore();
@@ -394,8 +397,8 @@ test("webgpu: attnReadGrad on an 8-storage-buffer device (two dispatches) and th
     const got = await run(c, fused);
     onGpu.restore();
     // deno-lint-ignore no-explicit-any
-    if ((main as any).ctx.limits.maxStorageBuffersPerShaderStage >= 9) expect(ourKeys(onMain.seen)).toEqual(["attnRead:grad:vec4:128:4", "attnRead:shared:64:16:16"]);
-    expect(ourKeys(onGpu.seen)).toEqual(["attnRead:gradNoW:vec4:128:4", "attnRead:shared:64:16:16", "attnRead:w:vec4:128:4"]);
+    if ((main as any).ctx.limits.maxStorageBuffersPerShaderStage >= 9) expect(ourKeys(onMain.seen)).toEqual(["attnRead:grad:vec4:128:4", fwd]);
+    expect(ourKeys(onGpu.seen)).toEqual(["attnRead:gradNoW:vec4:128:4", fwd, "attnRead:w:vec4:128:4"].sort());
     const tol = 1e-6 * (4 + c.maxLogit);
     expect(close("out", got.out, want.out, tol)).toBe("ok");
     for (const k of ["dq", "dk", "dv"] as const) expect(close(k, got[k], want[k], tol * Math.sqrt(c.P))).toBe("ok");
@@ -434,6 +437,16 @@ test("webgpu: the shared-rows forward (attnReadTuning.forward \"shared\") equals
   ];
   const before = T.liveBuffers();
   try {
+    // "auto" (the default) takes the shared kernel on a software adapter only
+    // deno-lint-ignore no-explicit-any
+    const software: boolean = (gpu as any).ctx.software === true;
+    {
+      const rec = recordKeys(gpu);
+      await run(makeCase({ N: 17, P: 50, S: 64, runs: 5, seed: 53 }), fused);
+      rec.restore();
+      expect(ourKeys(rec.seen).filter((k) => !k.startsWith("attnRead:grad"))).toEqual([software ? "attnRead:shared:64:16:16" : "attnRead:out:vec4:128:4"]);
+    }
+    attnReadTuning.forward = "shared";
     for (const [spec, key] of cases) {
       const c = makeCase(spec);
       T.setBackend("cpu");
@@ -491,9 +504,9 @@ test("webgpu: the shared-rows forward (attnReadTuning.forward \"shared\") equals
       T.setBackend(gpu);
     }
     attnReadTuning.forward = "rows" as "shared";
-    await expect(run(makeCase({ N: 9, P: 50, S: 64, seed: 49 }), fused)).rejects.toThrow('attnReadTuning.forward must be "shared" or "lanes", got "rows"');
+    await expect(run(makeCase({ N: 9, P: 50, S: 64, seed: 49 }), fused)).rejects.toThrow('attnReadTuning.forward must be "auto", "shared" or "lanes", got "rows"');
     expect(T.liveBuffers()).toBe(before);
   } finally {
-    Object.assign(attnReadTuning, { forward: "shared", sharedPositions: 16 });
+    Object.assign(attnReadTuning, { forward: "auto", sharedPositions: 16 });
   }
 });

@@ -174,6 +174,7 @@ export class WebGpuBackend implements Backend {
     if (this.device.features.has("timestamp-query")) this.#timer = new GpuTimer(this.device);
     this.ctx = {
       limits: this.limits,
+      software: this.adapterInfo.includes("[fallback adapter]"),
       ref: (a, prim) => this.#ref(a, prim),
       range: (a, start, count) => this.#range(a, start, count),
       temp: (bytes) => ({ buf: this.#pool.acquire(Math.max(16, bytes)), offset: 0, size: Math.max(4, bytes) }),

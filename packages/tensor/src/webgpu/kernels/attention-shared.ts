@@ -1,6 +1,6 @@
 /**
  * attnRead's forward for pools that neighbouring positions share (attnReadTuning.forward
- * "shared", the default where it applies): the model's positions read the pool held before
+ * "shared"; "auto", the default, takes it on software adapters only): the model's positions read the pool held before
  * them, which changes only where a note enters, so runs of hundreds of positions read the same
  * rows. The lanes kernel (attention.ts) loads every row once per position; this one loads a row
  * once per workgroup of POS positions and uses it for each of them.
@@ -20,7 +20,11 @@
  *   their slot differs. Slots are added in order, as the lanes kernel adds them.
  * So where the positions of a workgroup share their pool, each row is read once per POS
  * positions instead of POS times; where they share nothing, the kernel does the lanes kernel's
- * loads plus the reference's.
+ * loads plus the reference's. Measured on a model-like read (61K positions, 50 slots, pools
+ * changing every ~170 positions): on lavapipe about 2x faster than the lanes kernel; on an H200
+ * 2.1x slower at 16 positions a workgroup, 1.2x at 8, equal at 4. A GPU hides the lanes
+ * kernel's loads behind its many threads, and fewer, longer threads wait on theirs; the loads
+ * saved were never what bound it there. Hence "auto".
  *
  * Needs vec4 rows (S a multiple of 4) of at most SQ_MAX vec4s and at most 128 slots; the lanes
  * kernel serves the rest, and the backward.

@@ -70,15 +70,18 @@ export const attnReadTuning: {
   /** Lanes per slot in "lanes" mode: 4 (default; 4 slots of a position a load, 64 bytes each), 8 or 16 (one row of 256 bytes). */
   dotLanes: number;
   /**
-   * The forward read (attnRead): "shared" (default) loads each row once per workgroup of
-   * positions where neighbouring positions read the same rows (attention-shared.ts; vec4 rows of
-   * up to 128 floats, up to 128 slots, else the lanes kernel); "lanes" always takes the kernel
-   * above, with the layout knobs above.
+   * The forward read (attnRead): "shared" loads each row once per workgroup of positions where
+   * neighbouring positions read the same rows (attention-shared.ts; vec4 rows of up to 128
+   * floats, up to 128 slots, else the lanes kernel); "lanes" always takes the kernel above, with
+   * the layout knobs above; "auto" (default) takes "shared" on a software adapter (lavapipe:
+   * about 2x faster on a model-like read there) and "lanes" on a GPU (on an H100/H200 the
+   * shared kernel with 16 positions a workgroup was 2x slower, with 4 equal: its fewer threads
+   * wait on their loads, where the lanes kernel's many threads hide them).
    */
-  forward: "shared" | "lanes";
+  forward: "auto" | "shared" | "lanes";
   /** Positions per workgroup of the "shared" forward: 4, 8 or 16 (default; fewer where the workgroup memory needs it). */
   sharedPositions: number;
-} = { positions: 4, dots: "lanes", dotLanes: 4, forward: "shared", sharedPositions: 16 };
+} = { positions: 4, dots: "lanes", dotLanes: 4, forward: "auto", sharedPositions: 16 };
 
 /** Slots each lane takes per round of "lanes" phase 1 (its loads in flight at once). */
 const ROUND_SLOTS = 4;
@@ -301,10 +304,11 @@ function launch(ctx: GpuCtx, op: string, mode: Mode, ins: readonly KernelArg[], 
   if (![4, 8, 16].includes(dotLanes)) throw new RangeError(`webgpu.${op}: attnReadTuning.dotLanes must be 4, 8 or 16, got ${dotLanes}`);
   const G = dots === "lanes" ? dotLanes : 0;
   const { forward } = attnReadTuning;
-  if (forward !== "shared" && forward !== "lanes") throw new RangeError(`webgpu.${op}: attnReadTuning.forward must be "shared" or "lanes", got ${JSON.stringify(forward)}`);
+  if (forward !== "auto" && forward !== "shared" && forward !== "lanes") throw new RangeError(`webgpu.${op}: attnReadTuning.forward must be "auto", "shared" or "lanes", got ${JSON.stringify(forward)}`);
   const { sharedPositions } = attnReadTuning;
   if (![4, 8, 16].includes(sharedPositions)) throw new RangeError(`webgpu.${op}: attnReadTuning.sharedPositions must be 4, 8 or 16, got ${sharedPositions}`);
-  const shared = mode === "out" && vec && forward === "shared" ? sharedReadLayout(P, S / 4, ctx.limits.maxComputeWorkgroupStorageSize, sharedPositions) : null;
+  const useShared = forward === "shared" || (forward === "auto" && ctx.software === true);
+  const shared = mode === "out" && vec && useShared ? sharedReadLayout(P, S / 4, ctx.limits.maxComputeWorkgroupStorageSize, sharedPositions) : null;
   if (shared) {
     const { POS: SP, CH: SC, SQ } = shared;
     ctx.dispatch({
