@@ -53,7 +53,7 @@ export function segmentLength(L: number): number {
 /**
  * Pass A: seg[(b·nSeg + g)·(k + 1)] = |held(s)| and the k words after it the members in
  * increasing order, s = g·T. params: B, L, k, T, nSeg. The threads test [0, s) in interleaved
- * order (thread i takes j = i, i + 256, …: each load of the workgroup reads 1 KiB of one row's
+ * order (thread i takes j = i, i + 256, …, four loads in flight: each load of the workgroup reads 1 KiB of one row's
  * ends in a piece) and append the members to workgroup memory through an atomic counter; a
  * memory holds at most k positions, so there are at most k ≤ SEG_MAX_K members, and each one's
  * place in increasing order is the number of members below it. (The earlier layout gave each
@@ -75,11 +75,10 @@ fn main(${ENTRY_ARGS}) {
   let row = b * L;
   if (lid == 0u) { atomicStore(&cnt, 0u); }
   workgroupBarrier();
-  for (var j = lid; j < s; j += ${SEG_WG}u) {
-    if (ends[row + j] >= s) {
-      let o = atomicAdd(&cnt, 1u);
-      if (o < ${SEG_MAX_K}u) { mem[o] = j; }
-    }
+  // four loads in flight a thread (a segment near the row's end reads ~L / 256 entries a thread)
+  for (var j0 = lid; j0 < s; j0 += ${4 * SEG_WG}u) {
+    ${[0, 1, 2, 3].map((u) => `let j${u} = j0 + ${u * SEG_WG}u; var e${u} = 0u; if (j${u} < s) { e${u} = ends[row + j${u}]; }`).join("\n    ")}
+    ${[0, 1, 2, 3].map((u) => `if (j${u} < s && e${u} >= s) { let o = atomicAdd(&cnt, 1u); if (o < ${SEG_MAX_K}u) { mem[o] = j${u}; } }`).join("\n    ")}
   }
   workgroupBarrier();
   let c = atomicLoad(&cnt);

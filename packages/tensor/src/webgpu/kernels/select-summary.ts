@@ -177,19 +177,15 @@ fn main(${ENTRY_ARGS}) {
   }
   let finite = mySet && !myNan;
   // the set positions before j's tile, and the keys > κ there (from the lists; stops at k)
-  // Every later test compares nset and c0 with k only, so both may stop once they reach it: a
-  // position that k better keys precede (most of them) then reads a tile or two, not the row.
   var nset = 0u;
-  var c0 = select(k, 0u, finite);
+  var c0 = 0u;
   for (var t = 0u; t < tj; t++) {
-    if (nset >= k && c0 >= k) { break; }
     let lb = sb + t * (k + 1u);
     nset += summ[lb];
-    if (c0 < k) { c0 += countAbove(lb + 1u, k - c0, kappa, true); }
+    if (finite && c0 < k) { c0 += countAbove(lb + 1u, k - c0, kappa, true); }
   }
   // j's tile before j, entry by entry
   for (var x = t0; x < j; x++) {
-    if (nset >= k && c0 >= k) { break; }
     let q = keyAt(row, x, nset, k);
     nset += min(q.x, 1u);
     c0 += select(0u, 1u, q.y > kappa);
