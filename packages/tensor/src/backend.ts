@@ -75,7 +75,10 @@ export interface PrimParams {
    * rounded as the composite's mul, softmaxGrad, where and mul (w stands in for the softmax output).
    */
   maskedSoftmaxGrad: { scale: number };
-  /** x / √(mean(x²) + eps) over the last axis (RMSNorm without its gain). */
+  /**
+   * x / √(mean(x²) + eps) over the last axis, inputs [x]; or RMSNorm with its gain, inputs
+   * [x, w] with w [n]: (x · r rounded to f32) · w[j], the bits of the unweighted form then a mul.
+   */
   rmsNorm: { eps: number };
   /** Its VJP, inputs [g, x]: r·g − x·r³·(Σ g⊙x)/n per row, r = 1/√(mean(x²) + eps). */
   rmsNormGrad: { eps: number };

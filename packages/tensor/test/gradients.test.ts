@@ -19,7 +19,7 @@ import {
   abs, add, bind, broadcastTo, concat, conv1dCausal, cos, crossEntropy, div, eq, exp, gather, gt, log, logSoftmax,
   logsumexp, matmul, matmulRows, max, maximum, mean, minimum, mT, mul, neg, pad, pow, primitive, reciprocal, relu, reshape,
   rsqrt, scan, scatterAdd, sigmoid, sign, silu, sin, slice, sliceAxis, softmax, softplus, sqrt, square, stack, sub,
-  sum, tanh, transpose, where, fromArray, valueAndGrad, readCounters, resetCounters, disposeTree, getBackend, rmsNormalize,
+  sum, tanh, transpose, where, fromArray, valueAndGrad, readCounters, resetCounters, disposeTree, getBackend, rmsNormalize, tidy,
 } from "../src/index.ts";
 import { GRAD_UNARY_OPS } from "../src/ops/elementwise.ts";
 import type { PrimDef, Tensor } from "../src/index.ts";
@@ -364,6 +364,9 @@ describe("gradients: nn", () => {
   // one element near 0 (eps 1e-5: slope 316 there, saturating within ±0.003)
   gradProp("rmsNormalize (last axis; eps 0.1 and 0.5)", tensorArb(1, 3, "any", 5), (x) =>
     check((xs) => add(rmsNormalize(xs[0], 0.1), mul(rmsNormalize(xs[0], 0.5), 0.5)), [x], "rmsNormalize"), 15);
+  // the gain fused into the row pass: x (any leading axes, or none) and the gain w [n] together
+  gradProp("rmsNormalize with a gain (x [..., n] and w [n]; eps 0.1)", shapeArb(1, 3, 5).chain((s) => fc.tuple(input(s), input([s[s.length - 1]]))),
+    (ins) => check((xs) => rmsNormalize(xs[0], 0.1, xs[1]), ins, "rmsNormalize with a gain"), 15);
   gradProp("logsumexp (last axis)", tensorArb(1, 3, "any", 5), (x) => check((xs) => logsumexp(xs[0]), [x], "logsumexp"), 15);
   gradProp("logSoftmax", tensorArb(1, 3, "any", 5), (x) => check((xs) => logSoftmax(xs[0]), [x], "logSoftmax"), 8);
   const ceCase = fc.tuple(shapeArb(0, 2, 4), dimArb(5)).chain(([batch, v]) => fc.tuple(input([...batch, v]), indices(batch, v)));
@@ -555,6 +558,63 @@ describe("unaryGrad: the fused VJP of unary ops equals the composite one", () =>
           if (b !== "wasm") expect(fused.launches).toBeLessThanOrEqual(comp.launches); // wasm keeps the composite
           disposeTree([x, w]);
         }
+      });
+    });
+  }
+});
+
+describe("rmsNorm with its gain: one launch, the numbers of mul(rmsNormalize(x), w)", () => {
+  // rows not a multiple of 64 (the WebGPU workgroup), n not a multiple of 4 and above 64 (several
+  // lanes per row), a leading batch, and one row without leading axes (dw needs no sum)
+  const shapes = [[2, 67, 13], [3, 130], [5]];
+  for (const b of testBackends()) {
+    test(`[${b}] forward, dx and dw against the two-launch composite; x only skips dw; a wrong gain is refused`, async () => {
+      if (!(await useBackend(b))) return;
+      // the CPU kernels round (x·r)·w as rmsNorm then mul do: bit for bit. WebGPU runs the same
+      // f32 operations in one shader (no sums differ), stated here with a tolerance of a few ulps.
+      const exact = b !== "webgpu";
+      const near = (got: number, want: number) => (exact ? Object.is(got, want) : Math.abs(got - want) <= 1e-6 + 1e-6 * Math.abs(want));
+      const same = (what: string, got: ArrayLike<number>, want: ArrayLike<number>) => {
+        expect(got.length).toBe(want.length);
+        for (let i = 0; i < want.length; i++) if (!near(got[i], want[i])) throw new Error(`${what} element ${i}: fused ${got[i]} vs composite ${want[i]}`);
+      };
+      await expectNoLeak(async () => {
+        for (const shape of shapes) {
+          const n = shape[shape.length - 1], len = shape.reduce((a, c) => a * c, 1);
+          const x = fromArray(Array.from({ length: len }, (_, i) => Math.sin(i * 1.3) * 2 + (i % 5) * 0.3), shape);
+          const w = fromArray(Array.from({ length: n }, (_, j) => 0.5 + Math.cos(j * 0.7)), [n]);
+          const c = fromArray(Array.from({ length: len }, (_, i) => Math.cos(i * 0.37)), shape);
+          const fused = (t: { x: Tensor; w: Tensor }) => sum(mul(rmsNormalize(t.x, 1e-5, t.w), c));
+          const comp = (t: { x: Tensor; w: Tensor }) => sum(mul(mul(rmsNormalize(t.x, 1e-5), t.w), c));
+          resetCounters();
+          const yf = tidy(() => rmsNormalize(x, 1e-5, w)); // (wasm: the composite's intermediates)
+          const fwdLaunches = readCounters().launches;
+          const yc = tidy(() => mul(rmsNormalize(x, 1e-5), w));
+          same(`${JSON.stringify(shape)} forward`, await yf.data(), await yc.data());
+          if (b !== "wasm") expect(fwdLaunches).toBe(1); // wasm keeps the composite (and its mul)
+          const gf = valueAndGrad(fused)({ x, w }), gc = valueAndGrad(comp)({ x, w });
+          same(`${JSON.stringify(shape)} dx`, await gf.grads.x.data(), await gc.grads.x.data());
+          same(`${JSON.stringify(shape)} dw`, await gf.grads.w.data(), await gc.grads.w.data());
+          // w a constant: its gradient (a row pass, a product and a sum) is never computed
+          resetCounters();
+          const onlyX = valueAndGrad((a: Tensor) => sum(mul(rmsNormalize(a, 1e-5, w), c)))(x);
+          const fewer = readCounters().launches;
+          resetCounters();
+          disposeTree(valueAndGrad(fused)({ x, w }));
+          if (b !== "wasm") expect(fewer).toBeLessThan(readCounters().launches);
+          same(`${JSON.stringify(shape)} dx (x only)`, await onlyX.grads.data(), await gc.grads.x.data());
+          disposeTree([x, w, c, yf, yc, gf, gc, onlyX]);
+        }
+        const x = fromArray(Array.from({ length: 6 }, (_, i) => i + 1), [2, 3]);
+        const bad: [number[], number[] | Int32Array][] = [[[4], [1, 2, 3, 4]], [[1], [2]], [[2, 3], [1, 2, 3, 4, 5, 6]]];
+        for (const [ws, wv] of bad) {
+          const w = fromArray(wv, ws);
+          expect(() => rmsNormalize(x, 1e-5, w)).toThrow(new RegExp(`rmsNorm.*gain \\[${ws.join(", ")}\\].*x is \\[2, 3\\]`));
+          w.dispose();
+        }
+        const wi = fromArray(Int32Array.of(1, 2, 3), [3], "i32");
+        expect(() => rmsNormalize(x, 1e-5, wi)).toThrow(/rmsNorm.*f32.*i32/);
+        disposeTree([x, wi]);
       });
     });
   }

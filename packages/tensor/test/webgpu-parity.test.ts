@@ -6,6 +6,8 @@
  * - movement / index: exactly (they copy bits)
  * - sums over K terms (reduce, matmul, conv grads): |gpu − cpu| ≤ 1e-5·√K·(1 + |cpu|)
  * - softmax / logsumexp / crossEntropy: 1e-6 + 1e-5·|cpu|
+ * - rmsNorm with and without its gain: 1e-6 + 1e-5·|cpu| (the row's Σx² is the only sum); its
+ *   gradients: dx 1e-5·√n·(1 + |cpu|), dw summed over the rows 1e-5·√rows·(1 + |cpu|)
  * - scans over L steps: 1e-5·√L·(1 + |cpu|); the fused selective scan: 1e-4·(1 + |cpu|)
  * NaN must match NaN. On a machine without a WebGPU adapter the tests print why and pass
  * (CI=true makes that a failure, see test/support/backends.ts).
@@ -356,6 +358,25 @@ test("webgpu parity: softmax, logsumexp, crossEntropy over the last axis (short 
       rowTuning.algo = "auto";
     }
   }
+});
+
+test("webgpu parity: rmsNorm with and without its gain, and the gradients of x and the gain (rows not a multiple of 64, n not of 4)", async () => {
+  if (!(await backends())) return;
+  await fc.assert(fc.asyncProperty(shapeArb(0, 2), fc.constantFrom(1, 3, 17, 130), async (lead, n) => {
+    const shape = [...lead, n], rows = size(lead);
+    const x = f32(shape), w = f32([n]), c = f32(shape);
+    const what = `rmsNorm ${JSON.stringify(shape)}`;
+    await parity(what, [x, w], (a, b) => [T.rmsNormalize(a, 1e-5), T.rmsNormalize(a, 1e-5, b)], ELEM);
+    // gradient k (0: x, 1: the gain), the other and the value freed (parity checks for leaks)
+    const grad = (k: 0 | 1) => (a: Tensor, b: Tensor, g: Tensor) => {
+      const r = T.valueAndGrad((t: { a: Tensor; b: Tensor }) => T.sum(T.mul(T.rmsNormalize(t.a, 1e-5, t.b), g)))({ a, b });
+      const both = [r.grads.a, r.grads.b];
+      T.disposeTree([r.value, both[1 - k]]);
+      return both[k];
+    };
+    await parity(`${what} dx`, [x, w, c], grad(0), sumTol(n));
+    await parity(`${what} dw`, [x, w, c], grad(1), sumTol(rows));
+  }), { numRuns: 12 });
 });
 
 test("webgpu parity: conv1dCausal and its two gradient kernels", async () => {

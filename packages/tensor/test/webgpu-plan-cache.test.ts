@@ -127,18 +127,28 @@ describe("launch-plan caches", () => {
     expect(inOrder([calls[3]])[0]).toEqual(want[3]);
   });
 
-  test("row kernels: shapes in a row get their own plans; another eps or scale is another plan", () => {
+  test("row kernels: shapes in a row get their own plans; another eps or scale, or rmsNorm with its gain, is another plan", () => {
     const sm = (shape: number[]): Call => (ctx) => softmaxKernel(ctx, [arg("x", shape)], arg("y", shape));
     const rms = (shape: number[], eps: number): Call => (ctx) => rmsNormKernel(ctx, [arg("x", shape)], arg("y", shape), { eps });
+    // rmsNorm with its gain: the same pipeline, another mode word, so a plan of its own
+    const rmsw = (shape: number[], eps: number): Call => (ctx) => rmsNormKernel(ctx, [arg("x", shape), arg("w", shape.slice(-1))], arg("y", shape), { eps });
     const msm = (shape: number[], scale: number): Call => (ctx) =>
       maskedSoftmaxKernel(ctx, [arg("x", shape), arg("v", shape)], arg("y", shape), { scale });
-    const calls = [sm([16, 64]), sm([16, 256]), sm([3, 16, 64]), rms([16, 256], 1e-5), rms([16, 256], 1e-6), rms([8, 256], 1e-5), msm([4, 50], 0.125), msm([4, 50], -0)];
+    const calls = [
+      sm([16, 64]), sm([16, 256]), sm([3, 16, 64]), rms([16, 256], 1e-5), rms([16, 256], 1e-6), rms([8, 256], 1e-5), msm([4, 50], 0.125), msm([4, 50], -0),
+      rmsw([16, 256], 1e-5), rms([16, 256], 1e-5),
+    ];
     const want = calls.map((c) => fresh(c));
     const got = inOrder([...calls, ...calls]);
     for (let i = 0; i < got.length; i++) expect(got[i]).toEqual(want[i % calls.length]);
     expect(want[0]).not.toEqual(want[2]); // 16 rows, then 48
     expect(want[3]).not.toEqual(want[4]); // eps is a param word
     expect(want[6]).not.toEqual(want[7]);
+    // [label, key, wgsl, buffers, params, groups]: params word 2 is the row pass's mode
+    const launch = (k: number) => JSON.parse(want[k][0]) as [string, string, string, unknown, number[], number[]];
+    expect([launch(3)[1], launch(3)[4][2]]).toEqual(["rowpair", 0]);
+    expect([launch(8)[1], launch(8)[4][2]]).toEqual(["rowpair", 4]);
+    expect(want[9]).toEqual(want[3]); // the unweighted plan of that shape, not the weighted one
   });
 
   test("the caches stay bounded: many shapes keep at most max plans, and an evicted shape replans to the same launches", () => {

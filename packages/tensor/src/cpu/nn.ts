@@ -98,12 +98,21 @@ function rmsScale(X: Float32Array | Int32Array, b: number, n: number, eps: numbe
   return 1 / Math.sqrt(s / n + eps);
 }
 
-export function rmsNormKernel([x]: CpuArg[], out: CpuArg, p: PrimParams["rmsNorm"]): void {
+/** rmsNorm, inputs [x] or [x, gain]: x·r, or (x·r rounded to f32)·w[j] as the composite's mul rounds it. */
+export function rmsNormKernel([x, w]: CpuArg[], out: CpuArg, p: PrimParams["rmsNorm"]): void {
   const [rows, n] = rowsOf(x);
   const X = x.data, O = out.data;
+  if (w === undefined) {
+    for (let r = 0; r < rows; r++) {
+      const b = r * n, k = rmsScale(X, b, n, p.eps);
+      for (let j = 0; j < n; j++) O[b + j] = X[b + j] * k;
+    }
+    return;
+  }
+  const W = w.data, f = Math.fround;
   for (let r = 0; r < rows; r++) {
     const b = r * n, k = rmsScale(X, b, n, p.eps);
-    for (let j = 0; j < n; j++) O[b + j] = X[b + j] * k;
+    for (let j = 0; j < n; j++) O[b + j] = f(X[b + j] * k) * W[j];
   }
 }
 

@@ -9,7 +9,7 @@ import { sameShape, ShapeError, showShape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
 import { add, exp, mul, rsqrt, square, sub } from "./elementwise.ts";
 import { concat, reshape, sliceAxis } from "./movement.ts";
-import { mean, sum } from "./reduce.ts";
+import { mean, sum, sumTo } from "./reduce.ts";
 
 function needF32(op: string, ...xs: Tensor[]): void {
   for (const x of xs) if (x.dtype !== "f32") throw new ShapeError(`${op}: expects f32, got ${x.dtype} ${showShape(x.shape)}`);
@@ -76,15 +76,46 @@ definePrimitive("maskedSoftmaxGrad", {
   vjp: noSecondOrder("maskedSoftmaxGrad"),
 });
 
+/** RMSNorm's gain: f32 [n], n = x's last axis (not merely broadcastable: [1] or [L, n] is a mistake). */
+function checkGain(op: string, x: Tensor, w: Tensor): void {
+  needF32(op, w);
+  if (w.rank !== 1 || x.rank < 1 || w.shape[0] !== x.shape[x.rank - 1]) {
+    throw new ShapeError(`${op}: the gain ${showShape(w.shape)} must be [n] with n = x's last axis; x is ${showShape(x.shape)}`);
+  }
+}
+
 definePrimitive("rmsNorm", {
-  shape: ([x], p) => {
+  shape: (ins, p) => {
+    const [x, w] = ins;
+    if (ins.length < 1 || ins.length > 2) throw new ShapeError(`rmsNorm: expected inputs [x] or [x, gain], got ${ins.length}`);
     needF32("rmsNorm", x);
     lastAxisNonEmpty("rmsNorm", x);
     if (!(p.eps >= 0)) throw new ShapeError(`rmsNorm: eps must be a number ≥ 0, got ${p.eps}`);
+    if (w !== undefined) checkGain("rmsNorm", x, w);
     return { shape: [...x.shape], dtype: "f32" };
   },
-  flops: ([x]) => 4 * x.size,
-  vjp: (g, [x], _y, p) => [bind("rmsNormGrad", [g, x], { eps: p.eps })],
+  flops: (ins) => (ins.length === 2 ? 5 : 4) * ins[0].size,
+  vjp: (g, [x, w], _y, p, needs) => {
+    if (w === undefined) return [bind("rmsNormGrad", [g, x], { eps: p.eps })];
+    // The VJP of the composite mul(rmsNormalize(x), w), op for op (mul's VJP then rmsNorm's), so
+    // the gradients are those of the two launches bit for bit; x̂ = rmsNormalize(x) is recomputed
+    // (one row pass) instead of kept alive on the tape from the forward.
+    const nx = needs?.[0] ?? true, nw = needs?.[1] ?? true;
+    let dx: Tensor | null = null, dw: Tensor | null = null;
+    if (nx) {
+      const gw = mul(g, w);
+      dx = bind("rmsNormGrad", [gw, x], { eps: p.eps });
+      gw.dispose(); // dead now: freed at once, not at the end of the backward
+    }
+    if (nw) {
+      const xn = bind("rmsNorm", [x], { eps: p.eps });
+      const gx = mul(g, xn);
+      xn.dispose();
+      dw = sumTo(gx, w.shape); // sums the leading axes; gx itself where x is one row [n]
+      if (dw !== gx) gx.dispose();
+    }
+    return [dx, dw];
+  },
 });
 
 definePrimitive("rmsNormGrad", {
@@ -94,13 +125,20 @@ definePrimitive("rmsNormGrad", {
 });
 
 /**
- * x / √(mean(x²) + eps) over the last axis (RMSNorm without its gain): one row pass forward and
- * one backward (`rmsNorm`, `rmsNormGrad`), instead of about six launches each way; the composite
- * square · mean · add · rsqrt · mul where the backend prefers it (wasm: its SIMD kernels).
+ * x / √(mean(x²) + eps) over the last axis, times the gain `weight` [n] where one is given
+ * (RMSNorm; n = x's last axis): one row pass forward and one backward (`rmsNorm`, `rmsNormGrad`),
+ * instead of about six launches each way, and the gain in the same pass (not a second launch
+ * that reads and writes the whole tensor again). The result is rounded as the composite
+ * mul(rmsNormalize(x, eps), weight) rounds it, (x · r) · w. Where the backend prefers the
+ * composite (wasm: its SIMD kernels) it runs square · mean · add · rsqrt · mul, then mul by the gain.
  */
-export function rmsNormalize(x: Tensor, eps: number): Tensor {
-  if (getBackend().prefersComposite?.("rmsNorm")) return mul(x, rsqrt(add(mean(square(x), -1, true), eps)));
-  return bind("rmsNorm", [x], { eps });
+export function rmsNormalize(x: Tensor, eps: number, weight?: Tensor): Tensor {
+  if (getBackend().prefersComposite?.("rmsNorm")) {
+    if (weight !== undefined) checkGain("rmsNormalize", x, weight); // mul alone would broadcast [1] or [L, n]
+    const y = mul(x, rsqrt(add(mean(square(x), -1, true), eps)));
+    return weight === undefined ? y : mul(y, weight);
+  }
+  return bind("rmsNorm", weight === undefined ? [x] : [x, weight], { eps });
 }
 
 definePrimitive("logsumexp", {

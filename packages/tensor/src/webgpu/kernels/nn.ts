@@ -220,14 +220,16 @@ export function maskedSoftmaxKernel(ctx: GpuCtx, [x, valid]: readonly KernelArg[
 export const logsumexpKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg) => rowKernel(ctx, 1, ins, out);
 export const crossEntropyKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg) => rowKernel(ctx, 2, ins, out);
 
-// ---------- row pairs: softmaxGrad, rmsNorm, rmsNormGrad ----------
+// ---------- row pairs: softmaxGrad, rmsNorm (with or without its gain), rmsNormGrad ----------
 
 const PAIR_WG = 64;
 /**
  * One workgroup of PAIR_WG threads per row of n: s = Σ a², t = Σ a·b (strided partial sums,
  * then lane 0 adds the lanes in order), then every element. params: rows, n, mode, eps (f32).
  * mode 0 rmsNorm (a = x): x·r; 1 rmsNormGrad (a = x, b = g): r·g − x·r³·t/n; 2 softmaxGrad
- * (a = y, b = g): y·(g − t); r = 1/√(s/n + eps).
+ * (a = y, b = g): y·(g − t); 4 rmsNorm with its gain (a = x, b = the gain [n]): (x·r)·b[j], rounded
+ * as rmsNorm's launch then mul's; r = 1/√(s/n + eps). Only modes 1 and 2 need t (mode 4's b is
+ * one row long: never read at base + j).
  * Masked (maskedSoftmaxGrad, mode 2, a = w, b = g, vld = valid, word 3 the scale instead of eps):
  * b reads as the composite's g·valid, and the out is where(valid, w·(g·valid − t), 0) · scale.
  */
@@ -248,7 +250,7 @@ fn main(${ENTRY_ARGS}) {
   for (var j = lid; j < n; j += ${PAIR_WG}u) {
     let av = a[base + j];
     s += av * av;
-    if (mode != 0u) { t += av * ${bAt("base + j")}; }
+    if (mode == 1u || mode == 2u) { t += av * ${bAt("base + j")}; }
   }
   shs[lid] = s; sht[lid] = t;
   workgroupBarrier();
@@ -264,6 +266,7 @@ fn main(${ENTRY_ARGS}) {
   for (var j = lid; j < n; j += ${PAIR_WG}u) {
     let av = a[base + j];
     if (mode == 0u) { out[base + j] = av * r; }
+    else if (mode == 4u) { out[base + j] = (av * r) * b[j]; }
     else if (mode == 1u) { out[base + j] = r * b[base + j] - av * c; }
     else { ${masked
       ? `out[base + j] = select(0.0f, av * (${bAt("base + j")} - tt), ${validAt("base + j")}) * eps;`
@@ -272,8 +275,8 @@ fn main(${ENTRY_ARGS}) {
 }`;
 }
 
-/** rowPair's plans by mode (0 rmsNorm, 1 rmsNormGrad, 2 softmaxGrad, 3 maskedSoftmaxGrad) and rowsKey; f: eps or scale. */
-const pairPlans = [0, 1, 2, 3].map(() => new PlanCache<RowPlan, number>({}));
+/** rowPair's plans by mode (0 rmsNorm, 1 rmsNormGrad, 2 softmaxGrad, 3 maskedSoftmaxGrad, 4 rmsNorm with its gain) and rowsKey; f: eps or scale. */
+const pairPlans = [0, 1, 2, 3, 4].map(() => new PlanCache<RowPlan, number>({}));
 const rowPairMasked = () => rowPairWgsl(true);
 
 function planPair(limits: GpuLimits, mode: number, rows: number, n: number, f: number): RowPlan {
@@ -299,7 +302,9 @@ function rowPair(ctx: GpuCtx, label: string, mode: number, a: KernelArg, b: Kern
   });
 }
 
-export const rmsNormKernel = (ctx: GpuCtx, [x]: readonly KernelArg[], out: KernelArg, p: PrimParams["rmsNorm"]) => rowPair(ctx, "rmsNorm", 0, x, x, out, p.eps);
+/** rmsNorm, inputs [x] (mode 0, x bound again as b, never read) or [x, gain] (mode 4). */
+export const rmsNormKernel = (ctx: GpuCtx, [x, w]: readonly KernelArg[], out: KernelArg, p: PrimParams["rmsNorm"]) =>
+  w === undefined ? rowPair(ctx, "rmsNorm", 0, x, x, out, p.eps) : rowPair(ctx, "rmsNorm", 4, x, w, out, p.eps);
 export const rmsNormGradKernel = (ctx: GpuCtx, [g, x]: readonly KernelArg[], out: KernelArg, p: PrimParams["rmsNormGrad"]) => rowPair(ctx, "rmsNormGrad", 1, x, g, out, p.eps);
 export const softmaxGradKernel = (ctx: GpuCtx, [g, y]: readonly KernelArg[], out: KernelArg) => rowPair(ctx, "softmaxGrad", 2, y, g, out, 0);
 
