@@ -35,7 +35,7 @@ import * as T from "../src/index.ts";
 import type { Backend, DType } from "../src/index.ts";
 import { causalSelectLanes, causalSelectPlan, selectTuning, usesSummary } from "../src/webgpu/kernels/select.ts";
 import { SEG_MAX_K, segmentLength, STAGE_MAX_K } from "../src/webgpu/kernels/select-segments.ts";
-import { SUMMARY_MAX_K } from "../src/webgpu/kernels/select-summary.ts";
+import { SUMMARY_MAX_K, SUPER_MAX_KEYS, superKeys } from "../src/webgpu/kernels/select-summary.ts";
 import { keysOf } from "./webgpu-matmul-support.ts";
 import type { WebGpuBackend } from "../src/webgpu/backend.ts";
 import { mulberry32 } from "./gradcheck.ts";
@@ -365,6 +365,40 @@ test("webgpu causalSelect, first pass from tile summaries: tiles of 256 around t
       expect(keys.some((x) => x.startsWith("causalSelectEnd:"))).toBe(!summary);
     }
   });
+});
+
+test("webgpu causalSelect, first pass through super-tiles (selectTuning.superTiles: lists of G tiles' k best keys): G 2, 3, 16 and 32, NaN scores across super-tiles, rising and falling scores, sparse rows, the pass's pipelines", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  const r = mulberry32(1300);
+  const rand = Array.from({ length: 4096 }, () => r());
+  const u = (b: number, i: number, salt: number) => rand[(b * 1543 + i + salt * 977) % rand.length];
+  for (const G of [2, 3, 16, 32]) {
+    await withTuning({ force: "parallel", end: "summary", summaryMinL: 0, superTiles: G }, async () => {
+      const cases: Case[] = [
+        // fill-time NaNs spread over the first tiles, later NaNs, ties among three values
+        ruleCase(2, 1900, 60, "top", (b, i) => (u(b, i, 3) < 0.6 ? 1 : 0), (b, i) => (u(b, i, 1) < 0.05 ? NaN : Math.floor(u(b, i, 2) * 3))),
+        // rising scores (each new position enters, the oldest leaves), falling (only the first k stay)
+        ruleCase(1, 2100, 50, "top", () => 1, (_, i) => i),
+        ruleCase(1, 2100, 50, "top", () => 1, (_, i) => -i),
+        // sparse: whole tiles with no set position
+        ruleCase(1, 3000, 20, "top", (_, i) => (u(0, i, 4) < 0.01 ? 1 : 0), (_, i) => u(0, i, 5)),
+        // uniform scores, k at the summaries' limit
+        ruleCase(1, 2600, SUMMARY_MAX_K, "top", () => 1, (_, i) => u(0, i, 6)),
+        ...(G === 16 ? [makeCase(1310, 1, 9000, 50, "top", 1, 0, { mask: "f32", score: "f32" })] : []),
+        // 36 tiles of k 128: 32 · 128 keys exceed the merge, so no super-tiles
+        ...(G === 32 ? [ruleCase(1, 9000, SUMMARY_MAX_K, "top", () => 1, (_, i) => u(0, i, 7))] : []),
+      ];
+      for (const c of cases) {
+        const { keys } = await keysOf(gpu, () => agree(gpu, c));
+        const nT = Math.ceil(c.L / 256);
+        const supers = nT > G && superKeys(G, c.k) <= SUPER_MAX_KEYS;
+        expect(`${G} ${c.L} ${c.k} ${keys.some((x) => x.startsWith("causalSelectSumm2:"))} ${keys.some((x) => x.endsWith(`:g${G}`))}`).toBe(`${G} ${c.L} ${c.k} ${supers} ${supers}`);
+      }
+    });
+  }
+  // G · k past the merge's workgroup memory: no super-tiles (the loop's rule above)
+  expect([superKeys(16, 50), superKeys(16, SUMMARY_MAX_K), superKeys(32, SUMMARY_MAX_K)]).toEqual([800, SUPER_MAX_KEYS, 2 * SUPER_MAX_KEYS]);
 });
 
 test("webgpu causalSelect (parallel kernels), top mode on long rows: NaN scores taken in while the memory fills (across tiles) and later, with ties", async () => {

@@ -26,6 +26,13 @@
  * list for the keys ≥ κ until the tile where the count reaches k − c0, which it then reads entry
  * by entry. A tile's list is exact for counts below k: if fewer than the needed number of its
  * k best keys are ≥ κ, no other key of the tile is.
+ *
+ * Super-tiles (selectTuning.superTiles = G, 16 by default): pass S2 merges each G tiles' lists
+ * into one list of their k best keys (exact in the same way), and pass E reads whole
+ * super-tiles before j's super-tile, and after j whole super-tiles from each super-tile start,
+ * where it would read G tile lists one after another. The pass runs in one wave (a thread a
+ * position), so its time is that of its slowest threads: the positions that enter the pool,
+ * which search the row before and after them; at L 61K a row is 240 tiles, 15 super-tiles.
  */
 import type { DType } from "../../dtype.ts";
 import { ENTRY_ARGS, header, LINEAR_WG, pu } from "../context.ts";
@@ -38,6 +45,13 @@ export const TILE_S = 256;
 export const END_WG = 64;
 /** The largest k this pass serves (a tile's list is k keys; larger k takes the scan). */
 export const SUMMARY_MAX_K = 128;
+
+/** Threads of pass S2 (one workgroup per super-tile). */
+const SUPER_WG = 256;
+/** The most keys pass S2 holds in workgroup memory (G · k). */
+export const SUPER_MAX_KEYS = 2048;
+/** The keys pass S2 holds for G tiles of k keys. */
+export const superKeys = (G: number, k: number): number => G * k;
 
 /** Words of one tile's summary: its set count, then its k best keys, largest first. */
 export const summaryWords = (k: number): number => k + 1;
@@ -124,12 +138,86 @@ fn main(${ENTRY_ARGS}) {
 }
 
 /**
+ * WGSL: how many of the list's first n keys (largest first) at `lb` in `buf` are > kappa (gt) or
+ * ≥ kappa; the list's best key first: for a position among the best so far most lists have none
+ * (one load each, and the loads of successive lists do not wait on each other), a binary search
+ * only where some are.
+ */
+function countAboveFn(name: string, buf: string): string {
+  return `fn ${name}(lb: u32, n: u32, kappa: u32, gt: bool) -> u32 {
+  let top = ${buf}[lb];
+  if (n == 0u || top < kappa || (gt && top == kappa)) { return 0u; }
+  var lo = 1u; var hi = n;
+  loop {
+    if (lo >= hi) { break; }
+    let mid = (lo + hi) / 2u;
+    let v = ${buf}[lb + mid];
+    if (v > kappa || (!gt && v == kappa)) { lo = mid + 1u; } else { hi = mid; }
+  }
+  return lo;
+}`;
+}
+
+/**
+ * Pass S2 (G > 0): summ2[(b·nS + u)·(k + 1)] = the set positions of super-tile u (tiles u·G …
+ * u·G + G − 1), then its k best keys (descending, 0-padded): the merge of its tiles' lists (the
+ * k best of a union are among the k best of each part). params: B, L, k, nT, nS. One workgroup a
+ * super-tile holds the G lists (G·k ≤ SUPER_MAX_KEYS keys) in workgroup memory; each key's place
+ * in the merged order (key descending, then list, then place in its list) is the number of keys
+ * before it: its place in its own list plus, in each other list, a binary search for the keys
+ * above it (and the equal ones of earlier lists). The keys placed below k are written there.
+ */
+export function superSummaryWgsl(G: number): string {
+  return `${header(5, [{ name: "summ2", type: "u32", write: true }, { name: "summ", type: "u32" }])}
+var<workgroup> keys: array<u32, ${SUPER_MAX_KEYS}>;
+var<workgroup> cnt: atomic<u32>;
+@compute @workgroup_size(${SUPER_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let B = ${pu(0)}; let k = ${pu(2)}; let nT = ${pu(3)}; let nS = ${pu(4)};
+  if (wg >= B * nS) { return; }
+  let b = wg / nS; let u = wg % nS;
+  let t0 = u * ${G}u;
+  let nl = min(${G}u, nT - t0); // lists in this super-tile
+  if (lid == 0u) { atomicStore(&cnt, 0u); }
+  workgroupBarrier();
+  for (var i = lid; i < nl * k; i += ${SUPER_WG}u) { keys[i] = summ[(b * nT + t0 + i / k) * (k + 1u) + 1u + i % k]; }
+  if (lid < nl) { atomicAdd(&cnt, summ[(b * nT + t0 + lid) * (k + 1u)]); }
+  workgroupBarrier();
+  let base = wg * (k + 1u);
+  if (lid == 0u) { summ2[base] = atomicLoad(&cnt); }
+  for (var i = lid; i < nl * k; i += ${SUPER_WG}u) {
+    let li = i / k;
+    let key = keys[i];
+    var rank = i % k;
+    for (var l = 0u; l < nl; l++) {
+      if (l == li) { continue; }
+      // keys of list l before this one: above it, or equal in an earlier list (a list is descending)
+      let lb = l * k;
+      var lo = 0u; var hi = k;
+      loop {
+        if (lo >= hi) { break; }
+        let mid = (lo + hi) / 2u;
+        let v = keys[lb + mid];
+        if (v > key || (l < li && v == key)) { lo = mid + 1u; } else { hi = mid; }
+      }
+      rank += lo;
+      if (rank >= k) { break; }
+    }
+    if (rank < k) { summ2[base + 1u + rank] = key; }
+  }
+}
+`;
+}
+
+/**
  * Pass E: ends[b·L + j] = e_j and ends[B·L + b·L + j] = min(k, #set positions ≤ j), as the scan
  * writes them. params: B, L, k, nT. A thread a position; no barriers.
  */
-export function summaryEndWgsl(maskType: DType, scoreType: DType): string {
+export function summaryEndWgsl(maskType: DType, scoreType: DType, G = 0): string {
   const T = TILE_S;
-  return `${header(4, [{ name: "ends", type: "u32", write: true }, { name: "mask", type: "u32" }, { name: "score", type: "u32" }, { name: "summ", type: "u32" }])}
+  const bufs = [{ name: "ends", type: "u32", write: true }, { name: "mask", type: "u32" }, { name: "score", type: "u32" }, { name: "summ", type: "u32" }];
+  return `${header(5, G > 0 ? [...bufs, { name: "summ2", type: "u32" }] : bufs)}
 ${bitsFns(maskType, scoreType)}
 // (kind, key) of entry i given the set positions before it: kind 0 unset, 1 a finite score, 2 a
 // NaN; the key as in the module comment
@@ -139,25 +227,12 @@ fn keyAt(row: u32, i: u32, nsetBefore: u32, k: u32) -> vec2<u32> {
   if (isNan(s)) { return vec2<u32>(2u, select(0u, 0xffffffffu, nsetBefore < k)); }
   return vec2<u32>(1u, ord(s));
 }
-// how many of the list's first n keys (largest first) are > kappa (gt) or ≥ kappa; the tile's
-// best key first: for a position among the best so far most tiles have none (one load each, and
-// the loads of successive tiles do not wait on each other), a binary search only where some are
-fn countAbove(lb: u32, n: u32, kappa: u32, gt: bool) -> u32 {
-  let top = summ[lb];
-  if (n == 0u || top < kappa || (gt && top == kappa)) { return 0u; }
-  var lo = 1u; var hi = n;
-  loop {
-    if (lo >= hi) { break; }
-    let mid = (lo + hi) / 2u;
-    let v = summ[lb + mid];
-    if (v > kappa || (!gt && v == kappa)) { lo = mid + 1u; } else { hi = mid; }
-  }
-  return lo;
-}
+${countAboveFn("countAbove", "summ")}
+${G > 0 ? countAboveFn("countAbove2", "summ2") : ""}
 @compute @workgroup_size(${END_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
-  let B = ${pu(0)}; let L = ${pu(1)}; let k = ${pu(2)}; let nT = ${pu(3)};
+  let B = ${pu(0)}; let L = ${pu(1)}; let k = ${pu(2)}; let nT = ${pu(3)};${G > 0 ? ` let nS = ${pu(4)};` : ""}
   let per = (L + ${END_WG - 1}u) / ${END_WG}u;
   let b = wg / per;
   if (b >= B) { return; }
@@ -179,7 +254,17 @@ fn main(${ENTRY_ARGS}) {
   // the set positions before j's tile, and the keys > κ there (from the lists; stops at k)
   var nset = 0u;
   var c0 = 0u;
-  for (var t = 0u; t < tj; t++) {
+  var tFirst = 0u;
+  ${G > 0 ? `// whole super-tiles before j's from their lists, then the tiles of j's super-tile
+  let ssb = b * nS * (k + 1u);
+  let uj = tj / ${G}u;
+  for (var u = 0u; u < uj; u++) {
+    let lb = ssb + u * (k + 1u);
+    nset += summ2[lb];
+    if (finite && c0 < k) { c0 += countAbove2(lb + 1u, k - c0, kappa, true); }
+  }
+  tFirst = uj * ${G}u;` : ""}
+  for (var t = tFirst; t < tj; t++) {
     let lb = sb + t * (k + 1u);
     nset += summ[lb];
     if (finite && c0 < k) { c0 += countAbove(lb + 1u, k - c0, kappa, true); }
@@ -215,10 +300,20 @@ fn main(${ENTRY_ARGS}) {
         x++;
       }
       if (hit) { break; }
-      // whole tiles from their lists while the count stays short of k − c0
+      // whole tiles from their lists while the count stays short of k − c0${G > 0 ? "; from a super-tile's start, whole super-tiles" : ""}
       t++;
       loop {
         if (t >= nT || need == 0u) { break; }
+        ${G > 0 ? `if (t % ${G}u == 0u) {
+          let lb2 = ssb + (t / ${G}u) * (k + 1u);
+          let c2 = countAbove2(lb2 + 1u, need, kappa, false);
+          if (c2 < need) {
+            need -= c2;
+            run += summ2[lb2];
+            t += ${G}u;
+            continue;
+          }
+        }` : ""}
         let lb = sb + t * (k + 1u);
         let c = countAbove(lb + 1u, need, kappa, false);
         if (c >= need) { break; }

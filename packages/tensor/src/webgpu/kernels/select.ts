@@ -43,7 +43,7 @@ import type { KernelArg, PrimParams } from "../../backend.ts";
 import type { DType } from "../../dtype.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
 import { readEnv } from "../../env.ts";
-import { END_WG, SUMMARY_MAX_K, summaryEndWgsl, summaryWgsl, summaryWords, TILE_S } from "./select-summary.ts";
+import { END_WG, SUMMARY_MAX_K, summaryEndWgsl, summaryWgsl, summaryWords, SUPER_MAX_KEYS, superKeys, superSummaryWgsl, TILE_S } from "./select-summary.ts";
 import { ROWS_WG, SEG_MAX_K, segmentLength, segmentRowsWgsl, segmentStartsWgsl, STAGE_MAX_K } from "./select-segments.ts";
 import { bitsFns, checkLanes, endsFetch, positionKey, range, selectEndLanesWgsl, selectFillLanesWgsl, TILE, tileConvert, tileFetch, tree, UNROLL, WGP } from "./select-lanes.ts";
 
@@ -480,7 +480,13 @@ export const selectTuning: {
   parallelMaxLSummary: number;
   /** The parallel path's second pass in "top" mode: from segments (select-segments.ts; k ≤ SEG_MAX_K) or the walk back from every position ("last" mode always walks: it stops after k set positions). */
   fill: "segments" | "walk";
-} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesLast: 1, lanesBelow: 65536, fill: "segments", end: "summary", summaryMinL: 24576, parallelMaxLSummary: 262144 };
+  /**
+   * With summaries, tiles per super-tile (select-summary.ts, pass S2; 0: none): the first pass
+   * then reads whole super-tiles' lists where it would read G tiles' lists in a row. Used where a
+   * row has more than G tiles and G·k keys fit the merge (SUPER_MAX_KEYS).
+   */
+  superTiles: number;
+} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesLast: 1, lanesBelow: 65536, fill: "segments", end: "summary", summaryMinL: 24576, parallelMaxLSummary: 262144, superTiles: 16 };
 
 /** selectTuning.lanes from $MEMMAMBA_SELECT_LANES (1, 2, 4, 8 or 16), else 16. */
 function lanesFromEnv(): number {
@@ -549,10 +555,27 @@ export function causalSelectKernel(ctx: GpuCtx, [mask, score]: readonly KernelAr
         label: "causalSelect", key: `causalSelectSumm:${mask.dtype}${score.dtype}`, wgsl: () => summaryWgsl(mask.dtype, score.dtype),
         buffers: [summ, ...ms], params: w, groups: grid(B * nT, maxDim),
       });
-      ctx.dispatch({
-        label: "causalSelect", key: `causalSelectEndS:${mask.dtype}${score.dtype}`, wgsl: () => summaryEndWgsl(mask.dtype, score.dtype),
-        buffers: [ends, ...ms, summ], params: w, groups: grid(B * ceilDiv(L, END_WG), maxDim),
-      });
+      // super-tiles of G tiles (select-summary.ts, pass S2) where the row has more than G tiles
+      const G = selectTuning.superTiles;
+      if (G > 0 && nT > G && superKeys(G, p.k) <= SUPER_MAX_KEYS) {
+        const nS = ceilDiv(nT, G);
+        const summ2 = ctx.temp(B * nS * summaryWords(p.k) * 4);
+        const w2 = new ParamWords().u(B).u(L).u(p.k).u(nT).u(nS).words();
+        ctx.dispatch({
+          label: "causalSelect", key: `causalSelectSumm2:${G}`, wgsl: () => superSummaryWgsl(G),
+          buffers: [summ2, summ], params: w2, groups: grid(B * nS, maxDim),
+        });
+        ctx.dispatch({
+          label: "causalSelect", key: `causalSelectEndS:${mask.dtype}${score.dtype}:g${G}`, wgsl: () => summaryEndWgsl(mask.dtype, score.dtype, G),
+          buffers: [ends, ...ms, summ, summ2], params: w2, groups: grid(B * ceilDiv(L, END_WG), maxDim),
+        });
+        ctx.releaseTemp(summ2);
+      } else {
+        ctx.dispatch({
+          label: "causalSelect", key: `causalSelectEndS:${mask.dtype}${score.dtype}`, wgsl: () => summaryEndWgsl(mask.dtype, score.dtype),
+          buffers: [ends, ...ms, summ], params: w, groups: grid(B * ceilDiv(L, END_WG), maxDim),
+        });
+      }
       ctx.releaseTemp(summ);
     } else {
       ctx.dispatch({
