@@ -7,13 +7,14 @@
 #                (this script runs whichever runtime .gpu holds: bun, node or deno)
 # On the GPU machine, from the repo root, with .gpu carried and $OUT set:
 #                bash packages/bench/gpu/run-issue11.sh [steps...]
-# steps (default all, in this order): ours-train ref-train ref-long ours-long scaling
+# steps (default all, in this order): ours-train ref-train ref-long ours-long scaling scaling-tokens
 # CHECK=1 runs the same steps at tiny sizes on this machine (lavapipe, no enter.sh; the PyTorch
 # steps only where torch imports), to check the script and the bundles before a GPU run.
 #
-# Files in $OUT (7): train-throughput.json (ours; with the reference's ratios), ref-train.jsonl
+# Files in $OUT (8): train-throughput.json (ours; with the reference's ratios), ref-train.jsonl
 # (memmamba_ref.bench_train), ref-long.json, long-context.json, scaling-webgpu.json and .svg,
-# log.txt (everything printed, tables included).
+# scaling-tokens.json (the forward at the same tokens a call at every length; its plot stays
+# behind: a GPU command returns at most 8 files), log.txt (everything printed, tables included).
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${OUT:?set OUT to the folder whose files come back}
@@ -23,10 +24,10 @@ exec > >(tee -a "$OUT/log.txt") 2>&1
 if [ "$CHECK" = 1 ]; then
   export PATH="$PWD/tools/node_modules/.bin:$PATH"
   # sizes: preset, batch, seq | long-context lengths | scaling lengths, train max, stream tokens
-  P=tiny B=1 S=64 LONG=1K,2K SCAL=256,1K TMAX=1K STREAM=8K
+  P=tiny B=1 S=64 LONG=1K,2K SCAL=256,1K TMAX=1K STREAM=8K TOK=2K
 else
   source .gpu/enter.sh
-  P=small B=8 S=2048 LONG=60K,256K SCAL=1K,4K,16K,60K,256K TMAX=16K STREAM=1M
+  P=small B=8 S=2048 LONG=60K,256K SCAL=1K,4K,16K,60K,256K TMAX=16K STREAM=1M TOK=256K
 fi
 RT=""
 for r in bun node deno; do if command -v "$r" >/dev/null 2>&1 && [ -f ".gpu/$r.xz" ]; then RT=$r; break; fi; done
@@ -34,7 +35,7 @@ for r in bun node deno; do if command -v "$r" >/dev/null 2>&1 && [ -f ".gpu/$r.x
 JS=("$RT"); [ "$RT" = deno ] && JS=(deno run -A)   # an array, not a function: `timeout` runs commands only
 echo "run-issue11: runtime $RT $("$RT" --version 2>/dev/null | head -1); $(date -u +%FT%TZ); CHECK=$CHECK"
 have_torch() { python3 -c "import torch" 2>/dev/null || { echo "(no torch here: step skipped)"; return 1; }; }
-steps=${*:-ours-train ref-train ref-long ours-long scaling}
+steps=${*:-ours-train ref-train ref-long ours-long scaling scaling-tokens}
 T0=$SECONDS
 step() { echo; echo "== $1 (limit $2 s; $((SECONDS - T0)) s elapsed)"; }
 REF=packages/memmamba/reference
@@ -75,7 +76,13 @@ for s in $steps; do
     timeout 100 "${JS[@]}" .gpu/scaling.mjs --backend webgpu --preset $P --kinds memmamba,mamba,transformer --lengths $SCAL \
       --chunk 65536 --parallel-max 4K --train-max $TMAX --transformer-max 16K --runs 3 --warmup 1 --cap-s 8 \
       --stream-total $STREAM --stream-chunk 16384 --stream-every 128K --stream-cap-s 10 --out "$OUT/scaling-webgpu.json" ;;
-  *) echo "run-issue11: unknown step $s (ours-train ref-train ref-long ours-long scaling)"; exit 2 ;;
+  scaling-tokens)
+    # the forward at $TOK tokens a call (rows = $TOK / L): time per token at the same work per call
+    step scaling-tokens 70
+    timeout 70 "${JS[@]}" .gpu/scaling.mjs --backend webgpu --preset $P --kinds memmamba,mamba --modes forward --lengths $SCAL \
+      --tokens $TOK --chunk 65536 --parallel-max 4K --runs 3 --warmup 1 --cap-s 8 --stream-total 0 --out /tmp/scaling-tokens.json
+    cp /tmp/scaling-tokens.json "$OUT/" 2>/dev/null ;;
+  *) echo "run-issue11: unknown step $s (ours-train ref-train ref-long ours-long scaling scaling-tokens)"; exit 2 ;;
   esac
 done
 echo; echo "run-issue11: done in $((SECONDS - T0)) s"; ls -la "$OUT"

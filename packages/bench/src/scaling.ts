@@ -1,7 +1,11 @@
 /**
  * Scaling with sequence length (issue #11): time per token and peak memory of MemMamba, Mamba
  * and the Transformer baseline at batch 1, for the forward pass and for a training step, at each
- * --lengths L; and streaming memory over --stream-total tokens.
+ * --lengths L; and streaming memory over --stream-total tokens. With --tokens N the forward runs
+ * N / L rows of L a call instead of one (at least one): the same work per call at every length,
+ * which separates the model's cost per token from the fixed cost of a call (at batch 1 a short
+ * forward is a few hundred kernel launches and little else, so its time per token is mostly
+ * that fixed cost).
  *
  * - forward: the parallel forward (lm.apply) up to --parallel-max tokens, the chunked forward
  *   (lm.applyChunked, --chunk tokens a chunk, the state carried) beyond; the Transformer always
@@ -33,7 +37,7 @@ import {
   type ModelBenchHead, type ModelKind, openBackend, parallelForward, parseLengths, progress, randomTokens, showLength, stream, timeAsync,
 } from "./model-common.ts";
 
-const HELP = `scaling: time per token and peak memory against sequence length (batch 1)
+const HELP = `scaling: time per token and peak memory against sequence length (batch 1, or --tokens)
 
   --backend B         cpu, wasm or webgpu (default cpu)
   --preset P          ${presetNames.join(", ")} (default tiny on the CPU, small on WebGPU)
@@ -42,6 +46,8 @@ const HELP = `scaling: time per token and peak memory against sequence length (b
   --lengths L,...     sequence lengths, K = 1024 (CPU default 1K,2K,4K,8K,16K;
                       WebGPU default 1K,4K,16K,60K,64K,128K,256K)
   --chunk N           chunk of the chunked forward (default 2048)
+  --tokens N          forward: N / L rows of L a call (at least 1), the same tokens a call at
+                      every length (default: 1 row); the training step stays at 1 row
   --parallel-max N    longest parallel forward; longer ones run chunked (default 4K)
   --train-max N       longest training step (default 16K on the CPU, 32K on WebGPU)
   --transformer-max N longest Transformer run (default 4K on the CPU, 16K on WebGPU)
@@ -65,13 +71,15 @@ export interface ScalingRow {
   kind: ModelKind;
   mode: "forward" | "train";
   L: number;
+  /** Rows of L a call (1, or --tokens / L in forward mode). */
+  batch: number;
   /** parallel or chunked (forward); parallel (train). */
   how: "parallel" | "chunked";
   chunk: number | null;
   runs: number;
   medianMs: number | null;
   samplesMs: number[];
-  /** medianMs / L, in microseconds. */
+  /** medianMs / (batch · L), in microseconds. */
   usPerToken: number | null;
   peakLiveMiB: number | null;
   peakPoolMiB: number | null;
@@ -149,11 +157,12 @@ export function goals(rows: readonly ScalingRow[], streams: readonly StreamResul
 
 async function measureOne(bb: BenchBackend, params: LMParams, kind: ModelKind, mode: "forward" | "train", L: number, o: Opts): Promise<ScalingRow> {
   const chunked = mode === "forward" && kind !== "transformer" && L > o.parallelMax;
+  const B = mode === "forward" ? Math.max(1, Math.floor(o.tokens / L)) : 1;
   const row: ScalingRow = {
-    kind, mode, L, how: chunked ? "chunked" : "parallel", chunk: chunked ? o.chunk : null, runs: 0, medianMs: null, samplesMs: [], usPerToken: null,
+    kind, mode, L, batch: B, how: chunked ? "chunked" : "parallel", chunk: chunked ? o.chunk : null, runs: 0, medianMs: null, samplesMs: [], usPerToken: null,
     peakLiveMiB: null, peakPoolMiB: null, peakRssMiB: null,
   };
-  const x = randomTokens(1, L, L);
+  const x = randomTokens(B, L, L);
   const y = mode === "train" ? randomTokens(1, L, L + 1) : null;
   const trainer = mode === "train" ? makeTrainer(initLM(random.key(0), params.config)) : null;
   try {
@@ -168,7 +177,7 @@ async function measureOne(bb: BenchBackend, params: LMParams, kind: ModelKind, m
     row.runs = samples.length;
     row.samplesMs = samples.map((s) => Math.round(s * 100) / 100);
     row.medianMs = median(samples);
-    row.usPerToken = (row.medianMs * 1000) / L;
+    row.usPerToken = (row.medianMs * 1000) / (B * L);
     row.peakLiveMiB = mib(bb.peakLiveBytes());
     row.peakPoolMiB = mib(bb.peakPoolBytes());
     row.peakRssMiB = mib(bb.peakRss());
@@ -183,6 +192,8 @@ async function measureOne(bb: BenchBackend, params: LMParams, kind: ModelKind, m
 
 interface Opts {
   chunk: number;
+  /** Forward tokens a call (rows = tokens / L, at least 1); 1: one row. */
+  tokens: number;
   parallelMax: number;
   trainMax: number;
   transformerMax: number;
@@ -204,7 +215,7 @@ export async function main(argv: readonly string[]): Promise<ScalingResult | und
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", modes: "string", lengths: "string", chunk: "string", "parallel-max": "string",
     "train-max": "string", "transformer-max": "string", runs: "string", warmup: "string", "cap-s": "string", "stream-total": "string",
-    "stream-chunk": "string", "stream-every": "string", "stream-cap-s": "string", json: "boolean", out: "string", help: "boolean",
+    "stream-chunk": "string", "stream-every": "string", "stream-cap-s": "string", json: "boolean", out: "string", help: "boolean", tokens: "string",
   });
   const backend = (f.backend ?? "cpu") as BackendChoice;
   if (!BACKENDS.includes(backend)) throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
@@ -219,7 +230,7 @@ export async function main(argv: readonly string[]): Promise<ScalingResult | und
   const len = (name: string, dflt: string) => parseLengths(name, String(f[name] ?? dflt))[0];
   const nonNeg = (name: string, dflt: number) => (f[name] === "0" ? 0 : positiveInt(name, f[name], dflt));
   const o: Opts = {
-    chunk: len("chunk", "2048"), parallelMax: len("parallel-max", "4K"), trainMax: len("train-max", gpu ? "32K" : "16K"),
+    chunk: len("chunk", "2048"), tokens: f.tokens === undefined ? 1 : len("tokens", "1"), parallelMax: len("parallel-max", "4K"), trainMax: len("train-max", gpu ? "32K" : "16K"),
     transformerMax: len("transformer-max", gpu ? "16K" : "4K"), runs: positiveInt("runs", f.runs, 3), warmup: nonNeg("warmup", 1),
     capS: positiveInt("cap-s", f["cap-s"], 60), streamTotal: f["stream-total"] === "0" ? 0 : len("stream-total", "1M"),
     streamChunk: len("stream-chunk", "4096"), streamEvery: len("stream-every", "64K"), streamCapS: positiveInt("stream-cap-s", f["stream-cap-s"], 120),
@@ -252,7 +263,7 @@ export async function main(argv: readonly string[]): Promise<ScalingResult | und
             let row: ScalingRow;
             if (stop || L > max) {
               row = {
-                kind, mode, L, how: "parallel", chunk: null, runs: 0, medianMs: null, samplesMs: [], usPerToken: null, peakLiveMiB: null,
+                kind, mode, L, batch: 1, how: "parallel", chunk: null, runs: 0, medianMs: null, samplesMs: [], usPerToken: null, peakLiveMiB: null,
                 peakPoolMiB: null, peakRssMiB: null, note: stop ?? `skipped: over --${mode === "train" ? "train" : "transformer"}-max (${showLength(max)})`,
               };
             } else {
@@ -327,10 +338,11 @@ export function plot(r: ScalingResult): string {
 }
 
 function printTables(r: ScalingResult): void {
-  console.log(`${r.device}; ${r.runtime.name} ${r.runtime.version}; preset ${r.preset}, batch 1`);
+  const t = (r.options as { tokens?: number }).tokens ?? 1;
+  console.log(`${r.device}; ${r.runtime.name} ${r.runtime.version}; preset ${r.preset}, ${t > 1 ? `forward: ${showLength(t)} tokens a call (rows = tokens / L); training step: batch 1` : "batch 1"}`);
   console.log(formatTable(
-    ["kind", "mode", "L", "how", "ms", "µs/token", "peak live MiB", "peak pool MiB", "peak RSS MiB", "note"],
-    r.rows.map((x) => [x.kind, x.mode, showLength(x.L), x.how + (x.chunk ? ` ${x.chunk}` : ""), x.medianMs, x.usPerToken, x.peakLiveMiB, x.peakPoolMiB, x.peakRssMiB, x.note ?? ""]),
+    ["kind", "mode", "L", "rows", "how", "ms", "µs/token", "peak live MiB", "peak pool MiB", "peak RSS MiB", "note"],
+    r.rows.map((x) => [x.kind, x.mode, showLength(x.L), x.batch ?? 1, x.how + (x.chunk ? ` ${x.chunk}` : ""), x.medianMs, x.usPerToken, x.peakLiveMiB, x.peakPoolMiB, x.peakRssMiB, x.note ?? ""]),
   ));
   if (r.stream.length) {
     console.log("\nstreaming (chunked, logits dropped): memory along the way");

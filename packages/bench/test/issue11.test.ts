@@ -121,6 +121,17 @@ test("scaling: a tiny CPU run covers every kind and mode, skips past the caps, s
   expect(readFileSync(out.replace(/\.json$/, ".svg"), "utf8")).toMatch(/^<svg[^]*memmamba forward/);
 });
 
+test("scaling --tokens: the forward runs tokens / L rows of L (at least one) and counts time per token over all rows; the training step stays at one row", async () => {
+  const out = join(dir, "sc-tokens.json");
+  await keepingBackend(() =>
+    scaling(["--backend", "cpu", "--preset", "tiny", "--kinds", "mamba", "--modes", "forward,train", "--lengths", "16,32,64", "--tokens", "64",
+      "--parallel-max", "32", "--chunk", "16", "--train-max", "16", "--runs", "1", "--warmup", "0", "--out", out])
+  );
+  const j = readBack<ScalingResult>(out);
+  expect(j.rows.map((r) => `${r.mode} ${r.L} ${r.batch} ${r.how}`)).toEqual(["forward 16 4 parallel", "forward 32 2 parallel", "forward 64 1 chunked", "train 16 1 parallel", "train 32 1 parallel", "train 64 1 parallel"]);
+  for (const r of j.rows.filter((x) => x.usPerToken !== null)) expect(r.usPerToken).toBeCloseTo((r.medianMs! * 1000) / (r.batch * r.L), 9);
+});
+
 test("bench flags: lengths with K and M suffixes; a bad one is a clear error", () => {
   expect(parseLengths("lengths", "1K,60K,1M,100")).toEqual([1024, 61440, 1048576, 100]);
   expect(() => parseLengths("lengths", "1K,abc")).toThrow(/--lengths: "abc" is not a length/);
