@@ -73,8 +73,9 @@ export const attnReadTuning: {
    * The forward read (attnRead): "shared" loads each row once per workgroup of positions where
    * neighbouring positions read the same rows (attention-shared.ts; vec4 rows of up to 128
    * floats, up to 128 slots, else the lanes kernel); "lanes" always takes the kernel above, with
-   * the layout knobs above; "auto" (default) takes "shared" on a software adapter (lavapipe:
-   * about 2x faster on a model-like read there) and "lanes" on a GPU (on an H100/H200 the
+   * the layout knobs above; "auto" (default) takes "shared" on a software adapter for reads of
+   * SHARED_AUTO_MIN_POSITIONS positions or more (lavapipe: about 2x faster on a model-like read
+   * there) and "lanes" otherwise and on a GPU (on an H100/H200 the
    * shared kernel with 16 positions a workgroup was 2x slower, with 4 equal: its fewer threads
    * wait on their loads, where the lanes kernel's many threads hide them).
    */
@@ -82,6 +83,13 @@ export const attnReadTuning: {
   /** Positions per workgroup of the "shared" forward: 4, 8 or 16 (default; fewer where the workgroup memory needs it). */
   sharedPositions: number;
 } = { positions: 4, dots: "lanes", dotLanes: 4, forward: "auto", sharedPositions: 16 };
+
+/**
+ * "auto" takes the shared-rows forward from this many positions on: below it the read is small
+ * anyway, and a software adapter compiles the shared kernel's unrolled code slowly (Chromium's
+ * SwiftShader spent most of a minute on it where a recurrent step reads one position).
+ */
+const SHARED_AUTO_MIN_POSITIONS = 4096;
 
 /** Slots each lane takes per round of "lanes" phase 1 (its loads in flight at once). */
 const ROUND_SLOTS = 4;
@@ -307,7 +315,7 @@ function launch(ctx: GpuCtx, op: string, mode: Mode, ins: readonly KernelArg[], 
   if (forward !== "auto" && forward !== "shared" && forward !== "lanes") throw new RangeError(`webgpu.${op}: attnReadTuning.forward must be "auto", "shared" or "lanes", got ${JSON.stringify(forward)}`);
   const { sharedPositions } = attnReadTuning;
   if (![4, 8, 16].includes(sharedPositions)) throw new RangeError(`webgpu.${op}: attnReadTuning.sharedPositions must be 4, 8 or 16, got ${sharedPositions}`);
-  const useShared = forward === "shared" || (forward === "auto" && ctx.software === true);
+  const useShared = forward === "shared" || (forward === "auto" && ctx.software === true && N >= SHARED_AUTO_MIN_POSITIONS);
   const shared = mode === "out" && vec && useShared ? sharedReadLayout(P, S / 4, ctx.limits.maxComputeWorkgroupStorageSize, sharedPositions) : null;
   if (shared) {
     const { POS: SP, CH: SC, SQ } = shared;
