@@ -157,6 +157,13 @@ export interface MultiPrimParams {
    */
   attnReadGrad: { scale: number };
   /**
+   * RMSNorm-with-a-gain's VJP in one row pass (ops/nn.ts): inputs [g, x, w] (w [n], n = x's last
+   * axis), outputs [dx, gxhat], both x's shape: dx = rmsNormGrad(g ⊙ w, x) and gxhat =
+   * g ⊙ rmsNorm(x), each rounded as those launches round them (gxhat summed over the leading axes
+   * is dw). Five launches (mul, rmsNormGrad, rmsNorm, mul, then dw's sum) become two.
+   */
+  rmsNormGradW: { eps: number };
+  /**
    * The selective scan's y and last state in one forward: inputs [x, delta, A, Bm, C, h0] as
    * selectiveScan's, outputs [y [B, L, Di], state [B, Di, N]] (selectiveScan's and
    * selectiveScanState's values). The chunked forward needs both; as two primitives each

@@ -568,7 +568,7 @@ describe("rmsNorm with its gain: one launch, the numbers of mul(rmsNormalize(x),
   // lanes per row), a leading batch, and one row without leading axes (dw needs no sum)
   const shapes = [[2, 67, 13], [3, 130], [5]];
   for (const b of testBackends()) {
-    test(`[${b}] forward, dx and dw against the two-launch composite; x only skips dw; a wrong gain is refused`, async () => {
+    test(`[${b}] forward, dx and dw against the two-launch composite, 3 launches fewer a norm; x or w alone; a wrong gain is refused`, async () => {
       if (!(await useBackend(b))) return;
       // the CPU kernels round (x·r)·w as rmsNorm then mul do: bit for bit. WebGPU runs the same
       // f32 operations in one shader (no sums differ), stated here with a tolerance of a few ulps.
@@ -592,18 +592,39 @@ describe("rmsNorm with its gain: one launch, the numbers of mul(rmsNormalize(x),
           const yc = tidy(() => mul(rmsNormalize(x, 1e-5), w));
           same(`${JSON.stringify(shape)} forward`, await yf.data(), await yc.data());
           if (b !== "wasm") expect(fwdLaunches).toBe(1); // wasm keeps the composite (and its mul)
-          const gf = valueAndGrad(fused)({ x, w }), gc = valueAndGrad(comp)({ x, w });
+          // forward + backward launches, the fused norm's against the composite's. The gain's first
+          // VJP ran the composite's backward op for op (mul, rmsNormGrad, rmsNorm, mul, sum), so
+          // fused and composite were level; now rmsNormGradW's one pass and dw's sum: 3 fewer a
+          // norm (1 forward, 2 backward) with both gradients, 1 (the forward) with either alone.
+          // wasm runs the composite (prefersComposite): level.
+          const launches = <T>(f: () => T): [T, number] => {
+            resetCounters();
+            const r = f();
+            return [r, readCounters().launches];
+          };
+          const drop = (perNorm: number) => (b === "wasm" ? 0 : perNorm);
+          const [gf, lf] = launches(() => valueAndGrad(fused)({ x, w }));
+          const [gc, lc] = launches(() => valueAndGrad(comp)({ x, w }));
+          expect(lf).toBe(lc - drop(3));
           same(`${JSON.stringify(shape)} dx`, await gf.grads.x.data(), await gc.grads.x.data());
           same(`${JSON.stringify(shape)} dw`, await gf.grads.w.data(), await gc.grads.w.data());
-          // w a constant: its gradient (a row pass, a product and a sum) is never computed
-          resetCounters();
-          const onlyX = valueAndGrad((a: Tensor) => sum(mul(rmsNormalize(a, 1e-5, w), c)))(x);
-          const fewer = readCounters().launches;
-          resetCounters();
-          disposeTree(valueAndGrad(fused)({ x, w }));
-          if (b !== "wasm") expect(fewer).toBeLessThan(readCounters().launches);
+          // two norms in a chain (the gain used twice: its two cotangents add as in the composite)
+          const [g2f, l2f] = launches(() => valueAndGrad((t: { x: Tensor; w: Tensor }) => sum(mul(rmsNormalize(rmsNormalize(t.x, 1e-5, t.w), 1e-3, t.w), c)))({ x, w }));
+          const [g2c, l2c] = launches(() =>
+            valueAndGrad((t: { x: Tensor; w: Tensor }) => sum(mul(mul(rmsNormalize(mul(rmsNormalize(t.x, 1e-5), t.w), 1e-3), t.w), c)))({ x, w }));
+          expect(l2f).toBe(l2c - 2 * drop(3));
+          same(`${JSON.stringify(shape)} two norms dx`, await g2f.grads.x.data(), await g2c.grads.x.data());
+          same(`${JSON.stringify(shape)} two norms dw`, await g2f.grads.w.data(), await g2c.grads.w.data());
+          // w a constant: dx alone (mul, rmsNormGrad), no g ⊙ x̂ written; x a constant: dw alone
+          // (rmsNormGradW, its dx dropped, then the sum: one launch fewer than rmsNorm, mul, sum)
+          const [onlyX, lfx] = launches(() => valueAndGrad((a: Tensor) => sum(mul(rmsNormalize(a, 1e-5, w), c)))(x));
+          const [cx, lcx] = launches(() => valueAndGrad((a: Tensor) => sum(mul(mul(rmsNormalize(a, 1e-5), w), c)))(x));
+          const [onlyW, lfw] = launches(() => valueAndGrad((v: Tensor) => sum(mul(rmsNormalize(x, 1e-5, v), c)))(w));
+          const [cw, lcw] = launches(() => valueAndGrad((v: Tensor) => sum(mul(mul(rmsNormalize(x, 1e-5), v), c)))(w));
+          expect([lfx, lfw]).toEqual([lcx - drop(1), lcw - drop(1)]);
           same(`${JSON.stringify(shape)} dx (x only)`, await onlyX.grads.data(), await gc.grads.x.data());
-          disposeTree([x, w, c, yf, yc, gf, gc, onlyX]);
+          same(`${JSON.stringify(shape)} dw (w only)`, await onlyW.grads.data(), await gc.grads.w.data());
+          disposeTree([x, w, c, yf, yc, gf, gc, g2f, g2c, onlyX, cx, onlyW, cw]);
         }
         const x = fromArray(Array.from({ length: 6 }, (_, i) => i + 1), [2, 3]);
         const bad: [number[], number[] | Int32Array][] = [[[4], [1, 2, 3, 4]], [[1], [2]], [[2, 3], [1, 2, 3, 4, 5, 6]]];

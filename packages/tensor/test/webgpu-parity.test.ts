@@ -7,7 +7,8 @@
  * - sums over K terms (reduce, matmul, conv grads): |gpu − cpu| ≤ 1e-5·√K·(1 + |cpu|)
  * - softmax / logsumexp / crossEntropy: 1e-6 + 1e-5·|cpu|
  * - rmsNorm with and without its gain: 1e-6 + 1e-5·|cpu| (the row's Σx² is the only sum); its
- *   gradients: dx 1e-5·√n·(1 + |cpu|), dw summed over the rows 1e-5·√rows·(1 + |cpu|)
+ *   gradients: dx 1e-5·√n·(1 + |cpu|), dw summed over the rows 1e-5·√rows·(1 + |cpu|); the
+ *   gain's one-pass VJP (rmsNormGradW): dx as above, its g ⊙ x̂ 1e-6 + 1e-5·|cpu|
  * - scans over L steps: 1e-5·√L·(1 + |cpu|); the fused selective scan: 1e-4·(1 + |cpu|)
  * NaN must match NaN. On a machine without a WebGPU adapter the tests print why and pass
  * (CI=true makes that a failure, see test/support/backends.ts).
@@ -23,6 +24,7 @@ import type { Backend, DType, HostArray, PrimName, PrimParams, Tensor } from "..
 import { matmulTuning, parseTile, tileName, type TileConfig } from "../src/webgpu/kernels/matmul.ts";
 import { scanTuning } from "../src/webgpu/kernels/scan.ts";
 import { rowTuning } from "../src/webgpu/kernels/nn.ts";
+import { bindMulti } from "../src/dispatch.ts";
 import { ssmForwardPlan, ssmGradPlan, ssmTuning } from "../src/webgpu/kernels/ssm.ts";
 
 // ---------- data and comparison ----------
@@ -377,6 +379,34 @@ test("webgpu parity: rmsNorm with and without its gain, and the gradients of x a
     await parity(`${what} dx`, [x, w, c], grad(0), sumTol(n));
     await parity(`${what} dw`, [x, w, c], grad(1), sumTol(rows));
   }), { numRuns: 12 });
+});
+
+test("webgpu parity: rmsNormGradW, the gain's VJP in one pass (dx and g ⊙ x̂), and the gain's gradient alone", async () => {
+  if (!(await backends())) return;
+  // rows not a multiple of 64 and a leading batch ([2, 67, 13]), n above 64 not a multiple of 4
+  // ([3, 130], [1, 70]), one row without leading axes, then shapes drawn as above
+  const fixed = [[[2, 67], 13], [[3], 130], [[1], 70], [[], 5]] as [number[], number][];
+  const drawn = fc.sample(fc.tuple(shapeArb(0, 2), fc.constantFrom(1, 3, 17, 130)), { numRuns: 6, seed: 7 });
+  for (const [lead, n] of [...fixed, ...drawn]) {
+    const shape = [...lead, n], rows = size(lead);
+    const x = f32(shape), w = f32([n]), g = f32(shape);
+    const what = `rmsNormGradW ${JSON.stringify(shape)}`;
+    const fused = (k: 0 | 1) => (gt: Tensor, xt: Tensor, wt: Tensor) => {
+      const outs = bindMulti("rmsNormGradW", [gt, xt, wt], [{ shape, dtype: "f32" }, { shape, dtype: "f32" }], { eps: 1e-5 });
+      if (!outs) throw new Error(`${T.getBackend().name}: no runMulti`);
+      outs[1 - k].dispose();
+      return outs[k];
+    };
+    await parity(`${what} dx`, [g, x, w], fused(0), sumTol(n));
+    await parity(`${what} g ⊙ x̂`, [g, x, w], fused(1), ELEM);
+    // x a constant: dw alone (rmsNormGradW, its dx dropped, and the sum over the rows)
+    const dw = (xt: Tensor, wt: Tensor, ct: Tensor) => {
+      const r = T.valueAndGrad((v: Tensor) => T.sum(T.mul(T.rmsNormalize(xt, 1e-5, v), ct)))(wt);
+      r.value.dispose();
+      return r.grads;
+    };
+    await parity(`${what} dw alone`, [x, w, g], dw, sumTol(rows));
+  }
 });
 
 test("webgpu parity: conv1dCausal and its two gradient kernels", async () => {

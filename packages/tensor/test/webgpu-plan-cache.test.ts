@@ -10,7 +10,7 @@ import type { KernelArg } from "../src/backend.ts";
 import type { BufRef, GpuCtx, GpuLimits, Launch } from "../src/webgpu/context.ts";
 import { matmulKernel, matmulPlans, matmulTuning, PlanCache } from "../src/webgpu/kernels/matmul.ts";
 import { maxGradKernel, maxGradPlans, reduceKernel, reducePlans, reduceTuning } from "../src/webgpu/kernels/reduce.ts";
-import { maskedSoftmaxKernel, rmsNormKernel, softmaxKernel } from "../src/webgpu/kernels/nn.ts";
+import { maskedSoftmaxKernel, rmsNormGradKernel, rmsNormGradWKernel, rmsNormKernel, softmaxKernel } from "../src/webgpu/kernels/nn.ts";
 
 const LIMITS: GpuLimits = {
   maxStorageBufferBindingSize: 1 << 27, maxComputeWorkgroupsPerDimension: 65535, maxComputeWorkgroupStorageSize: 16384,
@@ -127,16 +127,20 @@ describe("launch-plan caches", () => {
     expect(inOrder([calls[3]])[0]).toEqual(want[3]);
   });
 
-  test("row kernels: shapes in a row get their own plans; another eps or scale, or rmsNorm with its gain, is another plan", () => {
+  test("row kernels: shapes in a row get their own plans; another eps or scale, rmsNorm with its gain or its two-output VJP, is another plan", () => {
     const sm = (shape: number[]): Call => (ctx) => softmaxKernel(ctx, [arg("x", shape)], arg("y", shape));
     const rms = (shape: number[], eps: number): Call => (ctx) => rmsNormKernel(ctx, [arg("x", shape)], arg("y", shape), { eps });
     // rmsNorm with its gain: the same pipeline, another mode word, so a plan of its own
     const rmsw = (shape: number[], eps: number): Call => (ctx) => rmsNormKernel(ctx, [arg("x", shape), arg("w", shape.slice(-1))], arg("y", shape), { eps });
+    // rmsNormGradW: the VJP with a gain, two outputs (dx, g ⊙ x̂) from [g, x, w]; rmsNormGrad beside it
+    const rmsgw = (shape: number[], eps: number): Call => (ctx) =>
+      rmsNormGradWKernel(ctx, [arg("g", shape), arg("x", shape), arg("w", shape.slice(-1))], [arg("dx", shape), arg("gx", shape)], { eps });
+    const rmsg = (shape: number[], eps: number): Call => (ctx) => rmsNormGradKernel(ctx, [arg("g", shape), arg("x", shape)], arg("dx", shape), { eps });
     const msm = (shape: number[], scale: number): Call => (ctx) =>
       maskedSoftmaxKernel(ctx, [arg("x", shape), arg("v", shape)], arg("y", shape), { scale });
     const calls = [
       sm([16, 64]), sm([16, 256]), sm([3, 16, 64]), rms([16, 256], 1e-5), rms([16, 256], 1e-6), rms([8, 256], 1e-5), msm([4, 50], 0.125), msm([4, 50], -0),
-      rmsw([16, 256], 1e-5), rms([16, 256], 1e-5),
+      rmsw([16, 256], 1e-5), rms([16, 256], 1e-5), rmsgw([16, 256], 1e-5), rmsg([16, 256], 1e-5), rmsgw([16, 256], 1e-6),
     ];
     const want = calls.map((c) => fresh(c));
     const got = inOrder([...calls, ...calls]);
@@ -149,6 +153,14 @@ describe("launch-plan caches", () => {
     expect([launch(3)[1], launch(3)[4][2]]).toEqual(["rowpair", 0]);
     expect([launch(8)[1], launch(8)[4][2]]).toEqual(["rowpair", 4]);
     expect(want[9]).toEqual(want[3]); // the unweighted plan of that shape, not the weighted one
+    // the two-output VJP: a shader of its own (rmsNormGrad's code, mode 1, with the gain and a
+    // second output bound), so the existing row-pair pipelines keep their keys and WGSL
+    expect([launch(10)[1], launch(10)[4][2]]).toEqual(["rowpair:gain", 1]);
+    expect((launch(10)[3] as [string][]).map((b) => b[0])).toEqual(["dx", "x", "g", "w", "gx"]);
+    expect([launch(11)[1], launch(11)[4][2]]).toEqual(["rowpair", 1]);
+    expect(launch(11)[2]).toBe(launch(3)[2]); // rmsNormGrad and rmsNorm: one pipeline
+    expect(launch(10)[2]).not.toBe(launch(11)[2]);
+    expect(want[12]).not.toEqual(want[10]); // eps is a param word here too
   });
 
   test("the caches stay bounded: many shapes keep at most max plans, and an evicted shape replans to the same launches", () => {

@@ -10,7 +10,7 @@ import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
 import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel, selectiveScanWithStateKernel } from "./ssm.ts";
 import {
   conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, crossEntropyKernel, gatherKernel,
-  logsumexpKernel, oneHotKernel, rmsNormGradKernel, rmsNormKernel, scanKernel, scanReverseKernel, scatterAddKernel, softmaxGradKernel, softmaxKernel,
+  logsumexpKernel, oneHotKernel, rmsNormGradKernel, rmsNormGradWKernel, rmsNormKernel, scanKernel, scanReverseKernel, scatterAddKernel, softmaxGradKernel, softmaxKernel,
   maskedSoftmaxGradKernel, maskedSoftmaxKernel,
 } from "./nn.ts";
 
@@ -25,6 +25,7 @@ export type CpuKernel<K extends PrimName> = (ins: CpuArg[], out: CpuArg, params:
 export const cpuMultiKernels: { [K in MultiPrimName]: (ins: CpuArg[], outs: CpuArg[], params: MultiPrimParams[K]) => void } = {
   adamwStep: adamwStepKernel,
   attnReadGrad: attnReadGradKernel,
+  rmsNormGradW: rmsNormGradWKernel,
   selectiveScanWithState: selectiveScanWithStateKernel,
 };
 

@@ -1,5 +1,5 @@
 /** CPU kernels of the fused NN primitives and the index primitives. */
-import type { PrimParams } from "../backend.ts";
+import type { MultiPrimParams, PrimParams } from "../backend.ts";
 import { showShape } from "../shape.ts";
 import * as dm from "./detmath.ts";
 import type { CpuArg } from "./kernels.ts";
@@ -125,6 +125,27 @@ export function rmsNormGradKernel([g, x]: CpuArg[], out: CpuArg, p: PrimParams["
     for (let j = 0; j < n; j++) t += G[b + j] * X[b + j];
     const c = (k * k * k * t) / n;
     for (let j = 0; j < n; j++) O[b + j] = k * G[b + j] - X[b + j] * c;
+  }
+}
+
+/**
+ * rmsNormGradW (MultiPrimParams["rmsNormGradW"]), inputs [g, x, w], outputs [dx, gxhat]: the
+ * composite's launches in one row pass, each value rounded where their f32 tensors round:
+ * gw = f32(g · w[j]) (mul), then rmsNormGradKernel's formula on gw (its float64 sum in index
+ * order); gxhat = f32(g · f32(x · r)) (rmsNorm, then mul).
+ */
+export function rmsNormGradWKernel([g, x, w]: CpuArg[], [dx, gx]: CpuArg[], p: MultiPrimParams["rmsNormGradW"]): void {
+  const [rows, n] = rowsOf(x);
+  const G = g.data, X = x.data, W = w.data, D = dx.data, Q = gx.data, f = Math.fround;
+  for (let r = 0; r < rows; r++) {
+    const b = r * n, k = rmsScale(X, b, n, p.eps);
+    let t = 0;
+    for (let j = 0; j < n; j++) t += f(G[b + j] * W[j]) * X[b + j];
+    const c = (k * k * k * t) / n;
+    for (let j = 0; j < n; j++) {
+      D[b + j] = k * f(G[b + j] * W[j]) - X[b + j] * c;
+      Q[b + j] = G[b + j] * f(X[b + j] * k);
+    }
   }
 }
 

@@ -3,7 +3,7 @@
  * last axis, cross-entropy with integer targets, causal depthwise conv1d, and the selective scan
  * h_t = a_t ⊙ h_{t-1} + b_t.
  */
-import { bind, definePrimitive, noSecondOrder } from "../dispatch.ts";
+import { bind, bindMulti, definePrimitive, noSecondOrder } from "../dispatch.ts";
 import { getBackend } from "../engine.ts";
 import { sameShape, ShapeError, showShape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
@@ -97,11 +97,28 @@ definePrimitive("rmsNorm", {
   flops: (ins) => (ins.length === 2 ? 5 : 4) * ins[0].size,
   vjp: (g, [x, w], _y, p, needs) => {
     if (w === undefined) return [bind("rmsNormGrad", [g, x], { eps: p.eps })];
-    // The VJP of the composite mul(rmsNormalize(x), w), op for op (mul's VJP then rmsNorm's), so
-    // the gradients are those of the two launches bit for bit; x̂ = rmsNormalize(x) is recomputed
-    // (one row pass) instead of kept alive on the tape from the forward.
+    // The VJP of the composite mul(rmsNormalize(x), w): mul's VJP then rmsNorm's, so the
+    // gradients are those of the two launches bit for bit (on the CPU kernels). x̂ =
+    // rmsNormalize(x) is recomputed instead of kept alive on the tape from the forward.
     const nx = needs?.[0] ?? true, nw = needs?.[1] ?? true;
     let dx: Tensor | null = null, dw: Tensor | null = null;
+    // dw needed: one row pass gives dx and g ⊙ x̂ together (rmsNormGradW), and dw is its sum
+    // over the leading axes, 2 launches where the ops below take 5 (3 for dw alone; dx alone
+    // keeps its 2 below, which write no [.., n] tensor it would throw away). Where the backend
+    // prefers rmsNorm's composite (wasm: its kernels for it are scalar TS passes) or has no
+    // multi-output launch, the ops below.
+    if (nw && !getBackend().prefersComposite?.("rmsNorm")) {
+      const like = { shape: [...x.shape], dtype: "f32" as const };
+      const outs = bindMulti("rmsNormGradW", [g, x, w], [like, like], { eps: p.eps });
+      if (outs) {
+        const [d, gx] = outs;
+        dw = sumTo(gx, w.shape); // the same reduction as below: the same bits
+        if (dw !== gx) gx.dispose();
+        if (nx) return [d, dw];
+        d.dispose();
+        return [null, dw];
+      }
+    }
     if (nx) {
       const gw = mul(g, w);
       dx = bind("rmsNormGrad", [gw, x], { eps: p.eps });
@@ -128,9 +145,11 @@ definePrimitive("rmsNormGrad", {
  * x / √(mean(x²) + eps) over the last axis, times the gain `weight` [n] where one is given
  * (RMSNorm; n = x's last axis): one row pass forward and one backward (`rmsNorm`, `rmsNormGrad`),
  * instead of about six launches each way, and the gain in the same pass (not a second launch
- * that reads and writes the whole tensor again). The result is rounded as the composite
- * mul(rmsNormalize(x, eps), weight) rounds it, (x · r) · w. Where the backend prefers the
- * composite (wasm: its SIMD kernels) it runs square · mean · add · rsqrt · mul, then mul by the gain.
+ * that reads and writes the whole tensor again). With the gain, the backward is one row pass
+ * for dx and g ⊙ x̂ together (`rmsNormGradW`) and the gain's sum over the leading axes. The
+ * result ((x · r) · w) and the gradients are rounded as the composite
+ * mul(rmsNormalize(x, eps), weight) rounds them. Where the backend prefers the composite (wasm:
+ * its SIMD kernels) it runs square · mean · add · rsqrt · mul, then mul by the gain.
  */
 export function rmsNormalize(x: Tensor, eps: number, weight?: Tensor): Tensor {
   if (getBackend().prefersComposite?.("rmsNorm")) {

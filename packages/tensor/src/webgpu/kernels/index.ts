@@ -10,7 +10,7 @@ import { matmulRowsKernel } from "./matmul-rows.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import {
   conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, crossEntropyKernel, logsumexpKernel, softmaxKernel,
-  rmsNormGradKernel, rmsNormKernel, softmaxGradKernel,
+  rmsNormGradKernel, rmsNormGradWKernel, rmsNormKernel, softmaxGradKernel,
   maskedSoftmaxGradKernel, maskedSoftmaxKernel,
 } from "./nn.ts";
 import { maxGradKernel, reduceKernel } from "./reduce.ts";
@@ -25,6 +25,7 @@ export type GpuKernel<K extends PrimName> = (ctx: GpuCtx, ins: readonly KernelAr
 export const gpuMultiKernels: { [K in MultiPrimName]: (ctx: GpuCtx, ins: readonly KernelArg[], outs: readonly KernelArg[], params: MultiPrimParams[K]) => void } = {
   adamwStep: adamwStepKernel,
   attnReadGrad: attnReadGradKernel,
+  rmsNormGradW: rmsNormGradWKernel,
   selectiveScanWithState: selectiveScanWithStateKernel,
 };
 

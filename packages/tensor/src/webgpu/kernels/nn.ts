@@ -7,7 +7,7 @@
  * crossEntropy: a target outside [0, vocab) cannot throw on a GPU; its loss is NaN (the CPU
  * throws). The shape rules, which run on the host, are the same for both backends.
  */
-import type { KernelArg, PrimParams } from "../../backend.ts";
+import type { KernelArg, MultiPrimParams, PrimParams } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, workgroupCombine, type GpuCtx, type GpuLimits } from "../context.ts";
 import { PlanCache } from "./matmul.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
@@ -220,7 +220,7 @@ export function maskedSoftmaxKernel(ctx: GpuCtx, [x, valid]: readonly KernelArg[
 export const logsumexpKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg) => rowKernel(ctx, 1, ins, out);
 export const crossEntropyKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg) => rowKernel(ctx, 2, ins, out);
 
-// ---------- row pairs: softmaxGrad, rmsNorm (with or without its gain), rmsNormGrad ----------
+// ---------- row pairs: softmaxGrad, rmsNorm (with or without its gain), rmsNormGrad, rmsNormGradW ----------
 
 const PAIR_WG = 64;
 /**
@@ -232,11 +232,16 @@ const PAIR_WG = 64;
  * one row long: never read at base + j).
  * Masked (maskedSoftmaxGrad, mode 2, a = w, b = g, vld = valid, word 3 the scale instead of eps):
  * b reads as the composite's g·valid, and the out is where(valid, w·(g·valid − t), 0) · scale.
+ * Gain (rmsNormGradW, mode 1, a = x, b = g, wt = the gain [n], gx a second output): b reads as
+ * the composite's g·w[j] (mul's product, rounded to f32 before it is used), so out is dx =
+ * rmsNormGrad(g·w, x), and gx = g·(x·r), rmsNorm's launch then mul's: both outputs in one pass.
  */
-function rowPairWgsl(masked = false): string {
+function rowPairWgsl(variant: "plain" | "masked" | "gain" = "plain"): string {
+  const masked = variant === "masked", gain = variant === "gain";
   const bufs = [{ name: "out", type: "f32", write: true }, { name: "a", type: "f32" }, { name: "b", type: "f32" }];
-  const bAt = (i: string) => (masked ? `(b[${i}] * vld[${i}])` : `b[${i}]`);
-  return `${header(4, masked ? [...bufs, { name: "vld", type: "f32" }] : bufs)}
+  const extra = masked ? [{ name: "vld", type: "f32" }] : gain ? [{ name: "wt", type: "f32" }, { name: "gx", type: "f32", write: true }] : [];
+  const bAt = (i: string) => (masked ? `(b[${i}] * vld[${i}])` : gain ? `(b[${i}] * wt[j])` : `b[${i}]`);
+  return `${header(4, [...bufs, ...extra])}
 var<workgroup> shs: array<f32, ${PAIR_WG}>;
 var<workgroup> sht: array<f32, ${PAIR_WG}>;
 @compute @workgroup_size(${PAIR_WG})
@@ -267,7 +272,7 @@ fn main(${ENTRY_ARGS}) {
     let av = a[base + j];
     if (mode == 0u) { out[base + j] = av * r; }
     else if (mode == 4u) { out[base + j] = (av * r) * b[j]; }
-    else if (mode == 1u) { out[base + j] = r * b[base + j] - av * c; }
+    else if (mode == 1u) { out[base + j] = r * ${gain ? bAt("base + j") : "b[base + j]"} - av * c;${gain ? " gx[base + j] = b[base + j] * (av * r);" : ""} }
     else { ${masked
       ? `out[base + j] = select(0.0f, av * (${bAt("base + j")} - tt), ${validAt("base + j")}) * eps;`
       : "out[base + j] = av * (b[base + j] - tt);"} }
@@ -275,14 +280,21 @@ fn main(${ENTRY_ARGS}) {
 }`;
 }
 
-/** rowPair's plans by mode (0 rmsNorm, 1 rmsNormGrad, 2 softmaxGrad, 3 maskedSoftmaxGrad, 4 rmsNorm with its gain) and rowsKey; f: eps or scale. */
-const pairPlans = [0, 1, 2, 3, 4].map(() => new PlanCache<RowPlan, number>({}));
-const rowPairMasked = () => rowPairWgsl(true);
+/**
+ * rowPair's plans by mode (0 rmsNorm, 1 rmsNormGrad, 2 softmaxGrad, 3 maskedSoftmaxGrad, 4 rmsNorm
+ * with its gain, 5 rmsNormGradW) and rowsKey; f: eps or scale. Modes 3 and 5 are other shaders
+ * (their own pipeline keys) running the code of mode 2 and mode 1.
+ */
+const pairPlans = [0, 1, 2, 3, 4, 5].map(() => new PlanCache<RowPlan, number>({}));
+const rowPairPlain = () => rowPairWgsl("plain");
+const rowPairMasked = () => rowPairWgsl("masked");
+const rowPairGain = () => rowPairWgsl("gain");
 
 function planPair(limits: GpuLimits, mode: number, rows: number, n: number, f: number): RowPlan {
   return {
-    key: mode === 3 ? "rowpair:masked" : "rowpair", wgsl: mode === 3 ? rowPairMasked : rowPairWgsl,
-    params: new ParamWords().u(rows).u(n).u(mode === 3 ? 2 : mode).f(f).words(),
+    key: mode === 3 ? "rowpair:masked" : mode === 5 ? "rowpair:gain" : "rowpair",
+    wgsl: mode === 3 ? rowPairMasked : mode === 5 ? rowPairGain : rowPairPlain,
+    params: new ParamWords().u(rows).u(n).u(mode === 3 ? 2 : mode === 5 ? 1 : mode).f(f).words(),
     groups: grid(rows, limits.maxComputeWorkgroupsPerDimension), f,
   };
 }
@@ -307,6 +319,20 @@ export const rmsNormKernel = (ctx: GpuCtx, [x, w]: readonly KernelArg[], out: Ke
   w === undefined ? rowPair(ctx, "rmsNorm", 0, x, x, out, p.eps) : rowPair(ctx, "rmsNorm", 4, x, w, out, p.eps);
 export const rmsNormGradKernel = (ctx: GpuCtx, [g, x]: readonly KernelArg[], out: KernelArg, p: PrimParams["rmsNormGrad"]) => rowPair(ctx, "rmsNormGrad", 1, x, g, out, p.eps);
 export const softmaxGradKernel = (ctx: GpuCtx, [g, y]: readonly KernelArg[], out: KernelArg) => rowPair(ctx, "softmaxGrad", 2, y, g, out, 0);
+
+/** rmsNormGradW (Backend.runMulti), inputs [g, x, w], outputs [dx, gxhat]: one workgroup a row (mode 5, the gain shader). */
+export function rmsNormGradWKernel(ctx: GpuCtx, [g, x, w]: readonly KernelArg[], [dx, gx]: readonly KernelArg[], p: MultiPrimParams["rmsNormGradW"]): void {
+  const n = x.shape[x.shape.length - 1];
+  const rows = n === 0 ? 0 : prod(x.shape) / n;
+  if (rows === 0) return;
+  const label = "rmsNormGradW";
+  const plan = pairPlan(ctx, 5, rows, n, p.eps);
+  ctx.dispatch({
+    label, key: plan.key, wgsl: plan.wgsl,
+    buffers: [ctx.ref(dx, label), ctx.ref(x, label), ctx.ref(g, label), ctx.ref(w, label), ctx.ref(gx, label)],
+    params: plan.params, groups: plan.groups,
+  });
+}
 
 /** maskedSoftmaxGrad, inputs [g, w, valid]: softmaxGrad's row pass with the composite's mul, where and mul around it. */
 export function maskedSoftmaxGradKernel(ctx: GpuCtx, [g, w, valid]: readonly KernelArg[], out: KernelArg, p: PrimParams["maskedSoftmaxGrad"]): void {
