@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue #11's benchmarks in one GPU command (at most about 8.5 minutes: every step has a timeout,
+# Issue #11's benchmarks in one GPU command (at most about 9.8 minutes: every step has a timeout,
 # and every program writes its JSON as it goes, so a step cut short keeps what it measured).
 #
 # Here, first:   PATH=$PWD/tools/node_modules/.bin:$PATH RUNTIME=bun ../shared/gpu/pack.sh \
@@ -7,7 +7,7 @@
 #                (this script runs whichever runtime .gpu holds: bun, node or deno)
 # On the GPU machine, from the repo root, with .gpu carried and $OUT set:
 #                bash packages/bench/gpu/run-issue11.sh [steps...]
-# steps (default all, in this order): ours-train ref-train ref-long ours-long scaling scaling-tokens
+# steps (default all, in this order): settle ours-train ref-train ref-long ours-long scaling scaling-tokens
 # CHECK=1 runs the same steps at tiny sizes on this machine (lavapipe, no enter.sh; the PyTorch
 # steps only where torch imports), to check the script and the bundles before a GPU run.
 #
@@ -35,25 +35,40 @@ for r in bun node deno; do if command -v "$r" >/dev/null 2>&1 && [ -f ".gpu/$r.x
 JS=("$RT"); [ "$RT" = deno ] && JS=(deno run -A)   # an array, not a function: `timeout` runs commands only
 echo "run-issue11: runtime $RT $("$RT" --version 2>/dev/null | head -1); $(date -u +%FT%TZ); CHECK=$CHECK"
 have_torch() { python3 -c "import torch" 2>/dev/null || { echo "(no torch here: step skipped)"; return 1; }; }
-steps=${*:-ours-train ref-train ref-long ours-long scaling scaling-tokens}
+steps=${*:-settle ours-train ref-train ref-long ours-long scaling scaling-tokens}
 T0=$SECONDS
 step() { echo; echo "== $1 (limit $2 s; $((SECONDS - T0)) s elapsed)"; }
 REF=packages/memmamba/reference
 
 for s in $steps; do
   case $s in
+  settle)
+    # untimed training runs until MemMamba's step time settles (two runs in a row within 3%) or
+    # 60 s pass: a machine that has just started runs our host-bound steps up to 1.6x slower for
+    # its first minutes (session 9: 64-71 ms a MemMamba step two minutes after the start, 57 ms
+    # a few minutes later), which is the machine's state, not the code's
+    step settle 60
+    prev=""; t0=$(date +%s)
+    while [ $(($(date +%s) - t0)) -lt 60 ]; do
+      timeout $((61 - ($(date +%s) - t0))) "${JS[@]}" .gpu/train-throughput.mjs --backend webgpu --preset $P --kinds memmamba --batch $B --seq $S --steps 5 --warmup 2 \
+        --out /tmp/settle.json > /dev/null 2>&1 || break
+      ms=$(python3 -c "import json; print(json.load(open('/tmp/settle.json'))['rows'][0]['msPerStep'])" 2>/dev/null) || break
+      echo "  untimed run: MemMamba $ms ms a step"
+      if [ -n "$prev" ] && python3 -c "import sys; a, b = float('$prev'), float('$ms'); sys.exit(0 if abs(a - b) <= 0.03 * min(a, b) else 1)"; then break; fi
+      prev=$ms
+    done ;;
   ours-train)
     # batch 8 × 2048 as the issue; each model profiled after its timed steps (forward / backward
     # split, launches by primitive, GPU time by kernel)
-    step ours-train 120
-    timeout 120 "${JS[@]}" .gpu/train-throughput.mjs --backend webgpu --preset $P --kinds memmamba,mamba --batch $B --seq $S \
+    step ours-train 100
+    timeout 100 "${JS[@]}" .gpu/train-throughput.mjs --backend webgpu --preset $P --kinds memmamba,mamba --batch $B --seq $S \
       --steps 6 --warmup 3 --cap-s 45 --profile --out "$OUT/train-throughput.json" ;;
   ref-train)
     # eager and torch.compile, mamba then memmamba. 8 × 2048 does not fit eager without activation
     # checkpointing (with it: 9.3K / 15.4K tok/s), and torch.compile fails over checkpointing, so:
     # 4 × 2048 without it (tokens/s per token; bench_train halves the batch again on an OOM)
-    step ref-train 200
-    have_torch && { (cd $REF && timeout 200 python3 -m memmamba_ref.bench_train --kinds mamba,memmamba --sizes small \
+    step ref-train 180
+    have_torch && { (cd $REF && timeout 180 python3 -m memmamba_ref.bench_train --kinds mamba,memmamba --sizes small \
       --modes eager,compile --batch $((B > 1 ? B / 2 : 1)) --seq-len $S --act-ckpt off --steps 5 --warmup 2) > "$OUT/ref-train.jsonl"
       cat "$OUT/ref-train.jsonl"; }
     # our ratios against it (no GPU work: re-reads our JSON)
@@ -72,17 +87,17 @@ for s in $steps; do
     timeout 60 "${JS[@]}" .gpu/long-context.mjs --backend webgpu --preset $P --kinds memmamba,mamba --lengths $LONG --chunks 16384,65536,131072 \
       --runs 2 --warmup 1 --cap-s 12 "${ref[@]}" --out "$OUT/long-context.json" ;;
   scaling)
-    step scaling 100
-    timeout 100 "${JS[@]}" .gpu/scaling.mjs --backend webgpu --preset $P --kinds memmamba,mamba,transformer --lengths $SCAL \
+    step scaling 90
+    timeout 90 "${JS[@]}" .gpu/scaling.mjs --backend webgpu --preset $P --kinds memmamba,mamba,transformer --lengths $SCAL \
       --chunk 65536 --parallel-max 4K --train-max $TMAX --transformer-max 16K --runs 3 --warmup 1 --cap-s 8 \
       --stream-total $STREAM --stream-chunk 16384 --stream-every 128K --stream-cap-s 10 --out "$OUT/scaling-webgpu.json" ;;
   scaling-tokens)
     # the forward at $TOK tokens a call (rows = $TOK / L): time per token at the same work per call
-    step scaling-tokens 70
-    timeout 70 "${JS[@]}" .gpu/scaling.mjs --backend webgpu --preset $P --kinds memmamba,mamba --modes forward --lengths $SCAL \
+    step scaling-tokens 50
+    timeout 50 "${JS[@]}" .gpu/scaling.mjs --backend webgpu --preset $P --kinds memmamba,mamba --modes forward --lengths $SCAL \
       --tokens $TOK --chunk 65536 --parallel-max 4K --runs 3 --warmup 1 --cap-s 8 --stream-total 0 --out /tmp/scaling-tokens.json
     cp /tmp/scaling-tokens.json "$OUT/" 2>/dev/null ;;
-  *) echo "run-issue11: unknown step $s (ours-train ref-train ref-long ours-long scaling scaling-tokens)"; exit 2 ;;
+  *) echo "run-issue11: unknown step $s (settle ours-train ref-train ref-long ours-long scaling scaling-tokens)"; exit 2 ;;
   esac
 done
 echo; echo "run-issue11: done in $((SECONDS - T0)) s"; ls -la "$OUT"
