@@ -58,6 +58,16 @@ export function sharedReadLayout(P: number, S4: number, limit: number, maxPositi
   return sharedReadBytes(POS, CH, SQ) <= limit ? { POS, CH, SQ } : null;
 }
 
+/** The pool-read kernels' first lines: the workgroup index, then N, P, S, rows and scale from the param words (both kernels' params). */
+export function attnReadPrologue(): string {
+  return `${LINEAR_WG}
+  let N = ${pu(0)};
+  let P = ${pu(1)};
+  let S = ${pu(2)};
+  let rows = ${pu(3)};
+  let scale = bitcast<f32>(${pu(4)});`;
+}
+
 /** params: positions N, slots P, S (vec4s), rows M, scale (f32 bits). */
 export function attnReadSharedWgsl(POS: number, CH: number, SQ: number): string {
   const ps = [...Array(POS).keys()];
@@ -74,12 +84,7 @@ var<workgroup> rsh: array<i32, ${POS * CH}>;
 var<workgroup> red: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
 fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let N = ${pu(0)};
-  let P = ${pu(1)};
-  let S = ${pu(2)};
-  let rows = ${pu(3)};
-  let scale = bitcast<f32>(${pu(4)});
+  ${attnReadPrologue()}
   let n0 = wg * ${POS}u;
   // 0. the positions' q rows and index rows (past the end: zeros and empty slots)
   for (var i = lid; i < ${POS}u * S; i += ${WG}u) {

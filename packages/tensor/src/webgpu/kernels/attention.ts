@@ -45,9 +45,9 @@
  * on the CPU) is treated as empty too, as indexedDot and indexedSum do.
  */
 import type { KernelArg, MultiPrimParams, PrimParams } from "../../backend.ts";
-import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, prod, pu, type GpuCtx, type StorageDecl } from "../context.ts";
+import { ceilDiv, ENTRY_ARGS, grid, header, ParamWords, prod, type GpuCtx, type StorageDecl } from "../context.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
-import { attnReadSharedWgsl, sharedReadLayout } from "./attention-shared.ts";
+import { attnReadPrologue, attnReadSharedWgsl, sharedReadLayout } from "./attention-shared.ts";
 
 const LANES = 16;
 
@@ -231,12 +231,7 @@ ${grad ? `var<workgroup> dsh: array<f32, ${POS * CH}>;` : ""}
 var<workgroup> scr: array<f32, ${POS * W}>;
 @compute @workgroup_size(${WG})
 fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let N = ${pu(0)};
-  let P = ${pu(1)};
-  let S = ${pu(2)};
-  let rows = ${pu(3)};
-  let scale = bitcast<f32>(${pu(4)});
+  ${attnReadPrologue()}
   let pos = lid / ${LANES}u;
   let lane = lid % ${LANES}u;
   let n = wg * ${POS}u + pos;

@@ -302,17 +302,19 @@ function planPair(limits: GpuLimits, mode: number, rows: number, n: number, f: n
 /** The cached row-pair plan of mode `mode` (see cachedPlan). */
 const pairPlan = (ctx: GpuCtx, mode: number, rows: number, n: number, f: number): RowPlan => cachedPlan(ctx, pairPlans, planPair, mode, rows, n, f);
 
-function rowPair(ctx: GpuCtx, label: string, mode: number, a: KernelArg, b: KernelArg, out: KernelArg, eps: number): void {
-  const n = a.shape[a.shape.length - 1];
-  const rows = n === 0 ? 0 : prod(a.shape) / n;
+/**
+ * One row-pair launch of mode `mode` over the rows of `rowsOf` (its last axis is a row), binding
+ * `bind` in order (the shader's buffers: out, a, b, then the mode's extras); f: eps or scale.
+ */
+function pairLaunch(ctx: GpuCtx, label: string, mode: number, rowsOf: KernelArg, bind: readonly KernelArg[], f: number): void {
+  const n = rowsOf.shape[rowsOf.shape.length - 1];
+  const rows = n === 0 ? 0 : prod(rowsOf.shape) / n;
   if (rows === 0) return;
-  const plan = pairPlan(ctx, mode, rows, n, eps);
-  ctx.dispatch({
-    label, key: plan.key, wgsl: plan.wgsl,
-    buffers: [ctx.ref(out, label), ctx.ref(a, label), ctx.ref(b, label)],
-    params: plan.params, groups: plan.groups,
-  });
+  const plan = pairPlan(ctx, mode, rows, n, f);
+  ctx.dispatch({ label, key: plan.key, wgsl: plan.wgsl, buffers: bind.map((a) => ctx.ref(a, label)), params: plan.params, groups: plan.groups });
 }
+
+const rowPair = (ctx: GpuCtx, label: string, mode: number, a: KernelArg, b: KernelArg, out: KernelArg, eps: number): void => pairLaunch(ctx, label, mode, a, [out, a, b], eps);
 
 /** rmsNorm, inputs [x] (mode 0, x bound again as b, never read) or [x, gain] (mode 4). */
 export const rmsNormKernel = (ctx: GpuCtx, [x, w]: readonly KernelArg[], out: KernelArg, p: PrimParams["rmsNorm"]) =>
@@ -322,30 +324,12 @@ export const softmaxGradKernel = (ctx: GpuCtx, [g, y]: readonly KernelArg[], out
 
 /** rmsNormGradW (Backend.runMulti), inputs [g, x, w], outputs [dx, gxhat]: one workgroup a row (mode 5, the gain shader). */
 export function rmsNormGradWKernel(ctx: GpuCtx, [g, x, w]: readonly KernelArg[], [dx, gx]: readonly KernelArg[], p: MultiPrimParams["rmsNormGradW"]): void {
-  const n = x.shape[x.shape.length - 1];
-  const rows = n === 0 ? 0 : prod(x.shape) / n;
-  if (rows === 0) return;
-  const label = "rmsNormGradW";
-  const plan = pairPlan(ctx, 5, rows, n, p.eps);
-  ctx.dispatch({
-    label, key: plan.key, wgsl: plan.wgsl,
-    buffers: [ctx.ref(dx, label), ctx.ref(x, label), ctx.ref(g, label), ctx.ref(w, label), ctx.ref(gx, label)],
-    params: plan.params, groups: plan.groups,
-  });
+  pairLaunch(ctx, "rmsNormGradW", 5, x, [dx, x, g, w, gx], p.eps);
 }
 
 /** maskedSoftmaxGrad, inputs [g, w, valid]: softmaxGrad's row pass with the composite's mul, where and mul around it. */
 export function maskedSoftmaxGradKernel(ctx: GpuCtx, [g, w, valid]: readonly KernelArg[], out: KernelArg, p: PrimParams["maskedSoftmaxGrad"]): void {
-  const n = w.shape[w.shape.length - 1];
-  const rows = n === 0 ? 0 : prod(w.shape) / n;
-  if (rows === 0) return;
-  const label = "maskedSoftmaxGrad";
-  const plan = pairPlan(ctx, 3, rows, n, p.scale);
-  ctx.dispatch({
-    label, key: plan.key, wgsl: plan.wgsl,
-    buffers: [ctx.ref(out, label), ctx.ref(w, label), ctx.ref(g, label), ctx.ref(valid, label)],
-    params: plan.params, groups: plan.groups,
-  });
+  pairLaunch(ctx, "maskedSoftmaxGrad", 3, w, [out, w, g, valid], p.scale);
 }
 
 // ---------- causal depthwise conv1d: x, y [B, L, C], w [C, K] ----------
