@@ -483,10 +483,12 @@ export const selectTuning: {
   /**
    * With summaries, tiles per super-tile (select-summary.ts, pass S2; 0: none): the first pass
    * then reads whole super-tiles' lists where it would read G tiles' lists in a row. Used where a
-   * row has more than G tiles and G·k keys fit the merge (SUPER_MAX_KEYS).
+   * row has more than G tiles and G·k keys fit the merge (SUPER_MAX_KEYS). 8: on an H200, one 60K
+   * chunk's 8 calls (k 50) took pass E + S2 1.12 ms without, 0.90 + 0.12 at G 8, 0.92 + 0.24 at
+   * 16 and 0.99 + 0.67 at 32 (the merge ranks each key against the other lists).
    */
   superTiles: number;
-} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesLast: 1, lanesBelow: 65536, fill: "segments", end: "summary", summaryMinL: 24576, parallelMaxLSummary: 262144, superTiles: 16 };
+} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesLast: 1, lanesBelow: 65536, fill: "segments", end: "summary", summaryMinL: 24576, parallelMaxLSummary: 262144, superTiles: 8 };
 
 /** selectTuning.lanes from $MEMMAMBA_SELECT_LANES (1, 2, 4, 8 or 16), else 16. */
 function lanesFromEnv(): number {
