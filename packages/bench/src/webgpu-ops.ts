@@ -30,7 +30,7 @@ import type { KernelArg, PrimName, PrimParams } from "../../tensor/src/backend.t
 import { bind, disposeTree, fromArray, setBackend } from "../../tensor/src/index.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
 import type { Launch } from "../../tensor/src/webgpu/context.ts";
-import { convTuning } from "../../tensor/src/webgpu/kernels/nn.ts";
+import { convTuning } from "../../tensor/src/webgpu/kernels/conv.ts";
 import { reduceTuning } from "../../tensor/src/webgpu/kernels/reduce.ts";
 
 const HELP = `webgpu-ops: GPU time of the conv1d and reduction kernels at a training step's sizes

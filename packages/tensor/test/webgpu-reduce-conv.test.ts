@@ -19,7 +19,7 @@ import { useBackend } from "../../../test/support/backends.ts";
 import * as T from "../src/index.ts";
 import type { Backend, HostArray, Tensor } from "../src/index.ts";
 import { reduceTuning } from "../src/webgpu/kernels/reduce.ts";
-import { convTuning, MAX_TAPS } from "../src/webgpu/kernels/nn.ts";
+import { convTuning, MAX_TAPS } from "../src/webgpu/kernels/conv.ts";
 
 interface Host {
   data: Float32Array;

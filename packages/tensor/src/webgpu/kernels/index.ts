@@ -8,8 +8,9 @@ import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
 import { matmulKernel } from "./matmul.ts";
 import { matmulRowsKernel } from "./matmul-rows.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
+import { conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel } from "./conv.ts";
 import {
-  conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, crossEntropyKernel, logsumexpKernel, softmaxKernel,
+  crossEntropyKernel, logsumexpKernel, softmaxKernel,
   rmsNormGradKernel, rmsNormGradWKernel, rmsNormKernel, softmaxGradKernel,
   maskedSoftmaxGradKernel, maskedSoftmaxKernel,
 } from "./nn.ts";

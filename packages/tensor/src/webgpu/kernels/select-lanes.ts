@@ -2,8 +2,8 @@
  * causalSelect's parallel passes with several threads ("lanes") per position, for small B·L
  * (a long-context forward runs B = 1, L ≈ 8K: one thread per position is 2 warps per SM, and
  * in "top" mode nearly every workgroup of 64 positions holds one whose scan runs the whole row).
- * Same outputs as select.ts's one-thread kernels (selectEndWgsl, selectFillWgsl), whose module
- * comment gives the rule: position j is held at t ∈ [j + 1, e_j].
+ * Same outputs as select-parallel.ts's one-thread kernels (selectEndWgsl, selectFillWgsl);
+ * select.ts's module comment gives the rule: position j is held at t ∈ [j + 1, e_j].
  *
  * A workgroup of WGP threads serves WGP / N positions, N lanes each; the row goes through
  * workgroup memory in tiles of TILE entries as in the one-lane kernels, and lane l of a position
@@ -84,7 +84,7 @@ export function checkLanes(lanes: number): void {
 }
 
 /**
- * WGSL shared by pass 1's kernels (select.ts's one thread a position, and the lanes one below):
+ * WGSL shared by pass 1's kernels (select-parallel.ts's one thread a position, and the lanes one below):
  * `tileFetch(base)` loads the TILE row entries from `base` into registers pm*, ps* (WGP apart, a
  * coalesced load per register pair); `tileConvert(store)` turns them into (kind, key) pairs — kind 0
  * unset, 1 set, 2 set with a NaN score ("top"); key ord(score) for kind 1 in "top" mode, else 0 —

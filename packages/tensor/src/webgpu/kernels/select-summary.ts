@@ -1,7 +1,7 @@
 /**
  * causalSelect's first pass in "top" mode with f32 scores, from tile summaries (selectTuning.end =
  * "summary"):
- * the same ends e_j and counts as select.ts's scan (selectEndWgsl, selectEndLanesWgsl), with
+ * the same ends e_j and counts as the scan (select-parallel.ts's selectEndWgsl, select-lanes.ts's selectEndLanesWgsl), with
  * most of each row read through the sorted best keys of its tiles instead of entry by entry.
  *
  * The scan's rule (select.ts), restated with one key per entry: an unset entry and a NaN score
