@@ -44,13 +44,13 @@ for s in $steps; do
   case $s in
   settle)
     # untimed training runs until MemMamba's step time settles (two runs in a row within 3%) or
-    # 60 s pass: a machine that has just started runs our host-bound steps up to 1.6x slower for
+    # 45 s pass: a machine that has just started runs our host-bound steps up to 1.6x slower for
     # its first minutes (session 9: 64-71 ms a MemMamba step two minutes after the start, 57 ms
     # a few minutes later), which is the machine's state, not the code's
-    step settle 60
+    step settle 45
     prev=""; t0=$(date +%s)
-    while [ $(($(date +%s) - t0)) -lt 60 ]; do
-      timeout $((61 - ($(date +%s) - t0))) "${JS[@]}" .gpu/train-throughput.mjs --backend webgpu --preset $P --kinds memmamba --batch $B --seq $S --steps 5 --warmup 2 \
+    while [ $(($(date +%s) - t0)) -lt 45 ]; do
+      timeout $((46 - ($(date +%s) - t0))) "${JS[@]}" .gpu/train-throughput.mjs --backend webgpu --preset $P --kinds memmamba --batch $B --seq $S --steps 5 --warmup 2 \
         --out /tmp/settle.json > /dev/null 2>&1 || break
       ms=$(python3 -c "import json; print(json.load(open('/tmp/settle.json'))['rows'][0]['msPerStep'])" 2>/dev/null) || break
       echo "  untimed run: MemMamba $ms ms a step"
@@ -67,8 +67,9 @@ for s in $steps; do
     # eager and torch.compile, mamba then memmamba. 8 × 2048 does not fit eager without activation
     # checkpointing (with it: 9.3K / 15.4K tok/s), and torch.compile fails over checkpointing, so:
     # 4 × 2048 without it (tokens/s per token; bench_train halves the batch again on an OOM)
-    step ref-train 180
-    have_torch && { (cd $REF && timeout 180 python3 -m memmamba_ref.bench_train --kinds mamba,memmamba --sizes small \
+    # (225 s: on an H100 the two torch.compile warm-ups took ~190 s in all in session 9; 180 cut off MemMamba's)
+    step ref-train 225
+    have_torch && { (cd $REF && timeout 225 python3 -m memmamba_ref.bench_train --kinds mamba,memmamba --sizes small \
       --modes eager,compile --batch $((B > 1 ? B / 2 : 1)) --seq-len $S --act-ckpt off --steps 5 --warmup 2) > "$OUT/ref-train.jsonl"
       cat "$OUT/ref-train.jsonl"; }
     # our ratios against it (no GPU work: re-reads our JSON)
@@ -87,14 +88,14 @@ for s in $steps; do
     timeout 60 "${JS[@]}" .gpu/long-context.mjs --backend webgpu --preset $P --kinds memmamba,mamba --lengths $LONG --chunks 16384,65536,131072 \
       --runs 2 --warmup 1 --cap-s 12 "${ref[@]}" --out "$OUT/long-context.json" ;;
   scaling)
-    step scaling 90
-    timeout 90 "${JS[@]}" .gpu/scaling.mjs --backend webgpu --preset $P --kinds memmamba,mamba,transformer --lengths $SCAL \
+    step scaling 70
+    timeout 70 "${JS[@]}" .gpu/scaling.mjs --backend webgpu --preset $P --kinds memmamba,mamba,transformer --lengths $SCAL \
       --chunk 65536 --parallel-max 4K --train-max $TMAX --transformer-max 16K --runs 3 --warmup 1 --cap-s 8 \
       --stream-total $STREAM --stream-chunk 16384 --stream-every 128K --stream-cap-s 10 --out "$OUT/scaling-webgpu.json" ;;
   scaling-tokens)
     # the forward at $TOK tokens a call (rows = $TOK / L): time per token at the same work per call
-    step scaling-tokens 50
-    timeout 50 "${JS[@]}" .gpu/scaling.mjs --backend webgpu --preset $P --kinds memmamba,mamba --modes forward --lengths $SCAL \
+    step scaling-tokens 40
+    timeout 40 "${JS[@]}" .gpu/scaling.mjs --backend webgpu --preset $P --kinds memmamba,mamba --modes forward --lengths $SCAL \
       --tokens $TOK --chunk 65536 --parallel-max 4K --runs 3 --warmup 1 --cap-s 8 --stream-total 0 --out /tmp/scaling-tokens.json
     cp /tmp/scaling-tokens.json "$OUT/" 2>/dev/null ;;
   *) echo "run-issue11: unknown step $s (settle ours-train ref-train ref-long ours-long scaling scaling-tokens)"; exit 2 ;;
