@@ -7,7 +7,7 @@
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import {
-  adamw, add, clipByGlobalNorm, clipScale, disposeTree, fromArray, globalNorm, grad, GradAccumulator, init, isFiniteTree,
+  adamw, add, clipByGlobalNorm, clipScale, disposeTree, flattenTree, fromArray, globalNorm, grad, GradAccumulator, init, isFiniteTree, mapTree,
   div, keep, liveBuffers, readCounters, resetCounters, matmul, mean, mul, random, schedule, sliceAxis, sqrt, square, sub, tidy, valueAndGrad, type Tensor,
 } from "../src/index.ts";
 
@@ -555,4 +555,18 @@ test("[cpu] the fused AdamW update gives the same bits as the composite formula 
   const got = [await r.params.p.data(), await r.state.m.p.data(), await r.state.v.p.data()];
   for (let i = 0; i < 3; i++) expect(Array.from(got[i])).toEqual(Array.from(want[i]));
   disposeTree([r, g, p0, m1, v1, p1]);
+});
+
+test("mapTree: a callback that declares the path gets each leaf's dotted path; one that does not is called on the same leaves in the same order", () => {
+  const a = fromArray([1], [1]), b = fromArray([2, 3], [2]), c = fromArray([4], [1]);
+  const tree = { w: a, layers: [{ b }, { c }] };
+  const paths: string[] = [];
+  const withPaths = mapTree(tree, (t, p) => (paths.push(p), t));
+  expect(paths).toEqual(["w", "layers.0.b", "layers.1.c"]);
+  const seen: Tensor[] = [];
+  const plain = mapTree(tree, (t) => (seen.push(t), t));
+  expect(seen).toEqual([a, b, c]);
+  // the same structure, leaf for leaf
+  expect(flattenTree(plain).map(([p, t]) => [p, t])).toEqual(flattenTree(withPaths).map(([p, t]) => [p, t]));
+  disposeTree(tree);
 });

@@ -56,6 +56,16 @@ export interface PoolStats {
   peakInUseBytes: number;
 }
 
+/** What the pool records of a buffer it created. */
+interface BufInfo {
+  /** Bytes (the size class it was created for). */
+  size: number;
+  /** Creation order (free lists hand out the earliest first). */
+  order: number;
+  /** 1: long-lived (see acquire), 0: the rest. */
+  tag: number;
+}
+
 export class BufferPool {
   /**
    * Free buffers per size class and tag (key: size · 2 + tag), by creation order, latest first
@@ -66,9 +76,14 @@ export class BufferPool {
   readonly #released = new Map<GPUBuffer, number>();
   /** Acquires so far: the pool's clock (a free buffer's idle time is counted in them). */
   #acquires = 0;
-  readonly #order = new WeakMap<GPUBuffer, number>();
-  readonly #tag = new WeakMap<GPUBuffer, number>();
+  /**
+   * Each buffer this pool created: its size, creation order and tag, kept on the JavaScript side
+   * (a GPUBuffer's `size` and the device's `limits` are native getters: reading them on every
+   * acquire and release cost about a third of the pool's time per launch).
+   */
+  readonly #info = new WeakMap<GPUBuffer, BufInfo>();
   #created = 0;
+  readonly #maxBufferSize: number;
   /** The most bytes ever in use at once (never reset: the pool's keep limit). */
   #highWater = 0;
   #pooledBytes = 0;
@@ -79,7 +94,14 @@ export class BufferPool {
     private readonly usage: GPUBufferUsageFlags,
     private readonly capBytes: number,
     private readonly label: string,
-  ) {}
+  ) {
+    this.#maxBufferSize = device.limits.maxBufferSize;
+  }
+
+  /** A buffer's size, order and tag (a buffer this pool did not create: its size, last in order, tag 0). */
+  #infoOf(b: GPUBuffer): BufInfo {
+    return this.#info.get(b) ?? { size: b.size, order: Number.MAX_SAFE_INTEGER, tag: 0 };
+  }
 
   /**
    * A buffer of at least `bytes`. `tag` 1 (long-lived: an optimizer's outputs) draws only on
@@ -91,7 +113,7 @@ export class BufferPool {
     this.#acquires++;
     let size = sizeClass(bytes);
     // near maxBufferSize the class could overshoot it: then the exact size (a class of its own)
-    if (size > this.device.limits.maxBufferSize) size = Math.ceil(bytes / 16) * 16;
+    if (size > this.#maxBufferSize) size = Math.ceil(bytes / 16) * 16;
     let list = this.#free.get(size * 2 + tag);
     if (!list?.length && this.stats.inUseBytes + this.#pooledBytes + size > this.#limit()) {
       // a new buffer would take the pool past its limit: the smallest free class above, up to
@@ -105,14 +127,16 @@ export class BufferPool {
       list = best < Infinity ? this.#free.get(best * 2 + tag) : undefined;
     }
     const b = list?.pop();
+    let gotSize = size;
     if (b) {
+      gotSize = this.#infoOf(b).size;
       this.#released.delete(b);
-      this.#pooledBytes -= b.size;
+      this.#pooledBytes -= gotSize;
       this.stats.reused++;
       this.stats.pooledBytes = this.#pooledBytes;
     }
     const got = b ?? this.#create(size, tag);
-    this.stats.inUseBytes += got.size;
+    this.stats.inUseBytes += gotSize;
     if (this.stats.inUseBytes > this.stats.peakInUseBytes) this.stats.peakInUseBytes = this.stats.inUseBytes;
     if (this.stats.inUseBytes > this.#highWater) this.#highWater = this.stats.inUseBytes;
     return got;
@@ -126,8 +150,7 @@ export class BufferPool {
   #create(size: number, tag: number): GPUBuffer {
     this.stats.created++;
     const nb = this.device.createBuffer({ label: `${this.label} ${size}B`, size, usage: this.usage });
-    this.#order.set(nb, this.#created++);
-    if (tag) this.#tag.set(nb, tag);
+    this.#info.set(nb, { size, order: this.#created++, tag });
     return nb;
   }
 
@@ -137,45 +160,48 @@ export class BufferPool {
    * still no room.
    */
   release(b: GPUBuffer): GPUBuffer[] {
-    this.stats.inUseBytes -= b.size; // back from its user, whether pooled or destroyed
+    const info = this.#infoOf(b);
+    const bSize = info.size;
+    this.stats.inUseBytes -= bSize; // back from its user, whether pooled or destroyed
     // keep up to capBytes, or keepFactor × as much as was ever in use at once: a training step that needs
     // more than the cap (8×2048 tokens of the small MemMamba: several GiB) would otherwise
     // destroy buffers at every step and create them again at the next, and Dawn's createBuffer
     // and lazy zero-fill then cost more host time than the kernels' GPU time (and with the
     // size classes' mix, exactly the peak in use was not enough: see poolTuning)
     const limit = this.#limit();
-    if (b.size > limit) return [b];
+    if (bSize > limit) return [b];
     const evicted: GPUBuffer[] = [];
     for (const [old, at] of this.#released) {
-      if (this.#pooledBytes + b.size <= limit || this.#acquires - at <= STALE_ACQUIRES) break;
-      const l = this.#free.get(old.size * 2 + (this.#tag.get(old) ?? 0))!;
+      if (this.#pooledBytes + bSize <= limit || this.#acquires - at <= STALE_ACQUIRES) break;
+      const oi = this.#infoOf(old);
+      const l = this.#free.get(oi.size * 2 + oi.tag)!;
       l.splice(l.indexOf(old), 1);
       this.#released.delete(old);
-      this.#pooledBytes -= old.size;
+      this.#pooledBytes -= oi.size;
       evicted.push(old);
     }
     this.stats.pooledBytes = this.#pooledBytes;
-    if (this.#pooledBytes + b.size > limit) {
+    if (this.#pooledBytes + bSize > limit) {
       evicted.push(b);
       return evicted;
     }
-    const key = b.size * 2 + (this.#tag.get(b) ?? 0);
+    const key = bSize * 2 + info.tag;
     let list = this.#free.get(key);
     if (!list) this.#free.set(key, (list = []));
     // Keep each list sorted so that acquire always hands out the earliest-created free buffer:
     // then a repeated computation (a training step) binds the same buffers in the same roles
     // from one repetition to the next, and the backend's bind-group cache hits. (A plain stack
     // permuted the buffers between steps: 3% of bind groups were reused.)
-    const o = this.#order.get(b) ?? Number.MAX_SAFE_INTEGER;
+    const o = info.order;
     let lo = 0, hi = list.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if ((this.#order.get(list[mid]) ?? Number.MAX_SAFE_INTEGER) > o) lo = mid + 1;
+      if (this.#infoOf(list[mid]).order > o) lo = mid + 1;
       else hi = mid;
     }
     list.splice(lo, 0, b);
     this.#released.set(b, this.#acquires);
-    this.#pooledBytes += b.size;
+    this.#pooledBytes += bSize;
     this.stats.pooledBytes = this.#pooledBytes;
     return evicted;
   }
