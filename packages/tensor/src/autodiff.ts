@@ -21,26 +21,16 @@ export type ParamTree = Tensor | readonly ParamTree[] | { readonly [k: string]: 
  * the path strings were most of that walk's time.
  */
 export function mapTree<T>(tree: T, f: (t: Tensor, path: string) => Tensor, path = ""): T {
-  return f.length >= 2 ? mapWithPaths(tree, f, path) : (mapLeaves(tree, f as (t: Tensor) => Tensor) as T);
+  return mapNode(tree, f, f.length >= 2 ? path : undefined) as T;
 }
 
-function mapWithPaths<T>(tree: T, f: (t: Tensor, path: string) => Tensor, path: string): T {
-  if (tree instanceof Tensor) return f(tree, path) as T;
-  if (Array.isArray(tree)) return tree.map((x, i) => mapWithPaths(x, f, path ? `${path}.${i}` : `${i}`)) as T;
+/** mapTree's walk; `path` undefined: no paths built (the callback gets undefined for it). */
+function mapNode(tree: unknown, f: (t: Tensor, path: string) => Tensor, path: string | undefined): unknown {
+  if (tree instanceof Tensor) return f(tree, path as string);
+  if (Array.isArray(tree)) return tree.map((x, i) => mapNode(x, f, path === undefined ? undefined : path ? `${path}.${i}` : `${i}`));
   if (tree !== null && typeof tree === "object") {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(tree)) out[k] = mapWithPaths(v, f, path ? `${path}.${k}` : k);
-    return out as T;
-  }
-  return tree;
-}
-
-function mapLeaves(tree: unknown, f: (t: Tensor) => Tensor): unknown {
-  if (tree instanceof Tensor) return f(tree);
-  if (Array.isArray(tree)) return tree.map((x) => mapLeaves(x, f));
-  if (tree !== null && typeof tree === "object") {
-    const out: Record<string, unknown> = {};
-    for (const k of Object.keys(tree)) out[k] = mapLeaves((tree as Record<string, unknown>)[k], f);
+    for (const k of Object.keys(tree)) out[k] = mapNode((tree as Record<string, unknown>)[k], f, path === undefined ? undefined : path ? `${path}.${k}` : k);
     return out;
   }
   return tree;

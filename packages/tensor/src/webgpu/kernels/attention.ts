@@ -311,27 +311,25 @@ function launch(ctx: GpuCtx, op: string, mode: Mode, ins: readonly KernelArg[], 
   const { sharedPositions } = attnReadTuning;
   if (![4, 8, 16].includes(sharedPositions)) throw new RangeError(`webgpu.${op}: attnReadTuning.sharedPositions must be 4, 8 or 16, got ${sharedPositions}`);
   const useShared = forward === "shared" || (forward === "auto" && ctx.software === true && N >= SHARED_AUTO_MIN_POSITIONS);
+  // both kernels take the same buffers (the shared one: mode "out" only) and the same params
+  const tables = mode === "w" ? [q, keys] : [q, keys, values];
+  const buffers = [...outs, ...tables, idx, valid, ...(g ? [g] : [])].map((a) => ctx.ref(a, op));
+  const params = new ParamWords().u(N).u(P).u(vec ? S / 4 : S).u(M).f(scale).words();
+  const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
   const shared = mode === "out" && vec && useShared ? sharedReadLayout(P, S / 4, ctx.limits.maxComputeWorkgroupStorageSize, sharedPositions) : null;
   if (shared) {
     const { POS: SP, CH: SC, SQ } = shared;
     ctx.dispatch({
-      label: op, key: `attnRead:shared:${SC}:${SP}:${SQ}`, wgsl: () => attnReadSharedWgsl(SP, SC, SQ),
-      buffers: [...outs, q, keys, values, idx, valid].map((a) => ctx.ref(a, op)),
-      params: new ParamWords().u(N).u(P).u(S / 4).u(M).f(scale).words(),
-      groups: grid(ceilDiv(N, SP), ctx.limits.maxComputeWorkgroupsPerDimension),
+      label: op, key: `attnRead:shared:${SC}:${SP}:${SQ}`, wgsl: () => attnReadSharedWgsl(SP, SC, SQ), buffers, params, groups: grid(ceilDiv(N, SP), maxDim),
     });
     return;
   }
   while (POS > 1 && sharedBytes(grad, G > 0, POS, CH) > ctx.limits.maxComputeWorkgroupStorageSize) POS /= 2;
   // the default layout keeps the short key; the others name themselves
   const variant = G === 4 ? "" : G === 0 ? ":slots" : `:lanes${G}`;
-  const tables = mode === "w" ? [q, keys] : [q, keys, values];
-  const buffers = [...outs, ...tables, idx, valid, ...(g ? [g] : [])].map((a) => ctx.ref(a, op));
   ctx.dispatch({
     label: op, key: `attnRead:${mode}:${vec ? "vec4" : "f32"}:${CH}:${POS}${variant}`, wgsl: () => wgsl(mode, vec, CH, POS, G),
-    buffers,
-    params: new ParamWords().u(N).u(P).u(vec ? S / 4 : S).u(M).f(scale).words(),
-    groups: grid(ceilDiv(N, POS), ctx.limits.maxComputeWorkgroupsPerDimension),
+    buffers, params, groups: grid(ceilDiv(N, POS), maxDim),
   });
 }
 
