@@ -166,13 +166,15 @@ function countAboveFn(name: string, buf: string): string {
  * k best of a union are among the k best of each part). params: B, L, k, nT, nS. One workgroup a
  * super-tile holds the G lists (G·k ≤ SUPER_MAX_KEYS keys) in workgroup memory; each key's place
  * in the merged order (key descending, then list, then place in its list) is the number of keys
- * before it: its place in its own list plus, in each other list, a binary search for the keys
- * above it (and the equal ones of earlier lists). The keys placed below k are written there.
+ * before it: its place in its own list plus, in each other list, the keys above it (and the
+ * equal ones of earlier lists), counted as pass E counts a list (countAboveFn). The keys placed
+ * below k are written there.
  */
 export function superSummaryWgsl(G: number): string {
   return `${header(5, [{ name: "summ2", type: "u32", write: true }, { name: "summ", type: "u32" }])}
 var<workgroup> keys: array<u32, ${SUPER_MAX_KEYS}>;
 var<workgroup> cnt: atomic<u32>;
+${countAboveFn("countAbove", "keys")}
 @compute @workgroup_size(${SUPER_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
@@ -194,16 +196,8 @@ fn main(${ENTRY_ARGS}) {
     var rank = i % k;
     for (var l = 0u; l < nl; l++) {
       if (l == li) { continue; }
-      // keys of list l before this one: above it, or equal in an earlier list (a list is descending)
-      let lb = l * k;
-      var lo = 0u; var hi = k;
-      loop {
-        if (lo >= hi) { break; }
-        let mid = (lo + hi) / 2u;
-        let v = keys[lb + mid];
-        if (v > key || (l < li && v == key)) { lo = mid + 1u; } else { hi = mid; }
-      }
-      rank += lo;
+      // keys of list l before this one: above it, or equal in an earlier list
+      rank += countAbove(l * k, k, key, l > li);
       if (rank >= k) { break; }
     }
     if (rank < k) { summ2[base + 1u + rank] = key; }
