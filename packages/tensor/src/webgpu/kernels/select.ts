@@ -155,25 +155,20 @@ export function causalSelectKernel(ctx: GpuCtx, [mask, score]: readonly KernelAr
       });
       // super-tiles of G tiles (select-summary.ts, pass S2) where the row has more than G tiles
       const G = selectTuning.superTiles;
-      if (G > 0 && nT > G && superKeys(G, p.k) <= SUPER_MAX_KEYS) {
-        const nS = ceilDiv(nT, G);
-        const summ2 = ctx.temp(B * nS * summaryWords(p.k) * 4);
-        const w2 = new ParamWords().u(B).u(L).u(p.k).u(nT).u(nS).words();
+      const g = G > 0 && nT > G && superKeys(G, p.k) <= SUPER_MAX_KEYS ? G : 0;
+      const w2 = g ? new ParamWords().u(B).u(L).u(p.k).u(nT).u(ceilDiv(nT, g)).words() : w;
+      const summ2 = g ? ctx.temp(B * ceilDiv(nT, g) * summaryWords(p.k) * 4) : null;
+      if (summ2) {
         ctx.dispatch({
-          label: "causalSelect", key: `causalSelectSumm2:${G}`, wgsl: () => superSummaryWgsl(G),
-          buffers: [summ2, summ], params: w2, groups: grid(B * nS, maxDim),
-        });
-        ctx.dispatch({
-          label: "causalSelect", key: `causalSelectEndS:${mask.dtype}${score.dtype}:g${G}`, wgsl: () => summaryEndWgsl(mask.dtype, score.dtype, G),
-          buffers: [ends, ...ms, summ, summ2], params: w2, groups: grid(B * ceilDiv(L, END_WG), maxDim),
-        });
-        ctx.releaseTemp(summ2);
-      } else {
-        ctx.dispatch({
-          label: "causalSelect", key: `causalSelectEndS:${mask.dtype}${score.dtype}`, wgsl: () => summaryEndWgsl(mask.dtype, score.dtype),
-          buffers: [ends, ...ms, summ], params: w, groups: grid(B * ceilDiv(L, END_WG), maxDim),
+          label: "causalSelect", key: `causalSelectSumm2:${g}`, wgsl: () => superSummaryWgsl(g),
+          buffers: [summ2, summ], params: w2, groups: grid(B * ceilDiv(nT, g), maxDim),
         });
       }
+      ctx.dispatch({
+        label: "causalSelect", key: `causalSelectEndS:${mask.dtype}${score.dtype}${g ? `:g${g}` : ""}`, wgsl: () => summaryEndWgsl(mask.dtype, score.dtype, g),
+        buffers: [ends, ...ms, summ, ...(summ2 ? [summ2] : [])], params: w2, groups: grid(B * ceilDiv(L, END_WG), maxDim),
+      });
+      if (summ2) ctx.releaseTemp(summ2);
       ctx.releaseTemp(summ);
     } else {
       ctx.dispatch({
