@@ -12,14 +12,13 @@
  * "61K" is read as 61,440 (60 × 1024) and "262K" as 262,144 (256 × 1024). Writes JSON after every
  * configuration. Asserts nothing about time.
  */
-import { detectRuntime, fmt, formatTable, fromRoot, median, oneOf, parseFlags, positiveInt, readJson, runMain, writeJson } from "./runtime.ts";
+import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positiveInt, readJson, runMain, writeJson } from "./runtime.ts";
 import { existsSync } from "node:fs";
 import { disposeTree, random } from "@memmamba/tensor";
-import { attnReadTuning } from "../../tensor/src/webgpu/kernels/attention.ts";
 import { selectTuning } from "../../tensor/src/webgpu/kernels/select.ts";
 import { initLM, presetNames, type PresetName } from "@memmamba/memmamba";
 import {
-  BACKENDS, type BackendChoice, chunkedForward, isOutOfMemory, type KernelTime, mib, modelConfig, type ModelBenchHead, type ModelKind, openBackend, parseLengths, progress,
+  applyAttnReadFlags, ATTN_READ_FLAGS, attnReadFlagsHelp, BACKENDS, type BackendChoice, chunkedForward, isOutOfMemory, type KernelTime, mib, modelConfig, type ModelBenchHead, type ModelKind, openBackend, parseLengths, progress,
   randomTokens, showLength, timeAsync, type WorkCount,
 } from "./model-common.ts";
 
@@ -34,10 +33,8 @@ const HELP = `long-context: batch-1 latency of the chunked forward at long lengt
   --warmup N        untimed runs first (default 1)
   --cap-s S         stop timing a configuration after S seconds (default 90)
   --reference F     JSON of packages/bench/gpu/ref_long_context.py from the same run
-  --attn-positions N  WebGPU fused pool read: positions per workgroup, 1, 2, 4, 8 or 16 (default ${attnReadTuning.positions})
-  --attn-forward F  WebGPU fused pool read's forward: auto, shared (rows loaded once per workgroup) or lanes (default ${attnReadTuning.forward}: shared on software adapters)
+${attnReadFlagsHelp()}
   --select-super G  WebGPU causalSelect: tiles per super-tile of its first pass, 0 for none (default ${selectTuning.superTiles})
-  --attn-shared-positions N  positions per workgroup of the shared forward: 4, 8 or 16 (default ${attnReadTuning.sharedPositions})
   --profile         WebGPU: after each timed row, one more forward with every dispatch timed,
                     GPU ms by kernel and primitive call (shapes); the top rows go in the JSON
   --json            print the JSON result on stdout instead of the table
@@ -125,13 +122,9 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
   }
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", lengths: "string", chunks: "string", runs: "string", warmup: "string",
-    "cap-s": "string", reference: "string", profile: "boolean", json: "boolean", out: "string", help: "boolean", "attn-positions": "string", "attn-forward": "string", "attn-shared-positions": "string", "select-super": "string",
+    "cap-s": "string", reference: "string", profile: "boolean", json: "boolean", out: "string", help: "boolean", ...ATTN_READ_FLAGS, "select-super": "string",
   });
-  const positions = oneOf("attn-positions", f["attn-positions"], ["1", "2", "4", "8", "16"] as const);
-  if (positions) attnReadTuning.positions = Number(positions);
-  attnReadTuning.forward = oneOf("attn-forward", f["attn-forward"], ["auto", "shared", "lanes"] as const) ?? attnReadTuning.forward;
-  const sharedPositions = oneOf("attn-shared-positions", f["attn-shared-positions"], ["4", "8", "16"] as const);
-  if (sharedPositions) attnReadTuning.sharedPositions = Number(sharedPositions);
+  applyAttnReadFlags(f);
   if (f["select-super"] !== undefined) {
     const G = Number(f["select-super"]);
     if (!Number.isInteger(G) || G < 0 || G === 1) throw new Error(`--select-super must be 0 or an integer ≥ 2, got "${f["select-super"]}"`);

@@ -23,7 +23,8 @@ import {
 } from "@memmamba/tensor";
 import { lm, preset, type LMParams, type LMState, type ModelConfig, type PresetName } from "@memmamba/memmamba";
 import type { WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
-import type { RuntimeInfo } from "./runtime.ts";
+import { oneOf, type RuntimeInfo } from "./runtime.ts";
+import { attnReadTuning } from "../../tensor/src/webgpu/kernels/attention.ts";
 
 export type BackendChoice = "cpu" | "wasm" | "webgpu";
 export const BACKENDS: readonly BackendChoice[] = ["cpu", "wasm", "webgpu"];
@@ -380,3 +381,31 @@ export function progress(msg: string): void {
 export const mib = (b: number | null | undefined): number | null => (b === null || b === undefined ? null : Math.round((b / 2 ** 20) * 10) / 10);
 
 export { lm };
+
+/** The fused pool read's layout flags (WebGPU), as parseFlags takes them; see attnReadFlagsHelp. */
+export const ATTN_READ_FLAGS = {
+  "attn-positions": "string", "attn-forward": "string", "attn-shared-positions": "string", "attn-dots": "string", "attn-dot-lanes": "string",
+} as const;
+
+/** The help lines of ATTN_READ_FLAGS, with the current defaults. */
+export function attnReadFlagsHelp(): string {
+  const t = attnReadTuning;
+  return `  --attn-positions N  WebGPU fused pool read: positions per workgroup, 1, 2, 4, 8 or 16 (default ${t.positions})
+  --attn-forward F  WebGPU fused pool read's forward: auto, shared (rows loaded once per workgroup) or lanes (default ${t.forward}: shared on software adapters)
+  --attn-shared-positions N  positions per workgroup of the shared forward: 4, 8 or 16 (default ${t.sharedPositions})
+  --attn-dots D    WebGPU fused pool read's dot products: lanes or slots (default ${t.dots})
+  --attn-dot-lanes N  lanes per slot with --attn-dots lanes: 4, 8 or 16 (default ${t.dotLanes})`;
+}
+
+/** Sets attnReadTuning from the ATTN_READ_FLAGS given (a bad value: a clear error naming the flag). */
+export function applyAttnReadFlags(f: Partial<Record<keyof typeof ATTN_READ_FLAGS, string | boolean>>): void {
+  const t = attnReadTuning;
+  const positions = oneOf("attn-positions", f["attn-positions"], ["1", "2", "4", "8", "16"] as const);
+  if (positions) t.positions = Number(positions);
+  t.forward = oneOf("attn-forward", f["attn-forward"], ["auto", "shared", "lanes"] as const) ?? t.forward;
+  const sharedPositions = oneOf("attn-shared-positions", f["attn-shared-positions"], ["4", "8", "16"] as const);
+  if (sharedPositions) t.sharedPositions = Number(sharedPositions);
+  t.dots = oneOf("attn-dots", f["attn-dots"], ["lanes", "slots"] as const) ?? t.dots;
+  const dotLanes = oneOf("attn-dot-lanes", f["attn-dot-lanes"], ["4", "8", "16"] as const);
+  if (dotLanes) t.dotLanes = Number(dotLanes);
+}

@@ -29,7 +29,7 @@ import { attentionTuning } from "../../tensor/src/ops/attention-fused.ts";
 import { disposeTree, random, valueAndGrad, type Tensor } from "@memmamba/tensor";
 import { initLM, lm, presetNames, type LMParams, type PresetName } from "@memmamba/memmamba";
 import {
-  BACKENDS, type BackendChoice, type BenchBackend, isOutOfMemory, type KernelProfiler, type KernelTime, KINDS, makeTrainer, mib, modelConfig, type ModelBenchHead, type ModelKind,
+  applyAttnReadFlags, ATTN_READ_FLAGS, attnReadFlagsHelp, BACKENDS, type BackendChoice, type BenchBackend, isOutOfMemory, type KernelProfiler, type KernelTime, KINDS, makeTrainer, mib, modelConfig, type ModelBenchHead, type ModelKind,
   openBackend, progress, randomTokens, timeAsync, type WorkCount,
 } from "./model-common.ts";
 
@@ -52,11 +52,7 @@ const HELP = `train-throughput: tokens/s of a full training step (forward, backw
   --ssm-fwd-algo A WebGPU selective scan forward: chunked or lookback (default ${ssmTuning.fwdAlgo})
   --ssm-bwd-algo A WebGPU selective scan backward: scratch or segments (default ${ssmTuning.bwdAlgo})
   --attn A         MemMamba's pool reads: fused (one launch each way, the default) or ops (indexedAttention)
-  --attn-positions N  WebGPU fused pool read: positions per workgroup, 1, 2, 4, 8 or 16 (default ${attnReadTuning.positions})
-  --attn-forward F  WebGPU fused pool read's forward: auto, shared (rows loaded once per workgroup) or lanes (default ${attnReadTuning.forward}: shared on software adapters)
-  --attn-shared-positions N  positions per workgroup of the shared forward: 4, 8 or 16 (default ${attnReadTuning.sharedPositions})
-  --attn-dots D    WebGPU fused pool read's dot products: lanes or slots (default ${attnReadTuning.dots})
-  --attn-dot-lanes N  lanes per slot with --attn-dots lanes: 4, 8 or 16 (default ${attnReadTuning.dotLanes})
+${attnReadFlagsHelp()}
   --ratios-only F  measure nothing: re-read our JSON F, add --reference's ratios, write --out (default F)
   --json           print the JSON result on stdout instead of the table
   --out FILE       JSON output (default packages/bench/results/train-throughput-<backend>.json)
@@ -341,20 +337,13 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", batch: "string", seq: "string", steps: "string", warmup: "string",
     "cap-s": "string", reference: "string", profile: "boolean", "profile-detail": "boolean", json: "boolean", out: "string", help: "boolean",
-    "ratios-only": "string", "pool-keep": "string", "max-batch": "string", "ssm-fwd-algo": "string", "ssm-bwd-algo": "string", attn: "string", "attn-positions": "string", "attn-dots": "string", "attn-dot-lanes": "string", "attn-forward": "string", "attn-shared-positions": "string",
+    "ratios-only": "string", "pool-keep": "string", "max-batch": "string", "ssm-fwd-algo": "string", "ssm-bwd-algo": "string", attn: "string", ...ATTN_READ_FLAGS,
   });
   ssmTuning.bwdAlgo = oneOf("ssm-bwd-algo", f["ssm-bwd-algo"], ["scratch", "segments"] as const) ?? ssmTuning.bwdAlgo;
   ssmTuning.fwdAlgo = oneOf("ssm-fwd-algo", f["ssm-fwd-algo"], ["chunked", "lookback"] as const) ?? ssmTuning.fwdAlgo;
   const attn = oneOf("attn", f.attn, ["fused", "ops"] as const);
   if (attn) attentionTuning.fused = attn === "fused";
-  const positions = oneOf("attn-positions", f["attn-positions"], ["1", "2", "4", "8", "16"] as const);
-  if (positions) attnReadTuning.positions = Number(positions);
-  attnReadTuning.forward = oneOf("attn-forward", f["attn-forward"], ["auto", "shared", "lanes"] as const) ?? attnReadTuning.forward;
-  const sharedPositions = oneOf("attn-shared-positions", f["attn-shared-positions"], ["4", "8", "16"] as const);
-  if (sharedPositions) attnReadTuning.sharedPositions = Number(sharedPositions);
-  attnReadTuning.dots = oneOf("attn-dots", f["attn-dots"], ["lanes", "slots"] as const) ?? attnReadTuning.dots;
-  const dotLanes = oneOf("attn-dot-lanes", f["attn-dot-lanes"], ["4", "8", "16"] as const);
-  if (dotLanes) attnReadTuning.dotLanes = Number(dotLanes);
+  applyAttnReadFlags(f);
   if (f["pool-keep"] !== undefined) {
     const k = Number(f["pool-keep"]);
     if (!(k >= 1) || !Number.isFinite(k)) throw new Error(`--pool-keep must be a number ≥ 1, got "${f["pool-keep"]}"`);
