@@ -48,9 +48,9 @@ for s in $steps; do
     # its first minutes (session 9: 64-71 ms a MemMamba step two minutes after the start, 57 ms
     # a few minutes later), which is the machine's state, not the code's
     step settle 45
-    prev=""; t0=$(date +%s)
-    while [ $(($(date +%s) - t0)) -lt 45 ]; do
-      timeout $((46 - ($(date +%s) - t0))) "${JS[@]}" .gpu/train-throughput.mjs --backend webgpu --preset $P --kinds memmamba --batch $B --seq $S --steps 5 --warmup 2 \
+    prev=""; t0=$SECONDS
+    while [ $((SECONDS - t0)) -lt 45 ]; do
+      timeout $((46 - (SECONDS - t0))) "${JS[@]}" .gpu/train-throughput.mjs --backend webgpu --preset $P --kinds memmamba --batch $B --seq $S --steps 5 --warmup 2 \
         --out /tmp/settle.json > /dev/null 2>&1 || break
       ms=$(python3 -c "import json; print(json.load(open('/tmp/settle.json'))['rows'][0]['msPerStep'])" 2>/dev/null) || break
       echo "  untimed run: MemMamba $ms ms a step"
