@@ -18,7 +18,7 @@
  */
 import process from "node:process";
 import {
-  adamw, clipScale, disposeTree, fromArray, readCounters, setBackend, sliceAxis, tidy, valueAndGrad,
+  adamw, clipScale, disposeTree, flatGradients, fromArray, readCounters, setBackend, sliceAxis, tidy, valueAndGrad,
   type Backend, type BufferHandle, type Tensor,
 } from "@memmamba/tensor";
 import { lm, preset, type LMParams, type LMState, type ModelConfig, type PresetName } from "@memmamba/memmamba";
@@ -261,10 +261,12 @@ export function makeTrainer(params: LMParams): Trainer {
   return {
     async step(x, y) {
       const { value, grads } = vg(p, x, y);
-      // the CLI trainer's recipe: the clip's scale applied inside AdamW's fused update
-      const { norm, scale } = clipScale(grads, 1.0);
-      ({ params: p, state: opt } = adamw.update(p, grads, opt, { lr: 1e-4, weightDecay: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, gradScale: scale }));
-      disposeTree([grads, norm, scale]);
+      // the CLI trainer's recipe: the clip's scale applied inside AdamW's fused update, the
+      // gradients concatenated once for both
+      const flat = flatGradients(grads);
+      const { norm, scale } = clipScale(grads, 1.0, { flat });
+      ({ params: p, state: opt } = adamw.update(p, grads, opt, { lr: 1e-4, weightDecay: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, gradScale: scale, flatGrads: flat }));
+      disposeTree([grads, norm, scale, flat]);
       const loss = await value.item();
       value.dispose();
       return loss;

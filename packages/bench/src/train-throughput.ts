@@ -26,7 +26,7 @@ import { poolTuning } from "../../tensor/src/webgpu/pool.ts";
 import { ssmTuning } from "../../tensor/src/webgpu/kernels/ssm.ts";
 import { attnReadTuning } from "../../tensor/src/webgpu/kernels/attention.ts";
 import { attentionTuning } from "../../tensor/src/ops/attention-fused.ts";
-import { disposeTree, random, valueAndGrad, type Tensor } from "@memmamba/tensor";
+import { adamw, disposeTree, random, valueAndGrad, type Tensor } from "@memmamba/tensor";
 import { initLM, lm, presetNames, type LMParams, type PresetName } from "@memmamba/memmamba";
 import {
   applyAttnReadFlags, ATTN_READ_FLAGS, attnReadFlagsHelp, BACKENDS, type BackendChoice, type BenchBackend, isOutOfMemory, type KernelProfiler, type KernelTime, KINDS, makeTrainer, mib, modelConfig, type ModelBenchHead, type ModelKind,
@@ -49,6 +49,8 @@ const HELP = `train-throughput: tokens/s of a full training step (forward, backw
                    with its shapes (which matmul, which binary op costs what)
   --pool-keep F    WebGPU buffer pool: keep freed buffers up to F × the peak bytes in use (default ${poolTuning.keepFactor})
   --max-batch N    WebGPU dispatches per queue submit (default: the backend's, 128)
+  --adamw-group G  AdamW over every parameter in one call: auto (where the backend groups
+                   buffers: WebGPU), on or off (one launch a parameter) (default auto)
   --ssm-fwd-algo A WebGPU selective scan forward: chunked or lookback (default ${ssmTuning.fwdAlgo})
   --ssm-bwd-algo A WebGPU selective scan backward: scratch or segments (default ${ssmTuning.bwdAlgo})
   --attn A         MemMamba's pool reads: fused (one launch each way, the default) or ops (indexedAttention)
@@ -122,7 +124,7 @@ export interface Ratios {
 }
 
 /** The JSON this benchmark writes. */
-export interface ThroughputResult extends ModelBenchHead<"train-throughput", { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; profileDetail?: boolean; pool?: { keepFactor: number }; maxBatch?: number | null; ssmFwdAlgo?: string; ssmBwdAlgo?: string; attn?: string; attnPositions?: number; attnDots?: string; attnDotLanes?: number }> {
+export interface ThroughputResult extends ModelBenchHead<"train-throughput", { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; profileDetail?: boolean; pool?: { keepFactor: number }; maxBatch?: number | null; ssmFwdAlgo?: string; ssmBwdAlgo?: string; adamwGroup?: string; attn?: string; attnPositions?: number; attnDots?: string; attnDotLanes?: number }> {
   rows: ThroughputRow[];
   reference: ReferenceRow[];
   ratios: Ratios[];
@@ -337,8 +339,10 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", batch: "string", seq: "string", steps: "string", warmup: "string",
     "cap-s": "string", reference: "string", profile: "boolean", "profile-detail": "boolean", json: "boolean", out: "string", help: "boolean",
-    "ratios-only": "string", "pool-keep": "string", "max-batch": "string", "ssm-fwd-algo": "string", "ssm-bwd-algo": "string", attn: "string", ...ATTN_READ_FLAGS,
+    "ratios-only": "string", "pool-keep": "string", "max-batch": "string", "ssm-fwd-algo": "string", "ssm-bwd-algo": "string", attn: "string", "adamw-group": "string", ...ATTN_READ_FLAGS,
   });
+  const group = oneOf("adamw-group", f["adamw-group"], ["auto", "on", "off"] as const);
+  if (group) adamw.adamwTuning.group = group === "auto" ? "auto" : group === "on";
   ssmTuning.bwdAlgo = oneOf("ssm-bwd-algo", f["ssm-bwd-algo"], ["scratch", "segments"] as const) ?? ssmTuning.bwdAlgo;
   ssmTuning.fwdAlgo = oneOf("ssm-fwd-algo", f["ssm-fwd-algo"], ["chunked", "lookback"] as const) ?? ssmTuning.fwdAlgo;
   const attn = oneOf("attn", f.attn, ["fused", "ops"] as const);
@@ -374,7 +378,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
     const mm = rows.find((x) => x.kind === "memmamba")?.msPerStep, ma = rows.find((x) => x.kind === "mamba")?.msPerStep;
     return {
       benchmark: "train-throughput" as const, date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
-      options: { ...o, pool: { ...poolTuning }, maxBatch: maxBatch ?? null, ssmFwdAlgo: ssmTuning.fwdAlgo, ssmBwdAlgo: ssmTuning.bwdAlgo, attn: attentionTuning.fused ? "fused" : "ops", attnPositions: attnReadTuning.positions, attnDots: attnReadTuning.dots, attnDotLanes: attnReadTuning.dotLanes }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
+      options: { ...o, pool: { ...poolTuning }, maxBatch: maxBatch ?? null, adamwGroup: String(adamw.adamwTuning.group), ssmFwdAlgo: ssmTuning.fwdAlgo, ssmBwdAlgo: ssmTuning.bwdAlgo, attn: attentionTuning.fused ? "fused" : "ops", attnPositions: attnReadTuning.positions, attnDots: attnReadTuning.dots, attnDotLanes: attnReadTuning.dotLanes }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
       goals: { oursOverCompiledAtLeast: 2, memmambaOverMambaAtMost: 1.5, issueCompiledMambaTps: ISSUE_COMPILED_MAMBA_TPS },
     };
   };

@@ -268,6 +268,7 @@ function hostCase(c: Case, calls: number, rounds: number): EncodeRow {
     limits: HOST_LIMITS,
     ref: (a) => refs.get(a.buf) ?? fake(4),
     range: (_a, _start, count) => fake(4 * count),
+    view: (a) => ({ ref: refs.get(a.buf) ?? fake(4), base: 0 }),
     temp: (bytes) => fake(bytes),
     releaseTemp: () => {},
     dispatch: (l: Launch) => {

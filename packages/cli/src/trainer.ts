@@ -37,7 +37,7 @@
 import { join } from "node:path";
 import { existsSync, mkdirSync } from "node:fs";
 import {
-  adamw, clipScale, disposeTree, GradAccumulator, random, reshape, stack, tidy, valueAndGrad, type Tensor,
+  adamw, clipScale, disposeTree, flatGradients, GradAccumulator, random, reshape, stack, tidy, valueAndGrad, type Tensor,
 } from "@memmamba/tensor";
 import {
   type AtomicWriteOptions, CheckpointError, loadCheckpoint, restoreState, saveCheckpoint, type WeightDType,
@@ -369,16 +369,23 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
         }
         const avg = acc.average();
         const doClip = o.clip > 0 && Number.isFinite(o.clip);
-        // the clip's scale goes into the fused update (no clipped copy of every gradient)
-        const clip = clipScale(avg, doClip ? o.clip : Number.MAX_VALUE);
+        // the clip's scale goes into the fused update (no clipped copy of every gradient); the
+        // gradients are concatenated once, for the norm and for the grouped update
+        const flat = flatGradients(avg);
+        let clip: { norm: Tensor; scale: Tensor };
+        try {
+          clip = clipScale(avg, doClip ? o.clip : Number.MAX_VALUE, { flat });
+        } catch (e) {
+          disposeTree([flat, avg]);
+          throw e;
+        }
         norm = clip.norm;
         try {
           next = adamw.update(params, avg as adamw.GradTree<P>, optState, {
-            lr, weightDecay: o.weightDecay, beta1: o.beta1, beta2: o.beta2, eps: o.eps, keepOld: true, gradScale: clip.scale,
+            lr, weightDecay: o.weightDecay, beta1: o.beta1, beta2: o.beta2, eps: o.eps, keepOld: true, gradScale: clip.scale, flatGrads: flat,
           });
         } finally {
-          clip.scale.dispose();
-          disposeTree(avg);
+          disposeTree([clip.scale, flat, avg]);
         }
         const read = tidy(() => stack([...losses.map((l) => reshape(l, [])), reshape(clip.norm, [])]));
         const values = await read.data();

@@ -151,6 +151,14 @@ export interface MultiPrimParams {
    */
   adamwStep: { a1: number; b1: number; a2: number; b2: number; decay: number; decays: boolean; sqrtBc2: number; eps: number; stepSize: number };
   /**
+   * adamwStep over `decays.length` = n parameters at once: inputs [p₁…pₙ, m₁…mₙ, v₁…vₙ, g] and
+   * optionally the scale s, where g is every gradient flattened and concatenated in parameter
+   * order; outputs [p'₁…p'ₙ, m'₁…m'ₙ, v'₁…v'ₙ]. Each parameter's bits are adamwStep's (decays[i]
+   * says whether parameter i decays). On WebGPU, parameters whose p, m, v and outputs are views of
+   * the same slabs (Backend.allocGroup) at the same relative offsets share a launch.
+   */
+  adamwGroup: { a1: number; b1: number; a2: number; b2: number; decay: number; decays: readonly boolean[]; sqrtBc2: number; eps: number; stepSize: number };
+  /**
    * attnRead's VJP without its table scatters (ops/attention-fused.ts): inputs [q, keys, values,
    * idx, valid, g]; outputs [dq, w, dl]: dq [...N, S], the weights w and dl [...N, P], the
    * cotangent of the q·keys[idx] product (scale · where(valid, softmax's VJP of g·values ⊙ valid)).
@@ -206,6 +214,12 @@ export interface Backend {
   readonly name: string;
   /** Allocates a buffer of `size` elements of `dtype` (contents unspecified). */
   alloc(size: number, dtype: DType, hint?: AllocHint): BufferHandle;
+  /**
+   * Allocates buffers of the given sizes together (optional): the WebGPU backend places them as
+   * views of one GPUBuffer, so that a kernel can reach them all through one binding (adamwGroup).
+   * Each handle is freed on its own, as any other.
+   */
+  allocGroup?(sizes: readonly number[], dtype: DType, hint?: AllocHint): BufferHandle[];
   /** Frees a buffer; freeing twice is an error. */
   free(buf: BufferHandle): void;
   /** Copies host data into a buffer. */

@@ -10,7 +10,7 @@
 import type { DType } from "./dtype.ts";
 import type { AllocHint, Backend, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "./backend.ts";
 import { engine, getBackend } from "./engine.ts";
-import { allocTensor, Tensor } from "./tensor.ts";
+import { allocTensor, allocTensorGroup, Tensor } from "./tensor.ts";
 import { bytesPerElement } from "./dtype.ts";
 import { sizeOf } from "./shape.ts";
 
@@ -133,14 +133,35 @@ export function bind<K extends PrimName>(name: K, inputs: readonly Tensor[], par
   return out;
 }
 
+function allocOutputs(outs: readonly OutSpec[], hint?: AllocHint, groups?: readonly (readonly number[])[]): Tensor[] {
+  if (!groups) return outs.map((o) => allocTensor(o.shape, o.dtype, hint));
+  const out: (Tensor | undefined)[] = new Array(outs.length);
+  try {
+    for (const g of groups) {
+      const dtype = outs[g[0]].dtype;
+      if (g.some((i) => out[i] !== undefined || outs[i] === undefined || outs[i].dtype !== dtype)) {
+        throw new Error(`bindMulti: output groups must name distinct outputs of one dtype, got [${g.join(", ")}]`);
+      }
+      allocTensorGroup(g.map((i) => outs[i].shape), dtype, hint).forEach((t, k) => (out[g[k]] = t));
+    }
+    for (let i = 0; i < outs.length; i++) out[i] ??= allocTensor(outs[i].shape, outs[i].dtype, hint);
+  } catch (e) {
+    for (const t of out) t?.dispose();
+    throw e;
+  }
+  return out as Tensor[];
+}
+
 /**
  * Applies a multi-output primitive (Backend.runMulti) with outputs shaped by `outs`; null when the
  * current backend has no runMulti (the caller then uses one-output primitives). Never recorded
  * on a tape: the only such primitives are optimizer updates, which have no gradient. `hint`
- * goes to the backend's alloc for every output.
+ * goes to the backend's alloc for every output. `groups`: lists of output indices (of one dtype)
+ * allocated together (allocTensorGroup), e.g. every new parameter of an optimizer step.
  */
 export function bindMulti<K extends MultiPrimName>(
   name: K, inputs: readonly Tensor[], outs: readonly OutSpec[], params: MultiPrimParams[K], hint?: AllocHint,
+  groups?: readonly (readonly number[])[],
 ): Tensor[] | null {
   const backend = getBackend();
   if (!backend.runMulti) return null;
@@ -149,7 +170,7 @@ export function bindMulti<K extends MultiPrimName>(
   if (engine.tape && engine.noGradDepth === 0 && inputs.some((t) => t.requiresGrad)) {
     throw new Error(`${name}: has no gradient; run it under noGrad`);
   }
-  const out = outs.map((o) => allocTensor(o.shape, o.dtype, hint));
+  const out = allocOutputs(outs, hint, groups);
   try {
     backend.runMulti(name, inputs.map((t) => ({ buf: t.buf, shape: t.shape, dtype: t.dtype })), out.map((t) => ({ buf: t.buf, shape: t.shape, dtype: t.dtype })), params);
   } catch (e) {

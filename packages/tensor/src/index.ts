@@ -21,7 +21,7 @@ export {
   broadcastShapes, dim, ShapeError, showShape, sizeOf, stridesOf,
   type Broadcast, type CheckBroadcast, type CheckMatmul, type Dim, type dimBrand, type MatmulShape, type SameDim, type Shape, type ShowShape, type Var,
 } from "./shape.ts";
-export { allocTensor, disposeTree, forEachTensor, fromArray, keep, liveBuffers, Tensor, tidy, tidyAsync, type TensorTree } from "./tensor.ts";
+export { allocTensor, allocTensorGroup, disposeTree, forEachTensor, fromArray, keep, liveBuffers, Tensor, tidy, tidyAsync, type TensorTree } from "./tensor.ts";
 export { flattenTree, grad, isRecording, mapTree, noGrad, valueAndGrad, type ParamTree, type ValueAndGrad } from "./autodiff.ts";
 export * from "./ops/elementwise.ts";
 export { max, mean, sum, sumTo } from "./ops/reduce.ts";
@@ -41,7 +41,7 @@ export * as init from "./init.ts";
 export * as adamw from "./optim/adamw.ts";
 /** Learning-rate schedules: linear warmup, warmup then cosine decay. */
 export * as schedule from "./optim/schedule.ts";
-export { clipByGlobalNorm, clipScale, globalNorm, isFiniteTree, type ClipOptions } from "./optim/clip.ts";
+export { clipByGlobalNorm, clipScale, flatGradients, globalNorm, isFiniteTree, type ClipOptions } from "./optim/clip.ts";
 export { GradAccumulator } from "./optim/accumulate.ts";
 export type { GradTree } from "./optim/adamw.ts";
 export * from "./io/safetensors.ts";

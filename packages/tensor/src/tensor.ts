@@ -139,6 +139,18 @@ export function allocTensor<S extends Shape, D extends DType>(shape: S, dtype: D
   return new Tensor(new Storage(backend, backend.alloc(n, dtype, hint), n, dtype), shape, dtype);
 }
 
+/**
+ * Fresh tensors of one dtype allocated together (Backend.allocGroup: views of one buffer on
+ * WebGPU; one by one where the backend has no allocGroup). Each is disposed on its own.
+ */
+export function allocTensorGroup(shapes: readonly Shape[], dtype: DType, hint?: AllocHint): Tensor[] {
+  const backend = getBackend();
+  if (!backend.allocGroup) return shapes.map((s) => allocTensor(s, dtype, hint));
+  const sizes = shapes.map((s) => sizeOf(s));
+  const bufs = backend.allocGroup(sizes, dtype, hint);
+  return bufs.map((b, i) => new Tensor(new Storage(backend, b, sizes[i], dtype), shapes[i], dtype));
+}
+
 // ---------- memory scopes ----------
 
 /** A tree of tensors (a parameter tree, a result object, an array…). */

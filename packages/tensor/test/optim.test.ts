@@ -7,8 +7,8 @@
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import {
-  adamw, add, clipByGlobalNorm, clipScale, disposeTree, flattenTree, fromArray, globalNorm, grad, GradAccumulator, init, isFiniteTree, mapTree,
-  div, keep, liveBuffers, readCounters, resetCounters, matmul, mean, mul, random, schedule, sliceAxis, sqrt, square, sub, tidy, valueAndGrad, type Tensor,
+  adamw, add, clipByGlobalNorm, clipScale, disposeTree, flatGradients, flattenTree, fromArray, globalNorm, grad, GradAccumulator, init, isFiniteTree, mapTree,
+  div, getBackend, keep, liveBuffers, readCounters, resetCounters, matmul, mean, mul, random, schedule, sliceAxis, sqrt, square, sub, tidy, valueAndGrad, type Tensor,
 } from "../src/index.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -286,6 +286,7 @@ for (const b of testBackends()) {
           const launches: number[] = [];
           const run = (fused: boolean) => {
             adamw.adamwTuning.fused = fused;
+            adamw.adamwTuning.group = false; // one launch a parameter (the grouped step: next test)
             try {
               const s0 = adamw.init(params);
               resetCounters();
@@ -296,6 +297,7 @@ for (const b of testBackends()) {
               return { p, state };
             } finally {
               adamw.adamwTuning.fused = true;
+              adamw.adamwTuning.group = "auto";
             }
           };
           const one = run(true);
@@ -312,6 +314,104 @@ for (const b of testBackends()) {
           for (const r of [one, three]) disposeTree([r.p.w, r.p.b, r.state.m, r.state.v]);
         }
         disposeTree([params, grads, scale]);
+      });
+    });
+
+    test(`[${b}] the grouped AdamW step (every parameter in one call) gives the per-parameter step's values, in fewer dispatches`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        // 70 parameters (more than one WebGPU launch holds), sizes around the 256-thread
+        // workgroup, one empty, and an i32 leaf that passes through
+        const sizes = Array.from({ length: 70 }, (_, k) => (k === 3 ? 0 : [1, 255, 256, 257, 300, 7][k % 6] + (k >> 3)));
+        const [kp, kg, ks] = random.split(random.key(11), 3);
+        const pk = random.split(kp, sizes.length), gk = random.split(kg, sizes.length);
+        const params = { w: sizes.map((n, k) => random.normal(pk[k], k % 2 ? [n] : [1, n])), idx: fromArray(Int32Array.of(2), [1]) };
+        const grads = { w: sizes.map((n, k) => random.normal(gk[k], k % 2 ? [n] : [1, n])), idx: fromArray(Int32Array.of(0), [1]) };
+        const scale = tidy(() => keep(mul(random.uniform(ks, [1]), 0.9)));
+        const gpu = b === "webgpu" ? (getBackend() as unknown as { poolStats(): { bindGroups: { hits: number; misses: number } } }) : null;
+        const dispatches = () => (gpu ? gpu.poolStats().bindGroups.hits + gpu.poolStats().bindGroups.misses : 0);
+        const o = { lr: 0.05, weightDecay: 0.1, decayMask: adamw.decayMatricesOnly, gradScale: scale };
+        const run = (group: boolean) => {
+          adamw.adamwTuning.group = group;
+          try {
+            const counts: number[] = [], launches: number[] = [];
+            let { params: p, state } = { params, state: adamw.init(params) };
+            for (let step = 0; step < 3; step++) {
+              const d0 = dispatches();
+              resetCounters();
+              const next = adamw.update(p, grads, state, { ...o, keepOld: true });
+              launches.push(readCounters().launches);
+              counts.push(dispatches() - d0);
+              // the replaced f32 leaves (idx's m and v pass through; the initial params are the test's)
+              disposeTree(step > 0 ? [p.w, state.m.w, state.v.w] : [state.m.w, state.v.w]);
+              ({ params: p, state } = next);
+            }
+            return { p, state, counts, launches };
+          } finally {
+            adamw.adamwTuning.group = "auto";
+          }
+        };
+        const grouped = run(true);
+        const single = run(false);
+        expect(grouped.launches).toEqual([2, 2, 2]); // concat, adamwGroup
+        expect(single.launches).toEqual([70, 70, 70]); // one an f32 parameter
+        if (gpu) {
+          // step 1 reads the initial tensors, one launch each; from step 2 on p, m and v are views
+          // of the previous step's slabs: 2 launches (59 parameters a launch) where there were 69
+          expect(grouped.counts[0] - grouped.counts[1]).toBe(69 - 2);
+          expect(grouped.counts[2]).toBe(grouped.counts[1]);
+        }
+        expect(grouped.p.idx).toBe(params.idx);
+        for (let k = 0; k < sizes.length; k++) {
+          for (const [x, y] of [[grouped.p.w[k], single.p.w[k]], [grouped.state.m.w[k], single.state.m.w[k]], [grouped.state.v.w[k], single.state.v.w[k]]]) {
+            expect(x.shape).toEqual(y.shape);
+            // the CPU backends run the same kernel on each: same bits; on WebGPU the same
+            // expressions in another shader, which a compiler may contract differently
+            if (b === "webgpu") expectClose(await arr(x), await arr(y), 1e-6, 1e-9);
+            else expect(await arr(x)).toEqual(await arr(y));
+          }
+        }
+        for (const r of [grouped, single]) disposeTree([r.p.w, r.state.m, r.state.v]);
+        disposeTree([params, grads, scale]);
+      });
+    });
+
+    test(`[${b}] flatGradients once for clipScale and the grouped update: the bits of each concatenating its own, one concat fewer; a wrong flat is refused`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        const [kp, kg] = random.split(random.key(12), 2);
+        const params = { w: random.normal(kp, [4, 33]), b: fromArray([0.5, -2, 3], [3]), idx: fromArray(Int32Array.of(1), [1]) };
+        const grads = { w: random.normal(kg, [4, 33]), b: fromArray([1e-3, -40, 0], [3]), idx: fromArray(Int32Array.of(0), [1]) };
+        const o = { lr: 0.05, weightDecay: 0.1 };
+        const steps = (flatOnce: boolean) => {
+          adamw.adamwTuning.group = true;
+          try {
+            const s0 = adamw.init(params);
+            resetCounters();
+            const flat = flatOnce ? flatGradients(grads) : undefined;
+            const c = clipScale(grads, 0.5, { flat });
+            const r = adamw.update(params, grads, s0, { ...o, keepOld: true, gradScale: c.scale, flatGrads: flat });
+            const launches = readCounters().launches;
+            disposeTree([s0.m.w, s0.v.w, s0.m.b, s0.v.b, c.scale, flat]);
+            return { r, norm: c.norm, launches };
+          } finally {
+            adamw.adamwTuning.group = "auto";
+          }
+        };
+        const once = steps(true), twice = steps(false);
+        expect(twice.launches - once.launches).toBe(1); // the second concat
+        expect(await arr(once.norm)).toEqual(await arr(twice.norm));
+        for (const k of ["w", "b"] as const) {
+          expect(await arr(once.r.params[k])).toEqual(await arr(twice.r.params[k]));
+          expect(await arr(once.r.state.v[k])).toEqual(await arr(twice.r.state.v[k]));
+        }
+        // a flat of another tree (or shape) is refused before anything runs
+        const wrong = fromArray([1, 2, 3], [3]);
+        const st = adamw.init(params);
+        expect(() => adamw.update(params, grads, st, { ...o, flatGrads: wrong })).toThrow(/flat gradients must be 1-D f32 of 135 elements/);
+        expect(() => clipScale(grads, 1, { flat: wrong })).toThrow(/135 elements/);
+        for (const x of [once, twice]) disposeTree([x.r.params.w, x.r.params.b, x.r.state, x.norm]);
+        disposeTree([params, grads, wrong, st]);
       });
     });
 

@@ -280,6 +280,33 @@ test("webgpu backend: an AdamW loop binds the same buffers every other step (no 
   }
 });
 
+test("webgpu backend: allocGroup's views of one buffer work as ordinary buffers; the buffer outlives all but the last view", async () => {
+  const gpu = await webgpu();
+  if (!gpu) return;
+  const base = T.liveBuffers();
+  const shapes = [[5], [0], [3, 100], [70000]];
+  const data = shapes.map((s, k) => rnd(s.reduce((a, b) => a * b, 1), k + 1));
+  const views = T.allocTensorGroup(shapes, "f32");
+  expect(T.liveBuffers()).toBe(base + 4);
+  views.forEach((t, k) => gpu.write(t.buf, data[k]));
+  // a kernel reads each view at its offset and writes an ordinary buffer; the writes to the
+  // views did not spill into their neighbours
+  for (let k = 0; k < views.length; k++) {
+    const y = T.tidy(() => T.mul(views[k], 2)); // (the scalar 2 is a temporary)
+    expect(Array.from(await y.data())).toEqual(Array.from(data[k], (v) => Math.fround(v * 2)));
+    expect(Array.from(await views[k].data())).toEqual(Array.from(data[k]));
+    y.dispose();
+  }
+  // freeing three views keeps the shared buffer: new tensors of its size class get other buffers
+  for (const k of [0, 1, 3]) views[k].dispose();
+  expect(T.liveBuffers()).toBe(base + 1);
+  const others = [T.full([70000 + 500], 7), T.full([70300], -1)];
+  await gpu.sync();
+  expect(Array.from(await views[2].data())).toEqual(Array.from(data[2]));
+  T.disposeTree([others, views[2]]);
+  expect(T.liveBuffers()).toBe(base);
+});
+
 test("webgpu backend: clear errors: a tensor over maxBufferSize, double free, use after free", async () => {
   const gpu = await webgpu();
   if (!gpu) return;

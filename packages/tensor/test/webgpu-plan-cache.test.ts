@@ -27,6 +27,9 @@ function recorder(limits: GpuLimits = LIMITS): { ctx: GpuCtx; log: string[] } {
     range: () => {
       throw new Error("range: not used by these kernels");
     },
+    view: () => {
+      throw new Error("view: not used by these kernels");
+    },
     // named by size: a replay on another recorder must read the same
     temp: (bytes) => ({ buf: { name: `temp(${bytes})` } as unknown as GPUBuffer, offset: 0, size: bytes }),
     releaseTemp: (r) => log.push(`release ${name(r)}`),

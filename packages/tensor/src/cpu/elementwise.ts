@@ -215,3 +215,24 @@ export function adamwStepKernel(ins: CpuArg[], outs: CpuArg[], q: MultiPrimParam
     po[i] = p0 - f(f(Math.fround(m1) / denom) * st);
   }
 }
+
+/**
+ * AdamW over many parameters (MultiPrimParams["adamwGroup"]): adamwStepKernel on each, its
+ * gradient the next slice of the concatenated g.
+ */
+export function adamwGroupKernel(ins: CpuArg[], outs: CpuArg[], q: MultiPrimParams["adamwGroup"]): void {
+  const n = q.decays.length;
+  if (outs.length !== 3 * n || (ins.length !== 3 * n + 1 && ins.length !== 3 * n + 2)) {
+    throw new Error(`adamwGroup: ${n} parameters need 3n + 1 (or + 2) inputs and 3n outputs, got ${ins.length} and ${outs.length}`);
+  }
+  const g = ins[3 * n].data;
+  const scale = ins.length > 3 * n + 1 ? [ins[3 * n + 1]] : [];
+  let off = 0;
+  for (let i = 0; i < n; i++) {
+    const size = outs[i].data.length;
+    const gi: CpuArg = { data: g.subarray(off, off + size), shape: [size] };
+    off += size;
+    adamwStepKernel([ins[i], gi, ins[n + i], ins[2 * n + i], ...scale], [outs[i], outs[n + i], outs[2 * n + i]], { ...q, decays: q.decays[i] });
+  }
+  if (off !== g.length) throw new Error(`adamwGroup: the concatenated gradient has ${g.length} elements, the parameters ${off}`);
+}

@@ -1,6 +1,6 @@
 /** The CPU kernel table: one kernel per primitive (the compiler checks none is missing). */
 import type { HostArray, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../backend.ts";
-import { addNKernel, unaryGradKernel, adamwKernel, adamwStepKernel, binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, whereKernel } from "./elementwise.ts";
+import { addNKernel, unaryGradKernel, adamwKernel, adamwGroupKernel, adamwStepKernel, binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import { matmulKernel, matmulRowsKernel } from "./matmul.ts";
 import { maxGradKernel, reduceKernel } from "./reduce.ts";
@@ -24,6 +24,7 @@ export type CpuKernel<K extends PrimName> = (ins: CpuArg[], out: CpuArg, params:
 /** The multi-output kernels (Backend.runMulti). */
 export const cpuMultiKernels: { [K in MultiPrimName]: (ins: CpuArg[], outs: CpuArg[], params: MultiPrimParams[K]) => void } = {
   adamwStep: adamwStepKernel,
+  adamwGroup: adamwGroupKernel,
   attnReadGrad: attnReadGradKernel,
   rmsNormGradW: rmsNormGradWKernel,
   selectiveScanWithState: selectiveScanWithStateKernel,

@@ -33,6 +33,10 @@ import { z } from "zod";
 import { flattenTree, mapTree, noGrad } from "../autodiff.ts";
 import { bind, bindMulti, definePrimitive } from "../dispatch.ts";
 import { full } from "../ops/elementwise.ts";
+import { concat, reshape } from "../ops/movement.ts";
+import { checkFlat } from "./clip.ts";
+import { getBackend } from "../engine.ts";
+import type { MultiPrimParams } from "../backend.ts";
 import { ShapeError } from "../shape.ts";
 import { keep, Tensor, tidy } from "../tensor.ts";
 import { showShape } from "../shape.ts";
@@ -88,6 +92,12 @@ export interface AdamWOptions {
    * materialising a clipped copy of every gradient (one launch per parameter fewer).
    */
   gradScale?: Tensor;
+  /**
+   * The gradients as `flatGradients(grads)` returns them (also what `clipScale(…, { flat })`
+   * takes): the grouped step (adamwTuning.group) reads them from it instead of concatenating the
+   * leaves again. Ignored by the per-parameter step. The caller still owns it.
+   */
+  flatGrads?: Tensor;
 }
 
 /**
@@ -155,7 +165,55 @@ definePrimitive("adamw", {
  * three "adamw" parts m, v, p. Same bits on the CPU backends; a GPU compiler may contract a
  * multiply-add differently in the two shaders.
  */
-export const adamwTuning = { fused: true };
+export const adamwTuning = {
+  fused: true,
+  /**
+   * With `fused`: every parameter in one "adamwGroup" call (the gradients concatenated first, so
+   * two launches in all where the backend groups the new tensors: WebGPU then updates the
+   * parameters in a few dispatches instead of one each, from the second step on, when the
+   * parameters and moments are the previous step's grouped outputs). "auto": where the backend
+   * allocates groups (Backend.allocGroup); the CPU backends gain nothing from it (the same bits).
+   */
+  group: "auto" as boolean | "auto",
+};
+
+/**
+ * The grouped step (adamwTuning.group): the f32 parameters' gradients concatenated, then one
+ * "adamwGroup" call whose outputs are allocated as three groups (new p, m, v). Null where the
+ * backend has no multi-output kernels or there is nothing to update; non-f32 leaves pass through.
+ */
+function groupStep(
+  ps: Tensor[], gs: Tensor[], ms: Tensor[], vs: Tensor[], scale: Tensor | undefined, given: Tensor | undefined,
+  hyper: Omit<MultiPrimParams["adamwGroup"], "decays">, decaysOf: (i: number) => boolean,
+): { p: Tensor; m: Tensor; v: Tensor }[] | null {
+  const idx = ps.map((p, i) => (p.dtype === "f32" ? i : -1)).filter((i) => i >= 0);
+  if (idx.length === 0 || !getBackend().runMulti) return null;
+  const total = idx.reduce((a, i) => a + gs[i].size, 0);
+  if (given && given.size !== total) {
+    throw new RangeError(`adamw.update: flatGrads has ${given.size} elements, the f32 parameters' gradients ${total}`);
+  }
+  const outs = noGrad(() =>
+    tidy(() => {
+      const parts = given ? [] : idx.filter((i) => gs[i].size > 0).map((i) => reshape(gs[i], [gs[i].size]));
+      const flat = given ?? (parts.length === 0 ? full([0], 0) : parts.length === 1 ? parts[0] : concat(parts));
+      const specs = idx.map((i) => ({ shape: [...ps[i].shape], dtype: "f32" as const }));
+      const n = idx.length, range = (k: number) => Array.from({ length: n }, (_, j) => k * n + j);
+      const r = bindMulti(
+        "adamwGroup", [...idx.map((i) => ps[i]), ...idx.map((i) => ms[i]), ...idx.map((i) => vs[i]), flat, ...(scale === undefined ? [] : [scale])],
+        [...specs, ...specs, ...specs], { ...hyper, decays: idx.map(decaysOf) }, "long-lived", [range(0), range(1), range(2)],
+      );
+      return r;
+    })
+  );
+  if (!outs) return null;
+  for (const t of outs) keep(t); // out of every scope, as the per-parameter path's results
+  const n = idx.length;
+  const at = new Map(idx.map((i, j) => [i, j]));
+  return ps.map((p, i) => {
+    const j = at.get(i);
+    return j === undefined ? { p, m: ms[i], v: vs[i] } : { p: outs[j], m: outs[n + j], v: outs[2 * n + j] };
+  });
+}
 
 /**
  * One AdamW step. Returns the new parameters and state; disposes the old parameter, m and v
@@ -182,6 +240,7 @@ export function update<P>(params: P, grads: GradTree<NoInfer<P>>, state: AdamWSt
     throw new RangeError(`adamw.update: gradScale must be a one-element f32 tensor, got ${gs1.dtype}${showShape(gs1.shape)}`);
   }
   const scaled = (g: Tensor) => (gs1 === undefined ? [g] : [g, gs1]);
+  if (opts.flatGrads !== undefined) checkFlat("adamw.update (flatGrads)", grads, opts.flatGrads);
 
   const ps = flattenTree(params);
   const gs = flattenTree(grads);
@@ -207,13 +266,20 @@ export function update<P>(params: P, grads: GradTree<NoInfer<P>>, state: AdamWSt
   const sqrtBc2 = Math.sqrt(bc2);
   const decay = 1 - lr * weightDecay;
 
+  const hyper = { a1: beta1, b1: 1 - beta1, a2: beta2, b2: 1 - beta2, decay, sqrtBc2, eps, stepSize };
+  const decaysOf = (i: number) => weightDecay !== 0 && (opts.decayMask ? opts.decayMask(ps[i][0], ps[i][1]) : true);
   // Compute every new tensor first; dispose the old ones only once all succeeded.
   const created: Tensor[] = [];
   const results: { p: Tensor; m: Tensor; v: Tensor }[] = [];
-  try {
+  const grouped = adamwTuning.fused && (adamwTuning.group === true || (adamwTuning.group === "auto" && typeof getBackend().allocGroup === "function"))
+    ? groupStep(ps.map(([, p]) => p), gs.map(([, g]) => g), ms.map(([, m]) => m), vs.map(([, v]) => v), gs1, opts.flatGrads, hyper, decaysOf)
+    : null;
+  if (grouped) {
+    for (const r of grouped) results.push(r);
+  } else try {
     noGrad(() => {
       for (let i = 0; i < ps.length; i++) {
-        const [path, p] = ps[i];
+        const p = ps[i][1];
         const g = gs[i][1];
         const m = ms[i][1];
         const v = vs[i][1];
@@ -221,14 +287,12 @@ export function update<P>(params: P, grads: GradTree<NoInfer<P>>, state: AdamWSt
           results.push({ p, m, v });
           continue;
         }
-        const decays = weightDecay !== 0 && (opts.decayMask ? opts.decayMask(path, p) : true);
+        const decays = decaysOf(i);
         const spec = { shape: [...p.shape], dtype: "f32" as const };
         const one = adamwTuning.fused
           // long-lived: each step's p', m', v' take the buffers of the step before last's, apart
           // from the temporaries (a pooling backend then binds the same buffers every other step)
-          ? bindMulti("adamwStep", [p, g, m, v, ...(gs1 === undefined ? [] : [gs1])], [spec, spec, spec], {
-            a1: beta1, b1: 1 - beta1, a2: beta2, b2: 1 - beta2, decay, decays, sqrtBc2, eps, stepSize,
-          }, "long-lived")
+          ? bindMulti("adamwStep", [p, g, m, v, ...(gs1 === undefined ? [] : [gs1])], [spec, spec, spec], { ...hyper, decays }, "long-lived")
           : null;
         if (one) {
           for (const x of one) created.push(keep(x));

@@ -6,7 +6,7 @@
  * `consume: true` asks `clipByGlobalNorm` to dispose its input.
  */
 import { flattenTree, mapTree, noGrad } from "../autodiff.ts";
-import { add, div, minimum, mul, scalar, sqrt, square } from "../ops/elementwise.ts";
+import { add, div, full, minimum, mul, scalar, sqrt, square } from "../ops/elementwise.ts";
 import { concat, reshape } from "../ops/movement.ts";
 import { sum } from "../ops/reduce.ts";
 import { tidy, type Tensor } from "../tensor.ts";
@@ -22,15 +22,41 @@ function floatLeaves(tree: unknown): Tensor[] {
  * sum per leaf, then a concat of the partial sums, cost a model of 190 parameter tensors about
  * 570 launches a step; the extra copy of the gradients is a few microseconds of bandwidth.
  */
-export function globalNorm(grads: unknown): Tensor<[]> {
+export function globalNorm(grads: unknown, opts: { flat?: Tensor } = {}): Tensor<[]> {
+  return noGrad(() =>
+    tidy(() => {
+      const flat = opts.flat ?? flatGradients(grads);
+      if (opts.flat) checkFlat("globalNorm", grads, flat);
+      return (flat.size === 0 ? scalar(0) : sqrt(sum(square(flat)))) as Tensor<[]>;
+    })
+  );
+}
+
+/**
+ * Every f32 leaf of a gradient tree flattened and laid end to end, in tree order (one concat): a
+ * new 1-D tensor owned by the caller. Compute it once a step and pass it as `flat` to `clipScale`
+ * and as `flatGrads` to `adamw.update`, which both need it (the norm's squares, and the grouped
+ * AdamW step's gradient operand), instead of each concatenating the leaves again.
+ */
+export function flatGradients(grads: unknown): Tensor<[number]> {
   return noGrad(() =>
     tidy(() => {
       const parts: Tensor[] = [];
       for (const g of floatLeaves(grads)) if (g.size > 0) parts.push(reshape(g, [g.size]));
-      if (parts.length === 0) return scalar(0) as Tensor<[]>;
-      return sqrt(sum(square(concat(parts)))) as Tensor<[]>;
+      if (parts.length === 0) return full([0], 0);
+      // a lone leaf: a copy all the same, so the result never shares the caller's gradient buffer
+      return (parts.length === 1 ? mul(parts[0], 1) : concat(parts)) as Tensor<[number]>;
     })
   );
+}
+
+/** Checks that `flat` is flatGradients(grads)'s shape: 1-D f32 of the f32 leaves' total size. */
+export function checkFlat(where: string, grads: unknown, flat: Tensor): void {
+  let n = 0;
+  for (const g of floatLeaves(grads)) n += g.size;
+  if (flat.dtype !== "f32" || flat.rank !== 1 || flat.size !== n) {
+    throw new RangeError(`${where}: the flat gradients must be 1-D f32 of ${n} elements (flatGradients of the same tree), got ${flat.dtype}[${flat.shape.join(", ")}]`);
+  }
 }
 
 /**
@@ -39,11 +65,11 @@ export function globalNorm(grads: unknown): Tensor<[]> {
  * `scale` to `adamw.update({ gradScale })`, which applies it inside its fused update (same bits,
  * one launch per parameter fewer). Both are new scalar tensors owned by the caller.
  */
-export function clipScale(grads: unknown, maxNorm: number): { norm: Tensor<[]>; scale: Tensor<[]> } {
+export function clipScale(grads: unknown, maxNorm: number, opts: { flat?: Tensor } = {}): { norm: Tensor<[]>; scale: Tensor<[]> } {
   if (!(maxNorm > 0) || !Number.isFinite(maxNorm)) throw new RangeError(`clipScale: maxNorm must be a positive number, got ${maxNorm}`);
   return noGrad(() =>
     tidy(() => {
-      const norm = globalNorm(grads);
+      const norm = globalNorm(grads, opts);
       return { norm, scale: minimum(div(scalar(maxNorm), add(norm, 1e-6)), 1) as Tensor<[]> };
     })
   );

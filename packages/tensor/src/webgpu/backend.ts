@@ -64,15 +64,36 @@ interface BufInfo {
  * BufInfo and ids it holds (backends may share a device: tests lower the limits of a second one).
  */
 class WholeRef implements BufRef {
-  readonly offset = 0;
-  constructor(readonly buf: GPUBuffer, readonly size: number, readonly info: BufInfo, readonly key: string, readonly owner: object) {}
+  constructor(
+    readonly buf: GPUBuffer, readonly offset: number, readonly size: number, readonly info: BufInfo, readonly key: string, readonly owner: object,
+  ) {}
+}
+
+/**
+ * One GPUBuffer shared by the tensors of an allocGroup call, each a view at its own offset; the
+ * buffer goes back to the pool when the last view is freed.
+ */
+interface Slab {
+  readonly gpu: GPUBuffer;
+  /** Bytes the views span (from 0): what a kernel binds to reach all of them. */
+  readonly bytes: number;
+  /** Views not yet freed. */
+  refs: number;
 }
 
 class GpuBuffer implements BufferHandle {
   /** Its whole-buffer binding (see WholeRef), made on first use. */
   whole: WholeRef | null = null;
-  constructor(readonly id: number, readonly size: number, readonly dtype: DType, public gpu: GPUBuffer | null) {}
+  constructor(
+    readonly id: number, readonly size: number, readonly dtype: DType, public gpu: GPUBuffer | null,
+    /** Byte offset of the elements in `gpu` (views of a slab; 0 otherwise). */
+    readonly offset = 0,
+    readonly slab: Slab | null = null,
+  ) {}
 }
+
+/** Slab views start at multiples of this many bytes: 256-byte binding offsets, and whole 256-thread workgroups of f32 per view. */
+const SLAB_ALIGN = 1024;
 
 export interface WebGpuOptions extends AcquireOptions {
   /** Use this device instead of acquiring one (it is then not destroyed by destroy()). */
@@ -177,6 +198,7 @@ export class WebGpuBackend implements Backend {
       software: this.adapterInfo.includes("[fallback adapter]"),
       ref: (a, prim) => this.#ref(a, prim),
       range: (a, start, count) => this.#range(a, start, count),
+      view: (a, prim) => this.#view(a, prim),
       temp: (bytes) => ({ buf: this.#pool.acquire(Math.max(16, bytes)), offset: 0, size: Math.max(4, bytes) }),
       releaseTemp: (r) => this.#release(r.buf),
       dispatch: (l) => this.#dispatch(l),
@@ -197,6 +219,41 @@ export class WebGpuBackend implements Backend {
     return new GpuBuffer(this.#nextId++, size, dtype, this.#pool.acquire(Math.max(16, bytes), hint === "long-lived" ? 1 : 0));
   }
 
+  /**
+   * Allocates several buffers as views of as few GPUBuffers (slabs) as the binding limit allows,
+   * each view at a multiple of 1 KiB, in order. A kernel that updates many tensors at once
+   * (adamwGroup) then binds one slab instead of one buffer per tensor; to every other kernel a
+   * view is an ordinary buffer.
+   */
+  allocGroup(sizes: readonly number[], dtype: DType, hint?: AllocHint): BufferHandle[] {
+    this.#alive();
+    const cap = Math.min(this.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize);
+    const out: GpuBuffer[] = [];
+    let i = 0;
+    while (i < sizes.length) {
+      // the views of one slab: as many of the next sizes as fit under the binding limit (at least one)
+      const offsets: number[] = [];
+      let bytes = 0;
+      let j = i;
+      for (; j < sizes.length; j++) {
+        const n = sizes[j];
+        if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`webgpu.allocGroup: invalid size ${n} (index ${j})`);
+        const need = Math.ceil(Math.max(1, n * 4) / SLAB_ALIGN) * SLAB_ALIGN;
+        if (j > i && bytes + need > cap) break;
+        offsets.push(bytes);
+        bytes += need;
+      }
+      if (bytes > this.device.limits.maxBufferSize) {
+        throw new RangeError(`webgpu.allocGroup: a tensor of ${sizes[i]} ${dtype} elements exceeds this device's maxBufferSize (${this.device.limits.maxBufferSize} bytes)`);
+      }
+      const slab: Slab = { gpu: this.#pool.acquire(bytes, hint === "long-lived" ? 1 : 0), bytes, refs: j - i };
+      for (let k = i; k < j; k++) out.push(new GpuBuffer(this.#nextId++, sizes[k], dtype, slab.gpu, offsets[k - i], slab));
+      this.#live += j - i;
+      i = j;
+    }
+    return out;
+  }
+
   free(buf: BufferHandle): void {
     const b = buf as GpuBuffer;
     if (!b.gpu) throw new Error(`webgpu.free: buffer ${b.id} was freed twice`);
@@ -205,6 +262,7 @@ export class WebGpuBackend implements Backend {
     b.whole = null;
     this.#live--;
     forgetInverseIndices(this.ctx, b); // indexedOuter's cached index of this buffer (kernels/indexed.ts)
+    if (b.slab && --b.slab.refs > 0) return; // other views still use the slab
     if (!this.#destroyed) this.#release(g);
   }
 
@@ -222,13 +280,13 @@ export class WebGpuBackend implements Backend {
       if (this.#uploadUsed + bytes <= UPLOAD_BYTES) {
         this.#uploadHost.set(new Uint8Array(data.buffer, data.byteOffset, bytes), this.#uploadUsed);
         this.#endPass();
-        this.#encoderOrNew().copyBufferToBuffer(this.#upload, this.#uploadUsed, g, 0, bytes);
+        this.#encoderOrNew().copyBufferToBuffer(this.#upload, this.#uploadUsed, g, b.offset, bytes);
         this.#uploadUsed += bytes;
         return;
       }
       this.#flush();
     }
-    this.device.queue.writeBuffer(g, 0, data.buffer, data.byteOffset, data.byteLength);
+    this.device.queue.writeBuffer(g, b.offset, data.buffer, data.byteOffset, data.byteLength);
   }
 
   async read(buf: BufferHandle): Promise<HostArray> {
@@ -242,7 +300,7 @@ export class WebGpuBackend implements Backend {
     }
     const staging = this.#staging.acquire(bytes);
     this.#endPass();
-    this.#encoderOrNew().copyBufferToBuffer(g, 0, staging, 0, bytes);
+    this.#encoderOrNew().copyBufferToBuffer(g, b.offset, staging, 0, bytes);
     this.#flush();
     try {
       await staging.mapAsync(GPUMapMode.READ, 0, bytes);
@@ -404,7 +462,8 @@ export class WebGpuBackend implements Backend {
   #ref(a: KernelArg, prim: string): BufRef {
     const g = this.#gpu(a.buf, prim);
     const bytes = sizeOf(a.shape) * 4;
-    const whole = (a.buf as GpuBuffer).whole;
+    const b = a.buf as GpuBuffer;
+    const whole = b.whole;
     // the cached binding, where it binds the same bytes (it is made below once the checks passed)
     if (whole !== null && whole.owner === this && whole.buf === g && whole.size === Math.max(4, bytes)) return whole;
     if (bytes > this.limits.maxStorageBufferBindingSize) {
@@ -416,16 +475,24 @@ export class WebGpuBackend implements Backend {
     }
     const size = Math.max(4, bytes);
     const info = this.#infoOf(g);
-    const ref = new WholeRef(g, size, info, `|${info.id}:0:${size}`, this);
-    (a.buf as GpuBuffer).whole = ref;
+    const ref = new WholeRef(g, b.offset, size, info, `|${info.id}:${b.offset}:${size}`, this);
+    b.whole = ref;
     return ref;
   }
 
   #range(a: KernelArg, start: number, count: number): BufRef {
     const g = this.#gpu(a.buf, "range");
-    const offset = start * 4;
+    const offset = (a.buf as GpuBuffer).offset + start * 4;
     if (offset % this.limits.minStorageBufferOffsetAlignment !== 0) throw new Error(`webgpu: binding offset ${offset} is not aligned`);
     return { buf: g, offset, size: Math.max(4, count * 4) };
+  }
+
+  /** See GpuCtx.view. */
+  #view(a: KernelArg, prim: string): { ref: BufRef; base: number } {
+    const b = a.buf as GpuBuffer;
+    const g = this.#gpu(b, prim);
+    if (b.slab) return { ref: { buf: g, offset: 0, size: b.slab.bytes }, base: b.offset / 4 };
+    return { ref: this.#ref(a, prim), base: 0 };
   }
 
   /**

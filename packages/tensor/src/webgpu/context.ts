@@ -58,6 +58,12 @@ export interface GpuCtx {
   ref(arg: KernelArg, prim: string): BufRef;
   /** A range of a tensor's buffer, in elements (start must be a multiple of 64 elements). */
   range(arg: KernelArg, start: number, count: number): BufRef;
+  /**
+   * The binding that reaches a tensor together with the other views of its allocGroup slab (the
+   * slab from byte 0; for a tensor of its own, its ref), and the tensor's first element in it.
+   * Tensors whose views have the same `ref.buf` can be updated by one launch.
+   */
+  view(arg: KernelArg, prim: string): { ref: BufRef; base: number };
   /** A scratch buffer valid for the launches encoded before `releaseTemp` (freed back to the pool). */
   temp(bytes: number): BufRef;
   releaseTemp(ref: BufRef): void;

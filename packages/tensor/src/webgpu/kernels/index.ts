@@ -16,7 +16,7 @@ import {
 } from "./nn.ts";
 import { maxGradKernel, reduceKernel } from "./reduce.ts";
 import { scanKernel, scanReverseKernel } from "./scan.ts";
-import { adamwKernel, adamwStepKernel } from "./optim.ts";
+import { adamwGroupKernel, adamwKernel, adamwStepKernel } from "./optim.ts";
 import { causalSelectKernel } from "./select.ts";
 import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel, selectiveScanWithStateKernel } from "./ssm.ts";
 
@@ -25,6 +25,7 @@ export type GpuKernel<K extends PrimName> = (ctx: GpuCtx, ins: readonly KernelAr
 /** The multi-output kernels (Backend.runMulti). */
 export const gpuMultiKernels: { [K in MultiPrimName]: (ctx: GpuCtx, ins: readonly KernelArg[], outs: readonly KernelArg[], params: MultiPrimParams[K]) => void } = {
   adamwStep: adamwStepKernel,
+  adamwGroup: adamwGroupKernel,
   attnReadGrad: attnReadGradKernel,
   rmsNormGradW: rmsNormGradWKernel,
   selectiveScanWithState: selectiveScanWithStateKernel,

@@ -4,7 +4,7 @@
  * 1,200 optimizer kernels). Same op order as the CPU kernel; f32 arithmetic throughout.
  */
 import type { KernelArg, MultiPrimParams, PrimParams } from "../../backend.ts";
-import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, prod, pu, type GpuCtx } from "../context.ts";
+import { type BufRef, ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, prod, pu, type GpuCtx } from "../context.ts";
 
 const WG = 256;
 const pf = (i: number) => `bitcast<f32>(${pu(i)})`;
@@ -99,4 +99,105 @@ export function adamwStepKernel(ctx: GpuCtx, ins: readonly KernelArg[], outs: re
     params: new ParamWords().u(n).u(q.decays ? 1 : 0).u(scaled ? 1 : 0).f(q.a1).f(q.b1).f(q.a2).f(q.b2).f(q.decay).f(q.sqrtBc2).f(q.eps).f(q.stepSize).words(),
     groups: grid(ceilDiv(n, WG), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
+}
+
+/** Parameters a group launch takes: its table (a vec4 each) after the 5-vec4 header fills 1 KiB of params. */
+const GROUP_MAX = 59;
+const GROUP_HEAD = 5;
+
+// header: [count, scaled, -, -], [a1, b1, a2, b2], [decay, sqrtBc2, eps, stepSize], the element
+// bases of p, m, v, po / mo, vo in their bindings; then per parameter [first workgroup, offset
+// from the bases, offset in g, size | decays << 31]
+const ADAMW_GROUP = `${header(4 * (GROUP_HEAD + GROUP_MAX), [
+  { name: "po", type: "f32", write: true }, { name: "mo", type: "f32", write: true }, { name: "vo", type: "f32", write: true },
+  { name: "p", type: "f32" }, { name: "m", type: "f32" }, { name: "v", type: "f32" }, { name: "g", type: "f32" }, { name: "s", type: "f32" },
+])}
+@compute @workgroup_size(${WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  // this workgroup's parameter: the last whose first workgroup is at or before it (every
+  // parameter starts a workgroup of its own, so a workgroup never spans two)
+  var lo = 0u;
+  var hi = prm.v[0].x - 1u;
+  while (lo < hi) {
+    let mid = (lo + hi + 1u) / 2u;
+    if (prm.v[${GROUP_HEAD}u + mid].x <= wg) { lo = mid; } else { hi = mid - 1u; }
+  }
+  let t = prm.v[${GROUP_HEAD}u + lo];
+  let e = (wg - t.x) * ${WG}u + lid;
+  if (e >= (t.w & 0x7fffffffu)) { return; }
+  let h = prm.v[1];
+  let k = prm.v[2];
+  let b0 = prm.v[3];
+  let i = t.y + e;
+  var gi = g[t.z + e];
+  if (prm.v[0].y == 1u) { gi = gi * s[0]; }
+  let m1 = m[b0.y + i] * bitcast<f32>(h.x) + gi * bitcast<f32>(h.y);
+  let v1 = v[b0.z + i] * bitcast<f32>(h.z) + (gi * gi) * bitcast<f32>(h.w);
+  mo[prm.v[4].x + i] = m1;
+  vo[prm.v[4].y + i] = v1;
+  var p0 = p[b0.x + i];
+  if ((t.w >> 31u) == 1u) { p0 = p0 * bitcast<f32>(k.x); }
+  let denom = sqrt(v1) / bitcast<f32>(k.y) + bitcast<f32>(k.z);
+  po[b0.w + i] = p0 - (m1 / denom) * bitcast<f32>(k.w);
+}`;
+
+const adamwGroupGen = () => ADAMW_GROUP;
+
+/**
+ * AdamW over many parameters (MultiPrimParams["adamwGroup"]): adamwStep's arithmetic, one launch
+ * for each run of parameters whose p, m, v, p', m', v' are views of the same six slabs at the same
+ * relative offsets (Backend.allocGroup; at most GROUP_MAX a launch), else a launch per parameter.
+ * The gradients come concatenated in one buffer, so a launch binds 8 buffers however many
+ * parameters it updates: a training step of the small model goes from 190 launches to 4.
+ */
+export function adamwGroupKernel(ctx: GpuCtx, ins: readonly KernelArg[], outs: readonly KernelArg[], q: MultiPrimParams["adamwGroup"]): void {
+  const n = q.decays.length;
+  if (outs.length !== 3 * n || (ins.length !== 3 * n + 1 && ins.length !== 3 * n + 2)) {
+    throw new Error(`webgpu.adamwGroup: ${n} parameters need 3n + 1 (or + 2) inputs and 3n outputs, got ${ins.length} and ${outs.length}`);
+  }
+  const scaled = ins.length === 3 * n + 2;
+  const g = ctx.ref(ins[3 * n], "adamwGroup");
+  const s = scaled ? ctx.ref(ins[3 * n + 1], "adamwGroup") : g;
+  const head = new ParamWords().u(0).u(scaled ? 1 : 0).u(0).u(0).f(q.a1).f(q.b1).f(q.a2).f(q.b2).f(q.decay).f(q.sqrtBc2).f(q.eps).f(q.stepSize).words();
+  let refs: BufRef[] = [];
+  let bases: number[] = [];
+  let table: number[] = [];
+  let wgs = 0;
+  const flush = () => {
+    if (table.length === 0) return;
+    const words = new Uint32Array(4 * (GROUP_HEAD + GROUP_MAX));
+    words.set(head);
+    words[0] = table.length / 4;
+    words.set([bases[0], bases[1], bases[2], bases[3], bases[4], bases[5]], 12);
+    words.set(table, 4 * GROUP_HEAD);
+    ctx.dispatch({
+      label: "adamwGroup", key: "adamwGroup", wgsl: adamwGroupGen,
+      buffers: [refs[3], refs[4], refs[5], refs[0], refs[1], refs[2], g, s],
+      params: words,
+      groups: grid(wgs, ctx.limits.maxComputeWorkgroupsPerDimension),
+    });
+    table = [];
+    wgs = 0;
+  };
+  let gOff = 0;
+  for (let i = 0; i < n; i++) {
+    const size = prod(outs[i].shape);
+    if (size === 0) continue;
+    // roles in the order p, m, v, p', m', v'
+    const vs = [ins[i], ins[n + i], ins[2 * n + i], outs[i], outs[n + i], outs[2 * n + i]].map((a) => ctx.view(a, "adamwGroup"));
+    const rel = vs[0].base - bases[0];
+    const joins = table.length > 0 && table.length < 4 * GROUP_MAX &&
+      vs.every((x, r) => x.ref.buf === refs[r].buf && x.ref.size === refs[r].size && x.base - bases[r] === rel);
+    if (!joins) {
+      flush();
+      refs = vs.map((x) => x.ref);
+      bases = vs.map((x) => x.base);
+    }
+    if (size > 0x7fffffff || gOff + size > 0xffffffff) throw new RangeError(`webgpu.adamwGroup: parameter ${i} (${size} elements) is too large for 32-bit indexing`);
+    table.push(wgs, joins ? rel : 0, gOff, (size | 0) + (q.decays[i] ? 0x80000000 : 0));
+    wgs += ceilDiv(size, WG);
+    gOff += size;
+  }
+  flush();
 }
