@@ -14,7 +14,6 @@
  *
  *   node out.mjs [--sizes 1024,2048,4096] [--runs 9] [--json] [--out FILE] [--tile auto|64|128x64|128|BMxBNxBK/TMxTN[:db][:cf][:xs][:wl][:sw|:swN][:rf],...] [--sweep]
  *   node out.mjs --shapes train|MxNxK[xBATCH][:tA][:tB],... [--split-k on|off|both]
- *   node out.mjs --sizes 4096 --variants base,fixed,nested,fixed+nested
  *
  * --tile takes a comma-separated list: every size is run with every tile (a sweep in one run;
  * the fastest per size is marked in the table and listed in the JSON's "best").
@@ -22,9 +21,6 @@
  * and off side by side (--split-k both, the default): "train" is the shape classes of a MemMamba
  * training step (small preset, batch 8 × 2048 tokens) whose output has few blocks, mostly the
  * weight gradients dW = Xᵀ·dY per batch element (transA, K = 2048 rows).
- * --variants runs every size (and shape) with each combination of the kernel's robustness knobs
- * (matmulTuning.fixedArrays, nestedTiles), side by side in one run; the table's "variant" column
- * says which ran. Dawn's own toggles (MEMMAMBA_DAWN_FLAGS) hold for a whole process: one run each.
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
 import { fmt, formatTable, fromRoot, median, oneOf, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
@@ -32,7 +28,7 @@ import process from "node:process";
 import { gpuBenchHeader, timeGpuCalls } from "./gpu-timing.ts";
 import type { KernelArg } from "../../tensor/src/backend.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
-import { BIG_TILE, fitTile, matmulPlan, matmulTuning, MID_TILE, nestedOk, parseTile, SMALL_TILE, splitKPlan, tileName, type TileConfig } from "../../tensor/src/webgpu/kernels/matmul.ts";
+import { BIG_TILE, fitTile, matmulPlan, matmulTuning, MID_TILE, parseTile, SMALL_TILE, splitKPlan, tileName, type TileConfig } from "../../tensor/src/webgpu/kernels/matmul.ts";
 
 const HELP = `webgpu-matmul: fp32 matmul throughput of the WebGPU backend
 
@@ -61,12 +57,6 @@ const HELP = `webgpu-matmul: fp32 matmul throughput of the WebGPU backend
                     training shapes)
   --split-target N  workgroups × slices to aim for (splitKTargetWorkgroups, default 512)
   --split-min-slice N  shortest slice of K (splitKMinSlice, default 128)
-  --variants V,...  robustness variants of the tiled kernel, each size (and shape) with each:
-                    base (default), fixed (matmulTuning.fixedArrays: storage arrays declared
-                    with constant sizes), nested (matmulTuning.nestedTiles: workgroup tiles
-                    indexed with one dynamic index a read; tiles without :cf's padding), or
-                    both as fixed+nested; e.g. --variants base,fixed,nested,fixed+nested
-                    (repeats run again: base,nested,base,nested alternates the two)
   --json            print the JSON result on stdout instead of the table
   --out FILE        where to write the JSON (default packages/bench/results/webgpu-matmul.json,
                     or webgpu-matmul-shapes.json for a run of --shapes alone)
@@ -102,8 +92,6 @@ export interface MatmulRow {
   n: number;
   /** The --tile entry this row ran with. */
   requested: string;
-  /** The --variants entry this row ran with (base: every knob off). */
-  variant: string;
   tile: string;
   medianMs: number;
   minMs: number;
@@ -119,8 +107,6 @@ export interface MatmulRow {
 export interface ShapeRow extends ShapeSpec {
   /** The --tile entry this row ran with (auto: the library's choice). */
   requested?: string;
-  /** The --variants entry this row ran with. */
-  variant?: string;
   splitK: boolean;
   /** The kernel the library ran: tile or "untiled", and the split (slices × slice length). */
   kernel: string;
@@ -159,33 +145,6 @@ export function parseShapes(list: string): ShapeSpec[] {
   });
 }
 
-/** A --variants entry: the robustness knobs of the tiled kernel it turns on. */
-export interface Variant {
-  /** Canonical name: "base", or the knobs joined by "+" (fixed before nested). */
-  name: string;
-  fixedArrays: boolean;
-  nestedTiles: boolean;
-}
-
-/** Parses --variants ("base", "fixed", "nested", "fixed+nested" in any order, repeats kept in order), or a clear error naming the bad entry. */
-export function parseVariants(list: string): Variant[] {
-  const entries = list.split(",").map((s) => s.trim()).filter(Boolean);
-  if (entries.length === 0) throw new Error(`--variants: no variants in "${list}"`);
-  const out: Variant[] = [];
-  for (const e of entries) {
-    const parts = e.split("+").map((s) => s.trim());
-    const bad = parts.find((q) => q !== "base" && q !== "fixed" && q !== "nested");
-    if (bad !== undefined || (parts.includes("base") && parts.length > 1)) {
-      throw new Error(`--variants: "${e}" is not base, fixed, nested or fixed+nested`);
-    }
-    const fixedArrays = parts.includes("fixed"), nestedTiles = parts.includes("nested");
-    const name = [fixedArrays ? "fixed" : "", nestedTiles ? "nested" : ""].filter(Boolean).join("+") || "base";
-    // repeats are kept: "base,nested,base,nested" alternates the two (drift in clocks shows)
-    out.push({ name, fixedArrays, nestedTiles });
-  }
-  return out;
-}
-
 function randomMatrix(n: number, seed: number, len = n * n): Float32Array {
   const a = new Float32Array(len);
   let s = seed >>> 0;
@@ -194,12 +153,6 @@ function randomMatrix(n: number, seed: number, len = n * n): Float32Array {
     a[i] = s / 2 ** 32 - 0.5;
   }
   return a;
-}
-
-/** Where a variant's knob does not apply to the kernel that ran (the untiled kernel; nestedTiles on a padded tile), a note for the kernel column. */
-function knobNote(t: TileConfig | "untiled"): string {
-  if (t === "untiled") return matmulTuning.fixedArrays || matmulTuning.nestedTiles ? " (knobs: tiled only)" : "";
-  return matmulTuning.nestedTiles && !nestedOk(t) ? " (flat tiles: padded)" : "";
 }
 
 function arg(buf: KernelArg["buf"], n: number): KernelArg {
@@ -245,7 +198,7 @@ async function benchShape(gpu: WebGpuBackend, sp: ShapeSpec, splitK: boolean, ru
     const med = median(samples);
     return {
       ...sp, splitK, slices,
-      kernel: `${t === "untiled" ? t : tileName(t)}${knobNote(t)}${slices > 1 ? ` split ${slices}x${sliceLen}` : ""}`,
+      kernel: `${t === "untiled" ? t : tileName(t)}${slices > 1 ? ` split ${slices}x${sliceLen}` : ""}`,
       medianMs: med, minMs: Math.min(...samples), samplesMs: samples, repsPerSample: reps,
       gflops: (2 * batch * M * N * K) / (med * 1e-3) / 1e9, maxRelErr,
     };
@@ -255,7 +208,7 @@ async function benchShape(gpu: WebGpuBackend, sp: ShapeSpec, splitK: boolean, ru
   }
 }
 
-async function benchSize(gpu: WebGpuBackend, requested: string, variant: string, n: number, runs: number, checks: number, sampleMs: number, warmupMs: number, timestamps: boolean): Promise<MatmulRow> {
+async function benchSize(gpu: WebGpuBackend, requested: string, n: number, runs: number, checks: number, sampleMs: number, warmupMs: number, timestamps: boolean): Promise<MatmulRow> {
   const A = randomMatrix(n, 1), B = randomMatrix(n, 2);
   const a = gpu.alloc(n * n, "f32"), b = gpu.alloc(n * n, "f32"), c = gpu.alloc(n * n, "f32");
   gpu.write(a, A);
@@ -283,7 +236,7 @@ async function benchSize(gpu: WebGpuBackend, requested: string, variant: string,
     const p = matmulPlan(n, n, n, 1);
     const t = p === "untiled" ? p : fitTile(p, gpu.limits.maxComputeWorkgroupStorageSize); // as the kernel runs it
     return {
-      n, requested, variant, tile: `${t === "untiled" ? t : `${tileName(t)}${t.specialize && matmulTuning.unrollBig ? " unrolled" : ""}`}${knobNote(t)}`,
+      n, requested, tile: t === "untiled" ? t : `${tileName(t)}${t.specialize && matmulTuning.unrollBig ? " unrolled" : ""}`,
       medianMs: med, minMs: Math.min(...samples), samplesMs: samples, repsPerSample: reps,
       tflops: (2 * n ** 3) / (med * 1e-3) / 1e12, maxRelErr,
     };
@@ -301,9 +254,7 @@ async function main(): Promise<void> {
   const f = parseFlags(argv, {
     sizes: "string", runs: "string", check: "string", "sample-ms": "string", "warmup-ms": "string", tile: "string", sweep: "boolean", json: "boolean", out: "string",
     shapes: "string", "split-k": "string", "split-max": "string", "split-target": "string", "split-min-slice": "string",
-    variants: "string",
   });
-  const variants = parseVariants(String(f.variants ?? "base"));
   matmulTuning.splitKMaxWorkgroups = positiveInt("split-max", f["split-max"], matmulTuning.splitKMaxWorkgroups);
   matmulTuning.splitKTargetWorkgroups = positiveInt("split-target", f["split-target"], matmulTuning.splitKTargetWorkgroups);
   matmulTuning.splitKMinSlice = positiveInt("split-min-slice", f["split-min-slice"], matmulTuning.splitKMinSlice);
@@ -334,58 +285,42 @@ async function main(): Promise<void> {
   const timestamps = gpu.device.features.has("timestamp-query");
   const rows: MatmulRow[] = [];
   const shapeRows: ShapeRow[] = [];
-  const knobs = { fixedArrays: matmulTuning.fixedArrays, nestedTiles: matmulTuning.nestedTiles };
-  const use = (v: Variant) => Object.assign(matmulTuning, { fixedArrays: v.fixedArrays, nestedTiles: v.nestedTiles });
   try {
-    // per size, the variants of one tile next to each other (the same clocks, the same warm GPU)
     for (const [name, t] of tiles) {
       matmulTuning.force = t;
-      for (const n of sizes) {
-        for (const v of variants) {
-          use(v);
-          rows.push(await benchSize(gpu, name, v.name, n, runs, checks, sampleMs, warmupMs, timestamps));
-        }
-      }
+      for (const n of sizes) rows.push(await benchSize(gpu, name, n, runs, checks, sampleMs, warmupMs, timestamps));
     }
-    // shapes: every shape with every --tile (forced through matmulTuning.force), variant and split mode
+    // shapes: every shape with every --tile (forced through matmulTuning.force) and split mode
     for (const sp of shapes) {
       for (const [name, t] of tiles) {
         matmulTuning.force = t;
-        for (const v of variants) {
-          use(v);
-          for (const on of splitRuns) shapeRows.push({ ...(await benchShape(gpu, sp, on, runs, checks, sampleMs, warmupMs, timestamps)), requested: name, variant: v.name });
-        }
+        for (const on of splitRuns) shapeRows.push({ ...(await benchShape(gpu, sp, on, runs, checks, sampleMs, warmupMs, timestamps)), requested: name });
       }
     }
+    matmulTuning.force = null;
   } finally {
     matmulTuning.force = null;
-    Object.assign(matmulTuning, knobs);
     gpu.destroy();
   }
-  /**
-   * Per shape run both ways: unsplit median / split median (> 1: split-K is faster), one entry a
-   * pair of rows (the loop above runs a shape's off and on rows back to back; `row`: the on row).
-   */
-  const splitSpeedup = shapeRows.flatMap((on, row) => {
-    const off = shapeRows[row - 1];
-    if (!on.splitK || !off || off.splitK || off.shape !== on.shape || off.requested !== on.requested || off.variant !== on.variant) return [];
-    return [{ shape: on.shape, requested: on.requested, variant: on.variant, kernel: on.kernel, offMs: off.medianMs, onMs: on.medianMs, speedup: off.medianMs / on.medianMs, row }];
-  });
+  /** Per shape run both ways: unsplit median / split median (> 1: split-K is faster). */
+  const splitSpeedup = shapes.flatMap((sp) => tiles.flatMap(([name]) => {
+    const mine = shapeRows.filter((r) => r.shape === sp.shape && r.requested === name);
+    const off = mine.find((r) => !r.splitK), on = mine.find((r) => r.splitK);
+    return off && on ? [{ shape: sp.shape, requested: name, kernel: on.kernel, offMs: off.medianMs, onMs: on.medianMs, speedup: off.medianMs / on.medianMs }] : [];
+  }));
   const result = {
     ...gpuBenchHeader("webgpu-matmul", gpu, timestamps),
     runs,
     /** The split-K knobs this run used. */
     splitKTuning: { maxWorkgroups: matmulTuning.splitKMaxWorkgroups, targetWorkgroups: matmulTuning.splitKTargetWorkgroups, minSlice: matmulTuning.splitKMinSlice, minFlops: matmulTuning.splitKMinFlops },
-    /** The --variants this run compared, in order (each row names its own). */
-    variants: variants.map((v) => v.name),
     rows,
     /** --shapes: each problem with split-K off and / or on. */
     shapes: shapeRows,
     splitSpeedup,
-    /** The fastest row per size (with its tile, variant, and index in rows). */
+    /** The fastest row per size (with its tile). */
     best: sizes.map((n) => {
       const r = rows.filter((q) => q.n === n).sort((p, q) => q.tflops - p.tflops)[0];
-      return { n, requested: r.requested, variant: r.variant, tile: r.tile, tflops: r.tflops, row: rows.indexOf(r) };
+      return { n, requested: r.requested, tile: r.tile, tflops: r.tflops };
     }),
   };
   // a shapes-only run keeps its own file (the squares' results stay where they were)
@@ -398,21 +333,21 @@ async function main(): Promise<void> {
   console.log(`webgpu-matmul — ${result.runtime}, ${result.adapter} via ${result.via}${result.dawnFlags ? ` (Dawn flags: ${result.dawnFlags})` : ""}; ${result.timing}; median of ${runs}`);
   if (shapeRows.length > 0) {
     console.log(formatTable(
-      ["shape", "--tile", "variant", "split-K", "kernel", "median ms", "min ms", "GFLOP/s", "max rel err", "speedup"],
-      shapeRows.map((r, i) => {
-        const sp = splitSpeedup.find((q) => q.row === i);
-        return [r.shape, r.requested ?? "auto", r.variant ?? "base", r.splitK ? "on" : "off", r.kernel, fmt(r.medianMs, 4), fmt(r.minMs, 4), fmt(r.gflops, 4), r.maxRelErr.toExponential(2), sp ? `${fmt(sp.speedup, 3)}x` : ""];
+      ["shape", "--tile", "split-K", "kernel", "median ms", "min ms", "GFLOP/s", "max rel err", "speedup"],
+      shapeRows.map((r) => {
+        const sp = r.splitK ? splitSpeedup.find((q) => q.shape === r.shape && q.requested === r.requested) : undefined;
+        return [r.shape, r.requested ?? "auto", r.splitK ? "on" : "off", r.kernel, fmt(r.medianMs, 4), fmt(r.minMs, 4), fmt(r.gflops, 4), r.maxRelErr.toExponential(2), sp ? `${fmt(sp.speedup, 3)}x` : ""];
       }),
     ));
     const off = splitSpeedup.reduce((a, q) => a + q.offMs, 0), on = splitSpeedup.reduce((a, q) => a + q.onMs, 0);
-    if (splitSpeedup.length > 0 && tiles.length === 1 && variants.length === 1) console.log(`all shapes once each: ${fmt(off, 4)} ms unsplit, ${fmt(on, 4)} ms with split-K (${fmt(off / on, 3)}x)`);
+    if (splitSpeedup.length > 0 && tiles.length === 1) console.log(`all shapes once each: ${fmt(off, 4)} ms unsplit, ${fmt(on, 4)} ms with split-K (${fmt(off / on, 3)}x)`);
   }
   if (rows.length === 0) return;
   console.log(formatTable(
-    ["n", "--tile", "variant", "kernel", "median ms", "min ms", "TFLOP/s", "max rel err", "best"],
-    rows.map((r, i) => [
-      r.n, r.requested, r.variant, r.tile, fmt(r.medianMs, 4), fmt(r.minMs, 4), fmt(r.tflops, 4), r.maxRelErr.toExponential(2),
-      result.best.some((b) => b.row === i) ? "*" : "",
+    ["n", "--tile", "kernel", "median ms", "min ms", "TFLOP/s", "max rel err", "best"],
+    rows.map((r) => [
+      r.n, r.requested, r.tile, fmt(r.medianMs, 4), fmt(r.minMs, 4), fmt(r.tflops, 4), r.maxRelErr.toExponential(2),
+      result.best.some((b) => b.n === r.n && b.requested === r.requested) ? "*" : "",
     ]),
   ));
 }

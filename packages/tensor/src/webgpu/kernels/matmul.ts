@@ -33,12 +33,6 @@
  * cut into S slices that run as extra grid z (zz = slice · batches + batch), each writing its
  * partial C into a scratch [S, batches, m, N]; a second kernel sums the S partials in order
  * (deterministic). The slice bounds are params; K stays the leading dimension of A / B.
- * Robustness (opt-in knobs for the A/B of issue 5, default off; webgpu-matmul --variants): Dawn's
- * shader compiler clamps dynamic indices for memory safety, which cost about 4% at 4096² on an
- * H200 (45.1 TFLOP/s; 47.05 with the disable_robustness toggle). matmulTuning.fixedArrays
- * declares the storage arrays with constant sizes (where Tint clamps storage indices, against a
- * constant rather than arrayLength); matmulTuning.nestedTiles indexes the workgroup tiles so that
- * each fragment read has a single clamped index, the thread's own position.
  * Host cost: a problem's launches (plan, keys, param words, grids) are computed once and kept in
  * matmulPlans, a bounded cache keyed by the shapes and transposes that forgets everything when a
  * matmulTuning knob or the device limits change; a call then only binds its buffers.
@@ -226,35 +220,6 @@ export const matmulTuning = {
   /** No split for problems of at most this many multiply-adds (the extra launch would dominate). */
   splitKMinFlops: 2 ** 21,
   /**
-   * Tiled kernels declare A, B and C as fixed-size arrays, `array<T, n>` with n the bound
-   * tensor's element count (in T), instead of runtime-sized `array<T>` (one pipeline per problem
-   * size, not per shape class: opt-in, for benchmarks). Why: the robustness transform of Tint
-   * (Dawn's shader compiler) clamps a dynamic index into a runtime-sized array against
-   * arrayLength() − 1, into a fixed one against a constant. But where Dawn leaves storage bounds
-   * to the Vulkan driver (its toggle vulkan_use_buffer_robust_access_2, on by default where the
-   * driver has robustBufferAccess2, as NVIDIA's does), Tint clamps runtime-sized arrays not at
-   * all and fixed ones still: there this can only pay off with that toggle disabled (Dawn then
-   * also turns the driver's storage checks off per pipeline, where the driver has
-   * VK_EXT_pipeline_robustness). Seen on lavapipe with the `webgpu` package's Dawn: a read past
-   * a 4-element binding gives 0 (the driver's answer) from `array<f32>` and the last element
-   * (Tint's clamp) from `array<f32, 4>`; with the toggle disabled, the last element from both.
-   * See webgpu-matmul --variants and MEMMAMBA_DAWN_FLAGS.
-   */
-  fixedArrays: false,
-  /**
-   * Tiled kernels (tiles without :cf's padding) index their workgroup tiles as nested arrays
-   * [k / 4][k % 4][group][position] rather than [k][group · T + position], so that in the inner
-   * loop each fragment read has one dynamic index, the thread's position (tx, ty, or its :xs XOR
-   * form). Same memory layout, same addresses. Why: robustness clamps every dynamic index of a
-   * workgroup array (min(i, n − 1), whatever Dawn's toggles for storage buffers). Flat, the
-   * GM + GN columns g · T + ty (twice as many with :xs) are as many clamped values, kept in
-   * registers across the unrolled loop or recomputed; nested, one per position (two with :xs),
-   * and the group and k offsets are constants a compiler can fold into the load's address
-   * offset. Whether that is what costs the H100 / H200 its ~4% is the question the A/B answers.
-   * Opt-in (benchmarks).
-   */
-  nestedTiles: false,
-  /**
    * Matrix-vector products A·b (N = 1, A untransposed, one batch after folding) as row dots:
    * 32 lanes a row reading it in 128-byte runs (see rowDotWgsl); false: the untiled kernel.
    */
@@ -278,45 +243,9 @@ interface MatmulVariant {
    * the scratch of partials (false: the code is exactly the unsplit kernel's).
    */
   split?: boolean;
-  /**
-   * matmulTuning.fixedArrays: the element counts (in the declared type: vec4 or f32) of the C, A
-   * and B bindings, each declared `array<T, n>` (null: runtime-sized, also for an empty binding).
-   */
-  fixed?: readonly [number | null, number | null, number | null];
-  /** matmulTuning.nestedTiles, where the tile allows it (see nestedOk). */
-  nested?: boolean;
-}
-
-/**
- * Whether a tile's workgroup arrays can be nested [k / 4][k % 4][group][position]: rows without
- * :cf's padding (a row is then exactly GM groups of TYn vec4s), and under :xs groups of a multiple
- * of 8 vec4s, so that the XOR key (4) stays inside a group: (g · T + t) ^ 4 = g · T + (t ^ 4).
- */
-export function nestedOk(t: TileConfig): boolean {
-  const TYn = t.BM / t.TM, TXn = t.BN / t.TN;
-  if (t.cf && !t.xs) return false;
-  return !t.xs || (TYn % 8 === 0 && TXn % 8 === 0);
 }
 
 const X = ["x", "y", "z", "w"];
-
-/**
- * `hdr` (context.ts's header) with storage binding i declared `array<T, fixed[i]>` where fixed[i]
- * is a count (matmulTuning.fixedArrays), else as it was. The binding covers exactly that many
- * elements (ctx.ref binds a whole tensor, ctx.temp the scratch it was asked for), which WebGPU
- * requires of a fixed-size declaration (the binding at least as large as the array).
- */
-function fixedHeader(hdr: string, decl: readonly { name: string; type: string }[], fixed: MatmulVariant["fixed"]): string {
-  if (!fixed) return hdr;
-  decl.forEach((d, i) => {
-    const n = fixed[i];
-    if (n === null) return;
-    const from = `${d.name}: array<${d.type}>;`;
-    if (!hdr.includes(from)) throw new Error(`webgpu matmul: fixedArrays: no declaration "${from}" in the header`);
-    hdr = hdr.replace(from, `${d.name}: array<${d.type}, ${n}>;`);
-  });
-  return hdr;
-}
 
 function matmulWgsl(v: MatmulVariant): string {
   const { BM, BN, BK, TM, TN } = v.t;
@@ -337,32 +266,15 @@ function matmulWgsl(v: MatmulVariant): string {
     { name: "A", type: v.vecA ? "vec4<f32>" : "f32" },
     { name: "B", type: v.vecB ? "vec4<f32>" : "f32" },
   ];
-  code.push(fixedHeader(header(nWords, decl), decl, v.fixed));
+  code.push(header(nWords, decl));
   // k-major tiles as 2-D arrays: in the inner loop the k index is a constant (unrolled) and the
   // other is loop-invariant, so the index clamps that robustness (Tint, naga) adds to dynamic
   // indices can be hoisted out of the loop, which one flat index kk·stride + j would prevent
   const pad = v.t.cf && !v.t.xs ? 1 : 0; // vec4s of padding per tile row (bank-conflict-free stores)
   // :xs: the vec4 column of tile row kk (a number: a constant; else a WGSL expression)
   const col = (c: string, kk: string | number) => (!v.t.xs ? c : typeof kk === "number" ? (kk & 4 ? `(${c}) ^ 4u` : c) : `(${c}) ^ (${kk} & 4u)`);
-  // matmulTuning.nestedTiles: the same rows as [k / 4][k % 4] and columns as [group][position]
-  // (the caller checked nestedOk); kIdx / colIdx / readIdx write an index of either form
-  const nest = !!v.nested;
-  if (nest) {
-    code.push(`var<workgroup> As: array<array<array<array<vec4<f32>, ${TYn}>, ${GM}>, 4>, ${KS / 4}>;`);
-    code.push(`var<workgroup> Bs: array<array<array<array<vec4<f32>, ${TXn}>, ${GN}>, 4>, ${KS / 4}>;`);
-  } else {
-    code.push(`var<workgroup> As: array<array<vec4<f32>, ${BM / 4 + pad}>, ${KS}>;`);
-    code.push(`var<workgroup> Bs: array<array<vec4<f32>, ${BN / 4 + pad}>, ${KS}>;`);
-  }
-  // tile row k (a number: a constant)
-  const kIdx = (k: string | number) => {
-    if (typeof k === "number") return nest ? `[${k >> 2}u][${k & 3}u]` : `[${k}u]`;
-    return nest ? `[(${k}) / 4u][(${k}) % 4u]` : `[${k}]`;
-  };
-  // tile column c (a WGSL expression, :xs key applied) of a tile with groups of T vec4s
-  const colIdx = (c: string, T: number) => (nest ? `[(${c}) / ${T}u][(${c}) % ${T}u]` : `[${c}]`);
-  // the column a thread reads in tile row kk: group g's vec4 at position t (tx or ty)
-  const readIdx = (g: number, t: string, T: number, kk: string | number) => (nest ? `[${g}u][${col(t, kk)}]` : `[${col(`${g * T}u + ${t}`, kk)}]`);
+  code.push(`var<workgroup> As: array<array<vec4<f32>, ${BM / 4 + pad}>, ${KS}>;`);
+  code.push(`var<workgroup> Bs: array<array<vec4<f32>, ${BN / 4 + pad}>, ${KS}>;`);
   code.push(`@compute @workgroup_size(${NT})`);
   code.push(`fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {`);
   code.push(`let M = ${pu(0)}; let N = ${pu(1)}; let K = ${pu(2)};`);
@@ -432,10 +344,8 @@ function matmulWgsl(v: MatmulVariant): string {
         body.push(`${r} = vec4<f32>(${comps.join(", ")});`);
       }
       // the XOR key of rows rk + e + off is rk & 4 (e < 4, off a multiple of 8 under :cf)
-      const c = colIdx(col(`${r}row / 4u`, `${r}k`), which === "A" ? TYn : TXn);
-      // nested: rk + off is a multiple of 4 (rk is; BK too), so e is the constant [k % 4]
-      const row = (e: number, off: number) => (nest ? `[${off ? `(${r}k + ${off}u)` : `${r}k`} / 4u][${e}u]` : `[${r}k + ${e + off}u]`);
-      for (let e = 0; e < 4; e++) store.push((off) => `${smem}${row(e, off)}${c}[${r}row % 4u] = ${r}.${X[e]};`);
+      const c = col(`${r}row / 4u`, `${r}k`);
+      for (let e = 0; e < 4; e++) store.push((off) => `${smem}[${r}k + ${e + off}u][${c}][${r}row % 4u] = ${r}.${X[e]};`);
     } else {
       pre.push(`let ${r}kk = ${l} / ${BX / 4}u; let ${r}x4 = ${l} % ${BX / 4}u;`);
       pre.push(`let ${r}h = ${x0} + ${r}x4 * 4u;`);
@@ -450,8 +360,8 @@ function matmulWgsl(v: MatmulVariant): string {
         });
         body.push(`${r} = vec4<f32>(${comps.join(", ")});`);
       }
-      const c = colIdx(col(`${r}x4`, `${r}kk`), which === "A" ? TYn : TXn);
-      store.push((off) => `${smem}${kIdx(off ? `${r}kk + ${off}u` : `${r}kk`)}${c} = ${r};`);
+      const c = col(`${r}x4`, `${r}kk`);
+      store.push((off) => (off ? `${smem}[${r}kk + ${off}u][${c}] = ${r};` : `${smem}[${r}kk][${c}] = ${r};`));
     }
     return { pre, body, store };
   };
@@ -494,8 +404,9 @@ function matmulWgsl(v: MatmulVariant): string {
   code.push(...la.body, ...lb.body);
   // one k step: read the fragments of tile row kk (a number: a constant index), then the FMAs
   const frags = (kk: string | number, sfx: string, decl = "let") => {
-    for (let gm = 0; gm < GM; gm++) code.push(`${decl} a${gm}${sfx} = As${kIdx(kk)}${readIdx(gm, "ty", TYn, kk)};`);
-    for (let gn = 0; gn < GN; gn++) code.push(`${decl} b${gn}${sfx} = Bs${kIdx(kk)}${readIdx(gn, "tx", TXn, kk)};`);
+    const k = typeof kk === "number" ? `${kk}u` : kk;
+    for (let gm = 0; gm < GM; gm++) code.push(`${decl} a${gm}${sfx} = As[${k}][${col(`${gm * TYn}u + ty`, kk)}];`);
+    for (let gn = 0; gn < GN; gn++) code.push(`${decl} b${gn}${sfx} = Bs[${k}][${col(`${gn * TXn}u + tx`, kk)}];`);
   };
   const fmas = (sfx: string) => {
     for (let gm = 0; gm < GM; gm++) {
@@ -996,9 +907,7 @@ function planLaunches(
     const threads = ceilDiv(m, R) * ceilDiv(N, R) * batches * S;
     main = [{ key: `matmul:naive${R === 1 ? "1" : ""}:b${bRank}`, wgsl: naiveGen(bRank, R), params: params(0, true), groups: grid(ceilDiv(threads, NAIVE_WG), maxDim) }];
   } else {
-    // element counts of the bindings C (the partials when split), A, B: for matmulTuning.fixedArrays
-    const counts = [S * batches * m * N, prod(aShape), prod(bShape)] as const;
-    main = tiledLaunches(limits, t, p, { m, M, N, K, batches: batches * S, bRank, split: S > 1, counts }, (q0) => params(q0, S > 1));
+    main = tiledLaunches(limits, t, p, { m, M, N, K, batches: batches * S, bRank, split: S > 1 }, (q0) => params(q0, S > 1));
   }
   let sum: PlannedLaunch | null = null;
   if (S > 1) {
@@ -1012,7 +921,7 @@ function planLaunches(
 /** The tiled kernel's launches: grid z walks `batches` (split-K: slices × batches) in chunks of maxDim. */
 function tiledLaunches(
   limits: GpuCtx["limits"], t: TileConfig, p: PrimParams["matmul"],
-  s: { m: number; M: number; N: number; K: number; batches: number; bRank: number; split: boolean; counts: readonly [number, number, number] },
+  s: { m: number; M: number; N: number; K: number; batches: number; bRank: number; split: boolean },
   params: (q0: number) => Uint32Array,
 ): PlannedLaunch[] {
   const { m, M, N, K, batches, bRank } = s;
@@ -1032,18 +941,9 @@ function tiledLaunches(
     batchRank: bRank,
     unroll: big && matmulTuning.unrollBig,
     split: s.split,
-    nested: matmulTuning.nestedTiles && nestedOk(t),
   };
-  if (matmulTuning.fixedArrays) {
-    // counts in the declared type (vec4 where the flag says so: the count is then a multiple of
-    // 4, see vecA / vecB / vecC); an empty binding (one word) stays runtime-sized
-    const n = (count: number, vec: boolean) => (count === 0 ? null : vec ? count / 4 : count);
-    v.fixed = [n(s.counts[0], v.vecC), n(s.counts[1], v.vecA), n(s.counts[2], v.vecB)];
-  }
   const tr = (x: boolean | null) => (x === null ? "r" : x ? "1" : "0");
-  // fixed arrays make the code depend on the sizes, not only on the shape class
-  const fa = v.fixed ? `:fa${v.fixed.map((c) => c ?? "r").join(".")}` : "";
-  const key = `matmul:${tileName(t)}:${tr(v.transA)}${tr(v.transB)}:${+v.vecA}${+v.vecB}${+v.vecC}:${+v.full}:b${bRank}:u${+v.unroll}${s.split ? ":splitk" : ""}${v.nested ? ":nt" : ""}${fa}`;
+  const key = `matmul:${tileName(t)}:${tr(v.transA)}${tr(v.transB)}:${+v.vecA}${+v.vecB}${+v.vecC}:${+v.full}:b${bRank}:u${+v.unroll}${s.split ? ":splitk" : ""}`;
   const gx = ceilDiv(N, t.BN), gy = ceilDiv(m, t.BM);
   if (gx > maxDim || gy > maxDim) throw new RangeError(`webgpu matmul: [${m}, ${N}] needs ${gy}x${gx} workgroups, over the limit ${maxDim}`);
   const wgsl = () => matmulWgsl(v);
