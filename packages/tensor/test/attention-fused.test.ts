@@ -510,3 +510,70 @@ test("webgpu: the shared-rows forward (attnReadTuning.forward \"shared\") equals
     Object.assign(attnReadTuning, { forward: "auto", sharedPositions: 16 });
   }
 });
+
+test("webgpu: one table as keys and values: the forward reads each row once (online softmax, attnReadTuning.tied) and equals the CPU and the two-phase kernel; other tables and row widths keep the two-phase kernel", async () => {
+  if (!testBackends().includes("webgpu") || !(await useBackend("webgpu"))) return;
+  const gpu = T.getBackend();
+  const tied: Impl = (q, k, _v, index, valid) => T.indexedAttentionFused(q, k, k, index, valid);
+  // [spec, the forward's pipeline key]: one slot, slots that fill no whole round (5, 9), the
+  // model's 50 and 100 (two pools), 200 (the 256-slot arrays), positions with no valid slot, rows
+  // of 16 to 128 floats, logits in the hundreds; rows of 8 (2 vec4s), 132 and 37 floats stay two-phase
+  const cases: [Spec, string][] = [
+    [{ N: 13, P: 1, S: 16, empty: 1, seed: 60 }, "attnRead:tied:128:4:4"],
+    [{ N: 14, P: 5, S: 64, empty: 2, seed: 61 }, "attnRead:tied:128:4:16"],
+    [{ N: 9, P: 50, S: 64, dup: true, big: 12, empty: 1, seed: 62 }, "attnRead:tied:128:4:16"],
+    [{ N: 37, P: 50, S: 64, runs: 3, seed: 63 }, "attnRead:tied:128:4:16"],
+    [{ N: 10, P: 100, S: 64, tables: 2, empty: 3, seed: 64 }, "attnRead:tied:128:4:16"],
+    [{ N: 5, P: 200, S: 32, dup: true, seed: 65 }, "attnRead:tied:256:4:8"],
+    [{ N: 6, P: 9, S: 128, seed: 66 }, "attnRead:tied:128:4:32"],
+    [{ N: 5, P: 9, S: 8, seed: 67 }, "attnRead:out:vec4:128:4"],
+    [{ N: 6, P: 9, S: 132, seed: 68 }, "attnRead:out:vec4:128:4"],
+    [{ N: 7, P: 9, S: 37, empty: 1, seed: 69 }, "attnRead:out:f32:128:4"],
+  ];
+  const before = T.liveBuffers();
+  try {
+    for (const [spec, key] of cases) {
+      const c = makeCase(spec);
+      T.setBackend("cpu");
+      const want = await run(c, tied);
+      T.setBackend(gpu);
+      attnReadTuning.tied = false;
+      const twoPhase = await run(c, tied);
+      attnReadTuning.tied = true;
+      const rec = recordKeys(gpu);
+      const got = await run(c, tied);
+      rec.restore();
+      const label = JSON.stringify(spec);
+      expect(`${label} ${ourKeys(rec.seen).filter((k) => !k.startsWith("attnRead:grad")).join(",")}`).toBe(`${label} ${key}`);
+      // the rows are the keys here (q and keys of up to ±big): the outputs scale with them
+      const tol = 1e-6 * (4 + c.maxLogit) * (spec.big ?? 1);
+      expect(`${label} ${close("out", got.out, want.out, tol)}`).toBe(`${label} ok`);
+      expect(`${label} ${close("out vs two-phase", got.out, twoPhase.out, tol)}`).toBe(`${label} ok`);
+      for (const k of ["dq", "dk"] as const) expect(`${label} ${close(k, got[k], want[k], tol * Math.sqrt(c.P))}`).toBe(`${label} ok`);
+      // positions with no valid slot read exactly 0
+      for (let j = 0; j < (spec.empty ?? 0) * c.S; j++) expect(got.out[j]).toBe(0);
+    }
+    // the workgroup memory a small device allows: fewer positions a workgroup, the same numbers
+    const { createWebGpuBackend } = await import("../src/webgpu/backend.ts");
+    // deno-lint-ignore no-explicit-any
+    const small = await createWebGpuBackend({ gpu: (gpu as any).acquired, limits: { maxComputeWorkgroupStorageSize: 4096 } });
+    try {
+      const c = makeCase({ N: 21, P: 200, S: 64, runs: 5, seed: 70 });
+      T.setBackend("cpu");
+      const want = await run(c, tied);
+      T.setBackend(small);
+      const rec = recordKeys(small);
+      const got = await run(c, tied);
+      rec.restore();
+      expect(ourKeys(rec.seen).filter((k) => !k.startsWith("attnRead:grad"))).toEqual(["attnRead:tied:256:1:16"]);
+      expect(close("out", got.out, want.out, 1e-6 * (4 + c.maxLogit))).toBe("ok");
+      expect(small.liveBuffers()).toBe(0);
+    } finally {
+      small.destroy();
+      T.setBackend(gpu);
+    }
+    expect(T.liveBuffers()).toBe(before);
+  } finally {
+    attnReadTuning.tied = true;
+  }
+});
