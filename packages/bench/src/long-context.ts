@@ -16,7 +16,6 @@ import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positive
 import { existsSync } from "node:fs";
 import { disposeTree, random } from "@memmamba/tensor";
 import { selectTuning } from "../../tensor/src/webgpu/kernels/select.ts";
-import { attnReadTuning } from "../../tensor/src/webgpu/kernels/attention.ts";
 import { initLM, presetNames, type PresetName } from "@memmamba/memmamba";
 import {
   applyAttnReadFlags, ATTN_READ_FLAGS, attnReadFlagsHelp, BACKENDS, type BackendChoice, chunkedForward, isOutOfMemory, type KernelTime, mib, modelConfig, type ModelBenchHead, type ModelKind, openBackend, parseLengths, progress,
@@ -157,7 +156,7 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
   const rows: LatencyRow[] = [];
   const result = (): LongContextResult => ({
     benchmark: "long-context", date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
-    options: { kinds, lengths, chunks, runs, warmup, capS, attnRead: { ...attnReadTuning } }, rows, reference: ref, issueFigures: ISSUE_FIGURES, comparisons: compare(rows, ref),
+    options: { kinds, lengths, chunks, runs, warmup, capS }, rows, reference: ref, issueFigures: ISSUE_FIGURES, comparisons: compare(rows, ref),
   });
   try {
     for (const kind of kinds) {

@@ -387,7 +387,6 @@ export { lm };
 /** The fused pool read's layout flags (WebGPU), as parseFlags takes them; see attnReadFlagsHelp. */
 export const ATTN_READ_FLAGS = {
   "attn-positions": "string", "attn-forward": "string", "attn-shared-positions": "string", "attn-dots": "string", "attn-dot-lanes": "string",
-  "attn-tied": "string",
 } as const;
 
 /** The help lines of ATTN_READ_FLAGS, with the current defaults. */
@@ -397,9 +396,7 @@ export function attnReadFlagsHelp(): string {
   --attn-forward F  WebGPU fused pool read's forward: auto, shared (rows loaded once per workgroup) or lanes (default ${t.forward}: shared on software adapters)
   --attn-shared-positions N  positions per workgroup of the shared forward: 4, 8 or 16 (default ${t.sharedPositions})
   --attn-dots D    WebGPU fused pool read's dot products: lanes or slots (default ${t.dots})
-  --attn-dot-lanes N  lanes per slot with --attn-dots lanes: 4, 8 or 16 (default ${t.dotLanes})
-  --attn-tied T    where keys and values are one table (the model's reads), the forward reads
-                   each row once (online softmax): on or off (default ${t.tied ? "on" : "off"})`;
+  --attn-dot-lanes N  lanes per slot with --attn-dots lanes: 4, 8 or 16 (default ${t.dotLanes})`;
 }
 
 /** Sets attnReadTuning from the ATTN_READ_FLAGS given (a bad value: a clear error naming the flag). */
@@ -413,6 +410,4 @@ export function applyAttnReadFlags(f: Partial<Record<keyof typeof ATTN_READ_FLAG
   t.dots = oneOf("attn-dots", f["attn-dots"], ["lanes", "slots"] as const) ?? t.dots;
   const dotLanes = oneOf("attn-dot-lanes", f["attn-dot-lanes"], ["4", "8", "16"] as const);
   if (dotLanes) t.dotLanes = Number(dotLanes);
-  const tied = oneOf("attn-tied", f["attn-tied"], ["on", "off"] as const);
-  if (tied) t.tied = tied === "on";
 }

@@ -124,7 +124,7 @@ export interface Ratios {
 }
 
 /** The JSON this benchmark writes. */
-export interface ThroughputResult extends ModelBenchHead<"train-throughput", { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; profileDetail?: boolean; pool?: { keepFactor: number }; maxBatch?: number | null; ssmFwdAlgo?: string; ssmBwdAlgo?: string; adamwGroup?: string; attn?: string; attnPositions?: number; attnDots?: string; attnDotLanes?: number; attnTied?: boolean }> {
+export interface ThroughputResult extends ModelBenchHead<"train-throughput", { batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; profileDetail?: boolean; pool?: { keepFactor: number }; maxBatch?: number | null; ssmFwdAlgo?: string; ssmBwdAlgo?: string; adamwGroup?: string; attn?: string; attnPositions?: number; attnDots?: string; attnDotLanes?: number }> {
   rows: ThroughputRow[];
   reference: ReferenceRow[];
   ratios: Ratios[];
@@ -378,7 +378,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
     const mm = rows.find((x) => x.kind === "memmamba")?.msPerStep, ma = rows.find((x) => x.kind === "mamba")?.msPerStep;
     return {
       benchmark: "train-throughput" as const, date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
-      options: { ...o, pool: { ...poolTuning }, maxBatch: maxBatch ?? null, adamwGroup: String(adamw.adamwTuning.group), ssmFwdAlgo: ssmTuning.fwdAlgo, ssmBwdAlgo: ssmTuning.bwdAlgo, attn: attentionTuning.fused ? "fused" : "ops", attnPositions: attnReadTuning.positions, attnDots: attnReadTuning.dots, attnDotLanes: attnReadTuning.dotLanes, attnTied: attnReadTuning.tied }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
+      options: { ...o, pool: { ...poolTuning }, maxBatch: maxBatch ?? null, adamwGroup: String(adamw.adamwTuning.group), ssmFwdAlgo: ssmTuning.fwdAlgo, ssmBwdAlgo: ssmTuning.bwdAlgo, attn: attentionTuning.fused ? "fused" : "ops", attnPositions: attnReadTuning.positions, attnDots: attnReadTuning.dots, attnDotLanes: attnReadTuning.dotLanes }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
       goals: { oursOverCompiledAtLeast: 2, memmambaOverMambaAtMost: 1.5, issueCompiledMambaTps: ISSUE_COMPILED_MAMBA_TPS },
     };
   };

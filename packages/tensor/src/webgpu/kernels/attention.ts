@@ -48,7 +48,6 @@ import type { KernelArg, MultiPrimParams, PrimParams } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, ParamWords, prod, type GpuCtx, type StorageDecl } from "../context.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
 import { attnReadPrologue, attnReadSharedWgsl, sharedReadLayout } from "./attention-shared.ts";
-import { attnReadTiedWgsl, tiedRowOk, tiedSharedBytes } from "./attention-tied.ts";
 
 const LANES = 16;
 
@@ -81,14 +80,9 @@ export const attnReadTuning: {
    * wait on their loads, where the lanes kernel's many threads hide them).
    */
   forward: "auto" | "shared" | "lanes";
-  /**
-   * Where the keys and the values are one tensor (the model's reads), the forward reads each row
-   * once with an online softmax (attention-tied.ts) instead of twice; false: the two-phase kernel.
-   */
-  tied: boolean;
   /** Positions per workgroup of the "shared" forward: 4, 8 or 16 (default; fewer where the workgroup memory needs it). */
   sharedPositions: number;
-} = { positions: 4, dots: "lanes", dotLanes: 4, forward: "auto", sharedPositions: 16, tied: true };
+} = { positions: 4, dots: "lanes", dotLanes: 4, forward: "auto", sharedPositions: 16 };
 
 /**
  * "auto" takes the shared-rows forward from this many positions on: below it the read is small
@@ -327,16 +321,6 @@ function launch(ctx: GpuCtx, op: string, mode: Mode, ins: readonly KernelArg[], 
     const { POS: SP, CH: SC, SQ } = shared;
     ctx.dispatch({
       label: op, key: `attnRead:shared:${SC}:${SP}:${SQ}`, wgsl: () => attnReadSharedWgsl(SP, SC, SQ), buffers, params, groups: grid(ceilDiv(N, SP), maxDim),
-    });
-    return;
-  }
-  const SV = S / 4;
-  if (mode === "out" && vec && attnReadTuning.tied && keys.buf === values.buf && tiedRowOk(SV)) {
-    // one table: each row read once (the keys binding serves as the values)
-    while (POS > 1 && tiedSharedBytes(POS, CH, SV) > ctx.limits.maxComputeWorkgroupStorageSize) POS /= 2;
-    ctx.dispatch({
-      label: op, key: `attnRead:tied:${CH}:${POS}:${SV}`, wgsl: () => attnReadTiedWgsl(POS, CH, SV),
-      buffers: [buffers[0], buffers[1], buffers[2], buffers[4], buffers[5]], params, groups: grid(ceilDiv(N, POS), maxDim),
     });
     return;
   }
