@@ -290,8 +290,7 @@ export async function chunkedForward(params: LMParams, tokens: Tensor, chunk: nu
 
 /** The parallel forward (lm.apply) over tokens [B, L], waited for as chunkedForward. */
 export async function parallelForward(params: LMParams, tokens: Tensor): Promise<void> {
-  const { logits, aux } = lm.apply(params, tokens);
-  disposeTree(aux);
+  const { logits } = lm.apply(params, tokens, { counts: false });
   await lastLogit(logits);
 }
 

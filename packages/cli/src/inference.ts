@@ -76,7 +76,7 @@ export async function greedyDecode(params: LMParams, prompt: Uint8Array, maxToke
     for (let i = 0; i < maxTokens; i++) {
       const row = tidy(() => {
         const t = fromArray(Int32Array.from(seq), [1, seq.length], "i32");
-        return sliceAxis(lm.apply(params, t).logits, 1, seq.length - 1, seq.length);
+        return sliceAxis(lm.apply(params, t, { counts: false }).logits, 1, seq.length - 1, seq.length);
       });
       const next = argmaxRow(Float32Array.from(await row.data()));
       row.dispose();
@@ -177,7 +177,7 @@ export async function windowNll(
   const scored = (logits: Tensor, from: number, to: number, offset: number) =>
     sum(crossEntropy(sliceAxis(logits, 1, from - offset, to - offset), fromArray(Int32Array.from(targets.subarray(from, to)), [1, to - from], "i32")));
   if (params.config.kind === "transformer") {
-    const t = tidy(() => scored(lm.apply(params, fromArray(Int32Array.from(inputs), [1, L], "i32")).logits, scoreFrom, L, 0));
+    const t = tidy(() => scored(lm.apply(params, fromArray(Int32Array.from(inputs), [1, L], "i32"), { counts: false }).logits, scoreFrom, L, 0));
     const v = await t.item();
     t.dispose();
     return { sum: v, count: L - scoreFrom };

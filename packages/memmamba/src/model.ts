@@ -43,6 +43,12 @@ export interface ApplyOptions {
   key?: Key;
   /** Also return per-layer, per-position signals (token and state scores, write and read masks). */
   trace?: boolean;
+  /**
+   * `apply`: also count the notes written and the pool reads per layer (aux.notesWritten,
+   * aux.poolReads; default true). false saves the counting ops (about five launches a layer)
+   * where only the logits are used.
+   */
+  counts?: boolean;
 }
 
 /** Side outputs of `apply`: memory statistics and, when asked for, per-layer signals. */
@@ -69,8 +75,6 @@ export interface ForwardOptions extends ApplyOptions {
   states?: readonly LayerState[];
   /** Recurrent mode: tokens are [B, 1] and pools are read from the states. */
   step?: boolean;
-  /** Collect counts for aux. */
-  counts?: boolean;
   /** Also return the residual stream after the embedding and after each layer (metrics/). */
   hidden?: boolean;
 }
@@ -168,7 +172,7 @@ export function auxOf(r: ForwardResult): LMAux {
 /** The parallel mode: logits for every position of tokens i32 [B, L], and counts for reporting. */
 export function apply(params: LMParams, tokens: Tensor, opts: ApplyOptions = {}): LMOutput {
   return tidy(() => {
-    const r = forward(params, tokens, { ...opts, counts: true });
+    const r = forward(params, tokens, { ...opts, counts: opts.counts ?? true });
     return { logits: r.logits, aux: auxOf(r) };
   });
 }

@@ -1,4 +1,4 @@
-import { adamw, disposeTree, flattenTree, fromArray, liveBuffers, noGrad, random, sliceAxis, tidy, valueAndGrad } from "@memmamba/tensor";
+import { adamw, disposeTree, flattenTree, fromArray, liveBuffers, noGrad, random, readCounters, resetCounters, sliceAxis, tidy, valueAndGrad } from "@memmamba/tensor";
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { lm, preset, type LMParams } from "../src/index.ts";
 import { maxAbsDiff, randomTokens } from "./support.ts";
@@ -24,6 +24,23 @@ describe("language model", () => {
     const reads = await out.aux.poolReads!.data();
     for (const r of reads) expect(r).toBeLessThanOrEqual(2 * 19); // position 0 never has a note to read
     disposeTree([params, tokens, out]);
+  });
+
+  test("apply with counts: false: the same logits, no counts, fewer launches", async () => {
+    const params = lm.init(random.key(32), preset("tiny"));
+    const tokens = randomTokens(33, 2, 24);
+    resetCounters();
+    const full = noGrad(() => lm.apply(params, tokens));
+    const withCounts = readCounters().launches;
+    resetCounters();
+    const bare = noGrad(() => lm.apply(params, tokens, { counts: false }));
+    const without = readCounters().launches;
+    expect(bare.aux.notesWritten).toBeUndefined();
+    expect(bare.aux.poolReads).toBeUndefined();
+    expect(full.aux.notesWritten!.shape).toEqual([2]);
+    expect(without).toBeLessThan(withCounts);
+    expect(Array.from(await bare.logits.data())).toEqual(Array.from(await full.logits.data()));
+    disposeTree([full, bare, tokens, params]);
   });
 
   for (const kind of kinds) {
