@@ -54,6 +54,7 @@ Flags (defaults in brackets):
   --pk-lengths LIST [$pk_lengths]  --pk-samples N [$pk_samples]  --ppl-lengths LIST [$ppl_lengths]
   --ppl-windows N [$ppl_windows]  --chunk N [$chunk]  --pk-batch N [$pk_batch]  --lm-batch N [$lm_batch]
   --pk-lr X [$pk_lr]  --lm-lr X [$lm_lr]  --pk-seq N [$pk_seq]  --lm-seq N [$lm_seq]
+  --pk-eval-every N    steps between the passkey training's held-out checks [$pk_eval_every]
   --pk-steps N  --lm-steps N   stop training at this step, the same budget for both models [$pk_steps: time-limited]
   --weights DIR        evaluate the weights files that collect wrote (carried back) where no checkpoint is in --exp
   --local              run the sources with tools/node_modules/.bin/bun instead of .gpu/*.mjs
@@ -81,6 +82,7 @@ while [ $# -gt 0 ]; do
     --pk-batch) pk_batch=$2; shift ;;
     --lm-batch) lm_batch=$2; shift ;;
     --pk-lr) pk_lr=$2; shift ;;
+    --pk-eval-every) pk_eval_every=$2; shift ;;
     --pk-steps) pk_steps=$2; shift ;;
     --lm-steps) lm_steps=$2; shift ;;
     --lm-lr) lm_lr=$2; shift ;;
