@@ -305,6 +305,24 @@ test("webgpu backend: allocGroup's views of one buffer work as ordinary buffers;
   expect(Array.from(await views[2].data())).toEqual(Array.from(data[2]));
   T.disposeTree([others, views[2]]);
   expect(T.liveBuffers()).toBe(base);
+  // under a lowered binding limit: slabs split where the next view would pass it, a tensor too
+  // large to share one gets its own buffer; a bad size is refused with nothing left allocated
+  const small = await createWebGpuBackend({ gpu: gpu.acquired, limits: { maxStorageBufferBindingSize: 8192 } });
+  try {
+    const sizes = [1000, 900, 3000, 100, 0];
+    const handles = small.allocGroup(sizes, "f32");
+    expect(small.liveBuffers()).toBe(5);
+    const data2 = sizes.map((n, k) => rnd(n, 10 + k));
+    handles.forEach((h, k) => small.write(h, data2[k]));
+    for (let k = 0; k < sizes.length; k++) expect(Array.from(await small.read(handles[k]))).toEqual(Array.from(data2[k]));
+    for (const h of handles) small.free(h);
+    expect(small.liveBuffers()).toBe(0);
+    expect(() => small.allocGroup([10, 2.5], "f32")).toThrow("webgpu.allocGroup: invalid size 2.5 (index 1)");
+    expect(() => small.allocGroup([10, 2 ** 40], "f32")).toThrow(/exceeds this device's maxBufferSize/);
+    expect(small.liveBuffers()).toBe(0);
+  } finally {
+    small.destroy();
+  }
 });
 
 test("webgpu backend: clear errors: a tensor over maxBufferSize, double free, use after free", async () => {

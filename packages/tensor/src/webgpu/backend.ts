@@ -227,32 +227,45 @@ export class WebGpuBackend implements Backend {
    */
   allocGroup(sizes: readonly number[], dtype: DType, hint?: AllocHint): BufferHandle[] {
     this.#alive();
+    sizes.forEach((n, j) => {
+      if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`webgpu.allocGroup: invalid size ${n} (index ${j})`);
+    });
     const cap = Math.min(this.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize);
+    const span = (n: number) => Math.ceil(Math.max(1, n * 4) / SLAB_ALIGN) * SLAB_ALIGN;
     const out: GpuBuffer[] = [];
+    try {
+      this.#fillGroup(sizes, dtype, hint, cap, span, out);
+    } catch (e) {
+      for (const b of out) this.free(b); // a failed request leaves nothing allocated
+      throw e;
+    }
+    return out;
+  }
+
+  #fillGroup(sizes: readonly number[], dtype: DType, hint: AllocHint | undefined, cap: number, span: (n: number) => number, out: GpuBuffer[]): void {
     let i = 0;
     while (i < sizes.length) {
-      // the views of one slab: as many of the next sizes as fit under the binding limit (at least one)
+      if (span(sizes[i]) > cap) {
+        // too large to share a binding: a buffer of its own, as alloc gives (and the same errors)
+        out.push(this.alloc(sizes[i], dtype, hint) as GpuBuffer);
+        i++;
+        continue;
+      }
+      // the views of one slab: as many of the next sizes as fit under the binding limit
       const offsets: number[] = [];
       let bytes = 0;
       let j = i;
-      for (; j < sizes.length; j++) {
-        const n = sizes[j];
-        if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`webgpu.allocGroup: invalid size ${n} (index ${j})`);
-        const need = Math.ceil(Math.max(1, n * 4) / SLAB_ALIGN) * SLAB_ALIGN;
-        if (j > i && bytes + need > cap) break;
+      for (; j < sizes.length && bytes + span(sizes[j]) <= cap; j++) {
         offsets.push(bytes);
-        bytes += need;
-      }
-      if (bytes > this.device.limits.maxBufferSize) {
-        throw new RangeError(`webgpu.allocGroup: a tensor of ${sizes[i]} ${dtype} elements exceeds this device's maxBufferSize (${this.device.limits.maxBufferSize} bytes)`);
+        bytes += span(sizes[j]);
       }
       const slab: Slab = { gpu: this.#pool.acquire(bytes, hint === "long-lived" ? 1 : 0), bytes, refs: j - i };
       for (let k = i; k < j; k++) out.push(new GpuBuffer(this.#nextId++, sizes[k], dtype, slab.gpu, offsets[k - i], slab));
       this.#live += j - i;
       i = j;
     }
-    return out;
   }
+
 
   free(buf: BufferHandle): void {
     const b = buf as GpuBuffer;
