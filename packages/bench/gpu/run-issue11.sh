@@ -90,7 +90,7 @@ for s in $steps; do
   scaling)
     step scaling 70
     timeout 70 "${JS[@]}" .gpu/scaling.mjs --backend webgpu --preset $P --kinds memmamba,mamba,transformer --lengths $SCAL \
-      --chunk 65536 --parallel-max 4K --train-max $TMAX --transformer-max 16K --runs 3 --warmup 1 --cap-s 8 \
+      --chunk 65536 --parallel-max 4K --train-max $TMAX --transformer-max 60K --runs 3 --warmup 1 --cap-s 8 \
       --stream-total $STREAM --stream-chunk 16384 --stream-every 128K --stream-cap-s 10 --out "$OUT/scaling-webgpu.json" ;;
   scaling-tokens)
     # the forward at $TOK tokens a call (rows = $TOK / L): time per token at the same work per call

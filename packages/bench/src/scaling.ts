@@ -50,7 +50,8 @@ const HELP = `scaling: time per token and peak memory against sequence length (b
                       every length (default: 1 row); the training step stays at 1 row
   --parallel-max N    longest parallel forward; longer ones run chunked (default 4K)
   --train-max N       longest training step (default 16K on the CPU, 32K on WebGPU)
-  --transformer-max N longest Transformer run (default 4K on the CPU, 16K on WebGPU)
+  --transformer-max N longest Transformer run (default 4K on the CPU, 60K on WebGPU: its
+                      inference attention runs by blocks of 1,024 queries beyond 1K tokens)
   --runs N            timed runs per configuration, the median reported (default 3)
   --warmup N          untimed runs first (default 1)
   --cap-s S           time cap of one configuration: stop timing it after S seconds, and skip the
@@ -231,7 +232,7 @@ export async function main(argv: readonly string[]): Promise<ScalingResult | und
   const nonNeg = (name: string, dflt: number) => (f[name] === "0" ? 0 : positiveInt(name, f[name], dflt));
   const o: Opts = {
     chunk: len("chunk", "2048"), tokens: f.tokens === undefined ? 1 : len("tokens", "1"), parallelMax: len("parallel-max", "4K"), trainMax: len("train-max", gpu ? "32K" : "16K"),
-    transformerMax: len("transformer-max", gpu ? "16K" : "4K"), runs: positiveInt("runs", f.runs, 3), warmup: nonNeg("warmup", 1),
+    transformerMax: len("transformer-max", gpu ? "60K" : "4K"), runs: positiveInt("runs", f.runs, 3), warmup: nonNeg("warmup", 1),
     capS: positiveInt("cap-s", f["cap-s"], 60), streamTotal: f["stream-total"] === "0" ? 0 : len("stream-total", "1M"),
     streamChunk: len("stream-chunk", "4096"), streamEvery: len("stream-every", "64K"), streamCapS: positiveInt("stream-cap-s", f["stream-cap-s"], 120),
   };

@@ -21,7 +21,7 @@ export {
   initLayer, initLayerState, memMambaLayer, type LayerContext, type LayerCounts, type LayerParams, type LayerResult, type LayerState,
   type LayerTrace,
 } from "./layer.ts";
-export { initTransformerLayer, ropeTables, transformerLayer, type Rope, type TransformerLayerParams } from "./transformer.ts";
+export { initTransformerLayer, ropeTables, transformerLayer, transformerTuning, type Rope, type TransformerLayerParams } from "./transformer.ts";
 export {
   apply, auxOf, forward, forwardFrom, initLM, loss, type ApplyOptions, type ForwardOptions, type ForwardResult, type LMAux, type LMOutput, type LMParams,
 } from "./model.ts";

@@ -7,8 +7,8 @@
  *   x = x + W_down · SiLU(W_up · RMSNorm(x))
  */
 import {
-  add, concat, exp, fromArray, log, matmul, mul, noGrad, random, reshape, sin, cos, silu, sliceAxis,
-  softmax, sub, tidy, transpose, type Tensor,
+  add, concat, exp, fromArray, ge, isRecording, log, matmul, mul, noGrad, random, reshape, sin, cos, silu, sliceAxis,
+  softmax, sub, tidy, transpose, where, type Tensor,
 } from "@memmamba/tensor";
 import type { ModelConfig } from "./config.ts";
 import { initLinear, initRMSNorm, rmsNorm, type Key, type Linear, type RMSNorm } from "./nn.ts";
@@ -87,6 +87,35 @@ function causalMask(L: number): Tensor {
   return fromArray(m, [L, L]);
 }
 
+/**
+ * Where no gradient is recorded and L exceeds `attnBlock`, the attention runs over blocks of
+ * `attnBlock` queries (each block against the keys up to its end, its causal mask built on the
+ * device): the same function, with memory of attnBlock · L scores per head instead of L² (at 60K
+ * tokens the full [B, H, L, L] scores are 60 GB; a block of 1,024 queries, 1 GB). Training keeps
+ * the one-shot form.
+ */
+export const transformerTuning = { attnBlock: 1024 };
+
+/** Causal attention of q, k, v [B, H, L, hd], in one shot or by query blocks (transformerTuning). */
+function causalAttention(q: Tensor, k: Tensor, v: Tensor, hd: number): Tensor {
+  const L = q.shape[2], Q = transformerTuning.attnBlock;
+  if (!Number.isInteger(Q) || Q < 1) throw new RangeError(`transformerTuning.attnBlock must be a positive integer, got ${Q}`);
+  const scale = 1 / Math.sqrt(hd);
+  if (isRecording() || L <= Q) return matmul(softmax(add(mul(matmul(q, k, { transB: true }), scale), causalMask(L))), v);
+  const cols = fromArray(Float32Array.from({ length: L }, (_, j) => j), [1, L]);
+  const blocks: Tensor[] = [];
+  for (let s = 0; s < L; s += Q) {
+    const e = Math.min(L, s + Q);
+    blocks.push(tidy(() => {
+      const rows = fromArray(Float32Array.from({ length: e - s }, (_, i) => s + i), [e - s, 1]);
+      const mask = where(ge(rows, sliceAxis(cols, 1, 0, e)), 0, -1e9); // [e − s, e]: the causal mask's rows s … e − 1
+      const scores = add(mul(matmul(sliceAxis(q, 2, s, e), sliceAxis(k, 2, 0, e), { transB: true }), scale), mask);
+      return matmul(softmax(scores), sliceAxis(v, 2, 0, e));
+    }));
+  }
+  return concat(blocks, 2);
+}
+
 /** One pre-norm Transformer layer over x [B, L, d]. */
 export function transformerLayer(p: TransformerLayerParams, x: Tensor, cfg: ModelConfig, rope?: Rope): Tensor {
   return tidy(() => transformerLayerInner(p, x, cfg, rope));
@@ -104,8 +133,7 @@ function transformerLayerInner(p: TransformerLayerParams, x: Tensor, cfg: ModelC
     q = applyRope(q, rope);
     k = applyRope(k, rope);
   }
-  const scores = add(mul(matmul(q, k, { transB: true }), 1 / Math.sqrt(hd)), causalMask(L));
-  const attn = matmul(softmax(scores), v); // [B, H, L, hd]
+  const attn = causalAttention(q, k, v, hd); // [B, H, L, hd]
   const merged = reshape(transpose(attn, [0, 2, 1, 3]), [B, L, d]);
   const x1 = add(x, matmul(merged, p.o.w));
   const h2 = rmsNorm(p.norm2, x1, cfg.normEps);

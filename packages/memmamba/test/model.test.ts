@@ -1,6 +1,6 @@
 import { adamw, disposeTree, flattenTree, fromArray, liveBuffers, noGrad, random, readCounters, resetCounters, sliceAxis, tidy, valueAndGrad } from "@memmamba/tensor";
 import { describe, expect, test } from "../../../test/support/harness.ts";
-import { lm, preset, type LMParams } from "../src/index.ts";
+import { lm, preset, transformerTuning, type LMParams } from "../src/index.ts";
 import { maxAbsDiff, randomTokens } from "./support.ts";
 
 const kinds = ["memmamba", "mamba", "transformer"] as const;
@@ -24,6 +24,34 @@ describe("language model", () => {
     const reads = await out.aux.poolReads!.data();
     for (const r of reads) expect(r).toBeLessThanOrEqual(2 * 19); // position 0 never has a note to read
     disposeTree([params, tokens, out]);
+  });
+
+  test("transformer: attention by query blocks (inference, long L) gives the one-shot logits; training keeps one shot", async () => {
+    const params = lm.init(random.key(34), preset("tiny", { kind: "transformer" }));
+    const tokens = randomTokens(35, 2, 23);
+    const was = transformerTuning.attnBlock;
+    try {
+      const once = noGrad(() => lm.apply(params, tokens));
+      resetCounters();
+      noGrad(() => lm.apply(params, tokens)).logits.dispose();
+      const onceLaunches = readCounters().launches;
+      transformerTuning.attnBlock = 5; // 23 positions: blocks of 5, the last of 3
+      resetCounters();
+      const blocked = noGrad(() => lm.apply(params, tokens));
+      expect(readCounters().launches).toBeGreaterThan(onceLaunches); // the blocks ran
+      expect(maxAbsDiff(await blocked.logits.data(), await once.logits.data())).toBeLessThan(1e-5);
+      // under a gradient the one-shot form runs whatever the block size
+      resetCounters();
+      const { value, grads } = valueAndGrad((p: LMParams) => lm.loss(p, tokens, tokens))(params);
+      const withGrad = readCounters().launches;
+      transformerTuning.attnBlock = was;
+      resetCounters();
+      const again = valueAndGrad((p: LMParams) => lm.loss(p, tokens, tokens))(params);
+      expect(readCounters().launches).toBe(withGrad);
+      disposeTree([once, blocked, value, grads, again, tokens, params]);
+    } finally {
+      transformerTuning.attnBlock = was;
+    }
   });
 
   test("apply with counts: false: the same logits, no counts, fewer launches", async () => {
