@@ -80,11 +80,17 @@ function applyRope(x: Tensor, rope: Rope): Tensor {
   return concat([sub(mul(x1, rope.cos), mul(x2, rope.sin)), add(mul(x2, rope.cos), mul(x1, rope.sin))], -1);
 }
 
-/** The additive causal mask [L, L]: 0 on and below the diagonal, −1e9 above. */
-function causalMask(L: number): Tensor {
-  const m = new Float32Array(L * L);
-  for (let i = 0; i < L; i++) for (let j = i + 1; j < L; j++) m[i * L + j] = -1e9;
-  return fromArray(m, [L, L]);
+/**
+ * Rows s … e − 1 of the additive causal mask over e keys, [e − s, e]: 0 where the key is at or
+ * before the query, −1e9 after. Built on the device from two index vectors (an [L, L] array made
+ * and uploaded by the host cost the one-shot forward tens of ms at 1K tokens).
+ */
+function causalMask(s: number, e: number): Tensor {
+  return tidy(() => {
+    const rows = fromArray(Float32Array.from({ length: e - s }, (_, i) => s + i), [e - s, 1]);
+    const cols = fromArray(Float32Array.from({ length: e }, (_, j) => j), [1, e]);
+    return where(ge(rows, cols), 0, -1e9);
+  });
 }
 
 /**
@@ -101,15 +107,12 @@ function causalAttention(q: Tensor, k: Tensor, v: Tensor, hd: number): Tensor {
   const L = q.shape[2], Q = transformerTuning.attnBlock;
   if (!Number.isInteger(Q) || Q < 1) throw new RangeError(`transformerTuning.attnBlock must be a positive integer, got ${Q}`);
   const scale = 1 / Math.sqrt(hd);
-  if (isRecording() || L <= Q) return matmul(softmax(add(mul(matmul(q, k, { transB: true }), scale), causalMask(L))), v);
-  const cols = fromArray(Float32Array.from({ length: L }, (_, j) => j), [1, L]);
+  if (isRecording() || L <= Q) return matmul(softmax(add(mul(matmul(q, k, { transB: true }), scale), causalMask(0, L))), v);
   const blocks: Tensor[] = [];
   for (let s = 0; s < L; s += Q) {
     const e = Math.min(L, s + Q);
     blocks.push(tidy(() => {
-      const rows = fromArray(Float32Array.from({ length: e - s }, (_, i) => s + i), [e - s, 1]);
-      const mask = where(ge(rows, sliceAxis(cols, 1, 0, e)), 0, -1e9); // [e − s, e]: the causal mask's rows s … e − 1
-      const scores = add(mul(matmul(sliceAxis(q, 2, s, e), sliceAxis(k, 2, 0, e), { transB: true }), scale), mask);
+      const scores = add(mul(matmul(sliceAxis(q, 2, s, e), sliceAxis(k, 2, 0, e), { transB: true }), scale), causalMask(s, e));
       return matmul(softmax(scores), sliceAxis(v, 2, 0, e));
     }));
   }
