@@ -108,15 +108,17 @@ function causalAttention(q: Tensor, k: Tensor, v: Tensor, hd: number): Tensor {
   if (!Number.isInteger(Q) || Q < 1) throw new RangeError(`transformerTuning.attnBlock must be a positive integer, got ${Q}`);
   const scale = 1 / Math.sqrt(hd);
   if (isRecording() || L <= Q) return matmul(softmax(add(mul(matmul(q, k, { transB: true }), scale), causalMask(0, L))), v);
+  // the last block first: its scores are the largest, and the pool can hand each smaller block's
+  // temporaries a buffer a larger one freed (ascending, every block asked for a new size)
   const blocks: Tensor[] = [];
-  for (let s = 0; s < L; s += Q) {
+  for (let s = Math.floor((L - 1) / Q) * Q; s >= 0; s -= Q) {
     const e = Math.min(L, s + Q);
     blocks.push(tidy(() => {
       const scores = add(mul(matmul(sliceAxis(q, 2, s, e), sliceAxis(k, 2, 0, e), { transB: true }), scale), causalMask(s, e));
       return matmul(softmax(scores), sliceAxis(v, 2, 0, e));
     }));
   }
-  return concat(blocks, 2);
+  return concat(blocks.reverse(), 2);
 }
 
 /** One pre-norm Transformer layer over x [B, L, d]. */
