@@ -33,8 +33,7 @@ import { z } from "zod";
 import { flattenTree, mapTree, noGrad } from "../autodiff.ts";
 import { bind, bindMulti, definePrimitive } from "../dispatch.ts";
 import { full } from "../ops/elementwise.ts";
-import { concat, reshape } from "../ops/movement.ts";
-import { checkFlat } from "./clip.ts";
+import { checkFlat, flatGradients } from "./clip.ts";
 import { getBackend } from "../engine.ts";
 import type { MultiPrimParams } from "../backend.ts";
 import { ShapeError } from "../shape.ts";
@@ -189,13 +188,12 @@ function groupStep(
   const idx = ps.map((p, i) => (p.dtype === "f32" ? i : -1)).filter((i) => i >= 0);
   if (idx.length === 0 || !getBackend().runMulti) return null;
   const total = idx.reduce((a, i) => a + gs[i].size, 0);
-  if (given && given.size !== total) {
-    throw new RangeError(`adamw.update: flatGrads has ${given.size} elements, the f32 parameters' gradients ${total}`);
-  }
   const outs = noGrad(() =>
     tidy(() => {
-      const parts = given ? [] : idx.filter((i) => gs[i].size > 0).map((i) => reshape(gs[i], [gs[i].size]));
-      const flat = given ?? (parts.length === 0 ? full([0], 0) : parts.length === 1 ? parts[0] : concat(parts));
+      const flat = given ?? flatGradients(idx.map((i) => gs[i]));
+      if (flat.size !== total) {
+        throw new RangeError(`adamw.update: the flat gradients have ${flat.size} elements, the f32 parameters' gradients ${total}`);
+      }
       const specs = idx.map((i) => ({ shape: [...ps[i].shape], dtype: "f32" as const }));
       const n = idx.length, range = (k: number) => Array.from({ length: n }, (_, j) => k * n + j);
       const r = bindMulti(

@@ -94,6 +94,8 @@ class GpuBuffer implements BufferHandle {
 
 /** Slab views start at multiples of this many bytes: 256-byte binding offsets, and whole 256-thread workgroups of f32 per view. */
 const SLAB_ALIGN = 1024;
+/** Bytes a view of `n` f32 / i32 elements takes in a slab (at least one aligned span). */
+const slabSpan = (n: number) => Math.ceil(Math.max(1, n * 4) / SLAB_ALIGN) * SLAB_ALIGN;
 
 export interface WebGpuOptions extends AcquireOptions {
   /** Use this device instead of acquiring one (it is then not destroyed by destroy()). */
@@ -230,11 +232,9 @@ export class WebGpuBackend implements Backend {
     sizes.forEach((n, j) => {
       if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`webgpu.allocGroup: invalid size ${n} (index ${j})`);
     });
-    const cap = Math.min(this.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize);
-    const span = (n: number) => Math.ceil(Math.max(1, n * 4) / SLAB_ALIGN) * SLAB_ALIGN;
     const out: GpuBuffer[] = [];
     try {
-      this.#fillGroup(sizes, dtype, hint, cap, span, out);
+      this.#fillGroup(sizes, dtype, hint, out);
     } catch (e) {
       for (const b of out) this.free(b); // a failed request leaves nothing allocated
       throw e;
@@ -242,10 +242,11 @@ export class WebGpuBackend implements Backend {
     return out;
   }
 
-  #fillGroup(sizes: readonly number[], dtype: DType, hint: AllocHint | undefined, cap: number, span: (n: number) => number, out: GpuBuffer[]): void {
+  #fillGroup(sizes: readonly number[], dtype: DType, hint: AllocHint | undefined, out: GpuBuffer[]): void {
+    const cap = Math.min(this.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize);
     let i = 0;
     while (i < sizes.length) {
-      if (span(sizes[i]) > cap) {
+      if (slabSpan(sizes[i]) > cap) {
         // too large to share a binding: a buffer of its own, as alloc gives (and the same errors)
         out.push(this.alloc(sizes[i], dtype, hint) as GpuBuffer);
         i++;
@@ -255,9 +256,9 @@ export class WebGpuBackend implements Backend {
       const offsets: number[] = [];
       let bytes = 0;
       let j = i;
-      for (; j < sizes.length && bytes + span(sizes[j]) <= cap; j++) {
+      for (; j < sizes.length && bytes + slabSpan(sizes[j]) <= cap; j++) {
         offsets.push(bytes);
-        bytes += span(sizes[j]);
+        bytes += slabSpan(sizes[j]);
       }
       const slab: Slab = { gpu: this.#pool.acquire(bytes, hint === "long-lived" ? 1 : 0), bytes, refs: j - i };
       for (let k = i; k < j; k++) out.push(new GpuBuffer(this.#nextId++, sizes[k], dtype, slab.gpu, offsets[k - i], slab));

@@ -169,7 +169,7 @@ export function adamwGroupKernel(ctx: GpuCtx, ins: readonly KernelArg[], outs: r
     const words = new Uint32Array(4 * (GROUP_HEAD + GROUP_MAX));
     words.set(head);
     words[0] = table.length / 4;
-    words.set([bases[0], bases[1], bases[2], bases[3], bases[4], bases[5]], 12);
+    words.set(bases, 12);
     words.set(table, 4 * GROUP_HEAD);
     ctx.dispatch({
       label: "adamwGroup", key: "adamwGroup", wgsl: adamwGroupGen,
