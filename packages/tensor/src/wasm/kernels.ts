@@ -55,8 +55,33 @@ const roundUp = (a: number, m: number) => ceilDiv(a, m) * m;
 // matmul
 
 const NR = 8;
-/** The K chunk of one cblas_sgemm call (see matmul). */
+/** A K up to this long goes to cblas_sgemm in one call (see blasKChunks). */
 export const BLAS_KC = 256;
+/** A longer K goes in calls whose K is a multiple of this (see blasKChunks). */
+export const BLAS_K_ALIGN = 64;
+
+/**
+ * The [start, length] chunks of K that matmul hands to cblas_sgemm, one call each, accumulated
+ * with beta = 1. OpenBLAS blocks K by its GEMM_Q (320 on the SkylakeX / Cooperlake kernels) and
+ * halves a remainder between Q and 2Q; its one-thread driver rounds that half up to its M unroll
+ * (16) and its threaded driver does not, so for some K the bits depend on the thread count.
+ * Measured (python3 + ctypes, 1-8 OpenBLAS threads, OpenBLAS 0.3.21, SkylakeX, Cooperlake and
+ * Sandybridge kernels): every K ≤ 320 and every multiple of 32 agree, and K = 330, 343, 700,
+ * 720, … differ (which K differ fits that rounding, inferred, not read in OpenBLAS's source).
+ * So: K ≤ BLAS_KC in one call; a longer K as its largest multiple of BLAS_K_ALIGN, then the
+ * rest (< 64) in a second call. Before, every K went in calls of 256: a 1024² product took four
+ * calls and ran 23% slower than one (numpy's single call).
+ */
+export function blasKChunks(k: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let p0 = 0; p0 < k;) {
+    const r = k - p0;
+    const kc = r <= BLAS_KC ? r : r - (r % BLAS_K_ALIGN);
+    out.push([p0, kc]);
+    p0 += kc;
+  }
+  return out;
+}
 /** Flops from which BLAS runs on every thread (below: on the calling thread alone). */
 export const BLAS_PARALLEL_FLOPS = 2 ** 28;
 /** Bytes of one thread's packing scratch: an MC x KC block of A, pre-broadcast (120·256·16) + one 6x8 edge tile. */
@@ -95,16 +120,15 @@ const matmul: Launcher<"matmul"> = (ctx, [a, b], out, p) => {
   }
   const A = ctx.ptr(a), B = ctx.ptr(b);
   if (ctx.sgemm) {
-    // K in chunks of BLAS_KC, accumulated with beta = 1: OpenBLAS splits a longer K differently
-    // with one thread and with several (so the bits would depend on the thread count); within one
-    // chunk both of its drivers sum in the same order.
+    // K in the chunks of blasKChunks, accumulated with beta = 1: OpenBLAS splits some K
+    // differently with one thread and with several (so the bits would depend on the thread
+    // count); for these chunks both of its drivers sum in the same order.
     const lda = p.transA ? m : k, ldb = p.transB ? k : n;
     // OpenBLAS's threads busy-wait after a call, next to ours: give it all of them only for a
     // product long enough to pay for that (the bits do not depend on its thread count here)
     ctx.blasThreads(2 * m * n * k * batches >= BLAS_PARALLEL_FLOPS ? ctx.threads : 1);
     for (let q = 0; q < batches; q++) {
-      for (let p0 = 0; p0 < k; p0 += BLAS_KC) {
-        const kc = Math.min(BLAS_KC, k - p0);
+      for (const [p0, kc] of blasKChunks(k)) {
         const a0 = A + 4 * (aOffs[q] + (p.transA ? p0 * m : p0)), b0 = B + 4 * (bOffs[q] + (p.transB ? p0 : p0 * n));
         ctx.sgemm(p.transA, p.transB, m, n, kc, a0, lda, b0, ldb, p0 === 0 ? 0 : 1, C + q * m * n * 4, n);
       }
