@@ -24,7 +24,7 @@ import type { DType } from "../dtype.ts";
 import { registerBackend } from "../engine.ts";
 import { showShape, sizeOf } from "../shape.ts";
 import { cpuKernels, cpuMultiKernels, type CpuArg } from "../cpu/kernels.ts";
-import { openBlas, type Blas } from "../ffi/blas.ts";
+import { blasThreadStable, openBlas, type Blas } from "../ffi/blas.ts";
 import { WasmHeap } from "./heap.ts";
 import { GEMM_SCRATCH_BYTES, wasmLaunchers, wasmMultiLaunchers, type Launcher, type MultiLauncher, type WasmCtx } from "./kernels.ts";
 import { chooseVariant, createSharedMemory, instantiate, type KernelExports, wasmBytes, wasmSupport, type WasmVariant } from "./module.ts";
@@ -72,6 +72,11 @@ export interface KernelInfo {
   kernels: "wasm-relaxed" | "wasm-simd" | "ts";
   /** The library behind "blas", or why it is not used (null when not asked for). */
   blas: string | null;
+  /**
+   * Whether the BLAS matmul's bits are the same whatever the thread count (measured per OpenBLAS
+   * kernel set: see BLAS_THREAD_STABLE_CORES in ffi/blas.ts); null when matmul is not "blas".
+   */
+  blasThreadStable: boolean | null;
   /** Threads a large kernel runs on now (1 until the workers have started). */
   threads: number;
   /** Whether f32x4.relaxed_madd rounds once (a fused multiply-add) on this engine and machine. */
@@ -247,6 +252,7 @@ export class WasmBackend implements Backend {
       matmul: this.#blas ? "blas" : k,
       kernels: k,
       blas: this.#blasNote,
+      blasThreadStable: this.#blas ? blasThreadStable(this.#blasNote) : null,
       threads: this.#pool?.threads ?? 1,
       relaxedMaddFused: this.#relaxedFused,
       choice: this.choice,
