@@ -49,6 +49,9 @@ import { ssmForwardPlan, ssmGradPlan, ssmTuning } from "../../tensor/src/webgpu/
 /** Batch-1 long sequences (L = 4K..256K; Di = 256 at 256K so that one tensor fits a binding), and a training-like batch. */
 const SSM_DEFAULT = "1x4096x1024x16,1x16384x1024x16,1x65536x1024x16,1x262144x256x16,4x2048x1536x16";
 
+/** Calls a --profile profiles per selective-scan case. */
+const PROFILE_CALLS = 3;
+
 const HELP = `webgpu-scan: selective-scan bandwidth of the WebGPU backend vs the device's copy bandwidth
 
   --lengths a,b,...  sequence lengths L of scan / scanReverse (default 4096,16384,65536,262144)
@@ -73,9 +76,12 @@ const HELP = `webgpu-scan: selective-scan bandwidth of the WebGPU backend vs the
                      same data (default: the library's ${ssmTuning.fwdAlgo})
   --ssm-bwd-algo A,...  the parallel backward's per-chunk kernel (ssmTuning.bwdAlgo): scratch
                      (states through global scratch) or segments (states on chip), each
-                     optionally :s<steps a segment> and :t<shortest chunk> (e.g. segments:s2,
-                     scratch:t64); the backward runs once per value, side by side on the same
+                     optionally :s<steps a segment>, :t<shortest chunk> and :scalar (B, C read
+                     as guarded scalars, ssmTuning.bwdVecBC off; e.g. segments:s2, scratch:t64,
+                     scratch:scalar); the backward runs once per value, side by side on the same
                      data (default: the library's ${ssmTuning.bwdAlgo})
+  --profile          selective-scan cases: also the GPU time of each kernel of a call (a profile of
+                     ${PROFILE_CALLS} calls, one compute pass per dispatch), printed and in the JSON
   --runs N           timed samples; the median is reported (default 9)
   --sample-ms MS     target duration of one sample (default 20)
   --warmup-ms MS     busy time before timing each case (default 500)
@@ -162,6 +168,8 @@ export interface SsmRow {
    * gradients against the first --ssm-bwd-algo's (null on that one).
    */
   maxErr: number | null;
+  /** With --profile: GPU time per kernel of one call, largest first. */
+  profile?: SsmProfileRow[] | null;
 }
 
 type Rng = () => number;
@@ -205,6 +213,27 @@ interface TimeOpts {
   sampleMs: number;
   warmupMs: number;
   timestamps: boolean;
+  /** Selective-scan cases: also a per-kernel profile (one compute pass per dispatch) of a few calls. */
+  profile: boolean;
+}
+
+/** GPU time per call of each kernel a selective-scan call launched (WebGpuBackend.startProfile). */
+export interface SsmProfileRow {
+  /** The kernel's pipeline key. */
+  kernel: string;
+  /** Dispatches per call. */
+  dispatches: number;
+  /** GPU ms per call (each dispatch in its own pass, so the sum runs above the unprofiled time). */
+  ms: number;
+}
+
+
+/** `run` PROFILE_CALLS times under a per-kernel profile; null without timestamp queries. */
+async function profileCalls(gpu: WebGpuBackend, run: () => void): Promise<SsmProfileRow[] | null> {
+  if (!gpu.startProfile()) return null;
+  for (let i = 0; i < PROFILE_CALLS; i++) run();
+  const rows = await gpu.stopProfile();
+  return rows.map((r) => ({ kernel: r.label, dispatches: r.count / PROFILE_CALLS, ms: r.ms / PROFILE_CALLS }));
 }
 
 /** GPU time per call of `run` (gpu-timing.ts), with at most 48 compute passes per sample. */
@@ -378,14 +407,20 @@ interface BwdVariant {
   seg?: number;
   /** ssmTuning.bwdMinT. */
   minT?: number;
+  /** ssmTuning.bwdVecBC off (B, C read as guarded scalars). */
+  scalar?: boolean;
 }
 
-/** "scratch", "segments", "segments:s8", "scratch:t16", "segments:s2:t16" → a BwdVariant. */
+/** "scratch", "segments", "segments:s8", "scratch:t16", "segments:s2:t16", "scratch:scalar" → a BwdVariant. */
 function parseBwdVariant(spec: string): BwdVariant {
-  const m = /^(scratch|segments)((?::[st]\d+)*)$/.exec(spec.trim());
-  if (!m) throw new Error(`--ssm-bwd-algo: expected scratch or segments, optionally :s<segment steps> and :t<shortest chunk> (e.g. segments:s2:t16), got "${spec}"`);
+  const m = /^(scratch|segments)((?::(?:[st]\d+|scalar))*)$/.exec(spec.trim());
+  if (!m) throw new Error(`--ssm-bwd-algo: expected scratch or segments, optionally :s<segment steps>, :t<shortest chunk> and :scalar (e.g. segments:s2:t16), got "${spec}"`);
   const v: BwdVariant = { algo: m[1] as BwdVariant["algo"] };
   for (const part of m[2].split(":").filter(Boolean)) {
+    if (part === "scalar") {
+      v.scalar = true;
+      continue;
+    }
     const n = Number(part.slice(1));
     if (!(n >= 1)) throw new Error(`--ssm-bwd-algo: "${part}" in "${spec}" must be a positive integer`);
     if (part[0] === "s") v.seg = n;
@@ -418,11 +453,12 @@ async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boo
   const ins = [arg(x, sh.x), arg(d, sh.x), arg(A, sh.A), arg(bb, sh.B), arg(cc, sh.B), arg(h0, sh.h)];
   const updates = B * L * Di * N;
   const rows: SsmRow[] = [];
-  const bwdDefault = { bwdAlgo: ssmTuning.bwdAlgo, bwdSegSteps: ssmTuning.bwdSegSteps, bwdMinT: ssmTuning.bwdMinT, bwdLongT: ssmTuning.bwdLongT };
+  const bwdDefault = { bwdAlgo: ssmTuning.bwdAlgo, bwdSegSteps: ssmTuning.bwdSegSteps, bwdMinT: ssmTuning.bwdMinT, bwdLongT: ssmTuning.bwdLongT, bwdVecBC: ssmTuning.bwdVecBC };
   const chunking = (prim: SsmRow["prim"]) => {
     if (prim === "selectiveScan") return { chunks: ssmForwardPlan(B, L, Di).nC, chunksPerGroup: 1, bwdAlgo: "-", bwdChunk: 0 };
     const p = ssmGradPlan(B, L, Di, N, gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxComputeWorkgroupStorageSize);
-    return p ? { chunks: p.nC, chunksPerGroup: p.G, bwdAlgo: p.algo === "segments" ? `segments S${ssmTuning.bwdSegSteps}` : p.algo, bwdChunk: p.T } : { chunks: 1, chunksPerGroup: 1, bwdAlgo: "sequential", bwdChunk: 0 };
+    const scalar = ssmTuning.bwdVecBC || N % 4 !== 0 ? "" : " scalar";
+    return p ? { chunks: p.nC, chunksPerGroup: p.G, bwdAlgo: (p.algo === "segments" ? `segments S${ssmTuning.bwdSegSteps}` : p.algo) + scalar, bwdChunk: p.T } : { chunks: 1, chunksPerGroup: 1, bwdAlgo: "sequential", bwdChunk: 0 };
   };
   try {
     // each case: its primitive, a call, the compulsory bytes, the backward's per-chunk kernel
@@ -440,9 +476,11 @@ async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boo
         ssmTuning.bwdAlgo = bwdAlgo.algo;
         if (bwdAlgo.seg) ssmTuning.bwdSegSteps = bwdAlgo.seg;
         if (bwdAlgo.minT) ssmTuning.bwdMinT = ssmTuning.bwdLongT = bwdAlgo.minT; // exactly that chunk
+        if (bwdAlgo.scalar) ssmTuning.bwdVecBC = false;
       }
       const dispatchesPerCall = countDispatches(gpu, run);
       const timing = await timeCalls(gpu, run, o);
+      const profile = o.profile ? await profileCalls(gpu, run) : undefined;
       let maxErr: number | null = null;
       if (prim === "selectiveScan") {
         // float64 reference for a few channels (b, i)
@@ -477,7 +515,7 @@ async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boo
       }
       rows.push({
         prim, B, L, Di, N, fwdThreads: L >= ssmTuning.fwdLongL ? Math.max(ssmTuning.fwdThreads, ssmTuning.fwdThreadsLong) : ssmTuning.fwdThreads, fwdVecBC: ssmTuning.fwdVecBC, fwdAlgo: prim === "selectiveScan" ? ssmTuning.fwdAlgo : "-", ...chunking(prim), dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
-        stateUpdatesPerS: updates / (timing.medianMs * 1e-3), maxErr,
+        stateUpdatesPerS: updates / (timing.medianMs * 1e-3), maxErr, ...(profile !== undefined ? { profile } : {}),
       });
     }
   } finally {
@@ -495,7 +533,7 @@ async function main(): Promise<void> {
   }
   const f = parseFlags(argv, {
     lengths: "string", elems: "string", ssm: "string", runs: "string", "sample-ms": "string", "warmup-ms": "string",
-    "copy-mib": "string", "ssm-fwd-threads": "string", "ssm-fwd-vec": "string", "ssm-fwd-algo": "string", "ssm-bwd-algo": "string", small: "boolean", json: "boolean", out: "string", "scan-algo": "string",
+    "copy-mib": "string", "ssm-fwd-threads": "string", "ssm-fwd-vec": "string", "ssm-fwd-algo": "string", "ssm-bwd-algo": "string", small: "boolean", json: "boolean", out: "string", "scan-algo": "string", profile: "boolean",
   });
   const algos = String(f["scan-algo"] ?? "lookback,tile,chunked").split(",").map((s) => s.trim()).filter(Boolean).map(parseScanAlgo);
   const small = f.small === true;
@@ -520,7 +558,7 @@ async function main(): Promise<void> {
 
   const gpu = await createWebGpuBackend({ timestamps: true });
   const timestamps = gpu.device.features.has("timestamp-query");
-  const o: TimeOpts = { runs, sampleMs, warmupMs, timestamps };
+  const o: TimeOpts = { runs, sampleMs, warmupMs, timestamps, profile: f.profile === true };
   // one tensor must fit a binding
   const elems = Math.min(elemsWanted, Math.floor(gpu.limits.maxStorageBufferBindingSize / 4));
   let peak: CopyPeak;
@@ -602,6 +640,13 @@ async function main(): Promise<void> {
       fmt(r.stateUpdatesPerS / 1e9, 4), r.maxErr === null ? "-" : r.maxErr.toExponential(2),
     ]),
   ));
+  for (const r of ssm.filter((x) => x.profile)) {
+    console.log(`\n${r.prim} ${r.B}x${r.L}x${r.Di}x${r.N}${r.prim === "selectiveScanGrad" ? ` (${r.bwdAlgo})` : ""}: GPU time per call by kernel (${fmt(r.timing.medianMs, 4)} ms unprofiled)`);
+    console.log(formatTable(["kernel", "dispatches", "ms", "%"], r.profile!.map((p) => {
+      const total = r.profile!.reduce((a, q) => a + q.ms, 0);
+      return [p.kernel.length > 70 ? `${p.kernel.slice(0, 67)}...` : p.kernel, fmt(p.dispatches, 3), fmt(p.ms, 4), fmt((100 * p.ms) / total, 3)];
+    })));
+  }
 }
 
 main().then(

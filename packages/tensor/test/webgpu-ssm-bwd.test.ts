@@ -134,6 +134,54 @@ test("webgpu selective scan backward, segments kernel: every gradient equals the
   }
 });
 
+test("webgpu selective scan backward, scratch kernel: B and C as vec4 (N % 4 == 0) give the bits of the scalar loads, and equal the CPU", async () => {
+  if (!(await useBackend("webgpu"))) return;
+  const gpu = T.getBackend();
+  const cpu = T.setBackend("cpu");
+  const was = { ...ssmTuning };
+  try {
+    // [B, L, Di, N, backward chunk length T, at most this many chunks a group]
+    const cases: [number, number, number, number, number, number][] = [
+      [2, 36, 64, 16, 6, 4], // the workgroup reduction, several groups
+      [2, 37, 5, 8, 14, 2], // terms per channel, the last chunk short
+      [2, 29, 5, 13, 6, 2], // N padded: scalar loads whatever the knob
+    ];
+    for (const [B, L, Di, N, Tb, maxG] of cases) {
+      const what = JSON.stringify({ B, L, Di, N, Tb, maxG });
+      const { shapes, data } = inputs(B, L, Di, N);
+      const want = await grad(cpu, shapes, data);
+      const runs: { got: Float32Array; keys: string[] }[] = [];
+      for (const vec of [true, false]) {
+        Object.assign(ssmTuning, { bwdAlgo: "scratch", forceChunk: Tb, bwdMaxGroup: maxG, bwdVecBC: vec });
+        try {
+          const { result, keys } = await keysOf(gpu as unknown as WebGpuBackend, () => grad(gpu, shapes, data));
+          runs.push({ got: result, keys });
+        } finally {
+          Object.assign(ssmTuning, was);
+        }
+      }
+      // the knob reaches every kernel that reads B or C: forward chunk pass, adjoint chunk pass,
+      // per-chunk kernel (":v" on theirs exactly when on and N % 4 == 0), and changes no bit
+      const vecRan = N % 4 === 0;
+      for (const [r, on] of [[runs[0], true], [runs[1], false]] as const) {
+        const v = on && vecRan;
+        for (const prefix of ["ssm:fc1:", "ssm:bl1:", "ssm:bwdp:"]) {
+          const ks = r.keys.filter((k) => k.startsWith(prefix));
+          expect(ks.length).toBeGreaterThan(0);
+          for (const k of ks) expect(k.endsWith(":v")).toBe(v);
+        }
+        expectClose(`selectiveScanGrad scratch vec ${on} ${what}`, r.got, want, [B, L, Di, N]);
+      }
+      for (let e = 0; e < want.length; e++) {
+        if (!Object.is(runs[0].got[e], runs[1].got[e])) throw new Error(`${what}: element ${e}: vec4 ${runs[0].got[e]} vs scalar ${runs[1].got[e]}`);
+      }
+    }
+  } finally {
+    Object.assign(ssmTuning, was);
+    T.setBackend(gpu);
+  }
+});
+
 test("webgpu selective scan backward, segments plan: the chunk fits workgroup memory, else the scratch kernel", () => {
   const was = { ...ssmTuning };
   try {

@@ -56,6 +56,13 @@ export const ssmTuning = {
    */
   fwdVecBC: true,
   /**
+   * The same for the parallel backward (its forward and adjoint chunk passes and the per-chunk
+   * kernel, which reads B_t three times a step). On an H100 at [8, 2048, 512, 16] the scalar
+   * loads' kernels took 0.92 ms (per-chunk), 0.37 (forward chunk pass) and 0.13 (adjoint chunk
+   * pass) of the backward's 1.97 (webgpu-scan --profile, 2026-11-26).
+   */
+  bwdVecBC: true,
+  /**
    * The chunked forward's algorithm (when it runs in chunks, nC > 1): "chunked", the three passes
    * of ssm.ts's file comment; "lookback", one dispatch (plus a clear of its status words) whose
    * workgroups publish each chunk's carry and look back over their predecessors' (see

@@ -177,9 +177,9 @@ fn main(${ENTRY_ARGS}) {
  * params: B·Di, L, Di, N, 0, T, nC, lamOff, lfOff (vec4s). Buffers: LAM_BUFS[pass].
  */
 const LAM_BUFS = { 1: ["W", "delta", "A", "C", "gy"], 2: ["W", "A", "ghL"] } as const;
-function lamChunkWgsl(N4: number, pass: 1 | 2): string {
+function lamChunkWgsl(N4: number, pass: 1 | 2, vec = false): string {
   const Q = quads(N4);
-  const bufs = LAM_BUFS[pass].map((name) => ({ name, type: name === "W" ? "vec4<f32>" : "f32", write: name === "W" }));
+  const bufs = LAM_BUFS[pass].map((name) => ({ name, type: name === "W" || (vec && name === "C") ? "vec4<f32>" : "f32", write: name === "W" }));
   const per = (f: (q: number) => string) => Q.map(f).join("\n  ");
   const head = `${header(9, bufs)}${VEXP}
 @compute @workgroup_size(${FWD_WG})
@@ -199,7 +199,7 @@ fn main(${ENTRY_ARGS}) {
   for (var t = t1; t > t0; t--) {
     let row = (b * L + t - 1u) * Di + i; let bn = (b * L + t - 1u) * N;
     let dt = delta[row]; let gv = gy[row];
-    ${Q.map((q) => `lam${q} = vexp(dt * A${q}) * (lam${q} + gv * ${ld("C", "bn", q)});`).join("\n    ")}
+    ${Q.map((q) => `lam${q} = vexp(dt * A${q}) * (lam${q} + gv * ${vec ? `C[(b * L + t - 1u) * ${N4}u + ${q}u]` : ld("C", "bn", q)});`).join("\n    ")}
   }
   ${per((q) => `W[lamOff + g * ${N4}u + ${q}u] = lam${q};`)}
 }`;
@@ -276,9 +276,11 @@ var<workgroup> red2: array<vec4<f32>, ${R * 8}>;
   return { bufs, term, reduceStep, decls, prelude };
 }
 
-function chunkParWgsl(N4: number, wgr: boolean): string {
+function chunkParWgsl(N4: number, wgr: boolean, vec = false): string {
   const Q = quads(N4);
-  const { bufs, term, reduceStep, decls, prelude } = bwdChunkParts(N4, wgr);
+  const parts = bwdChunkParts(N4, wgr);
+  const { term, reduceStep, decls, prelude } = parts;
+  const bufs = parts.bufs.map((d) => (vec && (d.name === "Bm" || d.name === "C") ? { ...d, type: "vec4<f32>" } : d));
   const P = (k: number) => pu(k);
   const per = (f: (q: number) => string) => Q.map(f).join("\n    ");
   return `${header(16, bufs)}${VEXP}${decls}
@@ -293,7 +295,7 @@ fn main(${ENTRY_ARGS}) {
   ${per((q) => `var hs${q} = W[ckb + ${q}u];`)}
   for (var tl = 0u; tl < Tc; tl++) {
     let t = t0 + tl;
-    ${stepCode(N4)}
+    ${stepCode(N4, vec)}
     let hb = hc0 + (tl * Di + i) * ${N4}u;
     ${per((q) => `W[hb + ${q}u] = hs${q};`)}
   }
@@ -313,7 +315,7 @@ fn main(${ENTRY_ARGS}) {
     let cbo = hb - ${P(10)} + ${P(11)};
     let cco = hb - ${P(10)} + ${P(12)};
     var ddt = 0.0f; var dx = 0.0f;
-    ${per((q) => `let C${q} = ${ld("C", "bn", q)}; let B${q} = ${ld("Bm", "bn", q)};
+    ${per((q) => `let C${q} = ${bc("C", q, vec, N4)}; let B${q} = ${bc("Bm", q, vec, N4)};
     let l${q} = lam${q} + g * C${q};
     let a${q} = vexp(dt * A${q});
     ddt += dot(l${q} * xv, B${q}); dx += dot(l${q} * dt, B${q});
@@ -521,7 +523,8 @@ function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): b
   const hcOff = daOff + K * N4, pbOff = hcOff + (seg ? 0 : G * B * T * Di * N4), pcOff = pbOff + G * B * T * Dg * N4;
   const total = pcOff + G * B * T * Dg * N4;
   const W = ctx.temp(total * 16);
-  const sums = ctx.temp(B * G * T * NP * 4);
+  // the dB / dC sums of a group, then dA's
+  const sums = ctx.temp(Math.max(B * G * T, Di) * NP * 4);
   const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
   const r = (a: KernelArg) => ctx.ref(a, label);
   const ro = r(out);
@@ -529,10 +532,13 @@ function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): b
   const w = new ParamWords().u(B * Di).u(L).u(Di).u(N).u(0).u(T).u(nC).u(lamOff).u(lfOff).words();
   const go = (key: string, wgsl: () => string, names: readonly string[], params: Uint32Array, threads: number) =>
     ctx.dispatch({ label, key, wgsl, buffers: names.map((n) => refs[n]), params, groups: grid(ceilDiv(threads, FWD_WG), maxDim) });
+  // B, C as vec4 when N % 4 == 0 (one load per 4 states instead of four guarded scalar loads;
+  // ssmTuning.bwdVecBC): the chunk passes that read them and the per-chunk kernel
+  const vec = ssmTuning.bwdVecBC && N % 4 === 0, vk = vec ? ":v" : "";
   // forward carries (the forward's chunk passes 1 and 2, mode 0: nothing written to out)
-  go(`ssm:fc1:q${N4}`, () => fwdChunkWgsl(N4, 1), FWD_CHUNK_BUFS[1], w, K);
+  go(`ssm:fc1:q${N4}${vk}`, () => fwdChunkWgsl(N4, 1, vec), FWD_CHUNK_BUFS[1], w, K);
   go(`ssm:fc2:q${N4}`, () => fwdChunkWgsl(N4, 2), FWD_CHUNK_BUFS[2], w, B * Di);
-  go(`ssm:bl1:q${N4}`, () => lamChunkWgsl(N4, 1), LAM_BUFS[1], w, K);
+  go(`ssm:bl1:q${N4}${vk}`, () => lamChunkWgsl(N4, 1, vec), LAM_BUFS[1], w, K);
   go(`ssm:bl2:q${N4}`, () => lamChunkWgsl(N4, 2), LAM_BUFS[2], w, B * Di);
   const oDx = 0, oDd = B * L * Di, oDA = 2 * B * L * Di, oDB = oDA + Di * N, oDC = oDB + B * L * N, oDh0 = oDC + B * L * N;
   for (let c0 = 0; c0 < nC; c0 += G) {
@@ -540,11 +546,8 @@ function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): b
     for (const off of [hOff, lamOff, daOff, hcOff, pbOff, pcOff]) pw.u(off);
     pw.u(oDx).u(oDd).u(N);
     const chunkBufs = ["out", "W", "x", "delta", "A", "Bm", "C", "gy"];
-    // B, C as vec4 when N % 4 == 0 (one load per 4 states, as the forward: this kernel reads B_t
-    // three times a step)
-    const vec = N % 4 === 0;
-    if (seg) go(`ssm:bwds:q${N4}:w${+wgr}:s${S}:k${nCk}${vec ? ":v" : ""}`, () => chunkSegWgsl(N4, wgr, S, nCk, vec), chunkBufs, pw.words(), B * G * Di);
-    else go(`ssm:bwdp:q${N4}:w${+wgr}`, () => chunkParWgsl(N4, wgr), chunkBufs, pw.words(), B * G * Di);
+    if (seg) go(`ssm:bwds:q${N4}:w${+wgr}:s${S}:k${nCk}${vk}`, () => chunkSegWgsl(N4, wgr, S, nCk, vec), chunkBufs, pw.words(), B * G * Di);
+    else go(`ssm:bwdp:q${N4}:w${+wgr}${vk}`, () => chunkParWgsl(N4, wgr, vec), chunkBufs, pw.words(), B * G * Di);
     // dB_t, dC_t over the group's steps: sums of the terms over i (or over the per-64 partial
     // sums) ([B, G·T, Dg, NP] → [B, Lg, NP])
     const Lg = Math.min(L, (c0 + G) * T) - c0 * T;
@@ -557,7 +560,10 @@ function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): b
       gsum(ctx, ro, sums, { O: B * Lg, q: Lg, J: N, Mid: 1, dS: L * N, dT: N, dOff: dOff + c0 * T * N, sS: Lg * NP, sT: NP, sOff: 0 });
     }
   }
-  gsum(ctx, ro, W, { O: Di, J: N, Mid: B * nC, dS: N, sS: NP, sM: Di * NP, sOff: daOff * 4, dOff: oDA });
+  // dA: the per-(b, chunk) terms [B·nC, Di, NP] summed over (b, chunk) by the parallel reduction
+  // (a thread per (i, n) adding B·nC terms in turn took ~0.2 ms at [8, 2048, 512, 16] on an H100)
+  reduceGroups(ctx, "sum", W, sums, [{ size: B * nC, stride: Di * NP, reduced: true }, { size: Di * NP, stride: 1, reduced: false }], daOff * 4);
+  gsum(ctx, ro, sums, { O: Di, J: N, Mid: 1, dS: N, sS: NP, sOff: 0, dOff: oDA });
   gsum(ctx, ro, W, { O: B * Di, J: N, Mid: 1, dS: N, sS: NP, sOff: lfOff * 4, dOff: oDh0 });
   ctx.releaseTemp(W);
   ctx.releaseTemp(sums);
