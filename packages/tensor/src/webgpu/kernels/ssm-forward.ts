@@ -6,7 +6,7 @@
  */
 import type { KernelArg } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
-import { bc, FWD_WG, ld, quads, ssmTuning, st, stepCode, VEXP, XYZW } from "./ssm-common.ts";
+import { bc, carryWalkCode, FWD_WG, ld, quads, ssmTuning, st, stepCode, VEXP, XYZW } from "./ssm-common.ts";
 
 /** Whether the forward binds B, C as vec4 (its own pipelines: the key says so). */
 function fwdVec(N: number): boolean {
@@ -55,11 +55,7 @@ fn main(${ENTRY_ARGS}) {
   let b = g / Di; let i = g % Di;
   ${per((q) => `let A${q} = ${ld("A", "i * N", q)};`)}
   ${per((q) => `var hs${q} = ${ld("h0", "g * N", q)};`)}
-  for (var c = 0u; c < nC; c++) {
-    let k = (b * nC + c) * Di + i;
-    let sd = W[sOff + k].x;
-    ${per((q) => `let e${q} = W[k * ${N4}u + ${q}u]; W[k * ${N4}u + ${q}u] = hs${q}; hs${q} = vexp(sd * A${q}) * hs${q} + e${q};`)}
-  }
+  ${carryWalkCode(N4, "hs", (m) => `(b * nC + ${m}) * Di + i`, "")}
   if (mode == 1u) {
     ${Q.map((q) => st("out", "g * N", q, `hs${q}`)).join("\n    ")}
   }

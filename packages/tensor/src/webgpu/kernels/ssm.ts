@@ -62,7 +62,7 @@
 import type { KernelArg } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
 import { reduceGroups, type Group } from "./reduce.ts";
-import { bc, FWD_WG, ld, quads, ssmTuning, stepCode, VEXP } from "./ssm-common.ts";
+import { bc, carryWalkCode, FWD_WG, ld, quads, ssmTuning, stepCode, VEXP } from "./ssm-common.ts";
 import { FWD_CHUNK_BUFS, fwdChunkWgsl, runForward } from "./ssm-forward.ts";
 
 export { ssmTuning } from "./ssm-common.ts";
@@ -208,11 +208,7 @@ fn main(${ENTRY_ARGS}) {
   if (g >= ${pu(0)}) { return; }
   let b = g / Di; let i = g % Di;
   ${per((q) => `var lam${q} = ${ld("ghL", "g * N", q)};`)}
-  for (var cr = 0u; cr < nC; cr++) {
-    let k = (b * nC + nC - 1u - cr) * Di + i;
-    let sd = W[sOff + k].x;
-    ${Q.map((q) => `let e${q} = W[lamOff + k * ${N4}u + ${q}u]; W[lamOff + k * ${N4}u + ${q}u] = lam${q}; lam${q} = vexp(sd * A${q}) * lam${q} + e${q};`).join("\n    ")}
-  }
+  ${carryWalkCode(N4, "lam", (m) => `(b * nC + nC - 1u - ${m}) * Di + i`, "lamOff + ")}
   ${per((q) => `W[lfOff + g * ${N4}u + ${q}u] = lam${q};`)}
 }`;
 }
