@@ -298,25 +298,16 @@ fn main(${ENTRY_ARGS}) {
   ${per((q) => `var lam${q} = W[${P(8)} + k * ${N4}u + ${q}u];`)}
   ${per((q) => `var dA${q} = vec4<f32>(0.0f);`)}
   // h_t of the step being processed (the last one's still in registers); h_{t−1} is read once
-  // per step and becomes the next step's h_t. It is read a step ahead (hpN): each step loads the
-  // next one's before its own stores to W, which a load of W may not move above (an H100 profile
-  // had this kernel at 55-81% of the backward)
+  // per step and becomes the next step's h_t
   ${per((q) => `var hn${q} = hs${q};`)}
-  var pb0 = ckb;
-  if (Tc > 1u) { pb0 = hc0 + ((Tc - 2u) * Di + i) * ${N4}u; }
-  ${per((q) => `var hpN${q} = W[pb0 + ${q}u];`)}
   for (var tr = 0u; tr < Tc; tr++) {
     let tl = Tc - 1u - tr;
     let t = t0 + tl;
-    ${per((q) => `let hp${q} = hpN${q};`)}
-    if (tl > 0u) {
-      var pbn = ckb;
-      if (tl > 1u) { pbn = hc0 + ((tl - 2u) * Di + i) * ${N4}u; }
-      ${per((q) => `hpN${q} = W[pbn + ${q}u];`)}
-    }
     let row = (b * L + t) * Di + i; let bn = (b * L + t) * N;
     let dt = delta[row]; let xv = x[row]; let g = gy[row];
     let hb = hc0 + (tl * Di + i) * ${N4}u;
+    var pb = ckb;
+    if (tl > 0u) { pb = hb - Di * ${N4}u; }
     let cbo = hb - ${P(10)} + ${P(11)};
     let cco = hb - ${P(10)} + ${P(12)};
     var ddt = 0.0f; var dx = 0.0f;
@@ -326,6 +317,7 @@ fn main(${ENTRY_ARGS}) {
     ddt += dot(l${q} * xv, B${q}); dx += dot(l${q} * dt, B${q});
     ${term(q, `l${q} * (dt * xv)`, false)}
     ${term(q, `g * hn${q}`, true)}
+    let hp${q} = W[pb + ${q}u];
     let da${q} = l${q} * hp${q} * a${q};
     hn${q} = hp${q};
     ddt += dot(da${q}, A${q}); dA${q} += da${q} * dt; lam${q} = l${q} * a${q};`)}
