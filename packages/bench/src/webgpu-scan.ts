@@ -28,6 +28,7 @@
  * last about --sample-ms, GPU time from timestamp queries around the compute passes when the
  * adapter has 'timestamp-query', else wall clock. Outputs are checked against a float64 CPU
  * recurrence on a few channels (max error printed; a wrong kernel is not a benchmark).
+ * The selective scan's part is webgpu-scan-ssm.ts, the helpers both parts use webgpu-scan-common.ts.
  * Prints a table and writes JSON; asserts nothing about time. Runs under Bun, Deno and Node
  * (Node: bundle with esbuild, --external:webgpu; see ../../../../shared/gpu/README.md).
  *
@@ -39,18 +40,13 @@
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
 import { fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import process from "node:process";
-import { gpuBenchHeader, timeGpuCalls } from "./gpu-timing.ts";
-import type { BufferHandle, KernelArg } from "../../tensor/src/backend.ts";
-import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type Launch } from "../../tensor/src/webgpu/context.ts";
+import { gpuBenchHeader } from "./gpu-timing.ts";
+import { arg, fillRandom, GB, rng, timeCalls, type Timed, type TimeOpts } from "./webgpu-scan-common.ts";
+import { benchSsm, parseBwdVariant, printSsm, PROFILE_CALLS, SSM_DEFAULT, type SsmRow } from "./webgpu-scan-ssm.ts";
+import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu } from "../../tensor/src/webgpu/context.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
 import { parseScanTile, scanPlan, scanTileName, scanTuning, type ScanTile } from "../../tensor/src/webgpu/kernels/scan.ts";
-import { ssmForwardPlan, ssmGradPlan, ssmTuning } from "../../tensor/src/webgpu/kernels/ssm.ts";
-
-/** Batch-1 long sequences (L = 4K..256K; Di = 256 at 256K so that one tensor fits a binding), and a training-like batch. */
-const SSM_DEFAULT = "1x4096x1024x16,1x16384x1024x16,1x65536x1024x16,1x262144x256x16,4x2048x1536x16";
-
-/** Calls a --profile profiles per selective-scan case. */
-const PROFILE_CALLS = 3;
+import { ssmTuning } from "../../tensor/src/webgpu/kernels/ssm.ts";
 
 const HELP = `webgpu-scan: selective-scan bandwidth of the WebGPU backend vs the device's copy bandwidth
 
@@ -91,13 +87,6 @@ const HELP = `webgpu-scan: selective-scan bandwidth of the WebGPU backend vs the
   --out FILE         where to write the JSON (default packages/bench/results/webgpu-scan.json)
   --help             this text`;
 
-interface Timed {
-  medianMs: number;
-  minMs: number;
-  samplesMs: number[];
-  repsPerSample: number;
-}
-
 export interface CopyPeak {
   bytes: number;
   /** copyBufferToBuffer, wall clock per copy (empty-submit round trip subtracted). */
@@ -133,119 +122,6 @@ export interface ScanRow {
   maxErr: number;
 }
 
-export interface SsmRow {
-  prim: "selectiveScan" | "selectiveScanGrad";
-  B: number;
-  L: number;
-  Di: number;
-  N: number;
-  /** The forward's knobs when this row ran: the thread target at this L (ssmTuning), fwdVecBC and fwdAlgo. */
-  fwdThreads: number;
-  fwdVecBC: boolean;
-  /** The chunked forward's algorithm (ssmTuning.fwdAlgo; "-" on backward rows, which use their own passes). */
-  fwdAlgo: string;
-  /**
-   * Backward rows: the per-chunk kernel that ran (ssmGradPlan's algo: "scratch" or "segments",
-   * which falls back to "scratch" where its chunks would be too short; "sequential" when the
-   * parallel backward does not fit); "-" on forward rows.
-   */
-  bwdAlgo: string;
-  /** Backward rows: the chunk length T along L (0 on forward rows and the sequential backward). */
-  bwdChunk: number;
-  /** Chunks along L (forward: 1 = one thread per (b, i) walks L; backward: 1 = the sequential fallback). */
-  chunks: number;
-  /** Backward: chunks run at once (one dispatch a group); forward: 1. */
-  chunksPerGroup: number;
-  dispatchesPerCall: number;
-  bytes: number;
-  timing: Timed;
-  GBps: number;
-  fracCopy: number;
-  /** B·L·Di·N / time. */
-  stateUpdatesPerS: number;
-  /**
-   * Forward: max |gpu − float64| / (1 + max |ref|) on a few channels; backward: the same of its
-   * gradients against the first --ssm-bwd-algo's (null on that one).
-   */
-  maxErr: number | null;
-  /** With --profile: GPU time per kernel of one call, largest first. */
-  profile?: SsmProfileRow[] | null;
-}
-
-type Rng = () => number;
-function rng(seed: number): Rng {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-function fillRandom(n: number, r: Rng, lo: number, hi: number): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * r();
-  return a;
-}
-
-function arg(buf: BufferHandle, shape: number[]): KernelArg {
-  return { buf, shape, dtype: "f32" };
-}
-
-/** Counts the dispatches `fn` encodes (to keep one timed sample under the timer's pass limit). */
-function countDispatches(gpu: WebGpuBackend, fn: () => void): number {
-  // deno-lint-ignore no-explicit-any
-  const ctx = gpu.ctx as any;
-  const orig = ctx.dispatch as (l: Launch) => void;
-  let n = 0;
-  ctx.dispatch = (l: Launch) => {
-    n++;
-    orig(l);
-  };
-  try {
-    fn();
-  } finally {
-    ctx.dispatch = orig;
-  }
-  return n;
-}
-
-interface TimeOpts {
-  runs: number;
-  sampleMs: number;
-  warmupMs: number;
-  timestamps: boolean;
-  /** Selective-scan cases: also a per-kernel profile (one compute pass per dispatch) of a few calls. */
-  profile: boolean;
-}
-
-/** GPU time per call of each kernel a selective-scan call launched (WebGpuBackend.startProfile). */
-export interface SsmProfileRow {
-  /** The kernel's pipeline key. */
-  kernel: string;
-  /** Dispatches per call. */
-  dispatches: number;
-  /** GPU ms per call (each dispatch in its own pass, so the sum runs above the unprofiled time). */
-  ms: number;
-}
-
-
-/** `run` PROFILE_CALLS times under a per-kernel profile; null without timestamp queries. */
-async function profileCalls(gpu: WebGpuBackend, run: () => void): Promise<SsmProfileRow[] | null> {
-  if (!gpu.startProfile()) return null;
-  for (let i = 0; i < PROFILE_CALLS; i++) run();
-  const rows = await gpu.stopProfile();
-  return rows.map((r) => ({ kernel: r.label, dispatches: r.count / PROFILE_CALLS, ms: r.ms / PROFILE_CALLS }));
-}
-
-/** GPU time per call of `run` (gpu-timing.ts), with at most 48 compute passes per sample. */
-async function timeCalls(gpu: WebGpuBackend, run: () => void, o: TimeOpts): Promise<Timed> {
-  const perCall = countDispatches(gpu, run);
-  await gpu.sync();
-  // the timer records at most 64 compute passes per sample; a pass ends every 128 dispatches
-  const passCap = Math.max(1, Math.floor(48 / (Math.ceil(perCall / 128) + 1)));
-  const t = await timeGpuCalls(gpu, run, { ...o, maxReps: Math.min(200, passCap) });
-  return { medianMs: t.medianMs, minMs: t.minMs, samplesMs: t.samplesMs, repsPerSample: t.reps };
-}
-
 /** A plain vec4 copy kernel (one vec4 per thread), the compute-shader peak. params: n4. */
 const COPY4 = `${header(1, [{ name: "dst", type: "vec4<f32>", write: true }, { name: "src", type: "vec4<f32>" }])}
 @compute @workgroup_size(256)
@@ -255,7 +131,6 @@ fn main(${ENTRY_ARGS}) {
   if (e < ${pu(0)}) { dst[e] = src[e]; }
 }`;
 
-const GB = (bytes: number, ms: number) => bytes / (ms * 1e-3) / 1e9;
 
 async function copyPeak(gpu: WebGpuBackend, mib: number, o: TimeOpts): Promise<CopyPeak> {
   const bytes = mib * 2 ** 20;
@@ -399,132 +274,6 @@ async function benchScan(gpu: WebGpuBackend, L: number, elems: number, algos: Sc
   return rows;
 }
 
-/** The forward (and, with `grad`, the backward) at one B×L×Di×N. */
-/** A backward variant of --ssm-bwd-algo: the per-chunk kernel, and optionally its segment length and shortest chunk. */
-interface BwdVariant {
-  algo: "scratch" | "segments";
-  /** ssmTuning.bwdSegSteps (segments only). */
-  seg?: number;
-  /** ssmTuning.bwdMinT. */
-  minT?: number;
-  /** ssmTuning.bwdVecBC off (B, C read as guarded scalars). */
-  scalar?: boolean;
-}
-
-/** "scratch", "segments", "segments:s8", "scratch:t16", "segments:s2:t16", "scratch:scalar" → a BwdVariant. */
-function parseBwdVariant(spec: string): BwdVariant {
-  const m = /^(scratch|segments)((?::(?:[st]\d+|scalar))*)$/.exec(spec.trim());
-  if (!m) throw new Error(`--ssm-bwd-algo: expected scratch or segments, optionally :s<segment steps>, :t<shortest chunk> and :scalar (e.g. segments:s2:t16), got "${spec}"`);
-  const v: BwdVariant = { algo: m[1] as BwdVariant["algo"] };
-  for (const part of m[2].split(":").filter(Boolean)) {
-    if (part === "scalar") {
-      v.scalar = true;
-      continue;
-    }
-    const n = Number(part.slice(1));
-    if (!(n >= 1)) throw new Error(`--ssm-bwd-algo: "${part}" in "${spec}" must be a positive integer`);
-    if (part[0] === "s") v.seg = n;
-    else v.minT = n;
-  }
-  return v;
-}
-
-async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boolean, bwdAlgos: readonly BwdVariant[]): Promise<SsmRow[]> {
-  const dims = spec.split(/x|×/).map((s) => positiveInt("--ssm", s.trim(), 0));
-  if (dims.length !== 4) throw new Error(`--ssm: expected B×L×Di×N, got ${spec}`);
-  const [B, L, Di, N] = dims;
-  const r = rng(B * 7 + L);
-  const nx = B * L * Di, nb = B * L * N;
-  const X = fillRandom(nx, r, -1, 1), D = fillRandom(nx, r, 0.001, 0.1), Am = fillRandom(Di * N, r, -4, -0.5);
-  const Bm = fillRandom(nb, r, -1, 1), Cm = fillRandom(nb, r, -1, 1), H0 = fillRandom(B * Di * N, r, -1, 1);
-  const GY = fillRandom(nx, r, -1, 1);
-  const sh = { x: [B, L, Di], A: [Di, N], B: [B, L, N], h: [B, Di, N] };
-  const bufs: BufferHandle[] = [];
-  const up = (data: Float32Array) => {
-    const h = gpu.alloc(data.length, "f32");
-    bufs.push(h);
-    gpu.write(h, data);
-    return h;
-  };
-  const x = up(X), d = up(D), A = up(Am), bb = up(Bm), cc = up(Cm), h0 = up(H0), gy = up(GY), ghL = up(new Float32Array(B * Di * N));
-  const gradSize = 2 * nx + Di * N + 2 * nb + B * Di * N;
-  const y = gpu.alloc(nx, "f32"), g = gpu.alloc(gradSize, "f32");
-  bufs.push(y, g);
-  const ins = [arg(x, sh.x), arg(d, sh.x), arg(A, sh.A), arg(bb, sh.B), arg(cc, sh.B), arg(h0, sh.h)];
-  const updates = B * L * Di * N;
-  const rows: SsmRow[] = [];
-  const bwdDefault = { bwdAlgo: ssmTuning.bwdAlgo, bwdSegSteps: ssmTuning.bwdSegSteps, bwdMinT: ssmTuning.bwdMinT, bwdLongT: ssmTuning.bwdLongT, bwdVecBC: ssmTuning.bwdVecBC };
-  const chunking = (prim: SsmRow["prim"]) => {
-    if (prim === "selectiveScan") return { chunks: ssmForwardPlan(B, L, Di).nC, chunksPerGroup: 1, bwdAlgo: "-", bwdChunk: 0 };
-    const p = ssmGradPlan(B, L, Di, N, gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxComputeWorkgroupStorageSize);
-    const scalar = ssmTuning.bwdVecBC || N % 4 !== 0 ? "" : " scalar";
-    return p ? { chunks: p.nC, chunksPerGroup: p.G, bwdAlgo: (p.algo === "segments" ? `segments S${ssmTuning.bwdSegSteps}` : p.algo) + scalar, bwdChunk: p.T } : { chunks: 1, chunksPerGroup: 1, bwdAlgo: "sequential", bwdChunk: 0 };
-  };
-  try {
-    // each case: its primitive, a call, the compulsory bytes, the backward's per-chunk kernel
-    const cases: [SsmRow["prim"], () => void, number, BwdVariant | null][] = [
-      // forward: read x, Δ, B, C, A, h0; write y
-      ["selectiveScan", () => gpu.run("selectiveScan", ins, arg(y, sh.x), {}), 4 * (3 * nx + 2 * nb + 2 * Di * N + B * Di * N), null],
-      // backward: read x, Δ, B, C, A, h0, gy, ghL; write dx, dΔ, dA, dB, dC, dh0
-      ...bwdAlgos.map((algo): (typeof cases)[number] =>
-        ["selectiveScanGrad", () => gpu.run("selectiveScanGrad", [...ins, arg(gy, sh.x), arg(ghL, sh.h)], arg(g, [gradSize]), {}), 4 * (3 * nx + 2 * nb + Di * N + 2 * B * Di * N + gradSize), algo]),
-    ];
-    let gradRef: Float32Array | null = null;
-    for (const [prim, run, bytes, bwdAlgo] of cases.filter(([p]) => grad || p === "selectiveScan")) {
-      if (bwdAlgo) {
-        Object.assign(ssmTuning, bwdDefault);
-        ssmTuning.bwdAlgo = bwdAlgo.algo;
-        if (bwdAlgo.seg) ssmTuning.bwdSegSteps = bwdAlgo.seg;
-        if (bwdAlgo.minT) ssmTuning.bwdMinT = ssmTuning.bwdLongT = bwdAlgo.minT; // exactly that chunk
-        if (bwdAlgo.scalar) ssmTuning.bwdVecBC = false;
-      }
-      const dispatchesPerCall = countDispatches(gpu, run);
-      const timing = await timeCalls(gpu, run, o);
-      const profile = o.profile ? await profileCalls(gpu, run) : undefined;
-      let maxErr: number | null = null;
-      if (prim === "selectiveScan") {
-        // float64 reference for a few channels (b, i)
-        const Y = (await gpu.read(y)) as Float32Array;
-        let maxDiff = 0, maxRef = 0;
-        for (const [b, i] of [[0, 0], [B - 1, Di - 1]]) {
-          const h = Array.from({ length: N }, (_, n) => H0[(b * Di + i) * N + n]);
-          for (let t = 0; t < L; t++) {
-            const row = (b * L + t) * Di + i, bn = (b * L + t) * N;
-            let acc = 0;
-            for (let n = 0; n < N; n++) {
-              h[n] = Math.exp(D[row] * Am[i * N + n]) * h[n] + D[row] * X[row] * Bm[bn + n];
-              acc += h[n] * Cm[bn + n];
-            }
-            maxDiff = Math.max(maxDiff, Math.abs(Y[row] - acc));
-            maxRef = Math.max(maxRef, Math.abs(acc));
-          }
-        }
-        maxErr = maxDiff / (1 + maxRef);
-      } else {
-        // backward: the first algorithm's gradients are the reference of the others'
-        const G = (await gpu.read(g)) as Float32Array;
-        if (!gradRef) gradRef = G.slice();
-        else {
-          let maxDiff = 0, maxRef = 0;
-          for (let e = 0; e < G.length; e++) {
-            maxDiff = Math.max(maxDiff, Math.abs(G[e] - gradRef[e]));
-            maxRef = Math.max(maxRef, Math.abs(gradRef[e]));
-          }
-          maxErr = maxDiff / (1 + maxRef);
-        }
-      }
-      rows.push({
-        prim, B, L, Di, N, fwdThreads: L >= ssmTuning.fwdLongL ? Math.max(ssmTuning.fwdThreads, ssmTuning.fwdThreadsLong) : ssmTuning.fwdThreads, fwdVecBC: ssmTuning.fwdVecBC, fwdAlgo: prim === "selectiveScan" ? ssmTuning.fwdAlgo : "-", ...chunking(prim), dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
-        stateUpdatesPerS: updates / (timing.medianMs * 1e-3), maxErr, ...(profile !== undefined ? { profile } : {}),
-      });
-    }
-  } finally {
-    Object.assign(ssmTuning, bwdDefault);
-    for (const h of bufs) gpu.free(h);
-  }
-  return rows;
-}
-
 async function main(): Promise<void> {
   const argv = programArgs();
   if (argv.includes("--help")) {
@@ -633,20 +382,7 @@ async function main(): Promise<void> {
     ]),
   ));
   console.log();
-  console.log(formatTable(
-    ["prim", "B", "L", "Di", "N", "fwd algo", "fwd B,C", "bwd algo", "chunks", "at once", "dispatches", "median ms", "GB/s", "% peak", "Gupdates/s", "max err"],
-    ssm.map((r) => [
-      r.prim, String(r.B), String(r.L), String(r.Di), String(r.N), r.prim === "selectiveScan" && r.chunks > 1 ? r.fwdAlgo : "-", r.prim === "selectiveScan" ? (r.fwdVecBC && r.N % 4 === 0 ? "vec4" : "scalar") : "-", r.prim === "selectiveScanGrad" ? `${r.bwdAlgo}${r.bwdChunk ? ` T${r.bwdChunk}` : ""}` : "-", String(r.chunks), String(r.chunksPerGroup), String(r.dispatchesPerCall), fmt(r.timing.medianMs, 4), fmt(r.GBps, 4), fmt(100 * r.fracCopy, 3),
-      fmt(r.stateUpdatesPerS / 1e9, 4), r.maxErr === null ? "-" : r.maxErr.toExponential(2),
-    ]),
-  ));
-  for (const r of ssm.filter((x) => x.profile)) {
-    console.log(`\n${r.prim} ${r.B}x${r.L}x${r.Di}x${r.N}${r.prim === "selectiveScanGrad" ? ` (${r.bwdAlgo})` : ""}: GPU time per call by kernel (${fmt(r.timing.medianMs, 4)} ms unprofiled)`);
-    console.log(formatTable(["kernel", "dispatches", "ms", "%"], r.profile!.map((p) => {
-      const total = r.profile!.reduce((a, q) => a + q.ms, 0);
-      return [p.kernel.length > 70 ? `${p.kernel.slice(0, 67)}...` : p.kernel, fmt(p.dispatches, 3), fmt(p.ms, 4), fmt((100 * p.ms) / total, 3)];
-    })));
-  }
+  printSsm(ssm);
 }
 
 main().then(
