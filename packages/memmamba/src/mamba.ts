@@ -105,12 +105,9 @@ function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state?: Ma
   const { dInner, dtRank: R, N, K } = dims(cfg);
   const [B, L] = x.shape;
   const h = rmsNorm(p.norm, x, cfg.normEps);
-  // x and the gate z as two products with the halves of in_proj's weight: slicing the [B, L,
-  // 2·d_inner] product instead copied both halves out, and its gradient padded each back to full
-  // width and added them (on an H200, 2.4 of a Mamba training step's ~38 GPU ms); the weight's
-  // halves are small copies. Every element is the same dot product over d as before.
-  const xIn = matmul(h, sliceAxis(p.inProj.w, -1, 0, dInner));
-  const z = matmul(h, sliceAxis(p.inProj.w, -1, dInner, 2 * dInner));
+  const xz = matmul(h, p.inProj.w);
+  const xIn = sliceAxis(xz, -1, 0, dInner);
+  const z = sliceAxis(xz, -1, dInner, 2 * dInner);
 
   // causal conv: the carried K − 1 inputs stand before the sequence, as in the recurrent step
   const convIn = state ? concat([state.conv, xIn], 1) : xIn;
