@@ -2,8 +2,9 @@
  * What the fused selective scan's kernels share (ssm-forward.ts: the forward; ssm.ts: the
  * backward and the overview): the tuning knobs (ssmTuning), the workgroup size and the WGSL
  * builders for a thread's N states (vec4 loads and stores guarded by N, the decay's exp, B_t / C_t
- * reads, the recurrence step).
+ * reads, the recurrence step), the carry walk, and the strided sum both backwards use (gsum).
  */
+import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
 
 /** Threads per workgroup of the scan's kernels (the backward's workgroup sums assume 64). */
 export const FWD_WG = 64;
@@ -147,4 +148,40 @@ export function carryWalkCode(N4: number, v: string, kOf: (m: string) => string,
     ${J.map((j) => Q.map((q) => `let e${j}_${q} = ${at(j, q)};`).join(" ")).join("\n    ")}
     ${J.map((j) => (j === 0 ? step(0) : `if (m0 + ${j}u < nC) { ${step(j)} }`)).join("\n    ")}
   }`;
+}
+
+// ---------- the strided sum of both backwards ----------
+
+/**
+ * A strided sum: dst[dOff + ob·dS + ot·dT + j] = Σ_{m<Mid} src[sOff + ob·sS + ot·sT + m·sM + j]
+ * for o = ob·q + ot < O, j < J (Mid = 0 writes zeros). Copies, zero fills and the sums over i
+ * and b of the backward.
+ */
+const GSUM = `${header(13, [{ name: "dst", type: "f32", write: true }, { name: "src", type: "f32" }])}
+@compute @workgroup_size(256)
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let e = wg * 256u + lid;
+  let O = ${pu(0)}; let J = ${pu(1)}; let Mid = ${pu(2)}; let q = ${pu(3)};
+  if (e >= O * J) { return; }
+  let o = e / J; let j = e % J; let ob = o / q; let ot = o % q;
+  let s0 = ${pu(9)} + ob * ${pu(6)} + ot * ${pu(7)} + j;
+  var acc = 0.0f;
+  for (var m = 0u; m < Mid; m++) { acc += src[s0 + m * ${pu(8)}]; }
+  dst[${pu(10)} + ob * ${pu(4)} + ot * ${pu(5)} + j] = acc;
+}`;
+
+interface GSum {
+  O: number; J: number; Mid: number; q?: number;
+  dS: number; dT?: number; sS: number; sT?: number; sM?: number; sOff: number; dOff: number;
+}
+
+export function gsum(ctx: GpuCtx, dst: BufRef, src: BufRef, g: GSum): void {
+  if (g.O * g.J === 0) return;
+  ctx.dispatch({
+    label: "selectiveScanGrad", key: "ssm:gsum", wgsl: () => GSUM, buffers: [dst, src],
+    params: new ParamWords().u(g.O).u(g.J).u(g.Mid).u(g.q ?? 1).u(g.dS).u(g.dT ?? 0).u(g.sS).u(g.sT ?? 0).u(g.sM ?? 0)
+      .u(g.sOff).u(g.dOff).words(),
+    groups: grid(ceilDiv(g.O * g.J, 256), ctx.limits.maxComputeWorkgroupsPerDimension),
+  });
 }

@@ -1,0 +1,409 @@
+/**
+ * The fused selective scan's backward parallel along L (the default; ssm.ts's file comment has
+ * the whole scheme): its plan (ssmGradPlan), the adjoint's chunk passes, the per-chunk kernels
+ * ("scratch": chunkParWgsl, "segments": chunkSegWgsl) and gradParallel, which encodes them.
+ * ssm.ts keeps the sequential fallback and the primitive's entry point.
+ */
+import type { KernelArg } from "../../backend.ts";
+import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
+import { reduceGroups, type Group } from "./reduce.ts";
+import { bc, carryWalkCode, FWD_WG, gsum, ld, quads, ssmTuning, stepCode, VEXP } from "./ssm-common.ts";
+import { FWD_CHUNK_BUFS, fwdChunkWgsl } from "./ssm-forward.ts";
+
+/**
+ * The adjoint's chunk carries (parallel backward). Pass 1, thread per (b, c, i): the λ leaving
+ * chunk c leftwards when λ entering it from the right is 0 (run t from the chunk's end down:
+ * l = λ + gy_t C_t, λ = a_t l), over LAM. Pass 2, thread per (b, i): from ghL, walks the chunks
+ * right to left, turning those into the λ entering each chunk from the right (over LAM; the
+ * chunk's decay is exp(A·ΣΔ), ΣΔ from the forward's chunk pass), and the final λ (dh0) into LF.
+ * params: B·Di, L, Di, N, 0, T, nC, lamOff, lfOff (vec4s). Buffers: LAM_BUFS[pass].
+ */
+const LAM_BUFS = { 1: ["W", "delta", "A", "C", "gy"], 2: ["W", "A", "ghL"] } as const;
+function lamChunkWgsl(N4: number, pass: 1 | 2, vec = false): string {
+  const Q = quads(N4);
+  const bufs = LAM_BUFS[pass].map((name) => ({ name, type: name === "W" || (vec && name === "C") ? "vec4<f32>" : "f32", write: name === "W" }));
+  const per = (f: (q: number) => string) => Q.map(f).join("\n  ");
+  const head = `${header(9, bufs)}${VEXP}
+@compute @workgroup_size(${FWD_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let g = wg * ${FWD_WG}u + lid;
+  let L = ${pu(1)}; let Di = ${pu(2)}; let N = ${pu(3)}; let T = ${pu(5)}; let nC = ${pu(6)};
+  let lamOff = ${pu(7)}; let lfOff = ${pu(8)};
+  let sOff = ${pu(0)} * nC * ${N4}u;
+  ${per((q) => `let A${q} = ${ld("A", "(g % Di) * N", q)};`)}`;
+  if (pass === 1) {
+    return `${head}
+  if (g >= ${pu(0)} * nC) { return; }
+  let i = g % Di; let c = (g / Di) % nC; let b = g / (Di * nC);
+  let t0 = c * T; let t1 = min(L, t0 + T);
+  ${per((q) => `var lam${q} = vec4<f32>(0.0f);`)}
+  for (var t = t1; t > t0; t--) {
+    let row = (b * L + t - 1u) * Di + i; let bn = (b * L + t - 1u) * N;
+    let dt = delta[row]; let gv = gy[row];
+    ${Q.map((q) => `lam${q} = vexp(dt * A${q}) * (lam${q} + gv * ${vec ? `C[(b * L + t - 1u) * ${N4}u + ${q}u]` : ld("C", "bn", q)});`).join("\n    ")}
+  }
+  ${per((q) => `W[lamOff + g * ${N4}u + ${q}u] = lam${q};`)}
+}`;
+  }
+  return `${head}
+  if (g >= ${pu(0)}) { return; }
+  let b = g / Di; let i = g % Di;
+  ${per((q) => `var lam${q} = ${ld("ghL", "g * N", q)};`)}
+  ${carryWalkCode(N4, "lam", (m) => `(b * nC + nC - 1u - ${m}) * Di + i`, "lamOff + ")}
+  ${per((q) => `W[lfOff + g * ${N4}u + ${q}u] = lam${q};`)}
+}`;
+}
+
+/**
+ * What the parallel backward's two per-chunk kernels share: bindings, the thread's position
+ * (b, cg, i), and the dB_t / dC_t terms (to scratch per thread, or summed over the workgroup's 64
+ * channels first when wgr; the latter needs `tl`, the step within the chunk, where it is used).
+ */
+function bwdChunkParts(N4: number, wgr: boolean) {
+  const R = 2 * N4; // vec4 terms a thread adds to dB_t and dC_t per step
+  const bufs = [
+    { name: "out", type: "f32", write: true }, { name: "W", type: "vec4<f32>", write: true }, { name: "x", type: "f32" },
+    { name: "delta", type: "f32" }, { name: "A", type: "f32" }, { name: "Bm", type: "f32" }, { name: "C", type: "f32" },
+    { name: "gy", type: "f32" },
+  ];
+  const P = (k: number) => pu(k);
+  // wgr: the workgroup's 64 threads share (b, chunk) (Di % 64 = 0), so the position comes from
+  // the workgroup index alone (uniform: barriers in the step loop are allowed)
+  const pos = wgr
+    ? `let base = wg * ${FWD_WG}u;
+  if (base >= B * G * Di) { return; }
+  let i = base % Di + lid; let cg = (base / Di) % G; let b = base / (Di * G);`
+    : `let g0 = wg * ${FWD_WG}u + lid;
+  if (g0 >= B * G * Di) { return; }
+  let i = g0 % Di; let cg = (g0 / Di) % G; let b = g0 / (Di * G);`;
+  // the dB_t / dC_t terms: to scratch per thread, or summed over the workgroup's 64 i first
+  // (two barriers a step; 64x less scratch traffic): red[r·64 + lid] → 8 partial sums of 8
+  // per term (red2) → one sum per term, to scratch [B, G·T, Di/64, N4] vec4s
+  const term = (q: number, v: string, dC: boolean) => (wgr ? `red[${(dC ? N4 + q : q) * FWD_WG}u + lid] = ${v};` : `W[${dC ? "cco" : "cbo"} + ${q}u] = ${v};`);
+  const reduceStep = !wgr ? "" : `workgroupBarrier();
+    {
+      let o = lid / 8u; let part = lid % 8u;
+      if (o < ${R}u) {
+        let r0 = o * ${FWD_WG}u + part * 8u;
+        red2[o * 8u + part] = ${Array.from({ length: 8 }, (_, e) => `red[r0 + ${e}u]`).join(" + ")};
+      }
+    }
+    workgroupBarrier();
+    if (lid < ${R}u) {
+      let sum = ${Array.from({ length: 8 }, (_, e) => `red2[lid * 8u + ${e}u]`).join(" + ")};
+      let at = (((b * G + cg) * T + tl) * (Di / ${FWD_WG}u) + (i - lid) % Di / ${FWD_WG}u) * ${N4}u;
+      if (lid < ${N4}u) { W[${P(11)} + at + lid] = sum; } else { W[${P(12)} + at + lid - ${N4}u] = sum; }
+    }`;
+  const decls = wgr ? `var<workgroup> red: array<vec4<f32>, ${R * FWD_WG}>;
+var<workgroup> red2: array<vec4<f32>, ${R * 8}>;
+` : "";
+  // the params, the thread's (b, cg, i) and its chunk c's first step t0 and length Tc (both kernels)
+  const prelude = `let B = ${P(0)}; let L = ${P(1)}; let Di = ${P(2)}; let T = ${P(3)}; let nC = ${P(4)}; let c0 = ${P(5)}; let G = ${P(6)};
+  let N = ${P(15)};
+  ${pos}
+  let c = c0 + cg;
+  if (c >= nC) { return; }
+  let t0 = c * T; let Tc = min(L, t0 + T) - t0;`;
+  return { bufs, term, reduceStep, decls, prelude };
+}
+
+/**
+ * One group of chunks of the parallel backward, thread per (b, cg, i) for chunk c = c0 + cg:
+ * as chunkWgsl, but the state entering the chunk and the λ entering it from the right come from
+ * the carry passes, and the chunk's dA terms go to their own slot (summed over b and c later).
+ * params: B, L, Di, T, nC, c0, G, hOff, lamOff, daOff, hcOff, pbOff, pcOff (vec4s), oDx, oDd, N.
+ */
+function chunkParWgsl(N4: number, wgr: boolean, vec = false): string {
+  const Q = quads(N4);
+  const parts = bwdChunkParts(N4, wgr);
+  const { term, reduceStep, decls, prelude } = parts;
+  const bufs = parts.bufs.map((d) => (vec && (d.name === "Bm" || d.name === "C") ? { ...d, type: "vec4<f32>" } : d));
+  const P = (k: number) => pu(k);
+  const per = (f: (q: number) => string) => Q.map(f).join("\n    ");
+  return `${header(16, bufs)}${VEXP}${decls}
+@compute @workgroup_size(${FWD_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  ${prelude}
+  ${per((q) => `let A${q} = ${ld("A", "i * N", q)};`)}
+  let k = (b * nC + c) * Di + i;
+  let ckb = ${P(7)} + k * ${N4}u;
+  let hc0 = ${P(10)} + (b * G + cg) * T * Di * ${N4}u;
+  ${per((q) => `var hs${q} = W[ckb + ${q}u];`)}
+  for (var tl = 0u; tl < Tc; tl++) {
+    let t = t0 + tl;
+    ${stepCode(N4, vec)}
+    let hb = hc0 + (tl * Di + i) * ${N4}u;
+    ${per((q) => `W[hb + ${q}u] = hs${q};`)}
+  }
+  ${per((q) => `var lam${q} = W[${P(8)} + k * ${N4}u + ${q}u];`)}
+  ${per((q) => `var dA${q} = vec4<f32>(0.0f);`)}
+  // h_t of the step being processed (the last one's still in registers); h_{t−1} is read once
+  // per step and becomes the next step's h_t
+  ${per((q) => `var hn${q} = hs${q};`)}
+  for (var tr = 0u; tr < Tc; tr++) {
+    let tl = Tc - 1u - tr;
+    let t = t0 + tl;
+    let row = (b * L + t) * Di + i; let bn = (b * L + t) * N;
+    let dt = delta[row]; let xv = x[row]; let g = gy[row];
+    let hb = hc0 + (tl * Di + i) * ${N4}u;
+    var pb = ckb;
+    if (tl > 0u) { pb = hb - Di * ${N4}u; }
+    let cbo = hb - ${P(10)} + ${P(11)};
+    let cco = hb - ${P(10)} + ${P(12)};
+    var ddt = 0.0f; var dx = 0.0f;
+    ${per((q) => `let C${q} = ${bc("C", q, vec, N4)}; let B${q} = ${bc("Bm", q, vec, N4)};
+    let l${q} = lam${q} + g * C${q};
+    let a${q} = vexp(dt * A${q});
+    ddt += dot(l${q} * xv, B${q}); dx += dot(l${q} * dt, B${q});
+    ${term(q, `l${q} * (dt * xv)`, false)}
+    ${term(q, `g * hn${q}`, true)}
+    let hp${q} = W[pb + ${q}u];
+    let da${q} = l${q} * hp${q} * a${q};
+    hn${q} = hp${q};
+    ddt += dot(da${q}, A${q}); dA${q} += da${q} * dt; lam${q} = l${q} * a${q};`)}
+    out[${P(13)} + row] = dx; out[${P(14)} + row] = ddt;
+    ${reduceStep}
+  }
+  ${per((q) => `W[${P(9)} + k * ${N4}u + ${q}u] = dA${q};`)}
+}`;
+}
+
+/**
+ * One group of chunks of the parallel backward without state scratch (ssmTuning.bwdAlgo =
+ * "segments"): thread per (b, cg, i) for chunk c = c0 + cg, params and outputs as chunkParWgsl.
+ * The chunk is cut into segments of S steps (S compile-time: a segment's states live in a chain
+ * of S + 1 vec4 register sets h{j}_{q}, no function-scope arrays);
+ *   1. from the entering state (the forward carry), run the chunk forward, keeping only the
+ *      state entering each segment but the first: nCk of them (compile-time, the plan makes
+ *      the chunk at most S·(nCk + 1) steps) in workgroup memory, ck[(seg·N4 + q)·64 + lid],
+ *      each thread its own slots (no barrier; consecutive lanes, consecutive vec4s);
+ *   2. segments last to first: recompute the segment's states from its entering state, each
+ *      pushed onto the chain (h{S} the newest), then run the adjoint back over them exactly as
+ *      chunkParWgsl's step with h_t = h{S} and h_(t−1) = h{S − 1}, shifting the chain back by
+ *      one after each step (dx, dΔ written per step, dA per thread, dB_t / dC_t terms by the
+ *      same reduction). Both are loops of S iterations, a step in each (guarded: the chunk's
+ *      last segment may be shorter), not S unrolled steps: on llvmpipe an unrolled segment with
+ *      the reduction's barriers took 30 s to compile (the loops, 10 s); with a constant trip
+ *      count a GPU compiler is free to unroll them and rename the shifts away (not checked).
+ * So no state goes through global memory: each a_t = exp(Δ_t A) is computed three times
+ * (forward to the checkpoints, recompute, adjoint) instead of the states written and read back
+ * (2·16·N4 bytes a step and channel), and x, Δ, B are read three times instead of twice (they
+ * are shared by the 64 channels of a (b, t) row or small, and cached). `vec`: B and C bound as
+ * vec4 (N % 4 == 0), one load per 4 states instead of four guarded ones.
+ */
+function chunkSegWgsl(N4: number, wgr: boolean, S: number, nCk: number, vec: boolean): string {
+  const Q = quads(N4);
+  const parts = bwdChunkParts(N4, wgr);
+  const { term, reduceStep, decls, prelude } = parts;
+  const bufs = parts.bufs.map((d) => (vec && (d.name === "Bm" || d.name === "C") ? { ...d, type: "vec4<f32>" } : d));
+  const P = (k: number) => pu(k);
+  const per = (f: (q: number) => string, sep = "\n    ") => Q.map(f).join(sep);
+  const ck = (seg: string, q: number) => `ck[(${seg} * ${N4}u + ${q}u) * ${FWD_WG}u + lid]`;
+  // the segment's states: a chain of S + 1 register sets, h{S} the newest
+  const chain = Array.from({ length: S + 1 }, (_, j) => j);
+  const shiftDown = (q: number) => chain.slice(0, S).map((j) => `h${j}_${q} = h${j + 1}_${q};`).join(" ");
+  const shiftUp = (q: number) => chain.slice(1).reverse().map((j) => `h${j}_${q} = h${j - 1}_${q};`).join(" ");
+  const checkpoints = nCk === 0 ? "" : `
+  // 1. the states entering segments 1 .. nS − 1 (at most nCk of them)
+  {
+    ${per((q) => `var hs${q} = W[ckb + ${q}u];`)}
+    for (var tl = 0u; tl < (nS - 1u) * ${S}u; tl++) {
+      let t = t0 + tl;
+      ${stepCode(N4, vec)}
+      if ((tl + 1u) % ${S}u == 0u) {
+        let sk = (tl + 1u) / ${S}u - 1u;
+        ${per((q) => `${ck("sk", q)} = hs${q};`, "\n        ")}
+      }
+    }
+  }`;
+  return `${header(16, bufs)}${VEXP}${decls}${nCk > 0 ? `var<workgroup> ck: array<vec4<f32>, ${nCk * N4 * FWD_WG}>;\n` : ""}
+@compute @workgroup_size(${FWD_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  ${prelude}
+  let nS = (Tc + ${S - 1}u) / ${S}u;
+  ${per((q) => `let A${q} = ${ld("A", "i * N", q)};`, "\n  ")}
+  let k = (b * nC + c) * Di + i;
+  let ckb = ${P(7)} + k * ${N4}u;${checkpoints}
+  // 2. segments last to first
+  ${per((q) => `var lam${q} = W[${P(8)} + k * ${N4}u + ${q}u];`, "\n  ")}
+  ${per((q) => `var dA${q} = vec4<f32>(0.0f);`, "\n  ")}
+  ${chain.map((j) => per((q) => `var h${j}_${q} = vec4<f32>(0.0f);`, " ")).join("\n  ")}
+  for (var sr = 0u; sr < nS; sr++) {
+    let sg = nS - 1u - sr;
+    let tl0 = sg * ${S}u; let ts = t0 + tl0;
+    let n = min(${S}u, Tc - tl0); // uniform over the workgroup when wgr (barriers below)
+    // the state entering the segment (the chunk's carry, or from workgroup memory) at the top
+    // of the chain, then its n states pushed in: h{S} = h_(n−1), h{S − 1} = h_(n−2), …
+    if (sg == 0u) {
+      ${per((q) => `h${S}_${q} = W[ckb + ${q}u];`, " ")}
+    }${nCk === 0 ? "" : ` else {
+      ${per((q) => `h${S}_${q} = ${ck("(sg - 1u)", q)};`, "\n      ")}
+    }`}
+    for (var j = 0u; j < ${S}u; j++) {
+      if (j < n) {
+        let t = ts + j;
+        let row = (b * L + t) * Di + i; let bn = (b * L + t) * N;
+        let dt = delta[row]; let dtx = dt * x[row];
+        ${per((q) => `let nh${q} = vexp(dt * A${q}) * h${S}_${q} + dtx * ${bc("Bm", q, vec, N4)};`, "\n        ")}
+        ${per((q) => `${shiftDown(q)} h${S}_${q} = nh${q};`, "\n        ")}
+      }
+    }
+    // the adjoint over the segment's steps, last to first: h_t = h{S}, h_(t−1) = h{S − 1}, then
+    // the chain shifts back by one
+    for (var jr = 0u; jr < ${S}u; jr++) {
+      if (jr < n) {
+        let tl = tl0 + n - 1u - jr; let t = t0 + tl;
+        let row = (b * L + t) * Di + i; let bn = (b * L + t) * N;
+        let dt = delta[row]; let xv = x[row]; let g = gy[row];${wgr ? "" : `
+        let cbo = ${P(11)} + (((b * G + cg) * T + tl) * Di + i) * ${N4}u; let cco = cbo - ${P(11)} + ${P(12)};`}
+        var ddt = 0.0f; var dx = 0.0f;
+        ${per((q) => `let C${q} = ${bc("C", q, vec, N4)}; let B${q} = ${bc("Bm", q, vec, N4)};
+        let l${q} = lam${q} + g * C${q};
+        let a${q} = vexp(dt * A${q});
+        ddt += dot(l${q} * xv, B${q}); dx += dot(l${q} * dt, B${q});
+        ${term(q, `l${q} * (dt * xv)`, false)}
+        ${term(q, `g * h${S}_${q}`, true)}
+        let da${q} = l${q} * h${S - 1}_${q} * a${q};
+        ddt += dot(da${q}, A${q}); dA${q} += da${q} * dt; lam${q} = l${q} * a${q};
+        ${shiftUp(q)}`, "\n        ")}
+        out[${P(13)} + row] = dx; out[${P(14)} + row] = ddt;
+        ${reduceStep.replace(/\n/g, "\n    ")}
+      }
+    }
+  }
+  ${per((q) => `W[${P(9)} + k * ${N4}u + ${q}u] = dA${q};`, "\n  ")}
+}`;
+}
+
+/**
+ * The parallel backward's plan for x [B, L, Di], N states, on a device whose storage bindings
+ * hold `maxBinding` bytes and whose workgroups get `wgStorage` bytes of workgroup memory: nC
+ * chunks of T steps, G chunks a group, the per-chunk kernel (algo, see ssmTuning.bwdAlgo; for
+ * "segments", S steps a segment and nCk segment-start states kept in workgroup memory). null:
+ * it does not fit, or ssmTuning.bwdParallel is off; the sequential backward runs.
+ */
+export interface SsmGradPlan {
+  T: number; nC: number; G: number; wgr: boolean;
+  algo: "scratch" | "segments"; S: number; nCk: number;
+}
+export function ssmGradPlan(B: number, L: number, Di: number, N: number, maxBinding: number, wgStorage = 16384): SsmGradPlan | null {
+  if (!ssmTuning.bwdParallel || B * Di * L === 0) return null;
+  const N4 = Math.max(1, Math.ceil(N / 4));
+  const limit = Math.min(ssmTuning.bwdScratchElems, Math.floor(maxBinding / 4)) / 4; // vec4s
+  // fixed regions per chunk (vec4s): states and λ entering it, ΣΔ, dA terms
+  const fixed = (nC: number) => B * nC * Di * (3 * N4 + 1) + B * Di * N4;
+  let T = ssmTuning.forceChunk > 0 ? ssmTuning.forceChunk : ssmTuning.bwdMinT;
+  while (T < L && fixed(ceilDiv(L, T)) > limit / 2) T *= 2;
+  const wgr = ssmWgReduce(Di, N4);
+  const terms = (T: number) => 2 * B * T * (wgr ? Di / FWD_WG : Di) * N4; // a chunk's dB / dC terms
+  const group = (nC: number, perChunk: number) =>
+    Math.min(nC, Math.floor((limit - fixed(nC)) / perChunk), ssmTuning.bwdMaxGroup > 0 ? ssmTuning.bwdMaxGroup : Infinity);
+  if (ssmTuning.bwdAlgo === "segments") {
+    // the chunk is at most S·(nCk + 1) steps: segment 0 starts from the carry (global memory),
+    // each later one from a state in workgroup memory, which holds those of the 64 threads
+    // (16·N4 bytes each) next to the reduction's buffers (wgr); a forced chunk length too
+    // (WebGPU's default 16 KiB, N = 16, wgr: chunks of 8 steps; 48 KiB: 40)
+    const S = Math.max(1, Math.floor(ssmTuning.bwdSegSteps));
+    const redBytes = wgr ? 72 * 2 * N4 * 16 : 0; // red and red2: (64 + 8)·R vec4s, R = 2·N4
+    const maxCk = Math.max(0, Math.floor((wgStorage - redBytes) / (FWD_WG * N4 * 16)));
+    const Ts = Math.min(T, S * (maxCk + 1));
+    const nC = ceilDiv(L, Ts);
+    const G = group(nC, terms(Ts));
+    // (no state region: the carries may take more than half the scratch)
+    if (G >= 1) return { T: Ts, nC, G, wgr, algo: "segments", S, nCk: ceilDiv(Math.min(Ts, L), S) - 1 };
+    // the carries of chunks that short do not fit: the scratch kernel's longer chunks
+  }
+  const scratchPlan = (T: number): SsmGradPlan | null => {
+    const nC = ceilDiv(L, T);
+    const G = group(nC, B * T * Di * N4 + terms(T)); // its states and dB / dC terms
+    return G >= 1 ? { T, nC, G, wgr, algo: "scratch", S: 0, nCk: 0 } : null;
+  };
+  const plan = scratchPlan(T);
+  // when the chunks take several groups (dispatches in turn), longer chunks: fewer carries and
+  // groups, for the same scratch traffic (H200, batch 1, Di 1024: 64-step chunks → 128 cut the
+  // backward by 30% at L 16K–64K; at training sizes, one group, 32 stays fastest)
+  if (plan && ssmTuning.forceChunk === 0 && ssmTuning.bwdMaxGroup === 0 && plan.G < plan.nC && T < ssmTuning.bwdLongT) {
+    const longer = scratchPlan(Math.min(ssmTuning.bwdLongT, Math.max(T, L)));
+    if (longer) return longer;
+  }
+  return plan;
+}
+
+/** Whether the parallel backward sums the dB / dC terms over each workgroup's 64 channels first. */
+function ssmWgReduce(Di: number, N4: number): boolean {
+  return ssmTuning.bwdWgReduce && Di % FWD_WG === 0 && N4 <= 4;
+}
+
+/**
+ * The backward parallel along L (see ssm.ts's file comment): nC chunks of
+ * T steps; forward carries (state entering each chunk) and adjoint carries (λ entering each
+ * chunk from the right) by chunk passes, then the chunks in groups of G, each group one
+ * dispatch of B·G·Di threads recomputing its chunks' states into scratch and running the
+ * adjoint through them. Returns false (nothing encoded) when the scratch cannot fit.
+ */
+export function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg): boolean {
+  const [x, delta, A, Bm, C, h0, gy, ghL] = ins;
+  const [B, L, Di] = x.shape;
+  const N = A.shape[1];
+  const label = "selectiveScanGrad";
+  const N4 = Math.max(1, Math.ceil(N / 4)), NP = 4 * N4;
+  const plan = ssmGradPlan(B, L, Di, N, ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxComputeWorkgroupStorageSize);
+  if (!plan) return false;
+  const { T, nC, G, wgr, algo, S, nCk } = plan;
+  const seg = algo === "segments";
+  const Dg = wgr ? Di / FWD_WG : Di; // the dB / dC terms per (b, step): per channel or per 64
+  const K = B * nC * Di;
+  const hOff = 0, sdOff = K * N4, lamOff = sdOff + K, lfOff = lamOff + K * N4, daOff = lfOff + B * Di * N4;
+  // the chunks' states (scratch kernel only), then the dB / dC terms
+  const hcOff = daOff + K * N4, pbOff = hcOff + (seg ? 0 : G * B * T * Di * N4), pcOff = pbOff + G * B * T * Dg * N4;
+  const total = pcOff + G * B * T * Dg * N4;
+  const W = ctx.temp(total * 16);
+  // the dB / dC sums of a group, then dA's
+  const sums = ctx.temp(Math.max(B * G * T, Di) * NP * 4);
+  const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
+  const r = (a: KernelArg) => ctx.ref(a, label);
+  const ro = r(out);
+  const refs: Record<string, BufRef> = { out: ro, W, x: r(x), delta: r(delta), A: r(A), Bm: r(Bm), C: r(C), h0: r(h0), gy: r(gy), ghL: r(ghL) };
+  const w = new ParamWords().u(B * Di).u(L).u(Di).u(N).u(0).u(T).u(nC).u(lamOff).u(lfOff).words();
+  const go = (key: string, wgsl: () => string, names: readonly string[], params: Uint32Array, threads: number) =>
+    ctx.dispatch({ label, key, wgsl, buffers: names.map((n) => refs[n]), params, groups: grid(ceilDiv(threads, FWD_WG), maxDim) });
+  // B, C as vec4 when N % 4 == 0 (one load per 4 states instead of four guarded scalar loads;
+  // ssmTuning.bwdVecBC): the chunk passes that read them and the per-chunk kernel
+  const vec = ssmTuning.bwdVecBC && N % 4 === 0, vk = vec ? ":v" : "";
+  // forward carries (the forward's chunk passes 1 and 2, mode 0: nothing written to out)
+  go(`ssm:fc1:q${N4}${vk}`, () => fwdChunkWgsl(N4, 1, vec), FWD_CHUNK_BUFS[1], w, K);
+  go(`ssm:fc2:q${N4}`, () => fwdChunkWgsl(N4, 2), FWD_CHUNK_BUFS[2], w, B * Di);
+  go(`ssm:bl1:q${N4}${vk}`, () => lamChunkWgsl(N4, 1, vec), LAM_BUFS[1], w, K);
+  go(`ssm:bl2:q${N4}`, () => lamChunkWgsl(N4, 2), LAM_BUFS[2], w, B * Di);
+  const oDx = 0, oDd = B * L * Di, oDA = 2 * B * L * Di, oDB = oDA + Di * N, oDC = oDB + B * L * N, oDh0 = oDC + B * L * N;
+  for (let c0 = 0; c0 < nC; c0 += G) {
+    const pw = new ParamWords().u(B).u(L).u(Di).u(T).u(nC).u(c0).u(G);
+    for (const off of [hOff, lamOff, daOff, hcOff, pbOff, pcOff]) pw.u(off);
+    pw.u(oDx).u(oDd).u(N);
+    const chunkBufs = ["out", "W", "x", "delta", "A", "Bm", "C", "gy"];
+    if (seg) go(`ssm:bwds:q${N4}:w${+wgr}:s${S}:k${nCk}${vk}`, () => chunkSegWgsl(N4, wgr, S, nCk, vec), chunkBufs, pw.words(), B * G * Di);
+    else go(`ssm:bwdp:q${N4}:w${+wgr}${vk}`, () => chunkParWgsl(N4, wgr, vec), chunkBufs, pw.words(), B * G * Di);
+    // dB_t, dC_t over the group's steps: sums of the terms over i (or over the per-64 partial
+    // sums) ([B, G·T, Dg, NP] → [B, Lg, NP])
+    const Lg = Math.min(L, (c0 + G) * T) - c0 * T;
+    for (const [sOff, dOff] of [[pbOff, oDB], [pcOff, oDC]]) {
+      const groups: Group[] = [
+        { size: B, stride: G * T * Dg * NP, reduced: false }, { size: Lg, stride: Dg * NP, reduced: false },
+        { size: Dg, stride: NP, reduced: true }, { size: NP, stride: 1, reduced: false },
+      ];
+      reduceGroups(ctx, "sum", W, sums, groups, sOff * 4);
+      gsum(ctx, ro, sums, { O: B * Lg, q: Lg, J: N, Mid: 1, dS: L * N, dT: N, dOff: dOff + c0 * T * N, sS: Lg * NP, sT: NP, sOff: 0 });
+    }
+  }
+  // dA: the per-(b, chunk) terms [B·nC, Di, NP] summed over (b, chunk) by the parallel reduction
+  // (a thread per (i, n) adding B·nC terms in turn took ~0.2 ms at [8, 2048, 512, 16] on an H100)
+  reduceGroups(ctx, "sum", W, sums, [{ size: B * nC, stride: Di * NP, reduced: true }, { size: Di * NP, stride: 1, reduced: false }], daOff * 4);
+  gsum(ctx, ro, sums, { O: Di, J: N, Mid: 1, dS: N, sS: NP, sOff: 0, dOff: oDA });
+  gsum(ctx, ro, W, { O: B * Di, J: N, Mid: 1, dS: N, sS: NP, sOff: lfOff * 4, dOff: oDh0 });
+  ctx.releaseTemp(W);
+  ctx.releaseTemp(sums);
+  return true;
+}
