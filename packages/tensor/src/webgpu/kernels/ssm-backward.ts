@@ -109,6 +109,22 @@ var<workgroup> red2: array<vec4<f32>, ${R * 8}>;
 }
 
 /**
+ * The adjoint step's terms for states vec4 q, shared by both per-chunk kernels: C_t, B_t, l = λ +
+ * gy_t C_t, the decay a = exp(Δ_t A), the step's dΔ and dx sums, and its dB_t / dC_t terms
+ * (through `term`; h_t is `ht`). Lines joined by `nl` (the caller's indentation).
+ */
+function adjointTerms(q: number, vec: boolean, N4: number, term: (q: number, v: string, dC: boolean) => string, ht: string, nl: string): string {
+  return [
+    `let C${q} = ${bc("C", q, vec, N4)}; let B${q} = ${bc("Bm", q, vec, N4)};`,
+    `let l${q} = lam${q} + g * C${q};`,
+    `let a${q} = vexp(dt * A${q});`,
+    `ddt += dot(l${q} * xv, B${q}); dx += dot(l${q} * dt, B${q});`,
+    term(q, `l${q} * (dt * xv)`, false),
+    term(q, `g * ${ht}`, true),
+  ].join(nl);
+}
+
+/**
  * One group of chunks of the parallel backward, thread per (b, cg, i) for chunk c = c0 + cg:
  * as chunkWgsl, but the state entering the chunk and the λ entering it from the right come from
  * the carry passes, and the chunk's dA terms go to their own slot (summed over b and c later).
@@ -153,12 +169,7 @@ fn main(${ENTRY_ARGS}) {
     let cbo = hb - ${P(10)} + ${P(11)};
     let cco = hb - ${P(10)} + ${P(12)};
     var ddt = 0.0f; var dx = 0.0f;
-    ${per((q) => `let C${q} = ${bc("C", q, vec, N4)}; let B${q} = ${bc("Bm", q, vec, N4)};
-    let l${q} = lam${q} + g * C${q};
-    let a${q} = vexp(dt * A${q});
-    ddt += dot(l${q} * xv, B${q}); dx += dot(l${q} * dt, B${q});
-    ${term(q, `l${q} * (dt * xv)`, false)}
-    ${term(q, `g * hn${q}`, true)}
+    ${per((q) => `${adjointTerms(q, vec, N4, term, `hn${q}`, "\n    ")}
     let hp${q} = W[pb + ${q}u];
     let da${q} = l${q} * hp${q} * a${q};
     hn${q} = hp${q};
@@ -260,12 +271,7 @@ fn main(${ENTRY_ARGS}) {
         let dt = delta[row]; let xv = x[row]; let g = gy[row];${wgr ? "" : `
         let cbo = ${P(11)} + (((b * G + cg) * T + tl) * Di + i) * ${N4}u; let cco = cbo - ${P(11)} + ${P(12)};`}
         var ddt = 0.0f; var dx = 0.0f;
-        ${per((q) => `let C${q} = ${bc("C", q, vec, N4)}; let B${q} = ${bc("Bm", q, vec, N4)};
-        let l${q} = lam${q} + g * C${q};
-        let a${q} = vexp(dt * A${q});
-        ddt += dot(l${q} * xv, B${q}); dx += dot(l${q} * dt, B${q});
-        ${term(q, `l${q} * (dt * xv)`, false)}
-        ${term(q, `g * h${S}_${q}`, true)}
+        ${per((q) => `${adjointTerms(q, vec, N4, term, `h${S}_${q}`, "\n        ")}
         let da${q} = l${q} * h${S - 1}_${q} * a${q};
         ddt += dot(da${q}, A${q}); dA${q} += da${q} * dt; lam${q} = l${q} * a${q};
         ${shiftUp(q)}`, "\n        ")}
