@@ -66,8 +66,9 @@ export const BLAS_K_ALIGN = 64;
  * halves a remainder between Q and 2Q; its one-thread driver rounds that half up to its M unroll
  * (16) and its threaded driver does not, so for some K the bits depend on the thread count.
  * Measured (python3 + ctypes, 1-8 OpenBLAS threads, OpenBLAS 0.3.21, SkylakeX, Cooperlake and
- * Sandybridge kernels): every K ≤ 320 and every multiple of 32 agree, and K = 330, 343, 700,
- * 720, … differ (which K differ fits that rounding, inferred, not read in OpenBLAS's source).
+ * Sandybridge kernels; K from 200 to 1400): every K up to 317 and every multiple of 32 agreed,
+ * and K = 330, 343, 700, 720, … differed (which K differ fits that rounding: inferred, not read in
+ * OpenBLAS's source).
  * So: K ≤ BLAS_KC in one call; a longer K as its largest multiple of BLAS_K_ALIGN, then the
  * rest (< 64) in a second call. Before, every K went in calls of 256: a 1024² product took four
  * calls and ran 23% slower than one (numpy's single call).
@@ -125,7 +126,8 @@ const matmul: Launcher<"matmul"> = (ctx, [a, b], out, p) => {
     // count); for these chunks both of its drivers sum in the same order.
     const lda = p.transA ? m : k, ldb = p.transB ? k : n;
     // OpenBLAS's threads busy-wait after a call, next to ours: give it all of them only for a
-    // product long enough to pay for that (the bits do not depend on its thread count here)
+    // product long enough to pay for that (the bits do not depend on its thread count on the
+    // kernel sets of ffi/blas.ts's BLAS_THREAD_STABLE_CORES; on others they may)
     ctx.blasThreads(2 * m * n * k * batches >= BLAS_PARALLEL_FLOPS ? ctx.threads : 1);
     for (let q = 0; q < batches; q++) {
       for (const [p0, kc] of blasKChunks(k)) {
