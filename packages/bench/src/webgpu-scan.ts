@@ -76,9 +76,10 @@ const HELP = `webgpu-scan: selective-scan bandwidth of the WebGPU backend vs the
                      as guarded scalars, ssmTuning.bwdVecBC off; e.g. segments:s2, scratch:t64,
                      scratch:scalar); the backward runs once per value, side by side on the same
                      data (default: the library's ${ssmTuning.bwdAlgo}). Caution: on an H100 at
-                     [8, 2048, 512, 16] each later variant in one process ran slower, whatever it
-                     was (1.77, 3.02, 4.33 ms; not at 16K; cause not found): for an A/B at such
-                     shapes run one variant a process (results/gpu/issue5-s11/order-*)
+                     [8, 2048, 512, 16] each later case in one process ran slower, even the
+                     same variant repeated (1.25, 3.21, 4.00, 4.85 ms on an H200; not at 16K;
+                     cause not found): for an A/B at such shapes run one variant a process
+                     (results/gpu/issue5-s11/order-*, repeat-h200/)
   --profile          selective-scan cases: also the GPU time of each kernel of a call (a profile of
                      ${PROFILE_CALLS} calls, one compute pass per dispatch), printed and in the JSON
   --runs N           timed samples; the median is reported (default 9)
