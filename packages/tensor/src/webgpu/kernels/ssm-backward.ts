@@ -7,7 +7,7 @@
 import type { KernelArg } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
 import { reduceGroups, type Group } from "./reduce.ts";
-import { bc, carryWalkCode, FWD_WG, gsum, ld, quads, ssmTuning, stepCode, VEXP } from "./ssm-common.ts";
+import { bc, carryWalkCode, FWD_WG, gsum, ld, quads, ssmTuning, stepCode, vecBC, VEXP } from "./ssm-common.ts";
 import { FWD_CHUNK_BUFS, fwdChunkWgsl } from "./ssm-forward.ts";
 
 /**
@@ -378,7 +378,7 @@ export function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: Kernel
     ctx.dispatch({ label, key, wgsl, buffers: names.map((n) => refs[n]), params, groups: grid(ceilDiv(threads, FWD_WG), maxDim) });
   // B, C as vec4 when N % 4 == 0 (one load per 4 states instead of four guarded scalar loads;
   // ssmTuning.bwdVecBC): the chunk passes that read them and the per-chunk kernel
-  const vec = ssmTuning.bwdVecBC && N % 4 === 0, vk = vec ? ":v" : "";
+  const vec = vecBC(ssmTuning.bwdVecBC, N), vk = vec ? ":v" : "";
   // forward carries (the forward's chunk passes 1 and 2, mode 0: nothing written to out)
   go(`ssm:fc1:q${N4}${vk}`, () => fwdChunkWgsl(N4, 1, vec), FWD_CHUNK_BUFS[1], w, K);
   go(`ssm:fc2:q${N4}`, () => fwdChunkWgsl(N4, 2), FWD_CHUNK_BUFS[2], w, B * Di);

@@ -1,6 +1,6 @@
 /**
- * What the fused selective scan's kernels share (ssm-forward.ts: the forward; ssm.ts: the
- * backward and the overview): the tuning knobs (ssmTuning), the workgroup size and the WGSL
+ * What the fused selective scan's kernels share (ssm-forward.ts: the forward; ssm-backward.ts
+ * the parallel backward; ssm.ts: the sequential backward and the overview): the tuning knobs (ssmTuning), the workgroup size and the WGSL
  * builders for a thread's N states (vec4 loads and stores guarded by N, the decay's exp, B_t / C_t
  * reads, the recurrence step), the carry walk, and the strided sum both backwards use (gsum).
  */
@@ -107,6 +107,14 @@ export const quads = (N4: number) => Array.from({ length: N4 }, (_, q) => q);
  * to compile on llvmpipe.
  */
 export const VEXP = "fn vexp(v: vec4<f32>) -> vec4<f32> { return exp(v); }\n";
+
+/**
+ * Whether a kernel binds B and C as vec4 (one load per 4 states), given its knob
+ * (ssmTuning.fwdVecBC / bwdVecBC): only where N is a positive multiple of 4.
+ */
+export function vecBC(on: boolean, N: number): boolean {
+  return on && N > 0 && N % 4 === 0;
+}
 
 /** B_t or C_t's vec4 q: from a vec4 binding (vec: N = 4·N4, row (b·L + t)·N4), or as ld reads it. */
 export function bc(arr: string, q: number, vec: boolean, N4: number): string {

@@ -6,11 +6,11 @@
  */
 import type { KernelArg } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
-import { bc, carryWalkCode, FWD_WG, ld, quads, ssmTuning, st, stepCode, VEXP, XYZW } from "./ssm-common.ts";
+import { bc, carryWalkCode, FWD_WG, ld, quads, ssmTuning, st, stepCode, vecBC, VEXP, XYZW } from "./ssm-common.ts";
 
 /** Whether the forward binds B, C as vec4 (its own pipelines: the key says so). */
 function fwdVec(N: number): boolean {
-  return ssmTuning.fwdVecBC && N > 0 && N % 4 === 0;
+  return vecBC(ssmTuning.fwdVecBC, N);
 }
 
 /** The forward's chunking for x [B, L, Di]: nC chunks of T steps (nC = 1: one thread walks L). */
