@@ -8,6 +8,7 @@ import { arg, countDispatches, fillRandom, GB, rng, timeCalls, type Timed, type 
 import type { BufferHandle } from "../../tensor/src/backend.ts";
 import type { WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
 import { ssmForwardPlan, ssmGradPlan, ssmTuning } from "../../tensor/src/webgpu/kernels/ssm.ts";
+import { vecBC } from "../../tensor/src/webgpu/kernels/ssm-common.ts";
 
 /** Batch-1 long sequences (L = 4K..256K; Di = 256 at 256K so that one tensor fits a binding), and a training-like batch. */
 export const SSM_DEFAULT = "1x4096x1024x16,1x16384x1024x16,1x65536x1024x16,1x262144x256x16,4x2048x1536x16";
@@ -131,7 +132,8 @@ export async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, gr
   const chunking = (prim: SsmRow["prim"]) => {
     if (prim === "selectiveScan") return { chunks: ssmForwardPlan(B, L, Di).nC, chunksPerGroup: 1, bwdAlgo: "-", bwdChunk: 0 };
     const p = ssmGradPlan(B, L, Di, N, gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxComputeWorkgroupStorageSize);
-    const scalar = ssmTuning.bwdVecBC || N % 4 !== 0 ? "" : " scalar";
+    // " scalar": the knob turned off where the library would read B, C as vec4
+    const scalar = vecBC(true, N) && !vecBC(ssmTuning.bwdVecBC, N) ? " scalar" : "";
     return p ? { chunks: p.nC, chunksPerGroup: p.G, bwdAlgo: (p.algo === "segments" ? `segments S${ssmTuning.bwdSegSteps}` : p.algo) + scalar, bwdChunk: p.T } : { chunks: 1, chunksPerGroup: 1, bwdAlgo: "sequential", bwdChunk: 0 };
   };
   try {
