@@ -12,6 +12,8 @@
  * the segments kernel ran (with B and C read as vec4 exactly when N % 4 == 0), once per group,
  * and the scratch kernel not; one case runs with
  * "scratch" for contrast (the keys the other way round).
+ * The scratch kernel's B and C read as vec4 (ssmTuning.bwdVecBC) give the bits of the scalar
+ * loads, in every kernel that reads them.
  * Tolerance as in webgpu-parity.test.ts for the fused selective scan: 1e-4·(1 + |cpu|).
  */
 import { expect, test } from "../../../test/support/harness.ts";
@@ -20,6 +22,7 @@ import * as T from "../src/index.ts";
 import type { Backend, Tensor } from "../src/index.ts";
 import type { WebGpuBackend } from "../src/webgpu/backend.ts";
 import { keysOf } from "./webgpu-matmul-support.ts";
+import { expectSameBits } from "./wasm-support.ts";
 import { ssmGradPlan, ssmTuning } from "../src/webgpu/kernels/ssm.ts";
 
 let seed = 60606;
@@ -172,9 +175,7 @@ test("webgpu selective scan backward, scratch kernel: B and C as vec4 (N % 4 == 
         }
         expectClose(`selectiveScanGrad scratch vec ${on} ${what}`, r.got, want, [B, L, Di, N]);
       }
-      for (let e = 0; e < want.length; e++) {
-        if (!Object.is(runs[0].got[e], runs[1].got[e])) throw new Error(`${what}: element ${e}: vec4 ${runs[0].got[e]} vs scalar ${runs[1].got[e]}`);
-      }
+      expectSameBits(runs[0].got, runs[1].got, `${what}: vec4 vs scalar loads`);
     }
   } finally {
     Object.assign(ssmTuning, was);
