@@ -129,8 +129,9 @@ const matmul: Launcher<"matmul"> = (ctx, [a, b], out, p) => {
     // product long enough to pay for that (the bits do not depend on its thread count on the
     // kernel sets of ffi/blas.ts's BLAS_THREAD_STABLE_CORES; on others they may)
     ctx.blasThreads(2 * m * n * k * batches >= BLAS_PARALLEL_FLOPS ? ctx.threads : 1);
+    const kChunks = blasKChunks(k);
     for (let q = 0; q < batches; q++) {
-      for (const [p0, kc] of blasKChunks(k)) {
+      for (const [p0, kc] of kChunks) {
         const a0 = A + 4 * (aOffs[q] + (p.transA ? p0 * m : p0)), b0 = B + 4 * (bOffs[q] + (p.transB ? p0 : p0 * n));
         ctx.sgemm(p.transA, p.transB, m, n, kc, a0, lda, b0, ldb, p0 === 0 ? 0 : 1, C + q * m * n * 4, n);
       }
