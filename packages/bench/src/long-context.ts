@@ -18,8 +18,8 @@ import { disposeTree, random } from "@memmamba/tensor";
 import { selectTuning } from "../../tensor/src/webgpu/kernels/select.ts";
 import { initLM, presetNames, type PresetName } from "@memmamba/memmamba";
 import {
-  applyAttnReadFlags, ATTN_READ_FLAGS, attnReadFlagsHelp, BACKENDS, type BackendChoice, chunkedForward, isOutOfMemory, type KernelTime, mib, modelConfig, type ModelBenchHead, type ModelKind, openBackend, parseLengths, progress,
-  randomTokens, showLength, timeAsync, type WorkCount,
+  applyAttnReadFlags, ATTN_READ_FLAGS, attnReadFlagsHelp, BACKENDS, type BackendChoice, chunkedForward, isOutOfMemory, mib, modelConfig, type ModelBenchHead, type ModelKind, openBackend, parseLengths, progress,
+  profileRun, randomTokens, type RunProfile, showLength, timeAsync, type WorkCount,
 } from "./model-common.ts";
 
 const HELP = `long-context: batch-1 latency of the chunked forward at long lengths
@@ -64,7 +64,7 @@ export interface LatencyRow {
    */
   counts?: WorkCount & { wallMs: number };
   /** --profile: one more forward, GPU ms by kernel and primitive call (top rows). */
-  profile?: { wallMs: number; gpuMs: number; top: KernelTime[] };
+  profile?: RunProfile;
 }
 
 export interface RefRow {
@@ -182,17 +182,7 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
               row.counts = { ...bb.count(), wallMs: Math.round((performance.now() - tc) * 10) / 10 };
               progress(`  ${fmt(row.seconds)} s; one more forward: ${row.counts.wallMs} ms, ${row.counts.launches} launches, ` +
                 `${row.counts.bindGroupsCreated} new bind groups, ${row.counts.buffersCreated} new buffers, ${row.counts.submits} submits`);
-              if (profile && bb.profiler) {
-                bb.profiler.start(true);
-                const t = performance.now();
-                await chunkedForward(params, x, chunk);
-                const wallMs = performance.now() - t;
-                const k = await bb.profiler.stop();
-                const gpuMs = k.reduce((a, e) => a + e.gpuMs, 0);
-                row.profile = { wallMs, gpuMs, top: k.slice(0, 60).map((e) => ({ ...e, gpuMs: Math.round(e.gpuMs * 1000) / 1000 })) };
-                console.log(`${kind} L=${showLength(L)} chunk ${chunk}: ${fmt(gpuMs)} GPU ms in a forward of ${fmt(wallMs)} ms wall (each dispatch timed alone)`);
-                console.log(formatTable(["kernel | call", "dispatches", "GPU ms"], row.profile.top.slice(0, 30).map((e) => [e.kernel, String(e.dispatches), e.gpuMs])));
-              }
+              if (profile && bb.profiler) row.profile = await profileRun(bb.profiler, `${kind} L=${showLength(L)} chunk ${chunk}`, () => chunkedForward(params, x, chunk));
             } catch (e) {
               row.note = `${isOutOfMemory(e) ? "does not fit: " : "error: "}${e instanceof Error ? e.message.split("\n")[0].slice(0, 300) : String(e)}`;
               progress(`  ${row.note}`);

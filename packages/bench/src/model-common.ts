@@ -23,7 +23,7 @@ import {
 } from "@memmamba/tensor";
 import { lm, preset, type LMParams, type LMState, type ModelConfig, type PresetName } from "@memmamba/memmamba";
 import type { WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
-import { oneOf, type RuntimeInfo } from "./runtime.ts";
+import { fmt, formatTable, oneOf, type RuntimeInfo } from "./runtime.ts";
 import { attnReadTuning } from "../../tensor/src/webgpu/kernels/attention.ts";
 
 export type BackendChoice = "cpu" | "wasm" | "webgpu";
@@ -211,6 +211,30 @@ export async function openBackend(name: BackendChoice, opts: { timestamps?: bool
     sync: () => backend.sync(),
     destroy: () => gpu?.destroy(),
   };
+}
+
+/** One profiled run: wall time, the GPU time of every dispatch (each timed alone) and the top kernels. */
+export interface RunProfile {
+  wallMs: number;
+  gpuMs: number;
+  top: KernelTime[];
+}
+
+/**
+ * Runs `fn` once more with every dispatch timed (`detail`: rows per kernel and primitive call) and
+ * returns the profile, its `keep` largest rows rounded to µs; prints the `show` largest under `label`.
+ */
+export async function profileRun(profiler: KernelProfiler, label: string, fn: () => Promise<unknown>, opts: { detail?: boolean; keep?: number; show?: number } = {}): Promise<RunProfile> {
+  profiler.start(opts.detail ?? true);
+  const t = performance.now();
+  await fn();
+  const wallMs = performance.now() - t;
+  const k = await profiler.stop();
+  const gpuMs = k.reduce((a, e) => a + e.gpuMs, 0);
+  const top = k.slice(0, opts.keep ?? 60).map((e) => ({ ...e, gpuMs: Math.round(e.gpuMs * 1000) / 1000 }));
+  console.log(`${label}: ${fmt(gpuMs)} GPU ms in ${fmt(wallMs)} ms wall (each dispatch timed alone)`);
+  console.log(formatTable(["kernel | call", "dispatches", "GPU ms"], top.slice(0, opts.show ?? 30).map((e) => [e.kernel, String(e.dispatches), e.gpuMs])));
+  return { wallMs, gpuMs, top };
 }
 
 /** The backend's per-dispatch GPU profile (webgpu/profiler.ts) as kernel times by pipeline key. */

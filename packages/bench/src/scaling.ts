@@ -34,7 +34,8 @@ import { initLM, lm, presetNames, type LMParams, type PresetName } from "@memmam
 import { linePlot, writeSvg, type Series } from "../../cli/src/plot.ts";
 import {
   BACKENDS, type BackendChoice, type BenchBackend, chunkedForward, isOutOfMemory, KINDS, makeTrainer, mib, modelConfig,
-  type ModelBenchHead, type ModelKind, openBackend, parallelForward, parseLengths, progress, randomTokens, showLength, stream, timeAsync,
+  type KernelProfiler, type ModelBenchHead, type ModelKind, openBackend, parallelForward, parseLengths, profileRun, progress, randomTokens, type RunProfile, showLength, stream,
+  timeAsync,
 } from "./model-common.ts";
 
 const HELP = `scaling: time per token and peak memory against sequence length (batch 1, or --tokens)
@@ -60,6 +61,8 @@ const HELP = `scaling: time per token and peak memory against sequence length (b
   --stream-chunk N    tokens per streamed chunk (default 4096)
   --stream-every N    memory sampled every N tokens (default 64K)
   --stream-cap-s S    stop streaming after S seconds (default 120)
+  --profile           WebGPU, forward rows: one more forward with every dispatch timed, GPU ms by
+                      kernel and primitive call (shapes); the top rows go in the JSON
   --json              print the JSON result on stdout instead of the tables
   --out FILE          JSON output (default packages/bench/results/scaling-<backend>.json); the SVG
                       plot goes beside it (.svg)
@@ -87,6 +90,8 @@ export interface ScalingRow {
   peakRssMiB: number | null;
   /** Why there is no time: did not fit, skipped past a cap, an error. */
   note?: string;
+  /** --profile (forward rows): one more forward, GPU ms by kernel and primitive call (top rows). */
+  profile?: RunProfile;
 }
 
 export interface StreamSample {
@@ -156,7 +161,7 @@ export function goals(rows: readonly ScalingRow[], streams: readonly StreamResul
   return g;
 }
 
-async function measureOne(bb: BenchBackend, params: LMParams, kind: ModelKind, mode: "forward" | "train", L: number, o: Opts): Promise<ScalingRow> {
+async function measureOne(bb: BenchBackend & { profiler: KernelProfiler | null }, params: LMParams, kind: ModelKind, mode: "forward" | "train", L: number, o: Opts): Promise<ScalingRow> {
   const chunked = mode === "forward" && kind !== "transformer" && L > o.parallelMax;
   const B = mode === "forward" ? Math.max(1, Math.floor(o.tokens / L)) : 1;
   const row: ScalingRow = {
@@ -182,6 +187,7 @@ async function measureOne(bb: BenchBackend, params: LMParams, kind: ModelKind, m
     row.peakLiveMiB = mib(bb.peakLiveBytes());
     row.peakPoolMiB = mib(bb.peakPoolBytes());
     row.peakRssMiB = mib(bb.peakRss());
+    if (o.profile && mode === "forward" && bb.profiler) row.profile = await profileRun(bb.profiler, `${kind} forward ${B} × ${showLength(L)} (${row.how})`, fn);
   } catch (e) {
     row.note = `${isOutOfMemory(e) ? "does not fit: " : "error: "}${e instanceof Error ? e.message.split("\n")[0].slice(0, 300) : String(e)}`;
   } finally {
@@ -205,6 +211,8 @@ interface Opts {
   streamChunk: number;
   streamEvery: number;
   streamCapS: number;
+  /** One more forward per row with every dispatch timed (WebGPU). */
+  profile: boolean;
 }
 
 /** Runs the benchmark with these arguments; resolves to the JSON it wrote (undefined for --help). */
@@ -216,7 +224,7 @@ export async function main(argv: readonly string[]): Promise<ScalingResult | und
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", modes: "string", lengths: "string", chunk: "string", "parallel-max": "string",
     "train-max": "string", "transformer-max": "string", runs: "string", warmup: "string", "cap-s": "string", "stream-total": "string",
-    "stream-chunk": "string", "stream-every": "string", "stream-cap-s": "string", json: "boolean", out: "string", help: "boolean", tokens: "string",
+    "stream-chunk": "string", "stream-every": "string", "stream-cap-s": "string", json: "boolean", out: "string", help: "boolean", tokens: "string", profile: "boolean",
   });
   const backend = (f.backend ?? "cpu") as BackendChoice;
   if (!BACKENDS.includes(backend)) throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
@@ -235,10 +243,12 @@ export async function main(argv: readonly string[]): Promise<ScalingResult | und
     transformerMax: len("transformer-max", gpu ? "60K" : "4K"), runs: positiveInt("runs", f.runs, 3), warmup: nonNeg("warmup", 1),
     capS: positiveInt("cap-s", f["cap-s"], 60), streamTotal: f["stream-total"] === "0" ? 0 : len("stream-total", "1M"),
     streamChunk: len("stream-chunk", "4096"), streamEvery: len("stream-every", "64K"), streamCapS: positiveInt("stream-cap-s", f["stream-cap-s"], 120),
+    profile: !!f.profile,
   };
   const out = String(f.out ?? fromRoot("packages", "bench", "results", `scaling-${backend}.json`));
 
-  const bb = await openBackend(backend);
+  const bb = await openBackend(backend, { timestamps: o.profile });
+  if (o.profile && !bb.profiler) throw new Error("--profile needs the WebGPU backend on an adapter with 'timestamp-query'");
   progress(`scaling: ${bb.device}, preset ${presetName}, lengths ${lengths.map(showLength).join(",")}`);
   const rows: ScalingRow[] = [];
   const streams: StreamResult[] = [];
