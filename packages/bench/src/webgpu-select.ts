@@ -137,7 +137,7 @@ async function benchCase(
           throw new Error(`webgpu-select: the ${plan} kernel differs from the CPU reference at element ${i} (${got[i]} vs ${want[i]}; B ${B}, L ${L}, k ${k}, ${mode}, density ${density})`);
         }
       }
-      const first = usesSummary(L, k, mode, "f32") ? "summary" : "scan";
+      const first = usesSummary(B, L, k, mode, "f32") ? "summary" : "scan";
       out[kernel] = { plan: force === "parallel" ? `${plan}, ${mode === "last" ? "scan, walk" : `${first}, ${fill}`}` : plan, ...t };
     }
   } finally {

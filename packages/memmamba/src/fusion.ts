@@ -86,11 +86,11 @@ export function fusionTerm(p: FusionParams, kind: FusionKind, x: Tensor, c: Tens
     case "product":
       return { term: mul(x, u) };
     case "conv1d": {
-      const L = u.shape[1];
-      const input = convState ? concat([convState, u], 1) : u;
-      let y = conv1dCausal(input, p.conv!.w);
-      if (convState) y = sliceAxis(y, 1, FUSION_CONV_K - 1);
-      return convState ? { term: y, state: sliceAxis(input, 1, L) } : { term: y };
+      const L = u.shape[1], keep = FUSION_CONV_K - 1;
+      const y = conv1dCausal(u, p.conv!.w, convState);
+      if (!convState) return { term: y };
+      // the last K − 1 projected reads (the carried ones' tail when the chunk is shorter)
+      return { term: y, state: L >= keep ? sliceAxis(u, 1, L - keep) : sliceAxis(concat([convState, u], 1), 1, L) };
     }
   }
 }

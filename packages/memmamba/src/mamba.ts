@@ -110,10 +110,8 @@ function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state?: Ma
   const z = sliceAxis(xz, -1, dInner, 2 * dInner);
 
   // causal conv: the carried K − 1 inputs stand before the sequence, as in the recurrent step
-  const convIn = state ? concat([state.conv, xIn], 1) : xIn;
-  let conv = conv1dCausal(convIn, p.conv.w);
-  if (state) conv = sliceAxis(conv, 1, K - 1);
-  const u = silu(add(conv, p.conv.b));
+  // (the conv reads them as its prefix: no [B, L + K − 1, d_inner] copy in and out)
+  const u = silu(add(conv1dCausal(xIn, p.conv.w, state?.conv), p.conv.b));
 
   const dbc = matmul(u, p.xProj.w);
   const dtLow = sliceAxis(dbc, -1, 0, R);
@@ -126,6 +124,8 @@ function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state?: Ma
   const scan = add(y, mul(u, p.D));
   const out = add(x, matmul(mul(scan, silu(z)), p.outProj.w));
   if (!state) return { out, scan };
-  const next: MambaState = { conv: sliceAxis(convIn, 1, L), ssm: hL! };
+  // the last K − 1 inputs: x's own when L ≥ K − 1, else the carried ones' tail before x
+  const lastIn = L >= K - 1 ? sliceAxis(xIn, 1, L - (K - 1)) : sliceAxis(concat([state.conv, xIn], 1), 1, L);
+  const next: MambaState = { conv: lastIn, ssm: hL! };
   return { out, scan, state: next };
 }

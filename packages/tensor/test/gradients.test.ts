@@ -376,6 +376,8 @@ describe("gradients: nn", () => {
   const blc = fc.tuple(dimArb(3), dimArb(5), dimArb(4));
   gradProp("conv1dCausal (x and w)", fc.tuple(blc, dimArb(4)).chain(([[B, L, C], K]) => fc.tuple(input([B, L, C]), input([C, K]))),
     (ins) => check((xs) => conv1dCausal(xs[0], xs[1]), ins, "conv1dCausal"), 15);
+  gradProp("conv1dCausal with a prefix (x, w and the prefix)", fc.tuple(blc, dimArb(4)).chain(([[B, L, C], K]) => fc.tuple(input([B, L, C]), input([C, K]), input([B, K - 1, C]))),
+    (ins) => check((xs) => conv1dCausal(xs[0], xs[1], xs[2]), ins, "conv1dCausal with a prefix"), 15);
   gradProp("conv1dCausalGradX (g and w, via bind)", fc.tuple(blc, dimArb(4)).chain(([[B, L, C], K]) => fc.tuple(input([B, L, C]), input([C, K]))),
     (ins) => check((xs) => bind("conv1dCausalGradX", xs, {}), ins, "conv1dCausalGradX"), 15);
   gradProp("conv1dCausalGradW (g and x, via bind)", fc.tuple(blc, dimArb(4)).chain(([[B, L, C], K]) => fc.tuple(input([B, L, C]), input([B, L, C]), fc.constant(K))),

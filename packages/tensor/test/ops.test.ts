@@ -526,6 +526,14 @@ describe("ops: nn", () => {
     expectClose(await vals(conv1dCausal(t([1, 2, 3], [1, 3, 1]), t([10, 1], [1, 2]))), [1, 12, 23]);
     expectThrow(() => conv1dCausal(t(x, [B, L, C]), t(iota(8), [4, 2])), ["conv1dCausal", "[2, 5, 3]", "[4, 2]"]);
     expectThrow(() => conv1dCausal(t(x, [B, L, C]), t([1, 2], [2, 1])), ["conv1dCausal", "[2, 5, 3]", "[2, 1]"]);
+    // a carried prefix stands for the K − 1 inputs before the start: y equals the conv of
+    // [prefix; x] without its first K − 1 outputs, and a prefix of zeros changes nothing
+    const pre = Array.from(randArray(B * (K - 1) * C, 13));
+    const withPre = conv1dCausal(t(x, [B, L, C]), t(w, [C, K]), t(pre, [B, K - 1, C]));
+    const full = conv1dCausal(concat([t(pre, [B, K - 1, C]), t(x, [B, L, C])], 1), t(w, [C, K]));
+    expect(await vals(withPre)).toEqual(await vals(sliceAxis(full, 1, K - 1)));
+    expect(await vals(conv1dCausal(t(x, [B, L, C]), t(w, [C, K]), t(new Array(B * (K - 1) * C).fill(0), [B, K - 1, C])))).toEqual(await vals(y));
+    expectThrow(() => conv1dCausal(t(x, [B, L, C]), t(w, [C, K]), t(pre.slice(0, B * C), [B, 1, C])), ["conv1dCausal", "prefix", "[2, 2, 3]", "[2, 1, 3]"]);
   });
 
   const [B, L, S] = [2, 4, 3];

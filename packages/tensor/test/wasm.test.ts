@@ -160,6 +160,8 @@ describe("wasm kernels equal the TypeScript reference bit for bit", () => {
       await same("conv1dCausal", [f(x, [B, L, C]), f(w, [C, K])], [B, L, C], "f32", {}, `conv1d ${B}x${L}x${C}x${K}`);
       await same("conv1dCausalGradX", [f(g, [B, L, C]), f(w, [C, K])], [B, L, C], "f32", {}, `conv1d dx ${B}x${L}x${C}`);
       await same("conv1dCausalGradW", [f(g, [B, L, C]), f(x, [B, L, C])], [C, K], "f32", { k: K }, `conv1d dw ${B}x${L}x${C}`);
+      const pre = rand(B * (K - 1) * C, 23);
+      await same("conv1dCausal", [f(x, [B, L, C]), f(w, [C, K]), f(pre, [B, K - 1, C])], [B, L, C], "f32", {}, `conv1d with a prefix ${B}x${L}x${C}x${K}`);
     }
   });
 

@@ -192,3 +192,32 @@ test("webgpu conv1dCausal, GradX and GradW (window kernels): parity over shapes,
   const xw = f32([2, 20, 9], 4), ww = f32([9, MAX_TAPS + 3], 5), gw = f32([2, 20, 9], 6);
   await parity("conv with 11 taps (direct kernels)", [xw, ww, gw], convAll(MAX_TAPS + 3), sumTol(40));
 });
+
+// ---------- the causal conv with a carried prefix ----------
+
+/** The conv with a prefix, and the concat-conv-slice form it replaces (same sums, same order). */
+const convPre = (K: number) => (x: Tensor, w: Tensor, p: Tensor) =>
+  T.tidy(() => [T.conv1dCausal(x, w, p), T.sliceAxis(T.conv1dCausal(T.concat([p, x], 1), w), 1, K - 1)]);
+
+test("webgpu conv1dCausal with a prefix: the same bits as the conv of [prefix; x] without its first K − 1 outputs, on each backend; parity with the CPU", async () => {
+  if (!(await backends())) return;
+  const check = async (what: string, B: number, L: number, C: number, K: number, seed: number) => {
+    const ins = [f32([B, L, C], seed), f32([C, K], seed + 1), f32([B, K - 1, C], seed + 2)];
+    const want = await runOn(cpu!, ins, convPre(K));
+    const got = await runOn(gpu!, ins, convPre(K));
+    compare(`${what}: cpu, prefix vs concat`, want[0], want[1], "exact");
+    compare(`${what}: webgpu, prefix vs concat`, got[0], got[1], "exact");
+    compare(`${what}: webgpu vs cpu`, got[0], want[0], sumTol(K));
+  };
+  const arb = fc.record({
+    B: fc.integer({ min: 1, max: 3 }), L: fc.integer({ min: 1, max: 40 }), C: fc.integer({ min: 1, max: 70 }), K: fc.integer({ min: 1, max: MAX_TAPS }),
+    rows: fc.constantFrom(1, 3, 8), seed: fc.integer(),
+  });
+  // L shorter than the window too (a recurrent step is L = 1): the whole window from the prefix
+  await fc.assert(fc.asyncProperty(arb, async ({ B, L, C, K, rows, seed }) => {
+    await withTuning(convTuning, { algo: "window", rowsPerThread: rows }, () => check(`prefix conv ${JSON.stringify({ B, L, C, K, rows })}`, B, L, C, K, seed));
+  }), { numRuns: 15 });
+  await check("prefix conv, a long sequence", 2, 2100, 67, 4, 7);
+  await check("prefix conv, 11 taps (direct kernel)", 2, 20, 9, MAX_TAPS + 3, 8);
+  await withTuning(convTuning, { algo: "direct" }, () => check("prefix conv, the direct kernel at 4 taps", 3, 30, 5, 4, 9));
+});

@@ -342,9 +342,14 @@ test("webgpu causalSelect, fill from segments: segment lengths 64 and 128, rows 
 test("webgpu causalSelect, first pass from tile summaries: tiles of 256 around the row's end, k up to its limit and past it, i32 scores and last mode take the scan", async () => {
   const gpu = await webgpu();
   if (!gpu) return;
-  // rows of any length take the summaries here (by default only from selectTuning.summaryMinL)
-  expect(usesSummary(selectTuning.summaryMinL - 1, 50, "top", "f32")).toBe(false);
-  expect(usesSummary(selectTuning.summaryMinL, 50, "top", "f32")).toBe(true);
+  // rows of any length take the summaries here (by default only from selectTuning.summaryMinL, or
+  // from B·L² of selectTuning.summaryMinWork: many rows of 4K, not the training step's 8 of 2K)
+  expect(usesSummary(1, selectTuning.summaryMinL - 1, 50, "top", "f32")).toBe(false);
+  expect(usesSummary(1, selectTuning.summaryMinL, 50, "top", "f32")).toBe(true);
+  expect(usesSummary(8, 2048, 50, "top", "f32")).toBe(false);
+  expect(usesSummary(256, 1024, 50, "top", "f32")).toBe(false);
+  expect(usesSummary(64, 4096, 50, "top", "f32")).toBe(true);
+  expect(usesSummary(64, 4096, 50, "last", "f32")).toBe(false);
   expect(causalSelectPlan(1, selectTuning.parallelMaxL + 1, 50, gpu.limits, "top", "f32")).toBe("parallel");
   expect(causalSelectPlan(1, selectTuning.parallelMaxL + 1, 50, gpu.limits, "top", "i32")).toBe("walkWg");
   await withTuning({ force: "parallel", end: "summary", summaryMinL: 0 }, async () => {

@@ -206,10 +206,11 @@ export function oneHotKernel([idx]: CpuArg[], out: CpuArg, p: PrimParams["oneHot
   }
 }
 
-// x, y [B, L, C]; w [C, K]: y[b,t,c] = Σ_k w[c,k] x[b, t-K+1+k, c]
-export function conv1dCausalKernel([x, w]: CpuArg[], out: CpuArg): void {
+// x, y [B, L, C]; w [C, K]: y[b,t,c] = Σ_k w[c,k] x[b, t-K+1+k, c], the inputs before the start
+// 0 or (with a prefix [B, K-1, C]) the prefix's rows: x[b, -j, c] = prefix[b, K-1-j, c]
+export function conv1dCausalKernel([x, w, prefix]: CpuArg[], out: CpuArg): void {
   const [B, L, C] = x.shape, K = w.shape[1];
-  const X = x.data, W = w.data, Y = out.data;
+  const X = x.data, W = w.data, Y = out.data, P = prefix?.data;
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < L; t++) {
       const yo = (b * L + t) * C;
@@ -218,6 +219,7 @@ export function conv1dCausalKernel([x, w]: CpuArg[], out: CpuArg): void {
         for (let k = 0; k < K; k++) {
           const src = t - K + 1 + k;
           if (src >= 0) s += W[c * K + k] * X[(b * L + src) * C + c];
+          else if (P) s += W[c * K + k] * P[(b * (K - 1) + K - 1 + src) * C + c];
         }
         Y[yo + c] = s;
       }

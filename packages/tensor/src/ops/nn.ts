@@ -7,7 +7,7 @@ import { bind, bindMulti, definePrimitive, noSecondOrder } from "../dispatch.ts"
 import { getBackend } from "../engine.ts";
 import { sameShape, ShapeError, showShape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
-import { add, exp, mul, rsqrt, square, sub } from "./elementwise.ts";
+import { add, exp, mul, rsqrt, square, sub, zeros } from "./elementwise.ts";
 import { concat, reshape, sliceAxis } from "./movement.ts";
 import { mean, sum, sumTo } from "./reduce.ts";
 
@@ -198,15 +198,36 @@ function convShapes(op: string, x: Tensor, w: Tensor): void {
 }
 
 definePrimitive("conv1dCausal", {
-  shape: ([x, w]) => {
+  shape: ([x, w, prefix]) => {
     convShapes("conv1dCausal", x, w);
+    if (prefix) {
+      const [B, , C] = x.shape;
+      needF32("conv1dCausal", prefix);
+      if (!sameShape(prefix.shape, [B, w.shape[1] - 1, C])) {
+        throw new ShapeError(`conv1dCausal: the prefix must be [B, K − 1, C] = ${showShape([B, w.shape[1] - 1, C])} for x ${showShape(x.shape)} and w ${showShape(w.shape)}, got ${showShape(prefix.shape)}`);
+      }
+    }
     return { shape: [...x.shape], dtype: "f32" };
   },
   flops: ([x, w]) => 2 * x.size * w.shape[1],
-  vjp: (g, [x, w], _y, _p, needs) => [
-    needs?.[0] === false ? null : bind("conv1dCausalGradX", [g, w], {}),
-    needs?.[1] === false ? null : bind("conv1dCausalGradW", [g, x], { k: w.shape[1] }),
-  ],
+  vjp: (g, [x, w, prefix], _y, _p, needs) => {
+    if (!prefix) {
+      return [
+        needs?.[0] === false ? null : bind("conv1dCausalGradX", [g, w], {}),
+        needs?.[1] === false ? null : bind("conv1dCausalGradW", [g, x], { k: w.shape[1] }),
+      ];
+    }
+    // with a prefix the op is the conv of [prefix; x] without its first K − 1 outputs: the
+    // gradients are those of that conv with g behind K − 1 zeros
+    const K = w.shape[1], [B, , C] = x.shape;
+    const gp = concat([zeros([B, K - 1, C]), g], 1);
+    const dFull = needs?.[0] === false && needs?.[2] === false ? null : bind("conv1dCausalGradX", [gp, w], {});
+    return [
+      dFull && needs?.[0] !== false ? sliceAxis(dFull, 1, K - 1) : null,
+      needs?.[1] === false ? null : bind("conv1dCausalGradW", [gp, concat([prefix, x], 1)], { k: K }),
+      dFull && needs?.[2] !== false ? sliceAxis(dFull, 1, 0, K - 1) : null,
+    ];
+  },
 });
 
 // The two backward kernels of conv1dCausal. They are linear maps whose adjoints are each other
@@ -323,10 +344,12 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
 
 /**
  * Causal depthwise 1-D convolution over the sequence axis: x [B, L, C], w [C, K],
- * y[b, t, c] = Σ_k w[c, k] · x[b, t − K + 1 + k, c] (zeros before the start).
+ * y[b, t, c] = Σ_k w[c, k] · x[b, t − K + 1 + k, c], with zeros before the start, or with the
+ * K − 1 inputs before it from `prefix` [B, K − 1, C] (a carried state: the same numbers as the
+ * conv of concat([prefix, x], 1) without its first K − 1 outputs, computed without that copy).
  */
-export function conv1dCausal(x: Tensor, w: Tensor): Tensor {
-  return bind("conv1dCausal", [x, w], {});
+export function conv1dCausal(x: Tensor, w: Tensor, prefix?: Tensor): Tensor {
+  return bind("conv1dCausal", prefix ? [x, w, prefix] : [x, w], {});
 }
 
 /**

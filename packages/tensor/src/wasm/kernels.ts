@@ -376,9 +376,24 @@ function splitBL(ctx: WasmCtx, B: number, L: number, work: number): [number, num
   return [per, ceilDiv(L, per), parallel];
 }
 
-const conv1dCausal: Launcher<"conv1dCausal"> = (ctx, [x, w], out) => {
+const conv1dCausal: Launcher<"conv1dCausal"> = (ctx, [x, w, prefix], out) => {
   const [B, L, C] = x.shape, Kw = w.shape[1];
   if (B * L * C === 0) return true;
+  if (prefix && Kw > 1) {
+    // with a prefix: the conv of [prefix; x] (L + K − 1 rows a sequence, copied into scratch) and
+    // its last L outputs of each sequence copied back: the same sums in the same order
+    const Lf = L + Kw - 1, rowF = Lf * C, P = (Kw - 1) * C, f32 = () => ctx.heap.f32;
+    const full = ctx.temp(B * rowF * 4), yFull = ctx.temp(B * rowF * 4);
+    const fx = full >> 2, fy = yFull >> 2, px = ctx.ptr(prefix) >> 2, xx = ctx.ptr(x) >> 2, ox = ctx.ptr(out) >> 2;
+    for (let b = 0; b < B; b++) {
+      f32().copyWithin(fx + b * rowF, px + b * P, px + (b + 1) * P);
+      f32().copyWithin(fx + b * rowF + P, xx + b * L * C, xx + (b + 1) * L * C);
+    }
+    const [per, tt, par] = splitBL(ctx, B, Lf, B * rowF * Kw);
+    ctx.launch(K.CONV1D, [full, ctx.ptr(w), yFull, B, Lf, C, Kw, per, tt], B * tt, par);
+    for (let b = 0; b < B; b++) f32().copyWithin(ox + b * L * C, fy + b * rowF + P, fy + (b + 1) * rowF);
+    return true;
+  }
   const [per, tt, par] = splitBL(ctx, B, L, B * L * C * Kw);
   ctx.launch(K.CONV1D, [ctx.ptr(x), ctx.ptr(w), ctx.ptr(out), B, L, C, Kw, per, tt], B * tt, par);
   return true;

@@ -75,11 +75,17 @@ const CONV_THREAD = `
  * Forward (dir 0): y[t] = Σ_j w[c, K−1−j] x[t−j]; gradX (dir 1): dx[s] = Σ_j w[c, K−1−j] g[s+j]
  * (the same sums as the CPU's, j = K−1−k, added in the CPU's order k ascending). The thread
  * walks its steps forward (or backward for gradX) with the window v0 (this step) … v7 in
- * registers. params: convParams, dir.
+ * registers. params: convParams, dir. `pre` (forward only): the K − 1 inputs before the start are
+ * pre[b, K − 1 − j, c] for x[b, −j, c] (a binding [B, K − 1, C]) instead of 0.
  */
-function convWinWgsl(): string {
+function convWinWgsl(pre = false): string {
   const taps = (f: (j: number) => string) => TAPS.map(f).join("\n  ");
-  return `${header(9, [{ name: "out", type: "f32", write: true }, { name: "v", type: "f32" }, { name: "w", type: "f32" }])}
+  const bufs = [{ name: "out", type: "f32", write: true }, { name: "v", type: "f32" }, { name: "w", type: "f32" }, ...(pre ? [{ name: "pre", type: "f32" }] : [])];
+  // the window's first values before t0: x[t0 − 1 − j], from the prefix where that is before the start
+  const before = (j: number) => pre
+    ? `else if (t0 > ${j}u) { v${j} = v[base + (t0 - ${j + 1}u) * C]; } else { v${j} = pre[(b * (K - 1u) + K - ${j + 2}u + t0) * C + c]; }`
+    : `else if (t0 > ${j}u) { v${j} = v[base + (t0 - ${j + 1}u) * C]; }`;
+  return `${header(9, bufs)}
 @compute @workgroup_size(${WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}${CONV_THREAD}
@@ -92,7 +98,7 @@ fn main(${ENTRY_ARGS}) {
   ${taps((j) => j === MAX_TAPS - 1 ? `var v${j} = 0.0f;` : `var v${j} = 0.0f;
   if (K > ${j + 1}u) {
     if (back) { if (t1 + ${j}u < L) { v${j} = v[base + (t1 + ${j}u) * C]; } }
-    else if (t0 > ${j}u) { v${j} = v[base + (t0 - ${j + 1}u) * C]; }
+    ${before(j)}
   }`)}
   for (var i = 0u; i < t1 - t0; i++) {
     let t = select(t0 + i, t1 - 1u - i, back);
@@ -100,7 +106,7 @@ fn main(${ENTRY_ARGS}) {
     v0 = v[base + t * C];
     var s = 0.0f;
     // a tap outside the sequence is skipped, as on the CPU (0 · Inf would be NaN)
-    ${TAPS.slice(1).reverse().map((j) => `if (K > ${j}u && select(t >= ${j}u, t + ${j}u < L, back)) { s += w${j} * v${j}; }`).join("\n    ")}
+    ${TAPS.slice(1).reverse().map((j) => `if (K > ${j}u && ${pre ? "true" : `select(t >= ${j}u, t + ${j}u < L, back)`}) { s += w${j} * v${j}; }`).join("\n    ")}
     s += w0 * v0;
     out[base + t * C] = s;
   }
@@ -184,9 +190,9 @@ function gradWWindow(ctx: GpuCtx, g: KernelArg, x: KernelArg, out: KernelArg): v
  * The "direct" forward / gradX (convTuning.algo; K > MAX_TAPS).
  * y[b,t,c] = Σ_k w[c,k] x[b, t-K+1+k, c] (forward, grad = 0) or dx[b,s,c] = Σ_k w[c,k]
  * g[b, s+K-1-k, c] (gradX, grad = 1): one thread per output element, k ascending as on the CPU.
- * params: n, L, C, K, grad.
+ * params: n, L, C, K, grad. `pre` (forward): the inputs before the start from pre [B, K − 1, C].
  */
-const CONV = `${header(5, [{ name: "out", type: "f32", write: true }, { name: "v", type: "f32" }, { name: "w", type: "f32" }])}
+const convDirectWgsl = (pre: boolean) => `${header(5, [{ name: "out", type: "f32", write: true }, { name: "v", type: "f32" }, { name: "w", type: "f32" }, ...(pre ? [{ name: "pre", type: "f32" }] : [])])}
 @compute @workgroup_size(${WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
@@ -200,38 +206,41 @@ fn main(${ENTRY_ARGS}) {
     if (grad) {
       if (i32(tl) + K - 1i - k < i32(L)) { s += wk * v[(bt + u32(K - 1i - k)) * C + c]; }
     } else {
-      if (i32(tl) - K + 1i + k >= 0i) { s += wk * v[(bt - u32(K - 1i - k)) * C + c]; }
+      if (i32(tl) - K + 1i + k >= 0i) { s += wk * v[(bt - u32(K - 1i - k)) * C + c]; }${pre ? `
+      else { s += wk * pre[((bt / L) * u32(K - 1i) + u32(i32(tl) + k)) * C + c]; }` : ""}
     }
   }
   out[i] = s;
 }`;
 
-function conv(ctx: GpuCtx, grad: boolean, v: KernelArg, w: KernelArg, out: KernelArg): void {
+function conv(ctx: GpuCtx, grad: boolean, v: KernelArg, w: KernelArg, out: KernelArg, prefix?: KernelArg): void {
   const n = prod(out.shape);
   if (n === 0) return;
   const [B, L, C] = v.shape;
   const K = w.shape[1];
   const label = grad ? "conv1dCausalGradX" : "conv1dCausal";
+  const pre = prefix !== undefined && K > 1;
+  const buffers = [ctx.ref(out, label), ctx.ref(v, label), ctx.ref(w, label), ...(pre ? [ctx.ref(prefix, label)] : [])];
   if (convTuning.algo === "window" && K <= MAX_TAPS) {
     const T = Math.max(1, Math.floor(convTuning.rowsPerThread));
     const b = convBlocks(B, L, C, T);
     ctx.dispatch({
-      label, key: "conv:win", wgsl: convWinWgsl,
-      buffers: [ctx.ref(out, label), ctx.ref(v, label), ctx.ref(w, label)],
+      label, key: pre ? "conv:win:pre" : "conv:win", wgsl: () => convWinWgsl(pre),
+      buffers,
       params: convParams(B, L, C, K, b, T).u(grad ? 1 : 0).words(),
       groups: grid(b.wgs, ctx.limits.maxComputeWorkgroupsPerDimension),
     });
     return;
   }
   ctx.dispatch({
-    label, key: "conv", wgsl: () => CONV,
-    buffers: [ctx.ref(out, label), ctx.ref(v, label), ctx.ref(w, label)],
+    label, key: pre ? "conv:pre" : "conv", wgsl: () => convDirectWgsl(pre),
+    buffers,
     params: new ParamWords().u(n).u(L).u(C).u(w.shape[1]).u(grad ? 1 : 0).words(),
     groups: grid(ceilDiv(n, WG), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }
 
-export const conv1dCausalKernel = (ctx: GpuCtx, [x, w]: readonly KernelArg[], out: KernelArg) => conv(ctx, false, x, w, out);
+export const conv1dCausalKernel = (ctx: GpuCtx, [x, w, prefix]: readonly KernelArg[], out: KernelArg) => conv(ctx, false, x, w, out, prefix);
 export const conv1dCausalGradXKernel = (ctx: GpuCtx, [g, w]: readonly KernelArg[], out: KernelArg) => conv(ctx, true, g, w, out);
 
 /**

@@ -22,7 +22,8 @@
  *   each position several threads instead, each scanning a share of every tile (select-lanes.ts).
  *   In "top" mode pass 2 builds the rows from segments instead (select-segments.ts: lists of the
  *   held positions at segment starts, then each row from its segment's list), and for rows of
- *   selectTuning.summaryMinL and more with f32 scores pass 1 reads each tile's k best keys
+ *   selectTuning.summaryMinL and more (or B·L² of selectTuning.summaryMinWork and more) with f32
+ *   scores pass 1 reads each tile's k best keys
  *   (select-summary.ts) instead of the row entry by entry: both passes then grow about as
  *   L·(L / 256) a row instead of L², so chunks of 64K-128K positions stay fast.
  *
@@ -72,6 +73,15 @@ export const selectTuning: {
   end: "summary" | "scan";
   /** The shortest row that takes the summaries (see usesSummary). */
   summaryMinL: number;
+  /**
+   * Shorter rows take them too where B·L² reaches this: the scan from each row's start costs about
+   * B·L² work, the summaries about B·L plus ~0.1 ms. On an H200 (webgpu-select, k 50, "top",
+   * density 0.25, 2026-11-26), a call with the scan / with the summaries: B 64, L 4K 0.567 / 0.363
+   * ms; B 16, L 16K 1.15 / 0.356; B 4, L 8K 0.170 / 0.153; B 256, L 1K 0.307 / 0.371; B 32, L 2K
+   * 0.133 / 0.162; B 8, L 2K 0.081 / 0.121; B 1, L 4K 0.057 / 0.139; B 1, L 16K 0.153 / 0.135.
+   * 2^29 takes the first two (B·L² 1.1e9 and 4.3e9) and leaves those of 2.7e8 and less.
+   */
+  summaryMinWork: number;
   /** The longest row for the parallel kernels where the first pass reads summaries (parallelMaxL for the scan). */
   parallelMaxLSummary: number;
   /** The parallel path's second pass in "top" mode: from segments (select-segments.ts; k ≤ SEG_MAX_K) or the walk back from every position ("last" mode always walks: it stops after k set positions). */
@@ -84,7 +94,7 @@ export const selectTuning: {
    * 16 and 0.99 + 0.67 at 32 (the merge ranks each key against the other lists).
    */
   superTiles: number;
-} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesLast: 1, lanesBelow: 65536, fill: "segments", end: "summary", summaryMinL: 24576, parallelMaxLSummary: 262144, superTiles: 8 };
+} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesLast: 1, lanesBelow: 65536, fill: "segments", end: "summary", summaryMinL: 24576, summaryMinWork: 2 ** 29, parallelMaxLSummary: 262144, superTiles: 8 };
 
 /** selectTuning.lanes from $MEMMAMBA_SELECT_LANES (1, 2, 4, 8 or 16), else 16. */
 function lanesFromEnv(): number {
@@ -116,7 +126,7 @@ export function causalSelectPlan(
 ): "parallel" | "walkWg" | "walk" {
   const scratchFits = 2 * B * L * 4 <= limits.maxStorageBufferBindingSize;
   // the summaries' first pass grows about as L·(L / 256) a row, not L²: it stays parallel longer
-  const maxL = usesSummary(L, k, mode, scoreDtype) ? selectTuning.parallelMaxLSummary : selectTuning.parallelMaxL;
+  const maxL = usesSummary(B, L, k, mode, scoreDtype) ? selectTuning.parallelMaxLSummary : selectTuning.parallelMaxL;
   const parallel = selectTuning.force === "parallel" || (selectTuning.force === "auto" && L <= maxL);
   if (parallel && scratchFits) return "parallel";
   return k <= KMAX ? "walkWg" : "walk";
@@ -124,11 +134,13 @@ export function causalSelectPlan(
 
 /**
  * Whether the parallel path's first pass reads tile summaries (select-summary.ts): "top" mode, f32
- * scores, k ≤ SUMMARY_MAX_K, rows of at least selectTuning.summaryMinL (below it the scan from
- * each row's start is faster: the summaries' passes cost about 0.1 ms however short the row).
+ * scores, k ≤ SUMMARY_MAX_K, rows of at least selectTuning.summaryMinL or B rows of L with B·L² of
+ * at least selectTuning.summaryMinWork (below both the scan from each row's start is faster: the
+ * summaries' passes cost about 0.1 ms however short the row).
  */
-export function usesSummary(L: number, k: number, mode: "last" | "top", scoreDtype: DType): boolean {
-  return selectTuning.end === "summary" && mode !== "last" && scoreDtype === "f32" && k <= SUMMARY_MAX_K && L >= selectTuning.summaryMinL;
+export function usesSummary(B: number, L: number, k: number, mode: "last" | "top", scoreDtype: DType): boolean {
+  const long = L >= selectTuning.summaryMinL || B * L * L >= selectTuning.summaryMinWork;
+  return selectTuning.end === "summary" && mode !== "last" && scoreDtype === "f32" && k <= SUMMARY_MAX_K && long;
 }
 
 /** causalSelect on the GPU: the parallel kernels or a walk, as causalSelectPlan says. */
@@ -144,7 +156,7 @@ export function causalSelectKernel(ctx: GpuCtx, [mask, score]: readonly KernelAr
     const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
     const groups = grid(B * ceilDiv(L, WGP / lanes), maxDim);
     const ms = [ctx.ref(mask, "causalSelect"), ctx.ref(score, "causalSelect")];
-    if (usesSummary(L, p.k, p.mode, score.dtype)) {
+    if (usesSummary(B, L, p.k, p.mode, score.dtype)) {
       // pass 1 from tile summaries (select-summary.ts): each tile's k best keys, then the ends
       const nT = ceilDiv(L, TILE_S);
       const summ = ctx.temp(B * nT * summaryWords(p.k) * 4);
