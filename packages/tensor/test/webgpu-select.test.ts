@@ -344,8 +344,9 @@ test("webgpu causalSelect, first pass from tile summaries: tiles of 256 around t
   if (!gpu) return;
   // rows of any length take the summaries here (by default only from selectTuning.summaryMinL, or
   // from B·L² of selectTuning.summaryMinWork: many rows of 4K, not the training step's 8 of 2K)
-  expect(usesSummary(1, selectTuning.summaryMinL - 1, 50, "top", "f32")).toBe(false);
+  expect(usesSummary(1, 16384, 50, "top", "f32")).toBe(false);
   expect(usesSummary(1, selectTuning.summaryMinL, 50, "top", "f32")).toBe(true);
+  expect(usesSummary(1, Math.ceil(Math.sqrt(selectTuning.summaryMinWork)), 50, "top", "f32")).toBe(true);
   expect(usesSummary(8, 2048, 50, "top", "f32")).toBe(false);
   expect(usesSummary(256, 1024, 50, "top", "f32")).toBe(false);
   expect(usesSummary(64, 4096, 50, "top", "f32")).toBe(true);
