@@ -12,7 +12,10 @@ import { getBackend, setBackend } from "@memmamba/tensor";
 import { main as scaling, type ScalingResult } from "../src/scaling.ts";
 import { main as trainThroughput, ratios, type ThroughputResult, type ThroughputRow } from "../src/train-throughput.ts";
 import { compare, main as longContext, type LongContextResult } from "../src/long-context.ts";
-import { parseLengths } from "../src/model-common.ts";
+import { chunkedForward, modelConfig, parseLengths, randomTokens } from "../src/model-common.ts";
+import { extraLaunches, main as launches, type LaunchCensus } from "../src/launches.ts";
+import { disposeTree, random, readCounters, resetCounters } from "@memmamba/tensor";
+import { initLM } from "@memmamba/memmamba";
 
 const dir = mkdtempSync(join(tmpdir(), "bench-issue11-"));
 const readBack = <T>(p: string): T => JSON.parse(readFileSync(p, "utf8")) as T;
@@ -130,6 +133,42 @@ test("scaling --tokens: the forward runs tokens / L rows of L (at least one) and
   const j = readBack<ScalingResult>(out);
   expect(j.rows.map((r) => `${r.mode} ${r.L} ${r.batch} ${r.how}`)).toEqual(["forward 16 4 parallel", "forward 32 2 parallel", "forward 64 1 chunked", "train 16 1 parallel", "train 32 1 parallel", "train 64 1 parallel"]);
   for (const r of j.rows.filter((x) => x.usPerToken !== null)) expect(r.usPerToken).toBeCloseTo((r.medianMs! * 1000) / (r.batch * r.L), 9);
+});
+
+test("launches: the census's totals are the engine's launch counts; the extra launches are the per-call differences", async () => {
+  const out = join(dir, "launches.json");
+  const res = (await keepingBackend(() =>
+    launches(["--preset", "tiny", "--mode", "forward", "--batch", "1", "--seq", "32", "--json", "--out", out])
+  ))!;
+  expect(readBack<LaunchCensus>(out)).toEqual(JSON.parse(JSON.stringify(res)));
+  const [mm, ma] = res.kinds;
+  expect([mm.kind, ma.kind]).toEqual(["memmamba", "mamba"]);
+  // the same forward, counted by the engine
+  const engineCount = async (kind: "memmamba" | "mamba") =>
+    await keepingBackend(async () => {
+      setBackend("cpu");
+      const params = initLM(random.key(0), modelConfig("tiny", kind));
+      const x = randomTokens(1, 32, 1);
+      await chunkedForward(params, x, 32);
+      resetCounters();
+      await chunkedForward(params, x, 32);
+      const n = readCounters().launches;
+      disposeTree([params, x]);
+      return n;
+    });
+  expect(mm.launches).toBe(await engineCount("memmamba"));
+  expect(ma.launches).toBe(await engineCount("mamba"));
+  expect(mm.launches).toBeGreaterThan(ma.launches); // the memory path launches more
+  expect(mm.calls.reduce((s, c) => s + c.count, 0)).toBe(mm.launches);
+  expect(res.extra!.launches).toBe(res.extra!.byPrim.reduce((s, p) => s + p.count, 0));
+  expect(res.extra!.calls.some((c) => c.prim === "causalSelect")).toBe(true);
+  // by hand: only the calls the first side makes more often, by how much
+  const e = extraLaunches(
+    [{ call: "a", prim: "p", count: 3 }, { call: "b", prim: "q", count: 1 }, { call: "c", prim: "p", count: 2 }],
+    [{ call: "a", prim: "p", count: 1 }, { call: "b", prim: "q", count: 4 }],
+  );
+  expect(e).toEqual({ launches: 4, calls: [{ call: "a", prim: "p", count: 2 }, { call: "c", prim: "p", count: 2 }], byPrim: [{ prim: "p", count: 4 }] });
+  await expect(launches(["--mode", "sideways"])).rejects.toThrow(/--mode must be train or forward, got "sideways"/);
 });
 
 test("bench flags: lengths with K and M suffixes; a bad one is a clear error", () => {
