@@ -22,8 +22,9 @@ import {
   type Backend, type BufferHandle, type Tensor,
 } from "@memmamba/tensor";
 import { lm, preset, type LMParams, type LMState, type ModelConfig, type PresetName } from "@memmamba/memmamba";
-import type { WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
-import { fmt, formatTable, oneOf, type RuntimeInfo } from "./runtime.ts";
+import { oneOf, type RuntimeInfo } from "./runtime.ts";
+import { type KernelProfiler, kernelProfiler } from "./kernel-profile.ts";
+export { type KernelProfiler, type KernelTime, profileRun, type RunProfile } from "./kernel-profile.ts";
 import { attnReadTuning } from "../../tensor/src/webgpu/kernels/attention.ts";
 
 export type BackendChoice = "cpu" | "wasm" | "webgpu";
@@ -91,24 +92,6 @@ export interface BenchBackend {
 
 // deno-lint-ignore no-explicit-any
 type Any = any;
-
-/** GPU time of one kernel (pipeline key) summed over the dispatches of a profiled stretch. */
-export interface KernelTime {
-  kernel: string;
-  dispatches: number;
-  gpuMs: number;
-}
-
-/** Per-kernel GPU time from timestamp queries (WebGPU with 'timestamp-query' only). */
-export interface KernelProfiler {
-  /**
-   * Start recording: from now on every dispatch runs in a compute pass of its own, timed.
-   * `detail`: rows per kernel *and* primitive call with its shapes (see WebGpuBackend.startProfile).
-   */
-  start(detail?: boolean): void;
-  /** Stop recording and resolve to the kernels by GPU time (largest first), once all reads are back. */
-  stop(): Promise<KernelTime[]>;
-}
 
 /** Selects and instruments a backend. WebGPU: Dawn or navigator.gpu (see tensor/src/webgpu/probe.ts). */
 export async function openBackend(name: BackendChoice, opts: { timestamps?: boolean; maxBatch?: number } = {}): Promise<BenchBackend & { profiler: KernelProfiler | null }> {
@@ -210,42 +193,6 @@ export async function openBackend(name: BackendChoice, opts: { timestamps?: bool
     },
     sync: () => backend.sync(),
     destroy: () => gpu?.destroy(),
-  };
-}
-
-/** One profiled run: wall time, the GPU time of every dispatch (each timed alone) and the top kernels. */
-export interface RunProfile {
-  wallMs: number;
-  gpuMs: number;
-  top: KernelTime[];
-}
-
-/**
- * Runs `fn` once more with every dispatch timed (`detail`: rows per kernel and primitive call) and
- * returns the profile, its `keep` largest rows rounded to µs; prints the `show` largest under `label`.
- */
-export async function profileRun(profiler: KernelProfiler, label: string, fn: () => Promise<unknown>, opts: { detail?: boolean; keep?: number; show?: number } = {}): Promise<RunProfile> {
-  profiler.start(opts.detail ?? true);
-  const t = performance.now();
-  await fn();
-  const wallMs = performance.now() - t;
-  const k = await profiler.stop();
-  const gpuMs = k.reduce((a, e) => a + e.gpuMs, 0);
-  const top = k.slice(0, opts.keep ?? 60).map((e) => ({ ...e, gpuMs: Math.round(e.gpuMs * 1000) / 1000 }));
-  console.log(`${label}: ${fmt(gpuMs)} GPU ms in ${fmt(wallMs)} ms wall (each dispatch timed alone)`);
-  console.log(formatTable(["kernel | call", "dispatches", "GPU ms"], top.slice(0, opts.show ?? 30).map((e) => [e.kernel, String(e.dispatches), e.gpuMs])));
-  return { wallMs, gpuMs, top };
-}
-
-/** The backend's per-dispatch GPU profile (webgpu/profiler.ts) as kernel times by pipeline key. */
-function kernelProfiler(gpu: WebGpuBackend): KernelProfiler {
-  return {
-    start(detail = false) {
-      gpu.startProfile({ detail });
-    },
-    async stop() {
-      return (await gpu.stopProfile()).map((r) => ({ kernel: r.label, dispatches: r.count, gpuMs: r.ms }));
-    },
   };
 }
 

@@ -171,6 +171,12 @@ test("launches: the census's totals are the engine's launch counts; the extra la
   await expect(launches(["--mode", "sideways"])).rejects.toThrow(/--mode must be train or forward, got "sideways"/);
 });
 
+test("scaling --profile needs the WebGPU backend's timestamps: on the CPU a clear error before anything runs", async () => {
+  await keepingBackend(async () => {
+    await expect(scaling(["--backend", "cpu", "--preset", "tiny", "--lengths", "32", "--profile", "--out", join(dir, "sc-prof.json")])).rejects.toThrow(/--profile needs the WebGPU backend/);
+  });
+});
+
 test("bench flags: lengths with K and M suffixes; a bad one is a clear error", () => {
   expect(parseLengths("lengths", "1K,60K,1M,100")).toEqual([1024, 61440, 1048576, 100]);
   expect(() => parseLengths("lengths", "1K,abc")).toThrow(/--lengths: "abc" is not a length/);
