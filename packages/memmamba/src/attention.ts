@@ -3,9 +3,9 @@
  * attention (Eq. 7/11) over the pools of earlier layers. Both are one masked softmax over a few
  * slots per position (P, or g·P), so they cost O(L·P·S), linear in the length.
  */
-import { add, concat, ge, gt, indexedAttention, indexedAttentionFused, matmul, mul, noGrad, random, reshape, sigmoid, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
+import { add, concat, ge, gt, indexedAttention, indexedAttentionFused, matmul, mul, noGrad, random, reshape, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
-import { initLinear, initScorer, scoreLinear, type Key, type Linear } from "./nn.ts";
+import { initLinear, initScorer, scoreSigmoid, type Key, type Linear } from "./nn.ts";
 import type { PoolRead } from "./pool.ts";
 
 /** The parameters of cross-token attention over a layer's own pool (Eq. 6/10). */
@@ -145,7 +145,7 @@ export function poolAttentionWeighted(
  * scan readout C·h + D·u itself (memory.stateScore = "scan").
  */
 export function stateImportance(p: Linear, src: Tensor): Tensor {
-  return sigmoid(scoreLinear(p, src));
+  return scoreSigmoid(p, src);
 }
 
 /** What cross-token attention read for each position, and how much the state wanted it. */

@@ -7,7 +7,7 @@ export {
   ConfigError, configJsonSchema, crossLayerSources, dims, hasCrossLayer, ModelConfigSchema, MemorySchema, parseConfig, preset,
   presetNames, usesMemory, type ConfigOverrides, type Dims, type MemoryConfig, type ModelConfig, type ModelConfigInput, type PresetName,
 } from "./config.ts";
-export { initLinear, initRMSNorm, linear, rmsNorm, scoreLinear, type Key, type Linear, type RMSNorm } from "./nn.ts";
+export { initLinear, initRMSNorm, linear, rmsNorm, scoreLinear, scoreSigmoid, type Key, type Linear, type RMSNorm } from "./nn.ts";
 export { initMamba, initMambaState, mambaBlock, type MambaOutput, type MambaParams, type MambaState } from "./mamba.ts";
 export { poolSummary, type PoolingKind } from "./pooling.ts";
 export { initNote, scoreNotes, stateSummary, takeNotes, tokenImportance, type NoteParams, type Notes, type ScoredNotes } from "./note.ts";

@@ -2,7 +2,7 @@
  * Small building blocks shared by the layers: a dense layer and RMSNorm. Parameters are plain
  * objects of tensors; a dense weight is [in, out] (y = x @ w + b), as in @memmamba/tensor's init.
  */
-import { add, init, matmul, ones, random, reshape, rmsNormalize as tensorRmsNormalize, zeros, type Tensor } from "@memmamba/tensor";
+import { add, init, linearSigmoid, matmul, ones, random, reshape, rmsNormalize as tensorRmsNormalize, sigmoid, zeros, type Tensor } from "@memmamba/tensor";
 
 /** A PRNG key of @memmamba/tensor's `random` (Philox), as the init functions take it. */
 export type Key = random.Key;
@@ -63,4 +63,12 @@ export function initScorer(key: Key, d: number): Linear {
 export function scoreLinear(p: Linear, x: Tensor): Tensor {
   const y = linear(p, x);
   return reshape(y, y.shape.slice(0, -1));
+}
+
+/**
+ * σ(x · w + b) [..., d] → [...] of a scorer: one launch (linearSigmoid) where it has its bias, the
+ * same numbers as sigmoid(scoreLinear(p, x)).
+ */
+export function scoreSigmoid(p: Linear, x: Tensor): Tensor {
+  return p.b && p.w.rank === 2 && p.w.shape[1] === 1 && p.b.size === 1 ? linearSigmoid(x, p.w, reshape(p.b, [1])) : sigmoid(scoreLinear(p, x));
 }

@@ -16,9 +16,9 @@
  * only gated would never learn. Scaling what it gates gives the scorer a gradient through every
  * note read (scores scale what they gate), and a more important token also writes a louder note.
  */
-import { gt, matmul, matmulRows, mul, noGrad, random, reshape, sigmoid, type Tensor } from "@memmamba/tensor";
+import { gt, matmul, matmulRows, mul, noGrad, random, reshape, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
-import { initLinear, initRMSNorm, initScorer, scoreLinear, type Key, type Linear, type RMSNorm } from "./nn.ts";
+import { initLinear, initRMSNorm, initScorer, scoreSigmoid, type Key, type Linear, type RMSNorm } from "./nn.ts";
 import { poolSummary } from "./pooling.ts";
 
 /** The Note Block's parameters (Eq. 5, 8, 9). */
@@ -40,7 +40,7 @@ export function initNote(key: Key, cfg: ModelConfig): NoteParams {
 
 /** Eq. 8: I_token = σ(x · w_tok + b_tok), one importance per position [B, L]. */
 export function tokenImportance(p: Linear, x: Tensor): Tensor {
-  return sigmoid(scoreLinear(p, x));
+  return scoreSigmoid(p, x);
 }
 
 /**

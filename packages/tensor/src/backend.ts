@@ -86,7 +86,12 @@ export interface PrimParams {
   logsumexp: Record<string, never>;
   /** Per-row softmax cross-entropy of logits against i32 targets. */
   crossEntropy: Record<string, never>;
-  /** Depthwise causal 1-D convolution over the sequence axis. */
+  /**
+   * σ(x·w + b) of x [..., d], w [d, 1], b [1] → [...]: a one-output linear layer and its sigmoid
+   * (the memory path's scorers) in one launch; the bits of matmul, add and sigmoid in turn.
+   */
+  linearSigmoid: Record<string, never>;
+  /** Depthwise causal 1-D convolution over the sequence axis, inputs [x, w] or [x, w, prefix]. */
   conv1dCausal: Record<string, never>;
   /** The gradient of conv1dCausal with respect to its input. */
   conv1dCausalGradX: Record<string, never>;

@@ -16,7 +16,7 @@ import fc from "fast-check";
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import {
-  abs, add, bind, broadcastTo, concat, conv1dCausal, cos, crossEntropy, div, eq, exp, gather, gt, log, logSoftmax,
+  abs, add, bind, broadcastTo, concat, conv1dCausal, cos, linearSigmoid, crossEntropy, div, eq, exp, gather, gt, log, logSoftmax,
   logsumexp, matmul, matmulRows, max, maximum, mean, minimum, mT, mul, neg, pad, pow, primitive, reciprocal, relu, reshape,
   rsqrt, scan, scatterAdd, sigmoid, sign, silu, sin, slice, sliceAxis, softmax, softplus, sqrt, square, stack, sub,
   sum, tanh, transpose, where, fromArray, valueAndGrad, readCounters, resetCounters, disposeTree, getBackend, rmsNormalize, tidy,
@@ -376,6 +376,8 @@ describe("gradients: nn", () => {
   const blc = fc.tuple(dimArb(3), dimArb(5), dimArb(4));
   gradProp("conv1dCausal (x and w)", fc.tuple(blc, dimArb(4)).chain(([[B, L, C], K]) => fc.tuple(input([B, L, C]), input([C, K]))),
     (ins) => check((xs) => conv1dCausal(xs[0], xs[1]), ins, "conv1dCausal"), 15);
+  gradProp("linearSigmoid (x, w and b)", fc.tuple(shapeArb(1, 2, 4), dimArb(6)).chain(([lead, d]) => fc.tuple(input([...lead, d]), input([d, 1]), input([1]))),
+    (ins) => check((xs) => linearSigmoid(xs[0], xs[1], xs[2]), ins, "linearSigmoid"), 15);
   gradProp("conv1dCausal with a prefix (x, w and the prefix)", fc.tuple(blc, dimArb(4)).chain(([[B, L, C], K]) => fc.tuple(input([B, L, C]), input([C, K]), input([B, K - 1, C]))),
     (ins) => check((xs) => conv1dCausal(xs[0], xs[1], xs[2]), ins, "conv1dCausal with a prefix"), 15);
   gradProp("conv1dCausalGradX (g and w, via bind)", fc.tuple(blc, dimArb(4)).chain(([[B, L, C], K]) => fc.tuple(input([B, L, C]), input([C, K]))),

@@ -5,7 +5,7 @@
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import {
-  add, broadcastTo, concat, conv1dCausal, crossEntropy, disposeTree, div, eq, exp, fromArray, gather, ge, getBackend, grad, gt, keep,
+  add, broadcastTo, concat, conv1dCausal, crossEntropy, linearSigmoid, sigmoid, disposeTree, div, eq, exp, fromArray, gather, ge, getBackend, grad, gt, keep,
   le, liveBuffers, log, logSoftmax, logsumexp, lt, matmul, max, maximum, mean, minimum, mT, mul, ne, noGrad, oneHot, pad,
   reshape, scan, scatterAdd, ShapeError, slice, sliceAxis, softmax, stack, sub, sum, Tensor, tidy, transpose,
   valueAndGrad, where,
@@ -534,6 +534,27 @@ describe("ops: nn", () => {
     expect(await vals(withPre)).toEqual(await vals(sliceAxis(full, 1, K - 1)));
     expect(await vals(conv1dCausal(t(x, [B, L, C]), t(w, [C, K]), t(new Array(B * (K - 1) * C).fill(0), [B, K - 1, C])))).toEqual(await vals(y));
     expectThrow(() => conv1dCausal(t(x, [B, L, C]), t(w, [C, K]), t(pre.slice(0, B * C), [B, 1, C])), ["conv1dCausal", "prefix", "[2, 2, 3]", "[2, 1, 3]"]);
+  });
+
+  bt("linearSigmoid: the bits of sigmoid(matmul(x, w) + b) forward and backward (vec4 rows and not, one column, no rows); bad shapes named", async () => {
+    for (const [lead, d] of [[[2, 7], 256], [[5], 6], [[3, 1], 1], [[0, 4], 8]] as [number[], number][]) {
+      const n = lead.reduce((p, q) => p * q, 1);
+      const p = { x: t(Array.from(randArray(n * d, 31 + d, -3, 3)), [...lead, d]), w: t(Array.from(randArray(d, 32 + d)), [d, 1]), b: t([0.3], [1]) };
+      const c = t(Array.from(randArray(n, 33 + d)), lead); // each output's cotangent differs
+      const fused = (q: typeof p) => linearSigmoid(q.x, q.w, q.b);
+      const composite = (q: typeof p) => sigmoid(reshape(add(matmul(q.x, q.w), q.b), lead));
+      const what = `[${lead}] × ${d}`;
+      const yf = fused(p), yc = composite(p);
+      expect(yf.shape).toEqual(lead);
+      expect({ what, y: await vals(yf) }).toEqual({ what, y: await vals(yc) });
+      const gf = valueAndGrad((q: typeof p) => sum(mul(fused(q), c)))(p), gc = valueAndGrad((q: typeof p) => sum(mul(composite(q), c)))(p);
+      for (const k of ["x", "w", "b"] as const) expect({ what, k, g: await vals(gf.grads[k]) }).toEqual({ what, k, g: await vals(gc.grads[k]) });
+      disposeTree([p, c, yf, yc, gf, gc]);
+    }
+    const x = t(iota(6), [2, 3]);
+    expectThrow(() => linearSigmoid(x, t(iota(3), [3]), t([0], [1])), ["linearSigmoid", "[2, 3]", "[3]"]);
+    expectThrow(() => linearSigmoid(x, t(iota(3), [3, 1]), t([0, 0], [2])), ["linearSigmoid", "[3, 1]", "[2]"]);
+    expectThrow(() => linearSigmoid(x, t(iota(4), [4, 1]), t([0], [1])), ["linearSigmoid", "[2, 3]", "[4, 1]"]);
   });
 
   const [B, L, S] = [2, 4, 3];

@@ -419,6 +419,13 @@ test("webgpu parity: conv1dCausal and its two gradient kernels", async () => {
   }), RUNS);
 });
 
+test("webgpu parity: linearSigmoid (rows of vec4 and of scalars, no rows)", async () => {
+  if (!(await backends())) return;
+  await fc.assert(fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 2 }), fc.integer({ min: 1, max: 70 }), async (lead, d) => {
+    await parity(`linearSigmoid ${JSON.stringify([lead, d])}`, [f32([...lead, d]), f32([d, 1]), f32([1])], (x, w, b) => T.linearSigmoid(x, w, b), sumTol(d));
+  }), RUNS);
+});
+
 test("webgpu parity: causalSelect (last / top, ties, f32 and i32 masks)", async () => {
   if (!(await backends())) return;
   await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 12 }), fc.integer({ min: 0, max: 5 }), fc.constantFrom("last", "top"), fc.boolean(), async (B, L, k, mode, intMask) => {

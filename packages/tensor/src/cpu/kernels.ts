@@ -2,7 +2,7 @@
 import type { HostArray, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../backend.ts";
 import { addNKernel, unaryGradKernel, adamwKernel, adamwGroupKernel, adamwStepKernel, binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
-import { matmulKernel, matmulRowsKernel } from "./matmul.ts";
+import { linearSigmoidKernel, matmulKernel, matmulRowsKernel } from "./matmul.ts";
 import { maxGradKernel, reduceKernel } from "./reduce.ts";
 import { causalSelectKernel } from "./select.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
@@ -62,6 +62,7 @@ export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
   rmsNormGrad: rmsNormGradKernel,
   logsumexp: logsumexpKernel,
   crossEntropy: crossEntropyKernel,
+  linearSigmoid: linearSigmoidKernel,
   conv1dCausal: conv1dCausalKernel,
   conv1dCausalGradX: conv1dCausalGradXKernel,
   conv1dCausalGradW: conv1dCausalGradWKernel,

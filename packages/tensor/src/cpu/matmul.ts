@@ -6,6 +6,7 @@
 import type { PrimParams } from "../backend.ts";
 import { stridesOf } from "../shape.ts";
 import type { CpuArg } from "./kernels.ts";
+import { sigmoid as dmSigmoid } from "./detmath.ts";
 
 const KC = 128; // k-block: a panel of B rows that stays in L2
 const NC = 512; // n-block: the slice of a C row that stays in L1
@@ -86,4 +87,15 @@ export function matmulRowsKernel([x, w, rows]: CpuArg[], out: CpuArg): void {
     if (keep[i] !== 0) gemm(X, i * K, W, 0, C, i * N, 1, N, K);
     else C.fill(0, i * N, (i + 1) * N);
   }
+}
+
+/**
+ * σ(x·w + b) (linearSigmoid): x [..., d], w [d, 1], b [1] → [...]. The matmul kernel above into
+ * the output (its [..., 1] layout is the output's), then the add and the sigmoid of the
+ * elementwise kernels (each rounded to f32): the bits of the three ops in turn.
+ */
+export function linearSigmoidKernel([x, w, b]: CpuArg[], out: CpuArg): void {
+  matmulKernel([x, w], { data: out.data, shape: [...x.shape.slice(0, -1), 1] }, { transA: false, transB: false });
+  const o = out.data, bias = b.data[0];
+  for (let i = 0; i < o.length; i++) o[i] = dmSigmoid(Math.fround(o[i] + bias));
 }

@@ -3,7 +3,7 @@
  * last axis, cross-entropy with integer targets, causal depthwise conv1d, and the selective scan
  * h_t = a_t ⊙ h_{t-1} + b_t.
  */
-import { bind, bindMulti, definePrimitive, noSecondOrder } from "../dispatch.ts";
+import { bind, bindMulti, definePrimitive, noSecondOrder, primitive } from "../dispatch.ts";
 import { getBackend } from "../engine.ts";
 import { sameShape, ShapeError, showShape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
@@ -197,6 +197,28 @@ function convShapes(op: string, x: Tensor, w: Tensor): void {
   }
 }
 
+definePrimitive("linearSigmoid", {
+  shape: ([x, w, b]) => {
+    needF32("linearSigmoid", x, w, b);
+    const d = x.rank >= 1 ? x.shape[x.rank - 1] : -1;
+    if (x.rank < 1 || !sameShape(w.shape, [d, 1]) || !sameShape(b.shape, [1])) {
+      throw new ShapeError(`linearSigmoid: expects x [..., d], w [d, 1] and b [1], got ${showShape(x.shape)}, ${showShape(w.shape)} and ${showShape(b.shape)}`);
+    }
+    return { shape: x.shape.slice(0, -1), dtype: "f32" };
+  },
+  flops: ([x]) => 2 * x.size + 6 * (x.size / Math.max(1, x.shape[x.rank - 1])),
+  // the VJPs of sigmoid, add and matmul in turn, op for op: the composite's gradients, bit for bit
+  // (sigmoid's derivative reads only its output, which stands in for the pre-activation here)
+  vjp: (g, [x, w, b], s, _p, needs) => {
+    const [gz] = primitive("unary").vjp(g, [s], s, { op: "sigmoid" });
+    const g1 = reshape(gz!, [...g.shape, 1]);
+    const [dx, dw] = needs?.[0] === false && needs?.[1] === false
+      ? [null, null]
+      : primitive("matmul").vjp(g1, [x, w], g1, { transA: false, transB: false }, [needs?.[0] ?? true, needs?.[1] ?? true]);
+    return [dx, dw, needs?.[2] === false ? null : sumTo(g1, b.shape)];
+  },
+});
+
 definePrimitive("conv1dCausal", {
   shape: ([x, w, prefix]) => {
     convShapes("conv1dCausal", x, w);
@@ -340,6 +362,14 @@ export function logSoftmax(x: Tensor): Tensor {
  */
 export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
   return bind("crossEntropy", [logits, targets], {});
+}
+
+/**
+ * σ(x·w + b) for x [..., d], w [d, 1], b [1] → [...]: a one-output linear layer with its sigmoid,
+ * one launch (the same numbers as sigmoid(matmul(x, w) + b) reshaped, on every backend).
+ */
+export function linearSigmoid(x: Tensor, w: Tensor, b: Tensor): Tensor {
+  return bind("linearSigmoid", [x, w, b], {});
 }
 
 /**

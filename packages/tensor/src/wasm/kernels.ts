@@ -10,6 +10,7 @@
 import type { BinaryOp, CompareOp, KernelArg, MultiPrimName, MultiPrimParams, PrimName, PrimParams, UnaryOp } from "../backend.ts";
 import { stridesOf } from "../shape.ts";
 import { broadcastStrides } from "../cpu/strided.ts";
+import { sigmoid as dmSigmoid } from "../cpu/detmath.ts";
 import type { Sgemm } from "../ffi/blas.ts";
 import type { WasmHeap } from "./heap.ts";
 import { K } from "./kernel-ids.ts";
@@ -519,12 +520,25 @@ const selectiveScanGrad: Launcher<"selectiveScanGrad"> = (ctx, ins, out) => {
   return true;
 };
 
+/**
+ * σ(x·w + b) (linearSigmoid): the matmul launcher into the output (its [..., 1] layout), then the
+ * add and the sigmoid in place, each rounded to f32 as the add and sigmoid kernels round them (the
+ * sigmoid the TypeScript reference's, which the wasm unary kernel matches bit for bit).
+ */
+const linearSigmoid: Launcher<"linearSigmoid"> = (ctx, [x, w, b], out) => {
+  if (!matmul(ctx, [x, w], { ...out, shape: [...x.shape.slice(0, -1), 1] }, { transA: false, transB: false })) return false;
+  const n = size(out.shape);
+  const v = ctx.heap.f32, at = ctx.ptr(out) >> 2, bias = v[ctx.ptr(b) >> 2];
+  for (let i = 0; i < n; i++) v[at + i] = dmSigmoid(Math.fround(v[at + i] + bias));
+  return true;
+};
+
 /** The multi-output primitives with a wasm kernel (the others run the TypeScript one on shared views). */
 export const wasmMultiLaunchers: { [Kn in MultiPrimName]?: MultiLauncher<Kn> } = { selectiveScanWithState };
 
 /** The primitives with a wasm kernel (the others run the TypeScript reference on shared views). */
 export const wasmLaunchers: { [Kn in PrimName]?: Launcher<Kn> } = {
-  matmul, unary, binary, compare, reduce, softmax, logsumexp, crossEntropy, scan, scanReverse,
+  matmul, linearSigmoid, unary, binary, compare, reduce, softmax, logsumexp, crossEntropy, scan, scanReverse,
   conv1dCausal, conv1dCausalGradX, conv1dCausalGradW, selectiveScan, selectiveScanState, selectiveScanGrad,
   gather, scatterAdd,
 };

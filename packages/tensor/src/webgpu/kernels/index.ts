@@ -5,7 +5,7 @@ import { addNKernel, binaryKernel, castKernel, compareKernel, fillKernel, unaryG
 import { gatherKernel, oneHotKernel, scatterAddKernel } from "./indexing.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
 import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
-import { matmulKernel } from "./matmul.ts";
+import { linearSigmoidKernel, matmulKernel } from "./matmul.ts";
 import { matmulRowsKernel } from "./matmul-rows.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import { conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel } from "./conv.ts";
@@ -62,6 +62,7 @@ export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   rmsNormGrad: rmsNormGradKernel,
   logsumexp: logsumexpKernel,
   crossEntropy: crossEntropyKernel,
+  linearSigmoid: linearSigmoidKernel,
   conv1dCausal: conv1dCausalKernel,
   conv1dCausalGradX: conv1dCausalGradXKernel,
   conv1dCausalGradW: conv1dCausalGradWKernel,

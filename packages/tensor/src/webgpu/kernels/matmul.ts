@@ -39,6 +39,7 @@
  */
 import type { KernelArg, PrimParams } from "../../backend.ts";
 import { broadcastStrides, ceilDiv, coalesce, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, strides, type GpuCtx } from "../context.ts";
+import { WGSL_MATH } from "../wgsl-math.ts";
 
 export interface TileConfig {
   BM: number;
@@ -677,9 +678,10 @@ export function splitSumLanes(n: number, S: number): number {
  * where vec).
  */
 const ROWDOT_ROWS = 8;
-function rowDotWgsl(vec: boolean): string {
+function rowDotWgsl(vec: boolean, sigmoid = false): string {
   const T = vec ? "vec4<f32>" : "f32";
-  return `${header(2, [{ name: "C", type: "f32", write: true }, { name: "A", type: T }, { name: "Bv", type: T }])}
+  const bufs = [{ name: "C", type: "f32", write: true }, { name: "A", type: T }, { name: "Bv", type: T }, ...(sigmoid ? [{ name: "bias", type: "f32" }] : [])];
+  return `${header(2, bufs)}${sigmoid ? WGSL_MATH : ""}
 var<workgroup> red: array<f32, ${ROWDOT_ROWS * 32}>;
 @compute @workgroup_size(${ROWDOT_ROWS * 32})
 fn main(${ENTRY_ARGS}) {
@@ -697,7 +699,7 @@ fn main(${ENTRY_ARGS}) {
   if (lane == 0u && r < M) {
     var s = red[lid];
     for (var j = 1u; j < 32u; j++) { s += red[lid + j]; }
-    C[r] = s;
+    C[r] = ${sigmoid ? "m_sigmoid(s + bias[0])" : "s"};
   }
 }`;
 }
@@ -800,7 +802,26 @@ function problemKey(a: readonly number[], b: readonly number[], out: readonly nu
   return k;
 }
 
-const rowDotGens = [() => rowDotWgsl(false), () => rowDotWgsl(true)];
+const rowDotGens = [() => rowDotWgsl(false), () => rowDotWgsl(true), () => rowDotWgsl(false, true), () => rowDotWgsl(true, true)];
+
+/**
+ * σ(x·w + b) (linearSigmoid; x [..., K], w [K, 1], b [1]): the row-dot kernel of a one-column
+ * matmul (a warp a row, the same sums in the same order) with the bias and the sigmoid (the
+ * elementwise kernels' m_sigmoid) applied before its store: one launch for matmul, add and sigmoid,
+ * with their bits where the matmul takes the row dot (matmulTuning.rowDot, the default).
+ */
+export function linearSigmoidKernel(ctx: GpuCtx, [x, w, b]: readonly KernelArg[], out: KernelArg): void {
+  const K = x.shape[x.shape.length - 1];
+  const M = out.shape.reduce((a, d) => a * d, 1);
+  if (M === 0) return;
+  const vec = K % 4 === 0 && K > 0;
+  const label = "linearSigmoid";
+  ctx.dispatch({
+    label, key: vec ? "linearSigmoid:rowdot4" : "linearSigmoid:rowdot", wgsl: rowDotGens[vec ? 3 : 2],
+    buffers: [ctx.ref(out, label), ctx.ref(x, label), ctx.ref(w, label), ctx.ref(b, label)],
+    params: new ParamWords().u(M).u(vec ? K / 4 : K).words(), groups: grid(ceilDiv(M, ROWDOT_ROWS), ctx.limits.maxComputeWorkgroupsPerDimension),
+  });
+}
 const splitSumGen = splitSumWgsl;
 const naiveGens: (() => string)[] = [];
 function naiveGen(bRank: number, R: 1 | 4): () => string {
