@@ -70,5 +70,6 @@ export function scoreLinear(p: Linear, x: Tensor): Tensor {
  * same numbers as sigmoid(scoreLinear(p, x)).
  */
 export function scoreSigmoid(p: Linear, x: Tensor): Tensor {
-  return p.b && p.w.rank === 2 && p.w.shape[1] === 1 && p.b.size === 1 ? linearSigmoid(x, p.w, reshape(p.b, [1])) : sigmoid(scoreLinear(p, x));
+  const fused = p.b && x.rank >= 2 && p.w.rank === 2 && p.w.shape[1] === 1 && p.b.size === 1;
+  return fused ? linearSigmoid(x, p.w, reshape(p.b!, [1])) : sigmoid(scoreLinear(p, x));
 }

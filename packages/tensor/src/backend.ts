@@ -87,7 +87,7 @@ export interface PrimParams {
   /** Per-row softmax cross-entropy of logits against i32 targets. */
   crossEntropy: Record<string, never>;
   /**
-   * σ(x·w + b) of x [..., d], w [d, 1], b [1] → [...]: a one-output linear layer and its sigmoid
+   * σ(x·w + b) of x [..., n, d], w [d, 1], b [1] → [..., n]: a one-output linear layer and its sigmoid
    * (the memory path's scorers) in one launch; the bits of matmul, add and sigmoid in turn.
    */
   linearSigmoid: Record<string, never>;

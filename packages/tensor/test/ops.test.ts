@@ -555,6 +555,7 @@ describe("ops: nn", () => {
     expectThrow(() => linearSigmoid(x, t(iota(3), [3]), t([0], [1])), ["linearSigmoid", "[2, 3]", "[3]"]);
     expectThrow(() => linearSigmoid(x, t(iota(3), [3, 1]), t([0, 0], [2])), ["linearSigmoid", "[3, 1]", "[2]"]);
     expectThrow(() => linearSigmoid(x, t(iota(4), [4, 1]), t([0], [1])), ["linearSigmoid", "[2, 3]", "[4, 1]"]);
+    expectThrow(() => linearSigmoid(t(iota(3), [3]), t(iota(3), [3, 1]), t([0], [1])), ["linearSigmoid", "rank ≥ 2", "[3]"]);
   });
 
   const [B, L, S] = [2, 4, 3];

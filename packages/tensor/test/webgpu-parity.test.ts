@@ -419,9 +419,9 @@ test("webgpu parity: conv1dCausal and its two gradient kernels", async () => {
   }), RUNS);
 });
 
-test("webgpu parity: linearSigmoid (rows of vec4 and of scalars, no rows)", async () => {
+test("webgpu parity: linearSigmoid (rows of vec4 and of scalars, no rows, batch axes)", async () => {
   if (!(await backends())) return;
-  await fc.assert(fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 2 }), fc.integer({ min: 1, max: 70 }), async (lead, d) => {
+  await fc.assert(fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 5 }), { minLength: 1, maxLength: 3 }), fc.integer({ min: 1, max: 70 }), async (lead, d) => {
     await parity(`linearSigmoid ${JSON.stringify([lead, d])}`, [f32([...lead, d]), f32([d, 1]), f32([1])], (x, w, b) => T.linearSigmoid(x, w, b), sumTol(d));
   }), RUNS);
 });

@@ -200,9 +200,9 @@ function convShapes(op: string, x: Tensor, w: Tensor): void {
 definePrimitive("linearSigmoid", {
   shape: ([x, w, b]) => {
     needF32("linearSigmoid", x, w, b);
-    const d = x.rank >= 1 ? x.shape[x.rank - 1] : -1;
-    if (x.rank < 1 || !sameShape(w.shape, [d, 1]) || !sameShape(b.shape, [1])) {
-      throw new ShapeError(`linearSigmoid: expects x [..., d], w [d, 1] and b [1], got ${showShape(x.shape)}, ${showShape(w.shape)} and ${showShape(b.shape)}`);
+    const d = x.rank >= 2 ? x.shape[x.rank - 1] : -1;
+    if (x.rank < 2 || !sameShape(w.shape, [d, 1]) || !sameShape(b.shape, [1])) {
+      throw new ShapeError(`linearSigmoid: expects x [..., n, d] (rank ≥ 2, as matmul), w [d, 1] and b [1], got ${showShape(x.shape)}, ${showShape(w.shape)} and ${showShape(b.shape)}`);
     }
     return { shape: x.shape.slice(0, -1), dtype: "f32" };
   },
@@ -365,7 +365,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
 }
 
 /**
- * σ(x·w + b) for x [..., d], w [d, 1], b [1] → [...]: a one-output linear layer with its sigmoid,
+ * σ(x·w + b) for x [..., n, d] (rank ≥ 2), w [d, 1], b [1] → [..., n]: a one-output linear layer with its sigmoid,
  * one launch (the same numbers as sigmoid(matmul(x, w) + b) reshaped, on every backend).
  */
 export function linearSigmoid(x: Tensor, w: Tensor, b: Tensor): Tensor {
