@@ -147,7 +147,7 @@ export function memMambaLayer(p: LayerParams, x: Tensor, cfg: ModelConfig, l: nu
 function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: number, ctx: LayerContext): LayerResult {
   const { state } = ctx;
   if (ctx.step && !state) throw new Error(`memMambaLayer: layer ${l}: a recurrent step needs a state`);
-  const mo = mambaBlock(p.mamba, x, cfg, state?.mamba);
+  const mo = mambaBlock(p.mamba, x, cfg, state?.mamba, { scan: usesMemory(cfg) && cfg.memory.crossToken && cfg.memory.stateScore === "scan" });
   if (!usesMemory(cfg)) return { x: mo.out, state: mo.state && { mamba: mo.state } };
 
   const m = cfg.memory;
@@ -178,7 +178,7 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
   // (attention.ts, ReadValues); a trace reports c as Eq. 6/7 write it, c·W_v, computed aside so
   // that tracing changes no number
   if (m.crossToken) {
-    tok = crossTokenAttention(p.crossToken!, h, m.stateScore === "scan" ? rmsNormalize(mo.scan, cfg.normEps) : h, read, m, { weights: ctx.trace, values: "notes" });
+    tok = crossTokenAttention(p.crossToken!, h, m.stateScore === "scan" ? rmsNormalize(mo.scan!, cfg.normEps) : h, read, m, { weights: ctx.trace, values: "notes" });
     const f = fusionTerm(p.fuseTok!, m.fusion, y, tok.c, state?.fuseTok, p.crossToken!.v.w);
     terms.push(f.term);
     if (next && f.state) next.fuseTok = f.state;

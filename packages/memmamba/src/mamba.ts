@@ -12,7 +12,7 @@
  */
 import {
   add, concat, conv1dCausal, exp, fromArray, full, log, maximum, matmul, mul, neg, noGrad, random, selectiveScan, silu,
-  sliceAxis, softplus, sub, tidy, zeros, type Tensor,
+  sliceAxis, softplus, ssmGate, sub, tidy, zeros, type Tensor,
 } from "@memmamba/tensor";
 import { dims, type ModelConfig } from "./config.ts";
 import { initLinear, initRMSNorm, rmsNorm, type Key, type Linear, type RMSNorm } from "./nn.ts";
@@ -49,8 +49,11 @@ export interface MambaState {
 export interface MambaOutput {
   /** The block output x + out_proj(…) [B, L, d]. */
   out: Tensor;
-  /** The scan readout y = C·h + D ⊙ u [B, L, d_inner] (what I_state may score). */
-  scan: Tensor;
+  /**
+   * The scan readout y = C·h + D ⊙ u [B, L, d_inner] (what I_state may score), only where asked
+   * for (`{ scan: true }`): otherwise the readout, its skip and the gate are one `ssmGate` pass.
+   */
+  scan?: Tensor;
   /** The state after the last position, when a state was given. */
   state?: MambaState;
 }
@@ -96,12 +99,15 @@ export function initMambaState(cfg: ModelConfig, batch: number): MambaState {
   return { conv: zeros([batch, K - 1, dInner]), ssm: zeros([batch, dInner, N]) };
 }
 
-/** The Mamba block over x [B, L, d]; with a state, continues from it and returns the next one. */
-export function mambaBlock(p: MambaParams, x: Tensor, cfg: ModelConfig, state?: MambaState): MambaOutput {
-  return tidy(() => mambaBlockInner(p, x, cfg, state));
+/**
+ * The Mamba block over x [B, L, d]; with a state, continues from it and returns the next one.
+ * `opts.scan`: also return the scan readout (MambaOutput.scan).
+ */
+export function mambaBlock(p: MambaParams, x: Tensor, cfg: ModelConfig, state?: MambaState, opts: { scan?: boolean } = {}): MambaOutput {
+  return tidy(() => mambaBlockInner(p, x, cfg, state, opts.scan === true));
 }
 
-function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state?: MambaState): MambaOutput {
+function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state: MambaState | undefined, wantScan: boolean): MambaOutput {
   const { dInner, dtRank: R, N, K } = dims(cfg);
   const [B, L] = x.shape;
   const h = rmsNorm(p.norm, x, cfg.normEps);
@@ -121,8 +127,10 @@ function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state?: Ma
   const A = neg(exp(p.A_log));
   const h0 = state ? state.ssm : zeros([B, dInner, N]);
   const { y, state: hL } = selectiveScan(u, delta, A, Bm, C, h0, state !== undefined);
-  const scan = add(y, mul(u, p.D));
-  const out = add(x, matmul(mul(scan, silu(z)), p.outProj.w));
+  // (y + D ⊙ u) ⊙ SiLU(z): one pass unless the readout itself is wanted
+  const scan = wantScan ? add(y, mul(u, p.D)) : undefined;
+  const gated = scan ? mul(scan, silu(z)) : ssmGate(y, u, p.D, z);
+  const out = add(x, matmul(gated, p.outProj.w));
   if (!state) return { out, scan };
   // the last K − 1 inputs: x's own when L ≥ K − 1, else the carried ones' tail before x
   const lastIn = L >= K - 1 ? sliceAxis(xIn, 1, L - (K - 1)) : sliceAxis(concat([state.conv, xIn], 1), 1, L);

@@ -91,6 +91,11 @@ export interface PrimParams {
    * (the memory path's scorers) in one launch; the bits of matmul, add and sigmoid in turn.
    */
   linearSigmoid: Record<string, never>;
+  /**
+   * Mamba's output gate, (y + u ⊙ D) ⊙ silu(z) of y, u, z [..., Di] and D [Di], in one pass (the
+   * mul, add, silu and mul it replaces each round to f32 as they would).
+   */
+  ssmGate: Record<string, never>;
   /** Depthwise causal 1-D convolution over the sequence axis, inputs [x, w] or [x, w, prefix]. */
   conv1dCausal: Record<string, never>;
   /** The gradient of conv1dCausal with respect to its input. */

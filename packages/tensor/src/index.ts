@@ -32,7 +32,7 @@ export { indexedAttention, indexedDot, indexedOuter, indexedSum, type IndexedAtt
 export { ATTN_READ_MAX_SLOTS, indexedAttentionFused } from "./ops/attention-fused.ts";
 export { conv1dCausal, crossEntropy, linearSigmoid, logSoftmax, logsumexp, maskedSoftmax, rmsNormalize, scan, softmax } from "./ops/nn.ts";
 export { CpuBackend } from "./cpu/backend.ts";
-export { selectiveScan, selectiveScanReference, type SelectiveScanResult } from "./ops/ssm.ts";
+export { selectiveScan, selectiveScanReference, ssmGate, type SelectiveScanResult } from "./ops/ssm.ts";
 /** Counter-based, splittable PRNG keys (Philox) and the distributions drawn from them. */
 export * as random from "./random/random.ts";
 /** Parameter initialisers (normal, truncated normal, Xavier, Kaiming, PyTorch's nn.Linear default). */

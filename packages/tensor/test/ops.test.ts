@@ -5,7 +5,7 @@
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import {
-  add, broadcastTo, concat, conv1dCausal, crossEntropy, linearSigmoid, sigmoid, disposeTree, div, eq, exp, fromArray, gather, ge, getBackend, grad, gt, keep,
+  add, broadcastTo, concat, conv1dCausal, crossEntropy, linearSigmoid, sigmoid, silu, ssmGate, disposeTree, div, eq, exp, fromArray, gather, ge, getBackend, grad, gt, keep,
   le, liveBuffers, log, logSoftmax, logsumexp, lt, matmul, max, maximum, mean, minimum, mT, mul, ne, noGrad, oneHot, pad,
   reshape, scan, scatterAdd, ShapeError, slice, sliceAxis, softmax, stack, sub, sum, Tensor, tidy, transpose,
   valueAndGrad, where,
@@ -556,6 +556,33 @@ describe("ops: nn", () => {
     expectThrow(() => linearSigmoid(x, t(iota(3), [3, 1]), t([0, 0], [2])), ["linearSigmoid", "[3, 1]", "[2]"]);
     expectThrow(() => linearSigmoid(x, t(iota(4), [4, 1]), t([0], [1])), ["linearSigmoid", "[2, 3]", "[4, 1]"]);
     expectThrow(() => linearSigmoid(t(iota(3), [3]), t(iota(3), [3, 1]), t([0], [1])), ["linearSigmoid", "rank ≥ 2", "[3]"]);
+  });
+
+  bt("ssmGate: (y + u ⊙ D) ⊙ silu(z) as the four ops give it (bit for bit off the GPU, within a rounding of y + u·D on it), forward and backward; bad shapes named", async () => {
+    const gpu = getBackend().name === "webgpu";
+    for (const shape of [[2, 3, 8], [5, 7], [1, 1, 1], [0, 4]]) {
+      const n = shape.reduce((p, q) => p * q, 1), Di = shape[shape.length - 1];
+      const r = (seed: number, lo = -6, hi = 6) => t(Array.from(randArray(n, seed, lo, hi)), shape);
+      const p = { y: r(41), u: r(42), d: t(Array.from(randArray(Di, 43, -2, 2)), [Di]), z: r(44, -30, 30) };
+      const c = r(45, -1, 1);
+      const fused = (q: typeof p) => ssmGate(q.y, q.u, q.d, q.z);
+      const composite = (q: typeof p) => mul(add(q.y, mul(q.u, q.d)), silu(q.z));
+      const close = async (what: string, a: Tensor, b: Tensor) => {
+        const [va, vb] = [await vals(a), await vals(b)];
+        if (!gpu) return expect({ what, v: va }).toEqual({ what, v: vb });
+        va.forEach((v, i) => {
+          if (Math.abs(v - vb[i]) > 1e-5 * (1 + Math.abs(vb[i]))) throw new Error(`${what}: element ${i}: fused ${v}, composite ${vb[i]}`);
+        });
+      };
+      const what = `[${shape}]`;
+      await close(`${what} y`, fused(p), composite(p));
+      const gf = valueAndGrad((q: typeof p) => sum(mul(fused(q), c)))(p), gc = valueAndGrad((q: typeof p) => sum(mul(composite(q), c)))(p);
+      for (const k of ["y", "u", "d", "z"] as const) await close(`${what} d${k}`, gf.grads[k], gc.grads[k]);
+      disposeTree([p, c, gf, gc]);
+    }
+    const y = t(iota(6), [2, 3]);
+    expectThrow(() => ssmGate(y, y, t(iota(2), [2]), y), ["ssmGate", "D [2]", "y [2, 3]"]);
+    expectThrow(() => ssmGate(y, t(iota(3), [3]), t(iota(3), [3]), y), ["ssmGate", "u [3]"]);
   });
 
   const [B, L, S] = [2, 4, 3];

@@ -426,6 +426,14 @@ test("webgpu parity: linearSigmoid (rows of vec4 and of scalars, no rows, batch 
   }), RUNS);
 });
 
+test("webgpu parity: ssmGate (D broadcast along the rows, channel counts not a multiple of 4)", async () => {
+  if (!(await backends())) return;
+  await fc.assert(fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 2 }), fc.integer({ min: 1, max: 70 }), async (lead, Di) => {
+    const sh = [...lead, Di];
+    await parity(`ssmGate ${JSON.stringify(sh)}`, [f32(sh), f32(sh), f32([Di]), f32(sh, -20, 20)], (y, u, d, z) => T.ssmGate(y, u, d, z), sumTol(2));
+  }), RUNS);
+});
+
 test("webgpu parity: causalSelect (last / top, ties, f32 and i32 masks)", async () => {
   if (!(await backends())) return;
   await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 12 }), fc.integer({ min: 0, max: 5 }), fc.constantFrom("last", "top"), fc.boolean(), async (B, L, k, mode, intMask) => {

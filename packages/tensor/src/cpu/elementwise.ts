@@ -236,3 +236,19 @@ export function adamwGroupKernel(ins: CpuArg[], outs: CpuArg[], q: MultiPrimPara
   }
   if (off !== g.length) throw new Error(`adamwGroup: the concatenated gradient has ${g.length} elements, the parameters ${off}`);
 }
+
+/**
+ * (y + u ⊙ D) ⊙ silu(z) (ssmGate): y, u, z [..., Di], D [Di]. Each step rounded to f32 as the mul,
+ * add, silu and mul kernels round it (silu as unaryFns.silu: z · sigmoid(z) in float64, once).
+ */
+export function ssmGateKernel([y, u, d, z]: CpuArg[], out: CpuArg): void {
+  const Y = y.data, U = u.data, D = d.data, Z = z.data, o = out.data;
+  const Di = D.length;
+  for (let i = 0, c = 0; i < o.length; i++) {
+    const zi = Z[i];
+    const a = Math.fround(zi * dm.sigmoid(zi));
+    const s = Math.fround(Y[i] + Math.fround(U[i] * D[c]));
+    o[i] = s * a;
+    if (++c === Di) c = 0;
+  }
+}

@@ -1,6 +1,6 @@
 /** The CPU kernel table: one kernel per primitive (the compiler checks none is missing). */
 import type { HostArray, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../backend.ts";
-import { addNKernel, unaryGradKernel, adamwKernel, adamwGroupKernel, adamwStepKernel, binaryKernel, castKernel, compareKernel, fillKernel, unaryKernel, whereKernel } from "./elementwise.ts";
+import { addNKernel, unaryGradKernel, adamwKernel, adamwGroupKernel, adamwStepKernel, binaryKernel, castKernel, compareKernel, fillKernel, ssmGateKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import { linearSigmoidKernel, matmulKernel, matmulRowsKernel } from "./matmul.ts";
 import { maxGradKernel, reduceKernel } from "./reduce.ts";
@@ -63,6 +63,7 @@ export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
   logsumexp: logsumexpKernel,
   crossEntropy: crossEntropyKernel,
   linearSigmoid: linearSigmoidKernel,
+  ssmGate: ssmGateKernel,
   conv1dCausal: conv1dCausalKernel,
   conv1dCausalGradX: conv1dCausalGradXKernel,
   conv1dCausalGradW: conv1dCausalGradWKernel,

@@ -8,12 +8,12 @@
  * request, the last state h_L [B, Di, N] (to carry into the next chunk or a recurrent step).
  */
 import type { Tensor } from "../tensor.ts";
-import { bind, bindMulti, definePrimitive } from "../dispatch.ts";
-import { engine } from "../engine.ts";
-import { ShapeError, showShape } from "../shape.ts";
-import { exp, mul, zeros } from "./elementwise.ts";
+import { bind, bindMulti, definePrimitive, primitive } from "../dispatch.ts";
+import { engine, getBackend } from "../engine.ts";
+import { sameShape, ShapeError, showShape } from "../shape.ts";
+import { add, exp, mul, silu, zeros } from "./elementwise.ts";
 import { reshape, sliceAxis } from "./movement.ts";
-import { sum } from "./reduce.ts";
+import { sum, sumTo } from "./reduce.ts";
 import { scan } from "./nn.ts";
 
 /** What `selectiveScan` returns. */
@@ -129,4 +129,44 @@ export function selectiveScanReference(
   if (!withState) return { y };
   const state = reshape(sliceAxis(h, 1, L - 1, L), [B, Di, N]);
   return { y, state };
+}
+
+/** ssmGate's inputs: y, u, z [..., Di] of one shape, D [Di], all f32 (the composite path checks them too). */
+function gateShapes(y: Tensor, u: Tensor, d: Tensor, z: Tensor): void {
+  for (const [what, t] of [["y", y], ["u", u], ["D", d], ["z", z]] as const) {
+    if (t.dtype !== "f32") throw new ShapeError(`ssmGate: ${what} must be f32, got ${t.dtype} ${showShape(t.shape)}`);
+  }
+  if (y.rank < 1 || !sameShape(u.shape, y.shape) || !sameShape(z.shape, y.shape) || !sameShape(d.shape, [y.shape[y.rank - 1]])) {
+    throw new ShapeError(`ssmGate: expects y, u, z [..., Di] of one shape and D [Di], got y ${showShape(y.shape)}, u ${showShape(u.shape)}, D ${showShape(d.shape)}, z ${showShape(z.shape)}`);
+  }
+}
+
+definePrimitive("ssmGate", {
+  shape: ([y, u, d, z]) => {
+    gateShapes(y, u, d, z);
+    return { shape: [...y.shape], dtype: "f32" };
+  },
+  flops: ([y]) => 10 * y.size,
+  // the composite's VJPs (mul, silu, add, mul) op for op, its two intermediates recomputed
+  vjp: (g, [y, u, d, z], _out, _p, needs) => {
+    const a = silu(z), s = add(y, mul(u, d));
+    const ds = mul(g, a);
+    const [dz] = needs?.[3] === false ? [null] : primitive("unary").vjp(mul(g, s), [z], a, { op: "silu" });
+    return [ds, needs?.[1] === false ? null : mul(ds, d), needs?.[2] === false ? null : sumTo(mul(ds, u), d.shape), dz];
+  },
+});
+
+/**
+ * Mamba's output gate (y + u ⊙ D) ⊙ silu(z) of y, u, z [..., Di] and D [Di]: the scan readout plus
+ * its skip, gated. One pass where the backend runs it (WebGPU, the CPU reference), else the four
+ * ops (`prefersComposite`, e.g. the wasm backend's SIMD kernels). The same numbers as the ops: bit
+ * for bit on the CPU; on a GPU within a rounding of y + u·D (a shader compiler may fuse it into one
+ * multiply-add).
+ */
+export function ssmGate(y: Tensor, u: Tensor, d: Tensor, z: Tensor): Tensor {
+  if (getBackend().prefersComposite?.("ssmGate")) {
+    gateShapes(y, u, d, z);
+    return mul(add(y, mul(u, d)), silu(z));
+  }
+  return bind("ssmGate", [y, u, d, z], {});
 }

@@ -345,12 +345,13 @@ export class WasmBackend implements Backend {
    * launches (2 threads, [8, 2048, 64, 4] over the last axis, Bun and Deno). attnRead (the fused
    * pool read) runs as its composite too: indexedAttentionFused then calls indexedAttention.
    * matmulRows runs its composite, where(rows, matmul(x, w), 0): the SIMD matmul of every row beats
-   * the TS kernel's kept rows unless very few are kept.
+   * the TS kernel's kept rows unless very few are kept. ssmGate runs its four SIMD ops (the TS
+   * kernel's float64 sigmoid is a scalar pass).
    */
   prefersComposite(prim: PrimName): boolean {
     // maskedSoftmax (indexedAttention's masked softmax): its composite runs wasm's SIMD softmax
     if (prim === "maskedSoftmax") return true;
-    return prim === "unaryGrad" || prim === "rmsNorm" || prim === "softmaxGrad" || prim === "addN" || prim === "attnRead" || prim === "matmulRows";
+    return prim === "unaryGrad" || prim === "rmsNorm" || prim === "softmaxGrad" || prim === "addN" || prim === "attnRead" || prim === "matmulRows" || prim === "ssmGate";
   }
 
   /** Multi-output primitives: a wasm kernel where there is one (wasmMultiLaunchers), else the CPU kernels over views of the wasm heap. */

@@ -308,3 +308,14 @@ export function castKernel(ctx: GpuCtx, [x]: readonly KernelArg[], out: KernelAr
   const conv = (v: string) => (x.dtype === out.dtype ? v : out.dtype === "i32" ? `to_int32(${v})` : `f32(${v})`);
   runMap(ctx, { label: "cast", family: "cast", out, ins: [x], body: ([v]) => `r = ${conv(v)};` });
 }
+
+/**
+ * (y + u ⊙ D) ⊙ silu(z) (ssmGate) as one map: silu as the unary kernel writes it (z · m_sigmoid(z)),
+ * then the add of the skip and the gate's product (D broadcast along the rows).
+ */
+export function ssmGateKernel(ctx: GpuCtx, [y, u, d, z]: readonly KernelArg[], out: KernelArg): void {
+  runMap(ctx, {
+    label: "ssmGate", family: "ssmGate", out, ins: [y, u, d, z], math: true,
+    body: ([vy, vu, vd, vz]) => `let sg_a = ${vz} * m_sigmoid(${vz}); let sg_p = ${vu} * ${vd}; let sg_s = ${vy} + sg_p; r = sg_s * sg_a;`,
+  });
+}

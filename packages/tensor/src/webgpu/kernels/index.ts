@@ -1,7 +1,7 @@
 /** The WebGPU kernel table: one kernel per primitive (the compiler checks that none is missing). */
 import type { KernelArg, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../../backend.ts";
 import type { GpuCtx } from "../context.ts";
-import { addNKernel, binaryKernel, castKernel, compareKernel, fillKernel, unaryGradKernel, unaryKernel, whereKernel } from "./elementwise.ts";
+import { addNKernel, binaryKernel, castKernel, compareKernel, fillKernel, ssmGateKernel, unaryGradKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { gatherKernel, oneHotKernel, scatterAddKernel } from "./indexing.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
 import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
@@ -63,6 +63,7 @@ export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   logsumexp: logsumexpKernel,
   crossEntropy: crossEntropyKernel,
   linearSigmoid: linearSigmoidKernel,
+  ssmGate: ssmGateKernel,
   conv1dCausal: conv1dCausalKernel,
   conv1dCausalGradX: conv1dCausalGradXKernel,
   conv1dCausalGradW: conv1dCausalGradWKernel,
