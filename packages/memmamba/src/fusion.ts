@@ -14,9 +14,9 @@
  * stream as the backbone made it. (A bias would add the same vector to every token, and at
  * nn.Linear's init scale it would swamp the 0.02-scale embeddings.)
  */
-import { addN, concat, conv1dCausal, full, matmul, mul, noGrad, random, sigmoid, sliceAxis, zeros, type Tensor } from "@memmamba/tensor";
+import { addN, concat, conv1dCausal, full, matmul, mul, noGrad, random, sigmoid, zeros, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
-import { initLinear, linear, type Key, type Linear } from "./nn.ts";
+import { carriedTail, initLinear, linear, type Key, type Linear } from "./nn.ts";
 
 /** How a memory read joins the residual stream (Eq. 12): weighted, gated, residual, product or conv. */
 export type FusionKind = MemoryConfig["fusion"];
@@ -86,11 +86,9 @@ export function fusionTerm(p: FusionParams, kind: FusionKind, x: Tensor, c: Tens
     case "product":
       return { term: mul(x, u) };
     case "conv1d": {
-      const L = u.shape[1], keep = FUSION_CONV_K - 1;
       const y = conv1dCausal(u, p.conv!.w, convState);
-      if (!convState) return { term: y };
-      // the last K − 1 projected reads (the carried ones' tail when the chunk is shorter)
-      return { term: y, state: L >= keep ? sliceAxis(u, 1, L - keep) : sliceAxis(concat([convState, u], 1), 1, L) };
+      // the last K − 1 projected reads carry to the next chunk
+      return convState ? { term: y, state: carriedTail(convState, u) } : { term: y };
     }
   }
 }

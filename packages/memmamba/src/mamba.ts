@@ -11,11 +11,11 @@
  * recurrent step is this block on a sequence of length 1.
  */
 import {
-  add, concat, conv1dCausal, exp, fromArray, full, log, maximum, matmul, mul, neg, noGrad, random, selectiveScan, silu,
+  add, conv1dCausal, exp, fromArray, full, log, maximum, matmul, mul, neg, noGrad, random, selectiveScan, silu,
   sliceAxis, softplus, ssmGate, sub, tidy, zeros, type Tensor,
 } from "@memmamba/tensor";
 import { dims, type ModelConfig } from "./config.ts";
-import { initLinear, initRMSNorm, rmsNorm, type Key, type Linear, type RMSNorm } from "./nn.ts";
+import { carriedTail, initLinear, initRMSNorm, rmsNorm, type Key, type Linear, type RMSNorm } from "./nn.ts";
 
 /** The parameters of one Mamba (S6) block. */
 export interface MambaParams {
@@ -108,8 +108,8 @@ export function mambaBlock(p: MambaParams, x: Tensor, cfg: ModelConfig, state?: 
 }
 
 function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state: MambaState | undefined, wantScan: boolean): MambaOutput {
-  const { dInner, dtRank: R, N, K } = dims(cfg);
-  const [B, L] = x.shape;
+  const { dInner, dtRank: R, N } = dims(cfg);
+  const B = x.shape[0];
   const h = rmsNorm(p.norm, x, cfg.normEps);
   const xz = matmul(h, p.inProj.w);
   const xIn = sliceAxis(xz, -1, 0, dInner);
@@ -132,8 +132,6 @@ function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state: Mam
   const gated = scan ? mul(scan, silu(z)) : ssmGate(y, u, p.D, z);
   const out = add(x, matmul(gated, p.outProj.w));
   if (!state) return { out, scan };
-  // the last K − 1 inputs: x's own when L ≥ K − 1, else the carried ones' tail before x
-  const lastIn = L >= K - 1 ? sliceAxis(xIn, 1, L - (K - 1)) : sliceAxis(concat([state.conv, xIn], 1), 1, L);
-  const next: MambaState = { conv: lastIn, ssm: hL! };
+  const next: MambaState = { conv: carriedTail(state.conv, xIn), ssm: hL! };
   return { out, scan, state: next };
 }

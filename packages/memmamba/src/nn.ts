@@ -2,7 +2,7 @@
  * Small building blocks shared by the layers: a dense layer and RMSNorm. Parameters are plain
  * objects of tensors; a dense weight is [in, out] (y = x @ w + b), as in @memmamba/tensor's init.
  */
-import { add, init, linearSigmoid, matmul, ones, random, reshape, rmsNormalize as tensorRmsNormalize, sigmoid, zeros, type Tensor } from "@memmamba/tensor";
+import { add, concat, init, linearSigmoid, matmul, ones, random, reshape, rmsNormalize as tensorRmsNormalize, sigmoid, sliceAxis, zeros, type Tensor } from "@memmamba/tensor";
 
 /** A PRNG key of @memmamba/tensor's `random` (Philox), as the init functions take it. */
 export type Key = random.Key;
@@ -72,4 +72,13 @@ export function scoreLinear(p: Linear, x: Tensor): Tensor {
 export function scoreSigmoid(p: Linear, x: Tensor): Tensor {
   const fused = p.b && x.rank >= 2 && p.w.rank === 2 && p.w.shape[1] === 1 && p.b.size === 1;
   return fused ? linearSigmoid(x, p.w, reshape(p.b!, [1])) : sigmoid(scoreLinear(p, x));
+}
+
+/**
+ * The next carried conv inputs: the last prefix.shape[1] steps of [prefix; x] along axis 1
+ * (prefix [B, K − 1, C], x [B, L, C]): x's own tail when L ≥ K − 1, without the concat.
+ */
+export function carriedTail(prefix: Tensor, x: Tensor): Tensor {
+  const keep = prefix.shape[1], L = x.shape[1];
+  return L >= keep ? sliceAxis(x, 1, L - keep) : sliceAxis(concat([prefix, x], 1), 1, L);
 }

@@ -96,6 +96,10 @@ export function matmulRowsKernel([x, w, rows]: CpuArg[], out: CpuArg): void {
  */
 export function linearSigmoidKernel([x, w, b]: CpuArg[], out: CpuArg): void {
   matmulKernel([x, w], { data: out.data, shape: [...x.shape.slice(0, -1), 1] }, { transA: false, transB: false });
-  const o = out.data, bias = b.data[0];
-  for (let i = 0; i < o.length; i++) o[i] = dmSigmoid(Math.fround(o[i] + bias));
+  biasSigmoidInPlace(out.data as Float32Array, 0, out.data.length, b.data[0]);
+}
+
+/** v[at … at + n) ← sigmoid(v + bias), the add rounded to f32 as the add kernel rounds it (linearSigmoid's epilogue, CPU and wasm). */
+export function biasSigmoidInPlace(v: Float32Array, at: number, n: number, bias: number): void {
+  for (let i = at; i < at + n; i++) v[i] = dmSigmoid(Math.fround(v[i] + bias));
 }

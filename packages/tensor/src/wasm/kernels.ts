@@ -10,7 +10,7 @@
 import type { BinaryOp, CompareOp, KernelArg, MultiPrimName, MultiPrimParams, PrimName, PrimParams, UnaryOp } from "../backend.ts";
 import { stridesOf } from "../shape.ts";
 import { broadcastStrides } from "../cpu/strided.ts";
-import { sigmoid as dmSigmoid } from "../cpu/detmath.ts";
+import { biasSigmoidInPlace } from "../cpu/matmul.ts";
 import type { Sgemm } from "../ffi/blas.ts";
 import type { WasmHeap } from "./heap.ts";
 import { K } from "./kernel-ids.ts";
@@ -527,9 +527,8 @@ const selectiveScanGrad: Launcher<"selectiveScanGrad"> = (ctx, ins, out) => {
  */
 const linearSigmoid: Launcher<"linearSigmoid"> = (ctx, [x, w, b], out) => {
   if (!matmul(ctx, [x, w], { ...out, shape: [...x.shape.slice(0, -1), 1] }, { transA: false, transB: false })) return false;
-  const n = size(out.shape);
-  const v = ctx.heap.f32, at = ctx.ptr(out) >> 2, bias = v[ctx.ptr(b) >> 2];
-  for (let i = 0; i < n; i++) v[at + i] = dmSigmoid(Math.fround(v[at + i] + bias));
+  const v = ctx.heap.f32;
+  biasSigmoidInPlace(v, ctx.ptr(out) >> 2, size(out.shape), v[ctx.ptr(b) >> 2]);
   return true;
 };
 
