@@ -362,9 +362,9 @@ test("webgpu parity: softmax, logsumexp, crossEntropy over the last axis (short 
   }
 });
 
-test("webgpu parity: rmsNorm with and without its gain, and the gradients of x and the gain (rows not a multiple of 64, n not of 4)", async () => {
+test("webgpu parity: rmsNorm with and without its gain, and the gradients of x and the gain (rows not a multiple of 64; n not of 4, and rows of whole vec4s: the vec4 shader, 1 to 4 vec4s a thread, and past it)", async () => {
   if (!(await backends())) return;
-  await fc.assert(fc.asyncProperty(shapeArb(0, 2), fc.constantFrom(1, 3, 17, 130), async (lead, n) => {
+  await fc.assert(fc.asyncProperty(shapeArb(0, 2), fc.constantFrom(1, 3, 17, 130, 4, 256, 260, 1024, 1028), async (lead, n) => {
     const shape = [...lead, n], rows = size(lead);
     const x = f32(shape), w = f32([n]), c = f32(shape);
     const what = `rmsNorm ${JSON.stringify(shape)}`;
@@ -381,12 +381,28 @@ test("webgpu parity: rmsNorm with and without its gain, and the gradients of x a
   }), { numRuns: 12 });
 });
 
+test("webgpu parity: the softmax's and the masked softmax's gradients (row-pair kernels), rows of whole vec4s and not", async () => {
+  if (!(await backends())) return;
+  for (const n of [3, 4, 52, 256, 260]) {
+    const x = f32([6, n], -3, 3), g = f32([6, n]), v = f32([6, n]);
+    const grad = (masked: boolean) => (a: Tensor, c: Tensor, u: Tensor) => {
+      const valid = T.tidy(() => T.noGrad(() => T.gt(u, -0.5)));
+      const r = T.valueAndGrad((t: Tensor) => T.sum(T.mul(masked ? T.maskedSoftmax(t, valid, 0.125) : T.softmax(t), c)))(a);
+      T.disposeTree([r.value, valid]);
+      return r.grads;
+    };
+    await parity(`softmax dx [6, ${n}]`, [x, g, v], grad(false), sumTol(n));
+    await parity(`maskedSoftmax dx [6, ${n}]`, [x, g, v], grad(true), sumTol(n));
+  }
+});
+
 test("webgpu parity: rmsNormGradW, the gain's VJP in one pass (dx and g ⊙ x̂), and the gain's gradient alone", async () => {
   if (!(await backends())) return;
   // rows not a multiple of 64 and a leading batch ([2, 67, 13]), n above 64 not a multiple of 4
   // ([3, 130], [1, 70]), one row without leading axes, then shapes drawn as above
-  const fixed = [[[2, 67], 13], [[3], 130], [[1], 70], [[], 5]] as [number[], number][];
-  const drawn = fc.sample(fc.tuple(shapeArb(0, 2), fc.constantFrom(1, 3, 17, 130)), { numRuns: 6, seed: 7 });
+  // rows of whole vec4s: [5, 256], [3, 260], [2, 1024] take the vec4 shader, [1028] the scalar one
+  const fixed = [[[2, 67], 13], [[3], 130], [[1], 70], [[], 5], [[5], 256], [[3], 260], [[2], 1024], [[], 1028]] as [number[], number][];
+  const drawn = fc.sample(fc.tuple(shapeArb(0, 2), fc.constantFrom(1, 3, 17, 130, 8)), { numRuns: 6, seed: 7 });
   for (const [lead, n] of [...fixed, ...drawn]) {
     const shape = [...lead, n], rows = size(lead);
     const x = f32(shape), w = f32([n]), g = f32(shape);
