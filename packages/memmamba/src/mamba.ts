@@ -11,7 +11,7 @@
  * recurrent step is this block on a sequence of length 1.
  */
 import {
-  add, conv1dCausal, exp, fromArray, full, log, maximum, matmul, mul, neg, noGrad, random, selectiveScan, silu,
+  add, conv1dCausal, conv1dCausalSilu, exp, fromArray, full, isRecording, linearSoftplus, log, maximum, matmul, mul, neg, noGrad, random, selectiveScan, silu,
   sliceAxis, softplus, ssmGate, sub, tidy, zeros, type Tensor,
 } from "@memmamba/tensor";
 import { dims, type ModelConfig } from "./config.ts";
@@ -117,13 +117,16 @@ function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state: Mam
 
   // causal conv: the carried K − 1 inputs stand before the sequence, as in the recurrent step
   // (the conv reads them as its prefix: no [B, L + K − 1, d_inner] copy in and out)
-  const u = silu(add(conv1dCausal(xIn, p.conv.w, state?.conv), p.conv.b));
+  // (with its bias and silu in one launch outside a gradient, as Δ below)
+  const u = isRecording() ? silu(add(conv1dCausal(xIn, p.conv.w, state?.conv), p.conv.b)) : conv1dCausalSilu(xIn, p.conv.w, p.conv.b, state?.conv);
 
   const dbc = matmul(u, p.xProj.w);
   const dtLow = sliceAxis(dbc, -1, 0, R);
   const Bm = sliceAxis(dbc, -1, R, R + N);
   const C = sliceAxis(dbc, -1, R + N, R + 2 * N);
-  const delta = softplus(add(matmul(dtLow, p.dtProj.w), p.dtProj.b!));
+  // Δ in one launch outside a gradient; a recorded step keeps the three ops (linearSoftplus's
+  // VJP would recompute the matmul and add they keep)
+  const delta = isRecording() ? softplus(add(matmul(dtLow, p.dtProj.w), p.dtProj.b!)) : linearSoftplus(dtLow, p.dtProj.w, p.dtProj.b!);
   const A = neg(exp(p.A_log));
   const h0 = state ? state.ssm : zeros([B, dInner, N]);
   const { y, state: hL } = selectiveScan(u, delta, A, Bm, C, h0, state !== undefined);

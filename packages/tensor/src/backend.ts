@@ -92,12 +92,22 @@ export interface PrimParams {
    */
   linearSigmoid: Record<string, never>;
   /**
+   * softplus(x·w + b) of x [..., n, r], w [r, c], b [c] → [..., n, c]: Mamba's Δ projection from a
+   * few inputs (dt_rank) and its softplus in one launch; the numbers of matmul, add and softplus.
+   */
+  linearSoftplus: Record<string, never>;
+  /**
    * Mamba's output gate, (y + u ⊙ D) ⊙ silu(z) of y, u, z [..., Di] and D [Di], in one pass (the
    * mul, add, silu and mul it replaces each round to f32 as they would).
    */
   ssmGate: Record<string, never>;
   /** Depthwise causal 1-D convolution over the sequence axis, inputs [x, w] or [x, w, prefix]. */
   conv1dCausal: Record<string, never>;
+  /**
+   * silu(conv1dCausal(x, w, prefix) + b), inputs [x, w, b] or [x, w, b, prefix] (b [C]): Mamba's
+   * conv with its bias and activation in one launch; the numbers of the conv, add and silu.
+   */
+  conv1dCausalSilu: Record<string, never>;
   /** The gradient of conv1dCausal with respect to its input. */
   conv1dCausalGradX: Record<string, never>;
   /** The gradient of conv1dCausal with respect to its `k`-tap kernel. */

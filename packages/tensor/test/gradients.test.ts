@@ -16,7 +16,7 @@ import fc from "fast-check";
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import {
-  abs, add, bind, broadcastTo, concat, conv1dCausal, cos, linearSigmoid, ssmGate, crossEntropy, div, eq, exp, gather, gt, log, logSoftmax,
+  abs, add, bind, broadcastTo, concat, conv1dCausal, conv1dCausalSilu, cos, linearSigmoid, linearSoftplus, ssmGate, crossEntropy, div, eq, exp, gather, gt, log, logSoftmax,
   logsumexp, matmul, matmulRows, max, maximum, mean, minimum, mT, mul, neg, pad, pow, primitive, reciprocal, relu, reshape,
   rsqrt, scan, scatterAdd, sigmoid, sign, silu, sin, slice, sliceAxis, softmax, softplus, sqrt, square, stack, sub,
   sum, tanh, transpose, where, fromArray, valueAndGrad, readCounters, resetCounters, disposeTree, getBackend, rmsNormalize, tidy,
@@ -378,6 +378,11 @@ describe("gradients: nn", () => {
     (ins) => check((xs) => conv1dCausal(xs[0], xs[1]), ins, "conv1dCausal"), 15);
   gradProp("linearSigmoid (x, w and b)", fc.tuple(shapeArb(1, 2, 4), dimArb(6)).chain(([lead, d]) => fc.tuple(input([...lead, d]), input([d, 1]), input([1]))),
     (ins) => check((xs) => linearSigmoid(xs[0], xs[1], xs[2]), ins, "linearSigmoid"), 15);
+  gradProp("conv1dCausalSilu (x, w, b and the prefix)", fc.tuple(dimArb(2), dimArb(5), dimArb(4), fc.integer({ min: 2, max: 4 })).chain(([B, L, C, K]) =>
+    fc.tuple(input([B, L, C]), input([C, K]), input([C]), input([B, K - 1, C]))),
+    (ins) => check((xs) => conv1dCausalSilu(xs[0], xs[1], xs[2], xs[3]), ins, "conv1dCausalSilu"), 15);
+  gradProp("linearSoftplus (x, w and b)", fc.tuple(shapeArb(1, 2, 4), dimArb(5), dimArb(6)).chain(([lead, r, c]) => fc.tuple(input([...lead, r]), input([r, c]), input([c]))),
+    (ins) => check((xs) => linearSoftplus(xs[0], xs[1], xs[2]), ins, "linearSoftplus"), 15);
   gradProp("ssmGate (y, u, D and z)", shapeArb(1, 3, 4).chain((sh) => fc.tuple(input(sh), input(sh), input([sh[sh.length - 1]]), input(sh))),
     (ins) => check((xs) => ssmGate(xs[0], xs[1], xs[2], xs[3]), ins, "ssmGate"), 15);
   gradProp("conv1dCausal with a prefix (x, w and the prefix)", fc.tuple(blc, dimArb(4)).chain(([[B, L, C], K]) => fc.tuple(input([B, L, C]), input([C, K]), input([B, K - 1, C]))),

@@ -5,7 +5,7 @@
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import {
-  add, broadcastTo, concat, conv1dCausal, crossEntropy, linearSigmoid, sigmoid, silu, ssmGate, disposeTree, div, eq, exp, fromArray, gather, ge, getBackend, grad, gt, keep,
+  add, broadcastTo, concat, conv1dCausal, conv1dCausalSilu, crossEntropy, linearSigmoid, linearSoftplus, sigmoid, silu, softplus, ssmGate, disposeTree, div, eq, exp, fromArray, gather, ge, getBackend, grad, gt, keep,
   le, liveBuffers, log, logSoftmax, logsumexp, lt, matmul, max, maximum, mean, minimum, mT, mul, ne, noGrad, oneHot, pad,
   reshape, scan, scatterAdd, ShapeError, slice, sliceAxis, softmax, stack, sub, sum, Tensor, tidy, transpose,
   valueAndGrad, where,
@@ -556,6 +556,81 @@ describe("ops: nn", () => {
     expectThrow(() => linearSigmoid(x, t(iota(3), [3, 1]), t([0, 0], [2])), ["linearSigmoid", "[3, 1]", "[2]"]);
     expectThrow(() => linearSigmoid(x, t(iota(4), [4, 1]), t([0], [1])), ["linearSigmoid", "[2, 3]", "[4, 1]"]);
     expectThrow(() => linearSigmoid(t(iota(3), [3]), t(iota(3), [3, 1]), t([0], [1])), ["linearSigmoid", "rank ≥ 2", "[3]"]);
+  });
+
+  bt("conv1dCausalSilu: silu(conv1dCausal(x, w, prefix) + b) as the three ops give it (bit for bit off the GPU, within a contracted multiply-add on it; the window and direct kernels), forward and backward; bad shapes named", async () => {
+    const gpu = getBackend().name === "webgpu";
+    const { convTuning } = await import("../src/webgpu/kernels/conv.ts");
+    try {
+      // [B, L, C, K]: Mamba's K 4 over 512 channels, a channel count that is no power of two, one
+      // tap, more taps than the window kernel holds (the direct kernel), no steps
+      for (const algo of gpu ? (["window", "direct"] as const) : (["window"] as const)) {
+        convTuning.algo = algo;
+        for (const [B, L, C, K] of [[2, 9, 512, 4], [1, 13, 6, 3], [2, 5, 3, 1], [1, 7, 4, 10], [2, 0, 4, 3]]) {
+          for (const withPrefix of [false, true]) {
+            const p = {
+              x: t(Array.from(randArray(B * L * C, 61 + C, -3, 3)), [B, L, C]), w: t(Array.from(randArray(C * K, 62 + K, -1, 1)), [C, K]),
+              b: t(Array.from(randArray(C, 63, -2, 2)), [C]), pre: t(Array.from(randArray(B * (K - 1) * C, 64, -3, 3)), [B, K - 1, C]),
+            };
+            const cot = t(Array.from(randArray(B * L * C, 65)), [B, L, C]);
+            const fused = (q: typeof p) => conv1dCausalSilu(q.x, q.w, q.b, withPrefix ? q.pre : undefined);
+            const composite = (q: typeof p) => silu(add(conv1dCausal(q.x, q.w, withPrefix ? q.pre : undefined), q.b));
+            const close = async (what: string, a: Tensor, b: Tensor) => {
+              const [va, vb] = [await vals(a), await vals(b)];
+              if (!gpu) return expect({ what, v: va }).toEqual({ what, v: vb });
+              expect(va.length).toBe(vb.length);
+              va.forEach((v, i) => {
+                if (!(Math.abs(v - vb[i]) <= 1e-5 * (1 + Math.abs(vb[i])))) throw new Error(`${what}: element ${i}: fused ${v}, composite ${vb[i]}`);
+              });
+            };
+            const what = `${algo} [${B}, ${L}, ${C}] K ${K}${withPrefix ? " with a prefix" : ""}`;
+            const yf = fused(p);
+            expect(yf.shape).toEqual([B, L, C]);
+            await close(`${what} y`, yf, composite(p));
+            const gf = valueAndGrad((q: typeof p) => sum(mul(fused(q), cot)))(p), gc = valueAndGrad((q: typeof p) => sum(mul(composite(q), cot)))(p);
+            for (const k of ["x", "w", "b", ...(withPrefix ? ["pre"] : [])] as const) await close(`${what} d${k}`, gf.grads[k as "x"], gc.grads[k as "x"]);
+            disposeTree([p, cot, yf, gf, gc]);
+          }
+        }
+      }
+    } finally {
+      convTuning.algo = "window";
+    }
+    const x = t(iota(12), [1, 4, 3]);
+    expectThrow(() => conv1dCausalSilu(x, t(iota(6), [3, 2]), t([0, 0], [2])), ["conv1dCausalSilu", "bias", "[3]", "[2]"]);
+    expectThrow(() => conv1dCausalSilu(x, t(iota(8), [4, 2]), t([0, 0, 0], [3])), ["conv1dCausal", "[1, 4, 3]", "[4, 2]"]);
+  });
+
+  bt("linearSoftplus: softplus(matmul(x, w) + b) as the three ops give it (bit for bit off the GPU, within the sums' rounding on it), forward and backward; bad shapes named", async () => {
+    const gpu = getBackend().name === "webgpu";
+    // [lead, r, c]: Mamba's Δ (r 16, c 512), vec4 columns and not, one input, no rows
+    for (const [lead, r, c] of [[[2, 7], 16, 512], [[5], 3, 6], [[3, 1], 1, 4], [[4], 9, 3], [[0, 4], 8, 8]] as [number[], number, number][]) {
+      const n = lead.reduce((p, q) => p * q, 1);
+      const p = { x: t(Array.from(randArray(n * r, 51 + r, -2, 2)), [...lead, r]), w: t(Array.from(randArray(r * c, 52 + c, -1, 1)), [r, c]), b: t(Array.from(randArray(c, 53 + c, -4, 4)), [c]) };
+      const cot = t(Array.from(randArray(n * c, 54 + c)), [...lead, c]);
+      const fused = (q: typeof p) => linearSoftplus(q.x, q.w, q.b);
+      const composite = (q: typeof p) => softplus(add(matmul(q.x, q.w), q.b));
+      const close = async (what: string, a: Tensor, b: Tensor) => {
+        const [va, vb] = [await vals(a), await vals(b)];
+        if (!gpu) return expect({ what, v: va }).toEqual({ what, v: vb });
+        expect(va.length).toBe(vb.length);
+        va.forEach((v, i) => {
+          if (!(Math.abs(v - vb[i]) <= 1e-5 * (1 + Math.abs(vb[i])))) throw new Error(`${what}: element ${i}: fused ${v}, composite ${vb[i]}`);
+        });
+      };
+      const what = `[${lead}] × ${r} → ${c}`;
+      const yf = fused(p);
+      expect(yf.shape).toEqual([...lead, c]);
+      await close(`${what} y`, yf, composite(p));
+      const gf = valueAndGrad((q: typeof p) => sum(mul(fused(q), cot)))(p), gc = valueAndGrad((q: typeof p) => sum(mul(composite(q), cot)))(p);
+      for (const k of ["x", "w", "b"] as const) await close(`${what} d${k}`, gf.grads[k], gc.grads[k]);
+      disposeTree([p, cot, yf, gf, gc]);
+    }
+    const x = t(iota(6), [2, 3]);
+    expectThrow(() => linearSoftplus(x, t(iota(3), [3]), t([0], [1])), ["linearSoftplus", "[2, 3]", "[3]"]);
+    expectThrow(() => linearSoftplus(x, t(iota(6), [3, 2]), t([0, 0, 0], [3])), ["linearSoftplus", "[3, 2]", "[3]"]);
+    expectThrow(() => linearSoftplus(x, t(iota(8), [4, 2]), t([0, 0], [2])), ["linearSoftplus", "[2, 3]", "[4, 2]"]);
+    expectThrow(() => linearSoftplus(t(iota(3), [3]), t(iota(6), [3, 2]), t([0, 0], [2])), ["linearSoftplus", "rank ≥ 2", "[3]"]);
   });
 
   bt("ssmGate: (y + u ⊙ D) ⊙ silu(z) as the four ops give it (bit for bit off the GPU, within a rounding of y + u·D on it), forward and backward; bad shapes named", async () => {

@@ -2,14 +2,14 @@
 import type { HostArray, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../backend.ts";
 import { addNKernel, unaryGradKernel, adamwKernel, adamwGroupKernel, adamwStepKernel, binaryKernel, castKernel, compareKernel, fillKernel, ssmGateKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
-import { linearSigmoidKernel, matmulKernel, matmulRowsKernel } from "./matmul.ts";
+import { linearSigmoidKernel, linearSoftplusKernel, matmulKernel, matmulRowsKernel } from "./matmul.ts";
 import { maxGradKernel, reduceKernel } from "./reduce.ts";
 import { causalSelectKernel } from "./select.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
 import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
 import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel, selectiveScanWithStateKernel } from "./ssm.ts";
 import {
-  conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, crossEntropyKernel, gatherKernel,
+  conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, conv1dCausalSiluKernel, crossEntropyKernel, gatherKernel,
   logsumexpKernel, oneHotKernel, rmsNormGradKernel, rmsNormGradWKernel, rmsNormKernel, scanKernel, scanReverseKernel, scatterAddKernel, softmaxGradKernel, softmaxKernel,
   maskedSoftmaxGradKernel, maskedSoftmaxKernel,
 } from "./nn.ts";
@@ -63,8 +63,10 @@ export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
   logsumexp: logsumexpKernel,
   crossEntropy: crossEntropyKernel,
   linearSigmoid: linearSigmoidKernel,
+  linearSoftplus: linearSoftplusKernel,
   ssmGate: ssmGateKernel,
   conv1dCausal: conv1dCausalKernel,
+  conv1dCausalSilu: conv1dCausalSiluKernel,
   conv1dCausalGradX: conv1dCausalGradXKernel,
   conv1dCausalGradW: conv1dCausalGradWKernel,
   causalSelect: causalSelectKernel,

@@ -6,7 +6,7 @@
 import type { PrimParams } from "../backend.ts";
 import { stridesOf } from "../shape.ts";
 import type { CpuArg } from "./kernels.ts";
-import { sigmoid as dmSigmoid } from "./detmath.ts";
+import { sigmoid as dmSigmoid, softplus as dmSoftplus } from "./detmath.ts";
 
 const KC = 128; // k-block: a panel of B rows that stays in L2
 const NC = 512; // n-block: the slice of a C row that stays in L1
@@ -97,6 +97,17 @@ export function matmulRowsKernel([x, w, rows]: CpuArg[], out: CpuArg): void {
 export function linearSigmoidKernel([x, w, b]: CpuArg[], out: CpuArg): void {
   matmulKernel([x, w], { data: out.data, shape: [...x.shape.slice(0, -1), 1] }, { transA: false, transB: false });
   biasSigmoidInPlace(out.data as Float32Array, 0, out.data.length, b.data[0]);
+}
+
+/**
+ * softplus(x·w + b) (linearSoftplus): x [..., r], w [r, c], b [c] → [..., c]. The matmul kernel
+ * into the output, then the add (rounded to f32 as the add kernel rounds it) and the softplus of
+ * the elementwise kernel: the bits of the three ops in turn.
+ */
+export function linearSoftplusKernel([x, w, b]: CpuArg[], out: CpuArg): void {
+  matmulKernel([x, w], out, { transA: false, transB: false });
+  const v = out.data as Float32Array, bias = b.data as Float32Array, c = bias.length;
+  for (let i = 0; i < v.length; i++) v[i] = dmSoftplus(Math.fround(v[i] + bias[i % c]));
 }
 
 /** v[at … at + n) ← sigmoid(v + bias), the add rounded to f32 as the add kernel rounds it (linearSigmoid's epilogue, CPU and wasm). */

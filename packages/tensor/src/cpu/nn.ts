@@ -227,6 +227,21 @@ export function conv1dCausalKernel([x, w, prefix]: CpuArg[], out: CpuArg): void 
   }
 }
 
+/**
+ * silu(conv1dCausal(x, w, prefix) + b) (conv1dCausalSilu): the conv kernel into the output, then
+ * the add (rounded to f32 as the add kernel rounds it) and silu as the unary kernel takes it
+ * (z · sigmoid(z) in float64, rounded once): the bits of the three ops in turn.
+ */
+export function conv1dCausalSiluKernel([x, w, b, prefix]: CpuArg[], out: CpuArg): void {
+  conv1dCausalKernel([x, w, prefix], out);
+  const Y = out.data, bias = b.data, C = bias.length;
+  for (let i = 0, c = 0; i < Y.length; i++) {
+    const v = Math.fround(Y[i] + bias[c]);
+    Y[i] = v * dm.sigmoid(v);
+    if (++c === C) c = 0;
+  }
+}
+
 // dx[b,s,c] = Σ_k w[c,k] g[b, s+K-1-k, c]
 export function conv1dCausalGradXKernel([g, w]: CpuArg[], out: CpuArg): void {
   const [B, L, C] = g.shape, K = w.shape[1];

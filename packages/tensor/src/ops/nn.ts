@@ -7,7 +7,8 @@ import { bind, bindMulti, definePrimitive, noSecondOrder, primitive } from "../d
 import { getBackend } from "../engine.ts";
 import { sameShape, ShapeError, showShape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
-import { add, exp, mul, rsqrt, square, sub, zeros } from "./elementwise.ts";
+import { add, exp, mul, rsqrt, silu, softplus, square, sub, zeros } from "./elementwise.ts";
+import { matmul } from "./linalg.ts";
 import { concat, reshape, sliceAxis } from "./movement.ts";
 import { mean, sum, sumTo } from "./reduce.ts";
 
@@ -219,6 +220,52 @@ definePrimitive("linearSigmoid", {
   },
 });
 
+definePrimitive("conv1dCausalSilu", {
+  shape: ([x, w, b, prefix]) => {
+    const { shape } = primitive("conv1dCausal").shape(prefix ? [x, w, prefix] : [x, w], {});
+    needF32("conv1dCausalSilu", b);
+    if (!sameShape(b.shape, [x.shape[2]])) throw new ShapeError(`conv1dCausalSilu: the bias must be [C] = [${x.shape[2]}] for x ${showShape(x.shape)}, got ${showShape(b.shape)}`);
+    return { shape, dtype: "f32" };
+  },
+  flops: ([x, w]) => 2 * x.size * w.shape[1] + 7 * x.size,
+  // the VJPs of silu, add and the conv in turn, op for op, with the pre-activation recomputed
+  vjp: (g, [x, w, b, prefix], y, _p, needs) => {
+    const convIns = prefix ? [x, w, prefix] : [x, w];
+    const conv = bind("conv1dCausal", convIns, {});
+    const pre = add(conv, b);
+    const [gz] = primitive("unary").vjp(g, [pre], y, { op: "silu" });
+    const convNeeds = prefix ? [needs?.[0] ?? true, needs?.[1] ?? true, needs?.[3] ?? true] : [needs?.[0] ?? true, needs?.[1] ?? true];
+    const [dx, dw, dpre] = primitive("conv1dCausal").vjp(gz!, convIns, conv, {}, convNeeds);
+    return [dx, dw, needs?.[2] === false ? null : sumTo(gz!, b.shape), prefix ? dpre : null];
+  },
+});
+
+function linearSoftplusShapes(x: Tensor, w: Tensor, b: Tensor): void {
+  needF32("linearSoftplus", x, w, b);
+  const r = x.rank >= 2 ? x.shape[x.rank - 1] : -1;
+  if (x.rank < 2 || w.rank !== 2 || w.shape[0] !== r || !sameShape(b.shape, [w.shape[1]])) {
+    throw new ShapeError(`linearSoftplus: expects x [..., n, r] (rank ≥ 2, as matmul), w [r, c] and b [c], got ${showShape(x.shape)}, ${showShape(w.shape)} and ${showShape(b.shape)}`);
+  }
+}
+
+definePrimitive("linearSoftplus", {
+  shape: ([x, w, b]) => {
+    linearSoftplusShapes(x, w, b);
+    return { shape: [...x.shape.slice(0, -1), w.shape[1]], dtype: "f32" };
+  },
+  flops: ([x, w]) => (x.size / Math.max(1, x.shape[x.rank - 1])) * w.shape[1] * (2 * w.shape[0] + 9),
+  // the VJPs of softplus, add and matmul in turn, op for op, with the pre-activation recomputed:
+  // the composite's gradients (softplus's derivative reads its input, which the launch did not keep)
+  vjp: (g, [x, w, b], y, _p, needs) => {
+    const pre = add(matmul(x, w), b);
+    const [gz] = primitive("unary").vjp(g, [pre], y, { op: "softplus" });
+    const [dx, dw] = needs?.[0] === false && needs?.[1] === false
+      ? [null, null]
+      : primitive("matmul").vjp(gz!, [x, w], gz!, { transA: false, transB: false }, [needs?.[0] ?? true, needs?.[1] ?? true]);
+    return [dx, dw, needs?.[2] === false ? null : sumTo(gz!, b.shape)];
+  },
+});
+
 definePrimitive("conv1dCausal", {
   shape: ([x, w, prefix]) => {
     convShapes("conv1dCausal", x, w);
@@ -370,6 +417,39 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
  */
 export function linearSigmoid(x: Tensor, w: Tensor, b: Tensor): Tensor {
   return bind("linearSigmoid", [x, w, b], {});
+}
+
+/**
+ * silu(conv1dCausal(x, w, prefix) + b) for x [B, L, C], w [C, K], b [C] (and the prefix as
+ * conv1dCausal takes it): Mamba's causal conv with its bias and activation, one launch where the
+ * backend has the kernel (WebGPU, the CPU reference), else the three ops (`prefersComposite`,
+ * e.g. the wasm backend's SIMD kernels). The same numbers as the ops: bit for bit on the CPU, on a
+ * GPU within the rounding of a contracted multiply-add. Its gradient recomputes the conv and the
+ * add, so a caller that records a gradient anyway may prefer the ops (the Mamba block does).
+ */
+export function conv1dCausalSilu(x: Tensor, w: Tensor, b: Tensor, prefix?: Tensor): Tensor {
+  if (getBackend().prefersComposite?.("conv1dCausalSilu")) {
+    const y = conv1dCausal(x, w, prefix);
+    if (!sameShape(b.shape, [x.shape[2]])) throw new ShapeError(`conv1dCausalSilu: the bias must be [C] = [${x.shape[2]}] for x ${showShape(x.shape)}, got ${showShape(b.shape)}`);
+    return silu(add(y, b));
+  }
+  return bind("conv1dCausalSilu", prefix ? [x, w, b, prefix] : [x, w, b], {});
+}
+
+/**
+ * softplus(x·w + b) for x [..., n, r] (rank ≥ 2), w [r, c], b [c] → [..., n, c]: a linear layer
+ * from a few inputs and its softplus (Mamba's Δ = softplus(dt·W_dt + b_dt)), one launch where the
+ * backend has the kernel (WebGPU, the CPU reference), else the three ops (`prefersComposite`, e.g.
+ * the wasm backend's SIMD kernels). The same numbers as softplus(add(matmul(x, w), b)): bit for bit
+ * on the CPU; on a GPU up to the rounding of the sums' order. Its gradient recomputes x·w + b, so a
+ * caller that records a gradient anyway may prefer the three ops (the Mamba block does).
+ */
+export function linearSoftplus(x: Tensor, w: Tensor, b: Tensor): Tensor {
+  if (getBackend().prefersComposite?.("linearSoftplus")) {
+    linearSoftplusShapes(x, w, b);
+    return softplus(add(matmul(x, w), b));
+  }
+  return bind("linearSoftplus", [x, w, b], {});
 }
 
 /**

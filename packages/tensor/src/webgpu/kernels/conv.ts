@@ -6,8 +6,12 @@
 import type { KernelArg } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, workgroupCombine, type GpuCtx } from "../context.ts";
 import { reduceGroups } from "./reduce.ts";
+import { WGSL_MATH } from "../wgsl-math.ts";
 
 const WG = 256;
+
+/** conv1dCausalSilu's store: silu(s + bias) as the add and the unary kernel write it (z · m_sigmoid(z)). */
+const CONV_ACT_STORE = (dst: string, bias: string) => `let z = s + ${bias}; ${dst} = z * m_sigmoid(z);`;
 
 /**
  * Knobs of the causal conv kernels (benchmarks and tests; the defaults are the library's
@@ -78,19 +82,20 @@ const CONV_THREAD = `
  * registers. params: convParams, dir. `pre` (forward only): the K − 1 inputs before the start are
  * pre[b, K − 1 − j, c] for x[b, −j, c] (a binding [B, K − 1, C]) instead of 0.
  */
-function convWinWgsl(pre = false): string {
+function convWinWgsl(pre = false, act = false): string {
   const taps = (f: (j: number) => string) => TAPS.map(f).join("\n  ");
-  const bufs = [{ name: "out", type: "f32", write: true }, { name: "v", type: "f32" }, { name: "w", type: "f32" }, ...(pre ? [{ name: "pre", type: "f32" }] : [])];
+  const bufs = [{ name: "out", type: "f32", write: true }, { name: "v", type: "f32" }, { name: "w", type: "f32" }, ...(pre ? [{ name: "pre", type: "f32" }] : []), ...(act ? [{ name: "bias", type: "f32" }] : [])];
   // the window's first values before t0: x[t0 − 1 − j], from the prefix where that is before the start
   const before = (j: number) => pre
     ? `else if (t0 > ${j}u) { v${j} = v[base + (t0 - ${j + 1}u) * C]; } else { v${j} = pre[(b * (K - 1u) + K - ${j + 2}u + t0) * C + c]; }`
     : `else if (t0 > ${j}u) { v${j} = v[base + (t0 - ${j + 1}u) * C]; }`;
   return `${header(9, bufs)}
+${act ? WGSL_MATH : ""}
 @compute @workgroup_size(${WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}${CONV_THREAD}
   if (c >= C || t0 >= L) { return; }
-  let back = ${pu(8)} != 0u;
+  let back = ${pu(8)} != 0u;${act ? "\n  let bc = bias[c];" : ""}
   // taps newest first (taps j >= K are never added)
   ${taps((j) => `var w${j} = 0.0f; if (K > ${j}u) { w${j} = w[c * K + K - 1u - ${j}u]; }`)}
   // the window before the first step (the step before t0, or after t1 − 1 for gradX), shifted
@@ -108,7 +113,7 @@ fn main(${ENTRY_ARGS}) {
     // a tap outside the sequence is skipped, as on the CPU (0 · Inf would be NaN)
     ${TAPS.slice(1).reverse().map((j) => `if (K > ${j}u && ${pre ? "true" : `select(t >= ${j}u, t + ${j}u < L, back)`}) { s += w${j} * v${j}; }`).join("\n    ")}
     s += w0 * v0;
-    out[base + t * C] = s;
+    ${act ? CONV_ACT_STORE("out[base + t * C]", "bc") : "out[base + t * C] = s;"}
   }
 }`;
 }
@@ -192,7 +197,8 @@ function gradWWindow(ctx: GpuCtx, g: KernelArg, x: KernelArg, out: KernelArg): v
  * g[b, s+K-1-k, c] (gradX, grad = 1): one thread per output element, k ascending as on the CPU.
  * params: n, L, C, K, grad. `pre` (forward): the inputs before the start from pre [B, K − 1, C].
  */
-const convDirectWgsl = (pre: boolean) => `${header(5, [{ name: "out", type: "f32", write: true }, { name: "v", type: "f32" }, { name: "w", type: "f32" }, ...(pre ? [{ name: "pre", type: "f32" }] : [])])}
+const convDirectWgsl = (pre: boolean, act = false) => `${header(5, [{ name: "out", type: "f32", write: true }, { name: "v", type: "f32" }, { name: "w", type: "f32" }, ...(pre ? [{ name: "pre", type: "f32" }] : []), ...(act ? [{ name: "bias", type: "f32" }] : [])])}
+${act ? WGSL_MATH : ""}
 @compute @workgroup_size(${WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
@@ -210,22 +216,24 @@ fn main(${ENTRY_ARGS}) {
       else { s += wk * pre[((bt / L) * u32(K - 1i) + u32(i32(tl) + k)) * C + c]; }` : ""}
     }
   }
-  out[i] = s;
+  ${act ? CONV_ACT_STORE("out[i]", "bias[c]") : "out[i] = s;"}
 }`;
 
-function conv(ctx: GpuCtx, grad: boolean, v: KernelArg, w: KernelArg, out: KernelArg, prefix?: KernelArg): void {
+function conv(ctx: GpuCtx, grad: boolean, v: KernelArg, w: KernelArg, out: KernelArg, prefix?: KernelArg, bias?: KernelArg): void {
   const n = prod(out.shape);
   if (n === 0) return;
   const [B, L, C] = v.shape;
   const K = w.shape[1];
-  const label = grad ? "conv1dCausalGradX" : "conv1dCausal";
+  const act = bias !== undefined;
+  const label = grad ? "conv1dCausalGradX" : act ? "conv1dCausalSilu" : "conv1dCausal";
   const pre = prefix !== undefined && K > 1;
-  const buffers = [ctx.ref(out, label), ctx.ref(v, label), ctx.ref(w, label), ...(pre ? [ctx.ref(prefix, label)] : [])];
+  const buffers = [ctx.ref(out, label), ctx.ref(v, label), ctx.ref(w, label), ...(pre ? [ctx.ref(prefix, label)] : []), ...(act ? [ctx.ref(bias, label)] : [])];
+  const suffix = `${pre ? ":pre" : ""}${act ? ":silu" : ""}`;
   if (convTuning.algo === "window" && K <= MAX_TAPS) {
     const T = Math.max(1, Math.floor(convTuning.rowsPerThread));
     const b = convBlocks(B, L, C, T);
     ctx.dispatch({
-      label, key: pre ? "conv:win:pre" : "conv:win", wgsl: () => convWinWgsl(pre),
+      label, key: `conv:win${suffix}`, wgsl: () => convWinWgsl(pre, act),
       buffers,
       params: convParams(B, L, C, K, b, T).u(grad ? 1 : 0).words(),
       groups: grid(b.wgs, ctx.limits.maxComputeWorkgroupsPerDimension),
@@ -233,7 +241,7 @@ function conv(ctx: GpuCtx, grad: boolean, v: KernelArg, w: KernelArg, out: Kerne
     return;
   }
   ctx.dispatch({
-    label, key: pre ? "conv:pre" : "conv", wgsl: () => convDirectWgsl(pre),
+    label, key: `conv${suffix}`, wgsl: () => convDirectWgsl(pre, act),
     buffers,
     params: new ParamWords().u(n).u(L).u(C).u(w.shape[1]).u(grad ? 1 : 0).words(),
     groups: grid(ceilDiv(n, WG), ctx.limits.maxComputeWorkgroupsPerDimension),
@@ -241,6 +249,8 @@ function conv(ctx: GpuCtx, grad: boolean, v: KernelArg, w: KernelArg, out: Kerne
 }
 
 export const conv1dCausalKernel = (ctx: GpuCtx, [x, w, prefix]: readonly KernelArg[], out: KernelArg) => conv(ctx, false, x, w, out, prefix);
+/** conv1dCausalSilu: inputs [x, w, b] or [x, w, b, prefix]; the conv kernels with the bias and silu before the store. */
+export const conv1dCausalSiluKernel = (ctx: GpuCtx, [x, w, b, prefix]: readonly KernelArg[], out: KernelArg) => conv(ctx, false, x, w, out, prefix, b);
 export const conv1dCausalGradXKernel = (ctx: GpuCtx, [g, w]: readonly KernelArg[], out: KernelArg) => conv(ctx, true, g, w, out);
 
 /**

@@ -6,9 +6,10 @@ import { gatherKernel, oneHotKernel, scatterAddKernel } from "./indexing.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
 import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
 import { linearSigmoidKernel, matmulKernel } from "./matmul.ts";
+import { linearSoftplusKernel } from "./linear-softplus.ts";
 import { matmulRowsKernel } from "./matmul-rows.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
-import { conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel } from "./conv.ts";
+import { conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, conv1dCausalSiluKernel } from "./conv.ts";
 import {
   crossEntropyKernel, logsumexpKernel, softmaxKernel,
   rmsNormGradKernel, rmsNormGradWKernel, rmsNormKernel, softmaxGradKernel,
@@ -63,8 +64,10 @@ export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   logsumexp: logsumexpKernel,
   crossEntropy: crossEntropyKernel,
   linearSigmoid: linearSigmoidKernel,
+  linearSoftplus: linearSoftplusKernel,
   ssmGate: ssmGateKernel,
   conv1dCausal: conv1dCausalKernel,
+  conv1dCausalSilu: conv1dCausalSiluKernel,
   conv1dCausalGradX: conv1dCausalGradXKernel,
   conv1dCausalGradW: conv1dCausalGradWKernel,
   causalSelect: causalSelectKernel,
