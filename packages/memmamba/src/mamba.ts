@@ -111,9 +111,18 @@ function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state: Mam
   const { dInner, dtRank: R, N } = dims(cfg);
   const B = x.shape[0];
   const h = rmsNorm(p.norm, x, cfg.normEps);
-  const xz = matmul(h, p.inProj.w);
-  const xIn = sliceAxis(xz, -1, 0, dInner);
-  const z = sliceAxis(xz, -1, dInner, 2 * dInner);
+  // in_proj's two halves: outside a gradient as two products (the weight's halves are small
+  // copies; the [B, L, 2·d_inner] product's two slices were two full-size copies), else one
+  // product and its slices (their VJP is one matmul's). Each column is the same sum either way.
+  let xIn: Tensor, z: Tensor;
+  if (isRecording()) {
+    const xz = matmul(h, p.inProj.w);
+    xIn = sliceAxis(xz, -1, 0, dInner);
+    z = sliceAxis(xz, -1, dInner, 2 * dInner);
+  } else {
+    xIn = matmul(h, sliceAxis(p.inProj.w, -1, 0, dInner));
+    z = matmul(h, sliceAxis(p.inProj.w, -1, dInner, 2 * dInner));
+  }
 
   // causal conv: the carried K − 1 inputs stand before the sequence, as in the recurrent step
   // (the conv reads them as its prefix: no [B, L + K − 1, d_inner] copy in and out)
