@@ -26,6 +26,18 @@ function bt(name: string, fn: () => Promise<void> | void): void {
 }
 
 const vals = async (t: Tensor): Promise<number[]> => Array.from(await t.data());
+/**
+ * A fused op's values against its composite's: bit for bit off the GPU, within 1e-5 relative on it
+ * (where a shader compiler may contract a multiply-add or sum in another order).
+ */
+async function fusedClose(gpu: boolean, what: string, a: Tensor, b: Tensor): Promise<void> {
+  const [va, vb] = [await vals(a), await vals(b)];
+  if (!gpu) return void expect({ what, v: va }).toEqual({ what, v: vb });
+  expect(va.length).toBe(vb.length);
+  va.forEach((v, i) => {
+    if (!(Math.abs(v - vb[i]) <= 1e-5 * (1 + Math.abs(vb[i])))) throw new Error(`${what}: element ${i}: fused ${v}, composite ${vb[i]}`);
+  });
+}
 const iota = (n: number, from = 0): number[] => Array.from({ length: n }, (_, i) => i + from);
 const t = (data: number[], shape: number[]): Tensor => fromArray(data, shape);
 const ti = (data: number[], shape: number[]): Tensor => fromArray(Int32Array.from(data), shape, "i32");
@@ -575,14 +587,7 @@ describe("ops: nn", () => {
             const cot = t(Array.from(randArray(B * L * C, 65)), [B, L, C]);
             const fused = (q: typeof p) => conv1dCausalSilu(q.x, q.w, q.b, withPrefix ? q.pre : undefined);
             const composite = (q: typeof p) => silu(add(conv1dCausal(q.x, q.w, withPrefix ? q.pre : undefined), q.b));
-            const close = async (what: string, a: Tensor, b: Tensor) => {
-              const [va, vb] = [await vals(a), await vals(b)];
-              if (!gpu) return expect({ what, v: va }).toEqual({ what, v: vb });
-              expect(va.length).toBe(vb.length);
-              va.forEach((v, i) => {
-                if (!(Math.abs(v - vb[i]) <= 1e-5 * (1 + Math.abs(vb[i])))) throw new Error(`${what}: element ${i}: fused ${v}, composite ${vb[i]}`);
-              });
-            };
+            const close = (what: string, a: Tensor, b: Tensor) => fusedClose(gpu, what, a, b);
             const what = `${algo} [${B}, ${L}, ${C}] K ${K}${withPrefix ? " with a prefix" : ""}`;
             const yf = fused(p);
             expect(yf.shape).toEqual([B, L, C]);
@@ -610,14 +615,7 @@ describe("ops: nn", () => {
       const cot = t(Array.from(randArray(n * c, 54 + c)), [...lead, c]);
       const fused = (q: typeof p) => linearSoftplus(q.x, q.w, q.b);
       const composite = (q: typeof p) => softplus(add(matmul(q.x, q.w), q.b));
-      const close = async (what: string, a: Tensor, b: Tensor) => {
-        const [va, vb] = [await vals(a), await vals(b)];
-        if (!gpu) return expect({ what, v: va }).toEqual({ what, v: vb });
-        expect(va.length).toBe(vb.length);
-        va.forEach((v, i) => {
-          if (!(Math.abs(v - vb[i]) <= 1e-5 * (1 + Math.abs(vb[i])))) throw new Error(`${what}: element ${i}: fused ${v}, composite ${vb[i]}`);
-        });
-      };
+      const close = (what: string, a: Tensor, b: Tensor) => fusedClose(gpu, what, a, b);
       const what = `[${lead}] × ${r} → ${c}`;
       const yf = fused(p);
       expect(yf.shape).toEqual([...lead, c]);
@@ -642,13 +640,7 @@ describe("ops: nn", () => {
       const c = r(45, -1, 1);
       const fused = (q: typeof p) => ssmGate(q.y, q.u, q.d, q.z);
       const composite = (q: typeof p) => mul(add(q.y, mul(q.u, q.d)), silu(q.z));
-      const close = async (what: string, a: Tensor, b: Tensor) => {
-        const [va, vb] = [await vals(a), await vals(b)];
-        if (!gpu) return expect({ what, v: va }).toEqual({ what, v: vb });
-        va.forEach((v, i) => {
-          if (Math.abs(v - vb[i]) > 1e-5 * (1 + Math.abs(vb[i]))) throw new Error(`${what}: element ${i}: fused ${v}, composite ${vb[i]}`);
-        });
-      };
+      const close = (what: string, a: Tensor, b: Tensor) => fusedClose(gpu, what, a, b);
       const what = `[${shape}]`;
       await close(`${what} y`, fused(p), composite(p));
       const gf = valueAndGrad((q: typeof p) => sum(mul(fused(q), c)))(p), gc = valueAndGrad((q: typeof p) => sum(mul(composite(q), c)))(p);

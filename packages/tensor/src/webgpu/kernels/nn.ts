@@ -7,7 +7,7 @@
  * throws). The shape rules, which run on the host, are the same for both backends.
  */
 import type { KernelArg, MultiPrimParams, PrimParams } from "../../backend.ts";
-import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, workgroupCombine, type GpuCtx, type GpuLimits } from "../context.ts";
+import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, workgroupCombine, type GpuCtx, type GpuLimits, type StorageDecl } from "../context.ts";
 import { PlanCache } from "./matmul.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
 
@@ -222,6 +222,22 @@ export const crossEntropyKernel = (ctx: GpuCtx, ins: readonly KernelArg[], out: 
 
 const PAIR_WG = 64;
 /**
+ * The row-pair shaders' first lines (both layouts): the buffers, the partial-sum arrays, the entry
+ * point, this workgroup's row (none past the last) and the param words n, mode and eps.
+ */
+function rowPairPrologue(bufs: readonly StorageDecl[]): string {
+  return `${header(4, bufs)}
+var<workgroup> shs: array<f32, ${PAIR_WG}>;
+var<workgroup> sht: array<f32, ${PAIR_WG}>;
+@compute @workgroup_size(${PAIR_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let row = wg;
+  if (row >= ${pu(0)}) { return; }
+  let n = ${pu(1)}; let mode = ${pu(2)}; let eps = bitcast<f32>(${pu(3)});`;
+}
+
+/**
  * One workgroup of PAIR_WG threads per row of n: s = Σ a², t = Σ a·b (strided partial sums,
  * then lane 0 adds the lanes in order), then every element. params: rows, n, mode, eps (f32).
  * mode 0 rmsNorm (a = x): x·r; 1 rmsNormGrad (a = x, b = g): r·g − x·r³·t/n; 2 softmaxGrad
@@ -239,15 +255,7 @@ function rowPairWgsl(variant: "plain" | "masked" | "gain" = "plain"): string {
   const bufs = [{ name: "out", type: "f32", write: true }, { name: "a", type: "f32" }, { name: "b", type: "f32" }];
   const extra = masked ? [{ name: "vld", type: "f32" }] : gain ? [{ name: "wt", type: "f32" }, { name: "gx", type: "f32", write: true }] : [];
   const bAt = (i: string) => (masked ? `(b[${i}] * vld[${i}])` : gain ? `(b[${i}] * wt[j])` : `b[${i}]`);
-  return `${header(4, [...bufs, ...extra])}
-var<workgroup> shs: array<f32, ${PAIR_WG}>;
-var<workgroup> sht: array<f32, ${PAIR_WG}>;
-@compute @workgroup_size(${PAIR_WG})
-fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let row = wg;
-  if (row >= ${pu(0)}) { return; }
-  let n = ${pu(1)}; let mode = ${pu(2)}; let eps = bitcast<f32>(${pu(3)});
+  return `${rowPairPrologue([...bufs, ...extra])}
   let base = row * n;
   var s = 0.0f; var t = 0.0f;
   for (var j = lid; j < n; j += ${PAIR_WG}u) {
@@ -299,15 +307,7 @@ function rowPairVecWgsl(variant: "plain" | "masked" | "gain", U: number): string
   // b as the composite reads it (see rowPairWgsl), for vec4 u
   const bAt = (u: number) => (masked ? `(b${u} * vv${u})` : gain ? `(b${u} * wt[j${u}])` : `b${u}`);
   const dot = (acc: string, x: string, y: string) => `${acc} += ${x}.x * ${y}.x; ${acc} += ${x}.y * ${y}.y; ${acc} += ${x}.z * ${y}.z; ${acc} += ${x}.w * ${y}.w;`;
-  return `${header(4, [...bufs, ...extra])}
-var<workgroup> shs: array<f32, ${PAIR_WG}>;
-var<workgroup> sht: array<f32, ${PAIR_WG}>;
-@compute @workgroup_size(${PAIR_WG})
-fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let row = wg;
-  if (row >= ${pu(0)}) { return; }
-  let n = ${pu(1)}; let mode = ${pu(2)}; let eps = bitcast<f32>(${pu(3)});
+  return `${rowPairPrologue([...bufs, ...extra])}
   let n4 = n / 4u;
   let base = row * n4;
   let needT = mode == 1u || mode == 2u;
