@@ -16,7 +16,7 @@
  * only gated would never learn. Scaling what it gates gives the scorer a gradient through every
  * note read (scores scale what they gate), and a more important token also writes a louder note.
  */
-import { gt, matmul, matmulRows, mul, noGrad, random, reshape, type Tensor } from "@memmamba/tensor";
+import { gt, isRecording, matmul, matmulRows, matmulRowsMax, mul, noGrad, random, reshape, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
 import { initLinear, initRMSNorm, initScorer, scoreSigmoid, type Key, type Linear, type RMSNorm } from "./nn.ts";
 import { poolSummary } from "./pooling.ts";
@@ -45,10 +45,12 @@ export function tokenImportance(p: Linear, x: Tensor): Tensor {
 
 /**
  * Eq. 9: s = Pool_r(x W_n) [B, L, S]. A key makes S3Pool sample (training). With `rows` (1/0 [B,
- * L]) only those rows are projected (matmulRows) and the others are the pooling of zeros: for
- * notes that no pool will ever hold.
+ * L]) only those rows are projected (matmulRows; with max pooling outside a gradient, matmulRowsMax:
+ * the same numbers) and the others are the pooling of zeros: for notes that no pool will ever hold.
  */
 export function stateSummary(p: Linear, x: Tensor, m: MemoryConfig, key?: Key, rows?: Tensor): Tensor {
+  // max pooling of the kept rows outside a gradient: one launch (matmulRowsMax), with no [..., S·r] product in memory
+  if (rows && m.pooling === "max" && !isRecording()) return matmulRowsMax(x, p.w, rows, m.summaryWindow);
   return poolSummary(rows ? matmulRows(x, p.w, rows) : matmul(x, p.w), m.summaryWindow, m.pooling, { threshold: m.tmaxavgThreshold, key });
 }
 

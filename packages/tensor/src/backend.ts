@@ -135,6 +135,11 @@ export interface PrimParams {
    * rows [...] f32]: out[i] = x[i]·w where rows[i] ≠ 0, else 0 (whatever x[i] holds).
    */
   matmulRows: Record<string, never>;
+  /**
+   * matmulRows with its columns max-pooled in groups of r (ops/linalg.ts, matmulRowsMax): out[i, j]
+   * = max over c in [j·r, j·r + r) of (x[i]·w)[c] where rows[i] ≠ 0, else 0 → [..., N / r].
+   */
+  matmulRowsMax: { r: number };
   /** For each position, the earlier marked positions a `k`-slot memory holds (`last`: FIFO, `top`: by score). */
   causalSelect: { k: number; mode: "last" | "top" };
   /** The linear recurrence h_t = a_t · h_{t-1} + b_t along the sequence axis. */

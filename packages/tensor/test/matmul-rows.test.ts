@@ -3,12 +3,15 @@
  * - the CPU's kept rows have the bits of matmul's rows (each row through gemm alone);
  * - wasm (its composite where(rows, matmul, 0)) and WebGPU (its own kernel) equal the CPU within
  *   f32 rounding of a K-term sum, with NaN in a dropped row still giving 0;
- * - bad shapes and dtypes are refused with a message naming the operand.
+ * - bad shapes and dtypes are refused with a message naming the operand;
+ * - matmulRowsMax (the columns max-pooled in groups of r, MemMamba's held notes) equals the max of
+ *   matmulRows' groups: bit for bit on the CPU, within the sums' rounding elsewhere; ties keep the
+ *   first, a NaN in a kept row wins its group; it has no gradient (a clear error).
  * The gradient is checked in gradients.test.ts; WebGPU parity on drawn shapes in webgpu-parity.test.ts.
  */
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
-import { fromArray, matmul, matmulRows, setBackend, tidy, where, reshape } from "../src/index.ts";
+import { fromArray, matmul, matmulRows, matmulRowsMax, max, setBackend, tidy, valueAndGrad, where, reshape, sum } from "../src/index.ts";
 
 function data(n: number, seed: number): Float32Array {
   let s = seed;
@@ -73,6 +76,81 @@ describe("matmulRows", () => {
       expect(() => matmulRows(x, w, fromArray(KEEP, [B * R]))).toThrow(/matmulRows: rows \[14\] must be x's shape without its last axis, \[2, 7\]/);
       expect(() => matmulRows(reshape(x, [B * R * K]), w, keep)).toThrow(/matmulRows: x \[266\] and w \[19, 70\] must be \[..., R, K\]/);
       expect(() => matmulRows(x, w, fromArray(Int32Array.from(KEEP), [B, R], "i32"))).toThrow(/matmulRows: expects f32 x, w and rows, got f32, f32 and i32/);
+    } finally {
+      x.dispose();
+      w.dispose();
+      keep.dispose();
+    }
+  });
+});
+
+describe("matmulRowsMax", () => {
+  // [columns, r]: r 2 and 5 (70 columns: 35 and 14 groups), 1 (no pooling), 70 (one group), and
+  // r 4 over 64 and 8 columns (the GPU's vec4 shader; K = 19 is no multiple of its unrolled 4
+  // steps); a kept row with a NaN (row 3: every group NaN) and equal columns (w's columns 0 and 1
+  // the same: ties)
+  const Xn = X.slice();
+  Xn[3 * K + 2] = NaN;
+  const Wt = W.slice();
+  for (let k = 0; k < K; k++) Wt[k * N + 1] = Wt[k * N];
+  for (const b of testBackends()) {
+    test(`[${b}] the max of matmulRows' groups of r columns, dropped rows 0; NaN and ties as max does`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        for (const [n, r] of [[70, 2], [70, 5], [70, 1], [70, 70], [64, 4], [8, 4]]) {
+          const Wn = Float32Array.from({ length: K * n }, (_, i) => Wt[Math.floor(i / n) * N + (i % n)]);
+          const x = fromArray(Xn, [B, R, K]), w = fromArray(Wn, [K, n]), keep = fromArray(KEEP, [B, R]);
+          const got = tidy(() => matmulRowsMax(x, w, keep, r));
+          expect(got.shape).toEqual([B, R, n / r]);
+          setBackend("cpu");
+          const xc = fromArray(Xn, [B, R, K]), wc = fromArray(Wn, [K, n]), kc = fromArray(KEEP, [B, R]);
+          const want = tidy(() => max(reshape(matmulRows(xc, wc, kc), [B, R, n / r, r]), -1));
+          const [g, wnt] = [(await got.data()) as Float32Array, (await want.data()) as Float32Array];
+          for (let i = 0; i < g.length; i++) {
+            const ok = b === "cpu" ? Object.is(g[i], wnt[i]) : (Number.isNaN(wnt[i]) ? Number.isNaN(g[i]) : Math.abs(g[i] - wnt[i]) <= 1e-5 * Math.sqrt(K) * (1 + Math.abs(wnt[i])));
+            if (!ok) throw new Error(`${b} ${n} columns, r ${r}: output ${i}: ${g[i]}, want ${wnt[i]}`);
+          }
+          // row 3 is kept and holds a NaN: every group NaN; row 1 is dropped (a NaN too): zeros
+          expect(Number.isNaN(g[3 * (n / r)])).toBe(true);
+          expect(g[1 * (n / r)]).toBe(0);
+          for (const t of [xc, wc, kc, want]) t.dispose();
+          await useBackend(b);
+          for (const t of [x, w, keep, got]) t.dispose();
+        }
+      });
+    });
+  }
+
+  for (const b of testBackends()) {
+    test(`[${b}] 37 rows, a few kept (r 4: the GPU's vec4 shader)`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        const [Rn, Kn, Nn] = [37, 5, 8];
+        const xs = data(Rn * Kn, 7), ws = data(Kn * Nn, 8), ks = Float32Array.from({ length: Rn }, (_, i) => (i % 4 === 1 || i > 33 ? 1 : 0));
+        const got = tidy(() => matmulRowsMax(fromArray(xs, [Rn, Kn]), fromArray(ws, [Kn, Nn]), fromArray(ks, [Rn]), 4));
+        const g = (await got.data()) as Float32Array;
+        got.dispose();
+        setBackend("cpu");
+        const want = tidy(() => max(reshape(matmulRows(fromArray(xs, [Rn, Kn]), fromArray(ws, [Kn, Nn]), fromArray(ks, [Rn])), [Rn, 2, 4]), -1));
+        const wnt = (await want.data()) as Float32Array;
+        want.dispose();
+        await useBackend(b);
+        for (let i = 0; i < g.length; i++) {
+          if (!(Math.abs(g[i] - wnt[i]) <= 1e-5 * (1 + Math.abs(wnt[i])))) throw new Error(`${b}: output ${i}: ${g[i]}, want ${wnt[i]}`);
+        }
+        expect(g.filter((v) => v !== 0).length).toBeGreaterThan(0);
+      });
+    });
+  }
+
+  test("bad windows are refused; it has no gradient", () => {
+    setBackend("cpu");
+    const x = fromArray(X, [B, R, K]), w = fromArray(W, [K, N]), keep = fromArray(KEEP, [B, R]);
+    try {
+      expect(() => matmulRowsMax(x, w, keep, 3)).toThrow(/matmulRowsMax: the window r = 3 must be a positive integer that divides w's 70 columns/);
+      expect(() => matmulRowsMax(x, w, keep, 0)).toThrow(/matmulRowsMax: the window r = 0/);
+      expect(() => matmulRowsMax(x, fromArray(W, [N, K]), keep, 2)).toThrow(/matmulRows: x \[2, 7, 19\] and w \[70, 19\] must be/);
+      expect(() => valueAndGrad((v: typeof x) => sum(matmulRowsMax(v, w, keep, 2)))(x)).toThrow(/matmulRowsMax has no gradient/);
     } finally {
       x.dispose();
       w.dispose();

@@ -89,6 +89,30 @@ export function matmulRowsKernel([x, w, rows]: CpuArg[], out: CpuArg): void {
   }
 }
 
+/** matmulRowsMax: each kept row through gemm into a scratch row (matmulRows' bits), then the max of each group of r columns. */
+export function matmulRowsMaxKernel([x, w, rows]: CpuArg[], out: CpuArg, p: PrimParams["matmulRowsMax"]): void {
+  const K = w.shape[0], N = w.shape[1], r = p.r, G = N / r;
+  const X = x.data as Float32Array, W = w.data as Float32Array, keep = rows.data as Float32Array, C = out.data as Float32Array;
+  const row = new Float32Array(N);
+  for (let i = 0; i < keep.length; i++) {
+    if (keep[i] === 0) {
+      C.fill(0, i * G, (i + 1) * G);
+      continue;
+    }
+    gemm(X, i * K, W, 0, row, 0, 1, N, K);
+    // as the max reduction: the first of equal values stays, a NaN wins
+    for (let j = 0; j < G; j++) {
+      let m = -Infinity;
+      for (let c = 0; c < r; c++) {
+        const v = row[j * r + c];
+        if (v > m || v !== v) m = v;
+        if (m !== m) break;
+      }
+      C[i * G + j] = m;
+    }
+  }
+}
+
 /**
  * σ(x·w + b) (linearSigmoid): x [..., d], w [d, 1], b [1] → [...]. The matmul kernel above into
  * the output (its [..., 1] layout is the output's), then the add and the sigmoid of the

@@ -1,11 +1,11 @@
 /** Batched matrix multiplication with broadcast batch dimensions. */
-import { bind, definePrimitive } from "../dispatch.ts";
+import { bind, definePrimitive, primitive } from "../dispatch.ts";
 import { getBackend } from "../engine.ts";
 import { broadcastShapes, sameShape, ShapeError, showShape, sizeOf, type CheckMatmul, type MatmulShape, type Shape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
 import { where } from "./elementwise.ts";
 import { reshape } from "./movement.ts";
-import { sumTo } from "./reduce.ts";
+import { max, sumTo } from "./reduce.ts";
 
 function dims(x: Tensor, trans: boolean): [number, number] {
   const r = x.shape[x.rank - 2], c = x.shape[x.rank - 1];
@@ -107,6 +107,21 @@ definePrimitive("matmulRows", {
   },
 });
 
+definePrimitive("matmulRowsMax", {
+  shape: ([x, w, rows], { r }) => {
+    const { shape } = primitive("matmulRows").shape([x, w, rows], {});
+    const N = shape[shape.length - 1];
+    if (!Number.isInteger(r) || r < 1 || N % r !== 0) {
+      throw new ShapeError(`matmulRowsMax: the window r = ${r} must be a positive integer that divides w's ${N} columns`);
+    }
+    return { shape: [...shape.slice(0, -1), N / r], dtype: "f32" };
+  },
+  flops: ([x, w]) => 2 * sizeOf(x.shape) * w.shape[1],
+  vjp: () => {
+    throw new Error("matmulRowsMax has no gradient: it serves forward-only paths (differentiate max(reshape(matmulRows(x, w, rows), [..., N / r, r]), -1) instead)");
+  },
+});
+
 /**
  * x · w over the rows that `rows` keeps: out[i] = x[i]·w where rows[i] ≠ 0, else 0 (whatever x[i]
  * holds, NaN included). x [..., R, K], w [K, N], rows [..., R] f32 (x's shape without its last
@@ -121,4 +136,19 @@ export function matmulRows(x: Tensor, w: Tensor, rows: Tensor): Tensor {
     return where(reshape(rows, [...rows.shape, 1]), mm(x, w, false, false), 0);
   }
   return bind("matmulRows", [x, w, rows], {});
+}
+
+/**
+ * matmulRows with its columns max-pooled in groups of r: max(reshape(matmulRows(x, w, rows),
+ * [..., R, N / r, r]), -1) → [..., R, N / r], the same numbers (a max is exact), without the
+ * [..., R, N] product in memory (MemMamba's notes: a 60K-token chunk's [61440, 256] product, a few
+ * hundred rows of it kept, then pooled by 4). No gradient: a caller that records one takes the
+ * composite. A backend that prefers it (wasm) runs the composite.
+ */
+export function matmulRowsMax(x: Tensor, w: Tensor, rows: Tensor, r: number): Tensor {
+  if (getBackend().prefersComposite?.("matmulRowsMax") && x.rank >= 2 && w.rank === 2 && Number.isInteger(r) && r >= 1 && w.shape[1] % r === 0) {
+    const y = matmulRows(x, w, rows);
+    return max(reshape(y, [...y.shape.slice(0, -1), y.shape[y.rank - 1] / r, r]), -1);
+  }
+  return bind("matmulRowsMax", [x, w, rows], { r });
 }

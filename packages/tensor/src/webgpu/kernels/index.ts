@@ -7,7 +7,7 @@ import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexe
 import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
 import { linearSigmoidKernel, matmulKernel } from "./matmul.ts";
 import { linearSoftplusKernel } from "./linear-softplus.ts";
-import { matmulRowsKernel } from "./matmul-rows.ts";
+import { matmulRowsKernel, matmulRowsMaxKernel } from "./matmul-rows.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import { conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, conv1dCausalSiluKernel } from "./conv.ts";
 import {
@@ -45,6 +45,7 @@ export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   maxGrad: maxGradKernel,
   matmul: matmulKernel,
   matmulRows: matmulRowsKernel,
+  matmulRowsMax: matmulRowsMaxKernel,
   reshape: () => {
     throw new Error("internal: reshape is a view and runs no kernel");
   },
