@@ -59,13 +59,35 @@ fn main(${ENTRY_ARGS}) {
  * matmulRowsMax: the same rows, each output the max of r adjacent columns of the product (the max
  * reduction's rule: the first of equal values stays, a NaN wins). A dropped row writes its N / r
  * zeros; a kept row's thread walks its group's r columns one after another, each summed over k in
- * order as above (the kept rows are few: their work is not what costs). A workgroup a row, as
- * matmulRows: 16 rows a workgroup, one after another, ran slower on an H200 (0.30 against 0.065 ms
- * at [61440, 256]·[256, 256] with ~400 rows kept: the kept rows, which cluster, then queue in one
- * workgroup). params: R, K, N, r.
+ * order as above; for r = 4 (MemMamba's window, N a multiple of 4) the group's 4 sums in one vec4,
+ * w read as vec4 rows (coalesced) with the loads of UNROLL steps of k ahead, as matmulRows' shader
+ * (the one-column-at-a-time loop took 0.25 ms a call at [61440, 256]·[256, 256] with ~400 rows
+ * kept on an H200, this 0.065). A workgroup a row, as matmulRows: 16 rows a workgroup, one after
+ * another, ran slower (0.30 ms: the kept rows, which cluster, queue in a few workgroups).
+ * params: R, K, N, r.
  */
-function poolWgsl(): string {
-  return `${header(4, [{ name: "C", type: "f32", write: true }, { name: "X", type: "f32" }, { name: "W", type: "f32" }, { name: "keep", type: "f32" }])}
+function poolWgsl(v4: boolean): string {
+  const us = [...Array(UNROLL).keys()];
+  // the max reduction's rule for the next value v (NaN tested on the bits: a compiler may fold v != v)
+  const maxStep = (v: string) => `let nan = (bitcast<u32>(${v}) & 0x7fffffffu) > inf; if (${v} > m || nan) { m = ${v}; } if (nan) { break; }`;
+  // a group's sums: r = 4 (v4) as one vec4 with UNROLL steps of loads ahead (as matmulRows), else
+  // each of its r columns in turn
+  const group = v4
+    ? `var a = vec4<f32>(0.0f);
+    var k = 0u;
+    for (; k + ${UNROLL}u <= K; k += ${UNROLL}u) {
+      ${us.map((u) => `let x${u} = X[xBase + k + ${u}u];`).join(" ")}
+      ${us.map((u) => `let w${u} = W[(k + ${u}u) * G + g];`).join(" ")}
+      ${us.map((u) => `a += x${u} * w${u};`).join(" ")}
+    }
+    for (; k < K; k++) { a += X[xBase + k] * W[k * G + g]; }
+    for (var j = 0u; j < 4u; j++) { let v = a[j]; ${maxStep("v")} }`
+    : `for (var c = g * r; c < g * r + r; c++) {
+      var a = 0.0f;
+      for (var k = 0u; k < K; k++) { a += X[xBase + k] * W[k * N + c]; }
+      ${maxStep("a")}
+    }`;
+  return `${header(4, [{ name: "C", type: "f32", write: true }, { name: "X", type: "f32" }, { name: "W", type: v4 ? "vec4<f32>" : "f32" }, { name: "keep", type: "f32" }])}
 @compute @workgroup_size(${ROWS_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
@@ -79,65 +101,17 @@ fn main(${ENTRY_ARGS}) {
     return;
   }
   let xBase = row * K;
-  // −∞ through a let (a constant one is a shader-creation error); NaN tested on the bits (a
-  // compiler may fold x != x)
+  // −∞ through a let (a constant one is a shader-creation error)
   let inf = 0x7f800000u;
   for (var g = lid; g < G; g += ${ROWS_WG}u) {
     var m = -bitcast<f32>(inf);
-    for (var c = g * r; c < g * r + r; c++) {
-      var a = 0.0f;
-      for (var k = 0u; k < K; k++) { a += X[xBase + k] * W[k * N + c]; }
-      let nan = (bitcast<u32>(a) & 0x7fffffffu) > inf;
-      if (a > m || nan) { m = a; }
-      if (nan) { break; }
-    }
+    ${group}
     C[cBase + g] = m;
   }
 }`;
 }
 
-/**
- * matmulRowsMax's shader for groups of 4 columns (r = 4, N a multiple of 4: MemMamba's window):
- * thread t holds its group's 4 sums in one vec4, w read as vec4 rows (coalesced), the loads of
- * UNROLL steps of k issued before their multiply-adds, as matmulRows' shader does. params as poolWgsl's.
- */
-function pool4Wgsl(): string {
-  const us = [...Array(UNROLL).keys()];
-  return `${header(4, [{ name: "C", type: "f32", write: true }, { name: "X", type: "f32" }, { name: "W", type: "vec4<f32>" }, { name: "keep", type: "f32" }])}
-@compute @workgroup_size(${ROWS_WG})
-fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let R = ${pu(0)}; let K = ${pu(1)}; let G = ${pu(2)} / 4u;
-  if (wg >= R) { return; }
-  let row = wg;
-  let cBase = row * G;
-  if (keep[row] == 0.0f) {
-    for (var g = lid; g < G; g += ${ROWS_WG}u) { C[cBase + g] = 0.0f; }
-    return;
-  }
-  let xBase = row * K;
-  let inf = 0x7f800000u;
-  for (var g = lid; g < G; g += ${ROWS_WG}u) {
-    var a = vec4<f32>(0.0f);
-    var k = 0u;
-    for (; k + ${UNROLL}u <= K; k += ${UNROLL}u) {
-      ${us.map((u) => `let x${u} = X[xBase + k + ${u}u];`).join(" ")}
-      ${us.map((u) => `let w${u} = W[(k + ${u}u) * G + g];`).join(" ")}
-      ${us.map((u) => `a += x${u} * w${u};`).join(" ")}
-    }
-    for (; k < K; k++) { a += X[xBase + k] * W[k * G + g]; }
-    // the max rule of poolWgsl over the four sums in column order
-    var m = -bitcast<f32>(inf);
-    for (var j = 0u; j < 4u; j++) {
-      let v = a[j];
-      let nan = (bitcast<u32>(v) & 0x7fffffffu) > inf;
-      if (v > m || nan) { m = v; }
-      if (nan) { break; }
-    }
-    C[cBase + g] = m;
-  }
-}`;
-}
+const poolGens = [() => poolWgsl(false), () => poolWgsl(true)];
 
 /** matmulRowsMax: inputs [x [..., R, K], w [K, N], rows [..., R]] → out [..., R, N / r]. */
 export function matmulRowsMaxKernel(ctx: GpuCtx, [x, w, rows]: readonly KernelArg[], out: KernelArg, { r }: PrimParams["matmulRowsMax"]): void {
@@ -148,7 +122,7 @@ export function matmulRowsMaxKernel(ctx: GpuCtx, [x, w, rows]: readonly KernelAr
   const refs = [ctx.ref(out, label), ctx.ref(x, label), ctx.ref(w, label), ctx.ref(rows, label)];
   const v4 = r === 4 && N % 4 === 0;
   ctx.dispatch({
-    label, key: v4 ? "matmulRowsMax:4" : "matmulRowsMax", wgsl: v4 ? pool4Wgsl : poolWgsl,
+    label, key: v4 ? "matmulRowsMax:4" : "matmulRowsMax", wgsl: poolGens[v4 ? 1 : 0],
     buffers: refs, params: new ParamWords().u(R).u(K).u(N).u(r).words(), groups: grid(R, ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }
