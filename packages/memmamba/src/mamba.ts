@@ -111,11 +111,14 @@ function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state: Mam
   const { dInner, dtRank: R, N } = dims(cfg);
   const B = x.shape[0];
   const h = rmsNorm(p.norm, x, cfg.normEps);
+  // outside a gradient, fused launches where a recorded step keeps the ops (their VJPs would
+  // recompute the intermediates the ops keep)
+  const fused = !isRecording();
   // in_proj's two halves: outside a gradient as two products (the weight's halves are small
   // copies; the [B, L, 2·d_inner] product's two slices were two full-size copies), else one
   // product and its slices (their VJP is one matmul's). Each column is the same sum either way.
   let xIn: Tensor, z: Tensor;
-  if (isRecording()) {
+  if (!fused) {
     const xz = matmul(h, p.inProj.w);
     xIn = sliceAxis(xz, -1, 0, dInner);
     z = sliceAxis(xz, -1, dInner, 2 * dInner);
@@ -127,15 +130,14 @@ function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state: Mam
   // causal conv: the carried K − 1 inputs stand before the sequence, as in the recurrent step
   // (the conv reads them as its prefix: no [B, L + K − 1, d_inner] copy in and out)
   // (with its bias and silu in one launch outside a gradient, as Δ below)
-  const u = isRecording() ? silu(add(conv1dCausal(xIn, p.conv.w, state?.conv), p.conv.b)) : conv1dCausalSilu(xIn, p.conv.w, p.conv.b, state?.conv);
+  const u = fused ? conv1dCausalSilu(xIn, p.conv.w, p.conv.b, state?.conv) : silu(add(conv1dCausal(xIn, p.conv.w, state?.conv), p.conv.b));
 
   const dbc = matmul(u, p.xProj.w);
   const dtLow = sliceAxis(dbc, -1, 0, R);
   const Bm = sliceAxis(dbc, -1, R, R + N);
   const C = sliceAxis(dbc, -1, R + N, R + 2 * N);
-  // Δ in one launch outside a gradient; a recorded step keeps the three ops (linearSoftplus's
-  // VJP would recompute the matmul and add they keep)
-  const delta = isRecording() ? softplus(add(matmul(dtLow, p.dtProj.w), p.dtProj.b!)) : linearSoftplus(dtLow, p.dtProj.w, p.dtProj.b!);
+  // Δ in one launch (fused)
+  const delta = fused ? linearSoftplus(dtLow, p.dtProj.w, p.dtProj.b!) : softplus(add(matmul(dtLow, p.dtProj.w), p.dtProj.b!));
   const A = neg(exp(p.A_log));
   const h0 = state ? state.ssm : zeros([B, dInner, N]);
   const { y, state: hL } = selectiveScan(u, delta, A, Bm, C, h0, state !== undefined);

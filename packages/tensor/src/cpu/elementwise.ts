@@ -9,6 +9,9 @@ export function fillKernel(_ins: CpuArg[], out: CpuArg, p: PrimParams["fill"]): 
   out.data.fill(p.value);
 }
 
+/** silu as the unary kernel takes it: z · sigmoid(z) in float64 (rounded once, by the store). */
+export const siluF64 = (x: number): number => x * dm.sigmoid(x);
+
 const unaryFns: Record<UnaryOp, (x: number) => number> = {
   neg: (x) => -x,
   exp: dm.exp,
@@ -17,7 +20,7 @@ const unaryFns: Record<UnaryOp, (x: number) => number> = {
   rsqrt: (x) => 1 / Math.sqrt(x),
   tanh: dm.tanh,
   sigmoid: dm.sigmoid,
-  silu: (x) => x * dm.sigmoid(x),
+  silu: siluF64,
   softplus: dm.softplus,
   abs: Math.abs,
   relu: (x) => (x > 0 ? x : 0),
@@ -239,14 +242,14 @@ export function adamwGroupKernel(ins: CpuArg[], outs: CpuArg[], q: MultiPrimPara
 
 /**
  * (y + u ⊙ D) ⊙ silu(z) (ssmGate): y, u, z [..., Di], D [Di]. Each step rounded to f32 as the mul,
- * add, silu and mul kernels round it (silu as unaryFns.silu: z · sigmoid(z) in float64, once).
+ * add, silu and mul kernels round it (silu as the unary kernel: siluF64, once).
  */
 export function ssmGateKernel([y, u, d, z]: CpuArg[], out: CpuArg): void {
   const Y = y.data, U = u.data, D = d.data, Z = z.data, o = out.data;
   const Di = D.length;
   for (let i = 0, c = 0; i < o.length; i++) {
     const zi = Z[i];
-    const a = Math.fround(zi * dm.sigmoid(zi));
+    const a = Math.fround(siluF64(zi));
     const s = Math.fround(Y[i] + Math.fround(U[i] * D[c]));
     o[i] = s * a;
     if (++c === Di) c = 0;

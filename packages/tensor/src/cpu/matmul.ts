@@ -7,6 +7,7 @@ import type { PrimParams } from "../backend.ts";
 import { stridesOf } from "../shape.ts";
 import type { CpuArg } from "./kernels.ts";
 import { sigmoid as dmSigmoid, softplus as dmSoftplus } from "./detmath.ts";
+import { maxRun } from "./reduce.ts";
 
 const KC = 128; // k-block: a panel of B rows that stays in L2
 const NC = 512; // n-block: the slice of a C row that stays in L1
@@ -100,16 +101,7 @@ export function matmulRowsMaxKernel([x, w, rows]: CpuArg[], out: CpuArg, p: Prim
       continue;
     }
     gemm(X, i * K, W, 0, row, 0, 1, N, K);
-    // as the max reduction: the first of equal values stays, a NaN wins
-    for (let j = 0; j < G; j++) {
-      let m = -Infinity;
-      for (let c = 0; c < r; c++) {
-        const v = row[j * r + c];
-        if (v > m || v !== v) m = v;
-        if (m !== m) break;
-      }
-      C[i * G + j] = m;
-    }
+    for (let j = 0; j < G; j++) C[i * G + j] = maxRun(row, j * r, r);
   }
 }
 

@@ -3,6 +3,7 @@ import type { MultiPrimParams, PrimParams } from "../backend.ts";
 import { showShape } from "../shape.ts";
 import * as dm from "./detmath.ts";
 import type { CpuArg } from "./kernels.ts";
+import { siluF64 } from "./elementwise.ts";
 
 function rowsOf(x: CpuArg): [number, number] {
   const n = x.shape[x.shape.length - 1];
@@ -230,14 +231,14 @@ export function conv1dCausalKernel([x, w, prefix]: CpuArg[], out: CpuArg): void 
 /**
  * silu(conv1dCausal(x, w, prefix) + b) (conv1dCausalSilu): the conv kernel into the output, then
  * the add (rounded to f32 as the add kernel rounds it) and silu as the unary kernel takes it
- * (z · sigmoid(z) in float64, rounded once): the bits of the three ops in turn.
+ * (siluF64, rounded once): the bits of the three ops in turn.
  */
 export function conv1dCausalSiluKernel([x, w, b, prefix]: CpuArg[], out: CpuArg): void {
   conv1dCausalKernel([x, w, prefix], out);
   const Y = out.data, bias = b.data, C = bias.length;
   for (let i = 0, c = 0; i < Y.length; i++) {
     const v = Math.fround(Y[i] + bias[c]);
-    Y[i] = v * dm.sigmoid(v);
+    Y[i] = siluF64(v);
     if (++c === C) c = 0;
   }
 }

@@ -4,6 +4,17 @@ import { stridesOf } from "../shape.ts";
 import type { CpuArg } from "./kernels.ts";
 import { forEachRow } from "./strided.ts";
 
+/** The max of a[at … at + n) as the max reduction takes it: from −∞, the first of equal values stays, a NaN wins. */
+export function maxRun(a: ArrayLike<number>, at: number, n: number): number {
+  let acc = -Infinity;
+  for (let j = 0; j < n; j++) {
+    const v = a[at + j];
+    if (v > acc || v !== v) acc = v;
+    if (acc !== acc) break;
+  }
+  return acc;
+}
+
 export function reduceKernel([x]: CpuArg[], out: CpuArg, p: PrimParams["reduce"]): void {
   const X = x.data, O = out.data;
   const isMax = p.op === "max";
@@ -14,14 +25,9 @@ export function reduceKernel([x]: CpuArg[], out: CpuArg, p: PrimParams["reduce"]
     const block = O.length === 0 ? 0 : X.length / O.length;
     for (let o = 0; o < O.length; o++) {
       const base = o * block;
-      let acc = isMax ? -Infinity : 0;
-      if (isMax) {
-        for (let j = 0; j < block; j++) {
-          const v = X[base + j];
-          if (v > acc || v !== v) acc = v;
-          if (acc !== acc) break;
-        }
-      } else for (let j = 0; j < block; j++) acc += X[base + j];
+      let acc = 0;
+      if (isMax) acc = maxRun(X, base, block);
+      else for (let j = 0; j < block; j++) acc += X[base + j];
       O[o] = acc;
     }
     return;

@@ -198,6 +198,17 @@ function convShapes(op: string, x: Tensor, w: Tensor): void {
   }
 }
 
+/**
+ * The gradients of x, w and b of x·w + b given the cotangent gz of that sum ([..., n, c]): matmul's
+ * VJP and the bias's sum (the tail the fused linear layers' VJPs share).
+ */
+function linearVjp(gz: Tensor, x: Tensor, w: Tensor, b: Tensor, needs?: readonly boolean[]): (Tensor | null)[] {
+  const [dx, dw] = needs?.[0] === false && needs?.[1] === false
+    ? [null, null]
+    : primitive("matmul").vjp(gz, [x, w], gz, { transA: false, transB: false }, [needs?.[0] ?? true, needs?.[1] ?? true]);
+  return [dx, dw, needs?.[2] === false ? null : sumTo(gz, b.shape)];
+}
+
 definePrimitive("linearSigmoid", {
   shape: ([x, w, b]) => {
     needF32("linearSigmoid", x, w, b);
@@ -212,19 +223,20 @@ definePrimitive("linearSigmoid", {
   // (sigmoid's derivative reads only its output, which stands in for the pre-activation here)
   vjp: (g, [x, w, b], s, _p, needs) => {
     const [gz] = primitive("unary").vjp(g, [s], s, { op: "sigmoid" });
-    const g1 = reshape(gz!, [...g.shape, 1]);
-    const [dx, dw] = needs?.[0] === false && needs?.[1] === false
-      ? [null, null]
-      : primitive("matmul").vjp(g1, [x, w], g1, { transA: false, transB: false }, [needs?.[0] ?? true, needs?.[1] ?? true]);
-    return [dx, dw, needs?.[2] === false ? null : sumTo(g1, b.shape)];
+    return linearVjp(reshape(gz!, [...g.shape, 1]), x, w, b, needs);
   },
 });
+
+/** conv1dCausalSilu's bias: f32 [C] for x [B, L, C] (the composite path checks it too). */
+function convSiluBias(x: Tensor, b: Tensor): void {
+  needF32("conv1dCausalSilu", b);
+  if (!sameShape(b.shape, [x.shape[2]])) throw new ShapeError(`conv1dCausalSilu: the bias must be [C] = [${x.shape[2]}] for x ${showShape(x.shape)}, got ${showShape(b.shape)}`);
+}
 
 definePrimitive("conv1dCausalSilu", {
   shape: ([x, w, b, prefix]) => {
     const { shape } = primitive("conv1dCausal").shape(prefix ? [x, w, prefix] : [x, w], {});
-    needF32("conv1dCausalSilu", b);
-    if (!sameShape(b.shape, [x.shape[2]])) throw new ShapeError(`conv1dCausalSilu: the bias must be [C] = [${x.shape[2]}] for x ${showShape(x.shape)}, got ${showShape(b.shape)}`);
+    convSiluBias(x, b);
     return { shape, dtype: "f32" };
   },
   flops: ([x, w]) => 2 * x.size * w.shape[1] + 7 * x.size,
@@ -259,10 +271,7 @@ definePrimitive("linearSoftplus", {
   vjp: (g, [x, w, b], y, _p, needs) => {
     const pre = add(matmul(x, w), b);
     const [gz] = primitive("unary").vjp(g, [pre], y, { op: "softplus" });
-    const [dx, dw] = needs?.[0] === false && needs?.[1] === false
-      ? [null, null]
-      : primitive("matmul").vjp(gz!, [x, w], gz!, { transA: false, transB: false }, [needs?.[0] ?? true, needs?.[1] ?? true]);
-    return [dx, dw, needs?.[2] === false ? null : sumTo(gz!, b.shape)];
+    return linearVjp(gz!, x, w, b, needs);
   },
 });
 
@@ -430,7 +439,7 @@ export function linearSigmoid(x: Tensor, w: Tensor, b: Tensor): Tensor {
 export function conv1dCausalSilu(x: Tensor, w: Tensor, b: Tensor, prefix?: Tensor): Tensor {
   if (getBackend().prefersComposite?.("conv1dCausalSilu")) {
     const y = conv1dCausal(x, w, prefix);
-    if (!sameShape(b.shape, [x.shape[2]])) throw new ShapeError(`conv1dCausalSilu: the bias must be [C] = [${x.shape[2]}] for x ${showShape(x.shape)}, got ${showShape(b.shape)}`);
+    convSiluBias(x, b);
     return silu(add(y, b));
   }
   return bind("conv1dCausalSilu", prefix ? [x, w, b, prefix] : [x, w, b], {});

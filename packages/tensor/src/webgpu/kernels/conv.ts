@@ -6,12 +6,13 @@
 import type { KernelArg } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, workgroupCombine, type GpuCtx } from "../context.ts";
 import { reduceGroups } from "./reduce.ts";
+import { unaryExpr } from "./elementwise.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
 
 const WG = 256;
 
-/** conv1dCausalSilu's store: silu(s + bias) as the add and the unary kernel write it (z · m_sigmoid(z)). */
-const CONV_ACT_STORE = (dst: string, bias: string) => `let z = s + ${bias}; ${dst} = z * m_sigmoid(z);`;
+/** conv1dCausalSilu's store: silu(s + bias) as the add and the unary kernel write it. */
+const CONV_ACT_STORE = (dst: string, bias: string) => `let z = s + ${bias}; ${dst} = ${unaryExpr("silu", "z")};`;
 
 /**
  * Knobs of the causal conv kernels (benchmarks and tests; the defaults are the library's

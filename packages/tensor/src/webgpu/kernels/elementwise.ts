@@ -201,6 +201,15 @@ const UNARY: [UnaryOp, (x: string) => string][] = [
   ["sign", (x) => `select(select(select(m_nan(), 0.0f, ${x} == 0.0f), -1.0f, ${x} < 0.0f), 1.0f, ${x} > 0.0f)`],
 ];
 const UNARY_CODE = new Map(UNARY.map(([name], k) => [name, k]));
+const UNARY_FN = new Map(UNARY);
+
+/**
+ * The unary kernel's WGSL expression of `op` on `x`: fused kernels that apply an activation before
+ * their store (ssmGate, the conv's silu, linearSoftplus) use it, so they round as that kernel does.
+ */
+export function unaryExpr(op: UnaryOp, x: string): string {
+  return UNARY_FN.get(op)!(x);
+}
 
 export function unaryKernel(ctx: GpuCtx, [x]: readonly KernelArg[], out: KernelArg, p: PrimParams["unary"]): void {
   runMap(ctx, {
@@ -316,6 +325,6 @@ export function castKernel(ctx: GpuCtx, [x]: readonly KernelArg[], out: KernelAr
 export function ssmGateKernel(ctx: GpuCtx, [y, u, d, z]: readonly KernelArg[], out: KernelArg): void {
   runMap(ctx, {
     label: "ssmGate", family: "ssmGate", out, ins: [y, u, d, z], math: true,
-    body: ([vy, vu, vd, vz]) => `let sg_a = ${vz} * m_sigmoid(${vz}); let sg_p = ${vu} * ${vd}; let sg_s = ${vy} + sg_p; r = sg_s * sg_a;`,
+    body: ([vy, vu, vd, vz]) => `let sg_a = ${unaryExpr("silu", vz)}; let sg_p = ${vu} * ${vd}; let sg_s = ${vy} + sg_p; r = sg_s * sg_a;`,
   });
 }

@@ -4,7 +4,7 @@
  * a thread per output (four adjacent columns as a vec4 where c is a multiple of 4) walks k in
  * order; x[row, k] is one address for all the threads of a row (a broadcast read) and w[k, ·] a
  * coalesced run that stays in cache. The bias is added and the softplus taken (the elementwise
- * kernel's m_softplus) before the one store: the composite's matmul, add and softplus each wrote
+ * kernel's softplus, unaryExpr) before the one store: the composite's matmul, add and softplus each wrote
  * and re-read the [M, c] output (at M = 61440, c = 512: 126 MB a pass).
  *
  * The sums run in k order from 0, as the tiled matmul's; a shader compiler may contract a
@@ -14,12 +14,14 @@
 import type { KernelArg } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, prod, pu, type GpuCtx } from "../context.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
+import { unaryExpr } from "./elementwise.ts";
 
 const WG = 256;
 
 function wgsl(vec: boolean): string {
   const T = vec ? "vec4<f32>" : "f32";
-  const act = vec ? "vec4<f32>(m_softplus(v.x), m_softplus(v.y), m_softplus(v.z), m_softplus(v.w))" : "m_softplus(v)";
+  const sp = (x: string) => unaryExpr("softplus", x);
+  const act = vec ? `vec4<f32>(${sp("v.x")}, ${sp("v.y")}, ${sp("v.z")}, ${sp("v.w")})` : sp("v");
   return `${header(3, [{ name: "out", type: T, write: true }, { name: "x", type: "f32" }, { name: "w", type: T }, { name: "b", type: T }])}
 ${WGSL_MATH}
 @compute @workgroup_size(${WG})
