@@ -175,12 +175,36 @@ export function crossTokenAttention(
   m: MemoryConfig,
   opts: { weights?: boolean; values?: ReadValues } = {},
 ): CrossTokenRead {
+  const { attn, scale, ...rest } = crossTokenRead(p, h, stateSrc, read, m, opts);
+  return { c: mul(attn, reshape(scale, [...scale.shape, 1])), ...rest };
+}
+
+/** crossTokenAttention before its gate: the read and the per-position factor that scales it. */
+export interface CrossTokenParts extends Omit<CrossTokenRead, "c"> {
+  /** Attn(h W_q, notes W_k, notes W_v) [B, L, S] (with values "notes": before W_v). */
+  attn: Tensor;
+  /** 1[I_state > τ2] ⊙ I_state [B, L]: c_tok = attn ⊙ scale. */
+  scale: Tensor;
+}
+
+/**
+ * crossTokenAttention with c_tok left in its two factors, c_tok = attn ⊙ scale[..., None]: a caller
+ * whose next step is linear in c_tok (the fusion, Eq. 12) scales its product's rows instead
+ * (`fuseInto`: one addMatmul), with no [B, L, S] multiply.
+ */
+export function crossTokenRead(
+  p: CrossTokenParams,
+  h: Tensor,
+  stateSrc: Tensor,
+  read: PoolRead,
+  m: MemoryConfig,
+  opts: { weights?: boolean; values?: ReadValues } = {},
+): CrossTokenParts {
   const score = stateImportance(p.state, stateSrc);
   const gate = noGrad(() => gt(score, m.tau2));
   const wv = opts.values === "notes" ? null : p.v.w;
   const { out: attn, weights } = opts.weights ? readPoolAttention(h, p.q.w, read, p.k.w, wv, true) : { out: readPoolAttention(h, p.q.w, read, p.k.w, wv), weights: undefined };
-  const c = mul(attn, reshape(mul(gate, score), [...score.shape, 1]));
-  return { c, score, gate, weights };
+  return { attn, scale: mul(gate, score), score, gate, weights };
 }
 
 /**

@@ -14,7 +14,7 @@
  * stream as the backbone made it. (A bias would add the same vector to every token, and at
  * nn.Linear's init scale it would swamp the 0.02-scale embeddings.)
  */
-import { addN, concat, conv1dCausal, full, matmul, mul, noGrad, random, sigmoid, zeros, type Tensor } from "@memmamba/tensor";
+import { add, addMatmul, addN, concat, conv1dCausal, full, matmul, mul, noGrad, random, reshape, sigmoid, zeros, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
 import { carriedTail, initLinear, linear, type Key, type Linear } from "./nn.ts";
 
@@ -96,4 +96,26 @@ export function fusionTerm(p: FusionParams, kind: FusionKind, x: Tensor, c: Tens
 /** Eq. 12: x̄ = x + Σ F(c), the memory terms added to the residual stream (one addN: the same bits as the adds in order). */
 export function fuseMemory(x: Tensor, terms: readonly Tensor[]): Tensor {
   return addN([x, ...terms]);
+}
+
+/**
+ * acc + F(c ⊙ scale[..., None]): one term of Eq. 12 added to a running sum (the stream x first),
+ * the read c [B, L, S'] scaled per position by `scale` [B, L] where given (the read gate), with
+ * fusionTerm's `convState` and `pre`. The weighted fusion without a bias is one addMatmul: c's
+ * product with the folded weight, its rows scaled and added to acc in the product's store (no
+ * [B, L, S] scaling, no [B, L, d] term written and read back). The other kinds scale c, then add
+ * fusionTerm's term. Equal to acc + fusionTerm(…, c ⊙ scale, …).term up to f32 rounding (bit for
+ * bit where nothing is folded: the same ops in the same order).
+ */
+export function fuseInto(
+  acc: Tensor, p: FusionParams, kind: FusionKind, x: Tensor, c: Tensor,
+  opts: { scale?: Tensor; convState?: Tensor; pre?: Tensor } = {},
+): { out: Tensor; state?: Tensor } {
+  const { scale, convState, pre } = opts;
+  if (kind === "weighted" && !p.proj.b) {
+    const w = pre ? matmul(pre, p.proj.w) : p.proj.w;
+    return { out: addMatmul(acc, c, mul(w, p.scale!), scale) };
+  }
+  const f = fusionTerm(p, kind, x, scale ? mul(c, reshape(scale, [...scale.shape, 1])) : c, convState, pre);
+  return { out: add(acc, f.term), state: f.state };
 }

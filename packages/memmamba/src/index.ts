@@ -13,10 +13,10 @@ export { poolSummary, type PoolingKind } from "./pooling.ts";
 export { initNote, scoreNotes, stateSummary, takeNotes, tokenImportance, type NoteParams, type Notes, type ScoredNotes } from "./note.ts";
 export { initPoolState, insertNote, insertNoteTraced, readPool, selectNotes, type InsertTrace, type PoolRead, type PoolState } from "./pool.ts";
 export {
-  crossLayerAttention, crossTokenAttention, initCrossLayer, initCrossToken, poolAttention, poolAttentionWeighted, stateImportance, type ReadValues,
-  type CrossLayerParams, type CrossTokenParams, type CrossTokenRead,
+  crossLayerAttention, crossTokenAttention, crossTokenRead, initCrossLayer, initCrossToken, poolAttention, poolAttentionWeighted, stateImportance, type ReadValues,
+  type CrossLayerParams, type CrossTokenParams, type CrossTokenParts, type CrossTokenRead,
 } from "./attention.ts";
-export { FUSION_CONV_K, fuseMemory, fusionTerm, initFusion, initFusionState, type FusionKind, type FusionParams } from "./fusion.ts";
+export { FUSION_CONV_K, fuseInto, fuseMemory, fusionTerm, initFusion, initFusionState, type FusionKind, type FusionParams } from "./fusion.ts";
 export {
   initLayer, initLayerState, memMambaLayer, type LayerContext, type LayerCounts, type LayerParams, type LayerResult, type LayerState,
   type LayerTrace,

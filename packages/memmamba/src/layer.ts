@@ -14,8 +14,8 @@
  */
 import { isRecording, matmul, max, mul, noGrad, random, reshape, sum, tidy, type Tensor } from "@memmamba/tensor";
 import { crossLayerSources, hasCrossLayer, usesMemory, type ModelConfig } from "./config.ts";
-import { crossLayerAttention, crossTokenAttention, initCrossLayer, initCrossToken, type CrossLayerParams, type CrossTokenParams } from "./attention.ts";
-import { fuseMemory, fusionTerm, initFusion, initFusionState, type FusionParams } from "./fusion.ts";
+import { crossLayerAttention, crossTokenRead, initCrossLayer, initCrossToken, type CrossLayerParams, type CrossTokenParams } from "./attention.ts";
+import { fuseInto, initFusion, initFusionState, type FusionParams } from "./fusion.ts";
 import { initMamba, initMambaState, mambaBlock, type MambaParams, type MambaState } from "./mamba.ts";
 import { rmsNorm, rmsNormalize, type Key } from "./nn.ts";
 import { initNote, scoreNotes, type NoteParams } from "./note.ts";
@@ -170,17 +170,19 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
     ({ read, next: pool } = selectNotes(notes ?? scored, m, state?.pool));
   }
 
-  const terms: Tensor[] = [];
+  // x̄ = x_l + F_tok(c_tok) + F_lay(c_lay) (Eq. 12), each term added in turn (fuseInto)
+  let out = y;
   const next: LayerState | undefined = state ? { mamba: mo.state!, pool } : undefined;
-  let tok: ReturnType<typeof crossTokenAttention> | undefined;
+  let tok: ReturnType<typeof crossTokenRead> | undefined;
   let cLay: Tensor | undefined;
   // the reads return the notes' weighted sums and W_v goes into the fusion's projection
-  // (attention.ts, ReadValues); a trace reports c as Eq. 6/7 write it, c·W_v, computed aside so
-  // that tracing changes no number
+  // (attention.ts, ReadValues); the read gate scales the projection's rows (fuseInto); a trace
+  // reports c as Eq. 6/7 write it, gated and times W_v, computed aside so that tracing changes no
+  // number
   if (m.crossToken) {
-    tok = crossTokenAttention(p.crossToken!, h, m.stateScore === "scan" ? rmsNormalize(mo.scan!, cfg.normEps) : h, read, m, { weights: ctx.trace, values: "notes" });
-    const f = fusionTerm(p.fuseTok!, m.fusion, y, tok.c, state?.fuseTok, p.crossToken!.v.w);
-    terms.push(f.term);
+    tok = crossTokenRead(p.crossToken!, h, m.stateScore === "scan" ? rmsNormalize(mo.scan!, cfg.normEps) : h, read, m, { weights: ctx.trace, values: "notes" });
+    const f = fuseInto(out, p.fuseTok!, m.fusion, y, tok.attn, { scale: tok.scale, convState: state?.fuseTok, pre: p.crossToken!.v.w });
+    out = f.out;
     if (next && f.state) next.fuseTok = f.state;
   }
   if (hasCrossLayer(cfg, l)) {
@@ -191,8 +193,8 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
     });
     const c = crossLayerAttention(p.crossLayer!, h, sources, { values: "notes" });
     cLay = c;
-    const f = fusionTerm(p.fuseLay!, m.fusion, y, c, state?.fuseLay, p.crossLayer!.v.w);
-    terms.push(f.term);
+    const f = fuseInto(out, p.fuseLay!, m.fusion, y, c, { convState: state?.fuseLay, pre: p.crossLayer!.v.w });
+    out = f.out;
     if (next && f.state) next.fuseLay = f.state;
   }
 
@@ -206,10 +208,10 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
     ? {
       tokenScore: scored.score,
       write: scored.write,
-      ...(tok ? { stateScore: tok.score, readGate: tok.gate, crossToken: matmul(tok.c, p.crossToken!.v.w), attention: tok.weights } : {}),
+      ...(tok ? { stateScore: tok.score, readGate: tok.gate, crossToken: matmul(mul(tok.attn, reshape(tok.scale, [B, L, 1])), p.crossToken!.v.w), attention: tok.weights } : {}),
       ...(cLay ? { crossLayer: matmul(cLay, p.crossLayer!.v.w) } : {}),
       ...(inserted ? { accepted: reshape(inserted.accepted, [B, 1]), evicted: reshape(inserted.evicted, [B, 1]) } : {}),
     }
     : undefined;
-  return { x: fuseMemory(y, terms), read, state: next, counts, trace };
+  return { x: out, read, state: next, counts, trace };
 }

@@ -11,7 +11,7 @@
  * recurrent step is this block on a sequence of length 1.
  */
 import {
-  add, conv1dCausal, conv1dCausalSilu, exp, fromArray, full, isRecording, linearSoftplus, log, maximum, matmul, mul, neg, noGrad, random, selectiveScan, silu,
+  add, addMatmul, conv1dCausal, conv1dCausalSilu, exp, fromArray, full, isRecording, linearSoftplus, log, maximum, matmul, mul, neg, noGrad, random, selectiveScan, silu,
   sliceAxis, softplus, ssmGate, sub, tidy, zeros, type Tensor,
 } from "@memmamba/tensor";
 import { dims, type ModelConfig } from "./config.ts";
@@ -144,7 +144,8 @@ function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state: Mam
   // (y + D ⊙ u) ⊙ SiLU(z): one pass unless the readout itself is wanted
   const scan = wantScan ? add(y, mul(u, p.D)) : undefined;
   const gated = scan ? mul(scan, silu(z)) : ssmGate(y, u, p.D, z);
-  const out = add(x, matmul(gated, p.outProj.w));
+  // the residual add in out_proj's store (addMatmul: the same bits as the add after the product)
+  const out = addMatmul(x, gated, p.outProj.w);
   if (!state) return { out, scan };
   const next: MambaState = { conv: carriedTail(state.conv, xIn), ssm: hL! };
   return { out, scan, state: next };

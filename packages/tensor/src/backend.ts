@@ -140,6 +140,11 @@ export interface PrimParams {
    * = max over c in [j·r, j·r + r) of (x[i]·w)[c] where rows[i] ≠ 0, else 0 → [..., N / r].
    */
   matmulRowsMax: { r: number };
+  /**
+   * c + (a·w) ⊙ s (ops/linalg.ts, addMatmul), inputs [c [..., R, N], a [..., R, K], w [K, N]] or
+   * with s [..., R]: a matmul whose store scales its rows and adds c.
+   */
+  addMatmul: Record<string, never>;
   /** For each position, the earlier marked positions a `k`-slot memory holds (`last`: FIFO, `top`: by score). */
   causalSelect: { k: number; mode: "last" | "top" };
   /** The linear recurrence h_t = a_t · h_{t-1} + b_t along the sequence axis. */

@@ -16,7 +16,7 @@ import fc from "fast-check";
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import {
-  abs, add, bind, broadcastTo, concat, conv1dCausal, conv1dCausalSilu, cos, linearSigmoid, linearSoftplus, ssmGate, crossEntropy, div, eq, exp, gather, gt, log, logSoftmax,
+  abs, add, addMatmul, bind, broadcastTo, concat, conv1dCausal, conv1dCausalSilu, cos, linearSigmoid, linearSoftplus, ssmGate, crossEntropy, div, eq, exp, gather, gt, log, logSoftmax,
   logsumexp, matmul, matmulRows, max, maximum, mean, minimum, mT, mul, neg, pad, pow, primitive, reciprocal, relu, reshape,
   rsqrt, scan, scatterAdd, sigmoid, sign, silu, sin, slice, sliceAxis, softmax, softplus, sqrt, square, stack, sub,
   sum, tanh, transpose, where, fromArray, valueAndGrad, readCounters, resetCounters, disposeTree, getBackend, rmsNormalize, tidy,
@@ -383,6 +383,12 @@ describe("gradients: nn", () => {
     (ins) => check((xs) => conv1dCausalSilu(xs[0], xs[1], xs[2], xs[3]), ins, "conv1dCausalSilu"), 15);
   gradProp("linearSoftplus (x, w and b)", fc.tuple(shapeArb(1, 2, 4), dimArb(5), dimArb(6)).chain(([lead, r, c]) => fc.tuple(input([...lead, r]), input([r, c]), input([c]))),
     (ins) => check((xs) => linearSoftplus(xs[0], xs[1], xs[2]), ins, "linearSoftplus"), 15);
+  gradProp("addMatmul (c, a, w and the row scale)", fc.tuple(shapeArb(1, 2, 4), dimArb(5), dimArb(6)).chain(([lead, K, N]) =>
+    fc.tuple(input([...lead, N]), input([...lead, K]), input([K, N]), input(lead))),
+    (ins) => check((xs) => addMatmul(xs[0], xs[1], xs[2], xs[3]), ins, "addMatmul"), 15);
+  gradProp("addMatmul without a scale (c, a and w)", fc.tuple(shapeArb(1, 2, 4), dimArb(5), dimArb(6)).chain(([lead, K, N]) =>
+    fc.tuple(input([...lead, N]), input([...lead, K]), input([K, N]))),
+    (ins) => check((xs) => addMatmul(xs[0], xs[1], xs[2]), ins, "addMatmul without a scale"), 10);
   gradProp("ssmGate (y, u, D and z)", shapeArb(1, 3, 4).chain((sh) => fc.tuple(input(sh), input(sh), input([sh[sh.length - 1]]), input(sh))),
     (ins) => check((xs) => ssmGate(xs[0], xs[1], xs[2], xs[3]), ins, "ssmGate"), 15);
   gradProp("conv1dCausal with a prefix (x, w and the prefix)", fc.tuple(blc, dimArb(4)).chain(([[B, L, C], K]) => fc.tuple(input([B, L, C]), input([C, K]), input([B, K - 1, C]))),

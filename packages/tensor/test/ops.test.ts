@@ -5,7 +5,7 @@
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import {
-  add, broadcastTo, concat, conv1dCausal, conv1dCausalSilu, crossEntropy, linearSigmoid, linearSoftplus, sigmoid, silu, softplus, ssmGate, disposeTree, div, eq, exp, fromArray, gather, ge, getBackend, grad, gt, keep,
+  add, addMatmul, broadcastTo, concat, conv1dCausal, conv1dCausalSilu, crossEntropy, linearSigmoid, linearSoftplus, sigmoid, silu, softplus, ssmGate, disposeTree, div, eq, exp, fromArray, gather, ge, getBackend, grad, gt, keep,
   le, liveBuffers, log, logSoftmax, logsumexp, lt, matmul, max, maximum, mean, minimum, mT, mul, ne, noGrad, oneHot, pad,
   reshape, scan, scatterAdd, ShapeError, slice, sliceAxis, softmax, stack, sub, sum, Tensor, tidy, transpose,
   valueAndGrad, where,
@@ -629,6 +629,59 @@ describe("ops: nn", () => {
     expectThrow(() => linearSoftplus(x, t(iota(6), [3, 2]), t([0, 0, 0], [3])), ["linearSoftplus", "[3, 2]", "[3]"]);
     expectThrow(() => linearSoftplus(x, t(iota(8), [4, 2]), t([0, 0], [2])), ["linearSoftplus", "[2, 3]", "[4, 2]"]);
     expectThrow(() => linearSoftplus(t(iota(3), [3]), t(iota(6), [3, 2]), t([0, 0], [2])), ["linearSoftplus", "rank ≥ 2", "[3]"]);
+  });
+
+  bt("addMatmul: c + (a·w) ⊙ s as matmul, mul and add give it (bit for bit off the GPU, within a contracted multiply-add on it; fused store and scratch pass), forward and backward; bad shapes named", async () => {
+    const gpu = getBackend().name === "webgpu";
+    const { matmulTuning, SMALL_TILE, MID_TILE } = await import("../src/webgpu/kernels/matmul.ts");
+    // on the GPU: the planner's choice, the generic small tile (guarded scalar stores), a
+    // specialised tile (vec4 stores where N allows; k loop not unrolled: lavapipe compiles the
+    // unrolled one for minutes) and the untiled kernel (the scratch pass)
+    const forces = gpu ? [null, SMALL_TILE, MID_TILE, "untiled" as const] : [null];
+    const unroll = matmulTuning.unrollBig;
+    matmulTuning.unrollBig = false;
+    const near = async (what: string, a: Tensor, b: Tensor) => {
+      const [va, vb] = [await vals(a), await vals(b)];
+      expect(va.length).toBe(vb.length);
+      va.forEach((v, i) => {
+        if (!(Math.abs(v - vb[i]) <= 1e-5 * (1 + Math.abs(vb[i])))) throw new Error(`${what}: element ${i}: fused ${v}, composite ${vb[i]}`);
+      });
+    };
+    try {
+      for (const force of forces) {
+        matmulTuning.force = force;
+        // [lead, K, N]: the fusion's [L, 64]·[64, 256] shape, N not a multiple of 4, one column (the row dot), K 1, no rows
+        for (const [lead, K, N] of [[[2, 37], 64, 256], [[3, 20], 17, 30], [[45], 12, 1], [[2, 5], 1, 8], [[0, 3], 4, 4]] as [number[], number, number][]) {
+          const R = lead.reduce((p, q) => p * q, 1);
+          for (const scaled of [false, true]) {
+            const p = {
+              c: t(Array.from(randArray(R * N, 71 + N, -3, 3)), [...lead, N]), a: t(Array.from(randArray(R * K, 72 + K, -2, 2)), [...lead, K]),
+              w: t(Array.from(randArray(K * N, 73, -1, 1)), [K, N]), s: t(Array.from(randArray(R, 74, -2, 2)), lead),
+            };
+            const cot = t(Array.from(randArray(R * N, 75)), [...lead, N]);
+            const fused = (q: typeof p) => addMatmul(q.c, q.a, q.w, scaled ? q.s : undefined);
+            const composite = (q: typeof p) => add(q.c, scaled ? mul(matmul(q.a, q.w), reshape(q.s, [...lead, 1])) : matmul(q.a, q.w));
+            const what = `${force === null ? "planned" : typeof force === "string" ? force : `${force.BM}x${force.BN}`} [${lead}] × ${K} → ${N}${scaled ? " scaled" : ""}`;
+            const yf = fused(p);
+            expect(yf.shape).toEqual([...lead, N]);
+            await fusedClose(gpu, `${what} y`, yf, composite(p));
+            // the gradients take another order of products (diag(s)·a first): close, not bit for bit
+            const gf = valueAndGrad((q: typeof p) => sum(mul(fused(q), cot)))(p), gc = valueAndGrad((q: typeof p) => sum(mul(composite(q), cot)))(p);
+            for (const k of ["c", "a", "w", ...(scaled ? ["s"] : [])] as const) await near(`${what} d${k}`, gf.grads[k as "c"], gc.grads[k as "c"]);
+            disposeTree([p, cot, yf, gf, gc]);
+          }
+        }
+      }
+    } finally {
+      matmulTuning.force = null;
+      matmulTuning.unrollBig = unroll;
+    }
+    const c = t(iota(8), [2, 4]), a = t(iota(6), [2, 3]), w = t(iota(12), [3, 4]);
+    expectThrow(() => addMatmul(c, a, t(iota(8), [4, 2])), ["addMatmul", "[2, 3]", "[4, 2]"]);
+    expectThrow(() => addMatmul(t(iota(4), [1, 4]), a, w), ["addMatmul", "c [1, 4]", "[2, 4]", "no broadcast"]);
+    expectThrow(() => addMatmul(c, a, w, t([1, 2, 3], [3])), ["addMatmul", "row scale [3]", "[2]"]);
+    expectThrow(() => addMatmul(c, t(iota(3), [3]), w), ["addMatmul", "[3]", "[..., R, K]"]);
+    expectThrow(() => addMatmul(c, a, w, fromArray(Int32Array.from([1, 2]), [2], "i32")), ["addMatmul", "f32", "i32"]);
   });
 
   bt("ssmGate: (y + u ⊙ D) ⊙ silu(z) as the four ops give it (bit for bit off the GPU, within a rounding of y + u·D on it), forward and backward; bad shapes named", async () => {

@@ -2,7 +2,7 @@
 import type { HostArray, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../backend.ts";
 import { addNKernel, unaryGradKernel, adamwKernel, adamwGroupKernel, adamwStepKernel, binaryKernel, castKernel, compareKernel, fillKernel, ssmGateKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
-import { linearSigmoidKernel, linearSoftplusKernel, matmulKernel, matmulRowsKernel, matmulRowsMaxKernel } from "./matmul.ts";
+import { addMatmulKernel, linearSigmoidKernel, linearSoftplusKernel, matmulKernel, matmulRowsKernel, matmulRowsMaxKernel } from "./matmul.ts";
 import { maxGradKernel, reduceKernel } from "./reduce.ts";
 import { causalSelectKernel } from "./select.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
@@ -45,6 +45,7 @@ export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
   matmul: matmulKernel,
   matmulRows: matmulRowsKernel,
   matmulRowsMax: matmulRowsMaxKernel,
+  addMatmul: addMatmulKernel,
   reshape: () => {
     throw new Error("internal: reshape is a view and runs no kernel");
   },

@@ -126,6 +126,21 @@ export function linearSoftplusKernel([x, w, b]: CpuArg[], out: CpuArg): void {
   for (let i = 0; i < v.length; i++) v[i] = dmSoftplus(Math.fround(v[i] + bias[i % c]));
 }
 
+/**
+ * c + (a·w) ⊙ s (addMatmul): the matmul kernel above into the output, then the row scale and the
+ * add, each rounded to f32 as the elementwise kernels round them: the bits of the ops in turn.
+ */
+export function addMatmulKernel([c, a, w, s]: CpuArg[], out: CpuArg): void {
+  matmulKernel([a, w], out, { transA: false, transB: false });
+  const v = out.data as Float32Array, add = c.data as Float32Array, N = w.shape[1];
+  if (!s) {
+    for (let i = 0; i < v.length; i++) v[i] = add[i] + v[i];
+    return;
+  }
+  const scale = s.data as Float32Array;
+  for (let r = 0, i = 0; r < scale.length; r++) for (let j = 0; j < N; j++, i++) v[i] = add[i] + Math.fround(v[i] * scale[r]);
+}
+
 /** v[at … at + n) ← sigmoid(v + bias), the add rounded to f32 as the add kernel rounds it (linearSigmoid's epilogue, CPU and wasm). */
 export function biasSigmoidInPlace(v: Float32Array, at: number, n: number, bias: number): void {
   for (let i = at; i < at + n; i++) v[i] = dmSigmoid(Math.fround(v[i] + bias));

@@ -3,9 +3,9 @@ import { bind, definePrimitive, primitive } from "../dispatch.ts";
 import { getBackend } from "../engine.ts";
 import { broadcastShapes, sameShape, ShapeError, showShape, sizeOf, type CheckMatmul, type MatmulShape, type Shape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
-import { where } from "./elementwise.ts";
+import { add, mul, where } from "./elementwise.ts";
 import { reshape } from "./movement.ts";
-import { max, sumTo } from "./reduce.ts";
+import { max, sum, sumTo } from "./reduce.ts";
 
 function dims(x: Tensor, trans: boolean): [number, number] {
   const r = x.shape[x.rank - 2], c = x.shape[x.rank - 1];
@@ -151,4 +151,59 @@ export function matmulRowsMax(x: Tensor, w: Tensor, rows: Tensor, r: number): Te
     return max(reshape(y, [...y.shape.slice(0, -1), y.shape[y.rank - 1] / r, r]), -1);
   }
   return bind("matmulRowsMax", [x, w, rows], { r });
+}
+
+/** addMatmul's operands: a [..., R, K], w [K, N], c [..., R, N] (a's batch), s [..., R] when given; all f32. */
+function addMatmulShapes(c: Tensor, a: Tensor, w: Tensor, s: Tensor | undefined): number[] {
+  const ss = s ? [s] : [];
+  for (const t of [c, a, w, ...ss]) if (t.dtype !== "f32") throw new ShapeError(`addMatmul: expects f32 operands, got ${[c, a, w, ...ss].map((u) => u.dtype).join(", ")}`);
+  if (a.rank < 2 || w.rank !== 2 || a.shape[a.rank - 1] !== w.shape[0]) {
+    throw new ShapeError(`addMatmul: a ${showShape(a.shape)} and w ${showShape(w.shape)} must be [..., R, K] and [K, N]`);
+  }
+  const shape = [...a.shape.slice(0, -1), w.shape[1]];
+  if (!sameShape(c.shape, shape)) throw new ShapeError(`addMatmul: c ${showShape(c.shape)} must be the product's shape ${showShape(shape)} (no broadcast)`);
+  if (s && !sameShape(s.shape, a.shape.slice(0, -1))) {
+    throw new ShapeError(`addMatmul: the row scale ${showShape(s.shape)} must be a's shape without its last axis, ${showShape(a.shape.slice(0, -1))}`);
+  }
+  return shape;
+}
+
+definePrimitive("addMatmul", {
+  shape: ([c, a, w, s]) => ({ shape: addMatmulShapes(c, a, w, s), dtype: "f32" }),
+  flops: ([c, a, w, s]) => 2 * sizeOf(a.shape) * w.shape[1] + sizeOf(c.shape) * (s ? 2 : 1),
+  // c + diag(s)·(a·w) = c + (diag(s)·a)·w: the matmul's VJP at a ⊙ s, then through the scaling
+  // (t = g·wᵀ is [.., R, K]: neither gradient makes an [.., R, N] product beside g)
+  vjp: (g, [c, a, w, s], _y, _p, needs) => {
+    const dc = needs?.[0] === false ? null : g;
+    if (!s) {
+      const [da, dw] = primitive("matmul").vjp(g, [a, w], g, { transA: false, transB: false }, [needs?.[1] ?? true, needs?.[2] ?? true]);
+      return [dc, da, dw];
+    }
+    const sc = reshape(s, [...s.shape, 1]);
+    const wantA = needs?.[1] !== false, wantS = needs?.[3] !== false;
+    // dw = (a ⊙ s)ᵀ·g; t = g·wᵀ does not read a, so a alone stands in when dw is not wanted
+    const as = needs?.[2] === false ? a : mul(a, sc);
+    const [t, dw] = primitive("matmul").vjp(g, [as, w], g, { transA: false, transB: false }, [wantA || wantS, needs?.[2] ?? true]);
+    return [dc, wantA ? mul(t!, sc) : null, dw, wantS ? sum(mul(a, t!), -1) : null];
+  },
+});
+
+/**
+ * c + (a·w) ⊙ s: a matmul added to c (torch's addmm, with c of the product's shape), its rows
+ * first scaled by `s` where given. a [..., R, K], w [K, N], c [..., R, N], s [..., R] → [..., R, N].
+ * The numbers of add(c, mul(matmul(a, w), s[..., None])) (or add(c, matmul(a, w))): bit for bit on
+ * the CPU; on a GPU the scale and the add run in the matmul's store (up to a contracted
+ * multiply-add). A backend that prefers it (wasm: its SIMD ops) runs those ops.
+ *
+ * Why: a residual stream that takes a projection (MemMamba's fusion, Eq. 12: x + F(c)) reads and
+ * writes its [.., R, N] rows once, where matmul then add wrote the product and read it back; a
+ * per-row gate (the read gate's I_state) rides along instead of scaling the read first.
+ */
+export function addMatmul(c: Tensor, a: Tensor, w: Tensor, s?: Tensor): Tensor {
+  if (getBackend().prefersComposite?.("addMatmul")) {
+    addMatmulShapes(c, a, w, s);
+    const p = mm(a, w, false, false);
+    return add(c, s ? mul(p, reshape(s, [...s.shape, 1])) : p);
+  }
+  return bind("addMatmul", s ? [c, a, w, s] : [c, a, w], {});
 }

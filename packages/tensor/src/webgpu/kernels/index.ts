@@ -5,7 +5,7 @@ import { addNKernel, binaryKernel, castKernel, compareKernel, fillKernel, ssmGat
 import { gatherKernel, oneHotKernel, scatterAddKernel } from "./indexing.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
 import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
-import { linearSigmoidKernel, matmulKernel } from "./matmul.ts";
+import { addMatmulKernel, linearSigmoidKernel, matmulKernel } from "./matmul.ts";
 import { linearSoftplusKernel } from "./linear-softplus.ts";
 import { matmulRowsKernel, matmulRowsMaxKernel } from "./matmul-rows.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
@@ -46,6 +46,7 @@ export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   matmul: matmulKernel,
   matmulRows: matmulRowsKernel,
   matmulRowsMax: matmulRowsMaxKernel,
+  addMatmul: addMatmulKernel,
   reshape: () => {
     throw new Error("internal: reshape is a view and runs no kernel");
   },

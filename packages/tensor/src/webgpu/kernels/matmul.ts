@@ -38,7 +38,7 @@
  * matmulTuning knob or the device limits change; a call then only binds its buffers.
  */
 import type { KernelArg, PrimParams } from "../../backend.ts";
-import { broadcastStrides, ceilDiv, coalesce, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, strides, type GpuCtx } from "../context.ts";
+import { broadcastStrides, ceilDiv, coalesce, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, strides, type BufRef, type GpuCtx } from "../context.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
 
 export interface TileConfig {
@@ -244,6 +244,11 @@ interface MatmulVariant {
    * the scratch of partials (false: the code is exactly the unsplit kernel's).
    */
   split?: boolean;
+  /**
+   * addMatmul's store (never with split): "add" C = acc + D, "scaleAdd" C = acc · S[row] + D, D a
+   * buffer of C's shape and layout and S one f32 a row of C (false or absent: C = acc).
+   */
+  epi?: false | "add" | "scaleAdd";
 }
 
 const X = ["x", "y", "z", "w"];
@@ -266,6 +271,8 @@ function matmulWgsl(v: MatmulVariant): string {
     { name: "C", type: v.vecC ? "vec4<f32>" : "f32", write: true },
     { name: "A", type: v.vecA ? "vec4<f32>" : "f32" },
     { name: "B", type: v.vecB ? "vec4<f32>" : "f32" },
+    ...(v.epi ? [{ name: "D", type: v.vecC ? "vec4<f32>" : "f32" }] : []),
+    ...(v.epi === "scaleAdd" ? [{ name: "S", type: "f32" }] : []),
   ];
   code.push(header(nWords, decl));
   // k-major tiles as 2-D arrays: in the inner loop the k index is a constant (unrolled) and the
@@ -484,10 +491,19 @@ function matmulWgsl(v: MatmulVariant): string {
       const r = gm * 4 + i;
       code.push(`{ let m = m0 + (${gm * TYn}u + ty) * 4u + ${i}u;`);
       if (g) code.push(`if (m < M) {`);
+      if (v.epi === "scaleAdd") code.push(`let sm = S[m];`);
+      // the value stored at C[at] from the accumulator's part `x` (addMatmul's epilogue, if any)
+      const val = (x: string, at: string) => (v.epi === "scaleAdd" ? `${x} * sm + D[${at}]` : v.epi === "add" ? `${x} + D[${at}]` : x);
       for (let gn = 0; gn < GN; gn++) {
         code.push(`{ let n = n0 + (${gn * TXn}u + tx) * 4u; let o = cBase + m * N + n;`);
-        if (v.vecC) code.push(g ? `if (n < N) { C[o / 4u] = acc${r}_${gn}; }` : `C[o / 4u] = acc${r}_${gn};`);
-        else for (let e = 0; e < 4; e++) code.push(g ? `if (n + ${e}u < N) { C[o + ${e}u] = acc${r}_${gn}.${X[e]}; }` : `C[o + ${e}u] = acc${r}_${gn}.${X[e]};`);
+        const acc = `acc${r}_${gn}`;
+        if (v.vecC) code.push(g ? `if (n < N) { C[o / 4u] = ${val(acc, "o / 4u")}; }` : `C[o / 4u] = ${val(acc, "o / 4u")};`);
+        else {
+          for (let e = 0; e < 4; e++) {
+            const at = `o + ${e}u`;
+            code.push(g ? `if (n + ${e}u < N) { C[${at}] = ${val(`${acc}.${X[e]}`, at)}; }` : `C[${at}] = ${val(`${acc}.${X[e]}`, at)};`);
+          }
+        }
         code.push(`}`);
       }
       if (g) code.push(`}`);
@@ -728,6 +744,8 @@ interface PlannedLaunch {
   readonly wgsl: () => string;
   readonly params: Uint32Array;
   readonly groups: readonly [number, number, number];
+  /** The tiled kernel's variant (addMatmul derives its epilogue kernels from it). */
+  readonly variant?: MatmulVariant;
 }
 
 /**
@@ -828,16 +846,26 @@ function naiveGen(bRank: number, R: 1 | 4): () => string {
   return (naiveGens[bRank * 8 + R] ??= () => naiveWgsl(bRank, R));
 }
 
-export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: KernelArg, p: PrimParams["matmul"]): void {
-  // the bindings first: a tensor over the binding limit gets that error, not a grid's
-  const cOut = ctx.ref(out, "matmul"), aRef = ctx.ref(a, "matmul"), bRef = ctx.ref(b, "matmul");
+/** The cached launch plan of a problem (null: an empty output). */
+function planOf(ctx: GpuCtx, a: KernelArg, b: KernelArg, out: KernelArg, p: PrimParams["matmul"]): MatmulLaunchPlan | null {
   const key = problemKey(a.shape, b.shape, out.shape, p.transA, p.transB);
   let plan = matmulPlans.get(key, ctx.limits);
   if (plan === undefined) {
     plan = planLaunches(ctx.limits, a.shape, b.shape, out.shape, p);
     matmulPlans.set(key, plan);
   }
-  if (plan === null) return;
+  return plan;
+}
+
+export function matmulKernel(ctx: GpuCtx, [a, b]: readonly KernelArg[], out: KernelArg, p: PrimParams["matmul"]): void {
+  // the bindings first: a tensor over the binding limit gets that error, not a grid's
+  const cOut = ctx.ref(out, "matmul"), aRef = ctx.ref(a, "matmul"), bRef = ctx.ref(b, "matmul");
+  const plan = planOf(ctx, a, b, out, p);
+  if (plan !== null) dispatchPlan(ctx, plan, cOut, aRef, bRef);
+}
+
+/** The launches of a plan into C = cOut from A, B. */
+function dispatchPlan(ctx: GpuCtx, plan: MatmulLaunchPlan, cOut: BufRef, aRef: BufRef, bRef: BufRef): void {
   if (plan.rowDot) {
     const l = plan.main[0];
     ctx.dispatch({
@@ -969,6 +997,63 @@ function tiledLaunches(
   if (gx > maxDim || gy > maxDim) throw new RangeError(`webgpu matmul: [${m}, ${N}] needs ${gy}x${gx} workgroups, over the limit ${maxDim}`);
   const wgsl = () => matmulWgsl(v);
   const out: PlannedLaunch[] = [];
-  for (let q0 = 0; q0 < batches; q0 += maxDim) out.push({ key, wgsl, params: params(q0), groups: [gx, gy, Math.min(maxDim, batches - q0)] });
+  for (let q0 = 0; q0 < batches; q0 += maxDim) out.push({ key, wgsl, params: params(q0), groups: [gx, gy, Math.min(maxDim, batches - q0)], variant: v });
   return out;
+}
+
+/** addMatmul's epilogue kernels, by the tiled kernel's key and the epilogue. */
+const epiGens = new Map<string, () => string>();
+
+const EPI_WG = 256;
+/** The unfused epilogue: C = T · S[i / N] + D (or T + D), for products the tiled kernel does not store (row dots, untiled, split-K). */
+function epiWgsl(scale: boolean): string {
+  const bufs = [{ name: "C", type: "f32", write: true }, { name: "T", type: "f32" }, { name: "D", type: "f32" }, ...(scale ? [{ name: "S", type: "f32" }] : [])];
+  return `${header(2, bufs)}
+@compute @workgroup_size(${EPI_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let i = wg * ${EPI_WG}u + lid;
+  if (i >= ${pu(0)}) { return; }
+  C[i] = ${scale ? `T[i] * S[i / ${pu(1)}]` : "T[i]"} + D[i];
+}`;
+}
+const epiUnfusedGens = [() => epiWgsl(false), () => epiWgsl(true)];
+
+/**
+ * addMatmul (ops/linalg.ts): c + (a·w) ⊙ s, inputs [c, a, w] or [c, a, w, s]. Where the product
+ * runs the tiled kernel in one pass (not split over K) the scale and the add are that kernel's store
+ * (MatmulVariant.epi): C's rows are written once and the product never is. Otherwise the product
+ * goes to a scratch buffer and one elementwise pass finishes it.
+ */
+export function addMatmulKernel(ctx: GpuCtx, [c, a, w, s]: readonly KernelArg[], out: KernelArg): void {
+  const label = "addMatmul";
+  const cOut = ctx.ref(out, label), dRef = ctx.ref(c, label), aRef = ctx.ref(a, label), wRef = ctx.ref(w, label);
+  const sRef = s ? ctx.ref(s, label) : null;
+  const p = { transA: false, transB: false };
+  const plan = planOf(ctx, a, w, out, p);
+  if (plan === null) return;
+  const epi = s ? "scaleAdd" : "add";
+  const one = plan.main.length === 1 ? plan.main[0] : null;
+  if (one?.variant && !one.variant.split && plan.scratchBytes === 0) {
+    const key = `${one.key}:${epi}`;
+    let wgsl = epiGens.get(key);
+    if (!wgsl) {
+      const v: MatmulVariant = { ...one.variant, epi };
+      epiGens.set(key, (wgsl = () => matmulWgsl(v)));
+    }
+    ctx.dispatch({ label, key, wgsl, buffers: sRef ? [cOut, aRef, wRef, dRef, sRef] : [cOut, aRef, wRef, dRef], params: one.params, groups: one.groups });
+    return;
+  }
+  const n = prod(out.shape);
+  const t = ctx.temp(n * 4);
+  try {
+    dispatchPlan(ctx, plan, t, aRef, wRef);
+    ctx.dispatch({
+      label, key: s ? "addMatmul:epi:scale" : "addMatmul:epi", wgsl: epiUnfusedGens[s ? 1 : 0],
+      buffers: sRef ? [cOut, t, dRef, sRef] : [cOut, t, dRef],
+      params: new ParamWords().u(n).u(w.shape[1]).words(), groups: grid(ceilDiv(n, EPI_WG), ctx.limits.maxComputeWorkgroupsPerDimension),
+    });
+  } finally {
+    ctx.releaseTemp(t);
+  }
 }
