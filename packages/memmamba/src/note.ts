@@ -49,9 +49,16 @@ export function tokenImportance(p: Linear, x: Tensor): Tensor {
  * the same numbers) and the others are the pooling of zeros: for notes that no pool will ever hold.
  */
 export function stateSummary(p: Linear, x: Tensor, m: MemoryConfig, key?: Key, rows?: Tensor): Tensor {
-  // max pooling of the kept rows outside a gradient: one launch (matmulRowsMax), with no [..., S·r] product in memory
-  if (rows && m.pooling === "max" && !isRecording()) return matmulRowsMax(x, p.w, rows, m.summaryWindow);
-  return poolSummary(rows ? matmulRows(x, p.w, rows) : matmul(x, p.w), m.summaryWindow, m.pooling, { threshold: m.tmaxavgThreshold, key });
+  return heldSummary(p, x, m, key, rows);
+}
+
+/** stateSummary with each row then scaled by `scale` [B, L] where given (the note's I_token). */
+function heldSummary(p: Linear, x: Tensor, m: MemoryConfig, key?: Key, rows?: Tensor, scale?: Tensor): Tensor {
+  // max pooling of the kept rows outside a gradient: one launch (matmulRowsMax, the scale in its
+  // store), with no [..., S·r] product in memory
+  if (rows && m.pooling === "max" && !isRecording()) return matmulRowsMax(x, p.w, rows, m.summaryWindow, scale);
+  const s = poolSummary(rows ? matmulRows(x, p.w, rows) : matmul(x, p.w), m.summaryWindow, m.pooling, { threshold: m.tmaxavgThreshold, key });
+  return scale ? mul(s, reshape(scale, [...scale.shape, 1])) : s;
 }
 
 /** What a layer offers its pool at each position (Eq. 5/8/9). */
@@ -88,6 +95,6 @@ export interface ScoredNotes {
 export function scoreNotes(p: NoteParams, x: Tensor, m: MemoryConfig, key?: Key): ScoredNotes {
   const score = tokenImportance(p.token, x);
   const write = noGrad(() => gt(score, m.tau1));
-  const noteOf = (rows?: Tensor) => mul(stateSummary(p.summary, x, m, key, rows), reshape(score, [...score.shape, 1]));
+  const noteOf = (rows?: Tensor) => heldSummary(p.summary, x, m, key, rows, score);
   return { score, write, noteOf };
 }

@@ -137,7 +137,8 @@ export interface PrimParams {
   matmulRows: Record<string, never>;
   /**
    * matmulRows with its columns max-pooled in groups of r (ops/linalg.ts, matmulRowsMax): out[i, j]
-   * = max over c in [j·r, j·r + r) of (x[i]·w)[c] where rows[i] ≠ 0, else 0 → [..., N / r].
+   * = max over c in [j·r, j·r + r) of (x[i]·w)[c] where rows[i] ≠ 0, else 0 → [..., N / r]; with a
+   * fourth input scale [...], each out[i] times scale[i] (rounded as a mul after the max).
    */
   matmulRowsMax: { r: number };
   /**

@@ -11,7 +11,7 @@
  */
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
-import { fromArray, matmul, matmulRows, matmulRowsMax, max, setBackend, tidy, valueAndGrad, where, reshape, sum } from "../src/index.ts";
+import { fromArray, matmul, matmulRows, matmulRowsMax, max, mul, setBackend, tidy, valueAndGrad, where, reshape, sum } from "../src/index.ts";
 
 function data(n: number, seed: number): Float32Array {
   let s = seed;
@@ -116,6 +116,42 @@ describe("matmulRowsMax", () => {
           for (const t of [xc, wc, kc, want]) t.dispose();
           await useBackend(b);
           for (const t of [x, w, keep, got]) t.dispose();
+        }
+      });
+    });
+  }
+
+  for (const b of testBackends()) {
+    test(`[${b}] with a scale: the pooled rows times their scale, as mul does (dropped rows 0 · s, negative scales included)`, async () => {
+      if (!(await useBackend(b))) return;
+      await expectNoLeak(async () => {
+        const S = data(B * R, 9); // in [−2, 2)
+        for (const [n, r] of [[64, 4], [70, 5]]) {
+          const Wn = Float32Array.from({ length: K * n }, (_, i) => W[Math.floor(i / n) * N + (i % n)]);
+          const got = tidy(() => matmulRowsMax(fromArray(X, [B, R, K]), fromArray(Wn, [K, n]), fromArray(KEEP, [B, R]), r, fromArray(S, [B, R])));
+          expect(got.shape).toEqual([B, R, n / r]);
+          const g = (await got.data()) as Float32Array;
+          got.dispose();
+          setBackend("cpu");
+          const want = tidy(() => mul(max(reshape(matmulRows(fromArray(X, [B, R, K]), fromArray(Wn, [K, n]), fromArray(KEEP, [B, R])), [B, R, n / r, r]), -1), fromArray(S, [B, R, 1])));
+          const wnt = (await want.data()) as Float32Array;
+          want.dispose();
+          await useBackend(b);
+          for (let i = 0; i < g.length; i++) {
+            const ok = b === "cpu" ? Object.is(g[i], wnt[i]) : Math.abs(g[i] - wnt[i]) <= 1e-5 * Math.sqrt(K) * (1 + Math.abs(wnt[i]));
+            if (!ok) throw new Error(`${b} ${n} columns, r ${r}: output ${i}: ${g[i]}, want ${wnt[i]}`);
+          }
+          // a kept row is scaled: not the unscaled max
+          const i0 = KEEP.indexOf(1);
+          expect(Math.abs(wnt[i0 * (n / r)])).toBeGreaterThan(0);
+        }
+        setBackend("cpu");
+        const x = fromArray(X, [B, R, K]), w = fromArray(W, [K, N]), keep = fromArray(KEEP, [B, R]), bad = fromArray(S, [B * R]);
+        try {
+          expect(() => matmulRowsMax(x, w, keep, 2, bad)).toThrow(/matmulRowsMax: the scale must be f32 of rows' shape \[2, 7\], got f32 \[14\]/);
+        } finally {
+          for (const t of [x, w, keep, bad]) t.dispose();
+          await useBackend(b);
         }
       });
     });

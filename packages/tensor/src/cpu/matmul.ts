@@ -90,18 +90,21 @@ export function matmulRowsKernel([x, w, rows]: CpuArg[], out: CpuArg): void {
   }
 }
 
-/** matmulRowsMax: each kept row through gemm into a scratch row (matmulRows' bits), then the max of each group of r columns. */
-export function matmulRowsMaxKernel([x, w, rows]: CpuArg[], out: CpuArg, p: PrimParams["matmulRowsMax"]): void {
+/** matmulRowsMax: each kept row through gemm into a scratch row (matmulRows' bits), then the max of each group of r columns (times the row's scale, if given). */
+export function matmulRowsMaxKernel([x, w, rows, scale]: CpuArg[], out: CpuArg, p: PrimParams["matmulRowsMax"]): void {
   const K = w.shape[0], N = w.shape[1], r = p.r, G = N / r;
   const X = x.data as Float32Array, W = w.data as Float32Array, keep = rows.data as Float32Array, C = out.data as Float32Array;
+  const S = scale?.data as Float32Array | undefined;
   const row = new Float32Array(N);
   for (let i = 0; i < keep.length; i++) {
     if (keep[i] === 0) {
-      C.fill(0, i * G, (i + 1) * G);
+      // the composite's mul of the dropped row's zeros (0 · s: −0 or NaN where s is negative or NaN)
+      C.fill(S ? 0 * S[i] : 0, i * G, (i + 1) * G);
       continue;
     }
     gemm(X, i * K, W, 0, row, 0, 1, N, K);
-    for (let j = 0; j < G; j++) C[i * G + j] = maxRun(row, j * r, r);
+    // the scale after the max, each rounded to f32 (the mul kernel's bits)
+    for (let j = 0; j < G; j++) C[i * G + j] = S ? maxRun(row, j * r, r) * S[i] : maxRun(row, j * r, r);
   }
 }
 

@@ -108,11 +108,14 @@ definePrimitive("matmulRows", {
 });
 
 definePrimitive("matmulRowsMax", {
-  shape: ([x, w, rows], { r }) => {
+  shape: ([x, w, rows, scale], { r }) => {
     const { shape } = primitive("matmulRows").shape([x, w, rows], {});
     const N = shape[shape.length - 1];
     if (!Number.isInteger(r) || r < 1 || N % r !== 0) {
       throw new ShapeError(`matmulRowsMax: the window r = ${r} must be a positive integer that divides w's ${N} columns`);
+    }
+    if (scale && (scale.dtype !== "f32" || !sameShape(scale.shape, rows.shape))) {
+      throw new ShapeError(`matmulRowsMax: the scale must be f32 of rows' shape ${showShape(rows.shape)}, got ${scale.dtype} ${showShape(scale.shape)}`);
     }
     return { shape: [...shape.slice(0, -1), N / r], dtype: "f32" };
   },
@@ -142,15 +145,20 @@ export function matmulRows(x: Tensor, w: Tensor, rows: Tensor): Tensor {
  * matmulRows with its columns max-pooled in groups of r: max(reshape(matmulRows(x, w, rows),
  * [..., R, N / r, r]), -1) → [..., R, N / r], the same numbers (a max is exact), without the
  * [..., R, N] product in memory (MemMamba's notes: a 60K-token chunk's [61440, 256] product, a few
- * hundred rows of it kept, then pooled by 4). No gradient: a caller that records one takes the
- * composite. A backend that prefers it (wasm) runs the composite.
+ * hundred rows of it kept, then pooled by 4). With `scale` (f32, rows' shape) each output row is
+ * then multiplied by its scale, as mul(pooled, scale[..., None]) does (a dropped row's 0 too):
+ * the notes' I_token. No gradient: a caller that records one takes the composite. A backend that
+ * prefers it (wasm) runs the composite.
  */
-export function matmulRowsMax(x: Tensor, w: Tensor, rows: Tensor, r: number): Tensor {
+export function matmulRowsMax(x: Tensor, w: Tensor, rows: Tensor, r: number, scale?: Tensor): Tensor {
   if (getBackend().prefersComposite?.("matmulRowsMax") && x.rank >= 2 && w.rank === 2 && Number.isInteger(r) && r >= 1 && w.shape[1] % r === 0) {
     const y = matmulRows(x, w, rows);
-    return max(reshape(y, [...y.shape.slice(0, -1), y.shape[y.rank - 1] / r, r]), -1);
+    const pooled = max(reshape(y, [...y.shape.slice(0, -1), y.shape[y.rank - 1] / r, r]), -1);
+    if (!scale) return pooled;
+    if (!sameShape(scale.shape, rows.shape)) throw new ShapeError(`matmulRowsMax: the scale must be f32 of rows' shape ${showShape(rows.shape)}, got ${scale.dtype} ${showShape(scale.shape)}`);
+    return mul(pooled, reshape(scale, [...scale.shape, 1]));
   }
-  return bind("matmulRowsMax", [x, w, rows], { r });
+  return bind("matmulRowsMax", scale ? [x, w, rows, scale] : [x, w, rows], { r });
 }
 
 /** addMatmul's operands: a [..., R, K], w [K, N], c [..., R, N] (a's batch), s [..., R] when given; all f32. */

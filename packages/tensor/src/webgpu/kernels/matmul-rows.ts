@@ -66,7 +66,7 @@ fn main(${ENTRY_ARGS}) {
  * another, ran slower (0.30 ms: the kept rows, which cluster, queue in a few workgroups).
  * params: R, K, N, r.
  */
-function poolWgsl(v4: boolean): string {
+function poolWgsl(v4: boolean, scaled: boolean): string {
   const us = [...Array(UNROLL).keys()];
   // the max reduction's rule for the next value v (NaN tested on the bits: a compiler may fold v != v)
   const maxStep = (v: string) => `let nan = (bitcast<u32>(${v}) & 0x7fffffffu) > inf; if (${v} > m || nan) { m = ${v}; } if (nan) { break; }`;
@@ -87,7 +87,10 @@ function poolWgsl(v4: boolean): string {
       for (var k = 0u; k < K; k++) { a += X[xBase + k] * W[k * N + c]; }
       ${maxStep("a")}
     }`;
-  return `${header(4, [{ name: "C", type: "f32", write: true }, { name: "X", type: "f32" }, { name: "W", type: v4 ? "vec4<f32>" : "f32" }, { name: "keep", type: "f32" }])}
+  const bufs = [{ name: "C", type: "f32", write: true }, { name: "X", type: "f32" }, { name: "W", type: v4 ? "vec4<f32>" : "f32" }, { name: "keep", type: "f32" }];
+  // with a scale, each output times its row's (a dropped row's 0 too, as the composite's mul)
+  const sc = scaled ? " * S[row]" : "";
+  return `${header(4, scaled ? [...bufs, { name: "S", type: "f32" }] : bufs)}
 @compute @workgroup_size(${ROWS_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
@@ -97,7 +100,7 @@ fn main(${ENTRY_ARGS}) {
   let G = N / r;
   let cBase = row * G;
   if (keep[row] == 0.0f) {
-    for (var g = lid; g < G; g += ${ROWS_WG}u) { C[cBase + g] = 0.0f; }
+    for (var g = lid; g < G; g += ${ROWS_WG}u) { C[cBase + g] = 0.0f${sc}; }
     return;
   }
   let xBase = row * K;
@@ -106,23 +109,23 @@ fn main(${ENTRY_ARGS}) {
   for (var g = lid; g < G; g += ${ROWS_WG}u) {
     var m = -bitcast<f32>(inf);
     ${group}
-    C[cBase + g] = m;
+    C[cBase + g] = m${sc};
   }
 }`;
 }
 
-const poolGens = [() => poolWgsl(false), () => poolWgsl(true)];
+const poolGens = [() => poolWgsl(false, false), () => poolWgsl(true, false), () => poolWgsl(false, true), () => poolWgsl(true, true)];
 
-/** matmulRowsMax: inputs [x [..., R, K], w [K, N], rows [..., R]] → out [..., R, N / r]. */
-export function matmulRowsMaxKernel(ctx: GpuCtx, [x, w, rows]: readonly KernelArg[], out: KernelArg, { r }: PrimParams["matmulRowsMax"]): void {
+/** matmulRowsMax: inputs [x [..., R, K], w [K, N], rows [..., R]] (and scale [..., R]) → out [..., R, N / r]. */
+export function matmulRowsMaxKernel(ctx: GpuCtx, [x, w, rows, scale]: readonly KernelArg[], out: KernelArg, { r }: PrimParams["matmulRowsMax"]): void {
   const K = w.shape[0], N = w.shape[1];
   const R = prod(rows.shape);
   if (R === 0 || N === 0) return;
   const label = "matmulRowsMax";
-  const refs = [ctx.ref(out, label), ctx.ref(x, label), ctx.ref(w, label), ctx.ref(rows, label)];
+  const refs = [ctx.ref(out, label), ctx.ref(x, label), ctx.ref(w, label), ctx.ref(rows, label), ...(scale ? [ctx.ref(scale, label)] : [])];
   const v4 = r === 4 && N % 4 === 0;
   ctx.dispatch({
-    label, key: v4 ? "matmulRowsMax:4" : "matmulRowsMax", wgsl: poolGens[v4 ? 1 : 0],
+    label, key: `matmulRowsMax${v4 ? ":4" : ""}${scale ? ":s" : ""}`, wgsl: poolGens[(v4 ? 1 : 0) + (scale ? 2 : 0)],
     buffers: refs, params: new ParamWords().u(R).u(K).u(N).u(r).words(), groups: grid(R, ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }
