@@ -93,6 +93,47 @@ test("webgpu backend: lowered limits: 2-D grids in every kernel family, split bi
   }
 });
 
+test("webgpu backend: submits ramp up from rampBatch dispatches after the GPU went idle, doubling to maxBatch; bad values refused", async () => {
+  const main = await webgpu();
+  if (!main) return;
+  const gpu = await createWebGpuBackend({ gpu: main.acquired, maxBatch: 32, rampBatch: 4 });
+  const queue = gpu.device.queue;
+  const submit = queue.submit;
+  let submits = 0;
+  queue.submit = (cmds: Iterable<GPUCommandBuffer>) => {
+    submits++;
+    return submit.call(queue, cmds);
+  };
+  try {
+    T.setBackend(gpu);
+    const a = T.fromArray(rnd(64), [64]), b = T.fromArray(rnd(64, 2), [64]);
+    await a.data(); // the uploads land; the GPU is idle
+    const chain = async (n: number): Promise<number[]> => {
+      const before = submits;
+      const y = T.tidy(() => {
+        let x = a;
+        for (let i = 0; i < n; i++) x = T.add(x, b); // one dispatch each
+        return x;
+      });
+      const mid = submits - before;
+      await y.data();
+      y.dispose();
+      return [mid, submits - before];
+    };
+    // 100 dispatches: batches of 4, 8, 16, 32, 32 submitted while encoding, the last 8 with the read
+    expect(await chain(100)).toEqual([5, 6]);
+    // after the read the ramp starts again: 4, then the other 6 with the read
+    expect(await chain(10)).toEqual([1, 2]);
+    T.disposeTree([a, b]);
+    expect(gpu.liveBuffers()).toBe(0);
+  } finally {
+    queue.submit = submit;
+    gpu.destroy();
+    T.setBackend(main);
+  }
+  await expect(createWebGpuBackend({ gpu: main.acquired, rampBatch: 0 })).rejects.toThrow(/webgpu: rampBatch must be a positive integer, got 0/);
+});
+
 test("webgpu backend: zero-size tensors", async () => {
   const gpu = await webgpu();
   if (!gpu) return;

@@ -6,7 +6,8 @@
  * - run() only encodes: dispatches accumulate in one compute pass of one command encoder and are
  *   submitted in batches (at most MAX_BATCH dispatches, or when a read, a sync or a write to a
  *   buffer the batch uses needs it), because every submit/wait has a fixed cost (about 11 ms
- *   per wait on Deno's own WebGPU). Each dispatch's params go into one uniform buffer per batch,
+ *   per wait on Deno's own WebGPU). After the GPU went idle (a read or a sync waited for it) the
+ *   batches ramp up from RAMP_BATCH dispatches, doubling, so that the GPU starts early. Each dispatch's params go into one uniform buffer per batch,
  *   at 256-byte slots, uploaded with a single writeBuffer just before the submit.
  * - Buffers come from a pool by size class (./pool.ts); a logical tensor buffer is one pooled
  *   GPUBuffer. liveBuffers() counts the logical buffers alloc'd and not freed (not the pool).
@@ -14,6 +15,7 @@
  * - WebGPU reports errors asynchronously: validation errors (a bad shader, a bad binding) are
  *   collected and thrown by the next read() or sync().
  */
+import { readEnv } from "../env.ts";
 import type { AllocHint, Backend, BufferHandle, HostArray, KernelArg, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../backend.ts";
 import type { DType } from "../dtype.ts";
 import { showShape, sizeOf } from "../shape.ts";
@@ -26,6 +28,7 @@ import { GpuTimer } from "./timer.ts";
 import { describeRun, GpuProfiler, type ProfileRow } from "./profiler.ts";
 
 const MAX_BATCH = 128; // dispatches per submit (the default of WebGpuOptions.maxBatch)
+const RAMP_BATCH = 16; // the first submit's dispatches after an idle GPU (WebGpuOptions.rampBatch)
 /** Bind groups kept (see #bindGroup); a training step of the small model binds a few thousand. */
 const BIND_GROUP_CACHE = 16384;
 
@@ -111,6 +114,13 @@ export interface WebGpuOptions extends AcquireOptions {
    * Dawn on an NVIDIA driver); a larger batch makes the GPU start a little later.
    */
   maxBatch?: number;
+  /**
+   * Dispatches of the first submit after the GPU went idle (a read or a sync waited for it; and
+   * the first of all), each submit after it twice the one before up to maxBatch (default 16, or
+   * $MEMMAMBA_WEBGPU_RAMP; maxBatch or more: no ramp). The host encodes a dispatch in ~10 µs and the
+   * GPU waits for the first submit: with 128 it idled ~1.5 ms at the start of every forward.
+   */
+  rampBatch?: number;
 }
 
 export class WebGpuBackend implements Backend {
@@ -144,6 +154,10 @@ export class WebGpuBackend implements Backend {
   #dispatches = 0;
   #params: GPUBuffer;
   readonly #maxBatch: number;
+  /** The first submit's dispatches after an idle GPU (see WebGpuOptions.rampBatch). */
+  readonly #rampBatch: number;
+  /** Dispatches that make this batch's submit (rampBatch after an idle GPU, doubling to maxBatch). */
+  #batchLimit: number;
   readonly #paramsBytes: number;
   #paramsHost: Uint8Array;
   /** #paramsHost as u32 words (params are copied word by word, without a view per launch). */
@@ -187,6 +201,13 @@ export class WebGpuBackend implements Backend {
     const mb = opts.maxBatch ?? MAX_BATCH;
     if (!Number.isInteger(mb) || mb < 1 || mb > 65536) throw new RangeError(`webgpu: maxBatch must be an integer in 1..65536, got ${mb}`);
     this.#maxBatch = mb;
+    const envRamp = readEnv("MEMMAMBA_WEBGPU_RAMP")?.trim();
+    const rb = opts.rampBatch ?? (envRamp ? Number(envRamp) : RAMP_BATCH);
+    if (!Number.isInteger(rb) || rb < 1) {
+      throw new RangeError(`webgpu: rampBatch${opts.rampBatch === undefined && envRamp ? ` ($MEMMAMBA_WEBGPU_RAMP=${envRamp})` : ""} must be a positive integer, got ${opts.rampBatch ?? envRamp}`);
+    }
+    this.#rampBatch = Math.min(rb, mb);
+    this.#batchLimit = this.#rampBatch;
     this.#paramsBytes = mb * PARAMS_PER_DISPATCH;
     this.#paramsHost = new Uint8Array(this.#paramsBytes);
     this.#paramsWords = new Uint32Array(this.#paramsHost.buffer);
@@ -322,6 +343,7 @@ export class WebGpuBackend implements Backend {
       await this.#checkErrors();
       throw e;
     }
+    this.#batchLimit = this.#rampBatch; // the GPU has run everything submitted: start it soon
     const src = staging.getMappedRange(0, bytes);
     const out = b.dtype === "f32" ? new Float32Array(b.size) : new Int32Array(b.size);
     out.set(b.dtype === "f32" ? new Float32Array(src) : new Int32Array(src));
@@ -339,6 +361,7 @@ export class WebGpuBackend implements Backend {
     this.#alive();
     this.#flush();
     await this.device.queue.onSubmittedWorkDone();
+    this.#batchLimit = this.#rampBatch;
     await this.#checkErrors();
   }
 
@@ -617,7 +640,10 @@ export class WebGpuBackend implements Backend {
     }
     // whole 256-byte slots: a shader may declare a few more param words than it is given
     const pBytes = Math.max(1, Math.ceil(l.params.byteLength / SLOT)) * SLOT;
-    if (this.#paramsUsed + pBytes > this.#paramsBytes || this.#dispatches >= this.#maxBatch) this.#flush();
+    if (this.#paramsUsed + pBytes > this.#paramsBytes || this.#dispatches >= this.#batchLimit) {
+      this.#flush();
+      this.#batchLimit = Math.min(this.#maxBatch, 2 * this.#batchLimit);
+    }
     const offset = this.#paramsUsed;
     const w0 = offset >> 2, words = this.#paramsWords;
     words.fill(0, w0 + l.params.length, w0 + (pBytes >> 2));
