@@ -61,8 +61,10 @@ export interface LatencyRow {
   /**
    * Host-side work of one more forward after the timed ones (launches, bind groups and buffers
    * created, submits): a forward that creates bind groups or buffers pays host time per chunk.
+   * wallMs: that forward's time; encodeMs: the host's share of it, the model's call until it
+   * returned (every launch encoded): near wallMs, the host and not the GPU sets the pace.
    */
-  counts?: WorkCount & { wallMs: number };
+  counts?: WorkCount & { wallMs: number; encodeMs: number };
   /** --profile: one more forward, GPU ms by kernel and primitive call (top rows). */
   profile?: RunProfile;
 }
@@ -178,9 +180,9 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
               row.peakPoolMiB = mib(bb.peakPoolBytes());
               bb.resetCount();
               const tc = performance.now();
-              await chunkedForward(params, x, chunk);
-              row.counts = { ...bb.count(), wallMs: Math.round((performance.now() - tc) * 10) / 10 };
-              progress(`  ${fmt(row.seconds)} s; one more forward: ${row.counts.wallMs} ms, ${row.counts.launches} launches, ` +
+              const { encodeMs } = await chunkedForward(params, x, chunk);
+              row.counts = { ...bb.count(), wallMs: Math.round((performance.now() - tc) * 10) / 10, encodeMs: Math.round(encodeMs * 10) / 10 };
+              progress(`  ${fmt(row.seconds)} s; one more forward: ${row.counts.wallMs} ms (encoded in ${row.counts.encodeMs}), ${row.counts.launches} launches, ` +
                 `${row.counts.bindGroupsCreated} new bind groups, ${row.counts.buffersCreated} new buffers, ${row.counts.submits} submits`);
               if (profile && bb.profiler) row.profile = await profileRun(bb.profiler, `${kind} L=${showLength(L)} chunk ${chunk}`, () => chunkedForward(params, x, chunk));
             } catch (e) {

@@ -253,10 +253,14 @@ export function makeTrainer(params: LMParams): Trainer {
  * logits of every position as the API returns them; resolves after reading one logit (so the
  * clock includes the GPU's work).
  */
-export async function chunkedForward(params: LMParams, tokens: Tensor, chunk: number): Promise<void> {
+export async function chunkedForward(params: LMParams, tokens: Tensor, chunk: number): Promise<{ encodeMs: number }> {
+  const t = performance.now();
   const { logits, state } = lm.applyChunked(params, tokens, { chunk });
+  // the host's share: every launch encoded (and all but the last batch submitted) by now
+  const encodeMs = performance.now() - t;
   disposeTree(state);
   await lastLogit(logits);
+  return { encodeMs };
 }
 
 /** The parallel forward (lm.apply) over tokens [B, L], waited for as chunkedForward. */

@@ -111,7 +111,7 @@ test("webgpu backend: submits ramp up from rampBatch dispatches after the GPU we
     const chain = async (n: number): Promise<number[]> => {
       const before = submits;
       const y = T.tidy(() => {
-        let x = a;
+        let x: T.Tensor = a;
         for (let i = 0; i < n; i++) x = T.add(x, b); // one dispatch each
         return x;
       });
