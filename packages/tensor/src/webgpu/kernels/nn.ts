@@ -393,3 +393,76 @@ export function rmsNormGradWKernel(ctx: GpuCtx, [g, x, w]: readonly KernelArg[],
 export function maskedSoftmaxGradKernel(ctx: GpuCtx, [g, w, valid]: readonly KernelArg[], out: KernelArg, p: PrimParams["maskedSoftmaxGrad"]): void {
   pairLaunch(ctx, "maskedSoftmaxGrad", 3, w, [out, w, g, valid], p.scale);
 }
+
+// ---------- rmsNormScores: rmsNorm with its gain and the sigmoid scorers of its rows ----------
+
+const SCORES_WG = 64;
+
+/**
+ * One workgroup of 64 threads a row of d = 4·n4 floats (n4 ≤ 64·U): thread t holds its vec4s t,
+ * t + 64, … of x in registers; Σx² as the vec4 row-pair shader adds it (each thread in element
+ * order, then every thread the 64 partials in lane order), h = (x·r)·gain written, then the N
+ * dot products h·w[:, j] (each thread its elements in order, then thread j adds the 64 partials in
+ * lane order) and s_j = m_sigmoid(dot + b[j]), the elementwise kernels' sigmoid. params: rows, n4,
+ * eps (f32 bits).
+ */
+function normScoresWgsl(U: number, N: number): string {
+  const us = [...Array(U).keys()], js = [...Array(N).keys()], X4 = ["x", "y", "z", "w"];
+  const bufs: StorageDecl[] = [
+    { name: "h", type: "vec4<f32>", write: true },
+    ...js.map((j) => ({ name: `s${j}`, type: "f32", write: true })),
+    { name: "x", type: "vec4<f32>" }, { name: "gain", type: "vec4<f32>" }, { name: "w", type: "f32" }, { name: "b", type: "f32" },
+  ];
+  return `${header(3, bufs)}${WGSL_MATH}
+var<workgroup> red: array<f32, ${SCORES_WG * Math.max(1, N)}>;
+@compute @workgroup_size(${SCORES_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let row = wg;
+  if (row >= ${pu(0)}) { return; }
+  let n4 = ${pu(1)}; let eps = bitcast<f32>(${pu(2)});
+  let base = row * n4;
+  ${us.map((u) => `let i${u} = lid + ${u * SCORES_WG}u; var a${u} = vec4<f32>(0.0f); if (i${u} < n4) { a${u} = x[base + i${u}]; }`).join("\n  ")}
+  var ss = 0.0f;
+  ${us.map((u) => X4.map((c) => `ss += a${u}.${c} * a${u}.${c};`).join(" ")).join("\n  ")}
+  red[lid] = ss;
+  workgroupBarrier();
+  var tot = 0.0f;
+  for (var k = 0u; k < ${SCORES_WG}u; k++) { tot += red[k]; }
+  let r = 1.0f / sqrt(tot / f32(4u * n4) + eps);
+  ${js.map((j) => `var d${j} = 0.0f;`).join(" ")}
+  ${us.map((u) => `if (i${u} < n4) {
+    let hv = (a${u} * r) * gain[i${u}];
+    h[base + i${u}] = hv;
+    ${js.map((j) => X4.map((c, e) => `d${j} += hv.${c} * w[(4u * i${u} + ${e}u) * ${N}u + ${j}u];`).join(" ")).join("\n    ")}
+  }`).join("\n  ")}
+  workgroupBarrier();
+  ${js.map((j) => `red[${j * SCORES_WG}u + lid] = d${j};`).join(" ")}
+  workgroupBarrier();
+  ${js.map((j) => `if (lid == ${j}u) {
+    var acc = 0.0f;
+    for (var k = 0u; k < ${SCORES_WG}u; k++) { acc += red[${j * SCORES_WG}u + k]; }
+    s${j}[row] = m_sigmoid(acc + b[${j}]);
+  }`).join("\n  ")}
+}`;
+}
+
+const normScoresGens = new Map<string, () => string>();
+
+/** rmsNormScores (Backend.runMulti), inputs [x [..., d], gain [d], w [d, n], b [n]], outputs [h, s₀ … s₍ₙ₋₁₎] (ops/nn.ts checks d = 4·n4 ≤ 1024, n ≤ 3). */
+export function rmsNormScoresKernel(ctx: GpuCtx, [x, gain, w, b]: readonly KernelArg[], [h, ...s]: readonly KernelArg[], p: MultiPrimParams["rmsNormScores"]): void {
+  const d = x.shape[x.shape.length - 1], N = s.length;
+  const rows = d === 0 ? 0 : prod(x.shape) / d;
+  if (rows === 0) return;
+  if (d % 4 !== 0 || d > 4 * SCORES_WG * 4) throw new RangeError(`webgpu.rmsNormScores: rows of ${d} floats (the kernel takes multiples of 4 up to ${16 * SCORES_WG})`);
+  const U = Math.ceil(d / 4 / SCORES_WG);
+  const key = `rmsNormScores:${U}:${N}`;
+  let wgsl = normScoresGens.get(key);
+  if (!wgsl) normScoresGens.set(key, (wgsl = () => normScoresWgsl(U, N)));
+  const label = "rmsNormScores";
+  ctx.dispatch({
+    label, key, wgsl,
+    buffers: [ctx.ref(h, label), ...s.map((t) => ctx.ref(t, label)), ctx.ref(x, label), ctx.ref(gain, label), ctx.ref(w, label), ctx.ref(b, label)],
+    params: new ParamWords().u(rows).u(d / 4).f(p.eps).words(), groups: grid(rows, ctx.limits.maxComputeWorkgroupsPerDimension),
+  });
+}
