@@ -190,8 +190,7 @@ export interface CrossTokenParts extends Omit<CrossTokenRead, "c"> {
 /**
  * crossTokenAttention with c_tok left in its two factors, c_tok = attn ⊙ scale[..., None]: a caller
  * whose next step is linear in c_tok (the fusion, Eq. 12) scales its product's rows instead
- * (`fuseInto`: one addMatmul), with no [B, L, S] multiply. `opts.score`: I_state when the caller
- * has it already (the layer's fused norm and scorers, rmsNormScores).
+ * (`fuseInto`: one addMatmul), with no [B, L, S] multiply.
  */
 export function crossTokenRead(
   p: CrossTokenParams,
@@ -199,9 +198,9 @@ export function crossTokenRead(
   stateSrc: Tensor,
   read: PoolRead,
   m: MemoryConfig,
-  opts: { weights?: boolean; values?: ReadValues; score?: Tensor } = {},
+  opts: { weights?: boolean; values?: ReadValues } = {},
 ): CrossTokenParts {
-  const score = opts.score ?? stateImportance(p.state, stateSrc);
+  const score = stateImportance(p.state, stateSrc);
   const gate = noGrad(() => gt(score, m.tau2));
   const wv = opts.values === "notes" ? null : p.v.w;
   const { out: attn, weights } = opts.weights ? readPoolAttention(h, p.q.w, read, p.k.w, wv, true) : { out: readPoolAttention(h, p.q.w, read, p.k.w, wv), weights: undefined };

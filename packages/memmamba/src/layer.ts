@@ -12,7 +12,7 @@
  * The same function runs a whole sequence (parallel: no state; chunked: a carried state) or one
  * token (`step: true`: the pool is read from the state, then the note is inserted).
  */
-import { concat, isRecording, matmul, max, mul, noGrad, random, reshape, rmsNormScores, sum, tidy, type Tensor } from "@memmamba/tensor";
+import { isRecording, matmul, max, mul, noGrad, random, reshape, sum, tidy, type Tensor } from "@memmamba/tensor";
 import { crossLayerSources, hasCrossLayer, usesMemory, type ModelConfig } from "./config.ts";
 import { crossLayerAttention, crossTokenRead, initCrossLayer, initCrossToken, type CrossLayerParams, type CrossTokenParams } from "./attention.ts";
 import { fuseInto, initFusion, initFusionState, type FusionParams } from "./fusion.ts";
@@ -139,21 +139,6 @@ export interface LayerResult {
   trace?: LayerTrace;
 }
 
-/**
- * h = RMSNorm(x_l) of the memory path; outside a gradient also the scores that read h (I_token,
- * and I_state unless it scores the scan), from one row pass (rmsNormScores: the same numbers as the
- * norm then the scorers). Under a gradient, h alone (the scorers run as the note and read ask).
- */
-function memoryNorm(p: LayerParams, y: Tensor, cfg: ModelConfig): { h: Tensor; tokenScore?: Tensor; stateScore?: Tensor } {
-  const note = p.note!;
-  const scorers = [note.token, ...(p.crossToken && cfg.memory.stateScore !== "scan" ? [p.crossToken.state] : [])];
-  if (isRecording() || scorers.some((s) => !s.b || s.w.rank !== 2 || s.w.shape[1] !== 1 || s.b.size !== 1)) return { h: rmsNorm(note.norm, y, cfg.normEps) };
-  const w = scorers.length === 1 ? scorers[0].w : concat(scorers.map((s) => s.w), 1);
-  const b = concat(scorers.map((s) => reshape(s.b!, [1])), 0);
-  const [h, tokenScore, stateScore] = rmsNormScores(y, cfg.normEps, note.norm.weight, w, b);
-  return { h, tokenScore, stateScore };
-}
-
 /** One MemMamba layer (or a plain Mamba layer when memory is off) over x [B, L, d]. */
 export function memMambaLayer(p: LayerParams, x: Tensor, cfg: ModelConfig, l: number, ctx: LayerContext): LayerResult {
   return tidy(() => memMambaLayerInner(p, x, cfg, l, ctx));
@@ -168,12 +153,10 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
   const m = cfg.memory;
   const y = mo.out;
   const [B, L] = y.shape;
-  // the memory path's pre-norm (note.ts says why) and, outside a gradient, the scorers that read
-  // it (I_token, and I_state where it scores h) in the same row pass (memoryNorm)
-  const { h, tokenScore, stateScore } = memoryNorm(p, y, cfg);
+  const h = rmsNorm(p.note!.norm, y, cfg.normEps); // the memory path's pre-norm (note.ts says why)
   // outside a gradient, a chunked forward projects only the notes some pool will hold (pool.ts,
   // selectNotes): the note table's other rows are never read
-  const scored = scoreNotes(p.note!, h, m, ctx.key, tokenScore);
+  const scored = scoreNotes(p.note!, h, m, ctx.key);
   const sparse = !ctx.step && state?.pool !== undefined && !isRecording();
   const notes = sparse ? undefined : { score: scored.score, write: scored.write, note: scored.noteOf() };
   let read: PoolRead, pool: PoolState | undefined, inserted: InsertTrace | undefined;
@@ -197,7 +180,7 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
   // reports c as Eq. 6/7 write it, gated and times W_v, computed aside so that tracing changes no
   // number
   if (m.crossToken) {
-    tok = crossTokenRead(p.crossToken!, h, m.stateScore === "scan" ? rmsNormalize(mo.scan!, cfg.normEps) : h, read, m, { weights: ctx.trace, values: "notes", score: stateScore });
+    tok = crossTokenRead(p.crossToken!, h, m.stateScore === "scan" ? rmsNormalize(mo.scan!, cfg.normEps) : h, read, m, { weights: ctx.trace, values: "notes" });
     const f = fuseInto(out, p.fuseTok!, m.fusion, y, tok.attn, { scale: tok.scale, convState: state?.fuseTok, pre: p.crossToken!.v.w });
     out = f.out;
     if (next && f.state) next.fuseTok = f.state;

@@ -90,10 +90,10 @@ export interface ScoredNotes {
 /**
  * takeNotes in two steps: the scores and write marks, which say which notes a pool will hold,
  * then the notes, projected (Eq. 9's [d, S·r] matmul, the Note Block's largest cost) only where
- * asked. A chunked forward asks for the rows some pool holds: a few hundred of 60K. `score`:
- * I_token when the caller has it already (the layer's fused norm and scorers, rmsNormScores).
+ * asked. A chunked forward asks for the rows some pool holds: a few hundred of 60K.
  */
-export function scoreNotes(p: NoteParams, x: Tensor, m: MemoryConfig, key?: Key, score = tokenImportance(p.token, x)): ScoredNotes {
+export function scoreNotes(p: NoteParams, x: Tensor, m: MemoryConfig, key?: Key): ScoredNotes {
+  const score = tokenImportance(p.token, x);
   const write = noGrad(() => gt(score, m.tau1));
   const noteOf = (rows?: Tensor) => heldSummary(p.summary, x, m, key, rows, score);
   return { score, write, noteOf };

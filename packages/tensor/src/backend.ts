@@ -203,13 +203,6 @@ export interface MultiPrimParams {
    */
   rmsNormGradW: { eps: number };
   /**
-   * rmsNorm with its gain and the sigmoid scorers that read it, in one row pass (ops/nn.ts,
-   * rmsNormScores): inputs [x [..., d], gain [d], w [d, n], b [n]], outputs [h [..., d], s₀ … s₍ₙ₋₁₎
-   * [...]]: h = rmsNorm(x, gain) and s_j = linearSigmoid(h, w[:, j], b[j]), each with the bits of
-   * those launches on the CPU.
-   */
-  rmsNormScores: { eps: number };
-  /**
    * The selective scan's y and last state in one forward: inputs [x, delta, A, Bm, C, h0] as
    * selectiveScan's, outputs [y [B, L, Di], state [B, Di, N]] (selectiveScan's and
    * selectiveScanState's values). The chunked forward needs both; as two primitives each

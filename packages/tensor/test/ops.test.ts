@@ -5,7 +5,7 @@
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import {
-  add, addMatmul, broadcastTo, concat, conv1dCausal, conv1dCausalSilu, crossEntropy, linearSigmoid, linearSoftplus, rmsNormalize, rmsNormScores, sigmoid, silu, softplus, ssmGate, disposeTree, div, eq, exp, fromArray, gather, ge, getBackend, grad, gt, keep,
+  add, addMatmul, broadcastTo, concat, conv1dCausal, conv1dCausalSilu, crossEntropy, linearSigmoid, linearSoftplus, sigmoid, silu, softplus, ssmGate, disposeTree, div, eq, exp, fromArray, gather, ge, getBackend, grad, gt, keep,
   le, liveBuffers, log, logSoftmax, logsumexp, lt, matmul, max, maximum, mean, minimum, mT, mul, ne, noGrad, oneHot, pad,
   reshape, scan, scatterAdd, ShapeError, slice, sliceAxis, softmax, stack, sub, sum, Tensor, tidy, transpose,
   valueAndGrad, where,
@@ -682,46 +682,6 @@ describe("ops: nn", () => {
     expectThrow(() => addMatmul(c, a, w, t([1, 2, 3], [3])), ["addMatmul", "row scale [3]", "[2]"]);
     expectThrow(() => addMatmul(c, t(iota(3), [3]), w), ["addMatmul", "[3]", "[..., R, K]"]);
     expectThrow(() => addMatmul(c, a, w, fromArray(Int32Array.from([1, 2]), [2], "i32")), ["addMatmul", "f32", "i32"]);
-  });
-
-  bt("rmsNormScores: rmsNormalize and n linearSigmoids of its rows as those ops give them (bit for bit off the GPU, within the sums' order on it); the ops under a gradient; bad shapes named", async () => {
-    const gpu = getBackend().name === "webgpu";
-    // [lead, d, n]: MemMamba's memory path (d 256, two scorers), one scorer, the widest row and
-    // most scorers the kernel fuses, a row of 3 vec4s, then shapes it leaves to the ops (d not a
-    // multiple of 4, four scorers), no rows
-    for (const [lead, d, n] of [[[2, 7], 256, 2], [[3], 8, 1], [[5], 1024, 3], [[4], 12, 2], [[3], 6, 2], [[2], 8, 4], [[0, 2], 8, 2]] as [number[], number, number][]) {
-      const R = lead.reduce((p, q) => p * q, 1);
-      const x = t(Array.from(randArray(R * d, 81 + d, -3, 3)), [...lead, d]), g = t(Array.from(randArray(d, 82, 0.5, 1.5)), [d]);
-      const w = t(Array.from(randArray(d * n, 83 + n, -0.2, 0.2)), [d, n]), b = t(Array.from(randArray(n, 84, -1, 1)), [n]);
-      const what = `[${lead}] × ${d}, ${n} scorers`;
-      const [h, ...s] = rmsNormScores(x, 1e-5, g, w, b);
-      expect(h.shape).toEqual([...lead, d]);
-      expect(s.length).toBe(n);
-      const hc = rmsNormalize(x, 1e-5, g);
-      await fusedClose(gpu, `${what} h`, h, hc);
-      for (let j = 0; j < n; j++) {
-        expect(s[j].shape).toEqual(lead);
-        const sc = linearSigmoid(hc, sliceAxis(w, 1, j, j + 1), sliceAxis(b, 0, j, j + 1));
-        await fusedClose(gpu, `${what} s${j}`, s[j], sc);
-        sc.dispose();
-      }
-      disposeTree([x, g, w, b, h, s, hc]);
-    }
-    // recorded: the ops run (their VJPs), and the gradients are theirs
-    const p = { x: t(Array.from(randArray(3 * 8, 85, -2, 2)), [3, 8]), w: t(Array.from(randArray(16, 86, -1, 1)), [8, 2]) };
-    const g = t(Array.from(randArray(8, 87, 0.5, 1.5)), [8]), b = t([0.1, -0.2], [2]);
-    const fused = valueAndGrad((q: typeof p) => { const [, s0, s1] = rmsNormScores(q.x, 1e-5, g, q.w, b); return add(sum(s0), sum(mul(s1, 2))); })(p);
-    const ops = valueAndGrad((q: typeof p) => {
-      const h = rmsNormalize(q.x, 1e-5, g);
-      return add(sum(linearSigmoid(h, sliceAxis(q.w, 1, 0, 1), sliceAxis(b, 0, 0, 1))), sum(mul(linearSigmoid(h, sliceAxis(q.w, 1, 1, 2), sliceAxis(b, 0, 1, 2)), 2)));
-    })(p);
-    for (const k of ["x", "w"] as const) expect({ k, g: await vals(fused.grads[k]) }).toEqual({ k, g: await vals(ops.grads[k]) });
-    disposeTree([p, g, b, fused, ops]);
-    const x = t(iota(8), [2, 4]);
-    expectThrow(() => rmsNormScores(x, 1e-5, t([1, 1, 1, 1], [4]), t(iota(8), [4, 2]), t([0], [1])), ["rmsNormScores", "[4, 2]", "[1]"]);
-    expectThrow(() => rmsNormScores(x, 1e-5, t([1, 1, 1, 1], [4]), t(iota(6), [3, 2]), t([0, 0], [2])), ["rmsNormScores", "[2, 4]", "[3, 2]"]);
-    expectThrow(() => rmsNormScores(x, 1e-5, t([1, 1], [2]), t(iota(8), [4, 2]), t([0, 0], [2])), ["rmsNormScores", "gain [2]", "[2, 4]"]);
-    expectThrow(() => rmsNormScores(t(iota(4), [4]), 1e-5, t([1, 1, 1, 1], [4]), t(iota(8), [4, 2]), t([0, 0], [2])), ["rmsNormScores", "rank ≥ 2", "[4]"]);
   });
 
   bt("ssmGate: (y + u ⊙ D) ⊙ silu(z) as the four ops give it (bit for bit off the GPU, within a rounding of y + u·D on it), forward and backward; bad shapes named", async () => {

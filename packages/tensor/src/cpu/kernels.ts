@@ -10,7 +10,7 @@ import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
 import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel, selectiveScanWithStateKernel } from "./ssm.ts";
 import {
   conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, conv1dCausalSiluKernel, crossEntropyKernel, gatherKernel,
-  logsumexpKernel, oneHotKernel, rmsNormGradKernel, rmsNormGradWKernel, rmsNormKernel, rmsNormScoresKernel, scanKernel, scanReverseKernel, scatterAddKernel, softmaxGradKernel, softmaxKernel,
+  logsumexpKernel, oneHotKernel, rmsNormGradKernel, rmsNormGradWKernel, rmsNormKernel, scanKernel, scanReverseKernel, scatterAddKernel, softmaxGradKernel, softmaxKernel,
   maskedSoftmaxGradKernel, maskedSoftmaxKernel,
 } from "./nn.ts";
 
@@ -27,7 +27,6 @@ export const cpuMultiKernels: { [K in MultiPrimName]: (ins: CpuArg[], outs: CpuA
   adamwGroup: adamwGroupKernel,
   attnReadGrad: attnReadGradKernel,
   rmsNormGradW: rmsNormGradWKernel,
-  rmsNormScores: rmsNormScoresKernel,
   selectiveScanWithState: selectiveScanWithStateKernel,
 };
 

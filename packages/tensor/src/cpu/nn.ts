@@ -4,7 +4,6 @@ import { showShape } from "../shape.ts";
 import * as dm from "./detmath.ts";
 import type { CpuArg } from "./kernels.ts";
 import { siluF64 } from "./elementwise.ts";
-import { biasSigmoidInPlace } from "./matmul.ts";
 
 function rowsOf(x: CpuArg): [number, number] {
   const n = x.shape[x.shape.length - 1];
@@ -148,26 +147,6 @@ export function rmsNormGradWKernel([g, x, w]: CpuArg[], [dx, gx]: CpuArg[], p: M
       D[b + j] = k * f(G[b + j] * W[j]) - X[b + j] * c;
       Q[b + j] = G[b + j] * f(X[b + j] * k);
     }
-  }
-}
-
-/**
- * rmsNormScores (Backend.runMulti), inputs [x, gain, w [d, n], b [n]], outputs [h, s₀ … s₍ₙ₋₁₎]:
- * h as rmsNormKernel writes it, then each s_j as linearSigmoid's kernel computes it from h (the
- * row dot in k order, each step rounded to f32 as matmul's accumulator, then the bias and sigmoid).
- */
-export function rmsNormScoresKernel([x, gain, w, b]: CpuArg[], [h, ...s]: CpuArg[], p: MultiPrimParams["rmsNormScores"]): void {
-  rmsNormKernel([x, gain], h, p);
-  const [rows, d] = rowsOf(x);
-  const H = h.data, W = w.data, n = s.length, f = Math.fround;
-  for (let j = 0; j < n; j++) {
-    const S = s[j].data as Float32Array;
-    for (let r = 0; r < rows; r++) {
-      let acc = 0;
-      for (let k = 0; k < d; k++) acc = f(acc + H[r * d + k] * W[k * n + j]);
-      S[r] = acc;
-    }
-    biasSigmoidInPlace(S, 0, rows, b.data[j]);
   }
 }
 

@@ -4,7 +4,7 @@
  * h_t = a_t ⊙ h_{t-1} + b_t.
  */
 import { bind, bindMulti, definePrimitive, noSecondOrder, primitive } from "../dispatch.ts";
-import { engine, getBackend } from "../engine.ts";
+import { getBackend } from "../engine.ts";
 import { sameShape, ShapeError, showShape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
 import { add, exp, mul, rsqrt, silu, softplus, square, sub, zeros } from "./elementwise.ts";
@@ -159,42 +159,6 @@ export function rmsNormalize(x: Tensor, eps: number, weight?: Tensor): Tensor {
     return weight === undefined ? y : mul(y, weight);
   }
   return bind("rmsNorm", weight === undefined ? [x] : [x, weight], { eps });
-}
-
-/** The widest row rmsNormScores fuses (d ≤ 1024, a multiple of 4) and the most scorers (n ≤ 3: WebGPU's 8 storage buffers). */
-export const NORM_SCORES_MAX_D = 1024;
-export const NORM_SCORES_MAX_N = 3;
-
-/**
- * h = rmsNormalize(x, eps, gain) and the sigmoid scorers that read it, s_j = σ(h·w[:, j] + b[j]),
- * for x [..., d], gain [d], w [d, n], b [n] → [h, s₀, …, s₍ₙ₋₁₎] (each s_j x's shape without its
- * last axis): one row pass where the backend has the kernel (WebGPU, the CPU reference) and d is a
- * multiple of 4 up to NORM_SCORES_MAX_D with n ≤ NORM_SCORES_MAX_N, else rmsNormalize and n
- * linearSigmoids. The same numbers as those ops: bit for bit on the CPU; on a GPU up to the sums'
- * order. Forward only: outside a gradient (a recorded tape, or an input that requires a gradient,
- * takes the ops, whose VJPs it keeps).
- *
- * Why: MemMamba's memory path normalises each layer's output and scores every position twice
- * (I_token, I_state) from the normalised rows: three passes over [B, L, d], where one reads the
- * rows once and writes h beside the scores.
- */
-export function rmsNormScores(x: Tensor, eps: number, gain: Tensor, w: Tensor, b: Tensor): Tensor[] {
-  needF32("rmsNormScores", x, gain, w, b);
-  const d = x.rank >= 1 ? x.shape[x.rank - 1] : -1;
-  if (x.rank < 2 || w.rank !== 2 || w.shape[0] !== d || w.shape[1] < 1 || !sameShape(b.shape, [w.shape[1]])) {
-    throw new ShapeError(`rmsNormScores: expects x [..., n, d] (rank ≥ 2), w [d, k] (k ≥ 1) and b [k], got ${showShape(x.shape)}, ${showShape(w.shape)} and ${showShape(b.shape)}`);
-  }
-  checkGain("rmsNormScores", x, gain);
-  const n = w.shape[1];
-  const fused = d % 4 === 0 && d <= NORM_SCORES_MAX_D && n <= NORM_SCORES_MAX_N && !getBackend().prefersComposite?.("rmsNorm") &&
-    !(engine.tape && engine.noGradDepth === 0 && [x, gain, w, b].some((t) => t.requiresGrad));
-  if (fused) {
-    const lead = x.shape.slice(0, -1);
-    const outs = bindMulti("rmsNormScores", [x, gain, w, b], [{ shape: [...x.shape], dtype: "f32" }, ...Array.from({ length: n }, () => ({ shape: [...lead], dtype: "f32" as const }))], { eps });
-    if (outs) return outs;
-  }
-  const h = rmsNormalize(x, eps, gain);
-  return [h, ...Array.from({ length: n }, (_, j) => linearSigmoid(h, n === 1 ? w : sliceAxis(w, 1, j, j + 1), n === 1 ? b : sliceAxis(b, 0, j, j + 1)))];
 }
 
 definePrimitive("logsumexp", {

@@ -12,7 +12,7 @@ import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movemen
 import { conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, conv1dCausalSiluKernel } from "./conv.ts";
 import {
   crossEntropyKernel, logsumexpKernel, softmaxKernel,
-  rmsNormGradKernel, rmsNormGradWKernel, rmsNormKernel, rmsNormScoresKernel, softmaxGradKernel,
+  rmsNormGradKernel, rmsNormGradWKernel, rmsNormKernel, softmaxGradKernel,
   maskedSoftmaxGradKernel, maskedSoftmaxKernel,
 } from "./nn.ts";
 import { maxGradKernel, reduceKernel } from "./reduce.ts";
@@ -29,7 +29,6 @@ export const gpuMultiKernels: { [K in MultiPrimName]: (ctx: GpuCtx, ins: readonl
   adamwGroup: adamwGroupKernel,
   attnReadGrad: attnReadGradKernel,
   rmsNormGradW: rmsNormGradWKernel,
-  rmsNormScores: rmsNormScoresKernel,
   selectiveScanWithState: selectiveScanWithStateKernel,
 };
 
