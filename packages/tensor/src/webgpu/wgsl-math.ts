@@ -128,15 +128,18 @@ fn m_tanh(x: f32) -> f32 {
   return select(z, -z, x < 0.0f);
 }
 
+// sigmoid and softplus from one exp of −|x| and a select, no branch: 1 / (1 + e^−x) for x ≥ 0 and
+// e^x / (1 + e^x) below (softplus: x + log1p(e^−x) for x > 0, log1p(e^x) below), the same
+// expressions as the CPU's (detmath.ts) on each side. Written as two branches, a warp whose lanes
+// held both signs (silu's inputs, about half and half) ran both exps.
 fn m_sigmoid(x: f32) -> f32 {
-  if (x >= 0.0f) { return 1.0f / (1.0f + m_exp(-x)); }
-  let e = m_exp(x);
-  return e / (1.0f + e);
+  let e = m_exp(-abs(x));
+  return select(e / (1.0f + e), 1.0f / (1.0f + e), x >= 0.0f);
 }
 
 fn m_softplus(x: f32) -> f32 {
-  if (x > 0.0f) { return x + m_log1p(m_exp(-x)); }
-  return m_log1p(m_exp(x));
+  let v = m_log1p(m_exp(-abs(x)));
+  return select(v, x + v, x > 0.0f);
 }
 
 // sin(r), cos(r) for |r| <= π/4 (+ a little): Taylor to r^9 / r^10.
