@@ -155,7 +155,7 @@ export function matmulRowsMax(x: Tensor, w: Tensor, rows: Tensor, r: number, sca
     const y = matmulRows(x, w, rows);
     const pooled = max(reshape(y, [...y.shape.slice(0, -1), y.shape[y.rank - 1] / r, r]), -1);
     if (!scale) return pooled;
-    if (!sameShape(scale.shape, rows.shape)) throw new ShapeError(`matmulRowsMax: the scale must be f32 of rows' shape ${showShape(rows.shape)}, got ${scale.dtype} ${showShape(scale.shape)}`);
+    if (scale.dtype !== "f32" || !sameShape(scale.shape, rows.shape)) throw new ShapeError(`matmulRowsMax: the scale must be f32 of rows' shape ${showShape(rows.shape)}, got ${scale.dtype} ${showShape(scale.shape)}`);
     return mul(pooled, reshape(scale, [...scale.shape, 1]));
   }
   return bind("matmulRowsMax", scale ? [x, w, rows, scale] : [x, w, rows], { r });
