@@ -125,6 +125,21 @@ test("webgpu parity: fill and every unary op (f32)", async () => {
   }), { numRuns: 48 });
 });
 
+test("webgpu parity: exp, sigmoid and softplus over their whole range: underflow, subnormal results, the edge of overflow, ±∞ and NaN", async () => {
+  if (!(await backends())) return;
+  // every 0.37 from −110 to 95, and the edges: m_exp's limits (−103.97, 88.72), the last normal
+  // results (2^−126 near −87.34), exp's largest finite result and ∞, signed zeros, NaN
+  const edges = [-103.98, -103.97, -103.9, -100, -95, -87.5, -87.34, -87.33, -87.3, 88.7, 88.72, 88.7228, 88.73, 89, -0, 0, Infinity, -Infinity, NaN];
+  const data = Float32Array.from([...Array.from({ length: 555 }, (_, i) => -110 + 0.37 * i), ...edges]);
+  const x: Host = { data, shape: [data.length], dtype: "f32" };
+  // relative 1e-5 where the result is normal; a few subnormal steps where it underflows
+  await parity("exp over its range", [x], prim("unary", { op: "exp" }), { rtol: 1e-5, atol: 1e-44 });
+  for (const op of ["sigmoid", "softplus"] as const) await parity(`${op} over its range`, [x], prim("unary", { op }), { rtol: 1e-5, atol: 1e-44 });
+  // silu = x·σ(x): below −103.97 the GPU's exp is 0 where the CPU's float64 one still leaves a
+  // subnormal product (−1.5e-44 at x = −105.6)
+  await parity("silu over its range", [x], prim("unary", { op: "silu" }), { rtol: 1e-5, atol: 1e-43 });
+});
+
 test("webgpu parity: binary and compare ops with broadcasting, f32 and i32 (int32 wrap, truncating division)", async () => {
   if (!(await backends())) return;
   await fc.assert(fc.asyncProperty(broadcastPair, fc.constantFrom("add", "sub", "mul", "div", "pow", "max", "min"), fc.boolean(), async ([, sa, sb], op, int) => {

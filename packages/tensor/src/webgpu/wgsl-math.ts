@@ -65,8 +65,13 @@ fn m_exp(x: f32) -> f32 {
   let k = round(x * ${lit(Math.LOG2E)});
   let r = (x - k * ${lit(LN2_HI)}) - k * ${lit(LN2_LO)};
   let ki = i32(k);
+  let p = 1.0f + m_em1k(r);
+  // p · 2^ki with 2^ki built from its bits where the result is a normal number (p in [0.7, 1.42):
+  // ki in [−125, 127]), so the product is exact, as the two ldexps are; they remain for the
+  // subnormal results and ki = 128, where 2^ki itself is no f32
+  if (ki >= -125 && ki <= 127) { return p * bitcast<f32>(u32(ki + 127) << 23u); }
   let h = ki / 2;
-  return ldexp(ldexp(1.0f + m_em1k(r), h), ki - h);
+  return ldexp(ldexp(p, h), ki - h);
 }
 
 fn m_expm1(x: f32) -> f32 {
