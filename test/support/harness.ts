@@ -16,7 +16,9 @@ let harness: Harness;
 if (isBun) {
   const specifier = "bun:test"; // a variable, so Deno's module graph never sees the bun: scheme
   const bun: any = await import(specifier);
-  harness = { test: (n, f, t) => bun.test(n, f, t ?? 120_000), describe: bun.describe, expect: bun.expect };
+  // 300 s unless a test says otherwise: a WebGPU test on lavapipe compiles its shaders with LLVM,
+  // and on a fresh machine (an empty shader cache) a few take minutes (Deno sets no limit)
+  harness = { test: (n, f, t) => bun.test(n, f, t ?? 300_000), describe: bun.describe, expect: bun.expect };
 } else {
   const { expect } = await import("expect");
   const prefix: string[] = [];
