@@ -47,13 +47,9 @@ export function tokenImportance(p: Linear, x: Tensor): Tensor {
  * Eq. 9: s = Pool_r(x W_n) [B, L, S]. A key makes S3Pool sample (training). With `rows` (1/0 [B,
  * L]) only those rows are projected (matmulRows; with max pooling outside a gradient, matmulRowsMax:
  * the same numbers) and the others are the pooling of zeros: for notes that no pool will ever hold.
+ * With `scale` [B, L] each row is then multiplied by its scale (the note's I_token).
  */
-export function stateSummary(p: Linear, x: Tensor, m: MemoryConfig, key?: Key, rows?: Tensor): Tensor {
-  return heldSummary(p, x, m, key, rows);
-}
-
-/** stateSummary with each row then scaled by `scale` [B, L] where given (the note's I_token). */
-function heldSummary(p: Linear, x: Tensor, m: MemoryConfig, key?: Key, rows?: Tensor, scale?: Tensor): Tensor {
+export function stateSummary(p: Linear, x: Tensor, m: MemoryConfig, key?: Key, rows?: Tensor, scale?: Tensor): Tensor {
   // max pooling of the kept rows outside a gradient: one launch (matmulRowsMax, the scale in its
   // store), with no [..., S·r] product in memory
   if (rows && m.pooling === "max" && !isRecording()) return matmulRowsMax(x, p.w, rows, m.summaryWindow, scale);
@@ -95,6 +91,6 @@ export interface ScoredNotes {
 export function scoreNotes(p: NoteParams, x: Tensor, m: MemoryConfig, key?: Key): ScoredNotes {
   const score = tokenImportance(p.token, x);
   const write = noGrad(() => gt(score, m.tau1));
-  const noteOf = (rows?: Tensor) => heldSummary(p.summary, x, m, key, rows, score);
+  const noteOf = (rows?: Tensor) => stateSummary(p.summary, x, m, key, rows, score);
   return { score, write, noteOf };
 }

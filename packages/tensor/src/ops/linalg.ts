@@ -107,6 +107,13 @@ definePrimitive("matmulRows", {
   },
 });
 
+/** matmulRowsMax's scale: f32 of rows' shape (the primitive and its composite path check it alike). */
+function checkRowsScale(rows: Tensor, scale: Tensor): void {
+  if (scale.dtype !== "f32" || !sameShape(scale.shape, rows.shape)) {
+    throw new ShapeError(`matmulRowsMax: the scale must be f32 of rows' shape ${showShape(rows.shape)}, got ${scale.dtype} ${showShape(scale.shape)}`);
+  }
+}
+
 definePrimitive("matmulRowsMax", {
   shape: ([x, w, rows, scale], { r }) => {
     const { shape } = primitive("matmulRows").shape([x, w, rows], {});
@@ -114,9 +121,7 @@ definePrimitive("matmulRowsMax", {
     if (!Number.isInteger(r) || r < 1 || N % r !== 0) {
       throw new ShapeError(`matmulRowsMax: the window r = ${r} must be a positive integer that divides w's ${N} columns`);
     }
-    if (scale && (scale.dtype !== "f32" || !sameShape(scale.shape, rows.shape))) {
-      throw new ShapeError(`matmulRowsMax: the scale must be f32 of rows' shape ${showShape(rows.shape)}, got ${scale.dtype} ${showShape(scale.shape)}`);
-    }
+    if (scale) checkRowsScale(rows, scale);
     return { shape: [...shape.slice(0, -1), N / r], dtype: "f32" };
   },
   flops: ([x, w]) => 2 * sizeOf(x.shape) * w.shape[1],
@@ -155,7 +160,7 @@ export function matmulRowsMax(x: Tensor, w: Tensor, rows: Tensor, r: number, sca
     const y = matmulRows(x, w, rows);
     const pooled = max(reshape(y, [...y.shape.slice(0, -1), y.shape[y.rank - 1] / r, r]), -1);
     if (!scale) return pooled;
-    if (scale.dtype !== "f32" || !sameShape(scale.shape, rows.shape)) throw new ShapeError(`matmulRowsMax: the scale must be f32 of rows' shape ${showShape(rows.shape)}, got ${scale.dtype} ${showShape(scale.shape)}`);
+    checkRowsScale(rows, scale);
     return mul(pooled, reshape(scale, [...scale.shape, 1]));
   }
   return bind("matmulRowsMax", scale ? [x, w, rows, scale] : [x, w, rows], { r });

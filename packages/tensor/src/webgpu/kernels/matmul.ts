@@ -1034,7 +1034,7 @@ export function addMatmulKernel(ctx: GpuCtx, [c, a, w, s]: readonly KernelArg[],
   if (plan === null) return;
   const epi = s ? "scaleAdd" : "add";
   const one = plan.main.length === 1 ? plan.main[0] : null;
-  if (one?.variant && !one.variant.split && plan.scratchBytes === 0) {
+  if (one?.variant && !one.variant.split) {
     const key = `${one.key}:${epi}`;
     let wgsl = epiGens.get(key);
     if (!wgsl) {
