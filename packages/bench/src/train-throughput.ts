@@ -26,6 +26,7 @@ import { poolTuning } from "../../tensor/src/webgpu/pool.ts";
 import { ssmTuning } from "../../tensor/src/webgpu/kernels/ssm.ts";
 import { attnReadTuning } from "../../tensor/src/webgpu/kernels/attention.ts";
 import { attentionTuning } from "../../tensor/src/ops/attention-fused.ts";
+import type { WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
 import { adamw, disposeTree, random, valueAndGrad, type Tensor } from "@memmamba/tensor";
 import { initLM, lm, presetNames, type LMParams, type PresetName } from "@memmamba/memmamba";
 import {
@@ -85,6 +86,12 @@ export interface ThroughputRow {
   peakRssMiB: number | null;
   loss: number | null;
   error?: string;
+  /**
+   * With --profile on WebGPU (timestamps): GPU time of a whole step, medians over GPU_BUSY_STEPS
+   * more steps, each step's compute passes timed at their start and end: busy is their summed
+   * durations, span the first start to the last end (span − busy: the GPU waited for the host).
+   */
+  gpu?: { busyMs: number; spanMs: number; steps: number };
   profile?: {
     forwardMs: number;
     forwardBackwardMs: number;
@@ -129,6 +136,8 @@ export interface ThroughputResult extends ModelBenchHead<"train-throughput", { b
   reference: ReferenceRow[];
   ratios: Ratios[];
   memmambaStepOverMamba: number | null;
+  /** With --profile on WebGPU: MemMamba's GPU busy time a step over Mamba's (ThroughputRow.gpu). */
+  memmambaGpuBusyOverMamba?: number | null;
   goals: { oursOverCompiledAtLeast: number; memmambaOverMambaAtMost: number; issueCompiledMambaTps: number };
 }
 
@@ -214,6 +223,7 @@ async function measure(bb: BenchBackend & { profiler: KernelProfiler | null }, k
     row.peakPoolMiB = mib(bb.peakPoolBytes());
     row.peakRssMiB = mib(bb.peakRss());
     measured(row);
+    if (o.profile) row.gpu = (await gpuBusy(bb, trainer, x, y)) ?? undefined;
     if (o.profile) row.profile = await profileStep(bb, trainer, cfg, x, y, !!o.profileDetail);
   } catch (e) {
     row.error = `${isOutOfMemory(e) ? "does not fit: " : ""}${e instanceof Error ? e.message.split("\n")[0] : String(e)}`;
@@ -223,6 +233,25 @@ async function measure(bb: BenchBackend & { profiler: KernelProfiler | null }, k
     disposeTree([x, y]);
   }
   return row;
+}
+
+const GPU_BUSY_STEPS = 5;
+
+/** A step's GPU busy time and span (see ThroughputRow.gpu), or null off WebGPU / without timestamps. */
+async function gpuBusy(bb: BenchBackend, trainer: ReturnType<typeof makeTrainer>, x: Tensor, y: Tensor): Promise<ThroughputRow["gpu"] | null> {
+  const gpu = bb.backend as unknown as Partial<WebGpuBackend>;
+  if (typeof gpu.timeGpuPasses !== "function") return null;
+  const busy: number[] = [], span: number[] = [];
+  for (let i = 0; i < GPU_BUSY_STEPS; i++) {
+    let done: Promise<number> | null = null;
+    // the step's encoding and its loss readback's submit happen inside the timed region
+    const t = await gpu.timeGpuPasses.call(bb.backend, () => void (done = trainer.step(x, y)));
+    await done;
+    if (!t) return null;
+    busy.push(t.busyMs);
+    span.push(t.spanMs);
+  }
+  return { busyMs: median(busy), spanMs: median(span), steps: GPU_BUSY_STEPS };
 }
 
 /** Where a step's time goes: forward only, forward + backward, the whole step; launches by primitive. */
@@ -376,9 +405,11 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const result = (): ThroughputResult => {
     const r = ratios(rows, ref);
     const mm = rows.find((x) => x.kind === "memmamba")?.msPerStep, ma = rows.find((x) => x.kind === "mamba")?.msPerStep;
+    const gm = rows.find((x) => x.kind === "memmamba")?.gpu?.busyMs, ga = rows.find((x) => x.kind === "mamba")?.gpu?.busyMs;
     return {
       benchmark: "train-throughput" as const, date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
       options: { ...o, pool: { ...poolTuning }, maxBatch: maxBatch ?? null, adamwGroup: String(adamw.adamwTuning.group), ssmFwdAlgo: ssmTuning.fwdAlgo, ssmBwdAlgo: ssmTuning.bwdAlgo, attn: attentionTuning.fused ? "fused" : "ops", attnPositions: attnReadTuning.positions, attnDots: attnReadTuning.dots, attnDotLanes: attnReadTuning.dotLanes }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
+      ...(gm && ga ? { memmambaGpuBusyOverMamba: gm / ga } : {}),
       goals: { oursOverCompiledAtLeast: 2, memmambaOverMambaAtMost: 1.5, issueCompiledMambaTps: ISSUE_COMPILED_MAMBA_TPS },
     };
   };
@@ -407,6 +438,12 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
       r.perStep?.syncs, r.peakLiveMiB, r.peakPoolMiB, r.error ?? r.loss]),
   ));
   printRatios(res);
+  const timed = rows.filter((r) => r.gpu);
+  if (timed.length) {
+    console.log(`\nGPU time of a whole step (each compute pass timed at its start and end; medians of ${timed[0].gpu!.steps} steps): busy = the passes' durations, span = first start to last end`);
+    console.log(formatTable(["kind", "step ms", "GPU busy ms", "GPU span ms", "span − busy"], timed.map((r) => [r.kind, r.msPerStep, r.gpu!.busyMs, r.gpu!.spanMs, r.gpu!.spanMs - r.gpu!.busyMs])));
+    if (res.memmambaGpuBusyOverMamba) console.log(`MemMamba GPU busy / Mamba GPU busy: ${fmt(res.memmambaGpuBusyOverMamba)}`);
+  }
   for (const r of rows) {
     if (!r.profile) continue;
     const p = r.profile;

@@ -209,6 +209,14 @@ export interface MultiPrimParams {
    * recomputes the whole scan.
    */
   selectiveScanWithState: Record<string, never>;
+  /**
+   * linearSigmoid's VJP (ops/nn.ts): inputs [g [..., n], s [..., n], x [..., n, d], w [d, 1]] (s the
+   * op's output, g its cotangent), outputs [dx (x's shape), dw [d, 1], db [1]] with e = g ⊙ s(1 − s):
+   * dx = e ⊗ w, dw = xᵀ·e, db = Σ e. The CPU kernel has the composite's bits (unaryGrad, the two
+   * matmuls and the reduction in turn); WebGPU's two launches have dx's bits and sum dw and db in
+   * another order. Five launches become two (on WebGPU; three with the two sums).
+   */
+  linearSigmoidGrad: Record<string, never>;
 }
 /**
  * What a buffer is for, where a backend recycles buffers: "long-lived" for tensors that replace
@@ -264,7 +272,7 @@ export interface Backend {
    * (its kernel for it is a slow generic fallback): the wasm backend for unaryGrad, whose SIMD
    * kernels cover the composite's ops. Absent: every primitive is preferred.
    */
-  prefersComposite?(prim: PrimName): boolean;
+  prefersComposite?(prim: PrimName | MultiPrimName): boolean;
   /** Runs one multi-output primitive (optional: callers fall back to one-output primitives). */
   runMulti?<K extends MultiPrimName>(prim: K, inputs: readonly KernelArg[], outputs: readonly KernelArg[], params: MultiPrimParams[K]): void;
   /** Buffers allocated and not yet freed: tests assert it returns to its baseline. */

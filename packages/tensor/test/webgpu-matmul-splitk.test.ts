@@ -195,20 +195,25 @@ test("webgpu split-K off: the same problem runs unsplit (the knob reaches the ke
   await withTuning({ ...SMALL_SPLIT, splitK: false }, async () => {
     const { keys } = await keysOf(pair.gpu, () => matmulOn(pair.gpu as unknown as Backend, x, y, false, false));
     T.setBackend(pair.gpu as unknown as Backend);
-    expect(keys).toEqual(["matmul:naive1:b3"]); // 1 workgroup of 4x4 blocks: a thread per element
+    expect(keys).toEqual(["matmul:lanes:b3"]); // 1 workgroup of 4x4 blocks: 16 lanes an element
   });
 });
 
-test("webgpu untiled kernel: a thread per element where 4x4 blocks would fill few workgroups, a 4x4 block per thread elsewhere; both equal the CPU", async () => {
+test("webgpu untiled kernel: 16 lanes an element (or, with lanes off, a thread an element) where 4x4 blocks would fill few workgroups, a 4x4 block per thread elsewhere; all equal the CPU", async () => {
   if (!(await pair.load())) return;
   // [m, k, n, transA, transB, the kernel]: 64·256 elements are 16 workgroups of 4x4 blocks (the
-  // pool reads' folded weights); 12 × 12000 is 141 of them (thin: M < 16)
-  const cases: [number, number, number, boolean, boolean, string][] = [
-    [64, 64, 256, false, false, "matmul:naive1:b3"], [256, 64, 64, false, true, "matmul:naive1:b3"], [7, 5, 3, true, false, "matmul:naive1:b3"],
-    [12, 9, 12000, false, false, "matmul:naive:b3"], [13, 6, 11001, true, true, "matmul:naive:b3"],
+  // pool reads' folded weights); 12 × 12000 is 141 of them (thin: M < 16); K 300 and 70 leave
+  // the lanes' unrolled loop a remainder, K 5 some lanes nothing
+  const small: [number, number, number, boolean, boolean][] = [
+    [64, 64, 256, false, false], [256, 64, 64, false, true], [7, 5, 3, true, false], [33, 300, 17, true, true], [20, 70, 9, false, true],
   ];
-  await withTuning({ splitK: false, rowDot: false }, async () => {
-    for (const [m, k, n, ta, tb, key] of cases) {
+  const cases: [number, number, number, boolean, boolean, string, boolean][] = [
+    ...small.map(([m, k, n, ta, tb]) => [m, k, n, ta, tb, "matmul:lanes:b3", true] as [number, number, number, boolean, boolean, string, boolean]),
+    ...small.map(([m, k, n, ta, tb]) => [m, k, n, ta, tb, "matmul:naive1:b3", false] as [number, number, number, boolean, boolean, string, boolean]),
+    [12, 9, 12000, false, false, "matmul:naive:b3", true], [13, 6, 11001, true, true, "matmul:naive:b3", true],
+  ];
+  for (const [m, k, n, ta, tb, key, lanes] of cases) {
+    await withTuning({ splitK: false, rowDot: false, lanes }, async () => {
       const x = f32(ta ? [k, m] : [m, k]), y = f32(tb ? [n, k] : [k, n]);
       const want = await matmulOn(pair.cpu, x, y, ta, tb);
       const { result: got, keys } = await keysOf(pair.gpu, () => matmulOn(pair.gpu as unknown as Backend, x, y, ta, tb));
@@ -217,10 +222,10 @@ test("webgpu untiled kernel: a thread per element where 4x4 blocks would fill fe
       expect(got.length).toBe(m * n);
       const tol = 1e-5 * Math.sqrt(k);
       for (let i = 0; i < want.length; i++) {
-        if (!(Math.abs(got[i] - want[i]) <= tol * (1 + Math.abs(want[i])))) throw new Error(`[${m}, ${k}]·[${k}, ${n}]: element ${i}: webgpu ${got[i]} vs cpu ${want[i]}`);
+        if (!(Math.abs(got[i] - want[i]) <= tol * (1 + Math.abs(want[i])))) throw new Error(`${key} [${m}, ${k}]·[${k}, ${n}]: element ${i}: webgpu ${got[i]} vs cpu ${want[i]}`);
       }
-    }
-  });
+    });
+  }
 });
 
 test("webgpu row-dot kernel: A·b with N = 1 (the importance scorers), b as [K, 1] or [1, K]ᵀ, A's batch folded, K = 0; vec4 rows where K is a multiple of 4", async () => {

@@ -457,6 +457,18 @@ test("webgpu parity: linearSigmoid (rows of vec4 and of scalars, no rows, batch 
   }), RUNS);
 });
 
+test("webgpu parity: linearSigmoidGrad (dx, dw, db; vec4 rows and not, column chunks past 64 lanes, row blocks up to their cap)", async () => {
+  if (!(await backends())) return;
+  const lsg = (lead: number[], d: number) => {
+    const n = size(lead);
+    return parity(`linearSigmoidGrad ${JSON.stringify([lead, d])}`, [f32(lead), f32(lead, 0, 1), f32([...lead, d]), f32([d, 1])], (g, s, x, w) =>
+      bindMulti("linearSigmoidGrad", [g, s, x, w], [{ shape: [...lead, d], dtype: "f32" }, { shape: [d, 1], dtype: "f32" }, { shape: [1], dtype: "f32" }], {})!, sumTol(n));
+  };
+  await fc.assert(fc.asyncProperty(fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 2 }), fc.integer({ min: 1, max: 300 }), (lead, d) => lsg(lead, d)), RUNS);
+  await lsg([40000], 3); // 1,250 blocks of 32 rows: capped at 1,024 blocks of 40
+  await lsg([3, 700], 256); // MemMamba's scorer width
+});
+
 test("webgpu parity: ssmGate (D broadcast along the rows, channel counts not a multiple of 4)", async () => {
   if (!(await backends())) return;
   await fc.assert(fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 2 }), fc.integer({ min: 1, max: 70 }), async (lead, Di) => {

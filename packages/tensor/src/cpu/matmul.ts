@@ -7,7 +7,8 @@ import type { PrimParams } from "../backend.ts";
 import { stridesOf } from "../shape.ts";
 import type { CpuArg } from "./kernels.ts";
 import { sigmoid as dmSigmoid, softplus as dmSoftplus } from "./detmath.ts";
-import { maxRun } from "./reduce.ts";
+import { maxRun, reduceKernel } from "./reduce.ts";
+import { unaryGradKernel } from "./elementwise.ts";
 
 const KC = 128; // k-block: a panel of B rows that stays in L2
 const NC = 512; // n-block: the slice of a C row that stays in L1
@@ -142,6 +143,22 @@ export function addMatmulKernel([c, a, w, s]: CpuArg[], out: CpuArg): void {
   }
   const scale = s.data as Float32Array;
   for (let r = 0, i = 0; r < scale.length; r++) for (let j = 0; j < N; j++, i++) v[i] = add[i] + Math.fround(v[i] * scale[r]);
+}
+
+/**
+ * linearSigmoid's VJP (MultiPrimParams["linearSigmoidGrad"]), inputs [g, s, x, w], outputs
+ * [dx, dw, db]: the composite's launches in turn on their kernels (e = unaryGrad's sigmoid of g at
+ * s; dx = e·wᵀ as a K = 1 product; dw = xᵀ·e over the rows; db = e summed over its leading axes
+ * as sumTo reduces it), so the gradients are the composite's bit for bit.
+ */
+export function linearSigmoidGradKernel([g, s, x, w]: CpuArg[], [dx, dw, db]: CpuArg[]): void {
+  const n = g.data.length, d = w.shape[0];
+  const e: CpuArg = { data: new Float32Array(n), shape: [...g.shape, 1] };
+  unaryGradKernel([g, s, s], e, { op: "sigmoid" });
+  const rows: CpuArg = { data: e.data, shape: [n, 1] };
+  matmulKernel([rows, w], { data: dx.data, shape: [n, d] }, { transA: false, transB: true });
+  matmulKernel([{ data: x.data, shape: [n, d] }, rows], dw, { transA: true, transB: false });
+  reduceKernel([e], { data: db.data, shape: e.shape.map(() => 1) }, { op: "sum", axes: g.shape.map((_, i) => i) });
 }
 
 /** v[at … at + n) ← sigmoid(v + bias), the add rounded to f32 as the add kernel rounds it (linearSigmoid's epilogue, CPU and wasm). */

@@ -220,8 +220,20 @@ definePrimitive("linearSigmoid", {
   },
   flops: ([x]) => 2 * x.size + 6 * (x.size / Math.max(1, x.shape[x.rank - 1])),
   // the VJPs of sigmoid, add and matmul in turn, op for op: the composite's gradients, bit for bit
-  // (sigmoid's derivative reads only its output, which stands in for the pre-activation here)
+  // (sigmoid's derivative reads only its output, which stands in for the pre-activation here).
+  // Where x and w both want a gradient (a scorer in training), one multi-output launch
+  // (linearSigmoidGrad: the CPU kernel with these bits, WebGPU's with dx's bits and dw, db summed
+  // in another order) instead of five; the wasm backend runs the ops below (its SIMD matmuls).
   vjp: (g, [x, w, b], s, _p, needs) => {
+    if ((needs?.[0] ?? true) && (needs?.[1] ?? true) && x.size > 0 && !getBackend().prefersComposite?.("linearSigmoidGrad")) {
+      const d = w.shape[0];
+      const outs = bindMulti("linearSigmoidGrad", [g, s, x, w], [{ shape: [...x.shape], dtype: "f32" }, { shape: [d, 1], dtype: "f32" }, { shape: [1], dtype: "f32" }], {});
+      if (outs) {
+        if (needs?.[2] !== false) return outs;
+        outs[2].dispose();
+        return [outs[0], outs[1], null];
+      }
+    }
     const [gz] = primitive("unary").vjp(g, [s], s, { op: "sigmoid" });
     return linearVjp(reshape(gz!, [...g.shape, 1]), x, w, b, needs);
   },

@@ -24,7 +24,7 @@ import { gpuKernels, gpuMultiKernels, type GpuKernel } from "./kernels/index.ts"
 import { dropInverseIndices, forgetInverseIndices } from "./kernels/indexed.ts";
 import { BufferPool, type PoolStats } from "./pool.ts";
 import { acquireGpu, type AcquiredGpu, type AcquireOptions } from "./probe.ts";
-import { GpuTimer } from "./timer.ts";
+import { GpuTimer, type PassTimes } from "./timer.ts";
 import { describeRun, GpuProfiler, type ProfileRow } from "./profiler.ts";
 
 const MAX_BATCH = 128; // dispatches per submit (the default of WebGpuOptions.maxBatch)
@@ -401,6 +401,15 @@ export class WebGpuBackend implements Backend {
    * pass), or null when the device has no 'timestamp-query'.
    */
   async timeGpu(fn: () => void): Promise<number | null> {
+    return (await this.timeGpuPasses(fn))?.busyMs ?? null;
+  }
+
+  /**
+   * timeGpu's measurement in full: the passes' summed GPU time (busyMs), the span from the first
+   * pass's start to the last one's end (spanMs: longer where the GPU waited for the host between
+   * submits) and the pass count; null without 'timestamp-query'. At most 256 passes.
+   */
+  async timeGpuPasses(fn: () => void): Promise<PassTimes | null> {
     if (!this.#timer) return null;
     this.#flush();
     this.#timer.start();
@@ -413,9 +422,9 @@ export class WebGpuBackend implements Backend {
     } finally {
       this.#timer.stop();
     }
-    const ms = await this.#timer.read();
+    const times = await this.#timer.read();
     await this.#checkErrors();
-    return ms;
+    return times;
   }
 
   /**

@@ -1,9 +1,18 @@
 /**
  * GPU timing with timestamp queries (only on devices with 'timestamp-query'): while started,
  * every compute pass the backend begins writes a timestamp at its start and its end; read()
- * returns the summed pass durations in milliseconds.
+ * returns the summed pass durations (the GPU's busy time) and the span from the first pass's start
+ * to the last pass's end, in milliseconds: where the span is longer, the GPU waited between
+ * passes (for the host's next submit).
  */
-const MAX_PASSES = 64;
+const MAX_PASSES = 256;
+
+/** What a timing measured: the passes' summed durations, the first start to the last end, the pass count. */
+export interface PassTimes {
+  busyMs: number;
+  spanMs: number;
+  passes: number;
+}
 
 export class GpuTimer {
   readonly #qs: GPUQuerySet;
@@ -43,14 +52,15 @@ export class GpuTimer {
     enc.copyBufferToBuffer(this.#resolveBuf, 0, this.#readBuf, 0, 2 * this.#passes * 8);
   }
 
-  async read(): Promise<number> {
-    if (this.#passes === 0) return 0;
-    await this.#readBuf.mapAsync(GPUMapMode.READ, 0, 2 * this.#passes * 8);
-    const t = new BigInt64Array(this.#readBuf.getMappedRange(0, 2 * this.#passes * 8).slice(0));
+  async read(): Promise<PassTimes> {
+    const n = this.#passes;
+    if (n === 0) return { busyMs: 0, spanMs: 0, passes: 0 };
+    await this.#readBuf.mapAsync(GPUMapMode.READ, 0, 2 * n * 8);
+    const t = new BigInt64Array(this.#readBuf.getMappedRange(0, 2 * n * 8).slice(0));
     this.#readBuf.unmap();
     let ns = 0;
-    for (let i = 0; i < this.#passes; i++) ns += Number(t[2 * i + 1] - t[2 * i]);
-    return ns / 1e6;
+    for (let i = 0; i < n; i++) ns += Number(t[2 * i + 1] - t[2 * i]);
+    return { busyMs: ns / 1e6, spanMs: Number(t[2 * n - 1] - t[0]) / 1e6, passes: n };
   }
 
   destroy(): void {

@@ -7,6 +7,7 @@ import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexe
 import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
 import { addMatmulKernel, linearSigmoidKernel, matmulKernel } from "./matmul.ts";
 import { linearSoftplusKernel } from "./linear-softplus.ts";
+import { linearSigmoidGradKernel } from "./linear-sigmoid-grad.ts";
 import { matmulRowsKernel, matmulRowsMaxKernel } from "./matmul-rows.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import { conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, conv1dCausalSiluKernel } from "./conv.ts";
@@ -30,6 +31,7 @@ export const gpuMultiKernels: { [K in MultiPrimName]: (ctx: GpuCtx, ins: readonl
   attnReadGrad: attnReadGradKernel,
   rmsNormGradW: rmsNormGradWKernel,
   selectiveScanWithState: selectiveScanWithStateKernel,
+  linearSigmoidGrad: linearSigmoidGradKernel,
 };
 
 export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {

@@ -225,6 +225,8 @@ export const matmulTuning = {
    * 32 lanes a row reading it in 128-byte runs (see rowDotWgsl); false: the untiled kernel.
    */
   rowDot: true,
+  /** Small untiled products without a split of K: LANES threads an element (see lanesWgsl); false: a thread per element. */
+  lanes: true,
 };
 
 interface MatmulVariant {
@@ -530,13 +532,67 @@ const NAIVE_WG = 64;
  * blocks) took ~38 µs a launch (the pool reads' folded weights, long-context --profile).
  */
 const NAIVE_ONE_MAX_WG = 128;
-function naiveWgsl(br: number, R: 1 | 4 = 4): string {
+/** The untiled kernels' WGSL that turns batch index `rem` into A's and B's offsets aBase, bBase (params 4 … 3 + 3·br). */
+function batchBaseLines(br: number): string[] {
   const lines: string[] = [];
   for (let d = br - 1; d >= 0; d--) {
     const size = pu(4 + d), sa = pu(4 + br + d), sb = pu(4 + 2 * br + d);
     lines.push(d === 0 ? `{ let c = rem;` : `{ let c = rem % ${size}; rem = rem / ${size};`);
     lines.push(`aBase += c * ${sa}; bBase += c * ${sb}; }`);
   }
+  return lines;
+}
+
+/**
+ * The untiled product for small outputs (where a thread per element would fill few
+ * workgroups, and no split of K): LANES threads an element, lane l adding the terms k ≡ l
+ * (mod LANES) in order, then lane 0 adding the lane sums in order (deterministic). A thread per
+ * element walks all of K as a chain of dependent adds whose loads wait on the cache one step
+ * after another: the pool reads' folded weights (K 64 and 256, 4,096 to 16,384 outputs) took
+ * 13–27 µs a launch on an H200 that way. Same params as the untiled kernel (S = 1).
+ */
+const LANES = 16;
+const LANES_WG = 256;
+function lanesWgsl(br: number): string {
+  const U = 4, us = [...Array(U).keys()];
+  const aIdx = (k: string) => `select(aBase + m0 * K + ${k}, aBase + ${k} * M + m0, TA)`;
+  const bIdx = (k: string) => `select(bBase + ${k} * N + n0, bBase + n0 * K + ${k}, TB)`;
+  return `${header(9 + 3 * br, [{ name: "C", type: "f32", write: true }, { name: "A", type: "f32" }, { name: "B", type: "f32" }])}
+var<workgroup> red: array<f32, ${LANES_WG}>;
+@compute @workgroup_size(${LANES_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let M = ${pu(0)}; let N = ${pu(1)}; let K = ${pu(2)};
+  let TA = ${pu(4 + 3 * br)} != 0u; let TB = ${pu(5 + 3 * br)} != 0u;
+  let per = M * N;
+  let id = wg * ${LANES_WG / LANES}u + lid / ${LANES}u;
+  let lane = lid % ${LANES}u;
+  let live = id < per * ${pu(7 + 3 * br)};
+  let zz = select(0u, id / per, live);
+  let m0 = (id % per) / N; let n0 = (id % per) % N;
+  var aBase = 0u; var bBase = 0u; var rem = zz;
+  ${batchBaseLines(br).join("\n  ")}
+  var c = 0.0f;
+  if (live) {
+    var k = lane;
+    for (; k + ${(U - 1) * LANES}u < K; k += ${U * LANES}u) {
+      ${us.map((u) => `let a${u} = A[${aIdx(`(k + ${u * LANES}u)`)}]; let b${u} = B[${bIdx(`(k + ${u * LANES}u)`)}];`).join(" ")}
+      ${us.map((u) => `c += a${u} * b${u};`).join(" ")}
+    }
+    for (; k < K; k += ${LANES}u) { c += A[${aIdx("k")}] * B[${bIdx("k")}]; }
+  }
+  red[lid] = c;
+  workgroupBarrier();
+  if (live && lane == 0u) {
+    var t = red[lid];
+    for (var j = 1u; j < ${LANES}u; j++) { t += red[lid + j]; }
+    C[zz * per + m0 * N + n0] = t;
+  }
+}`;
+}
+
+function naiveWgsl(br: number, R: 1 | 4 = 4): string {
+  const lines = batchBaseLines(br);
   const aAt = (m: string, k = "k") => `select(0.0f, A[select(0u, select(aBase + (${m}) * K + ${k}, aBase + ${k} * M + (${m}), TA), ${m} < M)], ${m} < M)`;
   const bAt = (n: string, k = "k") => `select(0.0f, B[select(0u, select(bBase + ${k} * N + (${n}), bBase + (${n}) * K + ${k}, TB), ${n} < N)], ${n} < N)`;
   // the k loop unrolled U steps, every load of the U steps issued before their multiply-adds
@@ -644,6 +700,10 @@ export function splitKPlan(m: number, N: number, K: number, batches: number, pla
   return slices < 2 ? none : { slices, sliceLen };
 }
 
+/** Threads a workgroup of the split-K sum (exported with its generator and key: linearSigmoidGrad sums its row blocks with it). */
+export const SUM_WG = 256;
+/** The split-K sum's pipeline key. */
+export const SPLIT_SUM_KEY = "matmul:splitk-sum";
 /**
  * The second pass of split-K: C[i] = Σ_s P[s·n + i] over the S partials. R lanes per output
  * (R a power of two, SUM_WG / R outputs per workgroup): lane r adds the slices s ≡ r (mod R) in
@@ -652,7 +712,6 @@ export function splitKPlan(m: number, N: number, K: number, batches: number, pla
  * of 64 × 64 outputs from K = 16K rows: 16 workgroups walking 512 partials, ~30 µs a call on
  * an H200; as long as the product itself). params: n, S, R.
  */
-const SUM_WG = 256;
 function splitSumWgsl(): string {
   return `${header(3, [{ name: "C", type: "f32", write: true }, { name: "P", type: "f32" }])}
 var<workgroup> part: array<f32, ${SUM_WG}>;
@@ -840,7 +899,12 @@ export function linearSigmoidKernel(ctx: GpuCtx, [x, w, b]: readonly KernelArg[]
     params: new ParamWords().u(M).u(vec ? K / 4 : K).words(), groups: grid(ceilDiv(M, ROWDOT_ROWS), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }
-const splitSumGen = splitSumWgsl;
+/** The split-K sum's WGSL generator: C[i] = Σ_s P[s·n + i] in s order (params n, S, lanes a sum). */
+export const splitSumGen = splitSumWgsl;
+const lanesGens: (() => string)[] = [];
+function lanesGen(bRank: number): () => string {
+  return (lanesGens[bRank] ??= () => lanesWgsl(bRank));
+}
 const naiveGens: (() => string)[] = [];
 function naiveGen(bRank: number, R: 1 | 4): () => string {
   return (naiveGens[bRank * 8 + R] ??= () => naiveWgsl(bRank, R));
@@ -953,8 +1017,13 @@ function planLaunches(
   let main: PlannedLaunch[];
   if (t === "untiled") {
     const R = ceilDiv(ceilDiv(m, 4) * ceilDiv(N, 4) * batches * S, NAIVE_WG) < NAIVE_ONE_MAX_WG ? 1 : 4;
-    const threads = ceilDiv(m, R) * ceilDiv(N, R) * batches * S;
-    main = [{ key: `matmul:naive${R === 1 ? "1" : ""}:b${bRank}`, wgsl: naiveGen(bRank, R), params: params(0, true), groups: grid(ceilDiv(threads, NAIVE_WG), maxDim) }];
+    if (R === 1 && S === 1 && matmulTuning.lanes) {
+      const lanes = m * N * batches * LANES;
+      main = [{ key: `matmul:lanes:b${bRank}`, wgsl: lanesGen(bRank), params: params(0, true), groups: grid(ceilDiv(lanes, LANES_WG), maxDim) }];
+    } else {
+      const threads = ceilDiv(m, R) * ceilDiv(N, R) * batches * S;
+      main = [{ key: `matmul:naive${R === 1 ? "1" : ""}:b${bRank}`, wgsl: naiveGen(bRank, R), params: params(0, true), groups: grid(ceilDiv(threads, NAIVE_WG), maxDim) }];
+    }
   } else {
     main = tiledLaunches(limits, t, p, { m, M, N, K, batches: batches * S, bRank, split: S > 1 }, (q0) => params(q0, S > 1));
   }
@@ -962,7 +1031,7 @@ function planLaunches(
   if (S > 1) {
     const n = batches * m * N;
     const R = splitSumLanes(n, S);
-    sum = { key: "matmul:splitk-sum", wgsl: splitSumGen, params: new ParamWords().u(n).u(S).u(R).words(), groups: grid(ceilDiv(n * R, SUM_WG), maxDim) };
+    sum = { key: SPLIT_SUM_KEY, wgsl: splitSumGen, params: new ParamWords().u(n).u(S).u(R).words(), groups: grid(ceilDiv(n * R, SUM_WG), maxDim) };
   }
   return { rowDot: false, main, scratchBytes: S > 1 ? S * batches * m * N * 4 : 0, sum };
 }
