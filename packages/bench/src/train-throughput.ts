@@ -43,6 +43,10 @@ const HELP = `train-throughput: tokens/s of a full training step (forward, backw
   --seq N          tokens per row (default 2048)
   --steps N        timed steps; the median is reported (default 5)
   --warmup N       untimed steps first (pipeline compilation; default 2)
+  --pipelined N    after the timed steps, N more timed as the reference's bench_train times its
+                   steps (between two synchronisations): each step recorded before the previous
+                   step's loss is awaited, so the GPU does not drain between steps; 0: none
+                   (default 10)
   --cap-s S        stop timing a configuration after S seconds (at least one timed step; default 120)
   --reference F    JSON lines of memmamba_ref.bench_train (same GPU, same run): print the ratios
   --profile        per-primitive launch counts and encode time, and the forward / backward split
@@ -92,6 +96,11 @@ export interface ThroughputRow {
    * durations, span the first start to the last end (span − busy: the GPU waited for the host).
    */
   gpu?: { busyMs: number; spanMs: number; steps: number };
+  /**
+   * --pipelined: ms a step over that many steps timed together, each recorded before the
+   * previous step's loss was awaited (the reference's method: no drain between steps).
+   */
+  pipelined?: { msPerStep: number; tokensPerSec: number; steps: number };
   profile?: {
     forwardMs: number;
     forwardBackwardMs: number;
@@ -138,6 +147,8 @@ export interface ThroughputResult extends ModelBenchHead<"train-throughput", { b
   memmambaStepOverMamba: number | null;
   /** With --profile on WebGPU: MemMamba's GPU busy time a step over Mamba's (ThroughputRow.gpu). */
   memmambaGpuBusyOverMamba?: number | null;
+  /** With --pipelined: MemMamba's pipelined ms a step over Mamba's. */
+  memmambaPipelinedOverMamba?: number | null;
   goals: { oursOverCompiledAtLeast: number; memmambaOverMambaAtMost: number; issueCompiledMambaTps: number };
 }
 
@@ -191,7 +202,7 @@ export function ratios(ours: ThroughputRow[], ref: ReferenceRow[]): Ratios[] {
 
 /** Measures one model; `measured` gets the row (to save it) before the optional profile runs. */
 async function measure(bb: BenchBackend & { profiler: KernelProfiler | null }, kind: ModelKind, presetName: PresetName, o: {
-  batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; profileDetail?: boolean;
+  batch: number; seq: number; steps: number; warmup: number; capS: number; profile: boolean; profileDetail?: boolean; pipelined: number;
 }, measured: (row: ThroughputRow) => void): Promise<ThroughputRow> {
   const cfg = modelConfig(presetName, kind);
   const row: ThroughputRow = {
@@ -223,6 +234,11 @@ async function measure(bb: BenchBackend & { profiler: KernelProfiler | null }, k
     row.peakPoolMiB = mib(bb.peakPoolBytes());
     row.peakRssMiB = mib(bb.peakRss());
     measured(row);
+    if (o.pipelined > 0) {
+      const ms = await pipelinedSteps(trainer, x, y, o.pipelined);
+      row.pipelined = { msPerStep: ms, tokensPerSec: (o.batch * o.seq) / (ms / 1000), steps: o.pipelined };
+      measured(row);
+    }
     if (o.profile) row.gpu = (await gpuBusy(bb, trainer, x, y)) ?? undefined;
     if (o.profile) row.profile = await profileStep(bb, trainer, cfg, x, y, !!o.profileDetail);
   } catch (e) {
@@ -233,6 +249,25 @@ async function measure(bb: BenchBackend & { profiler: KernelProfiler | null }, k
     disposeTree([x, y]);
   }
   return row;
+}
+
+/**
+ * n steps timed together, as the reference's bench_train times its steps (between two
+ * synchronisations): trainer.step records a whole step and submits its loss's readback before it
+ * awaits anything, so step i + 1 is recorded while the GPU still runs step i, and step i's loss is
+ * awaited only then. ms a step.
+ */
+async function pipelinedSteps(trainer: ReturnType<typeof makeTrainer>, x: Tensor, y: Tensor, n: number): Promise<number> {
+  await trainer.step(x, y); // the GPU idle and the loss read: a clean start
+  const t0 = performance.now();
+  let prev: Promise<number> | null = null;
+  for (let i = 0; i < n; i++) {
+    const cur = trainer.step(x, y);
+    if (prev) await prev;
+    prev = cur;
+  }
+  await prev;
+  return (performance.now() - t0) / n;
 }
 
 const GPU_BUSY_STEPS = 5;
@@ -367,7 +402,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   }
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", batch: "string", seq: "string", steps: "string", warmup: "string",
-    "cap-s": "string", reference: "string", profile: "boolean", "profile-detail": "boolean", json: "boolean", out: "string", help: "boolean",
+    "cap-s": "string", pipelined: "string", reference: "string", profile: "boolean", "profile-detail": "boolean", json: "boolean", out: "string", help: "boolean",
     "ratios-only": "string", "pool-keep": "string", "max-batch": "string", "ssm-fwd-algo": "string", "ssm-bwd-algo": "string", attn: "string", "adamw-group": "string", ...ATTN_READ_FLAGS,
   });
   const group = oneOf("adamw-group", f["adamw-group"], ["auto", "on", "off"] as const);
@@ -392,7 +427,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const o = {
     batch: positiveInt("batch", f.batch, 8), seq: positiveInt("seq", f.seq, 2048), steps: positiveInt("steps", f.steps, 5),
     warmup: f.warmup === "0" ? 0 : positiveInt("warmup", f.warmup, 2), capS: positiveInt("cap-s", f["cap-s"], 120), profile: !!f.profile,
-    profileDetail: !!f["profile-detail"],
+    profileDetail: !!f["profile-detail"], pipelined: f.pipelined === "0" ? 0 : positiveInt("pipelined", f.pipelined, 10),
   };
   if (o.profileDetail && !o.profile) throw new Error("--profile-detail needs --profile");
   const out = String(f.out ?? fromRoot("packages", "bench", "results", `train-throughput-${backend}.json`));
@@ -406,10 +441,12 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
     const r = ratios(rows, ref);
     const mm = rows.find((x) => x.kind === "memmamba")?.msPerStep, ma = rows.find((x) => x.kind === "mamba")?.msPerStep;
     const gm = rows.find((x) => x.kind === "memmamba")?.gpu?.busyMs, ga = rows.find((x) => x.kind === "mamba")?.gpu?.busyMs;
+    const pm = rows.find((x) => x.kind === "memmamba")?.pipelined?.msPerStep, pa = rows.find((x) => x.kind === "mamba")?.pipelined?.msPerStep;
     return {
       benchmark: "train-throughput" as const, date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
       options: { ...o, pool: { ...poolTuning }, maxBatch: maxBatch ?? null, adamwGroup: String(adamw.adamwTuning.group), ssmFwdAlgo: ssmTuning.fwdAlgo, ssmBwdAlgo: ssmTuning.bwdAlgo, attn: attentionTuning.fused ? "fused" : "ops", attnPositions: attnReadTuning.positions, attnDots: attnReadTuning.dots, attnDotLanes: attnReadTuning.dotLanes }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
       ...(gm && ga ? { memmambaGpuBusyOverMamba: gm / ga } : {}),
+      ...(pm && pa ? { memmambaPipelinedOverMamba: pm / pa } : {}),
       goals: { oursOverCompiledAtLeast: 2, memmambaOverMambaAtMost: 1.5, issueCompiledMambaTps: ISSUE_COMPILED_MAMBA_TPS },
     };
   };
@@ -438,6 +475,12 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
       r.perStep?.syncs, r.peakLiveMiB, r.peakPoolMiB, r.error ?? r.loss]),
   ));
   printRatios(res);
+  const piped = rows.filter((r) => r.pipelined);
+  if (piped.length) {
+    console.log(`\nPipelined (${piped[0].pipelined!.steps} steps between two synchronisations, as the reference times its steps; each step's loss awaited after the next step is recorded)`);
+    console.log(formatTable(["kind", "ms/step", "tokens/s", "per-step-synced ms/step"], piped.map((r) => [r.kind, r.pipelined!.msPerStep, r.pipelined!.tokensPerSec, r.msPerStep])));
+    if (res.memmambaPipelinedOverMamba) console.log(`MemMamba step / Mamba step, pipelined: ${fmt(res.memmambaPipelinedOverMamba)} (goal ≤ 1.5)`);
+  }
   const timed = rows.filter((r) => r.gpu);
   if (timed.length) {
     console.log(`\nGPU time of a whole step (each compute pass timed at its start and end; medians of ${timed[0].gpu!.steps} steps): busy = the passes' durations, span = first start to last end`);

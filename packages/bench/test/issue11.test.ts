@@ -41,7 +41,7 @@ test("train-throughput: a tiny CPU run writes JSON with a finite loss, tokens/s 
   ].join("\n"));
   const res = await keepingBackend(() =>
     trainThroughput(["--backend", "cpu", "--preset", "tiny", "--kinds", "mamba", "--batch", "1", "--seq", "16", "--steps", "1", "--warmup", "0",
-      "--reference", ref, "--out", out])
+      "--pipelined", "2", "--reference", ref, "--out", out])
   );
   const j = readBack<ThroughputResult>(out);
   expect(j).toEqual(JSON.parse(JSON.stringify(res)));
@@ -53,6 +53,11 @@ test("train-throughput: a tiny CPU run writes JSON with a finite loss, tokens/s 
   expect(r.perStep!.launches).toBeGreaterThan(0);
   expect(r.perStep!.reads).toBe(1); // the loss, once a step
   expect(r.params).toBeGreaterThan(1000);
+  // two more steps timed together (each recorded before the previous loss was awaited)
+  expect(r.pipelined!.steps).toBe(2);
+  expect(r.pipelined!.msPerStep).toBeGreaterThan(0);
+  expect(r.pipelined!.tokensPerSec).toBeCloseTo(16 / (r.pipelined!.msPerStep / 1000), 6);
+  expect(r.gpu).toBeUndefined(); // GPU busy time: WebGPU with --profile only
   expect(j.ratios[0].oursOverCompiled).toBeCloseTo(r.tokensPerSec! / 40, 9);
   expect(j.ratios[0].goalDenominator).toBe(82_000); // compiled Mamba below 82K: the issue's 82K
 });
