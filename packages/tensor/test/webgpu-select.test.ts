@@ -339,7 +339,7 @@ test("webgpu causalSelect, fill from segments: segment lengths 64 and 128, rows 
   });
 });
 
-test("webgpu causalSelect, first pass from tile summaries: tiles of 256 around the row's end, k up to its limit and past it, i32 scores and last mode take the scan", async () => {
+test("webgpu causalSelect, first pass from tile summaries: tiles of 256 around the row's end, k up to its limit and past it, i32 scores and last mode take the scan; a row of 270K on the default plan", async () => {
   const gpu = await webgpu();
   if (!gpu) return;
   // rows of any length take the summaries here (by default only from selectTuning.summaryMinL, or
@@ -353,6 +353,14 @@ test("webgpu causalSelect, first pass from tile summaries: tiles of 256 around t
   expect(usesSummary(64, 4096, 50, "last", "f32")).toBe(false);
   expect(causalSelectPlan(1, selectTuning.parallelMaxL + 1, 50, gpu.limits, "top", "f32")).toBe("parallel");
   expect(causalSelectPlan(1, selectTuning.parallelMaxL + 1, 50, gpu.limits, "top", "i32")).toBe("walkWg");
+  // a 256K chunk's rows (262,194 with the pool's notes) take the summaries, as the default tuning plans it
+  expect(causalSelectPlan(1, 262194, 50, gpu.limits, "top", "f32")).toBe("parallel");
+  expect(causalSelectPlan(1, selectTuning.parallelMaxLSummary + 1, 50, gpu.limits, "top", "f32")).toBe("walkWg");
+  {
+    const c = makeCase(5199, 1, 270_000, 50, "top", 0.25, 0, { mask: "f32", score: "f32" });
+    const { keys } = await keysOf(gpu, () => agree(gpu, c));
+    expect(keys.some((x) => x.startsWith("causalSelectSumm"))).toBe(true);
+  }
   await withTuning({ force: "parallel", end: "summary", summaryMinL: 0 }, async () => {
     let seed = 5200;
     const f32 = { mask: "f32", score: "f32" } as const;

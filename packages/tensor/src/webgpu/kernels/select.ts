@@ -82,7 +82,13 @@ export const selectTuning: {
    * 2^29 takes the first two (B·L² 1.1e9 and 4.3e9) and leaves those of 2.7e8 and less.
    */
   summaryMinWork: number;
-  /** The longest row for the parallel kernels where the first pass reads summaries (parallelMaxL for the scan). */
+  /**
+   * The longest row for the parallel kernels where the first pass reads summaries (parallelMaxL
+   * for the scan). Their work grows about as L²/(tile · superTiles) a row, the walk's as L·k in
+   * one thread a row: on an H200, MemMamba's forward over one 256K chunk (rows of 262,194 with
+   * the pool's notes) took 3.5 s with the walk (this was 262,144) and 118 ms with the summaries
+   * (128K chunks: 124–130 ms; scaling --chunk, 2026-11-27).
+   */
   parallelMaxLSummary: number;
   /** The parallel path's second pass in "top" mode: from segments (select-segments.ts; k ≤ SEG_MAX_K) or the walk back from every position ("last" mode always walks: it stops after k set positions). */
   fill: "segments" | "walk";
@@ -94,7 +100,7 @@ export const selectTuning: {
    * 16 and 0.99 + 0.67 at 32 (the merge ranks each key against the other lists).
    */
   superTiles: number;
-} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesLast: 1, lanesBelow: 65536, fill: "segments", end: "summary", summaryMinL: 24576, summaryMinWork: 2 ** 29, parallelMaxLSummary: 262144, superTiles: 8 };
+} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesLast: 1, lanesBelow: 65536, fill: "segments", end: "summary", summaryMinL: 24576, summaryMinWork: 2 ** 29, parallelMaxLSummary: 1048576, superTiles: 8 };
 
 /** selectTuning.lanes from $MEMMAMBA_SELECT_LANES (1, 2, 4, 8 or 16), else 16. */
 function lanesFromEnv(): number {
