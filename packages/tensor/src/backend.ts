@@ -213,8 +213,8 @@ export interface MultiPrimParams {
    * linearSigmoid's VJP (ops/nn.ts): inputs [g [..., n], s [..., n], x [..., n, d], w [d, 1]] (s the
    * op's output, g its cotangent), outputs [dx (x's shape), dw [d, 1], db [1]] with e = g ⊙ s(1 − s):
    * dx = e ⊗ w, dw = xᵀ·e, db = Σ e. The CPU kernel has the composite's bits (unaryGrad, the two
-   * matmuls and the reduction in turn); WebGPU's two launches have dx's bits and sum dw and db in
-   * another order. Five launches become two (on WebGPU; three with the two sums).
+   * matmuls and the reduction in turn); WebGPU's (a row pass and two block sums: five launches
+   * become three) have dx's bits and sum dw and db in another order.
    */
   linearSigmoidGrad: Record<string, never>;
 }
