@@ -10,7 +10,7 @@
  * a time), lane l holding columns l, l + 64, … (vec4s where d is a multiple of 4). Per row it
  * writes dx's row and adds e·x into its column sums; the four rows' sums are added in order
  * through workgroup memory into the block's row of partial dw in the scratch, and e's sum into
- * the block's partial db. Pass 2: the split-K sum (matmul.ts) adds the blocks' partials in block
+ * the block's partial db. Pass 2: the split-K sum (matmul-untiled.ts) adds the blocks' partials in block
  * order, once for dw and once for db. Deterministic (fixed orders); dx has the composite's bits
  * (one product an element; a zero product stores +0, as the matmul's sum from 0 does: a
  * compiler may drop a `+ 0.0`), dw and db its sums in another order.
@@ -18,7 +18,7 @@
  */
 import type { KernelArg } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, prod, pu, type BufRef, type GpuCtx } from "../context.ts";
-import { SPLIT_SUM_KEY, splitSumGen, splitSumLanes, SUM_WG } from "./matmul.ts";
+import { SPLIT_SUM_KEY, splitSumGen, splitSumLanes, SUM_WG } from "./matmul-untiled.ts";
 
 const WG = 256;
 const LANES = 64; // lanes a row: WG / LANES rows at a time
