@@ -376,6 +376,42 @@ test("webgpu backend: clear errors: a tensor over maxBufferSize, double free, us
   await expect(gpu.read(b)).rejects.toThrow(/after it was freed/);
 });
 
+test("webgpu backend: timeGpuPasses times every compute pass of the work (a readback inside it ends one pass, the next dispatch begins another): busy within the span; null without timestamps", async () => {
+  const main = await webgpu();
+  if (!main) return;
+  if (!main.device.features.has("timestamp-query")) expect(await main.timeGpuPasses(() => {})).toBeNull();
+  const gpu = await createWebGpuBackend({ timestamps: true });
+  try {
+    if (!gpu.device.features.has("timestamp-query")) {
+      console.log("timeGpuPasses: this adapter has no 'timestamp-query'; only the null result is checked");
+      expect(await gpu.timeGpuPasses(() => {})).toBeNull();
+      return;
+    }
+    T.setBackend(gpu);
+    const a = T.fromArray(rnd(64 * 64), [64, 64]);
+    await a.data();
+    let read: Promise<unknown> | null = null;
+    const made: T.Tensor[] = [];
+    const t = await gpu.timeGpuPasses(() => {
+      const b = T.matmul(a, a);
+      read = b.data(); // submits the first pass
+      made.push(b, T.matmul(b, a)); // a second pass
+    });
+    await read;
+    expect(t).not.toBeNull();
+    expect(t!.passes).toBe(2);
+    expect(t!.busyMs).toBeGreaterThanOrEqual(0);
+    expect(t!.spanMs).toBeGreaterThanOrEqual(t!.busyMs); // passes run in order on one queue
+    const busy = await gpu.timeGpu(() => made.push(T.matmul(a, a)));
+    expect(typeof busy).toBe("number");
+    T.disposeTree([a, made]);
+    expect(gpu.liveBuffers()).toBe(0);
+  } finally {
+    gpu.destroy();
+    T.setBackend(main);
+  }
+});
+
 test("webgpu backend: destroy() releases the device; later use fails clearly", async () => {
   if (!(await webgpu())) return;
   const own = await createWebGpuBackend();
