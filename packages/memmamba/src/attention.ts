@@ -5,7 +5,7 @@
  */
 import { add, concat, ge, gt, indexedAttention, indexedAttentionFused, matmul, mul, noGrad, random, reshape, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
-import { initLinear, initScorer, scoreSigmoid, type Key, type Linear } from "./nn.ts";
+import { initLinear, initScorer, scaleRows, scoreSigmoid, type Key, type Linear } from "./nn.ts";
 import type { PoolRead } from "./pool.ts";
 
 /** The parameters of cross-token attention over a layer's own pool (Eq. 6/10). */
@@ -176,7 +176,7 @@ export function crossTokenAttention(
   opts: { weights?: boolean; values?: ReadValues } = {},
 ): CrossTokenRead {
   const { attn, scale, ...rest } = crossTokenRead(p, h, stateSrc, read, m, opts);
-  return { c: mul(attn, reshape(scale, [...scale.shape, 1])), ...rest };
+  return { c: scaleRows(attn, scale), ...rest };
 }
 
 /** crossTokenAttention before its gate: the read and the per-position factor that scales it. */

@@ -14,9 +14,9 @@
  * stream as the backbone made it. (A bias would add the same vector to every token, and at
  * nn.Linear's init scale it would swamp the 0.02-scale embeddings.)
  */
-import { add, addMatmul, addN, concat, conv1dCausal, full, matmul, mul, noGrad, random, reshape, sigmoid, zeros, type Tensor } from "@memmamba/tensor";
+import { add, addMatmul, addN, concat, conv1dCausal, full, matmul, mul, noGrad, random, sigmoid, zeros, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
-import { carriedTail, initLinear, linear, type Key, type Linear } from "./nn.ts";
+import { carriedTail, initLinear, linear, scaleRows, type Key, type Linear } from "./nn.ts";
 
 /** How a memory read joins the residual stream (Eq. 12): weighted, gated, residual, product or conv. */
 export type FusionKind = MemoryConfig["fusion"];
@@ -116,6 +116,6 @@ export function fuseInto(
     const w = pre ? matmul(pre, p.proj.w) : p.proj.w;
     return { out: addMatmul(acc, c, mul(w, p.scale!), scale) };
   }
-  const f = fusionTerm(p, kind, x, scale ? mul(c, reshape(scale, [...scale.shape, 1])) : c, convState, pre);
+  const f = fusionTerm(p, kind, x, scale ? scaleRows(c, scale) : c, convState, pre);
   return { out: add(acc, f.term), state: f.state };
 }

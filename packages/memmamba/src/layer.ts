@@ -17,7 +17,7 @@ import { crossLayerSources, hasCrossLayer, usesMemory, type ModelConfig } from "
 import { crossLayerAttention, crossTokenRead, initCrossLayer, initCrossToken, type CrossLayerParams, type CrossTokenParams } from "./attention.ts";
 import { fuseInto, initFusion, initFusionState, type FusionParams } from "./fusion.ts";
 import { initMamba, initMambaState, mambaBlock, type MambaParams, type MambaState } from "./mamba.ts";
-import { rmsNorm, rmsNormalize, type Key } from "./nn.ts";
+import { rmsNorm, rmsNormalize, scaleRows, type Key } from "./nn.ts";
 import { initNote, scoreNotes, type NoteParams } from "./note.ts";
 import { initPoolState, insertNoteTraced, readPool, selectNotes, type InsertTrace, type PoolRead, type PoolState } from "./pool.ts";
 
@@ -208,7 +208,7 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
     ? {
       tokenScore: scored.score,
       write: scored.write,
-      ...(tok ? { stateScore: tok.score, readGate: tok.gate, crossToken: matmul(mul(tok.attn, reshape(tok.scale, [B, L, 1])), p.crossToken!.v.w), attention: tok.weights } : {}),
+      ...(tok ? { stateScore: tok.score, readGate: tok.gate, crossToken: matmul(scaleRows(tok.attn, tok.scale), p.crossToken!.v.w), attention: tok.weights } : {}),
       ...(cLay ? { crossLayer: matmul(cLay, p.crossLayer!.v.w) } : {}),
       ...(inserted ? { accepted: reshape(inserted.accepted, [B, 1]), evicted: reshape(inserted.evicted, [B, 1]) } : {}),
     }

@@ -2,7 +2,7 @@
  * Small building blocks shared by the layers: a dense layer and RMSNorm. Parameters are plain
  * objects of tensors; a dense weight is [in, out] (y = x @ w + b), as in @memmamba/tensor's init.
  */
-import { add, concat, init, linearSigmoid, matmul, ones, random, reshape, rmsNormalize as tensorRmsNormalize, sigmoid, sliceAxis, zeros, type Tensor } from "@memmamba/tensor";
+import { add, concat, init, linearSigmoid, matmul, mul, ones, random, reshape, rmsNormalize as tensorRmsNormalize, sigmoid, sliceAxis, zeros, type Tensor } from "@memmamba/tensor";
 
 /** A PRNG key of @memmamba/tensor's `random` (Philox), as the init functions take it. */
 export type Key = random.Key;
@@ -81,4 +81,9 @@ export function scoreSigmoid(p: Linear, x: Tensor): Tensor {
 export function carriedTail(prefix: Tensor, x: Tensor): Tensor {
   const keep = prefix.shape[1], L = x.shape[1];
   return L >= keep ? sliceAxis(x, 1, L - keep) : sliceAxis(concat([prefix, x], 1), 1, L);
+}
+
+/** x [..., R, C] with each row multiplied by its factor s [..., R] (a read gate, a note's I_token). */
+export function scaleRows(x: Tensor, s: Tensor): Tensor {
+  return mul(x, reshape(s, [...s.shape, 1]));
 }

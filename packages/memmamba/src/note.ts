@@ -16,9 +16,9 @@
  * only gated would never learn. Scaling what it gates gives the scorer a gradient through every
  * note read (scores scale what they gate), and a more important token also writes a louder note.
  */
-import { gt, isRecording, matmul, matmulRows, matmulRowsMax, mul, noGrad, random, reshape, type Tensor } from "@memmamba/tensor";
+import { gt, isRecording, matmul, matmulRows, matmulRowsMax, noGrad, random, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
-import { initLinear, initRMSNorm, initScorer, scoreSigmoid, type Key, type Linear, type RMSNorm } from "./nn.ts";
+import { initLinear, initRMSNorm, initScorer, scaleRows, scoreSigmoid, type Key, type Linear, type RMSNorm } from "./nn.ts";
 import { poolSummary } from "./pooling.ts";
 
 /** The Note Block's parameters (Eq. 5, 8, 9). */
@@ -54,7 +54,7 @@ export function stateSummary(p: Linear, x: Tensor, m: MemoryConfig, key?: Key, r
   // store), with no [..., S·r] product in memory
   if (rows && m.pooling === "max" && !isRecording()) return matmulRowsMax(x, p.w, rows, m.summaryWindow, scale);
   const s = poolSummary(rows ? matmulRows(x, p.w, rows) : matmul(x, p.w), m.summaryWindow, m.pooling, { threshold: m.tmaxavgThreshold, key });
-  return scale ? mul(s, reshape(scale, [...scale.shape, 1])) : s;
+  return scale ? scaleRows(s, scale) : s;
 }
 
 /** What a layer offers its pool at each position (Eq. 5/8/9). */

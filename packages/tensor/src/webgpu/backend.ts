@@ -7,8 +7,9 @@
  *   submitted in batches (at most MAX_BATCH dispatches, or when a read, a sync or a write to a
  *   buffer the batch uses needs it), because every submit/wait has a fixed cost (about 11 ms
  *   per wait on Deno's own WebGPU). After the GPU went idle (a read or a sync waited for it) the
- *   batches ramp up from RAMP_BATCH dispatches, doubling, so that the GPU starts early. Each dispatch's params go into one uniform buffer per batch,
- *   at 256-byte slots, uploaded with a single writeBuffer just before the submit.
+ *   batches ramp up from RAMP_BATCH dispatches, doubling, so that the GPU starts early. Each
+ *   dispatch's params go into one uniform buffer per batch, at 256-byte slots, uploaded with a
+ *   single writeBuffer just before the submit.
  * - Buffers come from a pool by size class (./pool.ts); a logical tensor buffer is one pooled
  *   GPUBuffer. liveBuffers() counts the logical buffers alloc'd and not freed (not the pool).
  * - Reads are async only: copy into a pooled MAP_READ staging buffer, submit, mapAsync.
