@@ -2,7 +2,7 @@
  * Small building blocks shared by the layers: a dense layer and RMSNorm. Parameters are plain
  * objects of tensors; a dense weight is [in, out] (y = x @ w + b), as in @memmamba/tensor's init.
  */
-import { add, concat, init, linearSigmoid, matmul, mul, ones, random, reshape, rmsNormalize as tensorRmsNormalize, sigmoid, sliceAxis, zeros, type Tensor } from "@memmamba/tensor";
+import { add, concat, init, linearSigmoid, matmul, mul, ones, type random, reshape, rmsNormalize as tensorRmsNormalize, sigmoid, sliceAxis, zeros, type Tensor } from "@memmamba/tensor";
 
 /** A PRNG key of @memmamba/tensor's `random` (Philox), as the init functions take it. */
 export type Key = random.Key;
