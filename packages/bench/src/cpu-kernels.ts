@@ -7,7 +7,8 @@
  *     thread at once (8 tasks per thread from the matmul's job board: per thread, summed), and on
  *     one thread;
  *   - saxpy bandwidth: y = a·x + y on 64 MiB arrays, on one thread and on all;
- *   - fp32 matmul n × n (512, 1024, 2048), median GFLOP/s of several runs, for: ours-wasm (the wasm
+ *   - fp32 matmul n × n (512, 1024, 2048), median GFLOP/s of several runs (each the median of 3
+ *     back-to-back calls, as for the peak and saxpy), for: ours-wasm (the wasm
  *     backend's packed SIMD kernels, all threads), ours-ffi (the same backend's cblas_sgemm over
  *     FFI: Bun and Deno), jax-js (wasm device), tfjs-wasm, numpy (system OpenBLAS, all cores) and
  *     plain JS (i-k-j loop, one thread);
@@ -45,14 +46,15 @@ import { lm, preset } from "@memmamba/memmamba";
 import { createWasmBackend, type WasmBackend } from "../../tensor/src/wasm/backend.ts";
 import { K } from "../../tensor/src/wasm/kernel-ids.ts";
 import {
-  fillMatrix, jaxTimer, numpyTimer, plainJsMatmul, tfjsTimer, timeAsync, torchTrainStep, type CallTimer, type PeerTiming,
+  BACK_TO_BACK, fillMatrix, jaxTimer, numpyTimer, plainJsMatmul, tfjsTimer, timeAsync, torchTrainStep, type CallTimer, type PeerTiming,
 } from "./cpu-peers.ts";
 
 const HELP = `cpu-kernels: the wasm / FFI CPU kernels against jax-js, tfjs-wasm, numpy and plain JS
 
   --runtimes a,b,...  runtimes to run, each in its own process (default deno,bun,node)
   --sizes a,b,...     square matmul sizes (default 512,1024,2048)
-  --runs N            timed runs per case; the median is reported (default 7; plain JS at 2048: 3)
+  --runs N            timed runs per case; the median is reported (default 7; plain JS at 2048: 3).
+                      Each run is the median of 3 back-to-back calls (threads awake)
   --warmup-ms MS      warm-up per case (default 400)
   --only a,b,...      sections to measure (default all): matmul (the matmul table, the peak's
                       ratios), memory (saxpy and the memory-bound kernels: scanOfBandwidth),
@@ -164,14 +166,9 @@ function peakTimer(b: WasmBackend, threads: number): CallTimer {
   return {
     detail: "12 independent f32x4 multiply-adds in registers",
     once: () => {
-      // the median of 3 back-to-back calls
-      const s: number[] = [];
-      for (let i = 0; i < 3; i++) {
-        const t = now();
-        run();
-        s.push(now() - t);
-      }
-      return Promise.resolve(median(s));
+      const t = now();
+      run();
+      return Promise.resolve(now() - t);
     },
     dispose: () => b.heap.free(out, tasks * 4),
   };
@@ -220,11 +217,13 @@ function matmulTimer(b: WasmBackend, n: number, detail: string): CallTimer {
 }
 
 /**
- * Warms every timer up (≥ warmupMs and 2 calls each), then runs `rounds` rounds, each calling every
- * timer once, in an order rotated from round to round, with a pause between calls (OpenBLAS's
- * threads busy-wait after a call). Returns each timer's per-round samples (ms).
+ * Warms every timer up (≥ warmupMs and 2 calls each), then runs `rounds` rounds, each taking one
+ * sample of every timer, in an order rotated from round to round, with a pause between samples
+ * (OpenBLAS's threads busy-wait after a call). A sample is the median of `calls` back-to-back calls
+ * (BACK_TO_BACK; a timer with `backToBack` makes them itself): every kernel, the peak and saxpy
+ * alike, is timed with its threads awake. Returns each timer's per-round samples (ms).
  */
-async function interleave(timers: Record<string, CallTimer>, rounds: number, warmupMs: number): Promise<Record<string, number[]>> {
+async function interleave(timers: Record<string, CallTimer>, rounds: number, warmupMs: number, calls = BACK_TO_BACK): Promise<Record<string, number[]>> {
   const names = Object.keys(timers);
   for (const k of names) {
     const t0 = now();
@@ -235,7 +234,9 @@ async function interleave(timers: Record<string, CallTimer>, rounds: number, war
   for (let r = 0; r < rounds; r++) {
     for (let j = 0; j < names.length; j++) {
       const k = names[(j + r) % names.length];
-      out[k].push(await timers[k].once());
+      const burst: number[] = [];
+      for (let c = 0; c < (timers[k].backToBack ? 1 : calls); c++) burst.push(await timers[k].once());
+      out[k].push(median(burst));
       await sleep(100);
     }
   }
@@ -411,7 +412,7 @@ async function measureRuntime(sizes: number[], runs: number, warmupMs: number, o
     stepTimers["ours-wasm"] = await stepTimer(wasm);
     if (ffi) stepTimers["ours-ffi"] = await stepTimer(ffi);
   }
-  const st = await interleave(stepTimers, 3, 0);
+  const st = await interleave(stepTimers, 3, 0, 1); // seconds a step: one call a sample
   for (const t of Object.values(stepTimers)) t.dispose();
   const steps: StepRow[] = (["ts", "ours-wasm", "ours-ffi"] as const).map((k) => st[k]
     ? { backend: k, tokensPerSec: (STEP_B * STEP_L) / (median(st[k]) / 1000), medianMs: median(st[k]), samplesMs: st[k], detail: stepTimers[k].detail }
@@ -607,6 +608,8 @@ async function main(): Promise<void> {
     sizes: opts.sizes,
     sections: opts.only,
     runs: opts.runs,
+    /** Each sample of a kernel (matmul, peak, saxpy, the memory-bound kernels) is the median of this many back-to-back calls; the training step's is one call. */
+    callsPerSample: BACK_TO_BACK,
     trainStepTorch: torch,
     runtimes: Object.fromEntries(results.map((r) => [r.runtime.name, r])),
   });
