@@ -106,10 +106,13 @@ test("browser demo streams a fresh tiny model in headless Chromium (CPU and WebG
   const built = await buildDemo();
   expect(built.bundleBytes).toBeGreaterThan(0);
   const server = await serveDemo(built.outDir, 0);
-  // --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start
+  // --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start. Launch timeout
+  // 120 s (puppeteer's default is 30 s): on the 2-core machine with other jobs running (here: a
+  // lavapipe test beside a CI run) Chromium's start-up once took longer than 30 s
   const browser = await puppeteer.launch({
     executablePath: exe,
     headless: true,
+    timeout: 120_000,
     args: ["--no-sandbox", "--disable-dev-shm-usage", "--enable-unsafe-webgpu"],
   });
   try {
