@@ -4,8 +4,8 @@
  * Three kernels, by problem size (matmulPlan):
  * - untiled, for small or thin problems: a thread per 4x4 block of C, straight from memory;
  * - tiled, the classic register-blocked SGEMM: a workgroup of 256 threads computes a BM x BN
- *   block of C (128x128, or 128x64 for mid-size problems, both with BK = 32 and specialised;
- *   64x64 with BK = 16 and generic for small ones), marching along K in steps of BK;
+ *   block of C (128x256, 128x128 or 128x64 by size; 64x64 with BK = 16 for small ones; all
+ *   specialised), marching along K in steps of BK;
  * - each step stages a BK x BM slice of op(A) and a BK x BN slice of op(B) in workgroup memory,
  *   both stored k-major as vec4 along m / n, so the inner loop reads one vec4 per 4 rows / cols;
  * - each thread owns a TM x TN block (8x8 or 4x4) of C in vec4 registers (no function-scope
@@ -15,8 +15,9 @@
  *   prefetch), so their latency hides behind the FMAs;
  * - specialised tiles: loads are vec4 along whichever axis is contiguous in memory (k for A, n
  *   for B, or m / k when transposed) when that axis is a multiple of 4, else four guarded scalar
- *   loads, and bounds checks disappear when M, N, K are multiples of the tile ("full"); the
- *   generic tile takes transA / transB as uniforms (one pipeline for the four combinations).
+ *   loads, and bounds checks disappear when M, N, K are multiples of the tile ("full"); a
+ *   generic tile (a config without `specialize`, or matmulTuning.runtimeTrans) takes transA /
+ *   transB as uniforms (one pipeline for the four combinations).
  * Tile options (TileConfig; spec strings "BMxBNxBK/TMxTN[:db][:cf][:xs][:wl][:sw|:swN][:rf]" for
  * the benchmark's --tile / --sweep): double-buffered workgroup memory (:db), bank-conflict-free
  * tile stores (:cf, padded; with :xs XOR-swizzled instead), warp-shaped thread layout (:wl),
@@ -168,7 +169,13 @@ export function tileProblem(t: TileConfig): string | null {
 export const WIDE_TILE: TileConfig = { BM: 128, BN: 256, BK: 16, TM: 8, TN: 16, specialize: true, cf: true, wl: true, sw: true, xs: true };
 export const BIG_TILE: TileConfig = { BM: 128, BN: 128, BK: 32, TM: 8, TN: 8, specialize: true, wl: true };
 export const MID_TILE: TileConfig = { BM: 128, BN: 64, BK: 32, TM: 8, TN: 4, specialize: true, cf: true, wl: true };
-export const SMALL_TILE: TileConfig = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 };
+// The 64x64 tile was the one generic kernel (runtime transposes, guarded scalar loads) until
+// session 16; specialised like the others and with the 8x4 warp layout it ran every problem that
+// takes it faster on an H200 (webgpu-matmul --shapes, split-K on, medians of 9): the training
+// step's dW shapes [8] 256x64 / 64x256 from K 2048 34.4 / 34.7 → 27.2 / 27.5 µs, [8] 256x256
+// 93.6 → 77.1, [8] 512x48 51.5 → 45.2, [8] 16x512 46.4 → 43.3; the 60K forward's
+// [61440, 512]·[512, 48] 185 → 153 and ·[512, 16] 177 → 152 (packages/bench/results/gpu/issue11-s16/).
+export const SMALL_TILE: TileConfig = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, specialize: true, wl: true };
 
 /**
  * Tuning knobs: force one tile config (null: choose by problem size); the number of blocks from
@@ -818,9 +825,10 @@ function tiledLaunches(
 ): PlannedLaunch[] {
   const { m, M, N, K, batches, bRank } = s;
   const maxDim = limits.maxComputeWorkgroupsPerDimension;
-  // The small tile is one generic variant (runtime transposes, guarded scalar loads, a loop
-  // over k). The big tile specialises on the transposes, vector widths and divisibility (no
-  // guards), and unrolls its k loop, where speed matters.
+  // A tile config with `specialize` (all of the library's own) gets a variant per transposes,
+  // vector widths and divisibility (no guards where the problem is whole tiles) and unrolls its k
+  // loop; without it (the tests' small tiles) or with matmulTuning.runtimeTrans, one generic
+  // variant: runtime transposes, guarded scalar loads, a loop over k.
   const big = !!t.specialize && !matmulTuning.runtimeTrans;
   const v: MatmulVariant = {
     t,
