@@ -206,11 +206,11 @@ function blasEnv(): Record<string, string> {
 
 /**
  * numpy's matmul (Debian's python3-numpy on the system OpenBLAS, all cores): each `once()` runs a
- * python process that multiplies once to warm up, then times `calls` back-to-back calls and gives
+ * python process that multiplies once to warm up, then times `perSample` back-to-back calls and gives
  * their median. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from that command's
  * environment alone.
  */
-export function numpyTimer(n: number, calls = BACK_TO_BACK): CallTimer | string {
+export function numpyTimer(n: number, perSample = BACK_TO_BACK): CallTimer | string {
   const python = process.env.MEMMAMBA_PYTHON ?? "/usr/bin/python3";
   const call = (calls: number) => {
     const r = spawnSync(python, ["-c", NUMPY_SCRIPT, String(n), String(calls)], { encoding: "utf8", env: blasEnv(), timeout: 600_000 });
@@ -222,7 +222,7 @@ export function numpyTimer(n: number, calls = BACK_TO_BACK): CallTimer | string 
   return {
     detail: `numpy ${probe.version} (${python}; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; OpenBLAS ${probe.config})`,
     once: () => {
-      const r = call(calls);
+      const r = call(perSample);
       if (typeof r === "string") throw new Error(r);
       return Promise.resolve(median(r.samples));
     },
