@@ -439,9 +439,10 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const rows: ThroughputRow[] = [];
   const result = (): ThroughputResult => {
     const r = ratios(rows, ref);
-    const mm = rows.find((x) => x.kind === "memmamba")?.msPerStep, ma = rows.find((x) => x.kind === "mamba")?.msPerStep;
-    const gm = rows.find((x) => x.kind === "memmamba")?.gpu?.busyMs, ga = rows.find((x) => x.kind === "mamba")?.gpu?.busyMs;
-    const pm = rows.find((x) => x.kind === "memmamba")?.pipelined?.msPerStep, pa = rows.find((x) => x.kind === "mamba")?.pipelined?.msPerStep;
+    const memRow = rows.find((x) => x.kind === "memmamba"), mamRow = rows.find((x) => x.kind === "mamba");
+    const mm = memRow?.msPerStep, ma = mamRow?.msPerStep;
+    const gm = memRow?.gpu?.busyMs, ga = mamRow?.gpu?.busyMs;
+    const pm = memRow?.pipelined?.msPerStep, pa = mamRow?.pipelined?.msPerStep;
     return {
       benchmark: "train-throughput" as const, date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
       options: { ...o, pool: { ...poolTuning }, maxBatch: maxBatch ?? null, adamwGroup: String(adamw.adamwTuning.group), ssmFwdAlgo: ssmTuning.fwdAlgo, ssmBwdAlgo: ssmTuning.bwdAlgo, attn: attentionTuning.fused ? "fused" : "ops", attnPositions: attnReadTuning.positions, attnDots: attnReadTuning.dots, attnDotLanes: attnReadTuning.dotLanes }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
