@@ -367,7 +367,7 @@ export const ATTN_READ_FLAGS = {
 export function attnReadFlagsHelp(): string {
   const t = attnReadTuning;
   return `  --attn-positions N  WebGPU fused pool read: positions per workgroup, 1, 2, 4, 8 or 16 (default ${t.positions})
-  --attn-forward F  WebGPU fused pool read's forward: auto, shared (rows loaded once per workgroup) or lanes (default ${t.forward}: shared on software adapters)
+  --attn-forward F  WebGPU fused pool read's forward: auto, online (one thread a position, online softmax), shared (rows loaded once per workgroup) or lanes (default ${t.forward}: online on a GPU, shared on software adapters)
   --attn-shared-positions N  positions per workgroup of the shared forward: 4, 8 or 16 (default ${t.sharedPositions})
   --attn-dots D    WebGPU fused pool read's dot products: lanes or slots (default ${t.dots})
   --attn-dot-lanes N  lanes per slot with --attn-dots lanes: 4, 8 or 16 (default ${t.dotLanes})`;
@@ -378,7 +378,7 @@ export function applyAttnReadFlags(f: Partial<Record<keyof typeof ATTN_READ_FLAG
   const t = attnReadTuning;
   const positions = oneOf("attn-positions", f["attn-positions"], ["1", "2", "4", "8", "16"] as const);
   if (positions) t.positions = Number(positions);
-  t.forward = oneOf("attn-forward", f["attn-forward"], ["auto", "shared", "lanes"] as const) ?? t.forward;
+  t.forward = oneOf("attn-forward", f["attn-forward"], ["auto", "online", "shared", "lanes"] as const) ?? t.forward;
   const sharedPositions = oneOf("attn-shared-positions", f["attn-shared-positions"], ["4", "8", "16"] as const);
   if (sharedPositions) t.sharedPositions = Number(sharedPositions);
   t.dots = oneOf("attn-dots", f["attn-dots"], ["lanes", "slots"] as const) ?? t.dots;

@@ -50,6 +50,8 @@ interface Spec {
   dup?: boolean;
   /** Positions in runs of about this many that read the same slots (the model's pools), each run's rows drawn afresh. */
   runs?: number;
+  /** Within a run, the chance that a position's pool drops a slot's row (its later slots shift down one) and appends a new row, as a full pool that takes a note does. */
+  shift?: number;
   seed: number;
 }
 
@@ -64,7 +66,12 @@ function makeCase(s: Spec): Case {
       // the run goes on: position n reads what position n − 1 read (one slot changed now and then)
       index.copyWithin(n * P, (n - 1) * P, n * P);
       valid.copyWithin(n * P, (n - 1) * P, n * P);
-      if (rand() < 0.3) index[n * P + Math.floor(rand() * P)] = Math.floor(rand() * M);
+      if (s.shift && rand() < s.shift) {
+        const at = n * P + Math.floor(rand() * P);
+        index.copyWithin(at, at + 1, (n + 1) * P);
+        index[(n + 1) * P - 1] = Math.floor(rand() * M);
+        valid[(n + 1) * P - 1] = 1;
+      } else if (rand() < 0.3) index[n * P + Math.floor(rand() * P)] = Math.floor(rand() * M);
       continue;
     }
     const hot = Math.floor(rand() * M);
@@ -437,14 +444,23 @@ test("webgpu: the shared-rows forward (attnReadTuning.forward \"shared\") equals
   const before = T.liveBuffers();
   try {
     // "auto" (the default) takes the shared kernel on a software adapter only, for reads of 4096
-    // positions or more (a recurrent step reads one)
+    // positions or more (a recurrent step reads one); on a GPU the online kernel from 64 positions
+    // on, for rows of up to 64 floats
     // deno-lint-ignore no-explicit-any
     const software: boolean = (gpu as any).ctx.software === true;
-    for (const [N, shared] of [[17, false], [4095, false], [4096, software]] as const) {
+    const lanesKey = "attnRead:out:vec4:128:4";
+    for (
+      const [N, S, key] of [
+        [17, 64, lanesKey],
+        [4095, 64, software ? lanesKey : "attnRead:online:16"],
+        [4096, 64, software ? "attnRead:shared:64:16:16" : "attnRead:online:16"],
+        [4096, 128, software ? `attnRead:shared:64:${fit(64, 32)}:32` : lanesKey],
+      ] as const
+    ) {
       const rec = recordKeys(gpu);
-      await run(makeCase({ N, P: 50, S: 64, runs: 40, seed: 53 }), fused);
+      await run(makeCase({ N, P: 50, S, runs: 40, seed: 53 }), fused);
       rec.restore();
-      expect(`${N} ${ourKeys(rec.seen).filter((k) => !k.startsWith("attnRead:grad"))}`).toBe(`${N} ${shared ? "attnRead:shared:64:16:16" : "attnRead:out:vec4:128:4"}`);
+      expect(`${N} ${S} ${ourKeys(rec.seen).filter((k) => !k.startsWith("attnRead:grad"))}`).toBe(`${N} ${S} ${key}`);
     }
     attnReadTuning.forward = "shared";
     for (const [spec, key] of cases) {
@@ -504,11 +520,90 @@ test("webgpu: the shared-rows forward (attnReadTuning.forward \"shared\") equals
       T.setBackend(gpu);
     }
     attnReadTuning.forward = "rows" as "shared";
-    await expect(run(makeCase({ N: 9, P: 50, S: 64, seed: 49 }), fused)).rejects.toThrow('attnReadTuning.forward must be "auto", "shared" or "lanes", got "rows"');
+    await expect(run(makeCase({ N: 9, P: 50, S: 64, seed: 49 }), fused)).rejects.toThrow('attnReadTuning.forward must be "auto", "online", "shared" or "lanes", got "rows"');
     expect(T.liveBuffers()).toBe(before);
   } finally {
     Object.assign(attnReadTuning, { forward: "auto", sharedPositions: 16 });
   }
   // compiling its shared-rows shaders on lavapipe with a cold shader cache (a fresh CI machine)
   // took over two minutes here: more than the harness's default 120 s
+}, 600_000);
+
+test("webgpu: the online forward (attnReadTuning.forward \"online\") equals the lanes kernel and the CPU on pools shared in runs, shifting, mixed and unshared, with keys and values one tensor or two; it leaves rows of more than 64 floats and scalar rows to the lanes kernel", async () => {
+  if (!testBackends().includes("webgpu") || !(await useBackend("webgpu"))) return;
+  const gpu = T.getBackend();
+  // keys and values one tensor (the model's reads)
+  const sameTable: Impl = (q, k, _v, index, valid) => T.indexedAttentionFused(q, k, k, index, valid);
+  // [spec, the forward's pipeline key]: runs of ~40 and ~3 positions whose pools drop and append
+  // rows (shift), none (every position its own rows), 100 and 200 slots, rows of 4 and 24
+  // floats, position counts that are no multiple of 64, positions with no valid slot, logits in
+  // the hundreds; then the rows it leaves to the lanes kernel
+  const cases: [Spec, string][] = [
+    [{ N: 70, P: 50, S: 64, runs: 40, shift: 0.1, empty: 3, seed: 60 }, "attnRead:online:16"],
+    [{ N: 37, P: 50, S: 64, runs: 3, dup: true, big: 12, seed: 61 }, "attnRead:online:16"],
+    [{ N: 21, P: 9, S: 64, seed: 62 }, "attnRead:online:16"],
+    [{ N: 45, P: 100, S: 64, runs: 20, shift: 0.2, tables: 2, empty: 1, seed: 63 }, "attnRead:online:16"],
+    [{ N: 12, P: 200, S: 64, runs: 4, shift: 0.5, big: 8, seed: 64 }, "attnRead:online:16"],
+    [{ N: 17, P: 5, S: 4, runs: 5, shift: 0.3, seed: 65 }, "attnRead:online:1"],
+    [{ N: 19, P: 50, S: 24, runs: 6, shift: 0.2, seed: 66 }, "attnRead:online:6"],
+    [{ N: 9, P: 50, S: 72, runs: 4, seed: 67 }, "attnRead:out:vec4:128:4"],
+    [{ N: 9, P: 50, S: 37, runs: 4, seed: 68 }, "attnRead:out:f32:128:4"],
+  ];
+  const before = T.liveBuffers();
+  const check = async (spec: Spec, key: string, impl: Impl) => {
+    const c = makeCase(spec);
+    T.setBackend("cpu");
+    const want = await run(c, impl);
+    T.setBackend(gpu);
+    attnReadTuning.forward = "lanes";
+    const lanes = await run(c, impl);
+    attnReadTuning.forward = "online";
+    const rec = recordKeys(gpu);
+    const got = await run(c, impl);
+    rec.restore();
+    const label = JSON.stringify(spec);
+    expect(`${label} ${ourKeys(rec.seen).filter((k) => !k.startsWith("attnRead:grad")).join(",")}`).toBe(`${label} ${key}`);
+    const tol = 1e-6 * (4 + c.maxLogit);
+    expect(`${label} ${close("out", got.out, want.out, tol)}`).toBe(`${label} ok`);
+    expect(`${label} ${close("out vs lanes", got.out, lanes.out, tol)}`).toBe(`${label} ok`);
+    // the backward is the lanes kernel's either way
+    for (const k of ["dq", "dk", "dv"] as const) expect(`${label} ${close(k, got[k], want[k], tol * Math.sqrt(c.P))}`).toBe(`${label} ok`);
+    // positions with no valid slot read exactly 0
+    for (let j = 0; j < (spec.empty ?? 0) * c.S; j++) expect(got.out[j]).toBe(0);
+  };
+  try {
+    for (const [spec, key] of cases) await check(spec, key, fused);
+    for (const [spec, key] of cases.slice(0, 5)) await check({ ...spec, seed: spec.seed + 100 }, key, sameTable);
+    // at most 3 workgroups a grid dimension: 300 positions take 5 workgroups of 64 on a 3x2 grid,
+    // one spare (the forward alone)
+    const { createWebGpuBackend } = await import("../src/webgpu/backend.ts");
+    // deno-lint-ignore no-explicit-any
+    const small = await createWebGpuBackend({ gpu: (gpu as any).acquired, limits: { maxComputeWorkgroupsPerDimension: 3 } });
+    try {
+      const c = makeCase({ N: 300, P: 50, S: 64, runs: 40, shift: 0.1, empty: 2, seed: 70 });
+      const forward = async () => {
+        const index = T.fromArray(c.index, [c.N, c.P], "i32"), valid = T.fromArray(c.valid, [c.N, c.P]);
+        const q = T.fromArray(c.q, [c.N, c.S]), k = T.fromArray(c.k, [c.M, c.S]), v = T.fromArray(c.v, [c.M, c.S]);
+        const out = T.indexedAttentionFused(q, k, v, index, valid);
+        const data = (await out.data()) as Float32Array;
+        T.disposeTree([index, valid, q, k, v, out]);
+        return data;
+      };
+      T.setBackend("cpu");
+      const want = await forward();
+      T.setBackend(small);
+      const rec = recordKeys(small);
+      const got = await forward();
+      rec.restore();
+      expect(ourKeys(rec.seen)).toEqual(["attnRead:online:16"]);
+      expect(close("out", got, want, 1e-6 * (4 + c.maxLogit))).toBe("ok");
+      expect(small.liveBuffers()).toBe(0);
+    } finally {
+      small.destroy();
+      T.setBackend(gpu);
+    }
+    expect(T.liveBuffers()).toBe(before);
+  } finally {
+    attnReadTuning.forward = "auto";
+  }
 }, 600_000);

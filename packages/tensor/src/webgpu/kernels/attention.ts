@@ -48,6 +48,7 @@ import type { KernelArg, MultiPrimParams, PrimParams } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, ParamWords, prod, type GpuCtx, type StorageDecl } from "../context.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
 import { attnReadPrologue, attnReadSharedWgsl, sharedReadLayout } from "./attention-shared.ts";
+import { attnReadOnlineWgsl, ONLINE_SQ_MAX, ONLINE_WG } from "./attention-online.ts";
 
 const LANES = 16;
 
@@ -70,16 +71,19 @@ export const attnReadTuning: {
   /** Lanes per slot in "lanes" mode: 4 (default; 4 slots of a position a load, 64 bytes each), 8 or 16 (one row of 256 bytes). */
   dotLanes: number;
   /**
-   * The forward read (attnRead): "shared" loads each row once per workgroup of positions where
-   * neighbouring positions read the same rows (attention-shared.ts; vec4 rows of up to 128
+   * The forward read (attnRead): "online" runs one thread a position with an online softmax, so
+   * a warp's neighbouring positions share each row load (attention-online.ts; vec4 rows of up to
+   * 64 floats, else the lanes kernel); "shared" loads each row once per workgroup of positions
+   * where neighbouring positions read the same rows (attention-shared.ts; vec4 rows of up to 128
    * floats, up to 128 slots, else the lanes kernel); "lanes" always takes the kernel above, with
-   * the layout knobs above; "auto" (default) takes "shared" on a software adapter for reads of
-   * SHARED_AUTO_MIN_POSITIONS positions or more (lavapipe: about 2x faster on a model-like read
-   * there) and "lanes" otherwise and on a GPU (on an H100/H200 the
-   * shared kernel with 16 positions a workgroup was 2x slower, with 4 equal: its fewer threads
-   * wait on their loads, where the lanes kernel's many threads hide them).
+   * the layout knobs above; "auto" (default) takes "online" on a GPU for reads of
+   * ONLINE_AUTO_MIN_POSITIONS positions or more where it applies, "shared" on a software adapter
+   * for reads of SHARED_AUTO_MIN_POSITIONS or more (lavapipe: about 2x faster than "lanes" on a
+   * model-like read there), and "lanes" otherwise (on an H100/H200 the shared kernel with 16
+   * positions a workgroup was 2x slower than "lanes", with 4 equal: its fewer threads wait on
+   * their loads).
    */
-  forward: "auto" | "shared" | "lanes";
+  forward: "auto" | "online" | "shared" | "lanes";
   /** Positions per workgroup of the "shared" forward: 4, 8 or 16 (default; fewer where the workgroup memory needs it). */
   sharedPositions: number;
 } = { positions: 4, dots: "lanes", dotLanes: 4, forward: "auto", sharedPositions: 16 };
@@ -90,6 +94,8 @@ export const attnReadTuning: {
  * SwiftShader spent most of a minute on it where a recurrent step reads one position).
  */
 const SHARED_AUTO_MIN_POSITIONS = 4096;
+/** "auto" takes the online forward from this many positions on (a recurrent step's few keep the lanes kernel). */
+const ONLINE_AUTO_MIN_POSITIONS = 64;
 
 /** Slots each lane takes per round of "lanes" phase 1 (its loads in flight at once). */
 const ROUND_SLOTS = 4;
@@ -307,16 +313,23 @@ function launch(ctx: GpuCtx, op: string, mode: Mode, ins: readonly KernelArg[], 
   if (![4, 8, 16].includes(dotLanes)) throw new RangeError(`webgpu.${op}: attnReadTuning.dotLanes must be 4, 8 or 16, got ${dotLanes}`);
   const G = dots === "lanes" ? dotLanes : 0;
   const { forward } = attnReadTuning;
-  if (forward !== "auto" && forward !== "shared" && forward !== "lanes") throw new RangeError(`webgpu.${op}: attnReadTuning.forward must be "auto", "shared" or "lanes", got ${JSON.stringify(forward)}`);
+  if (forward !== "auto" && forward !== "online" && forward !== "shared" && forward !== "lanes") throw new RangeError(`webgpu.${op}: attnReadTuning.forward must be "auto", "online", "shared" or "lanes", got ${JSON.stringify(forward)}`);
   const { sharedPositions } = attnReadTuning;
   if (![4, 8, 16].includes(sharedPositions)) throw new RangeError(`webgpu.${op}: attnReadTuning.sharedPositions must be 4, 8 or 16, got ${sharedPositions}`);
-  const useShared = forward === "shared" || (forward === "auto" && ctx.software === true && N >= SHARED_AUTO_MIN_POSITIONS);
-  // both kernels take the same buffers (the shared one: mode "out" only) and the same params
+  // the kernels take the same buffers (the online and shared ones: mode "out" only) and the same params
   const tables = mode === "w" ? [q, keys] : [q, keys, values];
   const buffers = [...outs, ...tables, idx, valid, ...(g ? [g] : [])].map((a) => ctx.ref(a, op));
   const params = new ParamWords().u(N).u(P).u(vec ? S / 4 : S).u(M).f(scale).words();
   const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
-  const shared = mode === "out" && vec && useShared ? sharedReadLayout(P, S / 4, ctx.limits.maxComputeWorkgroupStorageSize, sharedPositions) : null;
+  const limit = ctx.limits.maxComputeWorkgroupStorageSize;
+  const useOnline = forward === "online" || (forward === "auto" && ctx.software !== true && N >= ONLINE_AUTO_MIN_POSITIONS);
+  if (mode === "out" && vec && P > 0 && S / 4 <= ONLINE_SQ_MAX && useOnline) {
+    const S4 = S / 4;
+    ctx.dispatch({ label: op, key: `attnRead:online:${S4}`, wgsl: () => attnReadOnlineWgsl(S4), buffers, params, groups: grid(ceilDiv(N, ONLINE_WG), maxDim) });
+    return;
+  }
+  const useShared = forward === "shared" || (forward === "auto" && ctx.software === true && N >= SHARED_AUTO_MIN_POSITIONS);
+  const shared = mode === "out" && vec && useShared ? sharedReadLayout(P, S / 4, limit, sharedPositions) : null;
   if (shared) {
     const { POS: SP, CH: SC, SQ } = shared;
     ctx.dispatch({
@@ -324,7 +337,7 @@ function launch(ctx: GpuCtx, op: string, mode: Mode, ins: readonly KernelArg[], 
     });
     return;
   }
-  while (POS > 1 && sharedBytes(grad, G > 0, POS, CH) > ctx.limits.maxComputeWorkgroupStorageSize) POS /= 2;
+  while (POS > 1 && sharedBytes(grad, G > 0, POS, CH) > limit) POS /= 2;
   // the default layout keeps the short key; the others name themselves
   const variant = G === 4 ? "" : G === 0 ? ":slots" : `:lanes${G}`;
   ctx.dispatch({

@@ -1,0 +1,97 @@
+/**
+ * attnRead's forward as one thread a position with an online softmax, loads issued ahead
+ * (attnReadTuning.forward "online"; "auto" takes it on a GPU for reads of
+ * ONLINE_AUTO_MIN_POSITIONS positions or more).
+ *
+ * The model's positions read the pool held before them, which changes only where a note enters,
+ * so neighbouring positions read the same row at the same slot (or, after a pool dropped a note,
+ * its neighbour). Here the 32 threads of a warp take 32 neighbouring positions at the same slot,
+ * so one load instruction fetches one row's 16 bytes for all of them (the lanes kernel,
+ * attention.ts, spends a load per position). Nothing is compared: the cache does the sharing, so
+ * any index is served and only the speed depends on how much the positions share.
+ *
+ * Each thread holds its q and its running sum in registers and walks its slots in order, its key
+ * row loaded one slot ahead (an H200 spent most of the kernel waiting on that load when each slot
+ * loaded its own): the logit z = q·K[row] (summed element by element, as indexedDot does) ·
+ * scale (0 for a valid empty slot), then the online softmax: where z raises the running max m,
+ * the running sum and the denominator are scaled by exp(m − z), and the row's value enters with
+ * weight exp(z − m); out = sum / denominator.
+ *
+ * Measured on an H200 (61440 positions, 50 slots of 64 floats, pools changing every ~170
+ * positions; GPU time a call): 124 µs, the lanes kernel 174-179; 100 slots 459-531 µs against
+ * 676-757. Tried there and slower: the slots of a position split over 2 or 4 threads (151 and
+ * 184 µs: more warps, each loading more index rows), the index and valid rows staged through
+ * workgroup memory 8 or 16 slots at a time (170-174 µs), and a kernel that staged each
+ * workgroup's pool rows in workgroup memory (2-5x slower: 26-35 KB a workgroup of 16 positions).
+ *
+ * Masked slots (valid 0) stay out of both sums: the lanes kernel's −1e9 logits add exp(−1e9 − m)
+ * = 0 to its denominator wherever any slot is valid, and a position with no valid slot reads 0
+ * there as here. A slot of weight exactly 0 adds nothing (as there: a 0 weight never meets an
+ * infinite value). f32 rounding apart from the lanes kernel, which divides each weight before it
+ * adds.
+ *
+ * Needs vec4 rows of at most ONLINE_SQ_MAX vec4s (registers); the lanes kernel serves the rest,
+ * and the backward.
+ */
+import { ENTRY_ARGS, header } from "../context.ts";
+import { WGSL_MATH } from "../wgsl-math.ts";
+import { attnReadPrologue } from "./attention-shared.ts";
+
+/** Threads (positions) of a workgroup. */
+export const ONLINE_WG = 64;
+/** The widest row (in vec4s) a thread holds. */
+export const ONLINE_SQ_MAX = 16;
+
+/** params: positions N, slots P, S (vec4s), rows M, scale (f32 bits). */
+export function attnReadOnlineWgsl(S4: number): string {
+  const js = [...Array(S4).keys()];
+  const each = (f: (j: number) => string) => js.map(f).join(" ");
+  return `${header(5, [{ name: "out", type: "vec4<f32>", write: true }, { name: "q", type: "vec4<f32>" }, { name: "keys", type: "vec4<f32>" }, { name: "vals", type: "vec4<f32>" }, { name: "idx", type: "i32" }, { name: "valid", type: "f32" }])}
+${WGSL_MATH}
+@compute @workgroup_size(${ONLINE_WG})
+fn main(${ENTRY_ARGS}) {
+  ${attnReadPrologue()}
+  let n = wg * ${ONLINE_WG}u + lid;
+  if (n >= N) { return; }
+  let qo = n * ${S4}u;
+  let eo = n * P;
+  ${each((j) => `let q${j} = q[qo + ${j}u];`)}
+  ${each((j) => `var a${j} = vec4<f32>(0.0f);`)}
+  var m = -m_inf();
+  var l = 0.0f;
+  // slot 0's row, then each slot: the logit from the row loaded a slot ago, the next slot's row, the softmax step
+  let x0 = idx[eo];
+  var okc = x0 >= 0i && u32(x0) < rows;
+  var oc = u32(select(0i, x0, okc)) * ${S4}u;
+  ${each((j) => `var k${j} = keys[oc + ${j}u];`)}
+  for (var s = 0u; s < P; s++) {
+    let x1 = idx[eo + min(s + 1u, P - 1u)];
+    let ok1 = s + 1u < P && x1 >= 0i && u32(x1) < rows;
+    let o1 = u32(select(0i, x1, ok1)) * ${S4}u;
+    let vc = valid[eo + s];
+    var d = 0.0f;
+    ${each((j) => `d = d + q${j}.x * k${j}.x; d = d + q${j}.y * k${j}.y; d = d + q${j}.z * k${j}.z; d = d + q${j}.w * k${j}.w;`)}
+    ${each((j) => `k${j} = keys[o1 + ${j}u];`)}
+    if (vc != 0.0f) {
+      let z = select(0.0f, d, okc) * scale;
+      if (z > m) {
+        let c = m_exp(m - z);
+        l = l * c;
+        ${each((j) => `a${j} = a${j} * c;`)}
+        m = z;
+      }
+      let p = m_exp(z - m);
+      l = l + p;
+      if (okc && p != 0.0f) {
+        ${each((j) => `a${j} = a${j} + p * vals[oc + ${j}u];`)}
+      }
+    }
+    okc = ok1;
+    oc = o1;
+  }
+  var inv = 0.0f;
+  if (l != 0.0f) { inv = 1.0f / l; }
+  ${each((j) => `out[qo + ${j}u] = a${j} * inv;`)}
+}
+`;
+}
