@@ -96,10 +96,12 @@ for s in $steps; do
     # the forward at $TOK tokens a call (rows = $TOK / L): time per token at the same work per call,
     # in chunks of 128K (the chunk the long-context table picks for both models at 256K; with 64K
     # chunks the one 256K row is four batch-1 forwards in turn, ~1,800 launches, and was 1.29x the
-    # 1K rows' time per token on an H200 in session 15, 1.08 with 128K: gpu/issue11-s15/)
+    # 1K rows' time per token on an H200 in session 15, 1.08 with 128K: gpu/issue11-s15/); 5 samples
+    # a length (3 until session 17, whose run had two slow samples of three at 16K for both models:
+    # the step takes ~7 s with 3)
     step scaling-tokens 40
     timeout 40 "${JS[@]}" .gpu/scaling.mjs --backend webgpu --preset $P --kinds memmamba,mamba --modes forward --lengths $SCAL \
-      --tokens $TOK --chunk 131072 --parallel-max 4K --runs 3 --warmup 1 --cap-s 8 --stream-total 0 --out /tmp/scaling-tokens.json
+      --tokens $TOK --chunk 131072 --parallel-max 4K --runs 5 --warmup 1 --cap-s 8 --stream-total 0 --out /tmp/scaling-tokens.json
     cp /tmp/scaling-tokens.json "$OUT/" 2>/dev/null ;;
   *) echo "run-issue11: unknown step $s (settle ours-train ref-train ref-long ours-long scaling scaling-tokens)"; exit 2 ;;
   esac

@@ -240,3 +240,19 @@ export function oneOf<T extends string>(name: string, v: string | boolean | unde
   const list = allowed.length > 1 ? `${allowed.slice(0, -1).join(", ")} or ${allowed[allowed.length - 1]}` : allowed.join("");
   throw new Error(`--${name} must be ${list}, got "${v}"`);
 }
+
+/** A comma-separated flag value parsed item by item (an empty list is an error naming the flag). */
+export function parseList<T>(flag: string, v: string, parse: (s: string) => T): T[] {
+  const xs = v.split(",").map((s) => s.trim()).filter(Boolean).map(parse);
+  if (xs.length === 0) throw new Error(`${flag}: empty list`);
+  return xs;
+}
+
+/** A seeded uniform generator in [0, 1) (an LCG: fine for benchmark inputs). */
+export function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}

@@ -23,7 +23,7 @@
  *       [--modes last,top] [--densities 0.25,1] [--runs 9] [--json] [--out FILE] [--small]
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { fmt, formatTable, fromRoot, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
+import { fmt, formatTable, fromRoot, lcg, parseFlags, parseList, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import process from "node:process";
 import { gpuBenchHeader, timeGpuCalls } from "./gpu-timing.ts";
 import type { KernelArg } from "../../tensor/src/backend.ts";
@@ -89,22 +89,6 @@ interface KernelTiming {
   /** Calls per sample. */
   reps: number;
 }
-
-/** A seeded uniform generator in [0, 1) (an LCG: fine for benchmark inputs). */
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-
-function parseList<T>(flag: string, v: string, parse: (s: string) => T): T[] {
-  const xs = v.split(",").map((s) => s.trim()).filter(Boolean).map(parse);
-  if (xs.length === 0) throw new Error(`${flag}: empty list`);
-  return xs;
-}
-
 
 async function benchCase(
   gpu: WebGpuBackend, B: number, L: number, k: number, mode: "last" | "top", density: number,

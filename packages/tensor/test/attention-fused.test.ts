@@ -415,6 +415,32 @@ test("webgpu: attnReadGrad on an 8-storage-buffer device (two dispatches) and th
   }
 });
 
+/**
+ * A forward kernel of attnReadTuning.forward against the CPU and the lanes kernel on one case: the
+ * forward's pipeline key, its output (and the gradients, whose kernels are the lanes kernel's either
+ * way) within the case's tolerance, and exact zeros where a position has no valid slot.
+ */
+async function checkForward(gpu: Backend, forward: "shared" | "online", spec: Spec, key: string, impl: Impl = fused): Promise<void> {
+  const c = makeCase(spec);
+  T.setBackend("cpu");
+  const want = await run(c, impl);
+  T.setBackend(gpu);
+  attnReadTuning.forward = "lanes";
+  const lanes = await run(c, impl);
+  attnReadTuning.forward = forward;
+  const rec = recordKeys(gpu);
+  const got = await run(c, impl);
+  rec.restore();
+  const label = JSON.stringify(spec);
+  expect(`${label} ${ourKeys(rec.seen).filter((k) => !k.startsWith("attnRead:grad")).join(",")}`).toBe(`${label} ${key}`);
+  const tol = 1e-6 * (4 + c.maxLogit);
+  expect(`${label} ${close("out", got.out, want.out, tol)}`).toBe(`${label} ok`);
+  expect(`${label} ${close("out vs lanes", got.out, lanes.out, tol)}`).toBe(`${label} ok`);
+  for (const k of ["dq", "dk", "dv"] as const) expect(`${label} ${close(k, got[k], want[k], tol * Math.sqrt(c.P))}`).toBe(`${label} ok`);
+  // positions with no valid slot read exactly 0
+  for (let j = 0; j < (spec.empty ?? 0) * c.S; j++) expect(got.out[j]).toBe(0);
+}
+
 test("webgpu: the shared-rows forward (attnReadTuning.forward \"shared\") equals the lanes kernel and the CPU on pools shared in runs, mixed and unshared; it leaves wide rows, scalar rows and 256-slot pools to the lanes kernel", async () => {
   if (!testBackends().includes("webgpu") || !(await useBackend("webgpu"))) return;
   const gpu = T.getBackend();
@@ -462,28 +488,8 @@ test("webgpu: the shared-rows forward (attnReadTuning.forward \"shared\") equals
       rec.restore();
       expect(`${N} ${S} ${ourKeys(rec.seen).filter((k) => !k.startsWith("attnRead:grad"))}`).toBe(`${N} ${S} ${key}`);
     }
+    for (const [spec, key] of cases) await checkForward(gpu, "shared", spec, key);
     attnReadTuning.forward = "shared";
-    for (const [spec, key] of cases) {
-      const c = makeCase(spec);
-      T.setBackend("cpu");
-      const want = await run(c, fused);
-      T.setBackend(gpu);
-      attnReadTuning.forward = "lanes";
-      const lanes = await run(c, fused);
-      attnReadTuning.forward = "shared";
-      const rec = recordKeys(gpu);
-      const got = await run(c, fused);
-      rec.restore();
-      const label = JSON.stringify(spec);
-      expect(`${label} ${ourKeys(rec.seen).filter((k) => !k.startsWith("attnRead:grad")).join(",")}`).toBe(`${label} ${key}`);
-      const tol = 1e-6 * (4 + c.maxLogit);
-      expect(`${label} ${close("out", got.out, want.out, tol)}`).toBe(`${label} ok`);
-      expect(`${label} ${close("out vs lanes", got.out, lanes.out, tol)}`).toBe(`${label} ok`);
-      // the backward is the lanes kernel's either way
-      for (const k of ["dq", "dk", "dv"] as const) expect(`${label} ${close(k, got[k], want[k], tol * Math.sqrt(c.P))}`).toBe(`${label} ok`);
-      // positions with no valid slot read exactly 0
-      for (let j = 0; j < (spec.empty ?? 0) * c.S; j++) expect(got.out[j]).toBe(0);
-    }
     // fewer positions a workgroup (attnReadTuning.sharedPositions): the same numbers
     for (const sharedPositions of [4, 8]) {
       attnReadTuning.sharedPositions = sharedPositions;
@@ -550,30 +556,32 @@ test("webgpu: the online forward (attnReadTuning.forward \"online\") equals the 
     [{ N: 9, P: 50, S: 37, runs: 4, seed: 68 }, "attnRead:out:f32:128:4"],
   ];
   const before = T.liveBuffers();
-  const check = async (spec: Spec, key: string, impl: Impl) => {
-    const c = makeCase(spec);
-    T.setBackend("cpu");
-    const want = await run(c, impl);
-    T.setBackend(gpu);
-    attnReadTuning.forward = "lanes";
-    const lanes = await run(c, impl);
-    attnReadTuning.forward = "online";
-    const rec = recordKeys(gpu);
-    const got = await run(c, impl);
-    rec.restore();
-    const label = JSON.stringify(spec);
-    expect(`${label} ${ourKeys(rec.seen).filter((k) => !k.startsWith("attnRead:grad")).join(",")}`).toBe(`${label} ${key}`);
-    const tol = 1e-6 * (4 + c.maxLogit);
-    expect(`${label} ${close("out", got.out, want.out, tol)}`).toBe(`${label} ok`);
-    expect(`${label} ${close("out vs lanes", got.out, lanes.out, tol)}`).toBe(`${label} ok`);
-    // the backward is the lanes kernel's either way
-    for (const k of ["dq", "dk", "dv"] as const) expect(`${label} ${close(k, got[k], want[k], tol * Math.sqrt(c.P))}`).toBe(`${label} ok`);
-    // positions with no valid slot read exactly 0
-    for (let j = 0; j < (spec.empty ?? 0) * c.S; j++) expect(got.out[j]).toBe(0);
-  };
   try {
-    for (const [spec, key] of cases) await check(spec, key, fused);
-    for (const [spec, key] of cases.slice(0, 5)) await check({ ...spec, seed: spec.seed + 100 }, key, sameTable);
+    for (const [spec, key] of cases) await checkForward(gpu, "online", spec, key);
+    for (const [spec, key] of cases.slice(0, 5)) await checkForward(gpu, "online", { ...spec, seed: spec.seed + 100 }, key, sameTable);
+    // valid logits below the masked slots' −1e9: the masked slots carry the softmax as in the
+    // composite (position 0: its read is ~0), none masked (1: a plain softmax of huge logits), small
+    // logits (2), no valid slot (3)
+    {
+      const f = (...xs: number[]) => Float32Array.from(xs);
+      const c: Case = {
+        N: 4, P: 3, S: 4, M: 4, maxLogit: 0,
+        q: f(1e5, 0, 0, 0, 1e5, 0, 0, 0, 1, 0.5, 0, 0, 1e5, 0, 0, 0),
+        k: f(-4e4, 0, 0, 0, -4.001e4, 0, 0, 0, 0.3, 0.1, 0.2, 0.4, -4e4, 1, 0, 0),
+        v: f(1, 2, 3, 4, -1, 0.5, 2, 1, 0.25, -3, 1, 2, 2, 2, -1, 0.5),
+        index: Int32Array.from([0, 1, 2, 0, 1, 3, 2, 0, 1, 0, 1, 2]),
+        valid: f(1, 1, 0, 1, 1, 1, 1, 0, 1, 0, 0, 0),
+        cOut: f(...Array(16).fill(1)),
+      };
+      T.setBackend("cpu");
+      const want = await run(c, fused);
+      T.setBackend(gpu);
+      attnReadTuning.forward = "online";
+      const got = await run(c, fused);
+      expect(close("out", got.out, want.out, 1e-6)).toBe("ok");
+      expect(Math.max(...want.out.subarray(0, 4).map(Math.abs))).toBeLessThan(1e-30);
+      expect(Math.abs(want.out[4] - 1.5)).toBeLessThan(1e-6);
+    }
     // at most 3 workgroups a grid dimension: 300 positions take 5 workgroups of 64 on a 3x2 grid,
     // one spare (the forward alone)
     const { createWebGpuBackend } = await import("../src/webgpu/backend.ts");

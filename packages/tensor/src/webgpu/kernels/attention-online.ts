@@ -24,11 +24,12 @@
  * workgroup memory 8 or 16 slots at a time (170-174 µs), and a kernel that staged each
  * workgroup's pool rows in workgroup memory (2-5x slower: 26-35 KB a workgroup of 16 positions).
  *
- * Masked slots (valid 0) stay out of both sums: the lanes kernel's −1e9 logits add exp(−1e9 − m)
- * = 0 to its denominator wherever any slot is valid, and a position with no valid slot reads 0
- * there as here. A slot of weight exactly 0 adds nothing (as there: a 0 weight never meets an
- * infinite value). f32 rounding apart from the lanes kernel, which divides each weight before it
- * adds.
+ * Masked slots (valid 0) stay out of the loop and are counted: the composite gives them the logit
+ * −1e9, so at the end the denominator takes count · exp(−1e9 − M) with M = max(m, −1e9) (0 wherever
+ * a valid logit is above −1e9 + 104; where all valid logits are below −1e9 the masked slots carry
+ * the softmax, as in the composite, and the read is ~0; a position with no valid slot reads 0). A
+ * slot of weight exactly 0 adds nothing (as in the lanes kernel: a 0 weight never meets an infinite
+ * value). f32 rounding apart from the lanes kernel, which divides each weight before it adds.
  *
  * Needs vec4 rows of at most ONLINE_SQ_MAX vec4s (registers); the lanes kernel serves the rest,
  * and the backward.
@@ -59,6 +60,7 @@ fn main(${ENTRY_ARGS}) {
   ${each((j) => `var a${j} = vec4<f32>(0.0f);`)}
   var m = -m_inf();
   var l = 0.0f;
+  var masked = 0.0f;
   // slot 0's row, then each slot: the logit from the row loaded a slot ago, the next slot's row, the softmax step
   let x0 = idx[eo];
   var okc = x0 >= 0i && u32(x0) < rows;
@@ -72,7 +74,9 @@ fn main(${ENTRY_ARGS}) {
     var d = 0.0f;
     ${each((j) => `d = d + q${j}.x * k${j}.x; d = d + q${j}.y * k${j}.y; d = d + q${j}.z * k${j}.z; d = d + q${j}.w * k${j}.w;`)}
     ${each((j) => `k${j} = keys[o1 + ${j}u];`)}
-    if (vc != 0.0f) {
+    if (vc == 0.0f) {
+      masked = masked + 1.0f;
+    } else {
       let z = select(0.0f, d, okc) * scale;
       if (z > m) {
         let c = m_exp(m - z);
@@ -88,6 +92,13 @@ fn main(${ENTRY_ARGS}) {
     }
     okc = ok1;
     oc = o1;
+  }
+  if (masked > 0.0f && m < -1e9f + 104.0f) {
+    // the masked slots' logits of −1e9 (see above)
+    let mm = max(m, -1e9f);
+    let c = m_exp(m - mm);
+    l = l * c + masked * m_exp(-1e9f - mm);
+    ${each((j) => `a${j} = a${j} * c;`)}
   }
   var inv = 0.0f;
   if (l != 0.0f) { inv = 1.0f / l; }
