@@ -17,12 +17,14 @@
  * the running sum and the denominator are scaled by exp(m − z), and the row's value enters with
  * weight exp(z − m); out = sum / denominator.
  *
- * Measured on an H200 (61440 positions, 50 slots of 64 floats, pools changing every ~170
- * positions; GPU time a call): 124 µs, the lanes kernel 174-179; 100 slots 459-531 µs against
- * 676-757. Tried there and slower: the slots of a position split over 2 or 4 threads (151 and
- * 184 µs: more warps, each loading more index rows), the index and valid rows staged through
- * workgroup memory 8 or 16 slots at a time (170-174 µs), and a kernel that staged each
- * workgroup's pool rows in workgroup memory (2-5x slower: 26-35 KB a workgroup of 16 positions).
+ * Measured on an H200 (packages/bench/src/webgpu-attn-read.ts: 61440 positions, rows of 64
+ * floats, pools changing every ~170 positions; GPU time a call): 50 slots 114 µs, the lanes kernel
+ * 170; 100 slots 201 against 300. Tried there and slower (scratch programs, 50 slots, 124 µs for
+ * this kernel): the slots of a position split over 2 or 4 threads (151 and 184 µs: more warps,
+ * each loading more index rows), the index and valid rows staged through workgroup memory 8 or 16
+ * slots at a time (170-174 µs), the key row not loaded ahead (182-199 µs), and a kernel that staged
+ * each workgroup's pool rows in workgroup memory (3.4x slower than the lanes kernel: 26-35 KB a
+ * workgroup of 16 positions).
  *
  * Masked slots (valid 0) stay out of the loop and are counted: the composite gives them the logit
  * −1e9, so at the end the denominator takes count · exp(−1e9 − M) with M = max(m, −1e9) (0 wherever
