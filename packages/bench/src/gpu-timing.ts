@@ -9,6 +9,7 @@
 import process from "node:process";
 import { detectRuntime, median, now } from "./runtime.ts";
 import type { WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
+import type { Launch } from "../../tensor/src/webgpu/context.ts";
 
 export interface GpuTimingOptions {
   runs: number;
@@ -72,4 +73,21 @@ export function gpuBenchHeader<B extends string>(benchmark: B, gpu: WebGpuBacken
     dawnFlags: gpu.via === "dawn" ? (process.env.MEMMAMBA_DAWN_FLAGS || null) : null,
     timing: timestamps ? "gpu timestamp queries around the compute passes" : "wall clock, one sync per sample",
   };
+}
+
+/** The pipeline keys of the launches `fn` encodes, in order (seen through the kernel context; its dispatch restored after). */
+export function launchKeys(gpu: WebGpuBackend, fn: () => void): string[] {
+  const ctx = gpu.ctx as { dispatch(l: Launch): void };
+  const dispatch = ctx.dispatch;
+  const keys: string[] = [];
+  ctx.dispatch = (l: Launch) => {
+    keys.push(l.key);
+    dispatch.call(ctx, l);
+  };
+  try {
+    fn();
+  } finally {
+    ctx.dispatch = dispatch;
+  }
+  return keys;
 }

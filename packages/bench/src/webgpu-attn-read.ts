@@ -21,9 +21,8 @@
  *       [--changes 0,170,4] [--drop random] [--forwards lanes,online,shared] [--runs 9] [--json] [--out FILE] [--small]
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { fmt, formatTable, fromRoot, lcg, parseFlags, parseList, positiveInt, programArgs, writeJson } from "./runtime.ts";
-import process from "node:process";
-import { gpuBenchHeader, timeGpuCalls, type GpuTiming } from "./gpu-timing.ts";
+import { fmt, formatTable, fromRoot, lcg, parseFlags, parseList, positiveInt, runMain, writeJson } from "./runtime.ts";
+import { gpuBenchHeader, launchKeys, timeGpuCalls, type GpuTiming } from "./gpu-timing.ts";
 import type { KernelArg } from "../../tensor/src/backend.ts";
 import { attnReadKernel as cpuAttnRead } from "../../tensor/src/cpu/attention.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
@@ -97,27 +96,15 @@ async function benchCase(
   try {
     for (const fw of forwards) {
       attnReadTuning.forward = fw;
-      const keys = new Set<string>();
-      // deno-lint-ignore no-explicit-any
-      const ctx = (gpu as any).ctx;
-      const dispatch = ctx.dispatch.bind(ctx);
-      ctx.dispatch = (d: { key: string }) => {
-        keys.add(d.key);
-        return dispatch(d);
-      };
-      let t: GpuTiming;
-      try {
-        t = await timeGpuCalls(gpu, run, { runs, sampleMs, warmupMs, timestamps });
-      } finally {
-        ctx.dispatch = dispatch;
-      }
+      const key = [...new Set(launchKeys(gpu, run))].join(",");
+      const t = await timeGpuCalls(gpu, run, { runs, sampleMs, warmupMs, timestamps });
       const got = (await gpu.read(bo)) as Float32Array;
       for (let i = 0; i < want.length; i++) {
         if (!(Math.abs(got[i] - want[i]) <= 1e-5 * (1 + Math.abs(want[i])))) {
-          throw new Error(`webgpu-attn-read: the ${fw} kernel differs from the CPU kernel at element ${i} (${got[i]} vs ${want[i]}; N ${N}, P ${P}, changes every ${every})`);
+          throw new Error(`the ${fw} kernel differs from the CPU kernel at element ${i} (${got[i]} vs ${want[i]}; N ${N}, P ${P}, changes every ${every})`);
         }
       }
-      kernels[fw] = { key: [...keys].join(","), ...t };
+      kernels[fw] = { key, ...t };
     }
   } finally {
     attnReadTuning.forward = saved;
@@ -126,8 +113,7 @@ async function benchCase(
   return { N, P, changeEvery: every, changes, kernels };
 }
 
-async function main(): Promise<void> {
-  const argv = programArgs();
+async function main(argv: readonly string[]): Promise<void> {
   if (argv.includes("--help")) {
     console.log(HELP);
     return;
@@ -179,10 +165,4 @@ async function main(): Promise<void> {
   ));
 }
 
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e instanceof Error ? e.message : e);
-    process.exit(1);
-  },
-);
+if (import.meta.main ?? true) runMain("webgpu-attn-read", main);

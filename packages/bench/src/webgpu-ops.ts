@@ -25,11 +25,10 @@
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
 import { fmt, formatTable, fromRoot, median, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
 import process from "node:process";
-import { gpuBenchHeader, timeGpuCalls } from "./gpu-timing.ts";
+import { gpuBenchHeader, launchKeys, timeGpuCalls } from "./gpu-timing.ts";
 import type { KernelArg, PrimName, PrimParams } from "../../tensor/src/backend.ts";
 import { bind, disposeTree, fromArray, setBackend } from "../../tensor/src/index.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
-import type { Launch } from "../../tensor/src/webgpu/context.ts";
 import { convTuning } from "../../tensor/src/webgpu/kernels/conv.ts";
 import { reduceTuning } from "../../tensor/src/webgpu/kernels/reduce.ts";
 
@@ -150,19 +149,8 @@ async function benchCase(gpu: WebGpuBackend, c: OpCase, variant: string, apply: 
   const restore = apply();
   try {
     const run = () => gpu.run(c.prim, args, oarg, c.params as never);
-    // the dispatches of one call, seen through the kernel context
-    const keys: string[] = [];
-    const ctx = gpu.ctx as { dispatch(l: Launch): void };
-    const dispatch = ctx.dispatch;
-    ctx.dispatch = (l: Launch) => {
-      keys.push(l.key);
-      dispatch.call(ctx, l);
-    };
-    try {
-      run();
-    } finally {
-      ctx.dispatch = dispatch;
-    }
+    // the dispatches of one call
+    const keys = launchKeys(gpu, run);
     await gpu.sync();
     const got = (await gpu.read(out)) as Float32Array;
     let maxErr = 0;

@@ -4,9 +4,8 @@
  * GPU timing of one call.
  */
 import type { BufferHandle, KernelArg } from "../../tensor/src/backend.ts";
-import type { Launch } from "../../tensor/src/webgpu/context.ts";
 import type { WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
-import { timeGpuCalls } from "./gpu-timing.ts";
+import { launchKeys, timeGpuCalls } from "./gpu-timing.ts";
 
 /** One case's timing: the median and the fastest sample (ms a call), every sample, calls a sample. */
 export interface Timed {
@@ -40,20 +39,7 @@ export function arg(buf: BufferHandle, shape: number[]): KernelArg {
 
 /** Counts the dispatches `fn` encodes (to keep one timed sample under the timer's pass limit). */
 export function countDispatches(gpu: WebGpuBackend, fn: () => void): number {
-  // deno-lint-ignore no-explicit-any
-  const ctx = gpu.ctx as any;
-  const orig = ctx.dispatch as (l: Launch) => void;
-  let n = 0;
-  ctx.dispatch = (l: Launch) => {
-    n++;
-    orig(l);
-  };
-  try {
-    fn();
-  } finally {
-    ctx.dispatch = orig;
-  }
-  return n;
+  return launchKeys(gpu, fn).length;
 }
 
 /** The timing options: samples, their length, the warm-up, GPU timestamps, and --profile. */
