@@ -201,6 +201,41 @@ for (const backend of testBackends()) {
     });
   });
 
+  test(`[${backend}] one table as both keys and values: its gradient is dK + dV of two copies, from one scatter`, async () => {
+    if (!(await useBackend(backend))) return;
+    await expectNoLeak(async () => {
+      for (const spec of [SPECS[0], SPECS[2], SPECS[3]]) {
+        const c = makeCase(spec);
+        const lead = [c.N];
+        const index = T.fromArray(c.index, [...lead, c.P], "i32"), valid = T.fromArray(c.valid, [...lead, c.P]);
+        const cOut = T.fromArray(c.cOut, [...lead, c.S]);
+        const q = T.fromArray(c.q, [...lead, c.S]), k = T.fromArray(c.k, [c.M, c.S]);
+        try {
+          const loss = (qq: Tensor, kk: Tensor, vv: Tensor) => T.sum(T.mul(T.indexedAttentionFused(qq, kk, vv, index, valid), cOut));
+          T.resetCounters();
+          const one = T.valueAndGrad((ps: Tensor[]) => loss(ps[0], ps[1], ps[1]))([q, k]);
+          const oneLaunches = T.readCounters().launches;
+          // two tensors of the same values (a copy has its own storage): dK and dV apart, then added
+          T.resetCounters();
+          const two = T.valueAndGrad((ps: Tensor[]) => loss(ps[0], ps[1], T.add(ps[1], 0)))([q, k]);
+          const twoLaunches = T.readCounters().launches;
+          const [dqOne, dtOne, dqTwo, dtTwo] = (await Promise.all([...one.grads, ...two.grads].map((g) => g.data()))) as Float32Array[];
+          T.disposeTree([one, two]);
+          const label = JSON.stringify([c.N, c.P, c.S, c.M]);
+          const tol = backend === "webgpu" ? 1e-6 * (4 + c.maxLogit) * Math.sqrt(c.P) : 0;
+          expect(`${label} ${close("dq", dqOne, dqTwo, tol)}`).toBe(`${label} ok`);
+          expect(`${label} ${close("dtable", dtOne, dtTwo, tol)}`).toBe(`${label} ok`);
+          // wasm runs the composite (two scatters and their add either way: the copy is the one more
+          // launch); elsewhere the two-copy run has the copy's add, the second scatter and the add
+          // of dK and dV more
+          expect(twoLaunches - oneLaunches).toBe(backend === "wasm" ? 1 : 3);
+        } finally {
+          T.disposeTree([index, valid, cOut, q, k]);
+        }
+      }
+    });
+  });
+
   test(`[${backend}] indexedAttentionFused passes central-difference gradient checks`, async () => {
     if (!(await useBackend(backend))) return;
     const rand = mulberry32(78);

@@ -241,6 +241,51 @@ for (const backend of testBackends()) {
   });
 }
 
+// ---------- indexedOuter with a second pair (one table as keys and values) ----------
+
+for (const backend of testBackends()) {
+  test(`[${backend}] indexedOuter with a second pair equals the sum of the two scatters (the CPU's bits), and its gradient checks`, async () => {
+    if (!(await useBackend(backend))) return;
+    await expectNoLeak(async () => {
+      const rand = mulberry32(17);
+      // 2·90 positions, 5 slots, S = 8 (vec4 rows on the GPU) and S = 3 (scalar rows); rows 0 and 1
+      // are read by half of the slots, so their lists run past the GPU's 32-term chunks
+      for (const S of [8, 3]) {
+        const N = 180, P = 5, M = 9;
+        const index = Int32Array.from({ length: N * P }, () => (rand() < 0.2 ? -1 : rand() < 0.5 ? Math.floor(rand() * 2) : Math.floor(rand() * M)));
+        const u = (n: number) => Float32Array.from({ length: n }, () => (rand() < 0.1 ? 0 : rand() * 4 - 2));
+        const [w1, w2] = [u(N * P), u(N * P)], [x1, x2] = [u(N * S), u(N * S)];
+        const outs = T.tidy(() => {
+          const it = T.fromArray(index, [2, 90, P], "i32");
+          const [a, b] = [T.fromArray(w1, [2, 90, P]), T.fromArray(w2, [2, 90, P])];
+          const [c, d] = [T.fromArray(x1, [2, 90, S]), T.fromArray(x2, [2, 90, S])];
+          return [T.indexedOuter(a, c, it, M, [b, d]), T.add(T.indexedOuter(a, c, it, M), T.indexedOuter(b, d, it, M))];
+        });
+        const [both, sum] = (await Promise.all(outs.map((t) => t.data()))) as Float32Array[];
+        T.disposeTree(outs);
+        if (backend === "webgpu") expect(close(`S ${S}`, both, sum, 1e-5)).toBe("ok");
+        else expect(Array.from(both)).toEqual(Array.from(sum));
+      }
+      const u = (n: number) => Float32Array.from({ length: n }, () => rand() * 4 - 2);
+      const idx = { data: Int32Array.of(0, 4, 4, 1, 2, -1, 3, 3, 1, -1, 0, 2, 4, 1, 2, 2, -1, 0), shape: [2, 3, 3] };
+      await checkGradients(
+        (xs) => T.indexedOuter(xs[0], xs[1], xs[2], 5, [xs[3], xs[4]]),
+        [{ data: u(18), shape: [2, 3, 3] }, { data: u(24), shape: [2, 3, 4] }, idx, { data: u(18), shape: [2, 3, 3] }, { data: u(24), shape: [2, 3, 4] }],
+        { label: `${backend} indexedOuter, two pairs` },
+      );
+    });
+  });
+}
+
+test("indexedOuter: the second pair must have the first pair's shapes", async () => {
+  await useBackend("cpu");
+  const idx = T.fromArray(Int32Array.of(0, 1, 1, 0), [2, 2], "i32");
+  const w = T.ones([2, 2]), x = T.ones([2, 3]);
+  expect(() => T.indexedOuter(w, x, idx, 2, [T.ones([2, 1]), x])).toThrow(/indexedOuter: the second pair \[2, 1\], \[2, 3\] must have the first's shapes \[2, 2\], \[2, 3\]/);
+  expect(() => T.indexedOuter(w, x, idx, 2, [w, T.ones([2, 4])])).toThrow(/must have the first's shapes/);
+  T.disposeTree([idx, w, x]);
+});
+
 // ---------- memory: no [B, L, P, S] buffer ----------
 
 /** A backend that delegates to another and records the largest allocation. */

@@ -62,7 +62,17 @@ export function indexedSumKernel([w, table, idx]: CpuArg[], out: CpuArg): void {
  * weight is exactly 0 are skipped (as on the GPU, whose sum skips them inline): adding them would
  * change nothing but turn an infinite x into NaN. Empty slots (−1) add nothing either.
  */
-export function indexedOuterKernel([w, x, idx]: CpuArg[], out: CpuArg): void {
+export function indexedOuterKernel([w, x, idx, w2, x2]: CpuArg[], out: CpuArg): void {
+  outerSum(w, x, idx, out);
+  if (!w2 || !x2) return;
+  // the second pair's sum on its own, then added: add(indexedOuter(w, x), indexedOuter(w2, x2))'s bits
+  const second: CpuArg = { data: new Float32Array(out.data.length), shape: out.shape };
+  outerSum(w2, x2, idx, second);
+  const O = out.data, O2 = second.data;
+  for (let i = 0; i < O.length; i++) O[i] += O2[i];
+}
+
+function outerSum(w: CpuArg, x: CpuArg, idx: CpuArg, out: CpuArg): void {
   const I = idx.data, W = w.data, X = x.data, O = out.data;
   const rows = out.shape[0], S = out.shape[1];
   const P = idx.shape[idx.shape.length - 1];

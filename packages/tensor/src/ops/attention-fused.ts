@@ -14,7 +14,8 @@
  * (`attnReadGrad`, a multi-output primitive: it recomputes the logits and the softmax instead of
  * saving them, and writes dq [...N, S], w [...N, P] and dl [...N, P], the cotangent of the q·K
  * product that indexedDot's VJP would receive); dK = indexedOuter(dl, q) and dV = indexedOuter(w,
- * g) stay as they are (on the GPU the two share one inverse index, webgpu/kernels/indexed.ts).
+ * g) stay as they are (on the GPU the two share one inverse index, webgpu/kernels/indexed.ts), or,
+ * where one table is both the keys and the values, are one indexedOuter with two pairs.
  *
  * No weights output (the model reads only `out`), and no second-order gradients: attnReadGrad is
  * the VJP's own kernel and has none (a clear error, as softmaxGrad's).
@@ -65,8 +66,11 @@ definePrimitive("attnRead", {
   vjp: (g, [q, keys, values, idx, valid], _y, { scale }, needs) => {
     const [dq, w, dl] = attnReadGrad(q, keys, values, idx, valid, g, scale);
     const M = keys.shape[0];
-    const dK = needs?.[1] === false ? null : indexedOuter(dl, q, idx, M);
-    const dV = needs?.[2] === false ? null : indexedOuter(w, g, idx, M);
+    // one table read as both keys and values (MemMamba reads its notes so): its gradient dK + dV in
+    // one scatter (indexedOuter's second pair), given as the keys' (the values' null adds nothing)
+    const shared = keys.storage === values.storage && needs?.[1] !== false && needs?.[2] !== false;
+    const dK = needs?.[1] === false ? null : shared ? indexedOuter(dl, q, idx, M, [w, g]) : indexedOuter(dl, q, idx, M);
+    const dV = needs?.[2] === false || shared ? null : indexedOuter(w, g, idx, M);
     // the [N, P] intermediates are dead now: free them at once, not at the end of the backward
     w.dispose();
     dl.dispose();

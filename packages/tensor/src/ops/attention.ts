@@ -89,16 +89,28 @@ definePrimitive("indexedSum", {
 });
 
 definePrimitive("indexedOuter", {
-  shape: ([w, x, idx], { rows }) => {
+  // inputs [w, x, idx] or, with a second pair of the same shapes over the same index, [w, x, idx, w2, x2]
+  shape: (ins, { rows }) => {
+    if (ins.length !== 3 && ins.length !== 5) throw new ShapeError(`indexedOuter: expected 3 inputs (weights, x, index) or 5 (and a second weights, x), got ${ins.length}`);
+    const [w, x, idx, w2, x2] = ins;
     checkIndex("indexedOuter", idx);
     checkF32("indexedOuter", ["weights", w], ["x", x]);
     if (!sameShape(w.shape, idx.shape)) throw new ShapeError(`indexedOuter: weights ${showShape(w.shape)} and index ${showShape(idx.shape)} must have the same shape`);
     samePositions("indexedOuter", "x", x, idx);
+    if (w2 && x2) {
+      checkF32("indexedOuter", ["second weights", w2], ["second x", x2]);
+      if (!sameShape(w2.shape, w.shape) || !sameShape(x2.shape, x.shape)) {
+        throw new ShapeError(`indexedOuter: the second pair ${showShape(w2.shape)}, ${showShape(x2.shape)} must have the first's shapes ${showShape(w.shape)}, ${showShape(x.shape)}`);
+      }
+    }
     if (!Number.isSafeInteger(rows) || rows < 0) throw new ShapeError(`indexedOuter: rows must be a natural number, got ${rows}`);
     return { shape: [rows, x.shape[x.rank - 1]], dtype: "f32" };
   },
-  flops: ([, x, idx]) => 2 * idx.size * x.shape[x.rank - 1],
-  vjp: (g, [w, x, idx]) => [indexedDot(x, g, idx), indexedSum(w, g, idx), null],
+  flops: (ins) => (ins.length === 5 ? 4 : 2) * ins[2].size * ins[1].shape[ins[1].rank - 1],
+  vjp: (g, [w, x, idx, w2, x2]) => {
+    const first = [indexedDot(x, g, idx), indexedSum(w, g, idx), null];
+    return w2 && x2 ? [...first, indexedDot(x2, g, idx), indexedSum(w2, g, idx)] : first;
+  },
 });
 
 /**
@@ -126,9 +138,15 @@ export function indexedSum(weights: Tensor, table: Tensor, index: Tensor): Tenso
  * `indexedSum`). Each row adds its terms in index order, on every backend; terms whose weight is
  * exactly 0 are skipped (they add nothing, even where x is not finite). Index −1 is an empty slot:
  * its term is dropped. Other out-of-range indices: an error on the CPU, dropped on the GPU.
+ *
+ * `second` [w2, x2] (the shapes of weights and x) adds indexedOuter(w2, x2, index, rows) in the
+ * same launch: the gradient of a table that an attention reads as both its keys and its values
+ * (attnRead's VJP), one scatter over the index instead of two and their sum. The CPU adds the two
+ * sums as add(indexedOuter(w, x), indexedOuter(w2, x2)) would (the same bits); the GPU adds each
+ * chunk's w2 · x2 terms after its w · x terms (equal within f32 rounding).
  */
-export function indexedOuter(weights: Tensor, x: Tensor, index: Tensor, rows: number): Tensor {
-  return bind("indexedOuter", [weights, x, index], { rows });
+export function indexedOuter(weights: Tensor, x: Tensor, index: Tensor, rows: number, second?: readonly [Tensor, Tensor]): Tensor {
+  return bind("indexedOuter", second ? [weights, x, index, second[0], second[1]] : [weights, x, index], { rows });
 }
 
 /** What `indexedAttention` returns. */

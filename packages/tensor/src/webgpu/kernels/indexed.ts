@@ -107,7 +107,8 @@ fn main(${ENTRY_ARGS}) {
 // four adjacent j at once from vec4 loads of x: the chunk's list, weights and e / P are read and
 // computed once per four outputs instead of once per output (the loop's cost was those, not x);
 // each component still adds its terms one by one in entry order (the same bits as the scalar form).
-const outerPart = (vec: boolean) => `${header(4, [
+// With more (a second pair's pass), the sum starts from part[t], the first pair's sum of the chunk.
+const outerPart = (vec: boolean, more = false) => `${header(4, [
   { name: "part", type: vec ? "vec4<f32>" : "f32", write: true }, { name: "ord", type: "u32" }, { name: "start", type: "u32" },
   { name: "cstart", type: "u32" }, { name: "crow", type: "u32" }, { name: "w", type: "f32" }, { name: "x", type: vec ? "vec4<f32>" : "f32" },
 ])}
@@ -124,7 +125,7 @@ fn main(${ENTRY_ARGS}) {
   let r = crow[c];
   let p0 = start[r] + (c - cstart[r]) * ${SUM_CHUNK}u;
   let p1 = min(p0 + ${SUM_CHUNK}u, start[r + 1u]);
-  var acc = ${vec ? "vec4<f32>(0.0f)" : "0.0f"};
+  var acc = ${more ? "part[t]" : vec ? "vec4<f32>(0.0f)" : "0.0f"};
   // ${UNROLL} entries at a time, loads first, adds in entry order (same bits as one at a time)
   var p = p0;
   for (; p + ${UNROLL}u <= p1; p += ${UNROLL}u) {
@@ -139,7 +140,7 @@ fn main(${ENTRY_ARGS}) {
   }
   part[t] = acc;
 }`;
-const OUTER_PART = { scalar: outerPart(false), vec4: outerPart(true) };
+const OUTER_PART = { scalar: outerPart(false), vec4: outerPart(true), scalarMore: outerPart(false, true), vec4More: outerPart(true, true) };
 
 const lastDim = (a: KernelArg) => a.shape[a.shape.length - 1];
 
@@ -296,7 +297,7 @@ export function inverseIndexCacheStats(ctx: GpuCtx): { entries: number; bytes: n
   return { entries: c?.entries.size ?? 0, bytes: c?.bytes ?? 0, hits: c?.hits ?? 0, misses: c?.misses ?? 0 };
 }
 
-export function indexedOuterKernel(ctx: GpuCtx, [w, x, idx]: readonly KernelArg[], out: KernelArg, p: PrimParams["indexedOuter"]): void {
+export function indexedOuterKernel(ctx: GpuCtx, [w, x, idx, w2, x2]: readonly KernelArg[], out: KernelArg, p: PrimParams["indexedOuter"]): void {
   const rows = p.rows, S = out.shape[1];
   if (rows === 0 || S === 0) return;
   const nIdx = prod(idx.shape);
@@ -314,6 +315,15 @@ export function indexedOuterKernel(ctx: GpuCtx, [w, x, idx]: readonly KernelArg[
       [part, inv.ord, inv.start, inv.cstart, inv.crow, ctx.ref(w, "indexedOuter"), ctx.ref(x, "indexedOuter")],
       [rows * K, Sv, inv.maxChunks * Sv, P], overItems(ctx, inv.maxChunks * Sv),
     );
+    // a second pair: its terms added to each chunk's sum in a second pass over the same lists
+    // (one more binding than the 8 storage buffers a device must offer, so not the same pass)
+    if (w2 && x2) {
+      launchStep(
+        ctx, "indexedOuter.sum", vec ? "indexedOuter:part2:vec4" : "indexedOuter:part2", vec ? OUTER_PART.vec4More : OUTER_PART.scalarMore,
+        [part, inv.ord, inv.start, inv.cstart, inv.crow, ctx.ref(w2, "indexedOuter"), ctx.ref(x2, "indexedOuter")],
+        [rows * K, Sv, inv.maxChunks * Sv, P], overItems(ctx, inv.maxChunks * Sv),
+      );
+    }
   }
   // with no entries every row has no chunk, so the final step writes zeros
   sumChunks(ctx, "indexedOuter", inv, part, ctx.ref(out, "indexedOuter"), rows, S);
