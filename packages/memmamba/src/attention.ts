@@ -3,7 +3,7 @@
  * attention (Eq. 7/11) over the pools of earlier layers. Both are one masked softmax over a few
  * slots per position (P, or g·P), so they cost O(L·P·S), linear in the length.
  */
-import { add, concat, ge, gt, indexedAttention, indexedAttentionFused, matmul, mul, noGrad, random, reshape, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
+import { add, concat, foldWeight, ge, gt, indexedAttention, indexedAttentionFused, matmul, mul, noGrad, random, reshape, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
 import { initLinear, initScorer, scaleRows, scoreSigmoid, type Key, type Linear } from "./nn.ts";
 import type { PoolRead } from "./pool.ts";
@@ -82,7 +82,7 @@ function joinReads(reads: readonly PoolRead[]): PoolRead {
 function readPoolAttention(h: Tensor, wq: Tensor, read: PoolRead, wk: Tensor, wv: Tensor | null): Tensor;
 function readPoolAttention(h: Tensor, wq: Tensor, read: PoolRead, wk: Tensor, wv: Tensor | null, weights: true): { out: Tensor; weights: Tensor };
 function readPoolAttention(h: Tensor, wq: Tensor, read: PoolRead, wk: Tensor, wv: Tensor | null, weights = false): Tensor | { out: Tensor; weights: Tensor } {
-  const q = matmul(h, matmul(wq, wk, { transB: true }));
+  const q = matmul(h, foldWeight(wq, wk, undefined, { transB: true }));
   const values = wv ? matmul(read.table, wv) : read.table;
   // the read alone is one fused launch each way (indexedAttentionFused); the weights, when asked
   // for, come from the op-by-op form, which returns them

@@ -14,7 +14,7 @@
  * stream as the backbone made it. (A bias would add the same vector to every token, and at
  * nn.Linear's init scale it would swamp the 0.02-scale embeddings.)
  */
-import { add, addMatmul, addN, concat, conv1dCausal, full, matmul, mul, noGrad, random, sigmoid, zeros, type Tensor } from "@memmamba/tensor";
+import { add, addMatmul, addN, concat, conv1dCausal, foldWeight, full, matmul, mul, noGrad, random, sigmoid, zeros, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
 import { carriedTail, initLinear, linear, scaleRows, type Key, type Linear } from "./nn.ts";
 
@@ -70,11 +70,11 @@ export function initFusionState(cfg: ModelConfig, batch: number): Tensor | undef
  * (c·W_v)·W is computed as c·(W_v·W), with no [B, L, S]·[S, S] matmul. Equal up to f32 rounding.
  */
 export function fusionTerm(p: FusionParams, kind: FusionKind, x: Tensor, c: Tensor, convState?: Tensor, pre?: Tensor): { term: Tensor; state?: Tensor } {
-  const w = pre ? matmul(pre, p.proj.w) : p.proj.w;
   // weighted: (c·W) ⊙ α as c·(W ⊙ α), the same product with α folded into the [S, d] weight: no
   // [B, L, d] multiply forward, nor its two full-size passes backward (α's gradient then comes
   // from the small weight gradient). Equal up to f32 rounding.
-  if (kind === "weighted" && !p.proj.b) return { term: matmul(c, mul(w, p.scale!)) };
+  if (kind === "weighted" && !p.proj.b) return { term: matmul(c, weightedFold(p, pre)) };
+  const w = pre ? foldWeight(pre, p.proj.w) : p.proj.w;
   const u = linear({ w, b: p.proj.b }, c);
   switch (kind) {
     case "weighted":
@@ -91,6 +91,11 @@ export function fusionTerm(p: FusionParams, kind: FusionKind, x: Tensor, c: Tens
       return convState ? { term: y, state: carriedTail(convState, u) } : { term: y };
     }
   }
+}
+
+/** The weighted fusion's folded weight (pre·W) ⊙ α (W ⊙ α without pre): one foldWeight launch each way. */
+function weightedFold(p: FusionParams, pre?: Tensor): Tensor {
+  return pre ? foldWeight(pre, p.proj.w, p.scale!) : mul(p.proj.w, p.scale!);
 }
 
 /** Eq. 12: x̄ = x + Σ F(c), the memory terms added to the residual stream (one addN: the same bits as the adds in order). */
@@ -112,10 +117,7 @@ export function fuseInto(
   opts: { scale?: Tensor; convState?: Tensor; pre?: Tensor } = {},
 ): { out: Tensor; state?: Tensor } {
   const { scale, convState, pre } = opts;
-  if (kind === "weighted" && !p.proj.b) {
-    const w = pre ? matmul(pre, p.proj.w) : p.proj.w;
-    return { out: addMatmul(acc, c, mul(w, p.scale!), scale) };
-  }
+  if (kind === "weighted" && !p.proj.b) return { out: addMatmul(acc, c, weightedFold(p, pre), scale) };
   const f = fusionTerm(p, kind, x, scale ? scaleRows(c, scale) : c, convState, pre);
   return { out: add(acc, f.term), state: f.state };
 }

@@ -146,6 +146,11 @@ export interface PrimParams {
    * with s [..., R]: a matmul whose store scales its rows and adds c.
    */
   addMatmul: Record<string, never>;
+  /**
+   * (a·op(b)) ⊙ s (ops/linalg.ts, foldWeight): inputs [a [M, K], b [K, N] ([N, K] with transB)] or
+   * with s [N], a scale of each column: a small product of weights folded into one weight.
+   */
+  foldWeight: { transB: boolean };
   /** For each position, the earlier marked positions a `k`-slot memory holds (`last`: FIFO, `top`: by score). */
   causalSelect: { k: number; mode: "last" | "top" };
   /** The linear recurrence h_t = a_t · h_{t-1} + b_t along the sequence axis. */
@@ -217,6 +222,13 @@ export interface MultiPrimParams {
    * become three) have dx's bits and sum dw and db in another order.
    */
   linearSigmoidGrad: Record<string, never>;
+  /**
+   * foldWeight's VJP (ops/linalg.ts): inputs [g [M, N], a, b, s?] as foldWeight's, outputs [da, db,
+   * ds] (ds only with s): with gs = g ⊙ s, da = gs·op(b)ᵀ, db = aᵀ·gs (transB: gsᵀ·a) and ds = the
+   * column sums of g ⊙ (a·op(b)). The CPU kernel has the composite's bits (the product, mul's
+   * VJP, matmul's VJP in turn); WebGPU's one launch sums in another order.
+   */
+  foldWeightGrad: { transB: boolean };
 }
 /**
  * What a buffer is for, where a backend recycles buffers: "long-lived" for tensors that replace

@@ -26,7 +26,7 @@ export { flattenTree, grad, isRecording, mapTree, noGrad, valueAndGrad, type Par
 export * from "./ops/elementwise.ts";
 export { max, mean, sum, sumTo } from "./ops/reduce.ts";
 export { broadcastTo, concat, mT, pad, reshape, slice, sliceAxis, stack, transpose } from "./ops/movement.ts";
-export { addMatmul, matmul, matmulRows, matmulRowsMax } from "./ops/linalg.ts";
+export { addMatmul, foldWeight, matmul, matmulRows, matmulRowsMax } from "./ops/linalg.ts";
 export { causalSelect, gather, oneHot, scatterAdd } from "./ops/indexing.ts";
 export { indexedAttention, indexedDot, indexedOuter, indexedSum, type IndexedAttention } from "./ops/attention.ts";
 export { ATTN_READ_MAX_SLOTS, indexedAttentionFused } from "./ops/attention-fused.ts";

@@ -16,7 +16,7 @@ import fc from "fast-check";
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import {
-  abs, add, addMatmul, bind, broadcastTo, concat, conv1dCausal, conv1dCausalSilu, cos, linearSigmoid, linearSoftplus, ssmGate, crossEntropy, div, eq, exp, gather, gt, log, logSoftmax,
+  abs, add, addMatmul, bind, foldWeight, broadcastTo, concat, conv1dCausal, conv1dCausalSilu, cos, linearSigmoid, linearSoftplus, ssmGate, crossEntropy, div, eq, exp, gather, gt, log, logSoftmax,
   logsumexp, matmul, matmulRows, max, maximum, mean, minimum, mT, mul, neg, pad, pow, primitive, reciprocal, relu, reshape,
   rsqrt, scan, scatterAdd, sigmoid, sign, silu, sin, slice, sliceAxis, softmax, softplus, sqrt, square, stack, sub,
   sum, tanh, transpose, where, fromArray, valueAndGrad, readCounters, resetCounters, disposeTree, getBackend, rmsNormalize, tidy,
@@ -389,6 +389,12 @@ describe("gradients: nn", () => {
   gradProp("addMatmul without a scale (c, a and w)", fc.tuple(shapeArb(1, 2, 4), dimArb(5), dimArb(6)).chain(([lead, K, N]) =>
     fc.tuple(input([...lead, N]), input([...lead, K]), input([K, N]))),
     (ins) => check((xs) => addMatmul(xs[0], xs[1], xs[2]), ins, "addMatmul without a scale"), 10);
+  gradProp("foldWeight (a, b and the column scale; b transposed or not)", fc.tuple(dimArb(4), dimArb(5), dimArb(6), fc.boolean()).chain(([M, K, N, transB]) =>
+    fc.tuple(input([M, K]), input(transB ? [N, K] : [K, N]), input([N]), fc.constant(transB))),
+    ([a, b, s, transB]) => check((xs) => foldWeight(xs[0], xs[1], xs[2], { transB }), [a, b, s], `foldWeight${transB ? " transB" : ""}`), 15);
+  gradProp("foldWeight without a scale (a and b)", fc.tuple(dimArb(4), dimArb(5), dimArb(6), fc.boolean()).chain(([M, K, N, transB]) =>
+    fc.tuple(input([M, K]), input(transB ? [N, K] : [K, N]), fc.constant(transB))),
+    ([a, b, transB]) => check((xs) => foldWeight(xs[0], xs[1], undefined, { transB }), [a, b], `foldWeight without a scale${transB ? " transB" : ""}`), 10);
   gradProp("ssmGate (y, u, D and z)", shapeArb(1, 3, 4).chain((sh) => fc.tuple(input(sh), input(sh), input([sh[sh.length - 1]]), input(sh))),
     (ins) => check((xs) => ssmGate(xs[0], xs[1], xs[2], xs[3]), ins, "ssmGate"), 15);
   gradProp("conv1dCausal with a prefix (x, w and the prefix)", fc.tuple(blc, dimArb(4)).chain(([[B, L, C], K]) => fc.tuple(input([B, L, C]), input([C, K]), input([B, K - 1, C]))),

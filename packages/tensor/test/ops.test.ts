@@ -5,7 +5,7 @@
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import {
-  add, addMatmul, broadcastTo, concat, conv1dCausal, conv1dCausalSilu, crossEntropy, linearSigmoid, linearSoftplus, sigmoid, silu, softplus, ssmGate, disposeTree, div, eq, exp, fromArray, gather, ge, getBackend, grad, gt, keep,
+  add, addMatmul, broadcastTo, concat, foldWeight, readCounters, resetCounters, conv1dCausal, conv1dCausalSilu, crossEntropy, linearSigmoid, linearSoftplus, sigmoid, silu, softplus, ssmGate, disposeTree, div, eq, exp, fromArray, gather, ge, getBackend, grad, gt, keep,
   le, liveBuffers, log, logSoftmax, logsumexp, lt, matmul, max, maximum, mean, minimum, mT, mul, ne, noGrad, oneHot, pad,
   reshape, scan, scatterAdd, ShapeError, slice, sliceAxis, softmax, stack, sub, sum, Tensor, tidy, transpose,
   valueAndGrad, where,
@@ -686,6 +686,51 @@ describe("ops: nn", () => {
     expectThrow(() => addMatmul(c, a, w, t([1, 2, 3], [3])), ["addMatmul", "row scale [3]", "[2]"]);
     expectThrow(() => addMatmul(c, t(iota(3), [3]), w), ["addMatmul", "[3]", "[..., R, K]"]);
     expectThrow(() => addMatmul(c, a, w, fromArray(Int32Array.from([1, 2]), [2], "i32")), ["addMatmul", "f32", "i32"]);
+  });
+
+  bt("foldWeight: (a·op(b)) ⊙ s as matmul and mul give it (bit for bit off the GPU), forward and backward, in one launch each way where the backend takes it; bad shapes named", async () => {
+    const gpu = getBackend().name === "webgpu";
+    const composite = getBackend().prefersComposite?.("foldWeight") ?? false;
+    // [M, K, N]: MemMamba's W_q·W_kᵀ ([256, 64]·[64, 64]ᵀ) and (W_v·W_F) ⊙ α ([64, 64]·[64, 256]),
+    // odd sizes, a single row / column / inner dimension
+    for (const [M, K, N] of [[256, 64, 64], [64, 64, 256], [7, 13, 5], [1, 9, 3], [5, 1, 1]]) {
+      for (const transB of [false, true]) {
+        for (const scaled of [false, true]) {
+          const p = {
+            a: t(Array.from(randArray(M * K, 81 + M, -1, 1)), [M, K]),
+            b: t(Array.from(randArray(K * N, 82 + N, -1, 1)), transB ? [N, K] : [K, N]),
+            s: t(Array.from(randArray(N, 83, -2, 2)), [N]),
+          };
+          const cot = t(Array.from(randArray(M * N, 84)), [M, N]);
+          const fused = (q: typeof p) => foldWeight(q.a, q.b, scaled ? q.s : undefined, { transB });
+          const plain = (q: typeof p) => (scaled ? mul(matmul(q.a, q.b, { transB }), q.s) : matmul(q.a, q.b, { transB }));
+          const what = `[${M}, ${K}]·[${K}, ${N}]${transB ? "ᵀ" : ""}${scaled ? " ⊙ s" : ""}`;
+          resetCounters();
+          const yf = fused(p);
+          expect(readCounters().launches).toBe(composite ? (scaled ? 2 : 1) : 1);
+          expect(yf.shape).toEqual([M, N]);
+          await fusedClose(gpu, `${what} y`, yf, plain(p));
+          resetCounters();
+          const gf = valueAndGrad((q: typeof p) => sum(mul(fused(q), cot)))(p);
+          const fusedLaunches = readCounters().launches;
+          resetCounters();
+          const gc = valueAndGrad((q: typeof p) => sum(mul(plain(q), cot)))(p);
+          const plainLaunches = readCounters().launches;
+          // the composite: with s, the forward's mul, and backward mul's two products and a sum;
+          // matmul's two products; foldWeightGrad's one launch instead of all of those
+          if (!composite) expect(plainLaunches - fusedLaunches).toBe(scaled ? 5 : 1);
+          for (const k of ["a", "b", ...(scaled ? ["s"] : [])] as const) await fusedClose(gpu, `${what} d${k}`, gf.grads[k as "a"], gc.grads[k as "a"]);
+          disposeTree([p, cot, yf, gf, gc]);
+        }
+      }
+    }
+    const a = t(iota(6), [2, 3]);
+    expectThrow(() => foldWeight(a, t(iota(8), [4, 2])), ["foldWeight", "inner dimensions", "[2, 3]", "[4, 2]"]);
+    expectThrow(() => foldWeight(a, t(iota(8), [2, 4]), undefined, { transB: true }), ["foldWeight", "inner dimensions", "[2, 4]ᵀ"]);
+    expectThrow(() => foldWeight(a, t(iota(12), [3, 4]), t([1, 2, 3], [3])), ["foldWeight", "column scale [3]", "[4]"]);
+    expectThrow(() => foldWeight(t(iota(3), [3]), t(iota(12), [3, 4])), ["foldWeight", "[3]", "matrices"]);
+    expectThrow(() => foldWeight(a, ti(iota(12), [3, 4])), ["foldWeight", "f32", "i32"]);
+    disposeTree([a]);
   });
 
   bt("ssmGate: (y + u ⊙ D) ⊙ silu(z) as the four ops give it (bit for bit off the GPU, within a rounding of y + u·D on it), forward and backward; bad shapes named", async () => {

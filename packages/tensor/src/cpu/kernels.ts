@@ -2,7 +2,7 @@
 import type { HostArray, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../backend.ts";
 import { addNKernel, unaryGradKernel, adamwKernel, adamwGroupKernel, adamwStepKernel, binaryKernel, castKernel, compareKernel, fillKernel, ssmGateKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
-import { addMatmulKernel, linearSigmoidGradKernel, linearSigmoidKernel, linearSoftplusKernel, matmulKernel, matmulRowsKernel, matmulRowsMaxKernel } from "./matmul.ts";
+import { addMatmulKernel, foldWeightGradKernel, foldWeightKernel, linearSigmoidGradKernel, linearSigmoidKernel, linearSoftplusKernel, matmulKernel, matmulRowsKernel, matmulRowsMaxKernel } from "./matmul.ts";
 import { maxGradKernel, reduceKernel } from "./reduce.ts";
 import { causalSelectKernel } from "./select.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
@@ -29,6 +29,7 @@ export const cpuMultiKernels: { [K in MultiPrimName]: (ins: CpuArg[], outs: CpuA
   rmsNormGradW: rmsNormGradWKernel,
   selectiveScanWithState: selectiveScanWithStateKernel,
   linearSigmoidGrad: linearSigmoidGradKernel,
+  foldWeightGrad: foldWeightGradKernel,
 };
 
 export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
@@ -47,6 +48,7 @@ export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
   matmulRows: matmulRowsKernel,
   matmulRowsMax: matmulRowsMaxKernel,
   addMatmul: addMatmulKernel,
+  foldWeight: foldWeightKernel,
   reshape: () => {
     throw new Error("internal: reshape is a view and runs no kernel");
   },

@@ -165,3 +165,37 @@ export function linearSigmoidGradKernel([g, s, x, w]: CpuArg[], [dx, dw, db]: Cp
 export function biasSigmoidInPlace(v: Float32Array, at: number, n: number, bias: number): void {
   for (let i = at; i < at + n; i++) v[i] = dmSigmoid(Math.fround(v[i] + bias));
 }
+
+/** x[i, n] ← x[i, n] · s[n] (rounded as the mul kernel rounds: one f32 multiply) over an [M, N] matrix. */
+function scaleColumns(x: Float32Array, s: Float32Array, M: number, N: number): void {
+  for (let i = 0, e = 0; i < M; i++) for (let n = 0; n < N; n++, e++) x[e] = Math.fround(x[e] * s[n]);
+}
+
+/** foldWeight (PrimParams["foldWeight"]): inputs [a, b, s?] → (a·op(b)) ⊙ s, matmul then mul's bits. */
+export function foldWeightKernel([a, b, s]: CpuArg[], out: CpuArg, p: PrimParams["foldWeight"]): void {
+  matmulKernel([a, b], out, { transA: false, transB: p.transB });
+  if (s) scaleColumns(out.data as Float32Array, s.data as Float32Array, out.shape[0], out.shape[1]);
+}
+
+/**
+ * foldWeight's VJP (MultiPrimParams["foldWeightGrad"]), inputs [g, a, b, s?], outputs [da, db,
+ * ds?]: the composite's launches in turn on their kernels (gs = g ⊙ s as mul's VJP makes it; da
+ * and db as matmul's VJP; ds as the sum over rows of g ⊙ (a·op(b)), the product recomputed by the
+ * same kernel as the forward's), so the gradients are the composite's bit for bit.
+ */
+export function foldWeightGradKernel([g, a, b, s]: CpuArg[], [da, db, ds]: CpuArg[], p: PrimParams["foldWeight"]): void {
+  const [M, N] = g.shape;
+  let gs = g;
+  if (s) {
+    gs = { data: Float32Array.from(g.data as Float32Array), shape: g.shape };
+    scaleColumns(gs.data as Float32Array, s.data as Float32Array, M, N);
+    const prod: CpuArg = { data: new Float32Array(M * N), shape: [M, N] };
+    matmulKernel([a, b], prod, { transA: false, transB: p.transB });
+    const P = prod.data as Float32Array, G = g.data as Float32Array;
+    for (let e = 0; e < P.length; e++) P[e] = Math.fround(G[e] * P[e]);
+    reduceKernel([prod], { data: ds.data, shape: [1, N] }, { op: "sum", axes: [0] });
+  }
+  matmulKernel([gs, b], da, { transA: false, transB: !p.transB });
+  if (p.transB) matmulKernel([gs, a], db, { transA: true, transB: false });
+  else matmulKernel([a, gs], db, { transA: true, transB: false });
+}

@@ -1,5 +1,5 @@
 /** Batched matrix multiplication with broadcast batch dimensions. */
-import { bind, definePrimitive, primitive } from "../dispatch.ts";
+import { bind, bindMulti, definePrimitive, primitive } from "../dispatch.ts";
 import { getBackend } from "../engine.ts";
 import { broadcastShapes, sameShape, ShapeError, showShape, sizeOf, type CheckMatmul, type MatmulShape, type Shape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
@@ -220,3 +220,65 @@ export function addMatmul(c: Tensor, a: Tensor, w: Tensor, s?: Tensor): Tensor {
   }
   return bind("addMatmul", s ? [c, a, w, s] : [c, a, w], {});
 }
+
+/** foldWeight's operands: a [M, K], b [K, N] (transB: [N, K]), s [N] when given; all f32. Returns [M, K, N]. */
+function foldShapes(a: Tensor, b: Tensor, s: Tensor | undefined, transB: boolean): [number, number, number] {
+  const ss = s ? [s] : [];
+  for (const t of [a, b, ...ss]) if (t.dtype !== "f32") throw new ShapeError(`foldWeight: expects f32 operands, got ${[a, b, ...ss].map((u) => u.dtype).join(", ")}`);
+  if (a.rank !== 2 || b.rank !== 2) throw new ShapeError(`foldWeight: a ${showShape(a.shape)} and b ${showShape(b.shape)} must be matrices`);
+  const [M, K] = a.shape;
+  const [K2, N] = transB ? [b.shape[1], b.shape[0]] : [b.shape[0], b.shape[1]];
+  if (K !== K2) throw new ShapeError(`foldWeight: inner dimensions differ: a ${showShape(a.shape)} has ${K} columns, b ${showShape(b.shape)}${transB ? "ᵀ" : ""} has ${K2} rows`);
+  if (s && !sameShape(s.shape, [N])) throw new ShapeError(`foldWeight: the column scale ${showShape(s.shape)} must be [${N}] (the product's columns)`);
+  return [M, K, N];
+}
+
+definePrimitive("foldWeight", {
+  shape: ([a, b, s], { transB }) => {
+    const [M, , N] = foldShapes(a, b, s, transB);
+    return { shape: [M, N], dtype: "f32" };
+  },
+  flops: ([a, b, s], _out, { transB }) => {
+    const [M, K, N] = foldShapes(a, b, s, transB);
+    return 2 * M * K * N + (s ? M * N : 0);
+  },
+  // one multi-output launch for the three gradients (foldWeightGrad), the composite's VJPs
+  // (mul's, then matmul's) where the backend has no runMulti
+  vjp: (g, [a, b, s], _y, { transB }, needs) => {
+    const [M, K, N] = foldShapes(a, b, s, transB);
+    const shapes = [{ shape: [M, K], dtype: "f32" as const }, { shape: [...b.shape], dtype: "f32" as const }, ...(s ? [{ shape: [N], dtype: "f32" as const }] : [])];
+    const outs = bindMulti("foldWeightGrad", s ? [g, a, b, s] : [g, a, b], shapes, { transB });
+    if (outs) {
+      const res = outs.map((t, i) => (needs?.[i] === false ? (t.dispose(), null) : t));
+      return s ? res : [res[0], res[1]];
+    }
+    const p = s ? mm(a, b, false, transB) : null;
+    const gp = s ? mul(g, s) : g;
+    const [da, db] = primitive("matmul").vjp(gp, [a, b], gp, { transA: false, transB }, [needs?.[0] ?? true, needs?.[1] ?? true]);
+    return s ? [da, db, needs?.[2] === false ? null : sumTo(mul(g, p!), s.shape)] : [da, db];
+  },
+});
+
+/**
+ * (a·op(b)) ⊙ s[None, :]: a [M, K], b [K, N] (`transB`: [N, K]), s [N] (a scale of each column,
+ * optional) → [M, N]. The numbers of mul(matmul(a, b, { transB }), s) (bit for bit on the CPU); on
+ * a GPU one launch each way where the composite takes two forward and five backward.
+ *
+ * Why: a model that folds one weight into another (MemMamba's W_q·W_kᵀ for its pool reads and
+ * (W_v·W_F) ⊙ α for its fusion, attention.ts and fusion.ts) does it for every layer at every
+ * step, and those small products' launches and their gradients' (matmul's two, mul's two and a
+ * sum) cost more than their arithmetic. For empty and larger products (over 2²² multiply-adds)
+ * and where the backend prefers it (wasm: its SIMD matmul), the composite runs.
+ */
+export function foldWeight(a: Tensor, b: Tensor, s?: Tensor, opts: { transB?: boolean } = {}): Tensor {
+  const transB = opts.transB ?? false;
+  const [M, K, N] = foldShapes(a, b, s, transB);
+  if (M * K * N === 0 || M * K * N > FOLD_MAX_WORK || getBackend().prefersComposite?.("foldWeight")) {
+    const p = mm(a, b, false, transB);
+    return s ? mul(p, s) : p;
+  }
+  return bind("foldWeight", s ? [a, b, s] : [a, b], { transB });
+}
+
+/** The most multiply-adds foldWeight takes as one primitive (its GPU kernels give each output one thread). */
+export const FOLD_MAX_WORK = 2 ** 22;

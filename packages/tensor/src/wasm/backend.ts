@@ -348,12 +348,13 @@ export class WasmBackend implements Backend {
    * the TS kernel's kept rows unless very few are kept. ssmGate runs its four SIMD ops (the TS
    * kernel's float64 sigmoid is a scalar pass). linearSoftplus and conv1dCausalSilu run their three
    * ops too (the SIMD matmul, conv, softplus and silu), matmulRowsMax matmulRows' composite and a
-   * max, addMatmul its SIMD matmul, mul and add, linearSigmoid's VJP (linearSigmoidGrad) its ops.
+   * max, addMatmul its SIMD matmul, mul and add, linearSigmoid's VJP (linearSigmoidGrad) its ops,
+   * foldWeight its SIMD matmul and mul.
    */
   prefersComposite(prim: PrimName | MultiPrimName): boolean {
     // maskedSoftmax (indexedAttention's masked softmax): its composite runs wasm's SIMD softmax
     if (prim === "maskedSoftmax") return true;
-    return prim === "unaryGrad" || prim === "rmsNorm" || prim === "softmaxGrad" || prim === "addN" || prim === "attnRead" || prim === "matmulRows" || prim === "ssmGate" || prim === "linearSoftplus" || prim === "conv1dCausalSilu" || prim === "matmulRowsMax" || prim === "addMatmul" || prim === "linearSigmoidGrad";
+    return prim === "unaryGrad" || prim === "rmsNorm" || prim === "softmaxGrad" || prim === "addN" || prim === "attnRead" || prim === "matmulRows" || prim === "ssmGate" || prim === "linearSoftplus" || prim === "conv1dCausalSilu" || prim === "matmulRowsMax" || prim === "addMatmul" || prim === "linearSigmoidGrad" || prim === "foldWeight";
   }
 
   /** Multi-output primitives: a wasm kernel where there is one (wasmMultiLaunchers), else the CPU kernels over views of the wasm heap. */

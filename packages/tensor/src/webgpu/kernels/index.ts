@@ -8,6 +8,7 @@ import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
 import { addMatmulKernel, linearSigmoidKernel, matmulKernel } from "./matmul.ts";
 import { linearSoftplusKernel } from "./linear-softplus.ts";
 import { linearSigmoidGradKernel } from "./linear-sigmoid-grad.ts";
+import { foldWeightGradKernel, foldWeightKernel } from "./fold-weight.ts";
 import { matmulRowsKernel, matmulRowsMaxKernel } from "./matmul-rows.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import { conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, conv1dCausalSiluKernel } from "./conv.ts";
@@ -32,6 +33,7 @@ export const gpuMultiKernels: { [K in MultiPrimName]: (ctx: GpuCtx, ins: readonl
   rmsNormGradW: rmsNormGradWKernel,
   selectiveScanWithState: selectiveScanWithStateKernel,
   linearSigmoidGrad: linearSigmoidGradKernel,
+  foldWeightGrad: foldWeightGradKernel,
 };
 
 export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
@@ -49,6 +51,7 @@ export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   matmulRows: matmulRowsKernel,
   matmulRowsMax: matmulRowsMaxKernel,
   addMatmul: addMatmulKernel,
+  foldWeight: foldWeightKernel,
   reshape: () => {
     throw new Error("internal: reshape is a view and runs no kernel");
   },
