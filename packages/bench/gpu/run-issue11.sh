@@ -4,7 +4,11 @@
 #
 # Here, first:   PATH=$PWD/tools/node_modules/.bin:$PATH RUNTIME=bun ../shared/gpu/pack.sh \
 #                  packages/bench/src/{train-throughput,long-context,scaling}.ts
-#                (this script runs whichever runtime .gpu holds: bun, node or deno)
+#                (this script runs whichever runtime .gpu holds: bun, node or deno). With Node's
+#                runtime packed, three separate bundles (~1.07 MB each, minified) no longer fit
+#                the 64 MiB that travels (session 18); one code-split build (~1.1 MB in all) does:
+#                RUNTIME=node GPU_BUNDLE_SPLIT=1 GPU_BUNDLE_MINIFY=1 scripts/gpu-bundle.sh \
+#                  packages/bench/src/{train-throughput,long-context,scaling}.ts
 # On the GPU machine, from the repo root, with .gpu carried and $OUT set:
 #                bash packages/bench/gpu/run-issue11.sh [steps...]
 # steps (default all, in this order): settle ours-train ref-train ref-long ours-long scaling scaling-tokens
