@@ -49,17 +49,20 @@ const REDUCE = `red[lid] = c;
   var t = 0.0f;
   if (lane == 0u) { t = red[lid]; for (var q = 1u; q < ${LANES}u; q++) { t += red[lid + q]; } }`;
 
+/** Both kernels' entry: the lane sums' workgroup array, params M, K, N, element e and its lane. */
+const PROLOGUE = `var<workgroup> red: array<f32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let M = ${pu(0)}; let K = ${pu(1)}; let N = ${pu(2)};
+  let e = wg * ${PER_WG}u + lid / ${LANES}u; let lane = lid % ${LANES}u;`;
+
 // params: M, K, N
 function forwardWgsl(transB: boolean, scaled: boolean): string {
   return `${header(3, [
     { name: "y", type: "f32", write: true }, { name: "a", type: "f32" }, { name: "b", type: "f32" }, ...(scaled ? [{ name: "s", type: "f32" }] : []),
   ])}
-var<workgroup> red: array<f32, ${WG}>;
-@compute @workgroup_size(${WG})
-fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let M = ${pu(0)}; let K = ${pu(1)}; let N = ${pu(2)};
-  let e = wg * ${PER_WG}u + lid / ${LANES}u; let lane = lid % ${LANES}u;
+${PROLOGUE}
   let live = e < M * N;
   let i = select(0u, e / N, live); let n = select(0u, e % N, live);
   var c = 0.0f;
@@ -78,12 +81,7 @@ function gradWgsl(transB: boolean, scaled: boolean): string {
     { name: "da", type: "f32", write: true }, { name: "db", type: "f32", write: true }, ...(scaled ? [{ name: "ds", type: "f32", write: true }] : []),
     { name: "g", type: "f32" }, { name: "a", type: "f32" }, { name: "b", type: "f32" }, ...(scaled ? [{ name: "s", type: "f32" }] : []),
   ])}
-var<workgroup> red: array<f32, ${WG}>;
-@compute @workgroup_size(${WG})
-fn main(${ENTRY_ARGS}) {
-  ${LINEAR_WG}
-  let M = ${pu(0)}; let K = ${pu(1)}; let N = ${pu(2)};
-  let e = wg * ${PER_WG}u + lid / ${LANES}u; let lane = lid % ${LANES}u;
+${PROLOGUE}
   let MK = M * K; let KN = K * N;
   var c = 0.0f;
   if (e < MK) {
