@@ -34,7 +34,11 @@
  * position), so its time is that of its slowest threads: the positions that enter the pool,
  * which search the row before and after them; at L 61K a row is 240 tiles, 30 super-tiles. The
  * gain is modest (pass E 1.12 → 0.90 ms a 60K chunk on an H200, S2 0.12 ms): the entry-by-entry
- * reads of j's own tile and of the tile where the search ends remain.
+ * reads of j's own tile and of the tile where the search ends remain. Those loops now load
+ * ENTRY_AHEAD entries' words before stepping through them (session 18): a whole causalSelect
+ * (B 1, L 61491, k 50, "top") 0.188 / 0.202 → 0.166 / 0.174 ms at densities 0.25 / 1 on an
+ * H200 (webgpu-select, two alternations, the same numbers both times), pass E 0.90 → 0.68 ms a
+ * 60K forward.
  */
 import type { DType } from "../../dtype.ts";
 import { ENTRY_ARGS, header, LINEAR_WG, pu } from "../context.ts";
@@ -210,6 +214,15 @@ fn main(${ENTRY_ARGS}) {
  * Pass E: ends[b·L + j] = e_j and ends[B·L + b·L + j] = min(k, #set positions ≤ j), as the scan
  * writes them. params: B, L, k, nT. A thread a position; no barriers.
  */
+/**
+ * Entries pass E reads at a time in its entry-by-entry loops: their mask and score words are all
+ * loaded before the first entry's step (the steps, in order, are the one-entry loop's), where each
+ * step waited on its own loads. The score word is read whether or not the entry is set.
+ */
+const ENTRY_AHEAD = 4;
+const AHEAD = [...Array(ENTRY_AHEAD).keys()];
+const loadAhead = (x: string) => AHEAD.map((u) => `let m${u} = mask[row + ${x} + ${u}u]; let s${u} = score[row + ${x} + ${u}u];`).join(" ");
+
 export function summaryEndWgsl(maskType: DType, scoreType: DType, G = 0): string {
   const T = TILE_S;
   const bufs = [{ name: "ends", type: "u32", write: true }, { name: "mask", type: "u32" }, { name: "score", type: "u32" }, { name: "summ", type: "u32" }];
@@ -219,7 +232,11 @@ ${bitsFns(maskType, scoreType)}
 // NaN; the key as in the module comment
 fn keyAt(row: u32, i: u32, nsetBefore: u32, k: u32) -> vec2<u32> {
   if (!isSet(mask[row + i])) { return vec2<u32>(0u, 0u); }
-  let s = score[row + i];
+  return keyOf(1u, score[row + i], nsetBefore, k);
+}
+// the same from an entry's mask and score words already loaded
+fn keyOf(m: u32, s: u32, nsetBefore: u32, k: u32) -> vec2<u32> {
+  if (!isSet(m)) { return vec2<u32>(0u, 0u); }
   if (isNan(s)) { return vec2<u32>(2u, select(0u, 0xffffffffu, nsetBefore < k)); }
   return vec2<u32>(1u, ord(s));
 }
@@ -265,8 +282,13 @@ fn main(${ENTRY_ARGS}) {
     nset += summ[lb];
     if (finite && c0 < k) { c0 += countAbove(lb + 1u, k - c0, kappa, true); }
   }
-  // j's tile before j, entry by entry
-  for (var x = t0; x < j; x++) {
+  // j's tile before j, entry by entry (${ENTRY_AHEAD} entries' words loaded before their steps)
+  var x0 = t0;
+  for (; x0 + ${ENTRY_AHEAD}u <= j; x0 += ${ENTRY_AHEAD}u) {
+    ${loadAhead("x0")}
+    ${AHEAD.map((u) => `{ let q = keyOf(m${u}, s${u}, nset, k); nset += min(q.x, 1u); c0 += select(0u, 1u, q.y > kappa); }`).join("\n    ")}
+  }
+  for (var x = x0; x < j; x++) {
     let q = keyAt(row, x, nset, k);
     nset += min(q.x, 1u);
     c0 += select(0u, 1u, q.y > kappa);
@@ -283,10 +305,23 @@ fn main(${ENTRY_ARGS}) {
     var t = tj;
     e = L;
     loop {
-      // entry by entry to the end of tile t
+      // entry by entry to the end of tile t (${ENTRY_AHEAD} entries' words loaded before their steps)
       var hit = false;
       loop {
         if (x >= tileEnd) { break; }
+        if (x + ${ENTRY_AHEAD}u <= tileEnd) {
+          ${loadAhead("x")}
+          ${AHEAD.map((u) => `{
+            let q = keyOf(m${u}, s${u}, run, k);
+            run += min(q.x, 1u);
+            if (q.x != 0u && q.y >= kappa) {
+              if (need > 0u) { need--; }
+              if (need == 0u && q.x == 1u) { e = x + ${u}u; hit = true; break; }
+            }
+          }`).join("\n          ")}
+          x += ${ENTRY_AHEAD}u;
+          continue;
+        }
         let q = keyAt(row, x, run, k);
         run += min(q.x, 1u);
         if (q.x != 0u && q.y >= kappa) {
