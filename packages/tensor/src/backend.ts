@@ -121,7 +121,8 @@ export interface PrimParams {
   indexedSum: Record<string, never>;
   /**
    * The adjoint of both: out[r, :] = Σ over (n, p) with idx[n, p] = r of w[n, p] · x[n, :]
-   * (inputs w [...N, P], x [...N, S], idx; `rows` rows out).
+   * (inputs w [...N, P], x [...N, S], idx; `rows` rows out), or with two more inputs w2, x2 of
+   * w's and x's shapes, that sum plus the same sum of w2 · x2.
    */
   indexedOuter: { rows: number };
   /**
