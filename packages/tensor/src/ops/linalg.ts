@@ -281,4 +281,4 @@ export function foldWeight(a: Tensor, b: Tensor, s?: Tensor, opts: { transB?: bo
 }
 
 /** The most multiply-adds foldWeight takes as one primitive (its GPU kernels give each output one thread). */
-export const FOLD_MAX_WORK = 2 ** 22;
+export const FOLD_MAX_WORK: number = 2 ** 22;
