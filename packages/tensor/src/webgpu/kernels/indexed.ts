@@ -310,20 +310,15 @@ export function indexedOuterKernel(ctx: GpuCtx, [w, x, idx, w2, x2]: readonly Ke
   const part = ctx.temp(Math.max(1, inv.maxChunks * S) * 4);
   if (nIdx > 0) {
     const vec = S % 4 === 0, Sv = vec ? S / 4 : S;
-    launchStep(
-      ctx, "indexedOuter.sum", vec ? "indexedOuter:part:vec4" : "indexedOuter:part", vec ? OUTER_PART.vec4 : OUTER_PART.scalar,
-      [part, inv.ord, inv.start, inv.cstart, inv.crow, ctx.ref(w, "indexedOuter"), ctx.ref(x, "indexedOuter")],
+    const pass = (ww: KernelArg, xx: KernelArg, more: boolean) => launchStep(
+      ctx, "indexedOuter.sum", `indexedOuter:part${more ? "2" : ""}${vec ? ":vec4" : ""}`, OUTER_PART[`${vec ? "vec4" : "scalar"}${more ? "More" : ""}`],
+      [part, inv.ord, inv.start, inv.cstart, inv.crow, ctx.ref(ww, "indexedOuter"), ctx.ref(xx, "indexedOuter")],
       [rows * K, Sv, inv.maxChunks * Sv, P], overItems(ctx, inv.maxChunks * Sv),
     );
+    pass(w, x, false);
     // a second pair: its terms added to each chunk's sum in a second pass over the same lists
     // (one more binding than the 8 storage buffers a device must offer, so not the same pass)
-    if (w2 && x2) {
-      launchStep(
-        ctx, "indexedOuter.sum", vec ? "indexedOuter:part2:vec4" : "indexedOuter:part2", vec ? OUTER_PART.vec4More : OUTER_PART.scalarMore,
-        [part, inv.ord, inv.start, inv.cstart, inv.crow, ctx.ref(w2, "indexedOuter"), ctx.ref(x2, "indexedOuter")],
-        [rows * K, Sv, inv.maxChunks * Sv, P], overItems(ctx, inv.maxChunks * Sv),
-      );
-    }
+    if (w2 && x2) pass(w2, x2, true);
   }
   // with no entries every row has no chunk, so the final step writes zeros
   sumChunks(ctx, "indexedOuter", inv, part, ctx.ref(out, "indexedOuter"), rows, S);
