@@ -14,9 +14,9 @@
  */
 import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positiveInt, readJson, runMain, writeJson } from "./runtime.ts";
 import { existsSync } from "node:fs";
-import { disposeTree, random } from "@memmamba/tensor";
+import { disposeTree, random, type Tensor } from "@memmamba/tensor";
 import { selectTuning } from "../../tensor/src/webgpu/kernels/select.ts";
-import { initLM, presetNames, type PresetName } from "@memmamba/memmamba";
+import { initLM, type LMParams, presetNames, type PresetName } from "@memmamba/memmamba";
 import {
   applyAttnReadFlags, ATTN_READ_FLAGS, attnReadFlagsHelp, BACKENDS, type BackendChoice, chunkedForward, isOutOfMemory, mib, modelConfig, type ModelBenchHead, type ModelKind, openBackend, parseLengths, progress,
   profileRun, randomTokens, type RunProfile, showLength, timeAsync, type WorkCount,
@@ -35,6 +35,8 @@ const HELP = `long-context: batch-1 latency of the chunked forward at long lengt
   --reference F     JSON of packages/bench/gpu/ref_long_context.py from the same run
 ${attnReadFlagsHelp()}
   --select-super G  WebGPU causalSelect: tiles per super-tile of its first pass, 0 for none (default ${selectTuning.superTiles})
+  --final-state     also build the state after the last position (a streaming caller's
+                    chunk); by default the forward returns logits only, as PyTorch's does
   --profile         WebGPU: after each timed row, one more forward with every dispatch timed,
                     GPU ms by kernel and primitive call (shapes); the top rows go in the JSON
   --json            print the JSON result on stdout instead of the table
@@ -124,7 +126,7 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
   }
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", lengths: "string", chunks: "string", runs: "string", warmup: "string",
-    "cap-s": "string", reference: "string", profile: "boolean", json: "boolean", out: "string", help: "boolean", ...ATTN_READ_FLAGS, "select-super": "string",
+    "cap-s": "string", reference: "string", "final-state": "boolean", profile: "boolean", json: "boolean", out: "string", help: "boolean", ...ATTN_READ_FLAGS, "select-super": "string",
   });
   applyAttnReadFlags(f);
   if (f["select-super"] !== undefined) {
@@ -152,13 +154,15 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
   }
 
   const profile = !!f.profile;
+  const finalState = !!f["final-state"];
+  const fwd = (params: LMParams, x: Tensor, chunk: number) => chunkedForward(params, x, chunk, finalState);
   const bb = await openBackend(backend, { timestamps: profile });
   if (profile && !bb.profiler) throw new Error("--profile needs the WebGPU backend on an adapter with 'timestamp-query'");
   progress(`long-context: ${bb.device}, preset ${presetName}`);
   const rows: LatencyRow[] = [];
   const result = (): LongContextResult => ({
     benchmark: "long-context", date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
-    options: { kinds, lengths, chunks, runs, warmup, capS }, rows, reference: ref, issueFigures: ISSUE_FIGURES, comparisons: compare(rows, ref),
+    options: { kinds, lengths, chunks, runs, warmup, capS, finalState }, rows, reference: ref, issueFigures: ISSUE_FIGURES, comparisons: compare(rows, ref),
   });
   try {
     for (const kind of kinds) {
@@ -171,7 +175,7 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
             const x = randomTokens(1, L, 3);
             try {
               bb.resetPeak();
-              const s = await timeAsync(() => chunkedForward(params, x, chunk), runs, warmup, performance.now() + capS * 1000);
+              const s = await timeAsync(() => fwd(params, x, chunk), runs, warmup, performance.now() + capS * 1000);
               row.runs = s.length;
               row.samplesS = s.map((v) => Math.round(v) / 1000);
               row.seconds = median(s) / 1000;
@@ -180,11 +184,11 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
               row.peakPoolMiB = mib(bb.peakPoolBytes());
               bb.resetCount();
               const tc = performance.now();
-              const { encodeMs } = await chunkedForward(params, x, chunk);
+              const { encodeMs } = await fwd(params, x, chunk);
               row.counts = { ...bb.count(), wallMs: Math.round((performance.now() - tc) * 10) / 10, encodeMs: Math.round(encodeMs * 10) / 10 };
               progress(`  ${fmt(row.seconds)} s; one more forward: ${row.counts.wallMs} ms (encoded in ${row.counts.encodeMs}), ${row.counts.launches} launches, ` +
                 `${row.counts.bindGroupsCreated} new bind groups, ${row.counts.buffersCreated} new buffers, ${row.counts.submits} submits`);
-              if (profile && bb.profiler) row.profile = await profileRun(bb.profiler, `${kind} L=${showLength(L)} chunk ${chunk}`, () => chunkedForward(params, x, chunk));
+              if (profile && bb.profiler) row.profile = await profileRun(bb.profiler, `${kind} L=${showLength(L)} chunk ${chunk}`, () => fwd(params, x, chunk));
             } catch (e) {
               row.note = `${isOutOfMemory(e) ? "does not fit: " : "error: "}${e instanceof Error ? e.message.split("\n")[0].slice(0, 300) : String(e)}`;
               progress(`  ${row.note}`);

@@ -251,11 +251,12 @@ export function makeTrainer(params: LMParams): Trainer {
 /**
  * The chunked forward of a recurrent model over tokens [B, L] (lm.applyChunked), keeping the
  * logits of every position as the API returns them; resolves after reading one logit (so the
- * clock includes the GPU's work).
+ * clock includes the GPU's work). `finalState` (default false): also build the state after the
+ * last position, which a forward that only wants logits (as PyTorch's reference forward) skips.
  */
-export async function chunkedForward(params: LMParams, tokens: Tensor, chunk: number): Promise<{ encodeMs: number }> {
+export async function chunkedForward(params: LMParams, tokens: Tensor, chunk: number, finalState = false): Promise<{ encodeMs: number }> {
   const t = performance.now();
-  const { logits, state } = lm.applyChunked(params, tokens, { chunk });
+  const { logits, state } = lm.applyChunked(params, tokens, { chunk, finalState });
   // the host's share: every launch encoded (and all but the last batch submitted) by now
   const encodeMs = performance.now() - t;
   disposeTree(state);

@@ -115,6 +115,8 @@ export interface LayerContext {
   reads: readonly (PoolRead | undefined)[];
   /** The carried state (chunked and recurrent modes). */
   state?: LayerState;
+  /** With a carried state (not a step): also build the state after the last position (default true). */
+  next?: boolean;
   /** One token: read the pool from the state, then insert (x is [B, 1, d]). */
   step?: boolean;
   /** Training randomness (S3Pool). */
@@ -147,7 +149,8 @@ export function memMambaLayer(p: LayerParams, x: Tensor, cfg: ModelConfig, l: nu
 function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: number, ctx: LayerContext): LayerResult {
   const { state } = ctx;
   if (ctx.step && !state) throw new Error(`memMambaLayer: layer ${l}: a recurrent step needs a state`);
-  const mo = mambaBlock(p.mamba, x, cfg, state?.mamba, { scan: usesMemory(cfg) && cfg.memory.crossToken && cfg.memory.stateScore === "scan" });
+  const wantNext = ctx.step === true || ctx.next !== false;
+  const mo = mambaBlock(p.mamba, x, cfg, state?.mamba, { scan: usesMemory(cfg) && cfg.memory.crossToken && cfg.memory.stateScore === "scan", next: wantNext });
   if (!usesMemory(cfg)) return { x: mo.out, state: mo.state && { mamba: mo.state } };
 
   const m = cfg.memory;
@@ -167,12 +170,12 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
     inserted = insertNoteTraced(state!.pool!, reshape(notes!.note, [B, S]), reshape(notes!.score, [B]), reshape(notes!.write, [B]), m);
     pool = inserted.pool;
   } else {
-    ({ read, next: pool } = selectNotes(notes ?? scored, m, state?.pool));
+    ({ read, next: pool } = selectNotes(notes ?? scored, m, state?.pool, { next: wantNext }));
   }
 
   // x̄ = x_l + F_tok(c_tok) + F_lay(c_lay) (Eq. 12), each term added in turn (fuseInto)
   let out = y;
-  const next: LayerState | undefined = state ? { mamba: mo.state!, pool } : undefined;
+  const next: LayerState | undefined = state && wantNext ? { mamba: mo.state!, pool } : undefined;
   let tok: ReturnType<typeof crossTokenRead> | undefined;
   let cLay: Tensor | undefined;
   // the reads return the notes' weighted sums and W_v goes into the fusion's projection

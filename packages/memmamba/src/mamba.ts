@@ -100,14 +100,15 @@ export function initMambaState(cfg: ModelConfig, batch: number): MambaState {
 }
 
 /**
- * The Mamba block over x [B, L, d]; with a state, continues from it and returns the next one.
+ * The Mamba block over x [B, L, d]; with a state, continues from it and returns the next one
+ * (unless `opts.next` is false: then the scan's final h and the conv tail are not computed).
  * `opts.scan`: also return the scan readout (MambaOutput.scan).
  */
-export function mambaBlock(p: MambaParams, x: Tensor, cfg: ModelConfig, state?: MambaState, opts: { scan?: boolean } = {}): MambaOutput {
-  return tidy(() => mambaBlockInner(p, x, cfg, state, opts.scan === true));
+export function mambaBlock(p: MambaParams, x: Tensor, cfg: ModelConfig, state?: MambaState, opts: { scan?: boolean; next?: boolean } = {}): MambaOutput {
+  return tidy(() => mambaBlockInner(p, x, cfg, state, opts.scan === true, opts.next !== false));
 }
 
-function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state: MambaState | undefined, wantScan: boolean): MambaOutput {
+function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state: MambaState | undefined, wantScan: boolean, wantNext: boolean): MambaOutput {
   const { dInner, dtRank: R, N } = dims(cfg);
   const B = x.shape[0];
   const h = rmsNorm(p.norm, x, cfg.normEps);
@@ -140,13 +141,13 @@ function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state: Mam
   const delta = fused ? linearSoftplus(dtLow, p.dtProj.w, p.dtProj.b!) : softplus(add(matmul(dtLow, p.dtProj.w), p.dtProj.b!));
   const A = neg(exp(p.A_log));
   const h0 = state ? state.ssm : zeros([B, dInner, N]);
-  const { y, state: hL } = selectiveScan(u, delta, A, Bm, C, h0, state !== undefined);
+  const { y, state: hL } = selectiveScan(u, delta, A, Bm, C, h0, state !== undefined && wantNext);
   // (y + D ⊙ u) ⊙ SiLU(z): one pass unless the readout itself is wanted
   const scan = wantScan ? add(y, mul(u, p.D)) : undefined;
   const gated = scan ? mul(scan, silu(z)) : ssmGate(y, u, p.D, z);
   // the residual add in out_proj's store (addMatmul: the same bits as the add after the product)
   const out = addMatmul(x, gated, p.outProj.w);
-  if (!state) return { out, scan };
+  if (!state || !wantNext) return { out, scan };
   const next: MambaState = { conv: carriedTail(state.conv, xIn), ssm: hL! };
   return { out, scan, state: next };
 }

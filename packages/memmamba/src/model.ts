@@ -73,6 +73,8 @@ export interface LMOutput {
 export interface ForwardOptions extends ApplyOptions {
   /** Per-layer carried states (chunked and recurrent modes). */
   states?: readonly LayerState[];
+  /** With `states`: also build and return the states after the last position (default true; false: the logits only). */
+  nextStates?: boolean;
   /** Recurrent mode: tokens are [B, 1] and pools are read from the states. */
   step?: boolean;
   /** Also return the residual stream after the embedding and after each layer (metrics/). */
@@ -137,6 +139,7 @@ export function forwardFrom(params: LMParams, input: Tensor, opts: ForwardOption
         const r = memMambaLayer(p as LayerParams, x, cfg, l, {
           reads,
           state: opts.states?.[l],
+          next: opts.nextStates,
           step: opts.step,
           key: opts.key ? random.foldIn(opts.key, l) : undefined,
           trace: opts.trace,
@@ -149,7 +152,7 @@ export function forwardFrom(params: LMParams, input: Tensor, opts: ForwardOption
         if (r.counts) counts.push(r.counts);
         if (r.trace) trace.push(r.trace);
       });
-      if (opts.states) extra.states = states;
+      if (opts.states && opts.nextStates !== false) extra.states = states;
       if (counts.length) extra.counts = counts;
       if (opts.trace) extra.trace = trace;
     }

@@ -71,9 +71,10 @@ function readAt(positions: Tensor, rowsPerBatch: number, table: Tensor): PoolRea
 
 /**
  * Eq. 5/8 over a sequence: for each position, the notes the pool holds before it (causal). With
- * a carried pool (chunked mode) also returns the pool after the last position.
+ * a carried pool (chunked mode) also returns the pool after the last position, unless
+ * `opts.next` is false (a last chunk whose state nobody keeps: seven launches fewer).
  */
-export function selectNotes(n: Notes | ScoredNotes, m: MemoryConfig, carried?: PoolState): { read: PoolRead; next?: PoolState } {
+export function selectNotes(n: Notes | ScoredNotes, m: MemoryConfig, carried?: PoolState, opts: { next?: boolean } = {}): { read: PoolRead; next?: PoolState } {
   const [B, L] = n.score.shape;
   const P = m.poolSize;
   const mode = m.replacement === "fifo" ? "last" : "top";
@@ -91,6 +92,7 @@ export function selectNotes(n: Notes | ScoredNotes, m: MemoryConfig, carried?: P
   const S = note.shape[2];
   const table = reshape(concat([carried.notes, note], 1), [B * M, S]);
   const read = readAt(sliceAxis(positions, 1, P, M), M, table);
+  if (opts.next === false) return { read };
   const last = readAt(sliceAxis(positions, 1, M, M + 1), M, table);
   const valid = reshape(last.valid, [B, P]);
   const scoreTable = reshape(concat([carried.scores, n.score], 1), [B * M, 1]);

@@ -52,29 +52,41 @@ export function step(params: LMParams, token: Tensor, state: LMState, opts: Step
 export interface ChunkOptions {
   /** Positions per chunk. */
   chunk: number;
+  /**
+   * Return the state after the last position (default true). false: the last chunk builds no
+   * next state (per layer, the pool's gather of its held notes, the conv tail and the scan's
+   * final h: about seven launches a MemMamba layer, two a Mamba one) — for callers that want
+   * the logits only. The logits are the same either way.
+   */
+  finalState?: boolean;
 }
 
 /**
  * The chunked mode: tokens i32 [B, L] in chunks of `chunk` positions, starting from `state` (or an
- * empty one). Returns the logits of every position [B, L, vocab] and the state after the last.
+ * empty one). Returns the logits of every position [B, L, vocab] and the state after the last
+ * (none with `finalState: false`).
  */
-export function applyChunked(params: LMParams, tokens: Tensor, opts: ChunkOptions, state?: LMState): { logits: Tensor; state: LMState } {
+export function applyChunked(params: LMParams, tokens: Tensor, opts: ChunkOptions & { finalState: false }, state?: LMState): { logits: Tensor; state?: undefined };
+export function applyChunked(params: LMParams, tokens: Tensor, opts: ChunkOptions, state?: LMState): { logits: Tensor; state: LMState };
+export function applyChunked(params: LMParams, tokens: Tensor, opts: ChunkOptions, state?: LMState): { logits: Tensor; state?: LMState } {
   const { chunk } = opts;
+  const keepFinal = opts.finalState ?? true;
   if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`lm.applyChunked: chunk must be a positive integer, got ${chunk}`);
   if (tokens.dtype !== "i32" || tokens.rank !== 2) throw new Error(`lm.applyChunked: tokens must be i32 [B, L], got ${tokens.dtype} ${showShape(tokens.shape)}`);
   const [B, L] = tokens.shape;
   if (L < 1) throw new Error("lm.applyChunked: tokens must hold at least one position");
   if (state && state.batch !== B) throw new Error(`lm.applyChunked: the state is for batch ${state.batch}, tokens have ${B}`);
   return tidy(() => {
-    let cur = state ?? initState(params.config, B);
+    let cur: LMState | undefined = state ?? initState(params.config, B);
     const logits: Tensor[] = [];
     for (let s = 0; s < L; s += chunk) {
-      const r = forward(params, sliceAxis(tokens, 1, s, Math.min(L, s + chunk)), { states: cur.layers });
+      const e = Math.min(L, s + chunk);
+      const r = forward(params, sliceAxis(tokens, 1, s, e), { states: cur!.layers, nextStates: keepFinal || e < L });
       if (cur !== state) disposeTree(cur); // ours, not the caller's: free it as we go
-      cur = { batch: B, layers: r.states! };
+      cur = r.states && { batch: B, layers: r.states };
       logits.push(r.logits);
     }
-    return { logits: concat(logits, 1), state: cur };
+    return cur ? { logits: concat(logits, 1), state: cur } : { logits: concat(logits, 1) };
   });
 }
 

@@ -62,8 +62,13 @@ describe("parallel = chunked = recurrent", () => {
       }
       for (const chunk of [5, 24]) {
         const ch = noGrad(() => lm.applyChunked(params, tokens, { chunk }));
-        expect(maxAbsDiff(par.logits, await ch.logits.data())).toBeLessThan(TOL);
-        disposeTree(ch);
+        const chLogits = await ch.logits.data();
+        expect(maxAbsDiff(par.logits, chLogits)).toBeLessThan(TOL);
+        // without the final state: the same logits to the bit, no state, nothing left behind
+        const bare = noGrad(() => lm.applyChunked(params, tokens, { chunk, finalState: false }));
+        expect(bare.state).toBeUndefined();
+        expect(maxAbsDiff(chLogits, await bare.logits.data())).toBe(0);
+        disposeTree([ch, bare]);
       }
       expect(maxAbsDiff(par.logits, await recurrentLogits(params, tokens))).toBeLessThan(TOL);
       disposeTree([params, tokens]);
