@@ -16,6 +16,7 @@ import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positive
 import { existsSync } from "node:fs";
 import { disposeTree, random, type Tensor } from "@memmamba/tensor";
 import { selectTuning } from "../../tensor/src/webgpu/kernels/select.ts";
+import { rowsTuning } from "../../tensor/src/webgpu/kernels/matmul-rows.ts";
 import { initLM, type LMParams, presetNames, type PresetName } from "@memmamba/memmamba";
 import {
   applyAttnReadFlags, ATTN_READ_FLAGS, attnReadFlagsHelp, BACKENDS, type BackendChoice, chunkedForward, isOutOfMemory, mib, modelConfig, type ModelBenchHead, type ModelKind, openBackend, parseLengths, progress,
@@ -34,6 +35,8 @@ const HELP = `long-context: batch-1 latency of the chunked forward at long lengt
   --cap-s S         stop timing a configuration after S seconds (default 90)
   --reference F     JSON of packages/bench/gpu/ref_long_context.py from the same run
 ${attnReadFlagsHelp()}
+  --rows-unroll N   WebGPU matmulRowsMax (the held notes' projection): k steps a round of loads
+                    (default ${rowsTuning.unroll})
   --select-super G  WebGPU causalSelect: tiles per super-tile of its first pass, 0 for none (default ${selectTuning.superTiles})
   --final-state     also build the state after the last position (a streaming caller's
                     chunk); by default the forward returns logits only, as PyTorch's does
@@ -126,7 +129,7 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
   }
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", lengths: "string", chunks: "string", runs: "string", warmup: "string",
-    "cap-s": "string", reference: "string", "final-state": "boolean", profile: "boolean", json: "boolean", out: "string", help: "boolean", ...ATTN_READ_FLAGS, "select-super": "string",
+    "cap-s": "string", reference: "string", "final-state": "boolean", profile: "boolean", json: "boolean", out: "string", help: "boolean", ...ATTN_READ_FLAGS, "select-super": "string", "rows-unroll": "string",
   });
   applyAttnReadFlags(f);
   if (f["select-super"] !== undefined) {
@@ -134,6 +137,7 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
     if (!Number.isInteger(G) || G < 0 || G === 1) throw new Error(`--select-super must be 0 or an integer ≥ 2, got "${f["select-super"]}"`);
     selectTuning.superTiles = G;
   }
+  if (f["rows-unroll"] !== undefined) rowsTuning.unroll = positiveInt("rows-unroll", f["rows-unroll"], rowsTuning.unroll);
   const backend = (f.backend ?? "webgpu") as BackendChoice;
   if (!BACKENDS.includes(backend)) throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
   const presetName = (f.preset ?? "small") as PresetName;

@@ -14,7 +14,7 @@
  * zeros, exactly the order in which causalSelect lists the positions it holds.
  */
 import {
-  add, cast, causalSelect, concat, eq, fromArray, gather, ge, gt, le, lt, max, minimum, mul, neg, ones, reshape,
+  add, causalEntered, causalSelect, concat, eq, fromArray, gather, ge, le, lt, max, minimum, mul, neg, ones, reshape,
   sliceAxis, sub, sum, where, zeros, type Tensor,
 } from "@memmamba/tensor";
 import type { MemoryConfig } from "./config.ts";
@@ -113,12 +113,11 @@ export function selectNotes(n: Notes | ScoredNotes, m: MemoryConfig, carried?: P
  * that outrank t when it arrives stay; in "last" mode every written position enters), and then it
  * is the newest position there: the pool's largest position grows from row P + t to row P + t + 1.
  * A position that does not enter leaves the pool as it was. So: max over the slots of row P + t + 1
- * > max over row P + t (an empty slot's −1 is below every position; positions are below 2²⁴,
- * exact in f32). All on the device: no index upload.
+ * > max over row P + t (an empty slot's −1 is below every position): `causalEntered`, one
+ * launch on the device (no index upload).
  */
 function heldRows(positions: Tensor, P: number, L: number): Tensor {
-  const newest = max(cast(positions, "f32"), -1);
-  return gt(sliceAxis(newest, 1, P + 1, P + L + 1), sliceAxis(newest, 1, P, P + L));
+  return causalEntered(positions, P, L);
 }
 
 /** A pool state as a PoolRead for one position (the recurrent step reads before it writes). */

@@ -154,6 +154,12 @@ export interface PrimParams {
   foldWeight: { transB: boolean };
   /** For each position, the earlier marked positions a `k`-slot memory holds (`last`: FIFO, `top`: by score). */
   causalSelect: { k: number; mode: "last" | "top" };
+  /**
+   * Of causalSelect's positions [B, N, k], which rows' memories gained a newer position: out[b, t]
+   * = 1 where the largest position of row start + t + 1 exceeds that of row start + t (−1 for a
+   * row of empty slots), t < count.
+   */
+  causalEntered: { start: number; count: number };
   /** The linear recurrence h_t = a_t · h_{t-1} + b_t along the sequence axis. */
   scan: Record<string, never>;
   /** Mamba's fused selective scan (discretisation, recurrence and readout). */

@@ -27,7 +27,7 @@ export * from "./ops/elementwise.ts";
 export { max, mean, sum, sumTo } from "./ops/reduce.ts";
 export { broadcastTo, concat, mT, pad, reshape, slice, sliceAxis, stack, transpose } from "./ops/movement.ts";
 export { addMatmul, foldWeight, matmul, matmulRows, matmulRowsMax } from "./ops/linalg.ts";
-export { causalSelect, gather, oneHot, scatterAdd } from "./ops/indexing.ts";
+export { causalEntered, causalSelect, gather, oneHot, scatterAdd } from "./ops/indexing.ts";
 export { indexedAttention, indexedDot, indexedOuter, indexedSum, type IndexedAttention } from "./ops/attention.ts";
 export { ATTN_READ_MAX_SLOTS, indexedAttentionFused } from "./ops/attention-fused.ts";
 export { conv1dCausal, conv1dCausalSilu, crossEntropy, linearSigmoid, linearSoftplus, logSoftmax, logsumexp, maskedSoftmax, rmsNormalize, scan, softmax } from "./ops/nn.ts";

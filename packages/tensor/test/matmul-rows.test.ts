@@ -86,7 +86,7 @@ describe("matmulRows", () => {
 
 describe("matmulRowsMax", () => {
   // [columns, r]: r 2 and 5 (70 columns: 35 and 14 groups), 1 (no pooling), 70 (one group), and
-  // r 4 over 64 and 8 columns (the GPU's vec4 shader; K = 19 is no multiple of its unrolled 4
+  // r 4 over 64 and 8 columns (the GPU's vec4 shader; K = 19: one round of its 16 unrolled
   // steps); a kept row with a NaN (row 3: every group NaN) and equal columns (w's columns 0 and 1
   // the same: ties)
   const Xn = X.slice();

@@ -5,7 +5,7 @@
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import {
-  add, addMatmul, broadcastTo, concat, foldWeight, readCounters, resetCounters, conv1dCausal, conv1dCausalSilu, crossEntropy, linearSigmoid, linearSoftplus, sigmoid, silu, softplus, ssmGate, disposeTree, div, eq, exp, fromArray, gather, ge, getBackend, grad, gt, keep,
+  add, addMatmul, broadcastTo, cast, causalEntered, causalSelect, concat, foldWeight, readCounters, resetCounters, conv1dCausal, conv1dCausalSilu, crossEntropy, linearSigmoid, linearSoftplus, sigmoid, silu, softplus, ssmGate, disposeTree, div, eq, exp, fromArray, gather, ge, getBackend, grad, gt, keep,
   le, liveBuffers, log, logSoftmax, logsumexp, lt, matmul, max, maximum, mean, minimum, mT, mul, ne, noGrad, oneHot, pad,
   reshape, scan, scatterAdd, ShapeError, slice, sliceAxis, softmax, stack, sub, sum, Tensor, tidy, transpose,
   valueAndGrad, where,
@@ -462,6 +462,30 @@ describe("ops: indexing", () => {
     expectThrow(() => gather(table, ti([-1], [1])), ["gather", "index -1", "position 0"], RangeError);
     expectThrow(() => scatterAdd(ti([1, 4], [2]), t([1, 2], [2]), 3), ["scatterAdd", "index 4", "position 1"], RangeError);
     expectThrow(() => crossEntropy(t([0, 0, 0, 0], [2, 2]), ti([1, 2], [2])), ["crossEntropy", "target 2", "position 1"], RangeError);
+  });
+  bt("causalEntered: where a memory's newest position grows, as the composite (cast, max, slices, gt)", async () => {
+    // two rows of causalSelect's positions: a top-2 memory over 9 positions, then any i32 rows
+    const mask = t([1, 0, 1, 1, 0, 1, 1, 1, 0, 0, 1, 1, 0, 1, 0, 1, 1, 1], [2, 9]);
+    const score = t([5, 1, 3, 7, 2, 1, 9, 4, 8, 6, 2, 2, 1, 9, 3, 3, 1, 7], [2, 9]);
+    const pos = causalSelect(mask, score, 2, "top");
+    const composite = (p: Tensor, start: number, count: number) => {
+      const newest = max(cast(p, "f32"), -1);
+      return gt(sliceAxis(newest, 1, start + 1, start + count + 1), sliceAxis(newest, 1, start, start + count));
+    };
+    for (const [start, count] of [[0, 8], [2, 5], [7, 1], [3, 0]]) {
+      const got = causalEntered(pos, start, count);
+      expect(got.shape).toEqual([2, count]);
+      expect(got.dtype).toBe("f32");
+      expect({ start, count, v: await vals(got) }).toEqual({ start, count, v: await vals(composite(pos, start, count)) });
+    }
+    // by hand (each row: the positions whose note enters the top-2 memory; a tie evicts the oldest)
+    expect(await vals(causalEntered(pos, 0, 8))).toEqual([1, 0, 1, 1, 0, 0, 1, 0, 0, 1, 1, 0, 1, 0, 1, 0]);
+    // rows of any order, −1s anywhere, and k = 0 (no position: nothing enters)
+    const any = ti([3, -1, 0, -1, -1, -1, 2, 9, 1, 4, 4, -1], [1, 4, 3]);
+    expect(await vals(causalEntered(any, 0, 3))).toEqual([0, 1, 0]);
+    expect(await vals(causalEntered(ti([], [2, 3, 0]), 1, 1))).toEqual([0, 0]);
+    expectThrow(() => causalEntered(any, 1, 3), ["causalEntered", "start 1", "[1, 4, 3]"]);
+    expectThrow(() => causalEntered(t([0, 1], [1, 2, 1]), 0, 1), ["causalEntered", "i32"]);
   });
   bt("index shape errors are ShapeErrors naming the op and both shapes", () => {
     expectThrow(() => scatterAdd(ti([0, 1], [2]), t([1, 2, 3], [3]), 3), ["scatterAdd", "[3]", "[2]"]);

@@ -513,6 +513,14 @@ test("webgpu parity: causalSelect (last / top, ties, f32 and i32 masks)", async 
   }), RUNS);
 });
 
+test("webgpu parity: causalEntered (any i32 rows, −1s included; k 0 and rows past one workgroup)", async () => {
+  if (!(await backends())) return;
+  await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 300 }), fc.integer({ min: 0, max: 7 }), fc.nat(), fc.nat(), async (B, N, k, a, c) => {
+    const start = a % N, count = c % (N - start); // start + count + 1 ≤ N
+    await parity(`causalEntered ${JSON.stringify([B, N, k, start, count])}`, [i32([B, N, k], -1, 40)], prim("causalEntered", { start, count }), "exact");
+  }), RUNS);
+});
+
 test("webgpu parity: causalSelect with large pools (k 70, 140, 600: the parallel kernels at these L; webgpu-select.test.ts forces the walks)", async () => {
   if (!(await backends())) return;
   for (const [B, L, k] of [[2, 300, 70], [1, 400, 140], [1, 700, 600]] as const) {

@@ -4,7 +4,7 @@ import { addNKernel, unaryGradKernel, adamwKernel, adamwGroupKernel, adamwStepKe
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import { addMatmulKernel, foldWeightGradKernel, foldWeightKernel, linearSigmoidGradKernel, linearSigmoidKernel, linearSoftplusKernel, matmulKernel, matmulRowsKernel, matmulRowsMaxKernel } from "./matmul.ts";
 import { maxGradKernel, reduceKernel } from "./reduce.ts";
-import { causalSelectKernel } from "./select.ts";
+import { causalEnteredKernel, causalSelectKernel } from "./select.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
 import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
 import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel, selectiveScanWithStateKernel } from "./ssm.ts";
@@ -75,6 +75,7 @@ export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
   conv1dCausalGradX: conv1dCausalGradXKernel,
   conv1dCausalGradW: conv1dCausalGradWKernel,
   causalSelect: causalSelectKernel,
+  causalEntered: causalEnteredKernel,
   indexedDot: indexedDotKernel,
   indexedSum: indexedSumKernel,
   indexedOuter: indexedOuterKernel,

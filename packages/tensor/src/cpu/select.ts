@@ -43,3 +43,23 @@ export function causalSelectKernel([mask, score]: CpuArg[], out: CpuArg, p: Prim
     }
   }
 }
+
+/** causalEntered: 1 where row start + t + 1's largest position exceeds row start + t's (−1 for none). */
+export function causalEnteredKernel([pos]: CpuArg[], out: CpuArg, p: PrimParams["causalEntered"]): void {
+  const [B, N, k] = pos.shape;
+  const P = pos.data, O = out.data;
+  const newest = (b: number, r: number): number => {
+    let m = -1;
+    const o = (b * N + r) * k;
+    for (let i = 0; i < k; i++) if (P[o + i] > m) m = P[o + i];
+    return m;
+  };
+  for (let b = 0; b < B; b++) {
+    let prev = p.count > 0 ? newest(b, p.start) : 0;
+    for (let t = 0; t < p.count; t++) {
+      const cur = newest(b, p.start + t + 1);
+      O[b * p.count + t] = cur > prev ? 1 : 0;
+      prev = cur;
+    }
+  }
+}

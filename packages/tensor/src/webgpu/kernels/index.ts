@@ -20,7 +20,7 @@ import {
 import { maxGradKernel, reduceKernel } from "./reduce.ts";
 import { scanKernel, scanReverseKernel } from "./scan.ts";
 import { adamwGroupKernel, adamwKernel, adamwStepKernel } from "./optim.ts";
-import { causalSelectKernel } from "./select.ts";
+import { causalEnteredKernel, causalSelectKernel } from "./select.ts";
 import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel, selectiveScanWithStateKernel } from "./ssm.ts";
 
 export type GpuKernel<K extends PrimName> = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg, params: PrimParams[K]) => void;
@@ -78,6 +78,7 @@ export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   conv1dCausalGradX: conv1dCausalGradXKernel,
   conv1dCausalGradW: conv1dCausalGradWKernel,
   causalSelect: causalSelectKernel,
+  causalEntered: causalEnteredKernel,
   indexedDot: indexedDotKernel,
   indexedSum: indexedSumKernel,
   indexedOuter: indexedOuterKernel,

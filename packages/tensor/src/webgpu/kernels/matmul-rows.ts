@@ -18,8 +18,15 @@ import { ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, prod, pu, type GpuCtx 
 const ROWS_WG = 64;
 /** Columns a thread holds at once. */
 const COLS = 4;
-/** k steps whose loads are issued together. */
+/** k steps whose loads are issued together (matmulRows). */
 const UNROLL = 4;
+
+/**
+ * matmulRowsMax's vec4 path: k steps whose loads are issued together. A kept row is one
+ * workgroup's chain of K / unroll rounds of loads, and the call waits for its slowest row, so
+ * fewer, wider rounds shorten the call (see poolWgsl). Read when a pipeline is first built.
+ */
+export const rowsTuning = { unroll: 16 };
 
 
 function wgsl(): string {
@@ -60,22 +67,22 @@ fn main(${ENTRY_ARGS}) {
  * reduction's rule: the first of equal values stays, a NaN wins). A dropped row writes its N / r
  * zeros; a kept row's thread walks its group's r columns one after another, each summed over k in
  * order as above; for r = 4 (MemMamba's window, N a multiple of 4) the group's 4 sums in one vec4,
- * w read as vec4 rows (coalesced) with the loads of UNROLL steps of k ahead, as matmulRows' shader
+ * w read as vec4 rows (coalesced) with the loads of rowsTuning.unroll steps of k ahead, as matmulRows' shader
  * (the one-column-at-a-time loop took 0.25 ms a call at [61440, 256]·[256, 256] with ~400 rows
  * kept on an H200, this 0.065). A workgroup a row, as matmulRows: 16 rows a workgroup, one after
  * another, ran slower (0.30 ms: the kept rows, which cluster, queue in a few workgroups).
  * params: R, K, N, r.
  */
-function poolWgsl(v4: boolean, scaled: boolean): string {
-  const us = [...Array(UNROLL).keys()];
+function poolWgsl(v4: boolean, scaled: boolean, unroll: number): string {
+  const us = [...Array(unroll).keys()];
   // the max reduction's rule for the next value v (NaN tested on the bits: a compiler may fold v != v)
   const maxStep = (v: string) => `let nan = (bitcast<u32>(${v}) & 0x7fffffffu) > inf; if (${v} > m || nan) { m = ${v}; } if (nan) { break; }`;
-  // a group's sums: r = 4 (v4) as one vec4 with UNROLL steps of loads ahead (as matmulRows), else
+  // a group's sums: r = 4 (v4) as one vec4 with `unroll` steps of loads ahead (as matmulRows), else
   // each of its r columns in turn
   const group = v4
     ? `var a = vec4<f32>(0.0f);
     var k = 0u;
-    for (; k + ${UNROLL}u <= K; k += ${UNROLL}u) {
+    for (; k + ${unroll}u <= K; k += ${unroll}u) {
       ${us.map((u) => `let x${u} = X[xBase + k + ${u}u];`).join(" ")}
       ${us.map((u) => `let w${u} = W[(k + ${u}u) * G + g];`).join(" ")}
       ${us.map((u) => `a += x${u} * w${u};`).join(" ")}
@@ -114,7 +121,6 @@ fn main(${ENTRY_ARGS}) {
 }`;
 }
 
-const poolGens = [() => poolWgsl(false, false), () => poolWgsl(true, false), () => poolWgsl(false, true), () => poolWgsl(true, true)];
 
 /** matmulRowsMax: inputs [x [..., R, K], w [K, N], rows [..., R]] (and scale [..., R]) → out [..., R, N / r]. */
 export function matmulRowsMaxKernel(ctx: GpuCtx, [x, w, rows, scale]: readonly KernelArg[], out: KernelArg, { r }: PrimParams["matmulRowsMax"]): void {
@@ -124,8 +130,9 @@ export function matmulRowsMaxKernel(ctx: GpuCtx, [x, w, rows, scale]: readonly K
   const label = "matmulRowsMax";
   const refs = [ctx.ref(out, label), ctx.ref(x, label), ctx.ref(w, label), ctx.ref(rows, label), ...(scale ? [ctx.ref(scale, label)] : [])];
   const v4 = r === 4 && N % 4 === 0;
+  const unroll = v4 ? rowsTuning.unroll : UNROLL;
   ctx.dispatch({
-    label, key: `matmulRowsMax${v4 ? ":4" : ""}${scale ? ":s" : ""}`, wgsl: poolGens[(v4 ? 1 : 0) + (scale ? 2 : 0)],
+    label, key: `matmulRowsMax${v4 ? `:4:u${unroll}` : ""}${scale ? ":s" : ""}`, wgsl: () => poolWgsl(v4, !!scale, unroll),
     buffers: refs, params: new ParamWords().u(R).u(K).u(N).u(r).words(), groups: grid(R, ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }

@@ -37,7 +37,7 @@
  */
 import type { KernelArg, PrimParams } from "../../backend.ts";
 import type { DType } from "../../dtype.ts";
-import { ceilDiv, grid, ParamWords, type BufRef, type GpuCtx } from "../context.ts";
+import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
 import { readEnv } from "../../env.ts";
 import { END_WG, SUMMARY_MAX_K, summaryEndWgsl, summaryWgsl, summaryWords, SUPER_MAX_KEYS, superKeys, superSummaryWgsl, TILE_S } from "./select-summary.ts";
 import { ROWS_WG, SEG_MAX_K, segmentLength, segmentRowsWgsl, segmentStartsWgsl, STAGE_MAX_K } from "./select-segments.ts";
@@ -237,5 +237,41 @@ export function causalSelectKernel(ctx: GpuCtx, [mask, score]: readonly KernelAr
     buffers: [ctx.ref(out, "causalSelect"), ctx.ref(mask, "causalSelect"), ctx.ref(score, "causalSelect")],
     params: new ParamWords().u(B).u(L).u(p.k).u(mode).words(),
     groups: grid(ceilDiv(B, WALK_WG), ctx.limits.maxComputeWorkgroupsPerDimension),
+  });
+}
+
+const ENTERED_WG = 256;
+
+/**
+ * causalEntered: a thread an output, the largest position of its two rows (start + t, start +
+ * t + 1) from −1, both rows' words loaded side by side. params: B, N, k, start, count.
+ */
+function enteredWgsl(): string {
+  return `${header(5, [{ name: "out", type: "f32", write: true }, { name: "pos", type: "i32" }])}
+@compute @workgroup_size(${ENTERED_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let B = ${pu(0)}; let N = ${pu(1)}; let k = ${pu(2)}; let start = ${pu(3)}; let count = ${pu(4)};
+  let i = wg * ${ENTERED_WG}u + lid;
+  if (i >= B * count) { return; }
+  let b = i / count; let t = i % count;
+  let r0 = (b * N + start + t) * k;
+  var m0 = -1i; var m1 = -1i;
+  for (var j = 0u; j < k; j++) { m0 = max(m0, pos[r0 + j]); m1 = max(m1, pos[r0 + k + j]); }
+  out[i] = select(0.0f, 1.0f, m1 > m0);
+}
+`;
+}
+
+/** causalEntered on the GPU: one launch (the composite's cast, max, two slices and compare). */
+export function causalEnteredKernel(ctx: GpuCtx, [pos]: readonly KernelArg[], out: KernelArg, p: PrimParams["causalEntered"]): void {
+  const [B, N, k] = pos.shape;
+  const n = B * p.count;
+  if (n === 0) return;
+  ctx.dispatch({
+    label: "causalEntered", key: "causalEntered", wgsl: enteredWgsl,
+    buffers: [ctx.ref(out, "causalEntered"), ctx.ref(pos, "causalEntered")],
+    params: new ParamWords().u(B).u(N).u(k).u(p.start).u(p.count).words(),
+    groups: grid(ceilDiv(n, ENTERED_WG), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }
