@@ -3,7 +3,7 @@
  * attention (Eq. 7/11) over the pools of earlier layers. Both are one masked softmax over a few
  * slots per position (P, or g·P), so they cost O(L·P·S), linear in the length.
  */
-import { add, concat, foldWeight, ge, gt, indexedAttention, indexedAttentionFused, matmul, mul, noGrad, random, reshape, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
+import { add, concat, foldWeight, ge, gt, indexedAttention, indexedAttentionFused, isRecording, matmul, mul, noGrad, random, reshape, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
 import { initLinear, initScorer, scaleRows, scoreSigmoid, type Key, type Linear } from "./nn.ts";
 import type { PoolRead } from "./pool.ts";
@@ -49,15 +49,18 @@ export function initCrossLayer(key: Key, cfg: ModelConfig): CrossLayerParams {
 
 /**
  * Several pool reads as one: their tables side by side (rows), each read's indices offset by the
- * rows before its table (an empty slot's −1 stays −1), index and valid joined along the slot
- * axis. One softmax then runs over all their slots. The tables are small (one row per note), so
- * the copy is cheap.
+ * rows before its table, index and valid joined along the slot axis. One softmax then runs over
+ * all their slots. The tables are small (one row per note), so the copy is cheap. An empty slot's
+ * −1 stays −1 where a gradient is recorded (indexedOuter lists the in-range entries, pool.ts says
+ * why); outside one it becomes the previous table's last row, which its valid 0 masks (the read
+ * never looks at a masked slot's row): one launch a read instead of three.
  */
 function joinReads(reads: readonly PoolRead[]): PoolRead {
   if (reads.length === 1) return reads[0];
   let rows = 0;
+  const recorded = isRecording();
   const index = reads.map((r) => {
-    const i = rows === 0 ? r.index : where(ge(r.index, 0), add(r.index, rows), -1);
+    const i = rows === 0 ? r.index : recorded ? where(ge(r.index, 0), add(r.index, rows), -1) : add(r.index, rows);
     rows += r.table.shape[0];
     return i;
   });

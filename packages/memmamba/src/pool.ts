@@ -46,10 +46,24 @@ export interface PoolRead {
   valid: Tensor;
 }
 
+/**
+ * The pools initPoolState made, with the tensors it put in them (empty: tensors are never written
+ * in place, and a chunk returns a new pool). selectNotes skips replaying such a pool while it still
+ * holds those tensors; any other pool, empty or not, takes the general path, with the same result.
+ */
+const emptyPools = new WeakMap<PoolState, readonly [Tensor, Tensor, Tensor]>();
+
+function isInitialPool(p: PoolState): boolean {
+  const t = emptyPools.get(p);
+  return t !== undefined && t[0] === p.notes && t[1] === p.scores && t[2] === p.valid;
+}
+
 /** An empty pool for `batch` sequences: P slots of S zeros, none valid. */
 export function initPoolState(m: MemoryConfig, batch: number): PoolState {
   const P = m.poolSize;
-  return { notes: zeros([batch, P, m.summaryDim]), scores: zeros([batch, P]), valid: zeros([batch, P]) };
+  const pool = { notes: zeros([batch, P, m.summaryDim]), scores: zeros([batch, P]), valid: zeros([batch, P]) };
+  emptyPools.set(pool, [pool.notes, pool.scores, pool.valid]);
+  return pool;
 }
 
 /**
@@ -84,18 +98,22 @@ export function selectNotes(n: Notes | ScoredNotes, m: MemoryConfig, carried?: P
     return { read: readAt(positions, L, reshape(note, [B * L, note.shape[2]])) };
   }
   // the carried notes replay as P virtual positions (at most P valid: nothing is evicted), and one
-  // trailing empty position asks what the pool holds after the chunk
-  const M = P + L;
+  // trailing empty position asks what the pool holds after the chunk. A pool known to be empty
+  // (initPoolState's, not yet written) has nothing to replay: no virtual positions, and the
+  // table is the chunk's notes alone (no [B, P + L, S] copy)
+  const V = isInitialPool(carried) ? 0 : P;
+  const M = V + L;
+  const before = (c: Tensor, x: Tensor): Tensor[] => (V ? [c, x] : [x]);
   const end = zeros([B, 1]);
-  const positions = causalSelect(concat([carried.valid, n.write, end], 1), concat([carried.scores, n.score, end], 1), P, mode);
-  const note = "note" in n ? n.note : n.noteOf(heldRows(positions, P, L));
+  const positions = causalSelect(concat([...before(carried.valid, n.write), end], 1), concat([...before(carried.scores, n.score), end], 1), P, mode);
+  const note = "note" in n ? n.note : n.noteOf(heldRows(positions, V, L));
   const S = note.shape[2];
-  const table = reshape(concat([carried.notes, note], 1), [B * M, S]);
-  const read = readAt(sliceAxis(positions, 1, P, M), M, table);
+  const table = reshape(V ? concat([carried.notes, note], 1) : note, [B * M, S]);
+  const read = readAt(sliceAxis(positions, 1, V, M), M, table);
   if (opts.next === false) return { read };
   const last = readAt(sliceAxis(positions, 1, M, M + 1), M, table);
   const valid = reshape(last.valid, [B, P]);
-  const scoreTable = reshape(concat([carried.scores, n.score], 1), [B * M, 1]);
+  const scoreTable = reshape(V ? concat([carried.scores, n.score], 1) : n.score, [B * M, 1]);
   // gather has no empty slot (−1 is an error on the CPU): read row 0 there, which `valid` zeroes
   const rows = where(last.valid, last.index, 0);
   const next: PoolState = {
@@ -108,16 +126,16 @@ export function selectNotes(n: Notes | ScoredNotes, m: MemoryConfig, carried?: P
 
 /**
  * Which of a chunk's L positions some pool ever holds (1/0 [B, L]), from causalSelect's positions
- * [B, P + L + 1, P] over the P carried notes, the chunk and the trailing position: position t (row
- * P + t) is held by some pool iff the pool right after it holds it (in "top" mode the positions
+ * [B, V + L + 1, P] over the V carried notes (P, or 0 for an empty pool), the chunk and the
+ * trailing position: position t (row V + t) is held by some pool iff the pool right after it holds it (in "top" mode the positions
  * that outrank t when it arrives stay; in "last" mode every written position enters), and then it
- * is the newest position there: the pool's largest position grows from row P + t to row P + t + 1.
- * A position that does not enter leaves the pool as it was. So: max over the slots of row P + t + 1
- * > max over row P + t (an empty slot's −1 is below every position): `causalEntered`, one
+ * is the newest position there: the pool's largest position grows from row V + t to row V + t + 1.
+ * A position that does not enter leaves the pool as it was. So: max over the slots of row V + t + 1
+ * > max over row V + t (an empty slot's −1 is below every position): `causalEntered`, one
  * launch on the device (no index upload).
  */
-function heldRows(positions: Tensor, P: number, L: number): Tensor {
-  return causalEntered(positions, P, L);
+function heldRows(positions: Tensor, V: number, L: number): Tensor {
+  return causalEntered(positions, V, L);
 }
 
 /** A pool state as a PoolRead for one position (the recurrent step reads before it writes). */

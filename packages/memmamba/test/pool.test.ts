@@ -109,7 +109,7 @@ for (const replacement of ["fifo", "priority"] as const) {
         let pool: PoolState = initPoolState(m, B);
         let asked = 0;
         for (let s = 0; s < L; s += 9) {
-          const e = Math.min(L, s + 9), C = e - s, M = P + C;
+          const e = Math.min(L, s + 9), C = e - s;
           const chunk = slice(n, s, e);
           let rows: Tensor | undefined;
           const scored: ScoredNotes = {
@@ -121,7 +121,7 @@ for (const replacement of ["fifo", "priority"] as const) {
           };
           const dense = tidy(() => {
             const { read, next } = selectNotes(chunk, m, pool);
-            return { got: held(read), next: next!, index: read.index, valid: read.valid };
+            return { got: held(read), next: next!, index: read.index, valid: read.valid, rowsPerSeq: read.table.shape[0] / B };
           });
           const sparse = tidy(() => {
             const { read, next } = selectNotes(scored, m, pool);
@@ -129,13 +129,17 @@ for (const replacement of ["fifo", "priority"] as const) {
           });
           expect(Array.from(await sparse.got.data())).toEqual(Array.from(await dense.got.data()));
           for (const k of ["notes", "scores", "valid"] as const) expect(Array.from(await sparse.next[k].data())).toEqual(Array.from(await dense.next[k].data()));
-          // the chunk positions some read holds (table rows P.. of each sequence) or the next pool holds
+          // the chunk positions some read holds (table rows V.. of each sequence: after the P
+          // replayed notes of a carried pool, V = P, or none for the initial empty pool, V = 0)
+          // or the next pool holds
+          const M = dense.rowsPerSeq, V = M - C;
+          expect(V).toBe(s === 0 ? 0 : P);
           const want = new Float32Array(B * C);
           const [index, valid] = [await dense.index.data(), await dense.valid.data()];
           for (let e2 = 0; e2 < index.length; e2++) {
             if (valid[e2] === 0) continue;
             const b = Math.floor(e2 / (C * P)), row = index[e2] - b * M;
-            if (row >= P) want[b * C + row - P] = 1;
+            if (row >= V) want[b * C + row - V] = 1;
           }
           const [nextNotes, nextValid] = [await dense.next.notes.data(), await dense.next.valid.data()];
           for (let b = 0; b < B; b++) {

@@ -241,24 +241,44 @@ export function causalSelectKernel(ctx: GpuCtx, [mask, score]: readonly KernelAr
 }
 
 const ENTERED_WG = 256;
+/** Threads a row of causalEntered (each takes every ENTERED_LANES-th word: coalesced loads). */
+const ENTERED_LANES = 8;
+/** Rows a workgroup reduces, and the outputs it writes (each compares two adjacent rows). */
+const ENTERED_ROWS = ENTERED_WG / ENTERED_LANES;
+const ENTERED_OUT = ENTERED_ROWS - 1;
 
 /**
- * causalEntered: a thread an output, the largest position of its two rows (start + t, start +
- * t + 1) from −1, both rows' words loaded side by side. params: B, N, k, start, count.
+ * causalEntered: a workgroup reduces ENTERED_ROWS consecutive rows (ENTERED_LANES threads a row,
+ * so a warp's loads cover a few whole runs of words, not one word in each of 32 rows), each row's
+ * largest position from −1 into workgroup memory, then writes the ENTERED_OUT comparisons of
+ * adjacent rows. params: B, N, k, start, count.
  */
 function enteredWgsl(): string {
+  const LN = ENTERED_LANES, OUT = ENTERED_OUT;
   return `${header(5, [{ name: "out", type: "f32", write: true }, { name: "pos", type: "i32" }])}
+var<workgroup> mx: array<i32, ${ENTERED_WG}>;
 @compute @workgroup_size(${ENTERED_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
   let B = ${pu(0)}; let N = ${pu(1)}; let k = ${pu(2)}; let start = ${pu(3)}; let count = ${pu(4)};
-  let i = wg * ${ENTERED_WG}u + lid;
-  if (i >= B * count) { return; }
-  let b = i / count; let t = i % count;
-  let r0 = (b * N + start + t) * k;
-  var m0 = -1i; var m1 = -1i;
-  for (var j = 0u; j < k; j++) { m0 = max(m0, pos[r0 + j]); m1 = max(m1, pos[r0 + k + j]); }
-  out[i] = select(0.0f, 1.0f, m1 > m0);
+  let per = (count + ${OUT - 1}u) / ${OUT}u;
+  if (wg >= B * per) { return; }
+  let b = wg / per;
+  let t0 = (wg % per) * ${OUT}u;
+  let rr = lid / ${LN}u;
+  var m = -1i;
+  // rows start + t0 … start + min(t0 + ${OUT}, count): the last output compares row start + count
+  if (t0 + rr <= count) {
+    let base = (b * N + start + t0 + rr) * k;
+    for (var j = lid % ${LN}u; j < k; j += ${LN}u) { m = max(m, pos[base + j]); }
+  }
+  mx[lid] = m;
+  workgroupBarrier();
+  if (lid < ${OUT}u && t0 + lid < count) {
+    var m0 = -1i; var m1 = -1i;
+    for (var u = 0u; u < ${LN}u; u++) { m0 = max(m0, mx[lid * ${LN}u + u]); m1 = max(m1, mx[(lid + 1u) * ${LN}u + u]); }
+    out[b * count + t0 + lid] = select(0.0f, 1.0f, m1 > m0);
+  }
 }
 `;
 }
@@ -266,12 +286,11 @@ fn main(${ENTRY_ARGS}) {
 /** causalEntered on the GPU: one launch (the composite's cast, max, two slices and compare). */
 export function causalEnteredKernel(ctx: GpuCtx, [pos]: readonly KernelArg[], out: KernelArg, p: PrimParams["causalEntered"]): void {
   const [B, N, k] = pos.shape;
-  const n = B * p.count;
-  if (n === 0) return;
+  if (B * p.count === 0) return;
   ctx.dispatch({
     label: "causalEntered", key: "causalEntered", wgsl: enteredWgsl,
     buffers: [ctx.ref(out, "causalEntered"), ctx.ref(pos, "causalEntered")],
     params: new ParamWords().u(B).u(N).u(k).u(p.start).u(p.count).words(),
-    groups: grid(ceilDiv(n, ENTERED_WG), ctx.limits.maxComputeWorkgroupsPerDimension),
+    groups: grid(B * ceilDiv(p.count, ENTERED_OUT), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }
