@@ -14,7 +14,7 @@
  * zeros, exactly the order in which causalSelect lists the positions it holds.
  */
 import {
-  add, causalEntered, causalSelect, concat, eq, fromArray, gather, ge, le, lt, max, minimum, mul, neg, ones, reshape,
+  add, causalEntered, causalSelect, concat, eq, fromArray, gather, ge, le, lt, max, minimum, mul, neg, ones, pad, reshape,
   sliceAxis, sub, sum, where, zeros, type Tensor,
 } from "@memmamba/tensor";
 import type { MemoryConfig } from "./config.ts";
@@ -103,9 +103,10 @@ export function selectNotes(n: Notes | ScoredNotes, m: MemoryConfig, carried?: P
   // table is the chunk's notes alone (no [B, P + L, S] copy)
   const V = isInitialPool(carried) ? 0 : P;
   const M = V + L;
-  const before = (c: Tensor, x: Tensor): Tensor[] => (V ? [c, x] : [x]);
-  const end = zeros([B, 1]);
-  const positions = causalSelect(concat([...before(carried.valid, n.write), end], 1), concat([...before(carried.scores, n.score), end], 1), P, mode);
+  // (the trailing position's 0s: one shared zeros tensor, or a pad of the chunk's own row)
+  const end = V ? zeros([B, 1]) : undefined;
+  const withEnd = (c: Tensor, x: Tensor): Tensor => (end ? concat([c, x, end], 1) : pad(x, [0, 0], [0, 1]));
+  const positions = causalSelect(withEnd(carried.valid, n.write), withEnd(carried.scores, n.score), P, mode);
   const note = "note" in n ? n.note : n.noteOf(heldRows(positions, V, L));
   const S = note.shape[2];
   const table = reshape(V ? concat([carried.notes, note], 1) : note, [B * M, S]);
