@@ -169,6 +169,13 @@ export function tileProblem(t: TileConfig): string | null {
 export const WIDE_TILE: TileConfig = { BM: 128, BN: 256, BK: 16, TM: 8, TN: 16, specialize: true, cf: true, wl: true, sw: true, xs: true };
 export const BIG_TILE: TileConfig = { BM: 128, BN: 128, BK: 32, TM: 8, TN: 8, specialize: true, wl: true };
 export const MID_TILE: TileConfig = { BM: 128, BN: 64, BK: 32, TM: 8, TN: 4, specialize: true, cf: true, wl: true };
+// Products with a short K (a few k-tiles: MemMamba's fusions, [61440, 64]·[64, 256] plus a
+// stored c and a row scale) spend their time in the store, not the k loop: the wide tile's
+// 128 accumulators a thread leave one workgroup an SM to stream c in and out. On an H200
+// (out/scratch-style tile sweep, 2026-11-27, medians of 7, µs): addMatmul with scale 84.0 with
+// the wide tile, 82.6 at 128x128x32, 65.5 at 128x128x16 (this), 67.2 at 64x128x16, 68.2 at
+// 128x64x16, 74.7 at 64x64x16; without the scale 80.5 → 67.7.
+export const SHORT_K_TILE: TileConfig = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, specialize: true, wl: true };
 // The 64x64 tile was the one generic kernel (runtime transposes, guarded scalar loads) until
 // session 16; specialised like the others and with the 8x4 warp layout it ran every problem that
 // takes it faster on an H200 (webgpu-matmul --shapes, split-K on, medians of 9): the training
@@ -193,6 +200,8 @@ export const matmulTuning = {
   unrollBig: true,
   /** Problems up to this many multiply-adds (or with M or N below 16) use the untiled kernel. */
   naiveMaxFlops: 2 ** 21,
+  /** Products with K up to this (and at least 128 useful output columns) take SHORT_K_TILE. */
+  shortKMax: 64,
   /** Use runtime transposes in the big tile too (tests: one pipeline for all four). */
   runtimeTrans: false,
   /** Split-K for problems with too few output blocks and a long K (see splitKPlan); false: never. */
@@ -529,7 +538,7 @@ function matmulWgsl(v: MatmulVariant): string {
 
 /**
  * The kernel for a problem of `batches` [m, K]·[K, N] products: "untiled" for small or thin
- * ones, else a tile config: the widest tile that has enough blocks to fill a GPU and uses at least
+ * ones, SHORT_K_TILE for a short K over many blocks, else a tile config: the widest tile that has enough blocks to fill a GPU and uses at least
  * matmulTuning.minColumnUse of its columns (narrow outputs, N ≤ 64, get the 128x64 tile, except
  * N < 64 with B untransposed over narrowSmallMinRows rows or more: the 64x64 one); with
  * too few blocks and a long K (split-K's problems), the 128-row tiles where they fit
@@ -539,6 +548,7 @@ export function matmulPlan(m: number, N: number, K: number, batches: number, tra
   if (matmulTuning.force) return matmulTuning.force;
   if (m * N * K * batches <= matmulTuning.naiveMaxFlops || m < 16 || N < 16) return "untiled";
   const use = (BN: number) => N / (ceilDiv(N, BN) * BN) >= matmulTuning.minColumnUse;
+  if (K <= matmulTuning.shortKMax && use(128) && ceilDiv(m, 128) * ceilDiv(N, 128) * batches >= matmulTuning.bigTileMinBlocks) return SHORT_K_TILE;
   if (use(256) && ceilDiv(m, 128) * ceilDiv(N, 256) * batches >= matmulTuning.wideTileMinBlocks) return WIDE_TILE;
   if (use(128) && ceilDiv(m, 128) * ceilDiv(N, 128) * batches >= matmulTuning.bigTileMinBlocks) return BIG_TILE;
   // a narrower B than the 128x64 tile's 64 columns, untransposed, over very many rows: the 64x64
