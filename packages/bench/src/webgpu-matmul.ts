@@ -49,8 +49,10 @@ const HELP = `webgpu-matmul: fp32 matmul throughput of the WebGPU backend
   --shapes S,...    rectangular problems instead of (or, with --sizes, besides) the squares,
                     each with every --tile (also "untiled" here: the library's small kernel):
                     MxNxK[xBATCH][:tA][:tB] is C [BATCH, M, N] = op(A)·op(B) with A [BATCH, M, K]
-                    ([BATCH, K, M] with :tA), B [BATCH, K, N] ([BATCH, N, K] with :tB); "train"
-                    expands to a training step's few-block shapes (default with --split-k)
+                    ([BATCH, K, M] with :tA), B [BATCH, K, N] ([BATCH, N, K] with :tB); :add
+                    times addMatmul instead, C_in + A·B (:scale also each row times s [BATCH, M]:
+                    MemMamba's fusions, e.g. 61440x256x64:add:scale); "train" expands to a
+                    training step's few-block shapes (default with --split-k)
   --split-k MODE    on, off or both (default both: each shape twice, the speedup printed)
   --split-max N     split launches below N workgroups in 64x64-block units (matmulTuning.
                     splitKMaxWorkgroups, default 256; e.g. 1024 also splits the 128x64 tile's
@@ -122,7 +124,7 @@ export interface ShapeRow extends ShapeSpec {
 
 /** A --shapes problem: batch × [M, K]·[K, N], with the transposes. */
 export interface ShapeSpec {
-  /** The spec as given (MxNxK[xBATCH][:tA][:tB]). */
+  /** The spec as given (MxNxK[xBATCH][:tA][:tB][:add][:scale]). */
   shape: string;
   M: number;
   N: number;
@@ -130,6 +132,10 @@ export interface ShapeSpec {
   batch: number;
   transA: boolean;
   transB: boolean;
+  /** addMatmul: C = C_in + A·B (untransposed). */
+  add?: boolean;
+  /** addMatmul with a row scale: C = C_in + (A·B) ⊙ s. */
+  scale?: boolean;
 }
 
 /** Parses --shapes ("train" expands to TRAIN_SHAPES), or a clear error naming the bad entry. */
@@ -137,11 +143,15 @@ export function parseShapes(list: string): ShapeSpec[] {
   const specs = list.split(",").map((s) => s.trim()).filter(Boolean).flatMap((s) => (s === "train" ? TRAIN_SHAPES.split(",") : [s]));
   if (specs.length === 0) throw new Error(`--shapes: no shapes in "${list}"`);
   return specs.map((spec) => {
-    const m = /^(\d+)x(\d+)x(\d+)(?:x(\d+))?((?::tA|:tB)*)$/.exec(spec);
-    if (!m) throw new Error(`--shapes: "${spec}" is not MxNxK[xBATCH][:tA][:tB] (e.g. 256x64x2048x8:tA) or train`);
+    const m = /^(\d+)x(\d+)x(\d+)(?:x(\d+))?((?::tA|:tB|:add|:scale)*)$/.exec(spec);
+    if (!m) throw new Error(`--shapes: "${spec}" is not MxNxK[xBATCH][:tA][:tB][:add][:scale] (e.g. 256x64x2048x8:tA) or train`);
     const [M, N, K, batch] = [m[1], m[2], m[3], m[4] ?? "1"].map(Number);
     if ([M, N, K, batch].some((v) => v < 1)) throw new Error(`--shapes: "${spec}": every size must be at least 1`);
-    return { shape: spec, M, N, K, batch, transA: m[5].includes(":tA"), transB: m[5].includes(":tB") };
+    const flags = m[5];
+    const scale = flags.includes(":scale"), add = scale || flags.includes(":add");
+    const transA = flags.includes(":tA"), transB = flags.includes(":tB");
+    if (add && (transA || transB)) throw new Error(`--shapes: "${spec}": addMatmul (:add, :scale) takes no transposes`);
+    return { shape: spec, M, N, K, batch, transA, transB, ...(add ? { add, scale } : {}) };
   });
 }
 
@@ -169,7 +179,15 @@ async function benchShape(gpu: WebGpuBackend, sp: ShapeSpec, splitK: boolean, ru
   gpu.write(a, A);
   gpu.write(b, B);
   const args = (buf: KernelArg["buf"], shape: number[]): KernelArg => ({ buf, shape, dtype: "f32" });
-  const run = () => gpu.run("matmul", [args(a, aShape), args(b, bShape)], args(c, cShape), { transA, transB });
+  // addMatmul (:add, :scale): C = C_in + (A·B) ⊙ s, w unbatched as the primitive takes it
+  const Cin = sp.add ? randomMatrix(0, 3, batch * M * N) : null, S = sp.scale ? randomMatrix(0, 4, batch * M) : null;
+  const extra = [Cin && gpu.alloc(Cin.length, "f32"), S && gpu.alloc(S.length, "f32")];
+  if (Cin) gpu.write(extra[0]!, Cin);
+  if (S) gpu.write(extra[1]!, S);
+  if (sp.add && batch > 1) throw new Error(`--shapes: "${sp.shape}": addMatmul's weight is one [K, N] matrix (no batch)`);
+  const run = sp.add
+    ? () => gpu.run("addMatmul", [args(extra[0]!, cShape), args(a, aShape), args(b, [K, N]), ...(S ? [args(extra[1]!, [...lead, M])] : [])], args(c, cShape), {})
+    : () => gpu.run("matmul", [args(a, aShape), args(b, bShape)], args(c, cShape), { transA, transB });
   const was = matmulTuning.splitK;
   matmulTuning.splitK = splitK;
   try {
@@ -189,6 +207,14 @@ async function benchShape(gpu: WebGpuBackend, sp: ShapeSpec, splitK: boolean, ru
         ref += x * y;
         mag += Math.abs(x * y);
       }
+      if (S) {
+        ref *= S[z * M + i];
+        mag *= Math.abs(S[z * M + i]);
+      }
+      if (Cin) {
+        ref += Cin[z * M * N + i * N + j];
+        mag += Math.abs(Cin[z * M * N + i * N + j]);
+      }
       maxRelErr = Math.max(maxRelErr, Math.abs(C[z * M * N + i * N + j] - ref) / (Math.abs(ref) + 1e-3 * mag + 1e-30));
     }
     // the plan as matmulKernel makes it (batched B: no folding of A's batch into M)
@@ -204,7 +230,7 @@ async function benchShape(gpu: WebGpuBackend, sp: ShapeSpec, splitK: boolean, ru
     };
   } finally {
     matmulTuning.splitK = was;
-    for (const h of [a, b, c]) gpu.free(h);
+    for (const h of [a, b, c, ...extra]) if (h) gpu.free(h);
   }
 }
 

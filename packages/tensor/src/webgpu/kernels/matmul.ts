@@ -172,9 +172,10 @@ export const MID_TILE: TileConfig = { BM: 128, BN: 64, BK: 32, TM: 8, TN: 4, spe
 // Products with a short K (a few k-tiles: MemMamba's fusions, [61440, 64]·[64, 256] plus a
 // stored c and a row scale) spend their time in the store, not the k loop: the wide tile's
 // 128 accumulators a thread leave one workgroup an SM to stream c in and out. On an H200
-// (out/scratch-style tile sweep, 2026-11-27, medians of 7, µs): addMatmul with scale 84.0 with
-// the wide tile, 82.6 at 128x128x32, 65.5 at 128x128x16 (this), 67.2 at 64x128x16, 68.2 at
-// 128x64x16, 74.7 at 64x64x16; without the scale 80.5 → 67.7.
+// (2026-11-27, medians of 7, µs; `webgpu-matmul --shapes 61440x256x64:add:scale --split-k off
+// --tile …`, packages/bench/results/gpu/issue11-s19/): addMatmul with scale 84.0 with the wide
+// tile, 82.6 at 128x128x32, 65.5 at 128x128x16 (this), 67.2 at 64x128x16, 68.2 at 128x64x16,
+// 74.7 at 64x64x16; without the scale 80.5 → 67.7.
 export const SHORT_K_TILE: TileConfig = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, specialize: true, wl: true };
 // The 64x64 tile was the one generic kernel (runtime transposes, guarded scalar loads) until
 // session 16; specialised like the others and with the 8x4 warp layout it ran every problem that
