@@ -37,6 +37,8 @@ const HELP = `long-context: batch-1 latency of the chunked forward at long lengt
 ${attnReadFlagsHelp()}
   --rows-unroll N   WebGPU matmulRowsMax (the held notes' projection): k steps a round of loads
                     (default ${rowsTuning.unroll})
+  --rows-grid N     WebGPU matmulRowsMax: at most N workgroups, each taking every N-th row; 0 for
+                    the earlier kernel, a workgroup a row (default ${rowsTuning.grid})
   --select-super G  WebGPU causalSelect: tiles per super-tile of its first pass, 0 for none (default ${selectTuning.superTiles})
   --final-state     also build the state after the last position (a streaming caller's
                     chunk); by default the forward returns logits only, as PyTorch's does
@@ -129,7 +131,7 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
   }
   const f = parseFlags(argv, {
     backend: "string", preset: "string", kinds: "string", lengths: "string", chunks: "string", runs: "string", warmup: "string",
-    "cap-s": "string", reference: "string", "final-state": "boolean", profile: "boolean", json: "boolean", out: "string", help: "boolean", ...ATTN_READ_FLAGS, "select-super": "string", "rows-unroll": "string",
+    "cap-s": "string", reference: "string", "final-state": "boolean", profile: "boolean", json: "boolean", out: "string", help: "boolean", ...ATTN_READ_FLAGS, "select-super": "string", "rows-unroll": "string", "rows-grid": "string",
   });
   applyAttnReadFlags(f);
   if (f["select-super"] !== undefined) {
@@ -138,6 +140,10 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
     selectTuning.superTiles = G;
   }
   if (f["rows-unroll"] !== undefined) rowsTuning.unroll = positiveInt("rows-unroll", f["rows-unroll"], rowsTuning.unroll);
+  if (f["rows-grid"] !== undefined) {
+    if (f["rows-grid"] === "0") rowsTuning.strided = false;
+    else rowsTuning.grid = positiveInt("rows-grid", f["rows-grid"], rowsTuning.grid);
+  }
   const backend = (f.backend ?? "webgpu") as BackendChoice;
   if (!BACKENDS.includes(backend)) throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
   const presetName = (f.preset ?? "small") as PresetName;

@@ -179,6 +179,40 @@ describe("matmulRowsMax", () => {
     });
   }
 
+  test("[webgpu] the strided vec4 kernel: workgroups taking many rows each (grid 1 and 3: 300 rows restaged past 256), N past 64 groups, K in uneven slices, with and without a scale", async () => {
+    if (!(await useBackend("webgpu"))) return;
+    const { rowsTuning } = await import("../src/webgpu/kernels/matmul-rows.ts");
+    const saved = { ...rowsTuning };
+    await expectNoLeak(async () => {
+      try {
+        for (const [grid, Rn, Kn, Nn, unroll] of [[1, 300, 37, 264, 16], [3, 41, 70, 8, 4], [2048, 19, 3, 16, 16]]) {
+          Object.assign(rowsTuning, { grid, unroll, strided: true });
+          const xs = data(Rn * Kn, 11), ws = data(Kn * Nn, 12), ss = data(Rn, 13);
+          const ks = Float32Array.from({ length: Rn }, (_, i) => (i < 5 || i % 7 === 3 ? 1 : 0));
+          xs[4 * Kn + 1] = NaN; // a kept row with a NaN: every group NaN
+          for (const scaled of [false, true]) {
+            const what = `grid ${grid}, [${Rn}, ${Kn}]·[${Kn}, ${Nn}]${scaled ? " scaled" : ""}`;
+            const got = tidy(() => matmulRowsMax(fromArray(xs, [Rn, Kn]), fromArray(ws, [Kn, Nn]), fromArray(ks, [Rn]), 4, scaled ? fromArray(ss, [Rn]) : undefined));
+            const g = (await got.data()) as Float32Array;
+            got.dispose();
+            setBackend("cpu");
+            const want = tidy(() => matmulRowsMax(fromArray(xs, [Rn, Kn]), fromArray(ws, [Kn, Nn]), fromArray(ks, [Rn]), 4, scaled ? fromArray(ss, [Rn]) : undefined));
+            const wnt = (await want.data()) as Float32Array;
+            want.dispose();
+            await useBackend("webgpu");
+            for (let i = 0; i < g.length; i++) {
+              const ok = Number.isNaN(wnt[i]) ? Number.isNaN(g[i]) : Math.abs(g[i] - wnt[i]) <= 1e-5 * Math.sqrt(Kn) * (1 + Math.abs(wnt[i]));
+              if (!ok) throw new Error(`${what}: output ${i}: ${g[i]}, want ${wnt[i]}`);
+            }
+            expect(g.filter((v) => v !== 0 && !Number.isNaN(v)).length).toBeGreaterThan(0);
+          }
+        }
+      } finally {
+        Object.assign(rowsTuning, saved);
+      }
+    });
+  });
+
   test("bad windows are refused; it has no gradient", () => {
     setBackend("cpu");
     const x = fromArray(X, [B, R, K]), w = fromArray(W, [K, N]), keep = fromArray(KEEP, [B, R]);

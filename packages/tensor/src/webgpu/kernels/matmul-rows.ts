@@ -22,11 +22,16 @@ const COLS = 4;
 const UNROLL = 4;
 
 /**
- * matmulRowsMax's vec4 path: k steps whose loads are issued together. A kept row is one
- * workgroup's chain of K / unroll rounds of loads, and the call waits for its slowest row, so
- * fewer, wider rounds shorten the call (see poolWgsl). Read when a pipeline is first built.
+ * matmulRowsMax's vec4 path (see stridedPoolWgsl): `grid` workgroups at most, each taking every
+ * grid-th row; `unroll` k steps whose loads are issued together in each of the 4 slices of K.
+ * `strided: false` takes the earlier kernel (a workgroup a row). Read when a pipeline is built.
  */
-export const rowsTuning = { unroll: 16 };
+export const rowsTuning = { unroll: 16, grid: 2048, strided: true };
+
+/** Threads of the strided kernel: 4 slices of K × 64 groups of r = 4 columns. */
+const STRIDED_WG = 256;
+const SLICES = 4;
+const GROUP_LANES = STRIDED_WG / SLICES;
 
 
 function wgsl(): string {
@@ -122,6 +127,92 @@ fn main(${ENTRY_ARGS}) {
 }
 
 
+/**
+ * matmulRowsMax for r = 4 (MemMamba's window; N a multiple of 4), rows strided over at most
+ * rowsTuning.grid workgroups: workgroup w takes rows w, w + grid, w + 2·grid, … A workgroup a
+ * row (poolWgsl) launched 61440 workgroups for a 60K chunk, most of them only to write a dropped
+ * row's 64 zeros, and the launches alone took ~40 µs of a call on an H200 (no row kept: 39.6 µs;
+ * ~400 kept: 50.5); the kept rows, which cluster at the start of a sequence (a pool fills there),
+ * land in different workgroups here. The workgroup stages its rows' keep flags (and scales) in
+ * workgroup memory with one load each, then per row: a dropped row's G = N / 4 outputs are
+ * 0 (· its scale); a kept row's 4 sums of each group are 4 vec4 partial sums over the 4 slices of
+ * K (each in k order, `unroll` steps of loads ahead), added slice after slice, then the group's
+ * max (the max reduction's rule: the first of equal values stays, a NaN wins) times the scale.
+ * params: R, K, N, grid.
+ */
+function stridedPoolWgsl(scaled: boolean, unroll: number): string {
+  const us = [...Array(unroll).keys()];
+  const bufs = [{ name: "C", type: "f32", write: true }, { name: "X", type: "f32" }, { name: "W", type: "vec4<f32>" }, { name: "keep", type: "f32" }];
+  return `${header(4, scaled ? [...bufs, { name: "S", type: "f32" }] : bufs)}
+var<workgroup> kf: array<f32, ${STRIDED_WG}>;
+var<workgroup> sf: array<f32, ${STRIDED_WG}>;
+var<workgroup> part: array<vec4<f32>, ${STRIDED_WG}>;
+@compute @workgroup_size(${STRIDED_WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let R = ${pu(0)}; let K = ${pu(1)}; let N = ${pu(2)}; let grid = ${pu(3)};
+  if (wg >= min(R, grid)) { return; }
+  let G = N / 4u;
+  let cnt = (R - wg + grid - 1u) / grid;
+  let slice = lid / ${GROUP_LANES}u;
+  let gl = lid % ${GROUP_LANES}u;
+  let kLen = (K + ${SLICES - 1}u) / ${SLICES}u;
+  let k0 = min(K, slice * kLen);
+  let k1 = min(K, k0 + kLen);
+  // −∞ through a let (a constant one is a shader-creation error)
+  let inf = 0x7f800000u;
+  for (var i0 = 0u; i0 < cnt; i0 += ${STRIDED_WG}u) {
+    let i = i0 + lid;
+    if (i < cnt) {
+      let row = wg + i * grid;
+      kf[lid] = keep[row];
+      ${scaled ? "sf[lid] = S[row];" : ""}
+    }
+    let n = min(${STRIDED_WG}u, cnt - i0);
+    for (var j = 0u; j < n; j++) {
+      let row = wg + (i0 + j) * grid;
+      let cBase = row * G;
+      // (the uniform load's barrier makes the staged flags and scales visible)
+      let kept = workgroupUniformLoad(&kf[j]) != 0.0f;
+      let sc = ${scaled ? "sf[j]" : "1.0f"};
+      if (!kept) {
+        for (var g = lid; g < G; g += ${STRIDED_WG}u) { C[cBase + g] = 0.0f${scaled ? " * sc" : ""}; }
+        continue;
+      }
+      let xBase = row * K;
+      for (var gb = 0u; gb < G; gb += ${GROUP_LANES}u) {
+        let g = gb + gl;
+        let gc = min(g, G - 1u);
+        var a = vec4<f32>(0.0f);
+        var k = k0;
+        for (; k + ${unroll}u <= k1; k += ${unroll}u) {
+          ${us.map((u) => `let x${u} = X[xBase + k + ${u}u];`).join(" ")}
+          ${us.map((u) => `let w${u} = W[(k + ${u}u) * G + gc];`).join(" ")}
+          ${us.map((u) => `a += x${u} * w${u};`).join(" ")}
+        }
+        for (; k < k1; k++) { a += X[xBase + k] * W[k * G + gc]; }
+        part[lid] = a;
+        workgroupBarrier();
+        if (slice == 0u && g < G) {
+          var t = part[gl];
+          ${[...Array(SLICES - 1).keys()].map((q) => `t += part[gl + ${(q + 1) * GROUP_LANES}u];`).join(" ")}
+          var m = -bitcast<f32>(inf);
+          for (var c = 0u; c < 4u; c++) {
+            let v = t[c];
+            let nan = (bitcast<u32>(v) & 0x7fffffffu) > inf;
+            if (v > m || nan) { m = v; }
+            if (nan) { break; }
+          }
+          C[cBase + g] = m${scaled ? " * sc" : ""};
+        }
+        workgroupBarrier();
+      }
+    }
+    workgroupBarrier();
+  }
+}`;
+}
+
 /** matmulRowsMax: inputs [x [..., R, K], w [K, N], rows [..., R]] (and scale [..., R]) → out [..., R, N / r]. */
 export function matmulRowsMaxKernel(ctx: GpuCtx, [x, w, rows, scale]: readonly KernelArg[], out: KernelArg, { r }: PrimParams["matmulRowsMax"]): void {
   const K = w.shape[0], N = w.shape[1];
@@ -131,9 +222,18 @@ export function matmulRowsMaxKernel(ctx: GpuCtx, [x, w, rows, scale]: readonly K
   const refs = [ctx.ref(out, label), ctx.ref(x, label), ctx.ref(w, label), ctx.ref(rows, label), ...(scale ? [ctx.ref(scale, label)] : [])];
   const v4 = r === 4 && N % 4 === 0;
   const unroll = v4 ? rowsTuning.unroll : UNROLL;
+  const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
+  if (v4 && rowsTuning.strided) {
+    const G = Math.max(1, Math.min(R, rowsTuning.grid));
+    ctx.dispatch({
+      label, key: `matmulRowsMax:4:strided:u${unroll}${scale ? ":s" : ""}`, wgsl: () => stridedPoolWgsl(!!scale, unroll),
+      buffers: refs, params: new ParamWords().u(R).u(K).u(N).u(G).words(), groups: grid(G, maxDim),
+    });
+    return;
+  }
   ctx.dispatch({
     label, key: `matmulRowsMax${v4 ? `:4:u${unroll}` : ""}${scale ? ":s" : ""}`, wgsl: () => poolWgsl(v4, !!scale, unroll),
-    buffers: refs, params: new ParamWords().u(R).u(K).u(N).u(r).words(), groups: grid(R, ctx.limits.maxComputeWorkgroupsPerDimension),
+    buffers: refs, params: new ParamWords().u(R).u(K).u(N).u(r).words(), groups: grid(R, maxDim),
   });
 }
 
