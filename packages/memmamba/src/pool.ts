@@ -100,18 +100,27 @@ export function selectNotes(n: Notes | ScoredNotes, m: MemoryConfig, carried?: P
   // the carried notes replay as P virtual positions (at most P valid: nothing is evicted), and one
   // trailing empty position asks what the pool holds after the chunk. A pool known to be empty
   // (initPoolState's, not yet written) has nothing to replay: no virtual positions, and the
-  // table is the chunk's notes alone (no [B, P + L, S] copy)
+  // table is the chunk's notes alone (no [B, P + L, S] copy). Without a next pool (opts.next
+  // false) there is no trailing position either: the chunk's last note is then read by no one (a
+  // read sees the notes before it), so it needs no row, and an empty pool's positions are the
+  // read's index as they come (no copy of the rows after the virtual ones)
   const V = isInitialPool(carried) ? 0 : P;
   const M = V + L;
+  const tail = opts.next !== false;
   // (the trailing position's 0s: one shared zeros tensor, or a pad of the chunk's own row)
-  const end = V ? zeros([B, 1]) : undefined;
-  const withEnd = (c: Tensor, x: Tensor): Tensor => (end ? concat([c, x, end], 1) : pad(x, [0, 0], [0, 1]));
+  const end = V && tail ? zeros([B, 1]) : undefined;
+  const withEnd = (c: Tensor, x: Tensor): Tensor => {
+    const parts = V ? [c, x] : [x];
+    if (!tail) return parts.length > 1 ? concat(parts, 1) : x;
+    return end ? concat([...parts, end], 1) : pad(x, [0, 0], [0, 1]);
+  };
   const positions = causalSelect(withEnd(carried.valid, n.write), withEnd(carried.scores, n.score), P, mode);
-  const note = "note" in n ? n.note : n.noteOf(heldRows(positions, V, L));
+  const held = () => (tail ? heldRows(positions, V, L) : pad(heldRows(positions, V, L - 1), [0, 0], [0, 1]));
+  const note = "note" in n ? n.note : n.noteOf(held());
   const S = note.shape[2];
   const table = reshape(V ? concat([carried.notes, note], 1) : note, [B * M, S]);
-  const read = readAt(sliceAxis(positions, 1, V, M), M, table);
-  if (opts.next === false) return { read };
+  const read = readAt(V || tail ? sliceAxis(positions, 1, V, M) : positions, M, table);
+  if (!tail) return { read };
   const last = readAt(sliceAxis(positions, 1, M, M + 1), M, table);
   const valid = reshape(last.valid, [B, P]);
   const scoreTable = reshape(V ? concat([carried.scores, n.score], 1) : n.score, [B * M, 1]);
