@@ -58,8 +58,8 @@ export function initFusion(key: Key, cfg: ModelConfig): FusionParams {
 }
 
 /** The carried inputs of a conv fusion [B, K − 1, d] (absent for the other kinds). */
-export function initFusionState(cfg: ModelConfig, batch: number): Tensor | undefined {
-  return cfg.memory.fusion === "conv1d" ? zeros([batch, FUSION_CONV_K - 1, cfg.dModel]) : undefined;
+export function initFusionState(cfg: ModelConfig, batch: number, zerosOf: (shape: number[]) => Tensor = zeros): Tensor | undefined {
+  return cfg.memory.fusion === "conv1d" ? zerosOf([batch, FUSION_CONV_K - 1, cfg.dModel]) : undefined;
 }
 
 /**

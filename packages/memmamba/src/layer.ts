@@ -12,7 +12,7 @@
  * The same function runs a whole sequence (parallel: no state; chunked: a carried state) or one
  * token (`step: true`: the pool is read from the state, then the note is inserted).
  */
-import { isRecording, matmul, max, mul, noGrad, random, reshape, sum, tidy, type Tensor } from "@memmamba/tensor";
+import { isRecording, matmul, max, mul, noGrad, random, reshape, sum, tidy, zeros, type Tensor } from "@memmamba/tensor";
 import { crossLayerSources, hasCrossLayer, usesMemory, type ModelConfig } from "./config.ts";
 import { crossLayerAttention, crossTokenRead, initCrossLayer, initCrossToken, type CrossLayerParams, type CrossTokenParams } from "./attention.ts";
 import { fuseInto, initFusion, initFusionState, type FusionParams } from "./fusion.ts";
@@ -99,13 +99,16 @@ export function initLayer(key: Key, cfg: ModelConfig, l: number): LayerParams {
   return p;
 }
 
-/** The empty recurrent state of layer `l` for `batch` sequences (zero conv and SSM state, empty pool). */
-export function initLayerState(cfg: ModelConfig, l: number, batch: number): LayerState {
-  const s: LayerState = { mamba: initMambaState(cfg, batch) };
+/**
+ * The empty recurrent state of layer `l` for `batch` sequences (zero conv and SSM state, empty
+ * pool); `zerosOf` makes its zero tensors (initState shares their storage between layers).
+ */
+export function initLayerState(cfg: ModelConfig, l: number, batch: number, zerosOf: (shape: number[]) => Tensor = zeros): LayerState {
+  const s: LayerState = { mamba: initMambaState(cfg, batch, zerosOf) };
   if (!usesMemory(cfg)) return s;
-  s.pool = initPoolState(cfg.memory, batch);
-  if (cfg.memory.crossToken) s.fuseTok = initFusionState(cfg, batch);
-  if (hasCrossLayer(cfg, l)) s.fuseLay = initFusionState(cfg, batch);
+  s.pool = initPoolState(cfg.memory, batch, zerosOf);
+  if (cfg.memory.crossToken) s.fuseTok = initFusionState(cfg, batch, zerosOf);
+  if (hasCrossLayer(cfg, l)) s.fuseLay = initFusionState(cfg, batch, zerosOf);
   return s;
 }
 

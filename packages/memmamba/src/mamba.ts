@@ -93,10 +93,10 @@ export function initMamba(key: Key, cfg: ModelConfig): MambaParams {
   );
 }
 
-/** An all-zero state for a batch. */
-export function initMambaState(cfg: ModelConfig, batch: number): MambaState {
+/** An all-zero state for a batch (`zerosOf` makes the zero tensors: initState shares their storage). */
+export function initMambaState(cfg: ModelConfig, batch: number, zerosOf: (shape: number[]) => Tensor = zeros): MambaState {
   const { dInner, N, K } = dims(cfg);
-  return { conv: zeros([batch, K - 1, dInner]), ssm: zeros([batch, dInner, N]) };
+  return { conv: zerosOf([batch, K - 1, dInner]), ssm: zerosOf([batch, dInner, N]) };
 }
 
 /**

@@ -58,10 +58,10 @@ function isInitialPool(p: PoolState): boolean {
   return t !== undefined && t[0] === p.notes && t[1] === p.scores && t[2] === p.valid;
 }
 
-/** An empty pool for `batch` sequences: P slots of S zeros, none valid. */
-export function initPoolState(m: MemoryConfig, batch: number): PoolState {
+/** An empty pool for `batch` sequences: P slots of S zeros, none valid (`zerosOf` makes the zero tensors). */
+export function initPoolState(m: MemoryConfig, batch: number, zerosOf: (shape: number[]) => Tensor = zeros): PoolState {
   const P = m.poolSize;
-  const pool = { notes: zeros([batch, P, m.summaryDim]), scores: zeros([batch, P]), valid: zeros([batch, P]) };
+  const pool = { notes: zerosOf([batch, P, m.summaryDim]), scores: zerosOf([batch, P]), valid: zerosOf([batch, P]) };
   emptyPools.set(pool, [pool.notes, pool.scores, pool.valid]);
   return pool;
 }
