@@ -176,36 +176,41 @@ export function splitSumLanes(n: number, S: number): number {
 
 /**
  * C[r] = Σ_k A[r, k] · b[k] for A [M, K] row-major, b contiguous (a [K, 1] or [1, K] operand):
- * ROWDOT_ROWS rows a workgroup, 32 lanes a row, lane l adding k ≡ l (mod 32) in order, then lane 0
- * adding the 32 lane sums in order (deterministic). The untiled kernel gave each thread 4 rows
- * walked along K (loads 4 rows apart across a warp: a scorer's [16K, 256]·[256, 1] took ~60 µs on
- * an H200 for 16 MB). Where K is a multiple of 4, a lane reads vec4s (k counts vec4s then, and a
- * term is a vec4's dot product): a quarter of the load instructions (the scalar form read
- * MemMamba's [61440, 256] rows at ~1.1 TB/s on an H100, 56 µs a scorer). params: M, K (in vec4s
- * where vec).
+ * ROWDOT_ROWS rows a workgroup, ROWDOT_LANES lanes a row, lane l adding k ≡ l (mod ROWDOT_LANES)
+ * in order, then lane 0 adding the lane sums in order (deterministic). The untiled kernel gave
+ * each thread 4 rows walked along K (loads 4 rows apart across a warp: a scorer's [16K, 256]·[256,
+ * 1] took ~60 µs on an H200 for 16 MB). Where K is a multiple of 4, a lane reads vec4s (k counts
+ * vec4s then, and a term is a vec4's dot product): a quarter of the load instructions (the scalar
+ * form read MemMamba's [61440, 256] rows at ~1.1 TB/s on an H100, 56 µs a scorer). With 32 lanes a
+ * row, a 256-wide row gave each lane 2 vec4s and lane 0 a chain of 31 adds through workgroup
+ * memory: 26–36 µs a scorer at [61440, 256] on an H200 (~2 TB/s); 8 lanes read a row's 64 vec4s as
+ * 8 runs of 128 bytes a warp instruction, 8 loads in flight a lane, and add 7 lane sums.
+ * params: M, K (in vec4s where vec).
  */
-export const ROWDOT_ROWS = 8;
+export const ROWDOT_ROWS = 32;
+const ROWDOT_LANES = 8;
 function rowDotWgsl(vec: boolean, sigmoid = false): string {
   const T = vec ? "vec4<f32>" : "f32";
+  const LN = ROWDOT_LANES;
   const bufs = [{ name: "C", type: "f32", write: true }, { name: "A", type: T }, { name: "Bv", type: T }, ...(sigmoid ? [{ name: "bias", type: "f32" }] : [])];
   return `${header(2, bufs)}${sigmoid ? WGSL_MATH : ""}
-var<workgroup> red: array<f32, ${ROWDOT_ROWS * 32}>;
-@compute @workgroup_size(${ROWDOT_ROWS * 32})
+var<workgroup> red: array<f32, ${ROWDOT_ROWS * LN}>;
+@compute @workgroup_size(${ROWDOT_ROWS * LN})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
   let M = ${pu(0)}; let K = ${pu(1)};
-  let r = wg * ${ROWDOT_ROWS}u + lid / 32u;
-  let lane = lid % 32u;
+  let r = wg * ${ROWDOT_ROWS}u + lid / ${LN}u;
+  let lane = lid % ${LN}u;
   var acc = 0.0f;
   if (r < M) {
     let base = r * K;
-    for (var k = lane; k < K; k += 32u) { acc += ${vec ? "dot(A[base + k], Bv[k])" : "A[base + k] * Bv[k]"}; }
+    for (var k = lane; k < K; k += ${LN}u) { acc += ${vec ? "dot(A[base + k], Bv[k])" : "A[base + k] * Bv[k]"}; }
   }
   red[lid] = acc;
   workgroupBarrier();
   if (lane == 0u && r < M) {
     var s = red[lid];
-    for (var j = 1u; j < 32u; j++) { s += red[lid + j]; }
+    for (var j = 1u; j < ${LN}u; j++) { s += red[lid + j]; }
     C[r] = ${sigmoid ? "m_sigmoid(s + bias[0])" : "s"};
   }
 }`;
