@@ -661,11 +661,12 @@ describe("ops: nn", () => {
 
   bt("addMatmul: c + (a·w) ⊙ s as matmul, mul and add give it (bit for bit off the GPU, within a contracted multiply-add on it; fused store and scratch pass), forward and backward; bad shapes named", async () => {
     const gpu = getBackend().name === "webgpu";
-    const { matmulTuning, SMALL_TILE, MID_TILE, SHORT_K_TILE } = await import("../src/webgpu/kernels/matmul.ts");
+    const { matmulTuning, SMALL_TILE, MID_TILE, MID_TILE_TALL, SHORT_K_TILE } = await import("../src/webgpu/kernels/matmul.ts");
     // on the GPU: the planner's choice, the generic small tile (guarded scalar stores), specialised
     // tiles (vec4 stores where N allows; k loop not unrolled: lavapipe compiles the unrolled one
-    // for minutes; the short-K tile is MemMamba's fusions') and the untiled kernel (the scratch pass)
-    const forces = gpu ? [null, SMALL_TILE, MID_TILE, SHORT_K_TILE, "untiled" as const] : [null];
+    // for minutes; the short-K and tall tiles are MemMamba's long-context products') and the
+    // untiled kernel (the scratch pass)
+    const forces = gpu ? [null, SMALL_TILE, MID_TILE, MID_TILE_TALL, SHORT_K_TILE, "untiled" as const] : [null];
     const unroll = matmulTuning.unrollBig;
     matmulTuning.unrollBig = false;
     const near = async (what: string, a: Tensor, b: Tensor) => {

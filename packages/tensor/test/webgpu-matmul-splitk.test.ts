@@ -17,7 +17,7 @@ import { expect, test } from "../../../test/support/harness.ts";
 import * as T from "../src/index.ts";
 import type { Backend, HostArray } from "../src/index.ts";
 import { gpuPair, type In, keysOf, matmulOn, seededF32 } from "./webgpu-matmul-support.ts";
-import { BIG_TILE, MID_TILE, matmulPlan, matmulTuning, SHORT_K_TILE, SMALL_TILE, splitKPlan, splitSumLanes, type TileConfig } from "../src/webgpu/kernels/matmul.ts";
+import { BIG_TILE, MID_TILE, MID_TILE_TALL, matmulPlan, matmulTuning, SHORT_K_TILE, SMALL_TILE, splitKPlan, splitSumLanes, type TileConfig } from "../src/webgpu/kernels/matmul.ts";
 
 const f32 = seededF32(777);
 
@@ -79,14 +79,15 @@ test("splitKPlan: whole k-tiles, no empty slice, the scratch limit, the knob; tr
   // narrower than 64 columns, B untransposed, 32K+ rows: the 64x64 tile (a 60K chunk's x_proj); transposed B keeps 128x64
   expect(matmulPlan(61440, 48, 512, 1)).toBe(SMALL_TILE);
   expect(matmulPlan(2048, 48, 512, 30)).toBe(SMALL_TILE);
-  expect(matmulPlan(61440, 48, 512, 1, true)).toBe(MID_TILE);
-  expect(matmulPlan(61440, 64, 256, 1)).toBe(MID_TILE);
+  expect(matmulPlan(61440, 48, 512, 1, true)).toBe(MID_TILE_TALL);
+  expect(matmulPlan(61440, 64, 256, 1)).toBe(MID_TILE_TALL); // very tall: BK 16
+  expect(matmulPlan(16384, 64, 256, 1)).toBe(MID_TILE);
   // a short K over many blocks (MemMamba's fusions): the 128x128 tile at BK 16, not the wide one
   expect(matmulPlan(61440, 256, 64, 1)).toBe(SHORT_K_TILE);
   expect(matmulPlan(2048, 256, 64, 8)).toBe(SHORT_K_TILE);
   expect((matmulPlan(61440, 256, 65, 1) as TileConfig).BN).toBe(256);
-  expect(matmulPlan(61440, 64, 64, 1)).toBe(MID_TILE); // 64 of 128 columns: too few used
-  await withTuning({ narrowSmallMinRows: Infinity }, () => expect(matmulPlan(61440, 48, 512, 1)).toBe(MID_TILE));
+  expect(matmulPlan(61440, 64, 64, 1)).toBe(MID_TILE_TALL); // 64 of 128 columns: too few used
+  await withTuning({ narrowSmallMinRows: Infinity }, () => expect(matmulPlan(61440, 48, 512, 1)).toBe(MID_TILE_TALL));
   expect((matmulPlan(16384, 1024, 256, 1) as TileConfig).BN).toBe(256);
   expect(matmulPlan(32768, 128, 256, 1)).toBe(BIG_TILE);
   await withTuning({ minColumnUse: 0 }, () => expect((matmulPlan(16384, 64, 256, 1) as TileConfig).BN).toBe(256));

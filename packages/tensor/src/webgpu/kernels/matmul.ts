@@ -184,6 +184,12 @@ export const SHORT_K_TILE: TileConfig = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8
 // 93.6 → 77.1, [8] 512x48 51.5 → 45.2, [8] 16x512 46.4 → 43.3; the 60K forward's
 // [61440, 512]·[512, 48] 185 → 153 and ·[512, 16] 177 → 152 (packages/bench/results/gpu/issue11-s16/).
 export const SMALL_TILE: TileConfig = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, specialize: true, wl: true };
+// The 128x64 tile at BK 16, for very tall products (m · batches ≥ matmulTuning.tallMidMinRows):
+// MemMamba's queries in a 60K chunk, [61440, 256]·[256, 64], 72.3 → 64.6 µs on an H200
+// (webgpu-matmul --shapes 61440x64x256 --tile auto,128x64x16/8x4:cf:wl, 2026-11-27); the
+// training step's shapes that take MID_TILE moved either way (512x256 from K 2048 +5%, 256x1024
+// −3%), so they keep BK 32.
+export const MID_TILE_TALL: TileConfig = { ...MID_TILE, BK: 16 };
 
 /**
  * Tuning knobs: force one tile config (null: choose by problem size); the number of blocks from
@@ -198,6 +204,8 @@ export const matmulTuning = {
   midTileMinBlocks: 96,
   /** From this many rows (m · batches) a product with N < 64 and B untransposed takes the 64x64 tile, not the 128x64 one (see matmulPlan). */
   narrowSmallMinRows: 32768,
+  /** From this many rows (m · batches) the 128x64 tile runs at BK 16 (MID_TILE_TALL). */
+  tallMidMinRows: 32768,
   unrollBig: true,
   /** Problems up to this many multiply-adds (or with M or N below 16) use the untiled kernel. */
   naiveMaxFlops: 2 ** 21,
@@ -557,7 +565,9 @@ export function matmulPlan(m: number, N: number, K: number, batches: number, tra
   // [61440, ·]·[·, 16] 0.254 → 0.176, [32768, ·]·[·, 48] 0.138 → 0.096; at 16384 rows the two are
   // within 5%, and with B transposed the 128x64 tile stays ahead (webgpu-matmul --shapes, 2026-11-26)
   const narrowTall = N < 64 && !transB && m * batches >= matmulTuning.narrowSmallMinRows;
-  if (!narrowTall && ceilDiv(m, 128) * ceilDiv(N, 64) * batches >= matmulTuning.midTileMinBlocks) return MID_TILE;
+  if (!narrowTall && ceilDiv(m, 128) * ceilDiv(N, 64) * batches >= matmulTuning.midTileMinBlocks) {
+    return m * batches >= matmulTuning.tallMidMinRows ? MID_TILE_TALL : MID_TILE;
+  }
   if (matmulTuning.splitK && K >= matmulTuning.bigTileSplitMinK && m / (ceilDiv(m, 128) * 128) >= matmulTuning.minColumnUse) {
     if (use(128)) return BIG_TILE;
     if (use(64)) return MID_TILE;
