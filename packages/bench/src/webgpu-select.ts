@@ -41,6 +41,8 @@ const HELP = `webgpu-select: causalSelect on the WebGPU backend, the walk vs the
   --runs N           timed samples per kernel and case; the median is reported (default 9)
   --sample-ms MS     target duration of one sample: calls per sample (default 20)
   --warmup-ms MS     busy time before timing each kernel and case (default 500; --small 50)
+  --segment T        positions a segment of the second pass (a multiple of 64 up to 256; default
+                     by length: selectTuning.segment 0)
   --small            tiny sizes (software Vulkan, CI)
   --json             print the JSON result on stdout instead of the table
   --out FILE         where to write the JSON (default packages/bench/results/webgpu-select.json)
@@ -139,8 +141,13 @@ async function main(): Promise<void> {
   }
   const f = parseFlags(argv, {
     batch: "string", lengths: "string", ks: "string", modes: "string", densities: "string", runs: "string",
-    "sample-ms": "string", "warmup-ms": "string", small: "boolean", json: "boolean", out: "string",
+    "sample-ms": "string", "warmup-ms": "string", small: "boolean", json: "boolean", out: "string", segment: "string",
   });
+  if (f.segment !== undefined) {
+    const T = positiveInt("--segment", f.segment, 0);
+    if (T % 64 !== 0 || T > 256) throw new Error(`--segment: ${T} is not a multiple of 64 up to 256`);
+    selectTuning.segment = T;
+  }
   const small = f.small === true;
   const B = positiveInt("--batch", f.batch, small ? 2 : 8);
   const lengths = parseList("--lengths", String(f.lengths ?? (small ? "100,300" : "2048,4096")), (s) => positiveInt("--lengths", s, 0));

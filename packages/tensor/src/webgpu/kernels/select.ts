@@ -100,7 +100,9 @@ export const selectTuning: {
    * 16 and 0.99 + 0.67 at 32 (the merge ranks each key against the other lists).
    */
   superTiles: number;
-} = { parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesLast: 1, lanesBelow: 65536, fill: "segments", end: "summary", summaryMinL: 24576, summaryMinWork: 2 ** 29, parallelMaxLSummary: 1048576, superTiles: 8 };
+  /** Positions a segment of the second pass from segments (a multiple of 64 up to 256); 0: by length (segmentLength). */
+  segment: number;
+} = { segment: 0, parallelMaxL: 65536, force: "auto", lanes: lanesFromEnv(), lanesLast: 1, lanesBelow: 65536, fill: "segments", end: "summary", summaryMinL: 24576, summaryMinWork: 2 ** 29, parallelMaxLSummary: 1048576, superTiles: 8 };
 
 /** selectTuning.lanes from $MEMMAMBA_SELECT_LANES (1, 2, 4, 8 or 16), else 16. */
 function lanesFromEnv(): number {
@@ -199,7 +201,7 @@ export function causalSelectKernel(ctx: GpuCtx, [mask, score]: readonly KernelAr
     }
     if (selectTuning.fill === "segments" && p.mode !== "last" && p.k <= SEG_MAX_K) {
       // pass 2 from segments (select-segments.ts): the lists at segment starts, then the rows
-      const T = segmentLength(L), nSeg = ceilDiv(L, T);
+      const T = selectTuning.segment || segmentLength(L), nSeg = ceilDiv(L, T);
       const seg = ctx.temp(B * nSeg * (p.k + 1) * 4);
       const w = new ParamWords().u(B).u(L).u(p.k).u(T).u(nSeg).words();
       ctx.dispatch({ label: "causalSelect", key: "causalSelectSegStarts", wgsl: segmentStartsWgsl, buffers: [seg, ends], params: w, groups: grid(B * nSeg, maxDim) });
