@@ -3,9 +3,9 @@
  * attention (Eq. 7/11) over the pools of earlier layers. Both are one masked softmax over a few
  * slots per position (P, or g·P), so they cost O(L·P·S), linear in the length.
  */
-import { add, concat, foldWeight, ge, gt, indexedAttention, indexedAttentionFused, isRecording, matmul, mul, noGrad, random, reshape, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
+import { add, concat, foldWeight, ge, indexedAttention, indexedAttentionFused, isRecording, matmul, mul, random, reshape, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
-import { initLinear, initScorer, scaleRows, scoreSigmoid, type Key, type Linear } from "./nn.ts";
+import { initLinear, initScorer, scaleRows, scoreGate, scoreSigmoid, type Key, type Linear } from "./nn.ts";
 import type { PoolRead } from "./pool.ts";
 
 /** The parameters of cross-token attention over a layer's own pool (Eq. 6/10). */
@@ -203,11 +203,12 @@ export function crossTokenRead(
   m: MemoryConfig,
   opts: { weights?: boolean; values?: ReadValues } = {},
 ): CrossTokenParts {
-  const score = stateImportance(p.state, stateSrc);
-  const gate = noGrad(() => gt(score, m.tau2));
+  // I_state (stateImportance), the read gate 1[I_state > τ2] and the factor gate ⊙ I_state, one
+  // launch outside a gradient
+  const { score, gate, gated } = scoreGate(p.state, stateSrc, m.tau2, true);
   const wv = opts.values === "notes" ? null : p.v.w;
   const { out: attn, weights } = opts.weights ? readPoolAttention(h, p.q.w, read, p.k.w, wv, true) : { out: readPoolAttention(h, p.q.w, read, p.k.w, wv), weights: undefined };
-  return { attn, scale: mul(gate, score), score, gate, weights };
+  return { attn, scale: gated!, score, gate, weights };
 }
 
 /**

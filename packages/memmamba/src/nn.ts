@@ -2,7 +2,10 @@
  * Small building blocks shared by the layers: a dense layer and RMSNorm. Parameters are plain
  * objects of tensors; a dense weight is [in, out] (y = x @ w + b), as in @memmamba/tensor's init.
  */
-import { add, concat, init, linearSigmoid, matmul, mul, ones, type random, reshape, rmsNormalize as tensorRmsNormalize, sigmoid, sliceAxis, zeros, type Tensor } from "@memmamba/tensor";
+import {
+  add, concat, gt, init, isRecording, linearSigmoid, linearSigmoidGate, matmul, mul, noGrad, ones, type random, reshape, rmsNormalize as tensorRmsNormalize, sigmoid, sliceAxis, zeros,
+  type Tensor,
+} from "@memmamba/tensor";
 
 /** A PRNG key of @memmamba/tensor's `random` (Philox), as the init functions take it. */
 export type Key = random.Key;
@@ -70,8 +73,33 @@ export function scoreLinear(p: Linear, x: Tensor): Tensor {
  * same numbers as sigmoid(scoreLinear(p, x)).
  */
 export function scoreSigmoid(p: Linear, x: Tensor): Tensor {
-  const fused = p.b && x.rank >= 2 && p.w.rank === 2 && p.w.shape[1] === 1 && p.b.size === 1;
-  return fused ? linearSigmoid(x, p.w, reshape(p.b!, [1])) : sigmoid(scoreLinear(p, x));
+  return fusedScorer(p, x) ? linearSigmoid(x, p.w, reshape(p.b!, [1])) : sigmoid(scoreLinear(p, x));
+}
+
+function fusedScorer(p: Linear, x: Tensor): boolean {
+  return !!p.b && x.rank >= 2 && p.w.rank === 2 && p.w.shape[1] === 1 && p.b.size === 1;
+}
+
+/** A scorer's score, its gate 1[score > tau] (no gradient) and, when asked, gate ⊙ score. */
+export interface GatedScore {
+  score: Tensor;
+  gate: Tensor;
+  gated?: Tensor;
+}
+
+/**
+ * scoreSigmoid with its threshold test: outside a recorded gradient one launch for all three
+ * (linearSigmoidGate), under one the ops (score, a compare under noGrad, and the product only
+ * where `gated` asks for it). The same numbers either way.
+ */
+export function scoreGate(p: Linear, x: Tensor, tau: number, gated: boolean): GatedScore {
+  if (!isRecording() && fusedScorer(p, x)) {
+    const [score, gate, g] = linearSigmoidGate(x, p.w, reshape(p.b!, [1]), tau);
+    return { score, gate, gated: g };
+  }
+  const score = scoreSigmoid(p, x);
+  const gate = noGrad(() => gt(score, tau));
+  return { score, gate, gated: gated ? mul(gate, score) : undefined };
 }
 
 /**

@@ -16,9 +16,9 @@
  * only gated would never learn. Scaling what it gates gives the scorer a gradient through every
  * note read (scores scale what they gate), and a more important token also writes a louder note.
  */
-import { gt, isRecording, matmul, matmulRows, matmulRowsMax, noGrad, random, type Tensor } from "@memmamba/tensor";
+import { isRecording, matmul, matmulRows, matmulRowsMax, random, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
-import { initLinear, initRMSNorm, initScorer, scaleRows, scoreSigmoid, type Key, type Linear, type RMSNorm } from "./nn.ts";
+import { initLinear, initRMSNorm, initScorer, scaleRows, scoreGate, scoreSigmoid, type Key, type Linear, type RMSNorm } from "./nn.ts";
 import { poolSummary } from "./pooling.ts";
 
 /** The Note Block's parameters (Eq. 5, 8, 9). */
@@ -89,8 +89,8 @@ export interface ScoredNotes {
  * asked. A chunked forward asks for the rows some pool holds: a few hundred of 60K.
  */
 export function scoreNotes(p: NoteParams, x: Tensor, m: MemoryConfig, key?: Key): ScoredNotes {
-  const score = tokenImportance(p.token, x);
-  const write = noGrad(() => gt(score, m.tau1));
+  // I_token (tokenImportance) and its write mark 1[I_token > τ1], one launch outside a gradient
+  const { score, gate: write } = scoreGate(p.token, x, m.tau1, false);
   const noteOf = (rows?: Tensor) => stateSummary(p.summary, x, m, key, rows, score);
   return { score, write, noteOf };
 }

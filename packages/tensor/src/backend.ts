@@ -236,6 +236,12 @@ export interface MultiPrimParams {
    * VJP, matmul's VJP in turn); WebGPU's one launch sums in another order.
    */
   foldWeightGrad: { transB: boolean };
+  /**
+   * linearSigmoid with its threshold test, outside a gradient (ops/nn.ts, linearSigmoidGate):
+   * inputs [x [..., n, d], w [d, 1], b [1]], outputs [s, m, m ⊙ s] (each [..., n]) with s =
+   * σ(x·w + b) as linearSigmoid gives it and m = 1 where s > tau (f32), else 0.
+   */
+  linearSigmoidGate: { tau: number };
 }
 /**
  * What a buffer is for, where a backend recycles buffers: "long-lived" for tensors that replace

@@ -5,7 +5,7 @@
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 import {
-  add, addMatmul, broadcastTo, cast, causalEntered, causalSelect, concat, foldWeight, readCounters, resetCounters, conv1dCausal, conv1dCausalSilu, crossEntropy, linearSigmoid, linearSoftplus, sigmoid, silu, softplus, ssmGate, disposeTree, div, eq, exp, fromArray, gather, ge, getBackend, grad, gt, keep,
+  add, addMatmul, broadcastTo, cast, causalEntered, causalSelect, concat, foldWeight, readCounters, resetCounters, conv1dCausal, conv1dCausalSilu, crossEntropy, linearSigmoid, linearSigmoidGate, linearSoftplus, sigmoid, silu, softplus, ssmGate, disposeTree, div, eq, exp, fromArray, gather, ge, getBackend, grad, gt, keep,
   le, liveBuffers, log, logSoftmax, logsumexp, lt, matmul, max, maximum, mean, minimum, mT, mul, ne, noGrad, oneHot, pad,
   reshape, scan, scatterAdd, ShapeError, slice, sliceAxis, softmax, stack, sub, sum, Tensor, tidy, transpose,
   valueAndGrad, where,
@@ -572,6 +572,44 @@ describe("ops: nn", () => {
     expectThrow(() => conv1dCausal(t(x, [B, L, C]), t(w, [C, K]), t(pre.slice(0, B * C), [B, 1, C])), ["conv1dCausal", "prefix", "[2, 2, 3]", "[2, 1, 3]"]);
   });
 
+  bt("linearSigmoidGate: [s, s > tau, (s > tau) · s] as linearSigmoid, gt and mul give them (one launch outside a gradient, the ops under one); thresholds at 0, 0.5 and a value equal to some s; gradients through s", async () => {
+    const gpu = getBackend().name === "webgpu";
+    for (const [lead, d] of [[[3, 7], 8], [[2, 5], 6], [[0, 3], 4], [[40], 256]] as [number[], number][]) {
+      const x = fromArray(Float32Array.from({ length: lead.reduce((a, v) => a * v, 1) * d }, (_, i) => Math.sin(i * 1.7) * 2), [...lead, d]);
+      const w = fromArray(Float32Array.from({ length: d }, (_, i) => Math.cos(i * 0.9)), [d, 1]);
+      const b = t([0.1], [1]);
+      const s0 = await vals(linearSigmoid(x, w, b));
+      for (const tau of [0, 0.5, s0.length ? s0[Math.floor(s0.length / 2)] : 0.5]) {
+        const what = `[${lead}] × ${d}, tau ${tau}`;
+        resetCounters();
+        const [s, m, g] = linearSigmoidGate(x, w, b, tau);
+        // one launch where the backend fuses it (the wasm backend runs the ops: its SIMD matmul)
+        if (getBackend().name !== "wasm" && lead.every((v) => v > 0)) expect({ what, launches: readCounters().launches }).toEqual({ what, launches: 1 });
+        const ref = linearSigmoid(x, w, b);
+        const [vs, vm, vg] = [await vals(s), await vals(m), await vals(g)];
+        // the fused s is linearSigmoid's own (the same row sums on every backend)
+        expect({ what, s: vs }).toEqual({ what, s: await vals(ref) });
+        expect({ what, m: vm }).toEqual({ what, m: await vals(gt(ref, tau)) });
+        expect({ what, g: vg }).toEqual({ what, g: await vals(mul(gt(ref, tau), ref)) });
+        if (vs.length && tau === 0.5) expect(vm.some((v) => v === 1) && vm.some((v) => v === 0)).toBe(true);
+        expect(s.shape).toEqual(lead);
+        for (const u of [s, m, g, ref]) u.dispose();
+      }
+      // under a gradient: the ops, with s's gradient (the gated product's too)
+      const { value, grads } = valueAndGrad((ws: Tensor) => {
+        const [s, , g] = linearSigmoidGate(x, ws, b, 0.5);
+        return add(sum(s), sum(g));
+      })(w);
+      const { value: v2, grads: g2 } = valueAndGrad((ws: Tensor) => {
+        const s = linearSigmoid(x, ws, b);
+        return add(sum(s), sum(mul(gt(s, 0.5), s)));
+      })(w);
+      expect(await value.item()).toBe(await v2.item());
+      await fusedClose(gpu, "linearSigmoidGate dw", grads, g2);
+      disposeTree([x, w, b, value, grads, v2, g2]);
+    }
+    expectThrow(() => linearSigmoidGate(t([1, 2, 3, 4], [2, 2]), t([1, 2, 3], [3, 1]), t([0], [1]), 0.5), ["linearSigmoid", "[2, 2]", "[3, 1]"]);
+  });
   bt("linearSigmoid: the bits of sigmoid(matmul(x, w) + b) forward and backward (vec4 rows and not, one column, no rows; the VJP's row blocks and column chunks; on WebGPU dw and db within a reordered sum); bad shapes named", async () => {
     const gpu = getBackend().name === "webgpu";
     // [lead, d]: vec4 rows, scalar rows, one column, a batch of one, no rows, then more rows than

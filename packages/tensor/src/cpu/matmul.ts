@@ -3,7 +3,7 @@
  * Transposed operands are first copied to row-major, so the inner loop is always a unit-stride
  * axpy that engines vectorise well. Accumulation order is fixed (deterministic).
  */
-import type { PrimParams } from "../backend.ts";
+import type { MultiPrimParams, PrimParams } from "../backend.ts";
 import { stridesOf } from "../shape.ts";
 import type { CpuArg } from "./kernels.ts";
 import { sigmoid as dmSigmoid, softplus as dmSoftplus } from "./detmath.ts";
@@ -117,6 +117,19 @@ export function matmulRowsMaxKernel([x, w, rows, scale]: CpuArg[], out: CpuArg, 
 export function linearSigmoidKernel([x, w, b]: CpuArg[], out: CpuArg): void {
   matmulKernel([x, w], { data: out.data, shape: [...x.shape.slice(0, -1), 1] }, { transA: false, transB: false });
   biasSigmoidInPlace(out.data as Float32Array, 0, out.data.length, b.data[0]);
+}
+
+/**
+ * linearSigmoidGate (MultiPrimParams["linearSigmoidGate"]): s as linearSigmoidKernel, m = s > tau
+ * (gt's test against the f32 threshold), m · s rounded to f32 as mul rounds it.
+ */
+export function linearSigmoidGateKernel([x, w, b]: CpuArg[], [s, m, g]: CpuArg[], p: MultiPrimParams["linearSigmoidGate"]): void {
+  linearSigmoidKernel([x, w, b], s);
+  const S = s.data as Float32Array, Mk = m.data as Float32Array, G = g.data as Float32Array, tau = Math.fround(p.tau);
+  for (let i = 0; i < S.length; i++) {
+    Mk[i] = S[i] > tau ? 1 : 0;
+    G[i] = Math.fround(Mk[i] * S[i]);
+  }
 }
 
 /**

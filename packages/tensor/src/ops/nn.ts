@@ -4,10 +4,10 @@
  * h_t = a_t ⊙ h_{t-1} + b_t.
  */
 import { bind, bindMulti, definePrimitive, noSecondOrder, primitive } from "../dispatch.ts";
-import { getBackend } from "../engine.ts";
+import { engine, getBackend } from "../engine.ts";
 import { sameShape, ShapeError, showShape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
-import { add, exp, mul, rsqrt, silu, softplus, square, sub, zeros } from "./elementwise.ts";
+import { add, exp, gt, mul, rsqrt, silu, softplus, square, sub, zeros } from "./elementwise.ts";
 import { matmul } from "./linalg.ts";
 import { concat, reshape, sliceAxis } from "./movement.ts";
 import { mean, sum, sumTo } from "./reduce.ts";
@@ -438,6 +438,25 @@ export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
  */
 export function linearSigmoid(x: Tensor, w: Tensor, b: Tensor): Tensor {
   return bind("linearSigmoid", [x, w, b], {});
+}
+
+/**
+ * A scorer and its gate: [s, m, m ⊙ s] with s = linearSigmoid(x, w, b) and m = 1 where s > tau,
+ * else 0 (gt's f32 test) — the three ops' numbers. Outside a recorded gradient one launch where
+ * the backend fuses it (WebGPU, the CPU reference); under one, or where the backend prefers the
+ * ops (wasm: its SIMD matmul), the ops themselves, with s's gradient (m has none).
+ */
+export function linearSigmoidGate(x: Tensor, w: Tensor, b: Tensor, tau: number): [Tensor, Tensor, Tensor] {
+  const ops = (): [Tensor, Tensor, Tensor] => {
+    const s = linearSigmoid(x, w, b);
+    const m = gt(s, tau); // (a compare: no gradient)
+    return [s, m, mul(m, s)];
+  };
+  const recording = engine.tape !== null && engine.noGradDepth === 0;
+  if (recording || getBackend().prefersComposite?.("linearSigmoidGate") || x.size === 0) return ops();
+  const spec = primitive("linearSigmoid").shape([x, w, b], {}); // linearSigmoid's checks and shape
+  const outs = bindMulti("linearSigmoidGate", [x, w, b], [spec, spec, spec], { tau });
+  return outs ? [outs[0], outs[1], outs[2]] : ops();
 }
 
 /**

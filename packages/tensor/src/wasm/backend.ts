@@ -354,7 +354,7 @@ export class WasmBackend implements Backend {
   prefersComposite(prim: PrimName | MultiPrimName): boolean {
     // maskedSoftmax (indexedAttention's masked softmax): its composite runs wasm's SIMD softmax
     if (prim === "maskedSoftmax") return true;
-    return prim === "unaryGrad" || prim === "rmsNorm" || prim === "softmaxGrad" || prim === "addN" || prim === "attnRead" || prim === "matmulRows" || prim === "ssmGate" || prim === "linearSoftplus" || prim === "conv1dCausalSilu" || prim === "matmulRowsMax" || prim === "addMatmul" || prim === "linearSigmoidGrad" || prim === "foldWeight";
+    return prim === "unaryGrad" || prim === "rmsNorm" || prim === "softmaxGrad" || prim === "addN" || prim === "attnRead" || prim === "matmulRows" || prim === "ssmGate" || prim === "linearSoftplus" || prim === "conv1dCausalSilu" || prim === "matmulRowsMax" || prim === "addMatmul" || prim === "linearSigmoidGrad" || prim === "foldWeight" || prim === "linearSigmoidGate";
   }
 
   /** Multi-output primitives: a wasm kernel where there is one (wasmMultiLaunchers), else the CPU kernels over views of the wasm heap. */

@@ -6,6 +6,7 @@ import { gatherKernel, oneHotKernel, scatterAddKernel } from "./indexing.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
 import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
 import { addMatmulKernel, linearSigmoidKernel, matmulKernel } from "./matmul.ts";
+import { linearSigmoidGateKernel } from "./matmul-untiled.ts";
 import { linearSoftplusKernel } from "./linear-softplus.ts";
 import { linearSigmoidGradKernel } from "./linear-sigmoid-grad.ts";
 import { foldWeightGradKernel, foldWeightKernel } from "./fold-weight.ts";
@@ -34,6 +35,7 @@ export const gpuMultiKernels: { [K in MultiPrimName]: (ctx: GpuCtx, ins: readonl
   selectiveScanWithState: selectiveScanWithStateKernel,
   linearSigmoidGrad: linearSigmoidGradKernel,
   foldWeightGrad: foldWeightGradKernel,
+  linearSigmoidGate: linearSigmoidGateKernel,
 };
 
 export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {

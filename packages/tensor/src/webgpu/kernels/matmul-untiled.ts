@@ -5,7 +5,7 @@
  * of matrix-vector products (with linearSigmoid's bias and sigmoid in its store). Their WGSL
  * generators and the constants the planner sizes grids with.
  */
-import type { KernelArg } from "../../backend.ts";
+import type { KernelArg, MultiPrimParams } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type GpuCtx } from "../context.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
 
@@ -189,11 +189,18 @@ export function splitSumLanes(n: number, S: number): number {
  */
 export const ROWDOT_ROWS = 32;
 const ROWDOT_LANES = 8;
-function rowDotWgsl(vec: boolean, sigmoid = false): string {
+function rowDotWgsl(vec: boolean, sigmoid = false, gate = false): string {
   const T = vec ? "vec4<f32>" : "f32";
   const LN = ROWDOT_LANES;
-  const bufs = [{ name: "C", type: "f32", write: true }, { name: "A", type: T }, { name: "Bv", type: T }, ...(sigmoid ? [{ name: "bias", type: "f32" }] : [])];
-  return `${header(2, bufs)}${sigmoid ? WGSL_MATH : ""}
+  const bufs = [
+    { name: "C", type: "f32", write: true }, ...(gate ? [{ name: "Cm", type: "f32", write: true }, { name: "Cg", type: "f32", write: true }] : []),
+    { name: "A", type: T }, { name: "Bv", type: T }, ...(sigmoid ? [{ name: "bias", type: "f32" }] : []),
+  ];
+  // the gate (linearSigmoidGate): m = s > tau (params word 2: tau's f32 bits), m · s
+  const store = gate
+    ? `let sv = m_sigmoid(s + bias[0]); C[r] = sv; let mv = select(0.0f, 1.0f, sv > bitcast<f32>(${pu(2)})); Cm[r] = mv; Cg[r] = mv * sv;`
+    : `C[r] = ${sigmoid ? "m_sigmoid(s + bias[0])" : "s"};`;
+  return `${header(3, bufs)}${sigmoid ? WGSL_MATH : ""}
 var<workgroup> red: array<f32, ${ROWDOT_ROWS * LN}>;
 @compute @workgroup_size(${ROWDOT_ROWS * LN})
 fn main(${ENTRY_ARGS}) {
@@ -211,12 +218,12 @@ fn main(${ENTRY_ARGS}) {
   if (lane == 0u && r < M) {
     var s = red[lid];
     for (var j = 1u; j < ${LN}u; j++) { s += red[lid + j]; }
-    C[r] = ${sigmoid ? "m_sigmoid(s + bias[0])" : "s"};
+    ${store}
   }
 }`;
 }
 
-export const rowDotGens = [() => rowDotWgsl(false), () => rowDotWgsl(true), () => rowDotWgsl(false, true), () => rowDotWgsl(true, true)];
+export const rowDotGens = [() => rowDotWgsl(false), () => rowDotWgsl(true), () => rowDotWgsl(false, true), () => rowDotWgsl(true, true), () => rowDotWgsl(false, true, true), () => rowDotWgsl(true, true, true)];
 
 /**
  * σ(x·w + b) (linearSigmoid; x [..., K], w [K, 1], b [1]): the row-dot kernel of a one-column
@@ -234,6 +241,20 @@ export function linearSigmoidKernel(ctx: GpuCtx, [x, w, b]: readonly KernelArg[]
     label, key: vec ? "linearSigmoid:rowdot4" : "linearSigmoid:rowdot", wgsl: rowDotGens[vec ? 3 : 2],
     buffers: [ctx.ref(out, label), ctx.ref(x, label), ctx.ref(w, label), ctx.ref(b, label)],
     params: new ParamWords().u(M).u(vec ? K / 4 : K).words(), groups: grid(ceilDiv(M, ROWDOT_ROWS), ctx.limits.maxComputeWorkgroupsPerDimension),
+  });
+}
+
+/** linearSigmoidGate: linearSigmoid's launch storing s, m = s > tau and m · s (MultiPrimParams["linearSigmoidGate"]). */
+export function linearSigmoidGateKernel(ctx: GpuCtx, [x, w, b]: readonly KernelArg[], [s, m, g]: readonly KernelArg[], p: MultiPrimParams["linearSigmoidGate"]): void {
+  const K = x.shape[x.shape.length - 1];
+  const M = s.shape.reduce((a, d) => a * d, 1);
+  if (M === 0) return;
+  const vec = K % 4 === 0 && K > 0;
+  const label = "linearSigmoidGate";
+  ctx.dispatch({
+    label, key: vec ? "linearSigmoidGate:rowdot4" : "linearSigmoidGate:rowdot", wgsl: rowDotGens[vec ? 5 : 4],
+    buffers: [ctx.ref(s, label), ctx.ref(m, label), ctx.ref(g, label), ctx.ref(x, label), ctx.ref(w, label), ctx.ref(b, label)],
+    params: new ParamWords().u(M).u(vec ? K / 4 : K).f(p.tau).words(), groups: grid(ceilDiv(M, ROWDOT_ROWS), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }
 /** The split-K sum's WGSL generator: C[i] = Σ_s P[s·n + i] in s order (params n, S, lanes a sum). */
