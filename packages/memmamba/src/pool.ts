@@ -115,8 +115,8 @@ export function selectNotes(n: Notes | ScoredNotes, m: MemoryConfig, carried?: P
     return end ? concat([...parts, end], 1) : pad(x, [0, 0], [0, 1]);
   };
   const positions = causalSelect(withEnd(carried.valid, n.write), withEnd(carried.scores, n.score), P, mode);
-  const held = () => (tail ? heldRows(positions, V, L) : pad(heldRows(positions, V, L - 1), [0, 0], [0, 1]));
-  const note = "note" in n ? n.note : n.noteOf(held());
+  // (without the trailing position, the last note's comparison runs past the end: 0, not held)
+  const note = "note" in n ? n.note : n.noteOf(heldRows(positions, V, L));
   const S = note.shape[2];
   const table = reshape(V ? concat([carried.notes, note], 1) : note, [B * M, S]);
   const read = readAt(V || tail ? sliceAxis(positions, 1, V, M) : positions, M, table);

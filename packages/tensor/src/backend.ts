@@ -157,7 +157,7 @@ export interface PrimParams {
   /**
    * Of causalSelect's positions [B, N, k], which rows' memories gained a newer position: out[b, t]
    * = 1 where the largest position of row start + t + 1 exceeds that of row start + t (−1 for a
-   * row of empty slots), t < count.
+   * row of empty slots, and for the row past the end: start + count ≤ N), t < count.
    */
   causalEntered: { start: number; count: number };
   /** The linear recurrence h_t = a_t · h_{t-1} + b_t along the sequence axis. */

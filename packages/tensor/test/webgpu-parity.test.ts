@@ -516,7 +516,7 @@ test("webgpu parity: causalSelect (last / top, ties, f32 and i32 masks)", async 
 test("webgpu parity: causalEntered (any i32 rows, −1s included; k 0 and rows past one workgroup)", async () => {
   if (!(await backends())) return;
   await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 300 }), fc.integer({ min: 0, max: 7 }), fc.nat(), fc.nat(), async (B, N, k, a, c) => {
-    const start = a % N, count = c % (N - start); // start + count + 1 ≤ N
+    const start = a % N, count = c % (N - start + 1); // start + count ≤ N (the row past the end reads as −1)
     await parity(`causalEntered ${JSON.stringify([B, N, k, start, count])}`, [i32([B, N, k], -1, 40)], prim("causalEntered", { start, count }), "exact");
   }), RUNS);
 });

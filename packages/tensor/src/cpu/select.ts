@@ -50,6 +50,7 @@ export function causalEnteredKernel([pos]: CpuArg[], out: CpuArg, p: PrimParams[
   const P = pos.data, O = out.data;
   const newest = (b: number, r: number): number => {
     let m = -1;
+    if (r >= N) return m; // the row past the end holds nothing
     const o = (b * N + r) * k;
     for (let i = 0; i < k; i++) if (P[o + i] > m) m = P[o + i];
     return m;

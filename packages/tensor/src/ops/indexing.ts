@@ -66,8 +66,8 @@ definePrimitive("causalEntered", {
   shape: ([pos], { start, count }) => {
     if (pos.dtype !== "i32" || pos.rank !== 3) throw new ShapeError(`causalEntered: positions must be i32 [B, N, k] (causalSelect's), got ${pos.dtype} ${showShape(pos.shape)}`);
     const N = pos.shape[1];
-    if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 0 || (count > 0 && start + count + 1 > N)) {
-      throw new ShapeError(`causalEntered: rows start ${start} … start + count ${start + count} must lie in [0, ${N}) (count ${count}, positions ${showShape(pos.shape)})`);
+    if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 0 || (count > 0 && start + count > N)) {
+      throw new ShapeError(`causalEntered: rows start ${start} … start + count ${start + count} must lie in [0, ${N}] (count ${count}, positions ${showShape(pos.shape)})`);
     }
     return { shape: [pos.shape[0], count], dtype: "f32" };
   },
@@ -79,8 +79,9 @@ definePrimitive("causalEntered", {
  * Of causalSelect's positions [B, N, k] (increasing, −1 in empty slots): 1 where the memory after
  * row start + t + 1 holds a newer position than after row start + t, else 0, for t < count → f32
  * [B, count]. With the rows of a sequence, that is where position start + t entered the memory
- * (what `selectNotes` needs to project only the notes some memory ever holds). One launch for the
- * composite gt(slice(max(cast(pos)), …), slice(max(cast(pos)), …)). No gradient.
+ * (what `selectNotes` needs to project only the notes some memory ever holds). start + count may
+ * reach N: the row past the end holds nothing (−1), so the last comparison then gives 0. One
+ * launch for the composite gt(slice(max(cast(pos)), …), slice(max(cast(pos)), …)). No gradient.
  */
 export function causalEntered(positions: Tensor, start: number, count: number): Tensor {
   return bind("causalEntered", [positions], { start, count });

@@ -270,7 +270,8 @@ fn main(${ENTRY_ARGS}) {
   let rr = lid / ${LN}u;
   var m = -1i;
   // rows start + t0 … start + min(t0 + ${OUT}, count): the last output compares row start + count
-  if (t0 + rr <= count) {
+  // (past the end when start + count = N: −1, and so a 0)
+  if (t0 + rr <= count && start + t0 + rr < N) {
     let base = (b * N + start + t0 + rr) * k;
     for (var j = lid % ${LN}u; j < k; j += ${LN}u) { m = max(m, pos[base + j]); }
   }
