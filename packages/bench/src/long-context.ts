@@ -1,6 +1,7 @@
 /**
  * Long-context latency at batch 1 (issue #11): wall time of our chunked forward (lm.applyChunked:
- * the logits of every position, the state carried chunk to chunk) over --lengths tokens, for
+ * the logits of every position, the state carried chunk to chunk; the last chunk builds no state
+ * unless --final-state, as PyTorch's forward returns logits only) over --lengths tokens, for
  * each --kinds model and each --chunks size, against the PyTorch figures the issue gives for an
  * H100 (a plain Mamba: 0.87 s at 61K and 4.2 s at 262K; a flash-attention Transformer: 0.52 s and
  * 9.2 s), and, with --reference FILE, against the PyTorch reference port's own forward measured in

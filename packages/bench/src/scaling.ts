@@ -8,7 +8,8 @@
  * that fixed cost).
  *
  * - forward: the parallel forward (lm.apply) up to --parallel-max tokens, the chunked forward
- *   (lm.applyChunked, --chunk tokens a chunk, the state carried) beyond; the Transformer always
+ *   (lm.applyChunked, --chunk tokens a chunk, the state carried; the last chunk builds none)
+ *   beyond; the Transformer always
  *   runs in parallel (it has no recurrent state) and stops at its first failure to fit or at the
  *   first length whose run passes --cap-s (longer ones would be slower still);
  * - train: one full step (forward, backward, clipping, AdamW; see model-common.ts) on one row of

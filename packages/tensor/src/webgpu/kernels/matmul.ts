@@ -172,10 +172,10 @@ export const MID_TILE: TileConfig = { BM: 128, BN: 64, BK: 32, TM: 8, TN: 4, spe
 // Products with a short K (a few k-tiles: MemMamba's fusions, [61440, 64]·[64, 256] plus a
 // stored c and a row scale) spend their time in the store, not the k loop: the wide tile's
 // 128 accumulators a thread leave one workgroup an SM to stream c in and out. On an H200
-// (2026-11-27, medians of 7, µs; `webgpu-matmul --shapes 61440x256x64:add:scale --split-k off
-// --tile …`, packages/bench/results/gpu/issue11-s19/): addMatmul with scale 84.0 with the wide
-// tile, 82.6 at 128x128x32, 65.5 at 128x128x16 (this), 67.2 at 64x128x16, 68.2 at 128x64x16,
-// 74.7 at 64x64x16; without the scale 80.5 → 67.7.
+// (2026-11-27, medians of 7, µs; `webgpu-matmul --shapes 61440x256x64:add:scale,61440x256x64:add
+// --split-k off --tile …`, packages/bench/results/gpu/issue11-s19/ab-8e685c9/short-k.txt):
+// addMatmul with scale 83.8 with the wide tile, 82.7 at 128x128x32, 65.5 at 128x128x16 (this),
+// 67.0 at 64x128x16, 68.1 at 128x64x16, 75.2 at 64x64x16; without the scale 80.4 → 67.2.
 export const SHORT_K_TILE: TileConfig = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, specialize: true, wl: true };
 // The 64x64 tile was the one generic kernel (runtime transposes, guarded scalar loads) until
 // session 16; specialised like the others and with the 8x4 warp layout it ran every problem that
@@ -186,7 +186,8 @@ export const SHORT_K_TILE: TileConfig = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8
 export const SMALL_TILE: TileConfig = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, specialize: true, wl: true };
 // The 128x64 tile at BK 16, for very tall products (m · batches ≥ matmulTuning.tallMidMinRows):
 // MemMamba's queries in a 60K chunk, [61440, 256]·[256, 64], 72.3 → 64.6 µs on an H200
-// (webgpu-matmul --shapes 61440x64x256 --tile auto,128x64x16/8x4:cf:wl, 2026-11-27); the
+// (webgpu-matmul --shapes train,61440x64x256 --tile auto,128x64x16/8x4:cf:wl, 2026-11-27,
+// results/gpu/issue11-s19/ab-0101e66/mid-bk.txt); the
 // training step's shapes that take MID_TILE moved either way (512x256 from K 2048 +5%, 256x1024
 // −3%), so they keep BK 32.
 export const MID_TILE_TALL: TileConfig = { ...MID_TILE, BK: 16 };
