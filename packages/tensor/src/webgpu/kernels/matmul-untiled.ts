@@ -232,31 +232,29 @@ export const rowDotGens = [() => rowDotWgsl(false), () => rowDotWgsl(true), () =
  * with their bits where the matmul takes the row dot (matmulTuning.rowDot, the default).
  */
 export function linearSigmoidKernel(ctx: GpuCtx, [x, w, b]: readonly KernelArg[], out: KernelArg): void {
-  const K = x.shape[x.shape.length - 1];
-  const M = out.shape.reduce((a, d) => a * d, 1);
-  if (M === 0) return;
-  const vec = K % 4 === 0 && K > 0;
-  const label = "linearSigmoid";
-  ctx.dispatch({
-    label, key: vec ? "linearSigmoid:rowdot4" : "linearSigmoid:rowdot", wgsl: rowDotGens[vec ? 3 : 2],
-    buffers: [ctx.ref(out, label), ctx.ref(x, label), ctx.ref(w, label), ctx.ref(b, label)],
-    params: new ParamWords().u(M).u(vec ? K / 4 : K).words(), groups: grid(ceilDiv(M, ROWDOT_ROWS), ctx.limits.maxComputeWorkgroupsPerDimension),
-  });
+  rowDotSigmoid(ctx, "linearSigmoid", x, w, b, [out]);
 }
 
 /** linearSigmoidGate: linearSigmoid's launch storing s, m = s > tau and m · s (MultiPrimParams["linearSigmoidGate"]). */
-export function linearSigmoidGateKernel(ctx: GpuCtx, [x, w, b]: readonly KernelArg[], [s, m, g]: readonly KernelArg[], p: MultiPrimParams["linearSigmoidGate"]): void {
+export function linearSigmoidGateKernel(ctx: GpuCtx, [x, w, b]: readonly KernelArg[], outs: readonly KernelArg[], p: MultiPrimParams["linearSigmoidGate"]): void {
+  rowDotSigmoid(ctx, "linearSigmoidGate", x, w, b, outs, p.tau);
+}
+
+/** The row-dot kernel with the bias and sigmoid: one output, or with `tau` the gate's three. */
+function rowDotSigmoid(ctx: GpuCtx, label: string, x: KernelArg, w: KernelArg, b: KernelArg, outs: readonly KernelArg[], tau?: number): void {
   const K = x.shape[x.shape.length - 1];
-  const M = s.shape.reduce((a, d) => a * d, 1);
+  const M = outs[0].shape.reduce((a, d) => a * d, 1);
   if (M === 0) return;
   const vec = K % 4 === 0 && K > 0;
-  const label = "linearSigmoidGate";
+  const params = new ParamWords().u(M).u(vec ? K / 4 : K);
+  if (tau !== undefined) params.f(tau);
   ctx.dispatch({
-    label, key: vec ? "linearSigmoidGate:rowdot4" : "linearSigmoidGate:rowdot", wgsl: rowDotGens[vec ? 5 : 4],
-    buffers: [ctx.ref(s, label), ctx.ref(m, label), ctx.ref(g, label), ctx.ref(x, label), ctx.ref(w, label), ctx.ref(b, label)],
-    params: new ParamWords().u(M).u(vec ? K / 4 : K).f(p.tau).words(), groups: grid(ceilDiv(M, ROWDOT_ROWS), ctx.limits.maxComputeWorkgroupsPerDimension),
+    label, key: `${label}:${vec ? "rowdot4" : "rowdot"}`, wgsl: rowDotGens[(tau !== undefined ? 4 : 2) + (vec ? 1 : 0)],
+    buffers: [...outs.map((o) => ctx.ref(o, label)), ctx.ref(x, label), ctx.ref(w, label), ctx.ref(b, label)],
+    params: params.words(), groups: grid(ceilDiv(M, ROWDOT_ROWS), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }
+
 /** The split-K sum's WGSL generator: C[i] = Σ_s P[s·n + i] in s order (params n, S, lanes a sum). */
 export const splitSumGen = splitSumWgsl;
 const lanesGens: (() => string)[] = [];
