@@ -67,6 +67,7 @@ export interface ChunkOptions {
  * (none with `finalState: false`).
  */
 export function applyChunked(params: LMParams, tokens: Tensor, opts: ChunkOptions & { finalState: false }, state?: LMState): { logits: Tensor; state?: undefined };
+/** The chunked mode with the state after the last position (see the signature above). */
 export function applyChunked(params: LMParams, tokens: Tensor, opts: ChunkOptions, state?: LMState): { logits: Tensor; state: LMState };
 export function applyChunked(params: LMParams, tokens: Tensor, opts: ChunkOptions, state?: LMState): { logits: Tensor; state?: LMState } {
   const { chunk } = opts;
