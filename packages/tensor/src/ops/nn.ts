@@ -4,7 +4,8 @@
  * h_t = a_t ⊙ h_{t-1} + b_t.
  */
 import { bind, bindMulti, definePrimitive, noSecondOrder, primitive } from "../dispatch.ts";
-import { engine, getBackend } from "../engine.ts";
+import { isRecording } from "../autodiff.ts";
+import { getBackend } from "../engine.ts";
 import { sameShape, ShapeError, showShape } from "../shape.ts";
 import type { Tensor } from "../tensor.ts";
 import { add, exp, gt, mul, rsqrt, silu, softplus, square, sub, zeros } from "./elementwise.ts";
@@ -452,8 +453,7 @@ export function linearSigmoidGate(x: Tensor, w: Tensor, b: Tensor, tau: number):
     const m = gt(s, tau); // (a compare: no gradient)
     return [s, m, mul(m, s)];
   };
-  const recording = engine.tape !== null && engine.noGradDepth === 0;
-  if (recording || getBackend().prefersComposite?.("linearSigmoidGate") || x.size === 0) return ops();
+  if (isRecording() || getBackend().prefersComposite?.("linearSigmoidGate") || x.size === 0) return ops();
   const spec = primitive("linearSigmoid").shape([x, w, b], {}); // linearSigmoid's checks and shape
   const outs = bindMulti("linearSigmoidGate", [x, w, b], [spec, spec, spec], { tau });
   return outs ? [outs[0], outs[1], outs[2]] : ops();

@@ -33,7 +33,6 @@ const STRIDED_WG = 256;
 const SLICES = 4;
 const GROUP_LANES = STRIDED_WG / SLICES;
 
-
 function wgsl(): string {
   const cs = [...Array(COLS).keys()], us = [...Array(UNROLL).keys()];
   const col = (j: number) => `c0 + ${j * ROWS_WG}u`;
@@ -125,7 +124,6 @@ fn main(${ENTRY_ARGS}) {
   }
 }`;
 }
-
 
 /**
  * matmulRowsMax for r = 4 (MemMamba's window; N a multiple of 4), rows strided over at most
