@@ -8,7 +8,7 @@ import { arg, countDispatches, fillRandom, GB, rng, timeCalls, type Timed, type 
 import type { BufferHandle } from "../../tensor/src/backend.ts";
 import type { WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
 import { ssmForwardPlan, ssmGradPlan, ssmTuning } from "../../tensor/src/webgpu/kernels/ssm.ts";
-import { vecBC } from "../../tensor/src/webgpu/kernels/ssm-common.ts";
+import { stepBlocking, vecBC } from "../../tensor/src/webgpu/kernels/ssm-common.ts";
 
 /** Batch-1 long sequences (L = 4K..256K; Di = 256 at 256K so that one tensor fits a binding), and a training-like batch. */
 export const SSM_DEFAULT = "1x4096x1024x16,1x16384x1024x16,1x65536x1024x16,1x262144x256x16,4x2048x1536x16";
@@ -74,8 +74,69 @@ async function profileCalls(gpu: WebGpuBackend, run: () => void): Promise<SsmPro
   return rows.map((r) => ({ kernel: r.label, dispatches: r.count / PROFILE_CALLS, ms: r.ms / PROFILE_CALLS }));
 }
 
+/**
+ * The step loops' blocking of a variant (ssmTuning.stepBlock, stepBlockBC): `:u<steps>` sets the
+ * block (B, C then loaded in the step unless `:bc` is given too); neither: the library's.
+ */
+export interface StepBlock {
+  block?: number;
+  blockBC?: boolean;
+}
+
+/** Parses a variant's `:u<steps>` or `:bc` part into v; false when it is neither. */
+function stepBlockPart(flag: string, spec: string, part: string, v: StepBlock): boolean {
+  if (part === "bc") v.blockBC = true;
+  else if (/^u\d+$/.test(part)) {
+    const n = Number(part.slice(1));
+    if (!(n >= 1 && n <= 32)) throw new Error(`${flag}: "${part}" in "${spec}" must be 1 to 32 steps`);
+    v.block = n;
+  } else return false;
+  return true;
+}
+
+/** Sets ssmTuning's step blocking of the forward (or with `bwd`, the backward's) for a variant (see StepBlock), from the library's. */
+export function applyStepBlock(v: StepBlock, bwd = false): void {
+  const d = bwd ? LIBRARY_STEP.bwd : LIBRARY_STEP.fwd;
+  const block = v.block ?? d.block, bc = v.blockBC ?? (v.block === undefined ? d.blockBC : false);
+  if (bwd) {
+    ssmTuning.bwdStepBlock = block;
+    ssmTuning.bwdStepBlockBC = bc;
+  } else {
+    ssmTuning.stepBlock = block;
+    ssmTuning.stepBlockBC = bc;
+  }
+}
+
+/** The library's step blocking (before any variant changed it): what a variant without :u or :bc runs. */
+const LIBRARY_STEP = {
+  fwd: { block: ssmTuning.stepBlock, blockBC: ssmTuning.stepBlockBC },
+  bwd: { block: ssmTuning.bwdStepBlock, blockBC: ssmTuning.bwdStepBlockBC },
+};
+
+/** A forward variant of --ssm-fwd-algo: the algorithm and the step loops' blocking. */
+export interface FwdVariant extends StepBlock {
+  algo: "chunked" | "lookback";
+}
+
+/** "chunked", "lookback", "lookback:u1", "lookback:u8:bc" → a FwdVariant. */
+export function parseFwdVariant(spec: string): FwdVariant {
+  const m = /^(chunked|lookback)((?::[a-z0-9]+)*)$/.exec(spec.trim());
+  if (!m) throw new Error(`--ssm-fwd-algo: expected chunked or lookback, optionally :u<steps a block> and :bc (e.g. lookback:u8:bc), got "${spec}"`);
+  const v: FwdVariant = { algo: m[1] as FwdVariant["algo"] };
+  for (const part of m[2].split(":").filter(Boolean)) {
+    if (!stepBlockPart("--ssm-fwd-algo", spec, part, v)) throw new Error(`--ssm-fwd-algo: unknown part "${part}" in "${spec}"`);
+  }
+  return v;
+}
+
+/** The step loops' blocking now, forward's or backward's, as the variants name it (":u4:bc"). */
+function blockLabel(bwd = false): string {
+  const { U, bc } = stepBlocking(bwd);
+  return `:u${U}${bc ? ":bc" : ""}`;
+}
+
 /** A backward variant of --ssm-bwd-algo: the per-chunk kernel, and optionally its segment length and shortest chunk. */
-export interface BwdVariant {
+export interface BwdVariant extends StepBlock {
   algo: "scratch" | "segments";
   /** ssmTuning.bwdSegSteps (segments only). */
   seg?: number;
@@ -87,10 +148,12 @@ export interface BwdVariant {
 
 /** "scratch", "segments", "segments:s8", "scratch:t16", "segments:s2:t16", "scratch:scalar" → a BwdVariant. */
 export function parseBwdVariant(spec: string): BwdVariant {
-  const m = /^(scratch|segments)((?::(?:[st]\d+|scalar))*)$/.exec(spec.trim());
+  const m = /^(scratch|segments)((?::[a-z0-9]+)*)$/.exec(spec.trim());
   if (!m) throw new Error(`--ssm-bwd-algo: expected scratch or segments, optionally :s<segment steps>, :t<shortest chunk> and :scalar (e.g. segments:s2:t16), got "${spec}"`);
   const v: BwdVariant = { algo: m[1] as BwdVariant["algo"] };
   for (const part of m[2].split(":").filter(Boolean)) {
+    if (stepBlockPart("--ssm-bwd-algo", spec, part, v)) continue;
+    if (!/^(?:[st]\d+|scalar)$/.test(part)) throw new Error(`--ssm-bwd-algo: unknown part "${part}" in "${spec}"`);
     if (part === "scalar") {
       v.scalar = true;
       continue;
@@ -128,13 +191,16 @@ export async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, gr
   const ins = [arg(x, sh.x), arg(d, sh.x), arg(A, sh.A), arg(bb, sh.B), arg(cc, sh.B), arg(h0, sh.h)];
   const updates = B * L * Di * N;
   const rows: SsmRow[] = [];
-  const bwdDefault = { bwdAlgo: ssmTuning.bwdAlgo, bwdSegSteps: ssmTuning.bwdSegSteps, bwdMinT: ssmTuning.bwdMinT, bwdLongT: ssmTuning.bwdLongT, bwdVecBC: ssmTuning.bwdVecBC };
+  const bwdDefault = {
+    bwdAlgo: ssmTuning.bwdAlgo, bwdSegSteps: ssmTuning.bwdSegSteps, bwdMinT: ssmTuning.bwdMinT, bwdLongT: ssmTuning.bwdLongT, bwdVecBC: ssmTuning.bwdVecBC,
+    bwdStepBlock: ssmTuning.bwdStepBlock, bwdStepBlockBC: ssmTuning.bwdStepBlockBC,
+  };
   const chunking = (prim: SsmRow["prim"]) => {
     if (prim === "selectiveScan") return { chunks: ssmForwardPlan(B, L, Di).nC, chunksPerGroup: 1, bwdAlgo: "-", bwdChunk: 0 };
     const p = ssmGradPlan(B, L, Di, N, gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxComputeWorkgroupStorageSize);
     // " scalar": the knob turned off where the library would read B, C as vec4
     const scalar = vecBC(true, N) && !vecBC(ssmTuning.bwdVecBC, N) ? " scalar" : "";
-    return p ? { chunks: p.nC, chunksPerGroup: p.G, bwdAlgo: (p.algo === "segments" ? `segments S${ssmTuning.bwdSegSteps}` : p.algo) + scalar, bwdChunk: p.T } : { chunks: 1, chunksPerGroup: 1, bwdAlgo: "sequential", bwdChunk: 0 };
+    return p ? { chunks: p.nC, chunksPerGroup: p.G, bwdAlgo: (p.algo === "segments" ? `segments S${ssmTuning.bwdSegSteps}` : p.algo) + scalar + blockLabel(true), bwdChunk: p.T } : { chunks: 1, chunksPerGroup: 1, bwdAlgo: "sequential", bwdChunk: 0 };
   };
   try {
     // each case: its primitive, a call, the compulsory bytes, the backward's per-chunk kernel
@@ -153,6 +219,7 @@ export async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, gr
         if (bwdAlgo.seg) ssmTuning.bwdSegSteps = bwdAlgo.seg;
         if (bwdAlgo.minT) ssmTuning.bwdMinT = ssmTuning.bwdLongT = bwdAlgo.minT; // exactly that chunk
         if (bwdAlgo.scalar) ssmTuning.bwdVecBC = false;
+        applyStepBlock(bwdAlgo, true);
       }
       const dispatchesPerCall = countDispatches(gpu, run);
       const timing = await timeCalls(gpu, run, o);
@@ -190,7 +257,7 @@ export async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, gr
         }
       }
       rows.push({
-        prim, B, L, Di, N, fwdThreads: L >= ssmTuning.fwdLongL ? Math.max(ssmTuning.fwdThreads, ssmTuning.fwdThreadsLong) : ssmTuning.fwdThreads, fwdVecBC: ssmTuning.fwdVecBC, fwdAlgo: prim === "selectiveScan" ? ssmTuning.fwdAlgo : "-", ...chunking(prim), dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
+        prim, B, L, Di, N, fwdThreads: L >= ssmTuning.fwdLongL ? Math.max(ssmTuning.fwdThreads, ssmTuning.fwdThreadsLong) : ssmTuning.fwdThreads, fwdVecBC: ssmTuning.fwdVecBC, fwdAlgo: prim === "selectiveScan" ? ssmTuning.fwdAlgo + blockLabel() : "-", ...chunking(prim), dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
         stateUpdatesPerS: updates / (timing.medianMs * 1e-3), maxErr, ...(profile !== undefined ? { profile } : {}),
       });
     }

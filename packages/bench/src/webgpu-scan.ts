@@ -42,7 +42,7 @@ import { fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, progr
 import process from "node:process";
 import { gpuBenchHeader } from "./gpu-timing.ts";
 import { arg, fillRandom, GB, rng, timeCalls, type Timed, type TimeOpts } from "./webgpu-scan-common.ts";
-import { benchSsm, parseBwdVariant, printSsm, PROFILE_CALLS, SSM_DEFAULT, type SsmRow } from "./webgpu-scan-ssm.ts";
+import { applyStepBlock, benchSsm, parseBwdVariant, parseFwdVariant, printSsm, PROFILE_CALLS, SSM_DEFAULT, type SsmRow } from "./webgpu-scan-ssm.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu } from "../../tensor/src/webgpu/context.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
 import { parseScanTile, scanPlan, scanTileName, scanTuning, type ScanTile } from "../../tensor/src/webgpu/kernels/scan.ts";
@@ -67,14 +67,18 @@ const HELP = `webgpu-scan: selective-scan bandwidth of the WebGPU backend vs the
   --ssm-fwd-vec 1,0  the forward's B, C loads: 1 vec4 (when N % 4 == 0; the library's default),
                      0 scalar (ssmTuning.fwdVecBC); each value × each --ssm-fwd-threads in turn
   --ssm-fwd-algo A,...  the chunked forward's algorithm (ssmTuning.fwdAlgo): chunked (three
-                     passes) or lookback (one dispatch, a decoupled look-back); each value ×
+                     passes) or lookback (one dispatch, a decoupled look-back), the latter
+                     optionally :u<steps> (the step loops in blocks whose Δ, x loads come
+                     first, ssmTuning.stepBlock; :u1 one step at a time) and :bc (B, C loaded
+                     with them, stepBlockBC), e.g. lookback:u8:bc; each value ×
                      each --ssm-fwd-vec × each --ssm-fwd-threads in turn, side by side on the
                      same data (default: the library's ${ssmTuning.fwdAlgo})
   --ssm-bwd-algo A,...  the parallel backward's per-chunk kernel (ssmTuning.bwdAlgo): scratch
                      (states through global scratch) or segments (states on chip), each
                      optionally :s<steps a segment>, :t<shortest chunk> and :scalar (B, C read
-                     as guarded scalars, ssmTuning.bwdVecBC off; e.g. segments:s2, scratch:t64,
-                     scratch:scalar); the backward runs once per value, side by side on the same
+                     as guarded scalars, ssmTuning.bwdVecBC off), :u<steps> and :bc (the step
+                     loops' blocking, as --ssm-fwd-algo's; e.g. segments:s2, scratch:t64,
+                     scratch:scalar, scratch:u1); the backward runs once per value, side by side on the same
                      data (default: the library's ${ssmTuning.bwdAlgo}). Caution: on an H100 at
                      [8, 2048, 512, 16] each later case in one process ran slower, even the
                      same variant repeated (1.25, 3.21, 4.00, 4.85 ms on an H200; not at 16K;
@@ -299,10 +303,7 @@ async function main(): Promise<void> {
     if (s.trim() !== "0" && s.trim() !== "1") throw new Error(`--ssm-fwd-vec: expected 0 or 1, got "${s}"`);
     return s.trim() === "1";
   });
-  const fwdAlgos = String(f["ssm-fwd-algo"] ?? ssmTuning.fwdAlgo).split(",").map((s) => s.trim()).filter(Boolean).map((s) => {
-    if (s !== "chunked" && s !== "lookback") throw new Error(`--ssm-fwd-algo: expected chunked or lookback, got "${s}"`);
-    return s;
-  });
+  const fwdAlgos = String(f["ssm-fwd-algo"] ?? ssmTuning.fwdAlgo).split(",").map((s) => s.trim()).filter(Boolean).map(parseFwdVariant);
   const bwdAlgos = String(f["ssm-bwd-algo"] ?? ssmTuning.bwdAlgo).split(",").map((x) => x.trim()).filter(Boolean).map(parseBwdVariant);
   const runs = positiveInt("--runs", f.runs, 9);
   const sampleMs = positiveInt("--sample-ms", f["sample-ms"], 20);
@@ -331,7 +332,8 @@ async function main(): Promise<void> {
               ssmTuning.fwdThreads = th === 0 ? fwdDefault.threads : th;
               ssmTuning.fwdThreadsLong = th === 0 ? fwdDefault.long : th;
               ssmTuning.fwdVecBC = vec;
-              ssmTuning.fwdAlgo = algo;
+              ssmTuning.fwdAlgo = algo.algo;
+              applyStepBlock(algo);
               ssm.push(...(await benchSsm(gpu, s, o, first, bwdAlgos)));
               first = false;
             }
@@ -343,6 +345,7 @@ async function main(): Promise<void> {
       ssmTuning.fwdThreadsLong = fwdDefault.long;
       ssmTuning.fwdVecBC = fwdDefault.vec;
       ssmTuning.fwdAlgo = fwdDefault.algo;
+      applyStepBlock({});
     }
     if (gpu.liveBuffers() !== 0) throw new Error(`webgpu-scan: ${gpu.liveBuffers()} buffers left alive`);
   } finally {

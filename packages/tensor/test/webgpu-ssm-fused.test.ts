@@ -11,7 +11,9 @@
  * with nothing to differentiate gives the same values from one look-back forward.
  * The gradient (its own passes) is checked once through the autodiff, with the incoming
  * gradients computed from the look-back's y and last state.
- * Tolerance as in webgpu-parity.test.ts for the fused selective scan: 1e-4·(1 + |cpu|).
+ * Tolerance as in webgpu-parity.test.ts for the fused selective scan: 1e-4·(1 + |cpu|). Last,
+ * the step loops in blocks of U steps (ssmTuning.stepBlock, bwdStepBlock) give the bits of one
+ * step at a time, forward and backward.
  */
 import { expect, test } from "../../../test/support/harness.ts";
 import { useBackend } from "../../../test/support/backends.ts";
@@ -158,5 +160,70 @@ test("webgpu selective scan, look-back forward: the gradient through it equals t
   } finally {
     Object.assign(ssmTuning, was);
     T.setBackend(gpu);
+  }
+});
+
+test("webgpu selective scan: step loops in blocks (ssmTuning.stepBlock, bwdStepBlock) give the bits of one step at a time", async () => {
+  if (!(await useBackend("webgpu"))) return;
+  const gpu = T.getBackend();
+  const was = { ...ssmTuning };
+  // y, the last state and the six gradients of Σ wy ⊙ y² + Σ hL² (as the test above)
+  const run = async (shapes: number[][], data: Float32Array[], wy: Float32Array): Promise<Float32Array[]> => {
+    const t = data.map((d, k) => T.fromArray(d, shapes[k], "f32"));
+    const w = T.fromArray(wy, shapes[0], "f32");
+    const fwd = (p: Tensor[]) => [T.bind("selectiveScan", p, {}), T.bind("selectiveScanState", p, {})];
+    const loss = (p: Tensor[]) => {
+      const [y, hL] = fwd(p);
+      return T.add(T.sum(T.mul(T.mul(y, y), w)), T.sum(T.mul(hL, hL)));
+    };
+    const outs = [...fwd(t), ...T.grad(loss)(t)];
+    const res = (await Promise.all(outs.map((o) => o.data()))) as Float32Array[];
+    T.disposeTree([t, w, outs]);
+    return res;
+  };
+  try {
+    // [B, L, Di, N, forward chunk, backward chunk, vec4 B/C]: blocks of 3, 4 and 5 steps against
+    // chunks of 5, 7, 8 and 16 (blocks past a chunk's end), N padded, a partial channel block
+    const cases: [number, number, number, number, number, number, boolean][] = [
+      [2, 37, 70, 16, 5, 7, true],
+      [1, 50, 3, 13, 7, 16, false],
+      [2, 64, 5, 16, 8, 8, true],
+    ];
+    const blocks: [number, boolean][] = [[1, false], [4, true], [3, false], [5, true]];
+    for (const [B, L, Di, N, fwdT, bwdT, vec] of cases) {
+      const { shapes, data } = inputs(B, L, Di, N);
+      const wy = randArray(B * L * Di, -1, 1);
+      for (const algo of ["lookback", "chunked"] as const) {
+        let ref: Float32Array[] | null = null;
+        for (const [U, bc] of blocks) {
+          const what = JSON.stringify({ B, L, Di, N, fwdT, bwdT, vec, algo, U, bc });
+          // aggOnly: the look-back composes the same carries whatever order workgroups ran in
+          Object.assign(ssmTuning, {
+            fwdAlgo: algo, fwdForceT: fwdT, forceChunk: bwdT, fwdVecBC: vec, bwdVecBC: vec, fwdLookbackAggOnly: true,
+            stepBlock: U, stepBlockBC: bc, bwdStepBlock: U, bwdStepBlockBC: bc,
+          });
+          let got: Float32Array[], keys: string[];
+          try {
+            ({ result: got, keys } = await keysOf(gpu as unknown as WebGpuBackend, () => run(shapes, data, wy)));
+          } finally {
+            Object.assign(ssmTuning, was);
+          }
+          // the blocked kernels ran: the forward's (look-back or passes 1 and 3) and the backward's
+          const blocked = keys.filter((k) => k.includes(`:u${U}${bc ? "bc" : ""}`));
+          expect(blocked.some((k) => k.startsWith(algo === "lookback" ? "ssm:flb:" : "ssm:fc3:"))).toBe(U > 1);
+          expect(blocked.some((k) => k.startsWith("ssm:bwdp:"))).toBe(U > 1);
+          if (!ref) {
+            ref = got;
+            continue;
+          }
+          got.forEach((v, k) => {
+            const bad = v.findIndex((e, i) => !Object.is(e, ref![k][i]));
+            if (bad >= 0) throw new Error(`${what}: output ${k}, element ${bad}: ${v[bad]} blocked vs ${ref![k][bad]} one step at a time`);
+          });
+        }
+      }
+    }
+  } finally {
+    Object.assign(ssmTuning, was);
   }
 });

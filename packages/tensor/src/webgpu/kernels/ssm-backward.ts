@@ -7,7 +7,7 @@
 import type { KernelArg } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
 import { reduceGroups, type Group } from "./reduce.ts";
-import { bc, carryWalkCode, FWD_WG, gsum, ld, quads, ssmTuning, stepCode, vecBC, VEXP } from "./ssm-common.ts";
+import { bc, carryWalkCode, FWD_WG, gsum, ld, quads, ssmTuning, stepBlocking, stepCode, stepKey, stepLoop, vecBC, VEXP, type StepBlocking } from "./ssm-common.ts";
 import { FWD_CHUNK_BUFS, fwdChunkWgsl } from "./ssm-forward.ts";
 
 /**
@@ -125,12 +125,41 @@ function adjointTerms(q: number, vec: boolean, N4: number, term: (q: number, v: 
 }
 
 /**
+ * The per-chunk kernel's adjoint loop over the chunk's steps, last to first: `body` for each step
+ * with tl (the step within the chunk), t, row, bn, dt, xv, g (gy_t) in scope. With U > 1
+ * (ssmTuning.bwdStepBlock), in blocks of U steps whose Δ_t, x_t and gy_t are loaded first
+ * (indices clamped to the chunk's first step, steps past it skipped; a block's guard is uniform
+ * over the workgroup, as the reduction's barriers need). Same operations, same bits.
+ */
+function adjointLoop(body: string, U: number): string {
+  const head = (tl: string) => `let tl = ${tl}; let t = t0 + tl;
+    let row = (b * L + t) * Di + i; let bn = (b * L + t) * N;`;
+  if (U === 1) return `for (var tr = 0u; tr < Tc; tr++) {
+    ${head("Tc - 1u - tr")}
+    let dt = delta[row]; let xv = x[row]; let g = gy[row];
+    ${body}
+  }`;
+  const J = Array.from({ length: U }, (_, j) => j);
+  const loads = J.map((j) => `let r${j} = (b * L + t0 + Tc - 1u - ${j === 0 ? "trb" : `min(trb + ${j}u, Tc - 1u)`}) * Di + i; let dt${j} = delta[r${j}]; let xv${j} = x[r${j}]; let g${j} = gy[r${j}];`);
+  const step = (j: number) => {
+    const inner = `${head(`Tc - 1u - trb - ${j}u`)}
+      let dt = dt${j}; let xv = xv${j}; let g = g${j};
+      ${body.replace(/\n/g, "\n  ")}`;
+    return j === 0 ? `{\n      ${inner}\n    }` : `if (trb + ${j}u < Tc) {\n      ${inner}\n    }`;
+  };
+  return `for (var trb = 0u; trb < Tc; trb += ${U}u) {
+    ${loads.join("\n    ")}
+    ${J.map(step).join("\n    ")}
+  }`;
+}
+
+/**
  * One group of chunks of the parallel backward, thread per (b, cg, i) for chunk c = c0 + cg:
  * as chunkWgsl, but the state entering the chunk and the λ entering it from the right come from
  * the carry passes, and the chunk's dA terms go to their own slot (summed over b and c later).
  * params: B, L, Di, T, nC, c0, G, hOff, lamOff, daOff, hcOff, pbOff, pcOff (vec4s), oDx, oDd, N.
  */
-function chunkParWgsl(N4: number, wgr: boolean, vec = false): string {
+function chunkParWgsl(N4: number, wgr: boolean, vec: boolean, blk: StepBlocking): string {
   const Q = quads(N4);
   const parts = bwdChunkParts(N4, wgr);
   const { term, reduceStep, decls, prelude } = parts;
@@ -147,23 +176,14 @@ fn main(${ENTRY_ARGS}) {
   let ckb = ${P(7)} + k * ${N4}u;
   let hc0 = ${P(10)} + (b * G + cg) * T * Di * ${N4}u;
   ${per((q) => `var hs${q} = W[ckb + ${q}u];`)}
-  for (var tl = 0u; tl < Tc; tl++) {
-    let t = t0 + tl;
-    ${stepCode(N4, vec)}
-    let hb = hc0 + (tl * Di + i) * ${N4}u;
-    ${per((q) => `W[hb + ${q}u] = hs${q};`)}
-  }
+  ${stepLoop(N4, vec, blk, "t0", "t0 + Tc", () => `let hb = hc0 + ((t - t0) * Di + i) * ${N4}u;
+    ${per((q) => `W[hb + ${q}u] = hs${q};`)}`)}
   ${per((q) => `var lam${q} = W[${P(8)} + k * ${N4}u + ${q}u];`)}
   ${per((q) => `var dA${q} = vec4<f32>(0.0f);`)}
   // h_t of the step being processed (the last one's still in registers); h_{t−1} is read once
   // per step and becomes the next step's h_t
   ${per((q) => `var hn${q} = hs${q};`)}
-  for (var tr = 0u; tr < Tc; tr++) {
-    let tl = Tc - 1u - tr;
-    let t = t0 + tl;
-    let row = (b * L + t) * Di + i; let bn = (b * L + t) * N;
-    let dt = delta[row]; let xv = x[row]; let g = gy[row];
-    let hb = hc0 + (tl * Di + i) * ${N4}u;
+  ${adjointLoop(`let hb = hc0 + (tl * Di + i) * ${N4}u;
     var pb = ckb;
     if (tl > 0u) { pb = hb - Di * ${N4}u; }
     let cbo = hb - ${P(10)} + ${P(11)};
@@ -175,8 +195,7 @@ fn main(${ENTRY_ARGS}) {
     hn${q} = hp${q};
     ddt += dot(da${q}, A${q}); dA${q} += da${q} * dt; lam${q} = l${q} * a${q};`)}
     out[${P(13)} + row] = dx; out[${P(14)} + row] = ddt;
-    ${reduceStep}
-  }
+    ${reduceStep}`, blk.U)}
   ${per((q) => `W[${P(9)} + k * ${N4}u + ${q}u] = dA${q};`)}
 }`;
 }
@@ -379,8 +398,9 @@ export function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: Kernel
   // B, C as vec4 when N % 4 == 0 (one load per 4 states instead of four guarded scalar loads;
   // ssmTuning.bwdVecBC): the chunk passes that read them and the per-chunk kernel
   const vec = vecBC(ssmTuning.bwdVecBC, N), vk = vec ? ":v" : "";
+  const blk = stepBlocking(true);
   // forward carries (the forward's chunk passes 1 and 2, mode 0: nothing written to out)
-  go(`ssm:fc1:q${N4}${vk}`, () => fwdChunkWgsl(N4, 1, vec), FWD_CHUNK_BUFS[1], w, K);
+  go(`ssm:fc1:q${N4}${vk}${stepKey(blk)}`, () => fwdChunkWgsl(N4, 1, vec, blk), FWD_CHUNK_BUFS[1], w, K);
   go(`ssm:fc2:q${N4}`, () => fwdChunkWgsl(N4, 2), FWD_CHUNK_BUFS[2], w, B * Di);
   go(`ssm:bl1:q${N4}${vk}`, () => lamChunkWgsl(N4, 1, vec), LAM_BUFS[1], w, K);
   go(`ssm:bl2:q${N4}`, () => lamChunkWgsl(N4, 2), LAM_BUFS[2], w, B * Di);
@@ -391,7 +411,7 @@ export function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: Kernel
     pw.u(oDx).u(oDd).u(N);
     const chunkBufs = ["out", "W", "x", "delta", "A", "Bm", "C", "gy"];
     if (seg) go(`ssm:bwds:q${N4}:w${+wgr}:s${S}:k${nCk}${vk}`, () => chunkSegWgsl(N4, wgr, S, nCk, vec), chunkBufs, pw.words(), B * G * Di);
-    else go(`ssm:bwdp:q${N4}:w${+wgr}${vk}`, () => chunkParWgsl(N4, wgr, vec), chunkBufs, pw.words(), B * G * Di);
+    else go(`ssm:bwdp:q${N4}:w${+wgr}${vk}${stepKey(blk)}`, () => chunkParWgsl(N4, wgr, vec, blk), chunkBufs, pw.words(), B * G * Di);
     // dB_t, dC_t over the group's steps: sums of the terms over i (or over the per-64 partial
     // sums) ([B, G·T, Dg, NP] → [B, Lg, NP])
     const Lg = Math.min(L, (c0 + G) * T) - c0 * T;

@@ -4,6 +4,7 @@
  * builders for a thread's N states (vec4 loads and stores guarded by N, the decay's exp, B_t / C_t
  * reads, the recurrence step), the carry walk, and the strided sum both backwards use (gsum).
  */
+import { readEnv } from "../../env.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
 
 /** Threads per workgroup of the scan's kernels (the backward's workgroup sums assume 64). */
@@ -80,7 +81,52 @@ export const ssmTuning = {
    * aggregates back to it, so the composition runs whatever order the GPU ran workgroups in.
    */
   fwdLookbackAggOnly: false,
+  /**
+   * The forward's step loops (the look-back forward, the chunked forward's passes 1 and 3) in
+   * blocks of this many steps whose loads of Δ_t and x_t are all issued before the block's first
+   * step; with stepBlockBC (vec4 B, C only) B_t and C_t too (1: one step at a time, loads in the
+   * step; see stepLoop). On an H200 (webgpu-scan --ssm-fwd-algo
+   * lookback,lookback:u4,lookback:u8,lookback:u4:bc, two processes in opposite orders,
+   * 2026-11-27), the look-back forward with 4 steps and B, C ahead took 1.143 ms at batch 1, L 64K,
+   * Di 1024 (one at a time: 1.273), 1.229 at L 256K, Di 256 (1.367), 0.186 / 0.251 at [8, 2048,
+   * 512] / [4, 2048, 1536] (0.197 / 0.270); 8 steps gained less (1.221 at 64K); exp2 of a
+   * pre-scaled A instead of exp gained nothing (1.278). $MEMMAMBA_SSM_STEP_BLOCK sets both
+   * (e.g. "1", "8", "4bc"), for A/Bs of whole programs.
+   */
+  stepBlock: stepBlockFromEnv().block,
+  stepBlockBC: stepBlockFromEnv().bc,
+  /**
+   * The same for the parallel backward's kernels (its forward chunk pass, the per-chunk kernel's
+   * recompute and adjoint loops; the adjoint loads gy_t with Δ_t and x_t). One step at a time:
+   * blocks of 4 (with B, C) made the backward 1–3% slower on an H200 (webgpu-scan
+   * --ssm-bwd-algo scratch:u1,scratch:u4:bc,scratch:u8:bc, both orders, 2026-11-27: 7.73 / 7.83
+   * / 8.85 ms at batch 1, L 64K, Di 1024; 0.995 / 1.02 / 1.06 at [8, 2048, 512]).
+   */
+  bwdStepBlock: 1,
+  bwdStepBlockBC: false,
 };
+
+/** A kernel's step blocking (ssmTuning.stepBlock / stepBlockBC or bwdStepBlock / bwdStepBlockBC): U steps a block, B and C loaded ahead. */
+export interface StepBlocking {
+  U: number;
+  bc: boolean;
+}
+
+/** The forward's step blocking, or with `bwd` the backward's (see ssmTuning.stepBlock, bwdStepBlock). */
+export function stepBlocking(bwd = false): StepBlocking {
+  const U = Math.max(1, Math.floor(bwd ? ssmTuning.bwdStepBlock : ssmTuning.stepBlock));
+  return { U, bc: U > 1 && (bwd ? ssmTuning.bwdStepBlockBC : ssmTuning.stepBlockBC) };
+}
+
+/** ssmTuning.stepBlock and stepBlockBC from $MEMMAMBA_SSM_STEP_BLOCK ("<steps>" or "<steps>bc", 1 to 32), else 4 with B, C. */
+function stepBlockFromEnv(): { block: number; bc: boolean } {
+  const v = readEnv("MEMMAMBA_SSM_STEP_BLOCK")?.trim();
+  if (v === undefined || v === "") return { block: 4, bc: true };
+  const m = /^(\d+)(bc)?$/.exec(v);
+  const n = m ? Number(m[1]) : NaN;
+  if (!(n >= 1 && n <= 32)) throw new RangeError(`MEMMAMBA_SSM_STEP_BLOCK: expected the selective scan's steps a block, 1 to 32, optionally followed by "bc" (e.g. 4bc), got "${v}"`);
+  return { block: n, bc: m?.[2] === "bc" };
+}
 
 /** The vec4 components by index. */
 export const XYZW = ["x", "y", "z", "w"];
@@ -128,6 +174,47 @@ export function stepCode(N4: number, vec = false): string {
     `let dt = delta[row]; let dtx = dt * x[row];`,
     ...quads(N4).map((q) => `hs${q} = vexp(dt * A${q}) * hs${q} + dtx * ${bc("Bm", q, vec, N4)};`),
   ].join("\n    ");
+}
+
+/**
+ * The recurrence's loop over steps t = from .. to − 1 of thread (b, i), as stepCode's loop: `body`
+ * after each step's update of hs (in scope: t, row, bn, dt, dtx). With blk.U > 1, in blocks of U
+ * steps whose Δ_t and x_t (and with blk.bc and vec, B_t and `extra`'s vec4 rows, e.g. C_t:
+ * named ${name}${j}_${q}, read in `body` through bcAt) are loaded first,
+ * indices clamped to the last step, steps past it skipped. Same operations in the same order,
+ * so the same bits either way.
+ */
+export function stepLoop(N4: number, vec: boolean, blk: StepBlocking, from: string, to: string, body: (j: number) => string, extra: readonly string[] = []): string {
+  const U = blk.U;
+  if (U === 1) return `for (var t = ${from}; t < ${to}; t++) {
+    ${stepCode(N4, vec)}
+    ${body(0)}
+  }`;
+  const Q = quads(N4), J = Array.from({ length: U }, (_, j) => j);
+  const ahead = blk.bc && vec;
+  const tOf = (j: number) => (j === 0 ? "tb" : `min(tb + ${j}u, ${to} - 1u)`);
+  const rows = (j: number) => (ahead ? ["Bm", ...extra].map((a) => Q.map((q) => ` let ${a}${j}_${q} = ${a}[(b * L + ${tOf(j)}) * ${N4}u + ${q}u];`).join("")).join("") : "");
+  const loads = J.map((j) => `let r${j} = (b * L + ${tOf(j)}) * Di + i; let dt${j} = delta[r${j}]; let xv${j} = x[r${j}];${rows(j)}`);
+  const step = (j: number) => {
+    const inner = `let t = tb + ${j}u; let row = r${j}; let bn = (b * L + t) * N; let dt = dt${j}; let dtx = dt * xv${j};
+      ${Q.map((q) => `hs${q} = vexp(dt * A${q}) * hs${q} + dtx * ${ahead ? `Bm${j}_${q}` : bc("Bm", q, vec, N4)};`).join("\n      ")}
+      ${body(j)}`;
+    return j === 0 ? `{\n      ${inner}\n    }` : `if (tb + ${j}u < ${to}) {\n      ${inner}\n    }`;
+  };
+  return `for (var tb = ${from}; tb < ${to}; tb += ${U}u) {
+    ${loads.join("\n    ")}
+    ${J.map(step).join("\n    ")}
+  }`;
+}
+
+/** The pipeline-key suffix of a kernel built with stepLoop (or the backward's adjointLoop) under blk. */
+export function stepKey(blk: StepBlocking): string {
+  return blk.U > 1 ? `:u${blk.U}${blk.bc ? "bc" : ""}` : "";
+}
+
+/** Row q of B_t or C_t (`arr`) inside stepLoop's body for block step j: preloaded when stepLoop loaded it, else bc's read. */
+export function bcAt(arr: string, q: number, vec: boolean, N4: number, j: number, blk: StepBlocking): string {
+  return blk.U > 1 && blk.bc && vec ? `${arr}${j}_${q}` : bc(arr, q, vec, N4);
 }
 
 /** Chunks a carry walk (carryWalkCode) loads at once. */

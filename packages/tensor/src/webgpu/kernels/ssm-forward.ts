@@ -6,7 +6,7 @@
  */
 import type { KernelArg } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
-import { bc, carryWalkCode, FWD_WG, ld, quads, ssmTuning, st, stepCode, vecBC, VEXP, XYZW } from "./ssm-common.ts";
+import { bc, bcAt, carryWalkCode, FWD_WG, ld, quads, ssmTuning, st, stepBlocking, stepCode, stepKey, stepLoop, vecBC, VEXP, XYZW, type StepBlocking } from "./ssm-common.ts";
 
 /** Whether the forward binds B, C as vec4 (its own pipelines: the key says so). */
 function fwdVec(N: number): boolean {
@@ -37,7 +37,7 @@ export const FWD_CHUNK_BUFS = {
   2: ["out", "W", "A", "h0"],
   3: ["out", "W", "x", "delta", "A", "Bm", "C"],
 } as const;
-export function fwdChunkWgsl(N4: number, pass: 1 | 2 | 3, vec = false): string {
+export function fwdChunkWgsl(N4: number, pass: 1 | 2 | 3, vec = false, blk: StepBlocking = { U: 1, bc: false }): string {
   const Q = quads(N4);
   const vecType = (name: string) => name === "W" || (vec && (name === "Bm" || name === "C"));
   const bufs = FWD_CHUNK_BUFS[pass].map((name) => ({ name, type: vecType(name) ? "vec4<f32>" : "f32", write: name === "W" || name === "out" }));
@@ -67,12 +67,9 @@ fn main(${ENTRY_ARGS}) {
   let t0 = c * T; let t1 = min(L, t0 + T);
   ${per((q) => `let A${q} = ${ld("A", "i * N", q)};`)}
   ${pass === 1 ? per((q) => `var hs${q} = vec4<f32>(0.0f);`) + "\n  var sd = 0.0f;" : per((q) => `var hs${q} = W[g * ${N4}u + ${q}u];`)}
-  for (var t = t0; t < t1; t++) {
-    ${stepCode(N4, vec)}
-    ${pass === 1 ? "sd += dt;" : `var acc = 0.0f;
-    ${Q.map((q) => `acc += dot(hs${q}, ${bc("C", q, vec, N4)});`).join("\n    ")}
-    out[row] = acc;`}
-  }
+  ${stepLoop(N4, vec, blk, "t0", "t1", (j) => pass === 1 ? "sd += dt;" : `var acc = 0.0f;
+    ${Q.map((q) => `acc += dot(hs${q}, ${bcAt("C", q, vec, N4, j, blk)});`).join("\n    ")}
+    out[row] = acc;`, pass === 3 ? ["C"] : [])}
   ${pass === 1 ? `${per((q) => `W[g * ${N4}u + ${q}u] = hs${q};`)}
   W[sOff + g] = vec4<f32>(sd, 0.0f, 0.0f, 0.0f);` : ""}
 }`;
@@ -187,7 +184,7 @@ function lookbackWords(B: number, nC: number, Di: number, N4: number): number {
  * decides how its carry was composed, so the last bits of y may differ from the chunked passes
  * (and from run to run), within the parity tests' tolerance.
  */
-function fwdLookbackWgsl(N4: number, vec = false): string {
+function fwdLookbackWgsl(N4: number, vec: boolean, blk: StepBlocking): string {
   const Q = quads(N4), NP = 4 * N4;
   const vt = (name: string) => (vec && (name === "Bm" || name === "C") ? "vec4<f32>" : "f32");
   const bufs = [
@@ -225,10 +222,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   }
   ${per((q) => `var hs${q} = cr${q};`)}
   var sd = 0.0f;
-  for (var t = t0; t < t1; t++) {
-    ${stepCode(N4, vec)}
-    sd += dt;
-  }
+  ${stepLoop(N4, vec, blk, "t0", "t1", () => "sd += dt;")}
   if (c == 0u) {
     ${publish("iBase", "own", "hs")}
   } else {
@@ -269,12 +263,9 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     return;
   }
   ${per((q) => `hs${q} = cr${q};`)}
-  for (var t = t0; t < t1; t++) {
-    ${stepCode(N4, vec)}
-    var acc = 0.0f;
-    ${Q.map((q) => `acc += dot(hs${q}, ${bc("C", q, vec, N4)});`).join("\n    ")}
-    out[row] = acc;
-  }
+  ${stepLoop(N4, vec, blk, "t0", "t1", (j) => `var acc = 0.0f;
+    ${Q.map((q) => `acc += dot(hs${q}, ${bcAt("C", q, vec, N4, j, blk)});`).join("\n    ")}
+    out[row] = acc;`, ["C"])}
 }`;
 }
 
@@ -293,6 +284,7 @@ export function runForward(ctx: GpuCtx, ins: readonly KernelArg[], out: BufRef, 
   const { nC, T } = ssmForwardPlan(B, L, Di);
   // L = 0: B and C are empty bindings (4 bytes), too small for one vec4
   const vec = L > 0 && fwdVec(N), vk = vec ? ":v" : "";
+  const blk = stepBlocking();
   const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
   const words4 = ceilDiv(lookbackWords(B, nC, Di, N4), 4);
   if (mode !== "ck" && nC > 1 && ssmTuning.fwdAlgo === "lookback" && words4 * 16 <= ctx.limits.maxStorageBufferBindingSize) {
@@ -300,7 +292,7 @@ export function runForward(ctx: GpuCtx, ins: readonly KernelArg[], out: BufRef, 
     ctx.dispatch({ label, key: "ssm:clear4", wgsl: () => CLEAR4, buffers: [st], params: new ParamWords().u(words4).words(), groups: grid(ceilDiv(words4, 256), maxDim) });
     const nWi = ceilDiv(Di, FWD_WG);
     ctx.dispatch({
-      label, key: `ssm:flb:q${N4}${vk}`, wgsl: () => fwdLookbackWgsl(N4, vec),
+      label, key: `ssm:flb:q${N4}${vk}${stepKey(blk)}`, wgsl: () => fwdLookbackWgsl(N4, vec, blk),
       buffers: [out, st, ...[x, delta, A, Bm, C, h0].map((a) => ctx.ref(a, label))],
       params: new ParamWords().u(B).u(L).u(Di).u(N).u(FWD_MODES[mode]).u(T).u(nC).u(nWi).u(+ssmTuning.fwdLookbackAggOnly).words(),
       groups: grid(nC * B * nWi, maxDim),
@@ -323,7 +315,7 @@ export function runForward(ctx: GpuCtx, ins: readonly KernelArg[], out: BufRef, 
     const refs: Record<string, BufRef> = { out, W, x: r(x), delta: r(delta), A: r(A), Bm: r(Bm), C: r(C), h0: r(h0) };
     const pass = (p: 1 | 2 | 3, threads: number) =>
       ctx.dispatch({
-        label, key: `ssm:fc${p}:q${N4}${vk}`, wgsl: () => fwdChunkWgsl(N4, p, vec), buffers: FWD_CHUNK_BUFS[p].map((n) => refs[n]), params: w,
+        label, key: `ssm:fc${p}:q${N4}${vk}${p === 2 ? "" : stepKey(blk)}`, wgsl: () => fwdChunkWgsl(N4, p, vec, blk), buffers: FWD_CHUNK_BUFS[p].map((n) => refs[n]), params: w,
         groups: grid(ceilDiv(threads, FWD_WG), maxDim),
       });
     pass(1, B * nC * Di);
