@@ -1,8 +1,9 @@
 /**
- * What the fused selective scan's kernels share (ssm-forward.ts: the forward; ssm-backward.ts
- * the parallel backward; ssm.ts: the sequential backward and the overview): the tuning knobs (ssmTuning), the workgroup size and the WGSL
- * builders for a thread's N states (vec4 loads and stores guarded by N, the decay's exp, B_t / C_t
- * reads, the recurrence step), the carry walk, and the strided sum both backwards use (gsum).
+ * What the fused selective scan's kernels share (ssm-forward.ts: the forward; ssm-backward.ts and
+ * ssm-chunk.ts: the parallel backward; ssm.ts: the sequential backward and the overview): the
+ * tuning knobs (ssmTuning), the workgroup size and the WGSL builders for a thread's N states (vec4
+ * loads and stores guarded by N, the decay's exp, B_t / C_t reads, the recurrence step and its
+ * loop, blocked or not), the carry walk, and the strided sum both backwards use (gsum).
  */
 import { readEnv } from "../../env.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";

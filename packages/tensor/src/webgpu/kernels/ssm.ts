@@ -57,7 +57,7 @@
  *
  * Files: ssm-common.ts holds ssmTuning and the WGSL builders both directions use (and the strided
  * sum gsum), ssm-forward.ts the forward, ssm-backward.ts the parallel backward (its plan, chunk
- * passes, per-chunk kernels); this one the sequential backward and the backward's entry point,
+ * passes and encoding), ssm-chunk.ts its per-chunk kernels; this one the sequential backward and the backward's entry point,
  * and it re-exports the others' exported names that importers take from here.
  */
 import type { KernelArg } from "../../backend.ts";
