@@ -46,7 +46,7 @@ import { lm, preset } from "@memmamba/memmamba";
 import { createWasmBackend, type WasmBackend } from "../../tensor/src/wasm/backend.ts";
 import { K } from "../../tensor/src/wasm/kernel-ids.ts";
 import {
-  BACK_TO_BACK, fillMatrix, jaxTimer, numpyTimer, plainJsMatmul, tfjsTimer, timeAsync, torchTrainStep, type CallTimer, type PeerTiming,
+  BACK_TO_BACK, fillMatrix, jaxTimer, numpyTimer, plainJsMatmul, tfjsTimer, timeAsync, torchTrainStep, type CallTimer,
 } from "./cpu-peers.ts";
 
 const HELP = `cpu-kernels: the wasm / FFI CPU kernels against jax-js, tfjs-wasm, numpy and plain JS

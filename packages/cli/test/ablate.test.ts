@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { initBackend, liveBuffers } from "@memmamba/tensor";
 import { describe, expect, test } from "../../../test/support/harness.ts";
-import { type Command, type FlagDefs, kebab, runCli } from "../src/args.ts";
+import { type FlagDefs, kebab, runCli } from "../src/args.ts";
 import { isRealDifference, SUITE_NAMES, SUITES, SuiteResultSchema, suitesOf, summarize } from "../src/ablation.ts";
 import { ablateCommand, parseShard, planRuns, runAblate } from "../src/commands/ablate.ts";
 import type { CommandIO } from "../src/commands/common.ts";

@@ -16,10 +16,10 @@
  * The shared suite (ops, gradients, optim, ssm, random) also runs on "wasm" (test/support/backends.ts).
  */
 import { describe, expect, runtime, test } from "../../../test/support/harness.ts";
-import type { Backend, DType, HostArray, PrimName, PrimParams } from "../src/index.ts";
+import type { DType, HostArray, PrimName, PrimParams } from "../src/index.ts";
 import { CpuBackend } from "../src/cpu/backend.ts";
 import {
-  checkMatmul, expectSameBits, expectWithin, f, fingerprintKernels, hashArrays, iN, rand, randInt, runPrim, size, withSpecials, type In,
+  checkMatmul, expectSameBits, expectWithin, f, fingerprintKernels, iN, rand, randInt, runPrim, size, withSpecials, type In,
 } from "./wasm-support.ts";
 import * as T from "../src/index.ts";
 import { createWasmBackend, type WasmBackend } from "../src/wasm/backend.ts";

@@ -19,7 +19,7 @@
 import { expect, test } from "../../../test/support/harness.ts";
 import { useBackend } from "../../../test/support/backends.ts";
 import * as T from "../src/index.ts";
-import type { Backend, Tensor } from "../src/index.ts";
+import type { Backend } from "../src/index.ts";
 import type { WebGpuBackend } from "../src/webgpu/backend.ts";
 import { keysOf } from "./webgpu-matmul-support.ts";
 import { expectSameBits } from "./wasm-support.ts";
