@@ -32,14 +32,18 @@ function bwdChunkParts(N4: number, wgr: boolean) {
   let i = g0 % Di; let cg = (g0 / Di) % G; let b = g0 / (Di * G);`;
   // the dB_t / dC_t terms: to scratch per thread, or summed over the workgroup's 64 i first
   // (two barriers a step; 64x less scratch traffic): red[r·64 + lid] → 8 partial sums of 8
-  // per term (red2) → one sum per term, to scratch [B, G·T, Di/64, N4] vec4s
+  // per term (red2) → one sum per term, to scratch [B, G·T, Di/64, N4] vec4s. Partial sum p of
+  // term r adds channels p, p + 8, …, p + 56: eight neighbouring threads read eight neighbouring
+  // vec4s. (Channels 8p .. 8p + 7, as before session 20, made eight threads a warp read vec4s
+  // 128 bytes apart, the same banks: on an H200 the per-chunk kernel then spent ~30% of its time
+  // in this sum; the backward at [8, 2048, 512, 16] took 1.25-1.31 ms, now 1.05.)
   const term = (q: number, v: string, dC: boolean) => (wgr ? `red[${(dC ? N4 + q : q) * FWD_WG}u + lid] = ${v};` : `W[${dC ? "cco" : "cbo"} + ${q}u] = ${v};`);
   const reduceStep = !wgr ? "" : `workgroupBarrier();
     {
       let o = lid / 8u; let part = lid % 8u;
       if (o < ${R}u) {
-        let r0 = o * ${FWD_WG}u + part * 8u;
-        red2[o * 8u + part] = ${Array.from({ length: 8 }, (_, e) => `red[r0 + ${e}u]`).join(" + ")};
+        let r0 = o * ${FWD_WG}u + part;
+        red2[o * 8u + part] = ${Array.from({ length: 8 }, (_, e) => `red[r0 + ${8 * e}u]`).join(" + ")};
       }
     }
     workgroupBarrier();
