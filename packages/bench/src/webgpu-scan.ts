@@ -67,7 +67,7 @@ const HELP = `webgpu-scan: selective-scan bandwidth of the WebGPU backend vs the
   --ssm-fwd-vec 1,0  the forward's B, C loads: 1 vec4 (when N % 4 == 0; the library's default),
                      0 scalar (ssmTuning.fwdVecBC); each value × each --ssm-fwd-threads in turn
   --ssm-fwd-algo A,...  the chunked forward's algorithm (ssmTuning.fwdAlgo): chunked (three
-                     passes) or lookback (one dispatch, a decoupled look-back), the latter
+                     passes) or lookback (one dispatch, a decoupled look-back), each
                      optionally :u<steps> (the step loops in blocks whose Δ, x loads come
                      first, ssmTuning.stepBlock; :u1 one step at a time) and :bc (B, C loaded
                      with them, stepBlockBC), e.g. lookback:u8:bc; each value ×

@@ -8,6 +8,9 @@
 import { readEnv } from "../../env.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
 
+/** $MEMMAMBA_SSM_STEP_BLOCK, read once when the module loads (see stepBlockFromEnv). */
+const ENV_STEP_BLOCK = stepBlockFromEnv();
+
 /** Threads per workgroup of the scan's kernels (the backward's workgroup sums assume 64). */
 export const FWD_WG = 64;
 
@@ -94,8 +97,8 @@ export const ssmTuning = {
    * pre-scaled A instead of exp gained nothing (1.278). $MEMMAMBA_SSM_STEP_BLOCK sets both
    * (e.g. "1", "8", "4bc"), for A/Bs of whole programs.
    */
-  stepBlock: stepBlockFromEnv().block,
-  stepBlockBC: stepBlockFromEnv().bc,
+  stepBlock: ENV_STEP_BLOCK.block,
+  stepBlockBC: ENV_STEP_BLOCK.bc,
   /**
    * The same for the parallel backward's kernels (its forward chunk pass, the per-chunk kernel's
    * recompute and adjoint loops; the adjoint loads gy_t with Δ_t and x_t). One step at a time:
@@ -192,7 +195,7 @@ export function stepLoop(N4: number, vec: boolean, blk: StepBlocking, from: stri
     ${body(0)}
   }`;
   const Q = quads(N4), J = Array.from({ length: U }, (_, j) => j);
-  const ahead = blk.bc && vec;
+  const ahead = bcAhead(blk, vec);
   const tOf = (j: number) => (j === 0 ? "tb" : `min(tb + ${j}u, ${to} - 1u)`);
   const rows = (j: number) => (ahead ? ["Bm", ...extra].map((a) => Q.map((q) => ` let ${a}${j}_${q} = ${a}[(b * L + ${tOf(j)}) * ${N4}u + ${q}u];`).join("")).join("") : "");
   const loads = J.map((j) => `let r${j} = (b * L + ${tOf(j)}) * Di + i; let dt${j} = delta[r${j}]; let xv${j} = x[r${j}];${rows(j)}`);
@@ -215,7 +218,12 @@ export function stepKey(blk: StepBlocking): string {
 
 /** Row q of B_t or C_t (`arr`) inside stepLoop's body for block step j: preloaded when stepLoop loaded it, else bc's read. */
 export function bcAt(arr: string, q: number, vec: boolean, N4: number, j: number, blk: StepBlocking): string {
-  return blk.U > 1 && blk.bc && vec ? `${arr}${j}_${q}` : bc(arr, q, vec, N4);
+  return bcAhead(blk, vec) ? `${arr}${j}_${q}` : bc(arr, q, vec, N4);
+}
+
+/** Whether stepLoop loads B_t (and its `extra` rows) with a block's Δ_t and x_t: blocks of several steps, blk.bc, vec4 bindings. */
+function bcAhead(blk: StepBlocking, vec: boolean): boolean {
+  return blk.U > 1 && blk.bc && vec;
 }
 
 /** Chunks a carry walk (carryWalkCode) loads at once. */
