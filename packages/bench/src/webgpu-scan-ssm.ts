@@ -81,11 +81,14 @@ async function profileCalls(gpu: WebGpuBackend, run: () => void): Promise<SsmPro
 export interface StepBlock {
   block?: number;
   blockBC?: boolean;
+  /** `:pf`: ssmTuning.stepPrefetch (bwdStepPrefetch), each block's loads one block ahead. */
+  pf?: boolean;
 }
 
 /** Parses a variant's `:u<steps>` or `:bc` part into v; false when it is neither. */
 function stepBlockPart(flag: string, spec: string, part: string, v: StepBlock): boolean {
   if (part === "bc") v.blockBC = true;
+  else if (part === "pf") v.pf = true;
   else if (/^u\d+$/.test(part)) {
     const n = Number(part.slice(1));
     if (!(n >= 1 && n <= 32)) throw new Error(`${flag}: "${part}" in "${spec}" must be 1 to 32 steps`);
@@ -97,20 +100,22 @@ function stepBlockPart(flag: string, spec: string, part: string, v: StepBlock): 
 /** Sets ssmTuning's step blocking of the forward (or with `bwd`, the backward's) for a variant (see StepBlock), from the library's. */
 export function applyStepBlock(v: StepBlock, bwd = false): void {
   const d = bwd ? LIBRARY_STEP.bwd : LIBRARY_STEP.fwd;
-  const block = v.block ?? d.block, bc = v.blockBC ?? (v.block === undefined ? d.blockBC : false);
+  const block = v.block ?? d.block, bc = v.blockBC ?? (v.block === undefined ? d.blockBC : false), pf = v.pf ?? (v.block === undefined ? d.pf : false);
   if (bwd) {
     ssmTuning.bwdStepBlock = block;
     ssmTuning.bwdStepBlockBC = bc;
+    ssmTuning.bwdStepPrefetch = pf;
   } else {
     ssmTuning.stepBlock = block;
     ssmTuning.stepBlockBC = bc;
+    ssmTuning.stepPrefetch = pf;
   }
 }
 
 /** The library's step blocking (before any variant changed it): what a variant without :u or :bc runs. */
 const LIBRARY_STEP = {
-  fwd: { block: ssmTuning.stepBlock, blockBC: ssmTuning.stepBlockBC },
-  bwd: { block: ssmTuning.bwdStepBlock, blockBC: ssmTuning.bwdStepBlockBC },
+  fwd: { block: ssmTuning.stepBlock, blockBC: ssmTuning.stepBlockBC, pf: ssmTuning.stepPrefetch },
+  bwd: { block: ssmTuning.bwdStepBlock, blockBC: ssmTuning.bwdStepBlockBC, pf: ssmTuning.bwdStepPrefetch },
 };
 
 /** A forward variant of --ssm-fwd-algo: the algorithm and the step loops' blocking. */
@@ -131,8 +136,8 @@ export function parseFwdVariant(spec: string): FwdVariant {
 
 /** The step loops' blocking now, forward's or backward's, as the variants name it (":u4:bc"). */
 function blockLabel(bwd = false): string {
-  const { U, bc } = stepBlocking(bwd);
-  return `:u${U}${bc ? ":bc" : ""}`;
+  const { U, bc, pf } = stepBlocking(bwd);
+  return `:u${U}${bc ? ":bc" : ""}${pf ? ":pf" : ""}`;
 }
 
 /** A backward variant of --ssm-bwd-algo: the per-chunk kernel, and optionally its segment length and shortest chunk. */
@@ -193,7 +198,7 @@ export async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, gr
   const rows: SsmRow[] = [];
   const bwdDefault = {
     bwdAlgo: ssmTuning.bwdAlgo, bwdSegSteps: ssmTuning.bwdSegSteps, bwdMinT: ssmTuning.bwdMinT, bwdLongT: ssmTuning.bwdLongT, bwdVecBC: ssmTuning.bwdVecBC,
-    bwdStepBlock: ssmTuning.bwdStepBlock, bwdStepBlockBC: ssmTuning.bwdStepBlockBC,
+    bwdStepBlock: ssmTuning.bwdStepBlock, bwdStepBlockBC: ssmTuning.bwdStepBlockBC, stepPrefetch: ssmTuning.stepPrefetch, bwdStepPrefetch: ssmTuning.bwdStepPrefetch,
   };
   const chunking = (prim: SsmRow["prim"]) => {
     if (prim === "selectiveScan") return { chunks: ssmForwardPlan(B, L, Di).nC, chunksPerGroup: 1, bwdAlgo: "-", bwdChunk: 0 };

@@ -70,14 +70,15 @@ const HELP = `webgpu-scan: selective-scan bandwidth of the WebGPU backend vs the
                      passes) or lookback (one dispatch, a decoupled look-back), each
                      optionally :u<steps> (the step loops in blocks whose Δ, x loads come
                      first, ssmTuning.stepBlock; :u1 one step at a time) and :bc (B, C loaded
-                     with them, stepBlockBC), e.g. lookback:u8:bc; each value ×
+                     with them, stepBlockBC) and :pf (each block's loads issued one block
+                     ahead, stepPrefetch), e.g. lookback:u8:pf; each value ×
                      each --ssm-fwd-vec × each --ssm-fwd-threads in turn, side by side on the
                      same data (default: the library's ${ssmTuning.fwdAlgo})
   --ssm-bwd-algo A,...  the parallel backward's per-chunk kernel (ssmTuning.bwdAlgo): scratch
                      (states through global scratch) or segments (states on chip), each
                      optionally :s<steps a segment>, :t<shortest chunk> and :scalar (B, C read
                      as guarded scalars, ssmTuning.bwdVecBC off), :u<steps> and :bc (the step
-                     loops' blocking, as --ssm-fwd-algo's; e.g. segments:s2, scratch:t64,
+                     loops' blocking, as --ssm-fwd-algo's) and :pf; e.g. segments:s2, scratch:t64,
                      scratch:scalar, scratch:u1); the backward runs once per value, side by side on the same
                      data (default: the library's ${ssmTuning.bwdAlgo}). Caution: on an H100 at
                      [8, 2048, 512, 16] each later case in one process ran slower, even the

@@ -12,7 +12,7 @@
  * The gradient (its own passes) is checked once through the autodiff, with the incoming
  * gradients computed from the look-back's y and last state.
  * Tolerance as in webgpu-parity.test.ts for the fused selective scan: 1e-4·(1 + |cpu|). Last,
- * the step loops in blocks of U steps (ssmTuning.stepBlock, bwdStepBlock) give the bits of one
+ * the step loops in blocks of U steps (ssmTuning.stepBlock, bwdStepBlock), loaded one block ahead or not (stepPrefetch), give the bits of one
  * step at a time, forward and backward.
  */
 import { expect, test } from "../../../test/support/harness.ts";
@@ -189,18 +189,19 @@ test("webgpu selective scan: step loops in blocks (ssmTuning.stepBlock, bwdStepB
       [1, 50, 3, 13, 7, 16, false],
       [2, 64, 5, 16, 8, 8, true],
     ];
-    const blocks: [number, boolean][] = [[1, false], [4, true], [3, false], [5, true]];
+    // [steps a block, B and C ahead, prefetched one block ahead (stepPrefetch)]
+    const blocks: [number, boolean, boolean][] = [[1, false, false], [4, true, false], [5, true, false], [8, false, true], [3, false, true], [4, true, true], [1, false, true]];
     for (const [B, L, Di, N, fwdT, bwdT, vec] of cases) {
       const { shapes, data } = inputs(B, L, Di, N);
       const wy = randArray(B * L * Di, -1, 1);
       for (const algo of ["lookback", "chunked"] as const) {
         let ref: Float32Array[] | null = null;
-        for (const [U, bc] of blocks) {
-          const what = JSON.stringify({ B, L, Di, N, fwdT, bwdT, vec, algo, U, bc });
+        for (const [U, bc, pf] of blocks) {
+          const what = JSON.stringify({ B, L, Di, N, fwdT, bwdT, vec, algo, U, bc, pf });
           // aggOnly: the look-back composes the same carries whatever order workgroups ran in
           Object.assign(ssmTuning, {
             fwdAlgo: algo, fwdForceT: fwdT, forceChunk: bwdT, fwdVecBC: vec, bwdVecBC: vec, fwdLookbackAggOnly: true,
-            stepBlock: U, stepBlockBC: bc, bwdStepBlock: U, bwdStepBlockBC: bc,
+            stepBlock: U, stepBlockBC: bc, stepPrefetch: pf, bwdStepBlock: U, bwdStepBlockBC: bc, bwdStepPrefetch: pf,
           });
           let got: Float32Array[], keys: string[];
           try {
@@ -209,9 +210,9 @@ test("webgpu selective scan: step loops in blocks (ssmTuning.stepBlock, bwdStepB
             Object.assign(ssmTuning, was);
           }
           // the blocked kernels ran: the forward's (look-back or passes 1 and 3) and the backward's
-          const blocked = keys.filter((k) => k.includes(`:u${U}${bc ? "bc" : ""}`));
-          expect(blocked.some((k) => k.startsWith(algo === "lookback" ? "ssm:flb:" : "ssm:fc3:"))).toBe(U > 1);
-          expect(blocked.some((k) => k.startsWith("ssm:bwdp:"))).toBe(U > 1);
+          const blocked = keys.filter((k) => k.includes(`:u${U}${bc ? "bc" : ""}${pf ? "pf" : ""}`));
+          expect(blocked.some((k) => k.startsWith(algo === "lookback" ? "ssm:flb:" : "ssm:fc3:"))).toBe(U > 1 || pf);
+          expect(blocked.some((k) => k.startsWith("ssm:bwdp:"))).toBe(U > 1 || pf);
           if (!ref) {
             ref = got;
             continue;

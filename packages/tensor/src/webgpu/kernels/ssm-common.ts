@@ -86,50 +86,68 @@ export const ssmTuning = {
    */
   fwdLookbackAggOnly: false,
   /**
-   * The forward's step loops (the look-back forward, the chunked forward's passes 1 and 3) in
-   * blocks of this many steps whose loads of Δ_t and x_t are all issued before the block's first
-   * step; with stepBlockBC (vec4 B, C only) B_t and C_t too (1: one step at a time, loads in the
-   * step; see stepLoop). On an H200 (webgpu-scan --ssm-fwd-algo
-   * lookback,lookback:u4,lookback:u8,lookback:u4:bc, two processes in opposite orders,
-   * 2026-11-27), the look-back forward with 4 steps and B, C ahead took 1.143 ms at batch 1, L 64K,
-   * Di 1024 (one at a time: 1.273), 1.229 at L 256K, Di 256 (1.367), 0.186 / 0.251 at [8, 2048,
-   * 512] / [4, 2048, 1536] (0.197 / 0.270); 8 steps gained less (1.221 at 64K); exp2 of a
-   * pre-scaled A instead of exp gained nothing (1.278). $MEMMAMBA_SSM_STEP_BLOCK sets both
-   * (e.g. "1", "8", "4bc"), for A/Bs of whole programs.
+   * The forward's step loops (the look-back forward, the chunked forward's passes 1 and 3, and the
+   * backward's forward chunk pass) in blocks of this many steps whose loads of Δ_t and x_t are all
+   * issued before the block's first step; with stepBlockBC (vec4 B, C only) B_t and C_t too (1:
+   * one step at a time, loads in the step; see stepLoop); with stepPrefetch each block's loads
+   * are issued one block ahead, before the previous block's steps. Same operations in the same
+   * order, so the same bits. The forward waits on its loads, not on its exponentials: a
+   * timing-only build whose exp was an FMA ran as fast (1.167 vs 1.147 ms at batch 1, L 64K, Di
+   * 1024; webgpu-scan, H200, 2026-11-27), and a polynomial exp on the FMA units in place of 1 to
+   * 4 of the 4 exp vec4s was 1–60% slower. On an H200 (webgpu-scan --ssm-fwd-algo
+   * lookback:u4:bc,lookback:u8:pf,…, two processes in opposite orders, 2026-11-27), 8 steps
+   * prefetched took 0.167 / 0.225 ms at [8, 2048, 512] / [4, 2048, 1536] where 4 with B, C ahead
+   * took 0.190 / 0.261, 1.150 at batch 1, L 64K, Di 1024 (1.170), 1.274 at L 256K, Di 256
+   * (1.254); B, C prefetched too (more registers) was slower everywhere. Session 20: 4 with B, C
+   * took 1.143 ms at 64K where one step at a time took 1.273. $MEMMAMBA_SSM_STEP_BLOCK sets the
+   * three (e.g. "1", "4bc", "8pf"), for A/Bs of whole programs.
    */
   stepBlock: ENV_STEP_BLOCK.block,
   stepBlockBC: ENV_STEP_BLOCK.bc,
+  stepPrefetch: ENV_STEP_BLOCK.pf,
   /**
-   * The same for the parallel backward's kernels (its forward chunk pass, the per-chunk kernel's
-   * recompute and adjoint loops; the adjoint loads gy_t with Δ_t and x_t). One step at a time:
-   * blocks of 4 (with B, C) made the backward 1–3% slower on an H200 (webgpu-scan
-   * --ssm-bwd-algo scratch:u1,scratch:u4:bc,scratch:u8:bc, both orders, 2026-11-27: 7.73 / 7.83
-   * / 8.85 ms at batch 1, L 64K, Di 1024; 0.995 / 1.02 / 1.06 at [8, 2048, 512]).
+   * The same for the parallel backward's per-chunk kernel (its recompute and adjoint loops; the
+   * adjoint loads gy_t with Δ_t and x_t). One step at a time: blocks of 4 (with B, C) made the
+   * backward 1–3% slower on an H200 (webgpu-scan --ssm-bwd-algo
+   * scratch:u1,scratch:u4:bc,scratch:u8:bc, both orders, 2026-11-27: 7.73 / 7.83 / 8.85 ms at
+   * batch 1, L 64K, Di 1024; 0.995 / 1.02 / 1.06 at [8, 2048, 512]), and prefetched blocks
+   * (scratch:u1:pf, scratch:u4:pf, session 21) 0.5–6% slower: the per-chunk kernel went 0.590 →
+   * 0.634 ms at [8, 2048, 512] while its forward chunk pass went 0.109 → 0.087 (that pass now
+   * takes the forward's stepBlock / stepPrefetch).
    */
   bwdStepBlock: 1,
   bwdStepBlockBC: false,
+  bwdStepPrefetch: false,
 };
 
-/** A kernel's step blocking (ssmTuning.stepBlock / stepBlockBC or bwdStepBlock / bwdStepBlockBC): U steps a block, B and C loaded ahead. */
+/**
+ * A kernel's step loop (ssmTuning.stepBlock / stepBlockBC / stepPrefetch or bwdStepBlock /
+ * bwdStepBlockBC / bwdStepPrefetch): U steps a block, B and C loaded ahead, loads one block ahead.
+ */
 export interface StepBlocking {
   U: number;
   bc: boolean;
+  /** Each block's loads issued one block ahead, before the previous block's steps (stepLoop). */
+  pf?: boolean;
 }
 
-/** The forward's step blocking, or with `bwd` the backward's (see ssmTuning.stepBlock, bwdStepBlock). */
+/** The forward's step loop, or with `bwd` the backward's (see ssmTuning.stepBlock, bwdStepBlock, stepPrefetch). */
 export function stepBlocking(bwd = false): StepBlocking {
   const U = Math.max(1, Math.floor(bwd ? ssmTuning.bwdStepBlock : ssmTuning.stepBlock));
-  return { U, bc: U > 1 && (bwd ? ssmTuning.bwdStepBlockBC : ssmTuning.stepBlockBC) };
+  const pf = bwd ? ssmTuning.bwdStepPrefetch : ssmTuning.stepPrefetch;
+  return { U, bc: (U > 1 || pf) && (bwd ? ssmTuning.bwdStepBlockBC : ssmTuning.stepBlockBC), pf };
 }
 
-/** ssmTuning.stepBlock and stepBlockBC from $MEMMAMBA_SSM_STEP_BLOCK ("<steps>" or "<steps>bc", 1 to 32), else 4 with B, C. */
-function stepBlockFromEnv(): { block: number; bc: boolean } {
+
+
+/** ssmTuning.stepBlock, stepBlockBC and stepPrefetch from $MEMMAMBA_SSM_STEP_BLOCK ("<steps>[bc][pf]", 1 to 32 steps), else 8 prefetched. */
+function stepBlockFromEnv(): { block: number; bc: boolean; pf: boolean } {
   const v = readEnv("MEMMAMBA_SSM_STEP_BLOCK")?.trim();
-  if (v === undefined || v === "") return { block: 4, bc: true };
-  const m = /^(\d+)(bc)?$/.exec(v);
+  if (v === undefined || v === "") return { block: 8, bc: false, pf: true };
+  const m = /^(\d+)(bc)?(pf)?$/.exec(v);
   const n = m ? Number(m[1]) : NaN;
-  if (!(n >= 1 && n <= 32)) throw new RangeError(`MEMMAMBA_SSM_STEP_BLOCK: expected the selective scan's steps a block, 1 to 32, optionally followed by "bc" (e.g. 4bc), got "${v}"`);
-  return { block: n, bc: m?.[2] === "bc" };
+  if (!(n >= 1 && n <= 32)) throw new RangeError(`MEMMAMBA_SSM_STEP_BLOCK: expected the selective scan's steps a block, 1 to 32, optionally followed by "bc" and "pf" (e.g. 4bc, 8pf), got "${v}"`);
+  return { block: n, bc: m?.[2] === "bc", pf: m?.[3] === "pf" };
 }
 
 /** The vec4 components by index. */
@@ -156,7 +174,8 @@ export const quads = (N4: number) => Array.from({ length: N4 }, (_, q) => q);
  * relative; the m_exp of wgsl-math.ts, four per vec4, made these shaders several times slower
  * to compile on llvmpipe.
  */
-export const VEXP = "fn vexp(v: vec4<f32>) -> vec4<f32> { return exp(v); }\n";
+export const VEXP = `fn vexp(v: vec4<f32>) -> vec4<f32> { return exp(v); }
+`;
 
 /**
  * Whether a kernel binds B and C as vec4 (one load per 4 states), given its knob
@@ -189,31 +208,45 @@ export function stepCode(N4: number, vec = false): string {
  * so the same bits either way.
  */
 export function stepLoop(N4: number, vec: boolean, blk: StepBlocking, from: string, to: string, body: (j: number) => string, extra: readonly string[] = []): string {
-  const U = blk.U;
-  if (U === 1) return `for (var t = ${from}; t < ${to}; t++) {
+  const U = blk.U, pf = blk.pf === true;
+  if (U === 1 && !pf) return `for (var t = ${from}; t < ${to}; t++) {
     ${stepCode(N4, vec)}
     ${body(0)}
   }`;
   const Q = quads(N4), J = Array.from({ length: U }, (_, j) => j);
   const ahead = bcAhead(blk, vec);
-  const tOf = (j: number) => (j === 0 ? "tb" : `min(tb + ${j}u, ${to} - 1u)`);
-  const rows = (j: number) => (ahead ? ["Bm", ...extra].map((a) => Q.map((q) => ` let ${a}${j}_${q} = ${a}[(b * L + ${tOf(j)}) * ${N4}u + ${q}u];`).join("")).join("") : "");
-  const loads = J.map((j) => `let r${j} = (b * L + ${tOf(j)}) * Di + i; let dt${j} = delta[r${j}]; let xv${j} = x[r${j}];${rows(j)}`);
+  const names = ahead ? ["Bm", ...extra] : [];
+  // step j of the block starting at tb, clamped to the last step (last: the range's last step, never below 0)
+  const tAt = (tb: string, j: number, last = `${to} - 1u`) => (j === 0 && tb === "tb" ? "tb" : `min(${tb} + ${j}u, ${last})`);
+  const rowOf = (t: string) => `(b * L + ${t}) * Di + i`;
+  const rows = (j: number) => names.map((a) => Q.map((q) => ` let ${a}${j}_${q} = ${a}[(b * L + ${tAt("tb", j)}) * ${N4}u + ${q}u];`).join("")).join("");
+  // blocked: the block's loads first; prefetched (blk.pf): the block's values come from the
+  // registers the previous block filled, and the next block's loads are issued before its steps
+  const loads = pf
+    ? J.map((j) => `let r${j} = ${rowOf(tAt("tb", j))}; let dt${j} = pdt${j}; let xv${j} = pxv${j};${names.map((a) => Q.map((q) => ` let ${a}${j}_${q} = p${a}${j}_${q};`).join("")).join("")}`).concat(
+        J.map((j) => `pdt${j} = delta[${rowOf(tAt("tn", j))}]; pxv${j} = x[${rowOf(tAt("tn", j))}];${names.map((a) => Q.map((q) => ` p${a}${j}_${q} = ${a}[(b * L + ${tAt("tn", j)}) * ${N4}u + ${q}u];`).join("")).join("")}`))
+    : J.map((j) => `let r${j} = ${rowOf(tAt("tb", j))}; let dt${j} = delta[r${j}]; let xv${j} = x[r${j}];${rows(j)}`);
+  const first = `max(${to}, 1u) - 1u`;
+  const prelude = pf
+    ? J.map((j) => `var pdt${j} = delta[${rowOf(tAt(from, j, first))}]; var pxv${j} = x[${rowOf(tAt(from, j, first))}];${names.map((a) => Q.map((q) => ` var p${a}${j}_${q} = ${a}[(b * L + ${tAt(from, j, first)}) * ${N4}u + ${q}u];`).join("")).join("")}`).join("\n  ") + "\n  "
+    : "";
   const step = (j: number) => {
     const inner = `let t = tb + ${j}u; let row = r${j}; let bn = (b * L + t) * N; let dt = dt${j}; let dtx = dt * xv${j};
       ${Q.map((q) => `hs${q} = vexp(dt * A${q}) * hs${q} + dtx * ${ahead ? `Bm${j}_${q}` : bc("Bm", q, vec, N4)};`).join("\n      ")}
       ${body(j)}`;
     return j === 0 ? `{\n      ${inner}\n    }` : `if (tb + ${j}u < ${to}) {\n      ${inner}\n    }`;
   };
-  return `for (var tb = ${from}; tb < ${to}; tb += ${U}u) {
+  const loop = `for (var tb = ${from}; tb < ${to}; tb += ${U}u) {${pf ? `\n    let tn = tb + ${U}u;` : ""}
     ${loads.join("\n    ")}
     ${J.map(step).join("\n    ")}
   }`;
+  // prefetched: in a block of its own (a kernel may run two loops)
+  return pf ? `{\n  ${prelude}${loop}\n  }` : loop;
 }
 
 /** The pipeline-key suffix of a kernel built with stepLoop (or the backward's adjointLoop) under blk. */
 export function stepKey(blk: StepBlocking): string {
-  return blk.U > 1 ? `:u${blk.U}${blk.bc ? "bc" : ""}` : "";
+  return (blk.U > 1 || blk.pf ? `:u${blk.U}${blk.bc ? "bc" : ""}${blk.pf ? "pf" : ""}` : "");
 }
 
 /** Row q of B_t or C_t (`arr`) inside stepLoop's body for block step j: preloaded when stepLoop loaded it, else bc's read. */
@@ -223,7 +256,7 @@ export function bcAt(arr: string, q: number, vec: boolean, N4: number, j: number
 
 /** Whether stepLoop loads B_t (and its `extra` rows) with a block's Δ_t and x_t: blocks of several steps, blk.bc, vec4 bindings. */
 function bcAhead(blk: StepBlocking, vec: boolean): boolean {
-  return blk.U > 1 && blk.bc && vec;
+  return (blk.U > 1 || blk.pf === true) && blk.bc && vec;
 }
 
 /** Chunks a carry walk (carryWalkCode) loads at once. */
