@@ -163,11 +163,16 @@ test("webgpu selective scan, look-back forward: the gradient through it equals t
   }
 });
 
-test("webgpu selective scan: step loops in blocks (ssmTuning.stepBlock, bwdStepBlock) give the bits of one step at a time", async () => {
+/**
+ * The step-loop variants of `blocks` ([steps a block, B and C ahead, prefetched one block ahead])
+ * against the first, one step at a time: y and the last state (and with `grads` the six gradients
+ * of Σ wy ⊙ y² + Σ hL², the backward's loops blocked alike) bit for bit, on both forward
+ * algorithms, over cases of blocks past a chunk's end, N padded and a partial channel block.
+ */
+async function stepLoopBits(blocks: readonly [number, boolean, boolean][], grads: boolean): Promise<void> {
   if (!(await useBackend("webgpu"))) return;
   const gpu = T.getBackend();
   const was = { ...ssmTuning };
-  // y, the last state and the six gradients of Σ wy ⊙ y² + Σ hL² (as the test above)
   const run = async (shapes: number[][], data: Float32Array[], wy: Float32Array): Promise<Float32Array[]> => {
     const t = data.map((d, k) => T.fromArray(d, shapes[k], "f32"));
     const w = T.fromArray(wy, shapes[0], "f32");
@@ -176,21 +181,19 @@ test("webgpu selective scan: step loops in blocks (ssmTuning.stepBlock, bwdStepB
       const [y, hL] = fwd(p);
       return T.add(T.sum(T.mul(T.mul(y, y), w)), T.sum(T.mul(hL, hL)));
     };
-    const outs = [...fwd(t), ...T.grad(loss)(t)];
+    const outs = [...fwd(t), ...(grads ? T.grad(loss)(t) : [])];
     const res = (await Promise.all(outs.map((o) => o.data()))) as Float32Array[];
     T.disposeTree([t, w, outs]);
     return res;
   };
   try {
-    // [B, L, Di, N, forward chunk, backward chunk, vec4 B/C]: blocks of 3, 4 and 5 steps against
-    // chunks of 5, 7, 8 and 16 (blocks past a chunk's end), N padded, a partial channel block
+    // [B, L, Di, N, forward chunk, backward chunk, vec4 B/C]: blocks against chunks of 5, 7, 8
+    // and 16 (blocks past a chunk's end), N padded, a partial channel block
     const cases: [number, number, number, number, number, number, boolean][] = [
       [2, 37, 70, 16, 5, 7, true],
       [1, 50, 3, 13, 7, 16, false],
       [2, 64, 5, 16, 8, 8, true],
     ];
-    // [steps a block, B and C ahead, prefetched one block ahead (stepPrefetch)]
-    const blocks: [number, boolean, boolean][] = [[1, false, false], [4, true, false], [5, true, false], [8, false, true], [3, false, true], [4, true, true], [1, false, true]];
     for (const [B, L, Di, N, fwdT, bwdT, vec] of cases) {
       const { shapes, data } = inputs(B, L, Di, N);
       const wy = randArray(B * L * Di, -1, 1);
@@ -201,7 +204,8 @@ test("webgpu selective scan: step loops in blocks (ssmTuning.stepBlock, bwdStepB
           // aggOnly: the look-back composes the same carries whatever order workgroups ran in
           Object.assign(ssmTuning, {
             fwdAlgo: algo, fwdForceT: fwdT, forceChunk: bwdT, fwdVecBC: vec, bwdVecBC: vec, fwdLookbackAggOnly: true,
-            stepBlock: U, stepBlockBC: bc, stepPrefetch: pf, bwdStepBlock: U, bwdStepBlockBC: bc, bwdStepPrefetch: pf,
+            stepBlock: U, stepBlockBC: bc, stepPrefetch: pf, stepSoftwareOne: false,
+            ...(grads ? { bwdStepBlock: U, bwdStepBlockBC: bc, bwdStepPrefetch: pf } : {}),
           });
           let got: Float32Array[], keys: string[];
           try {
@@ -212,7 +216,7 @@ test("webgpu selective scan: step loops in blocks (ssmTuning.stepBlock, bwdStepB
           // the blocked kernels ran: the forward's (look-back or passes 1 and 3) and the backward's
           const blocked = keys.filter((k) => k.includes(`:u${U}${bc ? "bc" : ""}${pf ? "pf" : ""}`));
           expect(blocked.some((k) => k.startsWith(algo === "lookback" ? "ssm:flb:" : "ssm:fc3:"))).toBe(U > 1 || pf);
-          expect(blocked.some((k) => k.startsWith("ssm:bwdp:"))).toBe(U > 1 || pf);
+          if (grads) expect(blocked.some((k) => k.startsWith("ssm:bwdp:"))).toBe(U > 1 || pf);
           if (!ref) {
             ref = got;
             continue;
@@ -224,6 +228,41 @@ test("webgpu selective scan: step loops in blocks (ssmTuning.stepBlock, bwdStepB
         }
       }
     }
+  } finally {
+    Object.assign(ssmTuning, was);
+  }
+}
+
+test("webgpu selective scan: the forward's step loops in blocks (ssmTuning.stepBlock, stepBlockBC, stepPrefetch) give the bits of one step at a time", async () => {
+  // one at a time; 4 with B, C ahead; 8 prefetched (a GPU's default); 3 prefetched (blocks past a chunk's end)
+  await stepLoopBits([[1, false, false], [4, true, false], [8, false, true], [3, false, true]], false);
+});
+
+test("webgpu selective scan: blocked step loops in the backward too (bwdStepBlock, …) give the gradients of one step at a time", async () => {
+  await stepLoopBits([[1, false, false], [4, true, false], [3, false, true]], true);
+});
+
+test("webgpu selective scan: the forward's step loops by default: one step at a time on a software adapter, 8 prefetched on a GPU", async () => {
+  if (!(await useBackend("webgpu"))) return;
+  const gpu = T.getBackend() as unknown as WebGpuBackend;
+  const was = { ...ssmTuning };
+  try {
+    Object.assign(ssmTuning, { fwdForceT: 16 }); // the look-back forward (several chunks)
+    const [B, L, Di, N] = [1, 40, 8, 16];
+    const { shapes, data } = inputs(B, L, Di, N);
+    const { keys } = await keysOf(gpu, async () => {
+      const t = data.map((d, k) => T.fromArray(d, shapes[k], "f32"));
+      const y = T.bind("selectiveScan", t, {});
+      const v = await y.data();
+      T.disposeTree([t, y]);
+      return v;
+    });
+    const flb = keys.filter((k) => k.startsWith("ssm:flb:"));
+    expect(flb.length).toBe(1);
+    const software = gpu.ctx.software === true && ssmTuning.stepSoftwareOne;
+    const { U, bc, pf } = { U: ssmTuning.stepBlock, bc: ssmTuning.stepBlockBC, pf: ssmTuning.stepPrefetch };
+    const want = software || (U === 1 && !pf) ? "" : `:u${U}${bc ? "bc" : ""}${pf ? "pf" : ""}`;
+    expect(flb[0]).toBe(`ssm:flb:q4:v${want}`);
   } finally {
     Object.assign(ssmTuning, was);
   }

@@ -154,7 +154,7 @@ export function gradParallel(ctx: GpuCtx, ins: readonly KernelArg[], out: Kernel
   const blk = stepBlocking(true);
   // forward carries (the forward's chunk passes 1 and 2, mode 0: nothing written to out; pass 1
   // with the forward's step loop)
-  const fblk = stepBlocking();
+  const fblk = stepBlocking(false, ctx.software === true);
   go(`ssm:fc1:q${N4}${vk}${stepKey(fblk)}`, () => fwdChunkWgsl(N4, 1, vec, fblk), FWD_CHUNK_BUFS[1], w, K);
   go(`ssm:fc2:q${N4}`, () => fwdChunkWgsl(N4, 2), FWD_CHUNK_BUFS[2], w, B * Di);
   go(`ssm:bl1:q${N4}${vk}`, () => lamChunkWgsl(N4, 1, vec), LAM_BUFS[1], w, K);

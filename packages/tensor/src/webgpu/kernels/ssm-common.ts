@@ -91,10 +91,11 @@ export const ssmTuning = {
    * issued before the block's first step; with stepBlockBC (vec4 B, C only) B_t and C_t too (1:
    * one step at a time, loads in the step; see stepLoop); with stepPrefetch each block's loads
    * are issued one block ahead, before the previous block's steps. Same operations in the same
-   * order, so the same bits. The forward waits on its loads, not on its exponentials: a
-   * timing-only build whose exp was an FMA ran as fast (1.167 vs 1.147 ms at batch 1, L 64K, Di
-   * 1024; webgpu-scan, H200, 2026-11-27), and a polynomial exp on the FMA units in place of 1 to
-   * 4 of the 4 exp vec4s was 1–60% slower. On an H200 (webgpu-scan --ssm-fwd-algo
+   * order, so the same bits. The forward is not bound by its exponentials (a timing-only build
+   * whose exp was an FMA ran as fast: 1.167 vs 1.147 ms at batch 1, L 64K, Di 1024; a polynomial
+   * exp on the FMA units was 1–60% slower) but by its instruction count at low occupancy (a CUDA
+   * mirror under Nsight Compute: issue slots 74% busy at 31% occupancy; results/gpu/issue5-s21/),
+   * where the loads' latency shows at training shapes. On an H200 (webgpu-scan --ssm-fwd-algo
    * lookback:u4:bc,lookback:u8:pf,…, two processes in opposite orders, 2026-11-27), 8 steps
    * prefetched took 0.167 / 0.225 ms at [8, 2048, 512] / [4, 2048, 1536] where 4 with B, C ahead
    * took 0.190 / 0.261, 1.150 at batch 1, L 64K, Di 1024 (1.170), 1.274 at L 256K, Di 256
@@ -105,6 +106,13 @@ export const ssmTuning = {
   stepBlock: ENV_STEP_BLOCK.block,
   stepBlockBC: ENV_STEP_BLOCK.bc,
   stepPrefetch: ENV_STEP_BLOCK.pf,
+  /**
+   * On a software adapter (ctx.software: lavapipe) the forward's step loops run one step at a
+   * time whatever stepBlock says: llvmpipe compiled the 8-step prefetched loops about twice as
+   * slowly (a look-back test on a fresh shader cache: 35 → 81 s), and a CPU has no GPU memory
+   * latency for them to hide. Same bits either way. Off when $MEMMAMBA_SSM_STEP_BLOCK is set.
+   */
+  stepSoftwareOne: !ENV_STEP_BLOCK.set,
   /**
    * The same for the parallel backward's per-chunk kernel (its recompute and adjoint loops; the
    * adjoint loads gy_t with Δ_t and x_t). One step at a time: blocks of 4 (with B, C) made the
@@ -131,8 +139,12 @@ export interface StepBlocking {
   pf?: boolean;
 }
 
-/** The forward's step loop, or with `bwd` the backward's (see ssmTuning.stepBlock, bwdStepBlock, stepPrefetch). */
-export function stepBlocking(bwd = false): StepBlocking {
+/**
+ * The forward's step loop, or with `bwd` the backward's (see ssmTuning.stepBlock, bwdStepBlock,
+ * stepPrefetch), on a device whose `software` flag is given (ssmTuning.stepSoftwareOne).
+ */
+export function stepBlocking(bwd = false, software = false): StepBlocking {
+  if (!bwd && software && ssmTuning.stepSoftwareOne) return { U: 1, bc: false, pf: false };
   const U = Math.max(1, Math.floor(bwd ? ssmTuning.bwdStepBlock : ssmTuning.stepBlock));
   const pf = bwd ? ssmTuning.bwdStepPrefetch : ssmTuning.stepPrefetch;
   return { U, bc: (U > 1 || pf) && (bwd ? ssmTuning.bwdStepBlockBC : ssmTuning.stepBlockBC), pf };
@@ -141,13 +153,13 @@ export function stepBlocking(bwd = false): StepBlocking {
 
 
 /** ssmTuning.stepBlock, stepBlockBC and stepPrefetch from $MEMMAMBA_SSM_STEP_BLOCK ("<steps>[bc][pf]", 1 to 32 steps), else 8 prefetched. */
-function stepBlockFromEnv(): { block: number; bc: boolean; pf: boolean } {
+function stepBlockFromEnv(): { block: number; bc: boolean; pf: boolean; set: boolean } {
   const v = readEnv("MEMMAMBA_SSM_STEP_BLOCK")?.trim();
-  if (v === undefined || v === "") return { block: 8, bc: false, pf: true };
+  if (v === undefined || v === "") return { block: 8, bc: false, pf: true, set: false };
   const m = /^(\d+)(bc)?(pf)?$/.exec(v);
   const n = m ? Number(m[1]) : NaN;
   if (!(n >= 1 && n <= 32)) throw new RangeError(`MEMMAMBA_SSM_STEP_BLOCK: expected the selective scan's steps a block, 1 to 32, optionally followed by "bc" and "pf" (e.g. 4bc, 8pf), got "${v}"`);
-  return { block: n, bc: m?.[2] === "bc", pf: m?.[3] === "pf" };
+  return { block: n, bc: m?.[2] === "bc", pf: m?.[3] === "pf", set: true };
 }
 
 /** The vec4 components by index. */

@@ -284,7 +284,7 @@ export function runForward(ctx: GpuCtx, ins: readonly KernelArg[], out: BufRef, 
   const { nC, T } = ssmForwardPlan(B, L, Di);
   // L = 0: B and C are empty bindings (4 bytes), too small for one vec4
   const vec = L > 0 && fwdVec(N), vk = vec ? ":v" : "";
-  const blk = stepBlocking();
+  const blk = stepBlocking(false, ctx.software === true);
   const maxDim = ctx.limits.maxComputeWorkgroupsPerDimension;
   const words4 = ceilDiv(lookbackWords(B, nC, Di, N4), 4);
   if (mode !== "ck" && nC > 1 && ssmTuning.fwdAlgo === "lookback" && words4 * 16 <= ctx.limits.maxStorageBufferBindingSize) {
