@@ -85,7 +85,7 @@ export interface StepBlock {
   pf?: boolean;
 }
 
-/** Parses a variant's `:u<steps>` or `:bc` part into v; false when it is neither. */
+/** Parses a variant's `:u<steps>`, `:bc` or `:pf` part into v; false when it is none of them. */
 function stepBlockPart(flag: string, spec: string, part: string, v: StepBlock): boolean {
   if (part === "bc") v.blockBC = true;
   else if (part === "pf") v.pf = true;
@@ -109,13 +109,16 @@ export function applyStepBlock(v: StepBlock, bwd = false): void {
     ssmTuning.stepBlock = block;
     ssmTuning.stepBlockBC = bc;
     ssmTuning.stepPrefetch = pf;
+    // a variant that names its loop runs it on a software adapter too
+    ssmTuning.stepSoftwareOne = v.block === undefined && v.blockBC === undefined && v.pf === undefined ? LIBRARY_STEP.softwareOne : false;
   }
 }
 
-/** The library's step blocking (before any variant changed it): what a variant without :u or :bc runs. */
+/** The library's step blocking (before any variant changed it): what a variant without :u, :bc or :pf runs. */
 const LIBRARY_STEP = {
   fwd: { block: ssmTuning.stepBlock, blockBC: ssmTuning.stepBlockBC, pf: ssmTuning.stepPrefetch },
   bwd: { block: ssmTuning.bwdStepBlock, blockBC: ssmTuning.bwdStepBlockBC, pf: ssmTuning.bwdStepPrefetch },
+  softwareOne: ssmTuning.stepSoftwareOne,
 };
 
 /** A forward variant of --ssm-fwd-algo: the algorithm and the step loops' blocking. */
@@ -134,9 +137,9 @@ export function parseFwdVariant(spec: string): FwdVariant {
   return v;
 }
 
-/** The step loops' blocking now, forward's or backward's, as the variants name it (":u4:bc"). */
-function blockLabel(bwd = false): string {
-  const { U, bc, pf } = stepBlocking(bwd);
+/** The step loops' blocking now, forward's or backward's, on this device, as the variants name it (":u4:bc"). */
+function blockLabel(bwd: boolean, software: boolean): string {
+  const { U, bc, pf } = stepBlocking(bwd, software);
   return `:u${U}${bc ? ":bc" : ""}${pf ? ":pf" : ""}`;
 }
 
@@ -198,14 +201,14 @@ export async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, gr
   const rows: SsmRow[] = [];
   const bwdDefault = {
     bwdAlgo: ssmTuning.bwdAlgo, bwdSegSteps: ssmTuning.bwdSegSteps, bwdMinT: ssmTuning.bwdMinT, bwdLongT: ssmTuning.bwdLongT, bwdVecBC: ssmTuning.bwdVecBC,
-    bwdStepBlock: ssmTuning.bwdStepBlock, bwdStepBlockBC: ssmTuning.bwdStepBlockBC, stepPrefetch: ssmTuning.stepPrefetch, bwdStepPrefetch: ssmTuning.bwdStepPrefetch,
+    bwdStepBlock: ssmTuning.bwdStepBlock, bwdStepBlockBC: ssmTuning.bwdStepBlockBC, bwdStepPrefetch: ssmTuning.bwdStepPrefetch,
   };
   const chunking = (prim: SsmRow["prim"]) => {
     if (prim === "selectiveScan") return { chunks: ssmForwardPlan(B, L, Di).nC, chunksPerGroup: 1, bwdAlgo: "-", bwdChunk: 0 };
     const p = ssmGradPlan(B, L, Di, N, gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxComputeWorkgroupStorageSize);
     // " scalar": the knob turned off where the library would read B, C as vec4
     const scalar = vecBC(true, N) && !vecBC(ssmTuning.bwdVecBC, N) ? " scalar" : "";
-    return p ? { chunks: p.nC, chunksPerGroup: p.G, bwdAlgo: (p.algo === "segments" ? `segments S${ssmTuning.bwdSegSteps}` : p.algo) + scalar + blockLabel(true), bwdChunk: p.T } : { chunks: 1, chunksPerGroup: 1, bwdAlgo: "sequential", bwdChunk: 0 };
+    return p ? { chunks: p.nC, chunksPerGroup: p.G, bwdAlgo: (p.algo === "segments" ? `segments S${ssmTuning.bwdSegSteps}` : p.algo) + scalar + blockLabel(true, gpu.ctx.software === true), bwdChunk: p.T } : { chunks: 1, chunksPerGroup: 1, bwdAlgo: "sequential", bwdChunk: 0 };
   };
   try {
     // each case: its primitive, a call, the compulsory bytes, the backward's per-chunk kernel
@@ -262,7 +265,7 @@ export async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, gr
         }
       }
       rows.push({
-        prim, B, L, Di, N, fwdThreads: L >= ssmTuning.fwdLongL ? Math.max(ssmTuning.fwdThreads, ssmTuning.fwdThreadsLong) : ssmTuning.fwdThreads, fwdVecBC: ssmTuning.fwdVecBC, fwdAlgo: prim === "selectiveScan" ? ssmTuning.fwdAlgo + blockLabel() : "-", ...chunking(prim), dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
+        prim, B, L, Di, N, fwdThreads: L >= ssmTuning.fwdLongL ? Math.max(ssmTuning.fwdThreads, ssmTuning.fwdThreadsLong) : ssmTuning.fwdThreads, fwdVecBC: ssmTuning.fwdVecBC, fwdAlgo: prim === "selectiveScan" ? ssmTuning.fwdAlgo + blockLabel(false, gpu.ctx.software === true) : "-", ...chunking(prim), dispatchesPerCall, bytes, timing, GBps: GB(bytes, timing.medianMs), fracCopy: 0,
         stateUpdatesPerS: updates / (timing.medianMs * 1e-3), maxErr, ...(profile !== undefined ? { profile } : {}),
       });
     }

@@ -12,8 +12,9 @@
  * The gradient (its own passes) is checked once through the autodiff, with the incoming
  * gradients computed from the look-back's y and last state.
  * Tolerance as in webgpu-parity.test.ts for the fused selective scan: 1e-4·(1 + |cpu|). Last,
- * the step loops in blocks of U steps (ssmTuning.stepBlock, bwdStepBlock), loaded one block ahead or not (stepPrefetch), give the bits of one
- * step at a time, forward and backward.
+ * the step loops in blocks of U steps (ssmTuning.stepBlock, bwdStepBlock), loaded one block ahead
+ * or not (stepPrefetch), give the bits of one step at a time, forward and backward, and the
+ * forward's default loop is the one the device should run.
  */
 import { expect, test } from "../../../test/support/harness.ts";
 import { useBackend } from "../../../test/support/backends.ts";

@@ -150,8 +150,6 @@ export function stepBlocking(bwd = false, software = false): StepBlocking {
   return { U, bc: (U > 1 || pf) && (bwd ? ssmTuning.bwdStepBlockBC : ssmTuning.stepBlockBC), pf };
 }
 
-
-
 /** ssmTuning.stepBlock, stepBlockBC and stepPrefetch from $MEMMAMBA_SSM_STEP_BLOCK ("<steps>[bc][pf]", 1 to 32 steps), else 8 prefetched. */
 function stepBlockFromEnv(): { block: number; bc: boolean; pf: boolean; set: boolean } {
   const v = readEnv("MEMMAMBA_SSM_STEP_BLOCK")?.trim();
@@ -186,8 +184,7 @@ export const quads = (N4: number) => Array.from({ length: N4 }, (_, q) => q);
  * relative; the m_exp of wgsl-math.ts, four per vec4, made these shaders several times slower
  * to compile on llvmpipe.
  */
-export const VEXP = `fn vexp(v: vec4<f32>) -> vec4<f32> { return exp(v); }
-`;
+export const VEXP = "fn vexp(v: vec4<f32>) -> vec4<f32> { return exp(v); }\n";
 
 /**
  * Whether a kernel binds B and C as vec4 (one load per 4 states), given its knob
@@ -258,7 +255,7 @@ export function stepLoop(N4: number, vec: boolean, blk: StepBlocking, from: stri
 
 /** The pipeline-key suffix of a kernel built with stepLoop (or the backward's adjointLoop) under blk. */
 export function stepKey(blk: StepBlocking): string {
-  return (blk.U > 1 || blk.pf ? `:u${blk.U}${blk.bc ? "bc" : ""}${blk.pf ? "pf" : ""}` : "");
+  return blk.U > 1 || blk.pf ? `:u${blk.U}${blk.bc ? "bc" : ""}${blk.pf ? "pf" : ""}` : "";
 }
 
 /** Row q of B_t or C_t (`arr`) inside stepLoop's body for block step j: preloaded when stepLoop loaded it, else bc's read. */
