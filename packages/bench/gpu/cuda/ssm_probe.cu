@@ -31,18 +31,21 @@ __device__ __forceinline__ float4 scale4(float s, float4 a) { return make_float4
 __device__ __forceinline__ float dot4(float4 a, float4 b) { return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w; }
 
 // MODE 0: stream, 1: pass 1, 3: pass 3
-template <int MODE, int U, bool PF, int E = 0>
+// SP: a channel's 16 states split over SP adjacent threads (1, or 2: 8 states each, fewer registers
+// a thread; the pair loads the same Δ_t, x_t and adds its halves of y_t by a shuffle)
+template <int MODE, int U, bool PF, int E = 0, int SP = 1>
 __global__ void __launch_bounds__(64) chunkPass(const float* __restrict__ x, const float* __restrict__ delta, const float4* __restrict__ A4,
                                                 const float4* __restrict__ B4, const float4* __restrict__ C4, float4* __restrict__ W,
                                                 float* __restrict__ y, int L, int Di, int T, int nC, int BDi) {
-  const int g = blockIdx.x * 64 + threadIdx.x;
-  if (g >= BDi * nC) return;
+  constexpr int NQ = 4 / SP; // state vec4s a thread
+  const int gt = blockIdx.x * 64 + threadIdx.x, part = gt % SP, g = gt / SP;
+  if (g >= BDi * nC) return; // (BDi·nC·SP is a multiple of 64 here: both threads of a pair stay)
   const int i = g % Di, c = (g / Di) % nC, b = g / (Di * nC);
   const int t0 = c * T, t1 = min(L, t0 + T);
-  float4 A[4], h[4];
-  for (int q = 0; q < 4; q++) {
-    A[q] = A4[i * 4 + q];
-    h[q] = MODE == 3 ? W[(size_t)g * 4 + q] : make_float4(0.f, 0.f, 0.f, 0.f);
+  float4 A[NQ], h[NQ];
+  for (int q = 0; q < NQ; q++) {
+    A[q] = A4[i * 4 + part * NQ + q];
+    h[q] = MODE == 3 ? W[(size_t)g * 4 + part * NQ + q] : make_float4(0.f, 0.f, 0.f, 0.f);
   }
   float sd = 0.f;
   float pdt[U], pxv[U];
@@ -75,26 +78,27 @@ __global__ void __launch_bounds__(64) chunkPass(const float* __restrict__ x, con
         const size_t bn = ((size_t)b * L + t) * 4;
         float acc = 0.f;
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
-          h[q] = fma4(fexp4<E>(scale4(dt[j], A[q])), h[q], dtx, B4[bn + q]);
-          if (MODE == 3) acc += dot4(h[q], C4[bn + q]);
+        for (int q = 0; q < NQ; q++) {
+          h[q] = fma4(fexp4<E>(scale4(dt[j], A[q])), h[q], dtx, B4[bn + part * NQ + q]);
+          if (MODE == 3) acc += dot4(h[q], C4[bn + part * NQ + q]);
         }
-        if (MODE == 3) y[((size_t)b * L + t) * Di + i] = acc;
+        if (MODE == 3 && SP == 2) acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+        if (MODE == 3 && part == 0) y[((size_t)b * L + t) * Di + i] = acc;
         else sd += dt[j];
       }
     }
   }
-  if (MODE == 1) for (int q = 0; q < 4; q++) W[(size_t)g * 4 + q] = h[q];
+  if (MODE == 1) for (int q = 0; q < NQ; q++) W[(size_t)g * 4 + part * NQ + q] = h[q];
   if (MODE == 0) W[g] = make_float4(sd, 0.f, 0.f, 0.f);
 }
 
 struct Bufs { float *x, *d, *y; float4 *A, *B, *C, *W; };
 
-template <int MODE, int U, bool PF, int E = 0>
+template <int MODE, int U, bool PF, int E = 0, int SP = 1>
 float timeIt(const Bufs& m, int Bn, int L, int Di, int T, int reps) {
-  const int nC = (L + T - 1) / T, BDi = Bn * Di, threads = BDi * nC;
+  const int nC = (L + T - 1) / T, BDi = Bn * Di, threads = BDi * nC * SP;
   dim3 grid((threads + 63) / 64);
-  auto go = [&] { chunkPass<MODE, U, PF, E><<<grid, 64>>>(m.x, m.d, m.A, m.B, m.C, m.W, m.y, L, Di, T, nC, BDi); };
+  auto go = [&] { chunkPass<MODE, U, PF, E, SP><<<grid, 64>>>(m.x, m.d, m.A, m.B, m.C, m.W, m.y, L, Di, T, nC, BDi); };
   go(); CK(cudaDeviceSynchronize());
   cudaEvent_t e0, e1; CK(cudaEventCreate(&e0)); CK(cudaEventCreate(&e1));
   std::vector<float> ms;
@@ -138,5 +142,9 @@ int main(int argc, char** argv) {
   ROW("pass1 u8 pf no exp", 1, 8, true, GB1, 2);
   ROW("pass3 u8 pf ex2.ftz", 3, 8, true, GB3, 1);
   ROW("pass3 u8 pf no exp", 3, 8, true, GB3, 2);
+  ROW("pass1 u8 pf split 2", 1, 8, true, GB1, 0, 2);
+  ROW("pass3 u8 pf split 2", 3, 8, true, GB3, 0, 2);
+  ROW("pass1 u1 split 2", 1, 1, false, GB1, 0, 2);
+  ROW("pass3 u1 split 2", 3, 1, false, GB3, 0, 2);
   return 0;
 }
