@@ -126,10 +126,10 @@ export interface FwdVariant extends StepBlock {
   algo: "chunked" | "lookback";
 }
 
-/** "chunked", "lookback", "lookback:u1", "lookback:u8:bc" → a FwdVariant. */
+/** "chunked", "lookback", "lookback:u1", "lookback:u8:bc", "lookback:u8:pf" → a FwdVariant. */
 export function parseFwdVariant(spec: string): FwdVariant {
   const m = /^(chunked|lookback)((?::[a-z0-9]+)*)$/.exec(spec.trim());
-  if (!m) throw new Error(`--ssm-fwd-algo: expected chunked or lookback, optionally :u<steps a block> and :bc (e.g. lookback:u8:bc), got "${spec}"`);
+  if (!m) throw new Error(`--ssm-fwd-algo: expected chunked or lookback, optionally :u<steps a block>, :bc and :pf (e.g. lookback:u8:pf), got "${spec}"`);
   const v: FwdVariant = { algo: m[1] as FwdVariant["algo"] };
   for (const part of m[2].split(":").filter(Boolean)) {
     if (!stepBlockPart("--ssm-fwd-algo", spec, part, v)) throw new Error(`--ssm-fwd-algo: unknown part "${part}" in "${spec}"`);
@@ -157,7 +157,7 @@ export interface BwdVariant extends StepBlock {
 /** "scratch", "segments", "segments:s8", "scratch:t16", "segments:s2:t16", "scratch:scalar" → a BwdVariant. */
 export function parseBwdVariant(spec: string): BwdVariant {
   const m = /^(scratch|segments)((?::[a-z0-9]+)*)$/.exec(spec.trim());
-  if (!m) throw new Error(`--ssm-bwd-algo: expected scratch or segments, optionally :s<segment steps>, :t<shortest chunk> and :scalar (e.g. segments:s2:t16), got "${spec}"`);
+  if (!m) throw new Error(`--ssm-bwd-algo: expected scratch or segments, optionally :s<segment steps>, :t<shortest chunk>, :scalar, :u<steps a block>, :bc and :pf (e.g. segments:s2:t16), got "${spec}"`);
   const v: BwdVariant = { algo: m[1] as BwdVariant["algo"] };
   for (const part of m[2].split(":").filter(Boolean)) {
     if (stepBlockPart("--ssm-bwd-algo", spec, part, v)) continue;

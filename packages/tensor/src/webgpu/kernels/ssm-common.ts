@@ -204,8 +204,13 @@ export function stepCode(N4: number, vec = false): string {
   return [
     `let row = (b * L + t) * Di + i; let bn = (b * L + t) * N;`,
     `let dt = delta[row]; let dtx = dt * x[row];`,
-    ...quads(N4).map((q) => `hs${q} = vexp(dt * A${q}) * hs${q} + dtx * ${bc("Bm", q, vec, N4)};`),
+    ...quads(N4).map((q) => hsUpdate(q, bc("Bm", q, vec, N4))),
   ].join("\n    ");
+}
+
+/** The recurrence's update of state vec4 q at a step (dt, dtx in scope), B_t's row q given. */
+function hsUpdate(q: number, bRow: string): string {
+  return `hs${q} = vexp(dt * A${q}) * hs${q} + dtx * ${bRow};`;
 }
 
 /**
@@ -228,20 +233,21 @@ export function stepLoop(N4: number, vec: boolean, blk: StepBlocking, from: stri
   // step j of the block starting at tb, clamped to the last step (last: the range's last step, never below 0)
   const tAt = (tb: string, j: number, last = `${to} - 1u`) => (j === 0 && tb === "tb" ? "tb" : `min(${tb} + ${j}u, ${last})`);
   const rowOf = (t: string) => `(b * L + ${t}) * Di + i`;
-  const rows = (j: number) => names.map((a) => Q.map((q) => ` let ${a}${j}_${q} = ${a}[(b * L + ${tAt("tb", j)}) * ${N4}u + ${q}u];`).join("")).join("");
+  // block step j's loads at step t: Δ_t, x_t (and B_t, `extra`'s rows) into dt{j}, xv{j}, … with
+  // the given declaration ("let ", "var " or "" to assign) and name prefix
+  const loadsAt = (j: number, t: string, decl: string, pre: string) =>
+    `${decl}${pre}dt${j} = delta[${rowOf(t)}]; ${decl}${pre}xv${j} = x[${rowOf(t)}];` +
+    names.map((a) => Q.map((q) => ` ${decl}${pre}${a}${j}_${q} = ${a}[(b * L + ${t}) * ${N4}u + ${q}u];`).join("")).join("");
   // blocked: the block's loads first; prefetched (blk.pf): the block's values come from the
   // registers the previous block filled, and the next block's loads are issued before its steps
-  const loads = pf
-    ? J.map((j) => `let r${j} = ${rowOf(tAt("tb", j))}; let dt${j} = pdt${j}; let xv${j} = pxv${j};${names.map((a) => Q.map((q) => ` let ${a}${j}_${q} = p${a}${j}_${q};`).join("")).join("")}`).concat(
-        J.map((j) => `pdt${j} = delta[${rowOf(tAt("tn", j))}]; pxv${j} = x[${rowOf(tAt("tn", j))}];${names.map((a) => Q.map((q) => ` p${a}${j}_${q} = ${a}[(b * L + ${tAt("tn", j)}) * ${N4}u + ${q}u];`).join("")).join("")}`))
-    : J.map((j) => `let r${j} = ${rowOf(tAt("tb", j))}; let dt${j} = delta[r${j}]; let xv${j} = x[r${j}];${rows(j)}`);
+  const loads = J.map((j) => `let r${j} = ${rowOf(tAt("tb", j))}; ` + (pf
+    ? `let dt${j} = pdt${j}; let xv${j} = pxv${j};${names.map((a) => Q.map((q) => ` let ${a}${j}_${q} = p${a}${j}_${q};`).join("")).join("")}`
+    : loadsAt(j, tAt("tb", j), "let ", ""))).concat(pf ? J.map((j) => loadsAt(j, tAt("tn", j), "", "p")) : []);
   const first = `max(${to}, 1u) - 1u`;
-  const prelude = pf
-    ? J.map((j) => `var pdt${j} = delta[${rowOf(tAt(from, j, first))}]; var pxv${j} = x[${rowOf(tAt(from, j, first))}];${names.map((a) => Q.map((q) => ` var p${a}${j}_${q} = ${a}[(b * L + ${tAt(from, j, first)}) * ${N4}u + ${q}u];`).join("")).join("")}`).join("\n  ") + "\n  "
-    : "";
+  const prelude = pf ? J.map((j) => loadsAt(j, tAt(from, j, first), "var ", "p")).join("\n  ") + "\n  " : "";
   const step = (j: number) => {
     const inner = `let t = tb + ${j}u; let row = r${j}; let bn = (b * L + t) * N; let dt = dt${j}; let dtx = dt * xv${j};
-      ${Q.map((q) => `hs${q} = vexp(dt * A${q}) * hs${q} + dtx * ${ahead ? `Bm${j}_${q}` : bc("Bm", q, vec, N4)};`).join("\n      ")}
+      ${Q.map((q) => hsUpdate(q, ahead ? `Bm${j}_${q}` : bc("Bm", q, vec, N4))).join("\n      ")}
       ${body(j)}`;
     return j === 0 ? `{\n      ${inner}\n    }` : `if (tb + ${j}u < ${to}) {\n      ${inner}\n    }`;
   };
