@@ -3,10 +3,10 @@
  * attention (Eq. 7/11) over the pools of earlier layers. Both are one masked softmax over a few
  * slots per position (P, or g·P), so they cost O(L·P·S), linear in the length.
  */
-import { add, concat, foldWeight, ge, indexedAttention, indexedAttentionFused, isRecording, matmul, mul, random, reshape, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
+import { add, concat, foldWeight, ge, indexedAttention, indexedAttentionFused, indexedAttentionParts, isRecording, matmul, mul, random, reshape, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
 import { initLinear, initScorer, scaleRows, scoreGate, scoreSigmoid, type Key, type Linear } from "./nn.ts";
-import type { PoolRead } from "./pool.ts";
+import { validOf, type PoolRead } from "./pool.ts";
 
 /** The parameters of cross-token attention over a layer's own pool (Eq. 6/10). */
 export interface CrossTokenParams {
@@ -53,10 +53,11 @@ export function initCrossLayer(key: Key, cfg: ModelConfig): CrossLayerParams {
  * all their slots. The tables are small (one row per note), so the copy is cheap. An empty slot's
  * −1 stays −1 where a gradient is recorded (indexedOuter lists the in-range entries, pool.ts says
  * why); outside one it becomes the previous table's last row, which its valid 0 masks (the read
- * never looks at a masked slot's row): one launch a read instead of three.
+ * never looks at a masked slot's row): one launch a read instead of three. (Reads without a valid
+ * mask are not joined: indexedAttentionParts reads them where they lie.)
  */
-function joinReads(reads: readonly PoolRead[]): PoolRead {
-  if (reads.length === 1) return reads[0];
+function joinReads(reads: readonly PoolRead[]): Required<PoolRead> {
+  if (reads.length === 1) return { ...reads[0], valid: validOf(reads[0]) };
   let rows = 0;
   const recorded = isRecording();
   const index = reads.map((r) => {
@@ -64,15 +65,17 @@ function joinReads(reads: readonly PoolRead[]): PoolRead {
     rows += r.table.shape[0];
     return i;
   });
-  return { table: concat(reads.map((r) => r.table), 0), index: concat(index, 2), valid: concat(reads.map((r) => r.valid), 2) };
+  return { table: concat(reads.map((r) => r.table), 0), index: concat(index, 2), valid: concat(reads.map(validOf), 2) };
 }
 
 /**
- * softmax(q·Kᵀ/√S) V over the notes a read sees, q = h·W_q, K = notes·W_k and V = notes·W_v:
- * h [B, L, d] → out [B, L, S] (and weights [B, L, P]). The fused `indexedAttention` reads table
- * rows through the index, so no [B, L, P, S] keys or values exist in the forward or the backward
- * pass. Same numbers as `poolAttentionWeighted` over gathered slots (the composite it replaced,
- * kept as the reference), within f32 rounding.
+ * softmax(q·Kᵀ/√S) V over the notes the reads see (their slots together), q = h·W_q, K = notes·W_k
+ * and V = notes·W_v: h [B, L, d] → out [B, L, S] (and weights [B, L, P]). The fused reads take
+ * table rows through the index, so no [B, L, P, S] keys or values exist in the forward or the
+ * backward pass: `indexedAttentionParts` where no read carries a valid mask (causalSelect's reads
+ * outside a gradient: one launch over the reads where they lie, no mask), else
+ * `indexedAttentionFused` over the joined reads. Same numbers as `poolAttentionWeighted` over
+ * gathered slots (the composite they replaced, kept as the reference), within f32 rounding.
  *
  * Why W_k goes into the query: q·(n W_k)ᵀ = (h W_q W_kᵀ)·n, so the logits read the notes
  * themselves with the query h·(W_q W_kᵀ). The [d, S] product costs nothing, where projecting
@@ -82,11 +85,14 @@ function joinReads(reads: readonly PoolRead[]): PoolRead {
  * the table nor the read is projected by W_v. Both are equal to the projected form up to f32
  * rounding.
  */
-function readPoolAttention(h: Tensor, wq: Tensor, read: PoolRead, wk: Tensor, wv: Tensor | null): Tensor;
-function readPoolAttention(h: Tensor, wq: Tensor, read: PoolRead, wk: Tensor, wv: Tensor | null, weights: true): { out: Tensor; weights: Tensor };
-function readPoolAttention(h: Tensor, wq: Tensor, read: PoolRead, wk: Tensor, wv: Tensor | null, weights = false): Tensor | { out: Tensor; weights: Tensor } {
+function readPoolAttention(h: Tensor, wq: Tensor, reads: readonly PoolRead[], wk: Tensor, wv: Tensor | null): Tensor;
+function readPoolAttention(h: Tensor, wq: Tensor, reads: readonly PoolRead[], wk: Tensor, wv: Tensor | null, weights: true): { out: Tensor; weights: Tensor };
+function readPoolAttention(h: Tensor, wq: Tensor, reads: readonly PoolRead[], wk: Tensor, wv: Tensor | null, weights = false): Tensor | { out: Tensor; weights: Tensor } {
   const q = matmul(h, foldWeight(wq, wk, undefined, { transB: true }));
-  const values = wv ? matmul(read.table, wv) : read.table;
+  const project = (table: Tensor) => (wv ? matmul(table, wv) : table);
+  if (!weights && reads.every((r) => r.valid === undefined)) return indexedAttentionParts(q, reads.map((r) => ({ keys: r.table, values: project(r.table), index: r.index })));
+  const read = joinReads(reads);
+  const values = project(read.table);
   // the read alone is one fused launch each way (indexedAttentionFused); the weights, when asked
   // for, come from the op-by-op form, which returns them
   return weights ? indexedAttention(q, read.table, values, read.index, read.valid) : indexedAttentionFused(q, read.table, values, read.index, read.valid);
@@ -207,7 +213,7 @@ export function crossTokenRead(
   // launch outside a gradient
   const { score, gate, gated } = scoreGate(p.state, stateSrc, m.tau2, true);
   const wv = opts.values === "notes" ? null : p.v.w;
-  const { out: attn, weights } = opts.weights ? readPoolAttention(h, p.q.w, read, p.k.w, wv, true) : { out: readPoolAttention(h, p.q.w, read, p.k.w, wv), weights: undefined };
+  const { out: attn, weights } = opts.weights ? readPoolAttention(h, p.q.w, [read], p.k.w, wv, true) : { out: readPoolAttention(h, p.q.w, [read], p.k.w, wv), weights: undefined };
   return { attn, scale: gated!, score, gate, weights };
 }
 
@@ -218,5 +224,5 @@ export function crossTokenRead(
  * `values: "notes"` returns the read before W_v (see ReadValues).
  */
 export function crossLayerAttention(p: CrossLayerParams, h: Tensor, reads: readonly PoolRead[], opts: { values?: ReadValues } = {}): Tensor {
-  return readPoolAttention(h, p.q.w, joinReads(reads), p.k.w, opts.values === "notes" ? null : p.v.w);
+  return readPoolAttention(h, p.q.w, reads, p.k.w, opts.values === "notes" ? null : p.v.w);
 }

@@ -11,7 +11,7 @@ export { initLinear, initRMSNorm, linear, rmsNorm, scoreLinear, scoreSigmoid, ty
 export { initMamba, initMambaState, mambaBlock, type MambaOutput, type MambaParams, type MambaState } from "./mamba.ts";
 export { poolSummary, type PoolingKind } from "./pooling.ts";
 export { initNote, scoreNotes, stateSummary, takeNotes, tokenImportance, type NoteParams, type Notes, type ScoredNotes } from "./note.ts";
-export { initPoolState, insertNote, insertNoteTraced, readPool, selectNotes, type InsertTrace, type PoolRead, type PoolState } from "./pool.ts";
+export { initPoolState, insertNote, insertNoteTraced, readPool, selectNotes, validOf, type InsertTrace, type PoolRead, type PoolState } from "./pool.ts";
 export {
   crossLayerAttention, crossTokenAttention, crossTokenRead, initCrossLayer, initCrossToken, poolAttention, poolAttentionWeighted, stateImportance, type ReadValues,
   type CrossLayerParams, type CrossTokenParams, type CrossTokenParts, type CrossTokenRead,

@@ -19,7 +19,7 @@ import { fuseInto, initFusion, initFusionState, type FusionParams } from "./fusi
 import { initMamba, initMambaState, mambaBlock, type MambaParams, type MambaState } from "./mamba.ts";
 import { rmsNorm, rmsNormalize, scaleRows, type Key } from "./nn.ts";
 import { initNote, scoreNotes, type NoteParams } from "./note.ts";
-import { initPoolState, insertNoteTraced, readPool, selectNotes, type InsertTrace, type PoolRead, type PoolState } from "./pool.ts";
+import { initPoolState, insertNoteTraced, readPool, selectNotes, validOf, type InsertTrace, type PoolRead, type PoolState } from "./pool.ts";
 
 /** The parameters of one MemMamba layer; the memory parts are absent where the config turns them off. */
 export interface LayerParams {
@@ -207,7 +207,7 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
   const counts = ctx.counts
     ? noGrad((): LayerCounts => ({
       written: sum(scored.write),
-      reads: tok ? sum(mul(tok.gate, max(read.valid, -1))) : sum(mul(scored.write, 0)),
+      reads: tok ? sum(mul(tok.gate, max(validOf(read), -1))) : sum(mul(scored.write, 0)),
     }))
     : undefined;
   const trace = ctx.trace

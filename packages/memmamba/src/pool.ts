@@ -14,7 +14,7 @@
  * zeros, exactly the order in which causalSelect lists the positions it holds.
  */
 import {
-  add, causalEntered, causalSelect, concat, eq, fromArray, gather, ge, le, lt, max, minimum, mul, neg, ones, pad, reshape,
+  add, causalEntered, causalSelect, concat, eq, fromArray, gather, ge, isRecording, le, lt, max, minimum, mul, neg, ones, pad, reshape,
   sliceAxis, sub, sum, where, zeros, type Tensor,
 } from "@memmamba/tensor";
 import type { MemoryConfig } from "./config.ts";
@@ -34,16 +34,23 @@ export interface PoolState {
  * What each position may read: rows of a flat note table [M, S], picked by `index` i32
  * [B, L, P] (−1 where the slot is empty, the indexed primitives' empty slot), and which slots
  * hold a note, `valid` (1/0) [B, L, P]. Attention projects the table first and gathers after
- * (cheaper: M rows, not B·L·P). A read of the recurrent pool (`readPool`) may point an empty
- * slot at a zero row instead of −1: `valid` is what says which slots hold a note.
+ * (cheaper: M rows, not B·L·P). A read of the recurrent pool (`readPool`) points an empty slot at
+ * a zero row instead of −1: its `valid` is what says which slots hold a note. A read without
+ * `valid` (causalSelect's, outside a gradient) holds a note exactly where its index is not −1:
+ * the reads then need no mask (indexedAttentionParts), and `validOf` makes one where one is needed.
  */
 export interface PoolRead {
   /** The flat note table [M, S]. */
   table: Tensor;
   /** Rows of the table each position reads, i32 [B, L, P] (−1 where the slot is empty). */
   index: Tensor;
-  /** 1 where a slot holds a note, else 0 [B, L, P]. */
-  valid: Tensor;
+  /** 1 where a slot holds a note, else 0 [B, L, P]; absent: where the index is not −1. */
+  valid?: Tensor;
+}
+
+/** A read's valid mask [B, L, P] (1 where a slot holds a note), made from its index where the read has none. */
+export function validOf(read: PoolRead): Tensor {
+  return read.valid ?? ge(read.index, 0);
 }
 
 /**
@@ -70,17 +77,21 @@ export function initPoolState(m: MemoryConfig, batch: number, zerosOf: (shape: n
  * Positions (−1: empty) of a [B, M]-long sequence → a PoolRead into that sequence's flat table.
  * Empty slots keep index −1 (not a real row with weight 0): the GPU's indexedOuter lists every
  * in-range entry of an index once and shares that list between the two gradient sums of an
- * attention, so thousands of empty slots piled on row 0 would cost it (ops/attention.ts).
+ * attention, so thousands of empty slots piled on row 0 would cost it (ops/attention.ts). A slot
+ * holds a note iff its index is not −1, so the read carries its `valid` only where a gradient is
+ * recorded (the fused read's backward takes the mask; outside one the reads need none: one
+ * launch fewer a pool).
  */
 function readAt(positions: Tensor, rowsPerBatch: number, table: Tensor): PoolRead {
   const B = positions.shape[0];
+  const keep = isRecording();
   // one sequence (a long-context forward): the positions are the table's rows already, and an
   // empty slot's −1 stays −1 (two launches and an upload fewer a read)
-  if (B === 1) return { table, index: positions, valid: ge(positions, 0) };
+  if (B === 1) return keep ? { table, index: positions, valid: ge(positions, 0) } : { table, index: positions };
   const offsets = fromArray(Int32Array.from({ length: B }, (_, b) => b * rowsPerBatch), [B, 1, 1], "i32");
   const valid = ge(positions, 0);
   const index = where(valid, add(positions, offsets), -1);
-  return { table, index, valid };
+  return keep ? { table, index, valid } : { table, index };
 }
 
 /**
@@ -122,10 +133,11 @@ export function selectNotes(n: Notes | ScoredNotes, m: MemoryConfig, carried?: P
   const read = readAt(V || tail ? sliceAxis(positions, 1, V, M) : positions, M, table);
   if (!tail) return { read };
   const last = readAt(sliceAxis(positions, 1, M, M + 1), M, table);
-  const valid = reshape(last.valid, [B, P]);
+  const lastValid = validOf(last);
+  const valid = reshape(lastValid, [B, P]);
   const scoreTable = reshape(V ? concat([carried.scores, n.score], 1) : n.score, [B * M, 1]);
   // gather has no empty slot (−1 is an error on the CPU): read row 0 there, which `valid` zeroes
-  const rows = where(last.valid, last.index, 0);
+  const rows = where(lastValid, last.index, 0);
   const next: PoolState = {
     notes: mul(reshape(gather(table, rows), [B, P, S]), reshape(valid, [B, P, 1])),
     scores: mul(reshape(gather(scoreTable, rows), [B, P]), valid),

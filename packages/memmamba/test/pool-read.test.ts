@@ -8,7 +8,7 @@ import * as T from "@memmamba/tensor";
 import type { Tensor } from "@memmamba/tensor";
 import { expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
-import { crossLayerAttention, crossTokenAttention, poolAttentionWeighted } from "../src/index.ts";
+import { crossLayerAttention, crossTokenAttention, poolAttentionWeighted, validOf } from "../src/index.ts";
 import type { CrossLayerParams, CrossTokenParams } from "../src/attention.ts";
 import type { PoolRead } from "../src/pool.ts";
 import { maxAbsDiff } from "./support.ts";
@@ -47,8 +47,8 @@ function reads(ts: Tensor[]): PoolRead[] {
 /** The composite: gather the projected slots per position, then poolAttentionWeighted. */
 function composite(h: Tensor, p: CrossLayerParams, rs: PoolRead[]) {
   // gather has no empty slot: row 0 where the index is −1 (its weight is 0)
-  const slots = (r: PoolRead, w: Tensor) => T.gather(T.matmul(r.table, w), T.where(r.valid, r.index, 0));
-  return poolAttentionWeighted(T.matmul(h, p.q.w), rs.map((r) => slots(r, p.k.w)), rs.map((r) => slots(r, p.v.w)), rs.map((r) => r.valid));
+  const slots = (r: PoolRead, w: Tensor) => T.gather(T.matmul(r.table, w), T.where(validOf(r), r.index, 0));
+  return poolAttentionWeighted(T.matmul(h, p.q.w), rs.map((r) => slots(r, p.k.w)), rs.map((r) => slots(r, p.v.w)), rs.map(validOf));
 }
 
 for (const backend of testBackends()) {
@@ -89,7 +89,18 @@ for (const backend of testBackends()) {
         }
         T.disposeTree([a, b]);
       }
-      T.disposeTree([params, cot, state]);
+      // outside a gradient, reads without a valid mask (causalSelect's: a slot holds a note iff its
+      // index is not −1) take indexedAttentionParts, one launch over both tables where they lie
+      const bare = (p: Pm) => reads(p.tables).map((r) => (r.valid!.dispose(), { table: r.table, index: r.index }));
+      const [got, want] = T.tidy(() => T.noGrad(() => [crossLayerAttention(params, params.h, bare(params)), composite(params.h, params, reads(params.tables)).out]));
+      T.resetCounters();
+      T.tidy(() => T.noGrad(() => crossLayerAttention(params, params.h, bare(params)))).dispose();
+      const launches = T.readCounters().launches;
+      expect(`mask-free reads: ${maxAbsDiff(await got.data(), await want.data()) < 1e-5}`).toBe("mask-free reads: true");
+      // the index uploads (2), the folded query weight and the query, the read (wasm: the join's launches)
+      if (backend === "wasm") expect(launches).toBeGreaterThan(5);
+      else expect(launches).toBe(5);
+      T.disposeTree([got, want, params, cot, state]);
     });
     } finally {
       T.setBackend(before);

@@ -1,6 +1,6 @@
 import { disposeTree, fromArray, gather, keep, liveBuffers, mul, reshape, sliceAxis, tidy, where, type Tensor } from "@memmamba/tensor";
 import { describe, expect, test } from "../../../test/support/harness.ts";
-import { initPoolState, insertNote, preset, readPool, selectNotes, type Notes, type PoolRead, type PoolState, type ScoredNotes } from "../src/index.ts";
+import { initPoolState, insertNote, preset, readPool, selectNotes, validOf, type Notes, type PoolRead, type PoolState, type ScoredNotes } from "../src/index.ts";
 import { rng } from "./support.ts";
 
 const B = 3, L = 40, P = 5, S = 2;
@@ -19,12 +19,15 @@ function makeNotes(seed: number): Notes {
 
 /** The notes a read holds [B, L, P, S], zero in empty slots (gather has no −1: row 0 there, masked). */
 function held(read: PoolRead): Tensor {
-  return mul(gather(read.table, where(read.valid, read.index, 0)), reshape(read.valid, [...read.valid.shape, 1]));
+  const valid = validOf(read);
+  return mul(gather(read.table, where(valid, read.index, 0)), reshape(valid, [...valid.shape, 1]));
 }
 
 /** A sequence read's index is −1 exactly on its empty slots, a row of the table elsewhere; returns how many are empty. */
 async function expectEmptySlotsMinusOne(read: PoolRead): Promise<number> {
-  const [index, valid] = await Promise.all([read.index.data(), read.valid.data()]);
+  const v = tidy(() => validOf(read)); // (tidy: also frees the scalar 0 that ge compares with)
+  const [index, valid] = await Promise.all([read.index.data(), v.data()]);
+  if (v !== read.valid) v.dispose();
   const rows = read.table.shape[0];
   let empty = 0, bad = 0;
   for (let e = 0; e < index.length; e++) {
@@ -121,7 +124,7 @@ for (const replacement of ["fifo", "priority"] as const) {
           };
           const dense = tidy(() => {
             const { read, next } = selectNotes(chunk, m, pool);
-            return { got: held(read), next: next!, index: read.index, valid: read.valid, rowsPerSeq: read.table.shape[0] / B };
+            return { got: held(read), next: next!, index: read.index, valid: validOf(read), rowsPerSeq: read.table.shape[0] / B };
           });
           const sparse = tidy(() => {
             const { read, next } = selectNotes(scored, m, pool);

@@ -132,6 +132,13 @@ export interface PrimParams {
    */
   attnRead: { scale: number };
   /**
+   * attnRead over several reads at once (ops/attention-fused.ts, indexedAttentionParts), inputs
+   * [q, (keys, values, idx) per read]: the softmax runs over all the reads' slots together, read 0's
+   * first, and a slot is valid iff its index is not −1 (no gradient: the op joins the reads where
+   * one is recorded).
+   */
+  attnReadParts: { scale: number };
+  /**
    * The rows of a matmul that a mask keeps (ops/linalg.ts, matmulRows), inputs [x [..., K], w [K, N],
    * rows [...] f32]: out[i] = x[i]·w where rows[i] ≠ 0, else 0 (whatever x[i] holds).
    */

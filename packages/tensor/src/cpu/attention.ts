@@ -103,6 +103,43 @@ export function attnReadKernel([q, keys, values, idx, valid]: CpuArg[], out: Cpu
 }
 
 /**
+ * attnReadParts (PrimParams["attnReadParts"]): inputs [q, (keys, values, idx) per read]: attnRead
+ * over the reads' tables side by side, each index offset by the rows before its table (−1 stays
+ * −1), valid = index ≥ 0; so the same bits as the join that indexedAttentionParts runs elsewhere.
+ */
+export function attnReadPartsKernel(ins: CpuArg[], out: CpuArg, params: PrimParams["attnReadParts"]): void {
+  const q = ins[0], G = (ins.length - 1) / 3;
+  const S = q.shape[q.shape.length - 1], N = out.data.length / Math.max(1, S);
+  const slots: number[] = [], rows: number[] = [];
+  for (let g = 0; g < G; g++) {
+    const idx = ins[3 + 3 * g];
+    slots.push(idx.shape[idx.shape.length - 1]);
+    rows.push(ins[1 + 3 * g].shape[0]);
+  }
+  const P = slots.reduce((a, b) => a + b, 0), M = rows.reduce((a, b) => a + b, 0);
+  const keys = new Float32Array(M * S), values = new Float32Array(M * S);
+  const idx = new Int32Array(N * P), valid = new Float32Array(N * P);
+  let r0 = 0, p0 = 0;
+  for (let g = 0; g < G; g++) {
+    keys.set(ins[1 + 3 * g].data as Float32Array, r0 * S);
+    values.set(ins[2 + 3 * g].data as Float32Array, r0 * S);
+    const I = ins[3 + 3 * g].data, Pg = slots[g], Mg = rows[g];
+    for (let n = 0; n < N; n++) {
+      for (let p = 0; p < Pg; p++) {
+        const ri = I[n * Pg + p];
+        if (ri !== EMPTY_SLOT && (ri < 0 || ri >= Mg)) throw new RangeError(`attnReadParts: read ${g}'s index ${ri} at position ${n * Pg + p} is outside [0, ${Mg}) of table ${showShape(ins[1 + 3 * g].shape)} (and is not −1, an empty slot)`);
+        idx[n * P + p0 + p] = ri === EMPTY_SLOT ? EMPTY_SLOT : ri + r0;
+        valid[n * P + p0 + p] = ri >= 0 ? 1 : 0;
+      }
+    }
+    r0 += Mg;
+    p0 += Pg;
+  }
+  const lead = q.shape.slice(0, -1);
+  attnReadKernel([q, { data: keys, shape: [M, S] }, { data: values, shape: [M, S] }, { data: idx, shape: [...lead, P] }, { data: valid, shape: [...lead, P] }], out, params);
+}
+
+/**
  * attnReadGrad (MultiPrimParams["attnReadGrad"]): inputs [q, keys, values, idx, valid, g],
  * outputs [dq, w, dl] (ops/attention-fused.ts). Per position: dy = (g · values[idx]) ⊙ valid,
  * t = Σ dy ⊙ y (float64, slot order, as softmaxGrad), dl = scale · where(valid, y ⊙ (dy − t), 0),

@@ -6,7 +6,7 @@ import { addMatmulKernel, foldWeightGradKernel, foldWeightKernel, linearSigmoidG
 import { maxGradKernel, reduceKernel } from "./reduce.ts";
 import { causalEnteredKernel, causalSelectKernel } from "./select.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
-import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
+import { attnReadGradKernel, attnReadKernel, attnReadPartsKernel } from "./attention.ts";
 import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel, selectiveScanWithStateKernel } from "./ssm.ts";
 import {
   conv1dCausalGradWKernel, conv1dCausalGradXKernel, conv1dCausalKernel, conv1dCausalSiluKernel, crossEntropyKernel, gatherKernel,
@@ -81,6 +81,7 @@ export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {
   indexedSum: indexedSumKernel,
   indexedOuter: indexedOuterKernel,
   attnRead: attnReadKernel,
+  attnReadParts: attnReadPartsKernel,
   scan: scanKernel,
   selectiveScan: selectiveScanKernel,
   selectiveScanState: selectiveScanStateKernel,

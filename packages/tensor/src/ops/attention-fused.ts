@@ -26,7 +26,9 @@ import { engine, getBackend } from "../engine.ts";
 import { sameShape, ShapeError, showShape } from "../shape.ts";
 import { tidy, type Tensor } from "../tensor.ts";
 import { indexedAttention, indexedDot, indexedOuter, indexedSum } from "./attention.ts";
-import { mul, where } from "./elementwise.ts";
+import { isRecording } from "../autodiff.ts";
+import { add, ge, mul, where } from "./elementwise.ts";
+import { concat } from "./movement.ts";
 import { softmax } from "./nn.ts";
 
 /**
@@ -139,4 +141,90 @@ export function indexedAttentionFused(q: Tensor, keys: Tensor, values: Tensor, i
     throw new ShapeError(`indexedAttentionFused: valid ${valid.dtype} ${showShape(valid.shape)} must be f32 with the index's shape ${showShape(index.shape)}`);
   }
   return bind("attnRead", [q, keys, values, index, valid], { scale: scale ?? 1 / Math.sqrt(S) });
+}
+
+/** The most reads `indexedAttentionParts` runs as one launch (the GPU binds three buffers a read, eight in all). */
+export const ATTN_READ_MAX_PARTS: number = 2;
+/** The widest rows `indexedAttentionParts` runs as one launch (a GPU thread holds a position's q and sum in registers). */
+export const ATTN_READ_PARTS_MAX_S: number = 64;
+
+/** One read of `indexedAttentionParts`: rows `index` [...N, P] i32 of a keys and a values table [M, S] (−1: an empty slot). */
+export interface AttentionPart {
+  keys: Tensor;
+  values: Tensor;
+  index: Tensor;
+}
+
+/** The checks of attnReadParts: inputs [q, (keys, values, index) per read]. */
+function checkParts(ins: readonly Tensor[]): void {
+  if (ins.length < 4 || (ins.length - 1) % 3 !== 0) throw new ShapeError(`attnReadParts: expected q and (keys, values, index) per read, got ${ins.length} inputs`);
+  const q = ins[0];
+  for (let i = 1; i < ins.length; i += 3) {
+    const [keys, values, idx] = ins.slice(i, i + 3);
+    const part = `read ${(i - 1) / 3}`;
+    if (q.dtype !== "f32" || keys.dtype !== "f32" || values.dtype !== "f32") throw new ShapeError(`attnReadParts: q, keys and values must be f32 (${part}: q ${q.dtype}, keys ${keys.dtype}, values ${values.dtype})`);
+    if (idx.dtype !== "i32") throw new ShapeError(`attnReadParts: ${part}'s index must be i32, got ${idx.dtype} ${showShape(idx.shape)}`);
+    if (keys.rank !== 2 || !sameShape(keys.shape, values.shape) || keys.shape[0] < 1) {
+      throw new ShapeError(`attnReadParts: ${part}'s keys ${showShape(keys.shape)} and values ${showShape(values.shape)} must be the same non-empty [M, S] tables`);
+    }
+    if (q.rank < 1 || q.rank !== idx.rank || !sameShape(q.shape.slice(0, -1), idx.shape.slice(0, -1)) || q.shape[q.rank - 1] !== keys.shape[1]) {
+      throw new ShapeError(`attnReadParts: q ${showShape(q.shape)}, ${part}'s table ${showShape(keys.shape)} and index ${showShape(idx.shape)} must be [...N, S], [M, S] and [...N, P]`);
+    }
+    const P = idx.shape[idx.rank - 1];
+    if (P < 1) throw new ShapeError(`attnReadParts: ${part} has no slot (index ${showShape(idx.shape)})`);
+  }
+  const S = q.shape[q.rank - 1];
+  if (S < 1 || S > ATTN_READ_PARTS_MAX_S) throw new ShapeError(`attnReadParts: S ${S} must be in 1..${ATTN_READ_PARTS_MAX_S}`);
+}
+
+definePrimitive("attnReadParts", {
+  shape: (ins) => {
+    checkParts(ins);
+    return { shape: [...ins[0].shape], dtype: "f32" };
+  },
+  flops: (ins) => {
+    let slots = 0;
+    for (let i = 3; i < ins.length; i += 3) slots += ins[i].size;
+    return slots * (4 * ins[0].shape[ins[0].rank - 1] + 8);
+  },
+  vjp: () => {
+    throw new Error("attnReadParts has no gradient: indexedAttentionParts joins its reads into indexedAttentionFused where a gradient is recorded");
+  },
+});
+
+/**
+ * The reads of several tables at once: softmax(scale · q·K[idx]ᵀ) V[idx] over the slots of all
+ * `parts` together (part 0's slots first), a slot holding a note iff its index is not −1, i.e.
+ * `indexedAttentionFused` over the tables side by side, each index offset by the rows before its
+ * table, and valid = index ≥ 0 (the composite's semantics: an empty slot is masked, a position
+ * with no note reads 0). That join is what runs where a gradient is recorded, on a backend that
+ * prefers the composite (wasm), for more than ATTN_READ_MAX_PARTS reads or rows wider than
+ * ATTN_READ_PARTS_MAX_S; elsewhere it is one launch (`attnReadParts`) that reads each table where
+ * it lies: no copy of the tables, the indices or a valid mask (MemMamba's cross-layer reads of two
+ * pools, and every read of a pool that causalSelect listed). The same numbers as the join, bit for
+ * bit on the TypeScript CPU kernels, within f32 rounding on a GPU.
+ */
+export function indexedAttentionParts(q: Tensor, parts: readonly AttentionPart[], scale?: number): Tensor {
+  if (parts.length === 0) throw new ShapeError("indexedAttentionParts: needs at least one read");
+  const S = q.shape[q.rank - 1];
+  const ins = [q, ...parts.flatMap((p) => [p.keys, p.values, p.index])];
+  const fused = attentionTuning.fused && !isRecording() && !getBackend().prefersComposite?.("attnReadParts") && parts.length <= ATTN_READ_MAX_PARTS && S <= ATTN_READ_PARTS_MAX_S;
+  if (fused) {
+    // shapes the kernel does not take (no slot, S = 0, empty tables) run the join, which handles them
+    const takes = S >= 1 && parts.every((p) => p.index.rank >= 1 && p.index.shape[p.index.rank - 1] >= 1 && p.keys.rank === 2 && p.keys.shape[0] >= 1);
+    if (takes) return bind("attnReadParts", ins, { scale: scale ?? 1 / Math.sqrt(S) });
+  }
+  return tidy(() => {
+    let rows = 0;
+    const index: Tensor[] = [], valid: Tensor[] = [];
+    for (const p of parts) {
+      const v = ge(p.index, 0);
+      valid.push(v);
+      index.push(rows === 0 ? p.index : where(v, add(p.index, rows), -1));
+      rows += p.keys.shape[0];
+    }
+    const one = parts.length === 1;
+    const cat = (ts: Tensor[], axis: number) => (one ? ts[0] : concat(ts, axis));
+    return indexedAttentionFused(q, cat(parts.map((p) => p.keys), 0), cat(parts.map((p) => p.values), 0), cat(index, -1), cat(valid, -1), scale);
+  });
 }

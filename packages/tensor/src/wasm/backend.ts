@@ -343,7 +343,8 @@ export class WasmBackend implements Backend {
    * passes): their composites run on the SIMD kernels. maxGrad (max's VJP) has no wasm kernel
    * either but keeps its TS one: its single pass ran 3-10x faster than the composite's six
    * launches (2 threads, [8, 2048, 64, 4] over the last axis, Bun and Deno). attnRead (the fused
-   * pool read) runs as its composite too: indexedAttentionFused then calls indexedAttention.
+   * pool read) runs as its composite too: indexedAttentionFused then calls indexedAttention, and
+   * indexedAttentionParts joins its reads into it (attnReadParts).
    * matmulRows runs its composite, where(rows, matmul(x, w), 0): the SIMD matmul of every row beats
    * the TS kernel's kept rows unless very few are kept. ssmGate runs its four SIMD ops (the TS
    * kernel's float64 sigmoid is a scalar pass). linearSoftplus and conv1dCausalSilu run their three
@@ -354,7 +355,7 @@ export class WasmBackend implements Backend {
   prefersComposite(prim: PrimName | MultiPrimName): boolean {
     // maskedSoftmax (indexedAttention's masked softmax): its composite runs wasm's SIMD softmax
     if (prim === "maskedSoftmax") return true;
-    return prim === "unaryGrad" || prim === "rmsNorm" || prim === "softmaxGrad" || prim === "addN" || prim === "attnRead" || prim === "matmulRows" || prim === "ssmGate" || prim === "linearSoftplus" || prim === "conv1dCausalSilu" || prim === "matmulRowsMax" || prim === "addMatmul" || prim === "linearSigmoidGrad" || prim === "foldWeight" || prim === "linearSigmoidGate";
+    return prim === "unaryGrad" || prim === "rmsNorm" || prim === "softmaxGrad" || prim === "addN" || prim === "attnRead" || prim === "attnReadParts" || prim === "matmulRows" || prim === "ssmGate" || prim === "linearSoftplus" || prim === "conv1dCausalSilu" || prim === "matmulRowsMax" || prim === "addMatmul" || prim === "linearSigmoidGrad" || prim === "foldWeight" || prim === "linearSigmoidGate";
   }
 
   /** Multi-output primitives: a wasm kernel where there is one (wasmMultiLaunchers), else the CPU kernels over views of the wasm heap. */

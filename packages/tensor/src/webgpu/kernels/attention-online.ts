@@ -35,8 +35,13 @@
  *
  * Needs vec4 rows of at most ONLINE_SQ_MAX vec4s (registers); the lanes kernel serves the rest,
  * and the backward.
+ *
+ * attnReadParts (indexedAttentionParts) runs the same loop over one or two reads, one after the
+ * other with the same running max, sum and denominator, each from its own table and index (no
+ * joined copy), a slot masked iff its index is negative (no valid buffer to read); rows of up to
+ * 64 floats, as vec4s or as floats.
  */
-import { ENTRY_ARGS, header } from "../context.ts";
+import { ENTRY_ARGS, header, pu } from "../context.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
 import { attnReadPrologue } from "./attention-shared.ts";
 
@@ -45,56 +50,81 @@ export const ONLINE_WG = 64;
 /** The widest row (in vec4s) a thread holds. */
 export const ONLINE_SQ_MAX = 16;
 
-/** params: positions N, slots P, S (vec4s), rows M, scale (f32 bits). */
-export function attnReadOnlineWgsl(S4: number): string {
-  const js = [...Array(S4).keys()];
+/**
+ * The kernel over one read with its valid mask (attnRead: `parts` 0), or over 1..2 reads whose
+ * slots are valid iff their index is not −1 (attnReadParts: `parts` reads, walked one after the
+ * other with one running max, sum and denominator). Rows of `n` vec4s (`vec`), or of `n` floats.
+ * params: positions N, slots P, n, rows M, scale (f32 bits); attnReadParts adds P and M of each
+ * further read.
+ */
+export function attnReadOnlineWgsl(n: number, parts = 0, vec = true): string {
+  const T = vec ? "vec4<f32>" : "f32";
+  const js = [...Array(n).keys()];
   const each = (f: (j: number) => string) => js.map(f).join(" ");
-  return `${header(5, [{ name: "out", type: "vec4<f32>", write: true }, { name: "q", type: "vec4<f32>" }, { name: "keys", type: "vec4<f32>" }, { name: "vals", type: "vec4<f32>" }, { name: "idx", type: "i32" }, { name: "valid", type: "f32" }])}
+  const terms = (j: number) => (vec ? ["x", "y", "z", "w"].map((c) => `d = d + q${j}.${c} * k${j}.${c};`).join(" ") : `d = d + q${j} * k${j};`);
+  const reads = parts === 0 ? [""] : [...Array(parts).keys()].map((g) => String(g));
+  const bufs = [{ name: "out", type: T, write: true }, { name: "q", type: T }];
+  for (const g of reads) bufs.push({ name: `keys${g}`, type: T }, { name: `vals${g}`, type: T }, { name: `idx${g}`, type: "i32" });
+  if (parts === 0) bufs.push({ name: "valid", type: "f32" });
+  const extra = reads.slice(1).map((g, i) => `let P${g} = ${pu(5 + 2 * i)}; let rows${g} = ${pu(6 + 2 * i)};`).join(" ");
+  // one read's slots: the row of slot 0, then each slot: the logit from the row loaded a slot ago,
+  // the next slot's row, the softmax step
+  const walk = (g: string) => {
+    const P = g === "" || g === "0" ? "P" : `P${g}`, rows = g === "" || g === "0" ? "rows" : `rows${g}`;
+    const isValid = parts === 0 ? `valid[eo${g} + s] != 0.0f` : "vc";
+    return `{
+    let eo${g} = n * ${P};
+    let x0 = idx${g}[eo${g}];
+    var okc = x0 >= 0i && u32(x0) < ${rows};
+    var vc = x0 >= 0i;
+    var oc = u32(select(0i, x0, okc)) * ${n}u;
+    ${each((j) => `k${j} = keys${g}[oc + ${j}u];`)}
+    for (var s = 0u; s < ${P}; s++) {
+      let x1 = idx${g}[eo${g} + min(s + 1u, ${P} - 1u)];
+      let ok1 = s + 1u < ${P} && x1 >= 0i && u32(x1) < ${rows};
+      let o1 = u32(select(0i, x1, ok1)) * ${n}u;
+      let ok = ${isValid};
+      var d = 0.0f;
+      ${each(terms)}
+      ${each((j) => `k${j} = keys${g}[o1 + ${j}u];`)}
+      if (!ok) {
+        masked = masked + 1.0f;
+      } else {
+        let z = select(0.0f, d, okc) * scale;
+        if (z > m) {
+          let c = m_exp(m - z);
+          l = l * c;
+          ${each((j) => `a${j} = a${j} * c;`)}
+          m = z;
+        }
+        let p = m_exp(z - m);
+        l = l + p;
+        if (okc && p != 0.0f) {
+          ${each((j) => `a${j} = a${j} + p * vals${g}[oc + ${j}u];`)}
+        }
+      }
+      okc = ok1;
+      vc = x1 >= 0i;
+      oc = o1;
+    }
+  }`;
+  };
+  return `${header(5 + 2 * Math.max(0, parts - 1), bufs)}
 ${WGSL_MATH}
 @compute @workgroup_size(${ONLINE_WG})
 fn main(${ENTRY_ARGS}) {
   ${attnReadPrologue()}
+  ${extra}
   let n = wg * ${ONLINE_WG}u + lid;
   if (n >= N) { return; }
-  let qo = n * ${S4}u;
-  let eo = n * P;
+  let qo = n * ${n}u;
   ${each((j) => `let q${j} = q[qo + ${j}u];`)}
-  ${each((j) => `var a${j} = vec4<f32>(0.0f);`)}
+  ${each((j) => `var a${j} = ${T}(0.0f);`)}
+  ${each((j) => `var k${j} = ${T}(0.0f);`)}
   var m = -m_inf();
   var l = 0.0f;
   var masked = 0.0f;
-  // slot 0's row, then each slot: the logit from the row loaded a slot ago, the next slot's row, the softmax step
-  let x0 = idx[eo];
-  var okc = x0 >= 0i && u32(x0) < rows;
-  var oc = u32(select(0i, x0, okc)) * ${S4}u;
-  ${each((j) => `var k${j} = keys[oc + ${j}u];`)}
-  for (var s = 0u; s < P; s++) {
-    let x1 = idx[eo + min(s + 1u, P - 1u)];
-    let ok1 = s + 1u < P && x1 >= 0i && u32(x1) < rows;
-    let o1 = u32(select(0i, x1, ok1)) * ${S4}u;
-    let vc = valid[eo + s];
-    var d = 0.0f;
-    ${each((j) => `d = d + q${j}.x * k${j}.x; d = d + q${j}.y * k${j}.y; d = d + q${j}.z * k${j}.z; d = d + q${j}.w * k${j}.w;`)}
-    ${each((j) => `k${j} = keys[o1 + ${j}u];`)}
-    if (vc == 0.0f) {
-      masked = masked + 1.0f;
-    } else {
-      let z = select(0.0f, d, okc) * scale;
-      if (z > m) {
-        let c = m_exp(m - z);
-        l = l * c;
-        ${each((j) => `a${j} = a${j} * c;`)}
-        m = z;
-      }
-      let p = m_exp(z - m);
-      l = l + p;
-      if (okc && p != 0.0f) {
-        ${each((j) => `a${j} = a${j} + p * vals[oc + ${j}u];`)}
-      }
-    }
-    okc = ok1;
-    oc = o1;
-  }
+  ${reads.map(walk).join("\n  ")}
   if (masked > 0.0f && m < -1e9f + 104.0f) {
     // the masked slots' logits of −1e9 (see above)
     let mm = max(m, -1e9f);

@@ -352,6 +352,25 @@ export function attnReadKernel(ctx: GpuCtx, ins: readonly KernelArg[], out: Kern
   launch(ctx, "attnRead", "out", ins, [out], scale);
 }
 
+/**
+ * attnReadParts: inputs [q, (keys, values, idx) per read] → out, the online kernel over the reads
+ * one after the other (attention-online.ts; rows as vec4s where S is a multiple of 4, else as
+ * floats; the op keeps S ≤ 64 and at most 2 reads, so 8 buffers).
+ */
+export function attnReadPartsKernel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg, { scale }: PrimParams["attnReadParts"]): void {
+  if (prod(out.shape) === 0) return;
+  const op = "attnReadParts";
+  const S = ins[0].shape[ins[0].shape.length - 1], G = (ins.length - 1) / 3, N = prod(out.shape) / S;
+  const vec = S % 4 === 0, n = vec ? S / 4 : S;
+  const slots = (g: number) => ins[3 + 3 * g].shape[ins[3 + 3 * g].shape.length - 1];
+  const words = new ParamWords().u(N).u(slots(0)).u(n).u(ins[1].shape[0]).f(scale);
+  for (let g = 1; g < G; g++) words.u(slots(g)).u(ins[1 + 3 * g].shape[0]);
+  ctx.dispatch({
+    label: op, key: `attnReadParts:${G}:${vec ? "v" : "s"}${n}`, wgsl: () => attnReadOnlineWgsl(n, G, vec),
+    buffers: [out, ...ins].map((a) => ctx.ref(a, op)), params: words.words(), groups: grid(ceilDiv(N, ONLINE_WG), ctx.limits.maxComputeWorkgroupsPerDimension),
+  });
+}
+
 /** attnReadGrad: inputs [q, keys, values, idx, valid, g] → [dq, w, dl]; one dispatch, or two on an 8-buffer device. */
 export function attnReadGradKernel(ctx: GpuCtx, ins: readonly KernelArg[], [dq, w, dl]: readonly KernelArg[], { scale }: MultiPrimParams["attnReadGrad"]): void {
   if (prod(w.shape) === 0) return;

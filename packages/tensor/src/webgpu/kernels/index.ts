@@ -4,7 +4,7 @@ import type { GpuCtx } from "../context.ts";
 import { addNKernel, binaryKernel, castKernel, compareKernel, fillKernel, ssmGateKernel, unaryGradKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { gatherKernel, oneHotKernel, scatterAddKernel } from "./indexing.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
-import { attnReadGradKernel, attnReadKernel } from "./attention.ts";
+import { attnReadGradKernel, attnReadKernel, attnReadPartsKernel } from "./attention.ts";
 import { addMatmulKernel, linearSigmoidKernel, matmulKernel } from "./matmul.ts";
 import { linearSigmoidGateKernel } from "./matmul-untiled.ts";
 import { linearSoftplusKernel } from "./linear-softplus.ts";
@@ -85,6 +85,7 @@ export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
   indexedSum: indexedSumKernel,
   indexedOuter: indexedOuterKernel,
   attnRead: attnReadKernel,
+  attnReadParts: attnReadPartsKernel,
   selectiveScan: selectiveScanKernel,
   selectiveScanState: selectiveScanStateKernel,
   selectiveScanGrad: selectiveScanGradKernel,
