@@ -34,7 +34,8 @@ const HELP = `webgpu-attn-read: the fused pool read's forward kernels on the Web
   --slots a,b,...    pool slots P (default 50,100)
   --changes a,b,...  the pool changes every c positions on average; 0: never (default 0,170,4)
   --drop D           the row a change drops: oldest or random (default random)
-  --forwards f,...   kernels: lanes, online, shared (default lanes,online,shared)
+  --forwards f,...   kernels: lanes, online, shared (attnRead's), parts1, parts4, parts8
+                     (attnReadParts, 1, 4 or 8 threads a position) (default lanes,online,shared)
   --runs N           timed samples per kernel and case; the median is reported (default 9)
   --sample-ms MS     target duration of one sample: calls per sample (default 20)
   --warmup-ms MS     busy time before timing each kernel and case (default 300; --small 30)
@@ -44,8 +45,10 @@ const HELP = `webgpu-attn-read: the fused pool read's forward kernels on the Web
   --help             this text`;
 
 const S = 64;
-type Forward = "lanes" | "online" | "shared";
-const FORWARDS: readonly Forward[] = ["lanes", "online", "shared"];
+/** attnRead's forwards (attnReadTuning.forward), and attnReadParts with 1, 4 or 8 threads a position (partsLanes; its slots valid by their index). */
+type Forward = "lanes" | "online" | "shared" | "parts1" | "parts4" | "parts8";
+const FORWARDS: readonly Forward[] = ["lanes", "online", "shared", "parts1", "parts4", "parts8"];
+const DEFAULT_FORWARDS: readonly Forward[] = ["lanes", "online", "shared"];
 
 export interface AttnReadRow {
   N: number;
@@ -90,12 +93,17 @@ async function benchCase(
   gpu.write(bv, valid);
   const arg = (buf: KernelArg["buf"], shape: number[], dtype: "f32" | "i32"): KernelArg => ({ buf, shape, dtype });
   const ins = [arg(bq, [N, S], "f32"), arg(bk, [M, S], "f32"), arg(bk, [M, S], "f32"), arg(bi, [N, P], "i32"), arg(bv, [N, P], "f32")];
-  const run = () => gpu.run("attnRead", ins, arg(bo, [N, S], "f32"), { scale });
-  const saved = attnReadTuning.forward;
+  let run = () => gpu.run("attnRead", ins, arg(bo, [N, S], "f32"), { scale });
+  const saved = { ...attnReadTuning };
   const kernels: AttnReadRow["kernels"] = {};
   try {
     for (const fw of forwards) {
-      attnReadTuning.forward = fw;
+      if (fw.startsWith("parts")) {
+        attnReadTuning.partsLanes = Number(fw.slice(5)) as 1 | 4 | 8;
+        run = () => gpu.run("attnReadParts", ins.slice(0, 4), arg(bo, [N, S], "f32"), { scale });
+      } else {
+        attnReadTuning.forward = fw as "lanes" | "online" | "shared";
+      }
       const key = [...new Set(launchKeys(gpu, run))].join(",");
       const t = await timeGpuCalls(gpu, run, { runs, sampleMs, warmupMs, timestamps });
       const got = (await gpu.read(bo)) as Float32Array;
@@ -107,7 +115,7 @@ async function benchCase(
       kernels[fw] = { key, ...t };
     }
   } finally {
-    attnReadTuning.forward = saved;
+    Object.assign(attnReadTuning, saved);
     for (const h of [bq, bk, bi, bv, bo]) gpu.free(h);
   }
   return { N, P, changeEvery: every, changes, kernels };
@@ -132,7 +140,7 @@ async function main(argv: readonly string[]): Promise<void> {
   });
   const drop = String(f.drop ?? "random");
   if (drop !== "oldest" && drop !== "random") throw new Error(`--drop: "${drop}" is neither oldest nor random`);
-  const forwards = parseList("--forwards", String(f.forwards ?? FORWARDS.join(",")), (s) => {
+  const forwards = parseList("--forwards", String(f.forwards ?? DEFAULT_FORWARDS.join(",")), (s) => {
     if (!(FORWARDS as readonly string[]).includes(s)) throw new Error(`--forwards: "${s}" is not one of ${FORWARDS.join(", ")}`);
     return s as Forward;
   });

@@ -25,7 +25,7 @@ import { DelegatingBackend } from "../../../test/support/delegating-backend.ts";
 import { attnReadGrad } from "../src/ops/attention-fused.ts";
 import { attnReadTuning } from "../src/webgpu/kernels/attention.ts";
 import { checkGradients, mulberry32 } from "./gradcheck.ts";
-import { close, type SlotReadCase } from "./indexed-attention-support.ts";
+import { close, recordKeys, type SlotReadCase } from "./indexed-attention-support.ts";
 
 // ---------- cases ----------
 
@@ -327,14 +327,6 @@ test("[cpu] attnRead: clear errors for out-of-range indices, bad shapes and seco
 
 // ---------- WebGPU specifics ----------
 
-/** Records the pipeline keys `b` dispatches until restore() (b a WebGPU backend). */
-function recordKeys(b: Backend): { seen: Set<string>; restore: () => void } {
-  const seen = new Set<string>();
-  // deno-lint-ignore no-explicit-any
-  const ctx = (b as any).ctx, dispatch = ctx.dispatch;
-  ctx.dispatch = (l: { key: string }) => (seen.add(l.key), dispatch(l));
-  return { seen, restore: () => (ctx.dispatch = dispatch) };
-}
 const ourKeys = (seen: Set<string>) => [...seen].filter((k) => k.startsWith("attnRead")).sort();
 
 test("webgpu: other positions per workgroup (attnReadTuning) give the same numbers; too many for the workgroup memory shrink", async () => {

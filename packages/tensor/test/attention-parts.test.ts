@@ -9,6 +9,9 @@
  *   their slots, as the model's do. Bit for bit on the CPU kernels, within f32 rounding on the GPU;
  * - one launch forward where the kernel applies (cpu, webgpu), the join on wasm, for three reads,
  *   and where a gradient is recorded (whose gradients are the join's, bit for bit);
+ * - on the GPU, each of the kernel's layouts (attnReadTuning.partsLanes: a thread a position, 4 or
+ *   8 lanes of a subgroup a position), and which one runs: under Dawn (Bun, Node), whose lavapipe
+ *   and GPUs have subgroups, the 4-lane kernel by default;
  * - clear errors: bad inputs to attnReadParts, an index out of range on the CPU, no gradient.
  */
 import { expect, test } from "../../../test/support/harness.ts";
@@ -16,7 +19,8 @@ import { expectNoLeak, testBackends, useBackend } from "../../../test/support/ba
 import * as T from "../src/index.ts";
 import type { Tensor } from "../src/index.ts";
 import { mulberry32 } from "./gradcheck.ts";
-import { close } from "./indexed-attention-support.ts";
+import { attnReadTuning } from "../src/webgpu/kernels/attention.ts";
+import { close, recordKeys } from "./indexed-attention-support.ts";
 
 interface Read {
   P: number;
@@ -183,5 +187,42 @@ test("[cpu] attnReadParts: clear errors for bad inputs, an index out of range, a
       );
       expect(() => T.valueAndGrad((x: Tensor) => T.sum(T.bind("attnReadParts", [x, tab, tab, idx], { scale: 1 })))(q)).toThrow(/attnReadParts has no gradient/);
     });
+  }
+});
+
+test("webgpu: attnReadParts' layouts (a thread a position; 4 or 8 subgroup lanes a position) give the join's numbers; Dawn's default is 4 lanes", async () => {
+  if (!testBackends().includes("webgpu") || !(await useBackend("webgpu"))) return;
+  const gpu = T.getBackend();
+  // deno-lint-ignore no-explicit-any
+  const sub: number = (gpu as any).ctx.subgroupMinSize ?? 0;
+  // deno-lint-ignore no-explicit-any
+  if ((gpu as any).via === "dawn") expect(sub).toBeGreaterThanOrEqual(4); // Dawn reports subgroups on lavapipe and on GPUs: the lanes kernels run here
+  console.log(`attnReadParts layouts: subgroups of at least ${sub} (0: none, a thread a position only)`);
+  const want = [];
+  for (const c of CASES) want.push(await forward(c, joined));
+  try {
+    for (const lanes of ["auto", 1, 4, 8] as const) {
+      attnReadTuning.partsLanes = lanes;
+      const rec = recordKeys(gpu);
+      try {
+        for (const [i, c] of CASES.entries()) {
+          const label = JSON.stringify([lanes, c.N, c.S, c.reads.length]);
+          const got = await forward(c, (q, parts) => T.indexedAttentionParts(q, parts));
+          expect(`${label} ${close("out", got.out, want[i].out, 2e-5)}`).toBe(`${label} ok`);
+          for (let e = 0; e < c.empty * c.S; e++) expect(got.out[e]).toBe(0);
+        }
+      } finally {
+        rec.restore();
+      }
+      // S 64 (16 vec4s) takes the lanes where the subgroups are wide enough; S 4, 7 and 37 never
+      const n = lanes === "auto" ? 4 : lanes;
+      const keys = [...rec.seen].filter((k) => k.startsWith("attnReadParts")).sort();
+      const tag = n > 1 && sub >= n ? `:sg${n}` : "";
+      expect(keys).toEqual(["attnReadParts:1:v1", `attnReadParts:1:v16${tag}`, "attnReadParts:2:s37", "attnReadParts:2:s7", `attnReadParts:2:v16${tag}`].sort());
+    }
+    attnReadTuning.partsLanes = 2 as 4;
+    await expect(forward(CASES[0], (q, parts) => T.indexedAttentionParts(q, parts))).rejects.toThrow('attnReadTuning.partsLanes must be "auto", 1, 4 or 8, got 2');
+  } finally {
+    attnReadTuning.partsLanes = "auto";
   }
 });

@@ -220,6 +220,7 @@ export class WebGpuBackend implements Backend {
     this.ctx = {
       limits: this.limits,
       software: this.adapterInfo.includes("[fallback adapter]"),
+      subgroupMinSize: gpu.subgroupMinSize ?? 0,
       ref: (a, prim) => this.#ref(a, prim),
       range: (a, start, count) => this.#range(a, start, count),
       view: (a, prim) => this.#view(a, prim),
@@ -709,6 +710,9 @@ export class WebGpuBackend implements Backend {
 export async function createWebGpuBackend(opts: WebGpuOptions = {}): Promise<WebGpuBackend> {
   const features: GPUFeatureName[] = [...(opts.features ?? [])];
   if (opts.timestamps) features.push("timestamp-query");
+  // subgroup operations where the adapter has them (the pool reads' lanes share a dot product
+  // through them: webgpu/kernels/attention-online.ts)
+  features.push("subgroups" as GPUFeatureName);
   const gpu = opts.gpu ?? (await acquireGpu({ ...opts, features }));
   const b = new WebGpuBackend(gpu, opts);
   destroyAtExit(b);

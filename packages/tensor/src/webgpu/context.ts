@@ -54,6 +54,8 @@ export interface GpuCtx {
   readonly limits: GpuLimits;
   /** A software (fallback) adapter, e.g. Mesa's lavapipe: the GPU runs on the CPU's cores, where fewer loads beat more threads. */
   readonly software?: boolean;
+  /** The device's smallest subgroup where kernels may use subgroup operations (WGSL `enable subgroups`), else 0 or absent. */
+  readonly subgroupMinSize?: number;
   /** The whole of a tensor's buffer as a binding (a clear error if it exceeds the binding limit). */
   ref(arg: KernelArg, prim: string): BufRef;
   /** A range of a tensor's buffer, in elements (start must be a multiple of 64 elements). */

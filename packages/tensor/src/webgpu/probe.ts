@@ -29,6 +29,12 @@ export interface AcquiredGpu {
    * Store it next to the device. (We also pin it on the device itself as a second guard.)
    */
   keepAlive: unknown;
+  /**
+   * The adapter's smallest subgroup size where the device has the "subgroups" feature (asked for
+   * in `features`; WebGPU's subgroups have at least 4 invocations), else 0 or absent: no subgroup
+   * operations.
+   */
+  subgroupMinSize?: number;
 }
 
 /** The limits we ask for at the adapter's maximum, and the least we accept (WebGPU's defaults). */
@@ -171,5 +177,7 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<Acquired
   try {
     Object.defineProperty(device, KEEP_ALIVE, { value: keepAlive });
   } catch { /* a non-extensible device object: the caller's reference has to do */ }
-  return { device, adapterInfo, via, keepAlive };
+  // (an adapter that reports no size still has subgroups of at least 4, WebGPU's least)
+  const subgroupMinSize = device.features.has("subgroups") ? Math.max(4, Number((adapter.info as any)?.subgroupMinSize) || 4) : 0;
+  return { device, adapterInfo, via, keepAlive, subgroupMinSize };
 }

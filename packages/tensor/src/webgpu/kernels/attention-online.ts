@@ -54,39 +54,57 @@ export const ONLINE_SQ_MAX = 16;
  * The kernel over one read with its valid mask (attnRead: `parts` 0), or over 1..2 reads whose
  * slots are valid iff their index is not −1 (attnReadParts: `parts` reads, walked one after the
  * other with one running max, sum and denominator). Rows of `n` vec4s (`vec`), or of `n` floats.
+ * With `lanes` 4 or 8 (attnReadParts, vec4 rows whose n they divide; the device's subgroups at
+ * least that wide), that many neighbouring threads of a subgroup share a position: lane r holds
+ * the row's vec4s r, r + lanes, … of q, of the key row and of the sum (a quarter or an eighth of
+ * the registers, so more warps in flight to wait on the loads), and the lanes' partial dot
+ * products meet by subgroupShuffleXor, the pairs added symmetrically so that every lane holds the
+ * same logit (the same bits) and takes the same branches. The lanes of a position are assumed to
+ * be neighbouring invocations of one subgroup (1-D workgroups of a multiple of the subgroup size:
+ * NVIDIA, AMD, Intel and llvmpipe lay them out so); the tests and the attn-read benchmark compare
+ * the results with the CPU's.
  * params: positions N, slots P, n, rows M, scale (f32 bits); attnReadParts adds P and M of each
  * further read.
  */
-export function attnReadOnlineWgsl(n: number, parts = 0, vec = true): string {
+export function attnReadOnlineWgsl(n: number, parts = 0, vec = true, lanes = 1): string {
+  if (lanes !== 1 && (!vec || parts === 0 || n % lanes !== 0 || (lanes !== 4 && lanes !== 8))) {
+    throw new RangeError(`attnReadOnlineWgsl: ${lanes} lanes a position need attnReadParts' vec4 rows of a multiple of ${lanes} vec4s (got ${n}${vec ? "" : " floats"})`);
+  }
   const T = vec ? "vec4<f32>" : "f32";
-  const js = [...Array(n).keys()];
+  const js = [...Array(n / lanes).keys()];
   const each = (f: (j: number) => string) => js.map(f).join(" ");
+  // a thread's element j: the row's element r + lanes·j (r folded into the row offsets)
+  const el = (j: number) => `${lanes * j}u`;
   const terms = (j: number) => (vec ? ["x", "y", "z", "w"].map((c) => `d = d + q${j}.${c} * k${j}.${c};`).join(" ") : `d = d + q${j} * k${j};`);
   const reads = parts === 0 ? [""] : [...Array(parts).keys()].map((g) => String(g));
   const bufs = [{ name: "out", type: T, write: true }, { name: "q", type: T }];
   for (const g of reads) bufs.push({ name: `keys${g}`, type: T }, { name: `vals${g}`, type: T }, { name: `idx${g}`, type: "i32" });
   if (parts === 0) bufs.push({ name: "valid", type: "f32" });
   const extra = reads.slice(1).map((g, i) => `let P${g} = ${pu(5 + 2 * i)}; let rows${g} = ${pu(6 + 2 * i)};`).join(" ");
+  const lane = lanes > 1 ? " + r" : "";
+  // the lanes' partial sums, pairwise: (d0 + d1) + (d2 + d3) on every lane
+  const meet = [1, 2, 4].filter((x) => x < lanes).map((x) => `d = d + subgroupShuffleXor(d, ${x}u);`).join(" ");
   // one read's slots: the row of slot 0, then each slot: the logit from the row loaded a slot ago,
   // the next slot's row, the softmax step
   const walk = (g: string) => {
     const P = g === "" || g === "0" ? "P" : `P${g}`, rows = g === "" || g === "0" ? "rows" : `rows${g}`;
     const isValid = parts === 0 ? `valid[eo${g} + s] != 0.0f` : "vc";
     return `{
-    let eo${g} = n * ${P};
+    let eo${g} = pos * ${P};
     let x0 = idx${g}[eo${g}];
     var okc = x0 >= 0i && u32(x0) < ${rows};
     var vc = x0 >= 0i;
-    var oc = u32(select(0i, x0, okc)) * ${n}u;
-    ${each((j) => `k${j} = keys${g}[oc + ${j}u];`)}
+    var oc = u32(select(0i, x0, okc)) * ${n}u${lane};
+    ${each((j) => `k${j} = keys${g}[oc + ${el(j)}];`)}
     for (var s = 0u; s < ${P}; s++) {
       let x1 = idx${g}[eo${g} + min(s + 1u, ${P} - 1u)];
       let ok1 = s + 1u < ${P} && x1 >= 0i && u32(x1) < ${rows};
-      let o1 = u32(select(0i, x1, ok1)) * ${n}u;
+      let o1 = u32(select(0i, x1, ok1)) * ${n}u${lane};
       let ok = ${isValid};
       var d = 0.0f;
       ${each(terms)}
-      ${each((j) => `k${j} = keys${g}[o1 + ${j}u];`)}
+      ${meet}
+      ${each((j) => `k${j} = keys${g}[o1 + ${el(j)}];`)}
       if (!ok) {
         masked = masked + 1.0f;
       } else {
@@ -100,7 +118,7 @@ export function attnReadOnlineWgsl(n: number, parts = 0, vec = true): string {
         let p = m_exp(z - m);
         l = l + p;
         if (okc && p != 0.0f) {
-          ${each((j) => `a${j} = a${j} + p * vals${g}[oc + ${j}u];`)}
+          ${each((j) => `a${j} = a${j} + p * vals${g}[oc + ${el(j)}];`)}
         }
       }
       okc = ok1;
@@ -109,16 +127,25 @@ export function attnReadOnlineWgsl(n: number, parts = 0, vec = true): string {
     }
   }`;
   };
-  return `${header(5 + 2 * Math.max(0, parts - 1), bufs)}
+  // a thread a position, or `lanes` threads a position (threads past the end run the last
+  // position with their lanes, so a subgroup's shuffles see every lane, and store nothing)
+  const position = lanes === 1
+    ? `let pos = wg * ${ONLINE_WG}u + lid;
+  if (pos >= N) { return; }`
+    : `let t = wg * ${ONLINE_WG}u + lid;
+  let r = t % ${lanes}u;
+  let live = t / ${lanes}u < N;
+  let pos = min(t / ${lanes}u, N - 1u);`;
+  const store = each((j) => `out[qo + ${el(j)}] = a${j} * inv;`);
+  return `${lanes > 1 ? "enable subgroups;\n" : ""}${header(5 + 2 * Math.max(0, parts - 1), bufs)}
 ${WGSL_MATH}
 @compute @workgroup_size(${ONLINE_WG})
 fn main(${ENTRY_ARGS}) {
   ${attnReadPrologue()}
   ${extra}
-  let n = wg * ${ONLINE_WG}u + lid;
-  if (n >= N) { return; }
-  let qo = n * ${n}u;
-  ${each((j) => `let q${j} = q[qo + ${j}u];`)}
+  ${position}
+  let qo = pos * ${n}u${lane};
+  ${each((j) => `let q${j} = q[qo + ${el(j)}];`)}
   ${each((j) => `var a${j} = ${T}(0.0f);`)}
   ${each((j) => `var k${j} = ${T}(0.0f);`)}
   var m = -m_inf();
@@ -134,7 +161,7 @@ fn main(${ENTRY_ARGS}) {
   }
   var inv = 0.0f;
   if (l != 0.0f) { inv = 1.0f / l; }
-  ${each((j) => `out[qo + ${j}u] = a${j} * inv;`)}
+  ${lanes === 1 ? store : `if (live) { ${store} }`}
 }
 `;
 }

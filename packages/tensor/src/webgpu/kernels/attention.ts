@@ -86,7 +86,13 @@ export const attnReadTuning: {
   forward: "auto" | "online" | "shared" | "lanes";
   /** Positions per workgroup of the "shared" forward: 4, 8 or 16 (default; fewer where the workgroup memory needs it). */
   sharedPositions: number;
-} = { positions: 4, dots: "lanes", dotLanes: 4, forward: "auto", sharedPositions: 16 };
+  /**
+   * attnReadParts' threads a position: 1 (a thread a position, the online kernel), 4 or 8 (lanes
+   * of a subgroup share a position and a dot product: where the device has subgroups at least that
+   * wide and S is a multiple of 4 · lanes, else 1), or "auto" (default): 4 where it applies.
+   */
+  partsLanes: "auto" | 1 | 4 | 8;
+} = { positions: 4, dots: "lanes", dotLanes: 4, forward: "auto", sharedPositions: 16, partsLanes: "auto" };
 
 /**
  * "auto" takes the shared-rows forward from this many positions on: below it the read is small
@@ -355,19 +361,24 @@ export function attnReadKernel(ctx: GpuCtx, ins: readonly KernelArg[], out: Kern
 /**
  * attnReadParts: inputs [q, (keys, values, idx) per read] → out, the online kernel over the reads
  * one after the other (attention-online.ts; rows as vec4s where S is a multiple of 4, else as
- * floats; the op keeps S ≤ 64 and at most 2 reads, so 8 buffers).
+ * floats; the op keeps S ≤ 64 and at most 2 reads, so 8 buffers), with 4 lanes of a subgroup a
+ * position where the device has subgroups (attnReadTuning.partsLanes).
  */
 export function attnReadPartsKernel(ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg, { scale }: PrimParams["attnReadParts"]): void {
   if (prod(out.shape) === 0) return;
   const op = "attnReadParts";
   const S = ins[0].shape[ins[0].shape.length - 1], G = (ins.length - 1) / 3, N = prod(out.shape) / S;
   const vec = S % 4 === 0, n = vec ? S / 4 : S;
+  const asked = attnReadTuning.partsLanes;
+  if (asked !== "auto" && asked !== 1 && asked !== 4 && asked !== 8) throw new RangeError(`webgpu.${op}: attnReadTuning.partsLanes must be "auto", 1, 4 or 8, got ${JSON.stringify(asked)}`);
+  const want = asked === "auto" ? 4 : asked;
+  const lanes = want > 1 && vec && n % want === 0 && (ctx.subgroupMinSize ?? 0) >= want ? want : 1;
   const slots = (g: number) => ins[3 + 3 * g].shape[ins[3 + 3 * g].shape.length - 1];
   const words = new ParamWords().u(N).u(slots(0)).u(n).u(ins[1].shape[0]).f(scale);
   for (let g = 1; g < G; g++) words.u(slots(g)).u(ins[1 + 3 * g].shape[0]);
   ctx.dispatch({
-    label: op, key: `attnReadParts:${G}:${vec ? "v" : "s"}${n}`, wgsl: () => attnReadOnlineWgsl(n, G, vec),
-    buffers: [out, ...ins].map((a) => ctx.ref(a, op)), params: words.words(), groups: grid(ceilDiv(N, ONLINE_WG), ctx.limits.maxComputeWorkgroupsPerDimension),
+    label: op, key: `attnReadParts:${G}:${vec ? "v" : "s"}${n}${lanes > 1 ? `:sg${lanes}` : ""}`, wgsl: () => attnReadOnlineWgsl(n, G, vec, lanes),
+    buffers: [out, ...ins].map((a) => ctx.ref(a, op)), params: words.words(), groups: grid(ceilDiv(N * lanes, ONLINE_WG), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }
 
