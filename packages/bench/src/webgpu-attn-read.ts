@@ -35,7 +35,9 @@ const HELP = `webgpu-attn-read: the fused pool read's forward kernels on the Web
   --changes a,b,...  the pool changes every c positions on average; 0: never (default 0,170,4)
   --drop D           the row a change drops: oldest or random (default random)
   --forwards f,...   kernels: lanes, online, shared (attnRead's), parts1, parts4, parts8
-                     (attnReadParts, 1, 4 or 8 threads a position) (default lanes,online,shared)
+                     (attnReadParts, 1, 4 or 8 threads a position), parts1kv, parts4kv, parts8kv
+                     (the key row in registers added as the value row: keys and values are one
+                     table here) (default lanes,online,shared)
   --runs N           timed samples per kernel and case; the median is reported (default 9)
   --sample-ms MS     target duration of one sample: calls per sample (default 20)
   --warmup-ms MS     busy time before timing each kernel and case (default 300; --small 30)
@@ -46,8 +48,9 @@ const HELP = `webgpu-attn-read: the fused pool read's forward kernels on the Web
 
 const S = 64;
 /** attnRead's forwards (attnReadTuning.forward), and attnReadParts with 1, 4 or 8 threads a position (partsLanes; its slots valid by their index). */
-type Forward = "lanes" | "online" | "shared" | "parts1" | "parts4" | "parts8";
-const FORWARDS: readonly Forward[] = ["lanes", "online", "shared", "parts1", "parts4", "parts8"];
+const PARTS = ["parts1", "parts4", "parts8"].flatMap((p) => [p, `${p}kv`]);
+type Forward = string;
+const FORWARDS: readonly Forward[] = ["lanes", "online", "shared", ...PARTS];
 const DEFAULT_FORWARDS: readonly Forward[] = ["lanes", "online", "shared"];
 
 export interface AttnReadRow {
@@ -99,7 +102,8 @@ async function benchCase(
   try {
     for (const fw of forwards) {
       if (fw.startsWith("parts")) {
-        attnReadTuning.partsLanes = Number(fw.slice(5)) as 1 | 4 | 8;
+        attnReadTuning.partsLanes = Number(fw.slice(5, 6)) as 1 | 4 | 8;
+        attnReadTuning.partsSharedRows = fw.endsWith("kv");
         run = () => gpu.run("attnReadParts", ins.slice(0, 4), arg(bo, [N, S], "f32"), { scale });
       } else {
         attnReadTuning.forward = fw as "lanes" | "online" | "shared";

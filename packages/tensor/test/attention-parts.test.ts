@@ -10,8 +10,9 @@
  * - one launch forward where the kernel applies (cpu, webgpu), the join on wasm, for three reads,
  *   and where a gradient is recorded (whose gradients are the join's, bit for bit);
  * - on the GPU, each of the kernel's layouts (attnReadTuning.partsLanes: a thread a position, 4 or
- *   8 lanes of a subgroup a position), and which one runs: under Dawn (Bun, Node), whose lavapipe
- *   and GPUs have subgroups, the 4-lane kernel by default;
+ *   8 lanes of a subgroup a position; one table as keys and values read once or twice), and which
+ *   one runs: under Dawn (Bun, Node), whose lavapipe and GPUs have subgroups, the 4-lane kernel by
+ *   default;
  * - clear errors: bad inputs to attnReadParts, an index out of range on the CPU, no gradient.
  */
 import { expect, test } from "../../../test/support/harness.ts";
@@ -220,9 +221,26 @@ test("webgpu: attnReadParts' layouts (a thread a position; 4 or 8 subgroup lanes
       const tag = n > 1 && sub >= n ? `:sg${n}` : "";
       expect(keys).toEqual(["attnReadParts:1:v1", `attnReadParts:1:v16${tag}`, "attnReadParts:2:s37", "attnReadParts:2:s7", `attnReadParts:2:v16${tag}`].sort());
     }
+    // one table as keys and values (MemMamba's notes): the key row in registers is added as the
+    // value row (":kv"), or, with partsSharedRows off, loaded again as the values'
+    const one = { ...CASES[2], reads: CASES[2].reads.map((r) => ({ ...r, values: r.keys })) };
+    const same = (q: Tensor, parts: readonly T.AttentionPart[]) => parts.map((p) => ({ ...p, values: p.keys }));
+    const wantOne = await forward(one, (q, parts) => joined(q, same(q, parts)));
+    for (const shared of [true, false]) {
+      for (const lanes of [1, 4] as const) {
+        Object.assign(attnReadTuning, { partsLanes: lanes, partsSharedRows: shared });
+        const rec = recordKeys(gpu);
+        const got = await forward(one, (q, parts) => T.indexedAttentionParts(q, same(q, parts)));
+        rec.restore();
+        const label = JSON.stringify([shared, lanes]);
+        expect(`${label} ${close("out", got.out, wantOne.out, 2e-5)}`).toBe(`${label} ok`);
+        expect([...rec.seen].filter((k) => k.startsWith("attnReadParts"))).toEqual([`attnReadParts:2:v16${lanes > 1 && sub >= lanes ? `:sg${lanes}` : ""}${shared ? ":kv" : ""}`]);
+      }
+    }
+    attnReadTuning.partsSharedRows = true;
     attnReadTuning.partsLanes = 2 as 4;
     await expect(forward(CASES[0], (q, parts) => T.indexedAttentionParts(q, parts))).rejects.toThrow('attnReadTuning.partsLanes must be "auto", 1, 4 or 8, got 2');
   } finally {
-    attnReadTuning.partsLanes = "auto";
+    Object.assign(attnReadTuning, { partsLanes: "auto", partsSharedRows: true });
   }
 });

@@ -62,11 +62,19 @@ export const ONLINE_SQ_MAX = 16;
  * same logit (the same bits) and takes the same branches. The lanes of a position are assumed to
  * be neighbouring invocations of one subgroup (1-D workgroups of a multiple of the subgroup size:
  * NVIDIA, AMD, Intel and llvmpipe lay them out so); the tests and the attn-read benchmark compare
- * the results with the CPU's.
+ * the results with the CPU's. With `kv` (attnReadParts where each read's keys and values are one
+ * buffer, as MemMamba's notes are) the key row in registers is added as the value row: each row is
+ * loaded once, into a second set of registers a slot ahead.
+ *
+ * Measured on an H200 (webgpu-attn-read, 61440 positions, rows of 64 floats, µs a call, pools
+ * changing every ~170 positions): 50 slots, this kernel (attnRead) 124.8; attnReadParts a thread a
+ * position 110.6, 4 lanes 91.7, with kv 82.9 (8 lanes 127: each lane's 2 vec4s cost less than
+ * the third shuffle); 100 slots 214.3, 172.9, 155.3. Loading the index two slots ahead gained 5%
+ * without kv and nothing with it (not kept).
  * params: positions N, slots P, n, rows M, scale (f32 bits); attnReadParts adds P and M of each
  * further read.
  */
-export function attnReadOnlineWgsl(n: number, parts = 0, vec = true, lanes = 1): string {
+export function attnReadOnlineWgsl(n: number, parts = 0, vec = true, lanes = 1, kv = false): string {
   if (lanes !== 1 && (!vec || parts === 0 || n % lanes !== 0 || (lanes !== 4 && lanes !== 8))) {
     throw new RangeError(`attnReadOnlineWgsl: ${lanes} lanes a position need attnReadParts' vec4 rows of a multiple of ${lanes} vec4s (got ${n}${vec ? "" : " floats"})`);
   }
@@ -104,7 +112,7 @@ export function attnReadOnlineWgsl(n: number, parts = 0, vec = true, lanes = 1):
       var d = 0.0f;
       ${each(terms)}
       ${meet}
-      ${each((j) => `k${j} = keys${g}[o1 + ${el(j)}];`)}
+      ${each((j) => kv ? `let kn${j} = keys${g}[o1 + ${el(j)}];` : `k${j} = keys${g}[o1 + ${el(j)}];`)}
       if (!ok) {
         masked = masked + 1.0f;
       } else {
@@ -118,9 +126,10 @@ export function attnReadOnlineWgsl(n: number, parts = 0, vec = true, lanes = 1):
         let p = m_exp(z - m);
         l = l + p;
         if (okc && p != 0.0f) {
-          ${each((j) => `a${j} = a${j} + p * vals${g}[oc + ${el(j)}];`)}
+          ${each((j) => kv ? `a${j} = a${j} + p * k${j};` : `a${j} = a${j} + p * vals${g}[oc + ${el(j)}];`)}
         }
       }
+      ${kv ? each((j) => `k${j} = kn${j};`) : ""}
       okc = ok1;
       vc = x1 >= 0i;
       oc = o1;

@@ -92,7 +92,9 @@ export const attnReadTuning: {
    * wide and S is a multiple of 4 · lanes, else 1), or "auto" (default): 4 where it applies.
    */
   partsLanes: "auto" | 1 | 4 | 8;
-} = { positions: 4, dots: "lanes", dotLanes: 4, forward: "auto", sharedPositions: 16, partsLanes: "auto" };
+  /** attnReadParts: where keys and values are one buffer, add the key row already in registers (default true), not a second load of it. */
+  partsSharedRows: boolean;
+} = { positions: 4, dots: "lanes", dotLanes: 4, forward: "auto", sharedPositions: 16, partsLanes: "auto", partsSharedRows: true };
 
 /**
  * "auto" takes the shared-rows forward from this many positions on: below it the read is small
@@ -373,11 +375,14 @@ export function attnReadPartsKernel(ctx: GpuCtx, ins: readonly KernelArg[], out:
   if (asked !== "auto" && asked !== 1 && asked !== 4 && asked !== 8) throw new RangeError(`webgpu.${op}: attnReadTuning.partsLanes must be "auto", 1, 4 or 8, got ${JSON.stringify(asked)}`);
   const want = asked === "auto" ? 4 : asked;
   const lanes = want > 1 && vec && n % want === 0 && (ctx.subgroupMinSize ?? 0) >= want ? want : 1;
+  // every read's keys and values one table (MemMamba reads its notes so): the key row in registers is
+  // the value row too, no second load
+  const kv = attnReadTuning.partsSharedRows && [...Array(G).keys()].every((g) => ins[1 + 3 * g].buf === ins[2 + 3 * g].buf);
   const slots = (g: number) => ins[3 + 3 * g].shape[ins[3 + 3 * g].shape.length - 1];
   const words = new ParamWords().u(N).u(slots(0)).u(n).u(ins[1].shape[0]).f(scale);
   for (let g = 1; g < G; g++) words.u(slots(g)).u(ins[1 + 3 * g].shape[0]);
   ctx.dispatch({
-    label: op, key: `attnReadParts:${G}:${vec ? "v" : "s"}${n}${lanes > 1 ? `:sg${lanes}` : ""}`, wgsl: () => attnReadOnlineWgsl(n, G, vec, lanes),
+    label: op, key: `attnReadParts:${G}:${vec ? "v" : "s"}${n}${lanes > 1 ? `:sg${lanes}` : ""}${kv ? ":kv" : ""}`, wgsl: () => attnReadOnlineWgsl(n, G, vec, lanes, kv),
     buffers: [out, ...ins].map((a) => ctx.ref(a, op)), params: words.words(), groups: grid(ceilDiv(N * lanes, ONLINE_WG), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }
