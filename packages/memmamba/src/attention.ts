@@ -213,8 +213,16 @@ export function crossTokenRead(
   // launch outside a gradient
   const { score, gate, gated } = scoreGate(p.state, stateSrc, m.tau2, true);
   const wv = opts.values === "notes" ? null : p.v.w;
-  const { out: attn, weights } = opts.weights ? readPoolAttention(h, p.q.w, [read], p.k.w, wv, true) : { out: readPoolAttention(h, p.q.w, [read], p.k.w, wv), weights: undefined };
+  const { out: attn, weights } = opts.weights ? readPoolAttention(h, p.q.w, [read], p.k.w, wv, true) : { out: crossTokenValues(p, h, read, opts.values), weights: undefined };
   return { attn, scale: gated!, score, gate, weights };
+}
+
+/**
+ * crossTokenRead's read alone: Attn(h W_q, notes W_k, notes W_v) [B, L, S] (with values "notes":
+ * before W_v), for a caller that has the gate's factor already (the layer's rmsNormScores).
+ */
+export function crossTokenValues(p: CrossTokenParams, h: Tensor, read: PoolRead, values: ReadValues = "projected"): Tensor {
+  return readPoolAttention(h, p.q.w, [read], p.k.w, values === "notes" ? null : p.v.w);
 }
 
 /**

@@ -13,7 +13,7 @@ export { poolSummary, type PoolingKind } from "./pooling.ts";
 export { initNote, scoreNotes, stateSummary, takeNotes, tokenImportance, type NoteParams, type Notes, type ScoredNotes } from "./note.ts";
 export { initPoolState, insertNote, insertNoteTraced, readPool, selectNotes, validOf, type InsertTrace, type PoolRead, type PoolState } from "./pool.ts";
 export {
-  crossLayerAttention, crossTokenAttention, crossTokenRead, initCrossLayer, initCrossToken, poolAttention, poolAttentionWeighted, stateImportance, type ReadValues,
+  crossLayerAttention, crossTokenAttention, crossTokenRead, crossTokenValues, initCrossLayer, initCrossToken, poolAttention, poolAttentionWeighted, stateImportance, type ReadValues,
   type CrossLayerParams, type CrossTokenParams, type CrossTokenParts, type CrossTokenRead,
 } from "./attention.ts";
 export { FUSION_CONV_K, fuseInto, fuseMemory, fusionTerm, initFusion, initFusionState, type FusionKind, type FusionParams } from "./fusion.ts";

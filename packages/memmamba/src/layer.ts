@@ -12,9 +12,9 @@
  * The same function runs a whole sequence (parallel: no state; chunked: a carried state) or one
  * token (`step: true`: the pool is read from the state, then the note is inserted).
  */
-import { isRecording, matmul, max, mul, noGrad, random, reshape, sum, tidy, zeros, type Tensor } from "@memmamba/tensor";
+import { isRecording, matmul, max, mul, noGrad, random, reshape, rmsNormScores, sum, tidy, zeros, type Tensor } from "@memmamba/tensor";
 import { crossLayerSources, hasCrossLayer, usesMemory, type ModelConfig } from "./config.ts";
-import { crossLayerAttention, crossTokenRead, initCrossLayer, initCrossToken, type CrossLayerParams, type CrossTokenParams } from "./attention.ts";
+import { crossLayerAttention, crossTokenRead, crossTokenValues, initCrossLayer, initCrossToken, type CrossLayerParams, type CrossTokenParams } from "./attention.ts";
 import { fuseInto, initFusion, initFusionState, type FusionParams } from "./fusion.ts";
 import { initMamba, initMambaState, mambaBlock, type MambaParams, type MambaState } from "./mamba.ts";
 import { rmsNorm, rmsNormalize, scaleRows, type Key } from "./nn.ts";
@@ -144,6 +144,17 @@ export interface LayerResult {
   trace?: LayerTrace;
 }
 
+/**
+ * Whether the layer takes its pre-norm and both scorers from one rmsNormScores: outside a
+ * gradient, with cross-token reads whose state scorer reads h (stateScore "output"), both scorers
+ * with biases, and no trace or counts (which report the state scorer's own score and gate).
+ */
+function fusedScores(p: LayerParams, cfg: ModelConfig, ctx: LayerContext): boolean {
+  const m = cfg.memory;
+  return !isRecording() && !ctx.trace && !ctx.counts && m.crossToken && m.stateScore !== "scan" && p.crossToken !== undefined && p.note !== undefined &&
+    p.note.token.b !== undefined && p.crossToken.state.b !== undefined && p.note.token.w.shape[1] === 1 && p.crossToken.state.w.shape[1] === 1;
+}
+
 /** One MemMamba layer (or a plain Mamba layer when memory is off) over x [B, L, d]. */
 export function memMambaLayer(p: LayerParams, x: Tensor, cfg: ModelConfig, l: number, ctx: LayerContext): LayerResult {
   return tidy(() => memMambaLayerInner(p, x, cfg, l, ctx));
@@ -159,10 +170,15 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
   const m = cfg.memory;
   const y = mo.out;
   const [B, L] = y.shape;
-  const h = rmsNorm(p.note!.norm, y, cfg.normEps); // the memory path's pre-norm (note.ts says why)
+  // the memory path's pre-norm (note.ts says why) and, outside a gradient where nothing asks for
+  // the state scorer's score and gate themselves (a trace, counts), the two scorers of its output
+  // in the same launch (rmsNormScores): the token scorer's I_token and write mark, the state
+  // scorer's gated I_state that scales the cross-token read
+  const pre = fusedScores(p, cfg, ctx) ? rmsNormScores(y, p.note!.norm.weight, { w: p.note!.token.w, b: p.note!.token.b!, tau: m.tau1 }, { w: p.crossToken!.state.w, b: p.crossToken!.state.b!, tau: m.tau2 }, cfg.normEps) : undefined;
+  const h = pre ? pre.h : rmsNorm(p.note!.norm, y, cfg.normEps);
   // outside a gradient, a chunked forward projects only the notes some pool will hold (pool.ts,
   // selectNotes): the note table's other rows are never read
-  const scored = scoreNotes(p.note!, h, m, ctx.key);
+  const scored = scoreNotes(p.note!, h, m, ctx.key, pre && { score: pre.score, write: pre.gate });
   const sparse = !ctx.step && state?.pool !== undefined && !isRecording();
   const notes = sparse ? undefined : { score: scored.score, write: scored.write, note: scored.noteOf() };
   let read: PoolRead, pool: PoolState | undefined, inserted: InsertTrace | undefined;
@@ -186,8 +202,15 @@ function memMambaLayerInner(p: LayerParams, x: Tensor, cfg: ModelConfig, l: numb
   // reports c as Eq. 6/7 write it, gated and times W_v, computed aside so that tracing changes no
   // number
   if (m.crossToken) {
-    tok = crossTokenRead(p.crossToken!, h, m.stateScore === "scan" ? rmsNormalize(mo.scan!, cfg.normEps) : h, read, m, { weights: ctx.trace, values: "notes" });
-    const f = fuseInto(out, p.fuseTok!, m.fusion, y, tok.attn, { scale: tok.scale, convState: state?.fuseTok, pre: p.crossToken!.v.w });
+    let attn: Tensor, scale: Tensor;
+    if (pre) {
+      ({ gated: scale } = pre);
+      attn = crossTokenValues(p.crossToken!, h, read, "notes");
+    } else {
+      tok = crossTokenRead(p.crossToken!, h, m.stateScore === "scan" ? rmsNormalize(mo.scan!, cfg.normEps) : h, read, m, { weights: ctx.trace, values: "notes" });
+      ({ attn, scale } = tok);
+    }
+    const f = fuseInto(out, p.fuseTok!, m.fusion, y, attn, { scale, convState: state?.fuseTok, pre: p.crossToken!.v.w });
     out = f.out;
     if (next && f.state) next.fuseTok = f.state;
   }

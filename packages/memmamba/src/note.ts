@@ -86,11 +86,13 @@ export interface ScoredNotes {
 /**
  * takeNotes in two steps: the scores and write marks, which say which notes a pool will hold,
  * then the notes, projected (Eq. 9's [d, S·r] matmul, the Note Block's largest cost) only where
- * asked. A chunked forward asks for the rows some pool holds: a few hundred of 60K.
+ * asked. A chunked forward asks for the rows some pool holds: a few hundred of 60K. `scores`:
+ * I_token and its write mark where the caller has them already (computed from x as here).
  */
-export function scoreNotes(p: NoteParams, x: Tensor, m: MemoryConfig, key?: Key): ScoredNotes {
+export function scoreNotes(p: NoteParams, x: Tensor, m: MemoryConfig, key?: Key, scores?: { score: Tensor; write: Tensor }): ScoredNotes {
   // I_token (tokenImportance) and its write mark 1[I_token > τ1], one launch outside a gradient
-  const { score, gate: write } = scoreGate(p.token, x, m.tau1, false);
+  // (or given: the layer's rmsNormScores computed them with x)
+  const { score, gate: write } = scores ? { score: scores.score, gate: scores.write } : scoreGate(p.token, x, m.tau1, false);
   const noteOf = (rows?: Tensor) => stateSummary(p.summary, x, m, key, rows, score);
   return { score, write, noteOf };
 }

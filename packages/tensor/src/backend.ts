@@ -249,6 +249,13 @@ export interface MultiPrimParams {
    * σ(x·w + b) as linearSigmoid gives it and m = 1 where s > tau (f32), else 0.
    */
   linearSigmoidGate: { tau: number };
+  /**
+   * RMSNorm with its gain and two gated scorers of its output (ops/nn.ts, rmsNormScores), outside a
+   * gradient: inputs [x [..., n, d], gain [d], w1 [d, 1], b1 [1], w2 [d, 1], b2 [1]], outputs [h,
+   * s1, m1, m2 ⊙ s2] with h = rmsNorm(x, gain), [s1, m1, ·] = linearSigmoidGate(h, w1, b1, tau1) and
+   * [s2, m2, m2 ⊙ s2] = linearSigmoidGate(h, w2, b2, tau2).
+   */
+  rmsNormScores: { eps: number; tau1: number; tau2: number };
 }
 /**
  * What a buffer is for, where a backend recycles buffers: "long-lived" for tensors that replace

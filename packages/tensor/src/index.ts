@@ -30,7 +30,7 @@ export { addMatmul, foldWeight, matmul, matmulRows, matmulRowsMax } from "./ops/
 export { causalEntered, causalSelect, gather, oneHot, scatterAdd } from "./ops/indexing.ts";
 export { indexedAttention, indexedDot, indexedOuter, indexedSum, type IndexedAttention } from "./ops/attention.ts";
 export { ATTN_READ_MAX_PARTS, ATTN_READ_MAX_SLOTS, ATTN_READ_PARTS_MAX_S, indexedAttentionFused, indexedAttentionParts, type AttentionPart } from "./ops/attention-fused.ts";
-export { conv1dCausal, conv1dCausalSilu, crossEntropy, linearSigmoid, linearSigmoidGate, linearSoftplus, logSoftmax, logsumexp, maskedSoftmax, rmsNormalize, scan, softmax } from "./ops/nn.ts";
+export { conv1dCausal, conv1dCausalSilu, crossEntropy, linearSigmoid, linearSigmoidGate, linearSoftplus, logSoftmax, logsumexp, maskedSoftmax, rmsNormalize, rmsNormScores, scan, softmax, type GateScorer } from "./ops/nn.ts";
 export { CpuBackend } from "./cpu/backend.ts";
 export { selectiveScan, selectiveScanReference, ssmGate, type SelectiveScanResult } from "./ops/ssm.ts";
 /** Counter-based, splittable PRNG keys (Philox) and the distributions drawn from them. */

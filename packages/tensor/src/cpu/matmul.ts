@@ -9,6 +9,7 @@ import type { CpuArg } from "./kernels.ts";
 import { sigmoid as dmSigmoid, softplus as dmSoftplus } from "./detmath.ts";
 import { maxRun, reduceKernel } from "./reduce.ts";
 import { unaryGradKernel } from "./elementwise.ts";
+import { rmsNormKernel } from "./nn.ts";
 
 const KC = 128; // k-block: a panel of B rows that stays in L2
 const NC = 512; // n-block: the slice of a C row that stays in L1
@@ -130,6 +131,17 @@ export function linearSigmoidGateKernel([x, w, b]: CpuArg[], [s, m, g]: CpuArg[]
     Mk[i] = S[i] > tau ? 1 : 0;
     G[i] = Math.fround(Mk[i] * S[i]);
   }
+}
+
+/**
+ * rmsNormScores (MultiPrimParams["rmsNormScores"]): rmsNorm's kernel into h, then
+ * linearSigmoidGate's on h for each scorer (the outputs the op keeps): the bits of the ops in turn.
+ */
+export function rmsNormScoresKernel([x, gain, w1, b1, w2, b2]: CpuArg[], [h, s1, m1, g2]: CpuArg[], p: MultiPrimParams["rmsNormScores"]): void {
+  rmsNormKernel([x, gain], h, { eps: p.eps });
+  const spare = () => ({ data: new Float32Array(s1.data.length), shape: s1.shape });
+  linearSigmoidGateKernel([h, w1, b1], [s1, m1, spare()], { tau: p.tau1 });
+  linearSigmoidGateKernel([h, w2, b2], [spare(), spare(), g2], { tau: p.tau2 });
 }
 
 /**

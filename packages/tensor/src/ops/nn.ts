@@ -459,6 +459,39 @@ export function linearSigmoidGate(x: Tensor, w: Tensor, b: Tensor, tau: number):
   return outs ? [outs[0], outs[1], outs[2]] : ops();
 }
 
+/** One scorer of rmsNormScores: σ(h·w + b) with w [d, 1], b [1], and its threshold. */
+export interface GateScorer {
+  w: Tensor;
+  b: Tensor;
+  tau: number;
+}
+
+/**
+ * RMSNorm with its gain and two gated scorers of its output: h = rmsNormalize(x, eps, gain), the
+ * first scorer's score s1 and gate m1 and the second's gated score m2 ⊙ s2 (linearSigmoidGate's
+ * outputs; MemMamba's Note Block pre-norm, its token scorer and write mark, and the state scorer
+ * that scales the read). Outside a recorded gradient one launch where the backend fuses it (the
+ * scorers take h from registers, not from another pass over it: WebGPU; the CPU reference, with
+ * the ops' bits); under one, or where the backend prefers the ops (wasm), the ops themselves.
+ */
+export function rmsNormScores(x: Tensor, gain: Tensor, first: GateScorer, second: GateScorer, eps: number): { h: Tensor; score: Tensor; gate: Tensor; gated: Tensor } {
+  const ops = () => {
+    const h = rmsNormalize(x, eps, gain);
+    const [score, gate, g1] = linearSigmoidGate(h, first.w, first.b, first.tau);
+    const [s2, m2, gated] = linearSigmoidGate(h, second.w, second.b, second.tau);
+    if (!isRecording()) for (const t of [g1, s2, m2]) t.dispose();
+    return { h, score, gate, gated };
+  };
+  if (isRecording() || getBackend().prefersComposite?.("rmsNormScores") || x.size === 0) return ops();
+  if (!(eps >= 0)) throw new ShapeError(`rmsNormScores: eps must be a number ≥ 0, got ${eps}`);
+  checkGain("rmsNormScores", x, gain);
+  // linearSigmoid's checks and shape, for each scorer of h (x's shape)
+  const spec = primitive("linearSigmoid").shape([x, first.w, first.b], {});
+  primitive("linearSigmoid").shape([x, second.w, second.b], {});
+  const outs = bindMulti("rmsNormScores", [x, gain, first.w, first.b, second.w, second.b], [{ shape: [...x.shape], dtype: "f32" }, spec, spec, spec], { eps, tau1: first.tau, tau2: second.tau });
+  return outs ? { h: outs[0], score: outs[1], gate: outs[2], gated: outs[3] } : ops();
+}
+
 /**
  * silu(conv1dCausal(x, w, prefix) + b) for x [B, L, C], w [C, K], b [C] (and the prefix as
  * conv1dCausal takes it): Mamba's causal conv with its bias and activation, one launch where the

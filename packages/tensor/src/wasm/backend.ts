@@ -350,12 +350,12 @@ export class WasmBackend implements Backend {
    * kernel's float64 sigmoid is a scalar pass). linearSoftplus and conv1dCausalSilu run their three
    * ops too (the SIMD matmul, conv, softplus and silu), matmulRowsMax matmulRows' composite and a
    * max, addMatmul its SIMD matmul, mul and add, linearSigmoid's VJP (linearSigmoidGrad) its ops,
-   * foldWeight its SIMD matmul and mul.
+   * foldWeight its SIMD matmul and mul, rmsNormScores its rmsNorm composite and scorers.
    */
   prefersComposite(prim: PrimName | MultiPrimName): boolean {
     // maskedSoftmax (indexedAttention's masked softmax): its composite runs wasm's SIMD softmax
     if (prim === "maskedSoftmax") return true;
-    return prim === "unaryGrad" || prim === "rmsNorm" || prim === "softmaxGrad" || prim === "addN" || prim === "attnRead" || prim === "attnReadParts" || prim === "matmulRows" || prim === "ssmGate" || prim === "linearSoftplus" || prim === "conv1dCausalSilu" || prim === "matmulRowsMax" || prim === "addMatmul" || prim === "linearSigmoidGrad" || prim === "foldWeight" || prim === "linearSigmoidGate";
+    return prim === "unaryGrad" || prim === "rmsNorm" || prim === "softmaxGrad" || prim === "addN" || prim === "attnRead" || prim === "attnReadParts" || prim === "matmulRows" || prim === "ssmGate" || prim === "linearSoftplus" || prim === "conv1dCausalSilu" || prim === "matmulRowsMax" || prim === "addMatmul" || prim === "linearSigmoidGrad" || prim === "foldWeight" || prim === "linearSigmoidGate" || prim === "rmsNormScores";
   }
 
   /** Multi-output primitives: a wasm kernel where there is one (wasmMultiLaunchers), else the CPU kernels over views of the wasm heap. */

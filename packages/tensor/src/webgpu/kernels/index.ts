@@ -7,6 +7,7 @@ import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexe
 import { attnReadGradKernel, attnReadKernel, attnReadPartsKernel } from "./attention.ts";
 import { addMatmulKernel, linearSigmoidKernel, matmulKernel } from "./matmul.ts";
 import { linearSigmoidGateKernel } from "./matmul-untiled.ts";
+import { rmsNormScoresKernel } from "./norm-scores.ts";
 import { linearSoftplusKernel } from "./linear-softplus.ts";
 import { linearSigmoidGradKernel } from "./linear-sigmoid-grad.ts";
 import { foldWeightGradKernel, foldWeightKernel } from "./fold-weight.ts";
@@ -36,6 +37,7 @@ export const gpuMultiKernels: { [K in MultiPrimName]: (ctx: GpuCtx, ins: readonl
   linearSigmoidGrad: linearSigmoidGradKernel,
   foldWeightGrad: foldWeightGradKernel,
   linearSigmoidGate: linearSigmoidGateKernel,
+  rmsNormScores: rmsNormScoresKernel,
 };
 
 export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
