@@ -23,7 +23,7 @@ import * as T from "../src/index.ts";
 import type { Backend, DType, HostArray, PrimName, PrimParams, Tensor } from "../src/index.ts";
 import { matmulTuning, parseTile, tileName, type TileConfig } from "../src/webgpu/kernels/matmul.ts";
 import { scanTuning } from "../src/webgpu/kernels/scan.ts";
-import { rowTuning } from "../src/webgpu/kernels/nn.ts";
+import { rowPairThreads, rowTuning } from "../src/webgpu/kernels/nn.ts";
 import { bindMulti } from "../src/dispatch.ts";
 import { ssmForwardPlan, ssmGradPlan, ssmTuning } from "../src/webgpu/kernels/ssm.ts";
 
@@ -413,6 +413,25 @@ test("webgpu parity: the softmax's and the masked softmax's gradients (row-pair 
     };
     await parity(`softmax dx [6, ${n}]`, [x, g, v], grad(false), sumTol(n));
     await parity(`maskedSoftmax dx [6, ${n}]`, [x, g, v], grad(true), sumTol(n));
+  }
+});
+
+test("webgpu parity: the row-pair kernels with 64 threads a row on rows of up to 64 vec4s too (rowPairThreads.narrow off: the earlier layout)", async () => {
+  if (!(await backends())) return;
+  rowPairThreads.narrow = false;
+  try {
+    for (const n of [4, 52, 256]) {
+      const x = f32([7, n], -3, 3), w = f32([n]), g = f32([7, n]);
+      await parity(`rmsNorm [7, ${n}] (64 threads a row)`, [x, w], (a, b) => [T.rmsNormalize(a, 1e-5), T.rmsNormalize(a, 1e-5, b)], ELEM);
+      const grads = (a: Tensor, b: Tensor, c: Tensor) => {
+        const r = T.valueAndGrad((t: { a: Tensor; b: Tensor }) => T.add(T.sum(T.mul(T.rmsNormalize(t.a, 1e-5, t.b), c)), T.sum(T.mul(T.softmax(t.a), c))))({ a, b });
+        r.value.dispose();
+        return [r.grads.a, r.grads.b];
+      };
+      await parity(`rmsNorm and softmax gradients [7, ${n}] (64 threads a row)`, [x, w, g], grads, sumTol(n));
+    }
+  } finally {
+    rowPairThreads.narrow = true;
   }
 });
 

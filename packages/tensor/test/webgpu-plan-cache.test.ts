@@ -153,14 +153,14 @@ describe("launch-plan caches", () => {
     expect(want[6]).not.toEqual(want[7]);
     // [label, key, wgsl, buffers, params, groups]: params word 2 is the row pass's mode
     const launch = (k: number) => JSON.parse(want[k][0]) as [string, string, string, unknown, number[], number[]];
-    expect([launch(3)[1], launch(3)[4][2]]).toEqual(["rowpair:v4x1", 0]); // rows of whole vec4s: the vec4 shader
-    expect([launch(8)[1], launch(8)[4][2]]).toEqual(["rowpair:v4x1", 4]);
+    expect([launch(3)[1], launch(3)[4][2]]).toEqual(["rowpair:v4x4:t16", 0]); // rows of whole vec4s: the vec4 shader (up to 64 of them: 16 threads a row)
+    expect([launch(8)[1], launch(8)[4][2]]).toEqual(["rowpair:v4x4:t16", 4]);
     expect(want[9]).toEqual(want[3]); // the unweighted plan of that shape, not the weighted one
     // the two-output VJP: a shader of its own (rmsNormGrad's code, mode 1, with the gain and a
     // second output bound), so the existing row-pair pipelines keep their keys and WGSL
-    expect([launch(10)[1], launch(10)[4][2]]).toEqual(["rowpair:gain:v4x1", 1]);
+    expect([launch(10)[1], launch(10)[4][2]]).toEqual(["rowpair:gain:v4x4:t16", 1]);
     expect((launch(10)[3] as [string][]).map((b) => b[0])).toEqual(["dx", "x", "g", "w", "gx"]);
-    expect([launch(11)[1], launch(11)[4][2]]).toEqual(["rowpair:v4x1", 1]);
+    expect([launch(11)[1], launch(11)[4][2]]).toEqual(["rowpair:v4x4:t16", 1]);
     expect(launch(11)[2]).toBe(launch(3)[2]); // rmsNormGrad and rmsNorm: one pipeline
     expect(launch(10)[2]).not.toBe(launch(11)[2]);
     expect(want[12]).not.toEqual(want[10]); // eps is a param word here too

@@ -225,15 +225,26 @@ const PAIR_WG = 64;
  * The row-pair shaders' first lines (both layouts): the buffers, the partial-sum arrays, the entry
  * point, this workgroup's row (none past the last) and the param words n, mode and eps.
  */
-function rowPairPrologue(bufs: readonly StorageDecl[]): string {
+function rowPairPrologue(bufs: readonly StorageDecl[], T = PAIR_WG): string {
+  // T threads a row: PAIR_WG / T rows a workgroup; a row past the last runs the last row's code
+  // (its threads reach the barriers too) and stores nothing
+  const head = T === PAIR_WG
+    ? `let row = wg;
+  if (row >= ${pu(0)}) { return; }
+  let live = true;
+  let lt = lid;
+  let rr = 0u;`
+    : `let rr = lid / ${T}u;
+  let lt = lid % ${T}u;
+  let live = wg * ${PAIR_WG / T}u + rr < ${pu(0)};
+  let row = min(wg * ${PAIR_WG / T}u + rr, ${pu(0)} - 1u);`;
   return `${header(4, bufs)}
 var<workgroup> shs: array<f32, ${PAIR_WG}>;
 var<workgroup> sht: array<f32, ${PAIR_WG}>;
 @compute @workgroup_size(${PAIR_WG})
 fn main(${ENTRY_ARGS}) {
   ${LINEAR_WG}
-  let row = wg;
-  if (row >= ${pu(0)}) { return; }
+  ${head}
   let n = ${pu(1)}; let mode = ${pu(2)}; let eps = bitcast<f32>(${pu(3)});`;
 }
 
@@ -288,17 +299,24 @@ function rowPairWgsl(variant: "plain" | "masked" | "gain" = "plain"): string {
 
 /** The widest row (in vec4s) the vec4 row-pair shader takes: 4 vec4s a thread, held in registers. */
 const PAIR_VEC_MAX = 4 * PAIR_WG;
+/** Threads a row of the vec4 row-pair shader for rows of up to 4 · PAIR_NARROW vec4s. */
+const PAIR_NARROW = 16;
+/** `narrow` false: every row with 64 threads (the earlier layout; tests compare the two). */
+export const rowPairThreads = { narrow: true };
 
 /**
- * The row-pair shader for rows of n = 4·n4 elements, n4 ≤ U·PAIR_WG (U = 1 … 4): thread t reads its
- * vec4s t, t + 64, … once, keeps them in registers, and adds its partial sums in element order;
- * after one barrier every thread adds the 64 partials in lane order (the same sums on every
- * thread, no second barrier) and writes its vec4s. The same formulas as rowPairWgsl, element by
+ * The row-pair shader for rows of n = 4·n4 elements, n4 ≤ U·T (U = 1 … 4), T threads a row (64, or
+ * 16 for rows of up to 64 vec4s: 4 rows a workgroup): thread t of a row reads its vec4s t, t + T,
+ * … once, keeps them in registers, and adds its partial sums in element order; after one barrier
+ * every thread adds its row's T partials in lane order (the same sums on every thread, no second
+ * barrier) and writes its vec4s. The same formulas as rowPairWgsl, element by
  * element; only the sums' order differs from it (f32 rounding). On an H200 the scalar shader, which
  * reads each row twice and has lane 0 add the partials between two barriers, ran rmsNorm of
- * [61440, 256] at ~1.5 TB/s.
+ * [61440, 256] at ~1.5 TB/s; this one with 64 threads a row at 2.3 TB/s (54 µs), where every
+ * thread's 64 partials cost more than its one vec4: 16 threads a row (rmsNormScores' layout, which
+ * also computes two scorers) took 41 µs.
  */
-function rowPairVecWgsl(variant: "plain" | "masked" | "gain", U: number): string {
+function rowPairVecWgsl(variant: "plain" | "masked" | "gain", U: number, T = PAIR_WG): string {
   const masked = variant === "masked", gain = variant === "gain";
   const V = "vec4<f32>";
   const bufs = [{ name: "out", type: V, write: true }, { name: "a", type: V }, { name: "b", type: V }];
@@ -307,12 +325,14 @@ function rowPairVecWgsl(variant: "plain" | "masked" | "gain", U: number): string
   // b as the composite reads it (see rowPairWgsl), for vec4 u
   const bAt = (u: number) => (masked ? `(b${u} * vv${u})` : gain ? `(b${u} * wt[j${u}])` : `b${u}`);
   const dot = (acc: string, x: string, y: string) => `${acc} += ${x}.x * ${y}.x; ${acc} += ${x}.y * ${y}.y; ${acc} += ${x}.z * ${y}.z; ${acc} += ${x}.w * ${y}.w;`;
-  return `${rowPairPrologue([...bufs, ...extra])}
+  // a store only for a live row (a workgroup's rows past the last run the last row's code)
+  const live = T === PAIR_WG ? "" : " && live";
+  return `${rowPairPrologue([...bufs, ...extra], T)}
   let n4 = n / 4u;
   let base = row * n4;
   let needT = mode == 1u || mode == 2u;
   var s = 0.0f; var t = 0.0f;
-  ${us.map((u) => `let j${u} = lid + ${u * PAIR_WG}u; let ok${u} = j${u} < n4; let e${u} = base + select(0u, j${u}, ok${u});
+  ${us.map((u) => `let j${u} = lt + ${u * T}u; let ok${u} = j${u} < n4; let e${u} = base + select(0u, j${u}, ok${u});
   var a${u} = ${V}(0.0f); var b${u} = ${V}(0.0f);${masked ? ` var vv${u} = ${V}(0.0f);` : ""}
   if (ok${u}) {
     a${u} = a[e${u}];
@@ -322,11 +342,11 @@ function rowPairVecWgsl(variant: "plain" | "masked" | "gain", U: number): string
   shs[lid] = s; sht[lid] = t;
   workgroupBarrier();
   var ss = 0.0f; var tt = 0.0f;
-  for (var k = 0u; k < ${PAIR_WG}u; k++) { ss += shs[k]; }
-  if (needT) { for (var k = 0u; k < ${PAIR_WG}u; k++) { tt += sht[k]; } }
+  for (var k = 0u; k < ${T}u; k++) { ss += shs[rr * ${T}u + k]; }
+  if (needT) { for (var k = 0u; k < ${T}u; k++) { tt += sht[rr * ${T}u + k]; } }
   let r = 1.0f / sqrt(ss / f32(n) + eps);
   let c = r * r * r * tt / f32(n);
-  ${us.map((u) => `if (ok${u}) {
+  ${us.map((u) => `if (ok${u}${live}) {
     let av = a${u};
     if (mode == 0u) { out[e${u}] = av * r; }
     else if (mode == 4u) { out[e${u}] = (av * r) * b[j${u}]; }
@@ -343,7 +363,9 @@ function rowPairVecWgsl(variant: "plain" | "masked" | "gain", U: number): string
  * with its gain, 5 rmsNormGradW) and rowsKey; f: eps or scale. Modes 3 and 5 are other shaders
  * (their own pipeline keys) running the code of mode 2 and mode 1.
  */
-const pairPlans = [0, 1, 2, 3, 4, 5].map(() => new PlanCache<RowPlan, number>({}));
+const pairCaches = () => [0, 1, 2, 3, 4, 5].map(() => new PlanCache<RowPlan, number>({}));
+/** The plans with rowPairThreads.narrow on and off (a benchmark or test may switch it between calls). */
+const pairPlans = { narrow: pairCaches(), wide: pairCaches() };
 const rowPairPlain = () => rowPairWgsl("plain");
 const rowPairMasked = () => rowPairWgsl("masked");
 const rowPairGain = () => rowPairWgsl("gain");
@@ -352,17 +374,21 @@ function planPair(limits: GpuLimits, mode: number, rows: number, n: number, f: n
   const variant = mode === 3 ? "masked" : mode === 5 ? "gain" : "plain";
   const name = mode === 3 ? "rowpair:masked" : mode === 5 ? "rowpair:gain" : "rowpair";
   // rows of whole vec4s up to PAIR_VEC_MAX of them: the vec4 shader
-  const U = n % 4 === 0 && n > 0 && n / 4 <= PAIR_VEC_MAX ? Math.ceil(n / 4 / PAIR_WG) : 0;
+  const vec = n % 4 === 0 && n > 0 && n / 4 <= PAIR_VEC_MAX;
+  // rows of up to 64 vec4s: 16 threads a row, 4 rows a workgroup (rowPairThreads)
+  const T = vec && n / 4 <= 4 * PAIR_NARROW && rowPairThreads.narrow ? PAIR_NARROW : PAIR_WG;
+  const U = vec ? Math.ceil(n / 4 / T) : 0;
   return {
-    key: U ? `${name}:v4x${U}` : name,
-    wgsl: U ? () => rowPairVecWgsl(variant, U) : mode === 3 ? rowPairMasked : mode === 5 ? rowPairGain : rowPairPlain,
+    key: U ? `${name}:v4x${U}${T === PAIR_WG ? "" : `:t${T}`}` : name,
+    wgsl: U ? () => rowPairVecWgsl(variant, U, T) : mode === 3 ? rowPairMasked : mode === 5 ? rowPairGain : rowPairPlain,
     params: new ParamWords().u(rows).u(n).u(mode === 3 ? 2 : mode === 5 ? 1 : mode).f(f).words(),
-    groups: grid(rows, limits.maxComputeWorkgroupsPerDimension), f,
+    groups: grid(ceilDiv(rows, PAIR_WG / T), limits.maxComputeWorkgroupsPerDimension), f,
   };
 }
 
 /** The cached row-pair plan of mode `mode` (see cachedPlan). */
-const pairPlan = (ctx: GpuCtx, mode: number, rows: number, n: number, f: number): RowPlan => cachedPlan(ctx, pairPlans, planPair, mode, rows, n, f);
+const pairPlan = (ctx: GpuCtx, mode: number, rows: number, n: number, f: number): RowPlan =>
+  cachedPlan(ctx, rowPairThreads.narrow ? pairPlans.narrow : pairPlans.wide, planPair, mode, rows, n, f);
 
 /**
  * One row-pair launch of mode `mode` over the rows of `rowsOf` (its last axis is a row), binding
