@@ -150,8 +150,11 @@ export const ATTN_READ_PARTS_MAX_S: number = 64;
 
 /** One read of `indexedAttentionParts`: rows `index` [...N, P] i32 of a keys and a values table [M, S] (−1: an empty slot). */
 export interface AttentionPart {
+  /** The keys table [M, S]. */
   keys: Tensor;
+  /** The values table [M, S] (may be the keys tensor itself). */
   values: Tensor;
+  /** Rows of the tables each position reads, i32 [...N, P] (−1: an empty slot). */
   index: Tensor;
 }
 

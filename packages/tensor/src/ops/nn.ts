@@ -461,8 +461,11 @@ export function linearSigmoidGate(x: Tensor, w: Tensor, b: Tensor, tau: number):
 
 /** One scorer of rmsNormScores: σ(h·w + b) with w [d, 1], b [1], and its threshold. */
 export interface GateScorer {
+  /** The weight [d, 1]. */
   w: Tensor;
+  /** The bias [1]. */
   b: Tensor;
+  /** The gate opens where σ(h·w + b) > tau. */
   tau: number;
 }
 
