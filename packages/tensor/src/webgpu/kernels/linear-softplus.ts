@@ -3,7 +3,8 @@
  * b [c], with few inputs r (Mamba's Δ projection: r = dt_rank, 16 for the small model). No tiling:
  * a thread per output (four adjacent columns as a vec4 where c is a multiple of 4) walks k in
  * order; x[row, k] is one address for all the threads of a row (a broadcast read) and w[k, ·] a
- * coalesced run that stays in cache. The bias is added and the softplus taken (the elementwise
+ * coalesced run that stays in cache. Where r is a multiple of 4 up to 64 the k loop is unrolled
+ * and x read as vec4s (its own pipeline for each r). The bias is added and the softplus taken (the elementwise
  * kernel's softplus, unaryExpr) before the one store: the composite's matmul, add and softplus each wrote
  * and re-read the [M, c] output (at M = 61440, c = 512: 126 MB a pass).
  *
@@ -18,11 +19,18 @@ import { unaryExpr } from "./elementwise.ts";
 
 const WG = 256;
 
-function wgsl(vec: boolean): string {
+/**
+ * The shader; `R4` > 0: r = 4·R4 inputs as R4 vec4s of x, the k loop unrolled (the same sums in the
+ * same order), else r a runtime count read a float at a time.
+ */
+function wgsl(vec: boolean, R4 = 0): string {
   const T = vec ? "vec4<f32>" : "f32";
   const sp = (x: string) => unaryExpr("softplus", x);
   const act = vec ? `vec4<f32>(${sp("v.x")}, ${sp("v.y")}, ${sp("v.z")}, ${sp("v.w")})` : sp("v");
-  return `${header(3, [{ name: "out", type: T, write: true }, { name: "x", type: "f32" }, { name: "w", type: T }, { name: "b", type: T }])}
+  const sum = R4
+    ? [...Array(R4).keys()].map((j) => `let x${j} = x[row * ${R4}u + ${j}u];\n  ${["x", "y", "z", "w"].map((e, q) => `acc = acc + x${j}.${e} * w[${4 * j + q}u * c + col];`).join(" ")}`).join("\n  ")
+    : `for (var k = 0u; k < r; k++) { acc = acc + x[row * r + k] * w[k * c + col]; }`;
+  return `${header(3, [{ name: "out", type: T, write: true }, { name: "x", type: R4 ? "vec4<f32>" : "f32" }, { name: "w", type: T }, { name: "b", type: T }])}
 ${WGSL_MATH}
 @compute @workgroup_size(${WG})
 fn main(${ENTRY_ARGS}) {
@@ -32,13 +40,17 @@ fn main(${ENTRY_ARGS}) {
   let r = ${pu(1)}; let c = ${pu(2)};
   let row = i / c; let col = i % c;
   var acc = ${T}(0.0f);
-  for (var k = 0u; k < r; k++) { acc = acc + x[row * r + k] * w[k * c + col]; }
+  ${sum}
   let v = acc + b[col];
   out[i] = ${act};
 }`;
 }
 
 const gens = [() => wgsl(false), () => wgsl(true)];
+/** The unrolled shaders by R4 and vec (r = 4, 8, …, UNROLL_MAX). */
+const unrolled = new Map<string, () => string>();
+/** The most inputs the unrolled shader takes (Mamba's dt_rank: 16 for the small model, ⌈d / 16⌉ in general). */
+const UNROLL_MAX = 64;
 
 /** linearSoftplus: inputs [x [..., r], w [r, c], b [c]] → out [..., c]. */
 export function linearSoftplusKernel(ctx: GpuCtx, [x, w, b]: readonly KernelArg[], out: KernelArg): void {
@@ -48,8 +60,12 @@ export function linearSoftplusKernel(ctx: GpuCtx, [x, w, b]: readonly KernelArg[
   const vec = c % 4 === 0;
   const cols = vec ? c / 4 : c;
   const label = "linearSoftplus";
+  const R4 = r % 4 === 0 && r > 0 && r <= UNROLL_MAX ? r / 4 : 0;
+  const key = `${vec ? "linearSoftplus:v4" : "linearSoftplus"}${R4 ? `:r${r}` : ""}`;
+  let gen = R4 ? unrolled.get(key) : gens[vec ? 1 : 0];
+  if (!gen) unrolled.set(key, (gen = () => wgsl(vec, R4)));
   ctx.dispatch({
-    label, key: vec ? "linearSoftplus:v4" : "linearSoftplus", wgsl: gens[vec ? 1 : 0],
+    label, key, wgsl: gen,
     buffers: [ctx.ref(out, label), ctx.ref(x, label), ctx.ref(w, label), ctx.ref(b, label)],
     params: new ParamWords().u(M * cols).u(r).u(cols).words(), groups: grid(ceilDiv(M * cols, WG), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
