@@ -623,11 +623,16 @@ export function tileSmemBytes(c: TileConfig): number {
  * more gets k-tiles of 16 (half the memory), then loses its double buffer; still too big: an error.
  */
 export function fitTile(t: TileConfig, maxSmem: number): TileConfig {
+  const asked = t;
   if (tileSmemBytes(t) > maxSmem && t.BK > 16) t = { ...t, BK: 16 };
   if (tileSmemBytes(t) > maxSmem && t.dbuf) t = { ...t, dbuf: false };
   if (tileSmemBytes(t) > maxSmem) {
     throw new RangeError(`webgpu matmul: tile ${tileName(t)} needs ${tileSmemBytes(t)} bytes of workgroup memory, over the limit ${maxSmem}`);
   }
+  // a smaller k-tile must still be one the generator can build (a 256-thread tile of BK 16 may
+  // not be a whole number of vec4 loads a thread: its kernel would compute garbage)
+  const why = t === asked ? null : tileProblem(t);
+  if (why) throw new RangeError(`webgpu matmul: tile ${tileName(asked)} needs ${tileSmemBytes(asked)} bytes of workgroup memory, over the limit ${maxSmem}, and as ${tileName(t)}: ${why}`);
   return t;
 }
 
