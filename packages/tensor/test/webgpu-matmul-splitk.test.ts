@@ -17,7 +17,7 @@ import { expect, test } from "../../../test/support/harness.ts";
 import * as T from "../src/index.ts";
 import type { Backend, HostArray } from "../src/index.ts";
 import { gpuPair, type In, keysOf, matmulOn, seededF32 } from "./webgpu-matmul-support.ts";
-import { BIG_TILE, MID_TILE, MID_TILE_TALL, matmulPlan, matmulTuning, SHORT_K_TILE, SMALL_TILE, splitKPlan, splitSumLanes, type TileConfig } from "../src/webgpu/kernels/matmul.ts";
+import { BIG_TILE, MID_TILE, MID_TILE_TALL, matmulPlan, matmulTuning, NARROW_TILE_16, NARROW_TILE_16_TALL, NARROW_TILE_32, SHORT_K_TILE, SMALL_TILE, splitKPlan, splitSumLanes, type TileConfig } from "../src/webgpu/kernels/matmul.ts";
 
 const f32 = seededF32(777);
 
@@ -74,11 +74,20 @@ test("splitKPlan: whole k-tiles, no empty slice, the scratch limit, the knob; tr
   // tiles by column use: a training step's narrow projections (N = 64, 48, 16) take the 128x64
   // tile, wide ones the 128x256 tile, and the knob at 0 gives the old choice by block count
   expect(matmulPlan(16384, 64, 256, 1)).toBe(MID_TILE);
-  expect(matmulPlan(16384, 48, 512, 1)).toBe(MID_TILE);
-  expect(matmulPlan(16384, 16, 512, 1)).toBe(MID_TILE);
-  // narrower than 64 columns, B untransposed, 32K+ rows: the 64x64 tile (a 60K chunk's x_proj); transposed B keeps 128x64
-  expect(matmulPlan(61440, 48, 512, 1)).toBe(SMALL_TILE);
-  expect(matmulPlan(2048, 48, 512, 30)).toBe(SMALL_TILE);
+  // 16, 32 or 48 columns, B untransposed, 4096+ rows: tiles of 16 or 32 columns (x_proj: 48)
+  expect(matmulPlan(16384, 48, 512, 1)).toBe(NARROW_TILE_16_TALL);
+  expect(matmulPlan(61440, 48, 512, 1)).toBe(NARROW_TILE_16_TALL);
+  expect(matmulPlan(4096, 48, 512, 1)).toBe(NARROW_TILE_16);
+  expect(matmulPlan(16384, 16, 512, 1)).toBe(NARROW_TILE_16);
+  expect(matmulPlan(2048, 32, 512, 30)).toBe(NARROW_TILE_32);
+  expect([NARROW_TILE_16, NARROW_TILE_16_TALL, NARROW_TILE_32]).not.toContain(matmulPlan(2048, 48, 512, 1)); // too few rows: the rules below
+  await withTuning({ narrowTileMinRows: Infinity }, () => {
+    expect(matmulPlan(16384, 48, 512, 1)).toBe(MID_TILE);
+    // narrower than 64 columns, B untransposed, 32K+ rows: the 64x64 tile; transposed B keeps 128x64
+    expect(matmulPlan(61440, 48, 512, 1)).toBe(SMALL_TILE);
+    expect(matmulPlan(2048, 48, 512, 30)).toBe(SMALL_TILE);
+  });
+  expect(matmulPlan(61440, 40, 512, 1)).toBe(SMALL_TILE);
   expect(matmulPlan(61440, 48, 512, 1, true)).toBe(MID_TILE_TALL);
   expect(matmulPlan(61440, 64, 256, 1)).toBe(MID_TILE_TALL); // very tall: BK 16
   expect(matmulPlan(16384, 64, 256, 1)).toBe(MID_TILE);
@@ -87,7 +96,7 @@ test("splitKPlan: whole k-tiles, no empty slice, the scratch limit, the knob; tr
   expect(matmulPlan(2048, 256, 64, 8)).toBe(SHORT_K_TILE);
   expect((matmulPlan(61440, 256, 65, 1) as TileConfig).BN).toBe(256);
   expect(matmulPlan(61440, 64, 64, 1)).toBe(MID_TILE_TALL); // 64 of 128 columns: too few used
-  await withTuning({ narrowSmallMinRows: Infinity }, () => expect(matmulPlan(61440, 48, 512, 1)).toBe(MID_TILE_TALL));
+  await withTuning({ narrowSmallMinRows: Infinity, narrowTileMinRows: Infinity }, () => expect(matmulPlan(61440, 48, 512, 1)).toBe(MID_TILE_TALL));
   expect((matmulPlan(16384, 1024, 256, 1) as TileConfig).BN).toBe(256);
   expect(matmulPlan(32768, 128, 256, 1)).toBe(BIG_TILE);
   await withTuning({ minColumnUse: 0 }, () => expect((matmulPlan(16384, 64, 256, 1) as TileConfig).BN).toBe(256));

@@ -16,7 +16,7 @@
 import { expect, test } from "../../../test/support/harness.ts";
 import * as T from "../src/index.ts";
 import type { Backend } from "../src/index.ts";
-import { fitTile, matmulTuning, parseTile, tileName, tileProblem, tileSmemBytes } from "../src/webgpu/kernels/matmul.ts";
+import { fitTile, matmulTuning, NARROW_TILE_16, NARROW_TILE_16_TALL, NARROW_TILE_32, parseTile, tileName, tileProblem, tileSmemBytes } from "../src/webgpu/kernels/matmul.ts";
 import { gpuPair, keysOf, matmulOn, seededF32 } from "./webgpu-matmul-support.ts";
 
 const f32 = seededF32(4242);
@@ -108,4 +108,14 @@ test("webgpu matmul tiles: a large sweep spec (128x256 block, 32-deep k-tiles in
   // the small tiles above only in sizes (and the bench checks each against a reference). On a
   // device with less than 48 KB of workgroup memory (lavapipe: 32 KB) fitTile runs it with BK 16.
   await tileParity("128x256x32/8x16:cf:xs:wl:sw16:rf", [[150, 45, 270, [[], []], false, true]]);
+});
+
+test("webgpu matmul tiles: the narrow tiles (16 and 32 columns; Mamba's x_proj), full and ragged, batches", async () => {
+  if (!(await pair.load())) return;
+  // NARROW_TILE_16 (64x16), NARROW_TILE_16_TALL (128x16), NARROW_TILE_32 (128x32), as matmulPlan
+  // returns them: 48 columns (3 or 2 blocks with a ragged one), ragged rows, K not a multiple of 4
+  await tileParity("64x16x16/4x4", [[200, 64, 48, [[], []], false, false], [70, 17, 16, [[2], []], false, false]]);
+  await tileParity("128x16x16/8x4", [[300, 40, 48, [[], []], false, false], [129, 33, 20, [[], []], false, false]]);
+  await tileParity("128x32x16/8x4", [[260, 48, 32, [[3], [3]], false, false], [100, 19, 40, [[], []], false, false]]);
+  for (const t of [NARROW_TILE_16, NARROW_TILE_16_TALL, NARROW_TILE_32]) expect(parseTile(tileName(t))).toEqual({ ...t, dbuf: false });
 });

@@ -191,6 +191,16 @@ export const SMALL_TILE: TileConfig = { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, sp
 // training step's shapes that take MID_TILE moved either way (512x256 from K 2048 +5%, 256x1024
 // −3%), so they keep BK 32.
 export const MID_TILE_TALL: TileConfig = { ...MID_TILE, BK: 16 };
+// Tiles as narrow as the product for N = 16, 32, 48 (B untransposed, m · batches ≥
+// matmulTuning.narrowTileMinRows): Mamba's x_proj is [rows, d_inner]·[d_inner, dt_rank + 2N], 48
+// columns for the small preset, which the 64-column tiles computed a quarter of in vain. On an
+// H200 (webgpu-matmul --shapes …x512 --split-k off, 2026-11-27, results/gpu/issue11-s22/matmul/),
+// µs: N 48 at 61440 rows 152 (64x64) → 119 (128x16), at 16384 rows 47 (128x64) → 38, at 4096
+// 28 → 17 (64x16); N 32 at 61440 151 → 67 (128x32), 16384 47 → 22; N 16 at 61440 151 → 59
+// (64x16), 16384 47 → 17.
+export const NARROW_TILE_16: TileConfig = { BM: 64, BN: 16, BK: 16, TM: 4, TN: 4, specialize: true };
+export const NARROW_TILE_16_TALL: TileConfig = { BM: 128, BN: 16, BK: 16, TM: 8, TN: 4, specialize: true };
+export const NARROW_TILE_32: TileConfig = { BM: 128, BN: 32, BK: 16, TM: 8, TN: 4, specialize: true };
 
 /**
  * Tuning knobs: force one tile config (null: choose by problem size); the number of blocks from
@@ -205,6 +215,8 @@ export const matmulTuning = {
   midTileMinBlocks: 96,
   /** From this many rows (m · batches) a product with N < 64 and B untransposed takes the 64x64 tile, not the 128x64 one (see matmulPlan). */
   narrowSmallMinRows: 32768,
+  /** From this many rows (m · batches) a product of N = 16, 32 or 48 columns, B untransposed, takes a tile of 16 or 32 columns (NARROW_TILE_*); Infinity: never. */
+  narrowTileMinRows: 4096,
   /** From this many rows (m · batches) the 128x64 tile runs at BK 16 (MID_TILE_TALL). */
   tallMidMinRows: 32768,
   unrollBig: true,
@@ -550,7 +562,8 @@ function matmulWgsl(v: MatmulVariant): string {
  * The kernel for a problem of `batches` [m, K]·[K, N] products: "untiled" for small or thin
  * ones, SHORT_K_TILE for a short K over many blocks, else a tile config: the widest tile that has enough blocks to fill a GPU and uses at least
  * matmulTuning.minColumnUse of its columns (narrow outputs, N ≤ 64, get the 128x64 tile, except
- * N < 64 with B untransposed over narrowSmallMinRows rows or more: the 64x64 one); with
+ * N = 16, 32, 48 with B untransposed over narrowTileMinRows rows: a tile of 16 or 32 columns, and
+ * other N < 64 with B untransposed over narrowSmallMinRows rows or more: the 64x64 one); with
  * too few blocks and a long K (split-K's problems), the 128-row tiles where they fit
  * (matmulTuning.bigTileSplitMinK).
  */
@@ -561,6 +574,11 @@ export function matmulPlan(m: number, N: number, K: number, batches: number, tra
   if (K <= matmulTuning.shortKMax && use(128) && ceilDiv(m, 128) * ceilDiv(N, 128) * batches >= matmulTuning.bigTileMinBlocks) return SHORT_K_TILE;
   if (use(256) && ceilDiv(m, 128) * ceilDiv(N, 256) * batches >= matmulTuning.wideTileMinBlocks) return WIDE_TILE;
   if (use(128) && ceilDiv(m, 128) * ceilDiv(N, 128) * batches >= matmulTuning.bigTileMinBlocks) return BIG_TILE;
+  // 16, 32 or 48 columns, B untransposed, over many rows: a tile of 16 or 32 columns (NARROW_TILE_*)
+  const rows = m * batches;
+  if (!transB && rows >= matmulTuning.narrowTileMinRows && (N === 16 || N === 32 || N === 48)) {
+    return N === 32 ? NARROW_TILE_32 : N === 48 && rows >= 16384 ? NARROW_TILE_16_TALL : NARROW_TILE_16;
+  }
   // a narrower B than the 128x64 tile's 64 columns, untransposed, over very many rows: the 64x64
   // tile. On an H100, [61440, 512]·[512, 48] (Mamba's x_proj in a 60K chunk) 0.270 → 0.186 ms,
   // [61440, ·]·[·, 16] 0.254 → 0.176, [32768, ·]·[·, 48] 0.138 → 0.096; at 16384 rows the two are
