@@ -802,7 +802,8 @@ describe("ops: nn", () => {
 
   bt("ssmGate: (y + u ⊙ D) ⊙ silu(z) as the four ops give it (bit for bit off the GPU, within a rounding of y + u·D on it), forward and backward; bad shapes named", async () => {
     const gpu = getBackend().name === "webgpu";
-    for (const shape of [[2, 3, 8], [5, 7], [1, 1, 1], [0, 4]]) {
+    // rows of whole vec4s ([2, 3, 8], [3, 4]: the GPU's vec4 shader) and not
+    for (const shape of [[2, 3, 8], [5, 7], [1, 1, 1], [0, 4], [3, 4]]) {
       const n = shape.reduce((p, q) => p * q, 1), Di = shape[shape.length - 1];
       const r = (seed: number, lo = -6, hi = 6) => t(Array.from(randArray(n, seed, lo, hi)), shape);
       const p = { y: r(41), u: r(42), d: t(Array.from(randArray(Di, 43, -2, 2)), [Di]), z: r(44, -30, 30) };

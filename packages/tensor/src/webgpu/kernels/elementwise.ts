@@ -323,8 +323,41 @@ export function castKernel(ctx: GpuCtx, [x]: readonly KernelArg[], out: KernelAr
  * then the add of the skip and the gate's product (D broadcast along the rows).
  */
 export function ssmGateKernel(ctx: GpuCtx, [y, u, d, z]: readonly KernelArg[], out: KernelArg): void {
+  const C = d.shape[d.shape.length - 1] ?? 1;
+  const n = prod(out.shape);
+  // rows of whole vec4s, y, u, z of the output's shape and D one row: four elements a thread
+  // (its own shader: no broadcast index chain, vec4 loads), the same expressions per element
+  const same = (a: KernelArg) => a.shape.length === out.shape.length && a.shape.every((v, i) => v === out.shape[i]);
+  if (n > 0 && C % 4 === 0 && d.shape.length === 1 && out.shape[out.shape.length - 1] === C && same(y) && same(u) && same(z) && y.dtype === "f32" && u.dtype === "f32" && z.dtype === "f32" && d.dtype === "f32") {
+    const label = "ssmGate";
+    ctx.dispatch({
+      label, key: "ssmGate:v4", wgsl: ssmGateVec4Wgsl,
+      buffers: [out, y, u, d, z].map((a) => ctx.ref(a, label)), params: new ParamWords().u(n / 4).u(C / 4).words(),
+      groups: grid(Math.ceil(n / 4 / WG), ctx.limits.maxComputeWorkgroupsPerDimension),
+    });
+    return;
+  }
   runMap(ctx, {
     label: "ssmGate", family: "ssmGate", out, ins: [y, u, d, z], math: true,
     body: ([vy, vu, vd, vz]) => `let sg_a = ${unaryExpr("silu", vz)}; let sg_p = ${vu} * ${vd}; let sg_s = ${vy} + sg_p; r = sg_s * sg_a;`,
   });
+}
+
+/** ssmGate over vec4s: params n / 4, C / 4; the map's expressions for each of the four elements. */
+function ssmGateVec4Wgsl(): string {
+  const V = "vec4<f32>";
+  const silu = `${V}(${["x", "y", "z", "w"].map((c) => unaryExpr("silu", `vz.${c}`)).join(", ")})`;
+  return `${header(2, [{ name: "out", type: V, write: true }, { name: "y", type: V }, { name: "u", type: V }, { name: "d", type: V }, { name: "z", type: V }])}
+${WGSL_MATH}
+@compute @workgroup_size(${WG})
+fn main(${ENTRY_ARGS}) {
+  ${LINEAR_WG}
+  let i = wg * ${WG}u + lid;
+  if (i >= ${pu(0)}) { return; }
+  let vz = z[i];
+  let sg_a = ${silu};
+  let sg_p = u[i] * d[i % ${pu(1)}];
+  let sg_s = y[i] + sg_p;
+  out[i] = sg_s * sg_a;
+}`;
 }
