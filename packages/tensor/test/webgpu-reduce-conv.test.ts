@@ -179,11 +179,9 @@ test("webgpu conv1dCausal, GradX and GradW (window kernels): parity over shapes,
   }), { numRuns: 20 });
   // a long sequence: many step blocks (pass 2 sums hundreds of partials), few channels (256-lane
   // combine) and many (coalesced 64-channel blocks)
-  for (const [B, L, C, K] of [[2, 3000, 3, 4], [1, 1100, 130, 4], [3, 257, 64, 8], [2, 300, 36, 3]]) {
+  for (const [B, L, C, K] of [[2, 3000, 3, 4], [1, 1100, 130, 4], [3, 257, 64, 8]]) {
     const x = f32([B, L, C], B + L), w = f32([C, K], C), g = f32([B, L, C], K);
     await parity(`conv ${JSON.stringify([B, L, C, K])}`, [x, w, g], convAll(K), sumTol(B * L));
-    // channels a multiple of 4: the forward four channels a thread by default; one a thread too
-    if (C % 4 === 0) await withTuning(convTuning, { vec4: false }, () => parity(`conv ${JSON.stringify([B, L, C, K])}, a channel a thread`, [x, w, g], convAll(K), sumTol(B * L)));
   }
   // Inf at a sequence's first steps: taps before the start are skipped as on the CPU (not 0·Inf)
   const x = f32([2, 6, 5], 1), w = f32([5, 3], 2), g = f32([2, 6, 5], 3);
@@ -220,8 +218,6 @@ test("webgpu conv1dCausal with a prefix: the same bits as the conv of [prefix; x
     await withTuning(convTuning, { algo: "window", rowsPerThread: rows }, () => check(`prefix conv ${JSON.stringify({ B, L, C, K, rows })}`, B, L, C, K, seed));
   }), { numRuns: 15 });
   await check("prefix conv, a long sequence", 2, 2100, 67, 4, 7);
-  await check("prefix conv, a long sequence over vec4s of channels", 2, 2100, 68, 4, 10);
-  await withTuning(convTuning, { vec4: false }, () => check("prefix conv, 68 channels a channel a thread", 2, 300, 68, 4, 11));
   await check("prefix conv, 11 taps (direct kernel)", 2, 20, 9, MAX_TAPS + 3, 8);
   await withTuning(convTuning, { algo: "direct" }, () => check("prefix conv, the direct kernel at 4 taps", 3, 30, 5, 4, 9));
 });

@@ -30,8 +30,6 @@ export const convTuning = {
   algo: "window" as "window" | "direct",
   /** Steps per thread of the forward / gradX kernels. */
   rowsPerThread: 8,
-  /** The forward window kernel over four channels a thread (vec4s) where C is a multiple of 4 (false: one channel a thread). */
-  vec4: true,
   /** Pass 1 of the weight gradient doubles its steps per thread (8 to 64) until at most this many workgroups. */
   gradWTargetWorkgroups: 1024,
 };
@@ -85,19 +83,9 @@ const CONV_THREAD = `
  * registers. params: convParams, dir. `pre` (forward only): the K − 1 inputs before the start are
  * pre[b, K − 1 − j, c] for x[b, −j, c] (a binding [B, K − 1, C]) instead of 0.
  */
-function convWinWgsl(pre = false, act = false, vec = false): string {
+function convWinWgsl(pre = false, act = false): string {
   const taps = (f: (j: number) => string) => TAPS.map(f).join("\n  ");
-  const T = vec ? "vec4<f32>" : "f32";
-  const bufs = [{ name: "out", type: T, write: true }, { name: "v", type: T }, { name: "w", type: "f32" }, ...(pre ? [{ name: "pre", type: T }] : []), ...(act ? [{ name: "bias", type: T }] : [])];
-  // vec: the thread's channels are 4c … 4c + 3 (C here counts vec4s), each tap's four weights gathered
-  const tap = (j: number) => vec
-    ? `vec4<f32>(${[0, 1, 2, 3].map((q) => `w[(c * 4u + ${q}u) * K + K - 1u - ${j}u]`).join(", ")})`
-    : `w[c * K + K - 1u - ${j}u]`;
-  const store = (dst: string, bias: string) => !act
-    ? `${dst} = s;`
-    : vec
-    ? `let z = s + ${bias}; ${dst} = vec4<f32>(${["x", "y", "z", "w"].map((q) => unaryExpr("silu", `z.${q}`)).join(", ")});`
-    : CONV_ACT_STORE(dst, bias);
+  const bufs = [{ name: "out", type: "f32", write: true }, { name: "v", type: "f32" }, { name: "w", type: "f32" }, ...(pre ? [{ name: "pre", type: "f32" }] : []), ...(act ? [{ name: "bias", type: "f32" }] : [])];
   // the window's first values before t0: x[t0 − 1 − j], from the prefix where that is before the start
   const before = (j: number) => pre
     ? `else if (t0 > ${j}u) { v${j} = v[base + (t0 - ${j + 1}u) * C]; } else { v${j} = pre[(b * (K - 1u) + K - ${j + 2}u + t0) * C + c]; }`
@@ -110,10 +98,10 @@ fn main(${ENTRY_ARGS}) {
   if (c >= C || t0 >= L) { return; }
   let back = ${pu(8)} != 0u;${act ? "\n  let bc = bias[c];" : ""}
   // taps newest first (taps j >= K are never added)
-  ${taps((j) => `var w${j} = ${T}(0.0f); if (K > ${j}u) { w${j} = ${tap(j)}; }`)}
+  ${taps((j) => `var w${j} = 0.0f; if (K > ${j}u) { w${j} = w[c * K + K - 1u - ${j}u]; }`)}
   // the window before the first step (the step before t0, or after t1 − 1 for gradX), shifted
   // on entering each step; inputs outside the sequence are 0 (causal padding)
-  ${taps((j) => j === MAX_TAPS - 1 ? `var v${j} = ${T}(0.0f);` : `var v${j} = ${T}(0.0f);
+  ${taps((j) => j === MAX_TAPS - 1 ? `var v${j} = 0.0f;` : `var v${j} = 0.0f;
   if (K > ${j + 1}u) {
     if (back) { if (t1 + ${j}u < L) { v${j} = v[base + (t1 + ${j}u) * C]; } }
     ${before(j)}
@@ -122,11 +110,11 @@ fn main(${ENTRY_ARGS}) {
     let t = select(t0 + i, t1 - 1u - i, back);
     ${TAPS.slice(1).reverse().map((j) => `v${j} = v${j - 1};`).join(" ")}
     v0 = v[base + t * C];
-    var s = ${T}(0.0f);
+    var s = 0.0f;
     // a tap outside the sequence is skipped, as on the CPU (0 · Inf would be NaN)
     ${TAPS.slice(1).reverse().map((j) => `if (K > ${j}u && ${pre ? "true" : `select(t >= ${j}u, t + ${j}u < L, back)`}) { s += w${j} * v${j}; }`).join("\n    ")}
     s += w0 * v0;
-    ${store("out[base + t * C]", "bc")}
+    ${act ? CONV_ACT_STORE("out[base + t * C]", "bc") : "out[base + t * C] = s;"}
   }
 }`;
 }
@@ -244,14 +232,11 @@ function conv(ctx: GpuCtx, grad: boolean, v: KernelArg, w: KernelArg, out: Kerne
   const suffix = `${pre ? ":pre" : ""}${act ? ":silu" : ""}`;
   if (convTuning.algo === "window" && K <= MAX_TAPS) {
     const T = Math.max(1, Math.floor(convTuning.rowsPerThread));
-    // the forward over whole vec4s of channels: four channels a thread (convTuning.vec4)
-    const vec = !grad && C % 4 === 0 && convTuning.vec4;
-    const Cv = vec ? C / 4 : C;
-    const b = convBlocks(B, L, Cv, T);
+    const b = convBlocks(B, L, C, T);
     ctx.dispatch({
-      label, key: `conv:win${suffix}${vec ? ":v4" : ""}`, wgsl: () => convWinWgsl(pre, act, vec),
+      label, key: `conv:win${suffix}`, wgsl: () => convWinWgsl(pre, act),
       buffers,
-      params: convParams(B, L, Cv, K, b, T).u(grad ? 1 : 0).words(),
+      params: convParams(B, L, C, K, b, T).u(grad ? 1 : 0).words(),
       groups: grid(b.wgs, ctx.limits.maxComputeWorkgroupsPerDimension),
     });
     return;
