@@ -211,6 +211,11 @@ export function unaryExpr(op: UnaryOp, x: string): string {
   return UNARY_FN.get(op)!(x);
 }
 
+/** unaryExpr of each component of the vec4<f32> expression `x` (a let or a variable: it is read four times). */
+export function unaryExprVec4(op: UnaryOp, x: string): string {
+  return `vec4<f32>(${["x", "y", "z", "w"].map((c) => unaryExpr(op, `${x}.${c}`)).join(", ")})`;
+}
+
 export function unaryKernel(ctx: GpuCtx, [x]: readonly KernelArg[], out: KernelArg, p: PrimParams["unary"]): void {
   runMap(ctx, {
     label: p.op, family: "unary", out, ins: [x], math: true, op: UNARY_CODE.get(p.op)!,
@@ -346,7 +351,6 @@ export function ssmGateKernel(ctx: GpuCtx, [y, u, d, z]: readonly KernelArg[], o
 /** ssmGate over vec4s: params n / 4, C / 4; the map's expressions for each of the four elements. */
 function ssmGateVec4Wgsl(): string {
   const V = "vec4<f32>";
-  const silu = `${V}(${["x", "y", "z", "w"].map((c) => unaryExpr("silu", `vz.${c}`)).join(", ")})`;
   return `${header(2, [{ name: "out", type: V, write: true }, { name: "y", type: V }, { name: "u", type: V }, { name: "d", type: V }, { name: "z", type: V }])}
 ${WGSL_MATH}
 @compute @workgroup_size(${WG})
@@ -355,7 +359,7 @@ fn main(${ENTRY_ARGS}) {
   let i = wg * ${WG}u + lid;
   if (i >= ${pu(0)}) { return; }
   let vz = z[i];
-  let sg_a = ${silu};
+  let sg_a = ${unaryExprVec4("silu", "vz")};
   let sg_p = u[i] * d[i % ${pu(1)}];
   let sg_s = y[i] + sg_p;
   out[i] = sg_s * sg_a;

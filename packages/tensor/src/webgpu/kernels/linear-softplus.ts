@@ -15,7 +15,7 @@
 import type { KernelArg } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, prod, pu, type GpuCtx } from "../context.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
-import { unaryExpr } from "./elementwise.ts";
+import { unaryExpr, unaryExprVec4 } from "./elementwise.ts";
 
 const WG = 256;
 
@@ -25,8 +25,7 @@ const WG = 256;
  */
 function wgsl(vec: boolean, R4 = 0): string {
   const T = vec ? "vec4<f32>" : "f32";
-  const sp = (x: string) => unaryExpr("softplus", x);
-  const act = vec ? `vec4<f32>(${sp("v.x")}, ${sp("v.y")}, ${sp("v.z")}, ${sp("v.w")})` : sp("v");
+  const act = vec ? unaryExprVec4("softplus", "v") : unaryExpr("softplus", "v");
   const sum = R4
     ? [...Array(R4).keys()].map((j) => `let x${j} = x[row * ${R4}u + ${j}u];\n  ${["x", "y", "z", "w"].map((e, q) => `acc = acc + x${j}.${e} * w[${4 * j + q}u * c + col];`).join(" ")}`).join("\n  ")
     : `for (var k = 0u; k < r; k++) { acc = acc + x[row * r + k] * w[k * c + col]; }`;
