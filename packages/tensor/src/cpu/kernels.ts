@@ -2,7 +2,7 @@
 import type { HostArray, MultiPrimName, MultiPrimParams, PrimName, PrimParams } from "../backend.ts";
 import { addNKernel, unaryGradKernel, adamwKernel, adamwGroupKernel, adamwStepKernel, binaryKernel, castKernel, compareKernel, fillKernel, ssmGateKernel, unaryKernel, whereKernel } from "./elementwise.ts";
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
-import { addMatmulKernel, foldWeightGradKernel, foldWeightKernel, linearSigmoidGateKernel, linearSigmoidGradKernel, rmsNormScoresKernel, linearSigmoidKernel, linearSoftplusKernel, matmulKernel, matmulRowsKernel, matmulRowsMaxKernel } from "./matmul.ts";
+import { addMatmulKernel, foldWeightGradKernel, foldWeightKernel, linearSigmoidGateKernel, linearSigmoidGradKernel, linearSigmoidKernel, linearSoftplusKernel, matmulKernel, matmulRowsKernel, matmulRowsMaxKernel, rmsNormScoresKernel } from "./matmul.ts";
 import { maxGradKernel, reduceKernel } from "./reduce.ts";
 import { causalEnteredKernel, causalSelectKernel } from "./select.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
