@@ -3,10 +3,10 @@
  * attention (Eq. 7/11) over the pools of earlier layers. Both are one masked softmax over a few
  * slots per position (P, or g·P), so they cost O(L·P·S), linear in the length.
  */
-import { add, concat, foldWeight, ge, indexedAttention, indexedAttentionFused, indexedAttentionParts, isRecording, matmul, mul, random, reshape, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
+import { add, concat, foldWeight, indexedAttention, indexedAttentionFused, indexedAttentionParts, joinAttentionParts, matmul, mul, random, reshape, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
 import { initLinear, initScorer, scaleRows, scoreGate, scoreSigmoid, type Key, type Linear } from "./nn.ts";
-import { validOf, type PoolRead } from "./pool.ts";
+import type { PoolRead } from "./pool.ts";
 
 /** The parameters of cross-token attention over a layer's own pool (Eq. 6/10). */
 export interface CrossTokenParams {
@@ -48,27 +48,6 @@ export function initCrossLayer(key: Key, cfg: ModelConfig): CrossLayerParams {
 }
 
 /**
- * Several pool reads as one: their tables side by side (rows), each read's indices offset by the
- * rows before its table, index and valid joined along the slot axis. One softmax then runs over
- * all their slots. The tables are small (one row per note), so the copy is cheap. An empty slot's
- * −1 stays −1 where a gradient is recorded (indexedOuter lists the in-range entries, pool.ts says
- * why); outside one it becomes the previous table's last row, which its valid 0 masks (the read
- * never looks at a masked slot's row): one launch a read instead of three. (Reads without a valid
- * mask are not joined: indexedAttentionParts reads them where they lie.)
- */
-function joinReads(reads: readonly PoolRead[]): Required<PoolRead> {
-  if (reads.length === 1) return { ...reads[0], valid: validOf(reads[0]) };
-  let rows = 0;
-  const recorded = isRecording();
-  const index = reads.map((r) => {
-    const i = rows === 0 ? r.index : recorded ? where(ge(r.index, 0), add(r.index, rows), -1) : add(r.index, rows);
-    rows += r.table.shape[0];
-    return i;
-  });
-  return { table: concat(reads.map((r) => r.table), 0), index: concat(index, 2), valid: concat(reads.map(validOf), 2) };
-}
-
-/**
  * softmax(q·Kᵀ/√S) V over the notes the reads see (their slots together), q = h·W_q, K = notes·W_k
  * and V = notes·W_v: h [B, L, d] → out [B, L, S] (and weights [B, L, P]). The fused reads take
  * table rows through the index, so no [B, L, P, S] keys or values exist in the forward or the
@@ -91,11 +70,12 @@ function readPoolAttention(h: Tensor, wq: Tensor, reads: readonly PoolRead[], wk
   const q = matmul(h, foldWeight(wq, wk, undefined, { transB: true }));
   const project = (table: Tensor) => (wv ? matmul(table, wv) : table);
   if (!weights && reads.every((r) => r.valid === undefined)) return indexedAttentionParts(q, reads.map((r) => ({ keys: r.table, values: project(r.table), index: r.index })));
-  const read = joinReads(reads);
-  const values = project(read.table);
+  // the reads joined (their tables side by side: small, one row per note), projected once
+  const read = joinAttentionParts(reads.map((r) => ({ keys: r.table, values: r.table, index: r.index, valid: r.valid })));
+  const values = project(read.keys);
   // the read alone is one fused launch each way (indexedAttentionFused); the weights, when asked
   // for, come from the op-by-op form, which returns them
-  return weights ? indexedAttention(q, read.table, values, read.index, read.valid) : indexedAttentionFused(q, read.table, values, read.index, read.valid);
+  return weights ? indexedAttention(q, read.keys, values, read.index, read.valid) : indexedAttentionFused(q, read.keys, values, read.index, read.valid);
 }
 
 /**

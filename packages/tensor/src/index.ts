@@ -29,7 +29,7 @@ export { broadcastTo, concat, mT, pad, reshape, slice, sliceAxis, stack, transpo
 export { addMatmul, foldWeight, matmul, matmulRows, matmulRowsMax } from "./ops/linalg.ts";
 export { causalEntered, causalSelect, gather, oneHot, scatterAdd } from "./ops/indexing.ts";
 export { indexedAttention, indexedDot, indexedOuter, indexedSum, type IndexedAttention } from "./ops/attention.ts";
-export { ATTN_READ_MAX_PARTS, ATTN_READ_MAX_SLOTS, ATTN_READ_PARTS_MAX_S, indexedAttentionFused, indexedAttentionParts, type AttentionPart } from "./ops/attention-fused.ts";
+export { ATTN_READ_MAX_PARTS, ATTN_READ_MAX_SLOTS, ATTN_READ_PARTS_MAX_S, indexedAttentionFused, indexedAttentionParts, joinAttentionParts, type AttentionPart, type MaskedAttentionPart } from "./ops/attention-fused.ts";
 export { conv1dCausal, conv1dCausalSilu, crossEntropy, linearSigmoid, linearSigmoidGate, linearSoftplus, logSoftmax, logsumexp, maskedSoftmax, rmsNormalize, rmsNormScores, scan, softmax, type GateScorer } from "./ops/nn.ts";
 export { CpuBackend } from "./cpu/backend.ts";
 export { selectiveScan, selectiveScanReference, ssmGate, type SelectiveScanResult } from "./ops/ssm.ts";

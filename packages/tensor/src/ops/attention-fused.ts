@@ -195,17 +195,53 @@ definePrimitive("attnReadParts", {
   },
 });
 
+/** A read for `joinAttentionParts`: an `AttentionPart`, with the mask of the slots that hold a note where that is not exactly index ≥ 0. */
+export interface MaskedAttentionPart extends AttentionPart {
+  /** 1 where a slot holds a note [...N, P] (absent: where its index is not −1). */
+  valid?: Tensor;
+}
+
+/**
+ * Several reads as one, for `indexedAttentionFused` or `indexedAttention`: the tables side by side
+ * (rows; the values are the keys' join where every read's values are its keys), each index offset
+ * by the rows before its table, index and valid joined along the slot axis (valid = index ≥ 0 for
+ * a read without one). An empty slot's −1 stays −1 where a gradient is recorded (indexedOuter lists
+ * the in-range entries) and in a read without a mask of its own; in a read with one, outside a
+ * gradient, it becomes the previous table's last row, which its valid 0 masks (a read never looks
+ * at a masked slot's row): one launch a read instead of three. One read is returned as it is,
+ * with its valid.
+ */
+export function joinAttentionParts(parts: readonly MaskedAttentionPart[]): { keys: Tensor; values: Tensor; index: Tensor; valid: Tensor } {
+  if (parts.length === 0) throw new ShapeError("joinAttentionParts: needs at least one read");
+  const validOf = (p: MaskedAttentionPart) => p.valid ?? ge(p.index, 0);
+  if (parts.length === 1) return { ...parts[0], valid: validOf(parts[0]) };
+  const recorded = isRecording();
+  let rows = 0;
+  const index: Tensor[] = [], valid: Tensor[] = [];
+  for (const p of parts) {
+    const v = validOf(p);
+    valid.push(v);
+    // −1 kept (its own test, or v where v is that test), or the offset alone for a read with its own mask outside a gradient
+    const keep = recorded || !p.valid;
+    index.push(rows === 0 ? p.index : keep ? where(p.valid ? ge(p.index, 0) : v, add(p.index, rows), -1) : add(p.index, rows));
+    rows += p.keys.shape[0];
+  }
+  const keys = concat(parts.map((p) => p.keys), 0);
+  const values = parts.every((p) => p.values === p.keys) ? keys : concat(parts.map((p) => p.values), 0);
+  return { keys, values, index: concat(index, -1), valid: concat(valid, -1) };
+}
+
 /**
  * The reads of several tables at once: softmax(scale · q·K[idx]ᵀ) V[idx] over the slots of all
  * `parts` together (part 0's slots first), a slot holding a note iff its index is not −1, i.e.
- * `indexedAttentionFused` over the tables side by side, each index offset by the rows before its
- * table, and valid = index ≥ 0 (the composite's semantics: an empty slot is masked, a position
- * with no note reads 0). That join is what runs where a gradient is recorded, on a backend that
- * prefers the composite (wasm), for more than ATTN_READ_MAX_PARTS reads or rows wider than
- * ATTN_READ_PARTS_MAX_S; elsewhere it is one launch (`attnReadParts`) that reads each table where
- * it lies: no copy of the tables, the indices or a valid mask (MemMamba's cross-layer reads of two
- * pools, and every read of a pool that causalSelect listed). The same numbers as the join, bit for
- * bit on the TypeScript CPU kernels, within f32 rounding on a GPU.
+ * `indexedAttentionFused` over `joinAttentionParts(parts)` (the composite's semantics: an empty
+ * slot is masked, a position with no note reads 0). That join is what runs where a gradient is
+ * recorded, on a backend that prefers the composite (wasm), for more than ATTN_READ_MAX_PARTS
+ * reads or rows wider than ATTN_READ_PARTS_MAX_S; elsewhere it is one launch (`attnReadParts`)
+ * that reads each table where it lies: no copy of the tables, the indices or a valid mask
+ * (MemMamba's cross-layer reads of two pools, and every read of a pool that causalSelect listed).
+ * The same numbers as the join, bit for bit on the TypeScript CPU kernels, within f32 rounding on
+ * a GPU.
  */
 export function indexedAttentionParts(q: Tensor, parts: readonly AttentionPart[], scale?: number): Tensor {
   if (parts.length === 0) throw new ShapeError("indexedAttentionParts: needs at least one read");
@@ -218,16 +254,7 @@ export function indexedAttentionParts(q: Tensor, parts: readonly AttentionPart[]
     if (takes) return bind("attnReadParts", ins, { scale: scale ?? 1 / Math.sqrt(S) });
   }
   return tidy(() => {
-    let rows = 0;
-    const index: Tensor[] = [], valid: Tensor[] = [];
-    for (const p of parts) {
-      const v = ge(p.index, 0);
-      valid.push(v);
-      index.push(rows === 0 ? p.index : where(v, add(p.index, rows), -1));
-      rows += p.keys.shape[0];
-    }
-    const one = parts.length === 1;
-    const cat = (ts: Tensor[], axis: number) => (one ? ts[0] : concat(ts, axis));
-    return indexedAttentionFused(q, cat(parts.map((p) => p.keys), 0), cat(parts.map((p) => p.values), 0), cat(index, -1), cat(valid, -1), scale);
+    const j = joinAttentionParts(parts);
+    return indexedAttentionFused(q, j.keys, j.values, j.index, j.valid, scale);
   });
 }
