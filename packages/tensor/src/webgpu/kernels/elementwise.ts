@@ -16,6 +16,7 @@
  */
 import type { BinaryOp, CompareOp, KernelArg, PrimParams, UnaryOp } from "../../backend.ts";
 import type { DType } from "../../dtype.ts";
+import { sameShape } from "../../shape.ts";
 import {
   broadcastStrides, coalesce, ENTRY_ARGS, grid, header, indexChain, LINEAR_WG, ParamWords, pu, strides, prod,
   type BufRef, type GpuCtx,
@@ -55,12 +56,6 @@ export function flatStrides(out: readonly number[], n: number, ins: readonly Ker
     else return null;
   }
   return inner;
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let d = 0; d < a.length; d++) if (a[d] !== b[d]) return false;
-  return true;
 }
 
 /** Runs a map kernel (see the file comment). */
@@ -332,8 +327,8 @@ export function ssmGateKernel(ctx: GpuCtx, [y, u, d, z]: readonly KernelArg[], o
   const n = prod(out.shape);
   // rows of whole vec4s, y, u, z of the output's shape and D one row: four elements a thread
   // (its own shader: no broadcast index chain, vec4 loads), the same expressions per element
-  const same = (a: KernelArg) => a.shape.length === out.shape.length && a.shape.every((v, i) => v === out.shape[i]);
-  if (n > 0 && C % 4 === 0 && d.shape.length === 1 && out.shape[out.shape.length - 1] === C && same(y) && same(u) && same(z) && y.dtype === "f32" && u.dtype === "f32" && z.dtype === "f32" && d.dtype === "f32") {
+  const same = (a: KernelArg) => sameShape(a.shape, out.shape) && a.dtype === "f32";
+  if (n > 0 && C % 4 === 0 && d.shape.length === 1 && d.dtype === "f32" && out.shape[out.shape.length - 1] === C && same(y) && same(u) && same(z)) {
     const label = "ssmGate";
     ctx.dispatch({
       label, key: "ssmGate:v4", wgsl: ssmGateVec4Wgsl,
