@@ -100,8 +100,8 @@ export function attnReadOnlineWgsl(n: number, parts = 0, vec = true, lanes = 1, 
     return `{
     let eo${g} = pos * ${P};
     let x0 = idx${g}[eo${g}];
-    var okc = x0 >= 0i && u32(x0) < ${rows};
-    var vc = x0 >= 0i;
+    var okc = x0 >= 0i && u32(x0) < ${rows};${parts === 0 ? "" : `
+    var vc = x0 >= 0i;`}
     var oc = u32(select(0i, x0, okc)) * ${n}u${lane};
     ${each((j) => `k${j} = keys${g}[oc + ${el(j)}];`)}
     for (var s = 0u; s < ${P}; s++) {
@@ -130,8 +130,8 @@ export function attnReadOnlineWgsl(n: number, parts = 0, vec = true, lanes = 1, 
         }
       }
       ${kv ? each((j) => `k${j} = kn${j};`) : ""}
-      okc = ok1;
-      vc = x1 >= 0i;
+      okc = ok1;${parts === 0 ? "" : `
+      vc = x1 >= 0i;`}
       oc = o1;
     }
   }`;
