@@ -6,7 +6,7 @@
  * generators and the constants the planner sizes grids with.
  */
 import type { KernelArg, MultiPrimParams } from "../../backend.ts";
-import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type GpuCtx } from "../context.ts";
+import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, type BufRef, type GpuCtx } from "../context.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
 
 const VEC = ["x", "y", "z", "w"];
@@ -242,15 +242,23 @@ export function linearSigmoidGateKernel(ctx: GpuCtx, [x, w, b]: readonly KernelA
 
 /** The row-dot kernel with the bias and sigmoid: one output, or with `tau` the gate's three. */
 function rowDotSigmoid(ctx: GpuCtx, label: string, x: KernelArg, w: KernelArg, b: KernelArg, outs: readonly KernelArg[], tau?: number): void {
-  const K = x.shape[x.shape.length - 1];
-  const M = outs[0].shape.reduce((a, d) => a * d, 1);
+  rowDotSigmoidInto(ctx, label, x, w, b, outs.map((o) => ctx.ref(o, label)), outs[0].shape.reduce((a, d) => a * d, 1), tau);
+}
+
+/**
+ * rowDotSigmoid into bindings the caller made (`outs`: the outputs' buffers, in order; M rows), for
+ * a caller that keeps some outputs in scratch (rmsNormScores' three-kernel form). The pipeline key
+ * is `${label}:rowdot4` or `${label}:rowdot`.
+ */
+export function rowDotSigmoidInto(ctx: GpuCtx, label: string, x: KernelArg, w: KernelArg, b: KernelArg, outs: readonly BufRef[], M: number, tau?: number): void {
   if (M === 0) return;
+  const K = x.shape[x.shape.length - 1];
   const vec = K % 4 === 0 && K > 0;
   const params = new ParamWords().u(M).u(vec ? K / 4 : K);
   if (tau !== undefined) params.f(tau);
   ctx.dispatch({
     label, key: `${label}:${vec ? "rowdot4" : "rowdot"}`, wgsl: rowDotGens[(tau !== undefined ? 4 : 2) + (vec ? 1 : 0)],
-    buffers: [...outs.map((o) => ctx.ref(o, label)), ctx.ref(x, label), ctx.ref(w, label), ctx.ref(b, label)],
+    buffers: [...outs, ctx.ref(x, label), ctx.ref(w, label), ctx.ref(b, label)],
     params: params.words(), groups: grid(ceilDiv(M, ROWDOT_ROWS), ctx.limits.maxComputeWorkgroupsPerDimension),
   });
 }

@@ -18,7 +18,7 @@
 import type { KernelArg, MultiPrimParams } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, prod, pu, type GpuCtx } from "../context.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
-import { rowDotGens, ROWDOT_ROWS } from "./matmul-untiled.ts";
+import { rowDotSigmoidInto } from "./matmul-untiled.ts";
 import { rmsNormKernel } from "./nn.ts";
 
 /** Threads a row, rows a workgroup. */
@@ -93,15 +93,10 @@ export function rmsNormScoresKernel(ctx: GpuCtx, ins: readonly KernelArg[], outs
   const label = "rmsNormScores";
   if (n % 4 !== 0 || n === 0 || n / 4 > NORM_SCORES_MAX_VEC4 || ctx.limits.maxStorageBuffersPerShaderStage < BUFFERS) {
     rmsNormKernel(ctx, [x, gain], h, { eps: p.eps });
+    // linearSigmoidGate's row dot on h, its unused outputs in scratch
     const scratch = [ctx.temp(4 * M), ctx.temp(4 * M), ctx.temp(4 * M)];
-    const vec = n % 4 === 0 && n > 0;
-    const gate = (w: KernelArg, b: KernelArg, tau: number, into: readonly (KernelArg | number)[]) => ctx.dispatch({
-      label, key: `linearSigmoidGate:${vec ? "rowdot4" : "rowdot"}`, wgsl: rowDotGens[4 + (vec ? 1 : 0)],
-      buffers: [...into.map((o) => (typeof o === "number" ? scratch[o] : ctx.ref(o, label))), ctx.ref(h, label), ctx.ref(w, label), ctx.ref(b, label)],
-      params: new ParamWords().u(M).u(vec ? n / 4 : n).f(tau).words(), groups: grid(ceilDiv(M, ROWDOT_ROWS), ctx.limits.maxComputeWorkgroupsPerDimension),
-    });
-    gate(w1, b1, p.tau1, [s1, m1, 0]);
-    gate(w2, b2, p.tau2, [1, 2, g2]);
+    rowDotSigmoidInto(ctx, "linearSigmoidGate", h, w1, b1, [ctx.ref(s1, label), ctx.ref(m1, label), scratch[0]], M, p.tau1);
+    rowDotSigmoidInto(ctx, "linearSigmoidGate", h, w2, b2, [scratch[1], scratch[2], ctx.ref(g2, label)], M, p.tau2);
     for (const t of scratch) ctx.releaseTemp(t);
     return;
   }
