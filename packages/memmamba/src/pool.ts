@@ -8,14 +8,15 @@
  *   the pool holds before each position, with the notes of a previous chunk prepended as virtual
  *   positions (mask = valid, score = carried score);
  * - one token at a time (recurrent mode): `insertNote` updates the fixed-size pool state with
- *   tensor ops only (compare, where, concat: no readback), so it runs on any backend.
+ *   `poolInsert` (no readback: one fused pass outside a gradient, its composite of compare, where
+ *   and concat under one), so it runs on any backend.
  *
  * Layout of a pool state: slots in insertion order, oldest first, empty slots at the end with
  * zeros, exactly the order in which causalSelect lists the positions it holds.
  */
 import {
-  add, causalEntered, causalSelect, concat, eq, fromArray, gather, ge, isRecording, le, lt, max, minimum, mul, neg, ones, pad, reshape,
-  sliceAxis, sub, sum, where, zeros, type Tensor,
+  add, causalEntered, causalSelect, concat, fromArray, gather, ge, isRecording, mul, pad, poolInsert, reshape, sliceAxis, where, zeros,
+  type Tensor,
 } from "@memmamba/tensor";
 import type { MemoryConfig } from "./config.ts";
 import type { Notes, ScoredNotes } from "./note.ts";
@@ -195,36 +196,6 @@ export interface InsertTrace {
  * stays in step with the pool without reading the notes back. Same numbers as `insertNote`.
  */
 export function insertNoteTraced(pool: PoolState, note: Tensor, score: Tensor, write: Tensor, m: MemoryConfig): InsertTrace {
-  const [B, P, S] = pool.notes.shape;
-  const slot = fromArray(Float32Array.from({ length: P }, (_, i) => i), [1, P]);
-  const newScore = reshape(score, [B, 1]);
-  const count = sum(pool.valid, 1, true); // [B, 1]
-  const full = ge(count, P);
-  let leaving: Tensor, accept: Tensor;
-  if (m.replacement === "priority") {
-    const lowest = neg(max(neg(pool.scores), 1, true));
-    // the first slot holding the lowest score: the largest of (P − i) over those slots
-    const firstLowest = sub(P, max(mul(eq(pool.scores, lowest), sub(P, slot)), 1, true));
-    leaving = where(full, firstLowest, count);
-    accept = mul(reshape(write, [B, 1]), where(full, le(lowest, newScore), 1));
-  } else {
-    leaving = where(full, 0, count);
-    accept = reshape(write, [B, 1]);
-  }
-  const last = sub(minimum(add(count, 1), P), 1); // the newcomer's slot
-  const keep = lt(slot, leaving), shift = lt(slot, last), put = eq(slot, last);
-  const update = (old: Tensor, fresh: Tensor, col: (t: Tensor) => Tensor): Tensor => {
-    const shifted = P > 1 ? concat([sliceAxis(old, 1, 1), sliceAxis(old, 1, P - 1)], 1) : old;
-    const cand = where(col(keep), old, where(col(shift), shifted, where(col(put), fresh, old)));
-    return where(col(accept), cand, old);
-  };
-  const asCol = (t: Tensor) => reshape(t, [...t.shape, 1]);
-  const id = (t: Tensor) => t;
-  const next: PoolState = {
-    notes: update(pool.notes, reshape(note, [B, 1, S]), asCol),
-    scores: update(pool.scores, newScore, id),
-    valid: update(pool.valid, ones([B, 1]), id),
-  };
-  const evicted = reshape(where(mul(accept, full), leaving, -1), [B]);
-  return { pool: next, accepted: reshape(accept, [B]), evicted };
+  const r = poolInsert(pool.notes, pool.scores, pool.valid, note, score, write, m.replacement);
+  return { pool: { notes: r.notes, scores: r.scores, valid: r.valid }, accepted: r.accepted, evicted: r.evicted };
 }

@@ -256,6 +256,14 @@ export interface MultiPrimParams {
    * [s2, m2, m2 ⊙ s2] = linearSigmoidGate(h, w2, b2, tau2).
    */
   rmsNormScores: { eps: number; tau1: number; tau2: number };
+  /**
+   * One recurrent write into bounded note pools (ops/indexing.ts, poolInsert), outside a gradient:
+   * inputs [notes [B, P, S], scores [B, P], valid [B, P], note [B, S], score [B], write [B]],
+   * outputs [notes', scores', valid' (the inputs' shapes), accepted [B], evicted [B]], the numbers
+   * of poolInsert's composite (compare, where, concat: ~40 launches) in one pass. `priority`: a
+   * full pool drops its lowest score (the newcomer's included), else its oldest note.
+   */
+  poolInsert: { priority: boolean };
 }
 /**
  * What a buffer is for, where a backend recycles buffers: "long-lived" for tensors that replace

@@ -28,6 +28,7 @@ export { max, mean, sum, sumTo } from "./ops/reduce.ts";
 export { broadcastTo, concat, mT, pad, reshape, slice, sliceAxis, stack, transpose } from "./ops/movement.ts";
 export { addMatmul, foldWeight, matmul, matmulRows, matmulRowsMax } from "./ops/linalg.ts";
 export { causalEntered, causalSelect, gather, oneHot, scatterAdd } from "./ops/indexing.ts";
+export { poolInsert, poolInsertOps, type PoolInsertResult, type PoolReplacement } from "./ops/pool.ts";
 export { indexedAttention, indexedDot, indexedOuter, indexedSum, type IndexedAttention } from "./ops/attention.ts";
 export { ATTN_READ_MAX_PARTS, ATTN_READ_MAX_SLOTS, ATTN_READ_PARTS_MAX_S, indexedAttentionFused, indexedAttentionParts, joinAttentionParts, type AttentionPart, type MaskedAttentionPart } from "./ops/attention-fused.ts";
 export { conv1dCausal, conv1dCausalSilu, crossEntropy, linearSigmoid, linearSigmoidGate, linearSoftplus, logSoftmax, logsumexp, maskedSoftmax, rmsNormalize, rmsNormScores, scan, softmax, type GateScorer } from "./ops/nn.ts";

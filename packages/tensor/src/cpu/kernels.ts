@@ -4,7 +4,7 @@ import { addNKernel, unaryGradKernel, adamwKernel, adamwGroupKernel, adamwStepKe
 import { concatKernel, padKernel, sliceKernel, transposeKernel } from "./movement.ts";
 import { addMatmulKernel, foldWeightGradKernel, foldWeightKernel, linearSigmoidGateKernel, linearSigmoidGradKernel, linearSigmoidKernel, linearSoftplusKernel, matmulKernel, matmulRowsKernel, matmulRowsMaxKernel, rmsNormScoresKernel } from "./matmul.ts";
 import { maxGradKernel, reduceKernel } from "./reduce.ts";
-import { causalEnteredKernel, causalSelectKernel } from "./select.ts";
+import { causalEnteredKernel, causalSelectKernel, poolInsertKernel } from "./select.ts";
 import { indexedDotKernel, indexedOuterKernel, indexedSumKernel } from "./indexed.ts";
 import { attnReadGradKernel, attnReadKernel, attnReadPartsKernel } from "./attention.ts";
 import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel, selectiveScanWithStateKernel } from "./ssm.ts";
@@ -32,6 +32,7 @@ export const cpuMultiKernels: { [K in MultiPrimName]: (ins: CpuArg[], outs: CpuA
   foldWeightGrad: foldWeightGradKernel,
   linearSigmoidGate: linearSigmoidGateKernel,
   rmsNormScores: rmsNormScoresKernel,
+  poolInsert: poolInsertKernel,
 };
 
 export const cpuKernels: { [K in PrimName]: CpuKernel<K> } = {

@@ -23,6 +23,7 @@ import { maxGradKernel, reduceKernel } from "./reduce.ts";
 import { scanKernel, scanReverseKernel } from "./scan.ts";
 import { adamwGroupKernel, adamwKernel, adamwStepKernel } from "./optim.ts";
 import { causalEnteredKernel, causalSelectKernel } from "./select.ts";
+import { poolInsertKernel } from "./pool.ts";
 import { selectiveScanGradKernel, selectiveScanKernel, selectiveScanStateKernel, selectiveScanWithStateKernel } from "./ssm.ts";
 
 export type GpuKernel<K extends PrimName> = (ctx: GpuCtx, ins: readonly KernelArg[], out: KernelArg, params: PrimParams[K]) => void;
@@ -38,6 +39,7 @@ export const gpuMultiKernels: { [K in MultiPrimName]: (ctx: GpuCtx, ins: readonl
   foldWeightGrad: foldWeightGradKernel,
   linearSigmoidGate: linearSigmoidGateKernel,
   rmsNormScores: rmsNormScoresKernel,
+  poolInsert: poolInsertKernel,
 };
 
 export const gpuKernels: { [K in PrimName]: GpuKernel<K> } = {
