@@ -117,9 +117,11 @@ function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state: Mam
   const fused = !isRecording();
   // in_proj's two halves: outside a gradient as two products (the weight's halves are small
   // copies; the [B, L, 2·d_inner] product's two slices were two full-size copies), else one
-  // product and its slices (their VJP is one matmul's). Each column is the same sum either way.
+  // product and its slices (their VJP is one matmul's). With fewer rows than the weight has (a
+  // recurrent step: B rows), the product's slices are the smaller copies, and one launch fewer:
+  // one product then too. Each column is the same sum either way.
   let xIn: Tensor, z: Tensor;
-  if (!fused) {
+  if (!fused || B * x.shape[1] < p.inProj.w.shape[0]) {
     const xz = matmul(h, p.inProj.w);
     xIn = sliceAxis(xz, -1, 0, dInner);
     z = sliceAxis(xz, -1, dInner, 2 * dInner);

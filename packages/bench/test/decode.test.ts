@@ -1,0 +1,41 @@
+/**
+ * The decode benchmark runs end to end at a tiny size on the CPU and writes JSON of the
+ * documented shape; a MemMamba step stays within a small multiple of a Mamba step's launches (its
+ * pool write is one primitive, not the ~40-op composite). Nothing here asserts a time.
+ */
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { expect, test } from "../../../test/support/harness.ts";
+import { getBackend, setBackend } from "@memmamba/tensor";
+import { type DecodeResult, main as decode } from "../src/decode.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "bench-decode-"));
+
+test("decode: a tiny CPU run steps each kind at each batch, reads back every step, and writes its JSON", async () => {
+  const before = getBackend();
+  const out = join(dir, "decode.json");
+  let res: DecodeResult | undefined;
+  try {
+    res = await decode(["--backend", "cpu", "--preset", "tiny", "--batch", "1,3", "--prompt", "24", "--steps", "3", "--warmup", "1", "--out", out]);
+  } finally {
+    setBackend(before);
+  }
+  const j = JSON.parse(readFileSync(out, "utf8")) as DecodeResult;
+  expect(j).toEqual(JSON.parse(JSON.stringify(res)));
+  expect(j.rows.map((r) => `${r.kind} ${r.batch}`)).toEqual(["memmamba 1", "memmamba 3", "mamba 1", "mamba 3"]);
+  for (const r of j.rows) {
+    expect(r.samplesMs.length).toBe(3);
+    expect(r.tokensPerSec).toBeCloseTo(r.batch / (r.msPerStep / 1000), 6);
+    expect(r.launchesPerStep).toBeGreaterThan(10);
+  }
+  const launches = (kind: string) => j.rows.find((r) => r.kind === kind && r.batch === 1)!.launchesPerStep;
+  // the note pool's write is one poolInsert launch a layer (it was ~40 ops: 4x Mamba's step)
+  expect(launches("memmamba") / launches("mamba")).toBeLessThan(2.5);
+  expect(j.options).toEqual({ prompt: 24, steps: 3, warmup: 1 });
+});
+
+test("decode: the Transformer has no recurrent step, and bad flags say what they expected", async () => {
+  await expect(decode(["--backend", "cpu", "--kinds", "transformer", "--out", join(dir, "x.json")])).rejects.toThrow('--kinds: "transformer" has no recurrent step');
+  await expect(decode(["--backend", "cpu", "--batch", "0", "--out", join(dir, "x.json")])).rejects.toThrow("--batch must be a positive integer");
+});
