@@ -56,6 +56,9 @@ enum {
   K_GEMM_DIRECT = 20,
   K_GATHER = 21,
   K_SCATTER_ADD = 22,
+  K_INDEXED_DOT = 23,
+  K_INDEXED_SUM = 24,
+  K_INDEXED_OUTER = 25,
 };
 
 void k_gemm_pack_b(const i32* a, int task, int tid);
@@ -80,6 +83,9 @@ void k_copy(const i32* a, int task, int tid);
 void k_gemm_direct(const i32* a, int task, int tid);
 void k_gather(const i32* a, int task, int tid);
 void k_scatter_add(const i32* a, int task, int tid);
+void k_indexed_dot(const i32* a, int task, int tid);
+void k_indexed_sum(const i32* a, int task, int tid);
+void k_indexed_outer(const i32* a, int task, int tid);
 
 INLINE f32 as_f32(i32 bits) { union { i32 i; f32 f; } u = { bits }; return u.f; }
 

@@ -34,6 +34,9 @@ static kernel_fn kernel_of(int kid) {
     case K_GEMM_DIRECT: return k_gemm_direct;
     case K_GATHER: return k_gather;
     case K_SCATTER_ADD: return k_scatter_add;
+    case K_INDEXED_DOT: return k_indexed_dot;
+    case K_INDEXED_SUM: return k_indexed_sum;
+    case K_INDEXED_OUTER: return k_indexed_outer;
     default: return 0;
   }
 }

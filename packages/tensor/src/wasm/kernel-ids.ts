@@ -22,5 +22,8 @@ export const K = {
   GEMM_DIRECT: 20,
   GATHER: 21,
   SCATTER_ADD: 22,
+  INDEXED_DOT: 23,
+  INDEXED_SUM: 24,
+  INDEXED_OUTER: 25,
 } as const;
 export type KernelId = (typeof K)[keyof typeof K];
