@@ -169,6 +169,19 @@ describe("ops: comparisons and where", () => {
     expect(await vals(where(gt(t([-1, 2, -3], [3]), 0), 7, 0))).toEqual([0, 7, 0]);
     expect(await vals(where(ti([0, 3], [2]), 1, 2))).toEqual([2, 1]);
   });
+  bt("where: every mix of full-size and one-value operands (the flat forms), a leading-1 shape, NaN and −0 conditions", async () => {
+    const c = t([1, 0, NaN, -0, 2, 0], [2, 3]), a = t([1, 2, 3, 4, 5, 6], [2, 3]), b = t([-1, -2, -3, -4, -5, -6], [1, 2, 3]);
+    const pick = (cc: number[], aa: number[], bb: number[]) => cc.map((v, i) => (v !== 0 ? aa[i] : bb[i]));
+    const C = [1, 0, NaN, -0, 2, 0], A = [1, 2, 3, 4, 5, 6], Bv = [-1, -2, -3, -4, -5, -6];
+    const one = (v: number) => Array(6).fill(v);
+    expect(await vals(where(c, a, b))).toEqual(pick(C, A, Bv));
+    expect(await vals(where(c, a, 9))).toEqual(pick(C, A, one(9)));
+    expect(await vals(where(c, 9, b))).toEqual(pick(C, one(9), Bv));
+    expect(await vals(where(c, 8, 9))).toEqual(pick(C, one(8), one(9)));
+    expect(await vals(where(t([0], [1]), a, b))).toEqual(Bv);
+    expect(await vals(where(t([1], [1, 1]), a, 9))).toEqual(A);
+    expect(where(c, a, b).shape).toEqual([1, 2, 3]);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ export const PASSKEY_DEMO = Object.freeze({
   taskLoss: "answer" as "answer" | "all",
   filler: { kind: "classic" } as FillerSpec,
   /** Wall time of the plain `npm run train` on a 2-core CPU, printed at its start (measured: see the README). */
-  expected: "about 3-4 minutes on a 2-core CPU (longer on a busy machine; the progress line shows the ETA)",
+  expected: "about 1-2 minutes on a 2-core CPU (longer on a busy machine; the progress line shows the ETA)",
   /** Merged over the preset when neither --preset nor --config is given. */
   config: Object.freeze({ memory: { poolSize: 104, tau1: 0, tau2: 0, fusion: "residual" } }) as ConfigOverrides,
 });

@@ -148,7 +148,26 @@ export function compareKernel([a, b]: CpuArg[], out: CpuArg, p: PrimParams["comp
 }
 
 export function whereKernel([c, a, b]: CpuArg[], out: CpuArg): void {
-  const C = c.data, A = a.data, B = b.data, O = out.data;
+  const C = c.data, A = a.data, B = b.data, O = out.data, n = O.length;
+  // operands of the output's size (its shape, up to leading 1s) or of one value: one flat loop
+  // (a masked softmax's where(valid, logits, −1e9), an index's where(valid, rows, −1)); the row
+  // walk below costs a callback and its destructuring per row
+  const full = (x: ArrayLike<number>) => x.length === n;
+  if ((full(C) || C.length === 1) && (full(A) || A.length === 1) && (full(B) || B.length === 1)) {
+    if (full(C) && full(A) && full(B)) {
+      for (let i = 0; i < n; i++) O[i] = C[i] !== 0 ? A[i] : B[i];
+    } else if (full(C) && full(A)) {
+      const b0 = B[0];
+      for (let i = 0; i < n; i++) O[i] = C[i] !== 0 ? A[i] : b0;
+    } else if (full(C) && full(B)) {
+      const a0 = A[0];
+      for (let i = 0; i < n; i++) O[i] = C[i] !== 0 ? a0 : B[i];
+    } else {
+      const c0 = C[0], a0 = A[0], b0 = B[0];
+      for (let i = 0; i < n; i++) O[i] = (C.length === 1 ? c0 : C[i]) !== 0 ? (A.length === 1 ? a0 : A[i]) : (B.length === 1 ? b0 : B[i]);
+    }
+    return;
+  }
   const st = [c, a, b].map((x) => broadcastStrides(x.shape, out.shape));
   forEachRow(out.shape, st, (o0, len, [bc, ba, bb], [sc, sa, sb]) => {
     for (let j = 0; j < len; j++) O[o0 + j] = C[bc + j * sc] !== 0 ? A[ba + j * sa] : B[bb + j * sb];
