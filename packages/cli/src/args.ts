@@ -478,7 +478,9 @@ export function helpText<F extends FlagDefs>(spec: CommandSpec<F>): string {
       : def.required ? " [required]" : def.default !== undefined ? ` [default: ${fmtDefault(def.default)}]` : " [optional]";
     // the placeholder already says what an enum, a path, a string or a boolean takes; numbers add their range
     const type = ["number", "int", "intList", "numberList"].includes(def.kind) ? ` (${def.expects})` : "";
-    rows.push([left, `${def.description}${type}${dflt.replace(/ /g, NBSP)}`]);
+    // (the space before "[default: …]" stays breakable: only the bracket holds together, so the
+    // description's last word is not pulled onto the next line with it)
+    rows.push([left, `${def.description}${type} ${dflt.trimStart().replace(/ /g, NBSP)}`]);
   }
   rows.push(["-h, --help", "print this help and exit"]);
   const w = Math.min(34, Math.max(...rows.map(([l]) => l.length)) + 2);

@@ -156,6 +156,20 @@ describe("args: --help", () => {
     expect(r.out).toContain("<memmamba|mamba|transformer>");
   });
 
+  test("a long description wraps at word boundaries; its default stays whole, without pulling the last word along", () => {
+    const long = defineCommand({
+      name: "x",
+      summary: "s",
+      flags: { kernels: flag.enum(["a", "b"], `${"word ".repeat(30)}lastword`, { default: "a", defaultLabel: "$SOME_VARIABLE or a" }) },
+    });
+    const lines = long.help().split("\n");
+    const at = lines.findIndex((l) => l.includes("lastword"));
+    // the description's last word ends its own line; the default's bracket is one piece on the next
+    expect(lines[at].trimEnd().endsWith("lastword")).toBe(true);
+    expect(lines[at + 1].trim()).toBe("[default: $SOME_VARIABLE or a]");
+    expect(lines.every((l) => l.length <= 100)).toBe(true);
+  });
+
   test("-h throws HelpRequested from parse, also after a bad flag; not after --", () => {
     expect(() => cmd.parse(["-h"])).toThrow(HelpRequested);
     expect(() => cmd.parse(["--lrr", "x", "--help"])).toThrow(HelpRequested);
