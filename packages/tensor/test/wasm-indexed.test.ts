@@ -9,7 +9,10 @@
  *   rows (long sums in index order), a second pair, and sizes that run in parallel;
  * - bit-identical with 1, 2 and 3 threads;
  * - the wasm kernel ran (not the reference behind it), and an index out of range throws the
- *   reference's error (the kernel never sees it).
+ *   reference's error (the kernel never sees it);
+ * - where (wasm/elementwise.c, k_where) over full-size and one-value operands, f32 and i32
+ *   conditions (NaN true, −0 false), i32 values, tails and a parallel size: the reference's bits;
+ *   the broadcasting forms run the reference.
  */
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import type { HostArray, PrimName, PrimParams } from "../src/index.ts";
@@ -17,6 +20,7 @@ import { CpuBackend } from "../src/cpu/backend.ts";
 import { createWasmBackend, type WasmBackend } from "../src/wasm/backend.ts";
 import { wasmLaunchers } from "../src/wasm/kernels.ts";
 import { expectSameBits, f, iN, rand, randInt, runPrim, withSpecials, type In } from "./wasm-support.ts";
+import type { DType } from "../src/index.ts";
 
 const cpu = new CpuBackend();
 let wasmP: Promise<WasmBackend> | null = null;
@@ -119,6 +123,15 @@ describe("wasm indexedDot, indexedSum and indexedOuter equal the TypeScript refe
     expect(() => runPrim(b, "indexedDot", [x, table, iN([0, 2], [1, 2])], [1, 2], "f32", {})).toThrow(/indexedDot: index 2 at position 1/);
     expect(() => runPrim(b, "indexedSum", [f([1, 1], [1, 2]), table, iN([-2, 0], [1, 2])], [1, 2], "f32", {})).toThrow(/indexedSum: index -2 at position 0/);
     expect(() => runPrim(b, "indexedOuter", [f([1, 1], [1, 2]), x, iN([0, 5], [1, 2])], [2, 2], "f32", { rows: 2 })).toThrow(/indexedOuter: index 5 at position 1/);
+    // at a size that runs on every thread, one bad index far into the list (the kernels raise a
+    // flag; the launcher then lets the reference throw)
+    const c = CASES[4], i = inputs(c);
+    const idx = Int32Array.from(i.idx.data as Int32Array);
+    idx[idx.length - 7] = c.M + 3;
+    const bad = iN(idx, [c.N, c.P]), at = `index ${c.M + 3} at position ${idx.length - 7}`;
+    expect(() => runPrim(b, "indexedDot", [i.x, i.table, bad], [c.N, c.P], "f32", {})).toThrow(`indexedDot: ${at}`);
+    expect(() => runPrim(b, "indexedSum", [i.w, i.table, bad], [c.N, c.S], "f32", {})).toThrow(`indexedSum: ${at}`);
+    expect(() => runPrim(b, "indexedOuter", [i.w, i.x, bad, i.w2, i.x2], [c.M, c.S], "f32", { rows: c.M })).toThrow(`indexedOuter: ${at}`);
   });
 });
 
@@ -136,4 +149,39 @@ describe("wasm indexed primitives' determinism", () => {
       }
     }
   }, 60_000);
+});
+
+describe("wasm where equals the TypeScript reference bit for bit", () => {
+  test("full-size and one-value operands, f32 and i32 conditions and values, tails, a parallel size; broadcasting runs the reference", async () => {
+    const b = await wasm();
+    const cond = (n: number, seed: number) => {
+      const c = rand(n, seed, -1, 1).map((v) => (v < 0 ? 0 : v));
+      for (let i = 0; i < n; i += 9) c[i] = NaN;
+      for (let i = 4; i < n; i += 11) c[i] = -0;
+      return c;
+    };
+    const cases: { ins: In[]; out: number[]; dtype: DType; flat: boolean; what: string }[] = [];
+    for (const n of [1, 3, 4, 37, 200_003]) {
+      const c = f(cond(n, n), [n]), a = f(withSpecials(rand(n, n + 1), 5), [n]), bb = f(rand(n, n + 2), [n]);
+      const one = (v: number) => f([v], [1]);
+      cases.push(
+        { ins: [c, a, bb], out: [n], dtype: "f32", flat: true, what: `n ${n} all full` },
+        { ins: [c, a, one(-1e9)], out: [n], dtype: "f32", flat: true, what: `n ${n} b one value` },
+        { ins: [c, one(7), bb], out: [n], dtype: "f32", flat: true, what: `n ${n} a one value` },
+        { ins: [f([NaN], [1]), a, bb], out: [n], dtype: "f32", flat: true, what: `n ${n} c one value` },
+        { ins: [iN(randInt(n, n + 3, -2, 3), [n]), iN(randInt(n, n + 4, -9, 9), [n]), iN([-1], [1])], out: [n], dtype: "i32", flat: true, what: `n ${n} i32` },
+      );
+    }
+    cases.push({ ins: [f(cond(6, 1), [2, 3]), f([1, 2, 3], [3]), f([4, 5], [2, 1])], out: [2, 3], dtype: "f32", flat: false, what: "broadcasting" });
+    // deno-lint-ignore no-explicit-any
+    const table = wasmLaunchers as Record<string, any>, orig = table.where;
+    let handled = 0;
+    table.where = (...a: unknown[]) => (orig(...a) ? (handled++, true) : false);
+    try {
+      for (const c of cases) expectSameBits(runPrim(b, "where", c.ins, c.out, c.dtype, {}), runPrim(cpu, "where", c.ins, c.out, c.dtype, {}), `where ${c.what}`);
+    } finally {
+      table.where = orig;
+    }
+    expect(handled).toBe(cases.filter((c) => c.flat).length);
+  });
 });

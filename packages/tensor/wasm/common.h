@@ -59,6 +59,7 @@ enum {
   K_INDEXED_DOT = 23,
   K_INDEXED_SUM = 24,
   K_INDEXED_OUTER = 25,
+  K_WHERE = 26,
 };
 
 void k_gemm_pack_b(const i32* a, int task, int tid);
@@ -86,6 +87,7 @@ void k_scatter_add(const i32* a, int task, int tid);
 void k_indexed_dot(const i32* a, int task, int tid);
 void k_indexed_sum(const i32* a, int task, int tid);
 void k_indexed_outer(const i32* a, int task, int tid);
+void k_where(const i32* a, int task, int tid);
 
 INLINE f32 as_f32(i32 bits) { union { i32 i; f32 f; } u = { bits }; return u.f; }
 

@@ -37,6 +37,7 @@ static kernel_fn kernel_of(int kid) {
     case K_INDEXED_DOT: return k_indexed_dot;
     case K_INDEXED_SUM: return k_indexed_sum;
     case K_INDEXED_OUTER: return k_indexed_outer;
+    case K_WHERE: return k_where;
     default: return 0;
   }
 }

@@ -25,5 +25,6 @@ export const K = {
   INDEXED_DOT: 23,
   INDEXED_SUM: 24,
   INDEXED_OUTER: 25,
+  WHERE: 26,
 } as const;
 export type KernelId = (typeof K)[keyof typeof K];

@@ -251,6 +251,18 @@ const binary: Launcher<"binary"> = (ctx, [a, b], out, p) => {
 
 const compare: Launcher<"compare"> = (ctx, [a, b], out, p) => binaryLike(ctx, a, b, out, BINARY_OPS.indexOf(p.op), a.dtype === "i32");
 
+/** where over flat operands (each the output's size or one value: its shape up to leading 1s); the broadcasting forms run the reference. */
+const where: Launcher<"where"> = (ctx, [c, a, b], out) => {
+  const n = size(out.shape);
+  const forms = [c, a, b].map((x) => size(x.shape));
+  if (n === 0 || !forms.every((m) => m === n || m === 1)) return false;
+  const parallel = n >= PARALLEL_MIN_WORK * 4;
+  const per = parallel ? roundUp(ceilDiv(n, ctx.threads * 4), 4) : n;
+  ctx.launch(K.WHERE, [ctx.ptr(c), ctx.ptr(a), ctx.ptr(b), ctx.ptr(out), n, ...forms.map((m) => (m === n && n > 1 ? 1 : 0)), c.dtype === "i32" ? 1 : 0, per],
+    ceilDiv(n, per), parallel && ceilDiv(n, per) > 1);
+  return true;
+};
+
 // ---------------------------------------------------------------------------------------------
 // reductions
 
@@ -464,12 +476,15 @@ const scatterAdd: Launcher<"scatterAdd"> = (ctx, [idx, upd], out, p) => {
   return true;
 };
 
-/** Whether every i32 index of `idx` is −1 (an empty slot) or lies in [0, rows) (else the reference runs and throws its error). */
-function slotsInRange(ctx: WasmCtx, idx: KernelArg, n: number, rows: number): boolean {
-  const p = ctx.ptr(idx) >> 2;
-  const I = ctx.heap.i32.subarray(p, p + n);
-  for (let i = 0; i < n; i++) if (!(I[i] >= -1 && I[i] < rows)) return false;
-  return true;
+/**
+ * A zeroed word the indexed kernels raise where an index is neither −1 (an empty slot) nor in
+ * [0, rows): `raised()` after the launch says so, and the launcher then lets the reference run
+ * and throw its error (the kernels take such an index as empty). No pass over the indices here.
+ */
+function badIndexFlag(ctx: WasmCtx): { ptr: number; raised(): boolean } {
+  const ptr = ctx.temp(4);
+  ctx.heap.i32[ptr >> 2] = 0;
+  return { ptr, raised: () => Atomics.load(ctx.heap.i32, ptr >> 2) !== 0 };
 }
 
 /** Tasks of `n` positions (about 4 per thread) when the work is worth the threads: [positions per task, tasks]. */
@@ -482,44 +497,46 @@ function positionSplit(ctx: WasmCtx, n: number, work: number): [number, number] 
 // the pool reads' indexed primitives (wasm/indexed.c): the reference's bits
 const indexedDot: Launcher<"indexedDot"> = (ctx, [x, table, idx], out) => {
   const nIdx = size(idx.shape), rows = table.shape[0], S = table.shape[1];
-  if (idx.dtype !== "i32" || table.dtype !== "f32" || x.dtype !== "f32" || !slotsInRange(ctx, idx, nIdx, rows)) return false;
+  if (idx.dtype !== "i32" || table.dtype !== "f32" || x.dtype !== "f32") return false;
   const P = idx.shape[idx.shape.length - 1];
   if (nIdx === 0) return true;
   const N = nIdx / P;
   const [per, tasks] = positionSplit(ctx, N, nIdx * S);
-  ctx.launch(K.INDEXED_DOT, [ctx.ptr(x), ctx.ptr(table), ctx.ptr(idx), ctx.ptr(out), N, P, S, per], tasks, tasks > 1);
-  return true;
+  const bad = badIndexFlag(ctx);
+  ctx.launch(K.INDEXED_DOT, [ctx.ptr(x), ctx.ptr(table), ctx.ptr(idx), ctx.ptr(out), N, P, S, per, rows, bad.ptr], tasks, tasks > 1);
+  return !bad.raised();
 };
 
 const indexedSum: Launcher<"indexedSum"> = (ctx, [w, table, idx], out) => {
   const nIdx = size(idx.shape), rows = table.shape[0], S = table.shape[1];
-  if (idx.dtype !== "i32" || table.dtype !== "f32" || w.dtype !== "f32" || !slotsInRange(ctx, idx, nIdx, rows)) return false;
+  if (idx.dtype !== "i32" || table.dtype !== "f32" || w.dtype !== "f32") return false;
   const P = idx.shape[idx.shape.length - 1];
   const N = P === 0 ? size(out.shape) / Math.max(1, S) : nIdx / P;
-  if (N * S === 0) return true;
+  if (N * S === 0) return false; // nothing to compute: the reference (and its index checks)
   if (P === 0) {
     ctx.heap.f32.fill(0, ctx.ptr(out) >> 2, (ctx.ptr(out) >> 2) + N * S);
     return true;
   }
   const [per, tasks] = positionSplit(ctx, N, nIdx * S);
-  ctx.launch(K.INDEXED_SUM, [ctx.ptr(w), ctx.ptr(table), ctx.ptr(idx), ctx.ptr(out), N, P, S, per], tasks, tasks > 1);
-  return true;
+  const bad = badIndexFlag(ctx);
+  ctx.launch(K.INDEXED_SUM, [ctx.ptr(w), ctx.ptr(table), ctx.ptr(idx), ctx.ptr(out), N, P, S, per, rows, bad.ptr], tasks, tasks > 1);
+  return !bad.raised();
 };
 
 const indexedOuter: Launcher<"indexedOuter"> = (ctx, [w, x, idx, w2, x2], out, p) => {
   const nIdx = size(idx.shape), rows = p.rows, S = out.shape[1];
-  if (idx.dtype !== "i32" || !slotsInRange(ctx, idx, nIdx, rows)) return false;
-  if (rows * S === 0) return true;
+  if (idx.dtype !== "i32" || rows * S === 0) return false; // an empty output: the reference (and its index checks)
   const P = nIdx === 0 ? 1 : idx.shape[idx.shape.length - 1];
   const two = w2 !== undefined && x2 !== undefined;
   // a task owns a block of output rows and scans every entry (each sum in index order)
   const parallel = (rows + nIdx) * S * (two ? 2 : 1) >= PARALLEL_MIN_WORK;
   const per = parallel ? Math.max(1, ceilDiv(rows, ctx.threads * 4)) : rows;
   const scratch = two ? ctx.temp(rows * S * 4) : 0;
+  const bad = badIndexFlag(ctx);
   ctx.launch(K.INDEXED_OUTER, [
-    ctx.ptr(w), ctx.ptr(x), ctx.ptr(idx), ctx.ptr(out), two ? ctx.ptr(w2) : 0, two ? ctx.ptr(x2) : 0, scratch, nIdx, rows, P, S, per,
+    ctx.ptr(w), ctx.ptr(x), ctx.ptr(idx), ctx.ptr(out), two ? ctx.ptr(w2) : 0, two ? ctx.ptr(x2) : 0, scratch, nIdx, rows, P, S, per, bad.ptr,
   ], ceilDiv(rows, per), parallel && ceilDiv(rows, per) > 1);
-  return true;
+  return !bad.raised();
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -597,5 +614,5 @@ export const wasmMultiLaunchers: { [Kn in MultiPrimName]?: MultiLauncher<Kn> } =
 export const wasmLaunchers: { [Kn in PrimName]?: Launcher<Kn> } = {
   matmul, linearSigmoid, unary, binary, compare, reduce, softmax, logsumexp, crossEntropy, scan, scanReverse,
   conv1dCausal, conv1dCausalGradX, conv1dCausalGradW, selectiveScan, selectiveScanState, selectiveScanGrad,
-  gather, scatterAdd, indexedDot, indexedSum, indexedOuter,
+  gather, scatterAdd, indexedDot, indexedSum, indexedOuter, where,
 };
