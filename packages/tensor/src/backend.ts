@@ -257,7 +257,7 @@ export interface MultiPrimParams {
    */
   rmsNormScores: { eps: number; tau1: number; tau2: number };
   /**
-   * One recurrent write into bounded note pools (ops/indexing.ts, poolInsert), outside a gradient:
+   * One recurrent write into bounded note pools (ops/pool.ts, poolInsert), outside a gradient:
    * inputs [notes [B, P, S], scores [B, P], valid [B, P], note [B, S], score [B], write [B]],
    * outputs [notes', scores', valid' (the inputs' shapes), accepted [B], evicted [B]], the numbers
    * of poolInsert's composite (compare, where, concat: ~40 launches) in one pass. `priority`: a

@@ -67,7 +67,7 @@ export function causalEnteredKernel([pos]: CpuArg[], out: CpuArg, p: PrimParams[
 }
 
 /**
- * poolInsert: per row b, the composite's numbers (ops/indexing.ts, poolInsertOps) computed once:
+ * poolInsert: per row b, the composite's numbers (ops/pool.ts, poolInsertOps) computed once:
  * count = Σ valid (f64, rounded), full = count ≥ P; "priority": lowest = −max(−scores) (the max
  * reduction's rule: a NaN wins), first = P − max((scores = lowest)·(P − i)), leaving = full ?
  * first : count, accept = write·(full ? [lowest ≤ score] : 1); fifo: leaving = full ? 0 : count,
