@@ -10,7 +10,8 @@
  *   - fp32 matmul n × n (512, 1024, 2048), median GFLOP/s of several runs (each the median of 3
  *     back-to-back calls, as for the peak and saxpy), for: ours-wasm (the wasm
  *     backend's packed SIMD kernels, all threads), ours-ffi (the same backend's cblas_sgemm over
- *     FFI: Bun and Deno), jax-js (wasm device), tfjs-wasm, numpy (system OpenBLAS, all cores) and
+ *     FFI: Bun and Deno), jax-js (wasm device), tfjs-wasm, numpy (system OpenBLAS, all cores, in
+ *     the runtime's environment; numpy-auto: with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset) and
  *     plain JS (i-k-j loop, one thread);
  *   - memory-bound kernels of the wasm backend (all threads): the linear scan (the scan primitive),
  *     an elementwise op (silu), a row reduction (sum over the last axis), and the selective scan
@@ -20,7 +21,7 @@
  *     port on Debian's python3-torch, all cores) once, by the parent, in the same run;
  *   - a summary with the ratios the goals name: wasmOfPeak (ours-wasm at 1024² / the peak),
  *     wasmOverBestPeer (/ the faster of jax-js and tfjs-wasm), ffiOverNumpy (ours-ffi / numpy at
- *     1024²), scanOfBandwidth (the scan's GB/s / saxpy's, all threads).
+ *     1024², both in the same environment), scanOfBandwidth (the scan's GB/s / saxpy's, all threads).
  *
  * Prints one table and writes packages/bench/results/cpu.json. Asserts nothing about time.
  *
@@ -65,7 +66,7 @@ const HELP = `cpu-kernels: the wasm / FFI CPU kernels against jax-js, tfjs-wasm,
   --json-out FILE     where a child writes its JSON
   --help              this text`;
 
-export const KERNELS = ["ours-wasm", "ours-ffi", "jax-js", "tfjs-wasm", "numpy", "plain-js"] as const;
+export const KERNELS = ["ours-wasm", "ours-ffi", "jax-js", "tfjs-wasm", "numpy", "numpy-auto", "plain-js"] as const;
 export type KernelName = (typeof KERNELS)[number];
 
 export const GOALS = { wasmOfPeak: 0.7, wasmOverBestPeer: 1.3, ffiOverNumpy: 0.85, scanOfBandwidth: 0.7 };
@@ -122,6 +123,11 @@ export interface RuntimeResult {
     wasmOverBestPeer: number | null;
     bestPeer: string | null;
     ffiOverNumpy: number | null;
+    /**
+     * Extra context: ours-ffi over numpy with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (numpy-auto:
+     * OpenBLAS's kernel for the CPU it finds, where ours-ffi runs the one the environment names).
+     */
+    ffiOverNumpyAuto: number | null;
     scanOfBandwidth: number | null;
     /**
      * Extra context: ours-wasm at 1024² on one thread over the peak loop on one thread (the same
@@ -354,6 +360,7 @@ async function measureRuntime(sizes: number[], runs: number, warmupMs: number, o
     add("jax-js", await jaxTimer(n));
     add("tfjs-wasm", await tfjsTimer(n, root));
     add("numpy", numpyTimer(n));
+    add("numpy-auto", numpyTimer(n, undefined, "auto"));
     const rounds = n >= 2048 ? Math.max(3, Math.ceil(runs / 2)) : runs;
     const s = await interleave(timers, rounds, warmupMs);
     perRound[n] = s;
@@ -370,8 +377,10 @@ async function measureRuntime(sizes: number[], runs: number, warmupMs: number, o
     rows.push({ kernel: "plain-js", n, gflops: flops(n) / plain.medianMs / 1e6, medianMs: plain.medianMs, samplesMs: plain.samplesMs, detail: plain.detail });
   }
   one.dispose();
-  const numpyDetail = rows.find((r) => r.kernel === "numpy" && r.gflops !== null)?.detail;
-  if (numpyDetail) notes.push(numpyDetail);
+  for (const k of ["numpy", "numpy-auto"] as const) {
+    const numpyDetail = rows.find((r) => r.kernel === k && r.gflops !== null)?.detail;
+    if (numpyDetail) notes.push(`${k}: ${numpyDetail}`);
+  }
 
   // memory-bound kernels of the wasm backend, with saxpy in every round
   const bytesOf: Record<string, number> = {};
@@ -434,6 +443,7 @@ async function measureRuntime(sizes: number[], runs: number, warmupMs: number, o
     wasmOverBestPeer: medianRatio(r1024?.["ours-wasm"], bestPeerRounds, (ours, peer) => peer / ours),
     bestPeer: peers[0] ?? null,
     ffiOverNumpy: medianRatio(r1024?.["ours-ffi"], r1024?.numpy, (ours, np) => np / ours),
+    ffiOverNumpyAuto: medianRatio(r1024?.["ours-ffi"], r1024?.["numpy-auto"], (ours, np) => np / ours),
     scanOfBandwidth: medianRatio(mb.scan, mb.saxpy, (t, ts) => (bytesOf.scan / t) / (SAXPY_BYTES / ts)),
     elementwiseOfBandwidth: medianRatio(mb.mul, mb.saxpy, (t, ts) => (bytesOf.mul / t) / (SAXPY_BYTES / ts)),
     reduceOfBandwidth: medianRatio(mb["sum(-1)"], mb.saxpy, (t, ts) => (bytesOf["sum(-1)"] / t) / (SAXPY_BYTES / ts)),
@@ -513,6 +523,7 @@ function tableOf(results: RuntimeResult[], sizes: number[], torch: StepRow | nul
   ]);
   sum.push(["best JS peer at 1024²", "", ...results.map((r) => r.summary.bestPeer ?? "-")]);
   sum.push(["wasmOfPeakOneThread", "", ...results.map((r) => r.summary.wasmOfPeakOneThread)]);
+  sum.push(["ffiOverNumpyAuto", "", ...results.map((r) => r.summary.ffiOverNumpyAuto ?? "-")]);
   sum.push(["trainStepOverTs", "", ...results.map((r) => r.summary.trainStepOverTs)]);
   if (torch?.tokensPerSec) {
     sum.push(["trainStepOverTorch", "> 1", ...results.map((r) => {

@@ -21,7 +21,7 @@ import { rowsTuning } from "../../tensor/src/webgpu/kernels/matmul-rows.ts";
 import { initLM, type LMParams, presetNames, type PresetName } from "@memmamba/memmamba";
 import {
   applyAttnReadFlags, ATTN_READ_FLAGS, attnReadFlagsHelp, BACKENDS, type BackendChoice, chunkedForward, isOutOfMemory, mib, modelConfig, type ModelBenchHead, type ModelKind, openBackend, parseLengths, progress,
-  profileRun, randomTokens, type RunProfile, showLength, timeAsync, type WorkCount,
+  profileRun, randomTokens, type RunProfile, settleOn, showLength, timeAsync, type WorkCount,
 } from "./model-common.ts";
 
 const HELP = `long-context: batch-1 latency of the chunked forward at long lengths
@@ -32,7 +32,8 @@ const HELP = `long-context: batch-1 latency of the chunked forward at long lengt
   --lengths L,...   tokens, K = 1024 (default 60K,256K = 61440,262144)
   --chunks N,...    chunk sizes tried (default 4096,16384)
   --runs N          timed runs, the median reported (default 3)
-  --warmup N        untimed runs first (default 1)
+  --warmup N        untimed runs first (default 1; on WebGPU up to 3 more, until a run creates no
+                    pool buffer and no bind group: the row's warmups field says how many)
   --cap-s S         stop timing a configuration after S seconds (default 90)
   --reference F     JSON of packages/bench/gpu/ref_long_context.py from the same run
 ${attnReadFlagsHelp()}
@@ -60,6 +61,8 @@ export interface LatencyRow {
   L: number;
   chunk: number;
   runs: number;
+  /** Untimed runs before them (--warmup, and on WebGPU more until a run created no buffer and no bind group). */
+  warmups?: number;
   seconds: number | null;
   samplesS: number[];
   tokensPerSec: number | null;
@@ -186,8 +189,10 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
             const x = randomTokens(1, L, 3);
             try {
               bb.resetPeak();
-              const s = await timeAsync(() => fwd(params, x, chunk), runs, warmup, performance.now() + capS * 1000);
+              const settle = settleOn(bb);
+              const s = await timeAsync(() => fwd(params, x, chunk), runs, warmup, performance.now() + capS * 1000, settle);
               row.runs = s.length;
+              row.warmups = settle.warmups;
               row.samplesS = s.map((v) => Math.round(v) / 1000);
               row.seconds = median(s) / 1000;
               row.tokensPerSec = L / row.seconds;

@@ -312,18 +312,7 @@ export async function stream(
   return done;
 }
 
-/** Runs `fn` `runs` times after `warmup` runs; wall-clock ms of each timed run, stopping early past the deadline. */
-export async function timeAsync(fn: () => Promise<unknown>, runs: number, warmup: number, deadline = Infinity): Promise<number[]> {
-  for (let i = 0; i < warmup && performance.now() < deadline; i++) await fn();
-  const out: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    if (out.length > 0 && performance.now() > deadline) break;
-    const t = performance.now();
-    await fn();
-    out.push(performance.now() - t);
-  }
-  return out;
-}
+export { settleOn, timeAsync, type Settle } from "./warmup.ts";
 
 /** Whether an error means "does not fit" (a tensor over the device's limits, an allocation failure). */
 export function isOutOfMemory(e: unknown): boolean {

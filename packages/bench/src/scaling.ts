@@ -35,7 +35,7 @@ import { initLM, lm, presetNames, type LMParams, type PresetName } from "@memmam
 import { linePlot, writeSvg, type Series } from "../../cli/src/plot.ts";
 import {
   BACKENDS, type BackendChoice, type BenchBackend, chunkedForward, isOutOfMemory, KINDS, makeTrainer, mib, modelConfig,
-  type KernelProfiler, type ModelBenchHead, type ModelKind, openBackend, parallelForward, parseLengths, profileRun, progress, randomTokens, type RunProfile, showLength, stream,
+  type KernelProfiler, type ModelBenchHead, type ModelKind, openBackend, parallelForward, parseLengths, profileRun, progress, randomTokens, type RunProfile, settleOn, showLength, stream,
   timeAsync,
 } from "./model-common.ts";
 
@@ -55,7 +55,8 @@ const HELP = `scaling: time per token and peak memory against sequence length (b
   --transformer-max N longest Transformer run (default 4K on the CPU, 60K on WebGPU: its
                       inference attention runs by blocks of 1,024 queries beyond 1K tokens)
   --runs N            timed runs per configuration, the median reported (default 3)
-  --warmup N          untimed runs first (default 1)
+  --warmup N          untimed runs first (default 1; on WebGPU up to 3 more, until a run creates
+                      no pool buffer and no bind group: the row's warmups field says how many)
   --cap-s S           time cap of one configuration: stop timing it after S seconds, and skip the
                       longer lengths of that model and mode once one run alone passes it (default 60)
   --stream-total N    tokens streamed (default 1M; 0: no streaming)
@@ -82,6 +83,8 @@ export interface ScalingRow {
   how: "parallel" | "chunked";
   chunk: number | null;
   runs: number;
+  /** Untimed runs before them (--warmup, and on WebGPU more until a run created no buffer and no bind group). */
+  warmups?: number;
   medianMs: number | null;
   samplesMs: number[];
   /** medianMs / (batch · L), in microseconds. */
@@ -177,11 +180,13 @@ async function measureOne(bb: BenchBackend & { profiler: KernelProfiler | null }
     const fn = mode === "train"
       ? () => trainer!.step(x, y!)
       : chunked ? () => chunkedForward(params, x, o.chunk) : () => parallelForward(params, x);
+    const settle = settleOn(bb);
     const samples = await timeAsync(async () => {
       await fn();
       bb.sampleRss();
-    }, o.runs, o.warmup, performance.now() + o.capS * 1000);
+    }, o.runs, o.warmup, performance.now() + o.capS * 1000, settle);
     row.runs = samples.length;
+    row.warmups = settle.warmups;
     row.samplesMs = samples.map((s) => Math.round(s * 100) / 100);
     row.medianMs = median(samples);
     row.usPerToken = (row.medianMs * 1000) / (B * L);

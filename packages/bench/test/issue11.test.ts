@@ -12,7 +12,7 @@ import { getBackend, setBackend } from "@memmamba/tensor";
 import { main as scaling, type ScalingResult } from "../src/scaling.ts";
 import { main as trainThroughput, ratios, type ThroughputResult, type ThroughputRow } from "../src/train-throughput.ts";
 import { compare, main as longContext, type LongContextResult } from "../src/long-context.ts";
-import { chunkedForward, modelConfig, parseLengths, randomTokens } from "../src/model-common.ts";
+import { chunkedForward, modelConfig, parseLengths, randomTokens, timeAsync, type Settle } from "../src/model-common.ts";
 import { extraLaunches, main as launches, type LaunchCensus } from "../src/launches.ts";
 import { disposeTree, random, readCounters, resetCounters } from "@memmamba/tensor";
 import { initLM } from "@memmamba/memmamba";
@@ -203,6 +203,25 @@ test("webgpu pool: bytes in use and their high-water mark follow allocations and
     gpu.resetPoolPeak();
     expect(gpu.poolStats().tensor.peakInUseBytes).toBe(s0.inUseBytes);
   });
+});
+
+test("timeAsync with a Settle: untimed runs go on until one is steady, at most maxExtra more; none more when the first is steady", async () => {
+  // a run is steady from the `steadyFrom`-th call of fn on (1-based)
+  const probe = async (steadyFrom: number, warmup: number, maxExtra: number) => {
+    let calls = 0, sinceReset = 0;
+    const settle: Settle = { reset: () => void (sinceReset = 0), steady: () => sinceReset > 0 && calls >= steadyFrom, maxExtra };
+    const samples = await timeAsync(async () => void (calls++, sinceReset++), 3, warmup, Infinity, settle);
+    return { calls, warmups: settle.warmups, timed: samples.length };
+  };
+  expect(await probe(1, 1, 3)).toEqual({ calls: 4, warmups: 1, timed: 3 });
+  expect(await probe(3, 1, 3)).toEqual({ calls: 6, warmups: 3, timed: 3 });
+  expect(await probe(99, 1, 3)).toEqual({ calls: 7, warmups: 4, timed: 3 });
+  // --warmup 0: no warm-up at all
+  expect(await probe(2, 0, 3)).toEqual({ calls: 3, warmups: undefined, timed: 3 });
+  // without a Settle: the fixed warm-up alone
+  let n = 0;
+  await timeAsync(async () => void n++, 2, 1);
+  expect(n).toBe(3);
 });
 
 test("cleanup", () => {
