@@ -16,7 +16,7 @@ OUT=""
 if [ "${1:-}" = "--out" ]; then OUT=$2; fi
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-SRCS=(dispatch.c gemm.c elementwise.c reduce.c nn.c ssm.c indexing.c indexed.c bench.c)
+SRCS=(dispatch.c gemm.c elementwise.c reduce.c nn.c ssm.c indexing.c indexed.c where.c bench.c)
 # -ffp-contract=off: every a*b+c is a rounded multiply then a rounded add, as in JavaScript
 # (results equal the TypeScript reference's where the kernels follow its order).
 FLAGS=(--target=wasm32 -nostdlib -O3 -std=c11 -Wall -Wextra -Werror -ffp-contract=off -fno-builtin-memcpy -fno-builtin-memset
