@@ -64,6 +64,11 @@ function checkShapes(notes: Tensor, scores: Tensor, valid: Tensor, note: Tensor,
  */
 export function poolInsertOps(notes: Tensor, scores: Tensor, valid: Tensor, note: Tensor, score: Tensor, write: Tensor, mode: PoolReplacement): PoolInsertResult {
   checkShapes(notes, scores, valid, note, score, write);
+  return composite(notes, scores, valid, note, score, write, mode);
+}
+
+/** poolInsertOps after its shape checks. */
+function composite(notes: Tensor, scores: Tensor, valid: Tensor, note: Tensor, score: Tensor, write: Tensor, mode: PoolReplacement): PoolInsertResult {
   const [B, P, S] = notes.shape;
   const slot = fromArray(Float32Array.from({ length: P }, (_, i) => i), [1, P]);
   const newScore = reshape(score, [B, 1]);
@@ -108,7 +113,7 @@ export function poolInsertOps(notes: Tensor, scores: Tensor, valid: Tensor, note
 export function poolInsert(notes: Tensor, scores: Tensor, valid: Tensor, note: Tensor, score: Tensor, write: Tensor, mode: PoolReplacement): PoolInsertResult {
   if (mode !== "fifo" && mode !== "priority") throw new ShapeError(`poolInsert: mode must be "fifo" or "priority", got ${JSON.stringify(mode)}`);
   checkShapes(notes, scores, valid, note, score, write);
-  const ops = () => poolInsertOps(notes, scores, valid, note, score, write, mode);
+  const ops = () => composite(notes, scores, valid, note, score, write, mode);
   if (isRecording() || getBackend().prefersComposite?.("poolInsert") || notes.size === 0) return ops();
   const [B, P, S] = notes.shape;
   const row = { shape: [B], dtype: "f32" as const };

@@ -256,8 +256,9 @@ const where: Launcher<"where"> = (ctx, [c, a, b], out) => {
   const n = size(out.shape);
   const forms = [c, a, b].map((x) => size(x.shape));
   if (n === 0 || !forms.every((m) => m === n || m === 1)) return false;
+  // blocks of elements as the unary ops take them (chunkFor)
   const parallel = n >= PARALLEL_MIN_WORK * 4;
-  const per = parallel ? roundUp(ceilDiv(n, ctx.threads * 4), 4) : n;
+  const per = parallel ? chunkFor(n, ctx.threads, 8192) : n;
   ctx.launch(K.WHERE, [ctx.ptr(c), ctx.ptr(a), ctx.ptr(b), ctx.ptr(out), n, ...forms.map((m) => (m === n && n > 1 ? 1 : 0)), c.dtype === "i32" ? 1 : 0, per],
     ceilDiv(n, per), parallel && ceilDiv(n, per) > 1);
   return true;
@@ -487,13 +488,6 @@ function badIndexFlag(ctx: WasmCtx): { ptr: number; raised(): boolean } {
   return { ptr, raised: () => Atomics.load(ctx.heap.i32, ptr >> 2) !== 0 };
 }
 
-/** Tasks of `n` positions (about 4 per thread) when the work is worth the threads: [positions per task, tasks]. */
-function positionSplit(ctx: WasmCtx, n: number, work: number): [number, number] {
-  if (work < PARALLEL_MIN_WORK || n < 2) return [Math.max(1, n), 1];
-  const per = Math.max(1, ceilDiv(n, ctx.threads * 4));
-  return [per, ceilDiv(n, per)];
-}
-
 // the pool reads' indexed primitives (wasm/indexed.c): the reference's bits
 const indexedDot: Launcher<"indexedDot"> = (ctx, [x, table, idx], out) => {
   const nIdx = size(idx.shape), rows = table.shape[0], S = table.shape[1];
@@ -501,7 +495,8 @@ const indexedDot: Launcher<"indexedDot"> = (ctx, [x, table, idx], out) => {
   const P = idx.shape[idx.shape.length - 1];
   if (nIdx === 0) return true;
   const N = nIdx / P;
-  const [per, tasks] = positionSplit(ctx, N, nIdx * S);
+  // tasks: blocks of positions (gridSplit's rows; one column block)
+  const [per, tasks] = gridSplit(ctx, N, 1, nIdx * S >= PARALLEL_MIN_WORK);
   const bad = badIndexFlag(ctx);
   ctx.launch(K.INDEXED_DOT, [ctx.ptr(x), ctx.ptr(table), ctx.ptr(idx), ctx.ptr(out), N, P, S, per, rows, bad.ptr], tasks, tasks > 1);
   return !bad.raised();
@@ -517,7 +512,8 @@ const indexedSum: Launcher<"indexedSum"> = (ctx, [w, table, idx], out) => {
     ctx.heap.f32.fill(0, ctx.ptr(out) >> 2, (ctx.ptr(out) >> 2) + N * S);
     return true;
   }
-  const [per, tasks] = positionSplit(ctx, N, nIdx * S);
+  // tasks: blocks of positions (gridSplit's rows; one column block)
+  const [per, tasks] = gridSplit(ctx, N, 1, nIdx * S >= PARALLEL_MIN_WORK);
   const bad = badIndexFlag(ctx);
   ctx.launch(K.INDEXED_SUM, [ctx.ptr(w), ctx.ptr(table), ctx.ptr(idx), ctx.ptr(out), N, P, S, per, rows, bad.ptr], tasks, tasks > 1);
   return !bad.raised();
@@ -529,13 +525,12 @@ const indexedOuter: Launcher<"indexedOuter"> = (ctx, [w, x, idx, w2, x2], out, p
   const P = nIdx === 0 ? 1 : idx.shape[idx.shape.length - 1];
   const two = w2 !== undefined && x2 !== undefined;
   // a task owns a block of output rows and scans every entry (each sum in index order)
-  const parallel = (rows + nIdx) * S * (two ? 2 : 1) >= PARALLEL_MIN_WORK;
-  const per = parallel ? Math.max(1, ceilDiv(rows, ctx.threads * 4)) : rows;
+  const [per, tasks] = gridSplit(ctx, rows, 1, (rows + nIdx) * S * (two ? 2 : 1) >= PARALLEL_MIN_WORK);
   const scratch = two ? ctx.temp(rows * S * 4) : 0;
   const bad = badIndexFlag(ctx);
   ctx.launch(K.INDEXED_OUTER, [
     ctx.ptr(w), ctx.ptr(x), ctx.ptr(idx), ctx.ptr(out), two ? ctx.ptr(w2) : 0, two ? ctx.ptr(x2) : 0, scratch, nIdx, rows, P, S, per, bad.ptr,
-  ], ceilDiv(rows, per), parallel && ceilDiv(rows, per) > 1);
+  ], tasks, tasks > 1);
   return !bad.raised();
 };
 
