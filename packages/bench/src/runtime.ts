@@ -226,7 +226,7 @@ export function parseFlags(argv: readonly string[], known: Record<string, "strin
 export function positiveInt(name: string, v: string | boolean | undefined, dflt: number): number {
   if (v === undefined) return dflt;
   const n = Number(v);
-  if (typeof v !== "string" || !Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${v}"`);
+  if (typeof v !== "string" || !Number.isInteger(n) || n < 1) throw new Error(`--${name.replace(/^-+/, "")} must be a positive integer, got "${v}"`);
   return n;
 }
 

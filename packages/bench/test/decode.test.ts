@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { expect, test } from "../../../test/support/harness.ts";
 import { getBackend, setBackend } from "@memmamba/tensor";
 import { type DecodeResult, main as decode } from "../src/decode.ts";
+import { positiveInt } from "../src/runtime.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "bench-decode-"));
 
@@ -38,4 +39,8 @@ test("decode: a tiny CPU run steps each kind at each batch, reads back every ste
 test("decode: the Transformer has no recurrent step, and bad flags say what they expected", async () => {
   await expect(decode(["--backend", "cpu", "--kinds", "transformer", "--out", join(dir, "x.json")])).rejects.toThrow('--kinds: "transformer" has no recurrent step');
   await expect(decode(["--backend", "cpu", "--batch", "0", "--out", join(dir, "x.json")])).rejects.toThrow("--batch must be a positive integer");
+  // a flag's name given with or without its dashes reads the same (it once said "----runs")
+  expect(() => positiveInt("--runs", "0", 9)).toThrow(/^--runs must be a positive integer, got "0"$/);
+  expect(() => positiveInt("runs", "x", 9)).toThrow(/^--runs must be a positive integer, got "x"$/);
+  expect(positiveInt("--runs", undefined, 9)).toBe(9);
 });
