@@ -14,7 +14,7 @@
  */
 import process from "node:process";
 import { disposeTree, fromArray, random, tidy } from "@memmamba/tensor";
-import { lm, preset, type LMParams, type LMState } from "@memmamba/memmamba";
+import { lm, preset, StepCache, type LMParams, type LMState } from "@memmamba/memmamba";
 import { loadModelSource } from "./model-source.ts";
 
 export interface ChunkReport {
@@ -80,6 +80,7 @@ export async function streamThrough(params: LMParams, source: AsyncIterable<Uint
   let last: Float32Array | undefined; // the logits after the latest byte
   const chunks: ChunkReport[] = [];
   let total = 0, sumBits = 0, scoredAll = 0;
+  const cache = new StepCache(); // the parameters' folded weights, computed once for the steps
   try {
     for await (const piece of rechunk(source, chunk)) {
       const n = piece.length;
@@ -108,7 +109,7 @@ export async function streamThrough(params: LMParams, source: AsyncIterable<Uint
       for (let i = 1; i < V; i++) if (last[i] > last[best]) best = i;
       continuation.push(best);
       if (continuation.length === want) break;
-      const r = tidy(() => lm.step(params, fromArray(Int32Array.of(best), [1], "i32"), state));
+      const r = tidy(() => lm.step(params, fromArray(Int32Array.of(best), [1], "i32"), state, { cache }));
       disposeTree(state);
       state = r.state;
       last = Float32Array.from(await r.logits.data());
@@ -117,6 +118,7 @@ export async function streamThrough(params: LMParams, source: AsyncIterable<Uint
     return { chunks, totalBytes: total, bitsPerByte: scoredAll ? sumBits / scoredAll : NaN, continuation: Uint8Array.from(continuation) };
   } finally {
     disposeTree(state);
+    cache.dispose();
   }
 }
 

@@ -15,7 +15,7 @@
  */
 import { cast, concat, disposeTree, random, reshape, tidy, fromArray, type Tensor } from "@memmamba/tensor";
 import {
-  lm, parseConfig, passkeySample, preset, scorePasskey, type LayerTrace, type LMParams, type LMState, type ModelConfig,
+  lm, parseConfig, passkeySample, preset, scorePasskey, StepCache, type LayerTrace, type LMParams, type LMState, type ModelConfig,
 } from "@memmamba/memmamba";
 // The decoders of our two file kinds, by path: @memmamba/cli's index also exports the CLI's
 // commands, which use node: modules; checkpoint.ts and weights.ts use them only in their file
@@ -147,7 +147,8 @@ function packStep(logits: Tensor, trace: readonly LayerTrace[]): Tensor {
 
 /**
  * A stream of bytes through one model (batch 1), from an empty state. Not reentrant: await each
- * `push` before the next. `dispose()` frees the state (not the params, which the caller owns).
+ * `push` before the next. `dispose()` frees the state and the step cache (not the params, which
+ * the caller owns).
  */
 export class StreamSession {
   readonly config: ModelConfig;
@@ -161,6 +162,8 @@ export class StreamSession {
   next?: Float32Array;
   #state: LMState;
   #memLayers: number;
+  /** The parameters' folded weights, kept across pushes (derived.ts). */
+  #cache = new StepCache();
 
   constructor(readonly params: LMParams, readonly maxEvents = 500) {
     this.config = params.config;
@@ -183,7 +186,7 @@ export class StreamSession {
     }
     const t = this.bytes.length;
     const r = tidy(() => {
-      const out = lm.step(this.params, fromArray(Int32Array.of(byte), [1], "i32"), this.#state, { trace: this.#memLayers > 0 });
+      const out = lm.step(this.params, fromArray(Int32Array.of(byte), [1], "i32"), this.#state, { trace: this.#memLayers > 0, cache: this.#cache });
       return { packed: packStep(out.logits, out.trace ?? []), state: out.state };
     });
     disposeTree(this.#state);
@@ -237,9 +240,10 @@ export class StreamSession {
     return best;
   }
 
-  /** Frees the recurrent state. */
+  /** Frees the recurrent state (and the values kept from the parameters). */
   dispose(): void {
     disposeTree(this.#state);
+    this.#cache.dispose();
   }
 }
 

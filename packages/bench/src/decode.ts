@@ -9,12 +9,14 @@
  *   node .gpu/decode.mjs --backend webgpu
  *
  * Reports per kind and batch: the median ms a step (readback included), tokens/s (batch / step),
- * and launches a step (the engine's counter: one primitive may dispatch several kernels).
+ * and launches a step (the engine's counter: one primitive may dispatch several kernels). Steps
+ * share a StepCache (the parameters' folded weights computed once, as the CLI's decoding does);
+ * --step-cache on,off measures both.
  * Writes JSON; asserts nothing about time.
  */
 import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positiveInt, runMain, writeJson } from "./runtime.ts";
 import { disposeTree, fromArray, random, readCounters, tidy } from "@memmamba/tensor";
-import { initLM, lm, presetNames, type LMParams, type LMState, type PresetName } from "@memmamba/memmamba";
+import { initLM, lm, presetNames, StepCache, type LMParams, type LMState, type PresetName } from "@memmamba/memmamba";
 import { BACKENDS, type BackendChoice, type ModelBenchHead, modelConfig, openBackend, progress, randomTokens } from "./model-common.ts";
 
 const HELP = `decode: tokens/s of the recurrent step (lm.step), each step's logits read back
@@ -26,6 +28,8 @@ const HELP = `decode: tokens/s of the recurrent step (lm.step), each step's logi
   --prompt N      tokens fed through the chunked forward first (default 512; 0: an empty state)
   --steps N       timed steps; the median is reported (default 64)
   --warmup N      untimed steps first (default 8)
+  --step-cache M,...  on: the steps share a StepCache (the parameters' folded weights and A
+                  computed once), off: every step recomputes them; each value in turn (default on)
   --json          print the JSON result on stdout instead of the table
   --out FILE      JSON output (default packages/bench/results/decode-<backend>.json)
   --help          this text`;
@@ -43,11 +47,13 @@ export interface DecodeRow {
   tokensPerSec: number;
   /** Primitive launches a step. */
   launchesPerStep: number;
+  /** Whether the steps shared a StepCache. */
+  stepCache: boolean;
   samplesMs: number[];
 }
 
 /** What decode writes. */
-export interface DecodeResult extends ModelBenchHead<"decode", { prompt: number; steps: number; warmup: number }> {
+export interface DecodeResult extends ModelBenchHead<"decode", { prompt: number; steps: number; warmup: number; stepCache: boolean[] }> {
   rows: DecodeRow[];
 }
 
@@ -57,7 +63,7 @@ export async function main(argv: readonly string[]): Promise<DecodeResult | unde
     console.log(HELP);
     return undefined;
   }
-  const f = parseFlags(argv, { backend: "string", preset: "string", kinds: "string", batch: "string", prompt: "string", steps: "string", warmup: "string", json: "boolean", out: "string", help: "boolean" });
+  const f = parseFlags(argv, { backend: "string", preset: "string", kinds: "string", batch: "string", prompt: "string", steps: "string", warmup: "string", "step-cache": "string", json: "boolean", out: "string", help: "boolean" });
   const backend = (f.backend ?? "wasm") as BackendChoice;
   if (!BACKENDS.includes(backend)) throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
   const presetName = (f.preset ?? "small") as PresetName;
@@ -68,6 +74,10 @@ export async function main(argv: readonly string[]): Promise<DecodeResult | unde
   const prompt = f.prompt === "0" ? 0 : positiveInt("prompt", f.prompt, 512);
   const steps = positiveInt("steps", f.steps, 64);
   const warmup = f.warmup === "0" ? 0 : positiveInt("warmup", f.warmup, 8);
+  const cacheModes = String(f["step-cache"] ?? "on").split(",").map((s) => {
+    if (s.trim() !== "on" && s.trim() !== "off") throw new Error(`--step-cache takes on and/or off, got "${s.trim()}"`);
+    return s.trim() === "on";
+  });
   const out = String(f.out ?? fromRoot("packages", "bench", "results", `decode-${backend}.json`));
 
   const bb = await openBackend(backend);
@@ -78,9 +88,11 @@ export async function main(argv: readonly string[]): Promise<DecodeResult | unde
       const params = initLM(random.key(0), modelConfig(presetName, kind));
       try {
         for (const B of batches) {
-          rows.push(await measure(params, kind, B, prompt, steps, warmup));
-          const r = rows[rows.length - 1];
-          progress(`  ${kind} batch ${B}: ${fmt(r.msPerStep)} ms a step, ${fmt(r.tokensPerSec)} tokens/s, ${r.launchesPerStep} launches`);
+          for (const cached of cacheModes) {
+            rows.push(await measure(params, kind, B, prompt, steps, warmup, cached));
+            const r = rows[rows.length - 1];
+            progress(`  ${kind} batch ${B}${cacheModes.length > 1 ? `, step cache ${cached ? "on" : "off"}` : ""}: ${fmt(r.msPerStep)} ms a step, ${fmt(r.tokensPerSec)} tokens/s, ${r.launchesPerStep} launches`);
+          }
         }
       } finally {
         disposeTree(params);
@@ -91,19 +103,22 @@ export async function main(argv: readonly string[]): Promise<DecodeResult | unde
   }
   const res: DecodeResult = {
     benchmark: "decode", date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
-    options: { prompt, steps, warmup }, rows,
+    options: { prompt, steps, warmup, stepCache: cacheModes }, rows,
   };
   writeJson(out, res);
   if (f.json) console.log(JSON.stringify(res, null, 2));
   else {
     console.log(`${res.device}; ${res.runtime.name} ${res.runtime.version}; preset ${presetName}; prompt ${prompt}`);
-    console.log(formatTable(["kind", "batch", "ms/step", "tokens/s", "launches/step"], rows.map((r) => [r.kind, String(r.batch), r.msPerStep, r.tokensPerSec, String(r.launchesPerStep)])));
+    console.log(formatTable(
+      ["kind", "batch", "step cache", "ms/step", "tokens/s", "launches/step"],
+      rows.map((r) => [r.kind, String(r.batch), r.stepCache ? "on" : "off", r.msPerStep, r.tokensPerSec, String(r.launchesPerStep)]),
+    ));
     console.log(`\nwrote ${out}`);
   }
   return res;
 }
 
-async function measure(params: LMParams, kind: DecodeKind, B: number, prompt: number, steps: number, warmup: number): Promise<DecodeRow> {
+async function measure(params: LMParams, kind: DecodeKind, B: number, prompt: number, steps: number, warmup: number, cached: boolean): Promise<DecodeRow> {
   let state: LMState = lm.initState(params.config, B);
   if (prompt > 0) {
     const x = randomTokens(B, prompt, prompt);
@@ -114,11 +129,12 @@ async function measure(params: LMParams, kind: DecodeKind, B: number, prompt: nu
   const tokens = Array.from({ length: 256 }, (_, i) => fromArray(Int32Array.from({ length: B }, (_, b) => (i * 7 + b * 13) & 255), [B], "i32"));
   const samples: number[] = [];
   let launches = 0;
+  const cache = cached ? new StepCache() : undefined;
   try {
     for (let i = 0; i < warmup + steps; i++) {
       const t = performance.now();
       const l0 = readCounters().launches;
-      const r = tidy(() => lm.step(params, tokens[i % tokens.length], state));
+      const r = tidy(() => lm.step(params, tokens[i % tokens.length], state, { cache }));
       launches = readCounters().launches - l0;
       disposeTree(state);
       state = r.state;
@@ -128,9 +144,12 @@ async function measure(params: LMParams, kind: DecodeKind, B: number, prompt: nu
     }
   } finally {
     disposeTree([state, tokens]);
+    cache?.dispose();
   }
   const ms = median(samples);
-  return { kind, batch: B, msPerStep: ms, tokensPerSec: B / (ms / 1000), launchesPerStep: launches, samplesMs: samples.map((s) => Math.round(s * 1000) / 1000) };
+  return {
+    kind, batch: B, msPerStep: ms, tokensPerSec: B / (ms / 1000), launchesPerStep: launches, stepCache: cached, samplesMs: samples.map((s) => Math.round(s * 1000) / 1000),
+  };
 }
 
 if (import.meta.main ?? true) runMain("decode", main);

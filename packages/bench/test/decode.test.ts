@@ -33,7 +33,23 @@ test("decode: a tiny CPU run steps each kind at each batch, reads back every ste
   const launches = (kind: string) => j.rows.find((r) => r.kind === kind && r.batch === 1)!.launchesPerStep;
   // the note pool's write is one poolInsert launch a layer (it was ~40 ops: 4x Mamba's step)
   expect(launches("memmamba") / launches("mamba")).toBeLessThan(2.5);
-  expect(j.options).toEqual({ prompt: 24, steps: 3, warmup: 1 });
+  expect(j.options).toEqual({ prompt: 24, steps: 3, warmup: 1, stepCache: [true] });
+  expect(j.rows.every((r) => r.stepCache)).toBe(true);
+});
+
+test("decode: --step-cache on,off measures both; the cache takes the parameter-only launches out of each step", async () => {
+  const before = getBackend();
+  let res: DecodeResult | undefined;
+  try {
+    res = await decode(["--backend", "cpu", "--preset", "tiny", "--kinds", "memmamba", "--prompt", "16", "--steps", "2", "--warmup", "1", "--step-cache", "on,off", "--out", join(dir, "cache.json")]);
+  } finally {
+    setBackend(before);
+  }
+  expect(res!.rows.map((r) => r.stepCache)).toEqual([true, false]);
+  const [on, off] = res!.rows;
+  // per layer at least A = −exp(A_log) (two launches) and the pool read's folded query weight
+  expect(off.launchesPerStep - on.launchesPerStep).toBeGreaterThanOrEqual(3 * 2);
+  await expect(decode(["--backend", "cpu", "--step-cache", "maybe", "--out", join(dir, "x.json")])).rejects.toThrow('--step-cache takes on and/or off, got "maybe"');
 });
 
 test("decode: the Transformer has no recurrent step, and bad flags say what they expected", async () => {

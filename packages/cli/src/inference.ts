@@ -8,7 +8,7 @@
  * (memory grows with the length, as it does for any transformer).
  */
 import { crossEntropy, disposeTree, fromArray, random, sliceAxis, sum, tidy, type Tensor } from "@memmamba/tensor";
-import { lm, parseConfig, type LMParams, type LMState, type ModelConfig } from "@memmamba/memmamba";
+import { lm, parseConfig, StepCache, type LMParams, type LMState, type ModelConfig } from "@memmamba/memmamba";
 import { loadCheckpoint, restoreState, type LoadedCheckpoint } from "./checkpoint.ts";
 
 /** A model loaded from a checkpoint. */
@@ -88,12 +88,13 @@ export async function greedyDecode(params: LMParams, prompt: Uint8Array, maxToke
   const init = lm.initState(params.config, 1);
   let { last, state } = await feedChunked(params, prompt, init, chunk);
   if (state !== init) disposeTree(init);
+  const cache = new StepCache(); // the parameters' folded weights, computed once for the steps
   try {
     for (let i = 0; i < maxTokens; i++) {
       const next = argmaxRow(last);
       out.push(next);
       if (i === maxTokens - 1) break;
-      const r = tidy(() => lm.step(params, fromArray(Int32Array.of(next), [1], "i32"), state));
+      const r = tidy(() => lm.step(params, fromArray(Int32Array.of(next), [1], "i32"), state, { cache }));
       disposeTree(state);
       state = r.state;
       last = Float32Array.from(await r.logits.data());
@@ -101,6 +102,7 @@ export async function greedyDecode(params: LMParams, prompt: Uint8Array, maxToke
     }
   } finally {
     disposeTree(state);
+    cache.dispose();
   }
   return out;
 }

@@ -5,6 +5,7 @@
  */
 import { add, concat, foldWeight, indexedAttention, indexedAttentionFused, indexedAttentionParts, joinAttentionParts, matmul, mul, random, reshape, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
+import { derived } from "./derived.ts";
 import { initLinear, initScorer, scaleRows, scoreGate, scoreSigmoid, type Key, type Linear } from "./nn.ts";
 import type { PoolRead } from "./pool.ts";
 
@@ -67,7 +68,7 @@ export function initCrossLayer(key: Key, cfg: ModelConfig): CrossLayerParams {
 function readPoolAttention(h: Tensor, wq: Tensor, reads: readonly PoolRead[], wk: Tensor, wv: Tensor | null): Tensor;
 function readPoolAttention(h: Tensor, wq: Tensor, reads: readonly PoolRead[], wk: Tensor, wv: Tensor | null, weights: true): { out: Tensor; weights: Tensor };
 function readPoolAttention(h: Tensor, wq: Tensor, reads: readonly PoolRead[], wk: Tensor, wv: Tensor | null, weights = false): Tensor | { out: Tensor; weights: Tensor } {
-  const q = matmul(h, foldWeight(wq, wk, undefined, { transB: true }));
+  const q = matmul(h, derived("qk", [wq, wk], () => foldWeight(wq, wk, undefined, { transB: true })));
   const project = (table: Tensor) => (wv ? matmul(table, wv) : table);
   if (!weights && reads.every((r) => r.valid === undefined)) return indexedAttentionParts(q, reads.map((r) => ({ keys: r.table, values: project(r.table), index: r.index })));
   // the reads joined (their tables side by side: small, one row per note), projected once

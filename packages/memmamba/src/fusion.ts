@@ -16,6 +16,7 @@
  */
 import { add, addMatmul, addN, concat, conv1dCausal, foldWeight, full, matmul, mul, noGrad, random, sigmoid, zeros, type Tensor } from "@memmamba/tensor";
 import type { MemoryConfig, ModelConfig } from "./config.ts";
+import { derived } from "./derived.ts";
 import { carriedTail, initLinear, linear, scaleRows, type Key, type Linear } from "./nn.ts";
 
 /** How a memory read joins the residual stream (Eq. 12): weighted, gated, residual, product or conv. */
@@ -74,7 +75,7 @@ export function fusionTerm(p: FusionParams, kind: FusionKind, x: Tensor, c: Tens
   // [B, L, d] multiply forward, nor its two full-size passes backward (α's gradient then comes
   // from the small weight gradient). Equal up to f32 rounding.
   if (kind === "weighted" && !p.proj.b) return { term: matmul(c, weightedFold(p, pre)) };
-  const w = pre ? foldWeight(pre, p.proj.w) : p.proj.w;
+  const w = pre ? derived("fold", [pre, p.proj.w], () => foldWeight(pre, p.proj.w)) : p.proj.w;
   const u = linear({ w, b: p.proj.b }, c);
   switch (kind) {
     case "weighted":
@@ -95,7 +96,9 @@ export function fusionTerm(p: FusionParams, kind: FusionKind, x: Tensor, c: Tens
 
 /** The weighted fusion's folded weight (pre·W) ⊙ α (W ⊙ α without pre): one foldWeight launch each way. */
 function weightedFold(p: FusionParams, pre?: Tensor): Tensor {
-  return pre ? foldWeight(pre, p.proj.w, p.scale!) : mul(p.proj.w, p.scale!);
+  return pre
+    ? derived("foldScaled", [pre, p.proj.w, p.scale!], () => foldWeight(pre, p.proj.w, p.scale!))
+    : derived("scaled", [p.proj.w, p.scale!], () => mul(p.proj.w, p.scale!));
 }
 
 /** Eq. 12: x̄ = x + Σ F(c), the memory terms added to the residual stream (one addN: the same bits as the adds in order). */

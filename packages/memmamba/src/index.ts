@@ -27,6 +27,7 @@ export {
 } from "./model.ts";
 export { initState, stateElementCount, type LMState } from "./state.ts";
 export { applyChunked, feed, step, type ChunkOptions, type StepOptions, type StepOutput } from "./stream.ts";
+export { derived, StepCache, withStepCache } from "./derived.ts";
 export { lm } from "./lm.ts";
 export { HostRng, keyAt } from "./data/rng.ts";
 export * from "./data/text.ts";

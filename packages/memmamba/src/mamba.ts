@@ -15,6 +15,7 @@ import {
   sliceAxis, softplus, ssmGate, sub, tidy, zeros, type Tensor,
 } from "@memmamba/tensor";
 import { dims, type ModelConfig } from "./config.ts";
+import { derived } from "./derived.ts";
 import { carriedTail, initLinear, initRMSNorm, rmsNorm, type Key, type Linear, type RMSNorm } from "./nn.ts";
 
 /** The parameters of one Mamba (S6) block. */
@@ -126,8 +127,9 @@ function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state: Mam
     xIn = sliceAxis(xz, -1, 0, dInner);
     z = sliceAxis(xz, -1, dInner, 2 * dInner);
   } else {
-    xIn = matmul(h, sliceAxis(p.inProj.w, -1, 0, dInner));
-    z = matmul(h, sliceAxis(p.inProj.w, -1, dInner, 2 * dInner));
+    const w = p.inProj.w;
+    xIn = matmul(h, derived("inProj.x", [w], () => sliceAxis(w, -1, 0, dInner)));
+    z = matmul(h, derived("inProj.z", [w], () => sliceAxis(w, -1, dInner, 2 * dInner)));
   }
 
   // causal conv: the carried K − 1 inputs stand before the sequence, as in the recurrent step
@@ -141,7 +143,7 @@ function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state: Mam
   const C = sliceAxis(dbc, -1, R + N, R + 2 * N);
   // Δ in one launch (fused)
   const delta = fused ? linearSoftplus(dtLow, p.dtProj.w, p.dtProj.b!) : softplus(add(matmul(dtLow, p.dtProj.w), p.dtProj.b!));
-  const A = neg(exp(p.A_log));
+  const A = derived("A", [p.A_log], () => neg(exp(p.A_log)));
   const h0 = state ? state.ssm : zeros([B, dInner, N]);
   const { y, state: hL } = selectiveScan(u, delta, A, Bm, C, h0, state !== undefined && wantNext);
   // (y + D ⊙ u) ⊙ SiLU(z): one pass unless the readout itself is wanted

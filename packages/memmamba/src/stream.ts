@@ -12,6 +12,7 @@
  */
 import { concat, disposeTree, reshape, showShape, sliceAxis, tidy, type Tensor } from "@memmamba/tensor";
 import type { LayerTrace } from "./layer.ts";
+import { StepCache, withStepCache } from "./derived.ts";
 import { forward, type LMParams } from "./model.ts";
 import { initState, type LMState } from "./state.ts";
 
@@ -32,6 +33,12 @@ export interface StepOptions {
    * evicted slot), the cross-token attention weights over the pool slots. Same logits and state.
    */
   trace?: boolean;
+  /**
+   * Keeps the values that depend on the parameters alone (folded weights, A = −exp(A_log)) from
+   * one step to the next: pass the same cache to every step of the same parameters, and dispose
+   * it after (see derived.ts). The same logits and state as without.
+   */
+  cache?: StepCache;
 }
 
 /** One recurrent step: token i32 [B] → the next-token logits [B, vocab] and the next state. */
@@ -41,7 +48,7 @@ export function step(params: LMParams, token: Tensor, state: LMState, opts: Step
   }
   return tidy(() => {
     const B = state.batch;
-    const r = forward(params, reshape(token, [B, 1]), { states: state.layers, step: true, trace: opts.trace });
+    const r = withStepCache(opts.cache, () => forward(params, reshape(token, [B, 1]), { states: state.layers, step: true, trace: opts.trace }));
     const out: StepOutput = { logits: reshape(r.logits, [B, params.config.vocab]), state: { batch: B, layers: r.states! } };
     if (opts.trace) out.trace = r.trace;
     return out;
@@ -64,7 +71,8 @@ export interface ChunkOptions {
 /**
  * The chunked mode: tokens i32 [B, L] in chunks of `chunk` positions, starting from `state` (or an
  * empty one). Returns the logits of every position [B, L, vocab] and the state after the last
- * (none with `finalState: false`).
+ * (none with `finalState: false`). With several chunks the parameter-only values are computed
+ * once for all of them (a StepCache of its own, derived.ts): the same logits.
  */
 export function applyChunked(params: LMParams, tokens: Tensor, opts: ChunkOptions & { finalState: false }, state?: LMState): { logits: Tensor; state?: undefined };
 /** The chunked mode with the state after the last position (see the signature above). */
@@ -77,18 +85,24 @@ export function applyChunked(params: LMParams, tokens: Tensor, opts: ChunkOption
   const [B, L] = tokens.shape;
   if (L < 1) throw new Error("lm.applyChunked: tokens must hold at least one position");
   if (state && state.batch !== B) throw new Error(`lm.applyChunked: the state is for batch ${state.batch}, tokens have ${B}`);
-  return tidy(() => {
-    let cur: LMState | undefined = state ?? initState(params.config, B);
-    const logits: Tensor[] = [];
-    for (let s = 0; s < L; s += chunk) {
-      const e = Math.min(L, s + chunk);
-      const r = forward(params, sliceAxis(tokens, 1, s, e), { states: cur!.layers, nextStates: keepFinal || e < L });
-      if (cur !== state) disposeTree(cur); // ours, not the caller's: free it as we go
-      cur = r.states && { batch: B, layers: r.states };
-      logits.push(r.logits);
-    }
-    return cur ? { logits: concat(logits, 1), state: cur } : { logits: concat(logits, 1) };
-  });
+  // several chunks: the parameter-only values (folded weights, A, in_proj's halves) once for all
+  const cache = L > chunk ? new StepCache() : undefined;
+  try {
+    return tidy(() => {
+      let cur: LMState | undefined = state ?? initState(params.config, B);
+      const logits: Tensor[] = [];
+      for (let s = 0; s < L; s += chunk) {
+        const e = Math.min(L, s + chunk);
+        const r = withStepCache(cache, () => forward(params, sliceAxis(tokens, 1, s, e), { states: cur!.layers, nextStates: keepFinal || e < L }));
+        if (cur !== state) disposeTree(cur); // ours, not the caller's: free it as we go
+        cur = r.states && { batch: B, layers: r.states };
+        logits.push(r.logits);
+      }
+      return cur ? { logits: concat(logits, 1), state: cur } : { logits: concat(logits, 1) };
+    });
+  } finally {
+    cache?.dispose();
+  }
 }
 
 /**
@@ -99,12 +113,17 @@ export function feed(params: LMParams, tokens: Tensor, state: LMState): StepOutp
   const T = tokens.shape[1];
   if (tokens.dtype !== "i32" || tokens.rank !== 2 || T < 1) throw new Error(`lm.feed: tokens must be i32 [B, T ≥ 1], got ${tokens.dtype} ${showShape(tokens.shape)}`);
   let cur: StepOutput | undefined;
-  for (let t = 0; t < T; t++) {
-    const tok = tidy(() => reshape(sliceAxis(tokens, 1, t, t + 1), [tokens.shape[0]]));
-    const next = step(params, tok, cur ? cur.state : state);
-    tok.dispose();
-    if (cur) disposeTree(cur);
-    cur = next;
+  const cache = new StepCache();
+  try {
+    for (let t = 0; t < T; t++) {
+      const tok = tidy(() => reshape(sliceAxis(tokens, 1, t, t + 1), [tokens.shape[0]]));
+      const next = step(params, tok, cur ? cur.state : state, { cache });
+      tok.dispose();
+      if (cur) disposeTree(cur);
+      cur = next;
+    }
+  } finally {
+    cache.dispose();
   }
   return cur!;
 }

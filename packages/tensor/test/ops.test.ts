@@ -945,6 +945,27 @@ describe("ops: memory", () => {
     disposeTree(out);
     expect(liveBuffers()).toBe(base);
   });
+  bt("a number lifted to a constant (mul(x, 2), where(c, x, 0), …) is freed after the op, outside any tidy", async () => {
+    const base = liveBuffers();
+    const x = t([1, -2, 3], [3]);
+    const c = gt(x, 0);
+    const outs = [mul(x, 2), add(1, x), sub(x, 0.5), where(c, x, 0), where(c, -1, x), maximum(x, 0), add(2, 3)];
+    // the outputs, x and c: no constant left behind
+    expect(liveBuffers()).toBe(base + outs.length + 2);
+    expect(await vals(outs[0])).toEqual([2, -4, 6]);
+    expect(await vals(outs[3])).toEqual([1, 0, 3]);
+    expect(await vals(outs[4])).toEqual([-1, -2, -1]);
+    expect(await vals(outs[6])).toEqual([5]);
+    disposeTree([outs, x, c]);
+    expect(liveBuffers()).toBe(base);
+    // under a gradient the constant stays for the tape until the gradient is done
+    await expectNoLeak(async () => {
+      const p = t([1, 2], [2]);
+      const g = grad((q: Tensor) => sum(mul(q, 3)))(p);
+      expect(await vals(g)).toEqual([3, 3]);
+      disposeTree([g, p]);
+    });
+  });
   bt("tidy disposes everything when its function throws", () => {
     const base = liveBuffers();
     expect(() =>

@@ -2,7 +2,7 @@
 import type { BinaryOp, CompareOp, UnaryOp } from "../backend.ts";
 import type { DType } from "../dtype.ts";
 import { bind, definePrimitive, noSecondOrder } from "../dispatch.ts";
-import { getBackend } from "../engine.ts";
+import { engine, getBackend } from "../engine.ts";
 import { broadcastShapes, sameShape, ShapeError, showShape, type Broadcast, type CheckBroadcast, type Shape } from "../shape.ts";
 import { fromArray, Tensor } from "../tensor.ts";
 import { sumTo } from "./reduce.ts";
@@ -149,6 +149,22 @@ function lift(x: TensorLike, like?: Tensor): Tensor {
   return like && like.dtype === "i32" ? fromArray(Int32Array.of(x), [], "i32") : scalar(x);
 }
 
+/**
+ * `f` of a and b as tensors (numbers lifted to constants of b's or a's dtype). A constant made
+ * here is freed once `f` has used it, so `mul(x, 2)` outside any `tidy` leaves nothing behind;
+ * while a gradient tape is open it stays for the tape (whose scope frees it).
+ */
+function withLifted(a: TensorLike, b: TensorLike, f: (ta: Tensor, tb: Tensor) => Tensor): Tensor {
+  const ta = lift(a, b instanceof Tensor ? b : undefined);
+  const tb = lift(b, ta);
+  const out = f(ta, tb);
+  if (engine.tape === null) {
+    if (ta !== a && ta !== out) ta.dispose();
+    if (tb !== b && tb !== out) tb.dispose();
+  }
+  return out;
+}
+
 /** A tensor of the given shape filled with one value (f32). */
 export function full<S extends Shape>(shape: S, value: number): Tensor<S> {
   return bind("fill", [], { value, shape: [...shape] }) as Tensor<S>;
@@ -205,11 +221,7 @@ export type BinaryFn<Name extends string = "binary op"> = <A extends TensorLike,
 ) => Tensor<Broadcast<ShapeOf<A>, ShapeOf<B>>>;
 
 function binaryFn<Name extends string>(op: BinaryOp): BinaryFn<Name> {
-  return ((a: TensorLike, b: TensorLike) => {
-    const ta = lift(a, b instanceof Tensor ? b : undefined);
-    const tb = lift(b, ta);
-    return bind("binary", [ta, tb], { op });
-  }) as BinaryFn<Name>;
+  return ((a: TensorLike, b: TensorLike) => withLifted(a, b, (ta, tb) => bind("binary", [ta, tb], { op }))) as BinaryFn<Name>;
 }
 /** a + b, with NumPy broadcasting. Mismatched literal shapes fail to compile. */
 export const add: BinaryFn<"add"> = binaryFn("add");
@@ -263,10 +275,7 @@ export const maximum: BinaryFn<"maximum"> = binaryFn("max");
 export const minimum: BinaryFn<"minimum"> = binaryFn("min");
 
 function compareFn(op: CompareOp) {
-  return (a: TensorLike, b: TensorLike): Tensor => {
-    const ta = lift(a, b instanceof Tensor ? b : undefined);
-    return bind("compare", [ta, lift(b, ta)], { op });
-  };
+  return (a: TensorLike, b: TensorLike): Tensor => withLifted(a, b, (ta, tb) => bind("compare", [ta, tb], { op }));
 }
 /** Elementwise comparisons: 1 where true, 0 where false (f32). */
 export const eq: (a: TensorLike, b: TensorLike) => Tensor = compareFn("eq");
@@ -283,8 +292,7 @@ export const ge: (a: TensorLike, b: TensorLike) => Tensor = compareFn("ge");
 
 /** Picks `a` where `cond` is nonzero, else `b` (broadcasting all three). */
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
-  const ta = lift(a, b instanceof Tensor ? b : undefined);
-  return bind("where", [cond, ta, lift(b, ta)], {});
+  return withLifted(a, b, (ta, tb) => bind("where", [cond, ta, tb], {}));
 }
 
 /** Converts between f32 and i32 (f32 → i32 truncates toward zero). */
