@@ -256,6 +256,17 @@ describe("wasm determinism", () => {
           }
         }
       }
+      // one or two rows of a long product (a recurrent step's [1, 256]·[256, 1024]): the unpacked
+      // kernel split into column blocks over the threads, 16 columns a chain group, a ragged end
+      {
+        const [m, k, n] = [13, 300, 1000];
+        const a = rand(m * k, 94), bv = rand(k * n, 95);
+        const full = runPrim(b, "matmul", [f(a, [m, k]), f(bv, [k, n])], [m, n], "f32", { transA: false, transB: false }) as Float32Array;
+        for (const rows of [1, 2]) {
+          const one = runPrim(b, "matmul", [f(a.subarray(0, rows * k), [rows, k]), f(bv, [k, n])], [rows, n], "f32", { transA: false, transB: false }) as Float32Array;
+          expectSameBits(one, full.subarray(0, rows * n), `${rows} rows of ${m}x${k}x${n}, column blocks`);
+        }
+      }
       // batched one-row products (many batches: the unpacked kernel on every thread) against the reference
       const [B, k, n] = [256, 24, 50];
       const q = rand(B * k, 92), pool = rand(B * n * k, 93);

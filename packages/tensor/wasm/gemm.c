@@ -246,11 +246,14 @@ void k_gemm(const i32* a, int task, int tid) {
 
 /*
  * The same product without packing, for products of 1-3 rows (e.g. one query row against a
- * 50-entry pool, batched 512 times), where packing B and padding A's rows to a whole tile cost more
- * than the multiply-adds (measured 1.5-3x faster there; with more rows the packed kernel wins). Every element of C is the same sequence of
+ * 50-entry pool, batched 512 times, or a recurrent step's [1, 256]·[256, 1024]), where packing B
+ * and padding A's rows to a whole tile cost more than the multiply-adds (measured 1.5-3x faster
+ * there; with more rows the packed kernel wins). Every element of C is the same sequence of
  * operations as in k_gemm — per KC slab, a fold over k of MADD(a, b, acc) from 0 in k order, then
- * the slabs added to C in order — so a row of C has the same bits whichever kernel computed it.
- * args: m, n, k, ta, tb, A, B, C, aoffs, boffs, batchesPerTask, batches
+ * the slabs added to C in order — so a row of C has the same bits whichever kernel computed it
+ * (and whichever task: tasks split the batches and, for few batches, the columns).
+ * args: m, n, k, ta, tb, A, B, C, aoffs, boffs, batchesPerTask, batches, colsPerTask (a multiple
+ * of 16; tasks cover batch blocks x column blocks, column blocks innermost)
  */
 INLINE v128_t b_vec(const f32* B, int tb, int n, int k, int p, int j, int nr) {
   if (!tb && nr == 4) return wasm_v128_load(B + (size_t)p * n + j);
@@ -259,17 +262,55 @@ INLINE v128_t b_vec(const f32* B, int tb, int n, int k, int p, int j, int nr) {
   return wasm_v128_load(v);
 }
 
+/* c[0..4) (nr of them) = acc (first slab) or c + acc */
+INLINE void direct_store(f32* c, v128_t acc, int nr, int first) {
+  if (nr == 4) {
+    wasm_v128_store(c, first ? acc : wasm_f32x4_add(wasm_v128_load(c), acc));
+  } else {
+    f32 r[4];
+    wasm_v128_store(r, acc);
+    for (int cc = 0; cc < nr; cc++) c[cc] = first ? r[cc] : c[cc] + r[cc];
+  }
+}
+
 void k_gemm_direct(const i32* a, int task, int tid) {
   (void)tid;
   const int m = a[0], n = a[1], k = a[2], ta = a[3], tb = a[4];
-  const int q0 = task * a[10], q1 = MIN(a[11], q0 + a[10]);
+  const int nPer = a[12], colTasks = (n + nPer - 1) / nPer;
+  const int q0 = (task / colTasks) * a[10], q1 = MIN(a[11], q0 + a[10]);
+  const int j0 = (task % colTasks) * nPer, j1 = MIN(n, j0 + nPer);
   for (int q = q0; q < q1; q++) {
     const f32* A = PTR(f32, a[5]) + PTR(i32, a[8])[q];
     const f32* B = PTR(f32, a[6]) + PTR(i32, a[9])[q];
     f32* C = PTR(f32, a[7]) + (size_t)q * m * n;
     for (int i = 0; i < m; i++) {
-      for (int j = 0; j < n; j += 4) {
-        const int nr = MIN(4, n - j);
+      int j = j0;
+      /* 16 columns at once (B untransposed): four independent chains over one cache line of each
+       * row of B, where one chain of 4 waited on each multiply-add in turn; each column's chain is
+       * the same */
+      if (!tb) {
+        for (; j + 16 <= j1; j += 16) {
+          f32* c = C + (size_t)i * n + j;
+          for (int p0 = 0; p0 < k; p0 += KC) {
+            const int p1 = MIN(k, p0 + KC);
+            v128_t c0 = wasm_f32x4_splat(0), c1 = c0, c2 = c0, c3 = c0;
+            for (int p = p0; p < p1; p++) {
+              const v128_t x = wasm_f32x4_splat(ta ? A[(size_t)p * m + i] : A[(size_t)i * k + p]);
+              const f32* b = B + (size_t)p * n + j;
+              c0 = MADD(x, wasm_v128_load(b), c0);
+              c1 = MADD(x, wasm_v128_load(b + 4), c1);
+              c2 = MADD(x, wasm_v128_load(b + 8), c2);
+              c3 = MADD(x, wasm_v128_load(b + 12), c3);
+            }
+            direct_store(c, c0, 4, p0 == 0);
+            direct_store(c + 4, c1, 4, p0 == 0);
+            direct_store(c + 8, c2, 4, p0 == 0);
+            direct_store(c + 12, c3, 4, p0 == 0);
+          }
+        }
+      }
+      for (; j < j1; j += 4) {
+        const int nr = MIN(4, j1 - j);
         f32* c = C + (size_t)i * n + j;
         for (int p0 = 0; p0 < k; p0 += KC) {
           const int p1 = MIN(k, p0 + KC);
@@ -278,13 +319,7 @@ void k_gemm_direct(const i32* a, int task, int tid) {
             const v128_t x = wasm_f32x4_splat(ta ? A[(size_t)p * m + i] : A[(size_t)i * k + p]);
             acc = MADD(x, b_vec(B, tb, n, k, p, j, nr), acc);
           }
-          if (nr == 4) {
-            wasm_v128_store(c, p0 == 0 ? acc : wasm_f32x4_add(wasm_v128_load(c), acc));
-          } else {
-            f32 r[4];
-            wasm_v128_store(r, acc);
-            for (int cc = 0; cc < nr; cc++) c[cc] = p0 == 0 ? r[cc] : c[cc] + r[cc];
-          }
+          direct_store(c, acc, nr, p0 == 0);
         }
       }
     }

@@ -141,14 +141,17 @@ const matmul: Launcher<"matmul"> = (ctx, [a, b], out, p) => {
   }
   const T = ctx.threads;
   const parallel = 2 * m * n * k * batches >= 8 * PARALLEL_MIN_WORK;
-  if (m <= 3 && (batches >= 4 * T || !parallel)) {
-    // 1-3 rows (usually many batches): no packing (wasm/gemm.c, k_gemm_direct: the same bits as
-    // the packed kernel), tasks over batches
+  if (m <= 3 && (batches >= 4 * T || !parallel || !p.transB)) {
+    // 1-3 rows: no packing (wasm/gemm.c, k_gemm_direct: the same bits as the packed kernel), tasks
+    // over batches, and over blocks of columns where the batches are fewer than the tasks (a
+    // recurrent step's [1, 256]·[256, 1024] packed all of B for one row: 25% of a decode step)
     const offs = ctx.temp(8 * batches);
     ctx.heap.i32.set(aOffs, offs >> 2);
     ctx.heap.i32.set(bOffs, (offs >> 2) + batches);
     const per = parallel ? ceilDiv(batches, T * 4) : batches;
-    ctx.launch(K.GEMM_DIRECT, [m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, A, B, C, offs, offs + 4 * batches, per, batches], ceilDiv(batches, per), parallel);
+    const colBlocks = parallel && batches < T * 4 ? Math.min(ceilDiv(n, 64), ceilDiv(T * 4, batches)) : 1;
+    const nPer = roundUp(ceilDiv(n, colBlocks), 16);
+    ctx.launch(K.GEMM_DIRECT, [m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, A, B, C, offs, offs + 4 * batches, per, batches, nPer], ceilDiv(batches, per) * ceilDiv(n, nPer), parallel);
     return true;
   }
   const packs = bBatched ? batches : 1;
