@@ -63,10 +63,13 @@ for s in $steps; do
     done ;;
   ours-train)
     # batch 8 × 2048 as the issue; each model profiled after its timed steps (forward / backward
-    # split, launches by primitive, GPU time by kernel)
+    # split, launches by primitive, GPU time by kernel). 8 warm-up steps: in a fresh process the
+    # host code tiers up over MemMamba's first steps (session 24's issue run, after a settled
+    # machine: timed steps 4-6 of the process at 54.9, 53.4, 48.4 ms, steps 8-9 at 45.7), which a
+    # warm-up of 3 left in the timed samples; 10 timed steps (~0.5 s) for the median
     step ours-train 100
     timeout 100 "${JS[@]}" .gpu/train-throughput.mjs --backend webgpu --preset $P --kinds memmamba,mamba --batch $B --seq $S \
-      --steps 6 --warmup 3 --cap-s 45 --profile --out "$OUT/train-throughput.json" ;;
+      --steps 10 --warmup 8 --cap-s 45 --profile --out "$OUT/train-throughput.json" ;;
   ref-train)
     # eager and torch.compile, mamba then memmamba. 8 × 2048 does not fit eager without activation
     # checkpointing (with it: 9.3K / 15.4K tok/s), and torch.compile fails over checkpointing, so:
