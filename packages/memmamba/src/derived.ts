@@ -34,8 +34,10 @@ export class StepCache {
     const key = `${name}:${inputs.map((t) => t.id).join(",")}`;
     const hit = this.#entries.get(key);
     if (hit && !hit.disposed) return hit;
-    const v = keep(compute());
-    this.#entries.set(key, v);
+    const v = compute();
+    // an input handed back as it is (an op that had nothing to do) stays its owner's: not kept, never disposed here
+    if (inputs.includes(v)) return v;
+    this.#entries.set(key, keep(v));
     return v;
   }
 

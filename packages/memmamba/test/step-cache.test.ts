@@ -127,6 +127,12 @@ test("StepCache: keyed by its inputs, bypassed under a recorded gradient, unusab
     cache.dispose();
     expect(x1.disposed && y1.disposed).toBe(true);
     expect(() => cache.get("twice", [a], () => T.mul(a, 2))).toThrow(/StepCache: used after dispose/);
+    // a value that is one of its inputs is not the cache's to free
+    const own = new StepCache();
+    expect(own.get("same", [a], () => a)).toBe(a);
+    expect(own.size).toBe(0);
+    own.dispose();
+    expect(a.disposed).toBe(false);
     T.disposeTree([a, b]);
   });
 });
