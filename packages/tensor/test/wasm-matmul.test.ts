@@ -43,8 +43,9 @@ describe("wasm matmul", () => {
   test("a matmul row has the same bits alone (unpacked kernel) as inside a larger product (packed tiles)", async () => {
     const b = await createWasmBackend({ kernels: "wasm", quiet: true });
     try {
-      // k = 300: two KC slabs; n = 37: a partial 8-column panel and a partial 4-lane vector
-      for (const [m, k, n] of [[13, 300, 37], [10, 40, 9]]) {
+      // k = 300: two KC slabs; n = 37: a partial 8-column panel and a partial 4-lane vector; n = 53:
+      // the unpacked kernel's 16-column groups, a 4-lane vector and one column
+      for (const [m, k, n] of [[13, 300, 37], [10, 40, 9], [7, 40, 53]]) {
         for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
           const a = rand(m * k, 90), bv = rand(k * n, 91);
           const full = runPrim(b, "matmul", [f(a, ta ? [k, m] : [m, k]), f(bv, tb ? [n, k] : [k, n])], [m, n], "f32", { transA: ta, transB: tb }) as Float32Array;
