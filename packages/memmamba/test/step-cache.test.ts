@@ -33,76 +33,71 @@ async function run(params: LMParams, tokens: Tensor, cache?: StepCache): Promise
   return { logits, launches, state: Float32Array.from(parts) };
 }
 
-for (const backend of testBackends()) {
-  test(`[${backend}] lm.step with a StepCache: the same logits and state bit for bit, fewer launches after the first step`, async () => {
-    const before = T.getBackend();
-    if (!(await useBackend(backend))) return;
-    try {
-      await expectNoLeak(async () => {
-        // weighted fusion with W_v folded (the fold and the scaled fold), cross-layer reads, a pool
-        // that overflows within the steps
-        const cfg = preset("tiny", { memory: { poolSize: 3, crossLayer: { group: 1 } } });
-        const params = lm.init(T.random.key(5), cfg);
-        const tokens = randomTokens(6, B, STEPS);
-        const plain = await run(params, tokens);
-        const cache = new StepCache();
-        const cached = await run(params, tokens, cache);
-        for (let t = 0; t < STEPS; t++) expect(Array.from(cached.logits[t])).toEqual(Array.from(plain.logits[t]));
-        expect(Array.from(cached.state)).toEqual(Array.from(plain.state));
-        // per layer at least A and the query fold; filled by the first step, reused after
-        expect(cache.size).toBeGreaterThanOrEqual(2 * cfg.nLayers);
-        expect(cached.launches[0]).toBe(plain.launches[0]);
-        for (let t = 1; t < STEPS; t++) expect(cached.launches[t]).toBeLessThanOrEqual(plain.launches[t] - cache.size);
-        const size = cache.size;
-        await run(params, tokens, cache);
-        expect(cache.size).toBe(size); // the same parameters: no new entries
-        cache.dispose();
-        expect(cache.size).toBe(0);
-        T.disposeTree([params, tokens]);
-      });
-    } finally {
-      T.setBackend(before);
-    }
-  });
+/** One test per backend: `fn` on it, leaking no buffer; the backend put back after (later files run on the default). */
+function perBackend(name: string, fn: () => Promise<void>): void {
+  for (const backend of testBackends()) {
+    test(`[${backend}] ${name}`, async () => {
+      const before = T.getBackend();
+      if (!(await useBackend(backend))) return;
+      try {
+        await expectNoLeak(fn);
+      } finally {
+        T.setBackend(before);
+      }
+    });
+  }
 }
 
-for (const backend of testBackends()) {
-  test(`[${backend}] lm.applyChunked over several chunks (its own StepCache) gives the bits of one call a chunk`, async () => {
-    const before = T.getBackend();
-    if (!(await useBackend(backend))) return;
-    try {
-      await expectNoLeak(async () => {
-        const cfg = preset("tiny", { memory: { poolSize: 3 } });
-        const params = lm.init(T.random.key(7), cfg);
-        const L = 12, chunk = 4;
-        const tokens = randomTokens(8, B, L);
-        const all = lm.applyChunked(params, tokens, { chunk });
-        // the same chunks, one call each: one chunk a call computes every value afresh
-        let state: LMState = lm.initState(cfg, B);
-        const parts: Float32Array[] = [];
-        for (let s = 0; s < L; s += chunk) {
-          const piece = T.sliceAxis(tokens, 1, s, s + chunk);
-          const r = lm.applyChunked(params, piece, { chunk }, state);
-          parts.push(Float32Array.from(await r.logits.data()));
-          T.disposeTree([state, piece, r.logits]);
-          state = r.state;
-        }
-        const got = await all.logits.data(), V = cfg.vocab;
-        for (let b = 0; b < B; b++) {
-          for (let c = 0; c < L / chunk; c++) {
-            const want = parts[c].subarray(b * chunk * V, (b + 1) * chunk * V);
-            expect(Array.from(got.subarray((b * L + c * chunk) * V, (b * L + c * chunk + chunk) * V))).toEqual(Array.from(want));
-          }
-        }
-        const [a1, a2] = [T.flattenTree(all.state), T.flattenTree(state)];
-        for (let i = 0; i < a1.length; i++) expect(Array.from(await a1[i][1].data())).toEqual(Array.from(await a2[i][1].data()));
-        T.disposeTree([all, state, params, tokens]);
-      });
-    } finally {
-      T.setBackend(before);
+perBackend("lm.step with a StepCache: the same logits and state bit for bit, fewer launches after the first step", async () => {
+  // weighted fusion with W_v folded (the fold and the scaled fold), cross-layer reads, a pool
+  // that overflows within the steps
+  const cfg = preset("tiny", { memory: { poolSize: 3, crossLayer: { group: 1 } } });
+  const params = lm.init(T.random.key(5), cfg);
+  const tokens = randomTokens(6, B, STEPS);
+  const plain = await run(params, tokens);
+  const cache = new StepCache();
+  const cached = await run(params, tokens, cache);
+  for (let t = 0; t < STEPS; t++) expect(Array.from(cached.logits[t])).toEqual(Array.from(plain.logits[t]));
+  expect(Array.from(cached.state)).toEqual(Array.from(plain.state));
+  // per layer at least A and the query fold; filled by the first step, reused after
+  expect(cache.size).toBeGreaterThanOrEqual(2 * cfg.nLayers);
+  expect(cached.launches[0]).toBe(plain.launches[0]);
+  for (let t = 1; t < STEPS; t++) expect(cached.launches[t]).toBeLessThanOrEqual(plain.launches[t] - cache.size);
+  const size = cache.size;
+  await run(params, tokens, cache);
+  expect(cache.size).toBe(size); // the same parameters: no new entries
+  cache.dispose();
+  expect(cache.size).toBe(0);
+  T.disposeTree([params, tokens]);
+});
+
+perBackend("lm.applyChunked over several chunks (its own StepCache) gives the bits of one call a chunk", async () => {
+  const cfg = preset("tiny", { memory: { poolSize: 3 } });
+  const params = lm.init(T.random.key(7), cfg);
+  const L = 12, chunk = 4;
+  const tokens = randomTokens(8, B, L);
+  const all = lm.applyChunked(params, tokens, { chunk });
+  // the same chunks, one call each: one chunk a call computes every value afresh
+  let state: LMState = lm.initState(cfg, B);
+  const parts: Float32Array[] = [];
+  for (let s = 0; s < L; s += chunk) {
+    const piece = T.sliceAxis(tokens, 1, s, s + chunk);
+    const r = lm.applyChunked(params, piece, { chunk }, state);
+    parts.push(Float32Array.from(await r.logits.data()));
+    T.disposeTree([state, piece, r.logits]);
+    state = r.state;
+  }
+  const got = await all.logits.data(), V = cfg.vocab;
+  for (let b = 0; b < B; b++) {
+    for (let c = 0; c < L / chunk; c++) {
+      const want = parts[c].subarray(b * chunk * V, (b + 1) * chunk * V);
+      expect(Array.from(got.subarray((b * L + c * chunk) * V, (b * L + c * chunk + chunk) * V))).toEqual(Array.from(want));
     }
-  });
-}
+  }
+  const [a1, a2] = [T.flattenTree(all.state), T.flattenTree(state)];
+  for (let i = 0; i < a1.length; i++) expect(Array.from(await a1[i][1].data())).toEqual(Array.from(await a2[i][1].data()));
+  T.disposeTree([all, state, params, tokens]);
+});
 
 test("StepCache: keyed by its inputs, bypassed under a recorded gradient, unusable after dispose", async () => {
   await expectNoLeak(async () => {
