@@ -8,6 +8,10 @@
 #   lm-train   train the byte-level LM on the books' training split                    [--resume]
 #   lm-eval    perplexity by context length (validation split), docret, ETMF/ECLMF
 #   collect    the JSON/SVG/logs in one tar, plus each final model as F16 weights, into $OUT
+#   dr-train   (not in the default list) train on document retrieval: k = 1…6 noise paragraphs of the
+#              training split, 4K-token rows, the id's digits scored                   [--resume]
+#   dr-eval    (not in the default list) docret accuracy of the dr-train model at k = 2 … 200
+#              (validation paragraphs)
 #   prefill    (not in the default list) tokens/s of the evaluation's chunked prefill vs token steps
 #
 # On the GPU machine, from the repository root (the lead packs and carries; see the README):
@@ -34,15 +38,17 @@ lm_seq=2k; lm_batch=8; lm_accum=1; lm_lr=1e-3; lm_warmup=100; lm_eval_every=200;
 pk_lengths=1k,2k,4k,8k,16k,32k,64k,128k; pk_depths=0,0.25,0.5,0.75,1; pk_samples=2
 ppl_lengths=1k,2k,4k,10k,20k,30k,40k,50k,60k; ppl_windows=2
 docret_k=10,20,120,160,200; docret_samples=5; metrics_samples=4; metrics_len=2k
+dr_seq=4k; dr_batch=8; dr_lr=1e-3; dr_warmup=100; dr_eval_every=100; dr_steps=100000; dr_train_k=1,2,3,4,5,6
+dr_k=2,4,10,20,120,160,200; dr_samples=10; dr_query=sentence
 chunk=2048
 weights_dir=               # evaluate <dir>/<model>-<preset>-{passkey,lm}.safetensors where runs/exp holds no checkpoint
 local=0
 runtime=${RUNTIME:-node}   # node | bun | deno: which packed runtime runs the bundles
 bundles=${BUNDLES:-.gpu}   # where pack.sh put train.mjs, passkey.mjs, eval.mjs, export-weights.mjs (prefill-bench.mjs)
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; cat <<USAGE
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; cat <<USAGE
 Flags (defaults in brackets):
-  --phases LIST        of pk-train,pk-eval,lm-train,lm-eval,collect,prefill [$phases]
+  --phases LIST        of pk-train,pk-eval,lm-train,lm-eval,dr-train,dr-eval,collect,prefill [$phases]
   --models LIST        memmamba,mamba [$models]
   --train-minutes M    per model and training phase [$train_minutes]
   --eval-minutes M     per model and evaluation phase [$eval_minutes]
@@ -55,7 +61,9 @@ Flags (defaults in brackets):
   --ppl-windows N [$ppl_windows]  --chunk N [$chunk]  --pk-batch N [$pk_batch]  --lm-batch N [$lm_batch]
   --pk-lr X [$pk_lr]  --lm-lr X [$lm_lr]  --pk-seq N [$pk_seq]  --lm-seq N [$lm_seq]
   --pk-eval-every N    steps between the passkey training's held-out checks [$pk_eval_every]
-  --pk-steps N  --lm-steps N   stop training at this step, the same budget for both models [$pk_steps: time-limited]
+  --pk-steps N  --lm-steps N  --dr-steps N   stop training at this step, the same budget for both models [$pk_steps: time-limited]
+  --dr-train-k LIST [$dr_train_k]  --dr-k LIST [$dr_k]  --dr-samples N [$dr_samples]  --dr-query Q [$dr_query]
+  --dr-seq N [$dr_seq]  --dr-batch N [$dr_batch]  --dr-lr X [$dr_lr]
   --weights DIR        evaluate the weights files that collect wrote (carried back) where no checkpoint is in --exp
   --local              run the sources with tools/node_modules/.bin/bun instead of .gpu/*.mjs
   --pack-data          (here, not there) cut the books into runs/books and pack runs/books.tar.xz, then exit
@@ -85,6 +93,14 @@ while [ $# -gt 0 ]; do
     --pk-eval-every) pk_eval_every=$2; shift ;;
     --pk-steps) pk_steps=$2; shift ;;
     --lm-steps) lm_steps=$2; shift ;;
+    --dr-steps) dr_steps=$2; shift ;;
+    --dr-train-k) dr_train_k=$2; shift ;;
+    --dr-k) dr_k=$2; shift ;;
+    --dr-samples) dr_samples=$2; shift ;;
+    --dr-query) dr_query=$2; shift ;;
+    --dr-seq) dr_seq=$2; shift ;;
+    --dr-batch) dr_batch=$2; shift ;;
+    --dr-lr) dr_lr=$2; shift ;;
     --lm-lr) lm_lr=$2; shift ;;
     --pk-seq) pk_seq=$2; shift ;;
     --lm-seq) lm_seq=$2; shift ;;
@@ -92,7 +108,8 @@ while [ $# -gt 0 ]; do
     --local) local=1 ;;
     --tiny) preset=tiny; pk_seq=256; lm_seq=256; pk_batch=4; lm_batch=4; pk_eval_every=20; lm_eval_every=20
             pk_lengths=1k,2k; pk_samples=1; pk_depths=0,1; ppl_lengths=512,1k; ppl_windows=1
-            docret_k=2,4; docret_samples=2; metrics_samples=1; metrics_len=256; chunk=512; pk_lr=5e-3; lm_lr=5e-3; pk_warmup=20; lm_warmup=20 ;;
+            docret_k=2,4; docret_samples=2; metrics_samples=1; metrics_len=256; chunk=512; pk_lr=5e-3; lm_lr=5e-3; pk_warmup=20; lm_warmup=20
+            dr_seq=2k; dr_batch=2; dr_train_k=1,2; dr_k=1,2; dr_samples=2; dr_eval_every=20; dr_lr=5e-3; dr_warmup=20 ;;
     --pack-data)
       tools/node_modules/.bin/bun packages/bench/gpu/prep-books.ts --to runs/books
       python3 -c "import tarfile; t = tarfile.open('runs/books.tar.xz', 'w:xz'); t.add('runs/books', arcname='books'); t.close()"
@@ -133,7 +150,7 @@ mkdir -p "$exp" "$out"
 IFS=, read -ra model_list <<< "$models"
 common=(--backend "$backend" --preset "$preset")
 
-train_phase() { # train_phase pk|lm model
+train_phase() { # train_phase pk|lm|dr model
   local kind=$1 model=$2 dir="$exp/$1-$2" budget resume=()
   budget=$(min_of "$train_minutes" "$(left_minutes)")
   if python3 -c "import sys; sys.exit(0 if $budget < 0.2 else 1)"; then log "$kind-train $model: skipped, $budget min left"; return; fi
@@ -144,6 +161,11 @@ train_phase() { # train_phase pk|lm model
     cli train "${common[@]}" "${cfg[@]}" --model "$model" --filler "$data" --filler-split train --seq-len "$pk_seq" --batch "$pk_batch" --accum 1 \
       --lr "$pk_lr" --warmup "$pk_warmup" --steps "$pk_steps" --eval-every "$pk_eval_every" --checkpoint-every 100 \
       --max-minutes "$budget" --out "$dir" "${resume[@]}"
+  elif [ "$kind" = dr ]; then
+    local cfg=(); [ "$preset" = tiny ] || cfg=(--config "$pk_config")
+    cli train "${common[@]}" "${cfg[@]}" --model "$model" --task docret --data "$data" --docret-k "$dr_train_k" --query "$dr_query" \
+      --seq-len "$dr_seq" --batch "$dr_batch" --accum 1 --lr "$dr_lr" --warmup "$dr_warmup" --steps "$dr_steps" --eval-every "$dr_eval_every" \
+      --checkpoint-every 100 --max-minutes "$budget" --out "$dir" "${resume[@]}"
   else
     cli train "${common[@]}" --model "$model" --data "$data" --seq-len "$lm_seq" --batch "$lm_batch" --accum "$lm_accum" \
       --lr "$lm_lr" --warmup "$lm_warmup" --steps "$lm_steps" --eval-every "$lm_eval_every" --checkpoint-every 200 \
@@ -152,8 +174,9 @@ train_phase() { # train_phase pk|lm model
 }
 
 # the model to evaluate: the run's checkpoint, else a weights file from --weights
-model_file() { # model_file pk|lm model
-  local ck="$exp/$1-$2/checkpoint.safetensors" w="$weights_dir/$2-$preset-$( [ "$1" = pk ] && echo passkey || echo lm ).safetensors"
+task_name() { case $1 in pk) echo passkey ;; lm) echo lm ;; dr) echo docret ;; esac; }
+model_file() { # model_file pk|lm|dr model
+  local ck="$exp/$1-$2/checkpoint.safetensors" w="$weights_dir/$2-$preset-$(task_name "$1").safetensors"
   if [ -f "$ck" ]; then echo "$ck"; elif [ -n "$weights_dir" ] && [ -f "$w" ]; then echo "$w"; fi
 }
 
@@ -212,12 +235,22 @@ lm_eval() {
   fi
 }
 
+dr_eval() { # docret accuracy of the docret-trained model, k after k in one process
+  local model=$1 dir="$exp/dr-$1" ck budget
+  ck=$(model_file dr "$model")
+  [ -n "$ck" ] || { log "dr-eval $model: no checkpoint in $dir${weights_dir:+ and no weights in $weights_dir}, skipped"; return; }
+  budget=$(min_of "$eval_minutes" "$(left_minutes)")
+  log "dr-eval $model: docret at k = $dr_k in $budget min"
+  tcli "$(secs_of "$budget")" eval docret --backend "$backend" --checkpoint "$ck" --data "$data" --split validation --chunk "$chunk" \
+    --k "$dr_k" --samples "$dr_samples" --query "$dr_query" --out "$dir/eval" || log "dr-eval $model: stopped (time or error)"
+}
+
 collect() {
   log "collect -> $out"
   for m in "${model_list[@]}"; do
-    for k in pk lm; do
+    for k in pk lm dr; do
       local ck="$exp/$k-$m/checkpoint.safetensors"
-      [ -f "$ck" ] && cli export-weights --checkpoint "$ck" --out "$out/$m-$preset-$( [ $k = pk ] && echo passkey || echo lm ).safetensors" --dtype F16
+      [ -f "$ck" ] && cli export-weights --checkpoint "$ck" --out "$out/$m-$preset-$(task_name "$k").safetensors" --dtype F16
     done
   done
   # results: every JSON, SVG and training log (not the checkpoints: 12 bytes a parameter)
@@ -238,5 +271,7 @@ for m in "${model_list[@]}"; do if has pk-train; then train_phase pk "$m" || log
 for m in "${model_list[@]}"; do if has pk-eval; then pk_eval "$m" || log "pk-eval $m FAILED"; fi; done
 for m in "${model_list[@]}"; do if has lm-train; then train_phase lm "$m" || log "lm-train $m FAILED"; fi; done
 for m in "${model_list[@]}"; do if has lm-eval; then lm_eval "$m" || log "lm-eval $m FAILED"; fi; done
+for m in "${model_list[@]}"; do if has dr-train; then train_phase dr "$m" || log "dr-train $m FAILED"; fi; done
+for m in "${model_list[@]}"; do if has dr-eval; then dr_eval "$m" || log "dr-eval $m FAILED"; fi; done
 if has collect; then collect || log "collect FAILED"; fi
 log "done"

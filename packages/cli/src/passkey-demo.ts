@@ -50,31 +50,50 @@ export type PasskeyScores = {
   exactMatch: number;
 };
 
-/** Scores a batch of passkeyStopBatch rows. */
-export async function passkeyScores(params: LMParams, batch: HostTokenBatch): Promise<PasskeyScores> {
+/** Scores a batch of passkeyStopBatch rows: its answer targets are each row's last ANSWER_TARGETS. */
+export function passkeyScores(params: LMParams, batch: HostTokenBatch): Promise<PasskeyScores> {
+  const L = batch.seqLen;
+  return answerScores(params, batch, Array.from({ length: batch.batch }, () => ({ start: L - ANSWER_TARGETS, end: L })));
+}
+
+/**
+ * Teacher-forced scores of answer spans: row r's targets [start, end) are an answer whose last
+ * target is its stop (the passkey's ".", docret's "]"); evalLoss and digitAcc count the targets
+ * before the stop, exactMatch needs the whole span right (what greedy decoding would emit).
+ */
+export async function answerScores(params: LMParams, batch: HostTokenBatch, spans: readonly { start: number; end: number }[]): Promise<PasskeyScores> {
   const { batch: B, seqLen: L } = batch;
+  if (spans.length !== B) throw new RangeError(`answerScores: ${spans.length} spans for ${B} rows`);
+  for (const [r, sp] of spans.entries()) {
+    if (!(Number.isInteger(sp.start) && Number.isInteger(sp.end) && sp.start >= 0 && sp.end - sp.start >= 2 && sp.end <= L)) {
+      throw new RangeError(`answerScores: row ${r}'s span [${sp.start}, ${sp.end}) must hold at least one answer target and the stop inside [0, ${L})`);
+    }
+  }
   const logits = tidy(() => lm.apply(params, fromArray(batch.inputs, [B, L], "i32"), { counts: false }).logits);
   const v = await logits.data();
   logits.dispose();
   const V = v.length / (B * L);
   let rows = 0;
   let digits = 0;
+  let scored = 0;
   let nll = 0;
   for (let r = 0; r < B; r++) {
+    const { start, end } = spans[r];
     let all = true;
-    for (let t = L - ANSWER_TARGETS; t < L; t++) {
+    for (let t = start; t < end; t++) {
       const row = v.subarray((r * L + t) * V, (r * L + t + 1) * V);
       let best = 0;
       for (let i = 1; i < V; i++) if (row[i] > row[best]) best = i;
       const target = batch.targets[r * L + t];
       if (best !== target) all = false;
-      if (t === L - 1) continue; // the stop: part of exact match only
+      if (t === end - 1) continue; // the stop: part of exact match only
       let z = 0;
       for (let i = 0; i < V; i++) z += Math.exp(row[i] - row[best]);
       nll += Math.log(z) - (row[target] - row[best]);
+      scored++;
       if (best === target) digits++;
     }
     if (all) rows++;
   }
-  return { evalLoss: nll / (B * PASSKEY_DIGITS), digitAcc: digits / (B * PASSKEY_DIGITS), exactMatch: rows / B };
+  return { evalLoss: nll / scored, digitAcc: digits / scored, exactMatch: rows / B };
 }

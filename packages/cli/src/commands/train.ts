@@ -8,7 +8,10 @@
  * (answer-digit loss, digit accuracy, exact match) and prints a line. With --data it trains the
  * byte-level LM on text windows (the books' suggested split: see memmamba/src/data/text.ts) with
  * the paper's defaults (TEXT_DEFAULTS: lr 1e-4 constant, accumulation 4) and reports the
- * validation loss. A flag given explicitly always wins.
+ * validation loss. With --task docret (and --data) it trains document retrieval under noise: one
+ * sample a row (k noise paragraphs of the training split and the gold one, the question, then
+ * the gold id's digits and "]" as the scored targets), held-out samples of the validation split
+ * scored like the passkey demo's (DOCRET_TRAIN). A flag given explicitly always wins.
  */
 import { fromArray, random, schedule, tidy, type Tensor } from "@memmamba/tensor";
 import { lm, preset, presetNames, type ConfigOverrides, type LMParams, type ModelConfig, type PresetName } from "@memmamba/memmamba";
@@ -17,9 +20,9 @@ import { lmTrainable, tokenSource, type HostTokenBatch } from "../adapters.ts";
 import { runFiles, train, TRAIN_DEFAULTS, type TrainResult } from "../trainer.ts";
 import { saveHangFromEnv } from "../save-hook.ts";
 import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, readJsonFile, requirePath, selectBackend } from "./common.ts";
-import { loadTexts, splitPart, splitTexts, WindowSampler } from "@memmamba/memmamba";
+import { docretTrainingBatch, loadTexts, paragraphsOf, splitPart, splitTexts, WindowSampler } from "@memmamba/memmamba";
 import type { FillerSpec } from "@memmamba/memmamba";
-import { MIN_PASSKEY_SEQ_LEN, passkeyScores, passkeyStopBatch } from "../passkey-demo.ts";
+import { answerScores, MIN_PASSKEY_SEQ_LEN, passkeyScores, passkeyStopBatch } from "../passkey-demo.ts";
 
 /** Defaults of the text (--data) mode: the paper's optimizer settings. */
 export const TEXT_DEFAULTS = Object.freeze({
@@ -66,9 +69,33 @@ export const PASSKEY_DEMO = Object.freeze({
   config: Object.freeze({ memory: { poolSize: 104, tau1: 0, tau2: 0, fusion: "residual" } }) as ConfigOverrides,
 });
 
+/**
+ * Defaults of the docret task (--task docret): samples of up to 4K bytes (k = 1…6 noise
+ * paragraphs of the books, 1.5K–4K bytes; the evaluation's k = 10 is ~6K, k = 200 ~110K), the
+ * passkey runs' optimizer settings on the GPU (lr 1e-3 after 100 warmup steps, batch 8), and 32
+ * held-out samples of the validation split scored every 100 steps.
+ */
+export const DOCRET_TRAIN = Object.freeze({
+  steps: 2000,
+  seqLen: 4096,
+  batch: 8,
+  accum: 1,
+  lr: 1e-3,
+  warmup: 100,
+  evalEvery: 100,
+  evalSamples: 32,
+  ks: Object.freeze([1, 2, 3, 4, 5, 6]) as readonly number[],
+});
+
+/** What `train` trains on: --task, else text with --data and the passkey demo without. */
+export type TrainTask = "passkey" | "text" | "docret";
+function taskOf(args: TrainArgs): TrainTask {
+  return args.flags.task ?? (args.flags.data ? "text" : "passkey");
+}
+
 /** The plain demo: no --data, and none of the flags that change its size or length given. */
 function isDemoDefault(args: TrainArgs): boolean {
-  const sizing = ["data", "model", "preset", "config", "steps", "seqLen", "batch", "accum", "evalEvery"] as const;
+  const sizing = ["data", "task", "model", "preset", "config", "steps", "seqLen", "batch", "accum", "evalEvery"] as const;
   return sizing.every((k) => !args.given.has(k));
 }
 
@@ -85,7 +112,8 @@ export const trainCommand = defineCommand({
   summary: "train a byte-level MemMamba (or a Mamba / Transformer baseline); checkpoints, a JSONL log and a loss plot go to --out",
   usage: "bun run train [flags]      (deno task train [flags])",
   flags: {
-    data: flag.path("a .txt file or a directory of them (e.g. ../shared/data/books); omitted: the built-in passkey task"),
+    data: flag.path("a .txt file or a directory of them (e.g. ../shared/data/books): the text of the LM or the docret task; omitted: the built-in passkey task"),
+    task: flag.enum(["passkey", "text", "docret"], "what to train on: the passkey demo, the byte-level LM on --data, or document retrieval among --data's paragraphs", { defaultLabel: "text with --data, else passkey" }),
     model: flag.enum(["memmamba", "mamba", "transformer"], "architecture", { default: "memmamba" }),
     preset: flag.enum(presetNames as unknown as readonly [PresetName, ...PresetName[]], "model size", { default: "tiny" }),
     config: flag.path("JSON file of config fields, merged over the preset"),
@@ -108,8 +136,10 @@ export const trainCommand = defineCommand({
     maxBadSteps: flag.int("stop after this many consecutive NaN/Inf steps", { default: TRAIN_DEFAULTS.maxBadSteps, positive: true }),
     dtype: flag.enum(["F32", "F16", "BF16"], "weight storage type in checkpoints (F32 for exact resume)", { default: "F32" }),
     filler: flag.path("passkey task: filler text from this file or directory (default: the classic filler, \"The grass is green. …\")"),
-    taskLoss: flag.enum(["answer", "all"], "passkey task: score only the 5 answer digits, or every next byte (filler, needle, question and answer)", { default: PASSKEY_DEMO.taskLoss }),
-    answerWeight: flag.number("passkey task with --task-loss all: weight of the answer digits relative to the other bytes", { positive: true, default: 1 }),
+    taskLoss: flag.enum(["answer", "all"], "passkey and docret tasks: score only the answer (the digits and the stop after them), or every next byte of the sample", { default: PASSKEY_DEMO.taskLoss }),
+    answerWeight: flag.number("passkey and docret tasks with --task-loss all: weight of the answer digits relative to the other bytes", { positive: true, default: 1 }),
+    docretK: flag.intList("docret task: noise-document counts, one drawn per row (a row that does not fit --seq-len is drawn again, then with a smaller k)", { positive: true, defaultLabel: DOCRET_TRAIN.ks.join(",") }),
+    query: flag.enum(["sentence", "first-words"], "docret task: what the question quotes from the gold document (as `eval docret --query`)", { default: "sentence" }),
     fillerSplit: flag.enum(["train", "validation", "all"], "passkey task: which books of --filler (the books' split; `passkey` evaluates on validation, so training on train keeps that text unseen)", { default: "train" }),
     maxMinutes: flag.number("time budget: stop cleanly at a step boundary once the next step would end later than this many minutes after start, write the checkpoint and exit 0 (continue with --resume)", { positive: true }),
   },
@@ -122,6 +152,7 @@ Examples:
   bun run train                                   # the passkey demo: a tiny MemMamba, a few minutes on a CPU
   bun run train --model mamba --out runs/mamba    # the same demo without the notes (plain Mamba)
   bun run train --data ../shared/data/books --preset small --seq-len 2k --steps 20000 --out runs/books
+  bun run train --task docret --data ../shared/data/books --preset small --out runs/docret
   bun run train --out runs/books --resume         # continue after an interruption`,
 });
 
@@ -137,7 +168,7 @@ export function resolveConfig(args: TrainArgs): ModelConfig {
   const f = args.flags;
   const file = f.config ? readJsonFile("train", "--config", f.config) : {};
   const kind = args.given.has("model") || file.kind === undefined ? f.model : file.kind;
-  const demo = !f.data && !f.config && !args.given.has("preset") ? PASSKEY_DEMO.config : {};
+  const demo = taskOf(args) === "passkey" && !f.config && !args.given.has("preset") ? PASSKEY_DEMO.config : {};
   try {
     return preset(f.preset, { ...demo, ...file, kind } as Parameters<typeof preset>[1]);
   } catch (e) {
@@ -168,7 +199,16 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
   const model = lmTrainable(lm, config);
   const evalKey = random.foldIn(random.key(f.seed), 0x65766131); // "eva1": held-out samples, never trained on
   // the mode's defaults for what was not given (the demo has its own: see PASSKEY_DEMO)
-  const d = f.data ? TEXT_DEFAULTS : PASSKEY_DEMO;
+  const task = taskOf(args);
+  if (task !== "passkey" && !f.data) throw new UsageError(`train: --task ${task} needs --data (the books${task === "docret" ? " whose paragraphs are the documents" : ""})`);
+  if (task === "passkey" && f.data) throw new UsageError(`train: --task passkey takes its filler from --filler, not --data`);
+  for (const k of ["filler", "fillerSplit"] as const) {
+    if (task !== "passkey" && args.given.has(k)) throw new UsageError(`train: --${k === "filler" ? "filler" : "filler-split"} is for the passkey task (this is --task ${task})`);
+  }
+  for (const k of ["docretK", "query"] as const) {
+    if (task !== "docret" && args.given.has(k)) throw new UsageError(`train: --${k === "docretK" ? "docret-k" : "query"} is for --task docret (this is --task ${task})`);
+  }
+  const d = task === "text" ? TEXT_DEFAULTS : task === "docret" ? DOCRET_TRAIN : PASSKEY_DEMO;
   const steps = f.steps ?? d.steps;
   const seqLen = f.seqLen ?? d.seqLen;
   const batch = f.batch ?? d.batch;
@@ -178,9 +218,9 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
   const evalEvery = f.evalEvery ?? d.evalEvery;
   let data;
   let evaluate: (params: LMParams) => Promise<Record<string, number>>;
-  if (f.data) {
-    requirePath("train", "--data", f.data);
-    const split = splitTexts(loadTexts(f.data));
+  if (task === "text") {
+    requirePath("train", "--data", f.data!);
+    const split = splitTexts(loadTexts(f.data!));
     log(`train: ${split.train.length} training and ${split.validation.length} validation documents (${split.rule})\n`);
     log(
       `train: byte-level LM: a ${config.kind} of ${config.nLayers} layers × ${config.dModel}; ${seqLen}-byte windows; ${steps} steps of batch ${batch}×${accum}, ` +
@@ -193,6 +233,30 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
     const valSampler = new WindowSampler(split.validation, seqLen, evalKey);
     const valBatches = [0, 1].map((i) => valSampler.batch(i, batch));
     evaluate = async (params) => ({ valLoss: await meanLoss(params, valBatches) });
+  } else if (task === "docret") {
+    requirePath("train", "--data", f.data!);
+    const split = splitTexts(loadTexts(f.data!));
+    const [trainParas, valParas] = [paragraphsOf(split.train), paragraphsOf(split.validation)];
+    const ks = f.docretK ?? DOCRET_TRAIN.ks;
+    const need = Math.max(...ks) + 1;
+    for (const [name, p] of [["training", trainParas], ["validation", valParas]] as const) {
+      if (p.length < need) throw new UsageError(`train: --data ${f.data} has ${p.length} ${name} paragraphs; --docret-k up to ${need - 1} needs ${need} (add books)`);
+    }
+    const weights = f.taskLoss === "all" ? { answerWeight: f.answerWeight, otherWeight: 1 } : { answerWeight: 1, otherWeight: 0 };
+    const opts = { seqLen, ks, query: f.query, ...weights };
+    data = (key: random.Key) => tokenSource((i) => docretTrainingBatch({ key, step: i, batch, paragraphs: trainParas, ...opts }));
+    const held = docretTrainingBatch({ key: evalKey, step: 0, batch: DOCRET_TRAIN.evalSamples, paragraphs: valParas, ...opts, answerWeight: 1, otherWeight: 0 });
+    evaluate = (params) => answerScores(params, held, held.answerSpans);
+    const m = config.memory;
+    log(`train: docret: ${trainParas.length} training and ${valParas.length} validation paragraphs of ${f.data} (${split.rule})\n`);
+    log(
+      `train: docret: a ${config.kind} of ${config.nLayers} layers × ${config.dModel}` +
+        (config.kind === "memmamba" && m.enabled ? ` (notes: pool ${m.poolSize}, τ1 ${m.tau1}, τ2 ${m.tau2}, fusion ${m.fusion})` : "") +
+        `; one sample a row of ${seqLen} tokens, k = ${ks.join(",")} noise paragraphs, the question quoting a ${f.query === "sentence" ? "sentence" : "gold document's first words"}; ` +
+        (f.taskLoss === "all" ? `every byte of a sample scored (answer ×${f.answerWeight})` : "the id's digits and the \"]\" after them scored") +
+        `; ${steps} steps of batch ${batch}×${accum}, lr ${lr}${warmup > 0 ? ` after ${warmup} warmup steps` : " (constant)"}` +
+        `; ${DOCRET_TRAIN.evalSamples} held-out samples of the validation paragraphs scored every ${evalEvery} steps (evalLoss: the id digits' loss; digitAcc; exactMatch: the id and "]")\n`,
+    );
   } else {
     if (seqLen < MIN_PASSKEY_SEQ_LEN) {
       throw new UsageError(`train: --seq-len ${seqLen} is too short for the passkey task (it needs at least ${MIN_PASSKEY_SEQ_LEN})`);
@@ -232,7 +296,7 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
     overwrite: f.overwrite,
     maxBadSteps: f.maxBadSteps,
     dtype: f.dtype,
-    extra: { task: f.data ? "text" : "passkey", seqLen: String(seqLen) },
+    extra: { task, seqLen: String(seqLen), ...(task === "docret" ? { docretK: (f.docretK ?? DOCRET_TRAIN.ks).join(","), query: f.query } : {}) },
     saveOptions: saveHangFromEnv(), // undefined unless a test sets MEMMAMBA_TEST_SAVE_HANG (../save-hook.ts)
     // counted from the process's start (start-up and backend compilation are part of a job's time)
     deadline: f.maxMinutes !== undefined ? performance.timeOrigin + f.maxMinutes * 60_000 : undefined,
@@ -245,7 +309,10 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
   });
   const files = runFiles(f.out);
   log(`train: log ${files.log}, loss plot ${files.plot}\n`);
-  if (!f.data && result.checkpointStep !== undefined) {
+  if (task === "docret" && result.checkpointStep !== undefined) {
+    log(`train: next: bun packages/cli/src/bin/eval.ts docret --checkpoint ${result.checkpoint} --data ${f.data} --split validation --query ${f.query} --k 10,20 --samples 10\n`);
+  }
+  if (task === "passkey" && result.checkpointStep !== undefined) {
     // passkey at the trained prompt length (a row is the prompt, then 5 digits and the stop: seq-len − 5 bytes) and at 2× and 4× it
     const p = seqLen - 5;
     log(`train: next: deno task passkey --checkpoint ${result.checkpoint} --lengths ${p},${2 * p},${4 * p} --samples 4\n`);

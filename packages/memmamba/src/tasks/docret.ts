@@ -25,6 +25,8 @@
  *
  * k ∈ {10, 20, 120, 160, 200} in the paper's protocol (`DOCRET_KS`); any k >= 1 works.
  * Scoring: exact match of the leading integer of the decoded text with the gold id.
+ * Training (`docretTrainingBatch`): one sample a row from the prompt's first byte, then the id's
+ * digits and "]" as the scored targets (by default the only ones), zeros after it.
  * Everything is a pure function of the key.
  */
 import { HostRng, keyAt, type Key } from "../data/rng.ts";
@@ -198,4 +200,119 @@ export function scoreDocret(generated: ArrayLike<number> | string, goldId: numbe
   const m = /^\s*(\d+)/.exec(text);
   const predicted = m ? Number(m[1]) : NaN;
   return { correct: m !== null && m[1] === String(goldId), predicted };
+}
+
+// ---------- training data ----------
+
+/** The byte that ends a trained answer: the id is followed by "]", which closes "[Doc 17". */
+export const DOCRET_STOP = "]";
+
+/** Options of `docretTrainingBatch`. */
+export interface DocretTrainingOptions {
+  /** The key of the whole run (row r of step s comes from keyAt(key, s, r)). */
+  key: Key;
+  /** The training step (batches are a pure function of key and step). */
+  step: number;
+  /** Rows per batch. */
+  batch: number;
+  /** Tokens per row (the model sees seqLen inputs). */
+  seqLen: number;
+  /** The paragraphs the documents are drawn from (e.g. `paragraphsOf` the training split). */
+  paragraphs: readonly Paragraph[];
+  /** Noise-document counts; each row draws one uniformly. */
+  ks: readonly number[];
+  /** How the query is made (default "sentence"). */
+  query?: QueryKind;
+  /** Loss weight of the answer targets: the id's digits and the stop (default 1). */
+  answerWeight?: number;
+  /** Loss weight of every other target of the sample (default 0: the answer only). */
+  otherWeight?: number;
+}
+
+/** A docret training batch: token ids, loss weights, and what each row holds. */
+export interface DocretTrainingBatch {
+  /** [batch, seqLen] row-major token ids; a row's bytes after its sample are 0. */
+  inputs: Int32Array;
+  /** [batch, seqLen] row-major targets (the inputs shifted by one). */
+  targets: Int32Array;
+  /** [batch, seqLen] loss weights: answerWeight on the answer's digits and stop, otherWeight on the rest of the sample, 0 on the padding. */
+  mask: Float32Array;
+  /** Rows. */
+  batch: number;
+  /** Tokens per row. */
+  seqLen: number;
+  /** Each row's answer targets: positions [start, end) of the row (the digits, then the stop at end − 1). */
+  answerSpans: { start: number; end: number }[];
+  /** The noise-document count of each row. */
+  ks: number[];
+  /** The gold id of each row. */
+  goldIds: number[];
+}
+
+/** Draws per k before a smaller k is tried (a sample longer than the row is drawn again). */
+const FIT_ATTEMPTS = 8;
+
+/**
+ * Training batch `step` of the docret task. A row is one sample, left-aligned as the evaluation
+ * sees it (the prompt from position 0, then the id's digits and "]"), padded with zeros that carry
+ * no loss. Row r draws its k from `ks` with keyAt(key, step, r, 0) and its sample from
+ * keyAt(key, step, r, 1, k, attempt): a sample that does not fit in seqLen + 1 bytes is drawn
+ * again (up to 8 times), then with the next smaller k of `ks`; so long rows favour shorter
+ * paragraphs, and a seqLen too short for the smallest k is an error that says so.
+ */
+export function docretTrainingBatch(opts: DocretTrainingOptions): DocretTrainingBatch {
+  const { batch, seqLen } = opts;
+  if (!Number.isInteger(seqLen) || seqLen < 2) throw new RangeError(`docretTrainingBatch: seqLen must be an integer >= 2, got ${seqLen}`);
+  if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`docretTrainingBatch: batch must be a positive integer, got ${batch}`);
+  const ks = [...new Set(opts.ks)].sort((a, b) => a - b);
+  if (ks.length === 0 || ks.some((k) => !Number.isInteger(k) || k < 1)) {
+    throw new RangeError(`docretTrainingBatch: ks must be positive integers, got [${opts.ks.join(", ")}]`);
+  }
+  const answerWeight = opts.answerWeight ?? 1, otherWeight = opts.otherWeight ?? 0;
+  if (!(answerWeight >= 0 && otherWeight >= 0 && answerWeight + otherWeight > 0) || !Number.isFinite(answerWeight + otherWeight)) {
+    throw new RangeError(`docretTrainingBatch: answerWeight and otherWeight must be finite, >= 0 and not both 0, got ${answerWeight} and ${otherWeight}`);
+  }
+  const inputs = new Int32Array(batch * seqLen);
+  const targets = new Int32Array(batch * seqLen);
+  const mask = new Float32Array(batch * seqLen);
+  const answerSpans: { start: number; end: number }[] = [];
+  const rowKs: number[] = [];
+  const goldIds: number[] = [];
+  const enc = new TextEncoder();
+  for (let r = 0; r < batch; r++) {
+    const rowKey = keyAt(opts.key, opts.step, r);
+    let ki = new HostRng(keyAt(rowKey, 0)).below(ks.length);
+    let seq: Uint8Array | undefined;
+    let sample: DocretSample | undefined;
+    let shortest = Infinity;
+    for (; ki >= 0 && !seq; ki--) {
+      for (let attempt = 0; attempt < FIT_ATTEMPTS; attempt++) {
+        const s = docretSample({ key: keyAt(rowKey, 1, ks[ki], attempt), paragraphs: opts.paragraphs, k: ks[ki], query: opts.query });
+        const tail = enc.encode(s.answer + DOCRET_STOP);
+        const n = s.bytes.length + tail.length;
+        shortest = Math.min(shortest, n);
+        if (n > seqLen + 1) continue;
+        seq = new Uint8Array(n);
+        seq.set(s.bytes, 0);
+        seq.set(tail, s.bytes.length);
+        sample = s;
+        break;
+      }
+    }
+    if (!seq || !sample) {
+      throw new RangeError(
+        `docretTrainingBatch: seqLen ${seqLen} is too short for k = ${ks[0]}: ${FIT_ATTEMPTS} samples of row ${r} needed at least ${shortest - 1} tokens (raise the sequence length or lower k)`,
+      );
+    }
+    const n = seq.length, p = sample.bytes.length, o = r * seqLen;
+    for (let t = 0; t < n - 1; t++) {
+      inputs[o + t] = seq[t];
+      targets[o + t] = seq[t + 1];
+      mask[o + t] = t >= p - 1 ? answerWeight : otherWeight;
+    }
+    answerSpans.push({ start: p - 1, end: n - 1 });
+    rowKs.push(sample.k);
+    goldIds.push(sample.goldId);
+  }
+  return { inputs, targets, mask, batch, seqLen, answerSpans, ks: rowKs, goldIds };
 }
