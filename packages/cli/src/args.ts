@@ -70,6 +70,8 @@ export interface FlagDef<T, H extends boolean = boolean> {
   readonly aliases: readonly string[];
   /** Shown in the help next to the default, e.g. for values that depend on other flags. */
   readonly defaultLabel?: string;
+  /** An enum's values (a wrong one is answered with the closest: "did you mean"). */
+  readonly choices?: readonly string[];
 }
 
 interface Common<T> {
@@ -195,7 +197,7 @@ export const flag = {
     opts?: O,
   ): FlagDef<V[number], Has<O>> {
     const schema = z.enum(values as unknown as [V[number], ...V[number][]]) as unknown as z.ZodType<V[number]>;
-    return make("enum", description, schema, `one of ${values.join(", ")}`, `<${values.join("|")}>`, (s) => s, opts ?? {});
+    return { ...make("enum", description, schema, `one of ${values.join(", ")}`, `<${values.join("|")}>`, (s) => s, opts ?? {}), choices: values };
   },
   /** A comma-separated list of integers with k/K/m/M suffixes (`1k,2k,4k`). */
   intList<const O extends ListOpts<number> = {}>(description: string, opts?: O): FlagDef<number[], Has<O>> {
@@ -310,7 +312,8 @@ function closest(name: string, candidates: readonly string[]): string | undefine
       best = c;
     }
   }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+  // a guess that rewrites the whole word ("F8" → "F32") is no guess
+  return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3)) && bestD < name.length ? best : undefined;
 }
 
 function quote(raw: string): string {
@@ -410,7 +413,10 @@ export function defineCommand<const F extends FlagDefs>(spec: CommandSpec<F>): C
         continue;
       }
       const r = (def.schema as z.ZodType).safeParse(raw[key]);
-      if (!r.success) fail(`--${kebab(key)} expects ${def.expects}, got ${quote(rawText[key])}`);
+      if (!r.success) {
+        const guess = def.choices && typeof raw[key] === "string" ? closest(raw[key] as string, def.choices) : undefined;
+        fail(`--${kebab(key)} expects ${def.expects}, got ${quote(rawText[key])}${guess ? ` (did you mean ${guess}?)` : ""}`);
+      }
     }
     const all = schema.safeParse(raw);
     if (!all.success) {

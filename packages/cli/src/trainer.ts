@@ -173,6 +173,12 @@ export interface TrainResult<P = unknown> {
   checkpoint: string;
   /** What `onStart` returned (a fresh run only). */
   initial?: Record<string, number>;
+  /**
+   * On resume, when the checkpoint's `extra` strings differ from this call's (another task or
+   * sequence length, say): the line printed about it. The run goes on (a curriculum may mean it),
+   * but its batches are no longer those of an uninterrupted run.
+   */
+  resumeNotice?: string;
   /** The step that checkpoint holds (undefined if none was ever written). */
   checkpointStep: number | undefined;
   /** Final parameters (owned by the caller: disposeTree when done). */
@@ -272,6 +278,10 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
     }
     // (a half-precision checkpoint resumes too, just not bit-exactly: its weights were rounded)
   }
+  const changed = ck ? Object.keys(o.extra ?? {}).filter((k) => ck.extra[k] !== undefined && ck.extra[k] !== o.extra![k]) : [];
+  const resumeNotice = changed.length === 0 ? undefined
+    : `${label}: note: resuming ${ck!.path}, written with ${changed.map((k) => `${k} ${ck!.extra[k]}`).join(", ")}, ` +
+      `with ${changed.map((k) => `${k} ${o.extra![k]}`).join(", ")}: the batches from here on are not an uninterrupted run's`;
   const rootKey: Key = ck ? ck.key : random.key(o.seed);
   const source = typeof data === "function" ? data(random.foldIn(rootKey, 1)) : data;
   const startStep = ck ? ck.step : 0;
@@ -299,6 +309,7 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
   const progress = o.progress === false
     ? undefined
     : new Progress({ total: o.steps, startStep, label, stream: o.progress?.stream, tty: o.progress?.tty, plainEverySec: o.progress?.plainEverySec });
+  if (resumeNotice) progress?.log(resumeNotice);
   const vg = valueAndGrad((p: P, b: B, k: Key) => model.loss(p, b, k));
   const records: StepRecord[] = [];
   const skipped: number[] = [];
@@ -455,5 +466,5 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
   } else if (status === "timeout") {
     progress?.finish(`${label}: time budget reached: stopped at step ${step} of ${o.steps}; checkpoint: ${kept} (resume it to continue)`);
   } else progress?.finish(`${label}: done at step ${step}; checkpoint: ${kept}`);
-  return { status, step, records, skipped, checkpoint: files.checkpoint, checkpointStep, params, initial };
+  return { status, step, records, skipped, checkpoint: files.checkpoint, checkpointStep, params, initial, resumeNotice };
 }

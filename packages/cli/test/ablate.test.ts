@@ -58,7 +58,7 @@ describe("ablate: flags", () => {
       [["--suite", "core", "--lengths", "64", "--scored", "100", "--data", "/nonexistent"], "ablate: --scored 100 exceeds the shortest --lengths 64"],
       [["--suite", "core", "--shard", "3/2", "--data", "/nonexistent"], `ablate: --shard expects i/n with 1 <= i <= n (e.g. 2/3), got "3/2"`],
       [["--suite", "core", "--shard", "1", "--data", "/nonexistent"], `ablate: --shard expects i/n with 1 <= i <= n (e.g. 2/3), got "1"`],
-      [["--suite", "cor"], `ablate: --suite expects one of core, fidelity, pooling, fusion, sensitivity, all, got "cor"`],
+      [["--suite", "cor"], `ablate: --suite expects one of core, fidelity, pooling, fusion, sensitivity, all, got "cor" (did you mean core?)`],
     ];
     for (const [argv, line] of cases) {
       const r = await cli(argv);

@@ -12,6 +12,7 @@ import type { CommandIO } from "../src/commands/common.ts";
 import { evalCommand, runEval } from "../src/commands/eval.ts";
 import { passkeyCommand, type PasskeyReport, runPasskey } from "../src/commands/passkey.ts";
 import { runTrain, trainCommand } from "../src/commands/train.ts";
+import { loadCheckpoint } from "../src/checkpoint.ts";
 import { readJsonl } from "../src/log.ts";
 import { checkWellFormedXml } from "./svg.ts";
 
@@ -55,7 +56,7 @@ describe("commands: bad input is one line and exit code 2", () => {
     [trainCommand as unknown as Command<FlagDefs>, ["--seq-len", "4x"], `train: --seq-len expects a positive integer, got "4x"`],
     [trainCommand as unknown as Command<FlagDefs>, ["--lr", "fast"], `train: --lr expects a positive number, got "fast"`],
     [trainCommand as unknown as Command<FlagDefs>, ["--data", "/nonexistent/books"], `train: --data /nonexistent/books: no such file or directory`],
-    [trainCommand as unknown as Command<FlagDefs>, ["--backend", "webgpu2"], `train: --backend expects one of cpu, webgpu, got "webgpu2"`],
+    [trainCommand as unknown as Command<FlagDefs>, ["--backend", "webgpu2"], `train: --backend expects one of cpu, webgpu, got "webgpu2" (did you mean webgpu?)`],
     [trainCommand as unknown as Command<FlagDefs>, ["--seq-len", "64"], `train: --seq-len 64 is too short for the passkey task (it needs at least 103)`],
     [passkeyCommand as unknown as Command<FlagDefs>, ["--depths", "0,1.5"], `passkey: --depths expects a comma-separated list of numbers in [0, 1], got "0,1.5"`],
     [passkeyCommand as unknown as Command<FlagDefs>, ["--lengths", "1k,,2k"], `passkey: --lengths expects a comma-separated list of positive integers (k = ×1024), got "1k,,2k"`],
@@ -157,6 +158,50 @@ describe("commands: end to end at a tiny size", () => {
       const bad = await cli(evalCommand as unknown as Command<FlagDefs>, ["ppl", "--checkpoint", corrupt, "--data", books], (a) => runEval(a, quietIO()));
       expect(bad.code).toBe(1);
       expect(bad.err).toMatch(new RegExp(`^eval: ${corrupt.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: not a valid [^\\n]*\\n$`));
+      expect(liveBuffers()).toBe(live);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("commands: train --task docret", () => {
+  test("trains on docret rows of --data's paragraphs, scores held-out validation rows, records the task; a resume with other rows says so", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mm-docret-"));
+    const live = liveBuffers();
+    try {
+      const books = join(dir, "books");
+      mkdirSync(books);
+      const word = (i: number) => "abcdefghij"[i % 10] + "klmnopqrst"[Math.floor(i / 10) % 10];
+      const para = (n: string, i: number) =>
+        `Paragraph ${word(i)} of book ${n} begins here. It tells of a journey across the hills to the sea, and of what was found there. The end of the tale is quiet. `;
+      for (const n of ["one", "two", "three"]) {
+        writeFileSync(join(books, `${n}.txt`), Array.from({ length: 12 }, (_, i) => para(n, i).repeat(2)).join("\n\n"));
+      }
+      const out = join(dir, "run");
+      const base = ["--task", "docret", "--data", books, "--batch", "2", "--steps", "2", "--eval-every", "1", "--out", out];
+      const io = quietIO();
+      const a = await runTrain(trainCommand.parse([...base, "--seq-len", "1200", "--docret-k", "1,2"]), io);
+      disposeTree(a.params);
+      expect(a.records.map((r) => r.step)).toEqual([1, 2]);
+      for (const r of a.records) {
+        expect(r.evalLoss as number).toBeGreaterThan(0);
+        expect(r.digitAcc as number).toBeGreaterThanOrEqual(0);
+        expect(r.exactMatch).toBe(0); // 2 steps of a tiny model
+      }
+      expect(io.text()).toContain("k = 1,2 noise paragraphs");
+      const ck = loadCheckpoint(join(out, "checkpoint.safetensors"));
+      expect(ck.extra).toEqual(expect.objectContaining({ task: "docret", seqLen: "1200", docretK: "1,2", query: "sentence" }));
+      // the same rows: no note; other rows: a note naming both
+      const b = await runTrain(trainCommand.parse([...base, "--seq-len", "1200", "--docret-k", "1,2", "--steps", "3", "--resume"]), quietIO());
+      disposeTree(b.params);
+      expect(b.resumeNotice).toBeUndefined();
+      const c = await runTrain(trainCommand.parse([...base, "--seq-len", "1100", "--docret-k", "1", "--steps", "4", "--resume"]), quietIO());
+      disposeTree(c.params);
+      expect(c.resumeNotice).toContain("written with seqLen 1200, docretK 1,2, with seqLen 1100, docretK 1: the batches from here on are not an uninterrupted run's");
+      expect(c.records.map((r) => r.step)).toEqual([4]);
+      // too short a row for the smallest k: the error says what to change
+      await expect(runTrain(trainCommand.parse([...base, "--seq-len", "200", "--overwrite"]), quietIO())).rejects.toThrow("is too short for k = 1");
       expect(liveBuffers()).toBe(live);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -7,7 +7,7 @@ import {
   CLASSIC_FILLER, FIXED_BYTES, needleText, PASSKEY_DEPTHS, passkeyGrid, passkeySample, passkeyTrainingBatch, QUESTION, scorePasskey,
   type FillerSpec,
 } from "../src/tasks/passkey.ts";
-import { DOCRET_KS, docretSample, docretSamples, paragraphsOf, scoreDocret, sentencesOf } from "../src/tasks/docret.ts";
+import { DOCRET_KS, DOCRET_STOP, docretSample, docretSamples, docretTrainingBatch, paragraphsOf, scoreDocret, sentencesOf } from "../src/tasks/docret.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -195,6 +195,49 @@ describe("docret", () => {
     expect(scoreDocret("017]", 17).correct).toBe(false);
     expect(scoreDocret("none", 17).correct).toBe(false);
     expect(scoreDocret("none", 17).predicted).toBeNaN();
+  });
+
+  test("training batches: one sample a row from position 0, the id and the stop the scored targets, zeros after", () => {
+    const L = 2600;
+    const b = docretTrainingBatch({ key, step: 3, batch: 6, seqLen: L, paragraphs, ks: [1, 2, 3] });
+    expect([b.inputs.length, b.targets.length, b.mask.length, b.answerSpans.length]).toEqual([6 * L, 6 * L, 6 * L, 6]);
+    for (let r = 0; r < 6; r++) {
+      const { start, end } = b.answerSpans[r];
+      const row = (a: Int32Array | Float32Array) => Array.from(a.subarray(r * L, (r + 1) * L));
+      const [inp, tgt, m] = [row(b.inputs), row(b.targets), row(b.mask)];
+      // the prompt as the evaluation builds it: the same sample from the row's key
+      const prompt = dec.decode(Uint8Array.from(inp.slice(0, start + 1)));
+      expect(prompt.startsWith("[Doc ")).toBe(true);
+      expect(prompt.endsWith("? Answer: [Doc ")).toBe(true);
+      expect(prompt.split("\n").filter((l) => l.startsWith("[Doc "))).toHaveLength(b.ks[r] + 1);
+      expect([1, 2, 3]).toContain(b.ks[r]);
+      expect(dec.decode(Uint8Array.from(tgt.slice(start, end)))).toBe(`${b.goldIds[r]}${DOCRET_STOP}`);
+      expect(prompt).toContain(`[Doc ${b.goldIds[r]}] `);
+      for (let t = 0; t + 1 < end; t++) expect(tgt[t]).toBe(inp[t + 1]); // targets: the inputs shifted by one
+      expect(m.map((w, t) => (t >= start && t < end ? w === 1 : w === 0)).every(Boolean)).toBe(true);
+      expect(inp.slice(end).every((v) => v === 0) && tgt.slice(end).every((v) => v === 0)).toBe(true);
+    }
+    expect(new Set(b.ks).size).toBeGreaterThan(1);
+    // a pure function of (key, step); another step, other samples
+    expect(docretTrainingBatch({ key, step: 3, batch: 6, seqLen: L, paragraphs, ks: [1, 2, 3] }).inputs).toEqual(b.inputs);
+    expect(docretTrainingBatch({ key, step: 4, batch: 6, seqLen: L, paragraphs, ks: [1, 2, 3] }).goldIds).not.toEqual(b.goldIds);
+  });
+
+  test("training batches: every byte weighted with otherWeight; a row too short for k drops to a smaller k, then is an error", () => {
+    const L = 1400;
+    const b = docretTrainingBatch({ key, step: 0, batch: 4, seqLen: L, paragraphs, ks: [1, 6], query: "first-words", answerWeight: 5, otherWeight: 1 });
+    expect(b.ks.every((k) => k === 1)).toBe(true); // 7 documents of ≥ 200 bytes never fit in 1,400
+    for (let r = 0; r < 4; r++) {
+      const { start, end } = b.answerSpans[r];
+      const m = Array.from(b.mask.subarray(r * L, (r + 1) * L));
+      expect(m.slice(0, start).every((w) => w === 1) && m.slice(start, end).every((w) => w === 5) && m.slice(end).every((w) => w === 0)).toBe(true);
+      expect(dec.decode(Uint8Array.from(Array.from(b.inputs.subarray(r * L, r * L + start + 1))))).toContain("Which document begins with");
+    }
+    expect(() => docretTrainingBatch({ key, step: 0, batch: 2, seqLen: 300, paragraphs, ks: [1] })).toThrow(/seqLen 300 is too short for k = 1: 8 samples of row 0 needed at least \d+ tokens \(raise the sequence length\)/);
+    expect(() => docretTrainingBatch({ key, step: 0, batch: 2, seqLen: 300, paragraphs, ks: [2, 3] })).toThrow("(raise the sequence length or lower k)");
+    expect(() => docretTrainingBatch({ key, step: 0, batch: 2, seqLen: L, paragraphs, ks: [] })).toThrow("ks must be positive integers, got []");
+    expect(() => docretTrainingBatch({ key, step: 0, batch: 2, seqLen: L, paragraphs, ks: [0] })).toThrow("ks must be positive integers, got [0]");
+    expect(() => docretTrainingBatch({ key, step: 0, batch: 2, seqLen: L, paragraphs, ks: [1], otherWeight: -1 })).toThrow("must be finite, >= 0 and not both 0");
   });
 
   test("the shared books give thousands of paragraphs and valid k = 200 samples", () => {

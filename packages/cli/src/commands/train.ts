@@ -255,7 +255,9 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
         `; one sample a row of ${seqLen} tokens, k = ${ks.join(",")} noise paragraphs, the question quoting a ${f.query === "sentence" ? "sentence" : "gold document's first words"}; ` +
         (f.taskLoss === "all" ? `every byte of a sample scored (answer ×${f.answerWeight})` : "the id's digits and the \"]\" after them scored") +
         `; ${steps} steps of batch ${batch}×${accum}, lr ${lr}${warmup > 0 ? ` after ${warmup} warmup steps` : " (constant)"}` +
-        `; ${DOCRET_TRAIN.evalSamples} held-out samples of the validation paragraphs scored every ${evalEvery} steps (evalLoss: the id digits' loss; digitAcc; exactMatch: the id and "]")\n`,
+        (evalEvery > 0
+          ? `; ${DOCRET_TRAIN.evalSamples} held-out samples of the validation paragraphs scored every ${evalEvery} steps (evalLoss: the id digits' loss, ln 10 ≈ 2.30 is guessing; digitAcc; exactMatch: the id and "]")\n`
+          : "; no held-out scores (--eval-every 0)\n"),
     );
   } else {
     if (seqLen < MIN_PASSKEY_SEQ_LEN) {
@@ -279,7 +281,9 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
         `; ${seqLen}-byte samples (${filler.kind} filler, the needle at a random depth), ` +
         (f.taskLoss === "all" ? `every byte scored (answer ×${f.answerWeight})` : "the 5 answer digits and the \".\" after them scored") +
         `; ${steps} steps of batch ${batch}×${accum}, lr ${lr}${warmup > 0 ? ` after ${warmup} warmup steps` : " (constant)"}` +
-        `; ${PASSKEY_DEMO.evalSamples} held-out samples scored every ${evalEvery} steps (evalLoss: answer-digit loss, ln 10 ≈ 2.30 is guessing; digitAcc: chance 0.1; exactMatch: all 5 digits and the \".\")\n`,
+        (evalEvery > 0
+          ? `; ${PASSKEY_DEMO.evalSamples} held-out samples scored every ${evalEvery} steps (evalLoss: answer-digit loss, ln 10 ≈ 2.30 is guessing; digitAcc: chance 0.1; exactMatch: all 5 digits and the \".\")\n`
+          : "; no held-out scores (--eval-every 0)\n"),
     );
     if (isDemoDefault(args)) log(`train: expected time: ${PASSKEY_DEMO.expected}\n`);
   }

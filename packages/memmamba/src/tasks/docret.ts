@@ -301,7 +301,7 @@ export function docretTrainingBatch(opts: DocretTrainingOptions): DocretTraining
     }
     if (!seq || !sample) {
       throw new RangeError(
-        `docretTrainingBatch: seqLen ${seqLen} is too short for k = ${ks[0]}: ${FIT_ATTEMPTS} samples of row ${r} needed at least ${shortest - 1} tokens (raise the sequence length or lower k)`,
+        `docretTrainingBatch: seqLen ${seqLen} is too short for k = ${ks[0]}: ${FIT_ATTEMPTS} samples of row ${r} needed at least ${shortest - 1} tokens (raise the sequence length${ks[0] > 1 ? " or lower k" : ""})`,
       );
     }
     const n = seq.length, p = sample.bytes.length, o = r * seqLen;
