@@ -30,6 +30,22 @@ async function cli<F extends FlagDefs>(cmd: Command<F>, argv: string[], main: (a
   return { out, err, code };
 }
 
+/**
+ * Small "books" in `dir`: `paragraphs` distinct two-sentence paragraphs of ~270 bytes each (prose
+ * the docret task keeps), blank-line separated, optionally inside a Gutenberg header and footer.
+ */
+function writeBooks(dir: string, names: string[], paragraphs: number, gutenberg: boolean): string {
+  mkdirSync(dir);
+  const word = (i: number) => "abcdefghij"[i % 10] + "klmnopqrst"[Math.floor(i / 10) % 10];
+  const para = (n: string, i: number) =>
+    `Paragraph ${word(i)} of book ${n} begins here. It tells of a journey across the hills to the sea, and of what was found there. The end of the tale is quiet. `;
+  for (const n of names) {
+    const body = Array.from({ length: paragraphs }, (_, i) => para(n, i).repeat(2)).join("\n\n");
+    writeFileSync(join(dir, `${n}.txt`), gutenberg ? `head\n*** START OF THE BOOK\n${body}\n*** END OF THE BOOK\nfoot` : body);
+  }
+  return dir;
+}
+
 const commands = [trainCommand, passkeyCommand, evalCommand] as const;
 
 describe("commands: --help", () => {
@@ -129,14 +145,7 @@ describe("commands: end to end at a tiny size", () => {
       expect(checkWellFormedXml(readFileSync(join(out, "passkey", "passkey.svg"), "utf8"))).toEqual([]);
 
       // eval on two small "books"
-      const books = join(dir, "books");
-      mkdirSync(books);
-      const word = (i: number) => "abcdefghij"[i % 10] + "klmnopqrst"[Math.floor(i / 10) % 10];
-      const para = (n: string, i: number) =>
-        `Paragraph ${word(i)} of book ${n} begins here. It tells of a journey across the hills to the sea, and of what was found there. The end of the tale is quiet. `;
-      for (const n of ["one", "two"]) {
-        writeFileSync(join(books, `${n}.txt`), `head\n*** START OF THE BOOK\n${Array.from({ length: 30 }, (_, i) => para(n, i).repeat(2)).join("\n\n")}\n*** END OF THE BOOK\nfoot`);
-      }
+      const books = writeBooks(join(dir, "books"), ["one", "two"], 30, true);
       const ppl = await runEval(evalCommand.parse(["ppl", "--checkpoint", ckpt, "--data", books, "--split", "all", "--lengths", "128,256", "--windows", "2", "--scored", "16", "--chunk", "64"]), quietIO()) as { rows: { length: number; ppl: number; windows: number }[] };
       expect(ppl.rows.map((r) => [r.length, r.windows])).toEqual([[128, 4], [256, 4]]);
       expect(ppl.rows.every((r) => r.ppl > 1 && r.ppl < 1000)).toBe(true);
@@ -170,14 +179,7 @@ describe("commands: train --task docret", () => {
     const dir = mkdtempSync(join(tmpdir(), "mm-docret-"));
     const live = liveBuffers();
     try {
-      const books = join(dir, "books");
-      mkdirSync(books);
-      const word = (i: number) => "abcdefghij"[i % 10] + "klmnopqrst"[Math.floor(i / 10) % 10];
-      const para = (n: string, i: number) =>
-        `Paragraph ${word(i)} of book ${n} begins here. It tells of a journey across the hills to the sea, and of what was found there. The end of the tale is quiet. `;
-      for (const n of ["one", "two", "three"]) {
-        writeFileSync(join(books, `${n}.txt`), Array.from({ length: 12 }, (_, i) => para(n, i).repeat(2)).join("\n\n"));
-      }
+      const books = writeBooks(join(dir, "books"), ["one", "two", "three"], 12, false);
       const out = join(dir, "run");
       const base = ["--task", "docret", "--data", books, "--batch", "2", "--steps", "2", "--eval-every", "1", "--out", out];
       const io = quietIO();

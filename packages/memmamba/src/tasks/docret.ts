@@ -30,6 +30,7 @@
  * Everything is a pure function of the key.
  */
 import { HostRng, keyAt, type Key } from "../data/rng.ts";
+import { checkedLossWeights } from "./loss-weights.ts";
 import type { TextDoc } from "../data/text.ts";
 
 /** Numbers of noise documents evaluated by default. */
@@ -268,10 +269,7 @@ export function docretTrainingBatch(opts: DocretTrainingOptions): DocretTraining
   if (ks.length === 0 || ks.some((k) => !Number.isInteger(k) || k < 1)) {
     throw new RangeError(`docretTrainingBatch: ks must be positive integers, got [${opts.ks.join(", ")}]`);
   }
-  const answerWeight = opts.answerWeight ?? 1, otherWeight = opts.otherWeight ?? 0;
-  if (!(answerWeight >= 0 && otherWeight >= 0 && answerWeight + otherWeight > 0) || !Number.isFinite(answerWeight + otherWeight)) {
-    throw new RangeError(`docretTrainingBatch: answerWeight and otherWeight must be finite, >= 0 and not both 0, got ${answerWeight} and ${otherWeight}`);
-  }
+  const { answerWeight, otherWeight } = checkedLossWeights("docretTrainingBatch", opts.answerWeight, opts.otherWeight);
   const inputs = new Int32Array(batch * seqLen);
   const targets = new Int32Array(batch * seqLen);
   const mask = new Float32Array(batch * seqLen);

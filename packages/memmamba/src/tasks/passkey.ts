@@ -36,6 +36,7 @@
  * Everything is a pure function of its key.
  */
 import { HostRng, keyAt, type Key } from "../data/rng.ts";
+import { checkedLossWeights } from "./loss-weights.ts";
 import type { TextDoc } from "../data/text.ts";
 
 /** Needle depths evaluated by default: 0 puts the needle at the start of the filler, 1 at its end. */
@@ -323,10 +324,7 @@ export function passkeyTrainingBatch(opts: PasskeyTrainingOptions): PasskeyTrain
     throw new RangeError(`passkeyTrainingBatch: seqLen must be an integer >= ${FIXED_BYTES + PASSKEY_DIGITS - 1}, got ${seqLen}`);
   }
   const [d0, d1] = opts.depthRange ?? [0, 1];
-  const answerWeight = opts.answerWeight ?? 1, otherWeight = opts.otherWeight ?? 0;
-  if (!(answerWeight >= 0 && otherWeight >= 0 && answerWeight + otherWeight > 0) || !Number.isFinite(answerWeight + otherWeight)) {
-    throw new RangeError(`passkeyTrainingBatch: answerWeight and otherWeight must be finite, >= 0 and not both 0, got ${answerWeight} and ${otherWeight}`);
-  }
+  const { answerWeight, otherWeight } = checkedLossWeights("passkeyTrainingBatch", opts.answerWeight, opts.otherWeight);
   const inputs = new Int32Array(batch * seqLen);
   const targets = new Int32Array(batch * seqLen);
   const mask = new Float32Array(batch * seqLen);
