@@ -106,7 +106,9 @@ export async function openBackend(name: BackendChoice, opts: { timestamps?: bool
     const mod = await import("../../tensor/src/webgpu/backend.ts");
     gpu = await mod.createWebGpuBackend({ timestamps: opts.timestamps, maxBatch: opts.maxBatch });
     backend = setBackend(gpu);
-    device = `webgpu ${gpu.adapterInfo} (${gpu.via})`;
+    const poll = (await import("../../tensor/src/webgpu/dawn-poll.ts")).dawnPollStats();
+    const waits = gpu.via !== "dawn" ? "" : poll.installed ? `, waits: spin ${poll.options!.spinMs} ms, then a poll a ${poll.options!.sleepMs} ms` : ", waits: Dawn's polling (MEMMAMBA_DAWN_POLL=spin)";
+    device = `webgpu ${gpu.adapterInfo} (${gpu.via}${waits})`;
   } else throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${name}"`);
 
   const created = () => (gpu ? gpu.poolStats().tensor.created as number : 0);

@@ -25,6 +25,7 @@ import { gpuKernels, gpuMultiKernels, type GpuKernel } from "./kernels/index.ts"
 import { dropInverseIndices, forgetInverseIndices } from "./kernels/indexed.ts";
 import { BufferPool, type PoolStats } from "./pool.ts";
 import { acquireGpu, type AcquiredGpu, type AcquireOptions } from "./probe.ts";
+import { dawnWaitStarts } from "./dawn-poll.ts";
 import { GpuTimer, type PassTimes } from "./timer.ts";
 import { describeRun, GpuProfiler, type ProfileRow } from "./profiler.ts";
 
@@ -339,6 +340,7 @@ export class WebGpuBackend implements Backend {
     this.#endPass();
     this.#encoderOrNew().copyBufferToBuffer(g, b.offset, staging, 0, bytes);
     this.#flush();
+    dawnWaitStarts();
     try {
       await staging.mapAsync(GPUMapMode.READ, 0, bytes);
     } catch (e) {
@@ -362,6 +364,7 @@ export class WebGpuBackend implements Backend {
   async sync(): Promise<void> {
     this.#alive();
     this.#flush();
+    dawnWaitStarts();
     await this.device.queue.onSubmittedWorkDone();
     this.#batchLimit = this.#rampBatch;
     await this.#checkErrors();

@@ -10,11 +10,13 @@
  * try `navigator.gpu` first when it exists and fall back to Dawn when it finds no adapter.
  * `MEMMAMBA_DAWN_FLAGS` passes space-separated options to Dawn's `create()` (for experiments,
  * e.g. "enable-dawn-features=disable_robustness"; see the `webgpu` package's README).
+ * `MEMMAMBA_DAWN_POLL` sets how a wait for Dawn polls (./dawn-poll.ts: backoff by default).
  * On a machine without a GPU both run on Mesa's lavapipe (software Vulkan), which Dawn only
  * accepts from Mesa 25.x (Debian: mesa-vulkan-drivers from bookworm-backports).
  */
 // deno-lint-ignore-file no-explicit-any
 import { readEnv } from "../env.ts";
+import { dawnPollFromEnv, installDawnPollBackoff } from "./dawn-poll.ts";
 
 export type GpuVia = "dawn" | "navigator.gpu";
 
@@ -124,8 +126,10 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<Acquired
       }
       gpu = nav;
     } else {
+      const poll = dawnPollFromEnv(); // a bad value is the caller's error, not a missing Dawn
       try {
         gpu = await loadDawn();
+        if (poll) installDawnPollBackoff(poll);
       } catch (e) {
         tried.push(`Dawn (npm package "webgpu"): import or create() failed: ${(e as Error)?.message ?? e}`);
         continue;
