@@ -5,7 +5,7 @@
  * through it.
  */
 import { fromArray, getBackend, matmul, setBackend } from "../src/index.ts";
-import { dawnPollFromEnv, dawnPollStats, installDawnPollBackoff } from "../src/webgpu/dawn-poll.ts";
+import { dawnPollFromEnv, dawnPollStats, defaultSpinMs, installDawnPollBackoff } from "../src/webgpu/dawn-poll.ts";
 import { expect, test } from "../../../test/support/harness.ts";
 import { expectNoLeak, testBackends, useBackend } from "../../../test/support/backends.ts";
 
@@ -14,9 +14,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const g = globalThis as any;
 
 test("MEMMAMBA_DAWN_POLL: backoff by default, backoff:<spin ms>, spin; anything else is an error naming the variable", () => {
-  expect(dawnPollFromEnv(undefined)).toEqual({ spinMs: 2, sleepMs: 1, gapMs: 4 });
-  expect(dawnPollFromEnv(" Backoff ")).toEqual({ spinMs: 2, sleepMs: 1, gapMs: 4 });
-  expect(dawnPollFromEnv("backoff:10")).toEqual({ spinMs: 10, sleepMs: 1, gapMs: 4 });
+  expect(dawnPollFromEnv(undefined)).toEqual({});
+  expect(dawnPollFromEnv(" Backoff ")).toEqual({});
+  expect(dawnPollFromEnv("backoff:10")).toEqual({ spinMs: 10 });
+  expect([defaultSpinMs(true), defaultSpinMs(false)]).toEqual([2, 25]);
   expect(dawnPollFromEnv("spin")).toBeUndefined();
   expect(() => dawnPollFromEnv("sleep")).toThrow(`MEMMAMBA_DAWN_POLL=sleep: expected "backoff" (the default), "backoff:<spin ms>" or "spin"`);
   expect(() => dawnPollFromEnv("backoff:-1")).toThrow("MEMMAMBA_DAWN_POLL=backoff:-1");
@@ -29,6 +30,7 @@ test("the setImmediate wrapper: a native callback past the spin window waits for
   }
   const ran: number[] = [];
   const native = Array.prototype.push.bind(ran, 1); // a bound function prints as native code, as dawn.node's polls do
+  const saved = dawnPollStats().options;
   try {
     installDawnPollBackoff({ spinMs: 0 }); // every native poll deferred
     const s0 = dawnPollStats();
@@ -50,7 +52,7 @@ test("the setImmediate wrapper: a native callback past the spin window waits for
     await sleep(5);
     expect(ran).toEqual([1, 1]);
   } finally {
-    installDawnPollBackoff(); // the defaults, as the backend installs them
+    installDawnPollBackoff(saved ?? {}); // as the backend left them (or the defaults)
   }
 });
 
@@ -58,6 +60,7 @@ test("WebGPU through Dawn: a read's wait polls through the wrapper, and a long w
   if (!testBackends().includes("webgpu")) return;
   const before = getBackend();
   if (!(await useBackend("webgpu"))) return;
+  const saved = dawnPollStats();
   try {
     // deno-lint-ignore no-explicit-any
     const via = (getBackend() as any).via;
@@ -65,7 +68,8 @@ test("WebGPU through Dawn: a read's wait polls through the wrapper, and a long w
       console.log(`skipping: this WebGPU device came from ${via}, not Dawn (its waits do not poll through setImmediate)`);
       return;
     }
-    expect(dawnPollStats().installed).toBe(true);
+    expect(saved.installed).toBe(true);
+    expect(saved.options!.spinMs).toBe(defaultSpinMs(String((getBackend() as { adapterInfo?: string }).adapterInfo).includes("[fallback adapter]")));
     await expectNoLeak(async () => {
       const n = 512;
       const a = fromArray(Float32Array.from({ length: n * n }, (_, i) => (i % 7) - 3), [n, n]);
@@ -78,7 +82,6 @@ test("WebGPU through Dawn: a read's wait polls through the wrapper, and a long w
         y = z;
       }
       const v = await y.data();
-      installDawnPollBackoff();
       expect(v.length).toBe(n * n);
       const s1 = dawnPollStats();
       expect(s1.polls).toBeGreaterThan(s0.polls);
@@ -87,7 +90,7 @@ test("WebGPU through Dawn: a read's wait polls through the wrapper, and a long w
       a.dispose();
     });
   } finally {
-    installDawnPollBackoff();
+    if (saved.options) installDawnPollBackoff(saved.options); // as the backend set them
     setBackend(before);
   }
 });

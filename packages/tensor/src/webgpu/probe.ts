@@ -16,7 +16,7 @@
  */
 // deno-lint-ignore-file no-explicit-any
 import { readEnv } from "../env.ts";
-import { dawnPollFromEnv, installDawnPollBackoff } from "./dawn-poll.ts";
+import { dawnPollFromEnv, defaultSpinMs, installDawnPollBackoff } from "./dawn-poll.ts";
 
 export type GpuVia = "dawn" | "navigator.gpu";
 
@@ -69,13 +69,16 @@ function chosenVia(opt?: GpuVia): GpuVia | undefined {
   throw new Error(`MEMMAMBA_WEBGPU=${v}: expected "dawn", "navigator" or "auto"`);
 }
 
+function isFallback(adapter: GPUAdapter): boolean {
+  return Boolean((adapter as any).info?.isFallbackAdapter ?? (adapter as any).isFallbackAdapter);
+}
+
 function describeAdapter(adapter: GPUAdapter): string {
   const info: any = (adapter as any).info ?? {};
   const parts = [info.vendor, info.architecture, info.device, info.description]
     .map((s) => (s === undefined || s === null ? "" : String(s).trim()))
     .filter((s) => s !== "");
-  const fallback = info.isFallbackAdapter ?? (adapter as any).isFallbackAdapter;
-  return (parts.length ? parts.join(" | ") : "(no adapter info)") + (fallback ? " [fallback adapter]" : "");
+  return (parts.length ? parts.join(" | ") : "(no adapter info)") + (isFallback(adapter) ? " [fallback adapter]" : "");
 }
 
 const NO_ADAPTER_HINT =
@@ -116,6 +119,7 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<Acquired
   let adapter: GPUAdapter | null = null;
   let via: GpuVia | undefined;
   let gpu: GPU | undefined;
+  const poll = dawnPollFromEnv(); // a bad value is the caller's error, not a missing Dawn
 
   const order: GpuVia[] = forced ? [forced] : ["navigator.gpu", "dawn"];
   for (const candidate of order) {
@@ -126,10 +130,8 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<Acquired
       }
       gpu = nav;
     } else {
-      const poll = dawnPollFromEnv(); // a bad value is the caller's error, not a missing Dawn
       try {
         gpu = await loadDawn();
-        if (poll) installDawnPollBackoff(poll);
       } catch (e) {
         tried.push(`Dawn (npm package "webgpu"): import or create() failed: ${(e as Error)?.message ?? e}`);
         continue;
@@ -152,6 +154,7 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<Acquired
   }
 
   const adapterInfo = describeAdapter(adapter);
+  if (via === "dawn" && poll) installDawnPollBackoff({ ...poll, spinMs: poll.spinMs ?? defaultSpinMs(isFallback(adapter)) });
   const requiredLimits: Record<string, number> = {};
   const tooSmall: string[] = [];
   for (const name of Object.keys(REQUESTED_LIMITS) as RequestedLimit[]) {
