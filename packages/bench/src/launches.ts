@@ -1,27 +1,28 @@
 /**
- * Launch census (issue #11): which primitive launches, with which shapes, one training step or one
- * chunked forward of each --kinds model makes, and what the first kind launches beyond the
+ * Launch census (issue #11): which primitive launches, with which shapes, one training step, one
+ * chunked forward or one recurrent step (decoding, with a StepCache) of each --kinds model makes, and what the first kind launches beyond the
  * second (MemMamba over Mamba by default). A MemMamba step that is bound by its host encodes
  * every launch, so the count per call says where fusing would remove host work. Counted on the
  * CPU backend (the same primitives as WebGPU, except the few composites a backend fuses, e.g.
  * AdamW's grouped update there); nothing is timed.
  *
- *   bun packages/bench/src/launches.ts [--kinds memmamba,mamba] [--mode train|forward]
+ *   bun packages/bench/src/launches.ts [--kinds memmamba,mamba] [--mode train|forward|step]
  *       [--preset small] [--batch 2] [--seq 128] [--top 40] [--json] [--out FILE]
  *
  * Writes JSON (every call with its count, per kind, and the per-primitive difference).
  */
 import { detectRuntime, formatTable, fromRoot, oneOf, parseFlags, positiveInt, runMain, writeJson } from "./runtime.ts";
-import { type Backend, disposeTree, getBackend, random, setBackend } from "@memmamba/tensor";
-import { initLM, presetNames, type PresetName } from "@memmamba/memmamba";
+import { type Backend, disposeTree, getBackend, noGrad, random, reshape, setBackend } from "@memmamba/tensor";
+import { initLM, lm, presetNames, type PresetName, StepCache } from "@memmamba/memmamba";
 import { chunkedForward, KINDS, makeTrainer, modelConfig, type ModelKind, randomTokens } from "./model-common.ts";
 
 const HELP = `launches: primitive launches per call of one training step or chunked forward, per model
 
   --kinds A,B       the models (default memmamba,mamba); with two, the table lists A's launches
                     beyond B's, call by call
-  --mode M          train (one step: forward, backward, clipping, AdamW) or forward (the chunked
-                    forward of one chunk of --seq) (default train)
+  --mode M          train (one step: forward, backward, clipping, AdamW), forward (the chunked
+                    forward of one chunk of --seq) or step (one recurrent step of --batch tokens
+                    with a StepCache, as decoding runs; --seq unused) (default train)
   --preset P        ${presetNames.join(", ")} (default small)
   --batch N         rows (default 2)
   --seq N           tokens a row (default 128)
@@ -41,7 +42,7 @@ export interface LaunchCensus {
   benchmark: "launches";
   date: string;
   runtime: ReturnType<typeof detectRuntime>;
-  options: { kinds: ModelKind[]; mode: "train" | "forward"; preset: PresetName; batch: number; seq: number };
+  options: { kinds: ModelKind[]; mode: "train" | "forward" | "step"; preset: PresetName; batch: number; seq: number };
   /** Per kind: the total and every call shape, most frequent first. */
   kinds: { kind: ModelKind; launches: number; calls: CallCount[] }[];
   /** With two kinds: the first's launches beyond the second's, per call shape and per primitive. */
@@ -86,16 +87,25 @@ async function census(kind: ModelKind, o: LaunchCensus["options"]): Promise<{ la
     const params = initLM(random.key(0), modelConfig(o.preset, kind));
     const x = randomTokens(o.batch, o.seq, 1), y = randomTokens(o.batch, o.seq, 2);
     const trainer = o.mode === "train" ? makeTrainer(params) : null;
+    const cache = new StepCache();
+    let state = o.mode === "step" ? lm.initState(params.config, o.batch) : undefined;
+    const token = randomTokens(o.batch, 1, 3);
+    const step = () => {
+      const r = noGrad(() => lm.step(params, reshape(token, [o.batch]), state!, { cache }));
+      disposeTree([state, r.logits]);
+      state = r.state;
+    };
     try {
-      const once = () => (trainer ? trainer.step(x, y) : chunkedForward(params, x, o.seq));
-      await once(); // first call untimed and uncounted, as the benchmarks warm up
+      const once = () => (trainer ? trainer.step(x, y) : o.mode === "step" ? step() : chunkedForward(params, x, o.seq));
+      await once(); // first call uncounted, as the benchmarks warm up (a step's fills the cache)
       recording = true;
       await once();
       recording = false;
     } finally {
       if (trainer) trainer.dispose();
       else disposeTree(params);
-      disposeTree([x, y]);
+      disposeTree([x, y, token, state]);
+      cache.dispose();
     }
   } finally {
     setBackend(before);
@@ -128,12 +138,12 @@ export async function main(argv: readonly string[]): Promise<LaunchCensus | unde
   for (const k of kinds) if (!KINDS.includes(k)) throw new Error(`--kinds: unknown kind "${k}" (known: ${KINDS.join(", ")})`);
   const options: LaunchCensus["options"] = {
     kinds,
-    mode: oneOf("mode", f.mode ?? "train", ["train", "forward"] as const)!,
+    mode: oneOf("mode", f.mode ?? "train", ["train", "forward", "step"] as const)!,
     preset: oneOf("preset", f.preset ?? "small", presetNames)!,
     batch: positiveInt("batch", f.batch, 2),
     seq: positiveInt("seq", f.seq, 128),
   };
-  if (options.mode === "forward" && kinds.includes("transformer")) throw new Error("--mode forward runs the chunked forward, which the Transformer has not: use --mode train");
+  if (options.mode !== "train" && kinds.includes("transformer")) throw new Error(`--mode ${options.mode} runs the recurrent model, which the Transformer is not: use --mode train`);
   const top = positiveInt("top", f.top, 40);
   const out = String(f.out ?? fromRoot("packages", "bench", "results", "launches.json"));
   const res: LaunchCensus = { benchmark: "launches", date: new Date().toISOString(), runtime: detectRuntime(), options, kinds: [] };
@@ -144,8 +154,8 @@ export async function main(argv: readonly string[]): Promise<LaunchCensus | unde
     console.log(JSON.stringify(res, null, 2));
     return res;
   }
-  const what = options.mode === "train" ? "one training step" : `the chunked forward of ${options.seq} tokens`;
-  console.log(`launches of ${what}, batch ${options.batch} × ${options.seq}, preset ${options.preset} (CPU backend, counted, not timed)`);
+  const what = options.mode === "train" ? "one training step" : options.mode === "step" ? "one recurrent step (a StepCache, after the step that fills it)" : `the chunked forward of ${options.seq} tokens`;
+  console.log(`launches of ${what}, batch ${options.batch} × ${options.mode === "step" ? 1 : options.seq}, preset ${options.preset} (CPU backend, counted, not timed)`);
   for (const k of res.kinds) console.log(`  ${k.kind}: ${k.launches} launches, ${k.calls.length} call shapes`);
   if (res.extra) {
     const [a, b] = kinds;

@@ -14,6 +14,7 @@ import { main as trainThroughput, ratios, type ThroughputResult, type Throughput
 import { compare, main as longContext, type LongContextResult } from "../src/long-context.ts";
 import { chunkedForward, modelConfig, parseLengths, randomTokens, timeAsync, type Settle } from "../src/model-common.ts";
 import { extraLaunches, main as launches, type LaunchCensus } from "../src/launches.ts";
+import { main as decode } from "../src/decode.ts";
 import { disposeTree, random, readCounters, resetCounters } from "@memmamba/tensor";
 import { initLM } from "@memmamba/memmamba";
 
@@ -173,7 +174,19 @@ test("launches: the census's totals are the engine's launch counts; the extra la
     [{ call: "a", prim: "p", count: 1 }, { call: "b", prim: "q", count: 4 }],
   );
   expect(e).toEqual({ launches: 4, calls: [{ call: "a", prim: "p", count: 2 }, { call: "c", prim: "p", count: 2 }], byPrim: [{ prim: "p", count: 4 }] });
-  await expect(launches(["--mode", "sideways"])).rejects.toThrow(/--mode must be train or forward, got "sideways"/);
+  await expect(launches(["--mode", "sideways"])).rejects.toThrow(/--mode must be train, forward or step, got "sideways"/);
+});
+
+test("launches --mode step: a recurrent step's census equals the decode benchmark's launches a step (both with a StepCache)", async () => {
+  const res = (await keepingBackend(() => launches(["--preset", "tiny", "--mode", "step", "--batch", "2", "--json", "--out", join(dir, "launches-step.json")])))!;
+  const dec = (await keepingBackend(() => decode(["--backend", "cpu", "--preset", "tiny", "--batch", "2", "--prompt", "8", "--steps", "2", "--warmup", "1", "--step-cache", "on", "--out", join(dir, "decode-step.json")])))!;
+  for (const k of res.kinds) {
+    const row = dec.rows.find((r) => r.kind === k.kind && r.batch === 2)!;
+    expect(k.launches).toBe(row.launchesPerStep);
+    expect(k.calls.some((c) => c.call.startsWith("selectiveScanWithState [2,1,"))).toBe(true); // one token a row
+  }
+  expect(res.kinds[0].launches).toBeGreaterThan(res.kinds[1].launches);
+  await expect(launches(["--mode", "step", "--kinds", "memmamba,transformer"])).rejects.toThrow("--mode step runs the recurrent model, which the Transformer is not: use --mode train");
 });
 
 test("scaling --profile needs the WebGPU backend's timestamps: on the CPU a clear error before anything runs", async () => {
