@@ -9,6 +9,9 @@
  * ONE element at a time by ±h with h = eps · max(1, |x|). f runs in f32 as always, but the loss of
  * each perturbed evaluation is summed on the host in float64, and the difference is divided by the
  * step actually taken in f32 (fround(x + h) − fround(x − h)), so f32 rounding of x ± h costs nothing.
+ * The perturbed outputs are read back in batches (up to PERTURBED_BATCH evaluations, one read
+ * each): a backend whose readback has a fixed latency (Deno's WebGPU: ~11 ms) pays it once a
+ * batch, not twice an element.
  *
  * Every element of every f32 input is compared:
  *
@@ -21,11 +24,13 @@
  * that neither the forward evaluations nor valueAndGrad leave a buffer allocated.
  */
 import {
+  concat,
   fromArray,
   liveBuffers,
   mul,
   noGrad,
   showShape,
+  reshape,
   sum,
   Tensor,
   tidy,
@@ -69,6 +74,10 @@ export interface GradCheckReport {
   /** The scale the absolute tolerance was multiplied by. */
   scale: number;
 }
+
+/** Perturbed evaluations whose outputs are read back together (and the most values of one read). */
+const PERTURBED_BATCH = 64;
+const PERTURBED_MAX_VALUES = 1 << 20;
 
 /** The default tolerances (exported so tests can state what they check against). */
 export const GRADCHECK_DEFAULTS = { eps: 1e-2, atol: 1e-2, rtol: 2e-2 } as const;
@@ -144,23 +153,40 @@ export async function checkGradients(
     outShape = y0.shape;
     // the cotangent: fixed pseudo-random values in ±[0.5, 1.5] (never near 0, so no element is ignored)
     const rand = mulberry32(opts.seed ?? 0x5eed);
-    w = Float64Array.from(y0.data, () => (rand() < 0.5 ? -1 : 1) * (0.5 + rand()));
-    const wT = fromArray(Float32Array.from(w), outShape);
-    w = Float64Array.from(await wT.data()); // exactly the f32 values the analytic side uses
+    const w32 = Float32Array.from(y0.data, () => (rand() < 0.5 ? -1 : 1) * (0.5 + rand()));
+    const wT = fromArray(w32, outShape);
+    w = Float64Array.from(w32); // exactly the f32 values the analytic side uses
     try {
       const vg = valueAndGrad((xs: Tensor[]) => sum(mul(f(xs), wT)));
       const { value, grads } = vg(base);
       try {
+        // every f32 input's gradient in one read (one readback's latency, not one an input)
+        const wanted: Tensor[] = [];
+        for (const [i, g] of grads.entries()) {
+          if (inputs[i].data instanceof Int32Array) continue;
+          if (showShape(g.shape) !== showShape(inputs[i].shape)) {
+            throw new Error(`${label}: gradient of input #${i} has shape ${showShape(g.shape)}, the input ${showShape(inputs[i].shape)}`);
+          }
+          if (g.dtype !== "f32") throw new Error(`${label}: gradient of input #${i} is ${g.dtype}, not f32`);
+          wanted.push(g);
+        }
+        const flat = wanted.filter((g) => g.size > 0);
+        const joined = flat.length ? noGrad(() => tidy(() => concat(flat.map((g) => reshape(g, [g.size])), 0))) : undefined;
+        let all: Float32Array;
+        try {
+          all = joined ? ((await joined.data()) as Float32Array) : new Float32Array(0);
+        } finally {
+          if (joined && !flat.includes(joined) && !grads.includes(joined) && !base.includes(joined)) joined.dispose();
+        }
         analytic = [];
+        let at = 0;
         for (const [i, g] of grads.entries()) {
           if (inputs[i].data instanceof Int32Array) {
             analytic.push(new Float32Array(0));
             continue;
           }
-          if (showShape(g.shape) !== showShape(inputs[i].shape)) {
-            throw new Error(`${label}: gradient of input #${i} has shape ${showShape(g.shape)}, the input ${showShape(inputs[i].shape)}`);
-          }
-          analytic.push((await g.data()) as Float32Array);
+          analytic.push(all.slice(at, at + g.size));
+          at += g.size;
         }
       } finally {
         value.dispose();
@@ -184,28 +210,52 @@ export async function checkGradients(
       }
       const num = new Float64Array(inp.data.length);
       const work = Float32Array.from(inp.data);
-      const lossAt = async (j: number, v: number): Promise<number> => {
-        work[j] = v;
-        const t = fromArray(work, [...inp.shape]);
-        const ts = base.slice();
-        ts[i] = t;
-        try {
-          const y = await forward(ts);
-          let s = 0;
-          for (let k = 0; k < y.data.length; k++) s += w[k] * y.data[k];
-          return s;
-        } finally {
-          t.dispose();
-        }
-      };
+      // the evaluations in order: element j at x + h, then at x − h
+      const evals: { j: number; v: number }[] = [];
       for (let j = 0; j < inp.data.length; j++) {
         const x = inp.data[j];
         const h = eps * Math.max(1, Math.abs(x));
-        const xp = Math.fround(x + h), xm = Math.fround(x - h);
-        const lp = await lossAt(j, xp);
-        const lm = await lossAt(j, xm);
-        work[j] = x;
-        num[j] = (lp - lm) / (xp - xm);
+        evals.push({ j, v: Math.fround(x + h) }, { j, v: Math.fround(x - h) });
+      }
+      const loss = new Float64Array(evals.length);
+      const outSize = sizeOfShape(outShape);
+      const batch = Math.max(1, Math.min(PERTURBED_BATCH, Math.floor(PERTURBED_MAX_VALUES / Math.max(1, outSize))));
+      for (let e0 = 0; e0 < evals.length; e0 += batch) {
+        const chunk = evals.slice(e0, e0 + batch);
+        const made: Tensor[] = [];
+        const outs: Tensor[] = [];
+        let all: Tensor | undefined;
+        try {
+          for (const { j, v } of chunk) {
+            work[j] = v;
+            const t = fromArray(work, [...inp.shape]);
+            work[j] = inp.data[j];
+            made.push(t);
+            const ts = base.slice();
+            ts[i] = t;
+            const out = noGrad(() => tidy(() => f(ts)));
+            if (!ts.includes(out)) made.push(out);
+            if (out.dtype !== "f32") throw new Error(`${label}: f must return an f32 tensor, got ${out.dtype}`);
+            if (showShape(out.shape) !== showShape(outShape)) throw new Error(`${label}: f's output has shape ${showShape(out.shape)} at a perturbed input, ${showShape(outShape)} at the given one`);
+            outs.push(out);
+          }
+          if (outSize > 0) {
+            all = noGrad(() => tidy(() => concat(outs.map((o) => reshape(o, [outSize])), 0)));
+            const y = (await all.data()) as Float32Array;
+            for (let c = 0; c < chunk.length; c++) {
+              let s = 0;
+              for (let k = 0; k < outSize; k++) s += w[k] * y[c * outSize + k];
+              loss[e0 + c] = s;
+            }
+          }
+        } finally {
+          if (all && !made.includes(all) && !base.includes(all)) all.dispose(); // (concat of one flat output may hand it back)
+          for (const t of made) t.dispose();
+        }
+      }
+      for (let j = 0; j < inp.data.length; j++) {
+        const [xp, xm] = [evals[2 * j].v, evals[2 * j + 1].v];
+        num[j] = (loss[2 * j] - loss[2 * j + 1]) / (xp - xm);
       }
       numeric.push(num);
     }

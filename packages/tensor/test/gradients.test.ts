@@ -508,6 +508,18 @@ describe("gradcheck self-test", () => {
       }, () =>
         expectCaught(checkGradients((xs) => scan(xs[0], xs[1], xs[2]), [fixed([1, 3, 2], 9, "decay"), fixed([1, 3, 2], 10), fixed([1, 2], 11)])).then(() => {}));
     });
+    test(`[${b}] perturbed outputs read in batches: more evaluations than one batch, an f that returns an input, an error in the last batch caught`, async () => {
+      if (!(await useBackend(b))) return;
+      // 2 × 70 evaluations of x0 (three batches of up to 64), and f = x1 itself: its gradient is w, x0's is 0
+      await expectNoLeak(() => checkGradients((xs) => xs[1], [fixed([70], 14), fixed([5], 15)]));
+      const rep = await checkGradients((xs) => mul(xs[0], xs[0]), [fixed([7, 10], 16)]);
+      expect(rep.checked).toBe(70);
+      expect(rep.worst!.ratio).toBeLessThan(1);
+      // only the last element's VJP is wrong: found in the last batch of evaluations
+      const n = 70, last3 = Float32Array.from({ length: n }, (_, i) => (i === n - 1 ? 3 : 1));
+      await withVjp("unary", (orig) => (g, ins, y, p) => p.op === "square" ? [mul(orig(g, ins, y, p)[0]!, fromArray(last3, [n]))] : orig(g, ins, y, p), () =>
+        expectCaught(checkGradients((xs) => square(xs[0]), [fixed([70], 17)])).then((msg) => expect(msg).toContain("at [69] (flat 69)")));
+    });
     test(`[${b}] gradcheck leaves nothing allocated, also when it fails`, async () => {
       if (!(await useBackend(b))) return;
       await expectNoLeak(() => checkGradients((xs) => softmax(xs[0]), [fixed([2, 3], 12)]));
