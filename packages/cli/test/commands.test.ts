@@ -175,7 +175,7 @@ describe("commands: end to end at a tiny size", () => {
 });
 
 describe("commands: train --task docret", () => {
-  test("trains on docret rows of --data's paragraphs, scores held-out validation rows, records the task; a resume with other rows says so", async () => {
+  test("trains on docret rows of --data's paragraphs, scores held-out validation rows, records the task (eval docret asks with its query); a resume with other rows says so", async () => {
     const dir = mkdtempSync(join(tmpdir(), "mm-docret-"));
     const live = liveBuffers();
     try {
@@ -202,6 +202,19 @@ describe("commands: train --task docret", () => {
       disposeTree(c.params);
       expect(c.resumeNotice).toContain("written with seqLen 1200, docretK 1,2, with seqLen 1100, docretK 1: the batches from here on are not an uninterrupted run's");
       expect(c.records.map((r) => r.step)).toEqual([4]);
+      // eval docret asks with the query the checkpoint was trained on, unless --query says otherwise
+      const fw = join(dir, "first-words");
+      const d = await runTrain(trainCommand.parse([...base, "--seq-len", "1200", "--docret-k", "1", "--query", "first-words", "--steps", "1", "--eval-every", "0", "--out", fw]), quietIO());
+      disposeTree(d.params);
+      const ev = async (argv: string[]) => {
+        const io = quietIO();
+        const r = await runEval(evalCommand.parse(["docret", "--checkpoint", join(fw, "checkpoint.safetensors"), "--data", books, "--split", "all", "--k", "1", "--samples", "1", "--chunk", "256", ...argv]), io) as { query: string };
+        return { query: r.query, said: io.text() };
+      };
+      const asTrained = await ev([]);
+      expect(asTrained.query).toBe("first-words");
+      expect(asTrained.said).toContain("the query the checkpoint was trained on, first-words (--query overrides)");
+      expect((await ev(["--query", "sentence"])).query).toBe("sentence");
       // too short a row for the smallest k: the error says what to change
       await expect(runTrain(trainCommand.parse([...base, "--seq-len", "200", "--overwrite"]), quietIO())).rejects.toThrow("is too short for k = 1");
       expect(liveBuffers()).toBe(live);

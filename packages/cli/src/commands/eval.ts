@@ -36,7 +36,7 @@ export const evalCommand = defineCommand({
     scored: flag.int("ppl: tokens scored at the end of each window", { default: 100, positive: true }),
     k: flag.intList("docret: numbers of noise documents", { default: [10, 20, 120, 160, 200], positive: true }),
     samples: flag.int("docret: samples per k; metrics: windows", { default: 20, positive: true }),
-    query: flag.enum(["sentence", "first-words"], "docret: what the question quotes from the gold document", { default: "sentence" }),
+    query: flag.enum(["sentence", "first-words"], "docret: what the question quotes from the gold document (unless given: the query a `train --task docret` checkpoint was trained with)", { default: "sentence" }),
     seed: flag.int("seed of the docret samples", { default: 123, min: 0 }),
     chunk: flag.int("tokens per chunk when streaming (memory ∝ chunk, not length)", { default: 512, positive: true }),
     out: flag.path("where the JSON (and SVG) go", { defaultLabel: "<checkpoint dir>" }),
@@ -116,14 +116,20 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
       print(`wrote ${join(out, "eval-ppl.json")} and ${join(out, "eval-ppl.svg")}\n`);
       return report;
     }
-    // docret
+    // docret: the query the checkpoint was trained on, where it was trained on docret and --query is not given
+    const trained = model.checkpoint.extra ?? {};
+    let query = f.query;
+    if (!args.given.has("query") && trained.task === "docret" && (trained.query === "sentence" || trained.query === "first-words")) {
+      query = trained.query;
+      io.err(`eval: docret asks with the query the checkpoint was trained on, ${query} (--query overrides)\n`);
+    }
     const paragraphs = paragraphsOf(docs);
     const rows: { k: number; accuracy: number; samples: number; meanPromptBytes: number }[] = [];
     const results: { k: number; sample: number; goldId: number; predicted: number; correct: boolean }[] = [];
     const progress = makeProgress(f.k.length * f.samples, "eval docret");
     let done = 0;
     for (const k of f.k) {
-      const samples = docretSamples({ key: random.key(f.seed), paragraphs, k, count: f.samples, query: f.query });
+      const samples = docretSamples({ key: random.key(f.seed), paragraphs, k, count: f.samples, query });
       let correct = 0, bytes = 0;
       for (let i = 0; i < samples.length; i++) {
         const s = samples[i];
@@ -141,7 +147,7 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
     print(formatTable(["k (noise docs)", "accuracy", "samples", "prompt bytes"], rows.map((r) => [
       String(r.k), r.accuracy.toFixed(3), String(r.samples), String(r.meanPromptBytes),
     ])));
-    const report = { task, checkpoint: f.checkpoint, data: f.data, split: rule, query: f.query, rows, results };
+    const report = { task, checkpoint: f.checkpoint, data: f.data, split: rule, query, rows, results };
     writeJson(join(out, "eval-docret.json"), report);
     print(`wrote ${join(out, "eval-docret.json")}\n`);
     return report;

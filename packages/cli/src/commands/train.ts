@@ -314,7 +314,7 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
   const files = runFiles(f.out);
   log(`train: log ${files.log}, loss plot ${files.plot}\n`);
   if (task === "docret" && result.checkpointStep !== undefined) {
-    log(`train: next: bun packages/cli/src/bin/eval.ts docret --checkpoint ${result.checkpoint} --data ${f.data} --split validation --query ${f.query} --k 10,20 --samples 10\n`);
+    log(`train: next: bun packages/cli/src/bin/eval.ts docret --checkpoint ${result.checkpoint} --data ${f.data} --split validation --k 10,20 --samples 10   (it asks with the query trained on)\n`);
   }
   if (task === "passkey" && result.checkpointStep !== undefined) {
     // passkey at the trained prompt length (a row is the prompt, then 5 digits and the stop: seq-len − 5 bytes) and at 2× and 4× it
