@@ -205,6 +205,9 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
   for (const k of ["filler", "fillerSplit"] as const) {
     if (task !== "passkey" && args.given.has(k)) throw new UsageError(`train: --${k === "filler" ? "filler" : "filler-split"} is for the passkey task (this is --task ${task})`);
   }
+  for (const k of ["taskLoss", "answerWeight"] as const) {
+    if (task === "text" && args.given.has(k)) throw new UsageError(`train: --${k === "taskLoss" ? "task-loss" : "answer-weight"} is for the passkey and docret tasks (the LM scores every byte)`);
+  }
   for (const k of ["docretK", "query"] as const) {
     if (task !== "docret" && args.given.has(k)) throw new UsageError(`train: --${k === "docretK" ? "docret-k" : "query"} is for --task docret (this is --task ${task})`);
   }
