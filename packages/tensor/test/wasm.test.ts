@@ -356,4 +356,23 @@ describe("wasm memory", () => {
     await expect(createWasmBackend({ kernels: "fast" as never })).rejects.toThrow(/unknown kernel choice "fast".*auto, wasm, wasm-simd, ts/);
     await expect(createWasmBackend({ gemmTile: 5 as never, quiet: true })).rejects.toThrow(/gemmTile must be 4 or 6, got 5/);
   });
+
+  test("MEMMAMBA_CPU_THREADS: a bad value is an error that names it (was: silently the machine's cores)", async () => {
+    // deno-lint-ignore no-explicit-any
+    const env = (globalThis as any).process.env as Record<string, string | undefined>;
+    const before = env.MEMMAMBA_CPU_THREADS;
+    try {
+      for (const bad of ["abc", "0", "1.5"]) {
+        env.MEMMAMBA_CPU_THREADS = bad;
+        await expect(createWasmBackend({ kernels: "wasm", quiet: true })).rejects.toThrow(`MEMMAMBA_CPU_THREADS: expected the number of threads (a whole number from 1), got "${bad}"`);
+      }
+      env.MEMMAMBA_CPU_THREADS = "1";
+      const one = await createWasmBackend({ kernels: "wasm", quiet: true });
+      expect(one.kernelInfo().threads).toBe(1);
+      one.dispose();
+    } finally {
+      if (before === undefined) delete env.MEMMAMBA_CPU_THREADS;
+      else env.MEMMAMBA_CPU_THREADS = before;
+    }
+  });
 });

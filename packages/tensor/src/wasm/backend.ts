@@ -34,6 +34,15 @@ import { readEnv as env } from "../env.ts";
 export type CpuKernelChoice = "auto" | "wasm" | "wasm-simd" | "ts";
 const CHOICES: CpuKernelChoice[] = ["auto", "wasm", "wasm-simd", "ts"];
 
+/** $MEMMAMBA_CPU_THREADS (a whole number from 1), or undefined when unset; anything else is an error that names it. */
+function threadsFromEnv(): number | undefined {
+  const v = env("MEMMAMBA_CPU_THREADS")?.trim();
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`MEMMAMBA_CPU_THREADS: expected the number of threads (a whole number from 1), got "${v}"`);
+  return n;
+}
+
 export interface WasmBackendOptions {
   /** Threads that run a kernel, the calling one included (default: $MEMMAMBA_CPU_THREADS or the logical cores). */
   threads?: number;
@@ -220,8 +229,7 @@ export class WasmBackend implements Backend {
   }
 
   async #startPool(opts: WasmBackendOptions, bytes: Uint8Array<ArrayBuffer>, memory: WebAssembly.Memory): Promise<void> {
-    const fromEnv = Math.floor(Number(env("MEMMAMBA_CPU_THREADS")));
-    const want = opts.threads ?? (fromEnv >= 1 ? fromEnv : await logicalCores());
+    const want = opts.threads ?? threadsFromEnv() ?? await logicalCores();
     if (want === 1 || this.choice === "ts") return;
     const scratch = this.heap.alloc(GEMM_SCRATCH_BYTES * want);
     const stacks = Array.from({ length: want - 1 }, () => this.heap.alloc(STACK_BYTES));
