@@ -376,7 +376,7 @@ export class WasmBackend implements Backend {
 
   #launch(kid: number, words: readonly number[], ntasks: number, parallel: boolean): void {
     if (ntasks <= 0) return;
-    this.heap.i32.set(words, this.#args >> 2);
+    this.heap.i32.set(words, this.#args >>> 2);
     if (parallel && this.#pool && ntasks > 1) this.#pool.run(this.#ex, kid, this.#args, ntasks);
     else if (this.#ex.run_tasks(kid, this.#args, ntasks) < 0) throw new Error(`wasm: unknown kernel ${kid}`);
   }

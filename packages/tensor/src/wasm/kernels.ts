@@ -101,7 +101,7 @@ const matmul: Launcher<"matmul"> = (ctx, [a, b], out, p) => {
   if (m === 0 || n === 0 || batches === 0) return true;
   const C = ctx.ptr(out);
   if (k === 0) {
-    ctx.heap.f32.fill(0, C >> 2, (C >> 2) + batches * m * n);
+    ctx.heap.f32.fill(0, C >>> 2, (C >>> 2) + batches * m * n);
     return true;
   }
   const aB = a.shape.slice(0, ar - 2), bB = b.shape.slice(0, br - 2);
@@ -146,8 +146,8 @@ const matmul: Launcher<"matmul"> = (ctx, [a, b], out, p) => {
     // over batches, and over blocks of columns where the batches are fewer than the tasks (a
     // recurrent step's [1, 256]·[256, 1024] packed all of B for one row: 25% of a decode step)
     const offs = ctx.temp(8 * batches);
-    ctx.heap.i32.set(aOffs, offs >> 2);
-    ctx.heap.i32.set(bOffs, (offs >> 2) + batches);
+    ctx.heap.i32.set(aOffs, offs >>> 2);
+    ctx.heap.i32.set(bOffs, (offs >>> 2) + batches);
     const per = parallel ? ceilDiv(batches, T * 4) : batches;
     const colBlocks = parallel && batches < T * 4 ? Math.min(ceilDiv(n, 64), ceilDiv(T * 4, batches)) : 1;
     const nPer = roundUp(ceilDiv(n, colBlocks), 16);
@@ -157,8 +157,8 @@ const matmul: Launcher<"matmul"> = (ctx, [a, b], out, p) => {
   const packs = bBatched ? batches : 1;
   const npad = roundUp(n, NR);
   const offs = ctx.temp(8 * batches);
-  ctx.heap.i32.set(aOffs, offs >> 2);
-  ctx.heap.i32.set(bOffs, (offs >> 2) + batches);
+  ctx.heap.i32.set(aOffs, offs >>> 2);
+  ctx.heap.i32.set(bOffs, (offs >>> 2) + batches);
   const bpack = ctx.temp(4 * packs * k * npad);
   const panels = npad / NR;
   const panelsPerTask = parallel ? Math.max(1, ceilDiv(panels * packs, T * 4)) : panels;
@@ -324,7 +324,7 @@ const logsumexp: Launcher<"logsumexp"> = (ctx, [x], out) => {
 const crossEntropy: Launcher<"crossEntropy"> = (ctx, [logits, targets], out) => {
   const [rows, n] = rowsOf(logits);
   if (rows === 0 || n === 0) return false;
-  const t = ctx.heap.i32.subarray(ctx.ptr(targets) >> 2, (ctx.ptr(targets) >> 2) + rows);
+  const t = ctx.heap.i32.subarray(ctx.ptr(targets) >>> 2, (ctx.ptr(targets) >>> 2) + rows);
   for (let r = 0; r < rows; r++) {
     if (!(t[r] >= 0 && t[r] < n)) return false; // the reference throws the error that names it
   }
@@ -365,7 +365,7 @@ function scanSplit(ctx: WasmCtx, B: number, L: number, S: number): { per: number
 /** The lane states of a scan (wasm/nn.c, claim_chunk), zeroed. */
 function laneBoard(ctx: WasmCtx, lanes: number): number {
   const p = ctx.temp(4 * lanes);
-  ctx.heap.i32.fill(0, p >> 2, (p >> 2) + lanes);
+  ctx.heap.i32.fill(0, p >>> 2, (p >>> 2) + lanes);
   return p;
 }
 
@@ -401,7 +401,7 @@ const conv1dCausal: Launcher<"conv1dCausal"> = (ctx, [x, w, prefix], out) => {
     // its last L outputs of each sequence copied back: the same sums in the same order
     const Lf = L + Kw - 1, rowF = Lf * C, P = (Kw - 1) * C, f32 = () => ctx.heap.f32;
     const full = ctx.temp(B * rowF * 4), yFull = ctx.temp(B * rowF * 4);
-    const fx = full >> 2, fy = yFull >> 2, px = ctx.ptr(prefix) >> 2, xx = ctx.ptr(x) >> 2, ox = ctx.ptr(out) >> 2;
+    const fx = full >>> 2, fy = yFull >>> 2, px = ctx.ptr(prefix) >>> 2, xx = ctx.ptr(x) >>> 2, ox = ctx.ptr(out) >>> 2;
     for (let b = 0; b < B; b++) {
       f32().copyWithin(fx + b * rowF, px + b * P, px + (b + 1) * P);
       f32().copyWithin(fx + b * rowF + P, xx + b * L * C, xx + (b + 1) * L * C);
@@ -440,7 +440,7 @@ const conv1dCausalGradW: Launcher<"conv1dCausalGradW"> = (ctx, [g, x], out) => {
 
 /** Whether every i32 index of `idx` lies in [0, rows) (else the reference runs and throws its error). */
 function indicesInRange(ctx: WasmCtx, idx: KernelArg, n: number, rows: number): boolean {
-  const p = ctx.ptr(idx) >> 2;
+  const p = ctx.ptr(idx) >>> 2;
   const I = ctx.heap.i32.subarray(p, p + n);
   for (let i = 0; i < n; i++) if (!(I[i] >= 0 && I[i] < rows)) return false;
   return true;
@@ -487,8 +487,8 @@ const scatterAdd: Launcher<"scatterAdd"> = (ctx, [idx, upd], out, p) => {
  */
 function badIndexFlag(ctx: WasmCtx): { ptr: number; raised(): boolean } {
   const ptr = ctx.temp(4);
-  ctx.heap.i32[ptr >> 2] = 0;
-  return { ptr, raised: () => Atomics.load(ctx.heap.i32, ptr >> 2) !== 0 };
+  ctx.heap.i32[ptr >>> 2] = 0;
+  return { ptr, raised: () => Atomics.load(ctx.heap.i32, ptr >>> 2) !== 0 };
 }
 
 // the pool reads' indexed primitives (wasm/indexed.c): the reference's bits
@@ -512,7 +512,7 @@ const indexedSum: Launcher<"indexedSum"> = (ctx, [w, table, idx], out) => {
   const N = P === 0 ? size(out.shape) / Math.max(1, S) : nIdx / P;
   if (N * S === 0) return false; // nothing to compute: the reference (and its index checks)
   if (P === 0) {
-    ctx.heap.f32.fill(0, ctx.ptr(out) >> 2, (ctx.ptr(out) >> 2) + N * S);
+    ctx.heap.f32.fill(0, ctx.ptr(out) >>> 2, (ctx.ptr(out) >>> 2) + N * S);
     return true;
   }
   // tasks: blocks of positions (gridSplit's rows; one column block)
@@ -601,7 +601,7 @@ const selectiveScanGrad: Launcher<"selectiveScanGrad"> = (ctx, ins, out) => {
 const linearSigmoid: Launcher<"linearSigmoid"> = (ctx, [x, w, b], out) => {
   if (!matmul(ctx, [x, w], { ...out, shape: [...x.shape.slice(0, -1), 1] }, { transA: false, transB: false })) return false;
   const v = ctx.heap.f32;
-  biasSigmoidInPlace(v, ctx.ptr(out) >> 2, size(out.shape), v[ctx.ptr(b) >> 2]);
+  biasSigmoidInPlace(v, ctx.ptr(out) >>> 2, size(out.shape), v[ctx.ptr(b) >>> 2]);
   return true;
 };
 

@@ -47,7 +47,7 @@ function workerMain(): void {
     const ex = new WebAssembly.Instance(mod, { env: { memory: d.memory } }).exports as any;
     ex.__stack_pointer.value = d.stackTop;
     const i32 = new Int32Array(d.memory.buffer);
-    const c = d.ctrl >> 2;
+    const c = d.ctrl >>> 2;
     const spinMs: number = d.spinMs;
     let seen = Atomics.load(i32, c + 0);
     Atomics.add(i32, c + 3, 1);
@@ -140,7 +140,7 @@ export class WorkerPool {
     this.#workers = workers;
     this.#i32 = i32;
     this.#ctrl = ctrl;
-    this.#c = ctrl >> 2;
+    this.#c = ctrl >>> 2;
     this.#ticket = new BigInt64Array(i32().buffer, ctrl + TICKET_BYTE, 1); // low memory: valid after growth too
     this.threads = workers.length + 1;
   }
@@ -156,7 +156,7 @@ export class WorkerPool {
     const spawn = await spawner();
     if (!spawn) throw new Error("this runtime has no worker threads");
     if (init.ctrl % 64 !== 0) throw new Error("wasm: the job board must be 64-byte aligned");
-    const c = init.ctrl >> 2;
+    const c = init.ctrl >>> 2;
     const v = i32();
     for (let w = 0; w < CTRL_BYTES / 4; w++) v[c + w] = 0;
     const workers: AnyWorker[] = [];
