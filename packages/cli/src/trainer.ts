@@ -213,7 +213,8 @@ export function runFiles(out: string): { checkpoint: string; log: string; plot: 
   return { checkpoint: join(out, "checkpoint.safetensors"), log: join(out, "train.jsonl"), plot: join(out, "loss.svg") };
 }
 
-function firstDifference(a: unknown, b: unknown, path = ""): string | undefined {
+/** The first place where two JSON values differ ("path: A in the checkpoint, B now"), or undefined when equal. */
+export function firstDifference(a: unknown, b: unknown, path = ""): string | undefined {
   if (Object.is(a, b)) return undefined;
   if (a && b && typeof a === "object" && typeof b === "object" && Array.isArray(a) === Array.isArray(b)) {
     const keys = new Set([...Object.keys(a), ...Object.keys(b)]);

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { disposeTree, liveBuffers } from "@memmamba/tensor";
+import { disposeTree, flattenTree, liveBuffers } from "@memmamba/tensor";
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { type Command, type FlagDefs, kebab, runCli } from "../src/args.ts";
 import type { CommandIO } from "../src/commands/common.ts";
@@ -13,6 +13,7 @@ import { evalCommand, runEval } from "../src/commands/eval.ts";
 import { passkeyCommand, type PasskeyReport, runPasskey } from "../src/commands/passkey.ts";
 import { runTrain, trainCommand } from "../src/commands/train.ts";
 import { loadCheckpoint } from "../src/checkpoint.ts";
+import { loadModelFile } from "../src/weights.ts";
 import { readJsonl } from "../src/log.ts";
 import { checkWellFormedXml } from "./svg.ts";
 
@@ -175,7 +176,7 @@ describe("commands: end to end at a tiny size", () => {
 });
 
 describe("commands: train --task docret", () => {
-  test("trains on docret rows of --data's paragraphs, scores held-out validation rows, records the task (eval docret asks with its query); a resume with other rows says so", async () => {
+  test("trains on docret rows of --data's paragraphs, scores held-out validation rows, records the task (eval docret asks with its query); a resume with other rows says so; --init starts from given weights", async () => {
     const dir = mkdtempSync(join(tmpdir(), "mm-docret-"));
     const live = liveBuffers();
     try {
@@ -215,6 +216,21 @@ describe("commands: train --task docret", () => {
       expect(asTrained.query).toBe("first-words");
       expect(asTrained.said).toContain("the query the checkpoint was trained on, first-words (--query overrides)");
       expect((await ev(["--query", "sentence"])).query).toBe("sentence");
+      // --init: a fresh run starts from a file's weights (here the LM task's); another config is refused, naming the field
+      const lmRun = join(dir, "lm");
+      const l = await runTrain(trainCommand.parse(["--data", books, "--steps", "1", "--eval-every", "0", "--out", lmRun]), quietIO());
+      disposeTree(l.params);
+      const lmFile = join(lmRun, "checkpoint.safetensors");
+      const io2 = quietIO();
+      const fromLm = await runTrain(trainCommand.parse([...base, "--seq-len", "1200", "--docret-k", "1", "--steps", "0", "--eval-every", "0", "--init", lmFile, "--out", join(dir, "init")]), io2);
+      const want = loadModelFile(lmFile).params;
+      const [got, exp] = [flattenTree(fromLm.params), flattenTree(want)];
+      expect(got.map(([k]) => k)).toEqual(exp.map(([k]) => k));
+      for (let i = 0; i < got.length; i++) expect(Array.from(await got[i][1].data())).toEqual(Array.from(await exp[i][1].data()));
+      disposeTree([fromLm.params, want]);
+      expect(io2.text()).toContain(`initial weights from ${lmFile} (step 1 of its run)`);
+      await expect(runTrain(trainCommand.parse([...base, "--seq-len", "1200", "--preset", "small", "--init", lmFile, "--out", join(dir, "init2")]), quietIO()))
+        .rejects.toThrow(`--init ${lmFile} holds another model config than this run's (dModel: 32 in the file, 256 now)`);
       // too short a row for the smallest k: the error says what to change
       await expect(runTrain(trainCommand.parse([...base, "--seq-len", "200", "--overwrite"]), quietIO())).rejects.toThrow("is too short for k = 1");
       expect(liveBuffers()).toBe(live);

@@ -13,11 +13,12 @@
  * the gold id's digits and "]" as the scored targets), held-out samples of the validation split
  * scored like the passkey demo's (DOCRET_TRAIN). A flag given explicitly always wins.
  */
-import { fromArray, random, schedule, tidy, type Tensor } from "@memmamba/tensor";
+import { disposeTree, fromArray, random, schedule, tidy, type Tensor } from "@memmamba/tensor";
 import { lm, preset, presetNames, type ConfigOverrides, type LMParams, type ModelConfig, type PresetName } from "@memmamba/memmamba";
 import { defineCommand, flag, type ParseResult, UsageError } from "../args.ts";
 import { lmTrainable, tokenSource, type HostTokenBatch } from "../adapters.ts";
-import { runFiles, train, TRAIN_DEFAULTS, type TrainResult } from "../trainer.ts";
+import { firstDifference, runFiles, train, TRAIN_DEFAULTS, type TrainResult } from "../trainer.ts";
+import { loadModelFile } from "../weights.ts";
 import { saveHangFromEnv } from "../save-hook.ts";
 import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, readJsonFile, requirePath, selectBackend } from "./common.ts";
 import { docretTrainingBatch, loadTexts, paragraphsOf, splitPart, splitTexts, WindowSampler } from "@memmamba/memmamba";
@@ -130,6 +131,7 @@ export const trainCommand = defineCommand({
     seed: flag.int("random seed (parameters, data order)", { default: TRAIN_DEFAULTS.seed, min: 0 }),
     out: flag.path("output directory: checkpoint.safetensors, train.jsonl, loss.svg", { default: "runs/train" }),
     resume: flag.bool("continue from <out>/checkpoint.safetensors, exactly where it stopped"),
+    init: flag.path("start a fresh run from these weights (a checkpoint or an exported weights file of the same model config) instead of a random init; a resumed run continues from its checkpoint"),
     overwrite: flag.bool("start afresh even if <out> already holds a checkpoint (it is replaced at the first save)"),
     checkpointEvery: flag.int("steps between checkpoints", { default: 50, positive: true }),
     evalEvery: flag.int("steps between evaluations (passkey accuracy or validation loss; 0: never)", { min: 0, defaultLabel: `${TEXT_DEFAULTS.evalEvery}; passkey demo ${PASSKEY_DEMO.evalEvery}` }),
@@ -196,7 +198,18 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
   const f = args.flags;
   await selectBackend("train", f.backend, f.cpuKernels, io.err);
   const config = resolveConfig(args);
-  const model = lmTrainable(lm, config);
+  const base = lmTrainable(lm, config);
+  let model = base;
+  if (f.init) {
+    requirePath("train", "--init", f.init);
+    const first = loadModelFile(f.init); // the file's errors (missing, truncated, not weights) name it
+    disposeTree(first.params);
+    const diff = firstDifference(JSON.parse(JSON.stringify(first.config)), base.config);
+    if (diff) throw new UsageError(`train: --init ${f.init} holds another model config than this run's (${diff.replace("in the checkpoint", "in the file")}); pass the --preset / --config it was trained with`);
+    // each call loads the file afresh (the trainer frees what init returns when it resumes instead)
+    model = { ...base, init: () => loadModelFile(f.init!).params };
+    log(`train: initial weights from ${f.init} (step ${first.checkpoint.step} of its run)${f.resume ? "; --resume continues from the checkpoint instead where one is" : ""}\n`);
+  }
   const evalKey = random.foldIn(random.key(f.seed), 0x65766131); // "eva1": held-out samples, never trained on
   // the mode's defaults for what was not given (the demo has its own: see PASSKEY_DEMO)
   const task = taskOf(args);
@@ -303,7 +316,7 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
     overwrite: f.overwrite,
     maxBadSteps: f.maxBadSteps,
     dtype: f.dtype,
-    extra: { task, seqLen: String(seqLen), ...(task === "docret" ? { docretK: (f.docretK ?? DOCRET_TRAIN.ks).join(","), query: f.query } : {}) },
+    extra: { task, seqLen: String(seqLen), ...(f.init ? { init: f.init } : {}), ...(task === "docret" ? { docretK: (f.docretK ?? DOCRET_TRAIN.ks).join(","), query: f.query } : {}) },
     saveOptions: saveHangFromEnv(), // undefined unless a test sets MEMMAMBA_TEST_SAVE_HANG (../save-hook.ts)
     // counted from the process's start (start-up and backend compilation are part of a job's time)
     deadline: f.maxMinutes !== undefined ? performance.timeOrigin + f.maxMinutes * 60_000 : undefined,
