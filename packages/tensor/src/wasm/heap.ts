@@ -71,7 +71,11 @@ export class WasmHeap {
     const end = p + cls;
     if (end > this.#maxBytes) {
       this.#inUse -= cls;
-      throw new RangeError(`wasm heap: out of memory: ${bytes} bytes asked, ${this.#inUse} in use, the memory's maximum is ${this.#maxBytes} bytes`);
+      const gib = (n: number) => (n / 2 ** 30).toFixed(2);
+      throw new RangeError(
+        `wasm heap: out of memory: ${bytes} bytes asked, ${this.#inUse} in use, the memory's maximum is ${this.#maxBytes} bytes (${gib(this.#maxBytes)} GiB, ` +
+          `a wasm32 memory's limit; the CPU backend keeps a training step's activations there: fewer tokens a micro-batch, or the WebGPU backend, fit)`,
+      );
     }
     const have = this.memory.buffer.byteLength;
     if (end > have) {
