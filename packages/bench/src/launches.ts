@@ -89,9 +89,9 @@ async function census(kind: ModelKind, o: LaunchCensus["options"]): Promise<{ la
     const trainer = o.mode === "train" ? makeTrainer(params) : null;
     const cache = new StepCache();
     let state = o.mode === "step" ? lm.initState(params.config, o.batch) : undefined;
-    const token = randomTokens(o.batch, 1, 3);
+    const token = o.mode === "step" ? randomTokens(o.batch, 1, 3) : undefined;
     const step = () => {
-      const r = noGrad(() => lm.step(params, reshape(token, [o.batch]), state!, { cache }));
+      const r = noGrad(() => lm.step(params, reshape(token!, [o.batch]), state!, { cache }));
       disposeTree([state, r.logits]);
       state = r.state;
     };

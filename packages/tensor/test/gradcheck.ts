@@ -109,6 +109,18 @@ function unravel(flat: number, shape: readonly number[]): number[] {
   return idx;
 }
 
+/** The values of `ts`, flattened and joined on the device, in one readback (empty tensors add nothing). */
+async function readJoined(ts: readonly Tensor[]): Promise<Float32Array> {
+  const flat = ts.filter((t) => t.size > 0);
+  if (flat.length === 0) return new Float32Array(0);
+  const joined = noGrad(() => tidy(() => concat(flat.map((t) => reshape(t, [t.size])), 0)));
+  try {
+    return (await joined.data()) as Float32Array;
+  } finally {
+    if (!flat.includes(joined)) joined.dispose(); // (a join of one flat tensor may hand it back)
+  }
+}
+
 function makeTensor(inp: { data: Float32Array | Int32Array; shape: readonly number[] }): Tensor {
   return inp.data instanceof Int32Array ? fromArray(inp.data, [...inp.shape], "i32") : fromArray(inp.data, [...inp.shape]);
 }
@@ -169,14 +181,7 @@ export async function checkGradients(
           if (g.dtype !== "f32") throw new Error(`${label}: gradient of input #${i} is ${g.dtype}, not f32`);
           wanted.push(g);
         }
-        const flat = wanted.filter((g) => g.size > 0);
-        const joined = flat.length ? noGrad(() => tidy(() => concat(flat.map((g) => reshape(g, [g.size])), 0))) : undefined;
-        let all: Float32Array;
-        try {
-          all = joined ? ((await joined.data()) as Float32Array) : new Float32Array(0);
-        } finally {
-          if (joined && !flat.includes(joined) && !grads.includes(joined) && !base.includes(joined)) joined.dispose();
-        }
+        const all = await readJoined(wanted);
         analytic = [];
         let at = 0;
         for (const [i, g] of grads.entries()) {
@@ -223,7 +228,6 @@ export async function checkGradients(
         const chunk = evals.slice(e0, e0 + batch);
         const made: Tensor[] = [];
         const outs: Tensor[] = [];
-        let all: Tensor | undefined;
         try {
           for (const { j, v } of chunk) {
             work[j] = v;
@@ -239,8 +243,7 @@ export async function checkGradients(
             outs.push(out);
           }
           if (outSize > 0) {
-            all = noGrad(() => tidy(() => concat(outs.map((o) => reshape(o, [outSize])), 0)));
-            const y = (await all.data()) as Float32Array;
+            const y = await readJoined(outs);
             for (let c = 0; c < chunk.length; c++) {
               let s = 0;
               for (let k = 0; k < outSize; k++) s += w[k] * y[c * outSize + k];
@@ -248,7 +251,6 @@ export async function checkGradients(
             }
           }
         } finally {
-          if (all && !made.includes(all) && !base.includes(all)) all.dispose(); // (concat of one flat output may hand it back)
           for (const t of made) t.dispose();
         }
       }

@@ -15,7 +15,7 @@
  */
 import { disposeTree, fromArray, random, schedule, tidy, type Tensor } from "@memmamba/tensor";
 import { lm, preset, presetNames, type ConfigOverrides, type LMParams, type ModelConfig, type PresetName } from "@memmamba/memmamba";
-import { defineCommand, flag, type ParseResult, UsageError } from "../args.ts";
+import { defineCommand, flag, kebab, type ParseResult, UsageError } from "../args.ts";
 import { lmTrainable, tokenSource, type HostTokenBatch } from "../adapters.ts";
 import { firstDifference, runFiles, train, TRAIN_DEFAULTS, type TrainResult } from "../trainer.ts";
 import { loadModelFile } from "../weights.ts";
@@ -215,14 +215,14 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
   const task = taskOf(args);
   if (task !== "passkey" && !f.data) throw new UsageError(`train: --task ${task} needs --data (the books${task === "docret" ? " whose paragraphs are the documents" : ""})`);
   if (task === "passkey" && f.data) throw new UsageError(`train: --task passkey takes its filler from --filler, not --data`);
-  for (const k of ["filler", "fillerSplit"] as const) {
-    if (task !== "passkey" && args.given.has(k)) throw new UsageError(`train: --${k === "filler" ? "filler" : "filler-split"} is for the passkey task (this is --task ${task})`);
-  }
-  for (const k of ["taskLoss", "answerWeight"] as const) {
-    if (task === "text" && args.given.has(k)) throw new UsageError(`train: --${k === "taskLoss" ? "task-loss" : "answer-weight"} is for the passkey and docret tasks (the LM scores every byte)`);
-  }
-  for (const k of ["docretK", "query"] as const) {
-    if (task !== "docret" && args.given.has(k)) throw new UsageError(`train: --${k === "docretK" ? "docret-k" : "query"} is for --task docret (this is --task ${task})`);
+  // flags of another task: refused by name, never silently ignored
+  const misplaced: [readonly (keyof TrainArgs["flags"])[], boolean, string][] = [
+    [["filler", "fillerSplit"], task !== "passkey", `is for the passkey task (this is --task ${task})`],
+    [["taskLoss", "answerWeight"], task === "text", "is for the passkey and docret tasks (the LM scores every byte)"],
+    [["docretK", "query"], task !== "docret", `is for --task docret (this is --task ${task})`],
+  ];
+  for (const [keys, wrong, why] of misplaced) {
+    for (const k of keys) if (wrong && args.given.has(k)) throw new UsageError(`train: --${kebab(k)} ${why}`);
   }
   const d = task === "text" ? TEXT_DEFAULTS : task === "docret" ? DOCRET_TRAIN : PASSKEY_DEMO;
   const steps = f.steps ?? d.steps;
@@ -232,6 +232,12 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
   const lr = f.lr ?? d.lr;
   const warmup = f.warmup ?? d.warmup;
   const evalEvery = f.evalEvery ?? d.evalEvery;
+  // what the start-up lines of each task share
+  const m = config.memory;
+  const modelLine = `a ${config.kind} of ${config.nLayers} layers × ${config.dModel}` +
+    (config.kind === "memmamba" && m.enabled ? ` (notes: pool ${m.poolSize}, τ1 ${m.tau1}, τ2 ${m.tau2}, fusion ${m.fusion})` : "");
+  const planLine = `${steps} steps of batch ${batch}×${accum}, lr ${lr}${warmup > 0 ? ` after ${warmup} warmup steps` : " (constant)"}`;
+  const weights = f.taskLoss === "all" ? { answerWeight: f.answerWeight, otherWeight: 1 } : { answerWeight: 1, otherWeight: 0 };
   let data;
   let evaluate: (params: LMParams) => Promise<Record<string, number>>;
   if (task === "text") {
@@ -239,8 +245,7 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
     const split = splitTexts(loadTexts(f.data!));
     log(`train: ${split.train.length} training and ${split.validation.length} validation documents (${split.rule})\n`);
     log(
-      `train: byte-level LM: a ${config.kind} of ${config.nLayers} layers × ${config.dModel}; ${seqLen}-byte windows; ${steps} steps of batch ${batch}×${accum}, ` +
-        `lr ${lr}${warmup > 0 ? ` after ${warmup} warmup steps` : " (constant)"}, weight decay ${f.weightDecay}, clip ${f.clip}\n`,
+      `train: byte-level LM: a ${config.kind} of ${config.nLayers} layers × ${config.dModel}; ${seqLen}-byte windows; ${planLine}, weight decay ${f.weightDecay}, clip ${f.clip}\n`,
     );
     data = (key: random.Key) => {
       const sampler = new WindowSampler(split.train, seqLen, key);
@@ -258,19 +263,16 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
     for (const [name, p] of [["training", trainParas], ["validation", valParas]] as const) {
       if (p.length < need) throw new UsageError(`train: --data ${f.data} has ${p.length} ${name} paragraphs; --docret-k up to ${need - 1} needs ${need} (add books)`);
     }
-    const weights = f.taskLoss === "all" ? { answerWeight: f.answerWeight, otherWeight: 1 } : { answerWeight: 1, otherWeight: 0 };
     const opts = { seqLen, ks, query: f.query, ...weights };
     data = (key: random.Key) => tokenSource((i) => docretTrainingBatch({ key, step: i, batch, paragraphs: trainParas, ...opts }));
     const held = docretTrainingBatch({ key: evalKey, step: 0, batch: DOCRET_TRAIN.evalSamples, paragraphs: valParas, ...opts, answerWeight: 1, otherWeight: 0 });
     evaluate = (params) => answerScores(params, held, held.answerSpans);
-    const m = config.memory;
     log(`train: docret: ${trainParas.length} training and ${valParas.length} validation paragraphs of ${f.data} (${split.rule})\n`);
     log(
-      `train: docret: a ${config.kind} of ${config.nLayers} layers × ${config.dModel}` +
-        (config.kind === "memmamba" && m.enabled ? ` (notes: pool ${m.poolSize}, τ1 ${m.tau1}, τ2 ${m.tau2}, fusion ${m.fusion})` : "") +
+      `train: docret: ${modelLine}` +
         `; one sample a row of ${seqLen} tokens, k = ${ks.join(",")} noise paragraphs, the question quoting a ${f.query === "sentence" ? "sentence" : "gold document's first words"}; ` +
         (f.taskLoss === "all" ? `every byte of a sample scored (answer ×${f.answerWeight})` : "the id's digits and the \"]\" after them scored") +
-        `; ${steps} steps of batch ${batch}×${accum}, lr ${lr}${warmup > 0 ? ` after ${warmup} warmup steps` : " (constant)"}` +
+        `; ${planLine}` +
         (evalEvery > 0
           ? `; ${DOCRET_TRAIN.evalSamples} held-out samples of the validation paragraphs scored every ${evalEvery} steps (evalLoss: the id digits' loss, ln 10 ≈ 2.30 is guessing; digitAcc; exactMatch: the id and "]")\n`
           : "; no held-out scores (--eval-every 0)\n"),
@@ -286,17 +288,14 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
       filler = { kind: "text", docs: part.docs };
       log(`train: passkey filler: ${part.docs.length} documents of ${f.filler} (${part.rule})\n`);
     }
-    const weights = f.taskLoss === "all" ? { answerWeight: f.answerWeight, otherWeight: 1 } : { answerWeight: 1, otherWeight: 0 };
     data = (key: random.Key) => tokenSource((i) => passkeyStopBatch({ key, step: i, batch, seqLen, filler, ...weights }));
     const held = passkeyStopBatch({ key: evalKey, step: 0, batch: PASSKEY_DEMO.evalSamples, seqLen, filler });
     evaluate = (params) => passkeyScores(params, held);
-    const m = config.memory;
     log(
-      `train: passkey demo: a ${config.kind} of ${config.nLayers} layers × ${config.dModel}` +
-        (config.kind === "memmamba" && m.enabled ? ` (notes: pool ${m.poolSize}, τ1 ${m.tau1}, τ2 ${m.tau2}, fusion ${m.fusion})` : "") +
+      `train: passkey demo: ${modelLine}` +
         `; ${seqLen}-byte samples (${filler.kind} filler, the needle at a random depth), ` +
         (f.taskLoss === "all" ? `every byte scored (answer ×${f.answerWeight})` : "the 5 answer digits and the \".\" after them scored") +
-        `; ${steps} steps of batch ${batch}×${accum}, lr ${lr}${warmup > 0 ? ` after ${warmup} warmup steps` : " (constant)"}` +
+        `; ${planLine}` +
         (evalEvery > 0
           ? `; ${PASSKEY_DEMO.evalSamples} held-out samples scored every ${evalEvery} steps (evalLoss: answer-digit loss, ln 10 ≈ 2.30 is guessing; digitAcc: chance 0.1; exactMatch: all 5 digits and the \".\")\n`
           : "; no held-out scores (--eval-every 0)\n"),
