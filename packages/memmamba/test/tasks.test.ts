@@ -188,6 +188,31 @@ describe("docret", () => {
     expect(() => docretSample({ key, paragraphs: paragraphs.slice(0, 5), k: 10 })).toThrow("k = 10 needs at least 11 paragraphs, only 5 given");
   });
 
+  test("last-words queries: each id written after its document, right after the quoted words", () => {
+    for (const k of [1, 10]) {
+      const s = docretSample({ key: keyAt(key, 7, k), paragraphs, k, query: "last-words" });
+      const [docPart, question] = s.prompt.split("\n\n");
+      const lines = docPart.split("\n");
+      expect(lines).toHaveLength(k + 1);
+      lines.forEach((l, j) => expect(l).toBe(`${s.docs[j].text} [Doc ${s.ids[j]}]`));
+      expect(s.docs[s.goldPosition].text.endsWith(s.query)).toBe(true);
+      expect(s.query.split(" ")).toHaveLength(8);
+      // the gold id follows the quoted words, and only the gold document ends with them
+      expect(lines.filter((l) => l.includes(`${s.query} [Doc `))).toEqual([`${s.docs[s.goldPosition].text} [Doc ${s.goldId}]`]);
+      expect(question).toBe(`Question: Which document ends with "${s.query}"? Answer: [Doc `);
+    }
+    expect(() => docretSample({ key, paragraphs, k: 2, query: "middle" as never })).toThrow('query must be one of sentence, first-words, last-words, got "middle"');
+    const b = docretTrainingBatch({ key, step: 1, batch: 3, seqLen: 2600, paragraphs, ks: [1, 2], query: "last-words" });
+    for (let r = 0; r < 3; r++) {
+      const { start, end } = b.answerSpans[r];
+      const prompt = dec.decode(Uint8Array.from(Array.from(b.inputs.subarray(r * 2600, r * 2600 + start + 1))));
+      expect(prompt).toContain(` [Doc ${b.goldIds[r]}]`);
+      expect(prompt).not.toContain(`[Doc ${b.goldIds[r]}] `); // never before a text
+      expect(prompt.endsWith("? Answer: [Doc ")).toBe(true);
+      expect(dec.decode(Uint8Array.from(Array.from(b.targets.subarray(r * 2600 + start, r * 2600 + end))))).toBe(`${b.goldIds[r]}]`);
+    }
+  });
+
   test("scoring: exact match of the leading integer", () => {
     expect(scoreDocret("17]", 17)).toEqual({ correct: true, predicted: 17 });
     expect(scoreDocret(" 17] is it", 17).correct).toBe(true);

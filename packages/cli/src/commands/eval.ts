@@ -17,7 +17,7 @@ import { linePlot, writeSvg } from "../plot.ts";
 import { Progress } from "../progress.ts";
 import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, formatTable, lengthLabel, requirePath, selectBackend, writeJson } from "./common.ts";
 import { booksTooShort, loadTexts, perplexity, pplWindows, pplWindowStarts, splitTexts, type TextDoc } from "@memmamba/memmamba";
-import { DOCRET_DECODE_TOKENS, docretSamples, paragraphsOf, scoreDocret } from "@memmamba/memmamba";
+import { DOCRET_DECODE_TOKENS, docretSamples, isQueryKind, paragraphsOf, QUERY_KINDS, scoreDocret } from "@memmamba/memmamba";
 import { metrics, type LMParams } from "@memmamba/memmamba";
 import { fromArray } from "@memmamba/tensor";
 
@@ -36,7 +36,7 @@ export const evalCommand = defineCommand({
     scored: flag.int("ppl: tokens scored at the end of each window", { default: 100, positive: true }),
     k: flag.intList("docret: numbers of noise documents", { default: [10, 20, 120, 160, 200], positive: true }),
     samples: flag.int("docret: samples per k; metrics: windows", { default: 20, positive: true }),
-    query: flag.enum(["sentence", "first-words"], "docret: what the question quotes from the gold document (unless given: the query a `train --task docret` checkpoint was trained with)", { default: "sentence" }),
+    query: flag.enum(QUERY_KINDS, "docret: what the question quotes from the gold document (unless given: the query a `train --task docret` checkpoint was trained with)", { default: "sentence" }),
     seed: flag.int("seed of the docret samples", { default: 123, min: 0 }),
     chunk: flag.int("tokens per chunk when streaming (memory ∝ chunk, not length)", { default: 512, positive: true }),
     out: flag.path("where the JSON (and SVG) go", { defaultLabel: "<checkpoint dir>" }),
@@ -119,7 +119,7 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
     // docret: the query the checkpoint was trained on, where it was trained on docret and --query is not given
     const trained = model.checkpoint.extra ?? {};
     let query = f.query;
-    if (!args.given.has("query") && trained.task === "docret" && (trained.query === "sentence" || trained.query === "first-words")) {
+    if (!args.given.has("query") && trained.task === "docret" && isQueryKind(trained.query)) {
       query = trained.query;
       io.err(`eval: docret asks with the query the checkpoint was trained on, ${query} (--query overrides)\n`);
     }

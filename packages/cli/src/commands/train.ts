@@ -21,7 +21,7 @@ import { firstDifference, runFiles, train, TRAIN_DEFAULTS, type TrainResult } fr
 import { loadModelFile } from "../weights.ts";
 import { saveHangFromEnv } from "../save-hook.ts";
 import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, readJsonFile, requirePath, selectBackend } from "./common.ts";
-import { docretTrainingBatch, loadTexts, paragraphsOf, splitPart, splitTexts, WindowSampler } from "@memmamba/memmamba";
+import { docretTrainingBatch, loadTexts, QUERY_KINDS, paragraphsOf, splitPart, splitTexts, WindowSampler } from "@memmamba/memmamba";
 import type { FillerSpec } from "@memmamba/memmamba";
 import { answerScores, MIN_PASSKEY_SEQ_LEN, passkeyScores, passkeyStopBatch } from "../passkey-demo.ts";
 
@@ -76,6 +76,13 @@ export const PASSKEY_DEMO = Object.freeze({
  * passkey runs' optimizer settings on the GPU (lr 1e-3 after 100 warmup steps, batch 8), and 32
  * held-out samples of the validation split scored every 100 steps.
  */
+/** How train's docret start-up line names each query. */
+const QUERY_LINE: Record<(typeof QUERY_KINDS)[number], string> = {
+  "sentence": "a sentence",
+  "first-words": "the gold document's first words",
+  "last-words": "the gold document's last words (each id after its document)",
+};
+
 export const DOCRET_TRAIN = Object.freeze({
   steps: 2000,
   seqLen: 4096,
@@ -141,7 +148,7 @@ export const trainCommand = defineCommand({
     taskLoss: flag.enum(["answer", "all"], "passkey and docret tasks: score only the answer (the digits and the stop after them), or every next byte of the sample", { default: PASSKEY_DEMO.taskLoss }),
     answerWeight: flag.number("passkey and docret tasks with --task-loss all: weight of the answer digits relative to the other bytes", { positive: true, default: 1 }),
     docretK: flag.intList("docret task: noise-document counts, one drawn per row (a row that does not fit --seq-len is drawn again, then with a smaller k)", { positive: true, defaultLabel: DOCRET_TRAIN.ks.join(",") }),
-    query: flag.enum(["sentence", "first-words"], "docret task: what the question quotes from the gold document (as `eval docret --query`)", { default: "sentence" }),
+    query: flag.enum(QUERY_KINDS, "docret task: what the question quotes from the gold document (last-words also writes each id after its document; as `eval docret --query`)", { default: "sentence" }),
     fillerSplit: flag.enum(["train", "validation", "all"], "passkey task: which books of --filler (the books' split; `passkey` evaluates on validation, so training on train keeps that text unseen)", { default: "train" }),
     maxMinutes: flag.number("time budget: stop cleanly at a step boundary once the next step would end later than this many minutes after start, write the checkpoint and exit 0 (continue with --resume)", { positive: true }),
   },
@@ -270,7 +277,7 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
     log(`train: docret: ${trainParas.length} training and ${valParas.length} validation paragraphs of ${f.data} (${split.rule})\n`);
     log(
       `train: docret: ${modelLine}` +
-        `; one sample a row of ${seqLen} tokens, k = ${ks.join(",")} noise paragraphs, the question quoting a ${f.query === "sentence" ? "sentence" : "gold document's first words"}; ` +
+        `; one sample a row of ${seqLen} tokens, k = ${ks.join(",")} noise paragraphs, the question quoting ${QUERY_LINE[f.query]}; ` +
         (f.taskLoss === "all" ? `every byte of a sample scored (answer ×${f.answerWeight})` : "the id's digits and the \"]\" after them scored") +
         `; ${planLine}` +
         (evalEvery > 0

@@ -14,7 +14,8 @@
  *
  *   Question: Which document contains the sentence "<query>"? Answer: [Doc 
  *
- * (one document per line, a blank line before the question; the prompt ends with "[Doc ").
+ * (one document per line, a blank line before the question; the prompt ends with "[Doc "; the
+ * "last-words" query writes each id after its document instead, below).
  * The answer is the gold id's digits, e.g. "17".
  *
  * Query (`query` option):
@@ -22,6 +23,11 @@
  *                  no noise document; the most distinctive choice
  *   "first-words"  the gold paragraph's first 8 words; the question then reads
  *                  `Which document begins with "<words>"?`
+ *   "last-words"   the gold paragraph's last 8 words, and every document's id written after its
+ *                  text (`<paragraph> [Doc 17]`); the question reads `Which document ends with
+ *                  "<words>"?`. The id then follows the quoted words, as a value follows its key
+ *                  in associative recall: a model answers by recalling what came after the words,
+ *                  where the other two queries need the id that came before them.
  *
  * k ∈ {10, 20, 120, 160, 200} in the paper's protocol (`DOCRET_KS`); any k >= 1 works.
  * Scoring: exact match of the leading integer of the decoded text with the gold id.
@@ -87,8 +93,15 @@ export function paragraphsOf(docs: readonly TextDoc[], opts: ParagraphOptions = 
   return out;
 }
 
-/** How the query quotes the gold document: one of its sentences, or its first words. */
-export type QueryKind = "sentence" | "first-words";
+/** How the query quotes the gold document (see the module note). */
+export const QUERY_KINDS = ["sentence", "first-words", "last-words"] as const;
+/** How the query quotes the gold document: one of its sentences, its first words or its last words. */
+export type QueryKind = (typeof QUERY_KINDS)[number];
+
+/** True when `v` names a query kind. */
+export function isQueryKind(v: unknown): v is QueryKind {
+  return typeof v === "string" && (QUERY_KINDS as readonly string[]).includes(v);
+}
 
 /** Options of `docretSample`. */
 export interface DocretSampleOptions {
@@ -124,15 +137,23 @@ export interface DocretSample {
   docs: Paragraph[];
 }
 
-function docLine(id: number, text: string): string {
-  return `[Doc ${id}] ${text}`;
+/** A document's line: the id before its text, or after it for the last-words query. */
+function docLine(id: number, text: string, kind: QueryKind): string {
+  return kind === "last-words" ? `${text} [Doc ${id}]` : `[Doc ${id}] ${text}`;
 }
+
+const QUESTION: Record<QueryKind, (q: string) => string> = {
+  "sentence": (q) => `Which document contains the sentence "${q}"?`,
+  "first-words": (q) => `Which document begins with "${q}"?`,
+  "last-words": (q) => `Which document ends with "${q}"?`,
+};
 
 /** The query sentence for a gold paragraph, or undefined when none is distinctive. */
 function pickQuery(rng: HostRng, gold: string, noise: readonly string[], kind: QueryKind): string | undefined {
   const inNoise = (q: string) => noise.some((t) => t.includes(q));
-  if (kind === "first-words") {
-    const q = gold.split(" ").slice(0, 8).join(" ");
+  if (kind === "first-words" || kind === "last-words") {
+    const words = gold.split(" ");
+    const q = (kind === "first-words" ? words.slice(0, 8) : words.slice(-8)).join(" ");
     return inNoise(q) ? undefined : q;
   }
   const candidates = sentencesOf(gold).filter((s) => s.length >= 30 && s.length <= 200 && !s.includes('"') && !inNoise(s));
@@ -143,6 +164,7 @@ function pickQuery(rng: HostRng, gold: string, noise: readonly string[], kind: Q
 export function docretSample(opts: DocretSampleOptions): DocretSample {
   const { paragraphs, k } = opts;
   const kind = opts.query ?? "sentence";
+  if (!isQueryKind(kind)) throw new RangeError(`docretSample: query must be one of ${QUERY_KINDS.join(", ")}, got ${JSON.stringify(kind)}`);
   if (!Number.isInteger(k) || k < 1) throw new RangeError(`docretSample: k must be a positive integer, got ${k}`);
   if (paragraphs.length < k + 1) {
     throw new RangeError(`docretSample: k = ${k} needs at least ${k + 1} paragraphs, only ${paragraphs.length} given (add books)`);
@@ -161,10 +183,8 @@ export function docretSample(opts: DocretSampleOptions): DocretSample {
     const posIds = order.map((c) => ids[c]);
     const goldPosition = order.indexOf(0);
     const goldId = ids[0];
-    const question = kind === "first-words"
-      ? `Question: Which document begins with "${query}"? Answer: [Doc `
-      : `Question: Which document contains the sentence "${query}"? Answer: [Doc `;
-    const prompt = `${docs.map((p, j) => docLine(posIds[j], p.text)).join("\n")}\n\n${question}`;
+    const question = `Question: ${QUESTION[kind](query)} Answer: [Doc `;
+    const prompt = `${docs.map((p, j) => docLine(posIds[j], p.text, kind)).join("\n")}\n\n${question}`;
     return {
       prompt,
       bytes: new TextEncoder().encode(prompt),
