@@ -2,7 +2,9 @@
 # Docret training on the GPU: MemMamba and Mamba, for each query of DR_QUERIES and each start of
 # DR_STARTS ("-": from scratch; a directory: --dr-init DIR, each model's passkey weights there),
 # all processes sharing the GPU, the same step budget for all; then docret at the --dr-k list.
-# DR_KEEP=1 brings back the MemMamba runs' weights (exported F16) as well.
+# DR_MODELS picks the models (default "memmamba mamba"; a --models in DR_EXTRA overrides every
+# slot's, so each slot then trains that model: replicas). DR_KEEP=1 brings back the MemMamba
+# runs' weights (exported F16) as well.
 set -u
 source .gpu/enter.sh
 python3 -c "import tarfile; tarfile.open('runs/books.tar.xz').extractall('runs')"
@@ -12,7 +14,7 @@ for s in ${DR_STARTS:--}; do
   init=""; tag=""
   [ "$s" != "-" ] && init="--dr-init $s" && tag="-init"
   for q in ${DR_QUERIES:-sentence first-words}; do
-    for m in memmamba mamba; do
+    for m in ${DR_MODELS:-memmamba mamba}; do
       bash packages/bench/gpu/experiments.sh --models $m --dr-query $q $c $init --exp runs/exp-$q$tag-$m --out $OUT/$q$tag-$m > /dev/null 2>&1 &
       pids="${pids:-} $!"
     done
