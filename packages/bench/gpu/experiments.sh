@@ -257,7 +257,7 @@ collect() {
   for m in "${model_list[@]}"; do
     for k in pk lm dr; do
       local ck="$exp/$k-$m/checkpoint.safetensors"
-      [ -f "$ck" ] && cli export-weights --checkpoint "$ck" --out "$out/$m-$preset-$(task_name "$k").safetensors" --dtype F16
+      [ -f "$ck" ] && cli export-weights --checkpoint "$ck" --out "$out/$m-$preset-$(task_name "$k").safetensors" --dtype F16 --overwrite
     done
   done
   # results: every JSON, SVG and training log (not the checkpoints: 12 bytes a parameter)

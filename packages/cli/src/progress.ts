@@ -41,6 +41,12 @@ export interface ProgressOptions {
   showLoss?: boolean;
   /** Clock in milliseconds (tests inject one). Default performance.now. */
   now?: () => number;
+  /**
+   * Tokens the whole job will report (the updates' `tokens` summed): the ETA then follows the
+   * tokens left rather than the steps left, for jobs whose steps differ in size (windows or
+   * prompts of growing length).
+   */
+  totalTokens?: number;
 }
 
 /** What a step reports to the display. */
@@ -93,6 +99,7 @@ export class Progress {
   readonly #showLoss: boolean;
   readonly #now: () => number;
   readonly #t0: number;
+  readonly #totalTokens: number | undefined;
   #step: number;
   #tokens = 0;
   #loss: number | undefined;
@@ -117,6 +124,8 @@ export class Progress {
     this.#now = opts.now ?? (() => performance.now());
     this.#t0 = this.#now();
     this.#lastPlain = this.#t0;
+    if (opts.totalTokens !== undefined && !(opts.totalTokens >= 0)) throw new RangeError(`Progress: totalTokens must be >= 0, got ${opts.totalTokens}`);
+    this.#totalTokens = opts.totalTokens;
   }
 
   /** The last step reported. */
@@ -135,8 +144,12 @@ export class Progress {
     return s > 0 ? this.#tokens / s : 0;
   }
 
-  /** Seconds left at the current pace (NaN before the first step). */
+  /** Seconds left at the current pace (NaN before the first step): per step, or per token when totalTokens was given. */
   get etaSec(): number {
+    if (this.#totalTokens !== undefined) {
+      if (this.#tokens <= 0) return NaN;
+      return (this.elapsedSec / this.#tokens) * Math.max(0, this.#totalTokens - this.#tokens);
+    }
     const done = this.#step - this.#start;
     if (done <= 0) return NaN;
     return (this.elapsedSec / done) * (this.total - this.#step);

@@ -259,7 +259,6 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
   const every = o.checkpointEvery ?? Math.max(1, Math.round(o.steps / 10));
   if (!Number.isSafeInteger(every) || every < 1) throw new RangeError(`train: checkpointEvery must be a positive integer, got ${every}`);
   const files = runFiles(o.out);
-  mkdirSync(o.out, { recursive: true });
   const label = o.label ?? "train";
 
   // ---- state: fresh or from a checkpoint ----
@@ -283,6 +282,7 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
   const resumeNotice = changed.length === 0 ? undefined
     : `${label}: note: resuming ${ck!.path}, written with ${changed.map((k) => `${k} ${ck!.extra[k]}`).join(", ")}, ` +
       `with ${changed.map((k) => `${k} ${o.extra![k]}`).join(", ")}: the batches from here on are not an uninterrupted run's`;
+  mkdirSync(o.out, { recursive: true }); // only once the checkpoint to resume (if any) has been read and checked
   const rootKey: Key = ck ? ck.key : random.key(o.seed);
   const source = typeof data === "function" ? data(random.foldIn(rootKey, 1)) : data;
   const startStep = ck ? ck.step : 0;
@@ -461,7 +461,8 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
     log.close();
   }
   disposeTree([optState.m, optState.v]);
-  const kept = checkpointStep === undefined ? "none written" : `${files.checkpoint} (step ${checkpointStep})`;
+  const kept = checkpointStep !== undefined ? `${files.checkpoint} (step ${checkpointStep})`
+    : existsSync(files.checkpoint) ? `none written (the ${files.checkpoint} there is an earlier run's)` : "none written";
   if (status === "diverged") {
     progress?.finish(`${label}: stopped after ${o.maxBadSteps} consecutive non-finite steps at step ${step}; last good checkpoint: ${kept}`);
   } else if (status === "timeout") {

@@ -3,7 +3,7 @@
  * one line naming the flag (exit code 2); a missing or corrupt checkpoint is one line naming the
  * file's path and what is wrong (exit code 1). Nothing here trains: every case fails before that.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { disposeTree } from "@memmamba/tensor";
@@ -12,6 +12,7 @@ import { type Command, type FlagDefs, runCli } from "../src/args.ts";
 import type { CommandIO } from "../src/commands/common.ts";
 import { evalCommand, runEval } from "../src/commands/eval.ts";
 import { passkeyCommand, runPasskey } from "../src/commands/passkey.ts";
+import { FIXED_BYTES } from "@memmamba/memmamba";
 import { runTrain, trainCommand } from "../src/commands/train.ts";
 
 const quiet: CommandIO = { out: () => {}, err: () => {}, progress: false };
@@ -77,7 +78,7 @@ describe("commands: a missing or corrupt checkpoint is named with its path, exit
       writeFileSync(books, "Some text. ".repeat(200));
       const missing = join(empty, "checkpoint.safetensors");
       const runs: [string, string[], string][] = [
-        ["train", ["--resume", "--out", empty, "--steps", "1"], missing],
+        ["train", ["--resume", "--out", empty, "--steps", "1"], missing], // (and makes no --out directory: below)
         ["train", ["--resume", "--out", broken, "--steps", "1"], corrupt],
         ["passkey", ["--checkpoint", missing, "--lengths", "128", "--samples", "1"], missing],
         ["passkey", ["--checkpoint", corrupt, "--lengths", "128", "--samples", "1"], corrupt],
@@ -92,6 +93,42 @@ describe("commands: a missing or corrupt checkpoint is named with its path, exit
         expect(r.err).toMatch(new RegExp(`^${escape(name)}: ${escape(path)}: [^\\n]+\\n$`));
         expect(r.err).toMatch(path === corrupt ? /not a valid/ : /no such file|not found/);
       }
+      expect(existsSync(empty)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("commands: outputs and values checked before any work, exit code 2", () => {
+  test("--out that is a file, a too-short passkey length, --scored past --lengths, passkey --train over a checkpoint", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mm-badout-"));
+    try {
+      const file = join(dir, "afile");
+      writeFileSync(file, "keep me");
+      const books = join(dir, "book.txt");
+      writeFileSync(books, "Some text. ".repeat(200));
+      const run = join(dir, "run");
+      mkdirSync(run);
+      const ck = join(run, "checkpoint.safetensors");
+      writeFileSync(ck, "an earlier run's checkpoint");
+      const cases: [string, string[], string][] = [
+        ["train", ["--out", file, "--steps", "1"], `train: --out ${file}: is a file, not a directory`],
+        ["train", ["--out", join(file, "sub"), "--steps", "1"], `train: --out ${join(file, "sub")}: ${file} is a file, so the directory cannot be made`],
+        ["passkey", ["--checkpoint", ck, "--out", file, "--lengths", "128"], `passkey: --out ${file}: is a file, not a directory`],
+        ["passkey", ["--checkpoint", ck, "--lengths", `${FIXED_BYTES - 1},128`], `passkey: --lengths ${FIXED_BYTES - 1}: a prompt needs at least ${FIXED_BYTES} tokens (the needle and the question)`],
+        ["passkey", ["--checkpoint", ck, "--overwrite"], "passkey: --overwrite is for --train (it replaces the checkpoint that --train writes)"],
+        ["passkey", ["--checkpoint", ck, "--train"], `passkey: --train would replace ${ck}: evaluate it without --train, pass another --checkpoint directory, or add --overwrite`],
+        ["passkey", ["--checkpoint", join(run, "other.safetensors"), "--train"], `passkey: --train would replace ${ck}: evaluate it without --train, pass another --checkpoint directory, or add --overwrite`],
+        ["eval", ["ppl", "--checkpoint", ck, "--data", books, "--out", file], `eval: --out ${file}: is a file, not a directory`],
+        ["eval", ["ppl", "--checkpoint", ck, "--data", books, "--scored", "500", "--lengths", "256"], "eval: --scored 500 exceeds the shortest --lengths 256"],
+      ];
+      for (const [name, argv, line] of cases) {
+        const r = await cli(name, argv);
+        expect({ argv, err: r.err, code: r.code }).toEqual({ argv, err: `${line}\n`, code: 2 });
+      }
+      expect(readFileSync(file, "utf8")).toBe("keep me");
+      expect(readFileSync(ck, "utf8")).toBe("an earlier run's checkpoint");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

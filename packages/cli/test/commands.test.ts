@@ -105,8 +105,8 @@ describe("commands: bad input is one line and exit code 2", () => {
       expect(r.err).toMatch(new RegExp(`^train: --config ${cfg.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: not valid JSON \\(.*\\)\\n$`));
       writeFileSync(cfg, JSON.stringify({ dModel: -4 }));
       const bad = await cli(trainCommand as unknown as Command<FlagDefs>, ["--config", cfg, "--steps", "1"], mains.train);
-      expect(bad.code).toBe(1);
-      expect(bad.err).toContain(`--config ${cfg}: invalid model config:`);
+      expect(bad.code).toBe(2); // bad input in the file: a usage error, as malformed JSON is
+      expect(bad.err).toContain(`train: --config ${cfg}: invalid model config:`);
       expect(bad.err).toContain("config.dModel");
     } finally {
       rmSync(dir, { recursive: true, force: true });

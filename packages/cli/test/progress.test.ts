@@ -55,6 +55,21 @@ describe("progress", () => {
     expect(p.etaSec).toBe(5);
   });
 
+  test("with totalTokens the ETA follows the tokens left, not the steps left", () => {
+    let now = 0;
+    const { stream } = sink(false);
+    // 4 steps of 1K, 2K, 4K and 8K tokens: after the first (1 s), 14K tokens are left
+    const p = new Progress({ total: 4, stream, now: () => now, totalTokens: 15 * 1024 });
+    now = 1000;
+    p.update(1, { tokens: 1024 });
+    expect(p.etaSec).toBe(14);
+    const byStep = new Progress({ total: 4, stream, now: () => now });
+    now = 2000;
+    byStep.update(1, { tokens: 1024 });
+    expect(byStep.etaSec).toBe(3); // per step: 1 s for the first, 3 left
+    expect(() => new Progress({ total: 4, stream, totalTokens: NaN })).toThrow("totalTokens must be >= 0, got NaN");
+  });
+
   test("formatting helpers", () => {
     expect(formatDuration(5)).toBe("5s");
     expect(formatDuration(185)).toBe("3m05s");

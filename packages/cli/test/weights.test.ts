@@ -159,6 +159,18 @@ describe("weights files", () => {
       expect(m.checkpoint.weightDtype).toBe("BF16");
       disposeTree(m.params);
       expect(() => runExport(exportCommand.parse(["--checkpoint", join(dir, "nope"), "--out", out]), io)).toThrow(/--checkpoint .*nope: no such file/);
+      // an existing --out is kept unless --overwrite; the checkpoint itself and a directory never are
+      const before = readFileSync(out);
+      expect(() => runExport(exportCommand.parse(["--checkpoint", path, "--out", out]), io)).toThrow(`--out ${out} already exists: choose another file, or pass --overwrite`);
+      expect(readFileSync(out)).toEqual(before);
+      runExport(exportCommand.parse(["--checkpoint", path, "--out", out, "--overwrite"]), io);
+      const m16 = loadModelFile(out);
+      expect(m16.checkpoint.weightDtype).toBe("F16");
+      disposeTree(m16.params);
+      const ck = readFileSync(path);
+      expect(() => runExport(exportCommand.parse(["--checkpoint", path, "--out", path, "--overwrite"]), io)).toThrow("is the --checkpoint itself");
+      expect(readFileSync(path)).toEqual(ck);
+      expect(() => runExport(exportCommand.parse(["--checkpoint", path, "--out", dir]), io)).toThrow(`--out ${dir} is a directory`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,6 +1,6 @@
 /** Pieces shared by the commands: backend selection, config files, tables, JSON output. */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { basename, dirname, extname, join } from "node:path";
 import process from "node:process";
 import { CPU_KERNELS, type CpuKernels, describeBackend, initBackend } from "@memmamba/tensor";
 import { flag, UsageError } from "../args.ts";
@@ -61,6 +61,29 @@ export function readJsonFile(command: string, flagName: string, path: string): R
 /** Checks that a path exists (a file or a directory), as a one-line usage error. */
 export function requirePath(command: string, flagName: string, path: string): void {
   if (!existsSync(path)) throw new UsageError(`${command}: ${flagName} ${path}: no such file or directory`);
+}
+
+/**
+ * Where a command's results go without --out: beside a training run's checkpoint
+ * (`<run>/checkpoint.safetensors` → `<run>/<sub>`), else under runs/ (`weights/x.safetensors` →
+ * `runs/<command>/x/<sub>`), so that evaluating a shipped weights file writes nothing into weights/.
+ */
+export function defaultOutDir(command: string, checkpoint: string, sub = ""): string {
+  if (basename(checkpoint) === "checkpoint.safetensors") return join(dirname(checkpoint), sub);
+  return join("runs", command, basename(checkpoint, extname(checkpoint)), sub);
+}
+
+/** Checks, before any work, that an output directory is a directory or can be made one (no file in the way). */
+export function requireOutDir(command: string, flagName: string, dir: string): void {
+  for (let d = dir; ; d = dirname(d)) {
+    if (existsSync(d)) {
+      if (!statSync(d).isDirectory()) {
+        throw new UsageError(`${command}: ${flagName} ${dir}: ${d === dir ? "is a file, not a directory" : `${d} is a file, so the directory cannot be made`}`);
+      }
+      return;
+    }
+    if (dirname(d) === d) return;
+  }
 }
 
 /** A fixed-width text table. */

@@ -8,14 +8,14 @@
  *
  * Prints a table and writes eval-<task>.json (and for ppl an SVG plot) to --out.
  */
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { disposeTree, random } from "@memmamba/tensor";
-import { defineCommand, flag, type ParseResult } from "../args.ts";
+import { defineCommand, flag, type ParseResult, UsageError } from "../args.ts";
 import { greedyDecode, windowNll } from "../inference.ts";
 import { loadModelFile } from "../weights.ts";
 import { linePlot, writeSvg } from "../plot.ts";
 import { Progress } from "../progress.ts";
-import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, formatTable, lengthLabel, requirePath, selectBackend, writeJson } from "./common.ts";
+import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, defaultOutDir, formatTable, lengthLabel, requireOutDir, requirePath, selectBackend, writeJson } from "./common.ts";
 import { booksTooShort, loadTexts, perplexity, pplWindows, pplWindowStarts, splitTexts, type TextDoc } from "@memmamba/memmamba";
 import { DOCRET_DECODE_TOKENS, docretSamples, isQueryKind, paragraphsOf, QUERY_KINDS, scoreDocret } from "@memmamba/memmamba";
 import { metrics, type LMParams } from "@memmamba/memmamba";
@@ -25,7 +25,7 @@ import { fromArray } from "@memmamba/tensor";
 export const evalCommand = defineCommand({
   name: "eval",
   summary: "evaluate a checkpoint: perplexity by context length, document retrieval under noise, or the memory metrics",
-  usage: "bun packages/cli/src/bin/eval.ts <ppl|docret|metrics> [flags]",
+  usage: "bun run eval <ppl|docret|metrics> [flags]      (deno task eval ...)",
   positionals: [{ name: "task", description: "what to evaluate", required: true, choices: ["ppl", "docret", "metrics"] }],
   flags: {
     checkpoint: flag.path("the checkpoint or shipped weights file (weights/*.safetensors) to evaluate", { default: "runs/train/checkpoint.safetensors" }),
@@ -39,14 +39,14 @@ export const evalCommand = defineCommand({
     query: flag.enum(QUERY_KINDS, "docret: what the question quotes from the gold document (unless given: the query a `train --task docret` checkpoint was trained with)", { default: "sentence" }),
     seed: flag.int("seed of the docret samples", { default: 123, min: 0 }),
     chunk: flag.int("tokens per chunk when streaming (memory ∝ chunk, not length)", { default: 512, positive: true }),
-    out: flag.path("where the JSON (and SVG) go", { defaultLabel: "<checkpoint dir>" }),
+    out: flag.path("where the JSON (and SVG) go", { defaultLabel: "a run's directory for its checkpoint.safetensors, else runs/eval/<file name>" }),
     metricsLen: flag.int("metrics: bytes per window (k = ×1024)", { default: 512, positive: true }),
     backend: backendFlag,
     cpuKernels: cpuKernelsFlag,
   },
   epilog: `Examples:
-  bun packages/cli/src/bin/eval.ts ppl --checkpoint runs/books/checkpoint.safetensors --lengths 1k,2k,4k
-  bun packages/cli/src/bin/eval.ts docret --k 10,20 --samples 10`,
+  bun run eval ppl --checkpoint runs/books/checkpoint.safetensors --lengths 1k,2k,4k
+  bun run eval docret --k 10,20 --samples 10`,
 });
 
 /** The parsed flags of `eval`. */
@@ -75,21 +75,24 @@ export interface PplRow {
  */
 export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promise<unknown> {
   const print = io.out;
-  const makeProgress = (total: number, label: string) =>
-    io.progress === false ? undefined : new Progress({ total, label, showLoss: false, stream: io.progress });
+  const makeProgress = (total: number, label: string, totalTokens?: number) =>
+    io.progress === false ? undefined : new Progress({ total, totalTokens, label, showLoss: false, stream: io.progress });
   const f = args.flags;
   const task = args.positionals[0];
+  if (task === "ppl" && f.scored > Math.min(...f.lengths)) throw new UsageError(`eval: --scored ${f.scored} exceeds the shortest --lengths ${Math.min(...f.lengths)}`);
+  const out = f.out ?? defaultOutDir("eval", f.checkpoint);
+  requireOutDir("eval", "--out", out);
   await selectBackend("eval", f.backend, f.cpuKernels, io.err);
   const { docs, rule } = books(f);
   const model = loadModelFile(f.checkpoint);
-  const out = f.out ?? dirname(f.checkpoint);
   try {
     if (task === "metrics") return await runMetrics(f, model.params, docs, rule, out, print);
     if (task === "ppl") {
-      if (f.scored > Math.min(...f.lengths)) throw new Error(`--scored ${f.scored} exceeds the shortest --lengths ${Math.min(...f.lengths)}`);
       const rows: PplRow[] = [];
-      const total = f.lengths.reduce((a, L) => a + docs.reduce((b, d) => b + pplWindowStarts(d.bytes.length, L, f.windows).length, 0), 0);
-      const progress = makeProgress(total, "eval ppl");
+      const starts = f.lengths.map((L) => docs.reduce((b, d) => b + pplWindowStarts(d.bytes.length, L, f.windows).length, 0));
+      const total = starts.reduce((a, n) => a + n, 0);
+      // windows of every length: the ETA follows the tokens left (the long windows come last)
+      const progress = makeProgress(total, "eval ppl", starts.reduce((a, n, i) => a + n * f.lengths[i], 0));
       let done = 0;
       for (const L of f.lengths) {
         let sum = 0, count = 0, windows = 0;

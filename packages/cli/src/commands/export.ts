@@ -3,6 +3,8 @@
  * config in the metadata (see ../weights.ts) — the files shipped under weights/, which `passkey`
  * and `eval` load like a checkpoint.
  */
+import { existsSync, statSync } from "node:fs";
+import { resolve } from "node:path";
 import { defineCommand, flag, type ParseResult, UsageError } from "../args.ts";
 import { type CommandIO, defaultIO, requirePath } from "./common.ts";
 import { exportWeights } from "../weights.ts";
@@ -14,6 +16,7 @@ export const exportCommand = defineCommand({
   flags: {
     checkpoint: flag.path("the training checkpoint (or weights file) to read", { default: "runs/train/checkpoint.safetensors" }),
     out: flag.path("the weights file to write (e.g. weights/memmamba-small.safetensors)", { required: true }),
+    overwrite: flag.bool("replace --out if it already exists (never the --checkpoint itself)"),
     dtype: flag.enum(["F16", "BF16", "F32"], "storage type of the weights (F16: 11-bit mantissa, range ±65504; BF16: 8-bit mantissa, f32's range)", { default: "F16" }),
   },
   epilog: `Example:
@@ -28,6 +31,11 @@ export function runExport(args: ExportArgs, io: CommandIO = defaultIO): ReturnTy
   const f = args.flags;
   requirePath("export-weights", "--checkpoint", f.checkpoint);
   if (!f.out) throw new UsageError("export-weights: --out is required");
+  if (resolve(f.out) === resolve(f.checkpoint)) throw new UsageError(`export-weights: --out ${f.out} is the --checkpoint itself: write the weights to another file`);
+  if (existsSync(f.out)) {
+    if (statSync(f.out).isDirectory()) throw new UsageError(`export-weights: --out ${f.out} is a directory: give the file to write (e.g. ${f.out}/model.safetensors)`);
+    if (!f.overwrite) throw new UsageError(`export-weights: --out ${f.out} already exists: choose another file, or pass --overwrite to replace it`);
+  }
   const r = exportWeights(f.checkpoint, f.out, f.dtype);
   io.out(`export-weights: ${f.out}: ${r.parameters} parameters as ${f.dtype}, ${(r.bytes / 2 ** 20).toFixed(2)} MiB (a ${String(r.config.kind)} from step ${r.step} of ${f.checkpoint})\n`);
   return r;

@@ -5,15 +5,16 @@
  */
 import { dirname, join } from "node:path";
 import { disposeTree, random } from "@memmamba/tensor";
-import { defineCommand, flag, type ParseResult } from "../args.ts";
+import { existsSync } from "node:fs";
+import { defineCommand, flag, type ParseResult, UsageError } from "../args.ts";
 import { greedyDecode } from "../inference.ts";
 import { loadModelFile } from "../weights.ts";
 import { heatmap, writeSvg } from "../plot.ts";
 import { Progress } from "../progress.ts";
-import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, formatTable, lengthLabel, requirePath, selectBackend, writeJson } from "./common.ts";
+import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, defaultOutDir, formatTable, lengthLabel, requireOutDir, requirePath, selectBackend, writeJson } from "./common.ts";
 import { PASSKEY_DEMO, runTrain, trainCommand } from "./train.ts";
 import { loadTexts, splitPart } from "@memmamba/memmamba";
-import { type FillerSpec, PASSKEY_DECODE_TOKENS, passkeyGrid, scorePasskey } from "@memmamba/memmamba";
+import { FIXED_BYTES, type FillerSpec, PASSKEY_DECODE_TOKENS, passkeyGrid, scorePasskey } from "@memmamba/memmamba";
 
 /** The `passkey` command: its flags, parser and help. */
 export const passkeyCommand = defineCommand({
@@ -22,7 +23,8 @@ export const passkeyCommand = defineCommand({
   usage: "deno task passkey [flags]      (bun run passkey [flags])",
   flags: {
     checkpoint: flag.path("the checkpoint or shipped weights file (weights/*.safetensors) to evaluate", { default: "runs/train/checkpoint.safetensors" }),
-    train: flag.bool("first train a quick model into the checkpoint's directory (the `train` defaults; replaces a checkpoint there)"),
+    train: flag.bool("first train a quick model (the `train` demo's defaults) into <checkpoint dir>/checkpoint.safetensors, then evaluate that; a checkpoint already there needs --overwrite"),
+    overwrite: flag.bool("with --train: replace a checkpoint already in the checkpoint's directory"),
     trainSteps: flag.int("optimizer steps of that quick training", { positive: true, defaultLabel: `the train demo's ${PASSKEY_DEMO.steps}` }),
     filler: flag.path("take the filler text from this file or directory (default: generated)"),
     fillerSplit: flag.enum(["validation", "train", "all"], "which books of --filler (the books' split; `train --filler` trains on train, so validation is unseen text)", { default: "validation" }),
@@ -32,7 +34,7 @@ export const passkeyCommand = defineCommand({
     samples: flag.int("samples per (length, depth) cell", { default: 5, positive: true }),
     seed: flag.int("seed of the samples (passkeys, filler)", { default: 123, min: 0 }),
     chunk: flag.int("tokens per chunk when streaming the prompt (memory ∝ chunk, not length)", { default: 512, positive: true }),
-    out: flag.path("where passkey.json and passkey.svg go", { defaultLabel: "<checkpoint dir>/passkey" }),
+    out: flag.path("where passkey.json and passkey.svg go", { defaultLabel: "<run>/passkey for a run's checkpoint.safetensors, else runs/passkey/<file name>" }),
     backend: backendFlag,
     cpuKernels: cpuKernelsFlag,
   },
@@ -65,10 +67,22 @@ export interface PasskeyReport {
 export async function runPasskey(args: PasskeyArgs, io: CommandIO = defaultIO): Promise<PasskeyReport> {
   const print = io.out;
   const f = args.flags;
+  if (f.overwrite && !f.train) throw new UsageError("passkey: --overwrite is for --train (it replaces the checkpoint that --train writes)");
+  const tooShort = f.lengths.filter((n) => n < FIXED_BYTES);
+  if (tooShort.length) throw new UsageError(`passkey: --lengths ${tooShort.join(",")}: a prompt needs at least ${FIXED_BYTES} tokens (the needle and the question)`);
+  // with --train, the model evaluated is the one trained: <checkpoint dir>/checkpoint.safetensors
+  const checkpoint = f.train ? join(dirname(f.checkpoint), "checkpoint.safetensors") : f.checkpoint;
+  const out = f.out ?? defaultOutDir("passkey", checkpoint, "passkey");
+  requireOutDir("passkey", "--out", out);
+  if (f.train) {
+    if (existsSync(checkpoint) && !f.overwrite) {
+      throw new UsageError(`passkey: --train would replace ${checkpoint}: evaluate it without --train, pass another --checkpoint directory, or add --overwrite`);
+    }
+    if (checkpoint !== f.checkpoint && args.given.has("checkpoint")) io.err(`passkey: --train writes and evaluates ${checkpoint} (not ${f.checkpoint})\n`);
+  }
   await selectBackend("passkey", f.backend, f.cpuKernels, io.err);
   if (f.train) {
-    const out = dirname(f.checkpoint);
-    const t = await runTrain(trainCommand.parse(["--out", out, ...(f.trainSteps !== undefined ? ["--steps", String(f.trainSteps)] : []), "--backend", f.backend, ...(f.cpuKernels ? ["--cpu-kernels", f.cpuKernels] : []), "--overwrite"]), io);
+    const t = await runTrain(trainCommand.parse(["--out", dirname(checkpoint), ...(f.trainSteps !== undefined ? ["--steps", String(f.trainSteps)] : []), "--backend", f.backend, ...(f.cpuKernels ? ["--cpu-kernels", f.cpuKernels] : []), ...(f.overwrite ? ["--overwrite"] : [])]), io);
     disposeTree(t.params);
   }
   let filler: FillerSpec = { kind: f.fillerKind };
@@ -76,10 +90,9 @@ export async function runPasskey(args: PasskeyArgs, io: CommandIO = defaultIO): 
     requirePath("passkey", "--filler", f.filler);
     filler = { kind: "text", docs: splitPart(loadTexts(f.filler), f.fillerSplit).docs };
   }
-  const model = loadModelFile(f.checkpoint);
-  const out = f.out ?? join(dirname(f.checkpoint), "passkey");
+  const model = loadModelFile(checkpoint);
   const report: PasskeyReport = {
-    checkpoint: f.checkpoint,
+    checkpoint,
     lengths: f.lengths,
     depths: f.depths,
     samples: f.samples,
@@ -87,7 +100,8 @@ export async function runPasskey(args: PasskeyArgs, io: CommandIO = defaultIO): 
     results: [],
   };
   const total = f.lengths.length * f.depths.length * f.samples;
-  const progress = io.progress === false ? undefined : new Progress({ total, label: "passkey", showLoss: false, stream: io.progress });
+  const totalTokens = f.lengths.reduce((a, n) => a + n, 0) * f.depths.length * f.samples;
+  const progress = io.progress === false ? undefined : new Progress({ total, totalTokens, label: "passkey", showLoss: false, stream: io.progress });
   let done = 0;
   try {
     for (const item of passkeyGrid({ key: random.key(f.seed), lengths: f.lengths, depths: f.depths, samples: f.samples, filler })) {
@@ -103,7 +117,7 @@ export async function runPasskey(args: PasskeyArgs, io: CommandIO = defaultIO): 
   }
   progress?.finish();
   const labels = f.lengths.map(lengthLabel);
-  print(`passkey retrieval accuracy (${f.samples} samples per cell) of ${f.checkpoint}\n`);
+  print(`passkey retrieval accuracy (${f.samples} samples per cell) of ${checkpoint}\n`);
   print(formatTable(["depth \\ length", ...labels], f.depths.map((d, di) => [String(d), ...f.lengths.map((_, li) => report.accuracy[di][li].toFixed(2))])));
   writeJson(join(out, "passkey.json"), report);
   writeSvg(join(out, "passkey.svg"), heatmap({

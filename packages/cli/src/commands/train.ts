@@ -13,6 +13,7 @@
  * the gold id's digits and "]" as the scored targets), held-out samples of the validation split
  * scored like the passkey demo's (DOCRET_TRAIN). A flag given explicitly always wins.
  */
+import { existsSync } from "node:fs";
 import { disposeTree, fromArray, random, schedule, tidy, type Tensor } from "@memmamba/tensor";
 import { lm, preset, presetNames, type ConfigOverrides, type LMParams, type ModelConfig, type PresetName } from "@memmamba/memmamba";
 import { defineCommand, flag, kebab, type ParseResult, UsageError } from "../args.ts";
@@ -20,7 +21,7 @@ import { lmTrainable, tokenSource, type HostTokenBatch } from "../adapters.ts";
 import { firstDifference, runFiles, train, TRAIN_DEFAULTS, type TrainResult } from "../trainer.ts";
 import { loadModelFile } from "../weights.ts";
 import { saveHangFromEnv } from "../save-hook.ts";
-import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, readJsonFile, requirePath, selectBackend } from "./common.ts";
+import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, readJsonFile, requireOutDir, requirePath, selectBackend } from "./common.ts";
 import { docretTrainingBatch, loadTexts, QUERY_KINDS, paragraphsOf, splitPart, splitTexts, WindowSampler } from "@memmamba/memmamba";
 import type { FillerSpec } from "@memmamba/memmamba";
 import { answerScores, MIN_PASSKEY_SEQ_LEN, passkeyScores, passkeyStopBatch } from "../passkey-demo.ts";
@@ -70,12 +71,6 @@ export const PASSKEY_DEMO = Object.freeze({
   config: Object.freeze({ memory: { poolSize: 104, tau1: 0, tau2: 0, fusion: "residual" } }) as ConfigOverrides,
 });
 
-/**
- * Defaults of the docret task (--task docret): samples of up to 4K bytes (k = 1…6 noise
- * paragraphs of the books, 1.5K–4K bytes; the evaluation's k = 10 is ~6K, k = 200 ~110K), the
- * passkey runs' optimizer settings on the GPU (lr 1e-3 after 100 warmup steps, batch 8), and 32
- * held-out samples of the validation split scored every 100 steps.
- */
 /** How train's docret start-up line names each query. */
 const QUERY_LINE: Record<(typeof QUERY_KINDS)[number], string> = {
   "sentence": "a sentence",
@@ -83,6 +78,12 @@ const QUERY_LINE: Record<(typeof QUERY_KINDS)[number], string> = {
   "last-words": "the gold document's last words (each id after its document)",
 };
 
+/**
+ * Defaults of the docret task (--task docret): samples of up to 4K bytes (k = 1…6 noise
+ * paragraphs of the books, 1.5K–4K bytes; the evaluation's k = 10 is ~6K, k = 200 ~110K), the
+ * passkey runs' optimizer settings on the GPU (lr 1e-3 after 100 warmup steps, batch 8), and 32
+ * held-out samples of the validation split scored every 100 steps.
+ */
 export const DOCRET_TRAIN = Object.freeze({
   steps: 2000,
   seqLen: 4096,
@@ -123,16 +124,19 @@ export const trainCommand = defineCommand({
     data: flag.path("a .txt file or a directory of them (e.g. ../shared/data/books): the text of the LM or the docret task; omitted: the built-in passkey task"),
     task: flag.enum(["passkey", "text", "docret"], "what to train on: the passkey demo, the byte-level LM on --data, or document retrieval among --data's paragraphs", { defaultLabel: "text with --data, else passkey" }),
     model: flag.enum(["memmamba", "mamba", "transformer"], "architecture", { default: "memmamba" }),
-    preset: flag.enum(presetNames as unknown as readonly [PresetName, ...PresetName[]], "model size", { default: "tiny" }),
+    preset: flag.enum(presetNames as unknown as readonly [PresetName, ...PresetName[]], "model size", {
+      default: "tiny",
+      defaultLabel: "tiny; the passkey demo without --preset and --config: tiny with the demo's memory settings (see below), so an explicit --preset tiny is the plain preset",
+    }),
     config: flag.path("JSON file of config fields, merged over the preset"),
     backend: backendFlag,
     cpuKernels: cpuKernelsFlag,
-    steps: flag.int("optimizer steps in all (a resumed run continues up to this)", { min: 0, defaultLabel: `${TEXT_DEFAULTS.steps}; passkey demo ${PASSKEY_DEMO.steps}` }),
-    seqLen: flag.int("tokens per training sequence (k = ×1024)", { positive: true, defaultLabel: `${TEXT_DEFAULTS.seqLen}; passkey demo ${PASSKEY_DEMO.seqLen}` }),
-    batch: flag.int("sequences per micro-batch", { positive: true, defaultLabel: `${TEXT_DEFAULTS.batch}; passkey demo ${PASSKEY_DEMO.batch}` }),
-    accum: flag.int("micro-batches per optimizer step (gradient accumulation)", { positive: true, defaultLabel: `${TEXT_DEFAULTS.accum}; passkey demo ${PASSKEY_DEMO.accum}` }),
-    lr: flag.number("AdamW peak learning rate", { positive: true, defaultLabel: `${TEXT_DEFAULTS.lr}; passkey demo ${PASSKEY_DEMO.lr}` }),
-    warmup: flag.int("steps of linear learning-rate warmup from 0, then constant (0: constant from the start)", { min: 0, defaultLabel: `${TEXT_DEFAULTS.warmup}; passkey demo ${PASSKEY_DEMO.warmup}` }),
+    steps: flag.int("optimizer steps in all (a resumed run continues up to this)", { min: 0, defaultLabel: `${TEXT_DEFAULTS.steps}; passkey demo ${PASSKEY_DEMO.steps}; docret ${DOCRET_TRAIN.steps}` }),
+    seqLen: flag.int("tokens per training sequence (k = ×1024)", { positive: true, defaultLabel: `${TEXT_DEFAULTS.seqLen}; passkey demo ${PASSKEY_DEMO.seqLen}; docret ${DOCRET_TRAIN.seqLen}` }),
+    batch: flag.int("sequences per micro-batch", { positive: true, defaultLabel: `${TEXT_DEFAULTS.batch}; passkey demo ${PASSKEY_DEMO.batch}; docret ${DOCRET_TRAIN.batch}` }),
+    accum: flag.int("micro-batches per optimizer step (gradient accumulation)", { positive: true, defaultLabel: `${TEXT_DEFAULTS.accum}; passkey demo ${PASSKEY_DEMO.accum}; docret ${DOCRET_TRAIN.accum}` }),
+    lr: flag.number("AdamW peak learning rate", { positive: true, defaultLabel: `${TEXT_DEFAULTS.lr}; passkey demo ${PASSKEY_DEMO.lr}; docret ${DOCRET_TRAIN.lr}` }),
+    warmup: flag.int("steps of linear learning-rate warmup from 0, then constant (0: constant from the start)", { min: 0, defaultLabel: `${TEXT_DEFAULTS.warmup}; passkey demo ${PASSKEY_DEMO.warmup}; docret ${DOCRET_TRAIN.warmup}` }),
     weightDecay: flag.number("AdamW decoupled weight decay", { default: TRAIN_DEFAULTS.weightDecay, min: 0 }),
     clip: flag.number("gradient clipping at this global norm (0: off)", { default: TRAIN_DEFAULTS.clip, min: 0 }),
     seed: flag.int("random seed (parameters, data order)", { default: TRAIN_DEFAULTS.seed, min: 0 }),
@@ -141,7 +145,7 @@ export const trainCommand = defineCommand({
     init: flag.path("start a fresh run from these weights (a checkpoint or an exported weights file of the same model config) instead of a random init; a resumed run continues from its checkpoint"),
     overwrite: flag.bool("start afresh even if <out> already holds a checkpoint (it is replaced at the first save)"),
     checkpointEvery: flag.int("steps between checkpoints", { default: 50, positive: true }),
-    evalEvery: flag.int("steps between evaluations (passkey accuracy or validation loss; 0: never)", { min: 0, defaultLabel: `${TEXT_DEFAULTS.evalEvery}; passkey demo ${PASSKEY_DEMO.evalEvery}` }),
+    evalEvery: flag.int("steps between evaluations (passkey accuracy or validation loss; 0: never)", { min: 0, defaultLabel: `${TEXT_DEFAULTS.evalEvery}; passkey demo ${PASSKEY_DEMO.evalEvery}; docret ${DOCRET_TRAIN.evalEvery}` }),
     maxBadSteps: flag.int("stop after this many consecutive NaN/Inf steps", { default: TRAIN_DEFAULTS.maxBadSteps, positive: true }),
     dtype: flag.enum(["F32", "F16", "BF16"], "weight storage type in checkpoints (F32 for exact resume)", { default: "F32" }),
     filler: flag.path("passkey task: filler text from this file or directory (default: the classic filler, \"The grass is green. …\")"),
@@ -155,10 +159,10 @@ export const trainCommand = defineCommand({
   epilog: `With --data, the defaults follow the paper: AdamW lr 1e-4 (constant), weight decay 0.1,
 accumulation 4, clip 1.0, seed 123, the --preset model (tiny).
 Without --data (the passkey demo) the defaults are the demo's own, chosen so that a tiny model
-learns the task on a CPU in a few minutes: ${demoSummary()}.
+learns the task on a CPU (${PASSKEY_DEMO.expected}): ${demoSummary()}.
 Any flag given explicitly wins over either set of defaults.
 Examples:
-  bun run train                                   # the passkey demo: a tiny MemMamba, a few minutes on a CPU
+  bun run train                                   # the passkey demo: a tiny MemMamba, 1-2 minutes on a 2-core CPU
   bun run train --model mamba --out runs/mamba    # the same demo without the notes (plain Mamba)
   bun run train --data ../shared/data/books --preset small --seq-len 2k --steps 20000 --out runs/books
   bun run train --task docret --data ../shared/data/books --preset small --out runs/docret
@@ -181,7 +185,7 @@ export function resolveConfig(args: TrainArgs): ModelConfig {
   try {
     return preset(f.preset, { ...demo, ...file, kind } as Parameters<typeof preset>[1]);
   } catch (e) {
-    throw new Error(`${f.config ? `--config ${f.config}: ` : ""}${e instanceof Error ? e.message : String(e)}`);
+    throw new UsageError(`train: ${f.config ? `--config ${f.config}: ` : ""}${e instanceof Error ? e.message : String(e)}`);
   }
 }
 
@@ -203,6 +207,7 @@ async function meanLoss(params: LMParams, batches: HostTokenBatch[]): Promise<nu
 export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Promise<TrainResult<LMParams>> {
   const log = io.err;
   const f = args.flags;
+  requireOutDir("train", "--out", f.out);
   await selectBackend("train", f.backend, f.cpuKernels, io.err);
   const config = resolveConfig(args);
   const base = lmTrainable(lm, config);
@@ -334,9 +339,9 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
       : undefined,
   });
   const files = runFiles(f.out);
-  log(`train: log ${files.log}, loss plot ${files.plot}\n`);
+  log(`train: log ${files.log}${existsSync(files.plot) ? `, loss plot ${files.plot}` : ""}\n`);
   if (task === "docret" && result.checkpointStep !== undefined) {
-    log(`train: next: bun packages/cli/src/bin/eval.ts docret --checkpoint ${result.checkpoint} --data ${f.data} --split validation --k 10,20 --samples 10   (it asks with the query trained on)\n`);
+    log(`train: next: bun run eval docret --checkpoint ${result.checkpoint} --data ${f.data} --split validation --k 10,20 --samples 10   (it asks with the query trained on)\n`);
   }
   if (task === "passkey" && result.checkpointStep !== undefined) {
     // passkey at the trained prompt length (a row is the prompt, then 5 digits and the stop: seq-len − 5 bytes) and at 2× and 4× it
