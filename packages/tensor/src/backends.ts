@@ -9,7 +9,7 @@
  */
 import type { Backend } from "./backend.ts";
 import { setBackend } from "./engine.ts";
-import { readEnv as env } from "./env.ts";
+import { cpuThreadsFromEnv, readEnv as env } from "./env.ts";
 
 /** Where tensors live: the CPU (kernels per `cpuKernels`) or a WebGPU device. */
 export type BackendKind = "cpu" | "webgpu";
@@ -49,6 +49,8 @@ export function cpuKernelsFromEnv(): CpuKernels | undefined {
  */
 export async function initBackend(kind: BackendKind, opts: InitBackendOptions = {}): Promise<Backend> {
   const choice = kind === "cpu" ? opts.cpuKernels ?? cpuKernelsFromEnv() ?? "auto" : "";
+  // a bad $MEMMAMBA_CPU_THREADS is the user's error, not a reason to fall back to slower kernels
+  if (kind === "cpu" && choice !== "ts" && opts.threads === undefined) cpuThreadsFromEnv();
   // one instance per kind and kernel choice: a second call (a command that runs another) reuses
   // the running workers or device instead of starting more
   const key = `${kind}:${choice}:${opts.threads ?? ""}`;

@@ -16,3 +16,12 @@ export function readEnv(name: string): string | undefined {
     return undefined;
   }
 }
+
+/** $MEMMAMBA_CPU_THREADS (a whole number from 1), or undefined when unset; anything else is an error that names it. */
+export function cpuThreadsFromEnv(): number | undefined {
+  const v = readEnv("MEMMAMBA_CPU_THREADS")?.trim();
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`MEMMAMBA_CPU_THREADS: expected the number of threads (a whole number from 1), got "${v}"`);
+  return n;
+}

@@ -365,6 +365,8 @@ describe("wasm memory", () => {
       for (const bad of ["abc", "0", "1.5"]) {
         env.MEMMAMBA_CPU_THREADS = bad;
         await expect(createWasmBackend({ kernels: "wasm", quiet: true })).rejects.toThrow(`MEMMAMBA_CPU_THREADS: expected the number of threads (a whole number from 1), got "${bad}"`);
+        // initBackend too: an error, not a fall-back to the TypeScript kernels (was: one line on stderr, then slower)
+        await expect(T.initBackend("cpu", { cpuKernels: "wasm" })).rejects.toThrow(`MEMMAMBA_CPU_THREADS: expected the number of threads (a whole number from 1), got "${bad}"`);
       }
       env.MEMMAMBA_CPU_THREADS = "1";
       const one = await createWasmBackend({ kernels: "wasm", quiet: true });

@@ -29,19 +29,10 @@ import { WasmHeap } from "./heap.ts";
 import { GEMM_SCRATCH_BYTES, wasmLaunchers, wasmMultiLaunchers, type Launcher, type MultiLauncher, type WasmCtx } from "./kernels.ts";
 import { chooseVariant, createSharedMemory, instantiate, type KernelExports, wasmBytes, wasmSupport, type WasmVariant } from "./module.ts";
 import { CTRL_BYTES, WorkerPool } from "./pool.ts";
-import { readEnv as env } from "../env.ts";
+import { cpuThreadsFromEnv as threadsFromEnv, readEnv as env } from "../env.ts";
 
 export type CpuKernelChoice = "auto" | "wasm" | "wasm-simd" | "ts";
 const CHOICES: CpuKernelChoice[] = ["auto", "wasm", "wasm-simd", "ts"];
-
-/** $MEMMAMBA_CPU_THREADS (a whole number from 1), or undefined when unset; anything else is an error that names it. */
-function threadsFromEnv(): number | undefined {
-  const v = env("MEMMAMBA_CPU_THREADS")?.trim();
-  if (v === undefined || v === "") return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`MEMMAMBA_CPU_THREADS: expected the number of threads (a whole number from 1), got "${v}"`);
-  return n;
-}
 
 export interface WasmBackendOptions {
   /** Threads that run a kernel, the calling one included (default: $MEMMAMBA_CPU_THREADS or the logical cores). */
