@@ -195,6 +195,16 @@ describe("packaging", () => {
     }
   });
 
+  test("deno check of the examples: a user's program that imports the packages type-checks under Deno", () => {
+    if (runtime !== "deno") return; // tsc --noEmit covers the same sources under Bun's types
+    // (it failed on GPUBufferUsage / GPUMapMode / GPUShaderStage and Bun's require, which Deno's types lack)
+    const examples = readdirSync(join(root, "examples")).filter((f) => f.endsWith(".ts")).map((f) => join("examples", f));
+    expect(examples.length).toBeGreaterThan(3);
+    const r = run(join(root, "tools/node_modules/.bin/deno"), ["check", ...examples]);
+    expect(r.out.match(/^(TS\d+|error).*$/gm) ?? []).toEqual([]);
+    expect(r.status).toBe(0);
+  });
+
   test("API docs: deno doc --lint is clean and --html writes out/api/index.html", () => {
     if (runtime !== "deno") return; // the same commands under Bun would only repeat this
     const r = run("bash", ["scripts/docs.sh"]);

@@ -8,6 +8,10 @@
  */
 import { readEnv as env } from "../env.ts";
 
+/** Bun's module-scoped `require` (declared here, not through @types/node, so that `deno check` of a program importing this package passes). */
+declare const require: ((id: string) => unknown) | undefined;
+const moduleRequire = typeof require === "function" ? require : undefined;
+
 /** C[m,n] = op(A)·op(B) + beta·C on byte offsets into the memory (row-major, lda/ldb/ldc in elements). */
 export interface Sgemm {
   (transA: boolean, transB: boolean, m: number, n: number, k: number, a: number, lda: number, b: number, ldb: number, beta: number, c: number, ldc: number): void;
@@ -76,7 +80,7 @@ export function openBlas(memory: WebAssembly.Memory): Blas | string {
     let ffi: any;
     try {
       const spec = "bun:ffi";
-      ffi = g.require ? g.require(spec) : (typeof require === "function" ? require(spec) : null);
+      ffi = g.require ? g.require(spec) : (typeof moduleRequire === "function" ? moduleRequire(spec) : null);
     } catch (e) {
       return `bun:ffi unavailable: ${(e as Error).message}`;
     }

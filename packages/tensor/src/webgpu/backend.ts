@@ -28,6 +28,7 @@ import { acquireGpu, type AcquiredGpu, type AcquireOptions } from "./probe.ts";
 import { dawnWaitStarts } from "./dawn-poll.ts";
 import { GpuTimer, type PassTimes } from "./timer.ts";
 import { describeRun, GpuProfiler, type ProfileRow } from "./profiler.ts";
+import { BufferUsage, MapMode, ShaderStage } from "./flags.ts";
 
 const MAX_BATCH = 128; // dispatches per submit (the default of WebGpuOptions.maxBatch)
 const RAMP_BATCH = 16; // the first submit's dispatches after an idle GPU (WebGpuOptions.rampBatch)
@@ -197,7 +198,7 @@ export class WebGpuBackend implements Backend {
     };
     this.#maxStorageBuffers = this.limits.maxStorageBuffersPerShaderStage;
     const cap = opts.poolBytes ?? 2 ** 30;
-    const U = GPUBufferUsage;
+    const U = BufferUsage;
     this.#pool = new BufferPool(this.device, U.STORAGE | U.COPY_SRC | U.COPY_DST, cap, "tensor");
     this.#staging = new BufferPool(this.device, U.MAP_READ | U.COPY_DST, Math.min(cap, 2 ** 28), "staging");
     const mb = opts.maxBatch ?? MAX_BATCH;
@@ -342,7 +343,7 @@ export class WebGpuBackend implements Backend {
     this.#flush();
     dawnWaitStarts();
     try {
-      await staging.mapAsync(GPUMapMode.READ, 0, bytes);
+      await staging.mapAsync(MapMode.READ, 0, bytes);
     } catch (e) {
       await this.#checkErrors();
       throw e;
@@ -559,11 +560,11 @@ export class WebGpuBackend implements Backend {
     const access: boolean[] = [];
     for (const m of code.matchAll(/@binding\((\d+)\)\s*var<storage,\s*(read_write|read)>/g)) access[Number(m[1])] = m[2] === "read_write";
     const entries: GPUBindGroupLayoutEntry[] = [
-      { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: "uniform", hasDynamicOffset: true } },
+      { binding: 0, visibility: ShaderStage.COMPUTE, buffer: { type: "uniform", hasDynamicOffset: true } },
     ];
     for (let i = 1; i < access.length; i++) {
       if (access[i] === undefined) throw new Error(`webgpu.${l.label}: pipeline "${l.key}": binding ${i} is not a storage buffer declaration`);
-      entries.push({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: access[i] ? "storage" : "read-only-storage" } });
+      entries.push({ binding: i, visibility: ShaderStage.COMPUTE, buffer: { type: access[i] ? "storage" : "read-only-storage" } });
     }
     this.device.pushErrorScope("validation");
     const bgl = this.device.createBindGroupLayout({ label: l.key, entries });

@@ -8,6 +8,7 @@
  * Query sets fill up (QUERIES each), so a profile may use several; each is resolved into its own
  * buffer when the backend submits, because Backend.run is synchronous and cannot wait for a read.
  */
+import { BufferUsage, MapMode } from "./flags.ts";
 const QUERIES = 4096;
 
 /** GPU time of one kernel over a profile. */
@@ -54,7 +55,7 @@ export class GpuProfiler {
       const n = c.labels.length - c.resolved;
       if (n === 0) continue;
       const bytes = 2 * n * 8;
-      const U = GPUBufferUsage;
+      const U = BufferUsage;
       const res = this.#device.createBuffer({ size: bytes, usage: U.QUERY_RESOLVE | U.COPY_SRC });
       const buf = this.#device.createBuffer({ size: bytes, usage: U.MAP_READ | U.COPY_DST });
       enc.resolveQuerySet(c.qs, 2 * c.resolved, 2 * n, res, 0);
@@ -69,7 +70,7 @@ export class GpuProfiler {
     const rows = new Map<string, ProfileRow>();
     for (const c of this.#chunks) {
       for (const r of c.reads) {
-        await r.buf.mapAsync(GPUMapMode.READ);
+        await r.buf.mapAsync(MapMode.READ);
         const t = new BigInt64Array(r.buf.getMappedRange().slice(0));
         r.buf.unmap();
         r.buf.destroy();

@@ -5,6 +5,7 @@
  * to the last pass's end, in milliseconds: where the span is longer, the GPU waited between
  * passes (for the host's next submit).
  */
+import { BufferUsage, MapMode } from "./flags.ts";
 const MAX_PASSES = 256;
 
 /** What a timing measured: the passes' summed durations, the first start to the last end, the pass count. */
@@ -24,8 +25,8 @@ export class GpuTimer {
   constructor(device: GPUDevice) {
     this.#qs = device.createQuerySet({ type: "timestamp", count: 2 * MAX_PASSES });
     const bytes = 2 * MAX_PASSES * 8;
-    this.#resolveBuf = device.createBuffer({ size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-    this.#readBuf = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.#resolveBuf = device.createBuffer({ size: bytes, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC });
+    this.#readBuf = device.createBuffer({ size: bytes, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
   }
 
   start(): void {
@@ -55,7 +56,7 @@ export class GpuTimer {
   async read(): Promise<PassTimes> {
     const n = this.#passes;
     if (n === 0) return { busyMs: 0, spanMs: 0, passes: 0 };
-    await this.#readBuf.mapAsync(GPUMapMode.READ, 0, 2 * n * 8);
+    await this.#readBuf.mapAsync(MapMode.READ, 0, 2 * n * 8);
     const t = new BigInt64Array(this.#readBuf.getMappedRange(0, 2 * n * 8).slice(0));
     this.#readBuf.unmap();
     let ns = 0;
