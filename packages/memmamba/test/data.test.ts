@@ -60,6 +60,9 @@ describe("data: loading and splitting", () => {
       const empty = join(dir, "empty");
       mkdirSync(empty);
       expect(() => loadTexts(empty)).toThrow(`${empty}: the directory holds no .txt files`);
+      const bin = join(dir, "model.safetensors");
+      writeFileSync(bin, Uint8Array.of(8, 0, 0, 0, 0, 0, 0, 0, 123, 125));
+      expect(() => loadTexts(bin)).toThrow(`${bin}: not a text file (a NUL byte at offset 1); expected UTF-8 text such as a .txt book`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

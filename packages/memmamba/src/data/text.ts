@@ -103,6 +103,9 @@ export function loadTexts(path: string, opts: LoadOptions = {}): TextDoc[] {
   if (files.length === 0) throw new Error(`${path}: the directory holds no .txt files`);
   return files.map((f) => {
     const raw = new Uint8Array(readFileSync(f));
+    // text has no NUL bytes; a checkpoint or an archive given by mistake does (in its first 64 KiB)
+    const nul = raw.subarray(0, 65536).indexOf(0);
+    if (nul >= 0) throw new Error(`${f}: not a text file (a NUL byte at offset ${nul}); expected UTF-8 text such as a .txt book`);
     return { name: basename(f), bytes: opts.cut === false ? raw : cutGutenberg(raw) };
   });
 }
