@@ -88,7 +88,7 @@ printed at the start) with each seed, then evaluated; variants of equal config (
 max pooling, weighted fusion, k = 50, S = 64, τ1 = τ2 = 0.5 are the full MemMamba) share one run.
 A difference from the full MemMamba is marked real (†) only when the seed ranges do not overlap.
 Examples:
-  bun run ablate --suite core --preset tiny --steps 20 --lengths 256,512    # minutes on a CPU
+  bun run ablate --suite core --preset tiny --steps 20 --lengths 256,512    # seconds on a CPU
   bun run ablate --suite all --backend webgpu --max-minutes 8 --prune       # the GPU budget; rerun until "all done"`,
 });
 
