@@ -12,7 +12,7 @@ import type { AllocHint, Backend, MultiPrimName, MultiPrimParams, PrimName, Prim
 import { engine, getBackend } from "./engine.ts";
 import { allocTensor, allocTensorGroup, Tensor } from "./tensor.ts";
 import { bytesPerElement } from "./dtype.ts";
-import { sizeOf } from "./shape.ts";
+import { showShape, sizeOf } from "./shape.ts";
 
 /** What a primitive's shape rule returns: the output's shape and dtype. */
 export interface OutSpec {
@@ -76,10 +76,17 @@ export const noSecondOrder = (op: string) => (): never => {
   throw new Error(`${op}: second-order gradients are not supported (VJPs run untaped)`);
 };
 
-/** A clear error for an input that was disposed. */
-function checkAlive(name: string, inputs: readonly Tensor[]): void {
+/**
+ * A clear error for an input that was disposed, naming the op the user called: the params' `op`
+ * where the primitive has one (unary, binary, compare, reduce: "tanh", "add", "sum"…), else the
+ * primitive's name (matmul, gather…). Only the error path reads it: no cost on the hot path.
+ */
+function checkAlive(name: string, inputs: readonly Tensor[], params: unknown): void {
   for (const t of inputs) {
-    if (t.disposed) throw new Error(`${name}: input tensor #${t.id} was used after it was disposed`);
+    if (t.disposed) {
+      const op = (params as { op?: unknown } | null | undefined)?.op;
+      throw new Error(`${typeof op === "string" ? op : name}: input tensor #${t.id} ${showShape(t.shape)} was used after it was disposed`);
+    }
   }
 }
 
@@ -95,7 +102,7 @@ function checkBackend(name: string, inputs: readonly Tensor[], backend: Backend)
 /** Applies a primitive to tensors: the single way every op runs. */
 export function bind<K extends PrimName>(name: K, inputs: readonly Tensor[], params: PrimParams[K]): Tensor {
   const def = primitive(name);
-  checkAlive(name, inputs);
+  checkAlive(name, inputs, params);
   const spec = def.shape(inputs, params);
   let out: Tensor;
   if (def.view) {
@@ -165,7 +172,7 @@ export function bindMulti<K extends MultiPrimName>(
 ): Tensor[] | null {
   const backend = getBackend();
   if (!backend.runMulti) return null;
-  checkAlive(name, inputs);
+  checkAlive(name, inputs, params);
   checkBackend(name, inputs, backend);
   if (engine.tape && engine.noGradDepth === 0 && inputs.some((t) => t.requiresGrad)) {
     throw new Error(`${name}: has no gradient; run it under noGrad`);

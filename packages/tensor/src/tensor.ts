@@ -6,10 +6,10 @@
  * is never relied upon. Reshapes share storage (reference-counted).
  */
 import type { AllocHint, BufferHandle, Backend, HostArray } from "./backend.ts";
-import type { DType } from "./dtype.ts";
+import { DTYPES, type DType } from "./dtype.ts";
 import { engine, getBackend } from "./engine.ts";
 import type { TapeNode } from "./dispatch.ts";
-import { showShape, sizeOf, type Shape } from "./shape.ts";
+import { ShapeError, showShape, sizeOf, type Shape } from "./shape.ts";
 
 /** A reference-counted buffer on a backend. */
 export class Storage {
@@ -120,9 +120,16 @@ function nest(flat: number[], shape: readonly number[]): unknown {
  */
 export function fromArray<const S extends Shape, D extends DType = "f32">(data: HostArray | ArrayLike<number>, shape: S, dtype?: D): Tensor<S, D> {
   const dt = (dtype ?? (data instanceof Int32Array ? "i32" : "f32")) as D;
+  if (!DTYPES.includes(dt)) {
+    throw new TypeError(`fromArray: unsupported dtype ${JSON.stringify(dt)} (expected one of ${DTYPES.map((d) => `"${d}"`).join(", ")})`);
+  }
+  for (let i = 0; i < shape.length; i++) {
+    if (!Number.isInteger(shape[i]) || shape[i] < 0) {
+      throw new ShapeError(`fromArray: invalid shape ${showShape(shape)}: dimension ${i} is ${shape[i]}, expected a non-negative integer`);
+    }
+  }
   const n = sizeOf(shape);
-  if (data.length !== n) throw new Error(`tensor: ${data.length} values given for shape ${showShape(shape)} (${n} elements)`);
-  for (const d of shape) if (!Number.isInteger(d) || d < 0) throw new Error(`tensor: invalid shape ${showShape(shape)}`);
+  if (data.length !== n) throw new ShapeError(`fromArray: ${data.length} values given for shape ${showShape(shape)} (${n} elements)`);
   const host = dt === "f32"
     ? (data instanceof Float32Array ? data : Float32Array.from(data))
     : (data instanceof Int32Array ? data : Int32Array.from(data));
@@ -165,7 +172,9 @@ export function forEachTensor(tree: unknown, f: (t: Tensor) => void): void {
 
 /**
  * Runs `fn`; every tensor created inside and not part of its result is disposed when it returns.
- * The result's tensors move to the enclosing scope. Works with async functions too.
+ * The result's tensors move to the enclosing scope. For async functions use `tidyAsync`: a
+ * function that returns a Promise (or another thenable) is an error, thrown once the tensors it
+ * created before its first `await` are disposed (its later rejection, if any, is dropped).
  */
 export function tidy<T>(fn: () => T): T {
   const scope = new Set<Tensor>();
@@ -178,7 +187,11 @@ export function tidy<T>(fn: () => T): T {
     for (const t of scope) t.dispose();
     throw e;
   }
-  if (result instanceof Promise) {
+  // detected only once fn has run (an async function has run up to its first await by then)
+  if (typeof (result as { then?: unknown } | null | undefined)?.then === "function") {
+    removeScope(scope);
+    for (const t of scope) t.dispose();
+    (result as PromiseLike<unknown>).then(undefined, () => {}); // its tensors are gone: don't let it fail unhandled
     throw new Error("tidy: the function returned a Promise; use tidyAsync for async work");
   }
   endScope(scope, result);

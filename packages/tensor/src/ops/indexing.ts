@@ -16,7 +16,7 @@ definePrimitive("gather", {
 definePrimitive("scatterAdd", {
   shape: ([idx, upd], p) => {
     const rows = p.rows;
-    if (idx.dtype !== "i32") throw new ShapeError(`scatterAdd: indices must be i32, got ${idx.dtype}`);
+    if (idx.dtype !== "i32") throw new ShapeError(`scatterAdd: indices must be i32, got ${idx.dtype} ${showShape(idx.shape)}`);
     const ok = upd.rank >= idx.rank && idx.shape.every((d, i) => upd.shape[i] === d);
     if (!ok) throw new ShapeError(`scatterAdd: updates ${showShape(upd.shape)} do not start with the index shape ${showShape(idx.shape)}`);
     return { shape: [rows, ...upd.shape.slice(idx.rank)], dtype: "f32" };
@@ -26,7 +26,10 @@ definePrimitive("scatterAdd", {
 
 definePrimitive("oneHot", {
   shape: ([idx], { depth }) => {
-    if (idx.dtype !== "i32") throw new ShapeError(`oneHot: indices must be i32, got ${idx.dtype}`);
+    if (idx.dtype !== "i32") throw new ShapeError(`oneHot: indices must be i32, got ${idx.dtype} ${showShape(idx.shape)}`);
+    if (!Number.isSafeInteger(depth) || depth < 1) {
+      throw new ShapeError(`oneHot: depth must be a positive integer, got ${depth} (indices ${showShape(idx.shape)})`);
+    }
     return { shape: [...idx.shape, depth], dtype: "f32" };
   },
   vjp: () => [null],
@@ -45,7 +48,7 @@ export function scatterAdd(indices: Tensor, updates: Tensor, rows: number): Tens
   return bind("scatterAdd", [indices, updates], { rows });
 }
 
-/** One-hot encoding (f32) of integer indices; indices outside [0, depth) give a zero row. */
+/** One-hot encoding (f32) of integer indices (depth: a positive integer); indices outside [0, depth) give a zero row. */
 export function oneHot(indices: Tensor, depth: number): Tensor {
   return bind("oneHot", [indices], { depth });
 }

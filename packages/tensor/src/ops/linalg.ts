@@ -15,7 +15,7 @@ function dims(x: Tensor, trans: boolean): [number, number] {
 definePrimitive("matmul", {
   shape: ([a, b], { transA, transB }) => {
     if (a.rank < 2 || b.rank < 2) throw new ShapeError(`matmul: needs rank >= 2, got ${showShape(a.shape)} and ${showShape(b.shape)}`);
-    if (a.dtype !== "f32" || b.dtype !== "f32") throw new ShapeError(`matmul: expects f32, got ${a.dtype} and ${b.dtype}`);
+    if (a.dtype !== "f32" || b.dtype !== "f32") throw new ShapeError(`matmul: expects f32, got ${a.dtype} ${showShape(a.shape)} and ${b.dtype} ${showShape(b.shape)}`);
     const [m, k] = dims(a, transA);
     const [k2, n] = dims(b, transB);
     if (k !== k2) {

@@ -67,7 +67,10 @@ definePrimitive("concat", {
     const first = xs[0];
     let total = 0;
     for (const t of xs) {
-      const ok = t.rank === first.rank && t.dtype === first.dtype && t.shape.every((d, i) => i === axis || d === first.shape[i]);
+      if (t.dtype !== first.dtype) {
+        throw new ShapeError(`concat: dtypes differ: ${first.dtype} ${showShape(first.shape)} and ${t.dtype} ${showShape(t.shape)}`);
+      }
+      const ok = t.rank === first.rank && t.shape.every((d, i) => i === axis || d === first.shape[i]);
       if (!ok) throw new ShapeError(`concat: shapes ${showShape(first.shape)} and ${showShape(t.shape)} differ outside axis ${axis}`);
       total += t.shape[axis];
     }
@@ -151,7 +154,16 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
 /** Stacks same-shaped tensors along a new axis. */
 export function stack(xs: readonly Tensor[], axis = 0): Tensor {
   if (xs.length === 0) throw new ShapeError("stack: no tensors given");
-  const r = xs[0].rank + 1;
+  const first = xs[0];
+  for (const t of xs) {
+    if (t.dtype !== first.dtype || !sameShape(t.shape, first.shape)) {
+      throw new ShapeError(`stack: tensors must have one shape and dtype, got ${first.dtype} ${showShape(first.shape)} and ${t.dtype} ${showShape(t.shape)}`);
+    }
+  }
+  const r = first.rank + 1;
+  if (!Number.isInteger(axis) || axis < -r || axis >= r) {
+    throw new ShapeError(`stack: axis ${axis} is out of range for tensors of shape ${showShape(first.shape)} (expected an integer in ${-r} .. ${r - 1})`);
+  }
   const a = axis < 0 ? axis + r : axis;
   return concat(xs.map((t) => reshape(t, [...t.shape.slice(0, a), 1, ...t.shape.slice(a)])), a);
 }

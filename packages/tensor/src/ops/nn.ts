@@ -177,7 +177,7 @@ definePrimitive("crossEntropy", {
   shape: ([logits, targets]) => {
     needF32("crossEntropy", logits);
     lastAxisNonEmpty("crossEntropy", logits);
-    if (targets.dtype !== "i32") throw new ShapeError(`crossEntropy: targets must be i32, got ${targets.dtype}`);
+    if (targets.dtype !== "i32") throw new ShapeError(`crossEntropy: targets must be i32, got ${targets.dtype} ${showShape(targets.shape)} (logits ${showShape(logits.shape)})`);
     if (!sameShape(targets.shape, logits.shape.slice(0, -1))) {
       throw new ShapeError(`crossEntropy: targets ${showShape(targets.shape)} must match logits ${showShape(logits.shape)} without its last axis`);
     }

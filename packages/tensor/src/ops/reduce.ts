@@ -13,7 +13,7 @@ function reducedShape(shape: readonly number[], axes: readonly number[]): number
 // The primitive keeps reduced axes as size 1 (keepDims); the user's functions reshape.
 definePrimitive("reduce", {
   shape: ([x], p) => {
-    if (x.dtype !== "f32") throw new ShapeError(`${p.op}: expects f32, got ${x.dtype}`);
+    if (x.dtype !== "f32") throw new ShapeError(`${p.op}: expects f32, got ${x.dtype} ${showShape(x.shape)}`);
     for (const a of p.axes) {
       if (!Number.isInteger(a) || a < 0 || a >= x.rank) throw new ShapeError(`${p.op}: axis ${a} out of range for shape ${showShape(x.shape)}`);
     }
@@ -80,7 +80,12 @@ function reduceKeep(op: "sum" | "max", x: Tensor, axes: number[]): Tensor {
 function normAxes(op: string, x: Tensor, axes?: number | readonly number[]): number[] {
   if (axes === undefined) return x.shape.map((_, i) => i);
   const list = typeof axes === "number" ? [axes] : axes;
-  const out = [...new Set(list.map((a) => normAxis(op, a, x.rank)))];
+  const norm = list.map((a) => normAxis(op, a, x.rank));
+  const out = [...new Set(norm)];
+  if (out.length !== norm.length) {
+    const dup = norm.find((a, i) => norm.indexOf(a) !== i);
+    throw new ShapeError(`${op}: axes [${list.join(", ")}] name axis ${dup} more than once (shape ${showShape(x.shape)}); expected distinct axes`);
+  }
   return out.sort((a, b) => a - b);
 }
 

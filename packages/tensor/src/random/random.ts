@@ -45,6 +45,13 @@ function checkShape(what: string, shape: Shape): number {
   return sizeOf(shape);
 }
 
+/** Checks a normal distribution's options: a finite mean and a finite std >= 0. */
+function checkNormal(what: string, opts: NormalOptions): void {
+  const mean = opts.mean ?? 0, std = opts.std ?? 1;
+  if (!Number.isFinite(mean)) throw new RangeError(`random.${what}: mean must be a finite number, got ${mean}`);
+  if (!Number.isFinite(std) || std < 0) throw new RangeError(`random.${what}: std must be a finite number >= 0, got ${std}`);
+}
+
 // ---------- keys ----------
 
 /** The root key for an integer seed in [0, 2^53). */
@@ -82,13 +89,14 @@ export function uniform<S extends Shape>(key: Key, shape: S, opts: UniformOption
 export interface NormalOptions {
   /** The mean (default 0). */
   mean?: number;
-  /** The standard deviation (default 1). */
+  /** The standard deviation (default 1): finite and >= 0. */
   std?: number;
 }
 
 /** f32 samples from N(mean, std²) (Box–Muller on Philox blocks; defaults mean 0, std 1). */
 export function normal<S extends Shape>(key: Key, shape: S, opts: NormalOptions = {}): Tensor<S> {
   const n = checkShape("normal", shape);
+  checkNormal("normal", opts);
   return fromArray(normalF32(key, n, opts.mean ?? 0, opts.std ?? 1), shape);
 }
 
@@ -107,6 +115,7 @@ export interface TruncatedNormalOptions extends NormalOptions {
  */
 export function truncatedNormal<S extends Shape>(key: Key, shape: S, opts: TruncatedNormalOptions = {}): Tensor<S> {
   const n = checkShape("truncatedNormal", shape);
+  checkNormal("truncatedNormal", opts);
   return fromArray(truncatedNormalF32(key, n, opts.lower ?? -2, opts.upper ?? 2, opts.mean ?? 0, opts.std ?? 1), shape);
 }
 
