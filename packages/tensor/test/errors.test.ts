@@ -85,7 +85,9 @@ describe("errors: messages name the function, the values and what is expected", 
     await useBackend("cpu");
     const x = t([1, 2, 3, 4], [2, 2]);
     x.dispose();
+    const live = liveBuffers();
     throws(() => add(x, 1), Error, `add: input tensor #${x.id} [2, 2] was used after it was disposed`);
+    expect(liveBuffers()).toBe(live); // the constant 1 lifted to a tensor is freed too (it leaked)
     throws(() => tanh(x), Error, `tanh: input tensor #${x.id} [2, 2] was used after it was disposed`);
     throws(() => sum(x), Error, `sum: input tensor #${x.id} [2, 2] was used after it was disposed`);
     throws(() => matmul(x, x), Error, `matmul: input tensor #${x.id} [2, 2] was used after it was disposed`);

@@ -156,8 +156,19 @@ function lift(x: TensorLike, like?: Tensor): Tensor {
  */
 function withLifted(a: TensorLike, b: TensorLike, f: (ta: Tensor, tb: Tensor) => Tensor): Tensor {
   const ta = lift(a, b instanceof Tensor ? b : undefined);
-  const tb = lift(b, ta);
-  const out = f(ta, tb);
+  let tb: Tensor | undefined;
+  let out: Tensor;
+  try {
+    tb = lift(b, ta);
+    out = f(ta, tb);
+  } catch (e) {
+    // an op that throws (a shape mismatch, a disposed input) keeps no lifted constant alive
+    if (engine.tape === null) {
+      if (ta !== a) ta.dispose();
+      if (tb !== undefined && tb !== b) tb.dispose();
+    }
+    throw e;
+  }
   if (engine.tape === null) {
     if (ta !== a && ta !== out) ta.dispose();
     if (tb !== b && tb !== out) tb.dispose();
