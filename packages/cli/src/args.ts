@@ -387,7 +387,6 @@ export function defineCommand<const F extends FlagDefs>(spec: CommandSpec<F>): C
       }
       const def = spec.flags[key!];
       const shown = `--${kebab(key!)}`;
-      const before = rawText[key!];
       if (def.kind === "bool") {
         if (negated && inline !== undefined) fail(`${arg.split("=")[0]} takes no value, got ${quote(inline)}`);
         const v = negated ? false : inline === undefined ? true : def.convert(inline);
@@ -404,9 +403,6 @@ export function defineCommand<const F extends FlagDefs>(spec: CommandSpec<F>): C
         raw[key!] = def.convert(inline!);
         rawText[key!] = inline!;
       }
-      // a valued flag twice with another value is a mistake (which one was meant?), not "the last
-      // wins"; a boolean may be turned back (--resume --no-resume), as in git
-      if (def.kind !== "bool" && before !== undefined && before !== rawText[key!]) fail(`${shown} given twice (${quote(before)}, then ${quote(rawText[key!])}): give it once`);
       given.add(key! as keyof F & string);
     }
 

@@ -40,7 +40,6 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 describe("commands: a wrong or unknown flag is one line naming it, exit code 2", () => {
   const cases: [string, string[], string][] = [
     ["train", ["--step", "5"], "train: unknown flag --step (did you mean --steps?); see --help"],
-    ["train", ["--steps", "5", "--lr", "0.1", "--steps=0"], `train: --steps given twice ("5", then "0"): give it once`],
     ["train", ["--steps"], "train: --steps expects a non-negative integer, got nothing"],
     ["train", ["--batch", "0"], `train: --batch expects a positive integer, got "0"`],
     ["train", ["--dtype", "F8"], `train: --dtype expects one of F32, F16, BF16, got "F8"`],
