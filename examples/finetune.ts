@@ -5,9 +5,10 @@
  *   deno run -A examples/finetune.ts [...]
  *
  * The model: the file given (a training checkpoint from `npm run train`, or a shipped weights
- * file), else the shipped weights under weights/ when there are any, else a tiny model trained
- * here from scratch for `--pretrain` steps on a built-in paragraph (so the fine-tuning starts from
- * a model that has learned something, not from noise). It then takes `--steps` AdamW steps on
+ * file), else the shipped MemMamba weights under weights/ when there are any (not the Mamba
+ * baseline shipped beside them), else a tiny model trained here from scratch for `--pretrain`
+ * steps on a built-in paragraph (so the fine-tuning starts from a model that has learned
+ * something, not from noise). It then takes `--steps` AdamW steps on
  * random windows of the text (a built-in poem unless --text) and prints the loss as it falls.
  * `--save FILE` writes the result as a training checkpoint that the CLI and the demo page read.
  */
@@ -109,8 +110,9 @@ export interface Args {
 
 export const HELP = `usage: finetune.ts [MODEL.safetensors] [options]
 Fine-tunes a MemMamba model on a text and prints the loss at every step.
-  MODEL            a training checkpoint or a weights file (default: the first weights/*.safetensors,
-                   else a tiny model trained here from scratch for --pretrain steps)
+  MODEL            a training checkpoint or a weights file (default: the MemMamba among
+                   weights/*.safetensors, else a tiny model trained here from scratch for
+                   --pretrain steps)
   --text FILE      the text to fine-tune on (default: a built-in poem)
   --steps N        fine-tuning steps (default 30)
   --pretrain N     from-scratch steps when no model file is found (default 40)

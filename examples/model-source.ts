@@ -1,24 +1,53 @@
 /**
  * Where the examples get a model: a file named on the command line (a training checkpoint or a
- * shipped weights file), else the first *.safetensors under the repository's weights/ folder
- * (shipped trained weights, when present), else nothing (the example then makes its own).
+ * shipped weights file), else a MemMamba among the *.safetensors under the repository's weights/
+ * folder (shipped trained weights, when present; the first by name whose config is kind
+ * "memmamba", else the first by name), else nothing (the example then makes its own).
  * Shared by finetune.ts and stream-stdin.ts.
  */
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { LMParams } from "@memmamba/memmamba";
 // loadModelFile opens both of the CLI's file kinds (checkpoint and weights file), by path
-import { loadModelFile } from "../packages/cli/src/weights.ts";
+import { loadModelFile } from "@memmamba/cli";
 
 /** The repository's weights/ folder. */
 export const WEIGHTS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..", "weights");
 
-/** The first *.safetensors (by name) directly under `dir`, or undefined. */
+/**
+ * The model kind in a safetensors file's metadata config ("memmamba", "mamba", "transformer";
+ * "memmamba" where the config leaves it out, as parseConfig does), read from the header alone:
+ * undefined where the file has no such config.
+ */
+export function modelKindOf(path: string): string | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    const len = new Uint8Array(8);
+    if (readSync(fd, len, 0, 8, 0) !== 8) return undefined;
+    const n = Number(new DataView(len.buffer).getBigUint64(0, true));
+    if (n > 1 << 24) return undefined;
+    const header = new Uint8Array(n);
+    if (readSync(fd, header, 0, n, 8) !== n) return undefined;
+    const config = JSON.parse(JSON.parse(new TextDecoder().decode(header)).__metadata__.config);
+    return typeof config?.kind === "string" ? config.kind : "memmamba";
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * The shipped model directly under `dir`: of its *.safetensors (by name), the first MemMamba
+ * (config kind "memmamba"; weights/ also ships the Mamba baseline, whose name sorts first), else
+ * the first; undefined when there is none.
+ */
 export function shippedWeightsFile(dir = WEIGHTS_DIR): string | undefined {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) return undefined;
-  const name = readdirSync(dir).filter((n) => n.endsWith(".safetensors")).sort()[0];
-  return name ? join(dir, name) : undefined;
+  const files = readdirSync(dir).filter((n) => n.endsWith(".safetensors")).sort().map((n) => join(dir, n));
+  return files.find((f) => modelKindOf(f) === "memmamba") ?? files[0];
 }
 
 /** A loaded model and a line saying where it came from. */

@@ -7,10 +7,11 @@
  *   cat book.txt | bun examples/stream-stdin.ts [model.safetensors] [--chunk N] [--continue N]
  *   deno run -A examples/stream-stdin.ts [...] < book.txt
  *
- * The model: the file given (a training checkpoint or a weights file), else the shipped weights
- * under weights/, else a fresh, untrained tiny model (about 8 bits per byte: it knows nothing; the
- * point is then the mechanics). Memory stays flat whatever the input's length: only the state
- * (conv buffers, SSM states, pools) and one chunk's logits are alive at a time.
+ * The model: the file given (a training checkpoint or a weights file), else the shipped MemMamba
+ * weights under weights/ (not the Mamba baseline beside them), else a fresh, untrained tiny model
+ * (about 8 bits per byte: it knows nothing; the point is then the mechanics). Memory stays flat
+ * whatever the input's length: only the state (conv buffers, SSM states, pools) and one chunk's
+ * logits are alive at a time.
  */
 import process from "node:process";
 import { disposeTree, fromArray, random, tidy } from "@memmamba/tensor";
@@ -130,8 +131,8 @@ export function stdinBytes(): AsyncIterable<Uint8Array> {
 export const HELP = `usage: stream-stdin.ts [MODEL.safetensors] [--chunk N] [--continue N] < text
 Streams stdin through a MemMamba model in constant memory; prints each chunk's bits per byte and
 the model's greedy continuation.
-  MODEL          a training checkpoint or weights file (default: weights/*.safetensors, else a
-                 fresh untrained tiny model)
+  MODEL          a training checkpoint or weights file (default: the MemMamba among
+                 weights/*.safetensors, else a fresh untrained tiny model)
   --chunk N      bytes per chunk (default 512)
   --continue N   bytes of greedy continuation (default 80)
   --seed N       the fresh model's seed (default 0)

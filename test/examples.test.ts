@@ -7,15 +7,16 @@
  * Nothing here measures time.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { disposeTree, liveBuffers, random } from "@memmamba/tensor";
+import { disposeTree, encodeSafetensors, liveBuffers, random } from "@memmamba/tensor";
 import { lm, needleText, preset } from "@memmamba/memmamba";
 import { encodeCheckpoint, greedyDecode, treeToHost } from "@memmamba/cli";
 import { parseArgs, train } from "../examples/mlp-demo.ts";
 import * as finetuneEx from "../examples/finetune.ts";
 import * as streamEx from "../examples/stream-stdin.ts";
+import { shippedWeightsFile, WEIGHTS_DIR } from "../examples/model-source.ts";
 import { freshModel, modelFromCheckpoint, passkeyPrompt, runPasskey, StreamSession } from "../examples/browser/session.ts";
 import { expect, runtime, test } from "./support/harness.ts";
 
@@ -84,6 +85,24 @@ test("finetune.ts: the loss falls, --save writes a checkpoint, and a weights/ fo
   } finally {
     rmSync(noWeights, { recursive: true, force: true });
     rmSync(shipped, { recursive: true, force: true });
+  }
+});
+
+test("model-source.ts: of the shipped weights the MemMamba is the default, not the Mamba baseline that sorts first", () => {
+  const dir = tempDir();
+  try {
+    const file = (name: string, config?: Record<string, unknown>) =>
+      writeFileSync(join(dir, name), encodeSafetensors({ w: { dtype: "F32", shape: [1], data: Float32Array.of(0) } }, config ? { config: JSON.stringify(config) } : {}));
+    file("a-baseline.safetensors", { kind: "mamba" });
+    expect(shippedWeightsFile(dir)).toBe(join(dir, "a-baseline.safetensors")); // none is a MemMamba: the first
+    file("b-memmamba.safetensors", { dModel: 32 }); // kind left out: memmamba, as parseConfig reads it
+    file("c-memmamba.safetensors", { kind: "memmamba" });
+    expect(shippedWeightsFile(dir)).toBe(join(dir, "b-memmamba.safetensors"));
+    if (existsSync(join(WEIGHTS_DIR, "memmamba-small-passkey.safetensors"))) {
+      expect(shippedWeightsFile()).toBe(join(WEIGHTS_DIR, "memmamba-small-passkey.safetensors"));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

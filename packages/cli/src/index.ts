@@ -24,7 +24,9 @@ export {
   type BatchSource, type DataArg, type StepRecord, type TrainableModel, type TrainOptions, type TrainResult,
 } from "./trainer.ts";
 export { lmTrainable, tokenSource, type HostTokenBatch, type LanguageModel, type LmBatch } from "./adapters.ts";
-export { greedyDecode, loadModel, windowNll, type LoadedModel } from "./inference.ts";
+export { greedyDecode, windowNll, type LoadedModel } from "./inference.ts";
+// loadModel (training checkpoints) and loadModelFile (checkpoints and shipped weights files)
+export { loadModel, loadModelFile } from "./weights.ts";
 export { runTrain, trainCommand, type TrainArgs } from "./commands/train.ts";
 export { passkeyCommand, runPasskey, type PasskeyArgs, type PasskeyReport } from "./commands/passkey.ts";
 export { evalCommand, runEval, type EvalArgs } from "./commands/eval.ts";

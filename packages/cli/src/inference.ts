@@ -21,23 +21,6 @@ export interface LoadedModel {
   checkpoint: LoadedCheckpoint;
 }
 
-/** Loads a checkpoint's weights into a fresh parameter tree (errors name the path and tensor). */
-export function loadModel(path: string): LoadedModel {
-  const ck = loadCheckpoint(path);
-  let config: ModelConfig;
-  try {
-    config = parseConfig(ck.config);
-  } catch (e) {
-    throw new Error(`${path}: the checkpoint's config is not a valid model config: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  const template = lm.init(random.key(0), config);
-  try {
-    return { params: restoreState(ck, template).params, config, checkpoint: ck };
-  } finally {
-    disposeTree(template);
-  }
-}
-
 function argmaxRow(row: Float32Array): number {
   let best = 0;
   for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;

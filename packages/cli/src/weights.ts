@@ -16,7 +16,8 @@
  * parameter; these files are 2, which is what lets the repository ship trained models.
  *
  * `loadModelFile` opens either kind (a training checkpoint or a weights file), widening half
- * precision to f32; anything else is an error naming the path and what is wrong.
+ * precision to f32; anything else is an error naming the path and what is wrong. `loadModel`
+ * (the package's public one) reads training checkpoints only.
  */
 import { readFileSync, statSync } from "node:fs";
 import { mkdirSync } from "node:fs";
@@ -26,7 +27,7 @@ import { disposeTree, random } from "@memmamba/tensor";
 import { decodeSafetensors, encodeSafetensors, fromF32, SafetensorsError, toF32, type StTensor } from "@memmamba/tensor";
 import { lm, parseConfig, type ModelConfig } from "@memmamba/memmamba";
 import {
-  CHECKPOINT_FORMAT, CheckpointError, decodeCheckpoint, type HostTensor, type LoadedCheckpoint, restoreState, type WeightDType,
+  CHECKPOINT_FORMAT, CheckpointError, decodeCheckpoint, type HostTensor, loadCheckpoint, type LoadedCheckpoint, restoreState, type WeightDType,
   writeFileAtomic,
 } from "./checkpoint.ts";
 import type { LoadedModel } from "./inference.ts";
@@ -152,12 +153,16 @@ export function decodeModelFile(bytes: Uint8Array, path: string): LoadedCheckpoi
  * is not a model config, tensors that do not match the config.
  */
 export function loadModelFile(path: string): LoadedModel {
-  const ck = decodeModelFile(readBytes(path), path);
+  return modelOf(decodeModelFile(readBytes(path), path));
+}
+
+/** The model a decoded file holds: its config validated, its weights in a fresh parameter tree. */
+function modelOf(ck: LoadedCheckpoint): LoadedModel {
   let config: ModelConfig;
   try {
     config = parseConfig(ck.config);
   } catch (e) {
-    throw new CheckpointError(path, `its config is not a valid model config: ${e instanceof Error ? e.message : String(e)}`);
+    throw new CheckpointError(ck.path, `its config is not a valid model config: ${e instanceof Error ? e.message : String(e)}`);
   }
   const template = lm.init(random.key(0), config);
   try {
@@ -165,6 +170,33 @@ export function loadModelFile(path: string): LoadedModel {
     return { params: restoreState({ ...ck, optim: undefined }, template).params, config, checkpoint: ck };
   } finally {
     disposeTree(template);
+  }
+}
+
+/**
+ * Loads a training checkpoint's weights into a fresh parameter tree (the package's public
+ * `loadModel`; errors name the path and tensor). A weights file is not a checkpoint: its error
+ * says so and points to `loadModelFile`, which reads both kinds.
+ */
+export function loadModel(path: string): LoadedModel {
+  let ck: LoadedCheckpoint;
+  try {
+    ck = loadCheckpoint(path);
+  } catch (e) {
+    if (e instanceof CheckpointError && formatOf(path) === WEIGHTS_FORMAT) {
+      throw new CheckpointError(path, `loadModel: this is a weights file (metadata "format" is "${WEIGHTS_FORMAT}"), and loadModel reads training checkpoints ("${CHECKPOINT_FORMAT}") only: use loadModelFile, which reads both`, { cause: e });
+    }
+    throw e;
+  }
+  return modelOf(ck);
+}
+
+/** The safetensors metadata "format" of the file at `path` (undefined where it is not readable as safetensors). */
+function formatOf(path: string): string | undefined {
+  try {
+    return decodeSafetensors(readBytes(path), { source: path }).metadata.format;
+  } catch {
+    return undefined;
   }
 }
 

@@ -108,6 +108,11 @@ describe("commands: bad input is one line and exit code 2", () => {
       expect(bad.code).toBe(2); // bad input in the file: a usage error, as malformed JSON is
       expect(bad.err).toContain(`train: --config ${cfg}: invalid model config:`);
       expect(bad.err).toContain("config.dModel");
+      // a misspelt key is refused (it used to be dropped, and the default model trained)
+      writeFileSync(cfg, JSON.stringify({ dModl: 32 }));
+      const typo = await cli(trainCommand as unknown as Command<FlagDefs>, ["--config", cfg, "--steps", "1"], mains.train);
+      expect(typo.code).toBe(2);
+      expect(typo.err).toContain(`train: --config ${cfg}: invalid model config:\n  config: unknown key "dModl" (did you mean "dModel"?)`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

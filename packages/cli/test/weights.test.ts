@@ -4,7 +4,7 @@
  * give nearly the same logits; training checkpoints still load through the same door; truncated,
  * foreign and hostile files are refused with a message naming the path and the problem.
  */
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { disposeTree, encodeSafetensors, fromArray, liveBuffers, random, tidy } from "@memmamba/tensor";
@@ -14,6 +14,7 @@ import { saveCheckpoint, treeToHost } from "../src/checkpoint.ts";
 import { exportCommand, runExport } from "../src/commands/export.ts";
 import type { CommandIO } from "../src/commands/common.ts";
 import { encodeWeights, exportWeights, loadModelFile, WEIGHTS_FORMAT } from "../src/weights.ts";
+import * as cli from "../src/index.ts";
 
 function quietIO(): CommandIO & { text: () => string } {
   let text = "";
@@ -175,4 +176,39 @@ describe("weights files", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  test("the public entry: loadModelFile reads weights files (the shipped ones too), loadModel checkpoints, and points a weights file to loadModelFile", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mm-weights-entry-"));
+    const live = liveBuffers();
+    try {
+      const { config, params, path } = await tinyCheckpoint(dir);
+      const host = await treeToHost(params);
+      disposeTree(params);
+      const out = join(dir, "w.safetensors");
+      exportWeights(path, out);
+      disposeTree(cli.loadModel(path).params);
+      expect(() => cli.loadModel(out)).toThrow(
+        `${out}: loadModel: this is a weights file (metadata "format" is "${WEIGHTS_FORMAT}"), and loadModel reads training checkpoints ("memmamba-checkpoint") only: use loadModelFile, which reads both`,
+      );
+      expect(() => cli.loadModel(join(dir, "nope.safetensors"))).toThrow(/nope\.safetensors: checkpoint not found/);
+      disposeTree(cli.loadModelFile(out).params);
+      // a config key the schema does not know is refused, not dropped
+      const typo = join(dir, "typo.safetensors");
+      writeFileSync(typo, encodeWeights({ weights: host, config: { ...config, nlayers: 2 }, step: 1 }));
+      expect(() => cli.loadModelFile(typo)).toThrow(/typo\.safetensors: its config is not a valid model config: invalid model config:\n {2}config: unknown key "nlayers" \(did you mean "nLayers"\?\)/);
+      // the weights the repository ships carry configs that validate
+      const shipped = new URL("../../../weights/", import.meta.url);
+      for (const [file, kind] of [["memmamba-small-passkey.safetensors", "memmamba"], ["mamba-small-passkey.safetensors", "mamba"]] as const) {
+        const p = new URL(file, shipped).pathname;
+        if (!existsSync(p)) continue;
+        const m = cli.loadModelFile(p);
+        expect(m.config.kind).toBe(kind);
+        expect(m.checkpoint.weightDtype).toBe("F16");
+        disposeTree(m.params);
+      }
+      expect(liveBuffers()).toBe(live);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

@@ -4,7 +4,7 @@
  * slots per position (P, or g·P), so they cost O(L·P·S), linear in the length.
  */
 import { add, concat, foldWeight, indexedAttention, indexedAttentionFused, indexedAttentionParts, joinAttentionParts, matmul, mul, random, reshape, sliceAxis, softmax, where, type Tensor } from "@memmamba/tensor";
-import type { MemoryConfig, ModelConfig } from "./config.ts";
+import { checkConfig, type MemoryConfig, type ModelConfig } from "./config.ts";
 import { derived } from "./derived.ts";
 import { initLinear, initScorer, scaleRows, scoreGate, scoreSigmoid, type Key, type Linear } from "./nn.ts";
 import type { PoolRead } from "./pool.ts";
@@ -37,14 +37,16 @@ function initQKV(key: Key, d: number, S: number): { q: Linear; k: Linear; v: Lin
 }
 
 /** Cross-token attention of one layer: the state-importance scorer and W_q, W_k, W_v (like nn.Linear, no biases). */
-export function initCrossToken(key: Key, cfg: ModelConfig): CrossTokenParams {
+export function initCrossToken(key: Key, config: ModelConfig): CrossTokenParams {
+  const cfg = checkConfig("initCrossToken", config);
   const [ks, kqkv] = random.split(key, 2);
   const scored = cfg.memory.stateScore === "scan" ? cfg.expand * cfg.dModel : cfg.dModel;
   return { state: initScorer(ks, scored), ...initQKV(kqkv, cfg.dModel, cfg.memory.summaryDim) };
 }
 
 /** Cross-layer attention of one layer: W_q, W_k, W_v (like nn.Linear, no biases). */
-export function initCrossLayer(key: Key, cfg: ModelConfig): CrossLayerParams {
+export function initCrossLayer(key: Key, config: ModelConfig): CrossLayerParams {
+  const cfg = checkConfig("initCrossLayer", config);
   return initQKV(key, cfg.dModel, cfg.memory.summaryDim);
 }
 

@@ -4,16 +4,58 @@
  *
  * Names are camelCase versions of the Mamba reference's (d_model → dModel, d_state → dState…).
  * Parsing never guesses: a bad field is an error that names its path, e.g.
- * `config.memory.poolSize: expected a positive integer, got 0`.
+ * `config.memory.poolSize: expected a positive integer (got 0)`, and a key the schema does not
+ * know is an error too (`config: unknown key "nlayers" (did you mean "nLayers"?)`), not a field
+ * silently dropped.
  */
 import { z } from "zod";
 
 const int = (what: string): z.ZodNumber => z.number({ error: `expected ${what}` }).int({ error: `expected ${what}` });
 const posInt: z.ZodNumber = int("a positive integer").positive({ error: "expected a positive integer" });
 const unit: z.ZodNumber = z.number({ error: "expected a number in [0, 1]" }).min(0).max(1);
+const posNum = (): z.ZodNumber => z.number({ error: "expected a positive number" }).positive({ error: "expected a positive number" });
+
+/** The closest of `known` to `name` (edit distance, case-insensitive), where it is close enough to be a guess. */
+function closestName(name: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of known) {
+    const d = editDistance(name.toLowerCase(), k.toLowerCase());
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3)) && bestD < name.length ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0];
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j];
+      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = tmp;
+    }
+  }
+  return prev[b.length];
+}
+
+/** `unknown key "nlayers" (did you mean "nLayers"?)`, or the known keys where none is close. */
+function unknownKey(key: string, known: readonly string[]): string {
+  const guess = closestName(key, known);
+  return `unknown key ${JSON.stringify(key)} ${guess ? `(did you mean ${JSON.stringify(guess)}?)` : `(expected one of ${known.join(", ")})`}`;
+}
+
+/** A zod object that rejects the keys it does not know, each answered with the closest known one. */
+function strictObject<S extends z.core.$ZodLooseShape>(shape: S): z.ZodObject<S, z.core.$strict> {
+  const known = Object.keys(shape);
+  return z.strictObject(shape, { error: (iss) => (iss.code === "unrecognized_keys" ? iss.keys.map((k) => unknownKey(k, known)).join("; ") : undefined) });
+}
 
 // The zod types of the schemas below, written out: JSR's "no slow types" rule and deno doc want
-// exported constants to carry explicit types. tsc checks that they match the schemas.
+// exported constants to carry explicit types. tsc checks that they match the schemas. (The objects
+// are strict, but their types say $strip: zod's $strict and $strip are the same type, and the API
+// docs' lint, scripts/docs-lint.mjs, accepts references to $strip only.)
 /** @internal The zod shape of CrossLayerSchema. */
 type CrossLayerShape = { enabled: z.ZodDefault<z.ZodBoolean>; every: z.ZodDefault<z.ZodNumber>; group: z.ZodDefault<z.ZodNumber> };
 /** @internal The zod shape of MemorySchema. */
@@ -57,7 +99,7 @@ type ModelConfigShape = {
 };
 
 /** Eq. 7/11: every `every` layers, attend over the pools of the `group` layers before. */
-export const CrossLayerSchema: z.ZodObject<CrossLayerShape, z.core.$strip> = z.object({
+export const CrossLayerSchema: z.ZodObject<CrossLayerShape, z.core.$strip> = strictObject({
   enabled: z.boolean().default(true),
   /** Layer l attends across layers when (l + 1) % every == 0 and l ≥ 1 (the paper's p). */
   every: posInt.default(2),
@@ -68,7 +110,7 @@ export const CrossLayerSchema: z.ZodObject<CrossLayerShape, z.core.$strip> = z.o
 /**
  * The memory part of the config (the Note Block, the pool, cross-token and cross-layer attention, the fusion), with defaults.
  */
-export const MemorySchema: z.ZodObject<MemoryShape, z.core.$strip> = z.object({
+export const MemorySchema: z.ZodObject<MemoryShape, z.core.$strip> = strictObject({
   /** Off: a plain Mamba with the same backbone. */
   enabled: z.boolean().default(true),
   /** S, the width of a note (the paper's summary dimension). */
@@ -84,7 +126,7 @@ export const MemorySchema: z.ZodObject<MemoryShape, z.core.$strip> = z.object({
   /** r: each summary feature pools a group of r projected features. */
   summaryWindow: posInt.default(4),
   /** T of T-Max-Avg pooling: a group whose max exceeds T gives its max, else its mean. */
-  tmaxavgThreshold: z.number().default(0),
+  tmaxavgThreshold: z.number({ error: "expected a number" }).default(0),
   /** When a pool is full: drop the oldest note (fifo) or the lowest-scoring one (priority). */
   replacement: z.enum(["fifo", "priority"]).default("priority"),
   /** What I_state scores: the block output x_l ("output") or the scan readout C·h + D·x ("scan"). */
@@ -96,18 +138,17 @@ export const MemorySchema: z.ZodObject<MemoryShape, z.core.$strip> = z.object({
   fusion: z.enum(["weighted", "gated", "residual", "product", "conv1d"]).default("weighted"),
 });
 
-export const TransformerSchema: z.ZodObject<TransformerShape, z.core.$strip> = z.object({
+export const TransformerSchema: z.ZodObject<TransformerShape, z.core.$strip> = strictObject({
   nHeads: posInt.default(4),
   /** Rotary position embeddings on q and k (else the model has no position information). */
   rotary: z.boolean().default(true),
-  ropeBase: z.number().positive().default(10000),
+  ropeBase: posNum().default(10000),
   /** Hidden width of the SiLU MLP, as a multiple of dModel. */
   mlpRatio: posInt.default(4),
 });
 
 /** The model config: its zod schema (validation, defaults, the JSON Schema of config files). */
-export const ModelConfigSchema: z.ZodObject<ModelConfigShape, z.core.$strip> = z
-  .object({
+export const ModelConfigSchema: z.ZodObject<ModelConfigShape, z.core.$strip> = strictObject({
     /** memmamba: Mamba + notes; mamba: the same backbone without memory; transformer: the baseline. */
     kind: z.enum(["memmamba", "mamba", "transformer"]).default("memmamba"),
     dModel: posInt.default(256),
@@ -121,15 +162,14 @@ export const ModelConfigSchema: z.ZodObject<ModelConfigShape, z.core.$strip> = z
     /** Kernel of the causal depthwise conv. */
     dConv: posInt.default(4),
     /** R, the rank of Δ's projection: "auto" = ⌈dModel / 16⌉. */
-    dtRank: z.union([z.literal("auto"), posInt]).default("auto"),
+    dtRank: z.union([z.literal("auto"), posInt], { error: `expected "auto" or a positive integer` }).default("auto"),
     /** Δ is initialised log-uniform in [dtMin, dtMax]. */
-    dtMin: z.number().positive().default(1e-3),
-    dtMax: z.number().positive().default(0.1),
-    normEps: z.number().positive().default(1e-5),
+    dtMin: posNum().default(1e-3),
+    dtMax: posNum().default(0.1),
+    normEps: posNum().default(1e-5),
     memory: MemorySchema.prefault({}),
     transformer: TransformerSchema.prefault({}),
-  })
-  .superRefine((c, ctx) => {
+  }).superRefine((c, ctx) => {
     if (c.dtMin > c.dtMax) ctx.addIssue({ code: "custom", path: ["dtMin"], message: `dtMin (${c.dtMin}) must not exceed dtMax (${c.dtMax})` });
     if (c.kind === "transformer" && c.dModel % c.transformer.nHeads !== 0) {
       ctx.addIssue({ code: "custom", path: ["transformer", "nHeads"], message: `nHeads (${c.transformer.nHeads}) must divide dModel (${c.dModel})` });
@@ -152,17 +192,37 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
-/** Validates a config (filling defaults). Throws a ConfigError naming each bad field. */
+/**
+ * Validates a config (filling defaults). Throws a ConfigError naming each bad field, and each key
+ * the schema does not know (with the closest known name).
+ */
 export function parseConfig(input: unknown): ModelConfig {
   const r = ModelConfigSchema.safeParse(input);
   if (!r.success) {
     const lines = r.error.issues.map((i) => {
+      if (i.code === "unrecognized_keys") return `${["config", ...i.path.map(String)].join(".")}: ${i.message}`;
       const got = valueAt(input, i.path);
-      return `config.${i.path.map(String).join(".") || "(root)"}: ${i.message}${got === undefined ? "" : ` (got ${JSON.stringify(got)})`}`;
+      const where = `config.${i.path.map(String).join(".") || "(root)"}`;
+      // NaN and ±Infinity: JSON.stringify would print them as null
+      if (typeof got === "number" && !Number.isFinite(got)) return `${where}: ${i.message}; the value must be finite (got ${got})`;
+      return `${where}: ${i.message}${got === undefined ? "" : ` (got ${JSON.stringify(got)})`}`;
     });
     throw new ConfigError(`invalid model config:\n  ${lines.join("\n  ")}`);
   }
   return r.data;
+}
+
+/**
+ * parseConfig for a function that takes a config (a layer's initialiser): the error names it,
+ * e.g. `initMamba: invalid model config: config.dModel: expected a positive integer (got -3)`.
+ */
+export function checkConfig(fn: string, config: unknown): ModelConfig {
+  try {
+    return parseConfig(config);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new ConfigError(`${fn}: ${e.message}`);
+    throw e;
+  }
 }
 
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {

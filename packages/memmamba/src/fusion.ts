@@ -15,7 +15,7 @@
  * nn.Linear's init scale it would swamp the 0.02-scale embeddings.)
  */
 import { add, addMatmul, addN, concat, conv1dCausal, foldWeight, full, matmul, mul, noGrad, random, sigmoid, zeros, type Tensor } from "@memmamba/tensor";
-import type { MemoryConfig, ModelConfig } from "./config.ts";
+import { checkConfig, type MemoryConfig, type ModelConfig } from "./config.ts";
 import { derived } from "./derived.ts";
 import { carriedTail, initLinear, linear, scaleRows, type Key, type Linear } from "./nn.ts";
 
@@ -38,7 +38,8 @@ export interface FusionParams {
 }
 
 /** A fusion of the kind `cfg.memory.fusion`: the projection S → d plus that kind's own parameters. */
-export function initFusion(key: Key, cfg: ModelConfig): FusionParams {
+export function initFusion(key: Key, config: ModelConfig): FusionParams {
+  const cfg = checkConfig("initFusion", config);
   const d = cfg.dModel;
   const [kp, kg, kw] = random.split(key, 3);
   const p: FusionParams = { proj: initLinear(kp, cfg.memory.summaryDim, d, false) };
@@ -59,7 +60,8 @@ export function initFusion(key: Key, cfg: ModelConfig): FusionParams {
 }
 
 /** The carried inputs of a conv fusion [B, K − 1, d] (absent for the other kinds). */
-export function initFusionState(cfg: ModelConfig, batch: number, zerosOf: (shape: number[]) => Tensor = zeros): Tensor | undefined {
+export function initFusionState(config: ModelConfig, batch: number, zerosOf: (shape: number[]) => Tensor = zeros): Tensor | undefined {
+  const cfg = checkConfig("initFusionState", config);
   return cfg.memory.fusion === "conv1d" ? zerosOf([batch, FUSION_CONV_K - 1, cfg.dModel]) : undefined;
 }
 

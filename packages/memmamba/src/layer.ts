@@ -13,7 +13,7 @@
  * token (`step: true`: the pool is read from the state, then the note is inserted).
  */
 import { isRecording, matmul, max, mul, noGrad, random, reshape, rmsNormScores, sum, tidy, zeros, type Tensor } from "@memmamba/tensor";
-import { crossLayerSources, hasCrossLayer, usesMemory, type ModelConfig } from "./config.ts";
+import { checkConfig, crossLayerSources, hasCrossLayer, usesMemory, type ModelConfig } from "./config.ts";
 import { crossLayerAttention, crossTokenRead, crossTokenValues, initCrossLayer, initCrossToken, type CrossLayerParams, type CrossTokenParams } from "./attention.ts";
 import { fuseInto, initFusion, initFusionState, type FusionParams } from "./fusion.ts";
 import { initMamba, initMambaState, mambaBlock, type MambaParams, type MambaState } from "./mamba.ts";
@@ -82,8 +82,14 @@ export interface LayerCounts {
   reads: Tensor;
 }
 
+function checkLayerIndex(fn: string, cfg: ModelConfig, l: number): void {
+  if (!Number.isInteger(l) || l < 0 || l >= cfg.nLayers) throw new RangeError(`${fn}: l must be a layer index in [0, ${cfg.nLayers}) (config.nLayers ${cfg.nLayers}), got ${l}`);
+}
+
 /** The parameters of layer `l` (0-based) of a model with config `cfg`. */
-export function initLayer(key: Key, cfg: ModelConfig, l: number): LayerParams {
+export function initLayer(key: Key, config: ModelConfig, l: number): LayerParams {
+  const cfg = checkConfig("initLayer", config);
+  checkLayerIndex("initLayer", cfg, l);
   const [km, kn, kt, kft, kl, kfl] = random.split(key, 6);
   const p: LayerParams = { mamba: initMamba(km, cfg) };
   if (!usesMemory(cfg)) return p;
@@ -103,7 +109,9 @@ export function initLayer(key: Key, cfg: ModelConfig, l: number): LayerParams {
  * The empty recurrent state of layer `l` for `batch` sequences (zero conv and SSM state, empty
  * pool); `zerosOf` makes its zero tensors (initState shares their storage between layers).
  */
-export function initLayerState(cfg: ModelConfig, l: number, batch: number, zerosOf: (shape: number[]) => Tensor = zeros): LayerState {
+export function initLayerState(config: ModelConfig, l: number, batch: number, zerosOf: (shape: number[]) => Tensor = zeros): LayerState {
+  const cfg = checkConfig("initLayerState", config);
+  checkLayerIndex("initLayerState", cfg, l);
   const s: LayerState = { mamba: initMambaState(cfg, batch, zerosOf) };
   if (!usesMemory(cfg)) return s;
   s.pool = initPoolState(cfg.memory, batch, zerosOf);

@@ -11,10 +11,10 @@
  * recurrent step is this block on a sequence of length 1.
  */
 import {
-  add, addMatmul, conv1dCausal, conv1dCausalSilu, exp, fromArray, full, isRecording, linearSoftplus, log, maximum, matmul, mul, neg, noGrad, random, selectiveScan, silu,
+  add, addMatmul, conv1dCausal, conv1dCausalSilu, exp, fromArray, full, isRecording, linearSoftplus, log, maximum, matmul, mul, neg, noGrad, random, selectiveScan, showShape, silu,
   sliceAxis, softplus, ssmGate, sub, tidy, zeros, type Tensor,
 } from "@memmamba/tensor";
-import { dims, type ModelConfig } from "./config.ts";
+import { checkConfig, dims, type ModelConfig } from "./config.ts";
 import { derived } from "./derived.ts";
 import { carriedTail, initLinear, initRMSNorm, rmsNorm, type Key, type Linear, type RMSNorm } from "./nn.ts";
 
@@ -64,7 +64,8 @@ export interface MambaOutput {
  * through the inverse softplus in dt_bias, dt_proj.w U(±R^−½), in/x_proj like nn.Linear,
  * the conv like nn.Conv1d (U(±1/√K)), out_proj like nn.Linear scaled by 1/√n_layers.
  */
-export function initMamba(key: Key, cfg: ModelConfig): MambaParams {
+export function initMamba(key: Key, config: ModelConfig): MambaParams {
+  const cfg = checkConfig("initMamba", config);
   const { d, dInner, dtRank: R, N, K } = dims(cfg);
   const [kIn, kConvW, kConvB, kX, kDtW, kDt, kOut] = random.split(key, 7);
   return noGrad(() =>
@@ -95,8 +96,8 @@ export function initMamba(key: Key, cfg: ModelConfig): MambaParams {
 }
 
 /** An all-zero state for a batch (`zerosOf` makes the zero tensors: initState shares their storage). */
-export function initMambaState(cfg: ModelConfig, batch: number, zerosOf: (shape: number[]) => Tensor = zeros): MambaState {
-  const { dInner, N, K } = dims(cfg);
+export function initMambaState(config: ModelConfig, batch: number, zerosOf: (shape: number[]) => Tensor = zeros): MambaState {
+  const { dInner, N, K } = dims(checkConfig("initMambaState", config));
   return { conv: zerosOf([batch, K - 1, dInner]), ssm: zerosOf([batch, dInner, N]) };
 }
 
@@ -106,7 +107,25 @@ export function initMambaState(cfg: ModelConfig, batch: number, zerosOf: (shape:
  * `opts.scan`: also return the scan readout (MambaOutput.scan).
  */
 export function mambaBlock(p: MambaParams, x: Tensor, cfg: ModelConfig, state?: MambaState, opts: { scan?: boolean; next?: boolean } = {}): MambaOutput {
+  checkBlockInputs(p, x, cfg, state);
   return tidy(() => mambaBlockInner(p, x, cfg, state, opts.scan === true, opts.next !== false));
+}
+
+/** x [B, L, d], the block's weights and the state of the config's sizes: else an error naming what differs (shapes only). */
+function checkBlockInputs(p: MambaParams, x: Tensor, cfg: ModelConfig, state: MambaState | undefined): void {
+  const { d, dInner, N, K } = dims(cfg);
+  if (x.rank !== 3 || x.shape[2] !== d) throw new Error(`mambaBlock: x must be [B, L, D] with D = config.dModel = ${d}, got ${showShape(x.shape)}`);
+  const w = p.inProj.w.shape;
+  if (w.length !== 2 || w[0] !== d || w[1] !== 2 * dInner) {
+    throw new Error(`mambaBlock: the block was built for another config: inProj.w is ${showShape(w)}, the config (dModel ${d}, expand ${cfg.expand}) needs [${d}, ${2 * dInner}]`);
+  }
+  if (!state) return;
+  const B = x.shape[0];
+  for (const [name, t, want] of [["conv", state.conv, [B, K - 1, dInner]], ["ssm", state.ssm, [B, dInner, N]]] as const) {
+    if (t.rank !== 3 || t.shape.some((n, i) => n !== want[i])) {
+      throw new Error(`mambaBlock: state.${name} is ${showShape(t.shape)}, x ${showShape(x.shape)} and the config (dModel ${d}, expand ${cfg.expand}, dState ${N}, dConv ${K}) need ${showShape(want)}`);
+    }
+  }
 }
 
 function mambaBlockInner(p: MambaParams, x: Tensor, cfg: ModelConfig, state: MambaState | undefined, wantScan: boolean, wantNext: boolean): MambaOutput {

@@ -24,8 +24,15 @@ export function linear(p: Linear, x: Tensor): Tensor {
   return p.b ? add(y, p.b) : y;
 }
 
+/** A width argument of an initialiser: a positive integer, else an error naming the function and the argument. */
+function checkDim(fn: string, name: string, v: unknown): void {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw new RangeError(`${fn}: ${name} must be a positive integer, got ${typeof v === "number" ? v : JSON.stringify(v)}`);
+}
+
 /** nn.Linear's default init (U(±1/√in) for w and b). */
 export function initLinear(key: Key, inDim: number, outDim: number, bias = true): Linear {
+  checkDim("initLinear", "inDim", inDim);
+  checkDim("initLinear", "outDim", outDim);
   return bias ? init.linear(key, inDim, outDim) : init.linear(key, inDim, outDim, { bias: false });
 }
 
@@ -37,6 +44,7 @@ export interface RMSNorm {
 
 /** RMSNorm over `d` features, its gain initialised to ones. */
 export function initRMSNorm(d: number): RMSNorm {
+  checkDim("initRMSNorm", "d", d);
   return { weight: ones([d]) };
 }
 

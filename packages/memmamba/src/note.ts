@@ -17,7 +17,7 @@
  * note read (scores scale what they gate), and a more important token also writes a louder note.
  */
 import { isRecording, matmul, matmulRows, matmulRowsMax, random, type Tensor } from "@memmamba/tensor";
-import type { MemoryConfig, ModelConfig } from "./config.ts";
+import { checkConfig, type MemoryConfig, type ModelConfig } from "./config.ts";
 import { initLinear, initRMSNorm, initScorer, scaleRows, scoreGate, scoreSigmoid, type Key, type Linear, type RMSNorm } from "./nn.ts";
 import { poolSummary } from "./pooling.ts";
 
@@ -32,7 +32,8 @@ export interface NoteParams {
 }
 
 /** The Note Block of one layer: its pre-norm, the token-importance scorer and the summary projection. */
-export function initNote(key: Key, cfg: ModelConfig): NoteParams {
+export function initNote(key: Key, config: ModelConfig): NoteParams {
+  const cfg = checkConfig("initNote", config);
   const m = cfg.memory;
   const [kt, ks] = random.split(key, 2);
   return { norm: initRMSNorm(cfg.dModel), token: initScorer(kt, cfg.dModel), summary: initLinear(ks, cfg.dModel, m.summaryDim * m.summaryWindow, false) };

@@ -18,7 +18,7 @@ import {
   add, causalEntered, causalSelect, concat, fromArray, gather, ge, isRecording, mul, pad, poolInsert, reshape, sliceAxis, where, zeros,
   type Tensor,
 } from "@memmamba/tensor";
-import type { MemoryConfig } from "./config.ts";
+import { checkConfig, type MemoryConfig } from "./config.ts";
 import type { Notes, ScoredNotes } from "./note.ts";
 
 /** A pool: notes [B, P, S], their scores [B, P], and which slots hold a note (1/0) [B, P]. */
@@ -67,7 +67,8 @@ function isInitialPool(p: PoolState): boolean {
 }
 
 /** An empty pool for `batch` sequences: P slots of S zeros, none valid (`zerosOf` makes the zero tensors). */
-export function initPoolState(m: MemoryConfig, batch: number, zerosOf: (shape: number[]) => Tensor = zeros): PoolState {
+export function initPoolState(memory: MemoryConfig, batch: number, zerosOf: (shape: number[]) => Tensor = zeros): PoolState {
+  const m = checkConfig("initPoolState", { memory }).memory;
   const P = m.poolSize;
   const pool = { notes: zerosOf([batch, P, m.summaryDim]), scores: zerosOf([batch, P]), valid: zerosOf([batch, P]) };
   emptyPools.set(pool, [pool.notes, pool.scores, pool.valid]);

@@ -14,7 +14,7 @@ import { concat, disposeTree, reshape, showShape, sliceAxis, tidy, type Tensor }
 import type { LayerTrace } from "./layer.ts";
 import { StepCache, withStepCache } from "./derived.ts";
 import { forward, type LMParams } from "./model.ts";
-import { initState, type LMState } from "./state.ts";
+import { checkState, initState, type LMState } from "./state.ts";
 
 /** What `step` returns. */
 export interface StepOutput {
@@ -46,6 +46,7 @@ export function step(params: LMParams, token: Tensor, state: LMState, opts: Step
   if (token.dtype !== "i32" || token.rank !== 1 || token.shape[0] !== state.batch) {
     throw new Error(`lm.step: token must be i32 [${state.batch}] (the state's batch), got ${token.dtype} ${showShape(token.shape)}`);
   }
+  checkState("lm.step", params.config, state);
   return tidy(() => {
     const B = state.batch;
     const r = withStepCache(opts.cache, () => forward(params, reshape(token, [B, 1]), { states: state.layers, step: true, trace: opts.trace }));
@@ -85,6 +86,7 @@ export function applyChunked(params: LMParams, tokens: Tensor, opts: ChunkOption
   const [B, L] = tokens.shape;
   if (L < 1) throw new Error("lm.applyChunked: tokens must hold at least one position");
   if (state && state.batch !== B) throw new Error(`lm.applyChunked: the state is for batch ${state.batch}, tokens have ${B}`);
+  if (state) checkState("lm.applyChunked", params.config, state);
   // several chunks: the parameter-only values (folded weights, A, in_proj's halves) once for all
   const cache = L > chunk ? new StepCache() : undefined;
   try {

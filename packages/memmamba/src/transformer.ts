@@ -10,7 +10,7 @@ import {
   add, concat, exp, fromArray, ge, isRecording, log, matmul, mul, noGrad, random, reshape, sin, cos, silu, sliceAxis,
   softmax, sub, tidy, transpose, where, type Tensor,
 } from "@memmamba/tensor";
-import type { ModelConfig } from "./config.ts";
+import { checkConfig, type ModelConfig } from "./config.ts";
 import { initLinear, initRMSNorm, rmsNorm, type Key, type Linear, type RMSNorm } from "./nn.ts";
 
 /** The parameters of one pre-norm Transformer layer of the baseline (attention, then a SiLU MLP). */
@@ -30,7 +30,8 @@ export interface TransformerLayerParams {
 }
 
 /** One Transformer layer of the baseline, initialised like nn.Linear (output projections scaled by 1/√n_layers). */
-export function initTransformerLayer(key: Key, cfg: ModelConfig): TransformerLayerParams {
+export function initTransformerLayer(key: Key, config: ModelConfig): TransformerLayerParams {
+  const cfg = checkConfig("initTransformerLayer", config);
   const d = cfg.dModel, hidden = cfg.transformer.mlpRatio * d;
   const [kq, ko, ku, kd] = random.split(key, 4);
   const scaled = (k: Key, i: number, o: number): Linear => {

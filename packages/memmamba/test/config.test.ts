@@ -1,5 +1,17 @@
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { ConfigError, configJsonSchema, crossLayerSources, dims, hasCrossLayer, parseConfig, preset, presetNames } from "../src/index.ts";
+
+/** parseConfig's (or `f`'s) error message; fails when it does not throw a ConfigError. */
+function configError(f: () => unknown): string {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as Error).message;
+  }
+  throw new Error("expected a ConfigError");
+}
 
 describe("config", () => {
   test("presets parse with the documented sizes", () => {
@@ -45,6 +57,50 @@ describe("config", () => {
     expect(msg({ memory: { tau1: 2 } })).toContain("config.memory.tau1");
     expect(msg({ kind: "transformer", dModel: 30, transformer: { nHeads: 4 } })).toContain("config.transformer.nHeads");
     expect(() => preset("huge" as "tiny")).toThrow(/unknown preset "huge"/);
+  });
+
+  test("a key the schema does not know is an error at every level, with the closest known name", () => {
+    expect(configError(() => parseConfig({ dModel: 32, nlayers: 3 }))).toBe('invalid model config:\n  config: unknown key "nlayers" (did you mean "nLayers"?)');
+    expect(configError(() => parseConfig({ dModl: 32 }))).toContain('config: unknown key "dModl" (did you mean "dModel"?)');
+    expect(configError(() => preset("tiny", { memory: { poolsize: 3 } } as never))).toContain('config.memory: unknown key "poolsize" (did you mean "poolSize"?)');
+    expect(configError(() => preset("tiny", { memory: { crossLayer: { evry: 3 } } } as never))).toContain('config.memory.crossLayer: unknown key "evry" (did you mean "every"?)');
+    expect(configError(() => parseConfig({ transformer: { heads: 2 } }))).toContain('config.transformer: unknown key "heads" (did you mean "nHeads"?)');
+    // nothing close: the known keys are listed
+    expect(configError(() => parseConfig({ memory: { colour: "red" } }))).toMatch(/config\.memory: unknown key "colour" \(expected one of enabled, summaryDim, poolSize, .*fusion\)/);
+    // the JSON Schema says so too
+    const s = configJsonSchema() as { additionalProperties?: unknown; properties: Record<string, { additionalProperties?: unknown }> };
+    expect(s.additionalProperties).toBe(false);
+    expect(s.properties.memory.additionalProperties).toBe(false);
+  });
+
+  test("NaN and ±Infinity are named as such (not null), and must be finite", () => {
+    const m = configError(() => parseConfig({ dModel: NaN, dtMin: Infinity, dtRank: NaN, memory: { tau1: NaN, tmaxavgThreshold: -Infinity }, transformer: { ropeBase: Infinity } }));
+    expect(m).toContain("config.dModel: expected a positive integer; the value must be finite (got NaN)");
+    expect(m).toContain("config.dtMin: expected a positive number; the value must be finite (got Infinity)");
+    expect(m).toContain('config.dtRank: expected "auto" or a positive integer; the value must be finite (got NaN)');
+    expect(m).toContain("config.memory.tau1: expected a number in [0, 1]; the value must be finite (got NaN)");
+    expect(m).toContain("config.memory.tmaxavgThreshold: expected a number; the value must be finite (got -Infinity)");
+    expect(m).toContain("config.transformer.ropeBase: expected a positive number; the value must be finite (got Infinity)");
+    expect(m).not.toContain("null");
+    expect(m).not.toContain("Invalid input");
+  });
+
+  test("the configs the shipped weights and checkpoints carry still validate", () => {
+    const root = new URL("../../../", import.meta.url);
+    const files = ["weights/", "packages/cli/test/fixtures/h100-ddp2/"].flatMap((d) => {
+      const dir = new URL(d, root);
+      return existsSync(dir) ? readdirSync(dir).filter((n) => n.endsWith(".safetensors")).map((n) => new URL(n, dir)) : [];
+    });
+    let checked = 0;
+    for (const f of files) {
+      const bytes = readFileSync(f);
+      const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+      const config = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))).__metadata__?.config;
+      if (config === undefined) continue;
+      expect(parseConfig(JSON.parse(config)).dModel).toBeGreaterThan(0);
+      checked++;
+    }
+    expect(checked).toBeGreaterThanOrEqual(1); // the h100-ddp2 checkpoint at least
   });
 
   test("cross-layer schedule: every p layers from l ≥ 1, over the g layers before", () => {

@@ -1,6 +1,9 @@
 import { disposeTree, liveBuffers, noGrad, random, sliceAxis, sum, tidy, valueAndGrad, type Tensor } from "@memmamba/tensor";
 import { describe, expect, test } from "../../../test/support/harness.ts";
-import { dims, initMamba, initMambaState, mambaBlock, poolAttention, poolSummary, preset } from "../src/index.ts";
+import {
+  dims, initCrossLayer, initCrossToken, initFusion, initFusionState, initLayer, initLayerState, initLinear, initMamba, initMambaState, initNote, initPoolState,
+  initRMSNorm, initTransformerLayer, mambaBlock, poolAttention, poolSummary, preset, type ModelConfig,
+} from "../src/index.ts";
 import { maxAbsDiff, tensorOf } from "./support.ts";
 
 const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-5) => expect(maxAbsDiff(a, b)).toBeLessThan(tol);
@@ -108,5 +111,48 @@ describe("Mamba block (Eq. 1)", () => {
     close(w, got, 1e-5);
     disposeTree([p, x, whole, parts]);
     expect(liveBuffers()).toBe(base);
+  });
+});
+
+describe("initialisers validate what they are given", () => {
+  const tiny = preset("tiny");
+  const bad = (over: Record<string, unknown>) => ({ ...tiny, ...over }) as ModelConfig;
+
+  test("a bad config is named by the initialiser and the field, before any tensor is made", () => {
+    const base = liveBuffers();
+    const k = random.key(0);
+    expect(() => initMamba(k, bad({ dModel: -3 }))).toThrow(/^initMamba: invalid model config:\n {2}config\.dModel: expected a positive integer \(got -3\)$/);
+    expect(() => initMamba(k, bad({ dModel: 2.5 }))).toThrow(/initMamba: invalid model config:\n {2}config\.dModel: expected a positive integer \(got 2\.5\)/);
+    expect(() => initMamba(k, bad({ dState: 0 }))).toThrow(/initMamba: [\s\S]*config\.dState: expected a positive integer \(got 0\)/);
+    expect(() => initMambaState(bad({ dConv: NaN }), 1)).toThrow(/initMambaState: [\s\S]*config\.dConv: .*must be finite \(got NaN\)/);
+    expect(() => initNote(k, bad({ memory: { ...tiny.memory, summaryDim: 0 } }))).toThrow(/initNote: [\s\S]*config\.memory\.summaryDim/);
+    expect(() => initCrossToken(k, bad({ dModel: 0 }))).toThrow(/initCrossToken: [\s\S]*config\.dModel/);
+    expect(() => initCrossLayer(k, bad({ dModel: 0 }))).toThrow(/initCrossLayer: [\s\S]*config\.dModel/);
+    expect(() => initFusion(k, bad({ dModel: 0 }))).toThrow(/initFusion: [\s\S]*config\.dModel/);
+    expect(() => initFusionState(bad({ dModel: 0 }), 1)).toThrow(/initFusionState: [\s\S]*config\.dModel/);
+    expect(() => initTransformerLayer(k, bad({ kind: "transformer", dModel: 30 }))).toThrow(/initTransformerLayer: [\s\S]*config\.transformer\.nHeads/);
+    expect(() => initLayer(k, bad({ dState: 0 }), 0)).toThrow(/initLayer: [\s\S]*config\.dState/);
+    expect(() => initLayer(k, tiny, 2)).toThrow(/initLayer: l must be a layer index in \[0, 2\) \(config\.nLayers 2\), got 2/);
+    expect(() => initLayerState(bad({ nlayers: 3 }), 0, 1)).toThrow(/initLayerState: [\s\S]*unknown key "nlayers" \(did you mean "nLayers"\?\)/);
+    expect(() => initPoolState({ ...tiny.memory, poolSize: -1 }, 1)).toThrow(/initPoolState: [\s\S]*config\.memory\.poolSize: expected a positive integer \(got -1\)/);
+    expect(() => initRMSNorm(NaN)).toThrow(/^initRMSNorm: d must be a positive integer, got NaN$/);
+    expect(() => initRMSNorm(0)).toThrow(/^initRMSNorm: d must be a positive integer, got 0$/);
+    expect(() => initLinear(k, 4, 2.5)).toThrow(/^initLinear: outDim must be a positive integer, got 2\.5$/);
+    expect(liveBuffers()).toBe(base);
+  });
+
+  test("mambaBlock names an input or state of the wrong shape", () => {
+    const p = initMamba(random.key(6), tiny);
+    const x2 = random.normal(random.key(7), [4, 32]);
+    const x3 = random.normal(random.key(8), [1, 3, 32]);
+    const other = initMambaState(preset("tiny", { dState: 4 }), 1);
+    try {
+      expect(() => mambaBlock(p, x2, tiny)).toThrow(/^mambaBlock: x must be \[B, L, D\] with D = config\.dModel = 32, got \[4, 32\]$/);
+      expect(() => mambaBlock(p, x3, preset("tiny", { dModel: 64 }))).toThrow(/mambaBlock: x must be \[B, L, D\] with D = config\.dModel = 64, got \[1, 3, 32\]/);
+      expect(() => mambaBlock(p, x3, preset("tiny", { expand: 3 }))).toThrow(/mambaBlock: the block was built for another config: inProj\.w is \[32, 128\]/);
+      expect(() => mambaBlock(p, x3, tiny, other)).toThrow(/mambaBlock: state\.ssm is \[1, 64, 4\], .* need \[1, 64, 8\]/);
+    } finally {
+      disposeTree([p, x2, x3, other]);
+    }
   });
 });

@@ -146,4 +146,26 @@ describe("streaming", () => {
     expect(() => lm.initState(preset("tiny", { kind: "transformer" }), 1)).toThrow(/no fixed-size recurrent state/);
     disposeTree([params, state, tok]);
   });
+
+  test("a state built for another config is named at the top of lm.step and lm.applyChunked", () => {
+    const params = lm.init(random.key(18), preset("tiny"));
+    const tok = fromArray(Int32Array.of(1), [1], "i32");
+    const states = [
+      lm.initState(preset("tiny", { dModel: 64 }), 1),
+      lm.initState(preset("tiny", { nLayers: 3 }), 1),
+      lm.initState(preset("tiny", { memory: { poolSize: 4 } }), 1),
+      lm.initState(preset("tiny", { kind: "mamba" }), 1),
+    ];
+    try {
+      expect(() => lm.step(params, tok, states[0])).toThrow(
+        /^lm\.step: the state was built for another config: layers\[0\]\.mamba\.conv is \[1, 3, 128\], the params' config \(kind memmamba, dModel 32, .*\) needs \[1, 3, 64\]$/,
+      );
+      expect(() => lm.step(params, tok, states[1])).toThrow(/lm\.step: the state was built for another config: it has 3 layers, the params' config has nLayers 2/);
+      expect(() => lm.step(params, tok, states[2])).toThrow(/lm\.step: .*layers\[0\]\.pool\.notes is \[1, 4, 16\], .*memory\.poolSize 8.* needs \[1, 8, 16\]/);
+      expect(() => lm.step(params, tok, states[3])).toThrow(/lm\.step: .*layers\[0\]\.pool\.notes is absent, .* needs \[1, 8, 16\]/);
+      expect(() => lm.applyChunked(params, reshape(tok, [1, 1]), { chunk: 4 }, states[0])).toThrow(/^lm\.applyChunked: the state was built for another config: layers\[0\]/);
+    } finally {
+      disposeTree([params, tok, states]);
+    }
+  });
 });

@@ -36,7 +36,8 @@ import {
   type AblationSettings, buildSuiteResult, configKey, markdownTable, type Phase, type SeedResult, SUITE_NAMES, suiteColumns,
   suitePlot, type SuiteResult, SuiteResultSchema, suitesOf, type SuiteSpec, type VariantSpec,
 } from "../ablation.ts";
-import { loadModel, windowNllBatch } from "../inference.ts";
+import { windowNllBatch } from "../inference.ts";
+import { loadModel } from "../weights.ts";
 import { writeSvg } from "../plot.ts";
 import { runFiles, train, type TrainOptions } from "../trainer.ts";
 import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, formatTable, requirePath, selectBackend, writeJson } from "./common.ts";

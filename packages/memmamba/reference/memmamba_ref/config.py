@@ -2,9 +2,9 @@
 
 Mirrors ``packages/memmamba/src/config.ts`` (its zod schema): the same fields, defaults, ranges
 and cross-field rules. A missing field takes the TS default; a bad one is an error naming its
-path, e.g. ``config.memory.poolSize: expected a positive integer (got 0)``. Unlike zod (which
-drops unknown keys silently) an unknown key is an error here by default (``strict=True``), since
-a misspelt field would otherwise fall back to its default without a word.
+path, e.g. ``config.memory.poolSize: expected a positive integer (got 0)``. As on the TS side
+(whose zod objects are strict), an unknown key is an error here by default (``strict=True``),
+since a misspelt field would otherwise fall back to its default without a word.
 
 Python attributes are snake_case (``d_model``); ``to_json()`` gives the camelCase object back,
 so a config round-trips between the two sides. ``fixtures.py`` checks at regeneration time that
@@ -248,7 +248,7 @@ def _read_fields(obj: Any, specs: List[_Spec], nested: Dict[str, Any], path: str
 def parse_config(raw: Any, strict: bool = True, complete: bool = False) -> ModelConfig:
     """Validates a config object (camelCase, as in JSON), filling defaults. Raises ConfigError.
 
-    strict: an unknown field is an error (zod would drop it). complete: every field is required —
+    strict: an unknown field is an error (as in TS's parseConfig). complete: every field is required —
     for configs written by parseConfig on the TS side (fixtures, checkpoints), which state every
     field; then a field renamed or added on one side only cannot pass silently as a default."""
     errors: List[str] = []
