@@ -8,6 +8,22 @@
 # GPU_BUNDLE_SPLIT=1 builds the entries as one code-split set (their shared code once; with Node's
 # runtime packed, three minified model benchmarks fit only so since session 18).
 set -euo pipefail
+for a in "$@"; do
+  case "$a" in
+    -h|--help)
+      cat <<'USAGE'
+Usage: [RUNTIME=node|bun|deno] [GPU_BUNDLE_MINIFY=1] [GPU_BUNDLE_SPLIT=1] scripts/gpu-bundle.sh ENTRY.ts...
+
+Packs a runtime, Dawn and the Vulkan loader into .gpu/ (../shared/gpu/pack.sh), then bundles
+each ENTRY into .gpu/<name>.mjs with esbuild (the workspace packages from their TypeScript sources).
+  RUNTIME=...          the runtime pack.sh packs
+  GPU_BUNDLE_MINIFY=1  minified bundles (about half the size)
+  GPU_BUNDLE_SPLIT=1   one code-split build of all entries (their shared code once)
+  -h, --help           this text (nothing is packed or built)
+USAGE
+      exit 0 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 NODE_PATH="$PWD/tools/node_modules" PATH="$PWD/tools/node_modules/.bin:$PATH" bash ../shared/gpu/pack.sh
 if [ -n "${GPU_BUNDLE_SPLIT:-}" ]; then

@@ -3,6 +3,21 @@
 # and ends with one line "N passed, N failed" that sums all of them. Exits non-zero on any failure.
 # Usage: scripts/test.sh [path filter passed to both runners, e.g. packages/tensor]
 set -uo pipefail
+for a in "$@"; do
+  case "$a" in
+    -h|--help)
+      cat <<'USAGE'
+Usage: scripts/test.sh [PATH...]
+
+Runs the typecheck (tsc --noEmit: the compile-time shape tests), then every *.test.ts under PATH
+(default: packages test examples) under Bun and under Deno, and ends with "N passed, N failed".
+Exits non-zero on any failure. Logs go to $TEST_LOG_DIR (default out/test-logs).
+  PATH        a folder or test file passed to both runners, e.g. packages/tensor
+  -h, --help  this text (nothing is run)
+USAGE
+      exit 0 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 BIN="$PWD/tools/node_modules/.bin"
 [ -x "$BIN/bun" ] && [ -x "$BIN/deno" ] || { echo "test.sh: bun/deno missing; run 'npm ci' first" >&2; exit 2; }

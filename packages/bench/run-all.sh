@@ -7,25 +7,53 @@
 # Then (unless CPU_KERNELS=0) the issue-13 comparison, which writes packages/bench/results/cpu.json:
 # the wasm / FFI kernels against the WASM SIMD peak, saxpy, jax-js, tfjs-wasm, numpy, plain JS and
 # PyTorch, under Deno, Bun and Node (src/cpu-kernels.ts, its default sizes and runs).
+# --results DIR writes every one of those files into DIR instead (the committed ones stay as they are).
 set -euo pipefail
+usage() {
+  cat <<'USAGE'
+Usage: bash packages/bench/run-all.sh [--results DIR] [cpu-matmul flags, e.g. --runs 3 --sizes 256,512]
+
+Runs src/cpu-matmul.ts under Bun, Deno and Node (an esbuild bundle), writing DIR/cpu-bun.json,
+DIR/cpu-deno.json and DIR/cpu-node.json, combines them into DIR/cpu-matmul.json, then (unless
+CPU_KERNELS=0) runs src/cpu-kernels.ts, which writes DIR/cpu.json. DIR defaults to
+packages/bench/results (the committed measurements: they are overwritten).
+
+  --results DIR   the folder of every file above (default packages/bench/results)
+  -h, --help      this text
+--out is refused: the three runtimes would write one file; use --results.
+USAGE
+}
+# the options first, before anything runs or is written
+RES=
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --results) [ $# -ge 2 ] && [[ $2 != --* ]] || { echo "run-all.sh: --results needs a folder" >&2; exit 2; }; RES=$(realpath -m -- "$2"); shift ;;
+    --results=*) RES=$(realpath -m -- "${1#--results=}") ;;
+    --out|--out=*) echo "run-all.sh: --out is not supported (Bun, Deno and Node would each write that one file); use --results DIR" >&2; exit 2 ;;
+    *) args+=("$1") ;;
+  esac
+  shift
+done
 cd "$(dirname "$0")/../.."
 BIN="$PWD/tools/node_modules/.bin"
-RES=packages/bench/results
+RES=${RES:-packages/bench/results}
 mkdir -p "$RES" out/bench
 
 echo "== bun =="
-"$BIN/bun" packages/bench/src/cpu-matmul.ts --out "$RES/cpu-bun.json" "$@"
+"$BIN/bun" packages/bench/src/cpu-matmul.ts --out "$RES/cpu-bun.json" ${args[@]+"${args[@]}"}
 echo "== deno =="
-"$BIN/deno" run -A packages/bench/src/cpu-matmul.ts --out "$RES/cpu-deno.json" "$@"
+"$BIN/deno" run -A packages/bench/src/cpu-matmul.ts --out "$RES/cpu-deno.json" ${args[@]+"${args[@]}"}
 echo "== node =="
 node_modules/.bin/esbuild packages/bench/src/cpu-matmul.ts --bundle --platform=node --format=esm \
   --conditions=@memmamba/source --target=node20 --outfile=out/bench/cpu-matmul.mjs --log-level=warning
-node out/bench/cpu-matmul.mjs --out "$RES/cpu-node.json" "$@"
+node out/bench/cpu-matmul.mjs --out "$RES/cpu-node.json" ${args[@]+"${args[@]}"}
 
 echo "== combined =="
-"$BIN/bun" -e '
+RES="$RES" "$BIN/bun" -e '
 import { formatTable, readJson, writeJson } from "./packages/bench/src/runtime.ts";
-const res = "packages/bench/results";
+const res = process.env.RES;
 const runs = ["bun", "deno", "node"].map((r) => readJson(`${res}/cpu-${r}.json`));
 const rows = runs.flatMap((r) => r.rows);
 writeJson(`${res}/cpu-matmul.json`, {
@@ -54,5 +82,5 @@ console.log(`\nwrote ${res}/cpu-matmul.json (${rows.length} rows)`);
 
 if [ "${CPU_KERNELS:-1}" != "0" ]; then
   echo "== cpu-kernels (writes $RES/cpu.json) =="
-  "$BIN/bun" packages/bench/src/cpu-kernels.ts
+  "$BIN/bun" packages/bench/src/cpu-kernels.ts --out "$RES/cpu.json"
 fi

@@ -15,10 +15,12 @@ set -euo pipefail
 shards=auto
 minutes=8.3
 out=${OUT:-runs/ablate-out}
+# a flag that takes a value, given none (or another flag): one line naming it, not bash's "$2: unbound variable"
+need() { if [ $# -lt 2 ] || [[ $2 == --* ]]; then echo "ablate-shards.sh: $1 needs a value (see --help)" >&2; exit 2; fi; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --shards) shards=$2; shift ;;
-    --minutes) minutes=$2; shift ;;
+    --shards) need "$@"; shards=$2; shift ;;
+    --minutes) need "$@"; minutes=$2; shift ;;
     --) shift; break ;;
     -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "ablate-shards.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;

@@ -72,44 +72,46 @@ Flags (defaults in brackets):
 USAGE
 }
 
+# a flag that takes a value, given none (or another flag): one line naming it, not bash's "$2: unbound variable"
+need() { if [ $# -lt 2 ] || [[ $2 == --* ]]; then echo "experiments.sh: $1 needs a value (see --help)" >&2; exit 2; fi; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --phases) phases=$2; shift ;;
-    --models) models=$2; shift ;;
-    --train-minutes) train_minutes=$2; shift ;;
-    --eval-minutes) eval_minutes=$2; shift ;;
-    --total-minutes) total_minutes=$2; shift ;;
-    --backend) backend=$2; shift ;;
-    --preset) preset=$2; shift ;;
-    --data) data=$2; shift ;;
-    --exp) exp=$2; shift ;;
-    --out) out=$2; shift ;;
-    --pk-lengths) pk_lengths=$2; shift ;;
-    --pk-samples) pk_samples=$2; shift ;;
-    --ppl-lengths) ppl_lengths=$2; shift ;;
-    --ppl-windows) ppl_windows=$2; shift ;;
-    --chunk) chunk=$2; shift ;;
-    --pk-batch) pk_batch=$2; shift ;;
-    --lm-batch) lm_batch=$2; shift ;;
-    --pk-lr) pk_lr=$2; shift ;;
-    --pk-eval-every) pk_eval_every=$2; shift ;;
-    --pk-steps) pk_steps=$2; shift ;;
-    --lm-steps) lm_steps=$2; shift ;;
-    --dr-steps) dr_steps=$2; shift ;;
-    --dr-train-k) dr_train_k=$2; shift ;;
-    --dr-k) dr_k=$2; shift ;;
-    --dr-samples) dr_samples=$2; shift ;;
-    --dr-query) dr_query=$2; shift ;;
-    --dr-seq) dr_seq=$2; shift ;;
-    --dr-batch) dr_batch=$2; shift ;;
-    --dr-lr) dr_lr=$2; shift ;;
-    --dr-task-loss) dr_task_loss=$2; shift ;;
-    --dr-answer-weight) dr_answer_weight=$2; shift ;;
-    --dr-init) dr_init=$2; shift ;;
-    --lm-lr) lm_lr=$2; shift ;;
-    --pk-seq) pk_seq=$2; shift ;;
-    --lm-seq) lm_seq=$2; shift ;;
-    --weights) weights_dir=$2; shift ;;
+    --phases) need "$@"; phases=$2; shift ;;
+    --models) need "$@"; models=$2; shift ;;
+    --train-minutes) need "$@"; train_minutes=$2; shift ;;
+    --eval-minutes) need "$@"; eval_minutes=$2; shift ;;
+    --total-minutes) need "$@"; total_minutes=$2; shift ;;
+    --backend) need "$@"; backend=$2; shift ;;
+    --preset) need "$@"; preset=$2; shift ;;
+    --data) need "$@"; data=$2; shift ;;
+    --exp) need "$@"; exp=$2; shift ;;
+    --out) need "$@"; out=$2; shift ;;
+    --pk-lengths) need "$@"; pk_lengths=$2; shift ;;
+    --pk-samples) need "$@"; pk_samples=$2; shift ;;
+    --ppl-lengths) need "$@"; ppl_lengths=$2; shift ;;
+    --ppl-windows) need "$@"; ppl_windows=$2; shift ;;
+    --chunk) need "$@"; chunk=$2; shift ;;
+    --pk-batch) need "$@"; pk_batch=$2; shift ;;
+    --lm-batch) need "$@"; lm_batch=$2; shift ;;
+    --pk-lr) need "$@"; pk_lr=$2; shift ;;
+    --pk-eval-every) need "$@"; pk_eval_every=$2; shift ;;
+    --pk-steps) need "$@"; pk_steps=$2; shift ;;
+    --lm-steps) need "$@"; lm_steps=$2; shift ;;
+    --dr-steps) need "$@"; dr_steps=$2; shift ;;
+    --dr-train-k) need "$@"; dr_train_k=$2; shift ;;
+    --dr-k) need "$@"; dr_k=$2; shift ;;
+    --dr-samples) need "$@"; dr_samples=$2; shift ;;
+    --dr-query) need "$@"; dr_query=$2; shift ;;
+    --dr-seq) need "$@"; dr_seq=$2; shift ;;
+    --dr-batch) need "$@"; dr_batch=$2; shift ;;
+    --dr-lr) need "$@"; dr_lr=$2; shift ;;
+    --dr-task-loss) need "$@"; dr_task_loss=$2; shift ;;
+    --dr-answer-weight) need "$@"; dr_answer_weight=$2; shift ;;
+    --dr-init) need "$@"; dr_init=$2; shift ;;
+    --lm-lr) need "$@"; lm_lr=$2; shift ;;
+    --pk-seq) need "$@"; pk_seq=$2; shift ;;
+    --lm-seq) need "$@"; lm_seq=$2; shift ;;
+    --weights) need "$@"; weights_dir=$2; shift ;;
     --local) local=1 ;;
     --tiny) preset=tiny; pk_seq=256; lm_seq=256; pk_batch=4; lm_batch=4; pk_eval_every=20; lm_eval_every=20
             pk_lengths=1k,2k; pk_samples=1; pk_depths=0,1; ppl_lengths=512,1k; ppl_windows=1

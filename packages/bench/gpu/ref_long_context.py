@@ -17,11 +17,14 @@ import os
 import sys
 import time
 
-import torch
 
-sys.path.insert(0, os.getcwd())  # run from packages/memmamba/reference: memmamba_ref importable
-from memmamba_ref.config import preset  # noqa: E402
-from memmamba_ref.model import LM  # noqa: E402
+def import_torch():
+    """torch, imported after the arguments are parsed (so --help works without it), or one line and exit 1."""
+    try:
+        import torch
+    except ImportError as e:
+        sys.exit(f"ref_long_context.py: PyTorch is needed ({e}); on the GPU machine it is installed for /usr/bin/python3")
+    return torch
 
 
 def main(argv=None) -> int:
@@ -31,9 +34,14 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--cap-s", type=float, default=60.0, help="skip the remaining runs of a configuration after this many seconds")
     p.add_argument("--out", required=True)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda where available)")
     a = p.parse_args(argv)
-    dev = torch.device(a.device)
+    torch = import_torch()
+    sys.path.insert(0, os.getcwd())  # run from packages/memmamba/reference: memmamba_ref importable
+    from memmamba_ref.config import preset
+    from memmamba_ref.model import LM
+
+    dev = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False

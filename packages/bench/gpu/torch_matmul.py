@@ -8,8 +8,9 @@ bandwidth of a large device-to-device copy (GB/s, bytes read + written).
 import argparse
 import json
 import statistics
+import sys
 
-import torch
+torch = None  # imported by main after the arguments are parsed (so --help works without it)
 
 
 def time_ms(fn, runs=9, inner=10):
@@ -32,6 +33,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1024,2048,4096")
     args = ap.parse_args()
+    global torch
+    try:
+        import torch
+    except ImportError as e:
+        sys.exit(f"torch_matmul.py: PyTorch is needed ({e}); on the GPU machine it is installed for /usr/bin/python3")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     dev = torch.device("cuda")

@@ -30,13 +30,13 @@
  * (one runtime only, printing its JSON: --child --json-out FILE)
  */
 import {
-  detectRuntime, fmt, formatTable, fromRoot, machineInfo, median, now, parseFlags, positiveInt, programArgs, readJson,
-  repoRoot, writeJson, type Cell, type MachineInfo, type RuntimeInfo,
+  detectRuntime, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, now, oneOf, parseFlags, parseList, positiveInt, readJson,
+  repoRoot, runMain, UsageError, writeJson, type Cell, type MachineInfo, type RuntimeInfo,
 } from "./runtime.ts";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { loadavg } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import {
@@ -62,6 +62,7 @@ const HELP = `cpu-kernels: the wasm / FFI CPU kernels against jax-js, tfjs-wasm,
                       step (the training step, with PyTorch); the peak and saxpy are always
                       measured. For example --only memory to compare the scan with saxpy alone.
   --out FILE          the combined JSON (default packages/bench/results/cpu.json)
+                      (the summary's matmul ratios are at 1024²: null unless --sizes has 1024)
   --child             measure this runtime only (used by the parent)
   --json-out FILE     where a child writes its JSON
   --help              this text`;
@@ -70,6 +71,12 @@ export const KERNELS = ["ours-wasm", "ours-ffi", "jax-js", "tfjs-wasm", "numpy",
 export type KernelName = (typeof KERNELS)[number];
 
 export const GOALS = { wasmOfPeak: 0.7, wasmOverBestPeer: 1.3, ffiOverNumpy: 0.85, scanOfBandwidth: 0.7 };
+
+/** The runtimes --runtimes picks from (each runs in a child process of its own). */
+export const RUNTIMES = ["deno", "bun", "node"] as const;
+
+/** The matmul size the summary's ratios (and goals) are measured at: n × n. */
+export const RATIO_N = 1024;
 
 /** The sections `--only` picks from (each one's rows and ratios; the rest come out empty or null). */
 export const SECTIONS = ["matmul", "memory", "step"] as const;
@@ -119,6 +126,12 @@ export interface RuntimeResult {
   memoryBound: BoundRow[];
   trainStep: StepRow[];
   summary: {
+    /**
+     * The matmul size the ratios below that use a matmul are taken at (RATIO_N), or null where
+     * --sizes left it out (those ratios are then null: another size's time against 1024's flops
+     * would be meaningless).
+     */
+    matmulN: number | null;
     wasmOfPeak: number | null;
     wasmOverBestPeer: number | null;
     bestPeer: string | null;
@@ -255,6 +268,32 @@ function medianRatio(a: number[] | undefined, b: number[] | undefined, f: (x: nu
   return median(a.map((x, i) => f(x, b[i])));
 }
 
+/** The summary's matmul ratios (see RuntimeResult["summary"]), from the per-round samples (ms) of each size's timers. */
+export type MatmulRatios = Pick<RuntimeResult["summary"], "matmulN" | "wasmOfPeak" | "wasmOfPeakOneThread" | "wasmOverBestPeer" | "ffiOverNumpy" | "ffiOverNumpyAuto">;
+
+/**
+ * The matmul ratios at RATIO_N × RATIO_N, each the median over rounds of the per-round ratio
+ * (time of the other / time of ours, for the same flops): all null when `perRound` has no
+ * RATIO_N (the size was not measured). `threads`: the all-thread peak's threads; the peak's flops
+ * per thread a call default to the peak loop's.
+ */
+export function matmulRatios(perRound: Readonly<Record<number, Record<string, number[]>>>, threads: number, peakFlopsPerThread = PEAK_FLOPS_PER_THREAD): MatmulRatios {
+  const r = perRound[RATIO_N];
+  if (!r) return { matmulN: null, wasmOfPeak: null, wasmOfPeakOneThread: null, wasmOverBestPeer: null, ffiOverNumpy: null, ffiOverNumpyAuto: null };
+  const f = 2 * RATIO_N ** 3;
+  const bestPeerRounds = r["jax-js"] || r["tfjs-wasm"]
+    ? (r["jax-js"] ?? r["tfjs-wasm"]).map((_, i) => Math.min(r["jax-js"]?.[i] ?? Infinity, r["tfjs-wasm"]?.[i] ?? Infinity))
+    : undefined;
+  return {
+    matmulN: RATIO_N,
+    wasmOfPeak: medianRatio(r["ours-wasm"], r.peak, (ours, pk) => (f / ours) / ((threads * peakFlopsPerThread) / pk)),
+    wasmOfPeakOneThread: medianRatio(r["ours-wasm-1t"], r.peak1, (ours, pk) => (f / ours) / (peakFlopsPerThread / pk)),
+    wasmOverBestPeer: medianRatio(r["ours-wasm"], bestPeerRounds, (ours, peer) => peer / ours),
+    ffiOverNumpy: medianRatio(r["ours-ffi"], r.numpy, (ours, np) => np / ours),
+    ffiOverNumpyAuto: medianRatio(r["ours-ffi"], r["numpy-auto"], (ours, np) => np / ours),
+  };
+}
+
 /** One training step of the small model on `b` (loss and all gradients of B × L tokens), set up once. */
 async function stepTimer(b: Backend): Promise<CallTimer> {
   setBackend(b);
@@ -352,7 +391,7 @@ async function measureRuntime(sizes: number[], runs: number, warmupMs: number, o
       else timers[k] = t;
     };
     add("ours-wasm", matmulTimer(wasm, n, `wasm ${wasm.kernelInfo().kernels}, ${threads} threads`));
-    if (n === 1024 && threads > 1) {
+    if (n === RATIO_N && threads > 1) {
       timers["ours-wasm-1t"] = matmulTimer(one, n, `wasm ${one.kernelInfo().kernels}, 1 thread`);
       timers.peak1 = peakTimer(one, 1);
     }
@@ -430,20 +469,13 @@ async function measureRuntime(sizes: number[], runs: number, warmupMs: number, o
   const info = wasm.kernelInfo();
   wasm.dispose();
 
-  const r1024 = perRound[1024] ?? perRound[sizes[Math.floor(sizes.length / 2)]];
-  const bestPeerRounds = r1024 && (r1024["jax-js"] || r1024["tfjs-wasm"])
-    ? (r1024["jax-js"] ?? r1024["tfjs-wasm"]).map((_, i) => Math.min(r1024["jax-js"]?.[i] ?? Infinity, r1024["tfjs-wasm"]?.[i] ?? Infinity))
-    : undefined;
-  const at = (k: KernelName) => rows.find((x) => x.kernel === k && x.n === 1024)?.gflops ?? null;
+  if (only.includes("matmul") && !sizes.includes(RATIO_N)) notes.push(`matmul ratios (wasmOfPeak, wasmOverBestPeer, ffiOverNumpy, …): null, --sizes has no ${RATIO_N}`);
+  const at = (k: KernelName) => rows.find((x) => x.kernel === k && x.n === RATIO_N)?.gflops ?? null;
   const peers = (["jax-js", "tfjs-wasm"] as const).filter((k) => at(k) !== null).sort((p, q) => at(q)! - at(p)!);
   const summary: RuntimeResult["summary"] = {
     // per-round ratios (time of the other / time of ours, for the same flops), then their median
-    wasmOfPeak: medianRatio(r1024?.["ours-wasm"], r1024?.peak, (ours, pk) => (flops(1024) / ours) / ((threads * PEAK_FLOPS_PER_THREAD) / pk)),
-    wasmOfPeakOneThread: medianRatio(r1024?.["ours-wasm-1t"], r1024?.peak1, (ours, pk) => (flops(1024) / ours) / (PEAK_FLOPS_PER_THREAD / pk)),
-    wasmOverBestPeer: medianRatio(r1024?.["ours-wasm"], bestPeerRounds, (ours, peer) => peer / ours),
+    ...matmulRatios(perRound, threads),
     bestPeer: peers[0] ?? null,
-    ffiOverNumpy: medianRatio(r1024?.["ours-ffi"], r1024?.numpy, (ours, np) => np / ours),
-    ffiOverNumpyAuto: medianRatio(r1024?.["ours-ffi"], r1024?.["numpy-auto"], (ours, np) => np / ours),
     scanOfBandwidth: medianRatio(mb.scan, mb.saxpy, (t, ts) => (bytesOf.scan / t) / (SAXPY_BYTES / ts)),
     elementwiseOfBandwidth: medianRatio(mb.mul, mb.saxpy, (t, ts) => (bytesOf.mul / t) / (SAXPY_BYTES / ts)),
     reduceOfBandwidth: medianRatio(mb["sum(-1)"], mb.saxpy, (t, ts) => (bytesOf["sum(-1)"] / t) / (SAXPY_BYTES / ts)),
@@ -483,7 +515,7 @@ function runChild(rt: string, args: string[], out: string): RuntimeResult {
     if (b.status !== 0) throw new Error("esbuild failed for the Node bundle");
     // relaxed SIMD is behind a flag in Node 20 (on by default in Bun and Deno)
     [cmd, argv] = ["node", ["--experimental-wasm-relaxed-simd", bundle]];
-  } else throw new Error(`--runtimes: unknown runtime "${rt}" (bun, deno, node)`);
+  } else throw new UsageError(`--runtimes: unknown runtime "${rt}" (${RUNTIMES.join(", ")})`);
   console.log(`== ${rt} ==`);
   const r = spawnSync(cmd, [...argv, "--child", "--json-out", out, ...args], { stdio: "inherit", cwd: root, timeout: 1_800_000 });
   if (r.status !== 0) throw new Error(`${rt} run failed (status ${r.status})`);
@@ -521,7 +553,7 @@ function tableOf(results: RuntimeResult[], sizes: number[], torch: StepRow | nul
       return v === null ? "-" : `${fmt(v)} ${v >= GOALS[k] ? "ok" : "MISSED"}`;
     }),
   ]);
-  sum.push(["best JS peer at 1024²", "", ...results.map((r) => r.summary.bestPeer ?? "-")]);
+  sum.push([`best JS peer at ${RATIO_N}²`, "", ...results.map((r) => r.summary.bestPeer ?? "-")]);
   sum.push(["wasmOfPeakOneThread", "", ...results.map((r) => r.summary.wasmOfPeakOneThread)]);
   sum.push(["ffiOverNumpyAuto", "", ...results.map((r) => r.summary.ffiOverNumpyAuto ?? "-")]);
   sum.push(["trainStepOverTs", "", ...results.map((r) => r.summary.trainStepOverTs)]);
@@ -536,12 +568,12 @@ function tableOf(results: RuntimeResult[], sizes: number[], torch: StepRow | nul
   lines.push(`training step of the small model (loss + gradients, ${STEP_B} x ${STEP_L} tokens), tokens/s`);
   lines.push(formatTable(["backend", ...names], st));
   lines.push("");
-  lines.push("summary (ratios measured side by side in each runtime's run)");
+  lines.push(`summary (ratios measured side by side in each runtime's run; the matmul's at ${RATIO_N}², "-" where --sizes left it out)`);
   lines.push(formatTable(["ratio", "goal", ...names], sum));
   return lines.join("\n");
 }
 
-interface Options {
+export interface Options {
   runtimes: string[];
   sizes: number[];
   runs: number;
@@ -552,22 +584,23 @@ interface Options {
   only: Section[];
 }
 
-function parseOptions(argv: string[]): Options | null {
+/** The options from the command line, null for --help; a bad flag or value throws a UsageError naming it. */
+export function parseOptions(argv: string[]): Options | null {
   const flags = parseFlags(argv, {
     runtimes: "string", sizes: "string", runs: "string", "warmup-ms": "string", out: "string", child: "boolean", "json-out": "string", only: "string", help: "boolean",
   });
   if (flags.help) return null;
   const sizes = (typeof flags.sizes === "string" ? flags.sizes : "512,1024,2048").split(",").map((s) => {
     const n = Number(s);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--sizes: "${s}" is not a positive integer`);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--sizes: "${s}" is not a positive integer`);
     return n;
   });
   const only = (typeof flags.only === "string" ? flags.only : SECTIONS.join(",")).split(",").map((s) => s.trim()).map((s) => {
-    if (!(SECTIONS as readonly string[]).includes(s)) throw new Error(`--only: unknown section "${s}" (${SECTIONS.join(", ")})`);
+    if (!(SECTIONS as readonly string[]).includes(s)) throw new UsageError(`--only: unknown section "${s}" (${SECTIONS.join(", ")})`);
     return s as Section;
   });
   return {
-    runtimes: (typeof flags.runtimes === "string" ? flags.runtimes : "deno,bun,node").split(",").map((s) => s.trim()),
+    runtimes: parseList("--runtimes", typeof flags.runtimes === "string" ? flags.runtimes : RUNTIMES.join(","), (s) => oneOf("runtimes", s, RUNTIMES)!),
     sizes,
     runs: positiveInt("runs", flags.runs, 7),
     warmupMs: positiveInt("warmup-ms", flags["warmup-ms"], 400),
@@ -578,14 +611,8 @@ function parseOptions(argv: string[]): Options | null {
   };
 }
 
-async function main(): Promise<void> {
-  let opts: Options | null;
-  try {
-    opts = parseOptions(programArgs());
-  } catch (e) {
-    console.error(`cpu-kernels: ${(e as Error).message}\n\n${HELP}`);
-    process.exit(2);
-  }
+async function main(argv: string[]): Promise<void> {
+  const opts = parseOptions(argv); // a bad flag: a UsageError, one line and status 2 (runMain)
   if (!opts) {
     console.log(HELP);
     return;
@@ -610,9 +637,13 @@ async function main(): Promise<void> {
   console.log(`\n== all runtimes: ${results[0].machine.cpuModel}, ${results[0].machine.cores} logical cores; load average ` +
     results.map((r) => `${r.runtime.name} ${r.loadAverage.before.toFixed(1)}→${r.loadAverage.after.toFixed(1)}`).join(", ") + " ==");
   console.log(table);
+  const self = detectRuntime();
   writeJson(opts.out, {
     benchmark: "cpu-kernels",
-    command: "bun packages/bench/src/cpu-kernels.ts " + programArgs().join(" "),
+    commit: gitCommit(),
+    // the runtime that ran this parent (each child's is under runtimes) and its script and arguments
+    command: [self.name, relative(repoRoot(), fileURLToPath(import.meta.url)), ...argv].join(" "),
+    parent: { runtime: self, argv },
     date: new Date().toISOString(),
     machine: results[0].machine,
     goals: GOALS,
@@ -627,4 +658,4 @@ async function main(): Promise<void> {
   console.log(`\nwrote ${opts.out}`);
 }
 
-await main();
+if (import.meta.main ?? true) runMain("cpu-kernels", main);

@@ -13,10 +13,9 @@
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
 import {
-  detectRuntime, formatTable, fromRoot, machineInfo, parseFlags, positiveInt, programArgs, timeIt, writeJson,
+  detectRuntime, formatTable, fromRoot, gitCommit, machineInfo, parseFlags, positiveInt, runMain, timeIt, UsageError, writeJson,
   type Cell, type Timing,
 } from "./runtime.ts";
-import process from "node:process";
 import {
   disposeTree, fromArray, getBackend, liveBuffers, matmul, readCounters, resetCounters, scan, sum, valueAndGrad,
   type Tensor,
@@ -196,7 +195,7 @@ function parseScanSizes(v: string): [number, number, number][] {
   return v.split(",").map((s) => {
     const parts = s.trim().split("x").map(Number);
     if (parts.length !== 3 || parts.some((d) => !Number.isInteger(d) || d < 1)) {
-      throw new Error(`--scan: "${s}" is not BxLxS with positive integers (e.g. 4x4096x256)`);
+      throw new UsageError(`--scan: "${s}" is not BxLxS with positive integers (e.g. 4x4096x256)`);
     }
     return parts as [number, number, number];
   });
@@ -205,7 +204,7 @@ function parseScanSizes(v: string): [number, number, number][] {
 function parseSizes(v: string): number[] {
   return v.split(",").map((s) => {
     const n = Number(s.trim());
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--sizes: "${s}" is not a positive integer`);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--sizes: "${s}" is not a positive integer`);
     return n;
   });
 }
@@ -245,7 +244,13 @@ function parseOptions(argv: string[]): Options | null {
   };
 }
 
-function main(opts: Options): void {
+/** Runs the benchmark on these arguments (--help: prints the help and runs nothing). */
+function main(argv: string[]): void {
+  const opts = parseOptions(argv); // a bad flag or size: a UsageError, one line and status 2 (runMain)
+  if (!opts) {
+    console.log(HELP);
+    return;
+  }
   const { runs, warmupMs, sizes, scans } = opts;
   const runtime = detectRuntime();
   const machine = machineInfo();
@@ -263,6 +268,7 @@ function main(opts: Options): void {
   }
   const result = {
     benchmark: "cpu-matmul",
+    commit: gitCommit(),
     date: new Date().toISOString(),
     runtime,
     machine,
@@ -284,13 +290,4 @@ function main(opts: Options): void {
   }
 }
 
-let opts: Options | null = null;
-try {
-  opts = parseOptions(programArgs());
-  if (!opts) console.log(HELP);
-} catch (e) {
-  // a bad flag or size: say what was wrong, without a stack trace, and run nothing
-  console.error(`cpu-matmul: ${e instanceof Error ? e.message : String(e)}\n\n${HELP}`);
-  process.exitCode = 2;
-}
-if (opts) main(opts);
+if (import.meta.main ?? true) runMain("cpu-matmul", main);

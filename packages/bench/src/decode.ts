@@ -14,7 +14,9 @@
  * --step-cache on,off measures both.
  * Writes JSON; asserts nothing about time.
  */
-import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positiveInt, runMain, writeJson } from "./runtime.ts";
+import {
+  detectRuntime, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, nonNegativeInt, parseFlags, positiveInt, runMain, UsageError, writeJson,
+} from "./runtime.ts";
 import { disposeTree, fromArray, random, readCounters, tidy } from "@memmamba/tensor";
 import { initLM, lm, presetNames, StepCache, type LMParams, type LMState, type PresetName } from "@memmamba/memmamba";
 import { BACKENDS, type BackendChoice, type ModelBenchHead, modelConfig, openBackend, progress, randomTokens } from "./model-common.ts";
@@ -65,17 +67,17 @@ export async function main(argv: readonly string[]): Promise<DecodeResult | unde
   }
   const f = parseFlags(argv, { backend: "string", preset: "string", kinds: "string", batch: "string", prompt: "string", steps: "string", warmup: "string", "step-cache": "string", json: "boolean", out: "string", help: "boolean" });
   const backend = (f.backend ?? "wasm") as BackendChoice;
-  if (!BACKENDS.includes(backend)) throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
+  if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
   const presetName = (f.preset ?? "small") as PresetName;
-  if (!presetNames.includes(presetName)) throw new Error(`--preset must be one of ${presetNames.join(", ")}, got "${presetName}"`);
+  if (!presetNames.includes(presetName)) throw new UsageError(`--preset must be one of ${presetNames.join(", ")}, got "${presetName}"`);
   const kinds = String(f.kinds ?? DECODE_KINDS.join(",")).split(",").map((s) => s.trim()) as DecodeKind[];
-  for (const k of kinds) if (!DECODE_KINDS.includes(k)) throw new Error(`--kinds: "${k}" has no recurrent step (known: ${DECODE_KINDS.join(", ")})`);
+  for (const k of kinds) if (!DECODE_KINDS.includes(k)) throw new UsageError(`--kinds: "${k}" has no recurrent step (known: ${DECODE_KINDS.join(", ")})`);
   const batches = String(f.batch ?? "1").split(",").map((s) => positiveInt("batch", s.trim(), 1));
-  const prompt = f.prompt === "0" ? 0 : positiveInt("prompt", f.prompt, 512);
+  const prompt = nonNegativeInt("prompt", f.prompt, 512);
   const steps = positiveInt("steps", f.steps, 64);
-  const warmup = f.warmup === "0" ? 0 : positiveInt("warmup", f.warmup, 8);
+  const warmup = nonNegativeInt("warmup", f.warmup, 8);
   const cacheModes = String(f["step-cache"] ?? "on").split(",").map((s) => {
-    if (s.trim() !== "on" && s.trim() !== "off") throw new Error(`--step-cache takes on and/or off, got "${s.trim()}"`);
+    if (s.trim() !== "on" && s.trim() !== "off") throw new UsageError(`--step-cache takes on and/or off, got "${s.trim()}"`);
     return s.trim() === "on";
   });
   const out = String(f.out ?? fromRoot("packages", "bench", "results", `decode-${backend}.json`));
@@ -102,7 +104,7 @@ export async function main(argv: readonly string[]): Promise<DecodeResult | unde
     bb.destroy();
   }
   const res: DecodeResult = {
-    benchmark: "decode", date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
+    benchmark: "decode", commit: gitCommit(), date: new Date().toISOString(), runtime: detectRuntime(), machine: machineInfo(), device: bb.device, backend, preset: presetName,
     options: { prompt, steps, warmup, stepCache: cacheModes }, rows,
   };
   writeJson(out, res);

@@ -22,14 +22,13 @@
  *
  * Prints a table and writes JSON; asserts nothing about time.
  */
-import { detectRuntime, fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
-import process from "node:process";
+import { detectRuntime, fmt, formatTable, fromRoot, gitCommit, median, now, parseFlags, positiveInt, runMain, UsageError, writeJson } from "./runtime.ts";
 import { acquireGpu, type AcquiredGpu, type GpuVia } from "../../tensor/src/webgpu/probe.ts";
 
 const HELP = `deno-wgpu-repro: local arrays vs unrolled variables, and submit / readback round trips,
 on each WebGPU implementation present (Deno's navigator.gpu, Dawn)
 
-  --via LIST     navigator, dawn or both (default: navigator,dawn; those absent are reported)
+  --via LIST     navigator, dawn or both (= navigator,dawn, the default); those absent are reported
   --threads N    invocations per dispatch (default 1048576; a multiple of 256)
   --iters N      rounds per invocation (default 256)
   --reps N       dispatches per timed sample (default 20)
@@ -206,20 +205,20 @@ async function measure(g: AcquiredGpu, threads: number, iters: number, reps: num
   }
 }
 
-async function main(): Promise<void> {
-  const argv = programArgs();
+async function main(argv: readonly string[]): Promise<void> {
   if (argv.includes("--help")) {
     console.log(HELP);
     return;
   }
   const f = parseFlags(argv, { via: "string", threads: "string", iters: "string", reps: "string", runs: "string", json: "boolean", out: "string" });
-  const vias = String(f.via ?? "navigator,dawn").split(",").map((s) => s.trim()).filter(Boolean).map((v): GpuVia => {
+  // "both" stands for navigator,dawn (the default)
+  const vias = String(f.via ?? "navigator,dawn").split(",").map((s) => s.trim()).filter(Boolean).flatMap((v) => (v === "both" ? ["navigator", "dawn"] : [v])).map((v): GpuVia => {
     if (v === "navigator" || v === "navigator.gpu") return "navigator.gpu";
     if (v === "dawn") return "dawn";
-    throw new Error(`--via: expected navigator or dawn, got ${v}`);
+    throw new UsageError(`--via: expected navigator, dawn or both, got ${v}`);
   });
   const threads = positiveInt("--threads", f.threads, 2 ** 20);
-  if (threads % 256) throw new Error(`--threads must be a multiple of 256, got ${threads}`);
+  if (threads % 256) throw new UsageError(`--threads must be a multiple of 256, got ${threads}`);
   const iters = positiveInt("--iters", f.iters, 256);
   const reps = positiveInt("--reps", f.reps, 20);
   const runs = positiveInt("--runs", f.runs, 9);
@@ -245,9 +244,9 @@ async function main(): Promise<void> {
       g.device.destroy();
     }
   }
-  if (rows.length === 0) throw new Error(`deno-wgpu-repro: no WebGPU implementation ran:\n  - ${skipped.join("\n  - ")}`);
+  if (rows.length === 0) throw new Error(`no WebGPU implementation ran: ${skipped.join("; ")}`);
   const rt = detectRuntime();
-  const result = { benchmark: "deno-wgpu-repro", date: new Date().toISOString(), runtime: `${rt.name} ${rt.version}`, threads, iters, reps, runs, adapters, skipped, rows, roundTrips: trips, shaders: SHADERS };
+  const result = { benchmark: "deno-wgpu-repro", commit: gitCommit(), date: new Date().toISOString(), runtime: `${rt.name} ${rt.version}`, threads, iters, reps, runs, adapters, skipped, rows, roundTrips: trips, shaders: SHADERS };
   writeJson(typeof f.out === "string" ? f.out : fromRoot("packages", "bench", "results", "deno-wgpu-repro.json"), result);
   if (f.json) {
     console.log(JSON.stringify(result, null, 2));
@@ -265,10 +264,4 @@ async function main(): Promise<void> {
   console.log(formatTable(["via", "submit + onSubmittedWorkDone ms", "mapAsync read ms"], trips.map((t) => [t.via, fmt(t.submitDoneMs, 3), fmt(t.mapReadMs, 3)])));
 }
 
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e instanceof Error ? e.message : e);
-    process.exit(1);
-  },
-);
+if (import.meta.main ?? true) runMain("deno-wgpu-repro", main);

@@ -7,7 +7,7 @@
  * has 'timestamp-query'), else the wall clock of the calls and one sync.
  */
 import process from "node:process";
-import { detectRuntime, median, now } from "./runtime.ts";
+import { detectRuntime, gitCommit, median, now } from "./runtime.ts";
 import type { WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
 import type { Launch } from "../../tensor/src/webgpu/context.ts";
 
@@ -66,6 +66,7 @@ export function gpuBenchHeader<B extends string>(benchmark: B, gpu: WebGpuBacken
   const rt = detectRuntime();
   return {
     benchmark,
+    commit: gitCommit(),
     date: new Date().toISOString(),
     runtime: `${rt.name} ${rt.version}`,
     adapter: gpu.adapterInfo,

@@ -4,7 +4,7 @@
  * The programs themselves (cpu-matmul.ts, ...) run when executed and are not exported.
  */
 export {
-  detectRuntime, fmt, formatTable, fromRoot, machineInfo, median, now, parseFlags, positiveInt, programArgs, readJson,
-  repoRoot, timeIt, writeJson,
+  detectRuntime, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, nonNegativeInt, now, parseFlags, positiveInt, programArgs,
+  readJson, repoRoot, runMain, timeIt, UsageError, writeJson,
   type Cell, type MachineInfo, type RuntimeInfo, type RuntimeName, type Timing, type TimingOptions,
 } from "./runtime.ts";

@@ -11,7 +11,9 @@
  *
  * Writes JSON (every call with its count, per kind, and the per-primitive difference).
  */
-import { detectRuntime, formatTable, fromRoot, oneOf, parseFlags, positiveInt, runMain, writeJson } from "./runtime.ts";
+import {
+  detectRuntime, formatTable, fromRoot, gitCommit, machineInfo, type MachineInfo, oneOf, parseFlags, positiveInt, runMain, UsageError, writeJson,
+} from "./runtime.ts";
 import { type Backend, disposeTree, getBackend, noGrad, random, reshape, setBackend } from "@memmamba/tensor";
 import { initLM, lm, presetNames, type PresetName, StepCache } from "@memmamba/memmamba";
 import { chunkedForward, KINDS, makeTrainer, modelConfig, type ModelKind, randomTokens } from "./model-common.ts";
@@ -40,8 +42,12 @@ export interface CallCount {
 
 export interface LaunchCensus {
   benchmark: "launches";
+  /** The repository's commit (runtime.ts gitCommit). */
+  commit: string | null;
   date: string;
   runtime: ReturnType<typeof detectRuntime>;
+  /** The host (runtime.ts machineInfo). */
+  machine: MachineInfo;
   options: { kinds: ModelKind[]; mode: "train" | "forward" | "step"; preset: PresetName; batch: number; seq: number };
   /** Per kind: the total and every call shape, most frequent first. */
   kinds: { kind: ModelKind; launches: number; calls: CallCount[] }[];
@@ -135,7 +141,7 @@ export async function main(argv: readonly string[]): Promise<LaunchCensus | unde
   }
   const f = parseFlags(argv, { kinds: "string", mode: "string", preset: "string", batch: "string", seq: "string", top: "string", json: "boolean", out: "string", help: "boolean" });
   const kinds = String(f.kinds ?? "memmamba,mamba").split(",").map((s) => s.trim()) as ModelKind[];
-  for (const k of kinds) if (!KINDS.includes(k)) throw new Error(`--kinds: unknown kind "${k}" (known: ${KINDS.join(", ")})`);
+  for (const k of kinds) if (!KINDS.includes(k)) throw new UsageError(`--kinds: unknown kind "${k}" (known: ${KINDS.join(", ")})`);
   const options: LaunchCensus["options"] = {
     kinds,
     mode: oneOf("mode", f.mode ?? "train", ["train", "forward", "step"] as const)!,
@@ -143,10 +149,12 @@ export async function main(argv: readonly string[]): Promise<LaunchCensus | unde
     batch: positiveInt("batch", f.batch, 2),
     seq: positiveInt("seq", f.seq, 128),
   };
-  if (options.mode !== "train" && kinds.includes("transformer")) throw new Error(`--mode ${options.mode} runs the recurrent model, which the Transformer is not: use --mode train`);
+  if (options.mode !== "train" && kinds.includes("transformer")) throw new UsageError(`--mode ${options.mode} runs the recurrent model, which the Transformer is not: use --mode train`);
   const top = positiveInt("top", f.top, 40);
   const out = String(f.out ?? fromRoot("packages", "bench", "results", "launches.json"));
-  const res: LaunchCensus = { benchmark: "launches", date: new Date().toISOString(), runtime: detectRuntime(), options, kinds: [] };
+  const res: LaunchCensus = {
+    benchmark: "launches", commit: gitCommit(), date: new Date().toISOString(), runtime: detectRuntime(), machine: machineInfo(), options, kinds: [],
+  };
   for (const kind of kinds) res.kinds.push({ kind, ...(await census(kind, options)) });
   if (res.kinds.length === 2) res.extra = extraLaunches(res.kinds[0].calls, res.kinds[1].calls);
   writeJson(out, res);

@@ -13,7 +13,9 @@
  * "61K" is read as 61,440 (60 × 1024) and "262K" as 262,144 (256 × 1024). Writes JSON after every
  * configuration. Asserts nothing about time.
  */
-import { detectRuntime, fmt, formatTable, fromRoot, median, parseFlags, positiveInt, readJson, runMain, writeJson } from "./runtime.ts";
+import {
+  detectRuntime, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, nonNegativeInt, parseFlags, positiveInt, readJson, runMain, UsageError, writeJson,
+} from "./runtime.ts";
 import { existsSync } from "node:fs";
 import { disposeTree, random, type Tensor } from "@memmamba/tensor";
 import { selectTuning } from "../../tensor/src/webgpu/kernels/select.ts";
@@ -140,7 +142,7 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
   applyAttnReadFlags(f);
   if (f["select-super"] !== undefined) {
     const G = Number(f["select-super"]);
-    if (!Number.isInteger(G) || G < 0 || G === 1) throw new Error(`--select-super must be 0 or an integer ≥ 2, got "${f["select-super"]}"`);
+    if (!Number.isInteger(G) || G < 0 || G === 1) throw new UsageError(`--select-super must be 0 or an integer ≥ 2, got "${f["select-super"]}"`);
     selectTuning.superTiles = G;
   }
   if (f["rows-unroll"] !== undefined) rowsTuning.unroll = positiveInt("rows-unroll", f["rows-unroll"], rowsTuning.unroll);
@@ -149,20 +151,20 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
     else rowsTuning.grid = positiveInt("rows-grid", f["rows-grid"], rowsTuning.grid);
   }
   const backend = (f.backend ?? "webgpu") as BackendChoice;
-  if (!BACKENDS.includes(backend)) throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
+  if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
   const presetName = (f.preset ?? "small") as PresetName;
-  if (!presetNames.includes(presetName)) throw new Error(`--preset must be one of ${presetNames.join(", ")}, got "${presetName}"`);
+  if (!presetNames.includes(presetName)) throw new UsageError(`--preset must be one of ${presetNames.join(", ")}, got "${presetName}"`);
   const kinds = String(f.kinds ?? "memmamba,mamba").split(",").map((s) => s.trim()) as ModelKind[];
-  for (const k of kinds) if (k !== "memmamba" && k !== "mamba") throw new Error(`--kinds: "${k}" has no chunked mode (memmamba, mamba)`);
+  for (const k of kinds) if (k !== "memmamba" && k !== "mamba") throw new UsageError(`--kinds: "${k}" has no chunked mode (memmamba, mamba)`);
   const lengths = parseLengths("lengths", String(f.lengths ?? "60K,256K"));
   const chunks = parseLengths("chunks", String(f.chunks ?? "4096,16384"));
-  const runs = positiveInt("runs", f.runs, 3), warmup = f.warmup === "0" ? 0 : positiveInt("warmup", f.warmup, 1);
+  const runs = positiveInt("runs", f.runs, 3), warmup = nonNegativeInt("warmup", f.warmup, 1);
   const capS = positiveInt("cap-s", f["cap-s"], 90);
   const out = String(f.out ?? fromRoot("packages", "bench", "results", `long-context-${backend}.json`));
   let ref: RefRow[] = [];
   if (f.reference) {
     const p = String(f.reference);
-    if (!existsSync(p)) throw new Error(`--reference: ${p} does not exist`);
+    if (!existsSync(p)) throw new UsageError(`--reference: ${p} does not exist`);
     const j = readJson<{ rows?: RefRow[] }>(p);
     ref = j.rows ?? [];
   }
@@ -171,11 +173,12 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
   const finalState = !!f["final-state"];
   const fwd = (params: LMParams, x: Tensor, chunk: number) => chunkedForward(params, x, chunk, finalState);
   const bb = await openBackend(backend, { timestamps: profile });
-  if (profile && !bb.profiler) throw new Error("--profile needs the WebGPU backend on an adapter with 'timestamp-query'");
+  if (profile && !bb.profiler) throw new UsageError("--profile needs the WebGPU backend on an adapter with 'timestamp-query'");
   progress(`long-context: ${bb.device}, preset ${presetName}`);
   const rows: LatencyRow[] = [];
+  const machine = machineInfo();
   const result = (): LongContextResult => ({
-    benchmark: "long-context", date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
+    benchmark: "long-context", commit: gitCommit(), date: new Date().toISOString(), runtime: detectRuntime(), machine, device: bb.device, backend, preset: presetName,
     options: { kinds, lengths, chunks, runs, warmup, capS, finalState }, rows, reference: ref, issueFigures: ISSUE_FIGURES, comparisons: compare(rows, ref),
   });
   try {

@@ -22,7 +22,7 @@ import {
   type Backend, type BufferHandle, type Tensor,
 } from "@memmamba/tensor";
 import { lm, preset, type LMParams, type LMState, type ModelConfig, type PresetName } from "@memmamba/memmamba";
-import { oneOf, type RuntimeInfo } from "./runtime.ts";
+import { type MachineInfo, oneOf, type RuntimeInfo, UsageError } from "./runtime.ts";
 import { type KernelProfiler, kernelProfiler } from "./kernel-profile.ts";
 export { type KernelProfiler, type KernelTime, profileRun, type RunProfile } from "./kernel-profile.ts";
 import { attnReadTuning } from "../../tensor/src/webgpu/kernels/attention.ts";
@@ -38,8 +38,12 @@ export const KINDS: readonly ModelKind[] = ["memmamba", "mamba", "transformer"];
  */
 export interface ModelBenchHead<Name extends string, Options = Record<string, unknown>> {
   benchmark: Name;
+  /** The repository's commit (short hash, "-dirty" with local changes; null without git): runtime.ts gitCommit. */
+  commit: string | null;
   date: string;
   runtime: RuntimeInfo;
+  /** The host: CPU model, logical cores, platform, arch (runtime.ts machineInfo, as cpu-kernels records it). */
+  machine: MachineInfo;
   device: string;
   backend: BackendChoice;
   preset: PresetName;
@@ -109,7 +113,7 @@ export async function openBackend(name: BackendChoice, opts: { timestamps?: bool
     const poll = (await import("../../tensor/src/webgpu/dawn-poll.ts")).dawnPollStats();
     const waits = gpu.via !== "dawn" ? "" : poll.installed ? `, waits: spin ${poll.options!.spinMs} ms, then a poll a ${poll.options!.sleepMs} ms` : ", waits: Dawn's polling (MEMMAMBA_DAWN_POLL=spin)";
     device = `webgpu ${gpu.adapterInfo} (${gpu.via}${waits})`;
-  } else throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${name}"`);
+  } else throw new UsageError(`--backend must be one of ${BACKENDS.join(", ")}, got "${name}"`);
 
   const created = () => (gpu ? gpu.poolStats().tensor.created as number : 0);
   const c = { bindGroupsCreated: 0, submits: 0, reads: 0, syncs: 0, launches0: readCounters().launches, created0: created() };
@@ -326,9 +330,9 @@ export function isOutOfMemory(e: unknown): boolean {
 export function parseLengths(flag: string, v: string): number[] {
   return v.split(",").map((s) => {
     const m = /^\s*(\d+)\s*([kKmM]?)\s*$/.exec(s);
-    if (!m) throw new Error(`--${flag}: "${s}" is not a length (e.g. 4096, 16K, 1M)`);
+    if (!m) throw new UsageError(`--${flag}: "${s}" is not a length (e.g. 4096, 16K, 1M)`);
     const n = Number(m[1]) * (m[2] === "" ? 1 : m[2].toLowerCase() === "k" ? 1024 : 1024 * 1024);
-    if (n < 1) throw new Error(`--${flag}: lengths must be positive, got "${s}"`);
+    if (n < 1) throw new UsageError(`--${flag}: lengths must be positive, got "${s}"`);
     return n;
   });
 }

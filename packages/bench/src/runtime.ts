@@ -4,6 +4,7 @@
  * and medians, flag parsing, table printing and JSON writing. Only `node:` built-ins are used,
  * which all three runtimes provide.
  */
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
 import { dirname, join, relative } from "node:path";
@@ -72,15 +73,35 @@ export function programArgs(): string[] {
 }
 
 /**
- * Runs a benchmark program's `main` on programArgs() and exits: status 0 when it resolves, 1
- * after printing "`name`: message" to stderr when it rejects (an explicit exit, so that nothing
- * left open, such as a GPU device, keeps the process alive). Call it under the program's own
- * `import.meta.main` check.
+ * A bad command line (an unknown flag, a value out of range): runMain reports it as one line and
+ * exits with status 2, where any other error is a failure of the run (status 1).
  */
-export function runMain(name: string, main: (argv: string[]) => Promise<unknown>): void {
-  main(programArgs()).then(() => process.exit(0), (e) => {
-    console.error(`${name}: ${e instanceof Error ? e.message : String(e)}`);
-    process.exit(1);
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** Whether DEBUG is set in the environment (then runMain prints a failure's stack). */
+function debugOn(): boolean {
+  try {
+    return !!process.env.DEBUG;
+  } catch {
+    return false; // Deno without --allow-env
+  }
+}
+
+/**
+ * Runs a benchmark program's `main` on programArgs() and exits (an explicit exit, so that nothing
+ * left open, such as a GPU device, keeps the process alive): status 0 when it resolves; when it
+ * rejects, one line "`name`: message" on stderr and status 2 for a UsageError (a bad argument),
+ * 1 for anything else (the run failed; with DEBUG set, the stack too). Call it under the
+ * program's own `import.meta.main` check.
+ */
+export function runMain(name: string, main: (argv: string[]) => Promise<unknown> | unknown): void {
+  Promise.resolve().then(() => main(programArgs())).then(() => process.exit(0), (e) => {
+    const msg = (e instanceof Error ? e.message : String(e)).trim().replace(/\s*\n\s*/g, "; ");
+    console.error(`${name}: ${msg}`);
+    if (debugOn() && e instanceof Error && e.stack) console.error(e.stack);
+    process.exit(e instanceof UsageError ? 2 : 1);
   });
 }
 
@@ -154,9 +175,14 @@ export function fmt(x: number | null | undefined, digits = 3): string {
   return x.toFixed(Math.min(decimals, 6));
 }
 
-/** A plain-text table: left-aligned text columns, right-aligned numeric columns. */
+/**
+ * A plain-text table: left-aligned text columns, right-aligned numeric columns. A column whose
+ * numbers are all integers (counts: rows, reads, launches) prints them as integers; other numbers
+ * go through fmt.
+ */
 export function formatTable(header: readonly string[], rows: readonly (readonly Cell[])[]): string {
-  const cells = rows.map((r) => r.map((c) => (typeof c === "number" ? fmt(c) : c ?? "-")));
+  const integer = header.map((_, j) => rows.every((r) => typeof r[j] !== "number" || Number.isInteger(r[j])));
+  const cells = rows.map((r) => r.map((c, j) => (typeof c === "number" ? (integer[j] ? String(c) : fmt(c)) : c ?? "-")));
   const numeric = header.map((_, j) => rows.length > 0 && rows.every((r) => typeof r[j] === "number" || r[j] == null));
   const width = header.map((h, j) => Math.max(h.length, ...cells.map((r) => String(r[j]).length)));
   const line = (r: readonly string[]) =>
@@ -184,10 +210,46 @@ export function fromRoot(...parts: string[]): string {
   return relative(process.cwd(), join(repoRoot(), ...parts)) || ".";
 }
 
-/** Writes `data` as indented JSON, creating the folder if needed. */
+let commitCache: string | null | undefined;
+
+/**
+ * The repository's commit, for reproducibility: the short hash, with "-dirty" when tracked files
+ * have changes, or null where git or the repository is not available (a bundle on the GPU
+ * machine). Read once per process, read-only (no index refresh).
+ */
+export function gitCommit(): string | null {
+  if (commitCache !== undefined) return commitCache;
+  commitCache = null;
+  try {
+    const git = (...args: string[]) => spawnSync("git", ["--no-optional-locks", ...args], { cwd: repoRoot(), encoding: "utf8", timeout: 10_000 });
+    const head = git("rev-parse", "--short", "HEAD");
+    if (head.status === 0 && head.stdout.trim()) {
+      const st = git("status", "--porcelain", "--untracked-files=no");
+      commitCache = head.stdout.trim() + (st.status === 0 && st.stdout.trim() === "" ? "" : "-dirty");
+    }
+  } catch {
+    // no git, or no permission to run it: null
+  }
+  return commitCache;
+}
+
+/**
+ * Writes `data` as indented JSON, creating the folder if needed. A benchmark result (an object
+ * with a `benchmark` or `bench` field) gets `commit` (gitCommit()) right after that field when it
+ * has none; results returned to a caller set it themselves, so that file and value stay equal.
+ */
 export function writeJson(path: string, data: unknown): void {
   mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, JSON.stringify(data, null, 2) + "\n");
+  writeFileSync(path, JSON.stringify(withCommit(data), null, 2) + "\n");
+}
+
+function withCommit(data: unknown): unknown {
+  if (!data || typeof data !== "object" || Array.isArray(data) || "commit" in data) return data;
+  const entries = Object.entries(data);
+  const at = entries.findIndex(([k]) => k === "benchmark" || k === "bench");
+  if (at < 0) return data;
+  entries.splice(at + 1, 0, ["commit", gitCommit()]);
+  return Object.fromEntries(entries);
 }
 
 /** Reads a JSON file written by writeJson. */
@@ -203,19 +265,19 @@ export function parseFlags(argv: readonly string[], known: Record<string, "strin
   const out: Record<string, string | boolean> = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (!a.startsWith("--")) throw new Error(`unexpected argument "${a}" (flags start with --)`);
+    if (!a.startsWith("--")) throw new UsageError(`unexpected argument "${a}" (flags start with --)`);
     const eq = a.indexOf("=");
     const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
     const kind = known[name];
-    if (!kind) throw new Error(`unknown flag --${name} (known: ${Object.keys(known).map((k) => "--" + k).join(", ")})`);
+    if (!kind) throw new UsageError(`unknown flag --${name} (known: ${Object.keys(known).map((k) => "--" + k).join(", ")})`);
     if (kind === "boolean") {
-      if (eq >= 0) throw new Error(`--${name} takes no value`);
+      if (eq >= 0) throw new UsageError(`--${name} takes no value`);
       out[name] = true;
     } else if (eq >= 0) {
       out[name] = a.slice(eq + 1);
     } else {
       const v = argv[++i];
-      if (v === undefined || v.startsWith("--")) throw new Error(`--${name} needs a value`);
+      if (v === undefined || v.startsWith("--")) throw new UsageError(`--${name} needs a value`);
       out[name] = v;
     }
   }
@@ -226,7 +288,15 @@ export function parseFlags(argv: readonly string[], known: Record<string, "strin
 export function positiveInt(name: string, v: string | boolean | undefined, dflt: number): number {
   if (v === undefined) return dflt;
   const n = Number(v);
-  if (typeof v !== "string" || !Number.isInteger(n) || n < 1) throw new Error(`--${name.replace(/^-+/, "")} must be a positive integer, got "${v}"`);
+  if (typeof v !== "string" || !Number.isInteger(n) || n < 1) throw new UsageError(`--${name.replace(/^-+/, "")} must be a positive integer, got "${v}"`);
+  return n;
+}
+
+/** A flag value that may be 0 or a positive integer, or a clear error. */
+export function nonNegativeInt(name: string, v: string | boolean | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (typeof v !== "string" || v.trim() === "" || !Number.isInteger(n) || n < 0) throw new UsageError(`--${name.replace(/^-+/, "")} must be 0 or a positive integer, got "${v}"`);
   return n;
 }
 
@@ -238,13 +308,13 @@ export function oneOf<T extends string>(name: string, v: string | boolean | unde
   if (v === undefined) return undefined;
   if (typeof v === "string" && (allowed as readonly string[]).includes(v)) return v as T;
   const list = allowed.length > 1 ? `${allowed.slice(0, -1).join(", ")} or ${allowed[allowed.length - 1]}` : allowed.join("");
-  throw new Error(`--${name} must be ${list}, got "${v}"`);
+  throw new UsageError(`--${name} must be ${list}, got "${v}"`);
 }
 
 /** A comma-separated flag value parsed item by item (an empty list is an error naming the flag). */
 export function parseList<T>(flag: string, v: string, parse: (s: string) => T): T[] {
   const xs = v.split(",").map((s) => s.trim()).filter(Boolean).map(parse);
-  if (xs.length === 0) throw new Error(`${flag}: empty list`);
+  if (xs.length === 0) throw new UsageError(`${flag}: empty list`);
   return xs;
 }
 

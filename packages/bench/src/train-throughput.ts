@@ -20,7 +20,9 @@
  * Prints a table (stderr: progress) and writes JSON after every configuration, so a run cut off
  * by a time limit keeps what it measured. Asserts nothing about time.
  */
-import { detectRuntime, fmt, formatTable, fromRoot, median, oneOf, parseFlags, positiveInt, runMain, writeJson } from "./runtime.ts";
+import {
+  detectRuntime, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, nonNegativeInt, oneOf, parseFlags, positiveInt, runMain, UsageError, writeJson,
+} from "./runtime.ts";
 import { existsSync, readFileSync } from "node:fs";
 import { poolTuning } from "../../tensor/src/webgpu/pool.ts";
 import { ssmTuning } from "../../tensor/src/webgpu/kernels/ssm.ts";
@@ -166,7 +168,7 @@ function countParams(params: unknown): number {
 
 /** Reads bench_train's JSON lines (non-JSON lines are skipped: torch may print warnings). */
 export function readReference(path: string): ReferenceRow[] {
-  if (!existsSync(path)) throw new Error(`--reference: ${path} does not exist`);
+  if (!existsSync(path)) throw new UsageError(`--reference: ${path} does not exist`);
   const rows: ReferenceRow[] = [];
   for (const line of readFileSync(path, "utf8").split("\n")) {
     const s = line.trim();
@@ -374,10 +376,11 @@ async function profileStep(bb: BenchBackend & { profiler: KernelProfiler | null 
 
 /** --ratios-only: our earlier JSON plus a reference file measured after it, in the same GPU run. */
 function ratiosOnly(path: string, reference: string | boolean | undefined, out: string | boolean | undefined): ThroughputResult {
-  if (typeof reference !== "string") throw new Error("--ratios-only needs --reference FILE");
-  if (!existsSync(path)) throw new Error(`--ratios-only: ${path} does not exist`);
+  if (typeof reference !== "string") throw new UsageError("--ratios-only needs --reference FILE");
+  if (!existsSync(path)) throw new UsageError(`--ratios-only: ${path} does not exist`);
   const res = JSON.parse(readFileSync(path, "utf8")) as ThroughputResult;
-  if (res.benchmark !== "train-throughput" || !Array.isArray(res.rows)) throw new Error(`--ratios-only: ${path} is not a train-throughput result`);
+  if (res.benchmark !== "train-throughput" || !Array.isArray(res.rows)) throw new UsageError(`--ratios-only: ${path} is not a train-throughput result`);
+  res.commit ??= null; // the commit the rows were measured at (unknown in an older file), not this one's
   res.reference = readReference(reference);
   res.ratios = ratios(res.rows, res.reference);
   writeJson(typeof out === "string" ? out : path, res);
@@ -385,8 +388,13 @@ function ratiosOnly(path: string, reference: string | boolean | undefined, out: 
   return res;
 }
 
+/** The step-ratio goal's note: the goal (≤ 1.5) is for the small preset on a GPU, not for other runs. */
+export function stepGoalNote(res: Pick<ThroughputResult, "backend" | "preset">): string {
+  return res.backend === "webgpu" && res.preset === "small" ? "(goal ≤ 1.5)" : "(the goal applies to the small preset on a GPU)";
+}
+
 function printRatios(res: ThroughputResult): void {
-  if (res.memmambaStepOverMamba !== null) console.log(`\nMemMamba step / Mamba step: ${fmt(res.memmambaStepOverMamba)} (goal ≤ 1.5)`);
+  if (res.memmambaStepOverMamba !== null) console.log(`\nMemMamba step / Mamba step: ${fmt(res.memmambaStepOverMamba)} ${stepGoalNote(res)}`);
   if (!res.ratios.length) return;
   const ref = res.reference.filter((r) => r.tokensPerSecPerGpu).map((r) => `${r.kind} ${r.mode} ${r.batchPerGpu ?? "?"}×${r.seqLen ?? "?"}${r.actCkpt ? " (act. ckpt)" : ""}`);
   console.log(`\nagainst the PyTorch reference (same GPU, same run: ${ref.join(", ")}); goal: ours / compiled ≥ 2`);
@@ -414,22 +422,22 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   applyAttnReadFlags(f);
   if (f["pool-keep"] !== undefined) {
     const k = Number(f["pool-keep"]);
-    if (!(k >= 1) || !Number.isFinite(k)) throw new Error(`--pool-keep must be a number ≥ 1, got "${f["pool-keep"]}"`);
+    if (!(k >= 1) || !Number.isFinite(k)) throw new UsageError(`--pool-keep must be a number ≥ 1, got "${f["pool-keep"]}"`);
     poolTuning.keepFactor = k;
   }
   if (f["ratios-only"]) return ratiosOnly(String(f["ratios-only"]), f.reference, f.out);
   const backend = (f.backend ?? "webgpu") as BackendChoice;
-  if (!BACKENDS.includes(backend)) throw new Error(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
+  if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
   const presetName = (f.preset ?? "small") as PresetName;
-  if (!presetNames.includes(presetName)) throw new Error(`--preset must be one of ${presetNames.join(", ")}, got "${presetName}"`);
+  if (!presetNames.includes(presetName)) throw new UsageError(`--preset must be one of ${presetNames.join(", ")}, got "${presetName}"`);
   const kinds = String(f.kinds ?? "memmamba,mamba").split(",").map((s) => s.trim()) as ModelKind[];
-  for (const k of kinds) if (!KINDS.includes(k)) throw new Error(`--kinds: unknown kind "${k}" (known: ${KINDS.join(", ")})`);
+  for (const k of kinds) if (!KINDS.includes(k)) throw new UsageError(`--kinds: unknown kind "${k}" (known: ${KINDS.join(", ")})`);
   const o = {
     batch: positiveInt("batch", f.batch, 8), seq: positiveInt("seq", f.seq, 2048), steps: positiveInt("steps", f.steps, 5),
-    warmup: f.warmup === "0" ? 0 : positiveInt("warmup", f.warmup, 2), capS: positiveInt("cap-s", f["cap-s"], 120), profile: !!f.profile,
-    profileDetail: !!f["profile-detail"], pipelined: f.pipelined === "0" ? 0 : positiveInt("pipelined", f.pipelined, 10),
+    warmup: nonNegativeInt("warmup", f.warmup, 2), capS: positiveInt("cap-s", f["cap-s"], 120), profile: !!f.profile,
+    profileDetail: !!f["profile-detail"], pipelined: nonNegativeInt("pipelined", f.pipelined, 10),
   };
-  if (o.profileDetail && !o.profile) throw new Error("--profile-detail needs --profile");
+  if (o.profileDetail && !o.profile) throw new UsageError("--profile-detail needs --profile");
   const out = String(f.out ?? fromRoot("packages", "bench", "results", `train-throughput-${backend}.json`));
   const ref = f.reference ? readReference(String(f.reference)) : [];
 
@@ -437,6 +445,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const bb = await openBackend(backend, { timestamps: o.profile, maxBatch });
   progress(`train-throughput: ${bb.device}, preset ${presetName}, ${o.batch} × ${o.seq} tokens a step`);
   const rows: ThroughputRow[] = [];
+  const machine = machineInfo();
   const result = (): ThroughputResult => {
     const r = ratios(rows, ref);
     const memRow = rows.find((x) => x.kind === "memmamba"), mamRow = rows.find((x) => x.kind === "mamba");
@@ -444,7 +453,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
     const gm = memRow?.gpu?.busyMs, ga = mamRow?.gpu?.busyMs;
     const pm = memRow?.pipelined?.msPerStep, pa = mamRow?.pipelined?.msPerStep;
     return {
-      benchmark: "train-throughput" as const, date: new Date().toISOString(), runtime: detectRuntime(), device: bb.device, backend, preset: presetName,
+      benchmark: "train-throughput" as const, commit: gitCommit(), date: new Date().toISOString(), runtime: detectRuntime(), machine, device: bb.device, backend, preset: presetName,
       options: { ...o, pool: { ...poolTuning }, maxBatch: maxBatch ?? null, adamwGroup: String(adamw.adamwTuning.group), ssmFwdAlgo: ssmTuning.fwdAlgo, ssmBwdAlgo: ssmTuning.bwdAlgo, attn: attentionTuning.fused ? "fused" : "ops", attnPositions: attnReadTuning.positions, attnDots: attnReadTuning.dots, attnDotLanes: attnReadTuning.dotLanes }, rows, reference: ref, ratios: r, memmambaStepOverMamba: mm && ma ? mm / ma : null,
       ...(gm && ga ? { memmambaGpuBusyOverMamba: gm / ga } : {}),
       ...(pm && pa ? { memmambaPipelinedOverMamba: pm / pa } : {}),
@@ -471,7 +480,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   }
   console.log(`${bb.device}; ${detectRuntime().name} ${detectRuntime().version}; preset ${presetName}, batch ${o.batch} × ${o.seq}`);
   console.log(formatTable(
-    ["kind", "params", "ms/step", "tokens/s", "launches", "new bind groups", "new buffers", "submits", "reads", "syncs", "peak live MiB", "peak pool MiB", "loss"],
+    ["kind", "params", "ms/step", "tokens/s", "launches/step", "new bind groups/step", "new buffers/step", "submits/step", "reads/step", "syncs/step", "peak live MiB", "peak pool MiB", "loss"],
     rows.map((r) => [r.kind, r.params, r.msPerStep, r.tokensPerSec, r.perStep?.launches, r.perStep?.bindGroupsCreated, r.perStep?.buffersCreated, r.perStep?.submits, r.perStep?.reads,
       r.perStep?.syncs, r.peakLiveMiB, r.peakPoolMiB, r.error ?? r.loss]),
   ));
@@ -480,7 +489,7 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   if (piped.length) {
     console.log(`\nPipelined (${piped[0].pipelined!.steps} steps between two synchronisations, as the reference times its steps; each step's loss awaited after the next step is recorded)`);
     console.log(formatTable(["kind", "ms/step", "tokens/s", "per-step-synced ms/step"], piped.map((r) => [r.kind, r.pipelined!.msPerStep, r.pipelined!.tokensPerSec, r.msPerStep])));
-    if (res.memmambaPipelinedOverMamba) console.log(`MemMamba step / Mamba step, pipelined: ${fmt(res.memmambaPipelinedOverMamba)} (goal ≤ 1.5)`);
+    if (res.memmambaPipelinedOverMamba) console.log(`MemMamba step / Mamba step, pipelined: ${fmt(res.memmambaPipelinedOverMamba)} ${stepGoalNote(res)}`);
   }
   const timed = rows.filter((r) => r.gpu);
   if (timed.length) {

@@ -21,7 +21,7 @@
  *       [--changes 0,170,4] [--drop random] [--forwards lanes,online,shared] [--runs 9] [--json] [--out FILE] [--small]
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { fmt, formatTable, fromRoot, lcg, parseFlags, parseList, positiveInt, runMain, writeJson } from "./runtime.ts";
+import { fmt, formatTable, fromRoot, lcg, parseFlags, parseList, positiveInt, runMain, UsageError, writeJson } from "./runtime.ts";
 import { gpuBenchHeader, launchKeys, timeGpuCalls, type GpuTiming } from "./gpu-timing.ts";
 import type { KernelArg } from "../../tensor/src/backend.ts";
 import { attnReadKernel as cpuAttnRead } from "../../tensor/src/cpu/attention.ts";
@@ -139,13 +139,13 @@ async function main(argv: readonly string[]): Promise<void> {
   const slots = parseList("--slots", String(f.slots ?? "50,100"), (s) => positiveInt("--slots", s, 0));
   const changes = parseList("--changes", String(f.changes ?? "0,170,4"), (s) => {
     const c = Number(s);
-    if (!Number.isInteger(c) || c < 0) throw new Error(`--changes: "${s}" is not a natural number`);
+    if (!Number.isInteger(c) || c < 0) throw new UsageError(`--changes: "${s}" is not a natural number`);
     return c;
   });
   const drop = String(f.drop ?? "random");
-  if (drop !== "oldest" && drop !== "random") throw new Error(`--drop: "${drop}" is neither oldest nor random`);
+  if (drop !== "oldest" && drop !== "random") throw new UsageError(`--drop: "${drop}" is neither oldest nor random`);
   const forwards = parseList("--forwards", String(f.forwards ?? DEFAULT_FORWARDS.join(",")), (s) => {
-    if (!(FORWARDS as readonly string[]).includes(s)) throw new Error(`--forwards: "${s}" is not one of ${FORWARDS.join(", ")}`);
+    if (!(FORWARDS as readonly string[]).includes(s)) throw new UsageError(`--forwards: "${s}" is not one of ${FORWARDS.join(", ")}`);
     return s as Forward;
   });
   const runs = positiveInt("--runs", f.runs, 9);

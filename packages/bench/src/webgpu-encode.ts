@@ -23,8 +23,9 @@
  *       [--no-device] [--json] [--out FILE]
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { detectRuntime, fmt, formatTable, fromRoot, machineInfo, median, now, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
-import process from "node:process";
+import {
+  detectRuntime, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, now, parseFlags, positiveInt, runMain, UsageError, writeJson,
+} from "./runtime.ts";
 import { gpuBenchHeader } from "./gpu-timing.ts";
 import type { BufferHandle, KernelArg, MultiPrimName, PrimName } from "../../tensor/src/backend.ts";
 import type { BufRef, GpuCtx, GpuLimits, Launch } from "../../tensor/src/webgpu/context.ts";
@@ -260,7 +261,7 @@ const HOST_LIMITS: GpuLimits = {
  */
 function hostCase(c: Case, calls: number, rounds: number): EncodeRow {
   const k = c.kernel;
-  if (!k) throw new Error(`--no-device: case "${c.name}" needs the device (it times alloc / free)`);
+  if (!k) throw new UsageError(`--no-device: case "${c.name}" needs the device (it times alloc / free)`);
   let launches = 0, sink = 0;
   const fake = (size: number): BufRef => ({ buf: {} as GPUBuffer, offset: 0, size });
   const refs = new Map<unknown, BufRef>();
@@ -307,8 +308,7 @@ function hostCase(c: Case, calls: number, rounds: number): EncodeRow {
   }
 }
 
-async function main(): Promise<void> {
-  const argv = programArgs();
+async function main(argv: readonly string[]): Promise<void> {
   if (argv.includes("--help")) {
     console.log(HELP);
     return;
@@ -322,15 +322,15 @@ async function main(): Promise<void> {
     : CASES.filter((c) => !noDevice || c.kernel).map((c) => c.name);
   const cases = names.map((n) => {
     const c = CASES.find((x) => x.name === n);
-    if (!c) throw new Error(`--cases: unknown case "${n}" (known: ${CASES.map((x) => x.name).join(", ")})`);
+    if (!c) throw new UsageError(`--cases: unknown case "${n}" (known: ${CASES.map((x) => x.name).join(", ")})`);
     return c;
   });
-  if (cases.length === 0) throw new Error("--cases: empty list");
+  if (cases.length === 0) throw new UsageError("--cases: empty list");
 
   if (noDevice) {
     const rows = cases.map((c) => hostCase(c, calls, rounds));
     const result = {
-      bench: "webgpu-encode", runtime: `${detectRuntime().name} ${detectRuntime().version}`, machine: machineInfo(),
+      bench: "webgpu-encode", commit: gitCommit(), runtime: `${detectRuntime().name} ${detectRuntime().version}`, machine: machineInfo(),
       timing: "kernel functions alone on a no-op GpuCtx (no device, no backend dispatch)", calls, rounds, rows,
     };
     writeJson(typeof f.out === "string" ? f.out : fromRoot("packages", "bench", "results", "webgpu-encode-host.json"), result);
@@ -374,10 +374,4 @@ async function main(): Promise<void> {
   ));
 }
 
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e instanceof Error ? e.message : e);
-    process.exit(1);
-  },
-);
+if (import.meta.main ?? true) runMain("webgpu-encode", main);

@@ -23,8 +23,7 @@
  * weight gradients dW = Xᵀ·dY per batch element (transA, K = 2048 rows).
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { fmt, formatTable, fromRoot, median, oneOf, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
-import process from "node:process";
+import { fmt, formatTable, fromRoot, median, oneOf, parseFlags, positiveInt, runMain, UsageError, writeJson } from "./runtime.ts";
 import { gpuBenchHeader, timeGpuCalls } from "./gpu-timing.ts";
 import type { KernelArg } from "../../tensor/src/backend.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
@@ -141,16 +140,16 @@ export interface ShapeSpec {
 /** Parses --shapes ("train" expands to TRAIN_SHAPES), or a clear error naming the bad entry. */
 export function parseShapes(list: string): ShapeSpec[] {
   const specs = list.split(",").map((s) => s.trim()).filter(Boolean).flatMap((s) => (s === "train" ? TRAIN_SHAPES.split(",") : [s]));
-  if (specs.length === 0) throw new Error(`--shapes: no shapes in "${list}"`);
+  if (specs.length === 0) throw new UsageError(`--shapes: no shapes in "${list}"`);
   return specs.map((spec) => {
     const m = /^(\d+)x(\d+)x(\d+)(?:x(\d+))?((?::tA|:tB|:add|:scale)*)$/.exec(spec);
-    if (!m) throw new Error(`--shapes: "${spec}" is not MxNxK[xBATCH][:tA][:tB][:add][:scale] (e.g. 256x64x2048x8:tA) or train`);
+    if (!m) throw new UsageError(`--shapes: "${spec}" is not MxNxK[xBATCH][:tA][:tB][:add][:scale] (e.g. 256x64x2048x8:tA) or train`);
     const [M, N, K, batch] = [m[1], m[2], m[3], m[4] ?? "1"].map(Number);
-    if ([M, N, K, batch].some((v) => v < 1)) throw new Error(`--shapes: "${spec}": every size must be at least 1`);
+    if ([M, N, K, batch].some((v) => v < 1)) throw new UsageError(`--shapes: "${spec}": every size must be at least 1`);
     const flags = m[5];
     const scale = flags.includes(":scale"), add = scale || flags.includes(":add");
     const transA = flags.includes(":tA"), transB = flags.includes(":tB");
-    if (add && (transA || transB)) throw new Error(`--shapes: "${spec}": addMatmul (:add, :scale) takes no transposes`);
+    if (add && (transA || transB)) throw new UsageError(`--shapes: "${spec}": addMatmul (:add, :scale) takes no transposes`);
     return { shape: spec, M, N, K, batch, transA, transB, ...(add ? { add, scale } : {}) };
   });
 }
@@ -184,7 +183,7 @@ async function benchShape(gpu: WebGpuBackend, sp: ShapeSpec, splitK: boolean, ru
   const extra = [Cin && gpu.alloc(Cin.length, "f32"), S && gpu.alloc(S.length, "f32")];
   if (Cin) gpu.write(extra[0]!, Cin);
   if (S) gpu.write(extra[1]!, S);
-  if (sp.add && batch > 1) throw new Error(`--shapes: "${sp.shape}": addMatmul's weight is one [K, N] matrix (no batch)`);
+  if (sp.add && batch > 1) throw new UsageError(`--shapes: "${sp.shape}": addMatmul's weight is one [K, N] matrix (no batch)`);
   const run = sp.add
     ? () => gpu.run("addMatmul", [args(extra[0]!, cShape), args(a, aShape), args(b, [K, N]), ...(S ? [args(extra[1]!, [...lead, M])] : [])], args(c, cShape), {})
     : () => gpu.run("matmul", [args(a, aShape), args(b, bShape)], args(c, cShape), { transA, transB });
@@ -271,8 +270,7 @@ async function benchSize(gpu: WebGpuBackend, requested: string, n: number, runs:
   }
 }
 
-async function main(): Promise<void> {
-  const argv = programArgs();
+async function main(argv: readonly string[]): Promise<void> {
   if (argv.includes("--help")) {
     console.log(HELP);
     return;
@@ -303,7 +301,7 @@ async function main(): Promise<void> {
     try {
       return [s, parseTile(s)];
     } catch (e) {
-      throw new Error(`--tile: ${(e as Error).message} (or auto, 64, 128x64, 128)`);
+      throw new UsageError(`--tile: ${(e as Error).message} (or auto, 64, 128x64, 128)`);
     }
   });
 
@@ -378,10 +376,4 @@ async function main(): Promise<void> {
   ));
 }
 
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e instanceof Error ? e.message : e);
-    process.exit(1);
-  },
-);
+if (import.meta.main ?? true) runMain("webgpu-matmul", main);

@@ -23,8 +23,7 @@
  *       [--rows 8] [--gradw-targets 1024,4096] [--runs 9] [--json] [--out FILE]
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { fmt, formatTable, fromRoot, median, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
-import process from "node:process";
+import { fmt, formatTable, fromRoot, median, parseFlags, positiveInt, runMain, UsageError, writeJson } from "./runtime.ts";
 import { gpuBenchHeader, launchKeys, timeGpuCalls } from "./gpu-timing.ts";
 import type { KernelArg, PrimName, PrimParams } from "../../tensor/src/backend.ts";
 import { bind, disposeTree, fromArray, setBackend } from "../../tensor/src/index.ts";
@@ -90,7 +89,7 @@ function parsePlan(spec: string): Partial<typeof reduceTuning> {
   const plan: Partial<typeof reduceTuning> = {};
   for (const part of spec.split("+")) {
     const k = keys[part[0]], n = Number(part.slice(1));
-    if (!k || !Number.isInteger(n) || n < 1) throw new Error(`--reduce-plans: "${part}" in "${spec}" is not tN, lN, wN or mN with N a positive integer`);
+    if (!k || !Number.isInteger(n) || n < 1) throw new UsageError(`--reduce-plans: "${part}" in "${spec}" is not tN, lN, wN or mN with N a positive integer`);
     plan[k] = n;
   }
   return plan;
@@ -175,8 +174,7 @@ function setKnobs<O extends object>(obj: O, change: Partial<O>): () => void {
   return () => Object.assign(obj, saved);
 }
 
-async function main(): Promise<void> {
-  const argv = programArgs();
+async function main(argv: readonly string[]): Promise<void> {
   if (argv.includes("--help")) {
     console.log(HELP);
     return;
@@ -184,7 +182,7 @@ async function main(): Promise<void> {
   const f = parseFlags(argv, { small: "boolean", ops: "string", "reduce-plans": "string", rows: "string", "gradw-targets": "string", runs: "string", "sample-ms": "string", "warmup-ms": "string", json: "boolean", out: "string" });
   const small = f.small === true;
   const families = String(f.ops ?? "conv,reduce").split(",").map((s) => s.trim());
-  for (const fam of families) if (fam !== "conv" && fam !== "reduce") throw new Error(`--ops: "${fam}" is not conv or reduce`);
+  for (const fam of families) if (fam !== "conv" && fam !== "reduce") throw new UsageError(`--ops: "${fam}" is not conv or reduce`);
   const plans = String(f["reduce-plans"] ?? "default,t4,t16,w4096").split(",").map((s) => s.trim()).filter(Boolean).map((s) => [s, parsePlan(s)] as const);
   const rowsList = String(f.rows ?? "8").split(",").map((s) => positiveInt("rows", s.trim(), 8));
   const targets = String(f["gradw-targets"] ?? "1024,4096").split(",").map((s) => positiveInt("gradw-targets", s.trim(), 1024));
@@ -238,10 +236,4 @@ async function main(): Promise<void> {
   ));
 }
 
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e instanceof Error ? e.message : e);
-    process.exit(1);
-  },
-);
+if (import.meta.main ?? true) runMain("webgpu-ops", main);

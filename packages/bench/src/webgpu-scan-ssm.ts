@@ -3,7 +3,7 @@
  * each --ssm B×L×Di×N, the backward variants of --ssm-bwd-algo side by side, and with --profile
  * the GPU time of each kernel of a call (see webgpu-scan.ts for the whole benchmark).
  */
-import { fmt, formatTable, positiveInt } from "./runtime.ts";
+import { fmt, formatTable, positiveInt, UsageError } from "./runtime.ts";
 import { arg, countDispatches, fillRandom, GB, rng, timeCalls, type Timed, type TimeOpts } from "./webgpu-scan-common.ts";
 import type { BufferHandle } from "../../tensor/src/backend.ts";
 import type { WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
@@ -91,7 +91,7 @@ function stepBlockPart(flag: string, spec: string, part: string, v: StepBlock): 
   else if (part === "pf") v.pf = true;
   else if (/^u\d+$/.test(part)) {
     const n = Number(part.slice(1));
-    if (!(n >= 1 && n <= 32)) throw new Error(`${flag}: "${part}" in "${spec}" must be 1 to 32 steps`);
+    if (!(n >= 1 && n <= 32)) throw new UsageError(`${flag}: "${part}" in "${spec}" must be 1 to 32 steps`);
     v.block = n;
   } else return false;
   return true;
@@ -129,10 +129,10 @@ export interface FwdVariant extends StepBlock {
 /** "chunked", "lookback", "lookback:u1", "lookback:u8:bc", "lookback:u8:pf" → a FwdVariant. */
 export function parseFwdVariant(spec: string): FwdVariant {
   const m = /^(chunked|lookback)((?::[a-z0-9]+)*)$/.exec(spec.trim());
-  if (!m) throw new Error(`--ssm-fwd-algo: expected chunked or lookback, optionally :u<steps a block>, :bc and :pf (e.g. lookback:u8:pf), got "${spec}"`);
+  if (!m) throw new UsageError(`--ssm-fwd-algo: expected chunked or lookback, optionally :u<steps a block>, :bc and :pf (e.g. lookback:u8:pf), got "${spec}"`);
   const v: FwdVariant = { algo: m[1] as FwdVariant["algo"] };
   for (const part of m[2].split(":").filter(Boolean)) {
-    if (!stepBlockPart("--ssm-fwd-algo", spec, part, v)) throw new Error(`--ssm-fwd-algo: unknown part "${part}" in "${spec}"`);
+    if (!stepBlockPart("--ssm-fwd-algo", spec, part, v)) throw new UsageError(`--ssm-fwd-algo: unknown part "${part}" in "${spec}"`);
   }
   return v;
 }
@@ -157,17 +157,17 @@ export interface BwdVariant extends StepBlock {
 /** "scratch", "segments", "segments:s8", "scratch:t16", "segments:s2:t16", "scratch:scalar" → a BwdVariant. */
 export function parseBwdVariant(spec: string): BwdVariant {
   const m = /^(scratch|segments)((?::[a-z0-9]+)*)$/.exec(spec.trim());
-  if (!m) throw new Error(`--ssm-bwd-algo: expected scratch or segments, optionally :s<segment steps>, :t<shortest chunk>, :scalar, :u<steps a block>, :bc and :pf (e.g. segments:s2:t16), got "${spec}"`);
+  if (!m) throw new UsageError(`--ssm-bwd-algo: expected scratch or segments, optionally :s<segment steps>, :t<shortest chunk>, :scalar, :u<steps a block>, :bc and :pf (e.g. segments:s2:t16), got "${spec}"`);
   const v: BwdVariant = { algo: m[1] as BwdVariant["algo"] };
   for (const part of m[2].split(":").filter(Boolean)) {
     if (stepBlockPart("--ssm-bwd-algo", spec, part, v)) continue;
-    if (!/^(?:[st]\d+|scalar)$/.test(part)) throw new Error(`--ssm-bwd-algo: unknown part "${part}" in "${spec}"`);
+    if (!/^(?:[st]\d+|scalar)$/.test(part)) throw new UsageError(`--ssm-bwd-algo: unknown part "${part}" in "${spec}"`);
     if (part === "scalar") {
       v.scalar = true;
       continue;
     }
     const n = Number(part.slice(1));
-    if (!(n >= 1)) throw new Error(`--ssm-bwd-algo: "${part}" in "${spec}" must be a positive integer`);
+    if (!(n >= 1)) throw new UsageError(`--ssm-bwd-algo: "${part}" in "${spec}" must be a positive integer`);
     if (part[0] === "s") v.seg = n;
     else v.minT = n;
   }
@@ -177,7 +177,7 @@ export function parseBwdVariant(spec: string): BwdVariant {
 /** The forward (and, with `grad`, the backward) at one B×L×Di×N. */
 export async function benchSsm(gpu: WebGpuBackend, spec: string, o: TimeOpts, grad: boolean, bwdAlgos: readonly BwdVariant[]): Promise<SsmRow[]> {
   const dims = spec.split(/x|×/).map((s) => positiveInt("--ssm", s.trim(), 0));
-  if (dims.length !== 4) throw new Error(`--ssm: expected B×L×Di×N, got ${spec}`);
+  if (dims.length !== 4) throw new UsageError(`--ssm: expected B×L×Di×N, got ${spec}`);
   const [B, L, Di, N] = dims;
   const r = rng(B * 7 + L);
   const nx = B * L * Di, nb = B * L * N;

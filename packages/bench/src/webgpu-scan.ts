@@ -38,8 +38,7 @@
  *       [--out FILE] [--small]   (--help lists every flag)
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, programArgs, writeJson } from "./runtime.ts";
-import process from "node:process";
+import { fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, runMain, UsageError, writeJson } from "./runtime.ts";
 import { gpuBenchHeader } from "./gpu-timing.ts";
 import { arg, fillRandom, GB, rng, timeCalls, type Timed, type TimeOpts } from "./webgpu-scan-common.ts";
 import { applyStepBlock, benchSsm, parseBwdVariant, parseFwdVariant, printSsm, PROFILE_CALLS, SSM_DEFAULT, type SsmRow } from "./webgpu-scan-ssm.ts";
@@ -80,11 +79,12 @@ const HELP = `webgpu-scan: selective-scan bandwidth of the WebGPU backend vs the
                      as guarded scalars, ssmTuning.bwdVecBC off), :u<steps> and :bc (the step
                      loops' blocking, as --ssm-fwd-algo's) and :pf; e.g. segments:s2, scratch:t64,
                      scratch:scalar, scratch:u1); the backward runs once per value, side by side on the same
-                     data (default: the library's ${ssmTuning.bwdAlgo}). Caution: on an H100 at
-                     [8, 2048, 512, 16] each later case in one process ran slower, even the
-                     same variant repeated (1.25, 3.21, 4.00, 4.85 ms on an H200; not at 16K;
-                     cause not found): for an A/B at such shapes run one variant a process
-                     (results/gpu/issue5-s11/order-*, repeat-h200/)
+                     data (default: the library's ${ssmTuning.bwdAlgo}). Caution: at
+                     [8, 2048, 512, 16] each later case in one process ran slower, on an H100
+                     whatever the variant (1.77, 3.02, 4.33 ms) and on an H200 even the same
+                     variant repeated (1.25, 3.21, 4.00, 4.85 ms); not at 16K; cause not
+                     found: for an A/B at such shapes run one variant a process
+                     (results/gpu/issue5-s11/: order-* on the H100, repeat-h200/; README there)
   --profile          selective-scan cases: also the GPU time of each kernel of a call (a profile of
                      ${PROFILE_CALLS} calls, one compute pass per dispatch), printed and in the JSON
   --runs N           timed samples; the median is reported (default 9)
@@ -225,7 +225,7 @@ interface ScanAlgo {
 function parseScanAlgo(s: string): ScanAlgo {
   if (s === "lookback" || s === "chunked" || s === "tile") return { algo: s, tile: null };
   if (s.startsWith("tile:")) return { algo: "tile", tile: parseScanTile(s.slice(5)) };
-  throw new Error(`--scan-algo: expected lookback, chunked, tile or tile:vVtTrRcC (e.g. tile:v4t8r4c64), got "${s}"`);
+  throw new UsageError(`--scan-algo: expected lookback, chunked, tile or tile:vVtTrRcC (e.g. tile:v4t8r4c64), got "${s}"`);
 }
 
 /** Runs each algorithm in turn on the same data (generated once per L). */
@@ -283,8 +283,7 @@ async function benchScan(gpu: WebGpuBackend, L: number, elems: number, algos: Sc
   return rows;
 }
 
-async function main(): Promise<void> {
-  const argv = programArgs();
+async function main(argv: readonly string[]): Promise<void> {
   if (argv.includes("--help")) {
     console.log(HELP);
     return;
@@ -301,7 +300,7 @@ async function main(): Promise<void> {
   // absent: the library's own choice (fwdThreads, or fwdThreadsLong from fwdLongL on), as 0
   const fwdThreads = f["ssm-fwd-threads"] === undefined ? [0] : String(f["ssm-fwd-threads"]).split(",").map((s) => positiveInt("--ssm-fwd-threads", s.trim(), 0));
   const fwdVecs = String(f["ssm-fwd-vec"] ?? (ssmTuning.fwdVecBC ? "1" : "0")).split(",").map((s) => {
-    if (s.trim() !== "0" && s.trim() !== "1") throw new Error(`--ssm-fwd-vec: expected 0 or 1, got "${s}"`);
+    if (s.trim() !== "0" && s.trim() !== "1") throw new UsageError(`--ssm-fwd-vec: expected 0 or 1, got "${s}"`);
     return s.trim() === "1";
   });
   const fwdAlgos = String(f["ssm-fwd-algo"] ?? ssmTuning.fwdAlgo).split(",").map((s) => s.trim()).filter(Boolean).map(parseFwdVariant);
@@ -348,7 +347,7 @@ async function main(): Promise<void> {
       ssmTuning.fwdAlgo = fwdDefault.algo;
       applyStepBlock({});
     }
-    if (gpu.liveBuffers() !== 0) throw new Error(`webgpu-scan: ${gpu.liveBuffers()} buffers left alive`);
+    if (gpu.liveBuffers() !== 0) throw new Error(`${gpu.liveBuffers()} buffers left alive`);
   } finally {
     gpu.destroy();
   }
@@ -393,10 +392,4 @@ async function main(): Promise<void> {
   printSsm(ssm);
 }
 
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e instanceof Error ? e.stack ?? e.message : e);
-    process.exit(1);
-  },
-);
+if (import.meta.main ?? true) runMain("webgpu-scan", main);

@@ -23,8 +23,7 @@
  *       [--modes last,top] [--densities 0.25,1] [--runs 9] [--json] [--out FILE] [--small]
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { fmt, formatTable, fromRoot, lcg, parseFlags, parseList, positiveInt, programArgs, writeJson } from "./runtime.ts";
-import process from "node:process";
+import { fmt, formatTable, fromRoot, lcg, parseFlags, parseList, positiveInt, runMain, UsageError, writeJson } from "./runtime.ts";
 import { gpuBenchHeader, timeGpuCalls } from "./gpu-timing.ts";
 import type { KernelArg } from "../../tensor/src/backend.ts";
 import { causalSelectKernel as cpuCausalSelect } from "../../tensor/src/cpu/select.ts";
@@ -120,7 +119,7 @@ async function benchCase(
       const got = (await gpu.read(o)) as Int32Array;
       for (let i = 0; i < want.length; i++) {
         if (got[i] !== want[i]) {
-          throw new Error(`webgpu-select: the ${plan} kernel differs from the CPU reference at element ${i} (${got[i]} vs ${want[i]}; B ${B}, L ${L}, k ${k}, ${mode}, density ${density})`);
+          throw new Error(`the ${plan} kernel differs from the CPU reference at element ${i} (${got[i]} vs ${want[i]}; B ${B}, L ${L}, k ${k}, ${mode}, density ${density})`);
         }
       }
       const first = usesSummary(B, L, k, mode, "f32") ? "summary" : "scan";
@@ -133,8 +132,7 @@ async function benchCase(
   return { B, L, k, mode, density, walk: out.walk!, parallel: out.parallel!, parallelWalkFill: out.parallelWalkFill!, parallelScanEnd: out.parallelScanEnd!, parallelSummaryEnd: out.parallelSummaryEnd!, speedup: out.walk!.medianMs / out.parallel!.medianMs };
 }
 
-async function main(): Promise<void> {
-  const argv = programArgs();
+async function main(argv: readonly string[]): Promise<void> {
   if (argv.includes("--help")) {
     console.log(HELP);
     return;
@@ -145,7 +143,7 @@ async function main(): Promise<void> {
   });
   if (f.segment !== undefined) {
     const T = positiveInt("--segment", f.segment, 0);
-    if (T % 64 !== 0 || T > 256) throw new Error(`--segment: ${T} is not a multiple of 64 up to 256`);
+    if (T % 64 !== 0 || T > 256) throw new UsageError(`--segment: ${T} is not a multiple of 64 up to 256`);
     selectTuning.segment = T;
   }
   const small = f.small === true;
@@ -153,12 +151,12 @@ async function main(): Promise<void> {
   const lengths = parseList("--lengths", String(f.lengths ?? (small ? "100,300" : "2048,4096")), (s) => positiveInt("--lengths", s, 0));
   const ks = parseList("--ks", String(f.ks ?? (small ? "5,8" : "50,64")), (s) => positiveInt("--ks", s, 0));
   const modes = parseList("--modes", String(f.modes ?? "last,top"), (s) => {
-    if (s !== "last" && s !== "top") throw new Error(`--modes: "${s}" is neither last nor top`);
+    if (s !== "last" && s !== "top") throw new UsageError(`--modes: "${s}" is neither last nor top`);
     return s;
   });
   const densities = parseList("--densities", String(f.densities ?? "0.25,1"), (s) => {
     const d = Number(s);
-    if (!(d > 0 && d <= 1)) throw new Error(`--densities: "${s}" is not in (0, 1]`);
+    if (!(d > 0 && d <= 1)) throw new UsageError(`--densities: "${s}" is not in (0, 1]`);
     return d;
   });
   const runs = positiveInt("--runs", f.runs, 9);
@@ -200,10 +198,4 @@ async function main(): Promise<void> {
   ));
 }
 
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e instanceof Error ? e.message : e);
-    process.exit(1);
-  },
-);
+if (import.meta.main ?? true) runMain("webgpu-select", main);

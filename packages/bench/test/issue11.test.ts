@@ -124,9 +124,11 @@ test("scaling: a tiny CPU run covers every kind and mode, skips past the caps, s
     expect(s.stateConstant).toBe(true);
     expect(s.liveMaxOverMin).toBe(1); // nothing grows with the tokens streamed
   }
-  expect(j.goals.at60K!.L).toBe(64);
-  expect(j.goals.at60K!.memmambaOverTransformer).toBeGreaterThan(0);
+  expect(j.goals.at60K).toBeNull(); // the 60K goals only where 60K was measured (cpu-kernels.test.ts: where it was)
   expect(j.goals.longestWithTransformer!.L).toBe(64);
+  expect(j.goals.longestWithTransformer!.memmambaOverTransformer).toBeGreaterThan(0);
+  expect(j.machine.cores).toBeGreaterThan(0); // the host, as cpu-kernels records it
+  expect(j.commit === null || typeof j.commit === "string").toBe(true);
   expect(readFileSync(out.replace(/\.json$/, ".svg"), "utf8")).toMatch(/^<svg[^]*memmamba forward/);
 });
 
