@@ -25,6 +25,7 @@
  * description) and exits 0.
  */
 import { z } from "zod";
+import { editDistance } from "@memmamba/memmamba";
 
 /** A command-line mistake: one line, exit code 2. */
 export class UsageError extends Error {
@@ -287,20 +288,8 @@ export function kebab(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 
-/** Levenshtein distance (for "did you mean"). */
-export function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0];
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = prev[j];
-      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = tmp;
-    }
-  }
-  return prev[b.length];
-}
+/** Levenshtein distance (for "did you mean"; shared with the config's unknown keys). */
+export { editDistance };
 
 function closest(name: string, candidates: readonly string[]): string | undefined {
   let best: string | undefined;

@@ -26,7 +26,8 @@ function closestName(name: string, known: readonly string[]): string | undefined
   return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3)) && bestD < name.length ? best : undefined;
 }
 
-function editDistance(a: string, b: string): number {
+/** Levenshtein distance of two strings (the "did you mean" of unknown keys here and of unknown flags in @memmamba/cli). */
+export function editDistance(a: string, b: string): number {
   const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     let diag = prev[0];

@@ -4,7 +4,7 @@
  * params plain object trees of tensors, so a user composes their own model from them.
  */
 export {
-  ConfigError, configJsonSchema, crossLayerSources, dims, hasCrossLayer, ModelConfigSchema, MemorySchema, parseConfig, preset,
+  ConfigError, configJsonSchema, crossLayerSources, dims, editDistance, hasCrossLayer, ModelConfigSchema, MemorySchema, parseConfig, preset,
   presetNames, usesMemory, type ConfigOverrides, type Dims, type MemoryConfig, type ModelConfig, type ModelConfigInput, type PresetName,
 } from "./config.ts";
 export { initLinear, initRMSNorm, linear, rmsNorm, scoreLinear, scoreSigmoid, type Key, type Linear, type RMSNorm } from "./nn.ts";
