@@ -22,8 +22,7 @@
  * The command takes the backend once (a WebGPU device, or the CPU kernels' threads) for all runs.
  */
 import { existsSync, readFileSync, rmSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { z } from "zod";
 import { crossEntropy, disposeTree, fromArray, mean, random, schedule, sum, tidy } from "@memmamba/tensor";
 import {
@@ -40,12 +39,10 @@ import { windowNllBatch } from "../inference.ts";
 import { loadModel } from "../weights.ts";
 import { writeSvg } from "../plot.ts";
 import { runFiles, train, type TrainOptions } from "../trainer.ts";
-import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, formatTable, requirePath, selectBackend, writeJson } from "./common.ts";
+import { backendFlag, type CommandIO, cpuKernelsFlag, DEFAULT_BOOKS, defaultIO, formatTable, requirePath, selectBackend, writeJson } from "./common.ts";
 
-/** The repository root (four levels above this file). */
-const REPO_ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
-/** The default --data: ../shared/data/books beside the repository. */
-export const DEFAULT_BOOKS = resolve(REPO_ROOT, "../shared/data/books");
+export { DEFAULT_BOOKS };
+
 
 /** Per-preset defaults: the GPU budget at `small` (see the README's "Ablations"), seconds per run at `tiny`. */
 export const ABLATE_DEFAULTS: Readonly<Record<PresetName, { steps: number; seqLen: number; batch: number; lengths: number[] }>> = Object.freeze({

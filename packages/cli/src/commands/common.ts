@@ -1,11 +1,17 @@
 /** Pieces shared by the commands: backend selection, config files, tables, JSON output. */
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
-import { basename, dirname, extname, join } from "node:path";
+import { basename, dirname, extname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import process from "node:process";
 import { CPU_KERNELS, type CpuKernels, describeBackend, initBackend } from "@memmamba/tensor";
 import { flag, UsageError } from "../args.ts";
 import { writeSvg } from "../plot.ts";
 import type { ProgressStream } from "../progress.ts";
+
+/** The repository root (four levels above this file). */
+const REPO_ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
+/** The default --data of ablate and eval: ../shared/data/books beside the repository (whatever the working directory). */
+export const DEFAULT_BOOKS: string = resolve(REPO_ROOT, "../shared/data/books");
 
 /** Where a command writes: results (stdout), notes (stderr) and its progress display. */
 export interface CommandIO {

@@ -15,7 +15,7 @@ import { greedyDecode, windowNll } from "../inference.ts";
 import { loadModelFile } from "../weights.ts";
 import { linePlot, writeSvg } from "../plot.ts";
 import { Progress } from "../progress.ts";
-import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, defaultOutDir, formatTable, lengthLabel, requireOutDir, requirePath, selectBackend, writeJson } from "./common.ts";
+import { backendFlag, type CommandIO, cpuKernelsFlag, DEFAULT_BOOKS, defaultIO, defaultOutDir, formatTable, lengthLabel, requireOutDir, requirePath, selectBackend, writeJson } from "./common.ts";
 import { booksTooShort, loadTexts, perplexity, pplWindows, pplWindowStarts, splitTexts, type TextDoc } from "@memmamba/memmamba";
 import { DOCRET_DECODE_TOKENS, docretSamples, isQueryKind, paragraphsOf, QUERY_KINDS, scoreDocret } from "@memmamba/memmamba";
 import { metrics, type LMParams } from "@memmamba/memmamba";
@@ -29,7 +29,7 @@ export const evalCommand = defineCommand({
   positionals: [{ name: "task", description: "what to evaluate", required: true, choices: ["ppl", "docret", "metrics"] }],
   flags: {
     checkpoint: flag.path("the checkpoint or shipped weights file (weights/*.safetensors) to evaluate", { default: "runs/train/checkpoint.safetensors" }),
-    data: flag.path("books: a .txt file or a directory of them", { default: "../shared/data/books" }),
+    data: flag.path("books: a .txt file or a directory of them", { default: DEFAULT_BOOKS, defaultLabel: "../shared/data/books beside the repository" }),
     split: flag.enum(["validation", "train", "all"], "which books of the split (see the data README)", { default: "validation" }),
     lengths: flag.intList("ppl: context lengths (k = ×1024)", { default: [1024, 2048, 4096, 10240, 20480, 30720, 40960, 51200, 61440], positive: true }),
     windows: flag.int("ppl: windows per book", { default: 10, positive: true }),
