@@ -1,0 +1,176 @@
+/**
+ * Associative recall (multi-query, byte level), a diagnostic for issue #11's document retrieval:
+ * can a small MemMamba or Mamba learn to answer with the value that followed a quoted key at all?
+ * A row is K key-value pairs, then a query that repeats one key:
+ *
+ *   ab:3 cd:7 ef:1 gh:9 ?cd:7
+ *
+ * keys are distinct random 2-letter lowercase strings, values random digits, and the only scored
+ * target is the digit after the query's ":" (chance 0.10; guessing among the row's values,
+ * without matching the key, gives about 1 / the number of distinct values). Held-out accuracy on
+ * fixed rows every --eval-every steps, until --minutes or an accuracy of 0.9.
+ *
+ *   bun packages/bench/src/recall.ts [--kind memmamba|mamba] [--pairs 8] [--d-model 64]
+ *       [--layers 2] [--batch 32] [--lr 3e-3] [--minutes 6] [--eval-every 100] [--out FILE]
+ *
+ * Prints the curve and writes JSON. Runs on the CPU backend (initBackend("cpu")).
+ */
+import { adamw, clipScale, crossEntropy, disposeTree, div, fromArray, initBackend, mul, random, sum, type Tensor, tidy, valueAndGrad } from "@memmamba/tensor";
+import { lm, preset, type LMParams } from "@memmamba/memmamba";
+import {
+  detectRuntime, formatTable, fromRoot, gitCommit, machineInfo, oneOf, parseFlags, positiveInt, runMain, UsageError, writeJson,
+} from "./runtime.ts";
+
+const HELP = `recall: can a small model learn byte-level associative recall? (a diagnostic for document retrieval)
+
+  --kind K          memmamba or mamba (default memmamba; the tiny preset's memory settings)
+  --pairs N         key-value pairs a row, K (default 8)
+  --d-model N       width (default 64)
+  --layers N        layers (default 2)
+  --batch N         rows a step (default 32)
+  --lr X            AdamW peak learning rate, after 50 warm-up steps (default 3e-3)
+  --minutes X       training time budget (default 6)
+  --eval-every N    steps between held-out checks (256 fixed rows) (default 100)
+  --seed N          seed of the parameters and the training rows (default 1)
+  --out FILE        JSON output (default packages/bench/results/recall-<kind>-k<K>.json)
+  --help            this text`;
+
+/** A batch of recall rows: inputs, targets (inputs shifted by one), the mask of the scored position, and each row's answer. */
+export interface RecallBatch {
+  inputs: Int32Array;
+  targets: Int32Array;
+  mask: Float32Array;
+  /** The position of each row's scored target (the query's ":"), and the byte expected there. */
+  answerAt: Int32Array;
+  answer: Int32Array;
+  /** Tokens a row. */
+  length: number;
+}
+
+/** Tokens a row for K pairs: "ab:3 " per pair, then "?ab:3", rounded up to a multiple of 8. */
+export function recallLength(pairs: number): number {
+  return Math.ceil((5 * pairs + 5) / 8) * 8;
+}
+
+/** A deterministic uniform [0, 1) stream (mulberry32). */
+export function uniformStream(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `rows` recall rows of `pairs` pairs each, drawn from `u` (see the module note). */
+export function recallBatch(u: () => number, rows: number, pairs: number): RecallBatch {
+  if (!Number.isInteger(pairs) || pairs < 1 || pairs > 26 * 26) throw new RangeError(`recallBatch: pairs must be an integer in [1, 676], got ${pairs}`);
+  const L = recallLength(pairs);
+  const inputs = new Int32Array(rows * L), targets = new Int32Array(rows * L), mask = new Float32Array(rows * L);
+  const answerAt = new Int32Array(rows), answer = new Int32Array(rows);
+  for (let b = 0; b < rows; b++) {
+    const keys = new Set<string>();
+    while (keys.size < pairs) keys.add(String.fromCharCode(97 + Math.floor(u() * 26), 97 + Math.floor(u() * 26)));
+    const ks = [...keys], vs = ks.map(() => Math.floor(u() * 10)), q = Math.floor(u() * pairs);
+    const text = ks.map((k, i) => `${k}:${vs[i]} `).join("") + `?${ks[q]}:${vs[q]}`;
+    const row = new Int32Array(L + 1);
+    for (let i = 0; i < text.length; i++) row[i] = text.charCodeAt(i);
+    for (let i = 0; i < L; i++) {
+      inputs[b * L + i] = row[i];
+      targets[b * L + i] = row[i + 1];
+    }
+    answerAt[b] = text.length - 2; // the input ":" predicts the digit
+    mask[b * L + answerAt[b]] = 1;
+    answer[b] = text.charCodeAt(text.length - 1);
+  }
+  return { inputs, targets, mask, answerAt, answer, length: L };
+}
+
+/** One held-out check: the scored step, the training loss then, the held-out accuracy and seconds. */
+interface CurvePoint {
+  step: number;
+  loss: number;
+  accuracy: number;
+  seconds: number;
+}
+
+export async function main(argv: string[]) {
+  if (argv.includes("--help")) {
+    console.log(HELP);
+    return;
+  }
+  const f = parseFlags(argv, { kind: "string", pairs: "string", "d-model": "string", layers: "string", batch: "string", lr: "string", minutes: "string", "eval-every": "string", seed: "string", out: "string" });
+  const kind = oneOf("kind", f.kind, ["memmamba", "mamba"] as const) ?? "memmamba";
+  const pairs = positiveInt("pairs", f.pairs, 8);
+  if (pairs > 26 * 26) throw new UsageError(`--pairs must be at most 676 (distinct 2-letter keys), got ${pairs}`);
+  const dModel = positiveInt("d-model", f["d-model"], 64), nLayers = positiveInt("layers", f.layers, 2), B = positiveInt("batch", f.batch, 32);
+  const evalEvery = positiveInt("eval-every", f["eval-every"], 100), seed = positiveInt("seed", f.seed, 1);
+  const num = (name: string, v: string | boolean | undefined, d: number) => {
+    if (v === undefined) return d;
+    const n = Number(v);
+    if (typeof v !== "string" || !(n > 0) || !Number.isFinite(n)) throw new UsageError(`--${name} must be a positive number, got "${v}"`);
+    return n;
+  };
+  const lr = num("lr", f.lr, 3e-3), minutes = num("minutes", f.minutes, 6);
+  const out = String(f.out ?? fromRoot("packages", "bench", "results", `recall-${kind}-k${pairs}.json`));
+
+  await initBackend("cpu");
+  const config = preset("tiny", { kind, dModel, nLayers });
+  const L = recallLength(pairs), WARM = 50;
+  let params: LMParams = lm.init(random.key(seed), config);
+  let opt = adamw.init(params);
+  const held = recallBatch(uniformStream(12345), 256, pairs), draw = uniformStream(seed + 1);
+  const evaluate = async (): Promise<number> => {
+    let right = 0;
+    for (let o = 0; o < 256; o += 64) {
+      const tok = fromArray(held.inputs.slice(o * L, (o + 64) * L), [64, L], "i32");
+      const logits = tidy(() => lm.apply(params, tok).logits);
+      const v = await logits.data();
+      disposeTree([tok, logits]);
+      for (let b = 0; b < 64; b++) {
+        const base = (b * L + held.answerAt[o + b]) * 256;
+        let best = 0;
+        for (let j = 1; j < 256; j++) if (v[base + j] > v[base + best]) best = j;
+        if (best === held.answer[o + b]) right++;
+      }
+    }
+    return right / 256;
+  };
+  const vg = valueAndGrad((p: LMParams, t: Tensor, y: Tensor, m: Tensor) => tidy(() => div(sum(mul(crossEntropy(lm.apply(p, t).logits, y), m)), sum(m))));
+  console.log(`recall: a ${kind} of ${nLayers} layers × ${dModel}, ${pairs} pairs a row (${L} bytes), batch ${B}, lr ${lr} after ${WARM} warm-up steps, ${minutes} min; chance 0.10`);
+  const curve: CurvePoint[] = [];
+  const t0 = performance.now();
+  for (let step = 1; ; step++) {
+    const h = recallBatch(draw, B, pairs);
+    const t = fromArray(h.inputs, [B, L], "i32"), y = fromArray(h.targets, [B, L], "i32"), m = fromArray(h.mask, [B, L]);
+    const { value, grads } = vg(params, t, y, m);
+    const { norm, scale } = clipScale(grads, 1.0);
+    ({ params, state: opt } = adamw.update(params, grads, opt, { lr: (s: number) => lr * Math.min(1, (s + 1) / WARM), gradScale: scale, weightDecay: 0.01 }));
+    const loss = await value.item();
+    disposeTree([t, y, m, value, grads, norm, scale]);
+    if (!Number.isFinite(loss)) throw new Error(`the loss is ${loss} at step ${step} (try a lower --lr)`);
+    const seconds = (performance.now() - t0) / 1000;
+    const last = seconds > minutes * 60;
+    if (step % evalEvery === 0 || last) {
+      const accuracy = await evaluate();
+      curve.push({ step, loss, accuracy, seconds });
+      console.log(`step ${step}  loss ${loss.toFixed(4)}  held-out accuracy ${accuracy.toFixed(3)}  ${seconds.toFixed(0)} s`);
+      if (accuracy >= 0.9 || last) break;
+    }
+  }
+  disposeTree([params, opt.m, opt.v]);
+  const reached = (a: number) => curve.find((c) => c.accuracy >= a)?.step ?? null;
+  const res = {
+    benchmark: "recall", commit: gitCommit(), date: new Date().toISOString(), runtime: detectRuntime(), machine: machineInfo(),
+    options: { kind, pairs, dModel, nLayers, batch: B, lr, warmup: WARM, minutes, evalEvery, seed, rowBytes: L }, config, curve,
+    steps: curve.at(-1)!.step, finalAccuracy: curve.at(-1)!.accuracy, stepsTo: { "0.5": reached(0.5), "0.9": reached(0.9) },
+  };
+  writeJson(out, res);
+  console.log(formatTable(["steps", "final accuracy", "steps to 0.5", "steps to 0.9"], [[res.steps, res.finalAccuracy, res.stepsTo["0.5"], res.stepsTo["0.9"]]]));
+  console.log(`wrote ${out}`);
+  return res;
+}
+
+if (import.meta.main ?? true) runMain("recall", main);

@@ -1,0 +1,55 @@
+/**
+ * The associative-recall diagnostic (src/recall.ts): its rows are what the module note says (K
+ * distinct keys with a digit each, a query that repeats one, the one scored target the value that
+ * followed that key), the same seed gives the same rows, and a short CPU run at K = 1 learns the
+ * fixed-position case and writes its JSON. Nothing here asserts a time.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { getBackend, setBackend } from "@memmamba/tensor";
+import { expect, test } from "../../../test/support/harness.ts";
+import { main as recall, recallBatch, recallLength, uniformStream } from "../src/recall.ts";
+
+test("recall rows: K distinct keys with a digit each, a query repeating one, its value the only scored target", () => {
+  for (const K of [1, 4, 8]) {
+    const L = recallLength(K);
+    const b = recallBatch(uniformStream(7), 16, K);
+    expect(b.length).toBe(L);
+    for (let r = 0; r < 16; r++) {
+      const row = Array.from(b.inputs.subarray(r * L, (r + 1) * L));
+      const text = String.fromCharCode(...row.slice(0, b.answerAt[r] + 1)) + String.fromCharCode(b.answer[r]);
+      const m = /^((?:[a-z]{2}:\d )+)\?([a-z]{2}):(\d)$/.exec(text);
+      expect(m).not.toBeNull();
+      const pairs = m![1].trim().split(" ").map((p) => p.split(":"));
+      expect(pairs).toHaveLength(K);
+      expect(new Set(pairs.map((p) => p[0])).size).toBe(K);
+      expect(pairs.find((p) => p[0] === m![2])?.[1]).toBe(m![3]); // the answer is the value that followed the quoted key
+      const mask = Array.from(b.mask.subarray(r * L, (r + 1) * L));
+      expect(mask.reduce((a, w) => a + w, 0)).toBe(1);
+      expect(mask[b.answerAt[r]]).toBe(1);
+      expect(b.targets[r * L + b.answerAt[r]]).toBe(b.answer[r]);
+    }
+  }
+  expect(recallBatch(uniformStream(3), 4, 8).inputs).toEqual(recallBatch(uniformStream(3), 4, 8).inputs);
+  expect(recallBatch(uniformStream(4), 4, 8).inputs).not.toEqual(recallBatch(uniformStream(3), 4, 8).inputs);
+  expect(() => recallBatch(uniformStream(1), 1, 0)).toThrow("pairs must be an integer in [1, 676], got 0");
+});
+
+test("recall: a short CPU run at K = 1 (the value at a fixed place) learns it and writes its JSON", async () => {
+  const before = getBackend();
+  const dir = mkdtempSync(join(tmpdir(), "bench-recall-"));
+  try {
+    const out = join(dir, "recall.json");
+    await recall(["--kind", "mamba", "--pairs", "1", "--minutes", "0.5", "--eval-every", "25", "--out", out]);
+    const res = JSON.parse(readFileSync(out, "utf8"));
+    expect(res.benchmark).toBe("recall");
+    expect(res.options).toMatchObject({ kind: "mamba", pairs: 1, rowBytes: 16 });
+    expect(res.curve.length).toBeGreaterThan(0);
+    expect(res.finalAccuracy).toBeGreaterThanOrEqual(0.9); // stops as soon as it gets there (measured: 50 steps)
+    expect(res.stepsTo["0.9"]).toBe(res.steps);
+  } finally {
+    setBackend(before);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
