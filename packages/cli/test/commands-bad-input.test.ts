@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { disposeTree } from "@memmamba/tensor";
 import { describe, expect, test } from "../../../test/support/harness.ts";
 import { type Command, type FlagDefs, runCli } from "../src/args.ts";
-import type { CommandIO } from "../src/commands/common.ts";
+import { type CommandIO, defaultOutDir } from "../src/commands/common.ts";
 import { evalCommand, runEval } from "../src/commands/eval.ts";
 import { passkeyCommand, runPasskey } from "../src/commands/passkey.ts";
 import { FIXED_BYTES } from "@memmamba/memmamba";
@@ -133,4 +133,11 @@ describe("commands: outputs and values checked before any work, exit code 2", ()
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+test("results go beside a run's checkpoint, and under runs/ for any other file (never into weights/)", () => {
+  expect(defaultOutDir("passkey", join("runs", "a", "checkpoint.safetensors"), "passkey")).toBe(join("runs", "a", "passkey"));
+  expect(defaultOutDir("eval", join("runs", "a", "checkpoint.safetensors"))).toBe(join("runs", "a"));
+  expect(defaultOutDir("passkey", join("weights", "memmamba-small-passkey.safetensors"), "passkey")).toBe(join("runs", "passkey", "memmamba-small-passkey"));
+  expect(defaultOutDir("eval", join("weights", "m.safetensors"))).toBe(join("runs", "eval", "m"));
 });

@@ -72,11 +72,11 @@ export function requirePath(command: string, flagName: string, path: string): vo
 /**
  * Where a command's results go without --out: beside a training run's checkpoint
  * (`<run>/checkpoint.safetensors` → `<run>/<sub>`), else under runs/ (`weights/x.safetensors` →
- * `runs/<command>/x/<sub>`), so that evaluating a shipped weights file writes nothing into weights/.
+ * `runs/<command>/x`), so that evaluating a shipped weights file writes nothing into weights/.
  */
 export function defaultOutDir(command: string, checkpoint: string, sub = ""): string {
   if (basename(checkpoint) === "checkpoint.safetensors") return join(dirname(checkpoint), sub);
-  return join("runs", command, basename(checkpoint, extname(checkpoint)), sub);
+  return join("runs", command, basename(checkpoint, extname(checkpoint)));
 }
 
 /** Checks, before any work, that an output directory is a directory or can be made one (no file in the way). */
