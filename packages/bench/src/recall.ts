@@ -18,7 +18,7 @@
 import { adamw, clipScale, crossEntropy, disposeTree, div, fromArray, initBackend, mul, random, sum, type Tensor, tidy, valueAndGrad } from "@memmamba/tensor";
 import { lm, preset, type LMParams } from "@memmamba/memmamba";
 import {
-  detectRuntime, formatTable, fromRoot, gitCommit, machineInfo, oneOf, parseFlags, positiveInt, runMain, UsageError, writeJson,
+  detectRuntime, formatTable, fromRoot, gitCommit, lcg, machineInfo, oneOf, parseFlags, positiveInt, runMain, UsageError, writeJson,
 } from "./runtime.ts";
 
 const HELP = `recall: can a small model learn byte-level associative recall? (a diagnostic for document retrieval)
@@ -50,18 +50,6 @@ export interface RecallBatch {
 /** Tokens a row for K pairs: "ab:3 " per pair, then "?ab:3", rounded up to a multiple of 8. */
 export function recallLength(pairs: number): number {
   return Math.ceil((5 * pairs + 5) / 8) * 8;
-}
-
-/** A deterministic uniform [0, 1) stream (mulberry32). */
-export function uniformStream(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** `rows` recall rows of `pairs` pairs each, drawn from `u` (see the module note). */
@@ -121,7 +109,7 @@ export async function main(argv: string[]) {
   const L = recallLength(pairs), WARM = 50;
   let params: LMParams = lm.init(random.key(seed), config);
   let opt = adamw.init(params);
-  const held = recallBatch(uniformStream(12345), 256, pairs), draw = uniformStream(seed + 1);
+  const held = recallBatch(lcg(12345), 256, pairs), draw = lcg(seed + 1);
   const evaluate = async (): Promise<number> => {
     let right = 0;
     for (let o = 0; o < 256; o += 64) {
