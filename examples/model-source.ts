@@ -5,10 +5,11 @@
  * "memmamba", else the first by name), else nothing (the example then makes its own).
  * Shared by finetune.ts and stream-stdin.ts.
  */
-import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { LMParams } from "@memmamba/memmamba";
+import { decodeSafetensors } from "@memmamba/tensor";
+import { type LMParams, parseConfig } from "@memmamba/memmamba";
 // loadModelFile opens both of the CLI's file kinds (checkpoint and weights file), by path
 import { loadModelFile } from "@memmamba/cli";
 
@@ -16,26 +17,15 @@ import { loadModelFile } from "@memmamba/cli";
 export const WEIGHTS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..", "weights");
 
 /**
- * The model kind in a safetensors file's metadata config ("memmamba", "mamba", "transformer";
- * "memmamba" where the config leaves it out, as parseConfig does), read from the header alone:
- * undefined where the file has no such config.
+ * The model kind of a safetensors file's metadata config ("memmamba", "mamba", "transformer"; the
+ * config's default where it leaves the kind out), or undefined where the file holds no valid one.
  */
 export function modelKindOf(path: string): string | undefined {
-  let fd: number | undefined;
   try {
-    fd = openSync(path, "r");
-    const len = new Uint8Array(8);
-    if (readSync(fd, len, 0, 8, 0) !== 8) return undefined;
-    const n = Number(new DataView(len.buffer).getBigUint64(0, true));
-    if (n > 1 << 24) return undefined;
-    const header = new Uint8Array(n);
-    if (readSync(fd, header, 0, n, 8) !== n) return undefined;
-    const config = JSON.parse(JSON.parse(new TextDecoder().decode(header)).__metadata__.config);
-    return typeof config?.kind === "string" ? config.kind : "memmamba";
+    const config = decodeSafetensors(new Uint8Array(readFileSync(path)), { source: path }).metadata.config;
+    return config === undefined ? undefined : parseConfig(JSON.parse(config)).kind;
   } catch {
     return undefined;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
 }
 
