@@ -201,7 +201,7 @@ describe("docret", () => {
       expect(lines.filter((l) => l.includes(`${s.query} [Doc `))).toEqual([`${s.docs[s.goldPosition].text} [Doc ${s.goldId}]`]);
       expect(question).toBe(`Question: Which document ends with "${s.query}"? Answer: [Doc `);
     }
-    expect(() => docretSample({ key, paragraphs, k: 2, query: "middle" as never })).toThrow('query must be one of sentence, first-words, last-words, got "middle"');
+    expect(() => docretSample({ key, paragraphs, k: 2, query: "middle" as never })).toThrow('query must be one of sentence, first-words, last-words, echo, got "middle"');
     const b = docretTrainingBatch({ key, step: 1, batch: 3, seqLen: 2600, paragraphs, ks: [1, 2], query: "last-words" });
     for (let r = 0; r < 3; r++) {
       const { start, end } = b.answerSpans[r];
@@ -209,6 +209,33 @@ describe("docret", () => {
       expect(prompt).toContain(` [Doc ${b.goldIds[r]}]`);
       expect(prompt).not.toContain(`[Doc ${b.goldIds[r]}] `); // never before a text
       expect(prompt.endsWith("? Answer: [Doc ")).toBe(true);
+      expect(dec.decode(Uint8Array.from(Array.from(b.targets.subarray(r * 2600 + start, r * 2600 + end))))).toBe(`${b.goldIds[r]}]`);
+    }
+  });
+
+  test("echo queries: the answer repeats the quoted words, so the prompt ends with the bytes before the gold id", () => {
+    for (const k of [1, 10]) {
+      const s = docretSample({ key: keyAt(key, 7, k), paragraphs, k, query: "echo" });
+      const l = docretSample({ key: keyAt(key, 7, k), paragraphs, k, query: "last-words" });
+      // the same documents, ids and quote as last-words; only the answer's opening differs
+      expect(s.ids).toEqual(l.ids);
+      expect(s.query).toBe(l.query);
+      const [docPart, question] = s.prompt.split("\n\n");
+      expect(docPart).toBe(l.prompt.split("\n\n")[0]);
+      expect(question).toBe(`Question: Which document ends with "${s.query}"? Answer: ${s.query} [Doc `);
+      // the prompt's last 8 words and " [Doc " occur in the documents once: right before the gold id
+      const tail = `${s.query} [Doc `;
+      const at = docPart.indexOf(tail);
+      expect(at).toBeGreaterThanOrEqual(0);
+      expect(docPart.indexOf(tail, at + 1)).toBe(-1);
+      expect(docPart.slice(at + tail.length).startsWith(`${s.goldId}]`)).toBe(true);
+    }
+    const b = docretTrainingBatch({ key, step: 1, batch: 2, seqLen: 2600, paragraphs, ks: [1, 2], query: "echo" });
+    for (let r = 0; r < 2; r++) {
+      const { start, end } = b.answerSpans[r];
+      const prompt = dec.decode(Uint8Array.from(Array.from(b.inputs.subarray(r * 2600, r * 2600 + start + 1))));
+      expect(prompt.endsWith(" [Doc ")).toBe(true);
+      expect(prompt).not.toContain("? Answer: [Doc ");
       expect(dec.decode(Uint8Array.from(Array.from(b.targets.subarray(r * 2600 + start, r * 2600 + end))))).toBe(`${b.goldIds[r]}]`);
     }
   });

@@ -76,6 +76,7 @@ const QUERY_LINE: Record<(typeof QUERY_KINDS)[number], string> = {
   "sentence": "a sentence",
   "first-words": "the gold document's first words",
   "last-words": "the gold document's last words (each id after its document)",
+  "echo": "the gold document's last words, repeated by the answer before \"[Doc \" (each id after its document)",
 };
 
 /**
@@ -152,7 +153,7 @@ export const trainCommand = defineCommand({
     taskLoss: flag.enum(["answer", "all"], "passkey and docret tasks: score only the answer (the digits and the stop after them), or every next byte of the sample", { default: PASSKEY_DEMO.taskLoss }),
     answerWeight: flag.number("passkey and docret tasks with --task-loss all: weight of the answer digits relative to the other bytes", { positive: true, default: 1 }),
     docretK: flag.intList("docret task: noise-document counts, one drawn per row (a row that does not fit --seq-len is drawn again, then with a smaller k)", { positive: true, defaultLabel: DOCRET_TRAIN.ks.join(",") }),
-    query: flag.enum(QUERY_KINDS, "docret task: what the question quotes from the gold document (last-words also writes each id after its document; as `eval docret --query`)", { default: "sentence" }),
+    query: flag.enum(QUERY_KINDS, "docret task: what the question quotes from the gold document (last-words and echo also write each id after its document; echo's answer repeats the quoted words first; as `eval docret --query`)", { default: "sentence" }),
     fillerSplit: flag.enum(["train", "validation", "all"], "passkey task: which books of --filler (the books' split; `passkey` evaluates on validation, so training on train keeps that text unseen)", { default: "train" }),
     maxMinutes: flag.number("time budget: stop cleanly at a step boundary once the next step would end later than this many minutes after start, write the checkpoint and exit 0 (continue with --resume)", { positive: true }),
   },

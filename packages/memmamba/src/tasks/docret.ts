@@ -15,7 +15,7 @@
  *   Question: Which document contains the sentence "<query>"? Answer: [Doc 
  *
  * (one document per line, a blank line before the question; the prompt ends with "[Doc "; the
- * "last-words" query writes each id after its document instead, below).
+ * "last-words" and "echo" queries write each id after its document instead, below).
  * The answer is the gold id's digits, e.g. "17".
  *
  * Query (`query` option):
@@ -28,6 +28,10 @@
  *                  "<words>"?`. The id then follows the quoted words, as a value follows its key
  *                  in associative recall: a model answers by recalling what came after the words,
  *                  where the other two queries need the id that came before them.
+ *   "echo"         as last-words, and the answer first repeats the quoted words: the prompt ends
+ *                  `Answer: <words> [Doc `, the very bytes that preceded the gold id in its
+ *                  document, so the id is what followed the prompt's own last ~50 bytes earlier in
+ *                  the context (an induction copy, with no hop from the quote to the answer).
  *
  * k ∈ {10, 20, 120, 160, 200} in the paper's protocol (`DOCRET_KS`); any k >= 1 works.
  * Scoring: exact match of the leading integer of the decoded text with the gold id.
@@ -94,7 +98,7 @@ export function paragraphsOf(docs: readonly TextDoc[], opts: ParagraphOptions = 
 }
 
 /** How the query quotes the gold document (see the module note). */
-export const QUERY_KINDS = ["sentence", "first-words", "last-words"] as const;
+export const QUERY_KINDS = ["sentence", "first-words", "last-words", "echo"] as const;
 /** How the query quotes the gold document: one of its sentences, its first words or its last words. */
 export type QueryKind = (typeof QUERY_KINDS)[number];
 
@@ -137,21 +141,27 @@ export interface DocretSample {
   docs: Paragraph[];
 }
 
-/** A document's line: the id before its text, or after it for the last-words query. */
+/** Whether the query quotes the gold document's last words (each id then follows its document). */
+function idAfter(kind: QueryKind): boolean {
+  return kind === "last-words" || kind === "echo";
+}
+
+/** A document's line: the id before its text, or after it for the last-words and echo queries. */
 function docLine(id: number, text: string, kind: QueryKind): string {
-  return kind === "last-words" ? `${text} [Doc ${id}]` : `[Doc ${id}] ${text}`;
+  return idAfter(kind) ? `${text} [Doc ${id}]` : `[Doc ${id}] ${text}`;
 }
 
 const QUESTION: Record<QueryKind, (q: string) => string> = {
   "sentence": (q) => `Which document contains the sentence "${q}"?`,
   "first-words": (q) => `Which document begins with "${q}"?`,
   "last-words": (q) => `Which document ends with "${q}"?`,
+  "echo": (q) => `Which document ends with "${q}"?`,
 };
 
 /** The query sentence for a gold paragraph, or undefined when none is distinctive. */
 function pickQuery(rng: HostRng, gold: string, noise: readonly string[], kind: QueryKind): string | undefined {
   const inNoise = (q: string) => noise.some((t) => t.includes(q));
-  if (kind === "first-words" || kind === "last-words") {
+  if (kind !== "sentence") {
     const words = gold.split(" ");
     const q = (kind === "first-words" ? words.slice(0, 8) : words.slice(-8)).join(" ");
     return inNoise(q) ? undefined : q;
@@ -183,7 +193,7 @@ export function docretSample(opts: DocretSampleOptions): DocretSample {
     const posIds = order.map((c) => ids[c]);
     const goldPosition = order.indexOf(0);
     const goldId = ids[0];
-    const question = `Question: ${QUESTION[kind](query)} Answer: [Doc `;
+    const question = `Question: ${QUESTION[kind](query)} Answer: ${kind === "echo" ? `${query} ` : ""}[Doc `;
     const prompt = `${docs.map((p, j) => docLine(posIds[j], p.text, kind)).join("\n")}\n\n${question}`;
     return {
       prompt,
