@@ -30,8 +30,8 @@
  * (one runtime only, printing its JSON: --child --json-out FILE)
  */
 import {
-  detectRuntime, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, now, oneOf, parseFlags, parseList, positiveInt, readJson,
-  repoRoot, runMain, UsageError, writeJson, type Cell, type MachineInfo, type RuntimeInfo,
+  choice, detectRuntime, flagList, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, now, parseFlags, POSITIVE_INT, positiveInt,
+  readJson, repoRoot, runMain, UsageError, writeJson, type Cell, type MachineInfo, type RuntimeInfo,
 } from "./runtime.ts";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
@@ -590,24 +590,15 @@ export function parseOptions(argv: string[]): Options | null {
     runtimes: "string", sizes: "string", runs: "string", "warmup-ms": "string", out: "string", child: "boolean", "json-out": "string", only: "string", help: "boolean",
   });
   if (flags.help) return null;
-  const sizes = (typeof flags.sizes === "string" ? flags.sizes : "512,1024,2048").split(",").map((s) => {
-    const n = Number(s);
-    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--sizes: "${s}" is not a positive integer`);
-    return n;
-  });
-  const only = (typeof flags.only === "string" ? flags.only : SECTIONS.join(",")).split(",").map((s) => s.trim()).map((s) => {
-    if (!(SECTIONS as readonly string[]).includes(s)) throw new UsageError(`--only: unknown section "${s}" (${SECTIONS.join(", ")})`);
-    return s as Section;
-  });
   return {
-    runtimes: parseList("--runtimes", typeof flags.runtimes === "string" ? flags.runtimes : RUNTIMES.join(","), (s) => oneOf("runtimes", s, RUNTIMES)!),
-    sizes,
+    runtimes: flagList("runtimes", flags.runtimes, choice(RUNTIMES), RUNTIMES),
+    sizes: flagList("sizes", flags.sizes, POSITIVE_INT, [512, 1024, 2048]),
     runs: positiveInt("runs", flags.runs, 7),
     warmupMs: positiveInt("warmup-ms", flags["warmup-ms"], 400),
     out: typeof flags.out === "string" ? flags.out : fromRoot("packages", "bench", "results", "cpu.json"),
     child: flags.child === true,
     jsonOut: typeof flags["json-out"] === "string" ? flags["json-out"] : undefined,
-    only,
+    only: flagList("only", flags.only, choice(SECTIONS), SECTIONS),
   };
 }
 

@@ -13,9 +13,10 @@
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
 import {
-  detectRuntime, formatTable, fromRoot, gitCommit, machineInfo, parseFlags, positiveInt, runMain, timeIt, UsageError, writeJson,
-  type Cell, type Timing,
+  detectRuntime, flagList, formatTable, fromRoot, gitCommit, machineInfo, parseFlags, POSITIVE_INT, positiveInt, runMain, timeIt, writeJson,
+  type Cell, type FlagType, type Timing,
 } from "./runtime.ts";
+import { z } from "zod";
 import {
   disposeTree, fromArray, getBackend, liveBuffers, matmul, readCounters, resetCounters, scan, sum, valueAndGrad,
   type Tensor,
@@ -191,23 +192,12 @@ function benchScan(runtime: string, [B, L, S]: [number, number, number], runs: n
 
 // ---------- the program ----------
 
-function parseScanSizes(v: string): [number, number, number][] {
-  return v.split(",").map((s) => {
-    const parts = s.trim().split("x").map(Number);
-    if (parts.length !== 3 || parts.some((d) => !Number.isInteger(d) || d < 1)) {
-      throw new UsageError(`--scan: "${s}" is not BxLxS with positive integers (e.g. 4x4096x256)`);
-    }
-    return parts as [number, number, number];
-  });
-}
-
-function parseSizes(v: string): number[] {
-  return v.split(",").map((s) => {
-    const n = Number(s.trim());
-    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--sizes: "${s}" is not a positive integer`);
-    return n;
-  });
-}
+/** An item of --scan: BxLxS, three positive integers. */
+const dim = z.number().int().min(1);
+const SCAN_SIZE: FlagType<[number, number, number]> = {
+  schema: z.string().transform((s) => s.split("x").map((d) => (d.trim() === "" ? NaN : Number(d)))).pipe(z.tuple([dim, dim, dim])),
+  expects: "BxLxS with positive integers (e.g. 4x4096x256)",
+};
 
 function tableOf(rows: readonly BenchRow[]): string {
   const body: Cell[][] = rows.map((r) => [
@@ -237,8 +227,8 @@ function parseOptions(argv: string[]): Options | null {
   return {
     runs: positiveInt("runs", flags.runs, 5),
     warmupMs: positiveInt("warmup-ms", flags["warmup-ms"], 300),
-    sizes: parseSizes(typeof flags.sizes === "string" ? flags.sizes : "256,512,1024"),
-    scans: parseScanSizes(typeof flags.scan === "string" ? flags.scan : "1x4096x256,4x4096x256,4x8192x512"),
+    sizes: flagList("sizes", flags.sizes, POSITIVE_INT, [256, 512, 1024]),
+    scans: flagList("scan", flags.scan, SCAN_SIZE, [[1, 4096, 256], [4, 4096, 256], [4, 8192, 512]]),
     json: flags.json === true,
     out: typeof flags.out === "string" ? flags.out : undefined,
   };

@@ -15,11 +15,12 @@
  * Writes JSON; asserts nothing about time.
  */
 import {
-  detectRuntime, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, nonNegativeInt, parseFlags, positiveInt, runMain, UsageError, writeJson,
+  choice, detectRuntime, flagList, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, nonNegativeInt, oneOf, parseFlags, POSITIVE_INT,
+  positiveInt, runMain, writeJson, type FlagType,
 } from "./runtime.ts";
 import { disposeTree, fromArray, random, readCounters, tidy } from "@memmamba/tensor";
-import { initLM, lm, presetNames, StepCache, type LMParams, type LMState, type PresetName } from "@memmamba/memmamba";
-import { BACKENDS, type BackendChoice, type ModelBenchHead, modelConfig, openBackend, progress, randomTokens } from "./model-common.ts";
+import { initLM, lm, presetNames, StepCache, type LMParams, type LMState } from "@memmamba/memmamba";
+import { BACKENDS, type ModelBenchHead, modelConfig, openBackend, progress, randomTokens } from "./model-common.ts";
 
 const HELP = `decode: tokens/s of the recurrent step (lm.step), each step's logits read back
 
@@ -38,6 +39,10 @@ const HELP = `decode: tokens/s of the recurrent step (lm.step), each step's logi
 
 type DecodeKind = "memmamba" | "mamba";
 const DECODE_KINDS: readonly DecodeKind[] = ["memmamba", "mamba"];
+const DECODE_KIND: FlagType<DecodeKind> = {
+  ...choice(DECODE_KINDS), message: (flag, v) => `${flag}: "${v}" has no recurrent step (known: ${DECODE_KINDS.join(", ")})`,
+};
+const STEP_CACHE: FlagType<"on" | "off"> = { ...choice(["on", "off"]), message: (flag, v) => `${flag} takes on and/or off, got "${v}"` };
 
 /** One kind at one batch size. */
 export interface DecodeRow {
@@ -66,20 +71,14 @@ export async function main(argv: readonly string[]): Promise<DecodeResult | unde
     return undefined;
   }
   const f = parseFlags(argv, { backend: "string", preset: "string", kinds: "string", batch: "string", prompt: "string", steps: "string", warmup: "string", "step-cache": "string", json: "boolean", out: "string", help: "boolean" });
-  const backend = (f.backend ?? "wasm") as BackendChoice;
-  if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
-  const presetName = (f.preset ?? "small") as PresetName;
-  if (!presetNames.includes(presetName)) throw new UsageError(`--preset must be one of ${presetNames.join(", ")}, got "${presetName}"`);
-  const kinds = String(f.kinds ?? DECODE_KINDS.join(",")).split(",").map((s) => s.trim()) as DecodeKind[];
-  for (const k of kinds) if (!DECODE_KINDS.includes(k)) throw new UsageError(`--kinds: "${k}" has no recurrent step (known: ${DECODE_KINDS.join(", ")})`);
-  const batches = String(f.batch ?? "1").split(",").map((s) => positiveInt("batch", s.trim(), 1));
+  const backend = oneOf("backend", f.backend, BACKENDS) ?? "wasm";
+  const presetName = oneOf("preset", f.preset, presetNames) ?? "small";
+  const kinds = flagList("kinds", f.kinds, DECODE_KIND, DECODE_KINDS);
+  const batches = flagList("batch", f.batch, POSITIVE_INT, [1]);
   const prompt = nonNegativeInt("prompt", f.prompt, 512);
   const steps = positiveInt("steps", f.steps, 64);
   const warmup = nonNegativeInt("warmup", f.warmup, 8);
-  const cacheModes = String(f["step-cache"] ?? "on").split(",").map((s) => {
-    if (s.trim() !== "on" && s.trim() !== "off") throw new UsageError(`--step-cache takes on and/or off, got "${s.trim()}"`);
-    return s.trim() === "on";
-  });
+  const cacheModes = flagList("step-cache", f["step-cache"], STEP_CACHE, ["on"]).map((s) => s === "on");
   const out = String(f.out ?? fromRoot("packages", "bench", "results", `decode-${backend}.json`));
 
   const bb = await openBackend(backend);

@@ -22,7 +22,10 @@
  *
  * Prints a table and writes JSON; asserts nothing about time.
  */
-import { detectRuntime, fmt, formatTable, fromRoot, gitCommit, median, now, parseFlags, positiveInt, runMain, UsageError, writeJson } from "./runtime.ts";
+import {
+  choice, detectRuntime, flagList, flagValue, fmt, formatTable, fromRoot, gitCommit, median, now, numberFlag, parseFlags, positiveInt, runMain, writeJson,
+} from "./runtime.ts";
+import { z } from "zod";
 import { acquireGpu, type AcquiredGpu, type GpuVia } from "../../tensor/src/webgpu/probe.ts";
 
 const HELP = `deno-wgpu-repro: local arrays vs unrolled variables, and submit / readback round trips,
@@ -212,13 +215,9 @@ async function main(argv: readonly string[]): Promise<void> {
   }
   const f = parseFlags(argv, { via: "string", threads: "string", iters: "string", reps: "string", runs: "string", json: "boolean", out: "string" });
   // "both" stands for navigator,dawn (the default)
-  const vias = String(f.via ?? "navigator,dawn").split(",").map((s) => s.trim()).filter(Boolean).flatMap((v) => (v === "both" ? ["navigator", "dawn"] : [v])).map((v): GpuVia => {
-    if (v === "navigator" || v === "navigator.gpu") return "navigator.gpu";
-    if (v === "dawn") return "dawn";
-    throw new UsageError(`--via: expected navigator, dawn or both, got ${v}`);
-  });
-  const threads = positiveInt("--threads", f.threads, 2 ** 20);
-  if (threads % 256) throw new UsageError(`--threads must be a multiple of 256, got ${threads}`);
+  const vias = flagList("via", f.via, choice(["navigator", "navigator.gpu", "dawn", "both"]), ["both"])
+    .flatMap((v): GpuVia[] => (v === "both" ? ["navigator.gpu", "dawn"] : v === "dawn" ? ["dawn"] : ["navigator.gpu"]));
+  const threads = flagValue("threads", f.threads, numberFlag(z.number().int().positive().multipleOf(256), "a positive multiple of 256")) ?? 2 ** 20;
   const iters = positiveInt("--iters", f.iters, 256);
   const reps = positiveInt("--reps", f.reps, 20);
   const runs = positiveInt("--runs", f.runs, 9);

@@ -12,7 +12,8 @@
  * Writes JSON (every call with its count, per kind, and the per-primitive difference).
  */
 import {
-  detectRuntime, formatTable, fromRoot, gitCommit, machineInfo, type MachineInfo, oneOf, parseFlags, positiveInt, runMain, UsageError, writeJson,
+  choice, detectRuntime, flagList, formatTable, fromRoot, gitCommit, machineInfo, type MachineInfo, oneOf, parseFlags, positiveInt, runMain, UsageError,
+  writeJson,
 } from "./runtime.ts";
 import { type Backend, disposeTree, getBackend, noGrad, random, reshape, setBackend } from "@memmamba/tensor";
 import { initLM, lm, presetNames, type PresetName, StepCache } from "@memmamba/memmamba";
@@ -140,12 +141,11 @@ export async function main(argv: readonly string[]): Promise<LaunchCensus | unde
     return undefined;
   }
   const f = parseFlags(argv, { kinds: "string", mode: "string", preset: "string", batch: "string", seq: "string", top: "string", json: "boolean", out: "string", help: "boolean" });
-  const kinds = String(f.kinds ?? "memmamba,mamba").split(",").map((s) => s.trim()) as ModelKind[];
-  for (const k of kinds) if (!KINDS.includes(k)) throw new UsageError(`--kinds: unknown kind "${k}" (known: ${KINDS.join(", ")})`);
+  const kinds = flagList("kinds", f.kinds, choice(KINDS), ["memmamba", "mamba"]);
   const options: LaunchCensus["options"] = {
     kinds,
-    mode: oneOf("mode", f.mode ?? "train", ["train", "forward", "step"] as const)!,
-    preset: oneOf("preset", f.preset ?? "small", presetNames)!,
+    mode: oneOf("mode", f.mode, ["train", "forward", "step"]) ?? "train",
+    preset: oneOf("preset", f.preset, presetNames) ?? "small",
     batch: positiveInt("batch", f.batch, 2),
     seq: positiveInt("seq", f.seq, 128),
   };

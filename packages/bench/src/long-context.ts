@@ -14,15 +14,17 @@
  * configuration. Asserts nothing about time.
  */
 import {
-  detectRuntime, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, nonNegativeInt, parseFlags, positiveInt, readJson, runMain, UsageError, writeJson,
+  choice, detectRuntime, flagList, flagValue, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, nonNegativeInt, numberFlag, oneOf, parseFlags,
+  positiveInt, readJson, runMain, UsageError, writeJson, type FlagType,
 } from "./runtime.ts";
 import { existsSync } from "node:fs";
+import { z } from "zod";
 import { disposeTree, random, type Tensor } from "@memmamba/tensor";
 import { selectTuning } from "../../tensor/src/webgpu/kernels/select.ts";
 import { rowsTuning } from "../../tensor/src/webgpu/kernels/matmul-rows.ts";
-import { initLM, type LMParams, presetNames, type PresetName } from "@memmamba/memmamba";
+import { initLM, type LMParams, presetNames } from "@memmamba/memmamba";
 import {
-  applyAttnReadFlags, ATTN_READ_FLAGS, attnReadFlagsHelp, BACKENDS, type BackendChoice, chunkedForward, isOutOfMemory, mib, modelConfig, type ModelBenchHead, type ModelKind, openBackend, parseLengths, progress,
+  applyAttnReadFlags, ATTN_READ_FLAGS, attnReadFlagsHelp, BACKENDS, chunkedForward, isOutOfMemory, mib, modelConfig, type ModelBenchHead, type ModelKind, openBackend, parseLengths, progress,
   profileRun, randomTokens, type RunProfile, settleOn, showLength, timeAsync, type WorkCount,
 } from "./model-common.ts";
 
@@ -129,6 +131,11 @@ export function compare(rows: readonly LatencyRow[], ref: readonly RefRow[]): Co
   return out;
 }
 
+/** --kinds: the models with a chunked mode. */
+const CHUNKED_KINDS: FlagType<ModelKind> = { ...choice(["memmamba", "mamba"]), expects: "memmamba or mamba (the kinds with a chunked mode)" };
+/** --select-super: 0 (none) or at least 2 tiles a super-tile. */
+const SELECT_SUPER = numberFlag(z.number().int().min(0).refine((n) => n !== 1), "0 or an integer ≥ 2");
+
 /** Runs the benchmark with these arguments; resolves to the JSON it wrote (undefined for --help). */
 export async function main(argv: readonly string[]): Promise<LongContextResult | undefined> {
   if (argv.includes("--help")) {
@@ -140,22 +147,15 @@ export async function main(argv: readonly string[]): Promise<LongContextResult |
     "cap-s": "string", reference: "string", "final-state": "boolean", profile: "boolean", json: "boolean", out: "string", help: "boolean", ...ATTN_READ_FLAGS, "select-super": "string", "rows-unroll": "string", "rows-grid": "string",
   });
   applyAttnReadFlags(f);
-  if (f["select-super"] !== undefined) {
-    const G = Number(f["select-super"]);
-    if (!Number.isInteger(G) || G < 0 || G === 1) throw new UsageError(`--select-super must be 0 or an integer ≥ 2, got "${f["select-super"]}"`);
-    selectTuning.superTiles = G;
-  }
+  selectTuning.superTiles = flagValue("select-super", f["select-super"], SELECT_SUPER) ?? selectTuning.superTiles;
   if (f["rows-unroll"] !== undefined) rowsTuning.unroll = positiveInt("rows-unroll", f["rows-unroll"], rowsTuning.unroll);
   if (f["rows-grid"] !== undefined) {
     if (f["rows-grid"] === "0") rowsTuning.strided = false;
     else rowsTuning.grid = positiveInt("rows-grid", f["rows-grid"], rowsTuning.grid);
   }
-  const backend = (f.backend ?? "webgpu") as BackendChoice;
-  if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
-  const presetName = (f.preset ?? "small") as PresetName;
-  if (!presetNames.includes(presetName)) throw new UsageError(`--preset must be one of ${presetNames.join(", ")}, got "${presetName}"`);
-  const kinds = String(f.kinds ?? "memmamba,mamba").split(",").map((s) => s.trim()) as ModelKind[];
-  for (const k of kinds) if (k !== "memmamba" && k !== "mamba") throw new UsageError(`--kinds: "${k}" has no chunked mode (memmamba, mamba)`);
+  const backend = oneOf("backend", f.backend, BACKENDS) ?? "webgpu";
+  const presetName = oneOf("preset", f.preset, presetNames) ?? "small";
+  const kinds = flagList("kinds", f.kinds, CHUNKED_KINDS, ["memmamba", "mamba"]);
   const lengths = parseLengths("lengths", String(f.lengths ?? "60K,256K"));
   const chunks = parseLengths("chunks", String(f.chunks ?? "4096,16384"));
   const runs = positiveInt("runs", f.runs, 3), warmup = nonNegativeInt("warmup", f.warmup, 1);

@@ -22,7 +22,8 @@ import {
   type Backend, type BufferHandle, type Tensor,
 } from "@memmamba/tensor";
 import { lm, preset, type LMParams, type LMState, type ModelConfig, type PresetName } from "@memmamba/memmamba";
-import { type MachineInfo, oneOf, type RuntimeInfo, UsageError } from "./runtime.ts";
+import { type FlagType, flagValue, type MachineInfo, oneOf, type RuntimeInfo, UsageError } from "./runtime.ts";
+import { z } from "zod";
 import { type KernelProfiler, kernelProfiler } from "./kernel-profile.ts";
 export { type KernelProfiler, type KernelTime, profileRun, type RunProfile } from "./kernel-profile.ts";
 import { attnReadTuning } from "../../tensor/src/webgpu/kernels/attention.ts";
@@ -326,15 +327,21 @@ export function isOutOfMemory(e: unknown): boolean {
   return /maxBufferSize|maxStorageBufferBindingSize|out of memory|OutOfMemory|allocation failed|Invalid typed array length|Array buffer allocation/i.test(m);
 }
 
-/** Parses "1K,16K,1M,4096" into numbers (K = 1024, M = 1024²). */
+const LENGTH_RE = /^\s*(\d+)\s*([kKmM]?)\s*$/;
+
+/** A token count: 4096, 16K (K = 1024), 1M (M = 1024²), at least 1. */
+export const LENGTH: FlagType<number> = {
+  schema: z.string().regex(LENGTH_RE).transform((s) => {
+    const [, n, unit] = LENGTH_RE.exec(s)!;
+    return Number(n) * (unit === "" ? 1 : unit.toLowerCase() === "k" ? 1024 : 1024 * 1024);
+  }).pipe(z.number().int().min(1)),
+  expects: "a length (e.g. 4096, 16K, 1M)",
+  message: (flag, v) => (/^\s*0+\s*[kKmM]?\s*$/.test(v) ? `${flag}: lengths must be positive, got "${v}"` : `${flag}: "${v}" is not a length (e.g. 4096, 16K, 1M)`),
+};
+
+/** Parses "1K,16K,1M,4096" into numbers (K = 1024, M = 1024²); a bad item is a UsageError naming the flag. */
 export function parseLengths(flag: string, v: string): number[] {
-  return v.split(",").map((s) => {
-    const m = /^\s*(\d+)\s*([kKmM]?)\s*$/.exec(s);
-    if (!m) throw new UsageError(`--${flag}: "${s}" is not a length (e.g. 4096, 16K, 1M)`);
-    const n = Number(m[1]) * (m[2] === "" ? 1 : m[2].toLowerCase() === "k" ? 1024 : 1024 * 1024);
-    if (n < 1) throw new UsageError(`--${flag}: lengths must be positive, got "${s}"`);
-    return n;
-  });
+  return v.split(",").map((s) => flagValue(flag, s, LENGTH)!);
 }
 
 /** "64K" for 65536, "1M" for 1048576, else the number. */

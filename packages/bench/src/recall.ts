@@ -8,17 +8,25 @@
  * keys are distinct random 2-letter lowercase strings, values random digits, and the only scored
  * target is the digit after the query's ":" (chance 0.10; guessing among the row's values,
  * without matching the key, gives about 1 / the number of distinct values). Held-out accuracy on
- * fixed rows every --eval-every steps, until --minutes or an accuracy of 0.9.
+ * fixed rows every --eval-every steps, until the budget is spent or the accuracy reaches 0.9.
+ *
+ * The budget: --minutes of training time, --steps optimizer steps, or both (whichever runs out
+ * first). Without either it is 6 minutes; --steps alone sets no time limit, so that a run's length
+ * (and, on the CPU backend, its curve) does not depend on the machine's load. The JSON's options
+ * record both (`minutes`, `maxSteps`: null where there is none), and `stoppedBy` says which of
+ * accuracy, steps or minutes ended the run.
  *
  *   bun packages/bench/src/recall.ts [--kind memmamba|mamba] [--pairs 8] [--d-model 64]
- *       [--layers 2] [--batch 32] [--lr 3e-3] [--minutes 6] [--eval-every 100] [--out FILE]
+ *       [--layers 2] [--batch 32] [--lr 3e-3] [--minutes 6] [--steps N] [--eval-every 100] [--out FILE]
  *
  * Prints the curve and writes JSON. Runs on the CPU backend (initBackend("cpu")).
  */
 import { adamw, clipScale, crossEntropy, disposeTree, div, fromArray, initBackend, mul, random, sum, type Tensor, tidy, valueAndGrad } from "@memmamba/tensor";
 import { lm, preset, type LMParams } from "@memmamba/memmamba";
+import { z } from "zod";
 import {
-  detectRuntime, formatTable, fromRoot, gitCommit, lcg, machineInfo, oneOf, parseFlags, positiveInt, runMain, UsageError, writeJson,
+  detectRuntime, flagValue, formatTable, fromRoot, gitCommit, lcg, machineInfo, numberFlag, oneOf, parseFlags, POSITIVE_INT, POSITIVE_NUMBER,
+  positiveInt, positiveNumber, runMain, writeJson,
 } from "./runtime.ts";
 
 const HELP = `recall: can a small model learn byte-level associative recall? (a diagnostic for document retrieval)
@@ -29,7 +37,11 @@ const HELP = `recall: can a small model learn byte-level associative recall? (a 
   --layers N        layers (default 2)
   --batch N         rows a step (default 32)
   --lr X            AdamW peak learning rate, after 50 warm-up steps (default 3e-3)
-  --minutes X       training time budget (default 6)
+  --minutes X       training time budget (default 6; none when only --steps is given)
+  --steps N         optimizer steps budget (default none): stop after step N. Given with --minutes,
+                    whichever runs out first ends the run; --steps alone sets no time limit, so
+                    the run does not depend on the machine's load. (A held-out accuracy of 0.9
+                    ends any run.)
   --eval-every N    steps between held-out checks (256 fixed rows) (default 100)
   --seed N          seed of the parameters and the training rows (default 1)
   --out FILE        JSON output (default packages/bench/results/recall-<kind>-k<K>.json)
@@ -76,6 +88,9 @@ export function recallBatch(u: () => number, rows: number, pairs: number): Recal
   return { inputs, targets, mask, answerAt, answer, length: L };
 }
 
+/** --pairs: K distinct 2-letter keys, so at most 26². */
+const PAIRS = numberFlag(z.number().int().min(1).max(26 * 26), "an integer from 1 to 676 (distinct 2-letter keys)");
+
 /** One held-out check: the scored step, the training loss then, the held-out accuracy and seconds. */
 interface CurvePoint {
   step: number;
@@ -89,19 +104,18 @@ export async function main(argv: string[]) {
     console.log(HELP);
     return;
   }
-  const f = parseFlags(argv, { kind: "string", pairs: "string", "d-model": "string", layers: "string", batch: "string", lr: "string", minutes: "string", "eval-every": "string", seed: "string", out: "string" });
+  const f = parseFlags(argv, {
+    kind: "string", pairs: "string", "d-model": "string", layers: "string", batch: "string", lr: "string", minutes: "string", steps: "string",
+    "eval-every": "string", seed: "string", out: "string",
+  });
   const kind = oneOf("kind", f.kind, ["memmamba", "mamba"] as const) ?? "memmamba";
-  const pairs = positiveInt("pairs", f.pairs, 8);
-  if (pairs > 26 * 26) throw new UsageError(`--pairs must be at most 676 (distinct 2-letter keys), got ${pairs}`);
+  const pairs = flagValue("pairs", f.pairs, PAIRS) ?? 8;
   const dModel = positiveInt("d-model", f["d-model"], 64), nLayers = positiveInt("layers", f.layers, 2), B = positiveInt("batch", f.batch, 32);
   const evalEvery = positiveInt("eval-every", f["eval-every"], 100), seed = positiveInt("seed", f.seed, 1);
-  const num = (name: string, v: string | boolean | undefined, d: number) => {
-    if (v === undefined) return d;
-    const n = Number(v);
-    if (typeof v !== "string" || !(n > 0) || !Number.isFinite(n)) throw new UsageError(`--${name} must be a positive number, got "${v}"`);
-    return n;
-  };
-  const lr = num("lr", f.lr, 3e-3), minutes = num("minutes", f.minutes, 6);
+  const lr = positiveNumber("lr", f.lr, 3e-3);
+  // the budget (see the module note): 6 minutes by default, none when only --steps is given
+  const maxSteps = flagValue("steps", f.steps, POSITIVE_INT) ?? null;
+  const minutes = flagValue("minutes", f.minutes, POSITIVE_NUMBER) ?? (maxSteps === null ? 6 : null);
   const out = String(f.out ?? fromRoot("packages", "bench", "results", `recall-${kind}-k${pairs}.json`));
 
   await initBackend("cpu");
@@ -127,8 +141,10 @@ export async function main(argv: string[]) {
     return right / 256;
   };
   const vg = valueAndGrad((p: LMParams, t: Tensor, y: Tensor, m: Tensor) => tidy(() => div(sum(mul(crossEntropy(lm.apply(p, t).logits, y), m)), sum(m))));
-  console.log(`recall: a ${kind} of ${nLayers} layers × ${dModel}, ${pairs} pairs a row (${L} bytes), batch ${B}, lr ${lr} after ${WARM} warm-up steps, ${minutes} min; chance 0.10`);
+  const budget = [minutes === null ? "" : `${minutes} min`, maxSteps === null ? "" : `${maxSteps} steps`].filter(Boolean).join(" or ");
+  console.log(`recall: a ${kind} of ${nLayers} layers × ${dModel}, ${pairs} pairs a row (${L} bytes), batch ${B}, lr ${lr} after ${WARM} warm-up steps, ${budget}; chance 0.10`);
   const curve: CurvePoint[] = [];
+  let stoppedBy: "accuracy" | "steps" | "minutes" = "minutes";
   const t0 = performance.now();
   for (let step = 1; ; step++) {
     const h = recallBatch(draw, B, pairs);
@@ -140,20 +156,23 @@ export async function main(argv: string[]) {
     disposeTree([t, y, m, value, grads, norm, scale]);
     if (!Number.isFinite(loss)) throw new Error(`the loss is ${loss} at step ${step} (try a lower --lr)`);
     const seconds = (performance.now() - t0) / 1000;
-    const last = seconds > minutes * 60;
-    if (step % evalEvery === 0 || last) {
+    const outOfSteps = maxSteps !== null && step >= maxSteps, outOfTime = minutes !== null && seconds > minutes * 60;
+    if (step % evalEvery === 0 || outOfSteps || outOfTime) {
       const accuracy = await evaluate();
       curve.push({ step, loss, accuracy, seconds });
       console.log(`step ${step}  loss ${loss.toFixed(4)}  held-out accuracy ${accuracy.toFixed(3)}  ${seconds.toFixed(0)} s`);
-      if (accuracy >= 0.9 || last) break;
+      if (accuracy >= 0.9 || outOfSteps || outOfTime) {
+        stoppedBy = accuracy >= 0.9 ? "accuracy" : outOfSteps ? "steps" : "minutes";
+        break;
+      }
     }
   }
   disposeTree([params, opt.m, opt.v]);
   const reached = (a: number) => curve.find((c) => c.accuracy >= a)?.step ?? null;
   const res = {
     benchmark: "recall", commit: gitCommit(), date: new Date().toISOString(), runtime: detectRuntime(), machine: machineInfo(),
-    options: { kind, pairs, dModel, nLayers, batch: B, lr, warmup: WARM, minutes, evalEvery, seed, rowBytes: L }, config, curve,
-    steps: curve.at(-1)!.step, finalAccuracy: curve.at(-1)!.accuracy, stepsTo: { "0.5": reached(0.5), "0.9": reached(0.9) },
+    options: { kind, pairs, dModel, nLayers, batch: B, lr, warmup: WARM, minutes, maxSteps, evalEvery, seed, rowBytes: L }, config, curve,
+    steps: curve.at(-1)!.step, stoppedBy, finalAccuracy: curve.at(-1)!.accuracy, stepsTo: { "0.5": reached(0.5), "0.9": reached(0.9) },
   };
   writeJson(out, res);
   console.log(formatTable(["steps", "final accuracy", "steps to 0.5", "steps to 0.9"], [[res.steps, res.finalAccuracy, res.stepsTo["0.5"], res.stepsTo["0.9"]]]));

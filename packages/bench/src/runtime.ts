@@ -1,14 +1,15 @@
 /**
  * Small helpers shared by the benchmark programs, written to run unchanged under Bun, Deno and
  * Node (through an esbuild bundle): runtime detection, machine description, timing with warm-up
- * and medians, flag parsing, table printing and JSON writing. Only `node:` built-ins are used,
- * which all three runtimes provide.
+ * and medians, flag parsing, table printing and JSON writing. Besides `node:` built-ins (which all
+ * three runtimes provide) it uses zod, which checks every flag value (see FlagType).
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
 import { dirname, join, relative } from "node:path";
 import process from "node:process";
+import { z } from "zod";
 
 // Node 20 has no Symbol.dispose. Classes that define `[Symbol.dispose]` (Tensor does) would get a
 // method named "undefined" without it, so give it the well-known registry symbol. This module is
@@ -284,31 +285,86 @@ export function parseFlags(argv: readonly string[], known: Record<string, "strin
   return out;
 }
 
-/** A positive integer flag value, or a clear error. */
-export function positiveInt(name: string, v: string | boolean | undefined, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (typeof v !== "string" || !Number.isInteger(n) || n < 1) throw new UsageError(`--${name.replace(/^-+/, "")} must be a positive integer, got "${v}"`);
-  return n;
+/**
+ * A flag value's type: a zod schema that checks (and converts) the flag's text, and the words for
+ * a good value in the usage error (`--runs must be a positive integer, got "0"`). Every flag value
+ * of the bench programs goes through one (positiveInt, oneOf, flagList and the rest build on it).
+ */
+export interface FlagType<T> {
+  /** Takes the flag's text as given ("7", "512,1024" item by item for a list). */
+  readonly schema: z.ZodType<T>;
+  /** A good value, for the message: "a positive integer", "deno, bun or node". */
+  readonly expects: string;
+  /** A message of its own for a bad value (given the flag, "--kinds", and the value), instead of "must be <expects>". */
+  readonly message?: (flag: string, value: string) => string;
 }
 
-/** A flag value that may be 0 or a positive integer, or a clear error. */
+/**
+ * A number flag: the text read as Number() reads it (so "1e3" and " 7 " are numbers; blank text is
+ * none), then checked by `check` (zod's number rejects NaN and ±Infinity).
+ */
+export function numberFlag(check: z.ZodType<number, number>, expects: string): FlagType<number> {
+  return { schema: z.string().transform((s) => (s.trim() === "" ? NaN : Number(s))).pipe(check), expects };
+}
+
+/** 1, 2, 3, ... */
+export const POSITIVE_INT: FlagType<number> = numberFlag(z.number().int().min(1), "a positive integer");
+/** 0, 1, 2, ... (0 where it means none). */
+export const NON_NEGATIVE_INT: FlagType<number> = numberFlag(z.number().int().min(0), "0 or a positive integer");
+/** A finite number above 0. */
+export const POSITIVE_NUMBER: FlagType<number> = numberFlag(z.number().positive(), "a positive number");
+
+/** One of a few strings (`--mode must be train, forward or step, got "x"`). */
+export function choice<const T extends string>(allowed: readonly T[]): FlagType<T> {
+  const list = allowed.length > 1 ? `${allowed.slice(0, -1).join(", ")} or ${allowed[allowed.length - 1]}` : allowed.join("");
+  return { schema: z.enum(allowed as readonly [T, ...T[]]) as unknown as z.ZodType<T>, expects: list };
+}
+
+/** "--runs" for "runs" or "--runs" (callers spell the name either way). */
+const flagName = (name: string): string => `--${name.replace(/^-+/, "")}`;
+
+/**
+ * A flag's value checked by its type's zod schema: the value, undefined where the flag is absent,
+ * or a UsageError naming the flag and the bad value (`--runs must be a positive integer, got "0"`).
+ */
+export function flagValue<T>(name: string, v: string | boolean | undefined, type: FlagType<T>): T | undefined {
+  if (v === undefined) return undefined;
+  const r = type.schema.safeParse(v);
+  if (r.success) return r.data;
+  throw new UsageError(type.message ? type.message(flagName(name), String(v)) : `${flagName(name)} must be ${type.expects}, got "${v}"`);
+}
+
+/**
+ * A comma-separated flag value, each item checked by `type` (blanks around items and empty items
+ * are dropped): the items, `dflt` where the flag is absent, or a UsageError naming the flag and the
+ * first bad item (`--sizes must be a positive integer, got "0"`), or the empty list.
+ */
+export function flagList<T>(name: string, v: string | boolean | undefined, type: FlagType<T>, dflt: readonly NoInfer<T>[]): T[] {
+  if (v === undefined) return [...dflt];
+  return parseList(flagName(name), String(v), (s) => flagValue(name, s, type)!);
+}
+
+/** A positive integer flag value (`dflt` where absent), or a clear error. */
+export function positiveInt(name: string, v: string | boolean | undefined, dflt: number): number {
+  return flagValue(name, v, POSITIVE_INT) ?? dflt;
+}
+
+/** A flag value that may be 0 or a positive integer (`dflt` where absent), or a clear error. */
 export function nonNegativeInt(name: string, v: string | boolean | undefined, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (typeof v !== "string" || v.trim() === "" || !Number.isInteger(n) || n < 0) throw new UsageError(`--${name.replace(/^-+/, "")} must be 0 or a positive integer, got "${v}"`);
-  return n;
+  return flagValue(name, v, NON_NEGATIVE_INT) ?? dflt;
+}
+
+/** A positive finite number flag value (`dflt` where absent), or a clear error. */
+export function positiveNumber(name: string, v: string | boolean | undefined, dflt: number): number {
+  return flagValue(name, v, POSITIVE_NUMBER) ?? dflt;
 }
 
 /**
  * A flag that takes one of a few values: the value (undefined where the flag is absent), or a
  * clear error listing them (`--name must be a, b or c, got "v"`).
  */
-export function oneOf<T extends string>(name: string, v: string | boolean | undefined, allowed: readonly T[]): T | undefined {
-  if (v === undefined) return undefined;
-  if (typeof v === "string" && (allowed as readonly string[]).includes(v)) return v as T;
-  const list = allowed.length > 1 ? `${allowed.slice(0, -1).join(", ")} or ${allowed[allowed.length - 1]}` : allowed.join("");
-  throw new UsageError(`--${name} must be ${list}, got "${v}"`);
+export function oneOf<const T extends string>(name: string, v: string | boolean | undefined, allowed: readonly T[]): T | undefined {
+  return flagValue(name, v, choice(allowed));
 }
 
 /** A comma-separated flag value parsed item by item (an empty list is an error naming the flag). */

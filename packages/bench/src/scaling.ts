@@ -30,13 +30,14 @@
  * and an SVG plot of time per token against length. Asserts nothing about time.
  */
 import {
-  detectRuntime, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, nonNegativeInt, parseFlags, positiveInt, runMain, UsageError, writeJson,
+  choice, detectRuntime, flagList, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, nonNegativeInt, oneOf, parseFlags, positiveInt, runMain,
+  UsageError, writeJson,
 } from "./runtime.ts";
 import { disposeTree, random } from "@memmamba/tensor";
-import { initLM, lm, presetNames, type LMParams, type PresetName } from "@memmamba/memmamba";
+import { initLM, lm, presetNames, type LMParams } from "@memmamba/memmamba";
 import { linePlot, writeSvg, type Series } from "../../cli/src/plot.ts";
 import {
-  BACKENDS, type BackendChoice, type BenchBackend, chunkedForward, isOutOfMemory, KINDS, makeTrainer, mib, modelConfig,
+  BACKENDS, type BenchBackend, chunkedForward, isOutOfMemory, KINDS, makeTrainer, mib, modelConfig,
   type KernelProfiler, type ModelBenchHead, type ModelKind, openBackend, parallelForward, parseLengths, profileRun, progress, randomTokens, type RunProfile, settleOn, showLength, stream,
   timeAsync,
 } from "./model-common.ts";
@@ -240,15 +241,11 @@ export async function main(argv: readonly string[]): Promise<ScalingResult | und
     "train-max": "string", "transformer-max": "string", runs: "string", warmup: "string", "cap-s": "string", "stream-total": "string",
     "stream-chunk": "string", "stream-every": "string", "stream-cap-s": "string", json: "boolean", out: "string", help: "boolean", tokens: "string", profile: "boolean",
   });
-  const backend = (f.backend ?? "cpu") as BackendChoice;
-  if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
+  const backend = oneOf("backend", f.backend, BACKENDS) ?? "cpu";
   const gpu = backend === "webgpu";
-  const presetName = (f.preset ?? (gpu ? "small" : "tiny")) as PresetName;
-  if (!presetNames.includes(presetName)) throw new UsageError(`--preset must be one of ${presetNames.join(", ")}, got "${presetName}"`);
-  const kinds = String(f.kinds ?? KINDS.join(",")).split(",").map((s) => s.trim()) as ModelKind[];
-  for (const k of kinds) if (!KINDS.includes(k)) throw new UsageError(`--kinds: unknown kind "${k}" (known: ${KINDS.join(", ")})`);
-  const modes = String(f.modes ?? MODES.join(",")).split(",").map((s) => s.trim()) as Mode[];
-  for (const m of modes) if (!MODES.includes(m)) throw new UsageError(`--modes: unknown mode "${m}" (known: ${MODES.join(", ")})`);
+  const presetName = oneOf("preset", f.preset, presetNames) ?? (gpu ? "small" : "tiny");
+  const kinds = flagList("kinds", f.kinds, choice(KINDS), KINDS);
+  const modes = flagList("modes", f.modes, choice(MODES), MODES);
   const lengths = parseLengths("lengths", String(f.lengths ?? (gpu ? "1K,4K,16K,60K,64K,128K,256K" : "1K,2K,4K,8K,16K"))).sort((a, b) => a - b);
   const len = (name: string, dflt: string) => parseLengths(name, String(f[name] ?? dflt))[0];
   const nonNeg = (name: string, dflt: number) => nonNegativeInt(name, f[name], dflt);

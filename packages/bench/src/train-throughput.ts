@@ -21,9 +21,11 @@
  * by a time limit keeps what it measured. Asserts nothing about time.
  */
 import {
-  detectRuntime, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, nonNegativeInt, oneOf, parseFlags, positiveInt, runMain, UsageError, writeJson,
+  choice, detectRuntime, flagList, flagValue, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, nonNegativeInt, numberFlag, oneOf, parseFlags,
+  positiveInt, runMain, UsageError, writeJson,
 } from "./runtime.ts";
 import { existsSync, readFileSync } from "node:fs";
+import { z } from "zod";
 import { poolTuning } from "../../tensor/src/webgpu/pool.ts";
 import { ssmTuning } from "../../tensor/src/webgpu/kernels/ssm.ts";
 import { attnReadTuning } from "../../tensor/src/webgpu/kernels/attention.ts";
@@ -32,7 +34,7 @@ import type { WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
 import { adamw, disposeTree, random, valueAndGrad, type Tensor } from "@memmamba/tensor";
 import { initLM, lm, presetNames, type LMParams, type PresetName } from "@memmamba/memmamba";
 import {
-  applyAttnReadFlags, ATTN_READ_FLAGS, attnReadFlagsHelp, BACKENDS, type BackendChoice, type BenchBackend, isOutOfMemory, type KernelProfiler, type KernelTime, KINDS, makeTrainer, mib, modelConfig, type ModelBenchHead, type ModelKind,
+  applyAttnReadFlags, ATTN_READ_FLAGS, attnReadFlagsHelp, BACKENDS, type BenchBackend, isOutOfMemory, type KernelProfiler, type KernelTime, KINDS, makeTrainer, mib, modelConfig, type ModelBenchHead, type ModelKind,
   openBackend, progress, randomTokens, timeAsync, type WorkCount,
 } from "./model-common.ts";
 
@@ -420,18 +422,11 @@ export async function main(argv: readonly string[]): Promise<ThroughputResult | 
   const attn = oneOf("attn", f.attn, ["fused", "ops"] as const);
   if (attn) attentionTuning.fused = attn === "fused";
   applyAttnReadFlags(f);
-  if (f["pool-keep"] !== undefined) {
-    const k = Number(f["pool-keep"]);
-    if (!(k >= 1) || !Number.isFinite(k)) throw new UsageError(`--pool-keep must be a number ≥ 1, got "${f["pool-keep"]}"`);
-    poolTuning.keepFactor = k;
-  }
+  poolTuning.keepFactor = flagValue("pool-keep", f["pool-keep"], numberFlag(z.number().min(1), "a number ≥ 1")) ?? poolTuning.keepFactor;
   if (f["ratios-only"]) return ratiosOnly(String(f["ratios-only"]), f.reference, f.out);
-  const backend = (f.backend ?? "webgpu") as BackendChoice;
-  if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(", ")}, got "${backend}"`);
-  const presetName = (f.preset ?? "small") as PresetName;
-  if (!presetNames.includes(presetName)) throw new UsageError(`--preset must be one of ${presetNames.join(", ")}, got "${presetName}"`);
-  const kinds = String(f.kinds ?? "memmamba,mamba").split(",").map((s) => s.trim()) as ModelKind[];
-  for (const k of kinds) if (!KINDS.includes(k)) throw new UsageError(`--kinds: unknown kind "${k}" (known: ${KINDS.join(", ")})`);
+  const backend = oneOf("backend", f.backend, BACKENDS) ?? "webgpu";
+  const presetName = oneOf("preset", f.preset, presetNames) ?? "small";
+  const kinds = flagList("kinds", f.kinds, choice(KINDS), ["memmamba", "mamba"]);
   const o = {
     batch: positiveInt("batch", f.batch, 8), seq: positiveInt("seq", f.seq, 2048), steps: positiveInt("steps", f.steps, 5),
     warmup: nonNegativeInt("warmup", f.warmup, 2), capS: positiveInt("cap-s", f["cap-s"], 120), profile: !!f.profile,

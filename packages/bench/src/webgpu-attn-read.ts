@@ -21,7 +21,7 @@
  *       [--changes 0,170,4] [--drop random] [--forwards lanes,online,shared] [--runs 9] [--json] [--out FILE] [--small]
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { fmt, formatTable, fromRoot, lcg, parseFlags, parseList, positiveInt, runMain, UsageError, writeJson } from "./runtime.ts";
+import { choice, flagList, fmt, formatTable, fromRoot, lcg, NON_NEGATIVE_INT, oneOf, parseFlags, POSITIVE_INT, positiveInt, runMain, writeJson } from "./runtime.ts";
 import { gpuBenchHeader, launchKeys, timeGpuCalls, type GpuTiming } from "./gpu-timing.ts";
 import type { KernelArg } from "../../tensor/src/backend.ts";
 import { attnReadKernel as cpuAttnRead } from "../../tensor/src/cpu/attention.ts";
@@ -136,18 +136,10 @@ async function main(argv: readonly string[]): Promise<void> {
   });
   const small = f.small === true;
   const N = positiveInt("--positions", f.positions, small ? 2048 : 61440);
-  const slots = parseList("--slots", String(f.slots ?? "50,100"), (s) => positiveInt("--slots", s, 0));
-  const changes = parseList("--changes", String(f.changes ?? "0,170,4"), (s) => {
-    const c = Number(s);
-    if (!Number.isInteger(c) || c < 0) throw new UsageError(`--changes: "${s}" is not a natural number`);
-    return c;
-  });
-  const drop = String(f.drop ?? "random");
-  if (drop !== "oldest" && drop !== "random") throw new UsageError(`--drop: "${drop}" is neither oldest nor random`);
-  const forwards = parseList("--forwards", String(f.forwards ?? DEFAULT_FORWARDS.join(",")), (s) => {
-    if (!(FORWARDS as readonly string[]).includes(s)) throw new UsageError(`--forwards: "${s}" is not one of ${FORWARDS.join(", ")}`);
-    return s as Forward;
-  });
+  const slots = flagList("slots", f.slots, POSITIVE_INT, [50, 100]);
+  const changes = flagList("changes", f.changes, NON_NEGATIVE_INT, [0, 170, 4]);
+  const drop = oneOf("drop", f.drop, ["oldest", "random"]) ?? "random";
+  const forwards = flagList("forwards", f.forwards, choice(FORWARDS), DEFAULT_FORWARDS);
   const runs = positiveInt("--runs", f.runs, 9);
   const sampleMs = positiveInt("--sample-ms", f["sample-ms"], 20);
   const warmupMs = positiveInt("--warmup-ms", f["warmup-ms"], small ? 30 : 300);

@@ -24,7 +24,7 @@
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
 import {
-  detectRuntime, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, now, parseFlags, positiveInt, runMain, UsageError, writeJson,
+  choice, detectRuntime, flagList, fmt, formatTable, fromRoot, gitCommit, machineInfo, median, now, parseFlags, positiveInt, runMain, UsageError, writeJson,
 } from "./runtime.ts";
 import { gpuBenchHeader } from "./gpu-timing.ts";
 import type { BufferHandle, KernelArg, MultiPrimName, PrimName } from "../../tensor/src/backend.ts";
@@ -317,15 +317,8 @@ async function main(argv: readonly string[]): Promise<void> {
   const noDevice = f["no-device"] === true;
   const calls = positiveInt("calls", f.calls, noDevice ? 20000 : 2000);
   const rounds = positiveInt("rounds", f.rounds, 9);
-  const names = typeof f.cases === "string"
-    ? f.cases.split(",").map((s) => s.trim()).filter(Boolean)
-    : CASES.filter((c) => !noDevice || c.kernel).map((c) => c.name);
-  const cases = names.map((n) => {
-    const c = CASES.find((x) => x.name === n);
-    if (!c) throw new UsageError(`--cases: unknown case "${n}" (known: ${CASES.map((x) => x.name).join(", ")})`);
-    return c;
-  });
-  if (cases.length === 0) throw new UsageError("--cases: empty list");
+  const names = flagList("cases", f.cases, choice(CASES.map((c) => c.name)), CASES.filter((c) => !noDevice || c.kernel).map((c) => c.name));
+  const cases = names.map((n) => CASES.find((x) => x.name === n)!);
 
   if (noDevice) {
     const rows = cases.map((c) => hostCase(c, calls, rounds));

@@ -23,7 +23,7 @@
  * weight gradients dW = Xᵀ·dY per batch element (transA, K = 2048 rows).
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { fmt, formatTable, fromRoot, median, oneOf, parseFlags, positiveInt, runMain, UsageError, writeJson } from "./runtime.ts";
+import { flagList, fmt, formatTable, fromRoot, median, oneOf, parseFlags, POSITIVE_INT, positiveInt, runMain, UsageError, writeJson } from "./runtime.ts";
 import { gpuBenchHeader, timeGpuCalls } from "./gpu-timing.ts";
 import type { KernelArg } from "../../tensor/src/backend.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../../tensor/src/webgpu/backend.ts";
@@ -286,7 +286,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const splitRuns = splitMode === "both" ? [false, true] : [splitMode === "on"];
   // --split-k alone means the training's shapes; squares only when asked for or when no shapes are
   const shapes = f.shapes !== undefined || f["split-k"] !== undefined ? parseShapes(String(f.shapes ?? "train")) : [];
-  const sizes = f.sizes === undefined && shapes.length > 0 ? [] : String(f.sizes ?? "1024,2048,4096").split(",").map((s) => positiveInt("sizes", s.trim(), 0));
+  const sizes = f.sizes === undefined && shapes.length > 0 ? [] : flagList("sizes", f.sizes, POSITIVE_INT, [1024, 2048, 4096]);
   const runs = positiveInt("--runs", f.runs, 9);
   const checks = positiveInt("--check", f.check, 64);
   const sampleMs = positiveInt("--sample-ms", f["sample-ms"], 20);

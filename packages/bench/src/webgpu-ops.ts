@@ -23,7 +23,7 @@
  *       [--rows 8] [--gradw-targets 1024,4096] [--runs 9] [--json] [--out FILE]
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { fmt, formatTable, fromRoot, median, parseFlags, positiveInt, runMain, UsageError, writeJson } from "./runtime.ts";
+import { choice, flagList, fmt, formatTable, fromRoot, median, parseFlags, POSITIVE_INT, positiveInt, runMain, UsageError, writeJson } from "./runtime.ts";
 import { gpuBenchHeader, launchKeys, timeGpuCalls } from "./gpu-timing.ts";
 import type { KernelArg, PrimName, PrimParams } from "../../tensor/src/backend.ts";
 import { bind, disposeTree, fromArray, setBackend } from "../../tensor/src/index.ts";
@@ -181,11 +181,10 @@ async function main(argv: readonly string[]): Promise<void> {
   }
   const f = parseFlags(argv, { small: "boolean", ops: "string", "reduce-plans": "string", rows: "string", "gradw-targets": "string", runs: "string", "sample-ms": "string", "warmup-ms": "string", json: "boolean", out: "string" });
   const small = f.small === true;
-  const families = String(f.ops ?? "conv,reduce").split(",").map((s) => s.trim());
-  for (const fam of families) if (fam !== "conv" && fam !== "reduce") throw new UsageError(`--ops: "${fam}" is not conv or reduce`);
+  const families = flagList("ops", f.ops, choice(["conv", "reduce"]), ["conv", "reduce"]);
   const plans = String(f["reduce-plans"] ?? "default,t4,t16,w4096").split(",").map((s) => s.trim()).filter(Boolean).map((s) => [s, parsePlan(s)] as const);
-  const rowsList = String(f.rows ?? "8").split(",").map((s) => positiveInt("rows", s.trim(), 8));
-  const targets = String(f["gradw-targets"] ?? "1024,4096").split(",").map((s) => positiveInt("gradw-targets", s.trim(), 1024));
+  const rowsList = flagList("rows", f.rows, POSITIVE_INT, [8]);
+  const targets = flagList("gradw-targets", f["gradw-targets"], POSITIVE_INT, [1024, 4096]);
   const opts = {
     runs: positiveInt("runs", f.runs, small ? 3 : 9),
     sampleMs: positiveInt("sample-ms", f["sample-ms"], small ? 5 : 20),

@@ -38,7 +38,7 @@
  *       [--out FILE] [--small]   (--help lists every flag)
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { fmt, formatTable, fromRoot, median, now, parseFlags, positiveInt, runMain, UsageError, writeJson } from "./runtime.ts";
+import { choice, flagList, fmt, formatTable, fromRoot, median, now, parseFlags, POSITIVE_INT, positiveInt, runMain, UsageError, writeJson } from "./runtime.ts";
 import { gpuBenchHeader } from "./gpu-timing.ts";
 import { arg, fillRandom, GB, rng, timeCalls, type Timed, type TimeOpts } from "./webgpu-scan-common.ts";
 import { applyStepBlock, benchSsm, parseBwdVariant, parseFwdVariant, printSsm, PROFILE_CALLS, SSM_DEFAULT, type SsmRow } from "./webgpu-scan-ssm.ts";
@@ -294,15 +294,12 @@ async function main(argv: readonly string[]): Promise<void> {
   });
   const algos = String(f["scan-algo"] ?? "lookback,tile,chunked").split(",").map((s) => s.trim()).filter(Boolean).map(parseScanAlgo);
   const small = f.small === true;
-  const lengths = String(f.lengths ?? (small ? "256" : "4096,16384,65536,262144")).split(",").map((s) => positiveInt("--lengths", s.trim(), 0));
+  const lengths = flagList("lengths", f.lengths, POSITIVE_INT, small ? [256] : [4096, 16384, 65536, 262144]);
   const elemsWanted = positiveInt("--elems", f.elems, small ? 16384 : 2 ** 26);
   const ssmSpecs = String(f.ssm ?? (small ? "1x64x8x16,2x300x8x13" : SSM_DEFAULT)).split(",").map((s) => s.trim()).filter((s) => s && s !== "none");
   // absent: the library's own choice (fwdThreads, or fwdThreadsLong from fwdLongL on), as 0
-  const fwdThreads = f["ssm-fwd-threads"] === undefined ? [0] : String(f["ssm-fwd-threads"]).split(",").map((s) => positiveInt("--ssm-fwd-threads", s.trim(), 0));
-  const fwdVecs = String(f["ssm-fwd-vec"] ?? (ssmTuning.fwdVecBC ? "1" : "0")).split(",").map((s) => {
-    if (s.trim() !== "0" && s.trim() !== "1") throw new UsageError(`--ssm-fwd-vec: expected 0 or 1, got "${s}"`);
-    return s.trim() === "1";
-  });
+  const fwdThreads = flagList("ssm-fwd-threads", f["ssm-fwd-threads"], POSITIVE_INT, [0]);
+  const fwdVecs = flagList("ssm-fwd-vec", f["ssm-fwd-vec"], choice(["0", "1"]), [ssmTuning.fwdVecBC ? "1" : "0"]).map((s) => s === "1");
   const fwdAlgos = String(f["ssm-fwd-algo"] ?? ssmTuning.fwdAlgo).split(",").map((s) => s.trim()).filter(Boolean).map(parseFwdVariant);
   const bwdAlgos = String(f["ssm-bwd-algo"] ?? ssmTuning.bwdAlgo).split(",").map((x) => x.trim()).filter(Boolean).map(parseBwdVariant);
   const runs = positiveInt("--runs", f.runs, 9);

@@ -23,7 +23,8 @@
  *       [--modes last,top] [--densities 0.25,1] [--runs 9] [--json] [--out FILE] [--small]
  */
 // runtime.ts first: it polyfills Symbol.dispose on Node 20 before the tensor library loads.
-import { fmt, formatTable, fromRoot, lcg, parseFlags, parseList, positiveInt, runMain, UsageError, writeJson } from "./runtime.ts";
+import { choice, flagList, flagValue, fmt, formatTable, fromRoot, lcg, numberFlag, parseFlags, POSITIVE_INT, positiveInt, runMain, writeJson } from "./runtime.ts";
+import { z } from "zod";
 import { gpuBenchHeader, timeGpuCalls } from "./gpu-timing.ts";
 import type { KernelArg } from "../../tensor/src/backend.ts";
 import { causalSelectKernel as cpuCausalSelect } from "../../tensor/src/cpu/select.ts";
@@ -132,6 +133,9 @@ async function benchCase(
   return { B, L, k, mode, density, walk: out.walk!, parallel: out.parallel!, parallelWalkFill: out.parallelWalkFill!, parallelScanEnd: out.parallelScanEnd!, parallelSummaryEnd: out.parallelSummaryEnd!, speedup: out.walk!.medianMs / out.parallel!.medianMs };
 }
 
+/** --segment: a multiple of 64 up to 256. */
+const SEGMENT = numberFlag(z.number().int().positive().multipleOf(64).max(256), "64, 128, 192 or 256");
+
 async function main(argv: readonly string[]): Promise<void> {
   if (argv.includes("--help")) {
     console.log(HELP);
@@ -141,24 +145,13 @@ async function main(argv: readonly string[]): Promise<void> {
     batch: "string", lengths: "string", ks: "string", modes: "string", densities: "string", runs: "string",
     "sample-ms": "string", "warmup-ms": "string", small: "boolean", json: "boolean", out: "string", segment: "string",
   });
-  if (f.segment !== undefined) {
-    const T = positiveInt("--segment", f.segment, 0);
-    if (T % 64 !== 0 || T > 256) throw new UsageError(`--segment: ${T} is not a multiple of 64 up to 256`);
-    selectTuning.segment = T;
-  }
+  selectTuning.segment = flagValue("segment", f.segment, SEGMENT) ?? selectTuning.segment;
   const small = f.small === true;
   const B = positiveInt("--batch", f.batch, small ? 2 : 8);
-  const lengths = parseList("--lengths", String(f.lengths ?? (small ? "100,300" : "2048,4096")), (s) => positiveInt("--lengths", s, 0));
-  const ks = parseList("--ks", String(f.ks ?? (small ? "5,8" : "50,64")), (s) => positiveInt("--ks", s, 0));
-  const modes = parseList("--modes", String(f.modes ?? "last,top"), (s) => {
-    if (s !== "last" && s !== "top") throw new UsageError(`--modes: "${s}" is neither last nor top`);
-    return s;
-  });
-  const densities = parseList("--densities", String(f.densities ?? "0.25,1"), (s) => {
-    const d = Number(s);
-    if (!(d > 0 && d <= 1)) throw new UsageError(`--densities: "${s}" is not in (0, 1]`);
-    return d;
-  });
+  const lengths = flagList("lengths", f.lengths, POSITIVE_INT, small ? [100, 300] : [2048, 4096]);
+  const ks = flagList("ks", f.ks, POSITIVE_INT, small ? [5, 8] : [50, 64]);
+  const modes = flagList("modes", f.modes, choice(["last", "top"]), ["last", "top"]);
+  const densities = flagList("densities", f.densities, numberFlag(z.number().gt(0).max(1), "a number in (0, 1]"), [0.25, 1]);
   const runs = positiveInt("--runs", f.runs, 9);
   const sampleMs = positiveInt("--sample-ms", f["sample-ms"], 20);
   const warmupMs = positiveInt("--warmup-ms", f["warmup-ms"], small ? 50 : 500);

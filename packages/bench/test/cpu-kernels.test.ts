@@ -14,7 +14,11 @@ import { expect, test } from "../../../test/support/harness.ts";
 import { matmulRatios, parseOptions, RATIO_N } from "../src/cpu-kernels.ts";
 import { AT_60K, goals, type ScalingRow } from "../src/scaling.ts";
 import { stepGoalNote } from "../src/train-throughput.ts";
-import { detectRuntime, formatTable, gitCommit, nonNegativeInt, positiveInt, repoRoot, UsageError, writeJson } from "../src/runtime.ts";
+import {
+  choice, detectRuntime, flagList, flagValue, formatTable, gitCommit, nonNegativeInt, numberFlag, oneOf, POSITIVE_INT, POSITIVE_NUMBER, positiveInt,
+  positiveNumber, repoRoot, UsageError, writeJson,
+} from "../src/runtime.ts";
+import { z } from "zod";
 
 const dir = mkdtempSync(join(tmpdir(), "bench-cli-"));
 
@@ -46,6 +50,53 @@ test("cpu-kernels options: --runtimes is checked when parsed (a UsageError namin
   expect(() => parseOptions(["--runtimes", "python"])).toThrow(UsageError);
   expect(() => parseOptions(["--sizes", "0"])).toThrow(UsageError);
   expect(parseOptions(["--help"])).toBeNull();
+});
+
+test("cpu-kernels options: --sizes, --only and the numeric flags: their defaults, and one line naming the flag and the bad value", () => {
+  const d = parseOptions([])!;
+  expect([d.runtimes, d.sizes, d.only, d.runs, d.warmupMs]).toEqual([["deno", "bun", "node"], [512, 1024, 2048], ["matmul", "memory", "step"], 7, 400]);
+  const o = parseOptions(["--sizes", " 64, 128", "--only=step,memory", "--runs", "3", "--warmup-ms", "10"])!;
+  expect([o.sizes, o.only, o.runs, o.warmupMs]).toEqual([[64, 128], ["step", "memory"], 3, 10]);
+  const bad = (argv: string[], message: string) => {
+    let err: unknown;
+    try {
+      parseOptions(argv);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(UsageError);
+    expect((err as Error).message).toBe(message);
+  };
+  bad(["--sizes", "512,abc"], '--sizes must be a positive integer, got "abc"');
+  bad(["--sizes", "64,0"], '--sizes must be a positive integer, got "0"');
+  bad(["--sizes", "1.5"], '--sizes must be a positive integer, got "1.5"');
+  bad(["--sizes", "1e400"], '--sizes must be a positive integer, got "1e400"'); // Infinity
+  bad(["--sizes", ","], "--sizes: empty list");
+  bad(["--only", "matmul,gpu"], '--only must be matmul, memory or step, got "gpu"');
+  bad(["--only", "Matmul"], '--only must be matmul, memory or step, got "Matmul"');
+  bad(["--runs", "1.5"], '--runs must be a positive integer, got "1.5"');
+  bad(["--runs", "0"], '--runs must be a positive integer, got "0"');
+  bad(["--warmup-ms", "ten"], '--warmup-ms must be a positive integer, got "ten"');
+  bad(["--warmup-ms=", "--runs", "3"], '--warmup-ms must be a positive integer, got ""');
+  bad(["--sizes"], "--sizes needs a value");
+});
+
+test("bench flag types: zod schemas check every value; lists item by item; a type may word its own message", () => {
+  expect(flagValue("runs", "7", POSITIVE_INT)).toBe(7);
+  expect(flagValue("runs", undefined, POSITIVE_INT)).toBeUndefined();
+  expect(positiveNumber("lr", "3e-3", 1)).toBe(0.003);
+  expect(positiveNumber("lr", undefined, 1)).toBe(1);
+  expect(() => positiveNumber("lr", "Infinity", 1)).toThrow(/^--lr must be a positive number, got "Infinity"$/);
+  expect(() => flagValue("lr", "0", POSITIVE_NUMBER)).toThrow(/^--lr must be a positive number, got "0"$/);
+  expect(oneOf("mode", "b", ["a", "b"])).toBe("b");
+  expect(() => oneOf("mode", true, ["a", "b"])).toThrow(/^--mode must be a or b, got "true"$/); // a bare --mode
+  expect(flagList("sizes", undefined, POSITIVE_INT, [1, 2])).toEqual([1, 2]);
+  expect(flagList("kinds", "b, a,,", choice(["a", "b"]), [])).toEqual(["b", "a"]);
+  const tile = numberFlag(z.number().int().positive().multipleOf(64).max(256), "64, 128, 192 or 256");
+  expect(flagValue("--segment", "192", tile)).toBe(192);
+  expect(() => flagValue("--segment", "100", tile)).toThrow(/^--segment must be 64, 128, 192 or 256, got "100"$/);
+  const own = { ...choice(["on", "off"]), message: (flag: string, v: string) => `${flag} takes on and/or off, got "${v}"` };
+  expect(() => flagList("step-cache", "on,maybe", own, [])).toThrow(/^--step-cache takes on and\/or off, got "maybe"$/);
 });
 
 test("bench helpers: usage errors, 0 allowed where it means none, integer columns, the commit in the JSON", () => {
@@ -91,6 +142,9 @@ test("bench CLIs: a bad argument is one line '<name>: <message>' and status 2; -
   expect(bad.status).toBe(2);
   expect(bad.stderr.trim()).toBe('cpu-kernels: --runtimes must be deno, bun or node, got "python"');
   expect(bad.stdout).toBe("");
+  const sizes = run("cpu-kernels.ts", "--sizes", "512,x");
+  expect(sizes.status).toBe(2);
+  expect(sizes.stderr.trim()).toBe('cpu-kernels: --sizes must be a positive integer, got "x"');
   const flag = run("cpu-matmul.ts", "--sizs", "64");
   expect(flag.status).toBe(2);
   expect(flag.stderr.trim().split("\n")).toEqual([expect.stringMatching(/^cpu-matmul: unknown flag --sizs \(known: /)]);

@@ -54,3 +54,35 @@ test("recall: a short CPU run at K = 1 (the value at a fixed place) learns it an
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("recall: --steps is a budget of optimizer steps (no time limit alone; with --minutes, whichever comes first), recorded in the JSON", async () => {
+  const before = getBackend();
+  const dir = mkdtempSync(join(tmpdir(), "bench-recall-"));
+  const tiny = ["--kind", "mamba", "--pairs", "2", "--d-model", "16", "--layers", "1", "--batch", "4"];
+  const run = async (...args: string[]) => {
+    const out = join(dir, "recall.json");
+    await recall([...tiny, ...args, "--out", out]);
+    return JSON.parse(readFileSync(out, "utf8"));
+  };
+  try {
+    // --steps alone: stops at step 3 (checked at 2 and at the last step), no minutes budget
+    const a = await run("--steps", "3", "--eval-every", "2");
+    expect(a.steps).toBe(3);
+    expect(a.curve.map((c: { step: number }) => c.step)).toEqual([2, 3]);
+    expect(a.options).toMatchObject({ maxSteps: 3, minutes: null });
+    expect(a.stoppedBy).toBe("steps");
+    // both: the steps run out first
+    const b = await run("--steps", "3", "--minutes", "10");
+    expect([b.steps, b.stoppedBy, b.options.maxSteps, b.options.minutes]).toEqual([3, "steps", 3, 10]);
+    // both: the minutes run out first (60 µs: after the first step)
+    const c = await run("--steps", "1000", "--minutes", "0.000001");
+    expect([c.steps, c.stoppedBy, c.options.maxSteps]).toEqual([1, "minutes", 1000]);
+  } finally {
+    setBackend(before);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // a bad budget is a usage error naming the flag, before anything runs
+  await expect(recall(["--steps", "0"])).rejects.toThrow('--steps must be a positive integer, got "0"');
+  await expect(recall(["--steps", "2.5"])).rejects.toThrow('--steps must be a positive integer, got "2.5"');
+  await expect(recall(["--minutes", "soon"])).rejects.toThrow('--minutes must be a positive number, got "soon"');
+});
