@@ -26,7 +26,11 @@
  * good one stays on disk.
  *
  * Files in `out` (a directory): checkpoint.safetensors (./checkpoint.ts), train.jsonl (one record
- * per step), loss.svg (redrawn at every checkpoint and at the end).
+ * per step), loss.svg (redrawn at every checkpoint and at the end). A fresh run (not a resume)
+ * starts with an empty train.jsonl and no loss.svg, whatever an earlier run left there, so neither
+ * shows steps this run did not take; an earlier run's checkpoint (`overwrite`) stays until this
+ * run's first save replaces it (a fresh run of 0 steps saves its initial state), and the other
+ * files in `out` are not the trainer's and are left alone.
  *
  * Exactness. On the CPU backend every kernel is deterministic, the checkpoint holds the F32
  * weights, both Adam moments, Adam's step, the step, the root key and the data position, so a run
@@ -35,7 +39,7 @@
  * writeFileAtomic).
  */
 import { join } from "node:path";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import {
   adamw, clipScale, disposeTree, flatGradients, GradAccumulator, random, reshape, stack, tidy, valueAndGrad, type Tensor,
 } from "@memmamba/tensor";
@@ -103,7 +107,11 @@ export interface TrainOptions {
   checkpointEvery?: number;
   /** Resume from out/checkpoint.safetensors (true) or from a given checkpoint file. */
   resume?: boolean | string;
-  /** Start afresh even though out/checkpoint.safetensors exists (default false: that is an error, so nothing is lost by mistake). */
+  /**
+   * Start afresh even though out/checkpoint.safetensors exists (default false: that is an error, so
+   * nothing is lost by mistake). The log and the plot start afresh at once (as in any fresh run);
+   * the checkpoint is replaced at this run's first save.
+   */
   overwrite?: boolean;
   /** Stop after this many consecutive skipped (NaN/Inf) steps (default 5). */
   maxBadSteps?: number;
@@ -303,7 +311,13 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
     params = model.init(random.foldIn(rootKey, 0));
     optState = adamw.init(params);
   }
-  truncateFromStep(files.log, startStep); // a fresh run starts a fresh log; a resumed one drops what came after its checkpoint
+  if (ck) truncateFromStep(files.log, startStep); // a resumed run drops what came after its checkpoint
+  else {
+    // a fresh run starts an empty log (not read: an earlier run's bad line is no error now) and has
+    // no loss plot until its first save draws one: an earlier run's would pass for this one's
+    writeFileSync(files.log, "");
+    rmSync(files.plot, { force: true });
+  }
   const lossKeyBase = random.foldIn(rootKey, 2);
 
   const log = new JsonlLogger(files.log);
@@ -330,7 +344,7 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
       extra: o.extra,
     }, { ...o.saveOptions, dtype: o.dtype });
     checkpointStep = s;
-    plotLoss(files.log, files.plot, `${label}: loss`);
+    if (s > 0) plotLoss(files.log, files.plot, `${label}: loss`); // (step 0: no loss yet, so no plot)
   };
 
   const tStart = performance.now();
@@ -451,8 +465,10 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
     }
     if (status !== "diverged") {
       step = Math.max(startStep, Math.min(step, o.steps));
-      // the last steps were skipped (params untouched, so still good): save where the run ends
-      if (checkpointStep !== step && step > startStep) await save(step);
+      // the last steps were skipped (params untouched, so still good): save where the run ends; a
+      // fresh run of 0 steps saves its initial state, the checkpoint of where it ends (with
+      // overwrite, an earlier run's would otherwise stay beside this run's empty log)
+      if (checkpointStep !== step && (step > startStep || (!ck && status === "done"))) await save(step);
     } else plotLoss(files.log, files.plot, `${label}: loss`);
   } catch (e) {
     disposeTree([params, optState.m, optState.v]);

@@ -65,6 +65,18 @@ describe("ablate: flags", () => {
       expect(r.code).toBe(2);
       expect(r.err).toBe(`${line}\n`);
     }
+    // books too short for --seq-len: named before any run starts (it was the window sampler's error, exit 1, mid-suite)
+    const dir = mkdtempSync(join(tmpdir(), "mm-ablate-short-"));
+    try {
+      const books = makeBooks(dir);
+      const out = join(dir, "out");
+      const r = await cli(["--suite", "core", "--preset", "tiny", "--data", books, "--seq-len", "2k", "--out", out]);
+      expect(r.code).toBe(2);
+      expect(r.err).toMatch(new RegExp(`^ablate: --data ${books.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: no training document holds a --seq-len 2048 window \\(2049 bytes; the longest has \\d+\\): pass a smaller --seq-len or more text\n$`));
+      expect(existsSync(out)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

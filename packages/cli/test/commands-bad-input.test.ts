@@ -1,7 +1,8 @@
 /**
  * Bad input to each command, through runCli as the bin files run it: a wrong or unknown flag is
  * one line naming the flag (exit code 2); a missing or corrupt checkpoint is one line naming the
- * file's path and what is wrong (exit code 1). Nothing here trains: every case fails before that.
+ * file's path and what is wrong (exit code 1). Nothing here trains: every case fails before that
+ * (one 0-step run writes a checkpoint to evaluate).
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -52,6 +53,8 @@ describe("commands: a wrong or unknown flag is one line naming it, exit code 2",
     ["train", ["--task", "docrte"], `train: --task expects one of passkey, text, docret, got "docrte" (did you mean docret?)`],
     ["passkey", ["--samples", "0"], `passkey: --samples expects a positive integer, got "0"`],
     ["passkey", ["--checkpoint"], "passkey: --checkpoint expects a path, got nothing"],
+    ["passkey", ["--filler-split", "train"], "passkey: --filler-split is for --filler (which of its books); the generated filler has none"],
+    ["passkey", ["--filler", "books", "--filler-kind", "random"], "passkey: --filler-kind is for the generated filler; --filler takes the text from its books"],
     ["eval", ["ppl", "--lenghts", "1k"], "eval: unknown flag --lenghts (did you mean --lengths?); see --help"],
     ["eval", ["docret", "--samples", "many"], `eval: --samples expects a positive integer, got "many"`],
   ];
@@ -129,6 +132,38 @@ describe("commands: outputs and values checked before any work, exit code 2", ()
       }
       expect(readFileSync(file, "utf8")).toBe("keep me");
       expect(readFileSync(ck, "utf8")).toBe("an earlier run's checkpoint");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("commands: data too small for the flags is one line naming the flag, exit code 2", () => {
+  test("train --data shorter than --seq-len, eval docret with fewer paragraphs than --k needs, eval metrics with books shorter than --metrics-len", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mm-baddata-"));
+    try {
+      const short = join(dir, "short.txt");
+      writeFileSync(short, "A short text. It holds no window of 128 bytes.\n");
+      const books = join(dir, "book.txt");
+      writeFileSync(books, "Some text. ".repeat(200)); // 2,200 bytes, one block too long to be a paragraph
+      // a checkpoint to evaluate: a run of 0 steps saves its initial weights
+      const ckRun = join(dir, "run");
+      await runTrain(trainCommand.parse(["--steps", "0", "--eval-every", "0", "--out", ckRun]), quiet).then((r) => disposeTree(r.params));
+      const ck = join(ckRun, "checkpoint.safetensors");
+      const cases: [string, string[], RegExp][] = [
+        ["train", ["--data", short, "--steps", "1", "--out", join(dir, "t")],
+          new RegExp(`^train: --data ${escape(short)}: no training document holds a --seq-len 128 window \\(129 bytes; the longest has \\d+\\): pass a smaller --seq-len or more text\n$`)],
+        ["eval", ["docret", "--checkpoint", ck, "--data", books, "--split", "all", "--k", "3,5", "--out", join(dir, "e")],
+          new RegExp(`^eval: --data ${escape(books)} has 0 paragraphs \\(all documents\\); --k up to 5 needs 6 \\(add books\\)\n$`)],
+        ["eval", ["metrics", "--checkpoint", ck, "--data", books, "--split", "all", "--metrics-len", "4k", "--out", join(dir, "e")],
+          new RegExp(`^eval: --metrics-len 4096: no book of --data ${escape(books)} is longer than that \\(the longest has 2200 bytes; all documents\\)\n$`)],
+      ];
+      for (const [name, argv, line] of cases) {
+        const r = await cli(name, argv);
+        expect({ argv, code: r.code }).toEqual({ argv, code: 2 });
+        expect(r.err).toMatch(line);
+      }
+      expect(existsSync(join(dir, "t"))).toBe(false);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -180,6 +180,41 @@ describe("commands: end to end at a tiny size", () => {
   });
 });
 
+describe("commands: train --overwrite", () => {
+  test("replaces the run's own files only: no earlier loss plot or log rows are left as this run's; passkey and eval results are named, not deleted", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mm-overwrite-"));
+    try {
+      const out = join(dir, "run");
+      const tiny = ["--seq-len", "112", "--batch", "1", "--accum", "1", "--eval-every", "0", "--out", out];
+      const a = await runTrain(trainCommand.parse([...tiny, "--steps", "2"]), quietIO());
+      disposeTree(a.params);
+      expect(existsSync(join(out, "loss.svg"))).toBe(true);
+      mkdirSync(join(out, "passkey"));
+      writeFileSync(join(out, "passkey", "passkey.json"), "{}");
+      writeFileSync(join(out, "eval-ppl.json"), "{}");
+      const io = quietIO();
+      const b = await runTrain(trainCommand.parse([...tiny, "--steps", "0", "--overwrite"]), io);
+      disposeTree(b.params);
+      // the checkpoint is this run's (its initial weights, step 0), its log is empty, and there is no loss plot: it took no step
+      expect(loadCheckpoint(join(out, "checkpoint.safetensors")).step).toBe(0);
+      expect(readJsonl(join(out, "train.jsonl"))).toEqual([]);
+      expect(existsSync(join(out, "loss.svg"))).toBe(false);
+      expect(io.text()).toContain(`train: log ${join(out, "train.jsonl")}\n`);
+      // the other commands' results are left, and said to be from before
+      expect(readFileSync(join(out, "passkey", "passkey.json"), "utf8")).toBe("{}");
+      expect(readFileSync(join(out, "eval-ppl.json"), "utf8")).toBe("{}");
+      expect(io.text()).toContain(`train: note: ${out} also holds eval-ppl.json, passkey/ from before, not this run's`);
+      // a run that takes steps draws its own plot
+      const c = await runTrain(trainCommand.parse([...tiny, "--steps", "1", "--overwrite"]), quietIO());
+      disposeTree(c.params);
+      expect(readJsonl(join(out, "train.jsonl")).map((r) => r.step)).toEqual([1]);
+      expect(checkWellFormedXml(readFileSync(join(out, "loss.svg"), "utf8"))).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("commands: train --task docret", () => {
   test("trains on docret rows of --data's paragraphs, scores held-out validation rows, records the task (eval docret asks with its query); a resume with other rows says so; --init starts from given weights", async () => {
     const dir = mkdtempSync(join(tmpdir(), "mm-docret-"));

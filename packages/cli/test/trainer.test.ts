@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { disposeTree, getBackend, liveBuffers, setBackend } from "@memmamba/tensor";
@@ -165,6 +165,45 @@ describe("trainer", () => {
       expect(messages.join("")).toContain("stopped after 3 consecutive non-finite steps at step 10; last good checkpoint:");
       expect(existsSync(runFiles(dir).plot)).toBe(true);
       disposeTree(r.params);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a fresh run over an earlier one (overwrite) shows none of its steps: an empty log, no plot until it saves; 0 steps save the initial state", async () => {
+    const dir = tmp();
+    try {
+      const files = runFiles(dir);
+      const first = await train(linearModel(), linearData, { ...base, steps: 3, out: dir });
+      disposeTree(first.params);
+      writeFileSync(join(dir, "notes.txt"), "not the trainer's");
+      // 0 steps over it: the earlier run's curve and log rows are gone, the checkpoint is this run's (step 0)
+      const zero = await train(linearModel(), linearData, { ...base, steps: 0, out: dir, overwrite: true });
+      disposeTree(zero.params);
+      expect(zero.status).toBe("done");
+      expect(zero.checkpointStep).toBe(0);
+      expect(loadCheckpoint(files.checkpoint).step).toBe(0);
+      expect(readJsonl(files.log)).toEqual([]);
+      expect(readdirSync(dir).sort()).toEqual(["checkpoint.safetensors", "notes.txt", "train.jsonl"]);
+      expect(readFileSync(join(dir, "notes.txt"), "utf8")).toBe("not the trainer's");
+      // that checkpoint is the initial state: resuming it is the uninterrupted run, bit for bit
+      const resumed = await train(linearModel(), linearData, { ...base, steps: 3, out: dir, resume: true });
+      disposeTree(resumed.params);
+      expect(bits(resumed.records.map((x) => x.loss))).toEqual(bits(first.records.map((x) => x.loss)));
+      expect(readJsonl(files.log).map((x) => x.step)).toEqual([1, 2, 3]);
+      // a fresh run does not read the earlier log (a bad line in it is no error) and draws its own plot
+      writeFileSync(files.log, "not json\n{\"step\": 7, \"loss\": 1}\n{\"note\": \"no step\"}\n");
+      const again = await train(linearModel(), linearData, { ...base, steps: 2, out: dir, overwrite: true });
+      disposeTree(again.params);
+      expect(readJsonl(files.log).map((x) => x.step)).toEqual([1, 2]);
+      expect(readFileSync(files.plot, "utf8")).toContain('data-series="loss"');
+      // without a checkpoint to replace (an earlier run that stopped before its first save), the same
+      rmSync(files.checkpoint);
+      const timedOut = await train(linearModel(), linearData, { ...base, steps: 2, out: dir, deadline: Date.now() - 1 });
+      disposeTree(timedOut.params);
+      expect(timedOut.checkpointStep).toBeUndefined();
+      expect(readdirSync(dir).sort()).toEqual(["notes.txt", "train.jsonl"]);
+      expect(readJsonl(files.log)).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -39,7 +39,7 @@ import { windowNllBatch } from "../inference.ts";
 import { loadModel } from "../weights.ts";
 import { writeSvg } from "../plot.ts";
 import { runFiles, train, type TrainOptions } from "../trainer.ts";
-import { backendFlag, type CommandIO, cpuKernelsFlag, DEFAULT_BOOKS, defaultIO, formatTable, requirePath, selectBackend, writeJson } from "./common.ts";
+import { backendFlag, type CommandIO, cpuKernelsFlag, DEFAULT_BOOKS, defaultIO, formatTable, requirePath, requireWindow, selectBackend, writeJson } from "./common.ts";
 
 export { DEFAULT_BOOKS };
 
@@ -529,6 +529,8 @@ export async function runAblate(args: AblateArgs, io: CommandIO = defaultIO, hoo
 
   const split = splitTexts(loadTexts(data));
   if (split.validation.length === 0) throw new UsageError(`ablate: --data ${data}: no validation documents`);
+  requireWindow("ablate", data, split.train, "training", seqLen);
+  requireWindow("ablate", data, split.validation, "validation", seqLen);
   await selectBackend("ablate", f.backend, f.cpuKernels, io.err);
   const c: Context = {
     f: { ...f, seeds },

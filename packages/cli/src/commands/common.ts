@@ -70,6 +70,18 @@ export function requirePath(command: string, flagName: string, path: string): vo
 }
 
 /**
+ * Checks that some document of `docs` (the `part` of --data: "training", "validation") is long
+ * enough for one window of `seqLen` inputs and its shifted targets (`seqLen` + 1 bytes, what the
+ * window sampler cuts), as a one-line usage error naming --seq-len and the longest document.
+ */
+export function requireWindow(command: string, data: string, docs: readonly { bytes: Uint8Array }[], part: string, seqLen: number): void {
+  const longest = docs.reduce((m, d) => Math.max(m, d.bytes.length), 0);
+  if (longest <= seqLen) {
+    throw new UsageError(`${command}: --data ${data}: no ${part} document holds a --seq-len ${seqLen} window (${seqLen + 1} bytes; the longest has ${longest}): pass a smaller --seq-len or more text`);
+  }
+}
+
+/**
  * Where a command's results go without --out: beside a training run's checkpoint
  * (`<run>/checkpoint.safetensors` → `<run>/<sub>`), else under runs/ (`weights/x.safetensors` →
  * `runs/<command>/x`), so that evaluating a shipped weights file writes nothing into weights/.

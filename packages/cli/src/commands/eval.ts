@@ -32,7 +32,7 @@ export const evalCommand = defineCommand({
     data: flag.path("books: a .txt file or a directory of them", { default: DEFAULT_BOOKS, defaultLabel: "../shared/data/books beside the repository" }),
     split: flag.enum(["validation", "train", "all"], "which books of the split (see the data README)", { default: "validation" }),
     lengths: flag.intList("ppl: context lengths (k = ×1024)", { default: [1024, 2048, 4096, 10240, 20480, 30720, 40960, 51200, 61440], positive: true }),
-    windows: flag.int("ppl: windows per book", { default: 10, positive: true }),
+    windows: flag.int("ppl and metrics: windows per book (metrics uses the first of them, as many as its samples)", { default: 10, positive: true }),
     scored: flag.int("ppl: tokens scored at the end of each window", { default: 100, positive: true }),
     k: flag.intList("docret: numbers of noise documents", { default: [10, 20, 120, 160, 200], positive: true }),
     samples: flag.int("docret: samples per k; metrics: windows", { default: 20, positive: true }),
@@ -127,6 +127,8 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
       io.err(`eval: docret asks with the query the checkpoint was trained on, ${query} (--query overrides)\n`);
     }
     const paragraphs = paragraphsOf(docs);
+    const need = Math.max(...f.k) + 1;
+    if (paragraphs.length < need) throw new UsageError(`eval: --data ${f.data} has ${paragraphs.length} paragraphs (${rule}); --k up to ${need - 1} needs ${need} (add books)`);
     const rows: { k: number; accuracy: number; samples: number; meanPromptBytes: number }[] = [];
     const results: { k: number; sample: number; goldId: number; predicted: number; correct: boolean }[] = [];
     const progress = makeProgress(f.k.length * f.samples, "eval docret");
@@ -162,7 +164,10 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
 /** ETMF and ECLMF of a model, averaged over `--samples` windows of the books (one window a call). */
 async function runMetrics(f: EvalArgs["flags"], params: LMParams, docs: TextDoc[], rule: string, out: string, print: (s: string) => void) {
   const windows = [...pplWindows(docs, f.metricsLen, { windowsPerBook: f.windows, scoredTokens: 1 })].slice(0, f.samples);
-  if (windows.length === 0) throw new Error(`metrics: no book of the ${rule} is longer than --metrics-len ${f.metricsLen}`);
+  if (windows.length === 0) {
+    const longest = docs.reduce((m, d) => Math.max(m, d.bytes.length), 0);
+    throw new UsageError(`eval: --metrics-len ${f.metricsLen}: no book of --data ${f.data} is longer than that (the longest has ${longest} bytes; ${rule})`);
+  }
   const etmfs: number[] = [];
   const eclmfByGap = new Map<number, number[]>();
   let skipped: { gap: number; reason: string }[] = [];

@@ -68,6 +68,9 @@ export async function runPasskey(args: PasskeyArgs, io: CommandIO = defaultIO): 
   const print = io.out;
   const f = args.flags;
   if (f.overwrite && !f.train) throw new UsageError("passkey: --overwrite is for --train (it replaces the checkpoint that --train writes)");
+  // a filler flag that would be ignored is refused by name, as train does
+  if (args.given.has("fillerSplit") && !f.filler) throw new UsageError("passkey: --filler-split is for --filler (which of its books); the generated filler has none");
+  if (args.given.has("fillerKind") && f.filler) throw new UsageError("passkey: --filler-kind is for the generated filler; --filler takes the text from its books");
   const tooShort = f.lengths.filter((n) => n < FIXED_BYTES);
   if (tooShort.length) throw new UsageError(`passkey: --lengths ${tooShort.join(",")}: a prompt needs at least ${FIXED_BYTES} tokens (the needle and the question)`);
   // with --train, the model evaluated is the one trained: <checkpoint dir>/checkpoint.safetensors

@@ -13,7 +13,8 @@
  * the gold id's digits and "]" as the scored targets), held-out samples of the validation split
  * scored like the passkey demo's (DOCRET_TRAIN). A flag given explicitly always wins.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
+import { basename } from "node:path";
 import { disposeTree, fromArray, random, schedule, tidy, type Tensor } from "@memmamba/tensor";
 import { lm, preset, presetNames, type ConfigOverrides, type LMParams, type ModelConfig, type PresetName } from "@memmamba/memmamba";
 import { defineCommand, flag, kebab, type ParseResult, UsageError } from "../args.ts";
@@ -21,7 +22,7 @@ import { lmTrainable, tokenSource, type HostTokenBatch } from "../adapters.ts";
 import { firstDifference, runFiles, train, TRAIN_DEFAULTS, type TrainResult } from "../trainer.ts";
 import { loadModelFile } from "../weights.ts";
 import { saveHangFromEnv } from "../save-hook.ts";
-import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, readJsonFile, requireOutDir, requirePath, selectBackend } from "./common.ts";
+import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, readJsonFile, requireOutDir, requirePath, requireWindow, selectBackend } from "./common.ts";
 import { docretTrainingBatch, loadTexts, QUERY_KINDS, paragraphsOf, splitPart, splitTexts, WindowSampler } from "@memmamba/memmamba";
 import type { FillerSpec } from "@memmamba/memmamba";
 import { answerScores, MIN_PASSKEY_SEQ_LEN, passkeyScores, passkeyStopBatch } from "../passkey-demo.ts";
@@ -144,7 +145,7 @@ export const trainCommand = defineCommand({
     out: flag.path("output directory: checkpoint.safetensors, train.jsonl, loss.svg", { default: "runs/train" }),
     resume: flag.bool("continue from <out>/checkpoint.safetensors, exactly where it stopped"),
     init: flag.path("start a fresh run from these weights (a checkpoint or an exported weights file of the same model config) instead of a random init; a resumed run continues from its checkpoint"),
-    overwrite: flag.bool("start afresh even if <out> already holds a checkpoint (it is replaced at the first save)"),
+    overwrite: flag.bool("start afresh even if <out> already holds a run: train.jsonl and loss.svg start afresh, the checkpoint is replaced at the first save (--steps 0: by the initial weights); other files there are left alone"),
     checkpointEvery: flag.int("steps between checkpoints", { default: 50, positive: true }),
     evalEvery: flag.int("steps between evaluations (passkey accuracy or validation loss; 0: never)", { min: 0, defaultLabel: `${TEXT_DEFAULTS.evalEvery}; passkey demo ${PASSKEY_DEMO.evalEvery}; docret ${DOCRET_TRAIN.evalEvery}` }),
     maxBadSteps: flag.int("stop after this many consecutive NaN/Inf steps", { default: TRAIN_DEFAULTS.maxBadSteps, positive: true }),
@@ -257,6 +258,8 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
     requirePath("train", "--data", f.data!);
     const split = splitTexts(loadTexts(f.data!));
     log(`train: ${split.train.length} training and ${split.validation.length} validation documents (${split.rule})\n`);
+    requireWindow("train", f.data!, split.train, "training", seqLen);
+    requireWindow("train", f.data!, split.validation, "validation", seqLen);
     log(
       `train: byte-level LM: a ${config.kind} of ${config.nLayers} layers × ${config.dModel}; ${seqLen}-byte windows; ${planLine}, weight decay ${f.weightDecay}, clip ${f.clip}\n`,
     );
@@ -315,6 +318,19 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
     );
     if (isDemoDefault(args)) log(`train: expected time: ${PASSKEY_DEMO.expected}\n`);
   }
+  const files = runFiles(f.out);
+  if (f.overwrite && !f.resume && existsSync(files.checkpoint)) {
+    // what passkey / eval wrote beside the checkpoint being replaced is not train's to delete
+    const own = new Set([files.checkpoint, files.log, files.plot].map((p) => basename(p)));
+    const others = readdirSync(f.out, { withFileTypes: true })
+      .filter((e) => !own.has(e.name) && !e.name.startsWith(`${basename(files.checkpoint)}.tmp-`))
+      .map((e) => (e.isDirectory() ? `${e.name}/` : e.name))
+      .sort();
+    if (others.length > 0) {
+      log(`train: note: ${f.out} also holds ${others.join(", ")} from before, not this run's (results of the checkpoint it replaces, say); ` +
+        `--overwrite replaces only ${basename(files.checkpoint)}, ${basename(files.log)} and ${basename(files.plot)}\n`);
+    }
+  }
   const result = await train(model, data, {
     steps,
     out: f.out,
@@ -339,7 +355,6 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
       ? async (rec, params) => (rec.step % evalEvery === 0 || rec.step === steps ? await evaluate(params as LMParams) : undefined)
       : undefined,
   });
-  const files = runFiles(f.out);
   log(`train: log ${files.log}${existsSync(files.plot) ? `, loss plot ${files.plot}` : ""}\n`);
   if (task === "docret" && result.checkpointStep !== undefined) {
     log(`train: next: bun run eval docret --checkpoint ${result.checkpoint} --data ${f.data} --split validation --k 10,20 --samples 10   (it asks with the query trained on)\n`);
