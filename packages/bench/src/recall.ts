@@ -10,6 +10,15 @@
  * without matching the key, gives about 1 / the number of distinct values). Held-out accuracy on
  * fixed rows every --eval-every steps, until the budget is spent or the accuracy reaches 0.9.
  *
+ * Two knobs move the rows towards the document task (an 8-word key, ~50 bytes, whose value sits
+ * 200-1,000 bytes from the next pair): --key-len letters a key (default 2) and --gap random
+ * lowercase letters before each pair, then a space (default 0: the rows above). With a gap:
+ *
+ *   qzkw... ab:3 hhtr... cd:7 ?cd:7
+ *
+ * The filler holds no ":" and no "?", so the query's key followed by ":" occurs once among the
+ * pairs. Rows are drawn as before and the filler after them, so the default rows are unchanged.
+ *
  * The budget: --minutes of training time, --steps optimizer steps, or both (whichever runs out
  * first). Without either it is 6 minutes; --steps alone sets no time limit, so that a run's length
  * (and, on the CPU backend, its curve) does not depend on the machine's load. The JSON's options
@@ -17,7 +26,7 @@
  * accuracy, steps or minutes ended the run.
  *
  *   bun packages/bench/src/recall.ts [--kind memmamba|mamba] [--pairs 8] [--d-model 64]
- *       [--layers 2] [--batch 32] [--lr 3e-3] [--minutes 6] [--steps N] [--eval-every 100] [--out FILE]
+ *       [--key-len 2] [--gap 0] [--layers 2] [--batch 32] [--lr 3e-3] [--minutes 6] [--steps N] [--eval-every 100] [--out FILE]
  *
  * Prints the curve and writes JSON. Runs on the CPU backend (initBackend("cpu")).
  */
@@ -25,14 +34,16 @@ import { adamw, clipScale, crossEntropy, disposeTree, div, fromArray, initBacken
 import { lm, preset, type LMParams } from "@memmamba/memmamba";
 import { z } from "zod";
 import {
-  detectRuntime, flagValue, formatTable, fromRoot, gitCommit, lcg, machineInfo, numberFlag, oneOf, parseFlags, POSITIVE_INT, POSITIVE_NUMBER,
-  positiveInt, positiveNumber, runMain, writeJson,
+  detectRuntime, flagValue, formatTable, fromRoot, gitCommit, lcg, machineInfo, nonNegativeInt, numberFlag, oneOf, parseFlags, POSITIVE_INT,
+  POSITIVE_NUMBER, positiveInt, positiveNumber, runMain, writeJson,
 } from "./runtime.ts";
 
 const HELP = `recall: can a small model learn byte-level associative recall? (a diagnostic for document retrieval)
 
   --kind K          memmamba or mamba (default memmamba; the tiny preset's memory settings)
   --pairs N         key-value pairs a row, K (default 8)
+  --key-len N       letters a key (default 2)
+  --gap N           random letters before each pair, then a space (default 0)
   --d-model N       width (default 64)
   --layers N        layers (default 2)
   --batch N         rows a step (default 32)
@@ -44,7 +55,7 @@ const HELP = `recall: can a small model learn byte-level associative recall? (a 
                     ends any run.)
   --eval-every N    steps between held-out checks (256 fixed rows) (default 100)
   --seed N          seed of the parameters and the training rows (default 1)
-  --out FILE        JSON output (default packages/bench/results/recall-<kind>-k<K>.json)
+  --out FILE        JSON output (default packages/bench/results/recall-<kind>-k<K>[-key<N>][-gap<N>].json)
   --help            this text`;
 
 /** A batch of recall rows: inputs, targets (inputs shifted by one), the mask of the scored position, and each row's answer. */
@@ -59,22 +70,42 @@ export interface RecallBatch {
   length: number;
 }
 
-/** Tokens a row for K pairs: "ab:3 " per pair, then "?ab:3", rounded up to a multiple of 8. */
-export function recallLength(pairs: number): number {
-  return Math.ceil((5 * pairs + 5) / 8) * 8;
+/** The shape of a row beyond its pair count: letters a key, and filler letters before each pair. */
+export interface RecallShape {
+  /** Letters a key (default 2). */
+  keyLen?: number;
+  /** Random letters before each pair, then a space (default 0: none, and no space). */
+  gap?: number;
+}
+
+/** Most pairs a row for keys of `keyLen` letters (they are distinct): 26^keyLen, at most 10,000. */
+export function maxPairs(keyLen = 2): number {
+  return Math.min(10_000, 26 ** keyLen);
+}
+
+/** Tokens a row for K pairs: "[filler ]ab:3 " per pair, then "?ab:3", rounded up to a multiple of 8. */
+export function recallLength(pairs: number, shape: RecallShape = {}): number {
+  const { keyLen = 2, gap = 0 } = shape;
+  return Math.ceil((pairs * (gap + (gap > 0 ? 1 : 0) + keyLen + 3) + keyLen + 3) / 8) * 8;
 }
 
 /** `rows` recall rows of `pairs` pairs each, drawn from `u` (see the module note). */
-export function recallBatch(u: () => number, rows: number, pairs: number): RecallBatch {
-  if (!Number.isInteger(pairs) || pairs < 1 || pairs > 26 * 26) throw new RangeError(`recallBatch: pairs must be an integer in [1, 676], got ${pairs}`);
-  const L = recallLength(pairs);
+export function recallBatch(u: () => number, rows: number, pairs: number, shape: RecallShape = {}): RecallBatch {
+  const { keyLen = 2, gap = 0 } = shape;
+  if (!Number.isInteger(keyLen) || keyLen < 1 || keyLen > 64) throw new RangeError(`recallBatch: keyLen must be an integer in [1, 64], got ${keyLen}`);
+  if (!Number.isInteger(gap) || gap < 0) throw new RangeError(`recallBatch: gap must be an integer >= 0, got ${gap}`);
+  const most = maxPairs(keyLen);
+  if (!Number.isInteger(pairs) || pairs < 1 || pairs > most) throw new RangeError(`recallBatch: pairs must be an integer in [1, ${most}], got ${pairs}`);
+  const L = recallLength(pairs, shape);
+  const letter = () => String.fromCharCode(97 + Math.floor(u() * 26));
   const inputs = new Int32Array(rows * L), targets = new Int32Array(rows * L), mask = new Float32Array(rows * L);
   const answerAt = new Int32Array(rows), answer = new Int32Array(rows);
   for (let b = 0; b < rows; b++) {
     const keys = new Set<string>();
-    while (keys.size < pairs) keys.add(String.fromCharCode(97 + Math.floor(u() * 26), 97 + Math.floor(u() * 26)));
+    while (keys.size < pairs) keys.add(Array.from({ length: keyLen }, letter).join(""));
     const ks = [...keys], vs = ks.map(() => Math.floor(u() * 10)), q = Math.floor(u() * pairs);
-    const text = ks.map((k, i) => `${k}:${vs[i]} `).join("") + `?${ks[q]}:${vs[q]}`;
+    const fill = ks.map(() => (gap > 0 ? `${Array.from({ length: gap }, letter).join("")} ` : ""));
+    const text = ks.map((k, i) => `${fill[i]}${k}:${vs[i]} `).join("") + `?${ks[q]}:${vs[q]}`;
     const row = new Int32Array(L + 1);
     for (let i = 0; i < text.length; i++) row[i] = text.charCodeAt(i);
     for (let i = 0; i < L; i++) {
@@ -88,8 +119,11 @@ export function recallBatch(u: () => number, rows: number, pairs: number): Recal
   return { inputs, targets, mask, answerAt, answer, length: L };
 }
 
-/** --pairs: K distinct 2-letter keys, so at most 26². */
-const PAIRS = numberFlag(z.number().int().min(1).max(26 * 26), "an integer from 1 to 676 (distinct 2-letter keys)");
+/** --key-len: letters a key. */
+const KEY_LEN = numberFlag(z.number().int().min(1).max(64), "an integer from 1 to 64");
+/** --pairs: K distinct keys of --key-len letters, so at most 26^keyLen (and 10,000). */
+const pairsFlag = (keyLen: number) =>
+  numberFlag(z.number().int().min(1).max(maxPairs(keyLen)), `an integer from 1 to ${maxPairs(keyLen)} (distinct ${keyLen}-letter keys)`);
 
 /** One held-out check: the scored step, the training loss then, the held-out accuracy and seconds. */
 interface CurvePoint {
@@ -105,25 +139,28 @@ export async function main(argv: string[]) {
     return;
   }
   const f = parseFlags(argv, {
-    kind: "string", pairs: "string", "d-model": "string", layers: "string", batch: "string", lr: "string", minutes: "string", steps: "string",
+    kind: "string", pairs: "string", "key-len": "string", gap: "string", "d-model": "string", layers: "string", batch: "string", lr: "string", minutes: "string", steps: "string",
     "eval-every": "string", seed: "string", out: "string",
   });
   const kind = oneOf("kind", f.kind, ["memmamba", "mamba"] as const) ?? "memmamba";
-  const pairs = flagValue("pairs", f.pairs, PAIRS) ?? 8;
+  const keyLen = flagValue("key-len", f["key-len"], KEY_LEN) ?? 2, gap = nonNegativeInt("gap", f.gap, 0);
+  const pairs = flagValue("pairs", f.pairs, pairsFlag(keyLen)) ?? 8;
+  const shape = { keyLen, gap };
   const dModel = positiveInt("d-model", f["d-model"], 64), nLayers = positiveInt("layers", f.layers, 2), B = positiveInt("batch", f.batch, 32);
   const evalEvery = positiveInt("eval-every", f["eval-every"], 100), seed = positiveInt("seed", f.seed, 1);
   const lr = positiveNumber("lr", f.lr, 3e-3);
   // the budget (see the module note): 6 minutes by default, none when only --steps is given
   const maxSteps = flagValue("steps", f.steps, POSITIVE_INT) ?? null;
   const minutes = flagValue("minutes", f.minutes, POSITIVE_NUMBER) ?? (maxSteps === null ? 6 : null);
-  const out = String(f.out ?? fromRoot("packages", "bench", "results", `recall-${kind}-k${pairs}.json`));
+  const tag = `${keyLen === 2 ? "" : `-key${keyLen}`}${gap === 0 ? "" : `-gap${gap}`}`;
+  const out = String(f.out ?? fromRoot("packages", "bench", "results", `recall-${kind}-k${pairs}${tag}.json`));
 
   await initBackend("cpu");
   const config = preset("tiny", { kind, dModel, nLayers });
-  const L = recallLength(pairs), WARM = 50;
+  const L = recallLength(pairs, shape), WARM = 50;
   let params: LMParams = lm.init(random.key(seed), config);
   let opt = adamw.init(params);
-  const held = recallBatch(lcg(12345), 256, pairs), draw = lcg(seed + 1);
+  const held = recallBatch(lcg(12345), 256, pairs, shape), draw = lcg(seed + 1);
   const evaluate = async (): Promise<number> => {
     let right = 0;
     for (let o = 0; o < 256; o += 64) {
@@ -142,12 +179,13 @@ export async function main(argv: string[]) {
   };
   const vg = valueAndGrad((p: LMParams, t: Tensor, y: Tensor, m: Tensor) => tidy(() => div(sum(mul(crossEntropy(lm.apply(p, t).logits, y), m)), sum(m))));
   const budget = [minutes === null ? "" : `${minutes} min`, maxSteps === null ? "" : `${maxSteps} steps`].filter(Boolean).join(" or ");
-  console.log(`recall: a ${kind} of ${nLayers} layers × ${dModel}, ${pairs} pairs a row (${L} bytes), batch ${B}, lr ${lr} after ${WARM} warm-up steps, ${budget}; chance 0.10`);
+  const rowDesc = `${pairs} pairs of ${keyLen}-letter keys${gap ? `, ${gap} filler letters before each` : ""} a row (${L} bytes)`;
+  console.log(`recall: a ${kind} of ${nLayers} layers × ${dModel}, ${rowDesc}, batch ${B}, lr ${lr} after ${WARM} warm-up steps, ${budget}; chance 0.10`);
   const curve: CurvePoint[] = [];
   let stoppedBy: "accuracy" | "steps" | "minutes" = "minutes";
   const t0 = performance.now();
   for (let step = 1; ; step++) {
-    const h = recallBatch(draw, B, pairs);
+    const h = recallBatch(draw, B, pairs, shape);
     const t = fromArray(h.inputs, [B, L], "i32"), y = fromArray(h.targets, [B, L], "i32"), m = fromArray(h.mask, [B, L]);
     const { value, grads } = vg(params, t, y, m);
     const { norm, scale } = clipScale(grads, 1.0);
@@ -171,7 +209,7 @@ export async function main(argv: string[]) {
   const reached = (a: number) => curve.find((c) => c.accuracy >= a)?.step ?? null;
   const res = {
     benchmark: "recall", commit: gitCommit(), date: new Date().toISOString(), runtime: detectRuntime(), machine: machineInfo(),
-    options: { kind, pairs, dModel, nLayers, batch: B, lr, warmup: WARM, minutes, maxSteps, evalEvery, seed, rowBytes: L }, config, curve,
+    options: { kind, pairs, keyLen, gap, dModel, nLayers, batch: B, lr, warmup: WARM, minutes, maxSteps, evalEvery, seed, rowBytes: L }, config, curve,
     steps: curve.at(-1)!.step, stoppedBy, finalAccuracy: curve.at(-1)!.accuracy, stepsTo: { "0.5": reached(0.5), "0.9": reached(0.9) },
   };
   writeJson(out, res);

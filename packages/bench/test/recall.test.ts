@@ -37,6 +37,33 @@ test("recall rows: K distinct keys with a digit each, a query repeating one, its
   expect(() => recallBatch(lcg(1), 1, 0)).toThrow("pairs must be an integer in [1, 676], got 0");
 });
 
+test("recall rows with longer keys and filler before each pair: the quoted key's pair is the only one, the default rows unchanged", () => {
+  // the defaults draw exactly the rows of before (explicit keyLen 2, gap 0 draw the same)
+  expect(recallBatch(lcg(9), 8, 4, { keyLen: 2, gap: 0 }).inputs).toEqual(recallBatch(lcg(9), 8, 4).inputs);
+  for (const [K, keyLen, gap] of [[2, 8, 0], [3, 8, 40], [4, 2, 17]]) {
+    const L = recallLength(K, { keyLen, gap });
+    expect(L).toBe(Math.ceil((K * (gap + (gap ? 1 : 0) + keyLen + 3) + keyLen + 3) / 8) * 8);
+    const b = recallBatch(lcg(7), 16, K, { keyLen, gap });
+    expect(b.length).toBe(L);
+    const re = new RegExp(`^((?:${gap ? `[a-z]{${gap}} ` : ""}[a-z]{${keyLen}}:\\d )+)\\?([a-z]{${keyLen}}):(\\d)$`);
+    for (let r = 0; r < 16; r++) {
+      const row = Array.from(b.inputs.subarray(r * L, (r + 1) * L));
+      const text = String.fromCharCode(...row.slice(0, b.answerAt[r] + 1)) + String.fromCharCode(b.answer[r]);
+      const m = re.exec(text);
+      expect(m).not.toBeNull();
+      const body = m![1];
+      // "<key>:" occurs once before the query, and the digit after it is the answer
+      const at = body.indexOf(`${m![2]}:`);
+      expect(at).toBeGreaterThanOrEqual(0);
+      expect(body.indexOf(`${m![2]}:`, at + 1)).toBe(-1);
+      expect(body[at + keyLen + 1]).toBe(m![3]);
+      expect(b.mask.subarray(r * L, (r + 1) * L).reduce((a, w) => a + w, 0)).toBe(1);
+    }
+  }
+  expect(() => recallBatch(lcg(1), 1, 30, { keyLen: 1 })).toThrow("pairs must be an integer in [1, 26], got 30");
+  expect(() => recallBatch(lcg(1), 1, 2, { gap: -1 })).toThrow("gap must be an integer >= 0, got -1");
+});
+
 test("recall: a short CPU run at K = 1 (the value at a fixed place) learns it and writes its JSON", async () => {
   const before = getBackend();
   const dir = mkdtempSync(join(tmpdir(), "bench-recall-"));
