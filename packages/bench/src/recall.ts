@@ -28,7 +28,9 @@
  *   bun packages/bench/src/recall.ts [--kind memmamba|mamba] [--pairs 8] [--d-model 64]
  *       [--key-len 2] [--gap 0] [--layers 2] [--batch 32] [--lr 3e-3] [--minutes 6] [--steps N] [--eval-every 100] [--out FILE]
  *
- * Prints the curve and writes JSON. Runs on the CPU backend (initBackend("cpu")).
+ * Prints the curve and writes JSON. Runs on the CPU backend (initBackend("cpu"); bit-identical
+ * whatever the thread count), or with --backend webgpu on the GPU (faster for long rows; GPU
+ * training is not bit-reproducible run to run).
  */
 import { adamw, clipScale, crossEntropy, disposeTree, div, fromArray, initBackend, mul, random, sum, type Tensor, tidy, valueAndGrad } from "@memmamba/tensor";
 import { lm, preset, type LMParams } from "@memmamba/memmamba";
@@ -41,6 +43,7 @@ import {
 const HELP = `recall: can a small model learn byte-level associative recall? (a diagnostic for document retrieval)
 
   --kind K          memmamba or mamba (default memmamba; the tiny preset's memory settings)
+  --backend B       cpu or webgpu (default cpu)
   --pairs N         key-value pairs a row, K (default 8)
   --key-len N       letters a key (default 2)
   --gap N           random letters before each pair, then a space (default 0)
@@ -139,10 +142,11 @@ export async function main(argv: string[]) {
     return;
   }
   const f = parseFlags(argv, {
-    kind: "string", pairs: "string", "key-len": "string", gap: "string", "d-model": "string", layers: "string", batch: "string", lr: "string", minutes: "string", steps: "string",
+    kind: "string", backend: "string", pairs: "string", "key-len": "string", gap: "string", "d-model": "string", layers: "string", batch: "string", lr: "string", minutes: "string", steps: "string",
     "eval-every": "string", seed: "string", out: "string",
   });
   const kind = oneOf("kind", f.kind, ["memmamba", "mamba"] as const) ?? "memmamba";
+  const backend = oneOf("backend", f.backend, ["cpu", "webgpu"] as const) ?? "cpu";
   const keyLen = flagValue("key-len", f["key-len"], KEY_LEN) ?? 2, gap = nonNegativeInt("gap", f.gap, 0);
   const pairs = flagValue("pairs", f.pairs, pairsFlag(keyLen)) ?? 8;
   const shape = { keyLen, gap };
@@ -155,7 +159,7 @@ export async function main(argv: string[]) {
   const tag = `${keyLen === 2 ? "" : `-key${keyLen}`}${gap === 0 ? "" : `-gap${gap}`}`;
   const out = String(f.out ?? fromRoot("packages", "bench", "results", `recall-${kind}-k${pairs}${tag}.json`));
 
-  await initBackend("cpu");
+  await initBackend(backend);
   const config = preset("tiny", { kind, dModel, nLayers });
   const L = recallLength(pairs, shape), WARM = 50;
   let params: LMParams = lm.init(random.key(seed), config);
@@ -180,7 +184,7 @@ export async function main(argv: string[]) {
   const vg = valueAndGrad((p: LMParams, t: Tensor, y: Tensor, m: Tensor) => tidy(() => div(sum(mul(crossEntropy(lm.apply(p, t).logits, y), m)), sum(m))));
   const budget = [minutes === null ? "" : `${minutes} min`, maxSteps === null ? "" : `${maxSteps} steps`].filter(Boolean).join(" or ");
   const rowDesc = `${pairs} pairs of ${keyLen}-letter keys${gap ? `, ${gap} filler letters before each` : ""} a row (${L} bytes)`;
-  console.log(`recall: a ${kind} of ${nLayers} layers × ${dModel}, ${rowDesc}, batch ${B}, lr ${lr} after ${WARM} warm-up steps, ${budget}; chance 0.10`);
+  console.log(`recall (${backend}): a ${kind} of ${nLayers} layers × ${dModel}, ${rowDesc}, batch ${B}, lr ${lr} after ${WARM} warm-up steps, ${budget}; chance 0.10`);
   const curve: CurvePoint[] = [];
   let stoppedBy: "accuracy" | "steps" | "minutes" = "minutes";
   const t0 = performance.now();
@@ -209,7 +213,7 @@ export async function main(argv: string[]) {
   const reached = (a: number) => curve.find((c) => c.accuracy >= a)?.step ?? null;
   const res = {
     benchmark: "recall", commit: gitCommit(), date: new Date().toISOString(), runtime: detectRuntime(), machine: machineInfo(),
-    options: { kind, pairs, keyLen, gap, dModel, nLayers, batch: B, lr, warmup: WARM, minutes, maxSteps, evalEvery, seed, rowBytes: L }, config, curve,
+    options: { kind, backend, pairs, keyLen, gap, dModel, nLayers, batch: B, lr, warmup: WARM, minutes, maxSteps, evalEvery, seed, rowBytes: L }, config, curve,
     steps: curve.at(-1)!.step, stoppedBy, finalAccuracy: curve.at(-1)!.accuracy, stepsTo: { "0.5": reached(0.5), "0.9": reached(0.9) },
   };
   writeJson(out, res);

@@ -2,7 +2,8 @@
  * The associative-recall diagnostic (src/recall.ts): its rows are what the module note says (K
  * distinct keys with a digit each, a query that repeats one, the one scored target the value that
  * followed that key), the same seed gives the same rows, and a short CPU run at K = 1 learns the
- * fixed-position case and writes its JSON. Nothing here asserts a time.
+ * fixed-position case and writes its JSON; --backend webgpu trains the same model. Nothing here
+ * asserts a time.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,6 +12,7 @@ import { getBackend, setBackend } from "@memmamba/tensor";
 import { expect, test } from "../../../test/support/harness.ts";
 import { main as recall, recallBatch, recallLength } from "../src/recall.ts";
 import { lcg } from "../src/runtime.ts";
+import { useBackend } from "../../../test/support/backends.ts";
 
 test("recall rows: K distinct keys with a digit each, a query repeating one, its value the only scored target", () => {
   for (const K of [1, 4, 8]) {
@@ -112,4 +114,27 @@ test("recall: --steps is a budget of optimizer steps (no time limit alone; with 
   await expect(recall(["--steps", "0"])).rejects.toThrow('--steps must be a positive integer, got "0"');
   await expect(recall(["--steps", "2.5"])).rejects.toThrow('--steps must be a positive integer, got "2.5"');
   await expect(recall(["--minutes", "soon"])).rejects.toThrow('--minutes must be a positive number, got "soon"');
+});
+
+test("recall --backend webgpu trains the same model as the CPU: the first two steps' losses agree", async () => {
+  const before = getBackend();
+  if (!(await useBackend("webgpu"))) return;
+  const dir = mkdtempSync(join(tmpdir(), "bench-recall-"));
+  const run = async (backend: string) => {
+    const out = join(dir, `recall-${backend}.json`);
+    await recall(["--backend", backend, "--kind", "memmamba", "--pairs", "2", "--key-len", "4", "--gap", "6", "--d-model", "16", "--layers", "1",
+      "--batch", "4", "--steps", "2", "--eval-every", "1", "--out", out]);
+    return JSON.parse(readFileSync(out, "utf8"));
+  };
+  try {
+    const cpu = await run("cpu"), gpu = await run("webgpu");
+    expect(gpu.options).toMatchObject({ backend: "webgpu", keyLen: 4, gap: 6, rowBytes: recallLength(2, { keyLen: 4, gap: 6 }) });
+    expect(cpu.options.backend).toBe("cpu");
+    const losses = (r: { curve: { loss: number }[] }) => r.curve.map((c) => c.loss);
+    expect(losses(gpu)).toHaveLength(2);
+    losses(gpu).forEach((l, i) => expect(Math.abs(l - losses(cpu)[i])).toBeLessThan(1e-3 * Math.max(1, Math.abs(losses(cpu)[i]))));
+  } finally {
+    setBackend(before);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
