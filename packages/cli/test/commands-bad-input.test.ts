@@ -139,7 +139,7 @@ describe("commands: outputs and values checked before any work, exit code 2", ()
 });
 
 describe("commands: data too small for the flags is one line naming the flag, exit code 2", () => {
-  test("train --data shorter than --seq-len, eval docret with fewer paragraphs than --k needs, eval metrics with books shorter than --metrics-len", async () => {
+  test("train --data shorter than --seq-len, eval docret with fewer paragraphs than --k needs, eval metrics with books shorter than --metrics-len, eval ppl at lengths no book reaches", async () => {
     const dir = mkdtempSync(join(tmpdir(), "mm-baddata-"));
     try {
       const short = join(dir, "short.txt");
@@ -157,6 +157,8 @@ describe("commands: data too small for the flags is one line naming the flag, ex
           new RegExp(`^eval: --data ${escape(books)} has 0 paragraphs \\(all documents\\); --k up to 5 needs 6 \\(add books\\)\n$`)],
         ["eval", ["metrics", "--checkpoint", ck, "--data", books, "--split", "all", "--metrics-len", "4k", "--out", join(dir, "e")],
           new RegExp(`^eval: --metrics-len 4096: no book of --data ${escape(books)} is longer than that \\(the longest has 2200 bytes; all documents\\)\n$`)],
+        ["eval", ["ppl", "--checkpoint", ck, "--data", books, "--split", "all", "--lengths", "1k,4k,8k", "--out", join(dir, "e")],
+          new RegExp(`^eval: --lengths 4096,8192: no book of --data ${escape(books)} is longer than that \\(the longest has 2200 bytes; all documents\\): pass shorter --lengths or more text\n$`)],
       ];
       for (const [name, argv, line] of cases) {
         const r = await cli(name, argv);

@@ -90,6 +90,12 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
     if (task === "ppl") {
       const rows: PplRow[] = [];
       const starts = f.lengths.map((L) => docs.reduce((b, d) => b + pplWindowStarts(d.bytes.length, L, f.windows).length, 0));
+      // a length no book reaches would print a NaN row: refuse it before any work, naming it
+      const unreached = f.lengths.filter((_, i) => starts[i] === 0);
+      if (unreached.length) {
+        const longest = docs.reduce((m, d) => Math.max(m, d.bytes.length), 0);
+        throw new UsageError(`eval: --lengths ${unreached.join(",")}: no book of --data ${f.data} is longer than that (the longest has ${longest} bytes; ${rule}): pass shorter --lengths or more text`);
+      }
       const total = starts.reduce((a, n) => a + n, 0);
       // windows of every length: the ETA follows the tokens left (the long windows come last)
       const progress = makeProgress(total, "eval ppl", starts.reduce((a, n, i) => a + n * f.lengths[i], 0));
