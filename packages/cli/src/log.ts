@@ -73,6 +73,16 @@ export function readJsonl(path: string): LogRecord[] {
   return out;
 }
 
+/** The largest `rec[field]` of the log's records (undefined: no file, or no record has one). */
+export function lastLoggedStep(path: string, field = "step"): number | undefined {
+  let last: number | undefined;
+  for (const r of readJsonl(path)) {
+    const v = r[field];
+    if (typeof v === "number" && (last === undefined || v > last)) last = v;
+  }
+  return last;
+}
+
 /**
  * Keeps only the records with `rec[field] <= step` (and records without the field), rewriting
  * the file atomically. Used on resume from a checkpoint at `step`.

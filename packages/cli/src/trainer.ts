@@ -46,7 +46,7 @@ import {
 import {
   type AtomicWriteOptions, CheckpointError, loadCheckpoint, restoreState, saveCheckpoint, type WeightDType,
 } from "./checkpoint.ts";
-import { JsonlLogger, readJsonl, truncateFromStep, type LogRecord } from "./log.ts";
+import { JsonlLogger, lastLoggedStep, readJsonl, truncateFromStep, type LogRecord } from "./log.ts";
 import { linePlot, writeSvg, type Point } from "./plot.ts";
 import { Progress, type ProgressStream } from "./progress.ts";
 
@@ -285,6 +285,14 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
       throw new CheckpointError(ck.path, `data position ${JSON.stringify(ck.dataPosition)} does not match step ${ck.step} × accum ${o.accum} = ${expectedPos} (was it written with another --accum?)`);
     }
     // (a half-precision checkpoint resumes too, just not bit-exactly: its weights were rounded)
+    // the log is written a step at a time and the checkpoint after its steps, so the run's own log
+    // reaches the checkpoint's step; one that stops short is another run's (an --overwrite run
+    // that ended before its first save leaves the earlier run's checkpoint beside its new log)
+    const logged = o.resume === true ? lastLoggedStep(files.log) : undefined;
+    if (logged !== undefined && logged < ck.step) {
+      throw new CheckpointError(ck.path, `holds step ${ck.step}, but ${files.log} ends at step ${logged}: they are not one run's ` +
+        `(was an --overwrite run stopped before its first save?). Start afresh with --overwrite, or move ${files.log} away to resume the checkpoint with a new log`);
+    }
   }
   const changed = ck ? Object.keys(o.extra ?? {}).filter((k) => ck.extra[k] !== undefined && ck.extra[k] !== o.extra![k]) : [];
   const resumeNotice = changed.length === 0 ? undefined

@@ -209,6 +209,34 @@ describe("trainer", () => {
     }
   });
 
+  test("resume refuses a checkpoint whose log stops short of it (an --overwrite run that ended before its first save); a missing log is none", async () => {
+    const dir = tmp();
+    try {
+      const files = runFiles(dir);
+      const first = await train(linearModel(), linearData, { ...base, steps: 4, out: dir });
+      disposeTree(first.params);
+      // an --overwrite run that stops before its first save: the step-4 checkpoint stays beside a new, empty log
+      const cut = await train(linearModel(), linearData, { ...base, steps: 3, out: dir, overwrite: true, deadline: Date.now() - 1 });
+      disposeTree(cut.params);
+      expect(cut.checkpointStep).toBeUndefined();
+      expect(loadCheckpoint(files.checkpoint).step).toBe(4);
+      // a log that ends before the checkpoint's step is another run's: refused, nothing changed
+      writeFileSync(files.log, '{"step": 1, "loss": 1}\n{"step": 2, "loss": 1}\n');
+      await expect(train(linearModel(), linearData, { ...base, steps: 6, out: dir, resume: true })).rejects.toThrow(
+        `${files.checkpoint}: holds step 4, but ${files.log} ends at step 2: they are not one run's (was an --overwrite run stopped before its first save?)`,
+      );
+      expect(readJsonl(files.log).map((x) => x.step)).toEqual([1, 2]);
+      // the run's own log (here: emptied by that run, so no step in it) resumes, as does one moved away
+      writeFileSync(files.log, "");
+      const resumed = await train(linearModel(), linearData, { ...base, steps: 6, out: dir, resume: true });
+      disposeTree(resumed.params);
+      expect(resumed.step).toBe(6);
+      expect(readJsonl(files.log).map((x) => x.step)).toEqual([5, 6]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("resume refuses a checkpoint of another model config; a fresh run refuses to replace a checkpoint", async () => {
     const dir = tmp();
     try {
