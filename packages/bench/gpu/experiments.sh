@@ -233,11 +233,11 @@ lm_eval() {
   [ -n "$ck" ] || { log "lm-eval $model: no checkpoint in $dir${weights_dir:+ and no weights in $weights_dir}, skipped"; return; }
   budget=$(min_of "$eval_minutes" "$(left_minutes)")
   until=$(( $(date +%s) + $(secs_of "$budget") ))
-  local ev=(--backend "$backend" --checkpoint "$ck" --data "$data" --split validation --chunk "$chunk" --out "$dir/eval")
+  local ev=(--backend "$backend" --checkpoint "$ck" --data "$data" --split validation --out "$dir/eval")
   log "lm-eval $model: ppl, docret, metrics in $budget min"
-  tcli $(( until - $(date +%s) )) eval ppl "${ev[@]}" --lengths "$ppl_lengths" --windows "$ppl_windows" || log "lm-eval $model: ppl stopped (time or error)"
+  tcli $(( until - $(date +%s) )) eval ppl "${ev[@]}" --chunk "$chunk" --lengths "$ppl_lengths" --windows "$ppl_windows" || log "lm-eval $model: ppl stopped (time or error)"
   if [ $(( until - $(date +%s) )) -gt 15 ]; then
-    tcli $(( until - $(date +%s) )) eval docret "${ev[@]}" --k "$docret_k" --samples "$docret_samples" || log "lm-eval $model: docret stopped (time or error)"
+    tcli $(( until - $(date +%s) )) eval docret "${ev[@]}" --chunk "$chunk" --k "$docret_k" --samples "$docret_samples" || log "lm-eval $model: docret stopped (time or error)"
   fi
   if [ $(( until - $(date +%s) )) -gt 15 ]; then
     tcli $(( until - $(date +%s) )) eval metrics "${ev[@]}" --samples "$metrics_samples" --metrics-len "$metrics_len" || log "lm-eval $model: metrics stopped (time or error)"

@@ -57,6 +57,12 @@ describe("commands: a wrong or unknown flag is one line naming it, exit code 2",
     ["passkey", ["--filler", "books", "--filler-kind", "random"], "passkey: --filler-kind is for the generated filler; --filler takes the text from its books"],
     ["eval", ["ppl", "--lenghts", "1k"], "eval: unknown flag --lenghts (did you mean --lengths?); see --help"],
     ["eval", ["docret", "--samples", "many"], `eval: --samples expects a positive integer, got "many"`],
+    ["eval", ["ppl", "--k", "3"], "eval: --k is for docret (this is eval ppl)"],
+    ["eval", ["ppl", "--query", "echo"], "eval: --query is for docret (this is eval ppl)"],
+    ["eval", ["docret", "--lengths", "1k"], "eval: --lengths is for ppl (this is eval docret)"],
+    ["eval", ["docret", "--metrics-len", "1k"], "eval: --metrics-len is for metrics (this is eval docret)"],
+    ["eval", ["metrics", "--chunk", "256"], "eval: --chunk is for ppl and docret (this is eval metrics)"],
+    ["eval", ["ppl", "--samples", "3"], "eval: --samples is for docret and metrics (this is eval ppl)"],
   ];
   for (const [name, argv, line] of cases) {
     test(`${name} ${argv.join(" ")}`, async () => {

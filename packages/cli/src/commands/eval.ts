@@ -10,7 +10,7 @@
  */
 import { join } from "node:path";
 import { disposeTree, random } from "@memmamba/tensor";
-import { defineCommand, flag, type ParseResult, UsageError } from "../args.ts";
+import { defineCommand, flag, kebab, type ParseResult, UsageError } from "../args.ts";
 import { greedyDecode, windowNll } from "../inference.ts";
 import { loadModelFile } from "../weights.ts";
 import { linePlot, writeSvg } from "../plot.ts";
@@ -79,6 +79,14 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
     io.progress === false ? undefined : new Progress({ total, totalTokens, label, showLoss: false, stream: io.progress });
   const f = args.flags;
   const task = args.positionals[0];
+  // flags of another task: refused by name, never silently ignored (as train does)
+  const usedBy: Partial<Record<keyof EvalArgs["flags"], readonly string[]>> = {
+    lengths: ["ppl"], scored: ["ppl"], windows: ["ppl", "metrics"], chunk: ["ppl", "docret"],
+    k: ["docret"], query: ["docret"], seed: ["docret"], samples: ["docret", "metrics"], metricsLen: ["metrics"],
+  };
+  for (const [k, tasks] of Object.entries(usedBy) as [keyof EvalArgs["flags"], readonly string[]][]) {
+    if (args.given.has(k) && !tasks.includes(task)) throw new UsageError(`eval: --${kebab(k)} is for ${tasks.join(" and ")} (this is eval ${task})`);
+  }
   if (task === "ppl" && f.scored > Math.min(...f.lengths)) throw new UsageError(`eval: --scored ${f.scored} exceeds the shortest --lengths ${Math.min(...f.lengths)}`);
   const out = f.out ?? defaultOutDir("eval", f.checkpoint);
   requireOutDir("eval", "--out", out);
