@@ -69,13 +69,18 @@ export function requirePath(command: string, flagName: string, path: string): vo
   if (!existsSync(path)) throw new UsageError(`${command}: ${flagName} ${path}: no such file or directory`);
 }
 
+/** The byte length of the longest of `docs` (0 for none): what the data-too-short errors name. */
+export function longestBytes(docs: readonly { bytes: Uint8Array }[]): number {
+  return docs.reduce((m, d) => Math.max(m, d.bytes.length), 0);
+}
+
 /**
  * Checks that some document of `docs` (the `part` of --data: "training", "validation") is long
  * enough for one window of `seqLen` inputs and its shifted targets (`seqLen` + 1 bytes, what the
  * window sampler cuts), as a one-line usage error naming --seq-len and the longest document.
  */
 export function requireWindow(command: string, data: string, docs: readonly { bytes: Uint8Array }[], part: string, seqLen: number): void {
-  const longest = docs.reduce((m, d) => Math.max(m, d.bytes.length), 0);
+  const longest = longestBytes(docs);
   if (longest <= seqLen) {
     throw new UsageError(`${command}: --data ${data}: no ${part} document holds a --seq-len ${seqLen} window (${seqLen + 1} bytes; the longest has ${longest}): pass a smaller --seq-len or more text`);
   }

@@ -15,7 +15,7 @@ import { greedyDecode, windowNll } from "../inference.ts";
 import { loadModelFile } from "../weights.ts";
 import { linePlot, writeSvg } from "../plot.ts";
 import { Progress } from "../progress.ts";
-import { backendFlag, type CommandIO, cpuKernelsFlag, DEFAULT_BOOKS, defaultIO, defaultOutDir, formatTable, lengthLabel, requireOutDir, requirePath, selectBackend, writeJson } from "./common.ts";
+import { backendFlag, type CommandIO, cpuKernelsFlag, DEFAULT_BOOKS, defaultIO, defaultOutDir, formatTable, lengthLabel, longestBytes, requireOutDir, requirePath, selectBackend, writeJson } from "./common.ts";
 import { booksTooShort, loadTexts, perplexity, pplWindows, pplWindowStarts, splitTexts, type TextDoc } from "@memmamba/memmamba";
 import { DOCRET_DECODE_TOKENS, docretSamples, isQueryKind, paragraphsOf, QUERY_KINDS, scoreDocret } from "@memmamba/memmamba";
 import { metrics, type LMParams } from "@memmamba/memmamba";
@@ -101,8 +101,7 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
       // a length no book reaches would print a NaN row: refuse it before any work, naming it
       const unreached = f.lengths.filter((_, i) => starts[i] === 0);
       if (unreached.length) {
-        const longest = docs.reduce((m, d) => Math.max(m, d.bytes.length), 0);
-        throw new UsageError(`eval: --lengths ${unreached.join(",")}: no book of --data ${f.data} is longer than that (the longest has ${longest} bytes; ${rule}): pass shorter --lengths or more text`);
+        throw new UsageError(`eval: --lengths ${unreached.join(",")}: no book of --data ${f.data} is longer than that (the longest has ${longestBytes(docs)} bytes; ${rule}): pass shorter --lengths or more text`);
       }
       const total = starts.reduce((a, n) => a + n, 0);
       // windows of every length: the ETA follows the tokens left (the long windows come last)
@@ -179,8 +178,7 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
 async function runMetrics(f: EvalArgs["flags"], params: LMParams, docs: TextDoc[], rule: string, out: string, print: (s: string) => void) {
   const windows = [...pplWindows(docs, f.metricsLen, { windowsPerBook: f.windows, scoredTokens: 1 })].slice(0, f.samples);
   if (windows.length === 0) {
-    const longest = docs.reduce((m, d) => Math.max(m, d.bytes.length), 0);
-    throw new UsageError(`eval: --metrics-len ${f.metricsLen}: no book of --data ${f.data} is longer than that (the longest has ${longest} bytes; ${rule})`);
+    throw new UsageError(`eval: --metrics-len ${f.metricsLen}: no book of --data ${f.data} is longer than that (the longest has ${longestBytes(docs)} bytes; ${rule})`);
   }
   const etmfs: number[] = [];
   const eclmfByGap = new Map<number, number[]>();
