@@ -19,6 +19,12 @@
  * The filler holds no ":" and no "?", so the query's key followed by ":" occurs once among the
  * pairs. Rows are drawn as before and the filler after them, so the default rows are unchanged.
  *
+ * A curriculum: --gap takes a list, e.g. --gap 64,128,256. The run trains at the first gap until
+ * the held-out accuracy (rows at that gap) reaches 0.9, then moves to the next gap (new held-out
+ * rows at it), and so on; 0.9 at the last gap ends the run. Each curve point records its gap, the
+ * JSON's `stages` when each gap was entered and passed, and at the end the model is checked at
+ * every gap of the list (`finalByGap`: does it keep the shorter distances?).
+ *
  * The budget: --minutes of training time, --steps optimizer steps, or both (whichever runs out
  * first). Without either it is 6 minutes; --steps alone sets no time limit, so that a run's length
  * (and, on the CPU backend, its curve) does not depend on the machine's load. The JSON's options
@@ -36,7 +42,7 @@ import { adamw, clipScale, crossEntropy, disposeTree, div, fromArray, initBacken
 import { lm, preset, type LMParams } from "@memmamba/memmamba";
 import { z } from "zod";
 import {
-  detectRuntime, flagValue, formatTable, fromRoot, gitCommit, lcg, machineInfo, nonNegativeInt, numberFlag, oneOf, parseFlags, POSITIVE_INT,
+  detectRuntime, flagList, flagValue, formatTable, fromRoot, gitCommit, lcg, machineInfo, NON_NEGATIVE_INT, numberFlag, oneOf, parseFlags, POSITIVE_INT,
   POSITIVE_NUMBER, positiveInt, positiveNumber, runMain, writeJson,
 } from "./runtime.ts";
 
@@ -46,7 +52,9 @@ const HELP = `recall: can a small model learn byte-level associative recall? (a 
   --backend B       cpu or webgpu (default cpu)
   --pairs N         key-value pairs a row, K (default 8)
   --key-len N       letters a key (default 2)
-  --gap N           random letters before each pair, then a space (default 0)
+  --gap N[,N...]    random letters before each pair, then a space (default 0). A list is a
+                    curriculum: train at each gap until the held-out accuracy there reaches 0.9,
+                    then move to the next (the run ends at 0.9 on the last)
   --d-model N       width (default 64)
   --layers N        layers (default 2)
   --batch N         rows a step (default 32)
@@ -55,7 +63,7 @@ const HELP = `recall: can a small model learn byte-level associative recall? (a 
   --steps N         optimizer steps budget (default none): stop after step N. Given with --minutes,
                     whichever runs out first ends the run; --steps alone sets no time limit, so
                     the run does not depend on the machine's load. (A held-out accuracy of 0.9
-                    ends any run.)
+                    at the last --gap ends any run.)
   --eval-every N    steps between held-out checks (256 fixed rows) (default 100)
   --seed N          seed of the parameters and the training rows (default 1)
   --out FILE        JSON output (default packages/bench/results/recall-<kind>-k<K>[-key<N>][-gap<N>].json)
@@ -128,12 +136,21 @@ const KEY_LEN = numberFlag(z.number().int().min(1).max(64), "an integer from 1 t
 const pairsFlag = (keyLen: number) =>
   numberFlag(z.number().int().min(1).max(maxPairs(keyLen)), `an integer from 1 to ${maxPairs(keyLen)} (distinct ${keyLen}-letter keys)`);
 
-/** One held-out check: the scored step, the training loss then, the held-out accuracy and seconds. */
+/** One held-out check: the scored step, the training loss then, the held-out accuracy (rows at `gap`) and seconds. */
 interface CurvePoint {
   step: number;
+  gap: number;
   loss: number;
   accuracy: number;
   seconds: number;
+}
+
+/** A stage of a --gap curriculum: its gap and row bytes, the first step trained at it, the step its held-out check reached 0.9 (null: it never did). */
+interface Stage {
+  gap: number;
+  rowBytes: number;
+  firstStep: number;
+  passedAt: number | null;
 }
 
 export async function main(argv: string[]) {
@@ -147,25 +164,27 @@ export async function main(argv: string[]) {
   });
   const kind = oneOf("kind", f.kind, ["memmamba", "mamba"] as const) ?? "memmamba";
   const backend = oneOf("backend", f.backend, ["cpu", "webgpu"] as const) ?? "cpu";
-  const keyLen = flagValue("key-len", f["key-len"], KEY_LEN) ?? 2, gap = nonNegativeInt("gap", f.gap, 0);
+  const keyLen = flagValue("key-len", f["key-len"], KEY_LEN) ?? 2;
+  const gaps = flagList("gap", f.gap, NON_NEGATIVE_INT, [0]);
   const pairs = flagValue("pairs", f.pairs, pairsFlag(keyLen)) ?? 8;
-  const shape = { keyLen, gap };
   const dModel = positiveInt("d-model", f["d-model"], 64), nLayers = positiveInt("layers", f.layers, 2), B = positiveInt("batch", f.batch, 32);
   const evalEvery = positiveInt("eval-every", f["eval-every"], 100), seed = positiveInt("seed", f.seed, 1);
   const lr = positiveNumber("lr", f.lr, 3e-3);
   // the budget (see the module note): 6 minutes by default, none when only --steps is given
   const maxSteps = flagValue("steps", f.steps, POSITIVE_INT) ?? null;
   const minutes = flagValue("minutes", f.minutes, POSITIVE_NUMBER) ?? (maxSteps === null ? 6 : null);
-  const tag = `${keyLen === 2 ? "" : `-key${keyLen}`}${gap === 0 ? "" : `-gap${gap}`}`;
+  const tag = `${keyLen === 2 ? "" : `-key${keyLen}`}${gaps.length === 1 && gaps[0] === 0 ? "" : `-gap${gaps.join("-")}`}`;
   const out = String(f.out ?? fromRoot("packages", "bench", "results", `recall-${kind}-k${pairs}${tag}.json`));
 
   await initBackend(backend);
   const config = preset("tiny", { kind, dModel, nLayers });
-  const L = recallLength(pairs, shape), WARM = 50;
+  const WARM = 50;
   let params: LMParams = lm.init(random.key(seed), config);
   let opt = adamw.init(params);
-  const held = recallBatch(lcg(12345), 256, pairs, shape), draw = lcg(seed + 1);
-  const evaluate = async (): Promise<number> => {
+  const draw = lcg(seed + 1);
+  // held-out rows at a gap: the same 256 rows (seed 12345) whenever that gap is checked
+  const evaluate = async (gap: number): Promise<number> => {
+    const held = recallBatch(lcg(12345), 256, pairs, { keyLen, gap }), L = held.length;
     let right = 0;
     for (let o = 0; o < 256; o += 64) {
       const tok = fromArray(held.inputs.slice(o * L, (o + 64) * L), [64, L], "i32");
@@ -183,13 +202,18 @@ export async function main(argv: string[]) {
   };
   const vg = valueAndGrad((p: LMParams, t: Tensor, y: Tensor, m: Tensor) => tidy(() => div(sum(mul(crossEntropy(lm.apply(p, t).logits, y), m)), sum(m))));
   const budget = [minutes === null ? "" : `${minutes} min`, maxSteps === null ? "" : `${maxSteps} steps`].filter(Boolean).join(" or ");
-  const rowDesc = `${pairs} pairs of ${keyLen}-letter keys${gap ? `, ${gap} filler letters before each` : ""} a row (${L} bytes)`;
+  const rowBytes = gaps.map((gap) => recallLength(pairs, { keyLen, gap }));
+  const rowDesc = gaps.length === 1
+    ? `${pairs} pairs of ${keyLen}-letter keys${gaps[0] ? `, ${gaps[0]} filler letters before each` : ""} a row (${rowBytes[0]} bytes)`
+    : `${pairs} pairs of ${keyLen}-letter keys a row, a curriculum of ${gaps.join(" → ")} filler letters before each pair (${rowBytes.join(" → ")} bytes), advancing at 0.9`;
   console.log(`recall (${backend}): a ${kind} of ${nLayers} layers × ${dModel}, ${rowDesc}, batch ${B}, lr ${lr} after ${WARM} warm-up steps, ${budget}; chance 0.10`);
   const curve: CurvePoint[] = [];
+  const stages: Stage[] = [{ gap: gaps[0], rowBytes: rowBytes[0], firstStep: 1, passedAt: null }];
   let stoppedBy: "accuracy" | "steps" | "minutes" = "minutes";
   const t0 = performance.now();
   for (let step = 1; ; step++) {
-    const h = recallBatch(draw, B, pairs, shape);
+    const stage = stages.at(-1)!, gap = stage.gap, L = stage.rowBytes;
+    const h = recallBatch(draw, B, pairs, { keyLen, gap });
     const t = fromArray(h.inputs, [B, L], "i32"), y = fromArray(h.targets, [B, L], "i32"), m = fromArray(h.mask, [B, L]);
     const { value, grads } = vg(params, t, y, m);
     const { norm, scale } = clipScale(grads, 1.0);
@@ -200,24 +224,44 @@ export async function main(argv: string[]) {
     const seconds = (performance.now() - t0) / 1000;
     const outOfSteps = maxSteps !== null && step >= maxSteps, outOfTime = minutes !== null && seconds > minutes * 60;
     if (step % evalEvery === 0 || outOfSteps || outOfTime) {
-      const accuracy = await evaluate();
-      curve.push({ step, loss, accuracy, seconds });
-      console.log(`step ${step}  loss ${loss.toFixed(4)}  held-out accuracy ${accuracy.toFixed(3)}  ${seconds.toFixed(0)} s`);
-      if (accuracy >= 0.9 || outOfSteps || outOfTime) {
-        stoppedBy = accuracy >= 0.9 ? "accuracy" : outOfSteps ? "steps" : "minutes";
+      const accuracy = await evaluate(gap);
+      curve.push({ step, gap, loss, accuracy, seconds });
+      console.log(`step ${step}${gaps.length > 1 ? `  gap ${gap}` : ""}  loss ${loss.toFixed(4)}  held-out accuracy ${accuracy.toFixed(3)}  ${seconds.toFixed(0)} s`);
+      const last = stages.length === gaps.length;
+      if (accuracy >= 0.9) {
+        stage.passedAt = step;
+        if (!last) {
+          stages.push({ gap: gaps[stages.length], rowBytes: rowBytes[stages.length], firstStep: step + 1, passedAt: null });
+          console.log(`  gap ${gap} passed at step ${step}: now ${stages.at(-1)!.gap} filler letters (${stages.at(-1)!.rowBytes} bytes a row)`);
+        }
+      }
+      if ((accuracy >= 0.9 && last) || outOfSteps || outOfTime) {
+        stoppedBy = accuracy >= 0.9 && last ? "accuracy" : outOfSteps ? "steps" : "minutes";
         break;
       }
     }
   }
+  // a curriculum: the final model at every gap of the list
+  let finalByGap: Record<string, number> | null = null;
+  if (gaps.length > 1) {
+    finalByGap = {};
+    for (const g of gaps) finalByGap[String(g)] ??= await evaluate(g);
+  }
   disposeTree([params, opt.m, opt.v]);
-  const reached = (a: number) => curve.find((c) => c.accuracy >= a)?.step ?? null;
+  // steps to an accuracy at the last gap (a curriculum's earlier stages do not count)
+  const reached = (a: number) => curve.find((c) => c.gap === gaps.at(-1) && c.accuracy >= a)?.step ?? null;
   const res = {
     benchmark: "recall", commit: gitCommit(), date: new Date().toISOString(), runtime: detectRuntime(), machine: machineInfo(),
-    options: { kind, backend, pairs, keyLen, gap, dModel, nLayers, batch: B, lr, warmup: WARM, minutes, maxSteps, evalEvery, seed, rowBytes: L }, config, curve,
+    options: { kind, backend, pairs, keyLen, gap: gaps.length === 1 ? gaps[0] : gaps, dModel, nLayers, batch: B, lr, warmup: WARM, minutes, maxSteps, evalEvery, seed, rowBytes: gaps.length === 1 ? rowBytes[0] : rowBytes }, config, curve,
     steps: curve.at(-1)!.step, stoppedBy, finalAccuracy: curve.at(-1)!.accuracy, stepsTo: { "0.5": reached(0.5), "0.9": reached(0.9) },
+    stages, finalByGap,
   };
   writeJson(out, res);
   console.log(formatTable(["steps", "final accuracy", "steps to 0.5", "steps to 0.9"], [[res.steps, res.finalAccuracy, res.stepsTo["0.5"], res.stepsTo["0.9"]]]));
+  if (finalByGap) {
+    console.log(formatTable(["gap", "row bytes", "first step", "passed 0.9 at", "final accuracy"],
+      gaps.map((g, i) => [g, rowBytes[i], stages[i]?.firstStep ?? "-", stages[i]?.passedAt ?? "-", finalByGap![String(g)]])));
+  }
   console.log(`wrote ${out}`);
   return res;
 }

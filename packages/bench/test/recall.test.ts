@@ -138,3 +138,38 @@ test("recall --backend webgpu trains the same model as the CPU: the first two st
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("recall --gap 0,4,8 is a curriculum: each gap until its held-out rows reach 0.9, then the next; the final model checked at every gap", async () => {
+  const before = getBackend();
+  const dir = mkdtempSync(join(tmpdir(), "bench-recall-"));
+  try {
+    const out = join(dir, "recall.json");
+    // K = 1 (one pair at a fixed place: learnt in ~50 steps at each gap, measured)
+    await recall(["--kind", "mamba", "--pairs", "1", "--gap", "0,4,8", "--eval-every", "25", "--steps", "600", "--out", out]);
+    const res = JSON.parse(readFileSync(out, "utf8"));
+    expect(res.options.gap).toEqual([0, 4, 8]);
+    expect(res.options.rowBytes).toEqual([0, 4, 8].map((gap) => recallLength(1, { gap })));
+    expect(res.stages.map((s: { gap: number }) => s.gap)).toEqual([0, 4, 8]);
+    // each stage starts the step after the one before passed, and the curve's points carry their stage's gap
+    for (let i = 0; i < 3; i++) {
+      const s = res.stages[i];
+      expect(s.passedAt).not.toBeNull();
+      if (i > 0) expect(s.firstStep).toBe(res.stages[i - 1].passedAt + 1);
+      const pts = res.curve.filter((c: { step: number }) => c.step >= s.firstStep && c.step <= s.passedAt);
+      expect(pts.length).toBeGreaterThan(0);
+      for (const c of pts) expect(c.gap).toBe(s.gap);
+    }
+    expect(res.stoppedBy).toBe("accuracy");
+    expect(res.steps).toBe(res.stages[2].passedAt);
+    // steps to 0.9 count at the last gap only
+    expect(res.stepsTo["0.9"]).toBe(res.stages[2].passedAt);
+    expect(Object.keys(res.finalByGap).sort()).toEqual(["0", "4", "8"]);
+    for (const a of Object.values(res.finalByGap) as number[]) expect(a).toBeGreaterThanOrEqual(0);
+    expect(res.finalByGap["8"]).toBeGreaterThanOrEqual(0.9); // the last check at 8 passed, with the same rows and weights
+  } finally {
+    setBackend(before);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  await expect(recall(["--gap", "64,-1"])).rejects.toThrow('--gap must be 0 or a positive integer, got "-1"');
+  await expect(recall(["--gap", ","])).rejects.toThrow("--gap: empty list");
+});
