@@ -73,14 +73,40 @@ export function readJsonl(path: string): LogRecord[] {
   return out;
 }
 
-/** The largest `rec[field]` of the log's records (undefined: no file, or no record has one). */
-export function lastLoggedStep(path: string, field = "step"): number | undefined {
+/** The largest `rec[field]` of `records` (undefined: no record has one). */
+function lastStepOf(records: readonly LogRecord[], field: string): number | undefined {
   let last: number | undefined;
-  for (const r of readJsonl(path)) {
+  for (const r of records) {
     const v = r[field];
     if (typeof v === "number" && (last === undefined || v > last)) last = v;
   }
   return last;
+}
+
+/** Rewrites `path` atomically with the records of `records` that have `rec[field] <= step` (and those without the field). */
+function keepUpToStep(path: string, records: readonly LogRecord[], step: number, field: string): void {
+  const keep = records.filter((r) => !(typeof r[field] === "number" && (r[field] as number) > step));
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, keep.map((r) => `${toJsonLine(r)}\n`).join(""));
+  renameSync(tmp, path);
+}
+
+/**
+ * A log read once for a resume: `lastStep`, the largest `rec[field]` of its records (undefined: no
+ * file, or no record has one), to check it against the checkpoint, and `truncateFromStep(step)`,
+ * which then drops the records past the checkpoint's step without reading the file again (the
+ * same as the function `truncateFromStep`; nothing when there is no file). Nothing may append to
+ * the file between the two.
+ */
+export function readLogForResume(path: string, field = "step"): { lastStep: number | undefined; truncateFromStep(step: number): void } {
+  const exists = existsSync(path);
+  const records = exists ? readJsonl(path) : [];
+  return {
+    lastStep: lastStepOf(records, field),
+    truncateFromStep: (step) => {
+      if (exists) keepUpToStep(path, records, step, field);
+    },
+  };
 }
 
 /**
@@ -89,8 +115,5 @@ export function lastLoggedStep(path: string, field = "step"): number | undefined
  */
 export function truncateFromStep(path: string, step: number, field = "step"): void {
   if (!existsSync(path)) return;
-  const keep = readJsonl(path).filter((r) => !(typeof r[field] === "number" && (r[field] as number) > step));
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, keep.map((r) => `${toJsonLine(r)}\n`).join(""));
-  renameSync(tmp, path);
+  keepUpToStep(path, readJsonl(path), step, field);
 }

@@ -46,7 +46,7 @@ import {
 import {
   type AtomicWriteOptions, CheckpointError, loadCheckpoint, restoreState, saveCheckpoint, type WeightDType,
 } from "./checkpoint.ts";
-import { JsonlLogger, lastLoggedStep, readJsonl, truncateFromStep, type LogRecord } from "./log.ts";
+import { JsonlLogger, readJsonl, readLogForResume, type LogRecord } from "./log.ts";
 import { linePlot, writeSvg, type Point } from "./plot.ts";
 import { Progress, type ProgressStream } from "./progress.ts";
 
@@ -189,6 +189,12 @@ export interface TrainResult<P = unknown> {
   resumeNotice?: string;
   /** The step that checkpoint holds (undefined if none was ever written). */
   checkpointStep: number | undefined;
+  /**
+   * How the run ended and which checkpoint is on disk, as the trainer's last line on its progress
+   * display says it (without the label): "stopped after 5 consecutive non-finite steps at step 7;
+   * last good checkpoint: none written (the runs/x/checkpoint.safetensors there is an earlier run's)".
+   */
+  summary: string;
   /** Final parameters (owned by the caller: disposeTree when done). */
   params: P;
 }
@@ -276,6 +282,9 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
   }
   // everything that can fail on bad input is checked before any tensor is made
   const ck = resumePath !== undefined ? loadCheckpoint(resumePath) : undefined;
+  // a resumed run reads its log once: with --resume, to check it against the checkpoint (below) and
+  // then to drop what came after the checkpoint; resuming a given file, only for the latter
+  let resumeLog: ReturnType<typeof readLogForResume> | undefined;
   if (ck) {
     const diff = firstDifference(ck.config, model.config);
     if (diff) throw new CheckpointError(ck.path, `was written for another model config (${diff})`);
@@ -288,7 +297,8 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
     // the log is written a step at a time and the checkpoint after its steps, so the run's own log
     // reaches the checkpoint's step; one that stops short is another run's (an --overwrite run
     // that ended before its first save leaves the earlier run's checkpoint beside its new log)
-    const logged = o.resume === true ? lastLoggedStep(files.log) : undefined;
+    if (o.resume === true) resumeLog = readLogForResume(files.log);
+    const logged = resumeLog?.lastStep;
     if (logged !== undefined && logged < ck.step) {
       throw new CheckpointError(ck.path, `holds step ${ck.step}, but ${files.log} ends at step ${logged}: they are not one run's ` +
         `(was an --overwrite run stopped before its first save?). Start afresh with --overwrite, or move ${files.log} away to resume the checkpoint with a new log`);
@@ -319,7 +329,7 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
     params = model.init(random.foldIn(rootKey, 0));
     optState = adamw.init(params);
   }
-  if (ck) truncateFromStep(files.log, startStep); // a resumed run drops what came after its checkpoint
+  if (ck) (resumeLog ?? readLogForResume(files.log)).truncateFromStep(startStep); // a resumed run drops what came after its checkpoint
   else {
     // a fresh run starts an empty log (not read: an earlier run's bad line is no error now) and has
     // no loss plot until its first save draws one: an earlier run's would pass for this one's
@@ -487,10 +497,9 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
   disposeTree([optState.m, optState.v]);
   const kept = checkpointStep !== undefined ? `${files.checkpoint} (step ${checkpointStep})`
     : existsSync(files.checkpoint) ? `none written (the ${files.checkpoint} there is an earlier run's)` : "none written";
-  if (status === "diverged") {
-    progress?.finish(`${label}: stopped after ${o.maxBadSteps} consecutive non-finite steps at step ${step}; last good checkpoint: ${kept}`);
-  } else if (status === "timeout") {
-    progress?.finish(`${label}: time budget reached: stopped at step ${step} of ${o.steps}; checkpoint: ${kept} (resume it to continue)`);
-  } else progress?.finish(`${label}: done at step ${step}; checkpoint: ${kept}`);
-  return { status, step, records, skipped, checkpoint: files.checkpoint, checkpointStep, params, initial, resumeNotice };
+  const summary = status === "diverged" ? `stopped after ${o.maxBadSteps} consecutive non-finite steps at step ${step}; last good checkpoint: ${kept}`
+    : status === "timeout" ? `time budget reached: stopped at step ${step} of ${o.steps}; checkpoint: ${kept} (resume it to continue)`
+    : `done at step ${step}; checkpoint: ${kept}`;
+  progress?.finish(`${label}: ${summary}`);
+  return { status, step, records, skipped, checkpoint: files.checkpoint, checkpointStep, params, initial, resumeNotice, summary };
 }

@@ -215,6 +215,49 @@ describe("commands: train --overwrite", () => {
   });
 });
 
+describe("commands: passkey --train", () => {
+  test("a quick training that diverges before its first save is an error naming the step and the run folder; the earlier run's checkpoint is not evaluated and its files are kept", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mm-passkey-train-"));
+    const live = liveBuffers();
+    try {
+      const run = join(dir, "run");
+      const ckpt = join(run, "checkpoint.safetensors");
+      const evalFlags = ["--lengths", "128", "--depths", "0", "--samples", "1", "--chunk", "64"];
+      // an earlier run: trained and evaluated by passkey --train
+      const first = await runPasskey(passkeyCommand.parse(["--checkpoint", ckpt, "--train", "--train-steps", "2", ...evalFlags]), quietIO());
+      expect(first.results).toHaveLength(1);
+      expect(loadCheckpoint(ckpt).step).toBe(2);
+      const before = { ckpt: readFileSync(ckpt), json: readFileSync(join(run, "passkey", "passkey.json"), "utf8"), svg: readFileSync(join(run, "passkey", "passkey.svg"), "utf8") };
+      // --overwrite with an absurd learning rate: NaN from step 3 on, stopped at step 7, before the first save (step 20)
+      const io = quietIO();
+      const r = await cli(passkeyCommand as unknown as Command<FlagDefs>, ["--checkpoint", ckpt, "--train", "--overwrite", "--train-steps", "20", "--train-lr", "1e9", ...evalFlags], (a) => runPasskey(a, io));
+      expect(r.code).toBe(1);
+      const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+      expect(r.err).toMatch(new RegExp(
+        `^passkey: --train: the training in ${esc(run)} diverged at step \\d+ \\(loss is NaN \\(micro-batch 1/1\\)\\): train stopped after 5 consecutive non-finite steps at step \\d+; ` +
+          `last good checkpoint: none written \\(the ${esc(ckpt)} there is an earlier run's\\); nothing evaluated \\(its log: ${esc(join(run, "train.jsonl"))}\\)\\n$`,
+      ));
+      expect(r.out).toBe("");
+      expect(io.text()).not.toContain("passkey retrieval accuracy");
+      // the step named is the run's first NaN step, and its log holds the skipped steps (as --overwrite documents)
+      const log = readJsonl(join(run, "train.jsonl"));
+      const firstBad = log.find((x) => x.skipped === true)!;
+      expect(r.err).toContain(`diverged at step ${firstBad.step} (`);
+      expect(r.err).toContain(`at step ${log[log.length - 1].step}; last good checkpoint`);
+      // the earlier run's checkpoint and passkey results are untouched
+      expect(readFileSync(ckpt).equals(before.ckpt)).toBe(true);
+      expect(readFileSync(join(run, "passkey", "passkey.json"), "utf8")).toBe(before.json);
+      expect(readFileSync(join(run, "passkey", "passkey.svg"), "utf8")).toBe(before.svg);
+      // --train-lr belongs to --train
+      const usage = await cli(passkeyCommand as unknown as Command<FlagDefs>, ["--checkpoint", ckpt, "--train-lr", "1e9"], (a) => runPasskey(a, quietIO()));
+      expect({ code: usage.code, err: usage.err }).toEqual({ code: 2, err: "passkey: --train-lr is for --train (the learning rate of its quick training)\n" });
+      expect(liveBuffers()).toBe(live);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("commands: train --task docret", () => {
   test("trains on docret rows of --data's paragraphs, scores held-out validation rows, records the task (eval docret asks with its query); a resume with other rows says so; --init starts from given weights", async () => {
     const dir = mkdtempSync(join(tmpdir(), "mm-docret-"));

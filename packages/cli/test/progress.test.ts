@@ -1,8 +1,8 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "../../../test/support/harness.ts";
-import { JsonlLogger, readJsonl, truncateFromStep } from "../src/log.ts";
+import { JsonlLogger, readJsonl, readLogForResume, truncateFromStep } from "../src/log.ts";
 import { formatCount, formatDuration, Progress } from "../src/progress.ts";
 
 function sink(isTTY: boolean) {
@@ -104,6 +104,29 @@ describe("JSONL log", () => {
       writeFileSync(path, '{"step": 1}\n{oops\n{"step": 2}\n');
       expect(() => readJsonl(path)).toThrow(/train\.jsonl:2: not valid JSON/);
       expect(readJsonl(join(dir, "missing.jsonl"))).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("readLogForResume reads the log once: its last step, then the truncation from what it read", () => {
+    const dir = mkdtempSync(join(tmpdir(), "mm-log-"));
+    try {
+      const path = join(dir, "train.jsonl");
+      writeFileSync(path, '{"step": 1, "loss": 2}\n{"note": "no step"}\n{"step": 3, "loss": "NaN"}\n{"step": 2}\n');
+      const log = readLogForResume(path);
+      expect(log.lastStep).toBe(3);
+      rmSync(path); // not read again: the truncation writes what was read
+      log.truncateFromStep(2);
+      expect(readJsonl(path)).toEqual([{ step: 1, loss: 2 }, { note: "no step" }, { step: 2 }]);
+      // no file: no last step, and the truncation makes none
+      const missing = readLogForResume(join(dir, "missing.jsonl"));
+      expect(missing.lastStep).toBeUndefined();
+      missing.truncateFromStep(0);
+      expect(existsSync(join(dir, "missing.jsonl"))).toBe(false);
+      // a bad line before the last is the same error as readJsonl's, at once
+      writeFileSync(path, '{"step": 1}\n{oops\n{"step": 2}\n');
+      expect(() => readLogForResume(path)).toThrow(/train\.jsonl:2: not valid JSON/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -13,6 +13,7 @@ import { heatmap, writeSvg } from "../plot.ts";
 import { Progress } from "../progress.ts";
 import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, defaultOutDir, formatTable, lengthLabel, requireOutDir, requirePath, selectBackend, writeJson } from "./common.ts";
 import { PASSKEY_DEMO, runTrain, trainCommand } from "./train.ts";
+import { runFiles } from "../trainer.ts";
 import { loadTexts, splitPart } from "@memmamba/memmamba";
 import { FIXED_BYTES, type FillerSpec, PASSKEY_DECODE_TOKENS, passkeyGrid, scorePasskey } from "@memmamba/memmamba";
 
@@ -23,9 +24,10 @@ export const passkeyCommand = defineCommand({
   usage: "deno task passkey [flags]      (bun run passkey [flags])",
   flags: {
     checkpoint: flag.path("the checkpoint or shipped weights file (weights/*.safetensors) to evaluate", { default: "runs/train/checkpoint.safetensors" }),
-    train: flag.bool("first train a quick model (the `train` demo's defaults) into <checkpoint dir>/checkpoint.safetensors, then evaluate that; a checkpoint already there needs --overwrite"),
+    train: flag.bool("first train a quick model (the `train` demo's defaults) into <checkpoint dir>/checkpoint.safetensors, then evaluate that; a checkpoint already there needs --overwrite; a training that diverges is an error and nothing is evaluated"),
     overwrite: flag.bool("with --train: replace a checkpoint already in the checkpoint's directory"),
     trainSteps: flag.int("optimizer steps of that quick training", { positive: true, defaultLabel: `the train demo's ${PASSKEY_DEMO.steps}` }),
+    trainLr: flag.number("peak learning rate of that quick training (train's --lr)", { positive: true, defaultLabel: `the train demo's ${PASSKEY_DEMO.lr}` }),
     filler: flag.path("take the filler text from this file or directory (default: generated)"),
     fillerSplit: flag.enum(["validation", "train", "all"], "which books of --filler (the books' split; `train --filler` trains on train, so validation is unseen text)", { default: "validation" }),
     fillerKind: flag.enum(["classic", "random"], "the generated filler: the classic grass/sky/sun sentences or random sentences", { default: "classic" }),
@@ -68,6 +70,7 @@ export async function runPasskey(args: PasskeyArgs, io: CommandIO = defaultIO): 
   const print = io.out;
   const f = args.flags;
   if (f.overwrite && !f.train) throw new UsageError("passkey: --overwrite is for --train (it replaces the checkpoint that --train writes)");
+  if (args.given.has("trainLr") && !f.train) throw new UsageError("passkey: --train-lr is for --train (the learning rate of its quick training)");
   // a filler flag that would be ignored is refused by name, as train does
   if (args.given.has("fillerSplit") && !f.filler) throw new UsageError("passkey: --filler-split is for --filler (which of its books); the generated filler has none");
   if (args.given.has("fillerKind") && f.filler) throw new UsageError("passkey: --filler-kind is for the generated filler; --filler takes the text from its books");
@@ -85,8 +88,21 @@ export async function runPasskey(args: PasskeyArgs, io: CommandIO = defaultIO): 
   }
   await selectBackend("passkey", f.backend, f.cpuKernels, io.err);
   if (f.train) {
-    const t = await runTrain(trainCommand.parse(["--out", dirname(checkpoint), ...(f.trainSteps !== undefined ? ["--steps", String(f.trainSteps)] : []), "--backend", f.backend, ...(f.cpuKernels ? ["--cpu-kernels", f.cpuKernels] : []), ...(f.overwrite ? ["--overwrite"] : [])]), io);
+    const dir = dirname(checkpoint);
+    const t = await runTrain(trainCommand.parse([
+      "--out", dir, ...(f.trainSteps !== undefined ? ["--steps", String(f.trainSteps)] : []), ...(f.trainLr !== undefined ? ["--lr", String(f.trainLr)] : []),
+      "--backend", f.backend, ...(f.cpuKernels ? ["--cpu-kernels", f.cpuKernels] : []), ...(f.overwrite ? ["--overwrite"] : []),
+    ]), io);
     disposeTree(t.params);
+    if (t.status !== "done") {
+      // no checkpoint there is this training's finished model: one that diverged before its first save leaves the
+      // earlier run's (--overwrite replaces it only at that save), whose scores would pass for this one's
+      let first = t.records.length;
+      while (first > 0 && t.records[first - 1].skipped) first--; // the first of the non-finite steps that stopped it
+      const bad = t.records[first];
+      const what = t.status === "diverged" ? `diverged${bad ? ` at step ${bad.step} (${bad.reason})` : ""}` : `did not finish (${t.status})`;
+      throw new Error(`--train: the training in ${dir} ${what}: train ${t.summary}; nothing evaluated (its log: ${runFiles(dir).log})`);
+    }
   }
   let filler: FillerSpec = { kind: f.fillerKind };
   if (f.filler) {
