@@ -2,7 +2,8 @@
  * The ablation suites of `bun run ablate` (the paper's §5.2 and appendix) as data, and the pure
  * pieces of their report: per-seed values → mean ± spread, the "real difference" rule, the
  * results JSON schema, the Markdown table and the SVG plot. The command that trains and
- * evaluates the variants is ./commands/ablate.ts.
+ * evaluates the variants is ./commands/ablate.ts (with the ./commands/ablate-*.ts modules it
+ * builds on).
  *
  * A variant is a set of config overrides on top of the preset. Variants whose resolved configs are
  * equal share one training run (at the `small` preset, max pooling, weighted fusion, k = 50,

@@ -66,7 +66,7 @@ export interface PrimParams {
   /** The VJP of softmax in one pass over each row: inputs [g, y], dx = y ⊙ (g − Σ g⊙y). */
   softmaxGrad: Record<string, never>;
   /**
-   * Masked softmax over the last axis (ops/nn.ts), inputs [x, valid]: softmax(where(valid ≠ 0,
+   * Masked softmax over the last axis (ops/softmax.ts), inputs [x, valid]: softmax(where(valid ≠ 0,
    * scale·x, −1e9)) ⊙ valid, each step rounded as the composite's ops round it.
    */
   maskedSoftmax: { scale: number };
@@ -215,8 +215,8 @@ export interface MultiPrimParams {
    */
   attnReadGrad: { scale: number };
   /**
-   * RMSNorm-with-a-gain's VJP in one row pass (ops/nn.ts): inputs [g, x, w] (w [n], n = x's last
-   * axis), outputs [dx, gxhat], both x's shape: dx = rmsNormGrad(g ⊙ w, x) and gxhat =
+   * RMSNorm-with-a-gain's VJP in one row pass (ops/rms-norm.ts): inputs [g, x, w] (w [n], n = x's
+   * last axis), outputs [dx, gxhat], both x's shape: dx = rmsNormGrad(g ⊙ w, x) and gxhat =
    * g ⊙ rmsNorm(x), each rounded as those launches round them (gxhat summed over the leading axes
    * is dw). Five launches (mul, rmsNormGrad, rmsNorm, mul, then dw's sum) become two.
    */
@@ -229,11 +229,11 @@ export interface MultiPrimParams {
    */
   selectiveScanWithState: Record<string, never>;
   /**
-   * linearSigmoid's VJP (ops/nn.ts): inputs [g [..., n], s [..., n], x [..., n, d], w [d, 1]] (s the
-   * op's output, g its cotangent), outputs [dx (x's shape), dw [d, 1], db [1]] with e = g ⊙ s(1 − s):
-   * dx = e ⊗ w, dw = xᵀ·e, db = Σ e. The CPU kernel has the composite's bits (unaryGrad, the two
-   * matmuls and the reduction in turn); WebGPU's (a row pass and two block sums: five launches
-   * become three) have dx's bits and sum dw and db in another order.
+   * linearSigmoid's VJP (ops/linear-fused.ts): inputs [g [..., n], s [..., n], x [..., n, d],
+   * w [d, 1]] (s the op's output, g its cotangent), outputs [dx (x's shape), dw [d, 1], db [1]]
+   * with e = g ⊙ s(1 − s): dx = e ⊗ w, dw = xᵀ·e, db = Σ e. The CPU kernel has the composite's
+   * bits (unaryGrad, the two matmuls and the reduction in turn); WebGPU's (a row pass and two
+   * block sums: five launches become three) have dx's bits and sum dw and db in another order.
    */
   linearSigmoidGrad: Record<string, never>;
   /**
@@ -244,16 +244,16 @@ export interface MultiPrimParams {
    */
   foldWeightGrad: { transB: boolean };
   /**
-   * linearSigmoid with its threshold test, outside a gradient (ops/nn.ts, linearSigmoidGate):
-   * inputs [x [..., n, d], w [d, 1], b [1]], outputs [s, m, m ⊙ s] (each [..., n]) with s =
-   * σ(x·w + b) as linearSigmoid gives it and m = 1 where s > tau (f32), else 0.
+   * linearSigmoid with its threshold test, outside a gradient (ops/linear-fused.ts,
+   * linearSigmoidGate): inputs [x [..., n, d], w [d, 1], b [1]], outputs [s, m, m ⊙ s] (each
+   * [..., n]) with s = σ(x·w + b) as linearSigmoid gives it and m = 1 where s > tau (f32), else 0.
    */
   linearSigmoidGate: { tau: number };
   /**
-   * RMSNorm with its gain and two gated scorers of its output (ops/nn.ts, rmsNormScores), outside a
-   * gradient: inputs [x [..., n, d], gain [d], w1 [d, 1], b1 [1], w2 [d, 1], b2 [1]], outputs [h,
-   * s1, m1, m2 ⊙ s2] with h = rmsNorm(x, gain), [s1, m1, ·] = linearSigmoidGate(h, w1, b1, tau1) and
-   * [s2, m2, m2 ⊙ s2] = linearSigmoidGate(h, w2, b2, tau2).
+   * RMSNorm with its gain and two gated scorers of its output (ops/linear-fused.ts, rmsNormScores),
+   * outside a gradient: inputs [x [..., n, d], gain [d], w1 [d, 1], b1 [1], w2 [d, 1], b2 [1]],
+   * outputs [h, s1, m1, m2 ⊙ s2] with h = rmsNorm(x, gain), [s1, m1, ·] =
+   * linearSigmoidGate(h, w1, b1, tau1) and [s2, m2, m2 ⊙ s2] = linearSigmoidGate(h, w2, b2, tau2).
    */
   rmsNormScores: { eps: number; tau1: number; tau2: number };
   /**

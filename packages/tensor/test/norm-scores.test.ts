@@ -1,6 +1,7 @@
 /**
- * rmsNormScores (ops/nn.ts): RMSNorm with its gain and two gated scorers of its output, against
- * the ops it replaces (rmsNormalize, then linearSigmoidGate for each scorer), on every backend:
+ * rmsNormScores (ops/linear-fused.ts): RMSNorm with its gain and two gated scorers of its output,
+ * against the ops it replaces (rmsNormalize, then linearSigmoidGate for each scorer), on every
+ * backend:
  *
  * - rows of 256 (the small model's d: 4 vec4s a thread on the GPU), 12, 64 and 512 (1 to 8 vec4s
  *   a thread), 10 (no whole vec4s) and 516 (wider than the fused shader: the GPU runs the three

@@ -42,7 +42,7 @@ export function softmaxGradKernel([g, y]: CpuArg[], out: CpuArg): void {
 }
 
 /**
- * maskedSoftmax (ops/nn.ts): softmaxKernel with a prologue and an epilogue, rounded where the
+ * maskedSoftmax (ops/softmax.ts): softmaxKernel with a prologue and an epilogue, rounded where the
  * composite's f32 tensors round: z = valid ≠ 0 ? f32(x · f32(scale)) : −1e9 (held in out), the
  * softmax of z exactly as softmaxKernel computes it, then f32(y · valid).
  */
@@ -73,8 +73,8 @@ export function maskedSoftmaxKernel([x, v]: CpuArg[], out: CpuArg, p: PrimParams
 }
 
 /**
- * maskedSoftmaxGrad (ops/nn.ts), inputs [g, w, valid]: the composite's chain in one row pass, each
- * step rounded as its kernel rounds: gv = f32(g · valid); softmaxGradKernel's
+ * maskedSoftmaxGrad (ops/softmax.ts), inputs [g, w, valid]: the composite's chain in one row pass,
+ * each step rounded as its kernel rounds: gv = f32(g · valid); softmaxGradKernel's
  * f32(w · (gv − Σ gv·w)) with the float64 sum in index order; where(valid, ·, 0); f32(· · scale).
  */
 export function maskedSoftmaxGradKernel([g, w, v]: CpuArg[], out: CpuArg, p: PrimParams["maskedSoftmaxGrad"]): void {

@@ -1,6 +1,6 @@
 /**
- * WebGPU kernels of linearSigmoidGrad (ops/nn.ts: linearSigmoid's VJP in three launches): for
- * s = σ(x·w + b) over rows x [N, d] and its cotangent g [N], e = g ⊙ s(1 − s) (unaryGrad's
+ * WebGPU kernels of linearSigmoidGrad (ops/linear-fused.ts: linearSigmoid's VJP in three launches):
+ * for s = σ(x·w + b) over rows x [N, d] and its cotangent g [N], e = g ⊙ s(1 − s) (unaryGrad's
  * sigmoid, the same expression), dx = e ⊗ w, dw = xᵀ·e and db = Σ e. The composite took five
  * launches (unaryGrad, dx as a K = 1 matmul through the wide tiled kernel, dw as a split-K product
  * and its sum, db as a reduction): ~75 µs a scorer at MemMamba's training shape on an H200, the

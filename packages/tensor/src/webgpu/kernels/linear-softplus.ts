@@ -1,12 +1,12 @@
 /**
- * WebGPU kernel of linearSoftplus (ops/nn.ts): out = softplus(x·w + b) for x [M, r], w [r, c],
- * b [c], with few inputs r (Mamba's Δ projection: r = dt_rank, 16 for the small model). No tiling:
- * a thread per output (four adjacent columns as a vec4 where c is a multiple of 4) walks k in
- * order; x[row, k] is one address for all the threads of a row (a broadcast read) and w[k, ·] a
- * coalesced run that stays in cache. Where r is a multiple of 4 up to 64 the k loop is unrolled
- * and x read as vec4s (its own pipeline for each r). The bias is added and the softplus taken (the elementwise
- * kernel's softplus, unaryExpr) before the one store: the composite's matmul, add and softplus each wrote
- * and re-read the [M, c] output (at M = 61440, c = 512: 126 MB a pass).
+ * WebGPU kernel of linearSoftplus (ops/linear-fused.ts): out = softplus(x·w + b) for x [M, r],
+ * w [r, c], b [c], with few inputs r (Mamba's Δ projection: r = dt_rank, 16 for the small model).
+ * No tiling: a thread per output (four adjacent columns as a vec4 where c is a multiple of 4) walks
+ * k in order; x[row, k] is one address for all the threads of a row (a broadcast read) and w[k, ·]
+ * a coalesced run that stays in cache. Where r is a multiple of 4 up to 64 the k loop is unrolled
+ * and x read as vec4s (its own pipeline for each r). The bias is added and the softplus taken (the
+ * elementwise kernel's softplus, unaryExpr) before the one store: the composite's matmul, add and
+ * softplus each wrote and re-read the [M, c] output (at M = 61440, c = 512: 126 MB a pass).
  *
  * The sums run in k order from 0, as the tiled matmul's; a shader compiler may contract a
  * multiply-add differently in the two kernels, so the numbers equal the composite's up to that.

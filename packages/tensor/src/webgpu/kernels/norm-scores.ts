@@ -1,7 +1,8 @@
 /**
- * WebGPU kernel of rmsNormScores (ops/nn.ts): h = rmsNorm(x, gain) and two gated scorers of h in
- * one pass over the rows. MemMamba's Note Block normalised each layer's output in one launch and
- * read the result twice more, once per scorer (a [61440, 256] pass of ~30 µs each on an H200).
+ * WebGPU kernel of rmsNormScores (ops/linear-fused.ts): h = rmsNorm(x, gain) and two gated
+ * scorers of h in one pass over the rows. MemMamba's Note Block normalised each layer's output in
+ * one launch and read the result twice more, once per scorer (a [61440, 256] pass of ~30 µs each
+ * on an H200).
  *
  * Layout: 16 threads a row, 4 rows a workgroup of 64; thread l of a row holds the row's vec4s l,
  * l + 16, … (at most NORM_SCORES_MAX_VEC4 / 16 of them) in registers. Σ x² from the 16 partials in
