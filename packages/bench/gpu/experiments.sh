@@ -39,7 +39,7 @@ pk_lengths=1k,2k,4k,8k,16k,32k,64k,128k; pk_depths=0,0.25,0.5,0.75,1; pk_samples
 ppl_lengths=1k,2k,4k,10k,20k,30k,40k,50k,60k; ppl_windows=2
 docret_k=10,20,120,160,200; docret_samples=5; metrics_samples=4; metrics_len=2k
 dr_seq=4k; dr_batch=8; dr_lr=1e-3; dr_warmup=100; dr_eval_every=100; dr_steps=100000; dr_train_k=1,2,3,4,5,6
-dr_k=2,4,10,20,120,160,200; dr_samples=10; dr_query=sentence; dr_task_loss=answer; dr_answer_weight=1; dr_init=
+dr_k=2,4,10,20,120,160,200; dr_samples=10; dr_query=sentence; dr_task_loss=answer; dr_answer_weight=1; dr_init=; dr_chars=
 chunk=2048
 weights_dir=               # evaluate <dir>/<model>-<preset>-{passkey,lm}.safetensors where runs/exp holds no checkpoint
 local=0
@@ -66,6 +66,7 @@ Flags (defaults in brackets):
   --dr-seq N [$dr_seq]  --dr-batch N [$dr_batch]  --dr-lr X [$dr_lr]
   --dr-task-loss answer|all [$dr_task_loss]  --dr-answer-weight X [$dr_answer_weight]   (train's --task-loss, --answer-weight)
   --dr-init DIR        start the docret training from DIR/<model>-<preset>-passkey.safetensors (train's --init)
+  --dr-chars MIN,MAX   the documents' lengths in characters, for dr-train and dr-eval (train's and eval's --docret-chars) [200,1000]
   --weights DIR        evaluate the weights files that collect wrote (carried back) where no checkpoint is in --exp
   --local              run the sources with tools/node_modules/.bin/bun instead of .gpu/*.mjs
   --pack-data          (here, not there) cut the books into runs/books and pack runs/books.tar.xz, then exit
@@ -102,6 +103,7 @@ while [ $# -gt 0 ]; do
     --dr-k) need "$@"; dr_k=$2; shift ;;
     --dr-samples) need "$@"; dr_samples=$2; shift ;;
     --dr-query) need "$@"; dr_query=$2; shift ;;
+    --dr-chars) need "$@"; dr_chars=$2; shift ;;
     --dr-seq) need "$@"; dr_seq=$2; shift ;;
     --dr-batch) need "$@"; dr_batch=$2; shift ;;
     --dr-lr) need "$@"; dr_lr=$2; shift ;;
@@ -171,6 +173,7 @@ train_phase() { # train_phase pk|lm|dr model
   elif [ "$kind" = dr ]; then
     local cfg=(); [ "$preset" = tiny ] || cfg=(--config "$pk_config")
     [ -n "$dr_init" ] && cfg+=(--init "$dr_init/$model-$preset-passkey.safetensors")
+    [ -n "$dr_chars" ] && cfg+=(--docret-chars "$dr_chars")
     cli train "${common[@]}" "${cfg[@]}" --model "$model" --task docret --data "$data" --docret-k "$dr_train_k" --query "$dr_query" \
       --task-loss "$dr_task_loss" --answer-weight "$dr_answer_weight" \
       --seq-len "$dr_seq" --batch "$dr_batch" --accum 1 --lr "$dr_lr" --warmup "$dr_warmup" --steps "$dr_steps" --eval-every "$dr_eval_every" \
@@ -251,7 +254,7 @@ dr_eval() { # docret accuracy of the docret-trained model, k after k in one proc
   budget=$(min_of "$eval_minutes" "$(left_minutes)")
   log "dr-eval $model: docret at k = $dr_k in $budget min"
   tcli "$(secs_of "$budget")" eval docret --backend "$backend" --checkpoint "$ck" --data "$data" --split validation --chunk "$chunk" \
-    --k "$dr_k" --samples "$dr_samples" --query "$dr_query" --out "$dir/eval" || log "dr-eval $model: stopped (time or error)"
+    --k "$dr_k" --samples "$dr_samples" --query "$dr_query" ${dr_chars:+--docret-chars "$dr_chars"} --out "$dir/eval" || log "dr-eval $model: stopped (time or error)"
 }
 
 collect() {

@@ -160,7 +160,7 @@ describe("commands: data too small for the flags is one line naming the flag, ex
         ["train", ["--data", short, "--steps", "1", "--out", join(dir, "t")],
           new RegExp(`^train: --data ${escape(short)}: no training document holds a --seq-len 128 window \\(129 bytes; the longest has \\d+\\): pass a smaller --seq-len or more text\n$`)],
         ["eval", ["docret", "--checkpoint", ck, "--data", books, "--split", "all", "--k", "3,5", "--out", join(dir, "e")],
-          new RegExp(`^eval: --data ${escape(books)} has 0 paragraphs \\(all documents\\); --k up to 5 needs 6 \\(add books\\)\n$`)],
+          new RegExp(`^eval: --data ${escape(books)} has 0 paragraphs of 200-1000 characters \\(all documents\\); --k up to 5 needs 6 \\(add books\\)\n$`)],
         ["eval", ["metrics", "--checkpoint", ck, "--data", books, "--split", "all", "--metrics-len", "4k", "--out", join(dir, "e")],
           new RegExp(`^eval: --metrics-len 4096: no book of --data ${escape(books)} is longer than that \\(the longest has 2200 bytes; all documents\\)\n$`)],
         ["eval", ["ppl", "--checkpoint", ck, "--data", books, "--split", "all", "--lengths", "1k,4k,8k", "--out", join(dir, "e")],

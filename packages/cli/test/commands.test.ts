@@ -321,4 +321,56 @@ describe("commands: train --task docret", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  test("--docret-chars picks the documents' lengths: train records it, eval docret uses it unless told otherwise; bad values and other tasks are refused", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mm-docret-chars-"));
+    try {
+      // books of ~280-character paragraphs (writeBooks), each followed by ~60-character two-sentence ones
+      const names = ["one", "two", "three"];
+      const books = writeBooks(join(dir, "books"), names, 12, false);
+      const word = (i: number) => "abcdefghij"[i % 10] + "klmnopqrst"[Math.floor(i / 10) % 10];
+      for (const n of names) {
+        const short = Array.from({ length: 12 }, (_, i) => `Short one ${word(i)} of book ${n} starts. It ends soon after.`).join("\n\n");
+        writeFileSync(join(books, `${n}.txt`), `${readFileSync(join(books, `${n}.txt`), "utf8")}\n\n${short}`);
+      }
+      const out = join(dir, "run");
+      const base = ["--task", "docret", "--data", books, "--batch", "2", "--steps", "1", "--eval-every", "0", "--seq-len", "600", "--docret-k", "1", "--out", out];
+      const io = quietIO();
+      const t = await runTrain(trainCommand.parse([...base, "--docret-chars", "40,160"]), io);
+      disposeTree(t.params);
+      expect(io.text()).toMatch(/train: docret: \d+ training and \d+ validation paragraphs of 40-160 characters/);
+      expect(loadCheckpoint(join(out, "checkpoint.safetensors")).extra).toEqual(expect.objectContaining({ docretChars: "40,160" }));
+      const ev = async (argv: string[]) => {
+        const io = quietIO();
+        const r = await runEval(evalCommand.parse(["docret", "--checkpoint", join(out, "checkpoint.safetensors"), "--data", books, "--split", "all", "--k", "1", "--samples", "2", "--chunk", "256", ...argv]), io) as {
+          docretChars: number[];
+          rows: { meanPromptBytes: number }[];
+        };
+        return { chars: r.docretChars, bytes: r.rows[0].meanPromptBytes, said: io.text() };
+      };
+      const asTrained = await ev([]);
+      expect(asTrained.chars).toEqual([40, 160]);
+      expect(asTrained.said).toContain("docret documents of 40,160 characters, as the checkpoint was trained on (--docret-chars overrides)");
+      expect(asTrained.said).toContain("paragraphs of 40-160 characters");
+      const long = await ev(["--docret-chars", "200,1000"]);
+      expect(long.chars).toEqual([200, 1000]);
+      // two ~60-character documents and the question against two ~280-character ones
+      expect(asTrained.bytes).toBeLessThan(300);
+      expect(long.bytes).toBeGreaterThan(600);
+      // bad values: the command, the flag and what it takes
+      await expect(runTrain(trainCommand.parse([...base, "--docret-chars", "300,200", "--overwrite"]), quietIO()))
+        .rejects.toThrow("train: --docret-chars takes the shortest and the longest document in characters, MIN,MAX with MIN <= MAX (e.g. 200,1000), got 300,200");
+      await expect(ev(["--docret-chars", "100"])).rejects.toThrow("eval: --docret-chars takes the shortest and the longest document in characters, MIN,MAX with MIN <= MAX (e.g. 200,1000), got 100");
+      // too few documents of those lengths: the error names them
+      await expect(runTrain(trainCommand.parse([...base, "--docret-chars", "5000,6000", "--overwrite"]), quietIO()))
+        .rejects.toThrow("paragraphs of 5000-6000 characters; --docret-k up to 1 needs 2 (add books or widen --docret-chars)");
+      // another task's flag
+      await expect(runTrain(trainCommand.parse(["--data", books, "--docret-chars", "40,160", "--out", join(dir, "lm")]), quietIO()))
+        .rejects.toThrow("train: --docret-chars is for --task docret (this is --task text)");
+      await expect(runEval(evalCommand.parse(["ppl", "--checkpoint", join(out, "checkpoint.safetensors"), "--data", books, "--docret-chars", "40,160"]), quietIO()))
+        .rejects.toThrow("eval: --docret-chars is for docret (this is eval ppl)");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

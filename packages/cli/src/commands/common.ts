@@ -30,6 +30,20 @@ export const defaultIO: CommandIO = {
   progress: process.stderr,
 };
 
+/** The `--docret-chars` flag of train and eval: the documents' lengths, "MIN,MAX" characters (see paragraphChars). */
+export const docretCharsFlag = (description: string) => flag.intList(description, { positive: true });
+
+/**
+ * The paragraph lengths of a `--docret-chars` value: exactly two integers, the shortest and the
+ * longest document kept, shortest first; else a usage error naming the command and the flag.
+ */
+export function paragraphChars(command: string, v: readonly number[]): { minChars: number; maxChars: number } {
+  if (v.length !== 2 || v[0] > v[1]) {
+    throw new UsageError(`${command}: --docret-chars takes the shortest and the longest document in characters, MIN,MAX with MIN <= MAX (e.g. 200,1000), got ${v.join(",")}`);
+  }
+  return { minChars: v[0], maxChars: v[1] };
+}
+
 /** The `--backend` flag every command shares. */
 export const backendFlag = flag.enum(["cpu", "webgpu"], "tensor backend", { default: "cpu" });
 /** The `--cpu-kernels` flag every command shares (default: $MEMMAMBA_CPU_KERNELS, else auto). */

@@ -15,9 +15,12 @@ import { greedyDecode, windowNll } from "../inference.ts";
 import { loadModelFile } from "../weights.ts";
 import { linePlot, writeSvg } from "../plot.ts";
 import { Progress } from "../progress.ts";
-import { backendFlag, type CommandIO, cpuKernelsFlag, DEFAULT_BOOKS, defaultIO, defaultOutDir, formatTable, lengthLabel, longestBytes, requireOutDir, requirePath, selectBackend, writeJson } from "./common.ts";
+import {
+  backendFlag, type CommandIO, cpuKernelsFlag, DEFAULT_BOOKS, defaultIO, defaultOutDir, docretCharsFlag, formatTable, lengthLabel, longestBytes, paragraphChars, requireOutDir,
+  requirePath, selectBackend, writeJson,
+} from "./common.ts";
 import { booksTooShort, loadTexts, perplexity, pplWindows, pplWindowStarts, splitTexts, type TextDoc } from "@memmamba/memmamba";
-import { DOCRET_DECODE_TOKENS, docretSamples, isQueryKind, paragraphsOf, QUERY_KINDS, scoreDocret } from "@memmamba/memmamba";
+import { DOCRET_DECODE_TOKENS, docretSamples, isQueryKind, PARAGRAPH_CHARS, paragraphsOf, QUERY_KINDS, scoreDocret } from "@memmamba/memmamba";
 import { metrics, type LMParams } from "@memmamba/memmamba";
 import { fromArray } from "@memmamba/tensor";
 
@@ -37,6 +40,7 @@ export const evalCommand = defineCommand({
     k: flag.intList("docret: numbers of noise documents", { default: [10, 20, 120, 160, 200], positive: true }),
     samples: flag.int("docret: samples per k; metrics: windows", { default: 20, positive: true }),
     query: flag.enum(QUERY_KINDS, "docret: what the question quotes from the gold document (unless given: the query a `train --task docret` checkpoint was trained with)", { default: "sentence" }),
+    docretChars: docretCharsFlag(`docret: the documents' lengths, MIN,MAX characters (unless given: those a \`train --task docret\` checkpoint was trained on, else ${PARAGRAPH_CHARS.join(",")})`),
     seed: flag.int("seed of the docret samples", { default: 123, min: 0 }),
     chunk: flag.int("tokens per chunk when streaming (memory ∝ chunk, not length)", { default: 512, positive: true }),
     out: flag.path("where the JSON (and SVG) go", { defaultLabel: "a run's directory for its checkpoint.safetensors, else runs/eval/<file name>" }),
@@ -82,7 +86,7 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
   // flags of another task: refused by name, never silently ignored (as train does)
   const usedBy: Partial<Record<keyof EvalArgs["flags"], readonly string[]>> = {
     lengths: ["ppl"], scored: ["ppl"], windows: ["ppl", "metrics"], chunk: ["ppl", "docret"],
-    k: ["docret"], query: ["docret"], seed: ["docret"], samples: ["docret", "metrics"], metricsLen: ["metrics"],
+    k: ["docret"], query: ["docret"], docretChars: ["docret"], seed: ["docret"], samples: ["docret", "metrics"], metricsLen: ["metrics"],
   };
   for (const [k, tasks] of Object.entries(usedBy) as [keyof EvalArgs["flags"], readonly string[]][]) {
     if (args.given.has(k) && !tasks.includes(task)) throw new UsageError(`eval: --${kebab(k)} is for ${tasks.join(" and ")} (this is eval ${task})`);
@@ -139,9 +143,19 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
       query = trained.query;
       io.err(`eval: docret asks with the query the checkpoint was trained on, ${query} (--query overrides)\n`);
     }
-    const paragraphs = paragraphsOf(docs);
+    // the documents' lengths: --docret-chars, else those the checkpoint was trained on, else the default
+    let charsList: readonly number[] = f.docretChars ?? PARAGRAPH_CHARS;
+    const trainedChars = typeof trained.docretChars === "string" ? trained.docretChars.split(",").map(Number) : undefined;
+    if (!f.docretChars && trained.task === "docret" && trainedChars && trainedChars.length === 2 && trainedChars.every((n) => Number.isInteger(n) && n > 0)) {
+      charsList = trainedChars;
+      if (trained.docretChars !== PARAGRAPH_CHARS.join(",")) io.err(`eval: docret documents of ${trained.docretChars} characters, as the checkpoint was trained on (--docret-chars overrides)\n`);
+    }
+    const chars = paragraphChars("eval", charsList);
+    const paragraphs = paragraphsOf(docs, chars);
     const need = Math.max(...f.k) + 1;
-    if (paragraphs.length < need) throw new UsageError(`eval: --data ${f.data} has ${paragraphs.length} paragraphs (${rule}); --k up to ${need - 1} needs ${need} (add books)`);
+    if (paragraphs.length < need) {
+      throw new UsageError(`eval: --data ${f.data} has ${paragraphs.length} paragraphs of ${chars.minChars}-${chars.maxChars} characters (${rule}); --k up to ${need - 1} needs ${need} (add books)`);
+    }
     const rows: { k: number; accuracy: number; samples: number; meanPromptBytes: number }[] = [];
     const results: { k: number; sample: number; goldId: number; predicted: number; correct: boolean }[] = [];
     const progress = makeProgress(f.k.length * f.samples, "eval docret");
@@ -161,11 +175,11 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
       rows.push({ k, accuracy: correct / samples.length, samples: samples.length, meanPromptBytes: Math.round(bytes / samples.length) });
     }
     progress?.finish();
-    print(`document retrieval accuracy (${paragraphs.length} paragraphs from ${docs.length} books, ${rule}) of ${f.checkpoint}\n`);
+    print(`document retrieval accuracy (${paragraphs.length} paragraphs of ${chars.minChars}-${chars.maxChars} characters from ${docs.length} books, ${rule}) of ${f.checkpoint}\n`);
     print(formatTable(["k (noise docs)", "accuracy", "samples", "prompt bytes"], rows.map((r) => [
       String(r.k), r.accuracy.toFixed(3), String(r.samples), String(r.meanPromptBytes),
     ])));
-    const report = { task, checkpoint: f.checkpoint, data: f.data, split: rule, query, rows, results };
+    const report = { task, checkpoint: f.checkpoint, data: f.data, split: rule, query, docretChars: [chars.minChars, chars.maxChars], rows, results };
     writeJson(join(out, "eval-docret.json"), report);
     print(`wrote ${join(out, "eval-docret.json")}\n`);
     return report;

@@ -22,8 +22,8 @@ import { lmTrainable, tokenSource, type HostTokenBatch } from "../adapters.ts";
 import { firstDifference, runFiles, train, TRAIN_DEFAULTS, type TrainResult } from "../trainer.ts";
 import { loadModelFile } from "../weights.ts";
 import { saveHangFromEnv } from "../save-hook.ts";
-import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, readJsonFile, requireOutDir, requirePath, requireWindow, selectBackend } from "./common.ts";
-import { docretTrainingBatch, loadTexts, QUERY_KINDS, paragraphsOf, splitPart, splitTexts, WindowSampler } from "@memmamba/memmamba";
+import { backendFlag, type CommandIO, cpuKernelsFlag, defaultIO, docretCharsFlag, paragraphChars, readJsonFile, requireOutDir, requirePath, requireWindow, selectBackend } from "./common.ts";
+import { docretTrainingBatch, loadTexts, PARAGRAPH_CHARS, QUERY_KINDS, paragraphsOf, splitPart, splitTexts, WindowSampler } from "@memmamba/memmamba";
 import type { FillerSpec } from "@memmamba/memmamba";
 import { answerScores, MIN_PASSKEY_SEQ_LEN, passkeyScores, passkeyStopBatch } from "../passkey-demo.ts";
 
@@ -155,6 +155,7 @@ export const trainCommand = defineCommand({
     answerWeight: flag.number("passkey and docret tasks with --task-loss all: weight of the answer digits relative to the other bytes", { positive: true, default: 1 }),
     docretK: flag.intList("docret task: noise-document counts, one drawn per row (a row that does not fit --seq-len is drawn again, then with a smaller k)", { positive: true, defaultLabel: DOCRET_TRAIN.ks.join(",") }),
     query: flag.enum(QUERY_KINDS, "docret task: what the question quotes from the gold document (last-words and echo also write each id after its document; echo's answer repeats the quoted words first; as `eval docret --query`)", { default: "sentence" }),
+    docretChars: docretCharsFlag(`docret task: the documents' lengths, MIN,MAX characters (the paragraphs of --data that long; default ${PARAGRAPH_CHARS.join(",")}): short ones put the ids close together, a curriculum's first stage; recorded, and eval docret uses it unless told otherwise`),
     fillerSplit: flag.enum(["train", "validation", "all"], "passkey task: which books of --filler (the books' split; `passkey` evaluates on validation, so training on train keeps that text unseen)", { default: "train" }),
     maxMinutes: flag.number("time budget: stop cleanly at a step boundary once the next step would end later than this many minutes after start, write the checkpoint and exit 0 (continue with --resume)", { positive: true }),
   },
@@ -233,7 +234,7 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
   const misplaced: [readonly (keyof TrainArgs["flags"])[], boolean, string][] = [
     [["filler", "fillerSplit"], task !== "passkey", `is for the passkey task (this is --task ${task})`],
     [["taskLoss", "answerWeight"], task === "text", "is for the passkey and docret tasks (the LM scores every byte)"],
-    [["docretK", "query"], task !== "docret", `is for --task docret (this is --task ${task})`],
+    [["docretK", "query", "docretChars"], task !== "docret", `is for --task docret (this is --task ${task})`],
   ];
   for (const [keys, wrong, why] of misplaced) {
     for (const k of keys) if (wrong && args.given.has(k)) throw new UsageError(`train: --${kebab(k)} ${why}`);
@@ -273,17 +274,20 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
   } else if (task === "docret") {
     requirePath("train", "--data", f.data!);
     const split = splitTexts(loadTexts(f.data!));
-    const [trainParas, valParas] = [paragraphsOf(split.train), paragraphsOf(split.validation)];
+    const chars = paragraphChars("train", f.docretChars ?? PARAGRAPH_CHARS);
+    const [trainParas, valParas] = [paragraphsOf(split.train, chars), paragraphsOf(split.validation, chars)];
     const ks = f.docretK ?? DOCRET_TRAIN.ks;
     const need = Math.max(...ks) + 1;
     for (const [name, p] of [["training", trainParas], ["validation", valParas]] as const) {
-      if (p.length < need) throw new UsageError(`train: --data ${f.data} has ${p.length} ${name} paragraphs; --docret-k up to ${need - 1} needs ${need} (add books)`);
+      if (p.length < need) {
+        throw new UsageError(`train: --data ${f.data} has ${p.length} ${name} paragraphs of ${chars.minChars}-${chars.maxChars} characters; --docret-k up to ${need - 1} needs ${need} (add books${f.docretChars ? " or widen --docret-chars" : ""})`);
+      }
     }
     const opts = { seqLen, ks, query: f.query, ...weights };
     data = (key: random.Key) => tokenSource((i) => docretTrainingBatch({ key, step: i, batch, paragraphs: trainParas, ...opts }));
     const held = docretTrainingBatch({ key: evalKey, step: 0, batch: DOCRET_TRAIN.evalSamples, paragraphs: valParas, ...opts, answerWeight: 1, otherWeight: 0 });
     evaluate = (params) => answerScores(params, held, held.answerSpans);
-    log(`train: docret: ${trainParas.length} training and ${valParas.length} validation paragraphs of ${f.data} (${split.rule})\n`);
+    log(`train: docret: ${trainParas.length} training and ${valParas.length} validation paragraphs of ${chars.minChars}-${chars.maxChars} characters of ${f.data} (${split.rule})\n`);
     log(
       `train: docret: ${modelLine}` +
         `; one sample a row of ${seqLen} tokens, k = ${ks.join(",")} noise paragraphs, the question quoting ${QUERY_LINE[f.query]}; ` +
@@ -344,7 +348,7 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
     overwrite: f.overwrite,
     maxBadSteps: f.maxBadSteps,
     dtype: f.dtype,
-    extra: { task, seqLen: String(seqLen), ...(f.init ? { init: f.init } : {}), ...(task === "docret" ? { docretK: (f.docretK ?? DOCRET_TRAIN.ks).join(","), query: f.query } : {}) },
+    extra: { task, seqLen: String(seqLen), ...(f.init ? { init: f.init } : {}), ...(task === "docret" ? { docretK: (f.docretK ?? DOCRET_TRAIN.ks).join(","), query: f.query, docretChars: (f.docretChars ?? PARAGRAPH_CHARS).join(",") } : {}) },
     saveOptions: saveHangFromEnv(), // undefined unless a test sets MEMMAMBA_TEST_SAVE_HANG (../save-hook.ts)
     // counted from the process's start (start-up and backend compilation are part of a job's time)
     deadline: f.maxMinutes !== undefined ? performance.timeOrigin + f.maxMinutes * 60_000 : undefined,

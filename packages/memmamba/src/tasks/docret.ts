@@ -58,11 +58,14 @@ export interface Paragraph {
   text: string;
 }
 
+/** The paragraph lengths `paragraphsOf` keeps by default, in characters: [shortest, longest]. */
+export const PARAGRAPH_CHARS: readonly [number, number] = [200, 1000];
+
 /** Options of `paragraphsOf`: the accepted paragraph lengths. */
 export interface ParagraphOptions {
-  /** Shortest paragraph kept, in characters (default 200). */
+  /** Shortest paragraph kept, in characters (default 200, PARAGRAPH_CHARS[0]). */
   minChars?: number;
-  /** Longest paragraph kept, in characters (default 1000). */
+  /** Longest paragraph kept, in characters (default 1000, PARAGRAPH_CHARS[1]). */
   maxChars?: number;
 }
 
@@ -75,8 +78,8 @@ export function sentencesOf(text: string): string[] {
 
 /** Prose paragraphs of the documents (see the module note), in document order, texts unique. */
 export function paragraphsOf(docs: readonly TextDoc[], opts: ParagraphOptions = {}): Paragraph[] {
-  const min = opts.minChars ?? 200;
-  const max = opts.maxChars ?? 1000;
+  const min = opts.minChars ?? PARAGRAPH_CHARS[0];
+  const max = opts.maxChars ?? PARAGRAPH_CHARS[1];
   const seen = new Set<string>();
   const out: Paragraph[] = [];
   const dec = new TextDecoder();
