@@ -43,6 +43,7 @@ dr_k=2,4,10,20,120,160,200; dr_samples=10; dr_query=sentence; dr_task_loss=answe
 chunk=2048
 weights_dir=               # evaluate <dir>/<model>-<preset>-{passkey,lm}.safetensors where runs/exp holds no checkpoint
 local=0
+seed=                      # train's --seed (the data order of every training phase); empty: train's default
 runtime=${RUNTIME:-node}   # node | bun | deno: which packed runtime runs the bundles
 bundles=${BUNDLES:-.gpu}   # where pack.sh put train.mjs, passkey.mjs, eval.mjs, export-weights.mjs (prefill-bench.mjs)
 
@@ -57,6 +58,7 @@ Flags (defaults in brackets):
   --preset P           model size [$preset]; --tiny = tiny model, short samples (a local check)
   --data DIR           the cut books (prep-books.ts) [$data]; made from runs/books.tar.xz if absent
   --exp DIR            run directories [$exp];   --out DIR  where collect writes [\$OUT or $out]
+  --seed N             train's --seed for every training phase (initial weights unless --dr-init, and the data order: replicas that differ) [train's default]
   --pk-lengths LIST [$pk_lengths]  --pk-samples N [$pk_samples]  --ppl-lengths LIST [$ppl_lengths]
   --ppl-windows N [$ppl_windows]  --chunk N [$chunk]  --pk-batch N [$pk_batch]  --lm-batch N [$lm_batch]
   --pk-lr X [$pk_lr]  --lm-lr X [$lm_lr]  --pk-seq N [$pk_seq]  --lm-seq N [$lm_seq]
@@ -86,6 +88,7 @@ while [ $# -gt 0 ]; do
     --preset) need "$@"; preset=$2; shift ;;
     --data) need "$@"; data=$2; shift ;;
     --exp) need "$@"; exp=$2; shift ;;
+    --seed) need "$@"; seed=$2; shift ;;
     --out) need "$@"; out=$2; shift ;;
     --pk-lengths) need "$@"; pk_lengths=$2; shift ;;
     --pk-samples) need "$@"; pk_samples=$2; shift ;;
@@ -160,26 +163,27 @@ IFS=, read -ra model_list <<< "$models"
 common=(--backend "$backend" --preset "$preset")
 
 train_phase() { # train_phase pk|lm|dr model
-  local kind=$1 model=$2 dir="$exp/$1-$2" budget resume=()
+  local kind=$1 model=$2 dir="$exp/$1-$2" budget resume=() seeded=()
+  [ -n "$seed" ] && seeded=(--seed "$seed")
   budget=$(min_of "$train_minutes" "$(left_minutes)")
   if python3 -c "import sys; sys.exit(0 if $budget < 0.2 else 1)"; then log "$kind-train $model: skipped, $budget min left"; return; fi
   [ -f "$dir/checkpoint.safetensors" ] && resume=(--resume)
   log "$kind-train $model: ${budget} min ${resume[*]:-(fresh)} -> $dir"
   if [ "$kind" = pk ]; then
     local cfg=(); [ "$preset" = tiny ] || cfg=(--config "$pk_config")
-    cli train "${common[@]}" "${cfg[@]}" --model "$model" --filler "$data" --filler-split train --seq-len "$pk_seq" --batch "$pk_batch" --accum 1 \
+    cli train "${common[@]}" "${seeded[@]}" "${cfg[@]}" --model "$model" --filler "$data" --filler-split train --seq-len "$pk_seq" --batch "$pk_batch" --accum 1 \
       --lr "$pk_lr" --warmup "$pk_warmup" --steps "$pk_steps" --eval-every "$pk_eval_every" --checkpoint-every 100 \
       --max-minutes "$budget" --out "$dir" "${resume[@]}"
   elif [ "$kind" = dr ]; then
     local cfg=(); [ "$preset" = tiny ] || cfg=(--config "$pk_config")
     [ -n "$dr_init" ] && cfg+=(--init "$dr_init/$model-$preset-passkey.safetensors")
     [ -n "$dr_chars" ] && cfg+=(--docret-chars "$dr_chars")
-    cli train "${common[@]}" "${cfg[@]}" --model "$model" --task docret --data "$data" --docret-k "$dr_train_k" --query "$dr_query" \
+    cli train "${common[@]}" "${seeded[@]}" "${cfg[@]}" --model "$model" --task docret --data "$data" --docret-k "$dr_train_k" --query "$dr_query" \
       --task-loss "$dr_task_loss" --answer-weight "$dr_answer_weight" \
       --seq-len "$dr_seq" --batch "$dr_batch" --accum 1 --lr "$dr_lr" --warmup "$dr_warmup" --steps "$dr_steps" --eval-every "$dr_eval_every" \
       --checkpoint-every 100 --max-minutes "$budget" --out "$dir" "${resume[@]}"
   else
-    cli train "${common[@]}" --model "$model" --data "$data" --seq-len "$lm_seq" --batch "$lm_batch" --accum "$lm_accum" \
+    cli train "${common[@]}" "${seeded[@]}" --model "$model" --data "$data" --seq-len "$lm_seq" --batch "$lm_batch" --accum "$lm_accum" \
       --lr "$lm_lr" --warmup "$lm_warmup" --steps "$lm_steps" --eval-every "$lm_eval_every" --checkpoint-every 200 \
       --max-minutes "$budget" --out "$dir" "${resume[@]}"
   fi
