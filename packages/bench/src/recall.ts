@@ -25,6 +25,11 @@
  * JSON's `stages` when each gap was entered and passed, and at the end the model is checked at
  * every gap of the list (`finalByGap`: does it keep the shorter distances?).
  *
+ * --init FILE starts from a checkpoint or weights file (the model and its config come from it: a
+ * small model's passkey weights, say, or an earlier recall run's --save); --save FILE writes the
+ * final model as a training checkpoint, which `train --init` (any task, the same config) and a
+ * later `recall --init` (to go on with a curriculum past one GPU command's limit) take.
+ *
  * The budget: --minutes of training time, --steps optimizer steps, or both (whichever runs out
  * first). Without either it is 6 minutes; --steps alone sets no time limit, so that a run's length
  * (and, on the CPU backend, its curve) does not depend on the machine's load. The JSON's options
@@ -39,11 +44,14 @@
  * training is not bit-reproducible run to run).
  */
 import { adamw, clipScale, crossEntropy, disposeTree, div, fromArray, initBackend, mul, random, sum, type Tensor, tidy, valueAndGrad } from "@memmamba/tensor";
-import { lm, preset, type LMParams } from "@memmamba/memmamba";
+import { lm, type ModelConfig, preset, type LMParams } from "@memmamba/memmamba";
+import { loadModelFile, saveCheckpoint } from "@memmamba/cli";
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import {
   detectRuntime, flagList, flagValue, formatTable, fromRoot, gitCommit, lcg, machineInfo, NON_NEGATIVE_INT, numberFlag, oneOf, parseFlags, POSITIVE_INT,
-  POSITIVE_NUMBER, positiveInt, positiveNumber, runMain, writeJson,
+  POSITIVE_NUMBER, positiveInt, positiveNumber, runMain, UsageError, writeJson,
 } from "./runtime.ts";
 
 const HELP = `recall: can a small model learn byte-level associative recall? (a diagnostic for document retrieval)
@@ -66,6 +74,8 @@ const HELP = `recall: can a small model learn byte-level associative recall? (a 
                     at the last --gap ends any run.)
   --eval-every N    steps between held-out checks (256 fixed rows) (default 100)
   --seed N          seed of the parameters and the training rows (default 1)
+  --init FILE       start from this checkpoint or weights file (its config: no --kind, --d-model, --layers)
+  --save FILE       write the final model there as a training checkpoint (for train --init, or recall --init)
   --out FILE        JSON output (default packages/bench/results/recall-<kind>-k<K>[-key<N>][-gap<N>].json)
   --help            this text`;
 
@@ -160,9 +170,15 @@ export async function main(argv: string[]) {
   }
   const f = parseFlags(argv, {
     kind: "string", backend: "string", pairs: "string", "key-len": "string", gap: "string", "d-model": "string", layers: "string", batch: "string", lr: "string", minutes: "string", steps: "string",
-    "eval-every": "string", seed: "string", out: "string",
+    "eval-every": "string", seed: "string", out: "string", init: "string", save: "string",
   });
-  const kind = oneOf("kind", f.kind, ["memmamba", "mamba"] as const) ?? "memmamba";
+  const init = f.init === undefined ? undefined : String(f.init), save = f.save === undefined ? undefined : String(f.save);
+  for (const k of ["kind", "d-model", "layers"] as const) {
+    if (init !== undefined && f[k] !== undefined) throw new UsageError(`--${k}: the model comes from --init ${init} (its config)`);
+  }
+  if (init !== undefined && !existsSync(init)) throw new UsageError(`--init ${init}: no such file`);
+  if (save !== undefined) mkdirSync(dirname(resolve(save)), { recursive: true }); // before the training, not after it
+  let kind: string = oneOf("kind", f.kind, ["memmamba", "mamba"] as const) ?? "memmamba";
   const backend = oneOf("backend", f.backend, ["cpu", "webgpu"] as const) ?? "cpu";
   const keyLen = flagValue("key-len", f["key-len"], KEY_LEN) ?? 2;
   const gaps = flagList("gap", f.gap, NON_NEGATIVE_INT, [0]);
@@ -174,12 +190,18 @@ export async function main(argv: string[]) {
   const maxSteps = flagValue("steps", f.steps, POSITIVE_INT) ?? null;
   const minutes = flagValue("minutes", f.minutes, POSITIVE_NUMBER) ?? (maxSteps === null ? 6 : null);
   const tag = `${keyLen === 2 ? "" : `-key${keyLen}`}${gaps.length === 1 && gaps[0] === 0 ? "" : `-gap${gaps.join("-")}`}`;
-  const out = String(f.out ?? fromRoot("packages", "bench", "results", `recall-${kind}-k${pairs}${tag}.json`));
 
   await initBackend(backend);
-  const config = preset("tiny", { kind, dModel, nLayers });
+  let config: ModelConfig, params: LMParams;
+  if (init !== undefined) {
+    const m = loadModelFile(init);
+    ({ config, params } = m);
+    kind = config.kind;
+  } else {
+    config = preset("tiny", { kind: kind as "memmamba" | "mamba", dModel, nLayers });
+    params = lm.init(random.key(seed), config);
+  }
   const WARM = 50;
-  let params: LMParams = lm.init(random.key(seed), config);
   let opt = adamw.init(params);
   const draw = lcg(seed + 1);
   // held-out rows at a gap: the same 256 rows (seed 12345) whenever that gap is checked
@@ -202,11 +224,12 @@ export async function main(argv: string[]) {
   };
   const vg = valueAndGrad((p: LMParams, t: Tensor, y: Tensor, m: Tensor) => tidy(() => div(sum(mul(crossEntropy(lm.apply(p, t).logits, y), m)), sum(m))));
   const budget = [minutes === null ? "" : `${minutes} min`, maxSteps === null ? "" : `${maxSteps} steps`].filter(Boolean).join(" or ");
+  const out = String(f.out ?? fromRoot("packages", "bench", "results", `recall-${kind}-k${pairs}${tag}.json`));
   const rowBytes = gaps.map((gap) => recallLength(pairs, { keyLen, gap }));
   const rowDesc = gaps.length === 1
     ? `${pairs} pairs of ${keyLen}-letter keys${gaps[0] ? `, ${gaps[0]} filler letters before each` : ""} a row (${rowBytes[0]} bytes)`
     : `${pairs} pairs of ${keyLen}-letter keys a row, a curriculum of ${gaps.join(" → ")} filler letters before each pair (${rowBytes.join(" → ")} bytes), advancing at 0.9`;
-  console.log(`recall (${backend}): a ${kind} of ${nLayers} layers × ${dModel}, ${rowDesc}, batch ${B}, lr ${lr} after ${WARM} warm-up steps, ${budget}; chance 0.10`);
+  console.log(`recall (${backend}): a ${kind} of ${config.nLayers} layers × ${config.dModel}${init ? ` from ${init}` : ""}, ${rowDesc}, batch ${B}, lr ${lr} after ${WARM} warm-up steps, ${budget}; chance 0.10`);
   const curve: CurvePoint[] = [];
   const stages: Stage[] = [{ gap: gaps[0], rowBytes: rowBytes[0], firstStep: 1, passedAt: null }];
   let stoppedBy: "accuracy" | "steps" | "minutes" = "minutes";
@@ -247,12 +270,20 @@ export async function main(argv: string[]) {
     finalByGap = {};
     for (const g of gaps) finalByGap[String(g)] ??= await evaluate(g);
   }
+  const lastStep = curve.at(-1)!.step;
+  if (save !== undefined) {
+    await saveCheckpoint(save, {
+      params, optim: { step: opt.step, m: opt.m, v: opt.v }, step: lastStep, key: random.key(seed), dataPosition: null,
+      config: config as unknown as Record<string, unknown>, extra: { task: "recall", pairs: String(pairs), keyLen: String(keyLen), gap: gaps.join(","), ...(init ? { init } : {}) },
+    });
+    console.log(`saved the model (step ${lastStep}) to ${save}`);
+  }
   disposeTree([params, opt.m, opt.v]);
   // steps to an accuracy at the last gap (a curriculum's earlier stages do not count)
   const reached = (a: number) => curve.find((c) => c.gap === gaps.at(-1) && c.accuracy >= a)?.step ?? null;
   const res = {
     benchmark: "recall", commit: gitCommit(), date: new Date().toISOString(), runtime: detectRuntime(), machine: machineInfo(),
-    options: { kind, backend, pairs, keyLen, gap: gaps.length === 1 ? gaps[0] : gaps, dModel, nLayers, batch: B, lr, warmup: WARM, minutes, maxSteps, evalEvery, seed, rowBytes: gaps.length === 1 ? rowBytes[0] : rowBytes }, config, curve,
+    options: { kind, backend, pairs, keyLen, gap: gaps.length === 1 ? gaps[0] : gaps, dModel: config.dModel, nLayers: config.nLayers, init: init ?? null, save: save ?? null, batch: B, lr, warmup: WARM, minutes, maxSteps, evalEvery, seed, rowBytes: gaps.length === 1 ? rowBytes[0] : rowBytes }, config, curve,
     steps: curve.at(-1)!.step, stoppedBy, finalAccuracy: curve.at(-1)!.accuracy, stepsTo: { "0.5": reached(0.5), "0.9": reached(0.9) },
     stages, finalByGap,
   };

@@ -5,10 +5,11 @@
  * fixed-position case and writes its JSON; --backend webgpu trains the same model. Nothing here
  * asserts a time.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { getBackend, setBackend } from "@memmamba/tensor";
+import { disposeTree, flattenTree, getBackend, setBackend } from "@memmamba/tensor";
+import { loadModelFile, runTrain, trainCommand } from "@memmamba/cli";
 import { expect, test } from "../../../test/support/harness.ts";
 import { main as recall, recallBatch, recallLength } from "../src/recall.ts";
 import { lcg } from "../src/runtime.ts";
@@ -172,4 +173,42 @@ test("recall --gap 0,4,8 is a curriculum: each gap until its held-out rows reach
   }
   await expect(recall(["--gap", "64,-1"])).rejects.toThrow('--gap must be 0 or a positive integer, got "-1"');
   await expect(recall(["--gap", ","])).rejects.toThrow("--gap: empty list");
+});
+
+test("recall --save writes a checkpoint that train --init and recall --init take (the model and its config from the file)", async () => {
+  const before = getBackend();
+  const dir = mkdtempSync(join(tmpdir(), "bench-recall-"));
+  try {
+    const first = join(dir, "a", "recall.safetensors"), second = join(dir, "b.safetensors");
+    const tiny = ["--pairs", "2", "--batch", "4", "--eval-every", "1"];
+    await recall(["--kind", "mamba", "--d-model", "16", "--layers", "1", ...tiny, "--steps", "3", "--save", first, "--out", join(dir, "a.json")]);
+    const a = loadModelFile(first);
+    expect(a.config).toMatchObject({ kind: "mamba", dModel: 16, nLayers: 1 });
+    expect(a.checkpoint.step).toBe(3);
+    expect(a.checkpoint.extra).toMatchObject({ task: "recall", pairs: "2", keyLen: "2", gap: "0" });
+    // recall --init: the file's model goes on (a learning rate of ~0: the weights stay put)
+    const res = await recall(["--init", first, ...tiny, "--steps", "1", "--lr", "1e-20", "--save", second, "--out", join(dir, "b.json")]);
+    expect(res!.options).toMatchObject({ kind: "mamba", dModel: 16, nLayers: 1, init: first });
+    const b = loadModelFile(second);
+    const [fa, fb] = [flattenTree(a.params), flattenTree(b.params)];
+    expect(fb.map(([k]) => k)).toEqual(fa.map(([k]) => k));
+    for (let i = 0; i < fa.length; i++) {
+      const [x, y] = [await fa[i][1].data(), await fb[i][1].data()];
+      for (let j = 0; j < x.length; j++) expect(Math.abs(x[j] - y[j])).toBeLessThan(1e-6);
+    }
+    // train --init takes it for another task (the same config)
+    const io = { out: () => {}, err: () => {}, progress: false as const };
+    const cfg = join(dir, "config.json");
+    writeFileSync(cfg, JSON.stringify({ dModel: 16, nLayers: 1 }));
+    const t = await runTrain(trainCommand.parse(["--model", "mamba", "--preset", "tiny", "--config", cfg, "--steps", "0", "--eval-every", "0", "--init", first, "--out", join(dir, "t")]), io);
+    const ft = flattenTree(t.params);
+    for (let i = 0; i < fa.length; i++) expect(Array.from(await ft[i][1].data())).toEqual(Array.from(await fa[i][1].data()));
+    disposeTree([a.params, b.params, t.params]);
+    // the model comes from the file: no --kind, --d-model, --layers beside it
+    await expect(recall(["--init", first, "--d-model", "32"])).rejects.toThrow(`--d-model: the model comes from --init ${first} (its config)`);
+    await expect(recall(["--init", join(dir, "none.safetensors")])).rejects.toThrow("no such file");
+  } finally {
+    setBackend(before);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
