@@ -91,6 +91,7 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
   for (const [k, tasks] of Object.entries(usedBy) as [keyof EvalArgs["flags"], readonly string[]][]) {
     if (args.given.has(k) && !tasks.includes(task)) throw new UsageError(`eval: --${kebab(k)} is for ${tasks.join(" and ")} (this is eval ${task})`);
   }
+  if (f.docretChars) paragraphChars("eval", f.docretChars); // a bad pair is refused before any work
   if (task === "ppl" && f.scored > Math.min(...f.lengths)) throw new UsageError(`eval: --scored ${f.scored} exceeds the shortest --lengths ${Math.min(...f.lengths)}`);
   const out = f.out ?? defaultOutDir("eval", f.checkpoint);
   requireOutDir("eval", "--out", out);

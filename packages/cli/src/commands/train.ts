@@ -239,6 +239,7 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
   for (const [keys, wrong, why] of misplaced) {
     for (const k of keys) if (wrong && args.given.has(k)) throw new UsageError(`train: --${kebab(k)} ${why}`);
   }
+  if (f.docretChars) paragraphChars("train", f.docretChars); // a bad pair is refused before any work
   const d = task === "text" ? TEXT_DEFAULTS : task === "docret" ? DOCRET_TRAIN : PASSKEY_DEMO;
   const steps = f.steps ?? d.steps;
   const seqLen = f.seqLen ?? d.seqLen;
