@@ -5,9 +5,9 @@
  *
  *   bun examples/browser/build.ts [--out DIR]      deno run -A examples/browser/build.ts
  *
- * Node built-ins: the page must not pull any. Three modules of the packages import them for their
- * file functions only (memmamba's data/text.ts reads text files; cli's checkpoint.ts and
- * weights.ts read and write model files), and the page calls none of those: those imports resolve to a stub whose
+ * Node built-ins: the page must not pull any. Four modules of the packages import them for their
+ * file functions only (memmamba's data/text.ts reads text files; cli's checkpoint.ts, atomic-write.ts
+ * and weights.ts read and write model files), and the page calls none of those: those imports resolve to a stub whose
  * functions throw a clear error. Any other module importing a node: built-in fails the build,
  * naming the module, so a new dependency on the file system cannot slip into the page unseen.
  */
@@ -24,7 +24,9 @@ export const DEFAULT_OUT = join(ROOT, "out", "browser-demo");
 export const WEIGHTS_DIR = join(ROOT, "weights");
 
 /** Modules allowed to import node: built-ins, because the page never calls what uses them. */
-const NODE_ALLOWED = ["packages/memmamba/src/data/text.ts", "packages/cli/src/checkpoint.ts", "packages/cli/src/weights.ts"];
+const NODE_ALLOWED = [
+  "packages/memmamba/src/data/text.ts", "packages/cli/src/checkpoint.ts", "packages/cli/src/atomic-write.ts", "packages/cli/src/weights.ts",
+];
 
 /** The names `importer` imports from `spec` (default and named), read from its source. */
 function importedNames(importer: string, spec: string): { named: string[]; hasDefault: boolean } {

@@ -18,8 +18,8 @@ import {
   lm, parseConfig, passkeySample, preset, scorePasskey, StepCache, type LayerTrace, type LMParams, type LMState, type ModelConfig,
 } from "@memmamba/memmamba";
 // The decoders of our two file kinds, by path: @memmamba/cli's index also exports the CLI's
-// commands, which use node: modules; checkpoint.ts and weights.ts use them only in their file
-// functions, which the page never calls (the build stubs them: build.ts).
+// commands, which use node: modules; checkpoint.ts (with atomic-write.ts) and weights.ts use them
+// only in their file functions, which the page never calls (the build stubs them: build.ts).
 import { hostToTree } from "../../packages/cli/src/checkpoint.ts";
 import { decodeModelFile } from "../../packages/cli/src/weights.ts";
 

@@ -37,232 +37,30 @@
  * resumed from step k produces the same losses, bit for bit, as an uninterrupted run — also
  * after the process was killed during a save (the previous checkpoint is intact; see
  * writeFileAtomic).
+ *
+ * This module is the loop (`train`); its parts, re-exported from here: ./trainer-types.ts (what
+ * it trains on what data, its options, a step's record, its result, TRAIN_DEFAULTS),
+ * ./trainer-files.ts (the run directory's files: runFiles, plotLoss) and ./trainer-resume.ts (the
+ * resume check before any tensor is made, the starting state, firstDifference).
  */
-import { join } from "node:path";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import {
   adamw, clipScale, disposeTree, flatGradients, GradAccumulator, random, reshape, stack, tidy, valueAndGrad, type Tensor,
 } from "@memmamba/tensor";
-import {
-  type AtomicWriteOptions, CheckpointError, loadCheckpoint, restoreState, saveCheckpoint, type WeightDType,
-} from "./checkpoint.ts";
-import { JsonlLogger, readJsonl, readLogForResume, type LogRecord } from "./log.ts";
-import { linePlot, writeSvg, type Point } from "./plot.ts";
-import { Progress, type ProgressStream } from "./progress.ts";
+import { saveCheckpoint } from "./checkpoint.ts";
+import { JsonlLogger, readLogForResume, type LogRecord } from "./log.ts";
+import { Progress } from "./progress.ts";
+import { plotLoss, runFiles } from "./trainer-files.ts";
+import { initialState, prepareResume } from "./trainer-resume.ts";
+import { type DataArg, type StepRecord, type TrainableModel, TRAIN_DEFAULTS, type TrainOptions, type TrainResult } from "./trainer-types.ts";
 
 import type { Key } from "./checkpoint.ts";
 export type { Key };
-
-/** What the trainer trains. */
-export interface TrainableModel<P, B> {
-  /** Fresh parameters (a tree of tensors) from a key. */
-  init(key: Key): P;
-  /** The mean loss of a micro-batch: a scalar tensor. `key` is for randomness inside the loss. */
-  loss(params: P, batch: B, key: Key): Tensor;
-  /** JSON-serialisable description of the model, stored in checkpoints and checked on resume. */
-  config: Record<string, unknown>;
-}
-
-/** Where micro-batches come from. */
-export interface BatchSource<B> {
-  /** Micro-batch number `index` (0, 1, 2, ...): a pure function of the index. */
-  batch(index: number): B;
-  /** Tokens in a batch (for tokens/s); default 0. */
-  tokens?(batch: B): number;
-  /** Frees a batch after use (its tensors, if any). */
-  dispose?(batch: B): void;
-}
-
-/** Options of `train`. */
-export interface TrainOptions {
-  /** Total optimizer steps (a resumed run continues up to this). */
-  steps: number;
-  /** Output directory: checkpoint.safetensors, train.jsonl, loss.svg. */
-  out: string;
-  /**
-   * AdamW learning rate: a number (constant, the paper's way) or a schedule of the optimizer's
-   * step count (the updates already applied, which the checkpoint keeps: resume stays exact).
-   */
-  lr?: number | ((optimizerStep: number) => number);
-  /**
-   * Print a line above the progress bar with each step's extra fields whenever `onStep` returns
-   * some (evaluations), so their history stays on screen (default false).
-   */
-  logExtras?: boolean;
-  /** AdamW's decoupled weight decay (default TRAIN_DEFAULTS.weightDecay). */
-  weightDecay?: number;
-  /** AdamW's β1 (default 0.9). */
-  beta1?: number;
-  /** AdamW's β2 (default 0.999). */
-  beta2?: number;
-  /** AdamW's ε (default 1e-8). */
-  eps?: number;
-  /** Micro-batches per step (default 4). */
-  accum?: number;
-  /** Global-norm clipping threshold (default 1.0; 0 or Infinity: no clipping). */
-  clip?: number;
-  /** Seed of the run's PRNG key (default TRAIN_DEFAULTS.seed). */
-  seed?: number;
-  /** Steps between checkpoints (default: every max(1, round(steps / 10)) steps); the last step always saves. */
-  checkpointEvery?: number;
-  /** Resume from out/checkpoint.safetensors (true) or from a given checkpoint file. */
-  resume?: boolean | string;
-  /**
-   * Start afresh even though out/checkpoint.safetensors exists (default false: that is an error, so
-   * nothing is lost by mistake). The log and the plot start afresh at once (as in any fresh run);
-   * the checkpoint is replaced at this run's first save.
-   */
-  overwrite?: boolean;
-  /** Stop after this many consecutive skipped (NaN/Inf) steps (default 5). */
-  maxBadSteps?: number;
-  /** Weight storage type in checkpoints (default F32, needed for bit-exact resume). */
-  dtype?: WeightDType;
-  /** Progress display: false for none; a stream (default stderr); `tty` forces the mode. */
-  progress?: false | { stream?: ProgressStream; tty?: boolean; plainEverySec?: number };
-  /**
-   * Called after every step with its record; may return extra fields (e.g. an accuracy) to log
-   * and show. Runs before the step's checkpoint.
-   */
-  onStep?: (record: StepRecord, params: unknown) => Promise<Record<string, number> | void> | Record<string, number> | void;
-  /**
-   * Called once before the first step of a fresh run (not on resume) with the initial parameters;
-   * what it returns (e.g. the untrained model's accuracy) is shown as a "step 0" line when
-   * `logExtras` is on and returned as `TrainResult.initial` (it is not a step, so not in the log).
-   */
-  onStart?: (params: unknown) => Promise<Record<string, number> | void> | Record<string, number> | void;
-  /** Passed to the checkpoint writer (tests use onChunk to crash mid-save). */
-  saveOptions?: AtomicWriteOptions;
-  /** Extra strings stored in the checkpoint (x.<name>). */
-  extra?: Record<string, string>;
-  /** Label of the progress display and log lines (default "train"). */
-  label?: string;
-  /**
-   * Wall-clock deadline (a `Date.now()` value in ms). Before each step the trainer predicts the
-   * step's end from the previous one's duration (evaluation and checkpoint included); if that is
-   * past the deadline it stops there, at a step boundary, writes the checkpoint and returns status
-   * "timeout", so a long run can span several time-limited jobs joined by `resume`.
-   */
-  deadline?: number;
-}
-
-/** One line of train.jsonl: what a step did (evaluation steps add their own fields). */
-export interface StepRecord {
-  /** The step number (1-based). */
-  step: number;
-  /** Mean micro-batch loss (NaN/Inf when that is why the step was skipped). */
-  loss: number;
-  /** Global gradient norm before clipping (NaN when not computed). */
-  gradNorm: number;
-  /** The learning rate this step used (a schedule's value at the step). */
-  lr: number;
-  /** Tokens this step trained on. */
-  tokens: number;
-  /** True when the update was skipped (a non-finite loss or gradient). */
-  skipped: boolean;
-  /** Why the step was skipped. */
-  reason?: string;
-  /** Wall time of the step in milliseconds. */
-  ms: number;
-  /** Fields an `onStep` callback added (evaluations). */
-  [extra: string]: unknown;
-}
-
-/** What `train` returns. */
-export interface TrainResult<P = unknown> {
-  /** "timeout": stopped at `deadline` before `steps` (the checkpoint holds the last step; resume it). */
-  status: "done" | "diverged" | "timeout";
-  /** Last step taken. */
-  step: number;
-  /** Records of the steps this call ran. */
-  records: StepRecord[];
-  /** Steps that were skipped (in this call). */
-  skipped: number[];
-  /** The checkpoint on disk (the last good one). */
-  checkpoint: string;
-  /** What `onStart` returned (a fresh run only). */
-  initial?: Record<string, number>;
-  /**
-   * On resume, when the checkpoint's `extra` strings differ from this call's (another task or
-   * sequence length, say): the line printed about it. The run goes on (a curriculum may mean it),
-   * but its batches are no longer those of an uninterrupted run.
-   */
-  resumeNotice?: string;
-  /** The step that checkpoint holds (undefined if none was ever written). */
-  checkpointStep: number | undefined;
-  /**
-   * How the run ended and which checkpoint is on disk, as the trainer's last line on its progress
-   * display says it (without the label): "stopped after 5 consecutive non-finite steps at step 7;
-   * last good checkpoint: none written (the runs/x/checkpoint.safetensors there is an earlier run's)".
-   */
-  summary: string;
-  /** Final parameters (owned by the caller: disposeTree when done). */
-  params: P;
-}
-
-/** The trainer's defaults (those of the paper's runs where it gives them). */
-export const TRAIN_DEFAULTS: Readonly<{
-  lr: number;
-  weightDecay: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  accum: number;
-  clip: number;
-  seed: number;
-  maxBadSteps: number;
-}> = Object.freeze({
-  lr: 1e-4,
-  weightDecay: 0.1,
-  beta1: 0.9,
-  beta2: 0.999,
-  eps: 1e-8,
-  accum: 4,
-  clip: 1.0,
-  seed: 123,
-  maxBadSteps: 5,
-});
-
-/** The three files of a run directory. */
-export function runFiles(out: string): { checkpoint: string; log: string; plot: string } {
-  return { checkpoint: join(out, "checkpoint.safetensors"), log: join(out, "train.jsonl"), plot: join(out, "loss.svg") };
-}
-
-/** The first place where two JSON values differ ("path: A in the checkpoint, B now"), or undefined when equal. */
-export function firstDifference(a: unknown, b: unknown, path = ""): string | undefined {
-  if (Object.is(a, b)) return undefined;
-  if (a && b && typeof a === "object" && typeof b === "object" && Array.isArray(a) === Array.isArray(b)) {
-    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
-    for (const k of keys) {
-      const d = firstDifference((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], path ? `${path}.${k}` : k);
-      if (d) return d;
-    }
-    return undefined;
-  }
-  return `${path || "(root)"}: ${JSON.stringify(a)} in the checkpoint, ${JSON.stringify(b)} now`;
-}
-
-/** Writes loss.svg from the log: the per-step loss and its moving average. */
-export function plotLoss(logPath: string, plotPath: string, title = "training loss"): void {
-  const recs = readJsonl(logPath).filter((r) => typeof r.step === "number");
-  const pts: Point[] = recs.map((r) => [r.step as number, typeof r.loss === "number" && !r.skipped ? (r.loss as number) : NaN]);
-  const series = [{ name: "loss", points: pts, color: "#9ecae1" }];
-  const finite = pts.filter(([, y]) => Number.isFinite(y));
-  if (finite.length >= 20) {
-    const w = Math.max(5, Math.round(finite.length / 50));
-    const avg: Point[] = [];
-    let s = 0;
-    for (let i = 0; i < finite.length; i++) {
-      s += finite[i][1];
-      if (i >= w) s -= finite[i - w][1];
-      if (i >= w - 1) avg.push([finite[i][0], s / w]);
-    }
-    series.push({ name: `moving average (${w} steps)`, points: avg, color: "#08519c" });
-  }
-  writeSvg(plotPath, linePlot(series, { title, xLabel: "step", yLabel: "loss" }));
-}
-
-/** A batch source, or a factory given the run's data key. */
-export type DataArg<B> = BatchSource<B> | ((key: Key) => BatchSource<B>);
+export {
+  TRAIN_DEFAULTS, type BatchSource, type DataArg, type StepRecord, type TrainableModel, type TrainOptions, type TrainResult,
+} from "./trainer-types.ts";
+export { plotLoss, runFiles } from "./trainer-files.ts";
+export { firstDifference } from "./trainer-resume.ts";
 
 /** Trains `model` on `data`; see the module note. */
 export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>, opts: TrainOptions): Promise<TrainResult<P>> {
@@ -275,60 +73,14 @@ export async function train<P, B>(model: TrainableModel<P, B>, data: DataArg<B>,
   const files = runFiles(o.out);
   const label = o.label ?? "train";
 
-  // ---- state: fresh or from a checkpoint ----
-  const resumePath = typeof o.resume === "string" ? o.resume : o.resume ? files.checkpoint : undefined;
-  if (resumePath === undefined && !o.overwrite && existsSync(files.checkpoint)) {
-    throw new CheckpointError(files.checkpoint, "a checkpoint is already here: resume it (--resume), or choose another --out, or pass --overwrite to start afresh");
-  }
-  // everything that can fail on bad input is checked before any tensor is made
-  const ck = resumePath !== undefined ? loadCheckpoint(resumePath) : undefined;
-  // a resumed run reads its log once: with --resume, to check it against the checkpoint (below) and
-  // then to drop what came after the checkpoint; resuming a given file, only for the latter
-  let resumeLog: ReturnType<typeof readLogForResume> | undefined;
-  if (ck) {
-    const diff = firstDifference(ck.config, model.config);
-    if (diff) throw new CheckpointError(ck.path, `was written for another model config (${diff})`);
-    if (!ck.optim) throw new CheckpointError(ck.path, "holds no optimizer state, so training cannot resume from it exactly");
-    const expectedPos = ck.step * o.accum;
-    if (ck.dataPosition !== expectedPos) {
-      throw new CheckpointError(ck.path, `data position ${JSON.stringify(ck.dataPosition)} does not match step ${ck.step} × accum ${o.accum} = ${expectedPos} (was it written with another --accum?)`);
-    }
-    // (a half-precision checkpoint resumes too, just not bit-exactly: its weights were rounded)
-    // the log is written a step at a time and the checkpoint after its steps, so the run's own log
-    // reaches the checkpoint's step; one that stops short is another run's (an --overwrite run
-    // that ended before its first save leaves the earlier run's checkpoint beside its new log)
-    if (o.resume === true) resumeLog = readLogForResume(files.log);
-    const logged = resumeLog?.lastStep;
-    if (logged !== undefined && logged < ck.step) {
-      throw new CheckpointError(ck.path, `holds step ${ck.step}, but ${files.log} ends at step ${logged}: they are not one run's ` +
-        `(was an --overwrite run stopped before its first save?). Start afresh with --overwrite, or move ${files.log} away to resume the checkpoint with a new log`);
-    }
-  }
-  const changed = ck ? Object.keys(o.extra ?? {}).filter((k) => ck.extra[k] !== undefined && ck.extra[k] !== o.extra![k]) : [];
-  const resumeNotice = changed.length === 0 ? undefined
-    : `${label}: note: resuming ${ck!.path}, written with ${changed.map((k) => `${k} ${ck!.extra[k]}`).join(", ")}, ` +
-      `with ${changed.map((k) => `${k} ${o.extra![k]}`).join(", ")}: the batches from here on are not an uninterrupted run's`;
+  // ---- state: fresh or from a checkpoint (the resume check: ./trainer-resume.ts) ----
+  const { ck, resumeLog, resumeNotice } = prepareResume(model, o, files, label);
   mkdirSync(o.out, { recursive: true }); // only once the checkpoint to resume (if any) has been read and checked
   const rootKey: Key = ck ? ck.key : random.key(o.seed);
   const source = typeof data === "function" ? data(random.foldIn(rootKey, 1)) : data;
   const startStep = ck ? ck.step : 0;
   let checkpointStep: number | undefined = ck?.step;
-  let params: P;
-  let optState: adamw.AdamWState<P>;
-  if (ck) {
-    const template = model.init(random.foldIn(rootKey, 0));
-    let restored;
-    try {
-      restored = restoreState(ck, template);
-    } finally {
-      disposeTree(template);
-    }
-    params = restored.params;
-    optState = { step: restored.optim!.step, m: restored.optim!.m, v: restored.optim!.v };
-  } else {
-    params = model.init(random.foldIn(rootKey, 0));
-    optState = adamw.init(params);
-  }
+  let { params, optState } = initialState(model, rootKey, ck);
   if (ck) (resumeLog ?? readLogForResume(files.log)).truncateFromStep(startStep); // a resumed run drops what came after its checkpoint
   else {
     // a fresh run starts an empty log (not read: an earlier run's bad line is no error now) and has

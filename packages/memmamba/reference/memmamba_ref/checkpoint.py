@@ -1,4 +1,4 @@
-"""Training checkpoints in the layout of ``packages/cli/src/checkpoint.ts``, both ways.
+"""Training checkpoints in the layout of ``packages/cli/src/checkpoint-format.ts``, both ways.
 
 One safetensors file:
   <path>           a weight under its TS parameter path (F32; F16 / BF16 files are read too)
@@ -150,7 +150,7 @@ def check_tensors(path: str, want: Dict[str, Tuple[int, ...]], have: Dict[str, t
 
 
 def first_difference(a: Any, b: Any, path: str = "") -> Optional[str]:
-    """trainer.ts firstDifference: the first config field that differs, in words."""
+    """trainer-resume.ts firstDifference: the first config field that differs, in words."""
     if isinstance(a, dict) and isinstance(b, dict):
         for k in list(dict.fromkeys(list(a) + list(b))):
             d = first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
