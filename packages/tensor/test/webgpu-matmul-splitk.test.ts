@@ -1,6 +1,6 @@
 /**
- * Split-K matmul on WebGPU (kernels/matmul.ts, splitKPlan): K cut into slices that run as extra
- * workgroups writing partial C's, then summed in order. Checked here:
+ * Split-K matmul on WebGPU (kernels/matmul-plan.ts, splitKPlan): K cut into slices that run as
+ * extra workgroups writing partial C's, then summed in order. Checked here:
  * - the rule (pure): slices are whole k-tiles, none empty, the training's weight-gradient shapes
  *   split and big ones do not, the knob turns it off;
  * - parity with the CPU reference on fast-check shapes that split (K not a multiple of the

@@ -1,6 +1,7 @@
 /**
- * The opt-in tile flags of the tiled WebGPU matmul (kernels/matmul.ts, TileConfig) that the
- * benchmark sweep (packages/bench/src/webgpu-matmul.ts --sweep) times against the default tiles:
+ * The opt-in tile flags of the tiled WebGPU matmul (kernels/matmul-tile-config.ts, TileConfig)
+ * that the benchmark sweep (packages/bench/src/webgpu-matmul.ts --sweep) times against the
+ * default tiles:
  * - ":swN": swizzled block order in bands of N block rows (":sw" is 8);
  * - ":xs": :cf's conflict-free stores by an XOR swizzle of the vec4 column instead of padding
  *   (a 128x256 block with k-tiles of 32 then fits 48 KB of workgroup memory);

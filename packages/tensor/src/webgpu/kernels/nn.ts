@@ -8,7 +8,7 @@
  */
 import type { KernelArg, MultiPrimParams, PrimParams } from "../../backend.ts";
 import { ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, workgroupCombine, type GpuCtx, type GpuLimits, type StorageDecl } from "../context.ts";
-import { PlanCache } from "./matmul.ts";
+import { PlanCache } from "./plan-cache.ts";
 import { WGSL_MATH } from "../wgsl-math.ts";
 
 const ROW_WG = 256;

@@ -29,7 +29,7 @@ import type { KernelArg, PrimParams } from "../../backend.ts";
 import {
   ceilDiv, ENTRY_ARGS, grid, header, LINEAR_WG, ParamWords, pu, prod, strides, workgroupCombine, type BufRef, type GpuCtx, type GpuLimits,
 } from "../context.ts";
-import { PlanCache } from "./matmul.ts";
+import { PlanCache } from "./plan-cache.ts";
 
 const WG = 256;
 
