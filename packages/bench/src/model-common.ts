@@ -143,8 +143,8 @@ export async function openBackend(name: BackendChoice, opts: { timestamps?: bool
     return sync();
   };
   if (gpu) {
-    // one bind group per dispatch that misses the backend's bind-group cache (backend.ts
-    // #bindGroup): the "dispatches" counter counts those creations, one submit per batch
+    // one bind group per dispatch that misses the backend's bind-group cache (webgpu/pipelines.ts,
+    // bindGroup): the "dispatches" counter counts those creations, one submit per batch
     const dev = gpu.device as Any, queue = dev.queue as Any;
     const createBindGroup = dev.createBindGroup.bind(dev), submit = queue.submit.bind(queue);
     dev.createBindGroup = (d: unknown) => {

@@ -8,7 +8,7 @@
 #include "common.h"
 #include "detmath.h"
 
-/* unary ops (order of UnaryOp in src/wasm/kernels.ts) */
+/* unary ops (order of UnaryOp in src/wasm/elementwise.ts) */
 enum { U_NEG, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_TANH, U_SIGMOID, U_SILU, U_SOFTPLUS, U_ABS, U_RELU, U_SIN, U_COS,
        U_SQUARE, U_RECIPROCAL, U_SIGN };
 
@@ -157,7 +157,7 @@ void k_unary(const i32* a, int task, int tid) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* binary ops (order of BinaryOp then CompareOp in src/wasm/kernels.ts) */
+/* binary ops (order of BinaryOp then CompareOp in src/wasm/elementwise.ts) */
 enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAX, B_MIN, C_EQ, C_NE, C_LT, C_LE, C_GT, C_GE };
 
 static f64 dm_pow(f64 a, f64 b) {

@@ -31,7 +31,7 @@
 #define MADD(a, b, c) wasm_f32x4_add(wasm_f32x4_mul(a, b), c)
 #endif
 
-/* args: see src/wasm/kernels.ts (gemmArgs) */
+/* args: see src/wasm/matmul.ts (the matmul launcher's words) */
 enum { G_M, G_N, G_K, G_TA, G_TB, G_A, G_B, G_C, G_AOFF, G_BOFF, G_BPACK, G_PACKS, G_ROWS_PER_TASK, G_ROW_TASKS,
        G_PANELS_PER_TASK, G_PANEL_TASKS, G_SCRATCH, G_SCRATCH_STRIDE, G_MR };
 

@@ -8,7 +8,7 @@
  *                 f32(w[i]·x[n, :]) (terms whose weight is 0 skipped): o = f32(o + term); with a
  *                 second pair (w2, x2), its sum on its own (in scratch), then o = f32(o + o2).
  * An empty slot (−1) adds nothing (indexedDot writes 0). An index out of range is taken as empty
- * and raises the word at `bad` (args), after which the launcher (src/wasm/kernels.ts) lets the
+ * and raises the word at `bad` (args), after which the launcher (src/wasm/indexing.ts) lets the
  * reference run and throw its error (no pass over the indices in JavaScript first).
  *
  * Tasks: blocks of positions n (dot, sum: each writes its own rows); blocks of output rows for the

@@ -3,7 +3,7 @@
  * (src/cpu/nn.ts): gather copies rows (any 32-bit dtype: bits are copied); scatterAdd adds each
  * update row into its output row in f32, in increasing index position for every element, as the
  * reference does (f32 + f32 rounded once equals the reference's f64 add rounded to f32). Indices
- * are checked by the launcher (src/wasm/kernels.ts): an index out of range lets the reference run
+ * are checked by the launcher (src/wasm/indexing.ts): an index out of range lets the reference run
  * and throw its error.
  *
  * Tasks are blocks of a (rows x columns) grid; a scatterAdd task owns a block of output rows and

@@ -30,7 +30,7 @@ const CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112;
 /**
  * OpenBLAS kernel sets (the core name in openblas_get_config, e.g. "… DYNAMIC_ARCH … Cooperlake
  * …") whose sgemm gives the same bits on one thread and on several for the K chunks that matmul
- * hands it (wasm/kernels.ts, blasKChunks). Measured with OpenBLAS 0.3.21 (python3 + ctypes, 1, 2,
+ * hands it (wasm/matmul.ts, blasKChunks). Measured with OpenBLAS 0.3.21 (python3 + ctypes, 1, 2,
  * 3, 4 and 8 threads, 64 random shapes × 3 transposes, OPENBLAS_CORETYPE set to each): SkylakeX,
  * Cooperlake and Sandybridge agree in every case; Haswell and Zen (the AVX2 kernels, which AVX2-only
  * x86 CPUs get) differ in every case, with K in calls of 256 as well. There (and on cores not
