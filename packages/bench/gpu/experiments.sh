@@ -36,7 +36,7 @@ total_minutes=9.6          # the whole command (one GPU command may run 10 minut
 pk_seq=2k; pk_batch=8; pk_lr=1e-3; pk_warmup=100; pk_eval_every=100; pk_steps=100000
 lm_seq=2k; lm_batch=8; lm_accum=1; lm_lr=1e-3; lm_warmup=100; lm_eval_every=200; lm_steps=100000
 pk_lengths=1k,2k,4k,8k,16k,32k,64k,128k; pk_depths=0,0.25,0.5,0.75,1; pk_samples=2
-ppl_lengths=1k,2k,4k,10k,20k,30k,40k,50k,60k; ppl_windows=2
+ppl_lengths=1k,2k,4k,10k,20k,30k,40k,50k,60k; ppl_windows=2; ppl_align=0
 docret_k=10,20,120,160,200; docret_samples=5; metrics_samples=4; metrics_len=2k
 dr_seq=4k; dr_batch=8; dr_lr=1e-3; dr_warmup=100; dr_eval_every=100; dr_steps=100000; dr_train_k=1,2,3,4,5,6
 dr_k=2,4,10,20,120,160,200; dr_samples=10; dr_query=sentence; dr_task_loss=answer; dr_answer_weight=1; dr_init=; dr_chars=
@@ -60,6 +60,7 @@ Flags (defaults in brackets):
   --exp DIR            run directories [$exp];   --out DIR  where collect writes [\$OUT or $out]
   --seed N             train's --seed for every training phase (initial weights unless --dr-init, and the data order: replicas that differ) [train's default]
   --pk-lengths LIST [$pk_lengths]  --pk-samples N [$pk_samples]  --ppl-lengths LIST [$ppl_lengths]
+  --ppl-align          eval ppl --align: the same bytes scored at every length (windows of the longest)
   --ppl-windows N [$ppl_windows]  --chunk N [$chunk]  --pk-batch N [$pk_batch]  --lm-batch N [$lm_batch]
   --pk-lr X [$pk_lr]  --lm-lr X [$lm_lr]  --pk-seq N [$pk_seq]  --lm-seq N [$lm_seq]
   --pk-eval-every N    steps between the passkey training's held-out checks [$pk_eval_every]
@@ -94,6 +95,7 @@ while [ $# -gt 0 ]; do
     --pk-samples) need "$@"; pk_samples=$2; shift ;;
     --ppl-lengths) need "$@"; ppl_lengths=$2; shift ;;
     --ppl-windows) need "$@"; ppl_windows=$2; shift ;;
+    --ppl-align) ppl_align=1 ;;
     --chunk) need "$@"; chunk=$2; shift ;;
     --pk-batch) need "$@"; pk_batch=$2; shift ;;
     --lm-batch) need "$@"; lm_batch=$2; shift ;;
@@ -242,7 +244,7 @@ lm_eval() {
   until=$(( $(date +%s) + $(secs_of "$budget") ))
   local ev=(--backend "$backend" --checkpoint "$ck" --data "$data" --split validation --out "$dir/eval")
   log "lm-eval $model: ppl, docret, metrics in $budget min"
-  tcli $(( until - $(date +%s) )) eval ppl "${ev[@]}" --chunk "$chunk" --lengths "$ppl_lengths" --windows "$ppl_windows" || log "lm-eval $model: ppl stopped (time or error)"
+  tcli $(( until - $(date +%s) )) eval ppl "${ev[@]}" --chunk "$chunk" --lengths "$ppl_lengths" --windows "$ppl_windows" $([ "$ppl_align" = 1 ] && echo --align) || log "lm-eval $model: ppl stopped (time or error)"
   if [ $(( until - $(date +%s) )) -gt 15 ]; then
     tcli $(( until - $(date +%s) )) eval docret "${ev[@]}" --chunk "$chunk" --k "$docret_k" --samples "$docret_samples" || log "lm-eval $model: docret stopped (time or error)"
   fi

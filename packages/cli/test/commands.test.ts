@@ -156,6 +156,15 @@ describe("commands: end to end at a tiny size", () => {
       expect(ppl.rows.map((r) => [r.length, r.windows])).toEqual([[128, 4], [256, 4]]);
       expect(ppl.rows.every((r) => r.ppl > 1 && r.ppl < 1000)).toBe(true);
       expect(existsSync(join(out, "eval-ppl.svg"))).toBe(true);
+      // --align: the same bytes scored at every length; the longest length's row is the unaligned one
+      const aligned = await runEval(evalCommand.parse(["ppl", "--checkpoint", ckpt, "--data", books, "--split", "all", "--lengths", "128,256", "--windows", "2", "--scored", "16", "--chunk", "64", "--align"]), quietIO()) as { aligned: boolean; rows: { length: number; ppl: number; windows: number }[] };
+      expect(aligned.aligned).toBe(true);
+      expect(aligned.rows.map((r) => [r.length, r.windows])).toEqual([[128, 4], [256, 4]]);
+      expect(aligned.rows[1].ppl).toBe(ppl.rows[1].ppl);
+      expect(aligned.rows[0].ppl).not.toBe(ppl.rows[0].ppl); // other bytes scored at 128
+      await expect(runEval(evalCommand.parse(["docret", "--checkpoint", ckpt, "--data", books, "--align"]), quietIO())).rejects.toThrow("eval: --align is for ppl (this is eval docret)");
+      await expect(runEval(evalCommand.parse(["ppl", "--checkpoint", ckpt, "--data", books, "--split", "all", "--lengths", "128,1m", "--align"]), quietIO()))
+        .rejects.toThrow("eval: --align scores every length on windows of the longest, 1048576: no book of --data");
       const dr = await runEval(evalCommand.parse(["docret", "--checkpoint", ckpt, "--data", books, "--split", "all", "--k", "3", "--samples", "1", "--chunk", "256"]), quietIO()) as { rows: { k: number; samples: number }[] };
       expect(dr.rows).toEqual([expect.objectContaining({ k: 3, samples: 1 })]);
       const mt = await runEval(evalCommand.parse(["metrics", "--checkpoint", ckpt, "--data", books, "--split", "all", "--metrics-len", "64", "--samples", "2"]), quietIO()) as { rows: { metric: string; value: number }[]; windows: number };

@@ -171,6 +171,31 @@ describe("data: evaluation windows (PG-19 protocol)", () => {
     expect(() => [...pplWindows(docs, 64, { scoredTokens: 100 })]).toThrow("scoredTokens must be in [1, seqLen = 64], got 100");
   });
 
+  test("alignTo: every length scores the same targets (each window is the tail of one of the longest length's)", () => {
+    let x = 12345;
+    const text = Array.from({ length: 5000 }, () => String.fromCharCode(97 + ((x = (x * 1103515245 + 12345) % 2147483648) % 26))).join("");
+    const book = doc("book.txt", text);
+    const long = [...pplWindows([book], 1024, { scoredTokens: 50, alignTo: 1024 })];
+    // aligned to its own length: the default windows
+    expect(long.map((w) => w.start)).toEqual([...pplWindows([book], 1024, { scoredTokens: 50 })].map((w) => w.start));
+    expect(long).toHaveLength(10);
+    for (const L of [64, 256, 1024]) {
+      const ws = [...pplWindows([book], L, { scoredTokens: 50, alignTo: 1024 })];
+      expect(ws).toHaveLength(long.length);
+      ws.forEach((w, i) => {
+        expect(w.start + L).toBe(long[i].start + 1024);
+        expect(w.inputs).toHaveLength(L);
+        expect(Array.from(w.targets.subarray(w.scoreFrom))).toEqual(Array.from(long[i].targets.subarray(long[i].scoreFrom)));
+      });
+    }
+    // each length's own windows score other bytes
+    const own = [...pplWindows([book], 64, { scoredTokens: 50 })];
+    expect(Array.from(own[1].targets.subarray(own[1].scoreFrom))).not.toEqual(Array.from(long[1].targets.subarray(long[1].scoreFrom)));
+    // a book shorter than the aligned length has no window at any length
+    expect([...pplWindows([doc("short.txt", "q".repeat(500))], 64, { scoredTokens: 50, alignTo: 1024 })]).toHaveLength(0);
+    expect(() => [...pplWindows([book], 256, { alignTo: 128 })]).toThrow("alignTo must be an integer >= seqLen = 256, got 128");
+  });
+
   test("perplexity from summed NLL", () => {
     const p = perplexity(100 * Math.LN2, 100);
     expect(p.ppl).toBeCloseTo(2, 12);

@@ -37,6 +37,7 @@ export const evalCommand = defineCommand({
     lengths: flag.intList("ppl: context lengths (k = ×1024)", { default: [1024, 2048, 4096, 10240, 20480, 30720, 40960, 51200, 61440], positive: true }),
     windows: flag.int("ppl and metrics: windows per book (metrics uses the first of them, as many as its samples)", { default: 10, positive: true }),
     scored: flag.int("ppl: tokens scored at the end of each window", { default: 100, positive: true }),
+    align: flag.bool("ppl: score the same bytes at every length (each window ends where a window of the longest --lengths ends; books shorter than it are skipped at every length), so the rows compare contexts on fixed targets; default: each length's own windows, the paper's protocol"),
     k: flag.intList("docret: numbers of noise documents", { default: [10, 20, 120, 160, 200], positive: true }),
     samples: flag.int("docret: samples per k; metrics: windows", { default: 20, positive: true }),
     query: flag.enum(QUERY_KINDS, "docret: what the question quotes from the gold document (unless given: the query a `train --task docret` checkpoint was trained with)", { default: "sentence" }),
@@ -85,7 +86,7 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
   const task = args.positionals[0];
   // flags of another task: refused by name, never silently ignored (as train does)
   const usedBy: Partial<Record<keyof EvalArgs["flags"], readonly string[]>> = {
-    lengths: ["ppl"], scored: ["ppl"], windows: ["ppl", "metrics"], chunk: ["ppl", "docret"],
+    lengths: ["ppl"], scored: ["ppl"], align: ["ppl"], windows: ["ppl", "metrics"], chunk: ["ppl", "docret"],
     k: ["docret"], query: ["docret"], docretChars: ["docret"], seed: ["docret"], samples: ["docret", "metrics"], metricsLen: ["metrics"],
   };
   for (const [k, tasks] of Object.entries(usedBy) as [keyof EvalArgs["flags"], readonly string[]][]) {
@@ -102,9 +103,14 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
     if (task === "metrics") return await runMetrics(f, model.params, docs, rule, out, print);
     if (task === "ppl") {
       const rows: PplRow[] = [];
-      const starts = f.lengths.map((L) => docs.reduce((b, d) => b + pplWindowStarts(d.bytes.length, L, f.windows).length, 0));
+      // --align: every length's windows end where the longest length's do (the same scored bytes)
+      const alignTo = f.align ? Math.max(...f.lengths) : undefined;
+      const starts = f.lengths.map((L) => docs.reduce((b, d) => b + pplWindowStarts(d.bytes.length, alignTo ?? L, f.windows).length, 0));
       // a length no book reaches would print a NaN row: refuse it before any work, naming it
       const unreached = f.lengths.filter((_, i) => starts[i] === 0);
+      if (alignTo !== undefined && unreached.length) {
+        throw new UsageError(`eval: --align scores every length on windows of the longest, ${alignTo}: no book of --data ${f.data} is longer than that (the longest has ${longestBytes(docs)} bytes; ${rule}): pass shorter --lengths or more text`);
+      }
       if (unreached.length) {
         throw new UsageError(`eval: --lengths ${unreached.join(",")}: no book of --data ${f.data} is longer than that (the longest has ${longestBytes(docs)} bytes; ${rule}): pass shorter --lengths or more text`);
       }
@@ -114,7 +120,7 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
       let done = 0;
       for (const L of f.lengths) {
         let sum = 0, count = 0, windows = 0;
-        for (const w of pplWindows(docs, L, { windowsPerBook: f.windows, scoredTokens: f.scored })) {
+        for (const w of pplWindows(docs, L, { windowsPerBook: f.windows, scoredTokens: f.scored, alignTo })) {
           const r = await windowNll(model.params, w.inputs, w.targets, w.scoreFrom, f.chunk);
           sum += r.sum;
           count += r.count;
@@ -122,14 +128,14 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
           progress?.update(++done, { tokens: L });
         }
         const p = count ? perplexity(sum, count) : { ppl: NaN, nll: NaN, bitsPerByte: NaN };
-        rows.push({ length: L, ...p, windows, tokens: count, booksSkipped: booksTooShort(docs, L) });
+        rows.push({ length: L, ...p, windows, tokens: count, booksSkipped: booksTooShort(docs, alignTo ?? L) });
       }
       progress?.finish();
-      print(`perplexity by context length (${docs.length} books, ${rule}) of ${f.checkpoint}\n`);
+      print(`perplexity by context length (${docs.length} books, ${rule}; ${alignTo ? `the same ${f.scored} bytes a window scored at every length, windows ending where the ${alignTo}-byte ones end` : "each length's own windows"}) of ${f.checkpoint}\n`);
       print(formatTable(["length", "ppl", "bits/byte", "windows", "books skipped"], rows.map((r) => [
         lengthLabel(r.length), r.ppl.toFixed(3), r.bitsPerByte.toFixed(4), String(r.windows), String(r.booksSkipped.length),
       ])));
-      const report = { task, checkpoint: f.checkpoint, data: f.data, split: rule, windowsPerBook: f.windows, scoredTokens: f.scored, rows };
+      const report = { task, checkpoint: f.checkpoint, data: f.data, split: rule, windowsPerBook: f.windows, scoredTokens: f.scored, aligned: alignTo !== undefined, rows };
       writeJson(join(out, "eval-ppl.json"), report);
       writeSvg(join(out, "eval-ppl.svg"), linePlot([{ name: "perplexity", points: rows.map((r) => [r.length, r.ppl] as const) }], {
         title: "perplexity by context length", xLabel: "context length (tokens)", yLabel: "perplexity (bytes)",

@@ -22,7 +22,11 @@
  * context length L, 10 windows of L + 1 bytes at starts i · stride, i = 0..9, with
  * stride = ⌊(n − L − 1) / 10⌋ (i.e. "(len − L) / 10"); the NLL is measured on each window's last
  * 100 targets (positions L − 100 .. L − 1). Books shorter than L + 1 bytes are skipped (and
- * counted). The model call is the caller's: `scoreFrom` says where scoring starts.
+ * counted). The model call is the caller's: `scoreFrom` says where scoring starts. So each length
+ * scores other bytes. With `alignTo` = A (the longest length evaluated) every length scores the
+ * same ones instead: the windows of length A are placed as above, and the window of length L ≤ A
+ * is the last L bytes of each (it ends where that one ends), so PPL by context length compares
+ * contexts on fixed targets; books shorter than A + 1 bytes are skipped at every length.
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
@@ -284,6 +288,12 @@ export interface PplWindowOptions {
   windowsPerBook?: number;
   /** Scored targets at the end of each window (default 100). */
   scoredTokens?: number;
+  /**
+   * Score the same targets at every length (see the module note): the windows of this length
+   * (≥ seqLen, the longest evaluated) are placed, and each window of seqLen ends where one of
+   * them ends. Default: none (each length's own windows).
+   */
+  alignTo?: number;
 }
 
 /** The starts of the evaluation windows of a book of n bytes (see the module note); [] if too short. */
@@ -304,10 +314,12 @@ export function* pplWindows(docs: readonly TextDoc[], seqLen: number, opts: PplW
   const scored = opts.scoredTokens ?? 100;
   if (!Number.isInteger(seqLen) || seqLen < 1) throw new RangeError(`pplWindows: seqLen must be a positive integer, got ${seqLen}`);
   if (!(scored >= 1 && scored <= seqLen)) throw new RangeError(`pplWindows: scoredTokens must be in [1, seqLen = ${seqLen}], got ${scored}`);
+  const A = opts.alignTo ?? seqLen;
+  if (!Number.isInteger(A) || A < seqLen) throw new RangeError(`pplWindows: alignTo must be an integer >= seqLen = ${seqLen}, got ${opts.alignTo}`);
   for (const d of docs) {
-    const starts = pplWindowStarts(d.bytes.length, seqLen, opts.windowsPerBook ?? 10);
+    const starts = pplWindowStarts(d.bytes.length, A, opts.windowsPerBook ?? 10);
     for (let i = 0; i < starts.length; i++) {
-      const s = starts[i];
+      const s = starts[i] + A - seqLen; // aligned: the last seqLen bytes of the window of length A
       yield {
         doc: d.name,
         index: i,
