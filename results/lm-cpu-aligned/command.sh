@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Session 28, this 2-vCPU machine: two byte-level LMs (the tiny preset widened to d 64, 2 layers;
+# MemMamba with the tiny preset's memory: pool 8, summary 16, τ1 = τ2 = 0.5, weighted fusion),
+# trained side by side for 12 minutes each on one thread on the books' training split at 512-byte
+# windows, then `eval ppl` on the validation split with and without --align.
+set -eu
+export PATH=$PWD/tools/node_modules/.bin:$PATH
+mkdir -p runs/cpu-ppl && echo '{"dModel": 64, "nLayers": 2}' > runs/cpu-ppl/config.json
+for m in memmamba mamba; do
+  MEMMAMBA_CPU_THREADS=1 bun run train --data ../shared/data/books --preset tiny --config runs/cpu-ppl/config.json --model $m \
+    --seq-len 512 --batch 8 --accum 1 --lr 2e-3 --warmup 100 --steps 100000 --max-minutes 12 --eval-every 500 --checkpoint-every 500 \
+    --out runs/cpu-ppl/$m --overwrite > runs/cpu-ppl/$m.log 2>&1 &
+done
+wait
+L=512,1k,2k,4k,8k,16k,32k,60k
+for m in memmamba mamba; do
+  ( MEMMAMBA_CPU_THREADS=1 bun run eval ppl --checkpoint runs/cpu-ppl/$m/checkpoint.safetensors --data ../shared/data/books --lengths $L \
+      --windows 2 --align --chunk 2048 --out runs/cpu-ppl/$m/eval-aligned
+    MEMMAMBA_CPU_THREADS=1 bun run eval ppl --checkpoint runs/cpu-ppl/$m/checkpoint.safetensors --data ../shared/data/books --lengths $L \
+      --windows 2 --chunk 2048 --out runs/cpu-ppl/$m/eval-own ) &
+done
+wait
