@@ -20,3 +20,18 @@ for m in memmamba mamba; do
       --windows 2 --chunk 2048 --out runs/cpu-ppl/$m/eval-own ) &
 done
 wait
+# Then (the same session, after the first two): MemMamba with FIFO eviction (config-fifo.json), and
+# MemMamba with the default priority eviction at --seed 2, trained and evaluated (--align) the same way.
+echo '{"dModel": 64, "nLayers": 2, "memory": {"replacement": "fifo"}}' > runs/cpu-ppl/config-fifo.json
+MEMMAMBA_CPU_THREADS=1 bun run train --data ../shared/data/books --preset tiny --config runs/cpu-ppl/config-fifo.json --model memmamba \
+  --seq-len 512 --batch 8 --accum 1 --lr 2e-3 --warmup 100 --steps 100000 --max-minutes 12 --eval-every 500 --checkpoint-every 500 \
+  --out runs/cpu-ppl/memmamba-fifo --overwrite > runs/cpu-ppl/memmamba-fifo.log 2>&1 &
+MEMMAMBA_CPU_THREADS=1 bun run train --data ../shared/data/books --preset tiny --config runs/cpu-ppl/config.json --model memmamba --seed 2 \
+  --seq-len 512 --batch 8 --accum 1 --lr 2e-3 --warmup 100 --steps 100000 --max-minutes 12 --eval-every 500 --checkpoint-every 500 \
+  --out runs/cpu-ppl/memmamba-seed2 --overwrite > runs/cpu-ppl/memmamba-seed2.log 2>&1 &
+wait
+for m in memmamba-fifo memmamba-seed2; do
+  MEMMAMBA_CPU_THREADS=1 bun run eval ppl --checkpoint runs/cpu-ppl/$m/checkpoint.safetensors --data ../shared/data/books --lengths $L \
+    --windows 2 --align --chunk 2048 --out runs/cpu-ppl/$m/eval-aligned &
+done
+wait
