@@ -39,6 +39,30 @@ export function gemm(A: Float32Array, aOff: number, B: Float32Array, bOff: numbe
   }
 }
 
+/**
+ * The matrix of `a` and of `b` that each batch q of the output reads (their batch dims `aB`, `bB`
+ * broadcast against `batchShape`, size-1 dims repeating): matrix indices, to multiply by a matrix's
+ * size. Shared by the TypeScript and the wasm matmul.
+ */
+export function batchMatrices(aB: readonly number[], bB: readonly number[], batchShape: readonly number[]): { a: Int32Array; b: Int32Array } {
+  const aStr = stridesOf(aB), bStr = stridesOf(bB), oStr = stridesOf(batchShape);
+  let batches = 1;
+  for (const d of batchShape) batches *= d;
+  const ai = new Int32Array(batches), bi = new Int32Array(batches);
+  for (let q = 0; q < batches; q++) {
+    let ao = 0, bo = 0;
+    for (let i = 0; i < batchShape.length; i++) {
+      const idx = Math.floor(q / oStr[i]) % batchShape[i];
+      const ia = i - (batchShape.length - aB.length), ib = i - (batchShape.length - bB.length);
+      if (ia >= 0 && aB[ia] !== 1) ao += idx * aStr[ia];
+      if (ib >= 0 && bB[ib] !== 1) bo += idx * bStr[ib];
+    }
+    ai[q] = ao;
+    bi[q] = bo;
+  }
+  return { a: ai, b: bi };
+}
+
 export function matmulKernel([a, b]: CpuArg[], out: CpuArg, p: PrimParams["matmul"]): void {
   const ar = a.shape.length, br = b.shape.length, orank = out.shape.length;
   const [aRows, aCols] = [a.shape[ar - 2], a.shape[ar - 1]];
@@ -50,26 +74,18 @@ export function matmulKernel([a, b]: CpuArg[], out: CpuArg, p: PrimParams["matmu
   let batches = 1;
   for (const d of batchShape) batches *= d;
   // per-batch offsets into a and b, broadcasting their batch dims
-  const aB = a.shape.slice(0, ar - 2), bB = b.shape.slice(0, br - 2);
-  const aStr = stridesOf(aB), bStr = stridesOf(bB), oStr = stridesOf(batchShape);
+  const mats = batchMatrices(a.shape.slice(0, ar - 2), b.shape.slice(0, br - 2), batchShape);
   const A = a.data as Float32Array, B = b.data as Float32Array, C = out.data as Float32Array;
   const tA = p.transA ? new Float32Array(m * k) : null;
   const tB = p.transB ? new Float32Array(k * n) : null;
   for (let q = 0; q < batches; q++) {
-    let ao = 0, bo = 0;
-    for (let i = 0; i < batchShape.length; i++) {
-      const idx = Math.floor(q / oStr[i]) % batchShape[i];
-      const ia = i - (batchShape.length - aB.length), ib = i - (batchShape.length - bB.length);
-      if (ia >= 0 && aB[ia] !== 1) ao += idx * aStr[ia];
-      if (ib >= 0 && bB[ib] !== 1) bo += idx * bStr[ib];
-    }
-    let Am = A, aOff = ao * aRows * aCols;
+    let Am = A, aOff = mats.a[q] * aRows * aCols;
     if (tA) {
       transposeInto(A, aOff, aRows, aCols, tA);
       Am = tA;
       aOff = 0;
     }
-    let Bm = B, bOff = bo * bRows * bCols;
+    let Bm = B, bOff = mats.b[q] * bRows * bCols;
     if (tB) {
       transposeInto(B, bOff, bRows, bCols, tB);
       Bm = tB;

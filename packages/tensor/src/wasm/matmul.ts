@@ -2,8 +2,7 @@
  * The wasm launchers of matmul (wasm/gemm.c, or the native cblas_sgemm where the backend has it)
  * and of linearSigmoid, which runs the matmul launcher and then its bias and sigmoid in place.
  */
-import { stridesOf } from "../shape.ts";
-import { biasSigmoidInPlace } from "../cpu/matmul.ts";
+import { batchMatrices, biasSigmoidInPlace } from "../cpu/matmul.ts";
 import { K } from "./kernel-ids.ts";
 import { ceilDiv, type Launcher, PARALLEL_MIN_WORK, roundUp, size } from "./launcher.ts";
 
@@ -56,20 +55,12 @@ export const matmul: Launcher<"matmul"> = (ctx, [a, b], out, p) => {
     ctx.heap.f32.fill(0, C >>> 2, (C >>> 2) + batches * m * n);
     return true;
   }
-  const aB = a.shape.slice(0, ar - 2), bB = b.shape.slice(0, br - 2);
-  const aStr = stridesOf(aB), bStr = stridesOf(bB), oStr = stridesOf(batchShape);
+  const mats = batchMatrices(a.shape.slice(0, ar - 2), b.shape.slice(0, br - 2), batchShape);
   const aOffs = new Int32Array(batches), bOffs = new Int32Array(batches);
   let bBatched = false;
   for (let q = 0; q < batches; q++) {
-    let ao = 0, bo = 0;
-    for (let i = 0; i < batchShape.length; i++) {
-      const idx = Math.floor(q / oStr[i]) % batchShape[i];
-      const ia = i - (batchShape.length - aB.length), ib = i - (batchShape.length - bB.length);
-      if (ia >= 0 && aB[ia] !== 1) ao += idx * aStr[ia];
-      if (ib >= 0 && bB[ib] !== 1) bo += idx * bStr[ib];
-    }
-    aOffs[q] = ao * aRows * aCols;
-    bOffs[q] = bo * bRows * bCols;
+    aOffs[q] = mats.a[q] * aRows * aCols;
+    bOffs[q] = mats.b[q] * bRows * bCols;
     if (bOffs[q] !== bOffs[0]) bBatched = true;
   }
   const A = ctx.ptr(a), B = ctx.ptr(b);
