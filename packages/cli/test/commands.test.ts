@@ -260,6 +260,8 @@ describe("commands: passkey --train", () => {
       // --train-lr belongs to --train
       const usage = await cli(passkeyCommand as unknown as Command<FlagDefs>, ["--checkpoint", ckpt, "--train-lr", "1e9"], (a) => runPasskey(a, quietIO()));
       expect({ code: usage.code, err: usage.err }).toEqual({ code: 2, err: "passkey: --train-lr is for --train (the learning rate of its quick training)\n" });
+      const steps = await cli(passkeyCommand as unknown as Command<FlagDefs>, ["--checkpoint", ckpt, "--train-steps", "5"], (a) => runPasskey(a, quietIO()));
+      expect({ code: steps.code, err: steps.err }).toEqual({ code: 2, err: "passkey: --train-steps is for --train (the steps of its quick training)\n" });
       expect(liveBuffers()).toBe(live);
     } finally {
       rmSync(dir, { recursive: true, force: true });

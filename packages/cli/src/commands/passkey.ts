@@ -71,6 +71,7 @@ export async function runPasskey(args: PasskeyArgs, io: CommandIO = defaultIO): 
   const f = args.flags;
   if (f.overwrite && !f.train) throw new UsageError("passkey: --overwrite is for --train (it replaces the checkpoint that --train writes)");
   if (args.given.has("trainLr") && !f.train) throw new UsageError("passkey: --train-lr is for --train (the learning rate of its quick training)");
+  if (args.given.has("trainSteps") && !f.train) throw new UsageError("passkey: --train-steps is for --train (the steps of its quick training)");
   // a filler flag that would be ignored is refused by name, as train does
   if (args.given.has("fillerSplit") && !f.filler) throw new UsageError("passkey: --filler-split is for --filler (which of its books); the generated filler has none");
   if (args.given.has("fillerKind") && f.filler) throw new UsageError("passkey: --filler-kind is for the generated filler; --filler takes the text from its books");
