@@ -75,7 +75,7 @@ const HELP = `recall: can a small model learn byte-level associative recall? (a 
   --eval-every N    steps between held-out checks (256 fixed rows) (default 100)
   --seed N          seed of the parameters and the training rows (default 1)
   --init FILE       start from this checkpoint or weights file (its config: no --kind, --d-model, --layers)
-  --save FILE       write the final model there as a training checkpoint (for train --init, or recall --init)
+  --save FILE       write the final model there as a training checkpoint, weights only (for train --init, or recall --init)
   --out FILE        JSON output (default packages/bench/results/recall-<kind>-k<K>[-key<N>][-gap<N>].json)
   --help            this text`;
 
@@ -273,7 +273,7 @@ export async function main(argv: string[]) {
   const lastStep = curve.at(-1)!.step;
   if (save !== undefined) {
     await saveCheckpoint(save, {
-      params, optim: { step: opt.step, m: opt.m, v: opt.v }, step: lastStep, key: random.key(seed), dataPosition: null,
+      params, step: lastStep, key: random.key(seed), dataPosition: null, // the weights only: --init reads nothing else
       config: config as unknown as Record<string, unknown>, extra: { task: "recall", pairs: String(pairs), keyLen: String(keyLen), gap: gaps.join(","), ...(init ? { init } : {}) },
     });
     console.log(`saved the model (step ${lastStep}) to ${save}`);
