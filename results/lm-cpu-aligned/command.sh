@@ -35,3 +35,15 @@ for m in memmamba-fifo memmamba-seed2; do
     --windows 2 --align --chunk 2048 --out runs/cpu-ppl/$m/eval-aligned &
 done
 wait
+# Then: the same two models trained at 2,048-byte windows (batch 2: the same 4,096 tokens a step).
+for m in memmamba mamba; do
+  MEMMAMBA_CPU_THREADS=1 bun run train --data ../shared/data/books --preset tiny --config runs/cpu-ppl/config.json --model $m \
+    --seq-len 2048 --batch 2 --accum 1 --lr 2e-3 --warmup 100 --steps 100000 --max-minutes 12 --eval-every 500 --checkpoint-every 500 \
+    --out runs/cpu-ppl/$m-2k --overwrite > runs/cpu-ppl/$m-2k.log 2>&1 &
+done
+wait
+for m in memmamba-2k mamba-2k; do
+  MEMMAMBA_CPU_THREADS=1 bun run eval ppl --checkpoint runs/cpu-ppl/$m/checkpoint.safetensors --data ../shared/data/books --lengths $L \
+    --windows 2 --align --chunk 2048 --out runs/cpu-ppl/$m/eval-aligned &
+done
+wait
