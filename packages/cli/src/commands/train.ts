@@ -239,7 +239,7 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
   for (const [keys, wrong, why] of misplaced) {
     for (const k of keys) if (wrong && args.given.has(k)) throw new UsageError(`train: --${kebab(k)} ${why}`);
   }
-  if (f.docretChars) paragraphChars("train", f.docretChars); // a bad pair is refused before any work
+  const chars = paragraphChars("train", f.docretChars ?? PARAGRAPH_CHARS); // docret's document lengths: a bad pair is refused before any work
   const d = task === "text" ? TEXT_DEFAULTS : task === "docret" ? DOCRET_TRAIN : PASSKEY_DEMO;
   const steps = f.steps ?? d.steps;
   const seqLen = f.seqLen ?? d.seqLen;
@@ -275,7 +275,6 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
   } else if (task === "docret") {
     requirePath("train", "--data", f.data!);
     const split = splitTexts(loadTexts(f.data!));
-    const chars = paragraphChars("train", f.docretChars ?? PARAGRAPH_CHARS);
     const [trainParas, valParas] = [paragraphsOf(split.train, chars), paragraphsOf(split.validation, chars)];
     const ks = f.docretK ?? DOCRET_TRAIN.ks;
     const need = Math.max(...ks) + 1;
@@ -349,7 +348,7 @@ export async function runTrain(args: TrainArgs, io: CommandIO = defaultIO): Prom
     overwrite: f.overwrite,
     maxBadSteps: f.maxBadSteps,
     dtype: f.dtype,
-    extra: { task, seqLen: String(seqLen), ...(f.init ? { init: f.init } : {}), ...(task === "docret" ? { docretK: (f.docretK ?? DOCRET_TRAIN.ks).join(","), query: f.query, docretChars: (f.docretChars ?? PARAGRAPH_CHARS).join(",") } : {}) },
+    extra: { task, seqLen: String(seqLen), ...(f.init ? { init: f.init } : {}), ...(task === "docret" ? { docretK: (f.docretK ?? DOCRET_TRAIN.ks).join(","), query: f.query, docretChars: `${chars.minChars},${chars.maxChars}` } : {}) },
     saveOptions: saveHangFromEnv(), // undefined unless a test sets MEMMAMBA_TEST_SAVE_HANG (../save-hook.ts)
     // counted from the process's start (start-up and backend compilation are part of a job's time)
     deadline: f.maxMinutes !== undefined ? performance.timeOrigin + f.maxMinutes * 60_000 : undefined,
