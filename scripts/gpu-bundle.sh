@@ -28,10 +28,11 @@ cd "$(dirname "$0")/.."
 NODE_PATH="$PWD/tools/node_modules" PATH="$PWD/tools/node_modules/.bin:$PATH" bash ../shared/gpu/pack.sh
 if [ -n "${GPU_BUNDLE_SPLIT:-}" ]; then
   # one code-split build: .gpu/<name>.mjs per entry plus the chunks they share (three model
-  # benchmarks: ~1.1 MB in all, minified, against ~1.07 MB each as separate bundles)
+  # benchmarks: ~1.1 MB in all, minified, against ~1.07 MB each as separate bundles); each entry
+  # lands at .gpu/<name>.mjs also when the entries lie in different folders
   node_modules/.bin/esbuild "$@" --bundle --splitting --platform=node --format=esm --target=node20 \
     --conditions=@memmamba/source --external:webgpu ${GPU_BUNDLE_MINIFY:+--minify} --outdir=.gpu \
-    --out-extension:.js=.mjs --chunk-names=chunk-[hash] --log-level=warning
+    --out-extension:.js=.mjs --entry-names=[name] --chunk-names=chunk-[hash] --log-level=warning
 else
   for entry in "$@"; do
     name=$(basename "${entry%.*}")
