@@ -15,6 +15,8 @@
 # Env: LM_MIN (6), LM_EVAL_MIN (2.5: both evaluations of a model together), LM_VARIANTS
 # ("memmamba memmamba-fifo mamba"), LM_LENGTHS (1k,2k,4k,8k,16k,32k,60k), LM_SEED (1).
 # Files in $OUT: lm-align.tgz (each run's log, train.jsonl, loss.svg, eval JSON/SVG), lm-summary.txt.
+# Side by side with another of these scripts: `source .gpu/enter.sh` once before starting both
+# (two first-time unpackings of the runtime at once race: "/tmp/gpu/node: Permission denied").
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${OUT:?set OUT to the folder whose files come back}

@@ -22,11 +22,13 @@
 # CHECK=1 runs the same chain here at 2 steps a phase on the CPU backend, from the sources (bun),
 # to check the script before a GPU run (about 3 minutes on 2 cores).
 # Env: RD_PHASES (recall,docret), RD_MODELS ("memmamba mamba"), RD_SEEDS (1), RD_RECALL_MIN (4.5),
-# RD_DOCRET_MIN (3.6), RD_GAPS (32,64,96,128,192,256,384,512,768,1024), RD_SEED (1: train's data
+# RD_DOCRET_MIN (3.6), RD_RESUME (0; 1: the docret training resumes its checkpoint), RD_EVAL_MIN (2: the docret evaluation's limit), RD_GAPS (32,64,96,128,192,256,384,512,768,1024), RD_SEED (1: train's data
 # order), RD_INIT_DIR (where <model>-recall.safetensors lies when runs/rd-<model> has none).
 # Files in $OUT (at most 8 come back from a GPU command): recall.tgz (each recall run's JSON and
 # log), <model>-recall.safetensors (the chosen recall model, F16), docret.tgz (each docret run's
 # log, train.jsonl, loss.svg and eval JSON), summary.txt.
+# Side by side with another of these scripts: `source .gpu/enter.sh` once before starting both
+# (two first-time unpackings of the runtime at once race: "/tmp/gpu/node: Permission denied").
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${OUT:?set OUT to the folder whose files come back}
@@ -38,6 +40,8 @@ gaps=${RD_GAPS:-32,64,96,128,192,256,384,512,768,1024}
 [ "$CHECK" = 1 ] && gaps=${RD_GAPS:-4,8}   # short rows: the held-out checks run the small model on the CPU
 seed=${RD_SEED:-1}
 init_dir=${RD_INIT_DIR:-}
+docret_mode=(--overwrite); [ "${RD_RESUME:-0}" = 1 ] && docret_mode=(--resume)   # RD_RESUME=1: go on with an earlier docret phase's run
+eval_secs=$(python3 -c "print(int(${RD_EVAL_MIN:-2} * 60))")
 if [ "$CHECK" = 1 ]; then
   cmd_of() { case $1 in recall) CMD=(tools/node_modules/.bin/bun packages/bench/src/recall.ts) ;; *) CMD=(tools/node_modules/.bin/bun "packages/cli/src/bin/$1.ts") ;; esac; }
   backend=cpu; recall_budget=(--steps 2 --batch 2); docret_budget=(--steps 2 --batch 1 --eval-every 0); eval_k=1; samples=1; data=${RD_DATA:-../shared/data/books}
@@ -102,13 +106,14 @@ docret() { # docret model: from the chosen recall model, then eval
   [ -n "$init" ] && [ -f "$init" ] || { echo "docret $m: no recall model (runs/rd-$m/recall.safetensors, or RD_INIT_DIR/$m-recall.safetensors)"; return 1; }
   runner train --task docret --backend $backend --preset small --config packages/bench/gpu/passkey-small.json --model "$m" --data "$data" \
     --docret-k 1,2,3 --query echo --seq-len 2k --lr 1e-3 --warmup 100 --checkpoint-every 100 --seed "$seed" \
-    "${docret_budget[@]}" --init "$init" --out "$dir/docret" --overwrite || return 1
-  runner eval docret --backend $backend --checkpoint "$dir/docret/checkpoint.safetensors" --data "$data" --split validation \
+    "${docret_budget[@]}" --init "$init" --out "$dir/docret" "${docret_mode[@]}" || return 1
+  cmd_of eval
+  timeout --kill-after=10 "$eval_secs" "${CMD[@]}" docret --backend $backend --checkpoint "$dir/docret/checkpoint.safetensors" --data "$data" --split validation \
     --k $eval_k --samples $samples --chunk 2048 --out "$dir/docret/eval"
 }
 if [[ $phases == *,docret,* ]]; then
   pids=()
-  for m in $models; do docret "$m" > "runs/rd-log/docret-$m.txt" 2>&1 & pids+=($!); done
+  for m in $models; do docret "$m" >> "runs/rd-log/docret-$m.txt" 2>&1 & pids+=($!); done
   for p in "${pids[@]}"; do wait "$p" || status=1; done
   tar czf "$OUT/docret.tgz" runs/rd-log/docret-* runs/rd-*/docret/train.jsonl runs/rd-*/docret/loss.svg runs/rd-*/docret/eval 2>/dev/null
   for m in $models; do
