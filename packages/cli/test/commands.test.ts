@@ -165,8 +165,21 @@ describe("commands: end to end at a tiny size", () => {
       await expect(runEval(evalCommand.parse(["docret", "--checkpoint", ckpt, "--data", books, "--align"]), quietIO())).rejects.toThrow("eval: --align is for ppl (this is eval docret)");
       await expect(runEval(evalCommand.parse(["ppl", "--checkpoint", ckpt, "--data", books, "--split", "all", "--lengths", "128,1m", "--align"]), quietIO()))
         .rejects.toThrow("eval: --align scores every length on windows of the longest, 1048576: no book of --data");
-      const dr = await runEval(evalCommand.parse(["docret", "--checkpoint", ckpt, "--data", books, "--split", "all", "--k", "3", "--samples", "1", "--chunk", "256"]), quietIO()) as { rows: { k: number; samples: number }[] };
-      expect(dr.rows).toEqual([expect.objectContaining({ k: 3, samples: 1 })]);
+      const drIO = quietIO();
+      const dr = await runEval(evalCommand.parse(["docret", "--checkpoint", ckpt, "--data", books, "--split", "all", "--k", "3", "--samples", "2", "--chunk", "256"]), drIO) as {
+        rows: { k: number; samples: number; guess: number; fromPrompt: number }[];
+        results: { k: number; correct: boolean; goldPosition: number; predictedPosition: number | null }[];
+      };
+      expect(dr.rows).toEqual([expect.objectContaining({ k: 3, samples: 2, guess: 0.25 })]);
+      // each answer's place among the prompt's 4 documents (null: no id of the prompt); the row's share of answers that are one
+      for (const r of dr.results) {
+        expect(r.goldPosition >= 0 && r.goldPosition <= 3).toBe(true);
+        expect(r.predictedPosition === null || (r.predictedPosition >= 0 && r.predictedPosition <= 3)).toBe(true);
+        if (r.correct) expect(r.predictedPosition).toBe(r.goldPosition);
+      }
+      expect(dr.rows[0].fromPrompt).toBe(dr.results.filter((r) => r.predictedPosition !== null).length / 2);
+      expect(drIO.text()).toMatch(/k \(noise docs\)\s+accuracy\s+a guess among the ids\s+an id of the prompt/);
+      expect(drIO.text()).toMatch(/\n3\s+\d\.\d{3}\s+0\.250\s+\d\.\d{3}\s+2\s/);
       const mt = await runEval(evalCommand.parse(["metrics", "--checkpoint", ckpt, "--data", books, "--split", "all", "--metrics-len", "64", "--samples", "2"]), quietIO()) as { rows: { metric: string; value: number }[]; windows: number };
       expect(mt.windows).toBe(2);
       expect(mt.rows[0].metric).toBe("ETMF");

@@ -163,28 +163,35 @@ export async function runEval(args: EvalArgs, io: CommandIO = defaultIO): Promis
     if (paragraphs.length < need) {
       throw new UsageError(`eval: --data ${f.data} has ${paragraphs.length} paragraphs of ${chars.minChars}-${chars.maxChars} characters (${rule}); --k up to ${need - 1} needs ${need} (add books)`);
     }
-    const rows: { k: number; accuracy: number; samples: number; meanPromptBytes: number }[] = [];
-    const results: { k: number; sample: number; goldId: number; predicted: number; correct: boolean }[] = [];
+    // beside the accuracy: a guess among the prompt's k + 1 ids (1 / (k + 1)), and how often the answer is one of them at all
+    const rows: { k: number; accuracy: number; guess: number; fromPrompt: number; samples: number; meanPromptBytes: number }[] = [];
+    const results: {
+      k: number; sample: number; goldId: number; predicted: number; correct: boolean;
+      /** Where the gold document and the answered id's document stand in the prompt (0 = first); null: the answer is no id of the prompt. */
+      goldPosition: number; predictedPosition: number | null;
+    }[] = [];
     const progress = makeProgress(f.k.length * f.samples, "eval docret");
     let done = 0;
     for (const k of f.k) {
       const samples = docretSamples({ key: random.key(f.seed), paragraphs, k, count: f.samples, query });
-      let correct = 0, bytes = 0;
+      let correct = 0, bytes = 0, fromPrompt = 0;
       for (let i = 0; i < samples.length; i++) {
         const s = samples[i];
         const gen = await greedyDecode(model.params, s.bytes, DOCRET_DECODE_TOKENS, f.chunk);
         const score = scoreDocret(gen, s.goldId);
         if (score.correct) correct++;
         bytes += s.bytes.length;
-        results.push({ k, sample: i, goldId: s.goldId, predicted: score.predicted, correct: score.correct });
+        const at = s.ids.indexOf(score.predicted);
+        if (at >= 0) fromPrompt++;
+        results.push({ k, sample: i, goldId: s.goldId, predicted: score.predicted, correct: score.correct, goldPosition: s.goldPosition, predictedPosition: at >= 0 ? at : null });
         progress?.update(++done, { tokens: s.bytes.length });
       }
-      rows.push({ k, accuracy: correct / samples.length, samples: samples.length, meanPromptBytes: Math.round(bytes / samples.length) });
+      rows.push({ k, accuracy: correct / samples.length, guess: 1 / (k + 1), fromPrompt: fromPrompt / samples.length, samples: samples.length, meanPromptBytes: Math.round(bytes / samples.length) });
     }
     progress?.finish();
     print(`document retrieval accuracy (${paragraphs.length} paragraphs of ${chars.minChars}-${chars.maxChars} characters from ${docs.length} books, ${rule}) of ${f.checkpoint}\n`);
-    print(formatTable(["k (noise docs)", "accuracy", "samples", "prompt bytes"], rows.map((r) => [
-      String(r.k), r.accuracy.toFixed(3), String(r.samples), String(r.meanPromptBytes),
+    print(formatTable(["k (noise docs)", "accuracy", "a guess among the ids", "an id of the prompt", "samples", "prompt bytes"], rows.map((r) => [
+      String(r.k), r.accuracy.toFixed(3), r.guess.toFixed(3), r.fromPrompt.toFixed(3), String(r.samples), String(r.meanPromptBytes),
     ])));
     const report = { task, checkpoint: f.checkpoint, data: f.data, split: rule, query, docretChars: [chars.minChars, chars.maxChars], rows, results };
     writeJson(join(out, "eval-docret.json"), report);
