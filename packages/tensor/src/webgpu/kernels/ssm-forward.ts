@@ -114,7 +114,7 @@ fn main(${ENTRY_ARGS}) {
 }`;
 }
 
-/** f32 → a nonzero status word (bits + 1; 0: not yet published), as kernels/scan.ts encodes them. */
+/** f32 → a nonzero status word (bits + 1; 0: not yet published), as kernels/scan-wgsl.ts encodes them. */
 const ENC = `fn enc(v: f32) -> u32 { let u = bitcast<u32>(v); return select(u, 0x7fffffffu, u == 0xffffffffu) + 1u; }
 fn dec4(u: vec4<u32>) -> vec4<f32> { return bitcast<vec4<f32>>(u - vec4<u32>(1u)); }
 `;
