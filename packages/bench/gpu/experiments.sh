@@ -138,7 +138,7 @@ t_start=$(date +%s)
 mkdir -p "$out"
 exec > >(tee -a "$out/experiments.log") 2>&1   # the whole log comes back with the results
 if [ "$local" != 1 ] && ! command -v "$runtime" >/dev/null && [ -f "$bundles/enter.sh" ]; then
-  source "$bundles/enter.sh"   # the GPU machine: unpack the runtime, Dawn and the Vulkan loader
+  source packages/bench/gpu/enter.sh; enter_gpu "$bundles"   # the GPU machine: unpack the runtime, Dawn and the Vulkan loader (locked)
 fi
 log() { echo "[experiments $(date -u +%H:%M:%S) +$(( $(date +%s) - t_start ))s] $*" >&2; }
 # minutes left before --total-minutes, minus a margin for the files that a phase writes at its end

@@ -30,7 +30,7 @@ if [ "$CHECK" = 1 ]; then
   # sizes: preset, batch, seq | long-context lengths | scaling lengths, train max, stream tokens
   P=tiny B=1 S=64 LONG=1K,2K SCAL=256,1K TMAX=1K STREAM=8K TOK=2K
 else
-  source .gpu/enter.sh
+  source packages/bench/gpu/enter.sh; enter_gpu .gpu
   P=small B=8 S=2048 LONG=60K,256K SCAL=1K,4K,16K,60K,256K TMAX=16K STREAM=1M TOK=256K
 fi
 RT=""

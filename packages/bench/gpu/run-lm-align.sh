@@ -15,8 +15,6 @@
 # Env: LM_MIN (6), LM_EVAL_MIN (2.5: both evaluations of a model together), LM_VARIANTS
 # ("memmamba memmamba-fifo mamba"), LM_LENGTHS (1k,2k,4k,8k,16k,32k,60k), LM_SEED (1).
 # Files in $OUT: lm-align.tgz (each run's log, train.jsonl, loss.svg, eval JSON/SVG), lm-summary.txt.
-# Side by side with another of these scripts: `source .gpu/enter.sh` once before starting both
-# (two first-time unpackings of the runtime at once race: "/tmp/gpu/node: Permission denied").
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${OUT:?set OUT to the folder whose files come back}
@@ -29,7 +27,7 @@ if [ "$CHECK" = 1 ]; then
   cmd_of() { CMD=(tools/node_modules/.bin/bun "packages/cli/src/bin/$1.ts"); }
   backend=cpu; preset=tiny; budget=(--steps 2 --batch 1 --seq-len 256 --eval-every 0); lengths=${LM_LENGTHS:-256,512}; data=${LM_DATA:-../shared/data/books}
 else
-  source .gpu/enter.sh
+  source packages/bench/gpu/enter.sh; enter_gpu .gpu
   cmd_of() { CMD=(node ".gpu/$1.mjs"); }
   backend=webgpu; preset=small; budget=(--steps 100000 --max-minutes "${LM_MIN:-6}" --batch 8 --seq-len 2k --eval-every 200); data=runs/books
   [ -d runs/books ] || python3 -c "import tarfile; tarfile.open('runs/books.tar.xz').extractall('runs')"

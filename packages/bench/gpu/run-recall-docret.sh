@@ -27,8 +27,6 @@
 # Files in $OUT (at most 8 come back from a GPU command): recall.tgz (each recall run's JSON and
 # log), <model>-recall.safetensors (the chosen recall model, F16), docret.tgz (each docret run's
 # log, train.jsonl, loss.svg and eval JSON), summary.txt.
-# Side by side with another of these scripts: `source .gpu/enter.sh` once before starting both
-# (two first-time unpackings of the runtime at once race: "/tmp/gpu/node: Permission denied").
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${OUT:?set OUT to the folder whose files come back}
@@ -47,7 +45,7 @@ if [ "$CHECK" = 1 ]; then
   backend=cpu; recall_budget=(--steps 2 --batch 2); docret_budget=(--steps 2 --batch 1 --eval-every 0); eval_k=1; samples=1; data=${RD_DATA:-../shared/data/books}
   recall_kill=600
 else
-  source .gpu/enter.sh
+  source packages/bench/gpu/enter.sh; enter_gpu .gpu
   cmd_of() { CMD=(node ".gpu/$1.mjs"); }
   backend=webgpu; recall_budget=(--steps 200000 --minutes "${RD_RECALL_MIN:-4.5}"); docret_budget=(--steps 100000 --max-minutes "${RD_DOCRET_MIN:-3.6}" --batch 8 --eval-every 100)
   recall_kill=$(python3 -c "print(int(${RD_RECALL_MIN:-4.5} * 60 + 75))")   # the final checks at every gap and the save fit in 75 s
