@@ -5,9 +5,13 @@
  * Size classes: four per power of two (a block wastes at most 25%; small blocks are multiples of
  * 64 bytes), every block 64-byte aligned (a cache line; v128 needs 16); freed blocks go to their class's free list and are reused last-in first-out; a new block
  * comes from the top, growing the memory when needed (by at least a quarter of its size, so growth
- * happens O(log) times). Blocks are never coalesced and the memory never shrinks (wasm memories
- * cannot): the high-water mark of each class is what a program keeps — steady-state training reuses
- * the same sizes every step, which this serves well.
+ * happens O(log) times). The memory never shrinks (wasm memories cannot): the high-water mark of
+ * each class is what a program keeps — steady-state training reuses the same sizes every step,
+ * which this serves well. When the top would pass the memory's maximum, the free blocks are merged
+ * with their free neighbours first: a run that ends at the top lowers the top, the request is cut
+ * from the shortest run that holds it, and what is left is cut into blocks of the largest classes
+ * that fit (a training step whose classes' high-water marks add up beyond 4 GiB, while far less is
+ * live at once, used to fail here).
  */
 const PAGE = 65536;
 const MIN_BLOCK = 64;
@@ -18,6 +22,15 @@ export function sizeClass(bytes: number): number {
   const e = Math.floor(Math.log2(bytes - 1)); // 2^e < bytes <= 2^(e+1)
   const step = Math.max(MIN_BLOCK, 2 ** (e - 2)); // a quarter of 2^e: 4 classes in (2^e, 2^(e+1)]
   return Math.ceil(bytes / step) * step;
+}
+
+/** The largest size class not above `bytes` (`bytes` a multiple of 64, at least 64). */
+export function classAtMost(bytes: number): number {
+  const c = sizeClass(bytes);
+  if (c === bytes) return c;
+  const e = Math.floor(Math.log2(bytes - 1));
+  const step = Math.max(MIN_BLOCK, 2 ** (e - 2));
+  return Math.floor(bytes / step) * step;
 }
 
 export class WasmHeap {
@@ -67,16 +80,20 @@ export class WasmHeap {
     const list = this.#free.get(cls);
     this.#inUse += cls;
     if (list && list.length > 0) return list.pop()!;
+    if (this.#top + cls > this.#maxBytes) {
+      const q = this.#coalesce(cls);
+      if (q >= 0) return q;
+      if (this.#top + cls > this.#maxBytes) {
+        this.#inUse -= cls;
+        const gib = (n: number) => (n / 2 ** 30).toFixed(2);
+        throw new RangeError(
+          `wasm heap: out of memory: ${bytes} bytes asked, ${this.#inUse} in use, ${this.#freeBytes()} free in blocks too small for it, the memory's maximum is ${this.#maxBytes} bytes (${gib(this.#maxBytes)} GiB, ` +
+            `a wasm32 memory's limit; the CPU backend keeps a training step's activations there: fewer tokens a micro-batch, or the WebGPU backend, fit)`,
+        );
+      }
+    }
     const p = this.#top;
     const end = p + cls;
-    if (end > this.#maxBytes) {
-      this.#inUse -= cls;
-      const gib = (n: number) => (n / 2 ** 30).toFixed(2);
-      throw new RangeError(
-        `wasm heap: out of memory: ${bytes} bytes asked, ${this.#inUse} in use, the memory's maximum is ${this.#maxBytes} bytes (${gib(this.#maxBytes)} GiB, ` +
-          `a wasm32 memory's limit; the CPU backend keeps a training step's activations there: fewer tokens a micro-batch, or the WebGPU backend, fit)`,
-      );
-    }
     const have = this.memory.buffer.byteLength;
     if (end > have) {
       const want = Math.min(this.#maxBytes, Math.max(end, have + have / 4));
@@ -85,6 +102,54 @@ export class WasmHeap {
     }
     this.#top = end;
     return p;
+  }
+
+  /**
+   * Merges every free block with its free neighbours into runs; a run that ends at the top lowers
+   * the top. If the top still leaves no room for `cls` bytes below the maximum, a block of `cls`
+   * is cut from the start of the shortest run that holds it (returned; -1 when none does). The
+   * rest of every run goes back to the free lists as blocks of the largest classes that fit.
+   */
+  #coalesce(cls: number): number {
+    const blocks: number[][] = [];
+    for (const [size, list] of this.#free) for (const p of list) blocks.push([p, size]);
+    this.#free.clear();
+    blocks.sort((a, b) => a[0] - b[0]);
+    const runs: number[][] = []; // [start, end)
+    for (const [p, size] of blocks) {
+      const last = runs.at(-1);
+      if (last && last[1] === p) last[1] = p + size;
+      else runs.push([p, p + size]);
+    }
+    if (runs.length && runs.at(-1)![1] === this.#top) this.#top = runs.pop()![0];
+    let got = -1;
+    if (this.#top + cls > this.#maxBytes) {
+      let best = -1;
+      for (let i = 0; i < runs.length; i++) {
+        const len = runs[i][1] - runs[i][0];
+        if (len >= cls && (best < 0 || len < runs[best][1] - runs[best][0])) best = i;
+      }
+      if (best >= 0) {
+        got = runs[best][0];
+        runs[best][0] += cls;
+      }
+    }
+    for (const [start, end] of runs) {
+      for (let p = start; p < end;) {
+        const c = classAtMost(end - p);
+        let list = this.#free.get(c);
+        if (!list) this.#free.set(c, (list = []));
+        list.push(p);
+        p += c;
+      }
+    }
+    return got;
+  }
+
+  #freeBytes(): number {
+    let n = 0;
+    for (const [size, list] of this.#free) n += size * list.length;
+    return n;
   }
 
   free(ptr: number, bytes: number): void {
