@@ -7,7 +7,7 @@
  */
 import { engine } from "./engine.ts";
 import { primitive, type TapeNode } from "./dispatch.ts";
-import { disposeTree, forEachTensor, keep, Tensor } from "./tensor.ts";
+import { disposeTree, forEachTensor, keep, Tensor, tidy } from "./tensor.ts";
 import { addN, full } from "./ops/elementwise.ts";
 import { sameShape, showShape } from "./shape.ts";
 
@@ -152,24 +152,61 @@ function releaseTape(tape: TapeNode[]): void {
   tape.length = 0;
 }
 
-/** Walks the tape backwards; returns the cotangents of the requested tensor ids. */
+/** Frees a node's references to its inputs and output (idempotent; releaseTape frees the rest). */
+function releaseNode(node: TapeNode, except: ReadonlySet<Tensor>): void {
+  for (const t of node.saved) if (!except.has(t)) t.dispose();
+  if (!except.has(node.savedOut)) node.savedOut.dispose();
+}
+
+const NONE: ReadonlySet<Tensor> = new Set();
+
+/**
+ * Walks the tape backwards; returns the cotangents of the requested tensor ids. Memory is given
+ * back as the walk goes: each node's VJP runs in its own scope (its temporaries are freed when it
+ * returns), and once it has run, the cotangent it consumed and the node's saved references are
+ * freed, so a training step's peak is the forward's saved activations plus one node's work, not
+ * every cotangent and temporary of the whole backward pass at once.
+ */
 function backward(tape: TapeNode[], output: Tensor, wrt: number[]): Map<number, Tensor> {
   const want = new Set(wrt);
   // each tensor's gradient contributions, summed in arrival order (one addN launch, not a chain
   // of adds) when the tensor's own VJP needs them, or at the end for the wanted ones
   const cot = new Map<number, Tensor[]>();
-  cot.set(output.id, [full([...output.shape], 1)]);
+  // how many cotangent lists hold each tensor (a VJP may hand one tensor to several inputs, e.g.
+  // add's g to both): it is freed when the last list holding it has been consumed
+  const holders = new Map<Tensor, number>();
+  const seed = full([...output.shape], 1);
+  cot.set(output.id, [seed]);
+  holders.set(seed, 1);
   const result = new Map<number, Tensor>();
   engine.noGradDepth++;
   try {
     for (let i = tape.length - 1; i >= 0; i--) {
       const node = tape[i];
       const parts = cot.get(node.outputId);
-      if (!parts) continue;
+      if (!parts) {
+        releaseNode(node, NONE); // nothing flows back through it
+        continue;
+      }
       cot.delete(node.outputId);
-      const g = addN(parts);
+      const g = tidy(() => addN(parts));
       const def = primitive(node.prim);
-      const ins = (def.vjp as (g: Tensor, i: readonly Tensor[], o: Tensor, p: unknown, n: readonly boolean[]) => (Tensor | null)[])(g, node.saved, node.savedOut, node.params, node.needs);
+      const vjp = def.vjp as (g: Tensor, i: readonly Tensor[], o: Tensor, p: unknown, n: readonly boolean[]) => (Tensor | null)[];
+      const ins = tidy(() => vjp(g, node.saved, node.savedOut, node.params, node.needs));
+      // what the VJP returned may be g itself, one of the parts or a saved tensor (passed
+      // through): those stay; a part still held by another input's list stays too
+      const passed = new Set<Tensor>();
+      for (const t of ins) if (t) passed.add(t);
+      for (const t of parts) {
+        const n = holders.get(t)! - 1;
+        if (n > 0) holders.set(t, n);
+        else {
+          holders.delete(t);
+          if (!passed.has(t)) t.dispose();
+        }
+      }
+      if (!parts.includes(g) && !passed.has(g)) g.dispose();
+      releaseNode(node, passed);
       for (let j = 0; j < node.inputIds.length; j++) {
         const gi = ins[j];
         if (!node.needs[j] || !gi) continue;
@@ -181,6 +218,7 @@ function backward(tape: TapeNode[], output: Tensor, wrt: number[]): Map<number, 
         const prev = cot.get(id);
         if (prev) prev.push(gi);
         else cot.set(id, [gi]);
+        holders.set(gi, (holders.get(gi) ?? 0) + 1);
       }
     }
     for (const id of want) {
