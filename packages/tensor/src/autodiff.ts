@@ -107,6 +107,9 @@ export function valueAndGrad<P, A extends unknown[]>(
       throw e;
     }
     engine.tape = null;
+    // the forward's own references (all but the value): the tape's saved references keep what
+    // the backward needs, and each is then freed as soon as the walk has passed its node
+    for (const t of scope) if (t !== value) t.dispose();
     let grads: Map<number, Tensor>;
     try {
       grads = backward(tape, value, tracked.map((t) => t.id));
@@ -164,8 +167,9 @@ const NONE: ReadonlySet<Tensor> = new Set();
  * Walks the tape backwards; returns the cotangents of the requested tensor ids. Memory is given
  * back as the walk goes: each node's VJP runs in its own scope (its temporaries are freed when it
  * returns), and once it has run, the cotangent it consumed and the node's saved references are
- * freed, so a training step's peak is the forward's saved activations plus one node's work, not
- * every cotangent and temporary of the whole backward pass at once.
+ * freed (valueAndGrad drops the forward's own references before the walk), so a training step's
+ * peak is the forward's saved activations plus one node's work, not every cotangent and temporary
+ * of the whole backward pass at once, and memory falls as the walk goes.
  */
 function backward(tape: TapeNode[], output: Tensor, wrt: number[]): Map<number, Tensor> {
   const want = new Set(wrt);
