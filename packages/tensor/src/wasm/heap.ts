@@ -137,13 +137,18 @@ export class WasmHeap {
     for (const [start, end] of runs) {
       for (let p = start; p < end;) {
         const c = classAtMost(end - p);
-        let list = this.#free.get(c);
-        if (!list) this.#free.set(c, (list = []));
-        list.push(p);
+        this.#pushFree(p, c);
         p += c;
       }
     }
     return got;
+  }
+
+  /** Puts a block of class `cls` on its free list. */
+  #pushFree(ptr: number, cls: number): void {
+    let list = this.#free.get(cls);
+    if (!list) this.#free.set(cls, (list = []));
+    list.push(ptr);
   }
 
   #freeBytes(): number {
@@ -154,9 +159,7 @@ export class WasmHeap {
 
   free(ptr: number, bytes: number): void {
     const cls = sizeClass(bytes);
-    let list = this.#free.get(cls);
-    if (!list) this.#free.set(cls, (list = []));
-    list.push(ptr);
+    this.#pushFree(ptr, cls);
     this.#inUse -= cls;
   }
 
